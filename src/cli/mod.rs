@@ -1,0 +1,197 @@
+//! The commands of the `trawl` binary: `run` a pipeline, `validate` a pipeline file. Kept in
+//! the library so that tests drive the same code paths as the binary.
+
+use crate::config::{self, ConfigErrors, PipelineConfig};
+use crate::pipeline::channel::shutdown_pair;
+use crate::pipeline::Pipeline;
+use crate::telemetry::{self, server};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The pipeline used by `trawl run` without `-c`.
+pub const DEFAULT_PIPELINE: &str = include_str!("../../conf/default.yaml");
+
+#[derive(Parser, Debug)]
+#[command(name = "trawl", version, about = "Ships logs and network traffic: tail files, tee stdout, capture HTTP, deliver to Elasticsearch, Kafka or stdout.")]
+pub struct Cli {
+    /// Level of trawl's own logs (a tracing filter: error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    /// Format of trawl's own logs on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: telemetry::LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a pipeline (the embedded default one without -c).
+    Run {
+        /// The pipeline file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a pipeline file: parse, interpolate, build every component; report every error.
+    Validate {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Print the embedded default pipeline.
+    DefaultPipeline,
+}
+
+/// Loads the pipeline from `path`, or the embedded default.
+pub fn load(path: Option<&PathBuf>) -> Result<PipelineConfig, ConfigErrors> {
+    match path {
+        Some(p) => config::load_file(p),
+        None => config::parse_str("<default pipeline>", DEFAULT_PIPELINE, &|v| std::env::var(v).ok()),
+    }
+}
+
+fn print_errors(errs: &ConfigErrors) {
+    for e in &errs.0 {
+        eprintln!("error: {e}");
+    }
+}
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    if let Err(e) = telemetry::init_logging(&cli.log_level, cli.log_format) {
+        eprintln!("error: {e:#}");
+        return 2;
+    }
+    match cli.command {
+        Command::Validate { config } => validate(&config),
+        Command::Run { config } => run(config.as_ref()),
+        Command::DefaultPipeline => {
+            print!("{DEFAULT_PIPELINE}");
+            0
+        }
+    }
+}
+
+fn validate(path: &PathBuf) -> i32 {
+    let cfg = match config::load_file(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            print_errors(&errs);
+            eprintln!("{}: invalid ({} error{})", path.display(), errs.0.len(), if errs.0.len() == 1 { "" } else { "s" });
+            return 1;
+        }
+    };
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (ni, np, no) = (cfg.inputs.len(), cfg.processors.len(), cfg.outputs.len());
+    match Pipeline::build(cfg, Vec::new()) {
+        Ok(_) => {
+            println!("{}: valid ({ni} inputs, {np} processors, {no} outputs)", path.display());
+            0
+        }
+        Err(errs) => {
+            print_errors(&errs);
+            eprintln!("{}: invalid ({} error{})", path.display(), errs.0.len(), if errs.0.len() == 1 { "" } else { "s" });
+            1
+        }
+    }
+}
+
+fn run(path: Option<&PathBuf>) -> i32 {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            print_errors(&errs);
+            return 1;
+        }
+    };
+    run_pipeline(cfg, Vec::new())
+}
+
+/// Builds and runs a pipeline until its inputs end or a signal stops it; returns the exit code.
+pub fn run_pipeline(cfg: PipelineConfig, extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>) -> i32 {
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let http = cfg.global.http.clone();
+    if let Err(e) = std::fs::create_dir_all(&cfg.global.data_dir) {
+        tracing::warn!(data_dir = %cfg.global.data_dir.display(), error = %e, "cannot create data_dir; inputs that keep state will fail");
+    }
+    let pipeline = match Pipeline::build(cfg, extra_inputs) {
+        Ok(p) => p,
+        Err(errs) => {
+            print_errors(&errs);
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("trawl-worker")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let code = runtime.block_on(async move {
+        if http.enabled {
+            if let Err(e) = server::serve(&http.address, pipeline.registry.clone(), pipeline.endpoints.clone()).await {
+                tracing::error!("{e:#}");
+                return 1;
+            }
+        }
+        let (trigger, shutdown) = shutdown_pair();
+        tokio::spawn(async move {
+            wait_for_signals().await;
+            trigger.trigger();
+            // The second signal exits at once, whatever is in flight.
+            wait_for_signals().await;
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(130);
+        });
+        match pipeline.run(shutdown).await {
+            Ok(report) => {
+                if !report.failures.is_empty() {
+                    for f in &report.failures {
+                        tracing::error!("failed: {f}");
+                    }
+                    1
+                } else {
+                    0
+                }
+            }
+            Err(e) => {
+                tracing::error!("{e:#}");
+                1
+            }
+        }
+    });
+    // Threads blocked in reads (stdin) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
+}
+
+/// Resolves on SIGTERM or SIGINT. SIGHUP is reserved for reload and only logged for now.
+async fn wait_for_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        std::future::pending::<()>().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
+            _ = int.recv() => { tracing::info!("SIGINT received"); return; }
+            _ = hup.recv() => { tracing::info!("SIGHUP received: reload is not supported yet, ignoring"); }
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! A serde `Deserializer` over the positioned YAML tree. Errors take the position and key path
+//! of the innermost node where they arose, so a component's `Config` struct derives `Deserialize`
+//! as usual and still gets `file:line:col` messages.
+
+use super::node::{is_null_text, Mark, Node, NodeKind};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
+    Unexpected, VariantAccess, Visitor,
+};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeError {
+    pub message: String,
+    pub mark: Option<Mark>,
+    pub path: Option<String>,
+}
+
+impl DeError {
+    pub fn new(message: impl Into<String>, mark: Mark, path: &str) -> DeError {
+        DeError {
+            message: message.into(),
+            mark: Some(mark),
+            path: Some(path.to_owned()),
+        }
+    }
+
+    fn at(mut self, mark: Mark, path: &str) -> DeError {
+        if self.mark.is_none() {
+            self.mark = Some(mark);
+            self.path = Some(path.to_owned());
+        }
+        self
+    }
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError {
+            message: msg.to_string(),
+            mark: None,
+            path: None,
+        }
+    }
+}
+
+/// Deserializes `T` from `node`, whose key path in the file is `path` (`inputs.app`).
+pub fn from_node<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, DeError> {
+    T::deserialize(NodeDeserializer {
+        node,
+        path: path.to_owned(),
+    })
+    .map_err(|e| e.at(node.mark, path))
+}
+
+pub struct NodeDeserializer<'a> {
+    pub node: &'a Node,
+    pub path: String,
+}
+
+fn child_path(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+impl<'a> NodeDeserializer<'a> {
+    fn scalar(&self) -> Option<(&'a str, bool)> {
+        match &self.node.kind {
+            NodeKind::Scalar { value, plain } => Some((value.as_str(), *plain)),
+            _ => None,
+        }
+    }
+
+    fn unexpected(&self) -> Unexpected<'a> {
+        match &self.node.kind {
+            NodeKind::Scalar { value, .. } => Unexpected::Str(value),
+            NodeKind::Seq(_) => Unexpected::Seq,
+            NodeKind::Map(_) => Unexpected::Map,
+        }
+    }
+
+    fn fail<T>(&self, e: DeError) -> Result<T, DeError> {
+        Err(e.at(self.node.mark, &self.path))
+    }
+
+    fn parse_num<T: std::str::FromStr, V: Visitor<'a>>(
+        &self,
+        visitor: &V,
+    ) -> Result<T, DeError> {
+        match self.scalar() {
+            Some((s, _)) => {
+                let t = s.trim().replace('_', "");
+                t.parse::<T>()
+                    .or_else(|_| self.fail(de::Error::invalid_type(Unexpected::Str(s), visitor)))
+            }
+            None => self.fail(de::Error::invalid_type(self.unexpected(), visitor)),
+        }
+    }
+}
+
+impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let mark = self.node.mark;
+        let path = self.path.clone();
+        let r = match &self.node.kind {
+            NodeKind::Scalar { value, plain } => {
+                if !*plain {
+                    visitor.visit_str(value)
+                } else if is_null_text(value) {
+                    visitor.visit_unit()
+                } else if value == "true" || value == "True" || value == "TRUE" {
+                    visitor.visit_bool(true)
+                } else if value == "false" || value == "False" || value == "FALSE" {
+                    visitor.visit_bool(false)
+                } else if let Ok(i) = value.parse::<i64>() {
+                    visitor.visit_i64(i)
+                } else if let Ok(u) = value.parse::<u64>() {
+                    visitor.visit_u64(u)
+                } else if looks_like_float(value) {
+                    match value.parse::<f64>() {
+                        Ok(f) => visitor.visit_f64(f),
+                        Err(_) => visitor.visit_str(value),
+                    }
+                } else {
+                    visitor.visit_str(value)
+                }
+            }
+            NodeKind::Seq(items) => visitor.visit_seq(Seq {
+                items: items.iter(),
+                index: 0,
+                path: &self.path,
+            }),
+            NodeKind::Map(entries) => visitor.visit_map(Map {
+                entries: entries.iter(),
+                value: None,
+                path: &self.path,
+            }),
+        };
+        r.map_err(|e| e.at(mark, &path))
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.scalar() {
+            Some(("true" | "True" | "TRUE" | "yes" | "on", _)) => visitor.visit_bool(true),
+            Some(("false" | "False" | "FALSE" | "no" | "off", _)) => visitor.visit_bool(false),
+            _ => self.fail(de::Error::invalid_type(self.unexpected(), &visitor)),
+        }
+    }
+
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let n: i64 = self.parse_num(&visitor)?;
+        visitor.visit_i64(n).or_else(|e| self.fail(e))
+    }
+
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_i64(visitor)
+    }
+
+    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_i64(visitor)
+    }
+
+    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_i64(visitor)
+    }
+
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let n: u64 = self.parse_num(&visitor)?;
+        visitor.visit_u64(n).or_else(|e| self.fail(e))
+    }
+
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_u64(visitor)
+    }
+
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_u64(visitor)
+    }
+
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_u64(visitor)
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let n: f64 = self.parse_num(&visitor)?;
+        visitor.visit_f64(n).or_else(|e| self.fail(e))
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_f64(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        // Any scalar reads as text where text is expected (`topic: 2024` is the string "2024").
+        match self.scalar() {
+            Some((s, _)) => visitor.visit_str(s).or_else(|e| self.fail(e)),
+            None => self.fail(de::Error::invalid_type(self.unexpected(), &visitor)),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        if self.node.is_null() {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        if self.node.is_null() {
+            visitor.visit_unit()
+        } else {
+            self.fail(de::Error::invalid_type(self.unexpected(), &visitor))
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match &self.node.kind {
+            NodeKind::Seq(_) => self.deserialize_any(visitor),
+            // An empty value where a list is expected reads as an empty list.
+            _ if self.node.is_null() => visitor.visit_seq(Seq {
+                items: [].iter(),
+                index: 0,
+                path: &self.path,
+            }),
+            _ => self.fail(de::Error::invalid_type(self.unexpected(), &visitor)),
+        }
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match &self.node.kind {
+            NodeKind::Map(_) => self.deserialize_any(visitor),
+            _ if self.node.is_null() => visitor.visit_map(Map {
+                entries: [].iter(),
+                value: None,
+                path: &self.path,
+            }),
+            _ => self.fail(de::Error::invalid_type(self.unexpected(), &visitor)),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        let mark = self.node.mark;
+        let path = self.path.clone();
+        let r = match &self.node.kind {
+            NodeKind::Scalar { value, .. } => {
+                visitor.visit_enum(value.as_str().into_deserializer())
+            }
+            NodeKind::Map(entries) if entries.len() == 1 => visitor.visit_enum(Enum {
+                key: &entries[0].0,
+                value: &entries[0].1,
+                path: &self.path,
+            }),
+            _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
+        };
+        r.map_err(|e| e.at(mark, &path))
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        i128 u128 bytes byte_buf unit_struct tuple tuple_struct
+    }
+}
+
+fn looks_like_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E'))
+        && b.iter().any(|c| c.is_ascii_digit())
+}
+
+struct Seq<'a, 'p> {
+    items: std::slice::Iter<'a, Node>,
+    index: usize,
+    path: &'p str,
+}
+
+impl<'de> SeqAccess<'de> for Seq<'de, '_> {
+    type Error = DeError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        match self.items.next() {
+            None => Ok(None),
+            Some(node) => {
+                let path = format!("{}[{}]", self.path, self.index);
+                self.index += 1;
+                seed.deserialize(NodeDeserializer { node, path }).map(Some)
+            }
+        }
+    }
+}
+
+struct Map<'a, 'p> {
+    entries: std::slice::Iter<'a, (Node, Node)>,
+    value: Option<(&'a Node, String)>,
+    path: &'p str,
+}
+
+impl<'de> MapAccess<'de> for Map<'de, '_> {
+    type Error = DeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        match self.entries.next() {
+            None => Ok(None),
+            Some((k, v)) => {
+                let key_path = child_path(self.path, k.as_str().unwrap_or("?"));
+                self.value = Some((v, key_path.clone()));
+                seed.deserialize(NodeDeserializer {
+                    node: k,
+                    path: key_path,
+                })
+                .map(Some)
+            }
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
+        match self.value.take() {
+            Some((node, path)) => seed.deserialize(NodeDeserializer { node, path }),
+            None => Err(de::Error::custom("value requested before key")),
+        }
+    }
+}
+
+struct Enum<'a, 'p> {
+    key: &'a Node,
+    value: &'a Node,
+    path: &'p str,
+}
+
+impl<'de> EnumAccess<'de> for Enum<'de, '_> {
+    type Error = DeError;
+    type Variant = NodeDeserializer<'de>;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self::Variant), DeError> {
+        let path = child_path(self.path, self.key.as_str().unwrap_or("?"));
+        let v = seed.deserialize(NodeDeserializer {
+            node: self.key,
+            path: path.clone(),
+        })?;
+        Ok((
+            v,
+            NodeDeserializer {
+                node: self.value,
+                path,
+            },
+        ))
+    }
+}
+
+impl<'de> VariantAccess<'de> for NodeDeserializer<'de> {
+    type Error = DeError;
+
+    fn unit_variant(self) -> Result<(), DeError> {
+        Ok(())
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DeError> {
+        seed.deserialize(self)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+        de::Deserializer::deserialize_seq(self, visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        de::Deserializer::deserialize_map(self, visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::node::parse;
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Conf {
+        paths: Vec<String>,
+        #[serde(default)]
+        max: Option<u32>,
+        mode: Mode,
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Mode {
+        Beginning,
+        End,
+    }
+
+    #[test]
+    fn reads_structs() {
+        let n = parse("paths: [a, '1']\nmax: 3\nmode: end\n").unwrap();
+        let c: Conf = from_node(&n, "inputs.x").unwrap();
+        assert_eq!(
+            c,
+            Conf {
+                paths: vec!["a".into(), "1".into()],
+                max: Some(3),
+                mode: Mode::End
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_points_at_the_key() {
+        let n = parse("paths: [a]\nmode: end\npathz: 1\n").unwrap();
+        let e = from_node::<Conf>(&n, "inputs.x").unwrap_err();
+        assert_eq!(e.mark, Some(Mark { line: 3, col: 1 }));
+        assert_eq!(e.path.as_deref(), Some("inputs.x.pathz"));
+        assert!(e.message.contains("unknown field `pathz`"), "{}", e.message);
+        assert!(e.message.contains("expected one of"), "{}", e.message);
+    }
+
+    #[test]
+    fn wrong_type_points_at_the_value() {
+        let n = parse("paths: [a]\nmode: end\nmax: lots\n").unwrap();
+        let e = from_node::<Conf>(&n, "inputs.x").unwrap_err();
+        assert_eq!(e.mark, Some(Mark { line: 3, col: 6 }));
+        assert_eq!(e.path.as_deref(), Some("inputs.x.max"));
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+        let n = parse("paths: [a]\nmode: sideways\n").unwrap();
+        let e = from_node::<Conf>(&n, "inputs.x").unwrap_err();
+        assert!(e.message.contains("unknown variant `sideways`"), "{}", e.message);
+        assert_eq!(e.path.as_deref(), Some("inputs.x.mode"));
+    }
+
+    #[test]
+    fn missing_field_points_at_the_mapping() {
+        let n = parse("x:\n  mode: end\n").unwrap();
+        let e = from_node::<Conf>(n.get("x").unwrap(), "x").unwrap_err();
+        assert!(e.message.contains("missing field `paths`"));
+        assert_eq!(e.mark.map(|m| m.line), Some(2));
+    }
+}

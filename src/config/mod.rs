@@ -1,0 +1,506 @@
+//! The pipeline file: loading, `${VAR}` interpolation, the global section, and the split into
+//! component specs that `pipeline::build` turns into running parts. Every error is collected
+//! with its file, line, column and key path, so `trawl validate` reports them all at once.
+
+pub mod de;
+pub mod interpolate;
+pub mod node;
+pub mod units;
+
+pub use de::{from_node, DeError};
+pub use node::{Mark, Node, NodeKind};
+pub use units::{ByteSize, Duration};
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem in a pipeline file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    pub mark: Mark,
+    /// Key path such as `outputs.es.hosts[0]` (empty for the whole file).
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.mark.line, self.mark.col)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in a pipeline file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl ConfigErrors {
+    pub fn push(&mut self, file: &str, mark: Mark, path: &str, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            file: file.to_owned(),
+            mark,
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub fn push_de(&mut self, file: &str, fallback: Mark, fallback_path: &str, e: DeError) {
+        self.0.push(ConfigError {
+            file: file.to_owned(),
+            mark: e.mark.unwrap_or(fallback),
+            path: e.path.unwrap_or_else(|| fallback_path.to_owned()),
+            message: e.message,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The global section: everything at the top level besides the components.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Global {
+    /// Where trawl keeps state (file offsets, disk buffers).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The self-monitoring endpoint (`/metrics`, `/health`).
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// How long SIGTERM waits for in-flight events to be delivered.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Duration,
+    /// Sizes of the batches and queues between stages.
+    #[serde(default)]
+    pub pipeline: PipelineTuning,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/trawl")
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            data_dir: default_data_dir(),
+            http: HttpConfig::default(),
+            shutdown_timeout: default_shutdown_timeout(),
+            pipeline: PipelineTuning::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_http_address")]
+    pub address: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_http_address() -> String {
+    "127.0.0.1:5066".to_owned()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            address: default_http_address(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineTuning {
+    /// Most events an input puts in one batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Batches each queue holds before its sender waits.
+    #[serde(default = "default_queue_batches")]
+    pub queue_batches: usize,
+}
+
+fn default_batch_size() -> usize {
+    1024
+}
+
+fn default_queue_batches() -> usize {
+    4
+}
+
+impl Default for PipelineTuning {
+    fn default() -> Self {
+        PipelineTuning {
+            batch_size: default_batch_size(),
+            queue_batches: default_queue_batches(),
+        }
+    }
+}
+
+/// A component as written: its name, `type`, and the rest of its keys.
+#[derive(Debug, Clone)]
+pub struct ComponentSpec {
+    pub name: String,
+    pub type_name: String,
+    /// The component's own keys (without `type` and the pipeline's keys).
+    pub node: Node,
+    /// Key path of the component (`inputs.app`, `processors[2]`).
+    pub path: String,
+    pub mark: Mark,
+    /// Where `type:` was written.
+    pub type_mark: Mark,
+}
+
+impl ComponentSpec {
+    pub fn node_type_mark(&self) -> Mark {
+        self.type_mark
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessorSpec {
+    pub spec: ComponentSpec,
+    pub when: Option<Node>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    pub spec: ComponentSpec,
+    /// Names of the inputs routed to this output, with where each was written; `None`: all.
+    pub inputs: Option<Vec<(String, Mark)>>,
+    /// Name of the output that receives what this one rejects for good.
+    pub dead_letter: Option<(String, Mark)>,
+}
+
+/// A parsed, interpolated pipeline file, not yet built.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub file: String,
+    pub global: Global,
+    pub inputs: Vec<ComponentSpec>,
+    pub processors: Vec<ProcessorSpec>,
+    pub outputs: Vec<OutputSpec>,
+    /// Unset variables without default and other non-fatal remarks, formatted like errors.
+    pub warnings: Vec<ConfigError>,
+}
+
+const TOP_KEYS: [&str; 7] = [
+    "inputs",
+    "processors",
+    "outputs",
+    "data_dir",
+    "http",
+    "shutdown_timeout",
+    "pipeline",
+];
+
+/// Reads and parses a pipeline file with the process environment.
+pub fn load_file(path: &Path) -> Result<PipelineConfig, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let mut errs = ConfigErrors::default();
+        errs.push(&name, Mark { line: 0, col: 0 }, "", format!("cannot read the pipeline file: {e}"));
+        errs
+    })?;
+    parse_str(&name, &text, &|v| std::env::var(v).ok())
+}
+
+/// Parses pipeline text; `file` names it in messages; `env` resolves `${VAR}`.
+pub fn parse_str(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PipelineConfig, ConfigErrors> {
+    let mut errs = ConfigErrors::default();
+    let mut root = match node::parse(text) {
+        Ok(n) => n,
+        Err(e) => {
+            errs.push(file, e.mark, "", format!("invalid YAML: {}", e.message));
+            return Err(errs);
+        }
+    };
+    if root.is_null() {
+        root = Node::empty_map(root.mark);
+    }
+    let (mut ierrs, mut iwarn) = (Vec::new(), Vec::new());
+    interpolate::interpolate(&mut root, env, &mut ierrs, &mut iwarn);
+    for e in ierrs {
+        errs.push(file, e.mark, "", e.message);
+    }
+    let warnings = iwarn
+        .into_iter()
+        .map(|w| ConfigError {
+            file: file.to_owned(),
+            mark: w.mark,
+            path: String::new(),
+            message: w.message,
+        })
+        .collect();
+
+    let NodeKind::Map(entries) = &root.kind else {
+        errs.push(file, root.mark, "", format!("expected a mapping with inputs, processors and outputs, found {}", root.kind_name()));
+        return Err(errs);
+    };
+    for (k, _) in entries {
+        let key = k.as_str().unwrap_or("");
+        if !TOP_KEYS.contains(&key) {
+            errs.push(
+                file,
+                k.mark,
+                key,
+                format!("unknown key `{key}`, expected one of {}", quoted_list(&TOP_KEYS)),
+            );
+        }
+    }
+
+    let global_node = root.without_keys(&["inputs", "processors", "outputs"]);
+    let global_node = Node {
+        kind: match global_node.kind {
+            NodeKind::Map(e) => NodeKind::Map(
+                e.into_iter()
+                    .filter(|(k, _)| k.as_str().is_some_and(|k| TOP_KEYS.contains(&k)))
+                    .collect(),
+            ),
+            other => other,
+        },
+        mark: global_node.mark,
+    };
+    let global = match from_node::<Global>(&global_node, "") {
+        Ok(g) => g,
+        Err(e) => {
+            errs.push_de(file, root.mark, "", e);
+            Global::default()
+        }
+    };
+
+    let inputs = named_components(file, &root, "inputs", &["type"], &mut errs)
+        .into_iter()
+        .map(|(spec, _)| spec)
+        .collect();
+
+    let mut outputs = Vec::new();
+    for (spec, raw) in named_components(file, &root, "outputs", &["type", "inputs", "dead_letter"], &mut errs) {
+        let inputs = raw.get("inputs").and_then(|n| match &n.kind {
+            NodeKind::Seq(items) => Some(
+                items
+                    .iter()
+                    .filter_map(|i| match i.as_str() {
+                        Some(s) => Some((s.to_owned(), i.mark)),
+                        None => {
+                            errs.push(file, i.mark, &format!("{}.inputs", spec.path), "expected an input name");
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
+            NodeKind::Scalar { value, .. } if !n.is_null() => Some(vec![(value.clone(), n.mark)]),
+            _ if n.is_null() => None,
+            _ => {
+                errs.push(file, n.mark, &format!("{}.inputs", spec.path), "expected a list of input names");
+                None
+            }
+        });
+        let dead_letter = raw.get("dead_letter").and_then(|n| match n.as_str() {
+            Some(s) if !n.is_null() => Some((s.to_owned(), n.mark)),
+            _ => {
+                if !n.is_null() {
+                    errs.push(file, n.mark, &format!("{}.dead_letter", spec.path), "expected the name of an output");
+                }
+                None
+            }
+        });
+        outputs.push(OutputSpec {
+            spec,
+            inputs,
+            dead_letter,
+        });
+    }
+
+    let mut processors = Vec::new();
+    if let Some(list) = root.get("processors") {
+        match &list.kind {
+            NodeKind::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("processors[{i}]");
+                    if let Some(spec) = component(file, &format!("#{i}"), &path, item, &["type", "when"], &mut errs) {
+                        processors.push(ProcessorSpec {
+                            spec,
+                            when: item.get("when").cloned(),
+                        });
+                    }
+                }
+            }
+            _ if list.is_null() => {}
+            _ => errs.push(file, list.mark, "processors", format!("expected a list of processors, found {}", list.kind_name())),
+        }
+    }
+
+    if errs.is_empty() {
+        Ok(PipelineConfig {
+            file: file.to_owned(),
+            global,
+            inputs,
+            processors,
+            outputs,
+            warnings,
+        })
+    } else {
+        Err(errs)
+    }
+}
+
+fn quoted_list(keys: &[&str]) -> String {
+    keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// The entries of `inputs:` or `outputs:`, each with its raw node for pipeline keys.
+fn named_components(
+    file: &str,
+    root: &Node,
+    section: &str,
+    pipeline_keys: &[&str],
+    errs: &mut ConfigErrors,
+) -> Vec<(ComponentSpec, Node)> {
+    let mut out = Vec::new();
+    let Some(sec) = root.get(section) else {
+        return out;
+    };
+    match &sec.kind {
+        NodeKind::Map(entries) => {
+            for (k, v) in entries {
+                let name = k.as_str().unwrap_or("").to_owned();
+                let path = format!("{section}.{name}");
+                if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '.') {
+                    errs.push(file, k.mark, &path, "a component name must be non-empty, without spaces or dots");
+                    continue;
+                }
+                if let Some(spec) = component(file, &name, &path, v, pipeline_keys, errs) {
+                    out.push((spec, v.clone()));
+                }
+            }
+        }
+        _ if sec.is_null() => {}
+        _ => errs.push(file, sec.mark, section, format!("expected a mapping of names to {section}, found {}", sec.kind_name())),
+    }
+    out
+}
+
+fn component(
+    file: &str,
+    name: &str,
+    path: &str,
+    node: &Node,
+    pipeline_keys: &[&str],
+    errs: &mut ConfigErrors,
+) -> Option<ComponentSpec> {
+    if !matches!(node.kind, NodeKind::Map(_)) {
+        errs.push(file, node.mark, path, format!("expected a mapping with a `type`, found {}", node.kind_name()));
+        return None;
+    }
+    let (type_name, type_mark) = match node.get("type") {
+        Some(t) => match t.as_str() {
+            Some(s) if !t.is_null() => (s.to_owned(), t.mark),
+            _ => {
+                errs.push(file, t.mark, &format!("{path}.type"), "expected the component type as text");
+                return None;
+            }
+        },
+        None => {
+            errs.push(file, node.mark, path, "missing key `type`");
+            return None;
+        }
+    };
+    Some(ComponentSpec {
+        name: name.to_owned(),
+        type_name,
+        node: node.without_keys(pipeline_keys),
+        path: path.to_owned(),
+        mark: node.mark,
+        type_mark,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(v: &str) -> Option<String> {
+        (v == "ES").then(|| "es:9200".to_owned())
+    }
+
+    #[test]
+    fn parses_the_issue_example() {
+        let text = "inputs:\n  app:   { type: stdin }\nprocessors:\n  - { type: add_tags, tags: [k8s-beat] }\noutputs:\n  console: { type: stdout }\n  kafka: { type: kafka, inputs: [app], hosts: \"${ES}\" }\nshutdown_timeout: 5s\n";
+        let c = parse_str("p.yaml", text, &env).unwrap();
+        assert_eq!(c.inputs.len(), 1);
+        assert_eq!(c.inputs[0].type_name, "stdin");
+        assert_eq!(c.processors[0].spec.type_name, "add_tags");
+        assert!(c.processors[0].spec.node.get("type").is_none());
+        assert_eq!(c.outputs[0].inputs, None);
+        assert_eq!(c.outputs[1].inputs.as_ref().unwrap()[0].0, "app");
+        assert_eq!(c.outputs[1].spec.node.get("hosts").unwrap().as_str(), Some("es:9200"));
+        assert_eq!(c.global.shutdown_timeout, Duration::from_secs(5));
+        assert!(c.global.http.enabled);
+    }
+
+    #[test]
+    fn reports_every_error_with_position() {
+        let text = "inputz: {}\nshutdown_timeout: soon\noutputs:\n  o: { kind: stdout }\nhttp: { enabled: maybe }\nfoo: ${NOPE:?must be set}\n";
+        let errs = parse_str("p.yaml", text, &env).unwrap_err();
+        let all = errs.to_string();
+        assert!(all.contains("p.yaml:1:1: inputz: unknown key `inputz`"), "{all}");
+        assert!(all.contains("p.yaml:4:6: outputs.o: missing key `type`"), "{all}");
+        assert!(all.contains("environment variable `NOPE` must be set"), "{all}");
+        assert!(all.contains("p.yaml:6:1: foo: unknown key"), "{all}");
+        // The global section stops at its first error (serde), the rest are all reported.
+        assert!(errs.0.len() >= 4, "{all}");
+    }
+
+    #[test]
+    fn global_errors_name_the_key() {
+        let errs = parse_str("p.yaml", "shutdown_timeout: soon\n", &env).unwrap_err();
+        assert_eq!(errs.0[0].path, "shutdown_timeout");
+        assert_eq!(errs.0[0].mark, Mark { line: 1, col: 19 });
+        let errs = parse_str("p.yaml", "http: { enable: false }\n", &env).unwrap_err();
+        assert_eq!(errs.0[0].path, "http.enable");
+        assert!(errs.0[0].message.contains("unknown field `enable`"));
+    }
+
+    #[test]
+    fn invalid_yaml_is_an_error_with_a_line() {
+        let errs = parse_str("p.yaml", "inputs:\n  a: [\n", &env).unwrap_err();
+        assert!(errs.0[0].message.starts_with("invalid YAML"));
+        assert!(errs.0[0].mark.line >= 2);
+    }
+}

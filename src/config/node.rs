@@ -1,0 +1,281 @@
+//! The pipeline file as a YAML tree that remembers where every node was written, so that any
+//! error found later (a misspelled key, a wrong type, an unknown input) can name line and column.
+
+use yaml_rust2::parser::{Event as YamlEvent, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// 1-based line and column in the pipeline file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Mark {
+    pub line: usize,
+    pub col: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeKind {
+    /// `plain` scalars are typed by their text (`true`, `12`, `null`); quoted ones are strings.
+    Scalar { value: String, plain: bool },
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub mark: Mark,
+}
+
+impl Node {
+    pub fn scalar(value: &str, mark: Mark) -> Node {
+        Node {
+            kind: NodeKind::Scalar {
+                value: value.to_owned(),
+                plain: true,
+            },
+            mark,
+        }
+    }
+
+    pub fn empty_map(mark: Mark) -> Node {
+        Node {
+            kind: NodeKind::Map(Vec::new()),
+            mark,
+        }
+    }
+
+    /// The text of a scalar node.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Scalar { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
+    /// True for `~`, `null`, or an empty plain scalar.
+    pub fn is_null(&self) -> bool {
+        matches!(&self.kind, NodeKind::Scalar { value, plain: true } if is_null_text(value))
+    }
+
+    /// The value under `key` in a mapping node.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.kind {
+            NodeKind::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The key node (for its position) of `key` in a mapping node.
+    pub fn key_node(&self, key: &str) -> Option<&Node> {
+        match &self.kind {
+            NodeKind::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(k, _)| k),
+            _ => None,
+        }
+    }
+
+    /// A copy of this mapping without the given keys (`type`, `when`, `inputs` are read by the
+    /// pipeline; the rest belongs to the component).
+    pub fn without_keys(&self, keys: &[&str]) -> Node {
+        match &self.kind {
+            NodeKind::Map(entries) => Node {
+                kind: NodeKind::Map(
+                    entries
+                        .iter()
+                        .filter(|(k, _)| !k.as_str().is_some_and(|k| keys.contains(&k)))
+                        .cloned()
+                        .collect(),
+                ),
+                mark: self.mark,
+            },
+            _ => self.clone(),
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Scalar { .. } if self.is_null() => "nothing",
+            NodeKind::Scalar { .. } => "a scalar",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a mapping",
+        }
+    }
+}
+
+pub fn is_null_text(s: &str) -> bool {
+    matches!(s, "" | "~" | "null" | "Null" | "NULL")
+}
+
+/// A YAML syntax error, at a position.
+#[derive(Debug)]
+pub struct SyntaxError {
+    pub mark: Mark,
+    pub message: String,
+}
+
+/// Parses one YAML document. An empty document is an empty mapping.
+pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    parser.load(&mut builder, false).map_err(|e| SyntaxError {
+        mark: to_mark(e.marker()),
+        message: e.info().to_owned(),
+    })?;
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    Ok(builder
+        .root
+        .unwrap_or_else(|| Node::empty_map(Mark { line: 1, col: 1 })))
+}
+
+fn to_mark(m: &Marker) -> Mark {
+    // yaml-rust2 counts lines from 1 and columns from 0.
+    Mark {
+        line: m.line(),
+        col: m.col() + 1,
+    }
+}
+
+enum Open {
+    Seq(Node, usize),
+    Map(Node, usize, Option<Node>),
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Open>,
+    root: Option<Node>,
+    anchors: std::collections::HashMap<usize, Node>,
+    error: Option<SyntaxError>,
+}
+
+impl Builder {
+    fn push_value(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+            }
+            Some(Open::Seq(seq, _)) => {
+                if let NodeKind::Seq(items) = &mut seq.kind {
+                    items.push(node);
+                }
+            }
+            Some(Open::Map(map, _, pending_key)) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => {
+                    if let NodeKind::Map(entries) = &mut map.kind {
+                        if let Some(k) = key.as_str() {
+                            if entries.iter().any(|(e, _)| e.as_str() == Some(k)) && self.error.is_none() {
+                                self.error = Some(SyntaxError {
+                                    mark: key.mark,
+                                    message: format!("duplicate key `{k}`"),
+                                });
+                            }
+                        }
+                        entries.push((key, node));
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: YamlEvent, marker: Marker) {
+        let mark = to_mark(&marker);
+        match ev {
+            YamlEvent::Scalar(value, style, anchor, _tag) => {
+                let node = Node {
+                    kind: NodeKind::Scalar {
+                        value,
+                        plain: style == TScalarStyle::Plain,
+                    },
+                    mark,
+                };
+                self.push_value(node, anchor);
+            }
+            YamlEvent::SequenceStart(anchor, _) => self.stack.push(Open::Seq(
+                Node {
+                    kind: NodeKind::Seq(Vec::new()),
+                    mark,
+                },
+                anchor,
+            )),
+            YamlEvent::MappingStart(anchor, _) => self.stack.push(Open::Map(
+                Node {
+                    kind: NodeKind::Map(Vec::new()),
+                    mark,
+                },
+                anchor,
+                None,
+            )),
+            YamlEvent::SequenceEnd | YamlEvent::MappingEnd => {
+                if let Some(open) = self.stack.pop() {
+                    let (node, anchor) = match open {
+                        Open::Seq(n, a) => (n, a),
+                        Open::Map(n, a, _) => (n, a),
+                    };
+                    self.push_value(node, anchor);
+                }
+            }
+            YamlEvent::Alias(id) => {
+                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
+                    kind: NodeKind::Scalar {
+                        value: String::new(),
+                        plain: true,
+                    },
+                    mark,
+                });
+                self.push_value(node, 0);
+            }
+            YamlEvent::Nothing
+            | YamlEvent::StreamStart
+            | YamlEvent::StreamEnd
+            | YamlEvent::DocumentStart
+            | YamlEvent::DocumentEnd => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based() {
+        let n = parse("inputs:\n  app: { type: stdin }\n").unwrap();
+        let app = n.get("inputs").unwrap().get("app").unwrap();
+        let ty = app.get("type").unwrap();
+        assert_eq!(ty.as_str(), Some("stdin"));
+        assert_eq!(ty.mark, Mark { line: 2, col: 16 });
+        let key = n.get("inputs").unwrap().key_node("app").unwrap();
+        assert_eq!(key.mark, Mark { line: 2, col: 3 });
+    }
+
+    #[test]
+    fn duplicate_keys_and_syntax_errors_are_reported() {
+        let e = parse("a: 1\na: 2\n").unwrap_err();
+        assert_eq!(e.mark.line, 2);
+        assert!(e.message.contains("duplicate key"));
+        let e = parse("a: [1, 2\n").unwrap_err();
+        assert!(e.mark.line >= 1);
+    }
+
+    #[test]
+    fn anchors_and_quoting() {
+        let n = parse("a: &x {k: v}\nb: *x\nc: '12'\nd: 12\n").unwrap();
+        assert_eq!(n.get("b").unwrap().get("k").unwrap().as_str(), Some("v"));
+        assert!(matches!(n.get("c").unwrap().kind, NodeKind::Scalar { plain: false, .. }));
+        assert!(matches!(n.get("d").unwrap().kind, NodeKind::Scalar { plain: true, .. }));
+    }
+}

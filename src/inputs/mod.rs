@@ -1,0 +1,151 @@
+//! Inputs: where events come from. Each input is built from its `Config` (which lives in the
+//! input's own file) and then `run` with an `InputContext` until it ends or shutdown is asked.
+//! Every input type is registered in `build` below, and nowhere else.
+
+pub mod lines;
+pub mod stdin;
+
+use crate::config::{from_node, ComponentSpec, DeError};
+use crate::event::Batch;
+use crate::pipeline::channel::{BatchSender, Closed, Shutdown, TrySendError};
+use crate::telemetry::metrics::ComponentMetrics;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What an input does when the pipeline is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackPressure {
+    /// Wait for room: the input can pause without losing anything (files, stdin, sockets).
+    Block,
+    /// Drop the batch and count it: the source cannot be paused (packets, a tee'd app).
+    Drop,
+}
+
+pub trait Input: Send {
+    /// Produces batches into `ctx` until the source ends or `ctx.shutdown` fires.
+    fn run(self: Box<Self>, ctx: InputContext) -> BoxFuture<anyhow::Result<()>>;
+
+    /// Whether the input can be paused; decides what `InputContext::emit` does when full.
+    fn back_pressure(&self) -> BackPressure {
+        BackPressure::Block
+    }
+}
+
+/// What a running input is given.
+pub struct InputContext {
+    pub name: Arc<str>,
+    pub out: BatchSender,
+    pub shutdown: Shutdown,
+    pub metrics: Arc<ComponentMetrics>,
+    pub back_pressure: BackPressure,
+    /// Most events to put in one batch.
+    pub batch_size: usize,
+    /// Where the input may keep state (offsets), already created.
+    pub data_dir: PathBuf,
+}
+
+impl InputContext {
+    fn count(&self, batch: &Batch) {
+        ComponentMetrics::add(&self.metrics.events_out, batch.len() as u64);
+    }
+
+    fn dropped(&self, batch: Batch) {
+        self.metrics
+            .events_dropped
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        batch.ack.rejected();
+    }
+
+    /// Sends a batch downstream: waits for room (`Block`) or drops and counts (`Drop`).
+    /// `Err` means the pipeline is gone (shutdown past its deadline).
+    pub async fn emit(&self, batch: Batch) -> Result<(), Closed> {
+        if batch.is_empty() {
+            batch.ack.delivered();
+            return Ok(());
+        }
+        match self.back_pressure {
+            BackPressure::Block => {
+                let n = batch.len() as u64;
+                self.out.send(batch).await?;
+                ComponentMetrics::add(&self.metrics.events_out, n);
+                Ok(())
+            }
+            BackPressure::Drop => self.try_emit(batch),
+        }
+    }
+
+    /// `emit` for inputs that run on their own threads.
+    pub fn emit_blocking(&self, batch: Batch) -> Result<(), Closed> {
+        if batch.is_empty() {
+            batch.ack.delivered();
+            return Ok(());
+        }
+        match self.back_pressure {
+            BackPressure::Block => {
+                let n = batch.len() as u64;
+                self.out.blocking_send(batch)?;
+                ComponentMetrics::add(&self.metrics.events_out, n);
+                Ok(())
+            }
+            BackPressure::Drop => self.try_emit(batch),
+        }
+    }
+
+    fn try_emit(&self, batch: Batch) -> Result<(), Closed> {
+        let n = batch.len() as u64;
+        match self.out.try_send(batch) {
+            Ok(()) => {
+                ComponentMetrics::add(&self.metrics.events_out, n);
+                Ok(())
+            }
+            Err(TrySendError::Full(b)) => {
+                self.dropped(b);
+                Ok(())
+            }
+            Err(TrySendError::Closed(b)) => Err(Closed(b)),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn count_sent(&self, batch: &Batch) {
+        self.count(batch)
+    }
+}
+
+/// What building a component may use besides its own configuration.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub data_dir: PathBuf,
+    /// For components that publish metric families of their own (`Registry::register`).
+    pub registry: Arc<crate::telemetry::metrics::Registry>,
+    /// For components that serve an endpoint of their own on the `http` address.
+    pub endpoints: crate::telemetry::server::Endpoints,
+}
+
+/// Builds an input from its spec: the one place where input types are registered.
+pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
+    match spec.type_name.as_str() {
+        "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(&spec.node, &spec.path)?))),
+        other => Err(unknown_type(spec, other, TYPES)),
+    }
+}
+
+/// The input types `build` knows, for error messages and docs.
+pub const TYPES: &[&str] = &["stdin"];
+
+pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) -> DeError {
+    let type_mark = spec.node_type_mark();
+    DeError::new(
+        format!(
+            "unknown type `{other}`, expected one of {}",
+            known.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+        ),
+        type_mark,
+        &format!("{}.type", spec.path),
+    )
+}

@@ -1,0 +1,184 @@
+//! The `stdin` input: one event per line of standard input, binary-safe (invalid UTF-8 is
+//! replaced and counted). Reads on its own thread with `poll`, so that shutdown can stop it
+//! between reads and still hand on every line already read.
+
+use super::lines::{LineInfo, LineSplitter};
+use super::{BoxFuture, Input, InputContext};
+use crate::config::ByteSize;
+use crate::event::{Batch, Event, Value};
+use crate::telemetry::metrics::ComponentMetrics;
+use chrono::Utc;
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Longer lines are cut to this size and flagged `log.flags: [truncated]`.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: ByteSize,
+}
+
+fn default_max_line() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+pub struct Stdin {
+    config: Config,
+}
+
+impl Stdin {
+    pub fn new(config: Config) -> Stdin {
+        Stdin { config }
+    }
+}
+
+impl Input for Stdin {
+    fn run(self: Box<Self>, ctx: InputContext) -> BoxFuture<anyhow::Result<()>> {
+        Box::pin(async move {
+            let handle = std::thread::Builder::new()
+                .name("trawl-stdin".into())
+                .spawn(move || read_loop(&self.config, &ctx))?;
+            tokio::task::spawn_blocking(move || handle.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("stdin reader thread panicked"))?
+        })
+    }
+}
+
+/// Builds line events into batches and sends them downstream.
+pub(crate) struct LineBatcher<'a> {
+    ctx: &'a InputContext,
+    events: Vec<Event>,
+    invalid_utf8_logged: bool,
+    now: chrono::DateTime<Utc>,
+}
+
+impl<'a> LineBatcher<'a> {
+    pub(crate) fn new(ctx: &'a InputContext) -> Self {
+        LineBatcher {
+            ctx,
+            events: Vec::with_capacity(ctx.batch_size),
+            invalid_utf8_logged: false,
+            now: Utc::now(),
+        }
+    }
+
+    pub(crate) fn set_now(&mut self) {
+        self.now = Utc::now();
+    }
+
+    pub(crate) fn line(&mut self, line: &[u8], info: LineInfo) {
+        let message = match std::str::from_utf8(line) {
+            Ok(s) => s.to_owned(),
+            Err(e) => {
+                self.ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                if !self.invalid_utf8_logged {
+                    self.invalid_utf8_logged = true;
+                    tracing::warn!(input = %self.ctx.name, offset = info.start + e.valid_up_to() as u64,
+                        "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
+                }
+                String::from_utf8_lossy(line).into_owned()
+            }
+        };
+        ComponentMetrics::add(&self.ctx.metrics.bytes_in, info.end - info.start);
+        let mut event = Event::from_message(self.ctx.name.clone(), self.now, message);
+        if info.truncated {
+            event.insert("log.flags", Value::Array(vec![Value::from("truncated")]));
+        }
+        self.events.push(event);
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.events.len() >= self.ctx.batch_size
+    }
+
+    /// Sends what is batched; false when the pipeline is gone.
+    pub(crate) fn flush(&mut self) -> bool {
+        if self.events.is_empty() {
+            return true;
+        }
+        let events = std::mem::replace(&mut self.events, Vec::with_capacity(self.ctx.batch_size));
+        self.ctx.emit_blocking(Batch::unacked(events)).is_ok()
+    }
+}
+
+/// Waits up to `timeout_ms` for fd 0 to be readable.
+fn wait_readable(timeout_ms: i32) -> std::io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: pfd is a valid pollfd for the duration of the call, and nfds is 1.
+    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    Ok(r > 0)
+}
+
+fn read_fd0(buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    let r = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+fn read_loop(config: &Config, ctx: &InputContext) -> anyhow::Result<()> {
+    let mut splitter = LineSplitter::new(config.max_line_bytes.as_usize(), 0);
+    let mut batcher = LineBatcher::new(ctx);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut draining = false;
+    loop {
+        if !draining && ctx.shutdown.is_triggered() {
+            // Hand on what the pipe already holds, then stop: no line stdin delivered is lost.
+            draining = true;
+        }
+        let ready = if draining {
+            wait_readable(0)?
+        } else {
+            wait_readable(200)?
+        };
+        if !ready {
+            if draining {
+                break;
+            }
+            continue;
+        }
+        let n = match read_fd0(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(anyhow::anyhow!("reading stdin: {e}")),
+        };
+        if n == 0 {
+            break;
+        }
+        batcher.set_now();
+        let mut closed = false;
+        splitter.push(&buf[..n], &mut |line, info| {
+            batcher.line(line, info);
+            if batcher.is_full() && !batcher.flush() {
+                closed = true;
+            }
+        });
+        if closed {
+            return Ok(());
+        }
+        // Ship the partial batch as soon as the producer pauses, so lines are not held back.
+        if !wait_readable(0)? && !batcher.flush() {
+            return Ok(());
+        }
+    }
+    splitter.finish(&mut |line, info| batcher.line(line, info));
+    batcher.flush();
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Outputs: where events go. Each output owns a loop that takes batches from its queue,
+//! delivers them, and settles each batch's acknowledgement only once delivery is durable.
+//! Every output type is registered in `build` below, and nowhere else.
+
+pub mod null;
+pub mod stdout;
+
+use crate::config::{from_node, ComponentSpec, DeError};
+use crate::inputs::{BoxFuture, BuildContext};
+use crate::pipeline::channel::{BatchReceiver, BatchSender};
+use crate::telemetry::metrics::ComponentMetrics;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub trait Output: Send {
+    /// Delivers batches from `ctx.rx` until it is closed and empty.
+    fn run(self: Box<Self>, ctx: OutputContext) -> BoxFuture<anyhow::Result<()>>;
+}
+
+/// What a running output is given.
+pub struct OutputContext {
+    pub name: Arc<str>,
+    pub rx: BatchReceiver,
+    pub metrics: Arc<ComponentMetrics>,
+    /// Where events rejected for good go (`dead_letter: NAME`), if configured.
+    pub dead_letter: Option<BatchSender>,
+    pub data_dir: PathBuf,
+}
+
+/// Builds an output from its spec: the one place where output types are registered.
+pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output>, DeError> {
+    match spec.type_name.as_str() {
+        "stdout" => Ok(Box::new(stdout::Stdout::new(from_node(&spec.node, &spec.path)?))),
+        "null" => {
+            let _: null::Config = from_node(&spec.node, &spec.path)?;
+            Ok(Box::new(null::Null))
+        }
+        other => Err(crate::inputs::unknown_type(spec, other, TYPES)),
+    }
+}
+
+/// The output types `build` knows.
+pub const TYPES: &[&str] = &["stdout", "null"];

@@ -1,0 +1,337 @@
+//! The running pipeline: builds every component from the pipeline file (collecting all errors),
+//! wires inputs → processors → outputs with bounded queues and routing by `inputs:`, and runs
+//! until the inputs end or shutdown is asked, draining what is in flight within the deadline.
+
+pub mod channel;
+mod route;
+
+use crate::config::{ComponentSpec, ConfigErrors, PipelineConfig};
+use crate::event::Batch;
+use crate::inputs::{self, BackPressure, BuildContext, Input, InputContext};
+use crate::outputs::{self, Output, OutputContext};
+use crate::processors::{self, condition::Condition};
+use crate::telemetry::metrics::{ComponentKind, ComponentMetrics, Registry};
+use crate::telemetry::server::Endpoints;
+use channel::{batch_channel, shutdown_pair, BatchSender, Shutdown, ShutdownTrigger};
+use route::Step;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+struct BuiltInput {
+    name: Arc<str>,
+    input: Box<dyn Input>,
+    metrics: Arc<ComponentMetrics>,
+}
+
+struct BuiltOutput {
+    name: Arc<str>,
+    output: Box<dyn Output>,
+    metrics: Arc<ComponentMetrics>,
+    /// Input names routed here; `None` for every input.
+    inputs: Option<Vec<String>>,
+    dead_letter: Option<String>,
+    /// Only receives other outputs' dead letters.
+    dead_letter_only: bool,
+}
+
+/// A pipeline built from its file, ready to `run`.
+pub struct Pipeline {
+    pub registry: Arc<Registry>,
+    /// Endpoints components added (served next to `/metrics`).
+    pub endpoints: Endpoints,
+    inputs: Vec<BuiltInput>,
+    steps: Vec<Step>,
+    outputs: Vec<BuiltOutput>,
+    pub config: PipelineConfig,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// Everything in flight was delivered (false: the shutdown deadline passed first).
+    pub drained: bool,
+    /// Components that failed, as `kind name: reason`.
+    pub failures: Vec<String>,
+}
+
+impl Pipeline {
+    /// Builds every component without starting any. `extra_inputs` are inputs the command line
+    /// adds (such as `tee`'s child process), routed like the file's own.
+    pub fn build(
+        config: PipelineConfig,
+        extra_inputs: Vec<(String, Box<dyn Input>)>,
+    ) -> Result<Pipeline, ConfigErrors> {
+        let file = config.file.clone();
+        let mut errs = ConfigErrors::default();
+        let registry = Registry::new();
+        let endpoints = Endpoints::default();
+        let ctx = BuildContext {
+            data_dir: config.global.data_dir.clone(),
+            registry: registry.clone(),
+            endpoints: endpoints.clone(),
+        };
+
+        let mut built_inputs = Vec::new();
+        for (name, input) in extra_inputs {
+            let metrics = registry.component(ComponentKind::Input, &name, "builtin");
+            built_inputs.push(BuiltInput { name: Arc::from(name.as_str()), input, metrics });
+        }
+        for spec in &config.inputs {
+            match inputs::build(spec, &ctx) {
+                Ok(input) => built_inputs.push(BuiltInput {
+                    name: Arc::from(spec.name.as_str()),
+                    input,
+                    metrics: registry.component(ComponentKind::Input, &spec.name, static_type(inputs::TYPES, spec)),
+                }),
+                Err(e) => errs.push_de(&file, spec.mark, &spec.path, e),
+            }
+        }
+        if built_inputs.is_empty() && errs.is_empty() {
+            errs.push(&file, crate::config::Mark { line: 1, col: 1 }, "inputs", "no inputs: expected at least one entry under `inputs:`");
+        }
+
+        let mut steps = Vec::new();
+        for p in &config.processors {
+            let processor = processors::build(&p.spec, &ctx);
+            let when = p
+                .when
+                .as_ref()
+                .map(|n| Condition::from_node(n, &format!("{}.when", p.spec.path)))
+                .transpose();
+            match (processor, when) {
+                (Ok(processor), Ok(when)) => steps.push(Step {
+                    processor,
+                    when,
+                    metrics: registry.component(ComponentKind::Processor, &p.spec.name, static_type(processors::TYPES, &p.spec)),
+                }),
+                (a, b) => {
+                    if let Err(e) = a {
+                        errs.push_de(&file, p.spec.mark, &p.spec.path, e);
+                    }
+                    if let Err(e) = b {
+                        errs.push_de(&file, p.spec.mark, &p.spec.path, e);
+                    }
+                }
+            }
+        }
+
+        let input_names: HashSet<&str> = built_inputs.iter().map(|i| &*i.name).collect();
+        let output_names: HashSet<&str> = config.outputs.iter().map(|o| o.spec.name.as_str()).collect();
+        let dead_letter_targets: HashSet<&str> = config
+            .outputs
+            .iter()
+            .filter_map(|o| o.dead_letter.as_ref().map(|(n, _)| n.as_str()))
+            .collect();
+        let mut used_inputs: HashSet<String> = HashSet::new();
+        let mut outputs_built = Vec::new();
+        for o in &config.outputs {
+            for (name, mark) in o.inputs.iter().flatten() {
+                if !input_names.contains(name.as_str()) {
+                    let mut known: Vec<&str> = input_names.iter().copied().collect();
+                    known.sort();
+                    errs.push(&file, *mark, &format!("{}.inputs", o.spec.path),
+                        format!("unknown input `{name}`, expected one of {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")));
+                }
+            }
+            if let Some((dl, mark)) = &o.dead_letter {
+                if dl == &o.spec.name || !output_names.contains(dl.as_str()) {
+                    errs.push(&file, *mark, &format!("{}.dead_letter", o.spec.path),
+                        format!("`{dl}` is not another output of this pipeline: expected the name of an output"));
+                }
+            }
+            let dead_letter_only = o.inputs.is_none() && dead_letter_targets.contains(o.spec.name.as_str());
+            if !dead_letter_only {
+                match &o.inputs {
+                    None => used_inputs.extend(input_names.iter().map(|s| s.to_string())),
+                    Some(list) => {
+                        if list.is_empty() {
+                            errs.push(&file, o.spec.mark, &format!("{}.inputs", o.spec.path), "empty `inputs:` list: this output would receive nothing");
+                        }
+                        used_inputs.extend(list.iter().map(|(n, _)| n.clone()));
+                    }
+                }
+            }
+            match outputs::build(&o.spec, &ctx) {
+                Ok(output) => outputs_built.push(BuiltOutput {
+                    name: Arc::from(o.spec.name.as_str()),
+                    output,
+                    metrics: registry.component(ComponentKind::Output, &o.spec.name, static_type(outputs::TYPES, &o.spec)),
+                    inputs: o.inputs.as_ref().map(|l| l.iter().map(|(n, _)| n.clone()).collect()),
+                    dead_letter: o.dead_letter.as_ref().map(|(n, _)| n.clone()),
+                    dead_letter_only,
+                }),
+                Err(e) => errs.push_de(&file, o.spec.mark, &o.spec.path, e),
+            }
+        }
+        if config.outputs.is_empty() {
+            errs.push(&file, crate::config::Mark { line: 1, col: 1 }, "outputs", "no outputs: expected at least one entry under `outputs:`");
+        } else {
+            for spec in &config.inputs {
+                if !used_inputs.contains(&spec.name) {
+                    errs.push(&file, spec.mark, &spec.path, format!("input `{}` is not routed to any output (unused component)", spec.name));
+                }
+            }
+        }
+
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(Pipeline {
+            registry,
+            endpoints,
+            inputs: built_inputs,
+            steps,
+            outputs: outputs_built,
+            config,
+        })
+    }
+
+    /// Runs until every input has ended, or `shutdown` fires; then drains within the pipeline's
+    /// `shutdown_timeout`.
+    pub async fn run(self, mut shutdown: Shutdown) -> anyhow::Result<RunReport> {
+        let global = self.config.global.clone();
+        let data_dir: PathBuf = global.data_dir.clone();
+        let tuning = global.pipeline.clone();
+        let (trigger, input_shutdown): (ShutdownTrigger, Shutdown) = shutdown_pair();
+
+        // Outputs first, so that every queue has a receiver before anything is sent.
+        let mut output_senders: HashMap<String, BatchSender> = HashMap::new();
+        let mut output_receivers = Vec::new();
+        for o in &self.outputs {
+            let (tx, rx) = batch_channel(tuning.queue_batches, o.metrics.clone());
+            output_senders.insert(o.name.to_string(), tx);
+            output_receivers.push(rx);
+        }
+        let mut routes: HashMap<Arc<str>, Vec<BatchSender>> = HashMap::new();
+        for i in &self.inputs {
+            let targets = self
+                .outputs
+                .iter()
+                .filter(|o| !o.dead_letter_only)
+                .filter(|o| o.inputs.as_ref().is_none_or(|l| l.iter().any(|n| **n == *i.name)))
+                .filter_map(|o| output_senders.get(&*o.name).cloned())
+                .collect();
+            routes.insert(i.name.clone(), targets);
+        }
+
+        let mut output_tasks = Vec::new();
+        for (o, rx) in self.outputs.into_iter().zip(output_receivers) {
+            let ctx = OutputContext {
+                name: o.name.clone(),
+                rx,
+                metrics: o.metrics.clone(),
+                dead_letter: o.dead_letter.as_ref().and_then(|n| output_senders.get(n).cloned()),
+                data_dir: data_dir.clone(),
+            };
+            let metrics = o.metrics.clone();
+            let name = o.name.clone();
+            output_tasks.push(tokio::spawn(async move {
+                if let Err(e) = o.output.run(ctx).await {
+                    tracing::error!(output = %name, error = %format!("{e:#}"), "output failed");
+                    metrics.set_failed(format!("{e:#}"));
+                }
+            }));
+        }
+        drop(output_senders);
+
+        // One queue from all inputs into the processors.
+        let proc_metrics = self
+            .registry
+            .component(ComponentKind::Processor, "pipeline", "router");
+        let (proc_tx, proc_rx) = batch_channel(tuning.queue_batches, proc_metrics.clone());
+        let router = tokio::spawn(route::run(proc_rx, self.steps, routes, proc_metrics));
+
+        let mut input_tasks = Vec::new();
+        for i in self.inputs {
+            let back_pressure = i.input.back_pressure();
+            if back_pressure == BackPressure::Drop {
+                tracing::info!(input = %i.name, "input cannot pause: batches are dropped and counted when the pipeline is full");
+            }
+            let ctx = InputContext {
+                name: i.name.clone(),
+                out: proc_tx.clone(),
+                shutdown: input_shutdown.clone(),
+                metrics: i.metrics.clone(),
+                back_pressure,
+                batch_size: tuning.batch_size.max(1),
+                data_dir: data_dir.clone(),
+            };
+            let metrics = i.metrics.clone();
+            let name = i.name.clone();
+            input_tasks.push(tokio::spawn(async move {
+                if let Err(e) = i.input.run(ctx).await {
+                    tracing::error!(input = %name, error = %format!("{e:#}"), "input failed");
+                    metrics.set_failed(format!("{e:#}"));
+                }
+            }));
+        }
+        drop(proc_tx);
+
+        let all_outputs = async {
+            let _ = router.await;
+            for t in output_tasks {
+                let _ = t.await;
+            }
+        };
+        tokio::pin!(all_outputs);
+        let inputs_done = async {
+            for t in input_tasks {
+                let _ = t.await;
+            }
+        };
+
+        let drained = tokio::select! {
+            _ = &mut all_outputs => true,
+            _ = shutdown.wait() => {
+                tracing::info!(timeout = ?global.shutdown_timeout.std(), "shutting down: stopping inputs and draining");
+                trigger.trigger();
+                let deadline = global.shutdown_timeout.std();
+                let drain = async {
+                    inputs_done.await;
+                    (&mut all_outputs).await;
+                };
+                match tokio::time::timeout(deadline, drain).await {
+                    Ok(()) => true,
+                    Err(_) => {
+                        tracing::warn!("shutdown_timeout passed before everything was delivered; undelivered events were not acknowledged and will be read again where the input can");
+                        false
+                    }
+                }
+            }
+        };
+        // Keep the trigger alive until here so that inputs see shutdown only when asked.
+        drop(trigger);
+        Ok(RunReport {
+            drained,
+            failures: self.registry.failures(),
+        })
+    }
+}
+
+fn static_type(known: &'static [&'static str], spec: &ComponentSpec) -> &'static str {
+    known
+        .iter()
+        .find(|t| **t == spec.type_name)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// Sends a batch to every target: copies for all but the last, each with its own ack handle.
+pub(crate) async fn fan_out(batch: Batch, targets: &[BatchSender]) {
+    match targets.len() {
+        0 => batch.ack.delivered(),
+        _ => {
+            let last = targets.len() - 1;
+            for t in &targets[..last] {
+                let copy = Batch::new(batch.events.clone(), batch.ack.fork());
+                if let Err(channel::Closed(b)) = t.send(copy).await {
+                    b.ack.failed();
+                }
+            }
+            if let Err(channel::Closed(b)) = targets[last].send(batch).await {
+                b.ack.failed();
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The processing stage: takes batches from every input, runs the processors over each event,
+//! and hands the batch to the outputs its input is routed to.
+
+use super::channel::{BatchReceiver, BatchSender};
+use super::fan_out;
+use crate::processors::{condition::Condition, Processor, Verdict};
+use crate::telemetry::metrics::ComponentMetrics;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One processor with its `when:` condition and its counters.
+pub(crate) struct Step {
+    pub processor: Box<dyn Processor>,
+    pub when: Option<Condition>,
+    pub metrics: Arc<ComponentMetrics>,
+}
+
+pub(crate) async fn run(
+    mut rx: BatchReceiver,
+    mut steps: Vec<Step>,
+    routes: HashMap<Arc<str>, Vec<BatchSender>>,
+    metrics: Arc<ComponentMetrics>,
+) {
+    let host = hostname();
+    while let Some(mut batch) = rx.recv().await {
+        let n_in = batch.len() as u64;
+        ComponentMetrics::add(&metrics.events_in, n_in);
+        let input = batch.events.first().map(|e| e.meta.input.clone());
+        for event in batch.events.iter_mut() {
+            if event.fields.get("host").is_none() {
+                event.insert("host.name", host.as_str());
+            }
+        }
+        for step in steps.iter_mut() {
+            let before = batch.events.len() as u64;
+            ComponentMetrics::add(&step.metrics.events_in, before);
+            batch.events.retain_mut(|event| {
+                if let Some(when) = &step.when {
+                    if !when.matches(event) {
+                        return true;
+                    }
+                }
+                step.processor.process(event) == Verdict::Keep
+            });
+            let after = batch.events.len() as u64;
+            ComponentMetrics::add(&step.metrics.events_out, after);
+            ComponentMetrics::add(&step.metrics.events_dropped, before - after);
+        }
+        ComponentMetrics::add(&metrics.events_out, batch.len() as u64);
+        let targets: &[BatchSender] = match &input {
+            Some(name) => routes.get(name).map(Vec::as_slice).unwrap_or(&[]),
+            None => &[],
+        };
+        fan_out(batch, targets).await;
+    }
+}
+
+/// The host's name, for `host.name`.
+pub fn hostname() -> String {
+    if let Ok(h) = std::env::var("TRAWL_HOSTNAME") {
+        return h;
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}

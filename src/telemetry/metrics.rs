@@ -1,0 +1,239 @@
+//! trawl's own counters: one `ComponentMetrics` per input, processor and output, plus
+//! `Collector`s that components register for their own families (HTTP RED metrics...). Rendered
+//! in the Prometheus text format by the `/metrics` endpoint.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentKind {
+    Input,
+    Processor,
+    Output,
+}
+
+impl ComponentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentKind::Input => "input",
+            ComponentKind::Processor => "processor",
+            ComponentKind::Output => "output",
+        }
+    }
+}
+
+/// Counters of one component. Inputs count what they produce in `events_out`; outputs count
+/// what they receive in `events_in` and what they delivered in `events_out`.
+pub struct ComponentMetrics {
+    pub kind: ComponentKind,
+    pub name: Arc<str>,
+    pub type_name: &'static str,
+    pub events_in: AtomicU64,
+    pub events_out: AtomicU64,
+    /// Dropped on purpose or for lack of room (counted, never silent).
+    pub events_dropped: AtomicU64,
+    /// Failed for good (rejected by the destination, undecodable...).
+    pub events_failed: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Events waiting in the component's input queue.
+    pub queue_depth: AtomicI64,
+    /// Batches produced and not yet acknowledged (inputs that wait for delivery).
+    pub ack_pending: AtomicI64,
+    /// Invalid UTF-8 sequences replaced, malformed records skipped and the like.
+    pub errors: AtomicU64,
+    failure: Mutex<Option<String>>,
+}
+
+impl ComponentMetrics {
+    pub fn new(kind: ComponentKind, name: Arc<str>, type_name: &'static str) -> ComponentMetrics {
+        ComponentMetrics {
+            kind,
+            name,
+            type_name,
+            events_in: AtomicU64::new(0),
+            events_out: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
+            events_failed: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            queue_depth: AtomicI64::new(0),
+            ack_pending: AtomicI64::new(0),
+            errors: AtomicU64::new(0),
+            failure: Mutex::new(None),
+        }
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Marks the component as failed: `/health` answers 503 naming it.
+    pub fn set_failed(&self, why: impl Into<String>) {
+        if let Ok(mut f) = self.failure.lock() {
+            *f = Some(why.into());
+        }
+    }
+
+    pub fn clear_failed(&self) {
+        if let Ok(mut f) = self.failure.lock() {
+            *f = None;
+        }
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+/// Something that renders extra metric families (already in Prometheus text format).
+pub trait Collector: Send + Sync {
+    fn render(&self, out: &mut String);
+}
+
+/// Every component's counters and the extra collectors, for `/metrics` and `/health`.
+#[derive(Default)]
+pub struct Registry {
+    components: Mutex<Vec<Arc<ComponentMetrics>>>,
+    collectors: Mutex<Vec<Arc<dyn Collector>>>,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry::default())
+    }
+
+    pub fn component(
+        &self,
+        kind: ComponentKind,
+        name: &str,
+        type_name: &'static str,
+    ) -> Arc<ComponentMetrics> {
+        let m = Arc::new(ComponentMetrics::new(kind, Arc::from(name), type_name));
+        if let Ok(mut c) = self.components.lock() {
+            c.push(m.clone());
+        }
+        m
+    }
+
+    pub fn register(&self, c: Arc<dyn Collector>) {
+        if let Ok(mut cs) = self.collectors.lock() {
+            cs.push(c);
+        }
+    }
+
+    pub fn components(&self) -> Vec<Arc<ComponentMetrics>> {
+        self.components.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Failed components as `kind name: reason`, empty when healthy.
+    pub fn failures(&self) -> Vec<String> {
+        self.components()
+            .iter()
+            .filter_map(|c| {
+                c.failure()
+                    .map(|why| format!("{} {}: {}", c.kind.as_str(), c.name, why))
+            })
+            .collect()
+    }
+
+    pub fn render(&self) -> String {
+        let comps = self.components();
+        let mut out = String::with_capacity(4096);
+        type Getter = fn(&ComponentMetrics) -> i64;
+        let families: [(&str, &str, &str, Getter); 9] = [
+            ("trawl_events_in_total", "counter", "Events received by the component.", |c| {
+                c.events_in.load(Ordering::Relaxed) as i64
+            }),
+            ("trawl_events_out_total", "counter", "Events sent on (inputs, processors) or delivered (outputs).", |c| {
+                c.events_out.load(Ordering::Relaxed) as i64
+            }),
+            ("trawl_events_dropped_total", "counter", "Events dropped on purpose or for lack of room.", |c| {
+                c.events_dropped.load(Ordering::Relaxed) as i64
+            }),
+            ("trawl_events_failed_total", "counter", "Events that failed for good.", |c| {
+                c.events_failed.load(Ordering::Relaxed) as i64
+            }),
+            ("trawl_bytes_in_total", "counter", "Bytes read by the component.", |c| {
+                c.bytes_in.load(Ordering::Relaxed) as i64
+            }),
+            ("trawl_bytes_out_total", "counter", "Bytes written by the component.", |c| {
+                c.bytes_out.load(Ordering::Relaxed) as i64
+            }),
+            ("trawl_errors_total", "counter", "Malformed input skipped or repaired (invalid UTF-8, bad records).", |c| {
+                c.errors.load(Ordering::Relaxed) as i64
+            }),
+            ("trawl_queue_depth", "gauge", "Events waiting in the component's input queue.", |c| {
+                c.queue_depth.load(Ordering::Relaxed)
+            }),
+            ("trawl_ack_pending_batches", "gauge", "Batches produced by the input and not yet acknowledged.", |c| {
+                c.ack_pending.load(Ordering::Relaxed)
+            }),
+        ];
+        for (name, kind, help, get) in families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for c in &comps {
+                let _ = writeln!(
+                    out,
+                    "{name}{{component_kind=\"{}\",component=\"{}\",component_type=\"{}\"}} {}",
+                    c.kind.as_str(),
+                    escape_label(&c.name),
+                    c.type_name,
+                    get(c).max(0)
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP trawl_component_up 1 while the component runs, 0 once it failed.");
+        let _ = writeln!(out, "# TYPE trawl_component_up gauge");
+        for c in &comps {
+            let _ = writeln!(
+                out,
+                "trawl_component_up{{component_kind=\"{}\",component=\"{}\"}} {}",
+                c.kind.as_str(),
+                escape_label(&c.name),
+                if c.failure().is_some() { 0 } else { 1 }
+            );
+        }
+        let collectors = self.collectors.lock().map(|c| c.clone()).unwrap_or_default();
+        for c in collectors {
+            c.render(&mut out);
+        }
+        out
+    }
+}
+
+/// Escapes a Prometheus label value.
+pub fn escape_label(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels_and_health() {
+        let r = Registry::new();
+        let m = r.component(ComponentKind::Input, "app\"x", "stdin");
+        ComponentMetrics::add(&m.events_out, 5);
+        let text = r.render();
+        assert!(text.contains(
+            "trawl_events_out_total{component_kind=\"input\",component=\"app\\\"x\",component_type=\"stdin\"} 5"
+        ));
+        assert!(r.failures().is_empty());
+        m.set_failed("boom");
+        assert_eq!(r.failures(), vec!["input app\"x: boom".to_string()]);
+        assert!(r.render().contains("trawl_component_up{component_kind=\"input\",component=\"app\\\"x\"} 0"));
+    }
+}
