@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 fn shared_dir() -> PathBuf {
     match std::env::var_os("TRAWL_SHARED_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("shared"),
     }
 }
 
@@ -51,7 +53,11 @@ fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 leaves(&p, v, out);
             }
         }
@@ -66,39 +72,77 @@ fn check(name: &str, pipeline: &str, columns: &[(&str, &str)], extra: &[&str]) {
     let dir = shared_dir().join("data/logs/loghub").join(name);
     let log = dir.join(format!("{name}_2k.log"));
     let csv = std::fs::read_to_string(dir.join(format!("{name}_2k.log_structured.csv")))
-        .unwrap_or_else(|e| panic!("cannot read the ground truth of {name} under {} ({e}); set TRAWL_SHARED_DIR", dir.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot read the ground truth of {name} under {} ({e}); set TRAWL_SHARED_DIR",
+                dir.display()
+            )
+        });
     let rows = parse_csv(&csv);
     let header = &rows[0];
     let data_dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
         .args(["run", "-c"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/examples").join(pipeline))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("pipelines/examples")
+                .join(pipeline),
+        )
         .env("TRAWL_DATA_DIR", data_dir.path())
         .stdin(Stdio::from(std::fs::File::open(&log).unwrap()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{pipeline}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{pipeline}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let events: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(events.len(), rows.len() - 1, "{name}: one event per line");
 
-    let allowed: BTreeSet<&str> = columns.iter().map(|(_, p)| *p).chain(extra.iter().copied()).chain(["@timestamp", "host.name"]).collect();
+    let allowed: BTreeSet<&str> = columns
+        .iter()
+        .map(|(_, p)| *p)
+        .chain(extra.iter().copied())
+        .chain(["@timestamp", "host.name"])
+        .collect();
     for (i, (row, event)) in rows[1..].iter().zip(&events).enumerate() {
         let mut have = Vec::new();
         leaves("", event, &mut have);
         for (path, _) in &have {
-            assert!(allowed.contains(path.as_str()), "{name} line {}: unexpected field `{path}` in {event}", i + 1);
+            assert!(
+                allowed.contains(path.as_str()),
+                "{name} line {}: unexpected field `{path}` in {event}",
+                i + 1
+            );
         }
         for (column, path) in columns {
-            let col = header.iter().position(|h| h == column).unwrap_or_else(|| panic!("{name}: no column {column}"));
+            let col = header
+                .iter()
+                .position(|h| h == column)
+                .unwrap_or_else(|| panic!("{name}: no column {column}"));
             let want = &row[col];
             let got = have.iter().find(|(p, _)| p == path).map(|(_, v)| v);
             match got {
-                Some(Value::String(s)) => assert_eq!(s, want, "{name} line {}: {column} -> {path}", i + 1),
-                None => assert_eq!(want, "", "{name} line {}: {column} -> {path} is missing in {event}", i + 1),
-                Some(other) => panic!("{name} line {}: {path} is {other}, expected text {want:?}", i + 1),
+                Some(Value::String(s)) => {
+                    assert_eq!(s, want, "{name} line {}: {column} -> {path}", i + 1)
+                }
+                None => assert_eq!(
+                    want,
+                    "",
+                    "{name} line {}: {column} -> {path} is missing in {event}",
+                    i + 1
+                ),
+                Some(other) => panic!(
+                    "{name} line {}: {path} is {other}, expected text {want:?}",
+                    i + 1
+                ),
             }
         }
     }
@@ -106,10 +150,24 @@ fn check(name: &str, pipeline: &str, columns: &[(&str, &str)], extra: &[&str]) {
 
 #[test]
 fn apache_by_regex_with_timestamp() {
-    check("Apache", "loghub-apache.yaml", &[("Time", "time"), ("Level", "log.level"), ("Content", "message")], &[]);
+    check(
+        "Apache",
+        "loghub-apache.yaml",
+        &[
+            ("Time", "time"),
+            ("Level", "log.level"),
+            ("Content", "message"),
+        ],
+        &[],
+    );
     // The timestamp processor turned the first line's time into @timestamp.
     let dir = shared_dir().join("data/logs/loghub/Apache/Apache_2k.log");
-    let first = std::fs::read_to_string(dir).unwrap().lines().next().unwrap().to_owned();
+    let first = std::fs::read_to_string(dir)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
     let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
         .args(["run", "-c"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/examples/loghub-apache.yaml"))
@@ -132,7 +190,14 @@ fn hdfs_by_dissect() {
     check(
         "HDFS",
         "loghub-hdfs.yaml",
-        &[("Date", "date"), ("Time", "time"), ("Pid", "process.pid"), ("Level", "log.level"), ("Component", "log.logger"), ("Content", "message")],
+        &[
+            ("Date", "date"),
+            ("Time", "time"),
+            ("Pid", "process.pid"),
+            ("Level", "log.level"),
+            ("Component", "log.logger"),
+            ("Content", "message"),
+        ],
         &[],
     );
 }
@@ -142,7 +207,13 @@ fn spark_by_dissect() {
     check(
         "Spark",
         "loghub-spark.yaml",
-        &[("Date", "date"), ("Time", "time"), ("Level", "log.level"), ("Component", "log.logger"), ("Content", "message")],
+        &[
+            ("Date", "date"),
+            ("Time", "time"),
+            ("Level", "log.level"),
+            ("Component", "log.logger"),
+            ("Content", "message"),
+        ],
         &[],
     );
 }
@@ -152,7 +223,14 @@ fn openssh_by_dissect() {
     check(
         "OpenSSH",
         "loghub-openssh.yaml",
-        &[("Date", "month"), ("Day", "day"), ("Time", "time"), ("Component", "host.hostname"), ("Pid", "process.pid"), ("Content", "message")],
+        &[
+            ("Date", "month"),
+            ("Day", "day"),
+            ("Time", "time"),
+            ("Component", "host.hostname"),
+            ("Pid", "process.pid"),
+            ("Content", "message"),
+        ],
         &["process.name"],
     );
 }
@@ -162,7 +240,15 @@ fn linux_by_regex_with_optional_pid() {
     check(
         "Linux",
         "loghub-linux.yaml",
-        &[("Month", "month"), ("Date", "day"), ("Time", "time"), ("Level", "host.hostname"), ("Component", "process.name"), ("PID", "process.pid"), ("Content", "message")],
+        &[
+            ("Month", "month"),
+            ("Date", "day"),
+            ("Time", "time"),
+            ("Level", "host.hostname"),
+            ("Component", "process.name"),
+            ("PID", "process.pid"),
+            ("Content", "message"),
+        ],
         &[],
     );
 }
@@ -172,7 +258,15 @@ fn zookeeper_by_regex() {
     check(
         "Zookeeper",
         "loghub-zookeeper.yaml",
-        &[("Date", "date"), ("Time", "time"), ("Level", "log.level"), ("Node", "process.thread.name"), ("Component", "log.logger"), ("Id", "log.origin.file.line"), ("Content", "message")],
+        &[
+            ("Date", "date"),
+            ("Time", "time"),
+            ("Level", "log.level"),
+            ("Node", "process.thread.name"),
+            ("Component", "log.logger"),
+            ("Id", "log.origin.file.line"),
+            ("Content", "message"),
+        ],
         &[],
     );
 }

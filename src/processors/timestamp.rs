@@ -196,7 +196,11 @@ fn parse_one(format: &Format, value: &Value, zone: Zone) -> Option<DateTime<Utc>
             if let Ok(t) = p.to_datetime() {
                 return Some(t.with_timezone(&Utc));
             }
-            let naive = p.to_naive_datetime_with_offset(0).ok()?;
+            // A date alone (`%Y-%m-%d`) means its midnight.
+            let naive = match p.to_naive_datetime_with_offset(0) {
+                Ok(n) => n,
+                Err(_) => p.to_naive_date().ok()?.and_hms_opt(0, 0, 0)?,
+            };
             localize(naive, zone)
         }
     }
