@@ -83,21 +83,25 @@ pub async fn run(
         what: "pods",
         list: Full(Api::<Pod>::all(client.clone())),
         selector: pod_selector,
+        stats: shared.stats.clone(),
     };
     let services = Watch {
         what: "services",
         list: Full(Api::<Service>::all(client.clone())),
         selector: None,
+        stats: shared.stats.clone(),
     };
     let replicasets = Watch {
         what: "replicasets",
         list: MetaOnly(Api::<ReplicaSet>::all(client.clone())),
         selector: None,
+        stats: shared.stats.clone(),
     };
     let jobs = Watch {
         what: "jobs",
         list: MetaOnly(Api::<Job>::all(client)),
         selector: None,
+        stats: shared.stats.clone(),
     };
 
     let s = settings.clone();
@@ -202,6 +206,7 @@ struct Watch<L> {
     what: &'static str,
     list: L,
     selector: Option<String>,
+    stats: Arc<Stats>,
 }
 
 /// How a watch stream ended.
@@ -215,6 +220,7 @@ enum Ended {
 impl<L: Lister> Watch<L> {
     async fn run(&self, s: &WatchSettings, mut apply: impl FnMut(Change<L::Obj>) + Send) {
         let mut failures: u32 = 0;
+        let mut listed = false;
         loop {
             if failures > 0 {
                 let wait = Duration::from_millis(250u64.saturating_mul(1 << failures.min(8)))
@@ -225,21 +231,27 @@ impl<L: Lister> Watch<L> {
                 Ok(x) => x,
                 Err(e) => {
                     failures += 1;
-                    self.error(&e, "list");
+                    self.error(&e, "list", failures);
                     continue;
                 }
             };
+            if listed {
+                self.stats.relists.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(resource = self.what, "kubernetes: listed again; watching");
+            }
+            listed = true;
             apply(Change::Reset(items));
+            failures = 0;
             loop {
                 match self.watch_once(&mut rv, &mut apply).await {
-                    Ok(Ended::Resume) => failures = 0,
+                    Ok(Ended::Resume) => {}
                     Ok(Ended::Relist) => {
                         failures = 1;
                         break;
                     }
                     Err(e) => {
                         failures += 1;
-                        self.error(&e, "watch");
+                        self.error(&e, "watch", failures);
                         break;
                     }
                 }
@@ -247,8 +259,14 @@ impl<L: Lister> Watch<L> {
         }
     }
 
-    fn error(&self, e: &kube::Error, during: &str) {
-        tracing::warn!(resource = self.what, error = %e, "kubernetes: {during} failed; events pass unlabelled until the relist succeeds");
+    /// Counts every failure; logs the first of a streak as a warning, the rest at debug level.
+    fn error(&self, e: &kube::Error, during: &str, streak: u32) {
+        self.stats.watch_errors.fetch_add(1, Ordering::Relaxed);
+        if streak <= 1 {
+            tracing::warn!(resource = self.what, error = %e, "kubernetes: {during} failed; retrying with backoff, new pods stay unlabelled until a list succeeds");
+        } else {
+            tracing::debug!(resource = self.what, error = %e, "kubernetes: {during} failed again");
+        }
     }
 
     /// Lists in pages of 500 (as kubectl does) and returns the items with the list's version.
@@ -313,7 +331,6 @@ fn apply_pod(
 ) {
     match change {
         Change::Reset(pods) => {
-            shared.stats.relists.fetch_add(1, Ordering::Relaxed);
             let metas: Vec<PodMeta> = pods.iter().filter_map(|p| pod_meta(p, s)).collect();
             let alive: HashSet<String> = metas.iter().map(|m| m.uid.clone()).collect();
             shared.write(|c| {
