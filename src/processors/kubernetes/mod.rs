@@ -281,9 +281,15 @@ impl Kubernetes {
                     stop: Some(stop_tx),
                     thread: Some(t),
                 });
-                if !self.sync_timeout.is_zero()
-                    && synced_rx.recv_timeout(self.sync_timeout).is_err()
-                {
+                let timeout = self.sync_timeout;
+                let wait = || timeout.is_zero() || synced_rx.recv_timeout(timeout).is_ok();
+                // On the pipeline's multi-threaded runtime, let the worker's other tasks move
+                // elsewhere while this one waits (once, at start).
+                let synced = match tokio::runtime::Handle::try_current() {
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+                    _ => wait(),
+                };
+                if !synced {
                     tracing::warn!(timeout = ?self.sync_timeout, "kubernetes: no pod list yet; events pass unlabelled until it arrives");
                 }
             }
