@@ -2,7 +2,11 @@
 //! `%{date} %{time} %{pid} %{level} %{component}: %{content}` splits a line of fixed shape at
 //! its literal delimiters, with no regular expression.
 
-use super::{default_field, restore_text, take_text, target_path, Failures, Processor, Verdict};
+use super::{
+    default_field, default_trim_chars, restore_text, take_text, target_path, Failures, FieldPath,
+    Processor, Trim, Verdict,
+};
+use memchr::memmem::Finder;
 use crate::config::{ComponentSpec, DeError};
 use crate::event::{Event, Value};
 use serde::Deserialize;
@@ -33,20 +37,6 @@ pub struct DissectConfig {
     pub ignore_missing: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Trim {
-    #[default]
-    None,
-    Left,
-    Right,
-    All,
-}
-
-fn default_trim_chars() -> String {
-    " ".to_owned()
-}
-
 fn default_tag() -> String {
     "_dissect_parse_failure".to_owned()
 }
@@ -63,7 +53,7 @@ enum Convert {
 #[derive(Debug, Clone, PartialEq)]
 struct Key {
     /// Full event path; `None` for skipped keys (`%{}`, `%{?name}`).
-    path: Option<String>,
+    path: Option<FieldPath>,
     /// `%{+name}`: appended to the value of the same name, separated by a space.
     append: bool,
     /// `%{name->}`: repeats of the following delimiter are skipped (padding).
@@ -73,10 +63,32 @@ struct Key {
 
 /// The compiled tokenizer: a literal prefix, then keys each followed by a delimiter (the last
 /// key's delimiter is empty when the key takes the rest of the line).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct Tokenizer {
     prefix: String,
-    fields: Vec<(Key, String)>,
+    fields: Vec<(Key, Delimiter)>,
+}
+
+/// A literal between keys, with its searcher built once.
+#[derive(Debug, Clone)]
+struct Delimiter {
+    text: String,
+    finder: Finder<'static>,
+}
+
+impl Delimiter {
+    fn new(text: String) -> Delimiter {
+        let finder = Finder::new(text.as_bytes()).into_owned();
+        Delimiter { text, finder }
+    }
+
+    /// Offset of the first occurrence in `hay`.
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        match self.text.as_bytes() {
+            [b] => memchr::memchr(*b, hay),
+            _ => self.finder.find(hay),
+        }
+    }
 }
 
 pub struct Dissect {
@@ -89,6 +101,8 @@ pub struct Dissect {
     failures: Arc<Failures>,
     /// Spans of the values of the current line (reused across events).
     spans: Vec<(usize, usize)>,
+    /// Values of the current line by key index (reused across events).
+    values: Vec<(usize, Value)>,
 }
 
 impl Dissect {
@@ -108,6 +122,7 @@ impl Dissect {
             ignore_missing: config.ignore_missing,
             failures,
             spans: Vec::new(),
+            values: Vec::new(),
         })
     }
 
@@ -122,19 +137,19 @@ impl Dissect {
         };
         for (key, delim) in &self.tokenizer.fields {
             let rest = &text[rest_at..];
-            if delim.is_empty() {
+            if delim.text.is_empty() {
                 self.spans.push((rest_at, text.len()));
                 rest_at = text.len();
                 continue;
             }
-            let Some(at) = memchr::memmem::find(rest.as_bytes(), delim.as_bytes()) else {
+            let Some(at) = delim.find(rest.as_bytes()) else {
                 return false;
             };
             self.spans.push((rest_at, rest_at + at));
-            rest_at += at + delim.len();
+            rest_at += at + delim.text.len();
             if key.right_padding {
-                while text[rest_at..].starts_with(delim.as_str()) {
-                    rest_at += delim.len();
+                while text[rest_at..].starts_with(delim.text.as_str()) {
+                    rest_at += delim.text.len();
                 }
             }
         }
@@ -142,13 +157,7 @@ impl Dissect {
     }
 
     fn trimmed<'a>(&self, s: &'a str) -> &'a str {
-        let chars = self.trim_chars.as_slice();
-        match self.trim {
-            Trim::None => s,
-            Trim::Left => s.trim_start_matches(chars),
-            Trim::Right => s.trim_end_matches(chars),
-            Trim::All => s.trim_matches(chars),
-        }
+        self.trim.apply(s, &self.trim_chars)
     }
 }
 
@@ -173,7 +182,8 @@ impl Processor for Dissect {
             event.add_tag(&self.tag_on_failure);
             return Verdict::Keep;
         }
-        let mut values: Vec<(usize, Value)> = Vec::with_capacity(self.spans.len());
+        let mut values = std::mem::take(&mut self.values);
+        values.clear();
         for (i, ((key, _), &(s, e))) in self.tokenizer.fields.iter().zip(&self.spans).enumerate() {
             if key.path.is_none() {
                 continue;
@@ -193,11 +203,12 @@ impl Processor for Dissect {
             values.push((i, convert(raw, key.convert)));
         }
         restore_text(event, &self.field, text);
-        for (i, value) in values {
+        for (i, value) in values.drain(..) {
             if let Some(path) = &self.tokenizer.fields[i].0.path {
-                event.insert(path, value);
+                path.insert(event, value);
             }
         }
+        self.values = values;
         Verdict::Keep
     }
 }
@@ -222,7 +233,7 @@ fn convert(raw: &str, how: Convert) -> Value {
 
 fn parse_tokenizer(pattern: &str, target: Option<&str>) -> Result<Tokenizer, String> {
     let mut prefix = String::new();
-    let mut fields: Vec<(Key, String)> = Vec::new();
+    let mut fields: Vec<(Key, Delimiter)> = Vec::new();
     let mut rest = pattern;
     let mut literal = String::new();
     while !rest.is_empty() {
@@ -238,11 +249,11 @@ fn parse_tokenizer(pattern: &str, target: Option<&str>) -> Result<Tokenizer, Str
                             "two keys without a delimiter between them in tokenizer `{pattern}`"
                         ));
                     }
-                    *delim = std::mem::take(&mut literal);
+                    *delim = Delimiter::new(std::mem::take(&mut literal));
                 }
                 None => prefix = std::mem::take(&mut literal),
             }
-            fields.push((key, String::new()));
+            fields.push((key, Delimiter::new(String::new())));
             rest = &after[close + 1..];
         } else {
             let c = rest.chars().next().unwrap_or_default();
@@ -251,7 +262,7 @@ fn parse_tokenizer(pattern: &str, target: Option<&str>) -> Result<Tokenizer, Str
         }
     }
     match fields.last_mut() {
-        Some((_, delim)) => *delim = literal,
+        Some((_, delim)) => *delim = Delimiter::new(literal),
         None => return Err(format!("tokenizer `{pattern}` has no `%{{key}}`")),
     }
     Ok(Tokenizer { prefix, fields })
@@ -285,7 +296,7 @@ fn parse_key(spec: &str, target: Option<&str>) -> Result<Key, String> {
         (spec, spec.is_empty(), false)
     };
     Ok(Key {
-        path: (!skip).then(|| target_path(target, name)),
+        path: (!skip).then(|| FieldPath::new(&target_path(target, name))),
         append,
         right_padding,
         convert,

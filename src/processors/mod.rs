@@ -97,6 +97,56 @@ pub(crate) fn target_path(target: Option<&str>, key: &str) -> String {
     }
 }
 
+/// Which side of parsed values to trim (`trim_values`), for parsers whose patterns cannot say it.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Trim {
+    #[default]
+    None,
+    Left,
+    Right,
+    All,
+}
+
+impl Trim {
+    pub fn apply<'a>(self, s: &'a str, chars: &[char]) -> &'a str {
+        match self {
+            Trim::None => s,
+            Trim::Left => s.trim_start_matches(chars),
+            Trim::Right => s.trim_end_matches(chars),
+            Trim::All => s.trim_matches(chars),
+        }
+    }
+}
+
+fn default_trim_chars() -> String {
+    " ".to_owned()
+}
+
+/// A dotted field path split once at build time, so that writing it costs no parsing.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FieldPath {
+    parents: Vec<crate::event::Key>,
+    leaf: crate::event::Key,
+}
+
+impl FieldPath {
+    pub fn new(path: &str) -> FieldPath {
+        let mut parts: Vec<crate::event::Key> = path.split('.').map(crate::event::Key::from).collect();
+        let leaf = parts.pop().unwrap_or_default();
+        FieldPath { parents: parts, leaf }
+    }
+
+    /// Inserts like `Event::insert` (intermediate objects created, a scalar in the way replaced).
+    pub fn insert(&self, event: &mut Event, value: crate::event::Value) {
+        let mut map = &mut event.fields;
+        for p in &self.parents {
+            map = map.object_mut(p);
+        }
+        map.insert(self.leaf.clone(), value);
+    }
+}
+
 /// A text value or a list of them, as users write either.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]

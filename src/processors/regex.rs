@@ -2,7 +2,8 @@
 //! patterns are tried in order, and an event no pattern matches passes unchanged with a tag.
 
 use super::{
-    default_field, restore_text, take_text, target_path, Failures, OneOrMany, Processor, Verdict,
+    default_field, default_trim_chars, restore_text, take_text, target_path, Failures, FieldPath,
+    OneOrMany, Processor, Trim, Verdict,
 };
 use crate::config::{ComponentSpec, DeError};
 use crate::event::{Event, Value};
@@ -21,6 +22,13 @@ pub struct RegexConfig {
     pub target: Option<String>,
     /// One pattern or a list, tried in order until one matches.
     pub patterns: OneOrMany,
+    /// Which side of every captured value to trim of `trim_chars` (`none`, `left`, `right`,
+    /// `all`): lets a pattern end in `(?<message>.*)$` rather than the slower `(.*?)\s*$`.
+    #[serde(default)]
+    pub trim_values: Trim,
+    /// Characters `trim_values` removes.
+    #[serde(default = "default_trim_chars")]
+    pub trim_chars: String,
     /// Tag added to events no pattern matches.
     #[serde(default = "default_tag")]
     pub tag_on_failure: String,
@@ -37,7 +45,7 @@ fn default_tag() -> String {
 struct Pattern {
     regex: Regex,
     /// Indexed like the capture groups; `None` for unnamed groups.
-    paths: Vec<Option<String>>,
+    paths: Vec<Option<FieldPath>>,
     locations: CaptureLocations,
 }
 
@@ -47,8 +55,10 @@ pub struct RegexParser {
     tag_on_failure: String,
     ignore_missing: bool,
     failures: Arc<Failures>,
-    /// Captured values waiting to be written (reused across events).
-    found: Vec<(usize, usize, usize)>,
+    /// Captured values waiting to be written, by group (reused across events).
+    values: Vec<(usize, String)>,
+    trim: Trim,
+    trim_chars: Vec<char>,
 }
 
 impl RegexParser {
@@ -79,7 +89,7 @@ impl RegexParser {
                 .capture_names()
                 .map(|n| {
                     n.and_then(|n| internal_index(n))
-                        .map(|k| target_path(config.target.as_deref(), &names[k]))
+                        .map(|k| FieldPath::new(&target_path(config.target.as_deref(), &names[k])))
                 })
                 .collect();
             let locations = regex.capture_locations();
@@ -95,7 +105,9 @@ impl RegexParser {
             tag_on_failure: config.tag_on_failure,
             ignore_missing: config.ignore_missing,
             failures,
-            found: Vec::new(),
+            values: Vec::new(),
+            trim: config.trim_values,
+            trim_chars: config.trim_chars.chars().collect(),
         })
     }
 }
@@ -112,7 +124,9 @@ impl Processor for RegexParser {
             }
             return Verdict::Keep;
         };
-        self.found.clear();
+        // Copies first, then the source goes back, then the fields are written: a capture may
+        // replace the parsed field itself (`(?<message>...)`).
+        self.values.clear();
         let mut matched = None;
         for (p, pattern) in self.patterns.iter_mut().enumerate() {
             if pattern
@@ -123,7 +137,8 @@ impl Processor for RegexParser {
                 for (group, path) in pattern.paths.iter().enumerate() {
                     if path.is_some() {
                         if let Some((s, e)) = pattern.locations.get(group) {
-                            self.found.push((group, s, e));
+                            let value = self.trim.apply(&text[s..e], &self.trim_chars);
+                            self.values.push((group, value.to_owned()));
                         }
                     }
                 }
@@ -138,18 +153,11 @@ impl Processor for RegexParser {
             event.add_tag(&self.tag_on_failure);
             return Verdict::Keep;
         };
-        // Copies first, then the source goes back, then the fields are written: a capture may
-        // replace the parsed field itself (`(?<message>...)`).
-        let values: Vec<(usize, String)> = self
-            .found
-            .iter()
-            .map(|&(g, s, e)| (g, text[s..e].to_owned()))
-            .collect();
         restore_text(event, &self.field, text);
         let paths = &self.patterns[p].paths;
-        for (group, value) in values {
+        for (group, value) in self.values.drain(..) {
             if let Some(path) = &paths[group] {
-                event.insert(path, Value::String(value));
+                path.insert(event, Value::String(value));
             }
         }
         Verdict::Keep
@@ -272,6 +280,15 @@ mod tests {
         assert!(e.has_tag("_regex_parse_failure"));
         e.remove("tags");
         assert_eq!(e, before);
+    }
+
+    #[test]
+    fn trim_values() {
+        let mut p = build(r#"{type: regex, trim_values: all, patterns: '^(?<a>[^|]*)\|(?<b>.*)$'}"#).unwrap();
+        let mut e = event("  x |  y  ");
+        p.process(&mut e);
+        assert_eq!(json(&e)["a"], "x");
+        assert_eq!(json(&e)["b"], "y");
     }
 
     #[test]
