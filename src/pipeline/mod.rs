@@ -35,6 +35,14 @@ struct BuiltOutput {
     dead_letter_only: bool,
 }
 
+/// An output given in code rather than in the pipeline file.
+pub struct ExtraOutput {
+    pub name: String,
+    /// Input names routed to it; `None` for every input.
+    pub inputs: Option<Vec<String>>,
+    pub output: Box<dyn Output>,
+}
+
 /// A pipeline built from its file, ready to `run`.
 pub struct Pipeline {
     pub registry: Arc<Registry>,
@@ -62,6 +70,15 @@ impl Pipeline {
         config: PipelineConfig,
         extra_inputs: Vec<(String, Box<dyn Input>)>,
     ) -> Result<Pipeline, ConfigErrors> {
+        Self::build_with_outputs(config, extra_inputs, Vec::new())
+    }
+
+    /// `build`, plus outputs given in code (embedding trawl, tests), routed like the file's own.
+    pub fn build_with_outputs(
+        config: PipelineConfig,
+        extra_inputs: Vec<(String, Box<dyn Input>)>,
+        extra_outputs: Vec<ExtraOutput>,
+    ) -> Result<Pipeline, ConfigErrors> {
         let file = config.file.clone();
         let mut errs = ConfigErrors::default();
         let registry = Registry::new();
@@ -87,7 +104,7 @@ impl Pipeline {
                 Err(e) => errs.push_de(&file, spec.mark, &spec.path, e),
             }
         }
-        if built_inputs.is_empty() && errs.is_empty() {
+        if built_inputs.is_empty() && config.inputs.is_empty() {
             errs.push(&file, crate::config::Mark { line: 1, col: 1 }, "inputs", "no inputs: expected at least one entry under `inputs:`");
         }
 
@@ -164,7 +181,21 @@ impl Pipeline {
                 Err(e) => errs.push_de(&file, o.spec.mark, &o.spec.path, e),
             }
         }
-        if config.outputs.is_empty() {
+        for o in extra_outputs {
+            match &o.inputs {
+                None => used_inputs.extend(input_names.iter().map(|s| s.to_string())),
+                Some(list) => used_inputs.extend(list.iter().cloned()),
+            }
+            outputs_built.push(BuiltOutput {
+                name: Arc::from(o.name.as_str()),
+                output: o.output,
+                metrics: registry.component(ComponentKind::Output, &o.name, "builtin"),
+                inputs: o.inputs,
+                dead_letter: None,
+                dead_letter_only: false,
+            });
+        }
+        if outputs_built.is_empty() && config.outputs.is_empty() {
             errs.push(&file, crate::config::Mark { line: 1, col: 1 }, "outputs", "no outputs: expected at least one entry under `outputs:`");
         } else {
             for spec in &config.inputs {
