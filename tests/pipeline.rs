@@ -1,6 +1,7 @@
 //! Topology behaviour through the library: routing by `inputs:`, back-pressure from a slow
 //! output, and acknowledgements reaching the input in order and only after delivery.
 
+use chrono::Utc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +11,6 @@ use trawl::inputs::{BoxFuture, Input, InputContext};
 use trawl::outputs::{Output, OutputContext};
 use trawl::pipeline::channel::shutdown_pair;
 use trawl::pipeline::{ExtraOutput, Pipeline};
-use chrono::Utc;
 
 /// Emits `batches` batches of `per_batch` events, tracking acknowledgements.
 struct CountingInput {
@@ -26,10 +26,18 @@ impl Input for CountingInput {
         Box::pin(async move {
             for b in 0..self.batches {
                 let events = (0..self.per_batch)
-                    .map(|i| Event::from_message(ctx.name.clone(), Utc::now(), format!("{}-{}", ctx.name, b * self.per_batch + i)))
+                    .map(|i| {
+                        Event::from_message(
+                            ctx.name.clone(),
+                            Utc::now(),
+                            format!("{}-{}", ctx.name, b * self.per_batch + i),
+                        )
+                    })
                     .collect();
                 let (_, ack) = self.tracker.track();
-                ctx.emit(Batch::new(events, ack)).await.map_err(|_| anyhow::anyhow!("closed"))?;
+                ctx.emit(Batch::new(events, ack))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("closed"))?;
                 self.emitted.fetch_add(self.per_batch, Ordering::SeqCst);
                 self.acked.lock().unwrap().extend(self.tracker.drain());
             }
@@ -59,7 +67,10 @@ impl Output for HoldingOutput {
                 let permit = self.release.acquire().await?;
                 permit.forget();
                 self.seen.lock().unwrap().extend(
-                    batch.events.iter().filter_map(|e| e.message().map(str::to_owned)),
+                    batch
+                        .events
+                        .iter()
+                        .filter_map(|e| e.message().map(str::to_owned)),
                 );
                 held.push(batch.ack);
                 if held.len() >= self.hold_in_reverse {
@@ -76,27 +87,55 @@ impl Output for HoldingOutput {
     }
 }
 
-fn input(name: &str, batches: u64, per_batch: u64) -> (Box<dyn Input>, Arc<AtomicU64>, Arc<Mutex<Vec<Acked>>>) {
+fn input(
+    name: &str,
+    batches: u64,
+    per_batch: u64,
+) -> (Box<dyn Input>, Arc<AtomicU64>, Arc<Mutex<Vec<Acked>>>) {
     let emitted = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let inp = CountingInput { batches, per_batch, emitted: emitted.clone(), tracker: AckTracker::new(), acked: acked.clone() };
+    let inp = CountingInput {
+        batches,
+        per_batch,
+        emitted: emitted.clone(),
+        tracker: AckTracker::new(),
+        acked: acked.clone(),
+    };
     let _ = name;
     (Box::new(inp), emitted, acked)
 }
 
-fn output(name: &str, inputs: Option<&[&str]>, permits: usize, hold: usize) -> (ExtraOutput, Arc<Mutex<Vec<String>>>, Arc<tokio::sync::Semaphore>) {
+fn output(
+    name: &str,
+    inputs: Option<&[&str]>,
+    permits: usize,
+    hold: usize,
+) -> (
+    ExtraOutput,
+    Arc<Mutex<Vec<String>>>,
+    Arc<tokio::sync::Semaphore>,
+) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let release = Arc::new(tokio::sync::Semaphore::new(permits));
     let o = ExtraOutput {
         name: name.to_owned(),
         inputs: inputs.map(|l| l.iter().map(|s| s.to_string()).collect()),
-        output: Box::new(HoldingOutput { seen: seen.clone(), release: release.clone(), hold_in_reverse: hold }),
+        output: Box::new(HoldingOutput {
+            seen: seen.clone(),
+            release: release.clone(),
+            hold_in_reverse: hold,
+        }),
     };
     (o, seen, release)
 }
 
 fn empty_config(extra: &str) -> trawl::config::PipelineConfig {
-    parse_str("test.yaml", &format!("http: {{ enabled: false }}\n{extra}"), &|_| None).expect("config")
+    parse_str(
+        "test.yaml",
+        &format!("http: {{ enabled: false }}\n{extra}"),
+        &|_| None,
+    )
+    .expect("config")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,10 +173,17 @@ async fn slow_output_bounds_what_the_input_produces() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stalled_at = emitted.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(emitted.load(Ordering::SeqCst), stalled_at, "input kept producing while the output stalled");
+    assert_eq!(
+        emitted.load(Ordering::SeqCst),
+        stalled_at,
+        "input kept producing while the output stalled"
+    );
     // Two queues of 2 batches, one batch in the router, one in the output, 3 delivered, one being
     // emitted: the input is held to a few batches, not the 1000 it wants to send.
-    assert!(stalled_at <= 10 * 10, "input got {stalled_at} events ahead of a stalled output");
+    assert!(
+        stalled_at <= 10 * 10,
+        "input got {stalled_at} events ahead of a stalled output"
+    );
     assert_eq!(seen.lock().unwrap().len(), 30);
     release.add_permits(10_000);
     let report = run.await.unwrap().unwrap();
@@ -152,11 +198,16 @@ async fn acknowledgements_arrive_in_order_after_every_output_confirmed() {
     // `first` settles in groups of 4 in reverse order; `second` holds everything until released.
     let (first, _, _) = output("first", None, 1000, 4);
     let (second, _, second_release) = output("second", None, 0, 1);
-    let p = Pipeline::build_with_outputs(empty_config(""), vec![("a".into(), a)], vec![first, second]).expect("build");
+    let p =
+        Pipeline::build_with_outputs(empty_config(""), vec![("a".into(), a)], vec![first, second])
+            .expect("build");
     let (_t, shutdown) = shutdown_pair();
     let run = tokio::spawn(p.run(shutdown));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(acked.lock().unwrap().is_empty(), "acknowledged before the second output confirmed");
+    assert!(
+        acked.lock().unwrap().is_empty(),
+        "acknowledged before the second output confirmed"
+    );
     second_release.add_permits(3);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let partial: Vec<u64> = acked.lock().unwrap().iter().map(|a| a.seq).collect();
@@ -165,7 +216,10 @@ async fn acknowledgements_arrive_in_order_after_every_output_confirmed() {
     second_release.add_permits(100);
     run.await.unwrap().unwrap();
     let all = acked.lock().unwrap().clone();
-    assert_eq!(all.iter().map(|a| a.seq).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+    assert_eq!(
+        all.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        (0..8).collect::<Vec<_>>()
+    );
     assert!(all.iter().all(|a| a.status == BatchStatus::Delivered));
 }
 
@@ -179,8 +233,17 @@ async fn graph_errors_are_all_reported() {
     .unwrap();
     let errs = Pipeline::build(cfg, Vec::new()).err().expect("must fail");
     let text = errs.to_string();
-    assert!(text.contains("p.yaml:5:36: outputs.o.inputs: unknown input `ghost`"), "{text}");
-    assert!(text.contains("p.yaml:6:35: outputs.d.dead_letter: `nowhere` is not another output"), "{text}");
-    assert!(text.contains("input `unused` is not routed to any output"), "{text}");
+    assert!(
+        text.contains("p.yaml:5:36: outputs.o.inputs: unknown input `ghost`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("p.yaml:6:35: outputs.d.dead_letter: `nowhere` is not another output"),
+        "{text}"
+    );
+    assert!(
+        text.contains("input `unused` is not routed to any output"),
+        "{text}"
+    );
     assert_eq!(errs.0.len(), 3, "{text}");
 }
