@@ -361,3 +361,74 @@ fn default_pipeline_is_valid_and_runs() {
         String::from_utf8_lossy(&v.stderr)
     );
 }
+
+/// Starts trawl with stdout connected to a pipe nobody reads, so delivery stalls, and feeds it
+/// lines until the pipeline is full.
+fn stalled_trawl(
+    dir: &tempfile::TempDir,
+    shutdown_timeout: &str,
+) -> (Guard, std::process::ChildStdout) {
+    let p = write_pipeline(
+        dir,
+        "p.yaml",
+        &format!("inputs:\n  app: {{ type: stdin }}\noutputs:\n  console: {{ type: stdout }}\nhttp: {{ enabled: false }}\nshutdown_timeout: {shutdown_timeout}\n"),
+    );
+    let mut child = Command::new(TRAWL)
+        .args(["run", "-c"])
+        .arg(&p)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let line = "x".repeat(200) + "\n";
+        // Ends with EPIPE once trawl has exited.
+        while stdin.write_all(line.as_bytes()).is_ok() {}
+    });
+    // Enough time for the queues and the pipe to fill.
+    std::thread::sleep(Duration::from_millis(1500));
+    (Guard(child), stdout)
+}
+
+#[test]
+fn shutdown_gives_up_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut guard, _stdout) = stalled_trawl(&dir, "1s");
+    let start = Instant::now();
+    signal(&guard.0, libc::SIGTERM);
+    let status = guard.0.wait().unwrap();
+    let took = start.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took >= Duration::from_millis(900),
+        "exited after {took:?}, before the deadline"
+    );
+}
+
+#[test]
+fn second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut guard, _stdout) = stalled_trawl(&dir, "60s");
+    signal(&guard.0, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        guard.0.try_wait().unwrap().is_none(),
+        "still draining after the first signal"
+    );
+    signal(&guard.0, libc::SIGINT);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = guard.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "second signal did not stop trawl"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+}
