@@ -12,7 +12,11 @@ use std::path::PathBuf;
 pub const DEFAULT_PIPELINE: &str = include_str!("../../conf/default.yaml");
 
 #[derive(Parser, Debug)]
-#[command(name = "trawl", version, about = "Ships logs and network traffic: tail files, tee stdout, capture HTTP, deliver to Elasticsearch, Kafka or stdout.")]
+#[command(
+    name = "trawl",
+    version,
+    about = "Ships logs and network traffic: tail files, tee stdout, capture HTTP, deliver to Elasticsearch, Kafka or stdout."
+)]
 pub struct Cli {
     /// Level of trawl's own logs (a tracing filter: error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "info")]
@@ -45,7 +49,9 @@ pub enum Command {
 pub fn load(path: Option<&PathBuf>) -> Result<PipelineConfig, ConfigErrors> {
     match path {
         Some(p) => config::load_file(p),
-        None => config::parse_str("<default pipeline>", DEFAULT_PIPELINE, &|v| std::env::var(v).ok()),
+        None => config::parse_str("<default pipeline>", DEFAULT_PIPELINE, &|v| {
+            std::env::var(v).ok()
+        }),
     }
 }
 
@@ -72,29 +78,39 @@ pub fn main() -> i32 {
     }
 }
 
-fn validate(path: &PathBuf) -> i32 {
-    let cfg = match config::load_file(path) {
+fn validate(path: &std::path::Path) -> i32 {
+    let invalid = |mut errs: ConfigErrors| {
+        errs.0.sort_by_key(|e| (e.mark.line, e.mark.col));
+        errs.0.dedup();
+        print_errors(&errs);
+        eprintln!(
+            "{}: invalid ({} error{})",
+            path.display(),
+            errs.0.len(),
+            if errs.0.len() == 1 { "" } else { "s" }
+        );
+        1
+    };
+    let (cfg, mut errs) = match config::load_file_partial(path) {
         Ok(c) => c,
-        Err(errs) => {
-            print_errors(&errs);
-            eprintln!("{}: invalid ({} error{})", path.display(), errs.0.len(), if errs.0.len() == 1 { "" } else { "s" });
-            return 1;
-        }
+        Err(errs) => return invalid(errs),
     };
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }
     let (ni, np, no) = (cfg.inputs.len(), cfg.processors.len(), cfg.outputs.len());
-    match Pipeline::build(cfg, Vec::new()) {
-        Ok(_) => {
-            println!("{}: valid ({ni} inputs, {np} processors, {no} outputs)", path.display());
-            0
-        }
-        Err(errs) => {
-            print_errors(&errs);
-            eprintln!("{}: invalid ({} error{})", path.display(), errs.0.len(), if errs.0.len() == 1 { "" } else { "s" });
-            1
-        }
+    // Components are built even when the file already has errors, to report everything at once.
+    if let Err(more) = Pipeline::build(cfg, Vec::new()) {
+        errs.0.extend(more.0);
+    }
+    if errs.is_empty() {
+        println!(
+            "{}: valid ({ni} inputs, {np} processors, {no} outputs)",
+            path.display()
+        );
+        0
+    } else {
+        invalid(errs)
     }
 }
 
@@ -110,7 +126,10 @@ fn run(path: Option<&PathBuf>) -> i32 {
 }
 
 /// Builds and runs a pipeline until its inputs end or a signal stops it; returns the exit code.
-pub fn run_pipeline(cfg: PipelineConfig, extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>) -> i32 {
+pub fn run_pipeline(
+    cfg: PipelineConfig,
+    extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
+) -> i32 {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -139,7 +158,13 @@ pub fn run_pipeline(cfg: PipelineConfig, extra_inputs: Vec<(String, Box<dyn crat
     };
     let code = runtime.block_on(async move {
         if http.enabled {
-            if let Err(e) = server::serve(&http.address, pipeline.registry.clone(), pipeline.endpoints.clone()).await {
+            if let Err(e) = server::serve(
+                &http.address,
+                pipeline.registry.clone(),
+                pipeline.endpoints.clone(),
+            )
+            .await
+            {
                 tracing::error!("{e:#}");
                 return 1;
             }
