@@ -11,7 +11,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::kube_api::{pod, replicaset, service, KubeApi};
+use support::kube_api::{job, pod, replicaset, service, KubeApi};
 use trawl::event::Event;
 use trawl::inputs::BuildContext;
 use trawl::processors::Processor;
@@ -153,9 +153,15 @@ fn node_metadata_for_a_log_line() {
     assert_eq!(j["kubernetes"]["pod"]["name"], "web-5d4f8b7c9-abcde");
     assert_eq!(j["kubernetes"]["container"]["name"], "app");
 
-    // A Job's pod names the Job (no CronJob owns it here).
+    // A Job's pod names the Job while no CronJob is known to own it, then the CronJob.
     let j = labelled(&mut p, log_line("backup-29012345-q8x7z", "ops", None));
     assert_eq!(j["kubernetes"]["job"]["name"], "backup-29012345");
+    api.apply("jobs", job("backup-29012345", "ops", "backup"));
+    wait_until("the Job's CronJob", || {
+        labelled(&mut p, log_line("backup-29012345-q8x7z", "ops", None))["kubernetes"]["cronjob"]
+            ["name"]
+            == "backup"
+    });
 
     // Pods of other nodes are not watched: the line passes unlabelled and is counted.
     let before = metric(&registry, "trawl_kubernetes_unlabelled_total");
@@ -349,6 +355,36 @@ fn an_expired_resource_version_forces_a_relist() {
     assert!(api.requests("watch pods") > watches);
     assert_eq!(api.requests("list pods"), lists + 1);
     assert!(metric(&registry, "trawl_kubernetes_relists_total") >= 1);
+}
+
+#[test]
+fn a_kubeconfig_file_points_at_the_api() {
+    let api = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: default\ncurrent-context: test\nusers:\n- name: test\n  user:\n    token: not-checked\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    let text = format!(
+        "inputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: kubernetes, node: true, node_name: node-a, kubeconfig: '{}' }}\noutputs:\n  o: {{ type: stdout }}\n",
+        kubeconfig.display()
+    );
+    let cfg = trawl::config::parse_str("t.yaml", &text, &|_| None).unwrap();
+    let ctx = BuildContext {
+        data_dir: dir.path().to_owned(),
+        registry: Registry::new(),
+        endpoints: Default::default(),
+    };
+    let mut p = trawl::processors::build(&cfg.processors[0].spec, &ctx).unwrap();
+    wait_until("the pod through the kubeconfig", || {
+        labelled(&mut p, log_line("web-5d4f8b7c9-abcde", "shop", None))["kubernetes"]["pod"]["uid"]
+            == "uid-a"
+    });
 }
 
 #[test]

@@ -6,9 +6,9 @@ use super::{
     default_field, default_trim_chars, restore_text, take_text, target_path, Failures, FieldPath,
     Processor, Trim, Verdict,
 };
-use memchr::memmem::Finder;
 use crate::config::{ComponentSpec, DeError};
 use crate::event::{Event, Value};
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use std::sync::Arc;
 

@@ -132,9 +132,13 @@ pub(crate) struct FieldPath {
 
 impl FieldPath {
     pub fn new(path: &str) -> FieldPath {
-        let mut parts: Vec<crate::event::Key> = path.split('.').map(crate::event::Key::from).collect();
+        let mut parts: Vec<crate::event::Key> =
+            path.split('.').map(crate::event::Key::from).collect();
         let leaf = parts.pop().unwrap_or_default();
-        FieldPath { parents: parts, leaf }
+        FieldPath {
+            parents: parts,
+            leaf,
+        }
     }
 
     /// Inserts like `Event::insert` (intermediate objects created, a scalar in the way replaced).
@@ -228,6 +232,40 @@ pub(crate) fn take_text(event: &mut Event, field: &str) -> Option<String> {
 pub(crate) fn restore_text(event: &mut Event, field: &str, text: String) {
     if let Some(crate::event::Value::String(s)) = event.get_mut(field) {
         *s = text;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Value;
+
+    #[test]
+    fn failures_are_counted_and_rendered() {
+        let f = Failures::new("parse", "regex");
+        f.record(&"no pattern matches");
+        f.record(&"no pattern matches");
+        let mut out = String::new();
+        f.render(&mut out);
+        assert!(
+            out.contains(
+                "trawl_processor_failures_total{component=\"parse\",component_type=\"regex\"} 2"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn field_paths_nest_like_event_insert() {
+        let mut e = test_support::event("m");
+        FieldPath::new("a.b.c").insert(&mut e, Value::Int(1));
+        FieldPath::new("a.d").insert(&mut e, Value::Int(2));
+        FieldPath::new("message").insert(&mut e, Value::from("x"));
+        assert_eq!(
+            test_support::json(&e)["a"],
+            serde_json::json!({"b": {"c": 1}, "d": 2})
+        );
+        assert_eq!(e.message(), Some("x"));
     }
 }
 

@@ -284,7 +284,9 @@ mod tests {
 
     #[test]
     fn trim_values() {
-        let mut p = build(r#"{type: regex, trim_values: all, patterns: '^(?<a>[^|]*)\|(?<b>.*)$'}"#).unwrap();
+        let mut p =
+            build(r#"{type: regex, trim_values: all, patterns: '^(?<a>[^|]*)\|(?<b>.*)$'}"#)
+                .unwrap();
         let mut e = event("  x |  y  ");
         p.process(&mut e);
         assert_eq!(json(&e)["a"], "x");

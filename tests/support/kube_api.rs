@@ -521,3 +521,17 @@ pub fn service(name: &str, namespace: &str, cluster_ip: &str) -> Value {
         "status": {"loadBalancer": {}}
     })
 }
+
+pub fn job(name: &str, namespace: &str, cronjob: &str) -> Value {
+    json!({
+        "metadata": {
+            "name": name, "namespace": namespace, "uid": format!("job-{name}"),
+            "labels": {"batch.kubernetes.io/job-name": name},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob, "uid": format!("cj-{cronjob}"),
+                "controller": true, "blockOwnerDeletion": true}]
+        },
+        "spec": {"backoffLimit": 6, "completions": 1, "parallelism": 1,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "backup", "image": "registry.example/backup:3"}]}}},
+        "status": {"active": 1, "startTime": "2026-11-23T10:00:00Z"}
+    })
+}

@@ -286,7 +286,9 @@ impl Kubernetes {
                 // On the pipeline's multi-threaded runtime, let the worker's other tasks move
                 // elsewhere while this one waits (once, at start).
                 let synced = match tokio::runtime::Handle::try_current() {
-                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(wait)
+                    }
                     _ => wait(),
                 };
                 if !synced {
