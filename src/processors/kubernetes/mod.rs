@@ -173,7 +173,7 @@ impl Kubernetes {
     }
 
     /// As `new`, with the environment given (tests set Downward API variables this way).
-    pub fn with_env(
+    pub(crate) fn with_env(
         config: KubernetesConfig,
         spec: &ComponentSpec,
         ctx: &BuildContext,
@@ -257,6 +257,10 @@ impl Kubernetes {
         let Some(settings) = self.settings.clone() else {
             return;
         };
+        match &settings.node {
+            Some(node) => tracing::info!(node = %node, "kubernetes: watching the pods of this node"),
+            None => tracing::warn!("kubernetes: neither `node_name` nor NODE_NAME is set: watching every pod of the cluster"),
+        }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (synced_tx, synced_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let shared = self.shared.clone();
