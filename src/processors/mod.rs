@@ -84,7 +84,7 @@ pub const TYPES: &[&str] = &[
     "kubernetes",
 ];
 
-/// Where a parser reads from and writes to, shared by every parser's config.
+/// The field parsers read unless told otherwise.
 fn default_field() -> String {
     "message".to_owned()
 }

@@ -191,6 +191,15 @@ impl Kubernetes {
                 ));
             }
         }
+        if let Some(path) = &config.kubeconfig {
+            if !path.is_file() {
+                return Err(DeError::new(
+                    format!("kubeconfig `{}` is not a readable file", path.display()),
+                    spec.mark,
+                    &format!("{}.kubeconfig", spec.path),
+                ));
+            }
+        }
         let labels = KeyFilter {
             include: config.include_labels.clone(),
             exclude: config.exclude_labels.clone(),
