@@ -88,7 +88,7 @@ impl RegexParser {
             let paths = regex
                 .capture_names()
                 .map(|n| {
-                    n.and_then(|n| internal_index(n))
+                    n.and_then(internal_index)
                         .map(|k| FieldPath::new(&target_path(config.target.as_deref(), &names[k])))
                 })
                 .collect();
@@ -183,7 +183,7 @@ fn translate_names(pattern: &str) -> (String, Vec<String>) {
             let mut it = rest.char_indices();
             it.next();
             let end = it
-                .nth(0)
+                .next()
                 .map(|(i, ch)| i + ch.len_utf8())
                 .unwrap_or(rest.len());
             out.push_str(&rest[..end]);

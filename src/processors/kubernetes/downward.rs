@@ -49,13 +49,16 @@ impl PodIdentity {
     }
 }
 
+/// Reads an environment variable (`std::env::var`, or a fake in tests).
+pub type Env = Box<dyn Fn(&str) -> Option<String> + Send>;
+
 /// Reads the Downward API and notices when its files change.
 pub struct Downward {
     labels_file: PathBuf,
     annotations_file: PathBuf,
     labels: KeyFilter,
     annotations: KeyFilter,
-    env: Box<dyn Fn(&str) -> Option<String> + Send>,
+    env: Env,
     seen: (Option<SystemTime>, Option<SystemTime>),
 }
 
@@ -65,7 +68,7 @@ impl Downward {
         annotations_file: PathBuf,
         labels: KeyFilter,
         annotations: KeyFilter,
-        env: Box<dyn Fn(&str) -> Option<String> + Send>,
+        env: Env,
     ) -> Downward {
         Downward {
             labels_file,

@@ -177,7 +177,7 @@ impl Kubernetes {
         config: KubernetesConfig,
         spec: &ComponentSpec,
         ctx: &BuildContext,
-        env: Box<dyn Fn(&str) -> Option<String> + Send>,
+        env: downward::Env,
     ) -> Result<Kubernetes, DeError> {
         if !config.sidecar && !config.node {
             return Err(DeError::new("enable at least one source: `sidecar: true` (Downward API) or `node: true` (API watch)", spec.mark, &spec.path));
