@@ -358,6 +358,51 @@ fn an_expired_resource_version_forces_a_relist() {
 }
 
 #[test]
+fn bookmarks_keep_the_resume_point_fresh() {
+    let api = cluster();
+    let (mut p, _) = processor(&api, "");
+    wait_until("the pod", || {
+        labelled(&mut p, log_line("web-5d4f8b7c9-abcde", "shop", None))["kubernetes"]["pod"]["uid"]
+            == "uid-a"
+    });
+    let lists = api.requests("list pods");
+    let watches = api.requests("watch pods");
+    // Other resources move the version on; the pod watch only hears of it through bookmarks.
+    for ip in ["10.96.0.1", "10.96.0.2", "10.96.0.3"] {
+        api.apply("services", service("other", "shop", ip));
+    }
+    let now = api.resource_version();
+    wait_until("a bookmark at the current version", || {
+        api.bookmarked("pods") >= now
+    });
+    // History before now is gone: only a client that took the bookmark can resume.
+    api.compact_to_current();
+    api.close_watches();
+    api.apply(
+        "pods",
+        pod(
+            "web-5d4f8b7c9-book",
+            "shop",
+            "uid-book",
+            "node-a",
+            "10.244.1.12",
+            ("ReplicaSet", "web-5d4f8b7c9"),
+            "9999",
+        ),
+    );
+    wait_until("the pod after the resumed watch", || {
+        labelled(&mut p, log_line("web-5d4f8b7c9-book", "shop", None))["kubernetes"]["pod"]["uid"]
+            == "uid-book"
+    });
+    assert!(api.requests("watch pods") > watches);
+    assert_eq!(
+        api.requests("list pods"),
+        lists,
+        "resumed from the bookmark's version, without a relist"
+    );
+}
+
+#[test]
 fn a_kubeconfig_file_points_at_the_api() {
     let api = cluster();
     let dir = tempfile::tempdir().unwrap();

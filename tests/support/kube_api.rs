@@ -37,6 +37,8 @@ struct State {
     requests: Vec<String>,
     /// Bumped to end every open watch stream, as the API server's timeout does.
     close_generation: u64,
+    /// The newest version sent in a BOOKMARK, per resource.
+    bookmarked: BTreeMap<String, u64>,
 }
 
 pub struct KubeApi {
@@ -161,6 +163,30 @@ impl KubeApi {
         s.rv += 1;
         s.oldest = s.rv;
         s.log.clear();
+    }
+
+    /// Forgets the history before the current version only: clients that kept up, if only
+    /// through bookmarks, can still resume.
+    pub fn compact_to_current(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.oldest = s.rv;
+        s.log.clear();
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.state.lock().unwrap().rv
+    }
+
+    /// The newest version a BOOKMARK of `resource` carried.
+    pub fn bookmarked(&self, resource: &str) -> u64 {
+        self.state
+            .lock()
+            .unwrap()
+            .bookmarked
+            .get(resource)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Ends every open watch stream cleanly (clients resume from their last version).
@@ -458,6 +484,9 @@ async fn watch_stream(
                     let b = json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": rv.to_string()}}});
                     chunk(sock, &b.to_string()).await?;
                     from = from.max(rv);
+                    let mut s = state.lock().unwrap();
+                    let seen = s.bookmarked.entry(resource.to_owned()).or_default();
+                    *seen = (*seen).max(rv);
                 }
             }
             _ = tokio::time::sleep_until(deadline) => return sock.write_all(b"0\r\n\r\n").await,
