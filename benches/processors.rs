@@ -13,20 +13,28 @@ use trawl::telemetry::metrics::Registry;
 fn shared_dir() -> PathBuf {
     match std::env::var_os("TRAWL_SHARED_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("shared"),
     }
 }
 
 fn lines(name: &str) -> Vec<String> {
     let path = shared_dir().join(format!("data/logs/loghub/{name}/{name}_2k.log"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().map(|l| l.trim_end_matches('\r').to_owned()).collect()
+    text.lines()
+        .map(|l| l.trim_end_matches('\r').to_owned())
+        .collect()
 }
 
 fn processor(yaml: &str) -> Box<dyn Processor> {
     let text = format!("inputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {yaml}\noutputs:\n  o: {{ type: \"null\" }}\n");
     let cfg = parse_str("bench.yaml", &text, &|_| None).expect("bench pipeline");
-    let ctx = BuildContext { data_dir: std::env::temp_dir(), registry: Registry::new(), endpoints: Default::default() };
+    let ctx = BuildContext {
+        data_dir: std::env::temp_dir(),
+        registry: Registry::new(),
+        endpoints: Default::default(),
+    };
     processors::build(&cfg.processors[0].spec, &ctx).expect("bench processor")
 }
 
@@ -52,7 +60,12 @@ fn measure(lines: &[String], mut p: Option<&mut Box<dyn Processor>>, min: Durati
 }
 
 fn main() {
-    let min = Duration::from_millis(std::env::var("BENCH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500));
+    let min = Duration::from_millis(
+        std::env::var("BENCH_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1500),
+    );
     let apache = lines("Apache");
     let zookeeper = lines("Zookeeper");
     let linux = lines("Linux");
@@ -105,7 +118,11 @@ fn main() {
     }
     let peak = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|st| st.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.trim_start_matches("VmHWM:").trim().to_owned()))
+        .and_then(|st| {
+            st.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".to_owned());
     println!("\nOne thread. Baseline: making each event (line copied into `message`, `@timestamp`) without a processor. \
               \"processor alone\" subtracts the baseline's time per line. Peak RSS of the benchmark: {peak}.");

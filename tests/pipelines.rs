@@ -7,7 +7,9 @@ use std::process::Command;
 const TRAWL: &str = env!("CARGO_BIN_EXE_trawl");
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -41,7 +43,11 @@ fn every_shipped_pipeline_validates() {
             .output()
             .unwrap();
         if out.status.code() != Some(0) {
-            failures.push(format!("{}:\n{}", f.display(), String::from_utf8_lossy(&out.stderr)));
+            failures.push(format!(
+                "{}:\n{}",
+                f.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

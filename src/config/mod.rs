@@ -201,6 +201,8 @@ pub struct OutputSpec {
     pub inputs: Option<Vec<(String, Mark)>>,
     /// Name of the output that receives what this one rejects for good.
     pub dead_letter: Option<(String, Mark)>,
+    /// Only events matching this condition are sent to the output.
+    pub when: Option<Node>,
 }
 
 /// A parsed, interpolated pipeline file, not yet built.
@@ -357,7 +359,7 @@ pub fn parse_partial(
         file,
         &root,
         "outputs",
-        &["type", "inputs", "dead_letter"],
+        &["type", "inputs", "dead_letter", "when"],
         &mut errs,
     ) {
         let inputs = raw.get("inputs").and_then(|n| match &n.kind {
@@ -408,6 +410,7 @@ pub fn parse_partial(
             spec,
             inputs,
             dead_letter,
+            when: raw.get("when").cloned(),
         });
     }
 
