@@ -130,7 +130,9 @@ pub struct BuildContext {
 /// Builds an input from its spec: the one place where input types are registered.
 pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
     match spec.type_name.as_str() {
-        "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(&spec.node, &spec.path)?))),
+        "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(
+            &spec.node, &spec.path,
+        )?))),
         other => Err(unknown_type(spec, other, TYPES)),
     }
 }
@@ -143,7 +145,11 @@ pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) ->
     DeError::new(
         format!(
             "unknown type `{other}`, expected one of {}",
-            known.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            known
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         type_mark,
         &format!("{}.type", spec.path),
