@@ -5,6 +5,7 @@
 pub mod dead_letter;
 pub mod elasticsearch;
 pub mod file;
+pub mod kafka;
 pub mod null;
 pub mod stdout;
 pub mod template;
@@ -51,12 +52,17 @@ pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output
                 .map_err(|e| invalid(spec, e))?;
             Ok(Box::new(output))
         }
+        "kafka" => {
+            let output = kafka::Kafka::new(from_node(&spec.node, &spec.path)?)
+                .map_err(|e| invalid(spec, e))?;
+            Ok(Box::new(output))
+        }
         other => Err(crate::inputs::unknown_type(spec, other, TYPES)),
     }
 }
 
 /// The output types `build` knows.
-pub const TYPES: &[&str] = &["stdout", "null", "file", "elasticsearch"];
+pub const TYPES: &[&str] = &["stdout", "null", "file", "elasticsearch", "kafka"];
 
 /// A configuration that parsed but does not make sense (checked when building).
 fn invalid(spec: &ComponentSpec, message: String) -> DeError {
