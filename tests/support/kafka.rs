@@ -124,7 +124,9 @@ impl Broker {
         }
     }
 
-    /// Every message of `topic`, partition by partition, in offset order.
+    /// Every message of `topic`, partition by partition, in offset order. tansu's high
+    /// watermark lags behind the last batch, so reading goes on past it until no message has
+    /// come for two seconds.
     pub fn read_all(&self, topic: &str) -> Vec<Record> {
         let consumer: BaseConsumer = self.client_config().create().expect("consumer");
         let md = consumer
@@ -135,54 +137,62 @@ impl Broker {
             .iter()
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
-        let mut out = Vec::new();
-        for p in partitions {
-            let (low, high) = consumer
+        let mut tpl = TopicPartitionList::new();
+        let mut high = std::collections::HashMap::new();
+        for &p in &partitions {
+            let (low, h) = consumer
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
                 .expect("watermarks");
-            if high <= low {
-                continue;
-            }
-            let mut tpl = TopicPartitionList::new();
+            high.insert(p, h);
             tpl.add_partition_offset(topic, p, Offset::Offset(low))
                 .unwrap();
-            consumer.assign(&tpl).expect("assign");
-            let mut next = low;
-            let start = Instant::now();
-            while next < high {
-                if start.elapsed() > Duration::from_secs(60) {
-                    panic!("reading {topic}/{p}: stuck at offset {next} of {high}");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out: Vec<Record> = Vec::new();
+        let mut next: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+        let start = Instant::now();
+        let mut last_message = Instant::now();
+        loop {
+            let reached = partitions
+                .iter()
+                .all(|p| next.get(p).copied().unwrap_or(0) >= high[p]);
+            if reached && last_message.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                panic!("reading {topic}: stuck at {next:?}, high watermarks {high:?}");
+            }
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    last_message = Instant::now();
+                    next.insert(m.partition(), m.offset() + 1);
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|x| {
+                                    (
+                                        x.key.to_owned(),
+                                        String::from_utf8_lossy(x.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.push(Record {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        headers,
+                    });
                 }
-                match consumer.poll(Duration::from_millis(500)) {
-                    Some(Ok(m)) => {
-                        next = m.offset() + 1;
-                        let headers = m
-                            .headers()
-                            .map(|h| {
-                                h.iter()
-                                    .map(|x| {
-                                        (
-                                            x.key.to_owned(),
-                                            String::from_utf8_lossy(x.value.unwrap_or_default())
-                                                .into_owned(),
-                                        )
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        out.push(Record {
-                            partition: p,
-                            offset: m.offset(),
-                            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                            payload: m.payload().unwrap_or_default().to_vec(),
-                            headers,
-                        });
-                    }
-                    Some(Err(e)) => panic!("reading {topic}/{p}: {e}"),
-                    None => {}
-                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
             }
         }
+        out.sort_by_key(|r| (r.partition, r.offset));
         out
     }
 
