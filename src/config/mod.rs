@@ -201,6 +201,8 @@ pub struct OutputSpec {
     pub inputs: Option<Vec<(String, Mark)>>,
     /// Name of the output that receives what this one rejects for good.
     pub dead_letter: Option<(String, Mark)>,
+    /// The `buffer:` section, parsed when the pipeline is built.
+    pub buffer: Option<Node>,
 }
 
 /// A parsed, interpolated pipeline file, not yet built.
@@ -330,7 +332,7 @@ pub fn parse_str(
         file,
         &root,
         "outputs",
-        &["type", "inputs", "dead_letter"],
+        &["type", "inputs", "dead_letter", "buffer"],
         &mut errs,
     ) {
         let inputs = raw.get("inputs").and_then(|n| match &n.kind {
@@ -377,10 +379,12 @@ pub fn parse_str(
                 None
             }
         });
+        let buffer = raw.get("buffer").filter(|n| !n.is_null()).cloned();
         outputs.push(OutputSpec {
             spec,
             inputs,
             dead_letter,
+            buffer,
         });
     }
 

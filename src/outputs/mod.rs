@@ -2,6 +2,7 @@
 //! delivers them, and settles each batch's acknowledgement only once delivery is durable.
 //! Every output type is registered in `build` below, and nowhere else.
 
+pub mod buffer;
 pub mod dead_letter;
 pub mod elasticsearch;
 pub mod file;

@@ -33,6 +33,8 @@ struct BuiltOutput {
     dead_letter: Option<String>,
     /// Only receives other outputs' dead letters.
     dead_letter_only: bool,
+    /// `buffer:` between the output's queue and the output.
+    buffer: Option<outputs::buffer::Config>,
 }
 
 /// A pipeline built from its file, ready to `run`.
@@ -190,6 +192,19 @@ impl Pipeline {
                     }
                 }
             }
+            let buffer = match &o.buffer {
+                Some(node) => match crate::config::from_node::<outputs::buffer::Config>(
+                    node,
+                    &format!("{}.buffer", o.spec.path),
+                ) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        errs.push_de(&file, node.mark, &format!("{}.buffer", o.spec.path), e);
+                        None
+                    }
+                },
+                None => None,
+            };
             match outputs::build(&o.spec, &ctx) {
                 Ok(output) => outputs_built.push(BuiltOutput {
                     name: Arc::from(o.spec.name.as_str()),
@@ -205,6 +220,7 @@ impl Pipeline {
                         .map(|l| l.iter().map(|(n, _)| n.clone()).collect()),
                     dead_letter: o.dead_letter.as_ref().map(|(n, _)| n.clone()),
                     dead_letter_only,
+                    buffer,
                 }),
                 Err(e) => errs.push_de(&file, o.spec.mark, &o.spec.path, e),
             }
@@ -257,7 +273,18 @@ impl Pipeline {
         let mut output_senders: HashMap<String, BatchSender> = HashMap::new();
         let mut output_receivers = Vec::new();
         for o in &self.outputs {
-            let (tx, rx) = batch_channel(tuning.queue_batches, o.metrics.clone());
+            let (tx, mut rx) = batch_channel(tuning.queue_batches, o.metrics.clone());
+            if let Some(b) = &o.buffer {
+                rx = outputs::buffer::start(
+                    b,
+                    &o.name,
+                    rx,
+                    o.metrics.clone(),
+                    &data_dir,
+                    tuning.queue_batches,
+                )
+                .map_err(|e| anyhow::anyhow!("output {}: buffer: {e:#}", o.name))?;
+            }
             output_senders.insert(o.name.to_string(), tx);
             output_receivers.push(rx);
         }

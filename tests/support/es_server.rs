@@ -32,6 +32,8 @@ pub struct EsState {
     /// Documents whose `message` contains this text are refused with 400
     /// `mapper_parsing_exception`, as a field of the wrong type would be.
     pub reject_message_containing: Option<String>,
+    /// Answer every bulk request 503 (an outage).
+    pub unavailable: bool,
     /// Expected `Authorization` header, if any.
     pub require_auth: Option<String>,
     /// Dynamic mapping: per index, the type of each field path seen first.
@@ -198,7 +200,12 @@ fn handle(
         return (405, json!({"error": "method not allowed"}));
     }
     st.requests += 1;
-    if let Some(status) = st.fail_requests.pop_front() {
+    let injected = if st.unavailable {
+        Some(503)
+    } else {
+        st.fail_requests.pop_front()
+    };
+    if let Some(status) = injected {
         let kind = if status == 429 {
             "es_rejected_execution_exception"
         } else {
