@@ -2,6 +2,7 @@
 //! input's own file) and then `run` with an `InputContext` until it ends or shutdown is asked.
 //! Every input type is registered in `build` below, and nowhere else.
 
+pub mod file;
 pub mod lines;
 pub mod stdin;
 
@@ -130,20 +131,27 @@ pub struct BuildContext {
 /// Builds an input from its spec: the one place where input types are registered.
 pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
     match spec.type_name.as_str() {
-        "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(&spec.node, &spec.path)?))),
+        "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(
+            &spec.node, &spec.path,
+        )?))),
+        "file" => Ok(Box::new(file::build(spec, _ctx)?)),
         other => Err(unknown_type(spec, other, TYPES)),
     }
 }
 
 /// The input types `build` knows, for error messages and docs.
-pub const TYPES: &[&str] = &["stdin"];
+pub const TYPES: &[&str] = &["stdin", "file"];
 
 pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) -> DeError {
     let type_mark = spec.node_type_mark();
     DeError::new(
         format!(
             "unknown type `{other}`, expected one of {}",
-            known.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            known
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         type_mark,
         &format!("{}.type", spec.path),
