@@ -263,6 +263,8 @@ struct Reports {
     encoding: Encoding,
     /// Whether the brokers are known to be unreachable, so that an outage is logged once.
     down: AtomicBool,
+    /// Signalled on each delivery report: room in librdkafka's queue for a waiting send.
+    room: tokio::sync::Notify,
 }
 
 impl ClientContext for Reports {
@@ -308,17 +310,7 @@ impl ProducerContext for Reports {
                 ComponentMetrics::add(&self.metrics.events_out, 1);
             }
             Err((error, msg)) => match error.rdkafka_error_code() {
-                // Purged at shutdown or timed out: not delivered, and not refused either: the
-                // input must send it again.
-                Some(
-                    RDKafkaErrorCode::PurgeQueue
-                    | RDKafkaErrorCode::PurgeInflight
-                    | RDKafkaErrorCode::MessageTimedOut,
-                )
-                | None => {
-                    batch.failed.store(true, Ordering::Relaxed);
-                }
-                Some(code) => {
+                Some(code) if is_permanent(code) => {
                     let event = event_from_payload(
                         &batch.input,
                         msg.payload().unwrap_or_default(),
@@ -332,10 +324,30 @@ impl ProducerContext for Reports {
                         });
                     }
                 }
+                // Purged at shutdown, timed out, or a fatal producer error: not delivered, and
+                // not refused for what the message is either: the input must send it again.
+                _ => batch.failed.store(true, Ordering::Relaxed),
             },
         }
+        self.room.notify_one();
         self.release(batch);
     }
+}
+
+/// Errors that are about the message itself: sending it again would fail again.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+    )
 }
 
 impl Reports {
@@ -399,6 +411,7 @@ impl Output for Kafka {
                 output: ctx.name.clone(),
                 encoding: config.encoding,
                 down: AtomicBool::new(false),
+                room: tokio::sync::Notify::new(),
             };
             let producer: ThreadedProducer<Reports> = self
                 .client

@@ -32,6 +32,8 @@ pub struct EsState {
     /// Documents whose `message` contains this text are refused with 400
     /// `mapper_parsing_exception`, as a field of the wrong type would be.
     pub reject_message_containing: Option<String>,
+    /// Count writes without keeping documents or checking mappings (benchmarks).
+    pub count_only: bool,
     /// Answer every bulk request 503 (an outage).
     pub unavailable: bool,
     /// Expected `Authorization` header, if any.
@@ -299,6 +301,10 @@ fn store(st: &mut EsState, op: &str, index: &str, id: &str, doc: Value) -> Value
                 json!({"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation [queue capacity 1024 reached]"}),
             ),
         );
+    }
+    if st.count_only {
+        st.writes += 1;
+        return item(201, None);
     }
     if let Some(bad) = &st.reject_message_containing {
         if doc
