@@ -180,6 +180,39 @@ fn basic_auth_and_failover_to_a_live_host() {
         assert_eq!(s.docs_in("auth").len(), 500);
         assert_eq!(s.gzip_requests, 0);
     });
+
+    // An API key instead; a wrong one is retried, never dropped, so here it must be right.
+    es.with(|s| s.require_auth = Some("ApiKey aWQ6a2V5".into()));
+    let cfg = config(
+        dir.path(),
+        &format!("[\"{}\"]", es.url),
+        "    index: apikey\n    api_key: aWQ6a2V5\n",
+    );
+    run(&cfg, &lines(100, 0), &[]);
+    assert_eq!(es.with(|s| s.docs_in("apikey").len()), 100);
+}
+
+#[test]
+fn invalid_settings_are_reported_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "inputs:\n  app: { type: stdin }\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"http://localhost:9200\"]\n    index: \"logs-%Q\"\n  k:\n    type: kafka\n    brokers: [\"localhost:9092\"]\n    topic: t\n    acks: one\n    buffer: { type: disk, when_full: sometimes }\n";
+    let cfg = write_file(dir.path(), "bad.yaml", text);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("outputs.es.index") && err.contains("unknown conversion `%Q`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("idempotence: true` needs `acks: all`"),
+        "{err}"
+    );
+    assert!(err.contains("outputs.k.buffer.when_full"), "{err}");
 }
 
 /// Runs against a real cluster when `TRAWL_TEST_ES_URL` is set (e.g. http://localhost:9200,

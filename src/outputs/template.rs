@@ -133,8 +133,18 @@ impl Template {
 
 impl<'de> Deserialize<'de> for Template {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Template::parse(&s).map_err(serde::de::Error::custom)
+        // Parsing inside the visitor lets the error carry the value's position.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Template;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a template such as logs-%{[kubernetes.namespace]}-%Y.%m.%d")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Template, E> {
+                Template::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
