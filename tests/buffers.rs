@@ -2,14 +2,18 @@
 //! take across `kill -9` (and a torn last record), and replays it; a memory buffer with
 //! `when_full: drop_newest` never holds the input back and counts what it drops.
 
-mod support;
+mod support {
+    pub mod es_server;
+    pub mod kafka;
+    pub mod process;
+}
 
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 use support::es_server::EsServer;
-use support::{metric, wait_until, write_file, Trawl};
+use support::process::{metric, wait_until, write_file, Trawl};
 
 fn config(dir: &Path, es: &str, buffer: &str, http: &str) -> std::path::PathBuf {
     let text = format!(
@@ -116,7 +120,7 @@ fn memory_buffer_dropping_newest_never_blocks_the_input_and_counts_drops() {
     let dir = tempfile::tempdir().unwrap();
     let es = EsServer::start();
     es.with(|s| s.unavailable = true);
-    let port = support::free_port();
+    let port = support::process::free_port();
     let addr = format!("127.0.0.1:{port}");
     let cfg = config(
         dir.path(),

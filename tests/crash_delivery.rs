@@ -3,7 +3,11 @@
 //! (duplicates counted and bounded by what can be in flight) and in Elasticsearch exactly once
 //! (deterministic ids from file identity + offset).
 
-mod support;
+mod support {
+    pub mod es_server;
+    pub mod kafka;
+    pub mod process;
+}
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -13,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::es_server::EsServer;
 use support::kafka::Broker;
-use support::{metric, write_file, Trawl};
+use support::process::{metric, write_file, Trawl};
 
 /// Appends `total` numbered lines to `path` over about `seconds`.
 fn start_writer(
@@ -112,7 +116,7 @@ fn file_to_kafka_through_kill_9_every_few_seconds_loses_nothing() {
     let broker = Broker::start();
     broker.create_topic("e2e", 2);
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", support::free_port());
+    let addr = format!("127.0.0.1:{}", support::process::free_port());
     // A small librdkafka queue keeps the in-flight window, and so the duplicates, small.
     let cfg = pipeline(
         dir.path(),
@@ -160,7 +164,7 @@ fn file_to_kafka_through_kill_9_every_few_seconds_loses_nothing() {
 fn file_to_elasticsearch_through_kill_9_stores_each_line_exactly_once() {
     let es = EsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", support::free_port());
+    let addr = format!("127.0.0.1:{}", support::process::free_port());
     let cfg = pipeline(
         dir.path(),
         &addr,

@@ -2,13 +2,17 @@
 //! `tests/support/es_server.rs`: partial bulk failures, dead letters, deterministic ids,
 //! `create` conflicts, auth, failover; and against a real cluster when `TRAWL_TEST_ES_URL` is set.
 
-mod support;
+mod support {
+    pub mod es_server;
+    pub mod kafka;
+    pub mod process;
+}
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 use support::es_server::EsServer;
-use support::{read_json_lines, write_file, Trawl};
+use support::process::{read_json_lines, write_file, Trawl};
 
 fn config(dir: &Path, hosts: &str, es_extra: &str) -> std::path::PathBuf {
     let dl = dir.join("dead.jsonl");
@@ -169,7 +173,7 @@ fn basic_auth_and_failover_to_a_live_host() {
     let dir = tempfile::tempdir().unwrap();
     let es = EsServer::start();
     es.with(|s| s.require_auth = Some("Basic ZWxhc3RpYzpjaGFuZ2VtZQ==".into()));
-    let dead_host = format!("http://127.0.0.1:{}", support::free_port());
+    let dead_host = format!("http://127.0.0.1:{}", support::process::free_port());
     let cfg = config(
         dir.path(),
         &format!("[\"{dead_host}\", \"{}\"]", es.url),

@@ -2,14 +2,18 @@
 //! started on a free port): templated topic, keys, headers, every compression codec, dead
 //! letters for oversized messages, and a 30 s broker outage that loses nothing.
 
-mod support;
+mod support {
+    pub mod es_server;
+    pub mod kafka;
+    pub mod process;
+}
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::kafka::Broker;
-use support::{read_json_lines, write_file, Trawl};
+use support::process::{read_json_lines, write_file, Trawl};
 
 fn config(dir: &Path, bootstrap: &str, extra: &str) -> std::path::PathBuf {
     let text = format!(

@@ -48,8 +48,8 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        let broker_port = super::free_port();
-        let proxy_port = super::free_port();
+        let broker_port = super::process::free_port();
+        let proxy_port = super::process::free_port();
         let child = Command::new(tansu_binary())
             .args([
                 "broker",

@@ -1,10 +1,7 @@
-//! Shared test harness: the built `trawl` binary as a child process (killed on drop), the tansu
-//! Kafka-protocol broker on a free port, a cuttable TCP proxy to simulate a broker outage, and
-//! the Elasticsearch stand-in.
+//! The output tests' harness: the built `trawl` binary as a child process (killed on drop),
+//! free ports, files, polling and `/metrics` reading. Output tests declare
+//! `mod support { pub mod es_server; pub mod kafka; pub mod process; }`.
 #![allow(dead_code)]
-
-pub mod es_server;
-pub mod kafka;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
