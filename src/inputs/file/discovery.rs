@@ -55,57 +55,70 @@ pub fn spawn(
     max_open: usize,
     shutdown: Shutdown,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("trawl-file-scan".into()).spawn(move || loop {
-        let paths = discovery.scan();
-        let renamed: Vec<PathBuf> = discovery.renamed_to.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
-        let mut current = Vec::with_capacity(paths.len());
-        for path in paths {
-            if let Ok(md) = std::fs::metadata(&path) {
-                if md.is_file() {
-                    current.push((path, FileKey::of(&md)));
-                }
-            }
-        }
-        if let Ok(mut f) = found.lock() {
-            for (path, key) in &current {
-                if f.followed.contains(key) || f.opened.contains_key(key) || f.opened.len() >= max_open {
-                    continue;
-                }
-                if let Ok(file) = File::open(path) {
-                    // The path may have moved to another file between stat and open.
-                    if file.metadata().map(|m| FileKey::of(&m) == *key).unwrap_or(false) {
-                        f.opened.insert(*key, (path.clone(), file));
+    std::thread::Builder::new()
+        .name("trawl-file-scan".into())
+        .spawn(move || loop {
+            let paths = discovery.scan();
+            let renamed: Vec<PathBuf> = discovery
+                .renamed_to
+                .lock()
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default();
+            let mut current = Vec::with_capacity(paths.len());
+            for path in paths {
+                if let Ok(md) = std::fs::metadata(&path) {
+                    if md.is_file() {
+                        current.push((path, FileKey::of(&md)));
                     }
                 }
             }
-            for path in &renamed {
-                if f.opened.len() >= max_open || discovery.is_excluded(path) {
-                    continue;
-                }
-                if let Ok(file) = File::open(path) {
-                    if let Ok(md) = file.metadata() {
-                        let key = FileKey::of(&md);
-                        if md.is_file() && !f.followed.contains(&key) {
-                            f.opened.entry(key).or_insert((path.clone(), file));
+            if let Ok(mut f) = found.lock() {
+                for (path, key) in &current {
+                    if f.followed.contains(key)
+                        || f.opened.contains_key(key)
+                        || f.opened.len() >= max_open
+                    {
+                        continue;
+                    }
+                    if let Ok(file) = File::open(path) {
+                        // The path may have moved to another file between stat and open.
+                        if file
+                            .metadata()
+                            .map(|m| FileKey::of(&m) == *key)
+                            .unwrap_or(false)
+                        {
+                            f.opened.insert(*key, (path.clone(), file));
                         }
                     }
                 }
+                for path in &renamed {
+                    if f.opened.len() >= max_open || discovery.is_excluded(path) {
+                        continue;
+                    }
+                    if let Ok(file) = File::open(path) {
+                        if let Ok(md) = file.metadata() {
+                            let key = FileKey::of(&md);
+                            if md.is_file() && !f.followed.contains(&key) {
+                                f.opened.entry(key).or_insert((path.clone(), file));
+                            }
+                        }
+                    }
+                }
+                f.current = current;
+                f.generation += 1;
             }
-            f.current = current;
-            f.generation += 1;
-        }
-        let _ = wake_reader.try_send(());
-        if shutdown.is_triggered() {
-            return;
-        }
-        match events.recv_timeout(scan_every) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(scan_every),
-        }
-        if shutdown.is_triggered() {
-            return;
-        }
-    })
+            let _ = wake_reader.try_send(());
+            if shutdown.is_triggered() {
+                return;
+            }
+            match events.recv_timeout(scan_every) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(scan_every),
+            }
+            if shutdown.is_triggered() {
+                return;
+            }
+        })
 }
 
 /// Checks the patterns; the error names the first bad one.
@@ -138,7 +151,10 @@ impl Discovery {
     ) -> (Discovery, Receiver<()>) {
         let (tx, rx) = sync_channel(1);
         let renamed_to = Arc::new(Mutex::new(Vec::new()));
-        let patterns: Vec<glob::Pattern> = include.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
+        let patterns: Vec<glob::Pattern> = include
+            .iter()
+            .filter_map(|p| glob::Pattern::new(p).ok())
+            .collect();
         let watcher = if use_events {
             make_watcher(tx, wake_reader, patterns, renamed_to.clone())
         } else {
@@ -234,8 +250,12 @@ fn make_watcher(
     use notify::event::{EventKind, ModifyKind, RenameMode};
     let handler = move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = &res {
-            if let (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) = (&ev.kind, ev.paths.as_slice()) {
-                if include.iter().any(|p| p.matches_path(from)) && !include.iter().any(|p| p.matches_path(to)) {
+            if let (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) =
+                (&ev.kind, ev.paths.as_slice())
+            {
+                if include.iter().any(|p| p.matches_path(from))
+                    && !include.iter().any(|p| p.matches_path(to))
+                {
                     if let Ok(mut r) = renamed_to.lock() {
                         if r.len() < MAX_RENAMES {
                             r.push(to.clone());

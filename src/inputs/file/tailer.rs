@@ -70,7 +70,12 @@ pub(super) fn run(
         .positive()
         .unwrap_or(Duration::from_millis(250));
     let (wake_tx, wake) = std::sync::mpsc::sync_channel(1);
-    let (discovery, events) = Discovery::new(config.paths.clone(), exclude, config.watch_events, wake_tx.clone());
+    let (discovery, events) = Discovery::new(
+        config.paths.clone(),
+        exclude,
+        config.watch_events,
+        wake_tx.clone(),
+    );
     let found = Arc::new(Mutex::new(Found::default()));
     let scanner = discovery::spawn(
         discovery,
@@ -320,7 +325,10 @@ impl Tailer {
         self.truncated
             .retain(|t| now.saturating_duration_since(t.at) < Duration::from_secs(60));
         let (current, mut opened) = match found.lock() {
-            Ok(mut f) => (std::mem::take(&mut f.current), std::mem::take(&mut f.opened)),
+            Ok(mut f) => (
+                std::mem::take(&mut f.current),
+                std::mem::take(&mut f.opened),
+            ),
             Err(_) => return,
         };
         let mut seen: HashSet<FileKey> = HashSet::new();
@@ -357,7 +365,12 @@ impl Tailer {
         }
         self.maybe_copies.retain(|k, _| keep.contains_key(k));
         if let Ok(mut f) = found.lock() {
-            f.followed = self.tails.keys().chain(self.ignored.iter()).copied().collect();
+            f.followed = self
+                .tails
+                .keys()
+                .chain(self.ignored.iter())
+                .copied()
+                .collect();
             for (k, v) in keep {
                 f.opened.entry(k).or_insert(v);
             }
@@ -386,7 +399,9 @@ impl Tailer {
         if tail.is_open() || open >= max_open {
             return;
         }
-        let grown = std::fs::metadata(path).map(|m| m.len() != tail.position()).unwrap_or(false);
+        let grown = std::fs::metadata(path)
+            .map(|m| m.len() != tail.position())
+            .unwrap_or(false);
         if !grown {
             return;
         }
@@ -413,7 +428,14 @@ impl Tailer {
     /// A file not followed in this run: resumed from the registry, recognised as the copy of a
     /// truncated file, or new.
     /// Gives the file back when it should be looked at again at the next scan.
-    fn discovered(&mut self, key: FileKey, path: &Path, file: Option<File>, first: bool, now: Instant) -> Option<File> {
+    fn discovered(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        file: Option<File>,
+        first: bool,
+        now: Instant,
+    ) -> Option<File> {
         if self.open_count() >= self.config.max_open_files {
             return file;
         }
@@ -483,7 +505,15 @@ impl Tailer {
         let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line);
         // Read from 0, the fingerprint grows from the bytes read; otherwise it is what was seen.
         let prefix = if offset == 0 { Vec::new() } else { first_bytes };
-        let tail = Tail::new(meta, path.to_path_buf(), prefix, file, offset, decoder, self.max_line);
+        let tail = Tail::new(
+            meta,
+            path.to_path_buf(),
+            prefix,
+            file,
+            offset,
+            decoder,
+            self.max_line,
+        );
         let entry = entry_for(&tail, committed);
         if let Ok(mut r) = self.shared.registry.lock() {
             r.put(entry);
@@ -500,11 +530,14 @@ impl Tailer {
             return false;
         }
         let live = self.tails.values().any(|t| {
-            t.fp.len > 0 && t.file().is_some_and(|f| same_prefix(f, file, t.fp.len.min(size)))
+            t.fp.len > 0
+                && t.file()
+                    .is_some_and(|f| same_prefix(f, file, t.fp.len.min(size)))
         });
-        live || self.truncated.iter().any(|t| {
-            size < t.fp.len || (size < t.position && t.fp.matches(file).unwrap_or(false))
-        })
+        live || self
+            .truncated
+            .iter()
+            .any(|t| size < t.fp.len || (size < t.position && t.fp.matches(file).unwrap_or(false)))
     }
 
     fn ignored_as_older(&self, md: &std::fs::Metadata) -> bool {
@@ -536,5 +569,8 @@ fn same_prefix(a: &File, b: &File, len: u64) -> bool {
     use std::os::unix::fs::FileExt;
     let len = len.min(64 * 1024) as usize;
     let (mut x, mut y) = (vec![0u8; len], vec![0u8; len]);
-    matches!((a.read_exact_at(&mut x, 0), b.read_exact_at(&mut y, 0)), (Ok(()), Ok(()))) && x == y
+    matches!(
+        (a.read_exact_at(&mut x, 0), b.read_exact_at(&mut y, 0)),
+        (Ok(()), Ok(()))
+    ) && x == y
 }
