@@ -166,6 +166,25 @@ fn event_of(line: &[u8], info: LineInfo, format: Format, ctx: &InputContext) -> 
                             e.fields.insert(k.clone(), v.clone());
                         }
                     }
+                    // A sender's time (tee's read time) stays a timestamp, not text.
+                    let parsed = match e.fields.get("@timestamp") {
+                        Some(Value::String(t)) => chrono::DateTime::parse_from_rfc3339(t).ok(),
+                        _ => None,
+                    };
+                    match parsed {
+                        Some(t) => {
+                            e.fields
+                                .insert("@timestamp", Value::Timestamp(t.with_timezone(&Utc)));
+                        }
+                        None if !matches!(
+                            e.fields.get("@timestamp"),
+                            Some(Value::Timestamp(_))
+                        ) =>
+                        {
+                            e.fields.insert("@timestamp", Value::Timestamp(now));
+                        }
+                        None => {}
+                    }
                     e
                 }
                 _ => {

@@ -20,6 +20,9 @@ struct Flags<'a> {
 
 #[derive(Serialize)]
 struct Record<'a> {
+    /// When tee read the line (the sidecar would otherwise stamp when it arrived).
+    #[serde(rename = "@timestamp")]
+    timestamp: &'a str,
     message: &'a str,
     stream: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -28,7 +31,9 @@ struct Record<'a> {
 
 fn encode(out: &mut Vec<u8>, kind: StreamKind, line: &[u8], info: LineInfo) {
     let text = String::from_utf8_lossy(line);
+    let now = crate::event::format_timestamp(&chrono::Utc::now());
     let rec = Record {
+        timestamp: &now,
         message: &text,
         stream: kind.as_str(),
         log: info.truncated.then_some(Flags {
