@@ -184,6 +184,15 @@ pub fn run(args: TeeArgs) -> i32 {
         }));
     }
 
+    // Shipping yields the CPU to the command: threads started from here on (the pipeline, its
+    // workers, the forwarder) inherit a lower priority; the copy threads above keep the normal
+    // one, since the command waits on them when its pipe is full. On Linux the nice value is per
+    // thread, and new threads inherit their creator's.
+    // SAFETY: plain syscall on the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+
     // The shipper: the in-process pipeline, or the forwarder. It reports on `done` when finished.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
     let give_up = Arc::new(AtomicBool::new(false));
