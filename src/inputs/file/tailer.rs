@@ -141,8 +141,9 @@ pub(super) fn run(
     }
     // Lines already read go out; what multiline still holds is read again after a restart.
     let _ = t.emit();
-    drop(wake);
-    let _ = scanner.join();
+    // The scanner sees shutdown at its next wake-up (at most `scan_interval`); not waiting
+    // for it keeps shutdown quick.
+    drop(scanner);
     Ok(())
 }
 

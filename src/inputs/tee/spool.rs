@@ -206,7 +206,7 @@ impl Spool {
             st = next;
             if res.timed_out()
                 && st.memory.is_empty()
-                && !st.spill.as_ref().is_some_and(|s| s.read_pos < s.write_pos)
+                && st.spill.as_ref().is_none_or(|s| s.read_pos >= s.write_pos)
             {
                 return if st.writers == 0 {
                     Pop::Closed
