@@ -474,3 +474,47 @@ fn ten_megabyte_line_is_cut_at_max_line_bytes_and_binary_junk_is_replaced() {
         "invalid UTF-8 replaced"
     );
 }
+
+#[test]
+fn start_at_end_exclude_and_a_file_replaced_under_the_same_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    std::fs::write(d.join("app.log"), "old 1\nold 2\n").unwrap();
+    std::fs::write(d.join("web_kube-system_x.log"), "excluded\n").unwrap();
+    let cfg = pipeline(&d, &format!(
+        "    type: file\n    paths: [\"{}/*.log\"]\n    exclude: [\"*_kube-system_*\"]\n    start_at: end\n    poll_interval: 50ms\n    scan_interval: 500ms",
+        d.display()
+    ));
+    let t = Trawl::start(&d, &cfg, "out.json");
+    std::thread::sleep(Duration::from_millis(700));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("app.log"))
+        .unwrap();
+    writeln!(f, "new 1").unwrap();
+    drop(f);
+    // A file created after startup is read from its start, whatever `start_at` says.
+    std::fs::write(d.join("late.log"), "late 1\n").unwrap();
+    t.wait_for(20, "the appended and the late lines", |ev| ev.len() >= 2);
+    // Same name, new file (the inode may well be reused): read from its start, not resumed.
+    std::fs::remove_file(d.join("app.log")).unwrap();
+    std::fs::write(
+        d.join("app.log"),
+        "replaced 1 with a longer first line than before\nreplaced 2\n",
+    )
+    .unwrap();
+    let ev = t.wait_for(20, "the replacement's lines", |ev| ev.len() >= 4);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut msgs = messages(&t.events());
+    msgs.sort();
+    assert_eq!(
+        msgs,
+        vec![
+            "late 1",
+            "new 1",
+            "replaced 1 with a longer first line than before",
+            "replaced 2"
+        ],
+        "{ev:#?}"
+    );
+}
