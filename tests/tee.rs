@@ -94,6 +94,21 @@ fn exit_codes_propagate() {
         .status()
         .unwrap();
     assert_eq!(missing.code(), Some(127));
+    // A pipeline that cannot be built stops tee before the command runs.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "outputs:\n  o: { type: stdout, fromat: json }\n").unwrap();
+    let marker = dir.path().join("ran");
+    let out = trawl()
+        .arg("tee")
+        .arg("-c")
+        .arg(&bad)
+        .args(["--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fromat"));
+    assert!(!marker.exists(), "the command did not run");
 }
 
 /// Starts tee on a child that reports the signals it gets, sends `sig` to trawl, returns

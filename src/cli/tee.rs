@@ -145,6 +145,28 @@ pub fn run(args: TeeArgs) -> i32 {
             return 2;
         }
     };
+    // A pipeline that cannot be built is reported before the command runs, not after.
+    if let Some(cfg) = &cfg {
+        let probe = TeeInput::new(
+            Arc::new(Spool::new(
+                SpoolLimits {
+                    memory_bytes: 0,
+                    spill_bytes: 0,
+                    spill_dir: std::env::temp_dir(),
+                },
+                0,
+            )),
+            1,
+        );
+        if let Err(errs) =
+            crate::pipeline::Pipeline::build(cfg.clone(), vec![("tee".to_owned(), Box::new(probe))])
+        {
+            for e in &errs.0 {
+                eprintln!("error: {e}");
+            }
+            return 2;
+        }
+    }
     let spool = Arc::new(Spool::new(
         SpoolLimits {
             memory_bytes: args.memory_buffer.as_usize(),
