@@ -215,12 +215,23 @@ fn kill_9_then_restart_loses_nothing_and_duplicates_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     let total = 300_000;
-    {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(d.join("app.log")).unwrap());
-        for i in 0..total {
-            writeln!(w, "{}", line(i)).unwrap();
-        }
-    }
+    std::fs::write(d.join("app.log"), b"").unwrap();
+    // The application keeps writing (5,000 lines every 30 ms) while trawl is killed.
+    let writer = {
+        let path = d.join("app.log");
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            for chunk in 0..total / 5000 {
+                let mut buf = String::new();
+                for i in chunk * 5000..(chunk + 1) * 5000 {
+                    buf.push_str(&line(i));
+                    buf.push('\n');
+                }
+                f.write_all(buf.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
     let cfg = pipeline(
         &d,
         &format!(
@@ -237,6 +248,7 @@ fn kill_9_then_restart_loses_nothing_and_duplicates_are_bounded() {
         "killed mid-stream (got {} of {total})",
         before.len()
     );
+    writer.join().unwrap();
 
     let second = Trawl::start(&d, &cfg, "out2.json");
     let seen = |ev: &[Value]| {
