@@ -7,6 +7,7 @@ use crate::inputs::tee::forward;
 use crate::inputs::tee::spool::{Chunk, Spool, SpoolLimits, StreamKind};
 use crate::inputs::tee::TeeInput;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -96,7 +97,7 @@ fn write_fd(fd: i32, mut data: &[u8]) -> bool {
 
 /// Copies one of the child's streams to ours, and into the spool.
 fn copy(mut from: impl Read, fd: i32, kind: StreamKind, spool: Arc<Spool>) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
     let mut passing = true;
     loop {
         let n = match from.read(&mut buf) {
@@ -193,6 +194,20 @@ pub fn run(args: TeeArgs) -> i32 {
     CHILD.store(child.id() as i32, Ordering::Relaxed);
 
     let mut copies = Vec::new();
+    // Bigger pipes absorb the moments the copy threads are not scheduled, so the command does
+    // not stall on a full 64 KiB pipe (Linux allows up to 1 MiB unprivileged).
+    for fd in [
+        child.stdout.as_ref().map(|p| p.as_raw_fd()),
+        child.stderr.as_ref().map(|p| p.as_raw_fd()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        // SAFETY: fcntl on a pipe fd we own; failure only leaves the default size.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+        }
+    }
     if let Some(out) = child.stdout.take() {
         let s = spool.clone();
         copies.push(std::thread::spawn(move || {
