@@ -196,8 +196,8 @@ pub struct Tail {
     pub last_growth: Instant,
     /// Since when the file is no longer found under `paths` (renamed away or deleted).
     pub unseen_since: Option<Instant>,
-    /// The file's first bytes as read, while fewer than the fingerprint size: the fingerprint
-    /// grows from the bytes actually read, never from a later content of the file.
+    /// The file's first bytes as read (up to the fingerprint size, kept: 1 KiB per file): the
+    /// fingerprint grows from the bytes actually read, never from a later content of the file.
     prefix: Vec<u8>,
 }
 
@@ -227,6 +227,11 @@ impl Tail {
     /// Offset of the first byte not read yet.
     pub fn position(&self) -> u64 {
         self.splitter.position()
+    }
+
+    /// The first bytes read from the file (what its fingerprint covers).
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
     }
 
     /// Offset where the line being read began: reading its copy elsewhere resumes here.
@@ -316,14 +321,12 @@ impl Tail {
             self.prefix.extend_from_slice(&buf[from..to]);
             self.fp = Fingerprint::of(&self.prefix);
         } else if have < fp_max && position > have {
-            // Started past the first bytes (`start_at: end`): read them once.
+            // Started past the first bytes (resumed, `start_at: end`): they were just checked
+            // by the fingerprint, so reading them again only adds what follows.
             if let Some(f) = &self.file {
                 self.prefix = super::identity::read_first(f, fp_max)?;
                 self.fp = Fingerprint::of(&self.prefix);
             }
-        }
-        if self.prefix.len() as u64 >= fp_max && self.prefix.capacity() > 0 {
-            self.prefix = Vec::new();
         }
         Ok(ReadOutcome::Data(n))
     }

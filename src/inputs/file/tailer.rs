@@ -530,11 +530,12 @@ impl Tailer {
         if size == 0 {
             return false;
         }
-        let live = self.tails.values().any(|t| {
-            t.fp.len > 0
-                && t.file()
-                    .is_some_and(|f| same_prefix(f, file, t.fp.len.min(size)))
-        });
+        // Compared with the bytes each tail read, not its file's current content: the file may
+        // already hold the next content when its copy shows up.
+        let live = self
+            .tails
+            .values()
+            .any(|t| starts_with(file, t.prefix(), size));
         live || self
             .truncated
             .iter()
@@ -565,13 +566,13 @@ fn entry_for(tail: &Tail, offset: u64) -> Entry {
     }
 }
 
-/// Whether two files start with the same `len` bytes.
-fn same_prefix(a: &File, b: &File, len: u64) -> bool {
+/// Whether `file`'s first bytes (up to `size`) are the first bytes of `prefix`.
+fn starts_with(file: &File, prefix: &[u8], size: u64) -> bool {
     use std::os::unix::fs::FileExt;
-    let len = len.min(64 * 1024) as usize;
-    let (mut x, mut y) = (vec![0u8; len], vec![0u8; len]);
-    matches!(
-        (a.read_exact_at(&mut x, 0), b.read_exact_at(&mut y, 0)),
-        (Ok(()), Ok(()))
-    ) && x == y
+    let k = (prefix.len() as u64).min(size) as usize;
+    if k == 0 {
+        return false;
+    }
+    let mut x = vec![0u8; k];
+    file.read_exact_at(&mut x, 0).is_ok() && x == prefix[..k]
 }
