@@ -4,7 +4,9 @@
 
 pub mod file;
 pub mod lines;
+pub mod socket;
 pub mod stdin;
+pub mod tee;
 
 use crate::config::{from_node, ComponentSpec, DeError};
 use crate::event::Batch;
@@ -135,12 +137,13 @@ pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Input>
             &spec.node, &spec.path,
         )?))),
         "file" => Ok(Box::new(file::build(spec, _ctx)?)),
+        "socket" => Ok(Box::new(socket::build(spec)?)),
         other => Err(unknown_type(spec, other, TYPES)),
     }
 }
 
 /// The input types `build` knows, for error messages and docs.
-pub const TYPES: &[&str] = &["stdin", "file"];
+pub const TYPES: &[&str] = &["stdin", "file", "socket"];
 
 pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) -> DeError {
     let type_mark = spec.node_type_mark();

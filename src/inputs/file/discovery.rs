@@ -6,20 +6,119 @@
 //! `Pattern` matches exclusions against the whole path, where `*` also crosses `/`, so
 //! `*_kube-system_*` excludes by file name as users expect.
 
-use std::collections::HashSet;
+use super::identity::FileKey;
+use crate::pipeline::channel::Shutdown;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub struct Discovery {
     include: Vec<String>,
     exclude: Vec<glob::Pattern>,
     watcher: Option<notify::RecommendedWatcher>,
     watched: HashSet<PathBuf>,
-    /// Set by filesystem events that may add or remove files.
-    rescan: Arc<AtomicBool>,
     warned: HashSet<String>,
+    /// Where files under `paths` were renamed to, from rename events: a file renamed out of
+    /// `paths` faster than a scan could see it is still found and read.
+    renamed_to: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+/// Most rename destinations remembered between two scans.
+const MAX_RENAMES: usize = 4096;
+
+/// What the discovery thread found, shared with the reader.
+#[derive(Default)]
+pub struct Found {
+    /// Bumped by every scan.
+    pub generation: u64,
+    /// The latest scan: every matching file and its identity, in a stable order.
+    pub current: Vec<(PathBuf, FileKey)>,
+    /// Files opened by discovery that the reader has not taken yet. Opening a file as soon as it
+    /// appears keeps it readable even if it is renamed out of `paths` or deleted before the
+    /// reader (maybe waiting on a full pipeline) gets to it: no rotation is fast enough to lose it.
+    pub opened: HashMap<FileKey, (PathBuf, File)>,
+    /// Files the reader follows or has decided about (discovery leaves them alone).
+    pub followed: HashSet<FileKey>,
+}
+
+/// Scans on every filesystem event that may add or remove files and every `scan_every`, until
+/// shutdown; wakes the reader after each scan.
+pub fn spawn(
+    mut discovery: Discovery,
+    events: Receiver<()>,
+    found: Arc<Mutex<Found>>,
+    wake_reader: SyncSender<()>,
+    scan_every: Duration,
+    max_open: usize,
+    shutdown: Shutdown,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("trawl-file-scan".into())
+        .spawn(move || loop {
+            let paths = discovery.scan();
+            let renamed: Vec<PathBuf> = discovery
+                .renamed_to
+                .lock()
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default();
+            let mut current = Vec::with_capacity(paths.len());
+            for path in paths {
+                if let Ok(md) = std::fs::metadata(&path) {
+                    if md.is_file() {
+                        current.push((path, FileKey::of(&md)));
+                    }
+                }
+            }
+            if let Ok(mut f) = found.lock() {
+                for (path, key) in &current {
+                    if f.followed.contains(key)
+                        || f.opened.contains_key(key)
+                        || f.opened.len() >= max_open
+                    {
+                        continue;
+                    }
+                    if let Ok(file) = File::open(path) {
+                        // The path may have moved to another file between stat and open.
+                        if file
+                            .metadata()
+                            .map(|m| FileKey::of(&m) == *key)
+                            .unwrap_or(false)
+                        {
+                            f.opened.insert(*key, (path.clone(), file));
+                        }
+                    }
+                }
+                for path in &renamed {
+                    if f.opened.len() >= max_open || discovery.is_excluded(path) {
+                        continue;
+                    }
+                    if let Ok(file) = File::open(path) {
+                        if let Ok(md) = file.metadata() {
+                            let key = FileKey::of(&md);
+                            if md.is_file() && !f.followed.contains(&key) {
+                                f.opened.entry(key).or_insert((path.clone(), file));
+                            }
+                        }
+                    }
+                }
+                f.current = current;
+                f.generation += 1;
+            }
+            let _ = wake_reader.try_send(());
+            if shutdown.is_triggered() {
+                return;
+            }
+            match events.recv_timeout(scan_every) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(scan_every),
+            }
+            if shutdown.is_triggered() {
+                return;
+            }
+        })
 }
 
 /// Checks the patterns; the error names the first bad one.
@@ -41,17 +140,23 @@ pub fn check_include(patterns: &[String]) -> Result<(), String> {
 }
 
 impl Discovery {
-    /// With `use_events`, filesystem events wake the returned receiver (coalesced: it holds at
-    /// most one pending wake-up), which the reader waits on between polls.
+    /// With `use_events`, filesystem events wake the returned receivers (coalesced: each holds
+    /// at most one pending wake-up): the returned one on events that may add or remove files
+    /// (for the scanner), `wake_reader` on any event, writes included.
     pub fn new(
         include: Vec<String>,
         exclude: Vec<glob::Pattern>,
         use_events: bool,
+        wake_reader: SyncSender<()>,
     ) -> (Discovery, Receiver<()>) {
         let (tx, rx) = sync_channel(1);
-        let rescan = Arc::new(AtomicBool::new(true));
+        let renamed_to = Arc::new(Mutex::new(Vec::new()));
+        let patterns: Vec<glob::Pattern> = include
+            .iter()
+            .filter_map(|p| glob::Pattern::new(p).ok())
+            .collect();
         let watcher = if use_events {
-            make_watcher(tx, rescan.clone())
+            make_watcher(tx, wake_reader, patterns, renamed_to.clone())
         } else {
             None
         };
@@ -61,21 +166,15 @@ impl Discovery {
                 exclude,
                 watcher,
                 watched: HashSet::new(),
-                rescan,
                 warned: HashSet::new(),
+                renamed_to,
             },
             rx,
         )
     }
 
-    /// Whether an event asked for a rescan since the last one.
-    pub fn rescan_requested(&self) -> bool {
-        self.rescan.load(Ordering::Relaxed)
-    }
-
     /// The files the patterns match now, in a stable order, without the excluded ones.
     pub fn scan(&mut self) -> Vec<PathBuf> {
-        self.rescan.store(false, Ordering::Relaxed);
         self.ensure_watches();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -143,11 +242,28 @@ impl Discovery {
 }
 
 fn make_watcher(
+    rescan: SyncSender<()>,
     wake: SyncSender<()>,
-    rescan: Arc<AtomicBool>,
+    include: Vec<glob::Pattern>,
+    renamed_to: Arc<Mutex<Vec<PathBuf>>>,
 ) -> Option<notify::RecommendedWatcher> {
-    use notify::event::{EventKind, ModifyKind};
+    use notify::event::{EventKind, ModifyKind, RenameMode};
     let handler = move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = &res {
+            if let (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) =
+                (&ev.kind, ev.paths.as_slice())
+            {
+                if include.iter().any(|p| p.matches_path(from))
+                    && !include.iter().any(|p| p.matches_path(to))
+                {
+                    if let Ok(mut r) = renamed_to.lock() {
+                        if r.len() < MAX_RENAMES {
+                            r.push(to.clone());
+                        }
+                    }
+                }
+            }
+        }
         let structural = match &res {
             Ok(ev) => !matches!(
                 ev.kind,
@@ -156,7 +272,7 @@ fn make_watcher(
             Err(_) => true,
         };
         if structural {
-            rescan.store(true, Ordering::Relaxed);
+            let _ = rescan.try_send(());
         }
         let _ = wake.try_send(());
     };
@@ -230,7 +346,8 @@ mod tests {
         }
         let pat = format!("{}/**/*.log", d.display());
         let excl = compile_exclude(&["*_kube-system_*".to_owned()]).unwrap();
-        let (mut disc, _rx) = Discovery::new(vec![pat], excl, false);
+        let (tx, _rx) = sync_channel(1);
+        let (mut disc, _events) = Discovery::new(vec![pat], excl, false, tx);
         let mut got: Vec<String> = disc
             .scan()
             .iter()

@@ -32,12 +32,14 @@ pub struct Fingerprint {
 impl Fingerprint {
     /// The fingerprint of up to `max` first bytes of `file` (fewer if the file is shorter).
     pub fn read(file: &File, max: u64) -> io::Result<Fingerprint> {
-        let mut buf = vec![0u8; max as usize];
-        let n = read_prefix(file, &mut buf)?;
-        Ok(Fingerprint {
-            len: n as u64,
-            hash: fnv1a(&buf[..n]),
-        })
+        Ok(Fingerprint::of(&read_first(file, max)?))
+    }
+
+    pub fn of(bytes: &[u8]) -> Fingerprint {
+        Fingerprint {
+            len: bytes.len() as u64,
+            hash: fnv1a(bytes),
+        }
     }
 
     /// Whether the file still starts with the bytes this fingerprint was taken from. False when
@@ -50,6 +52,14 @@ impl Fingerprint {
         let n = read_prefix(file, &mut buf)?;
         Ok(n as u64 == self.len && fnv1a(&buf) == self.hash)
     }
+}
+
+/// Up to `max` first bytes of `file`.
+pub fn read_first(file: &File, max: u64) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; max as usize];
+    let n = read_prefix(file, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {

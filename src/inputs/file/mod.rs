@@ -6,9 +6,15 @@
 //! cannot tell a rotated file from a new one at the same path, which are the two things a
 //! registry needs; it also reads line by line. Here one thread reads every file in 256 KiB
 //! chunks with `pread` at offsets we own, names files by device + inode confirmed by a
-//! fingerprint, and wakes on `notify` events with a polling fallback.
+//! fingerprint, and wakes on `notify` events with a polling fallback. A second thread scans for
+//! files and opens new ones at once, so a rotation faster than the reader (which may be paused
+//! by back-pressure) cannot make a file disappear before it was read.
 //!
-//! - `discovery`: globs, exclusions, filesystem events.
+//! What a crash re-reads is bounded by the batches in flight plus one `registry_flush` interval
+//! of delivery: offsets are committed in memory on every acknowledgement and written to disk
+//! (with fsync) on that interval, not per batch.
+//!
+//! - `discovery`: globs, exclusions, filesystem events, the scanner thread.
 //! - `identity`: device + inode, fingerprints, stream ids.
 //! - `tailer`: the reading thread: opening, rotation, truncation, closing.
 //! - `reader`: one file: chunks → lines → container records → multiline.

@@ -196,22 +196,26 @@ pub struct Tail {
     pub last_growth: Instant,
     /// Since when the file is no longer found under `paths` (renamed away or deleted).
     pub unseen_since: Option<Instant>,
+    /// The file's first bytes as read (up to the fingerprint size, kept: 1 KiB per file): the
+    /// fingerprint grows from the bytes actually read, never from a later content of the file.
+    prefix: Vec<u8>,
 }
 
 impl Tail {
     pub fn new(
         meta: TailMeta,
         path: PathBuf,
-        fp: Fingerprint,
+        prefix: Vec<u8>,
         file: File,
         offset: u64,
         decoder: Decoder,
         max_line: usize,
     ) -> Tail {
         Tail {
+            fp: Fingerprint::of(&prefix),
+            prefix,
             meta,
             path,
-            fp,
             file: Some(file),
             splitter: LineSplitter::new(max_line, offset),
             decoder,
@@ -223,6 +227,16 @@ impl Tail {
     /// Offset of the first byte not read yet.
     pub fn position(&self) -> u64 {
         self.splitter.position()
+    }
+
+    /// The first bytes read from the file (what its fingerprint covers).
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// Offset where the line being read began: reading its copy elsewhere resumes here.
+    pub fn line_start(&self) -> u64 {
+        self.splitter.position() - self.splitter.pending() as u64
     }
 
     pub fn is_open(&self) -> bool {
@@ -243,9 +257,10 @@ impl Tail {
     }
 
     /// Starts the file over at 0 with a new stream id (after truncation).
-    pub fn restart(&mut self, stream: u64, fp: Fingerprint, format: Format, max_line: usize) {
+    pub fn restart(&mut self, stream: u64, prefix: Vec<u8>, format: Format, max_line: usize) {
         self.meta.stream = stream;
-        self.fp = fp;
+        self.fp = Fingerprint::of(&prefix);
+        self.prefix = prefix;
         self.splitter = LineSplitter::new(max_line, 0);
         self.decoder = self.decoder.fresh(format);
         self.last_growth = Instant::now();
@@ -299,9 +314,18 @@ impl Tail {
         splitter.push(&buf[..n], &mut |bytes, info| {
             decoder.line(bytes, info, now, &mut |line| batcher.push(meta, line));
         });
-        if self.fp.len < fp_max && self.splitter.position() > self.fp.len {
+        let have = self.prefix.len() as u64;
+        if have < fp_max && position <= have && have < position + n as u64 {
+            let from = (have - position) as usize;
+            let to = n.min((fp_max - position) as usize);
+            self.prefix.extend_from_slice(&buf[from..to]);
+            self.fp = Fingerprint::of(&self.prefix);
+        } else if have < fp_max && position > have {
+            // Started past the first bytes (resumed, `start_at: end`): they were just checked
+            // by the fingerprint, so reading them again only adds what follows.
             if let Some(f) = &self.file {
-                self.fp = Fingerprint::read(f, fp_max)?;
+                self.prefix = super::identity::read_first(f, fp_max)?;
+                self.fp = Fingerprint::of(&self.prefix);
             }
         }
         Ok(ReadOutcome::Data(n))

@@ -4,7 +4,7 @@
 
 use super::batcher::Batcher;
 use super::container;
-use super::discovery::Discovery;
+use super::discovery::{self, Discovery, Found};
 use super::identity::{new_stream_id, FileKey, Fingerprint};
 use super::multiline::Multiline;
 use super::reader::{Decoder, ReadOutcome, Tail, TailMeta};
@@ -12,11 +12,11 @@ use super::registry::{now_secs, Entry};
 use super::{Config, Shared, StartAt};
 use crate::event::Batch;
 use crate::inputs::InputContext;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Chunks read from one file before turning to the next, so one busy file cannot starve others.
@@ -47,7 +47,9 @@ struct Tailer {
     batcher: Batcher,
     max_line: usize,
     fp_max: u64,
-    warned_open: std::collections::HashSet<PathBuf>,
+    warned_open: HashSet<PathBuf>,
+    /// Files skipped for good in this run (`ignore_older`).
+    ignored: HashSet<FileKey>,
     invalid_utf8_logged: bool,
     salt: u64,
 }
@@ -59,7 +61,6 @@ pub(super) fn run(
     ctx: InputContext,
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {
-    let (mut discovery, wake) = Discovery::new(config.paths.clone(), exclude, config.watch_events);
     let scan_every = config
         .scan_interval
         .positive()
@@ -68,6 +69,23 @@ pub(super) fn run(
         .poll_interval
         .positive()
         .unwrap_or(Duration::from_millis(250));
+    let (wake_tx, wake) = std::sync::mpsc::sync_channel(1);
+    let (discovery, events) = Discovery::new(
+        config.paths.clone(),
+        exclude,
+        config.watch_events,
+        wake_tx.clone(),
+    );
+    let found = Arc::new(Mutex::new(Found::default()));
+    let scanner = discovery::spawn(
+        discovery,
+        events,
+        found.clone(),
+        wake_tx,
+        scan_every,
+        config.max_open_files.max(1),
+        ctx.shutdown.clone(),
+    )?;
     let mut buf = vec![0u8; config.read_buffer.as_usize().max(4096)];
     let mut t = Tailer {
         max_line: config.max_line_bytes.as_usize().max(1),
@@ -83,19 +101,19 @@ pub(super) fn run(
         warned_open: Default::default(),
         invalid_utf8_logged: false,
         salt: 0,
+        ignored: HashSet::new(),
     };
-    let mut first = true;
-    let mut next_scan = Instant::now();
+    let mut generation = 0;
     loop {
         if t.ctx.shutdown.is_triggered() {
             break;
         }
         let now = Instant::now();
-        if first || now >= next_scan || discovery.rescan_requested() {
-            let paths = discovery.scan();
-            t.scan(&paths, first, now);
-            first = false;
-            next_scan = now + scan_every;
+        let latest = found.lock().map(|f| f.generation).unwrap_or(0);
+        if latest != generation {
+            // The first scan decides what `start_at: end` applies to.
+            t.apply_scan(&found, generation == 0, now);
+            generation = latest;
         }
         let progress = match t.read_all(&mut buf) {
             Ok(p) => p,
@@ -114,7 +132,7 @@ pub(super) fn run(
             }
             t.close_idle(now);
             let deadline = t.tails.values().filter_map(|x| x.decoder.deadline()).min();
-            let mut wait = poll.min(next_scan.saturating_duration_since(now));
+            let mut wait = poll;
             if let Some(d) = deadline {
                 wait = wait.min(d.saturating_duration_since(now));
             }
@@ -123,6 +141,9 @@ pub(super) fn run(
     }
     // Lines already read go out; what multiline still holds is read again after a restart.
     let _ = t.emit();
+    // The scanner sees shutdown at its next wake-up (at most `scan_interval`); not waiting
+    // for it keeps shutdown quick.
+    drop(scanner);
     Ok(())
 }
 
@@ -232,7 +253,9 @@ impl Tailer {
         let Some(file) = tail.file() else {
             return Ok(());
         };
-        let fp = Fingerprint::read(file, self.fp_max).unwrap_or(Fingerprint { len: 0, hash: 0 });
+        // The new content's fingerprint grows from what is read of it, starting now.
+        let _ = file;
+        let fp = Fingerprint::of(&[]);
         tracing::info!(input = %self.ctx.name, path = %tail.path.display(), offset = tail.position(), "file truncated: reading it again from the start");
         let committed = match self.shared.registry.lock() {
             Ok(r) => r
@@ -244,7 +267,7 @@ impl Tailer {
         };
         self.truncated.push(Truncated {
             fp: tail.fp,
-            position: tail.position(),
+            position: tail.line_start(),
             committed,
             stream: tail.meta.stream,
             at: Instant::now(),
@@ -255,7 +278,7 @@ impl Tailer {
         );
         self.salt += 1;
         let stream = new_stream_id(key, fp, self.salt);
-        tail.restart(stream, fp, self.config.format, self.max_line);
+        tail.restart(stream, Vec::new(), self.config.format, self.max_line);
         let entry = entry_for(tail, 0);
         if let Ok(mut r) = self.shared.registry.lock() {
             r.put(entry);
@@ -299,36 +322,63 @@ impl Tailer {
     }
 
     /// Matches what discovery found against what is followed.
-    fn scan(&mut self, paths: &[PathBuf], first: bool, now: Instant) {
+    fn apply_scan(&mut self, found: &Mutex<Found>, first: bool, now: Instant) {
         self.truncated
             .retain(|t| now.saturating_duration_since(t.at) < Duration::from_secs(60));
-        let mut seen: HashMap<FileKey, ()> = HashMap::new();
+        let (current, mut opened) = match found.lock() {
+            Ok(mut f) => (
+                std::mem::take(&mut f.current),
+                std::mem::take(&mut f.opened),
+            ),
+            Err(_) => return,
+        };
+        let mut seen: HashSet<FileKey> = HashSet::new();
+        let mut keep: HashMap<FileKey, (PathBuf, File)> = HashMap::new();
         let wall = now_secs();
-        for path in paths {
-            let Ok(md) = std::fs::metadata(path) else {
-                continue;
-            };
-            if !md.is_file() {
+        for (path, key) in &current {
+            if !seen.insert(*key) || self.ignored.contains(key) {
                 continue;
             }
-            let key = FileKey::of(&md);
-            if seen.insert(key, ()).is_some() {
-                continue;
-            }
-            if self.tails.contains_key(&key) {
-                self.rediscovered(key, path, &md, wall);
+            if self.tails.contains_key(key) {
+                self.rediscovered(*key, path);
             } else {
-                self.discovered(key, path, &md, first, now);
+                let file = opened.remove(key).map(|(_, f)| f);
+                if let Some(f) = self.discovered(*key, path, file, first, now) {
+                    keep.insert(*key, (path.clone(), f));
+                }
+            }
+        }
+        // Opened by discovery, then renamed away or deleted before this turn: still read.
+        for (key, (path, file)) in opened {
+            if self.tails.contains_key(&key) || self.ignored.contains(&key) {
+                continue;
+            }
+            if let Some(f) = self.discovered(key, &path, Some(file), first, now) {
+                keep.insert(key, (path, f));
             }
         }
         for (key, tail) in self.tails.iter_mut() {
-            if seen.contains_key(key) {
+            if seen.contains(key) {
                 tail.unseen_since = None;
             } else if tail.unseen_since.is_none() {
                 tail.unseen_since = Some(now);
             }
         }
-        self.maybe_copies.retain(|k, _| seen.contains_key(k));
+        self.maybe_copies.retain(|k, _| keep.contains_key(k));
+        if let Ok(mut f) = found.lock() {
+            f.followed = self
+                .tails
+                .keys()
+                .chain(self.ignored.iter())
+                .copied()
+                .collect();
+            for (k, v) in keep {
+                f.opened.entry(k).or_insert(v);
+            }
+            if f.current.is_empty() {
+                f.current = current;
+            }
+        }
         if let Ok(mut r) = self.shared.registry.lock() {
             for (key, tail) in &self.tails {
                 r.touch(key, &tail.meta.path, tail.fp, wall);
@@ -337,7 +387,7 @@ impl Tailer {
     }
 
     /// A file already followed: renamed within `paths`, or closed and grown again.
-    fn rediscovered(&mut self, key: FileKey, path: &Path, md: &std::fs::Metadata, _wall: i64) {
+    fn rediscovered(&mut self, key: FileKey, path: &Path) {
         let open = self.open_count();
         let max_open = self.config.max_open_files;
         let Some(tail) = self.tails.get_mut(&key) else {
@@ -347,7 +397,13 @@ impl Tailer {
             tail.path = path.to_path_buf();
             tail.meta.path = path.display().to_string();
         }
-        if tail.is_open() || md.len() == tail.position() || open >= max_open {
+        if tail.is_open() || open >= max_open {
+            return;
+        }
+        let grown = std::fs::metadata(path)
+            .map(|m| m.len() != tail.position())
+            .unwrap_or(false);
+        if !grown {
             return;
         }
         match File::open(path) {
@@ -372,24 +428,36 @@ impl Tailer {
 
     /// A file not followed in this run: resumed from the registry, recognised as the copy of a
     /// truncated file, or new.
+    /// Gives the file back when it should be looked at again at the next scan.
     fn discovered(
         &mut self,
         key: FileKey,
         path: &Path,
-        md: &std::fs::Metadata,
+        file: Option<File>,
         first: bool,
         now: Instant,
-    ) {
+    ) -> Option<File> {
         if self.open_count() >= self.config.max_open_files {
-            return;
+            return file;
         }
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) => return self.warn_open(path, &e),
+        let file = match file {
+            Some(f) => f,
+            None => match File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.warn_open(path, &e);
+                    return None;
+                }
+            },
         };
-        let Ok(fp) = Fingerprint::read(&file, self.fp_max) else {
-            return;
+        let Ok(md) = file.metadata() else { return None };
+        if FileKey::of(&md) != key {
+            return None;
+        }
+        let Ok(first_bytes) = super::identity::read_first(&file, self.fp_max) else {
+            return None;
         };
+        let fp = Fingerprint::of(&first_bytes);
         let size = md.len();
         let known = self
             .shared
@@ -410,18 +478,15 @@ impl Tailer {
             tracing::info!(input = %self.ctx.name, path = %path.display(), offset = t.position, "copy of a truncated file: continuing where reading stopped");
             (t.position, t.stream, t.committed)
         } else {
-            let looks_like_copy = self
-                .tails
-                .values()
-                .any(|t| t.is_open() && t.fp.len > 0 && t.fp.matches(&file).unwrap_or(false));
-            if looks_like_copy {
+            if self.may_be_copy(&file, size) {
                 let since = *self.maybe_copies.entry(key).or_insert(now);
                 if now.saturating_duration_since(since) < COPY_WAIT {
-                    return;
+                    return Some(file);
                 }
             }
-            if self.ignored_as_older(md) {
-                return;
+            if self.ignored_as_older(&md) {
+                self.ignored.insert(key);
+                return None;
             }
             let offset = if first && self.config.start_at == StartAt::End {
                 size
@@ -439,10 +504,12 @@ impl Tailer {
             k8s: container::kubernetes_metadata(path),
         };
         let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line);
+        // Read from 0, the fingerprint grows from the bytes read; otherwise it is what was seen.
+        let prefix = if offset == 0 { Vec::new() } else { first_bytes };
         let tail = Tail::new(
             meta,
             path.to_path_buf(),
-            fp,
+            prefix,
             file,
             offset,
             decoder,
@@ -454,6 +521,25 @@ impl Tailer {
         }
         tracing::debug!(input = %self.ctx.name, path = %path.display(), offset, "following file");
         self.tails.insert(key, tail);
+        None
+    }
+
+    /// Whether a new file could be the copy, maybe still being written, of a followed file
+    /// about to be truncated or of a truncated content: its first bytes are theirs.
+    fn may_be_copy(&self, file: &File, size: u64) -> bool {
+        if size == 0 {
+            return false;
+        }
+        // Compared with the bytes each tail read, not its file's current content: the file may
+        // already hold the next content when its copy shows up.
+        let live = self
+            .tails
+            .values()
+            .any(|t| starts_with(file, t.prefix(), size));
+        live || self
+            .truncated
+            .iter()
+            .any(|t| size < t.fp.len || (size < t.position && t.fp.matches(file).unwrap_or(false)))
     }
 
     fn ignored_as_older(&self, md: &std::fs::Metadata) -> bool {
@@ -478,4 +564,15 @@ fn entry_for(tail: &Tail, offset: u64) -> Entry {
         offset,
         last_seen: now_secs(),
     }
+}
+
+/// Whether `file`'s first bytes (up to `size`) are the first bytes of `prefix`.
+fn starts_with(file: &File, prefix: &[u8], size: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let k = (prefix.len() as u64).min(size) as usize;
+    if k == 0 {
+        return false;
+    }
+    let mut x = vec![0u8; k];
+    file.read_exact_at(&mut x, 0).is_ok() && x == prefix[..k]
 }
