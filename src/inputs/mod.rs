@@ -2,8 +2,11 @@
 //! input's own file) and then `run` with an `InputContext` until it ends or shutdown is asked.
 //! Every input type is registered in `build` below, and nowhere else.
 
+pub mod file;
 pub mod lines;
+pub mod socket;
 pub mod stdin;
+pub mod tee;
 
 use crate::config::{from_node, ComponentSpec, DeError};
 use crate::event::Batch;
@@ -133,12 +136,14 @@ pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Input>
         "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(
             &spec.node, &spec.path,
         )?))),
+        "file" => Ok(Box::new(file::build(spec, _ctx)?)),
+        "socket" => Ok(Box::new(socket::build(spec)?)),
         other => Err(unknown_type(spec, other, TYPES)),
     }
 }
 
 /// The input types `build` knows, for error messages and docs.
-pub const TYPES: &[&str] = &["stdin"];
+pub const TYPES: &[&str] = &["stdin", "file", "socket"];
 
 pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) -> DeError {
     let type_mark = spec.node_type_mark();
