@@ -190,8 +190,15 @@ impl Tailer {
                 };
                 self.batcher.now = chrono::Utc::now();
                 let before = tail.position();
+                let fp_before = tail.fp;
                 let outcome = tail.read(buf, self.fp_max, Instant::now(), &mut self.batcher);
                 let bytes = tail.position().saturating_sub(before);
+                if tail.fp != fp_before {
+                    // The registry must know the grown fingerprint before the offsets past it.
+                    if let Ok(mut r) = self.shared.registry.lock() {
+                        r.touch(&key, &tail.meta.path, tail.fp, now_secs());
+                    }
+                }
                 crate::telemetry::metrics::ComponentMetrics::add(&self.ctx.metrics.bytes_in, bytes);
                 self.count_decoder_errors(key);
                 match outcome {
