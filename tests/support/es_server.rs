@@ -349,9 +349,11 @@ fn store(st: &mut EsState, op: &str, index: &str, id: &str, doc: Value) -> Value
             ),
         );
     }
-    st.docs.insert(key, doc);
+    let existed = st.docs.insert(key, doc).is_some();
     st.writes += 1;
-    item(if op == "create" { 201 } else { 201 }, None)
+    let mut v = item(if existed { 200 } else { 201 }, None);
+    v["result"] = json!(if existed { "updated" } else { "created" });
+    v
 }
 
 /// Records the type of each field seen first; a later value of another kind is refused the way
