@@ -264,3 +264,60 @@ fn lines_written_while_the_sidecar_is_down_arrive_once_it_is_up() {
         "spill file removed at exit"
     );
 }
+
+#[test]
+fn what_cannot_be_kept_is_dropped_counted_and_reported_while_output_passes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Nobody listens, 1 KiB of memory and 2 KiB of spill file: most lines cannot be kept.
+    let out = trawl()
+        .arg("tee")
+        .args(["--forward", &format!("unix:{}/nobody.sock", d.display())])
+        .args([
+            "--memory-buffer",
+            "1KiB",
+            "--spill-max",
+            "2KiB",
+            "--flush-timeout",
+            "300ms",
+            "--spill-dir",
+        ])
+        .arg(d)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 1000 ]; do echo \"line $i\"; i=$((i+1)); done",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        1000,
+        "the application's output is untouched"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = stderr
+        .lines()
+        .find(|l| l.starts_with("trawl tee:"))
+        .unwrap_or_else(|| panic!("no report in {stderr}"));
+    let dropped: u64 = report.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(dropped > 0, "{report}");
+    let total = 1000 * 8 + 890;
+    let not_shipped: u64 = report
+        .split(", ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        dropped + not_shipped,
+        total as u64,
+        "every byte accounted for: {report}"
+    );
+}

@@ -289,6 +289,7 @@ pub fn run(args: TeeArgs) -> i32 {
     };
     let dropped = spool.dropped_bytes();
     let left = spool.queued_bytes() + unsent;
+    spool.remove_spill_file();
     if dropped > 0 || left > 0 {
         eprintln!(
             "trawl tee: {dropped} bytes of output dropped (buffers full), {left} bytes not shipped before the {}ms flush deadline",

@@ -150,6 +150,15 @@ pub(super) fn run(
 /// The pipeline is gone.
 struct Closed;
 
+/// Whether a new file may be the copy of a followed or truncated one (copytruncate).
+enum CopyCheck {
+    No,
+    /// Its first bytes are those of a file still being read: decided once that one is read.
+    OfTailBehind,
+    /// Its first bytes match, but nothing is left to read: wait a little for a truncation.
+    Maybe,
+}
+
 impl Tailer {
     fn open_count(&self) -> usize {
         self.tails.values().filter(|t| t.is_open()).count()
@@ -190,8 +199,15 @@ impl Tailer {
                 };
                 self.batcher.now = chrono::Utc::now();
                 let before = tail.position();
+                let fp_before = tail.fp;
                 let outcome = tail.read(buf, self.fp_max, Instant::now(), &mut self.batcher);
                 let bytes = tail.position().saturating_sub(before);
+                if tail.fp != fp_before {
+                    // The registry must know the grown fingerprint before the offsets past it.
+                    if let Ok(mut r) = self.shared.registry.lock() {
+                        r.touch(&key, &tail.meta.path, tail.fp, now_secs());
+                    }
+                }
                 crate::telemetry::metrics::ComponentMetrics::add(&self.ctx.metrics.bytes_in, bytes);
                 self.count_decoder_errors(key);
                 match outcome {
@@ -478,11 +494,17 @@ impl Tailer {
             tracing::info!(input = %self.ctx.name, path = %path.display(), offset = t.position, "copy of a truncated file: continuing where reading stopped");
             (t.position, t.stream, t.committed)
         } else {
-            if self.may_be_copy(&file, size) {
-                let since = *self.maybe_copies.entry(key).or_insert(now);
-                if now.saturating_duration_since(since) < COPY_WAIT {
-                    return Some(file);
+            match self.may_be_copy(&file, size) {
+                // The tail it may copy has not read its file to the end: a truncation would be
+                // seen there before the next read, so wait for that, however long it takes.
+                CopyCheck::OfTailBehind => return Some(file),
+                CopyCheck::Maybe => {
+                    let since = *self.maybe_copies.entry(key).or_insert(now);
+                    if now.saturating_duration_since(since) < COPY_WAIT {
+                        return Some(file);
+                    }
                 }
+                CopyCheck::No => {}
             }
             if self.ignored_as_older(&md) {
                 self.ignored.insert(key);
@@ -526,20 +548,34 @@ impl Tailer {
 
     /// Whether a new file could be the copy, maybe still being written, of a followed file
     /// about to be truncated or of a truncated content: its first bytes are theirs.
-    fn may_be_copy(&self, file: &File, size: u64) -> bool {
+    fn may_be_copy(&self, file: &File, size: u64) -> CopyCheck {
         if size == 0 {
-            return false;
+            return CopyCheck::No;
         }
         // Compared with the bytes each tail read, not its file's current content: the file may
         // already hold the next content when its copy shows up.
-        let live = self
-            .tails
-            .values()
-            .any(|t| starts_with(file, t.prefix(), size));
-        live || self
+        let mut live = false;
+        for t in self.tails.values() {
+            if starts_with(file, t.prefix(), size) {
+                live = true;
+                let behind = t
+                    .file()
+                    .and_then(|f| f.metadata().ok())
+                    .is_some_and(|m| m.len() != t.position());
+                if behind {
+                    return CopyCheck::OfTailBehind;
+                }
+            }
+        }
+        let of_truncated = self
             .truncated
             .iter()
-            .any(|t| size < t.fp.len || (size < t.position && t.fp.matches(file).unwrap_or(false)))
+            .any(|t| size < t.fp.len || (size < t.position && t.fp.matches(file).unwrap_or(false)));
+        if live || of_truncated {
+            CopyCheck::Maybe
+        } else {
+            CopyCheck::No
+        }
     }
 
     fn ignored_as_older(&self, md: &std::fs::Metadata) -> bool {

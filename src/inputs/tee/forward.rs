@@ -48,7 +48,7 @@ fn encode(out: &mut Vec<u8>, kind: StreamKind, line: &[u8], info: LineInfo) {
 /// How forwarding ended.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ForwardReport {
-    /// Bytes of encoded lines that could not be sent before giving up.
+    /// Bytes of the command's output taken from the spool and not sent before giving up.
     pub unsent_bytes: u64,
 }
 
@@ -62,6 +62,8 @@ pub fn run(
 ) -> ForwardReport {
     let mut lines = StreamLines::new(max_line);
     let mut pending: Vec<u8> = Vec::new();
+    // Output bytes behind `pending` (the report counts output, not its JSON encoding).
+    let mut pending_raw: u64 = 0;
     let mut conn: Option<UnixStream> = None;
     let mut closed = false;
     let mut down_logged = false;
@@ -71,7 +73,10 @@ pub fn run(
                 return ForwardReport::default();
             }
             match spool.pop(Duration::from_millis(200)) {
-                Pop::Chunk(c) => lines.push(&c, &mut |k, l, i| encode(&mut pending, k, l, i)),
+                Pop::Chunk(c) => {
+                    pending_raw += c.data.len() as u64;
+                    lines.push(&c, &mut |k, l, i| encode(&mut pending, k, l, i));
+                }
                 Pop::Empty => {}
                 Pop::Closed => {
                     lines.finish(&mut |k, l, i| encode(&mut pending, k, l, i));
@@ -82,7 +87,7 @@ pub fn run(
         }
         if give_up.load(Ordering::Relaxed) {
             return ForwardReport {
-                unsent_bytes: pending.len() as u64,
+                unsent_bytes: pending_raw,
             };
         }
         if conn.is_none() {
@@ -106,7 +111,10 @@ pub fn run(
         }
         if let Some(s) = conn.as_mut() {
             match s.write_all(&pending) {
-                Ok(()) => pending.clear(),
+                Ok(()) => {
+                    pending.clear();
+                    pending_raw = 0;
+                }
                 Err(e) => {
                     // Sent again whole after reconnecting: a sidecar may see a line twice,
                     // never miss one the spool held.

@@ -285,13 +285,22 @@ impl Spool {
     }
 }
 
-impl Drop for Spool {
-    fn drop(&mut self) {
-        if let Ok(st) = self.state.lock() {
-            if let Some(sp) = &st.spill {
+impl Spool {
+    /// Removes the spill file (at exit: `process::exit` runs no destructors, and other threads
+    /// may still hold the spool). What it still held is counted as dropped.
+    pub fn remove_spill_file(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            if let Some(sp) = st.spill.take() {
+                st.dropped_bytes += sp.write_pos - sp.read_pos;
                 let _ = std::fs::remove_file(&sp.path);
             }
         }
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        self.remove_spill_file();
     }
 }
 
