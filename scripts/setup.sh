@@ -5,7 +5,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in libpcap-dev tshark pkg-config; do
+for pkg in libpcap-dev tshark pkg-config openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

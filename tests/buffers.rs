@@ -155,3 +155,59 @@ fn memory_buffer_dropping_newest_never_blocks_the_input_and_counts_drops() {
         "every line is either stored or counted as dropped"
     );
 }
+
+/// `trawl tee` cannot hold its application back: without a disk buffer its lines would be lost
+/// once the flush timeout passes with Elasticsearch down (checked by hand: this test then fails).
+/// With one, they wait on disk and the next trawl with the same `data_dir` delivers them.
+#[test]
+fn tee_lines_survive_an_outage_in_the_disk_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let es = EsServer::start();
+    es.with(|s| s.unavailable = true);
+    let outputs = format!(
+        "outputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{}\"]\n    index: tee\n    buffer: {{ type: disk, max_size: 64MiB }}\n",
+        es.url
+    );
+    let common = format!(
+        "data_dir: {}\nhttp: {{ enabled: false }}\nshutdown_timeout: 2s\n",
+        dir.path().join("data").display()
+    );
+    let tee_cfg = write_file(dir.path(), "tee.yaml", &format!("{common}{outputs}"));
+    let n = 20_000;
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["--log-level", "error", "tee", "--flush-timeout", "5s", "-c"])
+        .arg(&tee_cfg)
+        .args(["--", "seq", "-f", "tee line %g", "1", &n.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "tee exits with the command's status");
+    assert_eq!(
+        es.with(|s| s.docs.len()),
+        0,
+        "Elasticsearch was down the whole time"
+    );
+
+    es.with(|s| s.unavailable = false);
+    let run_cfg = write_file(
+        dir.path(),
+        "run.yaml",
+        &format!("{common}inputs:\n  app: {{ type: stdin }}\n{outputs}"),
+    );
+    let mut t = Trawl::start(&run_cfg, None);
+    // The replay happens while stdin is open; closing it then drains.
+    wait_until(
+        Duration::from_secs(30),
+        "the buffered tee lines to be delivered",
+        || es.with(|s| s.docs.len()) >= n,
+    );
+    assert!(t.finish(Duration::from_secs(30)).success());
+    let msgs: HashSet<String> = es.with(|s| {
+        s.docs_in("tee")
+            .iter()
+            .map(|(_, d)| d["message"].as_str().unwrap().to_owned())
+            .collect()
+    });
+    assert_eq!(msgs.len(), n);
+    assert!(msgs.contains("tee line 1") && msgs.contains(&format!("tee line {n}")));
+}

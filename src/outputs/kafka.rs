@@ -200,6 +200,10 @@ fn client_config(c: &Config) -> Result<ClientConfig, String> {
             (c.queue_max_bytes.bytes() / 1024).max(1).to_string(),
         )
         .set(
+            "queue.buffering.max.messages",
+            c.queue_max_messages.max(1).to_string(),
+        )
+        .set(
             "message.timeout.ms",
             c.delivery_timeout
                 .map_or(0, |d| d.std().as_millis() as u64)
@@ -512,6 +516,7 @@ impl Output for Kafka {
                     }
                     flight.remaining.fetch_add(1, Ordering::AcqRel);
                     loop {
+                        let room = producer.context().room.notified();
                         match producer.send(record) {
                             Ok(()) => break,
                             Err((
@@ -519,14 +524,24 @@ impl Output for Kafka {
                                 back,
                             )) => {
                                 // librdkafka's queue is full (slow or unreachable brokers): wait
-                                // for deliveries to make room; this is the back-pressure.
+                                // for a delivery report to make room; this is the back-pressure.
                                 record = back;
-                                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                                let wait = std::time::Duration::from_millis(100);
+                                let _ = tokio::time::timeout(wait, room).await;
                             }
                             Err((e, back)) => {
                                 drop(back);
                                 flight.remaining.fetch_sub(1, Ordering::AcqRel);
-                                refuse(event, "kafka_produce_error", e.to_string());
+                                match e.rdkafka_error_code() {
+                                    Some(code) if is_permanent(code) => {
+                                        refuse(event, "kafka_produce_error", e.to_string())
+                                    }
+                                    _ => {
+                                        tracing::error!(output = %ctx.name, error = %e,
+                                            "cannot produce; the batch is not acknowledged");
+                                        flight.failed.store(true, Ordering::Relaxed);
+                                    }
+                                }
                                 break;
                             }
                         }
@@ -589,6 +604,8 @@ mod tests {
             Some("0"),
             "retry without limit by default"
         );
+        assert_eq!(cc.get("queue.buffering.max.messages"), Some("20000"));
+        assert_eq!(cc.get("queue.buffering.max.kbytes"), Some("8192"));
     }
 
     #[test]

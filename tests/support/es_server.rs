@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 #[derive(Default)]
 pub struct EsState {
@@ -69,6 +69,29 @@ pub struct EsServer {
 
 impl EsServer {
     pub fn start() -> EsServer {
+        EsServer::start_with(None)
+    }
+
+    /// Serves HTTPS with the certificate chain and key (PEM files).
+    pub fn start_tls(cert_pem: &std::path::Path, key_pem: &std::path::Path) -> EsServer {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_pem)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(key_pem).unwrap();
+        let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        EsServer::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> EsServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -79,13 +102,24 @@ impl EsServer {
             ..Default::default()
         }));
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let st = state.clone();
         runtime.spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 let st = st.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = serve(conn, st).await;
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(conn).await {
+                                let _ = serve(stream, st).await;
+                            }
+                        }
+                        None => {
+                            let _ = serve(conn, st).await;
+                        }
+                    }
                 });
             }
         });
@@ -101,7 +135,10 @@ impl EsServer {
     }
 }
 
-async fn serve(mut conn: TcpStream, state: Arc<Mutex<EsState>>) -> std::io::Result<()> {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: S,
+    state: Arc<Mutex<EsState>>,
+) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
         // Read until a full head is there.
@@ -349,9 +386,11 @@ fn store(st: &mut EsState, op: &str, index: &str, id: &str, doc: Value) -> Value
             ),
         );
     }
-    st.docs.insert(key, doc);
+    let existed = st.docs.insert(key, doc).is_some();
     st.writes += 1;
-    item(if op == "create" { 201 } else { 201 }, None)
+    let mut v = item(if existed { 200 } else { 201 }, None);
+    v["result"] = json!(if existed { "updated" } else { "created" });
+    v
 }
 
 /// Records the type of each field seen first; a later value of another kind is refused the way

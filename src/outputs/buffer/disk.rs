@@ -104,6 +104,25 @@ fn valid_length(file: &File) -> std::io::Result<u64> {
     Ok(off)
 }
 
+/// Takes an exclusive lock on the buffer folder for the life of the process, so that two trawl
+/// processes given the same `data_dir` cannot interleave records.
+fn lock(dir: &Path) -> anyhow::Result<File> {
+    use std::os::fd::AsRawFd;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    // SAFETY: flock on a descriptor we own, valid for the duration of the call.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "disk buffer {} is in use by another trawl process (same data_dir?)",
+            dir.display()
+        );
+    }
+    Ok(f)
+}
+
 pub fn start(
     dir: &Path,
     config: &Config,
@@ -113,6 +132,7 @@ pub fn start(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("creating disk buffer {}: {e}", dir.display()))?;
+    let lock = lock(dir)?;
     let segs = list_segments(dir)?;
     let last = segs.last().copied().unwrap_or(0);
     // Recover the segment that was being written: cut a torn tail left by a crash.
@@ -171,7 +191,11 @@ pub fn start(
     };
     std::thread::Builder::new()
         .name("trawl-buf-write".into())
-        .spawn(move || writer.run(upstream))?;
+        .spawn(move || {
+            // The lock is held as long as the writer runs.
+            let _lock = lock;
+            writer.run(upstream)
+        })?;
     let reader = Reader {
         shared,
         out,
@@ -632,5 +656,17 @@ mod tests {
             pos.off, write_len,
             "the saved position is the end: nothing to replay"
         );
+    }
+
+    #[test]
+    fn a_second_process_cannot_take_the_same_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock(dir.path()).unwrap();
+        // flock locks belong to open file descriptions: a second open conflicts like another
+        // process would.
+        let err = lock(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("in use by another trawl process"), "{err}");
+        drop(first);
+        assert!(lock(dir.path()).is_ok());
     }
 }
