@@ -3,6 +3,7 @@
 //! Every input type is registered in `build` below, and nowhere else.
 
 pub mod lines;
+pub mod packet;
 pub mod stdin;
 
 use crate::config::{from_node, ComponentSpec, DeError};
@@ -128,15 +129,22 @@ pub struct BuildContext {
 }
 
 /// Builds an input from its spec: the one place where input types are registered.
-pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
+pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
     match spec.type_name.as_str() {
         "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(&spec.node, &spec.path)?))),
+        "flows" => Ok(Box::new(packet::input::PacketInput::flows(&spec.name, from_node(&spec.node, &spec.path)?, ctx))),
+        "http" => Ok(Box::new(packet::input::PacketInput::http(&spec.name, from_node(&spec.node, &spec.path)?, ctx))),
+        "pcap_file" => Ok(Box::new(packet::input::PacketInput::pcap_file(&spec.name, from_node(&spec.node, &spec.path)?, Some(ctx)).map_err(|mut e| {
+            e.mark = Some(spec.mark);
+            e.path = Some(spec.path.clone());
+            e
+        })?)),
         other => Err(unknown_type(spec, other, TYPES)),
     }
 }
 
 /// The input types `build` knows, for error messages and docs.
-pub const TYPES: &[&str] = &["stdin"];
+pub const TYPES: &[&str] = &["stdin", "flows", "http", "pcap_file"];
 
 pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) -> DeError {
     let type_mark = spec.node_type_mark();
