@@ -52,6 +52,10 @@ pub enum Command {
         /// Report only these (default: flows and http).
         #[arg(long, value_enum)]
         only: Vec<pcap::Report>,
+        /// TCP ports that carry HTTP (comma-separated); by default every TCP connection is
+        /// followed and HTTP recognised by its content.
+        #[arg(long, value_delimiter = ',')]
+        http_ports: Vec<u16>,
     },
 }
 
@@ -79,7 +83,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { config } => validate(&config),
         Command::Run { config } => run(config.as_ref()),
-        Command::Pcap { file, config, only } => pcap::run(file, config, only),
+        Command::Pcap { file, config, only, http_ports } => pcap::run(file, config, only, http_ports),
         Command::DefaultPipeline => {
             print!("{DEFAULT_PIPELINE}");
             0

@@ -2,6 +2,7 @@
 //! transactions as JSON lines on stdout (without `-c`), or feeds it to a pipeline's processors
 //! and outputs as an extra input named `pcap` (with `-c`). Time comes from the packets.
 
+use crate::inputs::packet::http::HttpConfig;
 use crate::inputs::packet::input::{PacketInput, PcapFileConfig};
 use crate::inputs::packet::{capture, Analyzers, Engine, Stats};
 use std::io::Write;
@@ -17,18 +18,18 @@ pub enum Report {
 }
 
 /// Runs the command; returns the exit code (1 when the file is unreadable or damaged).
-pub fn run(file: PathBuf, config: Option<PathBuf>, only: Vec<Report>) -> i32 {
+pub fn run(file: PathBuf, config: Option<PathBuf>, only: Vec<Report>, http_ports: Vec<u16>) -> i32 {
     match config {
         Some(c) => with_pipeline(file, &c),
-        None => print_events(file, &only),
+        None => print_events(file, &only, http_ports),
     }
 }
 
-fn print_events(file: PathBuf, only: &[Report]) -> i32 {
+fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>) -> i32 {
     let both = only.is_empty();
     let analyzers = Analyzers {
         flows: (both || only.contains(&Report::Flows)).then(Default::default),
-        http: (both || only.contains(&Report::Http)).then(Default::default),
+        http: (both || only.contains(&Report::Http)).then(|| HttpConfig { ports: http_ports, ..Default::default() }),
         dedup_window: None,
     };
     let stats = Arc::new(Stats::default());

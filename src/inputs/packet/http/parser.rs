@@ -314,6 +314,19 @@ fn trim_eol(line: &[u8]) -> &[u8] {
     l
 }
 
+/// The method and target of a request line cut short (the connection ended before its end of
+/// line): what an HTTP/0.9-style or aborted request still tells.
+pub fn partial_request_line(buf: &[u8]) -> Option<RequestHead> {
+    let m = METHODS.iter().find(|m| buf.starts_with(m))?;
+    let rest = &buf[m.len()..];
+    let end = rest.iter().position(|b| matches!(b, b' ' | b'\r' | b'\n')).unwrap_or(rest.len());
+    let target = std::str::from_utf8(&rest[..end]).ok()?;
+    if target.is_empty() {
+        return None;
+    }
+    Some(RequestHead { method: String::from_utf8_lossy(&m[..m.len() - 1]).into_owned(), target: target.to_owned(), minor: 0, ..Default::default() })
+}
+
 /// Methods recognised when looking for the start of a request.
 const METHODS: &[&[u8]] = &[
     b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ", b"PROPFIND ", b"PROPPATCH ", b"MKCOL ", b"COPY ", b"MOVE ", b"LOCK ", b"UNLOCK ", b"SEARCH ", b"REPORT ",
@@ -403,6 +416,14 @@ mod tests {
         assert!(b.done);
         let mut b = Body::new(Framing::Length(2));
         assert!(!b.skip(3), "a gap longer than the body needs a resync");
+    }
+
+    #[test]
+    fn cut_request_lines_still_name_method_and_url() {
+        let h = partial_request_line(b"GET /x?y").unwrap();
+        assert_eq!((h.method.as_str(), h.target.as_str()), ("GET", "/x?y"));
+        assert!(partial_request_line(b"GE").is_none());
+        assert!(partial_request_line(b"\x16\x03\x01").is_none());
     }
 
     #[test]

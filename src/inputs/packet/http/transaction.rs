@@ -246,6 +246,12 @@ impl Conn {
                 self.pending.push_back(t);
             }
         }
+        if matches!(self.client.state, State::Head) && !self.client.buf.is_empty() {
+            if let Some(head) = parser::partial_request_line(&self.client.buf) {
+                let n = self.client.buf.len() as u64;
+                self.pending.push_back(Transaction { req_start_ns: self.client.buf_ns, req_end_ns: self.client.buf_ns, req_header_bytes: n, request: Some(head), ..Default::default() });
+            }
+        }
         while let Some(mut t) = self.pending.pop_front() {
             t.missing = Some(Missing::Response);
             out.push(t);
