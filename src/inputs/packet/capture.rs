@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -60,7 +60,8 @@ fn default_interfaces() -> Vec<String> {
     vec!["any".into()]
 }
 fn default_snaplen() -> ByteSize {
-    ByteSize(65535)
+    // tcpdump's default: whole packets even on `lo`, whose MTU is 64 KiB.
+    ByteSize(262144)
 }
 fn default_buffer() -> ByteSize {
     ByteSize(8 << 20)
@@ -294,7 +295,8 @@ impl Live {
             .snaplen(self.cfg.snaplen.0.min(i32::MAX as u64) as i32)
             .buffer_size(self.cfg.buffer_size.0.min(i32::MAX as u64) as i32)
             .timeout(50)
-            .open()?;
+            .open()?
+            .setnonblock()?;
         if let Some(f) = &self.cfg.bpf_filter {
             cap.filter(f, true)?;
         }
@@ -317,6 +319,7 @@ fn capture_loop(mut cap: pcap::Capture<pcap::Active>, name: &str, input: &str, s
     let mut block = new_block();
     block.link = link;
     let mut last_stats = std::time::Instant::now();
+    let mut block_started = std::time::Instant::now();
     let send = |block: Block| match tx.try_send(block) {
         Ok(()) => true,
         Err(TrySendError::Full(b)) => {
@@ -325,9 +328,22 @@ fn capture_loop(mut cap: pcap::Capture<pcap::Active>, name: &str, input: &str, s
         }
         Err(TrySendError::Disconnected(_)) => false,
     };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
+    let mut idle = false;
     while !stop.load(Ordering::Relaxed) {
+        if idle {
+            // Non-blocking capture: wait for the descriptor rather than spin, and wake up
+            // regularly to see `stop` and to hand on a partial block.
+            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: pfd is a valid pollfd for the duration of the call, and nfds is 1.
+            unsafe { libc::poll(&mut pfd, 1, 50) };
+            idle = false;
+        }
         match cap.next_packet() {
             Ok(p) => {
+                if block.packets.is_empty() {
+                    block_started = std::time::Instant::now();
+                }
                 let off = block.data.len() as u32;
                 block.data.extend_from_slice(p.data);
                 block.packets.push((ts_ns(p.header, false), off, p.data.len() as u32));
@@ -339,13 +355,14 @@ fn capture_loop(mut cap: pcap::Capture<pcap::Active>, name: &str, input: &str, s
                     }
                 }
             }
-            Err(pcap::Error::TimeoutExpired) => {}
+            Err(pcap::Error::TimeoutExpired) => idle = true,
             Err(e) => {
                 tracing::warn!(input = %input, interface = %name, error = %e, "capture ended on this interface; it is reopened if it comes back");
                 break;
             }
         }
-        if !block.packets.is_empty() && (block.packets.len() >= 64 || last_stats.elapsed() >= std::time::Duration::from_millis(20)) {
+        // Hand a partial block on once the capture pauses or it is 20 ms old, for latency.
+        if !block.packets.is_empty() && (idle || block_started.elapsed() >= std::time::Duration::from_millis(20)) {
             let full = std::mem::replace(&mut block, new_block());
             block.link = link;
             if !send(full) {
@@ -365,11 +382,6 @@ fn capture_loop(mut cap: pcap::Capture<pcap::Active>, name: &str, input: &str, s
     if !block.packets.is_empty() {
         send(block);
     }
-}
-
-/// For the analyzer thread's queue: kept separate so tests can build one.
-pub fn queue() -> (SyncSender<Block>, Receiver<Block>) {
-    sync_channel(QUEUE_BLOCKS)
 }
 
 #[cfg(test)]

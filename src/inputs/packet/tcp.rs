@@ -48,6 +48,18 @@ impl Stream {
         self.next.is_some()
     }
 
+    /// Feeds one segment whose last `truncated` bytes were cut by the capture's snaplen;
+    /// in-order data and gaps go to `sink`.
+    pub fn segment_truncated(&mut self, seq: u32, flags: u8, payload: &[u8], truncated: u32, per_stream: usize, budget: &mut Budget, sink: &mut dyn FnMut(Chunk<'_>)) {
+        self.segment(seq, flags, payload, per_stream, budget, sink);
+        if truncated > 0 && self.next == Some(seq.wrapping_add((flags & tcp_flags::SYN != 0) as u32).wrapping_add(payload.len() as u32)) {
+            // The cut tail will never come: a gap now, rather than when the peer acknowledges.
+            sink(Chunk::Gap(truncated));
+            self.next = self.next.map(|n| n.wrapping_add(truncated));
+            self.drain(budget, sink);
+        }
+    }
+
     /// Feeds one segment; in-order data and gaps go to `sink`.
     pub fn segment(&mut self, seq: u32, flags: u8, payload: &[u8], per_stream: usize, budget: &mut Budget, sink: &mut dyn FnMut(Chunk<'_>)) {
         let mut seq = seq;

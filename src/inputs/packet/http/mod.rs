@@ -419,7 +419,7 @@ impl HttpAnalyzer {
         let ConnEntry { conn, streams, client, server, .. } = e;
         {
             let mut sink = |c: Chunk<'_>| deliver(conn, from_client, c, ts, &limits, &mut cst, txs);
-            streams[dir].segment(tcp.seq, tcp.flags, p.payload, per_stream, &mut self.budget, &mut sink);
+            streams[dir].segment_truncated(tcp.seq, tcp.flags, p.payload, p.missing, per_stream, &mut self.budget, &mut sink);
         }
         if tcp.flags & tcp_flags::ACK != 0 && tcp.flags & tcp_flags::RST == 0 {
             let mut sink = |c: Chunk<'_>| deliver(conn, !from_client, c, ts, &limits, &mut cst, txs);

@@ -156,6 +156,7 @@ impl Conn {
             if b.skip(n as u64) {
                 if let Some(t) = &mut self.req {
                     t.gap = true;
+                    t.req_body_bytes += n as u64;
                 }
                 return;
             }
@@ -180,6 +181,7 @@ impl Conn {
             if b.skip(n as u64) {
                 if let Some(t) = &mut self.resp {
                     t.gap = true;
+                    t.resp_body_bytes += n as u64;
                 }
                 if b.done {
                     self.server.state = State::Head;
