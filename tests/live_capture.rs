@@ -33,8 +33,14 @@ fn read_chunked_body(buf: &mut Vec<u8>, s: &mut TcpStream) -> std::io::Result<us
     loop {
         let mut at = 0;
         loop {
-            let Some(nl) = buf[at..].windows(2).position(|w| w == b"\r\n") else { break };
-            let size = usize::from_str_radix(std::str::from_utf8(&buf[at..at + nl]).unwrap_or("0").trim(), 16).unwrap_or(0);
+            let Some(nl) = buf[at..].windows(2).position(|w| w == b"\r\n") else {
+                break;
+            };
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&buf[at..at + nl]).unwrap_or("0").trim(),
+                16,
+            )
+            .unwrap_or(0);
             if size == 0 {
                 if buf.len() >= at + nl + 4 {
                     return Ok(at + nl + 4);
@@ -63,8 +69,16 @@ fn handle(mut s: TcpStream) -> std::io::Result<()> {
             let mut hs = [httparse::EMPTY_HEADER; 32];
             let mut req = httparse::Request::new(&mut hs);
             if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
-                let len = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length")).and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok()).unwrap_or(0usize);
-                let chunked = req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+                let len = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                    .unwrap_or(0usize);
+                let chunked = req
+                    .headers
+                    .iter()
+                    .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
                 break (req.path.unwrap_or("/").to_owned(), len, chunked, n);
             }
             let n = s.read(&mut tmp)?;
@@ -104,8 +118,12 @@ fn handle(mut s: TcpStream) -> std::io::Result<()> {
                 let code: u16 = p[8..].parse().unwrap_or(500);
                 write!(s, "HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nno")?;
             }
-            p if p.starts_with("/upload") => s.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")?,
-            _ => s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello")?,
+            p if p.starts_with("/upload") => {
+                s.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")?
+            }
+            _ => s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
+            )?,
         }
     }
 }
@@ -150,7 +168,11 @@ fn read_response(r: &mut BufReader<TcpStream>) -> u16 {
 
 fn http_get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -201,13 +223,18 @@ fn live_capture_on_lo_reports_every_transaction() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let (mut capturing, mut metrics_addr) = (false, None);
     while !(capturing && metrics_addr.is_some()) {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("trawl did not start capturing on lo");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("trawl did not start capturing on lo");
         if line.contains("capturing") {
             capturing = true;
         }
         if line.contains("serving /metrics") {
             let v: J = serde_json::from_str(&line).unwrap();
-            metrics_addr = v["address"].as_str().or(v["fields"]["address"].as_str()).map(str::to_owned);
+            metrics_addr = v["address"]
+                .as_str()
+                .or(v["fields"]["address"].as_str())
+                .map(str::to_owned);
         }
     }
     let metrics_addr = metrics_addr.unwrap();
@@ -228,8 +255,17 @@ fn live_capture_on_lo_reports_every_transaction() {
         let s = TcpStream::connect(&addr).unwrap();
         let mut r = BufReader::new(s.try_clone().unwrap());
         let mut w = s;
-        for (path, status) in [("/a", 200), ("/status/404", 404), ("/chunked", 200), ("/big", 200)] {
-            write!(w, "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nUser-Agent: live-test\r\n\r\n").unwrap();
+        for (path, status) in [
+            ("/a", 200),
+            ("/status/404", 404),
+            ("/chunked", 200),
+            ("/big", 200),
+        ] {
+            write!(
+                w,
+                "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nUser-Agent: live-test\r\n\r\n"
+            )
+            .unwrap();
             assert_eq!(read_response(&mut r), status);
             expected.push(("GET", path, status));
         }
@@ -252,7 +288,12 @@ fn live_capture_on_lo_reports_every_transaction() {
         let mut r = BufReader::new(s.try_clone().unwrap());
         let mut w = s;
         let body = vec![b'y'; 2 << 20];
-        write!(w, "POST /upload/big HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+        write!(
+            w,
+            "POST /upload/big HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
         w.write_all(&body).unwrap();
         assert_eq!(read_response(&mut r), 201);
         expected.push(("POST", "/upload/big", 201));
@@ -287,26 +328,68 @@ fn live_capture_on_lo_reports_every_transaction() {
         events.push(e);
     }
 
-    let summary: Vec<String> = events.iter().map(|e| format!("{} {} {}", e["http"]["request"]["method"], e["url"]["original"], e["http"]["response"]["status_code"])).collect();
+    let summary: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["http"]["request"]["method"],
+                e["url"]["original"],
+                e["http"]["response"]["status_code"]
+            )
+        })
+        .collect();
     assert_eq!(events.len(), expected.len(), "transactions: {summary:#?}");
     for (method, path, status) in &expected {
-        let n = events.iter().filter(|e| e["http"]["request"]["method"] == *method && e["url"]["original"] == *path && e["http"]["response"]["status_code"] == *status as u64).count();
+        let n = events
+            .iter()
+            .filter(|e| {
+                e["http"]["request"]["method"] == *method
+                    && e["url"]["original"] == *path
+                    && e["http"]["response"]["status_code"] == *status as u64
+            })
+            .count();
         assert_eq!(n, 1, "{method} {path} {status}: {summary:#?}");
     }
-    let big = events.iter().find(|e| e["url"]["original"] == "/big").unwrap();
+    let big = events
+        .iter()
+        .find(|e| e["url"]["original"] == "/big")
+        .unwrap();
     assert_eq!(big["http"]["response"]["body"]["bytes"], 1 << 20);
-    let up = events.iter().find(|e| e["url"]["original"] == "/upload/big").unwrap();
+    let up = events
+        .iter()
+        .find(|e| e["url"]["original"] == "/upload/big")
+        .unwrap();
     assert_eq!(up["http"]["request"]["body"]["bytes"], 2 << 20);
-    let first = events.iter().find(|e| e["url"]["original"] == "/a").unwrap();
+    let first = events
+        .iter()
+        .find(|e| e["url"]["original"] == "/a")
+        .unwrap();
     assert_eq!(first["url"]["domain"], "localhost");
     assert_eq!(first["user_agent"]["original"], "live-test");
     assert_eq!(first["server"]["port"], port);
-    assert!(events.iter().all(|e| e.get("event").and_then(|v| v.get("reason")).is_none()), "no transaction incomplete: {summary:#?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.get("event").and_then(|v| v.get("reason")).is_none()),
+        "no transaction incomplete: {summary:#?}"
+    );
 
     let server = format!("127.0.0.1:{port}");
     assert!(metrics.contains(&format!("trawl_http_requests_total{{server=\"{server}\",method=\"GET\",status_class=\"2xx\"}} 5")), "{metrics}");
-    assert!(metrics.contains(&format!("trawl_http_requests_total{{server=\"{server}\",method=\"GET\",status_class=\"5xx\"}} 1")));
-    assert!(metrics.contains("trawl_capture_kernel_dropped_total{input=\"web\",interface=\"lo\"} 0"), "{metrics}");
-    assert!(metrics.contains("trawl_capture_dropped_total{input=\"web\"} 0"), "{metrics}");
-    assert!(graph.contains(&format!("\"target\":\"{server}\"")), "{graph}");
+    assert!(metrics.contains(&format!(
+        "trawl_http_requests_total{{server=\"{server}\",method=\"GET\",status_class=\"5xx\"}} 1"
+    )));
+    assert!(
+        metrics.contains("trawl_capture_kernel_dropped_total{input=\"web\",interface=\"lo\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("trawl_capture_dropped_total{input=\"web\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        graph.contains(&format!("\"target\":\"{server}\"")),
+        "{graph}"
+    );
 }

@@ -13,7 +13,11 @@ fn sample() -> Vec<u8> {
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
         Some(PathBuf::from("/work/shared")),
     ];
-    let root = candidates.into_iter().flatten().find(|p| p.join("data/pcaps/suricata-verify").is_dir()).expect("shared/ not found: set TRAWL_SHARED_DIR");
+    let root = candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("data/pcaps/suricata-verify").is_dir())
+        .expect("shared/ not found: set TRAWL_SHARED_DIR");
     std::fs::read(root.join("data/pcaps/suricata-verify/http-all-headers/input.pcap")).unwrap()
 }
 
@@ -22,7 +26,11 @@ fn read(bytes: &[u8]) -> (usize, Option<String>, Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.pcap");
     std::fs::write(&path, bytes).unwrap();
-    let analyzers = Analyzers { flows: Some(Default::default()), http: Some(Default::default()), dedup_window: None };
+    let analyzers = Analyzers {
+        flows: Some(Default::default()),
+        http: Some(Default::default()),
+        dedup_window: None,
+    };
     let mut engine = Engine::new(Arc::from("t"), analyzers, Arc::new(Stats::default()), None);
     let mut n = 0;
     let r = capture::read_file(&path, &mut engine, &AtomicBool::new(false), 64, &mut |e| {
@@ -45,7 +53,10 @@ fn truncated_files_report_what_came_before() {
     for cut in (0..full.len()).step_by(97) {
         let (n, err, open) = read(&full[..cut]);
         if cut < 24 {
-            assert!(open.is_some(), "a file without a whole header cannot be opened ({cut} bytes)");
+            assert!(
+                open.is_some(),
+                "a file without a whole header cannot be opened ({cut} bytes)"
+            );
             continue;
         }
         if err.is_some() {
@@ -86,7 +97,11 @@ fn trawl_pcap_exits_1_on_a_damaged_file_and_prints_what_it_decoded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cut.pcap");
     std::fs::write(&path, &full[..full.len() * 2 / 3]).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl")).arg("pcap").arg(&path).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .arg("pcap")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("damaged"), "{stderr}");
@@ -94,7 +109,11 @@ fn trawl_pcap_exits_1_on_a_damaged_file_and_prints_what_it_decoded() {
     assert!(lines >= 1, "events decoded before the damage are printed");
     let garbage = dir.path().join("garbage.pcap");
     std::fs::write(&garbage, b"this is not a capture file at all").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl")).arg("pcap").arg(&garbage).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .arg("pcap")
+        .arg(&garbage)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error"));
 }

@@ -13,7 +13,10 @@ fn shared_dir() -> Option<PathBuf> {
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
         Some(PathBuf::from("/work/shared")),
     ];
-    candidates.into_iter().flatten().find(|p| p.join("data/pcaps/suricata-verify").is_dir())
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("data/pcaps/suricata-verify").is_dir())
 }
 
 /// Flattens a YAML map into dotted keys with scalar values as strings.
@@ -25,7 +28,11 @@ fn flatten(prefix: &str, y: &Yaml, out: &mut Vec<(String, String)>) {
                     Yaml::String(s) => s.clone(),
                     other => format!("{other:?}"),
                 };
-                let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -67,7 +74,9 @@ fn text(v: &J) -> String {
 
 fn matches(ev: &J, conds: &[(&'static str, String)]) -> bool {
     conds.iter().all(|(field, want)| {
-        let Some(v) = get(ev, field) else { return false };
+        let Some(v) = get(ev, field) else {
+            return false;
+        };
         let have = text(v);
         if *field == "http.version" {
             return want.strip_prefix("HTTP/").is_some_and(|w| w == have);
@@ -86,21 +95,42 @@ fn suricata_expected_http_transactions() {
         panic!("shared/data/pcaps/suricata-verify not found: set TRAWL_SHARED_DIR");
     };
     let root = shared.join("data/pcaps/suricata-verify");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).filter(|p| p.join("test.yaml").exists()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("test.yaml").exists())
+        .collect();
     dirs.sort();
     let (mut total, mut passed) = (0, 0);
     let mut misses = Vec::new();
     let mut not_applicable = Vec::new();
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let out = Command::new(env!("CARGO_BIN_EXE_trawl")).args(["pcap", "--only", "http"]).arg(dir.join("input.pcap")).output().unwrap();
-        assert!(out.status.success() || out.status.code() == Some(1), "{name}: trawl crashed: {}", String::from_utf8_lossy(&out.stderr));
-        let events: Vec<J> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["pcap", "--only", "http"])
+            .arg(dir.join("input.pcap"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() || out.status.code() == Some(1),
+            "{name}: trawl crashed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let events: Vec<J> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
         let yaml = std::fs::read_to_string(dir.join("test.yaml")).unwrap();
         let docs = YamlLoader::load_from_str(&yaml).unwrap();
         // Suricata run as an IPS, or told to ignore flows picked up mid-stream, logs nothing
         // for them on purpose: a passive shipper has no such policy and reports them.
-        let policy = docs[0]["args"].as_vec().into_iter().flatten().filter_map(Yaml::as_str).any(|a| a.contains("midstream=false") || a.contains("simulate-ips"));
+        let policy = docs[0]["args"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(Yaml::as_str)
+            .any(|a| a.contains("midstream=false") || a.contains("simulate-ips"));
         for check in docs[0]["checks"].as_vec().into_iter().flatten() {
             let f = &check["filter"];
             let mut kv = Vec::new();
@@ -113,10 +143,16 @@ fn suricata_expected_http_transactions() {
                 continue;
             }
             if policy && f["count"].as_i64() == Some(0) {
-                not_applicable.push(format!("{name}: count 0 under Suricata's IPS/midstream policy ({:?})", kv));
+                not_applicable.push(format!(
+                    "{name}: count 0 under Suricata's IPS/midstream policy ({:?})",
+                    kv
+                ));
                 continue;
             }
-            let conds: Vec<(&'static str, String)> = kv.iter().filter_map(|(k, v)| ecs(k).map(|e| (e, v.clone()))).collect();
+            let conds: Vec<(&'static str, String)> = kv
+                .iter()
+                .filter_map(|(k, v)| ecs(k).map(|e| (e, v.clone())))
+                .collect();
             let n = events.iter().filter(|e| matches(e, &conds)).count();
             let ok = match f["count"].as_i64() {
                 Some(c) => n as i64 == c,
@@ -126,17 +162,32 @@ fn suricata_expected_http_transactions() {
             if ok {
                 passed += 1;
             } else {
-                misses.push(format!("{name}: expected {:?} matching {:?}, got {n} (trawl emitted {} http events)", f["count"].as_i64(), conds, events.len()));
+                misses.push(format!(
+                    "{name}: expected {:?} matching {:?}, got {n} (trawl emitted {} http events)",
+                    f["count"].as_i64(),
+                    conds,
+                    events.len()
+                ));
             }
         }
     }
-    println!("suricata-verify HTTP filters: {passed}/{total} passed ({:.0}%)", 100.0 * passed as f64 / total.max(1) as f64);
+    println!(
+        "suricata-verify HTTP filters: {passed}/{total} passed ({:.0}%)",
+        100.0 * passed as f64 / total.max(1) as f64
+    );
     for m in &misses {
         println!("miss: {m}");
     }
     for m in &not_applicable {
         println!("not applicable: {m}");
     }
-    assert!(total >= 30, "expected the shared captures to hold at least 30 HTTP filters, found {total}");
-    assert!(passed * 100 >= total * 90, "pass ratio below 90%: {passed}/{total}\n{}", misses.join("\n"));
+    assert!(
+        total >= 30,
+        "expected the shared captures to hold at least 30 HTTP filters, found {total}"
+    );
+    assert!(
+        passed * 100 >= total * 90,
+        "pass ratio below 90%: {passed}/{total}\n{}",
+        misses.join("\n")
+    );
 }

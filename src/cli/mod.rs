@@ -14,7 +14,11 @@ use std::path::PathBuf;
 pub const DEFAULT_PIPELINE: &str = include_str!("../../conf/default.yaml");
 
 #[derive(Parser, Debug)]
-#[command(name = "trawl", version, about = "Ships logs and network traffic: tail files, tee stdout, capture HTTP, deliver to Elasticsearch, Kafka or stdout.")]
+#[command(
+    name = "trawl",
+    version,
+    about = "Ships logs and network traffic: tail files, tee stdout, capture HTTP, deliver to Elasticsearch, Kafka or stdout."
+)]
 pub struct Cli {
     /// Level of trawl's own logs (a tracing filter: error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "info")]
@@ -63,7 +67,9 @@ pub enum Command {
 pub fn load(path: Option<&PathBuf>) -> Result<PipelineConfig, ConfigErrors> {
     match path {
         Some(p) => config::load_file(p),
-        None => config::parse_str("<default pipeline>", DEFAULT_PIPELINE, &|v| std::env::var(v).ok()),
+        None => config::parse_str("<default pipeline>", DEFAULT_PIPELINE, &|v| {
+            std::env::var(v).ok()
+        }),
     }
 }
 
@@ -83,7 +89,12 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { config } => validate(&config),
         Command::Run { config } => run(config.as_ref()),
-        Command::Pcap { file, config, only, http_ports } => pcap::run(file, config, only, http_ports),
+        Command::Pcap {
+            file,
+            config,
+            only,
+            http_ports,
+        } => pcap::run(file, config, only, http_ports),
         Command::DefaultPipeline => {
             print!("{DEFAULT_PIPELINE}");
             0
@@ -96,7 +107,12 @@ fn validate(path: &PathBuf) -> i32 {
         Ok(c) => c,
         Err(errs) => {
             print_errors(&errs);
-            eprintln!("{}: invalid ({} error{})", path.display(), errs.0.len(), if errs.0.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: invalid ({} error{})",
+                path.display(),
+                errs.0.len(),
+                if errs.0.len() == 1 { "" } else { "s" }
+            );
             return 1;
         }
     };
@@ -106,12 +122,20 @@ fn validate(path: &PathBuf) -> i32 {
     let (ni, np, no) = (cfg.inputs.len(), cfg.processors.len(), cfg.outputs.len());
     match Pipeline::build(cfg, Vec::new()) {
         Ok(_) => {
-            println!("{}: valid ({ni} inputs, {np} processors, {no} outputs)", path.display());
+            println!(
+                "{}: valid ({ni} inputs, {np} processors, {no} outputs)",
+                path.display()
+            );
             0
         }
         Err(errs) => {
             print_errors(&errs);
-            eprintln!("{}: invalid ({} error{})", path.display(), errs.0.len(), if errs.0.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: invalid ({} error{})",
+                path.display(),
+                errs.0.len(),
+                if errs.0.len() == 1 { "" } else { "s" }
+            );
             1
         }
     }
@@ -129,7 +153,10 @@ fn run(path: Option<&PathBuf>) -> i32 {
 }
 
 /// Builds and runs a pipeline until its inputs end or a signal stops it; returns the exit code.
-pub fn run_pipeline(cfg: PipelineConfig, extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>) -> i32 {
+pub fn run_pipeline(
+    cfg: PipelineConfig,
+    extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
+) -> i32 {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -158,7 +185,13 @@ pub fn run_pipeline(cfg: PipelineConfig, extra_inputs: Vec<(String, Box<dyn crat
     };
     let code = runtime.block_on(async move {
         if http.enabled {
-            if let Err(e) = server::serve(&http.address, pipeline.registry.clone(), pipeline.endpoints.clone()).await {
+            if let Err(e) = server::serve(
+                &http.address,
+                pipeline.registry.clone(),
+                pipeline.endpoints.clone(),
+            )
+            .await
+            {
                 tracing::error!("{e:#}");
                 return 1;
             }

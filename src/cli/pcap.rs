@@ -29,7 +29,10 @@ fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>) -> i32 {
     let both = only.is_empty();
     let analyzers = Analyzers {
         flows: (both || only.contains(&Report::Flows)).then(Default::default),
-        http: (both || only.contains(&Report::Http)).then(|| HttpConfig { ports: http_ports, ..Default::default() }),
+        http: (both || only.contains(&Report::Http)).then(|| HttpConfig {
+            ports: http_ports,
+            ..Default::default()
+        }),
         dedup_window: None,
     };
     let stats = Arc::new(Stats::default());
@@ -39,7 +42,8 @@ fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>) -> i32 {
     let mut broken = false;
     let mut flush = |e: &mut Engine| {
         for ev in e.events.drain(..) {
-            if serde_json::to_writer(&mut out, &ev.fields).is_err() || out.write_all(b"\n").is_err() {
+            if serde_json::to_writer(&mut out, &ev.fields).is_err() || out.write_all(b"\n").is_err()
+            {
                 broken = true;
                 return false;
             }
@@ -77,7 +81,12 @@ fn with_pipeline(file: PathBuf, config: &PathBuf) -> i32 {
             return 1;
         }
     };
-    let pcap_cfg = PcapFileConfig { path: file, flows: None, http: None, dedup_window: Default::default() };
+    let pcap_cfg = PcapFileConfig {
+        path: file,
+        flows: None,
+        http: None,
+        dedup_window: Default::default(),
+    };
     let input = match PacketInput::pcap_file("pcap", pcap_cfg, None) {
         Ok(i) => i,
         Err(e) => {

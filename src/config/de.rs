@@ -94,10 +94,7 @@ impl<'a> NodeDeserializer<'a> {
         Err(e.at(self.node.mark, &self.path))
     }
 
-    fn parse_num<T: std::str::FromStr, V: Visitor<'a>>(
-        &self,
-        visitor: &V,
-    ) -> Result<T, DeError> {
+    fn parse_num<T: std::str::FromStr, V: Visitor<'a>>(&self, visitor: &V) -> Result<T, DeError> {
         match self.scalar() {
             Some((s, _)) => {
                 let t = s.trim().replace('_', "");
@@ -315,7 +312,8 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
 fn looks_like_float(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E'))
+        && b.iter()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E'))
         && b.iter().any(|c| c.is_ascii_digit())
 }
 
@@ -486,7 +484,11 @@ mod tests {
         assert!(e.message.contains("invalid type"), "{}", e.message);
         let n = parse("paths: [a]\nmode: sideways\n").unwrap();
         let e = from_node::<Conf>(&n, "inputs.x").unwrap_err();
-        assert!(e.message.contains("unknown variant `sideways`"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown variant `sideways`"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.path.as_deref(), Some("inputs.x.mode"));
     }
 

@@ -74,11 +74,7 @@ pub fn expand(
         let body = &body_start[..end];
         rest = &body_start[end + 1..];
         let (name, op, arg) = split_body(body);
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(InterpolationError {
                 mark,
                 message: format!(
@@ -92,7 +88,9 @@ pub fn expand(
                 Some(v) => out.push_str(&v),
                 None => warnings.push(InterpolationError {
                     mark,
-                    message: format!("environment variable `{name}` is not set; using an empty value"),
+                    message: format!(
+                        "environment variable `{name}` is not set; using an empty value"
+                    ),
                 }),
             },
             Some(":-") => match value {
@@ -155,7 +153,10 @@ mod tests {
 
     #[test]
     fn every_form() {
-        assert_eq!(run("http://${HOST}:9200").0.unwrap(), "http://es.local:9200");
+        assert_eq!(
+            run("http://${HOST}:9200").0.unwrap(),
+            "http://es.local:9200"
+        );
         assert_eq!(run("${PORT:-9200}").0.unwrap(), "9200");
         assert_eq!(run("${EMPTY:-x}").0.unwrap(), "x");
         assert_eq!(run("${EMPTY-x}").0.unwrap(), "");
@@ -172,7 +173,10 @@ mod tests {
         assert_eq!(r.unwrap(), "");
         assert_eq!(warnings, 1);
         let e = run("${MISSING:?set it in the DaemonSet}").0.unwrap_err();
-        assert_eq!(e.message, "environment variable `MISSING` set it in the DaemonSet");
+        assert_eq!(
+            e.message,
+            "environment variable `MISSING` set it in the DaemonSet"
+        );
         let e = run("${EMPTY:?}").0.unwrap_err();
         assert!(e.message.contains("is required"));
         assert!(run("${HOST").0.is_err());

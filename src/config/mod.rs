@@ -230,7 +230,12 @@ pub fn load_file(path: &Path) -> Result<PipelineConfig, ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         let mut errs = ConfigErrors::default();
-        errs.push(&name, Mark { line: 0, col: 0 }, "", format!("cannot read the pipeline file: {e}"));
+        errs.push(
+            &name,
+            Mark { line: 0, col: 0 },
+            "",
+            format!("cannot read the pipeline file: {e}"),
+        );
         errs
     })?;
     parse_str(&name, &text, &|v| std::env::var(v).ok())
@@ -269,7 +274,15 @@ pub fn parse_str(
         .collect();
 
     let NodeKind::Map(entries) = &root.kind else {
-        errs.push(file, root.mark, "", format!("expected a mapping with inputs, processors and outputs, found {}", root.kind_name()));
+        errs.push(
+            file,
+            root.mark,
+            "",
+            format!(
+                "expected a mapping with inputs, processors and outputs, found {}",
+                root.kind_name()
+            ),
+        );
         return Err(errs);
     };
     for (k, _) in entries {
@@ -279,7 +292,10 @@ pub fn parse_str(
                 file,
                 k.mark,
                 key,
-                format!("unknown key `{key}`, expected one of {}", quoted_list(&TOP_KEYS)),
+                format!(
+                    "unknown key `{key}`, expected one of {}",
+                    quoted_list(&TOP_KEYS)
+                ),
             );
         }
     }
@@ -310,7 +326,13 @@ pub fn parse_str(
         .collect();
 
     let mut outputs = Vec::new();
-    for (spec, raw) in named_components(file, &root, "outputs", &["type", "inputs", "dead_letter"], &mut errs) {
+    for (spec, raw) in named_components(
+        file,
+        &root,
+        "outputs",
+        &["type", "inputs", "dead_letter"],
+        &mut errs,
+    ) {
         let inputs = raw.get("inputs").and_then(|n| match &n.kind {
             NodeKind::Seq(items) => Some(
                 items
@@ -318,7 +340,12 @@ pub fn parse_str(
                     .filter_map(|i| match i.as_str() {
                         Some(s) => Some((s.to_owned(), i.mark)),
                         None => {
-                            errs.push(file, i.mark, &format!("{}.inputs", spec.path), "expected an input name");
+                            errs.push(
+                                file,
+                                i.mark,
+                                &format!("{}.inputs", spec.path),
+                                "expected an input name",
+                            );
                             None
                         }
                     })
@@ -327,7 +354,12 @@ pub fn parse_str(
             NodeKind::Scalar { value, .. } if !n.is_null() => Some(vec![(value.clone(), n.mark)]),
             _ if n.is_null() => None,
             _ => {
-                errs.push(file, n.mark, &format!("{}.inputs", spec.path), "expected a list of input names");
+                errs.push(
+                    file,
+                    n.mark,
+                    &format!("{}.inputs", spec.path),
+                    "expected a list of input names",
+                );
                 None
             }
         });
@@ -335,7 +367,12 @@ pub fn parse_str(
             Some(s) if !n.is_null() => Some((s.to_owned(), n.mark)),
             _ => {
                 if !n.is_null() {
-                    errs.push(file, n.mark, &format!("{}.dead_letter", spec.path), "expected the name of an output");
+                    errs.push(
+                        file,
+                        n.mark,
+                        &format!("{}.dead_letter", spec.path),
+                        "expected the name of an output",
+                    );
                 }
                 None
             }
@@ -353,7 +390,14 @@ pub fn parse_str(
             NodeKind::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let path = format!("processors[{i}]");
-                    if let Some(spec) = component(file, &format!("#{i}"), &path, item, &["type", "when"], &mut errs) {
+                    if let Some(spec) = component(
+                        file,
+                        &format!("#{i}"),
+                        &path,
+                        item,
+                        &["type", "when"],
+                        &mut errs,
+                    ) {
                         processors.push(ProcessorSpec {
                             spec,
                             when: item.get("when").cloned(),
@@ -362,7 +406,12 @@ pub fn parse_str(
                 }
             }
             _ if list.is_null() => {}
-            _ => errs.push(file, list.mark, "processors", format!("expected a list of processors, found {}", list.kind_name())),
+            _ => errs.push(
+                file,
+                list.mark,
+                "processors",
+                format!("expected a list of processors, found {}", list.kind_name()),
+            ),
         }
     }
 
@@ -381,7 +430,10 @@ pub fn parse_str(
 }
 
 fn quoted_list(keys: &[&str]) -> String {
-    keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The entries of `inputs:` or `outputs:`, each with its raw node for pipeline keys.
@@ -402,7 +454,12 @@ fn named_components(
                 let name = k.as_str().unwrap_or("").to_owned();
                 let path = format!("{section}.{name}");
                 if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '.') {
-                    errs.push(file, k.mark, &path, "a component name must be non-empty, without spaces or dots");
+                    errs.push(
+                        file,
+                        k.mark,
+                        &path,
+                        "a component name must be non-empty, without spaces or dots",
+                    );
                     continue;
                 }
                 if let Some(spec) = component(file, &name, &path, v, pipeline_keys, errs) {
@@ -411,7 +468,15 @@ fn named_components(
             }
         }
         _ if sec.is_null() => {}
-        _ => errs.push(file, sec.mark, section, format!("expected a mapping of names to {section}, found {}", sec.kind_name())),
+        _ => errs.push(
+            file,
+            sec.mark,
+            section,
+            format!(
+                "expected a mapping of names to {section}, found {}",
+                sec.kind_name()
+            ),
+        ),
     }
     out
 }
@@ -425,14 +490,27 @@ fn component(
     errs: &mut ConfigErrors,
 ) -> Option<ComponentSpec> {
     if !matches!(node.kind, NodeKind::Map(_)) {
-        errs.push(file, node.mark, path, format!("expected a mapping with a `type`, found {}", node.kind_name()));
+        errs.push(
+            file,
+            node.mark,
+            path,
+            format!(
+                "expected a mapping with a `type`, found {}",
+                node.kind_name()
+            ),
+        );
         return None;
     }
     let (type_name, type_mark) = match node.get("type") {
         Some(t) => match t.as_str() {
             Some(s) if !t.is_null() => (s.to_owned(), t.mark),
             _ => {
-                errs.push(file, t.mark, &format!("{path}.type"), "expected the component type as text");
+                errs.push(
+                    file,
+                    t.mark,
+                    &format!("{path}.type"),
+                    "expected the component type as text",
+                );
                 return None;
             }
         },
@@ -469,7 +547,10 @@ mod tests {
         assert!(c.processors[0].spec.node.get("type").is_none());
         assert_eq!(c.outputs[0].inputs, None);
         assert_eq!(c.outputs[1].inputs.as_ref().unwrap()[0].0, "app");
-        assert_eq!(c.outputs[1].spec.node.get("hosts").unwrap().as_str(), Some("es:9200"));
+        assert_eq!(
+            c.outputs[1].spec.node.get("hosts").unwrap().as_str(),
+            Some("es:9200")
+        );
         assert_eq!(c.global.shutdown_timeout, Duration::from_secs(5));
         assert!(c.global.http.enabled);
     }
@@ -479,9 +560,18 @@ mod tests {
         let text = "inputz: {}\nshutdown_timeout: soon\noutputs:\n  o: { kind: stdout }\nhttp: { enabled: maybe }\nfoo: ${NOPE:?must be set}\n";
         let errs = parse_str("p.yaml", text, &env).unwrap_err();
         let all = errs.to_string();
-        assert!(all.contains("p.yaml:1:1: inputz: unknown key `inputz`"), "{all}");
-        assert!(all.contains("p.yaml:4:6: outputs.o: missing key `type`"), "{all}");
-        assert!(all.contains("environment variable `NOPE` must be set"), "{all}");
+        assert!(
+            all.contains("p.yaml:1:1: inputz: unknown key `inputz`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("p.yaml:4:6: outputs.o: missing key `type`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("environment variable `NOPE` must be set"),
+            "{all}"
+        );
         assert!(all.contains("p.yaml:6:1: foo: unknown key"), "{all}");
         // The global section stops at its first error (serde), the rest are all reported.
         assert!(errs.0.len() >= 4, "{all}");

@@ -14,7 +14,10 @@ pub struct Mark {
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeKind {
     /// `plain` scalars are typed by their text (`true`, `12`, `null`); quoted ones are strings.
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -175,7 +178,9 @@ impl Builder {
                 Some(key) => {
                     if let NodeKind::Map(entries) = &mut map.kind {
                         if let Some(k) = key.as_str() {
-                            if entries.iter().any(|(e, _)| e.as_str() == Some(k)) && self.error.is_none() {
+                            if entries.iter().any(|(e, _)| e.as_str() == Some(k))
+                                && self.error.is_none()
+                            {
                                 self.error = Some(SyntaxError {
                                     mark: key.mark,
                                     message: format!("duplicate key `{k}`"),
@@ -275,7 +280,13 @@ mod tests {
     fn anchors_and_quoting() {
         let n = parse("a: &x {k: v}\nb: *x\nc: '12'\nd: 12\n").unwrap();
         assert_eq!(n.get("b").unwrap().get("k").unwrap().as_str(), Some("v"));
-        assert!(matches!(n.get("c").unwrap().kind, NodeKind::Scalar { plain: false, .. }));
-        assert!(matches!(n.get("d").unwrap().kind, NodeKind::Scalar { plain: true, .. }));
+        assert!(matches!(
+            n.get("c").unwrap().kind,
+            NodeKind::Scalar { plain: false, .. }
+        ));
+        assert!(matches!(
+            n.get("d").unwrap().kind,
+            NodeKind::Scalar { plain: true, .. }
+        ));
     }
 }

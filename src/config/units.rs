@@ -36,11 +36,15 @@ impl Duration {
             None => (false, t),
         };
         if body.is_empty() {
-            return Err(format!("`{s}` is not a duration (expected e.g. 30s, 5m, 250ms)"));
+            return Err(format!(
+                "`{s}` is not a duration (expected e.g. 30s, 5m, 250ms)"
+            ));
         }
         if let Ok(secs) = body.parse::<f64>() {
             let ms = (secs * 1000.0) as i64;
-            return Ok(Duration { millis: if neg { -ms } else { ms } });
+            return Ok(Duration {
+                millis: if neg { -ms } else { ms },
+            });
         }
         let mut total: f64 = 0.0;
         while !body.is_empty() {
@@ -48,7 +52,9 @@ impl Duration {
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
                 .unwrap_or(body.len());
             let (num, tail) = body.split_at(num_end);
-            let unit_end = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+            let unit_end = tail
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(tail.len());
             let (unit, next) = tail.split_at(unit_end);
             let n: f64 = num
                 .parse()
@@ -71,7 +77,9 @@ impl Duration {
             body = next;
         }
         let ms = total.round() as i64;
-        Ok(Duration { millis: if neg { -ms } else { ms } })
+        Ok(Duration {
+            millis: if neg { -ms } else { ms },
+        })
     }
 }
 

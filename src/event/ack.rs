@@ -268,6 +268,12 @@ mod tests {
         tokio::task::yield_now().await;
         a.delivered();
         let got = h.await.unwrap();
-        assert_eq!(got, vec![Acked { seq: 0, status: BatchStatus::Delivered }]);
+        assert_eq!(
+            got,
+            vec![Acked {
+                seq: 0,
+                status: BatchStatus::Delivered
+            }]
+        );
     }
 }

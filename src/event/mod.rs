@@ -148,7 +148,10 @@ mod tests {
         e.add_tag("a");
         e.add_tag("b");
         e.add_tag("a");
-        assert_eq!(e.get("tags").unwrap().to_json(), serde_json::json!(["a", "b"]));
+        assert_eq!(
+            e.get("tags").unwrap().to_json(),
+            serde_json::json!(["a", "b"])
+        );
         assert!(e.has_tag("b"));
         assert!(!e.has_tag("c"));
     }

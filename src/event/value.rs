@@ -29,11 +29,15 @@ pub struct Map {
 
 impl Map {
     pub fn new() -> Self {
-        Map { entries: Vec::new() }
+        Map {
+            entries: Vec::new(),
+        }
     }
 
     pub fn with_capacity(n: usize) -> Self {
-        Map { entries: Vec::with_capacity(n) }
+        Map {
+            entries: Vec::with_capacity(n),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -49,7 +53,10 @@ impl Map {
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// Inserts or replaces; returns the previous value.
@@ -91,7 +98,8 @@ impl Map {
                 p
             }
             None => {
-                self.entries.push((Key::from(key), Value::Object(Map::new())));
+                self.entries
+                    .push((Key::from(key), Value::Object(Map::new())));
                 self.entries.len() - 1
             }
         };
@@ -225,7 +233,9 @@ impl Value {
                 None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
             },
             serde_json::Value::String(s) => Value::String(s),
-            serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from_json).collect()),
+            serde_json::Value::Array(a) => {
+                Value::Array(a.into_iter().map(Value::from_json).collect())
+            }
             serde_json::Value::Object(o) => Value::Object(
                 o.into_iter()
                     .map(|(k, v)| (Key::from(k), Value::from_json(v)))
@@ -374,7 +384,10 @@ mod tests {
         let mut m = Map::new();
         m.insert_path("kubernetes.pod.name", "web-1".into());
         m.insert_path("kubernetes.namespace", "prod".into());
-        assert_eq!(m.get_path("kubernetes.pod.name").and_then(Value::as_str), Some("web-1"));
+        assert_eq!(
+            m.get_path("kubernetes.pod.name").and_then(Value::as_str),
+            Some("web-1")
+        );
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
             r#"{"kubernetes":{"pod":{"name":"web-1"},"namespace":"prod"}}"#

@@ -56,9 +56,23 @@ impl LineSplitter {
                     } else if self.partial.is_empty() {
                         let line = strip_cr(&data[..nl]);
                         if line.len() > self.max_line {
-                            emit(&line[..self.max_line], LineInfo { truncated: true, start: self.position, end });
+                            emit(
+                                &line[..self.max_line],
+                                LineInfo {
+                                    truncated: true,
+                                    start: self.position,
+                                    end,
+                                },
+                            );
                         } else {
-                            emit(line, LineInfo { truncated: false, start: self.position, end });
+                            emit(
+                                line,
+                                LineInfo {
+                                    truncated: false,
+                                    start: self.position,
+                                    end,
+                                },
+                            );
                         }
                     } else {
                         let room = self.max_line.saturating_sub(self.partial.len());
@@ -70,7 +84,14 @@ impl LineSplitter {
                         }
                         let truncated = line.len() > self.max_line;
                         line.truncate(self.max_line);
-                        emit(&line, LineInfo { truncated, start: self.partial_start, end });
+                        emit(
+                            &line,
+                            LineInfo {
+                                truncated,
+                                start: self.partial_start,
+                                end,
+                            },
+                        );
                         line.clear();
                         self.partial = line;
                     }
@@ -89,7 +110,14 @@ impl LineSplitter {
                             self.partial.extend_from_slice(&data[..room]);
                             let line = std::mem::take(&mut self.partial);
                             // The newline is not known yet; `end` is where the cut happened.
-                            emit(&line, LineInfo { truncated: true, start: self.partial_start, end: self.position + n as u64 });
+                            emit(
+                                &line,
+                                LineInfo {
+                                    truncated: true,
+                                    start: self.partial_start,
+                                    end: self.position + n as u64,
+                                },
+                            );
                             self.skipping = true;
                         } else {
                             self.partial.extend_from_slice(data);
@@ -109,7 +137,14 @@ impl LineSplitter {
     pub fn finish(&mut self, emit: &mut dyn FnMut(&[u8], LineInfo)) {
         if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
-            emit(strip_cr(&line), LineInfo { truncated: false, start: self.partial_start, end: self.position });
+            emit(
+                strip_cr(&line),
+                LineInfo {
+                    truncated: false,
+                    start: self.partial_start,
+                    end: self.position,
+                },
+            );
         }
         self.skipping = false;
         self.partial_start = self.position;
@@ -131,9 +166,23 @@ mod tests {
         let mut s = LineSplitter::new(max, 0);
         let mut out = Vec::new();
         for c in chunks {
-            s.push(c, &mut |l, i| out.push((String::from_utf8_lossy(l).into_owned(), i.truncated, i.start, i.end)));
+            s.push(c, &mut |l, i| {
+                out.push((
+                    String::from_utf8_lossy(l).into_owned(),
+                    i.truncated,
+                    i.start,
+                    i.end,
+                ))
+            });
         }
-        s.finish(&mut |l, i| out.push((String::from_utf8_lossy(l).into_owned(), i.truncated, i.start, i.end)));
+        s.finish(&mut |l, i| {
+            out.push((
+                String::from_utf8_lossy(l).into_owned(),
+                i.truncated,
+                i.start,
+                i.end,
+            ))
+        });
         out
     }
 
@@ -153,7 +202,10 @@ mod tests {
     #[test]
     fn long_lines_are_cut_and_the_rest_skipped() {
         let got = split(&[b"0123456789\nok\n"], 4);
-        assert_eq!(got, vec![("0123".into(), true, 0, 11), ("ok".into(), false, 11, 14)]);
+        assert_eq!(
+            got,
+            vec![("0123".into(), true, 0, 11), ("ok".into(), false, 11, 14)]
+        );
         // Across chunks, memory stays bounded by the cap.
         let big = vec![b'x'; 10_000];
         let mut s = LineSplitter::new(16, 0);

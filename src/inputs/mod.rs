@@ -131,14 +131,31 @@ pub struct BuildContext {
 /// Builds an input from its spec: the one place where input types are registered.
 pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
     match spec.type_name.as_str() {
-        "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(&spec.node, &spec.path)?))),
-        "flows" => Ok(Box::new(packet::input::PacketInput::flows(&spec.name, from_node(&spec.node, &spec.path)?, ctx))),
-        "http" => Ok(Box::new(packet::input::PacketInput::http(&spec.name, from_node(&spec.node, &spec.path)?, ctx))),
-        "pcap_file" => Ok(Box::new(packet::input::PacketInput::pcap_file(&spec.name, from_node(&spec.node, &spec.path)?, Some(ctx)).map_err(|mut e| {
-            e.mark = Some(spec.mark);
-            e.path = Some(spec.path.clone());
-            e
-        })?)),
+        "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(
+            &spec.node, &spec.path,
+        )?))),
+        "flows" => Ok(Box::new(packet::input::PacketInput::flows(
+            &spec.name,
+            from_node(&spec.node, &spec.path)?,
+            ctx,
+        ))),
+        "http" => Ok(Box::new(packet::input::PacketInput::http(
+            &spec.name,
+            from_node(&spec.node, &spec.path)?,
+            ctx,
+        ))),
+        "pcap_file" => Ok(Box::new(
+            packet::input::PacketInput::pcap_file(
+                &spec.name,
+                from_node(&spec.node, &spec.path)?,
+                Some(ctx),
+            )
+            .map_err(|mut e| {
+                e.mark = Some(spec.mark);
+                e.path = Some(spec.path.clone());
+                e
+            })?,
+        )),
         other => Err(unknown_type(spec, other, TYPES)),
     }
 }
@@ -151,7 +168,11 @@ pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) ->
     DeError::new(
         format!(
             "unknown type `{other}`, expected one of {}",
-            known.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            known
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         type_mark,
         &format!("{}.type", spec.path),

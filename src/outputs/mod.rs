@@ -30,7 +30,9 @@ pub struct OutputContext {
 /// Builds an output from its spec: the one place where output types are registered.
 pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output>, DeError> {
     match spec.type_name.as_str() {
-        "stdout" => Ok(Box::new(stdout::Stdout::new(from_node(&spec.node, &spec.path)?))),
+        "stdout" => Ok(Box::new(stdout::Stdout::new(from_node(
+            &spec.node, &spec.path,
+        )?))),
         "null" => {
             let _: null::Config = from_node(&spec.node, &spec.path)?;
             Ok(Box::new(null::Null))

@@ -26,7 +26,10 @@ pub struct BatchReceiver {
 pub struct Closed(pub Batch);
 
 /// Creates a queue of `capacity` batches in front of the component `depth_of`.
-pub fn batch_channel(capacity: usize, depth_of: Arc<ComponentMetrics>) -> (BatchSender, BatchReceiver) {
+pub fn batch_channel(
+    capacity: usize,
+    depth_of: Arc<ComponentMetrics>,
+) -> (BatchSender, BatchReceiver) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     (
         BatchSender {

@@ -75,20 +75,33 @@ impl Pipeline {
         let mut built_inputs = Vec::new();
         for (name, input) in extra_inputs {
             let metrics = registry.component(ComponentKind::Input, &name, "builtin");
-            built_inputs.push(BuiltInput { name: Arc::from(name.as_str()), input, metrics });
+            built_inputs.push(BuiltInput {
+                name: Arc::from(name.as_str()),
+                input,
+                metrics,
+            });
         }
         for spec in &config.inputs {
             match inputs::build(spec, &ctx) {
                 Ok(input) => built_inputs.push(BuiltInput {
                     name: Arc::from(spec.name.as_str()),
                     input,
-                    metrics: registry.component(ComponentKind::Input, &spec.name, static_type(inputs::TYPES, spec)),
+                    metrics: registry.component(
+                        ComponentKind::Input,
+                        &spec.name,
+                        static_type(inputs::TYPES, spec),
+                    ),
                 }),
                 Err(e) => errs.push_de(&file, spec.mark, &spec.path, e),
             }
         }
         if built_inputs.is_empty() && errs.is_empty() {
-            errs.push(&file, crate::config::Mark { line: 1, col: 1 }, "inputs", "no inputs: expected at least one entry under `inputs:`");
+            errs.push(
+                &file,
+                crate::config::Mark { line: 1, col: 1 },
+                "inputs",
+                "no inputs: expected at least one entry under `inputs:`",
+            );
         }
 
         let mut steps = Vec::new();
@@ -103,7 +116,11 @@ impl Pipeline {
                 (Ok(processor), Ok(when)) => steps.push(Step {
                     processor,
                     when,
-                    metrics: registry.component(ComponentKind::Processor, &p.spec.name, static_type(processors::TYPES, &p.spec)),
+                    metrics: registry.component(
+                        ComponentKind::Processor,
+                        &p.spec.name,
+                        static_type(processors::TYPES, &p.spec),
+                    ),
                 }),
                 (a, b) => {
                     if let Err(e) = a {
@@ -117,7 +134,11 @@ impl Pipeline {
         }
 
         let input_names: HashSet<&str> = built_inputs.iter().map(|i| &*i.name).collect();
-        let output_names: HashSet<&str> = config.outputs.iter().map(|o| o.spec.name.as_str()).collect();
+        let output_names: HashSet<&str> = config
+            .outputs
+            .iter()
+            .map(|o| o.spec.name.as_str())
+            .collect();
         let dead_letter_targets: HashSet<&str> = config
             .outputs
             .iter()
@@ -130,8 +151,19 @@ impl Pipeline {
                 if !input_names.contains(name.as_str()) {
                     let mut known: Vec<&str> = input_names.iter().copied().collect();
                     known.sort();
-                    errs.push(&file, *mark, &format!("{}.inputs", o.spec.path),
-                        format!("unknown input `{name}`, expected one of {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")));
+                    errs.push(
+                        &file,
+                        *mark,
+                        &format!("{}.inputs", o.spec.path),
+                        format!(
+                            "unknown input `{name}`, expected one of {}",
+                            known
+                                .iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
                 }
             }
             if let Some((dl, mark)) = &o.dead_letter {
@@ -140,13 +172,19 @@ impl Pipeline {
                         format!("`{dl}` is not another output of this pipeline: expected the name of an output"));
                 }
             }
-            let dead_letter_only = o.inputs.is_none() && dead_letter_targets.contains(o.spec.name.as_str());
+            let dead_letter_only =
+                o.inputs.is_none() && dead_letter_targets.contains(o.spec.name.as_str());
             if !dead_letter_only {
                 match &o.inputs {
                     None => used_inputs.extend(input_names.iter().map(|s| s.to_string())),
                     Some(list) => {
                         if list.is_empty() {
-                            errs.push(&file, o.spec.mark, &format!("{}.inputs", o.spec.path), "empty `inputs:` list: this output would receive nothing");
+                            errs.push(
+                                &file,
+                                o.spec.mark,
+                                &format!("{}.inputs", o.spec.path),
+                                "empty `inputs:` list: this output would receive nothing",
+                            );
                         }
                         used_inputs.extend(list.iter().map(|(n, _)| n.clone()));
                     }
@@ -156,8 +194,15 @@ impl Pipeline {
                 Ok(output) => outputs_built.push(BuiltOutput {
                     name: Arc::from(o.spec.name.as_str()),
                     output,
-                    metrics: registry.component(ComponentKind::Output, &o.spec.name, static_type(outputs::TYPES, &o.spec)),
-                    inputs: o.inputs.as_ref().map(|l| l.iter().map(|(n, _)| n.clone()).collect()),
+                    metrics: registry.component(
+                        ComponentKind::Output,
+                        &o.spec.name,
+                        static_type(outputs::TYPES, &o.spec),
+                    ),
+                    inputs: o
+                        .inputs
+                        .as_ref()
+                        .map(|l| l.iter().map(|(n, _)| n.clone()).collect()),
                     dead_letter: o.dead_letter.as_ref().map(|(n, _)| n.clone()),
                     dead_letter_only,
                 }),
@@ -165,11 +210,24 @@ impl Pipeline {
             }
         }
         if config.outputs.is_empty() {
-            errs.push(&file, crate::config::Mark { line: 1, col: 1 }, "outputs", "no outputs: expected at least one entry under `outputs:`");
+            errs.push(
+                &file,
+                crate::config::Mark { line: 1, col: 1 },
+                "outputs",
+                "no outputs: expected at least one entry under `outputs:`",
+            );
         } else {
             for spec in &config.inputs {
                 if !used_inputs.contains(&spec.name) {
-                    errs.push(&file, spec.mark, &spec.path, format!("input `{}` is not routed to any output (unused component)", spec.name));
+                    errs.push(
+                        &file,
+                        spec.mark,
+                        &spec.path,
+                        format!(
+                            "input `{}` is not routed to any output (unused component)",
+                            spec.name
+                        ),
+                    );
                 }
             }
         }
@@ -209,7 +267,11 @@ impl Pipeline {
                 .outputs
                 .iter()
                 .filter(|o| !o.dead_letter_only)
-                .filter(|o| o.inputs.as_ref().is_none_or(|l| l.iter().any(|n| **n == *i.name)))
+                .filter(|o| {
+                    o.inputs
+                        .as_ref()
+                        .is_none_or(|l| l.iter().any(|n| **n == *i.name))
+                })
                 .filter_map(|o| output_senders.get(&*o.name).cloned())
                 .collect();
             routes.insert(i.name.clone(), targets);
@@ -221,7 +283,10 @@ impl Pipeline {
                 name: o.name.clone(),
                 rx,
                 metrics: o.metrics.clone(),
-                dead_letter: o.dead_letter.as_ref().and_then(|n| output_senders.get(n).cloned()),
+                dead_letter: o
+                    .dead_letter
+                    .as_ref()
+                    .and_then(|n| output_senders.get(n).cloned()),
                 data_dir: data_dir.clone(),
             };
             let metrics = o.metrics.clone();

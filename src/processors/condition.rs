@@ -49,15 +49,21 @@ impl Condition {
 
     pub fn from_config(c: ConditionConfig) -> Condition {
         match c {
-            ConditionConfig::Equals(m) => {
-                Condition::Equals(m.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect())
-            }
+            ConditionConfig::Equals(m) => Condition::Equals(
+                m.into_iter()
+                    .map(|(k, v)| (k, Value::from_json(v)))
+                    .collect(),
+            ),
             ConditionConfig::Contains(m) => Condition::Contains(m.into_iter().collect()),
             ConditionConfig::Exists(v) => Condition::Exists(v),
             ConditionConfig::Input(OneOrMany::One(s)) => Condition::Input(vec![s]),
             ConditionConfig::Input(OneOrMany::Many(v)) => Condition::Input(v),
-            ConditionConfig::And(v) => Condition::And(v.into_iter().map(Condition::from_config).collect()),
-            ConditionConfig::Or(v) => Condition::Or(v.into_iter().map(Condition::from_config).collect()),
+            ConditionConfig::And(v) => {
+                Condition::And(v.into_iter().map(Condition::from_config).collect())
+            }
+            ConditionConfig::Or(v) => {
+                Condition::Or(v.into_iter().map(Condition::from_config).collect())
+            }
             ConditionConfig::Not(c) => Condition::Not(Box::new(Condition::from_config(*c))),
         }
     }
@@ -68,11 +74,13 @@ impl Condition {
                 Some(have) => values_equal(have, want),
                 None => false,
             }),
-            Condition::Contains(pairs) => pairs.iter().all(|(field, needle)| match event.get(field) {
-                Some(Value::String(s)) => s.contains(needle.as_str()),
-                Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(needle)),
-                _ => false,
-            }),
+            Condition::Contains(pairs) => {
+                pairs.iter().all(|(field, needle)| match event.get(field) {
+                    Some(Value::String(s)) => s.contains(needle.as_str()),
+                    Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(needle)),
+                    _ => false,
+                })
+            }
             Condition::Exists(fields) => fields.iter().all(|f| event.get(f).is_some()),
             Condition::Input(names) => names.iter().any(|n| **n == *event.meta.input),
             Condition::And(cs) => cs.iter().all(|c| c.matches(event)),
@@ -84,9 +92,13 @@ impl Condition {
 
 fn values_equal(have: &Value, want: &Value) -> bool {
     match (have, want) {
-        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => have.as_f64() == want.as_f64(),
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            have.as_f64() == want.as_f64()
+        }
         // `equals: { http.response.status_code: "200" }` should match the number 200.
-        (Value::Int(_) | Value::Float(_), Value::String(s)) => s.parse::<f64>().ok() == have.as_f64(),
+        (Value::Int(_) | Value::Float(_), Value::String(s)) => {
+            s.parse::<f64>().ok() == have.as_f64()
+        }
         _ => have == want,
     }
 }
@@ -125,8 +137,13 @@ mod tests {
 
     #[test]
     fn unknown_condition_is_an_error() {
-        let e = Condition::from_node(&parse("equal: { a: 1 }").unwrap(), "processors[0].when").unwrap_err();
-        assert!(e.message.contains("unknown variant `equal`"), "{}", e.message);
+        let e = Condition::from_node(&parse("equal: { a: 1 }").unwrap(), "processors[0].when")
+            .unwrap_err();
+        assert!(
+            e.message.contains("unknown variant `equal`"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.path.as_deref(), Some("processors[0].when.equal"));
     }
 }

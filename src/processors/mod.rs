@@ -23,7 +23,9 @@ pub trait Processor: Send {
 /// Builds a processor from its spec: the one place where processor types are registered.
 pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Processor>, DeError> {
     match spec.type_name.as_str() {
-        "add_tags" => Ok(Box::new(fields::AddTags::new(from_node(&spec.node, &spec.path)?))),
+        "add_tags" => Ok(Box::new(fields::AddTags::new(from_node(
+            &spec.node, &spec.path,
+        )?))),
         other => Err(crate::inputs::unknown_type(spec, other, TYPES)),
     }
 }

@@ -124,7 +124,10 @@ impl Registry {
     }
 
     pub fn components(&self) -> Vec<Arc<ComponentMetrics>> {
-        self.components.lock().map(|c| c.clone()).unwrap_or_default()
+        self.components
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 
     /// Failed components as `kind name: reason`, empty when healthy.
@@ -143,33 +146,60 @@ impl Registry {
         let mut out = String::with_capacity(4096);
         type Getter = fn(&ComponentMetrics) -> i64;
         let families: [(&str, &str, &str, Getter); 9] = [
-            ("trawl_events_in_total", "counter", "Events received by the component.", |c| {
-                c.events_in.load(Ordering::Relaxed) as i64
-            }),
-            ("trawl_events_out_total", "counter", "Events sent on (inputs, processors) or delivered (outputs).", |c| {
-                c.events_out.load(Ordering::Relaxed) as i64
-            }),
-            ("trawl_events_dropped_total", "counter", "Events dropped on purpose or for lack of room.", |c| {
-                c.events_dropped.load(Ordering::Relaxed) as i64
-            }),
-            ("trawl_events_failed_total", "counter", "Events that failed for good.", |c| {
-                c.events_failed.load(Ordering::Relaxed) as i64
-            }),
-            ("trawl_bytes_in_total", "counter", "Bytes read by the component.", |c| {
-                c.bytes_in.load(Ordering::Relaxed) as i64
-            }),
-            ("trawl_bytes_out_total", "counter", "Bytes written by the component.", |c| {
-                c.bytes_out.load(Ordering::Relaxed) as i64
-            }),
-            ("trawl_errors_total", "counter", "Malformed input skipped or repaired (invalid UTF-8, bad records).", |c| {
-                c.errors.load(Ordering::Relaxed) as i64
-            }),
-            ("trawl_queue_depth", "gauge", "Events waiting in the component's input queue.", |c| {
-                c.queue_depth.load(Ordering::Relaxed)
-            }),
-            ("trawl_ack_pending_batches", "gauge", "Batches produced by the input and not yet acknowledged.", |c| {
-                c.ack_pending.load(Ordering::Relaxed)
-            }),
+            (
+                "trawl_events_in_total",
+                "counter",
+                "Events received by the component.",
+                |c| c.events_in.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "trawl_events_out_total",
+                "counter",
+                "Events sent on (inputs, processors) or delivered (outputs).",
+                |c| c.events_out.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "trawl_events_dropped_total",
+                "counter",
+                "Events dropped on purpose or for lack of room.",
+                |c| c.events_dropped.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "trawl_events_failed_total",
+                "counter",
+                "Events that failed for good.",
+                |c| c.events_failed.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "trawl_bytes_in_total",
+                "counter",
+                "Bytes read by the component.",
+                |c| c.bytes_in.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "trawl_bytes_out_total",
+                "counter",
+                "Bytes written by the component.",
+                |c| c.bytes_out.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "trawl_errors_total",
+                "counter",
+                "Malformed input skipped or repaired (invalid UTF-8, bad records).",
+                |c| c.errors.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "trawl_queue_depth",
+                "gauge",
+                "Events waiting in the component's input queue.",
+                |c| c.queue_depth.load(Ordering::Relaxed),
+            ),
+            (
+                "trawl_ack_pending_batches",
+                "gauge",
+                "Batches produced by the input and not yet acknowledged.",
+                |c| c.ack_pending.load(Ordering::Relaxed),
+            ),
         ];
         for (name, kind, help, get) in families {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -185,7 +215,10 @@ impl Registry {
                 );
             }
         }
-        let _ = writeln!(out, "# HELP trawl_component_up 1 while the component runs, 0 once it failed.");
+        let _ = writeln!(
+            out,
+            "# HELP trawl_component_up 1 while the component runs, 0 once it failed."
+        );
         let _ = writeln!(out, "# TYPE trawl_component_up gauge");
         for c in &comps {
             let _ = writeln!(
@@ -196,7 +229,11 @@ impl Registry {
                 if c.failure().is_some() { 0 } else { 1 }
             );
         }
-        let collectors = self.collectors.lock().map(|c| c.clone()).unwrap_or_default();
+        let collectors = self
+            .collectors
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
         for c in collectors {
             c.render(&mut out);
         }
@@ -234,6 +271,8 @@ mod tests {
         assert!(r.failures().is_empty());
         m.set_failed("boom");
         assert_eq!(r.failures(), vec!["input app\"x: boom".to_string()]);
-        assert!(r.render().contains("trawl_component_up{component_kind=\"input\",component=\"app\\\"x\"} 0"));
+        assert!(r
+            .render()
+            .contains("trawl_component_up{component_kind=\"input\",component=\"app\\\"x\"} 0"));
     }
 }

@@ -65,7 +65,11 @@ pub async fn serve(
             tokio::spawn(async move {
                 let resp = match read_request(&mut sock).await {
                     Some((method, target)) => route(&method, &target, &registry, &endpoints),
-                    None => Response { status: 400, content_type: "text/plain", body: "bad request\n".into() },
+                    None => Response {
+                        status: 400,
+                        content_type: "text/plain",
+                        body: "bad request\n".into(),
+                    },
                 };
                 let reason = match resp.status {
                     200 => "OK",
@@ -120,7 +124,11 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(String, Strin
 
 fn route(method: &str, target: &str, registry: &Registry, endpoints: &Endpoints) -> Response {
     if method != "GET" && method != "HEAD" {
-        return Response { status: 405, content_type: "text/plain", body: "only GET\n".into() };
+        return Response {
+            status: 405,
+            content_type: "text/plain",
+            body: "only GET\n".into(),
+        };
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     match path {
@@ -132,18 +140,29 @@ fn route(method: &str, target: &str, registry: &Registry, endpoints: &Endpoints)
         "/health" => {
             let failures = registry.failures();
             if failures.is_empty() {
-                Response { status: 200, content_type: "application/json", body: "{\"status\":\"ok\"}\n".into() }
+                Response {
+                    status: 200,
+                    content_type: "application/json",
+                    body: "{\"status\":\"ok\"}\n".into(),
+                }
             } else {
                 Response {
                     status: 503,
                     content_type: "application/json",
-                    body: format!("{}\n", serde_json::json!({"status": "failed", "failed": failures})),
+                    body: format!(
+                        "{}\n",
+                        serde_json::json!({"status": "failed", "failed": failures})
+                    ),
                 }
             }
         }
         _ => match endpoints.find(path) {
             Some(h) => h(query),
-            None => Response { status: 404, content_type: "text/plain", body: "not found\n".into() },
+            None => Response {
+                status: 404,
+                content_type: "text/plain",
+                body: "not found\n".into(),
+            },
         },
     }
 }

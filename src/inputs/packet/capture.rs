@@ -83,14 +83,23 @@ pub struct FileSummary {
 
 fn ts_ns(h: &pcap::PacketHeader, nanos: bool) -> i64 {
     let frac = h.ts.tv_usec as i64;
-    (h.ts.tv_sec as i64).saturating_mul(1_000_000_000).saturating_add(if nanos { frac } else { frac * 1000 })
+    (h.ts.tv_sec as i64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(if nanos { frac } else { frac * 1000 })
 }
 
 /// Reads `path` through `engine`, calling `flush` with the engine every `batch` events and at
 /// the end (after `finish`). `flush` returns false to stop early. An unreadable file is `Err`;
 /// a truncated or corrupt record ends the file early and is reported in the summary.
-pub fn read_file(path: &Path, engine: &mut Engine, stop: &AtomicBool, batch: usize, flush: &mut dyn FnMut(&mut Engine) -> bool) -> Result<FileSummary, String> {
-    let mut cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_file(
+    path: &Path,
+    engine: &mut Engine,
+    stop: &AtomicBool,
+    batch: usize,
+    flush: &mut dyn FnMut(&mut Engine) -> bool,
+) -> Result<FileSummary, String> {
+    let mut cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let link = cap.get_datalink().0;
     let mut summary = FileSummary::default();
     loop {
@@ -101,7 +110,11 @@ pub fn read_file(path: &Path, engine: &mut Engine, stop: &AtomicBool, batch: usi
             }
             Err(pcap::Error::NoMorePackets) => break,
             Err(e) => {
-                summary.error = Some(format!("{}: after {} packets: {e}", path.display(), summary.packets));
+                summary.error = Some(format!(
+                    "{}: after {} packets: {e}",
+                    path.display(),
+                    summary.packets
+                ));
                 break;
             }
         }
@@ -181,12 +194,21 @@ impl Live {
     /// Captures until `stop` is set; `flush` receives the engine whenever it holds events
     /// (false: the pipeline is gone). Interfaces that cannot be opened are logged once and
     /// skipped; trawl keeps running without them.
-    pub fn run(&self, engine: &mut Engine, stop: &AtomicBool, flush: &mut dyn FnMut(&mut Engine) -> bool) {
+    pub fn run(
+        &self,
+        engine: &mut Engine,
+        stop: &AtomicBool,
+        flush: &mut dyn FnMut(&mut Engine) -> bool,
+    ) {
         let (tx, rx) = sync_channel::<Block>(QUEUE_BLOCKS);
         let pool: Arc<Mutex<Vec<Block>>> = Arc::new(Mutex::new(Vec::new()));
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut logged: HashSet<String> = HashSet::new();
-        let refresh = self.cfg.refresh_interfaces.positive().unwrap_or(std::time::Duration::from_secs(10));
+        let refresh = self
+            .cfg
+            .refresh_interfaces
+            .positive()
+            .unwrap_or(std::time::Duration::from_secs(10));
         let mut next_refresh = std::time::Instant::now();
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -243,7 +265,13 @@ impl Live {
         }
     }
 
-    fn refresh(&self, workers: &mut HashMap<String, Worker>, logged: &mut HashSet<String>, tx: &SyncSender<Block>, pool: &Arc<Mutex<Vec<Block>>>) {
+    fn refresh(
+        &self,
+        workers: &mut HashMap<String, Worker>,
+        logged: &mut HashSet<String>,
+        tx: &SyncSender<Block>,
+        pool: &Arc<Mutex<Vec<Block>>>,
+    ) {
         let available: Vec<String> = match pcap::Device::list() {
             Ok(list) => list.into_iter().map(|d| d.name).collect(),
             Err(e) => {
@@ -256,7 +284,11 @@ impl Live {
         let wanted = select_interfaces(&self.cfg.interfaces, &available);
         // Release interfaces that vanished, and threads that ended (interface down).
         workers.retain(|name, w| {
-            let keep = (wanted.contains(name) && (name == "any" || available.contains(name) || !self.cfg.interfaces.iter().any(|p| p.contains(['*', '?'])))) && !w.handle.is_finished();
+            let keep = (wanted.contains(name)
+                && (name == "any"
+                    || available.contains(name)
+                    || !self.cfg.interfaces.iter().any(|p| p.contains(['*', '?']))))
+                && !w.handle.is_finished();
             if !keep {
                 w.stop.store(true, Ordering::Relaxed);
                 tracing::info!(input = %self.input, interface = %name, "interface released");
@@ -272,12 +304,24 @@ impl Live {
                     logged.remove(&name);
                     tracing::info!(input = %self.input, interface = %name, "capturing");
                     let stop = Arc::new(AtomicBool::new(false));
-                    let (s, tx, pool, stats, input, n) = (stop.clone(), tx.clone(), pool.clone(), self.stats.clone(), self.input.clone(), name.clone());
-                    match std::thread::Builder::new().name(format!("trawl-cap-{name}")).spawn(move || capture_loop(cap, &n, &input, &s, &tx, &pool, &stats)) {
+                    let (s, tx, pool, stats, input, n) = (
+                        stop.clone(),
+                        tx.clone(),
+                        pool.clone(),
+                        self.stats.clone(),
+                        self.input.clone(),
+                        name.clone(),
+                    );
+                    match std::thread::Builder::new()
+                        .name(format!("trawl-cap-{name}"))
+                        .spawn(move || capture_loop(cap, &n, &input, &s, &tx, &pool, &stats))
+                    {
                         Ok(handle) => {
                             workers.insert(name, Worker { stop, handle });
                         }
-                        Err(e) => tracing::error!(input = %self.input, interface = %name, error = %e, "cannot start a capture thread"),
+                        Err(e) => {
+                            tracing::error!(input = %self.input, interface = %name, error = %e, "cannot start a capture thread")
+                        }
                     }
                 }
                 Err(e) => {
@@ -306,16 +350,39 @@ impl Live {
 
 /// Open the interface `name` the way a live input would, to tell early whether we may.
 pub fn probe(name: &str) -> Result<(), pcap::Error> {
-    pcap::Capture::from_device(name)?.timeout(10).open().map(|_| ())
+    pcap::Capture::from_device(name)?
+        .timeout(10)
+        .open()
+        .map(|_| ())
 }
 
 fn wall_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
-fn capture_loop(mut cap: pcap::Capture<pcap::Active>, name: &str, input: &str, stop: &AtomicBool, tx: &SyncSender<Block>, pool: &Mutex<Vec<Block>>, stats: &Stats) {
+fn capture_loop(
+    mut cap: pcap::Capture<pcap::Active>,
+    name: &str,
+    input: &str,
+    stop: &AtomicBool,
+    tx: &SyncSender<Block>,
+    pool: &Mutex<Vec<Block>>,
+    stats: &Stats,
+) {
     let link = cap.get_datalink().0;
-    let new_block = || pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_else(|| Block { link, data: Vec::with_capacity(BLOCK_BYTES), packets: Vec::with_capacity(BLOCK_PACKETS) });
+    let new_block = || {
+        pool.lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| Block {
+                link,
+                data: Vec::with_capacity(BLOCK_BYTES),
+                packets: Vec::with_capacity(BLOCK_PACKETS),
+            })
+    };
     let mut block = new_block();
     block.link = link;
     let mut last_stats = std::time::Instant::now();
@@ -323,7 +390,9 @@ fn capture_loop(mut cap: pcap::Capture<pcap::Active>, name: &str, input: &str, s
     let send = |block: Block| match tx.try_send(block) {
         Ok(()) => true,
         Err(TrySendError::Full(b)) => {
-            stats.capture_dropped.fetch_add(b.packets.len() as u64, Ordering::Relaxed);
+            stats
+                .capture_dropped
+                .fetch_add(b.packets.len() as u64, Ordering::Relaxed);
             true
         }
         Err(TrySendError::Disconnected(_)) => false,
@@ -334,7 +403,11 @@ fn capture_loop(mut cap: pcap::Capture<pcap::Active>, name: &str, input: &str, s
         if idle {
             // Non-blocking capture: wait for the descriptor rather than spin, and wake up
             // regularly to see `stop` and to hand on a partial block.
-            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: pfd is a valid pollfd for the duration of the call, and nfds is 1.
             unsafe { libc::poll(&mut pfd, 1, 50) };
             idle = false;
@@ -346,7 +419,9 @@ fn capture_loop(mut cap: pcap::Capture<pcap::Active>, name: &str, input: &str, s
                 }
                 let off = block.data.len() as u32;
                 block.data.extend_from_slice(p.data);
-                block.packets.push((ts_ns(p.header, false), off, p.data.len() as u32));
+                block
+                    .packets
+                    .push((ts_ns(p.header, false), off, p.data.len() as u32));
                 if block.packets.len() >= BLOCK_PACKETS || block.data.len() >= BLOCK_BYTES {
                     let full = std::mem::replace(&mut block, new_block());
                     block.link = link;
@@ -362,7 +437,9 @@ fn capture_loop(mut cap: pcap::Capture<pcap::Active>, name: &str, input: &str, s
             }
         }
         // Hand a partial block on once the capture pauses or it is 20 ms old, for latency.
-        if !block.packets.is_empty() && (idle || block_started.elapsed() >= std::time::Duration::from_millis(20)) {
+        if !block.packets.is_empty()
+            && (idle || block_started.elapsed() >= std::time::Duration::from_millis(20))
+        {
             let full = std::mem::replace(&mut block, new_block());
             block.link = link;
             if !send(full) {
@@ -372,12 +449,22 @@ fn capture_loop(mut cap: pcap::Capture<pcap::Active>, name: &str, input: &str, s
         if last_stats.elapsed() >= std::time::Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
             if let Ok(s) = cap.stats() {
-                stats.set_interface(name, s.received as u64, s.dropped as u64, s.if_dropped as u64);
+                stats.set_interface(
+                    name,
+                    s.received as u64,
+                    s.dropped as u64,
+                    s.if_dropped as u64,
+                );
             }
         }
     }
     if let Ok(s) = cap.stats() {
-        stats.set_interface(name, s.received as u64, s.dropped as u64, s.if_dropped as u64);
+        stats.set_interface(
+            name,
+            s.received as u64,
+            s.dropped as u64,
+            s.if_dropped as u64,
+        );
     }
     if !block.packets.is_empty() {
         send(block);
@@ -390,9 +477,18 @@ mod tests {
 
     #[test]
     fn globs_select_interfaces() {
-        let avail: Vec<String> = ["lo", "eth0", "veth1a", "veth2b", "cali123", "tunl0"].iter().map(|s| s.to_string()).collect();
-        let pats: Vec<String> = ["veth*", "cali*", "lxc*", "eth0"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(select_interfaces(&pats, &avail), vec!["veth1a", "veth2b", "cali123", "eth0"]);
+        let avail: Vec<String> = ["lo", "eth0", "veth1a", "veth2b", "cali123", "tunl0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let pats: Vec<String> = ["veth*", "cali*", "lxc*", "eth0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            select_interfaces(&pats, &avail),
+            vec!["veth1a", "veth2b", "cali123", "eth0"]
+        );
         assert_eq!(select_interfaces(&["any".into()], &avail), vec!["any"]);
         assert!(glob_match("e?h*", "eth0"));
         assert!(!glob_match("veth*", "eth0"));

@@ -8,9 +8,33 @@ use sha1::{Digest, Sha1};
 /// ICMP types that have a counterpart (request/reply): mapped so both directions hash alike.
 fn icmp_counterpart(v6: bool, t: u16) -> Option<u16> {
     let pairs: &[(u16, u16)] = if v6 {
-        &[(128, 129), (129, 128), (130, 131), (131, 130), (133, 134), (134, 133), (135, 136), (136, 135), (139, 140), (140, 139), (144, 145), (145, 144)]
+        &[
+            (128, 129),
+            (129, 128),
+            (130, 131),
+            (131, 130),
+            (133, 134),
+            (134, 133),
+            (135, 136),
+            (136, 135),
+            (139, 140),
+            (140, 139),
+            (144, 145),
+            (145, 144),
+        ]
     } else {
-        &[(8, 0), (0, 8), (13, 14), (14, 13), (15, 16), (16, 15), (10, 9), (9, 10), (17, 18), (18, 17)]
+        &[
+            (8, 0),
+            (0, 8),
+            (13, 14),
+            (14, 13),
+            (15, 16),
+            (16, 15),
+            (10, 9),
+            (9, 10),
+            (17, 18),
+            (18, 17),
+        ]
     };
     pairs.iter().find(|(a, _)| *a == t).map(|(_, b)| *b)
 }
@@ -60,10 +84,25 @@ mod tests {
     /// Vectors from the Community ID specification's README.
     #[test]
     fn spec_vectors() {
-        assert_eq!(community_id(0, a("128.232.110.120"), 34855, a("66.35.250.204"), 80, 6), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
-        assert_eq!(community_id(0, a("66.35.250.204"), 80, a("128.232.110.120"), 34855, 6), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
-        assert_eq!(community_id(0, a("192.168.1.52"), 54585, a("8.8.8.8"), 53, 17), "1:d/FP5EW3wiY1vCndhwleRRKHowQ=");
-        assert_eq!(community_id(0, a("192.168.0.89"), 8, a("192.168.0.1"), 0, 1), "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=");
-        assert_eq!(community_id(0, a("192.168.0.1"), 0, a("192.168.0.89"), 0, 1), "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=");
+        assert_eq!(
+            community_id(0, a("128.232.110.120"), 34855, a("66.35.250.204"), 80, 6),
+            "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+        );
+        assert_eq!(
+            community_id(0, a("66.35.250.204"), 80, a("128.232.110.120"), 34855, 6),
+            "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+        );
+        assert_eq!(
+            community_id(0, a("192.168.1.52"), 54585, a("8.8.8.8"), 53, 17),
+            "1:d/FP5EW3wiY1vCndhwleRRKHowQ="
+        );
+        assert_eq!(
+            community_id(0, a("192.168.0.89"), 8, a("192.168.0.1"), 0, 1),
+            "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="
+        );
+        assert_eq!(
+            community_id(0, a("192.168.0.1"), 0, a("192.168.0.89"), 0, 1),
+            "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="
+        );
     }
 }

@@ -174,7 +174,11 @@ fn decode_depth(link: i32, data: &[u8], depth: u8) -> Result<Packet<'_>, DecodeE
 }
 
 /// Walks VLAN tags, then decodes IP.
-fn ether_payload(mut ethertype: u16, mut rest: &[u8], depth: u8) -> Result<Packet<'_>, DecodeError> {
+fn ether_payload(
+    mut ethertype: u16,
+    mut rest: &[u8],
+    depth: u8,
+) -> Result<Packet<'_>, DecodeError> {
     let mut vlan = 0u16;
     let mut tags = 0;
     while ETH_VLAN.contains(&ethertype) {
@@ -204,11 +208,23 @@ fn ip(data: &[u8], vlan: u16, depth: u8) -> Result<Packet<'_>, DecodeError> {
         LaxIpSlice::Ipv4(v4) => {
             let h = v4.header();
             let first = h.fragments_offset().value() == 0;
-            (Addr::v4(h.source()), Addr::v4(h.destination()), h.total_len() as u32, h.identification(), first)
+            (
+                Addr::v4(h.source()),
+                Addr::v4(h.destination()),
+                h.total_len() as u32,
+                h.identification(),
+                first,
+            )
         }
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
-            (Addr(h.source()), Addr(h.destination()), 40 + h.payload_length() as u32, 0, true)
+            (
+                Addr(h.source()),
+                Addr(h.destination()),
+                40 + h.payload_length() as u32,
+                0,
+                true,
+            )
         }
     };
     let payload = slice.payload();
@@ -292,16 +308,47 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     /// An Ethernet/IPv4/TCP frame for tests.
-    pub(crate) fn eth_tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn eth_tcp(
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&[0x08, 0x00]);
         f.extend_from_slice(&ipv4_tcp(src, sport, dst, dport, seq, ack, flags, payload));
         f
     }
 
-    pub(crate) fn ipv4_tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn ipv4_tcp(
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let total = 20 + 20 + payload.len();
-        let mut f = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0];
+        let mut f = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ];
         f.extend_from_slice(&src);
         f.extend_from_slice(&dst);
         f.extend_from_slice(&sport.to_be_bytes());
@@ -315,12 +362,28 @@ pub(crate) mod tests {
 
     #[test]
     fn ethernet_ipv4_tcp() {
-        let f = eth_tcp([10, 0, 0, 1], 1234, [10, 0, 0, 2], 80, 7, 9, tcp_flags::ACK | tcp_flags::PSH, b"GET /");
+        let f = eth_tcp(
+            [10, 0, 0, 1],
+            1234,
+            [10, 0, 0, 2],
+            80,
+            7,
+            9,
+            tcp_flags::ACK | tcp_flags::PSH,
+            b"GET /",
+        );
         let p = decode(linktype::ETHERNET, &f).unwrap();
         assert_eq!(p.src.to_string(), "10.0.0.1");
         assert_eq!(p.dst.to_string(), "10.0.0.2");
         assert_eq!((p.sport, p.dport, p.proto), (1234, 80, 6));
-        assert_eq!(p.tcp.unwrap(), Tcp { seq: 7, ack: 9, flags: 0x18 });
+        assert_eq!(
+            p.tcp.unwrap(),
+            Tcp {
+                seq: 7,
+                ack: 9,
+                flags: 0x18
+            }
+        );
         assert_eq!(p.payload, b"GET /");
         assert_eq!(p.ip_len, 45);
     }
@@ -353,14 +416,44 @@ pub(crate) mod tests {
 
     #[test]
     fn vxlan_is_decapsulated() {
-        let inner = eth_tcp([10, 244, 0, 5], 5555, [10, 244, 1, 7], 80, 1, 2, tcp_flags::ACK, b"hi");
+        let inner = eth_tcp(
+            [10, 244, 0, 5],
+            5555,
+            [10, 244, 1, 7],
+            80,
+            1,
+            2,
+            tcp_flags::ACK,
+            b"hi",
+        );
         let mut udp_payload = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
         udp_payload.extend_from_slice(&inner);
         let ulen = 8 + udp_payload.len();
         let total = 20 + ulen;
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&[0x08, 0x00]);
-        f.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0, 0, 64, 17, 0, 0, 192, 168, 0, 1, 192, 168, 0, 2]);
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+            192,
+            168,
+            0,
+            1,
+            192,
+            168,
+            0,
+            2,
+        ]);
         f.extend_from_slice(&40000u16.to_be_bytes());
         f.extend_from_slice(&8472u16.to_be_bytes());
         f.extend_from_slice(&(ulen as u16).to_be_bytes());
@@ -374,11 +467,17 @@ pub(crate) mod tests {
 
     #[test]
     fn truncated_and_foreign_frames_are_errors() {
-        assert_eq!(decode(linktype::ETHERNET, &[0u8; 5]), Err(DecodeError::Truncated));
+        assert_eq!(
+            decode(linktype::ETHERNET, &[0u8; 5]),
+            Err(DecodeError::Truncated)
+        );
         let mut arp = vec![0u8; 12];
         arp.extend_from_slice(&[0x08, 0x06, 0, 0]);
         assert_eq!(decode(linktype::ETHERNET, &arp), Err(DecodeError::NotIp));
-        assert_eq!(decode(9999, &arp), Err(DecodeError::UnsupportedLinkType(9999)));
+        assert_eq!(
+            decode(9999, &arp),
+            Err(DecodeError::UnsupportedLinkType(9999))
+        );
     }
 
     proptest! {

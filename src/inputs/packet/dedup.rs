@@ -61,7 +61,16 @@ mod tests {
     #[test]
     fn same_packet_twice_within_window_is_dropped_once() {
         let mut d = Dedup::new(std::time::Duration::from_millis(100));
-        let f = eth_tcp([10, 0, 0, 1], 1, [10, 0, 0, 2], 80, 5, 6, 0x18, b"GET / HTTP/1.1\r\n");
+        let f = eth_tcp(
+            [10, 0, 0, 1],
+            1,
+            [10, 0, 0, 2],
+            80,
+            5,
+            6,
+            0x18,
+            b"GET / HTTP/1.1\r\n",
+        );
         let mut on_bridge = f.clone();
         on_bridge[22] = 63; // one hop later: TTL decremented
         let p = decode(linktype::ETHERNET, &f).unwrap();

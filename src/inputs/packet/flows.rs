@@ -32,7 +32,12 @@ pub struct FlowsConfig {
 
 impl Default for FlowsConfig {
     fn default() -> Self {
-        FlowsConfig { capture: None, timeout: default_timeout(), period: default_period(), max_flows: default_max_flows() }
+        FlowsConfig {
+            capture: None,
+            timeout: default_timeout(),
+            period: default_period(),
+            max_flows: default_max_flows(),
+        }
     }
 }
 
@@ -61,9 +66,29 @@ impl FlowKey {
     /// The key of `p`'s flow and whether `p` goes from `a` to `b` (direction 0).
     pub fn of(p: &Packet<'_>) -> (FlowKey, usize) {
         if (p.src, p.sport) <= (p.dst, p.dport) {
-            (FlowKey { a: p.src, b: p.dst, ap: p.sport, bp: p.dport, proto: p.proto, vlan: p.vlan }, 0)
+            (
+                FlowKey {
+                    a: p.src,
+                    b: p.dst,
+                    ap: p.sport,
+                    bp: p.dport,
+                    proto: p.proto,
+                    vlan: p.vlan,
+                },
+                0,
+            )
         } else {
-            (FlowKey { a: p.dst, b: p.src, ap: p.dport, bp: p.sport, proto: p.proto, vlan: p.vlan }, 1)
+            (
+                FlowKey {
+                    a: p.dst,
+                    b: p.src,
+                    ap: p.dport,
+                    bp: p.sport,
+                    proto: p.proto,
+                    vlan: p.vlan,
+                },
+                1,
+            )
         }
     }
 }
@@ -124,7 +149,14 @@ pub struct FlowTable {
 
 impl FlowTable {
     pub fn new(config: FlowsConfig, input: Arc<str>, stats: Arc<Stats>) -> FlowTable {
-        FlowTable { config, table: FxHashMap::default(), input, stats, next_id: 1, last_sweep_ns: i64::MIN }
+        FlowTable {
+            config,
+            table: FxHashMap::default(),
+            input,
+            stats,
+            next_id: 1,
+            last_sweep_ns: i64::MIN,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -143,9 +175,16 @@ impl FlowTable {
         // A new connection on the 5-tuple of a closed one: report the old flow first.
         if syn_only {
             if let Some(f) = self.table.get(&key) {
-                if f.rst || (f.dirs[0].fin && f.dirs[1].fin) || f.dirs[dir ^ 1].packets > 0 && f.dirs[dir].fin {
+                if f.rst
+                    || (f.dirs[0].fin && f.dirs[1].fin)
+                    || f.dirs[dir ^ 1].packets > 0 && f.dirs[dir].fin
+                {
                     if let Some(old) = self.table.remove(&key) {
-                        let reason = if old.rst { EndReason::Rst } else { EndReason::Fin };
+                        let reason = if old.rst {
+                            EndReason::Rst
+                        } else {
+                            EndReason::Fin
+                        };
                         out.push(self.event(&key, &old, true, Some(reason)));
                     }
                 }
@@ -156,15 +195,33 @@ impl FlowTable {
                 self.stats.flows_untracked.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let initiator = if flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK) { dir ^ 1 } else { dir };
+            let initiator =
+                if flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK) {
+                    dir ^ 1
+                } else {
+                    dir
+                };
             let id = self.next_id;
             self.next_id += 1;
             self.table.insert(
                 key,
-                Flow { id, first_ns: ts_ns, last_ns: ts_ns, last_report_ns: ts_ns, dirs: Default::default(), initiator, syn_ns: None, synack_seen: false, setup_ns: None, rst: false },
+                Flow {
+                    id,
+                    first_ns: ts_ns,
+                    last_ns: ts_ns,
+                    last_report_ns: ts_ns,
+                    dirs: Default::default(),
+                    initiator,
+                    syn_ns: None,
+                    synack_seen: false,
+                    setup_ns: None,
+                    rst: false,
+                },
             );
         }
-        let Some(f) = self.table.get_mut(&key) else { return };
+        let Some(f) = self.table.get_mut(&key) else {
+            return;
+        };
         f.last_ns = f.last_ns.max(ts_ns);
         let d = &mut f.dirs[dir];
         d.packets += 1;
@@ -180,9 +237,14 @@ impl FlowTable {
             if syn_only && f.syn_ns.is_none() {
                 f.syn_ns = Some(ts_ns);
                 f.initiator = dir;
-            } else if flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK) {
+            } else if flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK)
+            {
                 f.synack_seen = true;
-            } else if flags & tcp_flags::ACK != 0 && dir == f.initiator && f.synack_seen && f.setup_ns.is_none() {
+            } else if flags & tcp_flags::ACK != 0
+                && dir == f.initiator
+                && f.synack_seen
+                && f.setup_ns.is_none()
+            {
                 if let Some(s) = f.syn_ns {
                     f.setup_ns = Some(ts_ns - s);
                 }
@@ -203,7 +265,14 @@ impl FlowTable {
             let idle = now_ns.saturating_sub(f.last_ns);
             let closed = f.rst || (f.dirs[0].fin && f.dirs[1].fin);
             if closed && idle >= LINGER_NS.min(timeout) {
-                ended.push((*k, if f.rst { EndReason::Rst } else { EndReason::Fin }));
+                ended.push((
+                    *k,
+                    if f.rst {
+                        EndReason::Rst
+                    } else {
+                        EndReason::Fin
+                    },
+                ));
             } else if idle >= timeout {
                 ended.push((*k, EndReason::Timeout));
             } else if period > 0 && now_ns.saturating_sub(f.last_report_ns) >= period {
@@ -217,7 +286,9 @@ impl FlowTable {
                 out.push(self.event(&k, &f, true, Some(why)));
             }
         }
-        self.stats.flows_active.store(self.table.len() as u64, Ordering::Relaxed);
+        self.stats
+            .flows_active
+            .store(self.table.len() as u64, Ordering::Relaxed);
     }
 
     /// Reports every flow still open (end of a capture file, shutdown).
@@ -243,8 +314,21 @@ impl FlowTable {
 }
 
 fn flag_names(flags: u8) -> Value {
-    let names = [(tcp_flags::SYN, "SYN"), (tcp_flags::ACK, "ACK"), (tcp_flags::PSH, "PSH"), (tcp_flags::FIN, "FIN"), (tcp_flags::RST, "RST"), (tcp_flags::URG, "URG")];
-    Value::Array(names.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| Value::from(*n)).collect())
+    let names = [
+        (tcp_flags::SYN, "SYN"),
+        (tcp_flags::ACK, "ACK"),
+        (tcp_flags::PSH, "PSH"),
+        (tcp_flags::FIN, "FIN"),
+        (tcp_flags::RST, "RST"),
+        (tcp_flags::URG, "URG"),
+    ];
+    Value::Array(
+        names
+            .iter()
+            .filter(|(b, _)| flags & b != 0)
+            .map(|(_, n)| Value::from(*n))
+            .collect(),
+    )
 }
 
 pub fn transport_name(proto: u8) -> Value {
@@ -265,12 +349,21 @@ fn event(input: &Arc<str>, k: &FlowKey, f: &Flow, fin: bool, why: Option<EndReas
     let mut e = Event::new(input.clone(), ns_to_time(f.last_ns));
     e.insert("event.kind", "event");
     e.insert("event.category", Value::Array(vec![Value::from("network")]));
-    e.insert("event.type", Value::Array(vec![Value::from("connection"), Value::from(if fin { "end" } else { "info" })]));
+    e.insert(
+        "event.type",
+        Value::Array(vec![
+            Value::from("connection"),
+            Value::from(if fin { "end" } else { "info" }),
+        ]),
+    );
     e.insert("event.dataset", "flow");
     e.insert("event.start", Value::Timestamp(ns_to_time(f.first_ns)));
     e.insert("event.end", Value::Timestamp(ns_to_time(f.last_ns)));
     e.insert("event.duration", Value::from(f.last_ns - f.first_ns));
-    e.insert("flow.id", Value::from(format!("{:016x}", flow_hash(k, f.first_ns))));
+    e.insert(
+        "flow.id",
+        Value::from(format!("{:016x}", flow_hash(k, f.first_ns))),
+    );
     e.insert("flow.final", Value::Bool(fin));
     if let Some(w) = why {
         e.insert("flow.end_reason", w.as_str());
@@ -289,9 +382,18 @@ fn event(input: &Arc<str>, k: &FlowKey, f: &Flow, fin: bool, why: Option<EndReas
     e.insert("network.transport", transport_name(k.proto));
     e.insert("network.iana_number", Value::from(k.proto.to_string()));
     e.insert("network.type", if sip.is_v4() { "ipv4" } else { "ipv6" });
-    e.insert("network.packets", Value::from((f.dirs[0].packets + f.dirs[1].packets) as i64));
-    e.insert("network.bytes", Value::from((f.dirs[0].bytes + f.dirs[1].bytes) as i64));
-    e.insert("network.community_id", Value::from(community_id(0, sip, sport, dip, dport, k.proto)));
+    e.insert(
+        "network.packets",
+        Value::from((f.dirs[0].packets + f.dirs[1].packets) as i64),
+    );
+    e.insert(
+        "network.bytes",
+        Value::from((f.dirs[0].bytes + f.dirs[1].bytes) as i64),
+    );
+    e.insert(
+        "network.community_id",
+        Value::from(community_id(0, sip, sport, dip, dport, k.proto)),
+    );
     if k.vlan != 0 {
         e.insert("network.vlan.id", Value::from(k.vlan.to_string()));
     }
@@ -329,17 +431,66 @@ mod tests {
     #[test]
     fn handshake_exchange_and_fin_make_one_final_flow() {
         let stats = Arc::new(Stats::default());
-        let mut t = FlowTable::new(FlowsConfig { period: Duration::from_millis(-1000), ..Default::default() }, "f".into(), stats);
+        let mut t = FlowTable::new(
+            FlowsConfig {
+                period: Duration::from_millis(-1000),
+                ..Default::default()
+            },
+            "f".into(),
+            stats,
+        );
         let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
         let ms = 1_000_000;
         let frames = vec![
             (0, eth_tcp(c, 40000, s, 80, 1, 0, tcp_flags::SYN, b"")),
-            (ms, eth_tcp(s, 80, c, 40000, 9, 2, tcp_flags::SYN | tcp_flags::ACK, b"")),
+            (
+                ms,
+                eth_tcp(s, 80, c, 40000, 9, 2, tcp_flags::SYN | tcp_flags::ACK, b""),
+            ),
             (2 * ms, eth_tcp(c, 40000, s, 80, 2, 10, tcp_flags::ACK, b"")),
-            (3 * ms, eth_tcp(c, 40000, s, 80, 2, 10, tcp_flags::ACK | tcp_flags::PSH, b"GET / HTTP/1.0\r\n\r\n")),
-            (4 * ms, eth_tcp(s, 80, c, 40000, 10, 20, tcp_flags::ACK | tcp_flags::FIN, b"")),
-            (5 * ms, eth_tcp(c, 40000, s, 80, 20, 11, tcp_flags::ACK | tcp_flags::FIN, b"")),
-            (6 * ms, eth_tcp(s, 80, c, 40000, 11, 21, tcp_flags::ACK, b"")),
+            (
+                3 * ms,
+                eth_tcp(
+                    c,
+                    40000,
+                    s,
+                    80,
+                    2,
+                    10,
+                    tcp_flags::ACK | tcp_flags::PSH,
+                    b"GET / HTTP/1.0\r\n\r\n",
+                ),
+            ),
+            (
+                4 * ms,
+                eth_tcp(
+                    s,
+                    80,
+                    c,
+                    40000,
+                    10,
+                    20,
+                    tcp_flags::ACK | tcp_flags::FIN,
+                    b"",
+                ),
+            ),
+            (
+                5 * ms,
+                eth_tcp(
+                    c,
+                    40000,
+                    s,
+                    80,
+                    20,
+                    11,
+                    tcp_flags::ACK | tcp_flags::FIN,
+                    b"",
+                ),
+            ),
+            (
+                6 * ms,
+                eth_tcp(s, 80, c, 40000, 11, 21, tcp_flags::ACK, b""),
+            ),
         ];
         let mut out = Vec::new();
         feed(&mut t, &frames, &mut out);
@@ -348,30 +499,87 @@ mod tests {
         assert_eq!(out.len(), 1);
         let e = &out[0];
         assert_eq!(e.get("source.ip").unwrap().as_str(), Some("10.0.0.1"));
-        assert_eq!(e.get("source.packets").unwrap().to_json(), serde_json::json!(4));
-        assert_eq!(e.get("destination.packets").unwrap().to_json(), serde_json::json!(3));
+        assert_eq!(
+            e.get("source.packets").unwrap().to_json(),
+            serde_json::json!(4)
+        );
+        assert_eq!(
+            e.get("destination.packets").unwrap().to_json(),
+            serde_json::json!(3)
+        );
         assert_eq!(e.get("flow.end_reason").unwrap().as_str(), Some("fin"));
-        assert_eq!(e.get("flow.tcp.setup_duration").unwrap().to_json(), serde_json::json!(2 * ms));
-        assert_eq!(e.get("event.duration").unwrap().to_json(), serde_json::json!(6 * ms));
-        assert!(e.get("network.community_id").unwrap().as_str().unwrap().starts_with("1:"));
+        assert_eq!(
+            e.get("flow.tcp.setup_duration").unwrap().to_json(),
+            serde_json::json!(2 * ms)
+        );
+        assert_eq!(
+            e.get("event.duration").unwrap().to_json(),
+            serde_json::json!(6 * ms)
+        );
+        assert!(e
+            .get("network.community_id")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("1:"));
     }
 
     #[test]
     fn idle_flows_time_out_and_period_reports_interim() {
         let stats = Arc::new(Stats::default());
-        let cfg = FlowsConfig { capture: None, timeout: Duration::from_secs(30), period: Duration::from_secs(10), max_flows: 1 };
+        let cfg = FlowsConfig {
+            capture: None,
+            timeout: Duration::from_secs(30),
+            period: Duration::from_secs(10),
+            max_flows: 1,
+        };
         let mut t = FlowTable::new(cfg, "f".into(), stats.clone());
         let sec = 1_000_000_000i64;
         let mut out = Vec::new();
-        let a = eth_tcp([1, 1, 1, 1], 1000, [2, 2, 2, 2], 22, 1, 1, tcp_flags::ACK, b"x");
-        let b = eth_tcp([3, 3, 3, 3], 1000, [2, 2, 2, 2], 22, 1, 1, tcp_flags::ACK, b"x");
-        feed(&mut t, &[(0, a.clone()), (5 * sec, b), (11 * sec, a)], &mut out);
-        assert_eq!(stats.flows_untracked.load(Ordering::Relaxed), 1, "max_flows bounds the table");
+        let a = eth_tcp(
+            [1, 1, 1, 1],
+            1000,
+            [2, 2, 2, 2],
+            22,
+            1,
+            1,
+            tcp_flags::ACK,
+            b"x",
+        );
+        let b = eth_tcp(
+            [3, 3, 3, 3],
+            1000,
+            [2, 2, 2, 2],
+            22,
+            1,
+            1,
+            tcp_flags::ACK,
+            b"x",
+        );
+        feed(
+            &mut t,
+            &[(0, a.clone()), (5 * sec, b), (11 * sec, a)],
+            &mut out,
+        );
+        assert_eq!(
+            stats.flows_untracked.load(Ordering::Relaxed),
+            1,
+            "max_flows bounds the table"
+        );
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].get("flow.final").unwrap().to_json(), serde_json::json!(false));
+        assert_eq!(
+            out[0].get("flow.final").unwrap().to_json(),
+            serde_json::json!(false)
+        );
         t.sweep(42 * sec, &mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1].get("flow.end_reason").unwrap().as_str(), Some("timeout"));
-        assert_eq!(out[1].get("source.packets").unwrap().to_json(), serde_json::json!(2));
+        assert_eq!(
+            out[1].get("flow.end_reason").unwrap().as_str(),
+            Some("timeout")
+        );
+        assert_eq!(
+            out[1].get("source.packets").unwrap().to_json(),
+            serde_json::json!(2)
+        );
     }
 }

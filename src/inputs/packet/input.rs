@@ -56,38 +56,86 @@ fn reject_capture(section: &str, has: bool) -> Result<(), DeError> {
 
 impl PacketInput {
     /// Builds from parsed settings and registers metrics and the graph endpoints.
-    pub fn new(name: &str, source: Source, analyzers: Analyzers, ctx: Option<&BuildContext>) -> PacketInput {
+    pub fn new(
+        name: &str,
+        source: Source,
+        analyzers: Analyzers,
+        ctx: Option<&BuildContext>,
+    ) -> PacketInput {
         let stats = Arc::new(Stats::default());
         let mut map = None;
         if let Some(ctx) = ctx {
-            ctx.registry.register(Arc::new(StatsCollector { input: name.to_owned(), stats: stats.clone() }));
-            let max_series = analyzers.http.as_ref().map(|h| h.max_series).unwrap_or(1000);
-            map = Some(ServiceMap::shared(&ctx.registry, &ctx.endpoints, max_series));
+            ctx.registry.register(Arc::new(StatsCollector {
+                input: name.to_owned(),
+                stats: stats.clone(),
+            }));
+            let max_series = analyzers
+                .http
+                .as_ref()
+                .map(|h| h.max_series)
+                .unwrap_or(1000);
+            map = Some(ServiceMap::shared(
+                &ctx.registry,
+                &ctx.endpoints,
+                max_series,
+            ));
         }
-        PacketInput { source, analyzers, stats, map }
+        PacketInput {
+            source,
+            analyzers,
+            stats,
+            map,
+        }
     }
 
     pub fn flows(name: &str, mut cfg: FlowsConfig, ctx: &BuildContext) -> PacketInput {
         let capture = cfg.capture.take().unwrap_or_default();
-        let analyzers = Analyzers { dedup_window: capture.dedup_window.positive(), flows: Some(cfg), http: None };
+        let analyzers = Analyzers {
+            dedup_window: capture.dedup_window.positive(),
+            flows: Some(cfg),
+            http: None,
+        };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
     }
 
     pub fn http(name: &str, mut cfg: HttpConfig, ctx: &BuildContext) -> PacketInput {
         let capture = cfg.capture.take().unwrap_or_default();
-        let analyzers = Analyzers { dedup_window: capture.dedup_window.positive(), flows: None, http: Some(cfg) };
+        let analyzers = Analyzers {
+            dedup_window: capture.dedup_window.positive(),
+            flows: None,
+            http: Some(cfg),
+        };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
     }
 
-    pub fn pcap_file(name: &str, cfg: PcapFileConfig, ctx: Option<&BuildContext>) -> Result<PacketInput, DeError> {
-        reject_capture("flows", cfg.flows.as_ref().is_some_and(|f| f.capture.is_some()))?;
-        reject_capture("http", cfg.http.as_ref().is_some_and(|h| h.capture.is_some()))?;
+    pub fn pcap_file(
+        name: &str,
+        cfg: PcapFileConfig,
+        ctx: Option<&BuildContext>,
+    ) -> Result<PacketInput, DeError> {
+        reject_capture(
+            "flows",
+            cfg.flows.as_ref().is_some_and(|f| f.capture.is_some()),
+        )?;
+        reject_capture(
+            "http",
+            cfg.http.as_ref().is_some_and(|h| h.capture.is_some()),
+        )?;
         let (flows, http) = match (cfg.flows, cfg.http) {
             (None, None) => (Some(FlowsConfig::default()), Some(HttpConfig::default())),
             other => other,
         };
-        let analyzers = Analyzers { flows, http, dedup_window: cfg.dedup_window.positive() };
-        Ok(PacketInput::new(name, Source::File(cfg.path), analyzers, ctx))
+        let analyzers = Analyzers {
+            flows,
+            http,
+            dedup_window: cfg.dedup_window.positive(),
+        };
+        Ok(PacketInput::new(
+            name,
+            Source::File(cfg.path),
+            analyzers,
+            ctx,
+        ))
     }
 
     pub fn stats(&self) -> Arc<Stats> {
@@ -114,8 +162,12 @@ impl Input for PacketInput {
                     stop.store(true, Ordering::Relaxed);
                 })
             };
-            let handle = std::thread::Builder::new().name(format!("trawl-pkt-{}", ctx.name)).spawn(move || self.run_thread(&ctx, &stop))?;
-            let r = tokio::task::spawn_blocking(move || handle.join()).await?.map_err(|_| anyhow::anyhow!("packet thread panicked"))?;
+            let handle = std::thread::Builder::new()
+                .name(format!("trawl-pkt-{}", ctx.name))
+                .spawn(move || self.run_thread(&ctx, &stop))?;
+            let r = tokio::task::spawn_blocking(move || handle.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("packet thread panicked"))?;
             watcher.abort();
             r
         })
@@ -124,12 +176,21 @@ impl Input for PacketInput {
 
 impl PacketInput {
     fn run_thread(self, ctx: &InputContext, stop: &AtomicBool) -> anyhow::Result<()> {
-        let mut engine = Engine::new(ctx.name.clone(), self.analyzers, self.stats.clone(), self.map);
+        let mut engine = Engine::new(
+            ctx.name.clone(),
+            self.analyzers,
+            self.stats.clone(),
+            self.map,
+        );
         let batch = ctx.batch_size.max(1);
         let mut flush = |e: &mut Engine| {
             let mut events = std::mem::take(&mut e.events);
             while !events.is_empty() {
-                let rest = if events.len() > batch { events.split_off(batch) } else { Vec::new() };
+                let rest = if events.len() > batch {
+                    events.split_off(batch)
+                } else {
+                    Vec::new()
+                };
                 if ctx.emit_blocking(Batch::unacked(events)).is_err() {
                     return false;
                 }
@@ -139,7 +200,8 @@ impl PacketInput {
         };
         match self.source {
             Source::File(path) => {
-                let summary = capture::read_file(&path, &mut engine, stop, batch, &mut flush).map_err(|e| anyhow::anyhow!("pcap_file: {e}"))?;
+                let summary = capture::read_file(&path, &mut engine, stop, batch, &mut flush)
+                    .map_err(|e| anyhow::anyhow!("pcap_file: {e}"))?;
                 if let Some(err) = summary.error {
                     self.stats.file_errors.fetch_add(1, Ordering::Relaxed);
                     ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
@@ -149,7 +211,11 @@ impl PacketInput {
                 Ok(())
             }
             Source::Live(cfg) => {
-                Live::new(cfg, ctx.name.clone(), self.stats.clone()).run(&mut engine, stop, &mut flush);
+                Live::new(cfg, ctx.name.clone(), self.stats.clone()).run(
+                    &mut engine,
+                    stop,
+                    &mut flush,
+                );
                 Ok(())
             }
         }

@@ -83,36 +83,104 @@ impl Collector for StatsCollector {
         let s = &self.stats;
         let input = escape_label(&self.input);
         let families: [(&str, &str, &AtomicU64); 13] = [
-            ("trawl_packet_packets_total", "Packets captured.", &s.packets),
+            (
+                "trawl_packet_packets_total",
+                "Packets captured.",
+                &s.packets,
+            ),
             ("trawl_packet_bytes_total", "Bytes captured.", &s.bytes),
-            ("trawl_packet_decode_errors_total", "Packets that could not be decoded (truncated, malformed).", &s.decode_errors),
-            ("trawl_packet_not_ip_total", "Frames skipped because they carry no IP (ARP, LLDP...).", &s.not_ip),
-            ("trawl_packet_duplicates_total", "Copies of a packet already seen (several interfaces, tunnels) dropped.", &s.duplicates),
-            ("trawl_packet_flows_active", "Flows in the flow table.", &s.flows_active),
-            ("trawl_packet_flows_untracked_total", "Flows not tracked because the table was full.", &s.flows_untracked),
-            ("trawl_packet_http_connections", "Connections followed by the HTTP analyzer.", &s.http_connections),
-            ("trawl_packet_http_untracked_total", "Connections not followed because the table was full.", &s.http_untracked),
-            ("trawl_packet_http_parse_errors_total", "HTTP messages that could not be parsed (resynchronised).", &s.http_parse_errors),
-            ("trawl_packet_tcp_gaps_total", "Holes in TCP streams (bytes never captured).", &s.tcp_gaps),
-            ("trawl_capture_dropped_total", "Packets trawl dropped because its analyzer fell behind.", &s.capture_dropped),
-            ("trawl_capture_file_errors_total", "Capture files that ended in a truncated or corrupt record.", &s.file_errors),
+            (
+                "trawl_packet_decode_errors_total",
+                "Packets that could not be decoded (truncated, malformed).",
+                &s.decode_errors,
+            ),
+            (
+                "trawl_packet_not_ip_total",
+                "Frames skipped because they carry no IP (ARP, LLDP...).",
+                &s.not_ip,
+            ),
+            (
+                "trawl_packet_duplicates_total",
+                "Copies of a packet already seen (several interfaces, tunnels) dropped.",
+                &s.duplicates,
+            ),
+            (
+                "trawl_packet_flows_active",
+                "Flows in the flow table.",
+                &s.flows_active,
+            ),
+            (
+                "trawl_packet_flows_untracked_total",
+                "Flows not tracked because the table was full.",
+                &s.flows_untracked,
+            ),
+            (
+                "trawl_packet_http_connections",
+                "Connections followed by the HTTP analyzer.",
+                &s.http_connections,
+            ),
+            (
+                "trawl_packet_http_untracked_total",
+                "Connections not followed because the table was full.",
+                &s.http_untracked,
+            ),
+            (
+                "trawl_packet_http_parse_errors_total",
+                "HTTP messages that could not be parsed (resynchronised).",
+                &s.http_parse_errors,
+            ),
+            (
+                "trawl_packet_tcp_gaps_total",
+                "Holes in TCP streams (bytes never captured).",
+                &s.tcp_gaps,
+            ),
+            (
+                "trawl_capture_dropped_total",
+                "Packets trawl dropped because its analyzer fell behind.",
+                &s.capture_dropped,
+            ),
+            (
+                "trawl_capture_file_errors_total",
+                "Capture files that ended in a truncated or corrupt record.",
+                &s.file_errors,
+            ),
         ];
         for (name, help, v) in families {
-            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{input=\"{input}\"}} {}", v.load(Ordering::Relaxed));
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{input=\"{input}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         let ifs = s.interfaces.lock().map(|v| v.clone()).unwrap_or_default();
         let _ = writeln!(out, "# HELP trawl_capture_kernel_received_total Packets the kernel passed to the capture (pcap_stats).\n# TYPE trawl_capture_kernel_received_total counter");
         for (n, r, _, _) in &ifs {
-            let _ = writeln!(out, "trawl_capture_kernel_received_total{{input=\"{input}\",interface=\"{}\"}} {r}", escape_label(n));
+            let _ = writeln!(
+                out,
+                "trawl_capture_kernel_received_total{{input=\"{input}\",interface=\"{}\"}} {r}",
+                escape_label(n)
+            );
         }
         let _ = writeln!(out, "# HELP trawl_capture_kernel_dropped_total Packets the kernel dropped for lack of buffer room (pcap_stats).\n# TYPE trawl_capture_kernel_dropped_total counter");
         for (n, _, d, _) in &ifs {
-            let _ = writeln!(out, "trawl_capture_kernel_dropped_total{{input=\"{input}\",interface=\"{}\"}} {d}", escape_label(n));
+            let _ = writeln!(
+                out,
+                "trawl_capture_kernel_dropped_total{{input=\"{input}\",interface=\"{}\"}} {d}",
+                escape_label(n)
+            );
         }
         let _ = writeln!(out, "# HELP trawl_capture_interface_dropped_total Packets the interface or driver dropped (pcap_stats).\n# TYPE trawl_capture_interface_dropped_total counter");
         for (n, _, _, d) in &ifs {
-            let _ = writeln!(out, "trawl_capture_interface_dropped_total{{input=\"{input}\",interface=\"{}\"}} {d}", escape_label(n));
+            let _ = writeln!(
+                out,
+                "trawl_capture_interface_dropped_total{{input=\"{input}\",interface=\"{}\"}} {d}",
+                escape_label(n)
+            );
         }
     }
 }
@@ -142,12 +210,28 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(input: Arc<str>, analyzers: Analyzers, stats: Arc<Stats>, map: Option<Arc<ServiceMap>>) -> Engine {
-        let http_ports = analyzers.http.as_ref().map(|h| h.ports.clone()).unwrap_or_default();
+    pub fn new(
+        input: Arc<str>,
+        analyzers: Analyzers,
+        stats: Arc<Stats>,
+        map: Option<Arc<ServiceMap>>,
+    ) -> Engine {
+        let http_ports = analyzers
+            .http
+            .as_ref()
+            .map(|h| h.ports.clone())
+            .unwrap_or_default();
         Engine {
-            dedup: analyzers.dedup_window.filter(|w| !w.is_zero()).map(Dedup::new),
-            flows: analyzers.flows.map(|c| FlowTable::new(c, input.clone(), stats.clone())),
-            http: analyzers.http.map(|c| HttpAnalyzer::new(c, input.clone(), stats.clone(), map.clone())),
+            dedup: analyzers
+                .dedup_window
+                .filter(|w| !w.is_zero())
+                .map(Dedup::new),
+            flows: analyzers
+                .flows
+                .map(|c| FlowTable::new(c, input.clone(), stats.clone())),
+            http: analyzers
+                .http
+                .map(|c| HttpAnalyzer::new(c, input.clone(), stats.clone(), map.clone())),
             map,
             http_ports,
             stats,
@@ -161,7 +245,9 @@ impl Engine {
     /// One captured frame of link type `link`, captured at `ts_ns`.
     pub fn packet(&mut self, link: i32, ts_ns: i64, data: &[u8]) {
         self.stats.packets.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         let p = match decode::decode(link, data) {
             Ok(p) => p,
             Err(decode::DecodeError::NotIp) => {
@@ -229,14 +315,29 @@ impl Engine {
     fn graph_flows(&self, from: usize) {
         let Some(map) = &self.map else { return };
         for e in &self.events[from..] {
-            if e.get("event.dataset").and_then(Value::as_str) != Some("flow") || e.get("flow.final") != Some(&Value::Bool(true)) || e.get("network.transport").and_then(Value::as_str) != Some("tcp") {
+            if e.get("event.dataset").and_then(Value::as_str) != Some("flow")
+                || e.get("flow.final") != Some(&Value::Bool(true))
+                || e.get("network.transport").and_then(Value::as_str) != Some("tcp")
+            {
                 continue;
             }
-            let (Some(c), Some(s), Some(port)) = (e.get("source.ip").and_then(Value::as_str), e.get("destination.ip").and_then(Value::as_str), e.get("destination.port").and_then(Value::as_i64)) else {
+            let (Some(c), Some(s), Some(port)) = (
+                e.get("source.ip").and_then(Value::as_str),
+                e.get("destination.ip").and_then(Value::as_str),
+                e.get("destination.port").and_then(Value::as_i64),
+            ) else {
                 continue;
             };
-            let server = if s.contains(':') { format!("[{s}]:{port}") } else { format!("{s}:{port}") };
-            let bytes = e.get("network.bytes").and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
+            let server = if s.contains(':') {
+                format!("[{s}]:{port}")
+            } else {
+                format!("{s}:{port}")
+            };
+            let bytes = e
+                .get("network.bytes")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .max(0) as u64;
             let _ = &self.http_ports;
             map.record_flow(c, &server, bytes);
         }

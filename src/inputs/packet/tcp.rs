@@ -24,7 +24,11 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(limit: usize) -> Budget {
-        Budget { used: 0, limit, overflows: 0 }
+        Budget {
+            used: 0,
+            limit,
+            overflows: 0,
+        }
     }
 }
 
@@ -50,9 +54,24 @@ impl Stream {
 
     /// Feeds one segment whose last `truncated` bytes were cut by the capture's snaplen;
     /// in-order data and gaps go to `sink`.
-    pub fn segment_truncated(&mut self, seq: u32, flags: u8, payload: &[u8], truncated: u32, per_stream: usize, budget: &mut Budget, sink: &mut dyn FnMut(Chunk<'_>)) {
+    pub fn segment_truncated(
+        &mut self,
+        seq: u32,
+        flags: u8,
+        payload: &[u8],
+        truncated: u32,
+        per_stream: usize,
+        budget: &mut Budget,
+        sink: &mut dyn FnMut(Chunk<'_>),
+    ) {
         self.segment(seq, flags, payload, per_stream, budget, sink);
-        if truncated > 0 && self.next == Some(seq.wrapping_add((flags & tcp_flags::SYN != 0) as u32).wrapping_add(payload.len() as u32)) {
+        if truncated > 0
+            && self.next
+                == Some(
+                    seq.wrapping_add((flags & tcp_flags::SYN != 0) as u32)
+                        .wrapping_add(payload.len() as u32),
+                )
+        {
             // The cut tail will never come: a gap now, rather than when the peer acknowledges.
             sink(Chunk::Gap(truncated));
             self.next = self.next.map(|n| n.wrapping_add(truncated));
@@ -61,7 +80,15 @@ impl Stream {
     }
 
     /// Feeds one segment; in-order data and gaps go to `sink`.
-    pub fn segment(&mut self, seq: u32, flags: u8, payload: &[u8], per_stream: usize, budget: &mut Budget, sink: &mut dyn FnMut(Chunk<'_>)) {
+    pub fn segment(
+        &mut self,
+        seq: u32,
+        flags: u8,
+        payload: &[u8],
+        per_stream: usize,
+        budget: &mut Budget,
+        sink: &mut dyn FnMut(Chunk<'_>),
+    ) {
         let mut seq = seq;
         if flags & tcp_flags::SYN != 0 {
             self.saw_syn = true;
@@ -89,7 +116,10 @@ impl Stream {
             return;
         }
         // A hole before this segment: wait for it, within the budgets.
-        if self.pending_bytes + payload.len() <= per_stream && budget.used + payload.len() <= budget.limit && self.pending.len() < 64 {
+        if self.pending_bytes + payload.len() <= per_stream
+            && budget.used + payload.len() <= budget.limit
+            && self.pending.len() < 64
+        {
             self.pending_bytes += payload.len();
             budget.used += payload.len();
             self.pending.push((seq, payload.to_vec()));
@@ -119,7 +149,12 @@ impl Stream {
         let off = after(ack, next);
         // Sanity bound: an ACK far ahead is garbage or a different connection, not a gap.
         if off > 0 && off < (1 << 24) {
-            let first_pending = self.pending.iter().map(|(s, _)| after(*s, next)).filter(|o| *o > 0).min();
+            let first_pending = self
+                .pending
+                .iter()
+                .map(|(s, _)| after(*s, next))
+                .filter(|o| *o > 0)
+                .min();
             let hole = match first_pending {
                 Some(p) => p.min(off),
                 None => off,
@@ -134,7 +169,12 @@ impl Stream {
     pub fn flush(&mut self, budget: &mut Budget, sink: &mut dyn FnMut(Chunk<'_>)) {
         while !self.pending.is_empty() {
             let Some(next) = self.next else { break };
-            let min = self.pending.iter().map(|(s, _)| after(*s, next)).min().unwrap_or(0);
+            let min = self
+                .pending
+                .iter()
+                .map(|(s, _)| after(*s, next))
+                .min()
+                .unwrap_or(0);
             if min > 0 {
                 sink(Chunk::Gap(min as u32));
                 self.next = Some(next.wrapping_add(min as u32));
@@ -155,9 +195,20 @@ impl Stream {
         self.pending.clear();
     }
 
-    fn skip_to_first_pending(&mut self, upto: u32, budget: &mut Budget, sink: &mut dyn FnMut(Chunk<'_>)) {
+    fn skip_to_first_pending(
+        &mut self,
+        upto: u32,
+        budget: &mut Budget,
+        sink: &mut dyn FnMut(Chunk<'_>),
+    ) {
         let Some(next) = self.next else { return };
-        if let Some(first) = self.pending.iter().map(|(s, _)| *s).filter(|s| after(*s, upto) < 0).min_by_key(|s| after(*s, next)) {
+        if let Some(first) = self
+            .pending
+            .iter()
+            .map(|(s, _)| *s)
+            .filter(|s| after(*s, upto) < 0)
+            .min_by_key(|s| after(*s, next))
+        {
             let off = after(first, next);
             if off > 0 {
                 sink(Chunk::Gap(off as u32));
@@ -171,7 +222,9 @@ impl Stream {
     fn drain(&mut self, budget: &mut Budget, sink: &mut dyn FnMut(Chunk<'_>)) {
         loop {
             let Some(next) = self.next else { return };
-            let Some(i) = self.pending.iter().position(|(s, _)| after(*s, next) <= 0) else { return };
+            let Some(i) = self.pending.iter().position(|(s, _)| after(*s, next) <= 0) else {
+                return;
+            };
             let (s, data) = self.pending.swap_remove(i);
             self.pending_bytes -= data.len();
             budget.used = budget.used.saturating_sub(data.len());
@@ -192,7 +245,9 @@ mod tests {
     fn run(stream: &mut Stream, budget: &mut Budget, segs: &[(u32, &[u8])]) -> Vec<String> {
         let mut out = Vec::new();
         for (seq, d) in segs {
-            stream.segment(*seq, tcp_flags::ACK, d, 1 << 16, budget, &mut |c| out.push(fmt(c)));
+            stream.segment(*seq, tcp_flags::ACK, d, 1 << 16, budget, &mut |c| {
+                out.push(fmt(c))
+            });
         }
         out
     }
@@ -209,8 +264,20 @@ mod tests {
         let mut s = Stream::default();
         let mut b = Budget::new(1 << 20);
         let mut out = Vec::new();
-        s.segment(99, tcp_flags::SYN, b"", 1 << 16, &mut b, &mut |c| out.push(fmt(c)));
-        out.extend(run(&mut s, &mut b, &[(100, b"abc"), (106, b"ghi"), (103, b"def"), (100, b"abcdef"), (104, b"efghijk")]));
+        s.segment(99, tcp_flags::SYN, b"", 1 << 16, &mut b, &mut |c| {
+            out.push(fmt(c))
+        });
+        out.extend(run(
+            &mut s,
+            &mut b,
+            &[
+                (100, b"abc"),
+                (106, b"ghi"),
+                (103, b"def"),
+                (100, b"abcdef"),
+                (104, b"efghijk"),
+            ],
+        ));
         assert_eq!(out.concat(), "abcdefghijk");
         assert_eq!(b.used, 0);
     }
@@ -220,7 +287,11 @@ mod tests {
         let mut s = Stream::default();
         let mut b = Budget::new(1 << 20);
         let start = u32::MAX - 2;
-        let mut out = run(&mut s, &mut b, &[(start, b"ab"), (start.wrapping_add(5), b"xyz")]);
+        let mut out = run(
+            &mut s,
+            &mut b,
+            &[(start, b"ab"), (start.wrapping_add(5), b"xyz")],
+        );
         s.acked(start.wrapping_add(8), &mut b, &mut |c| out.push(fmt(c)));
         assert_eq!(out, vec!["ab", "<gap 3>", "xyz"]);
     }

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, Weak};
 
 /// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 /// Label value used once a family has `max_series` series.
 pub const OTHER: &str = "other";
@@ -73,7 +75,11 @@ pub fn template_path(path: &str) -> String {
         }
         let digits = seg.bytes().filter(|b| b.is_ascii_digit()).count();
         let hex = seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-        let is_id = !seg.is_empty() && (digits == seg.len() || (hex && seg.len() >= 8 && digits > 0) || (digits >= 3 && seg.len() >= 6) || seg.len() > 40);
+        let is_id = !seg.is_empty()
+            && (digits == seg.len()
+                || (hex && seg.len() >= 8 && digits > 0)
+                || (digits >= 3 && seg.len() >= 6)
+                || seg.len() > 40);
         if is_id {
             out.push_str(":id");
         } else {
@@ -88,12 +94,19 @@ pub fn template_path(path: &str) -> String {
 
 impl ServiceMap {
     pub fn new(max_series: usize) -> ServiceMap {
-        ServiceMap { inner: Mutex::new(Inner::default()), max_series: max_series.max(1) }
+        ServiceMap {
+            inner: Mutex::new(Inner::default()),
+            max_series: max_series.max(1),
+        }
     }
 
     /// The map of the pipeline behind `registry`, created (with its collector and endpoints)
     /// by the first packet input that asks; later inputs share it.
-    pub fn shared(registry: &Arc<Registry>, endpoints: &Endpoints, max_series: usize) -> Arc<ServiceMap> {
+    pub fn shared(
+        registry: &Arc<Registry>,
+        endpoints: &Endpoints,
+        max_series: usize,
+    ) -> Arc<ServiceMap> {
         static MAPS: Mutex<Vec<(Weak<Registry>, Weak<ServiceMap>)>> = Mutex::new(Vec::new());
         let Ok(mut maps) = MAPS.lock() else {
             return Arc::new(ServiceMap::new(max_series));
@@ -109,16 +122,38 @@ impl ServiceMap {
         let map = Arc::new(ServiceMap::new(max_series));
         registry.register(Arc::new(MapCollector(Arc::downgrade(&map))));
         let m = Arc::downgrade(&map);
-        endpoints.add("/api/graph", Arc::new(move |_q: &str| json(m.upgrade().map(|m| m.k8spacket_graph()))));
+        endpoints.add(
+            "/api/graph",
+            Arc::new(move |_q: &str| json(m.upgrade().map(|m| m.k8spacket_graph()))),
+        );
         let m = Arc::downgrade(&map);
-        endpoints.add("/api/graph/data", Arc::new(move |_q: &str| json(m.upgrade().map(|m| m.graph_data()))));
-        endpoints.add("/api/graph/fields", Arc::new(|_q: &str| json(Some(graph_fields()))));
-        endpoints.add("/api/health", Arc::new(|_q: &str| Response { status: 200, content_type: "text/plain", body: "API is working well!\n".into() }));
+        endpoints.add(
+            "/api/graph/data",
+            Arc::new(move |_q: &str| json(m.upgrade().map(|m| m.graph_data()))),
+        );
+        endpoints.add(
+            "/api/graph/fields",
+            Arc::new(|_q: &str| json(Some(graph_fields()))),
+        );
+        endpoints.add(
+            "/api/health",
+            Arc::new(|_q: &str| Response {
+                status: 200,
+                content_type: "text/plain",
+                body: "API is working well!\n".into(),
+            }),
+        );
         maps.push((Arc::downgrade(registry), Arc::downgrade(&map)));
         map
     }
 
-    fn bounded<'a, K: std::hash::Hash + Eq>(map: &HashMap<K, impl Sized>, key: &K, value: &'a str, max: usize, overflow: &mut u64) -> &'a str {
+    fn bounded<'a, K: std::hash::Hash + Eq>(
+        map: &HashMap<K, impl Sized>,
+        key: &K,
+        value: &'a str,
+        max: usize,
+        overflow: &mut u64,
+    ) -> &'a str {
         if map.contains_key(key) || map.len() < max {
             value
         } else {
@@ -129,7 +164,16 @@ impl ServiceMap {
 
     /// One HTTP transaction from `client` to `server` (names: workload or ip / ip:port).
     #[allow(clippy::too_many_arguments)]
-    pub fn record_http(&self, client: &str, server: &str, method: &str, path: &str, status: Option<u16>, seconds: Option<f64>, bytes: u64) {
+    pub fn record_http(
+        &self,
+        client: &str,
+        server: &str,
+        method: &str,
+        path: &str,
+        status: Option<u16>,
+        seconds: Option<f64>,
+        bytes: u64,
+    ) {
         let Ok(mut g) = self.inner.lock() else { return };
         let inner = &mut *g;
         let class = status.map(status_class).unwrap_or("none");
@@ -137,9 +181,18 @@ impl ServiceMap {
         let key = (server.to_owned(), method.to_owned(), class);
         let srv = Self::bounded(&inner.requests, &key, server, max, &mut inner.overflow);
         let method_l = if srv == OTHER { OTHER } else { method };
-        *inner.requests.entry((srv.to_owned(), method_l.to_owned(), class)).or_default() += 1;
+        *inner
+            .requests
+            .entry((srv.to_owned(), method_l.to_owned(), class))
+            .or_default() += 1;
         if let Some(s) = seconds {
-            let srv = Self::bounded(&inner.latency, &server.to_owned(), server, max, &mut inner.overflow);
+            let srv = Self::bounded(
+                &inner.latency,
+                &server.to_owned(),
+                server,
+                max,
+                &mut inner.overflow,
+            );
             let h = inner.latency.entry(srv.to_owned()).or_default();
             h.count += 1;
             h.sum += s;
@@ -152,10 +205,18 @@ impl ServiceMap {
         let tpl = template_path(path);
         let pkey = (server.to_owned(), method.to_owned(), tpl.clone());
         let p = Self::bounded(&inner.paths, &pkey, &tpl, max, &mut inner.overflow).to_owned();
-        let pkey = if p == OTHER { (OTHER.to_owned(), OTHER.to_owned(), OTHER.to_owned()) } else { pkey };
+        let pkey = if p == OTHER {
+            (OTHER.to_owned(), OTHER.to_owned(), OTHER.to_owned())
+        } else {
+            pkey
+        };
         *inner.paths.entry(pkey).or_default() += 1;
         let ekey = (client.to_owned(), server.to_owned());
-        let ekey = if inner.edges.contains_key(&ekey) || inner.edges.len() < max { ekey } else { (OTHER.to_owned(), OTHER.to_owned()) };
+        let ekey = if inner.edges.contains_key(&ekey) || inner.edges.len() < max {
+            ekey
+        } else {
+            (OTHER.to_owned(), OTHER.to_owned())
+        };
         let e = inner.edges.entry(ekey).or_default();
         e.requests += 1;
         if status.is_none_or(|s| s >= 500) {
@@ -170,15 +231,25 @@ impl ServiceMap {
         let Ok(mut g) = self.inner.lock() else { return };
         let ekey = (client.to_owned(), server.to_owned());
         let max = self.max_series;
-        let ekey = if g.edges.contains_key(&ekey) || g.edges.len() < max { ekey } else { (OTHER.to_owned(), OTHER.to_owned()) };
+        let ekey = if g.edges.contains_key(&ekey) || g.edges.len() < max {
+            ekey
+        } else {
+            (OTHER.to_owned(), OTHER.to_owned())
+        };
         let e = g.edges.entry(ekey).or_default();
         e.connections += 1;
         e.flow_bytes += bytes;
     }
 
     pub fn edges(&self) -> Vec<((String, String), Edge)> {
-        let Ok(g) = self.inner.lock() else { return Vec::new() };
-        let mut v: Vec<_> = g.edges.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
+        let Ok(g) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let mut v: Vec<_> = g
+            .edges
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -192,7 +263,10 @@ impl ServiceMap {
             n.0 += e.requests + e.connections;
             n.1 += e.errors;
         }
-        let mut v: Vec<_> = nodes.into_iter().map(|(k, (a, b, c))| (k.to_owned(), a, b, c)).collect();
+        let mut v: Vec<_> = nodes
+            .into_iter()
+            .map(|(k, (a, b, c))| (k.to_owned(), a, b, c))
+            .collect();
         v.sort();
         v
     }
@@ -203,7 +277,11 @@ impl ServiceMap {
         let nodes: Vec<_> = Self::nodes(&edges)
             .into_iter()
             .map(|(id, served, errors, sent)| {
-                let failed = if served > 0 { errors as f64 / served as f64 } else { 0.0 };
+                let failed = if served > 0 {
+                    errors as f64 / served as f64
+                } else {
+                    0.0
+                };
                 serde_json::json!({
                     "id": id, "title": id, "mainStat": served, "secondaryStat": sent,
                     "arc__failed": failed, "arc__passed": 1.0 - failed,
@@ -214,7 +292,11 @@ impl ServiceMap {
         let edges: Vec<_> = edges
             .iter()
             .map(|((c, s), e)| {
-                let avg_ms = if e.requests > 0 { e.latency_sum * 1000.0 / e.requests as f64 } else { 0.0 };
+                let avg_ms = if e.requests > 0 {
+                    e.latency_sum * 1000.0 / e.requests as f64
+                } else {
+                    0.0
+                };
                 serde_json::json!({
                     "id": format!("{c}->{s}"), "source": c, "target": s,
                     "mainStat": e.requests, "secondaryStat": (avg_ms * 1000.0).round() / 1000.0,
@@ -269,7 +351,12 @@ impl ServiceMap {
         let mut reqs: Vec<_> = g.requests.iter().collect();
         reqs.sort();
         for ((s, m, c), n) in reqs {
-            let _ = writeln!(out, "trawl_http_requests_total{{server=\"{}\",method=\"{}\",status_class=\"{c}\"}} {n}", escape_label(s), escape_label(m));
+            let _ = writeln!(
+                out,
+                "trawl_http_requests_total{{server=\"{}\",method=\"{}\",status_class=\"{c}\"}} {n}",
+                escape_label(s),
+                escape_label(m)
+            );
         }
         let _ = writeln!(out, "# HELP trawl_http_request_duration_seconds From the first request byte to the last response byte, by server.");
         let _ = writeln!(out, "# TYPE trawl_http_request_duration_seconds histogram");
@@ -278,18 +365,40 @@ impl ServiceMap {
         for (s, h) in lat {
             let s = escape_label(s);
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "trawl_http_request_duration_seconds_bucket{{server=\"{s}\",le=\"{b}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    out,
+                    "trawl_http_request_duration_seconds_bucket{{server=\"{s}\",le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
             }
-            let _ = writeln!(out, "trawl_http_request_duration_seconds_bucket{{server=\"{s}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "trawl_http_request_duration_seconds_sum{{server=\"{s}\"}} {}", h.sum);
-            let _ = writeln!(out, "trawl_http_request_duration_seconds_count{{server=\"{s}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "trawl_http_request_duration_seconds_bucket{{server=\"{s}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "trawl_http_request_duration_seconds_sum{{server=\"{s}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "trawl_http_request_duration_seconds_count{{server=\"{s}\"}} {}",
+                h.count
+            );
         }
         let _ = writeln!(out, "# HELP trawl_http_path_requests_total HTTP transactions by server, method and templated path.");
         let _ = writeln!(out, "# TYPE trawl_http_path_requests_total counter");
         let mut paths: Vec<_> = g.paths.iter().collect();
         paths.sort();
         for ((s, m, p), n) in paths {
-            let _ = writeln!(out, "trawl_http_path_requests_total{{server=\"{}\",method=\"{}\",path=\"{}\"}} {n}", escape_label(s), escape_label(m), escape_label(p));
+            let _ = writeln!(
+                out,
+                "trawl_http_path_requests_total{{server=\"{}\",method=\"{}\",path=\"{}\"}} {n}",
+                escape_label(s),
+                escape_label(m),
+                escape_label(p)
+            );
         }
         let _ = writeln!(out, "# HELP trawl_http_series_overflow_total Observations folded into `other` because a family reached max_series.");
         let _ = writeln!(out, "# TYPE trawl_http_series_overflow_total counter");
@@ -309,8 +418,16 @@ impl Collector for MapCollector {
 
 fn json(v: Option<serde_json::Value>) -> Response {
     match v {
-        Some(v) => Response { status: 200, content_type: "application/json", body: format!("{v}\n") },
-        None => Response { status: 503, content_type: "text/plain", body: "the packet input is gone\n".into() },
+        Some(v) => Response {
+            status: 200,
+            content_type: "application/json",
+            body: format!("{v}\n"),
+        },
+        None => Response {
+            status: 503,
+            content_type: "text/plain",
+            body: "the packet input is gone\n".into(),
+        },
     }
 }
 
@@ -347,7 +464,10 @@ mod tests {
     fn paths_are_templated() {
         assert_eq!(template_path("/users/123"), "/users/:id");
         assert_eq!(template_path("/users/123/orders?x=1"), "/users/:id/orders");
-        assert_eq!(template_path("/o/550e8400-e29b-41d4-a716-446655440000"), "/o/:id");
+        assert_eq!(
+            template_path("/o/550e8400-e29b-41d4-a716-446655440000"),
+            "/o/:id"
+        );
         assert_eq!(template_path("/static/app.js"), "/static/app.js");
         assert_eq!(template_path(""), "/");
     }
@@ -355,10 +475,42 @@ mod tests {
     #[test]
     fn red_metrics_and_graph_with_a_cardinality_cap() {
         let m = ServiceMap::new(2);
-        m.record_http("10.0.0.1", "10.0.0.2:80", "GET", "/users/1", Some(200), Some(0.004), 100);
-        m.record_http("10.0.0.1", "10.0.0.2:80", "GET", "/users/2", Some(503), Some(0.2), 100);
-        m.record_http("10.0.0.3", "10.0.0.4:80", "POST", "/x", Some(201), Some(0.01), 10);
-        m.record_http("10.0.0.5", "10.0.0.6:80", "PUT", "/y", Some(404), Some(0.01), 10);
+        m.record_http(
+            "10.0.0.1",
+            "10.0.0.2:80",
+            "GET",
+            "/users/1",
+            Some(200),
+            Some(0.004),
+            100,
+        );
+        m.record_http(
+            "10.0.0.1",
+            "10.0.0.2:80",
+            "GET",
+            "/users/2",
+            Some(503),
+            Some(0.2),
+            100,
+        );
+        m.record_http(
+            "10.0.0.3",
+            "10.0.0.4:80",
+            "POST",
+            "/x",
+            Some(201),
+            Some(0.01),
+            10,
+        );
+        m.record_http(
+            "10.0.0.5",
+            "10.0.0.6:80",
+            "PUT",
+            "/y",
+            Some(404),
+            Some(0.01),
+            10,
+        );
         m.record_flow("10.0.0.1", "10.0.0.2:80", 5000);
         let mut text = String::new();
         m.render(&mut text);
@@ -366,7 +518,9 @@ mod tests {
         assert!(text.contains("trawl_http_requests_total{server=\"10.0.0.2:80\",method=\"GET\",status_class=\"5xx\"} 1"));
         assert!(text.contains("trawl_http_requests_total{server=\"other\",method=\"other\",status_class=\"4xx\"} 1"), "{text}");
         assert!(text.contains("trawl_http_path_requests_total{server=\"10.0.0.2:80\",method=\"GET\",path=\"/users/:id\"} 2"));
-        assert!(text.contains("trawl_http_request_duration_seconds_bucket{server=\"10.0.0.2:80\",le=\"0.005\"} 1"));
+        assert!(text.contains(
+            "trawl_http_request_duration_seconds_bucket{server=\"10.0.0.2:80\",le=\"0.005\"} 1"
+        ));
         let data = m.graph_data();
         let edges = data["edges"].as_array().unwrap();
         assert_eq!(edges.len(), 3, "two real edges and the overflow edge");
@@ -375,6 +529,10 @@ mod tests {
         assert_eq!(e["detail__errors"], 1);
         assert_eq!(e["detail__connections"], 1);
         assert_eq!(e["detail__bytes"], 5000);
-        assert!(m.k8spacket_graph()["nodes"].as_array().unwrap().iter().any(|n| n["id"] == "10.0.0.2:80"));
+        assert!(m.k8spacket_graph()["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "10.0.0.2:80"));
     }
 }

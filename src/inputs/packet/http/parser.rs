@@ -62,7 +62,9 @@ fn parse_length(v: &[u8]) -> Option<u64> {
 }
 
 fn has_token(v: &[u8], token: &str) -> bool {
-    String::from_utf8_lossy(v).split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+    String::from_utf8_lossy(v)
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 pub fn parse_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> {
@@ -100,7 +102,8 @@ pub fn parse_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> 
             }
         }
         if opts.keep_headers {
-            head.headers.push((name.to_ascii_lowercase(), text(h.value)));
+            head.headers
+                .push((name.to_ascii_lowercase(), text(h.value)));
         }
     }
     Status::Complete(head, n)
@@ -115,7 +118,12 @@ pub fn parse_response(buf: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead
         Err(_) => return Status::Error,
     };
     let minor = resp.version.unwrap_or(1);
-    let mut head = ResponseHead { minor, status: resp.code.unwrap_or(0), close: minor == 0, ..Default::default() };
+    let mut head = ResponseHead {
+        minor,
+        status: resp.code.unwrap_or(0),
+        close: minor == 0,
+        ..Default::default()
+    };
     for h in resp.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -132,7 +140,8 @@ pub fn parse_response(buf: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead
             }
         }
         if opts.keep_headers {
-            head.headers.push((name.to_ascii_lowercase(), text(h.value)));
+            head.headers
+                .push((name.to_ascii_lowercase(), text(h.value)));
         }
     }
     Status::Complete(head, n)
@@ -183,7 +192,14 @@ impl Body {
             Framing::Length(n) => n,
             _ => 0,
         };
-        Body { framing, remaining, chunk: Chunk::Size, line: Vec::new(), wire_bytes: 0, done: matches!(framing, Framing::None | Framing::Length(0)) }
+        Body {
+            framing,
+            remaining,
+            chunk: Chunk::Size,
+            line: Vec::new(),
+            wire_bytes: 0,
+            done: matches!(framing, Framing::None | Framing::Length(0)),
+        }
     }
 
     pub fn framing(&self) -> Framing {
@@ -192,7 +208,11 @@ impl Body {
 
     /// Consumes from `data`; returns how many bytes were used (fewer once the body is done).
     /// Decoded body bytes go to `content`.
-    pub fn feed(&mut self, data: &[u8], content: &mut dyn FnMut(&[u8])) -> Result<usize, BodyError> {
+    pub fn feed(
+        &mut self,
+        data: &[u8],
+        content: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, BodyError> {
         if self.done {
             return Ok(0);
         }
@@ -234,7 +254,11 @@ impl Body {
                 true
             }
             (Framing::Chunked, Chunk::Data(left)) if n <= left => {
-                self.chunk = if n == left { Chunk::DataEnd } else { Chunk::Data(left - n) };
+                self.chunk = if n == left {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left - n)
+                };
                 self.wire_bytes += n;
                 true
             }
@@ -257,7 +281,11 @@ impl Body {
                     let n = (left.min((data.len() - at) as u64)) as usize;
                     content(&data[at..at + n]);
                     at += n;
-                    self.chunk = if n as u64 == left { Chunk::DataEnd } else { Chunk::Data(left - n as u64) };
+                    self.chunk = if n as u64 == left {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left - n as u64)
+                    };
                 }
                 Chunk::Size | Chunk::DataEnd | Chunk::Trailer => {
                     let rest = &data[at..];
@@ -285,8 +313,15 @@ impl Body {
                         }
                         Chunk::Size => {
                             let hex = trimmed.split(|b| *b == b';').next().unwrap_or(&[]);
-                            let size = std::str::from_utf8(hex).ok().and_then(|s| u64::from_str_radix(s.trim(), 16).ok()).ok_or(BodyError)?;
-                            self.chunk = if size == 0 { Chunk::Trailer } else { Chunk::Data(size) };
+                            let size = std::str::from_utf8(hex)
+                                .ok()
+                                .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+                                .ok_or(BodyError)?;
+                            self.chunk = if size == 0 {
+                                Chunk::Trailer
+                            } else {
+                                Chunk::Data(size)
+                            };
                         }
                         Chunk::Trailer => {
                             if trimmed.is_empty() {
@@ -319,17 +354,42 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 pub fn partial_request_line(buf: &[u8]) -> Option<RequestHead> {
     let m = METHODS.iter().find(|m| buf.starts_with(m))?;
     let rest = &buf[m.len()..];
-    let end = rest.iter().position(|b| matches!(b, b' ' | b'\r' | b'\n')).unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b' ' | b'\r' | b'\n'))
+        .unwrap_or(rest.len());
     let target = std::str::from_utf8(&rest[..end]).ok()?;
     if target.is_empty() {
         return None;
     }
-    Some(RequestHead { method: String::from_utf8_lossy(&m[..m.len() - 1]).into_owned(), target: target.to_owned(), minor: 0, ..Default::default() })
+    Some(RequestHead {
+        method: String::from_utf8_lossy(&m[..m.len() - 1]).into_owned(),
+        target: target.to_owned(),
+        minor: 0,
+        ..Default::default()
+    })
 }
 
 /// Methods recognised when looking for the start of a request.
 const METHODS: &[&[u8]] = &[
-    b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ", b"PROPFIND ", b"PROPPATCH ", b"MKCOL ", b"COPY ", b"MOVE ", b"LOCK ", b"UNLOCK ", b"SEARCH ", b"REPORT ",
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"PROPFIND ",
+    b"PROPPATCH ",
+    b"MKCOL ",
+    b"COPY ",
+    b"MOVE ",
+    b"LOCK ",
+    b"UNLOCK ",
+    b"SEARCH ",
+    b"REPORT ",
 ];
 
 /// Where a message could start in `buf`: at its beginning or after a newline. `Some(i)` with
@@ -347,7 +407,9 @@ pub fn find_message_start(buf: &[u8], request: bool) -> Sync {
         let cand = &buf[pos..];
         let (matched, maybe) = if request {
             let m = METHODS.iter().any(|m| cand.starts_with(m));
-            let p = METHODS.iter().any(|m| m.starts_with(cand) && cand.len() < m.len());
+            let p = METHODS
+                .iter()
+                .any(|m| m.starts_with(cand) && cand.len() < m.len());
             (m, p)
         } else {
             let m = cand.starts_with(b"HTTP/1.");
@@ -371,7 +433,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const OPTS: HeadOptions<'static> = HeadOptions { keep_headers: false, real_ip_header: Some("x-forwarded-for") };
+    const OPTS: HeadOptions<'static> = HeadOptions {
+        keep_headers: false,
+        real_ip_header: Some("x-forwarded-for"),
+    };
 
     #[test]
     fn request_head_fields() {
@@ -379,7 +444,10 @@ mod tests {
         match parse_request(raw, &OPTS) {
             Status::Complete(h, n) => {
                 assert_eq!(&raw[n..], b"hello");
-                assert_eq!((h.method.as_str(), h.target.as_str(), h.minor), ("POST", "/a?b=1", 1));
+                assert_eq!(
+                    (h.method.as_str(), h.target.as_str(), h.minor),
+                    ("POST", "/a?b=1", 1)
+                );
                 assert_eq!(h.host.as_deref(), Some("Example.COM:8080"));
                 assert_eq!(h.content_length, Some(5));
                 assert_eq!(h.real_ip.as_deref(), Some("1.2.3.4"));
@@ -387,21 +455,36 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", &OPTS), Status::Partial);
-        assert_eq!(parse_request(b"\x00\x01garbage\r\n\r\n", &OPTS), Status::Error);
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", &OPTS),
+            Status::Partial
+        );
+        assert_eq!(
+            parse_request(b"\x00\x01garbage\r\n\r\n", &OPTS),
+            Status::Error
+        );
     }
 
     #[test]
     fn chunked_body_across_pieces() {
-        let wire = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let wire =
+            b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
         for split in 1..wire.len() {
             let mut b = Body::new(Framing::Chunked);
             let mut content = Vec::new();
-            let used1 = b.feed(&wire[..split], &mut |d| content.extend_from_slice(d)).unwrap();
+            let used1 = b
+                .feed(&wire[..split], &mut |d| content.extend_from_slice(d))
+                .unwrap();
             assert_eq!(used1, split.min(wire.len() - 4));
-            let used2 = b.feed(&wire[split..], &mut |d| content.extend_from_slice(d)).unwrap();
+            let used2 = b
+                .feed(&wire[split..], &mut |d| content.extend_from_slice(d))
+                .unwrap();
             assert!(b.done);
-            assert_eq!(used1 + used2, wire.len() - 4, "stops before the next message");
+            assert_eq!(
+                used1 + used2,
+                wire.len() - 4,
+                "stops before the next message"
+            );
             assert_eq!(content, b"Wikipedia in\r\n\r\nchunks.");
             assert_eq!(b.wire_bytes as usize, wire.len() - 4);
         }
@@ -428,9 +511,15 @@ mod tests {
 
     #[test]
     fn finds_next_message_after_garbage() {
-        assert_eq!(find_message_start(b"xx\r\nGET / HTTP/1.1", true), Sync::At(4));
+        assert_eq!(
+            find_message_start(b"xx\r\nGET / HTTP/1.1", true),
+            Sync::At(4)
+        );
         assert_eq!(find_message_start(b"junk\nGE", true), Sync::Keep(5));
-        assert_eq!(find_message_start(b"body\nHTTP/1.1 200", false), Sync::At(5));
+        assert_eq!(
+            find_message_start(b"body\nHTTP/1.1 200", false),
+            Sync::At(5)
+        );
         assert_eq!(find_message_start(b"no start here", false), Sync::Keep(13));
     }
 

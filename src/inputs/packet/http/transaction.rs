@@ -75,7 +75,11 @@ struct Side {
 
 impl Side {
     fn new() -> Side {
-        Side { state: State::Sync, buf: Vec::new(), buf_ns: 0 }
+        Side {
+            state: State::Sync,
+            buf: Vec::new(),
+            buf_ns: 0,
+        }
     }
 }
 
@@ -103,7 +107,10 @@ fn wants_body(limits: &Limits<'_>, content_type: Option<&str>) -> bool {
     match content_type {
         Some(ct) if limits.max_body_bytes > 0 => {
             let ct = ct.to_ascii_lowercase();
-            limits.include_body_for.iter().any(|p| ct.starts_with(p.as_str()))
+            limits
+                .include_body_for
+                .iter()
+                .any(|p| ct.starts_with(p.as_str()))
         }
         _ => false,
     }
@@ -124,7 +131,15 @@ impl Default for Conn {
 
 impl Conn {
     pub fn new() -> Conn {
-        Conn { client: Side::new(), server: Side::new(), req: None, req_answered: false, pending: Default::default(), resp: None, last_ns: 0 }
+        Conn {
+            client: Side::new(),
+            server: Side::new(),
+            req: None,
+            req_answered: false,
+            pending: Default::default(),
+            resp: None,
+            last_ns: 0,
+        }
     }
 
     /// Bytes held by this connection (buffers and pending heads), for the memory bound.
@@ -133,18 +148,60 @@ impl Conn {
     }
 
     /// In-order bytes from the client.
-    pub fn client_data(&mut self, data: &[u8], ts: i64, l: &Limits<'_>, st: &mut ConnStats, out: &mut Vec<Transaction>) {
+    pub fn client_data(
+        &mut self,
+        data: &[u8],
+        ts: i64,
+        l: &Limits<'_>,
+        st: &mut ConnStats,
+        out: &mut Vec<Transaction>,
+    ) {
         self.last_ns = ts;
-        if with_buffer(&mut self.client, data, ts, l.max_head_bytes, |side, bytes| consume_requests(self_parts(&mut self.req, &mut self.req_answered, &mut self.pending), side, bytes, ts, l, st, out)) {
+        if with_buffer(
+            &mut self.client,
+            data,
+            ts,
+            l.max_head_bytes,
+            |side, bytes| {
+                consume_requests(
+                    self_parts(&mut self.req, &mut self.req_answered, &mut self.pending),
+                    side,
+                    bytes,
+                    ts,
+                    l,
+                    st,
+                    out,
+                )
+            },
+        ) {
             st.parse_errors += 1;
         }
     }
 
     /// In-order bytes from the server.
-    pub fn server_data(&mut self, data: &[u8], ts: i64, l: &Limits<'_>, st: &mut ConnStats, out: &mut Vec<Transaction>) {
+    pub fn server_data(
+        &mut self,
+        data: &[u8],
+        ts: i64,
+        l: &Limits<'_>,
+        st: &mut ConnStats,
+        out: &mut Vec<Transaction>,
+    ) {
         self.last_ns = ts;
-        let mut parts = RespParts { pending: &mut self.pending, resp: &mut self.resp, req: &mut self.req, req_answered: &mut self.req_answered, client_state: &mut self.client.state };
-        if with_buffer(&mut self.server, data, ts, l.max_head_bytes, |side, bytes| consume_responses(&mut parts, side, bytes, ts, l, st, out)) {
+        let mut parts = RespParts {
+            pending: &mut self.pending,
+            resp: &mut self.resp,
+            req: &mut self.req,
+            req_answered: &mut self.req_answered,
+            client_state: &mut self.client.state,
+        };
+        if with_buffer(
+            &mut self.server,
+            data,
+            ts,
+            l.max_head_bytes,
+            |side, bytes| consume_responses(&mut parts, side, bytes, ts, l, st, out),
+        ) {
             st.parse_errors += 1;
         }
     }
@@ -225,7 +282,12 @@ impl Conn {
 
     /// Requests without a response since before `deadline_ns`.
     pub fn expire(&mut self, deadline_ns: i64, out: &mut Vec<Transaction>) {
-        while self.resp.is_none() && self.pending.front().is_some_and(|t| t.req_end_ns < deadline_ns) {
+        while self.resp.is_none()
+            && self
+                .pending
+                .front()
+                .is_some_and(|t| t.req_end_ns < deadline_ns)
+        {
             if let Some(mut t) = self.pending.pop_front() {
                 t.missing = Some(Missing::Response);
                 out.push(t);
@@ -258,7 +320,13 @@ impl Conn {
         if matches!(self.client.state, State::Head) && !self.client.buf.is_empty() {
             if let Some(head) = parser::partial_request_line(&self.client.buf) {
                 let n = self.client.buf.len() as u64;
-                self.pending.push_back(Transaction { req_start_ns: self.client.buf_ns, req_end_ns: self.client.buf_ns, req_header_bytes: n, request: Some(head), ..Default::default() });
+                self.pending.push_back(Transaction {
+                    req_start_ns: self.client.buf_ns,
+                    req_end_ns: self.client.buf_ns,
+                    req_header_bytes: n,
+                    request: Some(head),
+                    ..Default::default()
+                });
             }
         }
         while let Some(mut t) = self.pending.pop_front() {
@@ -276,8 +344,16 @@ struct ReqParts<'a> {
     pending: &'a mut std::collections::VecDeque<Transaction>,
 }
 
-fn self_parts<'a>(req: &'a mut Option<Transaction>, answered: &'a mut bool, pending: &'a mut std::collections::VecDeque<Transaction>) -> ReqParts<'a> {
-    ReqParts { req, answered, pending }
+fn self_parts<'a>(
+    req: &'a mut Option<Transaction>,
+    answered: &'a mut bool,
+    pending: &'a mut std::collections::VecDeque<Transaction>,
+) -> ReqParts<'a> {
+    ReqParts {
+        req,
+        answered,
+        pending,
+    }
 }
 
 struct RespParts<'a> {
@@ -290,7 +366,13 @@ struct RespParts<'a> {
 
 /// Feeds `data` through `side`'s buffer: unconsumed bytes (a partial head) stay buffered.
 /// True when the buffered head grew past `max_head` and was given up.
-fn with_buffer(side: &mut Side, data: &[u8], ts: i64, max_head: usize, mut consume: impl FnMut(&mut Side, &[u8]) -> usize) -> bool {
+fn with_buffer(
+    side: &mut Side,
+    data: &[u8],
+    ts: i64,
+    max_head: usize,
+    mut consume: impl FnMut(&mut Side, &[u8]) -> usize,
+) -> bool {
     if side.buf.is_empty() {
         side.buf_ns = ts;
         let used = consume(side, data);
@@ -317,7 +399,15 @@ fn with_buffer(side: &mut Side, data: &[u8], ts: i64, max_head: usize, mut consu
     false
 }
 
-fn consume_requests(p: ReqParts<'_>, side: &mut Side, data: &[u8], ts: i64, l: &Limits<'_>, st: &mut ConnStats, out: &mut Vec<Transaction>) -> usize {
+fn consume_requests(
+    p: ReqParts<'_>,
+    side: &mut Side,
+    data: &[u8],
+    ts: i64,
+    l: &Limits<'_>,
+    st: &mut ConnStats,
+    out: &mut Vec<Transaction>,
+) -> usize {
     let mut at = 0;
     loop {
         match &mut side.state {
@@ -345,7 +435,14 @@ fn consume_requests(p: ReqParts<'_>, side: &mut Side, data: &[u8], ts: i64, l: &
                         Framing::Length(head.content_length.unwrap_or(0))
                     };
                     let body = wants_body(l, head.content_type.as_deref()).then(Vec::new);
-                    *p.req = Some(Transaction { req_start_ns: start, req_end_ns: ts, req_header_bytes: n as u64, req_body: body, request: Some(head), ..Default::default() });
+                    *p.req = Some(Transaction {
+                        req_start_ns: start,
+                        req_end_ns: ts,
+                        req_header_bytes: n as u64,
+                        req_body: body,
+                        request: Some(head),
+                        ..Default::default()
+                    });
                     *p.answered = false;
                     side.state = State::Body(Body::new(framing));
                 }
@@ -397,7 +494,15 @@ fn consume_requests(p: ReqParts<'_>, side: &mut Side, data: &[u8], ts: i64, l: &
     }
 }
 
-fn consume_responses(p: &mut RespParts<'_>, side: &mut Side, data: &[u8], ts: i64, l: &Limits<'_>, st: &mut ConnStats, out: &mut Vec<Transaction>) -> usize {
+fn consume_responses(
+    p: &mut RespParts<'_>,
+    side: &mut Side,
+    data: &[u8],
+    ts: i64,
+    l: &Limits<'_>,
+    st: &mut ConnStats,
+    out: &mut Vec<Transaction>,
+) -> usize {
     let mut at = 0;
     loop {
         match &mut side.state {
@@ -432,12 +537,17 @@ fn consume_responses(p: &mut RespParts<'_>, side: &mut Side, data: &[u8], ts: i6
                                 *p.req_answered = true;
                                 r.clone()
                             }
-                            None => Transaction { missing: Some(Missing::Request), ..Default::default() },
+                            None => Transaction {
+                                missing: Some(Missing::Request),
+                                ..Default::default()
+                            },
                         },
                     };
                     let method = t.request.as_ref().map(|r| r.method.as_str()).unwrap_or("");
-                    let upgraded = status == 101 || (method == "CONNECT" && (200..300).contains(&status));
-                    let framing = if upgraded || method == "HEAD" || status == 204 || status == 304 {
+                    let upgraded =
+                        status == 101 || (method == "CONNECT" && (200..300).contains(&status));
+                    let framing = if upgraded || method == "HEAD" || status == 204 || status == 304
+                    {
                         Framing::None
                     } else if head.chunked {
                         Framing::Chunked
@@ -511,7 +621,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn limits() -> Limits<'static> {
-        Limits { head: HeadOptions { keep_headers: true, real_ip_header: Some("x-forwarded-for") }, include_body_for: &[], max_body_bytes: 0, max_head_bytes: 8192, max_pending: 8 }
+        Limits {
+            head: HeadOptions {
+                keep_headers: true,
+                real_ip_header: Some("x-forwarded-for"),
+            },
+            include_body_for: &[],
+            max_body_bytes: 0,
+            max_head_bytes: 8192,
+            max_pending: 8,
+        }
     }
 
     fn run(client: &[&[u8]], server: &[&[u8]]) -> Vec<Transaction> {
@@ -551,7 +670,16 @@ mod tests {
             ],
         );
         let s: Vec<String> = out.iter().map(summary).collect();
-        assert_eq!(s, vec!["GET /a -> 200 None", "HEAD /b -> 200 None", "POST /c -> 201 None", "GET /d -> 304 None", "GET /e -> 0 Some(Response)"]);
+        assert_eq!(
+            s,
+            vec![
+                "GET /a -> 200 None",
+                "HEAD /b -> 200 None",
+                "POST /c -> 201 None",
+                "GET /d -> 304 None",
+                "GET /e -> 0 Some(Response)"
+            ]
+        );
         assert_eq!(out[2].req_body_bytes, 3);
         assert_eq!(out[2].resp_body_bytes, 12);
     }
@@ -570,19 +698,47 @@ mod tests {
         let mut st = ConnStats::default();
         let mut c = Conn::new();
         let mut out = Vec::new();
-        c.client_data(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 0, &l, &mut st, &mut out);
-        c.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab", 1, &l, &mut st, &mut out);
+        c.client_data(
+            b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
+            0,
+            &l,
+            &mut st,
+            &mut out,
+        );
+        c.server_data(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab",
+            1,
+            &l,
+            &mut st,
+            &mut out,
+        );
         c.server_gap(5, &mut st, &mut out);
         c.server_data(b"cde", 2, &l, &mut st, &mut out);
         c.server_data(b"HTTP/1.1 404 X\r\nCont", 3, &l, &mut st, &mut out);
         c.server_gap(7, &mut st, &mut out);
         c.server_data(b"garbage\r\nmore\r\n", 4, &l, &mut st, &mut out);
         c.client_data(b"GET /3 HTTP/1.1\r\n\r\n", 5, &l, &mut st, &mut out);
-        c.server_data(b"HTTP/1.1 500 E\r\nContent-Length: 0\r\n\r\n", 6, &l, &mut st, &mut out);
+        c.server_data(
+            b"HTTP/1.1 500 E\r\nContent-Length: 0\r\n\r\n",
+            6,
+            &l,
+            &mut st,
+            &mut out,
+        );
         c.close(7, &mut out);
         let s: Vec<String> = out.iter().map(summary).collect();
-        assert_eq!(s, vec!["GET /1 -> 200 None", "GET /2 -> 0 Some(Response)", "GET /3 -> 500 None"]);
-        assert!(out[0].gap && out[1].gap, "transactions touched by a gap are flagged");
+        assert_eq!(
+            s,
+            vec![
+                "GET /1 -> 200 None",
+                "GET /2 -> 0 Some(Response)",
+                "GET /3 -> 500 None"
+            ]
+        );
+        assert!(
+            out[0].gap && out[1].gap,
+            "transactions touched by a gap are flagged"
+        );
         assert_eq!(st.gaps, 2);
     }
 
