@@ -2,7 +2,10 @@
 """Synthesizes a capture of HTTP/1.1 traffic for benchmarks: keep-alive connections between
 many clients and a few servers, each with a handshake, request/response exchanges (some
 responses chunked, some errors, varied paths) and a FIN close. Ethernet/IPv4/TCP, no
-checksums (analyzers ignore them). Usage: gen_http_pcap.py OUT.pcap [MIN_PACKETS]
+checksums (analyzers ignore them). Usage: gen_http_pcap.py OUT.pcap [MIN_PACKETS] [PROFILE]
+PROFILE `small` (default): one-segment requests and responses, the most transactions per
+packet (worst case for an HTTP analyzer). `mixed`: response bodies from 200 B to 24 KB cut in
+1448-byte segments with a client ACK every two, and some POST bodies, like web traffic.
 Prints the number of packets and transactions written."""
 import random
 import struct
@@ -10,6 +13,8 @@ import sys
 
 out = sys.argv[1]
 min_packets = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+profile = sys.argv[3] if len(sys.argv) > 3 else "small"
+MSS = 1448
 rnd = random.Random(42)
 
 ETH = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
@@ -75,8 +80,19 @@ def main():
                     resp = b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"
                 else:
                     resp = (f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
-                emit(frame(srv, dport, cli, sport, sseq, cseq, ACK | PSH, resp))
-                sseq += len(resp)
+                if profile == "mixed":
+                    if rnd.random() < 0.3:
+                        extra = b"y" * rnd.randint(100, 4000)
+                        resp = resp.replace(b"Content-Length: %d" % len(body), b"Content-Length: %d" % (len(body) + len(extra))) + extra if b"Content-Length" in resp else resp
+                    if rnd.random() < 0.25:
+                        big = b"z" * rnd.randint(4000, 24000)
+                        resp = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(big)}\r\n\r\n").encode() + big
+                segs = [resp[i:i + MSS] for i in range(0, len(resp), MSS)] if profile == "mixed" else [resp]
+                for i, seg in enumerate(segs):
+                    emit(frame(srv, dport, cli, sport, sseq, cseq, ACK | (PSH if i == len(segs) - 1 else 0), seg))
+                    sseq += len(seg)
+                    if i % 2 == 1 and i != len(segs) - 1:
+                        emit(frame(cli, sport, srv, dport, cseq, sseq, ACK))
                 emit(frame(cli, sport, srv, dport, cseq, sseq, ACK))
                 txs += 1
             emit(frame(cli, sport, srv, dport, cseq, sseq, FIN | ACK))

@@ -6,7 +6,7 @@ use super::metrics::ServiceMap;
 use super::parser::HeadOptions;
 use super::transaction::{Limits, Transaction};
 use super::HttpConfig;
-use crate::event::{Event, Map, Value};
+use crate::event::{Event, EventMeta, Map, Value};
 use crate::inputs::packet::decode::Addr;
 use crate::inputs::packet::{community_id::community_id, ns_to_time};
 use std::sync::Arc;
@@ -115,7 +115,10 @@ impl EventCtx {
         let req_bytes = t.req_header_bytes + t.req_body_bytes;
         let resp_bytes = t.resp_header_bytes + t.resp_body_bytes;
         let (cport, sport) = (peers.client.1, peers.server.1);
-        let mut e = Event::new(self.input.clone(), ns_to_time(start));
+        // Room for every top-level group up front: no regrowth while filling.
+        let mut fields = Map::with_capacity(12);
+        fields.insert("@timestamp", Value::Timestamp(ns_to_time(start)));
+        let mut e = Event { fields, meta: EventMeta { input: self.input.clone(), origin: None } };
 
         let mut ev = Map::with_capacity(10);
         ev.insert("kind", s("event"));
