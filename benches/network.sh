@@ -53,14 +53,16 @@ inputs:
     capture: { interfaces: [lo], bpf_filter: "tcp port $port" }
     ports: [$port]
 outputs:
-  sink: { type: null }
+  sink: { type: "null" }
 data_dir: $dir
 http: { address: "127.0.0.1:0" }
 YAML
 "$BIN" --log-format json run -c "$dir/p.yaml" 2> "$dir/log" &
 tpid=$!
 trap 'kill $tpid 2>/dev/null || true; rm -rf "$dir"' EXIT
+alive() { kill -0 $tpid 2>/dev/null || { echo "trawl exited early:"; cat "$dir/log"; exit 1; }; }
 for _ in $(seq 100); do grep -q '"capturing"' "$dir/log" && grep -q 'serving /metrics' "$dir/log" && break; sleep 0.1; done
+alive
 maddr=$(grep -o '"address":"[^"]*"' "$dir/log" | head -1 | cut -d'"' -f4)
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$tpid/stat"; }

@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 const BODY: &[u8] = b"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789";
 
 fn response() -> Vec<u8> {
-    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", BODY.len()).into_bytes();
+    let mut r = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        BODY.len()
+    )
+    .into_bytes();
     r.extend_from_slice(BODY);
     r
 }

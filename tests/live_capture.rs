@@ -32,10 +32,7 @@ fn read_chunked_body(buf: &mut Vec<u8>, s: &mut TcpStream) -> std::io::Result<us
     // Returns bytes consumed from buf once the whole chunked body is there.
     loop {
         let mut at = 0;
-        loop {
-            let Some(nl) = buf[at..].windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(nl) = buf[at..].windows(2).position(|w| w == b"\r\n") {
             let size = usize::from_str_radix(
                 std::str::from_utf8(&buf[at..at + nl]).unwrap_or("0").trim(),
                 16,

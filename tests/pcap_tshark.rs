@@ -199,10 +199,6 @@ fn conversations(pcap: &Path) -> Vec<(String, String, u64, u64)> {
             continue;
         }
         // A <-> B  frames_BtoA bytes [unit]  frames_AtoB bytes [unit] ...
-        let nums: Vec<u64> = t[3..]
-            .iter()
-            .filter_map(|x| x.replace(',', "").parse().ok())
-            .collect();
         let mut it = t[3..].iter();
         let b_to_a: u64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
         let _ = it.next();
@@ -212,17 +208,14 @@ fn conversations(pcap: &Path) -> Vec<(String, String, u64, u64)> {
         } else {
             it.next().and_then(|x| x.parse().ok()).unwrap_or(0)
         };
-        let _ = nums;
         v.push((t[0].to_owned(), t[2].to_owned(), b_to_a, a_to_b));
     }
     v
 }
 
+/// `ip:port` as tshark writes endpoints (IPv6 without brackets too).
 fn endpoint(ip: &str, port: &str) -> String {
-    match ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(_)) => format!("{ip}:{port}"),
-        _ => format!("{ip}:{port}"),
-    }
+    format!("{ip}:{port}")
 }
 
 #[test]
@@ -257,7 +250,6 @@ fn flow_packet_counts_match_tshark_conversations() {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        // tshark writes IPv6 endpoints without brackets too; compare as written.
         for (k, n) in &theirs {
             assert_eq!(
                 ours.get(k).copied().unwrap_or(0),

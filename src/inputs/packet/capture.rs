@@ -81,6 +81,8 @@ pub struct FileSummary {
     pub error: Option<String>,
 }
 
+// `timeval` fields are not i64 on every target.
+#[allow(clippy::unnecessary_cast)]
 fn ts_ns(h: &pcap::PacketHeader, nanos: bool) -> i64 {
     let frac = h.ts.tv_usec as i64;
     (h.ts.tv_sec as i64)

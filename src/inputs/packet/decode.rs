@@ -308,6 +308,7 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     /// An Ethernet/IPv4/TCP frame for tests.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn eth_tcp(
         src: [u8; 4],
         sport: u16,
@@ -324,6 +325,7 @@ pub(crate) mod tests {
         f
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn ipv4_tcp(
         src: [u8; 4],
         sport: u16,

@@ -201,7 +201,6 @@ pub struct Engine {
     flows: Option<FlowTable>,
     http: Option<HttpAnalyzer>,
     map: Option<Arc<ServiceMap>>,
-    http_ports: Vec<u16>,
     pub events: Vec<Event>,
     /// Latest capture time seen.
     now_ns: i64,
@@ -216,11 +215,6 @@ impl Engine {
         stats: Arc<Stats>,
         map: Option<Arc<ServiceMap>>,
     ) -> Engine {
-        let http_ports = analyzers
-            .http
-            .as_ref()
-            .map(|h| h.ports.clone())
-            .unwrap_or_default();
         Engine {
             dedup: analyzers
                 .dedup_window
@@ -233,7 +227,6 @@ impl Engine {
                 .http
                 .map(|c| HttpAnalyzer::new(c, input.clone(), stats.clone(), map.clone())),
             map,
-            http_ports,
             stats,
             events: Vec::new(),
             now_ns: i64::MIN,
@@ -311,7 +304,7 @@ impl Engine {
         self.now_ns
     }
 
-    /// Final TCP flows that the HTTP analyzer does not cover feed the service map.
+    /// Final TCP flows feed the service map's connection counts (HTTP or not).
     fn graph_flows(&self, from: usize) {
         let Some(map) = &self.map else { return };
         for e in &self.events[from..] {
@@ -338,7 +331,6 @@ impl Engine {
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
                 .max(0) as u64;
-            let _ = &self.http_ports;
             map.record_flow(c, &server, bytes);
         }
     }

@@ -54,6 +54,7 @@ impl Stream {
 
     /// Feeds one segment whose last `truncated` bytes were cut by the capture's snaplen;
     /// in-order data and gaps go to `sink`.
+    #[allow(clippy::too_many_arguments)]
     pub fn segment_truncated(
         &mut self,
         seq: u32,

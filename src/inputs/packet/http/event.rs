@@ -118,7 +118,13 @@ impl EventCtx {
         // Room for every top-level group up front: no regrowth while filling.
         let mut fields = Map::with_capacity(12);
         fields.insert("@timestamp", Value::Timestamp(ns_to_time(start)));
-        let mut e = Event { fields, meta: EventMeta { input: self.input.clone(), origin: None } };
+        let mut e = Event {
+            fields,
+            meta: EventMeta {
+                input: self.input.clone(),
+                origin: None,
+            },
+        };
 
         let mut ev = Map::with_capacity(10);
         ev.insert("kind", s("event"));
