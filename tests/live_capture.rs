@@ -194,7 +194,7 @@ fn live_capture_on_lo_reports_every_transaction() {
     std::fs::write(
         &pipeline,
         format!(
-            "inputs:\n  web:\n    type: http\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {port}\" }}\n    ports: [{port}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
+            "inputs:\n  web:\n    type: http\n    capture: {{ interfaces: [lo, trawl-nope0, \"veth-trawl-none*\"], bpf_filter: \"tcp port {port}\", refresh_interfaces: 300ms }}\n    ports: [{port}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
             dir.path().display()
         ),
     )
@@ -324,6 +324,10 @@ fn live_capture_on_lo_reports_every_transaction() {
     while let Ok(e) = erx.recv_timeout(Duration::from_secs(2)) {
         events.push(e);
     }
+    // An interface that cannot be opened is logged once (not at every refresh) and skipped.
+    let log: Vec<String> = rx.try_iter().collect();
+    let nope = log.iter().filter(|l| l.contains("trawl-nope0")).count();
+    assert_eq!(nope, 1, "{log:#?}");
 
     let summary: Vec<String> = events
         .iter()
