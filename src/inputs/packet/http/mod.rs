@@ -194,62 +194,65 @@ impl HttpAnalyzer {
         }
         let (key, dir) = FlowKey::of(p);
         let syn = tcp.flags & (tcp_flags::SYN | tcp_flags::ACK);
-        if let Some(e) = self.conns.get(&key) {
-            // A new connection on the 4-tuple of a finished one.
-            if syn == tcp_flags::SYN && e.streams[dir].started() && e.streams[dir].saw_syn {
-                if let Some(e) = self.conns.remove(&key) {
-                    self.close(e, ts, out);
-                }
+        // A new connection on the 4-tuple of a finished one (rare: only SYNs look).
+        if syn == tcp_flags::SYN
+            && self
+                .conns
+                .get(&key)
+                .is_some_and(|e| e.streams[dir].started() && e.streams[dir].saw_syn)
+        {
+            if let Some(e) = self.conns.remove(&key) {
+                self.close(e, ts, out);
             }
         }
-        if !self.conns.contains_key(&key) {
-            if p.payload.is_empty() && tcp.flags & tcp_flags::SYN == 0 {
-                return;
-            }
-            if tcp.flags & tcp_flags::RST != 0 {
-                return;
-            }
-            if self.conns.len() >= self.ctx.cfg.max_connections {
-                self.stats.http_untracked.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            let ports = &self.ctx.cfg.ports;
-            let client_dir = if syn == tcp_flags::SYN {
-                dir
-            } else if syn == tcp_flags::SYN | tcp_flags::ACK {
-                dir ^ 1
-            } else if !ports.is_empty() && ports.contains(&p.dport) != ports.contains(&p.sport) {
-                if ports.contains(&p.dport) {
+        // One hash lookup for packets of known connections, the common case.
+        let tracked = self.conns.len();
+        let e = match self.conns.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                if p.payload.is_empty() && tcp.flags & tcp_flags::SYN == 0 {
+                    return;
+                }
+                if tcp.flags & tcp_flags::RST != 0 {
+                    return;
+                }
+                if tracked >= self.ctx.cfg.max_connections {
+                    self.stats.http_untracked.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let ports = &self.ctx.cfg.ports;
+                let client_dir = if syn == tcp_flags::SYN {
+                    dir
+                } else if syn == tcp_flags::SYN | tcp_flags::ACK {
+                    dir ^ 1
+                } else if !ports.is_empty() && ports.contains(&p.dport) != ports.contains(&p.sport)
+                {
+                    if ports.contains(&p.dport) {
+                        dir
+                    } else {
+                        dir ^ 1
+                    }
+                } else if looks_like_response(p.payload) {
+                    dir ^ 1
+                } else if looks_like_request(p.payload) || p.dport <= p.sport {
                     dir
                 } else {
                     dir ^ 1
-                }
-            } else if looks_like_response(p.payload) {
-                dir ^ 1
-            } else if looks_like_request(p.payload) || p.dport <= p.sport {
-                dir
-            } else {
-                dir ^ 1
-            };
-            let (client, server) = if client_dir == dir {
-                ((p.src, p.sport), (p.dst, p.dport))
-            } else {
-                ((p.dst, p.dport), (p.src, p.sport))
-            };
-            self.conns.insert(
-                key,
-                ConnEntry {
+                };
+                let (client, server) = if client_dir == dir {
+                    ((p.src, p.sport), (p.dst, p.dport))
+                } else {
+                    ((p.dst, p.dport), (p.src, p.sport))
+                };
+                v.insert(ConnEntry {
                     conn: Conn::new(),
                     streams: Default::default(),
                     client_dir,
                     peers: Peers::new(client, server),
                     first_ns: ts,
                     last_ns: ts,
-                },
-            );
-        }
-        let Some(e) = self.conns.get_mut(&key) else {
-            return;
+                })
+            }
         };
         e.last_ns = ts;
         let limits = self.ctx.limits();
