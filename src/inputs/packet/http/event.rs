@@ -99,6 +99,7 @@ impl EventCtx {
             } else {
                 v
             };
+            // Repeated headers (Set-Cookie...): the last value wins.
             m.insert(k.as_str(), Value::String(v));
         }
         (!m.is_empty()).then_some(Value::Object(m))
@@ -117,7 +118,7 @@ impl EventCtx {
         let (cport, sport) = (peers.client.1, peers.server.1);
         // Room for every top-level group up front: no regrowth while filling.
         let mut fields = Map::with_capacity(12);
-        fields.insert("@timestamp", Value::Timestamp(ns_to_time(start)));
+        fields.push_new("@timestamp", Value::Timestamp(ns_to_time(start)));
         let mut e = Event {
             fields,
             meta: EventMeta {
@@ -127,33 +128,34 @@ impl EventCtx {
         };
 
         let mut ev = Map::with_capacity(10);
-        ev.insert("kind", s("event"));
-        ev.insert("category", Value::Array(vec![s("network"), s("web")]));
-        ev.insert("type", Value::Array(vec![s("connection"), s("protocol")]));
-        ev.insert("dataset", s("http"));
-        ev.insert("start", Value::Timestamp(ns_to_time(start)));
-        ev.insert("end", Value::Timestamp(ns_to_time(end)));
-        ev.insert("duration", Value::Int(end - start));
+        ev.push_new("kind", s("event"));
+        ev.push_new("category", Value::Array(vec![s("network"), s("web")]));
+        ev.push_new("type", Value::Array(vec![s("connection"), s("protocol")]));
+        ev.push_new("dataset", s("http"));
+        ev.push_new("start", Value::Timestamp(ns_to_time(start)));
+        ev.push_new("end", Value::Timestamp(ns_to_time(end)));
+        ev.push_new("duration", Value::Int(end - start));
         let outcome = match (t.missing, status) {
             (Some(_), _) | (None, None) => "unknown",
             (None, Some(code)) if code >= 400 => "failure",
             _ => "success",
         };
-        ev.insert("outcome", s(outcome));
+        ev.push_new("outcome", s(outcome));
         if let Some(m) = t.missing {
-            ev.insert("reason", s(m.as_str()));
+            ev.push_new("reason", s(m.as_str()));
         }
-        e.fields.insert("event", obj(ev));
+        e.fields.push_new("event", obj(ev));
 
         let endpoint = |ip: &str, port: u16| {
             let mut m = Map::with_capacity(2);
-            m.insert("ip", s(ip));
-            m.insert("port", Value::Int(port as i64));
+            m.push_new("ip", s(ip));
+            m.push_new("port", Value::Int(port as i64));
             obj(m)
         };
-        e.fields.insert("source", endpoint(&peers.client_ip, cport));
         e.fields
-            .insert("destination", endpoint(&peers.server_ip, sport));
+            .push_new("source", endpoint(&peers.client_ip, cport));
+        e.fields
+            .push_new("destination", endpoint(&peers.server_ip, sport));
         let real = t
             .request
             .as_ref()
@@ -163,19 +165,21 @@ impl EventCtx {
         match &real {
             Some(ip) => {
                 let mut c = Map::with_capacity(1);
-                c.insert("ip", s(ip));
-                e.fields.insert("client", obj(c));
+                c.push_new("ip", s(ip));
+                e.fields.push_new("client", obj(c));
             }
             None => {
-                e.fields.insert("client", endpoint(&peers.client_ip, cport));
+                e.fields
+                    .push_new("client", endpoint(&peers.client_ip, cport));
             }
         }
-        e.fields.insert("server", endpoint(&peers.server_ip, sport));
+        e.fields
+            .push_new("server", endpoint(&peers.server_ip, sport));
 
         let mut net = Map::with_capacity(7);
-        net.insert("transport", s("tcp"));
-        net.insert("protocol", s("http"));
-        net.insert(
+        net.push_new("transport", s("tcp"));
+        net.push_new("protocol", s("http"));
+        net.push_new(
             "type",
             s(if peers.client.0.is_v4() {
                 "ipv4"
@@ -183,12 +187,12 @@ impl EventCtx {
                 "ipv6"
             }),
         );
-        net.insert("community_id", s(&peers.community_id));
-        net.insert("bytes", Value::Int((req_bytes + resp_bytes) as i64));
+        net.push_new("community_id", s(&peers.community_id));
+        net.push_new("bytes", Value::Int((req_bytes + resp_bytes) as i64));
         if let Some(ip) = &real {
-            net.insert("forwarded_ip", s(ip));
+            net.push_new("forwarded_ip", s(ip));
         }
-        e.fields.insert("network", obj(net));
+        e.fields.push_new("network", obj(net));
 
         let mut http = Map::with_capacity(3);
         let mut method = String::new();
@@ -202,25 +206,25 @@ impl EventCtx {
             .or(t.response.as_ref().map(|r| r.minor));
         if let Some(r) = t.request {
             let mut req = Map::with_capacity(6);
-            req.insert("method", s(&r.method));
-            req.insert("bytes", Value::Int(req_bytes as i64));
-            req.insert("header_bytes", Value::Int(t.req_header_bytes as i64));
+            req.push_new("method", s(&r.method));
+            req.push_new("bytes", Value::Int(req_bytes as i64));
+            req.push_new("header_bytes", Value::Int(t.req_header_bytes as i64));
             let mut body = Map::with_capacity(2);
-            body.insert("bytes", Value::Int(t.req_body_bytes as i64));
+            body.push_new("bytes", Value::Int(t.req_body_bytes as i64));
             if let Some(b) = t.req_body {
-                body.insert(
+                body.push_new(
                     "content",
                     Value::String(String::from_utf8_lossy(&b).into_owned()),
                 );
             }
-            req.insert("body", obj(body));
+            req.push_new("body", obj(body));
             if let Some(ct) = &r.content_type {
-                req.insert("mime_type", Value::String(mime(ct)));
+                req.push_new("mime_type", Value::String(mime(ct)));
             }
             if let Some(h) = self.headers(r.headers) {
-                req.insert("headers", h);
+                req.push_new("headers", h);
             }
-            http.insert("request", obj(req));
+            http.push_new("request", obj(req));
             method = r.method;
             let target = r.target.as_str();
             // Absolute form (proxies): keep the path and query only.
@@ -235,53 +239,55 @@ impl EventCtx {
                 Some((p, q)) => (p, Some(q)),
                 None => (rel, None),
             };
-            path = p.to_owned();
-            url.insert("path", s(p));
+            if self.map.is_some() {
+                path = p.to_owned();
+            }
+            url.push_new("path", s(p));
             if let Some(q) = q {
-                url.insert("query", s(q));
+                url.push_new("query", s(q));
             }
             if let Some(h) = &r.host {
                 let host = strip_port(h).to_ascii_lowercase();
                 if !host.is_empty() {
-                    url.insert("domain", Value::String(host));
+                    url.push_new("domain", Value::String(host));
                 }
             }
-            url.insert("original", Value::String(r.target));
+            url.push_new("original", Value::String(r.target));
             user_agent = r.user_agent;
         }
         if let Some(r) = t.response {
             let mut resp = Map::with_capacity(6);
-            resp.insert("status_code", Value::Int(r.status as i64));
-            resp.insert("bytes", Value::Int(resp_bytes as i64));
-            resp.insert("header_bytes", Value::Int(t.resp_header_bytes as i64));
+            resp.push_new("status_code", Value::Int(r.status as i64));
+            resp.push_new("bytes", Value::Int(resp_bytes as i64));
+            resp.push_new("header_bytes", Value::Int(t.resp_header_bytes as i64));
             let mut body = Map::with_capacity(2);
-            body.insert("bytes", Value::Int(t.resp_body_bytes as i64));
+            body.push_new("bytes", Value::Int(t.resp_body_bytes as i64));
             if let Some(b) = t.resp_body {
-                body.insert(
+                body.push_new(
                     "content",
                     Value::String(String::from_utf8_lossy(&b).into_owned()),
                 );
             }
-            resp.insert("body", obj(body));
+            resp.push_new("body", obj(body));
             if let Some(ct) = &r.content_type {
-                resp.insert("mime_type", Value::String(mime(ct)));
+                resp.push_new("mime_type", Value::String(mime(ct)));
             }
             if let Some(h) = self.headers(r.headers) {
-                resp.insert("headers", h);
+                resp.push_new("headers", h);
             }
-            http.insert("response", obj(resp));
+            http.push_new("response", obj(resp));
         }
         if let Some(minor) = version {
-            http.insert("version", s(if minor == 0 { "1.0" } else { "1.1" }));
+            http.push_new("version", s(if minor == 0 { "1.0" } else { "1.1" }));
         }
-        e.fields.insert("http", obj(http));
+        e.fields.push_new("http", obj(http));
         if !url.is_empty() {
-            e.fields.insert("url", obj(url));
+            e.fields.push_new("url", obj(url));
         }
         if let Some(ua) = user_agent {
             let mut m = Map::with_capacity(1);
-            m.insert("original", Value::String(ua));
-            e.fields.insert("user_agent", obj(m));
+            m.push_new("original", Value::String(ua));
+            e.fields.push_new("user_agent", obj(m));
         }
         if t.gap {
             e.add_tag("tcp_gap");
