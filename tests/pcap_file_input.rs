@@ -26,7 +26,7 @@ fn trawl_run_with_pcap_file_exits_after_draining() {
     std::fs::write(
         &p,
         format!(
-            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    http: {{ ports: [80], send_headers: [\"*\"] }}\n    flows: {{ period: -1s }}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
+            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    http: {{ ports: [80], send_headers: [\"*\"], include_body_for: [text/html], max_body_bytes: 100 }}\n    flows: {{ period: -1s }}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
             capture().display(),
             dir.path().display()
         ),
@@ -65,6 +65,14 @@ fn trawl_run_with_pcap_file_exits_after_draining() {
     );
     assert_eq!(t["client"]["ip"], "10.100.0.8");
     assert_eq!(t["event"]["outcome"], "failure");
+    assert_eq!(t["http"]["response"]["body"]["bytes"], 1483);
+    assert_eq!(
+        t["http"]["response"]["body"]["content"]
+            .as_str()
+            .map(str::len),
+        Some(100),
+        "body kept up to max_body_bytes"
+    );
     assert!(t["event"]["duration"].as_i64().unwrap() > 0);
     assert_eq!(flows[0]["flow"]["final"], true);
     assert_eq!(

@@ -335,3 +335,71 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use decode::tests::eth_tcp;
+
+    /// The same packet seen on a pod's veth and inside the node's VXLAN tunnel counts once.
+    #[test]
+    fn a_packet_inside_and_outside_a_tunnel_counts_once() {
+        let analyzers = Analyzers {
+            flows: Some(FlowsConfig::default()),
+            http: None,
+            dedup_window: Some(std::time::Duration::from_millis(100)),
+        };
+        let stats = Arc::new(Stats::default());
+        let mut engine = Engine::new("t".into(), analyzers, stats.clone(), None);
+        let inner = eth_tcp(
+            [10, 244, 0, 5],
+            5555,
+            [10, 244, 1, 7],
+            80,
+            1,
+            2,
+            decode::tcp_flags::ACK,
+            b"GET / HTTP/1.1\r\n\r\n",
+        );
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+        vx.extend_from_slice(&inner);
+        let ulen = 8 + vx.len();
+        let total = 20 + ulen;
+        let mut outer = vec![0u8; 12];
+        outer.extend_from_slice(&[
+            0x08,
+            0x00,
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            9,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+            192,
+            168,
+            0,
+            1,
+            192,
+            168,
+            0,
+            2,
+        ]);
+        outer.extend_from_slice(&40000u16.to_be_bytes());
+        outer.extend_from_slice(&4789u16.to_be_bytes());
+        outer.extend_from_slice(&(ulen as u16).to_be_bytes());
+        outer.extend_from_slice(&[0, 0]);
+        outer.extend_from_slice(&vx);
+        engine.packet(decode::linktype::ETHERNET, 1_000, &inner);
+        engine.packet(decode::linktype::ETHERNET, 2_000, &outer);
+        engine.finish();
+        assert_eq!(stats.duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(engine.events.len(), 1);
+        assert_eq!(engine.events[0].get("source.packets"), Some(&Value::Int(1)));
+    }
+}

@@ -353,3 +353,76 @@ mod tests {
         assert_eq!(mime("Text/HTML; charset=utf-8"), "text/html");
     }
 }
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+    use crate::inputs::packet::http::parser::{RequestHead, ResponseHead};
+
+    #[test]
+    fn headers_are_redacted_bodies_kept_and_real_ip_used() {
+        let cfg = HttpConfig {
+            send_headers: vec!["*".into()],
+            ..Default::default()
+        };
+        let ctx = EventCtx {
+            cfg,
+            real_ip: Some("x-forwarded-for".into()),
+            include_body_for: vec!["application/json".into()],
+            send_all: true,
+            input: "t".into(),
+            map: None,
+        };
+        let req = RequestHead {
+            method: "POST".into(),
+            target: "/login?next=%2F".into(),
+            minor: 1,
+            host: Some("API.example.com:8443".into()),
+            real_ip: Some("203.0.113.9".into()),
+            headers: vec![
+                ("authorization".into(), "Bearer s3cr3t".into()),
+                ("cookie".into(), "sid=1".into()),
+                ("accept".into(), "*/*".into()),
+            ],
+            ..Default::default()
+        };
+        let resp = ResponseHead {
+            minor: 1,
+            status: 503,
+            content_type: Some("Application/JSON; charset=utf-8".into()),
+            headers: vec![
+                ("set-cookie".into(), "a=1".into()),
+                ("set-cookie".into(), "b=2".into()),
+            ],
+            ..Default::default()
+        };
+        let t = Transaction {
+            request: Some(req),
+            response: Some(resp),
+            req_start_ns: 1_000,
+            resp_end_ns: 5_000,
+            resp_body: Some(b"{\"ok\":false}".to_vec()),
+            resp_body_bytes: 12,
+            ..Default::default()
+        };
+        let peers = Peers::new(
+            (Addr::v4([10, 0, 0, 1]), 40000),
+            (Addr::v4([10, 0, 0, 2]), 8443),
+        );
+        let e = ctx.event(t, &peers);
+        let j = serde_json::to_value(&e.fields).unwrap();
+        assert_eq!(j["http"]["request"]["headers"]["authorization"], "REDACTED");
+        assert_eq!(j["http"]["request"]["headers"]["cookie"], "REDACTED");
+        assert_eq!(j["http"]["request"]["headers"]["accept"], "*/*");
+        assert_eq!(j["http"]["response"]["headers"]["set-cookie"], "REDACTED");
+        assert_eq!(j["http"]["response"]["mime_type"], "application/json");
+        assert_eq!(j["http"]["response"]["body"]["content"], "{\"ok\":false}");
+        assert_eq!(j["client"]["ip"], "203.0.113.9");
+        assert_eq!(j["source"]["ip"], "10.0.0.1");
+        assert_eq!(j["url"]["domain"], "api.example.com");
+        assert_eq!(j["url"]["path"], "/login");
+        assert_eq!(j["url"]["query"], "next=%2F");
+        assert_eq!(j["event"]["duration"], 4_000);
+        assert_eq!(j["event"]["outcome"], "failure");
+    }
+}
