@@ -47,6 +47,22 @@ struct Inner {
 pub struct ServiceMap {
     inner: Mutex<Inner>,
     max_series: usize,
+    resolver: std::sync::RwLock<Option<Resolver>>,
+}
+
+/// Names the workload behind an IP address (`namespace/deployment`), when Kubernetes metadata
+/// knows it: set by whatever holds that metadata (`ServiceMap::shared(..).set_resolver(..)`).
+pub type Resolver = Arc<dyn Fn(std::net::IpAddr) -> Option<String> + Send + Sync>;
+
+/// The IP address in `ip`, `ip:port` or `[ip]:port`.
+fn endpoint_ip(endpoint: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = endpoint.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = endpoint.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    endpoint.rsplit_once(':')?.0.parse().ok()
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -97,6 +113,25 @@ impl ServiceMap {
         ServiceMap {
             inner: Mutex::new(Inner::default()),
             max_series: max_series.max(1),
+            resolver: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// Names nodes by workload from now on, for the addresses `resolver` knows.
+    pub fn set_resolver(&self, resolver: Resolver) {
+        if let Ok(mut r) = self.resolver.write() {
+            *r = Some(resolver);
+        }
+    }
+
+    /// The node name of an endpoint: its workload when known, else the endpoint as given.
+    fn node_name<'a>(&self, endpoint: &'a str) -> std::borrow::Cow<'a, str> {
+        let Ok(r) = self.resolver.read() else {
+            return endpoint.into();
+        };
+        match (r.as_ref(), endpoint_ip(endpoint)) {
+            (Some(resolve), Some(ip)) => resolve(ip).map(Into::into).unwrap_or(endpoint.into()),
+            _ => endpoint.into(),
         }
     }
 
@@ -174,6 +209,8 @@ impl ServiceMap {
         seconds: Option<f64>,
         bytes: u64,
     ) {
+        let (client, server) = (self.node_name(client), self.node_name(server));
+        let (client, server) = (client.as_ref(), server.as_ref());
         let Ok(mut g) = self.inner.lock() else { return };
         let inner = &mut *g;
         let class = status.map(status_class).unwrap_or("none");
@@ -228,6 +265,8 @@ impl ServiceMap {
 
     /// One finished TCP connection from `client` to `server`.
     pub fn record_flow(&self, client: &str, server: &str, bytes: u64) {
+        let (client, server) = (self.node_name(client), self.node_name(server));
+        let (client, server) = (client.as_ref(), server.as_ref());
         let Ok(mut g) = self.inner.lock() else { return };
         let ekey = (client.to_owned(), server.to_owned());
         let max = self.max_series;
@@ -459,6 +498,34 @@ pub fn graph_fields() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_are_named_by_workload_when_known() {
+        let m = ServiceMap::new(10);
+        m.set_resolver(Arc::new(|ip| {
+            (ip.to_string() == "10.244.1.7").then(|| "shop/checkout".to_owned())
+        }));
+        m.record_http(
+            "10.244.0.5",
+            "10.244.1.7:8080",
+            "GET",
+            "/",
+            Some(200),
+            Some(0.01),
+            10,
+        );
+        m.record_flow("10.244.0.5", "[fd00::1]:5432", 100);
+        let edges = m.edges();
+        assert_eq!(
+            edges[1].0,
+            ("10.244.0.5".to_owned(), "shop/checkout".to_owned())
+        );
+        assert_eq!(
+            edges[0].0,
+            ("10.244.0.5".to_owned(), "[fd00::1]:5432".to_owned())
+        );
+        assert_eq!(endpoint_ip("[fd00::1]:5432"), "fd00::1".parse().ok());
+    }
 
     #[test]
     fn paths_are_templated() {
