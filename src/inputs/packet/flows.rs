@@ -190,22 +190,24 @@ impl FlowTable {
                 }
             }
         }
-        if !self.table.contains_key(&key) {
-            if self.table.len() >= self.config.max_flows {
-                self.stats.flows_untracked.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            let initiator =
-                if flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK) {
+        let tracked = self.table.len();
+        let f = match self.table.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                if tracked >= self.config.max_flows {
+                    self.stats.flows_untracked.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let initiator = if flags & (tcp_flags::SYN | tcp_flags::ACK)
+                    == (tcp_flags::SYN | tcp_flags::ACK)
+                {
                     dir ^ 1
                 } else {
                     dir
                 };
-            let id = self.next_id;
-            self.next_id += 1;
-            self.table.insert(
-                key,
-                Flow {
+                let id = self.next_id;
+                self.next_id += 1;
+                v.insert(Flow {
                     id,
                     first_ns: ts_ns,
                     last_ns: ts_ns,
@@ -216,11 +218,8 @@ impl FlowTable {
                     synack_seen: false,
                     setup_ns: None,
                     rst: false,
-                },
-            );
-        }
-        let Some(f) = self.table.get_mut(&key) else {
-            return;
+                })
+            }
         };
         f.last_ns = f.last_ns.max(ts_ns);
         let d = &mut f.dirs[dir];

@@ -289,10 +289,14 @@ impl HttpAnalyzer {
             conn.server_closed(txs);
         }
         let closed = tcp.flags & tcp_flags::RST != 0 || (streams[0].fin && streams[1].fin);
-        self.stats
-            .http_parse_errors
-            .fetch_add(cst.parse_errors, Ordering::Relaxed);
-        self.stats.tcp_gaps.fetch_add(cst.gaps, Ordering::Relaxed);
+        if cst.parse_errors > 0 {
+            self.stats
+                .http_parse_errors
+                .fetch_add(cst.parse_errors, Ordering::Relaxed);
+        }
+        if cst.gaps > 0 {
+            self.stats.tcp_gaps.fetch_add(cst.gaps, Ordering::Relaxed);
+        }
         self.ctx.emit(&mut self.txs, peers, out);
         if closed {
             if let Some(e) = self.conns.remove(&key) {
@@ -317,10 +321,14 @@ impl HttpAnalyzer {
             s.flush(&mut self.budget, &mut sink);
         }
         conn.close(ts, txs);
-        self.stats.tcp_gaps.fetch_add(cst.gaps, Ordering::Relaxed);
-        self.stats
-            .http_parse_errors
-            .fetch_add(cst.parse_errors, Ordering::Relaxed);
+        if cst.gaps > 0 {
+            self.stats.tcp_gaps.fetch_add(cst.gaps, Ordering::Relaxed);
+        }
+        if cst.parse_errors > 0 {
+            self.stats
+                .http_parse_errors
+                .fetch_add(cst.parse_errors, Ordering::Relaxed);
+        }
         self.ctx.emit(&mut self.txs, &e.peers, out);
     }
 

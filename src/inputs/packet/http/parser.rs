@@ -302,14 +302,14 @@ impl Body {
                     }
                     self.line.extend_from_slice(&rest[..=nl]);
                     at += nl + 1;
-                    let line = std::mem::take(&mut self.line);
-                    let trimmed = trim_eol(&line);
-                    match self.chunk {
+                    // The line buffer is kept (cleared) for the next line: no allocation per chunk.
+                    let trimmed = trim_eol(&self.line);
+                    let next = match self.chunk {
                         Chunk::DataEnd => {
                             if !trimmed.is_empty() {
                                 return Err(BodyError);
                             }
-                            self.chunk = Chunk::Size;
+                            Chunk::Size
                         }
                         Chunk::Size => {
                             let hex = trimmed.split(|b| *b == b';').next().unwrap_or(&[]);
@@ -317,19 +317,22 @@ impl Body {
                                 .ok()
                                 .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
                                 .ok_or(BodyError)?;
-                            self.chunk = if size == 0 {
+                            if size == 0 {
                                 Chunk::Trailer
                             } else {
                                 Chunk::Data(size)
-                            };
+                            }
                         }
                         Chunk::Trailer => {
                             if trimmed.is_empty() {
                                 self.done = true;
                             }
+                            Chunk::Trailer
                         }
-                        Chunk::Data(_) => {}
-                    }
+                        Chunk::Data(n) => Chunk::Data(n),
+                    };
+                    self.chunk = next;
+                    self.line.clear();
                 }
             }
         }
