@@ -142,8 +142,8 @@ pub struct Block {
 
 const BLOCK_PACKETS: usize = 512;
 const BLOCK_BYTES: usize = 256 * 1024;
-// At most QUEUE_BLOCKS * BLOCK_BYTES (4 MiB) wait for the analyzer: memory stays bounded.
-const QUEUE_BLOCKS: usize = 16;
+// At most QUEUE_BLOCKS * BLOCK_BYTES (8 MiB) wait for the analyzer: memory stays bounded.
+const QUEUE_BLOCKS: usize = 32;
 
 /// `veth*`, `cali?x`: `*` any run, `?` one character.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
