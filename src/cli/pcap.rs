@@ -38,16 +38,23 @@ fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>) -> i32 {
     let stats = Arc::new(Stats::default());
     let mut engine = Engine::new(Arc::from("pcap"), analyzers, stats, None);
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = stdout.lock();
+    // Serializing into a Vec is cheaper per token than through an io::Write adapter; the
+    // buffer goes out in one write per batch and keeps its capacity.
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut broken = false;
     let mut flush = |e: &mut Engine| {
         for ev in e.events.drain(..) {
-            if serde_json::to_writer(&mut out, &ev.fields).is_err() || out.write_all(b"\n").is_err()
-            {
-                broken = true;
-                return false;
+            if serde_json::to_writer(&mut buf, &ev.fields).is_err() {
+                continue;
             }
+            buf.push(b'\n');
         }
+        if out.write_all(&buf).is_err() {
+            broken = true;
+            return false;
+        }
+        buf.clear();
         true
     };
     let stop = AtomicBool::new(false);
