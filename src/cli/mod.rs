@@ -102,42 +102,39 @@ pub fn main() -> i32 {
     }
 }
 
-fn validate(path: &PathBuf) -> i32 {
-    let cfg = match config::load_file(path) {
+fn validate(path: &std::path::Path) -> i32 {
+    let invalid = |mut errs: ConfigErrors| {
+        errs.0.sort_by_key(|e| (e.mark.line, e.mark.col));
+        errs.0.dedup();
+        print_errors(&errs);
+        eprintln!(
+            "{}: invalid ({} error{})",
+            path.display(),
+            errs.0.len(),
+            if errs.0.len() == 1 { "" } else { "s" }
+        );
+        1
+    };
+    let (cfg, mut errs) = match config::load_file_partial(path) {
         Ok(c) => c,
-        Err(errs) => {
-            print_errors(&errs);
-            eprintln!(
-                "{}: invalid ({} error{})",
-                path.display(),
-                errs.0.len(),
-                if errs.0.len() == 1 { "" } else { "s" }
-            );
-            return 1;
-        }
+        Err(errs) => return invalid(errs),
     };
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }
     let (ni, np, no) = (cfg.inputs.len(), cfg.processors.len(), cfg.outputs.len());
-    match Pipeline::build(cfg, Vec::new()) {
-        Ok(_) => {
-            println!(
-                "{}: valid ({ni} inputs, {np} processors, {no} outputs)",
-                path.display()
-            );
-            0
-        }
-        Err(errs) => {
-            print_errors(&errs);
-            eprintln!(
-                "{}: invalid ({} error{})",
-                path.display(),
-                errs.0.len(),
-                if errs.0.len() == 1 { "" } else { "s" }
-            );
-            1
-        }
+    // Components are built even when the file already has errors, to report everything at once.
+    if let Err(more) = Pipeline::build(cfg, Vec::new()) {
+        errs.0.extend(more.0);
+    }
+    if errs.is_empty() {
+        println!(
+            "{}: valid ({ni} inputs, {np} processors, {no} outputs)",
+            path.display()
+        );
+        0
+    } else {
+        invalid(errs)
     }
 }
 

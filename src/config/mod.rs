@@ -201,6 +201,8 @@ pub struct OutputSpec {
     pub inputs: Option<Vec<(String, Mark)>>,
     /// Name of the output that receives what this one rejects for good.
     pub dead_letter: Option<(String, Mark)>,
+    /// Only events matching this condition are sent to the output.
+    pub when: Option<Node>,
 }
 
 /// A parsed, interpolated pipeline file, not yet built.
@@ -227,6 +229,17 @@ const TOP_KEYS: [&str; 7] = [
 
 /// Reads and parses a pipeline file with the process environment.
 pub fn load_file(path: &Path) -> Result<PipelineConfig, ConfigErrors> {
+    let (cfg, errs) = load_file_partial(path)?;
+    if errs.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errs)
+    }
+}
+
+/// `load_file`, but returns what could be read along with the errors found, so that
+/// `validate` can go on building components and report everything in one run.
+pub fn load_file_partial(path: &Path) -> Result<(PipelineConfig, ConfigErrors), ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         let mut errs = ConfigErrors::default();
@@ -238,7 +251,7 @@ pub fn load_file(path: &Path) -> Result<PipelineConfig, ConfigErrors> {
         );
         errs
     })?;
-    parse_str(&name, &text, &|v| std::env::var(v).ok())
+    parse_partial(&name, &text, &|v| std::env::var(v).ok())
 }
 
 /// Parses pipeline text; `file` names it in messages; `env` resolves `${VAR}`.
@@ -247,6 +260,21 @@ pub fn parse_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<PipelineConfig, ConfigErrors> {
+    let (cfg, errs) = parse_partial(file, text, env)?;
+    if errs.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errs)
+    }
+}
+
+/// Parses what it can: `Err` only when the text is not YAML at all; otherwise the config (with
+/// defaults where a value was wrong) and every error found.
+pub fn parse_partial(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(PipelineConfig, ConfigErrors), ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let mut root = match node::parse(text) {
         Ok(n) => n,
@@ -285,6 +313,7 @@ pub fn parse_str(
         );
         return Err(errs);
     };
+    let entries = entries.clone();
     for (k, _) in entries {
         let key = k.as_str().unwrap_or("");
         if !TOP_KEYS.contains(&key) {
@@ -330,7 +359,7 @@ pub fn parse_str(
         file,
         &root,
         "outputs",
-        &["type", "inputs", "dead_letter"],
+        &["type", "inputs", "dead_letter", "when"],
         &mut errs,
     ) {
         let inputs = raw.get("inputs").and_then(|n| match &n.kind {
@@ -381,6 +410,7 @@ pub fn parse_str(
             spec,
             inputs,
             dead_letter,
+            when: raw.get("when").cloned(),
         });
     }
 
@@ -415,18 +445,17 @@ pub fn parse_str(
         }
     }
 
-    if errs.is_empty() {
-        Ok(PipelineConfig {
+    Ok((
+        PipelineConfig {
             file: file.to_owned(),
             global,
             inputs,
             processors,
             outputs,
             warnings,
-        })
-    } else {
-        Err(errs)
-    }
+        },
+        errs,
+    ))
 }
 
 fn quoted_list(keys: &[&str]) -> String {

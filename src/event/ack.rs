@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
+use crate::telemetry::metrics::ComponentMetrics;
+
 /// How a batch ended. Ordered from best to worst: a batch copied to several outputs takes the
 /// worst status any of them reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,6 +50,8 @@ struct TrackerState {
 struct Shared {
     state: Mutex<TrackerState>,
     notify: Notify,
+    /// The input's counters, whose `ack_pending` gauge follows `pending()`.
+    metrics: Option<Arc<ComponentMetrics>>,
 }
 
 impl Shared {
@@ -153,6 +157,18 @@ impl AckTracker {
             shared: Arc::new(Shared {
                 state: Mutex::new(TrackerState::default()),
                 notify: Notify::new(),
+                metrics: None,
+            }),
+        }
+    }
+
+    /// A tracker that keeps the input's `trawl_ack_pending_batches` gauge current.
+    pub fn for_input(metrics: Arc<ComponentMetrics>) -> AckTracker {
+        AckTracker {
+            shared: Arc::new(Shared {
+                state: Mutex::new(TrackerState::default()),
+                notify: Notify::new(),
+                metrics: Some(metrics),
             }),
         }
     }
@@ -164,6 +180,9 @@ impl AckTracker {
             Ok(mut st) => {
                 let s = st.next_seq;
                 st.next_seq += 1;
+                if let Some(m) = &self.shared.metrics {
+                    m.ack_pending.fetch_add(1, Ordering::Relaxed);
+                }
                 s
             }
             Err(_) => 0,
@@ -205,6 +224,9 @@ impl AckTracker {
                     None => break,
                 }
             }
+        }
+        if let Some(m) = &self.shared.metrics {
+            m.ack_pending.fetch_sub(out.len() as i64, Ordering::Relaxed);
         }
         out
     }
@@ -257,6 +279,30 @@ mod tests {
         let (_, d) = t.track();
         drop(d);
         assert_eq!(t.drain()[0].status, BatchStatus::Failed);
+    }
+
+    #[test]
+    fn pending_gauge_follows_the_tracker() {
+        use crate::telemetry::metrics::ComponentKind;
+        let m = Arc::new(ComponentMetrics::new(
+            ComponentKind::Input,
+            "f".into(),
+            "file",
+        ));
+        let t = AckTracker::for_input(m.clone());
+        let (_, a) = t.track();
+        let (_, b) = t.track();
+        assert_eq!(m.ack_pending.load(Ordering::Relaxed), 2);
+        b.delivered();
+        t.drain();
+        assert_eq!(
+            m.ack_pending.load(Ordering::Relaxed),
+            2,
+            "batch 1 waits for batch 0"
+        );
+        a.delivered();
+        t.drain();
+        assert_eq!(m.ack_pending.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -33,6 +33,16 @@ struct BuiltOutput {
     dead_letter: Option<String>,
     /// Only receives other outputs' dead letters.
     dead_letter_only: bool,
+    /// `when:`: only matching events are sent to this output.
+    when: Option<Arc<Condition>>,
+}
+
+/// An output given in code rather than in the pipeline file.
+pub struct ExtraOutput {
+    pub name: String,
+    /// Input names routed to it; `None` for every input.
+    pub inputs: Option<Vec<String>>,
+    pub output: Box<dyn Output>,
 }
 
 /// A pipeline built from its file, ready to `run`.
@@ -61,6 +71,15 @@ impl Pipeline {
     pub fn build(
         config: PipelineConfig,
         extra_inputs: Vec<(String, Box<dyn Input>)>,
+    ) -> Result<Pipeline, ConfigErrors> {
+        Self::build_with_outputs(config, extra_inputs, Vec::new())
+    }
+
+    /// `build`, plus outputs given in code (embedding trawl, tests), routed like the file's own.
+    pub fn build_with_outputs(
+        config: PipelineConfig,
+        extra_inputs: Vec<(String, Box<dyn Input>)>,
+        extra_outputs: Vec<ExtraOutput>,
     ) -> Result<Pipeline, ConfigErrors> {
         let file = config.file.clone();
         let mut errs = ConfigErrors::default();
@@ -95,7 +114,7 @@ impl Pipeline {
                 Err(e) => errs.push_de(&file, spec.mark, &spec.path, e),
             }
         }
-        if built_inputs.is_empty() && errs.is_empty() {
+        if built_inputs.is_empty() && config.inputs.is_empty() {
             errs.push(
                 &file,
                 crate::config::Mark { line: 1, col: 1 },
@@ -133,7 +152,12 @@ impl Pipeline {
             }
         }
 
-        let input_names: HashSet<&str> = built_inputs.iter().map(|i| &*i.name).collect();
+        // Names as written, whether or not the input built, so one error does not cause others.
+        let input_names: HashSet<&str> = built_inputs
+            .iter()
+            .map(|i| &*i.name)
+            .chain(config.inputs.iter().map(|s| s.name.as_str()))
+            .collect();
         let output_names: HashSet<&str> = config
             .outputs
             .iter()
@@ -190,8 +214,19 @@ impl Pipeline {
                     }
                 }
             }
+            let when = match &o.when {
+                None => None,
+                Some(n) => match Condition::from_node(n, &format!("{}.when", o.spec.path)) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        errs.push_de(&file, o.spec.mark, &o.spec.path, e);
+                        None
+                    }
+                },
+            };
             match outputs::build(&o.spec, &ctx) {
                 Ok(output) => outputs_built.push(BuiltOutput {
+                    when,
                     name: Arc::from(o.spec.name.as_str()),
                     output,
                     metrics: registry.component(
@@ -209,7 +244,22 @@ impl Pipeline {
                 Err(e) => errs.push_de(&file, o.spec.mark, &o.spec.path, e),
             }
         }
-        if config.outputs.is_empty() {
+        for o in extra_outputs {
+            match &o.inputs {
+                None => used_inputs.extend(input_names.iter().map(|s| s.to_string())),
+                Some(list) => used_inputs.extend(list.iter().cloned()),
+            }
+            outputs_built.push(BuiltOutput {
+                name: Arc::from(o.name.as_str()),
+                output: o.output,
+                metrics: registry.component(ComponentKind::Output, &o.name, "builtin"),
+                inputs: o.inputs,
+                dead_letter: None,
+                dead_letter_only: false,
+                when: None,
+            });
+        }
+        if outputs_built.is_empty() && config.outputs.is_empty() {
             errs.push(
                 &file,
                 crate::config::Mark { line: 1, col: 1 },
@@ -261,7 +311,7 @@ impl Pipeline {
             output_senders.insert(o.name.to_string(), tx);
             output_receivers.push(rx);
         }
-        let mut routes: HashMap<Arc<str>, Vec<BatchSender>> = HashMap::new();
+        let mut routes: HashMap<Arc<str>, Vec<Target>> = HashMap::new();
         for i in &self.inputs {
             let targets = self
                 .outputs
@@ -272,7 +322,12 @@ impl Pipeline {
                         .as_ref()
                         .is_none_or(|l| l.iter().any(|n| **n == *i.name))
                 })
-                .filter_map(|o| output_senders.get(&*o.name).cloned())
+                .filter_map(|o| {
+                    output_senders.get(&*o.name).map(|sender| Target {
+                        sender: sender.clone(),
+                        when: o.when.clone(),
+                    })
+                })
                 .collect();
             routes.insert(i.name.clone(), targets);
         }
@@ -382,21 +437,44 @@ fn static_type(known: &'static [&'static str], spec: &ComponentSpec) -> &'static
         .unwrap_or("unknown")
 }
 
-/// Sends a batch to every target: copies for all but the last, each with its own ack handle.
-pub(crate) async fn fan_out(batch: Batch, targets: &[BatchSender]) {
-    match targets.len() {
-        0 => batch.ack.delivered(),
-        _ => {
-            let last = targets.len() - 1;
-            for t in &targets[..last] {
-                let copy = Batch::new(batch.events.clone(), batch.ack.fork());
-                if let Err(channel::Closed(b)) = t.send(copy).await {
-                    b.ack.failed();
-                }
-            }
-            if let Err(channel::Closed(b)) = targets[last].send(batch).await {
-                b.ack.failed();
-            }
-        }
+/// Where the router sends an input's batches: an output's queue and its `when:` condition.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub sender: BatchSender,
+    pub when: Option<Arc<Condition>>,
+}
+
+/// Sends a batch to every target: copies for all but the last, each with its own ack handle,
+/// each holding only the events its output's `when:` accepts. A copy left empty is settled at
+/// once, so a filtered-out event never holds back the input's acknowledgements.
+pub(crate) async fn fan_out(batch: Batch, targets: &[Target]) {
+    let Some((last, rest)) = targets.split_last() else {
+        batch.ack.delivered();
+        return;
+    };
+    for t in rest {
+        let events = match &t.when {
+            None => batch.events.clone(),
+            Some(c) => batch
+                .events
+                .iter()
+                .filter(|e| c.matches(e))
+                .cloned()
+                .collect(),
+        };
+        send(&t.sender, Batch::new(events, batch.ack.fork())).await;
+    }
+    let mut batch = batch;
+    if let Some(c) = &last.when {
+        batch.events.retain(|e| c.matches(e));
+    }
+    send(&last.sender, batch).await;
+}
+
+async fn send(to: &BatchSender, batch: Batch) {
+    if batch.is_empty() {
+        batch.ack.delivered();
+    } else if let Err(channel::Closed(b)) = to.send(batch).await {
+        b.ack.failed();
     }
 }

@@ -1,8 +1,8 @@
 //! The processing stage: takes batches from every input, runs the processors over each event,
 //! and hands the batch to the outputs its input is routed to.
 
-use super::channel::{BatchReceiver, BatchSender};
-use super::fan_out;
+use super::channel::BatchReceiver;
+use super::{fan_out, Target};
 use crate::processors::{condition::Condition, Processor, Verdict};
 use crate::telemetry::metrics::ComponentMetrics;
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ pub(crate) struct Step {
 pub(crate) async fn run(
     mut rx: BatchReceiver,
     mut steps: Vec<Step>,
-    routes: HashMap<Arc<str>, Vec<BatchSender>>,
+    routes: HashMap<Arc<str>, Vec<Target>>,
     metrics: Arc<ComponentMetrics>,
 ) {
     let host = hostname();
@@ -47,7 +47,7 @@ pub(crate) async fn run(
             ComponentMetrics::add(&step.metrics.events_dropped, before - after);
         }
         ComponentMetrics::add(&metrics.events_out, batch.len() as u64);
-        let targets: &[BatchSender] = match &input {
+        let targets: &[Target] = match &input {
             Some(name) => routes.get(name).map(Vec::as_slice).unwrap_or(&[]),
             None => &[],
         };

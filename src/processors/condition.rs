@@ -1,5 +1,5 @@
-//! `when:` conditions, as Beats users write them: `equals`, `contains`, `exists`, `input`, and
-//! `and` / `or` / `not` to combine them.
+//! `when:` conditions, as Beats users write them: `equals`, `contains`, `regexp`, `range`,
+//! `exists` (`has_fields`), `input`, and `and` / `or` / `not` to combine them.
 
 use crate::config::{from_node, DeError, Node};
 use crate::event::{Event, Value};
@@ -14,7 +14,14 @@ pub enum ConditionConfig {
     Equals(BTreeMap<String, serde_json::Value>),
     /// Every field contains the given text (or, for a list field, has it as an element).
     Contains(BTreeMap<String, String>),
+    /// Every field's text matches the regular expression (anywhere in it, unless anchored).
+    #[serde(alias = "regex")]
+    Regexp(BTreeMap<String, String>),
+    /// Numeric bounds: `{ http.response.status_code.gte: 400, event.duration.lt: 5e9 }`; every
+    /// bound must hold. The key is the field followed by `.lt`, `.lte`, `.gt` or `.gte`.
+    Range(BTreeMap<String, f64>),
     /// Every named field is present.
+    #[serde(alias = "has_fields")]
     Exists(Vec<String>),
     /// The event came from one of these inputs.
     Input(OneOrMany),
@@ -34,6 +41,8 @@ pub enum OneOrMany {
 pub enum Condition {
     Equals(Vec<(String, Value)>),
     Contains(Vec<(String, String)>),
+    Regexp(Vec<(String, ::regex::Regex)>),
+    Range(Vec<(String, Bound, f64)>),
     Exists(Vec<String>),
     Input(Vec<String>),
     And(Vec<Condition>),
@@ -41,31 +50,66 @@ pub enum Condition {
     Not(Box<Condition>),
 }
 
+/// The comparison of a `range` bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
 impl Condition {
     pub fn from_node(node: &Node, path: &str) -> Result<Condition, DeError> {
         let c: ConditionConfig = from_node(node, path)?;
-        Ok(Condition::from_config(c))
+        Condition::from_config(c).map_err(|m| DeError::new(m, node.mark, path))
     }
 
-    pub fn from_config(c: ConditionConfig) -> Condition {
-        match c {
+    /// Fails on an invalid regular expression or a `range` key without a bound suffix.
+    pub fn from_config(c: ConditionConfig) -> Result<Condition, String> {
+        let all = |v: Vec<ConditionConfig>| {
+            v.into_iter()
+                .map(Condition::from_config)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(match c {
             ConditionConfig::Equals(m) => Condition::Equals(
                 m.into_iter()
                     .map(|(k, v)| (k, Value::from_json(v)))
                     .collect(),
             ),
             ConditionConfig::Contains(m) => Condition::Contains(m.into_iter().collect()),
+            ConditionConfig::Regexp(m) => Condition::Regexp(
+                m.into_iter()
+                    .map(|(k, p)| {
+                        ::regex::Regex::new(&p)
+                            .map(|r| (k.clone(), r))
+                            .map_err(|e| format!("regexp for `{k}`: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            ConditionConfig::Range(m) => Condition::Range(
+                m.into_iter()
+                    .map(|(k, v)| {
+                        let (field, op) = k.rsplit_once('.').ok_or_else(|| range_key_error(&k))?;
+                        let bound = match op {
+                            "lt" => Bound::Lt,
+                            "lte" => Bound::Lte,
+                            "gt" => Bound::Gt,
+                            "gte" => Bound::Gte,
+                            _ => return Err(range_key_error(&k)),
+                        };
+                        Ok((field.to_owned(), bound, v))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             ConditionConfig::Exists(v) => Condition::Exists(v),
             ConditionConfig::Input(OneOrMany::One(s)) => Condition::Input(vec![s]),
             ConditionConfig::Input(OneOrMany::Many(v)) => Condition::Input(v),
-            ConditionConfig::And(v) => {
-                Condition::And(v.into_iter().map(Condition::from_config).collect())
-            }
-            ConditionConfig::Or(v) => {
-                Condition::Or(v.into_iter().map(Condition::from_config).collect())
-            }
-            ConditionConfig::Not(c) => Condition::Not(Box::new(Condition::from_config(*c))),
-        }
+            ConditionConfig::And(v) => Condition::And(all(v)?),
+            ConditionConfig::Or(v) => Condition::Or(all(v)?),
+            ConditionConfig::Not(c) => Condition::Not(Box::new(Condition::from_config(*c)?)),
+        })
     }
 
     pub fn matches(&self, event: &Event) -> bool {
@@ -81,6 +125,30 @@ impl Condition {
                     _ => false,
                 })
             }
+            Condition::Regexp(pairs) => {
+                pairs.iter().all(
+                    |(field, re)| match event.get(field).and_then(Value::to_text) {
+                        Some(text) => re.is_match(&text),
+                        None => false,
+                    },
+                )
+            }
+            Condition::Range(bounds) => bounds.iter().all(|(field, bound, limit)| {
+                let have = match event.get(field) {
+                    Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+                    Some(v) => v.as_f64(),
+                    None => None,
+                };
+                match have {
+                    Some(h) => match bound {
+                        Bound::Lt => h < *limit,
+                        Bound::Lte => h <= *limit,
+                        Bound::Gt => h > *limit,
+                        Bound::Gte => h >= *limit,
+                    },
+                    None => false,
+                }
+            }),
             Condition::Exists(fields) => fields.iter().all(|f| event.get(f).is_some()),
             Condition::Input(names) => names.iter().any(|n| **n == *event.meta.input),
             Condition::And(cs) => cs.iter().all(|c| c.matches(event)),
@@ -88,6 +156,10 @@ impl Condition {
             Condition::Not(c) => !c.matches(event),
         }
     }
+}
+
+fn range_key_error(key: &str) -> String {
+    format!("range key `{key}` must end with `.lt`, `.lte`, `.gt` or `.gte`")
 }
 
 fn values_equal(have: &Value, want: &Value) -> bool {
@@ -133,6 +205,49 @@ mod tests {
         assert!(!cond("input: [other]").matches(&e));
         assert!(cond("and: [ {input: app}, {not: {equals: {log.level: info}}} ]").matches(&e));
         assert!(cond("or: [ {input: x}, {exists: [message]} ]").matches(&e));
+    }
+
+    #[test]
+    fn regexp_and_range_as_beats_writes_them() {
+        let e = event();
+        assert!(cond("regexp: { message: '^GET /ind' }").matches(&e));
+        assert!(cond("regex: { message: 'index \\d+$' }").matches(&e));
+        assert!(!cond("regexp: { message: '^POST' }").matches(&e));
+        assert!(!cond("regexp: { nope: '.*' }").matches(&e));
+        // Numbers are matched through their text.
+        assert!(cond("regexp: { http.response.status_code: '^5..$' }").matches(&e));
+        assert!(cond(
+            "range: { http.response.status_code.gte: 500, http.response.status_code.lt: 600 }"
+        )
+        .matches(&e));
+        assert!(!cond("range: { http.response.status_code.gt: 500 }").matches(&e));
+        assert!(cond("range: { http.response.status_code.lte: 500 }").matches(&e));
+        assert!(!cond("range: { log.level.gte: 1 }").matches(&e));
+        assert!(!cond("range: { missing.gte: 1 }").matches(&e));
+        assert!(cond("has_fields: [log.level]").matches(&e));
+        assert!(cond("not: { range: { http.response.status_code.lt: 400 } }").matches(&e));
+    }
+
+    #[test]
+    fn bad_regexp_and_range_keys_are_errors() {
+        let err = Condition::from_node(
+            &parse("regexp: { message: '(' }").unwrap(),
+            "processors[0].when",
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("regexp for `message`"),
+            "{}",
+            err.message
+        );
+        let err =
+            Condition::from_node(&parse("or: [ {range: { code.between: 1 }} ]").unwrap(), "w")
+                .unwrap_err();
+        assert!(
+            err.message.contains("must end with `.lt`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -3,11 +3,20 @@
 //! Every processor type is registered in `build` below, and nowhere else.
 
 pub mod condition;
+pub mod dissect;
 pub mod fields;
+pub mod json;
+pub mod kubernetes;
+pub mod regex;
+pub mod timestamp;
 
 use crate::config::{from_node, ComponentSpec, DeError};
 use crate::event::Event;
 use crate::inputs::BuildContext;
+use crate::telemetry::metrics::Collector;
+use serde::Deserialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What happens to an event after a processor saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,14 +30,281 @@ pub trait Processor: Send {
 }
 
 /// Builds a processor from its spec: the one place where processor types are registered.
-pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Processor>, DeError> {
+pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Processor>, DeError> {
+    let (node, path) = (&spec.node, spec.path.as_str());
+    let failures = || Failures::register(ctx, spec);
     match spec.type_name.as_str() {
-        "add_tags" => Ok(Box::new(fields::AddTags::new(from_node(
-            &spec.node, &spec.path,
-        )?))),
+        "add_tags" => Ok(Box::new(fields::AddTags::new(from_node(node, path)?))),
+        "add_fields" => Ok(Box::new(fields::AddFields::new(from_node(node, path)?))),
+        "rename" => Ok(Box::new(fields::Rename::new(
+            from_node(node, path)?,
+            failures(),
+        ))),
+        "remove" => Ok(Box::new(fields::Remove::new(from_node(node, path)?, spec)?)),
+        "drop" => Ok(Box::new(fields::Drop::new(from_node(node, path)?))),
+        "regex" => Ok(Box::new(regex::RegexParser::new(
+            from_node(node, path)?,
+            spec,
+            failures(),
+        )?)),
+        "dissect" => Ok(Box::new(dissect::Dissect::new(
+            from_node(node, path)?,
+            spec,
+            failures(),
+        )?)),
+        "json" => Ok(Box::new(json::Json::new(
+            from_node(node, path)?,
+            failures(),
+        ))),
+        "timestamp" => Ok(Box::new(timestamp::Timestamp::new(
+            from_node(node, path)?,
+            spec,
+            failures(),
+        )?)),
+        "kubernetes" => Ok(Box::new(kubernetes::Kubernetes::new(
+            from_node(node, path)?,
+            spec,
+            ctx,
+        )?)),
         other => Err(crate::inputs::unknown_type(spec, other, TYPES)),
     }
 }
 
 /// The processor types `build` knows.
-pub const TYPES: &[&str] = &["add_tags"];
+pub const TYPES: &[&str] = &[
+    "add_tags",
+    "add_fields",
+    "rename",
+    "remove",
+    "drop",
+    "regex",
+    "dissect",
+    "json",
+    "timestamp",
+    "kubernetes",
+];
+
+/// The field parsers read unless told otherwise.
+fn default_field() -> String {
+    "message".to_owned()
+}
+
+/// The full path of `key` under `target` (`None`: the event's root).
+pub(crate) fn target_path(target: Option<&str>, key: &str) -> String {
+    match target {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    }
+}
+
+/// Which side of parsed values to trim (`trim_values`), for parsers whose patterns cannot say it.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Trim {
+    #[default]
+    None,
+    Left,
+    Right,
+    All,
+}
+
+impl Trim {
+    pub fn apply<'a>(self, s: &'a str, chars: &[char]) -> &'a str {
+        match self {
+            Trim::None => s,
+            Trim::Left => s.trim_start_matches(chars),
+            Trim::Right => s.trim_end_matches(chars),
+            Trim::All => s.trim_matches(chars),
+        }
+    }
+}
+
+fn default_trim_chars() -> String {
+    " ".to_owned()
+}
+
+/// A dotted field path split once at build time, so that writing it costs no parsing.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FieldPath {
+    parents: Vec<crate::event::Key>,
+    leaf: crate::event::Key,
+}
+
+impl FieldPath {
+    pub fn new(path: &str) -> FieldPath {
+        let mut parts: Vec<crate::event::Key> =
+            path.split('.').map(crate::event::Key::from).collect();
+        let leaf = parts.pop().unwrap_or_default();
+        FieldPath {
+            parents: parts,
+            leaf,
+        }
+    }
+
+    /// Inserts like `Event::insert` (intermediate objects created, a scalar in the way replaced).
+    pub fn insert(&self, event: &mut Event, value: crate::event::Value) {
+        let mut map = &mut event.fields;
+        for p in &self.parents {
+            map = map.object_mut(p);
+        }
+        map.insert(self.leaf.clone(), value);
+    }
+}
+
+/// A text value or a list of them, as users write either.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Counts the events a processor could not handle (no match, invalid JSON...) as
+/// `trawl_processor_failures_total`, and logs the first one with its context.
+pub struct Failures {
+    component: String,
+    type_name: String,
+    count: AtomicU64,
+    logged: AtomicBool,
+}
+
+impl Failures {
+    pub fn register(ctx: &BuildContext, spec: &ComponentSpec) -> Arc<Failures> {
+        let f = Arc::new(Failures::new(&spec.name, &spec.type_name));
+        ctx.registry.register(f.clone());
+        f
+    }
+
+    pub fn new(component: &str, type_name: &str) -> Failures {
+        Failures {
+            component: component.to_owned(),
+            type_name: type_name.to_owned(),
+            count: AtomicU64::new(0),
+            logged: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts one failure; the first is logged (later ones only counted, to keep logs calm).
+    pub fn record(&self, what: &dyn std::fmt::Display) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if !self.logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(processor = %self.component, r#type = %self.type_name, "{what} (further failures are only counted in trawl_processor_failures_total)");
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl Collector for Failures {
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# TYPE trawl_processor_failures_total counter\ntrawl_processor_failures_total{{component=\"{}\",component_type=\"{}\"}} {}",
+            self.component,
+            self.type_name,
+            self.count()
+        );
+    }
+}
+
+/// Takes the text of `field` out of the event so that a parser can read it while writing
+/// other fields, without copying it; `restore_text` puts it back.
+pub(crate) fn take_text(event: &mut Event, field: &str) -> Option<String> {
+    match event.get_mut(field) {
+        Some(crate::event::Value::String(s)) => Some(std::mem::take(s)),
+        _ => None,
+    }
+}
+
+/// Puts back what `take_text` took (before the parser writes its results, which may replace it).
+pub(crate) fn restore_text(event: &mut Event, field: &str, text: String) {
+    if let Some(crate::event::Value::String(s)) = event.get_mut(field) {
+        *s = text;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Value;
+
+    #[test]
+    fn failures_are_counted_and_rendered() {
+        let f = Failures::new("parse", "regex");
+        f.record(&"no pattern matches");
+        f.record(&"no pattern matches");
+        let mut out = String::new();
+        f.render(&mut out);
+        assert!(
+            out.contains(
+                "trawl_processor_failures_total{component=\"parse\",component_type=\"regex\"} 2"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn field_paths_nest_like_event_insert() {
+        let mut e = test_support::event("m");
+        FieldPath::new("a.b.c").insert(&mut e, Value::Int(1));
+        FieldPath::new("a.d").insert(&mut e, Value::Int(2));
+        FieldPath::new("message").insert(&mut e, Value::from("x"));
+        assert_eq!(
+            test_support::json(&e)["a"],
+            serde_json::json!({"b": {"c": 1}, "d": 2})
+        );
+        assert_eq!(e.message(), Some("x"));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::config::{node::parse, ComponentSpec, Mark};
+    use crate::event::Event;
+    use crate::inputs::BuildContext;
+    use chrono::Utc;
+
+    /// Builds a processor from YAML (`type: ...` included), as the pipeline would.
+    pub fn build(yaml: &str) -> Result<Box<dyn super::Processor>, crate::config::DeError> {
+        let node = parse(yaml).expect("test yaml");
+        let type_name = node
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("")
+            .to_owned();
+        let spec = ComponentSpec {
+            name: "#0".into(),
+            type_name,
+            node: node.without_keys(&["type"]),
+            path: "processors[0]".into(),
+            mark: Mark { line: 1, col: 1 },
+            type_mark: Mark { line: 1, col: 1 },
+        };
+        let ctx = BuildContext {
+            data_dir: std::env::temp_dir(),
+            registry: crate::telemetry::metrics::Registry::new(),
+            endpoints: Default::default(),
+        };
+        super::build(&spec, &ctx)
+    }
+
+    pub fn event(message: &str) -> Event {
+        Event::from_message("app".into(), Utc::now(), message.into())
+    }
+
+    pub fn json(e: &Event) -> serde_json::Value {
+        serde_json::to_value(&e.fields).expect("serializable")
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds trawl_<version>_<arch>.deb with dpkg-deb from the release binary, the systemd unit and
+# the host pipeline. Usage: packaging/deb/build.sh [OUT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${1:-target/deb}
+VERSION=$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
+ARCH=$(dpkg --print-architecture)
+cargo build --release --quiet
+ROOT=$(mktemp -d)
+trap 'rm -rf "$ROOT"' EXIT
+install -Dm755 target/release/trawl "$ROOT/usr/bin/trawl"
+install -Dm644 packaging/systemd/trawl.service "$ROOT/lib/systemd/system/trawl.service"
+install -Dm644 pipelines/host-systemd.yaml "$ROOT/etc/trawl/trawl.yaml"
+install -d "$ROOT/var/lib/trawl" "$ROOT/DEBIAN"
+cat > "$ROOT/DEBIAN/control" <<CTRL
+Package: trawl
+Version: $VERSION
+Architecture: $ARCH
+Maintainer: trawl developers <dev@trawl.invalid>
+Depends: libc6, libpcap0.8
+Section: admin
+Priority: optional
+Description: ships logs and network traffic
+ One binary that tails files, tees an application's stdout, captures HTTP from the wire,
+ enriches events and delivers them to Elasticsearch, Kafka or stdout.
+CTRL
+echo "/etc/trawl/trawl.yaml" > "$ROOT/DEBIAN/conffiles"
+cat > "$ROOT/DEBIAN/postinst" <<'POST'
+#!/bin/sh
+set -e
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload >/dev/null || true
+  systemctl enable trawl.service >/dev/null || true
+fi
+POST
+chmod 755 "$ROOT/DEBIAN/postinst"
+mkdir -p "$OUT"
+dpkg-deb --root-owner-group --build "$ROOT" "$OUT/trawl_${VERSION}_${ARCH}.deb"

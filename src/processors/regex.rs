@@ -1,0 +1,325 @@
+//! The `regex` parser: named captures become fields (`(?<log.level>\w+)` nests), several
+//! patterns are tried in order, and an event no pattern matches passes unchanged with a tag.
+
+use super::{
+    default_field, default_trim_chars, restore_text, take_text, target_path, Failures, FieldPath,
+    OneOrMany, Processor, Trim, Verdict,
+};
+use crate::config::{ComponentSpec, DeError};
+use crate::event::{Event, Value};
+use ::regex::{CaptureLocations, Regex};
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexConfig {
+    /// The field to parse.
+    #[serde(default = "default_field")]
+    pub field: String,
+    /// Object the captured fields go under; absent: the event's root.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// One pattern or a list, tried in order until one matches.
+    pub patterns: OneOrMany,
+    /// Which side of every captured value to trim of `trim_chars` (`none`, `left`, `right`,
+    /// `all`): lets a pattern end in `(?<message>.*)$` rather than the slower `(.*?)\s*$`.
+    #[serde(default)]
+    pub trim_values: Trim,
+    /// Characters `trim_values` removes.
+    #[serde(default = "default_trim_chars")]
+    pub trim_chars: String,
+    /// Tag added to events no pattern matches.
+    #[serde(default = "default_tag")]
+    pub tag_on_failure: String,
+    /// Events without the field pass untouched and uncounted.
+    #[serde(default)]
+    pub ignore_missing: bool,
+}
+
+fn default_tag() -> String {
+    "_regex_parse_failure".to_owned()
+}
+
+/// One compiled pattern and, for each capture group, the event path it fills.
+struct Pattern {
+    regex: Regex,
+    /// Indexed like the capture groups; `None` for unnamed groups.
+    paths: Vec<Option<FieldPath>>,
+    locations: CaptureLocations,
+}
+
+pub struct RegexParser {
+    field: String,
+    patterns: Vec<Pattern>,
+    tag_on_failure: String,
+    ignore_missing: bool,
+    failures: Arc<Failures>,
+    /// Captured values waiting to be written, by group (reused across events).
+    values: Vec<(usize, String)>,
+    trim: Trim,
+    trim_chars: Vec<char>,
+}
+
+impl RegexParser {
+    pub fn new(
+        config: RegexConfig,
+        spec: &ComponentSpec,
+        failures: Arc<Failures>,
+    ) -> Result<RegexParser, DeError> {
+        let sources = config.patterns.into_vec();
+        if sources.is_empty() {
+            return Err(DeError::new(
+                "`patterns` is empty: expected at least one pattern",
+                spec.mark,
+                &format!("{}.patterns", spec.path),
+            ));
+        }
+        let mut patterns = Vec::new();
+        for (i, src) in sources.iter().enumerate() {
+            let (internal, names) = translate_names(src);
+            let regex = Regex::new(&internal).map_err(|e| {
+                DeError::new(
+                    format!("invalid pattern: {e}"),
+                    spec.mark,
+                    &format!("{}.patterns[{i}]", spec.path),
+                )
+            })?;
+            let paths = regex
+                .capture_names()
+                .map(|n| {
+                    n.and_then(internal_index)
+                        .map(|k| FieldPath::new(&target_path(config.target.as_deref(), &names[k])))
+                })
+                .collect();
+            let locations = regex.capture_locations();
+            patterns.push(Pattern {
+                regex,
+                paths,
+                locations,
+            });
+        }
+        Ok(RegexParser {
+            field: config.field,
+            patterns,
+            tag_on_failure: config.tag_on_failure,
+            ignore_missing: config.ignore_missing,
+            failures,
+            values: Vec::new(),
+            trim: config.trim_values,
+            trim_chars: config.trim_chars.chars().collect(),
+        })
+    }
+}
+
+impl Processor for RegexParser {
+    fn process(&mut self, event: &mut Event) -> Verdict {
+        let Some(text) = take_text(event, &self.field) else {
+            if !self.ignore_missing {
+                self.failures.record(&format_args!(
+                    "field `{}` is missing or not text",
+                    self.field
+                ));
+                event.add_tag(&self.tag_on_failure);
+            }
+            return Verdict::Keep;
+        };
+        // Copies first, then the source goes back, then the fields are written: a capture may
+        // replace the parsed field itself (`(?<message>...)`).
+        self.values.clear();
+        let mut matched = None;
+        for (p, pattern) in self.patterns.iter_mut().enumerate() {
+            if pattern
+                .regex
+                .captures_read(&mut pattern.locations, &text)
+                .is_some()
+            {
+                for (group, path) in pattern.paths.iter().enumerate() {
+                    if path.is_some() {
+                        if let Some((s, e)) = pattern.locations.get(group) {
+                            let value = self.trim.apply(&text[s..e], &self.trim_chars);
+                            self.values.push((group, value.to_owned()));
+                        }
+                    }
+                }
+                matched = Some(p);
+                break;
+            }
+        }
+        let Some(p) = matched else {
+            restore_text(event, &self.field, text);
+            self.failures
+                .record(&format_args!("no pattern matches field `{}`", self.field));
+            event.add_tag(&self.tag_on_failure);
+            return Verdict::Keep;
+        };
+        restore_text(event, &self.field, text);
+        let paths = &self.patterns[p].paths;
+        for (group, value) in self.values.drain(..) {
+            if let Some(path) = &paths[group] {
+                path.insert(event, Value::String(value));
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+const INTERNAL_PREFIX: &str = "trawl_";
+
+fn internal_index(name: &str) -> Option<usize> {
+    name.strip_prefix(INTERNAL_PREFIX)?.parse().ok()
+}
+
+/// Rewrites every named group (`(?<name>` or `(?P<name>`) to an internal name the regex crate
+/// accepts whatever the user's name holds (`log.level`, `@timestamp`), and returns the user's
+/// names in order. Escapes and character classes are skipped so that `\(?<x>` or `[(?<]` stay.
+fn translate_names(pattern: &str) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut names = Vec::new();
+    let mut class_depth = 0usize;
+    let mut rest = pattern;
+    while let Some(c) = rest.chars().next() {
+        if c == '\\' {
+            let mut it = rest.char_indices();
+            it.next();
+            let end = it
+                .next()
+                .map(|(i, ch)| i + ch.len_utf8())
+                .unwrap_or(rest.len());
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        if c == '[' {
+            class_depth += 1;
+        } else if c == ']' && class_depth > 0 {
+            class_depth -= 1;
+        } else if c == '(' && class_depth == 0 {
+            let open = if rest.starts_with("(?P<") {
+                Some(4)
+            } else if rest.starts_with("(?<")
+                && !rest.starts_with("(?<=")
+                && !rest.starts_with("(?<!")
+            {
+                Some(3)
+            } else {
+                None
+            };
+            if let Some(open) = open {
+                if let Some(close) = rest[open..].find('>') {
+                    let name = &rest[open..open + close];
+                    out.push_str(&format!("(?<{INTERNAL_PREFIX}{}>", names.len()));
+                    names.push(name.to_owned());
+                    rest = &rest[open + close + 1..];
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    (out, names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::processors::test_support::{build, event, json};
+    use serde_json::json;
+
+    #[test]
+    fn the_seed_pattern_works_as_written() {
+        let mut p = build(
+            r#"{type: regex, patterns: ['(?<time>\d\d\d\d\/[^\[]*) (?<level>\[[^ ]*)(?<context>.[^"]*)']}"#,
+        )
+        .unwrap();
+        let mut e = event(r#"2024/05/06 10:11:12 [error] 1234#0: *5 open() "/x" failed"#);
+        assert_eq!(p.process(&mut e), Verdict::Keep);
+        assert_eq!(e.get("time").unwrap().as_str(), Some("2024/05/06 10:11:12"));
+        assert_eq!(e.get("level").unwrap().as_str(), Some("[error]"));
+        assert_eq!(
+            e.get("context").unwrap().as_str(),
+            Some(" 1234#0: *5 open() ")
+        );
+        assert!(!e.has_tag("_regex_parse_failure"));
+    }
+
+    #[test]
+    fn dotted_and_odd_names_nest() {
+        let mut p = build(r#"{type: regex, patterns: '^(?<@ts>\S+) (?P<log.level>\w+) (?<log.origin.function>\w+): (?<message>.*)$'}"#).unwrap();
+        let mut e = event("2026-01-01T00:00:00Z WARN main: disk almost full");
+        p.process(&mut e);
+        let j = json(&e);
+        assert_eq!(
+            j["log"],
+            json!({"level": "WARN", "origin": {"function": "main"}})
+        );
+        assert_eq!(j["@ts"], json!("2026-01-01T00:00:00Z"));
+        assert_eq!(j["message"], json!("disk almost full"));
+    }
+
+    #[test]
+    fn patterns_are_tried_in_order_and_target_nests() {
+        let mut p =
+            build(r#"{type: regex, target: parsed, patterns: ['^(?<a>\d+)$', '^(?<b>\w+)$']}"#)
+                .unwrap();
+        let mut e = event("abc");
+        p.process(&mut e);
+        assert_eq!(json(&e)["parsed"], json!({"b": "abc"}));
+        let mut e = event("42");
+        p.process(&mut e);
+        assert_eq!(json(&e)["parsed"], json!({"a": "42"}));
+    }
+
+    #[test]
+    fn no_match_passes_unchanged_with_a_tag() {
+        let mut p = build(r#"{type: regex, patterns: '^(?<n>\d+)$'}"#).unwrap();
+        let mut e = event("not a number");
+        let before = e.clone();
+        assert_eq!(p.process(&mut e), Verdict::Keep);
+        assert!(e.has_tag("_regex_parse_failure"));
+        e.remove("tags");
+        assert_eq!(e, before);
+    }
+
+    #[test]
+    fn trim_values() {
+        let mut p =
+            build(r#"{type: regex, trim_values: all, patterns: '^(?<a>[^|]*)\|(?<b>.*)$'}"#)
+                .unwrap();
+        let mut e = event("  x |  y  ");
+        p.process(&mut e);
+        assert_eq!(json(&e)["a"], "x");
+        assert_eq!(json(&e)["b"], "y");
+    }
+
+    #[test]
+    fn unmatched_optional_groups_are_absent() {
+        let mut p =
+            build(r#"{type: regex, patterns: '^(?<name>\w+)(\[(?<pid>\d+)\])?:'}"#).unwrap();
+        let mut e = event("cron: x");
+        p.process(&mut e);
+        assert_eq!(e.get("name").unwrap().as_str(), Some("cron"));
+        assert!(e.get("pid").is_none());
+    }
+
+    #[test]
+    fn missing_field_and_bad_pattern() {
+        let mut p = build(r#"{type: regex, field: nope, patterns: '(?<a>.)'}"#).unwrap();
+        let mut e = event("x");
+        p.process(&mut e);
+        assert!(e.has_tag("_regex_parse_failure"));
+        let err = build(r#"{type: regex, patterns: ['ok', '(?<a>']}"#)
+            .err()
+            .unwrap();
+        assert_eq!(err.path.as_deref(), Some("processors[0].patterns[1]"));
+        assert!(err.message.contains("invalid pattern"), "{}", err.message);
+    }
+
+    #[test]
+    fn names_are_translated_outside_escapes_and_classes() {
+        let (t, names) = translate_names(r"\(?<x>[(?<y>](?<a.b>z)(?P<c>w)(?<=q)");
+        assert_eq!(t, r"\(?<x>[(?<y>](?<trawl_0>z)(?<trawl_1>w)(?<=q)");
+        assert_eq!(names, vec!["a.b", "c"]);
+    }
+}

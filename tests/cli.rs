@@ -1,0 +1,434 @@
+//! The real binary: `validate` messages, stdin to stdout, SIGTERM draining, `/metrics` counts
+//! and `/health` turning 503 when a component fails.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TRAWL: &str = env!("CARGO_BIN_EXE_trawl");
+
+/// Kills the child if a test fails half-way.
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write_pipeline(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
+    let body = resp.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+fn wait_http(port: u16, path: &str) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(r) = http_get(port, path) {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no answer on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn metric(text: &str, name: &str, component: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(&format!("component=\"{component}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+#[test]
+fn validate_reports_every_error_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_pipeline(
+        &dir,
+        "bad.yaml",
+        "inputs:\n  app: { type: stdin, max_line_bytez: 10 }\noutputs:\n  console: { type: stdout, format: 7 }\n  other: { type: stdout, inputs: [ap] }\nshutdown_timeout: later\n",
+    );
+    let out = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let f = bad.display().to_string();
+    assert!(err.contains(&format!("{f}:2:23: inputs.app.max_line_bytez: unknown field `max_line_bytez`, expected `max_line_bytes`")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{f}:4:36: outputs.console.format: unknown variant `7`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{f}:5:35: outputs.other.inputs: unknown input `ap`, expected one of `app`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{f}:6:19: shutdown_timeout: `later` is not a duration"
+        )),
+        "{err}"
+    );
+
+    let good = write_pipeline(&dir, "good.yaml", "inputs:\n  app: { type: stdin }\nprocessors:\n  - { type: add_tags, tags: [k8s-beat], when: { input: app } }\noutputs:\n  console: { type: stdout, inputs: [app] }\n");
+    let out = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("valid (1 inputs, 1 processors, 1 outputs)")
+    );
+
+    let missing = Command::new(TRAWL)
+        .args(["validate", "-c", "/nonexistent/p.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/p.yaml"));
+}
+
+#[test]
+fn stdin_to_stdout_prints_each_line_and_exits_at_end_of_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_pipeline(
+        &dir,
+        "p.yaml",
+        "inputs:\n  app: { type: stdin }\nprocessors:\n  - { type: add_tags, tags: [\"${TAG:-k8s-beat}\"] }\noutputs:\n  console: { type: stdout }\nhttp: { enabled: false }\n",
+    );
+    let mut child = Command::new(TRAWL)
+        .args(["run", "-c"])
+        .arg(&p)
+        .env("TRAWL_HOSTNAME", "node-1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"a\nb\xff\xfe\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["message"], "a");
+    assert_eq!(lines[1]["message"], "b\u{fffd}\u{fffd}");
+    assert_eq!(lines[0]["tags"], serde_json::json!(["k8s-beat"]));
+    assert_eq!(lines[0]["host"]["name"], "node-1");
+    let ts = lines[0]["@timestamp"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+}
+
+#[test]
+fn sigterm_mid_stream_loses_no_line_stdin_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_pipeline(&dir, "p.yaml", "inputs:\n  app: { type: stdin }\noutputs:\n  console: { type: stdout, format: text }\nhttp: { enabled: false }\nshutdown_timeout: 10s\n");
+    let out_path = dir.path().join("out.txt");
+    let child = Command::new(TRAWL)
+        .args(["run", "-c"])
+        .arg(&p)
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(child);
+    let mut stdin = guard.0.stdin.take().unwrap();
+    // Lines go in in bursts; SIGTERM arrives while the writer still holds the pipe open.
+    let mut written = 0u64;
+    for burst in 0..20 {
+        let mut chunk = String::new();
+        for _ in 0..500 {
+            chunk.push_str(&format!("line {written}\n"));
+            written += 1;
+        }
+        stdin.write_all(chunk.as_bytes()).unwrap();
+        if burst == 10 {
+            // Make sure trawl is past start-up and mid-stream.
+            let start = Instant::now();
+            while std::fs::metadata(&out_path).map(|m| m.len()).unwrap_or(0) == 0 {
+                assert!(start.elapsed() < Duration::from_secs(20));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    stdin.flush().unwrap();
+    signal(&guard.0, libc::SIGTERM);
+    let status = guard.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    drop(stdin);
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        got.len() as u64,
+        written,
+        "every line written before SIGTERM is in the output"
+    );
+    for (i, l) in got.iter().enumerate() {
+        assert_eq!(*l, format!("line {i}"));
+    }
+}
+
+#[test]
+fn metrics_count_what_passed_and_health_turns_503_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let p = write_pipeline(
+        &dir,
+        "p.yaml",
+        &format!("inputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: add_tags, tags: [x], when: {{ contains: {{ message: keep }} }} }}\noutputs:\n  console: {{ type: stdout }}\nhttp: {{ address: \"127.0.0.1:{port}\" }}\n"),
+    );
+    let child = Command::new(TRAWL)
+        .args(["run", "-c"])
+        .arg(&p)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(child);
+    let mut stdin = guard.0.stdin.take().unwrap();
+    let mut stdout = BufReader::new(guard.0.stdout.take().unwrap());
+    assert_eq!(wait_http(port, "/health").0, 200);
+    let mut bytes = 0;
+    for i in 0..500 {
+        let line = format!("keep {i}\n");
+        bytes += line.len() as u64;
+        stdin.write_all(line.as_bytes()).unwrap();
+    }
+    stdin.write_all(b"\xff\n").unwrap();
+    bytes += 2;
+    stdin.flush().unwrap();
+    let mut line = String::new();
+    for _ in 0..501 {
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+    }
+    // The stdout output counts a batch once it is flushed; give it a moment to update.
+    let start = Instant::now();
+    let text = loop {
+        let (status, text) = wait_http(port, "/metrics");
+        assert_eq!(status, 200);
+        if metric(&text, "trawl_events_out_total", "console") == Some(501)
+            || start.elapsed() > Duration::from_secs(10)
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        metric(&text, "trawl_events_out_total", "app"),
+        Some(501),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "trawl_bytes_in_total", "app"),
+        Some(bytes),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "trawl_errors_total", "app"),
+        Some(1),
+        "invalid UTF-8 is counted\n{text}"
+    );
+    assert_eq!(
+        metric(&text, "trawl_events_in_total", "console"),
+        Some(501),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "trawl_events_out_total", "console"),
+        Some(501),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "trawl_events_in_total", "#0"),
+        Some(501),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "trawl_events_dropped_total", "console"),
+        Some(0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "trawl_queue_depth", "console"),
+        Some(0),
+        "{text}"
+    );
+
+    // Close the reading end of trawl's stdout: the stdout output fails on the next write.
+    drop(stdout);
+    stdin.write_all(b"after close\n").unwrap();
+    stdin.flush().unwrap();
+    let start = Instant::now();
+    loop {
+        let (status, body) = wait_http(port, "/health");
+        if status == 503 {
+            assert!(body.contains("output console"), "{body}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "health never turned 503: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, text) = wait_http(port, "/metrics");
+    assert!(
+        text.contains("trawl_component_up{component_kind=\"output\",component=\"console\"} 0"),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "trawl_events_failed_total", "console"),
+        Some(1),
+        "{text}"
+    );
+    drop(stdin);
+    let status = guard.0.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a failed component makes the exit status 1"
+    );
+}
+
+#[test]
+fn default_pipeline_is_valid_and_runs() {
+    let out = Command::new(TRAWL)
+        .arg("default-pipeline")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_pipeline(&dir, "default.yaml", &String::from_utf8_lossy(&out.stdout));
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
+/// Starts trawl with stdout connected to a pipe nobody reads, so delivery stalls, and feeds it
+/// lines until the pipeline is full.
+fn stalled_trawl(
+    dir: &tempfile::TempDir,
+    shutdown_timeout: &str,
+) -> (Guard, std::process::ChildStdout) {
+    let p = write_pipeline(
+        dir,
+        "p.yaml",
+        &format!("inputs:\n  app: {{ type: stdin }}\noutputs:\n  console: {{ type: stdout }}\nhttp: {{ enabled: false }}\nshutdown_timeout: {shutdown_timeout}\n"),
+    );
+    let mut child = Command::new(TRAWL)
+        .args(["run", "-c"])
+        .arg(&p)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let line = "x".repeat(200) + "\n";
+        // Ends with EPIPE once trawl has exited.
+        while stdin.write_all(line.as_bytes()).is_ok() {}
+    });
+    // Enough time for the queues and the pipe to fill.
+    std::thread::sleep(Duration::from_millis(1500));
+    (Guard(child), stdout)
+}
+
+#[test]
+fn shutdown_gives_up_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut guard, _stdout) = stalled_trawl(&dir, "1s");
+    let start = Instant::now();
+    signal(&guard.0, libc::SIGTERM);
+    let status = guard.0.wait().unwrap();
+    let took = start.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took >= Duration::from_millis(900),
+        "exited after {took:?}, before the deadline"
+    );
+}
+
+#[test]
+fn second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut guard, _stdout) = stalled_trawl(&dir, "60s");
+    signal(&guard.0, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        guard.0.try_wait().unwrap().is_none(),
+        "still draining after the first signal"
+    );
+    signal(&guard.0, libc::SIGINT);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = guard.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "second signal did not stop trawl"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+}

@@ -1,0 +1,152 @@
+//! A pipeline that parses, tags and decides by conditions, run end to end with the binary:
+//! dissect, json, timestamp, add_tags with `when:`, rename, remove and drop.
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const PIPELINE: &str = r#"
+inputs:
+  app: { type: stdin }
+processors:
+  - type: dissect
+    tokenizer: '%{date} %{time} %{log.level} %{log.logger}: %{message}'
+  - type: timestamp
+    field: date
+    formats: '%Y-%m-%d'
+    timezone: Europe/Paris
+  - { type: add_tags, tags: [k8s-beat] }
+  - type: json
+    target: payload
+    when: { regexp: { message: '^\{' } }
+  - type: add_tags
+    tags: [alert]
+    when:
+      or:
+        - equals: { log.level: ERROR }
+        - range: { payload.status.gte: 500 }
+  - type: drop
+    when: { and: [ {equals: {log.level: DEBUG}}, {not: {contains: {message: keep}}} ] }
+  - { type: rename, fields: [{from: log.logger, to: service.name}] }
+  - { type: remove, fields: [time] }
+  - type: add_fields
+    fields: { event.kind: alert }
+    when: { contains: { tags: alert } }
+outputs:
+  console: { type: stdout }
+http: { enabled: false }
+"#;
+
+fn run(input: &str) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, PIPELINE).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(&file)
+        .env("TRAWL_DATA_DIR", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn parses_tags_and_decides_by_conditions() {
+    let events = run(concat!(
+        "2026-07-01 10:00:00 INFO web: started\n",
+        "2026-07-01 10:00:01 ERROR web: disk full\n",
+        "2026-07-01 10:00:02 DEBUG web: noisy\n",
+        "2026-07-01 10:00:03 DEBUG web: keep this one\n",
+        "2026-07-01 10:00:04 INFO api: {\"status\": 503, \"path\": \"/x\"}\n",
+        "2026-07-01 10:00:05 INFO api: {broken\n",
+        "a line of another shape\n",
+    ));
+    assert_eq!(
+        events.len(),
+        6,
+        "the DEBUG line without `keep` is dropped: {events:#?}"
+    );
+    let e = &events[0];
+    assert_eq!(e["message"], "started");
+    assert_eq!(e["service"]["name"], "web");
+    assert!(e.get("time").is_none());
+    assert_eq!(e["log"], json!({"level": "INFO"}));
+    // Midnight in Paris in summer is 22:00 UTC the day before.
+    assert_eq!(e["@timestamp"], "2026-06-30T22:00:00.000000Z");
+    assert_eq!(e["tags"], json!(["k8s-beat"]));
+
+    assert_eq!(events[1]["tags"], json!(["k8s-beat", "alert"]));
+    assert_eq!(events[1]["event"]["kind"], "alert");
+    assert_eq!(events[2]["message"], "keep this one");
+    assert!(events[2].get("event").is_none());
+
+    assert_eq!(events[3]["payload"], json!({"status": 503, "path": "/x"}));
+    assert_eq!(events[3]["tags"], json!(["k8s-beat", "alert"]));
+
+    assert_eq!(
+        events[4]["tags"],
+        json!(["k8s-beat", "_json_parse_failure"])
+    );
+    assert_eq!(events[4]["message"], "{broken");
+
+    let odd = &events[5];
+    assert_eq!(odd["message"], "a line of another shape");
+    assert_eq!(
+        odd["tags"],
+        json!([
+            "_dissect_parse_failure",
+            "_timestamp_parse_failure",
+            "k8s-beat",
+            "_rename_failure"
+        ])
+    );
+}
+
+#[test]
+fn validate_reports_processor_errors_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "inputs:\n  app: { type: stdin }\nprocessors:\n  - { type: regex, patterns: '(?<a>' }\n  - { type: dissect, tokenizer: '%{a}%{b}' }\n  - { type: add_tags, tags: [x], when: { range: { code.over: 3 } } }\noutputs:\n  o: { type: stdout }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["validate", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("processors[0].patterns[0]: invalid pattern"),
+        "{err}"
+    );
+    assert!(
+        err.contains("processors[1].tokenizer: two keys without a delimiter"),
+        "{err}"
+    );
+    assert!(
+        err.contains("processors[2].when: range key `code.over`"),
+        "{err}"
+    );
+}
