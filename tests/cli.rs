@@ -432,3 +432,68 @@ fn second_signal_exits_at_once() {
     };
     assert_eq!(status.code(), Some(130));
 }
+
+#[test]
+fn parses_tags_and_routes_by_condition_to_different_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let errors = dir.path().join("errors.jsonl");
+    let rest = dir.path().join("rest.jsonl");
+    let p = write_pipeline(
+        &dir,
+        "p.yaml",
+        &format!(
+            "inputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: dissect, tokenizer: \"%{{level}} %{{msg}}\" }}\n  - {{ type: add_tags, tags: [paged], when: {{ equals: {{ level: ERROR }} }} }}\noutputs:\n  pager: {{ type: file, path: \"{}\", when: {{ contains: {{ tags: paged }} }} }}\n  archive: {{ type: file, path: \"{}\", when: {{ not: {{ contains: {{ tags: paged }} }} }} }}\nhttp: {{ enabled: false }}\n",
+            errors.display(),
+            rest.display()
+        ),
+    );
+    let mut child = Command::new(TRAWL)
+        .args(["run", "-c"])
+        .arg(&p)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"INFO started\nERROR disk full\nINFO serving\nERROR quota\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |p: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let paged = read(&errors);
+    let archived = read(&rest);
+    assert_eq!(
+        paged
+            .iter()
+            .map(|e| e["msg"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["disk full", "quota"]
+    );
+    assert!(paged
+        .iter()
+        .all(|e| e["tags"] == serde_json::json!(["paged"])));
+    assert_eq!(
+        archived
+            .iter()
+            .map(|e| e["msg"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["started", "serving"]
+    );
+    assert!(archived
+        .iter()
+        .all(|e| e["level"] == "INFO" && e.get("tags").is_none()));
+}

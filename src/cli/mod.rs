@@ -8,6 +8,8 @@ use crate::pipeline::channel::shutdown_pair;
 use crate::pipeline::Pipeline;
 use crate::telemetry::{self, server};
 use clap::{Parser, Subcommand};
+
+pub mod tee;
 use std::path::PathBuf;
 
 /// The pipeline used by `trawl run` without `-c`.
@@ -61,6 +63,16 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         http_ports: Vec<u16>,
     },
+    /// Run a command, pass its output through, and ship its lines (replaces `app | tee -a log`).
+    Tee(tee::TeeArgs),
+}
+
+/// Whether `run_pipeline_with` handles SIGTERM/SIGINT itself (`trawl run`) or leaves signals
+/// to the caller (`trawl tee` forwards them to its child and ends when the child does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signals {
+    Handle,
+    Ignore,
 }
 
 /// Loads the pipeline from `path`, or the embedded default.
@@ -95,6 +107,7 @@ pub fn main() -> i32 {
             only,
             http_ports,
         } => pcap::run(file, config, only, http_ports),
+        Command::Tee(args) => tee::run(args),
         Command::DefaultPipeline => {
             print!("{DEFAULT_PIPELINE}");
             0
@@ -154,6 +167,15 @@ pub fn run_pipeline(
     cfg: PipelineConfig,
     extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
 ) -> i32 {
+    run_pipeline_with(cfg, extra_inputs, Signals::Handle)
+}
+
+/// `run_pipeline`, saying who handles signals.
+pub fn run_pipeline_with(
+    cfg: PipelineConfig,
+    extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
+    signals: Signals,
+) -> i32 {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -194,7 +216,12 @@ pub fn run_pipeline(
             }
         }
         let (trigger, shutdown) = shutdown_pair();
+        let handle_signals = signals == Signals::Handle;
         tokio::spawn(async move {
+            if !handle_signals {
+                // Held until the runtime ends so that shutdown is never triggered by its drop.
+                std::future::pending::<()>().await;
+            }
             wait_for_signals().await;
             trigger.trigger();
             // The second signal exits at once, whatever is in flight.

@@ -203,6 +203,8 @@ pub struct OutputSpec {
     pub dead_letter: Option<(String, Mark)>,
     /// Only events matching this condition are sent to the output.
     pub when: Option<Node>,
+    /// The `buffer:` section, parsed when the pipeline is built.
+    pub buffer: Option<Node>,
 }
 
 /// A parsed, interpolated pipeline file, not yet built.
@@ -359,7 +361,7 @@ pub fn parse_partial(
         file,
         &root,
         "outputs",
-        &["type", "inputs", "dead_letter", "when"],
+        &["type", "inputs", "dead_letter", "when", "buffer"],
         &mut errs,
     ) {
         let inputs = raw.get("inputs").and_then(|n| match &n.kind {
@@ -406,11 +408,13 @@ pub fn parse_partial(
                 None
             }
         });
+        let buffer = raw.get("buffer").filter(|n| !n.is_null()).cloned();
         outputs.push(OutputSpec {
             spec,
             inputs,
             dead_letter,
             when: raw.get("when").cloned(),
+            buffer,
         });
     }
 

@@ -2,9 +2,12 @@
 //! input's own file) and then `run` with an `InputContext` until it ends or shutdown is asked.
 //! Every input type is registered in `build` below, and nowhere else.
 
+pub mod file;
 pub mod lines;
 pub mod packet;
+pub mod socket;
 pub mod stdin;
+pub mod tee;
 
 use crate::config::{from_node, ComponentSpec, DeError};
 use crate::event::Batch;
@@ -156,12 +159,14 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
                 e
             })?,
         )),
+        "file" => Ok(Box::new(file::build(spec, ctx)?)),
+        "socket" => Ok(Box::new(socket::build(spec)?)),
         other => Err(unknown_type(spec, other, TYPES)),
     }
 }
 
 /// The input types `build` knows, for error messages and docs.
-pub const TYPES: &[&str] = &["stdin", "flows", "http", "pcap_file"];
+pub const TYPES: &[&str] = &["stdin", "file", "socket", "flows", "http", "pcap_file"];
 
 pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) -> DeError {
     let type_mark = spec.node_type_mark();

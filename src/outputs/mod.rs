@@ -2,8 +2,14 @@
 //! delivers them, and settles each batch's acknowledgement only once delivery is durable.
 //! Every output type is registered in `build` below, and nowhere else.
 
+pub mod buffer;
+pub mod dead_letter;
+pub mod elasticsearch;
+pub mod file;
+pub mod kafka;
 pub mod null;
 pub mod stdout;
+pub mod template;
 
 use crate::config::{from_node, ComponentSpec, DeError};
 use crate::inputs::{BoxFuture, BuildContext};
@@ -37,9 +43,29 @@ pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output
             let _: null::Config = from_node(&spec.node, &spec.path)?;
             Ok(Box::new(null::Null))
         }
+        "elasticsearch" => {
+            let config = from_node(&spec.node, &spec.path)?;
+            let output = elasticsearch::Elasticsearch::new(config).map_err(|e| invalid(spec, e))?;
+            Ok(Box::new(output))
+        }
+        "file" => {
+            let output = file::FileOutput::new(from_node(&spec.node, &spec.path)?)
+                .map_err(|e| invalid(spec, e))?;
+            Ok(Box::new(output))
+        }
+        "kafka" => {
+            let output = kafka::Kafka::new(from_node(&spec.node, &spec.path)?)
+                .map_err(|e| invalid(spec, e))?;
+            Ok(Box::new(output))
+        }
         other => Err(crate::inputs::unknown_type(spec, other, TYPES)),
     }
 }
 
 /// The output types `build` knows.
-pub const TYPES: &[&str] = &["stdout", "null"];
+pub const TYPES: &[&str] = &["stdout", "null", "file", "elasticsearch", "kafka"];
+
+/// A configuration that parsed but does not make sense (checked when building).
+fn invalid(spec: &ComponentSpec, message: String) -> DeError {
+    DeError::new(message, spec.mark, &spec.path)
+}

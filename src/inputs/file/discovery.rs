@@ -1,0 +1,359 @@
+//! Finding the files to tail: glob patterns (`**` included) minus exclusions, rescanned on
+//! filesystem events (inotify through `notify`) and on an interval for filesystems where events
+//! are unreliable (NFS, overlay mounts, symlinked folders such as `/var/log/containers`).
+//!
+//! `glob` expands the patterns (it handles `**` and needs no directory walker of our own) and its
+//! `Pattern` matches exclusions against the whole path, where `*` also crosses `/`, so
+//! `*_kube-system_*` excludes by file name as users expect.
+
+use super::identity::FileKey;
+use crate::pipeline::channel::Shutdown;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Discovery {
+    include: Vec<String>,
+    exclude: Vec<glob::Pattern>,
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: HashSet<PathBuf>,
+    warned: HashSet<String>,
+    /// Where files under `paths` were renamed to, from rename events: a file renamed out of
+    /// `paths` faster than a scan could see it is still found and read.
+    renamed_to: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+/// Most rename destinations remembered between two scans.
+const MAX_RENAMES: usize = 4096;
+
+/// What the discovery thread found, shared with the reader.
+#[derive(Default)]
+pub struct Found {
+    /// Bumped by every scan.
+    pub generation: u64,
+    /// The latest scan: every matching file and its identity, in a stable order.
+    pub current: Vec<(PathBuf, FileKey)>,
+    /// Files opened by discovery that the reader has not taken yet. Opening a file as soon as it
+    /// appears keeps it readable even if it is renamed out of `paths` or deleted before the
+    /// reader (maybe waiting on a full pipeline) gets to it: no rotation is fast enough to lose it.
+    pub opened: HashMap<FileKey, (PathBuf, File)>,
+    /// Files the reader follows or has decided about (discovery leaves them alone).
+    pub followed: HashSet<FileKey>,
+}
+
+/// Scans on every filesystem event that may add or remove files and every `scan_every`, until
+/// shutdown; wakes the reader after each scan.
+pub fn spawn(
+    mut discovery: Discovery,
+    events: Receiver<()>,
+    found: Arc<Mutex<Found>>,
+    wake_reader: SyncSender<()>,
+    scan_every: Duration,
+    max_open: usize,
+    shutdown: Shutdown,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("trawl-file-scan".into())
+        .spawn(move || loop {
+            let paths = discovery.scan();
+            let renamed: Vec<PathBuf> = discovery
+                .renamed_to
+                .lock()
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default();
+            let mut current = Vec::with_capacity(paths.len());
+            for path in paths {
+                if let Ok(md) = std::fs::metadata(&path) {
+                    if md.is_file() {
+                        current.push((path, FileKey::of(&md)));
+                    }
+                }
+            }
+            if let Ok(mut f) = found.lock() {
+                for (path, key) in &current {
+                    if f.followed.contains(key)
+                        || f.opened.contains_key(key)
+                        || f.opened.len() >= max_open
+                    {
+                        continue;
+                    }
+                    if let Ok(file) = File::open(path) {
+                        // The path may have moved to another file between stat and open.
+                        if file
+                            .metadata()
+                            .map(|m| FileKey::of(&m) == *key)
+                            .unwrap_or(false)
+                        {
+                            f.opened.insert(*key, (path.clone(), file));
+                        }
+                    }
+                }
+                for path in &renamed {
+                    if f.opened.len() >= max_open || discovery.is_excluded(path) {
+                        continue;
+                    }
+                    if let Ok(file) = File::open(path) {
+                        if let Ok(md) = file.metadata() {
+                            let key = FileKey::of(&md);
+                            if md.is_file() && !f.followed.contains(&key) {
+                                f.opened.entry(key).or_insert((path.clone(), file));
+                            }
+                        }
+                    }
+                }
+                f.current = current;
+                f.generation += 1;
+            }
+            let _ = wake_reader.try_send(());
+            if shutdown.is_triggered() {
+                return;
+            }
+            match events.recv_timeout(scan_every) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(scan_every),
+            }
+            if shutdown.is_triggered() {
+                return;
+            }
+        })
+}
+
+/// Checks the patterns; the error names the first bad one.
+pub fn compile_exclude(patterns: &[String]) -> Result<Vec<glob::Pattern>, String> {
+    patterns
+        .iter()
+        .map(|p| glob::Pattern::new(p).map_err(|e| format!("`{p}` is not a glob pattern: {e}")))
+        .collect()
+}
+
+pub fn check_include(patterns: &[String]) -> Result<(), String> {
+    for p in patterns {
+        glob::Pattern::new(p).map_err(|e| format!("`{p}` is not a glob pattern: {e}"))?;
+        if !p.starts_with('/') {
+            tracing::debug!(pattern = %p, "relative path pattern: resolved against the working directory");
+        }
+    }
+    Ok(())
+}
+
+impl Discovery {
+    /// With `use_events`, filesystem events wake the returned receivers (coalesced: each holds
+    /// at most one pending wake-up): the returned one on events that may add or remove files
+    /// (for the scanner), `wake_reader` on any event, writes included.
+    pub fn new(
+        include: Vec<String>,
+        exclude: Vec<glob::Pattern>,
+        use_events: bool,
+        wake_reader: SyncSender<()>,
+    ) -> (Discovery, Receiver<()>) {
+        let (tx, rx) = sync_channel(1);
+        let renamed_to = Arc::new(Mutex::new(Vec::new()));
+        let patterns: Vec<glob::Pattern> = include
+            .iter()
+            .filter_map(|p| glob::Pattern::new(p).ok())
+            .collect();
+        let watcher = if use_events {
+            make_watcher(tx, wake_reader, patterns, renamed_to.clone())
+        } else {
+            None
+        };
+        (
+            Discovery {
+                include,
+                exclude,
+                watcher,
+                watched: HashSet::new(),
+                warned: HashSet::new(),
+                renamed_to,
+            },
+            rx,
+        )
+    }
+
+    /// The files the patterns match now, in a stable order, without the excluded ones.
+    pub fn scan(&mut self) -> Vec<PathBuf> {
+        self.ensure_watches();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for pattern in &self.include {
+            let paths = match glob::glob(pattern) {
+                Ok(p) => p,
+                Err(_) => continue,
+            };
+            for entry in paths {
+                let path = match entry {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let key = e.path().display().to_string();
+                        if self.warned.insert(key) {
+                            tracing::warn!(path = %e.path().display(), error = %e.error(), "cannot read while looking for files (logged once)");
+                        }
+                        continue;
+                    }
+                };
+                if self.is_excluded(&path) || !seen.insert(path.clone()) {
+                    continue;
+                }
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    fn is_excluded(&self, path: &Path) -> bool {
+        let name = path.file_name().map(|n| n.to_string_lossy());
+        self.exclude
+            .iter()
+            .any(|p| p.matches_path(path) || name.as_deref().is_some_and(|n| p.matches(n)))
+    }
+
+    /// Watches the fixed folder in front of each pattern (recursively for `**`); folders that
+    /// do not exist yet are tried again at the next scan.
+    fn ensure_watches(&mut self) {
+        use notify::{RecursiveMode, Watcher};
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        for pattern in &self.include {
+            let (root, recursive) = watch_root(pattern);
+            if self.watched.contains(&root) || !root.is_dir() {
+                continue;
+            }
+            let mode = if recursive {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            match watcher.watch(&root, mode) {
+                Ok(()) => {
+                    self.watched.insert(root);
+                }
+                Err(e) => {
+                    if self.warned.insert(format!("watch:{}", root.display())) {
+                        tracing::warn!(folder = %root.display(), error = %e, "cannot watch folder: relying on scan_interval (logged once)");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn make_watcher(
+    rescan: SyncSender<()>,
+    wake: SyncSender<()>,
+    include: Vec<glob::Pattern>,
+    renamed_to: Arc<Mutex<Vec<PathBuf>>>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::event::{EventKind, ModifyKind, RenameMode};
+    let handler = move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = &res {
+            if let (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) =
+                (&ev.kind, ev.paths.as_slice())
+            {
+                if include.iter().any(|p| p.matches_path(from))
+                    && !include.iter().any(|p| p.matches_path(to))
+                {
+                    if let Ok(mut r) = renamed_to.lock() {
+                        if r.len() < MAX_RENAMES {
+                            r.push(to.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let structural = match &res {
+            Ok(ev) => !matches!(
+                ev.kind,
+                EventKind::Modify(ModifyKind::Data(_)) | EventKind::Access(_)
+            ),
+            Err(_) => true,
+        };
+        if structural {
+            let _ = rescan.try_send(());
+        }
+        let _ = wake.try_send(());
+    };
+    match notify::recommended_watcher(handler) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "filesystem events unavailable: relying on scan_interval and poll_interval");
+            None
+        }
+    }
+}
+
+/// The folder before the first glob character, and whether matches may lie deeper than its
+/// direct children.
+pub fn watch_root(pattern: &str) -> (PathBuf, bool) {
+    let mut root = PathBuf::new();
+    let comps: Vec<&str> = pattern.split('/').collect();
+    let mut i = 0;
+    while i < comps.len() && !comps[i].contains(['*', '?', '[', '{']) {
+        i += 1;
+    }
+    let fixed = if i == comps.len() { comps.len() - 1 } else { i };
+    let joined = comps[..fixed].join("/");
+    root.push(if joined.is_empty() {
+        if pattern.starts_with('/') {
+            "/"
+        } else {
+            "."
+        }
+    } else {
+        joined.as_str()
+    });
+    let rest = comps.len() - fixed;
+    (root, rest > 1 || pattern.contains("**"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_of_patterns() {
+        assert_eq!(
+            watch_root("/var/log/containers/*.log"),
+            (PathBuf::from("/var/log/containers"), false)
+        );
+        assert_eq!(
+            watch_root("/var/log/pods/**/*.log"),
+            (PathBuf::from("/var/log/pods"), true)
+        );
+        assert_eq!(
+            watch_root("/var/log/app.log"),
+            (PathBuf::from("/var/log"), false)
+        );
+        assert_eq!(watch_root("/var/*/x/*.log"), (PathBuf::from("/var"), true));
+    }
+
+    #[test]
+    fn scan_with_double_star_and_exclude() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        for f in [
+            "x.log",
+            "a/y.log",
+            "a/b/z.log",
+            "a/b/web_kube-system_c.log",
+            "a/b/skip.txt",
+        ] {
+            std::fs::write(d.join(f), b"").unwrap();
+        }
+        let pat = format!("{}/**/*.log", d.display());
+        let excl = compile_exclude(&["*_kube-system_*".to_owned()]).unwrap();
+        let (tx, _rx) = sync_channel(1);
+        let (mut disc, _events) = Discovery::new(vec![pat], excl, false, tx);
+        let mut got: Vec<String> = disc
+            .scan()
+            .iter()
+            .map(|p| p.strip_prefix(d).unwrap().display().to_string())
+            .collect();
+        got.sort();
+        assert_eq!(got, vec!["a/b/z.log", "a/y.log", "x.log"]);
+    }
+}

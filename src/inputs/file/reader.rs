@@ -1,0 +1,353 @@
+//! One tailed file: reads it in large chunks from its offset, checks before each read that it
+//! was not truncated or rewritten, and turns bytes into events: lines, then container records
+//! (partial lines joined up to a cap), then multiline joining.
+
+use super::batcher::Batcher;
+use super::container::{self, Format};
+use super::identity::{FileKey, Fingerprint};
+use super::multiline::Multiline;
+use crate::event::Map;
+use crate::inputs::lines::{LineInfo, LineSplitter};
+use chrono::{DateTime, Utc};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// A line or joined event on its way to becoming an event.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Line {
+    pub text: String,
+    /// Offset of its first byte in the file.
+    pub start: u64,
+    /// Offset just past its last byte: where reading resumes after it is delivered.
+    pub end: u64,
+    pub truncated: bool,
+    pub multiline: bool,
+    /// `stdout`/`stderr` for container logs.
+    pub stream: Option<&'static str>,
+    /// The container runtime's time for container logs.
+    pub time: Option<DateTime<Utc>>,
+}
+
+/// What every event of a file carries besides its line.
+pub struct TailMeta {
+    pub key: FileKey,
+    pub stream: u64,
+    pub path: String,
+    /// `kubernetes.*` and `container.id` from the path, for container logs.
+    pub k8s: Option<Map>,
+}
+
+/// A container line split by the runtime, being joined.
+struct Joining {
+    text: Vec<u8>,
+    start: u64,
+    truncated: bool,
+    stream: Option<&'static str>,
+    time: Option<DateTime<Utc>>,
+}
+
+/// Turns a file's lines into events: format detection, container unwrapping, joining.
+pub struct Decoder {
+    format: Format,
+    joining: Option<Joining>,
+    multiline: Option<Multiline>,
+    max_bytes: usize,
+    /// Lines with invalid UTF-8 (replaced with U+FFFD).
+    pub invalid_utf8: u64,
+    /// Records that claimed a container format and could not be decoded (kept as plain lines).
+    pub undecodable: u64,
+}
+
+impl Decoder {
+    pub fn new(format: Format, multiline: Option<Multiline>, max_bytes: usize) -> Decoder {
+        Decoder {
+            format,
+            joining: None,
+            multiline,
+            max_bytes,
+            invalid_utf8: 0,
+            undecodable: 0,
+        }
+    }
+
+    fn text(&mut self, bytes: &[u8]) -> String {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => s.to_owned(),
+            Err(_) => {
+                self.invalid_utf8 += 1;
+                String::from_utf8_lossy(bytes).into_owned()
+            }
+        }
+    }
+
+    /// One line of the file.
+    pub fn line(&mut self, bytes: &[u8], info: LineInfo, now: Instant, out: &mut dyn FnMut(Line)) {
+        if bytes.is_empty() && !info.truncated {
+            // Blank lines carry nothing; Filebeat skips them too.
+            return;
+        }
+        if self.format == Format::Auto {
+            self.format = container::detect(bytes);
+        }
+        let decoded = match self.format {
+            Format::Docker => container::decode_docker(bytes),
+            Format::Cri => container::decode_cri(bytes),
+            Format::Raw | Format::Auto => None,
+        };
+        let Some(d) = decoded else {
+            if self.format != Format::Raw {
+                self.undecodable += 1;
+            }
+            let text = self.text(bytes);
+            let line = Line {
+                text,
+                start: info.start,
+                end: info.end,
+                truncated: info.truncated,
+                ..Line::default()
+            };
+            return self.joined(line, now, out);
+        };
+        let mut j = self.joining.take().unwrap_or_else(|| Joining {
+            text: Vec::new(),
+            start: info.start,
+            truncated: false,
+            stream: d.stream,
+            time: d.time,
+        });
+        let room = self.max_bytes.saturating_sub(j.text.len());
+        if d.message.len() > room {
+            j.text.extend_from_slice(&d.message[..room]);
+            j.truncated = true;
+        } else {
+            j.text.extend_from_slice(&d.message);
+        }
+        j.truncated |= info.truncated;
+        if d.partial {
+            self.joining = Some(j);
+            return;
+        }
+        let text = self.text(&j.text);
+        let line = Line {
+            text,
+            start: j.start,
+            end: info.end,
+            truncated: j.truncated,
+            multiline: false,
+            stream: j.stream,
+            time: j.time,
+        };
+        self.joined(line, now, out)
+    }
+
+    fn joined(&mut self, line: Line, now: Instant, out: &mut dyn FnMut(Line)) {
+        match &mut self.multiline {
+            Some(m) => m.push(line, now, out),
+            None => out(line),
+        }
+    }
+
+    pub fn flush_if_due(&mut self, now: Instant, out: &mut dyn FnMut(Line)) {
+        if let Some(m) = &mut self.multiline {
+            m.flush_if_due(now, out);
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.multiline.as_ref().and_then(|m| m.deadline())
+    }
+
+    /// Sends what is being joined (the file is going away).
+    pub fn flush(&mut self, out: &mut dyn FnMut(Line)) {
+        if let Some(m) = &mut self.multiline {
+            m.flush(out);
+        }
+    }
+
+    /// The same settings with no state (a truncated file starts over).
+    pub fn fresh(&self, format: Format) -> Decoder {
+        Decoder::new(format, self.multiline.clone(), self.max_bytes)
+    }
+}
+
+/// What a read attempt found.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// Read this many bytes.
+    Data(usize),
+    /// Nothing new.
+    Eof { deleted: bool },
+    /// The file is shorter than the offset, or its first bytes changed: it was truncated.
+    Truncated,
+}
+
+/// One file being followed.
+pub struct Tail {
+    pub meta: TailMeta,
+    pub path: PathBuf,
+    pub fp: Fingerprint,
+    file: Option<File>,
+    splitter: LineSplitter,
+    pub decoder: Decoder,
+    /// Last time the file grew.
+    pub last_growth: Instant,
+    /// Since when the file is no longer found under `paths` (renamed away or deleted).
+    pub unseen_since: Option<Instant>,
+    /// The file's first bytes as read (up to the fingerprint size, kept: 1 KiB per file): the
+    /// fingerprint grows from the bytes actually read, never from a later content of the file.
+    prefix: Vec<u8>,
+}
+
+impl Tail {
+    pub fn new(
+        meta: TailMeta,
+        path: PathBuf,
+        prefix: Vec<u8>,
+        file: File,
+        offset: u64,
+        decoder: Decoder,
+        max_line: usize,
+    ) -> Tail {
+        Tail {
+            fp: Fingerprint::of(&prefix),
+            prefix,
+            meta,
+            path,
+            file: Some(file),
+            splitter: LineSplitter::new(max_line, offset),
+            decoder,
+            last_growth: Instant::now(),
+            unseen_since: None,
+        }
+    }
+
+    /// Offset of the first byte not read yet.
+    pub fn position(&self) -> u64 {
+        self.splitter.position()
+    }
+
+    /// The first bytes read from the file (what its fingerprint covers).
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// Offset where the line being read began: reading its copy elsewhere resumes here.
+    pub fn line_start(&self) -> u64 {
+        self.splitter.position() - self.splitter.pending() as u64
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    pub fn close(&mut self) {
+        self.file = None;
+    }
+
+    /// Reopens a closed file (same identity checked by the caller).
+    pub fn reopen(&mut self, file: File) {
+        self.file = Some(file);
+    }
+
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
+    /// Starts the file over at 0 with a new stream id (after truncation).
+    pub fn restart(&mut self, stream: u64, prefix: Vec<u8>, format: Format, max_line: usize) {
+        self.meta.stream = stream;
+        self.fp = Fingerprint::of(&prefix);
+        self.prefix = prefix;
+        self.splitter = LineSplitter::new(max_line, 0);
+        self.decoder = self.decoder.fresh(format);
+        self.last_growth = Instant::now();
+    }
+
+    /// Reads one chunk into `buf` and hands the resulting events to `batcher`.
+    pub fn read(
+        &mut self,
+        buf: &mut [u8],
+        fp_max: u64,
+        now: Instant,
+        batcher: &mut Batcher,
+    ) -> io::Result<ReadOutcome> {
+        let Some(file) = self.file.as_ref() else {
+            return Ok(ReadOutcome::Eof { deleted: false });
+        };
+        let md = file.metadata()?;
+        let position = self.splitter.position();
+        if md.len() < position {
+            return Ok(ReadOutcome::Truncated);
+        }
+        if md.len() == position {
+            return Ok(ReadOutcome::Eof {
+                deleted: md.nlink() == 0,
+            });
+        }
+        // A rewrite after truncation can grow past our offset before we look again: the first
+        // bytes tell. One small pread per large read.
+        if !self.fp.matches(file)? {
+            return Ok(ReadOutcome::Truncated);
+        }
+        let n = loop {
+            match file.read_at(buf, position) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            return Ok(ReadOutcome::Eof {
+                deleted: md.nlink() == 0,
+            });
+        }
+        self.last_growth = now;
+        let Tail {
+            meta,
+            splitter,
+            decoder,
+            ..
+        } = self;
+        splitter.push(&buf[..n], &mut |bytes, info| {
+            decoder.line(bytes, info, now, &mut |line| batcher.push(meta, line));
+        });
+        let have = self.prefix.len() as u64;
+        if have < fp_max && position <= have && have < position + n as u64 {
+            let from = (have - position) as usize;
+            let to = n.min((fp_max - position) as usize);
+            self.prefix.extend_from_slice(&buf[from..to]);
+            self.fp = Fingerprint::of(&self.prefix);
+        } else if have < fp_max && position > have {
+            // Started past the first bytes (resumed, `start_at: end`): they were just checked
+            // by the fingerprint, so reading them again only adds what follows.
+            if let Some(f) = &self.file {
+                self.prefix = super::identity::read_first(f, fp_max)?;
+                self.fp = Fingerprint::of(&self.prefix);
+            }
+        }
+        Ok(ReadOutcome::Data(n))
+    }
+
+    /// Sends a multiline event that waited too long.
+    pub fn flush_if_due(&mut self, now: Instant, batcher: &mut Batcher) {
+        let Tail { meta, decoder, .. } = self;
+        decoder.flush_if_due(now, &mut |line| batcher.push(meta, line));
+    }
+
+    /// Sends everything held (the file is being dropped), including an unterminated last line.
+    pub fn flush_all(&mut self, now: Instant, batcher: &mut Batcher) {
+        let Tail {
+            meta,
+            splitter,
+            decoder,
+            ..
+        } = self;
+        splitter.finish(&mut |bytes, info| {
+            decoder.line(bytes, info, now, &mut |line| batcher.push(meta, line));
+        });
+        decoder.flush(&mut |line| batcher.push(meta, line));
+    }
+}

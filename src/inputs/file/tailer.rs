@@ -1,0 +1,578 @@
+//! The file input's reading thread: scans for files, opens them at their registry offset,
+//! reads every open file in turn, and decides what rotation, truncation, deletion and
+//! inactivity mean for each. The only place that opens and closes files.
+
+use super::batcher::Batcher;
+use super::container;
+use super::discovery::{self, Discovery, Found};
+use super::identity::{new_stream_id, FileKey, Fingerprint};
+use super::multiline::Multiline;
+use super::reader::{Decoder, ReadOutcome, Tail, TailMeta};
+use super::registry::{now_secs, Entry};
+use super::{Config, Shared, StartAt};
+use crate::event::Batch;
+use crate::inputs::InputContext;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Chunks read from one file before turning to the next, so one busy file cannot starve others.
+const CHUNKS_PER_TURN: usize = 16;
+/// How long a new file whose first bytes equal a followed file's may be a copy of it about to
+/// be truncated (copytruncate) before it is taken as a file of its own.
+const COPY_WAIT: Duration = Duration::from_secs(5);
+
+/// The content a truncated file had: a file appearing with these first bytes is its copy
+/// (copytruncate) and continues where reading stopped.
+struct Truncated {
+    fp: Fingerprint,
+    position: u64,
+    committed: u64,
+    stream: u64,
+    at: Instant,
+}
+
+struct Tailer {
+    config: Config,
+    multiline: Option<Multiline>,
+    ctx: InputContext,
+    shared: Arc<Shared>,
+    tails: HashMap<FileKey, Tail>,
+    truncated: Vec<Truncated>,
+    /// New files that may be copies of a followed file, and since when.
+    maybe_copies: HashMap<FileKey, Instant>,
+    batcher: Batcher,
+    max_line: usize,
+    fp_max: u64,
+    warned_open: HashSet<PathBuf>,
+    /// Files skipped for good in this run (`ignore_older`).
+    ignored: HashSet<FileKey>,
+    invalid_utf8_logged: bool,
+    salt: u64,
+}
+
+pub(super) fn run(
+    config: Config,
+    exclude: Vec<glob::Pattern>,
+    multiline: Option<Multiline>,
+    ctx: InputContext,
+    shared: Arc<Shared>,
+) -> anyhow::Result<()> {
+    let scan_every = config
+        .scan_interval
+        .positive()
+        .unwrap_or(Duration::from_secs(10));
+    let poll = config
+        .poll_interval
+        .positive()
+        .unwrap_or(Duration::from_millis(250));
+    let (wake_tx, wake) = std::sync::mpsc::sync_channel(1);
+    let (discovery, events) = Discovery::new(
+        config.paths.clone(),
+        exclude,
+        config.watch_events,
+        wake_tx.clone(),
+    );
+    let found = Arc::new(Mutex::new(Found::default()));
+    let scanner = discovery::spawn(
+        discovery,
+        events,
+        found.clone(),
+        wake_tx,
+        scan_every,
+        config.max_open_files.max(1),
+        ctx.shutdown.clone(),
+    )?;
+    let mut buf = vec![0u8; config.read_buffer.as_usize().max(4096)];
+    let mut t = Tailer {
+        max_line: config.max_line_bytes.as_usize().max(1),
+        fp_max: config.fingerprint_bytes.bytes().max(1),
+        batcher: Batcher::new(ctx.name.clone(), ctx.batch_size),
+        config,
+        multiline,
+        ctx,
+        shared,
+        tails: HashMap::new(),
+        truncated: Vec::new(),
+        maybe_copies: HashMap::new(),
+        warned_open: Default::default(),
+        invalid_utf8_logged: false,
+        salt: 0,
+        ignored: HashSet::new(),
+    };
+    let mut generation = 0;
+    loop {
+        if t.ctx.shutdown.is_triggered() {
+            break;
+        }
+        let now = Instant::now();
+        let latest = found.lock().map(|f| f.generation).unwrap_or(0);
+        if latest != generation {
+            // The first scan decides what `start_at: end` applies to.
+            t.apply_scan(&found, generation == 0, now);
+            generation = latest;
+        }
+        let progress = match t.read_all(&mut buf) {
+            Ok(p) => p,
+            Err(Closed) => return Ok(()),
+        };
+        let now = Instant::now();
+        let keys: Vec<FileKey> = t.tails.keys().copied().collect();
+        for key in keys {
+            if let Some(tail) = t.tails.get_mut(&key) {
+                tail.flush_if_due(now, &mut t.batcher);
+            }
+        }
+        if !progress {
+            if t.emit().is_err() {
+                return Ok(());
+            }
+            t.close_idle(now);
+            let deadline = t.tails.values().filter_map(|x| x.decoder.deadline()).min();
+            let mut wait = poll;
+            if let Some(d) = deadline {
+                wait = wait.min(d.saturating_duration_since(now));
+            }
+            let _ = wake.recv_timeout(wait.max(Duration::from_millis(1)));
+        }
+    }
+    // Lines already read go out; what multiline still holds is read again after a restart.
+    let _ = t.emit();
+    // The scanner sees shutdown at its next wake-up (at most `scan_interval`); not waiting
+    // for it keeps shutdown quick.
+    drop(scanner);
+    Ok(())
+}
+
+/// The pipeline is gone.
+struct Closed;
+
+impl Tailer {
+    fn open_count(&self) -> usize {
+        self.tails.values().filter(|t| t.is_open()).count()
+    }
+
+    /// Sends the batch being built, recording the offsets it reaches.
+    fn emit(&mut self) -> Result<(), Closed> {
+        if self.batcher.is_empty() {
+            return Ok(());
+        }
+        let (events, commits) = self.batcher.take();
+        let (seq, ack) = self.shared.tracker.track();
+        if let Ok(mut f) = self.shared.in_flight.lock() {
+            f.insert(seq, commits);
+        }
+        self.ctx
+            .metrics
+            .ack_pending
+            .store(self.shared.tracker.pending() as i64, Ordering::Relaxed);
+        self.ctx
+            .emit_blocking(Batch::new(events, ack))
+            .map_err(|_| Closed)
+    }
+
+    /// One turn over every open file; true when something was read.
+    fn read_all(&mut self, buf: &mut [u8]) -> Result<bool, Closed> {
+        let mut progress = false;
+        let keys: Vec<FileKey> = self
+            .tails
+            .iter()
+            .filter(|(_, t)| t.is_open())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            for _ in 0..CHUNKS_PER_TURN {
+                let Some(tail) = self.tails.get_mut(&key) else {
+                    break;
+                };
+                self.batcher.now = chrono::Utc::now();
+                let before = tail.position();
+                let outcome = tail.read(buf, self.fp_max, Instant::now(), &mut self.batcher);
+                let bytes = tail.position().saturating_sub(before);
+                crate::telemetry::metrics::ComponentMetrics::add(&self.ctx.metrics.bytes_in, bytes);
+                self.count_decoder_errors(key);
+                match outcome {
+                    Ok(ReadOutcome::Data(_)) => {
+                        progress = true;
+                        while self.batcher.is_full() {
+                            self.emit()?;
+                        }
+                    }
+                    Ok(ReadOutcome::Eof { deleted }) => {
+                        if deleted {
+                            self.drop_tail(key, "deleted and read to its end")?;
+                        }
+                        break;
+                    }
+                    Ok(ReadOutcome::Truncated) => {
+                        self.on_truncated(key)?;
+                        progress = true;
+                        break;
+                    }
+                    Err(e) => {
+                        if let Some(tail) = self.tails.get_mut(&key) {
+                            tracing::warn!(input = %self.ctx.name, path = %tail.path.display(), error = %e, "cannot read file: closing it; it is reopened at the next scan");
+                            tail.close();
+                        }
+                        self.ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    fn count_decoder_errors(&mut self, key: FileKey) {
+        let Some(tail) = self.tails.get_mut(&key) else {
+            return;
+        };
+        let n = tail.decoder.invalid_utf8 + tail.decoder.undecodable;
+        if n == 0 {
+            return;
+        }
+        if tail.decoder.invalid_utf8 > 0 && !self.invalid_utf8_logged {
+            self.invalid_utf8_logged = true;
+            tracing::warn!(input = %self.ctx.name, path = %tail.path.display(),
+                "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
+        }
+        tail.decoder.invalid_utf8 = 0;
+        tail.decoder.undecodable = 0;
+        self.ctx.metrics.errors.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The file got shorter or its first bytes changed: what was read stays delivered, the file
+    /// is read again from 0 as a new stream, and its old content may reappear as a copy.
+    fn on_truncated(&mut self, key: FileKey) -> Result<(), Closed> {
+        let Some(tail) = self.tails.get_mut(&key) else {
+            return Ok(());
+        };
+        let Some(file) = tail.file() else {
+            return Ok(());
+        };
+        // The new content's fingerprint grows from what is read of it, starting now.
+        let _ = file;
+        let fp = Fingerprint::of(&[]);
+        tracing::info!(input = %self.ctx.name, path = %tail.path.display(), offset = tail.position(), "file truncated: reading it again from the start");
+        let committed = match self.shared.registry.lock() {
+            Ok(r) => r
+                .get(&key)
+                .filter(|e| e.stream == tail.meta.stream)
+                .map(|e| e.offset)
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        self.truncated.push(Truncated {
+            fp: tail.fp,
+            position: tail.line_start(),
+            committed,
+            stream: tail.meta.stream,
+            at: Instant::now(),
+        });
+        tail.flush_if_due(
+            Instant::now() + Duration::from_secs(86400 * 365),
+            &mut self.batcher,
+        );
+        self.salt += 1;
+        let stream = new_stream_id(key, fp, self.salt);
+        tail.restart(stream, Vec::new(), self.config.format, self.max_line);
+        let entry = entry_for(tail, 0);
+        if let Ok(mut r) = self.shared.registry.lock() {
+            r.put(entry);
+        }
+        Ok(())
+    }
+
+    /// Stops following a file for good (deleted, or renamed away and idle).
+    fn drop_tail(&mut self, key: FileKey, why: &str) -> Result<(), Closed> {
+        if let Some(mut tail) = self.tails.remove(&key) {
+            tail.flush_all(Instant::now(), &mut self.batcher);
+            tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), why, "file closed");
+        }
+        Ok(())
+    }
+
+    fn close_idle(&mut self, now: Instant) {
+        let close_inactive = self.config.close_inactive.positive();
+        let close_removed = self.config.close_removed.std();
+        let mut gone = Vec::new();
+        for (key, tail) in self.tails.iter_mut() {
+            let idle = now.saturating_duration_since(tail.last_growth);
+            match tail.unseen_since {
+                Some(since)
+                    if now.saturating_duration_since(since) >= close_removed
+                        && idle >= close_removed =>
+                {
+                    gone.push(*key)
+                }
+                _ => {
+                    if tail.is_open() && close_inactive.is_some_and(|c| idle >= c) {
+                        tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), "closing inactive file");
+                        tail.close();
+                    }
+                }
+            }
+        }
+        for key in gone {
+            let _ = self.drop_tail(key, "no longer under `paths`");
+        }
+    }
+
+    /// Matches what discovery found against what is followed.
+    fn apply_scan(&mut self, found: &Mutex<Found>, first: bool, now: Instant) {
+        self.truncated
+            .retain(|t| now.saturating_duration_since(t.at) < Duration::from_secs(60));
+        let (current, mut opened) = match found.lock() {
+            Ok(mut f) => (
+                std::mem::take(&mut f.current),
+                std::mem::take(&mut f.opened),
+            ),
+            Err(_) => return,
+        };
+        let mut seen: HashSet<FileKey> = HashSet::new();
+        let mut keep: HashMap<FileKey, (PathBuf, File)> = HashMap::new();
+        let wall = now_secs();
+        for (path, key) in &current {
+            if !seen.insert(*key) || self.ignored.contains(key) {
+                continue;
+            }
+            if self.tails.contains_key(key) {
+                self.rediscovered(*key, path);
+            } else {
+                let file = opened.remove(key).map(|(_, f)| f);
+                if let Some(f) = self.discovered(*key, path, file, first, now) {
+                    keep.insert(*key, (path.clone(), f));
+                }
+            }
+        }
+        // Opened by discovery, then renamed away or deleted before this turn: still read.
+        for (key, (path, file)) in opened {
+            if self.tails.contains_key(&key) || self.ignored.contains(&key) {
+                continue;
+            }
+            if let Some(f) = self.discovered(key, &path, Some(file), first, now) {
+                keep.insert(key, (path, f));
+            }
+        }
+        for (key, tail) in self.tails.iter_mut() {
+            if seen.contains(key) {
+                tail.unseen_since = None;
+            } else if tail.unseen_since.is_none() {
+                tail.unseen_since = Some(now);
+            }
+        }
+        self.maybe_copies.retain(|k, _| keep.contains_key(k));
+        if let Ok(mut f) = found.lock() {
+            f.followed = self
+                .tails
+                .keys()
+                .chain(self.ignored.iter())
+                .copied()
+                .collect();
+            for (k, v) in keep {
+                f.opened.entry(k).or_insert(v);
+            }
+            if f.current.is_empty() {
+                f.current = current;
+            }
+        }
+        if let Ok(mut r) = self.shared.registry.lock() {
+            for (key, tail) in &self.tails {
+                r.touch(key, &tail.meta.path, tail.fp, wall);
+            }
+        }
+    }
+
+    /// A file already followed: renamed within `paths`, or closed and grown again.
+    fn rediscovered(&mut self, key: FileKey, path: &Path) {
+        let open = self.open_count();
+        let max_open = self.config.max_open_files;
+        let Some(tail) = self.tails.get_mut(&key) else {
+            return;
+        };
+        if tail.path != path {
+            tail.path = path.to_path_buf();
+            tail.meta.path = path.display().to_string();
+        }
+        if tail.is_open() || open >= max_open {
+            return;
+        }
+        let grown = std::fs::metadata(path)
+            .map(|m| m.len() != tail.position())
+            .unwrap_or(false);
+        if !grown {
+            return;
+        }
+        match File::open(path) {
+            Ok(f) => {
+                if tail.fp.matches(&f).unwrap_or(false) {
+                    tail.reopen(f);
+                } else {
+                    // Same inode, other content: a new file reused it.
+                    self.tails.remove(&key);
+                }
+            }
+            Err(e) => self.warn_open(path, &e),
+        }
+    }
+
+    fn warn_open(&mut self, path: &Path, e: &std::io::Error) {
+        if self.warned_open.insert(path.to_path_buf()) {
+            tracing::warn!(input = %self.ctx.name, path = %path.display(), error = %e, "cannot open file (logged once per file)");
+            self.ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A file not followed in this run: resumed from the registry, recognised as the copy of a
+    /// truncated file, or new.
+    /// Gives the file back when it should be looked at again at the next scan.
+    fn discovered(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        file: Option<File>,
+        first: bool,
+        now: Instant,
+    ) -> Option<File> {
+        if self.open_count() >= self.config.max_open_files {
+            return file;
+        }
+        let file = match file {
+            Some(f) => f,
+            None => match File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.warn_open(path, &e);
+                    return None;
+                }
+            },
+        };
+        let Ok(md) = file.metadata() else { return None };
+        if FileKey::of(&md) != key {
+            return None;
+        }
+        let Ok(first_bytes) = super::identity::read_first(&file, self.fp_max) else {
+            return None;
+        };
+        let fp = Fingerprint::of(&first_bytes);
+        let size = md.len();
+        let known = self
+            .shared
+            .registry
+            .lock()
+            .ok()
+            .and_then(|r| r.get(&key).cloned());
+        let (offset, stream, committed) = if let Some(e) =
+            known.filter(|e| e.offset <= size && e.fingerprint().matches(&file).unwrap_or(false))
+        {
+            (e.offset, e.stream, e.offset)
+        } else if let Some(i) = self
+            .truncated
+            .iter()
+            .position(|t| t.position <= size && t.fp.matches(&file).unwrap_or(false))
+        {
+            let t = self.truncated.swap_remove(i);
+            tracing::info!(input = %self.ctx.name, path = %path.display(), offset = t.position, "copy of a truncated file: continuing where reading stopped");
+            (t.position, t.stream, t.committed)
+        } else {
+            if self.may_be_copy(&file, size) {
+                let since = *self.maybe_copies.entry(key).or_insert(now);
+                if now.saturating_duration_since(since) < COPY_WAIT {
+                    return Some(file);
+                }
+            }
+            if self.ignored_as_older(&md) {
+                self.ignored.insert(key);
+                return None;
+            }
+            let offset = if first && self.config.start_at == StartAt::End {
+                size
+            } else {
+                0
+            };
+            self.salt += 1;
+            (offset, new_stream_id(key, fp, self.salt), offset)
+        };
+        self.maybe_copies.remove(&key);
+        let meta = TailMeta {
+            key,
+            stream,
+            path: path.display().to_string(),
+            k8s: container::kubernetes_metadata(path),
+        };
+        let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line);
+        // Read from 0, the fingerprint grows from the bytes read; otherwise it is what was seen.
+        let prefix = if offset == 0 { Vec::new() } else { first_bytes };
+        let tail = Tail::new(
+            meta,
+            path.to_path_buf(),
+            prefix,
+            file,
+            offset,
+            decoder,
+            self.max_line,
+        );
+        let entry = entry_for(&tail, committed);
+        if let Ok(mut r) = self.shared.registry.lock() {
+            r.put(entry);
+        }
+        tracing::debug!(input = %self.ctx.name, path = %path.display(), offset, "following file");
+        self.tails.insert(key, tail);
+        None
+    }
+
+    /// Whether a new file could be the copy, maybe still being written, of a followed file
+    /// about to be truncated or of a truncated content: its first bytes are theirs.
+    fn may_be_copy(&self, file: &File, size: u64) -> bool {
+        if size == 0 {
+            return false;
+        }
+        // Compared with the bytes each tail read, not its file's current content: the file may
+        // already hold the next content when its copy shows up.
+        let live = self
+            .tails
+            .values()
+            .any(|t| starts_with(file, t.prefix(), size));
+        live || self
+            .truncated
+            .iter()
+            .any(|t| size < t.fp.len || (size < t.position && t.fp.matches(file).unwrap_or(false)))
+    }
+
+    fn ignored_as_older(&self, md: &std::fs::Metadata) -> bool {
+        let Some(limit) = self.config.ignore_older.positive() else {
+            return false;
+        };
+        md.modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > limit)
+    }
+}
+
+fn entry_for(tail: &Tail, offset: u64) -> Entry {
+    Entry {
+        path: tail.meta.path.clone(),
+        dev: tail.meta.key.dev,
+        ino: tail.meta.key.ino,
+        fp_len: tail.fp.len,
+        fp: tail.fp.hash,
+        stream: tail.meta.stream,
+        offset,
+        last_seen: now_secs(),
+    }
+}
+
+/// Whether `file`'s first bytes (up to `size`) are the first bytes of `prefix`.
+fn starts_with(file: &File, prefix: &[u8], size: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let k = (prefix.len() as u64).min(size) as usize;
+    if k == 0 {
+        return false;
+    }
+    let mut x = vec![0u8; k];
+    file.read_exact_at(&mut x, 0).is_ok() && x == prefix[..k]
+}

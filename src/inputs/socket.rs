@@ -1,0 +1,252 @@
+//! The `socket` input: newline-delimited lines or JSON lines over Unix or TCP stream sockets,
+//! one event per line; the receiving end of `trawl tee --forward`. Each connection is read by
+//! its own task; a full pipeline pauses reading (back-pressure reaches the sender).
+
+use super::lines::{LineInfo, LineSplitter};
+use super::{BoxFuture, Input, InputContext};
+use crate::config::{ByteSize, ComponentSpec, DeError};
+use crate::event::{Batch, Event, Value};
+use crate::telemetry::metrics::ComponentMetrics;
+use chrono::Utc;
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Each line is the `message`.
+    #[default]
+    Lines,
+    /// Each line is a JSON object whose keys become the event's fields (`message`, `stream`...);
+    /// a line that is not an object is kept as `message` and counted as an error.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `unix:/path/to.sock` or `tcp:HOST:PORT` (also plain `HOST:PORT`).
+    pub address: String,
+    #[serde(default)]
+    pub format: Format,
+    /// Longer lines are cut to this size and flagged `log.flags: [truncated]`.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: ByteSize,
+    /// Most connections served at once; more wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_line() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+enum Address {
+    Unix(std::path::PathBuf),
+    Tcp(String),
+}
+
+pub struct Socket {
+    config: Config,
+    address: Address,
+}
+
+pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
+    let config: Config = crate::config::from_node(&spec.node, &spec.path)?;
+    let address = if let Some(p) = config.address.strip_prefix("unix:") {
+        Address::Unix(p.into())
+    } else {
+        Address::Tcp(
+            config
+                .address
+                .strip_prefix("tcp:")
+                .unwrap_or(&config.address)
+                .to_owned(),
+        )
+    };
+    if let Address::Unix(p) = &address {
+        if p.as_os_str().is_empty() {
+            return Err(DeError {
+                message: "expected `unix:/path/to.sock` or `tcp:HOST:PORT`".into(),
+                mark: spec.node.get("address").map(|n| n.mark),
+                path: Some(format!("{}.address", spec.path)),
+            });
+        }
+    }
+    Ok(Socket { config, address })
+}
+
+impl Input for Socket {
+    fn run(self: Box<Self>, ctx: InputContext) -> BoxFuture<anyhow::Result<()>> {
+        Box::pin(async move {
+            let ctx = Arc::new(ctx);
+            let limit = Arc::new(tokio::sync::Semaphore::new(
+                self.config.max_connections.max(1),
+            ));
+            let mut shutdown = ctx.shutdown.clone();
+            match &self.address {
+                Address::Unix(path) => {
+                    // A socket file left by a previous run would make bind fail.
+                    if std::fs::symlink_metadata(path).is_ok_and(|m| {
+                        use std::os::unix::fs::FileTypeExt;
+                        m.file_type().is_socket()
+                    }) {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
+                        anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display())
+                    })?;
+                    tracing::info!(input = %ctx.name, address = %format!("unix:{}", path.display()), "listening");
+                    loop {
+                        let permit = tokio::select! {
+                            p = limit.clone().acquire_owned() => p?,
+                            _ = shutdown.wait() => break,
+                        };
+                        tokio::select! {
+                            r = listener.accept() => match r {
+                                Ok((stream, _)) => {
+                                    let ctx = ctx.clone();
+                                    let cfg = self.config.clone();
+                                    tokio::spawn(async move { serve(stream, &cfg, &ctx).await; drop(permit); });
+                                }
+                                Err(e) => tracing::warn!(input = %ctx.name, error = %e, "accept failed"),
+                            },
+                            _ = shutdown.wait() => break,
+                        }
+                    }
+                    let _ = std::fs::remove_file(path);
+                }
+                Address::Tcp(addr) => {
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot listen on tcp:{addr}: {e}"))?;
+                    tracing::info!(input = %ctx.name, address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
+                    loop {
+                        let permit = tokio::select! {
+                            p = limit.clone().acquire_owned() => p?,
+                            _ = shutdown.wait() => break,
+                        };
+                        tokio::select! {
+                            r = listener.accept() => match r {
+                                Ok((stream, _)) => {
+                                    let ctx = ctx.clone();
+                                    let cfg = self.config.clone();
+                                    tokio::spawn(async move { serve(stream, &cfg, &ctx).await; drop(permit); });
+                                }
+                                Err(e) => tracing::warn!(input = %ctx.name, error = %e, "accept failed"),
+                            },
+                            _ = shutdown.wait() => break,
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn event_of(line: &[u8], info: LineInfo, format: Format, ctx: &InputContext) -> Option<Event> {
+    if line.is_empty() && !info.truncated {
+        return None;
+    }
+    let now = Utc::now();
+    let mut event = match format {
+        Format::Json if !info.truncated => {
+            match serde_json::from_slice::<serde_json::Value>(line) {
+                Ok(v @ serde_json::Value::Object(_)) => {
+                    let mut e = Event::new(ctx.name.clone(), now);
+                    if let Value::Object(m) = Value::from_json(v) {
+                        for (k, v) in m.iter() {
+                            e.fields.insert(k.clone(), v.clone());
+                        }
+                    }
+                    // A sender's time (tee's read time) stays a timestamp, not text.
+                    let parsed = match e.fields.get("@timestamp") {
+                        Some(Value::String(t)) => chrono::DateTime::parse_from_rfc3339(t).ok(),
+                        _ => None,
+                    };
+                    match parsed {
+                        Some(t) => {
+                            e.fields
+                                .insert("@timestamp", Value::Timestamp(t.with_timezone(&Utc)));
+                        }
+                        None if !matches!(
+                            e.fields.get("@timestamp"),
+                            Some(Value::Timestamp(_))
+                        ) =>
+                        {
+                            e.fields.insert("@timestamp", Value::Timestamp(now));
+                        }
+                        None => {}
+                    }
+                    e
+                }
+                _ => {
+                    ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    Event::from_message(
+                        ctx.name.clone(),
+                        now,
+                        String::from_utf8_lossy(line).into_owned(),
+                    )
+                }
+            }
+        }
+        _ => {
+            let message = match std::str::from_utf8(line) {
+                Ok(s) => s.to_owned(),
+                Err(_) => {
+                    ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    String::from_utf8_lossy(line).into_owned()
+                }
+            };
+            Event::from_message(ctx.name.clone(), now, message)
+        }
+    };
+    if info.truncated {
+        event.insert("log.flags", Value::Array(vec![Value::from("truncated")]));
+    }
+    Some(event)
+}
+
+/// Reads one connection to its end, emitting a batch after each read.
+async fn serve(mut stream: impl AsyncRead + Unpin, cfg: &Config, ctx: &InputContext) {
+    let mut splitter = LineSplitter::new(cfg.max_line_bytes.as_usize(), 0);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut events = Vec::new();
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let n = tokio::select! {
+            r = stream.read(&mut buf) => match r {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(input = %ctx.name, error = %e, "connection read failed");
+                    0
+                }
+            },
+            _ = shutdown.wait() => 0,
+        };
+        if n == 0 {
+            break;
+        }
+        ComponentMetrics::add(&ctx.metrics.bytes_in, n as u64);
+        splitter.push(&buf[..n], &mut |l, i| {
+            events.extend(event_of(l, i, cfg.format, ctx))
+        });
+        while !events.is_empty() {
+            let take = events.len().min(ctx.batch_size.max(1));
+            let rest = events.split_off(take);
+            let batch = std::mem::replace(&mut events, rest);
+            if ctx.emit(Batch::unacked(batch)).await.is_err() {
+                return;
+            }
+        }
+    }
+    splitter.finish(&mut |l, i| events.extend(event_of(l, i, cfg.format, ctx)));
+    let _ = ctx.emit(Batch::unacked(events)).await;
+}

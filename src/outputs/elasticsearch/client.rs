@@ -1,0 +1,219 @@
+//! The HTTP side of the Elasticsearch output: one connection pool over every configured host,
+//! round-robin with failover (a host that fails a connection is skipped for a while), basic
+//! auth or API key, and TLS with verification on unless turned off.
+
+use super::Config;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a host that failed a connection is passed over.
+const HOST_PAUSE: Duration = Duration::from_secs(5);
+
+struct Host {
+    base: String,
+    down_until: Mutex<Option<Instant>>,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    hosts: Vec<Host>,
+    next: AtomicUsize,
+    path_and_query: String,
+    gzip: bool,
+}
+
+/// An HTTP answer to a bulk request.
+pub struct Answer {
+    pub status: u16,
+    pub body: bytes::Bytes,
+}
+
+impl Client {
+    pub fn new(config: &Config) -> Result<Client, String> {
+        if config.hosts.is_empty() {
+            return Err("`hosts` must list at least one Elasticsearch URL".into());
+        }
+        let mut hosts = Vec::new();
+        for h in &config.hosts {
+            let base = h.trim_end_matches('/').to_owned();
+            let url = reqwest::Url::parse(&base).map_err(|e| format!("host `{h}`: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(format!("host `{h}`: expected an http:// or https:// URL"));
+            }
+            hosts.push(Host {
+                base,
+                down_until: Mutex::new(None),
+            });
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        if config.compression == super::Compression::Gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        match (&config.api_key, &config.username) {
+            (Some(_), Some(_)) => {
+                return Err("set either `api_key` or `username`/`password`, not both".into())
+            }
+            (Some(key), None) => {
+                let v = HeaderValue::from_str(&format!("ApiKey {key}"))
+                    .map_err(|_| "`api_key` has characters a header cannot carry".to_owned())?;
+                headers.insert(AUTHORIZATION, v);
+            }
+            (None, Some(user)) => {
+                let pass = config.password.clone().unwrap_or_default();
+                let token = base64(format!("{user}:{pass}").as_bytes());
+                let mut v = HeaderValue::from_str(&format!("Basic {token}"))
+                    .map_err(|_| "invalid username".to_owned())?;
+                v.set_sensitive(true);
+                headers.insert(AUTHORIZATION, v);
+            }
+            (None, None) => {}
+        }
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .default_headers(headers)
+            .timeout(config.request_timeout.std())
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(config.concurrency.max(1))
+            .danger_accept_invalid_certs(!config.tls.verify);
+        if let Some(ca) = &config.tls.ca_file {
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "tls.ca_file {}: no PEM certificate found",
+                    ca.display()
+                ));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+        let path_and_query = match &config.pipeline {
+            Some(p) => format!("/_bulk?pipeline={}", url_encode(p)),
+            None => "/_bulk".to_owned(),
+        };
+        Ok(Client {
+            http,
+            hosts,
+            next: AtomicUsize::new(0),
+            path_and_query,
+            gzip: config.compression == super::Compression::Gzip,
+        })
+    }
+
+    pub fn gzip(&self) -> bool {
+        self.gzip
+    }
+
+    /// The next host in turn that is not paused (or the next in turn when all are).
+    fn pick(&self) -> usize {
+        let now = Instant::now();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..self.hosts.len() {
+            let i = (start + k) % self.hosts.len();
+            let up = self.hosts[i]
+                .down_until
+                .lock()
+                .map(|d| d.is_none_or(|t| t <= now))
+                .unwrap_or(true);
+            if up {
+                return i;
+            }
+        }
+        start % self.hosts.len()
+    }
+
+    /// POSTs one bulk body. `Err` for connection problems and timeouts (the host is paused).
+    pub async fn bulk(&self, body: Vec<u8>) -> Result<Answer, String> {
+        let i = self.pick();
+        let host = &self.hosts[i];
+        let url = format!("{}{}", host.base, self.path_and_query);
+        let result = async {
+            let resp = self.http.post(&url).body(body).send().await?;
+            let status = resp.status().as_u16();
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>(Answer { status, body })
+        }
+        .await;
+        match result {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                if let Ok(mut d) = host.down_until.lock() {
+                    *d = Some(Instant::now() + HOST_PAUSE);
+                }
+                Err(format!("{}: {}", host.base, error_chain(&e)))
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding, for the basic auth header.
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for c in input.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"elastic:changeme"), "ZWxhc3RpYzpjaGFuZ2VtZQ==");
+        assert_eq!(url_encode("my pipe/1"), "my%20pipe%2F1");
+    }
+}

@@ -1,0 +1,169 @@
+//! Reading `_bulk` answers: what to do with the whole request (from the HTTP status) and with
+//! each item (from its own status): accepted, worth retrying later (429, 5xx), or rejected for
+//! good (mapping errors and other 4xx) with Elasticsearch's reason.
+
+use super::OpType;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// What to do with a whole request after its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestVerdict {
+    /// 2xx: read the items.
+    ReadItems,
+    /// Overload, server errors, auth or routing problems an operator can fix: send it again
+    /// later. Nothing is dropped for a reason outside the events themselves.
+    Retry,
+    /// 413: the request is too large; send it in halves.
+    Split,
+    /// 400 on the request as a whole: the events themselves are refused.
+    Reject,
+}
+
+pub fn request_verdict(status: u16) -> RequestVerdict {
+    match status {
+        200..=299 => RequestVerdict::ReadItems,
+        413 => RequestVerdict::Split,
+        400 => RequestVerdict::Reject,
+        _ => RequestVerdict::Retry,
+    }
+}
+
+/// The fate of one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    Accepted,
+    /// Worth sending again (429 `es_rejected_execution_exception`, 5xx).
+    Retry {
+        status: u16,
+        reason: String,
+    },
+    /// Refused for good (400 `mapper_parsing_exception`...): to the dead letters.
+    Reject {
+        kind: String,
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    errors: bool,
+    #[serde(default)]
+    items: Vec<HashMap<String, ItemResult>>,
+}
+
+#[derive(Deserialize)]
+struct ItemResult {
+    status: u16,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// One outcome per item sent, in order. `Err` when the answer is not a bulk response for
+/// `sent` items (the request is then retried as a whole).
+pub fn item_outcomes(
+    body: &[u8],
+    sent: usize,
+    op_type: OpType,
+) -> Result<Vec<ItemOutcome>, String> {
+    let resp: BulkResponse =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable bulk response: {e}"))?;
+    if !resp.errors && resp.items.is_empty() {
+        // Some proxies and old versions omit items when nothing failed.
+        return Ok(vec![ItemOutcome::Accepted; sent]);
+    }
+    if resp.items.len() != sent {
+        return Err(format!(
+            "bulk response has {} items for {sent} sent",
+            resp.items.len()
+        ));
+    }
+    Ok(resp
+        .items
+        .into_iter()
+        .map(|item| match item.into_values().next() {
+            Some(r) => outcome(r, op_type),
+            None => ItemOutcome::Retry {
+                status: 0,
+                reason: "empty item in bulk response".into(),
+            },
+        })
+        .collect())
+}
+
+fn outcome(r: ItemResult, op_type: OpType) -> ItemOutcome {
+    let (kind, reason) = match &r.error {
+        Some(serde_json::Value::Object(e)) => (
+            e.get("type")
+                .and_then(|v| v.as_str())
+                .unwrap_or("error")
+                .to_owned(),
+            e.get("reason")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned(),
+        ),
+        Some(other) => ("error".to_owned(), other.to_string()),
+        None => (format!("http_{}", r.status), String::new()),
+    };
+    match r.status {
+        200..=299 => ItemOutcome::Accepted,
+        // With `create`, a conflict means a copy sent before a crash is already stored.
+        409 if op_type == OpType::Create => ItemOutcome::Accepted,
+        429 | 500..=599 => ItemOutcome::Retry {
+            status: r.status,
+            reason: format!("{kind}: {reason}"),
+        },
+        _ => ItemOutcome::Reject { kind, reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_items() {
+        let body = br#"{"took":3,"errors":true,"items":[
+            {"index":{"_index":"a","_id":"1","status":201}},
+            {"index":{"_index":"a","_id":"2","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"index":{"_index":"a","_id":"3","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [n]"}}},
+            {"create":{"_index":"a","_id":"4","status":409,"error":{"type":"version_conflict_engine_exception","reason":"exists"}}},
+            {"index":{"_index":"a","_id":"5","status":503,"error":{"type":"unavailable_shards_exception","reason":"primary"}}}]}"#;
+        let got = item_outcomes(body, 5, OpType::Create).unwrap();
+        assert_eq!(got[0], ItemOutcome::Accepted);
+        assert!(
+            matches!(&got[1], ItemOutcome::Retry { status: 429, reason } if reason.contains("es_rejected_execution_exception"))
+        );
+        assert_eq!(
+            got[2],
+            ItemOutcome::Reject {
+                kind: "mapper_parsing_exception".into(),
+                reason: "failed to parse field [n]".into()
+            }
+        );
+        assert_eq!(got[3], ItemOutcome::Accepted);
+        assert!(matches!(got[4], ItemOutcome::Retry { status: 503, .. }));
+        // With `index`, a 409 is a real refusal.
+        let got = item_outcomes(body, 5, OpType::Index).unwrap();
+        assert!(matches!(got[3], ItemOutcome::Reject { .. }));
+    }
+
+    #[test]
+    fn mismatched_or_garbage_answers_are_errors() {
+        assert!(item_outcomes(b"<html>", 1, OpType::Index).is_err());
+        assert!(item_outcomes(br#"{"errors":true,"items":[]}"#, 2, OpType::Index).is_err());
+        assert_eq!(
+            item_outcomes(br#"{"errors":false}"#, 2, OpType::Index)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(request_verdict(429), RequestVerdict::Retry);
+        assert_eq!(request_verdict(503), RequestVerdict::Retry);
+        assert_eq!(request_verdict(401), RequestVerdict::Retry);
+        assert_eq!(request_verdict(413), RequestVerdict::Split);
+        assert_eq!(request_verdict(400), RequestVerdict::Reject);
+    }
+}

@@ -1,0 +1,202 @@
+//! The `file` output: one JSON object per line, appended to a file that is rotated by size
+//! (`app.log` → `app.log.1` → ...). A batch is acknowledged once written and flushed to the
+//! kernel (it survives `kill -9`), or fsynced too with `sync: true` (it survives power loss).
+
+use super::stdout::{write_event, Format};
+use super::{Output, OutputContext};
+use crate::config::ByteSize;
+use crate::inputs::BoxFuture;
+use crate::telemetry::metrics::ComponentMetrics;
+use serde::Deserialize;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The file to append to; its folder is created when missing.
+    pub path: PathBuf,
+    /// `json` (one object per line) or `text` (the `message` only).
+    #[serde(default)]
+    pub format: Format,
+    /// Rotate when the file would grow past this size.
+    #[serde(default = "default_max_size")]
+    pub max_size: ByteSize,
+    /// Rotated files kept besides the current one (`path.1` is the newest).
+    #[serde(default = "default_max_files")]
+    pub max_files: u32,
+    /// fsync each batch before acknowledging it.
+    #[serde(default)]
+    pub sync: bool,
+}
+
+fn default_max_size() -> ByteSize {
+    ByteSize(100 << 20)
+}
+
+fn default_max_files() -> u32 {
+    5
+}
+
+pub struct FileOutput {
+    config: Config,
+}
+
+impl FileOutput {
+    pub fn new(config: Config) -> Result<FileOutput, String> {
+        if config.max_size.bytes() == 0 {
+            return Err("max_size must be more than 0".into());
+        }
+        Ok(FileOutput { config })
+    }
+}
+
+/// The open file and its size, rotating as it grows.
+struct Rotating {
+    config: Config,
+    w: BufWriter<File>,
+    size: u64,
+}
+
+impl Rotating {
+    fn open(config: Config) -> std::io::Result<Rotating> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.path)?;
+        let size = f.metadata()?.len();
+        Ok(Rotating {
+            config,
+            w: BufWriter::with_capacity(256 * 1024, f),
+            size,
+        })
+    }
+
+    fn rotated(path: &Path, n: u32) -> PathBuf {
+        let mut s = path.as_os_str().to_owned();
+        s.push(format!(".{n}"));
+        PathBuf::from(s)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.w.flush()?;
+        if self.config.sync {
+            self.w.get_ref().sync_all()?;
+        }
+        let path = self.config.path.clone();
+        if self.config.max_files == 0 {
+            std::fs::remove_file(&path)?;
+        } else {
+            let _ = std::fs::remove_file(Self::rotated(&path, self.config.max_files));
+            for n in (1..self.config.max_files).rev() {
+                let from = Self::rotated(&path, n);
+                if from.exists() {
+                    std::fs::rename(&from, Self::rotated(&path, n + 1))?;
+                }
+            }
+            std::fs::rename(&path, Self::rotated(&path, 1))?;
+        }
+        let f = OpenOptions::new().create(true).append(true).open(&path)?;
+        self.w = BufWriter::with_capacity(256 * 1024, f);
+        self.size = 0;
+        Ok(())
+    }
+
+    /// Writes one already-encoded line, rotating first when it would not fit.
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + line.len() as u64 > self.config.max_size.bytes() {
+            self.rotate()?;
+        }
+        self.w.write_all(line)?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> std::io::Result<()> {
+        self.w.flush()?;
+        if self.config.sync {
+            self.w.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+impl Output for FileOutput {
+    fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
+        let config = self.config;
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let path = config.path.clone();
+                let format = config.format;
+                let mut file = Rotating::open(config)
+                    .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+                let mut line = Vec::with_capacity(1024);
+                while let Some(batch) = ctx.rx.blocking_recv() {
+                    let n = batch.len() as u64;
+                    ComponentMetrics::add(&ctx.metrics.events_in, n);
+                    let mut bytes = 0u64;
+                    let written = batch
+                        .events
+                        .iter()
+                        .try_for_each(|e| {
+                            line.clear();
+                            write_event(&mut line, e, format)?;
+                            bytes += line.len() as u64;
+                            file.write_line(&line)
+                        })
+                        .and_then(|_| file.commit());
+                    if let Err(e) = written {
+                        // Unsettled batches are failed: their inputs will send them again.
+                        ComponentMetrics::add(&ctx.metrics.events_failed, n);
+                        batch.ack.failed();
+                        ctx.metrics
+                            .set_failed(format!("writing {}: {e}", path.display()));
+                        while let Some(b) = ctx.rx.blocking_recv() {
+                            ComponentMetrics::add(&ctx.metrics.events_failed, b.len() as u64);
+                            b.ack.failed();
+                        }
+                        return Err(anyhow::anyhow!("writing {}: {e}", path.display()));
+                    }
+                    ComponentMetrics::add(&ctx.metrics.events_out, n);
+                    ComponentMetrics::add(&ctx.metrics.bytes_out, bytes);
+                    batch.ack.delivered();
+                }
+                Ok(())
+            })
+            .await?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_keeps_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/out.log");
+        let config = Config {
+            path: path.clone(),
+            format: Format::Json,
+            max_size: ByteSize(25),
+            max_files: 2,
+            sync: true,
+        };
+        let mut r = Rotating::open(config).unwrap();
+        for i in 0..5 {
+            r.write_line(format!("line-{i}-0123456789\n").as_bytes())
+                .unwrap();
+            r.commit().unwrap();
+        }
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(path.clone()), "line-4-0123456789\n");
+        assert_eq!(read(Rotating::rotated(&path, 1)), "line-3-0123456789\n");
+        assert_eq!(read(Rotating::rotated(&path, 2)), "line-2-0123456789\n");
+        assert!(!Rotating::rotated(&path, 3).exists());
+    }
+}

@@ -1,0 +1,616 @@
+//! The `kafka` output, on librdkafka (bundled with the `rdkafka` crate): topic and key
+//! templated from the event, headers, compression, `acks: all` with idempotence by default.
+//! librdkafka's delivery reports settle the batches; a message refused for good (too large,
+//! unknown topic) goes to the dead letters. Messages are retried without limit by default, so
+//! a broker outage pauses the pipeline (librdkafka's bounded queue fills) instead of losing data.
+
+use super::dead_letter::{DeadLetters, Rejection};
+use super::template::Template;
+use super::{Output, OutputContext};
+use crate::config::{ByteSize, Duration};
+use crate::event::{BatchAck, BatchStatus, Event, Map, Value};
+use crate::inputs::BoxFuture;
+use crate::telemetry::metrics::ComponentMetrics;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    #[default]
+    Lz4,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Acks {
+    /// Every in-sync replica has the message (required by idempotence).
+    #[default]
+    All,
+    /// The partition leader has it.
+    One,
+    /// Nobody confirms (fire and forget; implies no delivery guarantee).
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// The event as one JSON object.
+    #[default]
+    Json,
+    /// The `message` field as is (events without one are sent as JSON).
+    Raw,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the certificate authorities to trust.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Verify the broker's certificate and name.
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// Topic, with `%{[field]}` and date conversions.
+    pub topic: Template,
+    /// Message key (decides the partition); absent: librdkafka spreads messages.
+    #[serde(default)]
+    pub key: Option<Template>,
+    /// Headers added to every message: name -> template.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Template>,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default)]
+    pub acks: Acks,
+    /// Idempotent producer: no duplicates or reordering from librdkafka's own retries.
+    #[serde(default = "yes")]
+    pub idempotence: bool,
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Larger messages go to the dead letters (librdkafka `message.max.bytes`).
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: ByteSize,
+    /// Memory librdkafka may hold for messages not yet delivered; when full, the output waits
+    /// (and so do the inputs).
+    #[serde(default = "default_queue_bytes")]
+    pub queue_max_bytes: ByteSize,
+    /// Most messages librdkafka may hold undelivered (each costs memory beyond its payload).
+    #[serde(default = "default_queue_messages")]
+    pub queue_max_messages: usize,
+    /// Give up on a message after this long (its batch is then failed and read again by inputs
+    /// that can); absent: retry without limit.
+    #[serde(default)]
+    pub delivery_timeout: Option<Duration>,
+    /// How long librdkafka waits to fill a message batch (`linger.ms`).
+    #[serde(default = "default_linger")]
+    pub linger: Duration,
+    #[serde(default)]
+    pub sasl: Option<SaslConfig>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Any other librdkafka setting, passed as is (they win over the keys above).
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+fn default_max_message() -> ByteSize {
+    ByteSize(1_000_000)
+}
+fn default_queue_bytes() -> ByteSize {
+    ByteSize(8 << 20)
+}
+fn default_queue_messages() -> usize {
+    20_000
+}
+fn default_linger() -> Duration {
+    Duration::from_millis(5)
+}
+
+pub struct Kafka {
+    config: Config,
+    client: ClientConfig,
+}
+
+impl Kafka {
+    pub fn new(config: Config) -> Result<Kafka, String> {
+        let client = client_config(&config)?;
+        Ok(Kafka { config, client })
+    }
+}
+
+/// librdkafka settings from the configuration.
+fn client_config(c: &Config) -> Result<ClientConfig, String> {
+    if c.brokers.is_empty() {
+        return Err("`brokers` must list at least one broker".into());
+    }
+    if c.idempotence && c.acks != Acks::All {
+        return Err("`idempotence: true` needs `acks: all`".into());
+    }
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", c.brokers.join(","))
+        .set("client.id", "trawl")
+        .set(
+            "compression.codec",
+            match c.compression {
+                Compression::None => "none",
+                Compression::Gzip => "gzip",
+                Compression::Snappy => "snappy",
+                Compression::Lz4 => "lz4",
+                Compression::Zstd => "zstd",
+            },
+        )
+        .set(
+            "acks",
+            match c.acks {
+                Acks::All => "all",
+                Acks::One => "1",
+                Acks::None => "0",
+            },
+        )
+        .set(
+            "enable.idempotence",
+            if c.idempotence { "true" } else { "false" },
+        )
+        .set(
+            "message.max.bytes",
+            c.max_message_bytes.bytes().max(1000).to_string(),
+        )
+        .set(
+            "queue.buffering.max.kbytes",
+            (c.queue_max_bytes.bytes() / 1024).max(1).to_string(),
+        )
+        .set(
+            "message.timeout.ms",
+            c.delivery_timeout
+                .map_or(0, |d| d.std().as_millis() as u64)
+                .to_string(),
+        )
+        .set("linger.ms", c.linger.std().as_millis().to_string())
+        .set_log_level(RDKafkaLogLevel::Warning);
+    let protocol = match (&c.sasl, &c.tls) {
+        (Some(_), Some(_)) => "sasl_ssl",
+        (Some(_), None) => "sasl_plaintext",
+        (None, Some(_)) => "ssl",
+        (None, None) => "plaintext",
+    };
+    cc.set("security.protocol", protocol);
+    if let Some(s) = &c.sasl {
+        if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&s.mechanism.as_str()) {
+            return Err(format!(
+                "sasl.mechanism `{}`: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                s.mechanism
+            ));
+        }
+        cc.set("sasl.mechanism", &s.mechanism)
+            .set("sasl.username", &s.username)
+            .set("sasl.password", &s.password);
+    }
+    if let Some(t) = &c.tls {
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        if let Some(p) = &t.ca_file {
+            cc.set("ssl.ca.location", path(p));
+        }
+        if let Some(p) = &t.cert_file {
+            cc.set("ssl.certificate.location", path(p));
+        }
+        if let Some(p) = &t.key_file {
+            cc.set("ssl.key.location", path(p));
+        }
+        cc.set(
+            "enable.ssl.certificate.verification",
+            if t.verify { "true" } else { "false" },
+        );
+        if !t.verify {
+            cc.set("ssl.endpoint.identification.algorithm", "none");
+        }
+    }
+    for (k, v) in &c.librdkafka {
+        cc.set(k, v);
+    }
+    Ok(cc)
+}
+
+/// One batch being delivered: settled when its last message's delivery report arrives.
+struct InFlight {
+    /// Messages not yet reported, plus one while the batch is still being handed to librdkafka.
+    remaining: AtomicUsize,
+    ack: Mutex<Option<BatchAck>>,
+    rejected: Mutex<Vec<Rejection>>,
+    failed: AtomicBool,
+    input: Arc<str>,
+}
+
+/// Receives librdkafka's delivery reports and logs (on its polling thread).
+struct Reports {
+    runtime: tokio::runtime::Handle,
+    dead: DeadLetters,
+    metrics: Arc<ComponentMetrics>,
+    output: Arc<str>,
+    encoding: Encoding,
+    /// Whether the brokers are known to be unreachable, so that an outage is logged once.
+    down: AtomicBool,
+    /// Signalled on each delivery report: room in librdkafka's queue for a waiting send.
+    room: tokio::sync::Notify,
+}
+
+impl ClientContext for Reports {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(output = %self.output, facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(output = %self.output, facility = fac, "librdkafka: {message}")
+            }
+            _ => tracing::debug!(output = %self.output, facility = fac, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            tracing::error!(output = %self.output, %error, reason, "Kafka producer failed for good");
+            self.metrics.set_failed(format!("kafka: {error}: {reason}"));
+        } else if all_down {
+            if !self.down.swap(true, Ordering::Relaxed) {
+                tracing::warn!(output = %self.output, reason, "no Kafka broker reachable; messages wait in the bounded queue and are retried");
+            }
+        } else {
+            tracing::debug!(output = %self.output, %error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = Arc<InFlight>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<InFlight>) {
+        match result {
+            Ok(_) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!(output = %self.output, "Kafka takes messages again");
+                }
+                ComponentMetrics::add(&self.metrics.events_out, 1);
+            }
+            Err((error, msg)) => match error.rdkafka_error_code() {
+                Some(code) if is_permanent(code) => {
+                    let event = event_from_payload(
+                        &batch.input,
+                        msg.payload().unwrap_or_default(),
+                        self.encoding,
+                    );
+                    if let Ok(mut r) = batch.rejected.lock() {
+                        r.push(Rejection {
+                            event,
+                            kind: format!("kafka_{code:?}"),
+                            reason: error.to_string(),
+                        });
+                    }
+                }
+                // Purged at shutdown, timed out, or a fatal producer error: not delivered, and
+                // not refused for what the message is either: the input must send it again.
+                _ => batch.failed.store(true, Ordering::Relaxed),
+            },
+        }
+        self.room.notify_one();
+        self.release(batch);
+    }
+}
+
+/// Errors that are about the message itself: sending it again would fail again.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+    )
+}
+
+impl Reports {
+    /// Counts one message (or the sending phase) as done; the last one settles the batch.
+    fn release(&self, batch: Arc<InFlight>) {
+        if batch.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let Some(ack) = batch.ack.lock().ok().and_then(|mut a| a.take()) else {
+            return;
+        };
+        let rejected = batch
+            .rejected
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        let status = if batch.failed.load(Ordering::Relaxed) {
+            BatchStatus::Failed
+        } else if rejected.is_empty() {
+            BatchStatus::Delivered
+        } else {
+            BatchStatus::Rejected
+        };
+        if rejected.is_empty() {
+            ack.settle(status);
+        } else {
+            let dead = self.dead.clone();
+            self.runtime.spawn(async move {
+                dead.send(rejected, &ack).await;
+                ack.settle(status);
+            });
+        }
+    }
+}
+
+/// Rebuilds the event of a refused message from its payload, for the dead letters.
+fn event_from_payload(input: &Arc<str>, payload: &[u8], encoding: Encoding) -> Event {
+    let mut e = Event::new(input.clone(), chrono::Utc::now());
+    let parsed = match encoding {
+        Encoding::Json => serde_json::from_slice::<serde_json::Value>(payload).ok(),
+        Encoding::Raw => None,
+    };
+    match parsed.map(Value::from_json) {
+        Some(Value::Object(fields)) => e.fields = fields,
+        _ => {
+            e.fields = Map::new();
+            e.insert("message", String::from_utf8_lossy(payload).into_owned());
+        }
+    }
+    e
+}
+
+impl Output for Kafka {
+    fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
+        Box::pin(async move {
+            let config = self.config;
+            let reports = Reports {
+                runtime: tokio::runtime::Handle::current(),
+                dead: DeadLetters::new(&ctx),
+                metrics: ctx.metrics.clone(),
+                output: ctx.name.clone(),
+                encoding: config.encoding,
+                down: AtomicBool::new(false),
+                room: tokio::sync::Notify::new(),
+            };
+            let producer: ThreadedProducer<Reports> = self
+                .client
+                .create_with_context(reports)
+                .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
+            let producer = Arc::new(producer);
+            let max_message = config.max_message_bytes.as_usize();
+            let mut payload = Vec::with_capacity(4096);
+            let (mut topic, mut key) = (String::new(), String::new());
+            let mut header_values: Vec<String> = vec![String::new(); config.headers.len()];
+            let static_topic = config
+                .topic
+                .is_static()
+                .then(|| config.topic.source().to_owned());
+
+            while let Some(batch) = ctx.rx.recv().await {
+                ComponentMetrics::add(&ctx.metrics.events_in, batch.len() as u64);
+                let input = batch
+                    .events
+                    .first()
+                    .map(|e| e.meta.input.clone())
+                    .unwrap_or_else(|| Arc::from(""));
+                let flight = Arc::new(InFlight {
+                    remaining: AtomicUsize::new(1),
+                    ack: Mutex::new(Some(batch.ack)),
+                    rejected: Mutex::new(Vec::new()),
+                    failed: AtomicBool::new(false),
+                    input,
+                });
+                let mut bytes = 0u64;
+                for event in batch.events {
+                    let refuse = |event: Event, kind: &str, reason: String| {
+                        if let Ok(mut r) = flight.rejected.lock() {
+                            r.push(Rejection {
+                                event,
+                                kind: kind.to_owned(),
+                                reason,
+                            });
+                        }
+                    };
+                    let topic: &str = match &static_topic {
+                        Some(t) => t,
+                        None => match config.topic.render_into(&event, &mut topic) {
+                            Ok(()) => &topic,
+                            Err(e) => {
+                                refuse(event, "template_error", format!("topic: {e}"));
+                                continue;
+                            }
+                        },
+                    };
+                    if let Some(k) = &config.key {
+                        if let Err(e) = k.render_into(&event, &mut key) {
+                            refuse(event, "template_error", format!("key: {e}"));
+                            continue;
+                        }
+                    }
+                    let mut missing = None;
+                    for ((name, t), v) in config.headers.iter().zip(header_values.iter_mut()) {
+                        if let Err(e) = t.render_into(&event, v) {
+                            missing = Some(format!("header {name}: {e}"));
+                        }
+                    }
+                    if let Some(reason) = missing {
+                        refuse(event, "template_error", reason);
+                        continue;
+                    }
+                    payload.clear();
+                    encode(&event, config.encoding, &mut payload);
+                    if payload.len() > max_message {
+                        let reason = format!(
+                            "message of {} bytes is over max_message_bytes ({max_message})",
+                            payload.len()
+                        );
+                        refuse(event, "message_too_large", reason);
+                        continue;
+                    }
+                    bytes += payload.len() as u64;
+                    let mut record =
+                        BaseRecord::with_opaque_to(topic, flight.clone()).payload(&payload[..]);
+                    if config.key.is_some() {
+                        record = record.key(key.as_bytes());
+                    }
+                    if !config.headers.is_empty() {
+                        let mut h = OwnedHeaders::new_with_capacity(config.headers.len());
+                        for (name, v) in config.headers.keys().zip(&header_values) {
+                            h = h.insert(Header {
+                                key: name,
+                                value: Some(v.as_str()),
+                            });
+                        }
+                        record = record.headers(h);
+                    }
+                    flight.remaining.fetch_add(1, Ordering::AcqRel);
+                    loop {
+                        match producer.send(record) {
+                            Ok(()) => break,
+                            Err((
+                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                back,
+                            )) => {
+                                // librdkafka's queue is full (slow or unreachable brokers): wait
+                                // for deliveries to make room; this is the back-pressure.
+                                record = back;
+                                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                            }
+                            Err((e, back)) => {
+                                drop(back);
+                                flight.remaining.fetch_sub(1, Ordering::AcqRel);
+                                refuse(event, "kafka_produce_error", e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                }
+                ComponentMetrics::add(&ctx.metrics.bytes_out, bytes);
+                producer.context().release(flight);
+            }
+
+            // Inputs are done: wait until librdkafka has delivered (or given up on) everything.
+            let p = producer.clone();
+            tokio::task::spawn_blocking(move || {
+                while p.in_flight_count() > 0 {
+                    let _ = p.flush(std::time::Duration::from_secs(1));
+                }
+            })
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
+    if encoding == Encoding::Raw {
+        if let Some(Value::String(m)) = event.fields.get("message") {
+            out.extend_from_slice(m.as_bytes());
+            return;
+        }
+    }
+    let _ = serde_json::to_writer(&mut *out, &event.fields);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!("outputs:\n  k:\n    type: kafka\n    brokers: [\"127.0.0.1:9092\"]\n    topic: logs\n{extra}");
+        let p = crate::config::parse_str(
+            "t.yaml",
+            &format!("inputs: {{ i: {{ type: stdin }} }}\n{text}"),
+            &|_| None,
+        )
+        .unwrap();
+        crate::config::from_node(&p.outputs[0].spec.node, "outputs.k").unwrap()
+    }
+
+    #[test]
+    fn settings_reach_librdkafka() {
+        let c = config("    compression: zstd\n    sasl: { mechanism: SCRAM-SHA-512, username: u, password: p }\n    tls: { verify: false }\n    librdkafka: { linger.ms: \"50\" }\n");
+        let cc = client_config(&c).unwrap();
+        assert_eq!(cc.get("compression.codec"), Some("zstd"));
+        assert_eq!(cc.get("acks"), Some("all"));
+        assert_eq!(cc.get("enable.idempotence"), Some("true"));
+        assert_eq!(cc.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(cc.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(cc.get("linger.ms"), Some("50"), "passthrough wins");
+        assert_eq!(
+            cc.get("message.timeout.ms"),
+            Some("0"),
+            "retry without limit by default"
+        );
+    }
+
+    #[test]
+    fn idempotence_needs_acks_all() {
+        assert!(client_config(&config("    acks: one\n")).is_err());
+        assert!(client_config(&config("    acks: one\n    idempotence: false\n")).is_ok());
+        assert!(client_config(&config(
+            "    sasl: { mechanism: GSSAPI, username: u, password: p }\n"
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn raw_encoding_and_payload_round_trip() {
+        let mut e = Event::from_message("i".into(), chrono::Utc::now(), "hello".into());
+        e.insert("a.b", 1i64);
+        let mut out = Vec::new();
+        encode(&e, Encoding::Raw, &mut out);
+        assert_eq!(out, b"hello");
+        out.clear();
+        encode(&e, Encoding::Json, &mut out);
+        let back = event_from_payload(&Arc::from("i"), &out, Encoding::Json);
+        assert_eq!(back.get("a.b"), Some(&Value::Int(1)));
+    }
+}

@@ -1,0 +1,532 @@
+//! The `file` input end to end with the real binary: rotation by rename and by copytruncate,
+//! `kill -9` and restart, multiline with the timeout path, container formats and Kubernetes
+//! path metadata, a 10 MB line, binary junk. Events are read from trawl's stdout (a file).
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running trawl whose stdout goes to a file; killed when dropped.
+struct Trawl {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Trawl {
+    fn start(dir: &Path, config: &str, out_name: &str) -> Trawl {
+        let cfg = dir.join("pipeline.yaml");
+        std::fs::write(&cfg, config).unwrap();
+        let out = dir.join(out_name);
+        let stdout = std::fs::File::create(&out).unwrap();
+        let stderr = std::fs::File::create(dir.join(format!("{out_name}.stderr"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["run", "-c"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        Trawl { child, out }
+    }
+
+    fn events(&self) -> Vec<Value> {
+        read_events(&self.out)
+    }
+
+    /// Waits until `pred` holds for the events written so far, or panics after `secs`.
+    fn wait_for(&self, secs: u64, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let ev = self.events();
+            if pred(&ev) {
+                return ev;
+            }
+            if Instant::now() > deadline {
+                let err = std::fs::read_to_string(self.out.with_extension("json.stderr"))
+                    .unwrap_or_default();
+                panic!(
+                    "timed out waiting for {what}: {} events so far\nstderr: {err}",
+                    ev.len()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Trawl {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Complete JSON lines of an output file (a last line being written is left out).
+fn read_events(path: &Path) -> Vec<Value> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let end = text
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    String::from_utf8_lossy(&text[..end])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+fn pipeline(dir: &Path, input: &str) -> String {
+    format!(
+        "data_dir: {}/data\nhttp: {{ enabled: false }}\nshutdown_timeout: 5s\ninputs:\n  logs:\n{input}\noutputs:\n  out: {{ type: stdout }}\n",
+        dir.display()
+    )
+}
+
+fn messages(ev: &[Value]) -> Vec<String> {
+    ev.iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn counts(ev: &[Value]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for msg in messages(ev) {
+        *m.entry(msg).or_insert(0) += 1;
+    }
+    m
+}
+
+const LINES: usize = 200_000;
+const ROTATE_EVERY: usize = 20_000;
+
+fn line(i: usize) -> String {
+    format!("line {i:07} the quick brown fox jumps over the lazy dog")
+}
+
+/// Writes LINES lines to `dir/app.log`, calling `rotate(n)` every ROTATE_EVERY lines.
+fn write_with_rotation(dir: &Path, rotate: impl Fn(usize)) {
+    let path = dir.join("app.log");
+    let mut w = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap(),
+    );
+    for i in 0..LINES {
+        if i > 0 && i % ROTATE_EVERY == 0 {
+            w.flush().unwrap();
+            drop(w);
+            rotate(i / ROTATE_EVERY);
+            w = std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .unwrap(),
+            );
+        }
+        writeln!(w, "{}", line(i)).unwrap();
+        if i % 5000 == 0 {
+            w.flush().unwrap();
+        }
+    }
+    w.flush().unwrap();
+}
+
+fn assert_exactly_once(ev: &[Value]) {
+    let c = counts(ev);
+    let missing: Vec<usize> = (0..LINES)
+        .filter(|i| !c.contains_key(&line(*i)))
+        .take(5)
+        .collect();
+    assert!(missing.is_empty(), "missing lines, first ones: {missing:?}");
+    let dups: Vec<(&String, &usize)> = c.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dups.is_empty(), "duplicated lines: {dups:?}");
+    assert_eq!(ev.len(), LINES, "no other events");
+}
+
+#[test]
+fn rotation_by_rename_delivers_every_line_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let cfg = pipeline(&d, &format!(
+        "    type: file\n    paths: [\"{}/app.log\"]\n    scan_interval: 1s\n    poll_interval: 50ms\n    close_removed: 1s",
+        d.display()
+    ));
+    std::fs::write(d.join("app.log"), b"").unwrap();
+    let t = Trawl::start(&d, &cfg, "out.json");
+    std::thread::sleep(Duration::from_millis(500));
+    write_with_rotation(&d, |n| {
+        std::fs::rename(d.join("app.log"), d.join(format!("app.log.{n}"))).unwrap()
+    });
+    let ev = t.wait_for(90, "every line", |ev| ev.len() >= LINES);
+    // Let anything extra (a duplicate) arrive before judging.
+    std::thread::sleep(Duration::from_millis(1500));
+    let ev = if t.events().len() > ev.len() {
+        t.events()
+    } else {
+        ev
+    };
+    assert_exactly_once(&ev);
+}
+
+#[test]
+fn copytruncate_delivers_every_line_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let cfg = pipeline(&d, &format!(
+        "    type: file\n    paths: [\"{}/app.log*\"]\n    scan_interval: 1s\n    poll_interval: 50ms",
+        d.display()
+    ));
+    std::fs::write(d.join("app.log"), b"").unwrap();
+    let t = Trawl::start(&d, &cfg, "out.json");
+    std::thread::sleep(Duration::from_millis(500));
+    write_with_rotation(&d, |n| {
+        // What logrotate's copytruncate does: copy, then truncate in place.
+        std::fs::copy(d.join("app.log"), d.join(format!("app.log.{n}"))).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("app.log"))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    });
+    let ev = t.wait_for(90, "every line", |ev| ev.len() >= LINES);
+    std::thread::sleep(Duration::from_millis(1500));
+    let ev = if t.events().len() > ev.len() {
+        t.events()
+    } else {
+        ev
+    };
+    assert_exactly_once(&ev);
+}
+
+#[test]
+fn kill_9_then_restart_loses_nothing_and_duplicates_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let total = 300_000;
+    std::fs::write(d.join("app.log"), b"").unwrap();
+    // The application keeps writing (5,000 lines every 30 ms) while trawl is killed.
+    let writer = {
+        let path = d.join("app.log");
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            for chunk in 0..total / 5000 {
+                let mut buf = String::new();
+                for i in chunk * 5000..(chunk + 1) * 5000 {
+                    buf.push_str(&line(i));
+                    buf.push('\n');
+                }
+                f.write_all(buf.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
+    let cfg = pipeline(
+        &d,
+        &format!(
+            "    type: file\n    paths: [\"{}/app.log\"]\n    registry_flush: 100ms",
+            d.display()
+        ),
+    );
+    let mut first = Trawl::start(&d, &cfg, "out1.json");
+    first.wait_for(60, "a first part", |ev| ev.len() >= 20_000);
+    first.kill9();
+    let before = first.events();
+    assert!(
+        before.len() < total,
+        "killed mid-stream (got {} of {total})",
+        before.len()
+    );
+    writer.join().unwrap();
+
+    let second = Trawl::start(&d, &cfg, "out2.json");
+    let seen = |ev: &[Value]| {
+        let mut c = counts(&before);
+        for m in messages(ev) {
+            *c.entry(m).or_insert(0) += 1;
+        }
+        c
+    };
+    let after = second.wait_for(60, "the rest", |ev| seen(ev).len() >= total);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = if second.events().len() > after.len() {
+        second.events()
+    } else {
+        after
+    };
+    let c = seen(&after);
+    assert_eq!(c.len(), total, "every line delivered across the crash");
+    let duplicates = before.len() + after.len() - total;
+    // Re-read: what was in flight plus at most one registry flush interval of delivery.
+    eprintln!(
+        "kill -9: {} before, {} after, {duplicates} duplicates",
+        before.len(),
+        after.len()
+    );
+    assert!(
+        duplicates <= before.len(),
+        "duplicates bounded: {duplicates}"
+    );
+    assert!(
+        duplicates < 60_000,
+        "duplicates bounded by what was in flight: {duplicates}"
+    );
+    // The restart resumed: it did not start over.
+    assert_ne!(after[0]["message"], serde_json::json!(line(0)));
+}
+
+#[test]
+fn multiline_java_traces_including_one_flushed_by_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let trace = "2024-05-01 10:00:00 ERROR request failed\n\
+java.lang.IllegalStateException: boom\n\
+\tat com.example.Service.handle(Service.java:42)\n\
+\tat com.example.Server.run(Server.java:7)\n\
+Caused by: java.io.IOException: disk full\n\
+\tat com.example.Disk.write(Disk.java:3)\n\
+\t... 2 more\n";
+    let mut content = String::from("2024-05-01 09:59:59 INFO starting\n");
+    content.push_str(trace);
+    content.push_str("2024-05-01 10:00:01 INFO next request\n");
+    content.push_str(trace); // the last event: only the timeout can end it
+    std::fs::write(d.join("app.log"), &content).unwrap();
+    let cfg = pipeline(&d, &format!(
+        "    type: file\n    paths: [\"{}/app.log\"]\n    multiline: {{ preset: java, timeout: 700ms }}",
+        d.display()
+    ));
+    let t = Trawl::start(&d, &cfg, "out.json");
+    let started = Instant::now();
+    let ev = t.wait_for(30, "four events", |ev| ev.len() >= 4);
+    let msgs = messages(&ev);
+    assert_eq!(msgs.len(), 4, "{msgs:#?}");
+    assert_eq!(msgs[0], "2024-05-01 09:59:59 INFO starting");
+    assert_eq!(msgs[1], trace.trim_end());
+    assert_eq!(msgs[2], "2024-05-01 10:00:01 INFO next request");
+    assert_eq!(
+        msgs[3],
+        trace.trim_end(),
+        "the trailing trace came out through the timeout"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert_eq!(ev[1]["log"]["flags"], serde_json::json!(["multiline"]));
+    assert_eq!(
+        ev[3]["log"]["offset"].as_u64().unwrap() as usize,
+        content.len() - trace.len()
+    );
+}
+
+#[test]
+fn cri_partial_lines_docker_json_and_kubernetes_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let id = "0123456789abcdef".repeat(4);
+    let containers = d.join("var/log/containers");
+    let pods = d.join("var/log/pods/shop_web-5d8f_7a1c-uid-9/nginx");
+    std::fs::create_dir_all(&containers).unwrap();
+    std::fs::create_dir_all(&pods).unwrap();
+    let long = "y".repeat(300);
+    let cri = format!(
+        "2024-05-01T10:00:00.123456789Z stdout F plain one\n\
+2024-05-01T10:00:01.000000000Z stderr P part one, \n\
+2024-05-01T10:00:01.100000000Z stderr P part two, \n\
+2024-05-01T10:00:01.200000000Z stderr F end\n\
+2024-05-01T10:00:02.000000000Z stdout P {long}\n\
+2024-05-01T10:00:02.000000000Z stdout P {long}\n\
+2024-05-01T10:00:02.000000000Z stdout F {long}\n"
+    );
+    std::fs::write(
+        containers.join(format!("web-5d8f_shop_nginx-{id}.log")),
+        cri,
+    )
+    .unwrap();
+    let docker = concat!(
+        r#"{"log":"hello from docker\n","stream":"stdout","time":"2024-05-01T11:00:00.5Z"}"#,
+        "\n",
+        r#"{"log":"split ","stream":"stderr","time":"2024-05-01T11:00:01Z"}"#,
+        "\n",
+        r#"{"log":"line\n","stream":"stderr","time":"2024-05-01T11:00:01.1Z"}"#,
+        "\n",
+    );
+    std::fs::write(pods.join("0.log"), docker).unwrap();
+    let cfg = pipeline(&d, &format!(
+        "    type: file\n    paths: [\"{0}/var/log/containers/*.log\", \"{0}/var/log/pods/**/*.log\"]\n    max_line_bytes: 512",
+        d.display()
+    ));
+    let t = Trawl::start(&d, &cfg, "out.json");
+    let ev = t.wait_for(30, "five events", |ev| ev.len() >= 5);
+    let by_msg = |m: &str| {
+        ev.iter()
+            .find(|e| e["message"] == m)
+            .unwrap_or_else(|| panic!("no event {m:?} in {ev:#?}"))
+            .clone()
+    };
+
+    let e = by_msg("plain one");
+    assert_eq!(e["@timestamp"], "2024-05-01T10:00:00.123456Z");
+    assert_eq!(e["stream"], "stdout");
+    assert_eq!(e["kubernetes"]["pod"]["name"], "web-5d8f");
+    assert_eq!(e["kubernetes"]["namespace"], "shop");
+    assert_eq!(e["kubernetes"]["container"]["name"], "nginx");
+    assert_eq!(e["container"]["id"], id.as_str());
+    assert_eq!(e["log"]["offset"], 0);
+
+    let e = by_msg("part one, part two, end");
+    assert_eq!(e["stream"], "stderr");
+    assert_eq!(
+        e["@timestamp"], "2024-05-01T10:00:01.000000Z",
+        "time of the first piece"
+    );
+
+    let cut = ev
+        .iter()
+        .find(|e| e["message"].as_str().is_some_and(|m| m.starts_with("yyy")))
+        .unwrap();
+    assert_eq!(
+        cut["message"].as_str().unwrap().len(),
+        512,
+        "joined up to max_line_bytes"
+    );
+    assert_eq!(cut["log"]["flags"], serde_json::json!(["truncated"]));
+
+    let e = by_msg("hello from docker");
+    assert_eq!(e["stream"], "stdout");
+    assert_eq!(e["@timestamp"], "2024-05-01T11:00:00.500000Z");
+    assert_eq!(e["kubernetes"]["pod"]["uid"], "7a1c-uid-9");
+    assert_eq!(e["kubernetes"]["pod"]["name"], "web-5d8f");
+    assert_eq!(e["kubernetes"]["container"]["name"], "nginx");
+    let e = by_msg("split line");
+    assert_eq!(e["stream"], "stderr");
+    assert!(e["log"]["file"]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("/0.log"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(t.events().len(), 5, "one event per joined line");
+}
+
+#[test]
+fn ten_megabyte_line_is_cut_at_max_line_bytes_and_binary_junk_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    {
+        let mut f = std::fs::File::create(d.join("big.log")).unwrap();
+        f.write_all(b"before\n").unwrap();
+        f.write_all(&vec![b'x'; 10 << 20]).unwrap();
+        f.write_all(b"\nafter\n").unwrap();
+        let mut junk = std::fs::File::create(d.join("junk.log")).unwrap();
+        // A deterministic byte soup: every byte value, invalid UTF-8, NULs, stray newlines.
+        let mut x: u32 = 12345;
+        let bytes: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x = x.wrapping_mul(1103515245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        junk.write_all(&bytes).unwrap();
+        junk.write_all(b"\nmarker after junk\n").unwrap();
+    }
+    let cfg = pipeline(
+        &d,
+        &format!(
+            "    type: file\n    paths: [\"{}/*.log\"]\n    max_line_bytes: 1MiB",
+            d.display()
+        ),
+    );
+    let t = Trawl::start(&d, &cfg, "out.json");
+    let ev = t.wait_for(60, "the line after the big one and the marker", |ev| {
+        let m = messages(ev);
+        m.iter().any(|m| m == "after") && m.iter().any(|m| m == "marker after junk")
+    });
+    let big: Vec<&Value> = ev
+        .iter()
+        .filter(|e| {
+            e["log"]["file"]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("big.log")
+        })
+        .collect();
+    assert_eq!(
+        big.len(),
+        3,
+        "before, the cut line, after: never dropped whole"
+    );
+    assert_eq!(big[1]["message"].as_str().unwrap().len(), 1 << 20);
+    assert_eq!(big[1]["log"]["flags"], serde_json::json!(["truncated"]));
+    assert_eq!(big[2]["log"]["offset"], 7 + (10 << 20) + 1);
+    let junk: Vec<&Value> = ev
+        .iter()
+        .filter(|e| {
+            e["log"]["file"]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("junk.log")
+        })
+        .collect();
+    assert!(
+        junk.len() > 100,
+        "junk split at its newlines: {}",
+        junk.len()
+    );
+    assert!(
+        junk.iter()
+            .any(|e| e["message"].as_str().unwrap().contains('\u{FFFD}')),
+        "invalid UTF-8 replaced"
+    );
+}
+
+#[test]
+fn start_at_end_exclude_and_a_file_replaced_under_the_same_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    std::fs::write(d.join("app.log"), "old 1\nold 2\n").unwrap();
+    std::fs::write(d.join("web_kube-system_x.log"), "excluded\n").unwrap();
+    let cfg = pipeline(&d, &format!(
+        "    type: file\n    paths: [\"{}/*.log\"]\n    exclude: [\"*_kube-system_*\"]\n    start_at: end\n    poll_interval: 50ms\n    scan_interval: 500ms",
+        d.display()
+    ));
+    let t = Trawl::start(&d, &cfg, "out.json");
+    std::thread::sleep(Duration::from_millis(700));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("app.log"))
+        .unwrap();
+    writeln!(f, "new 1").unwrap();
+    drop(f);
+    // A file created after startup is read from its start, whatever `start_at` says.
+    std::fs::write(d.join("late.log"), "late 1\n").unwrap();
+    t.wait_for(20, "the appended and the late lines", |ev| ev.len() >= 2);
+    // Same name, new file (the inode may well be reused): read from its start, not resumed.
+    std::fs::remove_file(d.join("app.log")).unwrap();
+    std::fs::write(
+        d.join("app.log"),
+        "replaced 1 with a longer first line than before\nreplaced 2\n",
+    )
+    .unwrap();
+    let ev = t.wait_for(20, "the replacement's lines", |ev| ev.len() >= 4);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut msgs = messages(&t.events());
+    msgs.sort();
+    assert_eq!(
+        msgs,
+        vec![
+            "late 1",
+            "new 1",
+            "replaced 1 with a longer first line than before",
+            "replaced 2"
+        ],
+        "{ev:#?}"
+    );
+}

@@ -1,0 +1,151 @@
+//! The output tests' harness: the built `trawl` binary as a child process (killed on drop),
+//! free ports, files, polling and `/metrics` reading. Output tests declare
+//! `mod support { pub mod es_server; pub mod kafka; pub mod process; }`.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running trawl, killed (SIGKILL) when dropped.
+pub struct Trawl {
+    pub child: Child,
+}
+
+impl Trawl {
+    /// Starts `trawl run -c config` with stdin piped, stderr to `log` (or inherited).
+    pub fn start(config: &Path, log: Option<&Path>) -> Trawl {
+        Trawl::start_env(config, log, &[])
+    }
+
+    /// `start` with extra environment variables.
+    pub fn start_env(config: &Path, log: Option<&Path>, env: &[(&str, &str)]) -> Trawl {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trawl"));
+        cmd.envs(env.iter().copied());
+        cmd.arg("run")
+            .arg("-c")
+            .arg(config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+        match log {
+            Some(p) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .unwrap();
+                cmd.stderr(f);
+            }
+            None => {
+                cmd.stderr(Stdio::inherit());
+            }
+        }
+        Trawl {
+            child: cmd.spawn().expect("starting the trawl binary"),
+        }
+    }
+
+    /// Writes lines to trawl's stdin.
+    pub fn feed(&mut self, text: &[u8]) {
+        let stdin = self.child.stdin.as_mut().expect("stdin is piped");
+        stdin.write_all(text).expect("writing to trawl's stdin");
+    }
+
+    /// Closes stdin and waits for trawl to exit; panics after `timeout`.
+    pub fn finish(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        drop(self.child.stdin.take());
+        self.wait(timeout)
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("trawl did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Peak resident memory (VmHWM) in KiB, while running.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        s.lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for Trawl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Polls `f` every 50 ms until it returns true; panics with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads a JSON-lines file (missing file: empty).
+pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// The value of a metric line `name{...component="comp"...}` from trawl's /metrics.
+pub fn metric(addr: &str, name: &str, component: &str) -> Option<f64> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let needle = format!("component=\"{component}\"");
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(&needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

@@ -1,0 +1,266 @@
+//! `trawl tee` end to end with the real binary: byte-identical pass-through of binary output,
+//! exit codes and forwarded signals, lines as events in-process, and lines spooled while the
+//! sidecar is down delivered once it is up.
+
+use serde_json::Value;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn trawl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trawl"));
+    c.args(["--log-level", "off"]);
+    c
+}
+
+fn null_pipeline(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("tee.yaml");
+    std::fs::write(&p, format!("data_dir: {}/data\nhttp: {{ enabled: false }}\noutputs:\n  sink: {{ type: \"null\" }}\n", dir.display())).unwrap();
+    p
+}
+
+/// Deterministic bytes of every value, newlines included.
+fn soup(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(1103515245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn binary_output_passes_through_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, b) = (soup(4 << 20, 1), soup(1 << 20, 2));
+    std::fs::write(d.join("a.bin"), &a).unwrap();
+    std::fs::write(d.join("b.bin"), &b).unwrap();
+    let out = trawl()
+        .arg("tee")
+        .arg("-c")
+        .arg(null_pipeline(d))
+        .arg("--")
+        .args([
+            "sh",
+            "-c",
+            &format!("cat {0}/a.bin; cat {0}/b.bin >&2", d.display()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stdout == a,
+        "stdout differs: {} bytes vs {}",
+        out.stdout.len(),
+        a.len()
+    );
+    assert!(
+        out.stderr == b,
+        "stderr differs: {} bytes vs {}",
+        out.stderr.len(),
+        b.len()
+    );
+}
+
+#[test]
+fn exit_codes_propagate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = null_pipeline(dir.path());
+    let code = |script: &str| {
+        trawl()
+            .arg("tee")
+            .arg("-c")
+            .arg(&cfg)
+            .args(["--", "sh", "-c", script])
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(code("exit 7"), Some(7));
+    assert_eq!(code("exit 0"), Some(0));
+    assert_eq!(
+        code("kill -9 $$"),
+        Some(137),
+        "killed by a signal: 128 + signal"
+    );
+    let missing = trawl()
+        .arg("tee")
+        .arg("-c")
+        .arg(&cfg)
+        .args(["--", "/no/such/program"])
+        .status()
+        .unwrap();
+    assert_eq!(missing.code(), Some(127));
+    // A pipeline that cannot be built stops tee before the command runs.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "outputs:\n  o: { type: stdout, fromat: json }\n").unwrap();
+    let marker = dir.path().join("ran");
+    let out = trawl()
+        .arg("tee")
+        .arg("-c")
+        .arg(&bad)
+        .args(["--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fromat"));
+    assert!(!marker.exists(), "the command did not run");
+}
+
+/// Starts tee on a child that reports the signals it gets, sends `sig` to trawl, returns
+/// trawl's exit code and the child's output.
+fn signal_roundtrip(sig: i32, cfg: &Path) -> (Option<i32>, String) {
+    let mut child = trawl()
+        .arg("tee")
+        .arg("-c")
+        .arg(cfg)
+        .args(["--", "sh", "-c", "trap 'echo got TERM; exit 42' TERM; trap 'echo got HUP; exit 43' HUP; trap 'echo got INT; exit 44' INT; echo ready; while :; do sleep 0.05; done"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains("ready") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "child ended before it was ready");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    stdout.read_to_end(&mut got).unwrap();
+    let status = child.wait().unwrap();
+    (status.code(), String::from_utf8_lossy(&got).into_owned())
+}
+
+#[test]
+fn signals_are_forwarded_to_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = null_pipeline(dir.path());
+    let (code, out) = signal_roundtrip(libc::SIGTERM, &cfg);
+    assert_eq!((code, out.contains("got TERM")), (Some(42), true), "{out}");
+    let (code, out) = signal_roundtrip(libc::SIGHUP, &cfg);
+    assert_eq!((code, out.contains("got HUP")), (Some(43), true), "{out}");
+    let (code, out) = signal_roundtrip(libc::SIGINT, &cfg);
+    assert_eq!((code, out.contains("got INT")), (Some(44), true), "{out}");
+}
+
+#[test]
+fn lines_become_events_of_the_in_process_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = d.join("tee.yaml");
+    std::fs::write(&cfg, format!(
+        "data_dir: {}/data\nhttp: {{ enabled: false }}\nprocessors:\n  - {{ type: add_tags, tags: [teed] }}\noutputs:\n  console: {{ type: stdout }}\n",
+        d.display()
+    )).unwrap();
+    let out = trawl()
+        .arg("tee")
+        .arg("-c")
+        .arg(&cfg)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo hello out; echo hello err >&2; printf 'no newline'",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The child's own output shares trawl's stdout here: an event may follow its unterminated line.
+    let events: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| l.find('{').map(|i| &l[i..]))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |m: &str| {
+        events
+            .iter()
+            .find(|e| e["message"] == m)
+            .unwrap_or_else(|| panic!("no event {m:?} in {stdout}"))
+    };
+    assert_eq!(find("hello out")["stream"], "stdout");
+    assert_eq!(find("hello err")["stream"], "stderr");
+    assert_eq!(find("hello err")["tags"], serde_json::json!(["teed"]));
+    assert_eq!(
+        find("no newline")["stream"],
+        "stdout",
+        "the unterminated last line is shipped at exit"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hello err"),
+        "stderr passed through"
+    );
+}
+
+#[test]
+fn lines_written_while_the_sidecar_is_down_arrive_once_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sock = d.join("trawl.sock");
+    // 2,000 lines while nothing listens (more than the 4 KiB memory buffer: they spill to
+    // disk), then a pause during which the sidecar starts, then one more line.
+    let script = "i=0; while [ $i -lt 2000 ]; do echo \"early line $i\"; i=$((i+1)); done; sleep 2; echo late line";
+    let mut tee = trawl()
+        .arg("tee")
+        .args([
+            "--forward",
+            &format!("unix:{}", sock.display()),
+            "--memory-buffer",
+            "4KiB",
+            "--spill-dir",
+        ])
+        .arg(d)
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let side_cfg = d.join("side.yaml");
+    std::fs::write(&side_cfg, format!(
+        "data_dir: {0}/data\nhttp: {{ enabled: false }}\ninputs:\n  app: {{ type: socket, address: \"unix:{1}\", format: json }}\noutputs:\n  out: {{ type: stdout }}\n",
+        d.display(), sock.display()
+    )).unwrap();
+    let side_out = d.join("side.json");
+    let mut side = trawl()
+        .args(["run", "-c"])
+        .arg(&side_cfg)
+        .stdout(std::fs::File::create(&side_out).unwrap())
+        .spawn()
+        .unwrap();
+    let status = tee.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let text = std::fs::read_to_string(&side_out).unwrap_or_default();
+        let events: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if events.len() >= 2001 || Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = side.kill();
+    let _ = side.wait();
+    let mut msgs: Vec<String> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(msgs.len(), 2001, "every line once");
+    assert_eq!(msgs.pop().as_deref(), Some("late line"));
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(m, &format!("early line {i}"), "in order");
+    }
+    assert!(events.iter().all(|e| e["stream"] == "stdout"));
+    assert!(
+        !d.join(format!("trawl-tee-{}.spill", tee.id())).exists(),
+        "spill file removed at exit"
+    );
+}
