@@ -1,6 +1,8 @@
 //! The commands of the `trawl` binary: `run` a pipeline, `validate` a pipeline file. Kept in
 //! the library so that tests drive the same code paths as the binary.
 
+pub mod pcap;
+
 use crate::config::{self, ConfigErrors, PipelineConfig};
 use crate::pipeline::channel::shutdown_pair;
 use crate::pipeline::Pipeline;
@@ -45,6 +47,22 @@ pub enum Command {
     },
     /// Print the embedded default pipeline.
     DefaultPipeline,
+    /// Decode a capture file: flows and HTTP transactions as JSON lines on stdout (or, with
+    /// -c, through that pipeline's processors and outputs as the input `pcap`).
+    Pcap {
+        /// The capture file (pcap or pcapng).
+        file: PathBuf,
+        /// A pipeline whose processors and outputs receive the events.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Report only these (default: flows and http).
+        #[arg(long, value_enum)]
+        only: Vec<pcap::Report>,
+        /// TCP ports that carry HTTP (comma-separated); by default every TCP connection is
+        /// followed and HTTP recognised by its content.
+        #[arg(long, value_delimiter = ',')]
+        http_ports: Vec<u16>,
+    },
     /// Run a command, pass its output through, and ship its lines (replaces `app | tee -a log`).
     Tee(tee::TeeArgs),
 }
@@ -83,6 +101,12 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { config } => validate(&config),
         Command::Run { config } => run(config.as_ref()),
+        Command::Pcap {
+            file,
+            config,
+            only,
+            http_ports,
+        } => pcap::run(file, config, only, http_ports),
         Command::Tee(args) => tee::run(args),
         Command::DefaultPipeline => {
             print!("{DEFAULT_PIPELINE}");

@@ -71,6 +71,14 @@ impl Map {
         }
     }
 
+    /// Appends without looking for `key` first: for builders whose keys are known to be
+    /// distinct (a packet decoder filling a fresh object). A duplicate would be kept twice.
+    pub fn push_new(&mut self, key: impl Into<Key>, value: Value) {
+        let key = key.into();
+        debug_assert!(self.get(&key).is_none(), "push_new: duplicate key `{key}`");
+        self.entries.push((key, value));
+    }
+
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let pos = self.entries.iter().position(|(k, _)| k == key)?;
         Some(self.entries.remove(pos).1)

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod lines;
+pub mod packet;
 pub mod socket;
 pub mod stdin;
 pub mod tee;
@@ -131,19 +132,41 @@ pub struct BuildContext {
 }
 
 /// Builds an input from its spec: the one place where input types are registered.
-pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
+pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
     match spec.type_name.as_str() {
         "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(
             &spec.node, &spec.path,
         )?))),
-        "file" => Ok(Box::new(file::build(spec, _ctx)?)),
+        "flows" => Ok(Box::new(packet::input::PacketInput::flows(
+            &spec.name,
+            from_node(&spec.node, &spec.path)?,
+            ctx,
+        ))),
+        "http" => Ok(Box::new(packet::input::PacketInput::http(
+            &spec.name,
+            from_node(&spec.node, &spec.path)?,
+            ctx,
+        ))),
+        "pcap_file" => Ok(Box::new(
+            packet::input::PacketInput::pcap_file(
+                &spec.name,
+                from_node(&spec.node, &spec.path)?,
+                Some(ctx),
+            )
+            .map_err(|mut e| {
+                e.mark = Some(spec.mark);
+                e.path = Some(spec.path.clone());
+                e
+            })?,
+        )),
+        "file" => Ok(Box::new(file::build(spec, ctx)?)),
         "socket" => Ok(Box::new(socket::build(spec)?)),
         other => Err(unknown_type(spec, other, TYPES)),
     }
 }
 
 /// The input types `build` knows, for error messages and docs.
-pub const TYPES: &[&str] = &["stdin", "file", "socket"];
+pub const TYPES: &[&str] = &["stdin", "file", "socket", "flows", "http", "pcap_file"];
 
 pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) -> DeError {
     let type_mark = spec.node_type_mark();

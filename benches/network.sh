@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Packet-side benchmarks, printed as Markdown tables:
+# 1. `trawl pcap` on generated captures of >= 1,000,000 packets of HTTP (profiles `small` and
+#    `mixed`, see gen_http_pcap.py) against tshark decoding HTTP on the same file in the same run:
+#    packets/s and transactions/s per CPU second (one core), wall time, peak RSS, ratio.
+# 2. Live capture on `lo` under a bounded local load (default 20,000 requests/s for 10 s):
+#    requests seen, kernel drops, trawl's own drops, trawl's CPU share.
+# Captures go to benches/data/ (git-ignored). Env: PROFILES="small mixed", LOAD_RPS, LOAD_SECS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROFILES=${PROFILES:-"small mixed"}
+LOAD_RPS=${LOAD_RPS:-20000}
+LOAD_SECS=${LOAD_SECS:-10}
+cargo build --release --quiet --bin trawl --example http_load
+BIN=target/release/trawl
+LOAD=target/release/examples/http_load
+mkdir -p benches/data
+
+measure() { # prints "wall cpu rss_kb" of the command, its stdout discarded
+  local t; t=$(mktemp)
+  /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" >/dev/null 2>&1 || true
+  awk '{printf "%s %.2f %s\n", $1, $2 + $3, $4}' "$t"; rm -f "$t"
+}
+
+echo "### trawl pcap vs tshark"
+echo
+echo "| capture | packets | transactions | tool | wall s | CPU s | packets/s (CPU) | transactions/s (CPU) | peak RSS MB | speed-up vs tshark |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for profile in $PROFILES; do
+  f=benches/data/http-$profile-1m.pcap
+  if [ ! -s "$f" ] || [ ! -s "$f.meta" ]; then
+    python3 benches/gen_http_pcap.py "$f" 1000000 "$profile" > "$f.meta"
+  fi
+  read -r pkts txs < "$f.meta"
+  read -r tw tc tr <<<"$(measure "$BIN" pcap "$f")"
+  read -r sw sc sr <<<"$(measure tshark -r "$f" -Y http -T fields -e http.request.method -e http.request.uri -e http.response.code)"
+  for row in "trawl $tw $tc $tr" "tshark $sw $sc $sr"; do
+    read -r tool w c r <<<"$row"
+    awk -v tool="$tool" -v w="$w" -v c="$c" -v r="$r" -v p="$pkts" -v x="$txs" -v base="$sc" -v name="$profile" 'BEGIN {
+      printf "| %s | %d | %d | %s | %.2f | %.2f | %.0f | %.0f | %.1f | %.1fx |\n", name, p, x, tool, w, c, p / c, x / c, r / 1024, base / c }'
+  done
+done
+
+echo
+echo "### live capture on lo under load"
+echo
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dir=$(mktemp -d)
+cat > "$dir/p.yaml" <<YAML
+inputs:
+  web:
+    type: http
+    capture: { interfaces: [lo], bpf_filter: "tcp port $port" }
+    ports: [$port]
+outputs:
+  sink: { type: "null" }
+data_dir: $dir
+http: { address: "127.0.0.1:0" }
+YAML
+"$BIN" --log-format json run -c "$dir/p.yaml" 2> "$dir/log" &
+tpid=$!
+trap 'kill $tpid 2>/dev/null || true; rm -rf "$dir"' EXIT
+alive() { kill -0 $tpid 2>/dev/null || { echo "trawl exited early:"; cat "$dir/log"; exit 1; }; }
+for _ in $(seq 100); do grep -q '"capturing"' "$dir/log" && grep -q 'serving /metrics' "$dir/log" && break; sleep 0.1; done
+alive
+maddr=$(grep -o '"address":"[^"]*"' "$dir/log" | head -1 | cut -d'"' -f4)
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$tpid/stat"; }
+c0=$(cpu)
+read -r _ sent rps <<<"$("$LOAD" "$port" "$LOAD_RPS" "$LOAD_SECS" 8)"
+sleep 1.5
+c1=$(cpu)
+metrics=$(curl -s "http://$maddr/metrics" 2>/dev/null || python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://$maddr/metrics').read().decode())")
+kdrop=$(echo "$metrics" | awk '/^trawl_capture_kernel_dropped_total/ {s += $2} END {print s + 0}')
+odrop=$(echo "$metrics" | awk '/^trawl_capture_dropped_total/ {s += $2} END {print s + 0}')
+seen=$(echo "$metrics" | awk '/^trawl_http_requests_total/ {s += $2} END {print s + 0}')
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$tpid/status")
+kill -TERM $tpid; wait $tpid 2>/dev/null || true
+echo "| target req/s | achieved req/s | requests sent | requests seen by trawl | kernel drops | trawl drops | trawl CPU (cores) | peak RSS MB |"
+echo "|---|---|---|---|---|---|---|---|"
+awk -v t="$LOAD_RPS" -v a="$rps" -v s="$sent" -v seen="$seen" -v k="$kdrop" -v o="$odrop" -v c0="$c0" -v c1="$c1" -v hz="$ticks" -v secs="$LOAD_SECS" -v r="$rss" 'BEGIN {
+  printf "| %d | %d | %d | %d | %d | %d | %.3f | %.1f |\n", t, a, s, seen, k, o, (c1 - c0) / hz / (secs + 1.5), r / 1024 }'

@@ -1,0 +1,499 @@
+//! Packet sources, on their own threads (never on the async runtime): capture files read in
+//! order, and live capture on interfaces matched by name, glob or `any`, re-listed every
+//! `refresh_interfaces`. Each interface has a capture thread that hands blocks of packets to
+//! the one analyzer thread over a bounded queue; when the analyzer falls behind, blocks are
+//! dropped and counted, since a live capture cannot pause.
+
+use super::{Engine, Stats};
+use crate::config::{ByteSize, Duration};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Live capture settings (the `capture:` section of the `flows` and `http` inputs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Interface names, globs (`veth*`, `cali*`, `lxc*`) or `any`.
+    #[serde(default = "default_interfaces")]
+    pub interfaces: Vec<String>,
+    /// A BPF filter (tcpdump syntax) applied in the kernel.
+    #[serde(default)]
+    pub bpf_filter: Option<String>,
+    /// Most bytes kept of each packet.
+    #[serde(default = "default_snaplen")]
+    pub snaplen: ByteSize,
+    /// Kernel buffer per interface.
+    #[serde(default = "default_buffer")]
+    pub buffer_size: ByteSize,
+    /// Put interfaces in promiscuous mode.
+    #[serde(default)]
+    pub promiscuous: bool,
+    /// How often the interface list is matched again (new interfaces opened, vanished released).
+    #[serde(default = "default_refresh")]
+    pub refresh_interfaces: Duration,
+    /// Copies of a packet seen within this window (on several interfaces, or inside and outside
+    /// a tunnel) are counted once; `0s` keeps every copy.
+    #[serde(default = "default_dedup")]
+    pub dedup_window: Duration,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            interfaces: default_interfaces(),
+            bpf_filter: None,
+            snaplen: default_snaplen(),
+            buffer_size: default_buffer(),
+            promiscuous: false,
+            refresh_interfaces: default_refresh(),
+            dedup_window: default_dedup(),
+        }
+    }
+}
+
+fn default_interfaces() -> Vec<String> {
+    vec!["any".into()]
+}
+fn default_snaplen() -> ByteSize {
+    // tcpdump's default: whole packets even on `lo`, whose MTU is 64 KiB.
+    ByteSize(262144)
+}
+fn default_buffer() -> ByteSize {
+    ByteSize(8 << 20)
+}
+fn default_refresh() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_dedup() -> Duration {
+    Duration::from_millis(100)
+}
+
+/// How a capture file ended.
+#[derive(Debug, Default)]
+pub struct FileSummary {
+    pub packets: u64,
+    /// A truncated or corrupt record stopped the reading early.
+    pub error: Option<String>,
+}
+
+// `timeval` fields are not i64 on every target.
+#[allow(clippy::unnecessary_cast)]
+fn ts_ns(h: &pcap::PacketHeader, nanos: bool) -> i64 {
+    let frac = h.ts.tv_usec as i64;
+    (h.ts.tv_sec as i64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(if nanos { frac } else { frac * 1000 })
+}
+
+/// Reads `path` through `engine`, calling `flush` with the engine every `batch` events and at
+/// the end (after `finish`). `flush` returns false to stop early. An unreadable file is `Err`;
+/// a truncated or corrupt record ends the file early and is reported in the summary.
+pub fn read_file(
+    path: &Path,
+    engine: &mut Engine,
+    stop: &AtomicBool,
+    batch: usize,
+    flush: &mut dyn FnMut(&mut Engine) -> bool,
+) -> Result<FileSummary, String> {
+    let mut cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let link = cap.get_datalink().0;
+    let mut summary = FileSummary::default();
+    loop {
+        match cap.next_packet() {
+            Ok(p) => {
+                summary.packets += 1;
+                engine.packet(link, ts_ns(p.header, true), p.data);
+            }
+            Err(pcap::Error::NoMorePackets) => break,
+            Err(e) => {
+                summary.error = Some(format!(
+                    "{}: after {} packets: {e}",
+                    path.display(),
+                    summary.packets
+                ));
+                break;
+            }
+        }
+        if engine.events.len() >= batch && !flush(engine) {
+            return Ok(summary);
+        }
+        if summary.packets % 4096 == 0 && stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    engine.finish();
+    flush(engine);
+    Ok(summary)
+}
+
+/// Packets captured on one interface, copied into one buffer.
+pub struct Block {
+    pub link: i32,
+    pub data: Vec<u8>,
+    /// (capture time ns, offset, length) of each packet in `data`.
+    pub packets: Vec<(i64, u32, u32)>,
+}
+
+const BLOCK_PACKETS: usize = 512;
+const BLOCK_BYTES: usize = 256 * 1024;
+// At most QUEUE_BLOCKS * BLOCK_BYTES (8 MiB) wait for the analyzer: memory stays bounded.
+const QUEUE_BLOCKS: usize = 32;
+
+/// `veth*`, `cali?x`: `*` any run, `?` one character.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn rec(p: &[u8], n: &[u8]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((b'*', rest)) => (0..=n.len()).any(|i| rec(rest, &n[i..])),
+            Some((b'?', rest)) => !n.is_empty() && rec(rest, &n[1..]),
+            Some((c, rest)) => n.first() == Some(c) && rec(rest, &n[1..]),
+        }
+    }
+    rec(pattern.as_bytes(), name.as_bytes())
+}
+
+/// The interface names `patterns` select among `available`.
+pub fn select_interfaces(patterns: &[String], available: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in patterns {
+        if p == "any" || !p.contains(['*', '?']) {
+            if !out.contains(p) {
+                out.push(p.clone());
+            }
+            continue;
+        }
+        for a in available {
+            if glob_match(p, a) && !out.contains(a) {
+                out.push(a.clone());
+            }
+        }
+    }
+    out
+}
+
+struct Worker {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+/// Live capture on a changing set of interfaces; `run` drives `engine` on the calling thread.
+pub struct Live {
+    cfg: CaptureConfig,
+    input: Arc<str>,
+    stats: Arc<Stats>,
+}
+
+impl Live {
+    pub fn new(cfg: CaptureConfig, input: Arc<str>, stats: Arc<Stats>) -> Live {
+        Live { cfg, input, stats }
+    }
+
+    /// Captures until `stop` is set; `flush` receives the engine whenever it holds events
+    /// (false: the pipeline is gone). Interfaces that cannot be opened are logged once and
+    /// skipped; trawl keeps running without them.
+    pub fn run(
+        &self,
+        engine: &mut Engine,
+        stop: &AtomicBool,
+        flush: &mut dyn FnMut(&mut Engine) -> bool,
+    ) {
+        let (tx, rx) = sync_channel::<Block>(QUEUE_BLOCKS);
+        let pool: Arc<Mutex<Vec<Block>>> = Arc::new(Mutex::new(Vec::new()));
+        let mut workers: HashMap<String, Worker> = HashMap::new();
+        let mut logged: HashSet<String> = HashSet::new();
+        let refresh = self
+            .cfg
+            .refresh_interfaces
+            .positive()
+            .unwrap_or(std::time::Duration::from_secs(10));
+        let mut next_refresh = std::time::Instant::now();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if std::time::Instant::now() >= next_refresh {
+                next_refresh = std::time::Instant::now() + refresh;
+                self.refresh(&mut workers, &mut logged, &tx, &pool);
+            }
+            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(b) => {
+                    self.analyze(engine, b, &pool);
+                    // Drain what is queued without waiting.
+                    while let Ok(b) = rx.try_recv() {
+                        self.analyze(engine, b, &pool);
+                        if engine.events.len() >= 1024 {
+                            break;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            engine.tick(wall_ns().max(engine.now_ns()));
+            if !engine.events.is_empty() && !flush(engine) {
+                break;
+            }
+        }
+        for (_, w) in workers.drain() {
+            w.stop.store(true, Ordering::Relaxed);
+            let _ = w.handle.join();
+        }
+        while let Ok(b) = rx.try_recv() {
+            self.analyze(engine, b, &pool);
+        }
+        engine.finish();
+        flush(engine);
+    }
+
+    fn analyze(&self, engine: &mut Engine, b: Block, pool: &Arc<Mutex<Vec<Block>>>) {
+        for (ts, off, len) in &b.packets {
+            let (o, l) = (*off as usize, *len as usize);
+            if let Some(d) = b.data.get(o..o + l) {
+                engine.packet(b.link, *ts, d);
+            }
+        }
+        if let Ok(mut p) = pool.lock() {
+            if p.len() < QUEUE_BLOCKS {
+                let mut b = b;
+                b.data.clear();
+                b.packets.clear();
+                p.push(b);
+            }
+        }
+    }
+
+    fn refresh(
+        &self,
+        workers: &mut HashMap<String, Worker>,
+        logged: &mut HashSet<String>,
+        tx: &SyncSender<Block>,
+        pool: &Arc<Mutex<Vec<Block>>>,
+    ) {
+        let available: Vec<String> = match pcap::Device::list() {
+            Ok(list) => list.into_iter().map(|d| d.name).collect(),
+            Err(e) => {
+                if logged.insert("<list>".into()) {
+                    tracing::warn!(input = %self.input, error = %e, "cannot list interfaces (logged once)");
+                }
+                Vec::new()
+            }
+        };
+        let wanted = select_interfaces(&self.cfg.interfaces, &available);
+        // Release interfaces that vanished, and threads that ended (interface down).
+        workers.retain(|name, w| {
+            let keep = (wanted.contains(name)
+                && (name == "any"
+                    || available.contains(name)
+                    || !self.cfg.interfaces.iter().any(|p| p.contains(['*', '?']))))
+                && !w.handle.is_finished();
+            if !keep {
+                w.stop.store(true, Ordering::Relaxed);
+                tracing::info!(input = %self.input, interface = %name, "interface released");
+            }
+            keep
+        });
+        for name in wanted {
+            if workers.contains_key(&name) {
+                continue;
+            }
+            match self.open(&name) {
+                Ok(cap) => {
+                    logged.remove(&name);
+                    tracing::info!(input = %self.input, interface = %name, "capturing");
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let (s, tx, pool, stats, input, n) = (
+                        stop.clone(),
+                        tx.clone(),
+                        pool.clone(),
+                        self.stats.clone(),
+                        self.input.clone(),
+                        name.clone(),
+                    );
+                    match std::thread::Builder::new()
+                        .name(format!("trawl-cap-{name}"))
+                        .spawn(move || capture_loop(cap, &n, &input, &s, &tx, &pool, &stats))
+                    {
+                        Ok(handle) => {
+                            workers.insert(name, Worker { stop, handle });
+                        }
+                        Err(e) => {
+                            tracing::error!(input = %self.input, interface = %name, error = %e, "cannot start a capture thread")
+                        }
+                    }
+                }
+                Err(e) => {
+                    if logged.insert(name.clone()) {
+                        tracing::warn!(input = %self.input, interface = %name, error = %e, "cannot capture on this interface; skipped, retried every refresh_interfaces (logged once)");
+                    }
+                }
+            }
+        }
+    }
+
+    fn open(&self, name: &str) -> Result<pcap::Capture<pcap::Active>, pcap::Error> {
+        let mut cap = pcap::Capture::from_device(name)?
+            .promisc(self.cfg.promiscuous)
+            .snaplen(self.cfg.snaplen.0.min(i32::MAX as u64) as i32)
+            .buffer_size(self.cfg.buffer_size.0.min(i32::MAX as u64) as i32)
+            .timeout(50)
+            .open()?
+            .setnonblock()?;
+        if let Some(f) = &self.cfg.bpf_filter {
+            cap.filter(f, true)?;
+        }
+        Ok(cap)
+    }
+}
+
+/// Open the interface `name` the way a live input would, to tell early whether we may.
+pub fn probe(name: &str) -> Result<(), pcap::Error> {
+    pcap::Capture::from_device(name)?
+        .timeout(10)
+        .open()
+        .map(|_| ())
+}
+
+fn wall_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn capture_loop(
+    mut cap: pcap::Capture<pcap::Active>,
+    name: &str,
+    input: &str,
+    stop: &AtomicBool,
+    tx: &SyncSender<Block>,
+    pool: &Mutex<Vec<Block>>,
+    stats: &Stats,
+) {
+    let link = cap.get_datalink().0;
+    let new_block = || {
+        pool.lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| Block {
+                link,
+                data: Vec::with_capacity(BLOCK_BYTES),
+                packets: Vec::with_capacity(BLOCK_PACKETS),
+            })
+    };
+    let mut block = new_block();
+    block.link = link;
+    let mut last_stats = std::time::Instant::now();
+    let mut block_started = std::time::Instant::now();
+    let send = |block: Block| match tx.try_send(block) {
+        Ok(()) => true,
+        Err(TrySendError::Full(b)) => {
+            stats
+                .capture_dropped
+                .fetch_add(b.packets.len() as u64, Ordering::Relaxed);
+            true
+        }
+        Err(TrySendError::Disconnected(_)) => false,
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
+    let mut idle = false;
+    while !stop.load(Ordering::Relaxed) {
+        if idle {
+            // Non-blocking capture: wait for the descriptor rather than spin, and wake up
+            // regularly to see `stop` and to hand on a partial block.
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: pfd is a valid pollfd for the duration of the call, and nfds is 1.
+            unsafe { libc::poll(&mut pfd, 1, 50) };
+            idle = false;
+        }
+        match cap.next_packet() {
+            Ok(p) => {
+                if block.packets.is_empty() {
+                    block_started = std::time::Instant::now();
+                }
+                let off = block.data.len() as u32;
+                block.data.extend_from_slice(p.data);
+                block
+                    .packets
+                    .push((ts_ns(p.header, false), off, p.data.len() as u32));
+                if block.packets.len() >= BLOCK_PACKETS || block.data.len() >= BLOCK_BYTES {
+                    let full = std::mem::replace(&mut block, new_block());
+                    block.link = link;
+                    if !send(full) {
+                        return;
+                    }
+                }
+            }
+            Err(pcap::Error::TimeoutExpired) => idle = true,
+            Err(e) => {
+                tracing::warn!(input = %input, interface = %name, error = %e, "capture ended on this interface; it is reopened if it comes back");
+                break;
+            }
+        }
+        // Hand a partial block on once the capture pauses or it is 20 ms old, for latency.
+        if !block.packets.is_empty()
+            && (idle || block_started.elapsed() >= std::time::Duration::from_millis(20))
+        {
+            let full = std::mem::replace(&mut block, new_block());
+            block.link = link;
+            if !send(full) {
+                return;
+            }
+        }
+        if last_stats.elapsed() >= std::time::Duration::from_secs(1) {
+            last_stats = std::time::Instant::now();
+            if let Ok(s) = cap.stats() {
+                stats.set_interface(
+                    name,
+                    s.received as u64,
+                    s.dropped as u64,
+                    s.if_dropped as u64,
+                );
+            }
+        }
+    }
+    if let Ok(s) = cap.stats() {
+        stats.set_interface(
+            name,
+            s.received as u64,
+            s.dropped as u64,
+            s.if_dropped as u64,
+        );
+    }
+    if !block.packets.is_empty() {
+        send(block);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_select_interfaces() {
+        let avail: Vec<String> = ["lo", "eth0", "veth1a", "veth2b", "cali123", "tunl0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let pats: Vec<String> = ["veth*", "cali*", "lxc*", "eth0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            select_interfaces(&pats, &avail),
+            vec!["veth1a", "veth2b", "cali123", "eth0"]
+        );
+        assert_eq!(select_interfaces(&["any".into()], &avail), vec!["any"]);
+        assert!(glob_match("e?h*", "eth0"));
+        assert!(!glob_match("veth*", "eth0"));
+    }
+}

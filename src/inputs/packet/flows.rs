@@ -1,0 +1,584 @@
+//! The flow table: bidirectional flows on the canonical 5-tuple plus VLAN, with per-direction
+//! packets and bytes, TCP flags, how the flow ended and the TCP set-up time; emits interim and
+//! final flow events (ECS `source.*`, `destination.*`, `network.*`, `flow.*`) in capture time.
+
+use super::community_id::community_id;
+use super::decode::{tcp_flags, Addr, Packet};
+use super::{ns_to_time, Stats};
+use crate::config::Duration;
+use crate::event::{Event, Value};
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsConfig {
+    /// Live capture settings (`flows` input only).
+    #[serde(default)]
+    pub capture: Option<super::capture::CaptureConfig>,
+    /// A flow without packets for this long ends (`flow.end_reason: timeout`).
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Interim reports of long flows every `period`; zero or negative: final reports only.
+    #[serde(default = "default_period")]
+    pub period: Duration,
+    /// Most flows tracked at once; new flows past it are counted in
+    /// `trawl_packet_flows_untracked_total` and not reported.
+    #[serde(default = "default_max_flows")]
+    pub max_flows: usize,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        FlowsConfig {
+            capture: None,
+            timeout: default_timeout(),
+            period: default_period(),
+            max_flows: default_max_flows(),
+        }
+    }
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_period() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_flows() -> usize {
+    100_000
+}
+
+/// Canonical flow key: endpoint `a` sorts before endpoint `b`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub a: Addr,
+    pub b: Addr,
+    pub ap: u16,
+    pub bp: u16,
+    pub proto: u8,
+    pub vlan: u16,
+}
+
+impl FlowKey {
+    /// The key of `p`'s flow and whether `p` goes from `a` to `b` (direction 0).
+    pub fn of(p: &Packet<'_>) -> (FlowKey, usize) {
+        if (p.src, p.sport) <= (p.dst, p.dport) {
+            (
+                FlowKey {
+                    a: p.src,
+                    b: p.dst,
+                    ap: p.sport,
+                    bp: p.dport,
+                    proto: p.proto,
+                    vlan: p.vlan,
+                },
+                0,
+            )
+        } else {
+            (
+                FlowKey {
+                    a: p.dst,
+                    b: p.src,
+                    ap: p.dport,
+                    bp: p.sport,
+                    proto: p.proto,
+                    vlan: p.vlan,
+                },
+                1,
+            )
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Fin,
+    Rst,
+    Timeout,
+    EndOfCapture,
+}
+
+impl EndReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Fin => "fin",
+            EndReason::Rst => "rst",
+            EndReason::Timeout => "timeout",
+            EndReason::EndOfCapture => "end_of_capture",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Dir {
+    packets: u64,
+    bytes: u64,
+    flags: u8,
+    fin: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Flow {
+    id: u64,
+    first_ns: i64,
+    last_ns: i64,
+    last_report_ns: i64,
+    dirs: [Dir; 2],
+    /// Which direction the initiator sends in.
+    initiator: usize,
+    syn_ns: Option<i64>,
+    synack_seen: bool,
+    setup_ns: Option<i64>,
+    rst: bool,
+}
+
+/// Closed (FIN both ways, or RST) flows are kept this long for their last ACKs, then reported.
+const LINGER_NS: i64 = 1_000_000_000;
+
+pub struct FlowTable {
+    config: FlowsConfig,
+    table: FxHashMap<FlowKey, Flow>,
+    input: Arc<str>,
+    stats: Arc<Stats>,
+    next_id: u64,
+    last_sweep_ns: i64,
+}
+
+impl FlowTable {
+    pub fn new(config: FlowsConfig, input: Arc<str>, stats: Arc<Stats>) -> FlowTable {
+        FlowTable {
+            config,
+            table: FxHashMap::default(),
+            input,
+            stats,
+            next_id: 1,
+            last_sweep_ns: i64::MIN,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Accounts `p` (captured at `ts_ns`) to its flow; ended flows go to `out`.
+    pub fn packet(&mut self, p: &Packet<'_>, ts_ns: i64, out: &mut Vec<Event>) {
+        let (key, dir) = FlowKey::of(p);
+        let flags = p.tcp.map(|t| t.flags).unwrap_or(0);
+        let syn_only = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        // A new connection on the 5-tuple of a closed one: report the old flow first.
+        if syn_only {
+            if let Some(f) = self.table.get(&key) {
+                if f.rst
+                    || (f.dirs[0].fin && f.dirs[1].fin)
+                    || f.dirs[dir ^ 1].packets > 0 && f.dirs[dir].fin
+                {
+                    if let Some(old) = self.table.remove(&key) {
+                        let reason = if old.rst {
+                            EndReason::Rst
+                        } else {
+                            EndReason::Fin
+                        };
+                        out.push(self.event(&key, &old, true, Some(reason)));
+                    }
+                }
+            }
+        }
+        let tracked = self.table.len();
+        let f = match self.table.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                if tracked >= self.config.max_flows {
+                    self.stats.flows_untracked.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let initiator = if flags & (tcp_flags::SYN | tcp_flags::ACK)
+                    == (tcp_flags::SYN | tcp_flags::ACK)
+                {
+                    dir ^ 1
+                } else {
+                    dir
+                };
+                let id = self.next_id;
+                self.next_id += 1;
+                v.insert(Flow {
+                    id,
+                    first_ns: ts_ns,
+                    last_ns: ts_ns,
+                    last_report_ns: ts_ns,
+                    dirs: Default::default(),
+                    initiator,
+                    syn_ns: None,
+                    synack_seen: false,
+                    setup_ns: None,
+                    rst: false,
+                })
+            }
+        };
+        f.last_ns = f.last_ns.max(ts_ns);
+        let d = &mut f.dirs[dir];
+        d.packets += 1;
+        d.bytes += p.ip_len as u64;
+        d.flags |= flags;
+        if p.tcp.is_some() {
+            if flags & tcp_flags::FIN != 0 {
+                d.fin = true;
+            }
+            if flags & tcp_flags::RST != 0 {
+                f.rst = true;
+            }
+            if syn_only && f.syn_ns.is_none() {
+                f.syn_ns = Some(ts_ns);
+                f.initiator = dir;
+            } else if flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK)
+            {
+                f.synack_seen = true;
+            } else if flags & tcp_flags::ACK != 0
+                && dir == f.initiator
+                && f.synack_seen
+                && f.setup_ns.is_none()
+            {
+                if let Some(s) = f.syn_ns {
+                    f.setup_ns = Some(ts_ns - s);
+                }
+            }
+        }
+    }
+
+    /// Ends idle flows and emits interim reports, as of capture time `now_ns`.
+    pub fn sweep(&mut self, now_ns: i64, out: &mut Vec<Event>) {
+        if now_ns.saturating_sub(self.last_sweep_ns) < 200_000_000 {
+            return;
+        }
+        self.last_sweep_ns = now_ns;
+        let timeout = self.config.timeout.millis.max(1).saturating_mul(1_000_000);
+        let period = self.config.period.millis.saturating_mul(1_000_000);
+        let mut ended = Vec::new();
+        for (k, f) in self.table.iter_mut() {
+            let idle = now_ns.saturating_sub(f.last_ns);
+            let closed = f.rst || (f.dirs[0].fin && f.dirs[1].fin);
+            if closed && idle >= LINGER_NS.min(timeout) {
+                ended.push((
+                    *k,
+                    if f.rst {
+                        EndReason::Rst
+                    } else {
+                        EndReason::Fin
+                    },
+                ));
+            } else if idle >= timeout {
+                ended.push((*k, EndReason::Timeout));
+            } else if period > 0 && now_ns.saturating_sub(f.last_report_ns) >= period {
+                f.last_report_ns = now_ns;
+                let ev = event(&self.input, k, f, false, None);
+                out.push(ev);
+            }
+        }
+        for (k, why) in ended {
+            if let Some(f) = self.table.remove(&k) {
+                out.push(self.event(&k, &f, true, Some(why)));
+            }
+        }
+        self.stats
+            .flows_active
+            .store(self.table.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Reports every flow still open (end of a capture file, shutdown).
+    pub fn flush(&mut self, out: &mut Vec<Event>) {
+        let mut all: Vec<(FlowKey, Flow)> = self.table.drain().collect();
+        all.sort_by_key(|(_, f)| f.id);
+        for (k, f) in all {
+            let why = if f.rst {
+                EndReason::Rst
+            } else if f.dirs[0].fin && f.dirs[1].fin {
+                EndReason::Fin
+            } else {
+                EndReason::EndOfCapture
+            };
+            out.push(self.event(&k, &f, true, Some(why)));
+        }
+        self.stats.flows_active.store(0, Ordering::Relaxed);
+    }
+
+    fn event(&self, k: &FlowKey, f: &Flow, fin: bool, why: Option<EndReason>) -> Event {
+        event(&self.input, k, f, fin, why)
+    }
+}
+
+fn flag_names(flags: u8) -> Value {
+    let names = [
+        (tcp_flags::SYN, "SYN"),
+        (tcp_flags::ACK, "ACK"),
+        (tcp_flags::PSH, "PSH"),
+        (tcp_flags::FIN, "FIN"),
+        (tcp_flags::RST, "RST"),
+        (tcp_flags::URG, "URG"),
+    ];
+    Value::Array(
+        names
+            .iter()
+            .filter(|(b, _)| flags & b != 0)
+            .map(|(_, n)| Value::from(*n))
+            .collect(),
+    )
+}
+
+pub fn transport_name(proto: u8) -> Value {
+    match proto {
+        6 => Value::from("tcp"),
+        17 => Value::from("udp"),
+        1 => Value::from("icmp"),
+        58 => Value::from("ipv6-icmp"),
+        132 => Value::from("sctp"),
+        n => Value::from(n.to_string()),
+    }
+}
+
+fn event(input: &Arc<str>, k: &FlowKey, f: &Flow, fin: bool, why: Option<EndReason>) -> Event {
+    let (s, d) = (f.initiator, f.initiator ^ 1);
+    let ep = |dir: usize| if dir == 0 { (k.a, k.ap) } else { (k.b, k.bp) };
+    let ((sip, sport), (dip, dport)) = (ep(s), ep(d));
+    let mut e = Event::new(input.clone(), ns_to_time(f.last_ns));
+    e.insert("event.kind", "event");
+    e.insert("event.category", Value::Array(vec![Value::from("network")]));
+    e.insert(
+        "event.type",
+        Value::Array(vec![
+            Value::from("connection"),
+            Value::from(if fin { "end" } else { "info" }),
+        ]),
+    );
+    e.insert("event.dataset", "flow");
+    e.insert("event.start", Value::Timestamp(ns_to_time(f.first_ns)));
+    e.insert("event.end", Value::Timestamp(ns_to_time(f.last_ns)));
+    e.insert("event.duration", Value::from(f.last_ns - f.first_ns));
+    e.insert(
+        "flow.id",
+        Value::from(format!("{:016x}", flow_hash(k, f.first_ns))),
+    );
+    e.insert("flow.final", Value::Bool(fin));
+    if let Some(w) = why {
+        e.insert("flow.end_reason", w.as_str());
+    }
+    let ports = matches!(k.proto, 6 | 17 | 132);
+    e.insert("source.ip", Value::from(sip.to_string()));
+    e.insert("destination.ip", Value::from(dip.to_string()));
+    if ports {
+        e.insert("source.port", Value::from(sport as i64));
+        e.insert("destination.port", Value::from(dport as i64));
+    }
+    e.insert("source.packets", Value::from(f.dirs[s].packets as i64));
+    e.insert("source.bytes", Value::from(f.dirs[s].bytes as i64));
+    e.insert("destination.packets", Value::from(f.dirs[d].packets as i64));
+    e.insert("destination.bytes", Value::from(f.dirs[d].bytes as i64));
+    e.insert("network.transport", transport_name(k.proto));
+    e.insert("network.iana_number", Value::from(k.proto.to_string()));
+    e.insert("network.type", if sip.is_v4() { "ipv4" } else { "ipv6" });
+    e.insert(
+        "network.packets",
+        Value::from((f.dirs[0].packets + f.dirs[1].packets) as i64),
+    );
+    e.insert(
+        "network.bytes",
+        Value::from((f.dirs[0].bytes + f.dirs[1].bytes) as i64),
+    );
+    e.insert(
+        "network.community_id",
+        Value::from(community_id(0, sip, sport, dip, dport, k.proto)),
+    );
+    if k.vlan != 0 {
+        e.insert("network.vlan.id", Value::from(k.vlan.to_string()));
+    }
+    if k.proto == 6 {
+        e.insert("flow.tcp.flags.source", flag_names(f.dirs[s].flags));
+        e.insert("flow.tcp.flags.destination", flag_names(f.dirs[d].flags));
+        if let Some(ns) = f.setup_ns {
+            e.insert("flow.tcp.setup_duration", Value::from(ns));
+        }
+    }
+    e
+}
+
+fn flow_hash(k: &FlowKey, first_ns: i64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    k.hash(&mut h);
+    first_ns.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::packet::decode::{decode, linktype, tests::eth_tcp};
+
+    fn feed(t: &mut FlowTable, frames: &[(i64, Vec<u8>)], out: &mut Vec<Event>) {
+        for (ts, f) in frames {
+            let p = decode(linktype::ETHERNET, f).unwrap();
+            t.packet(&p, *ts, out);
+            t.sweep(*ts, out);
+        }
+    }
+
+    #[test]
+    fn handshake_exchange_and_fin_make_one_final_flow() {
+        let stats = Arc::new(Stats::default());
+        let mut t = FlowTable::new(
+            FlowsConfig {
+                period: Duration::from_millis(-1000),
+                ..Default::default()
+            },
+            "f".into(),
+            stats,
+        );
+        let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let ms = 1_000_000;
+        let frames = vec![
+            (0, eth_tcp(c, 40000, s, 80, 1, 0, tcp_flags::SYN, b"")),
+            (
+                ms,
+                eth_tcp(s, 80, c, 40000, 9, 2, tcp_flags::SYN | tcp_flags::ACK, b""),
+            ),
+            (2 * ms, eth_tcp(c, 40000, s, 80, 2, 10, tcp_flags::ACK, b"")),
+            (
+                3 * ms,
+                eth_tcp(
+                    c,
+                    40000,
+                    s,
+                    80,
+                    2,
+                    10,
+                    tcp_flags::ACK | tcp_flags::PSH,
+                    b"GET / HTTP/1.0\r\n\r\n",
+                ),
+            ),
+            (
+                4 * ms,
+                eth_tcp(
+                    s,
+                    80,
+                    c,
+                    40000,
+                    10,
+                    20,
+                    tcp_flags::ACK | tcp_flags::FIN,
+                    b"",
+                ),
+            ),
+            (
+                5 * ms,
+                eth_tcp(
+                    c,
+                    40000,
+                    s,
+                    80,
+                    20,
+                    11,
+                    tcp_flags::ACK | tcp_flags::FIN,
+                    b"",
+                ),
+            ),
+            (
+                6 * ms,
+                eth_tcp(s, 80, c, 40000, 11, 21, tcp_flags::ACK, b""),
+            ),
+        ];
+        let mut out = Vec::new();
+        feed(&mut t, &frames, &mut out);
+        assert!(out.is_empty(), "closed flow lingers for its last ACKs");
+        t.sweep(2_000 * ms, &mut out);
+        assert_eq!(out.len(), 1);
+        let e = &out[0];
+        assert_eq!(e.get("source.ip").unwrap().as_str(), Some("10.0.0.1"));
+        assert_eq!(
+            e.get("source.packets").unwrap().to_json(),
+            serde_json::json!(4)
+        );
+        assert_eq!(
+            e.get("destination.packets").unwrap().to_json(),
+            serde_json::json!(3)
+        );
+        assert_eq!(e.get("flow.end_reason").unwrap().as_str(), Some("fin"));
+        assert_eq!(
+            e.get("flow.tcp.setup_duration").unwrap().to_json(),
+            serde_json::json!(2 * ms)
+        );
+        assert_eq!(
+            e.get("event.duration").unwrap().to_json(),
+            serde_json::json!(6 * ms)
+        );
+        assert!(e
+            .get("network.community_id")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("1:"));
+    }
+
+    #[test]
+    fn idle_flows_time_out_and_period_reports_interim() {
+        let stats = Arc::new(Stats::default());
+        let cfg = FlowsConfig {
+            capture: None,
+            timeout: Duration::from_secs(30),
+            period: Duration::from_secs(10),
+            max_flows: 1,
+        };
+        let mut t = FlowTable::new(cfg, "f".into(), stats.clone());
+        let sec = 1_000_000_000i64;
+        let mut out = Vec::new();
+        let a = eth_tcp(
+            [1, 1, 1, 1],
+            1000,
+            [2, 2, 2, 2],
+            22,
+            1,
+            1,
+            tcp_flags::ACK,
+            b"x",
+        );
+        let b = eth_tcp(
+            [3, 3, 3, 3],
+            1000,
+            [2, 2, 2, 2],
+            22,
+            1,
+            1,
+            tcp_flags::ACK,
+            b"x",
+        );
+        feed(
+            &mut t,
+            &[(0, a.clone()), (5 * sec, b), (11 * sec, a)],
+            &mut out,
+        );
+        assert_eq!(
+            stats.flows_untracked.load(Ordering::Relaxed),
+            1,
+            "max_flows bounds the table"
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].get("flow.final").unwrap().to_json(),
+            serde_json::json!(false)
+        );
+        t.sweep(42 * sec, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[1].get("flow.end_reason").unwrap().as_str(),
+            Some("timeout")
+        );
+        assert_eq!(
+            out[1].get("source.packets").unwrap().to_json(),
+            serde_json::json!(2)
+        );
+    }
+}

@@ -1,0 +1,605 @@
+//! RED metrics and the service map built from HTTP transactions (and TCP flows): Prometheus
+//! families on `/metrics`, and client → server edges for Grafana's Node Graph panel on
+//! `/api/graph` (k8spacket's one-document format) and `/api/graph/{fields,data}` + `/api/health`
+//! (the Node Graph API data source's format). Label values are bounded by `max_series`.
+
+use crate::telemetry::metrics::{escape_label, Collector, Registry};
+use crate::telemetry::server::{Endpoints, Response};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, Weak};
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Label value used once a family has `max_series` series.
+pub const OTHER: &str = "other";
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default, Clone, Debug, PartialEq)]
+pub struct Edge {
+    pub requests: u64,
+    pub errors: u64,
+    pub latency_sum: f64,
+    pub http_bytes: u64,
+    pub connections: u64,
+    pub flow_bytes: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: HashMap<(String, String, &'static str), u64>,
+    latency: HashMap<String, Histogram>,
+    paths: HashMap<(String, String, String), u64>,
+    edges: HashMap<(String, String), Edge>,
+    overflow: u64,
+}
+
+/// The shared RED metrics and service graph of one pipeline.
+pub struct ServiceMap {
+    inner: Mutex<Inner>,
+    max_series: usize,
+    resolver: std::sync::RwLock<Option<Resolver>>,
+}
+
+/// Names the workload behind an IP address (`namespace/deployment`), when Kubernetes metadata
+/// knows it: set by whatever holds that metadata (`ServiceMap::shared(..).set_resolver(..)`).
+pub type Resolver = Arc<dyn Fn(std::net::IpAddr) -> Option<String> + Send + Sync>;
+
+/// The IP address in `ip`, `ip:port` or `[ip]:port`.
+fn endpoint_ip(endpoint: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = endpoint.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = endpoint.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    endpoint.rsplit_once(':')?.0.parse().ok()
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+/// `/users/123/orders/9f86d081884c7d65` → `/users/:id/orders/:id`: numbers, UUIDs and long hex
+/// or mixed tokens become `:id` so that paths make bounded label values.
+pub fn template_path(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if i > 8 {
+            out.push('…');
+            break;
+        }
+        let digits = seg.bytes().filter(|b| b.is_ascii_digit()).count();
+        let hex = seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        let is_id = !seg.is_empty()
+            && (digits == seg.len()
+                || (hex && seg.len() >= 8 && digits > 0)
+                || (digits >= 3 && seg.len() >= 6)
+                || seg.len() > 40);
+        if is_id {
+            out.push_str(":id");
+        } else {
+            out.push_str(seg);
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+impl ServiceMap {
+    pub fn new(max_series: usize) -> ServiceMap {
+        ServiceMap {
+            inner: Mutex::new(Inner::default()),
+            max_series: max_series.max(1),
+            resolver: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// Names nodes by workload from now on, for the addresses `resolver` knows.
+    pub fn set_resolver(&self, resolver: Resolver) {
+        if let Ok(mut r) = self.resolver.write() {
+            *r = Some(resolver);
+        }
+    }
+
+    /// The node name of an endpoint: its workload when known, else the endpoint as given.
+    fn node_name<'a>(&self, endpoint: &'a str) -> std::borrow::Cow<'a, str> {
+        let Ok(r) = self.resolver.read() else {
+            return endpoint.into();
+        };
+        match (r.as_ref(), endpoint_ip(endpoint)) {
+            (Some(resolve), Some(ip)) => resolve(ip).map(Into::into).unwrap_or(endpoint.into()),
+            _ => endpoint.into(),
+        }
+    }
+
+    /// The map of the pipeline behind `registry`, created (with its collector and endpoints)
+    /// by the first packet input that asks; later inputs share it.
+    pub fn shared(
+        registry: &Arc<Registry>,
+        endpoints: &Endpoints,
+        max_series: usize,
+    ) -> Arc<ServiceMap> {
+        static MAPS: Mutex<Vec<(Weak<Registry>, Weak<ServiceMap>)>> = Mutex::new(Vec::new());
+        let Ok(mut maps) = MAPS.lock() else {
+            return Arc::new(ServiceMap::new(max_series));
+        };
+        maps.retain(|(r, m)| r.strong_count() > 0 && m.strong_count() > 0);
+        for (r, m) in maps.iter() {
+            if r.upgrade().is_some_and(|r| Arc::ptr_eq(&r, registry)) {
+                if let Some(m) = m.upgrade() {
+                    return m;
+                }
+            }
+        }
+        let map = Arc::new(ServiceMap::new(max_series));
+        registry.register(Arc::new(MapCollector(Arc::downgrade(&map))));
+        let m = Arc::downgrade(&map);
+        endpoints.add(
+            "/api/graph",
+            Arc::new(move |_q: &str| json(m.upgrade().map(|m| m.k8spacket_graph()))),
+        );
+        let m = Arc::downgrade(&map);
+        endpoints.add(
+            "/api/graph/data",
+            Arc::new(move |_q: &str| json(m.upgrade().map(|m| m.graph_data()))),
+        );
+        endpoints.add(
+            "/api/graph/fields",
+            Arc::new(|_q: &str| json(Some(graph_fields()))),
+        );
+        endpoints.add(
+            "/api/health",
+            Arc::new(|_q: &str| Response {
+                status: 200,
+                content_type: "text/plain",
+                body: "API is working well!\n".into(),
+            }),
+        );
+        maps.push((Arc::downgrade(registry), Arc::downgrade(&map)));
+        map
+    }
+
+    fn bounded<'a, K: std::hash::Hash + Eq>(
+        map: &HashMap<K, impl Sized>,
+        key: &K,
+        value: &'a str,
+        max: usize,
+        overflow: &mut u64,
+    ) -> &'a str {
+        if map.contains_key(key) || map.len() < max {
+            value
+        } else {
+            *overflow += 1;
+            OTHER
+        }
+    }
+
+    /// One HTTP transaction from `client` to `server` (names: workload or ip / ip:port).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_http(
+        &self,
+        client: &str,
+        server: &str,
+        method: &str,
+        path: &str,
+        status: Option<u16>,
+        seconds: Option<f64>,
+        bytes: u64,
+    ) {
+        let (client, server) = (self.node_name(client), self.node_name(server));
+        let (client, server) = (client.as_ref(), server.as_ref());
+        let Ok(mut g) = self.inner.lock() else { return };
+        let inner = &mut *g;
+        let class = status.map(status_class).unwrap_or("none");
+        let max = self.max_series;
+        let key = (server.to_owned(), method.to_owned(), class);
+        let srv = Self::bounded(&inner.requests, &key, server, max, &mut inner.overflow);
+        let method_l = if srv == OTHER { OTHER } else { method };
+        *inner
+            .requests
+            .entry((srv.to_owned(), method_l.to_owned(), class))
+            .or_default() += 1;
+        if let Some(s) = seconds {
+            let srv = Self::bounded(
+                &inner.latency,
+                &server.to_owned(),
+                server,
+                max,
+                &mut inner.overflow,
+            );
+            let h = inner.latency.entry(srv.to_owned()).or_default();
+            h.count += 1;
+            h.sum += s;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if s <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+        }
+        let tpl = template_path(path);
+        let pkey = (server.to_owned(), method.to_owned(), tpl.clone());
+        let p = Self::bounded(&inner.paths, &pkey, &tpl, max, &mut inner.overflow).to_owned();
+        let pkey = if p == OTHER {
+            (OTHER.to_owned(), OTHER.to_owned(), OTHER.to_owned())
+        } else {
+            pkey
+        };
+        *inner.paths.entry(pkey).or_default() += 1;
+        let ekey = (client.to_owned(), server.to_owned());
+        let ekey = if inner.edges.contains_key(&ekey) || inner.edges.len() < max {
+            ekey
+        } else {
+            (OTHER.to_owned(), OTHER.to_owned())
+        };
+        let e = inner.edges.entry(ekey).or_default();
+        e.requests += 1;
+        if status.is_none_or(|s| s >= 500) {
+            e.errors += 1;
+        }
+        e.latency_sum += seconds.unwrap_or(0.0);
+        e.http_bytes += bytes;
+    }
+
+    /// One finished TCP connection from `client` to `server`.
+    pub fn record_flow(&self, client: &str, server: &str, bytes: u64) {
+        let (client, server) = (self.node_name(client), self.node_name(server));
+        let (client, server) = (client.as_ref(), server.as_ref());
+        let Ok(mut g) = self.inner.lock() else { return };
+        let ekey = (client.to_owned(), server.to_owned());
+        let max = self.max_series;
+        let ekey = if g.edges.contains_key(&ekey) || g.edges.len() < max {
+            ekey
+        } else {
+            (OTHER.to_owned(), OTHER.to_owned())
+        };
+        let e = g.edges.entry(ekey).or_default();
+        e.connections += 1;
+        e.flow_bytes += bytes;
+    }
+
+    pub fn edges(&self) -> Vec<((String, String), Edge)> {
+        let Ok(g) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let mut v: Vec<_> = g
+            .edges
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn nodes(edges: &[((String, String), Edge)]) -> Vec<(String, u64, u64, u64)> {
+        // (name, requests served, errors served, requests sent)
+        let mut nodes: HashMap<&str, (u64, u64, u64)> = HashMap::new();
+        for ((c, s), e) in edges {
+            nodes.entry(c).or_default().2 += e.requests + e.connections;
+            let n = nodes.entry(s).or_default();
+            n.0 += e.requests + e.connections;
+            n.1 += e.errors;
+        }
+        let mut v: Vec<_> = nodes
+            .into_iter()
+            .map(|(k, (a, b, c))| (k.to_owned(), a, b, c))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `/api/graph/data`: nodes and edges with the fields `/api/graph/fields` announces.
+    pub fn graph_data(&self) -> serde_json::Value {
+        let edges = self.edges();
+        let nodes: Vec<_> = Self::nodes(&edges)
+            .into_iter()
+            .map(|(id, served, errors, sent)| {
+                let failed = if served > 0 {
+                    errors as f64 / served as f64
+                } else {
+                    0.0
+                };
+                serde_json::json!({
+                    "id": id, "title": id, "mainStat": served, "secondaryStat": sent,
+                    "arc__failed": failed, "arc__passed": 1.0 - failed,
+                    "detail__role": if served > 0 { "server" } else { "client" },
+                })
+            })
+            .collect();
+        let edges: Vec<_> = edges
+            .iter()
+            .map(|((c, s), e)| {
+                let avg_ms = if e.requests > 0 {
+                    e.latency_sum * 1000.0 / e.requests as f64
+                } else {
+                    0.0
+                };
+                serde_json::json!({
+                    "id": format!("{c}->{s}"), "source": c, "target": s,
+                    "mainStat": e.requests, "secondaryStat": (avg_ms * 1000.0).round() / 1000.0,
+                    "detail__errors": e.errors, "detail__bytes": e.flow_bytes.max(e.http_bytes),
+                    "detail__connections": e.connections,
+                })
+            })
+            .collect();
+        serde_json::json!({ "nodes": nodes, "edges": edges })
+    }
+
+    /// `/api/graph`: k8spacket's node-graph-plugin document (config, nodes, edges in one).
+    pub fn k8spacket_graph(&self) -> serde_json::Value {
+        let edges = self.edges();
+        let nodes: Vec<_> = Self::nodes(&edges)
+            .into_iter()
+            .map(|(id, served, errors, sent)| {
+                let failed = if served > 0 { errors as f64 / served as f64 } else { 0.0 };
+                serde_json::json!({
+                    "id": id, "title": id, "subTitle": if served > 0 { "server" } else { "client" },
+                    "mainStat": format!("served: {served}"), "secondaryStat": format!("sent: {sent}"),
+                    "arc__1": 1.0 - failed, "arc__2": failed,
+                })
+            })
+            .collect();
+        let edges: Vec<_> = edges
+            .iter()
+            .map(|((c, s), e)| {
+                let avg_ms = if e.requests > 0 { e.latency_sum * 1000.0 / e.requests as f64 } else { 0.0 };
+                serde_json::json!({
+                    "id": format!("{c}->{s}"), "source": c, "target": s,
+                    "mainStat": format!("req: {}, err: {}, conn: {}", e.requests, e.errors, e.connections),
+                    "secondaryStat": format!("avg: {avg_ms:.1}ms, bytes: {}", e.flow_bytes.max(e.http_bytes)),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "config": {
+                "arc__1": {"displayName": "ok", "color": "green"},
+                "arc__2": {"displayName": "errors", "color": "red"},
+                "mainStat": {"displayName": " ", "color": ""},
+                "secondaryStat": {"displayName": " ", "color": ""},
+            },
+            "nodes": nodes, "edges": edges,
+        })
+    }
+
+    fn render(&self, out: &mut String) {
+        let Ok(g) = self.inner.lock() else { return };
+        let _ = writeln!(out, "# HELP trawl_http_requests_total HTTP transactions seen on the wire, by server, method and status class.");
+        let _ = writeln!(out, "# TYPE trawl_http_requests_total counter");
+        let mut reqs: Vec<_> = g.requests.iter().collect();
+        reqs.sort();
+        for ((s, m, c), n) in reqs {
+            let _ = writeln!(
+                out,
+                "trawl_http_requests_total{{server=\"{}\",method=\"{}\",status_class=\"{c}\"}} {n}",
+                escape_label(s),
+                escape_label(m)
+            );
+        }
+        let _ = writeln!(out, "# HELP trawl_http_request_duration_seconds From the first request byte to the last response byte, by server.");
+        let _ = writeln!(out, "# TYPE trawl_http_request_duration_seconds histogram");
+        let mut lat: Vec<_> = g.latency.iter().collect();
+        lat.sort_by(|a, b| a.0.cmp(b.0));
+        for (s, h) in lat {
+            let s = escape_label(s);
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "trawl_http_request_duration_seconds_bucket{{server=\"{s}\",le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "trawl_http_request_duration_seconds_bucket{{server=\"{s}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "trawl_http_request_duration_seconds_sum{{server=\"{s}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "trawl_http_request_duration_seconds_count{{server=\"{s}\"}} {}",
+                h.count
+            );
+        }
+        let _ = writeln!(out, "# HELP trawl_http_path_requests_total HTTP transactions by server, method and templated path.");
+        let _ = writeln!(out, "# TYPE trawl_http_path_requests_total counter");
+        let mut paths: Vec<_> = g.paths.iter().collect();
+        paths.sort();
+        for ((s, m, p), n) in paths {
+            let _ = writeln!(
+                out,
+                "trawl_http_path_requests_total{{server=\"{}\",method=\"{}\",path=\"{}\"}} {n}",
+                escape_label(s),
+                escape_label(m),
+                escape_label(p)
+            );
+        }
+        let _ = writeln!(out, "# HELP trawl_http_series_overflow_total Observations folded into `other` because a family reached max_series.");
+        let _ = writeln!(out, "# TYPE trawl_http_series_overflow_total counter");
+        let _ = writeln!(out, "trawl_http_series_overflow_total {}", g.overflow);
+    }
+}
+
+struct MapCollector(Weak<ServiceMap>);
+
+impl Collector for MapCollector {
+    fn render(&self, out: &mut String) {
+        if let Some(m) = self.0.upgrade() {
+            m.render(out);
+        }
+    }
+}
+
+fn json(v: Option<serde_json::Value>) -> Response {
+    match v {
+        Some(v) => Response {
+            status: 200,
+            content_type: "application/json",
+            body: format!("{v}\n"),
+        },
+        None => Response {
+            status: 503,
+            content_type: "text/plain",
+            body: "the packet input is gone\n".into(),
+        },
+    }
+}
+
+/// `/api/graph/fields`: the Node Graph API data source's field list.
+pub fn graph_fields() -> serde_json::Value {
+    serde_json::json!({
+        "nodes_fields": [
+            {"field_name": "id", "type": "string"},
+            {"field_name": "title", "type": "string"},
+            {"field_name": "mainStat", "type": "number", "displayName": "Requests served"},
+            {"field_name": "secondaryStat", "type": "number", "displayName": "Requests sent"},
+            {"field_name": "arc__failed", "type": "number", "color": "red", "displayName": "Failed"},
+            {"field_name": "arc__passed", "type": "number", "color": "green", "displayName": "Passed"},
+            {"field_name": "detail__role", "type": "string", "displayName": "Role"},
+        ],
+        "edges_fields": [
+            {"field_name": "id", "type": "string"},
+            {"field_name": "source", "type": "string"},
+            {"field_name": "target", "type": "string"},
+            {"field_name": "mainStat", "type": "number", "displayName": "Requests"},
+            {"field_name": "secondaryStat", "type": "number", "displayName": "Average latency (ms)"},
+            {"field_name": "detail__errors", "type": "number", "displayName": "Errors"},
+            {"field_name": "detail__bytes", "type": "number", "displayName": "Bytes"},
+            {"field_name": "detail__connections", "type": "number", "displayName": "Connections"},
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_named_by_workload_when_known() {
+        let m = ServiceMap::new(10);
+        m.set_resolver(Arc::new(|ip| {
+            (ip.to_string() == "10.244.1.7").then(|| "shop/checkout".to_owned())
+        }));
+        m.record_http(
+            "10.244.0.5",
+            "10.244.1.7:8080",
+            "GET",
+            "/",
+            Some(200),
+            Some(0.01),
+            10,
+        );
+        m.record_flow("10.244.0.5", "[fd00::1]:5432", 100);
+        let edges = m.edges();
+        assert_eq!(
+            edges[1].0,
+            ("10.244.0.5".to_owned(), "shop/checkout".to_owned())
+        );
+        assert_eq!(
+            edges[0].0,
+            ("10.244.0.5".to_owned(), "[fd00::1]:5432".to_owned())
+        );
+        assert_eq!(endpoint_ip("[fd00::1]:5432"), "fd00::1".parse().ok());
+    }
+
+    #[test]
+    fn paths_are_templated() {
+        assert_eq!(template_path("/users/123"), "/users/:id");
+        assert_eq!(template_path("/users/123/orders?x=1"), "/users/:id/orders");
+        assert_eq!(
+            template_path("/o/550e8400-e29b-41d4-a716-446655440000"),
+            "/o/:id"
+        );
+        assert_eq!(template_path("/static/app.js"), "/static/app.js");
+        assert_eq!(template_path(""), "/");
+    }
+
+    #[test]
+    fn red_metrics_and_graph_with_a_cardinality_cap() {
+        let m = ServiceMap::new(2);
+        m.record_http(
+            "10.0.0.1",
+            "10.0.0.2:80",
+            "GET",
+            "/users/1",
+            Some(200),
+            Some(0.004),
+            100,
+        );
+        m.record_http(
+            "10.0.0.1",
+            "10.0.0.2:80",
+            "GET",
+            "/users/2",
+            Some(503),
+            Some(0.2),
+            100,
+        );
+        m.record_http(
+            "10.0.0.3",
+            "10.0.0.4:80",
+            "POST",
+            "/x",
+            Some(201),
+            Some(0.01),
+            10,
+        );
+        m.record_http(
+            "10.0.0.5",
+            "10.0.0.6:80",
+            "PUT",
+            "/y",
+            Some(404),
+            Some(0.01),
+            10,
+        );
+        m.record_flow("10.0.0.1", "10.0.0.2:80", 5000);
+        let mut text = String::new();
+        m.render(&mut text);
+        assert!(text.contains("trawl_http_requests_total{server=\"10.0.0.2:80\",method=\"GET\",status_class=\"2xx\"} 1"), "{text}");
+        assert!(text.contains("trawl_http_requests_total{server=\"10.0.0.2:80\",method=\"GET\",status_class=\"5xx\"} 1"));
+        assert!(text.contains("trawl_http_requests_total{server=\"other\",method=\"other\",status_class=\"4xx\"} 1"), "{text}");
+        assert!(text.contains("trawl_http_path_requests_total{server=\"10.0.0.2:80\",method=\"GET\",path=\"/users/:id\"} 2"));
+        assert!(text.contains(
+            "trawl_http_request_duration_seconds_bucket{server=\"10.0.0.2:80\",le=\"0.005\"} 1"
+        ));
+        let data = m.graph_data();
+        let edges = data["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), 3, "two real edges and the overflow edge");
+        let e = edges.iter().find(|e| e["source"] == "10.0.0.1").unwrap();
+        assert_eq!(e["mainStat"], 2);
+        assert_eq!(e["detail__errors"], 1);
+        assert_eq!(e["detail__connections"], 1);
+        assert_eq!(e["detail__bytes"], 5000);
+        assert!(m.k8spacket_graph()["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "10.0.0.2:80"));
+    }
+}

@@ -1,0 +1,775 @@
+//! One HTTP connection seen from the wire: a request parser on the client's stream, a response
+//! parser on the server's, and the FIFO of requests waiting for their response (pipelining).
+//! Every request and every response ends up in exactly one `Transaction`, matched or not.
+
+use super::parser::{self, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync};
+
+/// Why a transaction is reported without one of its halves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// No response within `transaction_timeout`, or before the connection or capture ended.
+    Response,
+    /// A response whose request was not seen (capture started mid-connection, or a gap).
+    Request,
+    /// The response started but did not end before the connection or capture did.
+    ResponseIncomplete,
+}
+
+impl Missing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missing::Response => "response_missing",
+            Missing::Request => "request_missing",
+            Missing::ResponseIncomplete => "response_incomplete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Transaction {
+    pub request: Option<RequestHead>,
+    pub response: Option<ResponseHead>,
+    pub req_start_ns: i64,
+    pub req_end_ns: i64,
+    pub resp_start_ns: i64,
+    pub resp_end_ns: i64,
+    pub req_header_bytes: u64,
+    pub req_body_bytes: u64,
+    pub resp_header_bytes: u64,
+    pub resp_body_bytes: u64,
+    pub req_body: Option<Vec<u8>>,
+    pub resp_body: Option<Vec<u8>>,
+    /// Some bytes of this transaction were never captured.
+    pub gap: bool,
+    pub missing: Option<Missing>,
+}
+
+/// What the connection needs from the analyzer's configuration.
+pub struct Limits<'a> {
+    pub head: HeadOptions<'a>,
+    /// Content types (prefixes, lower-case) whose bodies are kept.
+    pub include_body_for: &'a [String],
+    pub max_body_bytes: usize,
+    /// Longest message head buffered before giving the message up.
+    pub max_head_bytes: usize,
+    /// Most requests waiting for a response on one connection.
+    pub max_pending: usize,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Looking for the start of a message (mid-stream pick-up, after a gap or garbage).
+    Sync,
+    Head,
+    Body(Body),
+    /// The connection switched protocols (101, CONNECT): nothing more to parse.
+    Done,
+}
+
+#[derive(Debug)]
+struct Side {
+    state: State,
+    buf: Vec<u8>,
+    buf_ns: i64,
+}
+
+impl Side {
+    fn new() -> Side {
+        Side {
+            state: State::Sync,
+            buf: Vec::new(),
+            buf_ns: 0,
+        }
+    }
+}
+
+/// Counters the analyzer publishes.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    pub parse_errors: u64,
+    pub gaps: u64,
+}
+
+pub struct Conn {
+    client: Side,
+    server: Side,
+    /// The request being read.
+    req: Option<Transaction>,
+    /// Set when a final response arrived while the request was still being read.
+    req_answered: bool,
+    pending: std::collections::VecDeque<Transaction>,
+    /// The response being read, with its request.
+    resp: Option<Transaction>,
+    pub last_ns: i64,
+}
+
+fn wants_body(limits: &Limits<'_>, content_type: Option<&str>) -> bool {
+    match content_type {
+        Some(ct) if limits.max_body_bytes > 0 => {
+            let ct = ct.to_ascii_lowercase();
+            limits
+                .include_body_for
+                .iter()
+                .any(|p| ct.starts_with(p.as_str()))
+        }
+        _ => false,
+    }
+}
+
+fn keep(body: &mut Option<Vec<u8>>, data: &[u8], max: usize) {
+    if let Some(b) = body {
+        let room = max.saturating_sub(b.len());
+        b.extend_from_slice(&data[..room.min(data.len())]);
+    }
+}
+
+impl Default for Conn {
+    fn default() -> Self {
+        Conn::new()
+    }
+}
+
+impl Conn {
+    pub fn new() -> Conn {
+        Conn {
+            client: Side::new(),
+            server: Side::new(),
+            req: None,
+            req_answered: false,
+            pending: Default::default(),
+            resp: None,
+            last_ns: 0,
+        }
+    }
+
+    /// Bytes held by this connection (buffers and pending heads), for the memory bound.
+    pub fn buffered(&self) -> usize {
+        self.client.buf.capacity() + self.server.buf.capacity() + self.pending.len() * 256
+    }
+
+    /// In-order bytes from the client.
+    pub fn client_data(
+        &mut self,
+        data: &[u8],
+        ts: i64,
+        l: &Limits<'_>,
+        st: &mut ConnStats,
+        out: &mut Vec<Transaction>,
+    ) {
+        self.last_ns = ts;
+        if with_buffer(
+            &mut self.client,
+            data,
+            ts,
+            l.max_head_bytes,
+            |side, bytes| {
+                consume_requests(
+                    self_parts(&mut self.req, &mut self.req_answered, &mut self.pending),
+                    side,
+                    bytes,
+                    ts,
+                    l,
+                    st,
+                    out,
+                )
+            },
+        ) {
+            st.parse_errors += 1;
+        }
+    }
+
+    /// In-order bytes from the server.
+    pub fn server_data(
+        &mut self,
+        data: &[u8],
+        ts: i64,
+        l: &Limits<'_>,
+        st: &mut ConnStats,
+        out: &mut Vec<Transaction>,
+    ) {
+        self.last_ns = ts;
+        let mut parts = RespParts {
+            pending: &mut self.pending,
+            resp: &mut self.resp,
+            req: &mut self.req,
+            req_answered: &mut self.req_answered,
+            client_state: &mut self.client.state,
+        };
+        if with_buffer(
+            &mut self.server,
+            data,
+            ts,
+            l.max_head_bytes,
+            |side, bytes| consume_responses(&mut parts, side, bytes, ts, l, st, out),
+        ) {
+            st.parse_errors += 1;
+        }
+    }
+
+    /// Bytes the client sent that were never captured.
+    pub fn client_gap(&mut self, n: u32, st: &mut ConnStats) {
+        st.gaps += 1;
+        if let State::Body(b) = &mut self.client.state {
+            if b.skip(n as u64) {
+                if let Some(t) = &mut self.req {
+                    t.gap = true;
+                    t.req_body_bytes += n as u64;
+                }
+                return;
+            }
+        }
+        if let Some(t) = &mut self.req {
+            t.gap = true;
+        }
+        // The request in progress cannot be finished: hand it on as it is.
+        if let Some(t) = self.req.take() {
+            if !self.req_answered {
+                self.pending.push_back(t);
+            }
+        }
+        self.client.state = State::Sync;
+        self.client.buf.clear();
+    }
+
+    /// Bytes the server sent that were never captured.
+    pub fn server_gap(&mut self, n: u32, st: &mut ConnStats, out: &mut Vec<Transaction>) {
+        st.gaps += 1;
+        if let State::Body(b) = &mut self.server.state {
+            if b.skip(n as u64) {
+                if let Some(t) = &mut self.resp {
+                    t.gap = true;
+                    t.resp_body_bytes += n as u64;
+                }
+                if b.done {
+                    self.server.state = State::Head;
+                    if let Some(t) = self.resp.take() {
+                        out.push(t);
+                    }
+                }
+                return;
+            }
+        }
+        if let Some(mut t) = self.resp.take() {
+            t.gap = true;
+            out.push(t);
+        } else if matches!(self.server.state, State::Head) && !self.server.buf.is_empty() {
+            // The gap cut a response head: that response is lost, its request answered.
+            if let Some(mut t) = self.pending.pop_front() {
+                t.gap = true;
+                t.missing = Some(Missing::Response);
+                out.push(t);
+            }
+        } else if let Some(t) = self.pending.front_mut() {
+            // The lost bytes may have held this request's response.
+            t.gap = true;
+        }
+        self.server.state = State::Sync;
+        self.server.buf.clear();
+    }
+
+    /// The server closed its side: a body read until close is complete.
+    pub fn server_closed(&mut self, out: &mut Vec<Transaction>) {
+        if let State::Body(b) = &mut self.server.state {
+            b.close();
+            if b.done {
+                self.server.state = State::Head;
+                if let Some(t) = self.resp.take() {
+                    out.push(t);
+                }
+            }
+        }
+    }
+
+    /// Requests without a response since before `deadline_ns`.
+    pub fn expire(&mut self, deadline_ns: i64, out: &mut Vec<Transaction>) {
+        while self.resp.is_none()
+            && self
+                .pending
+                .front()
+                .is_some_and(|t| t.req_end_ns < deadline_ns)
+        {
+            if let Some(mut t) = self.pending.pop_front() {
+                t.missing = Some(Missing::Response);
+                out.push(t);
+            }
+        }
+    }
+
+    /// The connection ended (FIN, RST, idle, end of capture): everything still open is reported.
+    pub fn close(&mut self, ts: i64, out: &mut Vec<Transaction>) {
+        if let Some(mut t) = self.resp.take() {
+            let complete = match &mut self.server.state {
+                State::Body(b) => {
+                    b.close();
+                    b.done
+                }
+                _ => true,
+            };
+            if !complete {
+                t.missing = Some(Missing::ResponseIncomplete);
+            } else {
+                t.resp_end_ns = t.resp_end_ns.max(ts.min(self.last_ns.max(t.resp_start_ns)));
+            }
+            out.push(t);
+        }
+        if let Some(t) = self.req.take() {
+            if !self.req_answered {
+                self.pending.push_back(t);
+            }
+        }
+        if matches!(self.client.state, State::Head) && !self.client.buf.is_empty() {
+            if let Some(head) = parser::partial_request_line(&self.client.buf) {
+                let n = self.client.buf.len() as u64;
+                self.pending.push_back(Transaction {
+                    req_start_ns: self.client.buf_ns,
+                    req_end_ns: self.client.buf_ns,
+                    req_header_bytes: n,
+                    request: Some(head),
+                    ..Default::default()
+                });
+            }
+        }
+        while let Some(mut t) = self.pending.pop_front() {
+            t.missing = Some(Missing::Response);
+            out.push(t);
+        }
+        self.server.state = State::Done;
+        self.client.state = State::Done;
+    }
+}
+
+struct ReqParts<'a> {
+    req: &'a mut Option<Transaction>,
+    answered: &'a mut bool,
+    pending: &'a mut std::collections::VecDeque<Transaction>,
+}
+
+fn self_parts<'a>(
+    req: &'a mut Option<Transaction>,
+    answered: &'a mut bool,
+    pending: &'a mut std::collections::VecDeque<Transaction>,
+) -> ReqParts<'a> {
+    ReqParts {
+        req,
+        answered,
+        pending,
+    }
+}
+
+struct RespParts<'a> {
+    pending: &'a mut std::collections::VecDeque<Transaction>,
+    resp: &'a mut Option<Transaction>,
+    req: &'a mut Option<Transaction>,
+    req_answered: &'a mut bool,
+    client_state: &'a mut State,
+}
+
+/// Feeds `data` through `side`'s buffer: unconsumed bytes (a partial head) stay buffered.
+/// True when the buffered head grew past `max_head` and was given up.
+fn with_buffer(
+    side: &mut Side,
+    data: &[u8],
+    ts: i64,
+    max_head: usize,
+    mut consume: impl FnMut(&mut Side, &[u8]) -> usize,
+) -> bool {
+    if side.buf.is_empty() {
+        side.buf_ns = ts;
+        let used = consume(side, data);
+        side.buf.extend_from_slice(&data[used.min(data.len())..]);
+    } else {
+        let mut b = std::mem::take(&mut side.buf);
+        b.extend_from_slice(data);
+        let used = consume(side, &b).min(b.len());
+        b.drain(..used);
+        side.buf = b;
+        if !side.buf.is_empty() && used > 0 {
+            side.buf_ns = ts;
+        }
+    }
+    if side.buf.len() > max_head {
+        // A head this long is not HTTP we can follow: look for the next message.
+        side.buf.clear();
+        side.state = State::Sync;
+        return true;
+    }
+    if side.buf.capacity() > 4 * max_head.max(1 << 16) {
+        side.buf.shrink_to(max_head);
+    }
+    false
+}
+
+fn consume_requests(
+    p: ReqParts<'_>,
+    side: &mut Side,
+    data: &[u8],
+    ts: i64,
+    l: &Limits<'_>,
+    st: &mut ConnStats,
+    out: &mut Vec<Transaction>,
+) -> usize {
+    let mut at = 0;
+    loop {
+        match &mut side.state {
+            State::Done => return data.len(),
+            State::Sync => match parser::find_message_start(&data[at..], true) {
+                Sync::At(i) => {
+                    at += i;
+                    side.state = State::Head;
+                }
+                Sync::Keep(i) => return at + i,
+            },
+            State::Head => match parser::parse_request(&data[at..], &l.head) {
+                Status::Partial => return at,
+                Status::Error => {
+                    st.parse_errors += 1;
+                    at += 1;
+                    side.state = State::Sync;
+                }
+                Status::Complete(head, n) => {
+                    let start = if at == 0 { side.buf_ns.min(ts) } else { ts };
+                    at += n;
+                    let framing = if head.chunked {
+                        Framing::Chunked
+                    } else {
+                        Framing::Length(head.content_length.unwrap_or(0))
+                    };
+                    let body = wants_body(l, head.content_type.as_deref()).then(Vec::new);
+                    *p.req = Some(Transaction {
+                        req_start_ns: start,
+                        req_end_ns: ts,
+                        req_header_bytes: n as u64,
+                        req_body: body,
+                        request: Some(head),
+                        ..Default::default()
+                    });
+                    *p.answered = false;
+                    side.state = State::Body(Body::new(framing));
+                }
+            },
+            State::Body(b) => {
+                if !b.done {
+                    if at >= data.len() {
+                        return at;
+                    }
+                    let mut t = p.req.take();
+                    let used = match b.feed(&data[at..], &mut |d| {
+                        if let Some(t) = &mut t {
+                            keep(&mut t.req_body, d, l.max_body_bytes)
+                        }
+                    }) {
+                        Ok(u) => u,
+                        Err(_) => {
+                            st.parse_errors += 1;
+                            side.state = State::Sync;
+                            *p.req = t;
+                            continue;
+                        }
+                    };
+                    *p.req = t;
+                    at += used;
+                    if let Some(t) = p.req.as_mut() {
+                        t.req_body_bytes += used as u64;
+                        t.req_end_ns = ts;
+                    }
+                    if !b.done {
+                        return at;
+                    }
+                }
+                side.state = State::Head;
+                if let Some(t) = p.req.take() {
+                    if !*p.answered {
+                        if p.pending.len() >= l.max_pending {
+                            if let Some(mut old) = p.pending.pop_front() {
+                                old.missing = Some(Missing::Response);
+                                out.push(old);
+                            }
+                        }
+                        p.pending.push_back(t);
+                    }
+                }
+                *p.answered = false;
+            }
+        }
+    }
+}
+
+fn consume_responses(
+    p: &mut RespParts<'_>,
+    side: &mut Side,
+    data: &[u8],
+    ts: i64,
+    l: &Limits<'_>,
+    st: &mut ConnStats,
+    out: &mut Vec<Transaction>,
+) -> usize {
+    let mut at = 0;
+    loop {
+        match &mut side.state {
+            State::Done => return data.len(),
+            State::Sync => match parser::find_message_start(&data[at..], false) {
+                Sync::At(i) => {
+                    at += i;
+                    side.state = State::Head;
+                }
+                Sync::Keep(i) => return at + i,
+            },
+            State::Head => match parser::parse_response(&data[at..], &l.head) {
+                Status::Partial => return at,
+                Status::Error => {
+                    st.parse_errors += 1;
+                    at += 1;
+                    side.state = State::Sync;
+                }
+                Status::Complete(head, n) => {
+                    let start = if at == 0 { side.buf_ns.min(ts) } else { ts };
+                    at += n;
+                    let status = head.status;
+                    if (100..200).contains(&status) && status != 101 {
+                        // Interim (100 Continue): the final response follows.
+                        continue;
+                    }
+                    let mut t = match p.pending.pop_front() {
+                        Some(t) => t,
+                        None => match p.req.as_ref() {
+                            // Answered before the request body ended (an early error).
+                            Some(r) => {
+                                *p.req_answered = true;
+                                r.clone()
+                            }
+                            None => Transaction {
+                                missing: Some(Missing::Request),
+                                ..Default::default()
+                            },
+                        },
+                    };
+                    let method = t.request.as_ref().map(|r| r.method.as_str()).unwrap_or("");
+                    let upgraded =
+                        status == 101 || (method == "CONNECT" && (200..300).contains(&status));
+                    let framing = if upgraded || method == "HEAD" || status == 204 || status == 304
+                    {
+                        Framing::None
+                    } else if head.chunked {
+                        Framing::Chunked
+                    } else if let Some(n) = head.content_length {
+                        Framing::Length(n)
+                    } else {
+                        Framing::UntilClose
+                    };
+                    t.resp_start_ns = start;
+                    t.resp_end_ns = ts;
+                    t.resp_header_bytes = n as u64;
+                    t.resp_body = wants_body(l, head.content_type.as_deref()).then(Vec::new);
+                    t.response = Some(head);
+                    *p.resp = Some(t);
+                    if upgraded {
+                        if let Some(t) = p.resp.take() {
+                            out.push(t);
+                        }
+                        side.state = State::Done;
+                        *p.client_state = State::Done;
+                        return data.len();
+                    }
+                    side.state = State::Body(Body::new(framing));
+                }
+            },
+            State::Body(b) => {
+                if !b.done {
+                    if at >= data.len() {
+                        return at;
+                    }
+                    let mut t = p.resp.take();
+                    let r = b.feed(&data[at..], &mut |d| {
+                        if let Some(t) = &mut t {
+                            keep(&mut t.resp_body, d, l.max_body_bytes)
+                        }
+                    });
+                    *p.resp = t;
+                    let used = match r {
+                        Ok(u) => u,
+                        Err(_) => {
+                            st.parse_errors += 1;
+                            if let Some(mut t) = p.resp.take() {
+                                t.missing = Some(Missing::ResponseIncomplete);
+                                out.push(t);
+                            }
+                            side.state = State::Sync;
+                            continue;
+                        }
+                    };
+                    at += used;
+                    if let Some(t) = p.resp.as_mut() {
+                        t.resp_body_bytes += used as u64;
+                        t.resp_end_ns = ts;
+                    }
+                    if !b.done {
+                        return at;
+                    }
+                }
+                side.state = State::Head;
+                if let Some(t) = p.resp.take() {
+                    out.push(t);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn limits() -> Limits<'static> {
+        Limits {
+            head: HeadOptions {
+                keep_headers: true,
+                real_ip_header: Some("x-forwarded-for"),
+            },
+            include_body_for: &[],
+            max_body_bytes: 0,
+            max_head_bytes: 8192,
+            max_pending: 8,
+        }
+    }
+
+    fn run(client: &[&[u8]], server: &[&[u8]]) -> Vec<Transaction> {
+        let l = limits();
+        let mut st = ConnStats::default();
+        let mut c = Conn::new();
+        let mut out = Vec::new();
+        for (i, d) in client.iter().enumerate() {
+            c.client_data(d, i as i64, &l, &mut st, &mut out);
+        }
+        for (i, d) in server.iter().enumerate() {
+            c.server_data(d, 100 + i as i64, &l, &mut st, &mut out);
+        }
+        c.close(1000, &mut out);
+        out
+    }
+
+    fn summary(t: &Transaction) -> String {
+        format!(
+            "{} {} -> {} {:?}",
+            t.request.as_ref().map(|r| r.method.as_str()).unwrap_or("-"),
+            t.request.as_ref().map(|r| r.target.as_str()).unwrap_or("-"),
+            t.response.as_ref().map(|r| r.status).unwrap_or(0),
+            t.missing
+        )
+    }
+
+    #[test]
+    fn pipelined_requests_match_in_order_with_interim_and_bodiless_responses() {
+        let out = run(
+            &[b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nHEAD /b HTTP/1.1\r\n\r\nPOST /c HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", b"xyz", b"GET /d HTTP/1.1\r\n\r\nGET /e HTTP/1.1\r\n\r\n"],
+            &[
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+            ],
+        );
+        let s: Vec<String> = out.iter().map(summary).collect();
+        assert_eq!(
+            s,
+            vec![
+                "GET /a -> 200 None",
+                "HEAD /b -> 200 None",
+                "POST /c -> 201 None",
+                "GET /d -> 304 None",
+                "GET /e -> 0 Some(Response)"
+            ]
+        );
+        assert_eq!(out[2].req_body_bytes, 3);
+        assert_eq!(out[2].resp_body_bytes, 12);
+    }
+
+    #[test]
+    fn read_until_close_and_response_without_request() {
+        let out = run(&[], &[b"HTTP/1.0 200 OK\r\n\r\nsome body", b" until close"]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].missing, Some(Missing::Request));
+        assert_eq!(out[0].resp_body_bytes, 21);
+    }
+
+    #[test]
+    fn a_gap_in_a_body_is_absorbed_and_a_gap_in_a_head_resyncs() {
+        let l = limits();
+        let mut st = ConnStats::default();
+        let mut c = Conn::new();
+        let mut out = Vec::new();
+        c.client_data(
+            b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
+            0,
+            &l,
+            &mut st,
+            &mut out,
+        );
+        c.server_data(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab",
+            1,
+            &l,
+            &mut st,
+            &mut out,
+        );
+        c.server_gap(5, &mut st, &mut out);
+        c.server_data(b"cde", 2, &l, &mut st, &mut out);
+        c.server_data(b"HTTP/1.1 404 X\r\nCont", 3, &l, &mut st, &mut out);
+        c.server_gap(7, &mut st, &mut out);
+        c.server_data(b"garbage\r\nmore\r\n", 4, &l, &mut st, &mut out);
+        c.client_data(b"GET /3 HTTP/1.1\r\n\r\n", 5, &l, &mut st, &mut out);
+        c.server_data(
+            b"HTTP/1.1 500 E\r\nContent-Length: 0\r\n\r\n",
+            6,
+            &l,
+            &mut st,
+            &mut out,
+        );
+        c.close(7, &mut out);
+        let s: Vec<String> = out.iter().map(summary).collect();
+        assert_eq!(
+            s,
+            vec![
+                "GET /1 -> 200 None",
+                "GET /2 -> 0 Some(Response)",
+                "GET /3 -> 500 None"
+            ]
+        );
+        assert!(
+            out[0].gap && out[1].gap,
+            "transactions touched by a gap are flagged"
+        );
+        assert_eq!(st.gaps, 2);
+    }
+
+    proptest! {
+        /// Random bytes, cut anywhere, with gaps: no panic, buffers bounded, and every request
+        /// head parsed ends up in exactly one transaction.
+        #[test]
+        fn arbitrary_streams_never_panic_and_stay_bounded(
+            client in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..12),
+            server in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..12),
+            gaps in prop::collection::vec(any::<u16>(), 0..4),
+            prefix in prop::sample::select(vec![&b""[..], b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]),
+        ) {
+            let l = limits();
+            let mut st = ConnStats::default();
+            let mut c = Conn::new();
+            let mut out = Vec::new();
+            c.client_data(prefix, 0, &l, &mut st, &mut out);
+            c.server_data(prefix, 0, &l, &mut st, &mut out);
+            for (i, (a, b)) in client.iter().zip(server.iter().chain(std::iter::repeat(&Vec::new()))).enumerate() {
+                c.client_data(a, i as i64, &l, &mut st, &mut out);
+                c.server_data(b, i as i64, &l, &mut st, &mut out);
+                if let Some(g) = gaps.get(i) {
+                    c.client_gap(*g as u32, &mut st);
+                    c.server_gap(*g as u32, &mut st, &mut out);
+                }
+                prop_assert!(c.client.buf.len() <= l.max_head_bytes && c.server.buf.len() <= l.max_head_bytes);
+                prop_assert!(c.pending.len() <= l.max_pending);
+            }
+            c.close(1 << 40, &mut out);
+            prop_assert!(c.pending.is_empty() && c.resp.is_none() && c.req.is_none());
+        }
+    }
+}

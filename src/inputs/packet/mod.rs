@@ -1,0 +1,405 @@
+//! Packet inputs: live capture (`flows`, `http`) and capture files (`pcap_file`). One packet
+//! source feeds one `Engine`, which removes duplicate copies, then hands each decoded packet
+//! to the flow table and the HTTP analyzer it was configured with; time is capture time.
+//!
+//! # Layout
+//! - `capture`: live interfaces and pcap files, on their own threads.
+//! - `decode`: link, IP, TCP/UDP/ICMP, VXLAN.  `dedup`: copies seen twice.
+//! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
+//! - `http`: parser, transaction pairing, RED metrics and the service map.
+//! - `input`: the three input types and their configuration.
+
+pub mod capture;
+pub mod community_id;
+pub mod decode;
+pub mod dedup;
+pub mod flows;
+pub mod http;
+pub mod input;
+pub mod tcp;
+
+use crate::event::{Event, Value};
+use crate::telemetry::metrics::{escape_label, Collector};
+use chrono::{DateTime, TimeZone, Utc};
+use dedup::Dedup;
+use flows::{FlowTable, FlowsConfig};
+use http::metrics::ServiceMap;
+use http::{HttpAnalyzer, HttpConfig};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Capture time (ns since the epoch) as a timestamp.
+pub fn ns_to_time(ns: i64) -> DateTime<Utc> {
+    Utc.timestamp_nanos(ns)
+}
+
+/// Counters of one packet input, published on `/metrics` with an `input` label.
+#[derive(Default)]
+pub struct Stats {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub not_ip: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub flows_active: AtomicU64,
+    pub flows_untracked: AtomicU64,
+    pub http_connections: AtomicU64,
+    pub http_untracked: AtomicU64,
+    pub http_parse_errors: AtomicU64,
+    pub tcp_gaps: AtomicU64,
+    /// Packets trawl itself dropped because the analyzer fell behind the capture threads.
+    pub capture_dropped: AtomicU64,
+    /// Capture files that ended in a truncated or corrupt record.
+    pub file_errors: AtomicU64,
+    /// Per interface: (name, received, kernel dropped, interface dropped) from pcap_stats.
+    pub interfaces: Mutex<Vec<(String, u64, u64, u64)>>,
+}
+
+impl Stats {
+    pub fn set_interface(&self, name: &str, received: u64, dropped: u64, if_dropped: u64) {
+        if let Ok(mut v) = self.interfaces.lock() {
+            match v.iter_mut().find(|e| e.0 == name) {
+                Some(e) => {
+                    // pcap's counters restart when an interface is reopened: keep the totals.
+                    e.1 = e.1.max(received);
+                    e.2 = e.2.max(dropped);
+                    e.3 = e.3.max(if_dropped);
+                }
+                None => v.push((name.to_owned(), received, dropped, if_dropped)),
+            }
+        }
+    }
+}
+
+/// Renders one input's `Stats`.
+pub struct StatsCollector {
+    pub input: String,
+    pub stats: Arc<Stats>,
+}
+
+impl Collector for StatsCollector {
+    fn render(&self, out: &mut String) {
+        let s = &self.stats;
+        let input = escape_label(&self.input);
+        let families: [(&str, &str, &AtomicU64); 13] = [
+            (
+                "trawl_packet_packets_total",
+                "Packets captured.",
+                &s.packets,
+            ),
+            ("trawl_packet_bytes_total", "Bytes captured.", &s.bytes),
+            (
+                "trawl_packet_decode_errors_total",
+                "Packets that could not be decoded (truncated, malformed).",
+                &s.decode_errors,
+            ),
+            (
+                "trawl_packet_not_ip_total",
+                "Frames skipped because they carry no IP (ARP, LLDP...).",
+                &s.not_ip,
+            ),
+            (
+                "trawl_packet_duplicates_total",
+                "Copies of a packet already seen (several interfaces, tunnels) dropped.",
+                &s.duplicates,
+            ),
+            (
+                "trawl_packet_flows_active",
+                "Flows in the flow table.",
+                &s.flows_active,
+            ),
+            (
+                "trawl_packet_flows_untracked_total",
+                "Flows not tracked because the table was full.",
+                &s.flows_untracked,
+            ),
+            (
+                "trawl_packet_http_connections",
+                "Connections followed by the HTTP analyzer.",
+                &s.http_connections,
+            ),
+            (
+                "trawl_packet_http_untracked_total",
+                "Connections not followed because the table was full.",
+                &s.http_untracked,
+            ),
+            (
+                "trawl_packet_http_parse_errors_total",
+                "HTTP messages that could not be parsed (resynchronised).",
+                &s.http_parse_errors,
+            ),
+            (
+                "trawl_packet_tcp_gaps_total",
+                "Holes in TCP streams (bytes never captured).",
+                &s.tcp_gaps,
+            ),
+            (
+                "trawl_capture_dropped_total",
+                "Packets trawl dropped because its analyzer fell behind.",
+                &s.capture_dropped,
+            ),
+            (
+                "trawl_capture_file_errors_total",
+                "Capture files that ended in a truncated or corrupt record.",
+                &s.file_errors,
+            ),
+        ];
+        for (name, help, v) in families {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{input=\"{input}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let ifs = s.interfaces.lock().map(|v| v.clone()).unwrap_or_default();
+        let _ = writeln!(out, "# HELP trawl_capture_kernel_received_total Packets the kernel passed to the capture (pcap_stats).\n# TYPE trawl_capture_kernel_received_total counter");
+        for (n, r, _, _) in &ifs {
+            let _ = writeln!(
+                out,
+                "trawl_capture_kernel_received_total{{input=\"{input}\",interface=\"{}\"}} {r}",
+                escape_label(n)
+            );
+        }
+        let _ = writeln!(out, "# HELP trawl_capture_kernel_dropped_total Packets the kernel dropped for lack of buffer room (pcap_stats).\n# TYPE trawl_capture_kernel_dropped_total counter");
+        for (n, _, d, _) in &ifs {
+            let _ = writeln!(
+                out,
+                "trawl_capture_kernel_dropped_total{{input=\"{input}\",interface=\"{}\"}} {d}",
+                escape_label(n)
+            );
+        }
+        let _ = writeln!(out, "# HELP trawl_capture_interface_dropped_total Packets the interface or driver dropped (pcap_stats).\n# TYPE trawl_capture_interface_dropped_total counter");
+        for (n, _, _, d) in &ifs {
+            let _ = writeln!(
+                out,
+                "trawl_capture_interface_dropped_total{{input=\"{input}\",interface=\"{}\"}} {d}",
+                escape_label(n)
+            );
+        }
+    }
+}
+
+/// What an engine analyzes.
+#[derive(Clone, Debug, Default)]
+pub struct Analyzers {
+    pub flows: Option<FlowsConfig>,
+    pub http: Option<HttpConfig>,
+    /// Copies of a packet within this window are dropped; `None` keeps every packet.
+    pub dedup_window: Option<std::time::Duration>,
+}
+
+/// Decodes packets and runs the analyzers over them; events accumulate in `events`.
+pub struct Engine {
+    stats: Arc<Stats>,
+    dedup: Option<Dedup>,
+    flows: Option<FlowTable>,
+    http: Option<HttpAnalyzer>,
+    map: Option<Arc<ServiceMap>>,
+    pub events: Vec<Event>,
+    /// Latest capture time seen.
+    now_ns: i64,
+    decode_error_logged: bool,
+    input: Arc<str>,
+}
+
+impl Engine {
+    pub fn new(
+        input: Arc<str>,
+        analyzers: Analyzers,
+        stats: Arc<Stats>,
+        map: Option<Arc<ServiceMap>>,
+    ) -> Engine {
+        Engine {
+            dedup: analyzers
+                .dedup_window
+                .filter(|w| !w.is_zero())
+                .map(Dedup::new),
+            flows: analyzers
+                .flows
+                .map(|c| FlowTable::new(c, input.clone(), stats.clone())),
+            http: analyzers
+                .http
+                .map(|c| HttpAnalyzer::new(c, input.clone(), stats.clone(), map.clone())),
+            map,
+            stats,
+            events: Vec::new(),
+            now_ns: i64::MIN,
+            decode_error_logged: false,
+            input,
+        }
+    }
+
+    /// One captured frame of link type `link`, captured at `ts_ns`.
+    pub fn packet(&mut self, link: i32, ts_ns: i64, data: &[u8]) {
+        self.stats.packets.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let p = match decode::decode(link, data) {
+            Ok(p) => p,
+            Err(decode::DecodeError::NotIp) => {
+                self.stats.not_ip.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                if !self.decode_error_logged {
+                    self.decode_error_logged = true;
+                    tracing::warn!(input = %self.input, error = %e, len = data.len(), "undecodable packet skipped (logged once; counted in trawl_packet_decode_errors_total)");
+                }
+                return;
+            }
+        };
+        if let Some(d) = &mut self.dedup {
+            if d.is_duplicate(&p, ts_ns) {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        if ts_ns > self.now_ns {
+            self.now_ns = ts_ns;
+        }
+        let before = self.events.len();
+        if let Some(f) = &mut self.flows {
+            f.packet(&p, ts_ns, &mut self.events);
+        }
+        if let Some(h) = &mut self.http {
+            h.packet(&p, ts_ns, &mut self.events);
+        }
+        self.graph_flows(before);
+        self.tick(self.now_ns);
+    }
+
+    /// Expires flows and transactions as of `now_ns` (capture time, or wall time when idle).
+    pub fn tick(&mut self, now_ns: i64) {
+        let before = self.events.len();
+        if let Some(f) = &mut self.flows {
+            f.sweep(now_ns, &mut self.events);
+        }
+        if let Some(h) = &mut self.http {
+            h.sweep(now_ns, &mut self.events);
+        }
+        self.graph_flows(before);
+    }
+
+    /// End of the capture: every open flow and pending transaction is reported.
+    pub fn finish(&mut self) {
+        let before = self.events.len();
+        if let Some(f) = &mut self.flows {
+            f.flush(&mut self.events);
+        }
+        if let Some(h) = &mut self.http {
+            h.flush(&mut self.events);
+        }
+        self.graph_flows(before);
+    }
+
+    pub fn now_ns(&self) -> i64 {
+        self.now_ns
+    }
+
+    /// Final TCP flows feed the service map's connection counts (HTTP or not).
+    fn graph_flows(&self, from: usize) {
+        let Some(map) = &self.map else { return };
+        for e in &self.events[from..] {
+            if e.get("event.dataset").and_then(Value::as_str) != Some("flow")
+                || e.get("flow.final") != Some(&Value::Bool(true))
+                || e.get("network.transport").and_then(Value::as_str) != Some("tcp")
+            {
+                continue;
+            }
+            let (Some(c), Some(s), Some(port)) = (
+                e.get("source.ip").and_then(Value::as_str),
+                e.get("destination.ip").and_then(Value::as_str),
+                e.get("destination.port").and_then(Value::as_i64),
+            ) else {
+                continue;
+            };
+            let server = if s.contains(':') {
+                format!("[{s}]:{port}")
+            } else {
+                format!("{s}:{port}")
+            };
+            let bytes = e
+                .get("network.bytes")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .max(0) as u64;
+            map.record_flow(c, &server, bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use decode::tests::eth_tcp;
+
+    /// The same packet seen on a pod's veth and inside the node's VXLAN tunnel counts once.
+    #[test]
+    fn a_packet_inside_and_outside_a_tunnel_counts_once() {
+        let analyzers = Analyzers {
+            flows: Some(FlowsConfig::default()),
+            http: None,
+            dedup_window: Some(std::time::Duration::from_millis(100)),
+        };
+        let stats = Arc::new(Stats::default());
+        let mut engine = Engine::new("t".into(), analyzers, stats.clone(), None);
+        let inner = eth_tcp(
+            [10, 244, 0, 5],
+            5555,
+            [10, 244, 1, 7],
+            80,
+            1,
+            2,
+            decode::tcp_flags::ACK,
+            b"GET / HTTP/1.1\r\n\r\n",
+        );
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+        vx.extend_from_slice(&inner);
+        let ulen = 8 + vx.len();
+        let total = 20 + ulen;
+        let mut outer = vec![0u8; 12];
+        outer.extend_from_slice(&[
+            0x08,
+            0x00,
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            9,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+            192,
+            168,
+            0,
+            1,
+            192,
+            168,
+            0,
+            2,
+        ]);
+        outer.extend_from_slice(&40000u16.to_be_bytes());
+        outer.extend_from_slice(&4789u16.to_be_bytes());
+        outer.extend_from_slice(&(ulen as u16).to_be_bytes());
+        outer.extend_from_slice(&[0, 0]);
+        outer.extend_from_slice(&vx);
+        engine.packet(decode::linktype::ETHERNET, 1_000, &inner);
+        engine.packet(decode::linktype::ETHERNET, 2_000, &outer);
+        engine.finish();
+        assert_eq!(stats.duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(engine.events.len(), 1);
+        assert_eq!(engine.events[0].get("source.packets"), Some(&Value::Int(1)));
+    }
+}
