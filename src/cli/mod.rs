@@ -44,6 +44,9 @@ pub enum Command {
     Validate {
         #[arg(short, long)]
         config: PathBuf,
+        /// Validate a pipeline for `trawl tee -c`: its input, named `tee`, is the child's lines.
+        #[arg(long)]
+        tee: bool,
     },
     /// Print the embedded default pipeline.
     DefaultPipeline,
@@ -99,7 +102,7 @@ pub fn main() -> i32 {
         return 2;
     }
     match cli.command {
-        Command::Validate { config } => validate(&config),
+        Command::Validate { config, tee } => validate(&config, tee),
         Command::Run { config } => run(config.as_ref()),
         Command::Pcap {
             file,
@@ -115,7 +118,7 @@ pub fn main() -> i32 {
     }
 }
 
-fn validate(path: &std::path::Path) -> i32 {
+fn validate(path: &std::path::Path, tee: bool) -> i32 {
     let invalid = |mut errs: ConfigErrors| {
         errs.0.sort_by_key(|e| (e.mark.line, e.mark.col));
         errs.0.dedup();
@@ -137,7 +140,16 @@ fn validate(path: &std::path::Path) -> i32 {
     }
     let (ni, np, no) = (cfg.inputs.len(), cfg.processors.len(), cfg.outputs.len());
     // Components are built even when the file already has errors, to report everything at once.
-    if let Err(more) = Pipeline::build(cfg, Vec::new()) {
+    // For `tee`, a stand-in input named `tee` (never started) takes the child's place.
+    let extra: Vec<(String, Box<dyn crate::inputs::Input>)> = if tee {
+        let stand_in = crate::inputs::stdin::Stdin::new(crate::inputs::stdin::Config {
+            max_line_bytes: crate::config::ByteSize(1 << 20),
+        });
+        vec![("tee".to_owned(), Box::new(stand_in))]
+    } else {
+        Vec::new()
+    };
+    if let Err(more) = Pipeline::build(cfg, extra) {
         errs.0.extend(more.0);
     }
     if errs.is_empty() {
