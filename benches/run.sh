@@ -96,3 +96,11 @@ if [ -n "$IDLE_PID" ]; then
 fi
 pkill -f "sleep 3600" 2>/dev/null || true
 wait 2>/dev/null || true
+
+# The areas' own tables (each with its baseline measured in the same run): ALL=1 benches/run.sh
+if [ "${ALL:-0}" = 1 ]; then
+  echo; echo "## Logs (file input, tee)"; python3 "$ROOT/benches/logs.py" --size-mb "$SIZE_MB" --tee-mb 100
+  echo; echo "## Parsers"; bash "$ROOT/benches/processors.sh"
+  echo; echo "## Packets"; bash "$ROOT/benches/network.sh"
+  echo; echo "## Outputs"; python3 "$ROOT/benches/outputs.py" 1000000
+fi
