@@ -55,6 +55,9 @@ struct Spill {
     path: PathBuf,
     write_pos: u64,
     read_pos: u64,
+    /// Bytes of the child's output held in the file: the positions also count record headers,
+    /// which must not show up in what is reported as dropped or not shipped.
+    data_bytes: u64,
 }
 
 struct State {
@@ -139,6 +142,7 @@ impl Spool {
                         path,
                         write_pos: 0,
                         read_pos: 0,
+                        data_bytes: 0,
                     })
                 }
                 Err(e) => {
@@ -163,6 +167,7 @@ impl Spool {
         match sp.file.write_all_at(&record, sp.write_pos) {
             Ok(()) => {
                 sp.write_pos += record.len() as u64;
+                sp.data_bytes += len;
                 st.spilled_bytes += len;
             }
             Err(e) => {
@@ -236,6 +241,7 @@ impl Spool {
         match read {
             Ok(data) => {
                 sp.read_pos += RECORD_HEADER + data.len() as u64;
+                sp.data_bytes = sp.data_bytes.saturating_sub(data.len() as u64);
                 if sp.read_pos == sp.write_pos {
                     // Drained: start the file over so it never grows past one burst.
                     sp.read_pos = 0;
@@ -251,7 +257,8 @@ impl Spool {
             }
             Err(e) => {
                 tracing::warn!(path = %sp.path.display(), error = %e, "cannot read the spill file: its content is dropped");
-                st.dropped_bytes += sp.write_pos - sp.read_pos;
+                st.dropped_bytes += sp.data_bytes;
+                sp.data_bytes = 0;
                 sp.read_pos = 0;
                 sp.write_pos = 0;
                 let _ = sp.file.set_len(0);
@@ -274,13 +281,7 @@ impl Spool {
     pub fn queued_bytes(&self) -> u64 {
         self.state
             .lock()
-            .map(|s| {
-                s.memory_bytes as u64
-                    + s.spill
-                        .as_ref()
-                        .map(|sp| sp.write_pos - sp.read_pos)
-                        .unwrap_or(0)
-            })
+            .map(|s| s.memory_bytes as u64 + s.spill.as_ref().map(|sp| sp.data_bytes).unwrap_or(0))
             .unwrap_or(0)
     }
 }
@@ -291,7 +292,7 @@ impl Spool {
     pub fn remove_spill_file(&self) {
         if let Ok(mut st) = self.state.lock() {
             if let Some(sp) = st.spill.take() {
-                st.dropped_bytes += sp.write_pos - sp.read_pos;
+                st.dropped_bytes += sp.data_bytes;
                 let _ = std::fs::remove_file(&sp.path);
             }
         }
