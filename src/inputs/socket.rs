@@ -89,7 +89,6 @@ impl Input for Socket {
             let limit = Arc::new(tokio::sync::Semaphore::new(
                 self.config.max_connections.max(1),
             ));
-            let mut shutdown = ctx.shutdown.clone();
             match &self.address {
                 Address::Unix(path) => {
                     // A socket file left by a previous run would make bind fail.
@@ -103,47 +102,28 @@ impl Input for Socket {
                         anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display())
                     })?;
                     tracing::info!(input = %ctx.name, address = %format!("unix:{}", path.display()), "listening");
-                    loop {
-                        let permit = tokio::select! {
-                            p = limit.clone().acquire_owned() => p?,
-                            _ = shutdown.wait() => break,
-                        };
-                        tokio::select! {
-                            r = listener.accept() => match r {
-                                Ok((stream, _)) => {
-                                    let ctx = ctx.clone();
-                                    let cfg = self.config.clone();
-                                    tokio::spawn(async move { serve(stream, &cfg, &ctx).await; drop(permit); });
-                                }
-                                Err(e) => tracing::warn!(input = %ctx.name, error = %e, "accept failed"),
-                            },
-                            _ = shutdown.wait() => break,
-                        }
-                    }
+                    let accepted = accept_loop(
+                        || async { listener.accept().await.map(|(s, _)| s) },
+                        &limit,
+                        &self.config,
+                        &ctx,
+                    )
+                    .await;
                     let _ = std::fs::remove_file(path);
+                    accepted?;
                 }
                 Address::Tcp(addr) => {
                     let listener = tokio::net::TcpListener::bind(addr)
                         .await
                         .map_err(|e| anyhow::anyhow!("cannot listen on tcp:{addr}: {e}"))?;
                     tracing::info!(input = %ctx.name, address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
-                    loop {
-                        let permit = tokio::select! {
-                            p = limit.clone().acquire_owned() => p?,
-                            _ = shutdown.wait() => break,
-                        };
-                        tokio::select! {
-                            r = listener.accept() => match r {
-                                Ok((stream, _)) => {
-                                    let ctx = ctx.clone();
-                                    let cfg = self.config.clone();
-                                    tokio::spawn(async move { serve(stream, &cfg, &ctx).await; drop(permit); });
-                                }
-                                Err(e) => tracing::warn!(input = %ctx.name, error = %e, "accept failed"),
-                            },
-                            _ = shutdown.wait() => break,
-                        }
-                    }
+                    accept_loop(
+                        || async { listener.accept().await.map(|(s, _)| s) },
+                        &limit,
+                        &self.config,
+                        &ctx,
+                    )
+                    .await?;
                 }
             }
             Ok(())
@@ -215,6 +195,38 @@ fn event_of(line: &[u8], info: LineInfo, format: Format, ctx: &InputContext) -> 
 }
 
 /// Reads one connection to its end, emitting a batch after each read.
+/// Accepts connections (Unix or TCP alike) until shutdown, at most `limit` served at once.
+async fn accept_loop<S, F, Fut>(
+    mut accept: F,
+    limit: &Arc<tokio::sync::Semaphore>,
+    cfg: &Config,
+    ctx: &Arc<InputContext>,
+) -> anyhow::Result<()>
+where
+    S: AsyncRead + Unpin + Send + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<S>>,
+{
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p?,
+            _ = shutdown.wait() => return Ok(()),
+        };
+        tokio::select! {
+            r = accept() => match r {
+                Ok(stream) => {
+                    let ctx = ctx.clone();
+                    let cfg = cfg.clone();
+                    tokio::spawn(async move { serve(stream, &cfg, &ctx).await; drop(permit); });
+                }
+                Err(e) => tracing::warn!(input = %ctx.name, error = %e, "accept failed"),
+            },
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+}
+
 async fn serve(mut stream: impl AsyncRead + Unpin, cfg: &Config, ctx: &InputContext) {
     let mut splitter = LineSplitter::new(cfg.max_line_bytes.as_usize(), 0);
     let mut buf = vec![0u8; 64 * 1024];
