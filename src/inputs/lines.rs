@@ -151,6 +151,15 @@ impl LineSplitter {
     }
 }
 
+/// A line as text; `Err` carries the text with invalid UTF-8 replaced by U+FFFD, for the caller
+/// to count (every line input counts and logs such lines once).
+pub fn to_text(line: &[u8]) -> Result<String, String> {
+    match std::str::from_utf8(line) {
+        Ok(s) => Ok(s.to_owned()),
+        Err(_) => Err(String::from_utf8_lossy(line).into_owned()),
+    }
+}
+
 fn strip_cr(line: &[u8]) -> &[u8] {
     match line.last() {
         Some(b'\r') => &line[..line.len() - 1],

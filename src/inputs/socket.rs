@@ -2,7 +2,7 @@
 //! one event per line; the receiving end of `trawl tee --forward`. Each connection is read by
 //! its own task; a full pipeline pauses reading (back-pressure reaches the sender).
 
-use super::lines::{LineInfo, LineSplitter};
+use super::lines::{to_text, LineInfo, LineSplitter};
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
 use crate::event::{Batch, Event, Value};
@@ -178,13 +178,10 @@ fn event_of(line: &[u8], info: LineInfo, format: Format, ctx: &InputContext) -> 
             }
         }
         _ => {
-            let message = match std::str::from_utf8(line) {
-                Ok(s) => s.to_owned(),
-                Err(_) => {
-                    ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    String::from_utf8_lossy(line).into_owned()
-                }
-            };
+            let message = to_text(line).unwrap_or_else(|replaced| {
+                ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                replaced
+            });
             Event::from_message(ctx.name.clone(), now, message)
         }
     };

@@ -2,7 +2,7 @@
 //! replaced and counted). Reads on its own thread with `poll`, so that shutdown can stop it
 //! between reads and still hand on every line already read.
 
-use super::lines::{LineInfo, LineSplitter};
+use super::lines::{to_text, LineInfo, LineSplitter};
 use super::{BoxFuture, Input, InputContext};
 use crate::config::ByteSize;
 use crate::event::{Batch, Event, Value};
@@ -69,18 +69,15 @@ impl<'a> LineBatcher<'a> {
     }
 
     pub(crate) fn line(&mut self, line: &[u8], info: LineInfo) {
-        let message = match std::str::from_utf8(line) {
-            Ok(s) => s.to_owned(),
-            Err(e) => {
-                self.ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                if !self.invalid_utf8_logged {
-                    self.invalid_utf8_logged = true;
-                    tracing::warn!(input = %self.ctx.name, offset = info.start + e.valid_up_to() as u64,
-                        "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
-                }
-                String::from_utf8_lossy(line).into_owned()
+        let message = to_text(line).unwrap_or_else(|replaced| {
+            self.ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            if !self.invalid_utf8_logged {
+                self.invalid_utf8_logged = true;
+                tracing::warn!(input = %self.ctx.name, line_offset = info.start,
+                    "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
             }
-        };
+            replaced
+        });
         ComponentMetrics::add(&self.ctx.metrics.bytes_in, info.end - info.start);
         let mut event = Event::from_message(self.ctx.name.clone(), self.now, message);
         if info.truncated {

@@ -74,13 +74,10 @@ impl Decoder {
     }
 
     fn text(&mut self, bytes: &[u8]) -> String {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => s.to_owned(),
-            Err(_) => {
-                self.invalid_utf8 += 1;
-                String::from_utf8_lossy(bytes).into_owned()
-            }
-        }
+        crate::inputs::lines::to_text(bytes).unwrap_or_else(|replaced| {
+            self.invalid_utf8 += 1;
+            replaced
+        })
     }
 
     /// One line of the file.

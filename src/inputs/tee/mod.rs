@@ -81,17 +81,14 @@ fn line_event(
     info: LineInfo,
     logged: &mut bool,
 ) -> Event {
-    let message = match std::str::from_utf8(line) {
-        Ok(s) => s.to_owned(),
-        Err(_) => {
-            ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            if !*logged {
-                *logged = true;
-                tracing::warn!(input = %ctx.name, "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
-            }
-            String::from_utf8_lossy(line).into_owned()
+    let message = super::lines::to_text(line).unwrap_or_else(|replaced| {
+        ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        if !*logged {
+            *logged = true;
+            tracing::warn!(input = %ctx.name, "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
         }
-    };
+        replaced
+    });
     let mut e = Event::from_message(ctx.name.clone(), Utc::now(), message);
     e.fields.insert("stream", Value::from(kind.as_str()));
     if info.truncated {
