@@ -416,20 +416,11 @@ pub(crate) mod tests {
         assert_eq!(decode(linktype::NULL, &null).unwrap().dport, 2);
     }
 
-    #[test]
-    fn vxlan_is_decapsulated() {
-        let inner = eth_tcp(
-            [10, 244, 0, 5],
-            5555,
-            [10, 244, 1, 7],
-            80,
-            1,
-            2,
-            tcp_flags::ACK,
-            b"hi",
-        );
+    /// An Ethernet/IPv4/UDP frame from 192.168.0.1 to 192.168.0.2 carrying `inner` in VXLAN
+    /// to `dport` (4789, or flannel's 8472); `ip_id` tells copies apart.
+    pub(crate) fn vxlan_frame(inner: &[u8], dport: u16, ip_id: u8) -> Vec<u8> {
         let mut udp_payload = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
-        udp_payload.extend_from_slice(&inner);
+        udp_payload.extend_from_slice(inner);
         let ulen = 8 + udp_payload.len();
         let total = 20 + ulen;
         let mut f = vec![0u8; 12];
@@ -440,7 +431,7 @@ pub(crate) mod tests {
             (total >> 8) as u8,
             total as u8,
             0,
-            1,
+            ip_id,
             0,
             0,
             64,
@@ -457,10 +448,26 @@ pub(crate) mod tests {
             2,
         ]);
         f.extend_from_slice(&40000u16.to_be_bytes());
-        f.extend_from_slice(&8472u16.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
         f.extend_from_slice(&(ulen as u16).to_be_bytes());
         f.extend_from_slice(&[0, 0]);
         f.extend_from_slice(&udp_payload);
+        f
+    }
+
+    #[test]
+    fn vxlan_is_decapsulated() {
+        let inner = eth_tcp(
+            [10, 244, 0, 5],
+            5555,
+            [10, 244, 1, 7],
+            80,
+            1,
+            2,
+            tcp_flags::ACK,
+            b"hi",
+        );
+        let f = vxlan_frame(&inner, 8472, 1);
         let p = decode(linktype::ETHERNET, &f).unwrap();
         assert!(p.tunneled);
         assert_eq!(p.src.to_string(), "10.244.0.5");

@@ -361,40 +361,7 @@ mod tests {
             decode::tcp_flags::ACK,
             b"GET / HTTP/1.1\r\n\r\n",
         );
-        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
-        vx.extend_from_slice(&inner);
-        let ulen = 8 + vx.len();
-        let total = 20 + ulen;
-        let mut outer = vec![0u8; 12];
-        outer.extend_from_slice(&[
-            0x08,
-            0x00,
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            9,
-            0,
-            0,
-            64,
-            17,
-            0,
-            0,
-            192,
-            168,
-            0,
-            1,
-            192,
-            168,
-            0,
-            2,
-        ]);
-        outer.extend_from_slice(&40000u16.to_be_bytes());
-        outer.extend_from_slice(&4789u16.to_be_bytes());
-        outer.extend_from_slice(&(ulen as u16).to_be_bytes());
-        outer.extend_from_slice(&[0, 0]);
-        outer.extend_from_slice(&vx);
+        let outer = decode::tests::vxlan_frame(&inner, 4789, 9);
         engine.packet(decode::linktype::ETHERNET, 1_000, &inner);
         engine.packet(decode::linktype::ETHERNET, 2_000, &outer);
         engine.finish();
