@@ -54,10 +54,6 @@ pub struct InputContext {
 }
 
 impl InputContext {
-    fn count(&self, batch: &Batch) {
-        ComponentMetrics::add(&self.metrics.events_out, batch.len() as u64);
-    }
-
     fn dropped(&self, batch: Batch) {
         self.metrics
             .events_dropped
@@ -113,11 +109,6 @@ impl InputContext {
             }
             Err(TrySendError::Closed(b)) => Err(Closed(b)),
         }
-    }
-
-    #[doc(hidden)]
-    pub fn count_sent(&self, batch: &Batch) {
-        self.count(batch)
     }
 }
 
