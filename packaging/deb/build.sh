@@ -13,12 +13,21 @@ install -Dm755 target/release/trawl "$ROOT/usr/bin/trawl"
 install -Dm644 packaging/systemd/trawl.service "$ROOT/lib/systemd/system/trawl.service"
 install -Dm644 pipelines/host-systemd.yaml "$ROOT/etc/trawl/trawl.yaml"
 install -d "$ROOT/var/lib/trawl" "$ROOT/DEBIAN"
+# Depends: the packages that own the shared libraries the binary links (libpcap, OpenSSL, zlib,
+# ...), found the way dpkg-shlibdeps would, so the package installs on a bare host.
+DEPENDS=$(readelf -d target/release/trawl | awk '/NEEDED/ { gsub(/[][]/, "", $5); print $5 }' |
+  while read -r lib; do
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+    [ -n "$path" ] || continue
+    real=$(readlink -f "$path")
+    dpkg -S "$real" 2>/dev/null || dpkg -S "${real#/usr}" 2>/dev/null || true
+  done | cut -d: -f1 | sort -u | paste -sd, | sed 's/,/, /g')
 cat > "$ROOT/DEBIAN/control" <<CTRL
 Package: trawl
 Version: $VERSION
 Architecture: $ARCH
 Maintainer: trawl developers <dev@trawl.invalid>
-Depends: libc6, libpcap0.8
+Depends: ${DEPENDS:-libc6, libpcap0.8}
 Section: admin
 Priority: optional
 Description: ships logs and network traffic
