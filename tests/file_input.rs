@@ -536,3 +536,74 @@ fn start_at_end_exclude_and_a_file_replaced_under_the_same_name() {
         "{ev:#?}"
     );
 }
+
+/// kubelet's layout: `/var/log/containers/*.log` are symlinks into `/var/log/pods`, and kubelet
+/// rotates the target (rename, then the runtime creates a new `0.log`), never the link. With
+/// scanning effectively off, only the watch on the target's folder can find each new file, and
+/// several rotations in a burst must still deliver every line once, labelled from the link's name.
+#[test]
+fn kubelet_rotation_behind_a_symlink_delivers_every_line_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target_dir = d.join("pods/shop_web-7d9_0b1c-22/nginx");
+    std::fs::create_dir_all(&target_dir).unwrap();
+    std::fs::create_dir_all(d.join("containers")).unwrap();
+    let target = target_dir.join("0.log");
+    std::fs::write(&target, b"").unwrap();
+    let id = "a".repeat(64);
+    std::os::unix::fs::symlink(
+        &target,
+        d.join(format!("containers/web-7d9_shop_nginx-{id}.log")),
+    )
+    .unwrap();
+    let input = format!(
+        "    type: file\n    paths: [\"{}/containers/*.log\"]\n    scan_interval: 1h\n",
+        d.display()
+    );
+    let trawl = Trawl::start(d, &pipeline(d, &input), "out.json");
+    trawl.wait_for(10, "the first file to be followed", |_| {
+        std::fs::read_to_string(d.join("out.json.stderr")).is_ok_and(|s| s.contains("starting"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    const ROTATIONS: usize = 6;
+    const PER_FILE: usize = 3000;
+    let mut n = 0;
+    for r in 0..=ROTATIONS {
+        let mut w = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&target)
+            .unwrap();
+        let mut text = String::new();
+        for _ in 0..PER_FILE {
+            text.push_str(&format!(
+                "2026-11-23T10:00:00.000000000Z stdout F {}\n",
+                line(n)
+            ));
+            n += 1;
+        }
+        w.write_all(text.as_bytes()).unwrap();
+        drop(w);
+        if r < ROTATIONS {
+            std::fs::rename(&target, target_dir.join(format!("0.log.2026112310000{r}"))).unwrap();
+        }
+    }
+    let ev = trawl.wait_for(30, "every line", |ev| ev.len() >= n);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(ev);
+    let ev = trawl.events();
+    let c = counts(&ev);
+    let missing: Vec<usize> = (0..n)
+        .filter(|i| !c.contains_key(&line(*i)))
+        .take(5)
+        .collect();
+    assert!(missing.is_empty(), "missing lines, first ones: {missing:?}");
+    assert_eq!(ev.len(), n, "every line exactly once");
+    let e = &ev[n - 1];
+    assert_eq!(e["kubernetes"]["pod"]["name"], "web-7d9");
+    assert_eq!(e["kubernetes"]["namespace"], "shop");
+    assert_eq!(e["kubernetes"]["container"]["name"], "nginx");
+    assert_eq!(e["container"]["id"], id.as_str());
+    assert_eq!(e["stream"], "stdout");
+}

@@ -144,7 +144,7 @@ pub fn kubernetes_metadata(path: &Path) -> Option<Map> {
     }
     let container = parent.file_name()?.to_str()?;
     let pod_dir = parent.parent()?;
-    if pod_dir.parent()?.file_name()?.to_str()? != "pods" || !name.ends_with(".log") {
+    if pod_dir.parent()?.file_name()?.to_str()? != "pods" || !is_pod_log_name(name) {
         return None;
     }
     let mut parts = pod_dir.file_name()?.to_str()?.splitn(3, '_');
@@ -153,6 +153,16 @@ pub fn kubernetes_metadata(path: &Path) -> Option<Map> {
         return None;
     }
     Some(k8s(ns, pod, container, Some(uid)))
+}
+
+/// `N.log`, or kubelet's rotated `N.log.<date>-<time>` that a rotation leaves behind.
+fn is_pod_log_name(name: &str) -> bool {
+    let Some((n, rest)) = name.split_once(".log") else {
+        return false;
+    };
+    !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+        && (rest.is_empty() || rest.starts_with('.'))
 }
 
 fn k8s(ns: &str, pod: &str, container: &str, uid: Option<&str>) -> Map {
@@ -224,5 +234,9 @@ mod tests {
         assert_eq!(v["kubernetes"]["pod"]["uid"], "0b1c-22");
         assert_eq!(v["kubernetes"]["container"]["name"], "nginx");
         assert!(kubernetes_metadata(Path::new("/var/log/syslog")).is_none());
+        let rotated = Path::new("/var/log/pods/shop_web-7d9_0b1c-22/nginx/0.log.20261123-100000");
+        assert!(kubernetes_metadata(rotated).is_some());
+        let other = Path::new("/var/log/pods/shop_web-7d9_0b1c-22/nginx/debug.log");
+        assert!(kubernetes_metadata(other).is_none());
     }
 }

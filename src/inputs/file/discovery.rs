@@ -2,6 +2,10 @@
 //! filesystem events (inotify through `notify`) and on an interval for filesystems where events
 //! are unreliable (NFS, overlay mounts, symlinked folders such as `/var/log/containers`).
 //!
+//! Matched symlinks (kubelet's `/var/log/containers/*.log` point into `/var/log/pods`) also get
+//! their target's folder watched: kubelet rotates the target, not the link, and a watch on the
+//! link's folder alone would see neither the rotation nor the new file until the next scan.
+//!
 //! `glob` expands the patterns (it handles `**` and needs no directory walker of our own) and its
 //! `Pattern` matches exclusions against the whole path, where `*` also crosses `/`, so
 //! `*_kube-system_*` excludes by file name as users expect.
@@ -23,7 +27,19 @@ pub struct Discovery {
     warned: HashSet<String>,
     /// Where files under `paths` were renamed to, from rename events: a file renamed out of
     /// `paths` faster than a scan could see it is still found and read.
-    renamed_to: Arc<Mutex<Vec<PathBuf>>>,
+    renamed_to: Arc<Mutex<Vec<Renamed>>>,
+    /// Files that matched symlinks point to, with the link: renaming one (kubelet's rotation)
+    /// counts as a rename out of `paths`, and the file keeps the link's name (which carries the
+    /// pod, namespace and container id).
+    link_targets: Arc<Mutex<HashMap<PathBuf, PathBuf>>>,
+    /// Folders watched because a matched symlink points into them.
+    target_dirs: HashSet<PathBuf>,
+}
+
+/// A file renamed out of `paths`: where it is now, and the name it had under `paths`.
+struct Renamed {
+    to: PathBuf,
+    name: PathBuf,
 }
 
 /// Most rename destinations remembered between two scans.
@@ -59,7 +75,7 @@ pub fn spawn(
         .name("trawl-file-scan".into())
         .spawn(move || loop {
             let paths = discovery.scan();
-            let renamed: Vec<PathBuf> = discovery
+            let renamed: Vec<Renamed> = discovery
                 .renamed_to
                 .lock()
                 .map(|mut r| std::mem::take(&mut *r))
@@ -91,15 +107,16 @@ pub fn spawn(
                         }
                     }
                 }
-                for path in &renamed {
-                    if f.opened.len() >= max_open || discovery.is_excluded(path) {
+                for Renamed { to, name } in renamed {
+                    if f.opened.len() >= max_open || discovery.is_excluded(&to) {
                         continue;
                     }
-                    if let Ok(file) = File::open(path) {
+                    if let Ok(file) = File::open(&to) {
                         if let Ok(md) = file.metadata() {
                             let key = FileKey::of(&md);
                             if md.is_file() && !f.followed.contains(&key) {
-                                f.opened.entry(key).or_insert((path.clone(), file));
+                                let path = if name == to { to } else { name };
+                                f.opened.entry(key).or_insert((path, file));
                             }
                         }
                     }
@@ -151,12 +168,19 @@ impl Discovery {
     ) -> (Discovery, Receiver<()>) {
         let (tx, rx) = sync_channel(1);
         let renamed_to = Arc::new(Mutex::new(Vec::new()));
+        let link_targets = Arc::new(Mutex::new(HashMap::new()));
         let patterns: Vec<glob::Pattern> = include
             .iter()
             .filter_map(|p| glob::Pattern::new(p).ok())
             .collect();
         let watcher = if use_events {
-            make_watcher(tx, wake_reader, patterns, renamed_to.clone())
+            make_watcher(
+                tx,
+                wake_reader,
+                patterns,
+                renamed_to.clone(),
+                link_targets.clone(),
+            )
         } else {
             None
         };
@@ -168,6 +192,8 @@ impl Discovery {
                 watched: HashSet::new(),
                 warned: HashSet::new(),
                 renamed_to,
+                link_targets,
+                target_dirs: HashSet::new(),
             },
             rx,
         )
@@ -200,7 +226,52 @@ impl Discovery {
                 out.push(path);
             }
         }
+        self.follow_link_targets(&out);
         out
+    }
+
+    /// Watches the folders the matched symlinks point into and forgets those no longer pointed
+    /// into (a deleted pod), so watches do not pile up on a long-lived node.
+    fn follow_link_targets(&mut self, paths: &[PathBuf]) {
+        use notify::{RecursiveMode, Watcher};
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        let mut targets = HashMap::new();
+        let mut dirs = HashSet::new();
+        for path in paths {
+            let is_link = std::fs::symlink_metadata(path)
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(false);
+            if !is_link {
+                continue;
+            }
+            if let Some(target) = link_target(path) {
+                if let Some(dir) = target.parent() {
+                    dirs.insert(dir.to_path_buf());
+                }
+                targets.insert(target, path.clone());
+            }
+        }
+        for dir in self.target_dirs.difference(&dirs) {
+            if !self.watched.contains(dir) {
+                let _ = watcher.unwatch(dir);
+            }
+        }
+        for dir in dirs.difference(&self.target_dirs) {
+            if self.watched.contains(dir) {
+                continue;
+            }
+            if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                if self.warned.insert(format!("watch:{}", dir.display())) {
+                    tracing::warn!(folder = %dir.display(), error = %e, "cannot watch the folder a symlink points into: rotations there are seen at scan_interval (logged once)");
+                }
+            }
+        }
+        self.target_dirs = dirs;
+        if let Ok(mut t) = self.link_targets.lock() {
+            *t = targets;
+        }
     }
 
     fn is_excluded(&self, path: &Path) -> bool {
@@ -241,11 +312,32 @@ impl Discovery {
     }
 }
 
+/// Where a symlink points, also while it dangles: between kubelet's rename of the target and the
+/// runtime creating the new file, the link points at nothing, and the folder must stay watched
+/// to see that file appear.
+fn link_target(link: &Path) -> Option<PathBuf> {
+    if let Ok(target) = std::fs::canonicalize(link) {
+        return Some(target);
+    }
+    let to = std::fs::read_link(link).ok()?;
+    let to = if to.is_absolute() {
+        to
+    } else {
+        link.parent()?.join(to)
+    };
+    Some(
+        std::fs::canonicalize(to.parent()?)
+            .ok()?
+            .join(to.file_name()?),
+    )
+}
+
 fn make_watcher(
     rescan: SyncSender<()>,
     wake: SyncSender<()>,
     include: Vec<glob::Pattern>,
-    renamed_to: Arc<Mutex<Vec<PathBuf>>>,
+    renamed_to: Arc<Mutex<Vec<Renamed>>>,
+    link_targets: Arc<Mutex<HashMap<PathBuf, PathBuf>>>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::event::{EventKind, ModifyKind, RenameMode};
     let handler = move |res: notify::Result<notify::Event>| {
@@ -253,12 +345,18 @@ fn make_watcher(
             if let (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) =
                 (&ev.kind, ev.paths.as_slice())
             {
-                if include.iter().any(|p| p.matches_path(from))
-                    && !include.iter().any(|p| p.matches_path(to))
-                {
+                let name = if include.iter().any(|p| p.matches_path(from)) {
+                    Some(to.clone())
+                } else {
+                    link_targets.lock().ok().and_then(|t| t.get(from).cloned())
+                };
+                if let Some(name) = name.filter(|_| !include.iter().any(|p| p.matches_path(to))) {
                     if let Ok(mut r) = renamed_to.lock() {
                         if r.len() < MAX_RENAMES {
-                            r.push(to.clone());
+                            r.push(Renamed {
+                                to: to.clone(),
+                                name,
+                            });
                         }
                     }
                 }
