@@ -104,11 +104,17 @@ pub fn expand(
             Some(":?") | Some("?") => match value {
                 Some(v) if op == Some("?") || !v.is_empty() => out.push_str(&v),
                 _ => {
-                    let why = if arg.is_empty() { "is required" } else { arg };
-                    return Err(InterpolationError {
-                        mark,
-                        message: format!("environment variable `{name}` {why}"),
-                    });
+                    let state = if value.is_some() {
+                        "is empty"
+                    } else {
+                        "is not set"
+                    };
+                    let message = if arg.is_empty() {
+                        format!("environment variable `{name}` {state}: it is required")
+                    } else {
+                        format!("environment variable `{name}` {state}: {arg}")
+                    };
+                    return Err(InterpolationError { mark, message });
                 }
             },
             Some(_) => unreachable!("split_body only returns known operators"),
@@ -175,7 +181,7 @@ mod tests {
         let e = run("${MISSING:?set it in the DaemonSet}").0.unwrap_err();
         assert_eq!(
             e.message,
-            "environment variable `MISSING` set it in the DaemonSet"
+            "environment variable `MISSING` is not set: set it in the DaemonSet"
         );
         let e = run("${EMPTY:?}").0.unwrap_err();
         assert!(e.message.contains("is required"));
