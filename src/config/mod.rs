@@ -602,7 +602,7 @@ mod tests {
             "{all}"
         );
         assert!(
-            all.contains("environment variable `NOPE` must be set"),
+            all.contains("environment variable `NOPE` is not set: must be set"),
             "{all}"
         );
         assert!(all.contains("p.yaml:6:1: foo: unknown key"), "{all}");
