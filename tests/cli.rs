@@ -497,3 +497,65 @@ fn parses_tags_and_routes_by_condition_to_different_outputs() {
         .iter()
         .all(|e| e["level"] == "INFO" && e.get("tags").is_none()));
 }
+
+/// Tailing without a writable registry would re-send or skip lines after the next restart: the
+/// file input refuses to start and says why, and trawl, left with no input, exits non-zero.
+#[test]
+fn file_input_refuses_to_start_without_a_writable_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.log"), "a line\n").unwrap();
+    // A folder below a regular file cannot be created, even by root.
+    std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+    let cfg = write_pipeline(
+        &dir,
+        "p.yaml",
+        &format!(
+            "inputs:\n  logs: {{ type: file, paths: [\"{d}/*.log\"] }}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {d}/not-a-dir/data\nhttp: {{ enabled: false }}\n",
+            d = dir.path().display()
+        ),
+    );
+    let child = Command::new(TRAWL)
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = guard.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trawl kept running without its only input"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    guard
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let mut stdout = String::new();
+    guard
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the registry") && stderr.contains("not-a-dir"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.is_empty(),
+        "nothing read without a registry: {stdout}"
+    );
+}

@@ -197,6 +197,8 @@ pub(crate) struct Shared {
     /// The offsets each batch in flight reaches, by sequence number.
     pub in_flight: Mutex<HashMap<u64, Vec<Commit>>>,
     pub tracker: AckTracker,
+    /// Set while saving the registry fails, so the failure is logged once, not every flush.
+    pub save_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Input for FileInput {
@@ -208,12 +210,19 @@ impl Input for FileInput {
                 multiline,
                 registry_path,
             } = *self;
+            registry::check_writable(&registry_path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot write the registry {}: {e}; the file input keeps its read offsets there, so `data_dir` must be writable",
+                    registry_path.display()
+                )
+            })?;
             let registry = Registry::load(registry_path);
             tracing::info!(input = %ctx.name, registry = %registry.path().display(), files = registry.len(), "file input starting");
             let shared = Arc::new(Shared {
                 registry: Mutex::new(registry),
                 in_flight: Mutex::new(HashMap::new()),
                 tracker: AckTracker::new(),
+                save_failing: Default::default(),
             });
             let metrics = ctx.metrics.clone();
             let flush_every = config
@@ -297,10 +306,20 @@ async fn save(shared: &Arc<Shared>, forget_after: i64) {
         registry::write_atomic(&path, &bytes).map_err(|e| (e, path))
     })
     .await;
-    if let Ok(Err((e, path))) = written {
-        tracing::warn!(registry = %path.display(), error = %e, "cannot write registry; will retry");
-        if let Ok(mut reg) = shared.registry.lock() {
-            reg.mark_dirty();
+    match written {
+        Ok(Err((e, path))) => {
+            if !shared.save_failing.swap(true, Ordering::Relaxed) {
+                tracing::error!(registry = %path.display(), error = %e, "cannot write registry: retrying every flush; offsets are not saved until it works (logged once)");
+            }
+            if let Ok(mut reg) = shared.registry.lock() {
+                reg.mark_dirty();
+            }
         }
+        Ok(Ok(())) => {
+            if shared.save_failing.swap(false, Ordering::Relaxed) {
+                tracing::info!("registry written again");
+            }
+        }
+        Err(_) => {}
     }
 }

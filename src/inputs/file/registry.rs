@@ -168,6 +168,16 @@ impl Registry {
 
 /// Writes `bytes` to `path` so that after a crash the file holds either the old or the new
 /// content, never a mix: temp file, fsync, rename over, fsync of the folder.
+/// Whether the registry can be written where it lives: checked before reading any file, because
+/// tailing without saving offsets would re-send or skip lines after the next restart.
+pub fn check_writable(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let probe = path.with_extension("json.probe");
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
