@@ -5,7 +5,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// mimalloc's option ids (its `mi_option_e` enum, v3 numbering as vendored by libmimalloc-sys).
+// mimalloc's option ids (its `mi_option_e` enum in the v3 sources vendored by libmimalloc-sys
+// 0.1.49, pinned by Cargo.lock): re-check `include/mimalloc.h` when that crate is upgraded.
 const MI_OPTION_ARENA_EAGER_COMMIT: libc::c_int = 4;
 
 extern "C" {
