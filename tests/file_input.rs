@@ -607,3 +607,98 @@ fn kubelet_rotation_behind_a_symlink_delivers_every_line_exactly_once() {
     assert_eq!(e["container"]["id"], id.as_str());
     assert_eq!(e["stream"], "stdout");
 }
+
+/// `trawl_bytes_in_total` of the input `logs` from trawl's /metrics (None: not served yet).
+fn bytes_read(port: u16) -> Option<f64> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find(|l| l.starts_with("trawl_bytes_in_total{") && l.contains("component=\"logs\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// While the output cannot deliver, reading stops at `max_in_flight` even though the queues
+/// (`queue_batches: 64`) would hold ~13,000 events; once it delivers again, every line arrives
+/// exactly once and in order.
+#[test]
+fn max_in_flight_holds_reading_back_while_the_output_is_stuck() {
+    const N: usize = 50_000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut text = String::new();
+    for i in 0..N {
+        text.push_str(&line(i));
+        text.push('\n');
+    }
+    std::fs::write(d.join("app.log"), &text).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = format!(
+        "data_dir: {dir}/data\nhttp: {{ address: 127.0.0.1:{port} }}\nshutdown_timeout: 5s\n\
+         pipeline: {{ batch_size: 100, queue_batches: 64 }}\n\
+         inputs:\n  logs:\n    type: file\n    paths: [\"{dir}/app.log\"]\n    read_buffer: 4KiB\n    max_in_flight: 64KiB\n\
+         outputs:\n  out: {{ type: stdout }}\n",
+        dir = d.display()
+    );
+    std::fs::write(d.join("pipeline.yaml"), cfg).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(d.join("pipeline.yaml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(d.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    // Nobody reads trawl's stdout yet: the output blocks once the pipe is full.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = None;
+    let stalled_at = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = bytes_read(port);
+        if now.is_some_and(|n| n > 0.0) && now == last {
+            break now.unwrap_or_default();
+        }
+        assert!(Instant::now() < deadline, "reading never settled: {now:?}");
+        last = now;
+    };
+    let file_bytes = text.len() as f64;
+    assert!(
+        stalled_at < 300_000.0,
+        "read {stalled_at} of {file_bytes} bytes with the output stuck: max_in_flight did not hold reading back"
+    );
+
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut msgs = Vec::new();
+        for l in std::io::BufReader::new(&mut stdout).lines() {
+            let Ok(l) = l else { break };
+            let v: Value = serde_json::from_str(&l).unwrap();
+            msgs.push(v["message"].as_str().unwrap_or_default().to_owned());
+            if msgs.len() == N {
+                break;
+            }
+        }
+        msgs
+    });
+    let waited = Instant::now();
+    while !reader.is_finished() && waited.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let msgs = reader.join().unwrap();
+    assert_eq!(msgs.len(), N, "every line once the output delivers again");
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(*m, line(i), "line {i} in order");
+    }
+}

@@ -65,6 +65,33 @@ fn binary_output_passes_through_byte_identical() {
     );
 }
 
+/// With trawl's stdout a file, not a pipe, the pass-through is read-then-write instead of
+/// `tee(2)`: still byte-identical.
+#[test]
+fn binary_output_passes_through_byte_identical_into_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = soup(3 << 20, 3);
+    std::fs::write(d.join("a.bin"), &a).unwrap();
+    let status = trawl()
+        .arg("tee")
+        .arg("-c")
+        .arg(null_pipeline(d))
+        .arg("--")
+        .args(["cat", &format!("{}/a.bin", d.display())])
+        .stdout(std::fs::File::create(d.join("out.bin")).unwrap())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let out = std::fs::read(d.join("out.bin")).unwrap();
+    assert!(
+        out == a,
+        "stdout differs: {} bytes vs {}",
+        out.len(),
+        a.len()
+    );
+}
+
 #[test]
 fn exit_codes_propagate() {
     let dir = tempfile::tempdir().unwrap();

@@ -41,7 +41,7 @@ use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Where to start in a file trawl has never seen.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -78,6 +78,10 @@ pub struct Config {
     /// Size of each read.
     #[serde(default = "default_read_buffer")]
     pub read_buffer: ByteSize,
+    /// About how much memory the events read but not yet acknowledged may take; reading waits
+    /// beyond it. Bounds memory whatever the batch and queue sizes (at least one batch passes).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: ByteSize,
     /// How many first bytes identify a file together with its inode.
     #[serde(default = "default_fingerprint")]
     pub fingerprint_bytes: ByteSize,
@@ -117,7 +121,12 @@ fn default_max_line() -> ByteSize {
     ByteSize(1 << 20)
 }
 fn default_read_buffer() -> ByteSize {
-    ByteSize(256 << 10)
+    // About 600 lines of 100 bytes: less than a batch, so one read never builds many batches
+    // at once, and still few enough syscalls not to show in a profile.
+    ByteSize(64 << 10)
+}
+fn default_max_in_flight() -> ByteSize {
+    ByteSize(8 << 20)
 }
 fn default_fingerprint() -> ByteSize {
     ByteSize(1024)
@@ -194,11 +203,21 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<FileInput, DeEr
 /// What the reading thread and the acknowledgement task share.
 pub(crate) struct Shared {
     pub registry: Mutex<Registry>,
-    /// The offsets each batch in flight reaches, by sequence number.
-    pub in_flight: Mutex<HashMap<u64, Vec<Commit>>>,
+    pub in_flight: Mutex<InFlight>,
+    /// Signalled when acknowledgements free room in `in_flight`.
+    pub room: Condvar,
     pub tracker: AckTracker,
     /// Set while saving the registry fails, so the failure is logged once, not every flush.
     pub save_failing: std::sync::atomic::AtomicBool,
+}
+
+/// The batches sent and not yet acknowledged.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    /// The offsets each batch reaches and the memory it holds, by sequence number.
+    pub batches: HashMap<u64, (Vec<Commit>, usize)>,
+    /// Sum of the batches' memory.
+    pub bytes: usize,
 }
 
 impl Input for FileInput {
@@ -220,7 +239,8 @@ impl Input for FileInput {
             tracing::info!(input = %ctx.name, registry = %registry.path().display(), files = registry.len(), "file input starting");
             let shared = Arc::new(Shared {
                 registry: Mutex::new(registry),
-                in_flight: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(InFlight::default()),
+                room: Condvar::new(),
                 tracker: AckTracker::new(),
                 save_failing: Default::default(),
             });
@@ -278,10 +298,14 @@ fn apply(
     let Ok(mut reg) = shared.registry.lock() else {
         return;
     };
+    if !acked.is_empty() {
+        shared.room.notify_all();
+    }
     for a in acked {
-        let Some(commits) = in_flight.remove(&a.seq) else {
+        let Some((commits, bytes)) = in_flight.batches.remove(&a.seq) else {
             continue;
         };
+        in_flight.bytes = in_flight.bytes.saturating_sub(bytes);
         for c in commits {
             if a.status == BatchStatus::Failed {
                 // Never move past an undelivered batch, not even with later delivered ones.

@@ -2,7 +2,7 @@
 //! reads every open file in turn, and decides what rotation, truncation, deletion and
 //! inactivity mean for each. The only place that opens and closes files.
 
-use super::batcher::Batcher;
+use super::batcher::{Batcher, Built};
 use super::container;
 use super::discovery::{self, Discovery, Found};
 use super::identity::{new_stream_id, FileKey, Fingerprint};
@@ -46,6 +46,7 @@ struct Tailer {
     maybe_copies: HashMap<FileKey, Instant>,
     batcher: Batcher,
     max_line: usize,
+    max_in_flight: usize,
     fp_max: u64,
     warned_open: HashSet<PathBuf>,
     /// Files skipped for good in this run (`ignore_older`).
@@ -89,6 +90,7 @@ pub(super) fn run(
     let mut buf = vec![0u8; config.read_buffer.as_usize().max(4096)];
     let mut t = Tailer {
         max_line: config.max_line_bytes.as_usize().max(1),
+        max_in_flight: config.max_in_flight.as_usize(),
         fp_max: config.fingerprint_bytes.bytes().max(1),
         batcher: Batcher::new(ctx.name.clone(), ctx.batch_size),
         config,
@@ -164,22 +166,48 @@ impl Tailer {
         self.tails.values().filter(|t| t.is_open()).count()
     }
 
-    /// Sends the batch being built, recording the offsets it reaches.
+    /// Sends every batch built so far, partial ones included.
     fn emit(&mut self) -> Result<(), Closed> {
-        if self.batcher.is_empty() {
-            return Ok(());
+        while let Some(built) = self.batcher.take_any() {
+            self.send(built)?;
         }
-        let (events, commits) = self.batcher.take();
+        Ok(())
+    }
+
+    /// Sends the full batches built so far.
+    fn emit_full(&mut self) -> Result<(), Closed> {
+        while let Some(built) = self.batcher.take_full() {
+            self.send(built)?;
+        }
+        Ok(())
+    }
+
+    /// Sends one batch once what is in flight leaves room for it, recording the offsets it
+    /// reaches. Waiting here, not in a queue, is what bounds the input's memory.
+    fn send(&mut self, built: Built) -> Result<(), Closed> {
+        let Ok(mut f) = self.shared.in_flight.lock() else {
+            return Err(Closed);
+        };
+        while !f.batches.is_empty()
+            && f.bytes + built.bytes > self.max_in_flight
+            && !self.ctx.shutdown.is_triggered()
+        {
+            // The timeout only lets shutdown be seen; acknowledgements notify `room`.
+            match self.shared.room.wait_timeout(f, Duration::from_millis(200)) {
+                Ok((g, _)) => f = g,
+                Err(_) => return Err(Closed),
+            }
+        }
         let (seq, ack) = self.shared.tracker.track();
-        if let Ok(mut f) = self.shared.in_flight.lock() {
-            f.insert(seq, commits);
-        }
+        f.bytes += built.bytes;
+        f.batches.insert(seq, (built.commits, built.bytes));
+        drop(f);
         self.ctx
             .metrics
             .ack_pending
             .store(self.shared.tracker.pending() as i64, Ordering::Relaxed);
         self.ctx
-            .emit_blocking(Batch::new(events, ack))
+            .emit_blocking(Batch::new(built.events, ack))
             .map_err(|_| Closed)
     }
 
@@ -213,9 +241,7 @@ impl Tailer {
                 match outcome {
                     Ok(ReadOutcome::Data(_)) => {
                         progress = true;
-                        while self.batcher.is_full() {
-                            self.emit()?;
-                        }
+                        self.emit_full()?;
                     }
                     Ok(ReadOutcome::Eof { deleted }) => {
                         if deleted {

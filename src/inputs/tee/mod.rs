@@ -76,6 +76,7 @@ impl Input for TeeInput {
 
 fn line_event(
     ctx: &InputContext,
+    now: chrono::DateTime<Utc>,
     kind: StreamKind,
     line: &[u8],
     info: LineInfo,
@@ -89,7 +90,7 @@ fn line_event(
         }
         replaced
     });
-    let mut e = Event::from_message(ctx.name.clone(), Utc::now(), message);
+    let mut e = Event::from_message(ctx.name.clone(), now, message);
     e.fields.insert("stream", Value::from(kind.as_str()));
     if info.truncated {
         e.insert("log.flags", Value::Array(vec![Value::from("truncated")]));
@@ -113,9 +114,11 @@ fn ship(spool: &Spool, max_line: usize, ctx: &InputContext) {
         match spool.pop(Duration::from_millis(200)) {
             Pop::Chunk(chunk) => {
                 ComponentMetrics::add(&ctx.metrics.bytes_in, chunk.data.len() as u64);
+                // One clock read per chunk: its lines were written within moments of each other.
+                let now = Utc::now();
                 let mut closed = false;
                 lines.push(&chunk, &mut |kind, l, i| {
-                    events.push(line_event(ctx, kind, l, i, &mut logged));
+                    events.push(line_event(ctx, now, kind, l, i, &mut logged));
                     if events.len() >= ctx.batch_size && !flush(&mut events) {
                         closed = true;
                     }
@@ -135,6 +138,7 @@ fn ship(spool: &Spool, max_line: usize, ctx: &InputContext) {
             return;
         }
     }
-    lines.finish(&mut |kind, l, i| events.push(line_event(ctx, kind, l, i, &mut logged)));
+    let now = Utc::now();
+    lines.finish(&mut |kind, l, i| events.push(line_event(ctx, now, kind, l, i, &mut logged)));
     flush(&mut events);
 }
