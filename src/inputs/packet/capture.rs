@@ -120,7 +120,7 @@ pub fn read_file(
                 break;
             }
         }
-        if engine.events.len() >= batch && !flush(engine) {
+        if engine.out.pending() >= batch && !flush(engine) {
             return Ok(summary);
         }
         if summary.packets % 4096 == 0 && stop.load(Ordering::Relaxed) {
@@ -227,7 +227,7 @@ impl Live {
                     // Drain what is queued without waiting.
                     while let Ok(b) = rx.try_recv() {
                         self.analyze(engine, b, &pool);
-                        if engine.events.len() >= 1024 {
+                        if engine.out.pending() >= 1024 {
                             break;
                         }
                     }
@@ -236,7 +236,7 @@ impl Live {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             engine.tick(wall_ns().max(engine.now_ns()));
-            if !engine.events.is_empty() && !flush(engine) {
+            if engine.out.pending() > 0 && !flush(engine) {
                 break;
             }
         }
