@@ -394,3 +394,209 @@ fn live_capture_on_lo_reports_every_transaction() {
         "{graph}"
     );
 }
+
+/// Virtual interfaces made for one test, deleted when it ends however it ends.
+struct Links(Vec<String>);
+
+impl Links {
+    fn ip(args: &[&str]) -> Result<(), String> {
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| format!("ip: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// A new interface, left down; the first link type the kernel offers (containers often
+    /// lack the dummy module).
+    fn add(&mut self, name: &str) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for kind in ["dummy", "bridge", "ifb"] {
+            match Self::ip(&["link", "add", name, "type", kind]) {
+                Ok(()) => {
+                    self.0.push(name.to_owned());
+                    return Ok(());
+                }
+                Err(e) => errors.push(format!("{kind}: {e}")),
+            }
+        }
+        Err(errors.join("; "))
+    }
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Self::ip(&["link", "del", n]);
+        }
+    }
+}
+
+/// One GET to the test server (which keeps connections open); its status.
+fn get_status(port: u16, path: &str) -> u16 {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    write!(w, "GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    read_response(&mut r)
+}
+
+/// Waits until trawl logs a line `pred` accepts (lines read go to `seen`).
+fn wait_for_log(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) {
+    if seen.iter().any(|l| pred(l)) {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("trawl never logged {what}; log: {seen:#?}"));
+        let hit = pred(&line);
+        seen.push(line);
+        if hit {
+            return;
+        }
+    }
+}
+
+/// k8spacket crash-looped on `tunl0: That device is not up`. trawl logs a down interface once,
+/// counts it, keeps capturing on `lo`, opens it when it comes up, and picks up an interface
+/// created later that matches its glob (and releases it when it goes away).
+#[test]
+fn a_down_interface_is_skipped_and_new_interfaces_are_picked_up() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED: creating dummy interfaces needs root (CAP_NET_ADMIN)");
+        return;
+    }
+    if let Err(e) = trawl::inputs::packet::capture::probe("lo") {
+        println!("SKIPPED: cannot capture on lo: {e}");
+        return;
+    }
+    let stem = format!("trw{}", std::process::id() % 100_000);
+    let (down, later) = (format!("{stem}a"), format!("{stem}b"));
+    let mut links = Links(Vec::new());
+    if let Err(e) = links.add(&down) {
+        println!("SKIPPED: cannot create a dummy interface (CAP_NET_ADMIN, iproute2): {e}");
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || serve(listener));
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "inputs:\n  web:\n    type: http\n    capture: {{ interfaces: [lo, \"{stem}*\"], bpf_filter: \"tcp port {port}\", refresh_interfaces: 300ms }}\n    ports: [{port}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["--log-format", "json", "run", "-c"])
+            .arg(&pipeline)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("trawl: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let stdout = child.0.stdout.take().unwrap();
+    let (etx, erx) = mpsc::channel::<J>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = etx.send(v);
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let capturing = |name: &str| {
+        let quoted = format!("\"{name}\"");
+        move |l: &str| l.contains("capturing") && l.contains(&quoted)
+    };
+    wait_for_log(&rx, &mut log, "capturing on lo", capturing("lo"));
+    wait_for_log(&rx, &mut log, "the metrics address", |l| {
+        l.contains("serving /metrics")
+    });
+    let metrics_addr = log
+        .iter()
+        .filter(|l| l.contains("serving /metrics"))
+        .find_map(|l| {
+            let v: J = serde_json::from_str(l).ok()?;
+            v["address"]
+                .as_str()
+                .or(v["fields"]["address"].as_str())
+                .map(str::to_owned)
+        })
+        .expect("metrics address in the log");
+    wait_for_log(&rx, &mut log, "the down interface", |l| {
+        l.contains(&down) && l.contains("cannot capture")
+    });
+    // Several refreshes go by (300 ms each) while lo keeps capturing.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(get_status(port, "/status/404"), 404);
+    let e = erx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("no transaction from lo while an interface is down");
+    assert_eq!(e["url"]["original"], "/status/404");
+    assert_eq!(e["http"]["response"]["status_code"], 404);
+    log.extend(rx.try_iter());
+    let complaints = log
+        .iter()
+        .filter(|l| l.contains(&down) && l.contains("cannot capture"))
+        .count();
+    assert_eq!(complaints, 1, "logged once, not at every refresh: {log:#?}");
+    let metrics = http_get(&metrics_addr, "/metrics");
+    assert!(
+        metrics.contains("trawl_capture_interface_errors_total{input=\"web\"} 1\n"),
+        "{metrics}"
+    );
+
+    // It comes up: the next refresh opens it. A new matching interface is picked up too.
+    Links::ip(&["link", "set", &down, "up"]).unwrap();
+    wait_for_log(
+        &rx,
+        &mut log,
+        "capturing on the interface once up",
+        capturing(&down),
+    );
+    links.add(&later).unwrap();
+    Links::ip(&["link", "set", &later, "up"]).unwrap();
+    wait_for_log(
+        &rx,
+        &mut log,
+        "capturing on the new interface",
+        capturing(&later),
+    );
+    Links::ip(&["link", "del", &later]).unwrap();
+    links.0.retain(|n| *n != later);
+    wait_for_log(&rx, &mut log, "the vanished interface released", |l| {
+        l.contains("released") && l.contains(&format!("\"{later}\""))
+    });
+    // Still capturing on lo after all that.
+    assert_eq!(get_status(port, "/after"), 200);
+    let e = erx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("no transaction from lo after the interface changes");
+    assert_eq!(e["url"]["original"], "/after");
+    assert!(child.0.try_wait().unwrap().is_none(), "trawl kept running");
+}

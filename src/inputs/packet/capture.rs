@@ -329,6 +329,7 @@ impl Live {
                 }
                 Err(e) => {
                     if logged.insert(name.clone()) {
+                        self.stats.interface_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(input = %self.input, interface = %name, error = %e, "cannot capture on this interface; skipped, retried every refresh_interfaces (logged once)");
                     }
                 }

@@ -55,6 +55,9 @@ pub struct Stats {
     pub capture_dropped: AtomicU64,
     /// Capture files that ended in a truncated or corrupt record.
     pub file_errors: AtomicU64,
+    /// Times an interface could not be opened (down, gone, not permitted): once per interface
+    /// until it opens again, as logged.
+    pub interface_errors: AtomicU64,
     /// Per interface: (name, received, kernel dropped, interface dropped) from pcap_stats.
     pub interfaces: Mutex<Vec<(String, u64, u64, u64)>>,
 }
@@ -85,7 +88,7 @@ impl Collector for StatsCollector {
     fn render(&self, out: &mut String) {
         let s = &self.stats;
         let input = escape_label(&self.input);
-        let families: [(&str, &str, &AtomicU64); 13] = [
+        let families: [(&str, &str, &AtomicU64); 14] = [
             (
                 "trawl_packet_packets_total",
                 "Packets captured.",
@@ -146,6 +149,11 @@ impl Collector for StatsCollector {
                 "trawl_capture_file_errors_total",
                 "Capture files that ended in a truncated or corrupt record.",
                 &s.file_errors,
+            ),
+            (
+                "trawl_capture_interface_errors_total",
+                "Interfaces that could not be opened (down, gone, not permitted), once per interface until it opens.",
+                &s.interface_errors,
             ),
         ];
         for (name, help, v) in families {
