@@ -286,7 +286,7 @@ fn needs_escape(s: &[u8]) -> bool {
             || has_zero(x ^ (ONES * b'\\' as u64))
     };
     let mut chunks = s.chunks_exact(8);
-    (&mut chunks).any(special) || special(chunks.remainder())
+    chunks.any(special) || special(chunks.remainder())
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (microseconds, UTC), as `Value::Timestamp` serializes.
