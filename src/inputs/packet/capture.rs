@@ -100,6 +100,11 @@ pub fn read_file(
     batch: usize,
     flush: &mut dyn FnMut(&mut Engine) -> bool,
 ) -> Result<FileSummary, String> {
+    match super::pcapfile::Reader::open(path) {
+        Ok(Some(r)) => return Ok(read_classic(r, path, engine, stop, batch, flush)),
+        Ok(None) => {} // pcapng, or too short to tell: libpcap reads or reports it.
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
     let mut cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let link = cap.get_datalink().0;
@@ -130,6 +135,45 @@ pub fn read_file(
     engine.finish();
     flush(engine);
     Ok(summary)
+}
+
+/// `read_file` for a classic pcap file.
+fn read_classic(
+    mut r: super::pcapfile::Reader,
+    path: &Path,
+    engine: &mut Engine,
+    stop: &AtomicBool,
+    batch: usize,
+    flush: &mut dyn FnMut(&mut Engine) -> bool,
+) -> FileSummary {
+    let mut summary = FileSummary::default();
+    let link = r.link;
+    loop {
+        match r.next() {
+            Ok(Some((ts, data))) => {
+                summary.packets += 1;
+                engine.packet(link, ts, data);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                summary.error = Some(format!(
+                    "{}: after {} packets: {e}",
+                    path.display(),
+                    summary.packets
+                ));
+                break;
+            }
+        }
+        if engine.out.pending() >= batch && !flush(engine) {
+            return summary;
+        }
+        if summary.packets % 4096 == 0 && stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    engine.finish();
+    flush(engine);
+    summary
 }
 
 /// Packets captured on one interface, copied into one buffer.

@@ -8,6 +8,7 @@
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
 //! - `http`: parser, transaction pairing, RED metrics and the service map.
 //! - `input`: the three input types and their configuration.
+//! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
 pub mod capture;
@@ -18,6 +19,7 @@ pub mod flows;
 pub mod http;
 pub mod input;
 pub mod out;
+pub mod pcapfile;
 pub mod tcp;
 
 use crate::event::Value;
