@@ -149,7 +149,7 @@ fn read_classic(
     let mut summary = FileSummary::default();
     let link = r.link;
     loop {
-        match r.next() {
+        match r.next_record() {
             Ok(Some((ts, data))) => {
                 summary.packets += 1;
                 engine.packet(link, ts, data);

@@ -86,7 +86,7 @@ impl Reader {
 
     /// The next record as (capture time in ns, data); `Ok(None)` at the end of the file; `Err`
     /// for a truncated or impossible record (what came before stays valid).
-    pub fn next(&mut self) -> Result<Option<(i64, &[u8])>, String> {
+    pub fn next_record(&mut self) -> Result<Option<(i64, &[u8])>, String> {
         let whole = self.fill(16).map_err(|e| e.to_string())?;
         if !whole {
             return match self.end - self.start {
@@ -132,6 +132,8 @@ mod tests {
 
     /// Every packet, its time and link type, as libpcap reads them, on every shared capture.
     #[test]
+    // `timeval` fields are not i64 on every target.
+    #[allow(clippy::unnecessary_cast)]
     fn reads_what_libpcap_reads() {
         let root = [
             std::env::var("TRAWL_SHARED_DIR")
@@ -160,7 +162,7 @@ mod tests {
                 path.display()
             );
             loop {
-                match (r.next().unwrap(), cap.next_packet()) {
+                match (r.next_record().unwrap(), cap.next_packet()) {
                     (None, Err(pcap::Error::NoMorePackets)) => break,
                     (Some((ts, data)), Ok(p)) => {
                         let want = (p.header.ts.tv_sec as i64) * 1_000_000_000
