@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing trawl needs on a fresh Debian machine with Rust:
-# system packages (libpcap for capture, tshark as the HTTP oracle in tests) and the tansu
+# system packages (libpcap for capture, tshark as the HTTP oracle in tests, iproute2 for the
+# live test that creates interfaces) and the tansu
 # Kafka-protocol broker used by the Kafka tests. Safe to run again; skips what is there.
 set -euo pipefail
 
 need_apt=()
-for pkg in libpcap-dev tshark pkg-config openssl; do
+for pkg in libpcap-dev tshark pkg-config openssl iproute2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

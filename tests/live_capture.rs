@@ -2,6 +2,10 @@
 //! with keep-alive, pipelined, chunked and large-body requests; every transaction must be
 //! reported with its status, and `/metrics` and `/api/graph/data` must show the traffic.
 
+// Only the Kubernetes API server of the shared helpers is used here.
+#[allow(dead_code)]
+mod support;
+
 use serde_json::Value as J;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -393,4 +397,375 @@ fn live_capture_on_lo_reports_every_transaction() {
         graph.contains(&format!("\"target\":\"{server}\"")),
         "{graph}"
     );
+}
+
+/// Virtual interfaces made for one test, deleted when it ends however it ends.
+struct Links(Vec<String>);
+
+impl Links {
+    fn ip(args: &[&str]) -> Result<(), String> {
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| format!("ip: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// A new interface, left down; the first link type the kernel offers (containers often
+    /// lack the dummy module).
+    fn add(&mut self, name: &str) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for kind in ["dummy", "bridge", "ifb"] {
+            match Self::ip(&["link", "add", name, "type", kind]) {
+                Ok(()) => {
+                    self.0.push(name.to_owned());
+                    return Ok(());
+                }
+                Err(e) => errors.push(format!("{kind}: {e}")),
+            }
+        }
+        Err(errors.join("; "))
+    }
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Self::ip(&["link", "del", n]);
+        }
+    }
+}
+
+/// One GET to the test server (which keeps connections open); its status.
+fn get_status(ip: &str, port: u16, path: &str) -> u16 {
+    let s = TcpStream::connect((ip, port)).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    write!(w, "GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    read_response(&mut r)
+}
+
+/// Waits until trawl logs a line `pred` accepts (lines read go to `seen`).
+fn wait_for_log(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) {
+    if seen.iter().any(|l| pred(l)) {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("trawl never logged {what}; log: {seen:#?}"));
+        let hit = pred(&line);
+        seen.push(line);
+        if hit {
+            return;
+        }
+    }
+}
+
+/// k8spacket crash-looped on `tunl0: That device is not up`. trawl logs a down interface once,
+/// counts it, keeps capturing on `lo`, opens it when it comes up, and picks up an interface
+/// created later that matches its glob (and releases it when it goes away).
+#[test]
+fn a_down_interface_is_skipped_and_new_interfaces_are_picked_up() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED: creating dummy interfaces needs root (CAP_NET_ADMIN)");
+        return;
+    }
+    if let Err(e) = trawl::inputs::packet::capture::probe("lo") {
+        println!("SKIPPED: cannot capture on lo: {e}");
+        return;
+    }
+    let stem = format!("trw{}", std::process::id() % 100_000);
+    let (down, later) = (format!("{stem}a"), format!("{stem}b"));
+    let mut links = Links(Vec::new());
+    if let Err(e) = links.add(&down) {
+        println!("SKIPPED: cannot create a dummy interface (CAP_NET_ADMIN, iproute2): {e}");
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || serve(listener));
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "inputs:\n  web:\n    type: http\n    capture: {{ interfaces: [lo, \"{stem}*\"], bpf_filter: \"tcp port {port}\", refresh_interfaces: 300ms }}\n    ports: [{port}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["--log-format", "json", "run", "-c"])
+            .arg(&pipeline)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("trawl: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let stdout = child.0.stdout.take().unwrap();
+    let (etx, erx) = mpsc::channel::<J>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = etx.send(v);
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let capturing = |name: &str| {
+        let quoted = format!("\"{name}\"");
+        move |l: &str| l.contains("capturing") && l.contains(&quoted)
+    };
+    wait_for_log(&rx, &mut log, "capturing on lo", capturing("lo"));
+    wait_for_log(&rx, &mut log, "the metrics address", |l| {
+        l.contains("serving /metrics")
+    });
+    let metrics_addr = log
+        .iter()
+        .filter(|l| l.contains("serving /metrics"))
+        .find_map(|l| {
+            let v: J = serde_json::from_str(l).ok()?;
+            v["address"]
+                .as_str()
+                .or(v["fields"]["address"].as_str())
+                .map(str::to_owned)
+        })
+        .expect("metrics address in the log");
+    wait_for_log(&rx, &mut log, "the down interface", |l| {
+        l.contains(&down) && l.contains("cannot capture")
+    });
+    // Several refreshes go by (300 ms each) while lo keeps capturing.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(get_status("127.0.0.1", port, "/status/404"), 404);
+    let e = erx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("no transaction from lo while an interface is down");
+    assert_eq!(e["url"]["original"], "/status/404");
+    assert_eq!(e["http"]["response"]["status_code"], 404);
+    log.extend(rx.try_iter());
+    let complaints = log
+        .iter()
+        .filter(|l| l.contains(&down) && l.contains("cannot capture"))
+        .count();
+    assert_eq!(complaints, 1, "logged once, not at every refresh: {log:#?}");
+    let metrics = http_get(&metrics_addr, "/metrics");
+    assert!(
+        metrics.contains("trawl_capture_interface_errors_total{input=\"web\"} 1\n"),
+        "{metrics}"
+    );
+
+    // It comes up: the next refresh opens it. A new matching interface is picked up too.
+    Links::ip(&["link", "set", &down, "up"]).unwrap();
+    wait_for_log(
+        &rx,
+        &mut log,
+        "capturing on the interface once up",
+        capturing(&down),
+    );
+    links.add(&later).unwrap();
+    Links::ip(&["link", "set", &later, "up"]).unwrap();
+    wait_for_log(
+        &rx,
+        &mut log,
+        "capturing on the new interface",
+        capturing(&later),
+    );
+    Links::ip(&["link", "del", &later]).unwrap();
+    links.0.retain(|n| *n != later);
+    wait_for_log(&rx, &mut log, "the vanished interface released", |l| {
+        l.contains("released") && l.contains(&format!("\"{later}\""))
+    });
+    // Still capturing on lo after all that.
+    assert_eq!(get_status("127.0.0.1", port, "/after"), 200);
+    let e = erx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("no transaction from lo after the interface changes");
+    assert_eq!(e["url"]["original"], "/after");
+    assert!(child.0.try_wait().unwrap().is_none(), "trawl kept running");
+}
+
+/// With a `kubernetes` processor in the pipeline, the service map names the endpoints of
+/// known pods and ClusterIPs by workload (`namespace/name`), the others by ip:port, on
+/// `/api/graph` and `/api/graph/data`. The pod cache comes from a test API server.
+#[test]
+fn graph_nodes_are_named_by_workload_when_kubernetes_knows_the_ip() {
+    use support::kube_api::{pod, replicaset, KubeApi};
+    if let Err(e) = trawl::inputs::packet::capture::probe("lo") {
+        println!("SKIPPED: cannot capture on lo: {e}");
+        return;
+    }
+    // lo answers on all of 127/8: the known server is a pod at 127.0.0.5, the unknown one is
+    // at 127.0.0.6, and clients leave from 127.0.0.1, a pod of Deployment `frontend`.
+    let known = TcpListener::bind("127.0.0.5:0").unwrap();
+    let unknown = TcpListener::bind("127.0.0.6:0").unwrap();
+    let (kp, up) = (
+        known.local_addr().unwrap().port(),
+        unknown.local_addr().unwrap().port(),
+    );
+    std::thread::spawn(move || serve(known));
+    std::thread::spawn(move || serve(unknown));
+    let api = KubeApi::start();
+    api.apply("replicasets", replicaset("web-5d4f8b7c9", "shop", "web"));
+    api.apply(
+        "replicasets",
+        replicaset("frontend-7c9", "shop", "frontend"),
+    );
+    api.apply(
+        "pods",
+        pod(
+            "web-5d4f8b7c9-abcde",
+            "shop",
+            "uid-web",
+            "node-a",
+            "127.0.0.5",
+            ("ReplicaSet", "web-5d4f8b7c9"),
+            "aa",
+        ),
+    );
+    api.apply(
+        "pods",
+        pod(
+            "frontend-7c9-xyz",
+            "shop",
+            "uid-fe",
+            "node-a",
+            "127.0.0.1",
+            ("ReplicaSet", "frontend-7c9"),
+            "bb",
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "inputs:\n  app: {{ type: stdin }}\n  web:\n    type: http\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {kp} or tcp port {up}\" }}\n    ports: [{kp}, {up}]\n\
+             processors:\n  - {{ type: kubernetes, node: true, node_name: node-a, api_url: '{}', sync_timeout: 10s }}\n\
+             outputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
+            api.url(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["--log-format", "json", "run", "-c"])
+            .arg(&pipeline)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("trawl: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let stdout = child.0.stdout.take().unwrap();
+    let (etx, erx) = mpsc::channel::<J>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = etx.send(v);
+            }
+        }
+    });
+    let mut log = Vec::new();
+    wait_for_log(&rx, &mut log, "capturing on lo", |l| {
+        l.contains("capturing") && l.contains("\"lo\"")
+    });
+    wait_for_log(&rx, &mut log, "the metrics address", |l| {
+        l.contains("serving /metrics")
+    });
+    let metrics_addr = log
+        .iter()
+        .filter(|l| l.contains("serving /metrics"))
+        .find_map(|l| {
+            let v: J = serde_json::from_str(l).ok()?;
+            v["address"].as_str().map(str::to_owned)
+        })
+        .expect("metrics address in the log");
+    // The processor starts its watch on its first event and waits for the first pod list.
+    let mut stdin = child.0.stdin.take().unwrap();
+    writeln!(stdin, "hello").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let e = erx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the stdin line never came out");
+        if e["message"] == "hello" {
+            break;
+        }
+    }
+    assert_eq!(get_status("127.0.0.5", kp, "/a"), 200);
+    assert_eq!(get_status("127.0.0.6", up, "/b"), 200);
+    let (web, other) = ("shop/web".to_owned(), format!("127.0.0.6:{up}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let data = loop {
+        let body = http_get(&metrics_addr, "/api/graph/data");
+        let data: J = body
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .unwrap_or(J::Null);
+        let edges = data["edges"].as_array().map(Vec::len).unwrap_or(0);
+        if edges >= 2 || Instant::now() > deadline {
+            break data;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut edges: Vec<(String, String)> = data["edges"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|e| {
+            (
+                e["source"].as_str().unwrap_or("").to_owned(),
+                e["target"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    edges.sort();
+    assert_eq!(
+        edges,
+        vec![
+            ("shop/frontend".to_owned(), other.clone()),
+            ("shop/frontend".to_owned(), web.clone())
+        ],
+        "{data}"
+    );
+    let nodes = data["nodes"].as_array().cloned().unwrap_or_default();
+    let mut titles: Vec<&str> = nodes.iter().filter_map(|n| n["title"].as_str()).collect();
+    titles.sort();
+    assert_eq!(
+        titles,
+        vec![other.as_str(), "shop/frontend", "shop/web"],
+        "{data}"
+    );
+    let k8spacket = http_get(&metrics_addr, "/api/graph");
+    assert!(k8spacket.contains("\"target\":\"shop/web\""), "{k8spacket}");
 }

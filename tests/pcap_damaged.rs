@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use trawl::inputs::packet::out::Out;
 use trawl::inputs::packet::{capture, Analyzers, Engine, Stats};
 
 fn sample() -> Vec<u8> {
@@ -34,7 +35,9 @@ fn read(bytes: &[u8]) -> (usize, Option<String>, Option<String>) {
     let mut engine = Engine::new(Arc::from("t"), analyzers, Arc::new(Stats::default()), None);
     let mut n = 0;
     let r = capture::read_file(&path, &mut engine, &AtomicBool::new(false), 64, &mut |e| {
-        n += e.events.drain(..).count();
+        if let Out::Events(v) = &mut e.out {
+            n += v.drain(..).count();
+        }
         true
     });
     match r {

@@ -4,6 +4,7 @@
 
 use crate::inputs::packet::http::HttpConfig;
 use crate::inputs::packet::input::{PacketInput, PcapFileConfig};
+use crate::inputs::packet::out::Out;
 use crate::inputs::packet::{capture, Analyzers, Engine, Stats};
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,24 +38,22 @@ fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>) -> i32 {
     };
     let stats = Arc::new(Stats::default());
     let mut engine = Engine::new(Arc::from("pcap"), analyzers, stats, None);
+    // The analyzers write JSON lines straight into one buffer (no event maps); it goes out in
+    // one write per batch and keeps its capacity.
+    engine.out = Out::json();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    // Serializing into a Vec is cheaper per token than through an io::Write adapter; the
-    // buffer goes out in one write per batch and keeps its capacity.
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut broken = false;
     let mut flush = |e: &mut Engine| {
-        for ev in e.events.drain(..) {
-            if serde_json::to_writer(&mut buf, &ev.fields).is_err() {
-                continue;
-            }
-            buf.push(b'\n');
-        }
-        if out.write_all(&buf).is_err() {
+        let Out::Json { buf, lines, .. } = &mut e.out else {
+            return true;
+        };
+        if out.write_all(buf).is_err() {
             broken = true;
             return false;
         }
         buf.clear();
+        *lines = 0;
         true
     };
     let stop = AtomicBool::new(false);

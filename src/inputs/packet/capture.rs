@@ -100,6 +100,11 @@ pub fn read_file(
     batch: usize,
     flush: &mut dyn FnMut(&mut Engine) -> bool,
 ) -> Result<FileSummary, String> {
+    match super::pcapfile::Reader::open(path) {
+        Ok(Some(r)) => return Ok(read_classic(r, path, engine, stop, batch, flush)),
+        Ok(None) => {} // pcapng, or too short to tell: libpcap reads or reports it.
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
     let mut cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let link = cap.get_datalink().0;
@@ -120,7 +125,7 @@ pub fn read_file(
                 break;
             }
         }
-        if engine.events.len() >= batch && !flush(engine) {
+        if engine.out.pending() >= batch && !flush(engine) {
             return Ok(summary);
         }
         if summary.packets % 4096 == 0 && stop.load(Ordering::Relaxed) {
@@ -130,6 +135,45 @@ pub fn read_file(
     engine.finish();
     flush(engine);
     Ok(summary)
+}
+
+/// `read_file` for a classic pcap file.
+fn read_classic(
+    mut r: super::pcapfile::Reader,
+    path: &Path,
+    engine: &mut Engine,
+    stop: &AtomicBool,
+    batch: usize,
+    flush: &mut dyn FnMut(&mut Engine) -> bool,
+) -> FileSummary {
+    let mut summary = FileSummary::default();
+    let link = r.link;
+    loop {
+        match r.next_record() {
+            Ok(Some((ts, data))) => {
+                summary.packets += 1;
+                engine.packet(link, ts, data);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                summary.error = Some(format!(
+                    "{}: after {} packets: {e}",
+                    path.display(),
+                    summary.packets
+                ));
+                break;
+            }
+        }
+        if engine.out.pending() >= batch && !flush(engine) {
+            return summary;
+        }
+        if summary.packets % 4096 == 0 && stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    engine.finish();
+    flush(engine);
+    summary
 }
 
 /// Packets captured on one interface, copied into one buffer.
@@ -227,7 +271,7 @@ impl Live {
                     // Drain what is queued without waiting.
                     while let Ok(b) = rx.try_recv() {
                         self.analyze(engine, b, &pool);
-                        if engine.events.len() >= 1024 {
+                        if engine.out.pending() >= 1024 {
                             break;
                         }
                     }
@@ -236,7 +280,7 @@ impl Live {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             engine.tick(wall_ns().max(engine.now_ns()));
-            if !engine.events.is_empty() && !flush(engine) {
+            if engine.out.pending() > 0 && !flush(engine) {
                 break;
             }
         }
@@ -329,6 +373,7 @@ impl Live {
                 }
                 Err(e) => {
                     if logged.insert(name.clone()) {
+                        self.stats.interface_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(input = %self.input, interface = %name, error = %e, "cannot capture on this interface; skipped, retried every refresh_interfaces (logged once)");
                     }
                 }

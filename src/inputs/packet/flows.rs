@@ -4,11 +4,12 @@
 
 use super::community_id::community_id;
 use super::decode::{tcp_flags, Addr, Packet};
-use super::{ns_to_time, Stats};
+use super::out::{Fields, Out, Report};
+use super::Stats;
 use crate::config::Duration;
-use crate::event::{Event, Value};
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -168,7 +169,7 @@ impl FlowTable {
     }
 
     /// Accounts `p` (captured at `ts_ns`) to its flow; ended flows go to `out`.
-    pub fn packet(&mut self, p: &Packet<'_>, ts_ns: i64, out: &mut Vec<Event>) {
+    pub fn packet(&mut self, p: &Packet<'_>, ts_ns: i64, out: &mut Out) {
         let (key, dir) = FlowKey::of(p);
         let flags = p.tcp.map(|t| t.flags).unwrap_or(0);
         let syn_only = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
@@ -185,7 +186,7 @@ impl FlowTable {
                         } else {
                             EndReason::Fin
                         };
-                        out.push(self.event(&key, &old, true, Some(reason)));
+                        self.report(&key, &old, true, Some(reason), out);
                     }
                 }
             }
@@ -252,7 +253,7 @@ impl FlowTable {
     }
 
     /// Ends idle flows and emits interim reports, as of capture time `now_ns`.
-    pub fn sweep(&mut self, now_ns: i64, out: &mut Vec<Event>) {
+    pub fn sweep(&mut self, now_ns: i64, out: &mut Out) {
         if now_ns.saturating_sub(self.last_sweep_ns) < 200_000_000 {
             return;
         }
@@ -276,13 +277,20 @@ impl FlowTable {
                 ended.push((*k, EndReason::Timeout));
             } else if period > 0 && now_ns.saturating_sub(f.last_report_ns) >= period {
                 f.last_report_ns = now_ns;
-                let ev = event(&self.input, k, f, false, None);
-                out.push(ev);
+                out.push(
+                    &self.input,
+                    &FlowReport {
+                        k,
+                        f,
+                        fin: false,
+                        why: None,
+                    },
+                );
             }
         }
         for (k, why) in ended {
             if let Some(f) = self.table.remove(&k) {
-                out.push(self.event(&k, &f, true, Some(why)));
+                self.report(&k, &f, true, Some(why), out);
             }
         }
         self.stats
@@ -291,7 +299,7 @@ impl FlowTable {
     }
 
     /// Reports every flow still open (end of a capture file, shutdown).
-    pub fn flush(&mut self, out: &mut Vec<Event>) {
+    pub fn flush(&mut self, out: &mut Out) {
         let mut all: Vec<(FlowKey, Flow)> = self.table.drain().collect();
         all.sort_by_key(|(_, f)| f.id);
         for (k, f) in all {
@@ -302,18 +310,18 @@ impl FlowTable {
             } else {
                 EndReason::EndOfCapture
             };
-            out.push(self.event(&k, &f, true, Some(why)));
+            self.report(&k, &f, true, Some(why), out);
         }
         self.stats.flows_active.store(0, Ordering::Relaxed);
     }
 
-    fn event(&self, k: &FlowKey, f: &Flow, fin: bool, why: Option<EndReason>) -> Event {
-        event(&self.input, k, f, fin, why)
+    fn report(&self, k: &FlowKey, f: &Flow, fin: bool, why: Option<EndReason>, out: &mut Out) {
+        out.push(&self.input, &FlowReport { k, f, fin, why });
     }
 }
 
-fn flag_names(flags: u8) -> Value {
-    let names = [
+fn flag_names(flags: u8) -> ([&'static str; 6], usize) {
+    let all = [
         (tcp_flags::SYN, "SYN"),
         (tcp_flags::ACK, "ACK"),
         (tcp_flags::PSH, "PSH"),
@@ -321,89 +329,100 @@ fn flag_names(flags: u8) -> Value {
         (tcp_flags::RST, "RST"),
         (tcp_flags::URG, "URG"),
     ];
-    Value::Array(
-        names
-            .iter()
-            .filter(|(b, _)| flags & b != 0)
-            .map(|(_, n)| Value::from(*n))
-            .collect(),
-    )
-}
-
-pub fn transport_name(proto: u8) -> Value {
-    match proto {
-        6 => Value::from("tcp"),
-        17 => Value::from("udp"),
-        1 => Value::from("icmp"),
-        58 => Value::from("ipv6-icmp"),
-        132 => Value::from("sctp"),
-        n => Value::from(n.to_string()),
-    }
-}
-
-fn event(input: &Arc<str>, k: &FlowKey, f: &Flow, fin: bool, why: Option<EndReason>) -> Event {
-    let (s, d) = (f.initiator, f.initiator ^ 1);
-    let ep = |dir: usize| if dir == 0 { (k.a, k.ap) } else { (k.b, k.bp) };
-    let ((sip, sport), (dip, dport)) = (ep(s), ep(d));
-    let mut e = Event::new(input.clone(), ns_to_time(f.last_ns));
-    e.insert("event.kind", "event");
-    e.insert("event.category", Value::Array(vec![Value::from("network")]));
-    e.insert(
-        "event.type",
-        Value::Array(vec![
-            Value::from("connection"),
-            Value::from(if fin { "end" } else { "info" }),
-        ]),
-    );
-    e.insert("event.dataset", "flow");
-    e.insert("event.start", Value::Timestamp(ns_to_time(f.first_ns)));
-    e.insert("event.end", Value::Timestamp(ns_to_time(f.last_ns)));
-    e.insert("event.duration", Value::from(f.last_ns - f.first_ns));
-    e.insert(
-        "flow.id",
-        Value::from(format!("{:016x}", flow_hash(k, f.first_ns))),
-    );
-    e.insert("flow.final", Value::Bool(fin));
-    if let Some(w) = why {
-        e.insert("flow.end_reason", w.as_str());
-    }
-    let ports = matches!(k.proto, 6 | 17 | 132);
-    e.insert("source.ip", Value::from(sip.to_string()));
-    e.insert("destination.ip", Value::from(dip.to_string()));
-    if ports {
-        e.insert("source.port", Value::from(sport as i64));
-        e.insert("destination.port", Value::from(dport as i64));
-    }
-    e.insert("source.packets", Value::from(f.dirs[s].packets as i64));
-    e.insert("source.bytes", Value::from(f.dirs[s].bytes as i64));
-    e.insert("destination.packets", Value::from(f.dirs[d].packets as i64));
-    e.insert("destination.bytes", Value::from(f.dirs[d].bytes as i64));
-    e.insert("network.transport", transport_name(k.proto));
-    e.insert("network.iana_number", Value::from(k.proto.to_string()));
-    e.insert("network.type", if sip.is_v4() { "ipv4" } else { "ipv6" });
-    e.insert(
-        "network.packets",
-        Value::from((f.dirs[0].packets + f.dirs[1].packets) as i64),
-    );
-    e.insert(
-        "network.bytes",
-        Value::from((f.dirs[0].bytes + f.dirs[1].bytes) as i64),
-    );
-    e.insert(
-        "network.community_id",
-        Value::from(community_id(0, sip, sport, dip, dport, k.proto)),
-    );
-    if k.vlan != 0 {
-        e.insert("network.vlan.id", Value::from(k.vlan.to_string()));
-    }
-    if k.proto == 6 {
-        e.insert("flow.tcp.flags.source", flag_names(f.dirs[s].flags));
-        e.insert("flow.tcp.flags.destination", flag_names(f.dirs[d].flags));
-        if let Some(ns) = f.setup_ns {
-            e.insert("flow.tcp.setup_duration", Value::from(ns));
+    let mut names = [""; 6];
+    let mut n = 0;
+    for (b, name) in all {
+        if flags & b != 0 {
+            names[n] = name;
+            n += 1;
         }
     }
-    e
+    (names, n)
+}
+
+pub fn transport_name(proto: u8) -> Cow<'static, str> {
+    match proto {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        58 => "ipv6-icmp".into(),
+        132 => "sctp".into(),
+        n => n.to_string().into(),
+    }
+}
+
+/// One flow report (interim or final).
+struct FlowReport<'a> {
+    k: &'a FlowKey,
+    f: &'a Flow,
+    fin: bool,
+    why: Option<EndReason>,
+}
+
+impl Report for FlowReport<'_> {
+    fn write<W: Fields>(&self, w: &mut W) {
+        let FlowReport { k, f, fin, why } = *self;
+        let (s, d) = (f.initiator, f.initiator ^ 1);
+        let ep = |dir: usize| if dir == 0 { (k.a, k.ap) } else { (k.b, k.bp) };
+        let ((sip, sport), (dip, dport)) = (ep(s), ep(d));
+        w.time("@timestamp", f.last_ns);
+        w.open("event");
+        w.str("kind", "event");
+        w.strs("category", &["network"]);
+        w.strs("type", &["connection", if fin { "end" } else { "info" }]);
+        w.str("dataset", "flow");
+        w.time("start", f.first_ns);
+        w.time("end", f.last_ns);
+        w.int("duration", f.last_ns - f.first_ns);
+        w.close();
+        w.open("flow");
+        w.str("id", &format!("{:016x}", flow_hash(k, f.first_ns)));
+        w.bool("final", fin);
+        if let Some(why) = why {
+            w.str("end_reason", why.as_str());
+        }
+        if k.proto == 6 {
+            w.open("tcp");
+            w.open("flags");
+            let (names, n) = flag_names(f.dirs[s].flags);
+            w.strs("source", &names[..n]);
+            let (names, n) = flag_names(f.dirs[d].flags);
+            w.strs("destination", &names[..n]);
+            w.close();
+            if let Some(ns) = f.setup_ns {
+                w.int("setup_duration", ns);
+            }
+            w.close();
+        }
+        w.close();
+        let ports = matches!(k.proto, 6 | 17 | 132);
+        for (name, ip, port, dir) in [("source", sip, sport, s), ("destination", dip, dport, d)] {
+            w.open(name);
+            w.string("ip", ip.to_string());
+            if ports {
+                w.int("port", port as i64);
+            }
+            w.int("packets", f.dirs[dir].packets as i64);
+            w.int("bytes", f.dirs[dir].bytes as i64);
+            w.close();
+        }
+        w.open("network");
+        w.str("transport", &transport_name(k.proto));
+        w.string("iana_number", k.proto.to_string());
+        w.str("type", if sip.is_v4() { "ipv4" } else { "ipv6" });
+        w.int("packets", (f.dirs[0].packets + f.dirs[1].packets) as i64);
+        w.int("bytes", (f.dirs[0].bytes + f.dirs[1].bytes) as i64);
+        w.string(
+            "community_id",
+            community_id(0, sip, sport, dip, dport, k.proto),
+        );
+        if k.vlan != 0 {
+            w.open("vlan");
+            w.string("id", k.vlan.to_string());
+            w.close();
+        }
+        w.close();
+    }
 }
 
 fn flow_hash(k: &FlowKey, first_ns: i64) -> u64 {
@@ -419,7 +438,7 @@ mod tests {
     use super::*;
     use crate::inputs::packet::decode::{decode, linktype, tests::eth_tcp};
 
-    fn feed(t: &mut FlowTable, frames: &[(i64, Vec<u8>)], out: &mut Vec<Event>) {
+    fn feed(t: &mut FlowTable, frames: &[(i64, Vec<u8>)], out: &mut Out) {
         for (ts, f) in frames {
             let p = decode(linktype::ETHERNET, f).unwrap();
             t.packet(&p, *ts, out);
@@ -491,12 +510,15 @@ mod tests {
                 eth_tcp(s, 80, c, 40000, 11, 21, tcp_flags::ACK, b""),
             ),
         ];
-        let mut out = Vec::new();
+        let mut out = Out::Events(Vec::new());
         feed(&mut t, &frames, &mut out);
-        assert!(out.is_empty(), "closed flow lingers for its last ACKs");
+        assert!(
+            out.events().is_empty(),
+            "closed flow lingers for its last ACKs"
+        );
         t.sweep(2_000 * ms, &mut out);
-        assert_eq!(out.len(), 1);
-        let e = &out[0];
+        assert_eq!(out.events().len(), 1);
+        let e = &out.events()[0];
         assert_eq!(e.get("source.ip").unwrap().as_str(), Some("10.0.0.1"));
         assert_eq!(
             e.get("source.packets").unwrap().to_json(),
@@ -534,7 +556,7 @@ mod tests {
         };
         let mut t = FlowTable::new(cfg, "f".into(), stats.clone());
         let sec = 1_000_000_000i64;
-        let mut out = Vec::new();
+        let mut out = Out::Events(Vec::new());
         let a = eth_tcp(
             [1, 1, 1, 1],
             1000,
@@ -565,19 +587,19 @@ mod tests {
             1,
             "max_flows bounds the table"
         );
-        assert_eq!(out.len(), 1);
+        assert_eq!(out.events().len(), 1);
         assert_eq!(
-            out[0].get("flow.final").unwrap().to_json(),
+            out.events()[0].get("flow.final").unwrap().to_json(),
             serde_json::json!(false)
         );
         t.sweep(42 * sec, &mut out);
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.events().len(), 2);
         assert_eq!(
-            out[1].get("flow.end_reason").unwrap().as_str(),
+            out.events()[1].get("flow.end_reason").unwrap().as_str(),
             Some("timeout")
         );
         assert_eq!(
-            out[1].get("source.packets").unwrap().to_json(),
+            out.events()[1].get("source.packets").unwrap().to_json(),
             serde_json::json!(2)
         );
     }

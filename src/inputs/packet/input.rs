@@ -6,6 +6,7 @@ use super::capture::{self, CaptureConfig, Live};
 use super::flows::FlowsConfig;
 use super::http::metrics::ServiceMap;
 use super::http::HttpConfig;
+use super::out::Out;
 use super::{Analyzers, Engine, Stats, StatsCollector};
 use crate::config::DeError;
 use crate::event::Batch;
@@ -184,7 +185,10 @@ impl PacketInput {
         );
         let batch = ctx.batch_size.max(1);
         let mut flush = |e: &mut Engine| {
-            let mut events = std::mem::take(&mut e.events);
+            let mut events = match &mut e.out {
+                Out::Events(v) => std::mem::take(v),
+                Out::Json { .. } => return false,
+            };
             while !events.is_empty() {
                 let rest = if events.len() > batch {
                     events.split_off(batch)

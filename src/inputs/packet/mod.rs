@@ -8,6 +8,8 @@
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
 //! - `http`: parser, transaction pairing, RED metrics and the service map.
 //! - `input`: the three input types and their configuration.
+//! - `pcapfile`: classic pcap files read without libpcap's copies.
+//! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
 pub mod capture;
 pub mod community_id;
@@ -16,15 +18,18 @@ pub mod dedup;
 pub mod flows;
 pub mod http;
 pub mod input;
+pub mod out;
+pub mod pcapfile;
 pub mod tcp;
 
-use crate::event::{Event, Value};
+use crate::event::Value;
 use crate::telemetry::metrics::{escape_label, Collector};
 use chrono::{DateTime, TimeZone, Utc};
 use dedup::Dedup;
 use flows::{FlowTable, FlowsConfig};
 use http::metrics::ServiceMap;
 use http::{HttpAnalyzer, HttpConfig};
+use out::Out;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,6 +57,9 @@ pub struct Stats {
     pub capture_dropped: AtomicU64,
     /// Capture files that ended in a truncated or corrupt record.
     pub file_errors: AtomicU64,
+    /// Times an interface could not be opened (down, gone, not permitted): once per interface
+    /// until it opens again, as logged.
+    pub interface_errors: AtomicU64,
     /// Per interface: (name, received, kernel dropped, interface dropped) from pcap_stats.
     pub interfaces: Mutex<Vec<(String, u64, u64, u64)>>,
 }
@@ -82,7 +90,7 @@ impl Collector for StatsCollector {
     fn render(&self, out: &mut String) {
         let s = &self.stats;
         let input = escape_label(&self.input);
-        let families: [(&str, &str, &AtomicU64); 13] = [
+        let families: [(&str, &str, &AtomicU64); 14] = [
             (
                 "trawl_packet_packets_total",
                 "Packets captured.",
@@ -144,6 +152,11 @@ impl Collector for StatsCollector {
                 "Capture files that ended in a truncated or corrupt record.",
                 &s.file_errors,
             ),
+            (
+                "trawl_capture_interface_errors_total",
+                "Interfaces that could not be opened (down, gone, not permitted), once per interface until it opens.",
+                &s.interface_errors,
+            ),
         ];
         for (name, help, v) in families {
             let kind = if name.ends_with("_total") {
@@ -201,7 +214,8 @@ pub struct Engine {
     flows: Option<FlowTable>,
     http: Option<HttpAnalyzer>,
     map: Option<Arc<ServiceMap>>,
-    pub events: Vec<Event>,
+    /// What the analyzers reported and nobody has taken yet.
+    pub out: Out,
     /// Latest capture time seen.
     now_ns: i64,
     decode_error_logged: bool,
@@ -228,7 +242,7 @@ impl Engine {
                 .map(|c| HttpAnalyzer::new(c, input.clone(), stats.clone(), map.clone())),
             map,
             stats,
-            events: Vec::new(),
+            out: Out::Events(Vec::new()),
             now_ns: i64::MIN,
             decode_error_logged: false,
             input,
@@ -265,12 +279,12 @@ impl Engine {
         if ts_ns > self.now_ns {
             self.now_ns = ts_ns;
         }
-        let before = self.events.len();
+        let before = self.out.pending();
         if let Some(f) = &mut self.flows {
-            f.packet(&p, ts_ns, &mut self.events);
+            f.packet(&p, ts_ns, &mut self.out);
         }
         if let Some(h) = &mut self.http {
-            h.packet(&p, ts_ns, &mut self.events);
+            h.packet(&p, ts_ns, &mut self.out);
         }
         self.graph_flows(before);
         self.tick(self.now_ns);
@@ -278,24 +292,24 @@ impl Engine {
 
     /// Expires flows and transactions as of `now_ns` (capture time, or wall time when idle).
     pub fn tick(&mut self, now_ns: i64) {
-        let before = self.events.len();
+        let before = self.out.pending();
         if let Some(f) = &mut self.flows {
-            f.sweep(now_ns, &mut self.events);
+            f.sweep(now_ns, &mut self.out);
         }
         if let Some(h) = &mut self.http {
-            h.sweep(now_ns, &mut self.events);
+            h.sweep(now_ns, &mut self.out);
         }
         self.graph_flows(before);
     }
 
     /// End of the capture: every open flow and pending transaction is reported.
     pub fn finish(&mut self) {
-        let before = self.events.len();
+        let before = self.out.pending();
         if let Some(f) = &mut self.flows {
-            f.flush(&mut self.events);
+            f.flush(&mut self.out);
         }
         if let Some(h) = &mut self.http {
-            h.flush(&mut self.events);
+            h.flush(&mut self.out);
         }
         self.graph_flows(before);
     }
@@ -307,7 +321,7 @@ impl Engine {
     /// Final TCP flows feed the service map's connection counts (HTTP or not).
     fn graph_flows(&self, from: usize) {
         let Some(map) = &self.map else { return };
-        for e in &self.events[from..] {
+        for e in self.out.events().get(from..).unwrap_or(&[]) {
             if e.get("event.dataset").and_then(Value::as_str) != Some("flow")
                 || e.get("flow.final") != Some(&Value::Bool(true))
                 || e.get("network.transport").and_then(Value::as_str) != Some("tcp")
@@ -366,7 +380,10 @@ mod tests {
         engine.packet(decode::linktype::ETHERNET, 2_000, &outer);
         engine.finish();
         assert_eq!(stats.duplicates.load(Ordering::Relaxed), 1);
-        assert_eq!(engine.events.len(), 1);
-        assert_eq!(engine.events[0].get("source.packets"), Some(&Value::Int(1)));
+        assert_eq!(engine.out.events().len(), 1);
+        assert_eq!(
+            engine.out.events()[0].get("source.packets"),
+            Some(&Value::Int(1))
+        );
     }
 }

@@ -217,6 +217,21 @@ impl Cache {
         self.services.get(ip)
     }
 
+    /// The service map's name for `ip`: `namespace/workload` (or `namespace/pod` without an
+    /// owner) for a pod's IP, `namespace/service` for a ClusterIP.
+    pub fn workload_name(&self, ip: &str) -> Option<String> {
+        if let Some(pod) = self.pod_by_ip(ip) {
+            let name = self.workload(pod).map(|(_, n)| n);
+            return Some(format!(
+                "{}/{}",
+                pod.namespace,
+                name.as_deref().unwrap_or(&pod.name)
+            ));
+        }
+        self.service_by_ip(ip)
+            .map(|(ns, name)| format!("{ns}/{name}"))
+    }
+
     /// The pod's workload: a ReplicaSet's Deployment, a Job's CronJob, or the owner itself.
     pub fn workload(&self, pod: &PodMeta) -> Option<Workload> {
         let (kind, name) = pod.owner.as_ref()?;

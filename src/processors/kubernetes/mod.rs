@@ -13,6 +13,7 @@ pub mod watch;
 use super::{Processor, Verdict};
 use crate::config::{ComponentSpec, DeError, Duration};
 use crate::event::{Event, Value};
+use crate::inputs::packet::http::metrics::ServiceMap;
 use crate::inputs::BuildContext;
 use crate::telemetry::metrics::Collector;
 use cache::{Cache, KeyFilter, PodMeta};
@@ -245,16 +246,32 @@ impl Kubernetes {
                 )
             })
             .collect();
+        let shared = Arc::new(Shared {
+            cache: RwLock::new(Cache::default()),
+            stats,
+        });
+        if config.node {
+            // The pipeline's service map (packet inputs) names nodes by workload from the cache.
+            let cache = Arc::downgrade(&shared);
+            ServiceMap::offer_resolver(
+                &ctx.registry,
+                Arc::new(move |ip| {
+                    cache
+                        .upgrade()?
+                        .cache
+                        .read()
+                        .ok()?
+                        .workload_name(&ip.to_string())
+                }),
+            );
+        }
         Ok(Kubernetes {
             downward,
             identity: Vec::new(),
             checked: None,
             settings,
             sync_timeout: config.sync_timeout.std(),
-            shared: Arc::new(Shared {
-                cache: RwLock::new(Cache::default()),
-                stats,
-            }),
+            shared,
             watcher: None,
             ip_fields,
         })

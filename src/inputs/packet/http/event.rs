@@ -6,9 +6,10 @@ use super::metrics::ServiceMap;
 use super::parser::HeadOptions;
 use super::transaction::{Limits, Transaction};
 use super::HttpConfig;
-use crate::event::{Event, EventMeta, Map, Value};
+use crate::inputs::packet::community_id::community_id;
 use crate::inputs::packet::decode::Addr;
-use crate::inputs::packet::{community_id::community_id, ns_to_time};
+use crate::inputs::packet::out::{Fields, Out, Report};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub type Endpoint = (Addr, u16);
@@ -46,14 +47,6 @@ pub struct EventCtx {
     pub map: Option<Arc<ServiceMap>>,
 }
 
-fn s(v: &str) -> Value {
-    Value::String(v.to_owned())
-}
-
-fn obj(m: Map) -> Value {
-    Value::Object(m)
-}
-
 impl EventCtx {
     pub fn limits(&self) -> Limits<'_> {
         Limits {
@@ -68,24 +61,23 @@ impl EventCtx {
         }
     }
 
-    pub fn emit(&self, txs: &mut Vec<Transaction>, peers: &Peers, out: &mut Vec<Event>) {
+    pub fn emit(&self, txs: &mut Vec<Transaction>, peers: &Peers, out: &mut Out) {
         for t in txs.drain(..) {
-            out.push(self.event(t, peers));
+            self.report(&t, peers, out);
         }
     }
 
-    fn headers(&self, hs: Vec<(String, String)>) -> Option<Value> {
-        if hs.is_empty() {
-            return None;
-        }
-        let mut m = Map::with_capacity(hs.len());
+    /// The headers `send_headers` asks for, redacted; a repeated header keeps its first
+    /// place and its last value (Set-Cookie...).
+    fn headers<'a>(&self, hs: &'a [(String, String)]) -> Vec<(&'a str, &'a str)> {
+        let mut kept: Vec<(&str, &str)> = Vec::new();
         for (k, v) in hs {
             if !self.send_all
                 && !self
                     .cfg
                     .send_headers
                     .iter()
-                    .any(|h| h.eq_ignore_ascii_case(&k))
+                    .any(|h| h.eq_ignore_ascii_case(k))
             {
                 continue;
             }
@@ -93,219 +85,256 @@ impl EventCtx {
                 .cfg
                 .redact_headers
                 .iter()
-                .any(|h| h.eq_ignore_ascii_case(&k))
+                .any(|h| h.eq_ignore_ascii_case(k))
             {
-                "REDACTED".to_owned()
+                "REDACTED"
             } else {
-                v
+                v.as_str()
             };
-            // Repeated headers (Set-Cookie...): the last value wins.
-            m.insert(k.as_str(), Value::String(v));
+            match kept.iter_mut().find(|(n, _)| *n == k.as_str()) {
+                Some(slot) => slot.1 = v,
+                None => kept.push((k, v)),
+            }
         }
-        (!m.is_empty()).then_some(Value::Object(m))
+        kept
     }
 
-    fn event(&self, t: Transaction, peers: &Peers) -> Event {
+    fn report(&self, t: &Transaction, peers: &Peers, out: &mut Out) {
         let start = if t.request.is_some() {
             t.req_start_ns
         } else {
             t.resp_start_ns
         };
         let end = t.resp_end_ns.max(t.req_end_ns).max(start);
+        let real = t
+            .request
+            .as_ref()
+            .and_then(|r| r.real_ip.as_deref())
+            .filter(|s| s.parse::<std::net::IpAddr>().is_ok());
+        out.push(
+            &self.input,
+            &TxReport {
+                ctx: self,
+                t,
+                peers,
+                real,
+                start,
+                end,
+            },
+        );
+        if let Some(map) = &self.map {
+            let status = t.response.as_ref().map(|r| r.status);
+            let (method, path) = match &t.request {
+                Some(r) => (r.method.as_str(), split_target(&r.target).0),
+                None => ("", ""),
+            };
+            let client_name = real.unwrap_or(&peers.client_ip);
+            let secs = (!method.is_empty() && status.is_some()).then(|| (end - start) as f64 / 1e9);
+            let bytes =
+                t.req_header_bytes + t.req_body_bytes + t.resp_header_bytes + t.resp_body_bytes;
+            map.record_http(
+                client_name,
+                &peers.server_name,
+                method,
+                path,
+                status,
+                secs,
+                bytes,
+            );
+        }
+    }
+
+    #[cfg(test)]
+    fn event(&self, t: Transaction, peers: &Peers) -> crate::event::Event {
+        let mut out = Out::Events(Vec::new());
+        self.report(&t, peers, &mut out);
+        match out {
+            Out::Events(mut v) => v.remove(0),
+            Out::Json { .. } => unreachable!(),
+        }
+    }
+}
+
+/// A request target as path and query; the absolute form (proxies) keeps the path only.
+fn split_target(target: &str) -> (&str, Option<&str>) {
+    let rel = match target.find("://") {
+        Some(i) => target[i + 3..]
+            .find('/')
+            .map(|j| &target[i + 3 + j..])
+            .unwrap_or("/"),
+        None => target,
+    };
+    match rel.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rel, None),
+    }
+}
+
+/// One transaction's event.
+struct TxReport<'a> {
+    ctx: &'a EventCtx,
+    t: &'a Transaction,
+    peers: &'a Peers,
+    /// The `real_ip_header` address, when it is one.
+    real: Option<&'a str>,
+    start: i64,
+    end: i64,
+}
+
+impl Report for TxReport<'_> {
+    fn write<F: Fields>(&self, f: &mut F) {
+        let TxReport {
+            ctx,
+            t,
+            peers,
+            real,
+            start,
+            end,
+        } = *self;
         let status = t.response.as_ref().map(|r| r.status);
         let req_bytes = t.req_header_bytes + t.req_body_bytes;
         let resp_bytes = t.resp_header_bytes + t.resp_body_bytes;
         let (cport, sport) = (peers.client.1, peers.server.1);
-        // Room for every top-level group up front: no regrowth while filling.
-        let mut fields = Map::with_capacity(12);
-        fields.push_new("@timestamp", Value::Timestamp(ns_to_time(start)));
-        let mut e = Event {
-            fields,
-            meta: EventMeta {
-                input: self.input.clone(),
-                origin: None,
-            },
-        };
-
-        let mut ev = Map::with_capacity(10);
-        ev.push_new("kind", s("event"));
-        ev.push_new("category", Value::Array(vec![s("network"), s("web")]));
-        ev.push_new("type", Value::Array(vec![s("connection"), s("protocol")]));
-        ev.push_new("dataset", s("http"));
-        ev.push_new("start", Value::Timestamp(ns_to_time(start)));
-        ev.push_new("end", Value::Timestamp(ns_to_time(end)));
-        ev.push_new("duration", Value::Int(end - start));
+        f.time("@timestamp", start);
+        f.open("event");
+        f.str("kind", "event");
+        f.strs("category", &["network", "web"]);
+        f.strs("type", &["connection", "protocol"]);
+        f.str("dataset", "http");
+        f.time("start", start);
+        f.time("end", end);
+        f.int("duration", end - start);
         let outcome = match (t.missing, status) {
             (Some(_), _) | (None, None) => "unknown",
             (None, Some(code)) if code >= 400 => "failure",
             _ => "success",
         };
-        ev.push_new("outcome", s(outcome));
+        f.str("outcome", outcome);
         if let Some(m) = t.missing {
-            ev.push_new("reason", s(m.as_str()));
+            f.str("reason", m.as_str());
         }
-        e.fields.push_new("event", obj(ev));
-
-        let endpoint = |ip: &str, port: u16| {
-            let mut m = Map::with_capacity(2);
-            m.push_new("ip", s(ip));
-            m.push_new("port", Value::Int(port as i64));
-            obj(m)
+        f.close();
+        let endpoint = |f: &mut F, name: &'static str, ip: &str, port: u16| {
+            f.open(name);
+            f.str("ip", ip);
+            f.int("port", port as i64);
+            f.close();
         };
-        e.fields
-            .push_new("source", endpoint(&peers.client_ip, cport));
-        e.fields
-            .push_new("destination", endpoint(&peers.server_ip, sport));
-        let real = t
-            .request
-            .as_ref()
-            .and_then(|r| r.real_ip.as_deref())
-            .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
-            .map(str::to_owned);
-        match &real {
+        endpoint(f, "source", &peers.client_ip, cport);
+        endpoint(f, "destination", &peers.server_ip, sport);
+        match real {
             Some(ip) => {
-                let mut c = Map::with_capacity(1);
-                c.push_new("ip", s(ip));
-                e.fields.push_new("client", obj(c));
+                f.open("client");
+                f.str("ip", ip);
+                f.close();
             }
-            None => {
-                e.fields
-                    .push_new("client", endpoint(&peers.client_ip, cport));
-            }
+            None => endpoint(f, "client", &peers.client_ip, cport),
         }
-        e.fields
-            .push_new("server", endpoint(&peers.server_ip, sport));
+        endpoint(f, "server", &peers.server_ip, sport);
 
-        let mut net = Map::with_capacity(7);
-        net.push_new("transport", s("tcp"));
-        net.push_new("protocol", s("http"));
-        net.push_new(
+        f.open("network");
+        f.str("transport", "tcp");
+        f.str("protocol", "http");
+        f.str(
             "type",
-            s(if peers.client.0.is_v4() {
+            if peers.client.0.is_v4() {
                 "ipv4"
             } else {
                 "ipv6"
-            }),
+            },
         );
-        net.push_new("community_id", s(&peers.community_id));
-        net.push_new("bytes", Value::Int((req_bytes + resp_bytes) as i64));
-        if let Some(ip) = &real {
-            net.push_new("forwarded_ip", s(ip));
+        f.str("community_id", &peers.community_id);
+        f.int("bytes", (req_bytes + resp_bytes) as i64);
+        if let Some(ip) = real {
+            f.str("forwarded_ip", ip);
         }
-        e.fields.push_new("network", obj(net));
+        f.close();
 
-        let mut http = Map::with_capacity(3);
-        let mut method = String::new();
-        let mut path = String::new();
-        let mut url = Map::with_capacity(5);
-        let mut user_agent = None;
+        let body = |f: &mut F, bytes: u64, content: &Option<Vec<u8>>| {
+            f.open("body");
+            f.int("bytes", bytes as i64);
+            if let Some(b) = content {
+                f.str("content", &String::from_utf8_lossy(b));
+            }
+            f.close();
+        };
+        let headers = |f: &mut F, hs: &[(String, String)]| {
+            let kept = ctx.headers(hs);
+            if !kept.is_empty() {
+                f.open("headers");
+                for (k, v) in kept {
+                    f.entry(k, v);
+                }
+                f.close();
+            }
+        };
+        f.open("http");
+        if let Some(r) = &t.request {
+            f.open("request");
+            f.str("method", &r.method);
+            f.int("bytes", req_bytes as i64);
+            f.int("header_bytes", t.req_header_bytes as i64);
+            body(f, t.req_body_bytes, &t.req_body);
+            if let Some(ct) = &r.content_type {
+                f.str("mime_type", &mime(ct));
+            }
+            headers(f, &r.headers);
+            f.close();
+        }
+        if let Some(r) = &t.response {
+            f.open("response");
+            f.int("status_code", r.status as i64);
+            f.int("bytes", resp_bytes as i64);
+            f.int("header_bytes", t.resp_header_bytes as i64);
+            body(f, t.resp_body_bytes, &t.resp_body);
+            if let Some(ct) = &r.content_type {
+                f.str("mime_type", &mime(ct));
+            }
+            headers(f, &r.headers);
+            f.close();
+        }
         let version = t
             .request
             .as_ref()
             .map(|r| r.minor)
             .or(t.response.as_ref().map(|r| r.minor));
-        if let Some(r) = t.request {
-            let mut req = Map::with_capacity(6);
-            req.push_new("method", s(&r.method));
-            req.push_new("bytes", Value::Int(req_bytes as i64));
-            req.push_new("header_bytes", Value::Int(t.req_header_bytes as i64));
-            let mut body = Map::with_capacity(2);
-            body.push_new("bytes", Value::Int(t.req_body_bytes as i64));
-            if let Some(b) = t.req_body {
-                body.push_new(
-                    "content",
-                    Value::String(String::from_utf8_lossy(&b).into_owned()),
-                );
-            }
-            req.push_new("body", obj(body));
-            if let Some(ct) = &r.content_type {
-                req.push_new("mime_type", Value::String(mime(ct)));
-            }
-            if let Some(h) = self.headers(r.headers) {
-                req.push_new("headers", h);
-            }
-            http.push_new("request", obj(req));
-            method = r.method;
-            let target = r.target.as_str();
-            // Absolute form (proxies): keep the path and query only.
-            let rel = match target.find("://") {
-                Some(i) => target[i + 3..]
-                    .find('/')
-                    .map(|j| &target[i + 3 + j..])
-                    .unwrap_or("/"),
-                None => target,
-            };
-            let (p, q) = match rel.split_once('?') {
-                Some((p, q)) => (p, Some(q)),
-                None => (rel, None),
-            };
-            if self.map.is_some() {
-                path = p.to_owned();
-            }
-            url.push_new("path", s(p));
+        if let Some(minor) = version {
+            f.str("version", if minor == 0 { "1.0" } else { "1.1" });
+        }
+        f.close();
+        if let Some(r) = &t.request {
+            let (p, q) = split_target(&r.target);
+            f.open("url");
+            f.str("path", p);
             if let Some(q) = q {
-                url.push_new("query", s(q));
+                f.str("query", q);
             }
             if let Some(h) = &r.host {
-                let host = strip_port(h).to_ascii_lowercase();
+                let host = strip_port(h);
                 if !host.is_empty() {
-                    url.push_new("domain", Value::String(host));
+                    f.str("domain", &lower(host));
                 }
             }
-            url.push_new("original", Value::String(r.target));
-            user_agent = r.user_agent;
-        }
-        if let Some(r) = t.response {
-            let mut resp = Map::with_capacity(6);
-            resp.push_new("status_code", Value::Int(r.status as i64));
-            resp.push_new("bytes", Value::Int(resp_bytes as i64));
-            resp.push_new("header_bytes", Value::Int(t.resp_header_bytes as i64));
-            let mut body = Map::with_capacity(2);
-            body.push_new("bytes", Value::Int(t.resp_body_bytes as i64));
-            if let Some(b) = t.resp_body {
-                body.push_new(
-                    "content",
-                    Value::String(String::from_utf8_lossy(&b).into_owned()),
-                );
+            f.str("original", &r.target);
+            f.close();
+            if let Some(ua) = &r.user_agent {
+                f.open("user_agent");
+                f.str("original", ua);
+                f.close();
             }
-            resp.push_new("body", obj(body));
-            if let Some(ct) = &r.content_type {
-                resp.push_new("mime_type", Value::String(mime(ct)));
-            }
-            if let Some(h) = self.headers(r.headers) {
-                resp.push_new("headers", h);
-            }
-            http.push_new("response", obj(resp));
-        }
-        if let Some(minor) = version {
-            http.push_new("version", s(if minor == 0 { "1.0" } else { "1.1" }));
-        }
-        e.fields.push_new("http", obj(http));
-        if !url.is_empty() {
-            e.fields.push_new("url", obj(url));
-        }
-        if let Some(ua) = user_agent {
-            let mut m = Map::with_capacity(1);
-            m.push_new("original", Value::String(ua));
-            e.fields.push_new("user_agent", obj(m));
         }
         if t.gap {
-            e.add_tag("tcp_gap");
+            f.strs("tags", &["tcp_gap"]);
         }
-        if let Some(map) = &self.map {
-            let client_name = real.as_deref().unwrap_or(&peers.client_ip);
-            let secs = (!method.is_empty() && status.is_some()).then(|| (end - start) as f64 / 1e9);
-            map.record_http(
-                client_name,
-                &peers.server_name,
-                &method,
-                &path,
-                status,
-                secs,
-                req_bytes + resp_bytes,
-            );
-        }
-        e
+    }
+}
+
+/// `s` in lower case, copied only when it has upper-case letters.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
@@ -322,12 +351,8 @@ impl std::fmt::Display for SockName {
     }
 }
 
-fn mime(ct: &str) -> String {
-    ct.split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+fn mime(ct: &str) -> Cow<'_, str> {
+    lower(ct.split(';').next().unwrap_or("").trim())
 }
 
 fn strip_port(host: &str) -> &str {

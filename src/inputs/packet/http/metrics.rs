@@ -50,6 +50,16 @@ pub struct ServiceMap {
     resolver: std::sync::RwLock<Option<Resolver>>,
 }
 
+/// Each pipeline's service map (by its metrics registry) and the workload resolver offered
+/// to it, which may come before the map.
+struct PipelineMap {
+    registry: Weak<Registry>,
+    map: Weak<ServiceMap>,
+    resolver: Option<Resolver>,
+}
+
+static MAPS: Mutex<Vec<PipelineMap>> = Mutex::new(Vec::new());
+
 /// Names the workload behind an IP address (`namespace/deployment`), when Kubernetes metadata
 /// knows it: set by whatever holds that metadata (`ServiceMap::shared(..).set_resolver(..)`).
 pub type Resolver = Arc<dyn Fn(std::net::IpAddr) -> Option<String> + Send + Sync>;
@@ -135,6 +145,31 @@ impl ServiceMap {
         }
     }
 
+    /// Offers the pipeline behind `registry` a way to name workloads (the `kubernetes`
+    /// processor's pod cache): its service map uses it, whether it exists yet or is created
+    /// later, in whatever order the pipeline builds its components.
+    pub fn offer_resolver(registry: &Arc<Registry>, resolver: Resolver) {
+        let Ok(mut maps) = MAPS.lock() else { return };
+        maps.retain(|m| m.registry.strong_count() > 0);
+        match maps.iter_mut().find(|m| {
+            m.registry
+                .upgrade()
+                .is_some_and(|r| Arc::ptr_eq(&r, registry))
+        }) {
+            Some(m) => {
+                if let Some(map) = m.map.upgrade() {
+                    map.set_resolver(resolver.clone());
+                }
+                m.resolver = Some(resolver);
+            }
+            None => maps.push(PipelineMap {
+                registry: Arc::downgrade(registry),
+                map: Weak::new(),
+                resolver: Some(resolver),
+            }),
+        }
+    }
+
     /// The map of the pipeline behind `registry`, created (with its collector and endpoints)
     /// by the first packet input that asks; later inputs share it.
     pub fn shared(
@@ -142,19 +177,32 @@ impl ServiceMap {
         endpoints: &Endpoints,
         max_series: usize,
     ) -> Arc<ServiceMap> {
-        static MAPS: Mutex<Vec<(Weak<Registry>, Weak<ServiceMap>)>> = Mutex::new(Vec::new());
         let Ok(mut maps) = MAPS.lock() else {
             return Arc::new(ServiceMap::new(max_series));
         };
-        maps.retain(|(r, m)| r.strong_count() > 0 && m.strong_count() > 0);
-        for (r, m) in maps.iter() {
-            if r.upgrade().is_some_and(|r| Arc::ptr_eq(&r, registry)) {
-                if let Some(m) = m.upgrade() {
-                    return m;
-                }
-            }
+        maps.retain(|m| m.registry.strong_count() > 0);
+        let entry = maps.iter().position(|m| {
+            m.registry
+                .upgrade()
+                .is_some_and(|r| Arc::ptr_eq(&r, registry))
+        });
+        if let Some(map) = entry.and_then(|i| maps[i].map.upgrade()) {
+            return map;
         }
         let map = Arc::new(ServiceMap::new(max_series));
+        match entry {
+            Some(i) => {
+                if let Some(r) = &maps[i].resolver {
+                    map.set_resolver(r.clone());
+                }
+                maps[i].map = Arc::downgrade(&map);
+            }
+            None => maps.push(PipelineMap {
+                registry: Arc::downgrade(registry),
+                map: Arc::downgrade(&map),
+                resolver: None,
+            }),
+        }
         registry.register(Arc::new(MapCollector(Arc::downgrade(&map))));
         let m = Arc::downgrade(&map);
         endpoints.add(
@@ -178,7 +226,6 @@ impl ServiceMap {
                 body: "API is working well!\n".into(),
             }),
         );
-        maps.push((Arc::downgrade(registry), Arc::downgrade(&map)));
         map
     }
 

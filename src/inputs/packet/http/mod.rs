@@ -9,10 +9,10 @@ pub mod transaction;
 
 use super::decode::{tcp_flags, Packet};
 use super::flows::FlowKey;
+use super::out::Out;
 use super::tcp::{Budget, Chunk, Stream};
 use super::Stats;
 use crate::config::{ByteSize, Duration};
-use crate::event::Event;
 use event::{EventCtx, Peers};
 use metrics::ServiceMap;
 use rustc_hash::FxHashMap;
@@ -187,7 +187,7 @@ impl HttpAnalyzer {
         self.conns.len()
     }
 
-    pub fn packet(&mut self, p: &Packet<'_>, ts: i64, out: &mut Vec<Event>) {
+    pub fn packet(&mut self, p: &Packet<'_>, ts: i64, out: &mut Out) {
         let Some(tcp) = p.tcp else { return };
         if !(self.is_http_port(p.dport) || self.is_http_port(p.sport)) {
             return;
@@ -305,7 +305,7 @@ impl HttpAnalyzer {
         }
     }
 
-    fn close(&mut self, mut e: ConnEntry, ts: i64, out: &mut Vec<Event>) {
+    fn close(&mut self, mut e: ConnEntry, ts: i64, out: &mut Out) {
         let limits = self.ctx.limits();
         let mut cst = ConnStats::default();
         let txs = &mut self.txs;
@@ -333,7 +333,7 @@ impl HttpAnalyzer {
     }
 
     /// Reports requests past `transaction_timeout` and closes idle connections.
-    pub fn sweep(&mut self, now: i64, out: &mut Vec<Event>) {
+    pub fn sweep(&mut self, now: i64, out: &mut Out) {
         if now.saturating_sub(self.last_sweep_ns) < 200_000_000 {
             return;
         }
@@ -374,7 +374,7 @@ impl HttpAnalyzer {
     }
 
     /// End of capture or shutdown: every connection is closed and reported.
-    pub fn flush(&mut self, out: &mut Vec<Event>) {
+    pub fn flush(&mut self, out: &mut Out) {
         let mut all: Vec<(FlowKey, ConnEntry)> = self.conns.drain().collect();
         all.sort_by_key(|(_, e)| e.first_ns);
         for (_, e) in all {

@@ -1,0 +1,525 @@
+//! Where the analyzers put what they report: `Event`s for a pipeline, or JSON lines written
+//! straight into one buffer for `trawl pcap` (no intermediate maps on the hot path of reading
+//! a capture). Event builders write through `Fields`, so both forms carry the same document.
+
+use crate::event::{Event, EventMeta, Key, Map, Value};
+use std::sync::Arc;
+
+/// The analyzers' output.
+pub enum Out {
+    Events(Vec<Event>),
+    /// JSON lines (each ending in `\n`) and how many there are.
+    Json {
+        buf: Vec<u8>,
+        lines: usize,
+        clock: Clock,
+    },
+}
+
+/// The date and time of day of the last second written: consecutive events mostly share it.
+#[derive(Default)]
+pub struct Clock {
+    sec: Option<i64>,
+    text: [u8; 19],
+}
+
+impl Out {
+    pub fn json() -> Out {
+        Out::Json {
+            buf: Vec::with_capacity(1 << 20),
+            lines: 0,
+            clock: Clock::default(),
+        }
+    }
+
+    /// Reports waiting to be taken.
+    pub fn pending(&self) -> usize {
+        match self {
+            Out::Events(v) => v.len(),
+            Out::Json { lines, .. } => *lines,
+        }
+    }
+
+    /// The events waiting (empty in JSON mode), for the service map.
+    pub fn events(&self) -> &[Event] {
+        match self {
+            Out::Events(v) => v,
+            Out::Json { .. } => &[],
+        }
+    }
+
+    /// Adds one report from input `input`.
+    pub fn push(&mut self, input: &Arc<str>, r: &impl Report) {
+        match self {
+            Out::Events(v) => {
+                let mut m = MapFields::new();
+                r.write(&mut m);
+                v.push(m.finish(input));
+            }
+            Out::Json { buf, lines, clock } => {
+                let mut j = JsonFields::new(buf, clock);
+                r.write(&mut j);
+                j.finish();
+                *lines += 1;
+            }
+        }
+    }
+}
+
+/// Something the analyzers report (a flow, a transaction), written field by field.
+pub trait Report {
+    fn write<F: Fields>(&self, f: &mut F);
+}
+
+/// Receives one event's fields in document order; `open`/`close` bracket a nested object.
+pub trait Fields {
+    fn open(&mut self, key: &'static str);
+    fn close(&mut self);
+    fn str(&mut self, key: &'static str, v: &str);
+    /// Same as `str`; the owned string is moved rather than copied when building a `Map`.
+    fn string(&mut self, key: &'static str, v: String) {
+        self.str(key, &v)
+    }
+    fn int(&mut self, key: &'static str, v: i64);
+    fn bool(&mut self, key: &'static str, v: bool);
+    /// Capture time in ns since the epoch, rendered like `Value::Timestamp`.
+    fn time(&mut self, key: &'static str, ns: i64);
+    fn strs(&mut self, key: &'static str, v: &[&str]);
+    /// A string under a key known only at run time (a header name).
+    fn entry(&mut self, key: &str, v: &str);
+}
+
+/// Builds an `Event` from `Fields` calls.
+pub struct MapFields {
+    root: Map,
+    open: Vec<(Key, Map)>,
+}
+
+impl MapFields {
+    pub fn new() -> MapFields {
+        MapFields {
+            root: Map::with_capacity(12),
+            open: Vec::new(),
+        }
+    }
+
+    fn cur(&mut self) -> &mut Map {
+        match self.open.last_mut() {
+            Some((_, m)) => m,
+            None => &mut self.root,
+        }
+    }
+
+    fn put(&mut self, key: &str, v: Value) {
+        self.cur().push_new(key, v);
+    }
+
+    pub fn finish(mut self, input: &Arc<str>) -> Event {
+        while !self.open.is_empty() {
+            self.close();
+        }
+        Event {
+            fields: self.root,
+            meta: EventMeta {
+                input: input.clone(),
+                origin: None,
+            },
+        }
+    }
+}
+
+impl Default for MapFields {
+    fn default() -> Self {
+        MapFields::new()
+    }
+}
+
+impl Fields for MapFields {
+    fn open(&mut self, key: &'static str) {
+        self.open.push((key.into(), Map::with_capacity(8)));
+    }
+    fn close(&mut self) {
+        if let Some((k, m)) = self.open.pop() {
+            self.cur().push_new(k, Value::Object(m));
+        }
+    }
+    fn str(&mut self, key: &'static str, v: &str) {
+        self.put(key, Value::String(v.to_owned()));
+    }
+    fn string(&mut self, key: &'static str, v: String) {
+        self.put(key, Value::String(v));
+    }
+    fn int(&mut self, key: &'static str, v: i64) {
+        self.put(key, Value::Int(v));
+    }
+    fn bool(&mut self, key: &'static str, v: bool) {
+        self.put(key, Value::Bool(v));
+    }
+    fn time(&mut self, key: &'static str, ns: i64) {
+        self.put(key, Value::Timestamp(super::ns_to_time(ns)));
+    }
+    fn strs(&mut self, key: &'static str, v: &[&str]) {
+        self.put(
+            key,
+            Value::Array(v.iter().map(|s| Value::from(*s)).collect()),
+        );
+    }
+    fn entry(&mut self, key: &str, v: &str) {
+        self.put(key, Value::String(v.to_owned()));
+    }
+}
+
+/// Writes one event as a JSON line, byte for byte what `serde_json` makes of its `Map`.
+pub struct JsonFields<'a> {
+    buf: &'a mut Vec<u8>,
+    clock: &'a mut Clock,
+    comma: bool,
+}
+
+impl<'a> JsonFields<'a> {
+    pub fn new(buf: &'a mut Vec<u8>, clock: &'a mut Clock) -> JsonFields<'a> {
+        buf.push(b'{');
+        JsonFields {
+            buf,
+            clock,
+            comma: false,
+        }
+    }
+
+    /// Our own keys are plain words: no escaping to look for.
+    fn key(&mut self, key: &'static str) {
+        debug_assert!(!needs_escape(key.as_bytes()), "{key}");
+        let b = &mut *self.buf;
+        b.reserve(key.len() + 4);
+        if self.comma {
+            b.push(b',');
+        }
+        self.comma = true;
+        b.push(b'"');
+        b.extend_from_slice(key.as_bytes());
+        b.extend_from_slice(b"\":");
+    }
+
+    pub fn finish(self) {
+        self.buf.extend_from_slice(b"}\n");
+    }
+}
+
+impl Fields for JsonFields<'_> {
+    fn open(&mut self, key: &'static str) {
+        self.key(key);
+        self.buf.push(b'{');
+        self.comma = false;
+    }
+    fn close(&mut self) {
+        self.buf.push(b'}');
+        self.comma = true;
+    }
+    fn str(&mut self, key: &'static str, v: &str) {
+        self.key(key);
+        json_str(self.buf, v);
+    }
+    fn int(&mut self, key: &'static str, v: i64) {
+        self.key(key);
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    }
+    fn bool(&mut self, key: &'static str, v: bool) {
+        self.key(key);
+        self.buf
+            .extend_from_slice(if v { b"true" } else { b"false" });
+    }
+    fn time(&mut self, key: &'static str, ns: i64) {
+        self.key(key);
+        self.buf.push(b'"');
+        write_time(self.buf, self.clock, ns);
+        self.buf.push(b'"');
+    }
+    fn strs(&mut self, key: &'static str, v: &[&str]) {
+        self.key(key);
+        self.buf.push(b'[');
+        for (i, s) in v.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            json_str(self.buf, s);
+        }
+        self.buf.push(b']');
+    }
+    fn entry(&mut self, key: &str, v: &str) {
+        if self.comma {
+            self.buf.push(b',');
+        }
+        self.comma = true;
+        json_str(self.buf, key);
+        self.buf.push(b':');
+        json_str(self.buf, v);
+    }
+}
+
+/// A JSON string; the common case (nothing to escape) is one copy.
+fn json_str(buf: &mut Vec<u8>, s: &str) {
+    if !needs_escape(s.as_bytes()) {
+        buf.reserve(s.len() + 2);
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    } else {
+        // serde_json's own escaping, so both output forms agree; writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(buf, s);
+    }
+}
+
+/// Whether `s` has a control character, `"` or `\\`; eight bytes at a time. A false alarm
+/// would only take the slower exact path.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let special = |c: &[u8]| {
+        // The tail is padded with a harmless byte.
+        let mut b = [b'a'; 8];
+        b[..c.len()].copy_from_slice(c);
+        let x = u64::from_le_bytes(b);
+        x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0
+            || has_zero(x ^ (ONES * b'"' as u64))
+            || has_zero(x ^ (ONES * b'\\' as u64))
+    };
+    let mut chunks = s.chunks_exact(8);
+    chunks.any(special) || special(chunks.remainder())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (microseconds, UTC), as `Value::Timestamp` serializes.
+fn write_time(buf: &mut Vec<u8>, clock: &mut Clock, ns: i64) {
+    let secs = ns.div_euclid(1_000_000_000);
+    let micros = ns.rem_euclid(1_000_000_000) / 1000;
+    if clock.sec != Some(secs) {
+        clock.sec = Some(secs);
+        clock.text = date_time(secs);
+    }
+    let mut frac = [b'.', 0, 0, 0, 0, 0, 0, b'Z'];
+    let mut v = micros;
+    for d in frac[1..7].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf.extend_from_slice(&clock.text);
+    buf.extend_from_slice(&frac);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of `secs` since the epoch.
+fn date_time(secs: i64) -> [u8; 19] {
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 9999);
+    let mut out = [0u8; 19];
+    let mut put = |at: usize, mut v: i64, width: usize| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, sod / 3600, 2);
+    put(14, sod / 60 % 60, 2);
+    put(17, sod % 60, 2);
+    out[4] = b'-';
+    out[7] = b'-';
+    out[10] = b'T';
+    out[13] = b':';
+    out[16] = b':';
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both(write: impl Fn(&mut dyn Fields)) -> (String, String) {
+        let mut m = MapFields::new();
+        write(&mut m);
+        let e = m.finish(&Arc::from("t"));
+        let (mut buf, mut clock) = (Vec::new(), Clock::default());
+        let mut j = JsonFields::new(&mut buf, &mut clock);
+        write(&mut j);
+        j.finish();
+        (
+            serde_json::to_string(&e.fields).unwrap() + "\n",
+            String::from_utf8(buf).unwrap(),
+        )
+    }
+
+    #[test]
+    fn json_lines_match_the_serialized_map() {
+        let (a, b) = both(|f| {
+            f.time("@timestamp", 1_700_000_000_123_456_789);
+            f.open("event");
+            f.strs("category", &["network", "web"]);
+            f.int("duration", -42);
+            f.bool("final", true);
+            f.close();
+            f.open("empty");
+            f.close();
+            f.str("quote", "a\"b\\c\n\u{1}\t é \u{7f}");
+            f.string("owned", "x".to_owned());
+        });
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn timestamps_match_chrono_across_eras() {
+        for ns in [
+            0i64,
+            -1,
+            -1_000_000_001,
+            951_782_400_000_000_000, // 2000-02-29
+            4_102_444_799_999_999_999,
+            1_700_000_000_999_999_999,
+            i64::MIN / 2,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let (a, b) = both(|f| f.time("t", ns));
+            assert_eq!(a, b, "ns {ns}");
+        }
+    }
+
+    #[test]
+    fn escape_check_finds_every_special_byte_anywhere() {
+        for len in 0..20 {
+            assert!(!needs_escape(&vec![b'a'; len]));
+            for pos in 0..len {
+                for b in [0u8, b'\n', 0x1f, b'"', b'\\'] {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = b;
+                    assert!(needs_escape(&v), "{v:?}");
+                }
+            }
+        }
+        assert!(!needs_escape("é ü \u{7f} ~ !#[]{} ÿÿÿÿÿÿÿÿ".as_bytes()));
+    }
+
+    #[test]
+    fn one_clock_serves_many_timestamps() {
+        let mut clock = Clock::default();
+        let mut buf = Vec::new();
+        let base = 1_700_000_000_000_000_000i64;
+        for ns in [
+            base,
+            base + 1_000,
+            base + 999_999_999,
+            base + 1_000_000_000,
+            base - 5,
+            -7,
+            base + 86_400_000_000_000,
+        ] {
+            buf.clear();
+            write_time(&mut buf, &mut clock, ns);
+            let want =
+                serde_json::to_string(&Value::Timestamp(super::super::ns_to_time(ns))).unwrap();
+            assert_eq!(
+                format!("\"{}\"", String::from_utf8_lossy(&buf)),
+                want,
+                "ns {ns}"
+            );
+        }
+    }
+
+    /// Both output forms of every suricata-verify capture (flows, and HTTP with headers,
+    /// bodies, gaps and forwarded addresses) are the same documents, byte for byte.
+    #[test]
+    fn json_mode_writes_what_event_mode_builds_for_real_captures() {
+        use crate::inputs::packet::{capture, http::HttpConfig, Analyzers, Engine, Stats};
+        let root = [
+            std::env::var("TRAWL_SHARED_DIR")
+                .ok()
+                .map(std::path::PathBuf::from),
+            Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
+            Some(std::path::PathBuf::from("/work/shared")),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("data/pcaps/suricata-verify"))
+        .find(|d| d.is_dir())
+        .expect("shared/data/pcaps/suricata-verify not found: set TRAWL_SHARED_DIR");
+        let analyzers = Analyzers {
+            flows: Some(Default::default()),
+            http: Some(HttpConfig {
+                ports: Vec::new(),
+                send_headers: vec!["*".into()],
+                include_body_for: vec!["text/".into(), "application/".into()],
+                real_ip_header: Some("X-Forwarded-For".into()),
+                ..Default::default()
+            }),
+            dedup_window: None,
+        };
+        let run = |path: &std::path::Path, json: bool| -> String {
+            let mut e = Engine::new(
+                "t".into(),
+                analyzers.clone(),
+                Arc::new(Stats::default()),
+                None,
+            );
+            if json {
+                e.out = Out::json();
+            }
+            let mut text = String::new();
+            let mut take = |e: &mut Engine| {
+                match &mut e.out {
+                    Out::Events(v) => {
+                        for ev in v.drain(..) {
+                            text += &serde_json::to_string(&ev.fields).unwrap();
+                            text.push('\n');
+                        }
+                    }
+                    Out::Json { buf, lines, .. } => {
+                        text += std::str::from_utf8(buf).unwrap();
+                        buf.clear();
+                        *lines = 0;
+                    }
+                }
+                true
+            };
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let _ = capture::read_file(path, &mut e, &stop, 7, &mut take);
+            text
+        };
+        let (mut captures, mut lines, mut all) = (0, 0, String::new());
+        for dir in std::fs::read_dir(&root).unwrap().flatten() {
+            let pcap = dir.path().join("input.pcap");
+            if !pcap.is_file() {
+                continue;
+            }
+            let (a, b) = (run(&pcap, false), run(&pcap, true));
+            for (x, y) in a.lines().zip(b.lines()) {
+                assert_eq!(x, y, "{}", pcap.display());
+            }
+            assert_eq!(a.len(), b.len(), "{}", pcap.display());
+            captures += 1;
+            lines += a.lines().count();
+            all += &a;
+        }
+        assert!(
+            captures >= 25 && lines >= 80,
+            "{captures} captures, {lines} events"
+        );
+        for part in [
+            "\"headers\":{",
+            "\"tags\":[\"tcp_gap\"]",
+            "\"dataset\":\"flow\"",
+            "\"content\":",
+        ] {
+            assert!(all.contains(part), "no event has {part}");
+        }
+    }
+}
