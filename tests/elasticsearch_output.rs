@@ -374,3 +374,64 @@ fn tls_verifies_the_server_against_the_ca_file_by_default() {
         "a TLS failure is not the events' fault"
     );
 }
+
+/// A cluster whose `http.max_content_length` is smaller than the requests: each request
+/// answered 413 is sent again in halves until it fits, so every event is stored exactly once;
+/// an event over the limit on its own goes to the dead letters with the reason.
+#[test]
+fn requests_over_max_content_length_are_split_and_a_single_oversized_event_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let es = EsServer::start();
+    let max = 16 * 1024;
+    es.with(|s| s.max_content_length = Some(max));
+    // Requests of 200 events of ~150 bytes of NDJSON each are ~30 KB: two halvings to fit.
+    let cfg = config(
+        dir.path(),
+        &format!("[\"{}\"]", es.url),
+        "    index: split\n",
+    );
+    let n = 1000;
+    let huge = format!("huge {}", "x".repeat(20 * 1024));
+    let mut input = String::new();
+    for i in 0..n {
+        input.push_str(&format!("line {i} {}\n", "p".repeat(40)));
+        if i == 500 {
+            input.push_str(&huge);
+            input.push('\n');
+        }
+    }
+    run(&cfg, &input, &[]);
+
+    let (stored, writes, requests_413, largest) = es.with(|s| {
+        let msgs: Vec<String> = s
+            .docs_in("split")
+            .iter()
+            .map(|(_, d)| d["message"].as_str().unwrap().to_owned())
+            .collect();
+        (msgs, s.writes, s.requests_413, s.largest_body)
+    });
+    let want: HashSet<String> = (0..n)
+        .map(|i| format!("line {i} {}", "p".repeat(40)))
+        .collect();
+    assert_eq!(stored.len(), n, "every event that fits stored once");
+    assert_eq!(stored.into_iter().collect::<HashSet<_>>(), want);
+    assert_eq!(writes as usize, n, "nothing written twice");
+    assert!(
+        requests_413 >= 5,
+        "the first requests were too large ({requests_413} answered 413)"
+    );
+    assert!(largest <= max, "only bodies within the limit were taken");
+
+    let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1, "only the oversized event is dead-lettered");
+    assert_eq!(dead[0]["message"], huge.as_str());
+    assert_eq!(dead[0]["error"]["type"], "http_413");
+    assert!(
+        dead[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("http.max_content_length"),
+        "{}",
+        dead[0]
+    );
+}

@@ -435,7 +435,12 @@ async fn deliver(req: BulkRequest, shared: &Shared) {
                 retry_all(&mut todo, &sending);
             }
             RequestVerdict::Split | RequestVerdict::Reject => {
-                let reason = format!("HTTP {}: {}", answer.status, snippet(&answer.body));
+                let reason = if answer.status == 413 {
+                    // Elasticsearch answers 413 with no body: say what it means.
+                    "HTTP 413: this one event is over the cluster's http.max_content_length".into()
+                } else {
+                    format!("HTTP {}: {}", answer.status, snippet(&answer.body))
+                };
                 for i in sending {
                     fates[i] = Fate::Rejected {
                         kind: format!("http_{}", answer.status),
