@@ -1,6 +1,7 @@
 //! The `kafka` output through the real binary against a real Kafka-protocol broker (tansu,
 //! started on a free port): templated topic, keys, headers, every compression codec, dead
-//! letters for oversized messages, and a 30 s broker outage that loses nothing.
+//! letters for oversized messages, a broker stopped for 30 s and one unreachable for 10 s
+//! without losing anything.
 
 mod support {
     pub mod es_server;
@@ -131,28 +132,44 @@ fn oversized_messages_go_to_the_dead_letter_file() {
     }
 }
 
-/// Writes lines for ~45 s while the broker is unreachable from second 8 to second 38: every line
-/// reaches Kafka, stdin is paused during the outage and resumes, and memory stays bounded.
-#[test]
-fn a_30_second_broker_outage_loses_nothing() {
-    let broker = Broker::start();
-    broker.create_topic("outage", 2);
+/// What an outage run saw.
+struct Outage {
+    written: u64,
+    during: u64,
+    unique: usize,
+    duplicates: usize,
+    peak_kib: u64,
+}
+
+/// Writes lines to stdin for `outage + 15 s`; from second 8 the broker is down for `outage`
+/// (`down` and `up` do it). Returns what reached Kafka and trawl's peak RSS. `extra` is added
+/// to the output's settings.
+fn run_through_outage(
+    broker: &mut Broker,
+    topic: &str,
+    extra: &str,
+    outage: Duration,
+    down: impl Fn(&mut Broker),
+    up: impl Fn(&mut Broker),
+) -> Outage {
+    broker.create_topic(topic, 2);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
         dir.path(),
         &broker.bootstrap,
-        "    topic: outage\n    queue_max_bytes: 4MiB\n",
+        &format!("    topic: {topic}\n{extra}"),
     );
     let log = dir.path().join("trawl.log");
     let mut t = Trawl::start(&cfg, Some(&log));
     let mut stdin = t.child.stdin.take().unwrap();
     let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let w = written.clone();
+    let run_for = outage + Duration::from_secs(15);
     let writer = std::thread::spawn(move || {
         let start = Instant::now();
         let mut i = 0u64;
         let pad = "p".repeat(200);
-        while start.elapsed() < Duration::from_secs(45) {
+        while start.elapsed() < run_for {
             let mut chunk = String::new();
             for _ in 0..100 {
                 chunk.push_str(&format!("line {i} {pad}\n"));
@@ -173,39 +190,138 @@ fn a_30_second_broker_outage_loses_nothing() {
         }
     };
     std::thread::sleep(Duration::from_secs(8));
-    broker.cut();
+    down(broker);
     let at_cut = written.load(std::sync::atomic::Ordering::Relaxed);
-    for _ in 0..30 {
+    let began = Instant::now();
+    while began.elapsed() < outage {
         std::thread::sleep(Duration::from_secs(1));
         sample(&t, &mut peak_kib);
     }
     let before_restore = written.load(std::sync::atomic::Ordering::Relaxed);
-    broker.restore();
+    up(broker);
     let total = writer.join().unwrap();
     sample(&t, &mut peak_kib);
     let status = t.wait(Duration::from_secs(120));
-    assert!(status.success(), "trawl exited with {status}");
-
-    let msgs = messages(&broker.read_all("outage"));
-    let unique: HashSet<&String> = msgs.iter().collect();
-    let duplicates = msgs.len() - unique.len();
-    eprintln!(
-        "outage: {total} lines written ({} during the 30 s outage), {} in Kafka, {duplicates} duplicates, peak RSS {} MiB",
-        before_restore - at_cut,
-        unique.len(),
-        peak_kib / 1024
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "trawl exited with {status}: {log_text}");
+    assert!(
+        log_text.contains("no Kafka broker reachable"),
+        "the outage is logged: {log_text}"
     );
+
+    let msgs = messages(&broker.read_all(topic));
+    let unique: HashSet<&String> = msgs.iter().collect();
+    let missing: Vec<u64> = (0..total)
+        .filter(|i| {
+            let pad = "p".repeat(200);
+            !unique.contains(&format!("line {i} {pad}"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "{} lines missing ({at_cut} written at the cut, {before_restore} at the restore): {:?}",
+            missing.len(),
+            &missing[..missing.len().min(20)]
+        );
+        // Offsets the broker gave out but cannot serve: a batch it acknowledged and lost.
+        let recs = broker.read_all(topic);
+        for p in 0..2 {
+            let offs: Vec<i64> = recs
+                .iter()
+                .filter(|r| r.partition == p)
+                .map(|r| r.offset)
+                .collect();
+            let holes = offs.last().map_or(0, |l| l + 1 - offs.len() as i64);
+            eprintln!(
+                "partition {p}: {} records, {holes} offsets missing",
+                offs.len()
+            );
+        }
+        eprintln!("trawl's log:\n{log_text}");
+    }
+    assert!(total > before_restore, "stdin resumed after the outage");
+    Outage {
+        written: total,
+        during: before_restore - at_cut,
+        unique: unique.len(),
+        duplicates: msgs.len() - unique.len(),
+        peak_kib,
+    }
+}
+
+/// The broker process is stopped (SIGTERM) 8 s into a run and started again on the same port
+/// 30 s later (`TRAWL_TEST_OUTAGE_SECS` changes the length): every line written reaches Kafka,
+/// stdin is paused during the outage and resumes, and memory stays bounded. The broker keeps
+/// its data in S3 (a local moto server) so that a restart keeps what it stored.
+///
+/// Idempotence is off here because of tansu 0.6: a produce request cut by the stop can leave its
+/// sequence numbers recorded and its offsets given out while the batch itself is not in the log
+/// (seen as a hole of ~100 offsets); librdkafka's retry of it is then answered as a duplicate
+/// and counted delivered. Without idempotence the retry is stored again: a few duplicates
+/// (bounded by librdkafka's queue) instead of a loss the output could not see.
+#[test]
+fn broker_stopped_for_30_seconds_loses_nothing() {
+    let secs = std::env::var("TRAWL_TEST_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let mut broker = Broker::start_persistent();
+    let o = run_through_outage(
+        &mut broker,
+        "stopped",
+        "    idempotence: false\n",
+        Duration::from_secs(secs),
+        |b| b.stop(),
+        |b| b.start_again(),
+    );
+    eprintln!(
+        "broker stopped {secs} s: {} lines written ({} during the outage), {} in Kafka, {} duplicates, peak RSS {} MiB",
+        o.written, o.during, o.unique, o.duplicates, o.peak_kib / 1024
+    );
+    check_outage(&o);
+    assert!(
+        o.duplicates <= 5_000,
+        "duplicates ({}) within librdkafka's queue (queue_max_messages)",
+        o.duplicates
+    );
+}
+
+/// The broker stays up but is unreachable for 10 s (a proxy in front of it closes every
+/// connection and refuses new ones): the same guarantees as a stopped broker.
+#[test]
+fn broker_unreachable_for_10_seconds_loses_nothing() {
+    let mut broker = Broker::start();
+    let o = run_through_outage(
+        &mut broker,
+        "unreachable",
+        "",
+        Duration::from_secs(10),
+        |b| b.cut(),
+        |b| b.restore(),
+    );
+    eprintln!(
+        "broker unreachable 10 s: {} lines written ({} during the outage), {} in Kafka, {} duplicates, peak RSS {} MiB",
+        o.written, o.during, o.unique, o.duplicates, o.peak_kib / 1024
+    );
+    check_outage(&o);
     assert_eq!(
-        unique.len() as u64,
-        total,
+        o.duplicates, 0,
+        "the idempotent producer sends nothing twice"
+    );
+}
+
+fn check_outage(o: &Outage) {
+    assert_eq!(
+        o.unique as u64, o.written,
         "every line written reached Kafka"
     );
-    assert!(total > before_restore, "stdin resumed after the outage");
     // During the outage the pipeline fills and stdin blocks: far fewer lines get in than the
-    // writer could produce (it writes ~20,000 lines/s when nothing blocks).
+    // writer could produce (it writes ~20,000 lines/s, 4 MB/s, when nothing blocks).
+    assert!(o.during < 100_000, "stdin was paused during the outage");
+    // Unbounded buffering of 30 s of writing would pass 120 MB of lines alone.
     assert!(
-        before_restore - at_cut < 200_000,
-        "stdin was paused during the outage"
+        o.peak_kib < 120 * 1024,
+        "peak RSS {} KiB is bounded",
+        o.peak_kib
     );
-    assert!(peak_kib < 120 * 1024, "peak RSS {peak_kib} KiB is bounded");
 }
