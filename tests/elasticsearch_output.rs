@@ -435,3 +435,55 @@ fn requests_over_max_content_length_are_split_and_a_single_oversized_event_dead_
         dead[0]
     );
 }
+
+/// An index template naming a field some events lack: those events go to the dead letters
+/// (`template_error`, naming the field), are counted in `trawl_events_failed_total`, and do not
+/// hold up the others, which land in the index of their own field's value.
+#[test]
+fn index_template_with_a_missing_field_dead_letters_and_counts_those_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let es = EsServer::start();
+    let addr = format!("127.0.0.1:{}", support::process::free_port());
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: json, field: message, ignore_missing: true }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: \"logs-%{{[ns]}}\"\n    dead_letter: dead\n    batch: {{ max_events: 50, timeout: 100ms }}\n  dead:\n    type: file\n    path: {dl}\n",
+        data = dir.path().join("data").display(),
+        url = es.url,
+        dl = dir.path().join("dead.jsonl").display()
+    );
+    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
+    let mut t = Trawl::start(&cfg, None);
+    let mut input = String::new();
+    for i in 0..300 {
+        match i % 3 {
+            0 => input.push_str(&format!("{{\"ns\":\"prod\",\"n\":{i}}}\n")),
+            1 => input.push_str(&format!("{{\"ns\":\"dev\",\"n\":{i}}}\n")),
+            _ => input.push_str(&format!("plain line {i}\n")),
+        }
+    }
+    t.feed(input.as_bytes());
+    support::process::wait_until(Duration::from_secs(30), "100 failed events counted", || {
+        support::process::metric(&addr, "trawl_events_failed_total", "es") == Some(100.0)
+    });
+    let status = t.finish(Duration::from_secs(60));
+    assert!(status.success(), "trawl exited with {status}");
+
+    let (prod, dev, total) = es.with(|s| {
+        (
+            s.docs_in("logs-prod").len(),
+            s.docs_in("logs-dev").len(),
+            s.docs.len(),
+        )
+    });
+    assert_eq!((prod, dev, total), (100, 100, 200));
+    let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 100);
+    for d in &dead {
+        assert!(d["message"].as_str().unwrap().starts_with("plain line "));
+        assert_eq!(d["error"]["type"], "template_error");
+        let why = d["error"]["message"].as_str().unwrap();
+        assert!(
+            why.contains("`ns`") && why.contains("logs-%{[ns]}"),
+            "{why}"
+        );
+    }
+}

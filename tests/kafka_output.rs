@@ -132,6 +132,66 @@ fn oversized_messages_go_to_the_dead_letter_file() {
     }
 }
 
+/// A topic template naming a field some events lack, and a key template naming another: those
+/// events go to the dead letters (`template_error`, naming the field) and are counted in
+/// `trawl_events_failed_total`; the others reach the topic of their own field's value.
+#[test]
+fn topic_and_key_templates_with_missing_fields_dead_letter_and_count_those_events() {
+    let broker = Broker::start();
+    broker.create_topic("t.prod", 1);
+    broker.create_topic("t.dev", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", support::process::free_port());
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: json, field: message, ignore_missing: true }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{b}\"]\n    topic: \"t.%{{[ns]}}\"\n    key: \"%{{[user]}}\"\n    dead_letter: dead\n  dead:\n    type: file\n    path: {dl}\n",
+        data = dir.path().join("data").display(),
+        b = broker.bootstrap,
+        dl = dir.path().join("dead.jsonl").display()
+    );
+    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
+    let mut t = Trawl::start(&cfg, None);
+    let mut input = String::new();
+    for i in 0..300 {
+        match i % 3 {
+            0 => input.push_str(&format!(
+                "{{\"ns\":\"prod\",\"user\":\"u{i}\",\"n\":{i}}}\n"
+            )),
+            1 => input.push_str(&format!("{{\"ns\":\"dev\",\"n\":{i}}}\n")),
+            _ => input.push_str(&format!("plain line {i}\n")),
+        }
+    }
+    t.feed(input.as_bytes());
+    support::process::wait_until(Duration::from_secs(60), "200 failed events counted", || {
+        support::process::metric(&addr, "trawl_events_failed_total", "k") == Some(200.0)
+    });
+    assert!(t.finish(Duration::from_secs(60)).success());
+
+    let prod = broker.read_all("t.prod");
+    assert_eq!(prod.len(), 100, "events with both fields are delivered");
+    assert!(prod
+        .iter()
+        .all(|r| r.key.as_deref().is_some_and(|k| k.starts_with('u'))));
+    assert!(
+        broker.read_all("t.dev").is_empty(),
+        "no key: dead-lettered, not sent"
+    );
+    let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 200);
+    let (mut no_topic, mut no_key) = (0, 0);
+    for d in &dead {
+        assert_eq!(d["error"]["type"], "template_error");
+        let why = d["error"]["message"].as_str().unwrap();
+        if why.starts_with("topic: ") && why.contains("`ns`") {
+            no_topic += 1;
+        } else if why.starts_with("key: ") && why.contains("`user`") {
+            no_key += 1;
+        } else {
+            panic!("unexpected reason: {why}");
+        }
+    }
+    assert_eq!((no_topic, no_key), (100, 100));
+}
+
 /// What an outage run saw.
 struct Outage {
     written: u64,
