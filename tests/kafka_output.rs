@@ -192,6 +192,47 @@ fn topic_and_key_templates_with_missing_fields_dead_letter_and_count_those_event
     assert_eq!((no_topic, no_key), (100, 100));
 }
 
+/// TLS files that cannot work are configuration errors with their position, before anything
+/// runs: a missing CA file, a CA file holding no certificate, a client certificate without key.
+#[test]
+fn bad_tls_files_are_refused_by_validate_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = write_file(dir.path(), "ca.txt", "this is not a certificate\n");
+    let cert = write_file(
+        dir.path(),
+        "client.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    let text = format!(
+        "inputs:\n  app: {{ type: stdin }}\noutputs:\n  a:\n    type: kafka\n    brokers: [\"localhost:9093\"]\n    topic: t\n    tls: {{ ca_file: /nonexistent/ca.pem }}\n  b:\n    type: kafka\n    brokers: [\"localhost:9093\"]\n    topic: t\n    sasl: {{ mechanism: SCRAM-SHA-256, username: u, password: p }}\n    tls: {{ ca_file: \"{}\" }}\n  c:\n    type: kafka\n    brokers: [\"localhost:9093\"]\n    topic: t\n    tls: {{ cert_file: \"{}\" }}\n",
+        not_pem.display(),
+        cert.display()
+    );
+    let cfg = write_file(dir.path(), "bad.yaml", &text);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.yaml:5:9: outputs.a:")
+            && err.contains("tls.ca_file /nonexistent/ca.pem: No such file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:10:9: outputs.b:")
+            && err.contains("ca.txt: no PEM `CERTIFICATE` block found"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:16:9: outputs.c:")
+            && err.contains("`tls.cert_file` and `tls.key_file` go together"),
+        "{err}"
+    );
+}
+
 /// What an outage run saw.
 struct Outage {
     written: u64,
