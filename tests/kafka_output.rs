@@ -233,6 +233,85 @@ fn bad_tls_files_are_refused_by_validate_with_a_clear_message() {
     );
 }
 
+/// TLS really reaches librdkafka (tansu 0.6 serves no TLS, so the broker is `openssl
+/// s_server`, which completes the TLS handshake and then does not speak Kafka): a broker
+/// certificate from a CA other than `tls.ca_file` is refused with librdkafka's clear message and
+/// nothing is dead-lettered; with the right CA the handshake completes.
+#[test]
+fn tls_checks_the_broker_certificate_against_the_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+    std::fs::create_dir_all(&ours).unwrap();
+    std::fs::create_dir_all(&theirs).unwrap();
+    let (ca, cert, key) = support::process::make_certificates(&ours);
+    let (other_ca, _, _) = support::process::make_certificates(&theirs);
+    let port = support::process::free_port();
+    let server_out = dir.path().join("s_server.out");
+    let server = std::process::Command::new("openssl")
+        .args(["s_server", "-accept", &port.to_string(), "-cert"])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&server_out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server (run scripts/setup.sh)");
+    let _server = support::process::KillOnDrop(server);
+    let run = |name: &str, ca: &Path| -> String {
+        let cfg = config(
+            dir.path(),
+            &format!("127.0.0.1:{port}"),
+            &format!(
+                "    topic: t\n    tls: {{ ca_file: \"{}\" }}\n",
+                ca.display()
+            ),
+        );
+        let log = dir.path().join(format!("{name}.log"));
+        let mut t = Trawl::start(&cfg, Some(&log));
+        t.feed(b"hello\n");
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20)
+            && !read().contains("certificate verify failed")
+            && !std::fs::read_to_string(&server_out)
+                .unwrap_or_default()
+                .contains("CIPHER is")
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        t.kill9();
+        read()
+    };
+
+    let log = run("untrusted", &other_ca);
+    assert!(
+        log.contains("SSL handshake failed")
+            && log.contains("certificate verify failed")
+            && log.contains("ssl.ca.location"),
+        "{log}"
+    );
+    assert!(
+        !std::fs::read_to_string(&server_out)
+            .unwrap_or_default()
+            .contains("CIPHER is"),
+        "no handshake completed with an untrusted certificate"
+    );
+    assert!(
+        read_json_lines(&dir.path().join("dead.jsonl")).is_empty(),
+        "a TLS failure is not the events' fault"
+    );
+
+    let log = run("trusted", &ca);
+    assert!(!log.contains("certificate verify failed"), "{log}");
+    assert!(
+        std::fs::read_to_string(&server_out)
+            .unwrap_or_default()
+            .contains("CIPHER is"),
+        "the TLS handshake completed with the CA from tls.ca_file"
+    );
+}
+
 /// What an outage run saw.
 struct Outage {
     written: u64,
