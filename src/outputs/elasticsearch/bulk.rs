@@ -3,16 +3,50 @@
 //! its items apart so that only the failed ones are sent again.
 
 use super::{IdFrom, OpType};
-use crate::event::{BatchAck, Event};
+use crate::event::{BatchAck, Event, Origin, Value};
 use crate::outputs::template::Template;
 use std::io::Write;
+use std::sync::Arc;
 
-/// One event ready to send: its two NDJSON lines, and the event itself for dead letters.
+/// One event ready to send: its two NDJSON lines, and what else its dead letter would need.
+/// The event itself is not kept: its document line says the same in a third of the memory, and
+/// requests waiting for a slow cluster hold many items.
 pub struct Item {
-    pub event: Event,
     pub lines: Vec<u8>,
+    /// Where the document line starts in `lines`.
+    pub doc: usize,
+    pub input: Arc<str>,
+    pub origin: Option<Origin>,
     /// Index into `BulkRequest::acks` of the batch the event came from.
     pub ack: usize,
+}
+
+impl Item {
+    /// The event again, from its document line, for the dead letters.
+    pub fn event(&self) -> Event {
+        let doc = &self.lines[self.doc.min(self.lines.len())..];
+        let mut e = Event::new(self.input.clone(), chrono::Utc::now());
+        e.meta.origin = self.origin.clone();
+        let parsed = serde_json::from_slice::<serde_json::Value>(doc).map(Value::from_json);
+        if let Ok(Value::Object(fields)) = parsed {
+            e.fields = fields;
+            let ts = e.get("@timestamp").and_then(|t| t.as_str()).and_then(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .ok()
+                    .map(|t| t.with_timezone(&chrono::Utc))
+            });
+            if let Some(ts) = ts {
+                e.insert("@timestamp", ts);
+            }
+        } else {
+            // Cannot happen for lines this output wrote; keep the text rather than nothing.
+            e.insert(
+                "message",
+                String::from_utf8_lossy(doc).trim_end().to_owned(),
+            );
+        }
+        e
+    }
 }
 
 /// Items for one `_bulk` request and the acknowledgement handles of the batches they came from.
@@ -62,8 +96,9 @@ impl Encoder {
         }
     }
 
-    /// The action and document lines for `event`, or why it cannot be sent.
-    pub fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+    /// The action and document lines for `event` (returns where the document line starts), or
+    /// why it cannot be sent.
+    pub fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<usize, String> {
         self.index
             .render_into(event, &mut self.index_buf)
             .map_err(|e| format!("index `{}`: {e}", self.index.source()))?;
@@ -80,9 +115,10 @@ impl Encoder {
         let _ = write!(out, "{{\"{action}\":");
         serde_json::to_writer(&mut *out, &meta).map_err(|e| e.to_string())?;
         out.extend_from_slice(b"}\n");
+        let doc = out.len();
         serde_json::to_writer(&mut *out, &event.fields).map_err(|e| e.to_string())?;
         out.push(b'\n');
-        Ok(())
+        Ok(doc)
     }
 
     /// A stable id, so that an event sent again after a crash overwrites its first copy.
@@ -199,6 +235,39 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(doc["message"], "hi \"x\"");
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn an_item_gives_back_its_event_for_the_dead_letters() {
+        let mut enc = Encoder::new(
+            Template::parse("i").unwrap(),
+            OpType::Index,
+            IdFrom::Origin,
+            vec![],
+        );
+        let mut e = event();
+        e.insert("n", 3i64);
+        e.meta.origin = Some(Origin {
+            stream: 9,
+            offset: 10,
+        });
+        let mut lines = Vec::new();
+        let doc = enc.encode(&e, &mut lines).unwrap();
+        let item = Item {
+            lines,
+            doc,
+            input: e.meta.input.clone(),
+            origin: e.meta.origin.clone(),
+            ack: 0,
+        };
+        let back = item.event();
+        let json =
+            |e: &Event| serde_json::from_str::<serde_json::Value>(&e.to_json_string()).unwrap();
+        assert_eq!(json(&back), json(&e), "same fields (key order aside)");
+        assert!(matches!(back.get("@timestamp"), Some(Value::Timestamp(_))));
+        assert_eq!(back.timestamp(), e.timestamp());
+        assert_eq!(back.meta.origin, e.meta.origin);
+        assert_eq!(&*back.meta.input, "t");
     }
 
     #[test]

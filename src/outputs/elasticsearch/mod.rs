@@ -279,14 +279,17 @@ impl Output for Elasticsearch {
                 let mut unsendable = Vec::new();
                 req.acks.push(ack);
                 for event in events {
-                    if let Err(reason) = encoder.encode(&event, &mut lines) {
-                        unsendable.push(Rejection {
-                            event,
-                            kind: "template_error".into(),
-                            reason,
-                        });
-                        continue;
-                    }
+                    let doc = match encoder.encode(&event, &mut lines) {
+                        Ok(doc) => doc,
+                        Err(reason) => {
+                            unsendable.push(Rejection {
+                                event,
+                                kind: "template_error".into(),
+                                reason,
+                            });
+                            continue;
+                        }
+                    };
                     if !req.items.is_empty()
                         && (req.items.len() >= max_events || req.bytes + lines.len() > max_bytes)
                     {
@@ -298,8 +301,10 @@ impl Output for Elasticsearch {
                     }
                     req.bytes += lines.len();
                     req.items.push(Item {
-                        event,
                         lines: std::mem::take(&mut lines),
+                        doc,
+                        input: event.meta.input.clone(),
+                        origin: event.meta.origin.clone(),
                         ack: req.acks.len() - 1,
                     });
                 }
@@ -435,7 +440,12 @@ async fn deliver(req: BulkRequest, shared: &Shared) {
                 retry_all(&mut todo, &sending);
             }
             RequestVerdict::Split | RequestVerdict::Reject => {
-                let reason = format!("HTTP {}: {}", answer.status, snippet(&answer.body));
+                let reason = if answer.status == 413 {
+                    // Elasticsearch answers 413 with no body: say what it means.
+                    "HTTP 413: this one event is over the cluster's http.max_content_length".into()
+                } else {
+                    format!("HTTP {}: {}", answer.status, snippet(&answer.body))
+                };
                 for i in sending {
                     fates[i] = Fate::Rejected {
                         kind: format!("http_{}", answer.status),
@@ -491,7 +501,7 @@ async fn deliver(req: BulkRequest, shared: &Shared) {
             Fate::Rejected { kind, reason } => {
                 status[item.ack] = status[item.ack].max(BatchStatus::Rejected);
                 rejected[item.ack].push(Rejection {
-                    event: item.event,
+                    event: item.event(),
                     kind,
                     reason,
                 });
