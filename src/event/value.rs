@@ -337,6 +337,8 @@ fn write_timestamp(t: &DateTime<Utc>, buf: &mut [u8; 27]) {
             v /= 10;
         }
     }
+    // Every accessor on a `DateTime<Tz>` converts to local time first: take the UTC fields once.
+    let t = t.naive_utc();
     let year = t.year().clamp(0, 9999) as u32;
     put(&mut buf[0..4], year, 4);
     buf[4] = b'-';
