@@ -5,7 +5,7 @@ into a pipe (vs the same app writing into the same kind of pipe bare). Prints Ma
 with a baseline measured in the same run and the ratio.
 
 Usage: benches/logs.py [--size-mb 1024] [--tee-mb 100] [--tee-rounds 5] [--only file|tee]
-                       [--trawl target/release/trawl]
+                       [--trawl target/dist/trawl]
 """
 import argparse, glob, os, re, shlex, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -161,10 +161,10 @@ def main():
     ap.add_argument("--tee-mb", type=int, default=100)
     ap.add_argument("--tee-rounds", type=int, default=5)
     ap.add_argument("--only", choices=["file", "tee"], help="run one of the two parts")
-    ap.add_argument("--trawl", default=os.path.join(ROOT, "target", "release", "trawl"))
+    ap.add_argument("--trawl", default=os.path.join(ROOT, "target", "dist", "trawl"))
     a = ap.parse_args()
     if not os.path.exists(a.trawl):
-        subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--profile", "dist"], cwd=ROOT, check=True)
     workdir = tempfile.mkdtemp(prefix="trawl-bench-logs-")
     try:
         if a.only != "tee":

@@ -3,13 +3,13 @@
 test stand-in), against file -> null measured in the same run as the baseline. Prints a Markdown
 table: events/s, MB/s of input, peak RSS of trawl (VmHWM), and the ratio to the baseline.
 
-Usage: benches/outputs.py [LINES]   (default 1,000,000; builds the release binary first)
+Usage: benches/outputs.py [LINES]   (default 1,000,000; builds the binary as shipped, `--profile dist`, first)
 """
 import os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINES = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-TRAWL = os.path.join(ROOT, "target/release/trawl")
+TRAWL = os.path.join(ROOT, "target/dist/trawl")
 ES = os.path.join(ROOT, "target/release/examples/es_test_server")
 SAMPLE = os.path.join(ROOT, "../shared/data/logs/loghub/Apache/Apache_2k.log")
 
@@ -65,7 +65,8 @@ def run_case(work, name, output_yaml, input_path, input_bytes):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "trawl", "--example", "es_test_server"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--profile", "dist", "-q", "--bin", "trawl"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "--example", "es_test_server"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="trawl-bench-outputs-")
     try:
         sample = [l for l in open(SAMPLE, encoding="utf-8", errors="replace").read().splitlines() if l]

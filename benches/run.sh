@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# trawl's benchmark harness: builds the release binary, generates realistic input (loghub lines
+# trawl's benchmark harness: builds the binary as shipped (`--profile dist`), generates realistic input (loghub lines
 # repeated to SIZE_MB, default 1024), and prints one Markdown table of throughput and peak RSS,
 # with `cat FILE > /dev/null` measured in the same run as the ceiling each row is compared with.
 # Rows from other areas come from benches/rows/*.sh (each prints `| row |` lines; see README).
@@ -12,8 +12,8 @@ DATA_DIR=$ROOT/benches/data
 DATA=$DATA_DIR/loghub-${SIZE_MB}m.log
 mkdir -p "$DATA_DIR"
 
-cargo build --release --quiet
-TRAWL=$ROOT/target/release/trawl
+cargo build --profile dist --quiet
+TRAWL=$ROOT/target/dist/trawl
 export TRAWL DATA DATA_DIR SHARED ROOT
 
 if [ ! -s "$DATA" ]; then

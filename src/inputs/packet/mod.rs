@@ -351,7 +351,22 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    /// The shared suricata-verify captures: `TRAWL_SHARED_DIR`, or `shared/` beside the repository.
+    pub(crate) fn suricata_captures() -> std::path::PathBuf {
+        [
+            std::env::var("TRAWL_SHARED_DIR")
+                .ok()
+                .map(std::path::PathBuf::from),
+            Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("data/pcaps/suricata-verify"))
+        .find(|d| d.is_dir())
+        .expect("shared/data/pcaps/suricata-verify not found: set TRAWL_SHARED_DIR")
+    }
+
     use super::*;
     use decode::tests::eth_tcp;
 

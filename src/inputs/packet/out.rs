@@ -440,18 +440,7 @@ mod tests {
     #[test]
     fn json_mode_writes_what_event_mode_builds_for_real_captures() {
         use crate::inputs::packet::{capture, http::HttpConfig, Analyzers, Engine, Stats};
-        let root = [
-            std::env::var("TRAWL_SHARED_DIR")
-                .ok()
-                .map(std::path::PathBuf::from),
-            Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
-            Some(std::path::PathBuf::from("/work/shared")),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|d| d.join("data/pcaps/suricata-verify"))
-        .find(|d| d.is_dir())
-        .expect("shared/data/pcaps/suricata-verify not found: set TRAWL_SHARED_DIR");
+        let root = crate::inputs::packet::tests::suricata_captures();
         let analyzers = Analyzers {
             flows: Some(Default::default()),
             http: Some(HttpConfig {

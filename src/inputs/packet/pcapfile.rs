@@ -135,18 +135,7 @@ mod tests {
     // `timeval` fields are not i64 on every target.
     #[allow(clippy::unnecessary_cast)]
     fn reads_what_libpcap_reads() {
-        let root = [
-            std::env::var("TRAWL_SHARED_DIR")
-                .ok()
-                .map(std::path::PathBuf::from),
-            Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
-            Some(std::path::PathBuf::from("/work/shared")),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|d| d.join("data/pcaps/suricata-verify"))
-        .find(|d| d.is_dir())
-        .expect("shared/data/pcaps/suricata-verify not found: set TRAWL_SHARED_DIR");
+        let root = crate::inputs::packet::tests::suricata_captures();
         let mut files = 0;
         for dir in std::fs::read_dir(&root).unwrap().flatten() {
             let path = dir.path().join("input.pcap");
