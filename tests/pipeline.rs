@@ -87,11 +87,10 @@ impl Output for HoldingOutput {
     }
 }
 
-fn input(
-    name: &str,
-    batches: u64,
-    per_batch: u64,
-) -> (Box<dyn Input>, Arc<AtomicU64>, Arc<Mutex<Vec<Acked>>>) {
+/// A counting input, how many events it emitted, and the acknowledgements it received.
+type TestInput = (Box<dyn Input>, Arc<AtomicU64>, Arc<Mutex<Vec<Acked>>>);
+
+fn input(name: &str, batches: u64, per_batch: u64) -> TestInput {
     let emitted = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let inp = CountingInput {
