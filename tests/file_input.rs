@@ -702,3 +702,93 @@ fn max_in_flight_holds_reading_back_while_the_output_is_stuck() {
         assert_eq!(*m, line(i), "line {i} in order");
     }
 }
+
+/// A rolling update of the DaemonSet: trawl is stopped, kubelet rotates a file it was reading,
+/// and the restarted trawl resumes the rotated file at its saved offset (it is no longer under
+/// `paths`), reads the new one, and leaves alone rotated history it never read.
+#[test]
+fn a_file_rotated_while_trawl_was_stopped_is_resumed_from_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target_dir = d.join("pods/shop_web-7d9_0b1c-22/nginx");
+    std::fs::create_dir_all(&target_dir).unwrap();
+    std::fs::create_dir_all(d.join("containers")).unwrap();
+    let target = target_dir.join("0.log");
+    let id = "b".repeat(64);
+    std::os::unix::fs::symlink(
+        &target,
+        d.join(format!("containers/web-7d9_shop_nginx-{id}.log")),
+    )
+    .unwrap();
+    let cri = |from: usize, to: usize| -> String {
+        (from..to)
+            .map(|i| format!("2026-11-23T10:00:00.000000000Z stdout F {}\n", line(i)))
+            .collect()
+    };
+    // History from before trawl ever ran: not in the registry, not to be shipped.
+    std::fs::write(
+        target_dir.join("0.log.20261122-000000"),
+        cri(900_000, 900_010),
+    )
+    .unwrap();
+    std::fs::write(
+        target_dir.join("0.log.20261121-000000.gz"),
+        b"\x1f\x8b junk",
+    )
+    .unwrap();
+    std::fs::write(&target, cri(0, 1000)).unwrap();
+    let input = format!(
+        "    type: file\n    paths: [\"{}/containers/*.log\"]\n",
+        d.display()
+    );
+    let config = pipeline(d, &input);
+    let mut first = Trawl::start(d, &config, "out1.json");
+    first.wait_for(20, "the first 1000 lines", |ev| ev.len() >= 1000);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(first.child.id() as i32, libc::SIGTERM) };
+    let status = first.child.wait().unwrap();
+    assert!(status.success(), "graceful stop: {status:?}");
+
+    let mut w = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&target)
+        .unwrap();
+    w.write_all(cri(1000, 2000).as_bytes()).unwrap();
+    drop(w);
+    std::fs::rename(&target, target_dir.join("0.log.20261123-100000")).unwrap();
+    std::fs::write(&target, cri(2000, 3000)).unwrap();
+
+    let second = Trawl::start(d, &config, "out2.json");
+    let ev2 = second.wait_for(20, "the rotated rest and the new file", |ev| {
+        ev.len() >= 2000
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let ev2 = if second.events().len() > ev2.len() {
+        second.events()
+    } else {
+        ev2
+    };
+    let all: Vec<Value> = first
+        .events()
+        .into_iter()
+        .chain(ev2.iter().cloned())
+        .collect();
+    let c = counts(&all);
+    let missing: Vec<usize> = (0..3000)
+        .filter(|i| !c.contains_key(&line(*i)))
+        .take(5)
+        .collect();
+    assert!(missing.is_empty(), "missing lines, first ones: {missing:?}");
+    assert_eq!(
+        all.len(),
+        3000,
+        "every line once, no history: {:?}",
+        c.keys().find(|k| k.contains("09000"))
+    );
+    let resumed = ev2
+        .iter()
+        .find(|e| e["message"] == line(1000).as_str())
+        .expect("line 1000");
+    assert_eq!(resumed["kubernetes"]["pod"]["name"], "web-7d9");
+    assert_eq!(resumed["container"]["id"], id.as_str());
+}

@@ -58,6 +58,10 @@ pub struct Found {
     pub opened: HashMap<FileKey, (PathBuf, File)>,
     /// Files the reader follows or has decided about (discovery leaves them alone).
     pub followed: HashSet<FileKey>,
+    /// Rotated files beside the targets of matched symlinks (`0.log.20261123-100000`), named by
+    /// their link: outside `paths`, but the reader resumes those its registry still has, which
+    /// kubelet rotated while trawl was down (a rolling update, a crash).
+    pub rotated: Vec<(PathBuf, FileKey, PathBuf)>,
 }
 
 /// Scans on every filesystem event that may add or remove files and every `scan_every`, until
@@ -75,6 +79,7 @@ pub fn spawn(
         .name("trawl-file-scan".into())
         .spawn(move || loop {
             let paths = discovery.scan();
+            let rotated = discovery.rotated_beside_targets();
             let renamed: Vec<Renamed> = discovery
                 .renamed_to
                 .lock()
@@ -122,6 +127,7 @@ pub fn spawn(
                     }
                 }
                 f.current = current;
+                f.rotated = rotated;
                 f.generation += 1;
             }
             let _ = wake_reader.try_send(());
@@ -230,13 +236,41 @@ impl Discovery {
         out
     }
 
+    /// Files kubelet's (or Docker's) rotation left beside each link target: `<target>.<suffix>`,
+    /// compressed ones left out.
+    fn rotated_beside_targets(&self) -> Vec<(PathBuf, FileKey, PathBuf)> {
+        let Ok(targets) = self.link_targets.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (target, link) in targets.iter() {
+            let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+                continue;
+            };
+            let prefix = format!("{}.", name.to_string_lossy());
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let file_name = entry.file_name();
+                let file_name = file_name.to_string_lossy();
+                if !file_name.starts_with(&prefix) || file_name.ends_with(".gz") {
+                    continue;
+                }
+                if let Ok(md) = entry.metadata() {
+                    if md.is_file() {
+                        out.push((link.clone(), FileKey::of(&md), entry.path()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Watches the folders the matched symlinks point into and forgets those no longer pointed
     /// into (a deleted pod), so watches do not pile up on a long-lived node.
     fn follow_link_targets(&mut self, paths: &[PathBuf]) {
         use notify::{RecursiveMode, Watcher};
-        let Some(watcher) = self.watcher.as_mut() else {
-            return;
-        };
         let mut targets = HashMap::new();
         let mut dirs = HashSet::new();
         for path in paths {
@@ -253,6 +287,12 @@ impl Discovery {
                 targets.insert(target, path.clone());
             }
         }
+        if let Ok(mut t) = self.link_targets.lock() {
+            *t = targets;
+        }
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
         for dir in self.target_dirs.difference(&dirs) {
             if !self.watched.contains(dir) {
                 let _ = watcher.unwatch(dir);
@@ -269,9 +309,6 @@ impl Discovery {
             }
         }
         self.target_dirs = dirs;
-        if let Ok(mut t) = self.link_targets.lock() {
-            *t = targets;
-        }
     }
 
     fn is_excluded(&self, path: &Path) -> bool {

@@ -367,10 +367,11 @@ impl Tailer {
     fn apply_scan(&mut self, found: &Mutex<Found>, first: bool, now: Instant) {
         self.truncated
             .retain(|t| now.saturating_duration_since(t.at) < Duration::from_secs(60));
-        let (current, mut opened) = match found.lock() {
+        let (current, mut opened, rotated) = match found.lock() {
             Ok(mut f) => (
                 std::mem::take(&mut f.current),
                 std::mem::take(&mut f.opened),
+                std::mem::take(&mut f.rotated),
             ),
             Err(_) => return,
         };
@@ -387,6 +388,32 @@ impl Tailer {
                 let file = opened.remove(key).map(|(_, f)| f);
                 if let Some(f) = self.discovered(*key, path, file, first, now) {
                     keep.insert(*key, (path.clone(), f));
+                }
+            }
+        }
+        // Rotated while trawl was not running: only what the registry knows is resumed, at its
+        // offset; an unknown rotated file is older history, not ours to ship.
+        if first {
+            for (name, key, actual) in &rotated {
+                if self.tails.contains_key(key) || opened.contains_key(key) || seen.contains(key) {
+                    continue;
+                }
+                let known = self
+                    .shared
+                    .registry
+                    .lock()
+                    .is_ok_and(|r| r.get(key).is_some());
+                if !known {
+                    continue;
+                }
+                match File::open(actual) {
+                    Ok(f) => {
+                        tracing::info!(input = %self.ctx.name, path = %actual.display(), "resuming a file rotated while trawl was stopped");
+                        if let Some(f) = self.discovered(*key, name, Some(f), first, now) {
+                            keep.insert(*key, (name.clone(), f));
+                        }
+                    }
+                    Err(e) => self.warn_open(actual, &e),
                 }
             }
         }
