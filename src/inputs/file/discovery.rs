@@ -60,7 +60,9 @@ pub struct Found {
     pub followed: HashSet<FileKey>,
     /// Rotated files beside the targets of matched symlinks (`0.log.20261123-100000`), named by
     /// their link: outside `paths`, but the reader resumes those its registry still has, which
-    /// kubelet rotated while trawl was down (a rolling update, a crash).
+    /// kubelet rotated while trawl was down (a rolling update, a crash). Listed by the first
+    /// scan only and left until the reader's first turn takes it: later rotations are seen as
+    /// renames.
     pub rotated: Vec<(PathBuf, FileKey, PathBuf)>,
 }
 
@@ -77,69 +79,75 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("trawl-file-scan".into())
-        .spawn(move || loop {
-            let paths = discovery.scan();
-            let rotated = discovery.rotated_beside_targets();
-            let renamed: Vec<Renamed> = discovery
-                .renamed_to
-                .lock()
-                .map(|mut r| std::mem::take(&mut *r))
-                .unwrap_or_default();
-            let mut current = Vec::with_capacity(paths.len());
-            for path in paths {
-                if let Ok(md) = std::fs::metadata(&path) {
-                    if md.is_file() {
-                        current.push((path, FileKey::of(&md)));
-                    }
-                }
-            }
-            if let Ok(mut f) = found.lock() {
-                for (path, key) in &current {
-                    if f.followed.contains(key)
-                        || f.opened.contains_key(key)
-                        || f.opened.len() >= max_open
-                    {
-                        continue;
-                    }
-                    if let Ok(file) = File::open(path) {
-                        // The path may have moved to another file between stat and open.
-                        if file
-                            .metadata()
-                            .map(|m| FileKey::of(&m) == *key)
-                            .unwrap_or(false)
-                        {
-                            f.opened.insert(*key, (path.clone(), file));
+        .spawn(move || {
+            let mut first_scan = true;
+            loop {
+                let paths = discovery.scan();
+                let rotated = first_scan.then(|| discovery.rotated_beside_targets());
+                let renamed: Vec<Renamed> = discovery
+                    .renamed_to
+                    .lock()
+                    .map(|mut r| std::mem::take(&mut *r))
+                    .unwrap_or_default();
+                let mut current = Vec::with_capacity(paths.len());
+                for path in paths {
+                    if let Ok(md) = std::fs::metadata(&path) {
+                        if md.is_file() {
+                            current.push((path, FileKey::of(&md)));
                         }
                     }
                 }
-                for Renamed { to, name } in renamed {
-                    if f.opened.len() >= max_open || discovery.is_excluded(&to) {
-                        continue;
-                    }
-                    if let Ok(file) = File::open(&to) {
-                        if let Ok(md) = file.metadata() {
-                            let key = FileKey::of(&md);
-                            if md.is_file() && !f.followed.contains(&key) {
-                                let path = if name == to { to } else { name };
-                                f.opened.entry(key).or_insert((path, file));
+                if let Ok(mut f) = found.lock() {
+                    for (path, key) in &current {
+                        if f.followed.contains(key)
+                            || f.opened.contains_key(key)
+                            || f.opened.len() >= max_open
+                        {
+                            continue;
+                        }
+                        if let Ok(file) = File::open(path) {
+                            // The path may have moved to another file between stat and open.
+                            if file
+                                .metadata()
+                                .map(|m| FileKey::of(&m) == *key)
+                                .unwrap_or(false)
+                            {
+                                f.opened.insert(*key, (path.clone(), file));
                             }
                         }
                     }
+                    for Renamed { to, name } in renamed {
+                        if f.opened.len() >= max_open || discovery.is_excluded(&to) {
+                            continue;
+                        }
+                        if let Ok(file) = File::open(&to) {
+                            if let Ok(md) = file.metadata() {
+                                let key = FileKey::of(&md);
+                                if md.is_file() && !f.followed.contains(&key) {
+                                    let path = if name == to { to } else { name };
+                                    f.opened.entry(key).or_insert((path, file));
+                                }
+                            }
+                        }
+                    }
+                    f.current = current;
+                    if let Some(rotated) = rotated {
+                        f.rotated = rotated;
+                    }
+                    f.generation += 1;
                 }
-                f.current = current;
-                f.rotated = rotated;
-                f.generation += 1;
-            }
-            let _ = wake_reader.try_send(());
-            if shutdown.is_triggered() {
-                return;
-            }
-            match events.recv_timeout(scan_every) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(scan_every),
-            }
-            if shutdown.is_triggered() {
-                return;
+                let _ = wake_reader.try_send(());
+                if shutdown.is_triggered() {
+                    return;
+                }
+                match events.recv_timeout(scan_every) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => std::thread::sleep(scan_every),
+                }
+                if shutdown.is_triggered() {
+                    return;
+                }
+                first_scan = false;
             }
         })
 }
