@@ -1,10 +1,15 @@
 //! The loghub samples parsed by the example pipelines in `pipelines/examples/`, run through the
 //! real binary and compared line by line with each sample's `*_structured.csv` ground truth.
 
+mod support {
+    pub mod loghub;
+}
+
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use support::loghub::leaves;
 
 /// `shared/` beside the repository (CI's layout), or `TRAWL_SHARED_DIR`.
 fn shared_dir() -> PathBuf {
@@ -49,22 +54,6 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 }
 
 /// Every leaf of a JSON object as (dotted path, value).
-fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                leaves(&p, v, out);
-            }
-        }
-        other => out.push((prefix.to_owned(), other.clone())),
-    }
-}
-
 /// Runs `pipeline` on `log` and checks every output line against the CSV row of the same
 /// number: each column named in `columns` must be the field it maps to (an empty cell: the
 /// field is absent), and no other field than those and `extra` may be present.
@@ -113,7 +102,7 @@ fn check(name: &str, pipeline: &str, columns: &[(&str, &str)], extra: &[&str]) {
         .chain(["@timestamp", "host.name"])
         .collect();
     for (i, (row, event)) in rows[1..].iter().zip(&events).enumerate() {
-        let mut have = Vec::new();
+        let mut have = BTreeMap::new();
         leaves("", event, &mut have);
         for (path, _) in &have {
             assert!(
@@ -128,7 +117,7 @@ fn check(name: &str, pipeline: &str, columns: &[(&str, &str)], extra: &[&str]) {
                 .position(|h| h == column)
                 .unwrap_or_else(|| panic!("{name}: no column {column}"));
             let want = &row[col];
-            let got = have.iter().find(|(p, _)| p == path).map(|(_, v)| v);
+            let got = have.get(*path);
             match got {
                 Some(Value::String(s)) => {
                     assert_eq!(s, want, "{name} line {}: {column} -> {path}", i + 1)

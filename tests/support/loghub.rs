@@ -17,7 +17,7 @@ pub const FOREIGN: &str = "\tat org.apache.hadoop.ipc.Client.call(Client.java:14
 pub type Case<'a> = (&'a str, &'a [&'a str]);
 
 /// Every leaf of a JSON object as (dotted path, value).
-fn leaves(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+pub fn leaves(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
