@@ -24,6 +24,42 @@ impl Drop for KillOnDrop {
 
 /// A small HTTP/1.1 server: keep-alive, pipelining, chunked responses, large bodies, and
 /// request bodies by Content-Length or chunked. Path decides the answer.
+/// trawl on `pipeline` with JSON logs: the child, its log lines (echoed for failing tests) and
+/// its events, each read by a thread so that neither pipe fills up.
+fn start_trawl(
+    pipeline: &std::path::Path,
+    stdin: bool,
+) -> (KillOnDrop, mpsc::Receiver<String>, mpsc::Receiver<J>) {
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["--log-format", "json", "run", "-c"])
+            .arg(pipeline)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("trawl: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let stdout = child.0.stdout.take().unwrap();
+    let (etx, erx) = mpsc::channel::<J>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = etx.send(v);
+            }
+        }
+    });
+    (child, rx, erx)
+}
+
 fn serve(listener: TcpListener) {
     for stream in listener.incoming().flatten() {
         std::thread::spawn(move || {
@@ -203,24 +239,8 @@ fn live_capture_on_lo_reports_every_transaction() {
         ),
     )
     .unwrap();
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(["--log-format", "json", "run", "-c"])
-            .arg(&pipeline)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut child, rx, erx) = start_trawl(&pipeline, false);
     // Wait for the capture to start, and learn the metrics address, from trawl's log.
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("trawl: {line}");
-            let _ = tx.send(line);
-        }
-    });
     let deadline = Instant::now() + Duration::from_secs(20);
     let (mut capturing, mut metrics_addr) = (false, None);
     while !(capturing && metrics_addr.is_some()) {
@@ -239,15 +259,6 @@ fn live_capture_on_lo_reports_every_transaction() {
         }
     }
     let metrics_addr = metrics_addr.unwrap();
-    let stdout = child.0.stdout.take().unwrap();
-    let (etx, erx) = mpsc::channel::<J>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = etx.send(v);
-            }
-        }
-    });
 
     let addr = format!("127.0.0.1:{port}");
     // Keep-alive: four requests on one connection.
@@ -506,32 +517,7 @@ fn a_down_interface_is_skipped_and_new_interfaces_are_picked_up() {
         ),
     )
     .unwrap();
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(["--log-format", "json", "run", "-c"])
-            .arg(&pipeline)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("trawl: {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let stdout = child.0.stdout.take().unwrap();
-    let (etx, erx) = mpsc::channel::<J>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = etx.send(v);
-            }
-        }
-    });
+    let (mut child, rx, erx) = start_trawl(&pipeline, false);
     let mut log = Vec::new();
     let capturing = |name: &str| {
         let quoted = format!("\"{name}\"");
@@ -668,33 +654,7 @@ fn graph_nodes_are_named_by_workload_when_kubernetes_knows_the_ip() {
         ),
     )
     .unwrap();
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(["--log-format", "json", "run", "-c"])
-            .arg(&pipeline)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("trawl: {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let stdout = child.0.stdout.take().unwrap();
-    let (etx, erx) = mpsc::channel::<J>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = etx.send(v);
-            }
-        }
-    });
+    let (mut child, rx, erx) = start_trawl(&pipeline, true);
     let mut log = Vec::new();
     wait_for_log(&rx, &mut log, "capturing on lo", |l| {
         l.contains("capturing") && l.contains("\"lo\"")
