@@ -229,19 +229,18 @@ impl ServiceMap {
         map
     }
 
-    fn bounded<'a, K: std::hash::Hash + Eq>(
-        map: &HashMap<K, impl Sized>,
-        key: &K,
-        value: &'a str,
-        max: usize,
-        overflow: &mut u64,
-    ) -> &'a str {
-        if map.contains_key(key) || map.len() < max {
-            value
-        } else {
+    /// Whether `key` may be counted: already a series, or room left for a new one (otherwise
+    /// the overflow is counted and the caller counts it under `OTHER`).
+    fn fits<K, Q>(map: &HashMap<K, impl Sized>, key: &Q, max: usize, overflow: &mut u64) -> bool
+    where
+        K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let fits = map.contains_key(key) || map.len() < max;
+        if !fits {
             *overflow += 1;
-            OTHER
         }
+        fits
     }
 
     /// One HTTP transaction from `client` to `server` (names: workload or ip / ip:port).
@@ -262,37 +261,38 @@ impl ServiceMap {
         let inner = &mut *g;
         let class = status.map(status_class).unwrap_or("none");
         let max = self.max_series;
+        // Each key is built once: this runs for every transaction.
         let key = (server.to_owned(), method.to_owned(), class);
-        let srv = Self::bounded(&inner.requests, &key, server, max, &mut inner.overflow);
-        let method_l = if srv == OTHER { OTHER } else { method };
-        *inner
-            .requests
-            .entry((srv.to_owned(), method_l.to_owned(), class))
-            .or_default() += 1;
+        let key = if Self::fits(&inner.requests, &key, max, &mut inner.overflow) {
+            key
+        } else {
+            (OTHER.to_owned(), OTHER.to_owned(), class)
+        };
+        *inner.requests.entry(key).or_default() += 1;
         if let Some(s) = seconds {
-            let srv = Self::bounded(
-                &inner.latency,
-                &server.to_owned(),
-                server,
-                max,
-                &mut inner.overflow,
-            );
-            let h = inner.latency.entry(srv.to_owned()).or_default();
-            h.count += 1;
-            h.sum += s;
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if s <= *b {
-                    h.counts[i] += 1;
+            let srv = if Self::fits(&inner.latency, server, max, &mut inner.overflow) {
+                server
+            } else {
+                OTHER
+            };
+            if !inner.latency.contains_key(srv) {
+                inner.latency.insert(srv.to_owned(), Histogram::default());
+            }
+            if let Some(h) = inner.latency.get_mut(srv) {
+                h.count += 1;
+                h.sum += s;
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    if s <= *b {
+                        h.counts[i] += 1;
+                    }
                 }
             }
         }
-        let tpl = template_path(path);
-        let pkey = (server.to_owned(), method.to_owned(), tpl.clone());
-        let p = Self::bounded(&inner.paths, &pkey, &tpl, max, &mut inner.overflow).to_owned();
-        let pkey = if p == OTHER {
-            (OTHER.to_owned(), OTHER.to_owned(), OTHER.to_owned())
-        } else {
+        let pkey = (server.to_owned(), method.to_owned(), template_path(path));
+        let pkey = if Self::fits(&inner.paths, &pkey, max, &mut inner.overflow) {
             pkey
+        } else {
+            (OTHER.to_owned(), OTHER.to_owned(), OTHER.to_owned())
         };
         *inner.paths.entry(pkey).or_default() += 1;
         let ekey = (client.to_owned(), server.to_owned());
