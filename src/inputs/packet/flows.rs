@@ -4,7 +4,7 @@
 
 use super::community_id::community_id;
 use super::decode::{tcp_flags, Addr, Packet};
-use super::out::{Fields, Out, Report};
+use super::out::{Fields, Fixed, Out, Report};
 use super::Stats;
 use crate::config::Duration;
 use rustc_hash::FxHashMap;
@@ -351,6 +351,19 @@ pub fn transport_name(proto: u8) -> Cow<'static, str> {
     }
 }
 
+static EVENT_END: Fixed = Fixed::new(|w| {
+    w.str("kind", "event");
+    w.strs("category", &["network"]);
+    w.strs("type", &["connection", "end"]);
+    w.str("dataset", "flow");
+});
+static EVENT_INFO: Fixed = Fixed::new(|w| {
+    w.str("kind", "event");
+    w.strs("category", &["network"]);
+    w.strs("type", &["connection", "info"]);
+    w.str("dataset", "flow");
+});
+
 /// One flow report (interim or final).
 struct FlowReport<'a> {
     k: &'a FlowKey,
@@ -367,16 +380,13 @@ impl Report for FlowReport<'_> {
         let ((sip, sport), (dip, dport)) = (ep(s), ep(d));
         w.time("@timestamp", f.last_ns);
         w.open("event");
-        w.str("kind", "event");
-        w.strs("category", &["network"]);
-        w.strs("type", &["connection", if fin { "end" } else { "info" }]);
-        w.str("dataset", "flow");
+        w.fixed(if fin { &EVENT_END } else { &EVENT_INFO });
         w.time("start", f.first_ns);
         w.time("end", f.last_ns);
         w.int("duration", f.last_ns - f.first_ns);
         w.close();
         w.open("flow");
-        w.str("id", &format!("{:016x}", flow_hash(k, f.first_ns)));
+        w.str("id", &hex16(flow_hash(k, f.first_ns)));
         w.bool("final", fin);
         if let Some(why) = why {
             w.str("end_reason", why.as_str());
@@ -408,7 +418,7 @@ impl Report for FlowReport<'_> {
         }
         w.open("network");
         w.str("transport", &transport_name(k.proto));
-        w.string("iana_number", k.proto.to_string());
+        w.str("iana_number", &iana_number(k.proto));
         w.str("type", if sip.is_v4() { "ipv4" } else { "ipv6" });
         w.int("packets", (f.dirs[0].packets + f.dirs[1].packets) as i64);
         w.int("bytes", (f.dirs[0].bytes + f.dirs[1].bytes) as i64);
@@ -425,6 +435,26 @@ impl Report for FlowReport<'_> {
     }
 }
 
+/// `{:016x}` without the formatter.
+fn hex16(v: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (0..16)
+        .rev()
+        .map(|i| HEX[(v >> (i * 4)) as usize & 15] as char)
+        .collect()
+}
+
+/// The protocol number as text; the common ones without formatting.
+fn iana_number(proto: u8) -> Cow<'static, str> {
+    match proto {
+        6 => "6".into(),
+        17 => "17".into(),
+        1 => "1".into(),
+        58 => "58".into(),
+        n => n.to_string().into(),
+    }
+}
+
 fn flow_hash(k: &FlowKey, first_ns: i64) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = rustc_hash::FxHasher::default();
@@ -437,6 +467,16 @@ fn flow_hash(k: &FlowKey, first_ns: i64) -> u64 {
 mod tests {
     use super::*;
     use crate::inputs::packet::decode::{decode, linktype, tests::eth_tcp};
+
+    #[test]
+    fn ids_and_protocol_numbers_print_as_the_formatter_would() {
+        for v in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
+            assert_eq!(hex16(v), format!("{v:016x}"));
+        }
+        for p in 0..=255u8 {
+            assert_eq!(iana_number(p), p.to_string());
+        }
+    }
 
     fn feed(t: &mut FlowTable, frames: &[(i64, Vec<u8>)], out: &mut Out) {
         for (ts, f) in frames {

@@ -8,7 +8,7 @@ use super::transaction::{Limits, Transaction};
 use super::HttpConfig;
 use crate::inputs::packet::community_id::community_id;
 use crate::inputs::packet::decode::Addr;
-use crate::inputs::packet::out::{Fields, Out, Report};
+use crate::inputs::packet::out::{Fields, Fixed, Out, Report};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -61,7 +61,8 @@ impl EventCtx {
         }
     }
 
-    pub fn emit(&self, txs: &mut Vec<Transaction>, peers: &Peers, out: &mut Out) {
+    #[allow(clippy::vec_box, reason = "boxed from the first byte: see transaction.rs")]
+    pub fn emit(&self, txs: &mut Vec<Box<Transaction>>, peers: &Peers, out: &mut Out) {
         for t in txs.drain(..) {
             self.report(&t, peers, out);
         }
@@ -157,7 +158,13 @@ impl EventCtx {
 
 /// A request target as path and query; the absolute form (proxies) keeps the path only.
 fn split_target(target: &str) -> (&str, Option<&str>) {
-    let rel = match target.find("://") {
+    // The origin form (`/path?query`), nearly every request, cannot hold a scheme.
+    let scheme_end = if target.starts_with('/') {
+        None
+    } else {
+        target.find("://")
+    };
+    let rel = match scheme_end {
         Some(i) => target[i + 3..]
             .find('/')
             .map(|j| &target[i + 3 + j..])
@@ -169,6 +176,23 @@ fn split_target(target: &str) -> (&str, Option<&str>) {
         None => (rel, None),
     }
 }
+
+static EVENT: Fixed = Fixed::new(|f| {
+    f.str("kind", "event");
+    f.strs("category", &["network", "web"]);
+    f.strs("type", &["connection", "protocol"]);
+    f.str("dataset", "http");
+});
+static NETWORK_V4: Fixed = Fixed::new(|f| {
+    f.str("transport", "tcp");
+    f.str("protocol", "http");
+    f.str("type", "ipv4");
+});
+static NETWORK_V6: Fixed = Fixed::new(|f| {
+    f.str("transport", "tcp");
+    f.str("protocol", "http");
+    f.str("type", "ipv6");
+});
 
 /// One transaction's event.
 struct TxReport<'a> {
@@ -197,10 +221,7 @@ impl Report for TxReport<'_> {
         let (cport, sport) = (peers.client.1, peers.server.1);
         f.time("@timestamp", start);
         f.open("event");
-        f.str("kind", "event");
-        f.strs("category", &["network", "web"]);
-        f.strs("type", &["connection", "protocol"]);
-        f.str("dataset", "http");
+        f.fixed(&EVENT);
         f.time("start", start);
         f.time("end", end);
         f.int("duration", end - start);
@@ -233,16 +254,11 @@ impl Report for TxReport<'_> {
         endpoint(f, "server", &peers.server_ip, sport);
 
         f.open("network");
-        f.str("transport", "tcp");
-        f.str("protocol", "http");
-        f.str(
-            "type",
-            if peers.client.0.is_v4() {
-                "ipv4"
-            } else {
-                "ipv6"
-            },
-        );
+        f.fixed(if peers.client.0.is_v4() {
+            &NETWORK_V4
+        } else {
+            &NETWORK_V6
+        });
         f.str("community_id", &peers.community_id);
         f.int("bytes", (req_bytes + resp_bytes) as i64);
         if let Some(ip) = real {

@@ -146,7 +146,8 @@ pub struct HttpAnalyzer {
     conns: FxHashMap<FlowKey, ConnEntry>,
     budget: Budget,
     stats: Arc<Stats>,
-    txs: Vec<Transaction>,
+    #[allow(clippy::vec_box, reason = "boxed from the first byte: see transaction.rs")]
+    txs: Vec<Box<Transaction>>,
     last_sweep_ns: i64,
 }
 
@@ -396,6 +397,7 @@ fn looks_like_request(payload: &[u8]) -> bool {
     )
 }
 
+#[allow(clippy::vec_box, reason = "boxed from the first byte: see transaction.rs")]
 fn deliver(
     conn: &mut Conn,
     from_client: bool,
@@ -403,7 +405,7 @@ fn deliver(
     ts: i64,
     l: &Limits<'_>,
     st: &mut ConnStats,
-    out: &mut Vec<Transaction>,
+    out: &mut Vec<Box<Transaction>>,
 ) {
     match (from_client, c) {
         (true, Chunk::Data(d)) => conn.client_data(d, ts, l, st, out),

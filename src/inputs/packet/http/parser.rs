@@ -53,8 +53,12 @@ pub struct HeadOptions<'a> {
     pub real_ip_header: Option<&'a str>,
 }
 
+/// A header value as text; the common valid-UTF-8 case skips the lossy decoder's per-byte walk.
 fn text(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).trim().to_owned()
+    match std::str::from_utf8(v) {
+        Ok(s) => s.trim().to_owned(),
+        Err(_) => String::from_utf8_lossy(v).trim().to_owned(),
+    }
 }
 
 fn parse_length(v: &[u8]) -> Option<u64> {
@@ -62,9 +66,8 @@ fn parse_length(v: &[u8]) -> Option<u64> {
 }
 
 fn has_token(v: &[u8], token: &str) -> bool {
-    String::from_utf8_lossy(v)
-        .split(',')
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    v.split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 pub fn parse_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> {

@@ -2,6 +2,10 @@
 //! parser on the server's, and the FIFO of requests waiting for their response (pipelining).
 //! Every request and every response ends up in exactly one `Transaction`, matched or not.
 
+// Transactions are boxed from their first byte to their event: a few hundred bytes each,
+// moved between the request, the pipelining queue, the response and the output.
+#![allow(clippy::vec_box)]
+
 use super::parser::{self, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync};
 
 /// Why a transaction is reported without one of its halves.
@@ -94,24 +98,21 @@ pub struct Conn {
     client: Side,
     server: Side,
     /// The request being read.
-    req: Option<Transaction>,
+    req: Option<Box<Transaction>>,
     /// Set when a final response arrived while the request was still being read.
     req_answered: bool,
-    pending: std::collections::VecDeque<Transaction>,
+    pending: std::collections::VecDeque<Box<Transaction>>,
     /// The response being read, with its request.
-    resp: Option<Transaction>,
+    resp: Option<Box<Transaction>>,
     pub last_ns: i64,
 }
 
 fn wants_body(limits: &Limits<'_>, content_type: Option<&str>) -> bool {
     match content_type {
-        Some(ct) if limits.max_body_bytes > 0 => {
-            let ct = ct.to_ascii_lowercase();
-            limits
-                .include_body_for
-                .iter()
-                .any(|p| ct.starts_with(p.as_str()))
-        }
+        Some(ct) if limits.max_body_bytes > 0 => limits.include_body_for.iter().any(|p| {
+            ct.get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p))
+        }),
         _ => false,
     }
 }
@@ -154,7 +155,7 @@ impl Conn {
         ts: i64,
         l: &Limits<'_>,
         st: &mut ConnStats,
-        out: &mut Vec<Transaction>,
+        out: &mut Vec<Box<Transaction>>,
     ) {
         self.last_ns = ts;
         if with_buffer(
@@ -185,7 +186,7 @@ impl Conn {
         ts: i64,
         l: &Limits<'_>,
         st: &mut ConnStats,
-        out: &mut Vec<Transaction>,
+        out: &mut Vec<Box<Transaction>>,
     ) {
         self.last_ns = ts;
         let mut parts = RespParts {
@@ -232,7 +233,7 @@ impl Conn {
     }
 
     /// Bytes the server sent that were never captured.
-    pub fn server_gap(&mut self, n: u32, st: &mut ConnStats, out: &mut Vec<Transaction>) {
+    pub fn server_gap(&mut self, n: u32, st: &mut ConnStats, out: &mut Vec<Box<Transaction>>) {
         st.gaps += 1;
         if let State::Body(b) = &mut self.server.state {
             if b.skip(n as u64) {
@@ -268,7 +269,7 @@ impl Conn {
     }
 
     /// The server closed its side: a body read until close is complete.
-    pub fn server_closed(&mut self, out: &mut Vec<Transaction>) {
+    pub fn server_closed(&mut self, out: &mut Vec<Box<Transaction>>) {
         if let State::Body(b) = &mut self.server.state {
             b.close();
             if b.done {
@@ -281,7 +282,7 @@ impl Conn {
     }
 
     /// Requests without a response since before `deadline_ns`.
-    pub fn expire(&mut self, deadline_ns: i64, out: &mut Vec<Transaction>) {
+    pub fn expire(&mut self, deadline_ns: i64, out: &mut Vec<Box<Transaction>>) {
         while self.resp.is_none()
             && self
                 .pending
@@ -296,7 +297,7 @@ impl Conn {
     }
 
     /// The connection ended (FIN, RST, idle, end of capture): everything still open is reported.
-    pub fn close(&mut self, ts: i64, out: &mut Vec<Transaction>) {
+    pub fn close(&mut self, ts: i64, out: &mut Vec<Box<Transaction>>) {
         if let Some(mut t) = self.resp.take() {
             let complete = match &mut self.server.state {
                 State::Body(b) => {
@@ -320,13 +321,13 @@ impl Conn {
         if matches!(self.client.state, State::Head) && !self.client.buf.is_empty() {
             if let Some(head) = parser::partial_request_line(&self.client.buf) {
                 let n = self.client.buf.len() as u64;
-                self.pending.push_back(Transaction {
+                self.pending.push_back(Box::new(Transaction {
                     req_start_ns: self.client.buf_ns,
                     req_end_ns: self.client.buf_ns,
                     req_header_bytes: n,
                     request: Some(head),
                     ..Default::default()
-                });
+                }));
             }
         }
         while let Some(mut t) = self.pending.pop_front() {
@@ -339,15 +340,15 @@ impl Conn {
 }
 
 struct ReqParts<'a> {
-    req: &'a mut Option<Transaction>,
+    req: &'a mut Option<Box<Transaction>>,
     answered: &'a mut bool,
-    pending: &'a mut std::collections::VecDeque<Transaction>,
+    pending: &'a mut std::collections::VecDeque<Box<Transaction>>,
 }
 
 fn self_parts<'a>(
-    req: &'a mut Option<Transaction>,
+    req: &'a mut Option<Box<Transaction>>,
     answered: &'a mut bool,
-    pending: &'a mut std::collections::VecDeque<Transaction>,
+    pending: &'a mut std::collections::VecDeque<Box<Transaction>>,
 ) -> ReqParts<'a> {
     ReqParts {
         req,
@@ -357,9 +358,9 @@ fn self_parts<'a>(
 }
 
 struct RespParts<'a> {
-    pending: &'a mut std::collections::VecDeque<Transaction>,
-    resp: &'a mut Option<Transaction>,
-    req: &'a mut Option<Transaction>,
+    pending: &'a mut std::collections::VecDeque<Box<Transaction>>,
+    resp: &'a mut Option<Box<Transaction>>,
+    req: &'a mut Option<Box<Transaction>>,
     req_answered: &'a mut bool,
     client_state: &'a mut State,
 }
@@ -406,7 +407,7 @@ fn consume_requests(
     ts: i64,
     l: &Limits<'_>,
     st: &mut ConnStats,
-    out: &mut Vec<Transaction>,
+    out: &mut Vec<Box<Transaction>>,
 ) -> usize {
     let mut at = 0;
     loop {
@@ -435,14 +436,14 @@ fn consume_requests(
                         Framing::Length(head.content_length.unwrap_or(0))
                     };
                     let body = wants_body(l, head.content_type.as_deref()).then(Vec::new);
-                    *p.req = Some(Transaction {
+                    *p.req = Some(Box::new(Transaction {
                         req_start_ns: start,
                         req_end_ns: ts,
                         req_header_bytes: n as u64,
                         req_body: body,
                         request: Some(head),
                         ..Default::default()
-                    });
+                    }));
                     *p.answered = false;
                     side.state = State::Body(Body::new(framing));
                 }
@@ -501,7 +502,7 @@ fn consume_responses(
     ts: i64,
     l: &Limits<'_>,
     st: &mut ConnStats,
-    out: &mut Vec<Transaction>,
+    out: &mut Vec<Box<Transaction>>,
 ) -> usize {
     let mut at = 0;
     loop {
@@ -537,10 +538,10 @@ fn consume_responses(
                                 *p.req_answered = true;
                                 r.clone()
                             }
-                            None => Transaction {
+                            None => Box::new(Transaction {
                                 missing: Some(Missing::Request),
                                 ..Default::default()
-                            },
+                            }),
                         },
                     };
                     let method = t.request.as_ref().map(|r| r.method.as_str()).unwrap_or("");
@@ -633,7 +634,7 @@ mod tests {
         }
     }
 
-    fn run(client: &[&[u8]], server: &[&[u8]]) -> Vec<Transaction> {
+    fn run(client: &[&[u8]], server: &[&[u8]]) -> Vec<Box<Transaction>> {
         let l = limits();
         let mut st = ConnStats::default();
         let mut c = Conn::new();
@@ -669,7 +670,7 @@ mod tests {
                 b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
             ],
         );
-        let s: Vec<String> = out.iter().map(summary).collect();
+        let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
         assert_eq!(
             s,
             vec![
@@ -726,7 +727,7 @@ mod tests {
             &mut out,
         );
         c.close(7, &mut out);
-        let s: Vec<String> = out.iter().map(summary).collect();
+        let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
         assert_eq!(
             s,
             vec![
