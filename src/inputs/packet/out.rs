@@ -212,15 +212,13 @@ impl<'a> JsonFields<'a> {
     #[inline(always)]
     fn key(&mut self, key: &'static str) {
         debug_assert!(!needs_escape(key.as_bytes()), "{key}");
-        let b = &mut *self.buf;
-        b.reserve(key.len() + 4);
+        // Two calls rather than a variable `head`, so that each copy has a constant length.
         if self.comma {
-            b.push(b',');
+            append(self.buf, b",\"", key.as_bytes(), b"\":");
+        } else {
+            append(self.buf, b"\"", key.as_bytes(), b"\":");
         }
         self.comma = true;
-        b.push(b'"');
-        b.extend_from_slice(key.as_bytes());
-        b.extend_from_slice(b"\":");
     }
 
     pub fn finish(self) {
@@ -248,7 +246,7 @@ impl Fields for JsonFields<'_> {
     #[inline(always)]
     fn int(&mut self, key: &'static str, v: i64) {
         self.key(key);
-        append(self.buf, itoa::Buffer::new().format(v).as_bytes());
+        append(self.buf, b"", itoa::Buffer::new().format(v).as_bytes(), b"");
     }
     #[inline(always)]
     fn bool(&mut self, key: &'static str, v: bool) {
@@ -307,36 +305,35 @@ impl Fields for JsonFields<'_> {
 /// A JSON string; the common case (nothing to escape) is one copy.
 fn json_str(buf: &mut Vec<u8>, s: &str) {
     if !needs_escape(s.as_bytes()) {
-        buf.reserve(s.len() + 2);
-        buf.push(b'"');
-        append(buf, s.as_bytes());
-        buf.push(b'"');
+        append(buf, b"\"", s.as_bytes(), b"\"");
     } else {
         // serde_json's own escaping, so both output forms agree; writing to a Vec cannot fail.
         let _ = serde_json::to_writer(buf, s);
     }
 }
 
-/// Appends `s`. Most of what an event holds is a few bytes long (an address, a port, a
-/// method): those are copied with two overlapping moves instead of a call to `memcpy`.
+/// Appends `head`, `s` and `tail` with one capacity check. `head` and `tail` are our own
+/// constants (quotes, a key's punctuation), so inlined their copies are a few moves; so is
+/// `s` when it is short, as most of an event is (an address, a port, a method): two
+/// overlapping moves rather than a call to `memcpy`.
 #[inline(always)]
-fn append(buf: &mut Vec<u8>, s: &[u8]) {
+fn append(buf: &mut Vec<u8>, head: &[u8], s: &[u8], tail: &[u8]) {
     let n = s.len();
-    if n > 32 {
-        buf.extend_from_slice(s);
-        return;
-    }
-    buf.reserve(n);
-    // SAFETY: `reserve` made room for `n` bytes after `len`; each copy below reads inside `s`
-    // (its first and last `w` bytes, with `w <= n`) and writes inside those `n` bytes, and
-    // together the copies cover all `n` bytes before `set_len` exposes them.
+    buf.reserve(head.len() + n + tail.len());
+    // SAFETY: `reserve` made room for all the bytes written here after `len`. The copies of
+    // `s` read inside `s` (its first and last `w` bytes, `w <= n`) and, together, write
+    // exactly its `n` bytes; `set_len` then covers only what was written.
     unsafe {
-        let (src, dst) = (s.as_ptr(), buf.as_mut_ptr().add(buf.len()));
+        let at = buf.as_mut_ptr().add(buf.len());
+        std::ptr::copy_nonoverlapping(head.as_ptr(), at, head.len());
+        let (src, dst) = (s.as_ptr(), at.add(head.len()));
         let pair = |w: usize| {
             std::ptr::copy_nonoverlapping(src, dst, w);
             std::ptr::copy_nonoverlapping(src.add(n - w), dst.add(n - w), w);
         };
-        if n >= 16 {
+        if n > 32 {
+            std::ptr::copy_nonoverlapping(src, dst, n);
+        } else if n >= 16 {
             pair(16);
         } else if n >= 8 {
             pair(8);
@@ -347,7 +344,8 @@ fn append(buf: &mut Vec<u8>, s: &[u8]) {
                 *dst.add(i) = *src.add(i);
             }
         }
-        buf.set_len(buf.len() + n);
+        std::ptr::copy_nonoverlapping(tail.as_ptr(), dst.add(n), tail.len());
+        buf.set_len(buf.len() + head.len() + n + tail.len());
     }
 }
 
@@ -484,9 +482,10 @@ mod tests {
         for start in 0..3 {
             for n in 0..=70 {
                 let mut buf = b"head".to_vec();
-                append(&mut buf, &src[start..start + n]);
-                assert_eq!(&buf[..4], b"head");
-                assert_eq!(&buf[4..], &src[start..start + n], "length {n}");
+                append(&mut buf, b"<", &src[start..start + n], b">!");
+                assert_eq!(&buf[..5], b"head<");
+                assert_eq!(&buf[5..5 + n], &src[start..start + n], "length {n}");
+                assert_eq!(&buf[5 + n..], b">!");
             }
         }
     }

@@ -368,16 +368,21 @@ impl std::fmt::Display for SockName {
 }
 
 fn mime(ct: &str) -> Cow<'_, str> {
-    lower(ct.split(';').next().unwrap_or("").trim())
+    let end = memchr::memchr(b';', ct.as_bytes()).unwrap_or(ct.len());
+    lower(ct[..end].trim_ascii())
 }
 
 fn strip_port(host: &str) -> &str {
-    let host = host.trim();
+    let host = host.trim_ascii();
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or("");
     }
-    match host.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+    let b = host.as_bytes();
+    match memchr::memrchr(b':', b) {
+        // One colon followed by digits: a port. More colons: a bare IPv6 address.
+        Some(i) if b[i + 1..].iter().all(u8::is_ascii_digit) && !b[..i].contains(&b':') => {
+            &host[..i]
+        }
         _ => host,
     }
 }

@@ -53,11 +53,13 @@ pub struct HeadOptions<'a> {
     pub real_ip_header: Option<&'a str>,
 }
 
-/// A header value as text; the common valid-UTF-8 case skips the lossy decoder's per-byte walk.
+/// A header value as text, without the optional white space (RFC 9110 OWS: spaces and tabs)
+/// around it; the common valid-UTF-8 case skips the lossy decoder's per-byte walk.
 fn text(v: &[u8]) -> String {
+    let v = v.trim_ascii();
     match std::str::from_utf8(v) {
-        Ok(s) => s.trim().to_owned(),
-        Err(_) => String::from_utf8_lossy(v).trim().to_owned(),
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(v).into_owned(),
     }
 }
 
