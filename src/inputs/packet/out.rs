@@ -80,6 +80,11 @@ pub trait Fields {
     fn string(&mut self, key: &'static str, v: String) {
         self.str(key, &v)
     }
+    /// A string that never needs escaping (an address, base64, an HTTP token the parser
+    /// checked): JSON mode copies it without looking.
+    fn word(&mut self, key: &'static str, v: &str) {
+        self.str(key, v)
+    }
     fn int(&mut self, key: &'static str, v: i64);
     fn bool(&mut self, key: &'static str, v: bool);
     /// Capture time in ns since the epoch, rendered like `Value::Timestamp`.
@@ -242,6 +247,12 @@ impl Fields for JsonFields<'_> {
     fn str(&mut self, key: &'static str, v: &str) {
         self.key(key);
         json_str(self.buf, v);
+    }
+    #[inline(always)]
+    fn word(&mut self, key: &'static str, v: &str) {
+        debug_assert!(!needs_escape(v.as_bytes()), "{v}");
+        self.key(key);
+        append(self.buf, b"\"", v.as_bytes(), b"\"");
     }
     #[inline(always)]
     fn int(&mut self, key: &'static str, v: i64) {

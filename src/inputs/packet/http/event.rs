@@ -230,14 +230,14 @@ impl Report for TxReport<'_> {
             (None, Some(code)) if code >= 400 => "failure",
             _ => "success",
         };
-        f.str("outcome", outcome);
+        f.word("outcome", outcome);
         if let Some(m) = t.missing {
             f.str("reason", m.as_str());
         }
         f.close();
         let endpoint = |f: &mut F, name: &'static str, ip: &str, port: u16| {
             f.open(name);
-            f.str("ip", ip);
+            f.word("ip", ip);
             f.int("port", port as i64);
             f.close();
         };
@@ -259,7 +259,7 @@ impl Report for TxReport<'_> {
         } else {
             &NETWORK_V6
         });
-        f.str("community_id", &peers.community_id);
+        f.word("community_id", &peers.community_id);
         f.int("bytes", (req_bytes + resp_bytes) as i64);
         if let Some(ip) = real {
             f.str("forwarded_ip", ip);
@@ -287,7 +287,7 @@ impl Report for TxReport<'_> {
         f.open("http");
         if let Some(r) = &t.request {
             f.open("request");
-            f.str("method", &r.method);
+            f.word("method", &r.method);
             f.int("bytes", req_bytes as i64);
             f.int("header_bytes", t.req_header_bytes as i64);
             body(f, t.req_body_bytes, &t.req_body);
@@ -315,7 +315,7 @@ impl Report for TxReport<'_> {
             .map(|r| r.minor)
             .or(t.response.as_ref().map(|r| r.minor));
         if let Some(minor) = version {
-            f.str("version", if minor == 0 { "1.0" } else { "1.1" });
+            f.word("version", if minor == 0 { "1.0" } else { "1.1" });
         }
         f.close();
         if let Some(r) = &t.request {

@@ -14,21 +14,23 @@ pub enum Status<T> {
 
 const MAX_HEADERS: usize = 96;
 
+use compact_str::CompactString;
+
 /// Header values a transaction keeps, by lower-case name.
 pub type Headers = Vec<(String, String)>;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestHead {
-    pub method: String,
-    pub target: String,
+    pub method: CompactString,
+    pub target: CompactString,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
-    pub host: Option<String>,
-    pub user_agent: Option<String>,
+    pub host: Option<CompactString>,
+    pub user_agent: Option<CompactString>,
     pub content_length: Option<u64>,
     pub chunked: bool,
     pub expect_continue: bool,
-    pub content_type: Option<String>,
+    pub content_type: Option<CompactString>,
     pub real_ip: Option<String>,
     /// All headers, in order, when the config asks for them.
     pub headers: Headers,
@@ -40,7 +42,7 @@ pub struct ResponseHead {
     pub status: u16,
     pub content_length: Option<u64>,
     pub chunked: bool,
-    pub content_type: Option<String>,
+    pub content_type: Option<CompactString>,
     pub close: bool,
     pub headers: Headers,
 }
@@ -55,11 +57,11 @@ pub struct HeadOptions<'a> {
 
 /// A header value as text, without the optional white space (RFC 9110 OWS: spaces and tabs)
 /// around it; the common valid-UTF-8 case skips the lossy decoder's per-byte walk.
-fn text(v: &[u8]) -> String {
+fn text(v: &[u8]) -> CompactString {
     let v = v.trim_ascii();
     match std::str::from_utf8(v) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(v).into_owned(),
+        Ok(s) => s.into(),
+        Err(_) => String::from_utf8_lossy(v).into(),
     }
 }
 
@@ -82,8 +84,8 @@ pub fn parse_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> 
         Err(_) => return Status::Error,
     };
     let mut head = RequestHead {
-        method: req.method.unwrap_or("").to_owned(),
-        target: req.path.unwrap_or("").to_owned(),
+        method: req.method.unwrap_or("").into(),
+        target: req.path.unwrap_or("").into(),
         minor: req.version.unwrap_or(1),
         ..Default::default()
     };
@@ -109,7 +111,7 @@ pub fn parse_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> 
         }
         if opts.keep_headers {
             head.headers
-                .push((name.to_ascii_lowercase(), text(h.value)));
+                .push((name.to_ascii_lowercase(), text(h.value).into()));
         }
     }
     Status::Complete(head, n)
@@ -162,7 +164,7 @@ fn response_in<'b>(
         }
         if opts.keep_headers {
             head.headers
-                .push((name.to_ascii_lowercase(), text(h.value)));
+                .push((name.to_ascii_lowercase(), text(h.value).into()));
         }
     }
     Ok(Status::Complete(head, n))
@@ -387,8 +389,8 @@ pub fn partial_request_line(buf: &[u8]) -> Option<RequestHead> {
         return None;
     }
     Some(RequestHead {
-        method: String::from_utf8_lossy(&m[..m.len() - 1]).into_owned(),
-        target: target.to_owned(),
+        method: String::from_utf8_lossy(&m[..m.len() - 1]).into(),
+        target: target.into(),
         minor: 0,
         ..Default::default()
     })
