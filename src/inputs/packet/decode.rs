@@ -81,7 +81,13 @@ impl std::fmt::Display for Addr {
                 n += 1;
             }
             let digits = [octet / 100, octet / 10 % 10, octet % 10];
-            let skip = if octet >= 100 { 0 } else if octet >= 10 { 1 } else { 2 };
+            let skip = if octet >= 100 {
+                0
+            } else if octet >= 10 {
+                1
+            } else {
+                2
+            };
             for d in &digits[skip..] {
                 text[n] = b'0' + d;
                 n += 1;

@@ -61,7 +61,10 @@ impl EventCtx {
         }
     }
 
-    #[allow(clippy::vec_box, reason = "boxed from the first byte: see transaction.rs")]
+    #[allow(
+        clippy::vec_box,
+        reason = "boxed from the first byte: see transaction.rs"
+    )]
     pub fn emit(&self, txs: &mut Vec<Box<Transaction>>, peers: &Peers, out: &mut Out) {
         for t in txs.drain(..) {
             self.report(&t, peers, out);

@@ -146,7 +146,10 @@ pub struct HttpAnalyzer {
     conns: FxHashMap<FlowKey, ConnEntry>,
     budget: Budget,
     stats: Arc<Stats>,
-    #[allow(clippy::vec_box, reason = "boxed from the first byte: see transaction.rs")]
+    #[allow(
+        clippy::vec_box,
+        reason = "boxed from the first byte: see transaction.rs"
+    )]
     txs: Vec<Box<Transaction>>,
     last_sweep_ns: i64,
 }
@@ -397,7 +400,10 @@ fn looks_like_request(payload: &[u8]) -> bool {
     )
 }
 
-#[allow(clippy::vec_box, reason = "boxed from the first byte: see transaction.rs")]
+#[allow(
+    clippy::vec_box,
+    reason = "boxed from the first byte: see transaction.rs"
+)]
 fn deliver(
     conn: &mut Conn,
     from_client: bool,
