@@ -22,8 +22,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A small HTTP/1.1 server: keep-alive, pipelining, chunked responses, large bodies, and
-/// request bodies by Content-Length or chunked. Path decides the answer.
 /// trawl on `pipeline` with JSON logs: the child, its log lines (echoed for failing tests) and
 /// its events, each read by a thread so that neither pipe fills up.
 fn start_trawl(
@@ -60,6 +58,27 @@ fn start_trawl(
     (child, rx, erx)
 }
 
+/// Starts `serve` on a free port of 127.0.0.1 and writes, under `dir`, a pipeline with an
+/// `http` input capturing that port on `interfaces` (YAML list items, refreshed every 300 ms)
+/// into stdout, with `/metrics` on a free port. Returns the port and the pipeline's path.
+fn serve_and_pipeline(dir: &std::path::Path, interfaces: &str) -> (u16, std::path::PathBuf) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || serve(listener));
+    let pipeline = dir.join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "inputs:\n  web:\n    type: http\n    capture: {{ interfaces: [{interfaces}], bpf_filter: \"tcp port {port}\", refresh_interfaces: 300ms }}\n    ports: [{port}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    (port, pipeline)
+}
+
+/// A small HTTP/1.1 server: keep-alive, pipelining, chunked responses, large bodies, and
+/// request bodies by Content-Length or chunked. Path decides the answer.
 fn serve(listener: TcpListener) {
     for stream in listener.incoming().flatten() {
         std::thread::spawn(move || {
@@ -225,20 +244,8 @@ fn live_capture_on_lo_reports_every_transaction() {
         }
         panic!("cannot open lo: {msg}");
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || serve(listener));
-
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = dir.path().join("p.yaml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "inputs:\n  web:\n    type: http\n    capture: {{ interfaces: [lo, trawl-nope0, \"veth-trawl-none*\"], bpf_filter: \"tcp port {port}\", refresh_interfaces: 300ms }}\n    ports: [{port}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let (port, pipeline) = serve_and_pipeline(dir.path(), r#"lo, trawl-nope0, "veth-trawl-none*""#);
     let (mut child, rx, erx) = start_trawl(&pipeline, false);
     // Wait for the capture to start, and learn the metrics address, from trawl's log.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -504,19 +511,8 @@ fn a_down_interface_is_skipped_and_new_interfaces_are_picked_up() {
         println!("SKIPPED: cannot create a dummy interface (CAP_NET_ADMIN, iproute2): {e}");
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || serve(listener));
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = dir.path().join("p.yaml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "inputs:\n  web:\n    type: http\n    capture: {{ interfaces: [lo, \"{stem}*\"], bpf_filter: \"tcp port {port}\", refresh_interfaces: 300ms }}\n    ports: [{port}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let (port, pipeline) = serve_and_pipeline(dir.path(), &format!(r#"lo, "{stem}*""#));
     let (mut child, rx, erx) = start_trawl(&pipeline, false);
     let mut log = Vec::new();
     let capturing = |name: &str| {

@@ -3,6 +3,7 @@
 
 mod support {
     pub mod loghub;
+    pub mod process;
 }
 
 use serde_json::Value;

@@ -7,6 +7,7 @@
 
 mod support {
     pub mod loghub;
+    pub mod process;
 }
 
 use support::loghub::check;

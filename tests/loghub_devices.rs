@@ -8,6 +8,7 @@
 
 mod support {
     pub mod loghub;
+    pub mod process;
 }
 
 use support::loghub::check;

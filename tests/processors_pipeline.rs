@@ -1,9 +1,12 @@
 //! A pipeline that parses, tags and decides by conditions, run end to end with the binary:
 //! dissect, json, timestamp, add_tags with `when:`, rename, remove and drop.
 
+mod support {
+    pub mod process;
+}
+
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const PIPELINE: &str = r#"
 inputs:
@@ -41,32 +44,7 @@ fn run(input: &str) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, PIPELINE).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["run", "-c"])
-        .arg(&file)
-        .env("TRAWL_DATA_DIR", dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    support::process::run_on_stdin(&file, dir.path(), input)
 }
 
 #[test]

@@ -5,9 +5,7 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// A Java stack-trace continuation line: no example's shape, so every pipeline must pass it on
 /// whole with the failure tag.
@@ -48,36 +46,10 @@ fn parsed_fields(event: &Value) -> BTreeMap<String, Value> {
 /// Runs `trawl run -c pipelines/examples/<pipeline>` with `lines` on stdin.
 pub fn run(pipeline: &str, lines: &[&str]) -> Vec<Value> {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["run", "-c"])
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("pipelines/examples")
-                .join(pipeline),
-        )
-        .env("TRAWL_DATA_DIR", data_dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = lines.join("\n");
-    input.push('\n');
-    let mut stdin = child.stdin.take().unwrap();
-    // Written from a thread so that a full stdout pipe can never stall the writer.
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{pipeline}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pipelines/examples")
+        .join(pipeline);
+    super::process::run_on_stdin(&config, data_dir.path(), &(lines.join("\n") + "\n"))
 }
 
 /// Feeds every case's line, then [`FOREIGN`], to `pipeline`: each event must hold exactly the

@@ -131,6 +131,37 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Runs `trawl run -c config` to completion with `input` on stdin (written from a thread, so
+/// that a full stdout pipe cannot stall the writer) and returns its stdout as JSON lines;
+/// trawl failing fails the test with its stderr.
+pub fn run_on_stdin(config: &Path, data_dir: &Path, input: &str) -> Vec<serde_json::Value> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(config)
+        .env("TRAWL_DATA_DIR", data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        config.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Reads a JSON-lines file (missing file: empty).
 pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
