@@ -16,11 +16,13 @@ pub enum Out {
     },
 }
 
-/// The date and time of day of the last second written: consecutive events mostly share it.
+/// The last timestamp written: consecutive events mostly share its second, and an HTTP event's
+/// `@timestamp` is its `event.start`.
 #[derive(Default)]
 pub struct Clock {
-    sec: Option<i64>,
-    text: [u8; 19],
+    /// Microseconds since the epoch of `text`.
+    micros: Option<i64>,
+    text: [u8; 27],
 }
 
 impl Out {
@@ -94,7 +96,13 @@ pub trait Fields {
     fn entry(&mut self, key: &str, v: &str);
     /// A run of fields that is the same in every event.
     fn fixed(&mut self, run: &'static Fixed);
+    /// A run of fields that is the same in every event of one connection (its endpoints):
+    /// JSON mode renders it into `cache` the first time and copies it after that.
+    fn cached(&mut self, cache: &Cached, write: &dyn Fn(&mut dyn Fields));
 }
+
+/// The JSON of a `Fields::cached` run, kept by its owner (a connection).
+pub type Cached = std::cell::OnceCell<Box<[u8]>>;
 
 /// A run of fields whose values never change (an event's `kind`, `category`, `type`,
 /// `dataset`): a third of an HTTP event. JSON mode renders it once and then copies the bytes.
@@ -192,6 +200,9 @@ impl Fields for MapFields {
     }
     fn fixed(&mut self, run: &'static Fixed) {
         (run.write)(self);
+    }
+    fn cached(&mut self, _: &Cached, write: &dyn Fn(&mut dyn Fields)) {
+        write(self);
     }
 }
 
@@ -293,15 +304,16 @@ impl Fields for JsonFields<'_> {
         json_str(self.buf, v);
     }
     fn fixed(&mut self, run: &'static Fixed) {
-        let json = run.json.get_or_init(|| {
-            let (mut buf, mut clock) = (Vec::new(), Clock::default());
-            (run.write)(&mut JsonFields {
-                buf: &mut buf,
-                clock: &mut clock,
-                comma: false,
-            });
-            buf.into_boxed_slice()
-        });
+        self.splice(run.json.get_or_init(|| render(&run.write)));
+    }
+    fn cached(&mut self, cache: &Cached, write: &dyn Fn(&mut dyn Fields)) {
+        self.splice(cache.get_or_init(|| render(write)));
+    }
+}
+
+impl JsonFields<'_> {
+    /// Fields rendered before (`render`), where the next field would go.
+    fn splice(&mut self, json: &[u8]) {
         if json.is_empty() {
             return;
         }
@@ -311,6 +323,17 @@ impl Fields for JsonFields<'_> {
         self.comma = true;
         self.buf.extend_from_slice(json);
     }
+}
+
+/// A run of fields as the JSON that goes between an object's braces.
+fn render(write: &dyn Fn(&mut dyn Fields)) -> Box<[u8]> {
+    let (mut buf, mut clock) = (Vec::new(), Clock::default());
+    write(&mut JsonFields {
+        buf: &mut buf,
+        clock: &mut clock,
+        comma: false,
+    });
+    buf.into_boxed_slice()
 }
 
 /// A JSON string; the common case (nothing to escape) is one copy.
@@ -384,20 +407,22 @@ fn needs_escape(s: &[u8]) -> bool {
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (microseconds, UTC), as `Value::Timestamp` serializes.
 fn write_time(buf: &mut Vec<u8>, clock: &mut Clock, ns: i64) {
-    let secs = ns.div_euclid(1_000_000_000);
-    let micros = ns.rem_euclid(1_000_000_000) / 1000;
-    if clock.sec != Some(secs) {
-        clock.sec = Some(secs);
-        clock.text = date_time(secs);
-    }
-    let mut frac = [b'.', 0, 0, 0, 0, 0, 0, b'Z'];
-    let mut v = micros;
-    for d in frac[1..7].iter_mut().rev() {
-        *d = b'0' + (v % 10) as u8;
-        v /= 10;
+    let micros = ns.div_euclid(1000);
+    if clock.micros != Some(micros) {
+        let secs = micros.div_euclid(1_000_000);
+        if clock.micros.map(|m| m.div_euclid(1_000_000)) != Some(secs) {
+            clock.text[..19].copy_from_slice(&date_time(secs));
+            clock.text[19] = b'.';
+            clock.text[26] = b'Z';
+        }
+        clock.micros = Some(micros);
+        let mut v = micros.rem_euclid(1_000_000);
+        for d in clock.text[20..26].iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
     }
     buf.extend_from_slice(&clock.text);
-    buf.extend_from_slice(&frac);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of `secs` since the epoch.
@@ -523,7 +548,10 @@ mod tests {
         let base = 1_700_000_000_000_000_000i64;
         for ns in [
             base,
+            base,
             base + 1_000,
+            base + 1_999,
+            base + 2_000,
             base + 999_999_999,
             base + 1_000_000_000,
             base - 5,

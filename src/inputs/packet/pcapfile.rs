@@ -8,7 +8,10 @@ use std::path::Path;
 
 /// Largest record accepted, as libpcap's limit for most link types.
 const MAX_RECORD: usize = 262_144;
-const BUF: usize = 1 << 20;
+/// Read size: a quarter of this CPU's per-core L2, so what the kernel copied is still cached
+/// when it is decoded (no faster than 1 MiB within this VM's noise, and 900 kB less RSS);
+/// grown for a record larger than it.
+const BUF: usize = 128 << 10;
 
 pub struct Reader {
     file: File,
@@ -73,6 +76,9 @@ impl Reader {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
+        if need > self.buf.len() {
+            self.buf.resize(need, 0);
+        }
         while self.end < need && !self.eof {
             match self.file.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
@@ -164,5 +170,32 @@ mod tests {
             files += 1;
         }
         assert!(files >= 20, "{files} classic pcap files");
+    }
+
+    /// A record larger than the read buffer grows it, and the records around it still read.
+    #[test]
+    fn reads_a_record_larger_than_the_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.pcap");
+        let mut file = Vec::new();
+        for w in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, 1] {
+            file.extend_from_slice(&w.to_le_bytes());
+        }
+        let sizes = [60usize, BUF + 70_000, 60];
+        for (i, &len) in sizes.iter().enumerate() {
+            for w in [i as u32, 5, len as u32, len as u32] {
+                file.extend_from_slice(&w.to_le_bytes());
+            }
+            file.extend(std::iter::repeat_n(i as u8 + 1, len));
+        }
+        std::fs::write(&path, &file).unwrap();
+        let mut r = Reader::open(&path).unwrap().unwrap();
+        for (i, &len) in sizes.iter().enumerate() {
+            let (ts, data) = r.next_record().unwrap().unwrap();
+            assert_eq!(ts, i as i64 * 1_000_000_000 + 5_000);
+            assert_eq!(data.len(), len);
+            assert!(data.iter().all(|&b| b == i as u8 + 1));
+        }
+        assert!(r.next_record().unwrap().is_none());
     }
 }

@@ -8,7 +8,7 @@ use super::transaction::{Limits, Transaction};
 use super::HttpConfig;
 use crate::inputs::packet::community_id::community_id;
 use crate::inputs::packet::decode::Addr;
-use crate::inputs::packet::out::{Fields, Fixed, Out, Report};
+use crate::inputs::packet::out::{Cached, Fields, Fixed, Out, Report};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -22,6 +22,9 @@ pub struct Peers {
     server_ip: String,
     server_name: String,
     community_id: String,
+    /// `source`, `destination`, `client` and `server` as JSON, the same in every event of the
+    /// connection (unless `real_ip_header` names another client).
+    endpoints: Cached,
 }
 
 impl Peers {
@@ -31,6 +34,7 @@ impl Peers {
             server_ip: server.0.to_string(),
             server_name: SockName(server.0, server.1).to_string(),
             community_id: community_id(0, client.0, client.1, server.0, server.1, 6),
+            endpoints: Cached::new(),
             client,
             server,
         }
@@ -238,23 +242,28 @@ impl Report for TxReport<'_> {
             f.str("reason", m.as_str());
         }
         f.close();
-        let endpoint = |f: &mut F, name: &'static str, ip: &str, port: u16| {
+        let endpoint = |f: &mut dyn Fields, name: &'static str, ip: &str, port: u16| {
             f.open(name);
             f.word("ip", ip);
             f.int("port", port as i64);
             f.close();
         };
-        endpoint(f, "source", &peers.client_ip, cport);
-        endpoint(f, "destination", &peers.server_ip, sport);
         match real {
             Some(ip) => {
+                endpoint(f, "source", &peers.client_ip, cport);
+                endpoint(f, "destination", &peers.server_ip, sport);
                 f.open("client");
                 f.str("ip", ip);
                 f.close();
+                endpoint(f, "server", &peers.server_ip, sport);
             }
-            None => endpoint(f, "client", &peers.client_ip, cport),
+            None => f.cached(&peers.endpoints, &|f| {
+                endpoint(f, "source", &peers.client_ip, cport);
+                endpoint(f, "destination", &peers.server_ip, sport);
+                endpoint(f, "client", &peers.client_ip, cport);
+                endpoint(f, "server", &peers.server_ip, sport);
+            }),
         }
-        endpoint(f, "server", &peers.server_ip, sport);
 
         f.open("network");
         f.fixed(if peers.client.0.is_v4() {
