@@ -66,14 +66,20 @@ impl Addr {
     }
 }
 
-impl std::fmt::Display for Addr {
-    /// IPv4 by hand: every flow and connection report writes its addresses, and the standard
-    /// formatter (padding support, one `write` per octet) cost ten times as much.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if !self.is_v4() || f.width().is_some() {
-            return self.to_ip().fmt(f);
+impl Addr {
+    /// The address as text; IPv4 without the formatter and in a string of the right size.
+    pub fn text(&self) -> String {
+        match self.v4_text(&mut [0; 15]) {
+            Some(t) => t.to_owned(),
+            None => self.to_ip().to_string(),
         }
-        let mut text = [0u8; 15];
+    }
+
+    /// Dotted-quad IPv4 written into `text`; `None` for IPv6.
+    fn v4_text<'t>(&self, text: &'t mut [u8; 15]) -> Option<&'t str> {
+        if !self.is_v4() {
+            return None;
+        }
         let mut n = 0;
         for (i, &octet) in self.0[12..].iter().enumerate() {
             if i > 0 {
@@ -94,7 +100,18 @@ impl std::fmt::Display for Addr {
             }
         }
         // Only ASCII digits and dots were written.
-        f.write_str(std::str::from_utf8(&text[..n]).unwrap_or_default())
+        std::str::from_utf8(&text[..n]).ok()
+    }
+}
+
+impl std::fmt::Display for Addr {
+    /// IPv4 by hand: every flow and connection report writes its addresses, and the standard
+    /// formatter (padding support, one `write` per octet) cost ten times as much.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.v4_text(&mut [0; 15]) {
+            Some(t) if f.width().is_none() => f.write_str(t),
+            _ => self.to_ip().fmt(f),
+        }
     }
 }
 
@@ -341,11 +358,13 @@ pub(crate) mod tests {
                 b[at] = v;
                 let want = std::net::Ipv4Addr::from(b).to_string();
                 assert_eq!(Addr::v4(b).to_string(), want);
+                assert_eq!(Addr::v4(b).text(), want);
                 assert_eq!(format!("{:>16}", Addr::v4(b)), format!("{want:>16}"));
             }
         }
         let v6: std::net::Ipv6Addr = "2001:db8::ff00:42:8329".parse().unwrap();
         assert_eq!(Addr(v6.octets()).to_string(), v6.to_string());
+        assert_eq!(Addr(v6.octets()).text(), v6.to_string());
     }
 
     /// An Ethernet/IPv4/TCP frame for tests.

@@ -408,7 +408,7 @@ impl Report for FlowReport<'_> {
         let ports = matches!(k.proto, 6 | 17 | 132);
         for (name, ip, port, dir) in [("source", sip, sport, s), ("destination", dip, dport, d)] {
             w.open(name);
-            w.string("ip", ip.to_string());
+            w.string("ip", ip.text());
             if ports {
                 w.int("port", port as i64);
             }

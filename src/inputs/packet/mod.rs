@@ -337,8 +337,14 @@ impl Engine {
     }
 
     /// Final TCP flows feed the service map's connection counts (HTTP or not).
+    #[inline]
     fn graph_flows(&self, from: usize) {
-        let Some(map) = &self.map else { return };
+        if let Some(map) = &self.map {
+            self.graph_flows_into(map, from);
+        }
+    }
+
+    fn graph_flows_into(&self, map: &ServiceMap, from: usize) {
         for e in self.out.events().get(from..).unwrap_or(&[]) {
             if e.get("event.dataset").and_then(Value::as_str) != Some("flow")
                 || e.get("flow.final") != Some(&Value::Bool(true))

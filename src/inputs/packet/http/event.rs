@@ -29,10 +29,11 @@ pub struct Peers {
 
 impl Peers {
     pub fn new(client: Endpoint, server: Endpoint) -> Peers {
+        let server_ip = server.0.text();
         Peers {
-            client_ip: client.0.to_string(),
-            server_ip: server.0.to_string(),
-            server_name: SockName(server.0, server.1).to_string(),
+            client_ip: client.0.text(),
+            server_name: sock_name(&server_ip, server.0.is_v4(), server.1),
+            server_ip,
             community_id: community_id(0, client.0, client.1, server.0, server.1, 6),
             endpoints: Cached::new(),
             client,
@@ -178,8 +179,8 @@ fn split_target(target: &str) -> (&str, Option<&str>) {
             .unwrap_or("/"),
         None => target,
     };
-    match rel.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    match memchr::memchr(b'?', rel.as_bytes()) {
+        Some(i) => (&rel[..i], Some(&rel[i + 1..])),
         None => (rel, None),
     }
 }
@@ -366,17 +367,11 @@ fn lower(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// `ip:port`, with brackets for IPv6.
-pub struct SockName(pub Addr, pub u16);
-
-impl std::fmt::Display for SockName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.is_v4() {
-            write!(f, "{}:{}", self.0, self.1)
-        } else {
-            write!(f, "[{}]:{}", self.0, self.1)
-        }
-    }
+/// `ip:port` (the service map's name for a server), with brackets for IPv6.
+fn sock_name(ip: &str, v4: bool, port: u16) -> String {
+    let (open, close) = if v4 { ("", ":") } else { ("[", "]:") };
+    let mut digits = itoa::Buffer::new();
+    [open, ip, close, digits.format(port)].concat()
 }
 
 fn mime(ct: &str) -> Cow<'_, str> {
@@ -402,6 +397,21 @@ fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_are_named_ip_colon_port() {
+        let v6 = Addr(
+            "2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        let peers = Peers::new((Addr::v4([10, 0, 0, 1]), 5555), (v6, 8080));
+        assert_eq!(peers.server_name, "[2001:db8::1]:8080");
+        let peers = Peers::new((v6, 5555), (Addr::v4([10, 96, 0, 12]), 80));
+        assert_eq!(peers.server_name, "10.96.0.12:80");
+        assert_eq!(peers.client_ip, "2001:db8::1");
+    }
 
     #[test]
     fn host_ports_and_mime_parameters_are_stripped() {

@@ -420,6 +420,8 @@ fn consume_requests(
                 }
                 Sync::Keep(i) => return at + i,
             },
+            // Every message that ends a segment comes back here: nothing left to parse.
+            State::Head if at >= data.len() => return at,
             State::Head => match parser::parse_request(&data[at..], &l.head) {
                 Status::Partial => return at,
                 Status::Error => {
@@ -515,6 +517,8 @@ fn consume_responses(
                 }
                 Sync::Keep(i) => return at + i,
             },
+            // Every message that ends a segment comes back here: nothing left to parse.
+            State::Head if at >= data.len() => return at,
             State::Head => match parser::parse_response(&data[at..], &l.head) {
                 Status::Partial => return at,
                 Status::Error => {
