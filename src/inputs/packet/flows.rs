@@ -53,7 +53,7 @@ fn default_max_flows() -> usize {
 }
 
 /// Canonical flow key: endpoint `a` sorts before endpoint `b`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     pub a: Addr,
     pub b: Addr,
@@ -260,37 +260,49 @@ impl FlowTable {
         self.last_sweep_ns = now_ns;
         let timeout = self.config.timeout.millis.max(1).saturating_mul(1_000_000);
         let period = self.config.period.millis.saturating_mul(1_000_000);
-        let mut ended = Vec::new();
-        for (k, f) in self.table.iter_mut() {
+        // Reports go out in the order the flows started, not the table's hash order, so
+        // that the same capture always gives the same output.
+        let mut due = Vec::new();
+        for (k, f) in self.table.iter() {
             let idle = now_ns.saturating_sub(f.last_ns);
             let closed = f.rst || (f.dirs[0].fin && f.dirs[1].fin);
-            if closed && idle >= LINGER_NS.min(timeout) {
-                ended.push((
-                    *k,
-                    if f.rst {
-                        EndReason::Rst
-                    } else {
-                        EndReason::Fin
-                    },
-                ));
+            let why = if closed && idle >= LINGER_NS.min(timeout) {
+                Some(if f.rst {
+                    EndReason::Rst
+                } else {
+                    EndReason::Fin
+                })
             } else if idle >= timeout {
-                ended.push((*k, EndReason::Timeout));
+                Some(EndReason::Timeout)
             } else if period > 0 && now_ns.saturating_sub(f.last_report_ns) >= period {
-                f.last_report_ns = now_ns;
-                out.push(
-                    &self.input,
-                    &FlowReport {
-                        k,
-                        f,
-                        fin: false,
-                        why: None,
-                    },
-                );
-            }
+                None
+            } else {
+                continue;
+            };
+            due.push((f.id, *k, why));
         }
-        for (k, why) in ended {
-            if let Some(f) = self.table.remove(&k) {
-                self.report(&k, &f, true, Some(why), out);
+        due.sort_unstable_by_key(|d| d.0);
+        for (_, k, why) in due {
+            match why {
+                Some(why) => {
+                    if let Some(f) = self.table.remove(&k) {
+                        self.report(&k, &f, true, Some(why), out);
+                    }
+                }
+                None => {
+                    if let Some(f) = self.table.get_mut(&k) {
+                        f.last_report_ns = now_ns;
+                        out.push(
+                            &self.input,
+                            &FlowReport {
+                                k: &k,
+                                f,
+                                fin: false,
+                                why: None,
+                            },
+                        );
+                    }
+                }
             }
         }
         self.stats
@@ -455,11 +467,20 @@ fn iana_number(proto: u8) -> Cow<'static, str> {
     }
 }
 
+/// `flow.id`: the key and start hashed field by field, the addresses as byte strings, so that
+/// ids stay what earlier versions gave (`Addr`'s own `Hash` is a faster 128-bit one).
 fn flow_hash(k: &FlowKey, first_ns: i64) -> u64 {
-    use std::hash::{Hash, Hasher};
+    use std::hash::Hasher;
     let mut h = rustc_hash::FxHasher::default();
-    k.hash(&mut h);
-    first_ns.hash(&mut h);
+    for a in [k.a, k.b] {
+        h.write_usize(a.0.len());
+        h.write(&a.0);
+    }
+    h.write_u16(k.ap);
+    h.write_u16(k.bp);
+    h.write_u8(k.proto);
+    h.write_u16(k.vlan);
+    h.write_i64(first_ns);
     h.finish()
 }
 

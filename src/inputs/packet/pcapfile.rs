@@ -69,10 +69,16 @@ impl Reader {
     }
 
     /// Makes `need` bytes available from `start`, unless the file ends first.
+    #[inline(always)]
     fn fill(&mut self, need: usize) -> std::io::Result<bool> {
         if self.end - self.start >= need {
             return Ok(true);
         }
+        self.refill(need)
+    }
+
+    #[inline(never)]
+    fn refill(&mut self, need: usize) -> std::io::Result<bool> {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;

@@ -358,18 +358,25 @@ impl HttpAnalyzer {
                 .max(0)
                 .saturating_mul(1_000_000),
         );
-        let mut idle = Vec::new();
-        for (k, e) in self.conns.iter_mut() {
-            if e.last_ns < idle_deadline {
-                idle.push(*k);
-                continue;
-            }
-            e.conn.expire(tx_deadline, &mut self.txs);
-            self.ctx.emit(&mut self.txs, &e.peers, out);
-        }
-        for k in idle {
-            if let Some(e) = self.conns.remove(&k) {
-                self.close(e, now, out);
+        // In the order the connections started, not the table's hash order: the same capture
+        // always gives the same output.
+        let mut due: Vec<(i64, FlowKey, bool)> = self
+            .conns
+            .iter()
+            .filter_map(|(k, e)| {
+                let idle = e.last_ns < idle_deadline;
+                (idle || e.conn.expires(tx_deadline)).then_some((e.first_ns, *k, idle))
+            })
+            .collect();
+        due.sort_unstable_by_key(|d| (d.0, d.1));
+        for (_, k, idle) in due {
+            if idle {
+                if let Some(e) = self.conns.remove(&k) {
+                    self.close(e, now, out);
+                }
+            } else if let Some(e) = self.conns.get_mut(&k) {
+                e.conn.expire(tx_deadline, &mut self.txs);
+                self.ctx.emit(&mut self.txs, &e.peers, out);
             }
         }
         self.stats

@@ -70,8 +70,17 @@ fn text(v: &[u8]) -> CompactString {
     }
 }
 
+/// A Content-Length value: decimal digits between optional white space.
 fn parse_length(v: &[u8]) -> Option<u64> {
-    std::str::from_utf8(v).ok()?.trim().parse().ok()
+    let v = v.trim_ascii();
+    if v.is_empty() {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+            .flatten()
+    })
 }
 
 fn has_token(v: &[u8], token: &str) -> bool {
@@ -463,6 +472,29 @@ pub fn find_message_start(buf: &[u8], request: bool) -> Sync {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn content_length_is_digits_between_white_space() {
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b" 1234\t"), Some(1234));
+        assert_eq!(parse_length(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"  ",
+            b"12a",
+            b"1 2",
+            b"-1",
+            b"+1",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(
+                parse_length(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     const OPTS: HeadOptions<'static> = HeadOptions {
         keep_headers: false,

@@ -281,14 +281,18 @@ impl Conn {
         }
     }
 
-    /// Requests without a response since before `deadline_ns`.
-    pub fn expire(&mut self, deadline_ns: i64, out: &mut Vec<Box<Transaction>>) {
-        while self.resp.is_none()
+    /// Whether `expire` has a request to report.
+    pub fn expires(&self, deadline_ns: i64) -> bool {
+        self.resp.is_none()
             && self
                 .pending
                 .front()
                 .is_some_and(|t| t.req_end_ns < deadline_ns)
-        {
+    }
+
+    /// Requests without a response since before `deadline_ns`.
+    pub fn expire(&mut self, deadline_ns: i64, out: &mut Vec<Box<Transaction>>) {
+        while self.expires(deadline_ns) {
             if let Some(mut t) = self.pending.pop_front() {
                 t.missing = Some(Missing::Response);
                 out.push(t);
