@@ -245,8 +245,12 @@ impl<'a> JsonFields<'a> {
 impl Fields for JsonFields<'_> {
     #[inline(always)]
     fn open(&mut self, key: &'static str) {
-        self.key(key);
-        self.buf.push(b'{');
+        debug_assert!(!needs_escape(key.as_bytes()), "{key}");
+        if self.comma {
+            append(self.buf, b",\"", key.as_bytes(), b"\":{");
+        } else {
+            append(self.buf, b"\"", key.as_bytes(), b"\":{");
+        }
         self.comma = false;
     }
     #[inline(always)]
@@ -387,7 +391,7 @@ fn append(buf: &mut Vec<u8>, head: &[u8], s: &[u8], tail: &[u8]) {
 /// Whether `s` has a control character, `"` or `\\`; eight bytes at a time, the last word
 /// overlapping the one before. A false alarm would only take the slower exact path.
 #[inline]
-fn needs_escape(s: &[u8]) -> bool {
+pub fn needs_escape(s: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     if s.len() < 8 {
@@ -417,10 +421,10 @@ fn write_time(buf: &mut Vec<u8>, clock: &mut Clock, ns: i64) {
             clock.text[26] = b'Z';
         }
         clock.micros = Some(micros);
-        let mut v = micros.rem_euclid(1_000_000);
-        for d in clock.text[20..26].iter_mut().rev() {
-            *d = b'0' + (v % 10) as u8;
-            v /= 10;
+        let v = micros.rem_euclid(1_000_000) as u32;
+        for (at, pair) in [(20, v / 10_000), (22, v / 100 % 100), (24, v % 100)] {
+            clock.text[at] = b'0' + (pair / 10) as u8;
+            clock.text[at + 1] = b'0' + (pair % 10) as u8;
         }
     }
     buf.extend_from_slice(&clock.text);

@@ -8,7 +8,7 @@ use super::transaction::{Limits, Transaction};
 use super::HttpConfig;
 use crate::inputs::packet::community_id::community_id;
 use crate::inputs::packet::decode::Addr;
-use crate::inputs::packet::out::{Cached, Fields, Fixed, Out, Report};
+use crate::inputs::packet::out::{needs_escape, Cached, Fields, Fixed, Out, Report};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -333,10 +333,20 @@ impl Report for TxReport<'_> {
         f.close();
         if let Some(r) = &t.request {
             let (p, q) = split_target(&r.target);
+            // The path and query are parts of the target: one look says whether any of the
+            // three needs escaping.
+            let plain = !needs_escape(r.target.as_bytes());
+            let part = |f: &mut F, key: &'static str, v: &str| {
+                if plain {
+                    f.word(key, v)
+                } else {
+                    f.str(key, v)
+                }
+            };
             f.open("url");
-            f.str("path", p);
+            part(f, "path", p);
             if let Some(q) = q {
-                f.str("query", q);
+                part(f, "query", q);
             }
             if let Some(h) = &r.host {
                 let host = strip_port(h);
@@ -344,7 +354,7 @@ impl Report for TxReport<'_> {
                     f.str("domain", &lower(host));
                 }
             }
-            f.str("original", &r.target);
+            part(f, "original", &r.target);
             f.close();
             if let Some(ua) = &r.user_agent {
                 f.open("user_agent");
