@@ -105,7 +105,7 @@ impl Addr {
     }
 
     /// Dotted-quad IPv4 written into `text`; `None` for IPv6.
-    fn v4_text<'t>(&self, text: &'t mut [u8; 15]) -> Option<&'t str> {
+    pub fn v4_text<'t>(&self, text: &'t mut [u8; 15]) -> Option<&'t str> {
         if !self.is_v4() {
             return None;
         }

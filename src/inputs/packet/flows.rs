@@ -398,7 +398,7 @@ impl Report for FlowReport<'_> {
         w.int("duration", f.last_ns - f.first_ns);
         w.close();
         w.open("flow");
-        w.str("id", &hex16(flow_hash(k, f.first_ns)));
+        w.word("id", hex16(flow_hash(k, f.first_ns), &mut [0; 16]));
         w.bool("final", fin);
         if let Some(why) = why {
             w.str("end_reason", why.as_str());
@@ -420,7 +420,10 @@ impl Report for FlowReport<'_> {
         let ports = matches!(k.proto, 6 | 17 | 132);
         for (name, ip, port, dir) in [("source", sip, sport, s), ("destination", dip, dport, d)] {
             w.open(name);
-            w.string("ip", ip.text());
+            match ip.v4_text(&mut [0; 15]) {
+                Some(text) => w.word("ip", text),
+                None => w.string("ip", ip.text()),
+            }
             if ports {
                 w.int("port", port as i64);
             }
@@ -447,13 +450,14 @@ impl Report for FlowReport<'_> {
     }
 }
 
-/// `{:016x}` without the formatter.
-fn hex16(v: u64) -> String {
+/// `{:016x}` without the formatter, written into `text`.
+fn hex16(v: u64, text: &mut [u8; 16]) -> &str {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..16)
-        .rev()
-        .map(|i| HEX[(v >> (i * 4)) as usize & 15] as char)
-        .collect()
+    for (i, d) in text.iter_mut().enumerate() {
+        *d = HEX[(v >> ((15 - i) * 4)) as usize & 15];
+    }
+    // Only hex digits were written.
+    std::str::from_utf8(text).unwrap_or_default()
 }
 
 /// The protocol number as text; the common ones without formatting.
@@ -492,7 +496,7 @@ mod tests {
     #[test]
     fn ids_and_protocol_numbers_print_as_the_formatter_would() {
         for v in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
-            assert_eq!(hex16(v), format!("{v:016x}"));
+            assert_eq!(hex16(v, &mut [0; 16]), format!("{v:016x}"));
         }
         for p in 0..=255u8 {
             assert_eq!(iana_number(p), p.to_string());

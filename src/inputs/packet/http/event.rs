@@ -384,9 +384,23 @@ fn sock_name(ip: &str, v4: bool, port: u16) -> String {
     [open, ip, close, digits.format(port)].concat()
 }
 
+/// The media type of a Content-Type value, lower case, without its parameters. One pass
+/// over the (short) value finds both the `;` and any capital.
 fn mime(ct: &str) -> Cow<'_, str> {
-    let end = memchr::memchr(b';', ct.as_bytes()).unwrap_or(ct.len());
-    lower(ct[..end].trim_ascii())
+    let (mut end, mut upper) = (ct.len(), false);
+    for (i, b) in ct.bytes().enumerate() {
+        if b == b';' {
+            end = i;
+            break;
+        }
+        upper |= b.is_ascii_uppercase();
+    }
+    let t = ct[..end].trim_ascii();
+    if upper {
+        Cow::Owned(t.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(t)
+    }
 }
 
 fn strip_port(host: &str) -> &str {

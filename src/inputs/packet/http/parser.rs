@@ -132,27 +132,14 @@ pub fn parse_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> 
 }
 
 pub fn parse_response(buf: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead> {
-    // httparse has no uninitialised-slots API for responses: most responses fit in a few
-    // header slots, cheap to zero; only the others pay for all of them.
-    let mut few = [httparse::EMPTY_HEADER; 16];
-    match response_in(buf, opts, &mut few) {
-        Err(httparse::Error::TooManyHeaders) => {
-            let mut many = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            response_in(buf, opts, &mut many).unwrap_or(Status::Error)
-        }
-        r => r.unwrap_or(Status::Error),
-    }
-}
-
-fn response_in<'b>(
-    buf: &'b [u8],
-    opts: &HeadOptions<'_>,
-    hs: &mut [httparse::Header<'b>],
-) -> Result<Status<ResponseHead>, httparse::Error> {
-    let mut resp = httparse::Response::new(hs);
-    let n = match resp.parse(buf)? {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial => return Ok(Status::Partial),
+    let mut hs = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let n = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut hs)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Status::Partial,
+        Err(_) => return Status::Error,
     };
     let minor = resp.version.unwrap_or(1);
     let mut head = ResponseHead {
@@ -181,7 +168,7 @@ fn response_in<'b>(
                 .push((name.to_ascii_lowercase(), text(h.value).into()));
         }
     }
-    Ok(Status::Complete(head, n))
+    Status::Complete(head, n)
 }
 
 /// How a body is delimited.
