@@ -6,13 +6,16 @@
 # 2. Live capture on `lo` under a bounded local load (default 20,000 requests/s for 10 s):
 #    requests seen, kernel drops, trawl's own drops, trawl's CPU share.
 # Captures go to benches/data/ (git-ignored). Env: PROFILES="small mixed", LOAD_RPS, LOAD_SECS,
-# TRAWL_ROUNDS (trawl pcap runs per capture, the median is reported; default 5).
+# TRAWL_ROUNDS and TSHARK_ROUNDS (runs per capture, default 9 and 3; the runs of both tools are
+# interleaved and the median of each is reported, so that both see the same spells of noise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILES=${PROFILES:-"small mixed"}
 LOAD_RPS=${LOAD_RPS:-20000}
 LOAD_SECS=${LOAD_SECS:-10}
-TRAWL_ROUNDS=${TRAWL_ROUNDS:-5}
+TRAWL_ROUNDS=${TRAWL_ROUNDS:-9}
+TSHARK_ROUNDS=${TSHARK_ROUNDS:-3}
+[ "$TRAWL_ROUNDS" -ge 1 ] && [ "$TSHARK_ROUNDS" -ge 1 ] || { echo "TRAWL_ROUNDS and TSHARK_ROUNDS must be at least 1" >&2; exit 2; }
 # trawl as shipped (the `dist` profile: LTO); the load generator needs no such care.
 cargo build --profile dist --quiet --bin trawl
 cargo build --release --quiet --example http_load
@@ -37,10 +40,23 @@ for profile in $PROFILES; do
   fi
   read -r pkts txs < "$f.meta"
   cat "$f" > /dev/null # both tools read from the page cache
-  # trawl's run is short and this VM's CPU is noisy: the median of TRAWL_ROUNDS runs by CPU time.
-  read -r tw tc tr <<<"$(for _ in $(seq "$TRAWL_ROUNDS"); do measure "$BIN" pcap "$f"; done |
-    sort -k2 -n | awk '{ r[NR] = $0 } END { print r[int((NR + 1) / 2)] }')"
-  read -r sw sc sr <<<"$(measure tshark -r "$f" -Y http -T fields -e http.request.method -e http.request.uri -e http.response.code)"
+  # This VM's CPU time swings by tens of percent between identical runs: each tool runs several
+  # times, interleaved, and its median run by CPU time is reported.
+  runs=$(mktemp)
+  per=$(((TRAWL_ROUNDS + TSHARK_ROUNDS - 1) / TSHARK_ROUNDS))
+  done_t=0
+  for _ in $(seq "$TSHARK_ROUNDS"); do
+    for _ in $(seq "$per"); do
+      [ "$done_t" -lt "$TRAWL_ROUNDS" ] || break
+      echo "trawl $(measure "$BIN" pcap "$f")" >> "$runs"
+      done_t=$((done_t + 1))
+    done
+    echo "tshark $(measure tshark -r "$f" -Y http -T fields -e http.request.method -e http.request.uri -e http.response.code)" >> "$runs"
+  done
+  median() { awk -v t="$1" '$1 == t { print $2, $3, $4 }' "$runs" | sort -k2 -n | awk '{ r[NR] = $0 } END { print r[int((NR + 1) / 2)] }'; }
+  read -r tw tc tr <<<"$(median trawl)"
+  read -r sw sc sr <<<"$(median tshark)"
+  rm -f "$runs"
   for row in "trawl $tw $tc $tr" "tshark $sw $sc $sr"; do
     read -r tool w c r <<<"$row"
     awk -v tool="$tool" -v w="$w" -v c="$c" -v r="$r" -v p="$pkts" -v x="$txs" -v base="$sc" -v name="$profile" 'BEGIN {
