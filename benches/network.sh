@@ -16,10 +16,10 @@ LOAD_SECS=${LOAD_SECS:-10}
 TRAWL_ROUNDS=${TRAWL_ROUNDS:-9}
 TSHARK_ROUNDS=${TSHARK_ROUNDS:-3}
 [ "$TRAWL_ROUNDS" -ge 1 ] && [ "$TSHARK_ROUNDS" -ge 1 ] || { echo "TRAWL_ROUNDS and TSHARK_ROUNDS must be at least 1" >&2; exit 2; }
-# trawl as shipped (the `dist` profile: LTO); the load generator needs no such care.
-cargo build --profile dist --quiet --bin trawl
+# trawl as shipped (scripts/build-dist.sh: LTO, and PGO when llvm-profdata is there) unless
+# TRAWL names a binary; the load generator needs no such care.
+BIN=${TRAWL:-$(scripts/build-dist.sh)}
 cargo build --release --quiet --example http_load
-BIN=target/dist/trawl
 LOAD=target/release/examples/http_load
 mkdir -p benches/data
 

@@ -9,7 +9,7 @@ import os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.reque
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINES = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-TRAWL = os.path.join(ROOT, "target/dist/trawl")
+TRAWL = os.environ.get("TRAWL") or os.path.join(ROOT, "target/dist/trawl")
 ES = os.path.join(ROOT, "target/release/examples/es_test_server")
 SAMPLE = os.path.join(ROOT, "../shared/data/logs/loghub/Apache/Apache_2k.log")
 

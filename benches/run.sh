@@ -12,8 +12,9 @@ DATA_DIR=$ROOT/benches/data
 DATA=$DATA_DIR/loghub-${SIZE_MB}m.log
 mkdir -p "$DATA_DIR"
 
-cargo build --profile dist --quiet
-TRAWL=$ROOT/target/dist/trawl
+# The binary as shipped (PGO when llvm-profdata is there; scripts/build-dist.sh), unless TRAWL
+# names one already built.
+TRAWL=${TRAWL:-$("$ROOT/scripts/build-dist.sh")}
 export TRAWL DATA DATA_DIR SHARED ROOT
 
 if [ ! -s "$DATA" ]; then
@@ -99,7 +100,7 @@ wait 2>/dev/null || true
 
 # The areas' own tables (each with its baseline measured in the same run): ALL=1 benches/run.sh
 if [ "${ALL:-0}" = 1 ]; then
-  echo; echo "## Logs (file input, tee)"; python3 "$ROOT/benches/logs.py" --size-mb "$SIZE_MB" --tee-mb 100
+  echo; echo "## Logs (file input, tee)"; python3 "$ROOT/benches/logs.py" --size-mb "$SIZE_MB" --tee-mb 100 --trawl "$TRAWL"
   echo; echo "## Parsers"; bash "$ROOT/benches/processors.sh"
   echo; echo "## Packets"; bash "$ROOT/benches/network.sh"
   echo; echo "## Outputs"; python3 "$ROOT/benches/outputs.py" 1000000

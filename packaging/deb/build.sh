@@ -6,16 +6,16 @@ cd "$(dirname "$0")/../.."
 OUT=${1:-target/deb}
 VERSION=$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
 ARCH=$(dpkg --print-architecture)
-cargo build --profile dist --quiet
+BIN=$(scripts/build-dist.sh) # LTO, and PGO when llvm-profdata is there
 ROOT=$(mktemp -d)
 trap 'rm -rf "$ROOT"' EXIT
-install -Dm755 target/dist/trawl "$ROOT/usr/bin/trawl"
+install -Dm755 "$BIN" "$ROOT/usr/bin/trawl"
 install -Dm644 packaging/systemd/trawl.service "$ROOT/lib/systemd/system/trawl.service"
 install -Dm644 pipelines/host-systemd.yaml "$ROOT/etc/trawl/trawl.yaml"
 install -d "$ROOT/var/lib/trawl" "$ROOT/DEBIAN"
 # Depends: the packages that own the shared libraries the binary links (libpcap, OpenSSL, zlib,
 # ...), found the way dpkg-shlibdeps would, so the package installs on a bare host.
-DEPENDS=$(readelf -d target/dist/trawl | awk '/NEEDED/ { gsub(/[][]/, "", $5); print $5 }' |
+DEPENDS=$(readelf -d "$BIN" | awk '/NEEDED/ { gsub(/[][]/, "", $5); print $5 }' |
   while read -r lib; do
     path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
     [ -n "$path" ] || continue
