@@ -93,9 +93,7 @@ impl Addr {
             std::net::IpAddr::from(self.0)
         }
     }
-}
 
-impl Addr {
     /// The address as text; IPv4 without the formatter and in a string of the right size.
     pub fn text(&self) -> String {
         match self.v4_text(&mut [0; 15]) {

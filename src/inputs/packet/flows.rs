@@ -186,7 +186,7 @@ impl FlowTable {
                         } else {
                             EndReason::Fin
                         };
-                        self.report(&key, &old, true, Some(reason), out);
+                        report(&self.input, &key, &old, true, Some(reason), out);
                     }
                 }
             }
@@ -286,21 +286,13 @@ impl FlowTable {
             match why {
                 Some(why) => {
                     if let Some(f) = self.table.remove(&k) {
-                        self.report(&k, &f, true, Some(why), out);
+                        report(&self.input, &k, &f, true, Some(why), out);
                     }
                 }
                 None => {
                     if let Some(f) = self.table.get_mut(&k) {
                         f.last_report_ns = now_ns;
-                        out.push(
-                            &self.input,
-                            &FlowReport {
-                                k: &k,
-                                f,
-                                fin: false,
-                                why: None,
-                            },
-                        );
+                        report(&self.input, &k, f, false, None, out);
                     }
                 }
             }
@@ -322,14 +314,21 @@ impl FlowTable {
             } else {
                 EndReason::EndOfCapture
             };
-            self.report(&k, &f, true, Some(why), out);
+            report(&self.input, &k, &f, true, Some(why), out);
         }
         self.stats.flows_active.store(0, Ordering::Relaxed);
     }
+}
 
-    fn report(&self, k: &FlowKey, f: &Flow, fin: bool, why: Option<EndReason>, out: &mut Out) {
-        out.push(&self.input, &FlowReport { k, f, fin, why });
-    }
+fn report(
+    input: &Arc<str>,
+    k: &FlowKey,
+    f: &Flow,
+    fin: bool,
+    why: Option<EndReason>,
+    out: &mut Out,
+) {
+    out.push(input, &FlowReport { k, f, fin, why });
 }
 
 fn flag_names(flags: u8) -> ([&'static str; 6], usize) {

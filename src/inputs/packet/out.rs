@@ -94,28 +94,30 @@ pub trait Fields {
     fn strs(&mut self, key: &'static str, v: &[&str]);
     /// A string under a key known only at run time (a header name).
     fn entry(&mut self, key: &str, v: &str);
-    /// A run of fields that is the same in every event.
-    fn fixed(&mut self, run: &'static Fixed);
-    /// A run of fields that is the same in every event of one connection (its endpoints):
-    /// JSON mode renders it into `cache` the first time and copies it after that.
+    /// A run of fields that is the same every time `cache` is passed with it (a connection's
+    /// endpoints): JSON mode renders it into `cache` the first time and copies it after that.
     fn cached(&mut self, cache: &Cached, write: &dyn Fn(&mut dyn Fields));
+    /// A run of fields that is the same in every event.
+    fn fixed(&mut self, run: &'static Fixed) {
+        self.cached(&run.json, &run.write);
+    }
 }
 
-/// The JSON of a `Fields::cached` run, kept by its owner (a connection).
-pub type Cached = std::cell::OnceCell<Box<[u8]>>;
+/// The JSON of a `Fields::cached` run, kept by its owner (a connection, a `Fixed`).
+pub type Cached = std::sync::OnceLock<Box<[u8]>>;
 
 /// A run of fields whose values never change (an event's `kind`, `category`, `type`,
 /// `dataset`): a third of an HTTP event. JSON mode renders it once and then copies the bytes.
 pub struct Fixed {
     write: fn(&mut dyn Fields),
-    json: std::sync::OnceLock<Box<[u8]>>,
+    json: Cached,
 }
 
 impl Fixed {
     pub const fn new(write: fn(&mut dyn Fields)) -> Fixed {
         Fixed {
             write,
-            json: std::sync::OnceLock::new(),
+            json: Cached::new(),
         }
     }
 }
@@ -198,9 +200,6 @@ impl Fields for MapFields {
     fn entry(&mut self, key: &str, v: &str) {
         self.put(key, Value::String(v.to_owned()));
     }
-    fn fixed(&mut self, run: &'static Fixed) {
-        (run.write)(self);
-    }
     fn cached(&mut self, _: &Cached, write: &dyn Fn(&mut dyn Fields)) {
         write(self);
     }
@@ -223,18 +222,24 @@ impl<'a> JsonFields<'a> {
         }
     }
 
-    /// Our own keys are plain words: no escaping to look for. Inlined so that each key's
-    /// length is a constant and its copy a few moves rather than a call to `memcpy`.
+    /// `"key":` and what follows it (`tail`). Our own keys are plain words: no escaping to
+    /// look for. Inlined so that each key's length is a constant and its copy a few moves
+    /// rather than a call to `memcpy`.
     #[inline(always)]
-    fn key(&mut self, key: &'static str) {
+    fn key_then(&mut self, key: &'static str, tail: &'static [u8]) {
         debug_assert!(!needs_escape(key.as_bytes()), "{key}");
         // Two calls rather than a variable `head`, so that each copy has a constant length.
         if self.comma {
-            append(self.buf, b",\"", key.as_bytes(), b"\":");
+            append(self.buf, b",\"", key.as_bytes(), tail);
         } else {
-            append(self.buf, b"\"", key.as_bytes(), b"\":");
+            append(self.buf, b"\"", key.as_bytes(), tail);
         }
         self.comma = true;
+    }
+
+    #[inline(always)]
+    fn key(&mut self, key: &'static str) {
+        self.key_then(key, b"\":");
     }
 
     pub fn finish(self) {
@@ -245,12 +250,7 @@ impl<'a> JsonFields<'a> {
 impl Fields for JsonFields<'_> {
     #[inline(always)]
     fn open(&mut self, key: &'static str) {
-        debug_assert!(!needs_escape(key.as_bytes()), "{key}");
-        if self.comma {
-            append(self.buf, b",\"", key.as_bytes(), b"\":{");
-        } else {
-            append(self.buf, b"\"", key.as_bytes(), b"\":{");
-        }
+        self.key_then(key, b"\":{");
         self.comma = false;
     }
     #[inline(always)]
@@ -306,9 +306,6 @@ impl Fields for JsonFields<'_> {
         json_str(self.buf, key);
         self.buf.push(b':');
         json_str(self.buf, v);
-    }
-    fn fixed(&mut self, run: &'static Fixed) {
-        self.splice(run.json.get_or_init(|| render(&run.write)));
     }
     fn cached(&mut self, cache: &Cached, write: &dyn Fn(&mut dyn Fields)) {
         self.splice(cache.get_or_init(|| render(write)));

@@ -4,7 +4,7 @@
 
 use super::metrics::ServiceMap;
 use super::parser::HeadOptions;
-use super::transaction::{Limits, Transaction};
+use super::transaction::{Finished, Limits, Transaction};
 use super::HttpConfig;
 use crate::inputs::packet::community_id::community_id;
 use crate::inputs::packet::decode::Addr;
@@ -66,11 +66,7 @@ impl EventCtx {
         }
     }
 
-    #[allow(
-        clippy::vec_box,
-        reason = "boxed from the first byte: see transaction.rs"
-    )]
-    pub fn emit(&self, txs: &mut Vec<Box<Transaction>>, peers: &Peers, out: &mut Out) {
+    pub fn emit(&self, txs: &mut Finished, peers: &Peers, out: &mut Out) {
         for t in txs.drain(..) {
             self.report(&t, peers, out);
         }
@@ -249,21 +245,23 @@ impl Report for TxReport<'_> {
             f.int("port", port as i64);
             f.close();
         };
-        match real {
-            Some(ip) => {
-                endpoint(f, "source", &peers.client_ip, cport);
-                endpoint(f, "destination", &peers.server_ip, sport);
-                f.open("client");
-                f.str("ip", ip);
-                f.close();
-                endpoint(f, "server", &peers.server_ip, sport);
+        // `real`: the `real_ip_header` client, which varies by request and so is not cached.
+        let endpoints = |f: &mut dyn Fields, real: Option<&str>| {
+            endpoint(f, "source", &peers.client_ip, cport);
+            endpoint(f, "destination", &peers.server_ip, sport);
+            match real {
+                Some(ip) => {
+                    f.open("client");
+                    f.str("ip", ip);
+                    f.close();
+                }
+                None => endpoint(f, "client", &peers.client_ip, cport),
             }
-            None => f.cached(&peers.endpoints, &|f| {
-                endpoint(f, "source", &peers.client_ip, cport);
-                endpoint(f, "destination", &peers.server_ip, sport);
-                endpoint(f, "client", &peers.client_ip, cport);
-                endpoint(f, "server", &peers.server_ip, sport);
-            }),
+            endpoint(f, "server", &peers.server_ip, sport);
+        };
+        match real {
+            Some(_) => endpoints(f, real),
+            None => f.cached(&peers.endpoints, &|f| endpoints(f, None)),
         }
 
         f.open("network");

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use transaction::{Conn, ConnStats, Limits, Transaction};
+use transaction::{Conn, ConnStats, Finished, Limits};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,11 +146,7 @@ pub struct HttpAnalyzer {
     conns: FxHashMap<FlowKey, ConnEntry>,
     budget: Budget,
     stats: Arc<Stats>,
-    #[allow(
-        clippy::vec_box,
-        reason = "boxed from the first byte: see transaction.rs"
-    )]
-    txs: Vec<Box<Transaction>>,
+    txs: Finished,
     last_sweep_ns: i64,
 }
 
@@ -407,10 +403,6 @@ fn looks_like_request(payload: &[u8]) -> bool {
     )
 }
 
-#[allow(
-    clippy::vec_box,
-    reason = "boxed from the first byte: see transaction.rs"
-)]
 fn deliver(
     conn: &mut Conn,
     from_client: bool,
@@ -418,7 +410,7 @@ fn deliver(
     ts: i64,
     l: &Limits<'_>,
     st: &mut ConnStats,
-    out: &mut Vec<Box<Transaction>>,
+    out: &mut Finished,
 ) {
     match (from_client, c) {
         (true, Chunk::Data(d)) => conn.client_data(d, ts, l, st, out),

@@ -2,10 +2,6 @@
 //! parser on the server's, and the FIFO of requests waiting for their response (pipelining).
 //! Every request and every response ends up in exactly one `Transaction`, matched or not.
 
-// Transactions are boxed from their first byte to their event: a few hundred bytes each,
-// moved between the request, the pipelining queue, the response and the output.
-#![allow(clippy::vec_box)]
-
 use super::parser::{self, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync};
 
 /// Why a transaction is reported without one of its halves.
@@ -47,6 +43,11 @@ pub struct Transaction {
     pub gap: bool,
     pub missing: Option<Missing>,
 }
+
+/// Transactions ready to be reported. Each is boxed from its first byte to its event: a few
+/// hundred bytes, moved between the request, the pipelining queue, the response and the output.
+#[allow(clippy::vec_box, reason = "boxed from the first byte, as above")]
+pub type Finished = Vec<Box<Transaction>>;
 
 /// What the connection needs from the analyzer's configuration.
 pub struct Limits<'a> {
@@ -155,7 +156,7 @@ impl Conn {
         ts: i64,
         l: &Limits<'_>,
         st: &mut ConnStats,
-        out: &mut Vec<Box<Transaction>>,
+        out: &mut Finished,
     ) {
         self.last_ns = ts;
         if with_buffer(
@@ -186,7 +187,7 @@ impl Conn {
         ts: i64,
         l: &Limits<'_>,
         st: &mut ConnStats,
-        out: &mut Vec<Box<Transaction>>,
+        out: &mut Finished,
     ) {
         self.last_ns = ts;
         let mut parts = RespParts {
@@ -233,7 +234,7 @@ impl Conn {
     }
 
     /// Bytes the server sent that were never captured.
-    pub fn server_gap(&mut self, n: u32, st: &mut ConnStats, out: &mut Vec<Box<Transaction>>) {
+    pub fn server_gap(&mut self, n: u32, st: &mut ConnStats, out: &mut Finished) {
         st.gaps += 1;
         if let State::Body(b) = &mut self.server.state {
             if b.skip(n as u64) {
@@ -269,7 +270,7 @@ impl Conn {
     }
 
     /// The server closed its side: a body read until close is complete.
-    pub fn server_closed(&mut self, out: &mut Vec<Box<Transaction>>) {
+    pub fn server_closed(&mut self, out: &mut Finished) {
         if let State::Body(b) = &mut self.server.state {
             b.close();
             if b.done {
@@ -291,7 +292,7 @@ impl Conn {
     }
 
     /// Requests without a response since before `deadline_ns`.
-    pub fn expire(&mut self, deadline_ns: i64, out: &mut Vec<Box<Transaction>>) {
+    pub fn expire(&mut self, deadline_ns: i64, out: &mut Finished) {
         while self.expires(deadline_ns) {
             if let Some(mut t) = self.pending.pop_front() {
                 t.missing = Some(Missing::Response);
@@ -301,7 +302,7 @@ impl Conn {
     }
 
     /// The connection ended (FIN, RST, idle, end of capture): everything still open is reported.
-    pub fn close(&mut self, ts: i64, out: &mut Vec<Box<Transaction>>) {
+    pub fn close(&mut self, ts: i64, out: &mut Finished) {
         if let Some(mut t) = self.resp.take() {
             let complete = match &mut self.server.state {
                 State::Body(b) => {
@@ -411,7 +412,7 @@ fn consume_requests(
     ts: i64,
     l: &Limits<'_>,
     st: &mut ConnStats,
-    out: &mut Vec<Box<Transaction>>,
+    out: &mut Finished,
 ) -> usize {
     let mut at = 0;
     loop {
@@ -508,7 +509,7 @@ fn consume_responses(
     ts: i64,
     l: &Limits<'_>,
     st: &mut ConnStats,
-    out: &mut Vec<Box<Transaction>>,
+    out: &mut Finished,
 ) -> usize {
     let mut at = 0;
     loop {
@@ -642,7 +643,7 @@ mod tests {
         }
     }
 
-    fn run(client: &[&[u8]], server: &[&[u8]]) -> Vec<Box<Transaction>> {
+    fn run(client: &[&[u8]], server: &[&[u8]]) -> Finished {
         let l = limits();
         let mut st = ConnStats::default();
         let mut c = Conn::new();
