@@ -331,9 +331,22 @@ impl Report for TxReport<'_> {
         f.close();
         if let Some(r) = &t.request {
             let (p, q) = split_target(&r.target);
+            // A credential in the query is replaced in both the query and the original target,
+            // so neither field ships it.
+            let redacted = q.and_then(|q| redact_query(q, &ctx.cfg.redact_query_params));
+            let (q, original) = match &redacted {
+                Some(rq) => {
+                    let at = r.target.len() - q.map_or(0, str::len);
+                    (
+                        Some(rq.as_str()),
+                        Cow::Owned([&r.target[..at], rq].concat()),
+                    )
+                }
+                None => (q, Cow::Borrowed(r.target.as_str())),
+            };
             // The path and query are parts of the target: one look says whether any of the
             // three needs escaping.
-            let plain = !needs_escape(r.target.as_bytes());
+            let plain = !needs_escape(original.as_bytes());
             let part = |f: &mut F, key: &'static str, v: &str| {
                 if plain {
                     f.word(key, v)
@@ -352,7 +365,7 @@ impl Report for TxReport<'_> {
                     f.str("domain", &lower(host));
                 }
             }
-            part(f, "original", &r.target);
+            part(f, "original", &original);
             f.close();
             if let Some(ua) = &r.user_agent {
                 f.open("user_agent");
@@ -364,6 +377,32 @@ impl Report for TxReport<'_> {
             f.strs("tags", &["tcp_gap"]);
         }
     }
+}
+
+/// The query with the values of the named parameters replaced by `REDACTED`; `None` (no
+/// copy) when it names none of them, which is nearly every request.
+fn redact_query(q: &str, names: &[String]) -> Option<String> {
+    let secret = |pair: &str| {
+        let name = pair.split('=').next().unwrap_or("");
+        !name.is_empty() && names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    };
+    if names.is_empty() || !q.split('&').any(secret) {
+        return None;
+    }
+    let mut out = String::with_capacity(q.len());
+    for (i, pair) in q.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.find('=') {
+            Some(eq) if secret(pair) => {
+                out.push_str(&pair[..=eq]);
+                out.push_str("REDACTED");
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    Some(out)
 }
 
 /// `s` in lower case, copied only when it has upper-case letters.

@@ -40,6 +40,10 @@ pub struct HttpConfig {
     /// Headers whose values are replaced by `REDACTED` when sent.
     #[serde(default = "default_redact")]
     pub redact_headers: Vec<String>,
+    /// Query parameters whose values are replaced by `REDACTED` in `url.query` and
+    /// `url.original` (names compared without regard to case).
+    #[serde(default = "default_redact_query")]
+    pub redact_query_params: Vec<String>,
     /// Content types (prefixes, e.g. `application/json`) whose bodies are kept in
     /// `http.*.body.content`.
     #[serde(default)]
@@ -78,6 +82,7 @@ impl Default for HttpConfig {
             real_ip_header: None,
             send_headers: Vec::new(),
             redact_headers: default_redact(),
+            redact_query_params: default_redact_query(),
             include_body_for: Vec::new(),
             max_body_bytes: default_max_body(),
             transaction_timeout: default_tx_timeout(),
@@ -94,12 +99,59 @@ impl Default for HttpConfig {
 fn default_ports() -> Vec<u16> {
     vec![80, 8080, 8000, 8008, 8888, 5000, 3000, 9000]
 }
+/// Credentials that travel in headers: the standard ones and the API-key and token headers
+/// of common APIs and proxies (what `send_headers: ["*"]` would otherwise ship in clear).
 fn default_redact() -> Vec<String> {
     [
         "authorization",
         "proxy-authorization",
         "cookie",
         "set-cookie",
+        "x-api-key",
+        "api-key",
+        "apikey",
+        "x-auth-token",
+        "x-access-token",
+        "x-amz-security-token",
+        "x-goog-api-key",
+        "x-csrf-token",
+        "x-xsrf-token",
+        "x-vault-token",
+        "private-token",
+        "x-gitlab-token",
+        "x-hub-signature",
+        "x-hub-signature-256",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Credentials that travel in query strings: OAuth tokens, API keys, signed-URL signatures
+/// (S3, GCS, Azure SAS `sig`), passwords.
+fn default_redact_query() -> Vec<String> {
+    [
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "token",
+        "auth_token",
+        "api_key",
+        "apikey",
+        "api-key",
+        "key",
+        "sig",
+        "signature",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "client_secret",
     ]
     .iter()
     .map(|s| s.to_string())
