@@ -98,8 +98,25 @@ impl<'a> NodeDeserializer<'a> {
         match self.scalar() {
             Some((s, _)) => {
                 let t = s.trim().replace('_', "");
-                t.parse::<T>()
-                    .or_else(|_| self.fail(de::Error::invalid_type(Unexpected::Str(s), visitor)))
+                t.parse::<T>().or_else(|_| {
+                    // A number of the wrong sign or size is a wrong value, not a wrong type:
+                    // say "integer `-1`" rather than "string \"-1\"".
+                    let e = if let Ok(i) = t.parse::<i64>() {
+                        de::Error::invalid_value(Unexpected::Signed(i), visitor)
+                    } else if let Ok(u) = t.parse::<u64>() {
+                        de::Error::invalid_value(Unexpected::Unsigned(u), visitor)
+                    } else if t.parse::<i128>().is_ok() {
+                        de::Error::invalid_value(
+                            Unexpected::Other("an integer this large"),
+                            visitor,
+                        )
+                    } else if looks_like_float(&t) && t.parse::<f64>().is_ok() {
+                        de::Error::invalid_value(Unexpected::Other("a fractional number"), visitor)
+                    } else {
+                        de::Error::invalid_type(Unexpected::Str(s), visitor)
+                    };
+                    self.fail(e)
+                })
             }
             None => self.fail(de::Error::invalid_type(self.unexpected(), visitor)),
         }

@@ -42,6 +42,10 @@ pub fn interpolate(
     }
 }
 
+/// How deep defaults may nest (`${A:-${B:-${C}}}` is 3): deep enough for any real file,
+/// shallow enough that a hostile value cannot recurse without bound.
+const MAX_NESTING: usize = 8;
+
 /// Expands one string.
 pub fn expand(
     input: &str,
@@ -49,6 +53,51 @@ pub fn expand(
     mark: Mark,
     warnings: &mut Vec<InterpolationError>,
 ) -> Result<String, InterpolationError> {
+    expand_nested(input, env, mark, warnings, 0)
+}
+
+/// The `}` that closes a `${` whose body starts `body`, skipping nested `${...}`.
+fn closing_brace(body: &str) -> Option<usize> {
+    let b = body.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'$' if b.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn expand_nested(
+    input: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    mark: Mark,
+    warnings: &mut Vec<InterpolationError>,
+    depth: usize,
+) -> Result<String, InterpolationError> {
+    if depth > MAX_NESTING {
+        return Err(InterpolationError {
+            mark,
+            message: format!("`${{...}}` nested deeper than {MAX_NESTING} levels in `{input}`"),
+        });
+    }
+    // A default is itself expanded (`${A:-${B}}`), only when it is used.
+    let default =
+        |arg: &str, warnings: &mut Vec<InterpolationError>| -> Result<String, InterpolationError> {
+            if arg.contains('$') {
+                expand_nested(arg, env, mark, warnings, depth + 1)
+            } else {
+                Ok(arg.to_owned())
+            }
+        };
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(pos) = rest.find('$') {
@@ -65,7 +114,7 @@ pub fn expand(
             rest = after;
             continue;
         };
-        let Some(end) = body_start.find('}') else {
+        let Some(end) = closing_brace(body_start) else {
             return Err(InterpolationError {
                 mark,
                 message: format!("unterminated `${{` in `{input}`: expected `}}`"),
@@ -95,11 +144,11 @@ pub fn expand(
             },
             Some(":-") => match value {
                 Some(v) if !v.is_empty() => out.push_str(&v),
-                _ => out.push_str(arg),
+                _ => out.push_str(&default(arg, warnings)?),
             },
             Some("-") => match value {
                 Some(v) => out.push_str(&v),
-                None => out.push_str(arg),
+                None => out.push_str(&default(arg, warnings)?),
             },
             Some(":?") | Some("?") => match value {
                 Some(v) if op == Some("?") || !v.is_empty() => out.push_str(&v),
@@ -171,6 +220,21 @@ mod tests {
         assert_eq!(run("cost $$5 and $x").0.unwrap(), "cost $5 and $x");
         assert_eq!(run("${HOST:-a:-b}").0.unwrap(), "es.local");
         assert_eq!(run("${MISSING:-a:-b}").0.unwrap(), "a:-b");
+    }
+
+    #[test]
+    fn defaults_nest() {
+        assert_eq!(run("${MISSING:-${HOST}}").0.unwrap(), "es.local");
+        assert_eq!(
+            run("x${MISSING:-${NOPE:-${HOST}}}y").0.unwrap(),
+            "xes.localy"
+        );
+        assert_eq!(run("${HOST:-${MISSING:?never}}").0.unwrap(), "es.local");
+        assert!(run("${MISSING:-${NOPE:?need one}}").0.is_err());
+        assert_eq!(run("${MISSING:-${NOPE}}"), (Ok(String::new()), 1));
+        let deep = "${A:-".repeat(20) + &"}".repeat(20);
+        assert!(run(&deep).0.unwrap_err().message.contains("nested deeper"));
+        assert!(run("${MISSING:-${HOST}").0.is_err(), "unterminated");
     }
 
     #[test]

@@ -243,15 +243,27 @@ pub fn load_file(path: &Path) -> Result<PipelineConfig, ConfigErrors> {
 /// `validate` can go on building components and report everything in one run.
 pub fn load_file_partial(path: &Path) -> Result<(PipelineConfig, ConfigErrors), ConfigErrors> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let fail = |mark: Mark, message: String| {
         let mut errs = ConfigErrors::default();
-        errs.push(
-            &name,
-            Mark { line: 0, col: 0 },
-            "",
-            format!("cannot read the pipeline file: {e}"),
-        );
+        errs.push(&name, mark, "", message);
         errs
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        fail(
+            Mark::default(),
+            format!("cannot read the pipeline file: {e}"),
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // Name the first bad byte's line and column, as for any other error in the file.
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = 1 + good.iter().filter(|&&b| b == b'\n').count();
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let col = 1 + String::from_utf8_lossy(&good[line_start..]).chars().count();
+        fail(
+            Mark { line, col },
+            "the pipeline file is not UTF-8 text: expected a UTF-8 YAML file".into(),
+        )
     })?;
     parse_partial(&name, &text, &|v| std::env::var(v).ok())
 }

@@ -120,11 +120,18 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Parses one YAML document. An empty document is an empty mapping.
+/// Most nodes aliases may add to the tree. A pipeline file has hundreds of nodes; nested
+/// aliases ("billion laughs") would otherwise expand a few hundred bytes into gigabytes.
+const MAX_ALIAS_NODES: usize = 100_000;
+
+/// Parses one YAML document. An empty document is an empty mapping; a second document is an
+/// error (trawl reads one pipeline per file, and silently dropping the rest would hide it).
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    // Editors on Windows write a byte-order mark; it is not part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
+    parser.load(&mut builder, true).map_err(|e| SyntaxError {
         mark: to_mark(e.marker()),
         message: e.info().to_owned(),
     })?;
@@ -153,14 +160,30 @@ enum Open {
 struct Builder {
     stack: Vec<Open>,
     root: Option<Node>,
-    anchors: std::collections::HashMap<usize, Node>,
+    /// Each anchored node with its number of nodes (what one alias of it adds).
+    anchors: std::collections::HashMap<usize, (Node, usize)>,
+    /// Nodes added by aliases so far.
+    alias_nodes: usize,
+    documents: usize,
     error: Option<SyntaxError>,
+}
+
+fn count_nodes(n: &Node) -> usize {
+    1 + match &n.kind {
+        NodeKind::Scalar { .. } => 0,
+        NodeKind::Seq(items) => items.iter().map(count_nodes).sum(),
+        NodeKind::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| count_nodes(k) + count_nodes(v))
+            .sum(),
+    }
 }
 
 impl Builder {
     fn push_value(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors
+                .insert(anchor, (node.clone(), count_nodes(&node)));
         }
         match self.stack.last_mut() {
             None => {
@@ -234,19 +257,46 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             YamlEvent::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
+                let empty = Node {
                     kind: NodeKind::Scalar {
                         value: String::new(),
                         plain: true,
                     },
                     mark,
-                });
+                };
+                let node = match self.anchors.get(&id) {
+                    Some((node, size)) => {
+                        self.alias_nodes = self.alias_nodes.saturating_add(*size);
+                        if self.alias_nodes > MAX_ALIAS_NODES {
+                            if self.error.is_none() {
+                                self.error = Some(SyntaxError {
+                                    mark,
+                                    message: format!(
+                                        "aliases expand to more than {MAX_ALIAS_NODES} nodes: expected a pipeline file, not an alias bomb"
+                                    ),
+                                });
+                            }
+                            empty
+                        } else {
+                            node.clone()
+                        }
+                    }
+                    None => empty,
+                };
                 self.push_value(node, 0);
+            }
+            YamlEvent::DocumentStart => {
+                self.documents += 1;
+                if self.documents == 2 && self.error.is_none() {
+                    self.error = Some(SyntaxError {
+                        mark,
+                        message: "a second YAML document (after `---`): expected one pipeline per file (several files can be given with several `-c`)".into(),
+                    });
+                }
             }
             YamlEvent::Nothing
             | YamlEvent::StreamStart
             | YamlEvent::StreamEnd
-            | YamlEvent::DocumentStart
             | YamlEvent::DocumentEnd => {}
         }
     }
@@ -274,6 +324,23 @@ mod tests {
         assert!(e.message.contains("duplicate key"));
         let e = parse("a: [1, 2\n").unwrap_err();
         assert!(e.mark.line >= 1);
+    }
+
+    #[test]
+    fn alias_bombs_boms_and_second_documents_are_errors() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            bomb += &format!("a{i}: &a{i} [{}]\n", vec![prev.as_str(); 10].join(", "));
+        }
+        let e = parse(&bomb).unwrap_err();
+        assert!(e.message.contains("alias bomb"), "{}", e.message);
+        let n = parse("\u{feff}inputs: {}\n").unwrap();
+        assert!(n.get("inputs").is_some());
+        let e = parse("inputs: {}\n---\noutputs: {}\n").unwrap_err();
+        assert_eq!(e.mark.line, 2);
+        assert!(e.message.contains("second YAML document"));
+        assert!(parse("---\ninputs: {}\n...\n").is_ok());
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl Duration {
             ));
         }
         if let Ok(secs) = body.parse::<f64>() {
-            let ms = (secs * 1000.0) as i64;
+            let ms = millis_in_range(secs * 1000.0).ok_or_else(|| too_long(s))?;
             return Ok(Duration {
                 millis: if neg { -ms } else { ms },
             });
@@ -76,11 +76,23 @@ impl Duration {
             total += n * factor;
             body = next;
         }
-        let ms = total.round() as i64;
+        let ms = millis_in_range(total.round()).ok_or_else(|| too_long(s))?;
         Ok(Duration {
             millis: if neg { -ms } else { ms },
         })
     }
+}
+
+/// The longest duration the file may give: a century, far beyond any timeout or retention,
+/// and far from where milliseconds overflow (a value near `i64::MAX` seconds once wrapped to -1s).
+const MAX_MILLIS: f64 = 100.0 * 365.25 * 86_400_000.0;
+
+fn millis_in_range(ms: f64) -> Option<i64> {
+    (ms.is_finite() && ms.abs() <= MAX_MILLIS).then_some(ms as i64)
+}
+
+fn too_long(s: &str) -> String {
+    format!("`{s}` is not a usable duration (expected at most 100 years, e.g. 30s, 5m, 250ms)")
 }
 
 impl<'de> Deserialize<'de> for Duration {
@@ -92,13 +104,15 @@ impl<'de> Deserialize<'de> for Duration {
                 f.write_str("a duration such as 30s, 5m or 250ms")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                Ok(Duration::from_secs(v))
+                self.visit_f64(v as f64)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                Ok(Duration::from_secs(v as i64))
+                self.visit_f64(v as f64)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-                Ok(Duration::from_millis((v * 1000.0) as i64))
+                millis_in_range(v * 1000.0)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| E::custom(too_long(&v.to_string())))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
                 Duration::parse(v).map_err(E::custom)
@@ -136,7 +150,14 @@ impl ByteSize {
                 ))
             }
         };
-        Ok(ByteSize((n * factor as f64) as u64))
+        let bytes = n * factor as f64;
+        // `inf`, `nan` and sizes past 2^63 parse as numbers but are no size anyone means.
+        if !bytes.is_finite() || bytes >= (1u64 << 63) as f64 {
+            return Err(format!(
+                "`{s}` is not a usable size (expected e.g. 512KiB, 5MiB, 1GB)"
+            ));
+        }
+        Ok(ByteSize(bytes as u64))
     }
 
     pub fn bytes(self) -> u64 {
@@ -187,6 +208,19 @@ mod tests {
         assert!(Duration::parse("10 parsecs").is_err());
         assert!(Duration::parse("").is_err());
         assert_eq!(Duration::parse("-1s").unwrap().positive(), None);
+        for huge in [
+            "9223372036854775807",
+            "9223372036854775807s",
+            "inf",
+            "nan",
+            "1e300",
+        ] {
+            assert!(Duration::parse(huge).is_err(), "{huge}");
+        }
+        assert_eq!(
+            Duration::parse("36500d").unwrap().millis,
+            36_500 * 86_400_000
+        );
     }
 
     #[test]
@@ -197,5 +231,7 @@ mod tests {
         assert_eq!(ByteSize::parse("1024").unwrap().0, 1024);
         assert!(ByteSize::parse("lots").is_err());
         assert!(ByteSize::parse("5XB").is_err());
+        assert!(ByteSize::parse("inf").is_err());
+        assert!(ByteSize::parse("99999999999GiB").is_err());
     }
 }

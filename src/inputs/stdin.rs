@@ -36,11 +36,17 @@ impl Stdin {
 impl Input for Stdin {
     fn run(self: Box<Self>, ctx: InputContext) -> BoxFuture<anyhow::Result<()>> {
         Box::pin(async move {
-            let handle = std::thread::Builder::new()
+            // The thread reports its end on a channel rather than through a blocking-pool
+            // join: at the end of input the runtime may shut down before such a join task
+            // starts, and its cancellation was logged as "input failed" on a clean run.
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
                 .name("trawl-stdin".into())
-                .spawn(move || read_loop(&self.config, &ctx))?;
-            tokio::task::spawn_blocking(move || handle.join())
-                .await?
+                .spawn(move || {
+                    let _ = done_tx.send(read_loop(&self.config, &ctx));
+                })?;
+            done_rx
+                .await
                 .map_err(|_| anyhow::anyhow!("stdin reader thread panicked"))?
         })
     }

@@ -1,0 +1,122 @@
+//! Hostile and confusing pipeline files through `trawl validate`: each is refused (or read) with
+//! a message that names the file, line and column and says what was expected, and none of them
+//! makes trawl use memory without bound.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn validate(dir: &Path, bytes: &[u8], env: &[(&str, &str)]) -> (i32, String) {
+    let p = dir.join("p.yaml");
+    std::fs::write(&p, bytes).unwrap();
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["validate", "-c"])
+        .arg(&p)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+const BASE: &str = "inputs:\n  app: { type: stdin }\noutputs:\n  o: { type: stdout }\n";
+
+#[test]
+fn an_alias_bomb_is_refused_at_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nine levels of ten aliases each: 10^9 nodes if expanded, under 500 bytes as written.
+    let mut bomb = String::from(BASE) + "x0: &x0 [a, a, a, a, a, a, a, a, a, a]\n";
+    for i in 1..10 {
+        let prev = format!("*x{}", i - 1);
+        bomb += &format!("x{i}: &x{i} [{}]\n", vec![prev.as_str(); 10].join(","));
+    }
+    let (code, err) = validate(dir.path(), bomb.as_bytes(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("p.yaml:"), "{err}");
+    assert!(err.contains("alias"), "{err}");
+}
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = [b"\xef\xbb\xbf".as_slice(), BASE.as_bytes()].concat();
+    let (code, out) = validate(dir.path(), &text, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("valid (1 inputs"), "{out}");
+}
+
+#[test]
+fn a_second_document_is_an_error_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{BASE}---\ninputs:\n  other: {{ type: stdin }}\n");
+    let (code, err) = validate(dir.path(), text.as_bytes(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("p.yaml:5:"), "{err}");
+    assert!(err.contains("second YAML document"), "{err}");
+}
+
+#[test]
+fn nested_defaults_are_expanded() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "inputs:\n  app: { type: stdin }\noutputs:\n  o: { type: file, path: \"${TRAWL_T_UNSET:-${TRAWL_T_DIR}/out.jsonl}\" }\n";
+    let (code, out) = validate(dir.path(), text.as_bytes(), &[("TRAWL_T_DIR", "/tmp")]);
+    assert_eq!(code, 0, "{out}");
+    // The expanded value is what the file output uses: run it and look for the file.
+    let out_dir = dir.path().join("o");
+    std::fs::create_dir(&out_dir).unwrap();
+    let p = dir.path().join("run.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "data_dir: {}\nhttp: {{ enabled: false }}\n{text}",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(&p)
+        .env("TRAWL_T_DIR", &out_dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello\n").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let written = std::fs::read_to_string(out_dir.join("out.jsonl")).unwrap();
+    assert!(written.contains("\"hello\""), "{written}");
+}
+
+#[test]
+fn numbers_out_of_range_are_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{BASE}pipeline: {{ batch_size: -1 }}\n");
+    let (code, err) = validate(dir.path(), text.as_bytes(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("p.yaml:5:") && err.contains("integer `-1`"),
+        "{err}"
+    );
+    assert!(!err.contains("invalid type: string"), "{err}");
+    // Once wrapped to -1s ("never wait"), now refused.
+    let text = format!("{BASE}shutdown_timeout: 9223372036854775807\n");
+    let (code, err) = validate(dir.path(), text.as_bytes(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("p.yaml:5:") && err.contains("not a usable duration"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_utf8_names_the_first_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = [BASE.as_bytes(), b"tags: [caf\xe9]\n".as_slice()].concat();
+    let (code, err) = validate(dir.path(), &text, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("p.yaml:5:11:"), "{err}");
+    assert!(err.contains("not UTF-8"), "{err}");
+}
