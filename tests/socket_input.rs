@@ -17,17 +17,22 @@ impl Drop for Running {
 }
 
 fn start(dir: &Path, input: &str) -> (Running, std::path::PathBuf) {
-    let cfg = dir.join("p.yaml");
+    start_in(dir, input, "out", Stdio::null())
+}
+
+/// A trawl whose events go to `dir/<name>.json`; several may share `dir`.
+fn start_in(dir: &Path, input: &str, name: &str, stderr: Stdio) -> (Running, std::path::PathBuf) {
+    let cfg = dir.join(format!("{name}.yaml"));
     std::fs::write(&cfg, format!(
-        "data_dir: {}/data\nhttp: {{ enabled: false }}\ninputs:\n  s: {input}\noutputs:\n  out: {{ type: stdout }}\n",
+        "data_dir: {}/data-{name}\nhttp: {{ enabled: false }}\ninputs:\n  s: {input}\noutputs:\n  out: {{ type: stdout }}\n",
         dir.display()
     )).unwrap();
-    let out = dir.join("out.json");
+    let out = dir.join(format!("{name}.json"));
     let child = Command::new(env!("CARGO_BIN_EXE_trawl"))
         .args(["--log-level", "warn", "run", "-c"])
         .arg(&cfg)
         .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     (Running(child), out)
@@ -101,4 +106,98 @@ fn unix_json_lines_become_fields() {
     assert_eq!(ev[0]["stream"], "stderr");
     assert_eq!(ev[0]["@timestamp"], "2024-01-02T03:04:05.500000Z");
     assert_eq!(ev[1]["message"], "not json");
+}
+
+#[test]
+fn idle_connections_at_the_limit_do_not_lock_out_other_senders() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("in.sock");
+    let log = dir.path().join("stderr.log");
+    let (_t, out) = start_in(
+        dir.path(),
+        &format!(
+            "{{ type: socket, address: \"unix:{}\", max_connections: 2, idle_timeout: 1s }}",
+            sock.display()
+        ),
+        "out",
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    // Two clients connect and say nothing: every slot is taken.
+    let idle: Vec<_> = (0..2)
+        .map(|_| retry(|| std::os::unix::net::UnixStream::connect(&sock)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut s = retry(|| std::os::unix::net::UnixStream::connect(&sock));
+    s.write_all(b"from the third sender\n").unwrap();
+    drop(s);
+    let ev = wait_events(&out, 1);
+    assert_eq!(ev.len(), 1, "the third sender's line never arrived");
+    assert_eq!(ev[0]["message"], "from the third sender");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("connection limit reached"), "{text}");
+    drop(idle);
+}
+
+#[test]
+fn a_second_trawl_does_not_take_over_a_live_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("in.sock");
+    let input = format!("{{ type: socket, address: \"unix:{}\" }}", sock.display());
+    let (_first, out) = start_in(dir.path(), &input, "first", Stdio::null());
+    drop(retry(|| std::os::unix::net::UnixStream::connect(&sock)));
+    let second_log = dir.path().join("second.log");
+    let (mut second, _) = start_in(
+        dir.path(),
+        &input,
+        "second",
+        Stdio::from(std::fs::File::create(&second_log).unwrap()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = second.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the second trawl kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let text = std::fs::read_to_string(&second_log).unwrap();
+    assert!(text.contains("another process is listening"), "{text}");
+    // The first one still owns its socket: the file is there and its lines arrive.
+    let mut s = retry(|| std::os::unix::net::UnixStream::connect(&sock));
+    s.write_all(b"still here\n").unwrap();
+    drop(s);
+    let ev = wait_events(&out, 1);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["message"], "still here");
+}
+
+#[test]
+fn an_unreadable_timestamp_is_replaced_visibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("in.sock");
+    let (_t, out) = start(
+        dir.path(),
+        &format!(
+            "{{ type: socket, address: \"unix:{}\", format: json }}",
+            sock.display()
+        ),
+    );
+    let mut s = retry(|| std::os::unix::net::UnixStream::connect(&sock));
+    s.write_all(b"{\"message\":\"a\",\"@timestamp\":\"yesterday at noon\"}\n")
+        .unwrap();
+    drop(s);
+    let ev = wait_events(&out, 1);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["message"], "a");
+    assert_eq!(
+        ev[0]["tags"],
+        serde_json::json!(["_timestamp_parse_failure"])
+    );
+    assert!(ev[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("yesterday at noon"));
+    // The replacement is a real timestamp, not the text.
+    assert!(chrono::DateTime::parse_from_rfc3339(ev[0]["@timestamp"].as_str().unwrap()).is_ok());
 }

@@ -37,6 +37,14 @@ pub struct Config {
     /// Most connections served at once; more wait in the listen backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed, so that idle clients cannot
+    /// hold every slot (`0`: never). `trawl tee --forward` reconnects by itself.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: crate::config::Duration,
+}
+
+fn default_idle_timeout() -> crate::config::Duration {
+    crate::config::Duration::from_secs(300)
 }
 
 fn default_max_line() -> ByteSize {
@@ -91,16 +99,13 @@ impl Input for Socket {
             ));
             match &self.address {
                 Address::Unix(path) => {
-                    // A socket file left by a previous run would make bind fail.
-                    if std::fs::symlink_metadata(path).is_ok_and(|m| {
-                        use std::os::unix::fs::FileTypeExt;
-                        m.file_type().is_socket()
-                    }) {
-                        let _ = std::fs::remove_file(path);
-                    }
+                    remove_stale_socket(path)?;
                     let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
                         anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display())
                     })?;
+                    // What this process created; only that is removed at exit, never a socket
+                    // another trawl bound at the same path meanwhile.
+                    let created = file_id(path);
                     tracing::info!(input = %ctx.name, address = %format!("unix:{}", path.display()), "listening");
                     let accepted = accept_loop(
                         || async { listener.accept().await.map(|(s, _)| s) },
@@ -109,7 +114,9 @@ impl Input for Socket {
                         &ctx,
                     )
                     .await;
-                    let _ = std::fs::remove_file(path);
+                    if created.is_some() && file_id(path) == created {
+                        let _ = std::fs::remove_file(path);
+                    }
                     accepted?;
                 }
                 Address::Tcp(addr) => {
@@ -131,6 +138,35 @@ impl Input for Socket {
     }
 }
 
+/// Device and inode of a path, to recognise the socket file this process made.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Removes a socket file left by a process that is gone (bind would fail on it), and refuses
+/// to take over one that a live process still listens on: that would silently steal its
+/// senders, and its exit would then delete our socket.
+fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if !is_socket {
+        return Ok(());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(anyhow::anyhow!(
+            "cannot listen on unix:{}: another process is listening on it (a second trawl?); stop it or choose another path",
+            path.display()
+        )),
+        Err(_) => {
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+    }
+}
+
 fn event_of(line: &[u8], info: LineInfo, format: Format, ctx: &InputContext) -> Option<Event> {
     if line.is_empty() && !info.truncated {
         return None;
@@ -146,24 +182,40 @@ fn event_of(line: &[u8], info: LineInfo, format: Format, ctx: &InputContext) -> 
                             e.fields.insert(k.clone(), v.clone());
                         }
                     }
-                    // A sender's time (tee's read time) stays a timestamp, not text.
-                    let parsed = match e.fields.get("@timestamp") {
-                        Some(Value::String(t)) => chrono::DateTime::parse_from_rfc3339(t).ok(),
-                        _ => None,
-                    };
-                    match parsed {
-                        Some(t) => {
-                            e.fields
-                                .insert("@timestamp", Value::Timestamp(t.with_timezone(&Utc)));
-                        }
-                        None if !matches!(
-                            e.fields.get("@timestamp"),
-                            Some(Value::Timestamp(_))
-                        ) =>
-                        {
+                    // A sender's time (tee's read time) stays a timestamp, not text. One that
+                    // cannot be read is replaced by the arrival time, visibly: tagged, and the
+                    // sender's text kept in `error.message`.
+                    match e.fields.get("@timestamp").cloned() {
+                        Some(Value::Timestamp(_)) => {}
+                        None => {
                             e.fields.insert("@timestamp", Value::Timestamp(now));
                         }
-                        None => {}
+                        Some(other) => {
+                            let parsed = match &other {
+                                Value::String(t) => chrono::DateTime::parse_from_rfc3339(t).ok(),
+                                _ => None,
+                            };
+                            match parsed {
+                                Some(t) => {
+                                    e.fields.insert(
+                                        "@timestamp",
+                                        Value::Timestamp(t.with_timezone(&Utc)),
+                                    );
+                                }
+                                None => {
+                                    ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                                    e.fields.insert("@timestamp", Value::Timestamp(now));
+                                    e.insert(
+                                        "error.message",
+                                        Value::from(format!(
+                                            "invalid @timestamp {}: expected RFC 3339; replaced by the arrival time",
+                                            other.to_json()
+                                        )),
+                                    );
+                                    e.add_tag("_timestamp_parse_failure");
+                                }
+                            }
+                        }
                     }
                     e
                 }
@@ -205,7 +257,12 @@ where
     Fut: std::future::Future<Output = std::io::Result<S>>,
 {
     let mut shutdown = ctx.shutdown.clone();
+    let mut full_logged = false;
     loop {
+        if limit.available_permits() == 0 && !full_logged {
+            full_logged = true;
+            tracing::warn!(input = %ctx.name, max_connections = cfg.max_connections, idle_timeout = ?cfg.idle_timeout.std(), "connection limit reached: new senders wait until a connection ends or is idle for idle_timeout (logged once)");
+        }
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => p?,
             _ = shutdown.wait() => return Ok(()),
@@ -229,12 +286,23 @@ async fn serve(mut stream: impl AsyncRead + Unpin, cfg: &Config, ctx: &InputCont
     let mut buf = vec![0u8; 64 * 1024];
     let mut events = Vec::new();
     let mut shutdown = ctx.shutdown.clone();
+    let idle = cfg.idle_timeout.positive();
     loop {
+        let read = async {
+            match idle {
+                Some(d) => tokio::time::timeout(d, stream.read(&mut buf)).await,
+                None => Ok(stream.read(&mut buf).await),
+            }
+        };
         let n = tokio::select! {
-            r = stream.read(&mut buf) => match r {
-                Ok(n) => n,
-                Err(e) => {
+            r = read => match r {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
                     tracing::debug!(input = %ctx.name, error = %e, "connection read failed");
+                    0
+                }
+                Err(_) => {
+                    tracing::debug!(input = %ctx.name, "closing a connection idle for idle_timeout");
                     0
                 }
             },

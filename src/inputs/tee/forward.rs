@@ -118,7 +118,13 @@ pub fn run(
                 Err(e) => {
                     // Sent again whole after reconnecting: a sidecar may see a line twice,
                     // never miss one the spool held.
-                    tracing::warn!(socket = %path.display(), error = %e, "forward socket write failed: reconnecting");
+                    // A broken pipe is the sidecar closing an idle connection (or
+                    // restarting): routine, so not written into the app's stderr.
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        tracing::debug!(socket = %path.display(), "forward socket closed by the sidecar: reconnecting");
+                    } else {
+                        tracing::warn!(socket = %path.display(), error = %e, "forward socket write failed: reconnecting");
+                    }
                     conn = None;
                 }
             }
