@@ -75,6 +75,12 @@ impl<'a> LineBatcher<'a> {
     }
 
     pub(crate) fn line(&mut self, line: &[u8], info: LineInfo) {
+        // Empty lines carry nothing to search or parse; the file and socket inputs skip them
+        // too (as Filebeat and Fluent Bit do), so one pipeline behaves the same on any input.
+        if line.is_empty() && !info.truncated {
+            ComponentMetrics::add(&self.ctx.metrics.bytes_in, info.end - info.start);
+            return;
+        }
         let message = to_text(line).unwrap_or_else(|replaced| {
             self.ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
             if !self.invalid_utf8_logged {
