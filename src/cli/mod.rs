@@ -220,6 +220,9 @@ pub fn run_pipeline_with(
                 &http.address,
                 pipeline.registry.clone(),
                 pipeline.endpoints.clone(),
+                server::Access {
+                    bearer_token: http.bearer_token.clone().filter(|t| !t.is_empty()),
+                },
             )
             .await
             {

@@ -119,8 +119,13 @@ impl Default for Global {
 pub struct HttpConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// `host:port`, or `unix:/path` (reachable only by local processes the file mode allows).
     #[serde(default = "default_http_address")]
     pub address: String,
+    /// When set, every request must carry `Authorization: Bearer <token>` (`/metrics` and
+    /// `/api/graph` describe the node's traffic).
+    #[serde(default)]
+    pub bearer_token: Option<String>,
 }
 
 fn yes() -> bool {
@@ -136,6 +141,7 @@ impl Default for HttpConfig {
         HttpConfig {
             enabled: true,
             address: default_http_address(),
+            bearer_token: None,
         }
     }
 }

@@ -4,8 +4,8 @@
 
 use super::metrics::Registry;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
 
 pub struct Response {
     pub status: u16,
@@ -39,12 +39,46 @@ impl Endpoints {
     }
 }
 
-/// Binds `address` now (so a bad address fails at start-up) and serves in the background.
+/// Who may ask: `Some(token)` requires `Authorization: Bearer <token>` on every request.
+#[derive(Clone, Default)]
+pub struct Access {
+    pub bearer_token: Option<String>,
+}
+
+/// Binds `address` (`host:port`, or `unix:/path` for a socket only local processes with file
+/// permissions reach) now, so a bad address fails at start-up, and serves in the background.
 pub async fn serve(
     address: &str,
     registry: Arc<Registry>,
     endpoints: Endpoints,
-) -> anyhow::Result<std::net::SocketAddr> {
+    access: Access,
+) -> anyhow::Result<String> {
+    let state = Arc::new((registry, endpoints, access));
+    if let Some(path) = address.strip_prefix("unix:") {
+        let path = std::path::PathBuf::from(path);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_socket()
+        }) && std::os::unix::net::UnixStream::connect(&path).is_err()
+        {
+            // Left by a trawl that is gone; a live one keeps it and bind fails below.
+            let _ = std::fs::remove_file(&path);
+        }
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| anyhow::anyhow!("http: cannot listen on {address}: {e}"))?;
+        tracing::info!(address = %address, "serving /metrics and /health");
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((sock, _)) => {
+                        tokio::spawn(answer(sock, state.clone()));
+                    }
+                    Err(e) => accept_failed(e).await,
+                }
+            }
+        });
+        return Ok(address.to_owned());
+    }
     let listener = TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("http: cannot listen on {address}: {e}"))?;
@@ -52,50 +86,106 @@ pub async fn serve(
     tracing::info!(address = %local, "serving /metrics and /health");
     tokio::spawn(async move {
         loop {
-            let (mut sock, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "http: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
+            match listener.accept().await {
+                Ok((sock, _)) => {
+                    tokio::spawn(answer(sock, state.clone()));
                 }
-            };
-            let registry = registry.clone();
-            let endpoints = endpoints.clone();
-            tokio::spawn(async move {
-                let resp = match read_request(&mut sock).await {
-                    Some((method, target)) => route(&method, &target, &registry, &endpoints),
-                    None => Response {
-                        status: 400,
-                        content_type: "text/plain",
-                        body: "bad request\n".into(),
-                    },
-                };
-                let reason = match resp.status {
-                    200 => "OK",
-                    400 => "Bad Request",
-                    404 => "Not Found",
-                    405 => "Method Not Allowed",
-                    503 => "Service Unavailable",
-                    _ => "",
-                };
-                let head = format!(
-                    "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    resp.status,
-                    reason,
-                    resp.content_type,
-                    resp.body.len()
-                );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(resp.body.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
+                Err(e) => accept_failed(e).await,
+            }
         }
     });
-    Ok(local)
+    Ok(local.to_string())
 }
 
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(String, String)> {
+async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "http: accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
+
+/// Reads one request and writes its answer.
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
+    state: Arc<(Arc<Registry>, Endpoints, Access)>,
+) {
+    let (registry, endpoints, access) = &*state;
+    let (resp, head_only) = match read_request(&mut sock).await {
+        Some(req) if !authorized(access, req.authorization.as_deref()) => (
+            Response {
+                status: 401,
+                content_type: "text/plain",
+                body: "a bearer token is required\n".into(),
+            },
+            req.method == "HEAD",
+        ),
+        Some(req) => (
+            route(&req.method, &req.target, registry, endpoints),
+            req.method == "HEAD",
+        ),
+        None => (
+            Response {
+                status: 400,
+                content_type: "text/plain",
+                body: "bad request\n".into(),
+            },
+            false,
+        ),
+    };
+    let reason = match resp.status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    let extra = match resp.status {
+        401 => "WWW-Authenticate: Bearer\r\n",
+        405 => "Allow: GET, HEAD\r\n",
+        _ => "",
+    };
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        resp.status,
+        reason,
+        resp.content_type,
+        resp.body.len()
+    );
+    let _ = sock.write_all(head.as_bytes()).await;
+    // A HEAD answer has the GET answer's headers and no body (RFC 9110 9.3.2).
+    if !head_only {
+        let _ = sock.write_all(resp.body.as_bytes()).await;
+    }
+    let _ = sock.shutdown().await;
+}
+
+/// Compares in constant time, so the answer's timing does not reveal the token's prefix.
+fn authorized(access: &Access, header: Option<&str>) -> bool {
+    let Some(token) = &access.bearer_token else {
+        return true;
+    };
+    let Some(given) = header.and_then(|h| {
+        h.get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("bearer "))
+            .map(|_| h[7..].trim())
+    }) else {
+        return false;
+    };
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+struct Request {
+    method: String,
+    target: String,
+    authorization: Option<String>,
+}
+
+async fn read_request<S: AsyncRead + Unpin>(sock: &mut S) -> Option<Request> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let read = async {
@@ -109,7 +199,17 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(String, Strin
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&buf) {
                 Ok(httparse::Status::Complete(_)) => {
-                    return Some((req.method?.to_owned(), req.path?.to_owned()));
+                    let authorization = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                        .map(str::to_owned);
+                    return Some(Request {
+                        method: req.method?.to_owned(),
+                        target: req.path?.to_owned(),
+                        authorization,
+                    });
                 }
                 Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => continue,
                 _ => return None,
