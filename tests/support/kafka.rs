@@ -103,6 +103,7 @@ impl Broker {
         static SHARED: OnceLock<Broker> = OnceLock::new();
         extern "C" fn remove_shared() {
             if let Some(b) = SHARED.get() {
+                b.report_peak();
                 if let Some(c) = &b.child {
                     // SAFETY: kill(2) and waitpid(2) on our own child's pid, not yet reaped.
                     unsafe {
@@ -152,6 +153,7 @@ impl Broker {
         std::fs::write(dir.path().join("log4j2.properties"), log_config(dir.path()))
             .expect("writing log4j2.properties");
 
+        let formatting = Instant::now();
         let out = java(&lib, dir.path())
             .args(["kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c"])
             .arg("server.properties")
@@ -164,6 +166,10 @@ impl Broker {
             "formatting Kafka's log dir failed: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "Apache Kafka: log dir formatted in {:.1} s",
+            formatting.elapsed().as_secs_f64()
         );
 
         let proxy = proxied.then(|| Proxy::start(ports.advertised_client, ports.client));
@@ -184,6 +190,7 @@ impl Broker {
     /// Stops the broker as an operator would (SIGTERM: a controlled shutdown), killing it
     /// after 60 s.
     pub fn stop(&mut self) {
+        self.report_peak();
         let Some(mut c) = self.child.take() else {
             return;
         };
@@ -205,6 +212,7 @@ impl Broker {
     /// Kills the broker (SIGKILL: no controlled shutdown; what the JVM wrote is in the page
     /// cache, so the log survives as it would a crashed process, not a crashed machine).
     pub fn kill(&mut self) {
+        self.report_peak();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -229,10 +237,10 @@ impl Broker {
         self.wait_ready();
         self.started_in = started.elapsed();
         eprintln!(
-            "Apache Kafka on {} answered after {:.1} s, RSS {} MiB",
+            "Apache Kafka on {} answered {:.1} s after its start, RSS {} MiB",
             self.bootstrap,
             self.started_in.as_secs_f64(),
-            self.rss_kib().unwrap_or(0) / 1024
+            self.memory_kib("VmRSS").unwrap_or(0) / 1024
         );
     }
 
@@ -277,12 +285,27 @@ impl Broker {
 
     /// The broker process's resident memory in KiB, while it runs.
     pub fn rss_kib(&self) -> Option<u64> {
+        self.memory_kib("VmRSS")
+    }
+
+    /// A memory line of the broker process's /proc status (`VmRSS`, `VmHWM` for the peak).
+    fn memory_kib(&self, line: &str) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         s.lines()
-            .find(|l| l.starts_with("VmRSS:"))
+            .find(|l| l.strip_prefix(line).is_some_and(|r| r.starts_with(':')))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
+    }
+
+    fn report_peak(&self) {
+        if let Some(k) = self.memory_kib("VmHWM") {
+            eprintln!(
+                "Apache Kafka on {}: peak RSS {} MiB",
+                self.bootstrap,
+                k / 1024
+            );
+        }
     }
 
     fn client_config(&self) -> ClientConfig {
