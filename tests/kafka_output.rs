@@ -1,7 +1,8 @@
-//! The `kafka` output through the real binary against a real Kafka-protocol broker (tansu,
-//! started on a free port): templated topic, keys, headers, every compression codec, dead
-//! letters for oversized messages, a broker stopped for 30 s and one unreachable for 10 s
-//! without losing anything.
+//! The `kafka` output through the real binary against a real Apache Kafka broker (KRaft, one
+//! node, `tests/support/kafka.rs`): templated topic, keys, headers, every compression codec,
+//! dead letters for oversized messages and for a topic that does not exist, a consumer group
+//! reading across trawl restarts, a broker stopped for 30 s and one unreachable for 10 s
+//! without losing anything. TLS and SASL are in `kafka_auth.rs`.
 
 mod support {
     pub mod es_server;
@@ -37,7 +38,7 @@ fn messages(records: &[support::kafka::Record]) -> Vec<String> {
 
 #[test]
 fn templated_topic_keys_headers_and_every_codec() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
     for (i, codec) in ["lz4", "zstd", "gzip", "snappy", "none"].iter().enumerate() {
         let topic = format!("logs.web-{i}");
@@ -95,7 +96,7 @@ fn templated_topic_keys_headers_and_every_codec() {
 
 #[test]
 fn oversized_messages_go_to_the_dead_letter_file() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     broker.create_topic("big", 1);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
@@ -137,7 +138,7 @@ fn oversized_messages_go_to_the_dead_letter_file() {
 /// `trawl_events_failed_total`; the others reach the topic of their own field's value.
 #[test]
 fn topic_and_key_templates_with_missing_fields_dead_letter_and_count_those_events() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     broker.create_topic("t.prod", 1);
     broker.create_topic("t.dev", 1);
     let dir = tempfile::tempdir().unwrap();
@@ -192,124 +193,125 @@ fn topic_and_key_templates_with_missing_fields_dead_letter_and_count_those_event
     assert_eq!((no_topic, no_key), (100, 100));
 }
 
-/// TLS files that cannot work are configuration errors with their position, before anything
-/// runs: a missing CA file, a CA file holding no certificate, a client certificate without key.
+/// A topic that does not exist, on a cluster that does not create topics on demand (the test
+/// broker runs with `auto.create.topics.enable=false`): librdkafka waits for it to appear for
+/// `topic.metadata.propagation.max.ms` (30 s), then refuses its messages. Those events go to the
+/// dead letters with librdkafka's reason, the refusal is logged, trawl exits cleanly, and the
+/// events bound for a topic that exists are delivered as usual.
 #[test]
-fn bad_tls_files_are_refused_by_validate_with_a_clear_message() {
+fn a_topic_that_does_not_exist_sends_its_events_to_the_dead_letters() {
+    let broker = Broker::shared();
+    broker.create_topic("present", 1);
     let dir = tempfile::tempdir().unwrap();
-    let not_pem = write_file(dir.path(), "ca.txt", "this is not a certificate\n");
-    let cert = write_file(
-        dir.path(),
-        "client.pem",
-        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-    );
     let text = format!(
-        "inputs:\n  app: {{ type: stdin }}\noutputs:\n  a:\n    type: kafka\n    brokers: [\"localhost:9093\"]\n    topic: t\n    tls: {{ ca_file: /nonexistent/ca.pem }}\n  b:\n    type: kafka\n    brokers: [\"localhost:9093\"]\n    topic: t\n    sasl: {{ mechanism: SCRAM-SHA-256, username: u, password: p }}\n    tls: {{ ca_file: \"{}\" }}\n  c:\n    type: kafka\n    brokers: [\"localhost:9093\"]\n    topic: t\n    tls: {{ cert_file: \"{}\" }}\n",
-        not_pem.display(),
-        cert.display()
+        "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: json, field: message }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{b}\"]\n    topic: \"%{{[t]}}\"\n    dead_letter: dead\n  dead:\n    type: file\n    path: {dl}\n",
+        data = dir.path().join("data").display(),
+        b = broker.bootstrap,
+        dl = dir.path().join("dead.jsonl").display()
     );
-    let cfg = write_file(dir.path(), "bad.yaml", &text);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["validate", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("bad.yaml:5:9: outputs.a:")
-            && err.contains("tls.ca_file /nonexistent/ca.pem: No such file"),
-        "{err}"
+    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
+    let log = dir.path().join("trawl.log");
+    let mut t = Trawl::start(&cfg, Some(&log));
+    let input: String = (0..200)
+        .map(|i| {
+            let topic = if i % 2 == 0 { "present" } else { "absent" };
+            format!("{{\"t\":\"{topic}\",\"n\":{i}}}\n")
+        })
+        .collect();
+    t.feed(input.as_bytes());
+    let status = t.finish(Duration::from_secs(120));
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "trawl exited with {status}: {log_text}");
+
+    let present = broker.read_all("present");
+    assert_eq!(present.len(), 100, "the topic that exists has its events");
+    let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+    let mut ns: Vec<i64> = dead
+        .iter()
+        .map(|d| {
+            // The broker's UNKNOWN_TOPIC_OR_PARTITION (or librdkafka's own unknown topic).
+            let kind = d["error"]["type"].as_str().unwrap();
+            assert!(kind.starts_with("kafka_UnknownTopic"), "{d}");
+            let why = d["error"]["message"].as_str().unwrap();
+            assert!(why.contains("Unknown topic"), "{why}");
+            let original: serde_json::Value =
+                serde_json::from_str(d["event"]["original"].as_str().unwrap()).unwrap();
+            assert_eq!(original["t"], "absent");
+            original["n"].as_i64().unwrap()
+        })
+        .collect();
+    ns.sort_unstable();
+    let odd: Vec<i64> = (0..200).filter(|i| i % 2 == 1).collect();
+    assert_eq!(
+        ns, odd,
+        "every event for the missing topic is a dead letter, once"
     );
     assert!(
-        err.contains("bad.yaml:10:9: outputs.b:")
-            && err.contains("ca.txt: no PEM `CERTIFICATE` block found"),
-        "{err}"
-    );
-    assert!(
-        err.contains("bad.yaml:16:9: outputs.c:")
-            && err.contains("`tls.cert_file` and `tls.key_file` go together"),
-        "{err}"
+        log_text.contains("event rejected for good") && log_text.contains("kafka_UnknownTopic"),
+        "the refusal is logged: {log_text}"
     );
 }
 
-/// TLS really reaches librdkafka (tansu 0.6 serves no TLS, so the broker is `openssl
-/// s_server`, which completes the TLS handshake and then does not speak Kafka): a broker
-/// certificate from a CA other than `tls.ca_file` is refused with librdkafka's clear message and
-/// nothing is dead-lettered; with the right CA the handshake completes.
+/// A downstream consumer group reading the topic between two runs of trawl on the same file
+/// (stopped with SIGTERM in between): each read returns what was added since the group's last
+/// commit, every line once. trawl's clean stop leaves nothing to send twice.
 #[test]
-fn tls_checks_the_broker_certificate_against_the_ca_file() {
+fn a_consumer_group_reads_each_line_once_across_a_trawl_restart() {
+    let broker = Broker::shared();
+    broker.create_topic("group-read", 2);
     let dir = tempfile::tempdir().unwrap();
-    let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
-    std::fs::create_dir_all(&ours).unwrap();
-    std::fs::create_dir_all(&theirs).unwrap();
-    let (ca, cert, key) = support::process::make_certificates(&ours);
-    let (other_ca, _, _) = support::process::make_certificates(&theirs);
-    let port = support::process::free_port();
-    let server_out = dir.path().join("s_server.out");
-    let server = std::process::Command::new("openssl")
-        .args(["s_server", "-accept", &port.to_string(), "-cert"])
-        .arg(&cert)
-        .arg("-key")
-        .arg(&key)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::fs::File::create(&server_out).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl s_server (run scripts/setup.sh)");
-    let _server = support::process::KillOnDrop(server);
-    let run = |name: &str, ca: &Path| -> String {
-        let cfg = config(
-            dir.path(),
-            &format!("127.0.0.1:{port}"),
-            &format!(
-                "    topic: t\n    tls: {{ ca_file: \"{}\" }}\n",
-                ca.display()
-            ),
-        );
-        let log = dir.path().join(format!("{name}.log"));
-        let mut t = Trawl::start(&cfg, Some(&log));
-        t.feed(b"hello\n");
-        let read = || std::fs::read_to_string(&log).unwrap_or_default();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20)
-            && !read().contains("certificate verify failed")
-            && !std::fs::read_to_string(&server_out)
-                .unwrap_or_default()
-                .contains("CIPHER is")
-        {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        t.kill9();
-        read()
+    let addr = format!("127.0.0.1:{}", support::process::free_port());
+    let app = dir.path().join("app.log");
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app:\n    type: file\n    paths: [\"{app}\"]\n    poll_interval: 100ms\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{b}\"]\n    topic: group-read\n",
+        data = dir.path().join("data").display(),
+        app = app.display(),
+        b = broker.bootstrap,
+    );
+    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
+    let append = |prefix: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&app)
+            .unwrap();
+        let lines: String = (0..500).map(|i| format!("{prefix} {i}\n")).collect();
+        f.write_all(lines.as_bytes()).unwrap();
+    };
+    let run = || {
+        let mut t = Trawl::start(&cfg, Some(&dir.path().join("trawl.log")));
+        support::process::wait_until(Duration::from_secs(60), "500 lines delivered", || {
+            support::process::metric(&addr, "trawl_events_out_total", "k") == Some(500.0)
+        });
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+        unsafe { libc::kill(t.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert!(t.wait(Duration::from_secs(60)).success());
+    };
+    let sorted = |records: Vec<support::kafka::Record>| {
+        let mut m = messages(&records);
+        m.sort();
+        m
+    };
+    let expected = |prefix: &str| {
+        let mut m: Vec<String> = (0..500).map(|i| format!("{prefix} {i}")).collect();
+        m.sort();
+        m
     };
 
-    let log = run("untrusted", &other_ca);
-    assert!(
-        log.contains("SSL handshake failed")
-            && log.contains("certificate verify failed")
-            && log.contains("ssl.ca.location"),
-        "{log}"
+    append("first");
+    run();
+    assert_eq!(
+        sorted(broker.read_group("group-read", "downstream")),
+        expected("first")
     );
-    assert!(
-        !std::fs::read_to_string(&server_out)
-            .unwrap_or_default()
-            .contains("CIPHER is"),
-        "no handshake completed with an untrusted certificate"
+    append("second");
+    run();
+    assert_eq!(
+        sorted(broker.read_group("group-read", "downstream")),
+        expected("second"),
+        "the group gets only the new lines, each once"
     );
-    assert!(
-        read_json_lines(&dir.path().join("dead.jsonl")).is_empty(),
-        "a TLS failure is not the events' fault"
-    );
-
-    let log = run("trusted", &ca);
-    assert!(!log.contains("certificate verify failed"), "{log}");
-    assert!(
-        std::fs::read_to_string(&server_out)
-            .unwrap_or_default()
-            .contains("CIPHER is"),
-        "the TLS handshake completed with the CA from tls.ca_file"
-    );
+    assert!(broker.read_group("group-read", "downstream").is_empty());
 }
 
 /// What an outage run saw.
@@ -429,16 +431,11 @@ fn run_through_outage(
     }
 }
 
-/// The broker process is stopped (SIGTERM) 8 s into a run and started again on the same port
-/// 30 s later (`TRAWL_TEST_OUTAGE_SECS` changes the length): every line written reaches Kafka,
-/// stdin is paused during the outage and resumes, and memory stays bounded. The broker keeps
-/// its data in S3 (a local moto server) so that a restart keeps what it stored.
-///
-/// Idempotence is off here because of tansu 0.6: a produce request cut by the stop can leave its
-/// sequence numbers recorded and its offsets given out while the batch itself is not in the log
-/// (seen as a hole of ~100 offsets); librdkafka's retry of it is then answered as a duplicate
-/// and counted delivered. Without idempotence the retry is stored again: a few duplicates
-/// (bounded by librdkafka's queue) instead of a loss the output could not see.
+/// The broker process is stopped (SIGTERM, a controlled shutdown) 8 s into a run and started
+/// again on the same port with the same log dir 30 s later (`TRAWL_TEST_OUTAGE_SECS` changes
+/// the length), with the output's defaults (`acks: all`, idempotent producer): every line
+/// written is in Kafka exactly once, stdin is paused during the outage and resumes, and memory
+/// stays bounded.
 #[test]
 fn broker_stopped_for_30_seconds_loses_nothing() {
     let secs = std::env::var("TRAWL_TEST_OUTAGE_SECS")
@@ -449,7 +446,7 @@ fn broker_stopped_for_30_seconds_loses_nothing() {
     let o = run_through_outage(
         &mut broker,
         "stopped",
-        "    idempotence: false\n",
+        "    acks: all\n    idempotence: true\n",
         Duration::from_secs(secs),
         |b| b.stop(),
         |b| b.start_again(),
@@ -459,10 +456,9 @@ fn broker_stopped_for_30_seconds_loses_nothing() {
         o.written, o.during, o.unique, o.duplicates, o.peak_kib / 1024
     );
     check_outage(&o);
-    assert!(
-        o.duplicates <= 5_000,
-        "duplicates ({}) within librdkafka's queue (queue_max_messages)",
-        o.duplicates
+    assert_eq!(
+        o.duplicates, 0,
+        "the idempotent producer's retries across the restart add nothing"
     );
 }
 

