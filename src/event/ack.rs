@@ -114,6 +114,16 @@ impl BatchAck {
         }
     }
 
+    /// True when both handles are copies for the same batch (untracked handles count as one
+    /// batch), so that an output can group what it settles together.
+    pub fn same_batch(&self, other: &BatchAck) -> bool {
+        match (&self.inner, &other.inner) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
     pub fn delivered(mut self) {
         self.status = BatchStatus::Delivered;
     }
