@@ -70,10 +70,11 @@ def run_case(work, percent, run, input_path):
         es.stdin.close()
         summary = es.stdout.read().strip()
         es.wait(timeout=30)
-    writes = int(summary.rsplit("writes=", 1)[1]) if "writes=" in summary else -1
+    stats = dict(kv.split("=", 1) for kv in summary.split() if "=" in kv)
+    writes, requests = int(stats.get("writes", -1)), int(stats.get("requests", -1))
     if done_at is None:
         return None
-    return (done_at - start, cpu, writes)
+    return (done_at - start, cpu, writes, requests)
 
 
 def main():
@@ -94,18 +95,18 @@ def main():
             rows.append((percent, done[len(done) // 2] if len(done) == len(runs) else None))
         print(f"\n{LINES:,} events (loghub Apache sample), file -> elasticsearch stand-in, default output "
               f"settings; median of {RUNS} runs; {os.cpu_count()} CPUs shared with the stand-in\n")
-        print("| items answered 429 | wall s | CPU s (trawl) | events/s | ratio to 0% | documents stored |")
-        print("|---:|---:|---:|---:|---:|---:|")
+        print("| items answered 429 | wall s | CPU s (trawl) | events/s | ratio to 0% | documents stored | bulk requests |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
         base = None
         for percent, r in rows:
             if r is None:
-                print(f"| {percent}% | did not finish | | | | |")
+                print(f"| {percent}% | did not finish | | | | | |")
                 continue
-            wall, cpu, writes = r
+            wall, cpu, writes, requests = r
             eps = LINES / wall
             if base is None:
                 base = eps
-            print(f"| {percent}% | {wall:.2f} | {cpu:.2f} | {eps:,.0f} | {eps / base:.2f} | {writes:,} |")
+            print(f"| {percent}% | {wall:.2f} | {cpu:.2f} | {eps:,.0f} | {eps / base:.2f} | {writes:,} | {requests:,} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -29,6 +29,7 @@ fn main() {
     println!("{}", server.url);
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
-    let (docs, writes) = server.with(|s| (s.docs.len(), s.writes));
-    println!("docs={docs} writes={writes}");
+    let (docs, writes, requests, items_429) =
+        server.with(|s| (s.docs.len(), s.writes, s.requests, s.items_429));
+    println!("docs={docs} writes={writes} requests={requests} items_429={items_429}");
 }

@@ -76,7 +76,10 @@ fn a_2xx_answer_without_items_is_a_failed_request_not_a_delivery() {
     );
     let status = t.finish(Duration::from_secs(60));
     assert!(status.success(), "trawl exited with {status}");
-    assert!(es.with(|s| s.requests) >= 3, "each request was tried 3 times");
+    assert!(
+        es.with(|s| s.requests) >= 3,
+        "each request was tried 3 times"
+    );
 
     let log = std::fs::read_to_string(&log).unwrap();
     let gave_up: Vec<&str> = log.lines().filter(|l| l.contains("giving up")).collect();

@@ -292,6 +292,17 @@ mod tests {
     }
 
     #[test]
+    fn copies_know_their_batch() {
+        let t = AckTracker::new();
+        let (_, a) = t.track();
+        let (_, b) = t.track();
+        assert!(a.same_batch(&a.fork()));
+        assert!(!a.same_batch(&b));
+        assert!(!a.same_batch(&BatchAck::none()));
+        assert!(BatchAck::none().same_batch(&BatchAck::none()));
+    }
+
+    #[test]
     fn pending_gauge_follows_the_tracker() {
         use crate::telemetry::metrics::ComponentKind;
         let m = Arc::new(ComponentMetrics::new(

@@ -20,8 +20,9 @@ pub struct Item {
     pub origin: Option<Origin>,
     /// This event's copy of its batch's handle: the batch is settled when all its events are.
     pub ack: BatchAck,
-    /// Times Elasticsearch answered this item 5xx.
+    /// Times Elasticsearch answered this item 5xx, and 429.
     pub failures: u32,
+    pub throttled: u32,
     /// When it was first answered 429 or 5xx: it is being retried.
     pub first_refused: Option<Instant>,
     /// Not to be sent again before this (its own back-off).
@@ -38,6 +39,7 @@ impl Item {
             origin: event.meta.origin.clone(),
             ack,
             failures: 0,
+            throttled: 0,
             first_refused: None,
             ready_at: Instant::now(),
         }

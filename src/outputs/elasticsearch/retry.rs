@@ -81,6 +81,10 @@ mod tests {
         assert!(b.next_delay() <= Duration::from_millis(100));
         let d = b.delay(3);
         assert!(d >= Duration::from_millis(400) && d <= Duration::from_millis(800));
-        assert_eq!(b.attempts(), 1, "an item's delay is not one of the request's attempts");
+        assert_eq!(
+            b.attempts(),
+            1,
+            "an item's delay is not one of the request's attempts"
+        );
     }
 }
