@@ -168,7 +168,7 @@ fn settle(
                 {
                     let reason = format!(
                         "gave up after {} attempts over {:.1}s (retry.max_item_attempts, retry.max_item_age); last answer {status} {reason}",
-                        item.failures.max(1),
+                        item.failures + item.throttled,
                         age.as_secs_f64()
                     );
                     refused.push(Refused {
