@@ -114,6 +114,16 @@ impl BatchAck {
         }
     }
 
+    /// True when both handles are copies for the same batch (untracked handles count as one
+    /// batch), so that an output can group what it settles together.
+    pub fn same_batch(&self, other: &BatchAck) -> bool {
+        match (&self.inner, &other.inner) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
     pub fn delivered(mut self) {
         self.status = BatchStatus::Delivered;
     }
@@ -279,6 +289,17 @@ mod tests {
         let (_, d) = t.track();
         drop(d);
         assert_eq!(t.drain()[0].status, BatchStatus::Failed);
+    }
+
+    #[test]
+    fn copies_know_their_batch() {
+        let t = AckTracker::new();
+        let (_, a) = t.track();
+        let (_, b) = t.track();
+        assert!(a.same_batch(&a.fork()));
+        assert!(!a.same_batch(&b));
+        assert!(!a.same_batch(&BatchAck::none()));
+        assert!(BatchAck::none().same_batch(&BatchAck::none()));
     }
 
     #[test]

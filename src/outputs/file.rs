@@ -52,15 +52,15 @@ impl FileOutput {
     }
 }
 
-/// The open file and its size, rotating as it grows.
-struct Rotating {
+/// The open file and its size, rotating as it grows (also the default dead-letter file's).
+pub(super) struct Rotating {
     config: Config,
     w: BufWriter<File>,
     size: u64,
 }
 
 impl Rotating {
-    fn open(config: Config) -> std::io::Result<Rotating> {
+    pub(super) fn open(config: Config) -> std::io::Result<Rotating> {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -107,7 +107,7 @@ impl Rotating {
     }
 
     /// Writes one already-encoded line, rotating first when it would not fit.
-    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+    pub(super) fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         if self.size > 0 && self.size + line.len() as u64 > self.config.max_size.bytes() {
             self.rotate()?;
         }
@@ -116,7 +116,7 @@ impl Rotating {
         Ok(())
     }
 
-    fn commit(&mut self) -> std::io::Result<()> {
+    pub(super) fn commit(&mut self) -> std::io::Result<()> {
         self.w.flush()?;
         if self.config.sync {
             self.w.get_ref().sync_data()?;

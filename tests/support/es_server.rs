@@ -1,8 +1,9 @@
 //! A small Elasticsearch stand-in for tests: `POST /_bulk` and `/{index}/_bulk` as Elasticsearch
 //! documents them (NDJSON actions, gzip bodies, per-item status, `errors: true`), dynamic
 //! mapping conflicts answered 400 `mapper_parsing_exception`, 409 on `create` of an existing id,
-//! and failures the test injects (429 `es_rejected_execution_exception` per item, whole-request
-//! 429/503), and `http.max_content_length`: a body over it (its size once decompressed, as
+//! and failures the test injects (429 `es_rejected_execution_exception` per item, 503 forever
+//! on chosen items, whole-request 429/503, a `200 {}` without items as a proxy or a wrong URL
+//! gives), and `http.max_content_length`: a body over it (its size once decompressed, as
 //! Elasticsearch counts it after its gzip decoder) is answered 413 with no body and the
 //! connection closed. Tests read back what was stored.
 #![allow(dead_code)]
@@ -34,6 +35,13 @@ pub struct EsState {
     /// Documents whose `message` contains this text are refused with 400
     /// `mapper_parsing_exception`, as a field of the wrong type would be.
     pub reject_message_containing: Option<String>,
+    /// Documents whose `message` contains this text are answered 503
+    /// `unavailable_shards_exception` every time (an item that can never succeed).
+    pub unavailable_message_containing: Option<String>,
+    /// Items answered 503 that way.
+    pub items_503: u64,
+    /// Answer bulk requests `200 {}`, without items (a proxy, a wrong URL), storing nothing.
+    pub answer_without_items: bool,
     /// Count writes without keeping documents or checking mappings (benchmarks).
     pub count_only: bool,
     /// Answer every bulk request 503 (an outage).
@@ -285,6 +293,9 @@ fn handle(
     } else {
         body
     };
+    if st.answer_without_items {
+        return (200, json!({}));
+    }
     if st.max_content_length.is_some_and(|max| body.len() > max) {
         st.requests_413 += 1;
         return (413, Value::Null);
@@ -293,10 +304,22 @@ fn handle(
     let text = String::from_utf8_lossy(&body).into_owned();
     if st.count_only {
         // Benchmarks: answer without parsing the documents, so the server costs little.
+        // Item 429s are drawn as for stored documents.
         let n = text.lines().filter(|l| !l.trim().is_empty()).count() / 2;
-        st.writes += n as u64;
-        let items: Vec<Value> = (0..n).map(|_| json!({"index": {"status": 201}})).collect();
-        return (200, json!({"took": 1, "errors": false, "items": items}));
+        let mut errors = false;
+        let items: Vec<Value> = (0..n)
+            .map(|_| {
+                if st.item_429_percent > 0 && st.random_percent() < st.item_429_percent {
+                    st.items_429 += 1;
+                    errors = true;
+                    json!({"index": {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "queue capacity reached"}}})
+                } else {
+                    st.writes += 1;
+                    json!({"index": {"status": 201}})
+                }
+            })
+            .collect();
+        return (200, json!({"took": 1, "errors": errors, "items": items}));
     }
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let mut items = Vec::new();
@@ -368,6 +391,21 @@ fn store(st: &mut EsState, op: &str, index: &str, id: &str, doc: Value) -> Value
     if st.count_only {
         st.writes += 1;
         return item(201, None);
+    }
+    if let Some(never) = &st.unavailable_message_containing {
+        if doc
+            .get("message")
+            .and_then(|m| m.as_str())
+            .is_some_and(|m| m.contains(never.as_str()))
+        {
+            st.items_503 += 1;
+            return item(
+                503,
+                Some(
+                    json!({"type": "unavailable_shards_exception", "reason": format!("[{index}][0] primary shard is not active")}),
+                ),
+            );
+        }
     }
     if let Some(bad) = &st.reject_message_containing {
         if doc

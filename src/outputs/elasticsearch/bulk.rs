@@ -1,12 +1,13 @@
 //! Building `_bulk` requests: each event becomes an action line (`index` or `create`, with its
 //! index rendered from the event and a deterministic `_id`) and a document line. A request keeps
-//! its items apart so that only the failed ones are sent again.
+//! its items apart so that only the failed ones are sent again, in a later request.
 
 use super::{IdFrom, OpType};
 use crate::event::{BatchAck, Event, Origin, Value};
 use crate::outputs::template::Template;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// One event ready to send: its two NDJSON lines, and what else its dead letter would need.
 /// The event itself is not kept: its document line says the same in a third of the memory, and
@@ -17,11 +18,33 @@ pub struct Item {
     pub doc: usize,
     pub input: Arc<str>,
     pub origin: Option<Origin>,
-    /// Index into `BulkRequest::acks` of the batch the event came from.
-    pub ack: usize,
+    /// This event's copy of its batch's handle: the batch is settled when all its events are.
+    pub ack: BatchAck,
+    /// Times Elasticsearch answered this item 5xx, and 429.
+    pub failures: u32,
+    pub throttled: u32,
+    /// When it was first answered 429 or 5xx: it is being retried.
+    pub first_refused: Option<Instant>,
+    /// Not to be sent again before this (its own back-off).
+    pub ready_at: Instant,
 }
 
 impl Item {
+    /// A new item for an event encoded into `lines`.
+    pub fn new(lines: Vec<u8>, doc: usize, event: &Event, ack: BatchAck) -> Item {
+        Item {
+            lines,
+            doc,
+            input: event.meta.input.clone(),
+            origin: event.meta.origin.clone(),
+            ack,
+            failures: 0,
+            throttled: 0,
+            first_refused: None,
+            ready_at: Instant::now(),
+        }
+    }
+
     /// The event again, from its document line, for the dead letters.
     pub fn event(&self) -> Event {
         let doc = &self.lines[self.doc.min(self.lines.len())..];
@@ -49,18 +72,22 @@ impl Item {
     }
 }
 
-/// Items for one `_bulk` request and the acknowledgement handles of the batches they came from.
+/// Items for one `_bulk` request (new events and retried ones alike).
 #[derive(Default)]
 pub struct BulkRequest {
     pub items: Vec<Item>,
-    pub acks: Vec<BatchAck>,
     /// Uncompressed size of all items.
     pub bytes: usize,
 }
 
 impl BulkRequest {
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty() && self.acks.is_empty()
+        self.items.is_empty()
+    }
+
+    pub fn push(&mut self, item: Item) {
+        self.bytes += item.lines.len();
+        self.items.push(item);
     }
 }
 
@@ -253,13 +280,7 @@ mod tests {
         });
         let mut lines = Vec::new();
         let doc = enc.encode(&e, &mut lines).unwrap();
-        let item = Item {
-            lines,
-            doc,
-            input: e.meta.input.clone(),
-            origin: e.meta.origin.clone(),
-            ack: 0,
-        };
+        let item = Item::new(lines, doc, &e, BatchAck::none());
         let back = item.event();
         let json =
             |e: &Event| serde_json::from_str::<serde_json::Value>(&e.to_json_string()).unwrap();

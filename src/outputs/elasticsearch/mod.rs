@@ -1,12 +1,14 @@
 //! The `elasticsearch` output: batches events into `_bulk` requests (by events, bytes and
 //! time), sends a bounded number at once, retries what can succeed later and sends what is
-//! refused for good to the dead letters. A batch is acknowledged once every event is accepted.
+//! refused for good to the dead letters. A batch is acknowledged once every event is accepted
+//! or dead-lettered.
 //!
-//! `bulk.rs` builds requests, `response.rs` reads answers, `retry.rs` paces retries and
-//! `client.rs` talks HTTP to the hosts.
+//! `bulk.rs` builds requests, `deliver.rs` sends one and settles its items, `response.rs` reads
+//! answers, `retry.rs` paces retries and `client.rs` talks HTTP to the hosts.
 
 mod bulk;
 mod client;
+mod deliver;
 mod response;
 mod retry;
 
@@ -14,17 +16,16 @@ use super::dead_letter::{DeadLetters, Rejection};
 use super::template::Template;
 use super::{Output, OutputContext};
 use crate::config::{ByteSize, Duration};
-use crate::event::{Batch, BatchStatus};
+use crate::event::Batch;
 use crate::inputs::BoxFuture;
 use crate::telemetry::metrics::ComponentMetrics;
 use bulk::{BulkRequest, Encoder, Item};
-use response::{ItemOutcome, RequestVerdict};
 use serde::Deserialize;
-use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -101,10 +102,20 @@ pub struct RetryConfig {
     /// Longest wait between attempts.
     #[serde(default = "default_max_backoff")]
     pub max_backoff: Duration,
-    /// Attempts before giving up on events (their batches are then failed, not acknowledged,
-    /// so the input sends them again); 0 retries for as long as it takes.
+    /// Attempts of a request that fails as a whole (connection, timeout, 5xx, a 2xx without
+    /// items) before giving up on its events: to the `dead_letter` output when there is one
+    /// (their batches are then acknowledged), else their batches fail so that inputs that can
+    /// read them again do; 0 retries for as long as it takes.
     #[serde(default)]
     pub max_attempts: u32,
+    /// Times one item may be answered 429 or 5xx before it goes to the dead letters (the
+    /// `dead_letter` output, or `data_dir/dead_letter/<output>.jsonl`); 0: no limit by count.
+    #[serde(default = "default_max_item_attempts")]
+    pub max_item_attempts: u32,
+    /// How long after its first 429 or 5xx an item is still retried before it goes to the dead
+    /// letters; 0s: no limit by age.
+    #[serde(default = "default_max_item_age")]
+    pub max_item_age: Duration,
 }
 
 fn default_initial_backoff() -> Duration {
@@ -113,6 +124,12 @@ fn default_initial_backoff() -> Duration {
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
 }
+fn default_max_item_attempts() -> u32 {
+    15
+}
+fn default_max_item_age() -> Duration {
+    Duration::from_secs(300)
+}
 
 impl Default for RetryConfig {
     fn default() -> Self {
@@ -120,6 +137,8 @@ impl Default for RetryConfig {
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
             max_attempts: 0,
+            max_item_attempts: default_max_item_attempts(),
+            max_item_age: default_max_item_age(),
         }
     }
 }
@@ -232,6 +251,88 @@ struct Shared {
     retry: RetryConfig,
     /// Set while requests fail as a whole, so that an outage is logged once, and its end too.
     failing: AtomicBool,
+    /// Set once giving up on events has been logged.
+    gave_up: AtomicBool,
+    /// How busy the cluster says it is: the back-off level of items answered 429 (see
+    /// `deliver::settle`).
+    pressure: AtomicU32,
+    /// Items answered 429 or 5xx, waiting for their back-off to end; they join later requests.
+    retries: Mutex<Vec<Item>>,
+    /// Rung when items are queued for retry or a request ends.
+    wake: Notify,
+}
+
+impl Shared {
+    fn queue_retries(&self, items: Vec<Item>) {
+        if items.is_empty() {
+            return;
+        }
+        if let Ok(mut q) = self.retries.lock() {
+            q.extend(items);
+        }
+        self.wake.notify_one();
+    }
+
+    fn retries_waiting(&self) -> usize {
+        self.retries.lock().map(|q| q.len()).unwrap_or(0)
+    }
+
+    /// The queued items whose back-off is over (in the order they were queued), and when the
+    /// next one's ends.
+    fn ready_retries(&self, now: Instant) -> (Vec<Item>, Option<Instant>) {
+        let Ok(mut q) = self.retries.lock() else {
+            return (Vec::new(), None);
+        };
+        let mut ready = Vec::new();
+        let mut next: Option<Instant> = None;
+        for item in std::mem::take(&mut *q) {
+            let at = Instant::from_std(item.ready_at);
+            if at <= now {
+                ready.push(item);
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+                q.push(item);
+            }
+        }
+        (ready, next)
+    }
+}
+
+/// The request being filled, and when it goes even if not full.
+struct Filling {
+    req: BulkRequest,
+    deadline: Option<Instant>,
+    max_events: usize,
+    max_bytes: usize,
+    linger: std::time::Duration,
+}
+
+impl Filling {
+    /// Adds `item`, sending the request first when the item would not fit, and after when full.
+    async fn add(&mut self, item: Item, shared: &Arc<Shared>, permits: &Arc<Semaphore>) {
+        if !self.req.is_empty()
+            && (self.req.items.len() >= self.max_events
+                || self.req.bytes + item.lines.len() > self.max_bytes)
+        {
+            self.send(shared, permits).await;
+        }
+        // A retried item has waited its back-off already: its request goes as soon as no
+        // events are ready to join it (the output loop reads ready events first).
+        let retried = item.first_refused.is_some();
+        self.req.push(item);
+        if self.req.items.len() >= self.max_events || self.req.bytes >= self.max_bytes {
+            self.send(shared, permits).await;
+        } else if retried {
+            self.deadline = Some(Instant::now());
+        } else if self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.linger);
+        }
+    }
+
+    async fn send(&mut self, shared: &Arc<Shared>, permits: &Arc<Semaphore>) {
+        self.deadline = None;
+        dispatch(std::mem::take(&mut self.req), shared, permits).await;
+    }
 }
 
 impl Output for Elasticsearch {
@@ -245,6 +346,10 @@ impl Output for Elasticsearch {
                 op_type: config.op_type,
                 retry: config.retry.clone(),
                 failing: AtomicBool::new(false),
+                gave_up: AtomicBool::new(false),
+                pressure: AtomicU32::new(0),
+                retries: Mutex::new(Vec::new()),
+                wake: Notify::new(),
             });
             let permits = Arc::new(Semaphore::new(config.concurrency));
             let mut encoder = Encoder::new(
@@ -253,83 +358,90 @@ impl Output for Elasticsearch {
                 config.id_from,
                 config.id_fields.clone(),
             );
-            let max_bytes = config.batch.max_bytes.as_usize().max(1);
-            let max_events = config.batch.max_events;
-            let linger = config.batch.timeout.std();
-            let mut req = BulkRequest::default();
-            let mut deadline: Option<tokio::time::Instant> = None;
+            let mut filling = Filling {
+                req: BulkRequest::default(),
+                deadline: None,
+                max_events: config.batch.max_events,
+                max_bytes: config.batch.max_bytes.as_usize().max(1),
+                linger: config.batch.timeout.std(),
+            };
+            // Past this many items waiting for a retry, no new events are read: refused items
+            // take the place of new ones, and the inputs slow down.
+            let max_waiting = config.batch.max_events * config.concurrency;
+            let mut open = true;
             let mut lines = Vec::new();
             loop {
-                let batch = tokio::select! {
-                    b = ctx.rx.recv() => b,
-                    _ = sleep_until(deadline), if deadline.is_some() => {
-                        deadline = None;
-                        dispatch(std::mem::take(&mut req), &shared, &permits).await;
-                        continue;
-                    }
-                };
-                let Some(Batch { events, ack }) = batch else {
-                    break;
-                };
-                ComponentMetrics::add(&ctx.metrics.events_in, events.len() as u64);
-                if events.is_empty() {
-                    ack.delivered();
-                    continue;
+                let (ready, next_retry) = shared.ready_retries(Instant::now());
+                for item in ready {
+                    filling.add(item, &shared, &permits).await;
                 }
-                let mut unsendable = Vec::new();
-                req.acks.push(ack);
-                for event in events {
-                    let doc = match encoder.encode(&event, &mut lines) {
-                        Ok(doc) => doc,
-                        Err(reason) => {
-                            unsendable.push(Rejection {
-                                event,
-                                kind: "template_error".into(),
-                                reason,
-                            });
-                            continue;
+                if !open {
+                    // Draining: no more events will come to fill a request, so send it now.
+                    if !filling.req.is_empty() {
+                        filling.send(&shared, &permits).await;
+                    }
+                    let in_flight = config.concurrency - permits.available_permits();
+                    if in_flight == 0 && shared.retries_waiting() == 0 {
+                        break;
+                    }
+                }
+                let reading = open && shared.retries_waiting() < max_waiting;
+                tokio::select! {
+                    // Ready events first: they fill the request before its deadline sends it.
+                    biased;
+                    b = ctx.rx.recv(), if reading => match b {
+                        Some(batch) => {
+                            read_batch(batch, &mut encoder, &mut lines, &mut filling, &shared, &permits).await;
                         }
-                    };
-                    if !req.items.is_empty()
-                        && (req.items.len() >= max_events || req.bytes + lines.len() > max_bytes)
-                    {
-                        // The batch goes on in the next request, under a copy of its handle.
-                        let carry = req.acks.last().map(|a| a.fork());
-                        dispatch(std::mem::take(&mut req), &shared, &permits).await;
-                        req.acks.extend(carry);
-                        deadline = None;
+                        None => open = false,
+                    },
+                    _ = sleep_until(filling.deadline), if filling.deadline.is_some() => {
+                        filling.send(&shared, &permits).await;
                     }
-                    req.bytes += lines.len();
-                    req.items.push(Item {
-                        lines: std::mem::take(&mut lines),
-                        doc,
-                        input: event.meta.input.clone(),
-                        origin: event.meta.origin.clone(),
-                        ack: req.acks.len() - 1,
-                    });
-                }
-                if !unsendable.is_empty() {
-                    if let Some(ack) = req.acks.last() {
-                        shared.dead.send(unsendable, ack).await;
-                        ack.fork().rejected();
-                    }
-                }
-                if req.items.len() >= max_events || req.bytes >= max_bytes {
-                    dispatch(std::mem::take(&mut req), &shared, &permits).await;
-                    deadline = None;
-                } else if deadline.is_none() {
-                    deadline = Some(tokio::time::Instant::now() + linger);
+                    _ = sleep_until(next_retry), if next_retry.is_some() => {}
+                    _ = shared.wake.notified() => {}
                 }
             }
-            dispatch(req, &shared, &permits).await;
-            // Every request task holds a permit until it is done.
-            let _all = permits.acquire_many(config.concurrency as u32).await;
             Ok(())
         })
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+/// Encodes a batch's events into the request being filled, each with its copy of the batch's
+/// handle; events that cannot be encoded go to the dead letters.
+async fn read_batch(
+    batch: Batch,
+    encoder: &mut Encoder,
+    lines: &mut Vec<u8>,
+    filling: &mut Filling,
+    shared: &Arc<Shared>,
+    permits: &Arc<Semaphore>,
+) {
+    let Batch { events, ack } = batch;
+    ComponentMetrics::add(&shared.metrics.events_in, events.len() as u64);
+    let mut unsendable = Vec::new();
+    for event in events {
+        match encoder.encode(&event, lines) {
+            Ok(doc) => {
+                let item = Item::new(std::mem::take(lines), doc, &event, ack.fork());
+                filling.add(item, shared, permits).await;
+            }
+            Err(reason) => unsendable.push(Rejection {
+                event,
+                kind: "template_error".into(),
+                reason,
+            }),
+        }
+    }
+    if unsendable.is_empty() {
+        ack.delivered();
+    } else {
+        shared.dead.send(unsendable, &ack).await;
+        ack.rejected();
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
@@ -347,187 +459,11 @@ async fn dispatch(req: BulkRequest, shared: &Arc<Shared>, permits: &Arc<Semaphor
     };
     let shared = shared.clone();
     tokio::spawn(async move {
-        deliver(req, &shared).await;
+        deliver::deliver(req.items, &shared).await;
         drop(permit);
+        // The output loop may be waiting for the last request to end.
+        shared.wake.notify_one();
     });
-}
-
-/// Where an item stands.
-#[derive(Clone)]
-enum Fate {
-    Pending,
-    Accepted,
-    Rejected {
-        kind: String,
-        reason: String,
-    },
-    /// Retries ran out (`retry.max_attempts`).
-    GaveUp,
-}
-
-/// Sends one request until every item is accepted or rejected for good, then settles the
-/// batches it carries.
-async fn deliver(req: BulkRequest, shared: &Shared) {
-    let BulkRequest { items, acks, .. } = req;
-    let mut fates = vec![Fate::Pending; items.len()];
-    let mut todo: VecDeque<usize> = (0..items.len()).collect();
-    let mut chunk = items.len().max(1);
-    let mut backoff = retry::Backoff::new(
-        shared.retry.initial_backoff.std(),
-        shared.retry.max_backoff.std(),
-    );
-    while !todo.is_empty() {
-        if shared.retry.max_attempts > 0 && backoff.attempts() >= shared.retry.max_attempts {
-            tracing::error!(
-                events = todo.len(),
-                attempts = backoff.attempts(),
-                "giving up on events after retry.max_attempts; their batches are not acknowledged"
-            );
-            for i in todo.drain(..) {
-                fates[i] = Fate::GaveUp;
-            }
-            break;
-        }
-        let n = chunk.min(todo.len());
-        let sending: Vec<usize> = todo.drain(..n).collect();
-        let body = match bulk::body(sending.iter().map(|&i| &items[i]), shared.client.gzip()) {
-            Ok(b) => b,
-            Err(e) => {
-                // Compressing into memory cannot fail short of allocation failure.
-                tracing::error!(error = %e, "cannot build bulk body");
-                for i in sending {
-                    fates[i] = Fate::GaveUp;
-                }
-                continue;
-            }
-        };
-        let size = body.len() as u64;
-        let retry_all = |todo: &mut VecDeque<usize>, sending: &[usize]| {
-            for &i in sending.iter().rev() {
-                todo.push_front(i);
-            }
-        };
-        let answer = match shared.client.bulk(body).await {
-            Ok(a) => a,
-            Err(e) => {
-                outage(shared, &format!("bulk request failed: {e}"));
-                retry_all(&mut todo, &sending);
-                tokio::time::sleep(backoff.next_delay()).await;
-                continue;
-            }
-        };
-        ComponentMetrics::add(&shared.metrics.bytes_out, size);
-        match response::request_verdict(answer.status) {
-            RequestVerdict::Retry => {
-                outage(
-                    shared,
-                    &format!(
-                        "bulk request answered {}: {}",
-                        answer.status,
-                        snippet(&answer.body)
-                    ),
-                );
-                retry_all(&mut todo, &sending);
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
-            RequestVerdict::Split if n > 1 => {
-                chunk = n.div_ceil(2);
-                tracing::info!(
-                    items = n,
-                    now = chunk,
-                    "bulk request too large (413): sending it in halves"
-                );
-                retry_all(&mut todo, &sending);
-            }
-            RequestVerdict::Split | RequestVerdict::Reject => {
-                let reason = if answer.status == 413 {
-                    // Elasticsearch answers 413 with no body: say what it means.
-                    "HTTP 413: this one event is over the cluster's http.max_content_length".into()
-                } else {
-                    format!("HTTP {}: {}", answer.status, snippet(&answer.body))
-                };
-                for i in sending {
-                    fates[i] = Fate::Rejected {
-                        kind: format!("http_{}", answer.status),
-                        reason: reason.clone(),
-                    };
-                }
-            }
-            RequestVerdict::ReadItems => {
-                match response::item_outcomes(&answer.body, n, shared.op_type) {
-                    Err(e) => {
-                        outage(shared, &e);
-                        retry_all(&mut todo, &sending);
-                        tokio::time::sleep(backoff.next_delay()).await;
-                    }
-                    Ok(outcomes) => {
-                        recovered(shared);
-                        let mut again = Vec::new();
-                        let mut first_retry = None;
-                        for (&i, o) in sending.iter().zip(outcomes) {
-                            match o {
-                                ItemOutcome::Accepted => fates[i] = Fate::Accepted,
-                                ItemOutcome::Reject { kind, reason } => {
-                                    fates[i] = Fate::Rejected { kind, reason }
-                                }
-                                ItemOutcome::Retry { status, reason } => {
-                                    first_retry.get_or_insert((status, reason));
-                                    again.push(i);
-                                }
-                            }
-                        }
-                        if let Some((status, reason)) = first_retry {
-                            tracing::debug!(items = again.len(), status, %reason, "retrying items Elasticsearch could not take now");
-                            retry_all(&mut todo, &again);
-                            tokio::time::sleep(backoff.next_delay()).await;
-                        } else if todo.is_empty() {
-                            break;
-                        } else {
-                            backoff.reset();
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    // Settle: dead letters first (they carry forks of the handles), then each batch.
-    let mut status = vec![BatchStatus::Delivered; acks.len()];
-    let mut rejected: Vec<Vec<Rejection>> = (0..acks.len()).map(|_| Vec::new()).collect();
-    let mut accepted = 0u64;
-    for (item, fate) in items.into_iter().zip(fates) {
-        match fate {
-            Fate::Accepted => accepted += 1,
-            Fate::Rejected { kind, reason } => {
-                status[item.ack] = status[item.ack].max(BatchStatus::Rejected);
-                rejected[item.ack].push(Rejection {
-                    event: item.event(),
-                    kind,
-                    reason,
-                });
-            }
-            Fate::GaveUp | Fate::Pending => status[item.ack] = BatchStatus::Failed,
-        }
-    }
-    ComponentMetrics::add(&shared.metrics.events_out, accepted);
-    for ((ack, rejections), status) in acks.into_iter().zip(rejected).zip(status) {
-        shared.dead.send(rejections, &ack).await;
-        ack.settle(status);
-    }
-}
-
-fn outage(shared: &Shared, what: &str) {
-    if !shared.failing.swap(true, Ordering::Relaxed) {
-        tracing::warn!(error = %what, "Elasticsearch is not taking requests; retrying with backoff (logged once until it recovers)");
-    } else {
-        tracing::debug!(error = %what, "bulk request retried");
-    }
-}
-
-fn recovered(shared: &Shared) {
-    if shared.failing.swap(false, Ordering::Relaxed) {
-        tracing::info!("Elasticsearch takes requests again");
-    }
 }
 
 fn snippet(body: &[u8]) -> String {

@@ -48,9 +48,7 @@ pub enum ItemOutcome {
 #[derive(Deserialize)]
 struct BulkResponse {
     #[serde(default)]
-    errors: bool,
-    #[serde(default)]
-    items: Vec<HashMap<String, ItemResult>>,
+    items: Option<Vec<HashMap<String, ItemResult>>>,
 }
 
 #[derive(Deserialize)]
@@ -69,18 +67,21 @@ pub fn item_outcomes(
 ) -> Result<Vec<ItemOutcome>, String> {
     let resp: BulkResponse =
         serde_json::from_slice(body).map_err(|e| format!("unreadable bulk response: {e}"))?;
-    if !resp.errors && resp.items.is_empty() {
-        // Some proxies and old versions omit items when nothing failed.
-        return Ok(vec![ItemOutcome::Accepted; sent]);
-    }
-    if resp.items.len() != sent {
+    // Elasticsearch always lists one item per action. A 2xx without them comes from something
+    // else (a proxy, a wrong URL) and says nothing about whether a document was stored.
+    let Some(items) = resp.items else {
         return Err(format!(
-            "bulk response has {} items for {sent} sent",
-            resp.items.len()
+            "bulk answer without items for {sent} events sent (a proxy or a wrong URL?): {}",
+            super::snippet(body)
+        ));
+    };
+    if items.len() != sent {
+        return Err(format!(
+            "bulk answer has {} items for {sent} events sent",
+            items.len()
         ));
     }
-    Ok(resp
-        .items
+    Ok(items
         .into_iter()
         .map(|item| match item.into_values().next() {
             Some(r) => outcome(r, op_type),
@@ -154,12 +155,15 @@ mod tests {
     fn mismatched_or_garbage_answers_are_errors() {
         assert!(item_outcomes(b"<html>", 1, OpType::Index).is_err());
         assert!(item_outcomes(br#"{"errors":true,"items":[]}"#, 2, OpType::Index).is_err());
-        assert_eq!(
-            item_outcomes(br#"{"errors":false}"#, 2, OpType::Index)
-                .unwrap()
-                .len(),
-            2
-        );
+        // A 2xx without items or with too few stored nothing we know of.
+        assert!(item_outcomes(b"{}", 2, OpType::Index).is_err());
+        assert!(item_outcomes(br#"{"took":1,"errors":false}"#, 2, OpType::Index).is_err());
+        assert!(item_outcomes(
+            br#"{"errors":false,"items":[{"index":{"status":201}}]}"#,
+            2,
+            OpType::Index
+        )
+        .is_err());
         assert_eq!(request_verdict(429), RequestVerdict::Retry);
         assert_eq!(request_verdict(503), RequestVerdict::Retry);
         assert_eq!(request_verdict(401), RequestVerdict::Retry);

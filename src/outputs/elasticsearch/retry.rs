@@ -34,11 +34,18 @@ impl Backoff {
 
     /// The next wait; grows until `max`.
     pub fn next_delay(&mut self) -> Duration {
+        let d = self.delay(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+        d
+    }
+
+    /// The wait after `attempt` earlier waits (0 for the first), without counting it: the
+    /// back-off of a retried item, which keeps its own count.
+    pub fn delay(&mut self, attempt: u32) -> Duration {
         let base = self
             .initial
-            .saturating_mul(1u32 << self.attempt.min(20))
+            .saturating_mul(1u32 << attempt.min(20))
             .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
         // xorshift64: a fast, good-enough source of jitter.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -72,5 +79,12 @@ mod tests {
         assert_eq!(b.attempts(), 8);
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+        let d = b.delay(3);
+        assert!(d >= Duration::from_millis(400) && d <= Duration::from_millis(800));
+        assert_eq!(
+            b.attempts(),
+            1,
+            "an item's delay is not one of the request's attempts"
+        );
     }
 }
