@@ -25,3 +25,6 @@ fi
 if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
   python3 -m pip install -q 'moto[server]'
 fi
+
+# OpenSearch: a real single-node cluster for the Elasticsearch-output tests (Java, from Maven).
+"$(dirname "${BASH_SOURCE[0]}")/systems/opensearch.sh"
