@@ -2,11 +2,12 @@
 //! time), sends a bounded number at once, retries what can succeed later and sends what is
 //! refused for good to the dead letters. A batch is acknowledged once every event is accepted.
 //!
-//! `bulk.rs` builds requests, `response.rs` reads answers, `retry.rs` paces retries and
-//! `client.rs` talks HTTP to the hosts.
+//! `bulk.rs` builds requests, `response.rs` reads answers, `retry.rs` paces retries,
+//! `client.rs` talks HTTP to the hosts and `index_template.rs` installs the index template.
 
 mod bulk;
 mod client;
+mod index_template;
 mod response;
 mod retry;
 
@@ -152,7 +153,7 @@ impl Default for TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Base URLs of the cluster's nodes, used in turn; a node that fails is skipped a while.
-    pub hosts: Vec<String>,
+    pub hosts: Vec<client::HostUrl>,
     /// Basic auth user.
     #[serde(default)]
     pub username: Option<String>,
@@ -192,6 +193,9 @@ pub struct Config {
     pub retry: RetryConfig,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// What is installed before the first request (`setup.template.*`, as in Beats).
+    #[serde(default)]
+    pub setup: index_template::Setup,
 }
 
 fn default_index() -> Template {
@@ -208,6 +212,7 @@ fn default_request_timeout() -> Duration {
 pub struct Elasticsearch {
     config: Config,
     client: client::Client,
+    template: Option<index_template::IndexTemplate>,
 }
 
 impl Elasticsearch {
@@ -218,8 +223,23 @@ impl Elasticsearch {
         if config.batch.max_events == 0 || config.concurrency == 0 {
             return Err("`batch.max_events` and `concurrency` must be at least 1".into());
         }
+        if config.setup.template.enabled
+            && config.setup.template.data_stream
+            && config.op_type != OpType::Create
+        {
+            return Err(
+                "`setup.template.data_stream: true` needs `op_type: create` (data streams take nothing else)"
+                    .into(),
+            );
+        }
+        let template =
+            index_template::IndexTemplate::resolve(&config.setup.template, &config.index)?;
         let client = client::Client::new(&config)?;
-        Ok(Elasticsearch { config, client })
+        Ok(Elasticsearch {
+            config,
+            client,
+            template,
+        })
     }
 }
 
@@ -232,6 +252,8 @@ struct Shared {
     retry: RetryConfig,
     /// Set while requests fail as a whole, so that an outage is logged once, and its end too.
     failing: AtomicBool,
+    /// The index template to put in place before the first request.
+    template: Option<index_template::Installer>,
 }
 
 impl Output for Elasticsearch {
@@ -245,6 +267,7 @@ impl Output for Elasticsearch {
                 op_type: config.op_type,
                 retry: config.retry.clone(),
                 failing: AtomicBool::new(false),
+                template: self.template.map(index_template::Installer::new),
             });
             let permits = Arc::new(Semaphore::new(config.concurrency));
             let mut encoder = Encoder::new(
@@ -387,6 +410,12 @@ async fn deliver(req: BulkRequest, shared: &Shared) {
                 fates[i] = Fate::GaveUp;
             }
             break;
+        }
+        if let Some(t) = &shared.template {
+            if !t.ready(&shared.client).await {
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
         }
         let n = chunk.min(todo.len());
         let sending: Vec<usize> = todo.drain(..n).collect();
