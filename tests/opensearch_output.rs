@@ -475,3 +475,50 @@ fn hosts_without_a_scheme_are_http_and_bad_hosts_point_at_the_key() {
     );
     assert!(!err.contains("relative URL without a base"), "{err}");
 }
+
+/// Basic auth against a node with the security plugin: with the right password every event is
+/// stored; with a wrong one the node answers 401, which is retried, so nothing is stored and
+/// nothing is dead-lettered (the events are not at fault) until trawl is stopped.
+#[test]
+fn basic_auth_against_the_security_plugin() {
+    let os = OpenSearch::start_secure();
+    let anonymous = reqwest::blocking::get(format!("{}/", os.url)).unwrap();
+    assert_eq!(anonymous.status(), 401, "the node demands credentials");
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = format!("[\"{}\"]", os.url);
+    let cfg = config(
+        dir.path(),
+        &hosts,
+        "    index: secured\n    username: admin\n    password: \"${OS_TEST_PASSWORD}\"\n",
+    );
+    let mut t = Trawl::start_env(&cfg, None, &[("OS_TEST_PASSWORD", "admin")]);
+    t.feed(lines("secured", 300).as_bytes());
+    let status = t.finish(Duration::from_secs(120));
+    assert!(status.success(), "trawl exited with {status}");
+    assert_eq!(os.docs("secured").len(), 300);
+
+    let log = dir.path().join("wrong.log");
+    let cfg = config(
+        dir.path(),
+        &hosts,
+        "    index: refused\n    username: admin\n    password: wrong\n    setup: { template: { enabled: false } }\n",
+    );
+    let mut t = Trawl::start(&cfg, Some(&log));
+    t.feed(lines("refused", 10).as_bytes());
+    wait_until(Duration::from_secs(60), "a 401 in the log", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("401")
+    });
+    t.kill9();
+    assert!(
+        !os.exists("/refused"),
+        "nothing stored with a wrong password"
+    );
+    assert!(read_json_lines(&dir.path().join("dead.jsonl")).is_empty());
+    eprintln!(
+        "secure node: started in {:.1} s, RSS {} MiB",
+        os.startup.as_secs_f64(),
+        os.rss_kib().unwrap_or(0) / 1024
+    );
+}

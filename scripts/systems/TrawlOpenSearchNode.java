@@ -5,6 +5,7 @@
  * is what the protected Node constructor (and the test framework's MockNode) is for.
  *
  * Usage: java -cp 'lib/*:classes' TrawlOpenSearchNode HOME [key=value ...]
+ * (HOME/config is the config folder, HOME/modules and HOME/plugins are read as usual.)
  * Prints "trawl-opensearch http=HOST:PORT" once the node is started, then runs until its
  * standard input closes (the test process ended or dropped its handle), and closes the node.
  */
@@ -58,7 +59,11 @@ public final class TrawlOpenSearchNode extends Node {
         LogConfigurator.configureWithoutConfig(settings);
         Environment environment =
             InternalSettingsPreparer.prepareEnvironment(settings, Map.of(), null, () -> "trawl-test-node");
-        Node node = new TrawlOpenSearchNode(environment);
+        // With -Dtrawl.opensearch.modules=true the transport is a module under HOME/modules
+        // (beside plugins that bring their own Netty jars) instead of a classpath plugin.
+        Node node = Boolean.getBoolean("trawl.opensearch.modules")
+            ? new Node(environment)
+            : new TrawlOpenSearchNode(environment);
         node.start();
         String http = node.injector().getInstance(HttpServerTransport.class)
             .boundAddress().publishAddress().toString();

@@ -1,12 +1,13 @@
 //! A real single-node OpenSearch (2.19, from the Maven Central jars that `scripts/setup.sh`
 //! installs) for the Elasticsearch-output tests: on 127.0.0.1, data in a temporary folder,
 //! small heap, disk watermarks off. One node is shared per test binary (`OpenSearch::shared`);
-//! tests that need other node settings start their own (`OpenSearch::start`).
+//! tests that need other node settings start their own (`OpenSearch::start`), and
+//! `OpenSearch::start_secure` starts one with the security plugin (basic auth, demo users).
 #![allow(dead_code)]
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ pub struct OpenSearch {
     pub startup: Duration,
     child: Child,
     http: reqwest::blocking::Client,
+    /// Basic auth for the test's own requests to a node with the security plugin.
+    auth: Option<(String, String)>,
     _home: tempfile::TempDir,
 }
 
@@ -43,7 +46,44 @@ impl OpenSearch {
     /// Starts a node of its own with extra node settings (`thread_pool.write.queue_size`...),
     /// killed when dropped.
     pub fn start(settings: &[(&str, &str)]) -> OpenSearch {
-        let dir = install_dir();
+        OpenSearch::launch(&install_dir(), false, settings, None)
+    }
+
+    /// A node with the security plugin: HTTP with basic auth (its demo user `admin`, password
+    /// `admin`), TLS between nodes as the plugin demands, the security index set up from the
+    /// plugin's default configuration at start.
+    pub fn start_secure() -> OpenSearch {
+        let dir = install_dir().with_file_name("opensearch-secure");
+        let settings = [
+            (
+                "plugins.security.ssl.transport.pemcert_filepath",
+                "node.pem",
+            ),
+            ("plugins.security.ssl.transport.pemkey_filepath", "node.key"),
+            (
+                "plugins.security.ssl.transport.pemtrustedcas_filepath",
+                "ca.pem",
+            ),
+            (
+                "plugins.security.ssl.transport.enforce_hostname_verification",
+                "false",
+            ),
+            ("plugins.security.ssl.http.enabled", "false"),
+            ("plugins.security.allow_unsafe_democertificates", "true"),
+            ("plugins.security.allow_default_init_securityindex", "true"),
+            ("plugins.security.authcz.admin_dn", "CN=admin"),
+            ("plugins.security.nodes_dn", "CN=node"),
+            ("plugins.security.audit.type", "noop"),
+        ];
+        OpenSearch::launch(&dir, true, &settings, Some(("admin", "admin")))
+    }
+
+    fn launch(
+        dir: &Path,
+        secure: bool,
+        settings: &[(&str, &str)],
+        auth: Option<(&str, &str)>,
+    ) -> OpenSearch {
         if !dir.join("READY").exists() {
             panic!(
                 "OpenSearch is not installed in {}: run scripts/setup.sh (or \
@@ -52,6 +92,20 @@ impl OpenSearch {
             );
         }
         let home = tempfile::tempdir().expect("a temporary folder for the node");
+        if secure {
+            // The plugin reads its configuration and certificates from HOME/config, and the
+            // node its transport module and the plugin from HOME/modules and HOME/plugins.
+            let config = home.path().join("config");
+            copy_files(
+                &dir.join("security-config"),
+                &config.join("opensearch-security"),
+            );
+            copy_files(&dir.join("certs"), &config);
+            for sub in ["modules", "plugins"] {
+                std::os::unix::fs::symlink(dir.join(sub), home.path().join(sub))
+                    .expect("linking the node's modules and plugins");
+            }
+        }
         let java = std::env::var_os("JAVA_HOME")
             .map(|h| PathBuf::from(h).join("bin/java"))
             .unwrap_or_else(|| PathBuf::from("java"));
@@ -59,6 +113,7 @@ impl OpenSearch {
         let log = std::fs::File::create(home.path().join("node.log")).expect("node log");
         let mut cmd = Command::new(java);
         cmd.args(["-Xms512m", "-Xmx512m", "-XX:+UseSerialGC", "-Xss1m"])
+            .arg(format!("-Dtrawl.opensearch.modules={secure}"))
             .arg("-Djava.io.tmpdir=".to_owned() + &home.path().display().to_string())
             .args(["-cp", &classpath, "TrawlOpenSearchNode"])
             .arg(home.path())
@@ -105,13 +160,32 @@ impl OpenSearch {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("HTTP client"),
+            auth: auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
             _home: home,
         };
-        let health = node.get("/_cluster/health?wait_for_status=yellow&timeout=120s");
-        assert!(
-            matches!(health["status"].as_str(), Some("green" | "yellow")),
-            "OpenSearch cluster not ready: {health}"
-        );
+        // The security plugin answers 503 until it has set up its index.
+        let deadline = started + START_TIMEOUT;
+        loop {
+            let health = node
+                .request(
+                    reqwest::Method::GET,
+                    "/_cluster/health?wait_for_status=yellow&timeout=10s",
+                )
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+                .and_then(|r| r.json::<Value>().ok());
+            if health.is_some_and(|h| matches!(h["status"].as_str(), Some("green" | "yellow"))) {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "OpenSearch at {} not ready within {START_TIMEOUT:?}",
+                    node.url
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
         node.startup = started.elapsed();
         eprintln!(
             "OpenSearch {} started in {:.1} s",
@@ -130,6 +204,19 @@ impl OpenSearch {
             .and_then(|v| v.parse().ok())
     }
 
+    /// A request to `path`, with the node's credentials if it has the security plugin.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.url));
+        match &self.auth {
+            Some((user, password)) => req.basic_auth(user, Some(password)),
+            None => req,
+        }
+    }
+
     fn answer(&self, req: reqwest::blocking::RequestBuilder, what: &str) -> Value {
         let resp = req
             .send()
@@ -142,27 +229,20 @@ impl OpenSearch {
     }
 
     pub fn get(&self, path: &str) -> Value {
-        self.answer(self.http.get(format!("{}{path}", self.url)), path)
+        self.answer(self.request(reqwest::Method::GET, path), path)
     }
 
     pub fn put(&self, path: &str, body: &Value) -> Value {
-        self.answer(
-            self.http.put(format!("{}{path}", self.url)).json(body),
-            path,
-        )
+        self.answer(self.request(reqwest::Method::PUT, path).json(body), path)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Value {
-        self.answer(
-            self.http.post(format!("{}{path}", self.url)).json(body),
-            path,
-        )
+        self.answer(self.request(reqwest::Method::POST, path).json(body), path)
     }
 
     /// Whether `path` exists (HEAD answered 200).
     pub fn exists(&self, path: &str) -> bool {
-        self.http
-            .head(format!("{}{path}", self.url))
+        self.request(reqwest::Method::HEAD, path)
             .send()
             .map(|r| r.status().is_success())
             .unwrap_or(false)
@@ -171,7 +251,7 @@ impl OpenSearch {
     /// The documents of `index` (refreshed first so that every write is visible), at most 10 000.
     pub fn docs(&self, index: &str) -> Vec<Value> {
         let path = format!("/{index}/_refresh");
-        self.answer(self.http.post(format!("{}{path}", self.url)), &path);
+        self.answer(self.request(reqwest::Method::POST, &path), &path);
         self.search(index, &serde_json::json!({ "match_all": {} }))
     }
 
@@ -206,5 +286,18 @@ impl Drop for OpenSearch {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Copies the files (not folders) of `from` into `to`, creating it.
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating the node's config folder");
+    let entries = std::fs::read_dir(from)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", from.display()));
+    for entry in entries.map_while(Result::ok) {
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .unwrap_or_else(|e| panic!("copying {}: {e}", entry.path().display()));
+        }
     }
 }
