@@ -522,3 +522,39 @@ fn basic_auth_against_the_security_plugin() {
         os.rss_kib().unwrap_or(0) / 1024
     );
 }
+
+/// Template settings that cannot work are refused by `trawl validate`, saying what to set.
+#[test]
+fn template_settings_that_cannot_work_fail_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    for (keys, want) in [
+        (
+            "    index: \"%{[kubernetes.namespace]}-logs\"\n",
+            "set `setup.template.pattern`",
+        ),
+        (
+            "    index: logs-web\n    setup: { template: { data_stream: true } }\n",
+            "needs `op_type: create`",
+        ),
+        (
+            "    setup: { template: { enabled: yes, pattren: \"x-*\" } }\n",
+            "outputs.es.setup.template.pattren",
+        ),
+    ] {
+        let text = format!(
+            "inputs:\n  app: {{ type: stdin }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"es:9200\"]\n{keys}"
+        );
+        let cfg = write_file(dir.path(), "t.yaml", &text);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["validate", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{keys}: {err}");
+        assert!(
+            err.contains("t.yaml:") && err.contains(want),
+            "{keys}: {err}"
+        );
+    }
+}
