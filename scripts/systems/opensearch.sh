@@ -21,8 +21,11 @@ fi
 stamp="$(cat "$here/opensearch-pom.xml" "$here/TrawlOpenSearchNode.java" | sha256sum | cut -c1-16)"
 if ! { [ -f "$dest/READY" ] && [ "$(cat "$dest/READY")" = "$stamp" ]; }; then
   mkdir -p "$dest"
-  rm -rf "$dest/lib" "$dest/classes" "$dest/READY"
-  mvn -q -B -f "$here/opensearch-pom.xml" dependency:copy-dependencies \
+  rm -rf "$dest/lib" "$dest/classes" "$dest/target" "$dest/READY"
+  # Maven runs on a copy of the pom in the cache folder, so that its work files stay out of
+  # the repository.
+  cp "$here/opensearch-pom.xml" "$dest/pom.xml"
+  mvn -q -B -f "$dest/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$dest/lib" -DincludeScope=runtime
   javac -nowarn -cp "$dest/lib/*" -d "$dest/classes" "$here/TrawlOpenSearchNode.java"
   echo "$stamp" > "$dest/READY"
@@ -34,10 +37,13 @@ stamp="$(cat "$here/opensearch-secure-pom.xml" "$here/TrawlOpenSearchNode.java" 
 if [ -f "$secure/READY" ] && [ "$(cat "$secure/READY")" = "$stamp" ]; then
   exit 0
 fi
+# (Maven's unpack marks what it unpacked; the marks live here too, so that a reinstall unpacks.)
 rm -rf "$secure/lib" "$secure/modules" "$secure/plugins" "$secure/security-config" \
-  "$secure/classes" "$secure/certs" "$secure/all" "$secure/READY"
+  "$secure/classes" "$secure/certs" "$secure/all" "$secure/markers" "$secure/target" \
+  "$secure/READY"
 mkdir -p "$secure/all" "$secure/lib" "$secure/modules/transport-netty4" "$secure/plugins" "$secure/certs"
-mvn -q -B -f "$here/opensearch-secure-pom.xml" dependency:copy-dependencies \
+cp "$here/opensearch-secure-pom.xml" "$secure/pom.xml"
+mvn -q -B -f "$secure/pom.xml" dependency:copy-dependencies \
   -DoutputDirectory="$secure/all" -DincludeScope=runtime
 # The transport is a module here, with its Netty jars: the plugin brings Netty jars of its own,
 # which must not meet a second copy on the class path.
@@ -48,9 +54,9 @@ printf '%s\n' "description=Netty 4 based transport implementation" "version=2.19
   "name=transport-netty4" "classname=org.opensearch.transport.Netty4Plugin" "java.version=11" \
   "opensearch.version=2.19.4" "extended.plugins=" "has.native.controller=false" \
   > "$secure/modules/transport-netty4/plugin-descriptor.properties"
-mvn -q -B -f "$here/opensearch-secure-pom.xml" dependency:unpack \
+mvn -q -B -f "$secure/pom.xml" dependency:unpack \
   -Dartifact=org.opensearch.plugin:opensearch-security:2.19.4.0:zip \
-  -DoutputDirectory="$secure/plugins/opensearch-security"
+  -DoutputDirectory="$secure/plugins/opensearch-security" -DmarkersDirectory="$secure/markers"
 # Its default security configuration (the demo users, admin:admin among them) is copied into
 # each test node's config folder; the plugins folder holds only the plugin.
 mv "$secure/plugins/opensearch-security/config" "$secure/security-config"
