@@ -17,3 +17,6 @@ fi
 
 # Apache Kafka from Maven Central (Java 17 and Maven), the broker of the Kafka tests.
 "$(dirname "$0")/systems/kafka.sh"
+
+# OpenSearch: a real single-node cluster for the Elasticsearch-output tests (Java, from Maven).
+"$(dirname "$0")/systems/opensearch.sh"

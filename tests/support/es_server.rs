@@ -5,7 +5,8 @@
 //! on chosen items, whole-request 429/503, a `200 {}` without items as a proxy or a wrong URL
 //! gives), and `http.max_content_length`: a body over it (its size once decompressed, as
 //! Elasticsearch counts it after its gzip decoder) is answered 413 with no body and the
-//! connection closed. Tests read back what was stored.
+//! connection closed. `_index_template/{name}` (HEAD, GET, PUT) keeps templates, without
+//! applying them. Tests read back what was stored.
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
@@ -53,6 +54,8 @@ pub struct EsState {
     /// Requests answered 413, and the largest body (decompressed) accepted.
     pub requests_413: u64,
     pub largest_body: usize,
+    /// Index templates put by name (`PUT _index_template/{name}`).
+    pub templates: BTreeMap<String, Value>,
     /// Dynamic mapping: per index, the type of each field path seen first.
     mappings: HashMap<String, HashMap<String, &'static str>>,
     auto_id: u64,
@@ -219,10 +222,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             conn.shutdown().await?;
             return Ok(());
         }
-        let text = answer.to_string();
+        let mut text = answer.to_string();
+        let length = text.len();
+        if method == "HEAD" {
+            // An answer to HEAD says the length of the body it does not carry.
+            text.clear();
+        }
         let resp = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
-            text.len()
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{text}"
         );
         conn.write_all(resp.as_bytes()).await?;
     }
@@ -251,6 +258,28 @@ fn handle(
             200,
             json!({"name": "es-test", "cluster_name": "trawl-test", "version": {"number": "8.15.0"}, "tagline": "You Know, for Search"}),
         );
+    }
+    if let Some(name) = path_only.strip_prefix("/_index_template/") {
+        return match (method, st.templates.get(name)) {
+            ("PUT", _) => {
+                let template = decompress(&body, gzip)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                match template {
+                    Some(t) => {
+                        st.templates.insert(name.to_owned(), t);
+                        (200, json!({"acknowledged": true}))
+                    }
+                    None => (400, json!({"error": "bad template body"})),
+                }
+            }
+            ("HEAD" | "GET", Some(t)) => (
+                200,
+                json!({"index_templates": [{"name": name, "index_template": t}]}),
+            ),
+            ("HEAD" | "GET", None) => (404, json!({"error": "index template not found"})),
+            _ => (405, json!({"error": "method not allowed"})),
+        };
     }
     let default_index = match path_only.strip_suffix("/_bulk") {
         Some("") => None,
@@ -497,4 +526,14 @@ fn check_mapping(
         }
     }
     Ok(())
+}
+
+/// A request body as sent, gunzipped when its `content-encoding` says so.
+fn decompress(body: &[u8], gzip: bool) -> std::io::Result<Vec<u8>> {
+    if !gzip {
+        return Ok(body.to_vec());
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
+    Ok(out)
 }

@@ -1,9 +1,12 @@
 //! The HTTP side of the Elasticsearch output: one connection pool over every configured host,
 //! round-robin with failover (a host that fails a connection is skipped for a while), basic
-//! auth or API key, and TLS with verification on unless turned off.
+//! auth or API key, and TLS with verification on unless turned off. Hosts are written as Beats
+//! take them: `es:9200` without a scheme means `http://es:9200`.
 
 use super::Config;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use serde::{Deserialize, Deserializer};
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,6 +27,67 @@ pub struct Client {
     gzip: bool,
 }
 
+/// A node's base URL from `hosts`, checked when the configuration is read, so that a bad one is
+/// reported at its own `file:line:col`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostUrl(String);
+
+/// The port Beats add to a host written without scheme or port.
+const DEFAULT_PORT: u16 = 9200;
+
+impl HostUrl {
+    /// `http://` or `https://` URLs as written; `host`, `host:port` and `[v6]:port` without a
+    /// scheme (what Beats configurations hold) get `http://`, and port 9200 if none is given.
+    pub fn parse(s: &str) -> Result<HostUrl, String> {
+        let s = s.trim().trim_end_matches('/');
+        if s.is_empty() {
+            return Err("empty host: expected `host:port` or an http:// or https:// URL".into());
+        }
+        let base = if s.contains("://") {
+            s.to_owned()
+        } else {
+            let bare = reqwest::Url::parse(&format!("http://{s}"))
+                .map_err(|e| format!("host `{s}`: {e}"))?;
+            match bare.port() {
+                Some(_) => format!("http://{s}"),
+                None => format!("http://{s}:{DEFAULT_PORT}"),
+            }
+        };
+        let url = reqwest::Url::parse(&base).map_err(|e| format!("host `{s}`: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "host `{s}`: scheme `{}` is not http:// or https://",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("host `{s}`: no host name"));
+        }
+        Ok(HostUrl(base))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for HostUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Parsing inside the visitor lets the error carry the value's position.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = HostUrl;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a host such as es:9200 or https://es.example.com:9200")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HostUrl, E> {
+                HostUrl::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// An HTTP answer to a bulk request.
 pub struct Answer {
     pub status: u16,
@@ -37,13 +101,8 @@ impl Client {
         }
         let mut hosts = Vec::new();
         for h in &config.hosts {
-            let base = h.trim_end_matches('/').to_owned();
-            let url = reqwest::Url::parse(&base).map_err(|e| format!("host `{h}`: {e}"))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(format!("host `{h}`: expected an http:// or https:// URL"));
-            }
             hosts.push(Host {
-                base,
+                base: h.as_str().to_owned(),
                 down_until: Mutex::new(None),
             });
         }
@@ -134,11 +193,54 @@ impl Client {
 
     /// POSTs one bulk body. `Err` for connection problems and timeouts (the host is paused).
     pub async fn bulk(&self, body: Vec<u8>) -> Result<Answer, String> {
+        let req = |base: &str| {
+            let url = format!("{base}{}", self.path_and_query);
+            self.http.post(url).body(body)
+        };
+        self.execute(req).await
+    }
+
+    /// Sends a request with an optional JSON body (compressed like bulk bodies) to `path`.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        json: Option<&[u8]>,
+    ) -> Result<Answer, String> {
+        let body = match json {
+            Some(j) if self.gzip => {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(j)
+                    .and_then(|_| enc.finish())
+                    .map_err(|e| format!("compressing a request body: {e}"))?
+            }
+            Some(j) => j.to_vec(),
+            None => Vec::new(),
+        };
+        let req = |base: &str| {
+            let r = self
+                .http
+                .request(method, format!("{base}{path}"))
+                .header(CONTENT_TYPE, "application/json");
+            if json.is_some() {
+                r.body(body)
+            } else {
+                r
+            }
+        };
+        self.execute(req).await
+    }
+
+    /// Sends the request `make` builds for the next host, reading the whole answer.
+    async fn execute(
+        &self,
+        make: impl FnOnce(&str) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, String> {
         let i = self.pick();
         let host = &self.hosts[i];
-        let url = format!("{}{}", host.base, self.path_and_query);
         let result = async {
-            let resp = self.http.post(&url).body(body).send().await?;
+            let resp = make(&host.base).send().await?;
             let status = resp.status().as_u16();
             let body = resp.bytes().await?;
             Ok::<_, reqwest::Error>(Answer { status, body })
@@ -215,5 +317,25 @@ mod tests {
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"elastic:changeme"), "ZWxhc3RpYzpjaGFuZ2VtZQ==");
         assert_eq!(url_encode("my pipe/1"), "my%20pipe%2F1");
+    }
+
+    #[test]
+    fn hosts_are_read_as_beats_read_them() {
+        let parsed = |s: &str| HostUrl::parse(s).map(|h| h.as_str().to_owned());
+        assert_eq!(parsed("es:9200").unwrap(), "http://es:9200");
+        assert_eq!(parsed("es").unwrap(), "http://es:9200");
+        assert_eq!(parsed("10.0.0.5:9201/").unwrap(), "http://10.0.0.5:9201");
+        assert_eq!(parsed("[::1]:9200").unwrap(), "http://[::1]:9200");
+        assert_eq!(
+            parsed("https://es.example.com").unwrap(),
+            "https://es.example.com"
+        );
+        assert_eq!(
+            parsed("http://es:9200/prefix").unwrap(),
+            "http://es:9200/prefix"
+        );
+        assert!(parsed("ftp://es:21").unwrap_err().contains("ftp"));
+        assert!(parsed("es:port").is_err());
+        assert!(parsed("").is_err());
     }
 }

@@ -36,6 +36,13 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
     );
     let mut refused = Vec::new();
     while !todo.is_empty() {
+        // No index is created before its template is in place (it would get guessed types).
+        if let Some(t) = &shared.template {
+            if !t.ready(&shared.client).await {
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        }
         let n = chunk.min(todo.len());
         let sending: Vec<Item> = todo.drain(..n).collect();
         let body = match bulk::body(sending.iter(), shared.client.gzip()) {

@@ -4,11 +4,13 @@
 //! or dead-lettered.
 //!
 //! `bulk.rs` builds requests, `deliver.rs` sends one and settles its items, `response.rs` reads
-//! answers, `retry.rs` paces retries and `client.rs` talks HTTP to the hosts.
+//! answers, `retry.rs` paces retries, `client.rs` talks HTTP to the hosts and
+//! `index_template.rs` installs the index template.
 
 mod bulk;
 mod client;
 mod deliver;
+mod index_template;
 mod response;
 mod retry;
 
@@ -171,7 +173,7 @@ impl Default for TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Base URLs of the cluster's nodes, used in turn; a node that fails is skipped a while.
-    pub hosts: Vec<String>,
+    pub hosts: Vec<client::HostUrl>,
     /// Basic auth user.
     #[serde(default)]
     pub username: Option<String>,
@@ -211,6 +213,9 @@ pub struct Config {
     pub retry: RetryConfig,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// What is installed before the first request (`setup.template.*`, as in Beats).
+    #[serde(default)]
+    pub setup: index_template::Setup,
 }
 
 fn default_index() -> Template {
@@ -227,6 +232,7 @@ fn default_request_timeout() -> Duration {
 pub struct Elasticsearch {
     config: Config,
     client: client::Client,
+    template: Option<index_template::IndexTemplate>,
 }
 
 impl Elasticsearch {
@@ -237,8 +243,23 @@ impl Elasticsearch {
         if config.batch.max_events == 0 || config.concurrency == 0 {
             return Err("`batch.max_events` and `concurrency` must be at least 1".into());
         }
+        if config.setup.template.enabled
+            && config.setup.template.data_stream
+            && config.op_type != OpType::Create
+        {
+            return Err(
+                "`setup.template.data_stream: true` needs `op_type: create` (data streams take nothing else)"
+                    .into(),
+            );
+        }
+        let template =
+            index_template::IndexTemplate::resolve(&config.setup.template, &config.index)?;
         let client = client::Client::new(&config)?;
-        Ok(Elasticsearch { config, client })
+        Ok(Elasticsearch {
+            config,
+            client,
+            template,
+        })
     }
 }
 
@@ -260,6 +281,8 @@ struct Shared {
     retries: Mutex<Vec<Item>>,
     /// Rung when items are queued for retry or a request ends.
     wake: Notify,
+    /// The index template to put in place before the first request.
+    template: Option<index_template::Installer>,
 }
 
 impl Shared {
@@ -350,6 +373,7 @@ impl Output for Elasticsearch {
                 pressure: AtomicU32::new(0),
                 retries: Mutex::new(Vec::new()),
                 wake: Notify::new(),
+                template: self.template.map(index_template::Installer::new),
             });
             let permits = Arc::new(Semaphore::new(config.concurrency));
             let mut encoder = Encoder::new(
