@@ -166,6 +166,44 @@ fn a_batch_the_output_gives_up_on_is_read_again_and_the_registry_moves_on() {
 }
 
 #[test]
+fn a_file_rotated_away_and_deleted_during_an_outage_is_still_read_again() {
+    let es = EsServer::start();
+    es.with(|s| s.unavailable = true);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = format!("127.0.0.1:{}", support::process::free_port());
+    let cfg = es_pipeline(
+        d,
+        &addr,
+        &es,
+        "    registry_flush: 200ms\n    close_removed: 500ms\n    scan_interval: 500ms\n",
+        "    retry: { max_attempts: 1, initial_backoff: 50ms, max_backoff: 100ms }\n",
+    );
+    let log = d.join("trawl.log");
+    append(&d.join("app.log"), "line", 0..500);
+    let mut t = Trawl::start(&cfg, Some(&log));
+    wait_until(
+        Duration::from_secs(30),
+        "requests refused during the outage",
+        || es.with(|s| s.requests) >= 2,
+    );
+    // Rotated out of `paths`, then deleted, while nothing of it was delivered.
+    std::fs::rename(d.join("app.log"), d.join("app.log.1")).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::remove_file(d.join("app.log.1")).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    es.with(|s| s.unavailable = false);
+    wait_until(
+        Duration::from_secs(90),
+        "every line of the deleted file in Elasticsearch",
+        || es_messages(&es).len() >= 500,
+    );
+    stop(&mut t);
+    let got = es_messages(&es);
+    assert!((0..500).all(|i| got.contains_key(&msg("line", i))));
+}
+
+#[test]
 fn document_ids_survive_kill_9_before_the_registry_flush() {
     let es = EsServer::start();
     let dir = tempfile::tempdir().unwrap();
