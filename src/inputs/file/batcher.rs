@@ -20,12 +20,14 @@ pub struct Built {
     pub bytes: usize,
 }
 
-/// After delivery of a batch, `key`'s offset may move to `offset` (if still on `stream`).
+/// After delivery of a batch, `key`'s offset may move to `offset` (if still on `stream`, and
+/// the stream was not read again since `epoch`: see `retry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Commit {
     pub key: FileKey,
     pub stream: u64,
     pub offset: u64,
+    pub epoch: u32,
 }
 
 pub struct Batcher {
@@ -99,13 +101,14 @@ impl Batcher {
             },
         });
         match self.commits.last_mut() {
-            Some(c) if c.key == meta.key && c.stream == meta.stream => {
+            Some(c) if c.key == meta.key && c.stream == meta.stream && c.epoch == meta.epoch => {
                 c.offset = c.offset.max(line.end)
             }
             _ => self.commits.push(Commit {
                 key: meta.key,
                 stream: meta.stream,
                 offset: line.end,
+                epoch: meta.epoch,
             }),
         }
         if self.events.len() >= self.batch_size {
@@ -148,6 +151,7 @@ mod tests {
         let meta = TailMeta {
             key: FileKey { dev: 1, ino: 2 },
             stream: 7,
+            epoch: 0,
             path: "/var/log/app.log".into(),
             k8s: None,
         };

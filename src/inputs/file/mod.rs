@@ -12,7 +12,11 @@
 //!
 //! What a crash re-reads is bounded by the batches in flight plus one `registry_flush` interval
 //! of delivery: offsets are committed in memory on every acknowledgement and written to disk
-//! (with fsync) on that interval, not per batch.
+//! (with fsync) on that interval, not per batch. A new stream id is written before any event
+//! carrying it is sent, so the document ids derived from it survive a crash.
+//!
+//! A batch an output fails is read again from the first undelivered offset of its file after a
+//! back-off (`retry`); the registry never moves past it.
 //!
 //! - `discovery`: globs, exclusions, filesystem events, the scanner thread.
 //! - `identity`: device + inode, fingerprints, stream ids.
@@ -21,6 +25,7 @@
 //! - `container`: Docker json-file, CRI, Kubernetes path metadata.
 //! - `multiline`: Filebeat-style joining and presets.
 //! - `batcher`: events and the offsets each batch reaches.
+//! - `retry`: failed batches: back-off and reading again.
 //! - `registry`: the offsets on disk.
 
 mod batcher;
@@ -30,17 +35,20 @@ pub mod identity;
 pub mod multiline;
 pub mod reader;
 pub mod registry;
+mod retry;
 mod tailer;
 
 use super::{BoxFuture, BuildContext, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError, Duration};
 use crate::event::{AckTracker, BatchStatus};
 use batcher::Commit;
+use identity::FileKey;
 use registry::Registry;
+use retry::{Failures, Rewind};
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Where to start in a file trawl has never seen.
@@ -50,8 +58,9 @@ pub enum StartAt {
     /// Read the file from its first byte.
     #[default]
     Beginning,
-    /// Only what is written from now on. Applies to files found at startup; files that appear
-    /// later are always read from their beginning (a rotated file must not lose its first lines).
+    /// Only what is written from now on. Applies only to the files found at the very first
+    /// start (no registry yet); every file that appears later, also while trawl was stopped, is
+    /// read from its beginning (a rotated file must not lose its first lines).
     End,
 }
 
@@ -109,7 +118,7 @@ pub struct Config {
     /// How often acknowledged offsets are written to the registry.
     #[serde(default = "default_registry_flush")]
     pub registry_flush: Duration,
-    /// Registry entries of files not seen for this long are dropped.
+    /// Registry entries of files not seen for this long (while trawl runs) are dropped.
     #[serde(default = "default_forget_after")]
     pub forget_after: Duration,
 }
@@ -178,8 +187,39 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<FileInput, DeEr
         Some(m) => Some(m.compile(mark_of("multiline"), &format!("{}.multiline", spec.path))?),
         None => None,
     };
-    let safe: String = spec
-        .name
+    Ok(FileInput {
+        config,
+        exclude,
+        multiline,
+        registry_path: ctx
+            .data_dir
+            .join("registry")
+            .join(registry_file_name(&spec.name)),
+    })
+}
+
+/// The registry file of the input named `name`: `file-<name>.json` for names of
+/// `[A-Za-z0-9_-]` (as ever), otherwise every other byte is written `.XX` (hex), so two names
+/// never share a file (`web:app` → `file-web.3aapp.json`, `web_app` → `file-web_app.json`).
+pub fn registry_file_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 10);
+    out.push_str("file-");
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!(".{b:02x}"));
+        }
+    }
+    out.push_str(".json");
+    out
+}
+
+/// Before names were escaped, `web:app` kept its registry in `file-web_app.json`: a name with
+/// other characters adopts (copies) that file on its first start under the new name, so an
+/// upgrade neither re-reads nor skips its files.
+fn adopt_legacy_registry(name: &str, path: &Path) {
+    let legacy: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -189,15 +229,16 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<FileInput, DeEr
             }
         })
         .collect();
-    Ok(FileInput {
-        config,
-        exclude,
-        multiline,
-        registry_path: ctx
-            .data_dir
-            .join("registry")
-            .join(format!("file-{safe}.json")),
-    })
+    let legacy = path.with_file_name(format!("file-{legacy}.json"));
+    if legacy == path || path.exists() || !legacy.exists() {
+        return;
+    }
+    match std::fs::read(&legacy).and_then(|bytes| registry::write_atomic(path, &bytes)) {
+        Ok(()) => tracing::info!(input = %name, from = %legacy.display(), to = %path.display(),
+            "registry file renamed for this input name: copied the old one"),
+        Err(e) => tracing::warn!(input = %name, from = %legacy.display(), error = %e,
+            "cannot copy the registry kept under this input's former file name: starting without offsets"),
+    }
 }
 
 /// What the reading thread and the acknowledgement task share.
@@ -208,14 +249,51 @@ pub(crate) struct Shared {
     pub room: Condvar,
     pub tracker: AckTracker,
     /// Set while saving the registry fails, so the failure is logged once, not every flush.
-    pub save_failing: std::sync::atomic::AtomicBool,
+    pub save_failing: AtomicBool,
+    /// Held while the registry is snapshotted and written: two writers (the flush interval, the
+    /// reader making a new stream id durable) write in turn, the newest snapshot last.
+    pub write_lock: Mutex<()>,
+    /// Streams to read again after a failed batch, for the reader. At most one per failure of
+    /// a stream's current epoch, taken at the reader's next turn.
+    pub rewinds: Mutex<Vec<Rewind>>,
+    /// Set once the reader has matched its first scan against the registry: until then no
+    /// entry is expired, because trawl's own downtime is not a file's absence.
+    pub scanned: AtomicBool,
+}
+
+impl Shared {
+    /// Whether `key` still has events in flight or waiting to be read again: its file must be
+    /// kept (open) until they are delivered.
+    pub fn unsettled(&self, key: &FileKey) -> bool {
+        let in_flight = match self.in_flight.lock() {
+            Ok(f) => f
+                .batches
+                .values()
+                .any(|b| b.commits.iter().any(|c| c.key == *key)),
+            Err(_) => false,
+        };
+        in_flight
+            || self
+                .rewinds
+                .lock()
+                .is_ok_and(|r| r.iter().any(|rw| rw.key == *key))
+    }
+}
+
+/// A batch sent and not yet acknowledged.
+pub(crate) struct Sent {
+    /// The offsets it reaches.
+    pub commits: Vec<Commit>,
+    /// About how much memory its events hold.
+    pub bytes: usize,
+    pub events: usize,
 }
 
 /// The batches sent and not yet acknowledged.
 #[derive(Default)]
 pub(crate) struct InFlight {
-    /// The offsets each batch reaches and the memory it holds, by sequence number.
-    pub batches: HashMap<u64, (Vec<Commit>, usize)>,
+    /// By sequence number.
+    pub batches: HashMap<u64, Sent>,
     /// Sum of the batches' memory.
     pub bytes: usize,
 }
@@ -229,6 +307,7 @@ impl Input for FileInput {
                 multiline,
                 registry_path,
             } = *self;
+            adopt_legacy_registry(&ctx.name, &registry_path);
             registry::check_writable(&registry_path).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot write the registry {}: {e}; the file input keeps its read offsets there, so `data_dir` must be writable",
@@ -236,13 +315,19 @@ impl Input for FileInput {
                 )
             })?;
             let registry = Registry::load(registry_path);
-            tracing::info!(input = %ctx.name, registry = %registry.path().display(), files = registry.len(), "file input starting");
+            // `start_at` is for the very first start only: once a registry exists, a file trawl
+            // has not seen appeared while it was stopped and is read from its beginning.
+            let first_start = !registry.found();
+            tracing::info!(input = %ctx.name, registry = %registry.path().display(), files = registry.len(), first_start, "file input starting");
             let shared = Arc::new(Shared {
                 registry: Mutex::new(registry),
                 in_flight: Mutex::new(InFlight::default()),
                 room: Condvar::new(),
                 tracker: AckTracker::new(),
                 save_failing: Default::default(),
+                write_lock: Mutex::new(()),
+                rewinds: Mutex::new(Vec::new()),
+                scanned: AtomicBool::new(false),
             });
             let metrics = ctx.metrics.clone();
             let flush_every = config
@@ -252,23 +337,27 @@ impl Input for FileInput {
             let forget_after = config.forget_after.std().as_secs() as i64;
             let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
             let thread_shared = shared.clone();
+            let shutdown = ctx.shutdown.clone();
+            let mut failures = Failures::new(ctx.name.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("trawl-file-{}", ctx.name))
                 .spawn(move || {
-                    let r = tailer::run(config, exclude, multiline, ctx, thread_shared);
+                    let r =
+                        tailer::run(config, exclude, multiline, ctx, thread_shared, first_start);
                     let _ = done_tx.send(());
                     r
                 })?;
 
             // The one owner of what goes to disk: commits acknowledged offsets in order.
-            let mut poisoned: HashSet<(identity::FileKey, u64)> = HashSet::new();
             let mut tick = tokio::time::interval(flush_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut reader_done = false;
             loop {
                 tokio::select! {
-                    acked = shared.tracker.next() => apply(&shared, &acked, &mut poisoned),
-                    _ = tick.tick() => save(&shared, forget_after).await,
+                    acked = shared.tracker.next() => {
+                        apply(&shared, &acked, &mut failures, &metrics, reader_done || shutdown.is_triggered())
+                    }
+                    _ = tick.tick() => save(&shared, forget_after, &mut failures).await,
                     _ = &mut done_rx, if !reader_done => reader_done = true,
                 }
                 metrics
@@ -278,8 +367,14 @@ impl Input for FileInput {
                     break;
                 }
             }
-            apply(&shared, &shared.tracker.drain(), &mut poisoned);
-            save(&shared, forget_after).await;
+            apply(
+                &shared,
+                &shared.tracker.drain(),
+                &mut failures,
+                &metrics,
+                true,
+            );
+            save(&shared, forget_after, &mut failures).await;
             tokio::task::spawn_blocking(move || handle.join())
                 .await?
                 .map_err(|_| anyhow::anyhow!("file reader thread panicked"))?
@@ -287,10 +382,14 @@ impl Input for FileInput {
     }
 }
 
+/// Takes acknowledged batches in order: moves the registry for delivered ones, asks the reader
+/// to read failed ones again (and counts their events in `trawl_events_failed_total`).
 fn apply(
     shared: &Shared,
     acked: &[crate::event::Acked],
-    poisoned: &mut HashSet<(identity::FileKey, u64)>,
+    failures: &mut Failures,
+    metrics: &crate::telemetry::metrics::ComponentMetrics,
+    shutting_down: bool,
 ) {
     let Ok(mut in_flight) = shared.in_flight.lock() else {
         return;
@@ -301,49 +400,98 @@ fn apply(
     if !acked.is_empty() {
         shared.room.notify_all();
     }
+    let now = std::time::Instant::now();
     for a in acked {
-        let Some((commits, bytes)) = in_flight.batches.remove(&a.seq) else {
+        let Some(sent) = in_flight.batches.remove(&a.seq) else {
             continue;
         };
-        in_flight.bytes = in_flight.bytes.saturating_sub(bytes);
-        for c in commits {
+        in_flight.bytes = in_flight.bytes.saturating_sub(sent.bytes);
+        if a.status == BatchStatus::Failed {
+            crate::telemetry::metrics::ComponentMetrics::add(
+                &metrics.events_failed,
+                sent.events as u64,
+            );
+        }
+        for c in sent.commits {
+            // Read before its stream was rewound: never moves the registry past a failure.
+            if failures.is_stale(&c) {
+                continue;
+            }
+            let entry = reg.get(&c.key).filter(|e| e.stream == c.stream);
             if a.status == BatchStatus::Failed {
-                // Never move past an undelivered batch, not even with later delivered ones.
-                poisoned.insert((c.key, c.stream));
-            } else if !poisoned.contains(&(c.key, c.stream)) {
+                let resume = entry.map(|e| (e.offset, e.path.as_str()));
+                if let Some(rw) = failures.failed(&c, resume, shutting_down, now) {
+                    if let Ok(mut r) = shared.rewinds.lock() {
+                        r.push(rw);
+                    }
+                }
+            } else {
+                failures.delivered(&c, entry.map(|e| e.path.as_str()));
                 reg.commit(&c.key, c.stream, c.offset);
             }
         }
     }
 }
 
-async fn save(shared: &Arc<Shared>, forget_after: i64) {
+/// Writes the registry if it changed since the last write, dropping first the entries unseen
+/// since `expire_before`. Both writers (the flush interval, the reader before sending events of
+/// a new stream) come here, in turn.
+pub(crate) fn save_blocking(shared: &Shared, expire_before: Option<i64>) -> std::io::Result<()> {
+    let _turn = shared
+        .write_lock
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let (bytes, path) = match shared.registry.lock() {
         Ok(mut reg) => {
-            reg.expire(registry::now_secs() - forget_after);
+            if let Some(before) = expire_before {
+                reg.expire(before);
+            }
             (reg.snapshot(), reg.path().to_path_buf())
         }
-        Err(_) => return,
+        Err(_) => return Ok(()),
     };
-    let Some(bytes) = bytes else { return };
-    let written = tokio::task::spawn_blocking(move || {
-        registry::write_atomic(&path, &bytes).map_err(|e| (e, path))
-    })
-    .await;
-    match written {
-        Ok(Err((e, path))) => {
+    let Some(bytes) = bytes else { return Ok(()) };
+    match registry::write_atomic(&path, &bytes) {
+        Err(e) => {
             if !shared.save_failing.swap(true, Ordering::Relaxed) {
                 tracing::error!(registry = %path.display(), error = %e, "cannot write registry: retrying every flush; offsets are not saved until it works (logged once)");
             }
             if let Ok(mut reg) = shared.registry.lock() {
                 reg.mark_dirty();
             }
+            Err(e)
         }
-        Ok(Ok(())) => {
+        Ok(()) => {
             if shared.save_failing.swap(false, Ordering::Relaxed) {
                 tracing::info!("registry written again");
             }
+            Ok(())
         }
-        Err(_) => {}
+    }
+}
+
+async fn save(shared: &Arc<Shared>, forget_after: i64, failures: &mut Failures) {
+    let expire_before = shared
+        .scanned
+        .load(Ordering::Acquire)
+        .then(|| registry::now_secs() - forget_after);
+    let s = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || save_blocking(&s, expire_before)).await;
+    if let Ok(reg) = shared.registry.lock() {
+        failures.retain(|k, stream| reg.get(k).is_some_and(|e| e.stream == stream));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::registry_file_name;
+
+    #[test]
+    fn registry_names_never_collide_and_plain_names_keep_theirs() {
+        assert_eq!(registry_file_name("web_app"), "file-web_app.json");
+        assert_eq!(registry_file_name("web-app2"), "file-web-app2.json");
+        assert_eq!(registry_file_name("web:app"), "file-web.3aapp.json");
+        assert_ne!(registry_file_name("web app"), registry_file_name("web:app"));
+        assert_eq!(registry_file_name("é"), "file-.c3.a9.json");
     }
 }

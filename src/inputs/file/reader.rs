@@ -35,6 +35,8 @@ pub struct Line {
 pub struct TailMeta {
     pub key: FileKey,
     pub stream: u64,
+    /// Bumped each time the stream is read again after a failed batch (see `retry`).
+    pub epoch: u32,
     pub path: String,
     /// `kubernetes.*` and `container.id` from the path, for container logs.
     pub k8s: Option<Map>,
@@ -259,6 +261,15 @@ impl Tail {
         self.fp = Fingerprint::of(&prefix);
         self.prefix = prefix;
         self.splitter = LineSplitter::new(max_line, 0);
+        self.decoder = self.decoder.fresh(format);
+        self.last_growth = Instant::now();
+    }
+
+    /// Reads again from `offset` (where delivery stopped before a failed batch) under `epoch`.
+    /// Nothing held is kept: every line from `offset` on is read again.
+    pub fn rewind(&mut self, offset: u64, epoch: u32, format: Format, max_line: usize) {
+        self.meta.epoch = epoch;
+        self.splitter = LineSplitter::new(max_line, offset);
         self.decoder = self.decoder.fresh(format);
         self.last_growth = Instant::now();
     }

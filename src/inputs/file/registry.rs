@@ -9,7 +9,8 @@
 //! ```
 //! `dev`+`ino` name the file, `fp_len`/`fp` confirm it (hash of its first bytes), `stream` is the
 //! id events carry in `meta.origin`, `offset` the first byte not yet delivered, `last_seen` (Unix
-//! seconds) the last time the file was seen; entries unseen for `clean_removed` are dropped.
+//! seconds) the last time the file was seen; entries unseen for `forget_after` while trawl runs
+//! are dropped.
 
 use super::identity::{FileKey, Fingerprint};
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,8 @@ pub struct Registry {
     path: PathBuf,
     entries: HashMap<FileKey, Entry>,
     dirty: bool,
+    /// Whether a registry was there at load (trawl ran before).
+    found: bool,
 }
 
 pub fn now_secs() -> i64 {
@@ -69,9 +72,11 @@ impl Registry {
     /// moved aside (`.corrupt`) with a warning, so trawl starts instead of refusing to.
     pub fn load(path: PathBuf) -> Registry {
         let mut entries = HashMap::new();
+        let mut found = false;
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
                 Ok(OnDisk::V1 { files }) => {
+                    found = true;
                     for e in files {
                         entries.insert(e.key(), e);
                     }
@@ -92,7 +97,14 @@ impl Registry {
             path,
             entries,
             dirty: false,
+            found,
         }
+    }
+
+    /// Whether a readable registry was there at load: false on the very first start (and
+    /// after an unreadable one was moved aside).
+    pub fn found(&self) -> bool {
+        self.found
     }
 
     pub fn get(&self, key: &FileKey) -> Option<&Entry> {
@@ -122,6 +134,13 @@ impl Registry {
                 e.fp = fp.hash;
                 self.dirty = true;
             }
+            e.last_seen = now;
+        }
+    }
+
+    /// Notes that a file the registry knows still exists (found by a scan, followed or not).
+    pub fn seen(&mut self, key: &FileKey, now: i64) {
+        if let Some(e) = self.entries.get_mut(key) {
             e.last_seen = now;
         }
     }
@@ -217,6 +236,7 @@ mod tests {
         let path = dir.path().join("reg.json");
         let mut r = Registry::load(path.clone());
         assert!(r.is_empty());
+        assert!(!r.found(), "no registry yet: a first start");
         r.put(entry(1, 7, 0));
         r.put(entry(2, 8, 0));
         r.commit(&FileKey { dev: 1, ino: 1 }, 7, 50);
@@ -235,6 +255,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with(r#"{"version":"1""#), "{text}");
         let r2 = Registry::load(path);
+        assert!(r2.found());
         assert_eq!(r2.len(), 1, "entry 1 was unseen since 100 and expired");
         assert_eq!(r2.get(&FileKey { dev: 1, ino: 2 }).unwrap().last_seen, 200);
     }

@@ -9,7 +9,7 @@ use super::identity::{new_stream_id, FileKey, Fingerprint};
 use super::multiline::Multiline;
 use super::reader::{Decoder, ReadOutcome, Tail, TailMeta};
 use super::registry::{now_secs, Entry};
-use super::{Config, Shared, StartAt};
+use super::{Config, Sent, Shared, StartAt};
 use crate::event::Batch;
 use crate::inputs::InputContext;
 use std::collections::{HashMap, HashSet};
@@ -53,6 +53,13 @@ struct Tailer {
     ignored: HashSet<FileKey>,
     invalid_utf8_logged: bool,
     salt: u64,
+    /// No registry at start: `start_at` applies to the files of the first scan.
+    first_start: bool,
+    /// Files read again after a failed batch, not before these instants (back-off).
+    backing_off: HashMap<FileKey, Instant>,
+    /// A stream id was made that the registry on disk may not hold yet: written before the
+    /// next batch leaves, so a crash cannot give the same lines other document ids.
+    unsaved: bool,
 }
 
 pub(super) fn run(
@@ -61,6 +68,7 @@ pub(super) fn run(
     multiline: Option<Multiline>,
     ctx: InputContext,
     shared: Arc<Shared>,
+    first_start: bool,
 ) -> anyhow::Result<()> {
     let scan_every = config
         .scan_interval
@@ -104,6 +112,9 @@ pub(super) fn run(
         invalid_utf8_logged: false,
         salt: 0,
         ignored: HashSet::new(),
+        first_start,
+        backing_off: HashMap::new(),
+        unsaved: false,
     };
     let mut generation = 0;
     loop {
@@ -117,6 +128,7 @@ pub(super) fn run(
             t.apply_scan(&found, generation == 0, now);
             generation = latest;
         }
+        t.apply_rewinds();
         let progress = match t.read_all(&mut buf) {
             Ok(p) => p,
             Err(Closed) => return Ok(()),
@@ -185,6 +197,11 @@ impl Tailer {
     /// Sends one batch once what is in flight leaves room for it, recording the offsets it
     /// reaches. Waiting here, not in a queue, is what bounds the input's memory.
     fn send(&mut self, built: Built) -> Result<(), Closed> {
+        if self.unsaved && super::save_blocking(&self.shared, None).is_ok() {
+            // On failure (logged by the writer) events still go: the registry is failing as a
+            // whole, and holding every file back would not make it work.
+            self.unsaved = false;
+        }
         let Ok(mut f) = self.shared.in_flight.lock() else {
             return Err(Closed);
         };
@@ -200,7 +217,14 @@ impl Tailer {
         }
         let (seq, ack) = self.shared.tracker.track();
         f.bytes += built.bytes;
-        f.batches.insert(seq, (built.commits, built.bytes));
+        f.batches.insert(
+            seq,
+            Sent {
+                commits: built.commits,
+                bytes: built.bytes,
+                events: built.events.len(),
+            },
+        );
         drop(f);
         self.ctx
             .metrics
@@ -214,10 +238,12 @@ impl Tailer {
     /// One turn over every open file; true when something was read.
     fn read_all(&mut self, buf: &mut [u8]) -> Result<bool, Closed> {
         let mut progress = false;
+        let now = Instant::now();
+        self.backing_off.retain(|_, until| *until > now);
         let keys: Vec<FileKey> = self
             .tails
             .iter()
-            .filter(|(_, t)| t.is_open())
+            .filter(|(k, t)| t.is_open() && !self.backing_off.contains_key(k))
             .map(|(k, _)| *k)
             .collect();
         for key in keys {
@@ -325,16 +351,63 @@ impl Tailer {
         if let Ok(mut r) = self.shared.registry.lock() {
             r.put(entry);
         }
+        self.unsaved = true;
         Ok(())
     }
 
-    /// Stops following a file for good (deleted, or renamed away and idle).
+    /// Stops following a file for good (deleted, or renamed away and idle), once what was read
+    /// of it is delivered: a failed batch is read again from the file, so until then it stays
+    /// (open, even deleted). Called again at later turns until then.
     fn drop_tail(&mut self, key: FileKey, why: &str) -> Result<(), Closed> {
-        if let Some(mut tail) = self.tails.remove(&key) {
-            tail.flush_all(Instant::now(), &mut self.batcher);
+        let Some(tail) = self.tails.get_mut(&key) else {
+            return Ok(());
+        };
+        tail.flush_all(Instant::now(), &mut self.batcher);
+        self.emit()?;
+        if self.backing_off.contains_key(&key) || self.shared.unsettled(&key) {
+            return Ok(());
+        }
+        if let Some(tail) = self.tails.remove(&key) {
             tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), why, "file closed");
         }
         Ok(())
+    }
+
+    /// Applies the reading again of streams whose batch an output failed: each goes back to
+    /// where its delivery stopped and waits out its back-off.
+    fn apply_rewinds(&mut self) {
+        let rewinds = match self.shared.rewinds.lock() {
+            Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
+            _ => return,
+        };
+        for rw in rewinds {
+            let Some(tail) = self.tails.get_mut(&rw.key) else {
+                continue;
+            };
+            if tail.meta.stream != rw.stream {
+                // Truncated since: the failed content is gone from this file.
+                tracing::error!(input = %self.ctx.name, path = %tail.path.display(),
+                    "an output failed a batch of a file truncated since: those lines cannot be read again and are lost");
+                continue;
+            }
+            if !tail.is_open() {
+                // Closed as inactive: the same file (inode and first bytes) is opened again.
+                let same = File::open(&tail.path).ok().filter(|f| {
+                    f.metadata().is_ok_and(|m| FileKey::of(&m) == rw.key)
+                        && tail.fp.matches(f).unwrap_or(false)
+                });
+                match same {
+                    Some(f) => tail.reopen(f),
+                    None => {
+                        tracing::error!(input = %self.ctx.name, path = %tail.path.display(),
+                            "an output failed a batch of a file that is gone since: those lines cannot be read again and are lost");
+                        continue;
+                    }
+                }
+            }
+            tail.rewind(rw.offset, rw.epoch, self.config.format, self.max_line);
+            self.backing_off.insert(rw.key, rw.not_before);
+        }
     }
 
     fn close_idle(&mut self, now: Instant) {
@@ -433,6 +506,12 @@ impl Tailer {
                 tail.unseen_since = Some(now);
             }
         }
+        if let Ok(mut r) = self.shared.registry.lock() {
+            // Files waiting for an open slot (or to be told apart from a copy) exist too.
+            for (_, key) in &current {
+                r.seen(key, wall);
+            }
+        }
         self.maybe_copies.retain(|k, _| keep.contains_key(k));
         if let Ok(mut f) = found.lock() {
             f.followed = self
@@ -452,6 +531,15 @@ impl Tailer {
             for (key, tail) in &self.tails {
                 r.touch(key, &tail.meta.path, tail.fp, wall);
             }
+            if first {
+                // Written once now, so that a restart knows trawl ran before, even with no file.
+                r.mark_dirty();
+            }
+        }
+        if first {
+            self.shared
+                .scanned
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     }
 
@@ -545,6 +633,7 @@ impl Tailer {
         {
             let t = self.truncated.swap_remove(i);
             tracing::info!(input = %self.ctx.name, path = %path.display(), offset = t.position, "copy of a truncated file: continuing where reading stopped");
+            self.unsaved = true;
             (t.position, t.stream, t.committed)
         } else {
             match self.may_be_copy(&file, size) {
@@ -563,18 +652,20 @@ impl Tailer {
                 self.ignored.insert(key);
                 return None;
             }
-            let offset = if first && self.config.start_at == StartAt::End {
+            let offset = if first && self.first_start && self.config.start_at == StartAt::End {
                 size
             } else {
                 0
             };
             self.salt += 1;
+            self.unsaved = true;
             (offset, new_stream_id(key, fp, self.salt), offset)
         };
         self.maybe_copies.remove(&key);
         let meta = TailMeta {
             key,
             stream,
+            epoch: 0,
             path: path.display().to_string(),
             k8s: container::kubernetes_metadata(path),
         };

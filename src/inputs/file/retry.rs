@@ -1,0 +1,183 @@
+//! Batches an output failed (gave up on, or could not write): which file streams must be read
+//! again, from where, after what back-off, and which later acknowledgements of those streams no
+//! longer move the registry because they were read before the stream was rewound.
+//!
+//! Each stream has an epoch, carried by its events' commits. A failure of the current epoch
+//! rewinds the stream to its committed offset under the next epoch; commits of older epochs are
+//! then ignored (they were read before the rewind, so moving past them could skip the failed
+//! lines), while their events still reach the outputs (duplicates, bounded by what was in flight).
+
+use super::batcher::Commit;
+use super::identity::FileKey;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// First wait before reading a failed stream again; doubles with each failure in a row.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait between two readings of a failed stream.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A request to the reading thread: read `key` again from `offset`, under `epoch`, not before
+/// `not_before`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rewind {
+    pub key: FileKey,
+    pub stream: u64,
+    pub epoch: u32,
+    pub offset: u64,
+    pub not_before: Instant,
+}
+
+/// A stream whose last batch failed, until a batch of its current epoch is delivered.
+struct Failing {
+    epoch: u32,
+    /// Failures in a row (sets the back-off).
+    failures: u32,
+}
+
+/// The streams being read again, as the acknowledgement task sees them.
+pub struct Failures {
+    input: Arc<str>,
+    streams: HashMap<(FileKey, u64), Failing>,
+}
+
+impl Failures {
+    pub fn new(input: Arc<str>) -> Failures {
+        Failures {
+            input,
+            streams: HashMap::new(),
+        }
+    }
+
+    /// Whether `c` was read before its stream was rewound: it must not move the registry, and
+    /// its failure needs no second rewind.
+    pub fn is_stale(&self, c: &Commit) -> bool {
+        self.streams
+            .get(&(c.key, c.stream))
+            .is_some_and(|f| c.epoch < f.epoch)
+    }
+
+    /// A batch holding `c` failed. `resume` is where its stream's delivery stopped (the
+    /// registry's offset) and the file's path, `None` when the registry no longer follows that
+    /// stream (truncated or replaced since). Returns the rewind to ask the reader for.
+    pub fn failed(
+        &mut self,
+        c: &Commit,
+        resume: Option<(u64, &str)>,
+        shutting_down: bool,
+        now: Instant,
+    ) -> Option<Rewind> {
+        let f = self.streams.entry((c.key, c.stream)).or_insert(Failing {
+            epoch: c.epoch,
+            failures: 0,
+        });
+        f.epoch = c.epoch + 1;
+        f.failures += 1;
+        if shutting_down {
+            // No reader left to rewind: the registry stays before the failed lines, so the
+            // next start reads them again.
+            return None;
+        }
+        let Some((offset, path)) = resume else {
+            tracing::error!(input = %self.input, stream = c.stream,
+                "an output failed a batch of a file that was truncated or replaced since: its lines cannot be read again and are lost");
+            return None;
+        };
+        let delay = backoff(f.failures);
+        if f.failures == 1 {
+            tracing::warn!(input = %self.input, path, offset, retry_in = ?delay,
+                "an output failed a batch read from this file (the output's log says why): reading the file again from the first undelivered offset after a back-off; later batches of it already sent are sent again (logged once until delivery works again; events counted in trawl_events_failed_total)");
+        } else {
+            tracing::debug!(input = %self.input, path, offset, failures = f.failures, retry_in = ?delay, "batch failed again");
+        }
+        Some(Rewind {
+            key: c.key,
+            stream: c.stream,
+            epoch: f.epoch,
+            offset,
+            not_before: now + delay,
+        })
+    }
+
+    /// A batch holding `c` (not stale) was delivered: its stream is healthy again.
+    pub fn delivered(&mut self, c: &Commit, path: Option<&str>) {
+        if let Some(f) = self.streams.remove(&(c.key, c.stream)) {
+            tracing::info!(input = %self.input, path = path.unwrap_or("?"), failures = f.failures,
+                "file delivered again after failed batches");
+        }
+    }
+
+    /// Forgets streams the registry no longer follows (a failure whose re-read was impossible).
+    pub fn retain(&mut self, mut followed: impl FnMut(&FileKey, u64) -> bool) {
+        self.streams.retain(|(k, s), _| followed(k, *s));
+    }
+}
+
+/// The wait before the `failures`-th reading again of a stream: 1 s, 2 s, 4 s ... 30 s.
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    FIRST_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(epoch: u32, offset: u64) -> Commit {
+        Commit {
+            key: FileKey { dev: 1, ino: 2 },
+            stream: 7,
+            offset,
+            epoch,
+        }
+    }
+
+    #[test]
+    fn a_failure_rewinds_once_and_makes_earlier_reads_stale_until_delivery() {
+        let mut f = Failures::new("in".into());
+        let now = Instant::now();
+        let rw = f
+            .failed(&commit(0, 200), Some((100, "/a")), false, now)
+            .expect("a rewind");
+        assert_eq!((rw.offset, rw.epoch), (100, 1));
+        assert_eq!(rw.not_before, now + Duration::from_secs(1));
+        // A later batch read before the rewind: delivered or failed, it changes nothing.
+        assert!(f.is_stale(&commit(0, 300)));
+        assert!(!f.is_stale(&commit(1, 200)));
+        // The first re-read fails too: the back-off doubles.
+        let rw = f
+            .failed(&commit(1, 200), Some((100, "/a")), false, now)
+            .expect("a second rewind");
+        assert_eq!((rw.epoch, rw.not_before), (2, now + Duration::from_secs(2)));
+        f.delivered(&commit(2, 200), Some("/a"));
+        assert!(
+            !f.is_stale(&commit(0, 300)),
+            "healthy again: nothing left to ignore"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let secs: Vec<u64> = (1..=7).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn no_rewind_at_shutdown_or_for_a_replaced_stream() {
+        let mut f = Failures::new("in".into());
+        let now = Instant::now();
+        assert!(f
+            .failed(&commit(0, 200), Some((100, "/a")), true, now)
+            .is_none());
+        assert!(
+            f.is_stale(&commit(0, 300)),
+            "later commits still must not move past it"
+        );
+        let mut g = Failures::new("in".into());
+        assert!(g.failed(&commit(0, 200), None, false, now).is_none());
+    }
+}
