@@ -5,7 +5,7 @@
 use super::batcher::{Batcher, Built};
 use super::container;
 use super::discovery::{self, Discovery, Found};
-use super::identity::{new_stream_id, FileKey, Fingerprint};
+use super::identity::{end_mark_matches, new_stream_id, FileKey, Fingerprint};
 use super::multiline::Multiline;
 use super::reader::{Decoder, ReadOutcome, Tail, TailMeta};
 use super::registry::{now_secs, Entry};
@@ -53,6 +53,11 @@ struct Tailer {
     ignored: HashSet<FileKey>,
     invalid_utf8_logged: bool,
     salt: u64,
+    /// Files the last scan found (new, or closed and grown) that no slot under
+    /// `max_open_files` was free for.
+    waiting: usize,
+    /// `max_open_files` was reached (said once per run).
+    limit_logged: bool,
 }
 
 pub(super) fn run(
@@ -104,6 +109,8 @@ pub(super) fn run(
         invalid_utf8_logged: false,
         salt: 0,
         ignored: HashSet::new(),
+        waiting: 0,
+        limit_logged: false,
     };
     let mut generation = 0;
     loop {
@@ -133,6 +140,10 @@ pub(super) fn run(
                 return Ok(());
             }
             t.close_idle(now);
+            if t.make_room(now, poll) {
+                // Files wait for the slots just freed: let them in now, not at the next scan.
+                t.apply_scan(&found, false, now);
+            }
             let deadline = t.tails.values().filter_map(|x| x.decoder.deadline()).min();
             let mut wait = poll;
             if let Some(d) = deadline {
@@ -143,6 +154,7 @@ pub(super) fn run(
     }
     // Lines already read go out; what multiline still holds is read again after a restart.
     let _ = t.emit();
+    t.record_marks();
     // The scanner sees shutdown at its next wake-up (at most `scan_interval`); not waiting
     // for it keeps shutdown quick.
     drop(scanner);
@@ -244,8 +256,12 @@ impl Tailer {
                         self.emit_full()?;
                     }
                     Ok(ReadOutcome::Eof { deleted }) => {
+                        // A writer holding a deleted file open may still append to it: it is
+                        // read until idle for `close_removed` (`close_idle`), not dropped now.
                         if deleted {
-                            self.drop_tail(key, "deleted and read to its end")?;
+                            if let Some(tail) = self.tails.get_mut(&key) {
+                                tail.unseen_since.get_or_insert_with(Instant::now);
+                            }
                         }
                         break;
                     }
@@ -359,7 +375,49 @@ impl Tailer {
             }
         }
         for key in gone {
-            let _ = self.drop_tail(key, "no longer under `paths`");
+            let _ = self.drop_tail(key, "deleted or no longer under `paths`, and idle");
+        }
+    }
+
+    /// When files wait for a slot under `max_open_files`, closes as many files as wait among
+    /// those read to their end and idle for `min_idle`, longest idle first; they stay followed
+    /// and are reopened at their offset when a scan finds them grown and a slot free. Files
+    /// deleted or renamed away are kept open: closed, they could not be reopened. True when
+    /// some were closed.
+    fn make_room(&mut self, now: Instant, min_idle: Duration) -> bool {
+        if self.waiting == 0 {
+            return false;
+        }
+        let mut idle: Vec<(Instant, FileKey)> = self
+            .tails
+            .iter()
+            .filter(|(_, t)| {
+                t.is_open()
+                    && t.unseen_since.is_none()
+                    && now.saturating_duration_since(t.last_growth) >= min_idle
+            })
+            .map(|(k, t)| (t.last_growth, *k))
+            .collect();
+        idle.sort_unstable();
+        idle.truncate(self.waiting);
+        for (_, key) in &idle {
+            if let Some(tail) = self.tails.get_mut(key) {
+                tail.close();
+            }
+        }
+        self.waiting = 0;
+        !idle.is_empty()
+    }
+
+    /// Writes where each followed file was read up to into the registry (see `Entry::mark_at`).
+    fn record_marks(&self) {
+        let Ok(mut r) = self.shared.registry.lock() else {
+            return;
+        };
+        for (key, tail) in &self.tails {
+            if let Some((at, mark)) = tail.end_mark() {
+                r.set_mark(key, tail.meta.stream, at, mark);
+            }
         }
     }
 
@@ -367,6 +425,7 @@ impl Tailer {
     fn apply_scan(&mut self, found: &Mutex<Found>, first: bool, now: Instant) {
         self.truncated
             .retain(|t| now.saturating_duration_since(t.at) < Duration::from_secs(60));
+        self.waiting = 0;
         let (current, mut opened, rotated) = match found.lock() {
             Ok(mut f) => (
                 std::mem::take(&mut f.current),
@@ -416,6 +475,7 @@ impl Tailer {
                     Err(e) => self.warn_open(actual, &e),
                 }
             }
+            self.resume_renamed_while_stopped(&seen, &opened, &mut keep, now);
         }
         // Opened by discovery, then renamed away or deleted before this turn: still read.
         for (key, (path, file)) in opened {
@@ -453,6 +513,72 @@ impl Tailer {
                 r.touch(key, &tail.meta.path, tail.fp, wall);
             }
         }
+        self.record_marks();
+        if self.waiting > 0 && !self.limit_logged {
+            self.limit_logged = true;
+            tracing::warn!(input = %self.ctx.name, max_open_files = self.config.max_open_files, waiting = self.waiting,
+                "max_open_files reached: files wait for a slot; files idle at their end are closed to let them in and reopened when they grow (logged once)");
+        }
+    }
+
+    /// At startup: files the registry has that are no longer under `paths` because they were
+    /// renamed (rotated: `app.log` → `app.log.1`, `app.log-20261130`) while trawl was stopped.
+    /// Each is looked for in its old folder by device + inode, confirmed by its first bytes, and
+    /// resumed at its offset under the name it had (as a rotation seen while running keeps it).
+    fn resume_renamed_while_stopped(
+        &mut self,
+        seen: &HashSet<FileKey>,
+        opened: &HashMap<FileKey, (PathBuf, File)>,
+        keep: &mut HashMap<FileKey, (PathBuf, File)>,
+        now: Instant,
+    ) {
+        let mut missing: HashMap<FileKey, Entry> = match self.shared.registry.lock() {
+            Ok(r) => r
+                .entries()
+                .filter(|e| {
+                    let k = e.key();
+                    !seen.contains(&k) && !self.tails.contains_key(&k) && !opened.contains_key(&k)
+                })
+                .map(|e| (e.key(), e.clone()))
+                .collect(),
+            Err(_) => return,
+        };
+        let folders: HashSet<PathBuf> = missing
+            .values()
+            .filter_map(|e| Path::new(&e.path).parent().map(Path::to_path_buf))
+            .collect();
+        for folder in folders {
+            let Ok(listing) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for item in listing.flatten() {
+                let Ok(md) = item.metadata() else { continue };
+                if !md.is_file() {
+                    continue;
+                }
+                let key = FileKey::of(&md);
+                let Some(entry) = missing.remove(&key) else {
+                    continue;
+                };
+                let actual = item.path();
+                let file = match File::open(&actual) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        self.warn_open(&actual, &e);
+                        continue;
+                    }
+                };
+                // Same inode, other first bytes: a new file reused it, history not ours.
+                if !entry.fingerprint().matches(&file).unwrap_or(false) {
+                    continue;
+                }
+                tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "resuming a file renamed while trawl was stopped");
+                let name = PathBuf::from(&entry.path);
+                if let Some(f) = self.discovered(key, &name, Some(file), true, now) {
+                    keep.insert(key, (name, f));
+                }
+            }
+        }
     }
 
     /// A file already followed: renamed within `paths`, or closed and grown again.
@@ -466,13 +592,17 @@ impl Tailer {
             tail.path = path.to_path_buf();
             tail.meta.path = path.display().to_string();
         }
-        if tail.is_open() || open >= max_open {
+        if tail.is_open() {
             return;
         }
         let grown = std::fs::metadata(path)
             .map(|m| m.len() != tail.position())
             .unwrap_or(false);
         if !grown {
+            return;
+        }
+        if open >= max_open {
+            self.waiting += 1;
             return;
         }
         match File::open(path) {
@@ -507,6 +637,7 @@ impl Tailer {
         now: Instant,
     ) -> Option<File> {
         if self.open_count() >= self.config.max_open_files {
+            self.waiting += 1;
             return file;
         }
         let file = match file {
@@ -534,10 +665,20 @@ impl Tailer {
             .lock()
             .ok()
             .and_then(|r| r.get(&key).cloned());
-        let (offset, stream, committed) = if let Some(e) =
-            known.filter(|e| e.offset <= size && e.fingerprint().matches(&file).unwrap_or(false))
-        {
+        let same_start = known
+            .as_ref()
+            .filter(|e| e.fingerprint().matches(&file).unwrap_or(false));
+        let (offset, stream, committed) = if let Some(e) = same_start.filter(|e| {
+            e.offset <= size && end_mark_matches(&file, e.mark_at, e.mark).unwrap_or(false)
+        }) {
             (e.offset, e.stream, e.offset)
+        } else if let Some(e) = same_start {
+            // Its first bytes are the same, but it is shorter than what was read, or the bytes
+            // before where reading stopped changed: truncated and rewritten while trawl was
+            // stopped. The new content is read from its start (whatever `start_at` says).
+            tracing::info!(input = %self.ctx.name, path = %path.display(), offset = e.offset, "file truncated while trawl was stopped: reading it again from the start");
+            self.salt += 1;
+            (0, new_stream_id(key, fp, self.salt), 0)
         } else if let Some(i) = self
             .truncated
             .iter()
@@ -652,6 +793,8 @@ fn entry_for(tail: &Tail, offset: u64) -> Entry {
         stream: tail.meta.stream,
         offset,
         last_seen: now_secs(),
+        mark_at: tail.end_mark().map_or(0, |m| m.0),
+        mark: tail.end_mark().map_or(0, |m| m.1),
     }
 }
 
