@@ -405,7 +405,8 @@ impl Tailer {
                 tail.close();
             }
         }
-        self.waiting = 0;
+        // `waiting` stays until the scan applied next counts again: files not idle long enough
+        // now may be at the next turn.
         !idle.is_empty()
     }
 
@@ -688,7 +689,7 @@ impl Tailer {
             tracing::info!(input = %self.ctx.name, path = %path.display(), offset = t.position, "copy of a truncated file: continuing where reading stopped");
             (t.position, t.stream, t.committed)
         } else {
-            match self.may_be_copy(&file, size) {
+            match self.may_be_copy(&file, &first_bytes, size) {
                 // The tail it may copy has not read its file to the end: a truncation would be
                 // seen there before the next read, so wait for that, however long it takes.
                 CopyCheck::OfTailBehind => return Some(file),
@@ -742,7 +743,10 @@ impl Tailer {
 
     /// Whether a new file could be the copy, maybe still being written, of a followed file
     /// about to be truncated or of a truncated content: its first bytes are theirs.
-    fn may_be_copy(&self, file: &File, size: u64) -> CopyCheck {
+    /// `first` is the file's first bytes as just read: compared in memory with every tail's,
+    /// as thousands of new files against thousands of tails (`max_open_files` rounds) would
+    /// otherwise cost a read each.
+    fn may_be_copy(&self, file: &File, first: &[u8], size: u64) -> CopyCheck {
         if size == 0 {
             return CopyCheck::No;
         }
@@ -750,7 +754,7 @@ impl Tailer {
         // already hold the next content when its copy shows up.
         let mut live = false;
         for t in self.tails.values() {
-            if starts_with(file, t.prefix(), size) {
+            if starts_with(first, t.prefix()) {
                 live = true;
                 let behind = t
                     .file()
@@ -798,13 +802,9 @@ fn entry_for(tail: &Tail, offset: u64) -> Entry {
     }
 }
 
-/// Whether `file`'s first bytes (up to `size`) are the first bytes of `prefix`.
-fn starts_with(file: &File, prefix: &[u8], size: u64) -> bool {
-    use std::os::unix::fs::FileExt;
-    let k = (prefix.len() as u64).min(size) as usize;
-    if k == 0 {
-        return false;
-    }
-    let mut x = vec![0u8; k];
-    file.read_exact_at(&mut x, 0).is_ok() && x == prefix[..k]
+/// Whether a file's first bytes (`first`: all of them, up to the fingerprint size) begin like
+/// `prefix`, as far as both go.
+fn starts_with(first: &[u8], prefix: &[u8]) -> bool {
+    let k = prefix.len().min(first.len());
+    k > 0 && first[..k] == prefix[..k]
 }
