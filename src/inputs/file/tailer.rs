@@ -544,40 +544,29 @@ impl Tailer {
                 .collect(),
             Err(_) => return,
         };
-        let folders: HashSet<PathBuf> = missing
-            .values()
-            .filter_map(|e| Path::new(&e.path).parent().map(Path::to_path_buf))
+        let old_names = missing
+            .iter()
+            .map(|(k, e)| (*k, PathBuf::from(&e.path)))
             .collect();
-        for folder in folders {
-            let Ok(listing) = std::fs::read_dir(&folder) else {
+        for (key, actual) in discovery::find_renamed(&old_names) {
+            let Some(entry) = missing.remove(&key) else {
                 continue;
             };
-            for item in listing.flatten() {
-                let Ok(md) = item.metadata() else { continue };
-                if !md.is_file() {
+            let file = match File::open(&actual) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.warn_open(&actual, &e);
                     continue;
                 }
-                let key = FileKey::of(&md);
-                let Some(entry) = missing.remove(&key) else {
-                    continue;
-                };
-                let actual = item.path();
-                let file = match File::open(&actual) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        self.warn_open(&actual, &e);
-                        continue;
-                    }
-                };
-                // Same inode, other first bytes: a new file reused it, history not ours.
-                if !entry.fingerprint().matches(&file).unwrap_or(false) {
-                    continue;
-                }
-                tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "resuming a file renamed while trawl was stopped");
-                let name = PathBuf::from(&entry.path);
-                if let Some(f) = self.discovered(key, &name, Some(file), true, now) {
-                    keep.insert(key, (name, f));
-                }
+            };
+            // Same inode, other first bytes: a new file reused it, history not ours.
+            if !entry.fingerprint().matches(&file).unwrap_or(false) {
+                continue;
+            }
+            tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "resuming a file renamed while trawl was stopped");
+            let name = PathBuf::from(&entry.path);
+            if let Some(f) = self.discovered(key, &name, Some(file), true, now) {
+                keep.insert(key, (name, f));
             }
         }
     }
