@@ -5,7 +5,7 @@
 use super::identity::FileKey;
 use super::reader::{Line, TailMeta};
 use crate::event::{Event, EventMeta, Map, Origin, Value};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -38,8 +38,10 @@ pub struct Batcher {
     bytes: usize,
     /// Full batches not sent yet: one read can hold more lines than a batch.
     sealed: VecDeque<Built>,
-    /// `@timestamp` of plain lines: the time of the read, taken once per chunk.
+    /// The time of the current read, taken once per chunk.
     pub now: DateTime<Utc>,
+    /// The last read time given to an event.
+    last_read_time: DateTime<Utc>,
 }
 
 impl Batcher {
@@ -52,7 +54,21 @@ impl Batcher {
             bytes: 0,
             sealed: VecDeque::new(),
             now: Utc::now(),
+            last_read_time: DateTime::<Utc>::MIN_UTC,
         }
+    }
+
+    /// `@timestamp` of a line without a time of its own: the read time, made strictly
+    /// increasing at the microsecond `@timestamp` is written with. The lines of one read share
+    /// one clock reading, and ids built from fields (`id_from: fields` with `message` and
+    /// `@timestamp`, Filebeat's fingerprint recipe) would give identical lines one id, and one
+    /// would overwrite the other. The read time stays the read time, ordered as read; it runs
+    /// ahead of the clock only while one input reads over a million lines a second.
+    fn read_time(&mut self) -> DateTime<Utc> {
+        let now = self.now.trunc_subsecs(6);
+        let next = self.last_read_time + chrono::TimeDelta::microseconds(1);
+        self.last_read_time = now.max(next);
+        self.last_read_time
     }
 
     pub fn push(&mut self, meta: &TailMeta, line: Line) {
@@ -60,10 +76,11 @@ impl Batcher {
         let k8s_fields = meta.k8s.as_ref().map_or(0, |m| m.len());
         let mut fields = Map::with_capacity(3 + usize::from(line.stream.is_some()) + k8s_fields);
         self.bytes += EVENT_OVERHEAD + line.text.len() + meta.path.len();
-        fields.insert(
-            "@timestamp",
-            Value::Timestamp(line.time.unwrap_or(self.now)),
-        );
+        let timestamp = match line.time {
+            Some(t) => t,
+            None => self.read_time(),
+        };
+        fields.insert("@timestamp", Value::Timestamp(timestamp));
         fields.insert("message", Value::String(line.text));
         let mut file = Map::with_capacity(1);
         file.insert("path", Value::String(meta.path.clone()));

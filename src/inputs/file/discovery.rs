@@ -152,6 +152,27 @@ pub fn spawn(
         })
 }
 
+/// Where files now are that had the names given (by identity), looked for by device + inode in
+/// the folder of their old name: what a rotation (`app.log` → `app.log.1`) left there. Each
+/// folder is listed once.
+pub fn find_renamed(old_names: &HashMap<FileKey, PathBuf>) -> Vec<(FileKey, PathBuf)> {
+    let folders: HashSet<&Path> = old_names.values().filter_map(|p| p.parent()).collect();
+    let mut out = Vec::new();
+    for folder in folders {
+        let Ok(listing) = std::fs::read_dir(folder) else {
+            continue;
+        };
+        for item in listing.flatten() {
+            let Ok(md) = item.metadata() else { continue };
+            let key = FileKey::of(&md);
+            if md.is_file() && old_names.contains_key(&key) {
+                out.push((key, item.path()));
+            }
+        }
+    }
+    out
+}
+
 /// Checks the patterns; the error names the first bad one.
 pub fn compile_exclude(patterns: &[String]) -> Result<Vec<glob::Pattern>, String> {
     patterns

@@ -54,6 +54,44 @@ impl Fingerprint {
     }
 }
 
+/// How many bytes before an offset are kept to check that a file still holds what was read up
+/// to there: the first bytes alone do not tell a file truncated and rewritten with the same
+/// header (a banner, a CSV header, a fixed preamble) past the old offset from the same file grown.
+pub const END_MARK_BYTES: u64 = 256;
+
+/// The `END_MARK_BYTES` (fewer near the start) just before `offset` in `file`; fewer when the
+/// file is shorter than `offset`.
+pub fn read_before(file: &File, offset: u64) -> io::Result<Vec<u8>> {
+    let len = offset.min(END_MARK_BYTES);
+    let mut buf = vec![0u8; len as usize];
+    let n = read_at_full(file, &mut buf, offset - len)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Whether `file` holds `bytes` just before `offset` (trivially true for no bytes).
+pub fn bytes_before_are(file: &File, offset: u64, bytes: &[u8]) -> io::Result<bool> {
+    if bytes.is_empty() {
+        return Ok(true);
+    }
+    let Some(from) = offset.checked_sub(bytes.len() as u64) else {
+        return Ok(false);
+    };
+    let mut buf = vec![0u8; bytes.len()];
+    let n = read_at_full(file, &mut buf, from)?;
+    Ok(n == bytes.len() && buf == bytes)
+}
+
+/// Whether the bytes before `at` in `file` hash to `mark` (see `Tail::end_mark`); true when no
+/// mark was recorded (`at == 0`, registries written before marks existed).
+pub fn end_mark_matches(file: &File, at: u64, mark: u64) -> io::Result<bool> {
+    if at == 0 {
+        return Ok(true);
+    }
+    let bytes = read_before(file, at)?;
+    Ok(bytes.len() as u64 == at.min(END_MARK_BYTES) && fnv1a(&bytes) == mark)
+}
+
 /// Up to `max` first bytes of `file`.
 pub fn read_first(file: &File, max: u64) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; max as usize];
@@ -63,9 +101,14 @@ pub fn read_first(file: &File, max: u64) -> io::Result<Vec<u8>> {
 }
 
 fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    read_at_full(file, buf, 0)
+}
+
+/// Fills `buf` from `offset` up to the end of the file; how many bytes were read.
+fn read_at_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match file.read_at(&mut buf[n..], n as u64) {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

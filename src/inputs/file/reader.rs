@@ -1,10 +1,11 @@
 //! One tailed file: reads it in large chunks from its offset, checks before each read that it
-//! was not truncated or rewritten, and turns bytes into events: lines, then container records
-//! (partial lines joined up to a cap), then multiline joining.
+//! was not truncated or rewritten (its first bytes and the bytes before the offset), and turns
+//! bytes into events: lines, then container records (partial lines joined per stream up to a
+//! cap), then multiline joining.
 
 use super::batcher::Batcher;
 use super::container::{self, Format};
-use super::identity::{FileKey, Fingerprint};
+use super::identity::{self, FileKey, Fingerprint, END_MARK_BYTES};
 use super::multiline::Multiline;
 use crate::event::Map;
 use crate::inputs::lines::{LineInfo, LineSplitter};
@@ -46,15 +47,31 @@ pub struct TailMeta {
 struct Joining {
     text: Vec<u8>,
     start: u64,
+    /// Just past the last part read.
+    end: u64,
     truncated: bool,
     stream: Option<&'static str>,
     time: Option<DateTime<Utc>>,
 }
 
+/// Slots of `Decoder::joining`: container runtimes interleave the records of stdout and stderr
+/// (containerd may write a stdout line between two `P` parts of a stderr line), so each stream
+/// is joined on its own; records without a stream (Docker lines lacking one) have the first slot.
+const STREAMS: usize = 3;
+
+fn stream_slot(stream: Option<&'static str>) -> usize {
+    match stream {
+        None => 0,
+        Some("stdout") => 1,
+        Some(_) => 2,
+    }
+}
+
 /// Turns a file's lines into events: format detection, container unwrapping, joining.
 pub struct Decoder {
     format: Format,
-    joining: Option<Joining>,
+    /// The line being joined on each stream, each capped at `max_bytes` on its own.
+    joining: [Option<Joining>; STREAMS],
     multiline: Option<Multiline>,
     max_bytes: usize,
     /// Lines with invalid UTF-8 (replaced with U+FFFD).
@@ -67,7 +84,7 @@ impl Decoder {
     pub fn new(format: Format, multiline: Option<Multiline>, max_bytes: usize) -> Decoder {
         Decoder {
             format,
-            joining: None,
+            joining: Default::default(),
             multiline,
             max_bytes,
             invalid_utf8: 0,
@@ -110,13 +127,16 @@ impl Decoder {
             };
             return self.joined(line, now, out);
         };
-        let mut j = self.joining.take().unwrap_or_else(|| Joining {
+        let slot = stream_slot(d.stream);
+        let mut j = self.joining[slot].take().unwrap_or_else(|| Joining {
             text: Vec::new(),
             start: info.start,
+            end: info.end,
             truncated: false,
             stream: d.stream,
             time: d.time,
         });
+        j.end = info.end;
         let room = self.max_bytes.saturating_sub(j.text.len());
         if d.message.len() > room {
             j.text.extend_from_slice(&d.message[..room]);
@@ -126,7 +146,7 @@ impl Decoder {
         }
         j.truncated |= info.truncated;
         if d.partial {
-            self.joining = Some(j);
+            self.joining[slot] = Some(j);
             return;
         }
         let text = self.text(&j.text);
@@ -142,7 +162,13 @@ impl Decoder {
         self.joined(line, now, out)
     }
 
-    fn joined(&mut self, line: Line, now: Instant, out: &mut dyn FnMut(Line)) {
+    fn joined(&mut self, mut line: Line, now: Instant, out: &mut dyn FnMut(Line)) {
+        // Reading must resume no later than where a line still being joined on another stream
+        // began: its first parts are not delivered yet (at the cost of reading again, after a
+        // restart, the lines of the other stream written in between).
+        if let Some(start) = self.joining.iter().flatten().map(|j| j.start).min() {
+            line.end = line.end.min(start);
+        }
         match &mut self.multiline {
             Some(m) => m.push(line, now, out),
             None => out(line),
@@ -159,8 +185,27 @@ impl Decoder {
         self.multiline.as_ref().and_then(|m| m.deadline())
     }
 
-    /// Sends what is being joined (the file is going away).
-    pub fn flush(&mut self, out: &mut dyn FnMut(Line)) {
+    /// Sends what is being joined (the file is going away): a line whose last part never came
+    /// is sent as far as it got, oldest first.
+    pub fn flush(&mut self, now: Instant, out: &mut dyn FnMut(Line)) {
+        while let Some(slot) = (0..STREAMS)
+            .filter(|i| self.joining[*i].is_some())
+            .min_by_key(|i| self.joining[*i].as_ref().map(|j| j.start))
+        {
+            let Some(j) = self.joining[slot].take() else {
+                break;
+            };
+            let line = Line {
+                text: self.text(&j.text),
+                start: j.start,
+                end: j.end,
+                truncated: j.truncated,
+                multiline: false,
+                stream: j.stream,
+                time: j.time,
+            };
+            self.joined(line, now, out);
+        }
         if let Some(m) = &mut self.multiline {
             m.flush(out);
         }
@@ -198,6 +243,9 @@ pub struct Tail {
     /// The file's first bytes as read (up to the fingerprint size, kept: 1 KiB per file): the
     /// fingerprint grows from the bytes actually read, never from a later content of the file.
     prefix: Vec<u8>,
+    /// The last bytes read before `position()` (up to `END_MARK_BYTES`): a file truncated and
+    /// rewritten with the same first bytes past our offset between two reads still differs here.
+    recent: Vec<u8>,
 }
 
 impl Tail {
@@ -210,7 +258,10 @@ impl Tail {
         decoder: Decoder,
         max_line: usize,
     ) -> Tail {
+        // Unreadable, the mark is left empty: the file is then checked by its first bytes only.
+        let recent = identity::read_before(&file, offset).unwrap_or_default();
         Tail {
+            recent,
             fp: Fingerprint::of(&prefix),
             prefix,
             meta,
@@ -226,6 +277,15 @@ impl Tail {
     /// Offset of the first byte not read yet.
     pub fn position(&self) -> u64 {
         self.splitter.position()
+    }
+
+    /// Where and what the last bytes read are (offset just past them, FNV-1a of the
+    /// `END_MARK_BYTES` before it, fewer near the start), for the registry to check the file
+    /// against at the next start; `None` before any byte was read.
+    pub fn end_mark(&self) -> Option<(u64, u64)> {
+        let at = self.position();
+        (at > 0 && self.recent.len() as u64 == at.min(END_MARK_BYTES))
+            .then(|| (at, identity::fnv1a(&self.recent)))
     }
 
     /// The first bytes read from the file (what its fingerprint covers).
@@ -261,6 +321,7 @@ impl Tail {
         self.fp = Fingerprint::of(&prefix);
         self.prefix = prefix;
         self.splitter = LineSplitter::new(max_line, 0);
+        self.recent.clear();
         self.decoder = self.decoder.fresh(format);
         self.last_growth = Instant::now();
     }
@@ -297,7 +358,7 @@ impl Tail {
         }
         // A rewrite after truncation can grow past our offset before we look again: the first
         // bytes tell. One small pread per large read.
-        if !self.fp.matches(file)? {
+        if !self.fp.matches(file)? || !identity::bytes_before_are(file, position, &self.recent)? {
             return Ok(ReadOutcome::Truncated);
         }
         let n = loop {
@@ -313,6 +374,15 @@ impl Tail {
             });
         }
         self.last_growth = now;
+        let keep = END_MARK_BYTES as usize;
+        if n >= keep {
+            self.recent.clear();
+            self.recent.extend_from_slice(&buf[n - keep..n]);
+        } else {
+            self.recent.extend_from_slice(&buf[..n]);
+            let excess = self.recent.len().saturating_sub(keep);
+            self.recent.drain(..excess);
+        }
         let Tail {
             meta,
             splitter,
@@ -356,6 +426,6 @@ impl Tail {
         splitter.finish(&mut |bytes, info| {
             decoder.line(bytes, info, now, &mut |line| batcher.push(meta, line));
         });
-        decoder.flush(&mut |line| batcher.push(meta, line));
+        decoder.flush(now, &mut |line| batcher.push(meta, line));
     }
 }

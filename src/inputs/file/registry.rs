@@ -5,12 +5,13 @@
 //! On-disk format (versioned JSON, one object):
 //! ```json
 //! {"version":"1","files":[{"path":"/var/log/app.log","dev":2049,"ino":131,"fp_len":1024,
-//!   "fp":1234,"stream":5678,"offset":4096,"last_seen":1700000000}]}
+//!   "fp":1234,"stream":5678,"offset":4096,"last_seen":1700000000,"mark_at":4096,"mark":42}]}
 //! ```
 //! `dev`+`ino` name the file, `fp_len`/`fp` confirm it (hash of its first bytes), `stream` is the
 //! id events carry in `meta.origin`, `offset` the first byte not yet delivered, `last_seen` (Unix
 //! seconds) the last time the file was seen; entries unseen for `forget_after` while trawl runs
-//! are dropped.
+//! are dropped. `mark_at`/`mark` (optional) hash the bytes read just before an offset, to tell
+//! a file truncated and rewritten while trawl was stopped from the same file grown.
 
 use super::identity::{FileKey, Fingerprint};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,13 @@ pub struct Entry {
     pub stream: u64,
     pub offset: u64,
     pub last_seen: i64,
+    /// An offset read up to (at or past `offset`) and the FNV-1a of the bytes before it
+    /// (`identity::END_MARK_BYTES`, fewer near the start): at the next start, a file whose bytes
+    /// there differ was truncated and rewritten meanwhile. `0`: no mark (older registries).
+    #[serde(default)]
+    pub mark_at: u64,
+    #[serde(default)]
+    pub mark: u64,
 }
 
 impl Entry {
@@ -111,6 +119,10 @@ impl Registry {
         self.entries.get(key)
     }
 
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -142,6 +154,17 @@ impl Registry {
     pub fn seen(&mut self, key: &FileKey, now: i64) {
         if let Some(e) = self.entries.get_mut(key) {
             e.last_seen = now;
+        }
+    }
+
+    /// Records where and what `stream` of a file was last read (see `Entry::mark_at`).
+    pub fn set_mark(&mut self, key: &FileKey, stream: u64, at: u64, mark: u64) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if e.stream == stream && (e.mark_at != at || e.mark != mark) {
+                e.mark_at = at;
+                e.mark = mark;
+                self.dirty = true;
+            }
         }
     }
 
@@ -227,6 +250,8 @@ mod tests {
             stream,
             offset,
             last_seen: 100,
+            mark_at: 0,
+            mark: 0,
         }
     }
 

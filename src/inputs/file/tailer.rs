@@ -5,7 +5,7 @@
 use super::batcher::{Batcher, Built};
 use super::container;
 use super::discovery::{self, Discovery, Found};
-use super::identity::{new_stream_id, FileKey, Fingerprint};
+use super::identity::{end_mark_matches, new_stream_id, FileKey, Fingerprint};
 use super::multiline::Multiline;
 use super::reader::{Decoder, ReadOutcome, Tail, TailMeta};
 use super::registry::{now_secs, Entry};
@@ -60,6 +60,11 @@ struct Tailer {
     /// A stream id was made that the registry on disk may not hold yet: written before the
     /// next batch leaves, so a crash cannot give the same lines other document ids.
     unsaved: bool,
+    /// Files the last scan found (new, or closed and grown) that no slot under
+    /// `max_open_files` was free for.
+    waiting: usize,
+    /// `max_open_files` was reached (said once per run).
+    limit_logged: bool,
 }
 
 pub(super) fn run(
@@ -115,6 +120,8 @@ pub(super) fn run(
         first_start,
         backing_off: HashMap::new(),
         unsaved: false,
+        waiting: 0,
+        limit_logged: false,
     };
     let mut generation = 0;
     loop {
@@ -145,6 +152,10 @@ pub(super) fn run(
                 return Ok(());
             }
             t.close_idle(now);
+            if t.make_room(now, poll) {
+                // Files wait for the slots just freed: let them in now, not at the next scan.
+                t.apply_scan(&found, false, now);
+            }
             let deadline = t.tails.values().filter_map(|x| x.decoder.deadline()).min();
             let mut wait = poll;
             if let Some(d) = deadline {
@@ -155,6 +166,7 @@ pub(super) fn run(
     }
     // Lines already read go out; what multiline still holds is read again after a restart.
     let _ = t.emit();
+    t.record_marks();
     // The scanner sees shutdown at its next wake-up (at most `scan_interval`); not waiting
     // for it keeps shutdown quick.
     drop(scanner);
@@ -270,8 +282,12 @@ impl Tailer {
                         self.emit_full()?;
                     }
                     Ok(ReadOutcome::Eof { deleted }) => {
+                        // A writer holding a deleted file open may still append to it: it is
+                        // read until idle for `close_removed` (`close_idle`), not dropped now.
                         if deleted {
-                            self.drop_tail(key, "deleted and read to its end")?;
+                            if let Some(tail) = self.tails.get_mut(&key) {
+                                tail.unseen_since.get_or_insert_with(Instant::now);
+                            }
                         }
                         break;
                     }
@@ -432,7 +448,50 @@ impl Tailer {
             }
         }
         for key in gone {
-            let _ = self.drop_tail(key, "no longer under `paths`");
+            let _ = self.drop_tail(key, "deleted or no longer under `paths`, and idle");
+        }
+    }
+
+    /// When files wait for a slot under `max_open_files`, closes as many files as wait among
+    /// those read to their end and idle for `min_idle`, longest idle first; they stay followed
+    /// and are reopened at their offset when a scan finds them grown and a slot free. Files
+    /// deleted or renamed away are kept open: closed, they could not be reopened. True when
+    /// some were closed.
+    fn make_room(&mut self, now: Instant, min_idle: Duration) -> bool {
+        if self.waiting == 0 {
+            return false;
+        }
+        let mut idle: Vec<(Instant, FileKey)> = self
+            .tails
+            .iter()
+            .filter(|(_, t)| {
+                t.is_open()
+                    && t.unseen_since.is_none()
+                    && now.saturating_duration_since(t.last_growth) >= min_idle
+            })
+            .map(|(k, t)| (t.last_growth, *k))
+            .collect();
+        idle.sort_unstable();
+        idle.truncate(self.waiting);
+        for (_, key) in &idle {
+            if let Some(tail) = self.tails.get_mut(key) {
+                tail.close();
+            }
+        }
+        // `waiting` stays until the scan applied next counts again: files not idle long enough
+        // now may be at the next turn.
+        !idle.is_empty()
+    }
+
+    /// Writes where each followed file was read up to into the registry (see `Entry::mark_at`).
+    fn record_marks(&self) {
+        let Ok(mut r) = self.shared.registry.lock() else {
+            return;
+        };
+        for (key, tail) in &self.tails {
+            if let Some((at, mark)) = tail.end_mark() {
+                r.set_mark(key, tail.meta.stream, at, mark);
+            }
         }
     }
 
@@ -440,6 +499,7 @@ impl Tailer {
     fn apply_scan(&mut self, found: &Mutex<Found>, first: bool, now: Instant) {
         self.truncated
             .retain(|t| now.saturating_duration_since(t.at) < Duration::from_secs(60));
+        self.waiting = 0;
         let (current, mut opened, rotated) = match found.lock() {
             Ok(mut f) => (
                 std::mem::take(&mut f.current),
@@ -489,6 +549,7 @@ impl Tailer {
                     Err(e) => self.warn_open(actual, &e),
                 }
             }
+            self.resume_renamed_while_stopped(&seen, &opened, &mut keep, now);
         }
         // Opened by discovery, then renamed away or deleted before this turn: still read.
         for (key, (path, file)) in opened {
@@ -541,6 +602,61 @@ impl Tailer {
                 .scanned
                 .store(true, std::sync::atomic::Ordering::Release);
         }
+        self.record_marks();
+        if self.waiting > 0 && !self.limit_logged {
+            self.limit_logged = true;
+            tracing::warn!(input = %self.ctx.name, max_open_files = self.config.max_open_files, waiting = self.waiting,
+                "max_open_files reached: files wait for a slot; files idle at their end are closed to let them in and reopened when they grow (logged once)");
+        }
+    }
+
+    /// At startup: files the registry has that are no longer under `paths` because they were
+    /// renamed (rotated: `app.log` → `app.log.1`, `app.log-20261130`) while trawl was stopped.
+    /// Each is looked for in its old folder by device + inode, confirmed by its first bytes, and
+    /// resumed at its offset under the name it had (as a rotation seen while running keeps it).
+    fn resume_renamed_while_stopped(
+        &mut self,
+        seen: &HashSet<FileKey>,
+        opened: &HashMap<FileKey, (PathBuf, File)>,
+        keep: &mut HashMap<FileKey, (PathBuf, File)>,
+        now: Instant,
+    ) {
+        let mut missing: HashMap<FileKey, Entry> = match self.shared.registry.lock() {
+            Ok(r) => r
+                .entries()
+                .filter(|e| {
+                    let k = e.key();
+                    !seen.contains(&k) && !self.tails.contains_key(&k) && !opened.contains_key(&k)
+                })
+                .map(|e| (e.key(), e.clone()))
+                .collect(),
+            Err(_) => return,
+        };
+        let old_names = missing
+            .iter()
+            .map(|(k, e)| (*k, PathBuf::from(&e.path)))
+            .collect();
+        for (key, actual) in discovery::find_renamed(&old_names) {
+            let Some(entry) = missing.remove(&key) else {
+                continue;
+            };
+            let file = match File::open(&actual) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.warn_open(&actual, &e);
+                    continue;
+                }
+            };
+            // Same inode, other first bytes: a new file reused it, history not ours.
+            if !entry.fingerprint().matches(&file).unwrap_or(false) {
+                continue;
+            }
+            tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "resuming a file renamed while trawl was stopped");
+            let name = PathBuf::from(&entry.path);
+            if let Some(f) = self.discovered(key, &name, Some(file), true, now) {
+                keep.insert(key, (name, f));
+            }
+        }
     }
 
     /// A file already followed: renamed within `paths`, or closed and grown again.
@@ -554,13 +670,17 @@ impl Tailer {
             tail.path = path.to_path_buf();
             tail.meta.path = path.display().to_string();
         }
-        if tail.is_open() || open >= max_open {
+        if tail.is_open() {
             return;
         }
         let grown = std::fs::metadata(path)
             .map(|m| m.len() != tail.position())
             .unwrap_or(false);
         if !grown {
+            return;
+        }
+        if open >= max_open {
+            self.waiting += 1;
             return;
         }
         match File::open(path) {
@@ -595,6 +715,7 @@ impl Tailer {
         now: Instant,
     ) -> Option<File> {
         if self.open_count() >= self.config.max_open_files {
+            self.waiting += 1;
             return file;
         }
         let file = match file {
@@ -622,10 +743,20 @@ impl Tailer {
             .lock()
             .ok()
             .and_then(|r| r.get(&key).cloned());
-        let (offset, stream, committed) = if let Some(e) =
-            known.filter(|e| e.offset <= size && e.fingerprint().matches(&file).unwrap_or(false))
-        {
+        let same_start = known
+            .as_ref()
+            .filter(|e| e.fingerprint().matches(&file).unwrap_or(false));
+        let (offset, stream, committed) = if let Some(e) = same_start.filter(|e| {
+            e.offset <= size && end_mark_matches(&file, e.mark_at, e.mark).unwrap_or(false)
+        }) {
             (e.offset, e.stream, e.offset)
+        } else if let Some(e) = same_start {
+            // Its first bytes are the same, but it is shorter than what was read, or the bytes
+            // before where reading stopped changed: truncated and rewritten while trawl was
+            // stopped. The new content is read from its start (whatever `start_at` says).
+            tracing::info!(input = %self.ctx.name, path = %path.display(), offset = e.offset, "file truncated while trawl was stopped: reading it again from the start");
+            self.salt += 1;
+            (0, new_stream_id(key, fp, self.salt), 0)
         } else if let Some(i) = self
             .truncated
             .iter()
@@ -636,7 +767,7 @@ impl Tailer {
             self.unsaved = true;
             (t.position, t.stream, t.committed)
         } else {
-            match self.may_be_copy(&file, size) {
+            match self.may_be_copy(&file, &first_bytes, size) {
                 // The tail it may copy has not read its file to the end: a truncation would be
                 // seen there before the next read, so wait for that, however long it takes.
                 CopyCheck::OfTailBehind => return Some(file),
@@ -692,7 +823,10 @@ impl Tailer {
 
     /// Whether a new file could be the copy, maybe still being written, of a followed file
     /// about to be truncated or of a truncated content: its first bytes are theirs.
-    fn may_be_copy(&self, file: &File, size: u64) -> CopyCheck {
+    /// `first` is the file's first bytes as just read: compared in memory with every tail's,
+    /// as thousands of new files against thousands of tails (`max_open_files` rounds) would
+    /// otherwise cost a read each.
+    fn may_be_copy(&self, file: &File, first: &[u8], size: u64) -> CopyCheck {
         if size == 0 {
             return CopyCheck::No;
         }
@@ -700,7 +834,7 @@ impl Tailer {
         // already hold the next content when its copy shows up.
         let mut live = false;
         for t in self.tails.values() {
-            if starts_with(file, t.prefix(), size) {
+            if starts_with(first, t.prefix()) {
                 live = true;
                 let behind = t
                     .file()
@@ -743,16 +877,14 @@ fn entry_for(tail: &Tail, offset: u64) -> Entry {
         stream: tail.meta.stream,
         offset,
         last_seen: now_secs(),
+        mark_at: tail.end_mark().map_or(0, |m| m.0),
+        mark: tail.end_mark().map_or(0, |m| m.1),
     }
 }
 
-/// Whether `file`'s first bytes (up to `size`) are the first bytes of `prefix`.
-fn starts_with(file: &File, prefix: &[u8], size: u64) -> bool {
-    use std::os::unix::fs::FileExt;
-    let k = (prefix.len() as u64).min(size) as usize;
-    if k == 0 {
-        return false;
-    }
-    let mut x = vec![0u8; k];
-    file.read_exact_at(&mut x, 0).is_ok() && x == prefix[..k]
+/// Whether a file's first bytes (`first`: all of them, up to the fingerprint size) begin like
+/// `prefix`, as far as both go.
+fn starts_with(first: &[u8], prefix: &[u8]) -> bool {
+    let k = prefix.len().min(first.len());
+    k > 0 && first[..k] == prefix[..k]
 }

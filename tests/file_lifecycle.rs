@@ -1,0 +1,273 @@
+//! A tailed file's life end to end with the real binary: deleted while its writer keeps
+//! appending, more files than `max_open_files`, renamed (rotated) while trawl was stopped, and
+//! truncated then rewritten with the same first bytes past the old offset, while trawl was
+//! stopped or while the file was closed for inactivity.
+
+mod support {
+    pub mod stdout_run;
+}
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::stdout_run::{messages, pipeline, Trawl};
+
+fn line(i: usize) -> String {
+    format!("line {i:06} the quick brown fox jumps over the lazy dog")
+}
+
+fn lines(from: usize, to: usize) -> String {
+    (from..to).map(|i| line(i) + "\n").collect()
+}
+
+fn append(path: &Path, text: &str) {
+    let mut w = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    w.write_all(text.as_bytes()).unwrap();
+}
+
+/// Every line in `from..to` exactly once, and nothing else.
+fn assert_exactly(ev: &[serde_json::Value], from: usize, to: usize) {
+    assert_lines(ev, &[(from, to)]);
+}
+
+/// Every line of the ranges exactly once, and nothing else.
+fn assert_lines(ev: &[serde_json::Value], ranges: &[(usize, usize)]) {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for m in messages(ev) {
+        *counts.entry(m).or_default() += 1;
+    }
+    let missing: Vec<usize> = ranges
+        .iter()
+        .flat_map(|(from, to)| *from..*to)
+        .filter(|i| !counts.contains_key(&line(*i)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} lines missing, first ones: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let twice: Vec<&String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(m, _)| m)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "read twice: {:?}",
+        &twice[..twice.len().min(5)]
+    );
+    let expected: usize = ranges.iter().map(|(from, to)| to - from).sum();
+    assert_eq!(ev.len(), expected, "nothing else");
+}
+
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An app deletes its log file (a cleanup script, `rm` by hand) but keeps it open and writing:
+/// what it writes after the delete is still shipped, and the file is let go once idle for
+/// `close_removed`.
+#[test]
+fn a_deleted_file_whose_writer_keeps_appending_is_read_until_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("app.log");
+    let mut writer = std::fs::File::create(&path).unwrap();
+    writer.write_all(lines(0, 200).as_bytes()).unwrap();
+    let input = format!(
+        "    type: file\n    paths: [\"{}/*.log\"]\n    close_removed: 2s",
+        d.display()
+    );
+    let t = Trawl::start(d, &pipeline(d, &input), "out.json");
+    t.wait_for(30, "the first 200 lines", |ev| ev.len() >= 200);
+    std::fs::remove_file(&path).unwrap();
+    // Let trawl reach the end of the deleted file before anything more is written.
+    std::thread::sleep(Duration::from_millis(1000));
+    for k in 0..8 {
+        let from = 200 + k * 100;
+        writer
+            .write_all(lines(from, from + 100).as_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ev = t.wait_for(30, "the 800 lines written after the delete", |ev| {
+        ev.len() >= 1000
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let ev = if t.events().len() > ev.len() {
+        t.events()
+    } else {
+        ev
+    };
+    assert_exactly(&ev, 0, 1000);
+    wait_until(30, "trawl to close the deleted file once idle", || {
+        !t.has_open(&path)
+    });
+}
+
+/// 12 files and `max_open_files: 3`: files read to their end make room for the waiting ones
+/// instead of holding their slot until `close_inactive` (an hour here), the limit is said
+/// once, and a file closed to make room is read again when it grows.
+#[test]
+fn more_files_than_max_open_files_are_all_read_and_the_limit_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for f in 0..12 {
+        std::fs::write(d.join(format!("f{f:02}.log")), lines(f * 5, f * 5 + 5)).unwrap();
+    }
+    let input = format!(
+        "    type: file\n    paths: [\"{}/*.log\"]\n    max_open_files: 3\n    close_inactive: 1h\n    scan_interval: 1s",
+        d.display()
+    );
+    let t = Trawl::start(d, &pipeline(d, &input), "out.json");
+    let ev = t.wait_for(60, "the lines of all 12 files", |ev| ev.len() >= 60);
+    assert_exactly(&ev, 0, 60);
+    append(&d.join("f00.log"), &lines(60, 61));
+    let ev = t.wait_for(60, "a line appended to the first file", |ev| ev.len() >= 61);
+    std::thread::sleep(Duration::from_millis(500));
+    let ev = if t.events().len() > ev.len() {
+        t.events()
+    } else {
+        ev
+    };
+    assert_exactly(&ev, 0, 61);
+    let said = t.stderr().matches("max_open_files reached").count();
+    assert_eq!(said, 1, "said once: {}", t.stderr());
+}
+
+/// logrotate renames `app.log` to `app.log.1` while trawl is stopped (a package upgrade, a
+/// reboot), after the app wrote more: the restarted trawl finds the renamed file by its
+/// identity, ships what it had not read, reads the new `app.log`, and leaves older history it
+/// never followed alone.
+#[test]
+fn a_plain_file_rotated_while_trawl_was_stopped_is_resumed_at_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("app.log");
+    std::fs::write(d.join("app.log.2"), lines(900_000, 900_010)).unwrap();
+    std::fs::write(&path, lines(0, 1000)).unwrap();
+    let input = format!("    type: file\n    paths: [\"{}/app.log\"]", d.display());
+    let config = pipeline(d, &input);
+    let mut first = Trawl::start(d, &config, "out1.json");
+    first.wait_for(30, "the first 1000 lines", |ev| ev.len() >= 1000);
+    first.stop();
+
+    append(&path, &lines(1000, 2000));
+    std::fs::rename(&path, d.join("app.log.1")).unwrap();
+    std::fs::write(&path, lines(2000, 3000)).unwrap();
+
+    let second = Trawl::start(d, &config, "out2.json");
+    second.wait_for(30, "the rest of the rotated file and the new one", |ev| {
+        ev.len() >= 2000
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let all: Vec<serde_json::Value> = first.events().into_iter().chain(second.events()).collect();
+    assert_exactly(&all, 0, 3000);
+    let resumed = second
+        .events()
+        .into_iter()
+        .find(|e| e["message"] == line(1000).as_str())
+        .unwrap();
+    assert_eq!(
+        resumed["log"]["file"]["path"],
+        path.display().to_string(),
+        "the name it was followed under"
+    );
+}
+
+/// A header longer than `fingerprint_bytes`, the same in every content of the file (a CSV
+/// header, a banner).
+fn header() -> String {
+    (0..30)
+        .map(|i| format!("# report v2 column layout, field {i:02} of 30, same in every file\n"))
+        .collect()
+}
+
+fn count_from(header: &str) -> usize {
+    header.lines().count()
+}
+
+/// The file is truncated and rewritten while trawl is stopped, with the same header and past
+/// the old offset: the new content is read from its start, not from the old offset.
+#[test]
+fn a_file_truncated_and_rewritten_past_its_offset_while_stopped_is_read_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("report.log");
+    let head = header();
+    assert!(head.len() > 1024);
+    let h = count_from(&head);
+    std::fs::write(&path, head.clone() + &lines(0, 100)).unwrap();
+    let input = format!("    type: file\n    paths: [\"{}/*.log\"]", d.display());
+    let config = pipeline(d, &input);
+    let mut first = Trawl::start(d, &config, "out1.json");
+    first.wait_for(30, "the first content", |ev| ev.len() >= h + 100);
+    first.stop();
+
+    std::fs::write(&path, head.clone() + &lines(1000, 1300)).unwrap();
+    let second = Trawl::start(d, &config, "out2.json");
+    let ev = second.wait_for(30, "the new content", |ev| {
+        ev.iter().any(|e| e["message"] == line(1299).as_str())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let ev = if second.events().len() > ev.len() {
+        second.events()
+    } else {
+        ev
+    };
+    let body: Vec<serde_json::Value> = ev
+        .iter()
+        .filter(|e| !e["message"].as_str().unwrap_or("#").starts_with('#'))
+        .cloned()
+        .collect();
+    assert_exactly(&body, 1000, 1300);
+    assert_eq!(ev.len(), h + 300, "the header of the new content too");
+}
+
+/// The same while trawl runs: the file was closed for inactivity, and is truncated and
+/// rewritten past the old offset before it is reopened.
+#[test]
+fn a_closed_file_truncated_and_rewritten_past_its_offset_is_read_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("report.log");
+    let head = header();
+    let h = count_from(&head);
+    std::fs::write(&path, head.clone() + &lines(0, 100)).unwrap();
+    let input = format!(
+        "    type: file\n    paths: [\"{}/*.log\"]\n    close_inactive: 1s\n    scan_interval: 1s",
+        d.display()
+    );
+    let t = Trawl::start(d, &pipeline(d, &input), "out.json");
+    t.wait_for(30, "the first content", |ev| ev.len() >= h + 100);
+    wait_until(30, "trawl to close the inactive file", || {
+        !t.has_open(&path)
+    });
+
+    std::fs::write(&path, head.clone() + &lines(1000, 1300)).unwrap();
+    let ev = t.wait_for(30, "the new content", |ev| {
+        ev.iter().any(|e| e["message"] == line(1299).as_str())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let ev = if t.events().len() > ev.len() {
+        t.events()
+    } else {
+        ev
+    };
+    let body: Vec<serde_json::Value> = ev
+        .iter()
+        .filter(|e| !e["message"].as_str().unwrap_or("#").starts_with('#'))
+        .cloned()
+        .collect();
+    assert_lines(&body, &[(0, 100), (1000, 1300)]);
+    assert_eq!(ev.len(), 2 * h + 400, "the header of the new content too");
+}
