@@ -15,8 +15,68 @@ use std::time::{Duration, Instant};
 const HOST_PAUSE: Duration = Duration::from_secs(5);
 
 struct Host {
+    /// The URL without credentials: what requests go to and what logs may print.
     base: String,
+    /// `Authorization` from credentials written in the URL (`http://user:pass@host`), sent as
+    /// a header so that the password never appears in an error or a log line.
+    auth: Option<HeaderValue>,
     down_until: Mutex<Option<Instant>>,
+}
+
+/// `url` with any `user:password@` removed, for messages.
+pub fn without_userinfo(url: &str) -> String {
+    // `user:pass@host:9200` (no scheme) is how Beats users may write it too.
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end], &url[scheme_end + at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The base URL without credentials, and a Basic `Authorization` from them if there were any.
+fn split_credentials(base: &str) -> Result<(String, Option<HeaderValue>), String> {
+    let url =
+        reqwest::Url::parse(base).map_err(|e| format!("host `{}`: {e}", without_userinfo(base)))?;
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok((base.to_owned(), None));
+    }
+    let decode = |s: &str| {
+        percent_decode(s).ok_or_else(|| {
+            format!(
+                "host `{}`: the credentials in the URL are not valid percent-encoded UTF-8",
+                without_userinfo(base)
+            )
+        })
+    };
+    let user = decode(url.username())?;
+    let pass = decode(url.password().unwrap_or(""))?;
+    let mut v = HeaderValue::from_str(&format!(
+        "Basic {}",
+        base64(format!("{user}:{pass}").as_bytes())
+    ))
+    .map_err(|_| format!("host `{}`: invalid credentials", without_userinfo(base)))?;
+    v.set_sensitive(true);
+    Ok((without_userinfo(base), Some(v)))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 pub struct Client {
@@ -29,8 +89,17 @@ pub struct Client {
 
 /// A node's base URL from `hosts`, checked when the configuration is read, so that a bad one is
 /// reported at its own `file:line:col`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct HostUrl(String);
+
+/// Without the credentials a URL may hold, should a configuration ever be debug-printed.
+impl std::fmt::Debug for HostUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HostUrl")
+            .field(&without_userinfo(&self.0))
+            .finish()
+    }
+}
 
 /// The port Beats add to a host written without scheme or port.
 const DEFAULT_PORT: u16 = 9200;
@@ -40,6 +109,7 @@ impl HostUrl {
     /// scheme (what Beats configurations hold) get `http://`, and port 9200 if none is given.
     pub fn parse(s: &str) -> Result<HostUrl, String> {
         let s = s.trim().trim_end_matches('/');
+        let shown = without_userinfo(s);
         if s.is_empty() {
             return Err("empty host: expected `host:port` or an http:// or https:// URL".into());
         }
@@ -47,21 +117,21 @@ impl HostUrl {
             s.to_owned()
         } else {
             let bare = reqwest::Url::parse(&format!("http://{s}"))
-                .map_err(|e| format!("host `{s}`: {e}"))?;
+                .map_err(|e| format!("host `{shown}`: {e}"))?;
             match bare.port() {
                 Some(_) => format!("http://{s}"),
                 None => format!("http://{s}:{DEFAULT_PORT}"),
             }
         };
-        let url = reqwest::Url::parse(&base).map_err(|e| format!("host `{s}`: {e}"))?;
+        let url = reqwest::Url::parse(&base).map_err(|e| format!("host `{shown}`: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!(
-                "host `{s}`: scheme `{}` is not http:// or https://",
+                "host `{shown}`: scheme `{}` is not http:// or https://",
                 url.scheme()
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("host `{s}`: no host name"));
+            return Err(format!("host `{shown}`: no host name"));
         }
         Ok(HostUrl(base))
     }
@@ -101,8 +171,10 @@ impl Client {
         }
         let mut hosts = Vec::new();
         for h in &config.hosts {
+            let (base, auth) = split_credentials(h.as_str())?;
             hosts.push(Host {
-                base: h.as_str().to_owned(),
+                base,
+                auth,
                 down_until: Mutex::new(None),
             });
         }
@@ -240,7 +312,11 @@ impl Client {
         let i = self.pick();
         let host = &self.hosts[i];
         let result = async {
-            let resp = make(&host.base).send().await?;
+            let mut req = make(&host.base);
+            if let Some(auth) = &host.auth {
+                req = req.header(AUTHORIZATION, auth.clone());
+            }
+            let resp = req.send().await?;
             let status = resp.status().as_u16();
             let body = resp.bytes().await?;
             Ok::<_, reqwest::Error>(Answer { status, body })

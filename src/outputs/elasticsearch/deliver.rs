@@ -37,8 +37,22 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
     let mut refused = Vec::new();
     while !todo.is_empty() {
         // No index is created before its template is in place (it would get guessed types).
+        // Waiting for it counts towards `retry.max_attempts` like any failed request, so an
+        // unreachable cluster is given up on after the same number of tries.
         if let Some(t) = &shared.template {
             if !t.ready(&shared.client).await {
+                let max = shared.retry.max_attempts;
+                if max > 0 && backoff.attempts() + 1 >= max {
+                    let rest: Vec<Item> = todo.drain(..).collect();
+                    give_up(
+                        shared,
+                        rest,
+                        "the index template could not be installed",
+                        max,
+                    )
+                    .await;
+                    break;
+                }
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
