@@ -101,3 +101,46 @@ fn an_output_that_is_its_own_dead_letter_is_rejected() {
         "{err}"
     );
 }
+
+/// Each of these used to pass `validate` and then fail or misbehave at run time: a BPF filter
+/// libpcap cannot compile (the input then captured nothing), a property librdkafka does not know,
+/// an empty file path, an address that is not one, batches or queues of size 0 (clamped to 1:
+/// many times slower). Each is now an error at its own line and column.
+#[test]
+fn what_run_would_refuse_or_mishandle_is_rejected_by_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ address: \"999.1.1.1:99999\" }}\npipeline: {{ batch_size: 0, queue_batches: 0 }}\ninputs:\n  web:\n    type: http\n    capture: {{ bpf_filter: \"tcp port 80 and and\" }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"127.0.0.1:9\"]\n    topic: logs\n    librdkafka: {{ no.such.property: \"1\" }}\n  f:\n    type: file\n    path: \"\"\n",
+        data = dir.path().join("data").display()
+    );
+    let cfg = write_file(dir.path(), "bad.yaml", &text);
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    let f = cfg.display().to_string();
+    let at = |line: usize, key: &str| {
+        let l = text.lines().nth(line - 1).unwrap();
+        let col = l.find(key).unwrap() + 1;
+        format!("{f}:{line}:{col}: ")
+    };
+    for (line, value, path, says) in [
+        (2, "\"999", "http.address", "not a listen address"),
+        (3, "0,", "pipeline.batch_size", "at least 1"),
+        (3, "0 }", "pipeline.queue_batches", "at least 1"),
+        (7, "\"tcp", "inputs.web.capture.bpf_filter", "BPF"),
+        (13, "\"1\"", "outputs.k.librdkafka", "no.such.property"),
+        (16, "\"\"", "outputs.f.path", "empty"),
+    ] {
+        let head = format!("{}{path}: ", at(line, value));
+        let found = err
+            .lines()
+            .find(|l| l.contains(&head))
+            .unwrap_or_else(|| panic!("no error at {head}: {err}"));
+        assert!(found.contains(says), "{found}");
+    }
+    assert!(err.contains("invalid (6 errors)"), "{err}");
+}

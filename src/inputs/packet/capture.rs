@@ -396,6 +396,15 @@ impl Live {
     }
 }
 
+/// Compiles `filter` with libpcap, as opening an interface will, without needing one.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)
+        .map_err(|e| format!("cannot check the BPF filter: {e}"))?;
+    dead.compile(filter, true)
+        .map(|_| ())
+        .map_err(|e| format!("not a BPF filter libpcap can compile (tcpdump syntax): {e}"))
+}
+
 /// Open the interface `name` the way a live input would, to tell early whether we may.
 pub fn probe(name: &str) -> Result<(), pcap::Error> {
     pcap::Capture::from_device(name)?
