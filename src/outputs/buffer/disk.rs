@@ -468,6 +468,10 @@ fn encode_batch(
     if count > 0 {
         codec::frame(count, record, out);
     }
+    // One huge event must not keep its room for the life of the buffer.
+    if record.capacity() > 8 << 20 {
+        *record = Vec::new();
+    }
     refused
 }
 
