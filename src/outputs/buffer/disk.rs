@@ -846,6 +846,55 @@ mod tests {
         assert_eq!(valid_length(&f).unwrap(), (a.len() + b.len()) as u64);
     }
 
+    /// With `max_size` of one byte the writer waits until every buffered byte is accounted
+    /// delivered: bytes of a damaged tail skipped on to the next segment must be freed too, or
+    /// the next batch waits forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_skipped_into_the_next_segment_are_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg0 = [record("a"), vec![0xee; 100]].concat();
+        std::fs::write(seg_path(dir.path(), 0), seg0).unwrap();
+        std::fs::write(seg_path(dir.path(), 1), record("b")).unwrap();
+        let metrics = Arc::new(ComponentMetrics::new(
+            ComponentKind::Output,
+            "o".into(),
+            "null",
+        ));
+        let (up_tx, up_rx) = batch_channel(4, metrics.clone());
+        let (down_tx, mut down_rx) = batch_channel(4, metrics.clone());
+        let dead_letters = DeadLetters::for_stage("o".into(), None, metrics.clone());
+        start(
+            dir.path(),
+            &config(1),
+            up_rx,
+            down_tx,
+            metrics.clone(),
+            dead_letters,
+        )
+        .unwrap();
+        async fn next(rx: &mut BatchReceiver) -> String {
+            let b = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("a batch within 20 s: buffered bytes were not all freed")
+                .expect("the buffer is open");
+            let m = b.events[0].message().unwrap().to_owned();
+            b.ack.delivered();
+            m
+        }
+        assert_eq!(next(&mut down_rx).await, "a");
+        assert_eq!(next(&mut down_rx).await, "b");
+        assert_eq!(
+            metrics.errors.load(Ordering::Relaxed),
+            1,
+            "the damage is counted"
+        );
+        let tracker = AckTracker::new();
+        let (_, ack) = tracker.track();
+        let e = Event::from_message("in".into(), chrono::Utc::now(), "c".into());
+        up_tx.send(Batch::new(vec![e], ack)).await.unwrap();
+        assert_eq!(next(&mut down_rx).await, "c");
+    }
+
     #[test]
     fn a_second_process_cannot_take_the_same_buffer() {
         let dir = tempfile::tempdir().unwrap();
