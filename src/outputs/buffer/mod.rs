@@ -3,11 +3,12 @@
 //! inputs that cannot pause (packets, tee) survive a long outage of the destination.
 //!
 //! `memory.rs` and `disk.rs` each run as a stage: batches in from the pipeline, out to the
-//! output; `codec.rs` is the disk record format.
+//! output; `codec.rs` is the disk record format, `recovery.rs` reads segments back past damage.
 
 mod codec;
 mod disk;
 mod memory;
+mod recovery;
 
 use crate::config::ByteSize;
 use crate::outputs::dead_letter::DeadLetters;
