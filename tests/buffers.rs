@@ -1,5 +1,6 @@
 //! Output buffers through the real binary: a disk buffer keeps what the destination could not
-//! take across `kill -9` (and a torn last record), and replays it; a memory buffer with
+//! take across `kill -9` (and a torn last record), and replays it, losing only a record damaged
+//! on disk and dead-lettering what it could not read back; a memory buffer with
 //! `when_full: drop_newest` never holds the input back and counts what it drops.
 
 mod support {
@@ -210,4 +211,171 @@ fn tee_lines_survive_an_outage_in_the_disk_buffer() {
     });
     assert_eq!(msgs.len(), n);
     assert!(msgs.contains("tee line 1") && msgs.contains(&format!("tee line {n}")));
+}
+
+/// An event nested deeper than the disk buffer's reader takes back (a 126-deep JSON document
+/// under `http.request.body`: 129 levels) is refused when written, before it is acknowledged,
+/// and goes to the dead letters; the records after it are delivered.
+#[test]
+fn disk_buffer_dead_letters_an_event_too_deep_to_read_back_and_delivers_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ enabled: false }}\npipeline: {{ batch_size: 10 }}\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: json, field: message, target: http.request.body }}\noutputs:\n  out:\n    type: file\n    path: {out}\n    buffer: {{ type: disk }}\n    dead_letter: dead\n  dead:\n    type: file\n    path: {dead}\n",
+            data = data.display(),
+            out = dir.path().join("out.jsonl").display(),
+            dead = dir.path().join("dead.jsonl").display(),
+        ),
+    );
+    let deep = format!(
+        "{{\"n\":50,\"d\":{}1{}}}",
+        "{\"a\":".repeat(125),
+        "}".repeat(125)
+    );
+    let input: String = (0..300)
+        .map(|i| {
+            if i == 50 {
+                format!("{deep}\n")
+            } else {
+                format!("{{\"n\":{i}}}\n")
+            }
+        })
+        .collect();
+    let mut t = Trawl::start(&cfg, None);
+    t.feed(input.as_bytes());
+    assert!(t.finish(Duration::from_secs(60)).success());
+
+    let out = support::process::read_json_lines(&dir.path().join("out.jsonl"));
+    let mut seen: Vec<i64> = out
+        .iter()
+        .map(|e| e["http"]["request"]["body"]["n"].as_i64().unwrap())
+        .collect();
+    seen.sort_unstable();
+    let expected: Vec<i64> = (0..300).filter(|i| *i != 50).collect();
+    assert_eq!(seen, expected, "every other event arrived, once");
+    let dead = support::process::read_json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["error"]["type"], "disk_buffer_unwritable");
+    assert_eq!(dead[0]["trawl"]["dead_letter"]["output"], "out");
+    let original = dead[0]["event"]["original"].as_str().unwrap();
+    assert!(original.contains("\"n\":50"), "{original}");
+}
+
+/// Frames of a disk buffer segment (`[length u32][crc32 u32][payload]`, the payload starting
+/// with its event count): (offset, payload length, events).
+fn frames(segment: &[u8]) -> Vec<(usize, usize, u32)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 8 <= segment.len() {
+        let len = u32::from_le_bytes(segment[off..off + 4].try_into().unwrap()) as usize;
+        let count = u32::from_le_bytes(segment[off + 8..off + 12].try_into().unwrap());
+        out.push((off, len, count));
+        off += 8 + len;
+    }
+    assert_eq!(off, segment.len(), "the segment is whole frames");
+    out
+}
+
+/// Bytes flipped on disk while trawl is stopped, in the middle of the segment: in one record's
+/// payload, and in another record's length. Each damaged record loses only its own events,
+/// counted in `trawl_errors_total`; everything before, between and after them is replayed.
+#[test]
+fn disk_buffer_damaged_records_in_the_middle_lose_only_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let es = EsServer::start();
+    es.with(|s| s.unavailable = true);
+    let port = support::process::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 60s\npipeline: {{ batch_size: 100 }}\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{es}\"]\n    index: buffered\n    retry: {{ initial_backoff: 20ms, max_backoff: 100ms }}\n    buffer: {{ type: disk, max_size: 64MiB }}\n",
+        data = dir.path().join("data").display(),
+        es = es.url,
+    );
+    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
+    let n = 5000;
+    let mut t = Trawl::start(&cfg, None);
+    let input: String = (0..n).map(|i| format!("line {i}\n")).collect();
+    t.feed(input.as_bytes());
+    wait_until(
+        Duration::from_secs(30),
+        "stdin to be buffered whole",
+        || metric(&addr, "trawl_events_out_total", "app").is_some_and(|v| v as usize == n),
+    );
+    // Let the writer's last group reach the file.
+    let mut last = 0;
+    wait_until(
+        Duration::from_secs(30),
+        "the segment to stop growing",
+        || {
+            let now = segment_bytes(dir.path());
+            let stable = now == last && now > 0;
+            last = now;
+            std::thread::sleep(Duration::from_millis(300));
+            stable
+        },
+    );
+    t.kill9();
+    assert_eq!(es.with(|s| s.docs.len()), 0);
+
+    let seg_dir = dir.path().join("data/buffers/es");
+    let segs: Vec<_> = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    let mut bytes = std::fs::read(&segs[0]).unwrap();
+    let frames = frames(&bytes);
+    assert!(frames.len() >= 10, "{} records", frames.len());
+    let (a, b) = (frames.len() / 3, 2 * frames.len() / 3);
+    let (a_off, a_len, a_count) = frames[a];
+    bytes[a_off + 8 + a_len / 2] ^= 0x5a;
+    let (b_off, _, b_count) = frames[b];
+    bytes[b_off + 1] ^= 0x11;
+    std::fs::write(&segs[0], &bytes).unwrap();
+    let lost = (a_count + b_count) as usize;
+
+    es.with(|s| s.unavailable = false);
+    let log = dir.path().join("restart.log");
+    let mut t = Trawl::start(&cfg, Some(&log));
+    wait_until(Duration::from_secs(60), "the replay", || {
+        es.with(|s| s.docs.len()) >= n - lost
+    });
+    let errors = metric(&addr, "trawl_errors_total", "es");
+    assert!(t.finish(Duration::from_secs(60)).success());
+    assert_eq!(errors, Some(2.0), "each damaged record is counted");
+    let mut delivered: Vec<usize> = es.with(|s| {
+        s.docs_in("buffered")
+            .iter()
+            .map(|(_, d)| d["message"].as_str().unwrap()[5..].parse().unwrap())
+            .collect()
+    });
+    delivered.sort_unstable();
+    assert_eq!(
+        delivered.len(),
+        n - lost,
+        "only the damaged records' events are missing"
+    );
+    // The missing lines are two runs: one damaged record each, neither at the end.
+    let missing: Vec<usize> = (0..n)
+        .filter(|i| delivered.binary_search(i).is_err())
+        .collect();
+    let runs = missing.windows(2).filter(|w| w[1] != w[0] + 1).count() + 1;
+    assert_eq!(runs, 2, "{missing:?}");
+    assert!(
+        *missing.last().unwrap() < n - 1,
+        "what follows the damage is replayed"
+    );
+    assert_eq!(
+        es.with(|s| s.writes) as usize,
+        n - lost,
+        "each exactly once"
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("damaged record"), "{log}");
+    assert!(!log.contains("cutting a torn record"), "{log}");
 }

@@ -192,6 +192,7 @@ pub fn run_pipeline_with(
         tracing::warn!("{w}");
     }
     let http = cfg.global.http.clone();
+    let timeout = cfg.global.shutdown_timeout.std();
     if let Err(e) = std::fs::create_dir_all(&cfg.global.data_dir) {
         tracing::warn!(data_dir = %cfg.global.data_dir.display(), error = %e, "cannot create data_dir; inputs that keep state will fail");
     }
@@ -231,30 +232,41 @@ pub fn run_pipeline_with(
             }
         }
         let (trigger, shutdown) = shutdown_pair();
-        let handle_signals = signals == Signals::Handle;
+        // Installed before the pipeline starts, so that an early SIGTERM is a stop, not a kill.
+        let stop_signals = match signals {
+            Signals::Ignore => None,
+            Signals::Handle => match StopSignals::install() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install signal handlers");
+                    return 1;
+                }
+            },
+        };
         tokio::spawn(async move {
-            if !handle_signals {
+            let Some(mut signals) = stop_signals else {
                 // Held until the runtime ends so that shutdown is never triggered by its drop.
                 std::future::pending::<()>().await;
-            }
-            wait_for_signals().await;
+                return;
+            };
+            let first = signals.next().await;
+            let at = std::time::Instant::now();
             trigger.trigger();
-            // The second signal exits at once, whatever is in flight.
-            wait_for_signals().await;
+            // A second signal exits at once, whatever is in flight. One stop can arrive twice
+            // (`timeout` and `su` forward SIGTERM to a process group that trawl is also in): the
+            // same signal again within the grace interval is that same stop.
+            loop {
+                let again = signals.next().await;
+                if again != first || at.elapsed() >= SECOND_SIGNAL_GRACE {
+                    break;
+                }
+                tracing::info!(signal = ?again, "the same signal again right away: taken as the same stop, still draining");
+            }
             tracing::warn!("second signal: exiting without draining");
             std::process::exit(130);
         });
         match pipeline.run(shutdown).await {
-            Ok(report) => {
-                if !report.failures.is_empty() {
-                    for f in &report.failures {
-                        tracing::error!("failed: {f}");
-                    }
-                    1
-                } else {
-                    0
-                }
-            }
+            Ok(report) => exit_code(&report, timeout),
             Err(e) => {
                 tracing::error!("{e:#}");
                 1
@@ -266,23 +278,62 @@ pub fn run_pipeline_with(
     code
 }
 
-/// Resolves on SIGTERM or SIGINT. SIGHUP is reserved for reload and only logged for now.
-async fn wait_for_signals() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        std::future::pending::<()>().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
-            _ = int.recv() => { tracing::info!("SIGINT received"); return; }
-            _ = hup.recv() => { tracing::info!("SIGHUP received: reload is not supported yet, ignoring"); }
+/// The exit status of a run: 0 only when nothing failed and everything in flight was delivered,
+/// so that systemd and Kubernetes see a stop that left events behind.
+fn exit_code(report: &crate::pipeline::RunReport, timeout: std::time::Duration) -> i32 {
+    for f in &report.failures {
+        tracing::error!("failed: {f}");
+    }
+    if !report.drained {
+        tracing::error!(
+            undelivered = report.undelivered,
+            "shutdown_timeout ({timeout:?}) passed with {} events undelivered; they were not acknowledged and inputs that can will read them again",
+            report.undelivered
+        );
+    }
+    if report.failures.is_empty() && report.drained {
+        0
+    } else {
+        1
+    }
+}
+
+/// A repeat of the first stop signal sooner than this is the same stop delivered twice.
+const SECOND_SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Term,
+    Int,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, listened to for the life of the run so that none is missed
+/// between two waits.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Resolves on SIGTERM or SIGINT, saying which. SIGHUP is reserved for reload and only
+    /// logged for now.
+    async fn next(&mut self) -> Stop {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => { tracing::info!("SIGTERM received"); return Stop::Term; }
+                _ = self.int.recv() => { tracing::info!("SIGINT received"); return Stop::Int; }
+                _ = self.hup.recv() => { tracing::info!("SIGHUP received: reload is not supported yet, ignoring"); }
+            }
         }
     }
 }

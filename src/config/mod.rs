@@ -174,6 +174,58 @@ impl Default for PipelineTuning {
     }
 }
 
+/// What parses but could not run as written: an address `http` could not listen on, batches or
+/// queues of size 0 (which would be run as 1, many times slower).
+fn check_global(g: &Global, node: &Node, file: &str, errs: &mut ConfigErrors) {
+    let mark_of = |section: &str, key: &str| {
+        node.get(section)
+            .and_then(|s| s.get(key))
+            .map_or(node.mark, |n| n.mark)
+    };
+    if g.http.enabled {
+        if let Err(why) = check_listen_address(&g.http.address) {
+            errs.push(
+                file,
+                mark_of("http", "address"),
+                "http.address",
+                format!("`{}` is not a listen address: {why}", g.http.address),
+            );
+        }
+    }
+    for (key, value) in [
+        ("batch_size", g.pipeline.batch_size),
+        ("queue_batches", g.pipeline.queue_batches),
+    ] {
+        if value == 0 {
+            errs.push(
+                file,
+                mark_of("pipeline", key),
+                &format!("pipeline.{key}"),
+                "expected at least 1",
+            );
+        }
+    }
+}
+
+/// `HOST:PORT` as the listener will take it: an IP address, `[IPv6]`, or a host name, and a port
+/// from 0 to 65535.
+fn check_listen_address(address: &str) -> Result<(), String> {
+    if address.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err("expected HOST:PORT".into());
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("port `{port}` is not a number from 0 to 65535"));
+    }
+    let looks_numeric = host.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if host.is_empty() || host.starts_with('[') || looks_numeric {
+        return Err(format!("`{host}` is not an IP address"));
+    }
+    Ok(())
+}
+
 /// A component as written: its name, `type`, and the rest of its keys.
 #[derive(Debug, Clone)]
 pub struct ComponentSpec {
@@ -362,7 +414,10 @@ pub fn parse_partial(
         mark: global_node.mark,
     };
     let global = match from_node::<Global>(&global_node, "") {
-        Ok(g) => g,
+        Ok(g) => {
+            check_global(&g, &global_node, file, &mut errs);
+            g
+        }
         Err(e) => {
             errs.push_de(file, root.mark, "", e);
             Global::default()

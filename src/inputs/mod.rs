@@ -128,16 +128,20 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
         "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(
             &spec.node, &spec.path,
         )?))),
-        "flows" => Ok(Box::new(packet::input::PacketInput::flows(
-            &spec.name,
-            from_node(&spec.node, &spec.path)?,
-            ctx,
-        ))),
-        "http" => Ok(Box::new(packet::input::PacketInput::http(
-            &spec.name,
-            from_node(&spec.node, &spec.path)?,
-            ctx,
-        ))),
+        "flows" => {
+            let config: packet::flows::FlowsConfig = from_node(&spec.node, &spec.path)?;
+            check_capture(spec, config.capture.as_ref())?;
+            Ok(Box::new(packet::input::PacketInput::flows(
+                &spec.name, config, ctx,
+            )))
+        }
+        "http" => {
+            let config: packet::http::HttpConfig = from_node(&spec.node, &spec.path)?;
+            check_capture(spec, config.capture.as_ref())?;
+            Ok(Box::new(packet::input::PacketInput::http(
+                &spec.name, config, ctx,
+            )))
+        }
         "pcap_file" => Ok(Box::new(
             packet::input::PacketInput::pcap_file(
                 &spec.name,
@@ -154,6 +158,25 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
         "socket" => Ok(Box::new(socket::build(spec)?)),
         other => Err(unknown_type(spec, other, TYPES)),
     }
+}
+
+/// A `capture.bpf_filter` libpcap cannot compile is an error here, not an input that captures
+/// nothing once running.
+fn check_capture(
+    spec: &ComponentSpec,
+    capture: Option<&packet::capture::CaptureConfig>,
+) -> Result<(), DeError> {
+    let Some(filter) = capture.and_then(|c| c.bpf_filter.as_deref()) else {
+        return Ok(());
+    };
+    packet::capture::check_filter(filter).map_err(|why| {
+        let node = spec.node.get("capture").and_then(|c| c.get("bpf_filter"));
+        DeError::new(
+            why,
+            node.map_or(spec.mark, |n| n.mark),
+            &format!("{}.capture.bpf_filter", spec.path),
+        )
+    })
 }
 
 /// The input types `build` knows, for error messages and docs.

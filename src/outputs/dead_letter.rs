@@ -57,6 +57,20 @@ impl DeadLetters {
         }
     }
 
+    /// For a stage in front of an output (its disk buffer), which has no `OutputContext`.
+    pub fn for_stage(
+        output: Arc<str>,
+        target: Option<BatchSender>,
+        metrics: Arc<ComponentMetrics>,
+    ) -> DeadLetters {
+        DeadLetters {
+            output,
+            target,
+            metrics,
+            logged: Arc::default(),
+        }
+    }
+
     /// Hands `rejected` on. The dead-letter batch carries a fork of `ack`, so the original batch
     /// is settled only once its dead letters are written; when they cannot be written, that
     /// fork fails the batch (its input must read it again). Counted in `events_failed`; each

@@ -69,6 +69,10 @@ impl Rotating {
             .append(true)
             .open(&config.path)?;
         let size = f.metadata()?.len();
+        if config.sync && size == 0 {
+            // Possibly just created: its directory entry must survive a power loss too.
+            sync_parent(&config.path)?;
+        }
         Ok(Rotating {
             config,
             w: BufWriter::with_capacity(256 * 1024, f),
@@ -101,6 +105,11 @@ impl Rotating {
             std::fs::rename(&path, Self::rotated(&path, 1))?;
         }
         let f = OpenOptions::new().create(true).append(true).open(&path)?;
+        // The renames and the new file are directory entries: without this, a power loss can
+        // undo a rotation whose lines were fsynced.
+        if self.config.sync {
+            sync_parent(&path)?;
+        }
         self.w = BufWriter::with_capacity(256 * 1024, f);
         self.size = 0;
         Ok(())
@@ -123,6 +132,14 @@ impl Rotating {
         }
         Ok(())
     }
+}
+
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
 }
 
 impl Output for FileOutput {

@@ -262,7 +262,23 @@ fn client_config(c: &Config) -> Result<ClientConfig, String> {
     for (k, v) in &c.librdkafka {
         cc.set(k, v);
     }
+    // librdkafka checks each name and value as it takes them: an unknown property is an error
+    // now, not when the producer starts.
+    cc.create_native_config()
+        .map_err(|e| format!("librdkafka: {e}"))?;
     Ok(cc)
+}
+
+/// Asks librdkafka about each of `properties` (`librdkafka:` in the pipeline file): the name of
+/// the first it refuses, with its reason.
+pub fn check_properties(properties: &BTreeMap<String, String>) -> Result<(), (String, String)> {
+    for (k, v) in properties {
+        ClientConfig::new()
+            .set(k, v)
+            .create_native_config()
+            .map_err(|e| (k.clone(), format!("librdkafka refuses `{k}: {v}`: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Checks that `file` (when set) can be read and holds a PEM block of `kind`.

@@ -49,13 +49,23 @@ pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output
             Ok(Box::new(output))
         }
         "file" => {
-            let output = file::FileOutput::new(from_node(&spec.node, &spec.path)?)
-                .map_err(|e| invalid(spec, e))?;
+            let config: file::Config = from_node(&spec.node, &spec.path)?;
+            if config.path.as_os_str().is_empty() {
+                return Err(invalid_at(
+                    spec,
+                    &["path"],
+                    "empty: expected the file to write",
+                ));
+            }
+            let output = file::FileOutput::new(config).map_err(|e| invalid(spec, e))?;
             Ok(Box::new(output))
         }
         "kafka" => {
-            let output = kafka::Kafka::new(from_node(&spec.node, &spec.path)?)
-                .map_err(|e| invalid(spec, e))?;
+            let config: kafka::Config = from_node(&spec.node, &spec.path)?;
+            if let Err((key, why)) = kafka::check_properties(&config.librdkafka) {
+                return Err(invalid_at(spec, &["librdkafka", &key], why));
+            }
+            let output = kafka::Kafka::new(config).map_err(|e| invalid(spec, e))?;
             Ok(Box::new(output))
         }
         other => Err(crate::inputs::unknown_type(spec, other, TYPES)),
@@ -64,6 +74,19 @@ pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output
 
 /// The output types `build` knows.
 pub const TYPES: &[&str] = &["stdout", "null", "file", "elasticsearch", "kafka"];
+
+/// `invalid`, at the value `keys` lead to (`["librdkafka", "linger.ms"]`), named by the first.
+fn invalid_at(spec: &ComponentSpec, keys: &[&str], message: impl Into<String>) -> DeError {
+    let node = keys
+        .iter()
+        .try_fold(&spec.node, |n, k| n.get(k))
+        .unwrap_or(&spec.node);
+    let path = match keys.first() {
+        Some(k) => format!("{}.{k}", spec.path),
+        None => spec.path.clone(),
+    };
+    DeError::new(message, node.mark, &path)
+}
 
 /// A configuration that parsed but does not make sense (checked when building).
 fn invalid(spec: &ComponentSpec, message: String) -> DeError {

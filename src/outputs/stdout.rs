@@ -1,6 +1,7 @@
 //! The `stdout` output: one JSON object per line (default), pretty JSON, or the message only.
 //! Writes on its own thread because stdout is blocking I/O; a batch is acknowledged once it
-//! has been written and flushed.
+//! has been written and flushed. A write error (the reader of a pipe went away) ends the output,
+//! which stops the pipeline.
 
 use super::{Output, OutputContext};
 use crate::event::{Event, Value};
@@ -96,12 +97,9 @@ impl Output for Stdout {
                         Err(e) => {
                             ComponentMetrics::add(&ctx.metrics.events_failed, n);
                             batch.ack.failed();
-                            ctx.metrics.set_failed(format!("writing to stdout: {e}"));
-                            // Keep draining so upstream is not blocked forever; count the rest.
-                            while let Some(b) = ctx.rx.blocking_recv() {
-                                ComponentMetrics::add(&ctx.metrics.events_failed, b.len() as u64);
-                                b.ack.failed();
-                            }
+                            // A closed or broken stdout does not come back: ending here closes
+                            // this output's queue (what is sent to it fails, so inputs keep
+                            // their offsets) and stops the pipeline.
                             return Err(anyhow::anyhow!("writing to stdout: {e}"));
                         }
                     }

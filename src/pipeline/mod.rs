@@ -63,6 +63,9 @@ pub struct Pipeline {
 pub struct RunReport {
     /// Everything in flight was delivered (false: the shutdown deadline passed first).
     pub drained: bool,
+    /// When not drained: events still queued for an output or in an output's hands (not counted:
+    /// what a disk buffer keeps on disk, which is replayed at the next start).
+    pub undelivered: u64,
     /// Components that failed, as `kind name: reason`.
     pub failures: Vec<String>,
 }
@@ -260,6 +263,7 @@ impl Pipeline {
                 Err(e) => errs.push_de(&file, o.spec.mark, &o.spec.path, e),
             }
         }
+        dead_letter_cycles(&config.outputs, &file, &mut errs);
         for o in extra_outputs {
             match &o.inputs {
                 None => used_inputs.extend(input_names.iter().map(|s| s.to_string())),
@@ -320,23 +324,38 @@ impl Pipeline {
         let tuning = global.pipeline.clone();
         let (trigger, input_shutdown): (ShutdownTrigger, Shutdown) = shutdown_pair();
 
-        // Outputs first, so that every queue has a receiver before anything is sent.
+        // Outputs first, so that every queue has a receiver before anything is sent; all queues
+        // before any buffer, which may send to another output's queue (dead letters).
         let mut output_senders: HashMap<String, BatchSender> = HashMap::new();
-        let mut output_receivers = Vec::new();
+        let mut queues = Vec::new();
         for o in &self.outputs {
-            let (tx, mut rx) = batch_channel(tuning.queue_batches, o.metrics.clone());
-            if let Some(b) = &o.buffer {
-                rx = outputs::buffer::start(
-                    b,
-                    &o.name,
-                    rx,
-                    o.metrics.clone(),
-                    &data_dir,
-                    tuning.queue_batches,
-                )
-                .map_err(|e| anyhow::anyhow!("output {}: buffer: {e:#}", o.name))?;
-            }
+            let (tx, rx) = batch_channel(tuning.queue_batches, o.metrics.clone());
             output_senders.insert(o.name.to_string(), tx);
+            queues.push(rx);
+        }
+        let mut output_receivers = Vec::new();
+        for (o, rx) in self.outputs.iter().zip(queues) {
+            let Some(b) = &o.buffer else {
+                output_receivers.push(rx);
+                continue;
+            };
+            let dead_letters = outputs::dead_letter::DeadLetters::for_stage(
+                o.name.clone(),
+                o.dead_letter
+                    .as_ref()
+                    .and_then(|n| output_senders.get(n).cloned()),
+                o.metrics.clone(),
+            );
+            let rx = outputs::buffer::start(
+                b,
+                &o.name,
+                rx,
+                o.metrics.clone(),
+                &data_dir,
+                tuning.queue_batches,
+                dead_letters,
+            )
+            .map_err(|e| anyhow::anyhow!("output {}: buffer: {e:#}", o.name))?;
             output_receivers.push(rx);
         }
         let mut routes: HashMap<Arc<str>, Vec<Target>> = HashMap::new();
@@ -360,6 +379,9 @@ impl Pipeline {
             routes.insert(i.name.clone(), targets);
         }
 
+        // An output whose loop ended with an error delivers nothing more: the pipeline stops
+        // (what the other outputs hold is drained) rather than read inputs it cannot ship.
+        let output_failed = Arc::new(tokio::sync::Notify::new());
         let mut output_tasks = Vec::new();
         for (o, rx) in self.outputs.into_iter().zip(output_receivers) {
             let ctx = OutputContext {
@@ -374,10 +396,12 @@ impl Pipeline {
             };
             let metrics = o.metrics.clone();
             let name = o.name.clone();
+            let failed = output_failed.clone();
             output_tasks.push(tokio::spawn(async move {
                 if let Err(e) = o.output.run(ctx).await {
                     tracing::error!(output = %name, error = %format!("{e:#}"), "output failed");
                     metrics.set_failed(format!("{e:#}"));
+                    failed.notify_one();
                 }
             }));
         }
@@ -429,32 +453,109 @@ impl Pipeline {
             }
         };
 
-        let drained = tokio::select! {
-            _ = &mut all_outputs => true,
-            _ = shutdown.wait() => {
-                tracing::info!(timeout = ?global.shutdown_timeout.std(), "shutting down: stopping inputs and draining");
-                trigger.trigger();
+        let stop = tokio::select! {
+            _ = &mut all_outputs => None,
+            _ = shutdown.wait() => Some("shutting down: stopping inputs and draining"),
+            _ = output_failed.notified() => Some("an output failed: stopping inputs and draining what the other outputs can deliver"),
+        };
+        let drained = match stop {
+            None => true,
+            Some(why) => {
                 let deadline = global.shutdown_timeout.std();
+                tracing::info!(timeout = ?deadline, "{why}");
+                trigger.trigger();
                 let drain = async {
                     inputs_done.await;
                     (&mut all_outputs).await;
                 };
-                match tokio::time::timeout(deadline, drain).await {
-                    Ok(()) => true,
-                    Err(_) => {
-                        tracing::warn!("shutdown_timeout passed before everything was delivered; undelivered events were not acknowledged and will be read again where the input can");
-                        false
-                    }
-                }
+                tokio::time::timeout(deadline, drain).await.is_ok()
             }
+        };
+        let undelivered = if drained {
+            0
+        } else {
+            undelivered(&self.registry)
         };
         // Keep the trigger alive until here so that inputs see shutdown only when asked.
         drop(trigger);
         Ok(RunReport {
             drained,
+            undelivered,
             failures: self.registry.failures(),
         })
     }
+}
+
+/// Reports every dead-letter cycle (`a.dead_letter: b`, `b.dead_letter: a`) once, at the
+/// `dead_letter:` of its first member in file order: a letter rejected again would bounce
+/// between the outputs forever, growing at each turn, and shutdown could never drain them.
+/// Self-references are reported where `dead_letter:` is checked.
+fn dead_letter_cycles(outputs: &[crate::config::OutputSpec], file: &str, errs: &mut ConfigErrors) {
+    let target = |name: &str| {
+        outputs
+            .iter()
+            .find(|o| o.spec.name == name)
+            .and_then(|o| o.dead_letter.as_ref())
+            .map(|(n, _)| n.as_str())
+    };
+    for (i, o) in outputs.iter().enumerate() {
+        let Some((first, mark)) = &o.dead_letter else {
+            continue;
+        };
+        let start = o.spec.name.as_str();
+        let mut chain = vec![start];
+        let mut next = Some(first.as_str());
+        while let Some(n) = next {
+            if n == start {
+                break;
+            }
+            if chain.contains(&n) {
+                // A cycle that does not pass through `start`: reported from its own members.
+                next = None;
+                break;
+            }
+            chain.push(n);
+            next = target(n);
+        }
+        let is_first_member = chain.iter().all(|m| {
+            outputs
+                .iter()
+                .position(|x| x.spec.name == *m)
+                .is_none_or(|p| p >= i)
+        });
+        if next.is_some() && chain.len() > 1 && is_first_member {
+            chain.push(start);
+            errs.push(
+                file,
+                *mark,
+                &format!("{}.dead_letter", o.spec.path),
+                format!(
+                    "dead-letter cycle {}: an event rejected again would bounce between these outputs forever; expected the last output of a dead-letter chain to have no `dead_letter:`",
+                    chain.join(" → ")
+                ),
+            );
+        }
+    }
+}
+
+/// Events queued for the router or an output, or taken by an output and not settled.
+fn undelivered(registry: &Registry) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    registry
+        .components()
+        .iter()
+        .map(|c| {
+            let queued = c.queue_depth.load(Relaxed).max(0) as u64;
+            let taken = match c.kind {
+                ComponentKind::Output => c
+                    .events_in
+                    .load(Relaxed)
+                    .saturating_sub(c.events_out.load(Relaxed) + c.events_failed.load(Relaxed)),
+                _ => 0,
+            };
+            queued + taken
+        })
+        .sum()
 }
 
 fn static_type(known: &'static [&'static str], spec: &ComponentSpec) -> &'static str {

@@ -231,11 +231,23 @@ pub struct Live {
     cfg: CaptureConfig,
     input: Arc<str>,
     stats: Arc<Stats>,
+    /// The input's: marked failed (`/health` 503) while no wanted interface can be captured.
+    metrics: Arc<crate::telemetry::metrics::ComponentMetrics>,
 }
 
 impl Live {
-    pub fn new(cfg: CaptureConfig, input: Arc<str>, stats: Arc<Stats>) -> Live {
-        Live { cfg, input, stats }
+    pub fn new(
+        cfg: CaptureConfig,
+        input: Arc<str>,
+        stats: Arc<Stats>,
+        metrics: Arc<crate::telemetry::metrics::ComponentMetrics>,
+    ) -> Live {
+        Live {
+            cfg,
+            input,
+            stats,
+            metrics,
+        }
     }
 
     /// Captures until `stop` is set; `flush` receives the engine whenever it holds events
@@ -342,7 +354,8 @@ impl Live {
             }
             keep
         });
-        for name in wanted {
+        let mut last_error = None;
+        for name in wanted.iter().cloned() {
             if workers.contains_key(&name) {
                 continue;
             }
@@ -376,8 +389,17 @@ impl Live {
                         self.stats.interface_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(input = %self.input, interface = %name, error = %e, "cannot capture on this interface; skipped, retried every refresh_interfaces (logged once)");
                     }
+                    last_error = Some(format!("{name}: {e}"));
                 }
             }
+        }
+        // Some interfaces failing is logged; none captured at all (a bad filter for this link
+        // type, no permission, a name that does not exist) is an input that does nothing.
+        match last_error {
+            Some(why) if workers.is_empty() && !wanted.is_empty() => self
+                .metrics
+                .set_failed(format!("capturing on no interface ({why})")),
+            _ => self.metrics.clear_failed(),
         }
     }
 
@@ -394,6 +416,15 @@ impl Live {
         }
         Ok(cap)
     }
+}
+
+/// Compiles `filter` with libpcap, as opening an interface will, without needing one.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)
+        .map_err(|e| format!("cannot check the BPF filter: {e}"))?;
+    dead.compile(filter, true)
+        .map(|_| ())
+        .map_err(|e| format!("not a BPF filter libpcap can compile (tcpdump syntax): {e}"))
 }
 
 /// Open the interface `name` the way a live input would, to tell early whether we may.

@@ -215,11 +215,13 @@ impl PacketInput {
                 Ok(())
             }
             Source::Live(cfg) => {
-                Live::new(cfg, ctx.name.clone(), self.stats.clone()).run(
-                    &mut engine,
-                    stop,
-                    &mut flush,
-                );
+                Live::new(
+                    cfg,
+                    ctx.name.clone(),
+                    self.stats.clone(),
+                    ctx.metrics.clone(),
+                )
+                .run(&mut engine, stop, &mut flush);
                 Ok(())
             }
         }

@@ -9,27 +9,63 @@ use std::sync::Arc;
 /// Bytes of the frame header before each payload.
 pub const HEADER: usize = 8;
 
-/// Appends one framed record holding `events` to `out`.
-pub fn encode_record(events: &[Event], out: &mut Vec<u8>) {
+/// Most bytes of one record (frame header included): the reader takes anything longer for a
+/// damaged length, so the writer never makes one.
+pub const MAX_RECORD: usize = 256 << 20;
+
+/// Deepest nesting the reader accepts (a field of the event is at depth 1); refusing deeper
+/// values bounds its recursion, so the writer refuses them too.
+pub const MAX_DEPTH: usize = 128;
+
+/// Why an event cannot be written in a form the reader takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unwritable {
+    #[error("nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("larger than a disk buffer record may be ({MAX_RECORD} bytes)")]
+    TooLarge,
+}
+
+/// Appends one event's encoding to `out`, the event bytes of a record being built; on `Err`,
+/// `out` is left as it was. `TooLarge` means the record would pass `MAX_RECORD` with this
+/// event: retried in an empty record, it tells whether the event alone is too large.
+pub fn encode_event(e: &Event, out: &mut Vec<u8>) -> Result<(), Unwritable> {
     let start = out.len();
-    out.extend_from_slice(&[0u8; HEADER]);
-    put_u32(out, events.len() as u32);
-    for e in events {
-        put_str(out, &e.meta.input);
-        match &e.meta.origin {
-            Some(o) => {
-                out.push(1);
-                out.extend_from_slice(&o.stream.to_le_bytes());
-                out.extend_from_slice(&o.offset.to_le_bytes());
-            }
-            None => out.push(0),
-        }
-        put_map(out, &e.fields);
+    let r = match put_event(e, out) {
+        Ok(()) if out.len() > MAX_RECORD - HEADER - 4 => Err(Unwritable::TooLarge),
+        r => r,
+    };
+    if r.is_err() {
+        out.truncate(start);
     }
-    let len = (out.len() - start - HEADER) as u32;
-    let crc = crc32fast::hash(&out[start + HEADER..]);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    r
+}
+
+/// Appends one framed record to `out`: `count` events whose encodings (from `encode_event`)
+/// are `events`. The caller keeps `HEADER + 4 + events.len()` within `MAX_RECORD`.
+pub fn frame(count: u32, events: &[u8], out: &mut Vec<u8>) {
+    let len = 4 + events.len();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&count.to_le_bytes());
+    crc.update(events);
+    out.reserve(HEADER + len);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(events);
+}
+
+fn put_event(e: &Event, out: &mut Vec<u8>) -> Result<(), Unwritable> {
+    put_str(out, &e.meta.input)?;
+    match &e.meta.origin {
+        Some(o) => {
+            out.push(1);
+            out.extend_from_slice(&o.stream.to_le_bytes());
+            out.extend_from_slice(&o.offset.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+    put_map(out, &e.fields, 0)
 }
 
 /// Reads a frame header: (payload length, crc).
@@ -76,24 +112,36 @@ pub fn decode_payload(p: &[u8]) -> Option<Vec<Event>> {
     (r.pos == p.len()).then_some(events)
 }
 
-fn put_u32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_u32(out, s.len() as u32);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn put_map(out: &mut Vec<u8>, m: &Map) {
-    put_u32(out, m.len() as u32);
-    for (k, v) in m.iter() {
-        put_str(out, k);
-        put_value(out, v);
+/// A length as written: anything the reader could not take back is refused before `as u32`
+/// could wrap it.
+fn put_len(out: &mut Vec<u8>, n: usize) -> Result<(), Unwritable> {
+    if n > MAX_RECORD {
+        return Err(Unwritable::TooLarge);
     }
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+    Ok(())
 }
 
-fn put_value(out: &mut Vec<u8>, v: &Value) {
+fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), Unwritable> {
+    put_len(out, s.len())?;
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+// `depth` follows the reader's: a map's entries are one level below the map's own depth.
+fn put_map(out: &mut Vec<u8>, m: &Map, depth: usize) -> Result<(), Unwritable> {
+    put_len(out, m.len())?;
+    for (k, v) in m.iter() {
+        put_str(out, k)?;
+        put_value(out, v, depth + 1)?;
+    }
+    Ok(())
+}
+
+fn put_value(out: &mut Vec<u8>, v: &Value, depth: usize) -> Result<(), Unwritable> {
+    if depth > MAX_DEPTH {
+        return Err(Unwritable::TooDeep);
+    }
     match v {
         Value::Null => out.push(0),
         Value::Bool(false) => out.push(1),
@@ -108,34 +156,36 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
         }
         Value::String(s) => {
             out.push(5);
-            put_str(out, s);
+            put_str(out, s)?;
         }
         Value::Timestamp(t) => {
             out.push(6);
             out.extend_from_slice(&t.timestamp().to_le_bytes());
-            put_u32(out, t.timestamp_subsec_nanos());
+            out.extend_from_slice(&t.timestamp_subsec_nanos().to_le_bytes());
         }
         Value::Array(a) => {
             out.push(7);
-            put_u32(out, a.len() as u32);
+            put_len(out, a.len())?;
             for x in a {
-                put_value(out, x);
+                put_value(out, x, depth + 1)?;
             }
         }
         Value::Object(m) => {
             out.push(8);
-            put_map(out, m);
+            put_map(out, m, depth)?;
         }
     }
+    // A huge value is refused as soon as it passes the limit, not after filling memory.
+    if out.len() > MAX_RECORD {
+        return Err(Unwritable::TooLarge);
+    }
+    Ok(())
 }
 
 struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
 }
-
-/// Nesting deeper than this is not something trawl writes; refusing it bounds recursion.
-const MAX_DEPTH: usize = 128;
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -199,6 +249,49 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encode_record(events: &[Event], out: &mut Vec<u8>) {
+        let mut bytes = Vec::new();
+        for e in events {
+            encode_event(e, &mut bytes).unwrap();
+        }
+        frame(events.len() as u32, &bytes, out);
+    }
+
+    /// An event whose field `v` holds `levels` objects nested in each other.
+    fn nested(levels: usize) -> Event {
+        let mut v = Value::Int(1);
+        for _ in 1..levels {
+            let mut m = Map::new();
+            m.insert(Key::from("a"), v);
+            v = Value::Object(m);
+        }
+        let mut e = Event::new("app".into(), Utc::now());
+        e.fields.insert(Key::from("v"), v);
+        e
+    }
+
+    #[test]
+    fn the_writer_refuses_exactly_what_the_reader_would_reject() {
+        // At the limit: written, and read back as it was.
+        let deepest = nested(MAX_DEPTH);
+        let mut buf = Vec::new();
+        encode_record(std::slice::from_ref(&deepest), &mut buf);
+        assert_eq!(decode_payload(&buf[HEADER..]).unwrap(), vec![deepest]);
+        // One level more: refused, and nothing is left half-written.
+        let mut bytes = vec![9u8; 3];
+        let too_deep = nested(MAX_DEPTH + 1);
+        assert_eq!(
+            encode_event(&too_deep, &mut bytes),
+            Err(Unwritable::TooDeep)
+        );
+        assert_eq!(bytes, vec![9u8; 3]);
+        // A record cannot grow past the limit the reader enforces.
+        let mut full = vec![0u8; MAX_RECORD - HEADER - 4 - 10];
+        let e = Event::from_message("app".into(), Utc::now(), "x".repeat(64));
+        assert_eq!(encode_event(&e, &mut full), Err(Unwritable::TooLarge));
+        assert_eq!(full.len(), MAX_RECORD - HEADER - 4 - 10);
+    }
 
     #[test]
     fn round_trip_keeps_types_and_meta() {

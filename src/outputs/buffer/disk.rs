@@ -4,24 +4,25 @@
 //! record in it was delivered; the delivered position is saved (write, fsync, rename) at most
 //! every 500 ms, so a restart re-sends at most that much. After `kill -9`, a torn record at the
 //! end of the last segment is detected by its checksum and cut off; everything before it is
-//! replayed.
+//! replayed. A record damaged in the middle of a segment loses only itself (counted).
+//! Events the reader could not take back (nested too deep, too large) are refused before they
+//! are acknowledged, and go to the output's dead letters.
 
 use super::codec;
+use super::recovery::{read_range, read_record, resync, valid_length};
 use super::{Config, WhenFull};
-use crate::event::{AckTracker, Batch, BatchStatus};
+use crate::event::{AckTracker, Batch, BatchStatus, Event};
+use crate::outputs::dead_letter::{DeadLetters, Rejection};
 use crate::pipeline::channel::{BatchReceiver, BatchSender};
 use crate::telemetry::metrics::ComponentMetrics;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// A record larger than this is not something trawl wrote: the segment is damaged.
-const MAX_RECORD: usize = 256 << 20;
 const SAVE_EVERY: Duration = Duration::from_millis(500);
 
 /// A place in the buffer: segment number and byte offset in it.
@@ -78,30 +79,7 @@ fn save_position(dir: &Path, pos: Pos) -> std::io::Result<()> {
     writeln!(f, "{} {}", pos.seg, pos.off)?;
     f.sync_all()?;
     std::fs::rename(&tmp, dir.join("position"))?;
-    File::open(dir)?.sync_all()
-}
-
-/// Length of the valid prefix of a segment: up to the first torn or damaged record.
-fn valid_length(file: &File) -> std::io::Result<u64> {
-    let len = file.metadata()?.len();
-    let mut off = 0u64;
-    let mut head = [0u8; codec::HEADER];
-    while off + codec::HEADER as u64 <= len {
-        file.read_exact_at(&mut head, off)?;
-        let Some((n, crc)) = codec::header(&head) else {
-            break;
-        };
-        if n > MAX_RECORD || off + (codec::HEADER + n) as u64 > len {
-            break;
-        }
-        let mut payload = vec![0u8; n];
-        file.read_exact_at(&mut payload, off + codec::HEADER as u64)?;
-        if !codec::checksum_ok(&payload, crc) {
-            break;
-        }
-        off += (codec::HEADER + n) as u64;
-    }
-    Ok(off)
+    sync_dir(dir)
 }
 
 /// Takes an exclusive lock on the buffer folder for the life of the process, so that two trawl
@@ -129,7 +107,10 @@ pub fn start(
     upstream: BatchReceiver,
     out: BatchSender,
     metrics: Arc<ComponentMetrics>,
+    dead_letters: DeadLetters,
 ) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| anyhow::anyhow!("disk buffer started outside the runtime: {e}"))?;
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("creating disk buffer {}: {e}", dir.display()))?;
     let lock = lock(dir)?;
@@ -141,6 +122,14 @@ pub fn start(
         .read(true)
         .append(true)
         .open(seg_path(dir, last))?;
+    if segs.is_empty() {
+        // A new buffer: its folder and first segment must outlive a power loss like the
+        // records written into them.
+        sync_dir(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+    }
     let valid = valid_length(&file)?;
     let len = file.metadata()?.len();
     if valid < len {
@@ -183,6 +172,8 @@ pub fn start(
     let writer = Writer {
         shared: shared.clone(),
         file,
+        dead_letters,
+        runtime,
         max_size: config.max_size.bytes().max(1),
         segment_size,
         when_full: config.when_full,
@@ -215,6 +206,10 @@ pub fn start(
 struct Writer {
     shared: Arc<Shared>,
     file: File,
+    /// Where events the reader could not take back go.
+    dead_letters: DeadLetters,
+    /// To hand dead letters to the (async) dead-letter output from this thread.
+    runtime: tokio::runtime::Handle,
     max_size: u64,
     segment_size: u64,
     when_full: WhenFull,
@@ -225,17 +220,18 @@ struct Writer {
 impl Writer {
     fn run(mut self, mut upstream: BatchReceiver) {
         let mut buf = Vec::with_capacity(1 << 20);
+        let mut record = Vec::new();
         let mut acks = Vec::new();
         let mut logged_full = false;
         while let Some(first) = upstream.blocking_recv() {
             let mut next = Some(first);
             while let Some(batch) = next.take() {
                 let start = buf.len();
-                codec::encode_record(&batch.events, &mut buf);
+                let refused = encode_batch(&batch.events, &mut record, &mut buf);
                 let size = (buf.len() - start) as u64;
                 if !self.has_room(size + start as u64) {
                     // Write what is grouped so far, then wait for room or drop.
-                    let record = buf.split_off(start);
+                    let records = buf.split_off(start);
                     if let Err(e) = self.commit(&mut buf, &mut acks) {
                         return self.fail(e, batch, upstream);
                     }
@@ -252,7 +248,20 @@ impl Writer {
                         continue;
                     }
                     self.wait_for_room(size);
-                    buf = record;
+                    buf = records;
+                }
+                if !refused.is_empty() {
+                    // Settled with the batch: its acknowledgement waits for the dead letters.
+                    let rejected = refused
+                        .into_iter()
+                        .map(|(i, why)| Rejection {
+                            event: batch.events[i].clone(),
+                            kind: "disk_buffer_unwritable".into(),
+                            reason: format!("event {why}: the disk buffer could not read it back"),
+                        })
+                        .collect();
+                    self.runtime
+                        .block_on(self.dead_letters.send(rejected, &batch.ack));
                 }
                 acks.push(batch.ack);
                 // Group what is already queued into one write and one fsync.
@@ -328,7 +337,7 @@ impl Writer {
                 .read(true)
                 .append(true)
                 .open(seg_path(&self.shared.dir, seg))?;
-            File::open(&self.shared.dir)?.sync_all()?;
+            sync_dir(&self.shared.dir)?;
             self.file = f;
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.write = Pos { seg, off: 0 };
@@ -356,10 +365,52 @@ impl Writer {
     }
 }
 
+/// Frames `events` as records appended to `out` (several when they would not fit in one);
+/// `record` is scratch space. Returns the events refused, by index, with why.
+fn encode_batch(
+    events: &[Event],
+    record: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Vec<(usize, codec::Unwritable)> {
+    let mut refused = Vec::new();
+    let mut count = 0u32;
+    record.clear();
+    for (i, e) in events.iter().enumerate() {
+        match codec::encode_event(e, record) {
+            Ok(()) => count += 1,
+            Err(codec::Unwritable::TooLarge) if count > 0 => {
+                // Full: close this record and try the event in a new one.
+                codec::frame(count, record, out);
+                record.clear();
+                count = 0;
+                match codec::encode_event(e, record) {
+                    Ok(()) => count += 1,
+                    Err(why) => refused.push((i, why)),
+                }
+            }
+            Err(why) => refused.push((i, why)),
+        }
+    }
+    if count > 0 {
+        codec::frame(count, record, out);
+    }
+    // One huge event must not keep its room for the life of the buffer.
+    if record.capacity() > 8 << 20 {
+        *record = Vec::new();
+    }
+    refused
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 /// A record handed to the output and not yet settled.
 struct Entry {
     start: Pos,
     end: Pos,
+    /// Buffer bytes it holds (counted in `unacked` until settled).
+    bytes: u64,
     done: bool,
 }
 
@@ -398,8 +449,11 @@ impl Reader {
                     continue;
                 }
             }
+            // Where the written records of this segment end.
             let end = if self.read.seg < write.seg {
-                u64::MAX
+                std::fs::metadata(seg_path(&self.shared.dir, self.read.seg))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
             } else {
                 write.off
             };
@@ -408,7 +462,7 @@ impl Reader {
                     match File::open(seg_path(&self.shared.dir, self.read.seg)) {
                         Ok(f) => file = Some((self.read.seg, f)),
                         Err(e) => {
-                            self.damaged(&format!("cannot open segment: {e}"));
+                            self.skip(&format!("cannot open segment: {e}"), end, end);
                             continue;
                         }
                     }
@@ -418,11 +472,16 @@ impl Reader {
                     Ok((events, size)) => {
                         let start = self.read;
                         self.read.off += size;
-                        if !self.send(events, start, self.read) {
+                        if !self.send(events, start, self.read, size) {
                             return;
                         }
                     }
-                    Err(e) => self.damaged(&e),
+                    Err(why) => {
+                        let to = read_range(f, self.read.off, end)
+                            .map(|rest| self.read.off + resync(&rest) as u64)
+                            .unwrap_or(end);
+                        self.skip(&why, to, end);
+                    }
                 }
                 continue;
             }
@@ -438,40 +497,48 @@ impl Reader {
         }
     }
 
-    /// Skips the rest of a damaged segment (counted and logged).
-    fn damaged(&mut self, why: &str) {
+    /// Skips a damaged record: from the read position to `to`, the next intact record of the
+    /// segment (`end` when none follows: on to the next segment). Counted and logged.
+    fn skip(&mut self, why: &str, to: u64, end: u64) {
         self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(output = %self.metrics.name, segment = self.read.seg, offset = self.read.off, why, "disk buffer: damaged record; skipping the rest of the segment");
+        tracing::error!(output = %self.metrics.name, segment = self.read.seg, offset = self.read.off,
+            bytes = to.saturating_sub(self.read.off), why,
+            "disk buffer: damaged record; its events are lost, the records after it are replayed (counted in trawl_errors_total)");
         let write = self
             .shared
             .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .write;
-        let skipped_to = if self.read.seg < write.seg {
+        let next = if to >= end && self.read.seg < write.seg {
             Pos {
                 seg: self.read.seg + 1,
                 off: 0,
             }
         } else {
-            write
+            Pos {
+                seg: self.read.seg,
+                off: to.max(self.read.off),
+            }
         };
         let entry = Entry {
             start: self.read,
-            end: skipped_to,
+            end: next,
+            bytes: to.min(end).saturating_sub(self.read.off),
             done: true,
         };
         self.entries.push_back((u64::MAX, entry));
-        self.read = skipped_to;
+        self.read = next;
     }
 
-    fn send(&mut self, events: Vec<crate::event::Event>, start: Pos, end: Pos) -> bool {
+    fn send(&mut self, events: Vec<Event>, start: Pos, end: Pos, bytes: u64) -> bool {
         let (seq, ack) = self.tracker.track();
         self.entries.push_back((
             seq,
             Entry {
                 start,
                 end,
+                bytes,
                 done: false,
             },
         ));
@@ -503,7 +570,8 @@ impl Reader {
                         }
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "disk buffer: cannot re-read a failed batch");
+                        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(output = %self.metrics.name, error = %e, "disk buffer: cannot re-read a failed batch; its events are lost (counted in trawl_errors_total)");
                         self.entries[i].1.done = true;
                     }
                 }
@@ -516,11 +584,7 @@ impl Reader {
             let Some((_, e)) = self.entries.pop_front() else {
                 break;
             };
-            freed += if e.end.seg == e.start.seg {
-                e.end.off - e.start.off
-            } else {
-                0
-            };
+            freed += e.bytes;
             for seg in self.acked.seg..e.end.seg {
                 let _ = std::fs::remove_file(seg_path(&self.shared.dir, seg));
             }
@@ -557,25 +621,6 @@ impl Reader {
     }
 }
 
-/// Reads and checks the record at `off`: its events and its size with the frame.
-fn read_record(f: &File, off: u64) -> Result<(Vec<crate::event::Event>, u64), String> {
-    let mut head = [0u8; codec::HEADER];
-    f.read_exact_at(&mut head, off)
-        .map_err(|e| format!("reading header: {e}"))?;
-    let (n, crc) = codec::header(&head).ok_or("short header")?;
-    if n > MAX_RECORD {
-        return Err(format!("record length {n} is implausible"));
-    }
-    let mut payload = vec![0u8; n];
-    f.read_exact_at(&mut payload, off + codec::HEADER as u64)
-        .map_err(|e| format!("reading record: {e}"))?;
-    if !codec::checksum_ok(&payload, crc) {
-        return Err("checksum mismatch".into());
-    }
-    let events = codec::decode_payload(&payload).ok_or("undecodable record")?;
-    Ok((events, (codec::HEADER + n) as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,7 +650,16 @@ mod tests {
         let (down_tx, mut down_rx) = batch_channel(4, metrics.clone());
         // 8 MiB: segments of 1 MiB; about 6 MB is written, so several segments roll, and the
         // writer must wait for deliveries to free room.
-        start(dir.path(), &config(8 << 20), up_rx, down_tx, metrics).unwrap();
+        let dead_letters = DeadLetters::for_stage("o".into(), None, metrics.clone());
+        start(
+            dir.path(),
+            &config(8 << 20),
+            up_rx,
+            down_tx,
+            metrics,
+            dead_letters,
+        )
+        .unwrap();
         let producer = tokio::spawn(async move {
             let tracker = AckTracker::new();
             for b in 0..600u64 {
@@ -656,6 +710,64 @@ mod tests {
             pos.off, write_len,
             "the saved position is the end: nothing to replay"
         );
+    }
+
+    fn record(message: &str) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let e = Event::from_message("in".into(), chrono::Utc::now(), message.into());
+        codec::encode_event(&e, &mut bytes).unwrap();
+        let mut out = Vec::new();
+        codec::frame(1, &bytes, &mut out);
+        out
+    }
+
+    /// With `max_size` of one byte the writer waits until every buffered byte is accounted
+    /// delivered: bytes of a damaged tail skipped on to the next segment must be freed too, or
+    /// the next batch waits forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_skipped_into_the_next_segment_are_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg0 = [record("a"), vec![0xee; 100]].concat();
+        std::fs::write(seg_path(dir.path(), 0), seg0).unwrap();
+        std::fs::write(seg_path(dir.path(), 1), record("b")).unwrap();
+        let metrics = Arc::new(ComponentMetrics::new(
+            ComponentKind::Output,
+            "o".into(),
+            "null",
+        ));
+        let (up_tx, up_rx) = batch_channel(4, metrics.clone());
+        let (down_tx, mut down_rx) = batch_channel(4, metrics.clone());
+        let dead_letters = DeadLetters::for_stage("o".into(), None, metrics.clone());
+        start(
+            dir.path(),
+            &config(1),
+            up_rx,
+            down_tx,
+            metrics.clone(),
+            dead_letters,
+        )
+        .unwrap();
+        async fn next(rx: &mut BatchReceiver) -> String {
+            let b = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("a batch within 20 s: buffered bytes were not all freed")
+                .expect("the buffer is open");
+            let m = b.events[0].message().unwrap().to_owned();
+            b.ack.delivered();
+            m
+        }
+        assert_eq!(next(&mut down_rx).await, "a");
+        assert_eq!(next(&mut down_rx).await, "b");
+        assert_eq!(
+            metrics.errors.load(Ordering::Relaxed),
+            1,
+            "the damage is counted"
+        );
+        let tracker = AckTracker::new();
+        let (_, ack) = tracker.track();
+        let e = Event::from_message("in".into(), chrono::Utc::now(), "c".into());
+        up_tx.send(Batch::new(vec![e], ack)).await.unwrap();
+        assert_eq!(next(&mut down_rx).await, "c");
     }
 
     #[test]

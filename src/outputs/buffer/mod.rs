@@ -3,13 +3,15 @@
 //! inputs that cannot pause (packets, tee) survive a long outage of the destination.
 //!
 //! `memory.rs` and `disk.rs` each run as a stage: batches in from the pipeline, out to the
-//! output; `codec.rs` is the disk record format.
+//! output; `codec.rs` is the disk record format, `recovery.rs` reads segments back past damage.
 
 mod codec;
 mod disk;
 mod memory;
+mod recovery;
 
 use crate::config::ByteSize;
+use crate::outputs::dead_letter::DeadLetters;
 use crate::pipeline::channel::{batch_channel, BatchReceiver};
 use crate::telemetry::metrics::ComponentMetrics;
 use serde::Deserialize;
@@ -68,7 +70,7 @@ fn yes() -> bool {
 
 /// Puts a buffer between `upstream` (what the pipeline sends the output) and the returned
 /// receiver (what the output reads). Runs on tasks of its own until upstream is closed and
-/// everything buffered was handed on.
+/// everything buffered was handed on. Events a disk buffer cannot hold go to `dead_letters`.
 pub fn start(
     config: &Config,
     output: &str,
@@ -76,6 +78,7 @@ pub fn start(
     metrics: Arc<ComponentMetrics>,
     data_dir: &Path,
     queue_batches: usize,
+    dead_letters: DeadLetters,
 ) -> anyhow::Result<BatchReceiver> {
     let (tx, rx) = batch_channel(queue_batches, metrics.clone());
     match config.kind {
@@ -88,7 +91,7 @@ pub fn start(
         ),
         BufferKind::Disk => {
             let dir = data_dir.join("buffers").join(output);
-            disk::start(&dir, config, upstream, tx, metrics)?;
+            disk::start(&dir, config, upstream, tx, metrics, dead_letters)?;
         }
     }
     Ok(rx)

@@ -1,0 +1,146 @@
+//! `trawl validate` says what `run` will do: what would fail or misbehave at run time is
+//! rejected up front with file, line, column and key, and `run` refuses it the same way.
+
+mod support {
+    pub mod process;
+}
+
+use std::process::Command;
+use std::time::Duration;
+use support::process::{write_file, Trawl};
+
+const TRAWL: &str = env!("CARGO_BIN_EXE_trawl");
+
+/// `a.dead_letter: b` with `b.dead_letter: a`: a letter rejected again would bounce forever
+/// (growing at each turn) and shutdown could never drain it. Chains that end are fine.
+#[test]
+fn a_dead_letter_cycle_is_rejected_where_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |n: &str| dir.path().join(n).display().to_string();
+    let cycle = write_file(
+        dir.path(),
+        "cycle.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  main: {{ type: file, path: {m}, dead_letter: a }}\n  a: {{ type: file, path: {a}, dead_letter: b }}\n  b: {{ type: file, path: {b}, dead_letter: c }}\n  c: {{ type: file, path: {c}, dead_letter: a }}\n",
+            data = out("data"),
+            m = out("m.log"),
+            a = out("a.log"),
+            b = out("b.log"),
+            c = out("c.log"),
+        ),
+    );
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cycle)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    let f = cycle.display().to_string();
+    // Reported once, at the first member's `dead_letter:` value (line 7: output `a`).
+    let text = std::fs::read_to_string(&cycle).unwrap();
+    let line7 = text.lines().nth(6).unwrap();
+    let col = line7.find("dead_letter: ").unwrap() + "dead_letter: ".len() + 1;
+    assert!(
+        err.contains(&format!(
+            "{f}:7:{col}: outputs.a.dead_letter: dead-letter cycle a → b → c → a"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("dead-letter cycle").count(), 1, "{err}");
+    assert!(err.contains("invalid (1 error)"), "{err}");
+
+    // `run` refuses it too, at once, instead of hanging at shutdown.
+    let mut t = Trawl::start(&cycle, Some(&dir.path().join("run.log")));
+    let status = t.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1));
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(log.contains("dead-letter cycle a → b → c → a"), "{log}");
+
+    // The same outputs as a chain that ends: valid.
+    let chain = write_file(
+        dir.path(),
+        "chain.yaml",
+        &std::fs::read_to_string(&cycle)
+            .unwrap()
+            .replace(", dead_letter: a }\n", " }\n"),
+    );
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
+#[test]
+fn an_output_that_is_its_own_dead_letter_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "self.yaml",
+        "inputs:\n  app: { type: stdin }\noutputs:\n  a: { type: stdout, dead_letter: a }\n",
+    );
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:4:35: outputs.a.dead_letter: `a` is not another output",
+            cfg.display()
+        )),
+        "{err}"
+    );
+}
+
+/// Each of these used to pass `validate` and then fail or misbehave at run time: a BPF filter
+/// libpcap cannot compile (the input then captured nothing), a property librdkafka does not know,
+/// an empty file path, an address that is not one, batches or queues of size 0 (clamped to 1:
+/// many times slower). Each is now an error at its own line and column.
+#[test]
+fn what_run_would_refuse_or_mishandle_is_rejected_by_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ address: \"999.1.1.1:99999\" }}\npipeline: {{ batch_size: 0, queue_batches: 0 }}\ninputs:\n  web:\n    type: http\n    capture: {{ bpf_filter: \"tcp port 80 and and\" }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"127.0.0.1:9\"]\n    topic: logs\n    librdkafka: {{ no.such.property: \"1\" }}\n  f:\n    type: file\n    path: \"\"\n",
+        data = dir.path().join("data").display()
+    );
+    let cfg = write_file(dir.path(), "bad.yaml", &text);
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    let f = cfg.display().to_string();
+    let at = |line: usize, key: &str| {
+        let l = text.lines().nth(line - 1).unwrap();
+        let col = l.find(key).unwrap() + 1;
+        format!("{f}:{line}:{col}: ")
+    };
+    for (line, value, path, says) in [
+        (2, "\"999", "http.address", "not a listen address"),
+        (3, "0,", "pipeline.batch_size", "at least 1"),
+        (3, "0 }", "pipeline.queue_batches", "at least 1"),
+        (7, "\"tcp", "inputs.web.capture.bpf_filter", "BPF"),
+        (13, "\"1\"", "outputs.k.librdkafka", "no.such.property"),
+        (16, "\"\"", "outputs.f.path", "empty"),
+    ] {
+        let head = format!("{}{path}: ", at(line, value));
+        let found = err
+            .lines()
+            .find(|l| l.contains(&head))
+            .unwrap_or_else(|| panic!("no error at {head}: {err}"));
+        assert!(found.contains(says), "{found}");
+    }
+    assert!(err.contains("invalid (6 errors)"), "{err}");
+}
