@@ -62,12 +62,17 @@ impl DeadLetters {
         output: Arc<str>,
         target: Option<BatchSender>,
         metrics: Arc<ComponentMetrics>,
+        data_dir: &std::path::Path,
     ) -> DeadLetters {
         DeadLetters {
+            default_path: data_dir
+                .join("dead_letter")
+                .join(format!("{output}.jsonl")),
             output,
             target,
             metrics,
             logged: Arc::default(),
+            default_file: Arc::default(),
         }
     }
 

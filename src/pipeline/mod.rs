@@ -345,6 +345,7 @@ impl Pipeline {
                     .as_ref()
                     .and_then(|n| output_senders.get(n).cloned()),
                 o.metrics.clone(),
+                &data_dir,
             );
             let rx = outputs::buffer::start(
                 b,

@@ -650,7 +650,7 @@ mod tests {
         let (down_tx, mut down_rx) = batch_channel(4, metrics.clone());
         // 8 MiB: segments of 1 MiB; about 6 MB is written, so several segments roll, and the
         // writer must wait for deliveries to free room.
-        let dead_letters = DeadLetters::for_stage("o".into(), None, metrics.clone());
+        let dead_letters = DeadLetters::for_stage("o".into(), None, metrics.clone(), dir.path());
         start(
             dir.path(),
             &config(8 << 20),
@@ -737,7 +737,7 @@ mod tests {
         ));
         let (up_tx, up_rx) = batch_channel(4, metrics.clone());
         let (down_tx, mut down_rx) = batch_channel(4, metrics.clone());
-        let dead_letters = DeadLetters::for_stage("o".into(), None, metrics.clone());
+        let dead_letters = DeadLetters::for_stage("o".into(), None, metrics.clone(), dir.path());
         start(
             dir.path(),
             &config(1),
