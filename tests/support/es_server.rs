@@ -2,7 +2,8 @@
 //! documents them (NDJSON actions, gzip bodies, per-item status, `errors: true`), dynamic
 //! mapping conflicts answered 400 `mapper_parsing_exception`, 409 on `create` of an existing id,
 //! and failures the test injects (429 `es_rejected_execution_exception` per item, whole-request
-//! 429/503), and `http.max_content_length`: a body over it (its size once decompressed, as
+//! 429/503, per item 503, answers delayed past the client's timeout, `200 {}` that stores nothing),
+//! and `http.max_content_length`: a body over it (its size once decompressed, as
 //! Elasticsearch counts it after its gzip decoder) is answered 413 with no body and the
 //! connection closed. Tests read back what was stored.
 #![allow(dead_code)]
@@ -29,6 +30,16 @@ pub struct EsState {
     pub items_409: u64,
     /// Share of items (0-100) answered 429 at random.
     pub item_429_percent: u64,
+    /// Share of items (0-100) answered 503 `unavailable_shards_exception` at random.
+    pub item_503_percent: u64,
+    /// Items answered 503.
+    pub items_503: u64,
+    /// Every bulk request waits this long before it is handled (the handling still happens, as
+    /// in Elasticsearch, after a client that timed out has gone).
+    pub delay: std::time::Duration,
+    /// The next this-many bulk requests are answered `200 {}` and store nothing, as a proxy or
+    /// a misrouted endpoint may answer.
+    pub empty_ok_requests: u64,
     /// Statuses for the next whole requests (429 or 503), one per request.
     pub fail_requests: VecDeque<u16>,
     /// Documents whose `message` contains this text are refused with 400
@@ -202,6 +213,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let body: Vec<u8> = buf[head_len..head_len + len].to_vec();
         buf.drain(..head_len + len);
         let gzip = header("content-encoding").is_some_and(|v| v.contains("gzip"));
+        let delay = state.lock().unwrap().delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let auth = header("authorization");
         let (status, answer) = handle(&state, &method, &path, body, gzip, auth);
         if status == 413 {
@@ -258,6 +273,10 @@ fn handle(
     } else {
         st.fail_requests.pop_front()
     };
+    if injected.is_none() && st.empty_ok_requests > 0 {
+        st.empty_ok_requests -= 1;
+        return (200, json!({}));
+    }
     if let Some(status) = injected {
         let kind = if status == 429 {
             "es_rejected_execution_exception"
@@ -362,6 +381,15 @@ fn store(st: &mut EsState, op: &str, index: &str, id: &str, doc: Value) -> Value
             429,
             Some(
                 json!({"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation [queue capacity 1024 reached]"}),
+            ),
+        );
+    }
+    if st.item_503_percent > 0 && st.random_percent() < st.item_503_percent {
+        st.items_503 += 1;
+        return item(
+            503,
+            Some(
+                json!({"type": "unavailable_shards_exception", "reason": "[campaign][0] primary shard is not active"}),
             ),
         );
     }
