@@ -132,17 +132,21 @@ impl Sink {
         (sink, notes)
     }
 
-    fn config(&self) -> String {
+    /// The output's configuration; `give_up`: batches fail after a few attempts (and must then
+    /// be read again by the file input) instead of being retried for as long as it takes.
+    fn config(&self, give_up: bool) -> String {
         match self {
             Sink::Es(es) => format!(
-                "    type: elasticsearch\n    hosts: [\"{}\"]\n    index: campaign\n    batch: {{ max_events: 500, timeout: 200ms }}\n    request_timeout: 2s\n    retry: {{ initial_backoff: 100ms, max_backoff: 1s }}\n",
-                es.url
+                "    type: elasticsearch\n    hosts: [\"{}\"]\n    index: campaign\n    batch: {{ max_events: 500, timeout: 200ms }}\n    request_timeout: 2s\n    retry: {{ initial_backoff: 100ms, max_backoff: 1s, max_attempts: {} }}\n",
+                es.url,
+                if give_up { 4 } else { 0 }
             ),
             // Without idempotence, as tests/kafka_output.rs's stopped-broker test (tansu 0.6 can
             // answer a retried produce request cut by its own shutdown as a duplicate).
             Sink::Kafka(b) => format!(
-                "    type: kafka\n    brokers: [\"{}\"]\n    topic: campaign\n    idempotence: false\n    queue_max_messages: 5000\n",
-                b.bootstrap
+                "    type: kafka\n    brokers: [\"{}\"]\n    topic: campaign\n    idempotence: false\n    queue_max_messages: 5000\n{}",
+                b.bootstrap,
+                if give_up { "    delivery_timeout: 5s\n" } else { "" }
             ),
             Sink::File { out, .. } => format!(
                 "    type: file\n    path: {}/events.jsonl\n    max_size: 4MiB\n    max_files: 10000\n    buffer: {{ type: disk, max_size: 8MiB }}\n",
@@ -322,7 +326,12 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
     let root = dir.path();
     let data = root.join("data");
     let start_at = if rng.chance(30) { "end" } else { "beginning" };
-    o.notes.push(format!("start_at: {start_at}"));
+    let give_up = rng.chance(50);
+    // Few open files: rotated files pile up beyond them and must wait for a slot, not starve.
+    let max_open = if rng.chance(50) { 4 } else { 1024 };
+    o.notes.push(format!(
+        "start_at: {start_at}, max_open_files: {max_open}, output gives up after a few attempts: {give_up}"
+    ));
     let (mut sink, notes) = Sink::start(output, root, &data);
     o.notes.extend(notes);
     let streams: Vec<Arc<Mutex<Stream>>> = [Layout::Plain, Layout::Plain, Layout::Kubelet]
@@ -345,10 +354,10 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
     std::fs::write(
         &cfg,
         format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 3s\npipeline: {{ batch_size: 256, queue_batches: 2 }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{r}/logs/*.log\", \"{r}/logs/*.log.*\", \"{r}/containers/*.log\"]\n    start_at: {start_at}\n    registry_flush: 250ms\n    poll_interval: 100ms\n    scan_interval: 1s\n    close_removed: 2s\n    max_in_flight: 1MiB\noutputs:\n  out:\n{out}",
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 3s\npipeline: {{ batch_size: 256, queue_batches: 2 }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{r}/logs/*.log\", \"{r}/logs/*.log.*\", \"{r}/containers/*.log\"]\n    start_at: {start_at}\n    registry_flush: 250ms\n    poll_interval: 100ms\n    scan_interval: 1s\n    close_removed: 2s\n    close_inactive: 2s\n    max_open_files: {max_open}\n    max_in_flight: 1MiB\noutputs:\n  out:\n{out}",
             data = data.display(),
             r = root.display(),
-            out = sink.config()
+            out = sink.config(give_up)
         ),
     )
     .unwrap();
@@ -433,6 +442,10 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
         }
         if kind == "sigterm" {
             node.term();
+            detail = format!(
+                " (exit: {})",
+                node.term_statuses.last().map_or("none", |s| s.as_str())
+            );
         }
         if !node.running() {
             o.crashes += 1;

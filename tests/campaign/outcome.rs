@@ -81,7 +81,8 @@ impl Outcome {
     /// Counts lost and duplicated lines and records the invariants they break. `exactly_once`:
     /// the output stores by deterministic id, so any second copy is a violation.
     pub fn check(&mut self, written: &[Written], delivered: &Delivered, exactly_once: bool) {
-        let mut first_lost = Vec::new();
+        // Lost lines grouped by writer and the file that held them, for triage.
+        let mut lost_by_file: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut first_dup = Vec::new();
         for w in written {
             self.written += w.count;
@@ -94,13 +95,10 @@ impl Outcome {
                     0 if excused => self.excused_lost += 1,
                     0 => {
                         self.lost += 1;
-                        if first_lost.len() < 5 {
-                            first_lost.push(format!(
-                                "w{:02} {seq:09} ({})",
-                                w.id,
-                                (w.where_is)(seq)
-                            ));
-                        }
+                        lost_by_file
+                            .entry(format!("w{:02} in {}", w.id, (w.where_is)(seq)))
+                            .or_insert((0, seq))
+                            .0 += 1;
                     }
                     n => {
                         self.delivered += 1;
@@ -123,11 +121,15 @@ impl Outcome {
             .count() as u64;
         self.garbled = delivered.garbled + stray;
         if self.lost > 0 {
+            let groups: Vec<String> = lost_by_file
+                .iter()
+                .map(|(file, (n, first))| format!("{n} from {first} ({file})"))
+                .collect();
             self.violations.push(format!(
-                "{} of {} required lines lost; first: {}",
+                "{} of {} required lines lost: {}",
                 self.lost,
                 self.required,
-                first_lost.join(", ")
+                groups.join("; ")
             ));
         }
         if exactly_once && self.duplicates > 0 {
