@@ -7,7 +7,8 @@
 //! `cargo test --release --test fault_campaign` runs the short form (the seeds below);
 //! `cargo test --release --test fault_campaign -- --minutes 20 --seed 42` runs seeds 42, 43...
 //! for 20 minutes and prints the table; `--pipeline NAME`, `--faults N` and `--runs N` narrow it
-//! (each failure prints the command that replays it).
+//! (each failure prints the command that replays it); `-- --regressions` replays the seeds that
+//! found failures.
 
 mod support {
     pub mod es_server;
@@ -22,7 +23,10 @@ use std::time::{Duration, Instant};
 
 const PIPELINES: &[&str] = &["es", "kafka", "file-disk", "tee"];
 
-/// The short form: one seed per pipeline, few faults, under 3 minutes on two busy cores.
+/// The short form: one seed per pipeline, few faults, about two minutes on two busy cores. On
+/// main at de26b6e, seeds 1, 2 and 4 fail: CRI `P` lines joined per file, not per stream
+/// (every kubelet stream), and seed 2 also `start_at: end` applied to files that appeared while
+/// trawl was down.
 const SHORT: &[(u64, &str, u32)] = &[
     (1, "es", 8),
     (2, "file-disk", 8),
@@ -30,9 +34,16 @@ const SHORT: &[(u64, &str, u32)] = &[
     (4, "kafka", 6),
 ];
 
-/// Seeds on which the campaign found a failure, replayed by the short form: (seed, pipeline,
-/// faults, what it found).
-const REGRESSIONS: &[(u64, &str, u32, &str)] = &[];
+/// Seeds on which the campaign found a failure, replayed by `-- --regressions` (too long for
+/// the default run's three minutes): (seed, pipeline, faults, what it found).
+const REGRESSIONS: &[(u64, &str, u32, &str)] = &[
+    (42, "file-disk", 40, "the disk buffer stays failed once its disk was full (ENOSPC at shutdown, later lines never delivered); lines written to a deleted file after its deletion lost; CRI P lines joined across streams"),
+    (44, "es", 40, "a `200 {}` answer counted as stored: that batch's lines lost; lines written to a deleted file after its deletion lost"),
+    (45, "kafka", 40, "lines written to a deleted file after its deletion lost (file side; the broker is tansu)"),
+    (48, "es", 40, "start_at: end applied to files that appeared just before a kill -9; lines lost in the middle of renamed files when the output gives up after 4 attempts"),
+    (50, "file-disk", 40, "lines lost from a copytruncate copy after the disk buffer's disk filled; the disk buffer stays failed"),
+    (52, "es", 40, "start_at: end with max_open_files 4: lines lost from new and renamed files"),
+];
 
 fn run_one(seed: u64, pipeline: &str, faults: u32) -> Outcome {
     let result = std::panic::catch_unwind(|| match pipeline {
@@ -122,13 +133,14 @@ fn main() {
             n += 1;
         }
         println!("\n{}", table(&outcomes));
-    } else {
+    } else if args.iter().any(|a| a == "--regressions") {
         for &(seed, pipeline, faults, what) in REGRESSIONS {
             println!("regression (found: {what}):");
             let o = run_one(seed, pipeline, faults);
             report(&o, false);
             outcomes.push(o);
         }
+    } else {
         for &(seed, pipeline, faults) in SHORT {
             let o = run_one(seed, pipeline, faults);
             report(&o, false);

@@ -110,9 +110,9 @@ impl Sink {
                 let out = root.join("out");
                 let buffer = data.join("buffers/out");
                 let mut mounts = Vec::new();
-                // The output's disk is made full by a ballast; the buffer's disk is small enough
-                // that a long output outage fills it.
-                match (Mount::tmpfs(&out, "128m"), Mount::tmpfs(&buffer, "2m")) {
+                // The output's disk is made full by a ballast; the buffer's disk (room for a few
+                // of its 1 MiB segments) is small enough that a long output outage fills it.
+                match (Mount::tmpfs(&out, "128m"), Mount::tmpfs(&buffer, "4m")) {
                     (Some(a), Some(b)) => mounts.extend([a, b]),
                     _ => {
                         notes.push("mount -t tmpfs unavailable: full-disk faults skipped".into());
@@ -435,8 +435,9 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
         }
         if kind.ends_with("kill9") && kind != "churn-while-down" {
             if kind != "kill9" {
-                // Right after the rotation or the new file, before or while trawl sees it.
-                pause(&mut rng, 0, 300);
+                // Right after the rotation or the new file: before trawl sees it, while it reads
+                // it, or just after its first lines were delivered (before the registry knew it).
+                pause(&mut rng, 0, 1000);
             }
             node.kill9();
         }

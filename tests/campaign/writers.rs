@@ -326,7 +326,13 @@ impl Stream {
         if seq >= self.active.start && seq < self.active.end {
             found.push("the active file at the end");
         }
-        found.join("; ")
+        let mut text = found.join("; ");
+        if self.layout == Layout::Kubelet && seq % 10 == 3 {
+            text.push_str(", a CRI P+F stdout line");
+        } else if self.layout == Layout::Kubelet && seq % 10 == 4 {
+            text.push_str(", the stderr line inside a P+F pair");
+        }
+        text
     }
 }
 
