@@ -364,6 +364,9 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
     let mut node = Node::new("trawl", cfg, root.join("trawl.log"), Duration::from_secs(3));
     node.start();
     wait_for_http(&addr);
+    // With start_at: end, what is in the files when trawl first looks is skipped: writing
+    // starts once that first look has surely happened.
+    std::thread::sleep(Duration::from_secs(2));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = start_writing(streams.clone(), stop.clone());
 
@@ -476,6 +479,10 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
     o.schedule.push(format!("{:.1}s drain", at(started)));
     drain(&mut node, &sink, &addr);
     node.term();
+    o.notes.push(format!(
+        "exit status after the final SIGTERM: {}",
+        node.term_statuses.last().map_or("none", |s| s.as_str())
+    ));
     o.max_rss_kib = node.max_rss_kib.load(Ordering::Relaxed);
     o.violations.append(&mut node.violations);
     let (delivered, overwritten) = sink.delivered();

@@ -164,6 +164,10 @@ pub fn run(seed: u64, n_faults: u32) -> Outcome {
         }
     }
     sidecar.term();
+    o.notes.push(format!(
+        "sidecar's exit status after the final SIGTERM: {}",
+        sidecar.term_statuses.last().map_or("none", |s| s.as_str())
+    ));
     o.max_rss_kib = sidecar.max_rss_kib.load(Ordering::Relaxed).max(tee_rss);
     o.violations.append(&mut sidecar.violations);
     let mut d = Delivered::default();
