@@ -37,13 +37,13 @@ const SHORT: &[(u64, &str, u32)] = &[
 /// Seeds on which the campaign found a failure, replayed by `-- --regressions` (too long for
 /// the default run's three minutes): (seed, pipeline, faults, what it found).
 const REGRESSIONS: &[(u64, &str, u32, &str)] = &[
-    (42, "file-disk", 40, "the disk buffer stays failed once its disk was full (ENOSPC at shutdown, later lines never delivered); lines written to a deleted file after its deletion lost; CRI P lines joined across streams"),
+    (42, "file-disk", 40, "the disk buffer's output fails for good once its disk was full (`failed: output out: disk buffer: No space left on device` at shutdown; lines after it never delivered; replayed with a 4 MiB buffer disk); lines written to a deleted file after its deletion lost"),
     (44, "es", 40, "a `200 {}` answer counted as stored: that batch's lines lost; lines written to a deleted file after its deletion lost"),
     (45, "kafka", 40, "lines written to a deleted file after its deletion lost (file side; the broker is tansu)"),
     (48, "es", 40, "start_at: end applied to files that appeared just before a kill -9; lines lost in the middle of renamed files when the output gives up after 4 attempts"),
     (50, "file-disk", 40, "lines lost from a copytruncate copy after the disk buffer's disk filled; the disk buffer stays failed"),
     (52, "es", 40, "start_at: end with max_open_files 4: lines lost from new and renamed files"),
-    (102, "file-disk", 40, "the last lines written (one 50 ms tick of each stream) never delivered before the final SIGTERM"),
+    (102, "file-disk", 40, "lines written to a deleted file after its deletion lost; once, the last 50 ms of lines of every stream never delivered before the final SIGTERM (not seen again on replay)"),
     (104, "es", 40, "lines of a copytruncate copy stored twice under different _ids after kill -9"),
     (108, "es", 40, "lines of a copytruncate copy stored twice under different _ids (the copy later deleted)"),
 ];
