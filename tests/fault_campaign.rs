@@ -43,9 +43,9 @@ const REGRESSIONS: &[(u64, &str, u32, &str)] = &[
     (48, "es", 40, "start_at: end applied to files that appeared just before a kill -9; lines lost in the middle of renamed files when the output gives up after 4 attempts"),
     (50, "file-disk", 40, "lines lost from a copytruncate copy after the disk buffer's disk filled; the disk buffer stays failed"),
     (52, "es", 40, "start_at: end with max_open_files 4: lines lost from new and renamed files"),
-    (102, "file-disk", 40, "lines written to a deleted file after its deletion lost; once, the last 50 ms of lines of every stream never delivered before the final SIGTERM (not seen again on replay)"),
+    (102, "file-disk", 40, "lines written to a deleted file after its deletion lost; the last 50 ms of lines of every stream never delivered before the final SIGTERM (2 runs of 3)"),
     (104, "es", 40, "lines of a copytruncate copy stored twice under different _ids after kill -9"),
-    (108, "es", 40, "lines of a copytruncate copy stored twice under different _ids (the copy later deleted)"),
+    (108, "es", 40, "lines of a copytruncate copy stored twice under different _ids, the copy later deleted (1 run of 2: timing)"),
 ];
 
 fn run_one(seed: u64, pipeline: &str, faults: u32) -> Outcome {
