@@ -2,8 +2,9 @@
 //! documents them (NDJSON actions, gzip bodies, per-item status, `errors: true`), dynamic
 //! mapping conflicts answered 400 `mapper_parsing_exception`, 409 on `create` of an existing id,
 //! and failures the test injects (429 `es_rejected_execution_exception` per item, 503 forever
-//! on chosen items, whole-request 429/503, a `200 {}` without items as a proxy or a wrong URL
-//! gives), and `http.max_content_length`: a body over it (its size once decompressed, as
+//! on chosen items or on a share of items, whole-request 429/503, answers delayed past the
+//! client's timeout, a `200 {}` without items as a proxy or a wrong URL gives), and
+//! `http.max_content_length`: a body over it (its size once decompressed, as
 //! Elasticsearch counts it after its gzip decoder) is answered 413 with no body and the
 //! connection closed. `_index_template/{name}` (HEAD, GET, PUT) keeps templates, without
 //! applying them. Tests read back what was stored.
@@ -31,6 +32,16 @@ pub struct EsState {
     pub items_409: u64,
     /// Share of items (0-100) answered 429 at random.
     pub item_429_percent: u64,
+    /// Share of items (0-100) answered 503 `unavailable_shards_exception` at random.
+    pub item_503_percent: u64,
+    /// Items answered 503 (at random or by `unavailable_message_containing`).
+    pub items_503: u64,
+    /// Every bulk request waits this long before it is handled (the handling still happens, as
+    /// in Elasticsearch, after a client that timed out has gone).
+    pub delay: std::time::Duration,
+    /// The next this-many bulk requests are answered `200 {}` and store nothing, as a proxy or
+    /// a misrouted endpoint may answer.
+    pub empty_ok_requests: u64,
     /// Statuses for the next whole requests (429 or 503), one per request.
     pub fail_requests: VecDeque<u16>,
     /// Documents whose `message` contains this text are refused with 400
@@ -39,8 +50,6 @@ pub struct EsState {
     /// Documents whose `message` contains this text are answered 503
     /// `unavailable_shards_exception` every time (an item that can never succeed).
     pub unavailable_message_containing: Option<String>,
-    /// Items answered 503 that way.
-    pub items_503: u64,
     /// Answer bulk requests `200 {}`, without items (a proxy, a wrong URL), storing nothing.
     pub answer_without_items: bool,
     /// Count writes without keeping documents or checking mappings (benchmarks).
@@ -213,6 +222,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let body: Vec<u8> = buf[head_len..head_len + len].to_vec();
         buf.drain(..head_len + len);
         let gzip = header("content-encoding").is_some_and(|v| v.contains("gzip"));
+        let delay = state.lock().unwrap().delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let auth = header("authorization");
         let (status, answer) = handle(&state, &method, &path, body, gzip, auth);
         if status == 413 {
@@ -295,6 +308,10 @@ fn handle(
     } else {
         st.fail_requests.pop_front()
     };
+    if injected.is_none() && st.empty_ok_requests > 0 {
+        st.empty_ok_requests -= 1;
+        return (200, json!({}));
+    }
     if let Some(status) = injected {
         let kind = if status == 429 {
             "es_rejected_execution_exception"
@@ -414,6 +431,15 @@ fn store(st: &mut EsState, op: &str, index: &str, id: &str, doc: Value) -> Value
             429,
             Some(
                 json!({"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation [queue capacity 1024 reached]"}),
+            ),
+        );
+    }
+    if st.item_503_percent > 0 && st.random_percent() < st.item_503_percent {
+        st.items_503 += 1;
+        return item(
+            503,
+            Some(
+                json!({"type": "unavailable_shards_exception", "reason": "[campaign][0] primary shard is not active"}),
             ),
         );
     }

@@ -1,0 +1,538 @@
+//! The file-input pipelines of the campaign: writers append to plain and kubelet-style files
+//! while a seeded schedule kills, stops, rotates, truncates and churns files, and breaks the
+//! output (Elasticsearch errors and timeouts, a stopped Kafka broker, a full disk under the file
+//! output and its disk buffer); afterwards every line is looked for in what the output kept.
+
+use super::node::Node;
+use super::outcome::{Delivered, Outcome, Written};
+use super::rng::Rng;
+use super::writers::{start_writing, Layout, Stream};
+use crate::support::es_server::EsServer;
+use crate::support::kafka::Broker;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Output {
+    Elasticsearch,
+    Kafka,
+    FileDiskBuffer,
+}
+
+/// Faults every file pipeline takes; output faults are added per output.
+const FILE_FAULTS: &[&str] = &[
+    "kill9",
+    "kill9",
+    "sigterm",
+    "rotate",
+    "rotate+kill9",
+    "copytruncate",
+    "truncate",
+    "kubelet-rotate",
+    "kubelet-rotate+kill9",
+    "new-file+kill9",
+    "churn-while-down",
+    "delete-active",
+];
+
+/// A tmpfs mounted for the run, unmounted when dropped.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Mount(dir.to_owned()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem of `dir` with a ballast file (until ENOSPC); removed to end the fault.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let p = dir.join("ballast");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    // What is left is smaller than a chunk: take it too.
+    for _ in 0..64 * 1024 {
+        if f.write_all(&[0]).is_err() {
+            break;
+        }
+    }
+    p
+}
+
+/// The output, and the faults in progress on it.
+enum Sink {
+    Es(EsServer),
+    Kafka(Broker),
+    File {
+        out: PathBuf,
+        buffer: PathBuf,
+        _mounts: Vec<Mount>,
+        full_disk: bool,
+    },
+}
+
+/// An output fault that lasts: it ends after `left` more faults (or at the drain).
+struct Outage {
+    kind: &'static str,
+    left: u64,
+    ballast: Option<PathBuf>,
+}
+
+impl Sink {
+    fn start(output: Output, root: &Path, data: &Path) -> (Sink, Vec<String>) {
+        let mut notes = Vec::new();
+        let sink = match output {
+            Output::Elasticsearch => Sink::Es(EsServer::start()),
+            Output::Kafka => {
+                let b = Broker::start_persistent();
+                b.create_topic("campaign", 2);
+                Sink::Kafka(b)
+            }
+            Output::FileDiskBuffer => {
+                let out = root.join("out");
+                let buffer = data.join("buffers/out");
+                let mut mounts = Vec::new();
+                // The output's disk is made full by a ballast; the buffer's disk (room for a few
+                // of its 1 MiB segments) is small enough that a long output outage fills it.
+                match (Mount::tmpfs(&out, "128m"), Mount::tmpfs(&buffer, "4m")) {
+                    (Some(a), Some(b)) => mounts.extend([a, b]),
+                    _ => {
+                        notes.push("mount -t tmpfs unavailable: full-disk faults skipped".into());
+                        std::fs::create_dir_all(&out).unwrap();
+                        std::fs::create_dir_all(&buffer).unwrap();
+                    }
+                }
+                let full_disk = mounts.len() == 2;
+                Sink::File {
+                    out,
+                    buffer,
+                    _mounts: mounts,
+                    full_disk,
+                }
+            }
+        };
+        (sink, notes)
+    }
+
+    /// The output's configuration; `give_up`: batches fail after a few attempts (and must then
+    /// be read again by the file input) instead of being retried for as long as it takes.
+    fn config(&self, give_up: bool) -> String {
+        match self {
+            Sink::Es(es) => format!(
+                "    type: elasticsearch\n    hosts: [\"{}\"]\n    index: campaign\n    batch: {{ max_events: 500, timeout: 200ms }}\n    request_timeout: 2s\n    retry: {{ initial_backoff: 100ms, max_backoff: 1s, max_attempts: {} }}\n",
+                es.url,
+                if give_up { 4 } else { 0 }
+            ),
+            // Without idempotence, as tests/kafka_output.rs's stopped-broker test (tansu 0.6 can
+            // answer a retried produce request cut by its own shutdown as a duplicate).
+            Sink::Kafka(b) => format!(
+                "    type: kafka\n    brokers: [\"{}\"]\n    topic: campaign\n    idempotence: false\n    queue_max_messages: 5000\n{}",
+                b.bootstrap,
+                if give_up { "    delivery_timeout: 5s\n" } else { "" }
+            ),
+            Sink::File { out, .. } => format!(
+                "    type: file\n    path: {}/events.jsonl\n    max_size: 4MiB\n    max_files: 10000\n    buffer: {{ type: disk, max_size: 8MiB }}\n",
+                out.display()
+            ),
+        }
+    }
+
+    fn faults(&self) -> &'static [&'static str] {
+        match self {
+            Sink::Es(_) => &[
+                "es-503-outage",
+                "es-429",
+                "es-item-429",
+                "es-item-503",
+                "es-timeout",
+                "es-200-empty",
+            ],
+            Sink::Kafka(_) => &["broker-restart"],
+            Sink::File {
+                full_disk: true, ..
+            } => &["output-disk-full", "buffer-disk-full"],
+            Sink::File { .. } => &[],
+        }
+    }
+
+    /// Starts an output fault; returns what must be undone later, if anything.
+    fn inject(&mut self, kind: &'static str, rng: &mut Rng) -> Option<Outage> {
+        let left = rng.range(0, 2);
+        let lasting = |ballast| {
+            Some(Outage {
+                kind,
+                left,
+                ballast,
+            })
+        };
+        match (self, kind) {
+            (Sink::Es(es), "es-503-outage") => {
+                es.with(|s| s.unavailable = true);
+                lasting(None)
+            }
+            (Sink::Es(es), "es-429") => {
+                let n = rng.range(1, 5);
+                es.with(|s| s.fail_requests.extend(std::iter::repeat_n(429, n as usize)));
+                None
+            }
+            (Sink::Es(es), "es-item-429") => {
+                es.with(|s| s.item_429_percent = 30);
+                lasting(None)
+            }
+            (Sink::Es(es), "es-item-503") => {
+                es.with(|s| s.item_503_percent = 30);
+                lasting(None)
+            }
+            (Sink::Es(es), "es-timeout") => {
+                // Past the output's request_timeout (2 s): answered after the client gave up.
+                es.with(|s| s.delay = Duration::from_secs(3));
+                lasting(None)
+            }
+            (Sink::Es(es), "es-200-empty") => {
+                let n = rng.range(1, 3);
+                es.with(|s| s.empty_ok_requests += n);
+                None
+            }
+            (Sink::Kafka(b), "broker-restart") => {
+                b.stop();
+                lasting(None)
+            }
+            (Sink::File { out, .. }, "output-disk-full") => lasting(Some(fill(out))),
+            (Sink::File { buffer, .. }, "buffer-disk-full") => lasting(Some(fill(buffer))),
+            (_, other) => panic!("fault {other} does not apply to this output"),
+        }
+    }
+
+    fn end(&mut self, o: Outage) {
+        if let Some(p) = o.ballast {
+            let _ = std::fs::remove_file(p);
+        }
+        match (self, o.kind) {
+            (Sink::Es(es), "es-503-outage") => es.with(|s| s.unavailable = false),
+            (Sink::Es(es), "es-item-429") => es.with(|s| s.item_429_percent = 0),
+            (Sink::Es(es), "es-item-503") => es.with(|s| s.item_503_percent = 0),
+            (Sink::Es(es), "es-timeout") => es.with(|s| s.delay = Duration::ZERO),
+            (Sink::Kafka(b), "broker-restart") => b.start_again(),
+            _ => {}
+        }
+    }
+
+    /// A number that grows while the output stores lines (to see the drain finish).
+    fn progress(&self, metrics: &str) -> f64 {
+        match self {
+            Sink::Es(es) => es.with(|s| s.writes) as f64,
+            Sink::Kafka(_) => {
+                crate::support::process::metric(metrics, "trawl_events_out_total", "out")
+                    .unwrap_or(-1.0)
+            }
+            Sink::File { out, .. } => std::fs::read_dir(out)
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum::<u64>()
+                })
+                .unwrap_or(0) as f64,
+        }
+    }
+
+    /// Everything the output kept; and for Elasticsearch, how many writes overwrote a document.
+    fn delivered(&self) -> (Delivered, u64) {
+        let mut d = Delivered::default();
+        match self {
+            Sink::Es(es) => {
+                let overwritten = es.with(|s| {
+                    for (_, doc) in s.docs_in("campaign") {
+                        d.add(doc["message"].as_str());
+                    }
+                    s.writes - s.docs_in("campaign").len() as u64
+                });
+                (d, overwritten)
+            }
+            Sink::Kafka(b) => {
+                for r in b.read_all("campaign") {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&r.payload).unwrap_or_default();
+                    d.add(v["message"].as_str());
+                }
+                (d, 0)
+            }
+            Sink::File { out, .. } => {
+                read_json_files(out, "events.jsonl", &mut d);
+                (d, 0)
+            }
+        }
+    }
+}
+
+/// Adds the `message` of every line of `dir/name` and its rotated `name.N` files.
+pub fn read_json_files(dir: &Path, name: &str, d: &mut Delivered) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n != name && !n.starts_with(&format!("{name}.")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            d.add(v["message"].as_str());
+        }
+    }
+}
+
+fn wait_for_http(addr: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "trawl's /metrics did not come up within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One seeded run of a file-input pipeline with `n_faults` faults.
+pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outcome {
+    let started = Instant::now();
+    let mut rng = Rng::new(seed);
+    let mut o = Outcome {
+        pipeline: name,
+        seed,
+        faults_planned: n_faults,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = root.join("data");
+    let start_at = if rng.chance(30) { "end" } else { "beginning" };
+    let give_up = rng.chance(50);
+    // Few open files: rotated files pile up beyond them and must wait for a slot, not starve.
+    let max_open = if rng.chance(50) { 4 } else { 1024 };
+    o.notes.push(format!(
+        "start_at: {start_at}, max_open_files: {max_open}, output gives up after a few attempts: {give_up}"
+    ));
+    let (mut sink, notes) = Sink::start(output, root, &data);
+    o.notes.extend(notes);
+    let streams: Vec<Arc<Mutex<Stream>>> = [Layout::Plain, Layout::Plain, Layout::Kubelet]
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            let mut s = Stream::create(i as u32, l, root);
+            // Lines already there before trawl first starts: with start_at: end, not wanted.
+            s.write_lines(10);
+            if start_at == "end" {
+                s.excused.push((0, s.next_seq));
+            }
+            Arc::new(Mutex::new(s))
+        })
+        .collect();
+    let plain = [streams[0].clone(), streams[1].clone()];
+    let kubelet = streams[2].clone();
+    let addr = format!("127.0.0.1:{}", crate::support::process::free_port());
+    let cfg = root.join("pipeline.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 3s\npipeline: {{ batch_size: 256, queue_batches: 2 }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{r}/logs/*.log\", \"{r}/logs/*.log.*\", \"{r}/containers/*.log\"]\n    start_at: {start_at}\n    registry_flush: 250ms\n    poll_interval: 100ms\n    scan_interval: 1s\n    close_removed: 2s\n    close_inactive: 2s\n    max_open_files: {max_open}\n    max_in_flight: 1MiB\noutputs:\n  out:\n{out}",
+            data = data.display(),
+            r = root.display(),
+            out = sink.config(give_up)
+        ),
+    )
+    .unwrap();
+    let mut node = Node::new("trawl", cfg, root.join("trawl.log"), Duration::from_secs(3));
+    node.start();
+    wait_for_http(&addr);
+    // With start_at: end, what is in the files when trawl first looks is skipped: writing
+    // starts once that first look has surely happened.
+    std::thread::sleep(Duration::from_secs(2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = start_writing(streams.clone(), stop.clone());
+
+    let mut kinds: Vec<&'static str> = FILE_FAULTS.to_vec();
+    kinds.extend(sink.faults());
+    let mut outages: Vec<Outage> = Vec::new();
+    let at = |t: Instant| t.elapsed().as_secs_f64();
+    let pause = |rng: &mut Rng, lo: u64, hi: u64| {
+        std::thread::sleep(Duration::from_millis(rng.range(lo, hi)))
+    };
+    for _ in 0..n_faults {
+        pause(&mut rng, 300, 2000);
+        let mut still = Vec::new();
+        for mut outage in outages.drain(..) {
+            if outage.left == 0 {
+                o.schedule
+                    .push(format!("{:.1}s end {}", at(started), outage.kind));
+                sink.end(outage);
+            } else {
+                outage.left -= 1;
+                still.push(outage);
+            }
+        }
+        outages = still;
+        node.check_alive();
+        node.start();
+        let mut kind = rng.pick(&kinds);
+        if kind == "delete-active" && !outages.is_empty() {
+            // Its lines are required only if trawl can read them before the next crash.
+            kind = "rotate";
+        }
+        let which = rng.range(0, 1) as usize;
+        let mut detail = String::new();
+        match kind {
+            "kill9" | "sigterm" => {}
+            "rotate" | "rotate+kill9" => plain[which].lock().unwrap().rotate_rename(),
+            "copytruncate" => plain[which].lock().unwrap().copytruncate(),
+            "truncate" => plain[which].lock().unwrap().truncate(),
+            "kubelet-rotate" | "kubelet-rotate+kill9" => kubelet.lock().unwrap().rotate_rename(),
+            "new-file+kill9" => plain[which].lock().unwrap().new_file(),
+            "churn-while-down" => {
+                node.kill9();
+                plain[which].lock().unwrap().new_file();
+                plain[1 - which].lock().unwrap().short_lived_file(50);
+                if rng.chance(50) {
+                    if let Some(p) = streams[rng.range(0, 2) as usize]
+                        .lock()
+                        .unwrap()
+                        .delete_oldest_rotated()
+                    {
+                        detail = format!(" (deleted {})", p.display());
+                    }
+                }
+                pause(&mut rng, 200, 2000);
+            }
+            "delete-active" => {
+                plain[which].lock().unwrap().unlink_active();
+                pause(&mut rng, 500, 1500);
+                plain[which].lock().unwrap().reopen();
+                // Time for trawl to read the deleted file to its end before anything else.
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            output_fault => {
+                if let Some(outage) = sink.inject(output_fault, &mut rng) {
+                    detail = format!(" (for {} faults)", outage.left + 1);
+                    outages.push(outage);
+                }
+            }
+        }
+        if kind.ends_with("kill9") && kind != "churn-while-down" {
+            if kind != "kill9" {
+                // Right after the rotation or the new file: before trawl sees it, while it reads
+                // it, or just after its first lines were delivered (before the registry knew it).
+                pause(&mut rng, 0, 1000);
+            }
+            node.kill9();
+        }
+        if kind == "sigterm" {
+            node.term();
+            detail = format!(
+                " (exit: {})",
+                node.term_statuses.last().map_or("none", |s| s.as_str())
+            );
+        }
+        if !node.running() {
+            o.crashes += 1;
+            pause(&mut rng, 0, 1500);
+            node.start();
+        }
+        if kind == "broker-restart" {
+            o.crashes += 1;
+        }
+        o.count(kind, at(started), detail);
+    }
+    for outage in outages.drain(..) {
+        sink.end(outage);
+    }
+    if let Sink::Es(es) = &sink {
+        es.with(|s| {
+            s.fail_requests.clear();
+            s.empty_ok_requests = 0;
+        });
+    }
+    node.start();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    for s in &streams {
+        s.lock().unwrap().reopen();
+    }
+    o.schedule.push(format!("{:.1}s drain", at(started)));
+    drain(&mut node, &sink, &addr);
+    node.term();
+    o.notes.push(format!(
+        "exit status after the final SIGTERM: {}",
+        node.term_statuses.last().map_or("none", |s| s.as_str())
+    ));
+    o.max_rss_kib = node.max_rss_kib.load(Ordering::Relaxed);
+    o.violations.append(&mut node.violations);
+    let (delivered, overwritten) = sink.delivered();
+    o.overwritten = overwritten;
+    let locked: Vec<_> = streams.iter().map(|s| s.lock().unwrap()).collect();
+    let excused: Vec<Box<dyn Fn(u64) -> bool>> = locked
+        .iter()
+        .map(|s| Box::new(move |q| s.is_excused(q)) as Box<dyn Fn(u64) -> bool>)
+        .collect();
+    let where_is: Vec<Box<dyn Fn(u64) -> String>> = locked
+        .iter()
+        .map(|s| Box::new(move |q| s.where_is(q)) as Box<dyn Fn(u64) -> String>)
+        .collect();
+    let written: Vec<Written> = locked
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Written {
+            id: s.id,
+            count: s.next_seq,
+            excused: &*excused[i],
+            where_is: &*where_is[i],
+        })
+        .collect();
+    o.check(&written, &delivered, output == Output::Elasticsearch);
+    o.seconds = at(started);
+    if !o.violations.is_empty() {
+        o.notes.push(format!(
+            "trawl's log ends with:\n{}",
+            super::node::log_tail(&root.join("trawl.log"))
+        ));
+    }
+    o
+}
+
+/// Lets trawl deliver what is left: until the output has stored nothing new for 10 s, at most
+/// three minutes.
+fn drain(node: &mut Node, sink: &Sink, metrics: &str) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut last = -2.0;
+    let mut idle_since = Instant::now();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        node.check_alive();
+        node.start();
+        let now = sink.progress(metrics);
+        if now != last {
+            last = now;
+            idle_since = Instant::now();
+        } else if idle_since.elapsed() > Duration::from_secs(10) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! What one campaign run found, checked against the delivery invariants, and the long form's
+//! table (faults by kind; lines written, delivered, lost, duplicated per pipeline).
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Resident memory trawl may reach under the campaign's load before it counts as unbounded.
+pub const RSS_CAP_KIB: u64 = 512 * 1024;
+
+/// Per crash (kill -9, SIGTERM, broker restart), the most lines that may be delivered twice:
+/// what can be in flight (3 pipeline stages x `queue_batches` 2 x `batch_size` 256, the file
+/// input's `max_in_flight` 1 MiB, the output's own window: Elasticsearch 2 x 500, librdkafka
+/// 5,000 messages, the disk buffer's 500 ms of replay) plus what is acknowledged during one
+/// `registry_flush` (250 ms) at the highest rate trawl reaches here (about 20,000 lines/s).
+pub const DUPLICATES_PER_CRASH: u64 = 15_000;
+
+/// Lines a kill -9 of the tee sidecar may lose: the socket input does not acknowledge (the
+/// forward protocol has no acknowledgement), so what it had received and not yet written
+/// (3 stages x 2 x 256, plus the socket buffers' worth) goes with it.
+pub const TEE_LOSS_PER_SIDECAR_KILL: u64 = 5_000;
+
+#[derive(Default)]
+pub struct Outcome {
+    pub pipeline: &'static str,
+    pub seed: u64,
+    pub faults_planned: u32,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub schedule: Vec<String>,
+    pub written: u64,
+    pub required: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub excused_lost: u64,
+    pub duplicates: u64,
+    pub crashes: u64,
+    /// Lines an output wrote more than once over the same id (Elasticsearch overwrites).
+    pub overwritten: u64,
+    pub garbled: u64,
+    pub max_rss_kib: u64,
+    pub seconds: f64,
+    pub violations: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// The lines of one writer: how many it wrote, and which it excuses and why a line went where.
+pub struct Written<'a> {
+    pub id: u32,
+    pub count: u64,
+    pub excused: &'a dyn Fn(u64) -> bool,
+    pub where_is: &'a dyn Fn(u64) -> String,
+}
+
+/// Copies delivered per line, from delivered messages (garbled ones counted apart).
+#[derive(Default)]
+pub struct Delivered {
+    pub copies: HashMap<(u32, u64), u64>,
+    pub garbled: u64,
+    pub first_garbled: Vec<String>,
+}
+
+impl Delivered {
+    pub fn add(&mut self, message: Option<&str>) {
+        match message.and_then(super::writers::parse) {
+            Some(k) => *self.copies.entry(k).or_insert(0) += 1,
+            None => {
+                self.garbled += 1;
+                if self.first_garbled.len() < 3 {
+                    self.first_garbled.push(
+                        message
+                            .unwrap_or("(no message)")
+                            .chars()
+                            .take(120)
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Outcome {
+    /// Counts lost and duplicated lines and records the invariants they break. `exactly_once`:
+    /// the output stores by deterministic id, so any second copy is a violation.
+    pub fn check(&mut self, written: &[Written], delivered: &Delivered, exactly_once: bool) {
+        // Lost lines grouped by writer and the file that held them, for triage.
+        let mut lost_by_file: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut first_dup = Vec::new();
+        for w in written {
+            self.written += w.count;
+            for seq in 0..w.count {
+                let excused = (w.excused)(seq);
+                if !excused {
+                    self.required += 1;
+                }
+                match delivered.copies.get(&(w.id, seq)).copied().unwrap_or(0) {
+                    0 if excused => self.excused_lost += 1,
+                    0 => {
+                        self.lost += 1;
+                        lost_by_file
+                            .entry(format!("w{:02} in {}", w.id, (w.where_is)(seq)))
+                            .or_insert((0, seq))
+                            .0 += 1;
+                    }
+                    n => {
+                        self.delivered += 1;
+                        self.duplicates += n - 1;
+                        if n > 1 && first_dup.len() < 3 {
+                            first_dup.push(format!(
+                                "w{:02} {seq:09} x{n} ({})",
+                                w.id,
+                                (w.where_is)(seq)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let stray = delivered
+            .copies
+            .keys()
+            .filter(|(id, seq)| !written.iter().any(|w| w.id == *id && *seq < w.count))
+            .count() as u64;
+        self.garbled = delivered.garbled + stray;
+        if self.lost > 0 {
+            let groups: Vec<String> = lost_by_file
+                .iter()
+                .map(|(file, (n, first))| format!("{n} from {first} ({file})"))
+                .collect();
+            self.violations.push(format!(
+                "{} of {} required lines lost: {}",
+                self.lost,
+                self.required,
+                groups.join("; ")
+            ));
+        }
+        if exactly_once && self.duplicates > 0 {
+            self.violations.push(format!(
+                "{} lines stored more than once under different ids; first: {}",
+                self.duplicates,
+                first_dup.join(", ")
+            ));
+        }
+        let bound = self.crashes * DUPLICATES_PER_CRASH;
+        if !exactly_once && self.duplicates > bound {
+            self.violations.push(format!(
+                "{} duplicates exceed the bound of {bound} ({} crashes x {DUPLICATES_PER_CRASH}); first: {}",
+                self.duplicates,
+                self.crashes,
+                first_dup.join(", ")
+            ));
+        }
+        if self.garbled > 0 {
+            self.violations.push(format!(
+                "{} delivered messages are not lines written (cut, joined or invented); first: {:?}",
+                self.garbled, delivered.first_garbled
+            ));
+        }
+        if self.max_rss_kib > RSS_CAP_KIB {
+            self.violations.push(format!(
+                "trawl's resident memory reached {} MiB (cap {} MiB)",
+                self.max_rss_kib / 1024,
+                RSS_CAP_KIB / 1024
+            ));
+        }
+    }
+
+    pub fn count(&mut self, fault: &'static str, at: f64, detail: String) {
+        *self.faults.entry(fault).or_insert(0) += 1;
+        self.schedule.push(format!("{at:.1}s {fault}{detail}"));
+    }
+
+    pub fn summary(&self) -> String {
+        let faults: u64 = self.faults.values().sum();
+        format!(
+            "seed {} {}: {} faults ({} crashes), {:.0}s; {} lines written, {} required, {} delivered, {} lost, {} excused not delivered, {} duplicated, {} overwritten, max RSS {} MiB: {}",
+            self.seed,
+            self.pipeline,
+            faults,
+            self.crashes,
+            self.seconds,
+            self.written,
+            self.required,
+            self.delivered,
+            self.lost,
+            self.excused_lost,
+            self.duplicates,
+            self.overwritten,
+            self.max_rss_kib / 1024,
+            if self.violations.is_empty() { "ok" } else { "FAILED" }
+        )
+    }
+
+    pub fn replay(&self) -> String {
+        format!(
+            "cargo test --release --test fault_campaign -- --seed {} --pipeline {} --faults {} --runs 1",
+            self.seed, self.pipeline, self.faults_planned
+        )
+    }
+}
+
+/// The long form's tables.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
+    for o in outcomes {
+        for (k, n) in &o.faults {
+            *by_kind.entry(k).or_insert(0) += n;
+        }
+    }
+    out.push_str("faults injected, by kind:\n");
+    for (k, n) in &by_kind {
+        out.push_str(&format!("  {k:<24} {n:>6}\n"));
+    }
+    out.push_str(&format!(
+        "\n{:<10} {:>5} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>8} {:>10} {:>9} {:>9} {:>8} {:>7}\n",
+        "pipeline", "runs", "faults", "crashes", "written", "required", "delivered", "lost", "excused", "duplicated", "dup/crash", "overwrit.", "maxRSS", "failed"
+    ));
+    let mut names: Vec<&str> = outcomes.iter().map(|o| o.pipeline).collect();
+    names.sort();
+    names.dedup();
+    names.push("all");
+    for name in names {
+        let rows: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| name == "all" || o.pipeline == name)
+            .collect();
+        let sum = |f: &dyn Fn(&Outcome) -> u64| rows.iter().map(|o| f(o)).sum::<u64>();
+        let crashes = sum(&|o| o.crashes);
+        let dups = sum(&|o| o.duplicates);
+        out.push_str(&format!(
+            "{:<10} {:>5} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>8} {:>10} {:>9.0} {:>9} {:>6}Mi {:>7}\n",
+            name,
+            rows.len(),
+            sum(&|o| o.faults.values().sum()),
+            crashes,
+            sum(&|o| o.written),
+            sum(&|o| o.required),
+            sum(&|o| o.delivered),
+            sum(&|o| o.lost),
+            sum(&|o| o.excused_lost),
+            dups,
+            dups as f64 / crashes.max(1) as f64,
+            sum(&|o| o.overwritten),
+            rows.iter().map(|o| o.max_rss_kib).max().unwrap_or(0) / 1024,
+            rows.iter().filter(|o| !o.violations.is_empty()).count(),
+        ));
+    }
+    out
+}
