@@ -57,6 +57,8 @@ pub(super) struct Rotating {
     config: Config,
     w: BufWriter<File>,
     size: u64,
+    /// The size at the last commit: what a failed batch is cut back to.
+    committed: u64,
 }
 
 impl Rotating {
@@ -77,6 +79,7 @@ impl Rotating {
             config,
             w: BufWriter::with_capacity(256 * 1024, f),
             size,
+            committed: size,
         })
     }
 
@@ -112,6 +115,7 @@ impl Rotating {
         }
         self.w = BufWriter::with_capacity(256 * 1024, f);
         self.size = 0;
+        self.committed = 0;
         Ok(())
     }
 
@@ -130,6 +134,19 @@ impl Rotating {
         if self.config.sync {
             self.w.get_ref().sync_data()?;
         }
+        self.committed = self.size;
+        Ok(())
+    }
+
+    /// After a failed write (a full disk): drops what was buffered and cuts the file back to
+    /// its last commit, so that the batch, sent again, is not preceded by a torn line.
+    pub(super) fn roll_back(&mut self) -> std::io::Result<()> {
+        let fresh = OpenOptions::new().append(true).open(&self.config.path)?;
+        let old = std::mem::replace(&mut self.w, BufWriter::with_capacity(256 * 1024, fresh));
+        // The buffered bytes are thrown away, not written (into_parts does not flush).
+        let (file, _) = old.into_parts();
+        file.set_len(self.committed)?;
+        self.size = self.committed;
         Ok(())
     }
 }
@@ -152,6 +169,7 @@ impl Output for FileOutput {
                 let mut file = Rotating::open(config)
                     .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
                 let mut line = Vec::with_capacity(1024);
+                let mut failing = false;
                 while let Some(batch) = ctx.rx.blocking_recv() {
                     let n = batch.len() as u64;
                     ComponentMetrics::add(&ctx.metrics.events_in, n);
@@ -167,16 +185,32 @@ impl Output for FileOutput {
                         })
                         .and_then(|_| file.commit());
                     if let Err(e) = written {
-                        // Unsettled batches are failed: their inputs will send them again.
+                        // A full disk passes: the batch fails (its input reads it again after
+                        // a back-off), the file is cut back to its last whole line, and the
+                        // output keeps taking batches, /health 503 until a write works again.
                         ComponentMetrics::add(&ctx.metrics.events_failed, n);
                         batch.ack.failed();
+                        if let Err(r) = file.roll_back() {
+                            ctx.metrics.set_failed(format!("writing {}: {e}; cannot cut it back to its last whole line: {r}", path.display()));
+                            while let Some(b) = ctx.rx.blocking_recv() {
+                                ComponentMetrics::add(&ctx.metrics.events_failed, b.len() as u64);
+                                b.ack.failed();
+                            }
+                            return Err(anyhow::anyhow!("writing {}: {e}; roll back: {r}", path.display()));
+                        }
+                        if !failing {
+                            failing = true;
+                            tracing::error!(output = %ctx.name, path = %path.display(), error = %e,
+                                "cannot write: batches fail and are read again by their inputs until writing works (logged once)");
+                        }
                         ctx.metrics
                             .set_failed(format!("writing {}: {e}", path.display()));
-                        while let Some(b) = ctx.rx.blocking_recv() {
-                            ComponentMetrics::add(&ctx.metrics.events_failed, b.len() as u64);
-                            b.ack.failed();
-                        }
-                        return Err(anyhow::anyhow!("writing {}: {e}", path.display()));
+                        continue;
+                    }
+                    if failing {
+                        failing = false;
+                        tracing::info!(output = %ctx.name, path = %path.display(), "writing works again");
+                        ctx.metrics.clear_failed();
                     }
                     ComponentMetrics::add(&ctx.metrics.events_out, n);
                     ComponentMetrics::add(&ctx.metrics.bytes_out, bytes);
