@@ -6,6 +6,8 @@
 //! output; `codec.rs` is the disk record format.
 
 mod codec;
+#[cfg(test)]
+mod codec_fuzz;
 mod disk;
 mod memory;
 
