@@ -463,7 +463,10 @@ fn lines_in() -> impl Strategy<Value = (Vec<(Vec<u8>, bool)>, usize)> {
 
 /// What the framing must produce, from the definition: a line is the bytes before `\n` with
 /// one trailing `\r` removed; longer than the cap, it is cut to the cap and flagged.
-fn expected(lines: &[(Vec<u8>, bool)], max: usize) -> Vec<(Vec<u8>, bool, u64)> {
+/// Lines as (bytes, truncated, start offset).
+type Framed = Vec<(Vec<u8>, bool, u64)>;
+
+fn expected(lines: &[(Vec<u8>, bool)], max: usize) -> Framed {
     let mut out = Vec::new();
     let mut at = 0u64;
     for (l, crlf) in lines {
@@ -483,11 +486,7 @@ fn expected(lines: &[(Vec<u8>, bool)], max: usize) -> Vec<(Vec<u8>, bool, u64)> 
     out
 }
 
-fn frame(
-    bytes: &[u8],
-    cuts: &[usize],
-    max: usize,
-) -> (Vec<(Vec<u8>, bool, u64)>, Vec<LineInfo>, usize) {
+fn frame(bytes: &[u8], cuts: &[usize], max: usize) -> (Framed, Vec<LineInfo>, usize) {
     let mut s = LineSplitter::new(max, 0);
     let mut out = Vec::new();
     let mut infos = Vec::new();
