@@ -79,7 +79,8 @@ impl LineSplitter {
                         let take = nl.min(room + 1);
                         self.partial.extend_from_slice(&data[..take]);
                         let mut line = std::mem::take(&mut self.partial);
-                        if line.last() == Some(&b'\r') && nl < room + 1 {
+                        // The `\r` of `\r\n` is not part of the line, whichever read it came in.
+                        if line.last() == Some(&b'\r') && take == nl {
                             line.pop();
                         }
                         let truncated = line.len() > self.max_line;
@@ -105,10 +106,16 @@ impl LineSplitter {
                         if self.partial.is_empty() {
                             self.partial_start = self.position;
                         }
-                        let room = self.max_line - self.partial.len();
-                        if n > room {
+                        // One byte past the cap is held while it may be the `\r` of a `\r\n`
+                        // still to come: the line is then exactly the cap, not cut.
+                        let held = self.partial.len() + n;
+                        let over = held > self.max_line + 1
+                            || (held == self.max_line + 1 && data[n - 1] != b'\r');
+                        if over {
+                            let room = self.max_line.saturating_sub(self.partial.len()).min(n);
                             self.partial.extend_from_slice(&data[..room]);
-                            let line = std::mem::take(&mut self.partial);
+                            let mut line = std::mem::take(&mut self.partial);
+                            line.truncate(self.max_line);
                             // The newline is not known yet; `end` is where the cut happened.
                             emit(
                                 &line,

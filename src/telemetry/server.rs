@@ -266,3 +266,7 @@ fn route(method: &str, target: &str, registry: &Registry, endpoints: &Endpoints)
         },
     }
 }
+
+#[cfg(test)]
+#[path = "server_fuzz.rs"]
+mod fuzz;

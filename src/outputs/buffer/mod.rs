@@ -6,6 +6,8 @@
 //! output; `codec.rs` is the disk record format, `recovery.rs` reads segments back past damage.
 
 mod codec;
+#[cfg(test)]
+mod codec_fuzz;
 mod disk;
 mod memory;
 mod recovery;
