@@ -28,7 +28,7 @@ fn an_alias_bomb_is_refused_at_its_position() {
     let mut bomb = String::from(BASE) + "x0: &x0 [a, a, a, a, a, a, a, a, a, a]\n";
     for i in 1..10 {
         let prev = format!("*x{}", i - 1);
-        bomb += &format!("x{i}: &x{i} [{}]\n", vec![prev.as_str(); 10].join(","));
+        bomb += &format!("x{i}: &x{i} [{}]\n", [prev.as_str(); 10].join(","));
     }
     let (code, err) = validate(dir.path(), bomb.as_bytes(), &[]);
     assert_eq!(code, 1, "{err}");

@@ -3,7 +3,16 @@
 //! the damaged record and no further, without panicking and without allocating what a length
 //! field claims.
 
-use super::codec::{checksum_ok, decode_payload, encode_record, header, HEADER};
+use super::codec::{checksum_ok, decode_payload, encode_event, frame, header, HEADER};
+
+/// One record of `events`, as the disk buffer's writer frames it.
+fn encode_record(events: &[Event], out: &mut Vec<u8>) {
+    let mut bytes = Vec::new();
+    for e in events {
+        encode_event(e, &mut bytes).expect("generated events are writable");
+    }
+    frame(events.len() as u32, &bytes, out);
+}
 use crate::event::{Event, EventMeta, Map, Origin, Value};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
