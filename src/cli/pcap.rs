@@ -1,6 +1,8 @@
 //! `trawl pcap FILE [-c PIPELINE]`: decodes a capture file and prints its flows and HTTP
 //! transactions as JSON lines on stdout (without `-c`), or feeds it to a pipeline's processors
 //! and outputs as an extra input named `pcap` (with `-c`). Time comes from the packets.
+//! FILE may be `-` (standard input) or a FIFO; a signal ends the reading and what was decoded
+//! is still reported.
 
 use crate::inputs::packet::http::HttpConfig;
 use crate::inputs::packet::input::{PacketInput, PcapFileConfig};
@@ -8,7 +10,7 @@ use crate::inputs::packet::out::Out;
 use crate::inputs::packet::{capture, Analyzers, Engine, Stats};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// What `trawl pcap` reports without `-c`.
@@ -18,7 +20,8 @@ pub enum Report {
     Http,
 }
 
-/// Runs the command; returns the exit code (1 when the file is unreadable or damaged).
+/// Runs the command; returns the exit code: 1 when the file is unreadable or damaged, 0 when
+/// it was read to its end or a signal stopped the reading (everything decoded was reported).
 pub fn run(file: PathBuf, config: Option<PathBuf>, only: Vec<Report>, http_ports: Vec<u16>) -> i32 {
     match config {
         Some(c) => with_pipeline(file, &c),
@@ -56,7 +59,11 @@ fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>) -> i32 {
         *lines = 0;
         true
     };
-    let stop = AtomicBool::new(false);
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(e) = stop_on_signals(stop.clone()) {
+        eprintln!("error: cannot handle signals: {e}");
+        return 1;
+    }
     let summary = capture::read_file(&file, &mut engine, &stop, 1024, &mut flush);
     let _ = out.flush();
     if broken {
@@ -75,6 +82,55 @@ fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>) -> i32 {
             1
         }
     }
+}
+
+/// SIGTERM, SIGINT and SIGHUP (there is nothing to reload) set `stop`: reading ends and what
+/// was decoded is reported, as `trawl run` drains. A second signal exits at once with 130.
+/// A signal the parent set to be ignored (`nohup`, background jobs) stays ignored.
+fn stop_on_signals(stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    // SAFETY: plain libc calls on a sigset_t and sigaction owned by this frame; signals are
+    // blocked before any other thread starts, so only the waiting thread receives them.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
+            libc::sigaddset(&mut set, sig);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        set
+    };
+    std::thread::Builder::new()
+        .name("trawl-signals".into())
+        .spawn(move || {
+            let mut signals = 0;
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: `set` is an initialised sigset_t and `sig` a valid out-pointer.
+                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                    return;
+                }
+                signals += 1;
+                if signals > 1 {
+                    eprintln!("second signal: exiting without reporting the rest");
+                    std::process::exit(130);
+                }
+                tracing::info!(
+                    signal = sig,
+                    "signal received: reporting what was decoded, then exiting"
+                );
+                stop.store(true, Ordering::Relaxed);
+            }
+        })?;
+    Ok(())
 }
 
 fn with_pipeline(file: PathBuf, config: &PathBuf) -> i32 {
@@ -100,5 +156,13 @@ fn with_pipeline(file: PathBuf, config: &PathBuf) -> i32 {
             return 1;
         }
     };
-    super::run_pipeline(cfg, vec![("pcap".to_owned(), Box::new(input))])
+    let stats = input.stats();
+    let code = super::run_pipeline(cfg, vec![("pcap".to_owned(), Box::new(input))]);
+    // The input logs the damage and the pipeline drains what came before; the command still
+    // says the file was damaged, as it does without a pipeline.
+    if code == 0 && stats.file_errors.load(Ordering::Relaxed) > 0 {
+        eprintln!("error: capture file is damaged, delivered what came before");
+        return 1;
+    }
+    code
 }

@@ -1,10 +1,13 @@
 //! Reads classic pcap files (the format with a 24-byte header, µs or ns timestamps, either byte
 //! order) from one large buffer: one copy from the kernel and none per packet, where libpcap's
-//! stdio reads copy each record twice. Anything else (pcapng) is left to libpcap.
+//! stdio reads copy each record twice. Anything else (pcapng) is left to libpcap. The capture
+//! may be a file, a FIFO or standard input (`-`); waiting on a pipe ends when `stop` is set.
 
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Largest record accepted, as libpcap's limit for most link types.
 const MAX_RECORD: usize = 262_144;
@@ -12,8 +15,87 @@ const MAX_RECORD: usize = 262_144;
 /// decoding (measured no faster than 1 MiB, but 900 kB less RSS); grown for a larger record.
 const BUF: usize = 128 << 10;
 
-pub struct Reader {
+/// An open capture stream: a file by its path, or standard input for `-`.
+pub struct Source {
     file: File,
+    /// A pipe, FIFO or terminal: reads can wait indefinitely, so they poll and watch `stop`.
+    waits: bool,
+}
+
+/// How often a read waiting on a pipe looks at `stop`.
+const STOP_POLL_MS: i32 = 200;
+
+impl Source {
+    pub fn open(path: &Path) -> std::io::Result<Source> {
+        let file = if path.as_os_str() == "-" {
+            // A duplicate, so that dropping the source never closes descriptor 0.
+            File::from(std::io::stdin().as_fd().try_clone_to_owned()?)
+        } else {
+            File::open(path)?
+        };
+        let waits = !file.metadata()?.is_file();
+        Ok(Source { file, waits })
+    }
+
+    /// Whether reading may wait for a writer (not a regular file).
+    pub fn waits(&self) -> bool {
+        self.waits
+    }
+
+    /// `read`, except that on a pipe it returns `Ok(0)` once `stop()` is true while no data
+    /// came, as at the end of the stream. A regular file never waits.
+    pub fn read(&mut self, buf: &mut [u8], stop: &dyn Fn() -> bool) -> std::io::Result<usize> {
+        loop {
+            if self.waits {
+                if stop() {
+                    return Ok(0);
+                }
+                if !wait_ready(&self.file, libc::POLLIN)? {
+                    continue;
+                }
+            }
+            match self.file.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+}
+
+/// Waits up to `STOP_POLL_MS` for `events` on `fd`; true when it is ready (or in error, which
+/// the next read or write reports).
+pub fn wait_ready(fd: &impl AsRawFd, events: libc::c_short) -> std::io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: pfd is a valid pollfd for the duration of the call, and nfds is 1.
+    let n = unsafe { libc::poll(&mut pfd, 1, STOP_POLL_MS) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    Ok(n > 0)
+}
+
+/// What the first bytes of a capture say it is.
+pub enum Sniffed<'a> {
+    Classic(Reader<'a>),
+    /// Not classic pcap (pcapng, or too short to tell): the source and the bytes already read
+    /// from it, for libpcap.
+    Other {
+        source: Source,
+        head: Vec<u8>,
+    },
+}
+
+pub struct Reader<'a> {
+    source: Source,
+    stop: &'a AtomicBool,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -23,16 +105,19 @@ pub struct Reader {
     eof: bool,
 }
 
-impl Reader {
-    /// `None` when `path` is not a classic pcap file (or too short to tell): the caller falls
-    /// back to libpcap, which reports such files as it always has.
-    pub fn open(path: &Path) -> std::io::Result<Option<Reader>> {
-        let mut file = File::open(path)?;
-        let mut head = [0u8; 24];
+impl<'a> Reader<'a> {
+    /// Opens `path` (`-`: standard input) and reads its file header. Anything but classic pcap
+    /// comes back as `Sniffed::Other`, for libpcap, which reports such files as it always has.
+    pub fn open(path: &Path, stop: &'a AtomicBool) -> std::io::Result<Sniffed<'a>> {
+        let mut source = Source::open(path)?;
+        let mut head = vec![0u8; 24];
         let mut got = 0;
         while got < head.len() {
-            match file.read(&mut head[got..])? {
-                0 => return Ok(None),
+            match source.read(&mut head[got..], &|| stop.load(Ordering::Relaxed))? {
+                0 => {
+                    head.truncate(got);
+                    return Ok(Sniffed::Other { source, head });
+                }
                 n => got += n,
             }
         }
@@ -42,7 +127,7 @@ impl Reader {
             0xa1b2_3c4d => (false, true),
             0xd4c3_b2a1 => (true, false),
             0x4d3c_b2a1 => (true, true),
-            _ => return Ok(None),
+            _ => return Ok(Sniffed::Other { source, head }),
         };
         let word = |at: usize| {
             let v = u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
@@ -55,8 +140,9 @@ impl Reader {
         // The upper bits of the link type carry FCS information; LINKTYPE values are what
         // `decode` expects (it knows both of raw IP's numbers).
         let link = (word(20) & 0xffff) as i32;
-        Ok(Some(Reader {
-            file,
+        Ok(Sniffed::Classic(Reader {
+            source,
+            stop,
             buf: vec![0; BUF],
             start: 0,
             end: 0,
@@ -65,6 +151,23 @@ impl Reader {
             link,
             eof: false,
         }))
+    }
+
+    /// Whether the next record may have to wait for a writer: the source is a pipe and the
+    /// record is not already buffered whole. The caller hands on what it decoded first, so
+    /// that a live stream (`tcpdump -w - | trawl pcap -`) is reported as it comes.
+    pub fn may_wait(&self) -> bool {
+        if !self.source.waits || self.eof {
+            return false;
+        }
+        let have = self.end - self.start;
+        if have < 16 {
+            return true;
+        }
+        let h = &self.buf[self.start + 8..self.start + 12];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let len = if self.swapped { len.swap_bytes() } else { len };
+        have < 16 + len as usize
     }
 
     /// Makes `need` bytes available from `start`, unless the file ends first.
@@ -85,11 +188,13 @@ impl Reader {
             self.buf.resize(need, 0);
         }
         while self.end < need && !self.eof {
-            match self.file.read(&mut self.buf[self.end..]) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.end += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            let stop = self.stop;
+            match self
+                .source
+                .read(&mut self.buf[self.end..], &|| stop.load(Ordering::Relaxed))?
+            {
+                0 => self.eof = true,
+                n => self.end += n,
             }
         }
         Ok(self.end >= need)
@@ -150,7 +255,8 @@ mod tests {
         let mut files = 0;
         for dir in std::fs::read_dir(&root).unwrap().flatten() {
             let path = dir.path().join("input.pcap");
-            let Some(mut r) = Reader::open(&path).unwrap() else {
+            let stop = AtomicBool::new(false);
+            let Sniffed::Classic(mut r) = Reader::open(&path, &stop).unwrap() else {
                 continue;
             };
             let mut cap =
@@ -194,7 +300,10 @@ mod tests {
             file.extend(std::iter::repeat_n(i as u8 + 1, len));
         }
         std::fs::write(&path, &file).unwrap();
-        let mut r = Reader::open(&path).unwrap().unwrap();
+        let stop = AtomicBool::new(false);
+        let Sniffed::Classic(mut r) = Reader::open(&path, &stop).unwrap() else {
+            panic!("a classic pcap file");
+        };
         for (i, &len) in sizes.iter().enumerate() {
             let (ts, data) = r.next_record().unwrap().unwrap();
             assert_eq!(ts, i as i64 * 1_000_000_000 + 5_000);

@@ -1,0 +1,254 @@
+//! `trawl pcap` as a user drives it: a capture (pcap or pcapng) piped on standard input (`-`)
+//! or written into a FIFO gives the same events as the file; a signal while a FIFO stays open
+//! still reports everything decoded; a damaged capture fed to a pipeline (`-c`) exits 1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn captures() -> PathBuf {
+    let candidates = [
+        std::env::var_os("TRAWL_SHARED_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
+        Some(PathBuf::from("/work/shared")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|p| p.join("data/pcaps/suricata-verify"))
+        .find(|p| p.is_dir())
+        .expect("shared/ not found: set TRAWL_SHARED_DIR")
+}
+
+/// The capture `name` as classic pcap, and converted to pcapng by tshark into `dir`.
+fn both_formats(name: &str, dir: &Path) -> [PathBuf; 2] {
+    let pcap = captures().join(name).join("input.pcap");
+    let ng = dir.join(format!("{name}.pcapng"));
+    let st = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-F", "pcapng", "-w"])
+        .arg(&ng)
+        .stderr(Stdio::null())
+        .status()
+        .expect("tshark is needed to write pcapng");
+    assert!(st.success(), "tshark could not convert {}", pcap.display());
+    let mut magic = [0u8; 4];
+    std::fs::File::open(&ng)
+        .unwrap()
+        .read_exact(&mut magic)
+        .unwrap();
+    assert_eq!(
+        magic,
+        [0x0a, 0x0d, 0x0d, 0x0a],
+        "{} is pcapng",
+        ng.display()
+    );
+    [pcap, ng]
+}
+
+fn trawl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trawl"));
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+/// Waits for `child` to exit within the deadline (killed and failed otherwise); returns its
+/// exit code, standard output (unless the caller took it) and standard error.
+fn finish(mut child: Child, what: &str) -> (Option<i32>, String, String) {
+    let out = child.stdout.take();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        match out {
+            Some(mut o) => o.read_to_string(&mut s).map(|_| s),
+            None => Ok(s),
+        }
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).map(|_| s)
+    });
+    let end = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("{what}: trawl pcap still running after {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status.code(),
+        out.join().unwrap().unwrap(),
+        err.join().unwrap().unwrap(),
+    )
+}
+
+/// `trawl pcap PATH`'s output, which must succeed with at least one flow and one transaction.
+fn from_file(path: &Path) -> String {
+    let child = trawl().arg("pcap").arg(path).spawn().unwrap();
+    let (code, out, err) = finish(child, "file");
+    assert_eq!(code, Some(0), "{}: {err}", path.display());
+    assert!(out.contains("\"dataset\":\"http\""), "{out}");
+    assert!(out.contains("\"dataset\":\"flow\""), "{out}");
+    out
+}
+
+fn mkfifo(path: &Path) {
+    let st = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn pcap_and_pcapng_on_stdin_and_through_a_fifo_give_the_events_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["http-all-headers", "http-multiple100", "bug-130"] {
+        for file in both_formats(name, dir.path()) {
+            let want = from_file(&file);
+            let bytes = std::fs::read(&file).unwrap();
+
+            // `cat file | trawl pcap -`
+            let mut child = trawl()
+                .args(["pcap", "-"])
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            let feed = bytes.clone();
+            let writer = std::thread::spawn(move || stdin.write_all(&feed));
+            let (code, out, err) = finish(child, "stdin");
+            writer.join().unwrap().unwrap();
+            assert_eq!(code, Some(0), "{} on stdin: {err}", file.display());
+            assert_eq!(out, want, "{} on stdin", file.display());
+
+            // A FIFO that a writer fills, then closes.
+            let fifo = dir.path().join(format!("{name}.fifo"));
+            let _ = std::fs::remove_file(&fifo);
+            mkfifo(&fifo);
+            let child = trawl().arg("pcap").arg(&fifo).spawn().unwrap();
+            let (path, feed) = (fifo.clone(), bytes.clone());
+            let writer = std::thread::spawn(move || {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .write_all(&feed)
+            });
+            let (code, out, err) = finish(child, "fifo");
+            writer.join().unwrap().unwrap();
+            assert_eq!(code, Some(0), "{} through a FIFO: {err}", file.display());
+            assert_eq!(out, want, "{} through a FIFO", file.display());
+        }
+    }
+}
+
+/// A writer puts a whole capture into a FIFO and keeps it open (a live `tcpdump -w` would):
+/// trawl reports the completed transaction as it comes, and on SIGTERM, SIGINT or SIGHUP
+/// reports every open flow too, then exits 0: the same events as reading the file.
+#[test]
+fn a_signal_on_an_open_fifo_reports_everything_decoded_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = captures().join("http-all-headers/input.pcap");
+    let want = from_file(&file);
+    let bytes = std::fs::read(&file).unwrap();
+    for (sig, sig_name) in [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGHUP, "SIGHUP"),
+    ] {
+        let fifo = dir.path().join(format!("{sig_name}.fifo"));
+        mkfifo(&fifo);
+        let mut child = trawl().arg("pcap").arg(&fifo).spawn().unwrap();
+        let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        writer.write_all(&bytes).unwrap();
+
+        let (tx, rx) = mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let reader = std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut got = Vec::new();
+        let end = Instant::now() + DEADLINE;
+        while !got
+            .iter()
+            .any(|l: &String| l.contains("\"dataset\":\"http\""))
+        {
+            let left = end.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => got.push(l),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("{sig_name}: no transaction printed while the FIFO is open: {got:?}");
+                }
+            }
+        }
+        // SAFETY: kill(2) on the pid of our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let (code, _, err) = finish(child, sig_name);
+        reader.join().unwrap();
+        got.extend(rx.try_iter());
+        drop(writer);
+        assert_eq!(code, Some(0), "{sig_name}: {err}");
+        let got = got.iter().map(|l| format!("{l}\n")).collect::<String>();
+        assert_eq!(got, want, "{sig_name}: the events of the whole capture");
+    }
+}
+
+#[test]
+fn a_damaged_capture_through_a_pipeline_exits_1_after_delivering_what_came_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(captures().join("http-all-headers/input.pcap")).unwrap();
+    // Cut inside the last record: what came before holds the whole transaction.
+    let damaged = dir.path().join("damaged.pcap");
+    std::fs::write(&damaged, &whole[..whole.len() - 10]).unwrap();
+
+    let child = trawl().arg("pcap").arg(&damaged).spawn().unwrap();
+    let (code, plain, err) = finish(child, "without -c");
+    assert_eq!(code, Some(1), "without -c: {err}");
+    let count = |text: &str, dataset: &str| {
+        let tag = format!("\"dataset\":\"{dataset}\"");
+        text.lines().filter(|l| l.contains(&tag)).count()
+    };
+    assert!(
+        count(&plain, "http") >= 1 && count(&plain, "flow") >= 1,
+        "{plain}"
+    );
+
+    let p = dir.path().join("p.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "inputs: {{}}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let child = trawl()
+        .arg("pcap")
+        .arg(&damaged)
+        .arg("-c")
+        .arg(&p)
+        .spawn()
+        .unwrap();
+    let (code, out, err) = finish(child, "with -c");
+    assert_eq!(code, Some(1), "with -c: {err}");
+    assert!(err.contains("damaged"), "{err}");
+    for dataset in ["http", "flow"] {
+        assert_eq!(
+            count(&out, dataset),
+            count(&plain, dataset),
+            "{dataset} events delivered through the pipeline: {out}"
+        );
+    }
+}
