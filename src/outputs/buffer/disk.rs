@@ -232,7 +232,7 @@ impl Writer {
                 if !self.has_room(size + start as u64) {
                     // Write what is grouped so far, then wait for room or drop.
                     let records = buf.split_off(start);
-                    if let Err(e) = self.commit(&mut buf, &mut acks) {
+                    if let Err(e) = self.commit_retrying(&mut buf, &mut acks) {
                         return self.fail(e, batch, upstream);
                     }
                     if self.when_full == WhenFull::DropNewest {
@@ -269,7 +269,7 @@ impl Writer {
                     next = upstream.try_recv();
                 }
             }
-            if let Err(e) = self.commit(&mut buf, &mut acks) {
+            if let Err(e) = self.commit_retrying(&mut buf, &mut acks) {
                 tracing::error!(output = %self.metrics.name, error = %e, "disk buffer: cannot write; batches are not acknowledged");
                 self.metrics.set_failed(format!("disk buffer: {e}"));
                 return self.close();
@@ -294,6 +294,59 @@ impl Writer {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,
             };
+        }
+    }
+
+    /// `commit`, waiting out a write that fails (a full disk, most often): the segment is cut
+    /// back to its last whole record and the write tried again after a back-off (1 s doubling
+    /// to 30 s), so the batches wait, unacknowledged, and their inputs with them, instead of
+    /// the buffer failing for good. Gives up only when the segment cannot even be cut back.
+    fn commit_retrying(
+        &mut self,
+        buf: &mut Vec<u8>,
+        acks: &mut Vec<crate::event::BatchAck>,
+    ) -> std::io::Result<()> {
+        let mut wait = Duration::from_secs(1);
+        let mut failing = false;
+        loop {
+            let written_before = self
+                .shared
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write;
+            match self.commit(buf, acks) {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!(output = %self.metrics.name, "disk buffer: writing works again");
+                        self.metrics.clear_failed();
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    let now = self
+                        .shared
+                        .state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .write;
+                    if now == written_before {
+                        // Nothing was published: drop the torn tail of this attempt.
+                        self.file.set_len(now.off)?;
+                    } else if buf.is_empty() {
+                        // Written and acknowledged; only rolling to a new segment failed, and
+                        // the next commit rolls again.
+                        return Ok(());
+                    }
+                    if !failing {
+                        failing = true;
+                        tracing::error!(output = %self.metrics.name, error = %e, "disk buffer: cannot write; its batches wait (not acknowledged) and the write is tried again (logged once)");
+                    }
+                    self.metrics.set_failed(format!("disk buffer: {e}"));
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
         }
     }
 
