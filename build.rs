@@ -3,11 +3,7 @@
 //! about 3 MB resident on an idle node; without PIE the linker resolves them once at build time.
 
 fn main() {
-    // A static build (`-C target-feature=+crt-static`, the forwarder of app containers) links as
-    // static-pie, which `-no-pie` would turn into a binary that crashes at start.
-    let static_crt = std::env::var("CARGO_CFG_TARGET_FEATURE")
-        .is_ok_and(|f| f.split(',').any(|x| x == "crt-static"));
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") && !static_crt {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
     println!("cargo:rerun-if-changed=build.rs");

@@ -5,7 +5,8 @@
 # Prints the image name. Usage: scripts/build-image.sh [TAG]   (default localhost/trawl:dev)
 # The storage lives in target/containers; run the image with the same flags (see README):
 #   podman --root target/containers/root --runroot target/containers/run --storage-driver vfs \
-#     run --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 localhost/trawl:dev
+#     run --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --cap-add NET_RAW \
+#     localhost/trawl:dev
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TAG=${1:-localhost/trawl:dev}
@@ -30,18 +31,12 @@ if ! podman "${STORAGE[@]}" image exists "$BASE"; then
   trap - EXIT
 fi
 
-# The binaries the Dockerfile's `build` stage makes: trawl, and the static one for app
-# containers. The static build has its own target folder: its flags apply to every crate (an
-# explicit --target keeps them off build scripts and proc macros), so it shares no artifacts.
+# The binary the Dockerfile's `build` stage makes (there with LTO and PGO).
 CTX=target/image-binaries
 mkdir -p "$CTX/out"
-HOST=$(rustc -vV | sed -n 's/^host: //p')
-RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-ldbus-1" \
-  cargo build --release --bin trawl --target "$HOST" --target-dir target/static >&2
-install -m755 "target/static/$HOST/release/trawl" "$CTX/out/trawl-static"
 cargo build --release >&2
 install -m755 target/release/trawl "$CTX/out/trawl"
-strip "$CTX/out/trawl" "$CTX/out/trawl-static"
+strip "$CTX/out/trawl"
 
 buildah "${STORAGE[@]}" build --isolation chroot --layers=false \
   --build-context "build=$CTX" --build-arg "BASE=$BASE" \

@@ -1,7 +1,7 @@
 //! The container image, built here by scripts/build-image.sh (buildah, no daemon) and run with
 //! podman: `trawl validate` on every shipped pipeline, stdin to stdout, `trawl pcap` on a
-//! capture, live capture on the container's loopback with NET_RAW alone, the static forwarder
-//! in an image that holds nothing else, and the .deb's remove/purge in a container.
+//! capture, live capture on the container's loopback with NET_RAW alone, the forwarder bundle
+//! (trawl, its libraries, the loader) in an image that holds nothing else, and the .deb's remove/purge in a container.
 //! Opt-in (building the image takes minutes): TRAWL_TEST_IMAGE=1 cargo test --release --test image
 
 use std::path::{Path, PathBuf};
@@ -305,7 +305,7 @@ fn live_capture_on_loopback_with_net_raw_only() {
 }
 
 #[test]
-fn static_forwarder_runs_in_an_image_with_nothing_else() {
+fn forwarder_bundle_runs_in_an_image_with_nothing_else() {
     if !enabled() {
         return;
     }
@@ -351,10 +351,33 @@ fn static_forwarder_runs_in_an_image_with_nothing_else() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // The app image: the static binary and nothing else (no libc, no shell), as a stranger user.
-    let bin = root().join("target/image-binaries/out/trawl-static");
-    let mut app = Command::new("buildah");
+    // The app image: the image's forwarder bundle and nothing else (no libc, no shell), run as
+    // a stranger user, as the sidecar manifest's init container copies it.
+    let bundle = tempfile::tempdir().expect("temp dir");
     let store = root().join("target/containers");
+    let cname = format!("trawl-bundle-{}", std::process::id());
+    let mut create = podman();
+    create.args(["create", "--name", &cname, image()]);
+    let created = output_within(create, None, Duration::from_secs(120));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let mut cp = podman();
+    cp.arg("cp")
+        .arg(format!("{cname}:/usr/lib/trawl/bundle/."))
+        .arg(bundle.path());
+    let copied = output_within(cp, None, Duration::from_secs(120));
+    let mut rm = podman();
+    rm.args(["rm", "-f", &cname]);
+    output_within(rm, None, Duration::from_secs(60));
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let mut app = Command::new("buildah");
     app.arg("--root")
         .arg(store.join("root"))
         .arg("--runroot")
@@ -377,7 +400,12 @@ fn static_forwarder_runs_in_an_image_with_nothing_else() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    buildah(&["copy", &ctr, bin.to_str().expect("utf-8"), "/trawl"]);
+    buildah(&[
+        "copy",
+        &ctr,
+        bundle.path().to_str().expect("utf-8"),
+        "/trawl",
+    ]);
     buildah(&["commit", "--rm", &ctr, "localhost/trawl-app-test"]);
     let mut c = podman();
     c.args(run_args(&[
