@@ -400,6 +400,12 @@ fn forwarder_bundle_runs_in_an_image_with_nothing_else() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
+    // The temporary folder is 0700; the copy keeps its mode, and the app user must enter it.
+    std::fs::set_permissions(
+        bundle.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
     buildah(&[
         "copy",
         &ctr,
