@@ -20,3 +20,11 @@ fi
 
 # OpenSearch: a real single-node cluster for the Elasticsearch-output tests (Java, from Maven).
 "$(dirname "$0")/systems/opensearch.sh"
+
+# kubernetes-validate (PyPI): tests/manifests.rs checks docker/kubernetes/ against the Kubernetes
+# schemas, which ship inside the package (no network at test time).
+# Debian's own python3 refuses pip outside a venv (PEP 668): then it goes to the user's site.
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  python3 -m pip install -q kubernetes-validate 2>/dev/null ||
+    python3 -m pip install -q --user --break-system-packages kubernetes-validate
+fi

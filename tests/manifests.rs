@@ -1,0 +1,271 @@
+//! The Kubernetes manifests in docker/kubernetes/ against the Kubernetes API schema
+//! (`kubernetes-validate --strict`), and against what they promise: the DaemonSet's hardening and
+//! ConfigMap pipeline, the sidecar's wiring from the app container's forwarder to trawl's socket.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use yaml_rust2::{Yaml, YamlLoader};
+
+const TRAWL: &str = env!("CARGO_BIN_EXE_trawl");
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn manifests() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("docker/kubernetes"))
+        .expect("docker/kubernetes is readable")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "no manifests found: {files:?}");
+    files
+}
+
+fn documents(file: &str) -> Vec<Yaml> {
+    let text = std::fs::read_to_string(root().join(file)).expect("manifest is readable");
+    YamlLoader::load_from_str(&text).expect("manifest is YAML")
+}
+
+fn kind<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind} in the manifest"))
+}
+
+fn strs(y: &Yaml) -> Vec<&str> {
+    y.as_vec()
+        .map(|v| v.iter().filter_map(Yaml::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn container<'a>(pod: &'a Yaml, list: &str, name: &str) -> &'a Yaml {
+    pod[list]
+        .as_vec()
+        .and_then(|v| v.iter().find(|c| c["name"].as_str() == Some(name)))
+        .unwrap_or_else(|| panic!("no {list} entry named {name}"))
+}
+
+/// Where `volume` is mounted in container `c`.
+fn mount_of<'a>(c: &'a Yaml, volume: &str) -> Option<&'a str> {
+    c["volumeMounts"]
+        .as_vec()?
+        .iter()
+        .find(|m| m["name"].as_str() == Some(volume))
+        .and_then(|m| m["mountPath"].as_str())
+}
+
+fn validate_pipeline(path: &Path) {
+    let out = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(path)
+        .env("ELASTICSEARCH_HOST", "es.example")
+        .env("ELASTICSEARCH_PASSWORD", "secret")
+        .env("NODE_NAME", "node-1")
+        .env("POD_NAME", "web-1")
+        .env("POD_NAMESPACE", "prod")
+        .output()
+        .expect("trawl runs");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_manifest_passes_the_kubernetes_schema_strictly() {
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .args(manifests())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("kubernetes-validate cannot run ({e}): scripts/setup.sh installs it from PyPI")
+        });
+    assert!(
+        out.status.success(),
+        "kubernetes-validate --strict rejected a manifest:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_schema_check_rejects_an_unknown_field() {
+    // The check above is only worth something if a misspelt key fails it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read_to_string(root().join("docker/kubernetes/daemonset.yaml"))
+        .expect("manifest is readable")
+        .replace("readOnlyRootFilesystem", "readOnlyRootFileSystem");
+    let bad = dir.path().join("daemonset.yaml");
+    std::fs::write(&bad, text).expect("write");
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .arg(&bad)
+        .output()
+        .expect("kubernetes-validate runs");
+    assert!(
+        !out.status.success(),
+        "a misspelt securityContext key passed"
+    );
+}
+
+#[test]
+fn daemonset_runs_the_configmap_pipeline_with_only_net_raw() {
+    let docs = documents("docker/kubernetes/daemonset.yaml");
+    // The ConfigMap carries the shipped pipeline, unchanged, and it validates.
+    let shipped = std::fs::read_to_string(root().join("pipelines/k8s-daemonset.yaml"))
+        .expect("pipeline is readable");
+    let cm = kind(&docs, "ConfigMap");
+    let embedded = cm["data"]["pipeline.yaml"]
+        .as_str()
+        .expect("ConfigMap has pipeline.yaml");
+    assert_eq!(
+        embedded, shipped,
+        "the ConfigMap drifted from pipelines/k8s-daemonset.yaml"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, embedded).expect("write");
+    validate_pipeline(&file);
+
+    let pod = &kind(&docs, "DaemonSet")["spec"]["template"]["spec"];
+    assert!(
+        pod["priorityClassName"].as_str().is_some(),
+        "no priority class"
+    );
+    let c = container(pod, "containers", "trawl");
+    let cm_name = cm["metadata"]["name"].as_str().expect("ConfigMap name");
+    let volume = pod["volumes"]
+        .as_vec()
+        .and_then(|v| {
+            v.iter()
+                .find(|v| v["configMap"]["name"].as_str() == Some(cm_name))
+        })
+        .and_then(|v| v["name"].as_str())
+        .expect("a volume of the ConfigMap");
+    let at = mount_of(c, volume).expect("the ConfigMap is mounted");
+    let args = strs(&c["args"]);
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "-c" && w[1] == format!("{at}/pipeline.yaml")),
+        "trawl does not run the ConfigMap's pipeline: {args:?}"
+    );
+
+    let sc = &c["securityContext"];
+    assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(strs(&sc["capabilities"]["add"]), ["NET_RAW"]);
+    assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+
+    // With hostNetwork, a metrics port of 5066 would clash with Filebeat's on the same node.
+    let port = c["ports"][0]["containerPort"]
+        .as_i64()
+        .expect("a metrics port");
+    assert_ne!(port, 5066);
+    let env_addr = c["env"]
+        .as_vec()
+        .and_then(|v| {
+            v.iter()
+                .find(|e| e["name"].as_str() == Some("TRAWL_HTTP_ADDRESS"))
+        })
+        .and_then(|e| e["value"].as_str())
+        .expect("TRAWL_HTTP_ADDRESS");
+    assert!(
+        env_addr.ends_with(&format!(":{port}")),
+        "{env_addr} vs {port}"
+    );
+
+    // Docker's json-file logs, which /var/log/pods links to.
+    let host = pod["volumes"]
+        .as_vec()
+        .and_then(|v| {
+            v.iter()
+                .find(|v| v["hostPath"]["path"].as_str() == Some("/var/lib/docker/containers"))
+        })
+        .and_then(|v| v["name"].as_str())
+        .expect("a hostPath volume of /var/lib/docker/containers");
+    assert_eq!(mount_of(c, host), Some("/var/lib/docker/containers"));
+}
+
+#[test]
+fn sidecar_app_container_forwards_to_the_trawl_container_socket() {
+    let docs = documents("docker/kubernetes/sidecar.yaml");
+    let pod = &kind(&docs, "Deployment")["spec"]["template"]["spec"];
+    let app = container(pod, "containers", "web");
+    let trawl = container(pod, "containers", "trawl");
+    let install = container(pod, "initContainers", "trawl-install");
+
+    // The app container runs the forwarder the init container copied into a shared volume.
+    let cmd = strs(&app["command"]);
+    let install_cmd = strs(&install["command"]);
+    let copied_to = install_cmd.last().expect("install copies a file");
+    let bin_volume = pod["volumes"]
+        .as_vec()
+        .expect("volumes")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .find(|v| mount_of(install, v).is_some_and(|m| copied_to.starts_with(m)))
+        .expect("the install target is a volume");
+    let in_app = copied_to.replacen(
+        mount_of(install, bin_volume).expect("mounted"),
+        mount_of(app, bin_volume).expect("the binary volume is mounted in the app"),
+        1,
+    );
+    assert!(
+        cmd[0].starts_with(in_app.trim_end_matches('/')),
+        "the app does not run the copied forwarder: {cmd:?}"
+    );
+    let tee = cmd.iter().position(|a| *a == "tee").expect("runs `tee`");
+    let forward = cmd[tee..]
+        .windows(2)
+        .find(|w| w[0] == "--forward")
+        .map(|w| w[1])
+        .expect("tee --forward");
+    let socket = forward.strip_prefix("unix:").expect("a unix socket");
+
+    // The socket's folder is a volume the trawl container mounts at the same place...
+    let sock_dir = Path::new(socket).parent().expect("socket folder");
+    let sock_volume = pod["volumes"]
+        .as_vec()
+        .expect("volumes")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .find(|v| mount_of(app, v).is_some_and(|m| Path::new(m) == sock_dir))
+        .expect("the socket folder is a volume in the app container");
+    assert_eq!(
+        mount_of(trawl, sock_volume).map(Path::new),
+        Some(sock_dir),
+        "the trawl container does not share the socket folder"
+    );
+    // ...whose pipeline (shipped in the image under /etc/trawl/pipelines) listens on it.
+    let run = strs(&trawl["command"]).join(" ") + " " + &strs(&trawl["args"]).join(" ");
+    let image_path = run
+        .split_whitespace()
+        .find(|w| w.starts_with("/etc/trawl/pipelines/"))
+        .expect("the trawl container runs a shipped pipeline");
+    let pipeline = root().join(image_path.trim_start_matches("/etc/trawl/"));
+    let text = std::fs::read_to_string(&pipeline).expect("the pipeline is in pipelines/");
+    let p = &YamlLoader::load_from_str(&text).expect("pipeline YAML")[0];
+    let listens = p["inputs"].as_hash().expect("inputs").values().any(|i| {
+        i["type"].as_str() == Some("socket")
+            && i["address"]
+                .as_str()
+                .is_some_and(|a| a == forward || a == format!("unix:${{TRAWL_SOCKET:-{socket}}}"))
+    });
+    assert!(
+        listens,
+        "{} has no socket input on {forward}",
+        pipeline.display()
+    );
+    validate_pipeline(&pipeline);
+
+    // Capture in the trawl container with NET_RAW alone; nothing of trawl's in the app's.
+    let sc = &trawl["securityContext"];
+    assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(strs(&sc["capabilities"]["add"]), ["NET_RAW"]);
+    assert!(app["securityContext"]["capabilities"].is_badvalue());
+}
