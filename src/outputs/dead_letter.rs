@@ -65,9 +65,7 @@ impl DeadLetters {
         data_dir: &std::path::Path,
     ) -> DeadLetters {
         DeadLetters {
-            default_path: data_dir
-                .join("dead_letter")
-                .join(format!("{output}.jsonl")),
+            default_path: data_dir.join("dead_letter").join(format!("{output}.jsonl")),
             output,
             target,
             metrics,
