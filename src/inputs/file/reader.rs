@@ -302,6 +302,16 @@ impl Tail {
         self.file.is_some()
     }
 
+    /// True when the open file still has a name (link count above 0): closed, it could be
+    /// opened again. A file deleted since the last scan must stay open.
+    pub fn still_linked(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|m| m.nlink() > 0)
+    }
+
     pub fn close(&mut self) {
         self.file = None;
     }

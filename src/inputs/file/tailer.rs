@@ -461,13 +461,18 @@ impl Tailer {
         if self.waiting == 0 {
             return false;
         }
+        // Also kept open: a file deleted since the last scan (it could not be reopened) and
+        // one whose batches are not all delivered (a failed one is read again from it).
         let mut idle: Vec<(Instant, FileKey)> = self
             .tails
             .iter()
-            .filter(|(_, t)| {
+            .filter(|(k, t)| {
                 t.is_open()
                     && t.unseen_since.is_none()
                     && now.saturating_duration_since(t.last_growth) >= min_idle
+                    && !self.backing_off.contains_key(k)
+                    && !self.shared.unsettled(k)
+                    && t.still_linked()
             })
             .map(|(k, t)| (t.last_growth, *k))
             .collect();
