@@ -109,7 +109,7 @@ fn refused_then_delivered(
     let refused_log = read_log();
     assert_eq!(status.code(), Some(1), "{refused_log}");
     assert!(
-        refused_log.contains("undelivered events were not acknowledged")
+        refused_log.contains("events undelivered; they were not acknowledged")
             && refused_log.contains("failed: output k: kafka: the broker refuses the connection"),
         "{refused_log}"
     );
