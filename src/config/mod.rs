@@ -208,13 +208,20 @@ fn check_global(g: &Global, node: &Node, file: &str, errs: &mut ConfigErrors) {
 }
 
 /// `HOST:PORT` as the listener will take it: an IP address, `[IPv6]`, or a host name, and a port
-/// from 0 to 65535.
+/// from 0 to 65535; or `unix:/path` for a socket file.
 fn check_listen_address(address: &str) -> Result<(), String> {
     if address.parse::<std::net::SocketAddr>().is_ok() {
         return Ok(());
     }
+    if let Some(path) = address.strip_prefix("unix:") {
+        return if path.is_empty() {
+            Err("expected `unix:/path/to.sock`".into())
+        } else {
+            Ok(())
+        };
+    }
     let Some((host, port)) = address.rsplit_once(':') else {
-        return Err("expected HOST:PORT".into());
+        return Err("expected HOST:PORT or unix:/path".into());
     };
     if port.parse::<u16>().is_err() {
         return Err(format!("port `{port}` is not a number from 0 to 65535"));
