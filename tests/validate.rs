@@ -144,3 +144,31 @@ fn what_run_would_refuse_or_mishandle_is_rejected_by_validate() {
     }
     assert!(err.contains("invalid (6 errors)"), "{err}");
 }
+
+#[test]
+fn file_input_sizes_and_counts_that_cannot_work_are_rejected_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (setting, key) in [
+        ("max_open_files: 0", "max_open_files"),
+        ("read_buffer: 100GiB", "read_buffer"),
+        ("max_line_bytes: 0", "max_line_bytes"),
+    ] {
+        let p = dir.path().join("p.yaml");
+        std::fs::write(
+            &p,
+            format!("inputs:\n  f: {{ type: file, paths: [/tmp/x.log], {setting} }}\noutputs:\n  o: {{ type: stdout }}\n"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["validate", "-c"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{setting}: {err}");
+        assert!(
+            err.contains(&format!("p.yaml:2:")) && err.contains(&format!("inputs.f.{key}")),
+            "{setting}: {err}"
+        );
+    }
+}

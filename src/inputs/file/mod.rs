@@ -181,6 +181,35 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<FileInput, DeEr
     if config.paths.is_empty() {
         return Err(err("paths", "expected at least one path pattern".into()));
     }
+    if config.max_open_files == 0 {
+        return Err(err(
+            "max_open_files",
+            "expected at least 1 (with 0 no file is ever read)".into(),
+        ));
+    }
+    // Each is allocated up front or per file: a size past these is a typo, and would abort
+    // trawl under a memory limit rather than fail here.
+    for (key, value, most) in [
+        ("read_buffer", config.read_buffer, ByteSize(64 << 20)),
+        ("max_line_bytes", config.max_line_bytes, ByteSize(1 << 30)),
+        (
+            "fingerprint_bytes",
+            config.fingerprint_bytes,
+            ByteSize(1 << 20),
+        ),
+        ("max_in_flight", config.max_in_flight, ByteSize(4 << 30)),
+    ] {
+        if value.bytes() == 0 || value > most {
+            return Err(err(
+                key,
+                format!(
+                    "expected from 1 byte to {} bytes, got {} bytes",
+                    most.bytes(),
+                    value.bytes()
+                ),
+            ));
+        }
+    }
     discovery::check_include(&config.paths).map_err(|m| err("paths", m))?;
     let exclude = discovery::compile_exclude(&config.exclude).map_err(|m| err("exclude", m))?;
     let multiline = match &config.multiline {
