@@ -50,7 +50,7 @@ fn count(addr: &str, name: &str) -> f64 {
 fn a_2xx_answer_without_items_is_a_failed_request_not_a_delivery() {
     let dir = tempfile::tempdir().unwrap();
     let es = EsServer::start();
-    es.with(|s| s.answer_without_items = true);
+    es.with(|s| s.empty_ok_requests = u64::MAX);
     let addr = format!("127.0.0.1:{}", free_port());
     pipeline(
         dir.path(),

@@ -149,7 +149,7 @@ fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
 /// Removes a socket file left by a process that is gone (bind would fail on it), and refuses
 /// to take over one that a live process still listens on: that would silently steal its
 /// senders, and its exit would then delete our socket.
-fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
     if !is_socket {
@@ -185,36 +185,30 @@ fn event_of(line: &[u8], info: LineInfo, format: Format, ctx: &InputContext) -> 
                     // A sender's time (tee's read time) stays a timestamp, not text. One that
                     // cannot be read is replaced by the arrival time, visibly: tagged, and the
                     // sender's text kept in `error.message`.
-                    match e.fields.get("@timestamp").cloned() {
-                        Some(Value::Timestamp(_)) => {}
-                        None => {
-                            e.fields.insert("@timestamp", Value::Timestamp(now));
-                        }
-                        Some(other) => {
-                            let parsed = match &other {
-                                Value::String(t) => chrono::DateTime::parse_from_rfc3339(t).ok(),
-                                _ => None,
-                            };
-                            match parsed {
-                                Some(t) => {
-                                    e.fields.insert(
-                                        "@timestamp",
-                                        Value::Timestamp(t.with_timezone(&Utc)),
-                                    );
-                                }
-                                None => {
-                                    ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                                    e.fields.insert("@timestamp", Value::Timestamp(now));
-                                    e.insert(
-                                        "error.message",
-                                        Value::from(format!(
-                                            "invalid @timestamp {}: expected RFC 3339; replaced by the arrival time",
-                                            other.to_json()
-                                        )),
-                                    );
-                                    e.add_tag("_timestamp_parse_failure");
-                                }
+                    let bad = match e.fields.get("@timestamp") {
+                        Some(Value::Timestamp(_)) => None,
+                        None => Some(None),
+                        Some(Value::String(t)) => match chrono::DateTime::parse_from_rfc3339(t) {
+                            Ok(t) => {
+                                let t = Value::Timestamp(t.with_timezone(&Utc));
+                                e.fields.insert("@timestamp", t);
+                                None
                             }
+                            Err(_) => Some(Some(format!("\"{t}\""))),
+                        },
+                        Some(other) => Some(Some(other.to_json().to_string())),
+                    };
+                    if let Some(unreadable) = bad {
+                        e.fields.insert("@timestamp", Value::Timestamp(now));
+                        if let Some(given) = unreadable {
+                            ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                            e.insert(
+                                "error.message",
+                                Value::from(format!(
+                                    "invalid @timestamp {given}: expected RFC 3339; replaced by the arrival time"
+                                )),
+                            );
+                            e.add_tag("_timestamp_parse_failure");
                         }
                     }
                     e

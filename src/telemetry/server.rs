@@ -56,14 +56,8 @@ pub async fn serve(
     let state = Arc::new((registry, endpoints, access));
     if let Some(path) = address.strip_prefix("unix:") {
         let path = std::path::PathBuf::from(path);
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| {
-            use std::os::unix::fs::FileTypeExt;
-            m.file_type().is_socket()
-        }) && std::os::unix::net::UnixStream::connect(&path).is_err()
-        {
-            // Left by a trawl that is gone; a live one keeps it and bind fails below.
-            let _ = std::fs::remove_file(&path);
-        }
+        crate::inputs::socket::remove_stale_socket(&path)
+            .map_err(|e| anyhow::anyhow!("http: {e:#}"))?;
         let listener = UnixListener::bind(&path)
             .map_err(|e| anyhow::anyhow!("http: cannot listen on {address}: {e}"))?;
         tracing::info!(address = %address, "serving /metrics and /health");

@@ -50,8 +50,6 @@ pub struct EsState {
     /// Documents whose `message` contains this text are answered 503
     /// `unavailable_shards_exception` every time (an item that can never succeed).
     pub unavailable_message_containing: Option<String>,
-    /// Answer bulk requests `200 {}`, without items (a proxy, a wrong URL), storing nothing.
-    pub answer_without_items: bool,
     /// Count writes without keeping documents or checking mappings (benchmarks).
     pub count_only: bool,
     /// Answer every bulk request 503 (an outage).
@@ -339,9 +337,6 @@ fn handle(
     } else {
         body
     };
-    if st.answer_without_items {
-        return (200, json!({}));
-    }
     if st.max_content_length.is_some_and(|max| body.len() > max) {
         st.requests_413 += 1;
         return (413, Value::Null);
