@@ -167,7 +167,7 @@ fn file_input_sizes_and_counts_that_cannot_work_are_rejected_at_their_key() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{setting}: {err}");
         assert!(
-            err.contains(&format!("p.yaml:2:")) && err.contains(&format!("inputs.f.{key}")),
+            err.contains("p.yaml:2:") && err.contains(&format!("inputs.f.{key}")),
             "{setting}: {err}"
         );
     }
