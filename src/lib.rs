@@ -18,3 +18,4 @@ pub mod outputs;
 pub mod pipeline;
 pub mod processors;
 pub mod telemetry;
+pub mod wire;

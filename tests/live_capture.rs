@@ -236,7 +236,7 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn live_capture_on_lo_reports_every_transaction() {
-    if let Err(e) = trawl::inputs::packet::capture::probe("lo") {
+    if let Err(e) = trawl::wire::capture::probe("lo") {
         let msg = e.to_string();
         if msg.contains("ermission") || msg.contains("not permitted") {
             println!("SKIPPED: cannot capture on lo without privileges: {msg}");
@@ -500,7 +500,7 @@ fn a_down_interface_is_skipped_and_new_interfaces_are_picked_up() {
         println!("SKIPPED: creating dummy interfaces needs root (CAP_NET_ADMIN)");
         return;
     }
-    if let Err(e) = trawl::inputs::packet::capture::probe("lo") {
+    if let Err(e) = trawl::wire::capture::probe("lo") {
         println!("SKIPPED: cannot capture on lo: {e}");
         return;
     }
@@ -593,7 +593,7 @@ fn a_down_interface_is_skipped_and_new_interfaces_are_picked_up() {
 #[test]
 fn graph_nodes_are_named_by_workload_when_kubernetes_knows_the_ip() {
     use support::kube_api::{pod, replicaset, KubeApi};
-    if let Err(e) = trawl::inputs::packet::capture::probe("lo") {
+    if let Err(e) = trawl::wire::capture::probe("lo") {
         println!("SKIPPED: cannot capture on lo: {e}");
         return;
     }

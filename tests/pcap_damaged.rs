@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use trawl::inputs::packet::out::Out;
-use trawl::inputs::packet::{capture, Analyzers, Engine, Stats};
+use trawl::wire::out::Out;
+use trawl::wire::{capture, Analyzers, Engine, Stats};
 
 fn sample() -> Vec<u8> {
     let candidates = [

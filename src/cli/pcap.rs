@@ -4,10 +4,10 @@
 //! FILE may be `-` (standard input) or a FIFO; a signal ends the reading and what was decoded
 //! is still reported.
 
-use crate::inputs::packet::http::HttpConfig;
-use crate::inputs::packet::input::{PacketInput, PcapFileConfig};
-use crate::inputs::packet::out::Out;
-use crate::inputs::packet::{capture, Analyzers, Engine, Stats};
+use crate::inputs::packet::{PacketInput, PcapFileConfig};
+use crate::wire::http::HttpConfig;
+use crate::wire::out::Out;
+use crate::wire::{capture, Analyzers, Engine, Stats};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -129,21 +129,19 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
             &spec.node, &spec.path,
         )?))),
         "flows" => {
-            let config: packet::flows::FlowsConfig = from_node(&spec.node, &spec.path)?;
+            let config: crate::wire::flows::FlowsConfig = from_node(&spec.node, &spec.path)?;
             check_capture(spec, config.capture.as_ref())?;
-            Ok(Box::new(packet::input::PacketInput::flows(
+            Ok(Box::new(packet::PacketInput::flows(
                 &spec.name, config, ctx,
             )))
         }
         "http" => {
-            let config: packet::http::HttpConfig = from_node(&spec.node, &spec.path)?;
+            let config: crate::wire::http::HttpConfig = from_node(&spec.node, &spec.path)?;
             check_capture(spec, config.capture.as_ref())?;
-            Ok(Box::new(packet::input::PacketInput::http(
-                &spec.name, config, ctx,
-            )))
+            Ok(Box::new(packet::PacketInput::http(&spec.name, config, ctx)))
         }
         "pcap_file" => Ok(Box::new(
-            packet::input::PacketInput::pcap_file(
+            packet::PacketInput::pcap_file(
                 &spec.name,
                 from_node(&spec.node, &spec.path)?,
                 Some(ctx),
@@ -164,12 +162,12 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
 /// nothing once running.
 fn check_capture(
     spec: &ComponentSpec,
-    capture: Option<&packet::capture::CaptureConfig>,
+    capture: Option<&crate::wire::capture::CaptureConfig>,
 ) -> Result<(), DeError> {
     let Some(filter) = capture.and_then(|c| c.bpf_filter.as_deref()) else {
         return Ok(());
     };
-    packet::capture::check_filter(filter).map_err(|why| {
+    crate::wire::capture::check_filter(filter).map_err(|why| {
         let node = spec.node.get("capture").and_then(|c| c.get("bpf_filter"));
         DeError::new(
             why,

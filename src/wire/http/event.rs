@@ -6,9 +6,9 @@ use super::metrics::ServiceMap;
 use super::parser::HeadOptions;
 use super::transaction::{Finished, Limits, Transaction};
 use super::HttpConfig;
-use crate::inputs::packet::community_id::community_id;
-use crate::inputs::packet::decode::Addr;
-use crate::inputs::packet::out::{needs_escape, Cached, Fields, Fixed, Out, Report};
+use crate::wire::community_id::community_id;
+use crate::wire::decode::Addr;
+use crate::wire::out::{needs_escape, Cached, Fields, Fixed, Out, Report};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -486,7 +486,7 @@ mod tests {
 #[cfg(test)]
 mod event_tests {
     use super::*;
-    use crate::inputs::packet::http::parser::{RequestHead, ResponseHead};
+    use crate::wire::http::parser::{RequestHead, ResponseHead};
 
     #[test]
     fn headers_are_redacted_bodies_kept_and_real_ip_used() {

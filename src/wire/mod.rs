@@ -1,13 +1,13 @@
-//! Packet inputs: live capture (`flows`, `http`) and capture files (`pcap_file`). One packet
-//! source feeds one `Engine`, which removes duplicate copies, then hands each decoded packet
-//! to the flow table and the HTTP analyzer it was configured with; time is capture time.
+//! The network half of trawl: capture, decoding, reassembly, flows and protocol analyzers.
+//! One packet source feeds one `Engine`, which removes duplicate copies, then hands each decoded
+//! packet to the flow table and the HTTP analyzer it was configured with; time is capture time.
+//! The input types that drive it (`flows`, `http`, `pcap_file`) are in `src/inputs/packet.rs`.
 //!
 //! # Layout
 //! - `capture`: live interfaces and pcap files, on their own threads.
 //! - `decode`: link, IP, TCP/UDP/ICMP, VXLAN.  `dedup`: copies seen twice.
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
 //! - `http`: parser, transaction pairing, RED metrics and the service map.
-//! - `input`: the three input types and their configuration.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
@@ -17,7 +17,6 @@ pub mod decode;
 pub mod dedup;
 pub mod flows;
 pub mod http;
-pub mod input;
 pub mod out;
 pub mod pcapfile;
 pub mod tcp;

@@ -2,15 +2,15 @@
 //! pipeline drops and counts), `pcap_file` reads a capture file (it waits for room) and ends
 //! at the end of the file after reporting every open flow and pending transaction.
 
-use super::capture::{self, CaptureConfig, Live};
-use super::flows::FlowsConfig;
-use super::http::metrics::ServiceMap;
-use super::http::HttpConfig;
-use super::out::Out;
-use super::{Analyzers, Engine, Stats, StatsCollector};
 use crate::config::DeError;
 use crate::event::Batch;
 use crate::inputs::{BackPressure, BoxFuture, BuildContext, Input, InputContext};
+use crate::wire::capture::{self, CaptureConfig, Live};
+use crate::wire::flows::FlowsConfig;
+use crate::wire::http::metrics::ServiceMap;
+use crate::wire::http::HttpConfig;
+use crate::wire::out::Out;
+use crate::wire::{Analyzers, Engine, Stats, StatsCollector};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

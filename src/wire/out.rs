@@ -576,8 +576,8 @@ mod tests {
     /// bodies, gaps and forwarded addresses) are the same documents, byte for byte.
     #[test]
     fn json_mode_writes_what_event_mode_builds_for_real_captures() {
-        use crate::inputs::packet::{capture, http::HttpConfig, Analyzers, Engine, Stats};
-        let root = crate::inputs::packet::tests::suricata_captures();
+        use crate::wire::{capture, http::HttpConfig, Analyzers, Engine, Stats};
+        let root = crate::wire::tests::suricata_captures();
         let analyzers = Analyzers {
             flows: Some(Default::default()),
             http: Some(HttpConfig {

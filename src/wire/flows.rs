@@ -490,7 +490,7 @@ fn flow_hash(k: &FlowKey, first_ns: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::packet::decode::{decode, linktype, tests::eth_tcp};
+    use crate::wire::decode::{decode, linktype, tests::eth_tcp};
 
     #[test]
     fn ids_and_protocol_numbers_print_as_the_formatter_would() {

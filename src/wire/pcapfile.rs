@@ -251,7 +251,7 @@ mod tests {
     // `timeval` fields are not i64 on every target.
     #[allow(clippy::unnecessary_cast)]
     fn reads_what_libpcap_reads() {
-        let root = crate::inputs::packet::tests::suricata_captures();
+        let root = crate::wire::tests::suricata_captures();
         let mut files = 0;
         for dir in std::fs::read_dir(&root).unwrap().flatten() {
             let path = dir.path().join("input.pcap");

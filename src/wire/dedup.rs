@@ -56,7 +56,7 @@ impl Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::packet::decode::{decode, linktype, tests::eth_tcp};
+    use crate::wire::decode::{decode, linktype, tests::eth_tcp};
 
     #[test]
     fn same_packet_twice_within_window_is_dropped_once() {
