@@ -2,6 +2,7 @@
 //! `%{date} %{time} %{pid} %{level} %{component}: %{content}` splits a line of fixed shape at
 //! its literal delimiters, with no regular expression.
 
+use super::convert::{self, Conversion, TypesConfig};
 use super::{
     default_field, default_trim_chars, restore_text, take_text, target_path, Failures, FieldPath,
     Processor, Trim, Verdict,
@@ -35,19 +36,14 @@ pub struct DissectConfig {
     /// Events without the field pass untouched and uncounted.
     #[serde(default)]
     pub ignore_missing: bool,
+    /// Key name → type (`int`, `float`, `bool`, `ip`, `timestamp`, `string`), for the keys
+    /// that do not say it inline (`%{pid|int}`).
+    #[serde(default)]
+    pub types: TypesConfig,
 }
 
 fn default_tag() -> String {
     "_dissect_parse_failure".to_owned()
-}
-
-/// How a key's text becomes a value (`%{pid|integer}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Convert {
-    String,
-    Integer,
-    Float,
-    Boolean,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +54,11 @@ struct Key {
     append: bool,
     /// `%{name->}`: repeats of the following delimiter are skipped (padding).
     right_padding: bool,
-    convert: Convert,
+    /// The key's name as written (without modifiers), for the `types:` map.
+    name: String,
+    /// Whether the tokenizer gave the type inline (`%{pid|int}`); the map does not override it.
+    inline: bool,
+    convert: Conversion,
 }
 
 /// The compiled tokenizer: a literal prefix, then keys each followed by a delimiter (the last
@@ -111,8 +111,38 @@ impl Dissect {
         spec: &ComponentSpec,
         failures: Arc<Failures>,
     ) -> Result<Dissect, DeError> {
-        let tokenizer = parse_tokenizer(&config.tokenizer, config.target.as_deref())
+        let mut tokenizer = parse_tokenizer(&config.tokenizer, config.target.as_deref())
             .map_err(|m| DeError::new(m, spec.mark, &format!("{}.tokenizer", spec.path)))?;
+        for (name, ty) in &config.types {
+            let at = format!("{}.types.{name}", spec.path);
+            let conversion = Conversion::from_name(&ty.0).ok_or_else(|| {
+                DeError::new(
+                    format!(
+                        "unknown type `{}`: expected one of {}",
+                        ty.0,
+                        convert::NAMES
+                    ),
+                    spec.mark,
+                    &at,
+                )
+            })?;
+            let mut found = false;
+            for (key, _) in &mut tokenizer.fields {
+                if key.path.is_some() && key.name == *name {
+                    found = true;
+                    if !key.inline {
+                        key.convert = conversion;
+                    }
+                }
+            }
+            if !found {
+                return Err(DeError::new(
+                    format!("`{name}` is not a key of the tokenizer"),
+                    spec.mark,
+                    &at,
+                ));
+            }
+        }
         Ok(Dissect {
             field: config.field,
             tokenizer,
@@ -184,6 +214,7 @@ impl Processor for Dissect {
         }
         let mut values = std::mem::take(&mut self.values);
         values.clear();
+        let mut failed = false;
         for (i, ((key, _), &(s, e))) in self.tokenizer.fields.iter().zip(&self.spans).enumerate() {
             if key.path.is_none() {
                 continue;
@@ -200,7 +231,21 @@ impl Processor for Dissect {
                     continue;
                 }
             }
-            values.push((i, convert(raw, key.convert)));
+            let value = match key.convert.apply(raw) {
+                Some(v) => v,
+                None => {
+                    self.failures.record(&format_args!(
+                        "value `{raw}` of key `{}` is not of type {:?}; kept as text",
+                        key.name, key.convert
+                    ));
+                    failed = true;
+                    Value::String(raw.to_owned())
+                }
+            };
+            values.push((i, value));
+        }
+        if failed {
+            event.add_tag(convert::FAILURE_TAG);
         }
         restore_text(event, &self.field, text);
         for (i, value) in values.drain(..) {
@@ -210,24 +255,6 @@ impl Processor for Dissect {
         }
         self.values = values;
         Verdict::Keep
-    }
-}
-
-fn convert(raw: &str, how: Convert) -> Value {
-    match how {
-        Convert::String => Value::String(raw.to_owned()),
-        Convert::Integer => raw
-            .parse::<i64>()
-            .map(Value::Int)
-            .unwrap_or_else(|_| Value::String(raw.to_owned())),
-        Convert::Float => raw
-            .parse::<f64>()
-            .map(Value::Float)
-            .unwrap_or_else(|_| Value::String(raw.to_owned())),
-        Convert::Boolean => raw
-            .parse::<bool>()
-            .map(Value::Bool)
-            .unwrap_or_else(|_| Value::String(raw.to_owned())),
     }
 }
 
@@ -269,18 +296,17 @@ fn parse_tokenizer(pattern: &str, target: Option<&str>) -> Result<Tokenizer, Str
 }
 
 fn parse_key(spec: &str, target: Option<&str>) -> Result<Key, String> {
-    let (spec, convert) = match spec.split_once('|') {
-        None => (spec, Convert::String),
-        Some((k, t)) => (
-            k,
-            match t {
-                "string" => Convert::String,
-                "integer" | "long" => Convert::Integer,
-                "float" | "double" => Convert::Float,
-                "boolean" => Convert::Boolean,
-                other => return Err(format!("unknown conversion `{other}`, expected one of `integer`, `long`, `float`, `double`, `boolean`, `string`")),
-            },
-        ),
+    let (spec, convert, inline) = match spec.split_once('|') {
+        None => (spec, Conversion::String, false),
+        Some((k, t)) => match Conversion::from_name(t) {
+            Some(c) => (k, c, true),
+            None => {
+                return Err(format!(
+                    "unknown conversion `{t}`, expected one of {}",
+                    convert::NAMES
+                ))
+            }
+        },
     };
     let (spec, right_padding) = match spec.strip_suffix("->") {
         Some(s) => (s, true),
@@ -297,6 +323,8 @@ fn parse_key(spec: &str, target: Option<&str>) -> Result<Key, String> {
     };
     Ok(Key {
         path: (!skip).then(|| FieldPath::new(&target_path(target, name))),
+        name: name.to_owned(),
+        inline,
         append,
         right_padding,
         convert,
@@ -332,6 +360,44 @@ mod tests {
         assert_eq!(
             json(&e)["d"],
             json!({"ts": "Dec 10", "level": "WARN", "pid": 42, "msg": "hello: world"})
+        );
+    }
+
+    #[test]
+    fn typed_keys_inline_and_by_map() {
+        let mut p = build("{type: dissect, types: {client.ip: ip, bytes: long, pid: string}, tokenizer: '%{client.ip} %{pid|int} %{bytes} %{ok|bool} %{at|timestamp}'}").unwrap();
+        let mut e = event("::1 42 1024 false 2026-11-30T10:00:00Z");
+        p.process(&mut e);
+        let j = json(&e);
+        // The inline `|int` wins over the map's `string`.
+        assert_eq!(j["pid"], json!(42));
+        assert_eq!(j["bytes"], json!(1024));
+        assert_eq!(j["ok"], json!(false));
+        assert_eq!(j["client"]["ip"], json!("::1"));
+        assert!(matches!(
+            e.get("at"),
+            Some(crate::event::Value::Timestamp(_))
+        ));
+        assert!(!e.has_tag(crate::processors::convert::FAILURE_TAG));
+
+        let mut e = event("nope 42 lots false 2026-11-30T10:00:00Z");
+        p.process(&mut e);
+        let j = json(&e);
+        assert_eq!(j["client"]["ip"], json!("nope"));
+        assert_eq!(j["bytes"], json!("lots"));
+        assert!(e.has_tag(crate::processors::convert::FAILURE_TAG));
+
+        let err = build("{type: dissect, types: {pdi: int}, tokenizer: '%{pid}'}")
+            .err()
+            .unwrap();
+        assert_eq!(err.path.as_deref(), Some("processors[0].types.pdi"));
+        let err = build("{type: dissect, tokenizer: '%{pid|number}'}")
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("unknown conversion `number`"),
+            "{}",
+            err.message
         );
     }
 

@@ -3,6 +3,7 @@
 //! Every processor type is registered in `build` below, and nowhere else.
 
 pub mod condition;
+pub mod convert;
 pub mod dissect;
 pub mod fields;
 pub mod json;

@@ -1,6 +1,8 @@
-//! The `regex` parser: named captures become fields (`(?<log.level>\w+)` nests), several
-//! patterns are tried in order, and an event no pattern matches passes unchanged with a tag.
+//! The `regex` parser: named captures become fields (`(?<log.level>\w+)` nests, and
+//! `(?<process.pid:int>\d+)` or a `types:` map types them), several patterns are tried in order,
+//! and an event no pattern matches passes unchanged with a tag.
 
+use super::convert::{self, Conversion, TypesConfig};
 use super::{
     default_field, default_trim_chars, restore_text, take_text, target_path, Failures, FieldPath,
     OneOrMany, Processor, Trim, Verdict,
@@ -35,6 +37,10 @@ pub struct RegexConfig {
     /// Events without the field pass untouched and uncounted.
     #[serde(default)]
     pub ignore_missing: bool,
+    /// Capture name → type (`int`, `float`, `bool`, `ip`, `timestamp`, `string`), for the
+    /// captures that do not say it inline (`(?<name:int>...)`).
+    #[serde(default)]
+    pub types: TypesConfig,
 }
 
 fn default_tag() -> String {
@@ -46,6 +52,8 @@ struct Pattern {
     regex: Regex,
     /// Indexed like the capture groups; `None` for unnamed groups.
     paths: Vec<Option<FieldPath>>,
+    /// Indexed like the capture groups: what the captured text becomes.
+    conversions: Vec<Conversion>,
     locations: CaptureLocations,
 }
 
@@ -75,9 +83,36 @@ impl RegexParser {
                 &format!("{}.patterns", spec.path),
             ));
         }
+        let mut types = std::collections::BTreeMap::new();
+        for (name, ty) in &config.types {
+            let conversion = Conversion::from_name(&ty.0).ok_or_else(|| {
+                DeError::new(
+                    format!(
+                        "unknown type `{}`: expected one of {}",
+                        ty.0,
+                        convert::NAMES
+                    ),
+                    spec.mark,
+                    &format!("{}.types.{name}", spec.path),
+                )
+            })?;
+            types.insert(name.as_str(), conversion);
+        }
+        let mut typed_names = std::collections::BTreeSet::new();
         let mut patterns = Vec::new();
         for (i, src) in sources.iter().enumerate() {
             let (internal, names) = translate_names(src);
+            let names: Vec<(&str, Conversion)> = names
+                .iter()
+                .map(|n| {
+                    let (field, inline) = convert::split_typed(n);
+                    typed_names.insert(field.to_owned());
+                    let conversion = inline
+                        .or_else(|| types.get(field).copied())
+                        .unwrap_or(Conversion::String);
+                    (field, conversion)
+                })
+                .collect();
             let regex = Regex::new(&internal).map_err(|e| {
                 DeError::new(
                     format!("invalid pattern: {e}"),
@@ -89,15 +124,31 @@ impl RegexParser {
                 .capture_names()
                 .map(|n| {
                     n.and_then(internal_index)
-                        .map(|k| FieldPath::new(&target_path(config.target.as_deref(), &names[k])))
+                        .map(|k| FieldPath::new(&target_path(config.target.as_deref(), names[k].0)))
+                })
+                .collect();
+            let conversions = regex
+                .capture_names()
+                .map(|n| {
+                    n.and_then(internal_index)
+                        .map_or(Conversion::String, |k| names[k].1)
                 })
                 .collect();
             let locations = regex.capture_locations();
             patterns.push(Pattern {
                 regex,
                 paths,
+                conversions,
                 locations,
             });
+        }
+        // A typo in `types:` would silently leave a field as text.
+        if let Some(name) = types.keys().find(|n| !typed_names.contains(**n)) {
+            return Err(DeError::new(
+                format!("`{name}` is not a capture name of any pattern"),
+                spec.mark,
+                &format!("{}.types.{name}", spec.path),
+            ));
         }
         Ok(RegexParser {
             field: config.field,
@@ -154,11 +205,28 @@ impl Processor for RegexParser {
             return Verdict::Keep;
         };
         restore_text(event, &self.field, text);
-        let paths = &self.patterns[p].paths;
+        let pattern = &self.patterns[p];
+        let mut failed = false;
         for (group, value) in self.values.drain(..) {
-            if let Some(path) = &paths[group] {
-                path.insert(event, Value::String(value));
+            if let Some(path) = &pattern.paths[group] {
+                let typed = match pattern.conversions[group] {
+                    Conversion::String => Value::String(value),
+                    c => match c.apply(&value) {
+                        Some(v) => v,
+                        None => {
+                            self.failures.record(&format_args!(
+                                "captured value `{value}` is not of type {c:?}; kept as text"
+                            ));
+                            failed = true;
+                            Value::String(value)
+                        }
+                    },
+                };
+                path.insert(event, typed);
             }
+        }
+        if failed {
+            event.add_tag(convert::FAILURE_TAG);
         }
         Verdict::Keep
     }
@@ -314,6 +382,49 @@ mod tests {
             .unwrap();
         assert_eq!(err.path.as_deref(), Some("processors[0].patterns[1]"));
         assert!(err.message.contains("invalid pattern"), "{}", err.message);
+    }
+
+    #[test]
+    fn typed_captures_inline_and_by_map() {
+        let mut p = build(
+            r#"{type: regex, types: {ok: bool, client.ip: ip}, patterns: '^(?<client.ip>\S+) (?<process.pid:int>\d+) (?<took:float>\S+) (?<ok>\w+) (?<at:timestamp>\S+)$'}"#,
+        )
+        .unwrap();
+        let mut e = event("10.1.2.3 4321 0.5 true 2026-11-30T10:00:00Z");
+        p.process(&mut e);
+        let j = json(&e);
+        assert_eq!(j["process"]["pid"], json!(4321));
+        assert_eq!(j["took"], json!(0.5));
+        assert_eq!(j["ok"], json!(true));
+        assert_eq!(j["client"]["ip"], json!("10.1.2.3"));
+        assert!(matches!(e.get("at"), Some(Value::Timestamp(_))));
+        assert!(!e.has_tag(convert::FAILURE_TAG));
+
+        // A value that is not of its type stays as text, tagged and counted: never dropped.
+        let mut e = event("not-an-ip 4321 0.5 maybe 2026-11-30T10:00:00Z");
+        p.process(&mut e);
+        let j = json(&e);
+        assert_eq!(j["client"]["ip"], json!("not-an-ip"));
+        assert_eq!(j["ok"], json!("maybe"));
+        assert_eq!(j["process"]["pid"], json!(4321));
+        assert!(e.has_tag(convert::FAILURE_TAG));
+    }
+
+    #[test]
+    fn types_map_errors_name_the_key() {
+        let err = build(r#"{type: regex, types: {pid: number}, patterns: '(?<pid>\d+)'}"#)
+            .err()
+            .unwrap();
+        assert_eq!(err.path.as_deref(), Some("processors[0].types.pid"));
+        assert!(
+            err.message.contains("unknown type `number`"),
+            "{}",
+            err.message
+        );
+        let err = build(r#"{type: regex, types: {pdi: int}, patterns: '(?<pid>\d+)'}"#)
+            .err()
+            .unwrap();
+        assert_eq!(err.path.as_deref(), Some("processors[0].types.pdi"));
     }
 
     #[test]
