@@ -128,3 +128,53 @@ fn validate_reports_processor_errors_with_positions() {
         "{err}"
     );
 }
+
+/// An access log parsed with typed captures: the status is a number (so a `range` condition
+/// sees it), the client address is checked, and a line whose size is `-` keeps it as text,
+/// tagged, instead of losing the line.
+#[test]
+fn typed_captures_reach_the_output_as_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        r#"
+inputs:
+  app: { type: stdin }
+processors:
+  - type: regex
+    types: { source.ip: ip }
+    patterns: '^(?<source.ip>\S+) "(?<http.request.method>\w+) (?<url.path>\S+)" (?<http.response.status_code:int>\d+) (?<http.response.body.bytes:long>\S+) (?<event.duration:float>\S+)$'
+  - type: add_tags
+    tags: [server_error]
+    when: { range: { http.response.status_code.gte: 500 } }
+outputs:
+  console: { type: stdout }
+http: { enabled: false }
+"#,
+    )
+    .unwrap();
+    let events = support::process::run_on_stdin(
+        &file,
+        dir.path(),
+        concat!(
+            "10.0.0.7 \"GET /a\" 200 512 0.004\n",
+            "2001:db8::2 \"POST /b\" 503 - 1.5\n",
+        ),
+    );
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["http"]["response"]["status_code"], json!(200));
+    assert_eq!(events[0]["http"]["response"]["body"]["bytes"], json!(512));
+    assert_eq!(events[0]["event"]["duration"], json!(0.004));
+    assert_eq!(events[0]["source"]["ip"], json!("10.0.0.7"));
+    assert!(events[0].get("tags").is_none(), "{}", events[0]);
+    assert_eq!(events[1]["http"]["response"]["status_code"], json!(503));
+    assert_eq!(events[1]["http"]["response"]["body"]["bytes"], json!("-"));
+    let tags = events[1]["tags"].as_array().cloned().unwrap_or_default();
+    assert!(tags.contains(&json!("server_error")), "{}", events[1]);
+    assert!(
+        tags.contains(&json!("_type_conversion_failure")),
+        "{}",
+        events[1]
+    );
+}
