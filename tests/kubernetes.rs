@@ -489,3 +489,74 @@ fn sidecar_metadata_from_the_downward_api() {
     );
     assert_eq!(e["message"], "order 42 paid");
 }
+
+/// A team asks for its parser with an annotation (`trawl.io/parser: nginx`), as Fluent Bit users
+/// do with `fluentbit.io/parser`: the sidecar's lines arrive parsed and typed, through the binary.
+#[test]
+fn the_pods_parser_annotation_parses_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("labels"), "app=\"shop\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("annotations"),
+        "trawl.io/parser=\"nginx\"\nteam=\"web\"\n",
+    )
+    .unwrap();
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "inputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: kubernetes, sidecar: true, labels_file: '{0}/labels', annotations_file: '{0}/annotations' }}\n\
+             \x20 - {{ type: kubernetes_parser }}\noutputs:\n  o: {{ type: stdout }}\nhttp: {{ enabled: false }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(&pipeline)
+        .env("TRAWL_DATA_DIR", dir.path())
+        .env("POD_NAME", "shop-1")
+        .env("POD_NAMESPACE", "web")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            concat!(
+                "10.1.0.4 - - [30/Nov/2026:11:00:00 +0000] \"POST /pay HTTP/1.1\" 502 17 \"-\" \"k6/0.50\"\n",
+                "a line that is not an access log\n",
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["http"]["response"]["status_code"], json!(502));
+    assert_eq!(events[0]["http"]["request"]["method"], json!("POST"));
+    assert_eq!(events[0]["source"]["address"], json!("10.1.0.4"));
+    assert_eq!(
+        events[0]["@timestamp"],
+        json!("2026-11-30T11:00:00.000000Z")
+    );
+    assert_eq!(
+        events[1]["message"],
+        json!("a line that is not an access log")
+    );
+    assert_eq!(events[1]["tags"], json!(["_apache_parse_failure"]));
+}

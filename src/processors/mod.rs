@@ -67,6 +67,9 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Process
             spec,
             ctx,
         )?)),
+        "kubernetes_parser" => Ok(Box::new(kubernetes::parser::KubernetesParser::new(
+            spec, ctx,
+        )?)),
         other => Err(crate::inputs::unknown_type(spec, other, TYPES)),
     }
 }
@@ -83,6 +86,7 @@ pub const TYPES: &[&str] = &[
     "json",
     "timestamp",
     "kubernetes",
+    "kubernetes_parser",
 ];
 
 /// The field parsers read unless told otherwise.

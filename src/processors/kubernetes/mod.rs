@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod downward;
+pub mod parser;
 pub mod watch;
 
 use super::{Processor, Verdict};
