@@ -6,7 +6,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in libpcap-dev tshark pkg-config openssl iproute2; do
+for pkg in libpcap-dev tshark pkg-config openssl iproute2 systemd systemd-journal-remote; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

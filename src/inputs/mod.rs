@@ -3,6 +3,7 @@
 //! Every input type is registered in `build` below, and nowhere else.
 
 pub mod file;
+pub mod journald;
 pub mod lines;
 pub mod packet;
 pub mod socket;
@@ -154,6 +155,7 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
         )),
         "file" => Ok(Box::new(file::build(spec, ctx)?)),
         "socket" => Ok(Box::new(socket::build(spec)?)),
+        "journald" => Ok(Box::new(journald::build(spec, &ctx.data_dir)?)),
         other => Err(unknown_type(spec, other, TYPES)),
     }
 }
@@ -178,7 +180,15 @@ fn check_capture(
 }
 
 /// The input types `build` knows, for error messages and docs.
-pub const TYPES: &[&str] = &["stdin", "file", "socket", "flows", "http", "pcap_file"];
+pub const TYPES: &[&str] = &[
+    "stdin",
+    "file",
+    "socket",
+    "journald",
+    "flows",
+    "http",
+    "pcap_file",
+];
 
 pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) -> DeError {
     let type_mark = spec.node_type_mark();

@@ -1,0 +1,326 @@
+//! The `journald` input against real journal files: entries are written by systemd's own
+//! `systemd-journal-remote` (the journal format is systemd's, not ours), read by the real
+//! `journalctl` that trawl runs, and shipped by the binary to a file output. Checks the ECS
+//! fields, following new entries, filters, the cursor across kill -9 (nothing lost while
+//! trawl was down), and a journal folder that appears late.
+
+mod support {
+    pub mod process;
+}
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::process::{read_json_lines, wait_until, Trawl};
+
+const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+
+fn have_tools() -> bool {
+    let ok = Path::new(JOURNAL_REMOTE).exists()
+        && Command::new("journalctl")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "journalctl and systemd-journal-remote are needed (scripts/setup.sh installs them)"
+        );
+        eprintln!("skipped: journalctl or systemd-journal-remote missing");
+    }
+    ok
+}
+
+/// Appends entries to `dir/remote.journal` in systemd's export format, through systemd's own
+/// writer. Each entry: (message, unit, pid, priority). Times increase from `t0` (µs).
+fn write_entries(dir: &Path, t0: u64, entries: &[(String, &str, u32, u8)]) {
+    let mut export = Vec::new();
+    for (i, (message, unit, pid, priority)) in entries.iter().enumerate() {
+        write!(
+            export,
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n\
+             MESSAGE={message}\nPRIORITY={priority}\n_PID={pid}\n_SYSTEMD_UNIT={unit}\n\
+             SYSLOG_IDENTIFIER={}\n_HOSTNAME=node-7\n\n",
+            t0 + i as u64 * 1000,
+            t0 + i as u64 * 1000,
+            unit.trim_end_matches(".service"),
+        )
+        .unwrap();
+    }
+    let mut child = Command::new(JOURNAL_REMOTE)
+        .arg(format!("--output={}", dir.join("remote.journal").display()))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&export).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "systemd-journal-remote: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn entries<'a>(
+    prefix: &str,
+    range: std::ops::Range<usize>,
+    unit: &'a str,
+) -> Vec<(String, &'a str, u32, u8)> {
+    range
+        .map(|i| {
+            (
+                format!("{prefix} {i:05}"),
+                unit,
+                1000 + i as u32,
+                (i % 8) as u8,
+            )
+        })
+        .collect()
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    journal: PathBuf,
+    out: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+fn setup(extra: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = tmp.path().join("journal");
+    std::fs::create_dir_all(&journal).unwrap();
+    let out = tmp.path().join("out.jsonl");
+    let config = tmp.path().join("p.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {}\nhttp: {{ enabled: false }}\nshutdown_timeout: 10s\ninputs:\n  host:\n    type: journald\n    directory: {}\n{extra}\
+             outputs:\n  out: {{ type: file, path: \"{}\" }}\n",
+            tmp.path().join("data").display(),
+            journal.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("trawl.log");
+    Setup {
+        journal,
+        out,
+        config,
+        log,
+        _tmp: tmp,
+    }
+}
+
+fn messages(out: &Path) -> Vec<String> {
+    if !out.exists() {
+        return Vec::new();
+    }
+    read_json_lines(out)
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn sigterm(t: &Trawl) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(t.child.id() as i32, libc::SIGTERM) };
+}
+
+#[test]
+fn journal_entries_arrive_with_ecs_fields_and_new_ones_follow() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: beginning\n");
+    write_entries(
+        &s.journal,
+        1_764_500_000_000_000,
+        &entries("boot", 0..50, "ssh.service"),
+    );
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    wait_until(Duration::from_secs(30), "the first 50 entries", || {
+        messages(&s.out).len() >= 50
+    });
+    write_entries(
+        &s.journal,
+        1_764_500_100_000_000,
+        &entries("later", 0..30, "cron.service"),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the 30 entries written while running",
+        || messages(&s.out).len() >= 80,
+    );
+    sigterm(&t);
+    assert!(t.wait(Duration::from_secs(30)).success());
+
+    let events = read_json_lines(&s.out);
+    let got: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    let want: Vec<String> = (0..50)
+        .map(|i| format!("boot {i:05}"))
+        .chain((0..30).map(|i| format!("later {i:05}")))
+        .collect();
+    assert_eq!(got, want, "every entry once, in journal order");
+    let e: &Value = &events[3];
+    assert_eq!(e["process"]["pid"], 1003);
+    assert_eq!(e["log"]["syslog"]["severity"]["code"], 3);
+    assert_eq!(e["log"]["level"], "error");
+    assert_eq!(e["systemd"]["unit"], "ssh.service");
+    assert_eq!(e["log"]["syslog"]["appname"], "ssh");
+    assert_eq!(e["host"]["hostname"], "node-7");
+    assert_eq!(e["@timestamp"], "2025-11-30T10:53:20.003000Z");
+    assert_eq!(events[60]["systemd"]["unit"], "cron.service");
+}
+
+#[test]
+fn kill_9_loses_nothing_written_before_or_while_down() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: beginning\n");
+    write_entries(
+        &s.journal,
+        1_764_500_000_000_000,
+        &entries("a", 0..2000, "app.service"),
+    );
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    wait_until(Duration::from_secs(30), "some entries delivered", || {
+        messages(&s.out).len() >= 500
+    });
+    t.kill9();
+    // Written while trawl is down.
+    write_entries(
+        &s.journal,
+        1_764_500_500_000_000,
+        &entries("b", 0..500, "app.service"),
+    );
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    wait_until(
+        Duration::from_secs(60),
+        "every entry after the restart",
+        || {
+            let m = messages(&s.out);
+            m.iter().any(|x| x == "b 00499") && m.iter().any(|x| x == "a 01999")
+        },
+    );
+    sigterm(&t);
+    assert!(t.wait(Duration::from_secs(30)).success());
+    let got = messages(&s.out);
+    let unique: std::collections::BTreeSet<&String> = got.iter().collect();
+    for i in 0..2000 {
+        assert!(unique.contains(&format!("a {i:05}")), "a {i:05} lost");
+    }
+    for i in 0..500 {
+        assert!(unique.contains(&format!("b {i:05}")), "b {i:05} lost");
+    }
+    // A restart re-sends at most what was in flight at the kill (16 batches at most).
+    let duplicates = got.len() - unique.len();
+    assert!(duplicates <= 16 * 1024, "{duplicates} duplicates");
+
+    // A clean restart re-sends nothing: the cursor was committed at shutdown.
+    let before = got.len();
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&t);
+    assert!(t.wait(Duration::from_secs(30)).success());
+    assert_eq!(
+        messages(&s.out).len(),
+        before,
+        "a clean restart re-sent entries"
+    );
+}
+
+#[test]
+fn start_at_end_skips_history_once_and_units_filter() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    units: [web.service]\n");
+    write_entries(
+        &s.journal,
+        1_764_500_000_000_000,
+        &entries("old", 0..20, "web.service"),
+    );
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    // start_at: end (the default) on the very first start: history is skipped. Wait until
+    // journalctl is following, then write.
+    std::thread::sleep(Duration::from_secs(2));
+    write_entries(
+        &s.journal,
+        1_764_500_100_000_000,
+        &entries("new", 0..10, "web.service"),
+    );
+    write_entries(
+        &s.journal,
+        1_764_500_200_000_000,
+        &entries("other", 0..10, "db.service"),
+    );
+    wait_until(Duration::from_secs(30), "the new web entries", || {
+        messages(&s.out).len() >= 10
+    });
+    sigterm(&t);
+    assert!(t.wait(Duration::from_secs(30)).success());
+    // Written while stopped: read on the next start, although start_at is `end`.
+    write_entries(
+        &s.journal,
+        1_764_500_300_000_000,
+        &entries("down", 0..5, "web.service"),
+    );
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    wait_until(
+        Duration::from_secs(30),
+        "entries written while stopped",
+        || messages(&s.out).len() >= 15,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(&t);
+    assert!(t.wait(Duration::from_secs(30)).success());
+    let got = messages(&s.out);
+    let want: Vec<String> = (0..10)
+        .map(|i| format!("new {i:05}"))
+        .chain((0..5).map(|i| format!("down {i:05}")))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_journal_folder_that_is_missing_is_retried_not_fatal() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: beginning\n");
+    std::fs::remove_dir_all(&s.journal).unwrap();
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(t.child.try_wait().unwrap().is_none(), "trawl exited");
+    std::fs::create_dir_all(&s.journal).unwrap();
+    write_entries(
+        &s.journal,
+        1_764_500_000_000_000,
+        &entries("late", 0..5, "x.service"),
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "entries of the late folder",
+        || messages(&s.out).len() >= 5,
+    );
+    sigterm(&t);
+    assert!(t.wait(Duration::from_secs(30)).success());
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert_eq!(
+        log.matches("journal reading stopped").count(),
+        1,
+        "logged once:\n{log}"
+    );
+}
