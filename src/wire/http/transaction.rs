@@ -2,7 +2,9 @@
 //! parser on the server's, and the FIFO of requests waiting for their response (pipelining).
 //! Every request and every response ends up in exactly one `Transaction`, matched or not.
 
-use super::parser::{self, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync};
+use super::parser::{
+    self, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync, Version,
+};
 
 /// Why a transaction is reported without one of its halves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +36,13 @@ pub struct Transaction {
     pub resp_start_ns: i64,
     pub resp_end_ns: i64,
     pub req_header_bytes: u64,
+    /// The message body: transfer-coding (chunk framing) removed, content-coding kept.
     pub req_body_bytes: u64,
+    /// Chunk-size lines, chunk ends and trailers: on the wire, not in the body.
+    pub req_framing_bytes: u64,
     pub resp_header_bytes: u64,
     pub resp_body_bytes: u64,
+    pub resp_framing_bytes: u64,
     pub req_body: Option<Vec<u8>>,
     pub resp_body: Option<Vec<u8>>,
     /// Some bytes of this transaction were never captured.
@@ -67,7 +73,11 @@ enum State {
     Sync,
     Head,
     Body(Body),
-    /// The connection switched protocols (101, CONNECT): nothing more to parse.
+    /// After a CONNECT: the next bytes tell whether the tunnel carries HTTP (parsing goes
+    /// on) or something else (TLS...: parsing stops).
+    Tunnel,
+    /// The connection switched protocols (101, a tunnel that is not HTTP): nothing more to
+    /// parse.
     Done,
 }
 
@@ -418,6 +428,10 @@ fn consume_requests(
     loop {
         match &mut side.state {
             State::Done => return data.len(),
+            State::Tunnel => match tunnel(&data[at..], true) {
+                Some(state) => side.state = state,
+                None => return at,
+            },
             State::Sync => match parser::find_message_start(&data[at..], true) {
                 Sync::At(i) => {
                     at += i;
@@ -461,6 +475,7 @@ fn consume_requests(
                         return at;
                     }
                     let mut t = p.req.take();
+                    let content_before = b.content_bytes;
                     let used = match b.feed(&data[at..], &mut |d| {
                         if let Some(t) = &mut t {
                             keep(&mut t.req_body, d, l.max_body_bytes)
@@ -476,15 +491,22 @@ fn consume_requests(
                     };
                     *p.req = t;
                     at += used;
+                    let content = b.content_bytes - content_before;
                     if let Some(t) = p.req.as_mut() {
-                        t.req_body_bytes += used as u64;
+                        t.req_body_bytes += content;
+                        t.req_framing_bytes += used as u64 - content;
                         t.req_end_ns = ts;
                     }
                     if !b.done {
                         return at;
                     }
                 }
-                side.state = State::Head;
+                let connect = p
+                    .req
+                    .as_ref()
+                    .and_then(|t| t.request.as_ref())
+                    .is_some_and(|r| r.method == "CONNECT");
+                side.state = if connect { State::Tunnel } else { State::Head };
                 if let Some(t) = p.req.take() {
                     if !*p.answered {
                         if p.pending.len() >= l.max_pending {
@@ -515,6 +537,12 @@ fn consume_responses(
     loop {
         match &mut side.state {
             State::Done => return data.len(),
+            State::Tunnel => match tunnel(&data[at..], false) {
+                Some(state) => side.state = state,
+                None => return at,
+            },
+            // The answer to an HTTP/0.9 request has no status line to find.
+            State::Sync if answers_simple_request(p) => side.state = State::Head,
             State::Sync => match parser::find_message_start(&data[at..], false) {
                 Sync::At(i) => {
                     at += i;
@@ -524,7 +552,7 @@ fn consume_responses(
             },
             // Every message that ends a segment comes back here: nothing left to parse.
             State::Head if at >= data.len() => return at,
-            State::Head => match parser::parse_response(&data[at..], &l.head) {
+            State::Head => match response_head(p, &data[at..], &l.head) {
                 Status::Partial => return at,
                 Status::Error => {
                     st.parse_errors += 1;
@@ -554,9 +582,15 @@ fn consume_responses(
                         },
                     };
                     let method = t.request.as_ref().map(|r| r.method.as_str()).unwrap_or("");
-                    let upgraded =
-                        status == 101 || (method == "CONNECT" && (200..300).contains(&status));
-                    let framing = if upgraded || method == "HEAD" || status == 204 || status == 304
+                    let tunnel = method == "CONNECT" && (200..300).contains(&status);
+                    let upgraded = status == 101;
+                    let framing = if head.version == Version::V09 {
+                        Framing::UntilClose
+                    } else if upgraded
+                        || tunnel
+                        || method == "HEAD"
+                        || status == 204
+                        || status == 304
                     {
                         Framing::None
                     } else if head.chunked {
@@ -580,6 +614,14 @@ fn consume_responses(
                         *p.client_state = State::Done;
                         return data.len();
                     }
+                    if tunnel {
+                        // The client's side went to `Tunnel` when its CONNECT ended.
+                        if let Some(t) = p.resp.take() {
+                            out.push(t);
+                        }
+                        side.state = State::Tunnel;
+                        continue;
+                    }
                     side.state = State::Body(Body::new(framing));
                 }
             },
@@ -589,6 +631,7 @@ fn consume_responses(
                         return at;
                     }
                     let mut t = p.resp.take();
+                    let content_before = b.content_bytes;
                     let r = b.feed(&data[at..], &mut |d| {
                         if let Some(t) = &mut t {
                             keep(&mut t.resp_body, d, l.max_body_bytes)
@@ -608,8 +651,10 @@ fn consume_responses(
                         }
                     };
                     at += used;
+                    let content = b.content_bytes - content_before;
                     if let Some(t) = p.resp.as_mut() {
-                        t.resp_body_bytes += used as u64;
+                        t.resp_body_bytes += content;
+                        t.resp_framing_bytes += used as u64 - content;
                         t.resp_end_ns = ts;
                     }
                     if !b.done {
@@ -622,6 +667,45 @@ fn consume_responses(
                 }
             }
         }
+    }
+}
+
+/// A response head, or the absence of one: the answer to an HTTP/0.9 request is its body
+/// alone, read until the server closes, unless the server answers with a status line anyway.
+fn response_head(p: &RespParts<'_>, data: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead> {
+    if answers_simple_request(p) && !data.starts_with(b"HTTP/") {
+        if b"HTTP/".starts_with(data) {
+            return Status::Partial;
+        }
+        let head = ResponseHead {
+            version: Version::V09,
+            close: true,
+            ..Default::default()
+        };
+        return Status::Complete(head, 0);
+    }
+    parser::parse_response(data, opts)
+}
+
+/// Whether the next response answers an HTTP/0.9 request.
+fn answers_simple_request(p: &RespParts<'_>) -> bool {
+    p.pending
+        .front()
+        .or(p.req.as_ref())
+        .and_then(|t| t.request.as_ref())
+        .is_some_and(|r| r.version == Version::V09)
+}
+
+/// The state after the first bytes inside a CONNECT tunnel: HTTP goes on being parsed,
+/// anything else (TLS, SSH...) is left alone. `None`: too few bytes to tell.
+fn tunnel(data: &[u8], request: bool) -> Option<State> {
+    if data.is_empty() {
+        return None;
+    }
+    match parser::find_message_start(data, request) {
+        Sync::At(0) => Some(State::Head),
+        Sync::Keep(0) => None,
+        _ => Some(State::Done),
     }
 }
 
@@ -691,7 +775,156 @@ mod tests {
             ]
         );
         assert_eq!(out[2].req_body_bytes, 3);
-        assert_eq!(out[2].resp_body_bytes, 12);
+        // `2\r\nhi\r\n0\r\n\r\n`: the body is `hi`, the rest is chunk framing.
+        assert_eq!(out[2].resp_body_bytes, 2);
+        assert_eq!(out[2].resp_framing_bytes, 10);
+    }
+
+    #[test]
+    fn connect_tunnel_carrying_http_is_followed_and_tls_is_left_alone() {
+        // Plain HTTP through the tunnel.
+        let out = run(
+            &[
+                b"CONNECT example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n",
+                b"GET /inside HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            ],
+            &[
+                b"HTTP/1.1 200 Connection Established\r\n\r\n",
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            ],
+        );
+        let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+        assert_eq!(
+            s,
+            vec![
+                "CONNECT example.com:80 -> 200 None",
+                "GET /inside -> 404 None"
+            ]
+        );
+        // TLS through the tunnel: the CONNECT only, and no parse error.
+        let l = limits();
+        let mut st = ConnStats::default();
+        let mut c = Conn::new();
+        let mut out = Vec::new();
+        c.client_data(
+            b"CONNECT example.com:443 HTTP/1.1\r\n\r\n\x16\x03\x01\x02\x00\x01",
+            0,
+            &l,
+            &mut st,
+            &mut out,
+        );
+        c.server_data(
+            b"HTTP/1.1 200 OK\r\n\r\n\x16\x03\x03\x00\x7a\x02",
+            1,
+            &l,
+            &mut st,
+            &mut out,
+        );
+        c.client_data(
+            b"\x17\x03\x03GET / HTTP/1.1\r\n\r\n",
+            2,
+            &l,
+            &mut st,
+            &mut out,
+        );
+        c.close(3, &mut out);
+        let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+        assert_eq!(s, vec!["CONNECT example.com:443 -> 200 None"]);
+        assert_eq!(st.parse_errors, 0);
+        // A refused CONNECT has a body and the connection goes on with HTTP.
+        let out = run(
+            &[
+                b"CONNECT a:443 HTTP/1.1\r\n\r\n",
+                b"GET /next HTTP/1.1\r\n\r\n",
+            ],
+            &[
+                b"HTTP/1.1 407 Proxy Auth\r\nContent-Length: 4\r\n\r\ndeny",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ],
+        );
+        let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+        assert_eq!(
+            s,
+            vec!["CONNECT a:443 -> 407 None", "GET /next -> 200 None"]
+        );
+    }
+
+    #[test]
+    fn http09_simple_request_and_response_until_close() {
+        let l = limits();
+        let mut st = ConnStats::default();
+        let mut c = Conn::new();
+        let mut out = Vec::new();
+        c.client_data(b"GET /old.html\r\n", 0, &l, &mut st, &mut out);
+        c.server_data(b"<html>old", 1, &l, &mut st, &mut out);
+        c.server_data(b"</html>\n", 2, &l, &mut st, &mut out);
+        c.server_closed(&mut out);
+        c.close(3, &mut out);
+        assert_eq!(out.len(), 1);
+        let t = &out[0];
+        assert_eq!(summary(t), "GET /old.html -> 0 None");
+        assert_eq!(t.request.as_ref().unwrap().version, Version::V09);
+        assert!(t.request.as_ref().unwrap().anomalies.is_empty());
+        assert_eq!(t.response.as_ref().unwrap().version, Version::V09);
+        assert_eq!((t.resp_header_bytes, t.resp_body_bytes), (0, 17));
+        // A server that answers a 0.9 request with a status line anyway.
+        let out = run(
+            &[b"GET /\n"],
+            &[b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n"],
+        );
+        assert_eq!(summary(&out[0]), "GET / -> 400 None");
+    }
+
+    #[test]
+    fn malformed_request_lines_are_transactions_with_their_anomalies() {
+        let out = run(
+            &[
+                b"FOO /x HTTP/1.1\r\nHost: h\r\n\r\n",
+                b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
+                b"POST /nover\r\n",
+            ],
+            &[
+                b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n",
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            ],
+        );
+        let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+        assert_eq!(
+            s,
+            vec![
+                "FOO /x -> 405 None",
+                "GET /a b -> 400 None",
+                "POST /nover -> 400 None"
+            ]
+        );
+        let anomalies: Vec<&[&str]> = out
+            .iter()
+            .map(|t| t.request.as_ref().unwrap().anomalies.as_slice())
+            .collect();
+        assert_eq!(
+            anomalies,
+            vec![
+                &["unknown_method"][..],
+                &["space_in_target"],
+                &["missing_version"]
+            ]
+        );
+    }
+
+    #[test]
+    fn bare_lf_line_ends() {
+        let out = run(
+            &[b"POST /lf HTTP/1.1\nHost: h\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\nGET /2 HTTP/1.1\n\n"],
+            &[b"HTTP/1.1 200 OK\nContent-Length: 2\n\nokHTTP/1.1 204 No Content\n\n"],
+        );
+        let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+        assert_eq!(s, vec!["POST /lf -> 200 None", "GET /2 -> 204 None"]);
+        assert_eq!(out[0].req_body_bytes, 3);
+        assert_eq!(out[0].resp_body_bytes, 2);
+        assert!(out
+            .iter()
+            .all(|t| t.request.as_ref().unwrap().anomalies.is_empty()));
     }
 
     #[test]
