@@ -45,6 +45,9 @@ pub struct Stream {
     pending_bytes: usize,
     pub saw_syn: bool,
     pub fin: bool,
+    /// Sequence number the FIN occupies (after the last data byte): acknowledging it
+    /// acknowledges no data.
+    fin_seq: Option<u32>,
 }
 
 impl Stream {
@@ -100,6 +103,7 @@ impl Stream {
         }
         if flags & tcp_flags::FIN != 0 {
             self.fin = true;
+            self.fin_seq = Some(seq.wrapping_add(payload.len() as u32));
         }
         if payload.is_empty() {
             return;
@@ -145,8 +149,13 @@ impl Stream {
     }
 
     /// The peer acknowledged `ack`: bytes before it that we never saw are a gap for good.
+    /// Only data counts: the SYN and FIN each take a sequence number that holds no byte.
     pub fn acked(&mut self, ack: u32, budget: &mut Budget, sink: &mut dyn FnMut(Chunk<'_>)) {
         let Some(next) = self.next else { return };
+        let ack = match self.fin_seq {
+            Some(fin) if after(ack, fin) > 0 => fin,
+            _ => ack,
+        };
         let off = after(ack, next);
         // Sanity bound: an ACK far ahead is garbage or a different connection, not a gap.
         if off > 0 && off < (1 << 24) {
@@ -295,6 +304,82 @@ mod tests {
         );
         s.acked(start.wrapping_add(8), &mut b, &mut |c| out.push(fmt(c)));
         assert_eq!(out, vec!["ab", "<gap 3>", "xyz"]);
+    }
+
+    /// A FIN takes one sequence number: the peer's ACK of it, a keep-alive probe (one byte
+    /// below the next expected) and its answer, a retransmission: none of these is a gap.
+    #[test]
+    fn fin_keepalive_and_retransmission_are_not_gaps() {
+        let mut s = Stream::default();
+        let mut b = Budget::new(1 << 20);
+        let mut out = Vec::new();
+        let mut sink = |c: Chunk<'_>| out.push(fmt(c));
+        s.segment(999, tcp_flags::SYN, b"", 1 << 16, &mut b, &mut sink);
+        s.acked(1000, &mut b, &mut sink);
+        s.segment(1000, tcp_flags::ACK, b"hello", 1 << 16, &mut b, &mut sink);
+        s.acked(1005, &mut b, &mut sink);
+        // Keep-alive probe: seq = next - 1, zero or one byte; its answer acks what was seen.
+        s.segment(1004, tcp_flags::ACK, b"", 1 << 16, &mut b, &mut sink);
+        s.segment(1004, tcp_flags::ACK, b"o", 1 << 16, &mut b, &mut sink);
+        s.acked(1005, &mut b, &mut sink);
+        // Retransmission of what was seen.
+        s.segment(1000, tcp_flags::ACK, b"hello", 1 << 16, &mut b, &mut sink);
+        // FIN (with one more byte of data), retransmitted, then acknowledged (data + FIN).
+        s.segment(
+            1005,
+            tcp_flags::ACK | tcp_flags::FIN,
+            b"!",
+            1 << 16,
+            &mut b,
+            &mut sink,
+        );
+        s.segment(
+            1005,
+            tcp_flags::ACK | tcp_flags::FIN,
+            b"!",
+            1 << 16,
+            &mut b,
+            &mut sink,
+        );
+        s.acked(1007, &mut b, &mut sink);
+        s.flush(&mut b, &mut sink);
+        assert_eq!(out, vec!["hello", "!"]);
+    }
+
+    /// Bytes missing before a FIN are a gap; the FIN's own sequence number is not.
+    #[test]
+    fn a_hole_before_the_fin_is_a_gap_of_its_size() {
+        let mut s = Stream::default();
+        let mut b = Budget::new(1 << 20);
+        let mut out = Vec::new();
+        let mut sink = |c: Chunk<'_>| out.push(fmt(c));
+        s.segment(0, tcp_flags::ACK, b"ab", 1 << 16, &mut b, &mut sink);
+        s.segment(
+            5,
+            tcp_flags::ACK | tcp_flags::FIN,
+            b"",
+            1 << 16,
+            &mut b,
+            &mut sink,
+        );
+        s.acked(6, &mut b, &mut sink);
+        assert_eq!(out, vec!["ab", "<gap 3>"]);
+        // The FIN right after the data, acknowledged twice (a duplicate ACK).
+        let mut s = Stream::default();
+        let mut out = Vec::new();
+        let mut sink = |c: Chunk<'_>| out.push(fmt(c));
+        s.segment(0, tcp_flags::ACK, b"ab", 1 << 16, &mut b, &mut sink);
+        s.segment(
+            2,
+            tcp_flags::ACK | tcp_flags::FIN,
+            b"",
+            1 << 16,
+            &mut b,
+            &mut sink,
+        );
+        s.acked(3, &mut b, &mut sink);
+        s.acked(3, &mut b, &mut sink);
+        assert_eq!(out, vec!["ab"]);
     }
 
     #[test]

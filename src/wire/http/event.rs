@@ -128,15 +128,19 @@ impl EventCtx {
             },
         );
         if let Some(map) = &self.map {
-            let status = t.response.as_ref().map(|r| r.status);
+            let status = t.response.as_ref().map(|r| r.status).filter(|s| *s != 0);
             let (method, path) = match &t.request {
                 Some(r) => (r.method.as_str(), split_target(&r.target).0),
                 None => ("", ""),
             };
             let client_name = real.unwrap_or(&peers.client_ip);
             let secs = (!method.is_empty() && status.is_some()).then(|| (end - start) as f64 / 1e9);
-            let bytes =
-                t.req_header_bytes + t.req_body_bytes + t.resp_header_bytes + t.resp_body_bytes;
+            let bytes = t.req_header_bytes
+                + t.req_body_bytes
+                + t.req_framing_bytes
+                + t.resp_header_bytes
+                + t.resp_body_bytes
+                + t.resp_framing_bytes;
             map.record_http(
                 client_name,
                 &peers.server_name,
@@ -219,9 +223,10 @@ impl Report for TxReport<'_> {
             start,
             end,
         } = *self;
-        let status = t.response.as_ref().map(|r| r.status);
-        let req_bytes = t.req_header_bytes + t.req_body_bytes;
-        let resp_bytes = t.resp_header_bytes + t.resp_body_bytes;
+        // An HTTP/0.9 response has no status line.
+        let status = t.response.as_ref().map(|r| r.status).filter(|s| *s != 0);
+        let req_bytes = t.req_header_bytes + t.req_body_bytes + t.req_framing_bytes;
+        let resp_bytes = t.resp_header_bytes + t.resp_body_bytes + t.resp_framing_bytes;
         let (cport, sport) = (peers.client.1, peers.server.1);
         f.time("@timestamp", start);
         f.open("event");
@@ -306,11 +311,16 @@ impl Report for TxReport<'_> {
                 f.str("mime_type", &mime(ct));
             }
             headers(f, &r.headers);
+            if !r.anomalies.is_empty() {
+                f.strs("anomalies", &r.anomalies);
+            }
             f.close();
         }
         if let Some(r) = &t.response {
             f.open("response");
-            f.int("status_code", r.status as i64);
+            if let Some(code) = status {
+                f.int("status_code", code as i64);
+            }
             f.int("bytes", resp_bytes as i64);
             f.int("header_bytes", t.resp_header_bytes as i64);
             body(f, t.resp_body_bytes, &t.resp_body);
@@ -323,10 +333,10 @@ impl Report for TxReport<'_> {
         let version = t
             .request
             .as_ref()
-            .map(|r| r.minor)
-            .or(t.response.as_ref().map(|r| r.minor));
-        if let Some(minor) = version {
-            f.word("version", if minor == 0 { "1.0" } else { "1.1" });
+            .map(|r| r.version)
+            .or(t.response.as_ref().map(|r| r.version));
+        if let Some(v) = version {
+            f.word("version", v.as_str());
         }
         f.close();
         if let Some(r) = &t.request {
@@ -360,9 +370,12 @@ impl Report for TxReport<'_> {
                 part(f, "query", q);
             }
             if let Some(h) = &r.host {
-                let host = strip_port(h);
+                let (host, port) = split_host(h);
                 if !host.is_empty() {
                     f.str("domain", &lower(host));
+                }
+                if let Some(port) = port {
+                    f.int("port", port as i64);
                 }
             }
             part(f, "original", &original);
@@ -373,8 +386,12 @@ impl Report for TxReport<'_> {
                 f.close();
             }
         }
-        if t.gap {
-            f.strs("tags", &["tcp_gap"]);
+        let malformed = t.request.as_ref().is_some_and(|r| !r.anomalies.is_empty());
+        match (t.gap, malformed) {
+            (true, true) => f.strs("tags", &["tcp_gap", "http_malformed"]),
+            (true, false) => f.strs("tags", &["tcp_gap"]),
+            (false, true) => f.strs("tags", &["http_malformed"]),
+            (false, false) => {}
         }
     }
 }
@@ -440,18 +457,28 @@ fn mime(ct: &str) -> Cow<'_, str> {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+/// The Host header as `url.domain` and `url.port`: an IPv6 literal keeps its brackets (as
+/// ECS asks), a port is split off only when it is one (digits that fit in 16 bits).
+fn split_host(host: &str) -> (&str, Option<u16>) {
     let host = host.trim_ascii();
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
-    }
     let b = host.as_bytes();
-    match memchr::memrchr(b':', b) {
-        // One colon followed by digits: a port. More colons: a bare IPv6 address.
-        Some(i) if b[i + 1..].iter().all(u8::is_ascii_digit) && !b[..i].contains(&b':') => {
-            &host[..i]
+    let colon = if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) if b.get(end + 1) == Some(&b':') => Some(end + 1),
+            Some(end) => return (&host[..=end], None),
+            None => return (host, None),
         }
-        _ => host,
+    } else {
+        // One colon: a port. More: a bare IPv6 address (not valid in Host, kept as sent).
+        memchr::memrchr(b':', b).filter(|&i| !b[..i].contains(&b':'))
+    };
+    match colon {
+        Some(i) if !b[i + 1..].is_empty() && b[i + 1..].iter().all(u8::is_ascii_digit) => {
+            (&host[..i], host[i + 1..].parse().ok())
+        }
+        // `host:` with an empty port (allowed by RFC 3986).
+        Some(i) if b[i + 1..].is_empty() => (&host[..i], None),
+        _ => (host, None),
     }
 }
 
@@ -476,9 +503,13 @@ mod tests {
 
     #[test]
     fn host_ports_and_mime_parameters_are_stripped() {
-        assert_eq!(strip_port("Example.com:8080"), "Example.com");
-        assert_eq!(strip_port("[::1]:80"), "::1");
-        assert_eq!(strip_port("::1"), "::1");
+        assert_eq!(split_host("Example.com:8080"), ("Example.com", Some(8080)));
+        assert_eq!(split_host("example.com"), ("example.com", None));
+        assert_eq!(split_host("example.com:"), ("example.com", None));
+        assert_eq!(split_host("[::1]:8080"), ("[::1]", Some(8080)));
+        assert_eq!(split_host("[2001:db8::1]"), ("[2001:db8::1]", None));
+        assert_eq!(split_host("::1"), ("::1", None));
+        assert_eq!(split_host("10.0.0.1:99999"), ("10.0.0.1", None));
         assert_eq!(mime("Text/HTML; charset=utf-8"), "text/html");
     }
 }
@@ -505,7 +536,7 @@ mod event_tests {
         let req = RequestHead {
             method: "POST".into(),
             target: "/login?next=%2F".into(),
-            minor: 1,
+            version: crate::wire::http::parser::Version::V11,
             host: Some("API.example.com:8443".into()),
             real_ip: Some("203.0.113.9".into()),
             headers: vec![
@@ -516,7 +547,6 @@ mod event_tests {
             ..Default::default()
         };
         let resp = ResponseHead {
-            minor: 1,
             status: 503,
             content_type: Some("Application/JSON; charset=utf-8".into()),
             headers: vec![

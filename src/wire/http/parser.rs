@@ -19,12 +19,55 @@ use compact_str::CompactString;
 /// Header values a transaction keeps, by lower-case name.
 pub type Headers = Vec<(String, String)>;
 
+/// The protocol version a message says it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Version {
+    /// A simple request (`GET /path` and nothing else) or a response without a status line.
+    V09,
+    V10,
+    #[default]
+    V11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V09 => "0.9",
+            Version::V10 => "1.0",
+            Version::V11 => "1.1",
+        }
+    }
+
+    fn from_minor(minor: u8) -> Version {
+        if minor == 0 {
+            Version::V10
+        } else {
+            Version::V11
+        }
+    }
+}
+
+/// What is wrong with a request line that was still read as a request
+/// (`http.request.anomalies`).
+pub mod anomaly {
+    /// A method token outside the IANA HTTP method registry.
+    pub const UNKNOWN_METHOD: &str = "unknown_method";
+    /// No `HTTP/x.y` after the target, on a method other than `GET` (HTTP/0.9 has only `GET`).
+    pub const MISSING_VERSION: &str = "missing_version";
+    /// White space inside the request target.
+    pub const SPACE_IN_TARGET: &str = "space_in_target";
+    /// A version other than HTTP/1.0 and HTTP/1.1 on a request line.
+    pub const INVALID_VERSION: &str = "invalid_version";
+    /// A request line or header RFC 9112 rejects for another reason (a control byte in the
+    /// target, a bad header name...).
+    pub const INVALID_REQUEST: &str = "invalid_request";
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestHead {
     pub method: CompactString,
     pub target: CompactString,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub minor: u8,
+    pub version: Version,
     pub host: Option<CompactString>,
     pub user_agent: Option<CompactString>,
     pub content_length: Option<u64>,
@@ -34,11 +77,14 @@ pub struct RequestHead {
     pub real_ip: Option<String>,
     /// All headers, in order, when the config asks for them.
     pub headers: Headers,
+    /// Empty for a well-formed request; else the `anomaly` names that apply.
+    pub anomalies: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResponseHead {
-    pub minor: u8,
+    pub version: Version,
+    /// 0 for an HTTP/0.9 response, which has no status line.
     pub status: u16,
     pub content_length: Option<u64>,
     pub chunked: bool,
@@ -95,15 +141,28 @@ pub fn parse_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> 
     let n = match req.parse_with_uninit_headers(buf, &mut hs) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Status::Partial,
-        Err(_) => return Status::Error,
+        Err(_) => return parse_lenient_request(buf, opts),
     };
+    let method = req.method.unwrap_or("");
     let mut head = RequestHead {
-        method: req.method.unwrap_or("").into(),
+        method: method.into(),
         target: req.path.unwrap_or("").into(),
-        minor: req.version.unwrap_or(1),
+        version: Version::from_minor(req.version.unwrap_or(1)),
         ..Default::default()
     };
-    for h in req.headers.iter() {
+    if !registered_method(method.as_bytes()) {
+        head.anomalies.push(anomaly::UNKNOWN_METHOD);
+    }
+    request_headers(&mut head, req.headers, opts);
+    Status::Complete(head, n)
+}
+
+fn request_headers(
+    head: &mut RequestHead,
+    headers: &[httparse::Header<'_>],
+    opts: &HeadOptions<'_>,
+) {
+    for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
             head.host = Some(text(h.value));
@@ -128,7 +187,102 @@ pub fn parse_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> 
                 .push((name.to_ascii_lowercase(), text(h.value).into()));
         }
     }
-    Status::Complete(head, n)
+}
+
+/// Longest request line read by the lenient parser.
+const MAX_REQUEST_LINE: usize = 16 * 1024;
+
+/// A request line RFC 9112 rejects but servers answer (and attacks use): spaces in the target,
+/// a missing or odd version, an HTTP/0.9 simple request. Read as a request with its
+/// anomalies, not dropped. What is not a request line at all stays an error: the method must
+/// be an upper-case token, and a line without a version must start with a registered method.
+fn parse_lenient_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> {
+    // Empty lines before a request line are allowed (RFC 9112 section 2.2).
+    let lead = buf
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(buf.len());
+    let buf = &buf[lead..];
+    let Some(nl) = memchr::memchr(b'\n', buf) else {
+        return if buf.len() > MAX_REQUEST_LINE || !method_like(buf) {
+            Status::Error
+        } else {
+            Status::Partial
+        };
+    };
+    let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
+    let Some(sp) = memchr::memchr(b' ', line) else {
+        return Status::Error;
+    };
+    let method = &line[..sp];
+    if !method_token(method) {
+        return Status::Error;
+    }
+    let rest = line[sp..].trim_ascii();
+    let mut anomalies = Vec::new();
+    let version = rest
+        .len()
+        .checked_sub(8)
+        .filter(|&i| i > 0 && rest[i - 1] == b' ' && rest[i..].starts_with(b"HTTP/"));
+    let (target, version, headers_at) = match version {
+        Some(i) => {
+            let version = match &rest[i..] {
+                b"HTTP/1.0" => Version::V10,
+                b"HTTP/1.1" => Version::V11,
+                _ => {
+                    anomalies.push(anomaly::INVALID_VERSION);
+                    Version::V11
+                }
+            };
+            (rest[..i].trim_ascii(), version, Some(nl + 1))
+        }
+        None => {
+            // HTTP/0.9: `GET target`, answered by the body alone; anything else without a
+            // version is a broken request line.
+            if !registered_method(method) {
+                return Status::Error;
+            }
+            if method != b"GET" {
+                anomalies.push(anomaly::MISSING_VERSION);
+            }
+            (rest, Version::V09, None)
+        }
+    };
+    if target.is_empty() {
+        return Status::Error;
+    }
+    if target.iter().any(|b| matches!(b, b' ' | b'\t')) {
+        anomalies.push(anomaly::SPACE_IN_TARGET);
+    }
+    if !registered_method(method) {
+        anomalies.push(anomaly::UNKNOWN_METHOD);
+    }
+    let mut head = RequestHead {
+        method: text(method),
+        target: text(target),
+        version,
+        ..Default::default()
+    };
+    let n = match headers_at {
+        None => nl + 1,
+        Some(at) => {
+            let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match httparse::parse_headers(&buf[at..], &mut hs) {
+                Ok(httparse::Status::Complete((used, headers))) => {
+                    request_headers(&mut head, headers, opts);
+                    at + used
+                }
+                Ok(httparse::Status::Partial) => return Status::Partial,
+                Err(_) => return Status::Error,
+            }
+        }
+    };
+    if anomalies.is_empty() && version != Version::V09 {
+        // httparse refused it for a reason not named above (a control byte in the target...).
+        anomalies.push(anomaly::INVALID_REQUEST);
+    }
+    head.anomalies = anomalies;
+    Status::Complete(head, lead + n)
 }
 
 pub fn parse_response(buf: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead> {
@@ -143,7 +297,7 @@ pub fn parse_response(buf: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead
     };
     let minor = resp.version.unwrap_or(1);
     let mut head = ResponseHead {
-        minor,
+        version: Version::from_minor(minor),
         status: resp.code.unwrap_or(0),
         close: minor == 0,
         ..Default::default()
@@ -191,7 +345,8 @@ enum Chunk {
     Trailer,
 }
 
-/// Consumes a body incrementally; counts its bytes on the wire and hands decoded data on.
+/// Consumes a body incrementally; counts its bytes on the wire and without the chunked
+/// framing (transfer-coding removed, content-coding kept), and hands the content on.
 #[derive(Debug)]
 pub struct Body {
     framing: Framing,
@@ -199,8 +354,10 @@ pub struct Body {
     chunk: Chunk,
     /// Partial chunk-size or trailer line (bounded).
     line: Vec<u8>,
-    /// Whether the last line consumed in `Trailer` state was non-empty.
+    /// Bytes on the wire, chunk framing and trailers included.
     pub wire_bytes: u64,
+    /// Bytes of the message body: the chunks' data without their framing.
+    pub content_bytes: u64,
     pub done: bool,
 }
 
@@ -222,6 +379,7 @@ impl Body {
             chunk: Chunk::Size,
             line: Vec::new(),
             wire_bytes: 0,
+            content_bytes: 0,
             done: matches!(framing, Framing::None | Framing::Length(0)),
         }
     }
@@ -244,11 +402,13 @@ impl Body {
             Framing::None => 0,
             Framing::UntilClose => {
                 content(data);
+                self.content_bytes += data.len() as u64;
                 data.len()
             }
             Framing::Length(_) => {
                 let n = (self.remaining.min(data.len() as u64)) as usize;
                 content(&data[..n]);
+                self.content_bytes += n as u64;
                 self.remaining -= n as u64;
                 if self.remaining == 0 {
                     self.done = true;
@@ -267,11 +427,13 @@ impl Body {
         match (self.framing, self.chunk) {
             (Framing::UntilClose, _) => {
                 self.wire_bytes += n;
+                self.content_bytes += n;
                 true
             }
             (Framing::Length(_), _) if n <= self.remaining => {
                 self.remaining -= n;
                 self.wire_bytes += n;
+                self.content_bytes += n;
                 if self.remaining == 0 {
                     self.done = true;
                 }
@@ -284,6 +446,7 @@ impl Body {
                     Chunk::Data(left - n)
                 };
                 self.wire_bytes += n;
+                self.content_bytes += n;
                 true
             }
             _ => false,
@@ -304,6 +467,7 @@ impl Body {
                 Chunk::Data(left) => {
                     let n = (left.min((data.len() - at) as u64)) as usize;
                     content(&data[at..at + n]);
+                    self.content_bytes += n as u64;
                     at += n;
                     self.chunk = if n as u64 == left {
                         Chunk::DataEnd
@@ -379,8 +543,10 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 /// The method and target of a request line cut short (the connection ended before its end of
 /// line): what an HTTP/0.9-style or aborted request still tells.
 pub fn partial_request_line(buf: &[u8]) -> Option<RequestHead> {
-    let m = METHODS.iter().find(|m| buf.starts_with(m))?;
-    let rest = &buf[m.len()..];
+    let m = METHODS
+        .iter()
+        .find(|m| buf.starts_with(m) && buf.get(m.len()) == Some(&b' '))?;
+    let rest = &buf[m.len() + 1..];
     let end = rest
         .iter()
         .position(|b| matches!(b, b' ' | b'\r' | b'\n'))
@@ -390,34 +556,107 @@ pub fn partial_request_line(buf: &[u8]) -> Option<RequestHead> {
         return None;
     }
     Some(RequestHead {
-        method: String::from_utf8_lossy(&m[..m.len() - 1]).into(),
+        method: String::from_utf8_lossy(m).into(),
         target: target.into(),
-        minor: 0,
+        version: Version::V10,
         ..Default::default()
     })
 }
 
-/// Methods recognised when looking for the start of a request.
+/// The IANA HTTP Method Registry: a request starting with one of these is recognised when
+/// looking for the start of a message, and other method tokens are flagged `unknown_method`.
 const METHODS: &[&[u8]] = &[
-    b"GET ",
-    b"POST ",
-    b"HEAD ",
-    b"PUT ",
-    b"DELETE ",
-    b"OPTIONS ",
-    b"PATCH ",
-    b"CONNECT ",
-    b"TRACE ",
-    b"PROPFIND ",
-    b"PROPPATCH ",
-    b"MKCOL ",
-    b"COPY ",
-    b"MOVE ",
-    b"LOCK ",
-    b"UNLOCK ",
-    b"SEARCH ",
-    b"REPORT ",
+    b"GET",
+    b"POST",
+    b"HEAD",
+    b"PUT",
+    b"DELETE",
+    b"OPTIONS",
+    b"PATCH",
+    b"CONNECT",
+    b"TRACE",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"SEARCH",
+    b"REPORT",
+    b"QUERY",
+    b"ACL",
+    b"BASELINE-CONTROL",
+    b"BIND",
+    b"CHECKIN",
+    b"CHECKOUT",
+    b"LABEL",
+    b"LINK",
+    b"MERGE",
+    b"MKACTIVITY",
+    b"MKCALENDAR",
+    b"MKREDIRECTREF",
+    b"MKWORKSPACE",
+    b"ORDERPATCH",
+    b"PRI",
+    b"REBIND",
+    b"UNBIND",
+    b"UNCHECKOUT",
+    b"UNLINK",
+    b"UPDATE",
+    b"UPDATEREDIRECTREF",
+    b"VERSION-CONTROL",
 ];
+
+fn registered_method(m: &[u8]) -> bool {
+    METHODS.contains(&m)
+}
+
+/// A method token as requests use them: upper-case letters, digits, `-` and `_` (a
+/// stricter set than RFC 9110's tchar, so that text in a body is not taken for a request).
+fn method_token(m: &[u8]) -> bool {
+    !m.is_empty()
+        && m.len() <= 32
+        && m[0].is_ascii_uppercase()
+        && m.iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
+}
+
+/// Whether `buf` could still become the start of a request line.
+fn method_like(buf: &[u8]) -> bool {
+    let head = &buf[..buf.len().min(33)];
+    match memchr::memchr(b' ', head) {
+        Some(end) => method_token(&buf[..end]),
+        None => {
+            buf.len() <= 32
+                && buf.iter().all(|b| {
+                    b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_')
+                })
+        }
+    }
+}
+
+/// A request line with a method outside the registry: an upper-case token, a space, and a line
+/// that ends with ` HTTP/1.x`. `None` when more bytes are needed to tell.
+fn unregistered_request_line(cand: &[u8]) -> Option<bool> {
+    if !cand.first().is_some_and(u8::is_ascii_uppercase) {
+        return Some(false);
+    }
+    if !method_like(cand) {
+        return Some(false);
+    }
+    // No space yet within a method's length: more bytes will tell.
+    let sp = memchr::memchr(b' ', &cand[..cand.len().min(33)])?;
+    let Some(nl) = memchr::memchr(b'\n', cand) else {
+        return if cand.len() > MAX_REQUEST_LINE {
+            Some(false)
+        } else {
+            None
+        };
+    };
+    let line = cand[..nl].strip_suffix(b"\r").unwrap_or(&cand[..nl]);
+    Some(line.len() > sp + 9 && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0")))
+}
 
 /// Where a message could start in `buf`: at its beginning or after a newline. `Some(i)` with
 /// a definite start, or the position from which to keep bytes while more may complete one.
@@ -433,11 +672,20 @@ pub fn find_message_start(buf: &[u8], request: bool) -> Sync {
     loop {
         let cand = &buf[pos..];
         let (matched, maybe) = if request {
-            let m = METHODS.iter().any(|m| cand.starts_with(m));
-            let p = METHODS
+            let registered = METHODS
                 .iter()
-                .any(|m| m.starts_with(cand) && cand.len() < m.len());
-            (m, p)
+                .any(|m| cand.starts_with(m) && cand.get(m.len()) == Some(&b' '));
+            let prefix = METHODS
+                .iter()
+                .any(|m| m.len() >= cand.len() && m.starts_with(cand));
+            if registered {
+                (true, false)
+            } else {
+                match unregistered_request_line(cand) {
+                    Some(m) => (m, prefix),
+                    None => (false, true),
+                }
+            }
         } else {
             let m = cand.starts_with(b"HTTP/1.");
             (m, !m && b"HTTP/1.".starts_with(cand))
@@ -456,140 +704,4 @@ pub fn find_message_start(buf: &[u8], request: bool) -> Sync {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn content_length_is_digits_between_white_space() {
-        assert_eq!(parse_length(b"0"), Some(0));
-        assert_eq!(parse_length(b" 1234\t"), Some(1234));
-        assert_eq!(parse_length(b"18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            &b""[..],
-            b"  ",
-            b"12a",
-            b"1 2",
-            b"-1",
-            b"+1",
-            b"18446744073709551616",
-        ] {
-            assert_eq!(
-                parse_length(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    const OPTS: HeadOptions<'static> = HeadOptions {
-        keep_headers: false,
-        real_ip_header: Some("x-forwarded-for"),
-    };
-
-    #[test]
-    fn request_head_fields() {
-        let raw = b"POST /a?b=1 HTTP/1.1\r\nHost: Example.COM:8080\r\nUser-Agent: curl/8\r\nContent-Length: 5\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.1\r\nExpect: 100-continue\r\n\r\nhello";
-        match parse_request(raw, &OPTS) {
-            Status::Complete(h, n) => {
-                assert_eq!(&raw[n..], b"hello");
-                assert_eq!(
-                    (h.method.as_str(), h.target.as_str(), h.minor),
-                    ("POST", "/a?b=1", 1)
-                );
-                assert_eq!(h.host.as_deref(), Some("Example.COM:8080"));
-                assert_eq!(h.content_length, Some(5));
-                assert_eq!(h.real_ip.as_deref(), Some("1.2.3.4"));
-                assert!(h.expect_continue);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", &OPTS),
-            Status::Partial
-        );
-        assert_eq!(
-            parse_request(b"\x00\x01garbage\r\n\r\n", &OPTS),
-            Status::Error
-        );
-    }
-
-    #[test]
-    fn chunked_body_across_pieces() {
-        let wire =
-            b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
-        for split in 1..wire.len() {
-            let mut b = Body::new(Framing::Chunked);
-            let mut content = Vec::new();
-            let used1 = b
-                .feed(&wire[..split], &mut |d| content.extend_from_slice(d))
-                .unwrap();
-            assert_eq!(used1, split.min(wire.len() - 4));
-            let used2 = b
-                .feed(&wire[split..], &mut |d| content.extend_from_slice(d))
-                .unwrap();
-            assert!(b.done);
-            assert_eq!(
-                used1 + used2,
-                wire.len() - 4,
-                "stops before the next message"
-            );
-            assert_eq!(content, b"Wikipedia in\r\n\r\nchunks.");
-            assert_eq!(b.wire_bytes as usize, wire.len() - 4);
-        }
-    }
-
-    #[test]
-    fn length_body_and_gaps() {
-        let mut b = Body::new(Framing::Length(10));
-        assert_eq!(b.feed(b"abc", &mut |_| {}), Ok(3));
-        assert!(b.skip(4));
-        assert_eq!(b.feed(b"defXYZ", &mut |_| {}), Ok(3));
-        assert!(b.done);
-        let mut b = Body::new(Framing::Length(2));
-        assert!(!b.skip(3), "a gap longer than the body needs a resync");
-    }
-
-    #[test]
-    fn cut_request_lines_still_name_method_and_url() {
-        let h = partial_request_line(b"GET /x?y").unwrap();
-        assert_eq!((h.method.as_str(), h.target.as_str()), ("GET", "/x?y"));
-        assert!(partial_request_line(b"GE").is_none());
-        assert!(partial_request_line(b"\x16\x03\x01").is_none());
-    }
-
-    #[test]
-    fn finds_next_message_after_garbage() {
-        assert_eq!(
-            find_message_start(b"xx\r\nGET / HTTP/1.1", true),
-            Sync::At(4)
-        );
-        assert_eq!(find_message_start(b"junk\nGE", true), Sync::Keep(5));
-        assert_eq!(
-            find_message_start(b"body\nHTTP/1.1 200", false),
-            Sync::At(5)
-        );
-        assert_eq!(find_message_start(b"no start here", false), Sync::Keep(13));
-    }
-
-    proptest! {
-        #[test]
-        fn heads_and_bodies_never_panic(data in prop::collection::vec(any::<u8>(), 0..600), chunked in any::<bool>()) {
-            let _ = parse_request(&data, &OPTS);
-            let _ = parse_response(&data, &HeadOptions { keep_headers: true, real_ip_header: None });
-            let _ = find_message_start(&data, true);
-            let _ = find_message_start(&data, false);
-            let mut b = Body::new(if chunked { Framing::Chunked } else { Framing::Length(100) });
-            let mut seen = 0usize;
-            for piece in data.chunks(7) {
-                match b.feed(piece, &mut |d| seen += d.len()) {
-                    Ok(n) => prop_assert!(n <= piece.len()),
-                    Err(_) => break,
-                }
-                prop_assert!(b.line.len() <= MAX_LINE);
-            }
-            prop_assert!(seen <= data.len());
-        }
-    }
-}
+mod tests;

@@ -2,7 +2,9 @@
 //! parser on the server's, and the FIFO of requests waiting for their response (pipelining).
 //! Every request and every response ends up in exactly one `Transaction`, matched or not.
 
-use super::parser::{self, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync};
+use super::parser::{
+    self, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync, Version,
+};
 
 /// Why a transaction is reported without one of its halves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +36,13 @@ pub struct Transaction {
     pub resp_start_ns: i64,
     pub resp_end_ns: i64,
     pub req_header_bytes: u64,
+    /// The message body: transfer-coding (chunk framing) removed, content-coding kept.
     pub req_body_bytes: u64,
+    /// Chunk-size lines, chunk ends and trailers: on the wire, not in the body.
+    pub req_framing_bytes: u64,
     pub resp_header_bytes: u64,
     pub resp_body_bytes: u64,
+    pub resp_framing_bytes: u64,
     pub req_body: Option<Vec<u8>>,
     pub resp_body: Option<Vec<u8>>,
     /// Some bytes of this transaction were never captured.
@@ -67,7 +73,11 @@ enum State {
     Sync,
     Head,
     Body(Body),
-    /// The connection switched protocols (101, CONNECT): nothing more to parse.
+    /// After a CONNECT: the next bytes tell whether the tunnel carries HTTP (parsing goes
+    /// on) or something else (TLS...: parsing stops).
+    Tunnel,
+    /// The connection switched protocols (101, a tunnel that is not HTTP): nothing more to
+    /// parse.
     Done,
 }
 
@@ -418,6 +428,10 @@ fn consume_requests(
     loop {
         match &mut side.state {
             State::Done => return data.len(),
+            State::Tunnel => match tunnel(&data[at..], true) {
+                Some(state) => side.state = state,
+                None => return at,
+            },
             State::Sync => match parser::find_message_start(&data[at..], true) {
                 Sync::At(i) => {
                     at += i;
@@ -461,6 +475,7 @@ fn consume_requests(
                         return at;
                     }
                     let mut t = p.req.take();
+                    let content_before = b.content_bytes;
                     let used = match b.feed(&data[at..], &mut |d| {
                         if let Some(t) = &mut t {
                             keep(&mut t.req_body, d, l.max_body_bytes)
@@ -476,15 +491,22 @@ fn consume_requests(
                     };
                     *p.req = t;
                     at += used;
+                    let content = b.content_bytes - content_before;
                     if let Some(t) = p.req.as_mut() {
-                        t.req_body_bytes += used as u64;
+                        t.req_body_bytes += content;
+                        t.req_framing_bytes += used as u64 - content;
                         t.req_end_ns = ts;
                     }
                     if !b.done {
                         return at;
                     }
                 }
-                side.state = State::Head;
+                let connect = p
+                    .req
+                    .as_ref()
+                    .and_then(|t| t.request.as_ref())
+                    .is_some_and(|r| r.method == "CONNECT");
+                side.state = if connect { State::Tunnel } else { State::Head };
                 if let Some(t) = p.req.take() {
                     if !*p.answered {
                         if p.pending.len() >= l.max_pending {
@@ -515,6 +537,12 @@ fn consume_responses(
     loop {
         match &mut side.state {
             State::Done => return data.len(),
+            State::Tunnel => match tunnel(&data[at..], false) {
+                Some(state) => side.state = state,
+                None => return at,
+            },
+            // The answer to an HTTP/0.9 request has no status line to find.
+            State::Sync if answers_simple_request(p) => side.state = State::Head,
             State::Sync => match parser::find_message_start(&data[at..], false) {
                 Sync::At(i) => {
                     at += i;
@@ -524,7 +552,7 @@ fn consume_responses(
             },
             // Every message that ends a segment comes back here: nothing left to parse.
             State::Head if at >= data.len() => return at,
-            State::Head => match parser::parse_response(&data[at..], &l.head) {
+            State::Head => match response_head(p, &data[at..], &l.head) {
                 Status::Partial => return at,
                 Status::Error => {
                     st.parse_errors += 1;
@@ -554,9 +582,15 @@ fn consume_responses(
                         },
                     };
                     let method = t.request.as_ref().map(|r| r.method.as_str()).unwrap_or("");
-                    let upgraded =
-                        status == 101 || (method == "CONNECT" && (200..300).contains(&status));
-                    let framing = if upgraded || method == "HEAD" || status == 204 || status == 304
+                    let tunnel = method == "CONNECT" && (200..300).contains(&status);
+                    let upgraded = status == 101;
+                    let framing = if head.version == Version::V09 {
+                        Framing::UntilClose
+                    } else if upgraded
+                        || tunnel
+                        || method == "HEAD"
+                        || status == 204
+                        || status == 304
                     {
                         Framing::None
                     } else if head.chunked {
@@ -580,6 +614,14 @@ fn consume_responses(
                         *p.client_state = State::Done;
                         return data.len();
                     }
+                    if tunnel {
+                        // The client's side went to `Tunnel` when its CONNECT ended.
+                        if let Some(t) = p.resp.take() {
+                            out.push(t);
+                        }
+                        side.state = State::Tunnel;
+                        continue;
+                    }
                     side.state = State::Body(Body::new(framing));
                 }
             },
@@ -589,6 +631,7 @@ fn consume_responses(
                         return at;
                     }
                     let mut t = p.resp.take();
+                    let content_before = b.content_bytes;
                     let r = b.feed(&data[at..], &mut |d| {
                         if let Some(t) = &mut t {
                             keep(&mut t.resp_body, d, l.max_body_bytes)
@@ -608,8 +651,10 @@ fn consume_responses(
                         }
                     };
                     at += used;
+                    let content = b.content_bytes - content_before;
                     if let Some(t) = p.resp.as_mut() {
-                        t.resp_body_bytes += used as u64;
+                        t.resp_body_bytes += content;
+                        t.resp_framing_bytes += used as u64 - content;
                         t.resp_end_ns = ts;
                     }
                     if !b.done {
@@ -625,161 +670,44 @@ fn consume_responses(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn limits() -> Limits<'static> {
-        Limits {
-            head: HeadOptions {
-                keep_headers: true,
-                real_ip_header: Some("x-forwarded-for"),
-            },
-            include_body_for: &[],
-            max_body_bytes: 0,
-            max_head_bytes: 8192,
-            max_pending: 8,
+/// A response head, or the absence of one: the answer to an HTTP/0.9 request is its body
+/// alone, read until the server closes, unless the server answers with a status line anyway.
+fn response_head(p: &RespParts<'_>, data: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead> {
+    if answers_simple_request(p) && !data.starts_with(b"HTTP/") {
+        if b"HTTP/".starts_with(data) {
+            return Status::Partial;
         }
+        let head = ResponseHead {
+            version: Version::V09,
+            close: true,
+            ..Default::default()
+        };
+        return Status::Complete(head, 0);
     }
+    parser::parse_response(data, opts)
+}
 
-    fn run(client: &[&[u8]], server: &[&[u8]]) -> Finished {
-        let l = limits();
-        let mut st = ConnStats::default();
-        let mut c = Conn::new();
-        let mut out = Vec::new();
-        for (i, d) in client.iter().enumerate() {
-            c.client_data(d, i as i64, &l, &mut st, &mut out);
-        }
-        for (i, d) in server.iter().enumerate() {
-            c.server_data(d, 100 + i as i64, &l, &mut st, &mut out);
-        }
-        c.close(1000, &mut out);
-        out
+/// Whether the next response answers an HTTP/0.9 request.
+fn answers_simple_request(p: &RespParts<'_>) -> bool {
+    p.pending
+        .front()
+        .or(p.req.as_ref())
+        .and_then(|t| t.request.as_ref())
+        .is_some_and(|r| r.version == Version::V09)
+}
+
+/// The state after the first bytes inside a CONNECT tunnel: HTTP goes on being parsed,
+/// anything else (TLS, SSH...) is left alone. `None`: too few bytes to tell.
+fn tunnel(data: &[u8], request: bool) -> Option<State> {
+    if data.is_empty() {
+        return None;
     }
-
-    fn summary(t: &Transaction) -> String {
-        format!(
-            "{} {} -> {} {:?}",
-            t.request.as_ref().map(|r| r.method.as_str()).unwrap_or("-"),
-            t.request.as_ref().map(|r| r.target.as_str()).unwrap_or("-"),
-            t.response.as_ref().map(|r| r.status).unwrap_or(0),
-            t.missing
-        )
-    }
-
-    #[test]
-    fn pipelined_requests_match_in_order_with_interim_and_bodiless_responses() {
-        let out = run(
-            &[b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nHEAD /b HTTP/1.1\r\n\r\nPOST /c HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", b"xyz", b"GET /d HTTP/1.1\r\n\r\nGET /e HTTP/1.1\r\n\r\n"],
-            &[
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-                b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n",
-                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
-                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
-            ],
-        );
-        let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
-        assert_eq!(
-            s,
-            vec![
-                "GET /a -> 200 None",
-                "HEAD /b -> 200 None",
-                "POST /c -> 201 None",
-                "GET /d -> 304 None",
-                "GET /e -> 0 Some(Response)"
-            ]
-        );
-        assert_eq!(out[2].req_body_bytes, 3);
-        assert_eq!(out[2].resp_body_bytes, 12);
-    }
-
-    #[test]
-    fn read_until_close_and_response_without_request() {
-        let out = run(&[], &[b"HTTP/1.0 200 OK\r\n\r\nsome body", b" until close"]);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].missing, Some(Missing::Request));
-        assert_eq!(out[0].resp_body_bytes, 21);
-    }
-
-    #[test]
-    fn a_gap_in_a_body_is_absorbed_and_a_gap_in_a_head_resyncs() {
-        let l = limits();
-        let mut st = ConnStats::default();
-        let mut c = Conn::new();
-        let mut out = Vec::new();
-        c.client_data(
-            b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
-            0,
-            &l,
-            &mut st,
-            &mut out,
-        );
-        c.server_data(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab",
-            1,
-            &l,
-            &mut st,
-            &mut out,
-        );
-        c.server_gap(5, &mut st, &mut out);
-        c.server_data(b"cde", 2, &l, &mut st, &mut out);
-        c.server_data(b"HTTP/1.1 404 X\r\nCont", 3, &l, &mut st, &mut out);
-        c.server_gap(7, &mut st, &mut out);
-        c.server_data(b"garbage\r\nmore\r\n", 4, &l, &mut st, &mut out);
-        c.client_data(b"GET /3 HTTP/1.1\r\n\r\n", 5, &l, &mut st, &mut out);
-        c.server_data(
-            b"HTTP/1.1 500 E\r\nContent-Length: 0\r\n\r\n",
-            6,
-            &l,
-            &mut st,
-            &mut out,
-        );
-        c.close(7, &mut out);
-        let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
-        assert_eq!(
-            s,
-            vec![
-                "GET /1 -> 200 None",
-                "GET /2 -> 0 Some(Response)",
-                "GET /3 -> 500 None"
-            ]
-        );
-        assert!(
-            out[0].gap && out[1].gap,
-            "transactions touched by a gap are flagged"
-        );
-        assert_eq!(st.gaps, 2);
-    }
-
-    proptest! {
-        /// Random bytes, cut anywhere, with gaps: no panic, buffers bounded, and every request
-        /// head parsed ends up in exactly one transaction.
-        #[test]
-        fn arbitrary_streams_never_panic_and_stay_bounded(
-            client in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..12),
-            server in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..12),
-            gaps in prop::collection::vec(any::<u16>(), 0..4),
-            prefix in prop::sample::select(vec![&b""[..], b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]),
-        ) {
-            let l = limits();
-            let mut st = ConnStats::default();
-            let mut c = Conn::new();
-            let mut out = Vec::new();
-            c.client_data(prefix, 0, &l, &mut st, &mut out);
-            c.server_data(prefix, 0, &l, &mut st, &mut out);
-            for (i, (a, b)) in client.iter().zip(server.iter().chain(std::iter::repeat(&Vec::new()))).enumerate() {
-                c.client_data(a, i as i64, &l, &mut st, &mut out);
-                c.server_data(b, i as i64, &l, &mut st, &mut out);
-                if let Some(g) = gaps.get(i) {
-                    c.client_gap(*g as u32, &mut st);
-                    c.server_gap(*g as u32, &mut st, &mut out);
-                }
-                prop_assert!(c.client.buf.len() <= l.max_head_bytes && c.server.buf.len() <= l.max_head_bytes);
-                prop_assert!(c.pending.len() <= l.max_pending);
-            }
-            c.close(1 << 40, &mut out);
-            prop_assert!(c.pending.is_empty() && c.resp.is_none() && c.req.is_none());
-        }
+    match parser::find_message_start(data, request) {
+        Sync::At(0) => Some(State::Head),
+        Sync::Keep(0) => None,
+        _ => Some(State::Done),
     }
 }
+
+#[cfg(test)]
+mod tests;

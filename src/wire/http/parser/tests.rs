@@ -1,0 +1,138 @@
+//! Tests of the head parsers, body framing and message-start search, from RFC 9112.
+
+use super::*;
+use proptest::prelude::*;
+
+#[test]
+fn content_length_is_digits_between_white_space() {
+    assert_eq!(parse_length(b"0"), Some(0));
+    assert_eq!(parse_length(b" 1234\t"), Some(1234));
+    assert_eq!(parse_length(b"18446744073709551615"), Some(u64::MAX));
+    for bad in [
+        &b""[..],
+        b"  ",
+        b"12a",
+        b"1 2",
+        b"-1",
+        b"+1",
+        b"18446744073709551616",
+    ] {
+        assert_eq!(
+            parse_length(bad),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+const OPTS: HeadOptions<'static> = HeadOptions {
+    keep_headers: false,
+    real_ip_header: Some("x-forwarded-for"),
+};
+
+#[test]
+fn request_head_fields() {
+    let raw = b"POST /a?b=1 HTTP/1.1\r\nHost: Example.COM:8080\r\nUser-Agent: curl/8\r\nContent-Length: 5\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.1\r\nExpect: 100-continue\r\n\r\nhello";
+    match parse_request(raw, &OPTS) {
+        Status::Complete(h, n) => {
+            assert_eq!(&raw[n..], b"hello");
+            assert_eq!(
+                (h.method.as_str(), h.target.as_str(), h.version),
+                ("POST", "/a?b=1", Version::V11)
+            );
+            assert_eq!(h.host.as_deref(), Some("Example.COM:8080"));
+            assert_eq!(h.content_length, Some(5));
+            assert_eq!(h.real_ip.as_deref(), Some("1.2.3.4"));
+            assert!(h.expect_continue);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", &OPTS),
+        Status::Partial
+    );
+    assert_eq!(
+        parse_request(b"\x00\x01garbage\r\n\r\n", &OPTS),
+        Status::Error
+    );
+}
+
+#[test]
+fn chunked_body_across_pieces() {
+    let wire =
+        b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+    for split in 1..wire.len() {
+        let mut b = Body::new(Framing::Chunked);
+        let mut content = Vec::new();
+        let used1 = b
+            .feed(&wire[..split], &mut |d| content.extend_from_slice(d))
+            .unwrap();
+        assert_eq!(used1, split.min(wire.len() - 4));
+        let used2 = b
+            .feed(&wire[split..], &mut |d| content.extend_from_slice(d))
+            .unwrap();
+        assert!(b.done);
+        assert_eq!(
+            used1 + used2,
+            wire.len() - 4,
+            "stops before the next message"
+        );
+        assert_eq!(content, b"Wikipedia in\r\n\r\nchunks.");
+        assert_eq!(b.wire_bytes as usize, wire.len() - 4);
+        assert_eq!(b.content_bytes as usize, content.len());
+    }
+}
+
+#[test]
+fn length_body_and_gaps() {
+    let mut b = Body::new(Framing::Length(10));
+    assert_eq!(b.feed(b"abc", &mut |_| {}), Ok(3));
+    assert!(b.skip(4));
+    assert_eq!(b.feed(b"defXYZ", &mut |_| {}), Ok(3));
+    assert!(b.done);
+    let mut b = Body::new(Framing::Length(2));
+    assert!(!b.skip(3), "a gap longer than the body needs a resync");
+}
+
+#[test]
+fn cut_request_lines_still_name_method_and_url() {
+    let h = partial_request_line(b"GET /x?y").unwrap();
+    assert_eq!((h.method.as_str(), h.target.as_str()), ("GET", "/x?y"));
+    assert!(partial_request_line(b"GE").is_none());
+    assert!(partial_request_line(b"\x16\x03\x01").is_none());
+}
+
+#[test]
+fn finds_next_message_after_garbage() {
+    assert_eq!(
+        find_message_start(b"xx\r\nGET / HTTP/1.1", true),
+        Sync::At(4)
+    );
+    assert_eq!(find_message_start(b"junk\nGE", true), Sync::Keep(5));
+    assert_eq!(
+        find_message_start(b"body\nHTTP/1.1 200", false),
+        Sync::At(5)
+    );
+    assert_eq!(find_message_start(b"no start here", false), Sync::Keep(13));
+}
+
+proptest! {
+    #[test]
+    fn heads_and_bodies_never_panic(data in prop::collection::vec(any::<u8>(), 0..600), chunked in any::<bool>()) {
+        let _ = parse_request(&data, &OPTS);
+        let _ = parse_response(&data, &HeadOptions { keep_headers: true, real_ip_header: None });
+        let _ = find_message_start(&data, true);
+        let _ = find_message_start(&data, false);
+        let mut b = Body::new(if chunked { Framing::Chunked } else { Framing::Length(100) });
+        let mut seen = 0usize;
+        for piece in data.chunks(7) {
+            match b.feed(piece, &mut |d| seen += d.len()) {
+                Ok(n) => prop_assert!(n <= piece.len()),
+                Err(_) => break,
+            }
+            prop_assert!(b.line.len() <= MAX_LINE);
+        }
+        prop_assert!(seen <= data.len());
+    }
+}
