@@ -6,6 +6,7 @@
 //! # Layout
 //! - `capture`: live interfaces and pcap files, on their own threads.
 //! - `decode`: link, IP, TCP/UDP/ICMP, VXLAN.  `dedup`: copies seen twice.
+//! - `merge`: the packets of several interfaces back in capture-time order.
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
 //! - `http`: parser, transaction pairing, RED metrics and the service map.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
@@ -17,6 +18,7 @@ pub mod decode;
 pub mod dedup;
 pub mod flows;
 pub mod http;
+pub mod merge;
 pub mod out;
 pub mod pcapfile;
 pub mod tcp;
@@ -54,6 +56,9 @@ pub struct Stats {
     pub tcp_gaps: AtomicU64,
     /// Packets trawl itself dropped because the analyzer fell behind the capture threads.
     pub capture_dropped: AtomicU64,
+    /// Packets that reached the analyzer after later packets of other interfaces had been
+    /// analyzed (an interface held back longer than the merge waits): analyzed out of order.
+    pub capture_late: AtomicU64,
     /// Capture files that ended in a truncated or corrupt record.
     pub file_errors: AtomicU64,
     /// Times an interface could not be opened (down, gone, not permitted): once per interface
@@ -89,7 +94,7 @@ impl Collector for StatsCollector {
     fn render(&self, out: &mut String) {
         let s = &self.stats;
         let input = escape_label(&self.input);
-        let families: [(&str, &str, &AtomicU64); 14] = [
+        let families: [(&str, &str, &AtomicU64); 15] = [
             (
                 "trawl_packet_packets_total",
                 "Packets captured.",
@@ -145,6 +150,11 @@ impl Collector for StatsCollector {
                 "trawl_capture_dropped_total",
                 "Packets trawl dropped because its analyzer fell behind.",
                 &s.capture_dropped,
+            ),
+            (
+                "trawl_capture_late_packets_total",
+                "Packets analyzed out of capture-time order: their interface delivered them after later packets of other interfaces were analyzed.",
+                &s.capture_late,
             ),
             (
                 "trawl_capture_file_errors_total",
@@ -252,8 +262,15 @@ impl Engine {
         }
     }
 
-    /// One captured frame of link type `link`, captured at `ts_ns`.
+    /// One captured frame of link type `link`, captured at `ts_ns`, from a capture that does
+    /// not tell interfaces apart (a file, `any`).
     pub fn packet(&mut self, link: i32, ts_ns: i64, data: &[u8]) {
+        self.packet_on(None, link, ts_ns, data)
+    }
+
+    /// One frame captured on `interface` (an id of the capture's choosing): a repeat on the
+    /// interface that saw a packet first is a new packet, not a copy.
+    pub fn packet_on(&mut self, interface: Option<u32>, link: i32, ts_ns: i64, data: &[u8]) {
         self.unpublished.0 += 1;
         self.unpublished.1 += data.len() as u64;
         if self.unpublished.0 >= 4096 {
@@ -275,7 +292,7 @@ impl Engine {
             }
         };
         if let Some(d) = &mut self.dedup {
-            if d.is_duplicate(&p, ts_ns) {
+            if d.is_duplicate(&p, ts_ns, interface) {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 return;
             }
