@@ -223,6 +223,8 @@ pub struct Engine {
     flows: Option<FlowTable>,
     http: Option<HttpAnalyzer>,
     map: Option<Arc<ServiceMap>>,
+    /// Finished TCP flows go to the service map (the `flows` analyzer's `service_map`).
+    graph_tcp: bool,
     /// What the analyzers reported and nobody has taken yet.
     pub out: Out,
     /// Latest capture time seen.
@@ -242,6 +244,7 @@ impl Engine {
         map: Option<Arc<ServiceMap>>,
     ) -> Engine {
         Engine {
+            graph_tcp: analyzers.flows.as_ref().is_some_and(|f| f.service_map),
             dedup: analyzers
                 .dedup_window
                 .filter(|w| !w.is_zero())
@@ -355,7 +358,7 @@ impl Engine {
     /// Final TCP flows feed the service map's connection counts (HTTP or not).
     #[inline]
     fn graph_flows(&self, from: usize) {
-        if let Some(map) = &self.map {
+        if let Some(map) = self.map.as_ref().filter(|_| self.graph_tcp) {
             self.graph_flows_into(map, from);
         }
     }
@@ -409,6 +412,48 @@ pub(crate) mod tests {
 
     use super::*;
     use decode::tests::eth_tcp;
+
+    /// A finished TCP flow is an edge of the service map unless the flows analyzer says
+    /// `service_map: false`.
+    #[test]
+    fn tcp_flows_feed_the_service_map_by_option() {
+        for on in [true, false] {
+            let analyzers = Analyzers {
+                flows: Some(FlowsConfig {
+                    service_map: on,
+                    ..FlowsConfig::default()
+                }),
+                http: None,
+                dedup_window: None,
+            };
+            let map = Arc::new(ServiceMap::new(10));
+            let mut engine = Engine::new(
+                "t".into(),
+                analyzers,
+                Arc::new(Stats::default()),
+                Some(map.clone()),
+            );
+            let syn = eth_tcp(
+                [10, 0, 0, 1],
+                4000,
+                [10, 0, 0, 2],
+                5432,
+                1,
+                0,
+                decode::tcp_flags::SYN,
+                b"",
+            );
+            engine.packet(decode::linktype::ETHERNET, 1_000, &syn);
+            engine.finish();
+            let edges = map.edges(None);
+            assert_eq!(edges.len(), on as usize, "service_map: {on}");
+            if on {
+                assert_eq!(edges[0].0, ("10.0.0.1".into(), "10.0.0.2".into()));
+                assert_eq!(edges[0].1.connections, 1);
+                assert_eq!(edges[0].1.requests, 0);
+            }
+        }
+    }
 
     /// The same packet seen on a pod's veth and inside the node's VXLAN tunnel counts once.
     #[test]
