@@ -15,10 +15,7 @@ struct Family {
 /// The family a sample line belongs to: `current` when the sample is one of its series
 /// (histograms and summaries add `_bucket`, `_sum`, `_count`), else its own name.
 fn family_of<'a>(sample: &'a str, current: Option<&'a str>) -> &'a str {
-    let name = sample
-        .split(|c: char| c == '{' || c == ' ')
-        .next()
-        .unwrap_or(sample);
+    let name = sample.split(['{', ' ']).next().unwrap_or(sample);
     if let Some(cur) = current {
         let suffix = name.strip_prefix(cur);
         if matches!(suffix, Some("" | "_bucket" | "_sum" | "_count")) {
