@@ -647,6 +647,9 @@ fn a_node_bridge_with_one_veth_per_workload_counts_every_packet_once() {
             "run {run}: {graph}"
         );
         assert_eq!(tcp_edge["detail__bytes"], raw_bytes, "run {run}: {graph}");
-        println!("run {run}: {requests} transactions, {connections} flows, {sent} packets: exact");
+        println!(
+            "run {run}: {requests} transactions, {} TCP flows ({raw_connections} not HTTP), {sent} packets: exact",
+            connections + raw_connections as u64
+        );
     }
 }
