@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Installs what building and testing trawl needs on a fresh Debian machine with Rust:
 # system packages (libpcap for capture, tshark as the HTTP oracle in tests, iproute2 for the
-# live test that creates interfaces) and Apache Kafka, the broker of the Kafka tests
+# live tests that create interfaces and namespaces, prometheus for `promtool check metrics` on
+# trawl's /metrics) and Apache Kafka, the broker of the Kafka tests
 # (scripts/systems/kafka.sh). Safe to run again; skips what is there.
 set -euo pipefail
 
 need_apt=()
-for pkg in libpcap-dev tshark pkg-config openssl iproute2 systemd systemd-journal-remote; do
+for pkg in libpcap-dev tshark pkg-config openssl iproute2 systemd systemd-journal-remote prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Only promtool is wanted from `prometheus`: the server it installs need not run.
+  if [[ " ${need_apt[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # Apache Kafka from Maven Central (Java 17 and Maven), the broker of the Kafka tests.

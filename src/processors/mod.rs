@@ -216,7 +216,7 @@ impl Collector for Failures {
         use std::fmt::Write as _;
         let _ = writeln!(
             out,
-            "# TYPE trawl_processor_failures_total counter\ntrawl_processor_failures_total{{component=\"{}\",component_type=\"{}\"}} {}",
+            "# HELP trawl_processor_failures_total Events a processor could not handle (no match, invalid JSON...).\n# TYPE trawl_processor_failures_total counter\ntrawl_processor_failures_total{{component=\"{}\",component_type=\"{}\"}} {}",
             self.component,
             self.type_name,
             self.count()

@@ -237,7 +237,9 @@ impl Registry {
         for c in collectors {
             c.render(&mut out);
         }
-        out
+        // Collectors of the same kind (one per packet input, one per processor) each write
+        // their family's header: Prometheus wants it once, with every series under it.
+        super::exposition::merge_families(&out)
     }
 }
 

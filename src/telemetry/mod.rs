@@ -1,6 +1,7 @@
 //! trawl's own observability: its logs (through `tracing`, on stderr, text or JSON), its
 //! counters, and the HTTP endpoint that serves them.
 
+pub mod exposition;
 pub mod metrics;
 pub mod server;
 

@@ -2,8 +2,10 @@
 //! order, and live capture on interfaces matched by name, glob or `any`, re-listed every
 //! `refresh_interfaces`. Each interface has a capture thread that hands blocks of packets to
 //! the one analyzer thread over a bounded queue; when the analyzer falls behind, blocks are
-//! dropped and counted, since a live capture cannot pause.
+//! dropped and counted, since a live capture cannot pause. The analyzer merges the interfaces
+//! back into capture-time order (`merge`) before decoding.
 
+use super::merge::Merge;
 use super::pcapfile::{wait_ready, Reader, Sniffed, Source};
 use super::{Engine, Stats};
 use crate::config::{ByteSize, Duration};
@@ -300,9 +302,14 @@ fn read_classic(
     summary
 }
 
-/// Packets captured on one interface, copied into one buffer.
+/// Packets captured on one interface, copied into one buffer; without packets, a heartbeat.
 pub struct Block {
     pub link: i32,
+    /// The capture thread's interface id.
+    pub interface: u32,
+    /// The interface will deliver nothing captured before this (ns): its last packet, or the
+    /// wall clock less what the kernel may still hold back when the interface is idle.
+    pub complete_to: i64,
     pub data: Vec<u8>,
     /// (capture time ns, offset, length) of each packet in `data`.
     pub packets: Vec<(i64, u32, u32)>,
@@ -312,6 +319,13 @@ const BLOCK_PACKETS: usize = 512;
 const BLOCK_BYTES: usize = 256 * 1024;
 // At most QUEUE_BLOCKS * BLOCK_BYTES (8 MiB) wait for the analyzer: memory stays bounded.
 const QUEUE_BLOCKS: usize = 32;
+// At most this much waits in the merge for a late interface; past it, order gives way.
+const MERGE_BYTES: usize = 16 << 20;
+/// libpcap's read timeout: TPACKET_V3 hands a kernel block on once full or this old.
+const READ_TIMEOUT_MS: i32 = 50;
+/// How long after its capture time a packet may still sit in the kernel: a block retires
+/// within two timer periods, then the thread wakes.
+const KERNEL_HOLD_NS: i64 = (2 * READ_TIMEOUT_MS as i64 + 50) * 1_000_000;
 
 /// `veth*`, `cali?x`: `*` any run, `?` one character.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
@@ -346,6 +360,7 @@ pub fn select_interfaces(patterns: &[String], available: &[String]) -> Vec<Strin
 }
 
 struct Worker {
+    id: u32,
     stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,
 }
@@ -393,20 +408,22 @@ impl Live {
             .positive()
             .unwrap_or(std::time::Duration::from_secs(10));
         let mut next_refresh = std::time::Instant::now();
+        let mut merge = Merge::new();
+        let mut ids = Ids::default();
         loop {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
             if std::time::Instant::now() >= next_refresh {
                 next_refresh = std::time::Instant::now() + refresh;
-                self.refresh(&mut workers, &mut logged, &tx, &pool);
+                self.refresh(&mut workers, &mut logged, &tx, &pool, &mut merge, &mut ids);
             }
             match rx.recv_timeout(std::time::Duration::from_millis(100)) {
                 Ok(b) => {
-                    self.analyze(engine, b, &pool);
+                    self.analyze(engine, b, &pool, &mut merge, &ids, false);
                     // Drain what is queued without waiting.
                     while let Ok(b) = rx.try_recv() {
-                        self.analyze(engine, b, &pool);
+                        self.analyze(engine, b, &pool, &mut merge, &ids, false);
                         if engine.out.pending() >= 1024 {
                             break;
                         }
@@ -415,7 +432,10 @@ impl Live {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            engine.tick(wall_ns().max(engine.now_ns()));
+            // Capture time up to which everything has been analyzed; the wall clock when no
+            // interface is open.
+            let now = merge.complete_to().unwrap_or_else(wall_ns);
+            engine.tick(now.max(engine.now_ns()));
             if engine.out.pending() > 0 && !flush(engine) {
                 break;
             }
@@ -425,26 +445,50 @@ impl Live {
             let _ = w.handle.join();
         }
         while let Ok(b) = rx.try_recv() {
-            self.analyze(engine, b, &pool);
+            self.analyze(engine, b, &pool, &mut merge, &ids, false);
         }
+        self.release(engine, &pool, &mut merge, &ids, true);
         engine.finish();
         flush(engine);
     }
 
-    fn analyze(&self, engine: &mut Engine, b: Block, pool: &Arc<Mutex<Vec<Block>>>) {
-        for (ts, off, len) in &b.packets {
-            let (o, l) = (*off as usize, *len as usize);
-            if let Some(d) = b.data.get(o..o + l) {
-                engine.packet(b.link, *ts, d);
-            }
-        }
-        if let Ok(mut p) = pool.lock() {
-            if p.len() < QUEUE_BLOCKS {
-                let mut b = b;
-                b.data.clear();
-                b.packets.clear();
-                p.push(b);
-            }
+    fn analyze(
+        &self,
+        engine: &mut Engine,
+        b: Block,
+        pool: &Mutex<Vec<Block>>,
+        merge: &mut Merge,
+        ids: &Ids,
+        all: bool,
+    ) {
+        merge.push(b, &mut |b| recycle(pool, b));
+        self.release(engine, pool, merge, ids, all);
+    }
+
+    fn release(
+        &self,
+        engine: &mut Engine,
+        pool: &Mutex<Vec<Block>>,
+        merge: &mut Merge,
+        ids: &Ids,
+        all: bool,
+    ) {
+        let late = merge.late;
+        merge.release(
+            all,
+            MERGE_BYTES,
+            &mut |(id, link, ts, data)| {
+                // `any` sees every interface through one handle: its copies cannot be told
+                // apart by interface.
+                let interface = (!ids.any.contains(&id)).then_some(id);
+                engine.packet_on(interface, link, ts, data)
+            },
+            &mut |b| recycle(pool, b),
+        );
+        if merge.late > late {
+            self.stats
+                .capture_late
+                .fetch_add(merge.late - late, Ordering::Relaxed);
         }
     }
 
@@ -454,6 +498,8 @@ impl Live {
         logged: &mut HashSet<String>,
         tx: &SyncSender<Block>,
         pool: &Arc<Mutex<Vec<Block>>>,
+        merge: &mut Merge,
+        ids: &mut Ids,
     ) {
         let available: Vec<String> = match pcap::Device::list() {
             Ok(list) => list.into_iter().map(|d| d.name).collect(),
@@ -474,6 +520,8 @@ impl Live {
                 && !w.handle.is_finished();
             if !keep {
                 w.stop.store(true, Ordering::Relaxed);
+                merge.close(w.id);
+                ids.any.retain(|a| *a != w.id);
                 tracing::info!(input = %self.input, interface = %name, "interface released");
             }
             keep
@@ -488,6 +536,12 @@ impl Live {
                     logged.remove(&name);
                     tracing::info!(input = %self.input, interface = %name, "capturing");
                     let stop = Arc::new(AtomicBool::new(false));
+                    ids.next = ids.next.wrapping_add(1);
+                    let id = ids.next;
+                    merge.open(id, wall_ns());
+                    if name == "any" {
+                        ids.any.push(id);
+                    }
                     let (s, tx, pool, stats, input, n) = (
                         stop.clone(),
                         tx.clone(),
@@ -498,12 +552,13 @@ impl Live {
                     );
                     match std::thread::Builder::new()
                         .name(format!("trawl-cap-{name}"))
-                        .spawn(move || capture_loop(cap, &n, &input, &s, &tx, &pool, &stats))
+                        .spawn(move || capture_loop(cap, id, &n, &input, &s, &tx, &pool, &stats))
                     {
                         Ok(handle) => {
-                            workers.insert(name, Worker { stop, handle });
+                            workers.insert(name, Worker { id, stop, handle });
                         }
                         Err(e) => {
+                            merge.close(id);
                             tracing::error!(input = %self.input, interface = %name, error = %e, "cannot start a capture thread")
                         }
                     }
@@ -532,7 +587,7 @@ impl Live {
             .promisc(self.cfg.promiscuous)
             .snaplen(self.cfg.snaplen.0.min(i32::MAX as u64) as i32)
             .buffer_size(self.cfg.buffer_size.0.min(i32::MAX as u64) as i32)
-            .timeout(50)
+            .timeout(READ_TIMEOUT_MS)
             .open()?
             .setnonblock()?;
         if let Some(f) = &self.cfg.bpf_filter {
@@ -566,8 +621,28 @@ fn wall_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Interface ids of one live input, for the merge and the de-duplication.
+#[derive(Default)]
+struct Ids {
+    next: u32,
+    /// Ids of `any` captures.
+    any: Vec<u32>,
+}
+
+fn recycle(pool: &Mutex<Vec<Block>>, mut b: Block) {
+    if let Ok(mut p) = pool.lock() {
+        if p.len() < QUEUE_BLOCKS {
+            b.data.clear();
+            b.packets.clear();
+            p.push(b);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn capture_loop(
     mut cap: pcap::Capture<pcap::Active>,
+    id: u32,
     name: &str,
     input: &str,
     stop: &AtomicBool,
@@ -580,25 +655,45 @@ fn capture_loop(
         pool.lock()
             .ok()
             .and_then(|mut p| p.pop())
+            .map(|mut b| {
+                b.link = link;
+                b.interface = id;
+                b
+            })
             .unwrap_or_else(|| Block {
                 link,
+                interface: id,
+                complete_to: i64::MIN,
                 data: Vec::with_capacity(BLOCK_BYTES),
                 packets: Vec::with_capacity(BLOCK_PACKETS),
             })
     };
     let mut block = new_block();
-    block.link = link;
     let mut last_stats = std::time::Instant::now();
     let mut block_started = std::time::Instant::now();
-    let send = |block: Block| match tx.try_send(block) {
-        Ok(()) => true,
-        Err(TrySendError::Full(b)) => {
-            stats
-                .capture_dropped
-                .fetch_add(b.packets.len() as u64, Ordering::Relaxed);
-            true
+    // Everything captured before this has been handed on (or dropped).
+    let mut complete_to = i64::MIN;
+    let send = |mut block: Block, complete_to: &mut i64, idle: bool| {
+        if let Some(last) = block.packets.last() {
+            *complete_to = (*complete_to).max(last.0);
         }
-        Err(TrySendError::Disconnected(_)) => false,
+        if idle {
+            // Nothing more to read now: what the kernel may still hold was captured lately.
+            *complete_to = (*complete_to).max(wall_ns() - KERNEL_HOLD_NS);
+        }
+        block.complete_to = *complete_to;
+        match tx.try_send(block) {
+            Ok(()) => true,
+            // A heartbeat that finds no room is simply not needed yet.
+            Err(TrySendError::Full(b)) if b.packets.is_empty() => true,
+            Err(TrySendError::Full(b)) => {
+                stats
+                    .capture_dropped
+                    .fetch_add(b.packets.len() as u64, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
     };
     let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
     let mut idle = false;
@@ -627,8 +722,7 @@ fn capture_loop(
                     .push((ts_ns(p.header, false), off, p.data.len() as u32));
                 if block.packets.len() >= BLOCK_PACKETS || block.data.len() >= BLOCK_BYTES {
                     let full = std::mem::replace(&mut block, new_block());
-                    block.link = link;
-                    if !send(full) {
+                    if !send(full, &mut complete_to, false) {
                         return;
                     }
                 }
@@ -639,15 +733,14 @@ fn capture_loop(
                 break;
             }
         }
-        // Hand a partial block on once the capture pauses or it is 20 ms old, for latency.
-        if !block.packets.is_empty()
-            && (idle || block_started.elapsed() >= std::time::Duration::from_millis(20))
-        {
+        // Hand a partial block on once the capture pauses or it is 20 ms old, for latency; an
+        // idle interface sends an empty block, so that the others' packets need not wait.
+        if idle || block_started.elapsed() >= std::time::Duration::from_millis(20) {
             let full = std::mem::replace(&mut block, new_block());
-            block.link = link;
-            if !send(full) {
+            if !send(full, &mut complete_to, idle) {
                 return;
             }
+            block_started = std::time::Instant::now();
         }
         if last_stats.elapsed() >= std::time::Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
@@ -670,7 +763,7 @@ fn capture_loop(
         );
     }
     if !block.packets.is_empty() {
-        send(block);
+        send(block, &mut complete_to, false);
     }
 }
 

@@ -1,38 +1,55 @@
 //! Drops copies of a packet already seen: the same packet captured on several interfaces (a
-//! pod's veth and the host's bridge, or `any`) or inside and outside a VXLAN tunnel.
+//! pod's veth and the peer's, the host's bridge, or `any`) or inside and outside a VXLAN tunnel.
 //!
-//! The fingerprint covers what stays the same along the path: the innermost IP addresses,
-//! protocol, IPv4 identification, ports, TCP sequence/ack/flags, payload length and the first
-//! payload bytes; it leaves out what hops change (TTL, checksums, link and tunnel headers).
-//! A copy counts as a duplicate only within `window`; a TCP retransmission carries a new IPv4
-//! identification and is kept. IPv6 has no identification, so an IPv6 retransmission within the
-//! window is also taken for a copy (harmless for analysis: it carries the same bytes).
-//! The table is direct-mapped and fixed in size: bounded memory, and a collision at worst keeps
-//! a duplicate (never drops a unique packet, since the whole fingerprint must match).
+//! A copy has the same fingerprint: what stays the same along the path (the innermost IP
+//! addresses, protocol, IPv4 identification, ports, TCP sequence/ack/flags, payload length and
+//! first bytes), not what hops change (TTL, checksums, link and tunnel headers). A fingerprint
+//! is remembered for `window` of capture time whatever order the copies are analyzed in, in an
+//! exact table (no slot shared by two packets) bounded in size. When the capture tells
+//! interfaces apart, a repeat on the interface that saw the packet first is a new packet (a
+//! retransmission with the same bytes, as IPv6 sends them), not a copy; on `any` and in files
+//! every repeat within the window is a copy.
 
 use super::decode::Packet;
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 
-const SLOTS: usize = 1 << 16;
+/// Most fingerprints remembered: past it the oldest are forgotten early (counted). Copies
+/// reach the analyzer in capture-time order, microseconds apart, so this only matters beyond
+/// a few million packets per second.
+const MAX_REMEMBERED: usize = 1 << 18;
+
+struct Seen {
+    ts_ns: i64,
+    /// The interface the packet was first seen on (None: not told apart).
+    interface: Option<u32>,
+}
 
 pub struct Dedup {
-    /// (fingerprint, capture time in ns); fingerprint 0 means empty.
-    slots: Box<[(u64, i64)]>,
+    seen: FxHashMap<u64, Seen>,
+    /// Fingerprints in the order remembered, to forget them once out of the window.
+    order: VecDeque<(i64, u64)>,
     window_ns: i64,
+    newest_ns: i64,
     pub dropped: u64,
+    /// Fingerprints forgotten before their window ended, for lack of room.
+    pub forgotten: u64,
 }
 
 impl Dedup {
     pub fn new(window: std::time::Duration) -> Dedup {
         Dedup {
-            slots: vec![(0u64, 0i64); SLOTS].into_boxed_slice(),
+            seen: FxHashMap::default(),
+            order: VecDeque::new(),
             window_ns: window.as_nanos().min(i64::MAX as u128) as i64,
+            newest_ns: i64::MIN,
             dropped: 0,
+            forgotten: 0,
         }
     }
 
-    /// True when `p` is a copy of a packet seen less than `window` before `ts_ns`.
-    pub fn is_duplicate(&mut self, p: &Packet<'_>, ts_ns: i64) -> bool {
+    fn fingerprint(p: &Packet<'_>) -> u64 {
         let mut h = rustc_hash::FxHasher::default();
         p.src.hash(&mut h);
         p.dst.hash(&mut h);
@@ -42,14 +59,50 @@ impl Dedup {
         }
         p.payload.len().hash(&mut h);
         p.payload[..p.payload.len().min(32)].hash(&mut h);
-        let fp = h.finish() | 1;
-        let slot = &mut self.slots[(fp as usize) & (SLOTS - 1)];
-        if slot.0 == fp && ts_ns.saturating_sub(slot.1) <= self.window_ns {
-            self.dropped += 1;
-            return true;
+        h.finish()
+    }
+
+    /// True when `p`, captured at `ts_ns` on `interface` (None: the capture does not tell
+    /// interfaces apart), is a copy of a packet seen within `window`.
+    pub fn is_duplicate(&mut self, p: &Packet<'_>, ts_ns: i64, interface: Option<u32>) -> bool {
+        self.newest_ns = self.newest_ns.max(ts_ns);
+        self.forget(self.newest_ns.saturating_sub(self.window_ns));
+        let fp = Self::fingerprint(p);
+        if let Some(s) = self.seen.get_mut(&fp) {
+            let near = ts_ns.abs_diff(s.ts_ns) <= self.window_ns as u64;
+            let same_interface = interface.is_some() && interface == s.interface;
+            if near && !same_interface {
+                self.dropped += 1;
+                return true;
+            }
+            // A new packet with the same bytes: its copies are counted from now on.
+            s.ts_ns = ts_ns;
+            s.interface = interface;
+        } else {
+            self.seen.insert(fp, Seen { ts_ns, interface });
         }
-        *slot = (fp, ts_ns);
+        if self.order.len() >= MAX_REMEMBERED {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.seen.remove(&old);
+                self.forgotten += 1;
+            }
+        }
+        self.order.push_back((ts_ns, fp));
         false
+    }
+
+    /// Forgets fingerprints remembered before `before`.
+    fn forget(&mut self, before: i64) {
+        while let Some(&(ts, fp)) = self.order.front() {
+            if ts >= before {
+                break;
+            }
+            self.order.pop_front();
+            // Remembered again later (a new packet with the same bytes): still needed.
+            if self.seen.get(&fp).is_some_and(|s| s.ts_ns <= ts) {
+                self.seen.remove(&fp);
+            }
+        }
     }
 }
 
@@ -75,13 +128,64 @@ mod tests {
         on_bridge[22] = 63; // one hop later: TTL decremented
         let p = decode(linktype::ETHERNET, &f).unwrap();
         let q = decode(linktype::ETHERNET, &on_bridge).unwrap();
-        assert!(!d.is_duplicate(&p, 0));
-        assert!(d.is_duplicate(&q, 1_000));
+        assert!(!d.is_duplicate(&p, 0, None));
+        assert!(d.is_duplicate(&q, 1_000, None));
         // Later than the window: a new packet (a retransmission after the timeout).
-        assert!(!d.is_duplicate(&p, 500_000_000));
+        assert!(!d.is_duplicate(&p, 500_000_000, None));
         // A different segment is never a duplicate.
         let g = eth_tcp([10, 0, 0, 1], 1, [10, 0, 0, 2], 80, 21, 6, 0x18, b"more");
-        assert!(!d.is_duplicate(&decode(linktype::ETHERNET, &g).unwrap(), 500_000_001));
+        assert!(!d.is_duplicate(&decode(linktype::ETHERNET, &g).unwrap(), 500_000_001, None));
         assert_eq!(d.dropped, 1);
+    }
+
+    fn segment(seq: u32) -> Vec<u8> {
+        eth_tcp(
+            [10, 0, 0, 1],
+            1,
+            [10, 0, 0, 2],
+            80,
+            seq,
+            6,
+            0x18,
+            b"GET / HTTP/1.1\r\n",
+        )
+    }
+
+    /// Copies analyzed far apart (another interface's blocks in between), in either order,
+    /// with thousands of other packets between them: each counts once.
+    #[test]
+    fn copies_far_apart_in_any_order_count_once() {
+        let mut d = Dedup::new(std::time::Duration::from_millis(100));
+        let frames: Vec<Vec<u8>> = (0..20_000u32).map(|i| segment(i * 100)).collect();
+        let packets: Vec<_> = frames
+            .iter()
+            .map(|f| decode(linktype::ETHERNET, f).unwrap())
+            .collect();
+        // Interface 2's copies are analyzed first, though captured a few µs later.
+        for (i, p) in packets.iter().enumerate() {
+            assert!(!d.is_duplicate(p, i as i64 * 1_000 + 5_000, Some(2)));
+        }
+        for (i, p) in packets.iter().enumerate().rev() {
+            assert!(d.is_duplicate(p, i as i64 * 1_000, Some(1)), "copy {i}");
+        }
+        assert_eq!(d.dropped, 20_000);
+    }
+
+    /// The same bytes again on the interface that saw them first is a new packet (IPv6 has no
+    /// identification to tell a retransmission apart); its copy on the next interface is not.
+    #[test]
+    fn a_repeat_on_the_same_interface_is_a_new_packet() {
+        let mut d = Dedup::new(std::time::Duration::from_millis(100));
+        let f = segment(1);
+        let p = decode(linktype::ETHERNET, &f).unwrap();
+        assert!(!d.is_duplicate(&p, 0, Some(1)));
+        assert!(d.is_duplicate(&p, 10, Some(2)));
+        assert!(!d.is_duplicate(&p, 20_000_000, Some(1)), "retransmission");
+        assert!(d.is_duplicate(&p, 20_000_010, Some(2)), "its copy");
+        // Without interfaces told apart, a repeat within the window is a copy.
+        assert!(d.is_duplicate(&p, 20_000_020, None));
+        // Out of the window, forgotten.
+        assert!(!d.is_duplicate(&p, 400_000_000, Some(2)));
+        assert!(d.seen.len() <= 2);
     }
 }

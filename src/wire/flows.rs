@@ -29,6 +29,10 @@ pub struct FlowsConfig {
     /// `trawl_packet_flows_untracked_total` and not reported.
     #[serde(default = "default_max_flows")]
     pub max_flows: usize,
+    /// Finished TCP flows feed the service map: connections and bytes on HTTP edges, and
+    /// edges of their own (`detail__protocol: tcp`) for other TCP traffic; false leaves them out.
+    #[serde(default = "default_service_map")]
+    pub service_map: bool,
 }
 
 impl Default for FlowsConfig {
@@ -38,6 +42,7 @@ impl Default for FlowsConfig {
             timeout: default_timeout(),
             period: default_period(),
             max_flows: default_max_flows(),
+            service_map: default_service_map(),
         }
     }
 }
@@ -50,6 +55,9 @@ fn default_period() -> Duration {
 }
 fn default_max_flows() -> usize {
     100_000
+}
+fn default_service_map() -> bool {
+    true
 }
 
 /// Canonical flow key: endpoint `a` sorts before endpoint `b`.
@@ -617,6 +625,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             period: Duration::from_secs(10),
             max_flows: 1,
+            service_map: true,
         };
         let mut t = FlowTable::new(cfg, "f".into(), stats.clone());
         let sec = 1_000_000_000i64;

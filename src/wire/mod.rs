@@ -6,6 +6,7 @@
 //! # Layout
 //! - `capture`: live interfaces and pcap files, on their own threads.
 //! - `decode`: link, IP, TCP/UDP/ICMP, VXLAN.  `dedup`: copies seen twice.
+//! - `merge`: the packets of several interfaces back in capture-time order.
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
 //! - `http`: parser, transaction pairing, RED metrics and the service map.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
@@ -17,6 +18,7 @@ pub mod decode;
 pub mod dedup;
 pub mod flows;
 pub mod http;
+pub mod merge;
 pub mod out;
 pub mod pcapfile;
 pub mod tcp;
@@ -54,6 +56,9 @@ pub struct Stats {
     pub tcp_gaps: AtomicU64,
     /// Packets trawl itself dropped because the analyzer fell behind the capture threads.
     pub capture_dropped: AtomicU64,
+    /// Packets that reached the analyzer after later packets of other interfaces had been
+    /// analyzed (an interface held back longer than the merge waits): analyzed out of order.
+    pub capture_late: AtomicU64,
     /// Capture files that ended in a truncated or corrupt record.
     pub file_errors: AtomicU64,
     /// Times an interface could not be opened (down, gone, not permitted): once per interface
@@ -89,7 +94,7 @@ impl Collector for StatsCollector {
     fn render(&self, out: &mut String) {
         let s = &self.stats;
         let input = escape_label(&self.input);
-        let families: [(&str, &str, &AtomicU64); 14] = [
+        let families: [(&str, &str, &AtomicU64); 15] = [
             (
                 "trawl_packet_packets_total",
                 "Packets captured.",
@@ -145,6 +150,11 @@ impl Collector for StatsCollector {
                 "trawl_capture_dropped_total",
                 "Packets trawl dropped because its analyzer fell behind.",
                 &s.capture_dropped,
+            ),
+            (
+                "trawl_capture_late_packets_total",
+                "Packets analyzed out of capture-time order: their interface delivered them after later packets of other interfaces were analyzed.",
+                &s.capture_late,
             ),
             (
                 "trawl_capture_file_errors_total",
@@ -213,6 +223,8 @@ pub struct Engine {
     flows: Option<FlowTable>,
     http: Option<HttpAnalyzer>,
     map: Option<Arc<ServiceMap>>,
+    /// Finished TCP flows go to the service map (the `flows` analyzer's `service_map`).
+    graph_tcp: bool,
     /// What the analyzers reported and nobody has taken yet.
     pub out: Out,
     /// Latest capture time seen.
@@ -232,6 +244,7 @@ impl Engine {
         map: Option<Arc<ServiceMap>>,
     ) -> Engine {
         Engine {
+            graph_tcp: analyzers.flows.as_ref().is_some_and(|f| f.service_map),
             dedup: analyzers
                 .dedup_window
                 .filter(|w| !w.is_zero())
@@ -252,8 +265,15 @@ impl Engine {
         }
     }
 
-    /// One captured frame of link type `link`, captured at `ts_ns`.
+    /// One captured frame of link type `link`, captured at `ts_ns`, from a capture that does
+    /// not tell interfaces apart (a file, `any`).
     pub fn packet(&mut self, link: i32, ts_ns: i64, data: &[u8]) {
+        self.packet_on(None, link, ts_ns, data)
+    }
+
+    /// One frame captured on `interface` (an id of the capture's choosing): a repeat on the
+    /// interface that saw a packet first is a new packet, not a copy.
+    pub fn packet_on(&mut self, interface: Option<u32>, link: i32, ts_ns: i64, data: &[u8]) {
         self.unpublished.0 += 1;
         self.unpublished.1 += data.len() as u64;
         if self.unpublished.0 >= 4096 {
@@ -275,7 +295,7 @@ impl Engine {
             }
         };
         if let Some(d) = &mut self.dedup {
-            if d.is_duplicate(&p, ts_ns) {
+            if d.is_duplicate(&p, ts_ns, interface) {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -338,7 +358,7 @@ impl Engine {
     /// Final TCP flows feed the service map's connection counts (HTTP or not).
     #[inline]
     fn graph_flows(&self, from: usize) {
-        if let Some(map) = &self.map {
+        if let Some(map) = self.map.as_ref().filter(|_| self.graph_tcp) {
             self.graph_flows_into(map, from);
         }
     }
@@ -392,6 +412,48 @@ pub(crate) mod tests {
 
     use super::*;
     use decode::tests::eth_tcp;
+
+    /// A finished TCP flow is an edge of the service map unless the flows analyzer says
+    /// `service_map: false`.
+    #[test]
+    fn tcp_flows_feed_the_service_map_by_option() {
+        for on in [true, false] {
+            let analyzers = Analyzers {
+                flows: Some(FlowsConfig {
+                    service_map: on,
+                    ..FlowsConfig::default()
+                }),
+                http: None,
+                dedup_window: None,
+            };
+            let map = Arc::new(ServiceMap::new(10));
+            let mut engine = Engine::new(
+                "t".into(),
+                analyzers,
+                Arc::new(Stats::default()),
+                Some(map.clone()),
+            );
+            let syn = eth_tcp(
+                [10, 0, 0, 1],
+                4000,
+                [10, 0, 0, 2],
+                5432,
+                1,
+                0,
+                decode::tcp_flags::SYN,
+                b"",
+            );
+            engine.packet(decode::linktype::ETHERNET, 1_000, &syn);
+            engine.finish();
+            let edges = map.edges(None);
+            assert_eq!(edges.len(), on as usize, "service_map: {on}");
+            if on {
+                assert_eq!(edges[0].0, ("10.0.0.1".into(), "10.0.0.2".into()));
+                assert_eq!(edges[0].1.connections, 1);
+                assert_eq!(edges[0].1.requests, 0);
+            }
+        }
+    }
 
     /// The same packet seen on a pod's veth and inside the node's VXLAN tunnel counts once.
     #[test]

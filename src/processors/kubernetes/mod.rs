@@ -122,11 +122,11 @@ impl Collector for Stats {
         let c = &self.component;
         let _ = write!(
             out,
-            "# TYPE trawl_kubernetes_labelled_total counter\ntrawl_kubernetes_labelled_total{{component=\"{c}\"}} {}\n\
-             # TYPE trawl_kubernetes_unlabelled_total counter\ntrawl_kubernetes_unlabelled_total{{component=\"{c}\"}} {}\n\
-             # TYPE trawl_kubernetes_watch_errors_total counter\ntrawl_kubernetes_watch_errors_total{{component=\"{c}\"}} {}\n\
-             # TYPE trawl_kubernetes_relists_total counter\ntrawl_kubernetes_relists_total{{component=\"{c}\"}} {}\n\
-             # TYPE trawl_kubernetes_cached_pods gauge\ntrawl_kubernetes_cached_pods{{component=\"{c}\"}} {}\n",
+            "# HELP trawl_kubernetes_labelled_total Events (or flow IPs) labelled from the pod cache.\n# TYPE trawl_kubernetes_labelled_total counter\ntrawl_kubernetes_labelled_total{{component=\"{c}\"}} {}\n\
+             # HELP trawl_kubernetes_unlabelled_total Events with a pod reference or IP the pod cache could not resolve.\n# TYPE trawl_kubernetes_unlabelled_total counter\ntrawl_kubernetes_unlabelled_total{{component=\"{c}\"}} {}\n\
+             # HELP trawl_kubernetes_watch_errors_total Errors watching the Kubernetes API.\n# TYPE trawl_kubernetes_watch_errors_total counter\ntrawl_kubernetes_watch_errors_total{{component=\"{c}\"}} {}\n\
+             # HELP trawl_kubernetes_relists_total Times the pod list was fetched again in full.\n# TYPE trawl_kubernetes_relists_total counter\ntrawl_kubernetes_relists_total{{component=\"{c}\"}} {}\n\
+             # HELP trawl_kubernetes_cached_pods Pods in the metadata cache.\n# TYPE trawl_kubernetes_cached_pods gauge\ntrawl_kubernetes_cached_pods{{component=\"{c}\"}} {}\n",
             self.labelled.load(Ordering::Relaxed),
             self.unlabelled.load(Ordering::Relaxed),
             self.watch_errors.load(Ordering::Relaxed),

@@ -1,13 +1,19 @@
 //! RED metrics and the service map built from HTTP transactions (and TCP flows): Prometheus
 //! families on `/metrics`, and client → server edges for Grafana's Node Graph panel on
 //! `/api/graph` (k8spacket's one-document format) and `/api/graph/{fields,data}` + `/api/health`
-//! (the Node Graph API data source's format). Label values are bounded by `max_series`.
+//! (the Node Graph API data source's format). One node per workload (its name when Kubernetes
+//! knows the address, else the IP), totals since start or `?window=5m`. Label values are
+//! bounded by `max_series`.
 
 use crate::telemetry::metrics::{escape_label, Collector, Registry};
 use crate::telemetry::server::{Endpoints, Response};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, Weak};
+
+mod graph;
+use graph::{bad_request, json, window, EdgeStats, Node};
+pub use graph::{graph_fields, Edge, MAX_WINDOW_SECS};
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -24,23 +30,43 @@ struct Histogram {
     sum: f64,
 }
 
-#[derive(Default, Clone, Debug, PartialEq)]
-pub struct Edge {
-    pub requests: u64,
-    pub errors: u64,
-    pub latency_sum: f64,
-    pub http_bytes: u64,
-    pub connections: u64,
-    pub flow_bytes: u64,
-}
-
 #[derive(Default)]
 struct Inner {
-    requests: HashMap<(String, String, &'static str), u64>,
+    requests: HashMap<(String, String, &'static str, String), u64>,
     latency: HashMap<String, Histogram>,
     paths: HashMap<(String, String, String), u64>,
-    edges: HashMap<(String, String), Edge>,
+    edges: HashMap<(String, String), EdgeStats>,
+    /// Ports each server node was seen serving on (a few, for its subtitle).
+    ports: HashMap<String, Vec<u16>>,
     overflow: u64,
+}
+
+/// Most ports listed per node.
+const MAX_PORTS: usize = 4;
+
+fn wall_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The exact status code as a label value: three digits, or `other`; `none` without response.
+fn status_code(status: Option<u16>) -> String {
+    match status {
+        Some(s @ 100..=599) => s.to_string(),
+        Some(_) => OTHER.to_owned(),
+        None => "none".to_owned(),
+    }
+}
+
+/// The port in `ip:port` or `[ip]:port`.
+fn endpoint_port(endpoint: &str) -> Option<u16> {
+    let (host, port) = endpoint.rsplit_once(':')?;
+    if host.contains(':') && !host.ends_with(']') {
+        return None; // a bare IPv6 address
+    }
+    port.parse().ok()
 }
 
 /// The shared RED metrics and service graph of one pipeline.
@@ -134,7 +160,7 @@ impl ServiceMap {
         }
     }
 
-    /// The node name of an endpoint: its workload when known, else the endpoint as given.
+    /// The metric label of an endpoint: its workload when known, else the endpoint as given.
     fn node_name<'a>(&self, endpoint: &'a str) -> std::borrow::Cow<'a, str> {
         let Ok(r) = self.resolver.read() else {
             return endpoint.into();
@@ -142,6 +168,48 @@ impl ServiceMap {
         match (r.as_ref(), endpoint_ip(endpoint)) {
             (Some(resolve), Some(ip)) => resolve(ip).map(Into::into).unwrap_or(endpoint.into()),
             _ => endpoint.into(),
+        }
+    }
+
+    /// The graph node of an endpoint: its workload when known, else its IP (a workload is one
+    /// node whether it calls or serves, on whatever port).
+    fn workload(&self, endpoint: &str) -> String {
+        let Some(ip) = endpoint_ip(endpoint) else {
+            return endpoint.to_owned();
+        };
+        let resolved = self
+            .resolver
+            .read()
+            .ok()
+            .and_then(|r| r.as_ref().and_then(|resolve| resolve(ip)));
+        resolved.unwrap_or_else(|| ip.to_string())
+    }
+
+    /// Counts on the edge `client` → `server` (graph nodes), and notes the port served.
+    fn record_edge(
+        &self,
+        inner: &mut Inner,
+        client: &str,
+        server: &str,
+        port: Option<u16>,
+        f: impl Fn(&mut Edge),
+    ) {
+        let max = self.max_series;
+        let key = (client.to_owned(), server.to_owned());
+        let key = if inner.edges.contains_key(&key) || inner.edges.len() < max {
+            key
+        } else {
+            (OTHER.to_owned(), OTHER.to_owned())
+        };
+        inner.edges.entry(key).or_default().record(wall_secs(), f);
+        if let Some(port) = port {
+            if inner.ports.contains_key(server) || inner.ports.len() < max {
+                let ports = inner.ports.entry(server.to_owned()).or_default();
+                if !ports.contains(&port) && ports.len() < MAX_PORTS {
+                    ports.push(port);
+                    ports.sort_unstable();
+                }
+            }
         }
     }
 
@@ -207,12 +275,18 @@ impl ServiceMap {
         let m = Arc::downgrade(&map);
         endpoints.add(
             "/api/graph",
-            Arc::new(move |_q: &str| json(m.upgrade().map(|m| m.k8spacket_graph()))),
+            Arc::new(move |q: &str| match window(q) {
+                Ok(w) => json(m.upgrade().map(|m| m.k8spacket_graph(w))),
+                Err(e) => bad_request(e),
+            }),
         );
         let m = Arc::downgrade(&map);
         endpoints.add(
             "/api/graph/data",
-            Arc::new(move |_q: &str| json(m.upgrade().map(|m| m.graph_data()))),
+            Arc::new(move |q: &str| match window(q) {
+                Ok(w) => json(m.upgrade().map(|m| m.graph_data(w))),
+                Err(e) => bad_request(e),
+            }),
         );
         endpoints.add(
             "/api/graph/fields",
@@ -255,18 +329,25 @@ impl ServiceMap {
         seconds: Option<f64>,
         bytes: u64,
     ) {
-        let (client, server) = (self.node_name(client), self.node_name(server));
-        let (client, server) = (client.as_ref(), server.as_ref());
+        let (client_node, server_node) = (self.workload(client), self.workload(server));
+        let port = endpoint_port(server);
+        let server = self.node_name(server);
+        let server = server.as_ref();
         let Ok(mut g) = self.inner.lock() else { return };
         let inner = &mut *g;
         let class = status.map(status_class).unwrap_or("none");
         let max = self.max_series;
         // Each key is built once: this runs for every transaction.
-        let key = (server.to_owned(), method.to_owned(), class);
+        let key = (
+            server.to_owned(),
+            method.to_owned(),
+            class,
+            status_code(status),
+        );
         let key = if Self::fits(&inner.requests, &key, max, &mut inner.overflow) {
             key
         } else {
-            (OTHER.to_owned(), OTHER.to_owned(), class)
+            (OTHER.to_owned(), OTHER.to_owned(), class, OTHER.to_owned())
         };
         *inner.requests.entry(key).or_default() += 1;
         if let Some(s) = seconds {
@@ -295,83 +376,96 @@ impl ServiceMap {
             (OTHER.to_owned(), OTHER.to_owned(), OTHER.to_owned())
         };
         *inner.paths.entry(pkey).or_default() += 1;
-        let ekey = (client.to_owned(), server.to_owned());
-        let ekey = if inner.edges.contains_key(&ekey) || inner.edges.len() < max {
-            ekey
-        } else {
-            (OTHER.to_owned(), OTHER.to_owned())
-        };
-        let e = inner.edges.entry(ekey).or_default();
-        e.requests += 1;
-        if status.is_none_or(|s| s >= 500) {
-            e.errors += 1;
-        }
-        e.latency_sum += seconds.unwrap_or(0.0);
-        e.http_bytes += bytes;
+        let failed = status.is_none_or(|s| s >= 500);
+        self.record_edge(inner, &client_node, &server_node, port, |e| {
+            e.requests += 1;
+            e.errors += failed as u64;
+            e.latency_sum += seconds.unwrap_or(0.0);
+            e.http_bytes += bytes;
+        });
     }
 
-    /// One finished TCP connection from `client` to `server`.
+    /// One finished TCP connection from `client` to `server` (`ip:port`).
     pub fn record_flow(&self, client: &str, server: &str, bytes: u64) {
-        let (client, server) = (self.node_name(client), self.node_name(server));
-        let (client, server) = (client.as_ref(), server.as_ref());
+        let (client_node, server_node) = (self.workload(client), self.workload(server));
         let Ok(mut g) = self.inner.lock() else { return };
-        let ekey = (client.to_owned(), server.to_owned());
-        let max = self.max_series;
-        let ekey = if g.edges.contains_key(&ekey) || g.edges.len() < max {
-            ekey
-        } else {
-            (OTHER.to_owned(), OTHER.to_owned())
-        };
-        let e = g.edges.entry(ekey).or_default();
-        e.connections += 1;
-        e.flow_bytes += bytes;
+        self.record_edge(
+            &mut g,
+            &client_node,
+            &server_node,
+            endpoint_port(server),
+            |e| {
+                e.connections += 1;
+                e.flow_bytes += bytes;
+            },
+        );
     }
 
-    pub fn edges(&self) -> Vec<((String, String), Edge)> {
+    /// Every edge, totals since start (`window` None) or over the last `window`.
+    pub fn edges(&self, window: Option<std::time::Duration>) -> Vec<((String, String), Edge)> {
         let Ok(g) = self.inner.lock() else {
             return Vec::new();
         };
+        let now = wall_secs();
         let mut v: Vec<_> = g
             .edges
             .iter()
-            .map(|(k, e)| (k.clone(), e.clone()))
+            .map(|(k, e)| {
+                let e = match window {
+                    None => e.total.clone(),
+                    Some(w) => e.since(now, (w.as_secs() as i64).clamp(1, MAX_WINDOW_SECS)),
+                };
+                (k.clone(), e)
+            })
+            .filter(|(_, e)| e.requests + e.connections > 0)
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 
-    fn nodes(edges: &[((String, String), Edge)]) -> Vec<(String, u64, u64, u64)> {
-        // (name, requests served, errors served, requests sent)
-        let mut nodes: HashMap<&str, (u64, u64, u64)> = HashMap::new();
+    fn ports(&self, node: &str) -> Vec<u16> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|g| g.ports.get(node).cloned())
+            .unwrap_or_default()
+    }
+
+    fn nodes(&self, edges: &[((String, String), Edge)]) -> Vec<Node> {
+        let mut nodes: HashMap<&str, Node> = HashMap::new();
         for ((c, s), e) in edges {
-            nodes.entry(c).or_default().2 += e.requests + e.connections;
+            nodes.entry(c).or_default().sent += e.requests;
             let n = nodes.entry(s).or_default();
-            n.0 += e.requests + e.connections;
-            n.1 += e.errors;
+            n.served += e.requests;
+            n.failed += e.errors;
+            n.connections_in += e.connections;
         }
-        let mut v: Vec<_> = nodes
+        let mut v: Vec<Node> = nodes
             .into_iter()
-            .map(|(k, (a, b, c))| (k.to_owned(), a, b, c))
+            .map(|(k, n)| Node {
+                ports: self.ports(k),
+                name: k.to_owned(),
+                ..n
+            })
             .collect();
-        v.sort();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
     /// `/api/graph/data`: nodes and edges with the fields `/api/graph/fields` announces.
-    pub fn graph_data(&self) -> serde_json::Value {
-        let edges = self.edges();
-        let nodes: Vec<_> = Self::nodes(&edges)
+    pub fn graph_data(&self, window: Option<std::time::Duration>) -> serde_json::Value {
+        let edges = self.edges(window);
+        let nodes: Vec<_> = self
+            .nodes(&edges)
             .into_iter()
-            .map(|(id, served, errors, sent)| {
-                let failed = if served > 0 {
-                    errors as f64 / served as f64
-                } else {
-                    0.0
-                };
+            .map(|n| {
+                let (failed, passed) = n.arcs();
                 serde_json::json!({
-                    "id": id, "title": id, "mainStat": served, "secondaryStat": sent,
-                    "arc__failed": failed, "arc__passed": 1.0 - failed,
-                    "detail__role": if served > 0 { "server" } else { "client" },
+                    "id": n.name, "title": n.name, "subTitle": n.subtitle(),
+                    "mainStat": n.served, "secondaryStat": n.sent,
+                    "arc__failed": failed, "arc__passed": passed,
+                    "detail__role": n.role(), "detail__failed": n.failed,
+                    "detail__connections_in": n.connections_in,
                 })
             })
             .collect();
@@ -388,6 +482,7 @@ impl ServiceMap {
                     "mainStat": e.requests, "secondaryStat": (avg_ms * 1000.0).round() / 1000.0,
                     "detail__errors": e.errors, "detail__bytes": e.flow_bytes.max(e.http_bytes),
                     "detail__connections": e.connections,
+                    "detail__protocol": if e.requests > 0 { "http" } else { "tcp" },
                 })
             })
             .collect();
@@ -395,16 +490,17 @@ impl ServiceMap {
     }
 
     /// `/api/graph`: k8spacket's node-graph-plugin document (config, nodes, edges in one).
-    pub fn k8spacket_graph(&self) -> serde_json::Value {
-        let edges = self.edges();
-        let nodes: Vec<_> = Self::nodes(&edges)
+    pub fn k8spacket_graph(&self, window: Option<std::time::Duration>) -> serde_json::Value {
+        let edges = self.edges(window);
+        let nodes: Vec<_> = self
+            .nodes(&edges)
             .into_iter()
-            .map(|(id, served, errors, sent)| {
-                let failed = if served > 0 { errors as f64 / served as f64 } else { 0.0 };
+            .map(|n| {
+                let (failed, passed) = n.arcs();
                 serde_json::json!({
-                    "id": id, "title": id, "subTitle": if served > 0 { "server" } else { "client" },
-                    "mainStat": format!("served: {served}"), "secondaryStat": format!("sent: {sent}"),
-                    "arc__1": 1.0 - failed, "arc__2": failed,
+                    "id": n.name, "title": n.name, "subTitle": n.subtitle(),
+                    "mainStat": format!("served: {}", n.served), "secondaryStat": format!("sent: {}", n.sent),
+                    "arc__1": passed, "arc__2": failed,
                 })
             })
             .collect();
@@ -432,14 +528,14 @@ impl ServiceMap {
 
     fn render(&self, out: &mut String) {
         let Ok(g) = self.inner.lock() else { return };
-        let _ = writeln!(out, "# HELP trawl_http_requests_total HTTP transactions seen on the wire, by server, method and status class.");
+        let _ = writeln!(out, "# HELP trawl_http_requests_total HTTP transactions seen on the wire, by server, method, status class and status code (none: no response).");
         let _ = writeln!(out, "# TYPE trawl_http_requests_total counter");
         let mut reqs: Vec<_> = g.requests.iter().collect();
         reqs.sort();
-        for ((s, m, c), n) in reqs {
+        for ((s, m, c, code), n) in reqs {
             let _ = writeln!(
                 out,
-                "trawl_http_requests_total{{server=\"{}\",method=\"{}\",status_class=\"{c}\"}} {n}",
+                "trawl_http_requests_total{{server=\"{}\",method=\"{}\",status_class=\"{c}\",status_code=\"{code}\"}} {n}",
                 escape_label(s),
                 escape_label(m)
             );
@@ -502,46 +598,6 @@ impl Collector for MapCollector {
     }
 }
 
-fn json(v: Option<serde_json::Value>) -> Response {
-    match v {
-        Some(v) => Response {
-            status: 200,
-            content_type: "application/json",
-            body: format!("{v}\n"),
-        },
-        None => Response {
-            status: 503,
-            content_type: "text/plain",
-            body: "the packet input is gone\n".into(),
-        },
-    }
-}
-
-/// `/api/graph/fields`: the Node Graph API data source's field list.
-pub fn graph_fields() -> serde_json::Value {
-    serde_json::json!({
-        "nodes_fields": [
-            {"field_name": "id", "type": "string"},
-            {"field_name": "title", "type": "string"},
-            {"field_name": "mainStat", "type": "number", "displayName": "Requests served"},
-            {"field_name": "secondaryStat", "type": "number", "displayName": "Requests sent"},
-            {"field_name": "arc__failed", "type": "number", "color": "red", "displayName": "Failed"},
-            {"field_name": "arc__passed", "type": "number", "color": "green", "displayName": "Passed"},
-            {"field_name": "detail__role", "type": "string", "displayName": "Role"},
-        ],
-        "edges_fields": [
-            {"field_name": "id", "type": "string"},
-            {"field_name": "source", "type": "string"},
-            {"field_name": "target", "type": "string"},
-            {"field_name": "mainStat", "type": "number", "displayName": "Requests"},
-            {"field_name": "secondaryStat", "type": "number", "displayName": "Average latency (ms)"},
-            {"field_name": "detail__errors", "type": "number", "displayName": "Errors"},
-            {"field_name": "detail__bytes", "type": "number", "displayName": "Bytes"},
-            {"field_name": "detail__connections", "type": "number", "displayName": "Connections"},
-        ],
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,15 +618,12 @@ mod tests {
             10,
         );
         m.record_flow("10.244.0.5", "[fd00::1]:5432", 100);
-        let edges = m.edges();
+        let edges = m.edges(None);
         assert_eq!(
             edges[1].0,
             ("10.244.0.5".to_owned(), "shop/checkout".to_owned())
         );
-        assert_eq!(
-            edges[0].0,
-            ("10.244.0.5".to_owned(), "[fd00::1]:5432".to_owned())
-        );
+        assert_eq!(edges[0].0, ("10.244.0.5".to_owned(), "fd00::1".to_owned()));
         assert_eq!(endpoint_ip("[fd00::1]:5432"), "fd00::1".parse().ok());
     }
 
@@ -628,14 +681,14 @@ mod tests {
         m.record_flow("10.0.0.1", "10.0.0.2:80", 5000);
         let mut text = String::new();
         m.render(&mut text);
-        assert!(text.contains("trawl_http_requests_total{server=\"10.0.0.2:80\",method=\"GET\",status_class=\"2xx\"} 1"), "{text}");
-        assert!(text.contains("trawl_http_requests_total{server=\"10.0.0.2:80\",method=\"GET\",status_class=\"5xx\"} 1"));
-        assert!(text.contains("trawl_http_requests_total{server=\"other\",method=\"other\",status_class=\"4xx\"} 1"), "{text}");
+        assert!(text.contains("trawl_http_requests_total{server=\"10.0.0.2:80\",method=\"GET\",status_class=\"2xx\",status_code=\"200\"} 1"), "{text}");
+        assert!(text.contains("trawl_http_requests_total{server=\"10.0.0.2:80\",method=\"GET\",status_class=\"5xx\",status_code=\"503\"} 1"));
+        assert!(text.contains("trawl_http_requests_total{server=\"other\",method=\"other\",status_class=\"4xx\",status_code=\"other\"} 1"), "{text}");
         assert!(text.contains("trawl_http_path_requests_total{server=\"10.0.0.2:80\",method=\"GET\",path=\"/users/:id\"} 2"));
         assert!(text.contains(
             "trawl_http_request_duration_seconds_bucket{server=\"10.0.0.2:80\",le=\"0.005\"} 1"
         ));
-        let data = m.graph_data();
+        let data = m.graph_data(None);
         let edges = data["edges"].as_array().unwrap();
         assert_eq!(edges.len(), 3, "two real edges and the overflow edge");
         let e = edges.iter().find(|e| e["source"] == "10.0.0.1").unwrap();
@@ -643,10 +696,83 @@ mod tests {
         assert_eq!(e["detail__errors"], 1);
         assert_eq!(e["detail__connections"], 1);
         assert_eq!(e["detail__bytes"], 5000);
-        assert!(m.k8spacket_graph()["nodes"]
+        assert!(m.k8spacket_graph(None)["nodes"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|n| n["id"] == "10.0.0.2:80"));
+            .any(|n| n["id"] == "10.0.0.2"));
+    }
+
+    fn node<'a>(data: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+        data["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["id"] == id))
+            .unwrap_or_else(|| panic!("no node {id}: {data}"))
+    }
+
+    /// A workload that calls others and serves on two ports is one node; it counts the
+    /// requests it served, and its arcs split exactly those.
+    #[test]
+    fn one_node_per_workload_with_exact_arcs() {
+        let m = ServiceMap::new(100);
+        for i in 0..8 {
+            let status = if i < 2 { 500 } else { 200 };
+            m.record_http(
+                "10.0.0.1",
+                "10.0.0.2:8080",
+                "GET",
+                "/",
+                Some(status),
+                Some(0.01),
+                10,
+            );
+        }
+        m.record_http(
+            "10.0.0.2",
+            "10.0.0.3:9000",
+            "GET",
+            "/",
+            Some(200),
+            Some(0.01),
+            10,
+        );
+        m.record_http("10.0.0.1", "10.0.0.2:9090", "GET", "/", None, None, 10);
+        // Connections add no requests (served counts requests, not connections).
+        m.record_flow("10.0.0.1", "10.0.0.2:8080", 500);
+        m.record_flow("10.0.0.4", "10.0.0.3:5432", 700);
+        let data = m.graph_data(None);
+        assert_eq!(data["nodes"].as_array().map(Vec::len), Some(4), "{data}");
+        let b = node(&data, "10.0.0.2");
+        assert_eq!(b["mainStat"], 9);
+        assert_eq!(b["secondaryStat"], 1);
+        assert_eq!(
+            b["arc__failed"],
+            3.0 / 9.0,
+            "two 500s and one without response"
+        );
+        assert_eq!(b["arc__passed"], 6.0 / 9.0);
+        assert_eq!(b["subTitle"], ":8080, :9090");
+        assert_eq!(b["detail__role"], "client and server");
+        let a = node(&data, "10.0.0.1");
+        assert_eq!(
+            (
+                a["mainStat"].as_u64(),
+                a["arc__failed"].as_f64(),
+                a["arc__passed"].as_f64()
+            ),
+            (Some(0), Some(0.0), Some(0.0))
+        );
+        assert_eq!(a["subTitle"], "client");
+        let tcp = data["edges"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["source"] == "10.0.0.4"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(tcp["detail__protocol"], "tcp");
+        assert_eq!(tcp["detail__bytes"], 700);
+        assert_eq!(tcp["target"], "10.0.0.3");
+        // Everything happened just now: a window holds it all.
+        let w = m.graph_data(Some(std::time::Duration::from_secs(60)));
+        assert_eq!(node(&w, "10.0.0.2")["mainStat"], 9);
     }
 }
