@@ -3,6 +3,7 @@
 
 mod once;
 pub mod pcap;
+mod test_output;
 
 use crate::config::{self, ConfigErrors, PipelineConfig, Sources};
 use crate::pipeline::channel::shutdown_pair;
@@ -59,6 +60,11 @@ pub enum Command {
     },
     /// Print the embedded default pipeline.
     DefaultPipeline,
+    /// Check what a pipeline connects to.
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
+    },
     /// Decode a capture file: flows and HTTP transactions as JSON lines on stdout (or, with
     /// -c, through that pipeline's processors and outputs as the input `pcap`).
     Pcap {
@@ -77,6 +83,17 @@ pub enum Command {
     },
     /// Run a command, pass its output through, and ship its lines (replaces `app | tee -a log`).
     Tee(tee::TeeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TestCommand {
+    /// Connect to every output and say what works (reachable, version, credentials, index
+    /// template; Kafka brokers, topic, partition leaders; file folders); exit 1 when one fails.
+    Output {
+        /// As for `run`: files or folders, repeatable; the same defaults.
+        #[arg(short, long)]
+        config: Vec<PathBuf>,
+    },
 }
 
 /// Whether `run_pipeline_with` handles SIGTERM/SIGINT itself (`trawl run`) or leaves signals
@@ -120,6 +137,9 @@ pub fn main() -> i32 {
             http_ports,
         } => pcap::run(file, config, only, http_ports),
         Command::Tee(args) => tee::run(args),
+        Command::Test {
+            what: TestCommand::Output { config },
+        } => test_output::run(&Sources::resolve(&config)),
         Command::DefaultPipeline => {
             print!("{DEFAULT_PIPELINE}");
             0
