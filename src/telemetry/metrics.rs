@@ -237,6 +237,7 @@ impl Registry {
         for c in collectors {
             c.render(&mut out);
         }
+        super::process::render(&mut out);
         out
     }
 }
