@@ -84,9 +84,7 @@ fn a_folder_is_read_to_its_end_committed_and_not_read_again() {
             expected.push(m);
         }
         text.push_str("Exception at the end\n  at frame one\n  at frame two\n");
-        expected.push(format!(
-            "Exception at the end\n  at frame one\n  at frame two"
-        ));
+        expected.push("Exception at the end\n  at frame one\n  at frame two".to_owned());
         append(&logs.join(format!("app-{f}.log")), &text);
     }
     let cfg = pipeline(dir.path());

@@ -130,10 +130,10 @@ fn kafka_checks(mut cc: ClientConfig, topic: Option<&str>) -> Vec<Check> {
         return checks;
     };
     if let Some(e) = t.error() {
-        let e = rdkafka::types::RDKafkaRespErr::from(e);
+        let e = rdkafka::types::RDKafkaErrorCode::from(e);
         checks.push(Check::failed(
             format!("topic {topic}"),
-            format!("{e:?}: the topic does not exist or this client may not see it"),
+            format!("{e}: the topic does not exist or this client may not see it"),
         ));
         return checks;
     }
