@@ -1,9 +1,11 @@
 //! The commands of the `trawl` binary: `run` a pipeline, `validate` a pipeline file. Kept in
 //! the library so that tests drive the same code paths as the binary.
 
+mod once;
 pub mod pcap;
+mod test_output;
 
-use crate::config::{self, ConfigErrors, PipelineConfig};
+use crate::config::{self, ConfigErrors, PipelineConfig, Sources};
 use crate::pipeline::channel::shutdown_pair;
 use crate::pipeline::Pipeline;
 use crate::telemetry::{self, server};
@@ -12,8 +14,9 @@ use clap::{Parser, Subcommand};
 pub mod tee;
 use std::path::PathBuf;
 
-/// The pipeline used by `trawl run` without `-c`.
-pub const DEFAULT_PIPELINE: &str = include_str!("../../conf/default.yaml");
+/// The pipeline used by `trawl run` when neither `-c`, `TRAWL_CONFIG` nor
+/// `/etc/trawl/trawl.yaml` names one.
+pub const DEFAULT_PIPELINE: &str = config::sources::EMBEDDED_PIPELINE;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,7 +26,7 @@ pub const DEFAULT_PIPELINE: &str = include_str!("../../conf/default.yaml");
 )]
 pub struct Cli {
     /// Level of trawl's own logs (a tracing filter: error, warn, info, debug, trace).
-    #[arg(long, global = true, default_value = "info")]
+    #[arg(long, global = true, env = "TRAWL_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Format of trawl's own logs on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -34,22 +37,34 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a pipeline (the embedded default one without -c).
+    /// Run a pipeline.
     Run {
-        /// The pipeline file.
+        /// A pipeline file, or a folder of them (*.yaml, *.yml); repeatable, merged in order.
+        /// Default: $TRAWL_CONFIG (paths separated by `:`), else /etc/trawl/trawl.yaml when it
+        /// exists, else the embedded pipeline.
         #[arg(short, long)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
+        /// Read every file input to its current end, deliver, commit the offsets and exit 0
+        /// (stdin and pcap_file inputs end at their end as ever; live inputs are refused).
+        #[arg(long)]
+        once: bool,
     },
-    /// Check a pipeline file: parse, interpolate, build every component; report every error.
+    /// Check a pipeline: parse, interpolate, build every component; report every error.
     Validate {
+        /// As for `run`: files or folders, repeatable; the same defaults.
         #[arg(short, long)]
-        config: PathBuf,
+        config: Vec<PathBuf>,
         /// Validate a pipeline for `trawl tee -c`: its input, named `tee`, is the child's lines.
         #[arg(long)]
         tee: bool,
     },
     /// Print the embedded default pipeline.
     DefaultPipeline,
+    /// Check what a pipeline connects to.
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
+    },
     /// Decode a capture file: flows and HTTP transactions as JSON lines on stdout (or, with
     /// -c, through that pipeline's processors and outputs as the input `pcap`).
     Pcap {
@@ -68,6 +83,17 @@ pub enum Command {
     },
     /// Run a command, pass its output through, and ship its lines (replaces `app | tee -a log`).
     Tee(tee::TeeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TestCommand {
+    /// Connect to every output and say what works (reachable, version, credentials, index
+    /// template; Kafka brokers, topic, partition leaders; file folders); exit 1 when one fails.
+    Output {
+        /// As for `run`: files or folders, repeatable; the same defaults.
+        #[arg(short, long)]
+        config: Vec<PathBuf>,
+    },
 }
 
 /// Whether `run_pipeline_with` handles SIGTERM/SIGINT itself (`trawl run`) or leaves signals
@@ -102,8 +128,8 @@ pub fn main() -> i32 {
         return 2;
     }
     match cli.command {
-        Command::Validate { config, tee } => validate(&config, tee),
-        Command::Run { config } => run(config.as_ref()),
+        Command::Validate { config, tee } => validate(&Sources::resolve(&config), tee),
+        Command::Run { config, once } => run(&Sources::resolve(&config), once),
         Command::Pcap {
             file,
             config,
@@ -111,6 +137,9 @@ pub fn main() -> i32 {
             http_ports,
         } => pcap::run(file, config, only, http_ports),
         Command::Tee(args) => tee::run(args),
+        Command::Test {
+            what: TestCommand::Output { config },
+        } => test_output::run(&Sources::resolve(&config)),
         Command::DefaultPipeline => {
             print!("{DEFAULT_PIPELINE}");
             0
@@ -118,20 +147,29 @@ pub fn main() -> i32 {
     }
 }
 
-fn validate(path: &std::path::Path, tee: bool) -> i32 {
+fn validate(sources: &Sources, tee: bool) -> i32 {
+    let path = sources.describe();
     let invalid = |mut errs: ConfigErrors| {
-        errs.0.sort_by_key(|e| (e.mark.line, e.mark.col));
+        // File by file in the order given, each from its top.
+        let order: Vec<String> = sources
+            .files()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let rank = |f: &str| order.iter().position(|o| o == f).unwrap_or(usize::MAX);
+        errs.0
+            .sort_by_key(|e| (rank(&e.file), e.mark.line, e.mark.col));
         errs.0.dedup();
         print_errors(&errs);
         eprintln!(
-            "{}: invalid ({} error{})",
-            path.display(),
+            "{path}: invalid ({} error{})",
             errs.0.len(),
             if errs.0.len() == 1 { "" } else { "s" }
         );
         1
     };
-    let (cfg, mut errs) = match config::load_file_partial(path) {
+    let (cfg, mut errs) = match sources.load_partial() {
         Ok(c) => c,
         Err(errs) => return invalid(errs),
     };
@@ -153,24 +191,27 @@ fn validate(path: &std::path::Path, tee: bool) -> i32 {
         errs.0.extend(more.0);
     }
     if errs.is_empty() {
-        println!(
-            "{}: valid ({ni} inputs, {np} processors, {no} outputs)",
-            path.display()
-        );
+        println!("{path}: valid ({ni} inputs, {np} processors, {no} outputs)");
         0
     } else {
         invalid(errs)
     }
 }
 
-fn run(path: Option<&PathBuf>) -> i32 {
-    let cfg = match load(path) {
+fn run(sources: &Sources, once: bool) -> i32 {
+    let mut cfg = match sources.load() {
         Ok(c) => c,
         Err(errs) => {
             print_errors(&errs);
             return 1;
         }
     };
+    if once {
+        if let Err(errs) = once::prepare(&mut cfg) {
+            print_errors(&errs);
+            return 1;
+        }
+    }
     run_pipeline(cfg, Vec::new())
 }
 

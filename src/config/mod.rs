@@ -5,10 +5,12 @@
 pub mod de;
 pub mod interpolate;
 pub mod node;
+pub mod sources;
 pub mod units;
 
 pub use de::{from_node, DeError};
 pub use node::{Mark, Node, NodeKind};
+pub use sources::Sources;
 pub use units::{ByteSize, Duration};
 
 use serde::Deserialize;
@@ -236,6 +238,8 @@ fn check_listen_address(address: &str) -> Result<(), String> {
 /// A component as written: its name, `type`, and the rest of its keys.
 #[derive(Debug, Clone)]
 pub struct ComponentSpec {
+    /// The file it was written in (several files may make one pipeline).
+    pub file: String,
     pub name: String,
     pub type_name: String,
     /// The component's own keys (without `type` and the pipeline's keys).
@@ -307,6 +311,13 @@ pub fn load_file(path: &Path) -> Result<PipelineConfig, ConfigErrors> {
 /// `load_file`, but returns what could be read along with the errors found, so that
 /// `validate` can go on building components and report everything in one run.
 pub fn load_file_partial(path: &Path) -> Result<(PipelineConfig, ConfigErrors), ConfigErrors> {
+    let (name, text) = read_text(path)?;
+    parse_partial(&name, &text, &|v| std::env::var(v).ok())
+}
+
+/// A pipeline file's name (as messages give it) and text; a file that cannot be read or is not
+/// UTF-8 is an error naming it (and its first bad byte's line and column).
+pub(crate) fn read_text(path: &Path) -> Result<(String, String), ConfigErrors> {
     let name = path.display().to_string();
     let fail = |mark: Mark, message: String| {
         let mut errs = ConfigErrors::default();
@@ -330,7 +341,7 @@ pub fn load_file_partial(path: &Path) -> Result<(PipelineConfig, ConfigErrors), 
             "the pipeline file is not UTF-8 text: expected a UTF-8 YAML file".into(),
         )
     })?;
-    parse_partial(&name, &text, &|v| std::env::var(v).ok())
+    Ok((name, text))
 }
 
 /// Parses pipeline text; `file` names it in messages; `env` resolves `${VAR}`.
@@ -354,6 +365,18 @@ pub fn parse_partial(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(PipelineConfig, ConfigErrors), ConfigErrors> {
+    parse_with_global_keys(file, text, env).map(|(cfg, errs, _)| (cfg, errs))
+}
+
+/// The global keys a file sets, with where (for merging several files into one pipeline).
+pub(crate) type GlobalKeys = Vec<(String, Mark)>;
+
+/// `parse_partial`, also returning the global keys the file sets.
+pub(crate) fn parse_with_global_keys(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(PipelineConfig, ConfigErrors, GlobalKeys), ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let mut root = match node::parse(text) {
         Ok(n) => n,
@@ -393,8 +416,12 @@ pub fn parse_partial(
         return Err(errs);
     };
     let entries = entries.clone();
+    let mut global_keys = Vec::new();
     for (k, _) in entries {
         let key = k.as_str().unwrap_or("");
+        if TOP_KEYS.contains(&key) && !["inputs", "processors", "outputs"].contains(&key) {
+            global_keys.push((key.to_owned(), k.mark));
+        }
         if !TOP_KEYS.contains(&key) {
             errs.push(
                 file,
@@ -539,6 +566,7 @@ pub fn parse_partial(
             warnings,
         },
         errs,
+        global_keys,
     ))
 }
 
@@ -633,6 +661,7 @@ fn component(
         }
     };
     Some(ComponentSpec {
+        file: file.to_owned(),
         name: name.to_owned(),
         type_name,
         node: node.without_keys(pipeline_keys),

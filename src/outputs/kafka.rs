@@ -162,7 +162,7 @@ impl Kafka {
 }
 
 /// librdkafka settings from the configuration.
-fn client_config(c: &Config) -> Result<ClientConfig, String> {
+pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
     if c.brokers.is_empty() {
         return Err("`brokers` must list at least one broker".into());
     }

@@ -8,6 +8,7 @@ pub mod elasticsearch;
 pub mod file;
 pub mod kafka;
 pub mod null;
+pub mod probe;
 pub mod stdout;
 pub mod template;
 

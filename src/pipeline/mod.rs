@@ -116,7 +116,7 @@ impl Pipeline {
                         static_type(inputs::TYPES, spec),
                     ),
                 }),
-                Err(e) => errs.push_de(&file, spec.mark, &spec.path, e),
+                Err(e) => errs.push_de(&spec.file, spec.mark, &spec.path, e),
             }
         }
         if built_inputs.is_empty() && config.inputs.is_empty() {
@@ -148,10 +148,10 @@ impl Pipeline {
                 }),
                 (a, b) => {
                     if let Err(e) = a {
-                        errs.push_de(&file, p.spec.mark, &p.spec.path, e);
+                        errs.push_de(&p.spec.file, p.spec.mark, &p.spec.path, e);
                     }
                     if let Err(e) = b {
-                        errs.push_de(&file, p.spec.mark, &p.spec.path, e);
+                        errs.push_de(&p.spec.file, p.spec.mark, &p.spec.path, e);
                     }
                 }
             }
@@ -181,7 +181,7 @@ impl Pipeline {
                     let mut known: Vec<&str> = input_names.iter().copied().collect();
                     known.sort();
                     errs.push(
-                        &file,
+                        &o.spec.file,
                         *mark,
                         &format!("{}.inputs", o.spec.path),
                         format!(
@@ -197,7 +197,7 @@ impl Pipeline {
             }
             if let Some((dl, mark)) = &o.dead_letter {
                 if dl == &o.spec.name || !output_names.contains(dl.as_str()) {
-                    errs.push(&file, *mark, &format!("{}.dead_letter", o.spec.path),
+                    errs.push(&o.spec.file, *mark, &format!("{}.dead_letter", o.spec.path),
                         format!("`{dl}` is not another output of this pipeline: expected the name of an output"));
                 }
             }
@@ -209,7 +209,7 @@ impl Pipeline {
                     Some(list) => {
                         if list.is_empty() {
                             errs.push(
-                                &file,
+                                &o.spec.file,
                                 o.spec.mark,
                                 &format!("{}.inputs", o.spec.path),
                                 "empty `inputs:` list: this output would receive nothing",
@@ -224,7 +224,7 @@ impl Pipeline {
                 Some(n) => match Condition::from_node(n, &format!("{}.when", o.spec.path)) {
                     Ok(c) => Some(Arc::new(c)),
                     Err(e) => {
-                        errs.push_de(&file, o.spec.mark, &o.spec.path, e);
+                        errs.push_de(&o.spec.file, o.spec.mark, &o.spec.path, e);
                         None
                     }
                 },
@@ -236,7 +236,12 @@ impl Pipeline {
                 ) {
                     Ok(b) => Some(b),
                     Err(e) => {
-                        errs.push_de(&file, node.mark, &format!("{}.buffer", o.spec.path), e);
+                        errs.push_de(
+                            &o.spec.file,
+                            node.mark,
+                            &format!("{}.buffer", o.spec.path),
+                            e,
+                        );
                         None
                     }
                 },
@@ -260,10 +265,10 @@ impl Pipeline {
                     dead_letter_only,
                     buffer,
                 }),
-                Err(e) => errs.push_de(&file, o.spec.mark, &o.spec.path, e),
+                Err(e) => errs.push_de(&o.spec.file, o.spec.mark, &o.spec.path, e),
             }
         }
-        dead_letter_cycles(&config.outputs, &file, &mut errs);
+        dead_letter_cycles(&config.outputs, &mut errs);
         for o in extra_outputs {
             match &o.inputs {
                 None => used_inputs.extend(input_names.iter().map(|s| s.to_string())),
@@ -291,7 +296,7 @@ impl Pipeline {
             for spec in &config.inputs {
                 if !used_inputs.contains(&spec.name) {
                     errs.push(
-                        &file,
+                        &spec.file,
                         spec.mark,
                         &spec.path,
                         format!(
@@ -460,7 +465,11 @@ impl Pipeline {
             _ = output_failed.notified() => Some("an output failed: stopping inputs and draining what the other outputs can deliver"),
         };
         let drained = match stop {
-            None => true,
+            // Every input ended by itself (stdin at its end, `once`): the outputs are done, but
+            // an input may still be committing what they acknowledged (the file registry).
+            None => tokio::time::timeout(global.shutdown_timeout.std(), inputs_done)
+                .await
+                .is_ok(),
             Some(why) => {
                 let deadline = global.shutdown_timeout.std();
                 tracing::info!(timeout = ?deadline, "{why}");
@@ -491,7 +500,7 @@ impl Pipeline {
 /// `dead_letter:` of its first member in file order: a letter rejected again would bounce
 /// between the outputs forever, growing at each turn, and shutdown could never drain them.
 /// Self-references are reported where `dead_letter:` is checked.
-fn dead_letter_cycles(outputs: &[crate::config::OutputSpec], file: &str, errs: &mut ConfigErrors) {
+fn dead_letter_cycles(outputs: &[crate::config::OutputSpec], errs: &mut ConfigErrors) {
     let target = |name: &str| {
         outputs
             .iter()
@@ -527,7 +536,7 @@ fn dead_letter_cycles(outputs: &[crate::config::OutputSpec], file: &str, errs: &
         if next.is_some() && chain.len() > 1 && is_first_member {
             chain.push(start);
             errs.push(
-                file,
+                &o.spec.file,
                 *mark,
                 &format!("{}.dead_letter", o.spec.path),
                 format!(

@@ -290,6 +290,7 @@ pub(crate) mod test_support {
             .unwrap_or("")
             .to_owned();
         let spec = ComponentSpec {
+            file: "p.yaml".into(),
             name: "#0".into(),
             type_name,
             node: node.without_keys(&["type"]),

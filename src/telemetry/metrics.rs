@@ -237,6 +237,7 @@ impl Registry {
         for c in collectors {
             c.render(&mut out);
         }
+        super::process::render(&mut out);
         // Collectors of the same kind (one per packet input, one per processor) each write
         // their family's header: Prometheus wants it once, with every series under it.
         super::exposition::merge_families(&out)

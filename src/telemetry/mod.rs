@@ -3,6 +3,7 @@
 
 pub mod exposition;
 pub mod metrics;
+pub mod process;
 pub mod server;
 
 use tracing_subscriber::EnvFilter;
@@ -17,9 +18,13 @@ pub enum LogFormat {
 pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| anyhow::anyhow!("invalid --log-level `{level}`: {e}"))?;
+    // Colours only for a person at a terminal: under `trawl tee` stderr is the app's own log,
+    // and journald or a file would keep the escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false);
     let r = match format {
         LogFormat::Text => builder.try_init(),

@@ -121,6 +121,10 @@ pub struct Config {
     /// Registry entries of files not seen for this long (while trawl runs) are dropped.
     #[serde(default = "default_forget_after")]
     pub forget_after: Duration,
+    /// Read every file found to its current end, wait until all of it is delivered and
+    /// committed, then end the input (`trawl run --once` sets it on every file input).
+    #[serde(default)]
+    pub once: bool,
 }
 
 fn yes() -> bool {

@@ -425,6 +425,13 @@ impl Tail {
         decoder.flush_if_due(now, &mut |line| batcher.push(meta, line));
     }
 
+    /// Sends what multiline is joining, because nothing more will be read (`once`); an
+    /// unterminated last line stays unread, as it may not be complete.
+    pub fn flush_joined(&mut self, now: Instant, batcher: &mut Batcher) {
+        let Tail { meta, decoder, .. } = self;
+        decoder.flush(now, &mut |line| batcher.push(meta, line));
+    }
+
     /// Sends everything held (the file is being dropped), including an unterminated last line.
     pub fn flush_all(&mut self, now: Instant, batcher: &mut Batcher) {
         let Tail {

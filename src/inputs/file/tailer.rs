@@ -148,8 +148,19 @@ pub(super) fn run(
             }
         }
         if !progress {
+            if t.config.once && generation != 0 {
+                // Every file is at its end: nothing more joins what multiline holds.
+                let now = Instant::now();
+                for tail in t.tails.values_mut() {
+                    tail.flush_joined(now, &mut t.batcher);
+                }
+            }
             if t.emit().is_err() {
                 return Ok(());
+            }
+            if t.config.once && generation != 0 && t.settled() {
+                tracing::info!(input = %t.ctx.name, files = t.tails.len(), "once: every file read to its end and delivered");
+                break;
             }
             t.close_idle(now);
             if t.make_room(now, poll) {
@@ -186,6 +197,20 @@ enum CopyCheck {
 }
 
 impl Tailer {
+    /// Nothing left to read, to read again or to acknowledge, and no file waiting for a slot or
+    /// a copytruncate decision: what `once` waits for before ending.
+    fn settled(&self) -> bool {
+        self.waiting == 0
+            && self.maybe_copies.is_empty()
+            && self.backing_off.is_empty()
+            && self.shared.rewinds.lock().is_ok_and(|r| r.is_empty())
+            && self
+                .shared
+                .in_flight
+                .lock()
+                .is_ok_and(|f| f.batches.is_empty())
+    }
+
     fn open_count(&self) -> usize {
         self.tails.values().filter(|t| t.is_open()).count()
     }

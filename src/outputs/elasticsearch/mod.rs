@@ -11,8 +11,11 @@ mod bulk;
 mod client;
 mod deliver;
 mod index_template;
+mod probe;
 mod response;
 mod retry;
+
+pub use probe::probe;
 
 use super::dead_letter::{DeadLetters, Rejection};
 use super::template::Template;

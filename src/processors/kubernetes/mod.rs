@@ -493,6 +493,7 @@ mod tests {
         let config: super::KubernetesConfig =
             crate::config::from_node(&spec_node.without_keys(&["type"]), "p").unwrap();
         let spec = crate::config::ComponentSpec {
+            file: "p.yaml".into(),
             name: "k8s".into(),
             type_name: "kubernetes".into(),
             node: spec_node,
