@@ -1,7 +1,10 @@
 //! The commands of the `trawl` binary: `run` a pipeline, `validate` a pipeline file. Kept in
 //! the library so that tests drive the same code paths as the binary.
 
+pub mod monitor;
 pub mod pcap;
+pub mod tap;
+pub mod top;
 
 use crate::config::{self, ConfigErrors, PipelineConfig};
 use crate::pipeline::channel::shutdown_pair;
@@ -68,6 +71,10 @@ pub enum Command {
     },
     /// Run a command, pass its output through, and ship its lines (replaces `app | tee -a log`).
     Tee(tee::TeeArgs),
+    /// Print the events a running trawl sees at inputs, processors or outputs, live.
+    Tap(tap::TapArgs),
+    /// A live table of a running trawl's components: rates, errors, drops, queues; q quits.
+    Top(top::TopArgs),
 }
 
 /// Whether `run_pipeline_with` handles SIGTERM/SIGINT itself (`trawl run`) or leaves signals
@@ -111,6 +118,8 @@ pub fn main() -> i32 {
             http_ports,
         } => pcap::run(file, config, only, http_ports),
         Command::Tee(args) => tee::run(args),
+        Command::Tap(args) => tap::run(args),
+        Command::Top(args) => top::run(args),
         Command::DefaultPipeline => {
             print!("{DEFAULT_PIPELINE}");
             0

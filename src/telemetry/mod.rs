@@ -1,8 +1,9 @@
 //! trawl's own observability: its logs (through `tracing`, on stderr, text or JSON), its
-//! counters, and the HTTP endpoint that serves them.
+//! counters, the HTTP endpoint that serves them, and the live event taps (`trawl tap`).
 
 pub mod metrics;
 pub mod server;
+pub mod tap;
 
 use tracing_subscriber::EnvFilter;
 
