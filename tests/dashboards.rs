@@ -210,7 +210,20 @@ fn every_dashboard_query_names_a_metric_trawl_exports() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let addr = format!("127.0.0.1:{}", free_port());
-    let capture = shared().join("data/pcaps/suricata-verify/http-all-headers/input.pcap");
+    // The capture goes through a FIFO kept open: the input stays alive, and with it its RED
+    // metrics and service map (they leave `/metrics` when a pcap_file input ends).
+    let pcap = std::fs::read(shared().join("data/pcaps/suricata-verify/http-all-headers/input.pcap"))
+        .unwrap();
+    let capture = d.join("capture.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&capture).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let (keep_open, until_done) = std::sync::mpsc::channel::<()>();
+    let fifo = capture.clone();
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+        f.write_all(&pcap).unwrap();
+        let _ = until_done.recv();
+    });
     let log = write_file(
         d,
         "app.log",
@@ -309,4 +322,6 @@ fn every_dashboard_query_names_a_metric_trawl_exports() {
     assert_eq!(status, 200);
     let graph: Value = serde_json::from_str(&graph).unwrap();
     assert!(!graph["edges"].as_array().unwrap().is_empty(), "{graph}");
+    drop(keep_open);
+    writer.join().unwrap();
 }

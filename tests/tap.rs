@@ -96,9 +96,10 @@ impl Tap {
         };
         let out = self.stdout.join().unwrap();
         self.seen_stderr.extend(self.stderr.try_iter());
-        let lines = out
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        // One JSON value per line, or indented over several with --pretty.
+        let lines = serde_json::Deserializer::from_str(&out)
+            .into_iter::<Value>()
+            .map(|v| v.unwrap_or_else(|e| panic!("{out:?}: {e}")))
             .collect();
         (status, lines, self.seen_stderr)
     }
@@ -360,8 +361,9 @@ fn tap_uses_the_bearer_token_and_unix_socket_of_the_pipeline_file() {
     let (st, events, _) = from_file.finish();
     assert!(st.success());
     assert_eq!(messages(&events), ["one", "two"]);
-    let (st, _, _) = from_token_file.finish();
+    let (st, events, _) = from_token_file.finish();
     assert!(st.success());
+    assert_eq!(messages(&events), ["one", "two"]);
     trawl.finish(DEADLINE);
 }
 
