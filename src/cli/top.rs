@@ -200,8 +200,20 @@ fn rate(v: Option<f64>) -> String {
 /// Renders the table; `previous` (the last rows and how long ago they were read) gives rates.
 pub fn render(rows: &[Row], previous: Option<(&[Row], Duration)>) -> Vec<String> {
     let header = [
-        "KIND", "NAME", "TYPE", "IN/s", "OUT/s", "IN", "OUT", "ERRORS", "DROPPED", "FAILED",
-        "QUEUED", "FILE LAG", "CAP DROPS", "STATE",
+        "KIND",
+        "NAME",
+        "TYPE",
+        "IN/s",
+        "OUT/s",
+        "IN",
+        "OUT",
+        "ERRORS",
+        "DROPPED",
+        "FAILED",
+        "QUEUED",
+        "FILE LAG",
+        "CAP DROPS",
+        "STATE",
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in rows {
@@ -210,9 +222,8 @@ pub fn render(rows: &[Row], previous: Option<(&[Row], Duration)>) -> Vec<String>
                 .find(|p| p.kind == r.kind && p.name == r.name)
                 .map(|p| (p, dt.as_secs_f64().max(1e-3)))
         });
-        let per_sec = |now: f64, then: fn(&Row) -> f64| {
-            before.map(|(p, dt)| ((now - then(p)) / dt).max(0.0))
-        };
+        let per_sec =
+            |now: f64, then: fn(&Row) -> f64| before.map(|(p, dt)| ((now - then(p)) / dt).max(0.0));
         let opt = |v: Option<f64>| v.map(count).unwrap_or_else(|| "-".to_owned());
         table.push(vec![
             r.kind.clone(),
@@ -232,7 +243,13 @@ pub fn render(rows: &[Row], previous: Option<(&[Row], Duration)>) -> Vec<String>
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|c| table.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            table
+                .iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     table
         .iter()
@@ -294,9 +311,8 @@ pub fn run(args: TopArgs) -> i32 {
             }
         };
         screen.draw(&title, &frame);
-        match keys.recv_timeout(args.interval) {
-            Ok(b'q' | b'Q' | 3) => break 0,
-            _ => {}
+        if let Ok(b'q' | b'Q' | 3) = keys.recv_timeout(args.interval) {
+            break 0;
         }
     };
     code
@@ -339,7 +355,10 @@ impl Screen {
         if self.interactive {
             let cols = terminal_columns().unwrap_or(usize::MAX);
             out.push_str("\x1b[H");
-            for l in std::iter::once(title).chain([""]).chain(lines.iter().map(String::as_str)) {
+            for l in std::iter::once(title)
+                .chain([""])
+                .chain(lines.iter().map(String::as_str))
+            {
                 let shown: String = l.chars().take(cols).collect();
                 let _ = write!(out, "{shown}\x1b[K\r\n");
             }

@@ -384,7 +384,9 @@ impl Pipeline {
                     output_senders.get(&*o.name).map(|sender| Target {
                         sender: sender.clone(),
                         when: o.when.clone(),
-                        tap: self.taps.point(ComponentKind::Output, &o.name, o.metrics.type_name),
+                        tap: self
+                            .taps
+                            .point(ComponentKind::Output, &o.name, o.metrics.type_name),
                     })
                 })
                 .collect();

@@ -36,10 +36,7 @@ pub(crate) async fn run(
     while let Some(mut batch) = rx.recv().await {
         let n_in = batch.len() as u64;
         ComponentMetrics::add(&metrics.events_in, n_in);
-        let route = batch
-            .events
-            .first()
-            .and_then(|e| routes.get(&e.meta.input));
+        let route = batch.events.first().and_then(|e| routes.get(&e.meta.input));
         if let Some(r) = route {
             r.tap.offer(&batch.events);
         }

@@ -159,7 +159,10 @@ impl TapHub {
         }
         let point = Arc::new(TapPoint::new(kind, name, type_name, Arc::downgrade(self)));
         if let Ok(subs) = self.subscriptions.lock() {
-            for s in subs.iter().filter(|s| s.selectors.iter().any(|x| x.matches(&point))) {
+            for s in subs
+                .iter()
+                .filter(|s| s.selectors.iter().any(|x| x.matches(&point)))
+            {
                 point.add(s.clone());
             }
         }
@@ -277,7 +280,12 @@ impl Drop for Detach {
 }
 
 impl TapPoint {
-    fn new(kind: ComponentKind, name: &str, type_name: &'static str, hub: Weak<TapHub>) -> TapPoint {
+    fn new(
+        kind: ComponentKind,
+        name: &str,
+        type_name: &'static str,
+        hub: Weak<TapHub>,
+    ) -> TapPoint {
         let envelope = format!(
             "{{\"component_kind\":\"{}\",\"component\":{},\"event\":",
             kind.as_str(),
@@ -292,11 +300,6 @@ impl TapPoint {
             envelope,
             hub,
         }
-    }
-
-    /// A point attached to no hub (components built outside a pipeline, tests).
-    pub fn detached(kind: ComponentKind, name: &str) -> Arc<TapPoint> {
-        Arc::new(TapPoint::new(kind, name, "builtin", Weak::new()))
     }
 
     /// Shows `events` to the clients attached here. Without one, a single relaxed load.
@@ -380,7 +383,11 @@ enum Offer {
 
 impl Subscription {
     fn offer(&self, point: &TapPoint, event: &Event) -> Offer {
-        if self.seen.fetch_add(1, Ordering::Relaxed) % self.sample != 0 {
+        if !self
+            .seen
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(self.sample)
+        {
             return Offer::Skipped;
         }
         let took = self
