@@ -75,9 +75,31 @@ fn exported_names(text: &str) -> BTreeSet<String> {
 /// PromQL words that are not metric names: aggregations, keywords, functions taking no
 /// parenthesis right after their name (`sum by (x) (...)`).
 const NOT_METRICS: &[&str] = &[
-    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
-    "count_values", "group", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "bool", "and", "or", "unless", "offset", "inf", "nan",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
 ];
 
 /// The metric names a PromQL expression selects: identifiers outside strings, label matchers
@@ -138,7 +160,10 @@ fn metric_names(expr: &str) -> Vec<String> {
             continue;
         }
         let starts_word = (c.is_ascii_alphabetic() || c == '_' || c == ':')
-            && (i == 0 || !(chars[i - 1].is_ascii_alphanumeric() || chars[i - 1] == '_' || chars[i - 1] == '.'));
+            && (i == 0
+                || !(chars[i - 1].is_ascii_alphanumeric()
+                    || chars[i - 1] == '_'
+                    || chars[i - 1] == '.'));
         if !starts_word {
             if !c.is_whitespace() {
                 skip_group = false;
@@ -147,12 +172,23 @@ fn metric_names(expr: &str) -> Vec<String> {
             continue;
         }
         let start = i;
-        while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+        while i < chars.len()
+            && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+        {
             i += 1;
         }
         let word: String = chars[start..i].iter().collect();
         let next = chars[i..].iter().find(|c| !c.is_whitespace());
-        if ["by", "without", "on", "ignoring", "group_left", "group_right"].contains(&word.as_str()) {
+        if [
+            "by",
+            "without",
+            "on",
+            "ignoring",
+            "group_left",
+            "group_right",
+        ]
+        .contains(&word.as_str())
+        {
             skip_group = true;
             continue;
         }
@@ -192,7 +228,9 @@ fn queries(v: &Value, out: &mut Vec<String>) {
 #[test]
 fn the_promql_reader_finds_metric_names_only() {
     assert_eq!(
-        metric_names(r#"histogram_quantile(0.99, sum by (server, le) (rate(trawl_http_request_duration_seconds_bucket{server=~"$server"}[$__rate_interval])))"#),
+        metric_names(
+            r#"histogram_quantile(0.99, sum by (server, le) (rate(trawl_http_request_duration_seconds_bucket{server=~"$server"}[$__rate_interval])))"#
+        ),
         ["trawl_http_request_duration_seconds_bucket"]
     );
     assert_eq!(
@@ -212,10 +250,14 @@ fn every_dashboard_query_names_a_metric_trawl_exports() {
     let addr = format!("127.0.0.1:{}", free_port());
     // The capture goes through a FIFO kept open: the input stays alive, and with it its RED
     // metrics and service map (they leave `/metrics` when a pcap_file input ends).
-    let pcap = std::fs::read(shared().join("data/pcaps/suricata-verify/http-all-headers/input.pcap"))
-        .unwrap();
+    let pcap =
+        std::fs::read(shared().join("data/pcaps/suricata-verify/http-all-headers/input.pcap"))
+            .unwrap();
     let capture = d.join("capture.fifo");
-    let made = std::process::Command::new("mkfifo").arg(&capture).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&capture)
+        .status()
+        .unwrap();
     assert!(made.success(), "mkfifo");
     let (keep_open, until_done) = std::sync::mpsc::channel::<()>();
     let fifo = capture.clone();
@@ -242,11 +284,15 @@ fn every_dashboard_query_names_a_metric_trawl_exports() {
     let _trawl = Trawl::start(&cfg, Some(&d.join("trawl.log")));
     // The capture is read to its end (its HTTP counted) and the file's lines shipped.
     let mut text = String::new();
-    wait_until(DEADLINE, "the capture's HTTP and the file's lines on /metrics", || {
-        text = get(&addr, "/metrics").1;
-        text.contains("trawl_http_requests_total{")
-            && support::process::metric(&addr, "trawl_events_out_total", "logs") == Some(3.0)
-    });
+    wait_until(
+        DEADLINE,
+        "the capture's HTTP and the file's lines on /metrics",
+        || {
+            text = get(&addr, "/metrics").1;
+            text.contains("trawl_http_requests_total{")
+                && support::process::metric(&addr, "trawl_events_out_total", "logs") == Some(3.0)
+        },
+    );
     let exported = exported_names(&text);
 
     let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/grafana");
@@ -271,7 +317,11 @@ fn every_dashboard_query_names_a_metric_trawl_exports() {
                 Some(args) => vec![args.split(',').next().unwrap_or("").trim().to_owned()],
                 None => metric_names(q),
             };
-            assert!(!names.is_empty(), "{}: a query that names no metric: {q}", f.display());
+            assert!(
+                !names.is_empty(),
+                "{}: a query that names no metric: {q}",
+                f.display()
+            );
             for n in names {
                 assert!(
                     exported.contains(&n),
@@ -308,10 +358,16 @@ fn every_dashboard_query_names_a_metric_trawl_exports() {
             .collect()
     };
     for required in ["id", "title", "mainStat"] {
-        assert!(field_names("nodes_fields").iter().any(|n| n == required), "{fields}");
+        assert!(
+            field_names("nodes_fields").iter().any(|n| n == required),
+            "{fields}"
+        );
     }
     for required in ["id", "source", "target"] {
-        assert!(field_names("edges_fields").iter().any(|n| n == required), "{fields}");
+        assert!(
+            field_names("edges_fields").iter().any(|n| n == required),
+            "{fields}"
+        );
     }
     let (status, data) = get(&addr, "/api/graph/data");
     assert_eq!(status, 200);

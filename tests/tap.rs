@@ -172,18 +172,32 @@ fn tap_shows_each_point_with_limit_and_sample() {
 
     let (st, input_events, _) = at_input.finish();
     assert!(st.success());
-    assert_eq!(messages(&input_events), sent, "the input's events, in order");
+    assert_eq!(
+        messages(&input_events),
+        sent,
+        "the input's events, in order"
+    );
     for e in &input_events {
         assert!(e.get("tags").is_none() && e.get("host").is_none(), "{e}");
     }
     let (st, tagged, _) = after_tags.finish();
     assert!(st.success());
     assert_eq!(messages(&tagged), sent, "add_tags drops nothing");
-    assert!(tagged.iter().all(|e| e["tags"] == serde_json::json!(["seen"])));
-    let kept: Vec<String> = sent.iter().filter(|m| !m.contains("noise")).cloned().collect();
+    assert!(tagged
+        .iter()
+        .all(|e| e["tags"] == serde_json::json!(["seen"])));
+    let kept: Vec<String> = sent
+        .iter()
+        .filter(|m| !m.contains("noise"))
+        .cloned()
+        .collect();
     let (st, after_drop_events, _) = after_drop.finish();
     assert!(st.success());
-    assert_eq!(messages(&after_drop_events), kept, "after the drop processor");
+    assert_eq!(
+        messages(&after_drop_events),
+        kept,
+        "after the drop processor"
+    );
     let (st, after_all_events, _) = after_all.finish();
     assert!(st.success());
     assert_eq!(after_all_events, after_drop_events);
@@ -221,7 +235,10 @@ fn tap_shows_each_point_with_limit_and_sample() {
         plain_metric(&addr, "trawl_tap_events_sent_total"),
         Some((12 + 12 + 9 + 9 + 3 + 9 + 3) as f64)
     );
-    assert_eq!(plain_metric(&addr, "trawl_tap_events_dropped_total"), Some(0.0));
+    assert_eq!(
+        plain_metric(&addr, "trawl_tap_events_dropped_total"),
+        Some(0.0)
+    );
 
     // A name that matches nothing is refused with the points that exist.
     let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
@@ -272,7 +289,11 @@ fn a_client_that_never_reads_does_not_slow_delivery() {
     let dropped = plain_metric(&addr, "trawl_tap_events_dropped_total").unwrap();
     let sent = plain_metric(&addr, "trawl_tap_events_sent_total").unwrap();
     assert!(dropped > 0.0, "the stuck client's events were dropped");
-    assert_eq!(dropped + sent, LINES as f64, "every event is sent or counted as dropped");
+    assert_eq!(
+        dropped + sent,
+        LINES as f64,
+        "every event is sent or counted as dropped"
+    );
     assert_eq!(plain_metric(&addr, "trawl_tap_clients"), Some(1.0));
 
     // The client reads at last: what was queued for it, then a notice of what it missed.
@@ -297,7 +318,10 @@ fn a_client_that_never_reads_does_not_slow_delivery() {
             break;
         }
     }
-    assert_eq!(events as f64, sent, "what was counted as sent was delivered to the client");
+    assert_eq!(
+        events as f64, sent,
+        "what was counted as sent was delivered to the client"
+    );
     drop(reader);
     drop(stuck);
     // One more line: the closed connection is noticed and the client detached.
@@ -344,7 +368,14 @@ fn tap_uses_the_bearer_token_and_unix_socket_of_the_pipeline_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused the bearer token"));
     // Address and token from the pipeline file; and a token file.
-    let from_file = Tap::attach(&["-c", cfg.to_str().unwrap(), "--input", "app", "--limit", "2"]);
+    let from_file = Tap::attach(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "--input",
+        "app",
+        "--limit",
+        "2",
+    ]);
     let token = write_file(d, "token", "s3cret\n");
     let from_token_file = Tap::attach(&[
         "--address",
@@ -397,7 +428,13 @@ fn pretty_output_is_indented_json() {
     assert!(first.starts_with("tap: watching output out"), "{first}");
     trawl.feed(b"hello\n");
     let mut out = String::new();
-    child.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["message"], "hello");
     assert!(out.lines().count() > 3, "{out}");

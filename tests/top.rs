@@ -13,15 +13,27 @@ use support::process::{free_port, wait_until, write_file, Trawl};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A tmux server of its own (socket `taptop-<pid>`), killed when dropped.
+/// A tmux server of its own (socket `taptop-<pid>`), killed and its socket file removed when
+/// dropped.
 struct Tmux {
     socket: String,
+    socket_path: Option<std::path::PathBuf>,
 }
 
 impl Tmux {
     fn new() -> Tmux {
         Tmux {
             socket: format!("taptop-{}", std::process::id()),
+            socket_path: None,
+        }
+    }
+
+    /// Notes where the server's socket is (the server ends with its last session, leaving it).
+    fn note_socket_path(&mut self, session: &str) {
+        let out = self.run(&["display-message", "-p", "-t", session, "#{socket_path}"]);
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if path.contains(&self.socket) {
+            self.socket_path = Some(path.into());
         }
     }
 
@@ -47,6 +59,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        if let Some(p) = &self.socket_path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -98,20 +113,29 @@ fn top_shows_every_component_and_its_counts_move_until_q() {
         })
     };
 
-    let tmux = Tmux::new();
+    let mut tmux = Tmux::new();
     let session = "taptop-top";
     let command = format!(
         "{} top --address {addr} --interval 200ms",
         env!("CARGO_BIN_EXE_trawl")
     );
     let started = tmux.run(&[
-        "new-session", "-d", "-s", session, "-x", "200", "-y", "40", &command,
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "200",
+        "-y",
+        "40",
+        &command,
     ]);
     assert!(
         started.status.success(),
         "tmux new-session: {}",
         String::from_utf8_lossy(&started.stderr)
     );
+    tmux.note_socket_path(session);
 
     let mut screen = String::new();
     wait_until(DEADLINE, "top's rows", || {
@@ -122,7 +146,15 @@ fn top_shows_every_component_and_its_counts_move_until_q() {
             && row(&screen, "output", "shipped").is_some()
     });
     assert!(screen.contains("trawl top: 127.0.0.1:"), "{screen}");
-    for column in ["IN/s", "OUT/s", "ERRORS", "DROPPED", "QUEUED", "FILE LAG", "CAP DROPS"] {
+    for column in [
+        "IN/s",
+        "OUT/s",
+        "ERRORS",
+        "DROPPED",
+        "QUEUED",
+        "FILE LAG",
+        "CAP DROPS",
+    ] {
         assert!(screen.contains(column), "column {column}:\n{screen}");
     }
     let first = out_total(&screen, "output", "shipped").unwrap();
@@ -146,7 +178,10 @@ fn top_shows_every_component_and_its_counts_move_until_q() {
     let input_out = out_total(&screen, "input", "app").unwrap();
     assert!(input_out > 0, "{screen}");
     assert_eq!(
-        row(&screen, "output", "shipped").unwrap().last().map(String::as_str),
+        row(&screen, "output", "shipped")
+            .unwrap()
+            .last()
+            .map(String::as_str),
         Some("up")
     );
 
