@@ -1,9 +1,12 @@
 //! The commands of the `trawl` binary: `run` a pipeline, `validate` a pipeline file. Kept in
 //! the library so that tests drive the same code paths as the binary.
 
+pub mod monitor;
 mod once;
 pub mod pcap;
+pub mod tap;
 mod test_output;
+pub mod top;
 
 use crate::config::{self, ConfigErrors, PipelineConfig, Sources};
 use crate::pipeline::channel::shutdown_pair;
@@ -83,6 +86,10 @@ pub enum Command {
     },
     /// Run a command, pass its output through, and ship its lines (replaces `app | tee -a log`).
     Tee(tee::TeeArgs),
+    /// Print the events a running trawl sees at inputs, processors or outputs, live.
+    Tap(tap::TapArgs),
+    /// A live table of a running trawl's components: rates, errors, drops, queues; q quits.
+    Top(top::TopArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,6 +147,8 @@ pub fn main() -> i32 {
         Command::Test {
             what: TestCommand::Output { config },
         } => test_output::run(&Sources::resolve(&config)),
+        Command::Tap(args) => tap::run(args),
+        Command::Top(args) => top::run(args),
         Command::DefaultPipeline => {
             print!("{DEFAULT_PIPELINE}");
             0

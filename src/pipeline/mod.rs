@@ -12,8 +12,9 @@ use crate::outputs::{self, Output, OutputContext};
 use crate::processors::{self, condition::Condition};
 use crate::telemetry::metrics::{ComponentKind, ComponentMetrics, Registry};
 use crate::telemetry::server::Endpoints;
+use crate::telemetry::tap::{TapHub, TapPoint};
 use channel::{batch_channel, shutdown_pair, BatchSender, Shutdown, ShutdownTrigger};
-use route::Step;
+use route::{Route, Step};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct Pipeline {
     pub registry: Arc<Registry>,
     /// Endpoints components added (served next to `/metrics`).
     pub endpoints: Endpoints,
+    /// Where `trawl tap` watches events (`/api/tap`).
+    pub taps: Arc<TapHub>,
     inputs: Vec<BuiltInput>,
     steps: Vec<Step>,
     outputs: Vec<BuiltOutput>,
@@ -90,6 +93,7 @@ impl Pipeline {
         let mut errs = ConfigErrors::default();
         let registry = Registry::new();
         let endpoints = Endpoints::default();
+        let taps = TapHub::new(&registry, &endpoints);
         let ctx = BuildContext {
             data_dir: config.global.data_dir.clone(),
             registry: registry.clone(),
@@ -141,6 +145,11 @@ impl Pipeline {
                     processor,
                     when,
                     metrics: registry.component(
+                        ComponentKind::Processor,
+                        &p.spec.name,
+                        static_type(processors::TYPES, &p.spec),
+                    ),
+                    tap: taps.point(
                         ComponentKind::Processor,
                         &p.spec.name,
                         static_type(processors::TYPES, &p.spec),
@@ -314,6 +323,7 @@ impl Pipeline {
         Ok(Pipeline {
             registry,
             endpoints,
+            taps,
             inputs: built_inputs,
             steps,
             outputs: outputs_built,
@@ -364,7 +374,7 @@ impl Pipeline {
             .map_err(|e| anyhow::anyhow!("output {}: buffer: {e:#}", o.name))?;
             output_receivers.push(rx);
         }
-        let mut routes: HashMap<Arc<str>, Vec<Target>> = HashMap::new();
+        let mut routes: HashMap<Arc<str>, Route> = HashMap::new();
         for i in &self.inputs {
             let targets = self
                 .outputs
@@ -379,10 +389,16 @@ impl Pipeline {
                     output_senders.get(&*o.name).map(|sender| Target {
                         sender: sender.clone(),
                         when: o.when.clone(),
+                        tap: self
+                            .taps
+                            .point(ComponentKind::Output, &o.name, o.metrics.type_name),
                     })
                 })
                 .collect();
-            routes.insert(i.name.clone(), targets);
+            let tap = self
+                .taps
+                .point(ComponentKind::Input, &i.name, i.metrics.type_name);
+            routes.insert(i.name.clone(), Route { tap, targets });
         }
 
         // An output whose loop ended with an error delivers nothing more: the pipeline stops
@@ -418,7 +434,16 @@ impl Pipeline {
             .registry
             .component(ComponentKind::Processor, "pipeline", "router");
         let (proc_tx, proc_rx) = batch_channel(tuning.queue_batches, proc_metrics.clone());
-        let router = tokio::spawn(route::run(proc_rx, self.steps, routes, proc_metrics));
+        let after_processors = self
+            .taps
+            .point(ComponentKind::Processor, "pipeline", "router");
+        let router = tokio::spawn(route::run(
+            proc_rx,
+            self.steps,
+            routes,
+            proc_metrics,
+            after_processors,
+        ));
 
         let mut input_tasks = Vec::new();
         for i in self.inputs {
@@ -576,11 +601,13 @@ fn static_type(known: &'static [&'static str], spec: &ComponentSpec) -> &'static
         .unwrap_or("unknown")
 }
 
-/// Where the router sends an input's batches: an output's queue and its `when:` condition.
+/// Where the router sends an input's batches: an output's queue, its `when:` condition, and
+/// the output's tap point (what it is handed).
 #[derive(Clone)]
 pub(crate) struct Target {
     pub sender: BatchSender,
     pub when: Option<Arc<Condition>>,
+    pub tap: Arc<TapPoint>,
 }
 
 /// Sends a batch to every target: copies for all but the last, each with its own ack handle,
@@ -601,12 +628,14 @@ pub(crate) async fn fan_out(batch: Batch, targets: &[Target]) {
                 .cloned()
                 .collect(),
         };
+        t.tap.offer(&events);
         send(&t.sender, Batch::new(events, batch.ack.fork())).await;
     }
     let mut batch = batch;
     if let Some(c) = &last.when {
         batch.events.retain(|e| c.matches(e));
     }
+    last.tap.offer(&batch.events);
     send(&last.sender, batch).await;
 }
 

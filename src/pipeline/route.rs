@@ -1,10 +1,12 @@
 //! The processing stage: takes batches from every input, runs the processors over each event,
-//! and hands the batch to the outputs its input is routed to.
+//! and hands the batch to the outputs its input is routed to, showing it to the tap points on
+//! its way (the input's, each processor's, `pipeline` after all of them, each output's).
 
 use super::channel::BatchReceiver;
 use super::{fan_out, Target};
 use crate::processors::{condition::Condition, Processor, Verdict};
 use crate::telemetry::metrics::ComponentMetrics;
+use crate::telemetry::tap::TapPoint;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -13,19 +15,31 @@ pub(crate) struct Step {
     pub processor: Box<dyn Processor>,
     pub when: Option<Condition>,
     pub metrics: Arc<ComponentMetrics>,
+    /// What the processor lets through, for `trawl tap`.
+    pub tap: Arc<TapPoint>,
+}
+
+/// An input's way through the router: its tap point and the outputs it is routed to.
+pub(crate) struct Route {
+    pub tap: Arc<TapPoint>,
+    pub targets: Vec<Target>,
 }
 
 pub(crate) async fn run(
     mut rx: BatchReceiver,
     mut steps: Vec<Step>,
-    routes: HashMap<Arc<str>, Vec<Target>>,
+    routes: HashMap<Arc<str>, Route>,
     metrics: Arc<ComponentMetrics>,
+    after_processors: Arc<TapPoint>,
 ) {
     let host = hostname();
     while let Some(mut batch) = rx.recv().await {
         let n_in = batch.len() as u64;
         ComponentMetrics::add(&metrics.events_in, n_in);
-        let input = batch.events.first().map(|e| e.meta.input.clone());
+        let route = batch.events.first().and_then(|e| routes.get(&e.meta.input));
+        if let Some(r) = route {
+            r.tap.offer(&batch.events);
+        }
         for event in batch.events.iter_mut() {
             if event.fields.get("host").is_none() {
                 event.insert("host.name", host.as_str());
@@ -45,12 +59,11 @@ pub(crate) async fn run(
             let after = batch.events.len() as u64;
             ComponentMetrics::add(&step.metrics.events_out, after);
             ComponentMetrics::add(&step.metrics.events_dropped, before - after);
+            step.tap.offer(&batch.events);
         }
+        after_processors.offer(&batch.events);
         ComponentMetrics::add(&metrics.events_out, batch.len() as u64);
-        let targets: &[Target] = match &input {
-            Some(name) => routes.get(name).map(Vec::as_slice).unwrap_or(&[]),
-            None => &[],
-        };
+        let targets: &[Target] = route.map(|r| r.targets.as_slice()).unwrap_or(&[]);
         fan_out(batch, targets).await;
     }
 }

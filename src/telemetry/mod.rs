@@ -1,10 +1,11 @@
 //! trawl's own observability: its logs (through `tracing`, on stderr, text or JSON), its
-//! counters, and the HTTP endpoint that serves them.
+//! counters, the HTTP endpoint that serves them, and the live event taps (`trawl tap`).
 
 pub mod exposition;
 pub mod metrics;
 pub mod process;
 pub mod server;
+pub mod tap;
 
 use tracing_subscriber::EnvFilter;
 

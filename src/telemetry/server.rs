@@ -1,6 +1,7 @@
 //! The self-monitoring HTTP endpoint: `/metrics` (Prometheus text), `/health` (200, or 503
-//! naming the failed component), plus endpoints that components add (`/api/graph`). A small
-//! HTTP/1.1 server: one request per connection, bounded request size, no keep-alive.
+//! naming the failed component), plus endpoints that components add (`/api/graph`, the
+//! `/api/tap` stream). A small HTTP/1.1 server: one request per connection, bounded request
+//! size, no keep-alive.
 
 use super::metrics::Registry;
 use std::sync::{Arc, Mutex};
@@ -16,10 +17,22 @@ pub struct Response {
 /// A handler for one path; `query` is what follows `?` (empty if none).
 pub type Handler = Arc<dyn Fn(&str) -> Response + Send + Sync>;
 
+/// An answer written as it comes: lines until the sender side ends or the client goes away.
+pub struct Stream {
+    pub content_type: &'static str,
+    pub lines: tokio::sync::mpsc::Receiver<String>,
+    /// Dropped when the answer ends, whatever ended it.
+    pub guard: Box<dyn Send>,
+}
+
+/// A handler for a streamed path: a stream, or a plain answer (an error) instead.
+pub type StreamHandler = Arc<dyn Fn(&str) -> Result<Stream, Response> + Send + Sync>;
+
 /// Extra endpoints registered by components.
 #[derive(Default, Clone)]
 pub struct Endpoints {
     routes: Arc<Mutex<Vec<(String, Handler)>>>,
+    streams: Arc<Mutex<Vec<(String, StreamHandler)>>>,
 }
 
 impl Endpoints {
@@ -27,6 +40,21 @@ impl Endpoints {
         if let Ok(mut r) = self.routes.lock() {
             r.push((path.to_owned(), handler));
         }
+    }
+
+    pub fn add_stream(&self, path: &str, handler: StreamHandler) {
+        if let Ok(mut r) = self.streams.lock() {
+            r.push((path.to_owned(), handler));
+        }
+    }
+
+    fn find_stream(&self, path: &str) -> Option<StreamHandler> {
+        self.streams
+            .lock()
+            .ok()?
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, h)| h.clone())
     }
 
     fn find(&self, path: &str) -> Option<Handler> {
@@ -111,10 +139,19 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
             },
             req.method == "HEAD",
         ),
-        Some(req) => (
-            route(&req.method, &req.target, registry, endpoints),
-            req.method == "HEAD",
-        ),
+        Some(req) => {
+            let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+            match endpoints.find_stream(path) {
+                Some(handler) if req.method == "GET" => match handler(query) {
+                    Ok(stream) => return write_stream(sock, stream).await,
+                    Err(resp) => (resp, false),
+                },
+                _ => (
+                    route(&req.method, &req.target, registry, endpoints),
+                    req.method == "HEAD",
+                ),
+            }
+        }
         None => (
             Response {
                 status: 400,
@@ -151,6 +188,52 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         let _ = sock.write_all(resp.body.as_bytes()).await;
     }
     let _ = sock.shutdown().await;
+}
+
+/// Writes a stream's lines as they come, the body delimited by the connection's close
+/// (RFC 9112 6.3). Ends when the stream does, or as soon as the client closes its side: a
+/// client gone while nothing is written is seen by the read, not only by a failed write.
+async fn write_stream<S: AsyncRead + AsyncWrite + Unpin>(sock: S, mut stream: Stream) {
+    let (mut rd, mut wr) = tokio::io::split(sock);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        stream.content_type
+    );
+    if wr.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut scratch = [0u8; 256];
+    let mut chunk = String::with_capacity(64 * 1024);
+    loop {
+        tokio::select! {
+            line = stream.lines.recv() => {
+                let Some(line) = line else { break };
+                chunk.clear();
+                chunk.push_str(&line);
+                chunk.push('\n');
+                // What else is queued goes in the same write.
+                while chunk.len() < 60 * 1024 {
+                    match stream.lines.try_recv() {
+                        Ok(l) => {
+                            chunk.push_str(&l);
+                            chunk.push('\n');
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if wr.write_all(chunk.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            n = rd.read(&mut scratch) => {
+                if matches!(n, Ok(0) | Err(_)) {
+                    break;
+                }
+            }
+        }
+    }
+    drop(stream.guard);
+    let _ = wr.shutdown().await;
 }
 
 /// Compares in constant time, so the answer's timing does not reveal the token's prefix.

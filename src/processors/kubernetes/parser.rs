@@ -76,7 +76,7 @@ impl KubernetesParser {
         let built_in = |name: &str, text: &str| -> Result<Chain, DeError> {
             let at = format!("{}.<built-in {name}>", spec.path);
             let node = parse(text).map_err(|e| DeError::new(e.message, spec.mark, &at))?;
-            build_chain(&node, &at, ctx)
+            build_chain(&node, &at, &spec.file, ctx)
         };
         for (name, text) in BUILT_IN {
             parsers.insert((*name).to_owned(), built_in(name, text)?);
@@ -95,7 +95,7 @@ impl KubernetesParser {
             for (key, value) in entries {
                 let name = key.as_str().unwrap_or_default().to_owned();
                 let path = format!("{}.parsers.{name}", spec.path);
-                parsers.insert(name, build_chain(value, &path, ctx)?);
+                parsers.insert(name, build_chain(value, &path, &spec.file, ctx)?);
             }
         }
         for (alias, target) in ALIASES {
@@ -117,7 +117,7 @@ impl KubernetesParser {
 }
 
 /// One parser: a processor or a list of them, each built as if it stood in `processors:`.
-fn build_chain(node: &Node, path: &str, ctx: &BuildContext) -> Result<Chain, DeError> {
+fn build_chain(node: &Node, path: &str, file: &str, ctx: &BuildContext) -> Result<Chain, DeError> {
     let items: Vec<&Node> = match &node.kind {
         NodeKind::Seq(items) => items.iter().collect(),
         NodeKind::Map(_) => vec![node],
@@ -155,6 +155,7 @@ fn build_chain(node: &Node, path: &str, ctx: &BuildContext) -> Result<Chain, DeE
             ));
         }
         let spec = ComponentSpec {
+            file: file.to_owned(),
             name: at.clone(),
             type_name: type_name.to_owned(),
             node: item.without_keys(&["type"]),

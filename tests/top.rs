@@ -1,0 +1,195 @@
+//! `trawl top` in a real terminal: tmux runs it against a running trawl that ships lines;
+//! the pane shows a row per component, its counts move while lines flow, and `q` quits.
+
+mod support {
+    pub mod process;
+}
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::process::{free_port, wait_until, write_file, Trawl};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A tmux server of its own (socket `taptop-<pid>`), killed and its socket file removed when
+/// dropped.
+struct Tmux {
+    socket: String,
+    socket_path: Option<std::path::PathBuf>,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        Tmux {
+            socket: format!("taptop-{}", std::process::id()),
+            socket_path: None,
+        }
+    }
+
+    /// Notes where the server's socket is (the server ends with its last session, leaving it).
+    fn note_socket_path(&mut self, session: &str) {
+        let out = self.run(&["display-message", "-p", "-t", session, "#{socket_path}"]);
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if path.contains(&self.socket) {
+            self.socket_path = Some(path.into());
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux (scripts/setup.sh installs it)")
+    }
+
+    fn capture(&self, session: &str) -> String {
+        let out = self.run(&["capture-pane", "-p", "-t", session]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn alive(&self, session: &str) -> bool {
+        self.run(&["has-session", "-t", session]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+        if let Some(p) = &self.socket_path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// The cells of the table row for `kind name`, split on blanks.
+fn row(screen: &str, kind: &str, name: &str) -> Option<Vec<String>> {
+    screen.lines().find_map(|l| {
+        let cells: Vec<String> = l.split_whitespace().map(str::to_owned).collect();
+        (cells.len() > 6 && cells[0] == kind && cells[1] == name).then_some(cells)
+    })
+}
+
+/// Column 6 of a row is the component's total events out (KIND NAME TYPE IN/s OUT/s IN OUT).
+fn out_total(screen: &str, kind: &str, name: &str) -> Option<u64> {
+    row(screen, kind, name).and_then(|c| c[6].parse().ok())
+}
+
+#[test]
+fn top_shows_every_component_and_its_counts_move_until_q() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = write_file(
+        d,
+        "p.yaml",
+        &format!(
+            "data_dir: {dd}/data\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: add_tags, tags: [x] }}\noutputs:\n  shipped: {{ type: file, path: \"{dd}/out.jsonl\" }}\n",
+            dd = d.display()
+        ),
+    );
+    let trawl = Arc::new(std::sync::Mutex::new(Trawl::start(
+        &cfg,
+        Some(&d.join("trawl.log")),
+    )));
+    wait_until(DEADLINE, "the monitoring endpoint", || {
+        support::process::metric(&addr, "trawl_events_in_total", "shipped").is_some()
+    });
+    // Lines keep flowing while top watches.
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (trawl, stop) = (trawl.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: String = (0..50).map(|k| format!("line {i} {k}\n")).collect();
+                trawl.lock().unwrap().feed(batch.as_bytes());
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    let mut tmux = Tmux::new();
+    let session = "taptop-top";
+    let command = format!(
+        "{} top --address {addr} --interval 200ms",
+        env!("CARGO_BIN_EXE_trawl")
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "200",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    tmux.note_socket_path(session);
+
+    let mut screen = String::new();
+    wait_until(DEADLINE, "top's rows", || {
+        screen = tmux.capture(session);
+        row(&screen, "input", "app").is_some()
+            && row(&screen, "processor", "#0").is_some()
+            && row(&screen, "processor", "pipeline").is_some()
+            && row(&screen, "output", "shipped").is_some()
+    });
+    assert!(screen.contains("trawl top: 127.0.0.1:"), "{screen}");
+    for column in [
+        "IN/s",
+        "OUT/s",
+        "ERRORS",
+        "DROPPED",
+        "QUEUED",
+        "FILE LAG",
+        "CAP DROPS",
+    ] {
+        assert!(screen.contains(column), "column {column}:\n{screen}");
+    }
+    let first = out_total(&screen, "output", "shipped").unwrap();
+    // The totals grow, and the rate shows while lines flow.
+    let start = Instant::now();
+    loop {
+        screen = tmux.capture(session);
+        let now = out_total(&screen, "output", "shipped").unwrap_or(0);
+        let rate: f64 = row(&screen, "output", "shipped")
+            .and_then(|c| c[4].parse().ok())
+            .unwrap_or(0.0);
+        if now > first && rate > 0.0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the output's counts did not move (first {first}):\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let input_out = out_total(&screen, "input", "app").unwrap();
+    assert!(input_out > 0, "{screen}");
+    assert_eq!(
+        row(&screen, "output", "shipped")
+            .unwrap()
+            .last()
+            .map(String::as_str),
+        Some("up")
+    );
+
+    let sent = tmux.run(&["send-keys", "-t", session, "q"]);
+    assert!(sent.status.success());
+    wait_until(DEADLINE, "top to quit on q", || !tmux.alive(session));
+
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
+    trawl.lock().unwrap().finish(DEADLINE);
+}
