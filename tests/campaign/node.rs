@@ -25,6 +25,9 @@ pub struct Node {
     pub violations: Vec<String>,
     /// Exit statuses after SIGTERM, for the record.
     pub term_statuses: Vec<String>,
+    /// How many times trawl was started: each process sees its number in `CAMPAIGN_START`, so
+    /// that a pipeline can stamp what each process sent (to tell its duplicates from a crash's).
+    pub starts: u64,
 }
 
 impl Node {
@@ -57,6 +60,7 @@ impl Node {
             stop_sampling: stop,
             violations: Vec::new(),
             term_statuses: Vec::new(),
+            starts: 0,
         }
     }
 
@@ -67,11 +71,14 @@ impl Node {
     pub fn start(&mut self) {
         self.check_alive();
         if self.trawl.is_none() {
-            let env: Vec<(&str, &str)> = self
+            self.starts += 1;
+            let start = self.starts.to_string();
+            let mut env: Vec<(&str, &str)> = self
                 .env
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
+            env.push(("CAMPAIGN_START", &start));
             let t = Trawl::start_env(&self.cfg, Some(&self.log), &env);
             self.pid.store(t.child.id(), Ordering::Relaxed);
             self.trawl = Some(t);

@@ -116,8 +116,21 @@ pub fn spawn(
                             }
                         }
                     }
+                    let mut no_slot = Vec::new();
                     for Renamed { to, name } in renamed {
-                        if f.opened.len() >= max_open || discovery.is_excluded(&to) {
+                        if discovery.is_excluded(&to) {
+                            continue;
+                        }
+                        if f.opened.len() >= max_open {
+                            // A file waiting for a slot and renamed out of `paths` (kubelet's
+                            // rotation) is found by no later scan: its rename is kept for the
+                            // next one instead, or the file would never be read. One the
+                            // reader follows, or gone, needs nothing.
+                            let waiting = std::fs::metadata(&to)
+                                .is_ok_and(|m| !f.followed.contains(&FileKey::of(&m)));
+                            if waiting {
+                                no_slot.push(Renamed { to, name });
+                            }
                             continue;
                         }
                         if let Ok(file) = File::open(&to) {
@@ -128,6 +141,14 @@ pub fn spawn(
                                     f.opened.entry(key).or_insert((path, file));
                                 }
                             }
+                        }
+                    }
+                    if !no_slot.is_empty() {
+                        if let Ok(mut r) = discovery.renamed_to.lock() {
+                            // Older renames first; the bound holds across scans.
+                            no_slot.append(&mut r);
+                            no_slot.truncate(MAX_RENAMES);
+                            *r = no_slot;
                         }
                     }
                     f.current = current;
