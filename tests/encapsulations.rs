@@ -63,7 +63,14 @@ fn tshark_ip(pcap: &Path, filter: &str, occurrence: char) -> Vec<(String, String
         .arg("-r")
         .arg(pcap)
         .args(["-d", "udp.port==9999,vxlan"])
-        .args(["-Y", filter, "-T", "fields", "-E", &format!("occurrence={occurrence}")])
+        .args([
+            "-Y",
+            filter,
+            "-T",
+            "fields",
+            "-E",
+            &format!("occurrence={occurrence}"),
+        ])
         .args(["-e", "ip.src", "-e", "ip.dst", "-e", "ip.len"])
         .output()
         .expect("tshark is installed (scripts/setup.sh)");
@@ -147,10 +154,17 @@ fn inner_flows_and_http_through_every_encapsulation() {
         assert_eq!(s(f, "flow.end_reason"), "fin", "{file}");
 
         let icmp = flows(&evs, "icmp", client);
-        assert_eq!(icmp.len(), 1, "{file}: echo requests and replies pair: {evs:#?}");
+        assert_eq!(
+            icmp.len(),
+            1,
+            "{file}: echo requests and replies pair: {evs:#?}"
+        );
         assert_eq!(s(icmp[0], "destination.ip"), server, "{file}");
         assert_eq!(
-            (n(icmp[0], "source.packets"), n(icmp[0], "destination.packets")),
+            (
+                n(icmp[0], "source.packets"),
+                n(icmp[0], "destination.packets")
+            ),
             (2, 2),
             "{file}"
         );
@@ -283,7 +297,16 @@ fn icmp_echo_errors_and_reopened_connections() {
     let syns = Command::new("tshark")
         .arg("-r")
         .arg(&path)
-        .args(["-Y", "tcp.port == 8080", "-T", "fields", "-e", "tcp.flags.syn", "-e", "tcp.flags.ack"])
+        .args([
+            "-Y",
+            "tcp.port == 8080",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.flags.syn",
+            "-e",
+            "tcp.flags.ack",
+        ])
         .output()
         .expect("tshark");
     for (i, l) in String::from_utf8_lossy(&syns.stdout).lines().enumerate() {

@@ -70,8 +70,13 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of `p`'s flow and whether `p` goes from `a` to `b` (direction 0). An ICMP
     /// error belongs to the flow of the packet it quotes, in the direction back to its sender.
+    #[inline]
     pub fn of(p: &Packet<'_>) -> (FlowKey, usize) {
-        match p.quoted {
+        // TCP and UDP first: nearly every packet, and the HTTP analyzer asks too.
+        if matches!(p.proto, 6 | 17) {
+            return FlowKey::ordered(p.src, p.sport, p.dst, p.dport, p.proto, p.vlan, 0);
+        }
+        match p.quoted.as_deref() {
             Some(q) => {
                 let (key, dir) =
                     FlowKey::new(q.src, q.sport, q.dst, q.dport, q.proto, p.vlan, q.label);
@@ -95,6 +100,19 @@ impl FlowKey {
             6 | 17 | 132 | 33 | 136 => (sport, dport, 0),
             _ => (0, 0, label),
         };
+        FlowKey::ordered(src, sport, dst, dport, proto, vlan, label)
+    }
+
+    #[inline(always)]
+    fn ordered(
+        src: Addr,
+        sport: u16,
+        dst: Addr,
+        dport: u16,
+        proto: u8,
+        vlan: u16,
+        label: u32,
+    ) -> (FlowKey, usize) {
         let key = |a, ap, b, bp| FlowKey {
             a,
             b,
@@ -172,12 +190,13 @@ struct Flow {
     synack_seen: bool,
     setup_ns: Option<i64>,
     rst: bool,
-    /// The first tunnel the flow's packets came through, and in which direction.
-    tunnel: Option<(Tunnel, usize)>,
+    /// The first tunnel the flow's packets came through, and in which direction (boxed: most
+    /// flows have none, and the table moves flows around).
+    tunnel: Option<Box<(Tunnel, usize)>>,
     inner_vlan: u16,
-    /// ICMP type and code of the flow's first ICMP message (not an error), and its direction:
-    /// Community ID hashes them in place of ports.
-    icmp: Option<(u16, u16, usize)>,
+    /// ICMP type and code of the flow's first ICMP message (not an error), and its direction
+    /// (0 or 1): Community ID hashes them in place of ports.
+    icmp: Option<(u16, u16, u8)>,
 }
 
 /// Closed (FIN both ways, or RST) flows are kept this long for their last ACKs, then reported.
@@ -275,10 +294,10 @@ impl FlowTable {
         };
         f.last_ns = f.last_ns.max(ts_ns);
         if f.tunnel.is_none() {
-            f.tunnel = p.tunnel.map(|t| (t, dir));
+            f.tunnel = p.tunnel.as_deref().map(|t| Box::new((*t, dir)));
         }
         if f.icmp.is_none() && p.quoted.is_none() && matches!(p.proto, 1 | 58) {
-            f.icmp = Some((p.sport, p.dport, dir));
+            f.icmp = Some((p.sport, p.dport, dir as u8));
         }
         let d = &mut f.dirs[dir];
         d.packets += 1;
@@ -494,7 +513,7 @@ impl Report for FlowReport<'_> {
         w.int("packets", (f.dirs[0].packets + f.dirs[1].packets) as i64);
         w.int("bytes", (f.dirs[0].bytes + f.dirs[1].bytes) as i64);
         let (cs, cd) = match f.icmp {
-            Some((t, code, dir)) if dir == s => (t, code),
+            Some((t, code, dir)) if dir as usize == s => (t, code),
             Some((t, code, _)) => (icmp_counterpart(k.proto == 58, t).unwrap_or(t), code),
             None => (sport, dport),
         };
@@ -512,8 +531,8 @@ impl Report for FlowReport<'_> {
             }
         }
         w.close();
-        if let Some((t, dir)) = f.tunnel {
-            write_tunnel(w, &t, dir == s);
+        if let Some((t, dir)) = f.tunnel.as_deref() {
+            write_tunnel(w, t, *dir == s);
         }
     }
 }
