@@ -97,7 +97,9 @@ fn sent_by(packets: &[(String, String, i64)], from: &str) -> (i64, i64) {
 /// one ICMP flow of 2 + 2 packets, and the tunnel named on the flows.
 #[test]
 fn inner_flows_and_http_through_every_encapsulation() {
-    let cases: &[(&str, &[&str], Option<(&str, Option<&str>)>)] = &[
+    // (capture, extra arguments, expected tunnel type and id)
+    type Case<'a> = (&'a str, &'a [&'a str], Option<(&'a str, Option<&'a str>)>);
+    let cases: &[Case] = &[
         ("vxlan.pcap", &[], Some(("vxlan", Some("42")))),
         (
             "vxlan_port9999.pcap",
