@@ -83,6 +83,9 @@ pub enum Command {
         /// followed and HTTP recognised by its content.
         #[arg(long, value_delimiter = ',')]
         http_ports: Vec<u16>,
+        /// UDP destination ports carrying VXLAN (comma-separated; default 4789,8472).
+        #[arg(long, value_delimiter = ',')]
+        vxlan_ports: Vec<u16>,
     },
     /// Run a command, pass its output through, and ship its lines (replaces `app | tee -a log`).
     Tee(tee::TeeArgs),
@@ -142,7 +145,8 @@ pub fn main() -> i32 {
             config,
             only,
             http_ports,
-        } => pcap::run(file, config, only, http_ports),
+            vxlan_ports,
+        } => pcap::run(file, config, only, http_ports, vxlan_ports),
         Command::Tee(args) => tee::run(args),
         Command::Test {
             what: TestCommand::Output { config },

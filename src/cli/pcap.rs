@@ -5,6 +5,7 @@
 //! is still reported.
 
 use crate::inputs::packet::{PacketInput, PcapFileConfig};
+use crate::wire::decode::Decoder;
 use crate::wire::http::HttpConfig;
 use crate::wire::out::Out;
 use crate::wire::{capture, Analyzers, Engine, Stats};
@@ -22,14 +23,25 @@ pub enum Report {
 
 /// Runs the command; returns the exit code: 1 when the file is unreadable or damaged, 0 when
 /// it was read to its end or a signal stopped the reading (everything decoded was reported).
-pub fn run(file: PathBuf, config: Option<PathBuf>, only: Vec<Report>, http_ports: Vec<u16>) -> i32 {
+pub fn run(
+    file: PathBuf,
+    config: Option<PathBuf>,
+    only: Vec<Report>,
+    http_ports: Vec<u16>,
+    vxlan_ports: Vec<u16>,
+) -> i32 {
+    // Without the option, the default ports; with it, exactly the ports given.
+    let decoder = match vxlan_ports.is_empty() {
+        true => Decoder::default(),
+        false => Decoder { vxlan_ports },
+    };
     match config {
-        Some(c) => with_pipeline(file, &c),
-        None => print_events(file, &only, http_ports),
+        Some(c) => with_pipeline(file, &c, decoder),
+        None => print_events(file, &only, http_ports, decoder),
     }
 }
 
-fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>) -> i32 {
+fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>, decoder: Decoder) -> i32 {
     let both = only.is_empty();
     let analyzers = Analyzers {
         flows: (both || only.contains(&Report::Flows)).then(Default::default),
@@ -38,6 +50,7 @@ fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>) -> i32 {
             ..Default::default()
         }),
         dedup_window: None,
+        decoder,
     };
     let stats = Arc::new(Stats::default());
     let mut engine = Engine::new(Arc::from("pcap"), analyzers, stats, None);
@@ -133,7 +146,7 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn with_pipeline(file: PathBuf, config: &PathBuf) -> i32 {
+fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
     let cfg = match super::load(Some(config)) {
         Ok(c) => c,
         Err(errs) => {
@@ -148,6 +161,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf) -> i32 {
         flows: None,
         http: None,
         dedup_window: Default::default(),
+        vxlan_ports: decoder.vxlan_ports,
     };
     let input = match PacketInput::pcap_file("pcap", pcap_cfg, None) {
         Ok(i) => i,

@@ -6,6 +6,7 @@ use crate::config::DeError;
 use crate::event::Batch;
 use crate::inputs::{BackPressure, BoxFuture, BuildContext, Input, InputContext};
 use crate::wire::capture::{self, CaptureConfig, Live};
+use crate::wire::decode::Decoder;
 use crate::wire::flows::FlowsConfig;
 use crate::wire::http::metrics::ServiceMap;
 use crate::wire::http::HttpConfig;
@@ -32,6 +33,9 @@ pub struct PcapFileConfig {
     /// several interfaces); `0s`, the default, keeps every packet as the file has it.
     #[serde(default)]
     pub dedup_window: crate::config::Duration,
+    /// UDP destination ports whose packets are VXLAN.
+    #[serde(default = "capture::default_vxlan_ports")]
+    pub vxlan_ports: Vec<u16>,
 }
 
 /// Where packets come from.
@@ -95,6 +99,9 @@ impl PacketInput {
             dedup_window: capture.dedup_window.positive(),
             flows: Some(cfg),
             http: None,
+            decoder: Decoder {
+                vxlan_ports: capture.vxlan_ports.clone(),
+            },
         };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
     }
@@ -105,6 +112,9 @@ impl PacketInput {
             dedup_window: capture.dedup_window.positive(),
             flows: None,
             http: Some(cfg),
+            decoder: Decoder {
+                vxlan_ports: capture.vxlan_ports.clone(),
+            },
         };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
     }
@@ -130,6 +140,9 @@ impl PacketInput {
             flows,
             http,
             dedup_window: cfg.dedup_window.positive(),
+            decoder: Decoder {
+                vxlan_ports: cfg.vxlan_ports,
+            },
         };
         Ok(PacketInput::new(
             name,

@@ -46,6 +46,10 @@ pub struct CaptureConfig {
     /// a tunnel) are counted once; `0s` keeps every copy.
     #[serde(default = "default_dedup")]
     pub dedup_window: Duration,
+    /// UDP destination ports whose packets are VXLAN (decapsulated; flows and HTTP are the
+    /// inner packet's).
+    #[serde(default = "default_vxlan_ports")]
+    pub vxlan_ports: Vec<u16>,
 }
 
 impl Default for CaptureConfig {
@@ -58,6 +62,7 @@ impl Default for CaptureConfig {
             promiscuous: false,
             refresh_interfaces: default_refresh(),
             dedup_window: default_dedup(),
+            vxlan_ports: default_vxlan_ports(),
         }
     }
 }
@@ -74,6 +79,9 @@ fn default_buffer() -> ByteSize {
 }
 fn default_refresh() -> Duration {
     Duration::from_secs(10)
+}
+pub(crate) fn default_vxlan_ports() -> Vec<u16> {
+    super::decode::VXLAN_PORTS.to_vec()
 }
 fn default_dedup() -> Duration {
     Duration::from_millis(100)

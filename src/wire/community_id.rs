@@ -6,7 +6,7 @@ use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
 /// ICMP types that have a counterpart (request/reply): mapped so both directions hash alike.
-fn icmp_counterpart(v6: bool, t: u16) -> Option<u16> {
+pub(crate) fn icmp_counterpart(v6: bool, t: u16) -> Option<u16> {
     let pairs: &[(u16, u16)] = if v6 {
         &[
             (128, 129),

@@ -1,16 +1,22 @@
-//! Packet decoding, borrowing the captured bytes: link layers (Ethernet with 802.1Q/QinQ, Linux
-//! cooked SLL and SLL2, raw IP, BSD loopback), IPv4/IPv6 via `etherparse`, TCP/UDP/ICMP headers,
-//! and VXLAN decapsulation (4789 and flannel's 8472), so analyzers see the innermost packet.
+//! Packet decoding, borrowing the captured bytes: link layers (Ethernet, SLL, SLL2, raw IP, BSD
+//! loopback, PPP, Cisco HDLC), 802.1Q/QinQ, MPLS, PPPoE, IPv4/IPv6 via `etherparse`, the
+//! transport headers, and the tunnels (`tunnel.rs`) down to the innermost packet the analyzers see.
 
+pub use super::addr::Addr;
+use super::tunnel::{self, Tunnel};
 use etherparse::{IpNumber, LaxIpSlice, TcpSlice, UdpSlice};
 
 /// Link-layer header types (pcap `LINKTYPE_*`) trawl decodes.
 pub mod linktype {
     pub const NULL: i32 = 0;
     pub const ETHERNET: i32 = 1;
-    pub const RAW: i32 = 101;
+    pub const PPP: i32 = 9;
     pub const RAW_ALT1: i32 = 12;
     pub const RAW_ALT2: i32 = 14;
+    pub const PPP_HDLC: i32 = 50;
+    pub const PPP_ETHER: i32 = 51;
+    pub const RAW: i32 = 101;
+    pub const C_HDLC: i32 = 104;
     pub const LOOP: i32 = 108;
     pub const LINUX_SLL: i32 = 113;
     pub const IPV4: i32 = 228;
@@ -18,7 +24,7 @@ pub mod linktype {
     pub const LINUX_SLL2: i32 = 276;
 }
 
-/// UDP ports carrying VXLAN: IANA's and flannel's.
+/// UDP ports carrying VXLAN unless configured otherwise: IANA's and flannel's.
 pub const VXLAN_PORTS: [u16; 2] = [4789, 8472];
 
 /// TCP flag bits as in the header's 13th byte.
@@ -31,117 +37,6 @@ pub mod tcp_flags {
     pub const URG: u8 = 0x20;
 }
 
-/// An IP address in 16 bytes (IPv4 as IPv4-mapped IPv6), cheap to copy, hash and compare.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Addr(pub [u8; 16]);
-
-// Compared and hashed as one 128-bit number rather than byte by byte: the flow table and the
-// HTTP analyzer do both for every packet. The order is the bytes' (big-endian), as before.
-impl PartialEq for Addr {
-    fn eq(&self, other: &Addr) -> bool {
-        self.number() == other.number()
-    }
-}
-impl Eq for Addr {}
-impl std::hash::Hash for Addr {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u128(self.number());
-    }
-}
-impl Ord for Addr {
-    fn cmp(&self, other: &Addr) -> std::cmp::Ordering {
-        self.number().cmp(&other.number())
-    }
-}
-impl PartialOrd for Addr {
-    fn partial_cmp(&self, other: &Addr) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Addr {
-    #[inline(always)]
-    fn number(&self) -> u128 {
-        u128::from_be_bytes(self.0)
-    }
-
-    pub fn v4(b: [u8; 4]) -> Addr {
-        let mut a = [0u8; 16];
-        a[10] = 0xff;
-        a[11] = 0xff;
-        a[12..].copy_from_slice(&b);
-        Addr(a)
-    }
-
-    pub fn is_v4(&self) -> bool {
-        self.0[..10] == [0u8; 10] && self.0[10] == 0xff && self.0[11] == 0xff
-    }
-
-    /// The address bytes as on the wire (4 for IPv4, 16 for IPv6).
-    pub fn wire(&self) -> &[u8] {
-        if self.is_v4() {
-            &self.0[12..]
-        } else {
-            &self.0
-        }
-    }
-
-    pub fn to_ip(&self) -> std::net::IpAddr {
-        if self.is_v4() {
-            std::net::IpAddr::from([self.0[12], self.0[13], self.0[14], self.0[15]])
-        } else {
-            std::net::IpAddr::from(self.0)
-        }
-    }
-
-    /// The address as text; IPv4 without the formatter and in a string of the right size.
-    pub fn text(&self) -> String {
-        match self.v4_text(&mut [0; 15]) {
-            Some(t) => t.to_owned(),
-            None => self.to_ip().to_string(),
-        }
-    }
-
-    /// Dotted-quad IPv4 written into `text`; `None` for IPv6.
-    pub fn v4_text<'t>(&self, text: &'t mut [u8; 15]) -> Option<&'t str> {
-        if !self.is_v4() {
-            return None;
-        }
-        let mut n = 0;
-        for (i, &octet) in self.0[12..].iter().enumerate() {
-            if i > 0 {
-                text[n] = b'.';
-                n += 1;
-            }
-            let digits = [octet / 100, octet / 10 % 10, octet % 10];
-            let skip = if octet >= 100 {
-                0
-            } else if octet >= 10 {
-                1
-            } else {
-                2
-            };
-            for d in &digits[skip..] {
-                text[n] = b'0' + d;
-                n += 1;
-            }
-        }
-        // Only ASCII digits and dots were written.
-        std::str::from_utf8(&text[..n]).ok()
-    }
-}
-
-impl std::fmt::Display for Addr {
-    /// IPv4 by hand: every flow and connection report writes its addresses, and the standard
-    /// formatter (padding support, one `write` per octet) cost ten times as much.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.v4_text(&mut [0; 15]) {
-            Some(t) if f.width().is_none() => f.write_str(t),
-            _ => self.to_ip().fmt(f),
-        }
-    }
-}
-
 /// What TCP says about one segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Tcp {
@@ -150,12 +45,27 @@ pub struct Tcp {
     pub flags: u8,
 }
 
+/// The packet an ICMP error message quotes (RFC 792, RFC 4443): its flow owns the error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quoted {
+    pub src: Addr,
+    pub dst: Addr,
+    pub proto: u8,
+    /// Ports, or the quoted ICMP message's type and code.
+    pub sport: u16,
+    pub dport: u16,
+    /// The quoted packet's `Packet::label`.
+    pub label: u32,
+}
+
 /// One decoded packet: the innermost IP packet's addresses and transport header, borrowing
 /// the payload from the captured bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet<'a> {
-    /// Outermost VLAN id (0 without a tag).
+    /// VLAN id of the first 802.1Q/802.1ad tag (0 without a tag).
     pub vlan: u16,
+    /// VLAN id of the second tag (QinQ's customer VLAN; 0 without).
+    pub inner_vlan: u16,
     pub src: Addr,
     pub dst: Addr,
     /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6...).
@@ -163,6 +73,11 @@ pub struct Packet<'a> {
     /// Ports, or for ICMP the type and code (as Community ID does).
     pub sport: u16,
     pub dport: u16,
+    /// What else tells one flow from another between the same addresses when there are no
+    /// ports: the ICMP echo identifier, the ESP SPI; 0 otherwise.
+    pub label: u32,
+    /// For an ICMP error, the packet it is about (boxed: rare, and the packet is copied often).
+    pub quoted: Option<Box<Quoted>>,
     pub tcp: Option<Tcp>,
     /// Transport payload as captured (may be shorter than on the wire after `snaplen`).
     pub payload: &'a [u8],
@@ -172,8 +87,9 @@ pub struct Packet<'a> {
     pub ip_id: u16,
     /// Payload bytes the IP header announces beyond what was captured.
     pub missing: u32,
-    /// Decapsulated from a VXLAN tunnel.
-    pub tunneled: bool,
+    /// The outermost tunnel the packet was decapsulated from (boxed: inline, it made every
+    /// packet a third larger and `trawl pcap` measurably slower on untunneled traffic).
+    pub tunnel: Option<Box<Tunnel>>,
     /// IP fragment (not the first one, or a first one we cannot read the ports of).
     pub fragment: bool,
 }
@@ -198,219 +114,398 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-const ETH_IPV4: u16 = 0x0800;
-const ETH_IPV6: u16 = 0x86dd;
+pub(crate) const ETH_IPV4: u16 = 0x0800;
+pub(crate) const ETH_IPV6: u16 = 0x86dd;
 const ETH_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+const ETH_MPLS: [u16; 2] = [0x8847, 0x8848];
+const ETH_PPPOE_SESSION: u16 = 0x8864;
+const ESP: IpNumber = IpNumber(50);
+/// More nested encapsulations than this is not traffic but an attack on the decoder.
+const MAX_DEPTH: u8 = 6;
 
-fn be16(d: &[u8], at: usize) -> Result<u16, DecodeError> {
+pub(crate) fn be16(d: &[u8], at: usize) -> Result<u16, DecodeError> {
     match d.get(at..at + 2) {
         Some(b) => Ok(u16::from_be_bytes([b[0], b[1]])),
         None => Err(DecodeError::Truncated),
     }
 }
 
-/// Decodes one captured frame of link type `link`.
+fn rest(d: &[u8], from: usize) -> Result<&[u8], DecodeError> {
+    d.get(from..).ok_or(DecodeError::Truncated)
+}
+
+/// Decoding settings: which UDP ports carry VXLAN.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    pub vxlan_ports: Vec<u16>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder {
+            vxlan_ports: VXLAN_PORTS.to_vec(),
+        }
+    }
+}
+
+/// Decodes one captured frame of link type `link` with the default settings.
 pub fn decode(link: i32, data: &[u8]) -> Result<Packet<'_>, DecodeError> {
-    decode_depth(link, data, 0)
+    Walk::new(&DEFAULT).link(link, data)
 }
 
-fn decode_depth(link: i32, data: &[u8], depth: u8) -> Result<Packet<'_>, DecodeError> {
-    let (ethertype, rest) = match link {
-        linktype::ETHERNET => (be16(data, 12)?, &data[14..]),
-        linktype::LINUX_SLL => (be16(data, 14)?, &data[16..]),
-        linktype::LINUX_SLL2 => {
-            if data.len() < 20 {
-                return Err(DecodeError::Truncated);
-            }
-            (be16(data, 0)?, &data[20..])
-        }
-        linktype::RAW | linktype::RAW_ALT1 | linktype::RAW_ALT2 => return ip(data, 0, depth),
-        linktype::IPV4 | linktype::IPV6 => return ip(data, 0, depth),
-        linktype::NULL | linktype::LOOP => {
-            if data.len() < 4 {
-                return Err(DecodeError::Truncated);
-            }
-            // The family is in host order of the capturing machine (NULL) or network (LOOP):
-            // look at the IP version nibble instead of guessing the byte order.
-            return match data[4..].first().map(|b| b >> 4) {
-                Some(4) | Some(6) => ip(&data[4..], 0, depth),
-                Some(_) => Err(DecodeError::NotIp),
-                None => Err(DecodeError::Truncated),
-            };
-        }
-        other => return Err(DecodeError::UnsupportedLinkType(other)),
-    };
-    ether_payload(ethertype, rest, depth)
+static DEFAULT: std::sync::LazyLock<Decoder> = std::sync::LazyLock::new(Decoder::default);
+
+impl Decoder {
+    /// Decodes one captured frame of link type `link`.
+    pub fn decode<'a>(&self, link: i32, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+        Walk::new(self).link(link, data)
+    }
 }
 
-/// Walks VLAN tags, then decodes IP.
-fn ether_payload(
-    mut ethertype: u16,
-    mut rest: &[u8],
+/// Where the decoder is on its way in: the tags and tunnel seen so far and how deep it is.
+#[derive(Clone)]
+pub(crate) struct Walk<'d> {
+    pub(crate) decoder: &'d Decoder,
+    vlan: u16,
+    inner_vlan: u16,
+    /// Boxed, as in `Packet`: the walk is passed by value at every layer.
+    tunnel: Option<Box<Tunnel>>,
     depth: u8,
-) -> Result<Packet<'_>, DecodeError> {
-    let mut vlan = 0u16;
-    let mut tags = 0;
-    while ETH_VLAN.contains(&ethertype) {
-        tags += 1;
-        if tags > 3 {
+}
+
+impl<'d> Walk<'d> {
+    fn new(decoder: &'d Decoder) -> Walk<'d> {
+        Walk {
+            decoder,
+            vlan: 0,
+            inner_vlan: 0,
+            tunnel: None,
+            depth: 0,
+        }
+    }
+
+    /// The walk inside tunnel `t`: the inner frame's own VLAN tags replace the outer ones (the
+    /// same packet captured on a pod's veth has no outer tags), the outermost tunnel is kept.
+    pub(crate) fn enter(self, t: Tunnel) -> Result<Walk<'d>, DecodeError> {
+        if self.depth >= MAX_DEPTH {
             return Err(DecodeError::Malformed);
         }
-        let tci = be16(rest, 0)?;
-        if vlan == 0 {
-            vlan = tci & 0x0fff;
-        }
-        ethertype = be16(rest, 2)?;
-        rest = &rest[4..];
+        Ok(Walk {
+            decoder: self.decoder,
+            vlan: 0,
+            inner_vlan: 0,
+            tunnel: Some(self.tunnel.unwrap_or_else(|| Box::new(t))),
+            depth: self.depth + 1,
+        })
     }
-    match ethertype {
-        ETH_IPV4 | ETH_IPV6 => ip(rest, vlan, depth),
-        _ => Err(DecodeError::NotIp),
-    }
-}
 
-fn ip(data: &[u8], vlan: u16, depth: u8) -> Result<Packet<'_>, DecodeError> {
-    let (slice, _ext_err) = LaxIpSlice::from_slice(data).map_err(|e| match e {
-        etherparse::err::ip::LaxHeaderSliceError::Len(_) => DecodeError::Truncated,
-        etherparse::err::ip::LaxHeaderSliceError::Content(_) => DecodeError::Malformed,
-    })?;
-    let (src, dst, ip_len, ip_id, first_fragment) = match &slice {
-        LaxIpSlice::Ipv4(v4) => {
-            let h = v4.header();
-            let first = h.fragments_offset().value() == 0;
-            (
-                Addr::v4(h.source()),
-                Addr::v4(h.destination()),
-                h.total_len() as u32,
-                h.identification(),
-                first,
-            )
+    #[inline]
+    fn link<'a>(self, link: i32, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+        match link {
+            linktype::ETHERNET => self.ethernet(data),
+            linktype::LINUX_SLL => self.ethertype(be16(data, 14)?, rest(data, 16)?),
+            linktype::LINUX_SLL2 => self.ethertype(be16(data, 0)?, rest(data, 20)?),
+            linktype::RAW | linktype::RAW_ALT1 | linktype::RAW_ALT2 => self.ip_by_version(data),
+            linktype::IPV4 | linktype::IPV6 => self.ip_by_version(data),
+            // The family is in the capturing machine's byte order (NULL) or network order
+            // (LOOP), and its value for IPv6 differs between BSDs: the version nibble says it.
+            linktype::NULL | linktype::LOOP => self.ip_by_version(rest(data, 4)?),
+            // Cisco HDLC: address, control, then an Ethernet type.
+            linktype::C_HDLC => self.ethertype(be16(data, 2)?, rest(data, 4)?),
+            linktype::PPP | linktype::PPP_HDLC => self.ppp(data),
+            linktype::PPP_ETHER => self.pppoe(data),
+            other => Err(DecodeError::UnsupportedLinkType(other)),
         }
-        LaxIpSlice::Ipv6(v6) => {
-            let h = v6.header();
-            (
-                Addr(h.source()),
-                Addr(h.destination()),
-                40 + h.payload_length() as u32,
-                0,
-                true,
-            )
-        }
-    };
-    let payload = slice.payload();
-    let proto = payload.ip_number.0;
-    let mut p = Packet {
-        vlan,
-        src,
-        dst,
-        proto,
-        sport: 0,
-        dport: 0,
-        tcp: None,
-        payload: &[],
-        ip_len,
-        ip_id,
-        missing: 0,
-        tunneled: false,
-        fragment: payload.fragmented,
-    };
-    if payload.fragmented && !first_fragment {
-        return Ok(p);
     }
-    let body = payload.payload;
-    match payload.ip_number {
-        IpNumber::TCP => {
-            let t = TcpSlice::from_slice(body).map_err(|e| match e {
-                etherparse::err::tcp::HeaderSliceError::Len(_) => DecodeError::Truncated,
-                etherparse::err::tcp::HeaderSliceError::Content(_) => DecodeError::Malformed,
-            })?;
-            p.sport = t.source_port();
-            p.dport = t.destination_port();
-            let hdr = t.header_slice();
-            p.tcp = Some(Tcp {
-                seq: t.sequence_number(),
-                ack: t.acknowledgment_number(),
-                flags: hdr.get(13).copied().unwrap_or(0) & 0x3f,
-            });
-            p.payload = t.payload();
+
+    #[inline]
+    pub(crate) fn ethernet<'a>(self, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+        self.ethertype(be16(data, 12)?, rest(data, 14)?)
+    }
+
+    /// Walks VLAN tags, then what the Ethernet type names.
+    #[inline]
+    pub(crate) fn ethertype<'a>(
+        mut self,
+        mut ethertype: u16,
+        mut data: &'a [u8],
+    ) -> Result<Packet<'a>, DecodeError> {
+        let mut tags = 0;
+        while ETH_VLAN.contains(&ethertype) {
+            tags += 1;
+            if tags > 3 {
+                return Err(DecodeError::Malformed);
+            }
+            let vid = be16(data, 0)? & 0x0fff;
+            match tags {
+                1 => self.vlan = vid,
+                2 => self.inner_vlan = vid,
+                _ => {}
+            }
+            ethertype = be16(data, 2)?;
+            data = rest(data, 4)?;
         }
-        IpNumber::UDP => {
-            let u = UdpSlice::from_slice_lax(body).map_err(|_| DecodeError::Truncated)?;
-            p.sport = u.source_port();
-            p.dport = u.destination_port();
-            p.payload = u.payload();
-            if depth == 0 && (VXLAN_PORTS.contains(&p.dport)) {
-                if let Some(inner) = vxlan(p.payload) {
-                    if let Ok(mut q) = decode_depth(linktype::ETHERNET, inner, depth + 1) {
-                        q.tunneled = true;
-                        return Ok(q);
-                    }
+        match ethertype {
+            ETH_IPV4 | ETH_IPV6 => self.ip(data),
+            e if ETH_MPLS.contains(&e) => self.mpls(data),
+            ETH_PPPOE_SESSION => self.pppoe(data),
+            _ => Err(DecodeError::NotIp),
+        }
+    }
+
+    /// An MPLS label stack (RFC 3032), then IP by its version nibble, or an Ethernet
+    /// pseudowire (RFC 4448) with or without the control word (RFC 4385: first nibble 0).
+    fn mpls<'a>(self, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+        let mut at = 0;
+        loop {
+            let entry = data.get(at..at + 4).ok_or(DecodeError::Truncated)?;
+            at += 4;
+            if entry[2] & 1 == 1 {
+                break;
+            }
+            if at > 4 * 16 {
+                return Err(DecodeError::Malformed);
+            }
+        }
+        let inner = rest(data, at)?;
+        match inner.first().map(|b| b >> 4) {
+            Some(4) | Some(6) => self.ip_by_version(inner),
+            Some(0) => self.ethernet(rest(inner, 4)?),
+            Some(_) => self.ethernet(inner),
+            None => Err(DecodeError::Truncated),
+        }
+    }
+
+    /// A PPPoE session header (RFC 2516), then PPP.
+    fn pppoe<'a>(self, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+        if data.first() != Some(&0x11) {
+            return Err(DecodeError::NotIp);
+        }
+        self.ppp_protocol(rest(data, 6)?)
+    }
+
+    /// PPP with or without HDLC-like framing's address and control bytes (RFC 1662).
+    pub(crate) fn ppp<'a>(self, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+        match data {
+            [0xff, 0x03, ..] => self.ppp_protocol(&data[2..]),
+            _ => self.ppp_protocol(data),
+        }
+    }
+
+    /// The PPP protocol field (one byte when compressed: an odd first byte), then its packet.
+    fn ppp_protocol<'a>(self, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+        let (proto, body) = match data.first() {
+            Some(b) if b & 1 == 1 => (*b as u16, &data[1..]),
+            Some(_) => (be16(data, 0)?, &data[2..]),
+            None => return Err(DecodeError::Truncated),
+        };
+        match proto {
+            0x0021 | 0x0057 => self.ip_by_version(body),
+            0x0281 | 0x0283 => self.mpls(body),
+            _ => Err(DecodeError::NotIp),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn ip_by_version<'a>(self, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+        match data.first().map(|b| b >> 4) {
+            Some(4) | Some(6) => self.ip(data),
+            Some(_) => Err(DecodeError::NotIp),
+            None => Err(DecodeError::Truncated),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn ip<'a>(self, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+        let (slice, _ext_err) = LaxIpSlice::from_slice(data).map_err(|e| match e {
+            etherparse::err::ip::LaxHeaderSliceError::Len(_) => DecodeError::Truncated,
+            etherparse::err::ip::LaxHeaderSliceError::Content(_) => DecodeError::Malformed,
+        })?;
+        let (src, dst, ip_len, ip_id, first_fragment) = match &slice {
+            LaxIpSlice::Ipv4(v4) => {
+                let h = v4.header();
+                let first = h.fragments_offset().value() == 0;
+                (
+                    Addr::v4(h.source()),
+                    Addr::v4(h.destination()),
+                    h.total_len() as u32,
+                    h.identification(),
+                    first,
+                )
+            }
+            LaxIpSlice::Ipv6(v6) => {
+                let h = v6.header();
+                (
+                    Addr(h.source()),
+                    Addr(h.destination()),
+                    40 + h.payload_length() as u32,
+                    0,
+                    true,
+                )
+            }
+        };
+        let payload = slice.payload();
+        let proto = payload.ip_number.0;
+        let mut p = Packet {
+            vlan: self.vlan,
+            inner_vlan: self.inner_vlan,
+            src,
+            dst,
+            proto,
+            sport: 0,
+            dport: 0,
+            label: 0,
+            quoted: None,
+            tcp: None,
+            payload: &[],
+            ip_len,
+            ip_id,
+            missing: 0,
+            tunnel: self.tunnel.clone(),
+            fragment: payload.fragmented,
+        };
+        if payload.fragmented && !first_fragment {
+            return Ok(p);
+        }
+        let body = payload.payload;
+        p.missing = ip_len.saturating_sub(data.len().min(ip_len as usize) as u32);
+        match payload.ip_number {
+            IpNumber::TCP => {
+                let t = TcpSlice::from_slice(body).map_err(|e| match e {
+                    etherparse::err::tcp::HeaderSliceError::Len(_) => DecodeError::Truncated,
+                    etherparse::err::tcp::HeaderSliceError::Content(_) => DecodeError::Malformed,
+                })?;
+                p.sport = t.source_port();
+                p.dport = t.destination_port();
+                let hdr = t.header_slice();
+                p.tcp = Some(Tcp {
+                    seq: t.sequence_number(),
+                    ack: t.acknowledgment_number(),
+                    flags: hdr.get(13).copied().unwrap_or(0) & 0x3f,
+                });
+                p.payload = t.payload();
+            }
+            IpNumber::UDP => {
+                let u = UdpSlice::from_slice_lax(body).map_err(|_| DecodeError::Truncated)?;
+                p.sport = u.source_port();
+                p.dport = u.destination_port();
+                p.payload = u.payload();
+                // An inner packet that does not decode leaves the outer one to be reported.
+                if let Some(Ok(inner)) = tunnel::over_udp(self, &p) {
+                    return Ok(inner);
                 }
             }
-        }
-        IpNumber::ICMP | IpNumber::IPV6_ICMP => {
-            if body.len() < 2 {
-                return Err(DecodeError::Truncated);
+            IpNumber::ICMP | IpNumber::IPV6_ICMP => {
+                if body.len() < 2 {
+                    return Err(DecodeError::Truncated);
+                }
+                p.sport = body[0] as u16;
+                p.dport = body[1] as u16;
+                p.payload = body.get(4..).unwrap_or(&[]);
+                let v6 = proto == IpNumber::IPV6_ICMP.0;
+                if is_icmp_echo(v6, body[0]) {
+                    p.label = be16(body, 4).unwrap_or(0) as u32;
+                } else if is_icmp_error(v6, body[0]) {
+                    p.quoted = body.get(8..).and_then(quoted).map(Box::new);
+                }
             }
-            p.sport = body[0] as u16;
-            p.dport = body[1] as u16;
-            p.payload = body.get(4..).unwrap_or(&[]);
+            // ESP (RFC 4303): one security association per SPI, one flow per SA.
+            ESP => {
+                if let Some(spi) = body.get(..4) {
+                    p.label = u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]);
+                }
+                p.payload = body;
+            }
+            // SCTP, DCCP, UDP-Lite: ports first, as UDP.
+            IpNumber::SCTP | IpNumber::DCCP | IpNumber::UDP_LITE => {
+                p.sport = be16(body, 0)?;
+                p.dport = be16(body, 2)?;
+                p.payload = body;
+            }
+            IpNumber::GRE | IpNumber::IPV4 | IpNumber::IPV6 => {
+                p.payload = body;
+                if let Some(Ok(inner)) = tunnel::over_ip(self, &p) {
+                    return Ok(inner);
+                }
+            }
+            _ => p.payload = body,
         }
-        _ => p.payload = body,
+        Ok(p)
     }
-    let hdr_overhead = ip_len as usize;
-    let captured_ip = data.len().min(hdr_overhead);
-    p.missing = (hdr_overhead - captured_ip) as u32;
-    Ok(p)
 }
 
-/// The inner Ethernet frame of a VXLAN packet (flags byte with the I bit set), if it is one.
-fn vxlan(udp_payload: &[u8]) -> Option<&[u8]> {
-    if udp_payload.len() < 8 + 14 || udp_payload[0] & 0x08 == 0 {
-        return None;
+/// ICMP echo request or reply (RFC 792 types 8 and 0, RFC 4443 types 128 and 129).
+pub fn is_icmp_echo(v6: bool, icmp_type: u8) -> bool {
+    if v6 {
+        matches!(icmp_type, 128 | 129)
+    } else {
+        matches!(icmp_type, 0 | 8)
     }
-    Some(&udp_payload[8..])
+}
+
+/// ICMP error messages, which quote the packet they are about: destination unreachable,
+/// source quench, redirect, time exceeded, parameter problem; ICMPv6 1 to 4.
+pub fn is_icmp_error(v6: bool, icmp_type: u8) -> bool {
+    if v6 {
+        matches!(icmp_type, 1..=4)
+    } else {
+        matches!(icmp_type, 3 | 4 | 5 | 11 | 12)
+    }
+}
+
+/// The quoted packet of an ICMP error: its IP header and the first bytes of its transport
+/// header (8 for ICMPv4, as much as fits for ICMPv6), enough for ports or an echo identifier.
+fn quoted(data: &[u8]) -> Option<Quoted> {
+    let (slice, _) = LaxIpSlice::from_slice(data).ok()?;
+    let (src, dst) = match &slice {
+        LaxIpSlice::Ipv4(v4) => (
+            Addr::v4(v4.header().source()),
+            Addr::v4(v4.header().destination()),
+        ),
+        LaxIpSlice::Ipv6(v6) => (Addr(v6.header().source()), Addr(v6.header().destination())),
+    };
+    let payload = slice.payload();
+    let body = payload.payload;
+    let proto = payload.ip_number;
+    let mut q = Quoted {
+        src,
+        dst,
+        proto: proto.0,
+        sport: 0,
+        dport: 0,
+        label: 0,
+    };
+    match proto {
+        IpNumber::TCP | IpNumber::UDP | IpNumber::SCTP | IpNumber::DCCP | IpNumber::UDP_LITE => {
+            q.sport = be16(body, 0).ok()?;
+            q.dport = be16(body, 2).ok()?;
+        }
+        IpNumber::ICMP | IpNumber::IPV6_ICMP => {
+            let v6 = proto == IpNumber::IPV6_ICMP;
+            let t = *body.first()?;
+            // An error about an error is never sent (RFC 1122 3.2.2): not a flow's packet.
+            if is_icmp_error(v6, t) {
+                return None;
+            }
+            q.sport = t as u16;
+            q.dport = *body.get(1)? as u16;
+            if is_icmp_echo(v6, t) {
+                q.label = be16(body, 4).ok()? as u32;
+            }
+        }
+        ESP => {
+            let spi = body.get(..4)?;
+            q.label = u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]);
+        }
+        _ => {}
+    }
+    Some(q)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn addresses_order_as_their_bytes() {
-        let all = [
-            Addr::v4([10, 0, 0, 1]),
-            Addr::v4([10, 0, 0, 2]),
-            Addr::v4([9, 255, 255, 255]),
-            Addr::v4([192, 168, 0, 1]),
-            Addr("::1".parse::<std::net::Ipv6Addr>().unwrap().octets()),
-            Addr("fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets()),
-        ];
-        for a in all {
-            for b in all {
-                assert_eq!(a.cmp(&b), a.0.cmp(&b.0));
-                assert_eq!(a == b, a.0 == b.0);
-            }
-        }
-    }
-
-    #[test]
-    fn addresses_print_as_the_standard_library_prints_them() {
-        for v in 0..=255u8 {
-            for at in 0..4 {
-                let mut b = [10, 0, 99, 255];
-                b[at] = v;
-                let want = std::net::Ipv4Addr::from(b).to_string();
-                assert_eq!(Addr::v4(b).to_string(), want);
-                assert_eq!(Addr::v4(b).text(), want);
-                assert_eq!(format!("{:>16}", Addr::v4(b)), format!("{want:>16}"));
-            }
-        }
-        let v6: std::net::Ipv6Addr = "2001:db8::ff00:42:8329".parse().unwrap();
-        assert_eq!(Addr(v6.octets()).to_string(), v6.to_string());
-        assert_eq!(Addr(v6.octets()).text(), v6.to_string());
-    }
 
     /// An Ethernet/IPv4/TCP frame for tests.
     #[allow(clippy::too_many_arguments)]
@@ -574,7 +669,12 @@ pub(crate) mod tests {
         );
         let f = vxlan_frame(&inner, 8472, 1);
         let p = decode(linktype::ETHERNET, &f).unwrap();
-        assert!(p.tunneled);
+        let t = p.tunnel.unwrap();
+        assert_eq!(
+            (t.kind, t.id),
+            (crate::wire::tunnel::TunnelKind::Vxlan, Some(1))
+        );
+        assert_eq!(t.src.to_string(), "192.168.0.1");
         assert_eq!(p.src.to_string(), "10.244.0.5");
         assert_eq!(p.payload, b"hi");
     }

@@ -2,9 +2,10 @@
 //! packets and bytes, TCP flags, how the flow ended and the TCP set-up time; emits interim and
 //! final flow events (ECS `source.*`, `destination.*`, `network.*`, `flow.*`) in capture time.
 
-use super::community_id::community_id;
-use super::decode::{tcp_flags, Addr, Packet};
+use super::community_id::{community_id, icmp_counterpart};
+use super::decode::{is_icmp_echo, tcp_flags, Addr, Packet};
 use super::out::{Fields, Fixed, Out, Report};
+use super::tunnel::Tunnel;
 use super::Stats;
 use crate::config::Duration;
 use rustc_hash::FxHashMap;
@@ -69,36 +70,91 @@ pub struct FlowKey {
     pub bp: u16,
     pub proto: u8,
     pub vlan: u16,
+    /// ICMP echo identifier, ESP SPI, or for other ICMP messages the request type of their
+    /// request/reply pair: what tells flows apart between two addresses without ports.
+    pub label: u32,
 }
 
 impl FlowKey {
-    /// The key of `p`'s flow and whether `p` goes from `a` to `b` (direction 0).
+    /// The key of `p`'s flow and whether `p` goes from `a` to `b` (direction 0). An ICMP
+    /// error belongs to the flow of the packet it quotes, in the direction back to its sender.
+    #[inline]
     pub fn of(p: &Packet<'_>) -> (FlowKey, usize) {
-        if (p.src, p.sport) <= (p.dst, p.dport) {
-            (
-                FlowKey {
-                    a: p.src,
-                    b: p.dst,
-                    ap: p.sport,
-                    bp: p.dport,
-                    proto: p.proto,
-                    vlan: p.vlan,
-                },
-                0,
-            )
-        } else {
-            (
-                FlowKey {
-                    a: p.dst,
-                    b: p.src,
-                    ap: p.dport,
-                    bp: p.sport,
-                    proto: p.proto,
-                    vlan: p.vlan,
-                },
-                1,
-            )
+        // TCP and UDP first: nearly every packet, and the HTTP analyzer asks too.
+        if matches!(p.proto, 6 | 17) {
+            return FlowKey::ordered(p.src, p.sport, p.dst, p.dport, p.proto, p.vlan, 0);
         }
+        match p.quoted.as_deref() {
+            Some(q) => {
+                let (key, dir) =
+                    FlowKey::new(q.src, q.sport, q.dst, q.dport, q.proto, p.vlan, q.label);
+                (key, dir ^ 1)
+            }
+            None => FlowKey::new(p.src, p.sport, p.dst, p.dport, p.proto, p.vlan, p.label),
+        }
+    }
+
+    fn new(
+        src: Addr,
+        sport: u16,
+        dst: Addr,
+        dport: u16,
+        proto: u8,
+        vlan: u16,
+        label: u32,
+    ) -> (FlowKey, usize) {
+        let (sport, dport, label) = match proto {
+            1 | 58 => icmp_endpoints(proto == 58, sport, label),
+            6 | 17 | 132 | 33 | 136 => (sport, dport, 0),
+            _ => (0, 0, label),
+        };
+        FlowKey::ordered(src, sport, dst, dport, proto, vlan, label)
+    }
+
+    #[inline(always)]
+    fn ordered(
+        src: Addr,
+        sport: u16,
+        dst: Addr,
+        dport: u16,
+        proto: u8,
+        vlan: u16,
+        label: u32,
+    ) -> (FlowKey, usize) {
+        let key = |a, ap, b, bp| FlowKey {
+            a,
+            b,
+            ap,
+            bp,
+            proto,
+            vlan,
+            label,
+        };
+        if (src, sport) <= (dst, dport) {
+            (key(src, sport, dst, dport), 0)
+        } else {
+            (key(dst, dport, src, sport), 1)
+        }
+    }
+}
+
+/// ICMP has no ports: an echo request and its reply share the identifier; other messages are
+/// told apart by their request/reply pair (router solicitation and advertisement...).
+fn icmp_endpoints(v6: bool, icmp_type: u16, label: u32) -> (u16, u16, u32) {
+    if is_icmp_echo(v6, icmp_type as u8) {
+        return (0, 0, label);
+    }
+    let pair = icmp_counterpart(v6, icmp_type).map_or(icmp_type, |c| c.min(icmp_type));
+    (0, 0, 0x1_0000 | pair as u32)
+}
+
+/// The ICMP messages that answer another (echo reply, router advertisement...): their
+/// sender is not the one who started the exchange.
+fn is_icmp_answer(v6: bool, icmp_type: u16) -> bool {
+    if v6 {
+        matches!(icmp_type, 129 | 131 | 134 | 136 | 140 | 145)
+    } else {
+        matches!(icmp_type, 0 | 9 | 14 | 16 | 18)
     }
 }
 
@@ -142,6 +198,13 @@ struct Flow {
     synack_seen: bool,
     setup_ns: Option<i64>,
     rst: bool,
+    /// The first tunnel the flow's packets came through, and in which direction (boxed: most
+    /// flows have none, and the table moves flows around).
+    tunnel: Option<Box<(Tunnel, usize)>>,
+    inner_vlan: u16,
+    /// ICMP type and code of the flow's first ICMP message (not an error), and its direction
+    /// (0 or 1): Community ID hashes them in place of ports.
+    icmp: Option<(u16, u16, u8)>,
 }
 
 /// Closed (FIN both ways, or RST) flows are kept this long for their last ACKs, then reported.
@@ -207,9 +270,13 @@ impl FlowTable {
                     self.stats.flows_untracked.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                let initiator = if flags & (tcp_flags::SYN | tcp_flags::ACK)
-                    == (tcp_flags::SYN | tcp_flags::ACK)
-                {
+                let synack =
+                    flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK);
+                let answer = p.quoted.is_none()
+                    && matches!(p.proto, 1 | 58)
+                    && is_icmp_answer(p.proto == 58, p.sport);
+                // An error is sent back to the quoted packet's sender: the initiator.
+                let initiator = if synack || answer || p.quoted.is_some() {
                     dir ^ 1
                 } else {
                     dir
@@ -227,10 +294,19 @@ impl FlowTable {
                     synack_seen: false,
                     setup_ns: None,
                     rst: false,
+                    tunnel: None,
+                    inner_vlan: p.inner_vlan,
+                    icmp: None,
                 })
             }
         };
         f.last_ns = f.last_ns.max(ts_ns);
+        if f.tunnel.is_none() {
+            f.tunnel = p.tunnel.as_deref().map(|t| Box::new((*t, dir)));
+        }
+        if f.icmp.is_none() && p.quoted.is_none() && matches!(p.proto, 1 | 58) {
+            f.icmp = Some((p.sport, p.dport, dir as u8));
+        }
         let d = &mut f.dirs[dir];
         d.packets += 1;
         d.bytes += p.ip_len as u64;
@@ -424,7 +500,7 @@ impl Report for FlowReport<'_> {
             w.close();
         }
         w.close();
-        let ports = matches!(k.proto, 6 | 17 | 132);
+        let ports = matches!(k.proto, 6 | 17 | 132 | 33 | 136);
         for (name, ip, port, dir) in [("source", sip, sport, s), ("destination", dip, dport, d)] {
             w.open(name);
             match ip.v4_text(&mut [0; 15]) {
@@ -444,17 +520,50 @@ impl Report for FlowReport<'_> {
         w.str("type", if sip.is_v4() { "ipv4" } else { "ipv6" });
         w.int("packets", (f.dirs[0].packets + f.dirs[1].packets) as i64);
         w.int("bytes", (f.dirs[0].bytes + f.dirs[1].bytes) as i64);
-        w.string(
-            "community_id",
-            community_id(0, sip, sport, dip, dport, k.proto),
-        );
+        let (cs, cd) = match f.icmp {
+            Some((t, code, dir)) if dir as usize == s => (t, code),
+            Some((t, code, _)) => (icmp_counterpart(k.proto == 58, t).unwrap_or(t), code),
+            None => (sport, dport),
+        };
+        w.string("community_id", community_id(0, sip, cs, dip, cd, k.proto));
         if k.vlan != 0 {
             w.open("vlan");
             w.string("id", k.vlan.to_string());
             w.close();
+            if f.inner_vlan != 0 {
+                w.open("inner");
+                w.open("vlan");
+                w.string("id", f.inner_vlan.to_string());
+                w.close();
+                w.close();
+            }
         }
         w.close();
+        if let Some((t, dir)) = f.tunnel.as_deref() {
+            write_tunnel(w, t, *dir == s);
+        }
     }
+}
+
+/// `tunnel.{type,id,source.ip,destination.ip}`; `forward` when the packet that carried the
+/// tunnel went from the flow's source to its destination (the outer addresses follow it).
+pub fn write_tunnel<W: Fields>(w: &mut W, t: &Tunnel, forward: bool) {
+    let (src, dst) = if forward {
+        (t.src, t.dst)
+    } else {
+        (t.dst, t.src)
+    };
+    w.open("tunnel");
+    w.str("type", t.kind.as_str());
+    if let Some(id) = t.id {
+        w.string("id", id.to_string());
+    }
+    for (name, ip) in [("source", src), ("destination", dst)] {
+        w.open(name);
+        w.string("ip", ip.text());
+        w.close();
+    }
+    w.close();
 }
 
 /// `{:016x}` without the formatter, written into `text`.
@@ -491,6 +600,10 @@ fn flow_hash(k: &FlowKey, first_ns: i64) -> u64 {
     h.write_u16(k.bp);
     h.write_u8(k.proto);
     h.write_u16(k.vlan);
+    // Only when set, so that ids of port-keyed flows stay what earlier versions gave.
+    if k.label != 0 {
+        h.write_u32(k.label);
+    }
     h.write_i64(first_ns);
     h.finish()
 }

@@ -5,13 +5,15 @@
 //!
 //! # Layout
 //! - `capture`: live interfaces and pcap files, on their own threads.
-//! - `decode`: link, IP, TCP/UDP/ICMP, VXLAN.  `dedup`: copies seen twice.
+//! - `decode`: link layers, IP, transports.  `tunnel`: VXLAN, Geneve, GRE, ERSPAN, Teredo,
+//!   IP-in-IP.  `addr`: addresses.  `dedup`: copies seen twice.
 //! - `merge`: the packets of several interfaces back in capture-time order.
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
 //! - `http`: parser, transaction pairing, RED metrics and the service map.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
+pub mod addr;
 pub mod capture;
 pub mod community_id;
 pub mod decode;
@@ -22,6 +24,7 @@ pub mod merge;
 pub mod out;
 pub mod pcapfile;
 pub mod tcp;
+pub mod tunnel;
 
 use crate::event::Value;
 use crate::telemetry::metrics::{escape_label, Collector};
@@ -214,10 +217,13 @@ pub struct Analyzers {
     pub http: Option<HttpConfig>,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,
+    /// Decoding settings (which UDP ports carry VXLAN).
+    pub decoder: decode::Decoder,
 }
 
 /// Decodes packets and runs the analyzers over them; events accumulate in `events`.
 pub struct Engine {
+    decoder: decode::Decoder,
     stats: Arc<Stats>,
     dedup: Option<Dedup>,
     flows: Option<FlowTable>,
@@ -245,6 +251,7 @@ impl Engine {
     ) -> Engine {
         Engine {
             graph_tcp: analyzers.flows.as_ref().is_some_and(|f| f.service_map),
+            decoder: analyzers.decoder,
             dedup: analyzers
                 .dedup_window
                 .filter(|w| !w.is_zero())
@@ -279,7 +286,7 @@ impl Engine {
         if self.unpublished.0 >= 4096 {
             self.publish();
         }
-        let p = match decode::decode(link, data) {
+        let p = match self.decoder.decode(link, data) {
             Ok(p) => p,
             Err(decode::DecodeError::NotIp) => {
                 self.stats.not_ip.fetch_add(1, Ordering::Relaxed);
@@ -462,6 +469,7 @@ pub(crate) mod tests {
             flows: Some(FlowsConfig::default()),
             http: None,
             dedup_window: Some(std::time::Duration::from_millis(100)),
+            decoder: Default::default(),
         };
         let stats = Arc::new(Stats::default());
         let mut engine = Engine::new("t".into(), analyzers, stats.clone(), None);

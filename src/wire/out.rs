@@ -588,6 +588,7 @@ mod tests {
                 ..Default::default()
             }),
             dedup_window: None,
+            decoder: Default::default(),
         };
         let run = |path: &std::path::Path, json: bool| -> String {
             let mut e = Engine::new(

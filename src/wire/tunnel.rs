@@ -1,0 +1,283 @@
+//! Tunnels the decoder opens to reach the inner packet: VXLAN (and VXLAN-GPE), Geneve, Teredo
+//! over UDP; GRE (with ERSPAN types I, II, III and PPTP's enhanced GRE), IP-in-IP and IPv6-in-IP
+//! over IP. Each names the tunnel the packet came through (`tunnel.*` in events).
+
+use super::addr::Addr;
+use super::decode::{be16, DecodeError, Packet, Walk, ETH_IPV4, ETH_IPV6};
+
+/// Which encapsulation a packet came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TunnelKind {
+    Vxlan,
+    VxlanGpe,
+    Geneve,
+    Gre,
+    ErspanI,
+    ErspanII,
+    ErspanIII,
+    Teredo,
+    /// IPv4 carried directly in IP (protocol 4).
+    Ipip,
+    /// IPv6 carried directly in IP (protocol 41: 6in4, `sit`, ip6tnl).
+    Ip6in4,
+}
+
+impl TunnelKind {
+    /// The `tunnel.type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::VxlanGpe => "vxlan-gpe",
+            TunnelKind::Geneve => "geneve",
+            TunnelKind::Gre => "gre",
+            TunnelKind::ErspanI => "erspan-i",
+            TunnelKind::ErspanII => "erspan-ii",
+            TunnelKind::ErspanIII => "erspan-iii",
+            TunnelKind::Teredo => "teredo",
+            TunnelKind::Ipip => "ipip",
+            TunnelKind::Ip6in4 => "6in4",
+        }
+    }
+}
+
+/// The tunnel a packet came through: its kind, its identifier (VXLAN/Geneve VNI, GRE key,
+/// ERSPAN session, PPTP call) and the outer addresses as the packet carried them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunnel {
+    pub kind: TunnelKind,
+    pub id: Option<u32>,
+    pub src: Addr,
+    pub dst: Addr,
+}
+
+/// IANA's Geneve port (RFC 8926), VXLAN-GPE's, and Teredo's server port (RFC 4380).
+const GENEVE_PORT: u16 = 6081;
+const VXLAN_GPE_PORT: u16 = 4790;
+const TEREDO_PORT: u16 = 3544;
+/// Ethernet type of an Ethernet frame carried as a payload (transparent Ethernet bridging).
+const ETH_TEB: u16 = 0x6558;
+
+fn be32(d: &[u8], at: usize) -> Result<u32, DecodeError> {
+    match d.get(at..at + 4) {
+        Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        None => Err(DecodeError::Truncated),
+    }
+}
+
+fn tail(d: &[u8], from: usize) -> Result<&[u8], DecodeError> {
+    d.get(from..).ok_or(DecodeError::Truncated)
+}
+
+fn tunnel(kind: TunnelKind, id: Option<u32>, outer: &Packet<'_>) -> Tunnel {
+    Tunnel {
+        kind,
+        id,
+        src: outer.src,
+        dst: outer.dst,
+    }
+}
+
+/// The inner packet of UDP packet `outer` when its ports say it is a tunnel: `None` when it
+/// is not one, an error when the inner packet does not decode.
+pub(crate) fn over_udp<'a>(
+    walk: Walk<'_>,
+    outer: &Packet<'a>,
+) -> Option<Result<Packet<'a>, DecodeError>> {
+    let data = outer.payload;
+    if walk.decoder.vxlan_ports.contains(&outer.dport) || outer.dport == VXLAN_GPE_PORT {
+        return Some(vxlan(walk, outer, data));
+    }
+    if outer.dport == GENEVE_PORT {
+        return Some(geneve(walk, outer, data));
+    }
+    if outer.sport == TEREDO_PORT || outer.dport == TEREDO_PORT || looks_like_teredo(data) {
+        return Some(teredo(walk, outer, data));
+    }
+    None
+}
+
+/// VXLAN (RFC 7348): flags with the I bit, 24 reserved bits, the VNI, 8 reserved bits, then an
+/// Ethernet frame. The reserved bits are ignored as the RFC tells receivers to (Group Policy's
+/// G bit and policy id live there); with the P bit it is VXLAN-GPE, whose last header byte
+/// names the payload (1 IPv4, 2 IPv6, 3 Ethernet, 5 MPLS).
+fn vxlan<'a>(
+    walk: Walk<'_>,
+    outer: &Packet<'a>,
+    data: &'a [u8],
+) -> Result<Packet<'a>, DecodeError> {
+    let flags = *data.first().ok_or(DecodeError::Truncated)?;
+    if flags & 0x08 == 0 {
+        return Err(DecodeError::Malformed);
+    }
+    let vni = be32(data, 4)? >> 8;
+    let inner = tail(data, 8)?;
+    if flags & 0x04 != 0 {
+        let walk = walk.enter(tunnel(TunnelKind::VxlanGpe, Some(vni), outer))?;
+        return match data[3] {
+            1 | 2 => walk.ip_by_version(inner),
+            3 => walk.ethernet(inner),
+            5 => walk.ethertype(0x8847, inner),
+            _ => Err(DecodeError::NotIp),
+        };
+    }
+    walk.enter(tunnel(TunnelKind::Vxlan, Some(vni), outer))?
+        .ethernet(inner)
+}
+
+/// Geneve (RFC 8926): version 0, options length in 4-byte words, protocol type, VNI, then
+/// the options, skipped, then the payload the protocol type names.
+fn geneve<'a>(
+    walk: Walk<'_>,
+    outer: &Packet<'a>,
+    data: &'a [u8],
+) -> Result<Packet<'a>, DecodeError> {
+    let first = *data.first().ok_or(DecodeError::Truncated)?;
+    if first >> 6 != 0 {
+        return Err(DecodeError::Malformed);
+    }
+    let options = (first & 0x3f) as usize * 4;
+    let proto = be16(data, 2)?;
+    let vni = be32(data, 4)? >> 8;
+    let inner = tail(data, 8 + options)?;
+    let walk = walk.enter(tunnel(TunnelKind::Geneve, Some(vni), outer))?;
+    match proto {
+        ETH_TEB => walk.ethernet(inner),
+        other => walk.ethertype(other, inner),
+    }
+}
+
+/// An IPv6 packet filling the whole UDP payload with a Teredo address (2001::/32) at one end:
+/// Teredo between clients, on ports other than the server's.
+fn looks_like_teredo(data: &[u8]) -> bool {
+    data.len() >= 40
+        && data[0] >> 4 == 6
+        && u16::from_be_bytes([data[4], data[5]]) as usize + 40 == data.len()
+        && (data[8..12] == [0x20, 0x01, 0, 0] || data[24..28] == [0x20, 0x01, 0, 0])
+}
+
+/// Teredo (RFC 4380): optional authentication and origin indications, then IPv6.
+fn teredo<'a>(
+    walk: Walk<'_>,
+    outer: &Packet<'a>,
+    mut data: &'a [u8],
+) -> Result<Packet<'a>, DecodeError> {
+    if data.len() >= 4 && data[..2] == [0, 1] {
+        // Authentication: indicator, id length, auth length, id, auth, nonce (8), confirmation.
+        let skip = 4 + data[2] as usize + data[3] as usize + 9;
+        data = tail(data, skip)?;
+    }
+    if data.len() >= 2 && data[..2] == [0, 0] {
+        // Origin indication: indicator, obfuscated port and IPv4 address.
+        data = tail(data, 8)?;
+    }
+    if data.first().map(|b| b >> 4) != Some(6) {
+        return Err(DecodeError::NotIp);
+    }
+    walk.enter(tunnel(TunnelKind::Teredo, None, outer))?
+        .ip(data)
+}
+
+/// The inner packet of IP packet `outer` carrying GRE, IPv4 or IPv6: `None` when it is none
+/// of those, an error when the inner packet does not decode.
+pub(crate) fn over_ip<'a>(
+    walk: Walk<'_>,
+    outer: &Packet<'a>,
+) -> Option<Result<Packet<'a>, DecodeError>> {
+    let data = outer.payload;
+    match outer.proto {
+        4 | 41 => {
+            let (kind, version) = if outer.proto == 4 {
+                (TunnelKind::Ipip, 4)
+            } else {
+                (TunnelKind::Ip6in4, 6)
+            };
+            if data.first().map(|b| b >> 4) != Some(version) {
+                return Some(Err(DecodeError::Malformed));
+            }
+            Some(
+                walk.enter(tunnel(kind, None, outer))
+                    .and_then(|w| w.ip(data)),
+            )
+        }
+        47 => Some(gre(walk, outer, data)),
+        _ => None,
+    }
+}
+
+const GRE_CHECKSUM: u16 = 0x8000;
+const GRE_ROUTING: u16 = 0x4000;
+const GRE_KEY: u16 = 0x2000;
+const GRE_SEQ: u16 = 0x1000;
+const GRE_ACK: u16 = 0x0080;
+
+/// GRE (RFC 2784, RFC 2890: optional checksum, key and sequence number), then what its
+/// protocol type names: IP, an Ethernet frame (0x6558), ERSPAN (0x88be type I without a
+/// sequence number, type II with one; 0x22eb type III), MPLS. Version 1 is PPTP's (RFC 2637),
+/// carrying PPP.
+fn gre<'a>(walk: Walk<'_>, outer: &Packet<'a>, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+    let flags = be16(data, 0)?;
+    let proto = be16(data, 2)?;
+    if flags & GRE_ROUTING != 0 {
+        // RFC 1701 source routing: obsolete, and its variable fields are not worth a parser.
+        return Err(DecodeError::Malformed);
+    }
+    let mut at = 4;
+    if flags & GRE_CHECKSUM != 0 {
+        at += 4;
+    }
+    let key = if flags & GRE_KEY != 0 {
+        at += 4;
+        Some(be32(data, at - 4)?)
+    } else {
+        None
+    };
+    if flags & GRE_SEQ != 0 {
+        at += 4;
+    }
+    match flags & 7 {
+        0 => {}
+        1 if proto == 0x880b => {
+            if flags & GRE_ACK != 0 {
+                at += 4;
+            }
+            let call = key.map(|k| k & 0xffff);
+            return walk
+                .enter(tunnel(TunnelKind::Gre, call, outer))?
+                .ppp(tail(data, at)?);
+        }
+        _ => return Err(DecodeError::Malformed),
+    }
+    let inner = tail(data, at)?;
+    match proto {
+        ETH_TEB => walk
+            .enter(tunnel(TunnelKind::Gre, key, outer))?
+            .ethernet(inner),
+        0x88be if flags & GRE_SEQ == 0 => walk
+            .enter(tunnel(TunnelKind::ErspanI, None, outer))?
+            .ethernet(inner),
+        0x88be => {
+            // Type II: version 1, VLAN, COS, encapsulation, truncated bit, session id, index.
+            let session = be16(inner, 2)? & 0x3ff;
+            walk.enter(tunnel(TunnelKind::ErspanII, Some(session as u32), outer))?
+                .ethernet(tail(inner, 8)?)
+        }
+        0x22eb => {
+            // Type III: 12 bytes, then an 8-byte platform-specific subheader when the O bit
+            // is set; the frame type says Ethernet (0) or IP (2).
+            let session = be16(inner, 2)? & 0x3ff;
+            let b10 = *inner.get(10).ok_or(DecodeError::Truncated)?;
+            let b11 = *inner.get(11).ok_or(DecodeError::Truncated)?;
+            let len = if b11 & 1 == 1 { 20 } else { 12 };
+            let walk = walk.enter(tunnel(TunnelKind::ErspanIII, Some(session as u32), outer))?;
+            match (b10 >> 2) & 0x1f {
+                0 => walk.ethernet(tail(inner, len)?),
+                2 => walk.ip_by_version(tail(inner, len)?),
+                _ => Err(DecodeError::NotIp),
+            }
+        }
+        ETH_IPV4 | ETH_IPV6 | 0x8847 | 0x8848 => walk
+            .enter(tunnel(TunnelKind::Gre, key, outer))?
+            .ethertype(proto, inner),
+        _ => Err(DecodeError::NotIp),
+    }
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Makes the encapsulated captures this kernel cannot produce live (no gre, erspan, geneve,
+ipip, sit modules): the inner Ethernet frames of the live vxlan.pcap (one HTTP GET over TCP,
+two ICMP echo exchanges, ARP) are wrapped again, header by header as the RFCs lay them out,
+and written with the link type under test. Checked against tshark's dissection in the test.
+Run from this folder: python3 make_encapsulated.py"""
+import struct
+
+OUTER_A, OUTER_B = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
+MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+
+
+def read_pcap(path):
+    data = open(path, "rb").read()
+    magic, = struct.unpack("<I", data[:4])
+    assert magic == 0xA1B2C3D4, "little-endian microsecond pcap"
+    at, out = 24, []
+    while at < len(data):
+        sec, usec, incl, orig = struct.unpack("<IIII", data[at:at + 16])
+        out.append((sec, usec, data[at + 16:at + 16 + incl]))
+        at += 16 + incl
+    return out
+
+
+def write_pcap(path, link, records):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, link))
+        for sec, usec, frame in records:
+            f.write(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame)
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def ipv4(src, dst, proto, payload, ident=0):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, 64, proto, 0, src, dst)
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+
+
+def eth(dst, src, ethertype, payload):
+    return dst + src + struct.pack("!H", ethertype) + payload
+
+
+def udp(sport, dport, payload):
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def inner_frames():
+    """(time, inner Ethernet frame, sent by 10.99.1.1) from the live VXLAN capture."""
+    out = []
+    for sec, usec, frame in read_pcap("vxlan.pcap"):
+        if frame[12:14] != b"\x08\x00" or frame[23] != 17:
+            continue  # the underlay's own ARP
+        inner = frame[14 + 20 + 8 + 8:]
+        # The outer IPv4 source tells the direction (the inner frame may be ARP).
+        out.append((sec, usec, inner, frame[26:30] == OUTER_A))
+    return out
+
+
+def outer(forward, proto, payload, ident):
+    src, dst = (OUTER_A, OUTER_B) if forward else (OUTER_B, OUTER_A)
+    macs = (MAC_B, MAC_A) if forward else (MAC_A, MAC_B)
+    return eth(macs[0], macs[1], 0x0800, ipv4(src, dst, proto, payload, ident))
+
+
+def build(name, link, wrap):
+    recs = []
+    for n, (sec, usec, inner, fwd) in enumerate(inner_frames()):
+        frame = wrap(n, inner, fwd)
+        if frame is not None:
+            recs.append((sec, usec, frame))
+    write_pcap(name, link, recs)
+
+
+def ip_only(inner):
+    """The inner IP packet, or None for ARP."""
+    return inner[14:] if inner[12:14] == b"\x08\x00" else None
+
+
+# Geneve (RFC 8926) with one 8-byte option (class 0x0102, type 0x80, 4 data bytes), VNI 77.
+def geneve(n, inner, fwd):
+    opt = struct.pack("!HBB", 0x0102, 0x80, 1) + b"\xde\xad\xbe\xef"
+    hdr = struct.pack("!BBH", len(opt) // 4, 0, 0x6558) + struct.pack("!I", 77 << 8)
+    return outer(fwd, 17, udp(50000 + (n % 7), 6081, hdr + opt + inner), n + 1)
+
+
+# GRE (RFC 2784/2890) with checksum, key 5 and sequence number, carrying Ethernet (gretap).
+def gretap(n, inner, fwd):
+    body = struct.pack("!HH", 0xB000, 0x6558)
+    rest = struct.pack("!I", 5) + struct.pack("!I", n) + inner
+    c = csum(body + b"\0\0\0\0" + rest)
+    return outer(fwd, 47, body + struct.pack("!HH", c, 0) + rest, n + 1)
+
+
+# Plain GRE carrying IPv4.
+def gre_ip(n, inner, fwd):
+    ip = ip_only(inner)
+    return None if ip is None else outer(fwd, 47, struct.pack("!HH", 0, 0x0800) + ip, n + 1)
+
+
+# ERSPAN type I: GRE 0x88be without sequence number, the mirrored frame right after.
+def erspan_i(n, inner, fwd):
+    return outer(fwd, 47, struct.pack("!HH", 0, 0x88BE) + inner, n + 1)
+
+
+# ERSPAN type II: GRE with sequence number; version 1, session 123, index 0.
+def erspan_ii(n, inner, fwd):
+    hdr = struct.pack("!HHI", (1 << 12) | 0, 123, 0)
+    return outer(fwd, 47, struct.pack("!HHI", 0x1000, 0x88BE, n) + hdr + inner, n + 1)
+
+
+# ERSPAN type III: version 2, session 321, a timestamp, frame type 0 (Ethernet), hardware id
+# 7, O bit set with its 8-byte platform-specific subheader.
+def erspan_iii(n, inner, fwd):
+    w0 = struct.pack("!HH", (2 << 12) | 0, 321)
+    ts = struct.pack("!I", 1000 + n)
+    w2 = struct.pack("!HBB", 0, (0 << 7) | (0 << 2) | (7 >> 4), ((7 & 0xF) << 4) | 1)
+    platform = struct.pack("!II", 3 << 26, 0)
+    return outer(fwd, 47, struct.pack("!HHI", 0x1000, 0x22EB, n) + w0 + ts + w2 + platform + inner, n + 1)
+
+
+# IPv4 in IPv4 (protocol 4).
+def ipip(n, inner, fwd):
+    ip = ip_only(inner)
+    return None if ip is None else outer(fwd, 4, ip, n + 1)
+
+
+# MPLS: labels 100 and 200 (bottom of stack), then IPv4.
+def mpls(n, inner, fwd):
+    ip = ip_only(inner)
+    if ip is None:
+        return None
+    stack = struct.pack("!I", (100 << 12) | 64) + struct.pack("!I", (200 << 12) | 0x100 | 64)
+    macs = (MAC_B, MAC_A) if fwd else (MAC_A, MAC_B)
+    return eth(macs[0], macs[1], 0x8847, stack + ip)
+
+
+# 802.1ad service tag 10, 802.1Q customer tag 20, PPPoE session 0x42, PPP IPv4.
+def qinq_pppoe(n, inner, fwd):
+    ip = ip_only(inner)
+    if ip is None:
+        return None
+    ppp = struct.pack("!H", 0x0021) + ip
+    pppoe = struct.pack("!BBHH", 0x11, 0, 0x42, len(ppp)) + ppp
+    tags = struct.pack("!HH", 10, 0x8100) + struct.pack("!HH", 20, 0x8864)
+    macs = (MAC_B, MAC_A) if fwd else (MAC_A, MAC_B)
+    return eth(macs[0], macs[1], 0x88A8, tags + pppoe)
+
+
+build("geneve_options.pcap", 1, geneve)
+build("gretap_key_csum_seq.pcap", 1, gretap)
+build("gre_ip.pcap", 1, gre_ip)
+build("erspan_i.pcap", 1, erspan_i)
+build("erspan_ii.pcap", 1, erspan_ii)
+build("erspan_iii.pcap", 1, erspan_iii)
+build("ipip.pcap", 1, ipip)
+build("mpls.pcap", 1, mpls)
+build("qinq_pppoe.pcap", 1, qinq_pppoe)
+# Link types, each with the inner IPv4 packets.
+build("link_c_hdlc.pcap", 104, lambda n, i, f: ip_only(i) and b"\x0f\x00\x08\x00" + ip_only(i))
+build("link_ppp.pcap", 9, lambda n, i, f: ip_only(i) and b"\xff\x03\x00\x21" + ip_only(i))
+build("link_null.pcap", 0, lambda n, i, f: ip_only(i) and struct.pack("<I", 2) + ip_only(i))
+build("link_loop.pcap", 108, lambda n, i, f: ip_only(i) and struct.pack(">I", 2) + ip_only(i))
+build("link_raw.pcap", 101, lambda n, i, f: ip_only(i))
+build("link_ipv4.pcap", 228, lambda n, i, f: ip_only(i))

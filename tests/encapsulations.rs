@@ -1,0 +1,338 @@
+//! Encapsulations, link types and flows of every IP protocol, on the captures in
+//! tests/data/encap/ (made by make_live.sh in network namespaces, and by
+//! make_encapsulated.py around the live VXLAN capture's inner frames where this kernel has no
+//! tunnel device). Expectations come from what was sent (one GET over TCP, two ICMP echo
+//! exchanges through each tunnel) and from tshark's dissection of the same file.
+
+use serde_json::Value as J;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/encap")
+        .join(name)
+}
+
+fn trawl(pcap: &Path, extra: &[&str]) -> Vec<J> {
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .arg("pcap")
+        .args(extra)
+        .arg(pcap)
+        .output()
+        .expect("run trawl pcap");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        pcap.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn get<'a>(ev: &'a J, path: &str) -> Option<&'a J> {
+    path.split('.').try_fold(ev, |v, k| v.get(k))
+}
+
+fn s(ev: &J, path: &str) -> String {
+    match get(ev, path) {
+        Some(J::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+fn n(ev: &J, path: &str) -> i64 {
+    get(ev, path).and_then(J::as_i64).unwrap_or(-1)
+}
+
+fn flows<'a>(evs: &'a [J], transport: &str, src: &str) -> Vec<&'a J> {
+    evs.iter()
+        .filter(|e| s(e, "event.dataset") == "flow")
+        .filter(|e| s(e, "network.transport") == transport && s(e, "source.ip") == src)
+        .collect()
+}
+
+/// tshark's innermost IP packets matching `filter`: (source, destination, IP length).
+/// `occurrence` picks the innermost (`l`) or outermost (`f`) IP header.
+fn tshark_ip(pcap: &Path, filter: &str, occurrence: char) -> Vec<(String, String, i64)> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-d", "udp.port==9999,vxlan"])
+        .args([
+            "-Y",
+            filter,
+            "-T",
+            "fields",
+            "-E",
+            &format!("occurrence={occurrence}"),
+        ])
+        .args(["-e", "ip.src", "-e", "ip.dst", "-e", "ip.len"])
+        .output()
+        .expect("tshark is installed (scripts/setup.sh)");
+    assert!(out.status.success(), "tshark on {}", pcap.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_owned(), f[1].to_owned(), f[2].parse().unwrap_or(-1))
+        })
+        .collect()
+}
+
+/// Packets and IP bytes tshark sees from `from` among `packets`.
+fn sent_by(packets: &[(String, String, i64)], from: &str) -> (i64, i64) {
+    packets
+        .iter()
+        .filter(|p| p.0 == from)
+        .fold((0, 0), |(n, b), p| (n + 1, b + p.2))
+}
+
+/// Through every tunnel and link type: one TCP flow and one HTTP transaction keyed by the
+/// inner 5-tuple with tshark's per-direction packets and IP bytes, the two echo exchanges as
+/// one ICMP flow of 2 + 2 packets, and the tunnel named on the flows.
+#[test]
+fn inner_flows_and_http_through_every_encapsulation() {
+    // (capture, extra arguments, expected tunnel type and id)
+    type Case<'a> = (&'a str, &'a [&'a str], Option<(&'a str, Option<&'a str>)>);
+    let cases: &[Case] = &[
+        ("vxlan.pcap", &[], Some(("vxlan", Some("42")))),
+        (
+            "vxlan_port9999.pcap",
+            &["--vxlan-ports", "9999"],
+            Some(("vxlan", Some("43"))),
+        ),
+        ("geneve_options.pcap", &[], Some(("geneve", Some("77")))),
+        ("gretap_key_csum_seq.pcap", &[], Some(("gre", Some("5")))),
+        ("gre_ip.pcap", &[], Some(("gre", None))),
+        ("erspan_i.pcap", &[], Some(("erspan-i", None))),
+        ("erspan_ii.pcap", &[], Some(("erspan-ii", Some("123")))),
+        ("erspan_iii.pcap", &[], Some(("erspan-iii", Some("321")))),
+        ("ipip.pcap", &[], Some(("ipip", None))),
+        ("mpls.pcap", &[], None),
+        ("qinq_pppoe.pcap", &[], None),
+        ("link_c_hdlc.pcap", &[], None),
+        ("link_ppp.pcap", &[], None),
+        ("link_null.pcap", &[], None),
+        ("link_loop.pcap", &[], None),
+        ("link_raw.pcap", &[], None),
+        ("link_ipv4.pcap", &[], None),
+    ];
+    let mut checked = 0;
+    for (file, args, tunnel) in cases {
+        // make_live.sh numbers the inner subnet of each live tunnel: 10.99.N.0/24.
+        let (client, server) = match *file {
+            "vxlan_port9999.pcap" => ("10.99.2.1", "10.99.2.2"),
+            _ => ("10.99.1.1", "10.99.1.2"),
+        };
+        let path = data(file);
+        let evs = trawl(&path, args);
+        let tcp = tshark_ip(&path, "tcp.port == 8080", 'l');
+        let (cp, cb) = sent_by(&tcp, client);
+        let (sp, sb) = sent_by(&tcp, server);
+        // A handshake, the GET, the response, the closes: how many segments is the kernel's
+        // business (delayed ACKs), so tshark counts them.
+        assert!(cp >= 4 && sp >= 3, "{file}: tshark sees the connection");
+
+        let t = flows(&evs, "tcp", client);
+        assert_eq!(t.len(), 1, "{file}: one TCP flow from the client: {evs:#?}");
+        let f = t[0];
+        assert_eq!(s(f, "destination.ip"), server, "{file}");
+        assert_eq!(n(f, "destination.port"), 8080, "{file}");
+        assert_eq!(
+            (n(f, "source.packets"), n(f, "destination.packets")),
+            (cp, sp),
+            "{file}: packets per direction"
+        );
+        assert_eq!(
+            (n(f, "source.bytes"), n(f, "destination.bytes")),
+            (cb, sb),
+            "{file}: IP bytes per direction"
+        );
+        assert_eq!(s(f, "flow.end_reason"), "fin", "{file}");
+
+        let icmp = flows(&evs, "icmp", client);
+        assert_eq!(
+            icmp.len(),
+            1,
+            "{file}: echo requests and replies pair: {evs:#?}"
+        );
+        assert_eq!(s(icmp[0], "destination.ip"), server, "{file}");
+        assert_eq!(
+            (
+                n(icmp[0], "source.packets"),
+                n(icmp[0], "destination.packets")
+            ),
+            (2, 2),
+            "{file}"
+        );
+        assert!(
+            !evs.iter()
+                .any(|e| s(e, "network.transport") == "icmp" && s(e, "source.ip") == server),
+            "{file}: no flow of the replies alone"
+        );
+
+        let http: Vec<&J> = evs
+            .iter()
+            .filter(|e| s(e, "event.dataset") == "http")
+            .collect();
+        assert_eq!(http.len(), 1, "{file}: one transaction");
+        assert_eq!(s(http[0], "url.original"), "/hello.txt", "{file}");
+        assert_eq!(n(http[0], "http.response.status_code"), 200, "{file}");
+        assert_eq!(s(http[0], "client.ip"), client, "{file}");
+
+        for f in [f, icmp[0]] {
+            match tunnel {
+                Some((kind, id)) => {
+                    assert_eq!(s(f, "tunnel.type"), *kind, "{file}");
+                    assert_eq!(get(f, "tunnel.id").and_then(J::as_str), *id, "{file}");
+                    assert_eq!(s(f, "tunnel.source.ip"), "192.0.2.1", "{file}");
+                    assert_eq!(s(f, "tunnel.destination.ip"), "192.0.2.2", "{file}");
+                }
+                None => assert!(get(f, "tunnel").is_none(), "{file}: no tunnel"),
+            }
+        }
+        if *file == "qinq_pppoe.pcap" {
+            assert_eq!(s(f, "network.vlan.id"), "10");
+            assert_eq!(s(f, "network.inner.vlan.id"), "20");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, cases.len());
+}
+
+/// VXLAN on a port the decoder was not told about is what it is on the wire: UDP between the
+/// tunnel endpoints, no inner flow.
+#[test]
+fn vxlan_on_an_unconfigured_port_stays_outer_udp() {
+    let evs = trawl(&data("vxlan_port9999.pcap"), &[]);
+    assert!(evs
+        .iter()
+        .all(|e| s(e, "network.transport") == "udp" && s(e, "source.ip").starts_with("192.0.2.")));
+    assert!(evs.iter().all(|e| s(e, "event.dataset") == "flow"));
+}
+
+/// Frames whose inner packet is not IP (ARP inside the tunnel) still count on the wire: as
+/// the outer flow between the tunnel endpoints, with tshark's packet count.
+#[test]
+fn undecodable_inner_packets_are_reported_as_the_outer_flow() {
+    for (file, proto) in [
+        ("gretap_key_csum_seq.pcap", "47"),
+        ("erspan_iii.pcap", "47"),
+        ("geneve_options.pcap", "udp"),
+    ] {
+        let path = data(file);
+        let evs = trawl(&path, &[]);
+        let outer: Vec<&J> = evs
+            .iter()
+            .filter(|e| s(e, "source.ip").starts_with("192.0.2."))
+            .collect();
+        let arp = tshark_ip(&path, "arp", 'l');
+        let total: i64 = outer
+            .iter()
+            .map(|e| n(e, "source.packets") + n(e, "destination.packets"))
+            .sum();
+        assert_eq!(total, arp.len() as i64, "{file}: {outer:#?}");
+        assert!(outer.iter().all(|e| s(e, "network.transport") == proto));
+    }
+}
+
+/// Without a tunnel: ICMP echo paired by identifier; the ICMP port unreachable counted in
+/// the UDP flow it quotes (not a flow of its own); the same 5-tuple re-opened after an RST
+/// is a second flow. Per-direction packets and IP bytes as tshark reads the capture.
+#[test]
+fn icmp_echo_errors_and_reopened_connections() {
+    let path = data("flows_plain.pcap");
+    let evs = trawl(&path, &[]);
+    let (a, b) = ("192.0.2.1", "192.0.2.2");
+
+    let icmp = flows(&evs, "icmp", a);
+    assert_eq!(icmp.len(), 1, "{evs:#?}");
+    let echo = tshark_ip(&path, "icmp.type == 8 or icmp.type == 0", 'l');
+    assert_eq!(
+        (n(icmp[0], "source.packets"), n(icmp[0], "source.bytes")),
+        sent_by(&echo, a)
+    );
+    assert_eq!(
+        (
+            n(icmp[0], "destination.packets"),
+            n(icmp[0], "destination.bytes")
+        ),
+        sent_by(&echo, b)
+    );
+    assert_eq!(
+        evs.iter()
+            .filter(|e| s(e, "network.transport") == "icmp")
+            .count(),
+        1,
+        "the port unreachable is no flow of its own"
+    );
+
+    let udp = flows(&evs, "udp", a);
+    assert_eq!(udp.len(), 1);
+    assert_eq!(n(udp[0], "destination.port"), 9);
+    let datagram = tshark_ip(&path, "udp.dstport == 9 and not icmp", 'l');
+    let unreachable = tshark_ip(&path, "icmp.type == 3", 'f');
+    assert_eq!(unreachable.len(), 1);
+    assert_eq!(
+        (n(udp[0], "source.packets"), n(udp[0], "source.bytes")),
+        sent_by(&datagram, a)
+    );
+    assert_eq!(
+        (
+            n(udp[0], "destination.packets"),
+            n(udp[0], "destination.bytes")
+        ),
+        (1, unreachable[0].2),
+        "the error goes back in the flow's reverse direction"
+    );
+
+    let tcp = flows(&evs, "tcp", a);
+    assert_eq!(tcp.len(), 2, "two connections on one 5-tuple: {tcp:#?}");
+    let segments = tshark_ip(&path, "tcp.port == 8080", 'l');
+    // tshark tells the connections apart by the SYN that re-opens the port pair.
+    let mut starts = segments.len();
+    let syns = Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .args([
+            "-Y",
+            "tcp.port == 8080",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.flags.syn",
+            "-e",
+            "tcp.flags.ack",
+        ])
+        .output()
+        .expect("tshark");
+    for (i, l) in String::from_utf8_lossy(&syns.stdout).lines().enumerate() {
+        if i > 0 && l.starts_with("1\t0") {
+            starts = i;
+        }
+    }
+    let (first, second) = segments.split_at(starts);
+    for (flow, segs) in [(tcp[0], first), (tcp[1], second)] {
+        assert_eq!(s(flow, "source.port"), "40001");
+        assert_eq!(s(flow, "flow.end_reason"), "rst");
+        assert_eq!(
+            (n(flow, "source.packets"), n(flow, "source.bytes")),
+            sent_by(segs, a)
+        );
+        assert_eq!(
+            (n(flow, "destination.packets"), n(flow, "destination.bytes")),
+            sent_by(segs, b)
+        );
+    }
+    assert_ne!(s(tcp[0], "flow.id"), s(tcp[1], "flow.id"));
+    let http = evs
+        .iter()
+        .filter(|e| s(e, "event.dataset") == "http")
+        .count();
+    assert_eq!(http, 2);
+}
