@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing trawl needs on a fresh Debian machine with Rust:
 # system packages (libpcap for capture, tshark as the HTTP oracle in tests, iproute2 for the
-# live test that creates interfaces) and Apache Kafka, the broker of the Kafka tests
-# (scripts/systems/kafka.sh). Safe to run again; skips what is there.
+# live test that creates interfaces, podman and buildah for the image test) and Apache Kafka,
+# the broker of the Kafka tests (scripts/systems/kafka.sh). Safe to run again; skips what is there.
 set -euo pipefail
 
 need_apt=()
-for pkg in libpcap-dev tshark pkg-config openssl iproute2; do
+# podman, buildah, runc, debootstrap: the image test (tests/image.rs) builds and runs the image
+# without a daemon; binutils: readelf for the static forwarder's test.
+for pkg in libpcap-dev tshark pkg-config openssl iproute2 podman buildah runc debootstrap binutils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
