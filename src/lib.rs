@@ -9,7 +9,9 @@
 //! - `outputs`: where events go (`stdout`, `null`, ...), one file or folder per output.
 //! - `telemetry`: trawl's own logs, counters, and the `/metrics` and `/health` endpoint.
 //! - `cli`: the commands of the `trawl` binary.
+//! - `capabilities`: CAP_NET_RAW raised for capture from the binary's permitted set.
 
+pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod event;

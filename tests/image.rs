@@ -1,8 +1,11 @@
 //! The container image, built here by scripts/build-image.sh (buildah, no daemon) and run with
 //! podman: `trawl validate` on every shipped pipeline, stdin to stdout, `trawl pcap` on a
-//! capture, live capture on the container's loopback with NET_RAW alone, the forwarder bundle
-//! (trawl, its libraries, the loader) in an image that holds nothing else, and the .deb's remove/purge in a container.
-//! Opt-in (building the image takes minutes): TRAWL_TEST_IMAGE=1 cargo test --release --test image
+//! capture, live capture on the container's loopback with NET_RAW alone (and a clear error
+//! without it), the static forwarder in an image that holds nothing else, and the .deb's
+//! remove/purge in a container.
+//! Runs wherever podman, buildah, runc and debootstrap are installed, as root (3.5 to 4.5
+//! minutes here, 5.5 the first time, when the base is made); skipped loudly elsewhere or with
+//! TRAWL_TEST_IMAGE=0, and a failure in CI (`CI=true`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,12 +16,45 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Whether the image can be built and run here: podman, buildah, runc and debootstrap installed
+/// (scripts/setup.sh installs them) and root (debootstrap, chroot builds), and not turned off
+/// with TRAWL_TEST_IMAGE=0. Otherwise the tests say so loudly and pass, except in CI
+/// (`CI=true`), where they fail.
 fn enabled() -> bool {
-    if std::env::var_os("TRAWL_TEST_IMAGE").is_some_and(|v| v == "1") {
-        return true;
+    static WHY_NOT: OnceLock<Option<String>> = OnceLock::new();
+    let why_not = WHY_NOT.get_or_init(|| {
+        if std::env::var_os("TRAWL_TEST_IMAGE").is_some_and(|v| v == "0") {
+            return Some("TRAWL_TEST_IMAGE=0".into());
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let missing: Vec<&str> = ["podman", "buildah", "runc", "debootstrap"]
+            .into_iter()
+            .filter(|tool| !std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
+            .collect();
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        match (missing.is_empty(), root) {
+            (true, true) => None,
+            (false, _) => Some(format!(
+                "{} not installed (scripts/setup.sh installs them)",
+                missing.join(", ")
+            )),
+            (true, false) => {
+                Some("not root (debootstrap and buildah's chroot builds need it)".into())
+            }
+        }
+    });
+    match why_not {
+        None => true,
+        Some(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("the image tests cannot run in CI: {why}")
+        }
+        Some(why) => {
+            eprintln!("SKIPPED: the image is not built or run here: {why}");
+            println!("SKIPPED: the image is not built or run here: {why}");
+            false
+        }
     }
-    eprintln!("skipped: set TRAWL_TEST_IMAGE=1 to build and run the image (minutes)");
-    false
 }
 
 /// podman on the storage scripts/build-image.sh builds into.
@@ -44,10 +80,10 @@ fn run_args(extra: &[&str]) -> Vec<String> {
         "nofile=1024:1024",
         "--ulimit",
         "nproc=4096:4096",
-        // Podman's default set lacks NET_RAW (Docker's has it), and without it in the bounding
-        // set the kernel refuses to exec a binary with the file capability `cap_net_raw=ep`.
-        "--cap-add",
-        "NET_RAW",
+        // Only the container's own loopback: no bridge or veth on the host, where other tests
+        // capture (the live capture here is on the container's `lo`).
+        "--network",
+        "none",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -95,7 +131,9 @@ fn image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let mut c = Command::new(root().join("scripts/build-image.sh"));
-        c.arg("localhost/trawl:test");
+        // The binary this test run was built with, not a second `cargo build`.
+        c.arg("localhost/trawl:test")
+            .env("TRAWL_BIN", env!("CARGO_BIN_EXE_trawl"));
         let out = output_within(c, None, Duration::from_secs(3600));
         assert!(
             out.status.success(),
@@ -153,43 +191,54 @@ fn shipped_pipelines_validate_inside_the_image() {
         }
     }
     assert!(files.len() > 5, "{files:?}");
-    let mut failures = Vec::new();
+    // One container validates them all (a container start costs seconds on vfs storage); each
+    // file's verdict is a line of its own, and every file must have one.
+    let mut script = String::new();
     for f in &files {
-        let in_image = Path::new("/etc/trawl/pipelines").join(f);
-        let mut args = vec!["validate", "-c", in_image.to_str().expect("utf-8")];
-        if f.starts_with("tee") {
-            args.push("--tee");
-        }
-        let env = [
-            "-e",
-            "ELASTICSEARCH_HOST=es.example",
-            "-e",
-            "ELASTICSEARCH_PASSWORD=secret",
-            "-e",
-            "KAFKA_BROKERS=127.0.0.1:9092",
-            "-e",
-            "NODE_NAME=node-1",
-            "-e",
-            "POD_NAME=web-1",
-            "-e",
-            "POD_NAMESPACE=prod",
-            "-e",
-            "POD_IP=10.0.0.5",
-        ];
-        let out = run_in_image(&env, &args, None);
-        if !out.status.success() {
-            failures.push(format!(
-                "{}: {}",
-                f.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        let name = f.to_str().expect("utf-8");
+        let tee = if f.starts_with("tee") { " --tee" } else { "" };
+        script.push_str(&format!(
+            "if err=$(trawl validate -c '/etc/trawl/pipelines/{name}'{tee} 2>&1); then echo 'ok {name}'; \
+             else echo 'FAILED {name}'; printf '%s\\n' \"$err\"; fi\n"
+        ));
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let env = [
+        "-e",
+        "ELASTICSEARCH_HOST=es.example",
+        "-e",
+        "ELASTICSEARCH_PASSWORD=secret",
+        "-e",
+        "KAFKA_BROKERS=127.0.0.1:9092",
+        "-e",
+        "NODE_NAME=node-1",
+        "-e",
+        "POD_NAME=web-1",
+        "-e",
+        "POD_NAMESPACE=prod",
+        "-e",
+        "POD_IP=10.0.0.5",
+        "--entrypoint",
+        "bash",
+    ];
+    let out = run_in_image(&env, &["-c", &script], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in &files {
+        let ok = format!("ok {}", f.display());
+        assert!(
+            text.lines().any(|l| l == ok),
+            "{} did not validate in the image:\n{text}",
+            f.display()
+        );
+    }
 }
 
 #[test]
-fn stdin_to_stdout_as_the_image_user() {
+fn stdin_to_stdout_as_the_image_user_without_any_capability() {
     if !enabled() {
         return;
     }
@@ -201,8 +250,9 @@ fn stdin_to_stdout_as_the_image_user() {
     .expect("write");
     let vol = format!("{}:/t:ro", dir.path().display());
     let lines: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+    // No capability at all: the binary's `cap_net_raw=p` must not stop it from starting.
     let out = run_in_image(
-        &["-i", "-v", &vol],
+        &["-i", "--cap-drop", "ALL", "-v", &vol],
         &["run", "-c", "/t/p.yaml"],
         Some(lines.as_bytes()),
     );
@@ -261,8 +311,18 @@ for i in 1 2 3; do
   timeout 10 cat <&3 > /dev/null; exec 3<&-
 done
 sleep 2; kill -TERM $pid; wait $pid; echo "exit=$?" >&2
-cat /tmp/err >&2; cat /tmp/out
+echo "uid=$(id -u)" >&2; cat /tmp/err >&2; cat /tmp/out
 "#;
+
+fn capture_pipeline(dir: &Path) {
+    std::fs::write(
+        dir.join("p.yaml"),
+        "inputs:\n  http: { type: http, capture: { interfaces: [lo] }, ports: [5067] }\n\
+         outputs: { out: { type: stdout } }\n\
+         data_dir: /tmp/trawl\nhttp: { address: 127.0.0.1:5067 }\n",
+    )
+    .expect("write");
+}
 
 #[test]
 fn live_capture_on_loopback_with_net_raw_only() {
@@ -270,13 +330,7 @@ fn live_capture_on_loopback_with_net_raw_only() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("p.yaml"),
-        "inputs:\n  http: { type: http, capture: { interfaces: [lo] }, ports: [5067] }\n\
-         outputs: { out: { type: stdout } }\n\
-         data_dir: /tmp/trawl\nhttp: { address: 127.0.0.1:5067 }\n",
-    )
-    .expect("write");
+    capture_pipeline(dir.path());
     let vol = format!("{}:/t:ro", dir.path().display());
     let caps = [
         "--cap-drop",
@@ -291,6 +345,8 @@ fn live_capture_on_loopback_with_net_raw_only() {
     let out = run_in_image(&caps, &["-c", LIVE], None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exit=0"), "trawl did not stop cleanly:\n{err}");
+    // As the image's user: the capability comes from the binary's permitted set, raised by trawl.
+    assert!(err.contains("uid=65532"), "{err}");
     let probes: Vec<String> = events(&out)
         .iter()
         .filter(|e| e["http"]["response"]["status_code"] == 200)
@@ -305,8 +361,37 @@ fn live_capture_on_loopback_with_net_raw_only() {
 }
 
 #[test]
-#[ignore = "fails: runc reports exec \"/trawl\": permission denied in the scratch image; not yet understood"]
-fn forwarder_bundle_runs_in_an_image_with_nothing_else() {
+fn capture_without_net_raw_says_it_needs_net_raw() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    capture_pipeline(dir.path());
+    let vol = format!("{}:/t:ro", dir.path().display());
+    let script = r#"
+trawl run -c /t/p.yaml > /tmp/out 2> /tmp/err & pid=$!
+for i in $(seq 300); do grep -q NET_RAW /tmp/err && break; sleep 0.1; done
+kill -TERM $pid; wait $pid; echo "exit=$?" >&2; cat /tmp/err >&2
+"#;
+    let out = run_in_image(
+        &["--cap-drop", "ALL", "-v", &vol, "--entrypoint", "bash"],
+        &["-c", script],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Said once, when the input starts (not per interface or per refresh).
+    assert_eq!(
+        err.matches("live capture needs the capability NET_RAW")
+            .count(),
+        1,
+        "no clear word on NET_RAW:\n{err}"
+    );
+    // trawl itself started (the exec was not refused) and stopped on SIGTERM.
+    assert!(err.contains("SIGTERM received"), "{err}");
+}
+
+#[test]
+fn forwarder_runs_in_an_image_with_nothing_else() {
     if !enabled() {
         return;
     }
@@ -330,11 +415,28 @@ fn forwarder_bundle_runs_in_an_image_with_nothing_else() {
     let conf = format!("{}:/t:ro", dir.path().display());
     let run = format!("{}:/run/trawl", sock_dir.display());
     let name = format!("trawl-sidecar-{}", std::process::id());
+    // Removed however the test ends: it runs detached.
+    struct Container(String);
+    impl Drop for Container {
+        fn drop(&mut self) {
+            let _ = podman()
+                .args(["rm", "-f", &self.0])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let _sidecar = Container(name.clone());
     let mut start = podman();
+    // Not `--rm`: its output is read after it stops.
+    let args: Vec<String> = run_args(&[
+        "-d", "--name", &name, "--user", "0", "-v", &conf, "-v", &run,
+    ])
+    .into_iter()
+    .filter(|a| a != "--rm")
+    .collect();
     start
-        .args(run_args(&[
-            "-d", "--name", &name, "--user", "0", "-v", &conf, "-v", &run,
-        ]))
+        .args(args)
         .args(["--entrypoint", "sh", image(), "-c"])
         .arg("umask 0007 && exec trawl run -c /t/p.yaml");
     let started = output_within(start, None, Duration::from_secs(120));
@@ -352,11 +454,11 @@ fn forwarder_bundle_runs_in_an_image_with_nothing_else() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // The app image: the image's forwarder bundle and nothing else (no libc, no shell), run as
-    // a stranger user, as the sidecar manifest's init container copies it.
-    let bundle = tempfile::tempdir().expect("temp dir");
+    // The app image: the image's forwarder and nothing else (no libc, no loader, no shell), run
+    // as a stranger user, as the sidecar manifest's init container copies it.
+    let copy_dir = tempfile::tempdir().expect("temp dir");
     let store = root().join("target/containers");
-    let cname = format!("trawl-bundle-{}", std::process::id());
+    let cname = format!("trawl-forwarder-{}", std::process::id());
     let mut create = podman();
     create.args(["create", "--name", &cname, image()]);
     let created = output_within(create, None, Duration::from_secs(120));
@@ -367,8 +469,8 @@ fn forwarder_bundle_runs_in_an_image_with_nothing_else() {
     );
     let mut cp = podman();
     cp.arg("cp")
-        .arg(format!("{cname}:/usr/lib/trawl/bundle/."))
-        .arg(bundle.path());
+        .arg(format!("{cname}:/usr/lib/trawl/trawl-forward"))
+        .arg(copy_dir.path());
     let copied = output_within(cp, None, Duration::from_secs(120));
     let mut rm = podman();
     rm.args(["rm", "-f", &cname]);
@@ -401,17 +503,17 @@ fn forwarder_bundle_runs_in_an_image_with_nothing_else() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    // The temporary folder is 0700; the copy keeps its mode, and the app user must enter it.
-    std::fs::set_permissions(
-        bundle.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    // One file at /trawl/trawl-forward, where the manifest's init container puts it (copying
+    // the folder to /trawl and then running `/trawl` was the old test's "permission denied":
+    // exec of a directory).
+    let file = copy_dir.path().join("trawl-forward");
     buildah(&[
         "copy",
+        "--chmod",
+        "0755",
         &ctr,
-        bundle.path().to_str().expect("utf-8"),
-        "/trawl",
+        file.to_str().expect("utf-8"),
+        "/trawl/trawl-forward",
     ]);
     buildah(&["commit", "--rm", &ctr, "localhost/trawl-app-test"]);
     let mut c = podman();
@@ -425,10 +527,9 @@ fn forwarder_bundle_runs_in_an_image_with_nothing_else() {
     ]))
     .args([
         "localhost/trawl-app-test",
-        "/trawl",
+        "/trawl/trawl-forward",
         "--log-level",
         "error",
-        "tee",
     ])
     .args([
         "--forward",
@@ -437,19 +538,18 @@ fn forwarder_bundle_runs_in_an_image_with_nothing_else() {
         "/run/trawl",
         "--",
     ])
-    .args(["/trawl", "--version"]);
+    // The app: the only program in the image.
+    .args(["/trawl/trawl-forward", "--version"]);
     let app_out = output_within(c, None, Duration::from_secs(120));
 
     // Stop the sidecar (it drains on SIGTERM), then read what it shipped.
     let mut stop = podman();
     stop.args(["stop", "-t", "30", &name]);
-    output_within(stop, None, Duration::from_secs(60));
+    // 30 s of drain at most, and whatever the storage lock costs while another build holds it.
+    output_within(stop, None, Duration::from_secs(300));
     let mut logs = podman();
     logs.args(["logs", &name]);
     let shipped = output_within(logs, None, Duration::from_secs(60));
-    let mut rm = podman();
-    rm.args(["rm", "-f", &name]);
-    output_within(rm, None, Duration::from_secs(60));
 
     assert!(
         app_out.status.success(),
@@ -458,7 +558,7 @@ fn forwarder_bundle_runs_in_an_image_with_nothing_else() {
     );
     let version = String::from_utf8_lossy(&app_out.stdout).trim().to_owned();
     assert!(
-        version.starts_with("trawl "),
+        version.starts_with("trawl-forward "),
         "app output not passed through: {version:?}"
     );
     let got: Vec<String> = events(&shipped)
@@ -484,7 +584,7 @@ fn deb_keeps_state_on_remove_and_cleans_it_on_purge() {
         {
             let mut c = Command::new(root().join("packaging/deb/build.sh"));
             c.arg(out_dir.path())
-                .env("TRAWL_BIN", root().join("target/release/trawl"));
+                .env("TRAWL_BIN", env!("CARGO_BIN_EXE_trawl"));
             c
         },
         None,

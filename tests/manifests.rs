@@ -219,12 +219,28 @@ fn sidecar_app_container_forwards_to_the_trawl_container_socket() {
         cmd[0].starts_with(in_app.trim_end_matches('/')),
         "the app does not run the copied forwarder: {cmd:?}"
     );
-    let tee = cmd.iter().position(|a| *a == "tee").expect("runs `tee`");
-    let forward = cmd[tee..]
+    // ...which is the image's static forwarder (the Dockerfile puts it where the init container
+    // copies it from).
+    let source = install_cmd
+        .iter()
+        .rev()
+        .nth(1)
+        .expect("install copies from a path");
+    let dockerfile =
+        std::fs::read_to_string(root().join("docker/Dockerfile")).expect("Dockerfile is readable");
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.starts_with("COPY --from=build /out/trawl-forward ") && l.ends_with(source)),
+        "the image has no trawl-forward at {source}"
+    );
+    let dashdash = cmd.iter().position(|a| *a == "--").expect("`-- CMD`");
+    assert!(dashdash + 1 < cmd.len(), "no app command after `--`");
+    let forward = cmd[..dashdash]
         .windows(2)
         .find(|w| w[0] == "--forward")
         .map(|w| w[1])
-        .expect("tee --forward");
+        .expect("--forward");
     let socket = forward.strip_prefix("unix:").expect("a unix socket");
 
     // The socket's folder is a volume the trawl container mounts at the same place...
