@@ -185,7 +185,8 @@ fn inner_flows_and_http_through_every_encapsulation() {
         assert_eq!(n(http[0], "http.response.status_code"), 200, "{file}");
         assert_eq!(s(http[0], "client.ip"), client, "{file}");
 
-        for f in [f, icmp[0]] {
+        // HTTP events name the tunnel as flows do, with the client as source.
+        for f in [f, icmp[0], http[0]] {
             match tunnel {
                 Some((kind, id)) => {
                     assert_eq!(s(f, "tunnel.type"), *kind, "{file}");

@@ -22,6 +22,9 @@ pub struct Peers {
     server_ip: String,
     server_name: String,
     community_id: String,
+    /// The first tunnel the connection's packets came through, and whether the packet that
+    /// carried it went from the client to the server (boxed: most connections have none).
+    pub tunnel: Option<Box<(crate::wire::tunnel::Tunnel, bool)>>,
     /// `source`, `destination`, `client` and `server` as JSON, the same in every event of the
     /// connection (unless `real_ip_header` names another client).
     endpoints: Cached,
@@ -36,6 +39,7 @@ impl Peers {
             server_ip,
             community_id: community_id(0, client.0, client.1, server.0, server.1, 6),
             endpoints: Cached::new(),
+            tunnel: None,
             client,
             server,
         }
@@ -281,6 +285,9 @@ impl Report for TxReport<'_> {
             f.str("forwarded_ip", ip);
         }
         f.close();
+        if let Some((tunnel, forward)) = peers.tunnel.as_deref() {
+            crate::wire::flows::write_tunnel(f, tunnel, *forward);
+        }
 
         let body = |f: &mut F, bytes: u64, content: &Option<Vec<u8>>| {
             f.open("body");

@@ -307,6 +307,11 @@ impl HttpAnalyzer {
             }
         };
         e.last_ns = ts;
+        if e.peers.tunnel.is_none() {
+            if let Some(t) = p.tunnel.as_deref() {
+                e.peers.tunnel = Some(Box::new((*t, dir == e.client_dir)));
+            }
+        }
         let limits = self.ctx.limits();
         let mut cst = ConnStats::default();
         let from_client = dir == e.client_dir;
