@@ -5,7 +5,7 @@ pub mod pcap;
 
 use crate::config::{self, ConfigErrors, PipelineConfig};
 use crate::pipeline::channel::shutdown_pair;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{reload, Pipeline};
 use crate::telemetry::{self, server};
 use clap::{Parser, Subcommand};
 
@@ -39,6 +39,10 @@ pub enum Command {
         /// The pipeline file.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Reload when the pipeline file changes (its folder is watched, so a Kubernetes
+        /// ConfigMap's symlink swap counts). SIGHUP and `POST /-/reload` reload in any case.
+        #[arg(long, requires = "config")]
+        watch_config: bool,
     },
     /// Check a pipeline file: parse, interpolate, build every component; report every error.
     Validate {
@@ -103,7 +107,10 @@ pub fn main() -> i32 {
     }
     match cli.command {
         Command::Validate { config, tee } => validate(&config, tee),
-        Command::Run { config } => run(config.as_ref()),
+        Command::Run {
+            config,
+            watch_config,
+        } => run(config.as_ref(), watch_config),
         Command::Pcap {
             file,
             config,
@@ -163,7 +170,7 @@ fn validate(path: &std::path::Path, tee: bool) -> i32 {
     }
 }
 
-fn run(path: Option<&PathBuf>) -> i32 {
+fn run(path: Option<&PathBuf>, watch_config: bool) -> i32 {
     let cfg = match load(path) {
         Ok(c) => c,
         Err(errs) => {
@@ -171,8 +178,23 @@ fn run(path: Option<&PathBuf>) -> i32 {
             return 1;
         }
     };
-    run_pipeline(cfg, Vec::new())
+    let file = path.cloned();
+    let reload = Reload {
+        load: std::sync::Arc::new(move || load(file.as_ref())),
+        watch: path.filter(|_| watch_config).cloned(),
+    };
+    run_inner(cfg, Vec::new(), Signals::Handle, Some(reload))
 }
+
+/// How a run reloads its pipeline (`trawl run`; `tee` and `pcap` do not).
+struct Reload {
+    load: reload::Loader,
+    /// `--watch-config`: the file to watch.
+    watch: Option<PathBuf>,
+}
+
+/// How often `--watch-config` rereads the file when no filesystem event came.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Builds and runs a pipeline until its inputs end or a signal stops it; returns the exit code.
 pub fn run_pipeline(
@@ -188,6 +210,15 @@ pub fn run_pipeline_with(
     extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
     signals: Signals,
 ) -> i32 {
+    run_inner(cfg, extra_inputs, signals, None)
+}
+
+fn run_inner(
+    cfg: PipelineConfig,
+    extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
+    signals: Signals,
+    reload: Option<Reload>,
+) -> i32 {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -202,6 +233,16 @@ pub fn run_pipeline_with(
             print_errors(&errs);
             return 1;
         }
+    };
+    let (reload_handle, reloads, watch) = match reload {
+        Some(r) => {
+            let (handle, reloads) = reload::channel(r.load, &pipeline.registry);
+            pipeline
+                .endpoints
+                .add_post("/-/reload", reload::endpoint(handle.clone()));
+            (Some(handle), Some(reloads), r.watch)
+        }
+        None => (None, None, None),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -231,11 +272,14 @@ pub fn run_pipeline_with(
                 return 1;
             }
         }
+        if let (Some(path), Some(handle)) = (watch, reload_handle.clone()) {
+            reload::watch(path, handle, WATCH_POLL);
+        }
         let (trigger, shutdown) = shutdown_pair();
         // Installed before the pipeline starts, so that an early SIGTERM is a stop, not a kill.
         let stop_signals = match signals {
             Signals::Ignore => None,
-            Signals::Handle => match StopSignals::install() {
+            Signals::Handle => match StopSignals::install(reload_handle) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot install signal handlers");
@@ -265,7 +309,7 @@ pub fn run_pipeline_with(
             tracing::warn!("second signal: exiting without draining");
             std::process::exit(130);
         });
-        match pipeline.run(shutdown).await {
+        match reload::run(pipeline, shutdown, reloads).await {
             Ok(report) => exit_code(&report, timeout),
             Err(e) => {
                 tracing::error!("{e:#}");
@@ -313,26 +357,31 @@ struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    /// Where SIGHUP asks for a reload.
+    reload: Option<reload::Handle>,
 }
 
 impl StopSignals {
-    fn install() -> std::io::Result<StopSignals> {
+    fn install(reload: Option<reload::Handle>) -> std::io::Result<StopSignals> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(StopSignals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            reload,
         })
     }
 
-    /// Resolves on SIGTERM or SIGINT, saying which. SIGHUP is reserved for reload and only
-    /// logged for now.
+    /// Resolves on SIGTERM or SIGINT, saying which. SIGHUP asks for a reload.
     async fn next(&mut self) -> Stop {
         loop {
             tokio::select! {
                 _ = self.term.recv() => { tracing::info!("SIGTERM received"); return Stop::Term; }
                 _ = self.int.recv() => { tracing::info!("SIGINT received"); return Stop::Int; }
-                _ = self.hup.recv() => { tracing::info!("SIGHUP received: reload is not supported yet, ignoring"); }
+                _ = self.hup.recv() => match &self.reload {
+                    Some(r) => { tracing::info!("SIGHUP received: reloading the pipeline file"); r.request("SIGHUP"); }
+                    None => tracing::info!("SIGHUP received: this command does not reload, ignoring"),
+                },
             }
         }
     }

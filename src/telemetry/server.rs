@@ -16,17 +16,40 @@ pub struct Response {
 /// A handler for one path; `query` is what follows `?` (empty if none).
 pub type Handler = Arc<dyn Fn(&str) -> Response + Send + Sync>;
 
+/// A handler for `POST` on one path, answered once the action it asks for is done (a reload).
+pub type PostHandler = Arc<dyn Fn() -> crate::inputs::BoxFuture<Response> + Send + Sync>;
+
 /// Extra endpoints registered by components.
 #[derive(Default, Clone)]
 pub struct Endpoints {
     routes: Arc<Mutex<Vec<(String, Handler)>>>,
+    posts: Arc<Mutex<Vec<(String, PostHandler)>>>,
 }
 
 impl Endpoints {
+    /// Adds `path`, or replaces its handler (a component a reload rebuilt registers again).
     pub fn add(&self, path: &str, handler: Handler) {
         if let Ok(mut r) = self.routes.lock() {
+            r.retain(|(p, _)| p != path);
             r.push((path.to_owned(), handler));
         }
+    }
+
+    /// Adds (or replaces) the `POST` handler of `path`.
+    pub fn add_post(&self, path: &str, handler: PostHandler) {
+        if let Ok(mut r) = self.posts.lock() {
+            r.retain(|(p, _)| p != path);
+            r.push((path.to_owned(), handler));
+        }
+    }
+
+    fn find_post(&self, path: &str) -> Option<PostHandler> {
+        self.posts
+            .lock()
+            .ok()?
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, h)| h.clone())
     }
 
     fn find(&self, path: &str) -> Option<Handler> {
@@ -111,10 +134,16 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
             },
             req.method == "HEAD",
         ),
-        Some(req) => (
-            route(&req.method, &req.target, registry, endpoints),
-            req.method == "HEAD",
-        ),
+        Some(req) => {
+            let post = (req.method == "POST")
+                .then(|| endpoints.find_post(req.target.split('?').next().unwrap_or("")))
+                .flatten();
+            let resp = match post {
+                Some(h) => h().await,
+                None => route(&req.method, &req.target, registry, endpoints),
+            };
+            (resp, req.method == "HEAD")
+        }
         None => (
             Response {
                 status: 400,
@@ -128,6 +157,9 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        409 => "Conflict",
+        422 => "Unprocessable Content",
+        500 => "Internal Server Error",
         404 => "Not Found",
         405 => "Method Not Allowed",
         503 => "Service Unavailable",
