@@ -340,21 +340,70 @@ fn components_are_added_changed_and_removed_and_the_unchanged_ones_keep_running(
     assert_eq!(counts(&side_out).len(), 10);
 }
 
-/// Alternates between two pipelines 100 times while lines are written: `app` → `sink` never
-/// changes; pipeline B adds the input `extra` and changes the processor. No line of either file
-/// is lost, `app`'s are never duplicated, and the process does not grow.
+/// A local HTTP server answering every request `200 ok` on its own connection.
+fn http_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    port
+}
+
+fn get(port: u16, path: &str) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.ends_with("ok"), "{answer}");
+}
+
+/// Alternates between two pipelines 100 times while lines are written and HTTP requests are
+/// captured on `lo`: `app` (a file) and `web` (a capture) → `sink` never change; pipeline B adds
+/// the input `extra` and changes the processor. No line of either file and no transaction is
+/// lost, `app`'s and `web`'s are never duplicated, and the process does not grow.
 #[test]
 fn a_hundred_reloads_while_shipping_lose_nothing_and_leak_nothing() {
+    let capture = match trawl::wire::capture::probe("lo") {
+        Ok(_) => true,
+        Err(e) => {
+            // Without CAP_NET_RAW the files are still tested; say so rather than pass quietly.
+            eprintln!("NOT TESTED: the capture part needs CAP_NET_RAW on lo: {e}");
+            false
+        }
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (app, extra, out) = (d.join("app.log"), d.join("extra.log"), d.join("out.jsonl"));
+    let port = http_server();
+    let web = if capture {
+        format!("  web:\n    type: http\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {port}\" }}\n    ports: [{port}]\n")
+    } else {
+        String::new()
+    };
     let sink = format!("  sink: {{ type: file, path: \"{}\" }}\n", out.display());
     let a = format!(
-        "inputs:\n{}processors:\n  - {{ type: add_tags, tags: [a] }}\noutputs:\n{sink}",
+        "inputs:\n{}{web}processors:\n  - {{ type: add_tags, tags: [a] }}\noutputs:\n{sink}",
         file_input("app", &app)
     );
     let b = format!(
-        "inputs:\n{}{}processors:\n  - {{ type: add_tags, tags: [b] }}\noutputs:\n{sink}",
+        "inputs:\n{}{web}{}processors:\n  - {{ type: add_tags, tags: [b] }}\noutputs:\n{sink}",
         file_input("app", &app),
         file_input("extra", &extra)
     );
@@ -362,6 +411,42 @@ fn a_hundred_reloads_while_shipping_lose_nothing_and_leak_nothing() {
     append(&app, "app", 0..1);
     append(&extra, "extra", 0..1);
     wait_lines(&out, "app", 1);
+    let transactions = |out: &Path| -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for v in read_json_lines(out) {
+            if let Some(u) = v["url"]["original"].as_str() {
+                *m.entry(u.to_owned()).or_insert(0) += 1;
+            }
+        }
+        m
+    };
+    if capture {
+        wait_until(WAIT, "the capture on lo to start", || {
+            t.log().contains("capturing")
+        });
+        // The capture sees a request once it runs: the first one may come before that.
+        let mut k = 0;
+        wait_until(WAIT, "a first transaction", || {
+            k += 1;
+            get(port, &format!("/warm/{k}"));
+            std::thread::sleep(Duration::from_millis(100));
+            !transactions(&out).is_empty()
+        });
+    }
+    let requests = {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut n = 0;
+            while capture && !s.load(std::sync::atomic::Ordering::Relaxed) {
+                get(port, &format!("/r/{n}"));
+                n += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n
+        });
+        (stop, thread)
+    };
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
@@ -390,12 +475,32 @@ fn a_hundred_reloads_while_shipping_lose_nothing_and_leak_nothing() {
     let after = (t.fds(), t.status("Threads:"), t.status("VmRSS:"));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = writer.join().unwrap();
+    requests.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    let requested = requests.1.join().unwrap();
     // The last reload (i = 99) left pipeline A: `extra` is not read; B once more reads the rest.
     rewrite(&cfg, d, &t, &b);
     t.sighup();
     t.wait_reloads("success", 101);
     wait_lines(&out, "app", written);
     wait_lines(&out, "extra", written);
+    if capture {
+        wait_until(WAIT, &format!("{requested} transactions"), || {
+            let seen = transactions(&out);
+            (0..requested).all(|n| seen.contains_key(&format!("/r/{n}")))
+        });
+        let seen = transactions(&out);
+        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "the unchanged capture repeated transactions: {twice:?}"
+        );
+        assert_eq!(
+            t.log().matches("capturing").count(),
+            1,
+            "the capture was opened once: {}",
+            t.log()
+        );
+    }
     let c = counts(&out);
     let app_dups: Vec<_> = c
         .iter()
@@ -410,7 +515,7 @@ fn a_hundred_reloads_while_shipping_lose_nothing_and_leak_nothing() {
         .filter(|(k, n)| k.starts_with("extra ") && **n > 1)
         .count();
     eprintln!(
-        "{written} lines per file; extra lines delivered twice: {extra_dups}; fds/threads/RSS KiB after 10 reloads {baseline:?}, after 100 {after:?}"
+        "{written} lines per file, {requested} HTTP requests; extra lines delivered twice: {extra_dups}; fds/threads/RSS KiB after 10 reloads {baseline:?}, after 100 {after:?}"
     );
     let (fds, threads, rss) = baseline.unwrap();
     assert!(after.0 <= fds + 4, "descriptors grew: {fds} → {}", after.0);
@@ -424,4 +529,48 @@ fn a_hundred_reloads_while_shipping_lose_nothing_and_leak_nothing() {
         "resident memory grew: {rss} KiB → {} KiB",
         after.2
     );
+}
+
+#[test]
+fn post_reload_takes_the_monitoring_bearer_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (app, out) = (d.join("app.log"), d.join("out.jsonl"));
+    let port = free_port();
+    let cfg = d.join("pipeline.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir: {}\nhttp: {{ address: \"127.0.0.1:{port}\", bearer_token: s3cret }}\ninputs:\n{}outputs:\n  sink: {{ type: file, path: \"{}\" }}\n",
+            d.join("data").display(),
+            file_input("app", &app),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let log = d.join("trawl.log");
+    let _child = start(&cfg, &log, &[]);
+    let addr = format!("127.0.0.1:{port}");
+    let post = |auth: &str| -> String {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(
+            s,
+            "POST /-/reload HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    wait_until(WAIT, "the monitoring endpoint", || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let refused = post("");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let wrong = post("Authorization: Bearer nope\r\n");
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let ok = post("Authorization: Bearer s3cret\r\n");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("reloaded: nothing changed"), "{ok}");
 }

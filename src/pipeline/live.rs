@@ -4,7 +4,7 @@
 
 use super::channel::{batch_channel, shutdown_pair, BatchReceiver, BatchSender, Shutdown};
 use super::reload::{Reloads, Request};
-use super::route::{self, Rewire, Step};
+use super::route::{self, Rewire};
 use super::{undelivered, BuiltInput, BuiltOutput, Pipeline, RunReport, Target};
 use crate::config::{ComponentSpec, Global, OutputSpec, ProcessorSpec};
 use crate::inputs::{BackPressure, InputContext};
@@ -67,6 +67,8 @@ pub(super) struct Live {
     pub proc_tx: BatchSender,
     pub rewires: mpsc::Sender<Rewire>,
     pub router: JoinHandle<()>,
+    /// Outputs a reload was draining when shutdown was asked: the shutdown waits for them too.
+    pub retiring: Vec<JoinHandle<()>>,
     /// Inputs whose task has not ended (decremented by the task itself).
     pub inputs_running: Arc<AtomicUsize>,
     pub input_ended: Arc<Notify>,
@@ -115,6 +117,7 @@ impl Live {
             rewires,
             // Replaced below, once the routes exist.
             router: tokio::spawn(async {}),
+            retiring: Vec::new(),
             inputs_running: Arc::new(AtomicUsize::new(0)),
             input_ended: Arc::new(Notify::new()),
             output_failed: Arc::new(Notify::new()),
@@ -320,6 +323,7 @@ impl Live {
             proc_tx,
             rewires,
             router,
+            retiring,
             ..
         } = self;
         for i in inputs {
@@ -328,7 +332,7 @@ impl Live {
         }
         drop(proc_tx);
         drop(rewires);
-        let mut tasks = Vec::new();
+        let mut tasks = retiring;
         for o in outputs {
             tasks.extend(o.task);
         }
@@ -459,20 +463,5 @@ pub(super) async fn wait_ended(
                 tracing::warn!("reload: still waiting for {what} to deliver what it holds before replacing it");
             }
         }
-    }
-}
-
-/// A step of the chain built by a reload, with its counters.
-pub(super) fn step(
-    processor: Box<dyn crate::processors::Processor>,
-    when: Option<Condition>,
-    metrics: Arc<ComponentMetrics>,
-    collectors: Vec<Arc<dyn Collector>>,
-) -> Step {
-    Step {
-        processor,
-        when,
-        metrics,
-        collectors,
     }
 }

@@ -641,9 +641,12 @@ fn build(live: &Live, cfg: &PipelineConfig, plan: &Plan) -> Result<Built, Config
                     spec: Some(p.clone()),
                     metrics: metrics.clone(),
                 });
-                built
-                    .chain
-                    .push(Slot::New(live::step(processor, when, metrics, own)));
+                built.chain.push(Slot::New(Step {
+                    processor,
+                    when,
+                    metrics,
+                    collectors: own,
+                }));
             }
             (a, b) => {
                 if let Err(e) = a {
@@ -806,10 +809,13 @@ async fn replace(
         old_tasks.extend(o.task.map(|t| (o.name.clone(), t)));
         // Its sender goes with it.
     }
-    for (name, task) in &mut old_tasks {
+    while let Some((name, mut task)) = old_tasks.pop() {
         let what = format!("output {name}");
-        if !live::wait_ended(&what, task, shutdown, every).await {
-            // The new outputs still start, so that the shutdown's drain delivers their queues.
+        if !live::wait_ended(&what, &mut task, shutdown, every).await {
+            // The shutdown's drain waits for the old outputs, and starts the new ones so that
+            // it delivers their queues too.
+            live.retiring.push(task);
+            live.retiring.extend(old_tasks.into_iter().map(|(_, t)| t));
             if let Err(e) = live.start_outputs(pending) {
                 tracing::error!("{e:#}");
             }
