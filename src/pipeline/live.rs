@@ -418,7 +418,7 @@ async fn serve(live: &mut Live, r: &Reloads, request: Request, shutdown: &mut Sh
     tracing::info!(origin = request.origin, "reloading the pipeline");
     let outcome = match (r.load)() {
         Err(errs) => Err(errs.0.iter().map(ToString::to_string).collect()),
-        Ok(cfg) => super::reload::apply(live, cfg, shutdown).await,
+        Ok(cfg) => super::apply::apply(live, cfg, shutdown).await,
     };
     let stopping = shutdown.is_triggered();
     let reply = match outcome {

@@ -2,6 +2,7 @@
 //! wires inputs → processors → outputs with bounded queues and routing by `inputs:`, and runs
 //! until the inputs end or shutdown is asked, draining what is in flight within the deadline.
 
+mod apply;
 pub mod channel;
 mod live;
 pub mod reload;

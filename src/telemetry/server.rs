@@ -1,6 +1,6 @@
 //! The self-monitoring HTTP endpoint: `/metrics` (Prometheus text), `/health` (200, or 503
-//! naming the failed component), plus endpoints that components add (`/api/graph`). A small
-//! HTTP/1.1 server: one request per connection, bounded request size, no keep-alive.
+//! naming the failed component), plus endpoints that components add (`/api/graph`, `POST
+//! /-/reload`). A small HTTP/1.1 server: one request per connection, bounded request size.
 
 use super::metrics::Registry;
 use std::sync::{Arc, Mutex};
