@@ -574,3 +574,166 @@ fn post_reload_takes_the_monitoring_bearer_token() {
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     assert!(ok.contains("reloaded: nothing changed"), "{ok}");
 }
+
+/// Runs `trawl tap ARGS` until it says it is attached; its stdout and stderr go to files.
+fn attach_tap(d: &Path, name: &str, args: &[&str]) -> (KillOnDrop, PathBuf) {
+    let (out, err) = (d.join(format!("{name}.out")), d.join(format!("{name}.err")));
+    let child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .arg("tap")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("starting trawl tap"),
+    );
+    wait_until(WAIT, &format!("trawl tap {args:?} attached"), || {
+        std::fs::read_to_string(&err).is_ok_and(|e| e.contains("tap: watching"))
+    });
+    (child, out)
+}
+
+/// Waits for a tap to stop at its `--limit`; the events it printed.
+fn tap_events(mut tap: KillOnDrop, out: &Path) -> Vec<Value> {
+    let mut status = None;
+    wait_until(WAIT, "trawl tap to stop at its limit", || {
+        status = tap.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(status.is_some_and(|s| s.success()), "trawl tap: {status:?}");
+    read_json_lines(out)
+}
+
+#[test]
+fn a_tap_attached_before_a_reload_goes_on_streaming_the_rebuilt_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (app, out) = (d.join("app.log"), d.join("out.jsonl"));
+    let pipeline = |version: &str, max_files: u32| {
+        format!(
+            "inputs:\n{}processors:\n  - {{ type: add_fields, fields: {{ labels.version: \"{version}\" }} }}\noutputs:\n  sink: {{ type: file, path: \"{}\", max_files: {max_files} }}\n",
+            file_input("app", &app),
+            out.display()
+        )
+    };
+    let (t, cfg) = begin(d, &pipeline("v1", 7), &[]);
+    append(&app, "before", 0..5);
+    wait_lines(&out, "before", 5);
+
+    let addr = ["--address", t.addr.as_str()];
+    let (at_output, output_lines) = attach_tap(
+        d,
+        "at-output",
+        &[&addr[..], &["--output", "sink", "--limit", "10"]].concat(),
+    );
+    let (at_processor, processor_lines) = attach_tap(
+        d,
+        "at-processor",
+        &[&addr[..], &["--processor", "add_fields", "--limit", "10"]].concat(),
+    );
+    append(&app, "old", 0..5);
+    wait_lines(&out, "old", 5);
+
+    // The input (poll_interval), the processor and the output all change: every one of them is
+    // rebuilt under its name.
+    let changed = pipeline("v2", 8).replace("poll_interval: 50ms", "poll_interval: 60ms");
+    rewrite(&cfg, d, &t, &changed);
+    let (status, body) = t.http("POST", "/-/reload");
+    assert_eq!(status, 200, "{body}");
+    for what in [
+        "inputs replaced: app",
+        "processors built: #0",
+        "outputs replaced: sink",
+    ] {
+        assert!(body.contains(what), "{what} in {body}");
+    }
+    append(&app, "new", 0..5);
+    wait_lines(&out, "new", 5);
+
+    let expected: Vec<String> = (0..5)
+        .map(|i| format!("old {i}"))
+        .chain((0..5).map(|i| format!("new {i}")))
+        .collect();
+    for (tap, lines) in [(at_output, output_lines), (at_processor, processor_lines)] {
+        let events = tap_events(tap, &lines);
+        let got: Vec<String> = events
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(
+            got, expected,
+            "the tap saw the events before and after the reload"
+        );
+        assert_eq!(events[4]["labels"]["version"], "v1");
+        assert_eq!(events[5]["labels"]["version"], "v2");
+    }
+    let c = counts(&out);
+    assert!(c.values().all(|&n| n == 1), "no line twice: {c:?}");
+}
+
+#[test]
+fn a_conf_d_folder_is_reloaded_as_a_whole_when_one_of_its_files_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let conf = d.join("conf.d");
+    std::fs::create_dir(&conf).unwrap();
+    let (app, out) = (d.join("app.log"), d.join("out.jsonl"));
+    let port = free_port();
+    std::fs::write(
+        conf.join("00-input.yaml"),
+        format!("{}inputs:\n{}", global(d, port), file_input("app", &app)),
+    )
+    .unwrap();
+    let second = |version: &str, extra: &str| {
+        format!(
+            "processors:\n  - {{ type: add_fields, fields: {{ labels.version: \"{version}\" }}{extra} }}\noutputs:\n  sink: {{ type: file, path: \"{}\" }}\n",
+            out.display()
+        )
+    };
+    // Written beside the folder then renamed in, as a ConfigMap update or an editor would.
+    let replace_second = |text: String| {
+        let tmp = d.join("10-output.yaml.new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, conf.join("10-output.yaml")).unwrap();
+    };
+    replace_second(second("v1", ""));
+    let log = d.join("trawl.log");
+    let t = Running {
+        child: start(&conf, &log, &["--watch-config"]),
+        addr: format!("127.0.0.1:{port}"),
+        log,
+    };
+    wait_until(WAIT, "the monitoring endpoint", || {
+        std::net::TcpStream::connect(&t.addr).is_ok()
+    });
+    append(&app, "one", 0..10);
+    wait_lines(&out, "one", 10);
+
+    // Only the second file changes; the folder watch sees it.
+    replace_second(second("v2", ""));
+    t.wait_reloads("success", 1);
+    assert!(t.log().contains("processors built: #0"), "{}", t.log());
+    append(&app, "two", 0..10);
+    wait_lines(&out, "two", 10);
+    assert_eq!(by_message(&out, "one 3")[0]["labels"]["version"], "v1");
+    assert_eq!(by_message(&out, "two 3")[0]["labels"]["version"], "v2");
+
+    // A mistake in that file is refused, named with that file's own path and line.
+    replace_second(second("v3", ", colour: blue"));
+    t.wait_reloads("failure", 1);
+    let named = format!("{}:2:", conf.join("10-output.yaml").display());
+    assert!(
+        t.log().contains(&named) && t.log().contains("colour"),
+        "{named} in {}",
+        t.log()
+    );
+    append(&app, "three", 0..10);
+    wait_lines(&out, "three", 10);
+    assert_eq!(by_message(&out, "three 3")[0]["labels"]["version"], "v2");
+
+    // The input in the unchanged file was never restarted: every line once.
+    let c = counts(&out);
+    assert!(c.values().all(|&n| n == 1), "no line twice: {c:?}");
+    assert_eq!(c.len(), 30);
+}
