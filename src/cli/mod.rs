@@ -10,7 +10,7 @@ pub mod top;
 
 use crate::config::{self, ConfigErrors, PipelineConfig, Sources};
 use crate::pipeline::channel::shutdown_pair;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{reload, Pipeline};
 use crate::telemetry::{self, server};
 use clap::{Parser, Subcommand};
 
@@ -51,6 +51,11 @@ pub enum Command {
         /// (stdin and pcap_file inputs end at their end as ever; live inputs are refused).
         #[arg(long)]
         once: bool,
+        /// Reload when a pipeline file changes (every file and folder of the sources is
+        /// watched, so a Kubernetes ConfigMap's symlink swap counts). SIGHUP and
+        /// `POST /-/reload` reload in any case.
+        #[arg(long)]
+        watch_config: bool,
     },
     /// Check a pipeline: parse, interpolate, build every component; report every error.
     Validate {
@@ -139,7 +144,11 @@ pub fn main() -> i32 {
     }
     match cli.command {
         Command::Validate { config, tee } => validate(&Sources::resolve(&config), tee),
-        Command::Run { config, once } => run(&Sources::resolve(&config), once),
+        Command::Run {
+            config,
+            once,
+            watch_config,
+        } => run(&Sources::resolve(&config), once, watch_config),
         Command::Pcap {
             file,
             config,
@@ -211,7 +220,7 @@ fn validate(sources: &Sources, tee: bool) -> i32 {
     }
 }
 
-fn run(sources: &Sources, once: bool) -> i32 {
+fn run(sources: &Sources, once: bool, watch_config: bool) -> i32 {
     let mut cfg = match sources.load() {
         Ok(c) => c,
         Err(errs) => {
@@ -225,8 +234,39 @@ fn run(sources: &Sources, once: bool) -> i32 {
             return 1;
         }
     }
-    run_pipeline(cfg, Vec::new())
+    let watch = match (watch_config, sources) {
+        (false, _) => Vec::new(),
+        (true, Sources::Paths(paths)) => paths.clone(),
+        (true, Sources::Embedded) => {
+            eprintln!("error: --watch-config: no pipeline file to watch (the embedded pipeline runs: give -c or TRAWL_CONFIG)");
+            return 1;
+        }
+    };
+    // A reload reads every source again, as at start: files added to a folder count.
+    let again = sources.clone();
+    let load = move || {
+        let mut cfg = again.load()?;
+        if once {
+            once::prepare(&mut cfg)?;
+        }
+        Ok(cfg)
+    };
+    let reload = Reload {
+        load: std::sync::Arc::new(load),
+        watch,
+    };
+    run_inner(cfg, Vec::new(), Signals::Handle, Some(reload))
 }
+
+/// How a run reloads its pipeline (`trawl run`; `tee` and `pcap` do not).
+struct Reload {
+    load: reload::Loader,
+    /// `--watch-config`: the files and folders to watch (none without it).
+    watch: Vec<PathBuf>,
+}
+
+/// How often `--watch-config` rereads the file when no filesystem event came.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Builds and runs a pipeline until its inputs end or a signal stops it; returns the exit code.
 pub fn run_pipeline(
@@ -242,6 +282,15 @@ pub fn run_pipeline_with(
     extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
     signals: Signals,
 ) -> i32 {
+    run_inner(cfg, extra_inputs, signals, None)
+}
+
+fn run_inner(
+    cfg: PipelineConfig,
+    extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
+    signals: Signals,
+    reload: Option<Reload>,
+) -> i32 {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -256,6 +305,16 @@ pub fn run_pipeline_with(
             print_errors(&errs);
             return 1;
         }
+    };
+    let (reload_handle, reloads, watch) = match reload {
+        Some(r) => {
+            let (handle, reloads) = reload::channel(r.load, &pipeline.registry);
+            pipeline
+                .endpoints
+                .add_post("/-/reload", reload::endpoint(handle.clone()));
+            (Some(handle), Some(reloads), r.watch)
+        }
+        None => (None, None, Vec::new()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -285,11 +344,14 @@ pub fn run_pipeline_with(
                 return 1;
             }
         }
+        if let (false, Some(handle)) = (watch.is_empty(), reload_handle.clone()) {
+            reload::watch(watch, handle, WATCH_POLL);
+        }
         let (trigger, shutdown) = shutdown_pair();
         // Installed before the pipeline starts, so that an early SIGTERM is a stop, not a kill.
         let stop_signals = match signals {
             Signals::Ignore => None,
-            Signals::Handle => match StopSignals::install() {
+            Signals::Handle => match StopSignals::install(reload_handle) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot install signal handlers");
@@ -319,7 +381,7 @@ pub fn run_pipeline_with(
             tracing::warn!("second signal: exiting without draining");
             std::process::exit(130);
         });
-        match pipeline.run(shutdown).await {
+        match reload::run(pipeline, shutdown, reloads).await {
             Ok(report) => exit_code(&report, timeout),
             Err(e) => {
                 tracing::error!("{e:#}");
@@ -367,26 +429,31 @@ struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    /// Where SIGHUP asks for a reload.
+    reload: Option<reload::Handle>,
 }
 
 impl StopSignals {
-    fn install() -> std::io::Result<StopSignals> {
+    fn install(reload: Option<reload::Handle>) -> std::io::Result<StopSignals> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(StopSignals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            reload,
         })
     }
 
-    /// Resolves on SIGTERM or SIGINT, saying which. SIGHUP is reserved for reload and only
-    /// logged for now.
+    /// Resolves on SIGTERM or SIGINT, saying which. SIGHUP asks for a reload.
     async fn next(&mut self) -> Stop {
         loop {
             tokio::select! {
                 _ = self.term.recv() => { tracing::info!("SIGTERM received"); return Stop::Term; }
                 _ = self.int.recv() => { tracing::info!("SIGINT received"); return Stop::Int; }
-                _ = self.hup.recv() => { tracing::info!("SIGHUP received: reload is not supported yet, ignoring"); }
+                _ = self.hup.recv() => match &self.reload {
+                    Some(r) => { tracing::info!("SIGHUP received: reloading the pipeline file"); r.request("SIGHUP"); }
+                    None => tracing::info!("SIGHUP received: this command does not reload, ignoring"),
+                },
             }
         }
     }

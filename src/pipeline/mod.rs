@@ -2,27 +2,31 @@
 //! wires inputs → processors → outputs with bounded queues and routing by `inputs:`, and runs
 //! until the inputs end or shutdown is asked, draining what is in flight within the deadline.
 
+mod apply;
 pub mod channel;
+mod live;
+pub mod reload;
 mod route;
 
 use crate::config::{ComponentSpec, ConfigErrors, PipelineConfig};
 use crate::event::Batch;
-use crate::inputs::{self, BackPressure, BuildContext, Input, InputContext};
-use crate::outputs::{self, Output, OutputContext};
+use crate::inputs::{self, BuildContext, Input};
+use crate::outputs::{self, Output};
 use crate::processors::{self, condition::Condition};
-use crate::telemetry::metrics::{ComponentKind, ComponentMetrics, Registry};
+use crate::telemetry::metrics::{Collector, ComponentKind, ComponentMetrics, Registry};
 use crate::telemetry::server::Endpoints;
 use crate::telemetry::tap::{TapHub, TapPoint};
-use channel::{batch_channel, shutdown_pair, BatchSender, Shutdown, ShutdownTrigger};
-use route::{Route, Step};
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use channel::{BatchSender, Shutdown};
+use route::Step;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 struct BuiltInput {
     name: Arc<str>,
     input: Box<dyn Input>,
     metrics: Arc<ComponentMetrics>,
+    /// Metric collectors it registered when built (removed with it by a reload).
+    collectors: Vec<Arc<dyn Collector>>,
 }
 
 struct BuiltOutput {
@@ -38,6 +42,7 @@ struct BuiltOutput {
     when: Option<Arc<Condition>>,
     /// `buffer:` between the output's queue and the output.
     buffer: Option<outputs::buffer::Config>,
+    collectors: Vec<Arc<dyn Collector>>,
 }
 
 /// An output given in code rather than in the pipeline file.
@@ -107,11 +112,14 @@ impl Pipeline {
                 name: Arc::from(name.as_str()),
                 input,
                 metrics,
+                collectors: Vec::new(),
             });
         }
         for spec in &config.inputs {
+            let before = registry.collectors().len();
             match inputs::build(spec, &ctx) {
                 Ok(input) => built_inputs.push(BuiltInput {
+                    collectors: registered_since(&registry, before),
                     name: Arc::from(spec.name.as_str()),
                     input,
                     metrics: registry.component(
@@ -134,6 +142,7 @@ impl Pipeline {
 
         let mut steps = Vec::new();
         for p in &config.processors {
+            let before = registry.collectors().len();
             let processor = processors::build(&p.spec, &ctx);
             let when = p
                 .when
@@ -142,6 +151,7 @@ impl Pipeline {
                 .transpose();
             match (processor, when) {
                 (Ok(processor), Ok(when)) => steps.push(Step {
+                    collectors: registered_since(&registry, before),
                     processor,
                     when,
                     metrics: registry.component(
@@ -256,8 +266,10 @@ impl Pipeline {
                 },
                 None => None,
             };
+            let before = registry.collectors().len();
             match outputs::build(&o.spec, &ctx) {
                 Ok(output) => outputs_built.push(BuiltOutput {
+                    collectors: registered_since(&registry, before),
                     when,
                     name: Arc::from(o.spec.name.as_str()),
                     output,
@@ -292,6 +304,7 @@ impl Pipeline {
                 dead_letter_only: false,
                 when: None,
                 buffer: None,
+                collectors: Vec::new(),
             });
         }
         if outputs_built.is_empty() && config.outputs.is_empty() {
@@ -333,192 +346,20 @@ impl Pipeline {
 
     /// Runs until every input has ended, or `shutdown` fires; then drains within the pipeline's
     /// `shutdown_timeout`.
-    pub async fn run(self, mut shutdown: Shutdown) -> anyhow::Result<RunReport> {
-        let global = self.config.global.clone();
-        let data_dir: PathBuf = global.data_dir.clone();
-        let tuning = global.pipeline.clone();
-        let (trigger, input_shutdown): (ShutdownTrigger, Shutdown) = shutdown_pair();
-
-        // Outputs first, so that every queue has a receiver before anything is sent; all queues
-        // before any buffer, which may send to another output's queue (dead letters).
-        let mut output_senders: HashMap<String, BatchSender> = HashMap::new();
-        let mut queues = Vec::new();
-        for o in &self.outputs {
-            let (tx, rx) = batch_channel(tuning.queue_batches, o.metrics.clone());
-            output_senders.insert(o.name.to_string(), tx);
-            queues.push(rx);
-        }
-        let mut output_receivers = Vec::new();
-        for (o, rx) in self.outputs.iter().zip(queues) {
-            let Some(b) = &o.buffer else {
-                output_receivers.push(rx);
-                continue;
-            };
-            let dead_letters = outputs::dead_letter::DeadLetters::for_stage(
-                o.name.clone(),
-                o.dead_letter
-                    .as_ref()
-                    .and_then(|n| output_senders.get(n).cloned()),
-                o.metrics.clone(),
-                &data_dir,
-            );
-            let rx = outputs::buffer::start(
-                b,
-                &o.name,
-                rx,
-                o.metrics.clone(),
-                &data_dir,
-                tuning.queue_batches,
-                dead_letters,
-            )
-            .map_err(|e| anyhow::anyhow!("output {}: buffer: {e:#}", o.name))?;
-            output_receivers.push(rx);
-        }
-        let mut routes: HashMap<Arc<str>, Route> = HashMap::new();
-        for i in &self.inputs {
-            let targets = self
-                .outputs
-                .iter()
-                .filter(|o| !o.dead_letter_only)
-                .filter(|o| {
-                    o.inputs
-                        .as_ref()
-                        .is_none_or(|l| l.iter().any(|n| **n == *i.name))
-                })
-                .filter_map(|o| {
-                    output_senders.get(&*o.name).map(|sender| Target {
-                        sender: sender.clone(),
-                        when: o.when.clone(),
-                        tap: self
-                            .taps
-                            .point(ComponentKind::Output, &o.name, o.metrics.type_name),
-                    })
-                })
-                .collect();
-            let tap = self
-                .taps
-                .point(ComponentKind::Input, &i.name, i.metrics.type_name);
-            routes.insert(i.name.clone(), Route { tap, targets });
-        }
-
-        // An output whose loop ended with an error delivers nothing more: the pipeline stops
-        // (what the other outputs hold is drained) rather than read inputs it cannot ship.
-        let output_failed = Arc::new(tokio::sync::Notify::new());
-        let mut output_tasks = Vec::new();
-        for (o, rx) in self.outputs.into_iter().zip(output_receivers) {
-            let ctx = OutputContext {
-                name: o.name.clone(),
-                rx,
-                metrics: o.metrics.clone(),
-                dead_letter: o
-                    .dead_letter
-                    .as_ref()
-                    .and_then(|n| output_senders.get(n).cloned()),
-                data_dir: data_dir.clone(),
-            };
-            let metrics = o.metrics.clone();
-            let name = o.name.clone();
-            let failed = output_failed.clone();
-            output_tasks.push(tokio::spawn(async move {
-                if let Err(e) = o.output.run(ctx).await {
-                    tracing::error!(output = %name, error = %format!("{e:#}"), "output failed");
-                    metrics.set_failed(format!("{e:#}"));
-                    failed.notify_one();
-                }
-            }));
-        }
-        drop(output_senders);
-
-        // One queue from all inputs into the processors.
-        let proc_metrics = self
-            .registry
-            .component(ComponentKind::Processor, "pipeline", "router");
-        let (proc_tx, proc_rx) = batch_channel(tuning.queue_batches, proc_metrics.clone());
-        let after_processors = self
-            .taps
-            .point(ComponentKind::Processor, "pipeline", "router");
-        let router = tokio::spawn(route::run(
-            proc_rx,
-            self.steps,
-            routes,
-            proc_metrics,
-            after_processors,
-        ));
-
-        let mut input_tasks = Vec::new();
-        for i in self.inputs {
-            let back_pressure = i.input.back_pressure();
-            if back_pressure == BackPressure::Drop {
-                tracing::info!(input = %i.name, "input cannot pause: batches are dropped and counted when the pipeline is full");
-            }
-            let ctx = InputContext {
-                name: i.name.clone(),
-                out: proc_tx.clone(),
-                shutdown: input_shutdown.clone(),
-                metrics: i.metrics.clone(),
-                back_pressure,
-                batch_size: tuning.batch_size.max(1),
-                data_dir: data_dir.clone(),
-            };
-            let metrics = i.metrics.clone();
-            let name = i.name.clone();
-            input_tasks.push(tokio::spawn(async move {
-                if let Err(e) = i.input.run(ctx).await {
-                    tracing::error!(input = %name, error = %format!("{e:#}"), "input failed");
-                    metrics.set_failed(format!("{e:#}"));
-                }
-            }));
-        }
-        drop(proc_tx);
-
-        let all_outputs = async {
-            let _ = router.await;
-            for t in output_tasks {
-                let _ = t.await;
-            }
-        };
-        tokio::pin!(all_outputs);
-        let inputs_done = async {
-            for t in input_tasks {
-                let _ = t.await;
-            }
-        };
-
-        let stop = tokio::select! {
-            _ = &mut all_outputs => None,
-            _ = shutdown.wait() => Some("shutting down: stopping inputs and draining"),
-            _ = output_failed.notified() => Some("an output failed: stopping inputs and draining what the other outputs can deliver"),
-        };
-        let drained = match stop {
-            // Every input ended by itself (stdin at its end, `once`): the outputs are done, but
-            // an input may still be committing what they acknowledged (the file registry).
-            None => tokio::time::timeout(global.shutdown_timeout.std(), inputs_done)
-                .await
-                .is_ok(),
-            Some(why) => {
-                let deadline = global.shutdown_timeout.std();
-                tracing::info!(timeout = ?deadline, "{why}");
-                trigger.trigger();
-                let drain = async {
-                    inputs_done.await;
-                    (&mut all_outputs).await;
-                };
-                tokio::time::timeout(deadline, drain).await.is_ok()
-            }
-        };
-        let undelivered = if drained {
-            0
-        } else {
-            undelivered(&self.registry)
-        };
-        // Keep the trigger alive until here so that inputs see shutdown only when asked.
-        drop(trigger);
-        Ok(RunReport {
-            drained,
-            undelivered,
-            failures: self.registry.failures(),
-        })
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<RunReport> {
+        reload::run(self, shutdown, None).await
     }
+}
+
+/// The collectors registered since there were `before` of them, less those shared by several
+/// components.
+fn registered_since(registry: &Registry, before: usize) -> Vec<Arc<dyn Collector>> {
+    registry
+        .collectors()
+        .into_iter()
+        .skip(before)
+        .filter(|c| !c.shared())
+        .collect()
 }
 
 /// Reports every dead-letter cycle (`a.dead_letter: b`, `b.dead_letter: a`) once, at the

@@ -1,6 +1,7 @@
 //! The processing stage: takes batches from every input, runs the processors over each event,
 //! and hands the batch to the outputs its input is routed to, showing it to the tap points on
-//! its way (the input's, each processor's, `pipeline` after all of them, each output's).
+//! its way (the input's, each processor's, `pipeline` after all of them, each output's). A
+//! reload swaps its processors and routes between two batches.
 
 use super::channel::BatchReceiver;
 use super::{fan_out, Target};
@@ -17,6 +18,8 @@ pub(crate) struct Step {
     pub metrics: Arc<ComponentMetrics>,
     /// What the processor lets through, for `trawl tap`.
     pub tap: Arc<TapPoint>,
+    /// Metric collectors the processor registered when it was built (removed with it).
+    pub collectors: Vec<Arc<dyn crate::telemetry::metrics::Collector>>,
 }
 
 /// An input's way through the router: its tap point and the outputs it is routed to.
@@ -25,15 +28,53 @@ pub(crate) struct Route {
     pub targets: Vec<Target>,
 }
 
+/// A processor of the chain after a reload: one of the running chain, kept as it is (with
+/// whatever state it holds), or a new one.
+pub(crate) enum Slot {
+    Keep(usize),
+    New(Step),
+}
+
+/// A new processor chain and new routes, applied between two batches; `done` answers with the
+/// processors that left the chain.
+pub(crate) struct Rewire {
+    pub chain: Vec<Slot>,
+    pub routes: HashMap<Arc<str>, Route>,
+    pub done: tokio::sync::oneshot::Sender<Vec<Step>>,
+}
+
 pub(crate) async fn run(
     mut rx: BatchReceiver,
     mut steps: Vec<Step>,
-    routes: HashMap<Arc<str>, Route>,
+    mut routes: HashMap<Arc<str>, Route>,
     metrics: Arc<ComponentMetrics>,
     after_processors: Arc<TapPoint>,
+    mut rewires: tokio::sync::mpsc::Receiver<Rewire>,
 ) {
     let host = hostname();
-    while let Some(mut batch) = rx.recv().await {
+    loop {
+        let mut batch = tokio::select! {
+            biased;
+            Some(rewire) = rewires.recv() => {
+                let mut old: Vec<Option<Step>> = steps.drain(..).map(Some).collect();
+                steps = rewire
+                    .chain
+                    .into_iter()
+                    .filter_map(|slot| match slot {
+                        Slot::Keep(i) => old.get_mut(i).and_then(Option::take),
+                        Slot::New(step) => Some(step),
+                    })
+                    .collect();
+                // The old routes go now: an output that was replaced sees its queue close.
+                routes = rewire.routes;
+                let _ = rewire.done.send(old.into_iter().flatten().collect());
+                continue;
+            }
+            batch = rx.recv() => match batch {
+                Some(b) => b,
+                None => break,
+            },
+        };
         let n_in = batch.len() as u64;
         ComponentMetrics::add(&metrics.events_in, n_in);
         let route = batch.events.first().and_then(|e| routes.get(&e.meta.input));

@@ -90,6 +90,12 @@ impl ComponentMetrics {
 /// Something that renders extra metric families (already in Prometheus text format).
 pub trait Collector: Send + Sync {
     fn render(&self, out: &mut String);
+
+    /// Shared by several components (a pipeline's service map): a reload that replaces one of
+    /// them must not take it away from the others.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Every component's counters and the extra collectors, for `/metrics` and `/health`.
@@ -120,6 +126,29 @@ impl Registry {
     pub fn register(&self, c: Arc<dyn Collector>) {
         if let Ok(mut cs) = self.collectors.lock() {
             cs.push(c);
+        }
+    }
+
+    /// The collectors registered so far, in order (a reload tells a component's own apart by
+    /// comparing before and after building it).
+    pub fn collectors(&self) -> Vec<Arc<dyn Collector>> {
+        self.collectors
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Removes a collector of a component that a reload removed or replaced.
+    pub fn unregister(&self, c: &Arc<dyn Collector>) {
+        if let Ok(mut cs) = self.collectors.lock() {
+            cs.retain(|x| !same_collector(x, c));
+        }
+    }
+
+    /// Removes the counters of a component that a reload removed.
+    pub fn remove_component(&self, m: &Arc<ComponentMetrics>) {
+        if let Ok(mut cs) = self.components.lock() {
+            cs.retain(|x| !Arc::ptr_eq(x, m));
         }
     }
 
@@ -242,6 +271,11 @@ impl Registry {
         // their family's header: Prometheus wants it once, with every series under it.
         super::exposition::merge_families(&out)
     }
+}
+
+/// The same registered collector (by address: the vtable half of the pointer may differ).
+pub fn same_collector(a: &Arc<dyn Collector>, b: &Arc<dyn Collector>) -> bool {
+    std::ptr::eq(Arc::as_ptr(a) as *const u8, Arc::as_ptr(b) as *const u8)
 }
 
 /// Escapes a Prometheus label value.

@@ -1,7 +1,7 @@
 //! The self-monitoring HTTP endpoint: `/metrics` (Prometheus text), `/health` (200, or 503
 //! naming the failed component), plus endpoints that components add (`/api/graph`, the
-//! `/api/tap` stream). A small HTTP/1.1 server: one request per connection, bounded request
-//! size, no keep-alive.
+//! `/api/tap` stream, `POST /-/reload`). A small HTTP/1.1 server: one request per connection,
+//! bounded request size, no keep-alive.
 
 use super::metrics::Registry;
 use std::sync::{Arc, Mutex};
@@ -28,28 +28,52 @@ pub struct Stream {
 /// A handler for a streamed path: a stream, or a plain answer (an error) instead.
 pub type StreamHandler = Arc<dyn Fn(&str) -> Result<Stream, Response> + Send + Sync>;
 
+/// A handler for `POST` on one path, answered once the action it asks for is done (a reload).
+pub type PostHandler = Arc<dyn Fn() -> crate::inputs::BoxFuture<Response> + Send + Sync>;
+
 /// Extra endpoints registered by components.
 #[derive(Default, Clone)]
 pub struct Endpoints {
     routes: Arc<Mutex<Vec<(String, Handler)>>>,
     streams: Arc<Mutex<Vec<(String, StreamHandler)>>>,
+    posts: Arc<Mutex<Vec<(String, PostHandler)>>>,
 }
 
 impl Endpoints {
+    /// Adds `path`, or replaces its handler (a component a reload rebuilt registers again).
     pub fn add(&self, path: &str, handler: Handler) {
         if let Ok(mut r) = self.routes.lock() {
+            r.retain(|(p, _)| p != path);
             r.push((path.to_owned(), handler));
         }
     }
 
     pub fn add_stream(&self, path: &str, handler: StreamHandler) {
         if let Ok(mut r) = self.streams.lock() {
+            r.retain(|(p, _)| p != path);
+            r.push((path.to_owned(), handler));
+        }
+    }
+
+    /// Adds (or replaces) the `POST` handler of `path`.
+    pub fn add_post(&self, path: &str, handler: PostHandler) {
+        if let Ok(mut r) = self.posts.lock() {
+            r.retain(|(p, _)| p != path);
             r.push((path.to_owned(), handler));
         }
     }
 
     fn find_stream(&self, path: &str) -> Option<StreamHandler> {
         self.streams
+            .lock()
+            .ok()?
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, h)| h.clone())
+    }
+
+    fn find_post(&self, path: &str) -> Option<PostHandler> {
+        self.posts
             .lock()
             .ok()?
             .iter()
@@ -141,15 +165,20 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         ),
         Some(req) => {
             let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
-            match endpoints.find_stream(path) {
-                Some(handler) if req.method == "GET" => match handler(query) {
+            if let Some(handler) = endpoints.find_stream(path).filter(|_| req.method == "GET") {
+                match handler(query) {
                     Ok(stream) => return write_stream(sock, stream).await,
                     Err(resp) => (resp, false),
-                },
-                _ => (
-                    route(&req.method, &req.target, registry, endpoints),
-                    req.method == "HEAD",
-                ),
+                }
+            } else {
+                let post = (req.method == "POST")
+                    .then(|| endpoints.find_post(path))
+                    .flatten();
+                let resp = match post {
+                    Some(h) => h().await,
+                    None => route(&req.method, &req.target, registry, endpoints),
+                };
+                (resp, req.method == "HEAD")
             }
         }
         None => (
@@ -165,6 +194,9 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        409 => "Conflict",
+        422 => "Unprocessable Content",
+        500 => "Internal Server Error",
         404 => "Not Found",
         405 => "Method Not Allowed",
         503 => "Service Unavailable",

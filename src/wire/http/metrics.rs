@@ -591,6 +591,10 @@ impl ServiceMap {
 struct MapCollector(Weak<ServiceMap>);
 
 impl Collector for MapCollector {
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn render(&self, out: &mut String) {
         if let Some(m) = self.0.upgrade() {
             m.render(out);
