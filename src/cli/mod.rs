@@ -204,6 +204,7 @@ fn validate(sources: &Sources, tee: bool) -> i32 {
     let extra: Vec<(String, Box<dyn crate::inputs::Input>)> = if tee {
         let stand_in = crate::inputs::stdin::Stdin::new(crate::inputs::stdin::Config {
             max_line_bytes: crate::config::ByteSize(1 << 20),
+            multiline: None,
         });
         vec![("tee".to_owned(), Box::new(stand_in))]
     } else {

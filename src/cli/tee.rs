@@ -38,6 +38,10 @@ pub struct TeeArgs {
     /// Longer lines are cut and flagged `log.flags: [truncated]`.
     #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     pub max_line_bytes: ByteSize,
+    /// Joins the lines of one event per stream, with the keys of the file input's `multiline`
+    /// as inline YAML: `--multiline '{preset: go, timeout: 2s}'`. In-process (`-c`) only.
+    #[arg(long, conflicts_with = "forward")]
+    pub multiline: Option<String>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -193,8 +197,35 @@ fn copy(mut from: impl Read + AsRawFd, fd: i32, kind: StreamKind, spool: Arc<Spo
     spool.writer_done();
 }
 
+/// `--multiline` as the same `Config` the inputs' `multiline:` key takes.
+fn parse_multiline(text: &str) -> Result<crate::inputs::multiline::Multiline, String> {
+    let node = crate::config::node::parse(text)
+        .map_err(|e| format!("--multiline: {} at column {}", e.message, e.mark.col))?;
+    let config: crate::inputs::multiline::Config =
+        crate::config::from_node(&node, "--multiline").map_err(|e| describe(&e))?;
+    config
+        .compile(Some(node.mark), "--multiline")
+        .map_err(|e| describe(&e))
+}
+
+fn describe(e: &crate::config::DeError) -> String {
+    format!(
+        "{}: {}",
+        e.path.as_deref().unwrap_or("--multiline"),
+        e.message
+    )
+}
+
 /// Runs `trawl tee`; returns the exit code (the child's).
 pub fn run(args: TeeArgs) -> i32 {
+    let multiline = match args.multiline.as_deref().map(parse_multiline) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let forward_path = match &args.forward {
         Some(f) => match f.strip_prefix("unix:") {
             Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
@@ -233,6 +264,7 @@ pub fn run(args: TeeArgs) -> i32 {
                 0,
             )),
             1,
+            None,
         );
         if let Err(errs) =
             crate::pipeline::Pipeline::build(cfg.clone(), vec![("tee".to_owned(), Box::new(probe))])
@@ -311,7 +343,7 @@ pub fn run(args: TeeArgs) -> i32 {
     let max_line = args.max_line_bytes.as_usize();
     match (cfg, forward_path) {
         (Some(cfg), _) => {
-            let input = TeeInput::new(spool.clone(), max_line);
+            let input = TeeInput::new(spool.clone(), max_line, multiline);
             std::thread::spawn(move || {
                 let code = super::run_pipeline_with(
                     cfg,

@@ -5,6 +5,7 @@
 pub mod file;
 pub mod journald;
 pub mod lines;
+pub mod multiline;
 pub mod packet;
 pub mod socket;
 pub mod stdin;
@@ -126,9 +127,7 @@ pub struct BuildContext {
 /// Builds an input from its spec: the one place where input types are registered.
 pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
     match spec.type_name.as_str() {
-        "stdin" => Ok(Box::new(stdin::Stdin::new(from_node(
-            &spec.node, &spec.path,
-        )?))),
+        "stdin" => Ok(Box::new(stdin::build(spec)?)),
         "flows" => {
             let config: crate::wire::flows::FlowsConfig = from_node(&spec.node, &spec.path)?;
             check_capture(spec, config.capture.as_ref())?;

@@ -1,8 +1,10 @@
 //! The `socket` input: newline-delimited lines or JSON lines over Unix or TCP stream sockets,
 //! one event per line; the receiving end of `trawl tee --forward`. Each connection is read by
-//! its own task; a full pipeline pauses reading (back-pressure reaches the sender).
+//! its own task; a full pipeline pauses reading (back-pressure reaches the sender). With
+//! `multiline:` lines are joined per connection, so two senders' traces never mix.
 
 use super::lines::{to_text, LineInfo, LineSplitter};
+use super::multiline::{self, Line, Multiline};
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
 use crate::event::{Batch, Event, Value};
@@ -41,6 +43,10 @@ pub struct Config {
     /// hold every slot (`0`: never). `trawl tee --forward` reconnects by itself.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: crate::config::Duration,
+    /// Joins the lines of one event (stack traces) per connection, as the file input's
+    /// `multiline`; `format: lines` only.
+    #[serde(default)]
+    pub multiline: Option<multiline::Config>,
 }
 
 fn default_idle_timeout() -> crate::config::Duration {
@@ -63,6 +69,7 @@ enum Address {
 pub struct Socket {
     config: Config,
     address: Address,
+    multiline: Option<Multiline>,
 }
 
 pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
@@ -87,7 +94,19 @@ pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
             });
         }
     }
-    Ok(Socket { config, address })
+    let multiline = multiline::for_input(config.multiline.as_ref(), spec)?;
+    if multiline.is_some() && config.format == Format::Json {
+        return Err(DeError {
+            message: "`multiline` joins raw lines: it needs `format: lines` (a JSON sender sends one object per event)".into(),
+            mark: spec.node.get("multiline").map(|n| n.mark),
+            path: Some(format!("{}.multiline", spec.path)),
+        });
+    }
+    Ok(Socket {
+        config,
+        address,
+        multiline,
+    })
 }
 
 impl Input for Socket {
@@ -111,6 +130,7 @@ impl Input for Socket {
                         || async { listener.accept().await.map(|(s, _)| s) },
                         &limit,
                         &self.config,
+                        self.multiline.as_ref(),
                         &ctx,
                     )
                     .await;
@@ -128,6 +148,7 @@ impl Input for Socket {
                         || async { listener.accept().await.map(|(s, _)| s) },
                         &limit,
                         &self.config,
+                        self.multiline.as_ref(),
                         &ctx,
                     )
                     .await?;
@@ -243,6 +264,7 @@ async fn accept_loop<S, F, Fut>(
     mut accept: F,
     limit: &Arc<tokio::sync::Semaphore>,
     cfg: &Config,
+    multiline: Option<&Multiline>,
     ctx: &Arc<InputContext>,
 ) -> anyhow::Result<()>
 where
@@ -266,7 +288,9 @@ where
                 Ok(stream) => {
                     let ctx = ctx.clone();
                     let cfg = cfg.clone();
-                    tokio::spawn(async move { serve(stream, &cfg, &ctx).await; drop(permit); });
+                    // A clone starts empty: each connection joins its own lines.
+                    let joiner = multiline.cloned();
+                    tokio::spawn(async move { serve(stream, &cfg, joiner, &ctx).await; drop(permit); });
                 }
                 Err(e) => tracing::warn!(input = %ctx.name, error = %e, "accept failed"),
             },
@@ -275,13 +299,67 @@ where
     }
 }
 
-async fn serve(mut stream: impl AsyncRead + Unpin, cfg: &Config, ctx: &InputContext) {
+/// One line of a connection: an event, or a part of the event its joiner is building.
+fn take_line(
+    line: &[u8],
+    info: LineInfo,
+    cfg: &Config,
+    joiner: &mut Option<Multiline>,
+    events: &mut Vec<Event>,
+    ctx: &InputContext,
+) {
+    let Some(m) = joiner.as_mut() else {
+        events.extend(event_of(line, info, cfg.format, ctx));
+        return;
+    };
+    let text = to_text(line).unwrap_or_else(|replaced| {
+        ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        replaced
+    });
+    let line = Line {
+        text,
+        start: info.start,
+        end: info.end,
+        truncated: info.truncated,
+        ..Line::default()
+    };
+    m.push(line, std::time::Instant::now(), &mut |l| {
+        events.extend(joined_event(l, ctx))
+    });
+}
+
+fn joined_event(line: Line, ctx: &InputContext) -> Option<Event> {
+    if line.text.is_empty() && !line.truncated {
+        return None;
+    }
+    let flags = multiline::flags(&line);
+    let mut event = Event::from_message(ctx.name.clone(), Utc::now(), line.text);
+    if let Some(flags) = flags {
+        event.insert("log.flags", flags);
+    }
+    Some(event)
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn serve(
+    mut stream: impl AsyncRead + Unpin,
+    cfg: &Config,
+    mut joiner: Option<Multiline>,
+    ctx: &InputContext,
+) {
     let mut splitter = LineSplitter::new(cfg.max_line_bytes.as_usize(), 0);
     let mut buf = vec![0u8; 64 * 1024];
     let mut events = Vec::new();
     let mut shutdown = ctx.shutdown.clone();
     let idle = cfg.idle_timeout.positive();
     loop {
+        let due = joiner.as_ref().and_then(|m| m.deadline());
         let read = async {
             match idle {
                 Some(d) => tokio::time::timeout(d, stream.read(&mut buf)).await,
@@ -300,6 +378,16 @@ async fn serve(mut stream: impl AsyncRead + Unpin, cfg: &Config, ctx: &InputCont
                     0
                 }
             },
+            // The sender is quiet while an event waits for more lines: sent after `timeout`.
+            _ = sleep_until(due), if due.is_some() => {
+                if let Some(m) = joiner.as_mut() {
+                    m.flush_if_due(std::time::Instant::now(), &mut |l| events.extend(joined_event(l, ctx)));
+                }
+                if !events.is_empty() && ctx.emit(Batch::unacked(std::mem::take(&mut events))).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             _ = shutdown.wait() => 0,
         };
         if n == 0 {
@@ -307,7 +395,7 @@ async fn serve(mut stream: impl AsyncRead + Unpin, cfg: &Config, ctx: &InputCont
         }
         ComponentMetrics::add(&ctx.metrics.bytes_in, n as u64);
         splitter.push(&buf[..n], &mut |l, i| {
-            events.extend(event_of(l, i, cfg.format, ctx))
+            take_line(l, i, cfg, &mut joiner, &mut events, ctx)
         });
         while !events.is_empty() {
             let take = events.len().min(ctx.batch_size.max(1));
@@ -318,6 +406,9 @@ async fn serve(mut stream: impl AsyncRead + Unpin, cfg: &Config, ctx: &InputCont
             }
         }
     }
-    splitter.finish(&mut |l, i| events.extend(event_of(l, i, cfg.format, ctx)));
+    splitter.finish(&mut |l, i| take_line(l, i, cfg, &mut joiner, &mut events, ctx));
+    if let Some(m) = joiner.as_mut() {
+        m.flush(&mut |l| events.extend(joined_event(l, ctx)));
+    }
     let _ = ctx.emit(Batch::unacked(events)).await;
 }

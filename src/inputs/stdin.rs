@@ -1,15 +1,18 @@
 //! The `stdin` input: one event per line of standard input, binary-safe (invalid UTF-8 is
 //! replaced and counted). Reads on its own thread with `poll`, so that shutdown can stop it
-//! between reads and still hand on every line already read.
+//! between reads and still hand on every line already read. With `multiline:` the lines of
+//! one event (a stack trace) are joined; one still waiting is sent after its timeout.
 
 use super::lines::{to_text, LineInfo, LineSplitter};
+use super::multiline::{self, Line, Multiline};
 use super::{BoxFuture, Input, InputContext};
-use crate::config::ByteSize;
-use crate::event::{Batch, Event, Value};
+use crate::config::{ByteSize, ComponentSpec, DeError};
+use crate::event::{Batch, Event};
 use crate::telemetry::metrics::ComponentMetrics;
 use chrono::Utc;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +20,9 @@ pub struct Config {
     /// Longer lines are cut to this size and flagged `log.flags: [truncated]`.
     #[serde(default = "default_max_line")]
     pub max_line_bytes: ByteSize,
+    /// Joins the lines of one event (stack traces), as the file input's `multiline`.
+    #[serde(default)]
+    pub multiline: Option<multiline::Config>,
 }
 
 fn default_max_line() -> ByteSize {
@@ -25,12 +31,23 @@ fn default_max_line() -> ByteSize {
 
 pub struct Stdin {
     config: Config,
+    multiline: Option<Multiline>,
 }
 
 impl Stdin {
+    /// Without `multiline` (its pattern is compiled by `build`).
     pub fn new(config: Config) -> Stdin {
-        Stdin { config }
+        Stdin {
+            config,
+            multiline: None,
+        }
     }
+}
+
+pub fn build(spec: &ComponentSpec) -> Result<Stdin, DeError> {
+    let config: Config = crate::config::from_node(&spec.node, &spec.path)?;
+    let multiline = multiline::for_input(config.multiline.as_ref(), spec)?;
+    Ok(Stdin { config, multiline })
 }
 
 impl Input for Stdin {
@@ -43,7 +60,7 @@ impl Input for Stdin {
             std::thread::Builder::new()
                 .name("trawl-stdin".into())
                 .spawn(move || {
-                    let _ = done_tx.send(read_loop(&self.config, &ctx));
+                    let _ = done_tx.send(read_loop(&self.config, self.multiline, &ctx));
                 })?;
             done_rx
                 .await
@@ -52,36 +69,43 @@ impl Input for Stdin {
     }
 }
 
-/// Builds line events into batches and sends them downstream.
+/// Builds line events into batches and sends them downstream, joining lines first when
+/// `multiline` is set.
 pub(crate) struct LineBatcher<'a> {
     ctx: &'a InputContext,
     events: Vec<Event>,
     invalid_utf8_logged: bool,
     now: chrono::DateTime<Utc>,
+    clock: Instant,
+    multiline: Option<Multiline>,
 }
 
 impl<'a> LineBatcher<'a> {
-    pub(crate) fn new(ctx: &'a InputContext) -> Self {
+    pub(crate) fn new(ctx: &'a InputContext, multiline: Option<Multiline>) -> Self {
         LineBatcher {
             ctx,
             events: Vec::with_capacity(ctx.batch_size),
             invalid_utf8_logged: false,
             now: Utc::now(),
+            clock: Instant::now(),
+            multiline,
         }
     }
 
     pub(crate) fn set_now(&mut self) {
         self.now = Utc::now();
+        self.clock = Instant::now();
     }
 
     pub(crate) fn line(&mut self, line: &[u8], info: LineInfo) {
+        ComponentMetrics::add(&self.ctx.metrics.bytes_in, info.end - info.start);
         // Empty lines carry nothing to search or parse; the file and socket inputs skip them
         // too (as Filebeat and Fluent Bit do), so one pipeline behaves the same on any input.
-        if line.is_empty() && !info.truncated {
-            ComponentMetrics::add(&self.ctx.metrics.bytes_in, info.end - info.start);
+        // With multiline they go to the joiner: a blank line can belong to a trace (Go).
+        if line.is_empty() && !info.truncated && self.multiline.is_none() {
             return;
         }
-        let message = to_text(line).unwrap_or_else(|replaced| {
+        let text = to_text(line).unwrap_or_else(|replaced| {
             self.ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
             if !self.invalid_utf8_logged {
                 self.invalid_utf8_logged = true;
@@ -90,12 +114,50 @@ impl<'a> LineBatcher<'a> {
             }
             replaced
         });
-        ComponentMetrics::add(&self.ctx.metrics.bytes_in, info.end - info.start);
-        let mut event = Event::from_message(self.ctx.name.clone(), self.now, message);
-        if info.truncated {
-            event.insert("log.flags", Value::Array(vec![Value::from("truncated")]));
+        let line = Line {
+            text,
+            start: info.start,
+            end: info.end,
+            truncated: info.truncated,
+            ..Line::default()
+        };
+        match self.multiline.take() {
+            Some(mut m) => {
+                m.push(line, self.clock, &mut |l| self.event(l));
+                self.multiline = Some(m);
+            }
+            None => self.event(line),
+        }
+    }
+
+    fn event(&mut self, line: Line) {
+        if line.text.is_empty() && !line.truncated {
+            return;
+        }
+        let flags = multiline::flags(&line);
+        let mut event = Event::from_message(self.ctx.name.clone(), self.now, line.text);
+        if let Some(flags) = flags {
+            event.insert("log.flags", flags);
         }
         self.events.push(event);
+    }
+
+    /// When the event being joined is due, if one is.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.multiline.as_ref().and_then(|m| m.deadline())
+    }
+
+    /// Moves the event being joined to the batch: its timeout passed (`all`: or the input ends).
+    pub(crate) fn flush_joined(&mut self, all: bool) {
+        if let Some(mut m) = self.multiline.take() {
+            let now = Instant::now();
+            if all {
+                m.flush(&mut |l| self.event(l));
+            } else {
+                m.flush_if_due(now, &mut |l| self.event(l));
+            }
+            self.multiline = Some(m);
+        }
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -141,9 +203,13 @@ fn read_fd0(buf: &mut [u8]) -> std::io::Result<usize> {
     }
 }
 
-fn read_loop(config: &Config, ctx: &InputContext) -> anyhow::Result<()> {
+fn read_loop(
+    config: &Config,
+    multiline: Option<Multiline>,
+    ctx: &InputContext,
+) -> anyhow::Result<()> {
     let mut splitter = LineSplitter::new(config.max_line_bytes.as_usize(), 0);
-    let mut batcher = LineBatcher::new(ctx);
+    let mut batcher = LineBatcher::new(ctx, multiline);
     let mut buf = vec![0u8; 256 * 1024];
     let mut draining = false;
     loop {
@@ -154,11 +220,21 @@ fn read_loop(config: &Config, ctx: &InputContext) -> anyhow::Result<()> {
         let ready = if draining {
             wait_readable(0)?
         } else {
-            wait_readable(200)?
+            // Wake up for an event being joined whose timeout comes first.
+            let wait = batcher.deadline().map_or(200, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .clamp(1, 200) as i32
+            });
+            wait_readable(wait)?
         };
         if !ready {
             if draining {
                 break;
+            }
+            batcher.flush_joined(false);
+            if !batcher.flush() {
+                return Ok(());
             }
             continue;
         }
@@ -188,6 +264,7 @@ fn read_loop(config: &Config, ctx: &InputContext) -> anyhow::Result<()> {
         }
     }
     splitter.finish(&mut |line, info| batcher.line(line, info));
+    batcher.flush_joined(true);
     batcher.flush();
     Ok(())
 }

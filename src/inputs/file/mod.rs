@@ -23,7 +23,8 @@
 //! - `tailer`: the reading thread: opening, rotation, truncation, closing.
 //! - `reader`: one file: chunks → lines → container records → multiline.
 //! - `container`: Docker json-file, CRI, Kubernetes path metadata.
-//! - `multiline`: Filebeat-style joining and presets.
+//! - `multiline` (shared with the other line inputs, in `inputs::multiline`): Filebeat-style
+//!   joining and presets.
 //! - `batcher`: events and the offsets each batch reaches.
 //! - `retry`: failed batches: back-off and reading again.
 //! - `registry`: the offsets on disk.
@@ -32,7 +33,7 @@ mod batcher;
 pub mod container;
 pub mod discovery;
 pub mod identity;
-pub mod multiline;
+pub use super::multiline;
 pub mod reader;
 pub mod registry;
 mod retry;

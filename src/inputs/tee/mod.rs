@@ -1,11 +1,14 @@
 //! The `tee` input: the lines of a child process run by `trawl tee`, one event per line with
 //! `stream: stdout|stderr`. The child's bytes reach it through a `Spool`, so the pipeline can
 //! pause (back-pressure) while the child never waits; `forward` ships the same lines to a sidecar.
+//! With `--multiline` each stream's lines are joined on their own (a trace on stderr never
+//! takes in stdout lines written meanwhile).
 
 pub mod forward;
 pub mod spool;
 
 use super::lines::{LineInfo, LineSplitter};
+use super::multiline::{self, Line, Multiline};
 use super::{BoxFuture, Input, InputContext};
 use crate::event::{Batch, Event, Value};
 use crate::telemetry::metrics::ComponentMetrics;
@@ -50,13 +53,15 @@ impl StreamLines {
 pub struct TeeInput {
     spool: Arc<Spool>,
     max_line_bytes: usize,
+    multiline: Option<Multiline>,
 }
 
 impl TeeInput {
-    pub fn new(spool: Arc<Spool>, max_line_bytes: usize) -> TeeInput {
+    pub fn new(spool: Arc<Spool>, max_line_bytes: usize, multiline: Option<Multiline>) -> TeeInput {
         TeeInput {
             spool,
             max_line_bytes,
+            multiline,
         }
     }
 }
@@ -66,7 +71,7 @@ impl Input for TeeInput {
         Box::pin(async move {
             let handle = std::thread::Builder::new()
                 .name("trawl-tee".into())
-                .spawn(move || ship(&self.spool, self.max_line_bytes, &ctx))?;
+                .spawn(move || ship(&self.spool, self.max_line_bytes, self.multiline, &ctx))?;
             tokio::task::spawn_blocking(move || handle.join())
                 .await?
                 .map_err(|_| anyhow::anyhow!("tee shipper thread panicked"))
@@ -74,15 +79,14 @@ impl Input for TeeInput {
     }
 }
 
-fn line_event(
+fn to_line(
     ctx: &InputContext,
-    now: chrono::DateTime<Utc>,
     kind: StreamKind,
     line: &[u8],
     info: LineInfo,
     logged: &mut bool,
-) -> Event {
-    let message = super::lines::to_text(line).unwrap_or_else(|replaced| {
+) -> Line {
+    let text = super::lines::to_text(line).unwrap_or_else(|replaced| {
         ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
         if !*logged {
             *logged = true;
@@ -90,17 +94,70 @@ fn line_event(
         }
         replaced
     });
-    let mut e = Event::from_message(ctx.name.clone(), now, message);
-    e.fields.insert("stream", Value::from(kind.as_str()));
-    if info.truncated {
-        e.insert("log.flags", Value::Array(vec![Value::from("truncated")]));
+    Line {
+        text,
+        start: info.start,
+        end: info.end,
+        truncated: info.truncated,
+        stream: Some(kind.as_str()),
+        ..Line::default()
+    }
+}
+
+fn line_event(ctx: &InputContext, now: chrono::DateTime<Utc>, line: Line) -> Event {
+    let flags = multiline::flags(&line);
+    let mut e = Event::from_message(ctx.name.clone(), now, line.text);
+    if let Some(stream) = line.stream {
+        e.fields.insert("stream", Value::from(stream));
+    }
+    if let Some(flags) = flags {
+        e.insert("log.flags", flags);
     }
     e
 }
 
+/// One joiner per stream, or none.
+struct Joiners {
+    stdout: Option<Multiline>,
+    stderr: Option<Multiline>,
+}
+
+impl Joiners {
+    fn new(multiline: Option<Multiline>) -> Joiners {
+        Joiners {
+            stderr: multiline.clone(),
+            stdout: multiline,
+        }
+    }
+
+    fn push(&mut self, kind: StreamKind, line: Line, out: &mut dyn FnMut(Line)) {
+        let joiner = match kind {
+            StreamKind::Stdout => &mut self.stdout,
+            StreamKind::Stderr => &mut self.stderr,
+        };
+        match joiner {
+            Some(m) => m.push(line, std::time::Instant::now(), out),
+            None => out(line),
+        }
+    }
+
+    /// Sends the events whose timeout passed (`all`: every event being joined, at the end).
+    fn flush(&mut self, all: bool, out: &mut dyn FnMut(Line)) {
+        let now = std::time::Instant::now();
+        for m in [&mut self.stdout, &mut self.stderr].into_iter().flatten() {
+            if all {
+                m.flush(out);
+            } else {
+                m.flush_if_due(now, out);
+            }
+        }
+    }
+}
+
 /// Takes chunks from the spool until the child's output ends, emitting line events.
-fn ship(spool: &Spool, max_line: usize, ctx: &InputContext) {
+fn ship(spool: &Spool, max_line: usize, multiline: Option<Multiline>, ctx: &InputContext) {
     let mut lines = StreamLines::new(max_line);
+    let mut joiners = Joiners::new(multiline);
     let mut events: Vec<Event> = Vec::with_capacity(ctx.batch_size);
     let mut logged = false;
     let flush = |events: &mut Vec<Event>| -> bool {
@@ -118,7 +175,10 @@ fn ship(spool: &Spool, max_line: usize, ctx: &InputContext) {
                 let now = Utc::now();
                 let mut closed = false;
                 lines.push(&chunk, &mut |kind, l, i| {
-                    events.push(line_event(ctx, now, kind, l, i, &mut logged));
+                    let line = to_line(ctx, kind, l, i, &mut logged);
+                    joiners.push(kind, line, &mut |line| {
+                        events.push(line_event(ctx, now, line))
+                    });
                     if events.len() >= ctx.batch_size && !flush(&mut events) {
                         closed = true;
                     }
@@ -134,11 +194,22 @@ fn ship(spool: &Spool, max_line: usize, ctx: &InputContext) {
             }
             Pop::Closed => break,
         }
+        // Checked after every chunk too: stdout may keep flowing while a trace on stderr
+        // waits for its end.
+        joiners.flush(false, &mut |line| {
+            events.push(line_event(ctx, Utc::now(), line))
+        });
         if spool.queued_bytes() == 0 && !flush(&mut events) {
             return;
         }
     }
     let now = Utc::now();
-    lines.finish(&mut |kind, l, i| events.push(line_event(ctx, now, kind, l, i, &mut logged)));
+    lines.finish(&mut |kind, l, i| {
+        let line = to_line(ctx, kind, l, i, &mut logged);
+        joiners.push(kind, line, &mut |line| {
+            events.push(line_event(ctx, now, line))
+        });
+    });
+    joiners.flush(true, &mut |line| events.push(line_event(ctx, now, line)));
     flush(&mut events);
 }

@@ -1,8 +1,9 @@
 //! Multiline: joins the lines of one logical event (a stack trace) as Filebeat does, with
 //! `pattern`, `negate` and `match: after|before`, caps on lines and bytes, and a timeout that
-//! flushes an event whose end never comes. Presets cover Java, Python and Go traces.
+//! flushes an event whose end never comes. Presets cover Java, Python and Go traces. Shared by
+//! every line input (file, stdin, socket, tee); each keeps one joiner per source.
 
-use super::reader::Line;
+pub use super::file::reader::Line;
 use crate::config::{ByteSize, DeError, Duration, Mark};
 use regex::Regex;
 use serde::Deserialize;
@@ -128,7 +129,7 @@ struct Pending {
     last: Instant,
 }
 
-/// The joining state of one file.
+/// The joining state of one source (a file, a connection, a stream).
 pub struct Multiline {
     re: Regex,
     negate: bool,
@@ -237,6 +238,37 @@ impl Multiline {
     pub fn deadline(&self) -> Option<Instant> {
         self.pending.as_ref().map(|p| p.last + self.timeout)
     }
+}
+
+/// Compiles an input's `multiline:` key, if set, with errors pointing at it in the file.
+pub fn for_input(
+    config: Option<&Config>,
+    spec: &crate::config::ComponentSpec,
+) -> Result<Option<Multiline>, DeError> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let mark = spec
+        .node
+        .get("multiline")
+        .map(|n| n.mark)
+        .or(Some(spec.mark));
+    config
+        .compile(mark, &format!("{}.multiline", spec.path))
+        .map(Some)
+}
+
+/// `log.flags` for a line: `multiline` when joined, `truncated` when cut (as the file input).
+pub fn flags(line: &Line) -> Option<crate::event::Value> {
+    use crate::event::Value;
+    let mut flags = Vec::new();
+    if line.multiline {
+        flags.push(Value::from("multiline"));
+    }
+    if line.truncated {
+        flags.push(Value::from("truncated"));
+    }
+    (!flags.is_empty()).then_some(Value::Array(flags))
 }
 
 /// Cuts a string to at most `max` bytes on a character boundary.
