@@ -110,6 +110,7 @@ pub(super) async fn apply(
         .map(|i| {
             let stand_in = inputs::stdin::Stdin::new(inputs::stdin::Config {
                 max_line_bytes: crate::config::ByteSize(1 << 20),
+                multiline: None,
             });
             (
                 i.name.to_string(),
