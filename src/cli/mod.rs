@@ -266,6 +266,9 @@ pub fn run_pipeline_with(
         }
     };
     let code = runtime.block_on(async move {
+        pipeline
+            .registry
+            .set_output_failure_threshold(http.health.output_failure_threshold.std());
         if http.enabled {
             if let Err(e) = server::serve(
                 &http.address,
