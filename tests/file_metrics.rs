@@ -76,7 +76,7 @@ fn open_waiting_and_lag_gauges_follow_delivery() {
         || {
             one(&http, "trawl_file_open_files") == Some(1.0)
                 && one(&http, "trawl_file_waiting_files") == Some(1.0)
-                && one(&http, "trawl_file_lag_bytes_total") == Some(size)
+                && one(&http, "trawl_file_lag_total_bytes") == Some(size)
         },
     );
     let lags = samples(&http, "trawl_file_lag_bytes");
@@ -93,7 +93,7 @@ fn open_waiting_and_lag_gauges_follow_delivery() {
         "both files delivered and no lag left",
         || {
             es.with(|s| s.docs.len()) >= 100
-                && one(&http, "trawl_file_lag_bytes_total") == Some(0.0)
+                && one(&http, "trawl_file_lag_total_bytes") == Some(0.0)
                 && one(&http, "trawl_file_waiting_files") == Some(0.0)
         },
     );

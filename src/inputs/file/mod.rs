@@ -118,7 +118,7 @@ pub struct Config {
     #[serde(default = "default_max_open")]
     pub max_open_files: usize,
     /// Most files given their own `trawl_file_lag_bytes` series (those with the largest lags);
-    /// `trawl_file_lag_bytes_total` sums every file.
+    /// `trawl_file_lag_total_bytes` sums every file.
     #[serde(default = "default_lag_metric_files")]
     pub lag_metric_files: usize,
     /// How often acknowledged offsets are written to the registry.

@@ -63,7 +63,7 @@ impl Collector for FileStats {
         let total: u64 = s.lags.iter().map(|(_, l)| l).sum();
         let _ = writeln!(
             out,
-            "# HELP trawl_file_lag_bytes_total Bytes of every followed file not yet delivered (size minus committed offset).\n# TYPE trawl_file_lag_bytes_total gauge\ntrawl_file_lag_bytes_total{{component=\"{c}\"}} {total}"
+            "# HELP trawl_file_lag_total_bytes Bytes of every followed file not yet delivered (size minus committed offset).\n# TYPE trawl_file_lag_total_bytes gauge\ntrawl_file_lag_total_bytes{{component=\"{c}\"}} {total}"
         );
         let _ = writeln!(
             out,
@@ -100,7 +100,7 @@ mod tests {
         assert!(out.contains("trawl_file_lag_bytes{component=\"logs\",path=\"/b\"} 300"));
         assert!(out.contains("trawl_file_lag_bytes{component=\"logs\",path=\"/c\"} 20"));
         assert!(!out.contains("path=\"/a\""), "{out}");
-        assert!(out.contains("trawl_file_lag_bytes_total{component=\"logs\"} 330"));
+        assert!(out.contains("trawl_file_lag_total_bytes{component=\"logs\"} 330"));
         assert!(out.contains("trawl_file_open_files{component=\"logs\"} 3"));
         assert!(out.contains("trawl_file_waiting_files{component=\"logs\"} 1"));
     }
