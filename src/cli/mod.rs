@@ -330,6 +330,9 @@ fn run_inner(
         }
     };
     let code = runtime.block_on(async move {
+        pipeline
+            .registry
+            .set_output_failure_threshold(http.health.output_failure_threshold.std());
         if http.enabled {
             if let Err(e) = server::serve(
                 &http.address,

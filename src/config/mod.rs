@@ -128,6 +128,30 @@ pub struct HttpConfig {
     /// `/api/graph` describe the node's traffic).
     #[serde(default)]
     pub bearer_token: Option<String>,
+    /// When `/health` stops answering 200.
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// `/health` answers 503 once an output has failed every attempt for this long (a down
+    /// cluster or broker, refused credentials); 200 again as soon as it delivers.
+    #[serde(default = "default_output_failure_threshold")]
+    pub output_failure_threshold: Duration,
+}
+
+fn default_output_failure_threshold() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            output_failure_threshold: default_output_failure_threshold(),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -144,6 +168,7 @@ impl Default for HttpConfig {
             enabled: true,
             address: default_http_address(),
             bearer_token: None,
+            health: HealthConfig::default(),
         }
     }
 }

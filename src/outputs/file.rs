@@ -189,6 +189,10 @@ impl Output for FileOutput {
                         // a back-off), the file is cut back to its last whole line, and the
                         // output keeps taking batches, /health 503 until a write works again.
                         ComponentMetrics::add(&ctx.metrics.events_failed, n);
+                        // Its input sends it again: a retry, as an ES or Kafka output's are.
+                        ComponentMetrics::add(&ctx.metrics.retries, 1);
+                        ctx.metrics
+                            .attempt_failed(&format!("writing {}: {e}", path.display()));
                         batch.ack.failed();
                         if let Err(r) = file.roll_back() {
                             ctx.metrics.set_failed(format!("writing {}: {e}; cannot cut it back to its last whole line: {r}", path.display()));
@@ -212,6 +216,7 @@ impl Output for FileOutput {
                         tracing::info!(output = %ctx.name, path = %path.display(), "writing works again");
                         ctx.metrics.clear_failed();
                     }
+                    ctx.metrics.delivering();
                     ComponentMetrics::add(&ctx.metrics.events_out, n);
                     ComponentMetrics::add(&ctx.metrics.bytes_out, bytes);
                     batch.ack.delivered();

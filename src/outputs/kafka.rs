@@ -364,11 +364,15 @@ impl ClientContext for Reports {
                 self.metrics.set_failed(format!(
                     "kafka: the broker refuses the connection: {reason}"
                 ));
+                self.metrics
+                    .attempt_failed(&format!("the broker refuses the connection: {reason}"));
             }
             Some(RDKafkaErrorCode::AllBrokersDown) => {
                 if !self.down.swap(true, Ordering::Relaxed) {
                     tracing::warn!(output = %self.output, reason, "no Kafka broker reachable; messages wait in the bounded queue and are retried");
                 }
+                self.metrics
+                    .attempt_failed(&format!("no Kafka broker reachable: {reason}"));
             }
             _ => tracing::debug!(output = %self.output, %error, reason, "librdkafka error"),
         }
@@ -387,6 +391,7 @@ impl ProducerContext for Reports {
                 if self.refused.swap(false, Ordering::Relaxed) {
                     self.metrics.clear_failed();
                 }
+                self.metrics.delivering();
                 ComponentMetrics::add(&self.metrics.events_out, 1);
             }
             Err((error, msg)) => match error.rdkafka_error_code() {
@@ -406,7 +411,11 @@ impl ProducerContext for Reports {
                 }
                 // Purged at shutdown, timed out, or a fatal producer error: not delivered, and
                 // not refused for what the message is either: the input must send it again.
-                _ => batch.failed.store(true, Ordering::Relaxed),
+                _ => {
+                    self.metrics.attempt_failed(&error.to_string());
+                    ComponentMetrics::add(&self.metrics.retries, 1);
+                    batch.failed.store(true, Ordering::Relaxed);
+                }
             },
         }
         self.room.notify_one();

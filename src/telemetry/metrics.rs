@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ComponentKind {
@@ -43,7 +44,17 @@ pub struct ComponentMetrics {
     pub ack_pending: AtomicI64,
     /// Invalid UTF-8 sequences replaced, malformed records skipped and the like.
     pub errors: AtomicU64,
+    /// Outputs: requests, batches or items sent again after a failure.
+    pub retries: AtomicU64,
+    /// Outputs with a buffer: events held in it (memory buffers).
+    pub buffer_events: AtomicI64,
+    /// Outputs with a buffer: bytes held in it (disk buffers: unacknowledged bytes on disk).
+    pub buffer_bytes: AtomicI64,
+    /// The buffer's limit: `max_events` for memory, `max_size` in bytes for disk; 0 without one.
+    pub buffer_limit: AtomicI64,
     failure: Mutex<Option<String>>,
+    /// Outputs: since when every attempt failed, and the last reason; `None` while delivering.
+    failing: Mutex<Option<(SystemTime, String)>>,
 }
 
 impl ComponentMetrics {
@@ -61,7 +72,12 @@ impl ComponentMetrics {
             queue_depth: AtomicI64::new(0),
             ack_pending: AtomicI64::new(0),
             errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            buffer_events: AtomicI64::new(0),
+            buffer_bytes: AtomicI64::new(0),
+            buffer_limit: AtomicI64::new(0),
             failure: Mutex::new(None),
+            failing: Mutex::new(None),
         }
     }
 
@@ -85,7 +101,41 @@ impl ComponentMetrics {
     pub fn failure(&self) -> Option<String> {
         self.failure.lock().ok().and_then(|f| f.clone())
     }
+
+    /// An output's attempt failed: it counts as failing from the first such failure until
+    /// `delivering` is called. `/health` turns 503 once this lasts past the threshold.
+    pub fn attempt_failed(&self, why: &str) {
+        if let Ok(mut f) = self.failing.lock() {
+            match &mut *f {
+                Some((_, reason)) => why.clone_into(reason),
+                None => *f = Some((SystemTime::now(), why.to_owned())),
+            }
+        }
+    }
+
+    /// An output delivered something: it is no longer failing.
+    pub fn delivering(&self) {
+        if let Ok(mut f) = self.failing.lock() {
+            *f = None;
+        }
+    }
+
+    /// Since when every attempt failed, with the last reason.
+    pub fn failing_since(&self) -> Option<(SystemTime, String)> {
+        self.failing.lock().ok().and_then(|f| f.clone())
+    }
 }
+
+/// An output that failed every attempt for longer than the health threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailingOutput {
+    pub name: String,
+    pub since: SystemTime,
+    pub reason: String,
+}
+
+/// How long an output may fail every attempt before `/health` answers 503, unless configured.
+pub const DEFAULT_OUTPUT_FAILURE_THRESHOLD: Duration = Duration::from_secs(300);
 
 /// Something that renders extra metric families (already in Prometheus text format).
 pub trait Collector: Send + Sync {
@@ -102,6 +152,8 @@ pub trait Collector: Send + Sync {
 #[derive(Default)]
 pub struct Registry {
     components: Mutex<Vec<Arc<ComponentMetrics>>>,
+    /// `http.health.output_failure_threshold`, in milliseconds (0: the default, 5 minutes).
+    output_failure_threshold_ms: AtomicU64,
     collectors: Mutex<Vec<Arc<dyn Collector>>>,
 }
 
@@ -121,6 +173,36 @@ impl Registry {
             c.push(m.clone());
         }
         m
+    }
+
+    pub fn set_output_failure_threshold(&self, d: Duration) {
+        self.output_failure_threshold_ms
+            .store(d.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    fn output_failure_threshold(&self) -> Duration {
+        match self.output_failure_threshold_ms.load(Ordering::Relaxed) {
+            0 => DEFAULT_OUTPUT_FAILURE_THRESHOLD,
+            ms => Duration::from_millis(ms),
+        }
+    }
+
+    /// Outputs whose every attempt failed for longer than the threshold, as of `now`.
+    pub fn failing_outputs(&self, now: SystemTime) -> Vec<FailingOutput> {
+        let threshold = self.output_failure_threshold();
+        self.components()
+            .iter()
+            .filter(|c| c.kind == ComponentKind::Output)
+            .filter_map(|c| {
+                let (since, reason) = c.failing_since()?;
+                let long = now.duration_since(since).unwrap_or_default() >= threshold;
+                long.then(|| FailingOutput {
+                    name: c.name.to_string(),
+                    since,
+                    reason,
+                })
+            })
+            .collect()
     }
 
     pub fn register(&self, c: Arc<dyn Collector>) {
@@ -238,6 +320,46 @@ impl Registry {
                     out,
                     "{name}{{component_kind=\"{}\",component=\"{}\",component_type=\"{}\"}} {}",
                     c.kind.as_str(),
+                    escape_label(&c.name),
+                    c.type_name,
+                    get(c).max(0)
+                );
+            }
+        }
+        type OutputFamily = (&'static str, &'static str, &'static str, Getter);
+        let output_families: [OutputFamily; 4] = [
+            (
+                "trawl_output_retries_total",
+                "counter",
+                "Requests, batches or items the output sent again after a failure.",
+                |c| c.retries.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "trawl_buffer_events",
+                "gauge",
+                "Events held in the output's buffer (memory buffers).",
+                |c| c.buffer_events.load(Ordering::Relaxed),
+            ),
+            (
+                "trawl_buffer_bytes",
+                "gauge",
+                "Bytes held in the output's buffer (disk buffers: unacknowledged bytes on disk).",
+                |c| c.buffer_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "trawl_buffer_limit",
+                "gauge",
+                "The buffer's limit: max_events (memory) or max_size in bytes (disk).",
+                |c| c.buffer_limit.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, get) in output_families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for c in comps.iter().filter(|c| c.kind == ComponentKind::Output) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{component=\"{}\",component_type=\"{}\"}} {}",
                     escape_label(&c.name),
                     c.type_name,
                     get(c).max(0)

@@ -348,7 +348,8 @@ fn route(method: &str, target: &str, registry: &Registry, endpoints: &Endpoints)
         },
         "/health" => {
             let failures = registry.failures();
-            if failures.is_empty() {
+            let failing = registry.failing_outputs(std::time::SystemTime::now());
+            if failures.is_empty() && failing.is_empty() {
                 Response {
                     status: 200,
                     content_type: "application/json",
@@ -360,7 +361,15 @@ fn route(method: &str, target: &str, registry: &Registry, endpoints: &Endpoints)
                     content_type: "application/json",
                     body: format!(
                         "{}\n",
-                        serde_json::json!({"status": "failed", "failed": failures})
+                        serde_json::json!({
+                            "status": "failed",
+                            "failed": failures,
+                            "failing_outputs": failing.iter().map(|f| serde_json::json!({
+                                "output": f.name,
+                                "failing_since": rfc3339(f.since),
+                                "last_error": f.reason,
+                            })).collect::<Vec<_>>(),
+                        })
                     ),
                 }
             }
@@ -374,6 +383,17 @@ fn route(method: &str, target: &str, registry: &Registry, endpoints: &Endpoints)
             },
         },
     }
+}
+
+/// `since` as an RFC 3339 UTC timestamp (second precision), what people paste into queries.
+fn rfc3339(since: std::time::SystemTime) -> String {
+    let secs = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

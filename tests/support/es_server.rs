@@ -94,7 +94,12 @@ pub struct EsServer {
 
 impl EsServer {
     pub fn start() -> EsServer {
-        EsServer::start_with(None)
+        EsServer::start_with(None, "127.0.0.1:0")
+    }
+
+    /// Serves on `addr` (a port trawl was already pointed at while nothing listened there).
+    pub fn start_on(addr: &str) -> EsServer {
+        EsServer::start_with(None, addr)
     }
 
     /// Serves HTTPS with the certificate chain and key (PEM files).
@@ -113,10 +118,13 @@ impl EsServer {
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .unwrap();
-        EsServer::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+        EsServer::start_with(
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+            "127.0.0.1:0",
+        )
     }
 
-    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> EsServer {
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>, addr: &str) -> EsServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -126,7 +134,7 @@ impl EsServer {
             rng: 0x2545F4914F6CDD1D,
             ..Default::default()
         }));
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = runtime.block_on(TcpListener::bind(addr)).unwrap();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let st = state.clone();

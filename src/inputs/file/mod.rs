@@ -28,6 +28,7 @@
 //! - `batcher`: events and the offsets each batch reaches.
 //! - `retry`: failed batches: back-off and reading again.
 //! - `registry`: the offsets on disk.
+//! - `stats`: open, waiting and lag gauges on `/metrics`.
 
 mod batcher;
 pub mod container;
@@ -37,6 +38,7 @@ pub use super::multiline;
 pub mod reader;
 pub mod registry;
 mod retry;
+mod stats;
 mod tailer;
 
 use super::{BoxFuture, BuildContext, Input, InputContext};
@@ -116,6 +118,10 @@ pub struct Config {
     /// Most files open at once; more wait for a free slot.
     #[serde(default = "default_max_open")]
     pub max_open_files: usize,
+    /// Most files given their own `trawl_file_lag_bytes` series (those with the largest lags);
+    /// `trawl_file_lag_total_bytes` sums every file.
+    #[serde(default = "default_lag_metric_files")]
+    pub lag_metric_files: usize,
     /// How often acknowledged offsets are written to the registry.
     #[serde(default = "default_registry_flush")]
     pub registry_flush: Duration,
@@ -160,6 +166,9 @@ fn default_close_removed() -> Duration {
 fn default_max_open() -> usize {
     1024
 }
+fn default_lag_metric_files() -> usize {
+    100
+}
 fn default_registry_flush() -> Duration {
     Duration::from_secs(1)
 }
@@ -172,6 +181,7 @@ pub struct FileInput {
     exclude: Vec<glob::Pattern>,
     multiline: Option<multiline::Multiline>,
     registry_path: PathBuf,
+    stats: Arc<stats::FileStats>,
 }
 
 /// Builds the input from its spec (called by `inputs::build`).
@@ -221,6 +231,8 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<FileInput, DeEr
         Some(m) => Some(m.compile(mark_of("multiline"), &format!("{}.multiline", spec.path))?),
         None => None,
     };
+    let stats = Arc::new(stats::FileStats::new(&spec.name, config.lag_metric_files));
+    ctx.registry.register(stats.clone());
     Ok(FileInput {
         config,
         exclude,
@@ -229,6 +241,7 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<FileInput, DeEr
             .data_dir
             .join("registry")
             .join(registry_file_name(&spec.name)),
+        stats,
     })
 }
 
@@ -278,6 +291,8 @@ fn adopt_legacy_registry(name: &str, path: &Path) {
 /// What the reading thread and the acknowledgement task share.
 pub(crate) struct Shared {
     pub registry: Mutex<Registry>,
+    /// The gauges the reading thread refreshes.
+    pub stats: Arc<stats::FileStats>,
     pub in_flight: Mutex<InFlight>,
     /// Signalled when acknowledgements free room in `in_flight`.
     pub room: Condvar,
@@ -340,6 +355,7 @@ impl Input for FileInput {
                 exclude,
                 multiline,
                 registry_path,
+                stats,
             } = *self;
             adopt_legacy_registry(&ctx.name, &registry_path);
             registry::check_writable(&registry_path).map_err(|e| {
@@ -362,6 +378,7 @@ impl Input for FileInput {
                 write_lock: Mutex::new(()),
                 rewinds: Mutex::new(Vec::new()),
                 scanned: AtomicBool::new(false),
+                stats,
             });
             let metrics = ctx.metrics.clone();
             let flush_every = config

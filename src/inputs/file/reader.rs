@@ -302,6 +302,14 @@ impl Tail {
         self.file.is_some()
     }
 
+    /// The file's current size: of the open file, else of what is at its path now.
+    pub fn size(&self) -> Option<u64> {
+        match &self.file {
+            Some(f) => f.metadata().ok().map(|m| m.len()),
+            None => std::fs::metadata(&self.path).ok().map(|m| m.len()),
+        }
+    }
+
     /// True when the open file still has a name (link count above 0): closed, it could be
     /// opened again. A file deleted since the last scan must stay open.
     pub fn still_linked(&self) -> bool {

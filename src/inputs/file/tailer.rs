@@ -65,6 +65,8 @@ struct Tailer {
     waiting: usize,
     /// `max_open_files` was reached (said once per run).
     limit_logged: bool,
+    /// When the `/metrics` gauges were last refreshed.
+    stats_at: Option<Instant>,
 }
 
 pub(super) fn run(
@@ -122,6 +124,7 @@ pub(super) fn run(
         unsaved: false,
         waiting: 0,
         limit_logged: false,
+        stats_at: None,
     };
     let mut generation = 0;
     loop {
@@ -141,6 +144,7 @@ pub(super) fn run(
             Err(Closed) => return Ok(()),
         };
         let now = Instant::now();
+        t.publish_stats(now);
         let keys: Vec<FileKey> = t.tails.keys().copied().collect();
         for key in keys {
             if let Some(tail) = t.tails.get_mut(&key) {
@@ -209,6 +213,39 @@ impl Tailer {
                 .in_flight
                 .lock()
                 .is_ok_and(|f| f.batches.is_empty())
+    }
+
+    /// Refreshes the gauges on `/metrics` (once a second: a size per followed file is a
+    /// system call each).
+    fn publish_stats(&mut self, now: Instant) {
+        if self
+            .stats_at
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.stats_at = Some(now);
+        let lags = match self.shared.registry.lock() {
+            Ok(r) => self
+                .tails
+                .iter()
+                .filter_map(|(key, tail)| {
+                    let committed = r
+                        .get(key)
+                        .filter(|e| e.stream == tail.meta.stream)
+                        .map(|e| e.offset)
+                        .unwrap_or(0);
+                    let size = tail.size()?;
+                    Some((tail.path.clone(), size.saturating_sub(committed)))
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        self.shared.stats.publish(super::stats::Snapshot {
+            open_files: self.open_count(),
+            waiting_files: self.waiting,
+            lags,
+        });
     }
 
     fn open_count(&self) -> usize {

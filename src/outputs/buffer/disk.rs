@@ -168,6 +168,12 @@ pub fn start(
         written: Condvar::new(),
         freed: Condvar::new(),
     });
+    metrics
+        .buffer_limit
+        .store(config.max_size.bytes() as i64, Ordering::Relaxed);
+    metrics
+        .buffer_bytes
+        .store(unacked as i64, Ordering::Relaxed);
     let segment_size = (config.max_size.bytes() / 8).clamp(1 << 20, 64 << 20);
     let writer = Writer {
         shared: shared.clone(),
@@ -369,6 +375,9 @@ impl Writer {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.write.off += n;
             st.unacked += n;
+            self.metrics
+                .buffer_bytes
+                .store(st.unacked as i64, Ordering::Relaxed);
             st.write.off >= self.segment_size
         };
         self.shared.written.notify_all();
@@ -646,6 +655,9 @@ impl Reader {
         if freed > 0 {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.unacked = st.unacked.saturating_sub(freed);
+            self.metrics
+                .buffer_bytes
+                .store(st.unacked as i64, Ordering::Relaxed);
             drop(st);
             self.shared.freed.notify_all();
         }

@@ -40,7 +40,11 @@ pub fn start(
         filled: Notify::new(),
         drained: Notify::new(),
     });
+    metrics
+        .buffer_limit
+        .store(max_events as i64, Ordering::Relaxed);
     let s = shared.clone();
+    let gauge = metrics.clone();
     tokio::spawn(async move {
         let mut logged = false;
         while let Some(batch) = upstream.recv().await {
@@ -56,6 +60,9 @@ pub fn start(
                     if let Ok(mut q) = s.queue.lock() {
                         q.events += n;
                         q.batches.push_back(batch);
+                        metrics
+                            .buffer_events
+                            .store(q.events as i64, Ordering::Relaxed);
                     }
                     s.filled.notify_one();
                     break;
@@ -86,6 +93,9 @@ pub fn start(
                 let b = q.batches.pop_front();
                 if let Some(b) = &b {
                     q.events -= b.len();
+                    gauge
+                        .buffer_events
+                        .store(q.events as i64, Ordering::Relaxed);
                 }
                 match b {
                     Some(b) => Some(Some(b)),

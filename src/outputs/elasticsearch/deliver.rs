@@ -53,6 +53,10 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
                     .await;
                     break;
                 }
+                shared
+                    .metrics
+                    .attempt_failed("the index template could not be installed");
+                ComponentMetrics::add(&shared.metrics.retries, 1);
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
@@ -123,6 +127,7 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
         let max = shared.retry.max_attempts;
         if max > 0 && backoff.attempts() + 1 >= max {
             let rest: Vec<Item> = sending.into_iter().chain(todo.drain(..)).collect();
+            shared.metrics.attempt_failed(&failure);
             give_up(shared, rest, &failure, max).await;
             break;
         }
@@ -222,6 +227,7 @@ fn settle(
     if let Some((status, reason)) = first_retry {
         tracing::debug!(items = again.len(), status, %reason, "items Elasticsearch could not take now go in a later request");
     }
+    ComponentMetrics::add(&shared.metrics.retries, again.len() as u64);
     shared.queue_retries(again);
 }
 
@@ -287,6 +293,8 @@ async fn dead_letter(shared: &Shared, refused: Vec<Refused>) {
 }
 
 fn outage(shared: &Shared, what: &str) {
+    shared.metrics.attempt_failed(what);
+    ComponentMetrics::add(&shared.metrics.retries, 1);
     if !shared.failing.swap(true, Ordering::Relaxed) {
         tracing::warn!(error = %what, "Elasticsearch is not taking requests; retrying with backoff (logged once until it recovers)");
     } else {
@@ -295,6 +303,7 @@ fn outage(shared: &Shared, what: &str) {
 }
 
 fn recovered(shared: &Shared) {
+    shared.metrics.delivering();
     if shared.failing.swap(false, Ordering::Relaxed) {
         tracing::info!("Elasticsearch takes requests again");
     }

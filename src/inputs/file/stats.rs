@@ -1,0 +1,107 @@
+//! The file input's own gauges on `/metrics`: open files, files waiting for a `max_open_files`
+//! slot, and how far delivery is behind each file (size − committed offset), refreshed by the
+//! reading thread and rendered at each scrape.
+
+use crate::telemetry::metrics::{escape_label, Collector};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// What the reading thread saw last.
+#[derive(Default)]
+pub struct Snapshot {
+    pub open_files: usize,
+    pub waiting_files: usize,
+    /// Bytes not yet delivered, per followed file.
+    pub lags: Vec<(PathBuf, u64)>,
+}
+
+pub struct FileStats {
+    input: String,
+    /// Most files given their own `trawl_file_lag_bytes` series (the largest lags): a node
+    /// with thousands of log files must not make thousands of series.
+    max_lag_series: usize,
+    snapshot: Mutex<Snapshot>,
+}
+
+impl FileStats {
+    pub fn new(input: &str, max_lag_series: usize) -> FileStats {
+        FileStats {
+            input: escape_label(input),
+            max_lag_series,
+            snapshot: Mutex::new(Snapshot::default()),
+        }
+    }
+
+    pub fn publish(&self, mut snapshot: Snapshot) {
+        // Largest lags first, then by path so equal lags keep a stable series set.
+        snapshot
+            .lags
+            .sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        if let Ok(mut s) = self.snapshot.lock() {
+            *s = snapshot;
+        }
+    }
+}
+
+impl Collector for FileStats {
+    fn render(&self, out: &mut String) {
+        let Ok(s) = self.snapshot.lock() else {
+            return;
+        };
+        let c = &self.input;
+        let _ = writeln!(
+            out,
+            "# HELP trawl_file_open_files Files the file input holds open.\n# TYPE trawl_file_open_files gauge\ntrawl_file_open_files{{component=\"{c}\"}} {}",
+            s.open_files
+        );
+        let _ = writeln!(
+            out,
+            "# HELP trawl_file_waiting_files Files found that wait for a max_open_files slot.\n# TYPE trawl_file_waiting_files gauge\ntrawl_file_waiting_files{{component=\"{c}\"}} {}",
+            s.waiting_files
+        );
+        let total: u64 = s.lags.iter().map(|(_, l)| l).sum();
+        let _ = writeln!(
+            out,
+            "# HELP trawl_file_lag_total_bytes Bytes of every followed file not yet delivered (size minus committed offset).\n# TYPE trawl_file_lag_total_bytes gauge\ntrawl_file_lag_total_bytes{{component=\"{c}\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP trawl_file_lag_bytes Bytes of a file not yet delivered (size minus committed offset), for the files with the largest lags.\n# TYPE trawl_file_lag_bytes gauge"
+        );
+        for (path, lag) in s.lags.iter().take(self.max_lag_series) {
+            let _ = writeln!(
+                out,
+                "trawl_file_lag_bytes{{component=\"{c}\",path=\"{}\"}} {lag}",
+                escape_label(&path.to_string_lossy())
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_largest_lags_get_a_series_and_the_total_counts_all() {
+        let stats = FileStats::new("logs", 2);
+        stats.publish(Snapshot {
+            open_files: 3,
+            waiting_files: 1,
+            lags: vec![
+                (PathBuf::from("/a"), 10),
+                (PathBuf::from("/b"), 300),
+                (PathBuf::from("/c"), 20),
+            ],
+        });
+        let mut out = String::new();
+        stats.render(&mut out);
+        assert!(out.contains("trawl_file_lag_bytes{component=\"logs\",path=\"/b\"} 300"));
+        assert!(out.contains("trawl_file_lag_bytes{component=\"logs\",path=\"/c\"} 20"));
+        assert!(!out.contains("path=\"/a\""), "{out}");
+        assert!(out.contains("trawl_file_lag_total_bytes{component=\"logs\"} 330"));
+        assert!(out.contains("trawl_file_open_files{component=\"logs\"} 3"));
+        assert!(out.contains("trawl_file_waiting_files{component=\"logs\"} 1"));
+    }
+}
