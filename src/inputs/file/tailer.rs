@@ -28,6 +28,8 @@ const COPY_WAIT: Duration = Duration::from_secs(5);
 /// The content a truncated file had: a file appearing with these first bytes is its copy
 /// (copytruncate) and continues where reading stopped.
 struct Truncated {
+    /// The truncated file itself, which is never its own copy.
+    key: FileKey,
     fp: Fingerprint,
     position: u64,
     committed: u64,
@@ -67,6 +69,8 @@ struct Tailer {
     limit_logged: bool,
     /// When the `/metrics` gauges were last refreshed.
     stats_at: Option<Instant>,
+    /// A file waiting for a slot was put in the registry during this scan: written at its end.
+    waiting_recorded: bool,
 }
 
 pub(super) fn run(
@@ -125,6 +129,7 @@ pub(super) fn run(
         waiting: 0,
         limit_logged: false,
         stats_at: None,
+        waiting_recorded: false,
     };
     let mut generation = 0;
     loop {
@@ -396,11 +401,8 @@ impl Tailer {
         let Some(tail) = self.tails.get_mut(&key) else {
             return Ok(());
         };
-        let Some(file) = tail.file() else {
-            return Ok(());
-        };
-        // The new content's fingerprint grows from what is read of it, starting now.
-        let _ = file;
+        // Also for a closed file (found truncated when reopened, or when its copy appeared):
+        // the new content's fingerprint grows from what is read of it, starting now.
         let fp = Fingerprint::of(&[]);
         tracing::info!(input = %self.ctx.name, path = %tail.path.display(), offset = tail.position(), "file truncated: reading it again from the start");
         let committed = match self.shared.registry.lock() {
@@ -412,6 +414,7 @@ impl Tailer {
             Err(_) => 0,
         };
         self.truncated.push(Truncated {
+            key,
             fp: tail.fp,
             position: tail.line_start(),
             committed,
@@ -578,6 +581,9 @@ impl Tailer {
         let mut seen: HashSet<FileKey> = HashSet::new();
         let mut keep: HashMap<FileKey, (PathBuf, File)> = HashMap::new();
         let wall = now_secs();
+        if first {
+            self.truncated_while_stopped(&current, now);
+        }
         for (path, key) in &current {
             if !seen.insert(*key) || self.ignored.contains(key) {
                 continue;
@@ -670,10 +676,51 @@ impl Tailer {
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         self.record_marks();
+        if std::mem::take(&mut self.waiting_recorded)
+            && super::save_blocking(&self.shared, None).is_err()
+        {
+            // Logged by the writer; the next batch sent tries again.
+            self.unsaved = true;
+        }
         if self.waiting > 0 && !self.limit_logged {
             self.limit_logged = true;
             tracing::warn!(input = %self.ctx.name, max_open_files = self.config.max_open_files, waiting = self.waiting,
                 "max_open_files reached: files wait for a slot; files idle at their end are closed to let them in and reopened when they grow (logged once)");
+        }
+    }
+
+    /// At startup: files the registry knows whose content is no longer what was read of it
+    /// (shorter, other first bytes, other bytes before the offset) were truncated while trawl
+    /// was stopped, maybe by copytruncate: their old content is remembered as truncated before
+    /// any file of this scan is looked at, so that its copy continues the old stream at the
+    /// registry's offset instead of being read again from 0 under a new one.
+    fn truncated_while_stopped(&mut self, current: &[(PathBuf, FileKey)], now: Instant) {
+        let entries: Vec<(PathBuf, Entry)> = match self.shared.registry.lock() {
+            Ok(r) => current
+                .iter()
+                .filter_map(|(p, k)| r.get(k).map(|e| (p.clone(), e.clone())))
+                .collect(),
+            Err(_) => return,
+        };
+        for (path, e) in entries {
+            let Ok(f) = File::open(&path) else { continue };
+            let Ok(md) = f.metadata() else { continue };
+            if FileKey::of(&md) != e.key() || e.offset == 0 {
+                continue;
+            }
+            let truncated = md.len() < e.offset
+                || !e.fingerprint().matches(&f).unwrap_or(true)
+                || !end_mark_matches(&f, e.mark_at, e.mark).unwrap_or(true);
+            if truncated {
+                self.truncated.push(Truncated {
+                    key: e.key(),
+                    fp: e.fingerprint(),
+                    position: e.offset,
+                    committed: e.offset,
+                    stream: e.stream,
+                    at: now,
+                });
+            }
         }
     }
 
@@ -752,11 +799,13 @@ impl Tailer {
         }
         match File::open(path) {
             Ok(f) => {
-                if tail.fp.matches(&f).unwrap_or(false) {
-                    tail.reopen(f);
-                } else {
-                    // Same inode, other content: a new file reused it.
-                    self.tails.remove(&key);
+                let same = tail.fp.matches(&f).unwrap_or(false);
+                tail.reopen(f);
+                if !same {
+                    // Truncated and rewritten while closed (copytruncate of an idle file, or
+                    // one closed while backing off): its old content may reappear as a copy,
+                    // which must continue its stream, not start a new one.
+                    let _ = self.on_truncated(key);
                 }
             }
             Err(e) => self.warn_open(path, &e),
@@ -783,6 +832,7 @@ impl Tailer {
     ) -> Option<File> {
         if self.open_count() >= self.config.max_open_files {
             self.waiting += 1;
+            self.record_waiting(key, path, file.as_ref(), first);
             return file;
         }
         let file = match file {
@@ -804,6 +854,7 @@ impl Tailer {
         };
         let fp = Fingerprint::of(&first_bytes);
         let size = md.len();
+        self.check_closed_originals(&first_bytes);
         let known = self
             .shared
             .registry
@@ -813,7 +864,18 @@ impl Tailer {
         let same_start = known
             .as_ref()
             .filter(|e| e.fingerprint().matches(&file).unwrap_or(false));
-        let (offset, stream, committed) = if let Some(e) = same_start.filter(|e| {
+        // Put in the registry as the copy of a truncated file while it waited for a slot: it
+        // continues where reading of that file stopped, as if it had had a slot at once.
+        let waited_as_copy = known.as_ref().and_then(|e| {
+            self.truncated
+                .iter()
+                .position(|t| t.stream == e.stream && self.copy_of(t, key, &file, size))
+        });
+        let (offset, stream, committed) = if let Some(i) = waited_as_copy {
+            let t = self.truncated.swap_remove(i);
+            let committed = known.as_ref().map_or(t.committed, |e| e.offset);
+            (t.position.max(committed), t.stream, committed)
+        } else if let Some(e) = same_start.filter(|e| {
             e.offset <= size && end_mark_matches(&file, e.mark_at, e.mark).unwrap_or(false)
         }) {
             (e.offset, e.stream, e.offset)
@@ -827,7 +889,7 @@ impl Tailer {
         } else if let Some(i) = self
             .truncated
             .iter()
-            .position(|t| t.position <= size && t.fp.matches(&file).unwrap_or(false))
+            .position(|t| self.copy_of(t, key, &file, size))
         {
             let t = self.truncated.swap_remove(i);
             tracing::info!(input = %self.ctx.name, path = %path.display(), offset = t.position, "copy of a truncated file: continuing where reading stopped");
@@ -886,6 +948,120 @@ impl Tailer {
         tracing::debug!(input = %self.ctx.name, path = %path.display(), offset, "following file");
         self.tails.insert(key, tail);
         None
+    }
+
+    /// Whether `file` (`key`, `size` bytes) holds the content `t` had when it was truncated.
+    fn copy_of(&self, t: &Truncated, key: FileKey, file: &File, size: u64) -> bool {
+        t.key != key && t.position <= size && t.fp.matches(file).unwrap_or(false)
+    }
+
+    /// A new file starts like a followed file that is closed (idle, backing off after a failed
+    /// batch, or sharing slots): that file is looked at now, and if it was truncated since it
+    /// was closed (copytruncate), its truncation is taken so that the copy continues its stream.
+    /// Otherwise the copy would be taken for a new file, read from 0 under another stream id,
+    /// and stored again by Elasticsearch under other `_id`s.
+    fn check_closed_originals(&mut self, first: &[u8]) {
+        let candidates: Vec<FileKey> = self
+            .tails
+            .iter()
+            .filter(|(_, t)| !t.is_open() && starts_with(first, t.prefix()))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in candidates {
+            let Some(tail) = self.tails.get(&key) else {
+                continue;
+            };
+            let Ok(f) = File::open(&tail.path) else {
+                continue;
+            };
+            let Ok(md) = f.metadata() else { continue };
+            if FileKey::of(&md) != key {
+                continue;
+            }
+            let (at, mark) = tail.end_mark().unwrap_or((0, 0));
+            let truncated = md.len() < tail.position()
+                || !tail.fp.matches(&f).unwrap_or(true)
+                || !end_mark_matches(&f, at, mark).unwrap_or(true);
+            if truncated {
+                let _ = self.on_truncated(key);
+            }
+        }
+    }
+
+    /// A file waiting for a slot goes into the registry now (its identity, a stream id, offset
+    /// 0, or its end for `start_at: end` at the very first start), unless it is there already:
+    /// renamed away (kubelet's rotation) and trawl killed before it got a slot, it is resumed at
+    /// the next start only because the registry knows it. The copy of a truncated file is put
+    /// there as continuing that file's stream; a file that may still be such a copy is not put
+    /// there yet. Written to disk at the end of the scan.
+    fn record_waiting(&mut self, key: FileKey, path: &Path, file: Option<&File>, first: bool) {
+        if self.ignored.contains(&key)
+            || self
+                .shared
+                .registry
+                .lock()
+                .map_or(true, |r| r.get(&key).is_some())
+        {
+            return;
+        }
+        let opened;
+        let file = match file {
+            Some(f) => f,
+            None => match File::open(path) {
+                Ok(f) => {
+                    opened = f;
+                    &opened
+                }
+                Err(_) => return,
+            },
+        };
+        let Ok(md) = file.metadata() else { return };
+        if FileKey::of(&md) != key || !md.is_file() {
+            return;
+        }
+        let Ok(first_bytes) = super::identity::read_first(file, self.fp_max) else {
+            return;
+        };
+        let fp = Fingerprint::of(&first_bytes);
+        let size = md.len();
+        self.check_closed_originals(&first_bytes);
+        let (stream, offset) = if let Some(t) = self
+            .truncated
+            .iter()
+            .find(|t| self.copy_of(t, key, file, size))
+        {
+            (t.stream, t.committed)
+        } else {
+            if !matches!(self.may_be_copy(file, &first_bytes, size), CopyCheck::No) {
+                return;
+            }
+            if self.ignored_as_older(&md) {
+                self.ignored.insert(key);
+                return;
+            }
+            let offset = if first && self.first_start && self.config.start_at == StartAt::End {
+                size
+            } else {
+                0
+            };
+            self.salt += 1;
+            (new_stream_id(key, fp, self.salt), offset)
+        };
+        if let Ok(mut r) = self.shared.registry.lock() {
+            r.put(Entry {
+                path: path.display().to_string(),
+                dev: key.dev,
+                ino: key.ino,
+                fp_len: fp.len,
+                fp: fp.hash,
+                stream,
+                offset,
+                last_seen: now_secs(),
+                mark_at: 0,
+                mark: 0,
+            });
+        }
+        self.waiting_recorded = true;
     }
 
     /// Whether a new file could be the copy, maybe still being written, of a followed file
