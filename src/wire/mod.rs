@@ -432,6 +432,7 @@ pub(crate) mod tests {
                 }),
                 http: None,
                 dedup_window: None,
+                decoder: Default::default(),
             };
             let map = Arc::new(ServiceMap::new(10));
             let mut engine = Engine::new(
