@@ -4,14 +4,14 @@
 
 use crate::config::{ByteSize, Duration};
 use crate::inputs::tee::forward;
-use crate::inputs::tee::spool::{Chunk, Spool, SpoolLimits, StreamKind};
+use crate::inputs::tee::passthrough::{copy, install_signal_forwarding, CHILD};
+use crate::inputs::tee::spool::{Spool, SpoolLimits, StreamKind};
 use crate::inputs::tee::TeeInput;
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
@@ -53,148 +53,6 @@ fn parse_size(s: &str) -> Result<ByteSize, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::parse(s)
-}
-
-/// The child's pid for the signal handler (0: none yet).
-static CHILD: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn forward_signal(sig: libc::c_int) {
-    let pid = CHILD.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe; pid is our child's.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
-
-/// SIGTERM, SIGINT and SIGHUP go to the child; trawl itself stays up to ship what is left.
-fn install_signal_forwarding() {
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction with a plain handler and an empty mask is valid; the
-        // handler only calls async-signal-safe functions.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = forward_signal as extern "C" fn(libc::c_int) as usize;
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
-/// Writes all of `data` to `fd`, as `tee` does; false once the fd is gone (the reader closed it).
-fn write_fd(fd: i32, mut data: &[u8]) -> bool {
-    while !data.is_empty() {
-        // SAFETY: data is valid for reads of data.len() bytes.
-        let r = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if r < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return false;
-        }
-        data = &data[r as usize..];
-    }
-    true
-}
-
-/// Whether `fd` is a pipe (what `tee(2)` can write to).
-fn is_pipe(fd: i32) -> bool {
-    // SAFETY: fstat fills a zeroed stat of the right type; failure is handled.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO
-    }
-}
-
-/// What `tee(2)` did.
-enum Dup {
-    /// This many bytes, now waiting both in our output pipe and still in the child's pipe.
-    Bytes(usize),
-    /// The child closed its end and everything was read.
-    End,
-    /// Our output is gone (the reader closed it).
-    OutputGone,
-    /// `tee(2)` cannot be used here: copy through userspace.
-    Unsupported,
-}
-
-/// Duplicates up to `max` bytes of the child's pipe into our output pipe without consuming
-/// them (`tee(2)`): the pass-through costs no copy through userspace. Blocks like a write.
-fn dup_pipe(from: i32, to: i32, max: usize) -> Dup {
-    loop {
-        // SAFETY: plain syscall on two fds we hold; no memory is passed.
-        let r = unsafe { libc::tee(from, to, max, 0) };
-        if r > 0 {
-            return Dup::Bytes(r as usize);
-        }
-        if r == 0 {
-            return Dup::End;
-        }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
-            Some(libc::EPIPE) => return Dup::OutputGone,
-            _ => return Dup::Unsupported,
-        }
-    }
-}
-
-/// Fills `buf` from the pipe; false at its end or on an error.
-fn read_exact_fd(from: &mut impl Read, buf: &mut [u8]) -> bool {
-    let mut got = 0;
-    while got < buf.len() {
-        match from.read(&mut buf[got..]) {
-            Ok(0) => return false,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// Copies one of the child's streams to ours, and into the spool. When ours is a pipe (as
-/// under a container runtime), the pass-through is `tee(2)`, then the same bytes are read for
-/// the spool; otherwise they are read, then written.
-fn copy(mut from: impl Read + AsRawFd, fd: i32, kind: StreamKind, spool: Arc<Spool>) {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut passing = true;
-    let mut use_tee = is_pipe(fd);
-    loop {
-        if passing && use_tee {
-            match dup_pipe(from.as_raw_fd(), fd, buf.len()) {
-                Dup::Bytes(n) => {
-                    if !read_exact_fd(&mut from, &mut buf[..n]) {
-                        break;
-                    }
-                    spool.push(Chunk {
-                        stream: kind,
-                        data: buf[..n].to_vec(),
-                    });
-                    continue;
-                }
-                Dup::End => break,
-                Dup::OutputGone => passing = false,
-                Dup::Unsupported => use_tee = false,
-            }
-        }
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        if passing && !write_fd(fd, &buf[..n]) {
-            // Our own output is gone; keep reading so the child never blocks on a full pipe.
-            passing = false;
-        }
-        spool.push(Chunk {
-            stream: kind,
-            data: buf[..n].to_vec(),
-        });
-    }
-    spool.writer_done();
 }
 
 /// `--multiline` as the same `Config` the inputs' `multiline:` key takes.

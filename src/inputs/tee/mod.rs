@@ -5,50 +5,21 @@
 //! takes in stdout lines written meanwhile).
 
 pub mod forward;
+pub mod passthrough;
 pub mod spool;
+pub mod stream_lines;
 
-use super::lines::{LineInfo, LineSplitter};
+use super::lines::LineInfo;
 use super::multiline::{self, Line, Multiline};
 use super::{BoxFuture, Input, InputContext};
 use crate::event::{Batch, Event, Value};
 use crate::telemetry::metrics::ComponentMetrics;
 use chrono::Utc;
-use spool::{Chunk, Pop, Spool, StreamKind};
+use spool::{Pop, Spool, StreamKind};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Splits the chunks of both streams into lines, each stream on its own.
-pub struct StreamLines {
-    stdout: LineSplitter,
-    stderr: LineSplitter,
-}
-
-impl StreamLines {
-    pub fn new(max_line_bytes: usize) -> StreamLines {
-        StreamLines {
-            stdout: LineSplitter::new(max_line_bytes, 0),
-            stderr: LineSplitter::new(max_line_bytes, 0),
-        }
-    }
-
-    pub fn push(&mut self, chunk: &Chunk, emit: &mut dyn FnMut(StreamKind, &[u8], LineInfo)) {
-        let kind = chunk.stream;
-        let splitter = match kind {
-            StreamKind::Stdout => &mut self.stdout,
-            StreamKind::Stderr => &mut self.stderr,
-        };
-        splitter.push(&chunk.data, &mut |l, i| emit(kind, l, i));
-    }
-
-    /// Unterminated last lines, at the end of the child's output.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(StreamKind, &[u8], LineInfo)) {
-        self.stdout
-            .finish(&mut |l, i| emit(StreamKind::Stdout, l, i));
-        self.stderr
-            .finish(&mut |l, i| emit(StreamKind::Stderr, l, i));
-    }
-}
+pub use stream_lines::StreamLines;
 
 pub struct TeeInput {
     spool: Arc<Spool>,

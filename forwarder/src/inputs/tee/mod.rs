@@ -1,44 +1,15 @@
-//! trawl's tee spool and forwarder (../src/inputs/tee/), and the `StreamLines` they use, which
-//! lives in a file this program cannot compile (src/inputs/tee/mod.rs also holds the pipeline
-//! input); kept identical to it.
+//! trawl's tee modules the forwarder compiles from ../src/inputs/tee/, at the paths they use
+//! there: the spool, the forwarding client, the child-process pass-through and the per-stream
+//! line splitting (src/inputs/tee/mod.rs itself also holds the pipeline input, not wanted here).
 
 #[path = "../../../../src/inputs/tee/forward.rs"]
 pub mod forward;
+#[path = "../../../../src/inputs/tee/passthrough.rs"]
+pub mod passthrough;
 #[path = "../../../../src/inputs/tee/spool.rs"]
 #[allow(dead_code)]
 pub mod spool;
+#[path = "../../../../src/inputs/tee/stream_lines.rs"]
+pub mod stream_lines;
 
-use super::lines::{LineInfo, LineSplitter};
-use spool::{Chunk, StreamKind};
-
-/// Splits the chunks of both streams into lines, each stream on its own.
-pub struct StreamLines {
-    stdout: LineSplitter,
-    stderr: LineSplitter,
-}
-
-impl StreamLines {
-    pub fn new(max_line_bytes: usize) -> StreamLines {
-        StreamLines {
-            stdout: LineSplitter::new(max_line_bytes, 0),
-            stderr: LineSplitter::new(max_line_bytes, 0),
-        }
-    }
-
-    pub fn push(&mut self, chunk: &Chunk, emit: &mut dyn FnMut(StreamKind, &[u8], LineInfo)) {
-        let kind = chunk.stream;
-        let splitter = match kind {
-            StreamKind::Stdout => &mut self.stdout,
-            StreamKind::Stderr => &mut self.stderr,
-        };
-        splitter.push(&chunk.data, &mut |l, i| emit(kind, l, i));
-    }
-
-    /// Unterminated last lines, at the end of the child's output.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(StreamKind, &[u8], LineInfo)) {
-        self.stdout
-            .finish(&mut |l, i| emit(StreamKind::Stdout, l, i));
-        self.stderr
-            .finish(&mut |l, i| emit(StreamKind::Stderr, l, i));
-    }
-}
+pub use stream_lines::StreamLines;
