@@ -4,13 +4,12 @@
 
 use crate::config::{ByteSize, Duration};
 use crate::inputs::tee::forward;
-use crate::inputs::tee::passthrough::{copy, install_signal_forwarding, CHILD};
-use crate::inputs::tee::spool::{Spool, SpoolLimits, StreamKind};
+use crate::inputs::tee::passthrough::{self, CHILD};
+use crate::inputs::tee::spool::{Spool, SpoolLimits};
 use crate::inputs::tee::TeeInput;
-use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -142,49 +141,10 @@ pub fn run(args: TeeArgs) -> i32 {
         2,
     ));
 
-    install_signal_forwarding();
-    let mut child = match Command::new(&args.command[0])
-        .args(&args.command[1..])
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: cannot run `{}`: {e}", args.command[0]);
-            return 127;
-        }
+    let (mut child, _copies) = match passthrough::start(&args.command, &spool) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    CHILD.store(child.id() as i32, Ordering::Relaxed);
-
-    let mut copies = Vec::new();
-    // Bigger pipes absorb the moments the copy threads are not scheduled, so the command does
-    // not stall on a full 64 KiB pipe (Linux allows up to 1 MiB unprivileged).
-    for fd in [
-        child.stdout.as_ref().map(|p| p.as_raw_fd()),
-        child.stderr.as_ref().map(|p| p.as_raw_fd()),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        // SAFETY: fcntl on a pipe fd we own; failure only leaves the default size.
-        unsafe {
-            libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
-        }
-    }
-    if let Some(out) = child.stdout.take() {
-        let s = spool.clone();
-        copies.push(std::thread::spawn(move || {
-            copy(out, 1, StreamKind::Stdout, s)
-        }));
-    }
-    if let Some(err) = child.stderr.take() {
-        let s = spool.clone();
-        copies.push(std::thread::spawn(move || {
-            copy(err, 2, StreamKind::Stderr, s)
-        }));
-    }
 
     // Shipping yields the CPU to the command: threads started from here on (the pipeline, its
     // workers, the forwarder) inherit a lower priority; the copy threads above keep the normal

@@ -150,3 +150,59 @@ pub fn copy(mut from: impl Read + AsRawFd, fd: i32, kind: StreamKind, spool: Arc
     }
     spool.writer_done();
 }
+
+/// Starts `command` with its stdout and stderr piped, forwards our signals to it, and starts
+/// the two copy threads (pass-through plus spool). On failure to start, says why on stderr and
+/// returns the exit code a shell gives (127).
+pub fn start(
+    command: &[String],
+    spool: &Arc<Spool>,
+) -> Result<(std::process::Child, Vec<std::thread::JoinHandle<()>>), i32> {
+    install_signal_forwarding();
+    let Some(program) = command.first() else {
+        eprintln!("error: no command to run");
+        return Err(127);
+    };
+    let mut child = match std::process::Command::new(program)
+        .args(&command[1..])
+        .stdin(std::process::Stdio::inherit())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot run `{program}`: {e}");
+            return Err(127);
+        }
+    };
+    CHILD.store(child.id() as i32, Ordering::Relaxed);
+    // Bigger pipes absorb the moments the copy threads are not scheduled, so the command does
+    // not stall on a full 64 KiB pipe (Linux allows up to 1 MiB unprivileged).
+    for fd in [
+        child.stdout.as_ref().map(|p| p.as_raw_fd()),
+        child.stderr.as_ref().map(|p| p.as_raw_fd()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        // SAFETY: fcntl on a pipe fd we own; failure only leaves the default size.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+        }
+    }
+    let mut copies = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        let s = spool.clone();
+        copies.push(std::thread::spawn(move || {
+            copy(out, 1, StreamKind::Stdout, s)
+        }));
+    }
+    if let Some(err) = child.stderr.take() {
+        let s = spool.clone();
+        copies.push(std::thread::spawn(move || {
+            copy(err, 2, StreamKind::Stderr, s)
+        }));
+    }
+    Ok((child, copies))
+}
