@@ -2,20 +2,16 @@
 //! and `/health` turning 503 when a component fails.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TRAWL: &str = env!("CARGO_BIN_EXE_trawl");
-
-/// Kills the child if a test fails half-way.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+mod support {
+    pub mod process;
 }
+
+use support::process::{free_port, http_get, KillOnDrop};
+
+const TRAWL: &str = env!("CARGO_BIN_EXE_trawl");
 
 fn write_pipeline(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.path().join(name);
@@ -23,29 +19,10 @@ fn write_pipeline(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path:
     p
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
-    let body = resp.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
-}
-
 fn wait_http(port: u16, path: &str) -> (u16, String) {
     let start = Instant::now();
     loop {
-        if let Some(r) = http_get(port, path) {
+        if let Some(r) = http_get(&format!("127.0.0.1:{port}"), path) {
             return r;
         }
         assert!(
@@ -179,7 +156,7 @@ fn sigterm_mid_stream_loses_no_line_stdin_delivered() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut guard = Guard(child);
+    let mut guard = KillOnDrop(child);
     let mut stdin = guard.0.stdin.take().unwrap();
     // Lines go in in bursts; SIGTERM arrives while the writer still holds the pipe open.
     let mut written = 0u64;
@@ -233,7 +210,7 @@ fn metrics_count_what_passed_and_health_turns_503_on_failure() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut guard = Guard(child);
+    let mut guard = KillOnDrop(child);
     let mut stdin = guard.0.stdin.take().unwrap();
     let mut stdout = BufReader::new(guard.0.stdout.take().unwrap());
     assert_eq!(wait_http(port, "/health").0, 200);
@@ -367,7 +344,7 @@ fn default_pipeline_is_valid_and_runs() {
 fn stalled_trawl(
     dir: &tempfile::TempDir,
     shutdown_timeout: &str,
-) -> (Guard, std::process::ChildStdout) {
+) -> (KillOnDrop, std::process::ChildStdout) {
     let p = write_pipeline(
         dir,
         "p.yaml",
@@ -390,7 +367,7 @@ fn stalled_trawl(
     });
     // Enough time for the queues and the pipe to fill.
     std::thread::sleep(Duration::from_millis(1500));
-    (Guard(child), stdout)
+    (KillOnDrop(child), stdout)
 }
 
 #[test]
@@ -525,7 +502,7 @@ fn file_input_refuses_to_start_without_a_writable_registry() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut guard = Guard(child);
+    let mut guard = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = guard.0.try_wait().unwrap() {

@@ -9,10 +9,10 @@ mod support {
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::process::{free_port, wait_until, write_file, Trawl};
+use support::process::{free_port, http_get, wait_until, write_file, Trawl};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -26,26 +26,6 @@ fn shared() -> PathBuf {
     .flatten()
     .find(|p| p.join("data/pcaps/suricata-verify").is_dir())
     .expect("shared/ not found: set TRAWL_SHARED_DIR")
-}
-
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Sample names on `/metrics`, plus the series names of every declared family (a family with
@@ -288,7 +268,7 @@ fn every_dashboard_query_names_a_metric_trawl_exports() {
         DEADLINE,
         "the capture's HTTP and the file's lines on /metrics",
         || {
-            text = get(&addr, "/metrics").1;
+            text = http_get(&addr, "/metrics").unwrap_or_default().1;
             text.contains("trawl_http_requests_total{")
                 && support::process::metric(&addr, "trawl_events_out_total", "logs") == Some(3.0)
         },
@@ -344,9 +324,9 @@ fn every_dashboard_query_names_a_metric_trawl_exports() {
     assert_eq!(node_graphs, 1, "one service map panel");
 
     // What the Node Graph API data source asks trawl for.
-    let (status, health) = get(&addr, "/api/health");
+    let (status, health) = http_get(&addr, "/api/health").unwrap_or_default();
     assert_eq!(status, 200, "{health}");
-    let (status, fields) = get(&addr, "/api/graph/fields");
+    let (status, fields) = http_get(&addr, "/api/graph/fields").unwrap_or_default();
     assert_eq!(status, 200);
     let fields: Value = serde_json::from_str(&fields).unwrap();
     let field_names = |k: &str| -> Vec<String> {
@@ -369,12 +349,12 @@ fn every_dashboard_query_names_a_metric_trawl_exports() {
             "{fields}"
         );
     }
-    let (status, data) = get(&addr, "/api/graph/data");
+    let (status, data) = http_get(&addr, "/api/graph/data").unwrap_or_default();
     assert_eq!(status, 200);
     let data: Value = serde_json::from_str(&data).unwrap();
     assert!(!data["nodes"].as_array().unwrap().is_empty(), "{data}");
     assert!(!data["edges"].as_array().unwrap().is_empty(), "{data}");
-    let (status, graph) = get(&addr, "/api/graph");
+    let (status, graph) = http_get(&addr, "/api/graph").unwrap_or_default();
     assert_eq!(status, 200);
     let graph: Value = serde_json::from_str(&graph).unwrap();
     assert!(!graph["edges"].as_array().unwrap().is_empty(), "{graph}");

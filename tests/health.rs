@@ -6,25 +6,8 @@ mod support {
     pub mod process;
 }
 
-use std::io::{Read, Write};
 use std::time::Duration;
-use support::process::{free_port, wait_until, write_file, Trawl};
-
-/// (status, body) of GET `path`, or `None` while trawl is not listening.
-fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
-}
+use support::process::{free_port, http_get as get, wait_until, write_file, Trawl};
 
 #[test]
 fn a_capture_on_no_interface_turns_health_503_naming_the_input() {

@@ -4,6 +4,10 @@
 //! runs of a few hundred concurrent requests, with exact transaction, flow, packet (against the
 //! kernel's own interface counters) and service-map counts.
 
+mod support {
+    pub mod process;
+}
+
 use serde_json::Value as J;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,6 +16,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::process::http_get;
 
 struct KillOnDrop(Child);
 
@@ -346,20 +351,6 @@ fn start_trawl(
     (child, rx, erx)
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect to trawl's monitoring address");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
-}
-
 /// One run: trawl started, capturing every host-side veth; the load; trawl stopped. Returns
 /// the events, `/api/graph/data` and the packets the workloads sent meanwhile.
 fn run_once(
@@ -417,7 +408,9 @@ fn run_once(
     // blocks, and closed flows linger a second for their last ACKs before they are reported.
     std::thread::sleep(Duration::from_secs(3));
     let sent = node.packets_sent() - before;
-    let graph: J = serde_json::from_str(&http_get(&metrics, "/api/graph/data")).unwrap_or(J::Null);
+    let graph: J =
+        serde_json::from_str(&http_get(&metrics, "/api/graph/data").unwrap_or_default().1)
+            .unwrap_or(J::Null);
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let status = child.0.wait().expect("wait for trawl");

@@ -3,28 +3,15 @@
 //! Debian package `prometheus`): one HELP and TYPE per family, inputs told apart by labels.
 
 mod support {
+    pub mod process;
     pub mod stdout_run;
 }
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::process::http_get;
 use support::stdout_run::Trawl;
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect to trawl's monitoring address");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
-}
 
 /// `text` without terminal colour sequences (`ESC [ ... m`).
 fn strip_ansi(text: &str) -> String {
@@ -123,7 +110,7 @@ fn metrics_with_several_packet_inputs_pass_promtool() {
     };
     // The capture file is read, and the live captures have published their kernel counters.
     let metrics = loop {
-        let m = http_get(&addr, "/metrics");
+        let m = http_get(&addr, "/metrics").unwrap_or_default().1;
         let file_done = m.contains("trawl_http_requests_total{");
         let kernel = !live || m.contains("trawl_capture_kernel_received_total{input=\"flows\"");
         if file_done && kernel {

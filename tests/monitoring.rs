@@ -1,21 +1,17 @@
 //! The monitoring endpoint through the real binary: HEAD answers without a body, a bearer token
 //! when one is configured, and a unix socket address for hosts where no port should be open.
 
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+mod support {
+    pub mod process;
 }
 
-fn start(dir: &Path, http: &str) -> Running {
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::process::{free_port, KillOnDrop};
+
+fn start(dir: &Path, http: &str) -> KillOnDrop {
     let p = dir.join("p.yaml");
     std::fs::write(
         &p,
@@ -25,7 +21,7 @@ fn start(dir: &Path, http: &str) -> Running {
         ),
     )
     .unwrap();
-    Running(
+    KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_trawl"))
             .args(["run", "-c"])
             .arg(&p)
@@ -35,14 +31,6 @@ fn start(dir: &Path, http: &str) -> Running {
             .spawn()
             .unwrap(),
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The raw answer to `request`, retried until the server is up (bounded).

@@ -2,32 +2,20 @@
 //! against what `/proc` says of the real process and checked by `promtool`; its own logs without
 //! terminal colours when stderr is not a terminal, and as JSON lines with `--log-format json`.
 
+mod support {
+    pub mod process;
+}
+
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::process::{free_port, KillOnDrop};
 
 const TRAWL: &str = env!("CARGO_BIN_EXE_trawl");
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// stdin to a file, no packet inputs (their families are checked elsewhere), stderr to `log`.
-fn start(dir: &Path, port: u16, log: &Path, extra_args: &[&str]) -> Running {
+fn start(dir: &Path, port: u16, log: &Path, extra_args: &[&str]) -> KillOnDrop {
     let cfg = dir.join("p.yaml");
     std::fs::write(
         &cfg,
@@ -37,7 +25,7 @@ fn start(dir: &Path, port: u16, log: &Path, extra_args: &[&str]) -> Running {
         ),
     )
     .unwrap();
-    Running(
+    KillOnDrop(
         Command::new(TRAWL)
             .args(extra_args)
             .args(["run", "-c"])

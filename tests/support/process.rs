@@ -172,18 +172,27 @@ pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The value of a metric line `name{...component="comp"...}` from trawl's /metrics.
-pub fn metric(addr: &str, name: &str, component: &str) -> Option<f64> {
+/// (status, body) of `GET path` on trawl's monitoring address `addr` (`host:port`), or `None`
+/// while nothing answers there.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
         s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// The value of a metric line `name{...component="comp"...}` from trawl's /metrics.
+pub fn metric(addr: &str, name: &str, component: &str) -> Option<f64> {
+    let (_, text) = http_get(addr, "/metrics")?;
     let needle = format!("component=\"{component}\"");
     text.lines()
         .find(|l| l.starts_with(name) && l.contains(&needle))
