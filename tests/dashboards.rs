@@ -12,21 +12,9 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::process::{free_port, http_get, wait_until, write_file, Trawl};
+use support::process::{free_port, http_get, shared_dir, wait_until, write_file, Trawl};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn shared() -> PathBuf {
-    [
-        std::env::var_os("TRAWL_SHARED_DIR").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
-        Some(PathBuf::from("/work/shared")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.join("data/pcaps/suricata-verify").is_dir())
-    .expect("shared/ not found: set TRAWL_SHARED_DIR")
-}
 
 /// Sample names on `/metrics`, plus the series names of every declared family (a family with
 /// no series yet, such as kernel drops of a capture file, is still exported).
@@ -231,7 +219,7 @@ fn every_dashboard_query_names_a_metric_trawl_exports() {
     // The capture goes through a FIFO kept open: the input stays alive, and with it its RED
     // metrics and service map (they leave `/metrics` when a pcap_file input ends).
     let pcap =
-        std::fs::read(shared().join("data/pcaps/suricata-verify/http-all-headers/input.pcap"))
+        std::fs::read(shared_dir().join("data/pcaps/suricata-verify/http-all-headers/input.pcap"))
             .unwrap();
     let capture = d.join("capture.fifo");
     let made = std::process::Command::new("mkfifo")

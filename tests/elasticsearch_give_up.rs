@@ -12,7 +12,9 @@ mod support {
 use std::path::Path;
 use std::time::Duration;
 use support::es_server::EsServer;
-use support::process::{free_port, metric, read_json_lines, wait_until, write_file, Trawl};
+use support::process::{
+    free_port, metric, read_json_lines, sigterm, wait_until, write_file, Trawl,
+};
 
 /// A pipeline `input` → `es` with `es_extra` under the output, and `dead` (a file) when
 /// `dead_letter` is set.
@@ -30,13 +32,6 @@ fn pipeline(dir: &Path, addr: &str, input: &str, es_url: &str, es_extra: &str, d
         data = dir.join("data").display(),
     );
     write_file(dir, "pipeline.yaml", &text);
-}
-
-fn sigterm(t: &Trawl) {
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(t.child.id() as i32, libc::SIGTERM);
-    }
 }
 
 fn count(addr: &str, name: &str) -> f64 {

@@ -7,10 +7,15 @@
 //! minutes here, 5.5 the first time, when the base is made); skipped loudly elsewhere or with
 //! TRAWL_TEST_IMAGE=0, and a failure in CI (`CI=true`).
 
-use std::path::{Path, PathBuf};
+mod support {
+    pub mod process;
+}
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use support::process::shared_dir;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -157,18 +162,6 @@ fn events(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn shared() -> PathBuf {
-    [
-        std::env::var_os("TRAWL_SHARED_DIR").map(PathBuf::from),
-        Some(root().join("../shared")),
-        Some(PathBuf::from("/work/shared")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.join("data/pcaps/suricata-verify").is_dir())
-    .expect("shared/ not found: set TRAWL_SHARED_DIR")
-}
-
 #[test]
 fn shipped_pipelines_validate_inside_the_image() {
     if !enabled() {
@@ -277,7 +270,7 @@ fn pcap_file_decoded_inside_the_image() {
     if !enabled() {
         return;
     }
-    let dir = shared().join("data/pcaps/suricata-verify/http-all-headers");
+    let dir = shared_dir().join("data/pcaps/suricata-verify/http-all-headers");
     let vol = format!("{}:/data:ro", dir.display());
     let out = run_in_image(
         &["-v", &vol],

@@ -8,19 +8,10 @@ mod support {
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use support::loghub::leaves;
-
-/// `shared/` beside the repository (CI's layout), or `TRAWL_SHARED_DIR`.
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("TRAWL_SHARED_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("shared"),
-    }
-}
+use support::process::shared_dir;
 
 /// Splits CSV text into rows (RFC 4180: quoted fields, `""` escapes, newlines in quotes).
 fn parse_csv(text: &str) -> Vec<Vec<String>> {

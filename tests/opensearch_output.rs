@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::opensearch::OpenSearch;
-use support::process::{read_json_lines, wait_until, write_file, Trawl};
+use support::process::{read_json_lines, shared_dir, wait_until, write_file, Trawl};
 
 /// A pipeline from stdin (JSON lines are parsed into fields) to the node, dead letters to a file.
 fn config(dir: &Path, hosts: &str, es_extra: &str) -> PathBuf {
@@ -42,19 +42,6 @@ fn messages(docs: &[Value]) -> Vec<String> {
     docs.iter()
         .map(|d| d["message"].as_str().unwrap_or_default().to_owned())
         .collect()
-}
-
-fn shared_dir() -> PathBuf {
-    let candidates = [
-        std::env::var_os("TRAWL_SHARED_DIR").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
-        Some(PathBuf::from("/work/shared")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("data/pcaps/suricata-verify").is_dir())
-        .expect("shared/ not found: set TRAWL_SHARED_DIR")
 }
 
 /// `index` with ids from the message: a second run overwrites (each document at version 2).

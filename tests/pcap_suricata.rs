@@ -2,22 +2,15 @@
 //! of each `test.yaml` (method, url, hostname, status, user agent, protocol, endpoints, and how
 //! many): reports the pass ratio and the misses, and requires the ratio to stay high.
 
+mod support {
+    pub mod process;
+}
+
 use serde_json::Value as J;
 use std::path::PathBuf;
 use std::process::Command;
+use support::process::shared_dir;
 use yaml_rust2::{Yaml, YamlLoader};
-
-fn shared_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("TRAWL_SHARED_DIR").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
-        Some(PathBuf::from("/work/shared")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("data/pcaps/suricata-verify").is_dir())
-}
 
 /// Flattens a YAML map into dotted keys with scalar values as strings.
 fn flatten(prefix: &str, y: &Yaml, out: &mut Vec<(String, String)>) {
@@ -91,9 +84,7 @@ fn matches(ev: &J, conds: &[(&'static str, String)]) -> bool {
 
 #[test]
 fn suricata_expected_http_transactions() {
-    let Some(shared) = shared_dir() else {
-        panic!("shared/data/pcaps/suricata-verify not found: set TRAWL_SHARED_DIR");
-    };
+    let shared = shared_dir();
     let root = shared.join("data/pcaps/suricata-verify");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()

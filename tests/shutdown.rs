@@ -12,13 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::es_server::EsServer;
-use support::process::{wait_until, write_file, KillOnDrop, Trawl};
-
-fn sigterm(t: &Trawl) {
-    // SAFETY: kill(2) on the pid of a child this test owns and has not reaped.
-    let r = unsafe { libc::kill(t.child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(r, 0, "sending SIGTERM");
-}
+use support::process::{sigterm, wait_until, write_file, KillOnDrop, Trawl};
 
 /// stdin into an Elasticsearch that is down: what is read cannot be delivered.
 fn stuck_pipeline(dir: &Path, es: &EsServer, shutdown_timeout: &str) -> std::path::PathBuf {

@@ -409,6 +409,7 @@ pub(crate) mod tests {
                 .ok()
                 .map(std::path::PathBuf::from),
             Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
+            Some(std::path::PathBuf::from("/work/shared")),
         ]
         .into_iter()
         .flatten()

@@ -113,6 +113,27 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The shared captures and log samples (`shared/` beside the repository, or
+/// `TRAWL_SHARED_DIR`); a test that needs them fails, rather than passes, without them.
+pub fn shared_dir() -> PathBuf {
+    [
+        std::env::var_os("TRAWL_SHARED_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
+        Some(PathBuf::from("/work/shared")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.join("data/pcaps/suricata-verify").is_dir())
+    .expect("shared/data not found beside the repository: set TRAWL_SHARED_DIR")
+}
+
+/// Sends SIGTERM to the running trawl (a graceful stop: drain, commit, exit 0).
+pub fn sigterm(t: &Trawl) {
+    // SAFETY: kill(2) on the pid of a child the test owns and has not reaped.
+    let r = unsafe { libc::kill(t.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(r, 0, "sending SIGTERM");
+}
+
 /// Writes `text` to `dir/name` and returns the path.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
