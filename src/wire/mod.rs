@@ -24,6 +24,7 @@ pub mod merge;
 pub mod out;
 pub mod pcapfile;
 pub mod tcp;
+pub mod tls;
 pub mod tunnel;
 
 use crate::event::Value;
