@@ -111,6 +111,9 @@ pub struct Handshake {
     pub hello_retry: bool,
     /// Some handshake bytes were never captured.
     pub gap: bool,
+    /// Bytes each side sent until the handshake was reported.
+    pub client_bytes: u64,
+    pub server_bytes: u64,
     pub unfinished: Option<Unfinished>,
 }
 
@@ -202,6 +205,11 @@ impl Conn {
         self.last_ns = ts;
         if self.reported {
             return;
+        }
+        if server {
+            self.tx.server_bytes += data.len() as u64;
+        } else {
+            self.tx.client_bytes += data.len() as u64;
         }
         while !data.is_empty() {
             let side = if server {
@@ -534,9 +542,14 @@ impl Conn {
         self.report(ts.max(self.last_ns), Some(Unfinished::Closed), out);
     }
 
+    /// Whether `expire(deadline_ns)` would report the handshake.
+    pub fn expires(&self, deadline_ns: i64) -> bool {
+        self.started && !self.reported && self.tx.start_ns < deadline_ns
+    }
+
     /// A handshake that started before `deadline_ns` and is still going is reported.
     pub fn expire(&mut self, deadline_ns: i64, out: &mut Vec<Handshake>) {
-        if self.started && !self.reported && self.tx.start_ns < deadline_ns {
+        if self.expires(deadline_ns) {
             self.report(self.last_ns, Some(Unfinished::Timeout), out);
         }
     }

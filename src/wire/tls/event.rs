@@ -1,17 +1,12 @@
-//! Turns a handshake into its ECS event fields (`event.*`, `tls.*`): negotiated version and
-//! cipher, the client's offer and fingerprints, the server's certificate, and how it ended.
+//! A handshake as a transaction of the analyzer trait: its common record (how it ended, for
+//! the event and the RED metrics) and its ECS `tls.*` fields: negotiated version and cipher,
+//! the client's offer and fingerprints, the server's certificate, the alert that ended it.
 
 use super::conn::{Handshake, Unfinished};
 use super::fingerprint;
 use super::names;
-use crate::wire::out::{Fields, Fixed, Report};
-
-static EVENT: Fixed = Fixed::new(|f| {
-    f.str("kind", "event");
-    f.strs("category", &["network"]);
-    f.strs("type", &["connection", "protocol"]);
-    f.str("dataset", "tls");
-});
+use crate::wire::analyzer::{Outcome, Record, Transaction};
+use crate::wire::out::Fields;
 
 /// A code point without a registry name, as `0x1a2b`.
 fn code(v: u16) -> String {
@@ -21,17 +16,30 @@ fn code(v: u16) -> String {
 impl Handshake {
     /// `success` when established, `failure` when an alert ended it or it was cut off, and
     /// `unknown` when too little was seen to say (one side only, a gap).
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         if self.established {
-            "success"
+            Outcome::Success
         } else if self.unfinished == Some(Unfinished::Alert)
             || self.alert.is_some_and(|a| a.level == 2)
         {
-            "failure"
+            Outcome::Failure
         } else if self.gap || self.client.is_none() || self.server.is_none() {
-            "unknown"
+            Outcome::Unknown
         } else {
-            "failure"
+            Outcome::Failure
+        }
+    }
+
+    /// The metrics' status label: `established`, the alert's description, or "".
+    fn status(&self) -> &'static str {
+        if self.established {
+            "established"
+        } else if let Some(a) = self.alert.filter(|a| a.level == 2) {
+            names::alert(a.description).unwrap_or("alert")
+        } else if self.encrypted_alert {
+            "encrypted_alert"
+        } else {
+            ""
         }
     }
 
@@ -43,20 +51,8 @@ impl Handshake {
             .and_then(|s| names::version(s.negotiated()))
     }
 
-    /// The events' own fields; the connection's (addresses, network) are the caller's.
-    pub fn write_fields<F: Fields>(&self, f: &mut F) {
-        f.time("@timestamp", self.start_ns);
-        f.open("event");
-        f.fixed(&EVENT);
-        f.time("start", self.start_ns);
-        f.time("end", self.end_ns);
-        f.int("duration", self.end_ns - self.start_ns);
-        f.word("outcome", self.outcome());
-        if let Some(u) = self.unfinished {
-            f.word("reason", u.as_str());
-        }
-        f.close();
-
+    /// `tls.*`.
+    fn write_tls<F: Fields>(&self, f: &mut F) {
         f.open("tls");
         if let Some((protocol, version)) = self.version() {
             f.word("version", version);
@@ -149,14 +145,25 @@ impl Handshake {
             f.close();
         }
         f.close();
-        if self.gap {
-            f.strs("tags", &["tcp_gap"]);
-        }
     }
 }
 
-impl Report for Handshake {
-    fn write<F: Fields>(&self, f: &mut F) {
-        self.write_fields(f);
+impl Transaction for Handshake {
+    fn record(&self) -> Record<'_> {
+        Record {
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            outcome: self.outcome(),
+            reason: self.unfinished.map(Unfinished::as_str),
+            request_bytes: self.client_bytes,
+            response_bytes: self.server_bytes,
+            operation: "handshake",
+            status: self.status(),
+            gap: self.gap,
+        }
+    }
+
+    fn write_fields<F: Fields>(&self, f: &mut F) {
+        self.write_tls(f);
     }
 }

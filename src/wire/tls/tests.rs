@@ -4,7 +4,9 @@
 
 use super::*;
 use crate::event::Value;
-use crate::wire::out::{MapFields, Report};
+use crate::wire::addr::Addr;
+use crate::wire::analyzer::{self, Transaction, Transport};
+use crate::wire::out::MapFields;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tls/");
 
@@ -57,9 +59,16 @@ fn run(name: &str) -> Handshake {
     out.remove(0)
 }
 
+/// The handshake's whole event, as the driver writes it.
 fn event(h: &Handshake) -> crate::event::Event {
+    let conn = analyzer::Conn::new(
+        "tls",
+        Transport::Tcp,
+        (Addr::v4([10, 0, 0, 1]), 40000),
+        (Addr::v4([10, 0, 0, 2]), 443),
+    );
     let mut m = MapFields::new();
-    h.write(&mut m);
+    h.write(&conn, &mut m);
     m.finish(&"t".into())
 }
 
@@ -88,6 +97,18 @@ fn tls12_full_handshake_with_certificate() {
         Some("e54965894d6b45ecb4323c7ea3d6c115")
     );
     assert_eq!(s(&e, "event.outcome"), Some("success"));
+    assert_eq!(s(&e, "event.dataset"), Some("tls"));
+    assert_eq!(s(&e, "network.protocol"), Some("tls"));
+    assert_eq!(
+        e.get("network.bytes").and_then(Value::as_i64),
+        Some(
+            stream("tls12_http11.0")
+                .iter()
+                .take(4)
+                .map(|(_, d)| d.len() as i64)
+                .sum()
+        )
+    );
     // `openssl x509 -noout -subject -serial -enddate -nameopt RFC2253` on the server's cert.
     assert_eq!(
         s(&e, "tls.server.subject"),
