@@ -28,6 +28,7 @@ fn read(bytes: &[u8]) -> (usize, Option<String>, Option<String>) {
     let path = dir.path().join("c.pcap");
     std::fs::write(&path, bytes).unwrap();
     let analyzers = Analyzers {
+        tls: None,
         flows: Some(Default::default()),
         http: Some(Default::default()),
         dedup_window: None,

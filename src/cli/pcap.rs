@@ -44,6 +44,7 @@ pub fn run(
 fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>, decoder: Decoder) -> i32 {
     let both = only.is_empty();
     let analyzers = Analyzers {
+        tls: None,
         flows: (both || only.contains(&Report::Flows)).then(Default::default),
         http: (both || only.contains(&Report::Http)).then(|| HttpConfig {
             ports: http_ports,
@@ -160,6 +161,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
         path: file,
         flows: None,
         http: None,
+        tls: None,
         dedup_window: Default::default(),
         vxlan_ports: decoder.vxlan_ports,
     };

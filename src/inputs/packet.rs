@@ -1,4 +1,4 @@
-//! The packet input types: `flows` and `http` capture live (they cannot pause, so a full
+//! The packet input types: `flows`, `http` and `tls` capture live (they cannot pause, so a full
 //! pipeline drops and counts), `pcap_file` reads a capture file (it waits for room) and ends
 //! at the end of the file after reporting every open flow and pending transaction.
 
@@ -11,6 +11,7 @@ use crate::wire::flows::FlowsConfig;
 use crate::wire::http::metrics::ServiceMap;
 use crate::wire::http::HttpConfig;
 use crate::wire::out::Out;
+use crate::wire::tls::TlsConfig;
 use crate::wire::{Analyzers, Engine, Stats, StatsCollector};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ pub struct PcapFileConfig {
     /// HTTP transactions.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// TLS handshakes (only when this section is given).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// Copies of a packet within this window count once (for captures taken on `any` or on
     /// several interfaces); `0s`, the default, keeps every packet as the file has it.
     #[serde(default)]
@@ -96,6 +100,7 @@ impl PacketInput {
     pub fn flows(name: &str, mut cfg: FlowsConfig, ctx: &BuildContext) -> PacketInput {
         let capture = cfg.capture.take().unwrap_or_default();
         let analyzers = Analyzers {
+            tls: None,
             dedup_window: capture.dedup_window.positive(),
             flows: Some(cfg),
             http: None,
@@ -109,9 +114,25 @@ impl PacketInput {
     pub fn http(name: &str, mut cfg: HttpConfig, ctx: &BuildContext) -> PacketInput {
         let capture = cfg.capture.take().unwrap_or_default();
         let analyzers = Analyzers {
+            tls: None,
             dedup_window: capture.dedup_window.positive(),
             flows: None,
             http: Some(cfg),
+            decoder: Decoder {
+                vxlan_ports: capture.vxlan_ports.clone(),
+            },
+        };
+        PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
+    }
+
+    /// The live `tls` input: TLS handshakes.
+    pub fn tls(name: &str, mut cfg: TlsConfig, ctx: &BuildContext) -> PacketInput {
+        let capture = cfg.capture.take().unwrap_or_default();
+        let analyzers = Analyzers {
+            dedup_window: capture.dedup_window.positive(),
+            flows: None,
+            http: None,
+            tls: Some(cfg),
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
@@ -132,11 +153,13 @@ impl PacketInput {
             "http",
             cfg.http.as_ref().is_some_and(|h| h.capture.is_some()),
         )?;
-        let (flows, http) = match (cfg.flows, cfg.http) {
-            (None, None) => (Some(FlowsConfig::default()), Some(HttpConfig::default())),
-            other => other,
+        reject_capture("tls", cfg.tls.as_ref().is_some_and(|t| t.capture.is_some()))?;
+        let (flows, http) = match (cfg.flows, cfg.http, &cfg.tls) {
+            (None, None, None) => (Some(FlowsConfig::default()), Some(HttpConfig::default())),
+            (flows, http, _) => (flows, http),
         };
         let analyzers = Analyzers {
+            tls: cfg.tls,
             flows,
             http,
             dedup_window: cfg.dedup_window.positive(),

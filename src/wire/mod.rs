@@ -26,6 +26,7 @@ pub mod out;
 pub mod pcapfile;
 pub mod sessions;
 pub mod tcp;
+pub mod tls;
 pub mod tunnel;
 
 use crate::event::Value;
@@ -286,6 +287,7 @@ impl StatsCollector {
 pub struct Analyzers {
     pub flows: Option<FlowsConfig>,
     pub http: Option<HttpConfig>,
+    pub tls: Option<tls::TlsConfig>,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,
     /// Decoding settings (which UDP ports carry VXLAN).
@@ -299,6 +301,9 @@ impl Analyzers {
         let mut v: Vec<Box<dyn Protocol>> = Vec::new();
         if let Some(c) = &self.http {
             v.push(Box::new(http::Http::new(c.clone())));
+        }
+        if let Some(c) = &self.tls {
+            v.push(Box::new(tls::Tls::new(c.clone())));
         }
         v
     }
@@ -506,6 +511,7 @@ pub(crate) mod tests {
     fn tcp_flows_feed_the_service_map_by_option() {
         for on in [true, false] {
             let analyzers = Analyzers {
+                tls: None,
                 flows: Some(FlowsConfig {
                     service_map: on,
                     ..FlowsConfig::default()
@@ -547,6 +553,7 @@ pub(crate) mod tests {
     #[test]
     fn a_packet_inside_and_outside_a_tunnel_counts_once() {
         let analyzers = Analyzers {
+            tls: None,
             flows: Some(FlowsConfig::default()),
             http: None,
             dedup_window: Some(std::time::Duration::from_millis(100)),

@@ -579,6 +579,7 @@ mod tests {
         use crate::wire::{capture, http::HttpConfig, Analyzers, Engine, Stats};
         let root = crate::wire::tests::suricata_captures();
         let analyzers = Analyzers {
+            tls: None,
             flows: Some(Default::default()),
             http: Some(HttpConfig {
                 ports: Vec::new(),
