@@ -10,6 +10,7 @@
 //! - `merge`: the packets of several interfaces back in capture-time order.
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
 //! - `http`: parser, transaction pairing, RED metrics and the service map.
+//! - `redis`: RESP2/RESP3 reader, command naming, reply pairing.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
@@ -23,6 +24,7 @@ pub mod http;
 pub mod merge;
 pub mod out;
 pub mod pcapfile;
+pub mod redis;
 pub mod tcp;
 pub mod tunnel;
 
