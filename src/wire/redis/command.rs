@@ -187,6 +187,74 @@ const KEY_FIRST: &[&str] = &[
     "XSETID",
 ];
 
+/// Common commands that take no key (or whose keys are found by `key_index`).
+const OTHERS: &[&str] = &[
+    "PING",
+    "ECHO",
+    "AUTH",
+    "HELLO",
+    "SELECT",
+    "QUIT",
+    "RESET",
+    "INFO",
+    "DBSIZE",
+    "FLUSHDB",
+    "FLUSHALL",
+    "SAVE",
+    "BGSAVE",
+    "BGREWRITEAOF",
+    "LASTSAVE",
+    "TIME",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
+    "UNWATCH",
+    "KEYS",
+    "SCAN",
+    "RANDOMKEY",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "PSUBSCRIBE",
+    "PUNSUBSCRIBE",
+    "SSUBSCRIBE",
+    "SUNSUBSCRIBE",
+    "PUBLISH",
+    "SPUBLISH",
+    "MONITOR",
+    "SHUTDOWN",
+    "SWAPDB",
+    "WAIT",
+    "WAITAOF",
+    "ROLE",
+    "REPLICAOF",
+    "SLAVEOF",
+    "SYNC",
+    "PSYNC",
+    "FAILOVER",
+    "READONLY",
+    "READWRITE",
+    "ASKING",
+    "EVAL",
+    "EVALSHA",
+    "EVAL_RO",
+    "EVALSHA_RO",
+    "FCALL",
+    "FCALL_RO",
+    "ZUNION",
+    "ZINTER",
+    "ZDIFF",
+    "SINTERCARD",
+    "ZINTERCARD",
+    "LMPOP",
+    "ZMPOP",
+    "BLMPOP",
+    "BZMPOP",
+    "XREAD",
+    "XREADGROUP",
+    "BITOP",
+    "MIGRATE",
+];
+
 /// Commands whose arguments carry credentials: never copied, even with `include_args`.
 const SECRET_ARGS: &[&str] = &["AUTH", "HELLO", "MIGRATE", "ACL SETUSER", "CONFIG SET"];
 
@@ -271,6 +339,18 @@ pub fn describe(items: &[Vec<u8>], argc: i64, include_args: bool) -> (Command, E
         },
         effect,
     )
+}
+
+/// Whether `word` names a command Redis has (case aside): how an inline command is told from
+/// other text when a capture starts mid-connection.
+pub fn is_known(word: &[u8]) -> bool {
+    if word.is_empty() || word.len() > 20 {
+        return false;
+    }
+    let name = upper(word);
+    CONTAINERS.contains(&name.as_str())
+        || KEY_FIRST.contains(&name.as_str())
+        || OTHERS.contains(&name.as_str())
 }
 
 /// Where the first key is among the words (0 is the name), for the commands known to take one.

@@ -118,9 +118,7 @@ impl Conn {
             return;
         }
         if self.client_waits {
-            // A chunk (a segment, mostly) starting a command: an array. Inline commands (typed
-            // by hand) are not told from the tail of a value, so they are not waited for.
-            if !matches!(data, [b'*', d, ..] if d.is_ascii_digit()) {
+            if !starts_command(data) {
                 return;
             }
             self.client_waits = false;
@@ -405,6 +403,21 @@ impl Conn {
         });
         let reply = reply_of(&m);
         out.push(answered(p.tx, reply, &m));
+    }
+}
+
+/// Whether a chunk (a segment, mostly) starts a command: an array of bulk strings, or an
+/// inline command's known name followed by a blank or the end of the line.
+pub fn starts_command(data: &[u8]) -> bool {
+    match data {
+        [b'*', d, ..] => d.is_ascii_digit(),
+        _ => {
+            let end = data
+                .iter()
+                .position(|b| b.is_ascii_whitespace())
+                .unwrap_or(data.len());
+            end < data.len() && command::is_known(&data[..end])
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! One Redis command and its reply as reported: the command's name and key (never its values
 //! unless asked), the reply's type, status or error, sizes and times, written as one event's
-//! fields through `Report`. The connection's endpoints are written by the analyzer around it.
+//! fields (`analyzer::Transaction`) after the common part the driver writes for every protocol.
 
 use super::command::Command;
 use super::resp::Kind;
-use crate::wire::out::{Fields, Fixed, Report};
+use crate::wire::analyzer::{self, Conn, Outcome, Record};
+use crate::wire::out::Fields;
 
 /// Why a transaction is reported without one of its halves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,13 +103,6 @@ fn split_error(text: &[u8]) -> (String, String) {
     (code, rest)
 }
 
-static EVENT: Fixed = Fixed::new(|f| {
-    f.str("kind", "event");
-    f.strs("category", &["network", "database"]);
-    f.strs("type", &["connection", "protocol"]);
-    f.str("dataset", "redis");
-});
-
 impl Transaction {
     pub fn start_ns(&self) -> i64 {
         if self.command.is_some() {
@@ -122,35 +116,37 @@ impl Transaction {
         self.resp_end_ns.max(self.req_end_ns).max(self.start_ns())
     }
 
-    /// `failure` for an error reply, `success` for any other, `unknown` without a reply.
-    pub fn outcome(&self) -> &'static str {
+    /// Failure for an error reply, success for any other, unknown without a reply.
+    pub fn outcome(&self) -> Outcome {
         match (&self.reply, self.missing) {
-            (Some(r), _) if r.error.is_some() => "failure",
-            (Some(_), None) => "success",
-            _ => "unknown",
+            (Some(r), _) if r.error.is_some() => Outcome::Failure,
+            (Some(_), None) => Outcome::Success,
+            _ => Outcome::Unknown,
         }
     }
 }
 
-impl Report for Transaction {
-    fn write<F: Fields>(&self, f: &mut F) {
-        let (start, end) = (self.start_ns(), self.end_ns());
-        f.time("@timestamp", start);
-        f.open("event");
-        f.fixed(&EVENT);
-        f.time("start", start);
-        f.time("end", end);
-        f.int("duration", end - start);
-        f.word("outcome", self.outcome());
-        if let Some(m) = self.missing {
-            f.word("reason", m.as_str());
+impl analyzer::Transaction for Transaction {
+    fn record(&self) -> Record<'_> {
+        let reply = self.reply.as_ref();
+        Record {
+            start_ns: self.start_ns(),
+            end_ns: self.end_ns(),
+            outcome: self.outcome(),
+            reason: self.missing.map(Missing::as_str),
+            request_bytes: self.req_bytes,
+            response_bytes: self.resp_bytes,
+            operation: self.command.as_ref().map_or("", |c| c.name.as_str()),
+            // The error code (`WRONGTYPE`), `ok` for any other reply, "" for none.
+            status: match reply {
+                Some(r) => r.error.as_ref().map_or("ok", |e| e.0.as_str()),
+                None => "",
+            },
+            gap: self.gap,
         }
-        f.close();
-        f.open("network");
-        f.word("transport", "tcp");
-        f.word("protocol", "redis");
-        f.int("bytes", (self.req_bytes + self.resp_bytes) as i64);
-        f.close();
+    }
+
+    fn write_fields<F: Fields>(&self, f: &mut F) {
         f.open("redis");
         if let Some(c) = &self.command {
             f.str("command", &c.name);
@@ -161,13 +157,9 @@ impl Report for Transaction {
                 let a: Vec<&str> = args.iter().map(String::as_str).collect();
                 f.strs("args", &a);
             }
-        }
-        if self.command.is_some() {
             f.open("request");
             f.int("bytes", self.req_bytes as i64);
-            if let Some(c) = &self.command {
-                f.int("argc", c.argc);
-            }
+            f.int("argc", c.argc);
             if self.inline {
                 f.bool("inline", true);
             }
@@ -202,6 +194,12 @@ impl Report for Transaction {
             f.str("message", message);
             f.close();
         }
+    }
+
+    /// The common part, the `redis` fields, and the tags (a gap, bytes that were not RESP).
+    fn write<F: Fields>(&self, conn: &Conn, f: &mut F) {
+        analyzer::write_common(conn, &self.record(), f);
+        self.write_fields(f);
         match (self.gap, self.malformed) {
             (true, true) => f.strs("tags", &["tcp_gap", "redis_malformed"]),
             (true, false) => f.strs("tags", &["tcp_gap"]),

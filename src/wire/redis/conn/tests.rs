@@ -2,6 +2,7 @@
 //! pub/sub in RESP2 and RESP3, MONITOR, CLIENT REPLY, gaps, timeouts and one-sided streams.
 
 use super::*;
+use crate::wire::analyzer::Outcome;
 
 /// A command as a client library encodes it.
 fn cmd(words: &[&str]) -> Vec<u8> {
@@ -91,7 +92,7 @@ fn command_reply_and_error() {
         ]
     );
     let t = &r.out[1];
-    assert_eq!(t.outcome(), "failure");
+    assert_eq!(t.outcome(), Outcome::Failure);
     assert_eq!(
         t.reply.as_ref().and_then(|r| r.error.clone()),
         Some((
@@ -99,7 +100,7 @@ fn command_reply_and_error() {
             "Operation against a key holding the wrong kind of value".into()
         ))
     );
-    assert_eq!(r.out[0].outcome(), "success");
+    assert_eq!(r.out[0].outcome(), Outcome::Success);
     assert_eq!(
         r.out[0].req_bytes,
         cmd(&["set", "user:1", "secret-value"]).len() as u64
