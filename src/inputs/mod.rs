@@ -140,6 +140,13 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
             check_capture(spec, config.capture.as_ref())?;
             Ok(Box::new(packet::PacketInput::http(&spec.name, config, ctx)))
         }
+        "redis" => {
+            let config: crate::wire::redis::RedisConfig = from_node(&spec.node, &spec.path)?;
+            check_capture(spec, config.capture.as_ref())?;
+            Ok(Box::new(packet::PacketInput::redis(
+                &spec.name, config, ctx,
+            )))
+        }
         "pcap_file" => Ok(Box::new(
             packet::PacketInput::pcap_file(
                 &spec.name,
@@ -186,6 +193,7 @@ pub const TYPES: &[&str] = &[
     "journald",
     "flows",
     "http",
+    "redis",
     "pcap_file",
 ];
 

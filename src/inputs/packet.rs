@@ -11,6 +11,7 @@ use crate::wire::flows::FlowsConfig;
 use crate::wire::http::metrics::ServiceMap;
 use crate::wire::http::HttpConfig;
 use crate::wire::out::Out;
+use crate::wire::redis::RedisConfig;
 use crate::wire::{Analyzers, Engine, Stats, StatsCollector};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ pub struct PcapFileConfig {
     /// HTTP transactions.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// Redis transactions (only when given).
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
     /// Copies of a packet within this window count once (for captures taken on `any` or on
     /// several interfaces); `0s`, the default, keeps every packet as the file has it.
     #[serde(default)]
@@ -99,6 +103,7 @@ impl PacketInput {
             dedup_window: capture.dedup_window.positive(),
             flows: Some(cfg),
             http: None,
+            redis: None,
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
@@ -112,6 +117,21 @@ impl PacketInput {
             dedup_window: capture.dedup_window.positive(),
             flows: None,
             http: Some(cfg),
+            redis: None,
+            decoder: Decoder {
+                vxlan_ports: capture.vxlan_ports.clone(),
+            },
+        };
+        PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
+    }
+
+    pub fn redis(name: &str, mut cfg: RedisConfig, ctx: &BuildContext) -> PacketInput {
+        let capture = cfg.capture.take().unwrap_or_default();
+        let analyzers = Analyzers {
+            dedup_window: capture.dedup_window.positive(),
+            flows: None,
+            http: None,
+            redis: Some(cfg),
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
@@ -132,13 +152,18 @@ impl PacketInput {
             "http",
             cfg.http.as_ref().is_some_and(|h| h.capture.is_some()),
         )?;
-        let (flows, http) = match (cfg.flows, cfg.http) {
-            (None, None) => (Some(FlowsConfig::default()), Some(HttpConfig::default())),
-            other => other,
+        reject_capture(
+            "redis",
+            cfg.redis.as_ref().is_some_and(|r| r.capture.is_some()),
+        )?;
+        let (flows, http) = match (cfg.flows, cfg.http, &cfg.redis) {
+            (None, None, None) => (Some(FlowsConfig::default()), Some(HttpConfig::default())),
+            (flows, http, _) => (flows, http),
         };
         let analyzers = Analyzers {
             flows,
             http,
+            redis: cfg.redis,
             dedup_window: cfg.dedup_window.positive(),
             decoder: Decoder {
                 vxlan_ports: cfg.vxlan_ports,

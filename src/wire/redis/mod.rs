@@ -20,6 +20,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
+    /// Live capture settings (`redis` input only).
+    #[serde(default)]
+    pub capture: Option<crate::wire::capture::CaptureConfig>,
     /// TCP ports that carry Redis (server side); an empty list turns the decoder off.
     #[serde(default = "default_ports")]
     pub ports: Vec<u16>,
@@ -53,6 +56,7 @@ pub struct RedisConfig {
 impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
+            capture: None,
             ports: default_ports(),
             include_args: false,
             transaction_timeout: default_tx_timeout(),
