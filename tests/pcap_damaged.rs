@@ -31,6 +31,7 @@ fn read(bytes: &[u8]) -> (usize, Option<String>, Option<String>) {
         tls: None,
         flows: Some(Default::default()),
         http: Some(Default::default()),
+        redis: None,
         dedup_window: None,
         decoder: Default::default(),
     };

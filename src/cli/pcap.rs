@@ -50,6 +50,7 @@ fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>, decoder: D
             ports: http_ports,
             ..Default::default()
         }),
+        redis: None,
         dedup_window: None,
         decoder,
     };
@@ -162,6 +163,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
         flows: None,
         http: None,
         tls: None,
+        redis: None,
         dedup_window: Default::default(),
         vxlan_ports: decoder.vxlan_ports,
     };

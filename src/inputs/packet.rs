@@ -12,6 +12,7 @@ use crate::wire::http::metrics::ServiceMap;
 use crate::wire::http::HttpConfig;
 use crate::wire::out::Out;
 use crate::wire::tls::TlsConfig;
+use crate::wire::redis::RedisConfig;
 use crate::wire::{Analyzers, Engine, Stats, StatsCollector};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ pub struct PcapFileConfig {
     /// TLS handshakes (only when this section is given).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Redis transactions (only when given).
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
     /// Copies of a packet within this window count once (for captures taken on `any` or on
     /// several interfaces); `0s`, the default, keeps every packet as the file has it.
     #[serde(default)]
@@ -104,6 +108,7 @@ impl PacketInput {
             dedup_window: capture.dedup_window.positive(),
             flows: Some(cfg),
             http: None,
+            redis: None,
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
@@ -118,6 +123,21 @@ impl PacketInput {
             dedup_window: capture.dedup_window.positive(),
             flows: None,
             http: Some(cfg),
+            redis: None,
+            decoder: Decoder {
+                vxlan_ports: capture.vxlan_ports.clone(),
+            },
+        };
+        PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
+    }
+
+    pub fn redis(name: &str, mut cfg: RedisConfig, ctx: &BuildContext) -> PacketInput {
+        let capture = cfg.capture.take().unwrap_or_default();
+        let analyzers = Analyzers {
+            dedup_window: capture.dedup_window.positive(),
+            flows: None,
+            http: None,
+            redis: Some(cfg),
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
@@ -154,14 +174,23 @@ impl PacketInput {
             cfg.http.as_ref().is_some_and(|h| h.capture.is_some()),
         )?;
         reject_capture("tls", cfg.tls.as_ref().is_some_and(|t| t.capture.is_some()))?;
-        let (flows, http) = match (cfg.flows, cfg.http, &cfg.tls) {
-            (None, None, None) => (Some(FlowsConfig::default()), Some(HttpConfig::default())),
-            (flows, http, _) => (flows, http),
+        reject_capture(
+            "redis",
+            cfg.redis.as_ref().is_some_and(|r| r.capture.is_some()),
+        )?;
+        // No section at all: flows and HTTP, as before protocols had sections of their own.
+        let other_protocols = cfg.tls.is_some() || cfg.redis.is_some();
+        let (flows, http) = match (cfg.flows, cfg.http) {
+            (None, None) if !other_protocols => {
+                (Some(FlowsConfig::default()), Some(HttpConfig::default()))
+            }
+            (flows, http) => (flows, http),
         };
         let analyzers = Analyzers {
             tls: cfg.tls,
             flows,
             http,
+            redis: cfg.redis,
             dedup_window: cfg.dedup_window.positive(),
             decoder: Decoder {
                 vxlan_ports: cfg.vxlan_ports,

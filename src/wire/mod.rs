@@ -10,6 +10,7 @@
 //! - `merge`: the packets of several interfaces back in capture-time order.
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
 //! - `http`: parser, transaction pairing, RED metrics and the service map.
+//! - `redis`: RESP2/RESP3 reader, command naming, reply pairing.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
@@ -24,6 +25,7 @@ pub mod http;
 pub mod merge;
 pub mod out;
 pub mod pcapfile;
+pub mod redis;
 pub mod sessions;
 pub mod tcp;
 pub mod tls;
@@ -288,6 +290,7 @@ pub struct Analyzers {
     pub flows: Option<FlowsConfig>,
     pub http: Option<HttpConfig>,
     pub tls: Option<tls::TlsConfig>,
+    pub redis: Option<redis::RedisConfig>,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,
     /// Decoding settings (which UDP ports carry VXLAN).
@@ -304,6 +307,8 @@ impl Analyzers {
         }
         if let Some(c) = &self.tls {
             v.push(Box::new(tls::Tls::new(c.clone())));
+        if let Some(c) = &self.redis {
+            v.push(Box::new(redis::Redis::new(c)));
         }
         v
     }
@@ -517,6 +522,7 @@ pub(crate) mod tests {
                     ..FlowsConfig::default()
                 }),
                 http: None,
+                redis: None,
                 dedup_window: None,
                 decoder: Default::default(),
             };
@@ -556,6 +562,7 @@ pub(crate) mod tests {
             tls: None,
             flows: Some(FlowsConfig::default()),
             http: None,
+            redis: None,
             dedup_window: Some(std::time::Duration::from_millis(100)),
             decoder: Default::default(),
         };

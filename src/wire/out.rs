@@ -588,6 +588,7 @@ mod tests {
                 real_ip_header: Some("X-Forwarded-For".into()),
                 ..Default::default()
             }),
+            redis: None,
             dedup_window: None,
             decoder: Default::default(),
         };
