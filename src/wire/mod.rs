@@ -22,6 +22,7 @@ pub mod flows;
 pub mod http;
 pub mod merge;
 pub mod out;
+pub mod pgsql;
 pub mod pcapfile;
 pub mod tcp;
 pub mod tunnel;
