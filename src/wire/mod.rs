@@ -14,6 +14,7 @@
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
 pub mod addr;
+pub mod analyzer;
 pub mod capture;
 pub mod community_id;
 pub mod decode;

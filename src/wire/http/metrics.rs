@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, Weak};
 
 mod graph;
+mod protocols;
 use graph::{bad_request, json, window, EdgeStats, Node};
 pub use graph::{graph_fields, Edge, MAX_WINDOW_SECS};
 
@@ -30,6 +31,37 @@ struct Histogram {
     sum: f64,
 }
 
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        self.count += 1;
+        self.sum += secs;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+    }
+
+    /// The series of family `name` for `server`: buckets, sum and count.
+    fn render(&self, out: &mut String, name: &str, server: &str) {
+        let s = escape_label(server);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{server=\"{s}\",le=\"{b}\"}} {}",
+                self.counts[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{server=\"{s}\",le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{server=\"{s}\"}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{server=\"{s}\"}} {}", self.count);
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     requests: HashMap<(String, String, &'static str, String), u64>,
@@ -38,6 +70,8 @@ struct Inner {
     edges: HashMap<(String, String), EdgeStats>,
     /// Ports each server node was seen serving on (a few, for its subtitle).
     ports: HashMap<String, Vec<u16>>,
+    /// The series of the other protocols (DNS...).
+    protocols: protocols::ProtocolSeries,
     overflow: u64,
 }
 
@@ -360,13 +394,7 @@ impl ServiceMap {
                 inner.latency.insert(srv.to_owned(), Histogram::default());
             }
             if let Some(h) = inner.latency.get_mut(srv) {
-                h.count += 1;
-                h.sum += s;
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    if s <= *b {
-                        h.counts[i] += 1;
-                    }
-                }
+                h.observe(s);
             }
         }
         let pkey = (server.to_owned(), method.to_owned(), template_path(path));
@@ -381,6 +409,35 @@ impl ServiceMap {
             e.requests += 1;
             e.errors += failed as u64;
             e.latency_sum += seconds.unwrap_or(0.0);
+            e.http_bytes += bytes;
+        });
+    }
+
+    /// One transaction of `protocol` (not HTTP, see `record_http`) from `client` to `server`
+    /// (names as for `record_http`): its RED series and its edge, where a transaction that
+    /// failed or went unanswered is an error.
+    pub fn record_transaction(
+        &self,
+        protocol: &'static str,
+        client: &str,
+        server: &str,
+        r: &crate::wire::analyzer::Record<'_>,
+    ) {
+        let (client_node, server_node) = (self.workload(client), self.workload(server));
+        let port = endpoint_port(server);
+        let server = self.node_name(server);
+        let Ok(mut g) = self.inner.lock() else { return };
+        let inner = &mut *g;
+        inner
+            .protocols
+            .record(protocol, &server, r, self.max_series, &mut inner.overflow);
+        let failed = r.outcome != crate::wire::analyzer::Outcome::Success;
+        let secs = r.seconds();
+        let bytes = r.request_bytes + r.response_bytes;
+        self.record_edge(inner, &client_node, &server_node, port, |e| {
+            e.requests += 1;
+            e.errors += failed as u64;
+            e.latency_sum += secs.unwrap_or(0.0);
             e.http_bytes += bytes;
         });
     }
@@ -526,7 +583,7 @@ impl ServiceMap {
         })
     }
 
-    fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         let Ok(g) = self.inner.lock() else { return };
         let _ = writeln!(out, "# HELP trawl_http_requests_total HTTP transactions seen on the wire, by server, method, status class and status code (none: no response).");
         let _ = writeln!(out, "# TYPE trawl_http_requests_total counter");
@@ -545,29 +602,7 @@ impl ServiceMap {
         let mut lat: Vec<_> = g.latency.iter().collect();
         lat.sort_by(|a, b| a.0.cmp(b.0));
         for (s, h) in lat {
-            let s = escape_label(s);
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "trawl_http_request_duration_seconds_bucket{{server=\"{s}\",le=\"{b}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "trawl_http_request_duration_seconds_bucket{{server=\"{s}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "trawl_http_request_duration_seconds_sum{{server=\"{s}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "trawl_http_request_duration_seconds_count{{server=\"{s}\"}} {}",
-                h.count
-            );
+            h.render(out, "trawl_http_request_duration_seconds", s);
         }
         let _ = writeln!(out, "# HELP trawl_http_path_requests_total HTTP transactions by server, method and templated path.");
         let _ = writeln!(out, "# TYPE trawl_http_path_requests_total counter");
@@ -582,6 +617,7 @@ impl ServiceMap {
                 escape_label(p)
             );
         }
+        g.protocols.render(out);
         let _ = writeln!(out, "# HELP trawl_http_series_overflow_total Observations folded into `other` because a family reached max_series.");
         let _ = writeln!(out, "# TYPE trawl_http_series_overflow_total counter");
         let _ = writeln!(out, "trawl_http_series_overflow_total {}", g.overflow);
