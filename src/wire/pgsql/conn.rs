@@ -174,17 +174,35 @@ impl Conn {
         self.client.state != SideState::Messages && self.server.state != SideState::Messages
     }
 
-    pub fn client_data(&mut self, data: &[u8], ts: i64, l: &Limits, st: &mut ConnStats, out: &mut Finished) {
+    pub fn client_data(
+        &mut self,
+        data: &[u8],
+        ts: i64,
+        l: &Limits,
+        st: &mut ConnStats,
+        out: &mut Finished,
+    ) {
         self.last_ns = self.last_ns.max(ts);
         if self.client.state != SideState::Messages || data.is_empty() {
             return;
         }
+        let first;
+        let mut data = data;
         if self.client.fresh {
-            self.client.fresh = false;
             // A connection seen from its start opens with an untyped packet (StartupMessage,
             // SSLRequest...): a length, then a version code no typed message begins like; or
-            // with a TLS record (direct TLS, PostgreSQL 17).
-            self.client.framer.untyped = looks_like_startup(data) || is_tls_record(data);
+            // with a TLS record (direct TLS, PostgreSQL 17). Typed messages never start with
+            // 0 or 0x16, so only those wait for the eight bytes that tell.
+            let mut head = std::mem::take(&mut self.client.framer.buf);
+            head.extend_from_slice(data);
+            if head.len() < 8 && matches!(head[0], 0 | 0x16) {
+                self.client.framer.buf = head;
+                return;
+            }
+            self.client.fresh = false;
+            self.client.framer.untyped = looks_like_startup(&head) || is_tls_record(&head);
+            first = head;
+            data = &first;
         }
         if self.client.framer.untyped && self.client.framer.buf.is_empty() && is_tls_record(data) {
             // A ClientHello where a startup packet would be: encrypted from here.
@@ -192,9 +210,12 @@ impl Conn {
             return;
         }
         let mut framer = std::mem::take(&mut self.client.framer);
-        let r = framer.feed(data, true, l.max_message_bytes, &mut |fr: &mut Framer, m: Frame<'_>| {
-            self.client_message(fr, m, ts, l, st, out)
-        });
+        let r = framer.feed(
+            data,
+            true,
+            l.max_message_bytes,
+            &mut |fr: &mut Framer, m: Frame<'_>| self.client_message(fr, m, ts, l, st, out),
+        );
         if self.client.state == SideState::Messages {
             self.client.framer = framer;
         }
@@ -203,7 +224,14 @@ impl Conn {
         }
     }
 
-    pub fn server_data(&mut self, data: &[u8], ts: i64, l: &Limits, st: &mut ConnStats, out: &mut Finished) {
+    pub fn server_data(
+        &mut self,
+        data: &[u8],
+        ts: i64,
+        l: &Limits,
+        st: &mut ConnStats,
+        out: &mut Finished,
+    ) {
         self.last_ns = self.last_ns.max(ts);
         if self.server.state != SideState::Messages || data.is_empty() {
             return;
@@ -216,9 +244,12 @@ impl Conn {
             }
         }
         let mut framer = std::mem::take(&mut self.server.framer);
-        let r = framer.feed(data, false, l.max_message_bytes, &mut |_: &mut Framer, m: Frame<'_>| {
-            self.server_message(m, ts, st, out)
-        });
+        let r = framer.feed(
+            data,
+            false,
+            l.max_message_bytes,
+            &mut |_: &mut Framer, m: Frame<'_>| self.server_message(m, ts, st, out),
+        );
         if self.server.state == SideState::Messages {
             self.server.framer = framer;
         }
@@ -239,13 +270,13 @@ impl Conn {
 
     /// `n` bytes of the server's stream were never captured: its framing is lost, and every
     /// request waiting is reported without its answer.
-    pub fn server_gap(&mut self, _n: u32, ts: i64, st: &mut ConnStats, out: &mut Finished) {
+    pub fn server_gap(&mut self, _n: u32, st: &mut ConnStats, out: &mut Finished) {
         if self.server.state == SideState::Messages {
             st.gaps += 1;
             self.server.state = SideState::Lost;
             self.server.framer = Framer::default();
             self.gap = true;
-            self.report_pending(ts, out);
+            self.report_pending(self.last_ns, out);
         }
     }
 
@@ -270,7 +301,11 @@ impl Conn {
     /// Reports the requests that have waited since before `deadline` as unanswered, with
     /// what was queued before them.
     pub fn expire(&mut self, deadline: i64, out: &mut Finished) {
-        while let Some(i) = self.pending.iter().position(|e| e.start_ns().is_some_and(|s| s < deadline)) {
+        while let Some(i) = self
+            .pending
+            .iter()
+            .position(|e| e.start_ns().is_some_and(|s| s < deadline))
+        {
             for e in self.pending.drain(..=i) {
                 unanswered(e, self.last_ns, false, out);
             }
@@ -296,7 +331,11 @@ impl Conn {
 
     fn malformed(&mut self, client: bool, _e: Malformed, st: &mut ConnStats) {
         st.parse_errors += 1;
-        let side = if client { &mut self.client } else { &mut self.server };
+        let side = if client {
+            &mut self.client
+        } else {
+            &mut self.server
+        };
         side.state = SideState::Lost;
         side.framer = Framer::default();
     }
@@ -316,7 +355,12 @@ impl Conn {
         self.pending.push_back(e);
     }
 
-    fn new_tx(&self, protocol: Protocol, statement: Option<(Arc<str>, bool)>, ts: i64) -> Transaction {
+    fn new_tx(
+        &self,
+        protocol: Protocol,
+        statement: Option<(Arc<str>, bool)>,
+        ts: i64,
+    ) -> Transaction {
         let operation = statement.as_ref().and_then(|s| sql::first_keyword(&s.0));
         let (statement, statement_truncated) = match statement {
             Some((s, t)) => (Some(s), t),
@@ -339,7 +383,11 @@ impl Conn {
     fn statement(&self, raw: &[u8], truncated: bool, l: &Limits) -> (Arc<str>, bool) {
         let text = String::from_utf8_lossy(raw);
         let text = text.trim();
-        let mut s = if l.keep_literals { text.to_owned() } else { sql::redact(text) };
+        let mut s = if l.keep_literals {
+            text.to_owned()
+        } else {
+            sql::redact(text)
+        };
         let mut cut = truncated;
         if s.len() > l.max_statement_bytes {
             let mut at = l.max_statement_bytes;
@@ -352,7 +400,15 @@ impl Conn {
         (Arc::from(s), cut)
     }
 
-    fn client_message(&mut self, fr: &mut Framer, m: Frame<'_>, ts: i64, l: &Limits, st: &mut ConnStats, out: &mut Finished) {
+    fn client_message(
+        &mut self,
+        fr: &mut Framer,
+        m: Frame<'_>,
+        ts: i64,
+        l: &Limits,
+        st: &mut ConnStats,
+        out: &mut Finished,
+    ) {
         self.client.bytes += m.wire_len;
         let mut r = message::Reader(m.body);
         match m.kind {
@@ -453,7 +509,11 @@ impl Conn {
     }
 
     fn remember(&mut self, statement: bool, name: &[u8], s: (Arc<str>, bool), l: &Limits) {
-        let map = if statement { &mut self.statements } else { &mut self.portals };
+        let map = if statement {
+            &mut self.statements
+        } else {
+            &mut self.portals
+        };
         if map.len() >= l.max_prepared && !map.contains_key(name) {
             // Full: a statement prepared now is reported without its text.
             return;
@@ -524,13 +584,22 @@ impl Conn {
     }
 
     /// A CommandComplete, EmptyQueryResponse, PortalSuspended or FunctionCallResponse.
-    fn completed(&mut self, op: Option<String>, rows: Option<i64>, err: Option<PgError>, ts: i64, out: &mut Finished) {
+    fn completed(
+        &mut self,
+        op: Option<String>,
+        rows: Option<i64>,
+        err: Option<PgError>,
+        ts: i64,
+        out: &mut Finished,
+    ) {
         self.skip_steps();
         let resp_bytes = self.take_resp_bytes();
         let gap = self.gap;
         match self.pending.front_mut() {
             Some(Expect::Execute(_)) | Some(Expect::FunctionCall(_)) => {
-                if let Some(Expect::Execute(mut t) | Expect::FunctionCall(mut t)) = self.pending.pop_front() {
+                if let Some(Expect::Execute(mut t) | Expect::FunctionCall(mut t)) =
+                    self.pending.pop_front()
+                {
                     finish(&mut t, op, rows, err, ts, resp_bytes);
                     out.push(*t);
                 }
@@ -652,7 +721,14 @@ fn query_tx(q: &mut QueryState, gap: bool, ts: i64) -> Transaction {
     t
 }
 
-fn finish(t: &mut Transaction, op: Option<String>, rows: Option<i64>, err: Option<PgError>, ts: i64, resp_bytes: u64) {
+fn finish(
+    t: &mut Transaction,
+    op: Option<String>,
+    rows: Option<i64>,
+    err: Option<PgError>,
+    ts: i64,
+    resp_bytes: u64,
+) {
     if op.is_some() {
         t.operation = op;
     }
@@ -680,7 +756,7 @@ fn unanswered(e: Expect, ts: i64, gap: bool, out: &mut Finished) {
 }
 
 /// Whether a connection's first client bytes are an untyped startup packet.
-fn looks_like_startup(data: &[u8]) -> bool {
+pub fn looks_like_startup(data: &[u8]) -> bool {
     if data.len() < 8 {
         return false;
     }
@@ -689,7 +765,10 @@ fn looks_like_startup(data: &[u8]) -> bool {
     (8..=10_000).contains(&len)
         && matches!(
             code,
-            message::PROTOCOL_3 | message::SSL_REQUEST | message::GSSENC_REQUEST | message::CANCEL_REQUEST
+            message::PROTOCOL_3
+                | message::SSL_REQUEST
+                | message::GSSENC_REQUEST
+                | message::CANCEL_REQUEST
         )
 }
 

@@ -147,7 +147,9 @@ impl Framer {
                     return Err(Malformed::Length);
                 }
             } else {
-                if len < 4 {
+                // No message is over 1 GB (the server's MaxAllocSize): such a length is not
+                // PostgreSQL (an HTTP or TLS peer on the port, or lost framing).
+                if !(4..=0x4000_0000).contains(&len) {
                     return Err(Malformed::Length);
                 }
                 let types = if client { CLIENT_TYPES } else { SERVER_TYPES };
@@ -328,7 +330,12 @@ pub fn command_tag(body: &[u8]) -> (String, Option<i64>) {
 mod tests {
     use super::*;
 
-    fn frames(f: &mut Framer, data: &[u8], client: bool, cap: usize) -> Vec<(u8, Vec<u8>, u64, bool)> {
+    fn frames(
+        f: &mut Framer,
+        data: &[u8],
+        client: bool,
+        cap: usize,
+    ) -> Vec<(u8, Vec<u8>, u64, bool)> {
         let mut got = Vec::new();
         f.feed(data, client, cap, &mut |_, fr| {
             got.push((fr.kind, fr.body.to_vec(), fr.wire_len, fr.truncated))
@@ -364,18 +371,33 @@ mod tests {
             assert!(f.buf.len() <= 64 + 5);
         }
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].0, got[0].1.len(), got[0].2, got[0].3), (b'Q', 64, 0x1005, true));
+        assert_eq!(
+            (got[0].0, got[0].1.len(), got[0].2, got[0].3),
+            (b'Q', 64, 0x1005, true)
+        );
         assert_eq!(got[1].0, b'S');
     }
 
     #[test]
     fn bad_lengths_and_types_are_malformed() {
         let mut f = Framer::default();
-        assert_eq!(f.feed(b"Q\0\0\0\x02", true, 64, &mut |_, _| {}), Err(Malformed::Length));
+        assert_eq!(
+            f.feed(b"Q\0\0\0\x02", true, 64, &mut |_, _| {}),
+            Err(Malformed::Length)
+        );
         let mut f = Framer::default();
-        assert_eq!(f.feed(b"z\0\0\0\x04", true, 64, &mut |_, _| {}), Err(Malformed::Type(b'z')));
-        let mut f = Framer { untyped: true, ..Default::default() };
-        assert_eq!(f.feed(b"\xff\0\0\0\0\0\0\0", true, 64, &mut |_, _| {}), Err(Malformed::Length));
+        assert_eq!(
+            f.feed(b"z\0\0\0\x04", true, 64, &mut |_, _| {}),
+            Err(Malformed::Type(b'z'))
+        );
+        let mut f = Framer {
+            untyped: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            f.feed(b"\xff\0\0\0\0\0\0\0", true, 64, &mut |_, _| {}),
+            Err(Malformed::Length)
+        );
     }
 
     #[test]
@@ -395,7 +417,10 @@ mod tests {
         );
         assert_eq!(command_tag(b"INSERT 0 3\0"), ("INSERT".into(), Some(3)));
         assert_eq!(command_tag(b"SELECT 2\0"), ("SELECT".into(), Some(2)));
-        assert_eq!(command_tag(b"CREATE TABLE\0"), ("CREATE TABLE".into(), None));
+        assert_eq!(
+            command_tag(b"CREATE TABLE\0"),
+            ("CREATE TABLE".into(), None)
+        );
         assert_eq!(command_tag(b"COPY 2\0"), ("COPY".into(), Some(2)));
     }
 }

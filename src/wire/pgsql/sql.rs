@@ -60,7 +60,8 @@ fn lex(sql: &str, mut f: impl FnMut(Piece, usize, usize)) {
             b'$' if !prev_ident => match dollar_tag(b, i) {
                 Some(tag_end) => {
                     let tag = &b[i..tag_end];
-                    i = memchr::memmem::find(&b[tag_end..], tag).map_or(n, |j| tag_end + j + tag.len());
+                    i = memchr::memmem::find(&b[tag_end..], tag)
+                        .map_or(n, |j| tag_end + j + tag.len());
                     f(Piece::Literal, start, i);
                 }
                 None => {
@@ -204,7 +205,9 @@ fn only_comments(s: &str) -> bool {
     let mut only = true;
     lex(s, |p, a, e| {
         let part = &s[a..e];
-        if p != Piece::Other || !(part.starts_with("--") || part.starts_with("/*") || part.trim().is_empty()) {
+        if p != Piece::Other
+            || !(part.starts_with("--") || part.starts_with("/*") || part.trim().is_empty())
+        {
             only = false;
         }
     });
@@ -238,10 +241,15 @@ mod tests {
             "INSERT INTO items VALUES (?, ?, ?), (?, ?, -?)"
         );
         assert_eq!(
-            redact("SELECT * FROM t2 WHERE a = $1 AND b = E'x\\'y' AND c = $$a;b$$ AND d = $q$ $$ $q$"),
+            redact(
+                "SELECT * FROM t2 WHERE a = $1 AND b = E'x\\'y' AND c = $$a;b$$ AND d = $q$ $$ $q$"
+            ),
             "SELECT * FROM t2 WHERE a = $1 AND b = ? AND c = ? AND d = ?"
         );
-        assert_eq!(redact("SELECT x'1F', .5, 0x1f, col1"), "SELECT ?, ?, ?, col1");
+        assert_eq!(
+            redact("SELECT x'1F', .5, 0x1f, col1"),
+            "SELECT ?, ?, ?, col1"
+        );
         // Identifiers and comments are kept; a quoted identifier is not a literal.
         assert_eq!(
             redact("SELECT \"it's\" /* id 7 */ FROM t -- 'note'\nWHERE n = 1"),
@@ -256,7 +264,11 @@ mod tests {
     fn a_query_splits_at_semicolons_outside_strings_and_comments() {
         assert_eq!(
             split("SELECT 1; UPDATE t SET a = ';' WHERE b = $$;$$ ;  -- c;\n; SELECT 2 /* ; */"),
-            vec!["SELECT 1", "UPDATE t SET a = ';' WHERE b = $$;$$", "SELECT 2 /* ; */"]
+            vec![
+                "SELECT 1",
+                "UPDATE t SET a = ';' WHERE b = $$;$$",
+                "SELECT 2 /* ; */"
+            ]
         );
         assert_eq!(split("  ;; "), Vec::<&str>::new());
         assert_eq!(split("select 1"), vec!["select 1"]);
@@ -264,8 +276,14 @@ mod tests {
 
     #[test]
     fn the_operation_is_the_first_keyword() {
-        assert_eq!(first_keyword("  /* x */ (select 1)").as_deref(), Some("SELECT"));
-        assert_eq!(first_keyword("insert into t values (1)").as_deref(), Some("INSERT"));
+        assert_eq!(
+            first_keyword("  /* x */ (select 1)").as_deref(),
+            Some("SELECT")
+        );
+        assert_eq!(
+            first_keyword("insert into t values (1)").as_deref(),
+            Some("INSERT")
+        );
         assert_eq!(first_keyword("-- only\n").as_deref(), None);
     }
 }

@@ -1,8 +1,10 @@
 //! One PostgreSQL transaction (a statement of a simple Query, an Execute, a failed login) and
-//! its event fields: OpenTelemetry's `db.*` names where ECS has none, `pgsql.*` for the rest.
+//! its event fields (after the driver's common ones): OpenTelemetry's `db.*` names, as ECS
+//! has none for databases, and `pgsql.*` for the rest.
 
 use super::message::PgError;
-use crate::wire::out::{Fields, Fixed, Report};
+use crate::wire::analyzer::{self, Conn, Outcome, Record};
+use crate::wire::out::Fields;
 use std::sync::Arc;
 
 /// What the client said when it connected; shared by every transaction of the connection.
@@ -103,28 +105,28 @@ fn is_error(severity: &str) -> bool {
     matches!(severity, "ERROR" | "FATAL" | "PANIC") || !severity.is_ascii()
 }
 
-static EVENT: Fixed = Fixed::new(|f| {
-    f.str("kind", "event");
-    f.strs("category", &["database", "network"]);
-    f.strs("type", &["access", "protocol"]);
-    f.str("dataset", "pgsql");
-});
-
-impl Report for Transaction {
-    /// The protocol's part of the event; the driver adds source, destination and network.
-    fn write<F: Fields>(&self, f: &mut F) {
-        let end = self.end_ns.max(self.start_ns);
-        f.time("@timestamp", self.start_ns);
-        f.open("event");
-        f.fixed(&EVENT);
-        f.time("start", self.start_ns);
-        f.time("end", end);
-        f.int("duration", end - self.start_ns);
-        f.word("outcome", self.outcome());
-        if let Some(m) = self.missing {
-            f.word("reason", m.as_str());
+impl analyzer::Transaction for Transaction {
+    fn record(&self) -> Record<'_> {
+        let outcome = match self.outcome() {
+            "failure" => Outcome::Failure,
+            "unknown" => Outcome::Unknown,
+            _ => Outcome::Success,
+        };
+        Record {
+            start_ns: self.start_ns,
+            end_ns: self.end_ns.max(self.start_ns),
+            outcome,
+            reason: self.missing.map(Missing::as_str),
+            request_bytes: self.req_bytes,
+            response_bytes: self.resp_bytes,
+            operation: self.operation.as_deref().unwrap_or(""),
+            status: self.status(),
+            gap: self.gap,
         }
-        f.close();
+    }
+
+    /// `db.*` (OpenTelemetry's database names: ECS has none) and `pgsql.*`.
+    fn write_fields<F: Fields>(&self, f: &mut F) {
         f.open("db");
         f.word("system", "postgresql");
         if let Some(d) = &self.session.database {
@@ -158,11 +160,29 @@ impl Report for Transaction {
             f.close();
         }
         f.close();
+    }
+
+    fn write<F: Fields>(&self, conn: &Conn, f: &mut F) {
+        let r = self.record();
+        analyzer::write_common(conn, &r, f);
+        self.write_fields(f);
         match (self.gap, self.statement_truncated) {
             (true, true) => f.strs("tags", &["tcp_gap", "pgsql_statement_truncated"]),
             (true, false) => f.strs("tags", &["tcp_gap"]),
             (false, true) => f.strs("tags", &["pgsql_statement_truncated"]),
             (false, false) => {}
+        }
+    }
+}
+
+impl Transaction {
+    /// The metric label of the result: the SQLSTATE class (`42`: syntax or access rule,
+    /// `23`: integrity constraint...), `00` for success, empty without an answer.
+    fn status(&self) -> &str {
+        match (&self.error, self.missing) {
+            (Some(e), _) => e.code.get(..2).unwrap_or(""),
+            (None, Some(_)) => "",
+            (None, None) => "00",
         }
     }
 }
