@@ -23,8 +23,8 @@ pub mod flows;
 pub mod http;
 pub mod merge;
 pub mod out;
-pub mod pgsql;
 pub mod pcapfile;
+pub mod pgsql;
 pub mod tcp;
 pub mod tunnel;
 
