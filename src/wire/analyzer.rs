@@ -112,8 +112,8 @@ impl Outcome {
 /// same keys and defaults as `http`'s where they mean the same thing).
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Ports that carry the protocol (either end); empty: every connection that no other
-    /// protocol claims by port or content.
+    /// Ports that carry the protocol (either end); empty: connections on any port that no
+    /// other protocol claims by port, recognised by content (`Protocol::recognize`).
     pub ports: Vec<u16>,
     /// A request without an answer for this long is reported (`Session::expire`).
     pub transaction_timeout_ns: i64,
@@ -139,6 +139,12 @@ pub trait Protocol: Send {
     /// protocol, and if so which side sent it (which tells the client from the server on a
     /// capture that missed the handshake). Cheap: called for every new unclaimed connection.
     fn recognize(&self, transport: Transport, payload: &[u8]) -> Option<Side>;
+    /// Whether a connection that no protocol claims by port or content may still be this
+    /// protocol, picked up mid-stream (HTTP: a body, then the next request). Asked only of a
+    /// protocol without `ports`; the first that says so takes such connections.
+    fn takes_unrecognized(&self) -> bool {
+        false
+    }
     /// A session for a new connection or flow between the endpoints of `conn`.
     fn open(&self, transport: Transport, conn: &Conn) -> Box<dyn AnySession>;
 }
@@ -179,7 +185,8 @@ pub trait Session: Send + 'static {
     fn data(&mut self, side: Side, bytes: &[u8], ts: i64, out: &mut Sink<Self::Tx>);
     /// `len` bytes from `side` that were never captured (TCP only).
     fn gap(&mut self, side: Side, len: u32, out: &mut Sink<Self::Tx>);
-    /// `side` closed its direction (TCP FIN): a message that ends with the stream is complete.
+    /// `side` closed its direction (TCP FIN; what it sent before has been handed on, holes
+    /// as gaps): a message that ends with the stream is complete.
     fn end(&mut self, side: Side, ts: i64, out: &mut Sink<Self::Tx>) {
         let _ = (side, ts, out);
     }

@@ -25,17 +25,20 @@ pub mod merge;
 pub mod out;
 pub mod pcapfile;
 pub mod pgsql;
+pub mod sessions;
 pub mod tcp;
 pub mod tunnel;
 
 use crate::event::Value;
 use crate::telemetry::metrics::{escape_label, Collector};
+use analyzer::Protocol;
 use chrono::{DateTime, TimeZone, Utc};
 use dedup::Dedup;
 use flows::{FlowTable, FlowsConfig};
 use http::metrics::ServiceMap;
-use http::{HttpAnalyzer, HttpConfig};
+use http::HttpConfig;
 use out::Out;
+use sessions::Sessions;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,9 +58,8 @@ pub struct Stats {
     pub duplicates: AtomicU64,
     pub flows_active: AtomicU64,
     pub flows_untracked: AtomicU64,
-    pub http_connections: AtomicU64,
-    pub http_untracked: AtomicU64,
-    pub http_parse_errors: AtomicU64,
+    /// Per protocol analyzer (`Stats::protocol`), in registration order.
+    pub protocols: Mutex<Vec<Arc<ProtocolStats>>>,
     pub tcp_gaps: AtomicU64,
     /// Packets trawl itself dropped because the analyzer fell behind the capture threads.
     pub capture_dropped: AtomicU64,
@@ -73,7 +75,43 @@ pub struct Stats {
     pub interfaces: Mutex<Vec<(String, u64, u64, u64)>>,
 }
 
+/// Counters of one protocol analyzer of one input: `trawl_packet_<name>_*`.
+#[derive(Debug)]
+pub struct ProtocolStats {
+    pub name: &'static str,
+    /// Connections (and UDP flows) followed now.
+    pub connections: AtomicU64,
+    /// Connections not followed because the protocol's table was full.
+    pub untracked: AtomicU64,
+    /// Messages that could not be parsed.
+    pub parse_errors: AtomicU64,
+}
+
+impl ProtocolStats {
+    fn new(name: &'static str) -> ProtocolStats {
+        ProtocolStats {
+            name,
+            connections: AtomicU64::new(0),
+            untracked: AtomicU64::new(0),
+            parse_errors: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Stats {
+    /// The counters of protocol `name`, created on first use.
+    pub fn protocol(&self, name: &'static str) -> Arc<ProtocolStats> {
+        let Ok(mut v) = self.protocols.lock() else {
+            return Arc::new(ProtocolStats::new(name));
+        };
+        if let Some(p) = v.iter().find(|p| p.name == name) {
+            return p.clone();
+        }
+        let p = Arc::new(ProtocolStats::new(name));
+        v.push(p.clone());
+        p
+    }
+
     pub fn set_interface(&self, name: &str, received: u64, dropped: u64, if_dropped: u64) {
         if let Ok(mut v) = self.interfaces.lock() {
             match v.iter_mut().find(|e| e.0 == name) {
@@ -99,7 +137,7 @@ impl Collector for StatsCollector {
     fn render(&self, out: &mut String) {
         let s = &self.stats;
         let input = escape_label(&self.input);
-        let families: [(&str, &str, &AtomicU64); 15] = [
+        let families: [(&str, &str, &AtomicU64); 12] = [
             (
                 "trawl_packet_packets_total",
                 "Packets captured.",
@@ -130,21 +168,6 @@ impl Collector for StatsCollector {
                 "trawl_packet_flows_untracked_total",
                 "Flows not tracked because the table was full.",
                 &s.flows_untracked,
-            ),
-            (
-                "trawl_packet_http_connections",
-                "Connections followed by the HTTP analyzer.",
-                &s.http_connections,
-            ),
-            (
-                "trawl_packet_http_untracked_total",
-                "Connections not followed because the table was full.",
-                &s.http_untracked,
-            ),
-            (
-                "trawl_packet_http_parse_errors_total",
-                "HTTP messages that could not be parsed (resynchronised).",
-                &s.http_parse_errors,
             ),
             (
                 "trawl_packet_tcp_gaps_total",
@@ -184,6 +207,7 @@ impl Collector for StatsCollector {
                 v.load(Ordering::Relaxed)
             );
         }
+        self.render_protocols(out, &input);
         let ifs = s.interfaces.lock().map(|v| v.clone()).unwrap_or_default();
         let _ = writeln!(out, "# HELP trawl_capture_kernel_received_total Packets the kernel passed to the capture (pcap_stats).\n# TYPE trawl_capture_kernel_received_total counter");
         for (n, r, _, _) in &ifs {
@@ -212,15 +236,77 @@ impl Collector for StatsCollector {
     }
 }
 
+impl StatsCollector {
+    /// `trawl_packet_<protocol>_{connections,untracked_total,parse_errors_total}` of each
+    /// protocol the input follows. HTTP's are always written (as before the analyzer trait,
+    /// zero on an input without HTTP), so that every input has them.
+    fn render_protocols(&self, out: &mut String, input: &str) {
+        let mut protocols = self
+            .stats
+            .protocols
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        if !protocols.iter().any(|p| p.name == "http") {
+            protocols.insert(0, Arc::new(ProtocolStats::new("http")));
+        }
+        for p in protocols {
+            let (name, upper) = (p.name, p.name.to_ascii_uppercase());
+            for (family, kind, help, v) in [
+                (
+                    "connections",
+                    "gauge",
+                    format!("Connections followed by the {upper} analyzer."),
+                    &p.connections,
+                ),
+                (
+                    "untracked_total",
+                    "counter",
+                    "Connections not followed because the table was full.".to_owned(),
+                    &p.untracked,
+                ),
+                (
+                    "parse_errors_total",
+                    "counter",
+                    format!("{upper} messages that could not be parsed (resynchronised)."),
+                    &p.parse_errors,
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP trawl_packet_{name}_{family} {help}\n# TYPE trawl_packet_{name}_{family} {kind}\ntrawl_packet_{name}_{family}{{input=\"{input}\"}} {}",
+                    v.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+}
+
 /// What an engine analyzes.
 #[derive(Clone, Debug, Default)]
 pub struct Analyzers {
     pub flows: Option<FlowsConfig>,
     pub http: Option<HttpConfig>,
+    pub pgsql: Option<pgsql::PgsqlConfig>,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,
     /// Decoding settings (which UDP ports carry VXLAN).
     pub decoder: decode::Decoder,
+}
+
+impl Analyzers {
+    /// The protocol analyzers configured, in the order they claim connections: the one
+    /// place where protocols are registered (a new protocol is one folder and one line here).
+    fn protocols(&self) -> Vec<Box<dyn Protocol>> {
+        let mut v: Vec<Box<dyn Protocol>> = Vec::new();
+        if let Some(c) = &self.http {
+            v.push(Box::new(http::Http::new(c.clone())));
+        }
+        if let Some(c) = &self.pgsql {
+            v.push(Box::new(pgsql::Pgsql::new(c)));
+        }
+        v
+    }
 }
 
 /// Decodes packets and runs the analyzers over them; events accumulate in `events`.
@@ -229,7 +315,8 @@ pub struct Engine {
     stats: Arc<Stats>,
     dedup: Option<Dedup>,
     flows: Option<FlowTable>,
-    http: Option<HttpAnalyzer>,
+    /// The protocol analyzers (HTTP...) and their connections.
+    sessions: Sessions,
     map: Option<Arc<ServiceMap>>,
     /// Finished TCP flows go to the service map (the `flows` analyzer's `service_map`).
     graph_tcp: bool,
@@ -251,6 +338,7 @@ impl Engine {
         stats: Arc<Stats>,
         map: Option<Arc<ServiceMap>>,
     ) -> Engine {
+        let protocols = analyzers.protocols();
         Engine {
             graph_tcp: analyzers.flows.as_ref().is_some_and(|f| f.service_map),
             decoder: analyzers.decoder,
@@ -261,9 +349,7 @@ impl Engine {
             flows: analyzers
                 .flows
                 .map(|c| FlowTable::new(c, input.clone(), stats.clone())),
-            http: analyzers
-                .http
-                .map(|c| HttpAnalyzer::new(c, input.clone(), stats.clone(), map.clone())),
+            sessions: Sessions::new(protocols, input.clone(), stats.clone(), map.clone()),
             map,
             stats,
             out: Out::Events(Vec::new()),
@@ -316,8 +402,8 @@ impl Engine {
         if let Some(f) = &mut self.flows {
             f.packet(&p, ts_ns, &mut self.out);
         }
-        if let Some(h) = &mut self.http {
-            h.packet(&p, ts_ns, &mut self.out);
+        if !self.sessions.is_empty() {
+            self.sessions.packet(&p, ts_ns, &mut self.out);
         }
         self.graph_flows(before);
         self.sweep(self.now_ns);
@@ -341,9 +427,7 @@ impl Engine {
         if let Some(f) = &mut self.flows {
             f.sweep(now_ns, &mut self.out);
         }
-        if let Some(h) = &mut self.http {
-            h.sweep(now_ns, &mut self.out);
-        }
+        self.sessions.sweep(now_ns, &mut self.out);
         self.graph_flows(before);
     }
 
@@ -354,9 +438,7 @@ impl Engine {
         if let Some(f) = &mut self.flows {
             f.flush(&mut self.out);
         }
-        if let Some(h) = &mut self.http {
-            h.flush(&mut self.out);
-        }
+        self.sessions.flush(&mut self.out);
         self.graph_flows(before);
     }
 
@@ -433,6 +515,7 @@ pub(crate) mod tests {
                     ..FlowsConfig::default()
                 }),
                 http: None,
+                pgsql: None,
                 dedup_window: None,
                 decoder: Default::default(),
             };
@@ -471,6 +554,7 @@ pub(crate) mod tests {
         let analyzers = Analyzers {
             flows: Some(FlowsConfig::default()),
             http: None,
+            pgsql: None,
             dedup_window: Some(std::time::Duration::from_millis(100)),
             decoder: Default::default(),
         };

@@ -4,56 +4,19 @@
 
 use super::metrics::ServiceMap;
 use super::parser::HeadOptions;
-use super::transaction::{Finished, Limits, Transaction};
+use super::transaction::{Limits, Missing, Transaction};
 use super::HttpConfig;
-use crate::wire::community_id::community_id;
-use crate::wire::decode::Addr;
-use crate::wire::out::{needs_escape, Cached, Fields, Fixed, Out, Report};
+use crate::wire::analyzer::{self, Conn, Outcome, Record};
+use crate::wire::out::{needs_escape, Fields, Fixed};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-pub type Endpoint = (Addr, u16);
-
-/// A connection's endpoints and the strings every one of its events carries.
-pub struct Peers {
-    pub client: Endpoint,
-    pub server: Endpoint,
-    client_ip: String,
-    server_ip: String,
-    server_name: String,
-    community_id: String,
-    /// The first tunnel the connection's packets came through, and whether the packet that
-    /// carried it went from the client to the server (boxed: most connections have none).
-    pub tunnel: Option<Box<(crate::wire::tunnel::Tunnel, bool)>>,
-    /// `source`, `destination`, `client` and `server` as JSON, the same in every event of the
-    /// connection (unless `real_ip_header` names another client).
-    endpoints: Cached,
-}
-
-impl Peers {
-    pub fn new(client: Endpoint, server: Endpoint) -> Peers {
-        let server_ip = server.0.text();
-        Peers {
-            client_ip: client.0.text(),
-            server_name: sock_name(&server_ip, server.0.is_v4(), server.1),
-            server_ip,
-            community_id: community_id(0, client.0, client.1, server.0, server.1, 6),
-            endpoints: Cached::new(),
-            tunnel: None,
-            client,
-            server,
-        }
-    }
-}
-
-/// What turning transactions into events needs (apart from the connection table).
+/// What turning transactions into events needs: the `http` settings, prepared.
 pub struct EventCtx {
     pub cfg: HttpConfig,
     pub real_ip: Option<String>,
     pub include_body_for: Vec<String>,
     pub send_all: bool,
-    pub input: Arc<str>,
-    pub map: Option<Arc<ServiceMap>>,
 }
 
 impl EventCtx {
@@ -67,12 +30,6 @@ impl EventCtx {
             max_body_bytes: self.cfg.max_body_bytes.as_usize(),
             max_head_bytes: self.cfg.max_head_bytes.as_usize(),
             max_pending: 64,
-        }
-    }
-
-    pub fn emit(&self, txs: &mut Finished, peers: &Peers, out: &mut Out) {
-        for t in txs.drain(..) {
-            self.report(&t, peers, out);
         }
     }
 
@@ -107,64 +64,115 @@ impl EventCtx {
         }
         kept
     }
+}
 
-    fn report(&self, t: &Transaction, peers: &Peers, out: &mut Out) {
+/// One HTTP transaction as the analyzer reports it, with the settings its event needs.
+pub struct HttpTx {
+    pub t: Box<Transaction>,
+    pub ctx: Arc<EventCtx>,
+}
+
+impl HttpTx {
+    /// First byte of the request (of the response without one), last byte of either.
+    fn span(&self) -> (i64, i64) {
+        let t = &self.t;
         let start = if t.request.is_some() {
             t.req_start_ns
         } else {
             t.resp_start_ns
         };
-        let end = t.resp_end_ns.max(t.req_end_ns).max(start);
-        let real = t
+        (start, t.resp_end_ns.max(t.req_end_ns).max(start))
+    }
+
+    /// The `real_ip_header` address, when it is one.
+    fn real(&self) -> Option<&str> {
+        self.t
             .request
             .as_ref()
             .and_then(|r| r.real_ip.as_deref())
-            .filter(|s| s.parse::<std::net::IpAddr>().is_ok());
-        out.push(
-            &self.input,
-            &TxReport {
-                ctx: self,
-                t,
-                peers,
-                real,
-                start,
-                end,
+            .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
+    }
+
+    /// The status, when there is one (an HTTP/0.9 response has no status line).
+    fn status(&self) -> Option<u16> {
+        self.t
+            .response
+            .as_ref()
+            .map(|r| r.status)
+            .filter(|s| *s != 0)
+    }
+
+    fn request_bytes(&self) -> u64 {
+        self.t.req_header_bytes + self.t.req_body_bytes + self.t.req_framing_bytes
+    }
+
+    fn response_bytes(&self) -> u64 {
+        self.t.resp_header_bytes + self.t.resp_body_bytes + self.t.resp_framing_bytes
+    }
+}
+
+impl analyzer::Transaction for HttpTx {
+    fn record(&self) -> Record<'_> {
+        let (start, end) = self.span();
+        let status = self.status();
+        Record {
+            start_ns: start,
+            end_ns: end,
+            outcome: outcome(self.t.missing, status),
+            reason: self.t.missing.map(Missing::as_str),
+            request_bytes: self.request_bytes(),
+            response_bytes: self.response_bytes(),
+            operation: self.t.request.as_ref().map_or("", |r| r.method.as_str()),
+            status: match status {
+                Some(100..=199) => "1xx",
+                Some(200..=299) => "2xx",
+                Some(300..=399) => "3xx",
+                Some(400..=499) => "4xx",
+                Some(500..=599) => "5xx",
+                _ => "",
             },
-        );
-        if let Some(map) = &self.map {
-            let status = t.response.as_ref().map(|r| r.status).filter(|s| *s != 0);
-            let (method, path) = match &t.request {
-                Some(r) => (r.method.as_str(), split_target(&r.target).0),
-                None => ("", ""),
-            };
-            let client_name = real.unwrap_or(&peers.client_ip);
-            let secs = (!method.is_empty() && status.is_some()).then(|| (end - start) as f64 / 1e9);
-            let bytes = t.req_header_bytes
-                + t.req_body_bytes
-                + t.req_framing_bytes
-                + t.resp_header_bytes
-                + t.resp_body_bytes
-                + t.resp_framing_bytes;
-            map.record_http(
-                client_name,
-                &peers.server_name,
-                method,
-                path,
-                status,
-                secs,
-                bytes,
-            );
+            gap: self.t.gap,
         }
     }
 
-    #[cfg(test)]
-    fn event(&self, t: Transaction, peers: &Peers) -> crate::event::Event {
-        let mut out = Out::Events(Vec::new());
-        self.report(&t, peers, &mut out);
-        match out {
-            Out::Events(mut v) => v.remove(0),
-            Out::Json { .. } => unreachable!(),
-        }
+    /// The event as it was before the analyzer trait: `web` category, the `real_ip_header`
+    /// client, `network.forwarded_ip`, `http_malformed` tag.
+    fn write<F: Fields>(&self, conn: &Conn, f: &mut F) {
+        write_event(self, conn, f);
+    }
+
+    fn write_fields<F: Fields>(&self, f: &mut F) {
+        write_http(self, f);
+    }
+
+    /// HTTP's own series: status class and code, templated paths.
+    fn observe(&self, conn: &Conn, map: &ServiceMap) {
+        let t = &self.t;
+        let (start, end) = self.span();
+        let status = self.status();
+        let (method, path) = match &t.request {
+            Some(r) => (r.method.as_str(), split_target(&r.target).0),
+            None => ("", ""),
+        };
+        let client_name = self.real().unwrap_or(&conn.client_ip);
+        let secs = (!method.is_empty() && status.is_some()).then(|| (end - start) as f64 / 1e9);
+        map.record_http(
+            client_name,
+            &conn.server_name,
+            method,
+            path,
+            status,
+            secs,
+            self.request_bytes() + self.response_bytes(),
+        );
+    }
+}
+
+fn outcome(missing: Option<Missing>, status: Option<u16>) -> Outcome {
+    match (missing, status) {
+        (Some(_), _) | (None, None) => Outcome::Unknown,
+        (None, Some(code)) if code >= 400 => Outcome::Failure,
+        _ => Outcome::Success,
     }
 }
 
@@ -206,199 +214,173 @@ static NETWORK_V6: Fixed = Fixed::new(|f| {
     f.str("type", "ipv6");
 });
 
-/// One transaction's event.
-struct TxReport<'a> {
-    ctx: &'a EventCtx,
-    t: &'a Transaction,
-    peers: &'a Peers,
-    /// The `real_ip_header` address, when it is one.
-    real: Option<&'a str>,
-    start: i64,
-    end: i64,
+/// One transaction's event: the common part as HTTP has always written it, then `http.*`,
+/// `url.*`, `user_agent.*` and the tags.
+fn write_event<F: Fields>(tx: &HttpTx, conn: &Conn, f: &mut F) {
+    let t = &tx.t;
+    let (start, end) = tx.span();
+    let real = tx.real();
+    let (cport, sport) = (conn.client.1, conn.server.1);
+    f.time("@timestamp", start);
+    f.open("event");
+    f.fixed(&EVENT);
+    f.time("start", start);
+    f.time("end", end);
+    f.int("duration", end - start);
+    f.word("outcome", outcome(t.missing, tx.status()).as_str());
+    if let Some(m) = t.missing {
+        f.str("reason", m.as_str());
+    }
+    f.close();
+    match real {
+        Some(ip) => {
+            // The `real_ip_header` client varies by request: not the connection's cached run.
+            let endpoint = |f: &mut F, name: &'static str, ip: &str, port: u16| {
+                f.open(name);
+                f.word("ip", ip);
+                f.int("port", port as i64);
+                f.close();
+            };
+            endpoint(f, "source", &conn.client_ip, cport);
+            endpoint(f, "destination", &conn.server_ip, sport);
+            f.open("client");
+            f.str("ip", ip);
+            f.close();
+            endpoint(f, "server", &conn.server_ip, sport);
+        }
+        None => conn.write_endpoints(f),
+    }
+
+    f.open("network");
+    f.fixed(if conn.client.0.is_v4() {
+        &NETWORK_V4
+    } else {
+        &NETWORK_V6
+    });
+    f.word("community_id", &conn.community_id);
+    f.int("bytes", (tx.request_bytes() + tx.response_bytes()) as i64);
+    if let Some(ip) = real {
+        f.str("forwarded_ip", ip);
+    }
+    f.close();
+    conn.write_tunnel(f);
+    write_http(tx, f);
+    let malformed = t.request.as_ref().is_some_and(|r| !r.anomalies.is_empty());
+    match (t.gap, malformed) {
+        (true, true) => f.strs("tags", &["tcp_gap", "http_malformed"]),
+        (true, false) => f.strs("tags", &["tcp_gap"]),
+        (false, true) => f.strs("tags", &["http_malformed"]),
+        (false, false) => {}
+    }
 }
 
-impl Report for TxReport<'_> {
-    fn write<F: Fields>(&self, f: &mut F) {
-        let TxReport {
-            ctx,
-            t,
-            peers,
-            real,
-            start,
-            end,
-        } = *self;
-        // An HTTP/0.9 response has no status line.
-        let status = t.response.as_ref().map(|r| r.status).filter(|s| *s != 0);
-        let req_bytes = t.req_header_bytes + t.req_body_bytes + t.req_framing_bytes;
-        let resp_bytes = t.resp_header_bytes + t.resp_body_bytes + t.resp_framing_bytes;
-        let (cport, sport) = (peers.client.1, peers.server.1);
-        f.time("@timestamp", start);
-        f.open("event");
-        f.fixed(&EVENT);
-        f.time("start", start);
-        f.time("end", end);
-        f.int("duration", end - start);
-        let outcome = match (t.missing, status) {
-            (Some(_), _) | (None, None) => "unknown",
-            (None, Some(code)) if code >= 400 => "failure",
-            _ => "success",
-        };
-        f.word("outcome", outcome);
-        if let Some(m) = t.missing {
-            f.str("reason", m.as_str());
+/// `http.*`, `url.*` and `user_agent.*`.
+fn write_http<F: Fields>(tx: &HttpTx, f: &mut F) {
+    let (t, ctx) = (&tx.t, &tx.ctx);
+    let status = tx.status();
+    let (req_bytes, resp_bytes) = (tx.request_bytes(), tx.response_bytes());
+    let body = |f: &mut F, bytes: u64, content: &Option<Vec<u8>>| {
+        f.open("body");
+        f.int("bytes", bytes as i64);
+        if let Some(b) = content {
+            f.str("content", &String::from_utf8_lossy(b));
         }
         f.close();
-        let endpoint = |f: &mut dyn Fields, name: &'static str, ip: &str, port: u16| {
-            f.open(name);
-            f.word("ip", ip);
-            f.int("port", port as i64);
-            f.close();
-        };
-        // `real`: the `real_ip_header` client, which varies by request and so is not cached.
-        let endpoints = |f: &mut dyn Fields, real: Option<&str>| {
-            endpoint(f, "source", &peers.client_ip, cport);
-            endpoint(f, "destination", &peers.server_ip, sport);
-            match real {
-                Some(ip) => {
-                    f.open("client");
-                    f.str("ip", ip);
-                    f.close();
-                }
-                None => endpoint(f, "client", &peers.client_ip, cport),
+    };
+    let headers = |f: &mut F, hs: &[(String, String)]| {
+        let kept = ctx.headers(hs);
+        if !kept.is_empty() {
+            f.open("headers");
+            for (k, v) in kept {
+                f.entry(k, v);
             }
-            endpoint(f, "server", &peers.server_ip, sport);
-        };
-        match real {
-            Some(_) => endpoints(f, real),
-            None => f.cached(&peers.endpoints, &|f| endpoints(f, None)),
+            f.close();
         }
-
-        f.open("network");
-        f.fixed(if peers.client.0.is_v4() {
-            &NETWORK_V4
-        } else {
-            &NETWORK_V6
-        });
-        f.word("community_id", &peers.community_id);
-        f.int("bytes", (req_bytes + resp_bytes) as i64);
-        if let Some(ip) = real {
-            f.str("forwarded_ip", ip);
+    };
+    f.open("http");
+    if let Some(r) = &t.request {
+        f.open("request");
+        f.word("method", &r.method);
+        f.int("bytes", req_bytes as i64);
+        f.int("header_bytes", t.req_header_bytes as i64);
+        body(f, t.req_body_bytes, &t.req_body);
+        if let Some(ct) = &r.content_type {
+            f.str("mime_type", &mime(ct));
+        }
+        headers(f, &r.headers);
+        if !r.anomalies.is_empty() {
+            f.strs("anomalies", &r.anomalies);
         }
         f.close();
-        if let Some((tunnel, forward)) = peers.tunnel.as_deref() {
-            crate::wire::flows::write_tunnel(f, tunnel, *forward);
+    }
+    if let Some(r) = &t.response {
+        f.open("response");
+        if let Some(code) = status {
+            f.int("status_code", code as i64);
         }
-
-        let body = |f: &mut F, bytes: u64, content: &Option<Vec<u8>>| {
-            f.open("body");
-            f.int("bytes", bytes as i64);
-            if let Some(b) = content {
-                f.str("content", &String::from_utf8_lossy(b));
-            }
-            f.close();
-        };
-        let headers = |f: &mut F, hs: &[(String, String)]| {
-            let kept = ctx.headers(hs);
-            if !kept.is_empty() {
-                f.open("headers");
-                for (k, v) in kept {
-                    f.entry(k, v);
-                }
-                f.close();
-            }
-        };
-        f.open("http");
-        if let Some(r) = &t.request {
-            f.open("request");
-            f.word("method", &r.method);
-            f.int("bytes", req_bytes as i64);
-            f.int("header_bytes", t.req_header_bytes as i64);
-            body(f, t.req_body_bytes, &t.req_body);
-            if let Some(ct) = &r.content_type {
-                f.str("mime_type", &mime(ct));
-            }
-            headers(f, &r.headers);
-            if !r.anomalies.is_empty() {
-                f.strs("anomalies", &r.anomalies);
-            }
-            f.close();
+        f.int("bytes", resp_bytes as i64);
+        f.int("header_bytes", t.resp_header_bytes as i64);
+        body(f, t.resp_body_bytes, &t.resp_body);
+        if let Some(ct) = &r.content_type {
+            f.str("mime_type", &mime(ct));
         }
-        if let Some(r) = &t.response {
-            f.open("response");
-            if let Some(code) = status {
-                f.int("status_code", code as i64);
-            }
-            f.int("bytes", resp_bytes as i64);
-            f.int("header_bytes", t.resp_header_bytes as i64);
-            body(f, t.resp_body_bytes, &t.resp_body);
-            if let Some(ct) = &r.content_type {
-                f.str("mime_type", &mime(ct));
-            }
-            headers(f, &r.headers);
-            f.close();
-        }
-        let version = t
-            .request
-            .as_ref()
-            .map(|r| r.version)
-            .or(t.response.as_ref().map(|r| r.version));
-        if let Some(v) = version {
-            f.word("version", v.as_str());
-        }
+        headers(f, &r.headers);
         f.close();
-        if let Some(r) = &t.request {
-            let (p, q) = split_target(&r.target);
-            // A credential in the query is replaced in both the query and the original target,
-            // so neither field ships it.
-            let redacted = q.and_then(|q| redact_query(q, &ctx.cfg.redact_query_params));
-            let (q, original) = match &redacted {
-                Some(rq) => {
-                    let at = r.target.len() - q.map_or(0, str::len);
-                    (
-                        Some(rq.as_str()),
-                        Cow::Owned([&r.target[..at], rq].concat()),
-                    )
-                }
-                None => (q, Cow::Borrowed(r.target.as_str())),
-            };
-            // The path and query are parts of the target: one look says whether any of the
-            // three needs escaping.
-            let plain = !needs_escape(original.as_bytes());
-            let part = |f: &mut F, key: &'static str, v: &str| {
-                if plain {
-                    f.word(key, v)
-                } else {
-                    f.str(key, v)
-                }
-            };
-            f.open("url");
-            part(f, "path", p);
-            if let Some(q) = q {
-                part(f, "query", q);
+    }
+    let version = t
+        .request
+        .as_ref()
+        .map(|r| r.version)
+        .or(t.response.as_ref().map(|r| r.version));
+    if let Some(v) = version {
+        f.word("version", v.as_str());
+    }
+    f.close();
+    if let Some(r) = &t.request {
+        let (p, q) = split_target(&r.target);
+        // A credential in the query is replaced in both the query and the original target,
+        // so neither field ships it.
+        let redacted = q.and_then(|q| redact_query(q, &ctx.cfg.redact_query_params));
+        let (q, original) = match &redacted {
+            Some(rq) => {
+                let at = r.target.len() - q.map_or(0, str::len);
+                (
+                    Some(rq.as_str()),
+                    Cow::Owned([&r.target[..at], rq].concat()),
+                )
             }
-            if let Some(h) = &r.host {
-                let (host, port) = split_host(h);
-                if !host.is_empty() {
-                    f.str("domain", &lower(host));
-                }
-                if let Some(port) = port {
-                    f.int("port", port as i64);
-                }
+            None => (q, Cow::Borrowed(r.target.as_str())),
+        };
+        // The path and query are parts of the target: one look says whether any of the
+        // three needs escaping.
+        let plain = !needs_escape(original.as_bytes());
+        let part = |f: &mut F, key: &'static str, v: &str| {
+            if plain {
+                f.word(key, v)
+            } else {
+                f.str(key, v)
             }
-            part(f, "original", &original);
-            f.close();
-            if let Some(ua) = &r.user_agent {
-                f.open("user_agent");
-                f.str("original", ua);
-                f.close();
+        };
+        f.open("url");
+        part(f, "path", p);
+        if let Some(q) = q {
+            part(f, "query", q);
+        }
+        if let Some(h) = &r.host {
+            let (host, port) = split_host(h);
+            if !host.is_empty() {
+                f.str("domain", &lower(host));
+            }
+            if let Some(port) = port {
+                f.int("port", port as i64);
             }
         }
-        let malformed = t.request.as_ref().is_some_and(|r| !r.anomalies.is_empty());
-        match (t.gap, malformed) {
-            (true, true) => f.strs("tags", &["tcp_gap", "http_malformed"]),
-            (true, false) => f.strs("tags", &["tcp_gap"]),
-            (false, true) => f.strs("tags", &["http_malformed"]),
-            (false, false) => {}
+        part(f, "original", &original);
+        f.close();
+        if let Some(ua) = &r.user_agent {
+            f.open("user_agent");
+            f.str("original", ua);
+            f.close();
         }
     }
 }
@@ -436,13 +418,6 @@ fn lower(s: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(s)
     }
-}
-
-/// `ip:port` (the service map's name for a server), with brackets for IPv6.
-fn sock_name(ip: &str, v4: bool, port: u16) -> String {
-    let (open, close) = if v4 { ("", ":") } else { ("[", "]:") };
-    let mut digits = itoa::Buffer::new();
-    [open, ip, close, digits.format(port)].concat()
 }
 
 /// The media type of a Content-Type value, lower case, without its parameters. One pass
@@ -492,20 +467,32 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::decode::Addr;
 
     #[test]
     fn servers_are_named_ip_colon_port() {
+        use crate::wire::analyzer::Transport;
         let v6 = Addr(
             "2001:db8::1"
                 .parse::<std::net::Ipv6Addr>()
                 .unwrap()
                 .octets(),
         );
-        let peers = Peers::new((Addr::v4([10, 0, 0, 1]), 5555), (v6, 8080));
-        assert_eq!(peers.server_name, "[2001:db8::1]:8080");
-        let peers = Peers::new((v6, 5555), (Addr::v4([10, 96, 0, 12]), 80));
-        assert_eq!(peers.server_name, "10.96.0.12:80");
-        assert_eq!(peers.client_ip, "2001:db8::1");
+        let conn = Conn::new(
+            "http",
+            Transport::Tcp,
+            (Addr::v4([10, 0, 0, 1]), 5555),
+            (v6, 8080),
+        );
+        assert_eq!(conn.server_name, "[2001:db8::1]:8080");
+        let conn = Conn::new(
+            "http",
+            Transport::Tcp,
+            (v6, 5555),
+            (Addr::v4([10, 96, 0, 12]), 80),
+        );
+        assert_eq!(conn.server_name, "10.96.0.12:80");
+        assert_eq!(conn.client_ip, "2001:db8::1");
     }
 
     #[test]
@@ -524,6 +511,7 @@ mod tests {
 #[cfg(test)]
 mod event_tests {
     use super::*;
+    use crate::wire::decode::Addr;
     use crate::wire::http::parser::{RequestHead, ResponseHead};
 
     #[test]
@@ -532,14 +520,12 @@ mod event_tests {
             send_headers: vec!["*".into()],
             ..Default::default()
         };
-        let ctx = EventCtx {
+        let ctx = Arc::new(EventCtx {
             cfg,
             real_ip: Some("x-forwarded-for".into()),
             include_body_for: vec!["application/json".into()],
             send_all: true,
-            input: "t".into(),
-            map: None,
-        };
+        });
         let req = RequestHead {
             method: "POST".into(),
             target: "/login?next=%2F".into(),
@@ -571,11 +557,22 @@ mod event_tests {
             resp_body_bytes: 12,
             ..Default::default()
         };
-        let peers = Peers::new(
+        let conn = Conn::new(
+            "http",
+            crate::wire::analyzer::Transport::Tcp,
             (Addr::v4([10, 0, 0, 1]), 40000),
             (Addr::v4([10, 0, 0, 2]), 8443),
         );
-        let e = ctx.event(t, &peers);
+        let mut m = crate::wire::out::MapFields::new();
+        analyzer::Transaction::write(
+            &HttpTx {
+                t: Box::new(t),
+                ctx,
+            },
+            &conn,
+            &mut m,
+        );
+        let e = m.finish(&Arc::from("t"));
         let j = serde_json::to_value(&e.fields).unwrap();
         assert_eq!(j["http"]["request"]["headers"]["authorization"], "REDACTED");
         assert_eq!(j["http"]["request"]["headers"]["cookie"], "REDACTED");

@@ -1,25 +1,18 @@
-//! The HTTP analyzer: follows TCP connections on the configured ports, reassembles each
-//! direction, pairs requests with responses and turns each transaction into one ECS event
-//! (feeding the RED metrics and the service map on the way).
+//! The HTTP/1.x analyzer on the `analyzer` trait: its settings, and a session per TCP
+//! connection that parses both directions, pairs requests with responses (`transaction.rs`)
+//! and turns each transaction into one ECS event and its RED metrics (`event.rs`).
 
 mod event;
 pub mod metrics;
 pub mod parser;
 pub mod transaction;
 
-use super::decode::{tcp_flags, Packet};
-use super::flows::FlowKey;
-use super::out::Out;
-use super::tcp::{Budget, Chunk, Stream};
-use super::Stats;
+use super::analyzer::{self, AnySession, Protocol, Session, Settings, Side, Sink, Transport};
 use crate::config::{ByteSize, Duration};
-use event::{EventCtx, Peers};
-use metrics::ServiceMap;
-use rustc_hash::FxHashMap;
+use event::{EventCtx, HttpTx};
 use serde::Deserialize;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use transaction::{Conn, ConnStats, Finished, Limits};
+use transaction::{Conn, ConnStats, Finished};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,270 +175,145 @@ fn default_max_series() -> usize {
     1000
 }
 
-struct ConnEntry {
-    conn: Conn,
-    /// Reassembly per flow direction (0: from the key's `a`).
-    streams: [Stream; 2],
-    /// The flow direction the client sends in.
-    client_dir: usize,
-    peers: Peers,
-    first_ns: i64,
-    last_ns: i64,
+impl HttpConfig {
+    /// What the driver needs of these settings.
+    fn settings(&self) -> Settings {
+        let ns = |d: &Duration| d.millis.max(0).saturating_mul(1_000_000);
+        Settings {
+            ports: self.ports.clone(),
+            transaction_timeout_ns: ns(&self.transaction_timeout),
+            connection_timeout_ns: ns(&self.connection_timeout),
+            max_connections: self.max_connections,
+            max_buffer_per_connection: self.max_buffer_per_connection.as_usize(),
+            max_buffer_total: self.max_buffer_total.as_usize(),
+        }
+    }
 }
 
-pub struct HttpAnalyzer {
-    ctx: EventCtx,
-    conns: FxHashMap<FlowKey, ConnEntry>,
-    budget: Budget,
-    stats: Arc<Stats>,
-    txs: Finished,
-    last_sweep_ns: i64,
+/// HTTP/1.x over TCP: the `http` section of a packet input.
+pub struct Http {
+    ctx: Arc<EventCtx>,
+    settings: Settings,
 }
 
-impl HttpAnalyzer {
-    pub fn new(
-        cfg: HttpConfig,
-        input: Arc<str>,
-        stats: Arc<Stats>,
-        map: Option<Arc<ServiceMap>>,
-    ) -> HttpAnalyzer {
-        let ctx = EventCtx {
-            real_ip: cfg.real_ip_header.as_ref().map(|h| h.to_ascii_lowercase()),
-            include_body_for: cfg
-                .include_body_for
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect(),
-            send_all: cfg.send_headers.iter().any(|h| h == "*"),
-            cfg,
-            input,
-            map,
-        };
-        HttpAnalyzer {
-            budget: Budget::new(ctx.cfg.max_buffer_total.as_usize()),
-            ctx,
-            conns: FxHashMap::default(),
-            stats,
+impl Http {
+    pub fn new(cfg: HttpConfig) -> Http {
+        Http {
+            settings: cfg.settings(),
+            ctx: Arc::new(EventCtx {
+                real_ip: cfg.real_ip_header.as_ref().map(|h| h.to_ascii_lowercase()),
+                include_body_for: cfg
+                    .include_body_for
+                    .iter()
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect(),
+                send_all: cfg.send_headers.iter().any(|h| h == "*"),
+                cfg,
+            }),
+        }
+    }
+}
+
+impl Protocol for Http {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+    fn transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp]
+    }
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+    fn recognize(&self, _: Transport, payload: &[u8]) -> Option<Side> {
+        if looks_like_response(payload) {
+            Some(Side::Server)
+        } else if looks_like_request(payload) {
+            Some(Side::Client)
+        } else {
+            None
+        }
+    }
+    /// With `ports: []` every TCP connection is followed: one picked up in the middle of a
+    /// message is parsed from the next message start.
+    fn takes_unrecognized(&self) -> bool {
+        true
+    }
+    fn open(&self, _: Transport, _: &analyzer::Conn) -> Box<dyn AnySession> {
+        HttpSession {
+            conn: Conn::new(),
+            ctx: self.ctx.clone(),
             txs: Vec::new(),
-            last_sweep_ns: i64::MIN,
+        }
+        .boxed()
+    }
+}
+
+/// One HTTP connection: the parsers and pairing of `transaction.rs`.
+struct HttpSession {
+    conn: Conn,
+    ctx: Arc<EventCtx>,
+    /// What the connection finished in the current call.
+    txs: Finished,
+}
+
+impl HttpSession {
+    fn hand_on(&mut self, cst: ConnStats, out: &mut Sink<HttpTx>) {
+        out.malformed += cst.parse_errors;
+        for t in self.txs.drain(..) {
+            out.push(HttpTx {
+                t,
+                ctx: self.ctx.clone(),
+            });
         }
     }
+}
 
-    fn is_http_port(&self, port: u16) -> bool {
-        self.ctx.cfg.ports.is_empty() || self.ctx.cfg.ports.contains(&port)
-    }
+impl Session for HttpSession {
+    type Tx = HttpTx;
 
-    pub fn connections(&self) -> usize {
-        self.conns.len()
-    }
-
-    pub fn packet(&mut self, p: &Packet<'_>, ts: i64, out: &mut Out) {
-        let Some(tcp) = p.tcp else { return };
-        if !(self.is_http_port(p.dport) || self.is_http_port(p.sport)) {
-            return;
-        }
-        let (key, dir) = FlowKey::of(p);
-        let syn = tcp.flags & (tcp_flags::SYN | tcp_flags::ACK);
-        // A new connection on the 4-tuple of a finished one (rare: only SYNs look).
-        if syn == tcp_flags::SYN
-            && self
-                .conns
-                .get(&key)
-                .is_some_and(|e| e.streams[dir].started() && e.streams[dir].saw_syn)
-        {
-            if let Some(e) = self.conns.remove(&key) {
-                self.close(e, ts, out);
-            }
-        }
-        // One hash lookup for packets of known connections, the common case.
-        let tracked = self.conns.len();
-        let e = match self.conns.entry(key) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                if p.payload.is_empty() && tcp.flags & tcp_flags::SYN == 0 {
-                    return;
-                }
-                if tcp.flags & tcp_flags::RST != 0 {
-                    return;
-                }
-                if tracked >= self.ctx.cfg.max_connections {
-                    self.stats.http_untracked.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                let ports = &self.ctx.cfg.ports;
-                let client_dir = if syn == tcp_flags::SYN {
-                    dir
-                } else if syn == tcp_flags::SYN | tcp_flags::ACK {
-                    dir ^ 1
-                } else if !ports.is_empty() && ports.contains(&p.dport) != ports.contains(&p.sport)
-                {
-                    if ports.contains(&p.dport) {
-                        dir
-                    } else {
-                        dir ^ 1
-                    }
-                } else if looks_like_response(p.payload) {
-                    dir ^ 1
-                } else if looks_like_request(p.payload) || p.dport <= p.sport {
-                    dir
-                } else {
-                    dir ^ 1
-                };
-                let (client, server) = if client_dir == dir {
-                    ((p.src, p.sport), (p.dst, p.dport))
-                } else {
-                    ((p.dst, p.dport), (p.src, p.sport))
-                };
-                v.insert(ConnEntry {
-                    conn: Conn::new(),
-                    streams: Default::default(),
-                    client_dir,
-                    peers: Peers::new(client, server),
-                    first_ns: ts,
-                    last_ns: ts,
-                })
-            }
-        };
-        e.last_ns = ts;
-        if e.peers.tunnel.is_none() {
-            if let Some(t) = p.tunnel.as_deref() {
-                e.peers.tunnel = Some(Box::new((*t, dir == e.client_dir)));
-            }
-        }
+    fn data(&mut self, side: Side, bytes: &[u8], ts: i64, out: &mut Sink<HttpTx>) {
         let limits = self.ctx.limits();
         let mut cst = ConnStats::default();
-        let from_client = dir == e.client_dir;
-        let per_stream = self.ctx.cfg.max_buffer_per_connection.as_usize();
-        let txs = &mut self.txs;
-        let ConnEntry {
-            conn,
-            streams,
-            peers,
-            ..
-        } = e;
-        {
-            let mut sink = |c: Chunk<'_>| deliver(conn, from_client, c, ts, &limits, &mut cst, txs);
-            streams[dir].segment_truncated(
-                tcp.seq,
-                tcp.flags,
-                p.payload,
-                p.missing,
-                per_stream,
-                &mut self.budget,
-                &mut sink,
-            );
+        match side {
+            Side::Client => self
+                .conn
+                .client_data(bytes, ts, &limits, &mut cst, &mut self.txs),
+            Side::Server => self
+                .conn
+                .server_data(bytes, ts, &limits, &mut cst, &mut self.txs),
         }
-        if tcp.flags & tcp_flags::ACK != 0 && tcp.flags & tcp_flags::RST == 0 {
-            let mut sink =
-                |c: Chunk<'_>| deliver(conn, !from_client, c, ts, &limits, &mut cst, txs);
-            streams[dir ^ 1].acked(tcp.ack, &mut self.budget, &mut sink);
-        }
-        if !from_client && tcp.flags & tcp_flags::FIN != 0 {
-            let mut sink = |c: Chunk<'_>| deliver(conn, false, c, ts, &limits, &mut cst, txs);
-            streams[dir].flush(&mut self.budget, &mut sink);
-            conn.server_closed(txs);
-        }
-        let closed = tcp.flags & tcp_flags::RST != 0 || (streams[0].fin && streams[1].fin);
-        if cst.parse_errors > 0 {
-            self.stats
-                .http_parse_errors
-                .fetch_add(cst.parse_errors, Ordering::Relaxed);
-        }
-        if cst.gaps > 0 {
-            self.stats.tcp_gaps.fetch_add(cst.gaps, Ordering::Relaxed);
-        }
-        self.ctx.emit(&mut self.txs, peers, out);
-        if closed {
-            if let Some(e) = self.conns.remove(&key) {
-                self.close(e, ts, out);
-            }
-        }
+        self.hand_on(cst, out);
     }
 
-    fn close(&mut self, mut e: ConnEntry, ts: i64, out: &mut Out) {
-        let limits = self.ctx.limits();
+    fn gap(&mut self, side: Side, len: u32, out: &mut Sink<HttpTx>) {
         let mut cst = ConnStats::default();
-        let txs = &mut self.txs;
-        let ConnEntry {
-            conn,
-            streams,
-            client_dir,
-            ..
-        } = &mut e;
-        for (d, s) in streams.iter_mut().enumerate() {
-            let from_client = d == *client_dir;
-            let mut sink = |c: Chunk<'_>| deliver(conn, from_client, c, ts, &limits, &mut cst, txs);
-            s.flush(&mut self.budget, &mut sink);
+        match side {
+            Side::Client => self.conn.client_gap(len, &mut cst),
+            Side::Server => self.conn.server_gap(len, &mut cst, &mut self.txs),
         }
-        conn.close(ts, txs);
-        if cst.gaps > 0 {
-            self.stats.tcp_gaps.fetch_add(cst.gaps, Ordering::Relaxed);
-        }
-        if cst.parse_errors > 0 {
-            self.stats
-                .http_parse_errors
-                .fetch_add(cst.parse_errors, Ordering::Relaxed);
-        }
-        self.ctx.emit(&mut self.txs, &e.peers, out);
+        self.hand_on(cst, out);
     }
 
-    /// Reports requests past `transaction_timeout` and closes idle connections.
-    pub fn sweep(&mut self, now: i64, out: &mut Out) {
-        if now.saturating_sub(self.last_sweep_ns) < 200_000_000 {
-            return;
+    /// A response read until the connection closes ends with the server's FIN.
+    fn end(&mut self, side: Side, _: i64, out: &mut Sink<HttpTx>) {
+        if side == Side::Server {
+            self.conn.server_closed(&mut self.txs);
+            self.hand_on(ConnStats::default(), out);
         }
-        self.last_sweep_ns = now;
-        let tx_deadline = now.saturating_sub(
-            self.ctx
-                .cfg
-                .transaction_timeout
-                .millis
-                .max(0)
-                .saturating_mul(1_000_000),
-        );
-        let idle_deadline = now.saturating_sub(
-            self.ctx
-                .cfg
-                .connection_timeout
-                .millis
-                .max(0)
-                .saturating_mul(1_000_000),
-        );
-        // In the order the connections started, not the table's hash order: the same capture
-        // always gives the same output.
-        let mut due: Vec<(i64, FlowKey, bool)> = self
-            .conns
-            .iter()
-            .filter_map(|(k, e)| {
-                let idle = e.last_ns < idle_deadline;
-                (idle || e.conn.expires(tx_deadline)).then_some((e.first_ns, *k, idle))
-            })
-            .collect();
-        due.sort_unstable_by_key(|d| (d.0, d.1));
-        for (_, k, idle) in due {
-            if idle {
-                if let Some(e) = self.conns.remove(&k) {
-                    self.close(e, now, out);
-                }
-            } else if let Some(e) = self.conns.get_mut(&k) {
-                e.conn.expire(tx_deadline, &mut self.txs);
-                self.ctx.emit(&mut self.txs, &e.peers, out);
-            }
-        }
-        self.stats
-            .http_connections
-            .store(self.conns.len() as u64, Ordering::Relaxed);
     }
 
-    /// End of capture or shutdown: every connection is closed and reported.
-    pub fn flush(&mut self, out: &mut Out) {
-        let mut all: Vec<(FlowKey, ConnEntry)> = self.conns.drain().collect();
-        all.sort_by_key(|(_, e)| e.first_ns);
-        for (_, e) in all {
-            let ts = e.last_ns;
-            self.close(e, ts, out);
-        }
-        self.stats.http_connections.store(0, Ordering::Relaxed);
+    fn close(&mut self, ts: i64, out: &mut Sink<HttpTx>) {
+        self.conn.close(ts, &mut self.txs);
+        self.hand_on(ConnStats::default(), out);
+    }
+
+    fn expire(&mut self, deadline_ns: i64, out: &mut Sink<HttpTx>) {
+        self.conn.expire(deadline_ns, &mut self.txs);
+        self.hand_on(ConnStats::default(), out);
+    }
+
+    fn expires(&self, deadline_ns: i64) -> bool {
+        self.conn.expires(deadline_ns)
     }
 }
 
@@ -458,21 +326,4 @@ fn looks_like_request(payload: &[u8]) -> bool {
         parser::find_message_start(payload, true),
         parser::Sync::At(0)
     )
-}
-
-fn deliver(
-    conn: &mut Conn,
-    from_client: bool,
-    c: Chunk<'_>,
-    ts: i64,
-    l: &Limits<'_>,
-    st: &mut ConnStats,
-    out: &mut Finished,
-) {
-    match (from_client, c) {
-        (true, Chunk::Data(d)) => conn.client_data(d, ts, l, st, out),
-        (false, Chunk::Data(d)) => conn.server_data(d, ts, l, st, out),
-        (true, Chunk::Gap(n)) => conn.client_gap(n, st),
-        (false, Chunk::Gap(n)) => conn.server_gap(n, st, out),
-    }
 }

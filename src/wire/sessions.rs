@@ -1,0 +1,479 @@
+//! The driver under every protocol analyzer: one table of the TCP connections and UDP flows
+//! the configured protocols follow, TCP reassembly per direction (`tcp.rs`), which side is the
+//! client, timeouts, and dispatch to each connection's `analyzer::Session`.
+//!
+//! A new connection goes to the first protocol (in registration order) whose ports it uses,
+//! else to a protocol without ports that recognises its first payload (else one that might
+//! be it mid-stream). Events come out in capture order per connection; sweeps and the final
+//! flush go through connections in the order they started, so a capture always gives the
+//! same output.
+
+use super::analyzer::{AnySession, Conn, Emit, Protocol, Side, Transport};
+use super::decode::{tcp_flags, Packet};
+use super::flows::FlowKey;
+use super::http::metrics::ServiceMap;
+use super::out::Out;
+use super::tcp::{Budget, Chunk, Stream};
+use super::{ProtocolStats, Stats};
+use rustc_hash::FxHashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// How often (capture time) connections are looked at for timeouts.
+const SWEEP_NS: i64 = 200_000_000;
+
+/// One registered protocol and what the driver keeps for it.
+struct Registered {
+    protocol: Box<dyn Protocol>,
+    tcp: bool,
+    udp: bool,
+    /// Out-of-order bytes buffered across this protocol's connections.
+    budget: Budget,
+    stats: Arc<ProtocolStats>,
+    /// Connections (and flows) followed now.
+    open: usize,
+}
+
+impl Registered {
+    fn runs_over(&self, t: Transport) -> bool {
+        match t {
+            Transport::Tcp => self.tcp,
+            Transport::Udp => self.udp,
+        }
+    }
+
+    fn on_port(&self, port: u16) -> bool {
+        self.protocol.settings().ports.contains(&port)
+    }
+}
+
+struct Entry {
+    /// Index of the protocol in `Sessions::protocols`.
+    proto: usize,
+    session: Box<dyn AnySession>,
+    conn: Conn,
+    /// Reassembly per flow direction (0: from the key's `a`); unused for UDP.
+    streams: [Stream; 2],
+    /// The flow direction the client sends in.
+    client_dir: usize,
+    first_ns: i64,
+    last_ns: i64,
+}
+
+/// The protocols of one engine and the connections they follow.
+pub struct Sessions {
+    protocols: Vec<Registered>,
+    conns: FxHashMap<FlowKey, Entry>,
+    stats: Arc<Stats>,
+    input: Arc<str>,
+    map: Option<Arc<ServiceMap>>,
+    last_sweep_ns: i64,
+}
+
+/// Which side sent a packet, as `Emit` and the session need it.
+fn side(dir: usize, client_dir: usize) -> Side {
+    if dir == client_dir {
+        Side::Client
+    } else {
+        Side::Server
+    }
+}
+
+impl Sessions {
+    pub fn new(
+        protocols: Vec<Box<dyn Protocol>>,
+        input: Arc<str>,
+        stats: Arc<Stats>,
+        map: Option<Arc<ServiceMap>>,
+    ) -> Sessions {
+        let protocols = protocols
+            .into_iter()
+            .map(|protocol| {
+                let transports = protocol.transports();
+                Registered {
+                    tcp: transports.contains(&Transport::Tcp),
+                    udp: transports.contains(&Transport::Udp),
+                    budget: Budget::new(protocol.settings().max_buffer_total),
+                    stats: stats.protocol(protocol.name()),
+                    open: 0,
+                    protocol,
+                }
+            })
+            .collect();
+        Sessions {
+            protocols,
+            conns: FxHashMap::default(),
+            stats,
+            input,
+            map,
+            last_sweep_ns: i64::MIN,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.protocols.is_empty()
+    }
+
+    /// The protocol a new connection of `transport` between these ports goes to, and the
+    /// side that sent `payload` when the protocol could tell.
+    fn claim(
+        &self,
+        transport: Transport,
+        sport: u16,
+        dport: u16,
+        payload: &[u8],
+    ) -> Option<(usize, Option<Side>)> {
+        let runs = |r: &&Registered| r.runs_over(transport);
+        if let Some(i) = self
+            .protocols
+            .iter()
+            .position(|r| runs(&r) && (r.on_port(dport) || r.on_port(sport)))
+        {
+            return Some((i, None));
+        }
+        let mut maybe = None;
+        for (i, r) in self.protocols.iter().enumerate() {
+            if !runs(&r) || !r.protocol.settings().ports.is_empty() {
+                continue;
+            }
+            match r.protocol.recognize(transport, payload) {
+                Some(side) => return Some((i, Some(side))),
+                None if maybe.is_none() && r.protocol.takes_unrecognized() => {
+                    maybe = Some((i, None))
+                }
+                None => {}
+            }
+        }
+        maybe
+    }
+
+    pub fn packet(&mut self, p: &Packet<'_>, ts: i64, out: &mut Out) {
+        match (p.tcp.is_some(), p.proto) {
+            (true, _) => self.tcp(p, ts, out),
+            (false, 17) if !p.fragment => self.udp(p, ts, out),
+            _ => {}
+        }
+    }
+
+    /// Opens the session of a new connection; `None` when its protocol's table is full.
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        proto: usize,
+        transport: Transport,
+        p: &Packet<'_>,
+        dir: usize,
+        client_dir: usize,
+        ts: i64,
+    ) -> Option<Entry> {
+        let r = &mut self.protocols[proto];
+        if r.open >= r.protocol.settings().max_connections {
+            r.stats.untracked.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        r.open += 1;
+        let (client, server) = if client_dir == dir {
+            ((p.src, p.sport), (p.dst, p.dport))
+        } else {
+            ((p.dst, p.dport), (p.src, p.sport))
+        };
+        let conn = Conn::new(r.protocol.name(), transport, client, server);
+        Some(Entry {
+            session: r.protocol.open(transport, &conn),
+            conn,
+            proto,
+            streams: Default::default(),
+            client_dir,
+            first_ns: ts,
+            last_ns: ts,
+        })
+    }
+
+    fn tcp(&mut self, p: &Packet<'_>, ts: i64, out: &mut Out) {
+        let Some(tcp) = p.tcp else { return };
+        let (key, dir) = FlowKey::of(p);
+        let syn = tcp.flags & (tcp_flags::SYN | tcp_flags::ACK);
+        // A new connection on the 4-tuple of a finished one (rare: only SYNs look).
+        if syn == tcp_flags::SYN
+            && self
+                .conns
+                .get(&key)
+                .is_some_and(|e| e.streams[dir].started() && e.streams[dir].saw_syn)
+        {
+            if let Some(e) = self.conns.remove(&key) {
+                self.close(e, ts, out);
+            }
+        }
+        if !self.conns.contains_key(&key) {
+            if p.payload.is_empty() && tcp.flags & tcp_flags::SYN == 0 {
+                return;
+            }
+            if tcp.flags & tcp_flags::RST != 0 {
+                return;
+            }
+            let Some((proto, sent_by)) = self.claim(Transport::Tcp, p.sport, p.dport, p.payload)
+            else {
+                return;
+            };
+            let ports = &self.protocols[proto].protocol.settings().ports;
+            let client_dir = if syn == tcp_flags::SYN {
+                dir
+            } else if syn == tcp_flags::SYN | tcp_flags::ACK {
+                dir ^ 1
+            } else if !ports.is_empty() && ports.contains(&p.dport) != ports.contains(&p.sport) {
+                if ports.contains(&p.dport) {
+                    dir
+                } else {
+                    dir ^ 1
+                }
+            } else {
+                let sent_by = sent_by.or_else(|| {
+                    self.protocols[proto]
+                        .protocol
+                        .recognize(Transport::Tcp, p.payload)
+                });
+                match sent_by {
+                    Some(Side::Server) => dir ^ 1,
+                    Some(Side::Client) => dir,
+                    None if p.dport <= p.sport => dir,
+                    None => dir ^ 1,
+                }
+            };
+            let Some(e) = self.open(proto, Transport::Tcp, p, dir, client_dir, ts) else {
+                return;
+            };
+            self.conns.insert(key, e);
+        }
+        let Some(e) = self.conns.get_mut(&key) else {
+            return;
+        };
+        e.last_ns = ts;
+        if e.conn.tunnel.is_none() {
+            if let Some(t) = p.tunnel.as_deref() {
+                e.conn.tunnel = Some(Box::new((*t, dir == e.client_dir)));
+            }
+        }
+        let r = &mut self.protocols[e.proto];
+        let per_stream = r.protocol.settings().max_buffer_per_connection;
+        let from = side(dir, e.client_dir);
+        let (mut malformed, mut gaps) = (0u64, 0u64);
+        let Entry {
+            session,
+            conn,
+            streams,
+            ..
+        } = e;
+        let mut emit = Emit {
+            conn,
+            input: &self.input,
+            out,
+            map: self.map.as_deref(),
+            malformed: &mut malformed,
+        };
+        {
+            let mut sink =
+                |c: Chunk<'_>| deliver(session.as_mut(), from, c, ts, &mut gaps, &mut emit);
+            streams[dir].segment_truncated(
+                tcp.seq,
+                tcp.flags,
+                p.payload,
+                p.missing,
+                per_stream,
+                &mut r.budget,
+                &mut sink,
+            );
+        }
+        if tcp.flags & tcp_flags::ACK != 0 && tcp.flags & tcp_flags::RST == 0 {
+            let to = from.other();
+            let mut sink =
+                |c: Chunk<'_>| deliver(session.as_mut(), to, c, ts, &mut gaps, &mut emit);
+            streams[dir ^ 1].acked(tcp.ack, &mut r.budget, &mut sink);
+        }
+        if tcp.flags & tcp_flags::FIN != 0 {
+            let mut sink =
+                |c: Chunk<'_>| deliver(session.as_mut(), from, c, ts, &mut gaps, &mut emit);
+            streams[dir].flush(&mut r.budget, &mut sink);
+            session.end(from, ts, &mut emit);
+        }
+        let closed = tcp.flags & tcp_flags::RST != 0 || (streams[0].fin && streams[1].fin);
+        count(&r.stats, malformed, &self.stats, gaps);
+        if closed {
+            if let Some(e) = self.conns.remove(&key) {
+                self.close(e, ts, out);
+            }
+        }
+    }
+
+    fn udp(&mut self, p: &Packet<'_>, ts: i64, out: &mut Out) {
+        let (key, dir) = FlowKey::of(p);
+        if !self.conns.contains_key(&key) {
+            let Some((proto, sent_by)) = self.claim(Transport::Udp, p.sport, p.dport, p.payload)
+            else {
+                return;
+            };
+            let ports = &self.protocols[proto].protocol.settings().ports;
+            let client_dir = match sent_by {
+                Some(Side::Client) => dir,
+                Some(Side::Server) => dir ^ 1,
+                None if ports.contains(&p.dport) != ports.contains(&p.sport) => {
+                    if ports.contains(&p.dport) {
+                        dir
+                    } else {
+                        dir ^ 1
+                    }
+                }
+                None if p.dport <= p.sport => dir,
+                None => dir ^ 1,
+            };
+            let Some(e) = self.open(proto, Transport::Udp, p, dir, client_dir, ts) else {
+                return;
+            };
+            self.conns.insert(key, e);
+        }
+        let Some(e) = self.conns.get_mut(&key) else {
+            return;
+        };
+        e.last_ns = ts;
+        if e.conn.tunnel.is_none() {
+            if let Some(t) = p.tunnel.as_deref() {
+                e.conn.tunnel = Some(Box::new((*t, dir == e.client_dir)));
+            }
+        }
+        let mut malformed = 0;
+        let mut emit = Emit {
+            conn: &e.conn,
+            input: &self.input,
+            out,
+            map: self.map.as_deref(),
+            malformed: &mut malformed,
+        };
+        e.session
+            .data(side(dir, e.client_dir), p.payload, ts, &mut emit);
+        count(&self.protocols[e.proto].stats, malformed, &self.stats, 0);
+    }
+
+    /// Ends a connection: what is buffered is handed on (with gaps for the holes), then the
+    /// session reports everything still open.
+    fn close(&mut self, mut e: Entry, ts: i64, out: &mut Out) {
+        let r = &mut self.protocols[e.proto];
+        r.open = r.open.saturating_sub(1);
+        let (mut malformed, mut gaps) = (0u64, 0u64);
+        let Entry {
+            session,
+            conn,
+            streams,
+            client_dir,
+            ..
+        } = &mut e;
+        let mut emit = Emit {
+            conn,
+            input: &self.input,
+            out,
+            map: self.map.as_deref(),
+            malformed: &mut malformed,
+        };
+        for (d, s) in streams.iter_mut().enumerate() {
+            let from = side(d, *client_dir);
+            let mut sink =
+                |c: Chunk<'_>| deliver(session.as_mut(), from, c, ts, &mut gaps, &mut emit);
+            s.flush(&mut r.budget, &mut sink);
+        }
+        session.close(ts, &mut emit);
+        count(&r.stats, malformed, &self.stats, gaps);
+    }
+
+    /// Reports requests past their protocol's `transaction_timeout` and closes connections
+    /// idle past its `connection_timeout`.
+    pub fn sweep(&mut self, now: i64, out: &mut Out) {
+        if now.saturating_sub(self.last_sweep_ns) < SWEEP_NS {
+            return;
+        }
+        self.last_sweep_ns = now;
+        let deadlines: Vec<(i64, i64)> = self
+            .protocols
+            .iter()
+            .map(|r| {
+                let s = r.protocol.settings();
+                (
+                    now.saturating_sub(s.transaction_timeout_ns.max(0)),
+                    now.saturating_sub(s.connection_timeout_ns.max(0)),
+                )
+            })
+            .collect();
+        // In the order the connections started, not the table's hash order: the same capture
+        // always gives the same output.
+        let mut due: Vec<(i64, FlowKey, bool)> = self
+            .conns
+            .iter()
+            .filter_map(|(k, e)| {
+                let (tx_deadline, idle_deadline) = deadlines[e.proto];
+                let idle = e.last_ns < idle_deadline;
+                (idle || e.session.expires(tx_deadline)).then_some((e.first_ns, *k, idle))
+            })
+            .collect();
+        due.sort_unstable_by_key(|d| (d.0, d.1));
+        for (_, k, idle) in due {
+            if idle {
+                if let Some(e) = self.conns.remove(&k) {
+                    self.close(e, now, out);
+                }
+            } else if let Some(e) = self.conns.get_mut(&k) {
+                let mut malformed = 0;
+                let mut emit = Emit {
+                    conn: &e.conn,
+                    input: &self.input,
+                    out,
+                    map: self.map.as_deref(),
+                    malformed: &mut malformed,
+                };
+                e.session.expire(deadlines[e.proto].0, &mut emit);
+                count(&self.protocols[e.proto].stats, malformed, &self.stats, 0);
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        for r in &self.protocols {
+            r.stats.connections.store(r.open as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// End of capture or shutdown: every connection is closed and reported.
+    pub fn flush(&mut self, out: &mut Out) {
+        let mut all: Vec<(FlowKey, Entry)> = self.conns.drain().collect();
+        all.sort_by_key(|(_, e)| e.first_ns);
+        for (_, e) in all {
+            let ts = e.last_ns;
+            self.close(e, ts, out);
+        }
+        self.publish();
+    }
+}
+
+/// Adds what one call saw to the counters (nothing to do, the common case, costs no atomics).
+fn count(proto: &ProtocolStats, malformed: u64, stats: &Stats, gaps: u64) {
+    if malformed > 0 {
+        proto.parse_errors.fetch_add(malformed, Ordering::Relaxed);
+    }
+    if gaps > 0 {
+        stats.tcp_gaps.fetch_add(gaps, Ordering::Relaxed);
+    }
+}
+
+fn deliver(
+    session: &mut dyn AnySession,
+    from: Side,
+    c: Chunk<'_>,
+    ts: i64,
+    gaps: &mut u64,
+    emit: &mut Emit<'_>,
+) {
+    match c {
+        Chunk::Data(d) => session.data(from, d, ts, emit),
+        Chunk::Gap(n) => {
+            *gaps += 1;
+            session.gap(from, n, emit);
+        }
+    }
+}
