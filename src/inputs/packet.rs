@@ -29,6 +29,9 @@ pub struct PcapFileConfig {
     /// HTTP transactions.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// PostgreSQL transactions.
+    #[serde(default)]
+    pub pgsql: Option<crate::wire::pgsql::PgsqlConfig>,
     /// Copies of a packet within this window count once (for captures taken on `any` or on
     /// several interfaces); `0s`, the default, keeps every packet as the file has it.
     #[serde(default)]
@@ -99,6 +102,7 @@ impl PacketInput {
             dedup_window: capture.dedup_window.positive(),
             flows: Some(cfg),
             http: None,
+            pgsql: None,
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
@@ -112,6 +116,7 @@ impl PacketInput {
             dedup_window: capture.dedup_window.positive(),
             flows: None,
             http: Some(cfg),
+            pgsql: None,
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
@@ -132,13 +137,14 @@ impl PacketInput {
             "http",
             cfg.http.as_ref().is_some_and(|h| h.capture.is_some()),
         )?;
-        let (flows, http) = match (cfg.flows, cfg.http) {
-            (None, None) => (Some(FlowsConfig::default()), Some(HttpConfig::default())),
-            other => other,
+        let (flows, http) = match (cfg.flows, cfg.http, &cfg.pgsql) {
+            (None, None, None) => (Some(FlowsConfig::default()), Some(HttpConfig::default())),
+            (flows, http, _) => (flows, http),
         };
         let analyzers = Analyzers {
             flows,
             http,
+            pgsql: cfg.pgsql,
             dedup_window: cfg.dedup_window.positive(),
             decoder: Decoder {
                 vxlan_ports: cfg.vxlan_ports,

@@ -587,6 +587,7 @@ mod tests {
                 real_ip_header: Some("X-Forwarded-For".into()),
                 ..Default::default()
             }),
+            pgsql: None,
             dedup_window: None,
             decoder: Default::default(),
         };
