@@ -30,6 +30,7 @@ fn read(bytes: &[u8]) -> (usize, Option<String>, Option<String>) {
     let analyzers = Analyzers {
         flows: Some(Default::default()),
         http: Some(Default::default()),
+        pgsql: None,
         dedup_window: None,
         decoder: Default::default(),
     };

@@ -524,11 +524,12 @@ impl Conn {
     fn server_message(&mut self, m: Frame<'_>, ts: i64, st: &mut ConnStats, out: &mut Finished) {
         self.server.bytes += m.wire_len;
         match m.kind {
-            0 => match m.body.first() {
-                Some(b'S' | b'G') => self.encrypted(st),
-                // 'N': go on in clear; the client sends its StartupMessage next.
-                _ => {}
-            },
+            // 'N' goes on in clear: the client sends its StartupMessage next.
+            0 => {
+                if let Some(b'S' | b'G') = m.body.first() {
+                    self.encrypted(st);
+                }
+            }
             b'1' => self.pop_step(|e| matches!(e, Expect::Parse(_))),
             b'2' => self.pop_step(|e| matches!(e, Expect::Bind(_))),
             b'3' => self.pop_step(|e| matches!(e, Expect::Close)),
