@@ -5,13 +5,14 @@
 # trawl's /metrics, tmux for the terminal test of `trawl top`, systemd-journal-remote to write
 # the journals of the journald tests, strace for the test that watches fsyncs; podman, buildah,
 # runc and debootstrap for the image test, which builds and runs the image without a daemon;
-# binutils for readelf in the static forwarder's test; nginx, the real TLS server of tests/tls_nginx.rs) and Apache Kafka, the broker of the
+# binutils for readelf in the static forwarder's test; the real servers of the protocol
+# decoders' tests: nginx (TLS), postgresql) and Apache Kafka, the broker of the
 # Kafka tests (scripts/systems/kafka.sh). Safe to run again; skips what is there.
 set -euo pipefail
 
 need_apt=()
 for pkg in libpcap-dev tshark pkg-config openssl iproute2 systemd systemd-journal-remote \
-  prometheus tmux strace podman buildah runc debootstrap binutils nginx; do
+  prometheus tmux strace podman buildah runc debootstrap binutils nginx postgresql; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -36,4 +37,11 @@ fi
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   python3 -m pip install -q kubernetes-validate 2>/dev/null ||
     python3 -m pip install -q --user --break-system-packages kubernetes-validate
+fi
+
+# psycopg 3 (PyPI): the extended-protocol client of tests/pgsql_real_server.rs (libpq comes with
+# Debian's postgresql).
+if ! python3 -c "import psycopg" >/dev/null 2>&1; then
+  python3 -m pip install -q psycopg 2>/dev/null ||
+    python3 -m pip install -q --user --break-system-packages psycopg
 fi

@@ -28,12 +28,11 @@ fn read(bytes: &[u8]) -> (usize, Option<String>, Option<String>) {
     let path = dir.path().join("c.pcap");
     std::fs::write(&path, bytes).unwrap();
     let analyzers = Analyzers {
-        tls: None,
         flows: Some(Default::default()),
         http: Some(Default::default()),
-        redis: None,
         dedup_window: None,
         decoder: Default::default(),
+        ..Default::default()
     };
     let mut engine = Engine::new(Arc::from("t"), analyzers, Arc::new(Stats::default()), None);
     let mut n = 0;

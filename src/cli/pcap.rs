@@ -44,15 +44,14 @@ pub fn run(
 fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>, decoder: Decoder) -> i32 {
     let both = only.is_empty();
     let analyzers = Analyzers {
-        tls: None,
         flows: (both || only.contains(&Report::Flows)).then(Default::default),
         http: (both || only.contains(&Report::Http)).then(|| HttpConfig {
             ports: http_ports,
             ..Default::default()
         }),
-        redis: None,
         dedup_window: None,
         decoder,
+        ..Default::default()
     };
     let stats = Arc::new(Stats::default());
     let mut engine = Engine::new(Arc::from("pcap"), analyzers, stats, None);
@@ -164,6 +163,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
         http: None,
         tls: None,
         redis: None,
+        pgsql: None,
         dedup_window: Default::default(),
         vxlan_ports: decoder.vxlan_ports,
     };

@@ -37,6 +37,9 @@ pub struct PcapFileConfig {
     /// Redis transactions (only when given).
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// PostgreSQL transactions.
+    #[serde(default)]
+    pub pgsql: Option<crate::wire::pgsql::PgsqlConfig>,
     /// Copies of a packet within this window count once (for captures taken on `any` or on
     /// several interfaces); `0s`, the default, keeps every packet as the file has it.
     #[serde(default)]
@@ -104,14 +107,13 @@ impl PacketInput {
     pub fn flows(name: &str, mut cfg: FlowsConfig, ctx: &BuildContext) -> PacketInput {
         let capture = cfg.capture.take().unwrap_or_default();
         let analyzers = Analyzers {
-            tls: None,
             dedup_window: capture.dedup_window.positive(),
             flows: Some(cfg),
             http: None,
-            redis: None,
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
+            ..Default::default()
         };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
     }
@@ -119,14 +121,13 @@ impl PacketInput {
     pub fn http(name: &str, mut cfg: HttpConfig, ctx: &BuildContext) -> PacketInput {
         let capture = cfg.capture.take().unwrap_or_default();
         let analyzers = Analyzers {
-            tls: None,
             dedup_window: capture.dedup_window.positive(),
             flows: None,
             http: Some(cfg),
-            redis: None,
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
+            ..Default::default()
         };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
     }
@@ -141,6 +142,7 @@ impl PacketInput {
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
+            ..Default::default()
         };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
     }
@@ -156,6 +158,7 @@ impl PacketInput {
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
+            ..Default::default()
         };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
     }
@@ -179,7 +182,7 @@ impl PacketInput {
             cfg.redis.as_ref().is_some_and(|r| r.capture.is_some()),
         )?;
         // No section at all: flows and HTTP, as before protocols had sections of their own.
-        let other_protocols = cfg.tls.is_some() || cfg.redis.is_some();
+        let other_protocols = cfg.tls.is_some() || cfg.redis.is_some() || cfg.pgsql.is_some();
         let (flows, http) = match (cfg.flows, cfg.http) {
             (None, None) if !other_protocols => {
                 (Some(FlowsConfig::default()), Some(HttpConfig::default()))
@@ -191,10 +194,12 @@ impl PacketInput {
             flows,
             http,
             redis: cfg.redis,
+            pgsql: cfg.pgsql,
             dedup_window: cfg.dedup_window.positive(),
             decoder: Decoder {
                 vxlan_ports: cfg.vxlan_ports,
             },
+            ..Default::default()
         };
         Ok(PacketInput::new(
             name,

@@ -26,6 +26,7 @@ pub mod merge;
 pub mod out;
 pub mod pcapfile;
 pub mod redis;
+pub mod pgsql;
 pub mod sessions;
 pub mod tcp;
 pub mod tls;
@@ -291,6 +292,7 @@ pub struct Analyzers {
     pub http: Option<HttpConfig>,
     pub tls: Option<tls::TlsConfig>,
     pub redis: Option<redis::RedisConfig>,
+    pub pgsql: Option<pgsql::PgsqlConfig>,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,
     /// Decoding settings (which UDP ports carry VXLAN).
@@ -307,8 +309,12 @@ impl Analyzers {
         }
         if let Some(c) = &self.tls {
             v.push(Box::new(tls::Tls::new(c.clone())));
+        }
         if let Some(c) = &self.redis {
             v.push(Box::new(redis::Redis::new(c)));
+        }
+        if let Some(c) = &self.pgsql {
+            v.push(Box::new(pgsql::Pgsql::new(c)));
         }
         v
     }
@@ -516,15 +522,14 @@ pub(crate) mod tests {
     fn tcp_flows_feed_the_service_map_by_option() {
         for on in [true, false] {
             let analyzers = Analyzers {
-                tls: None,
                 flows: Some(FlowsConfig {
                     service_map: on,
                     ..FlowsConfig::default()
                 }),
                 http: None,
-                redis: None,
                 dedup_window: None,
                 decoder: Default::default(),
+                ..Default::default()
             };
             let map = Arc::new(ServiceMap::new(10));
             let mut engine = Engine::new(
@@ -559,12 +564,11 @@ pub(crate) mod tests {
     #[test]
     fn a_packet_inside_and_outside_a_tunnel_counts_once() {
         let analyzers = Analyzers {
-            tls: None,
             flows: Some(FlowsConfig::default()),
             http: None,
-            redis: None,
             dedup_window: Some(std::time::Duration::from_millis(100)),
             decoder: Default::default(),
+            ..Default::default()
         };
         let stats = Arc::new(Stats::default());
         let mut engine = Engine::new("t".into(), analyzers, stats.clone(), None);

@@ -579,7 +579,6 @@ mod tests {
         use crate::wire::{capture, http::HttpConfig, Analyzers, Engine, Stats};
         let root = crate::wire::tests::suricata_captures();
         let analyzers = Analyzers {
-            tls: None,
             flows: Some(Default::default()),
             http: Some(HttpConfig {
                 ports: Vec::new(),
@@ -588,9 +587,9 @@ mod tests {
                 real_ip_header: Some("X-Forwarded-For".into()),
                 ..Default::default()
             }),
-            redis: None,
             dedup_window: None,
             decoder: Default::default(),
+            ..Default::default()
         };
         let run = |path: &std::path::Path, json: bool| -> String {
             let mut e = Engine::new(

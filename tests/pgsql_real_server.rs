@@ -1,0 +1,370 @@
+//! The PostgreSQL decoder against a real server: a throwaway PostgreSQL cluster (Debian's
+//! `postgresql`) on a loopback port logging every statement, the known workload of
+//! tests/data/pgsql/workload.py (psql and psycopg 3) captured by dumpcap, and the real trawl
+//! binary reading that capture. Every operation in the server's log is one trawl transaction,
+//! and tshark's own PostgreSQL dissector agrees on every command tag and error code.
+
+use serde_json::Value as J;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use trawl::wire::pgsql::sql;
+
+const PASSWORD: &str = "sekret";
+
+fn pg_bin(name: &str) -> PathBuf {
+    let dir = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (scripts/setup.sh: postgresql)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .find(|p| p.join("initdb").exists())
+        .expect("no /usr/lib/postgresql/*/bin/initdb");
+    dir.join(name)
+}
+
+/// Runs a PostgreSQL program as the `postgres` user (initdb refuses root).
+fn as_postgres(program: &Path, args: &[&str]) -> Command {
+    let mut c = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    c.args(args);
+    c
+}
+
+fn run_ok(mut c: Command, what: &str) -> String {
+    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The cluster, stopped when dropped.
+struct Server {
+    data: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let d = self.data.to_string_lossy().into_owned();
+        let _ = as_postgres(&pg_bin("pg_ctl"), &["-D", &d, "stop", "-m", "immediate"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// dumpcap, stopped (SIGTERM, so that it writes what it holds) when dropped.
+struct Capture(Child);
+
+impl Capture {
+    fn stop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        panic!("dumpcap did not stop within 20 s");
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// What the server logged after `from` bytes of its log: (operations, failed statements),
+/// literals redacted as trawl reports them.
+fn logged(log: &str) -> (Vec<String>, Vec<String>) {
+    let (mut ops, mut failed) = (Vec::new(), Vec::new());
+    let (mut last, mut error) = (String::new(), false);
+    for line in log.lines() {
+        // `2026-11-30 19:25:28.498 UTC [7472] LOG:  statement: ...`
+        let Some(at) = line.find("] ") else { continue };
+        let line = &line[at + 2..];
+        if let Some(q) = line.strip_prefix("LOG:  statement: ") {
+            ops.extend(sql::split(q).into_iter().map(sql::redact));
+            last = q.to_owned();
+        } else if let Some(rest) = line.strip_prefix("LOG:  execute ") {
+            let q = &rest[rest.find(": ").map_or(0, |i| i + 2)..];
+            ops.push(sql::redact(q));
+            last = q.to_owned();
+        } else if line.starts_with("ERROR:  ") {
+            error = true;
+        } else if let Some(q) = line.strip_prefix("STATEMENT:  ") {
+            if error {
+                if q != last {
+                    ops.push(sql::redact(q));
+                }
+                failed.push(sql::redact(q));
+            }
+            error = false;
+        }
+    }
+    (ops, failed)
+}
+
+/// A command tag as (command, rows): `INSERT 0 3` is (`INSERT`, 3).
+fn tag(t: &str) -> (String, Option<i64>) {
+    let mut words: Vec<&str> = t.split_whitespace().collect();
+    let rows = words.last().and_then(|w| w.parse::<i64>().ok());
+    if rows.is_some() {
+        words.pop();
+        if words.len() == 2 && words[0] == "INSERT" {
+            words.pop();
+        }
+    }
+    (words.join(" "), rows)
+}
+
+#[test]
+fn every_statement_the_server_logged_is_one_transaction_and_tshark_agrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let pwfile = tmp.path().join("pw");
+    std::fs::write(&pwfile, PASSWORD).unwrap();
+    std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let d = data.to_string_lossy().into_owned();
+    run_ok(
+        as_postgres(
+            &pg_bin("initdb"),
+            &[
+                "-D",
+                &d,
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                &format!("--pwfile={}", pwfile.display()),
+            ],
+        ),
+        "initdb",
+    );
+    let port = free_port();
+    let log = tmp.path().join("server.log");
+    let sock = tmp.path().to_string_lossy().into_owned();
+    let opts = format!(
+        "-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c log_statement=all -c log_min_error_statement=error -c ssl=off"
+    );
+    let server = Server { data: data.clone() };
+    run_ok(
+        as_postgres(
+            &pg_bin("pg_ctl"),
+            &[
+                "-D",
+                &d,
+                "-l",
+                &log.to_string_lossy(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        ),
+        "pg_ctl start",
+    );
+    run_ok(
+        as_postgres(
+            Path::new("psql"),
+            &[
+                "-X",
+                "-q",
+                "-h",
+                &sock,
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "-c",
+                "CREATE DATABASE shop",
+            ],
+        ),
+        "create database",
+    );
+    let setup_len = std::fs::read_to_string(&log).unwrap().len();
+
+    let pcap = tmp.path().join("pg.pcap");
+    let mut cap = Capture(
+        Command::new("dumpcap")
+            .args([
+                "-q",
+                "-P",
+                "-i",
+                "lo",
+                "-f",
+                &format!("tcp port {port}"),
+                "-w",
+            ])
+            .arg(&pcap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dumpcap is installed (scripts/setup.sh: tshark)"),
+    );
+    // dumpcap writes the file header once it captures.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&pcap).map_or(0, |m| m.len()) < 24 {
+        assert!(
+            Instant::now() < deadline,
+            "dumpcap did not start capturing within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pgsql/workload.py");
+    let wl = Command::new("python3")
+        .arg(&workload)
+        .args(["127.0.0.1", &port.to_string(), PASSWORD])
+        .output()
+        .unwrap();
+    assert!(
+        wl.status.success(),
+        "workload: {}",
+        String::from_utf8_lossy(&wl.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    cap.stop();
+    let server_log = std::fs::read_to_string(&log).unwrap();
+    drop(server);
+    let (ops, failed) = logged(&server_log[setup_len..]);
+    assert!(ops.len() >= 25, "the workload ran: {ops:?}");
+
+    // trawl reads the capture through a pipeline.
+    let pipeline = tmp.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    pgsql: {{ ports: [{port}] }}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
+            pcap.display(),
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut events: Vec<J> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &J| e["event"]["dataset"] == "pgsql")
+        .collect();
+    events.sort_by_key(|e| e["event"]["start"].as_str().unwrap_or("").to_owned());
+    let statements: Vec<String> = events
+        .iter()
+        .map(|e| e["db"]["statement"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(statements, ops, "trawl's statements, then the server's log");
+    let errors: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"]["outcome"] == "failure")
+        .map(|e| e["db"]["statement"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(errors, failed);
+    for e in &events {
+        assert_eq!(e["db"]["system"], "postgresql");
+        assert_eq!(e["db"]["name"], "shop");
+        assert_eq!(e["db"]["user"], "postgres");
+        assert_eq!(e["server"]["port"], port as i64);
+        assert!(e["event"]["reason"].is_null(), "{e}");
+        let text = e.to_string();
+        assert!(
+            !text.contains(PASSWORD) && !text.contains("'apple'"),
+            "{text}"
+        );
+    }
+
+    // tshark's dissector on the same capture: every command tag and SQLSTATE, per connection
+    // in order, is what trawl reported.
+    let ts = Command::new("tshark")
+        .args(["-r"])
+        .arg(&pcap)
+        .args([
+            "-d",
+            &format!("tcp.port=={port},pgsql"),
+            "-Y",
+            &format!("tcp.srcport=={port}"),
+        ])
+        .args(["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|"])
+        .args([
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "pgsql.tag",
+            "-e",
+            "pgsql.code",
+            "-e",
+            "pgsql.severity",
+        ])
+        .output()
+        .expect("tshark is installed (scripts/setup.sh)");
+    assert!(
+        ts.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ts.stderr)
+    );
+    let mut want: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&ts.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let client: i64 = f[0].parse().unwrap();
+        let v = want.entry(client).or_default();
+        for t in f.get(1).unwrap_or(&"").split('|').filter(|t| !t.is_empty()) {
+            let (op, rows) = tag(t);
+            v.push(format!("{op} {rows:?}"));
+        }
+        // Classes 00-02 are notices and warnings (NoticeResponse), not errors.
+        let errors = f.get(2).unwrap_or(&"").split('|');
+        for c in errors.filter(|c| !c.is_empty() && !matches!(&c[..2], "00" | "01" | "02")) {
+            v.push(format!("error {c}"));
+        }
+    }
+    want.retain(|_, v| !v.is_empty());
+    let mut got: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for e in &events {
+        let client = e["client"]["port"].as_i64().unwrap();
+        let entry = match e["pgsql"]["error"]["code"].as_str() {
+            Some(c) => format!("error {c}"),
+            None => format!(
+                "{} {:?}",
+                e["db"]["operation"].as_str().unwrap_or(""),
+                e["pgsql"]["rows"].as_i64()
+            ),
+        };
+        got.entry(client).or_default().push(entry);
+    }
+    assert_eq!(got, want, "trawl, then tshark");
+}
