@@ -307,3 +307,59 @@ fn lines_of_a_failed_batch_truncated_away_for_good_are_counted_and_logged_once()
         said[0]
     );
 }
+
+/// A batch given up after earlier lines of its file were delivered: the file is read again from
+/// where delivery stopped, under the same stream id, so each line is stored once. (It used to
+/// look truncated when read again, and was read from 0 under a new stream id: the lines already
+/// delivered were stored a second time under other `_id`s, and the registry fell back to 0.)
+#[test]
+fn a_batch_given_up_is_read_again_from_where_delivery_stopped_under_the_same_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let es = EsServer::start();
+    let config = pipeline(
+        dir.path(),
+        &es,
+        &format!("[\"{}/*.log\"]", logs.display()),
+        "http: { enabled: false }\n",
+        "{ initial_backoff: 10ms, max_backoff: 50ms, max_attempts: 2 }",
+        "1s",
+    );
+    let app = logs.join("app.log");
+    let first = lines("first", 300);
+    append(&app, &(first.join("\n") + "\n"));
+    let log = dir.path().join("trawl.log");
+    let mut trawl = Trawl::start(&config, Some(&log));
+    wait_until(
+        Duration::from_secs(60),
+        "the first 300 lines stored",
+        || stored(&es).len() == 300,
+    );
+    es.with(|s| s.unavailable = true);
+    let second = lines("second", 200);
+    append(&app, &(second.join("\n") + "\n"));
+    wait_until(
+        Duration::from_secs(60),
+        "a batch of the next 200 lines given up",
+        || log_has(&log, "an output failed a batch read from this file"),
+    );
+    es.with(|s| s.unavailable = false);
+    wait_until(
+        Duration::from_secs(60),
+        "the 200 lines given up stored after all",
+        || {
+            let m = stored(&es);
+            second.iter().all(|l| m.contains_key(l))
+        },
+    );
+    unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
+    let status = trawl.wait(Duration::from_secs(30));
+    assert!(status.success(), "SIGTERM: trawl exited with {status}");
+    assert_once(&es, &[&first, &second]);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains("file truncated"),
+        "reading again after the failure was taken for a truncation:\n{text}"
+    );
+}
