@@ -570,21 +570,6 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
         })
         .collect();
     o.check(&written, &delivered, output == Output::Elasticsearch);
-    if give_up && output == Output::Kafka {
-        // Not enforced yet: with delivery_timeout, a file's lines after given-up batches came
-        // back twice from their start after a later kill -9 (seed 4 kafka, 2 runs of 4: 4,520
-        // duplicates from one crash), far past in flight plus one registry_flush. An open defect
-        // (see REGRESSIONS); reported here, not failed, until it is fixed.
-        if let Some(i) = o
-            .violations
-            .iter()
-            .position(|v| v.contains("exceed the bound"))
-        {
-            let v = o.violations.remove(i);
-            o.notes
-                .push(format!("NOT ENFORCED (open defect, delivery_timeout): {v}"));
-        }
-    }
     if output == Output::Kafka {
         // The idempotent producer's promise: librdkafka's retries across a broker restart add
         // no copy. Only a process that gave a batch up (delivery_timeout) re-reads it itself.

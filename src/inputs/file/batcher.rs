@@ -28,6 +28,8 @@ pub struct Commit {
     pub stream: u64,
     pub offset: u64,
     pub epoch: u32,
+    /// Events of the batch read from this stream up to `offset`.
+    pub events: u64,
 }
 
 pub struct Batcher {
@@ -119,13 +121,15 @@ impl Batcher {
         });
         match self.commits.last_mut() {
             Some(c) if c.key == meta.key && c.stream == meta.stream && c.epoch == meta.epoch => {
-                c.offset = c.offset.max(line.end)
+                c.offset = c.offset.max(line.end);
+                c.events += 1;
             }
             _ => self.commits.push(Commit {
                 key: meta.key,
                 stream: meta.stream,
                 offset: line.end,
                 epoch: meta.epoch,
+                events: 1,
             }),
         }
         if self.events.len() >= self.batch_size {

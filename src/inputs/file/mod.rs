@@ -464,20 +464,35 @@ fn apply(
             );
         }
         for c in sent.commits {
-            // Read before its stream was rewound: never moves the registry past a failure.
+            // Read before its stream was rewound: never moves the registry past a failure. A
+            // failed one is read again by that rewind, if any file still holds the stream.
             if failures.is_stale(&c) {
+                if a.status == BatchStatus::Failed && !reg.entries().any(|e| e.stream == c.stream) {
+                    match reg.truncation_mut(c.stream) {
+                        // Only the copy, if it appears, gives these lines back.
+                        Some(t) => t.failed_lines += c.events,
+                        None => shared.stats.lost(c.events),
+                    }
+                }
                 continue;
             }
-            let entry = reg.get(&c.key).filter(|e| e.stream == c.stream);
             if a.status == BatchStatus::Failed {
-                let resume = entry.map(|e| (e.offset, e.path.as_str()));
-                if let Some(rw) = failures.failed(&c, resume, shutting_down, now) {
+                // The stream's lines are in its file, or after a copytruncate in the copy.
+                let resume = reg.resume_point(&c.key, c.stream);
+                let at = resume
+                    .as_ref()
+                    .map(|(offset, path)| (*offset, path.as_str()));
+                if let Some(rw) = failures.failed(&c, at, shutting_down, now) {
                     if let Ok(mut r) = shared.rewinds.lock() {
                         r.push(rw);
                     }
+                } else if resume.is_none() {
+                    shared.stats.lost(c.events);
+                    tracing::error!(input = %failures.input(), stream = c.stream, dev = c.key.dev, ino = c.key.ino, lines = c.events,
+                        "an output failed a batch of a file replaced or forgotten since, and no copy of it is followed: those lines cannot be read again and are lost (counted in trawl_file_lost_lines_total)");
                 }
             } else {
-                failures.delivered(&c, entry.map(|e| e.path.as_str()));
+                failures.delivered(&c, reg.get(&c.key).map(|e| e.path.as_str()));
                 reg.commit(&c.key, c.stream, c.offset);
             }
         }
@@ -529,7 +544,7 @@ async fn save(shared: &Arc<Shared>, forget_after: i64, failures: &mut Failures) 
     let s = shared.clone();
     let _ = tokio::task::spawn_blocking(move || save_blocking(&s, expire_before)).await;
     if let Ok(reg) = shared.registry.lock() {
-        failures.retain(|k, stream| reg.get(k).is_some_and(|e| e.stream == stream));
+        failures.retain(|stream| reg.holds(stream));
     }
 }
 

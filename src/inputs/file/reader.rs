@@ -351,6 +351,14 @@ impl Tail {
         self.splitter = LineSplitter::new(max_line, offset);
         self.decoder = self.decoder.fresh(format);
         self.last_growth = Instant::now();
+        // The next read checks the bytes before its offset against these: kept from the old
+        // position, they made every reading again look like a truncation (the file was then
+        // read again from 0 under a new stream id: new `_id`s, and a registry left behind).
+        self.recent = self
+            .file
+            .as_ref()
+            .and_then(|f| identity::read_before(f, offset).ok())
+            .unwrap_or_default();
     }
 
     /// Reads one chunk into `buf` and hands the resulting events to `batcher`.

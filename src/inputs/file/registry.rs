@@ -12,12 +12,17 @@
 //! seconds) the last time the file was seen; entries unseen for `forget_after` while trawl runs
 //! are dropped. `mark_at`/`mark` (optional) hash the bytes read just before an offset, to tell
 //! a file truncated and rewritten while trawl was stopped from the same file grown.
+//!
+//! `truncated` (optional) lists contents trawl saw truncated while following them whose copy
+//! (logrotate's `copytruncate`) has not been found yet: a copy found after a restart continues
+//! that stream instead of being read again under a new one (see `Truncation`).
 
 use super::identity::{FileKey, Fingerprint};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -54,11 +59,70 @@ impl Entry {
     }
 }
 
+/// The content a file had when trawl saw it truncated while following it (its stream, first
+/// bytes, how far it was read and delivered). A file that appears with those first bytes is its
+/// copy (copytruncate) and continues the stream where reading stopped, so the copy's lines keep
+/// their document ids. On disk, so that a copy found after a stop still does; kept for a
+/// bounded time (`tailer::TRUNCATION_KEPT` of trawl's running time).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Truncation {
+    /// The truncated file itself, which is never its own copy.
+    pub dev: u64,
+    pub ino: u64,
+    /// Its path, for logs.
+    pub path: String,
+    pub fp_len: u64,
+    pub fp: u64,
+    pub stream: u64,
+    /// Where its copy is read from: where reading stopped (the start of the line being read),
+    /// moved back to `committed` by a failed batch or a restart.
+    pub position: u64,
+    /// Delivered up to here (acknowledgements of batches read before the truncation move it).
+    pub committed: u64,
+    /// The stream's retry epoch (`retry`), which the copy's reading continues.
+    #[serde(default)]
+    pub epoch: u32,
+    /// Lines of failed batches that only the copy can give back: lost if it never appears.
+    #[serde(default)]
+    pub failed_lines: u64,
+    /// When this run saw the truncation, or loaded it from disk.
+    #[serde(skip, default = "Instant::now")]
+    pub at: Instant,
+}
+
+impl Truncation {
+    pub fn key(&self) -> FileKey {
+        FileKey {
+            dev: self.dev,
+            ino: self.ino,
+        }
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint {
+            len: self.fp_len,
+            hash: self.fp,
+        }
+    }
+
+    /// Whether `file` (`key`, `size` bytes) holds this content: other file, at least as long
+    /// as what is still to be read from it, same first bytes.
+    pub fn is_copy(&self, key: FileKey, file: &std::fs::File, size: u64) -> bool {
+        self.key() != key
+            && self.position <= size
+            && self.fingerprint().matches(file).unwrap_or(false)
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "version")]
 enum OnDisk {
     #[serde(rename = "1")]
-    V1 { files: Vec<Entry> },
+    V1 {
+        files: Vec<Entry>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        truncated: Vec<Truncation>,
+    },
 }
 
 /// The offsets of one `file` input, shared by its reader (which adds and resets files) and its
@@ -66,6 +130,8 @@ enum OnDisk {
 pub struct Registry {
     path: PathBuf,
     entries: HashMap<FileKey, Entry>,
+    /// Truncated contents whose copy was not found yet.
+    truncations: Vec<Truncation>,
     dirty: bool,
     /// Whether a registry was there at load (trawl ran before).
     found: bool,
@@ -80,14 +146,24 @@ impl Registry {
     /// moved aside (`.corrupt`) with a warning, so trawl starts instead of refusing to.
     pub fn load(path: PathBuf) -> Registry {
         let mut entries = HashMap::new();
+        let mut truncations = Vec::new();
         let mut found = false;
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
-                Ok(OnDisk::V1 { files }) => {
+                Ok(OnDisk::V1 { files, truncated }) => {
                     found = true;
                     for e in files {
                         entries.insert(e.key(), e);
                     }
+                    // What was read past `committed` and not delivered is gone with the
+                    // stopped process: the copy is read from where delivery stopped.
+                    truncations = truncated
+                        .into_iter()
+                        .map(|t| Truncation {
+                            position: t.committed.min(t.position),
+                            ..t
+                        })
+                        .collect();
                 }
                 Err(e) => {
                     let aside = path.with_extension("json.corrupt");
@@ -104,6 +180,7 @@ impl Registry {
         Registry {
             path,
             entries,
+            truncations,
             dirty: false,
             found,
         }
@@ -168,15 +245,87 @@ impl Registry {
         }
     }
 
-    /// Moves a file's offset forward after delivery. Ignored when the entry now belongs to
-    /// another stream (the file was truncated or replaced since those events were read).
+    /// Moves a stream's offset forward after delivery: in the entry of the file it was read
+    /// from, or, when that file was truncated since, in the copy that continues the stream or
+    /// in the truncation waiting for that copy. Ignored when the stream is nowhere (the file
+    /// was replaced since those events were read).
     pub fn commit(&mut self, key: &FileKey, stream: u64, offset: u64) {
-        if let Some(e) = self.entries.get_mut(key) {
-            if e.stream == stream && offset > e.offset {
+        let entry = match self.entries.get_mut(key) {
+            Some(e) if e.stream == stream => Some(e),
+            _ => self.entries.values_mut().find(|e| e.stream == stream),
+        };
+        if let Some(e) = entry {
+            if offset > e.offset {
                 e.offset = offset;
                 self.dirty = true;
             }
+        } else if let Some(t) = self.truncations.iter_mut().find(|t| t.stream == stream) {
+            if offset > t.committed {
+                t.committed = offset;
+                t.position = t.position.max(offset);
+                self.dirty = true;
+            }
         }
+    }
+
+    /// Where delivery of `stream` (read from the file `key`) stopped, and the path it is read
+    /// from now: that file's entry, the entry of the copy continuing it after a copytruncate,
+    /// or the truncation waiting for its copy. `None` when no file holds it any more.
+    pub fn resume_point(&self, key: &FileKey, stream: u64) -> Option<(u64, String)> {
+        let entry = match self.entries.get(key) {
+            Some(e) if e.stream == stream => Some(e),
+            _ => self.entries.values().find(|e| e.stream == stream),
+        };
+        match entry {
+            Some(e) => Some((e.offset, e.path.clone())),
+            None => self
+                .truncations
+                .iter()
+                .find(|t| t.stream == stream)
+                .map(|t| (t.committed, t.path.clone())),
+        }
+    }
+
+    /// Whether some file, or a truncated content waiting for its copy, still holds `stream`.
+    pub fn holds(&self, stream: u64) -> bool {
+        self.entries.values().any(|e| e.stream == stream)
+            || self.truncations.iter().any(|t| t.stream == stream)
+    }
+
+    pub fn truncations(&self) -> &[Truncation] {
+        &self.truncations
+    }
+
+    /// Remembers a truncated content until its copy is found (replacing one of that stream).
+    pub fn add_truncation(&mut self, t: Truncation) {
+        self.truncations.retain(|x| x.stream != t.stream);
+        self.truncations.push(t);
+        self.dirty = true;
+    }
+
+    /// Takes the truncation of `stream`: its copy was found and continues it.
+    pub fn take_truncation(&mut self, stream: u64) -> Option<Truncation> {
+        let i = self.truncations.iter().position(|t| t.stream == stream)?;
+        self.dirty = true;
+        Some(self.truncations.swap_remove(i))
+    }
+
+    pub fn truncation_mut(&mut self, stream: u64) -> Option<&mut Truncation> {
+        self.dirty = true;
+        self.truncations.iter_mut().find(|t| t.stream == stream)
+    }
+
+    /// Drops the truncations seen (or loaded) at or before `before`: no copy came. Returns them.
+    pub fn expire_truncations(&mut self, before: Instant) -> Vec<Truncation> {
+        let (gone, kept) = std::mem::take(&mut self.truncations)
+            .into_iter()
+            .partition(|t| t.at <= before);
+        self.truncations = kept;
+        let gone: Vec<Truncation> = gone;
+        if !gone.is_empty() {
+            self.dirty = true;
+        }
+        gone
     }
 
     /// Drops entries of files not seen since `before` (Unix seconds).
@@ -196,7 +345,8 @@ impl Registry {
         self.dirty = false;
         let mut files: Vec<Entry> = self.entries.values().cloned().collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        serde_json::to_vec(&OnDisk::V1 { files }).ok()
+        let truncated = self.truncations.clone();
+        serde_json::to_vec(&OnDisk::V1 { files, truncated }).ok()
     }
 
     pub fn mark_dirty(&mut self) {
@@ -283,6 +433,41 @@ mod tests {
         assert!(r2.found());
         assert_eq!(r2.len(), 1, "entry 1 was unseen since 100 and expired");
         assert_eq!(r2.get(&FileKey { dev: 1, ino: 2 }).unwrap().last_seen, 200);
+    }
+
+    #[test]
+    fn a_truncation_survives_a_restart_and_its_copy_is_read_from_where_delivery_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reg.json");
+        let mut r = Registry::load(path.clone());
+        let key = FileKey { dev: 1, ino: 1 };
+        r.put(entry(1, 8, 0)); // the file's new stream after the truncation
+        r.add_truncation(Truncation {
+            dev: 1,
+            ino: 1,
+            path: "/f1".into(),
+            fp_len: 3,
+            fp: 9,
+            stream: 7,
+            position: 500,
+            committed: 100,
+            epoch: 0,
+            failed_lines: 0,
+            at: Instant::now(),
+        });
+        // A batch read before the truncation is acknowledged: the old stream moves on.
+        r.commit(&key, 7, 300);
+        assert_eq!(r.resume_point(&key, 7), Some((300, "/f1".to_string())));
+        assert!(r.holds(7) && r.holds(8) && !r.holds(9));
+        write_atomic(&path, &r.snapshot().unwrap()).unwrap();
+        let mut r2 = Registry::load(path);
+        let t = r2.take_truncation(7).expect("kept across the restart");
+        assert_eq!(
+            (t.committed, t.position),
+            (300, 300),
+            "read past 300 and not delivered: gone with the process, read again from the copy"
+        );
+        assert!(r2.take_truncation(7).is_none());
     }
 
     #[test]

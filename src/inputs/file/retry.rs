@@ -6,6 +6,8 @@
 //! rewinds the stream to its committed offset under the next epoch; commits of older epochs are
 //! then ignored (they were read before the rewind, so moving past them could skip the failed
 //! lines), while their events still reach the outputs (duplicates, bounded by what was in flight).
+//! Streams are followed by id, not by file: after a copytruncate the stream goes on in the copy
+//! (same offsets, same epochs), which is where a failed batch of it is read again.
 
 use super::batcher::Commit;
 use super::identity::FileKey;
@@ -18,8 +20,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between two readings of a failed stream.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// A request to the reading thread: read `key` again from `offset`, under `epoch`, not before
-/// `not_before`.
+/// A request to the reading thread: read `stream` again from `offset`, under `epoch`, not
+/// before `not_before`, from the file `key` it was read from or from the copy continuing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rewind {
     pub key: FileKey,
@@ -27,6 +29,8 @@ pub struct Rewind {
     pub epoch: u32,
     pub offset: u64,
     pub not_before: Instant,
+    /// Lines of the failed batch from this stream (counted as lost if it cannot be read again).
+    pub lines: u64,
 }
 
 /// A stream whose last batch failed, until a batch of its current epoch is delivered.
@@ -39,7 +43,8 @@ struct Failing {
 /// The streams being read again, as the acknowledgement task sees them.
 pub struct Failures {
     input: Arc<str>,
-    streams: HashMap<(FileKey, u64), Failing>,
+    /// By stream id.
+    streams: HashMap<u64, Failing>,
 }
 
 impl Failures {
@@ -50,17 +55,23 @@ impl Failures {
         }
     }
 
+    /// The input's name, for logs.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
     /// Whether `c` was read before its stream was rewound: it must not move the registry, and
     /// its failure needs no second rewind.
     pub fn is_stale(&self, c: &Commit) -> bool {
         self.streams
-            .get(&(c.key, c.stream))
+            .get(&c.stream)
             .is_some_and(|f| c.epoch < f.epoch)
     }
 
     /// A batch holding `c` failed. `resume` is where its stream's delivery stopped (the
-    /// registry's offset) and the file's path, `None` when the registry no longer follows that
-    /// stream (truncated or replaced since). Returns the rewind to ask the reader for.
+    /// registry's offset) and the path it is read from, `None` when no file holds that stream
+    /// any more (its lines are then lost: the caller counts them). Returns the rewind to ask
+    /// the reader for.
     pub fn failed(
         &mut self,
         c: &Commit,
@@ -68,7 +79,7 @@ impl Failures {
         shutting_down: bool,
         now: Instant,
     ) -> Option<Rewind> {
-        let f = self.streams.entry((c.key, c.stream)).or_insert(Failing {
+        let f = self.streams.entry(c.stream).or_insert(Failing {
             epoch: c.epoch,
             failures: 0,
         });
@@ -79,11 +90,7 @@ impl Failures {
             // next start reads them again.
             return None;
         }
-        let Some((offset, path)) = resume else {
-            tracing::error!(input = %self.input, stream = c.stream,
-                "an output failed a batch of a file that was truncated or replaced since: its lines cannot be read again and are lost");
-            return None;
-        };
+        let (offset, path) = resume?;
         let delay = backoff(f.failures);
         if f.failures == 1 {
             tracing::warn!(input = %self.input, path, offset, retry_in = ?delay,
@@ -97,20 +104,21 @@ impl Failures {
             epoch: f.epoch,
             offset,
             not_before: now + delay,
+            lines: c.events,
         })
     }
 
     /// A batch holding `c` (not stale) was delivered: its stream is healthy again.
     pub fn delivered(&mut self, c: &Commit, path: Option<&str>) {
-        if let Some(f) = self.streams.remove(&(c.key, c.stream)) {
+        if let Some(f) = self.streams.remove(&c.stream) {
             tracing::info!(input = %self.input, path = path.unwrap_or("?"), failures = f.failures,
                 "file delivered again after failed batches");
         }
     }
 
-    /// Forgets streams the registry no longer follows (a failure whose re-read was impossible).
-    pub fn retain(&mut self, mut followed: impl FnMut(&FileKey, u64) -> bool) {
-        self.streams.retain(|(k, s), _| followed(k, *s));
+    /// Forgets streams no file holds any more (a failure whose re-read was impossible).
+    pub fn retain(&mut self, mut held: impl FnMut(u64) -> bool) {
+        self.streams.retain(|s, _| held(*s));
     }
 }
 
@@ -132,6 +140,7 @@ mod tests {
             stream: 7,
             offset,
             epoch,
+            events: 1,
         }
     }
 

@@ -1,10 +1,12 @@
 //! The file input's own gauges on `/metrics`: open files, files waiting for a `max_open_files`
 //! slot, and how far delivery is behind each file (size − committed offset), refreshed by the
-//! reading thread and rendered at each scrape.
+//! reading thread and rendered at each scrape; and the lines of failed batches that could not
+//! be read again (their bytes gone from every file).
 
 use crate::telemetry::metrics::{escape_label, Collector};
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// What the reading thread saw last.
@@ -22,6 +24,9 @@ pub struct FileStats {
     /// with thousands of log files must not make thousands of series.
     max_lag_series: usize,
     snapshot: Mutex<Snapshot>,
+    /// Lines of failed batches whose bytes were found in no file any more (truncated or
+    /// deleted before they could be read again, no copy found): lost.
+    lost_lines: AtomicU64,
 }
 
 impl FileStats {
@@ -30,7 +35,13 @@ impl FileStats {
             input: escape_label(input),
             max_lag_series,
             snapshot: Mutex::new(Snapshot::default()),
+            lost_lines: AtomicU64::new(0),
         }
+    }
+
+    /// Counts lines of failed batches that cannot be read again.
+    pub fn lost(&self, lines: u64) {
+        self.lost_lines.fetch_add(lines, Ordering::Relaxed);
     }
 
     pub fn publish(&self, mut snapshot: Snapshot) {
@@ -59,6 +70,11 @@ impl Collector for FileStats {
             out,
             "# HELP trawl_file_waiting_files Files found that wait for a max_open_files slot.\n# TYPE trawl_file_waiting_files gauge\ntrawl_file_waiting_files{{component=\"{c}\"}} {}",
             s.waiting_files
+        );
+        let _ = writeln!(
+            out,
+            "# HELP trawl_file_lost_lines_total Lines of batches an output failed that could not be read again: their file was truncated or deleted meanwhile and no copy holds them.\n# TYPE trawl_file_lost_lines_total counter\ntrawl_file_lost_lines_total{{component=\"{c}\"}} {}",
+            self.lost_lines.load(Ordering::Relaxed)
         );
         let total: u64 = s.lags.iter().map(|(_, l)| l).sum();
         let _ = writeln!(

@@ -8,7 +8,7 @@ use super::discovery::{self, Discovery, Found};
 use super::identity::{end_mark_matches, new_stream_id, FileKey, Fingerprint};
 use super::multiline::Multiline;
 use super::reader::{Decoder, ReadOutcome, Tail, TailMeta};
-use super::registry::{now_secs, Entry};
+use super::registry::{now_secs, Entry, Truncation};
 use super::{Config, Sent, Shared, StartAt};
 use crate::event::Batch;
 use crate::inputs::InputContext;
@@ -25,17 +25,10 @@ const CHUNKS_PER_TURN: usize = 16;
 /// be truncated (copytruncate) before it is taken as a file of its own.
 const COPY_WAIT: Duration = Duration::from_secs(5);
 
-/// The content a truncated file had: a file appearing with these first bytes is its copy
-/// (copytruncate) and continues where reading stopped.
-struct Truncated {
-    /// The truncated file itself, which is never its own copy.
-    key: FileKey,
-    fp: Fingerprint,
-    position: u64,
-    committed: u64,
-    stream: u64,
-    at: Instant,
-}
+/// How long (of trawl's running time) the content of a truncated file is waited for as a copy
+/// (`registry::Truncation`). logrotate's copy is complete before the truncation, so a scan
+/// finds it well within this.
+pub(super) const TRUNCATION_KEPT: Duration = Duration::from_secs(60);
 
 struct Tailer {
     config: Config,
@@ -43,7 +36,6 @@ struct Tailer {
     ctx: InputContext,
     shared: Arc<Shared>,
     tails: HashMap<FileKey, Tail>,
-    truncated: Vec<Truncated>,
     /// New files that may be copies of a followed file, and since when.
     maybe_copies: HashMap<FileKey, Instant>,
     batcher: Batcher,
@@ -117,7 +109,6 @@ pub(super) fn run(
         ctx,
         shared,
         tails: HashMap::new(),
-        truncated: Vec::new(),
         maybe_copies: HashMap::new(),
         warned_open: Default::default(),
         invalid_utf8_logged: false,
@@ -405,22 +396,19 @@ impl Tailer {
         // the new content's fingerprint grows from what is read of it, starting now.
         let fp = Fingerprint::of(&[]);
         tracing::info!(input = %self.ctx.name, path = %tail.path.display(), offset = tail.position(), "file truncated: reading it again from the start");
-        let committed = match self.shared.registry.lock() {
-            Ok(r) => r
-                .get(&key)
-                .filter(|e| e.stream == tail.meta.stream)
-                .map(|e| e.offset)
-                .unwrap_or(0),
-            Err(_) => 0,
-        };
-        self.truncated.push(Truncated {
-            key,
-            fp: tail.fp,
-            position: tail.line_start(),
-            committed,
+        let old = Truncation {
+            dev: key.dev,
+            ino: key.ino,
+            path: tail.meta.path.clone(),
+            fp_len: tail.fp.len,
+            fp: tail.fp.hash,
             stream: tail.meta.stream,
+            position: tail.line_start(),
+            committed: 0,
+            epoch: tail.meta.epoch,
+            failed_lines: 0,
             at: Instant::now(),
-        });
+        };
         tail.flush_if_due(
             Instant::now() + Duration::from_secs(86400 * 365),
             &mut self.batcher,
@@ -429,7 +417,14 @@ impl Tailer {
         let stream = new_stream_id(key, fp, self.salt);
         tail.restart(stream, Vec::new(), self.config.format, self.max_line);
         let entry = entry_for(tail, 0);
+        // The old content and the file's new stream go to the registry together (written before
+        // the next batch leaves): a copy found after a stop still continues the old stream.
         if let Ok(mut r) = self.shared.registry.lock() {
+            let committed = r
+                .get(&key)
+                .filter(|e| e.stream == old.stream)
+                .map_or(0, |e| e.offset);
+            r.add_truncation(Truncation { committed, ..old });
             r.put(entry);
         }
         self.unsaved = true;
@@ -455,40 +450,75 @@ impl Tailer {
     }
 
     /// Applies the reading again of streams whose batch an output failed: each goes back to
-    /// where its delivery stopped and waits out its back-off.
+    /// where its delivery stopped and waits out its back-off. A stream is read again where it
+    /// is now: in its file, or after a copytruncate in the copy continuing it; when that copy is
+    /// not found yet, it will be read from where delivery stopped once it is.
     fn apply_rewinds(&mut self) {
         let rewinds = match self.shared.rewinds.lock() {
             Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
             _ => return,
         };
         for rw in rewinds {
-            let Some(tail) = self.tails.get_mut(&rw.key) else {
+            let key = if self
+                .tails
+                .get(&rw.key)
+                .is_some_and(|t| t.meta.stream == rw.stream)
+            {
+                Some(rw.key)
+            } else {
+                self.tails
+                    .iter()
+                    .find(|(_, t)| t.meta.stream == rw.stream)
+                    .map(|(k, _)| *k)
+            };
+            let Some(key) = key else {
+                let waiting = self.shared.registry.lock().is_ok_and(|mut r| {
+                    r.truncation_mut(rw.stream).is_some_and(|t| {
+                        t.position = t.position.min(rw.offset);
+                        t.epoch = t.epoch.max(rw.epoch);
+                        t.failed_lines += rw.lines;
+                        true
+                    })
+                });
+                if !waiting {
+                    let path = self.tails.get(&rw.key).map(|t| t.path.clone());
+                    self.lost(
+                        path.as_deref(),
+                        &rw,
+                        "the file was truncated or replaced since and no copy of it is followed",
+                    );
+                }
                 continue;
             };
-            if tail.meta.stream != rw.stream {
-                // Truncated since: the failed content is gone from this file.
-                tracing::error!(input = %self.ctx.name, path = %tail.path.display(),
-                    "an output failed a batch of a file truncated since: those lines cannot be read again and are lost");
+            let Some(tail) = self.tails.get_mut(&key) else {
                 continue;
-            }
+            };
             if !tail.is_open() {
                 // Closed as inactive: the same file (inode and first bytes) is opened again.
                 let same = File::open(&tail.path).ok().filter(|f| {
-                    f.metadata().is_ok_and(|m| FileKey::of(&m) == rw.key)
+                    f.metadata().is_ok_and(|m| FileKey::of(&m) == key)
                         && tail.fp.matches(f).unwrap_or(false)
                 });
                 match same {
                     Some(f) => tail.reopen(f),
                     None => {
-                        tracing::error!(input = %self.ctx.name, path = %tail.path.display(),
-                            "an output failed a batch of a file that is gone since: those lines cannot be read again and are lost");
+                        let path = tail.path.clone();
+                        self.lost(Some(&path), &rw, "the file is gone since");
                         continue;
                     }
                 }
             }
             tail.rewind(rw.offset, rw.epoch, self.config.format, self.max_line);
-            self.backing_off.insert(rw.key, rw.not_before);
+            self.backing_off.insert(key, rw.not_before);
         }
+    }
+
+    /// Lines of a failed batch that cannot be read again: counted, and said once per stream.
+    fn lost(&self, path: Option<&Path>, rw: &super::retry::Rewind, why: &str) {
+        self.shared.stats.lost(rw.lines);
+        tracing::error!(input = %self.ctx.name, path = %path.map_or(String::from("?"), |p| p.display().to_string()),
+            stream = rw.stream, offset = rw.offset, lines = rw.lines, why,
+            "an output failed a batch whose lines cannot be read again: they are lost (counted in trawl_file_lost_lines_total)");
     }
 
     fn close_idle(&mut self, now: Instant) {
@@ -505,7 +535,15 @@ impl Tailer {
                     gone.push(*key)
                 }
                 _ => {
-                    if tail.is_open() && close_inactive.is_some_and(|c| idle >= c) {
+                    // A file whose batches are in flight or are to be read again stays open:
+                    // closed, a file renamed out of `paths` meanwhile (kubelet's rotation) would
+                    // never be reopened, its lines not read again until a restart, and the
+                    // registry not moved past them.
+                    if tail.is_open()
+                        && close_inactive.is_some_and(|c| idle >= c)
+                        && !self.backing_off.contains_key(key)
+                        && !self.shared.unsettled(key)
+                    {
                         tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), "closing inactive file");
                         tail.close();
                     }
@@ -565,10 +603,27 @@ impl Tailer {
         }
     }
 
+    /// Forgets the truncated contents whose copy did not appear within `TRUNCATION_KEPT`. The
+    /// lines of failed batches that only such a copy could give back are then lost: counted,
+    /// and said once per file.
+    fn expire_truncations(&mut self, now: Instant) {
+        let Some(before) = now.checked_sub(TRUNCATION_KEPT) else {
+            return;
+        };
+        let gone = match self.shared.registry.lock() {
+            Ok(mut r) => r.expire_truncations(before),
+            Err(_) => return,
+        };
+        for t in gone.iter().filter(|t| t.failed_lines > 0) {
+            self.shared.stats.lost(t.failed_lines);
+            tracing::error!(input = %self.ctx.name, path = %t.path, stream = t.stream, offset = t.position, lines = t.failed_lines,
+                "an output failed batches of a file truncated since, and no copy of its old content appeared: those lines cannot be read again and are lost (counted in trawl_file_lost_lines_total)");
+        }
+    }
+
     /// Matches what discovery found against what is followed.
     fn apply_scan(&mut self, found: &Mutex<Found>, first: bool, now: Instant) {
-        self.truncated
-            .retain(|t| now.saturating_duration_since(t.at) < Duration::from_secs(60));
+        self.expire_truncations(now);
         self.waiting = 0;
         let (current, mut opened, rotated) = match found.lock() {
             Ok(mut f) => (
@@ -712,14 +767,21 @@ impl Tailer {
                 || !e.fingerprint().matches(&f).unwrap_or(true)
                 || !end_mark_matches(&f, e.mark_at, e.mark).unwrap_or(true);
             if truncated {
-                self.truncated.push(Truncated {
-                    key: e.key(),
-                    fp: e.fingerprint(),
-                    position: e.offset,
-                    committed: e.offset,
-                    stream: e.stream,
-                    at: now,
-                });
+                if let Ok(mut r) = self.shared.registry.lock() {
+                    r.add_truncation(Truncation {
+                        dev: e.dev,
+                        ino: e.ino,
+                        path: e.path.clone(),
+                        fp_len: e.fp_len,
+                        fp: e.fp,
+                        stream: e.stream,
+                        position: e.offset,
+                        committed: e.offset,
+                        epoch: 0,
+                        failed_lines: 0,
+                        at: now,
+                    });
+                }
             }
         }
     }
@@ -866,14 +928,22 @@ impl Tailer {
             .filter(|e| e.fingerprint().matches(&file).unwrap_or(false));
         // Put in the registry as the copy of a truncated file while it waited for a slot: it
         // continues where reading of that file stopped, as if it had had a slot at once.
+        let truncations = self.truncations();
         let waited_as_copy = known.as_ref().and_then(|e| {
-            self.truncated
+            truncations
                 .iter()
-                .position(|t| t.stream == e.stream && self.copy_of(t, key, &file, size))
+                .find(|t| t.stream == e.stream && t.is_copy(key, &file, size))
         });
-        let (offset, stream, committed) = if let Some(i) = waited_as_copy {
-            let t = self.truncated.swap_remove(i);
+        let copy = truncations.iter().find(|t| t.is_copy(key, &file, size));
+        // The epoch the stream is read under: a copy continues its original's (`retry`).
+        let mut epoch = 0;
+        // The truncated content this file is the copy of, taken from the registry when its
+        // entry is put there (at once, so that an acknowledgement finds one or the other).
+        let mut continues = None;
+        let (offset, stream, committed) = if let Some(t) = waited_as_copy {
             let committed = known.as_ref().map_or(t.committed, |e| e.offset);
+            epoch = t.epoch;
+            continues = Some(t.stream);
             (t.position.max(committed), t.stream, committed)
         } else if let Some(e) = same_start.filter(|e| {
             e.offset <= size && end_mark_matches(&file, e.mark_at, e.mark).unwrap_or(false)
@@ -886,14 +956,11 @@ impl Tailer {
             tracing::info!(input = %self.ctx.name, path = %path.display(), offset = e.offset, "file truncated while trawl was stopped: reading it again from the start");
             self.salt += 1;
             (0, new_stream_id(key, fp, self.salt), 0)
-        } else if let Some(i) = self
-            .truncated
-            .iter()
-            .position(|t| self.copy_of(t, key, &file, size))
-        {
-            let t = self.truncated.swap_remove(i);
-            tracing::info!(input = %self.ctx.name, path = %path.display(), offset = t.position, "copy of a truncated file: continuing where reading stopped");
+        } else if let Some(t) = copy {
+            tracing::info!(input = %self.ctx.name, path = %path.display(), was = %t.path, offset = t.position, "copy of a truncated file: continuing where reading stopped");
             self.unsaved = true;
+            epoch = t.epoch;
+            continues = Some(t.stream);
             (t.position, t.stream, t.committed)
         } else {
             match self.may_be_copy(&file, &first_bytes, size) {
@@ -925,7 +992,7 @@ impl Tailer {
         let meta = TailMeta {
             key,
             stream,
-            epoch: 0,
+            epoch,
             path: path.display().to_string(),
             k8s: container::kubernetes_metadata(path),
         };
@@ -941,8 +1008,12 @@ impl Tailer {
             decoder,
             self.max_line,
         );
-        let entry = entry_for(&tail, committed);
+        let mut entry = entry_for(&tail, committed);
         if let Ok(mut r) = self.shared.registry.lock() {
+            if let Some(t) = continues.and_then(|s| r.take_truncation(s)) {
+                // Acknowledged meanwhile.
+                entry.offset = entry.offset.max(t.committed);
+            }
             r.put(entry);
         }
         tracing::debug!(input = %self.ctx.name, path = %path.display(), offset, "following file");
@@ -950,9 +1021,13 @@ impl Tailer {
         None
     }
 
-    /// Whether `file` (`key`, `size` bytes) holds the content `t` had when it was truncated.
-    fn copy_of(&self, t: &Truncated, key: FileKey, file: &File, size: u64) -> bool {
-        t.key != key && t.position <= size && t.fp.matches(file).unwrap_or(false)
+    /// The truncated contents waiting for their copy.
+    fn truncations(&self) -> Vec<Truncation> {
+        self.shared
+            .registry
+            .lock()
+            .map(|r| r.truncations().to_vec())
+            .unwrap_or_default()
     }
 
     /// A new file starts like a followed file that is closed (idle, backing off after a failed
@@ -1026,9 +1101,9 @@ impl Tailer {
         let size = md.len();
         self.check_closed_originals(&first_bytes);
         let (stream, offset) = if let Some(t) = self
-            .truncated
+            .truncations()
             .iter()
-            .find(|t| self.copy_of(t, key, file, size))
+            .find(|t| t.is_copy(key, file, size))
         {
             (t.stream, t.committed)
         } else {
@@ -1088,10 +1163,9 @@ impl Tailer {
                 }
             }
         }
-        let of_truncated = self
-            .truncated
-            .iter()
-            .any(|t| size < t.fp.len || (size < t.position && t.fp.matches(file).unwrap_or(false)));
+        let of_truncated = self.truncations().iter().any(|t| {
+            size < t.fp_len || (size < t.position && t.fingerprint().matches(file).unwrap_or(false))
+        });
         if live || of_truncated {
             CopyCheck::Maybe
         } else {
