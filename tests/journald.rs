@@ -324,3 +324,119 @@ fn a_journal_folder_that_is_missing_is_retried_not_fatal() {
         "logged once:\n{log}"
     );
 }
+
+/// The lines a Java program writes for one failed request, as journald stores them: one
+/// entry per line.
+fn java_trace(k: usize) -> Vec<String> {
+    let mut lines = vec![
+        format!("2026-11-30 12:00:{:02} ERROR request {k} failed", k % 60),
+        format!("java.lang.IllegalStateException: boom {k}"),
+    ];
+    for f in 0..5 {
+        lines.push(format!(
+            "\tat com.example.Handler.step{f}(Handler.java:{k})"
+        ));
+    }
+    lines.push(format!("Caused by: java.io.IOException: disk {k}"));
+    lines.push("\t... 3 more".into());
+    lines
+}
+
+/// Trace lines of `app.service` (pid 4242) with a `cron.service` tick (pid 77) between every
+/// two of them, as two programs logging at once interleave in the journal.
+fn interleaved(trace_lines: &[String], first_tick: usize) -> Vec<(String, &'static str, u32, u8)> {
+    let mut out = Vec::new();
+    for (i, l) in trace_lines.iter().enumerate() {
+        out.push((l.clone(), "app.service", 4242, 3));
+        out.push((format!("tick {:05}", first_tick + i), "cron.service", 77, 6));
+    }
+    out
+}
+
+#[test]
+fn multiline_joins_a_java_trace_per_unit_and_kill_9_mid_trace_reads_it_again_whole() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: beginning\n    multiline: { preset: java, timeout: 60s }\n");
+    // Traces 0..20 whole, then the first 4 lines of trace 20: trawl holds them, waiting for
+    // the rest, when it is killed.
+    let mut lines: Vec<String> = (0..20).flat_map(java_trace).collect();
+    let t20 = java_trace(20);
+    lines.extend(t20[..4].iter().cloned());
+    let before = interleaved(&lines, 0);
+    write_entries(&s.journal, 1_764_500_000_000_000, &before);
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    let header = |k: usize| java_trace(k)[0].clone();
+    wait_until(Duration::from_secs(30), "trace 19 delivered", || {
+        messages(&s.out).iter().any(|m| m.starts_with(&header(19)))
+    });
+    t.kill9();
+    assert!(
+        !messages(&s.out).iter().any(|m| m.starts_with(&header(20))),
+        "trace 20 was sent before its end was written"
+    );
+
+    // The rest of trace 20 and 10 more traces, written while trawl is down; a last line of
+    // each program ends the last trace.
+    let mut rest: Vec<String> = t20[4..].to_vec();
+    rest.extend((21..31).flat_map(java_trace));
+    rest.push("2026-11-30 12:59:59 INFO done".into());
+    let after = interleaved(&rest, lines.len());
+    write_entries(&s.journal, 1_764_500_500_000_000, &after);
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    wait_until(
+        Duration::from_secs(60),
+        "trace 30 after the restart",
+        || messages(&s.out).iter().any(|m| m.starts_with(&header(30))),
+    );
+    sigterm(&t);
+    assert!(t.wait(Duration::from_secs(30)).success());
+
+    let events = read_json_lines(&s.out);
+    let whole: std::collections::BTreeMap<String, usize> =
+        (0..31).map(|k| (java_trace(k).join("\n"), k)).collect();
+    let mut traces_seen = std::collections::BTreeSet::new();
+    let mut ticks = std::collections::BTreeSet::new();
+    for e in &events {
+        let m = e["message"].as_str().unwrap_or_default();
+        match e["systemd"]["unit"].as_str() {
+            Some("app.service") => {
+                let Some(k) = whole.get(m) else {
+                    panic!("an app.service event that is not one whole trace:\n{m}");
+                };
+                traces_seen.insert(*k);
+                assert_eq!(e["process"]["pid"], 4242);
+                assert_eq!(e["log"]["flags"][0], "multiline");
+                assert_eq!(e["log"]["level"], "error");
+            }
+            Some("cron.service") => {
+                assert!(m.starts_with("tick ") && !m.contains('\n'), "{m}");
+                ticks.insert(m.to_owned());
+            }
+            other => panic!("unexpected unit {other:?}"),
+        }
+    }
+    assert_eq!(traces_seen.len(), 31, "traces lost: {traces_seen:?}");
+    // Every tick but the last, which multiline holds until the next tick or its timeout.
+    let all_ticks = lines.len() + rest.len();
+    for i in 0..all_ticks - 1 {
+        assert!(ticks.contains(&format!("tick {i:05}")), "tick {i:05} lost");
+    }
+    let first_20 = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&header(20)))
+        })
+        .unwrap();
+    // The event has the fields (time) of its first entry, written before the kill.
+    assert!(
+        first_20["@timestamp"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2025-11-30T10:53:20")),
+        "{}",
+        first_20["@timestamp"]
+    );
+}
