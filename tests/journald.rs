@@ -2,7 +2,8 @@
 //! `systemd-journal-remote` (the journal format is systemd's, not ours), read by the real
 //! `journalctl` that trawl runs, and shipped by the binary to a file output. Checks the ECS
 //! fields, following new entries, filters, the cursor across kill -9 (nothing lost while
-//! trawl was down), and a journal folder that appears late.
+//! trawl was down), a journal folder that appears late, `multiline` (a Java trace per unit,
+//! kill -9 mid-trace) and a reload that changes the input's match.
 
 mod support {
     pub mod process;
@@ -439,4 +440,169 @@ fn multiline_joins_a_java_trace_per_unit_and_kill_9_mid_trace_reads_it_again_who
         "{}",
         first_20["@timestamp"]
     );
+}
+
+/// Children of `pid` named `comm`, with their state letter (`Z`: a zombie not reaped).
+fn children(pid: u32, comm: &str) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after the last `)`.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: u32 = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == pid && head.ends_with(&format!("({comm}")) {
+            out.push((child, state));
+        }
+    }
+    out
+}
+
+fn reloads_ok(addr: &str) -> u64 {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .find_map(|l| l.strip_prefix("trawl_config_reloads_total{result=\"success\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// A reload that changes the journald input's match: the input is drained and rebuilt, the
+/// new one resumes from the saved cursor with the new match (nothing before the cursor sent
+/// again, nothing after it lost), and the old journalctl is killed and reaped.
+#[test]
+fn a_reload_that_changes_the_match_keeps_the_cursor_and_reaps_the_old_journalctl() {
+    if !have_tools() {
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let units = |u: &str| format!("    start_at: beginning\n    units: [{u}]\n");
+    let s = setup(&units("web.service"));
+    let with_http = |text: String| {
+        text.replace(
+            "http: { enabled: false }",
+            &format!("http: {{ address: \"{addr}\" }}"),
+        )
+    };
+    let v1 = with_http(std::fs::read_to_string(&s.config).unwrap());
+    let v2 = v1.replace(&units("web.service"), &units("web.service, db.service"));
+    assert_ne!(v1, v2);
+    std::fs::write(&s.config, &v1).unwrap();
+    let rewrite = |text: &str| {
+        let tmp = s.config.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &s.config).unwrap();
+    };
+    let sighup = |t: &Trawl| {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(t.child.id() as i32, libc::SIGHUP) };
+    };
+    let delivered = |prefix: &str, n: usize| {
+        let m = messages(&s.out);
+        (0..n).all(|i| m.contains(&format!("{prefix} {i:05}")))
+    };
+
+    write_entries(
+        &s.journal,
+        1_764_500_000_000_000,
+        &entries("web", 0..100, "web.service"),
+    );
+    let t = Trawl::start(&s.config, Some(&s.log));
+    let pid = t.child.id();
+    wait_until(Duration::from_secs(30), "web 0..100", || {
+        delivered("web", 100)
+    });
+    // Written after the last web entry, so after the saved cursor: read once db is matched.
+    write_entries(
+        &s.journal,
+        1_764_500_100_000_000,
+        &entries("db", 0..50, "db.service"),
+    );
+    let first = children(pid, "journalctl");
+    assert_eq!(first.len(), 1, "one journalctl: {first:?}");
+
+    rewrite(&v2);
+    sighup(&t);
+    wait_until(Duration::from_secs(30), "the reload", || {
+        reloads_ok(&addr) >= 1
+    });
+    wait_until(Duration::from_secs(30), "db 0..50 after the reload", || {
+        delivered("db", 50)
+    });
+    let now = children(pid, "journalctl");
+    assert_eq!(now.len(), 1, "one journalctl after the reload: {now:?}");
+    assert_ne!(
+        now[0].0, first[0].0,
+        "the changed input runs a new journalctl"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{}", first[0].0)).exists(),
+        "the old journalctl is gone and reaped (a zombie keeps its /proc entry)"
+    );
+    let fds_before = fds(pid);
+
+    // Ten more changes back and forth while web entries keep coming.
+    for round in 0..10u64 {
+        rewrite(if round % 2 == 0 { &v1 } else { &v2 });
+        sighup(&t);
+        wait_until(Duration::from_secs(30), "the reload", || {
+            reloads_ok(&addr) > round + 1
+        });
+        write_entries(
+            &s.journal,
+            1_764_500_200_000_000 + round * 1_000_000,
+            &entries(&format!("web{round}"), 0..20, "web.service"),
+        );
+        wait_until(Duration::from_secs(30), "the round's web entries", || {
+            delivered(&format!("web{round}"), 20)
+        });
+    }
+    wait_until(Duration::from_secs(30), "one journalctl, no zombie", || {
+        let c = children(pid, "journalctl");
+        c.len() == 1 && c[0].1 != 'Z'
+    });
+    let fds_after = fds(pid);
+    assert!(
+        fds_after <= fds_before + 2,
+        "descriptors {fds_before} -> {fds_after} over 10 reloads"
+    );
+    sigterm(&t);
+    let mut t = t;
+    assert!(t.wait(Duration::from_secs(30)).success());
+
+    let got = messages(&s.out);
+    let mut seen = std::collections::HashMap::new();
+    for m in &got {
+        *seen.entry(m.as_str()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "sent twice across reloads: {twice:?}");
+    assert_eq!(got.len(), 100 + 50 + 10 * 20);
 }
