@@ -379,3 +379,87 @@ fn disk_buffer_damaged_records_in_the_middle_lose_only_themselves() {
     assert!(log.contains("damaged record"), "{log}");
     assert!(!log.contains("cutting a torn record"), "{log}");
 }
+
+/// `trawl_buffer_events` and `trawl_buffer_bytes` of the output `es`, read from /metrics.
+fn buffer_gauges(addr: &str) -> Option<(u64, u64)> {
+    let events = metric(addr, "trawl_buffer_events", "es")? as u64;
+    let bytes = metric(addr, "trawl_buffer_bytes", "es")? as u64;
+    Some((events, bytes))
+}
+
+/// What an operator watches during an outage: both buffer gauges rise while the destination
+/// is down, for either kind of buffer, and fall back to 0 once it took everything. The disk
+/// buffer's gauges are exact (every event is written and none delivered) and are read back
+/// from the segments after a kill -9.
+#[test]
+fn buffer_gauges_count_events_and_bytes_for_memory_and_disk_buffers() {
+    for kind in ["memory", "disk"] {
+        let dir = tempfile::tempdir().unwrap();
+        let es = EsServer::start();
+        es.with(|s| s.unavailable = true);
+        let addr = format!("127.0.0.1:{}", support::process::free_port());
+        let buffer = match kind {
+            "memory" => "{ type: memory, max_events: 1000000 }",
+            _ => "{ type: disk, max_size: 64MiB }",
+        };
+        let cfg = config(
+            dir.path(),
+            &es.url,
+            buffer,
+            &format!("{{ address: \"{addr}\" }}"),
+        );
+        // The memory buffer hands batches on to the output's own queue (a few batches) and
+        // holds what does not fit there: enough lines that most wait in the buffer.
+        let n = if kind == "disk" { 5_000u64 } else { 200_000 };
+        let mut t = Trawl::start(&cfg, None);
+        let input: String = (0..n).map(|i| format!("queued line {i:06}\n")).collect();
+        t.feed(input.as_bytes());
+        let least = if kind == "disk" { n } else { n / 2 };
+        let mut seen = (0, 0);
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{kind}: the buffer gauges to show the queued lines"),
+            || {
+                seen = buffer_gauges(&addr).unwrap_or_default();
+                std::thread::sleep(Duration::from_millis(200));
+                seen.0 >= least
+            },
+        );
+        assert!(seen.0 <= n, "{kind}: {} events buffered of {n}", seen.0);
+        // Each event holds at least its message.
+        assert!(
+            seen.1 >= seen.0 * "queued line 000000".len() as u64,
+            "{kind}: {} bytes for {} events",
+            seen.1,
+            seen.0
+        );
+        if kind == "disk" {
+            assert_eq!(seen.0, n, "disk: every event is written, none delivered");
+            // Restored from the segments at start-up.
+            t.kill9();
+            t = Trawl::start(&cfg, None);
+            wait_until(
+                Duration::from_secs(30),
+                "disk: the gauges after a restart",
+                || buffer_gauges(&addr).is_some_and(|(e, b)| e == n && b > 0),
+            );
+        }
+        es.with(|s| s.unavailable = false);
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{kind}: the gauges back to 0 after the destination recovers"),
+            || {
+                seen = buffer_gauges(&addr).unwrap_or((u64::MAX, u64::MAX));
+                seen == (0, 0) && es.with(|s| s.docs_in("buffered").len() as u64) >= n
+            },
+        );
+        assert!(t.finish(Duration::from_secs(60)).success());
+        let stored: HashSet<String> = es.with(|s| {
+            s.docs_in("buffered")
+                .iter()
+                .map(|(_, d)| d["message"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        });
+        assert_eq!(stored.len() as u64, n, "{kind}: every line stored");
+    }
+}

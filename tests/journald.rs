@@ -2,7 +2,8 @@
 //! `systemd-journal-remote` (the journal format is systemd's, not ours), read by the real
 //! `journalctl` that trawl runs, and shipped by the binary to a file output. Checks the ECS
 //! fields, following new entries, filters, the cursor across kill -9 (nothing lost while
-//! trawl was down), and a journal folder that appears late.
+//! trawl was down), a journal folder that appears late, `multiline` (a Java trace per unit,
+//! kill -9 mid-trace) and a reload that changes the input's match.
 
 mod support {
     pub mod process;
@@ -323,4 +324,285 @@ fn a_journal_folder_that_is_missing_is_retried_not_fatal() {
         1,
         "logged once:\n{log}"
     );
+}
+
+/// The lines a Java program writes for one failed request, as journald stores them: one
+/// entry per line.
+fn java_trace(k: usize) -> Vec<String> {
+    let mut lines = vec![
+        format!("2026-11-30 12:00:{:02} ERROR request {k} failed", k % 60),
+        format!("java.lang.IllegalStateException: boom {k}"),
+    ];
+    for f in 0..5 {
+        lines.push(format!(
+            "\tat com.example.Handler.step{f}(Handler.java:{k})"
+        ));
+    }
+    lines.push(format!("Caused by: java.io.IOException: disk {k}"));
+    lines.push("\t... 3 more".into());
+    lines
+}
+
+/// Trace lines of `app.service` (pid 4242) with a `cron.service` tick (pid 77) between every
+/// two of them, as two programs logging at once interleave in the journal.
+fn interleaved(trace_lines: &[String], first_tick: usize) -> Vec<(String, &'static str, u32, u8)> {
+    let mut out = Vec::new();
+    for (i, l) in trace_lines.iter().enumerate() {
+        out.push((l.clone(), "app.service", 4242, 3));
+        out.push((format!("tick {:05}", first_tick + i), "cron.service", 77, 6));
+    }
+    out
+}
+
+#[test]
+fn multiline_joins_a_java_trace_per_unit_and_kill_9_mid_trace_reads_it_again_whole() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: beginning\n    multiline: { preset: java, timeout: 60s }\n");
+    // Traces 0..20 whole, then the first 4 lines of trace 20: trawl holds them, waiting for
+    // the rest, when it is killed.
+    let mut lines: Vec<String> = (0..20).flat_map(java_trace).collect();
+    let t20 = java_trace(20);
+    lines.extend(t20[..4].iter().cloned());
+    let before = interleaved(&lines, 0);
+    write_entries(&s.journal, 1_764_500_000_000_000, &before);
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    let header = |k: usize| java_trace(k)[0].clone();
+    wait_until(Duration::from_secs(30), "trace 19 delivered", || {
+        messages(&s.out).iter().any(|m| m.starts_with(&header(19)))
+    });
+    t.kill9();
+    assert!(
+        !messages(&s.out).iter().any(|m| m.starts_with(&header(20))),
+        "trace 20 was sent before its end was written"
+    );
+
+    // The rest of trace 20 and 10 more traces, written while trawl is down; a last line of
+    // each program ends the last trace.
+    let mut rest: Vec<String> = t20[4..].to_vec();
+    rest.extend((21..31).flat_map(java_trace));
+    rest.push("2026-11-30 12:59:59 INFO done".into());
+    let after = interleaved(&rest, lines.len());
+    write_entries(&s.journal, 1_764_500_500_000_000, &after);
+    let mut t = Trawl::start(&s.config, Some(&s.log));
+    wait_until(
+        Duration::from_secs(60),
+        "trace 30 after the restart",
+        || messages(&s.out).iter().any(|m| m.starts_with(&header(30))),
+    );
+    sigterm(&t);
+    assert!(t.wait(Duration::from_secs(30)).success());
+
+    let events = read_json_lines(&s.out);
+    let whole: std::collections::BTreeMap<String, usize> =
+        (0..31).map(|k| (java_trace(k).join("\n"), k)).collect();
+    let mut traces_seen = std::collections::BTreeSet::new();
+    let mut ticks = std::collections::BTreeSet::new();
+    for e in &events {
+        let m = e["message"].as_str().unwrap_or_default();
+        match e["systemd"]["unit"].as_str() {
+            Some("app.service") => {
+                let Some(k) = whole.get(m) else {
+                    panic!("an app.service event that is not one whole trace:\n{m}");
+                };
+                traces_seen.insert(*k);
+                assert_eq!(e["process"]["pid"], 4242);
+                assert_eq!(e["log"]["flags"][0], "multiline");
+                assert_eq!(e["log"]["level"], "error");
+            }
+            Some("cron.service") => {
+                assert!(m.starts_with("tick ") && !m.contains('\n'), "{m}");
+                ticks.insert(m.to_owned());
+            }
+            other => panic!("unexpected unit {other:?}"),
+        }
+    }
+    assert_eq!(traces_seen.len(), 31, "traces lost: {traces_seen:?}");
+    // Every tick but the last, which multiline holds until the next tick or its timeout.
+    let all_ticks = lines.len() + rest.len();
+    for i in 0..all_ticks - 1 {
+        assert!(ticks.contains(&format!("tick {i:05}")), "tick {i:05} lost");
+    }
+    let first_20 = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&header(20)))
+        })
+        .unwrap();
+    // The event has the fields (time) of its first entry, written before the kill.
+    assert!(
+        first_20["@timestamp"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2025-11-30T10:53:20")),
+        "{}",
+        first_20["@timestamp"]
+    );
+}
+
+/// Children of `pid` named `comm`, with their state letter (`Z`: a zombie not reaped).
+fn children(pid: u32, comm: &str) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after the last `)`.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: u32 = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == pid && head.ends_with(&format!("({comm}")) {
+            out.push((child, state));
+        }
+    }
+    out
+}
+
+fn reloads_ok(addr: &str) -> u64 {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .find_map(|l| l.strip_prefix("trawl_config_reloads_total{result=\"success\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// A reload that changes the journald input's match: the input is drained and rebuilt, the
+/// new one resumes from the saved cursor with the new match (nothing before the cursor sent
+/// again, nothing after it lost), and the old journalctl is killed and reaped.
+#[test]
+fn a_reload_that_changes_the_match_keeps_the_cursor_and_reaps_the_old_journalctl() {
+    if !have_tools() {
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let units = |u: &str| format!("    start_at: beginning\n    units: [{u}]\n");
+    let s = setup(&units("web.service"));
+    let with_http = |text: String| {
+        text.replace(
+            "http: { enabled: false }",
+            &format!("http: {{ address: \"{addr}\" }}"),
+        )
+    };
+    let v1 = with_http(std::fs::read_to_string(&s.config).unwrap());
+    let v2 = v1.replace(&units("web.service"), &units("web.service, db.service"));
+    assert_ne!(v1, v2);
+    std::fs::write(&s.config, &v1).unwrap();
+    let rewrite = |text: &str| {
+        let tmp = s.config.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &s.config).unwrap();
+    };
+    let sighup = |t: &Trawl| {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(t.child.id() as i32, libc::SIGHUP) };
+    };
+    let delivered = |prefix: &str, n: usize| {
+        let m = messages(&s.out);
+        (0..n).all(|i| m.contains(&format!("{prefix} {i:05}")))
+    };
+
+    write_entries(
+        &s.journal,
+        1_764_500_000_000_000,
+        &entries("web", 0..100, "web.service"),
+    );
+    let t = Trawl::start(&s.config, Some(&s.log));
+    let pid = t.child.id();
+    wait_until(Duration::from_secs(30), "web 0..100", || {
+        delivered("web", 100)
+    });
+    // Written after the last web entry, so after the saved cursor: read once db is matched.
+    write_entries(
+        &s.journal,
+        1_764_500_100_000_000,
+        &entries("db", 0..50, "db.service"),
+    );
+    let first = children(pid, "journalctl");
+    assert_eq!(first.len(), 1, "one journalctl: {first:?}");
+
+    rewrite(&v2);
+    sighup(&t);
+    wait_until(Duration::from_secs(30), "the reload", || {
+        reloads_ok(&addr) >= 1
+    });
+    wait_until(Duration::from_secs(30), "db 0..50 after the reload", || {
+        delivered("db", 50)
+    });
+    let now = children(pid, "journalctl");
+    assert_eq!(now.len(), 1, "one journalctl after the reload: {now:?}");
+    assert_ne!(
+        now[0].0, first[0].0,
+        "the changed input runs a new journalctl"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{}", first[0].0)).exists(),
+        "the old journalctl is gone and reaped (a zombie keeps its /proc entry)"
+    );
+    let fds_before = fds(pid);
+
+    // Ten more changes back and forth while web entries keep coming.
+    for round in 0..10u64 {
+        rewrite(if round % 2 == 0 { &v1 } else { &v2 });
+        sighup(&t);
+        wait_until(Duration::from_secs(30), "the reload", || {
+            reloads_ok(&addr) > round + 1
+        });
+        write_entries(
+            &s.journal,
+            1_764_500_200_000_000 + round * 1_000_000,
+            &entries(&format!("web{round}"), 0..20, "web.service"),
+        );
+        wait_until(Duration::from_secs(30), "the round's web entries", || {
+            delivered(&format!("web{round}"), 20)
+        });
+    }
+    wait_until(Duration::from_secs(30), "one journalctl, no zombie", || {
+        let c = children(pid, "journalctl");
+        c.len() == 1 && c[0].1 != 'Z'
+    });
+    let fds_after = fds(pid);
+    assert!(
+        fds_after <= fds_before + 2,
+        "descriptors {fds_before} -> {fds_after} over 10 reloads"
+    );
+    sigterm(&t);
+    let mut t = t;
+    assert!(t.wait(Duration::from_secs(30)).success());
+
+    let got = messages(&s.out);
+    let mut seen = std::collections::HashMap::new();
+    for m in &got {
+        *seen.entry(m.as_str()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "sent twice across reloads: {twice:?}");
+    assert_eq!(got.len(), 100 + 50 + 10 * 20);
 }

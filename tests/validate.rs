@@ -172,3 +172,56 @@ fn file_input_sizes_and_counts_that_cannot_work_are_rejected_at_their_key() {
         );
     }
 }
+
+/// `vxlan_ports` out of the UDP range (0, above 65535, negative), on a live capture and on a
+/// capture file: refused at the element, with file:line:col and key path, by validate and run.
+#[test]
+fn vxlan_ports_out_of_range_are_rejected_at_the_element() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "live.yaml",
+            "inputs:\n  wire:\n    type: http\n    capture:\n      interfaces: [lo]\n      vxlan_ports: [4789, 0]\n",
+            "6:27: inputs.wire.capture.vxlan_ports[1]: expected a UDP port from 1 to 65535, got 0",
+        ),
+        (
+            "file.yaml",
+            "inputs:\n  old:\n    type: pcap_file\n    path: /nonexistent.pcap\n    vxlan_ports:\n      - 0\n",
+            "6:9: inputs.old.vxlan_ports[0]: expected a UDP port from 1 to 65535, got 0",
+        ),
+        (
+            "flows.yaml",
+            "inputs:\n  f:\n    type: flows\n    capture: { vxlan_ports: [70000] }\n",
+            "4:30: inputs.f.capture.vxlan_ports[0]",
+        ),
+        (
+            "negative.yaml",
+            "inputs:\n  f:\n    type: flows\n    capture: { vxlan_ports: [8472, -1] }\n",
+            "4:36: inputs.f.capture.vxlan_ports[1]",
+        ),
+    ];
+    for (name, inputs, want) in cases {
+        let cfg = write_file(
+            dir.path(),
+            name,
+            &format!(
+                "data_dir: {}\nhttp: {{ enabled: false }}\n{inputs}outputs:\n  o: {{ type: stdout }}\n",
+                dir.path().join("data").display()
+            ),
+        );
+        // The two global lines come first: the lines of `inputs` move down by two.
+        let (line_col, rest) = want.split_once(':').unwrap();
+        let line: usize = line_col.parse::<usize>().unwrap() + 2;
+        let want = format!("{}:{line}:{rest}", cfg.display());
+        let v = Command::new(TRAWL)
+            .args(["validate", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&v.stderr);
+        assert_eq!(v.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(&want), "{name}: want `{want}` in:\n{err}");
+        let mut t = Trawl::start(&cfg, Some(&dir.path().join("run.log")));
+        assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1), "{name}");
+    }
+}

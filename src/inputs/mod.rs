@@ -154,7 +154,11 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
         "pcap_file" => Ok(Box::new(
             packet::PacketInput::pcap_file(
                 &spec.name,
-                from_node(&spec.node, &spec.path)?,
+                {
+                    let config: packet::PcapFileConfig = from_node(&spec.node, &spec.path)?;
+                    check_vxlan_ports(&config.vxlan_ports, Some(&spec.node), spec, &spec.path)?;
+                    config
+                },
                 Some(ctx),
             )
             .map_err(|mut e| {
@@ -176,6 +180,14 @@ fn check_capture(
     spec: &ComponentSpec,
     capture: Option<&crate::wire::capture::CaptureConfig>,
 ) -> Result<(), DeError> {
+    if let Some(c) = capture {
+        check_vxlan_ports(
+            &c.vxlan_ports,
+            spec.node.get("capture"),
+            spec,
+            &format!("{}.capture", spec.path),
+        )?;
+    }
     let Some(filter) = capture.and_then(|c| c.bpf_filter.as_deref()) else {
         return Ok(());
     };
@@ -187,6 +199,29 @@ fn check_capture(
             &format!("{}.capture.bpf_filter", spec.path),
         )
     })
+}
+
+/// Port 0 cannot be a UDP destination: a `vxlan_ports` holding it decapsulates nothing (above
+/// 65535 is refused when the list is read). `section` is the map holding `vxlan_ports`.
+fn check_vxlan_ports(
+    ports: &[u16],
+    section: Option<&crate::config::Node>,
+    spec: &ComponentSpec,
+    path: &str,
+) -> Result<(), DeError> {
+    let Some(i) = ports.iter().position(|p| *p == 0) else {
+        return Ok(());
+    };
+    let list = section.and_then(|n| n.get("vxlan_ports"));
+    let mark = match list.map(|l| &l.kind) {
+        Some(crate::config::NodeKind::Seq(items)) => items.get(i).map(|n| n.mark),
+        _ => list.map(|l| l.mark),
+    };
+    Err(DeError::new(
+        "expected a UDP port from 1 to 65535, got 0",
+        mark.unwrap_or(spec.mark),
+        &format!("{path}.vxlan_ports[{i}]"),
+    ))
 }
 
 /// The input types `build` knows, for error messages and docs.

@@ -1,7 +1,7 @@
 //! Multiline: joins the lines of one logical event (a stack trace) as Filebeat does, with
 //! `pattern`, `negate` and `match: after|before`, caps on lines and bytes, and a timeout that
 //! flushes an event whose end never comes. Presets cover Java, Python and Go traces. Shared by
-//! every line input (file, stdin, socket, tee); each keeps one joiner per source.
+//! every line input (file, stdin, socket, tee, journald); each keeps one joiner per source.
 
 pub use super::file::reader::Line;
 use crate::config::{ByteSize, DeError, Duration, Mark};
@@ -232,6 +232,11 @@ impl Multiline {
         if matches!(&self.pending, Some(p) if now.duration_since(p.last) >= self.timeout) {
             self.flush(out);
         }
+    }
+
+    /// The `start` of the first line of the event being joined, if one is held.
+    pub fn pending_start(&self) -> Option<u64> {
+        self.pending.as_ref().map(|p| p.line.start)
     }
 
     /// When the pending event, if any, is due.

@@ -46,9 +46,10 @@ pub struct ComponentMetrics {
     pub errors: AtomicU64,
     /// Outputs: requests, batches or items sent again after a failure.
     pub retries: AtomicU64,
-    /// Outputs with a buffer: events held in it (memory buffers).
+    /// Outputs with a buffer: events held in it (disk: written and not yet delivered).
     pub buffer_events: AtomicI64,
-    /// Outputs with a buffer: bytes held in it (disk buffers: unacknowledged bytes on disk).
+    /// Outputs with a buffer: bytes held in it (disk: unacknowledged bytes on disk; memory: the
+    /// queued events' approximate size).
     pub buffer_bytes: AtomicI64,
     /// The buffer's limit: `max_events` for memory, `max_size` in bytes for disk; 0 without one.
     pub buffer_limit: AtomicI64,
@@ -337,13 +338,13 @@ impl Registry {
             (
                 "trawl_buffer_events",
                 "gauge",
-                "Events held in the output's buffer (memory buffers).",
+                "Events held in the output's buffer (disk buffers: written and not yet delivered).",
                 |c| c.buffer_events.load(Ordering::Relaxed),
             ),
             (
                 "trawl_buffer_bytes",
                 "gauge",
-                "Bytes held in the output's buffer (disk buffers: unacknowledged bytes on disk).",
+                "Bytes held in the output's buffer (disk: unacknowledged bytes on disk; memory: approximate size of the queued events).",
                 |c| c.buffer_bytes.load(Ordering::Relaxed),
             ),
             (

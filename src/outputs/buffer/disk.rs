@@ -6,10 +6,12 @@
 //! end of the last segment is detected by its checksum and cut off; everything before it is
 //! replayed. A record damaged in the middle of a segment loses only itself (counted).
 //! Events the reader could not take back (nested too deep, too large) are refused before they
-//! are acknowledged, and go to the output's dead letters.
+//! are acknowledged, and go to the output's dead letters. `trawl_buffer_bytes` and
+//! `trawl_buffer_events` count what is written and not yet delivered, from what is on disk at
+//! start-up on.
 
 use super::codec;
-use super::recovery::{read_range, read_record, resync, valid_length};
+use super::recovery::{count_events, read_range, read_record, resync, valid_length};
 use super::{Config, WhenFull};
 use crate::event::{AckTracker, Batch, BatchStatus, Event};
 use crate::outputs::dead_letter::{DeadLetters, Rejection};
@@ -37,6 +39,8 @@ struct State {
     write: Pos,
     /// Bytes written and not yet delivered.
     unacked: u64,
+    /// Events in them (a damaged record's are only forgotten once the buffer is empty).
+    unacked_events: u64,
     /// Upstream is closed and everything was written.
     closed: bool,
 }
@@ -142,6 +146,7 @@ pub fn start(
         .filter(|p| p.seg >= first && p.seg <= last)
         .unwrap_or(Pos { seg: first, off: 0 });
     let mut unacked = 0u64;
+    let mut unacked_events = 0u64;
     for s in segs.iter().copied().filter(|s| *s >= acked.seg) {
         let l = if s == last {
             valid
@@ -150,10 +155,16 @@ pub fn start(
                 .map(|m| m.len())
                 .unwrap_or(0)
         };
-        unacked += l.saturating_sub(if s == acked.seg { acked.off } else { 0 });
+        let from = if s == acked.seg { acked.off } else { 0 };
+        unacked += l.saturating_sub(from);
+        if l > from {
+            unacked_events += File::open(seg_path(dir, s))
+                .and_then(|f| count_events(&f, from, l))
+                .unwrap_or(0);
+        }
     }
     if unacked > 0 {
-        tracing::info!(buffer = %dir.display(), bytes = unacked, "disk buffer: replaying what was not delivered before the last stop");
+        tracing::info!(buffer = %dir.display(), bytes = unacked, events = unacked_events, "disk buffer: replaying what was not delivered before the last stop");
     }
     let shared = Arc::new(Shared {
         dir: dir.to_owned(),
@@ -163,6 +174,7 @@ pub fn start(
                 off: valid,
             },
             unacked,
+            unacked_events,
             closed: false,
         }),
         written: Condvar::new(),
@@ -174,6 +186,9 @@ pub fn start(
     metrics
         .buffer_bytes
         .store(unacked as i64, Ordering::Relaxed);
+    metrics
+        .buffer_events
+        .store(unacked_events as i64, Ordering::Relaxed);
     let segment_size = (config.max_size.bytes() / 8).clamp(1 << 20, 64 << 20);
     let writer = Writer {
         shared: shared.clone(),
@@ -228,17 +243,20 @@ impl Writer {
         let mut buf = Vec::with_capacity(1 << 20);
         let mut record = Vec::new();
         let mut acks = Vec::new();
+        // Events in the records grouped in `buf`.
+        let mut events = 0u64;
         let mut logged_full = false;
         while let Some(first) = upstream.blocking_recv() {
             let mut next = Some(first);
             while let Some(batch) = next.take() {
                 let start = buf.len();
                 let refused = encode_batch(&batch.events, &mut record, &mut buf);
+                let batch_events = (batch.len() - refused.len()) as u64;
                 let size = (buf.len() - start) as u64;
                 if !self.has_room(size + start as u64) {
                     // Write what is grouped so far, then wait for room or drop.
                     let records = buf.split_off(start);
-                    if let Err(e) = self.commit_retrying(&mut buf, &mut acks) {
+                    if let Err(e) = self.commit_retrying(&mut buf, &mut events, &mut acks) {
                         return self.fail(e, batch, upstream);
                     }
                     if self.when_full == WhenFull::DropNewest {
@@ -256,6 +274,7 @@ impl Writer {
                     self.wait_for_room(size);
                     buf = records;
                 }
+                events += batch_events;
                 if !refused.is_empty() {
                     // Settled with the batch: its acknowledgement waits for the dead letters.
                     let rejected = refused
@@ -275,7 +294,7 @@ impl Writer {
                     next = upstream.try_recv();
                 }
             }
-            if let Err(e) = self.commit_retrying(&mut buf, &mut acks) {
+            if let Err(e) = self.commit_retrying(&mut buf, &mut events, &mut acks) {
                 tracing::error!(output = %self.metrics.name, error = %e, "disk buffer: cannot write; batches are not acknowledged");
                 self.metrics.set_failed(format!("disk buffer: {e}"));
                 return self.close();
@@ -310,6 +329,7 @@ impl Writer {
     fn commit_retrying(
         &mut self,
         buf: &mut Vec<u8>,
+        events: &mut u64,
         acks: &mut Vec<crate::event::BatchAck>,
     ) -> std::io::Result<()> {
         let mut wait = Duration::from_secs(1);
@@ -321,7 +341,7 @@ impl Writer {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .write;
-            match self.commit(buf, acks) {
+            match self.commit(buf, events, acks) {
                 Ok(()) => {
                     if failing {
                         tracing::info!(output = %self.metrics.name, "disk buffer: writing works again");
@@ -356,10 +376,12 @@ impl Writer {
         }
     }
 
-    /// Appends `buf`, fsyncs when asked, publishes the new end to the reader, acknowledges.
+    /// Appends `buf` (holding `events`), fsyncs when asked, publishes the new end to the
+    /// reader, acknowledges.
     fn commit(
         &mut self,
         buf: &mut Vec<u8>,
+        events: &mut u64,
         acks: &mut Vec<crate::event::BatchAck>,
     ) -> std::io::Result<()> {
         if buf.is_empty() {
@@ -375,9 +397,8 @@ impl Writer {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.write.off += n;
             st.unacked += n;
-            self.metrics
-                .buffer_bytes
-                .store(st.unacked as i64, Ordering::Relaxed);
+            st.unacked_events += std::mem::take(events);
+            publish(&self.metrics, &st);
             st.write.off >= self.segment_size
         };
         self.shared.written.notify_all();
@@ -463,6 +484,15 @@ fn encode_batch(
     refused
 }
 
+fn publish(metrics: &ComponentMetrics, st: &State) {
+    metrics
+        .buffer_bytes
+        .store(st.unacked as i64, Ordering::Relaxed);
+    metrics
+        .buffer_events
+        .store(st.unacked_events as i64, Ordering::Relaxed);
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -473,6 +503,8 @@ struct Entry {
     end: Pos,
     /// Buffer bytes it holds (counted in `unacked` until settled).
     bytes: u64,
+    /// Events in it (0 for a damaged record, whose count is unknown).
+    events: u64,
     done: bool,
 }
 
@@ -587,6 +619,7 @@ impl Reader {
             start: self.read,
             end: next,
             bytes: to.min(end).saturating_sub(self.read.off),
+            events: 0,
             done: true,
         };
         self.entries.push_back((u64::MAX, entry));
@@ -601,6 +634,7 @@ impl Reader {
                 start,
                 end,
                 bytes,
+                events: events.len() as u64,
                 done: false,
             },
         ));
@@ -642,11 +676,13 @@ impl Reader {
             }
         }
         let mut freed = 0u64;
+        let mut freed_events = 0u64;
         while self.entries.front().is_some_and(|(_, e)| e.done) {
             let Some((_, e)) = self.entries.pop_front() else {
                 break;
             };
             freed += e.bytes;
+            freed_events += e.events;
             for seg in self.acked.seg..e.end.seg {
                 let _ = std::fs::remove_file(seg_path(&self.shared.dir, seg));
             }
@@ -655,9 +691,12 @@ impl Reader {
         if freed > 0 {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.unacked = st.unacked.saturating_sub(freed);
-            self.metrics
-                .buffer_bytes
-                .store(st.unacked as i64, Ordering::Relaxed);
+            st.unacked_events = if st.unacked == 0 {
+                0
+            } else {
+                st.unacked_events.saturating_sub(freed_events)
+            };
+            publish(&self.metrics, &st);
             drop(st);
             self.shared.freed.notify_all();
         }

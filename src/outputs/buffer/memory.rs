@@ -1,8 +1,10 @@
 //! The memory buffer: a queue of up to `max_events` events between the pipeline and an output.
 //! One task takes batches in (waiting or dropping when full), another hands them to the output.
+//! `trawl_buffer_events` and `trawl_buffer_bytes` (the events' approximate size in memory) follow
+//! what is queued.
 
 use super::WhenFull;
-use crate::event::Batch;
+use crate::event::{Batch, Event, Value};
 use crate::pipeline::channel::{BatchReceiver, BatchSender};
 use crate::telemetry::metrics::ComponentMetrics;
 use std::collections::VecDeque;
@@ -11,8 +13,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 struct Queue {
-    batches: VecDeque<Batch>,
+    /// Each batch with its approximate size.
+    batches: VecDeque<(Batch, usize)>,
     events: usize,
+    bytes: usize,
     closed: bool,
 }
 
@@ -35,6 +39,7 @@ pub fn start(
         queue: Mutex::new(Queue {
             batches: VecDeque::new(),
             events: 0,
+            bytes: 0,
             closed: false,
         }),
         filled: Notify::new(),
@@ -49,6 +54,7 @@ pub fn start(
         let mut logged = false;
         while let Some(batch) = upstream.recv().await {
             let n = batch.len();
+            let size = approx_bytes(&batch.events);
             loop {
                 let drained = s.drained.notified();
                 let room = s
@@ -59,10 +65,9 @@ pub fn start(
                 if room {
                     if let Ok(mut q) = s.queue.lock() {
                         q.events += n;
-                        q.batches.push_back(batch);
-                        metrics
-                            .buffer_events
-                            .store(q.events as i64, Ordering::Relaxed);
+                        q.bytes += size;
+                        q.batches.push_back((batch, size));
+                        publish(&metrics, &q);
                     }
                     s.filled.notify_one();
                     break;
@@ -90,12 +95,13 @@ pub fn start(
         loop {
             let filled = shared.filled.notified();
             let next = shared.queue.lock().ok().and_then(|mut q| {
-                let b = q.batches.pop_front();
-                if let Some(b) = &b {
+                let b = q.batches.pop_front().map(|(b, size)| {
                     q.events -= b.len();
-                    gauge
-                        .buffer_events
-                        .store(q.events as i64, Ordering::Relaxed);
+                    q.bytes -= size;
+                    b
+                });
+                if b.is_some() {
+                    publish(&gauge, &q);
                 }
                 match b {
                     Some(b) => Some(Some(b)),
@@ -115,4 +121,37 @@ pub fn start(
             }
         }
     });
+}
+
+fn publish(metrics: &ComponentMetrics, q: &Queue) {
+    metrics
+        .buffer_events
+        .store(q.events as i64, Ordering::Relaxed);
+    metrics
+        .buffer_bytes
+        .store(q.bytes as i64, Ordering::Relaxed);
+}
+
+/// What a batch's events take in memory, roughly: each value's own size, plus the text of its
+/// strings and keys. Good enough for a gauge that tells an empty buffer from a filling one.
+pub(crate) fn approx_bytes(events: &[Event]) -> usize {
+    fn value(v: &Value) -> usize {
+        std::mem::size_of::<Value>()
+            + match v {
+                Value::String(s) => s.len(),
+                Value::Array(items) => items.iter().map(value).sum(),
+                Value::Object(m) => m.iter().map(|(k, v)| k.len() + value(v)).sum(),
+                _ => 0,
+            }
+    }
+    events
+        .iter()
+        .map(|e| {
+            std::mem::size_of::<Event>()
+                + e.fields
+                    .iter()
+                    .map(|(k, v)| k.len() + value(v))
+                    .sum::<usize>()
+        })
+        .sum()
 }

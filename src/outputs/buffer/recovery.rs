@@ -48,6 +48,29 @@ fn record_size(file: &File, off: u64, end: u64) -> std::io::Result<Option<u64>> 
     Ok(codec::checksum_ok(&payload, crc).then_some((codec::HEADER + n) as u64))
 }
 
+/// Events in the records from `from` to `to`, read from each record's header and event count
+/// only (no checksum: a startup gauge, not a delivery decision); stops at a record whose length
+/// does not fit.
+pub fn count_events(file: &File, from: u64, to: u64) -> std::io::Result<u64> {
+    let mut head = [0u8; codec::HEADER + 4];
+    let mut off = from;
+    let mut events = 0u64;
+    while off + head.len() as u64 <= to {
+        file.read_exact_at(&mut head, off)?;
+        let Some((n, _)) = codec::header(&head) else {
+            break;
+        };
+        if n < 4 || off + (codec::HEADER + n) as u64 > to {
+            break;
+        }
+        let mut count = [0u8; 4];
+        count.copy_from_slice(&head[codec::HEADER..]);
+        events += u64::from(u32::from_le_bytes(count));
+        off += (codec::HEADER + n) as u64;
+    }
+    Ok(events)
+}
+
 pub fn read_range(file: &File, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
     let mut data = vec![0u8; to.saturating_sub(from) as usize];
     file.read_exact_at(&mut data, from)?;

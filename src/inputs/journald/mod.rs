@@ -2,18 +2,23 @@
 //! /var/log/syslog (Debian 12's default). It follows `journalctl --output=json` as a child
 //! process (as Filebeat's journald input does), so no libsystemd is linked into trawl.
 //!
-//! The cursor of the last entry every output has acknowledged is kept crash-safely under
+//! The cursor of the last entry every output has acknowledged (with `multiline`: the last entry
+//! of the last event acknowledged whole, see `joining`) is kept crash-safely under
 //! `data_dir/registry/`, like file offsets: after a crash or restart reading resumes after it
 //! (at least once). A batch an output gives up on stops reading; after a back-off the journal
 //! is read again from the committed cursor, so nothing is skipped.
 
+mod entry;
+mod joining;
+
 use super::lines::{LineInfo, LineSplitter};
+use super::multiline::{self, Multiline};
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
-use crate::event::{AckTracker, Batch, BatchStatus, Event, Value};
+use crate::event::{AckTracker, Batch, BatchStatus, Event};
 use crate::inputs::file::registry::write_atomic;
 use crate::telemetry::metrics::ComponentMetrics;
-use chrono::{TimeZone, Utc};
+use joining::{Joined, Joiners, Ledger};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -63,7 +68,14 @@ pub struct Config {
     /// Most batches sent and not yet acknowledged; reading pauses beyond.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight_batches: u64,
+    /// Joins the entries of one event (a stack trace logged line by line), per source (unit,
+    /// identifier, process), as the file input's `multiline`.
+    #[serde(default)]
+    pub multiline: Option<multiline::Config>,
 }
+
+/// Entries multiline may hold beyond those in flight before reading waits for a timeout.
+const MAX_HELD_ENTRIES: usize = 100_000;
 
 fn default_journalctl() -> PathBuf {
     PathBuf::from("journalctl")
@@ -79,6 +91,7 @@ fn default_max_in_flight() -> u64 {
 
 pub struct Journald {
     config: Config,
+    multiline: Option<Multiline>,
     cursor_path: PathBuf,
 }
 
@@ -110,6 +123,7 @@ pub fn build(spec: &ComponentSpec, data_dir: &std::path::Path) -> Result<Journal
         ));
     }
     Ok(Journald {
+        multiline: multiline::for_input(config.multiline.as_ref(), spec)?,
         cursor_path: data_dir
             .join("registry")
             .join(format!("journald-{}.cursor", escaped(&spec.name))),
@@ -271,10 +285,22 @@ impl Journald {
 
         let mut splitter = LineSplitter::new(self.config.max_entry_bytes.as_usize(), 0);
         let mut buf = vec![0u8; 64 * 1024];
-        let mut batch: Vec<Event> = Vec::with_capacity(ctx.batch_size);
-        let mut batch_cursor: Option<String> = None;
-        // Cursor of the last entry of each batch in flight, by sequence number.
-        let mut in_flight: VecDeque<(u64, String)> = VecDeque::new();
+        let mut pending = Pending {
+            batch: Vec::with_capacity(ctx.batch_size),
+            entries: Vec::new(),
+            in_flight: VecDeque::new(),
+            ledger: Ledger::default(),
+        };
+        let mut joiners = self
+            .multiline
+            .clone()
+            .map(|m| Joiners::new(ctx.name.clone(), m));
+        // Entries read and not committed (held by multiline or in flight) are bounded too;
+        // a held event's timeout still fires while reading waits.
+        let max_uncommitted = (self.config.max_in_flight_batches as usize)
+            .saturating_mul(ctx.batch_size)
+            .saturating_add(MAX_HELD_ENTRIES);
+        let mut joined: Vec<Joined> = Vec::new();
         let mut oversize_logged = false;
         let mut bad_logged = false;
         let mut reading = true;
@@ -283,29 +309,50 @@ impl Journald {
         let mut flush_at: Option<tokio::time::Instant> = None;
 
         loop {
-            let room = tracker.pending() < self.config.max_in_flight_batches;
+            let room = tracker.pending() < self.config.max_in_flight_batches
+                && pending.ledger.len() < max_uncommitted;
+            let held_due = joiners
+                .as_ref()
+                .and_then(Joiners::deadline)
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
                 _ = ctx.shutdown.wait(), if reading => {
                     reading = false;
                     let _ = child.start_kill();
-                    if !self.send(ctx, tracker, &mut batch, &mut batch_cursor, &mut in_flight).await {
+                    // What multiline holds is read again after the restart (the cursor
+                    // stops before it), as the file input does.
+                    if !pending.send(ctx, tracker).await {
                         return End::Stop;
                     }
                     flush_at = None;
                 }
                 acked = tracker.next() => {
-                    self.settle(&acked, &mut in_flight, committed, &mut failure, ctx);
+                    self.settle(&acked, &mut pending, committed, &mut failure, ctx);
                     if failure.is_some() && reading {
                         reading = false;
                         let _ = child.start_kill();
-                        batch.clear();
-                        batch_cursor = None;
+                        pending.batch.clear();
+                        pending.entries.clear();
+                    }
+                }
+                _ = sleep_until(held_due), if held_due.is_some() && reading => {
+                    if let Some(j) = joiners.as_mut() {
+                        j.flush_due(std::time::Instant::now(), &mut joined);
+                    }
+                    pending.add(&mut joined);
+                    if pending.batch.len() >= ctx.batch_size {
+                        flush_at = None;
+                        if !pending.send(ctx, tracker).await {
+                            return End::Stop;
+                        }
+                    } else if !pending.batch.is_empty() && flush_at.is_none() {
+                        flush_at = Some(tokio::time::Instant::now() + flush_every);
                     }
                 }
                 _ = sleep_until(flush_at), if flush_at.is_some() && reading => {
                     flush_at = None;
-                    if !self.send(ctx, tracker, &mut batch, &mut batch_cursor, &mut in_flight).await {
+                    if !pending.send(ctx, tracker).await {
                         return End::Stop;
                     }
                 }
@@ -319,7 +366,7 @@ impl Journald {
                     };
                     if n == 0 {
                         reading = false;
-                        if !self.send(ctx, tracker, &mut batch, &mut batch_cursor, &mut in_flight).await {
+                        if !pending.send(ctx, tracker).await {
                             return End::Stop;
                         }
                         if !ctx.shutdown.is_triggered() {
@@ -328,7 +375,7 @@ impl Journald {
                             failure.get_or_insert(format!("journalctl ended ({status}): {last}"));
                         }
                     }
-                    let mut full = false;
+                    let now = std::time::Instant::now();
                     splitter.push(&buf[..n], &mut |line: &[u8], info: LineInfo| {
                         ComponentMetrics::add(&ctx.metrics.bytes_in, info.end - info.start);
                         if info.truncated {
@@ -340,28 +387,28 @@ impl Journald {
                             }
                             return;
                         }
-                        match entry_event(line, &ctx.name) {
-                            Some((event, cursor)) => {
-                                batch.push(event);
-                                batch_cursor = Some(cursor);
+                        let Some(entry) = entry::parse(line, &ctx.name) else {
+                            ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                            if !bad_logged {
+                                bad_logged = true;
+                                tracing::warn!(input = %ctx.name, entry = %String::from_utf8_lossy(&line[..line.len().min(200)]),
+                                    "journalctl wrote an entry that is not a JSON object with __CURSOR; skipped (logged once; counted in trawl_errors_total)");
                             }
-                            None => {
-                                ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                                if !bad_logged {
-                                    bad_logged = true;
-                                    tracing::warn!(input = %ctx.name, entry = %String::from_utf8_lossy(&line[..line.len().min(200)]),
-                                        "journalctl wrote an entry that is not a JSON object with __CURSOR; skipped (logged once; counted in trawl_errors_total)");
-                                }
-                            }
+                            return;
+                        };
+                        let seq = pending.ledger.push(entry.cursor.clone());
+                        match joiners.as_mut() {
+                            Some(j) => j.push(entry, seq, now, &mut joined),
+                            None => joined.push(Joined { event: entry.event, entries: vec![seq] }),
                         }
-                        full |= batch.len() >= ctx.batch_size;
                     });
-                    if full {
+                    pending.add(&mut joined);
+                    if pending.batch.len() >= ctx.batch_size {
                         flush_at = None;
-                        if !self.send(ctx, tracker, &mut batch, &mut batch_cursor, &mut in_flight).await {
+                        if !pending.send(ctx, tracker).await {
                             return End::Stop;
                         }
-                    } else if !batch.is_empty() && flush_at.is_none() {
+                    } else if !pending.batch.is_empty() && flush_at.is_none() {
                         flush_at = Some(tokio::time::Instant::now() + flush_every);
                     }
                 }
@@ -376,40 +423,21 @@ impl Journald {
         }
     }
 
-    /// Sends the batch being built with an acknowledgement handle; false when the pipeline is
-    /// gone.
-    async fn send(
-        &self,
-        ctx: &InputContext,
-        tracker: &AckTracker,
-        batch: &mut Vec<Event>,
-        cursor: &mut Option<String>,
-        in_flight: &mut VecDeque<(u64, String)>,
-    ) -> bool {
-        let Some(c) = cursor.take() else {
-            return true;
-        };
-        let events = std::mem::replace(batch, Vec::with_capacity(ctx.batch_size));
-        let (seq, ack) = tracker.track();
-        in_flight.push_back((seq, c));
-        ctx.emit(Batch::new(events, ack)).await.is_ok()
-    }
-
-    /// Moves the committed cursor past every batch settled in order; stops at a failed one.
+    /// Marks the entries of every acknowledged batch and saves the cursor of the acknowledged
+    /// prefix; a batch an output gave up on stops the session (read again from the cursor).
     fn settle(
         &self,
         acked: &[crate::event::Acked],
-        in_flight: &mut VecDeque<(u64, String)>,
+        pending: &mut Pending,
         committed: &mut Option<String>,
         failure: &mut Option<String>,
         ctx: &InputContext,
     ) {
-        let mut moved = false;
         for a in acked {
-            let Some(pos) = in_flight.iter().position(|(s, _)| *s == a.seq) else {
+            let Some(pos) = pending.in_flight.iter().position(|(s, _)| *s == a.seq) else {
                 continue;
             };
-            let Some((_, cursor)) = in_flight.remove(pos) else {
+            let Some((_, entries)) = pending.in_flight.remove(pos) else {
                 continue;
             };
             if failure.is_some() {
@@ -417,23 +445,59 @@ impl Journald {
             }
             match a.status {
                 BatchStatus::Delivered | BatchStatus::Rejected => {
-                    *committed = Some(cursor);
-                    moved = true;
+                    for seq in entries {
+                        pending.ledger.done(seq);
+                    }
                 }
                 BatchStatus::Failed => {
                     *failure = Some("an output gave up on a batch".into());
                 }
             }
         }
-        if moved {
-            if let Some(c) = committed.as_deref() {
-                if let Err(e) = write_atomic(&self.cursor_path, c.as_bytes()) {
-                    ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(input = %ctx.name, path = %self.cursor_path.display(), error = %e,
-                        "cannot save the journal cursor; a restart may read entries again");
-                }
-            }
+        if failure.is_some() {
+            return;
         }
+        if let Some(c) = pending.ledger.advance() {
+            if let Err(e) = write_atomic(&self.cursor_path, c.as_bytes()) {
+                ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(input = %ctx.name, path = %self.cursor_path.display(), error = %e,
+                    "cannot save the journal cursor; a restart may read entries again");
+            }
+            *committed = Some(c);
+        }
+    }
+}
+
+/// Entries of one session on their way: the batch being built, the batches in flight, and the
+/// ledger of every entry not yet committed.
+struct Pending {
+    batch: Vec<Event>,
+    /// Sequence numbers of the entries behind `batch`.
+    entries: Vec<u64>,
+    /// (acknowledgement sequence, entries) of each batch sent and not yet settled.
+    in_flight: VecDeque<(u64, Vec<u64>)>,
+    ledger: Ledger,
+}
+
+impl Pending {
+    fn add(&mut self, joined: &mut Vec<Joined>) {
+        for j in joined.drain(..) {
+            self.batch.push(j.event);
+            self.entries.extend(j.entries);
+        }
+    }
+
+    /// Sends the batch being built with an acknowledgement handle; false when the pipeline is
+    /// gone.
+    async fn send(&mut self, ctx: &InputContext, tracker: &AckTracker) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let events = std::mem::replace(&mut self.batch, Vec::with_capacity(ctx.batch_size));
+        let (seq, ack) = tracker.track();
+        self.in_flight
+            .push_back((seq, std::mem::take(&mut self.entries)));
+        ctx.emit(Batch::new(events, ack)).await.is_ok()
     }
 }
 
@@ -449,148 +513,5 @@ async fn wait_exit(child: &mut Child) -> String {
         Ok(Ok(s)) => s.to_string(),
         Ok(Err(e)) => e.to_string(),
         Err(_) => "still running".into(),
-    }
-}
-
-/// Syslog severities by PRIORITY (RFC 5424).
-const SEVERITIES: [&str; 8] = [
-    "emergency",
-    "alert",
-    "critical",
-    "error",
-    "warning",
-    "notice",
-    "informational",
-    "debug",
-];
-
-/// journald fields and where they go (ECS where it has a name; `systemd.*` otherwise).
-const MAPPED: &[(&str, &str, bool)] = &[
-    // (journal field, event path, integer)
-    ("SYSLOG_IDENTIFIER", "log.syslog.appname", false),
-    ("SYSLOG_FACILITY", "log.syslog.facility.code", true),
-    ("SYSLOG_PID", "log.syslog.procid", false),
-    ("_PID", "process.pid", true),
-    ("_COMM", "process.name", false),
-    ("_EXE", "process.executable", false),
-    ("_CMDLINE", "process.command_line", false),
-    ("_UID", "user.id", false),
-    ("_GID", "user.group.id", false),
-    ("_SYSTEMD_UNIT", "systemd.unit", false),
-    ("_SYSTEMD_USER_UNIT", "systemd.user_unit", false),
-    ("_SYSTEMD_SLICE", "systemd.slice", false),
-    ("_SYSTEMD_CGROUP", "systemd.cgroup", false),
-    ("_TRANSPORT", "systemd.transport", false),
-    ("_HOSTNAME", "host.hostname", false),
-    ("_MACHINE_ID", "host.id", false),
-    ("_BOOT_ID", "host.boot.id", false),
-    ("CONTAINER_NAME", "container.name", false),
-    ("CONTAINER_ID_FULL", "container.id", false),
-    ("CONTAINER_TAG", "container.image.tag", false),
-    ("CODE_FILE", "log.origin.file.name", false),
-    ("CODE_LINE", "log.origin.file.line", true),
-    ("CODE_FUNC", "log.origin.function", false),
-];
-
-/// A journal field's value: text, or (for binary fields) an array of bytes journalctl prints
-/// as numbers; a field given several times is an array of those.
-fn field_text(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(items) if items.iter().all(|i| i.is_u64()) => {
-            let bytes: Vec<u8> = items
-                .iter()
-                .filter_map(|i| i.as_u64().and_then(|b| u8::try_from(b).ok()))
-                .collect();
-            Some(String::from_utf8_lossy(&bytes).into_owned())
-        }
-        serde_json::Value::Array(items) => items.first().and_then(field_text),
-        _ => None,
-    }
-}
-
-/// One journal entry as an event, with its cursor.
-fn entry_event(line: &[u8], input: &std::sync::Arc<str>) -> Option<(Event, String)> {
-    let serde_json::Value::Object(mut fields) = serde_json::from_slice(line).ok()? else {
-        return None;
-    };
-    let cursor = fields.remove("__CURSOR").as_ref().and_then(field_text)?;
-    let time = fields
-        .get("__REALTIME_TIMESTAMP")
-        .and_then(field_text)
-        .and_then(|t| t.parse::<i64>().ok())
-        .and_then(|us| Utc.timestamp_micros(us).single())
-        .unwrap_or_else(Utc::now);
-    let message = fields
-        .remove("MESSAGE")
-        .as_ref()
-        .and_then(field_text)
-        .unwrap_or_default();
-    let mut event = Event::from_message(input.clone(), time, message);
-    event.insert("input.type", Value::from("journald"));
-    if let Some(p) = fields
-        .get("PRIORITY")
-        .and_then(field_text)
-        .and_then(|p| p.parse::<usize>().ok())
-    {
-        event.insert("log.syslog.severity.code", Value::Int(p as i64));
-        if let Some(name) = SEVERITIES.get(p) {
-            event.insert("log.syslog.severity.name", Value::from(*name));
-            event.insert("log.level", Value::from(*name));
-        }
-    }
-    for (field, path, integer) in MAPPED {
-        if let Some(text) = fields.get(*field).and_then(field_text) {
-            let value = match (integer, text.parse::<i64>()) {
-                (true, Ok(n)) => Value::Int(n),
-                _ => Value::String(text),
-            };
-            event.insert(path, value);
-        }
-    }
-    // The application's own fields (`sd_journal_send`, structured logging) are kept; trusted
-    // fields (`_*`) and journal internals (`__*`) not mapped above are left out.
-    for (k, v) in &fields {
-        if k.starts_with('_') || k == "PRIORITY" || MAPPED.iter().any(|(f, _, _)| f == k) {
-            continue;
-        }
-        if let Some(text) = field_text(v) {
-            event.insert(
-                &format!("journald.custom.{}", k.to_ascii_lowercase()),
-                Value::String(text),
-            );
-        }
-    }
-    Some((event, cursor))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_entry_maps_to_ecs() {
-        let line = br#"{"__CURSOR":"s=1;i=2","__REALTIME_TIMESTAMP":"1764500000123456","MESSAGE":"Accepted publickey","PRIORITY":"6","SYSLOG_FACILITY":"10","SYSLOG_IDENTIFIER":"sshd","_PID":"812","_COMM":"sshd","_SYSTEMD_UNIT":"ssh.service","_HOSTNAME":"node-1","_BOOT_ID":"b1","ORDER_ID":"42","_CAP_EFFECTIVE":"0"}"#;
-        let (e, cursor) = entry_event(line, &"j".into()).unwrap();
-        assert_eq!(cursor, "s=1;i=2");
-        let j = serde_json::to_value(&e.fields).unwrap();
-        assert_eq!(j["message"], "Accepted publickey");
-        assert_eq!(j["process"]["pid"], 812);
-        assert_eq!(j["log"]["syslog"]["severity"]["name"], "informational");
-        assert_eq!(j["log"]["syslog"]["facility"]["code"], 10);
-        assert_eq!(j["systemd"]["unit"], "ssh.service");
-        assert_eq!(j["journald"]["custom"]["order_id"], "42");
-        assert!(j["journald"]["custom"].get("_cap_effective").is_none());
-        assert_eq!(j["@timestamp"], "2025-11-30T10:53:20.123456Z");
-    }
-
-    #[test]
-    fn binary_messages_and_bad_lines() {
-        let line = br#"{"__CURSOR":"c","MESSAGE":[104,105,255]}"#;
-        let (e, _) = entry_event(line, &"j".into()).unwrap();
-        assert_eq!(e.message(), Some("hi\u{fffd}"));
-        assert!(entry_event(b"not json", &"j".into()).is_none());
-        assert!(entry_event(br#"{"MESSAGE":"no cursor"}"#, &"j".into()).is_none());
-        assert!(entry_event(b"[1,2]", &"j".into()).is_none());
     }
 }
