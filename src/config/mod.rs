@@ -182,6 +182,14 @@ pub struct PipelineTuning {
     /// Batches each queue holds before its sender waits.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
+    /// Threads that run the processors, batches in parallel, handed on in their order.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+/// One per core up to 4: past that, parsing is rarely what limits a node's agent.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 fn default_batch_size() -> usize {
@@ -197,6 +205,7 @@ impl Default for PipelineTuning {
         PipelineTuning {
             batch_size: default_batch_size(),
             queue_batches: default_queue_batches(),
+            workers: default_workers(),
         }
     }
 }
@@ -222,6 +231,7 @@ fn check_global(g: &Global, node: &Node, file: &str, errs: &mut ConfigErrors) {
     for (key, value) in [
         ("batch_size", g.pipeline.batch_size),
         ("queue_batches", g.pipeline.queue_batches),
+        ("workers", g.pipeline.workers),
     ] {
         if value == 0 {
             errs.push(

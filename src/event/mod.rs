@@ -10,6 +10,10 @@ pub use value::{format_timestamp, Key, Map, Value};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+// Keys every line event carries, built once: a `const_new` key is a pointer to static text.
+const TIMESTAMP: Key = Key::const_new("@timestamp");
+const MESSAGE: Key = Key::const_new("message");
+
 /// Where an event came from, precisely enough to name it again after a restart: outputs
 /// derive deterministic document ids from it so that a re-sent event overwrites itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +43,7 @@ impl Event {
     /// An event with `@timestamp` set to `timestamp` and no other field.
     pub fn new(input: Arc<str>, timestamp: DateTime<Utc>) -> Event {
         let mut fields = Map::with_capacity(6);
-        fields.insert("@timestamp", Value::Timestamp(timestamp));
+        fields.push_new(TIMESTAMP, Value::Timestamp(timestamp));
         Event {
             fields,
             meta: EventMeta {
@@ -52,7 +56,7 @@ impl Event {
     /// An event carrying one line of text in `message`.
     pub fn from_message(input: Arc<str>, timestamp: DateTime<Utc>, message: String) -> Event {
         let mut e = Event::new(input, timestamp);
-        e.fields.insert("message", Value::String(message));
+        e.fields.push_new(MESSAGE, Value::String(message));
         e
     }
 

@@ -59,13 +59,14 @@ impl Map {
             .map(|(_, v)| v)
     }
 
-    /// Inserts or replaces; returns the previous value.
-    pub fn insert(&mut self, key: impl Into<Key>, value: Value) -> Option<Value> {
-        let key = key.into();
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+    /// Inserts or replaces; returns the previous value. The key is only turned into a `Key`
+    /// when it is new: looking it up as text costs nothing to build.
+    pub fn insert<K: Into<Key> + AsRef<str>>(&mut self, key: K, value: Value) -> Option<Value> {
+        let text = key.as_ref();
+        match self.entries.iter_mut().find(|(k, _)| k.as_str() == text) {
             Some((_, slot)) => Some(std::mem::replace(slot, value)),
             None => {
-                self.entries.push((key, value));
+                self.entries.push((key.into(), value));
                 None
             }
         }
@@ -117,36 +118,31 @@ impl Map {
         }
     }
 
-    /// Looks up a dotted path (`kubernetes.pod.name`).
+    /// Looks up a dotted path (`kubernetes.pod.name`). Walks the path by bytes: a path is a
+    /// few ASCII words, looked up for every event by conditions and parsers.
     pub fn get_path(&self, path: &str) -> Option<&Value> {
-        let mut parts = path.split('.');
-        let first = parts.next()?;
-        let mut cur = self.get(first)?;
-        for part in parts {
-            cur = match cur {
-                Value::Object(m) => m.get(part)?,
-                _ => return None,
-            };
+        let mut map = self;
+        let mut rest = path;
+        while let Some(at) = rest.bytes().position(|b| b == b'.') {
+            map = map.get(&rest[..at])?.as_object()?;
+            rest = &rest[at + 1..];
         }
-        Some(cur)
+        map.get(rest)
     }
 
     pub fn get_path_mut(&mut self, path: &str) -> Option<&mut Value> {
-        let mut parts = path.split('.');
-        let first = parts.next()?;
-        let mut cur = self.get_mut(first)?;
-        for part in parts {
-            cur = match cur {
-                Value::Object(m) => m.get_mut(part)?,
-                _ => return None,
-            };
+        let mut map = self;
+        let mut rest = path;
+        while let Some(at) = rest.bytes().position(|b| b == b'.') {
+            map = map.get_mut(&rest[..at])?.as_object_mut()?;
+            rest = &rest[at + 1..];
         }
-        Some(cur)
+        map.get_mut(rest)
     }
 
     /// Inserts at a dotted path, creating intermediate objects; returns the previous value.
     pub fn insert_path(&mut self, path: &str, value: Value) -> Option<Value> {
-        match path.rsplit_once('.') {
+        match last_dot(path) {
             None => self.insert(path, value),
             Some((parents, leaf)) => {
                 let mut cur = self;
@@ -160,7 +156,7 @@ impl Map {
 
     /// Removes the value at a dotted path; empty parent objects are left in place.
     pub fn remove_path(&mut self, path: &str) -> Option<Value> {
-        match path.rsplit_once('.') {
+        match last_dot(path) {
             None => self.remove(path),
             Some((parents, leaf)) => match self.get_path_mut(parents)? {
                 Value::Object(m) => m.remove(leaf),
@@ -168,6 +164,13 @@ impl Map {
             },
         }
     }
+}
+
+/// `path.rsplit_once('.')` by bytes: paths are a few ASCII words, and the generic char
+/// searcher cost more per event than the insert it served.
+fn last_dot(path: &str) -> Option<(&str, &str)> {
+    let at = path.bytes().rposition(|b| b == b'.')?;
+    Some((&path[..at], &path[at + 1..]))
 }
 
 impl IntoIterator for Map {

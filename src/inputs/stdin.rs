@@ -78,6 +78,8 @@ pub(crate) struct LineBatcher<'a> {
     now: chrono::DateTime<Utc>,
     clock: Instant,
     multiline: Option<Multiline>,
+    /// Bytes read since the last batch was sent: counted once per batch, not once per line.
+    bytes: u64,
 }
 
 impl<'a> LineBatcher<'a> {
@@ -89,6 +91,7 @@ impl<'a> LineBatcher<'a> {
             now: Utc::now(),
             clock: Instant::now(),
             multiline,
+            bytes: 0,
         }
     }
 
@@ -98,7 +101,7 @@ impl<'a> LineBatcher<'a> {
     }
 
     pub(crate) fn line(&mut self, line: &[u8], info: LineInfo) {
-        ComponentMetrics::add(&self.ctx.metrics.bytes_in, info.end - info.start);
+        self.bytes += info.end - info.start;
         // Empty lines carry nothing to search or parse; the file and socket inputs skip them
         // too (as Filebeat and Fluent Bit do), so one pipeline behaves the same on any input.
         // With multiline they go to the joiner: a blank line can belong to a trace (Go).
@@ -134,7 +137,11 @@ impl<'a> LineBatcher<'a> {
         if line.text.is_empty() && !line.truncated {
             return;
         }
-        let flags = multiline::flags(&line);
+        let flags = if line.multiline || line.truncated {
+            multiline::flags(&line)
+        } else {
+            None
+        };
         let mut event = Event::from_message(self.ctx.name.clone(), self.now, line.text);
         if let Some(flags) = flags {
             event.insert("log.flags", flags);
@@ -166,6 +173,7 @@ impl<'a> LineBatcher<'a> {
 
     /// Sends what is batched; false when the pipeline is gone.
     pub(crate) fn flush(&mut self) -> bool {
+        ComponentMetrics::add(&self.ctx.metrics.bytes_in, std::mem::take(&mut self.bytes));
         if self.events.is_empty() {
             return true;
         }

@@ -153,6 +153,7 @@ impl Live {
             proc_metrics,
             after_processors,
             rewire_rx,
+            tuning.workers.max(1),
         ));
         let input_specs = p.config.inputs;
         for i in p.inputs {

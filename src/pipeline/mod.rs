@@ -7,6 +7,7 @@ pub mod channel;
 mod live;
 pub mod reload;
 mod route;
+mod workers;
 
 use crate::config::{ComponentSpec, ConfigErrors, PipelineConfig};
 use crate::event::Batch;

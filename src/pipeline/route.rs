@@ -4,11 +4,13 @@
 //! reload swaps its processors and routes between two batches.
 
 use super::channel::BatchReceiver;
+use super::workers::{process, Done, Pool, StepRef};
 use super::{fan_out, Target};
-use crate::processors::{condition::Condition, Processor, Verdict};
+use crate::event::Batch;
+use crate::processors::{condition::Condition, Processor};
 use crate::telemetry::metrics::ComponentMetrics;
 use crate::telemetry::tap::TapPoint;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// One processor with its `when:` condition and its counters.
@@ -43,6 +45,9 @@ pub(crate) struct Rewire {
     pub done: tokio::sync::oneshot::Sender<Vec<Step>>,
 }
 
+/// Runs the processing stage until every input's sender is gone and what it holds is passed
+/// on. With `workers` > 1 the chain runs on that many threads (see `workers`), batches handed
+/// on in the order they came.
 pub(crate) async fn run(
     mut rx: BatchReceiver,
     mut steps: Vec<Step>,
@@ -50,12 +55,32 @@ pub(crate) async fn run(
     metrics: Arc<ComponentMetrics>,
     after_processors: Arc<TapPoint>,
     mut rewires: tokio::sync::mpsc::Receiver<Rewire>,
+    workers: usize,
 ) {
-    let host = hostname();
+    // `host: { name }` is built once and copied into each event that has no `host`: copying
+    // a finished object costs two allocations, where inserting by path split and searched
+    // the path for every event.
+    let host = {
+        let mut m = crate::event::Map::with_capacity(1);
+        m.push_new("name", crate::event::Value::String(hostname()));
+        crate::event::Value::Object(m)
+    };
+    let mut pool = Pool::start(&steps, workers, &host);
+    // Batches handed to the pool, by number, with the input they came from; those done early
+    // wait in `done` for their turn.
+    let mut next_seq: u64 = 0;
+    let mut next_out: u64 = 0;
+    let mut in_flight: usize = 0;
+    let mut done: BTreeMap<u64, Option<Batch>> = BTreeMap::new();
+    let mut origin: BTreeMap<u64, Option<Arc<str>>> = BTreeMap::new();
+    let mut waiting_rewire: Option<Rewire> = None;
+    let mut inputs_closed = false;
+    let mut workers_lost_logged = false;
     loop {
-        let mut batch = tokio::select! {
-            biased;
-            Some(rewire) = rewires.recv() => {
+        if in_flight == 0 {
+            if let Some(rewire) = waiting_rewire.take() {
+                // Nothing is in the workers: their threads end with the old chain.
+                drop(pool.take());
                 let mut old: Vec<Option<Step>> = steps.drain(..).map(Some).collect();
                 steps = rewire
                     .chain
@@ -68,45 +93,97 @@ pub(crate) async fn run(
                 // The old routes go now: an output that was replaced sees its queue close.
                 routes = rewire.routes;
                 let _ = rewire.done.send(old.into_iter().flatten().collect());
-                continue;
+                pool = Pool::start(&steps, workers, &host);
             }
-            batch = rx.recv() => match batch {
-                Some(b) => b,
-                None => break,
-            },
-        };
-        let n_in = batch.len() as u64;
-        ComponentMetrics::add(&metrics.events_in, n_in);
-        let route = batch.events.first().and_then(|e| routes.get(&e.meta.input));
-        if let Some(r) = route {
-            r.tap.offer(&batch.events);
-        }
-        for event in batch.events.iter_mut() {
-            if event.fields.get("host").is_none() {
-                event.insert("host.name", host.as_str());
+            if inputs_closed {
+                break;
             }
         }
-        for step in steps.iter_mut() {
-            let before = batch.events.len() as u64;
-            ComponentMetrics::add(&step.metrics.events_in, before);
-            batch.events.retain_mut(|event| {
-                if let Some(when) = &step.when {
-                    if !when.matches(event) {
-                        return true;
+        let room = pool.as_ref().is_some_and(|p| in_flight < p.capacity) || pool.is_none();
+        let accepting = room && waiting_rewire.is_none() && !inputs_closed;
+        tokio::select! {
+            biased;
+            Some(finished) = next_done(&mut pool), if in_flight > 0 => {
+                done.insert(finished.seq, finished.batch);
+                while let Some(batch) = done.remove(&next_out) {
+                    let input = origin.remove(&next_out).flatten();
+                    next_out += 1;
+                    in_flight -= 1;
+                    if let Some(batch) = batch {
+                        let route = input.and_then(|i| routes.get(&i));
+                        hand_on(batch, route, &metrics, &after_processors).await;
                     }
                 }
-                step.processor.process(event) == Verdict::Keep
-            });
-            let after = batch.events.len() as u64;
-            ComponentMetrics::add(&step.metrics.events_out, after);
-            ComponentMetrics::add(&step.metrics.events_dropped, before - after);
-            step.tap.offer(&batch.events);
+            }
+            Some(rewire) = rewires.recv(), if waiting_rewire.is_none() => {
+                waiting_rewire = Some(rewire);
+            }
+            batch = rx.recv(), if accepting => match batch {
+                None => inputs_closed = true,
+                Some(batch) => {
+                    ComponentMetrics::add(&metrics.events_in, batch.len() as u64);
+                    let input = batch.events.first().map(|e| e.meta.input.clone());
+                    let route = input.as_ref().and_then(|i| routes.get(i));
+                    if let Some(r) = route {
+                        r.tap.offer(&batch.events);
+                    }
+                    let batch = match &pool {
+                        Some(p) => match p.submit(next_seq, batch) {
+                            Ok(()) => {
+                                origin.insert(next_seq, input);
+                                next_seq += 1;
+                                in_flight += 1;
+                                continue;
+                            }
+                            // No worker can take it (their threads are gone): this thread
+                            // processes it, in its turn after what the workers hold.
+                            Err(b) => {
+                                if !workers_lost_logged {
+                                    workers_lost_logged = true;
+                                    tracing::error!("the processor threads are gone: the processors run on the router's thread");
+                                }
+                                b
+                            }
+                        },
+                        None => batch,
+                    };
+                    let mut batch = batch;
+                    if in_flight > 0 {
+                        // Order: this batch waits for those the workers still hold.
+                        process(&mut batch.events, &host, steps.iter_mut().map(StepRef::from));
+                        done.insert(next_seq, Some(batch));
+                        origin.insert(next_seq, input);
+                        next_seq += 1;
+                        in_flight += 1;
+                        continue;
+                    }
+                    process(&mut batch.events, &host, steps.iter_mut().map(StepRef::from));
+                    hand_on(batch, route, &metrics, &after_processors).await;
+                }
+            },
         }
-        after_processors.offer(&batch.events);
-        ComponentMetrics::add(&metrics.events_out, batch.len() as u64);
-        let targets: &[Target] = route.map(|r| r.targets.as_slice()).unwrap_or(&[]);
-        fan_out(batch, targets).await;
     }
+}
+
+/// The next batch the workers finished (never resolves without a pool).
+async fn next_done(pool: &mut Option<Pool>) -> Option<Done> {
+    match pool {
+        Some(p) => p.results.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Passes a processed batch to the outputs of its input's route.
+async fn hand_on(
+    batch: Batch,
+    route: Option<&Route>,
+    metrics: &ComponentMetrics,
+    after_processors: &TapPoint,
+) {
+    after_processors.offer(&batch.events);
+    ComponentMetrics::add(&metrics.events_out, batch.len() as u64);
+    let targets: &[Target] = route.map(|r| r.targets.as_slice()).unwrap_or(&[]);
+    fan_out(batch, targets).await;
 }
 
 /// The host's name, for `host.name`.

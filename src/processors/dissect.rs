@@ -91,6 +91,7 @@ impl Delimiter {
     }
 }
 
+#[derive(Clone)]
 pub struct Dissect {
     field: String,
     tokenizer: Tokenizer,
@@ -255,6 +256,10 @@ impl Processor for Dissect {
         }
         self.values = values;
         Verdict::Keep
+    }
+
+    fn fork(&self) -> Option<Box<dyn Processor>> {
+        Some(Box::new(self.clone()))
     }
 }
 

@@ -15,6 +15,7 @@ pub struct AddTagsConfig {
     pub tags: Vec<String>,
 }
 
+#[derive(Clone)]
 pub struct AddTags {
     tags: Vec<String>,
 }
@@ -31,6 +32,10 @@ impl Processor for AddTags {
             event.add_tag(t);
         }
         Verdict::Keep
+    }
+
+    fn fork(&self) -> Option<Box<dyn Processor>> {
+        Some(Box::new(self.clone()))
     }
 }
 
@@ -51,6 +56,7 @@ fn yes() -> bool {
     true
 }
 
+#[derive(Clone)]
 pub struct AddFields {
     fields: Vec<(String, Value)>,
     overwrite: bool,
@@ -84,6 +90,10 @@ impl Processor for AddFields {
         }
         Verdict::Keep
     }
+
+    fn fork(&self) -> Option<Box<dyn Processor>> {
+        Some(Box::new(self.clone()))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +120,7 @@ fn default_rename_tag() -> String {
     "_rename_failure".to_owned()
 }
 
+#[derive(Clone)]
 pub struct Rename {
     config: RenameConfig,
     failures: Arc<Failures>,
@@ -149,6 +160,10 @@ impl Processor for Rename {
         }
         Verdict::Keep
     }
+
+    fn fork(&self) -> Option<Box<dyn Processor>> {
+        Some(Box::new(self.clone()))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +173,7 @@ pub struct RemoveConfig {
     pub fields: Vec<String>,
 }
 
+#[derive(Clone)]
 pub struct Remove {
     fields: Vec<String>,
 }
@@ -184,6 +200,10 @@ impl Processor for Remove {
         }
         Verdict::Keep
     }
+
+    fn fork(&self) -> Option<Box<dyn Processor>> {
+        Some(Box::new(self.clone()))
+    }
 }
 
 /// `drop` takes no keys (only `when:`).
@@ -191,6 +211,7 @@ impl Processor for Remove {
 #[serde(deny_unknown_fields)]
 pub struct DropConfig {}
 
+#[derive(Clone)]
 pub struct Drop;
 
 impl Drop {
@@ -202,6 +223,10 @@ impl Drop {
 impl Processor for Drop {
     fn process(&mut self, _event: &mut Event) -> Verdict {
         Verdict::Drop
+    }
+
+    fn fork(&self) -> Option<Box<dyn Processor>> {
+        Some(Box::new(self.clone()))
     }
 }
 

@@ -34,6 +34,7 @@ fn default_tag() -> String {
     "_json_parse_failure".to_owned()
 }
 
+#[derive(Clone)]
 pub struct Json {
     config: JsonConfig,
     failures: Arc<Failures>,
@@ -98,6 +99,10 @@ impl Processor for Json {
             }
         }
         Verdict::Keep
+    }
+
+    fn fork(&self) -> Option<Box<dyn Processor>> {
+        Some(Box::new(self.clone()))
     }
 }
 

@@ -28,6 +28,13 @@ pub enum Verdict {
 
 pub trait Processor: Send {
     fn process(&mut self, event: &mut Event) -> Verdict;
+
+    /// A copy for another worker thread of the pipeline (`pipeline.workers`), sharing this
+    /// one's counters. `None` for a processor whose state spans events (a cache fed by a
+    /// watcher): a chain holding one runs on a single thread.
+    fn fork(&self) -> Option<Box<dyn Processor>> {
+        None
+    }
 }
 
 /// Builds a processor from its spec: the one place where processor types are registered.

@@ -48,6 +48,7 @@ fn default_tag() -> String {
 }
 
 /// One compiled pattern and, for each capture group, the event path it fills.
+#[derive(Clone)]
 struct Pattern {
     regex: Regex,
     /// Indexed like the capture groups; `None` for unnamed groups.
@@ -57,6 +58,7 @@ struct Pattern {
     locations: CaptureLocations,
 }
 
+#[derive(Clone)]
 pub struct RegexParser {
     field: String,
     patterns: Vec<Pattern>,
@@ -229,6 +231,10 @@ impl Processor for RegexParser {
             event.add_tag(convert::FAILURE_TAG);
         }
         Verdict::Keep
+    }
+
+    fn fork(&self) -> Option<Box<dyn Processor>> {
+        Some(Box::new(self.clone()))
     }
 }
 

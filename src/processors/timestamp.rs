@@ -68,6 +68,7 @@ enum Zone {
     Named(Tz),
 }
 
+#[derive(Clone)]
 pub struct Timestamp {
     field: String,
     target: String,
@@ -159,6 +160,10 @@ impl Processor for Timestamp {
             }
         }
         Verdict::Keep
+    }
+
+    fn fork(&self) -> Option<Box<dyn Processor>> {
+        Some(Box::new(self.clone()))
     }
 }
 
