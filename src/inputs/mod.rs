@@ -144,6 +144,7 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
             let config: crate::wire::tls::TlsConfig = from_node(&spec.node, &spec.path)?;
             check_capture(spec, config.capture.as_ref())?;
             Ok(Box::new(packet::PacketInput::tls(&spec.name, config, ctx)))
+        }
         "redis" => {
             let config: crate::wire::redis::RedisConfig = from_node(&spec.node, &spec.path)?;
             check_capture(spec, config.capture.as_ref())?;
