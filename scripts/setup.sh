@@ -6,13 +6,15 @@
 # the journals of the journald tests, strace for the test that watches fsyncs; podman, buildah,
 # runc and debootstrap for the image test, which builds and runs the image without a daemon;
 # binutils for readelf in the static forwarder's test; the real servers of the protocol
-# decoders' tests: nginx (TLS), postgresql) and Apache Kafka, the broker of the
-# Kafka tests (scripts/systems/kafka.sh). Safe to run again; skips what is there.
+# decoders' tests: nginx (TLS), postgresql, redis-server, dnsmasq with dig from bind9-dnsutils)
+# and Apache Kafka, the broker of the Kafka tests (scripts/systems/kafka.sh). Safe to run
+# again; skips what is there.
 set -euo pipefail
 
 need_apt=()
 for pkg in libpcap-dev tshark pkg-config openssl iproute2 systemd systemd-journal-remote \
-  prometheus tmux strace podman buildah runc debootstrap binutils nginx postgresql; do
+  prometheus tmux strace podman buildah runc debootstrap binutils nginx postgresql \
+  redis-server; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
