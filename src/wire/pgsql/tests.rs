@@ -658,13 +658,22 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
+    /// `TRAWL_FUZZ_CASES` cases (default 256), as tests/fuzz.rs: the long run is
+    /// `TRAWL_FUZZ_CASES=100000 cargo test --release --lib wire::pgsql::tests::fuzz`.
+    fn cases() -> u32 {
+        std::env::var("TRAWL_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256)
+    }
+
     /// The real streams' bytes, for mutation.
     fn corpus() -> Vec<Vec<(bool, Vec<u8>)>> {
         (0..12).map(|n| follow(&format!("stream{n}"))).collect()
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
         /// Real streams with bytes flipped, cut anywhere, with gaps, and random bytes: no
         /// panic, buffers and queues within their caps, nothing left open after close.
         #[test]
