@@ -99,7 +99,7 @@ fn base_image() {
     .arg(rootfs.path())
     .arg(std::env::var("DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into()));
     run(d, "debootstrap");
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .arg("-C")
         .arg(rootfs.path())
         .args(["-c", "."])
@@ -117,8 +117,9 @@ fn base_image() {
             "-",
             IMAGE,
         ])
-        .stdin(tar.stdout.unwrap());
+        .stdin(tar.stdout.take().unwrap());
     run(import, "podman import");
+    assert!(tar.wait().unwrap().success(), "tar of the base");
 }
 
 /// A running systemd container, removed on drop.

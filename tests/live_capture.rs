@@ -723,3 +723,71 @@ fn graph_nodes_are_named_by_workload_when_kubernetes_knows_the_ip() {
     let k8spacket = http_get(&metrics_addr, "/api/graph");
     assert!(k8spacket.contains("\"target\":\"shop/web\""), "{k8spacket}");
 }
+
+/// An interface deleted while captured: its capture thread ends, and the merge of interfaces
+/// stops waiting for it at once, not at the next `refresh_interfaces` (10 minutes here), so
+/// the other interfaces' transactions keep coming.
+#[test]
+fn an_interface_deleted_mid_capture_no_longer_holds_the_others_back() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED: creating dummy interfaces needs root (CAP_NET_ADMIN)");
+        return;
+    }
+    if let Err(e) = trawl::wire::capture::probe("lo") {
+        println!("SKIPPED: cannot capture on lo: {e}");
+        return;
+    }
+    let gone = format!("ops3g{}", std::process::id() % 100_000);
+    let mut links = Links(Vec::new());
+    if let Err(e) = links.add(&gone) {
+        println!("SKIPPED: cannot create a dummy interface (CAP_NET_ADMIN, iproute2): {e}");
+        return;
+    }
+    Links::ip(&["link", "set", &gone, "up"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, pipeline) = serve_and_pipeline(dir.path(), &format!("lo, {gone}"));
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        text.replace("refresh_interfaces: 300ms", "refresh_interfaces: 10m"),
+    )
+    .unwrap();
+    let (child, rx, erx) = start_trawl(&pipeline, false);
+    let mut log = Vec::new();
+    for name in ["lo", gone.as_str()] {
+        let quoted = format!("\"{name}\"");
+        wait_for_log(&rx, &mut log, &format!("capturing on {name}"), |l| {
+            l.contains("capturing") && l.contains(&quoted)
+        });
+    }
+    assert_eq!(get_status("127.0.0.1", port, "/before"), 200);
+    let e = erx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("a transaction from lo while both interfaces are captured");
+    assert_eq!(e["url"]["original"], "/before");
+
+    Links::ip(&["link", "del", &gone]).unwrap();
+    links.0.retain(|n| *n != gone);
+    wait_for_log(
+        &rx,
+        &mut log,
+        "the capture on the deleted interface ending",
+        |l| l.contains("capture ended") && l.contains(&gone),
+    );
+    assert_eq!(get_status("127.0.0.1", port, "/after"), 200);
+    let e = erx
+        .recv_timeout(Duration::from_secs(15))
+        .unwrap_or_else(|_| {
+            log.extend(rx.try_iter());
+            panic!("lo's transaction held back by the deleted interface; log: {log:#?}")
+        });
+    assert_eq!(e["url"]["original"], "/after");
+    log.extend(rx.try_iter());
+    assert!(
+        log.iter()
+            .any(|l| l.contains("released") && l.contains(&format!("\"{gone}\""))),
+        "{log:#?}"
+    );
+    drop(child);
+}

@@ -428,14 +428,22 @@ impl Live {
             .positive()
             .unwrap_or(std::time::Duration::from_secs(10));
         let mut next_refresh = std::time::Instant::now();
+        let mut last_refresh = next_refresh;
         let mut merge = Merge::new();
         let mut ids = Ids::default();
         loop {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
+            // A capture thread that ended (its interface deleted or down) would hold every
+            // other interface's packets in the merge until the next refresh: release it now
+            // (at most once a second, should an interface keep failing as soon as opened).
+            if workers.values().any(|w| w.handle.is_finished()) {
+                next_refresh = next_refresh.min(last_refresh + std::time::Duration::from_secs(1));
+            }
             if std::time::Instant::now() >= next_refresh {
-                next_refresh = std::time::Instant::now() + refresh;
+                last_refresh = std::time::Instant::now();
+                next_refresh = last_refresh + refresh;
                 self.refresh(&mut workers, &mut logged, &tx, &pool, &mut merge, &mut ids);
             }
             match rx.recv_timeout(std::time::Duration::from_millis(100)) {
