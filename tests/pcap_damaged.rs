@@ -32,6 +32,7 @@ fn read(bytes: &[u8]) -> (usize, Option<String>, Option<String>) {
         http: Some(Default::default()),
         dedup_window: None,
         decoder: Default::default(),
+        ..Default::default()
     };
     let mut engine = Engine::new(Arc::from("t"), analyzers, Arc::new(Stats::default()), None);
     let mut n = 0;

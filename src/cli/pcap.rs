@@ -49,6 +49,7 @@ fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>, decoder: D
             ports: http_ports,
             ..Default::default()
         }),
+        dns: None,
         dedup_window: None,
         decoder,
     };
@@ -160,6 +161,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
         path: file,
         flows: None,
         http: None,
+        dns: None,
         dedup_window: Default::default(),
         vxlan_ports: decoder.vxlan_ports,
     };

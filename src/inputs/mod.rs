@@ -140,6 +140,11 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
             check_capture(spec, config.capture.as_ref())?;
             Ok(Box::new(packet::PacketInput::http(&spec.name, config, ctx)))
         }
+        "dns" => {
+            let config: crate::wire::dns::DnsConfig = from_node(&spec.node, &spec.path)?;
+            check_capture(spec, config.capture.as_ref())?;
+            Ok(Box::new(packet::PacketInput::dns(&spec.name, config, ctx)))
+        }
         "pcap_file" => Ok(Box::new(
             packet::PacketInput::pcap_file(
                 &spec.name,
@@ -186,6 +191,7 @@ pub const TYPES: &[&str] = &[
     "journald",
     "flows",
     "http",
+    "dns",
     "pcap_file",
 ];
 

@@ -1,4 +1,4 @@
-//! The packet input types: `flows` and `http` capture live (they cannot pause, so a full
+//! The packet input types: `flows`, `http` and `dns` capture live (they cannot pause, so a full
 //! pipeline drops and counts), `pcap_file` reads a capture file (it waits for room) and ends
 //! at the end of the file after reporting every open flow and pending transaction.
 
@@ -7,6 +7,7 @@ use crate::event::Batch;
 use crate::inputs::{BackPressure, BoxFuture, BuildContext, Input, InputContext};
 use crate::wire::capture::{self, CaptureConfig, Live};
 use crate::wire::decode::Decoder;
+use crate::wire::dns::DnsConfig;
 use crate::wire::flows::FlowsConfig;
 use crate::wire::http::metrics::ServiceMap;
 use crate::wire::http::HttpConfig;
@@ -29,6 +30,9 @@ pub struct PcapFileConfig {
     /// HTTP transactions.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// DNS transactions (only when given).
+    #[serde(default)]
+    pub dns: Option<DnsConfig>,
     /// Copies of a packet within this window count once (for captures taken on `any` or on
     /// several interfaces); `0s`, the default, keeps every packet as the file has it.
     #[serde(default)]
@@ -44,7 +48,7 @@ pub enum Source {
     File(PathBuf),
 }
 
-/// A packet input of any of the three types.
+/// A packet input of any of the four types.
 pub struct PacketInput {
     source: Source,
     analyzers: Analyzers,
@@ -54,7 +58,7 @@ pub struct PacketInput {
 
 fn reject_capture(section: &str, has: bool) -> Result<(), DeError> {
     if has {
-        return Err(DeError::new(format!("`{section}.capture` is for live inputs (`flows`, `http`); a `pcap_file` reads its `path`"), crate::config::Mark { line: 1, col: 1 }, section));
+        return Err(DeError::new(format!("`{section}.capture` is for live inputs (`flows`, `http`, `dns`); a `pcap_file` reads its `path`"), crate::config::Mark { line: 1, col: 1 }, section));
     }
     Ok(())
 }
@@ -99,6 +103,7 @@ impl PacketInput {
             dedup_window: capture.dedup_window.positive(),
             flows: Some(cfg),
             http: None,
+            dns: None,
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
@@ -112,6 +117,21 @@ impl PacketInput {
             dedup_window: capture.dedup_window.positive(),
             flows: None,
             http: Some(cfg),
+            dns: None,
+            decoder: Decoder {
+                vxlan_ports: capture.vxlan_ports.clone(),
+            },
+        };
+        PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
+    }
+
+    pub fn dns(name: &str, mut cfg: DnsConfig, ctx: &BuildContext) -> PacketInput {
+        let capture = cfg.capture.take().unwrap_or_default();
+        let analyzers = Analyzers {
+            dedup_window: capture.dedup_window.positive(),
+            flows: None,
+            http: None,
+            dns: Some(cfg),
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
@@ -132,13 +152,15 @@ impl PacketInput {
             "http",
             cfg.http.as_ref().is_some_and(|h| h.capture.is_some()),
         )?;
-        let (flows, http) = match (cfg.flows, cfg.http) {
-            (None, None) => (Some(FlowsConfig::default()), Some(HttpConfig::default())),
-            other => other,
+        reject_capture("dns", cfg.dns.as_ref().is_some_and(|d| d.capture.is_some()))?;
+        let (flows, http) = match (cfg.flows, cfg.http, &cfg.dns) {
+            (None, None, None) => (Some(FlowsConfig::default()), Some(HttpConfig::default())),
+            (flows, http, _) => (flows, http),
         };
         let analyzers = Analyzers {
             flows,
             http,
+            dns: cfg.dns,
             dedup_window: cfg.dedup_window.positive(),
             decoder: Decoder {
                 vxlan_ports: cfg.vxlan_ports,

@@ -1,6 +1,6 @@
 //! The network half of trawl: capture, decoding, reassembly, flows and protocol analyzers.
 //! One packet source feeds one `Engine`, which removes duplicate copies, then hands each decoded
-//! packet to the flow table and the HTTP analyzer it was configured with; time is capture time.
+//! packet to the flow table and the protocol analyzers it was configured with (capture time).
 //! The input types that drive it (`flows`, `http`, `pcap_file`) are in `src/inputs/packet.rs`.
 //!
 //! # Layout
@@ -9,7 +9,10 @@
 //!   IP-in-IP.  `addr`: addresses.  `dedup`: copies seen twice.
 //! - `merge`: the packets of several interfaces back in capture-time order.
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
-//! - `http`: parser, transaction pairing, RED metrics and the service map.
+//! - `analyzer`: the trait every protocol analyzer implements.  `sessions`: the driver
+//!   under them (connection table, reassembly, UDP flows, timeouts, dispatch).
+//! - `http`: parser, transaction pairing, RED metrics and the service map.  `dns`: DNS
+//!   over UDP and TCP.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
@@ -19,6 +22,7 @@ pub mod capture;
 pub mod community_id;
 pub mod decode;
 pub mod dedup;
+pub mod dns;
 pub mod flows;
 pub mod http;
 pub mod merge;
@@ -286,6 +290,7 @@ impl StatsCollector {
 pub struct Analyzers {
     pub flows: Option<FlowsConfig>,
     pub http: Option<HttpConfig>,
+    pub dns: Option<dns::DnsConfig>,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,
     /// Decoding settings (which UDP ports carry VXLAN).
@@ -299,6 +304,9 @@ impl Analyzers {
         let mut v: Vec<Box<dyn Protocol>> = Vec::new();
         if let Some(c) = &self.http {
             v.push(Box::new(http::Http::new(c.clone())));
+        }
+        if let Some(c) = &self.dns {
+            v.push(Box::new(dns::Dns::new(c.clone())));
         }
         v
     }
@@ -510,6 +518,7 @@ pub(crate) mod tests {
                     ..FlowsConfig::default()
                 }),
                 http: None,
+                dns: None,
                 dedup_window: None,
                 decoder: Default::default(),
             };
@@ -548,6 +557,7 @@ pub(crate) mod tests {
         let analyzers = Analyzers {
             flows: Some(FlowsConfig::default()),
             http: None,
+            dns: None,
             dedup_window: Some(std::time::Duration::from_millis(100)),
             decoder: Default::default(),
         };
