@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing trawl needs on a fresh Debian machine with Rust:
-# system packages (libpcap for capture, tshark as the HTTP oracle in tests, iproute2 for the
+# system packages (libpcap for capture, tshark as the HTTP and DNS oracle in tests, dnsmasq and
+# dig as the real DNS server and client of tests/dns_live.rs, iproute2 for the
 # live tests that create interfaces and namespaces, prometheus for `promtool check metrics` on
 # trawl's /metrics, tmux for the terminal test of `trawl top`, systemd-journal-remote to write
 # the journals of the journald tests, strace for the test that watches fsyncs; podman, buildah,
@@ -14,7 +15,7 @@ set -euo pipefail
 need_apt=()
 for pkg in libpcap-dev tshark pkg-config openssl iproute2 systemd systemd-journal-remote \
   prometheus tmux strace podman buildah runc debootstrap binutils nginx postgresql \
-  redis-server; do
+  redis-server dnsmasq-base bind9-dnsutils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,6 +1,6 @@
 //! Property-based fuzzing of what reads untrusted bytes through the public library: the pipeline
 //! file loader, the line framing every line input (socket, stdin, files, tee) shares, and the
-//! CRI/Docker container line decoders with their partial-line joining.
+//! CRI/Docker container line decoders with their partial-line joining, and DNS messages.
 //!
 //! Runs `TRAWL_FUZZ_CASES` cases per property (default 256, a few seconds in CI); the long form
 //! by hand is `TRAWL_FUZZ_CASES=100000 cargo test --release --test fuzz` (see README "Fuzzing").
@@ -667,5 +667,47 @@ proptest! {
         let full = format!("{}end", parts.concat());
         prop_assert_eq!(&out[0].text, &full[..full.len().min(max)]);
         prop_assert_eq!(out[0].truncated, full.len() > max);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS messages: any bytes, and real messages with bytes changed, decode or are refused (never a
+// panic, never a hang on compression pointers that loop).
+
+/// A response to `www.example.com A` with a compressed CNAME and A record, as servers send.
+fn dns_response() -> Vec<u8> {
+    let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+    m.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+    m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6]);
+    m.extend_from_slice(b"\x03web\xc0\x10");
+    m.extend_from_slice(&[0xc0, 45, 0, 1, 0, 1, 0, 0, 1, 0, 0, 4, 192, 0, 2, 7]);
+    m
+}
+
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    #[test]
+    fn dns_parse_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = trawl::wire::dns::message::parse(&bytes);
+    }
+
+    #[test]
+    fn dns_parse_takes_damaged_real_messages(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        cut in any::<usize>(),
+    ) {
+        let mut m = dns_response();
+        for (at, b) in flips {
+            let i = at % m.len();
+            m[i] = b;
+        }
+        let end = m.len() - cut % 8;
+        if let Ok(msg) = trawl::wire::dns::message::parse(&m[..end]) {
+            prop_assert!(msg.answers.len() <= trawl::wire::dns::message::MAX_ANSWERS);
+            for a in &msg.answers {
+                prop_assert!(a.name.len() <= 4 * 255);
+            }
+        }
     }
 }

@@ -152,6 +152,11 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
                 &spec.name, config, ctx,
             )))
         }
+        "dns" => {
+            let config: crate::wire::dns::DnsConfig = from_node(&spec.node, &spec.path)?;
+            check_capture(spec, config.capture.as_ref())?;
+            Ok(Box::new(packet::PacketInput::dns(&spec.name, config, ctx)))
+        }
         "pcap_file" => Ok(Box::new(
             packet::PacketInput::pcap_file(
                 &spec.name,
@@ -235,6 +240,7 @@ pub const TYPES: &[&str] = &[
     "http",
     "tls",
     "redis",
+    "dns",
     "pcap_file",
 ];
 

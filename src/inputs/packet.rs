@@ -1,18 +1,19 @@
-//! The packet input types: `flows`, `http` and `tls` capture live (they cannot pause, so a full
-//! pipeline drops and counts), `pcap_file` reads a capture file (it waits for room) and ends
-//! at the end of the file after reporting every open flow and pending transaction.
+//! The packet input types: `flows`, `http`, `dns`, `tls` and `redis` capture live (they cannot
+//! pause, so a full pipeline drops and counts), `pcap_file` reads a capture file (it waits for
+//! room) and ends at the end of the file after reporting every open flow and pending transaction.
 
 use crate::config::DeError;
 use crate::event::Batch;
 use crate::inputs::{BackPressure, BoxFuture, BuildContext, Input, InputContext};
 use crate::wire::capture::{self, CaptureConfig, Live};
 use crate::wire::decode::Decoder;
+use crate::wire::dns::DnsConfig;
 use crate::wire::flows::FlowsConfig;
 use crate::wire::http::metrics::ServiceMap;
 use crate::wire::http::HttpConfig;
 use crate::wire::out::Out;
-use crate::wire::tls::TlsConfig;
 use crate::wire::redis::RedisConfig;
+use crate::wire::tls::TlsConfig;
 use crate::wire::{Analyzers, Engine, Stats, StatsCollector};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ pub struct PcapFileConfig {
     /// PostgreSQL transactions.
     #[serde(default)]
     pub pgsql: Option<crate::wire::pgsql::PgsqlConfig>,
+    /// DNS transactions (only when given).
+    #[serde(default)]
+    pub dns: Option<DnsConfig>,
     /// Copies of a packet within this window count once (for captures taken on `any` or on
     /// several interfaces); `0s`, the default, keeps every packet as the file has it.
     #[serde(default)]
@@ -55,7 +59,7 @@ pub enum Source {
     File(PathBuf),
 }
 
-/// A packet input of any of the three types.
+/// A packet input of any of the four types.
 pub struct PacketInput {
     source: Source,
     analyzers: Analyzers,
@@ -65,7 +69,7 @@ pub struct PacketInput {
 
 fn reject_capture(section: &str, has: bool) -> Result<(), DeError> {
     if has {
-        return Err(DeError::new(format!("`{section}.capture` is for live inputs (`flows`, `http`); a `pcap_file` reads its `path`"), crate::config::Mark { line: 1, col: 1 }, section));
+        return Err(DeError::new(format!("`{section}.capture` is for live inputs (`flows`, `http`, `dns`); a `pcap_file` reads its `path`"), crate::config::Mark { line: 1, col: 1 }, section));
     }
     Ok(())
 }
@@ -104,63 +108,92 @@ impl PacketInput {
         }
     }
 
-    pub fn flows(name: &str, mut cfg: FlowsConfig, ctx: &BuildContext) -> PacketInput {
-        let capture = cfg.capture.take().unwrap_or_default();
+    /// A live input: `capture` says where, `analyzers` what (one protocol section, or flows).
+    fn live(
+        name: &str,
+        capture: Option<CaptureConfig>,
+        analyzers: Analyzers,
+        ctx: &BuildContext,
+    ) -> PacketInput {
+        let capture = capture.unwrap_or_default();
         let analyzers = Analyzers {
             dedup_window: capture.dedup_window.positive(),
-            flows: Some(cfg),
-            http: None,
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
-            ..Default::default()
+            ..analyzers
         };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
+    }
+
+    pub fn flows(name: &str, mut cfg: FlowsConfig, ctx: &BuildContext) -> PacketInput {
+        let capture = cfg.capture.take();
+        let flows = Some(cfg);
+        PacketInput::live(
+            name,
+            capture,
+            Analyzers {
+                flows,
+                ..Default::default()
+            },
+            ctx,
+        )
     }
 
     pub fn http(name: &str, mut cfg: HttpConfig, ctx: &BuildContext) -> PacketInput {
-        let capture = cfg.capture.take().unwrap_or_default();
-        let analyzers = Analyzers {
-            dedup_window: capture.dedup_window.positive(),
-            flows: None,
-            http: Some(cfg),
-            decoder: Decoder {
-                vxlan_ports: capture.vxlan_ports.clone(),
+        let capture = cfg.capture.take();
+        let http = Some(cfg);
+        PacketInput::live(
+            name,
+            capture,
+            Analyzers {
+                http,
+                ..Default::default()
             },
-            ..Default::default()
-        };
-        PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
+            ctx,
+        )
+    }
+
+    pub fn dns(name: &str, mut cfg: DnsConfig, ctx: &BuildContext) -> PacketInput {
+        let capture = cfg.capture.take();
+        let dns = Some(cfg);
+        PacketInput::live(
+            name,
+            capture,
+            Analyzers {
+                dns,
+                ..Default::default()
+            },
+            ctx,
+        )
     }
 
     pub fn redis(name: &str, mut cfg: RedisConfig, ctx: &BuildContext) -> PacketInput {
-        let capture = cfg.capture.take().unwrap_or_default();
-        let analyzers = Analyzers {
-            dedup_window: capture.dedup_window.positive(),
-            flows: None,
-            http: None,
-            redis: Some(cfg),
-            decoder: Decoder {
-                vxlan_ports: capture.vxlan_ports.clone(),
+        let capture = cfg.capture.take();
+        let redis = Some(cfg);
+        PacketInput::live(
+            name,
+            capture,
+            Analyzers {
+                redis,
+                ..Default::default()
             },
-            ..Default::default()
-        };
-        PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
+            ctx,
+        )
     }
 
-    /// The live `tls` input: TLS handshakes.
     pub fn tls(name: &str, mut cfg: TlsConfig, ctx: &BuildContext) -> PacketInput {
-        let capture = cfg.capture.take().unwrap_or_default();
-        let analyzers = Analyzers {
-            dedup_window: capture.dedup_window.positive(),
-            flows: None,
-            http: None,
-            tls: Some(cfg),
-            decoder: Decoder {
-                vxlan_ports: capture.vxlan_ports.clone(),
+        let capture = cfg.capture.take();
+        let tls = Some(cfg);
+        PacketInput::live(
+            name,
+            capture,
+            Analyzers {
+                tls,
+                ..Default::default()
             },
-            ..Default::default()
-        };
-        PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
+            ctx,
+        )
     }
 
     pub fn pcap_file(
@@ -182,7 +215,9 @@ impl PacketInput {
             cfg.redis.as_ref().is_some_and(|r| r.capture.is_some()),
         )?;
         // No section at all: flows and HTTP, as before protocols had sections of their own.
-        let other_protocols = cfg.tls.is_some() || cfg.redis.is_some() || cfg.pgsql.is_some();
+        reject_capture("dns", cfg.dns.as_ref().is_some_and(|d| d.capture.is_some()))?;
+        let other_protocols =
+            cfg.tls.is_some() || cfg.redis.is_some() || cfg.pgsql.is_some() || cfg.dns.is_some();
         let (flows, http) = match (cfg.flows, cfg.http) {
             (None, None) if !other_protocols => {
                 (Some(FlowsConfig::default()), Some(HttpConfig::default()))
@@ -195,6 +230,7 @@ impl PacketInput {
             http,
             redis: cfg.redis,
             pgsql: cfg.pgsql,
+            dns: cfg.dns,
             dedup_window: cfg.dedup_window.positive(),
             decoder: Decoder {
                 vxlan_ports: cfg.vxlan_ports,

@@ -1,6 +1,6 @@
 //! The network half of trawl: capture, decoding, reassembly, flows and protocol analyzers.
 //! One packet source feeds one `Engine`, which removes duplicate copies, then hands each decoded
-//! packet to the flow table and the HTTP analyzer it was configured with; time is capture time.
+//! packet to the flow table and the protocol analyzers it was configured with (capture time).
 //! The input types that drive it (`flows`, `http`, `pcap_file`) are in `src/inputs/packet.rs`.
 //!
 //! # Layout
@@ -9,8 +9,11 @@
 //!   IP-in-IP.  `addr`: addresses.  `dedup`: copies seen twice.
 //! - `merge`: the packets of several interfaces back in capture-time order.
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
-//! - `http`: parser, transaction pairing, RED metrics and the service map.
-//! - `redis`: RESP2/RESP3 reader, command naming, reply pairing.
+//! - `analyzer`: the trait every protocol analyzer implements.  `sessions`: the driver
+//!   under them (connection table, reassembly, UDP flows, timeouts, dispatch).
+//! - `http`: parser, transaction pairing, RED metrics and the service map.  `dns`: DNS
+//!   over UDP and TCP.  `tls`: handshakes, JA3/JA4.  `redis`: RESP2/RESP3.  `pgsql`:
+//!   PostgreSQL's frontend/backend protocol.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
@@ -20,13 +23,14 @@ pub mod capture;
 pub mod community_id;
 pub mod decode;
 pub mod dedup;
+pub mod dns;
 pub mod flows;
 pub mod http;
 pub mod merge;
 pub mod out;
 pub mod pcapfile;
-pub mod redis;
 pub mod pgsql;
+pub mod redis;
 pub mod sessions;
 pub mod tcp;
 pub mod tls;
@@ -293,6 +297,7 @@ pub struct Analyzers {
     pub tls: Option<tls::TlsConfig>,
     pub redis: Option<redis::RedisConfig>,
     pub pgsql: Option<pgsql::PgsqlConfig>,
+    pub dns: Option<dns::DnsConfig>,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,
     /// Decoding settings (which UDP ports carry VXLAN).
@@ -315,6 +320,9 @@ impl Analyzers {
         }
         if let Some(c) = &self.pgsql {
             v.push(Box::new(pgsql::Pgsql::new(c)));
+        }
+        if let Some(c) = &self.dns {
+            v.push(Box::new(dns::Dns::new(c.clone())));
         }
         v
     }

@@ -92,6 +92,11 @@ pub trait Fields {
     /// Capture time in ns since the epoch, rendered like `Value::Timestamp`.
     fn time(&mut self, key: &'static str, ns: i64);
     fn strs(&mut self, key: &'static str, v: &[&str]);
+    /// An array of objects: `open_list(key)`, then for each object `open_item()`, its
+    /// fields and `close()`, then `close_list()`.
+    fn open_list(&mut self, key: &'static str);
+    fn open_item(&mut self);
+    fn close_list(&mut self);
     /// A string under a key known only at run time (a header name).
     fn entry(&mut self, key: &str, v: &str);
     /// A run of fields that is the same every time `cache` is passed with it (a connection's
@@ -126,6 +131,9 @@ impl Fixed {
 pub struct MapFields {
     root: Map,
     open: Vec<(Key, Map)>,
+    /// Arrays being built: the depth of `open` they started at (their items are the objects
+    /// opened at that depth), their key, their items.
+    lists: Vec<(usize, Key, Vec<Value>)>,
 }
 
 impl MapFields {
@@ -133,6 +141,7 @@ impl MapFields {
         MapFields {
             root: Map::with_capacity(12),
             open: Vec::new(),
+            lists: Vec::new(),
         }
     }
 
@@ -173,7 +182,21 @@ impl Fields for MapFields {
     }
     fn close(&mut self) {
         if let Some((k, m)) = self.open.pop() {
-            self.cur().push_new(k, Value::Object(m));
+            match self.lists.last_mut() {
+                Some(list) if list.0 == self.open.len() => list.2.push(Value::Object(m)),
+                _ => self.cur().push_new(k, Value::Object(m)),
+            }
+        }
+    }
+    fn open_list(&mut self, key: &'static str) {
+        self.lists.push((self.open.len(), key.into(), Vec::new()));
+    }
+    fn open_item(&mut self) {
+        self.open.push((Key::from(""), Map::with_capacity(8)));
+    }
+    fn close_list(&mut self) {
+        if let Some((_, k, items)) = self.lists.pop() {
+            self.cur().push_new(k, Value::Array(items));
         }
     }
     fn str(&mut self, key: &'static str, v: &str) {
@@ -286,6 +309,21 @@ impl Fields for JsonFields<'_> {
         self.buf.push(b'"');
         write_time(self.buf, self.clock, ns);
         self.buf.push(b'"');
+    }
+    fn open_list(&mut self, key: &'static str) {
+        self.key_then(key, b"\":[");
+        self.comma = false;
+    }
+    fn open_item(&mut self) {
+        if self.comma {
+            self.buf.push(b',');
+        }
+        self.buf.push(b'{');
+        self.comma = false;
+    }
+    fn close_list(&mut self) {
+        self.buf.push(b']');
+        self.comma = true;
     }
     fn strs(&mut self, key: &'static str, v: &[&str]) {
         self.key(key);
@@ -492,8 +530,27 @@ mod tests {
             f.close();
             f.str("quote", "a\"b\\c\n\u{1}\t é \u{7f}");
             f.string("owned", "x".to_owned());
+            f.open("dns");
+            f.open_list("answers");
+            for (name, ttl) in [("a.example", 60), ("b.example", 0)] {
+                f.open_item();
+                f.str("name", name);
+                f.open("nested");
+                f.int("ttl", ttl);
+                f.close();
+                f.close();
+            }
+            f.close_list();
+            f.open_list("empty");
+            f.close_list();
+            f.int("after", 1);
+            f.close();
         });
         assert_eq!(a, b);
+        assert!(
+            a.contains(r#""dns":{"answers":[{"name":"a.example","nested":{"ttl":60}},{"name":"b.example","nested":{"ttl":0}}],"empty":[],"after":1}"#),
+            "{a}"
+        );
     }
 
     #[test]

@@ -413,35 +413,6 @@ impl ServiceMap {
         });
     }
 
-    /// One transaction of `protocol` (not HTTP, see `record_http`) from `client` to `server`
-    /// (names as for `record_http`): its RED series and its edge, where a transaction that
-    /// failed or went unanswered is an error.
-    pub fn record_transaction(
-        &self,
-        protocol: &'static str,
-        client: &str,
-        server: &str,
-        r: &crate::wire::analyzer::Record<'_>,
-    ) {
-        let (client_node, server_node) = (self.workload(client), self.workload(server));
-        let port = endpoint_port(server);
-        let server = self.node_name(server);
-        let Ok(mut g) = self.inner.lock() else { return };
-        let inner = &mut *g;
-        inner
-            .protocols
-            .record(protocol, &server, r, self.max_series, &mut inner.overflow);
-        let failed = r.outcome != crate::wire::analyzer::Outcome::Success;
-        let secs = r.seconds();
-        let bytes = r.request_bytes + r.response_bytes;
-        self.record_edge(inner, &client_node, &server_node, port, |e| {
-            e.requests += 1;
-            e.errors += failed as u64;
-            e.latency_sum += secs.unwrap_or(0.0);
-            e.http_bytes += bytes;
-        });
-    }
-
     /// One finished TCP connection from `client` to `server` (`ip:port`).
     pub fn record_flow(&self, client: &str, server: &str, bytes: u64) {
         let (client_node, server_node) = (self.workload(client), self.workload(server));

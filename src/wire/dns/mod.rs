@@ -1,0 +1,276 @@
+//! The DNS analyzer: queries and responses over UDP (one message per datagram) and TCP (each
+//! message after a 2-byte length), paired by id within their 5-tuple; an unanswered query is
+//! reported after `transaction_timeout`, a response without its query as soon as it comes.
+
+mod event;
+pub mod message;
+
+use super::analyzer::{self, AnySession, Protocol, Session, Settings, Side, Sink, Transport};
+use crate::config::{ByteSize, Duration};
+pub use event::DnsTx;
+use message::Message;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Live capture settings (`dns` input only).
+    #[serde(default)]
+    pub capture: Option<super::capture::CaptureConfig>,
+    /// UDP and TCP ports that carry DNS; an empty list recognises DNS by content on any port
+    /// no other protocol claims.
+    #[serde(default = "default_ports")]
+    pub ports: Vec<u16>,
+    /// A query without a response for this long is reported (`event.reason: response_missing`).
+    #[serde(default = "default_tx_timeout")]
+    pub transaction_timeout: Duration,
+    /// A UDP flow or TCP connection without packets for this long is forgotten, its open
+    /// queries reported.
+    #[serde(default = "default_conn_timeout")]
+    pub connection_timeout: Duration,
+    /// Most flows and connections followed at once; more are counted and not followed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Out-of-order bytes buffered per direction of a TCP connection.
+    #[serde(default = "default_per_conn")]
+    pub max_buffer_per_connection: ByteSize,
+    /// Out-of-order bytes buffered across all DNS TCP connections.
+    #[serde(default = "default_total")]
+    pub max_buffer_total: ByteSize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            capture: None,
+            ports: default_ports(),
+            transaction_timeout: default_tx_timeout(),
+            connection_timeout: default_conn_timeout(),
+            max_connections: default_max_connections(),
+            max_buffer_per_connection: default_per_conn(),
+            max_buffer_total: default_total(),
+        }
+    }
+}
+
+fn default_ports() -> Vec<u16> {
+    vec![53]
+}
+fn default_tx_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_conn_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_max_connections() -> usize {
+    50_000
+}
+fn default_per_conn() -> ByteSize {
+    ByteSize(64 * 1024)
+}
+fn default_total() -> ByteSize {
+    ByteSize(8 * 1024 * 1024)
+}
+
+/// Most queries waiting for their response on one flow; an older one is reported unanswered
+/// to make room.
+const MAX_PENDING: usize = 256;
+
+/// DNS over UDP and TCP: the `dns` section of a packet input.
+pub struct Dns {
+    settings: Settings,
+}
+
+impl Dns {
+    pub fn new(cfg: DnsConfig) -> Dns {
+        let ns = |d: &Duration| d.millis.max(0).saturating_mul(1_000_000);
+        Dns {
+            settings: Settings {
+                ports: cfg.ports.clone(),
+                transaction_timeout_ns: ns(&cfg.transaction_timeout),
+                connection_timeout_ns: ns(&cfg.connection_timeout),
+                max_connections: cfg.max_connections,
+                max_buffer_per_connection: cfg.max_buffer_per_connection.as_usize(),
+                max_buffer_total: cfg.max_buffer_total.as_usize(),
+            },
+        }
+    }
+}
+
+impl Protocol for Dns {
+    fn name(&self) -> &'static str {
+        "dns"
+    }
+    fn transports(&self) -> &'static [Transport] {
+        &[Transport::Udp, Transport::Tcp]
+    }
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+    /// A plausible header: one question, a known opcode, the reserved Z bit clear, room for
+    /// a question; over TCP after a length that fits the segment.
+    fn recognize(&self, transport: Transport, payload: &[u8]) -> Option<Side> {
+        let msg = match transport {
+            Transport::Udp => payload,
+            Transport::Tcp => {
+                let len = u16::from_be_bytes([*payload.first()?, *payload.get(1)?]) as usize;
+                payload.get(2..).filter(|m| m.len() <= len)?
+            }
+        };
+        let (_, flags, questions) = message::header(msg)?;
+        let opcode = (flags >> 11) & 0xf;
+        let plausible = questions == 1
+            && matches!(opcode, 0 | 2 | 4 | 5)
+            && flags & 0x0040 == 0
+            && msg.len() >= 17;
+        plausible.then_some(if flags & 0x8000 != 0 {
+            Side::Server
+        } else {
+            Side::Client
+        })
+    }
+    fn open(&self, transport: Transport, _: &analyzer::Conn) -> Box<dyn AnySession> {
+        DnsSession {
+            transport,
+            pending: Vec::new(),
+            streams: Default::default(),
+        }
+        .boxed()
+    }
+}
+
+/// A message seen on the wire: decoded, with its capture times and size.
+pub struct Seen {
+    pub msg: Message,
+    /// Capture time of its first and last byte.
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// Bytes on the wire (the TCP length prefix included).
+    pub bytes: u64,
+}
+
+/// One direction of a TCP connection: bytes of the message being read.
+#[derive(Default)]
+struct Framing {
+    buf: Vec<u8>,
+    /// Capture time of the first byte in `buf`.
+    start_ns: i64,
+    /// A gap lost the message boundaries: nothing more is read from this direction.
+    lost: bool,
+}
+
+struct DnsSession {
+    transport: Transport,
+    /// Queries waiting for their response, oldest first.
+    pending: Vec<(Seen, bool)>,
+    /// TCP framing, client then server.
+    streams: [Framing; 2],
+}
+
+impl DnsSession {
+    fn message(&mut self, bytes: &[u8], seen: (i64, i64, u64), out: &mut Sink<DnsTx>) {
+        let msg = match message::parse(bytes) {
+            Ok(m) => m,
+            Err(_) => return out.malformed(),
+        };
+        let (start_ns, end_ns, size) = seen;
+        let seen = Seen {
+            msg,
+            start_ns,
+            end_ns,
+            bytes: size,
+        };
+        if !seen.msg.is_response() {
+            // A query with the id of one still waiting: the first went unanswered.
+            if let Some(i) = self.pending.iter().position(|q| q.0.msg.id == seen.msg.id) {
+                let (q, gap) = self.pending.remove(i);
+                out.push(DnsTx::unanswered(q, gap));
+            }
+            if self.pending.len() >= MAX_PENDING {
+                let (q, gap) = self.pending.remove(0);
+                out.push(DnsTx::unanswered(q, gap));
+            }
+            self.pending.push((seen, false));
+            return;
+        }
+        let matches = |q: &(Seen, bool)| {
+            q.0.msg.id == seen.msg.id
+                && (seen.msg.question.is_none() || q.0.msg.question == seen.msg.question)
+        };
+        match self.pending.iter().position(matches) {
+            Some(i) => {
+                let (q, gap) = self.pending.remove(i);
+                out.push(DnsTx::answered(q, seen, gap));
+            }
+            None => out.push(DnsTx::unasked(seen)),
+        }
+    }
+}
+
+impl Session for DnsSession {
+    type Tx = DnsTx;
+
+    fn data(&mut self, side: Side, bytes: &[u8], ts: i64, out: &mut Sink<DnsTx>) {
+        if self.transport == Transport::Udp {
+            return self.message(bytes, (ts, ts, bytes.len() as u64), out);
+        }
+        let s = &mut self.streams[(side == Side::Server) as usize];
+        if s.lost {
+            return;
+        }
+        if s.buf.is_empty() {
+            s.start_ns = ts;
+        }
+        s.buf.extend_from_slice(bytes);
+        let mut done = Vec::new();
+        let mut at = 0;
+        while let [hi, lo, ..] = s.buf[at..] {
+            let len = u16::from_be_bytes([hi, lo]) as usize;
+            let Some(msg) = s.buf.get(at + 2..at + 2 + len) else {
+                break;
+            };
+            done.push((msg.to_vec(), s.start_ns));
+            s.start_ns = ts;
+            at += 2 + len;
+        }
+        s.buf.drain(..at);
+        for (msg, start) in done {
+            let size = msg.len() as u64 + 2;
+            self.message(&msg, (start, ts, size), out);
+        }
+    }
+
+    /// The message boundaries are lost with the bytes: that direction is not read any more,
+    /// and the queries waiting are tagged.
+    fn gap(&mut self, side: Side, _: u32, _: &mut Sink<DnsTx>) {
+        let s = &mut self.streams[(side == Side::Server) as usize];
+        s.lost = true;
+        s.buf = Vec::new();
+        for q in &mut self.pending {
+            q.1 = true;
+        }
+    }
+
+    fn close(&mut self, _: i64, out: &mut Sink<DnsTx>) {
+        for (q, gap) in self.pending.drain(..) {
+            out.push(DnsTx::unanswered(q, gap));
+        }
+    }
+
+    fn expire(&mut self, deadline_ns: i64, out: &mut Sink<DnsTx>) {
+        while self
+            .pending
+            .first()
+            .is_some_and(|q| q.0.start_ns <= deadline_ns)
+        {
+            let (q, gap) = self.pending.remove(0);
+            out.push(DnsTx::unanswered(q, gap));
+        }
+    }
+
+    fn expires(&self, deadline_ns: i64) -> bool {
+        self.pending
+            .first()
+            .is_some_and(|q| q.0.start_ns <= deadline_ns)
+    }
+}
