@@ -9,9 +9,13 @@ pub struct Edge {
     pub requests: u64,
     pub errors: u64,
     pub latency_sum: f64,
-    pub http_bytes: u64,
+    /// Bytes of the transactions (requests and responses, as their protocol counts them).
+    pub app_bytes: u64,
     pub connections: u64,
     pub flow_bytes: u64,
+    /// The protocol of the edge's transactions (`http`, `dns`...), `mixed` when one client
+    /// talks two protocols to the same workload; "" for an edge of bare connections.
+    pub protocol: &'static str,
 }
 
 impl Edge {
@@ -19,9 +23,19 @@ impl Edge {
         self.requests += o.requests;
         self.errors += o.errors;
         self.latency_sum += o.latency_sum;
-        self.http_bytes += o.http_bytes;
+        self.app_bytes += o.app_bytes;
         self.connections += o.connections;
         self.flow_bytes += o.flow_bytes;
+        self.saw(o.protocol);
+    }
+
+    /// Notes that transactions of `protocol` ran on this edge ("" adds nothing).
+    pub(super) fn saw(&mut self, protocol: &'static str) {
+        if self.protocol.is_empty() {
+            self.protocol = protocol;
+        } else if !protocol.is_empty() && protocol != self.protocol {
+            self.protocol = "mixed";
+        }
     }
 }
 

@@ -143,7 +143,8 @@ impl ServiceMap {
             e.requests += 1;
             e.errors += failed as u64;
             e.latency_sum += secs.unwrap_or(0.0);
-            e.http_bytes += bytes;
+            e.app_bytes += bytes;
+            e.saw(protocol);
         });
     }
 }
