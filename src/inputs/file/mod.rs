@@ -426,11 +426,49 @@ impl Input for FileInput {
                 true,
             );
             save(&shared, forget_after, &mut failures).await;
+            if let Some(why) = undelivered_at_stop(&shared, &failures) {
+                // Not an error of the input (it stops normally): the stop did not deliver
+                // everything read, which the exit status must say (logged there, once).
+                metrics.set_failed(why);
+            }
             tokio::task::spawn_blocking(move || handle.join())
                 .await?
                 .map_err(|_| anyhow::anyhow!("file reader thread panicked"))?
         })
     }
+}
+
+/// At a stop, the files whose failed batches were not delivered since (given up during the
+/// drain, or waiting to be read again): their registry offsets stay before those lines, so the
+/// next start reads them again, and what was sent after them is sent again. `None` when every
+/// line read was delivered.
+fn undelivered_at_stop(shared: &Shared, failures: &Failures) -> Option<String> {
+    let reg = shared.registry.lock().ok()?;
+    let mut files: Vec<String> = failures
+        .streams()
+        .filter_map(|stream| {
+            reg.entries()
+                .find(|e| e.stream == stream)
+                .map(|e| format!("{} from offset {}", e.path, e.offset))
+                .or_else(|| {
+                    reg.truncations()
+                        .iter()
+                        .find(|t| t.stream == stream)
+                        .map(|t| {
+                            format!("the copy of a truncated file from offset {}", t.committed)
+                        })
+                })
+        })
+        .collect();
+    if files.is_empty() {
+        return None;
+    }
+    files.sort();
+    Some(format!(
+        "stopped with lines that were read and not delivered (an output failed their batches): the registry stays before them and the next start reads them again, with what was sent after them ({} file(s): {})",
+        files.len(),
+        files.join(", ")
+    ))
 }
 
 /// Takes acknowledged batches in order: moves the registry for delivered ones, asks the reader

@@ -116,6 +116,12 @@ impl Failures {
         }
     }
 
+    /// The streams whose last batch failed and was not delivered since: at a stop, the registry
+    /// holds each before its failed lines.
+    pub fn streams(&self) -> impl Iterator<Item = u64> + '_ {
+        self.streams.keys().copied()
+    }
+
     /// Forgets streams no file holds any more (a failure whose re-read was impossible).
     pub fn retain(&mut self, mut held: impl FnMut(u64) -> bool) {
         self.streams.retain(|s, _| held(*s));
