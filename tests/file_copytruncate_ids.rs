@@ -8,34 +8,9 @@ mod support {
     pub mod process;
 }
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 use support::es_server::EsServer;
-use support::process::{wait_until, write_file, Trawl};
-
-fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// How many documents hold each message.
-fn stored(es: &EsServer) -> HashMap<String, usize> {
-    es.with(|s| {
-        let mut m = HashMap::new();
-        for (_, doc) in s.docs_in("logs") {
-            if let Some(text) = doc["message"].as_str() {
-                *m.entry(text.to_owned()).or_insert(0) += 1;
-            }
-        }
-        m
-    })
-}
+use support::process::{append, wait_until, write_file, Trawl};
 
 fn run(kill_between: bool) {
     let dir = tempfile::tempdir().unwrap();
@@ -59,7 +34,7 @@ fn run(kill_between: bool) {
     wait_until(
         Duration::from_secs(60),
         "the first 500 lines stored",
-        || stored(&es).len() == 500,
+        || es.with(|s| s.copies_by_message("logs")).len() == 500,
     );
     // Idle past close_inactive: trawl closes app.log.
     std::thread::sleep(Duration::from_secs(3));
@@ -79,12 +54,12 @@ fn run(kill_between: bool) {
         trawl = Trawl::start(&config, Some(&dir.path().join("trawl-2.log")));
     }
     wait_until(Duration::from_secs(60), "the 200 new lines stored", || {
-        let m = stored(&es);
+        let m = es.with(|s| s.copies_by_message("logs"));
         next.iter().all(|l| m.contains_key(l))
     });
     // Whatever trawl would read of the copy it reads within a few scans.
     std::thread::sleep(Duration::from_secs(8));
-    let m = stored(&es);
+    let m = es.with(|s| s.copies_by_message("logs"));
     let twice: Vec<&String> = first
         .iter()
         .chain(&next)

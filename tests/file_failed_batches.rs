@@ -9,34 +9,10 @@ mod support {
     pub mod process;
 }
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 use support::es_server::EsServer;
-use support::process::{free_port, metric, wait_until, write_file, Trawl};
-
-fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// How many documents hold each message.
-fn stored(es: &EsServer) -> HashMap<String, usize> {
-    es.with(|s| {
-        let mut m = HashMap::new();
-        for (_, doc) in s.docs_in("logs") {
-            if let Some(text) = doc["message"].as_str() {
-                *m.entry(text.to_owned()).or_insert(0) += 1;
-            }
-        }
-        m
-    })
-}
+use support::process::{append, free_port, metric, wait_until, write_file, Trawl};
 
 fn lines(what: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{what} line {i:04}")).collect()
@@ -73,7 +49,7 @@ fn pipeline(
 }
 
 fn assert_once(es: &EsServer, expected: &[&[String]]) {
-    let m = stored(es);
+    let m = es.with(|s| s.copies_by_message("logs"));
     let all: Vec<&String> = expected.iter().flat_map(|x| x.iter()).collect();
     let wrong: Vec<&&String> = all
         .iter()
@@ -126,7 +102,7 @@ fn failed_batches_of_a_file_renamed_away_are_delivered_without_a_restart() {
         Duration::from_secs(90),
         "the 300 lines of the renamed file and the 100 of the new one stored while trawl runs",
         || {
-            let m = stored(&es);
+            let m = es.with(|s| s.copies_by_message("logs"));
             old.iter().chain(&new).all(|l| m.contains_key(l))
         },
     );
@@ -141,7 +117,10 @@ fn failed_batches_of_a_file_renamed_away_are_delivered_without_a_restart() {
     wait_until(
         Duration::from_secs(60),
         "the line written after the restart stored",
-        || stored(&es).contains_key("after the restart"),
+        || {
+            es.with(|s| s.copies_by_message("logs"))
+                .contains_key("after the restart")
+        },
     );
     unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
     trawl.wait(Duration::from_secs(30));
@@ -213,7 +192,7 @@ fn failed_batch_read_again_from_the_copy(copy_first: bool) {
         Duration::from_secs(90),
         "the 500 failed lines (now in the copy) and the 100 new ones stored",
         || {
-            let m = stored(&es);
+            let m = es.with(|s| s.copies_by_message("logs"));
             old.iter().chain(&new).all(|l| m.contains_key(l))
         },
     );
@@ -285,7 +264,7 @@ fn lines_of_a_failed_batch_truncated_away_for_good_are_counted_and_logged_once()
         "the failed lines counted as lost on /metrics",
         || metric(&addr, "trawl_file_lost_lines_total", "logs").is_some_and(|v| v > 0.0),
     );
-    let m = stored(&es);
+    let m = es.with(|s| s.copies_by_message("logs"));
     assert!(
         new.iter().all(|l| m.get(l) == Some(&1)),
         "the new lines stored once"
@@ -334,7 +313,7 @@ fn a_batch_given_up_is_read_again_from_where_delivery_stopped_under_the_same_ids
     wait_until(
         Duration::from_secs(60),
         "the first 300 lines stored",
-        || stored(&es).len() == 300,
+        || es.with(|s| s.copies_by_message("logs")).len() == 300,
     );
     es.with(|s| s.unavailable = true);
     let second = lines("second", 200);
@@ -349,7 +328,7 @@ fn a_batch_given_up_is_read_again_from_where_delivery_stopped_under_the_same_ids
         Duration::from_secs(60),
         "the 200 lines given up stored after all",
         || {
-            let m = stored(&es);
+            let m = es.with(|s| s.copies_by_message("logs"));
             second.iter().all(|l| m.contains_key(l))
         },
     );

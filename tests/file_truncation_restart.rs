@@ -8,34 +8,10 @@ mod support {
     pub mod process;
 }
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 use support::es_server::EsServer;
-use support::process::{wait_until, write_file, Trawl};
-
-fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// How many documents hold each message.
-fn stored(es: &EsServer) -> HashMap<String, usize> {
-    es.with(|s| {
-        let mut m = HashMap::new();
-        for (_, doc) in s.docs_in("logs") {
-            if let Some(text) = doc["message"].as_str() {
-                *m.entry(text.to_owned()).or_insert(0) += 1;
-            }
-        }
-        m
-    })
-}
+use support::process::{append, wait_until, write_file, Trawl};
 
 /// The registry's offset for the file at `path`, if it has an entry for it.
 fn registry_offset(registry: &Path, path: &Path) -> Option<u64> {
@@ -72,7 +48,7 @@ fn run(kill9: bool) {
     append(&app, &(old.join("\n") + "\n"));
     let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
     wait_until(Duration::from_secs(60), "the 500 old lines stored", || {
-        stored(&es).len() == 500
+        es.with(|s| s.copies_by_message("logs")).len() == 500
     });
     // copytruncate: copy, then truncate in place; the writer goes on in the emptied file.
     std::fs::copy(&app, &copy).unwrap();
@@ -88,7 +64,7 @@ fn run(kill9: bool) {
         Duration::from_secs(60),
         "the 200 lines written after the truncation stored",
         || {
-            let m = stored(&es);
+            let m = es.with(|s| s.copies_by_message("logs"));
             new.iter().all(|l| m.contains_key(l))
         },
     );
@@ -116,7 +92,7 @@ fn run(kill9: bool) {
     unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
     let status = trawl.wait(Duration::from_secs(30));
     assert!(status.success(), "SIGTERM: trawl exited with {status}");
-    let m = stored(&es);
+    let m = es.with(|s| s.copies_by_message("logs"));
     let wrong: Vec<&String> = old
         .iter()
         .chain(&new)

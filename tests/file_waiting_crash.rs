@@ -8,19 +8,9 @@ mod support {
 }
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::process::{read_json_lines, wait_until, write_file, Trawl};
-
-fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
+use support::process::{append, read_json_lines, wait_until, write_file, Trawl};
 
 /// A CRI line as containerd writes it.
 fn cri(text: &str) -> String {

@@ -235,7 +235,6 @@ impl PacketInput {
             decoder: Decoder {
                 vxlan_ports: cfg.vxlan_ports,
             },
-            ..Default::default()
         };
         Ok(PacketInput::new(
             name,

@@ -77,6 +77,17 @@ impl EsState {
         self.rng % 100
     }
 
+    /// How many documents of `index` hold each `message` (a line stored twice counts 2).
+    pub fn copies_by_message(&self, index: &str) -> std::collections::HashMap<String, usize> {
+        let mut m = std::collections::HashMap::new();
+        for (_, doc) in self.docs_in(index) {
+            if let Some(text) = doc["message"].as_str() {
+                *m.entry(text.to_owned()).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
     pub fn docs_in(&self, index: &str) -> Vec<(&String, &Value)> {
         self.docs
             .iter()

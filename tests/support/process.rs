@@ -134,6 +134,16 @@ pub fn sigterm(t: &Trawl) {
     assert_eq!(r, 0, "sending SIGTERM");
 }
 
+/// Appends `text` to the file at `path` (created when missing), as a logging app does.
+pub fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
 /// Writes `text` to `dir/name` and returns the path.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
