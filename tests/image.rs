@@ -298,6 +298,12 @@ for i in $(seq 100); do
   (exec 3<>/dev/tcp/127.0.0.1/5067) 2>/dev/null && break
   sleep 0.1
 done
+# The monitoring address answers before the capture thread has its handle open: probes sent in
+# between are not on the wire trawl reads. Wait for the capture to say it is running.
+for i in $(seq 100); do
+  grep -q capturing /tmp/err && break
+  sleep 0.1
+done
 for i in 1 2 3; do
   exec 3<>/dev/tcp/127.0.0.1/5067
   printf 'GET /health?probe=%s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' "$i" >&3
