@@ -1,86 +1,222 @@
-//! logrotate's `copytruncate` of a file trawl has closed (idle past `close_inactive`, as while a
-//! failed batch backs off): the copy holds lines already read under the file's stream id, so it
-//! must continue that stream. Read as a new file, every line would be stored again in
-//! Elasticsearch under another `_id` (`id_from: origin` is stream id + offset).
+//! logrotate's `copytruncate` of a file trawl is not reading at that moment (closed as idle, as
+//! while a failed batch backs off; waiting for a slot under `max_open_files`; or trawl stopped):
+//! the copy holds lines already delivered under the file's stream id, so it must continue that
+//! stream. Read as a new file, every line would be stored again under another `_id`
+//! (`id_from: origin` is stream id + offset). Checked against a real OpenSearch node with
+//! `op_type: create`: a line sent again under its first `_id` is refused (409), one sent under
+//! another `_id` is a second document.
 
 mod support {
-    pub mod es_server;
+    pub mod opensearch;
     pub mod process;
 }
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-use support::es_server::EsServer;
-use support::process::{append, wait_until, write_file, Trawl};
+use support::opensearch::OpenSearch;
+use support::process::{append, sigterm, wait_until, write_file, Trawl};
 
-fn run(kill_between: bool) {
+/// The pipeline: `paths` and extra file-input settings, into `index` with deterministic ids.
+fn pipeline(
+    dir: &Path,
+    os: &OpenSearch,
+    index: &str,
+    paths: &str,
+    input_extra: &str,
+) -> std::path::PathBuf {
+    write_file(
+        dir,
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  logs:\n    type: file\n    paths: {paths}\n    registry_flush: 100ms\n{input_extra}outputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: {index}\n    op_type: create\n    id_from: origin\n    batch: {{ max_events: 500, timeout: 100ms }}\n",
+            data = dir.join("data").display(),
+            url = os.url
+        ),
+    )
+}
+
+/// logrotate's copytruncate: the copy, then the original emptied in place.
+fn copytruncate(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(from)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+fn lines(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix} {i:04}")).collect()
+}
+
+/// The registry's offset for the file at `path`, if it has an entry for it.
+fn registry_offset(dir: &Path, path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join("data/registry/file-logs.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["files"]
+        .as_array()?
+        .iter()
+        .find(|e| e["path"].as_str() == Some(&path.display().to_string()))
+        .and_then(|e| e["offset"].as_u64())
+}
+
+/// Fails unless every one of `expected` is stored exactly once in `index`.
+fn assert_once(os: &OpenSearch, index: &str, expected: &[&String]) {
+    let m = os.copies_by_message(index);
+    let wrong: Vec<&&String> = expected
+        .iter()
+        .filter(|l| m.get(**l).copied().unwrap_or(0) != 1)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} lines not stored exactly once (first: {:?}, {} times)",
+        wrong.len(),
+        expected.len(),
+        wrong.first(),
+        wrong.first().and_then(|l| m.get(**l)).copied().unwrap_or(0)
+    );
+}
+
+fn run(index: &str, kill_between: bool) {
+    let os = OpenSearch::shared();
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let es = EsServer::start();
-    let config = write_file(
+    let config = pipeline(
         dir.path(),
-        "pipeline.yaml",
-        &format!(
-            "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\", \"{logs}/*.log.*\"]\n    poll_interval: 100ms\n    scan_interval: 200ms\n    registry_flush: 100ms\n    close_inactive: 1s\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: logs\n    id_from: origin\n    batch: {{ max_events: 500, timeout: 100ms }}\n",
-            data = dir.path().join("data").display(),
-            logs = logs.display(),
-            url = es.url
-        ),
+        os,
+        index,
+        &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
+        "    poll_interval: 100ms\n    scan_interval: 200ms\n    close_inactive: 1s\n",
     );
     let app = logs.join("app.log");
-    let first: Vec<String> = (0..500).map(|i| format!("old line {i:04}")).collect();
+    let first = lines("old line", 500);
     append(&app, &(first.join("\n") + "\n"));
     let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
     wait_until(
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         "the first 500 lines stored",
-        || es.with(|s| s.copies_by_message("logs")).len() == 500,
+        || os.copies_by_message(index).len() == 500,
     );
     // Idle past close_inactive: trawl closes app.log.
     std::thread::sleep(Duration::from_secs(3));
     if kill_between {
         trawl.kill9();
     }
-    std::fs::copy(&app, logs.join("app.log.1")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&app)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-    let next: Vec<String> = (0..200).map(|i| format!("new line {i:04}")).collect();
+    copytruncate(&app, &logs.join("app.log.1"));
+    let next = lines("new line", 200);
     append(&app, &(next.join("\n") + "\n"));
     if kill_between {
         trawl = Trawl::start(&config, Some(&dir.path().join("trawl-2.log")));
     }
-    wait_until(Duration::from_secs(60), "the 200 new lines stored", || {
-        let m = es.with(|s| s.copies_by_message("logs"));
+    wait_until(Duration::from_secs(120), "the 200 new lines stored", || {
+        let m = os.copies_by_message(index);
         next.iter().all(|l| m.contains_key(l))
     });
     // Whatever trawl would read of the copy it reads within a few scans.
     std::thread::sleep(Duration::from_secs(8));
-    let m = es.with(|s| s.copies_by_message("logs"));
-    let twice: Vec<&String> = first
-        .iter()
-        .chain(&next)
-        .filter(|l| m.get(*l).copied().unwrap_or(0) != 1)
-        .collect();
-    assert!(
-        twice.is_empty(),
-        "{} of 700 lines not stored exactly once (first: {:?}, {} times)",
-        twice.len(),
-        twice.first(),
-        twice.first().and_then(|l| m.get(*l)).copied().unwrap_or(0)
-    );
+    assert_once(os, index, &first.iter().chain(&next).collect::<Vec<_>>());
     drop(trawl.child.stdin.take());
 }
 
 #[test]
 fn the_copy_of_a_closed_file_keeps_its_ids() {
-    run(false);
+    run("copy-of-closed", false);
 }
 
 #[test]
 fn the_copy_made_while_trawl_was_stopped_keeps_its_ids() {
-    run(true);
+    run("copy-while-stopped", true);
+}
+
+/// Campaign seed 44 (es): with `max_open_files` reached, a file the registry knows waits for a
+/// slot after a restart, so no tail follows it. Copied and truncated meanwhile, its copy must
+/// still continue its stream: before the fix it was put in the registry as a new file (a new
+/// stream id, offset 0) and every line of it was stored again.
+#[test]
+fn the_copy_of_a_file_waiting_for_a_slot_keeps_its_ids() {
+    let os = OpenSearch::shared();
+    let index = "copy-of-waiting";
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // One slot. `busy.log` comes first in `paths`, so it takes the slot at start; written every
+    // 20 ms, it is never idle for a `poll_interval` (3 s), so no slot frees for app.log until
+    // its writer stops.
+    let config = pipeline(
+        dir.path(),
+        os,
+        index,
+        &format!(
+            "[\"{l}/busy.log\", \"{l}/app.log\", \"{l}/app.log.*\"]",
+            l = logs.display()
+        ),
+        "    max_open_files: 1\n    poll_interval: 3s\n    scan_interval: 200ms\n    close_inactive: 1h\n",
+    );
+    let app = logs.join("app.log");
+    let copy = logs.join("app.log.1");
+    let old = lines("old line", 500);
+    append(&app, &(old.join("\n") + "\n"));
+    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
+    wait_until(Duration::from_secs(120), "the 500 old lines stored", || {
+        os.copies_by_message(index).len() == 500
+    });
+    sigterm(&trawl);
+    let status = trawl.wait(Duration::from_secs(60));
+    assert!(status.success(), "SIGTERM: trawl exited with {status}");
+
+    let busy = logs.join("busy.log");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (busy, stop) = (busy.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut written = 0;
+            while !stop.load(Ordering::Relaxed) {
+                append(&busy, &format!("busy line {written:05}\n"));
+                written += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            written
+        })
+    };
+    wait_until(Duration::from_secs(10), "busy.log written", || {
+        busy.exists()
+    });
+    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-2.log")));
+    wait_until(Duration::from_secs(120), "busy.log read", || {
+        os.copies_by_message(index)
+            .keys()
+            .any(|m| m.starts_with("busy"))
+    });
+    copytruncate(&app, &copy);
+    let new = lines("new line", 200);
+    append(&app, &(new.join("\n") + "\n"));
+    // Scans (every 200 ms) find the copy while app.log still waits for the slot.
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let busy_lines = writer.join().unwrap();
+    let size = std::fs::metadata(&copy).unwrap().len();
+    wait_until(
+        Duration::from_secs(180),
+        "the new lines stored and the copy delivered to its end",
+        || {
+            let m = os.copies_by_message(index);
+            new.iter().all(|l| m.contains_key(l))
+                && registry_offset(dir.path(), &copy) == Some(size)
+        },
+    );
+    sigterm(&trawl);
+    let status = trawl.wait(Duration::from_secs(60));
+    assert!(status.success(), "SIGTERM: trawl exited with {status}");
+    let busy: Vec<String> = (0..busy_lines)
+        .map(|i| format!("busy line {i:05}"))
+        .collect();
+    assert_once(
+        os,
+        index,
+        &old.iter().chain(&new).chain(&busy).collect::<Vec<_>>(),
+    );
 }

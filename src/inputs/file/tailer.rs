@@ -12,6 +12,7 @@ use super::registry::{now_secs, Entry, Truncation};
 use super::{Config, Sent, Shared, StartAt};
 use crate::event::Batch;
 use crate::inputs::InputContext;
+use copies::CopyCheck;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ const COPY_WAIT: Duration = Duration::from_secs(5);
 /// (`registry::Truncation`). logrotate's copy is complete before the truncation, so a scan
 /// finds it well within this.
 pub(super) const TRUNCATION_KEPT: Duration = Duration::from_secs(60);
+
+mod copies;
 
 struct Tailer {
     config: Config,
@@ -186,15 +189,6 @@ pub(super) fn run(
 
 /// The pipeline is gone.
 struct Closed;
-
-/// Whether a new file may be the copy of a followed or truncated one (copytruncate).
-enum CopyCheck {
-    No,
-    /// Its first bytes are those of a file still being read: decided once that one is read.
-    OfTailBehind,
-    /// Its first bytes match, but nothing is left to read: wait a little for a truncation.
-    Maybe,
-}
 
 impl Tailer {
     /// Nothing left to read, to read again or to acknowledge, and no file waiting for a slot or
@@ -916,7 +910,7 @@ impl Tailer {
         };
         let fp = Fingerprint::of(&first_bytes);
         let size = md.len();
-        self.check_closed_originals(&first_bytes);
+        self.check_originals(key, &first_bytes);
         let known = self
             .shared
             .registry
@@ -963,7 +957,7 @@ impl Tailer {
             continues = Some(t.stream);
             (t.position, t.stream, t.committed)
         } else {
-            match self.may_be_copy(&file, &first_bytes, size) {
+            match self.may_be_copy(key, &file, &first_bytes, size) {
                 // The tail it may copy has not read its file to the end: a truncation would be
                 // seen there before the next read, so wait for that, however long it takes.
                 CopyCheck::OfTailBehind => return Some(file),
@@ -1030,39 +1024,6 @@ impl Tailer {
             .unwrap_or_default()
     }
 
-    /// A new file starts like a followed file that is closed (idle, backing off after a failed
-    /// batch, or sharing slots): that file is looked at now, and if it was truncated since it
-    /// was closed (copytruncate), its truncation is taken so that the copy continues its stream.
-    /// Otherwise the copy would be taken for a new file, read from 0 under another stream id,
-    /// and stored again by Elasticsearch under other `_id`s.
-    fn check_closed_originals(&mut self, first: &[u8]) {
-        let candidates: Vec<FileKey> = self
-            .tails
-            .iter()
-            .filter(|(_, t)| !t.is_open() && starts_with(first, t.prefix()))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in candidates {
-            let Some(tail) = self.tails.get(&key) else {
-                continue;
-            };
-            let Ok(f) = File::open(&tail.path) else {
-                continue;
-            };
-            let Ok(md) = f.metadata() else { continue };
-            if FileKey::of(&md) != key {
-                continue;
-            }
-            let (at, mark) = tail.end_mark().unwrap_or((0, 0));
-            let truncated = md.len() < tail.position()
-                || !tail.fp.matches(&f).unwrap_or(true)
-                || !end_mark_matches(&f, at, mark).unwrap_or(true);
-            if truncated {
-                let _ = self.on_truncated(key);
-            }
-        }
-    }
-
     /// A file waiting for a slot goes into the registry now (its identity, a stream id, offset
     /// 0, or its end for `start_at: end` at the very first start), unless it is there already:
     /// renamed away (kubelet's rotation) and trawl killed before it got a slot, it is resumed at
@@ -1099,7 +1060,7 @@ impl Tailer {
         };
         let fp = Fingerprint::of(&first_bytes);
         let size = md.len();
-        self.check_closed_originals(&first_bytes);
+        self.check_originals(key, &first_bytes);
         let (stream, offset) = if let Some(t) = self
             .truncations()
             .iter()
@@ -1107,7 +1068,10 @@ impl Tailer {
         {
             (t.stream, t.committed)
         } else {
-            if !matches!(self.may_be_copy(file, &first_bytes, size), CopyCheck::No) {
+            if !matches!(
+                self.may_be_copy(key, file, &first_bytes, size),
+                CopyCheck::No
+            ) {
                 return;
             }
             if self.ignored_as_older(&md) {
@@ -1139,40 +1103,6 @@ impl Tailer {
         self.waiting_recorded = true;
     }
 
-    /// Whether a new file could be the copy, maybe still being written, of a followed file
-    /// about to be truncated or of a truncated content: its first bytes are theirs.
-    /// `first` is the file's first bytes as just read: compared in memory with every tail's,
-    /// as thousands of new files against thousands of tails (`max_open_files` rounds) would
-    /// otherwise cost a read each.
-    fn may_be_copy(&self, file: &File, first: &[u8], size: u64) -> CopyCheck {
-        if size == 0 {
-            return CopyCheck::No;
-        }
-        // Compared with the bytes each tail read, not its file's current content: the file may
-        // already hold the next content when its copy shows up.
-        let mut live = false;
-        for t in self.tails.values() {
-            if starts_with(first, t.prefix()) {
-                live = true;
-                let behind = t
-                    .file()
-                    .and_then(|f| f.metadata().ok())
-                    .is_some_and(|m| m.len() != t.position());
-                if behind {
-                    return CopyCheck::OfTailBehind;
-                }
-            }
-        }
-        let of_truncated = self.truncations().iter().any(|t| {
-            size < t.fp_len || (size < t.position && t.fingerprint().matches(file).unwrap_or(false))
-        });
-        if live || of_truncated {
-            CopyCheck::Maybe
-        } else {
-            CopyCheck::No
-        }
-    }
-
     fn ignored_as_older(&self, md: &std::fs::Metadata) -> bool {
         let Some(limit) = self.config.ignore_older.positive() else {
             return false;
@@ -1197,11 +1127,4 @@ fn entry_for(tail: &Tail, offset: u64) -> Entry {
         mark_at: tail.end_mark().map_or(0, |m| m.0),
         mark: tail.end_mark().map_or(0, |m| m.1),
     }
-}
-
-/// Whether a file's first bytes (`first`: all of them, up to the fingerprint size) begin like
-/// `prefix`, as far as both go.
-fn starts_with(first: &[u8], prefix: &[u8]) -> bool {
-    let k = prefix.len().min(first.len());
-    k > 0 && first[..k] == prefix[..k]
 }
