@@ -1,16 +1,18 @@
 //! logrotate's `copytruncate` whose truncation trawl sees while running, and trawl stopped
 //! (SIGTERM or kill -9) before it found the copy: the copy holds lines already delivered under
 //! the file's old stream id, so after the restart it must continue that stream. Read as a new
-//! file, Elasticsearch stores every line of it again under other `_id`s (`id_from: origin`).
+//! file, every line of it is stored again under other `_id`s (`id_from: origin`). Checked
+//! against a real OpenSearch node with `op_type: create`: a line sent again under its first
+//! `_id` is refused (409), one sent under another `_id` is a second document.
 
 mod support {
-    pub mod es_server;
+    pub mod opensearch;
     pub mod process;
 }
 
 use std::path::Path;
 use std::time::Duration;
-use support::es_server::EsServer;
+use support::opensearch::OpenSearch;
 use support::process::{append, wait_until, write_file, Trawl};
 
 /// The registry's offset for the file at `path`, if it has an entry for it.
@@ -24,21 +26,21 @@ fn registry_offset(registry: &Path, path: &Path) -> Option<u64> {
         .and_then(|e| e["offset"].as_u64())
 }
 
-fn run(kill9: bool) {
+fn run(index: &str, kill9: bool) {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let es = EsServer::start();
+    let os = OpenSearch::shared();
     // No filesystem events and a scan only at start: trawl sees the truncation of the file it
     // reads (by polling it) but not the copy, as when it is stopped between the two.
     let config = write_file(
         dir.path(),
         "pipeline.yaml",
         &format!(
-            "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\", \"{logs}/*.log.*\"]\n    watch_events: false\n    scan_interval: 1h\n    poll_interval: 100ms\n    registry_flush: 100ms\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: logs\n    id_from: origin\n    batch: {{ max_events: 500, timeout: 100ms }}\n",
+            "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\", \"{logs}/*.log.*\"]\n    watch_events: false\n    scan_interval: 1h\n    poll_interval: 100ms\n    registry_flush: 100ms\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: {index}\n    op_type: create\n    id_from: origin\n    batch: {{ max_events: 500, timeout: 100ms }}\n",
             data = dir.path().join("data").display(),
             logs = logs.display(),
-            url = es.url
+            url = os.url
         ),
     );
     let registry = dir.path().join("data/registry/file-logs.json");
@@ -47,8 +49,8 @@ fn run(kill9: bool) {
     let old: Vec<String> = (0..500).map(|i| format!("old line {i:04}")).collect();
     append(&app, &(old.join("\n") + "\n"));
     let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
-    wait_until(Duration::from_secs(60), "the 500 old lines stored", || {
-        es.with(|s| s.copies_by_message("logs")).len() == 500
+    wait_until(Duration::from_secs(120), "the 500 old lines stored", || {
+        os.copies_by_message(index).len() == 500
     });
     // copytruncate: copy, then truncate in place; the writer goes on in the emptied file.
     std::fs::copy(&app, &copy).unwrap();
@@ -64,7 +66,7 @@ fn run(kill9: bool) {
         Duration::from_secs(60),
         "the 200 lines written after the truncation stored",
         || {
-            let m = es.with(|s| s.copies_by_message("logs"));
+            let m = os.copies_by_message(index);
             new.iter().all(|l| m.contains_key(l))
         },
     );
@@ -92,7 +94,7 @@ fn run(kill9: bool) {
     unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
     let status = trawl.wait(Duration::from_secs(30));
     assert!(status.success(), "SIGTERM: trawl exited with {status}");
-    let m = es.with(|s| s.copies_by_message("logs"));
+    let m = os.copies_by_message(index);
     let wrong: Vec<&String> = old
         .iter()
         .chain(&new)
@@ -109,10 +111,10 @@ fn run(kill9: bool) {
 
 #[test]
 fn a_copy_found_after_a_sigterm_keeps_the_ids_of_the_truncated_file() {
-    run(false);
+    run("truncated-then-sigterm", false);
 }
 
 #[test]
 fn a_copy_found_after_a_kill9_keeps_the_ids_of_the_truncated_file() {
-    run(true);
+    run("truncated-then-kill9", true);
 }
