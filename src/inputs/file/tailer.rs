@@ -836,17 +836,23 @@ impl Tailer {
         let Some(tail) = self.tails.get_mut(&key) else {
             return;
         };
+        // The scan may be older than this turn (a reader held up by a full pipeline, or
+        // `make_room` applying it again): by now its path may name another file (this one
+        // renamed away, a new one created in its place), which is not this file grown.
+        // Opened as this file, the new one's lines went out under this file's stream, which
+        // was then restarted as if truncated, and this file's own lines were read again
+        // from 0 once found under its new name.
+        let Some(md) = std::fs::metadata(path)
+            .ok()
+            .filter(|m| FileKey::of(m) == key)
+        else {
+            return;
+        };
         if tail.path != path {
             tail.path = path.to_path_buf();
             tail.meta.path = path.display().to_string();
         }
-        if tail.is_open() {
-            return;
-        }
-        let grown = std::fs::metadata(path)
-            .map(|m| m.len() != tail.position())
-            .unwrap_or(false);
-        if !grown {
+        if tail.is_open() || md.len() == tail.position() {
             return;
         }
         if open >= max_open {
@@ -854,7 +860,7 @@ impl Tailer {
             return;
         }
         match File::open(path) {
-            Ok(f) => {
+            Ok(f) if f.metadata().is_ok_and(|m| FileKey::of(&m) == key) => {
                 let same = tail.fp.matches(&f).unwrap_or(false);
                 tail.reopen(f);
                 if !same {
@@ -864,6 +870,8 @@ impl Tailer {
                     let _ = self.on_truncated(key);
                 }
             }
+            // Renamed between the two looks: found under its new name by a later scan.
+            Ok(_) => {}
             Err(e) => self.warn_open(path, &e),
         }
     }
