@@ -403,7 +403,7 @@ fn max_payload(v6: bool) -> u32 {
 /// Where fragment `f` goes among `d`'s pieces: `Ok(None)` for an exact copy of one held.
 fn place(d: &Pending, f: &Fragment) -> Result<Option<usize>, Discarded> {
     let end = f.offset as u64 + f.len as u64;
-    if f.len == 0 || end > max_payload(f.v6) as u64 || (f.more && f.len % 8 != 0) {
+    if f.len == 0 || end > max_payload(f.v6) as u64 || (f.more && !f.len.is_multiple_of(8)) {
         return Err(Discarded::Invalid);
     }
     let end = end as u32;
