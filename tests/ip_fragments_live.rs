@@ -7,149 +7,65 @@
 //! (every fragment a packet). `/metrics` counts every fragment as reassembled.
 
 mod support {
+    pub mod netns;
     pub mod process;
 }
 
 use serde_json::Value as J;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::process::http_get;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// A namespace behind one veth, removed however the test ends.
-struct Link {
-    ns: String,
-    host: String,
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = run("ip", &["link", "del", &self.host]);
-        let _ = run("ip", &["netns", "del", &self.ns]);
-    }
-}
+use support::netns::{lines_of, metric, run, wait_line, Link, ECHO};
+use support::process::{http_get, KillOnDrop};
 
 const HOST4: &str = "10.213.7.1";
 const PEER4: &str = "10.213.7.2";
 const HOST6: &str = "fd00:f7a9::1";
 const PEER6: &str = "fd00:f7a9::2";
 
-impl Link {
-    fn build() -> Result<Link, String> {
-        let tag = format!("frag-{}", std::process::id() % 10_000);
-        let link = Link {
-            ns: format!("ns-{tag}"),
-            host: format!("{tag}-h"),
-        };
-        let peer = format!("{tag}-p");
-        run("ip", &["netns", "add", &link.ns])?;
-        run(
-            "ip",
-            &[
-                "link", "add", &link.host, "type", "veth", "peer", "name", &peer,
-            ],
-        )?;
-        run("ip", &["link", "set", &peer, "netns", &link.ns])?;
-        let inside = |args: &[&str]| {
-            let mut a = vec!["netns", "exec", &link.ns, "ip"];
-            a.extend_from_slice(args);
-            run("ip", &a)
-        };
-        run(
-            "ip",
-            &["addr", "add", &format!("{HOST4}/24"), "dev", &link.host],
-        )?;
-        run(
-            "ip",
-            &[
-                "addr",
-                "add",
-                &format!("{HOST6}/64"),
-                "dev",
-                &link.host,
-                "nodad",
-            ],
-        )?;
-        run("ip", &["link", "set", &link.host, "mtu", "1500", "up"])?;
-        inside(&["addr", "add", &format!("{PEER4}/24"), "dev", &peer])?;
-        inside(&["addr", "add", &format!("{PEER6}/64"), "dev", &peer, "nodad"])?;
-        inside(&["link", "set", &peer, "mtu", "1500", "up"])?;
-        inside(&["link", "set", "lo", "up"])?;
-        Ok(link)
-    }
-
-    fn exec(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns]);
-        c.args(args);
-        c
-    }
+/// The namespace behind a veth pair, with IPv4 and IPv6 addresses at both ends.
+fn veth_pair() -> Result<Link, String> {
+    let tag = format!("frag-{}", std::process::id() % 10_000);
+    let link = Link {
+        ns: format!("ns-{tag}"),
+        host: format!("{tag}-h"),
+    };
+    let peer = format!("{tag}-p");
+    run("ip", &["netns", "add", &link.ns])?;
+    run(
+        "ip",
+        &[
+            "link", "add", &link.host, "type", "veth", "peer", "name", &peer,
+        ],
+    )?;
+    run("ip", &["link", "set", &peer, "netns", &link.ns])?;
+    let inside = |args: &[&str]| {
+        let mut a = vec!["netns", "exec", &link.ns, "ip"];
+        a.extend_from_slice(args);
+        run("ip", &a)
+    };
+    run(
+        "ip",
+        &["addr", "add", &format!("{HOST4}/24"), "dev", &link.host],
+    )?;
+    run(
+        "ip",
+        &[
+            "addr",
+            "add",
+            &format!("{HOST6}/64"),
+            "dev",
+            &link.host,
+            "nodad",
+        ],
+    )?;
+    run("ip", &["link", "set", &link.host, "mtu", "1500", "up"])?;
+    inside(&["addr", "add", &format!("{PEER4}/24"), "dev", &peer])?;
+    inside(&["addr", "add", &format!("{PEER6}/64"), "dev", &peer, "nodad"])?;
+    inside(&["link", "set", &peer, "mtu", "1500", "up"])?;
+    inside(&["link", "set", "lo", "up"])?;
+    Ok(link)
 }
-
-/// Lines of a child's pipe, read by a thread so that the pipe never fills.
-fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
-fn wait_line(rx: &mpsc::Receiver<String>, what: &str, why: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l.contains(what) => return l,
-            Ok(l) => seen.push(l),
-            Err(_) => panic!("{why}: no line with {what:?} within 30 s: {seen:#?}"),
-        }
-    }
-}
-
-/// Echoes every UDP datagram on port 7007, IPv4 and IPv6, back to its sender.
-const ECHO: &str = r#"
-import socket, select, sys
-socks = []
-for fam, addr in ((socket.AF_INET, sys.argv[1]), (socket.AF_INET6, sys.argv[2])):
-    s = socket.socket(fam, socket.SOCK_DGRAM)
-    s.bind((addr, 7007))
-    socks.append(s)
-print("ready", flush=True)
-while True:
-    for s in select.select(socks, [], [])[0]:
-        data, peer = s.recvfrom(65535)
-        s.sendto(data, peer)
-"#;
 
 /// The workload: per family, three 3,000-byte and three 9,000-byte datagrams (each size from
 /// its own port) echoed back; three 4,000-byte ICMP echoes (identifier 0x4a4b). Fails when an
@@ -319,11 +235,6 @@ fn oracle_flow(
     dirs
 }
 
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
 #[test]
 fn fragmented_udp_icmp_and_dns_on_a_veth_are_reassembled() {
     // SAFETY: geteuid(2) has no preconditions.
@@ -331,7 +242,7 @@ fn fragmented_udp_icmp_and_dns_on_a_veth_are_reassembled() {
         println!("SKIPPED: a namespace and a veth need root (CAP_NET_ADMIN, CAP_SYS_ADMIN)");
         return;
     }
-    let link = Link::build().unwrap_or_else(|e| panic!("cannot build the veth: {e}"));
+    let link = veth_pair().unwrap_or_else(|e| panic!("cannot build the veth: {e}"));
     let dir = tempfile::tempdir().unwrap();
 
     // The DNS server: one TXT record of ten 250-byte strings.
@@ -594,265 +505,4 @@ fn fragmented_udp_icmp_and_dns_on_a_veth_are_reassembled() {
     );
 
     drop(link);
-}
-
-/// A VXLAN tunnel between the host and a namespace, over a 1,500-byte veth, removed however
-/// the test ends.
-struct Vxlan {
-    link: Link,
-    device: String,
-}
-
-impl Drop for Vxlan {
-    fn drop(&mut self) {
-        let _ = run("ip", &["link", "del", &self.device]);
-    }
-}
-
-impl Vxlan {
-    fn build() -> Result<Vxlan, String> {
-        let tag = format!("frag-{}", std::process::id() % 10_000);
-        let link = Link {
-            ns: format!("ns-{tag}-t"),
-            host: format!("{tag}-th"),
-        };
-        let peer = format!("{tag}-tp");
-        let vx = Vxlan {
-            device: format!("{tag}-vx"),
-            link,
-        };
-        let (ns, host) = (&vx.link.ns, &vx.link.host);
-        run("ip", &["netns", "add", ns])?;
-        run(
-            "ip",
-            &["link", "add", host, "type", "veth", "peer", "name", &peer],
-        )?;
-        run("ip", &["link", "set", &peer, "netns", ns])?;
-        let inside = |args: &[&str]| {
-            let mut a = vec!["netns", "exec", ns, "ip"];
-            a.extend_from_slice(args);
-            run("ip", &a)
-        };
-        run("ip", &["addr", "add", "10.213.17.1/24", "dev", host])?;
-        run("ip", &["link", "set", host, "mtu", "1500", "up"])?;
-        inside(&["addr", "add", "10.213.17.2/24", "dev", &peer])?;
-        inside(&["link", "set", &peer, "mtu", "1500", "up"])?;
-        inside(&["link", "set", "lo", "up"])?;
-        // Fixed MACs and permanent neighbours: no ARP inside the tunnel, which would be
-        // reported as the outer flow (an inner packet that is not IP).
-        let ends = [
-            (
-                "10.213.17.1",
-                "10.213.17.2",
-                "10.213.18.1",
-                "02:77:00:00:18:01",
-                true,
-            ),
-            (
-                "10.213.17.2",
-                "10.213.17.1",
-                "10.213.18.2",
-                "02:77:00:00:18:02",
-                false,
-            ),
-        ];
-        for (n, (local, remote, addr, mac, here)) in ends.into_iter().enumerate() {
-            let (other_addr, other_mac) = (ends[1 - n].2, ends[1 - n].3);
-            let add = [
-                "link", "add", &vx.device, "address", mac, "type", "vxlan", "id", "42", "local",
-                local, "remote", remote, "dstport", "4789",
-            ];
-            let cidr = format!("{addr}/24");
-            let address = ["addr", "add", &cidr, "dev", &vx.device];
-            let up = ["link", "set", &vx.device, "up"];
-            let neigh = [
-                "neigh",
-                "add",
-                other_addr,
-                "lladdr",
-                other_mac,
-                "dev",
-                &vx.device,
-                "nud",
-                "permanent",
-            ];
-            for args in [&add[..], &address[..], &up[..], &neigh[..]] {
-                if here {
-                    run("ip", args)?;
-                } else {
-                    inside(args)?;
-                }
-            }
-        }
-        Ok(vx)
-    }
-
-    /// Sets the tunnel device's MTU at both ends.
-    fn mtu(&self, mtu: u32) -> Result<(), String> {
-        let m = mtu.to_string();
-        run("ip", &["link", "set", &self.device, "mtu", &m])?;
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.link.ns,
-                "ip",
-                "link",
-                "set",
-                &self.device,
-                "mtu",
-                &m,
-            ],
-        )
-        .map(|_| ())
-    }
-}
-
-/// Three 3,000-byte datagrams echoed back from one port; prints the port.
-const TUNNEL_CLIENT: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(5)
-s.bind(("", 0))
-for i in range(3):
-    data = bytes((i * 17 + n) % 256 for n in range(3000))
-    s.sendto(data, (sys.argv[1], 7007))
-    back, _ = s.recvfrom(65535)
-    assert back == data, len(back)
-print(s.getsockname()[1], flush=True)
-"#;
-
-/// Inside VXLAN: with the tunnel's MTU at 1,400 the pod's datagrams are fragmented before
-/// they enter the tunnel (inner fragments, reassembled inside it); at 1,500 the fragments fit
-/// the tunnel but not the 1,500-byte underlay, whose VXLAN packets are fragmented in turn
-/// (outer fragments, reassembled before the tunnel is opened). Either way the pod's flow is
-/// keyed by its own addresses, comes through `vxlan`, and counts each inner packet once:
-/// RFC 791's arithmetic gives how many and their bytes.
-#[test]
-fn fragments_inside_and_around_a_vxlan_tunnel_are_reassembled() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIPPED: a namespace and a veth need root (CAP_NET_ADMIN, CAP_SYS_ADMIN)");
-        return;
-    }
-    let vx = Vxlan::build().unwrap_or_else(|e| panic!("cannot build the tunnel: {e}"));
-    let dir = tempfile::tempdir().unwrap();
-    let mut echo = KillOnDrop(
-        vx.link
-            .exec(&["python3", "-c", ECHO, "10.213.18.2", "::1"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3"),
-    );
-    wait_line(
-        &lines_of(echo.0.stdout.take().expect("stdout")),
-        "ready",
-        "the echo server did not start",
-    );
-    let pipeline = dir.path().join("p.yaml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "inputs:\n  flows:\n    type: flows\n    capture: {{ interfaces: [\"{}\"] }}\n    period: -1s\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
-            vx.link.host,
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let mut trawl = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(["--log-format", "json", "run", "-c"])
-            .arg(&pipeline)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let log = lines_of(trawl.0.stderr.take().expect("stderr"));
-    let stdout = lines_of(trawl.0.stdout.take().expect("stdout"));
-    let (mut capturing, mut metrics_addr) = (false, None);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !capturing || metrics_addr.is_none() {
-        let line = log
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("trawl did not start capturing on the veth within 30 s");
-        capturing |= line.contains("\"capturing\"");
-        if line.contains("serving /metrics") {
-            let v: J = serde_json::from_str(&line).unwrap_or(J::Null);
-            metrics_addr = v["address"]
-                .as_str()
-                .or(v["fields"]["address"].as_str())
-                .map(str::to_owned);
-        }
-    }
-    let metrics_addr = metrics_addr.unwrap_or_default();
-    let mut ports = Vec::new();
-    for mtu in [1400u32, 1500] {
-        vx.mtu(mtu)
-            .unwrap_or_else(|e| panic!("tunnel MTU {mtu}: {e}"));
-        let out = run("python3", &["-c", TUNNEL_CLIENT, "10.213.18.2"])
-            .unwrap_or_else(|e| panic!("the workload through the tunnel (MTU {mtu}) failed: {e}"));
-        ports.push((mtu, out.trim().parse::<u64>().expect("the client's port")));
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let metrics = http_get(&metrics_addr, "/metrics").unwrap_or_default().1;
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(trawl.0.id() as i32, libc::SIGTERM) };
-    let status = trawl.0.wait().expect("wait for trawl");
-    assert!(status.success(), "trawl exited with {status}");
-    let mut flows = Vec::new();
-    while let Ok(l) = stdout.recv_timeout(Duration::from_secs(5)) {
-        if let Ok(v) = serde_json::from_str::<J>(&l) {
-            flows.push(v);
-        }
-    }
-    for (mtu, port) in ports {
-        // RFC 791: pieces of (MTU - 20) rounded down to 8 bytes, each with its own header.
-        let piece = (mtu as u64 - 20) / 8 * 8;
-        let pieces = 3008u64.div_ceil(piece);
-        let want = (3 * pieces, 3 * (3008 + 20 * pieces));
-        let flow = flows
-            .iter()
-            .find(|f| f["source"]["port"] == port && f["destination"]["port"] == 7007)
-            .unwrap_or_else(|| panic!("MTU {mtu}: no flow from port {port}: {flows:#?}"));
-        assert_eq!(flow["source"]["ip"], "10.213.18.1", "MTU {mtu}: {flow:#}");
-        assert_eq!(flow["tunnel"]["type"], "vxlan", "MTU {mtu}: {flow:#}");
-        assert_eq!(flow["tunnel"]["id"], "42", "MTU {mtu}: {flow:#}");
-        for side in ["source", "destination"] {
-            let got = (
-                flow[side]["packets"].as_u64().unwrap_or(0),
-                flow[side]["bytes"].as_u64().unwrap_or(0),
-            );
-            assert_eq!(got, want, "MTU {mtu}, {side}: {flow:#}");
-        }
-    }
-    // Inner datagrams: 6 at each MTU. Outer: at 1,500 a full inner fragment (1,550 bytes in
-    // VXLAN) is cut in two on the underlay, until the kernel has learnt the tunnel's path MTU
-    // (the first datagram each way at least): each outer datagram is two more fragments.
-    let datagrams = metric(
-        &metrics,
-        "trawl_ip_datagrams_reassembled_total{input=\"flows\"}",
-    )
-    .unwrap_or(0.0) as u64;
-    assert!(
-        datagrams > 12,
-        "outer fragments were reassembled too: {metrics}"
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "trawl_ip_fragments_total{input=\"flows\",result=\"reassembled\"}"
-        ),
-        Some((36 + 2 * (datagrams - 12)) as f64),
-        "/metrics: {metrics}"
-    );
-    let outer: Vec<&J> = flows
-        .iter()
-        .filter(|f| f["destination"]["port"] == 4789 || f["source"]["port"] == 4789)
-        .collect();
-    assert!(
-        outer.is_empty(),
-        "no packet left undecoded as the outer flow: {outer:#?}"
-    );
 }
