@@ -58,6 +58,20 @@ pub struct Quoted {
     pub label: u32,
 }
 
+/// Where an IP fragment's bytes go in the datagram it is a piece of (RFC 791, RFC 8200 4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    /// IPv4 identification or IPv6 fragment header identification.
+    pub id: u32,
+    /// Where the fragment's bytes start in the datagram's payload (IPv6: fragmentable part).
+    pub offset: u32,
+    /// Bytes the fragment carries on the wire (`Packet::payload` is shorter after `snaplen`).
+    pub len: u32,
+    /// More fragments follow (MF, or IPv6's M flag).
+    pub more: bool,
+    pub v6: bool,
+}
+
 /// One decoded packet: the innermost IP packet's addresses and transport header, borrowing
 /// the payload from the captured bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,8 +104,10 @@ pub struct Packet<'a> {
     /// The outermost tunnel the packet was decapsulated from (boxed: inline, it made every
     /// packet a third larger and `trawl pcap` measurably slower on untunneled traffic).
     pub tunnel: Option<Box<Tunnel>>,
-    /// IP fragment (not the first one, or a first one we cannot read the ports of).
-    pub fragment: bool,
+    /// A piece of a fragmented IP datagram (boxed: rare). Its `payload` is the piece's bytes;
+    /// the transport header is not decoded, except the ports (ICMP type, code and echo
+    /// identifier) in the piece at offset 0. The engine reassembles the datagram.
+    pub fragment: Option<Box<Fragment>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +175,23 @@ impl Decoder {
     /// Decodes one captured frame of link type `link`.
     pub fn decode<'a>(&self, link: i32, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
         Walk::new(self).link(link, data)
+    }
+
+    /// Decodes IP datagram `ip`, reassembled from fragments like `piece`, as if it had come
+    /// in one packet: behind the same VLAN tags and inside the same tunnel.
+    pub fn reassembled<'a>(
+        &self,
+        piece: &Packet<'_>,
+        ip: &'a [u8],
+    ) -> Result<Packet<'a>, DecodeError> {
+        let walk = Walk {
+            decoder: self,
+            vlan: piece.vlan,
+            inner_vlan: piece.inner_vlan,
+            tunnel: piece.tunnel.clone(),
+            depth: piece.tunnel.is_some() as u8,
+        };
+        walk.ip(ip)
     }
 }
 
@@ -321,16 +354,14 @@ impl<'d> Walk<'d> {
             etherparse::err::ip::LaxHeaderSliceError::Len(_) => DecodeError::Truncated,
             etherparse::err::ip::LaxHeaderSliceError::Content(_) => DecodeError::Malformed,
         })?;
-        let (src, dst, ip_len, ip_id, first_fragment) = match &slice {
+        let (src, dst, ip_len, ip_id) = match &slice {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
-                let first = h.fragments_offset().value() == 0;
                 (
                     Addr::v4(h.source()),
                     Addr::v4(h.destination()),
                     h.total_len() as u32,
                     h.identification(),
-                    first,
                 )
             }
             LaxIpSlice::Ipv6(v6) => {
@@ -340,7 +371,6 @@ impl<'d> Walk<'d> {
                     Addr(h.destination()),
                     40 + h.payload_length() as u32,
                     0,
-                    true,
                 )
             }
         };
@@ -362,10 +392,10 @@ impl<'d> Walk<'d> {
             ip_id,
             missing: 0,
             tunnel: self.tunnel.clone(),
-            fragment: payload.fragmented,
+            fragment: None,
         };
-        if payload.fragmented && !first_fragment {
-            return Ok(p);
+        if payload.fragmented {
+            return super::defrag::piece(p, &slice, data);
         }
         let body = payload.payload;
         p.missing = ip_len.saturating_sub(data.len().min(ip_len as usize) as u32);

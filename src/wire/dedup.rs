@@ -3,7 +3,7 @@
 //!
 //! A copy has the same fingerprint: what stays the same along the path (the innermost IP
 //! addresses, protocol, IPv4 identification, ports, TCP sequence/ack/flags, payload length and
-//! first bytes), not what hops change (TTL, checksums, link and tunnel headers). A fingerprint
+//! first bytes, and for an IP fragment its identification and offset), not what hops change (TTL, checksums, link and tunnel headers). A fingerprint
 //! is remembered for `window` of capture time whatever order the copies are analyzed in, in an
 //! exact table (no slot shared by two packets) bounded in size. When the capture tells
 //! interfaces apart, a repeat on the interface that saw the packet first is a new packet (a
@@ -54,6 +54,10 @@ impl Dedup {
         p.src.hash(&mut h);
         p.dst.hash(&mut h);
         (p.proto, p.ip_id, p.sport, p.dport, p.vlan).hash(&mut h);
+        // The pieces of one datagram often have the same length and first bytes.
+        if let Some(f) = p.fragment.as_deref() {
+            (f.id, f.offset).hash(&mut h);
+        }
         if let Some(t) = p.tcp {
             (t.seq, t.ack, t.flags).hash(&mut h);
         }

@@ -4,6 +4,7 @@
 
 use super::community_id::{community_id, icmp_counterpart};
 use super::decode::{is_icmp_echo, tcp_flags, Addr, Packet};
+use super::defrag::Wire;
 use super::out::{Fields, Fixed, Out, Report};
 use super::tunnel::Tunnel;
 use super::Stats;
@@ -240,7 +241,36 @@ impl FlowTable {
     }
 
     /// Accounts `p` (captured at `ts_ns`) to its flow; ended flows go to `out`.
+    #[inline]
     pub fn packet(&mut self, p: &Packet<'_>, ts_ns: i64, out: &mut Out) {
+        self.account(p, ts_ns, ts_ns, 1, p.ip_len as u64, out)
+    }
+
+    /// Accounts the fragments of one IP datagram (`wire`) to the flow `p` is in: each
+    /// fragment is a packet of the flow, as on the wire.
+    pub fn fragments(&mut self, p: &Packet<'_>, wire: &Wire, out: &mut Out) {
+        self.account(
+            p,
+            wire.first_ns,
+            wire.last_ns,
+            wire.packets,
+            wire.bytes,
+            out,
+        )
+    }
+
+    /// `packets` packets of `bytes` in all, of the flow `p` is in, captured from `first_ns`
+    /// to `ts_ns`.
+    #[inline]
+    fn account(
+        &mut self,
+        p: &Packet<'_>,
+        first_ns: i64,
+        ts_ns: i64,
+        packets: u64,
+        bytes: u64,
+        out: &mut Out,
+    ) {
         let (key, dir) = FlowKey::of(p);
         let flags = p.tcp.map(|t| t.flags).unwrap_or(0);
         let syn_only = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
@@ -285,7 +315,7 @@ impl FlowTable {
                 self.next_id += 1;
                 v.insert(Flow {
                     id,
-                    first_ns: ts_ns,
+                    first_ns,
                     last_ns: ts_ns,
                     last_report_ns: ts_ns,
                     dirs: Default::default(),
@@ -308,8 +338,8 @@ impl FlowTable {
             f.icmp = Some((p.sport, p.dport, dir as u8));
         }
         let d = &mut f.dirs[dir];
-        d.packets += 1;
-        d.bytes += p.ip_len as u64;
+        d.packets += packets;
+        d.bytes += bytes;
         d.flags |= flags;
         if p.tcp.is_some() {
             if flags & tcp_flags::FIN != 0 {

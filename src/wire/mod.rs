@@ -6,7 +6,7 @@
 //! # Layout
 //! - `capture`: live interfaces and pcap files, on their own threads.
 //! - `decode`: link layers, IP, transports.  `tunnel`: VXLAN, Geneve, GRE, ERSPAN, Teredo,
-//!   IP-in-IP.  `addr`: addresses.  `dedup`: copies seen twice.
+//!   IP-in-IP.  `addr`: addresses.  `dedup`: copies seen twice.  `defrag`: IP fragments.
 //! - `merge`: the packets of several interfaces back in capture-time order.
 //! - `flows`: the flow table.  `tcp`: per-direction reassembly.  `community_id`: flow hashes.
 //! - `analyzer`: the trait every protocol analyzer implements.  `sessions`: the driver
@@ -23,6 +23,7 @@ pub mod capture;
 pub mod community_id;
 pub mod decode;
 pub mod dedup;
+pub mod defrag;
 pub mod dns;
 pub mod flows;
 pub mod http;
@@ -80,6 +81,8 @@ pub struct Stats {
     pub interface_errors: AtomicU64,
     /// Per interface: (name, received, kernel dropped, interface dropped) from pcap_stats.
     pub interfaces: Mutex<Vec<(String, u64, u64, u64)>>,
+    /// IP fragment reassembly.
+    pub fragments: defrag::FragmentStats,
 }
 
 /// Counters of one protocol analyzer of one input: `trawl_packet_<name>_*`.
@@ -215,6 +218,7 @@ impl Collector for StatsCollector {
             );
         }
         self.render_protocols(out, &input);
+        s.fragments.render(out, &input);
         let ifs = s.interfaces.lock().map(|v| v.clone()).unwrap_or_default();
         let _ = writeln!(out, "# HELP trawl_capture_kernel_received_total Packets the kernel passed to the capture (pcap_stats).\n# TYPE trawl_capture_kernel_received_total counter");
         for (n, r, _, _) in &ifs {
@@ -333,6 +337,10 @@ pub struct Engine {
     decoder: decode::Decoder,
     stats: Arc<Stats>,
     dedup: Option<Dedup>,
+    /// IP fragments waiting for the rest of their datagram.
+    defrag: defrag::Defrag,
+    /// What `defrag` is done with and the analyzers have not had yet.
+    defragged: Vec<defrag::Done>,
     flows: Option<FlowTable>,
     /// The protocol analyzers (HTTP...) and their connections.
     sessions: Sessions,
@@ -365,6 +373,8 @@ impl Engine {
                 .dedup_window
                 .filter(|w| !w.is_zero())
                 .map(Dedup::new),
+            defrag: Default::default(),
+            defragged: Vec::new(),
             flows: analyzers
                 .flows
                 .map(|c| FlowTable::new(c, input.clone(), stats.clone())),
@@ -418,11 +428,15 @@ impl Engine {
             self.now_ns = ts_ns;
         }
         let before = self.out.pending();
-        if let Some(f) = &mut self.flows {
-            f.packet(&p, ts_ns, &mut self.out);
-        }
-        if !self.sessions.is_empty() {
-            self.sessions.packet(&p, ts_ns, &mut self.out);
+        if p.fragment.is_some() {
+            self.fragment(&p, ts_ns);
+        } else {
+            if let Some(f) = &mut self.flows {
+                f.packet(&p, ts_ns, &mut self.out);
+            }
+            if !self.sessions.is_empty() {
+                self.sessions.packet(&p, ts_ns, &mut self.out);
+            }
         }
         self.graph_flows(before);
         self.sweep(self.now_ns);
@@ -443,6 +457,9 @@ impl Engine {
 
     fn sweep(&mut self, now_ns: i64) {
         let before = self.out.pending();
+        self.defrag
+            .expire(now_ns, &self.stats.fragments, &mut self.defragged);
+        self.defragmented();
         if let Some(f) = &mut self.flows {
             f.sweep(now_ns, &mut self.out);
         }
@@ -454,6 +471,9 @@ impl Engine {
     pub fn finish(&mut self) {
         self.publish();
         let before = self.out.pending();
+        self.defrag
+            .finish(&self.stats.fragments, &mut self.defragged);
+        self.defragmented();
         if let Some(f) = &mut self.flows {
             f.flush(&mut self.out);
         }

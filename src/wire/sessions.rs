@@ -150,7 +150,7 @@ impl Sessions {
     pub fn packet(&mut self, p: &Packet<'_>, ts: i64, out: &mut Out) {
         match (p.tcp.is_some(), p.proto) {
             (true, _) => self.tcp(p, ts, out),
-            (false, 17) if !p.fragment => self.udp(p, ts, out),
+            (false, 17) if p.fragment.is_none() => self.udp(p, ts, out),
             _ => {}
         }
     }

@@ -1,0 +1,91 @@
+//! Network namespaces for the live capture tests: commands, a namespace with its host-side
+//! veth removed however a test ends, a child's output line by line, a UDP echo server.
+
+use std::io::BufRead;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Runs `cmd args`; its standard output, or what it said on failure.
+pub fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A namespace behind one veth, removed however the test ends.
+pub struct Link {
+    pub ns: String,
+    pub host: String,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = run("ip", &["link", "del", &self.host]);
+        let _ = run("ip", &["netns", "del", &self.ns]);
+    }
+}
+
+impl Link {
+    /// `args` run inside the namespace.
+    pub fn exec(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns]);
+        c.args(args);
+        c
+    }
+}
+
+/// Lines of a child's pipe, read by a thread so that the pipe never fills.
+pub fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+pub fn wait_line(rx: &mpsc::Receiver<String>, what: &str, why: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("{why}: no line with {what:?} within 30 s: {seen:#?}"),
+        }
+    }
+}
+
+/// Echoes every UDP datagram on port 7007, IPv4 and IPv6, back to its sender.
+pub const ECHO: &str = r#"
+import socket, select, sys
+socks = []
+for fam, addr in ((socket.AF_INET, sys.argv[1]), (socket.AF_INET6, sys.argv[2])):
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.bind((addr, 7007))
+    socks.append(s)
+print("ready", flush=True)
+while True:
+    for s in select.select(socks, [], [])[0]:
+        data, peer = s.recvfrom(65535)
+        s.sendto(data, peer)
+"#;
+
+/// The value of `series` (name and labels, exactly) in a Prometheus text exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
