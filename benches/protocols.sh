@@ -6,12 +6,14 @@
 # packets/s and transactions/s per CPU second, CPU seconds, and the ratio.
 # Captures go to benches/data/proto-* (git-ignored; reused when present). Env: TRAWL (binary,
 # default target/release/trawl), ROUNDS (runs per tool, median reported; default 3), N (work
-# per protocol, default 20000).
+# per protocol, default 20000; TLS makes N/20 handshakes, at most TLS_MAX, default 1000: one
+# openssl process each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${TRAWL:-target/release/trawl}
 ROUNDS=${ROUNDS:-3}
 N=${N:-20000}
+TLS_HANDSHAKES=$((N / 20 < ${TLS_MAX:-1000} ? N / 20 : ${TLS_MAX:-1000}))
 [ -x "$BIN" ] || { echo "no trawl binary at $BIN (cargo build --release)" >&2; exit 2; }
 mkdir -p benches/data
 WORK=$(mktemp -d /tmp/trawl-protocols-bench.XXXXXX)
@@ -53,7 +55,7 @@ for i in range(n):
     except socket.timeout:
         pass
 EOF
-  kill "$server"; wait "$server" 2>/dev/null || true
+  kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
   echo "$port"
 }
 
@@ -62,7 +64,7 @@ make_redis() {
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
   local server=$!; sleep 0.5
   capture "$f" "tcp port $port" redis-benchmark -p "$port" -n "$N" -c 10 -P 1 -q -t set,get,incr,lpush
-  kill "$server"; wait "$server" 2>/dev/null || true
+  kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
   echo "$port"
 }
 
@@ -81,10 +83,10 @@ make_pgsql() {
 make_tls() {
   local f=$1 port; port=$(free_port)
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/k.pem" -out "$WORK/c.pem" -days 1 -subj /CN=bench.test 2>/dev/null
-  openssl s_server -accept "$port" -cert "$WORK/c.pem" -key "$WORK/k.pem" -quiet -naccept $((N / 20)) >/dev/null 2>&1 &
+  openssl s_server -accept "$port" -cert "$WORK/c.pem" -key "$WORK/k.pem" -quiet -naccept $TLS_HANDSHAKES >/dev/null 2>&1 &
   local server=$!; sleep 0.5
-  capture "$f" "tcp port $port" bash -c "for i in \$(seq $((N / 20))); do echo | openssl s_client -connect 127.0.0.1:$port -servername bench.test >/dev/null 2>&1; done"
-  kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
+  capture "$f" "tcp port $port" bash -c "for i in \$(seq $TLS_HANDSHAKES); do echo | openssl s_client -connect 127.0.0.1:$port -servername bench.test >/dev/null 2>&1; done"
+  kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
   echo "$port"
 }
 
