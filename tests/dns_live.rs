@@ -431,6 +431,9 @@ fn dnsmasq_queries_over_udp_and_tcp_are_transactions() {
         format!("trawl_dns_errors_total{{server=\"127.0.0.1:{silent_port}\",operation=\"A\"}} 1"),
         format!("trawl_dns_request_duration_seconds_count{{server=\"127.0.0.1:{port}\"}} 11"),
         "trawl_packet_dns_parse_errors_total{input=\"dns\"} 0".to_owned(),
+        // The protocol's own counters (`Protocol::counters`): the one query nobody answered.
+        "trawl_packet_dns_unanswered_total{input=\"dns\"} 1".to_owned(),
+        "trawl_packet_dns_unasked_total{input=\"dns\"} 0".to_owned(),
     ] {
         assert!(metrics.contains(&want), "no {want} in\n{metrics}");
     }

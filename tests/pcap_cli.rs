@@ -252,3 +252,45 @@ fn a_damaged_capture_through_a_pipeline_exits_1_after_delivering_what_came_befor
         );
     }
 }
+
+/// `--only pgsql` with `--pgsql-ports` reports the capture's PostgreSQL statements and
+/// nothing else; on the default port (5432) the same capture (server on 43469) has none; a
+/// ports option for a protocol not reported, and VXLAN port 0, are refused with exit 2.
+#[test]
+fn protocols_are_chosen_with_only_and_their_ports_options() {
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pgsql/workload.pcap");
+    let run = |args: &[&str]| {
+        let child = trawl().arg("pcap").args(args).arg(&pcap).spawn().unwrap();
+        finish(child, &args.join(" "))
+    };
+    let (code, out, err) = run(&["--only", "pgsql", "--pgsql-ports", "43469"]);
+    assert_eq!(code, Some(0), "{err}");
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.len() >= 10, "{out}");
+    for e in &events {
+        assert_eq!(e["event"]["dataset"], "pgsql", "{e}");
+        assert_eq!(
+            e["event"]["category"],
+            serde_json::json!(["database", "network"])
+        );
+        assert_eq!(e["server"]["port"], 43469);
+    }
+    let (code, out, err) = run(&["--only", "pgsql"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out, "",
+        "nothing on PostgreSQL's default port in this capture"
+    );
+    let (code, out, _) = run(&["--only", "flows,pgsql", "--pgsql-ports", "43469"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\"dataset\":\"flow\"") && out.contains("\"dataset\":\"pgsql\""));
+    let (code, _, err) = run(&["--vxlan-ports", "4789,0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--vxlan-ports") && err.contains('0'), "{err}");
+    let (code, _, err) = run(&["--dns-ports", "53"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--only dns"), "{err}");
+}

@@ -29,9 +29,11 @@ fn read(bytes: &[u8]) -> (usize, Option<String>, Option<String>) {
     std::fs::write(&path, bytes).unwrap();
     let analyzers = Analyzers {
         flows: Some(Default::default()),
-        http: Some(Default::default()),
+        protocols: trawl::wire::section::Protocols {
+            http: Some(Default::default()),
+            ..Default::default()
+        },
         dedup_window: None,
-        decoder: Default::default(),
         ..Default::default()
     };
     let mut engine = Engine::new(Arc::from("t"), analyzers, Arc::new(Stats::default()), None);

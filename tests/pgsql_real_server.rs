@@ -1,13 +1,17 @@
 //! The PostgreSQL decoder against a real server: a throwaway PostgreSQL cluster (Debian's
 //! `postgresql`) on a loopback port logging every statement, the known workload of
 //! tests/data/pgsql/workload.py (psql and psycopg 3) captured by dumpcap, and the real trawl
-//! binary reading that capture. Every operation in the server's log is one trawl transaction,
-//! and tshark's own PostgreSQL dissector agrees on every command tag and error code.
+//! binary reading that capture; at the same time a live trawl (`type: packet` with a `pgsql`
+//! protocol section) captures the same traffic on `lo`. For both, every operation in the
+//! server's log is one trawl transaction; tshark's own PostgreSQL dissector agrees on every
+//! command tag and error code; the live one's /metrics and service map count them.
 
 use serde_json::Value as J;
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use trawl::wire::pgsql::sql;
 
@@ -67,7 +71,8 @@ impl Drop for Server {
     }
 }
 
-/// dumpcap, stopped (SIGTERM, so that it writes what it holds) when dropped.
+/// dumpcap (or a live trawl), stopped with SIGTERM so that it writes what it holds; killed
+/// when dropped.
 struct Capture(Child);
 
 impl Capture {
@@ -136,6 +141,98 @@ fn tag(t: &str) -> (String, Option<i64>) {
         }
     }
     (words.join(" "), rows)
+}
+
+/// The lines of `r`, as they come, from a thread (so that the pipe never fills).
+fn lines_of(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `what`, returning it; fails after 30 s.
+fn wait_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(_) => panic!("trawl logged no line with {what:?} within 30 s"),
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET of trawl's own endpoint.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.split_once("\r\n\r\n")
+        .map(|b| b.1.to_owned())
+        .unwrap_or_default()
+}
+
+/// The sum of a metric family's series whose labels contain each of `labels`.
+fn metric_sum(metrics: &str, family: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|w| l.contains(w)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// trawl's pgsql events, in the order their statements started.
+fn pgsql_events(stdout: &str) -> Vec<J> {
+    let mut events: Vec<J> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &J| e["event"]["dataset"] == "pgsql")
+        .collect();
+    events.sort_by_key(|e| e["event"]["start"].as_str().unwrap_or("").to_owned());
+    events
+}
+
+/// Every statement the server logged (`ops`, in order) is one of `events`, the failed ones
+/// failures, and nothing secret is in any event. `what` names the trawl that reported them.
+fn check_events(events: &[J], ops: &[String], failed: &[String], port: u16, what: &str) {
+    let statements: Vec<String> = events
+        .iter()
+        .map(|e| e["db"]["statement"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(
+        statements, ops,
+        "{what}: trawl's statements, then the server's log"
+    );
+    let errors: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"]["outcome"] == "failure")
+        .map(|e| e["db"]["statement"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(errors, failed, "{what}");
+    for e in events {
+        assert_eq!(e["db"]["system"], "postgresql");
+        assert_eq!(
+            e["event"]["category"],
+            serde_json::json!(["database", "network"])
+        );
+        assert_eq!(e["db"]["name"], "shop");
+        assert_eq!(e["db"]["user"], "postgres");
+        assert_eq!(e["server"]["port"], port as i64);
+        assert!(e["event"]["reason"].is_null(), "{what}: {e}");
+        let text = e.to_string();
+        assert!(
+            !text.contains(PASSWORD) && !text.contains("'apple'"),
+            "{what}: {text}"
+        );
+    }
 }
 
 #[test]
@@ -238,6 +335,42 @@ fn every_statement_the_server_logged_is_one_transaction_and_tshark_agrees() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The live trawl: one `packet` input with flows (for the service map) and pgsql.
+    let live_dir = tmp.path().join("live");
+    std::fs::create_dir_all(&live_dir).unwrap();
+    let live_pipeline = tmp.path().join("live.yaml");
+    std::fs::write(
+        &live_pipeline,
+        format!(
+            "inputs:\n  node:\n    type: packet\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {port}\" }}\n    flows: {{ service_map: true }}\n    protocols:\n      pgsql: {{ ports: [{port}] }}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
+            live_dir.display()
+        ),
+    )
+    .unwrap();
+    let mut live = Capture(
+        Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["--log-format", "json", "run", "-c"])
+            .arg(&live_pipeline)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let live_log = lines_of(live.0.stderr.take().unwrap());
+    let live_out = live.0.stdout.take().unwrap();
+    let live_stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(live_out).read_to_string(&mut s);
+        s
+    });
+    let serving: J = serde_json::from_str(&wait_line(&live_log, "serving /metrics")).unwrap();
+    let metrics_addr = serving["address"]
+        .as_str()
+        .or(serving["fields"]["address"].as_str())
+        .unwrap()
+        .to_owned();
+    wait_line(&live_log, "capturing");
     std::thread::sleep(Duration::from_millis(500));
     let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pgsql/workload.py");
     let wl = Command::new("python3")
@@ -256,6 +389,60 @@ fn every_statement_the_server_logged_is_one_transaction_and_tshark_agrees() {
     drop(server);
     let (ops, failed) = logged(&server_log[setup_len..]);
     assert!(ops.len() >= 25, "the workload ran: {ops:?}");
+
+    // The live trawl counted every statement in its RED metrics (the clients have closed
+    // their connections, so nothing is waiting for a timeout) and drew a pgsql edge.
+    let server = format!("server=\"127.0.0.1:{port}\"");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let m = http_get(&metrics_addr, "/metrics");
+        if metric_sum(&m, "trawl_pgsql_requests_total", &[&server]) >= ops.len() as f64 {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "live trawl counted {} of {} statements within 30 s:\n{m}",
+            metric_sum(&m, "trawl_pgsql_requests_total", &[&server]),
+            ops.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        metric_sum(&metrics, "trawl_pgsql_requests_total", &[&server]),
+        ops.len() as f64,
+        "{metrics}"
+    );
+    let failures = metric_sum(
+        &metrics,
+        "trawl_pgsql_requests_total",
+        &[&server, "outcome=\"failure\""],
+    );
+    assert_eq!(failures, failed.len() as f64, "{metrics}");
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "trawl_pgsql_request_duration_seconds_count",
+            &[&server]
+        ),
+        ops.len() as f64,
+        "{metrics}"
+    );
+    // The protocol's own counters are registered: the server runs with ssl=off, so no
+    // connection went over to encryption, and nothing was lost.
+    for family in ["encrypted", "gaps", "overflowed"] {
+        let line = format!("trawl_packet_pgsql_{family}_total{{input=\"node\"}} 0");
+        assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+    }
+    let graph: J = serde_json::from_str(&http_get(&metrics_addr, "/api/graph/data")).unwrap();
+    let edge = graph["edges"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["detail__protocol"] == "pgsql"))
+        .unwrap_or_else(|| panic!("no pgsql edge in {graph}"));
+    assert_eq!(edge["source"], "127.0.0.1", "{graph}");
+    assert_eq!(edge["target"], "127.0.0.1", "{graph}");
+    live.stop();
+    let live_events = pgsql_events(&live_stdout.join().unwrap());
+    check_events(&live_events, &ops, &failed, port, "live trawl");
 
     // trawl reads the capture through a pipeline.
     let pipeline = tmp.path().join("p.yaml");
@@ -278,35 +465,8 @@ fn every_statement_the_server_logged_is_one_transaction_and_tshark_agrees() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut events: Vec<J> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|e: &J| e["event"]["dataset"] == "pgsql")
-        .collect();
-    events.sort_by_key(|e| e["event"]["start"].as_str().unwrap_or("").to_owned());
-    let statements: Vec<String> = events
-        .iter()
-        .map(|e| e["db"]["statement"].as_str().unwrap_or("-").to_owned())
-        .collect();
-    assert_eq!(statements, ops, "trawl's statements, then the server's log");
-    let errors: Vec<String> = events
-        .iter()
-        .filter(|e| e["event"]["outcome"] == "failure")
-        .map(|e| e["db"]["statement"].as_str().unwrap_or("-").to_owned())
-        .collect();
-    assert_eq!(errors, failed);
-    for e in &events {
-        assert_eq!(e["db"]["system"], "postgresql");
-        assert_eq!(e["db"]["name"], "shop");
-        assert_eq!(e["db"]["user"], "postgres");
-        assert_eq!(e["server"]["port"], port as i64);
-        assert!(e["event"]["reason"].is_null(), "{e}");
-        let text = e.to_string();
-        assert!(
-            !text.contains(PASSWORD) && !text.contains("'apple'"),
-            "{text}"
-        );
-    }
+    let events = pgsql_events(&String::from_utf8_lossy(&out.stdout));
+    check_events(&events, &ops, &failed, port, "trawl reading the capture");
 
     // tshark's dissector on the same capture: every command tag and SQLSTATE, per connection
     // in order, is what trawl reported.

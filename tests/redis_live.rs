@@ -133,18 +133,42 @@ fn encode(words: &[&str]) -> Vec<u8> {
     b
 }
 
-/// trawl on `pipeline`: the child and its events (read by a thread so the pipe never fills).
-fn start_trawl(pipeline: &Path) -> (KillOnDrop, mpsc::Receiver<J>) {
+/// trawl on `pipeline`: the child, its events (read by a thread so the pipe never fills) and
+/// the address it serves /metrics on.
+fn start_trawl(pipeline: &Path) -> (KillOnDrop, mpsc::Receiver<J>, String) {
     let mut child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_trawl"))
             .args(["--log-format", "json", "run", "-c"])
             .arg(pipeline)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start trawl"),
     );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (ltx, logs) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("trawl: {line}");
+            let _ = ltx.send(line);
+        }
+    });
+    let start = Instant::now();
+    let metrics_addr = loop {
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        let line = logs
+            .recv_timeout(left)
+            .expect("trawl logged no 'serving /metrics' within the deadline");
+        if line.contains("serving /metrics") {
+            let v: J = serde_json::from_str(&line).expect("a JSON log line");
+            break v["address"]
+                .as_str()
+                .or(v["fields"]["address"].as_str())
+                .expect("the address in the log line")
+                .to_owned();
+        }
+    };
     let stdout = child.0.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel::<J>();
     std::thread::spawn(move || {
@@ -154,7 +178,19 @@ fn start_trawl(pipeline: &Path) -> (KillOnDrop, mpsc::Receiver<J>) {
             }
         }
     });
-    (child, rx)
+    (child, rx, metrics_addr)
+}
+
+/// A plain HTTP/1.0 GET of trawl's own endpoint: the body.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to trawl's http address");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("response");
+    body.split_once("\r\n\r\n")
+        .map(|b| b.1.to_owned())
+        .unwrap_or_default()
 }
 
 fn get<'a>(e: &'a J, path: &str) -> &'a J {
@@ -215,7 +251,7 @@ fn redis_transactions_match_the_servers_monitor_one_for_one() {
         ),
     )
     .expect("pipeline");
-    let (_trawl, events) = start_trawl(&pipeline);
+    let (_trawl, events, metrics_addr) = start_trawl(&pipeline);
 
     // Wait until trawl (and dumpcap) see the port: PINGs on one connection until one is
     // reported.
@@ -379,6 +415,49 @@ fn redis_transactions_match_the_servers_monitor_one_for_one() {
 
     // tshark: the same error. dumpcap is stopped as a user would, so that it writes all.
     // libpcap hands packets over in batches: give the last ones time to reach the file.
+    // Live RED metrics, service-map edge and the protocol's own counters: every command of
+    // the workload is counted (the warm-up connection's too), the WRONGTYPE as the one
+    // failure, and the pub/sub messages (which answer no command) as pushes.
+    let metrics = http_get(&metrics_addr, "/metrics");
+    let server = format!("server=\"127.0.0.1:{port}\"");
+    let sum = |family: &str, labels: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("{family}{{")) && labels.iter().all(|w| l.contains(w))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        sum("trawl_redis_requests_total", &[&server]) >= total as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        sum(
+            "trawl_redis_requests_total",
+            &[&server, "outcome=\"failure\""]
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        sum("trawl_packet_redis_pushes_total", &["input=\"cache\""]) >= 4.0,
+        "the four pub/sub messages: {metrics}"
+    );
+    assert_eq!(
+        sum("trawl_packet_redis_gaps_total", &["input=\"cache\""]),
+        0.0
+    );
+    let graph: J =
+        serde_json::from_str(&http_get(&metrics_addr, "/api/graph/data")).expect("graph JSON");
+    assert!(
+        graph["edges"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["detail__protocol"] == "redis" && e["target"] == "127.0.0.1")),
+        "no redis edge in {graph}"
+    );
+
     std::thread::sleep(Duration::from_secs(2));
     let _ = Command::new("kill")
         .args(["-INT", &dumpcap.0.id().to_string()])

@@ -77,12 +77,13 @@ fn nginx(dir: &Path, port: u16) -> KillOnDrop {
 }
 
 /// trawl with a live `tls` input on `lo`, its events read by a thread.
-fn trawl(dir: &Path, port: u16) -> (KillOnDrop, mpsc::Receiver<J>) {
+/// trawl capturing `port` on lo: the child, its events and the address of its /metrics.
+fn trawl(dir: &Path, port: u16) -> (KillOnDrop, mpsc::Receiver<J>, String) {
     let pipeline = dir.join("pipeline.yaml");
     std::fs::write(
         &pipeline,
         format!(
-            "inputs:\n  tls:\n    type: tls\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {port}\" }}\n    ports: [{port}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\n",
+            "inputs:\n  tls:\n    type: tls\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {port}\" }}\n    ports: [{port}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
             dir.join("data").display()
         ),
     )
@@ -114,15 +115,40 @@ fn trawl(dir: &Path, port: u16) -> (KillOnDrop, mpsc::Receiver<J>) {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut metrics_addr = None;
     loop {
         let line = lrx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("trawl did not start capturing on lo");
+            .expect("trawl did not serve /metrics and start capturing on lo");
+        if line.contains("serving /metrics") {
+            let v: J = serde_json::from_str(&line).unwrap();
+            metrics_addr = v["address"]
+                .as_str()
+                .or(v["fields"]["address"].as_str())
+                .map(str::to_owned);
+        }
         if line.contains("capturing") {
             break;
         }
     }
-    (child, erx)
+    (
+        child,
+        erx,
+        metrics_addr.expect("trawl logged its /metrics address before capturing"),
+    )
+}
+
+/// A plain HTTP/1.0 GET of trawl's own endpoint: the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.split_once("\r\n\r\n")
+        .map(|b| b.1.to_owned())
+        .unwrap_or_default()
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -162,7 +188,7 @@ fn nginx_handshakes_match_its_logs_and_tshark() {
             .spawn()
             .expect("dumpcap (tshark's package)"),
     );
-    let (_trawl, events) = trawl(dir.path(), port);
+    let (_trawl, events, metrics_addr) = trawl(dir.path(), port);
     wait_for("dumpcap to start", || pcap.exists());
     std::thread::sleep(Duration::from_millis(500));
 
@@ -257,6 +283,33 @@ fn nginx_handshakes_match_its_logs_and_tshark() {
     // h2 was offered by the first curl only; TLS 1.3 keeps the choice encrypted, so only the
     // offer is visible.
     assert!(got.iter().any(|e| e["tls"]["client"]["alpn"][0] == "h2"));
+
+    // Live RED metrics and service-map edge: each handshake counted, the refused one as the
+    // one failure.
+    let metrics = http_get(&metrics_addr, "/metrics");
+    let server = format!("server=\"127.0.0.1:{port}\"");
+    let sum = |labels: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("trawl_tls_requests_total{") && labels.iter().all(|w| l.contains(w))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(sum(&[&server]), got.len() as f64, "{metrics}");
+    assert_eq!(sum(&[&server, "outcome=\"failure\""]), 1.0, "{metrics}");
+    assert!(
+        metrics.contains("trawl_packet_tls_gaps_total{input=\"tls\"} 0"),
+        "{metrics}"
+    );
+    let graph: J = serde_json::from_str(&http_get(&metrics_addr, "/api/graph/data")).unwrap();
+    assert!(
+        graph["edges"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["detail__protocol"] == "tls")),
+        "no tls edge in {graph}"
+    );
 
     // tshark on the same packets: JA3 and JA3S per client port.
     let out = run(Command::new("tshark")

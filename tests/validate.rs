@@ -225,3 +225,63 @@ fn vxlan_ports_out_of_range_are_rejected_at_the_element() {
         assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1), "{name}");
     }
 }
+
+/// A typo or a wrong value in a protocol section, whether its key is one of the connection
+/// settings every protocol shares or one of the protocol's own, in a `packet` input's
+/// `protocols:`, a shorthand input (`type: dns`) or a `pcap_file`: refused at the key, with
+/// file:line:col and key path, by validate and run.
+#[test]
+fn a_typo_in_a_protocol_section_is_rejected_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "packet.yaml",
+            "inputs:\n  net:\n    type: packet\n    capture: { interfaces: [lo] }\n    protocols:\n      dns: { ports: [53] }\n      redis:\n        ports: [6379]\n        max_conections: 7\n",
+            "9:9: inputs.net.protocols.redis.max_conections: unknown field `max_conections`",
+        ),
+        (
+            "shorthand.yaml",
+            "inputs:\n  d:\n    type: dns\n    capture: { interfaces: [lo] }\n    trasaction_timeout: 2s\n",
+            "5:5: inputs.d.trasaction_timeout: unknown field `trasaction_timeout`",
+        ),
+        (
+            "legacy.yaml",
+            "inputs:\n  f:\n    type: pcap_file\n    path: /nonexistent.pcap\n    pgsql: { ports: [5432], keep_literal: true }\n",
+            "5:29: inputs.f.pgsql.keep_literal: unknown field `keep_literal`",
+        ),
+        (
+            "value.yaml",
+            "inputs:\n  f:\n    type: pcap_file\n    path: /nonexistent.pcap\n    protocols:\n      tls:\n        max_connections: lots\n",
+            "7:26: inputs.f.protocols.tls.max_connections: ",
+        ),
+        (
+            "protocol.yaml",
+            "inputs:\n  n:\n    type: packet\n    protocols:\n      mysq: {}\n",
+            "5:7: inputs.n.protocols.mysq: unknown field `mysq`",
+        ),
+    ];
+    for (name, inputs, want) in cases {
+        let cfg = write_file(
+            dir.path(),
+            name,
+            &format!(
+                "data_dir: {}\nhttp: {{ enabled: false }}\n{inputs}outputs:\n  o: {{ type: stdout }}\n",
+                dir.path().join("data").display()
+            ),
+        );
+        // The two global lines come first: the lines of `inputs` move down by two.
+        let (line_col, rest) = want.split_once(':').unwrap();
+        let line: usize = line_col.parse::<usize>().unwrap() + 2;
+        let want = format!("{}:{line}:{rest}", cfg.display());
+        let v = Command::new(TRAWL)
+            .args(["validate", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&v.stderr);
+        assert_eq!(v.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(&want), "{name}: want `{want}` in:\n{err}");
+        let mut t = Trawl::start(&cfg, Some(&dir.path().join("run.log")));
+        assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1), "{name}");
+    }
+}

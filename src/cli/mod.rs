@@ -75,23 +75,7 @@ pub enum Command {
     },
     /// Decode a capture file: flows and HTTP transactions as JSON lines on stdout (or, with
     /// -c, through that pipeline's processors and outputs as the input `pcap`).
-    Pcap {
-        /// The capture file (pcap or pcapng).
-        file: PathBuf,
-        /// A pipeline whose processors and outputs receive the events.
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-        /// Report only these (default: flows and http).
-        #[arg(long, value_enum)]
-        only: Vec<pcap::Report>,
-        /// TCP ports that carry HTTP (comma-separated); by default every TCP connection is
-        /// followed and HTTP recognised by its content.
-        #[arg(long, value_delimiter = ',')]
-        http_ports: Vec<u16>,
-        /// UDP destination ports carrying VXLAN (comma-separated; default 4789,8472).
-        #[arg(long, value_delimiter = ',')]
-        vxlan_ports: Vec<u16>,
-    },
+    Pcap(pcap::PcapArgs),
     /// Run a command, pass its output through, and ship its lines (replaces `app | tee -a log`).
     Tee(tee::TeeArgs),
     /// Print the events a running trawl sees at inputs, processors or outputs, live.
@@ -149,13 +133,7 @@ pub fn main() -> i32 {
             once,
             watch_config,
         } => run(&Sources::resolve(&config), once, watch_config),
-        Command::Pcap {
-            file,
-            config,
-            only,
-            http_ports,
-            vxlan_ports,
-        } => pcap::run(file, config, only, http_ports, vxlan_ports),
+        Command::Pcap(args) => pcap::run(args),
         Command::Tee(args) => tee::run(args),
         Command::Test {
             what: TestCommand::Output { config },

@@ -6,8 +6,8 @@
 
 use crate::inputs::packet::{PacketInput, PcapFileConfig};
 use crate::wire::decode::Decoder;
-use crate::wire::http::HttpConfig;
 use crate::wire::out::Out;
+use crate::wire::section::{ProtocolConfig, Protocols, Section};
 use crate::wire::{capture, Analyzers, Engine, Stats};
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,40 +19,125 @@ use std::sync::Arc;
 pub enum Report {
     Flows,
     Http,
+    Dns,
+    Tls,
+    Redis,
+    Pgsql,
+}
+
+/// A UDP or TCP port a protocol can be on: 0 is refused as the pipeline file refuses it.
+fn port() -> clap::builder::RangedI64ValueParser<u16> {
+    clap::value_parser!(u16).range(1..)
+}
+
+/// `trawl pcap`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct PcapArgs {
+    /// The capture file (pcap or pcapng).
+    pub file: PathBuf,
+    /// A pipeline whose processors and outputs receive the events.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Report only these, comma-separated (default: flows and http).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Report>,
+    /// TCP ports that carry HTTP (comma-separated); by default every TCP connection is
+    /// followed and HTTP recognised by its content.
+    #[arg(long, value_delimiter = ',', value_parser = port())]
+    pub http_ports: Vec<u16>,
+    /// Ports that carry DNS, over UDP and TCP (default 53); needs `--only dns`.
+    #[arg(long, value_delimiter = ',', value_parser = port())]
+    pub dns_ports: Vec<u16>,
+    /// TCP ports that carry TLS (default 443,8443,6443,465,993,995,636); needs `--only tls`.
+    #[arg(long, value_delimiter = ',', value_parser = port())]
+    pub tls_ports: Vec<u16>,
+    /// TCP ports that carry Redis (default 6379); needs `--only redis`.
+    #[arg(long, value_delimiter = ',', value_parser = port())]
+    pub redis_ports: Vec<u16>,
+    /// TCP ports that carry PostgreSQL (default 5432); needs `--only pgsql`.
+    #[arg(long, value_delimiter = ',', value_parser = port())]
+    pub pgsql_ports: Vec<u16>,
+    /// UDP destination ports carrying VXLAN (comma-separated; default 4789,8472).
+    #[arg(long, value_delimiter = ',', value_parser = port())]
+    pub vxlan_ports: Vec<u16>,
 }
 
 /// Runs the command; returns the exit code: 1 when the file is unreadable or damaged, 0 when
-/// it was read to its end or a signal stopped the reading (everything decoded was reported).
-pub fn run(
-    file: PathBuf,
-    config: Option<PathBuf>,
-    only: Vec<Report>,
-    http_ports: Vec<u16>,
-    vxlan_ports: Vec<u16>,
-) -> i32 {
+/// it was read to its end or a signal stopped the reading (everything decoded was reported),
+/// 2 for options that contradict each other.
+pub fn run(args: PcapArgs) -> i32 {
     // Without the option, the default ports; with it, exactly the ports given.
-    let decoder = match vxlan_ports.is_empty() {
+    let decoder = match args.vxlan_ports.is_empty() {
         true => Decoder::default(),
-        false => Decoder { vxlan_ports },
+        false => Decoder {
+            vxlan_ports: args.vxlan_ports.clone(),
+        },
     };
-    match config {
-        Some(c) => with_pipeline(file, &c, decoder),
-        None => print_events(file, &only, http_ports, decoder),
+    match &args.config {
+        Some(c) => with_pipeline(args.file.clone(), c, decoder),
+        None => match analyzers(&args, decoder) {
+            Ok(a) => print_events(args.file, a),
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
     }
 }
 
-fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>, decoder: Decoder) -> i32 {
-    let both = only.is_empty();
-    let analyzers = Analyzers {
-        flows: (both || only.contains(&Report::Flows)).then(Default::default),
-        http: (both || only.contains(&Report::Http)).then(|| HttpConfig {
-            ports: http_ports,
-            ..Default::default()
-        }),
-        dedup_window: None,
-        decoder,
+/// What the options ask to report: `--only`'s analyzers (flows and HTTP without it), each
+/// protocol on its `--<protocol>-ports` when given.
+fn analyzers(args: &PcapArgs, decoder: Decoder) -> Result<Analyzers, String> {
+    let only = |r: Report| {
+        args.only.is_empty() && matches!(r, Report::Flows | Report::Http) || args.only.contains(&r)
+    };
+    fn section<C: ProtocolConfig>(
+        on: bool,
+        ports: &[u16],
+        option: &str,
+        name: &str,
+    ) -> Result<Option<Section<C>>, String> {
+        match (on, ports.is_empty()) {
+            (false, false) => Err(format!(
+                "{option} is given but {name} is not reported: add `--only {name}`"
+            )),
+            (false, true) => Ok(None),
+            (true, true) => Ok(Some(Section::default())),
+            (true, false) => Ok(Some(Section::on_ports(ports.to_vec()))),
+        }
+    }
+    let mut protocols = Protocols {
+        tls: section(only(Report::Tls), &args.tls_ports, "--tls-ports", "tls")?,
+        redis: section(
+            only(Report::Redis),
+            &args.redis_ports,
+            "--redis-ports",
+            "redis",
+        )?,
+        pgsql: section(
+            only(Report::Pgsql),
+            &args.pgsql_ports,
+            "--pgsql-ports",
+            "pgsql",
+        )?,
+        dns: section(only(Report::Dns), &args.dns_ports, "--dns-ports", "dns")?,
         ..Default::default()
     };
+    // HTTP on every TCP connection unless told its ports, as before the option existed.
+    if only(Report::Http) {
+        protocols.http = Some(Section::on_ports(args.http_ports.clone()));
+    } else if !args.http_ports.is_empty() {
+        return Err("--http-ports is given but http is not reported: add `--only http`".into());
+    }
+    Ok(Analyzers {
+        flows: only(Report::Flows).then(Default::default),
+        protocols,
+        dedup_window: None,
+        decoder,
+    })
+}
+
+fn print_events(file: PathBuf, analyzers: Analyzers) -> i32 {
     let stats = Arc::new(Stats::default());
     let mut engine = Engine::new(Arc::from("pcap"), analyzers, stats, None);
     // The analyzers write JSON lines straight into one buffer (no event maps); it goes out in
@@ -160,6 +245,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
     let pcap_cfg = PcapFileConfig {
         path: file,
         flows: None,
+        protocols: Protocols::default(),
         http: None,
         tls: None,
         redis: None,
@@ -171,7 +257,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
     let input = match PacketInput::pcap_file("pcap", pcap_cfg, None) {
         Ok(i) => i,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            eprintln!("error: {e}");
             return 1;
         }
     };

@@ -15,6 +15,7 @@ use crate::config::{from_node, ComponentSpec, DeError};
 use crate::event::Batch;
 use crate::pipeline::channel::{BatchSender, Closed, Shutdown, TrySendError};
 use crate::telemetry::metrics::ComponentMetrics;
+use crate::wire::section::{ProtocolConfig, Protocols, Section};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -128,56 +129,106 @@ pub struct BuildContext {
 pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
     match spec.type_name.as_str() {
         "stdin" => Ok(Box::new(stdin::build(spec)?)),
+        "packet" => {
+            let config: packet::PacketConfig = from_node(&spec.node, &spec.path)?;
+            check_packet(spec, &config)?;
+            Ok(Box::new(packet::PacketInput::packet(
+                &spec.name, config, ctx,
+            )))
+        }
         "flows" => {
-            let config: crate::wire::flows::FlowsConfig = from_node(&spec.node, &spec.path)?;
+            let mut flows: crate::wire::flows::FlowsConfig = from_node(&spec.node, &spec.path)?;
+            let config = packet::PacketConfig {
+                capture: flows.capture.take(),
+                flows: Some(flows),
+                protocols: Default::default(),
+            };
             check_capture(spec, config.capture.as_ref())?;
-            Ok(Box::new(packet::PacketInput::flows(
+            Ok(Box::new(packet::PacketInput::packet(
                 &spec.name, config, ctx,
             )))
         }
-        "http" => {
-            let config: crate::wire::http::HttpConfig = from_node(&spec.node, &spec.path)?;
-            check_capture(spec, config.capture.as_ref())?;
-            Ok(Box::new(packet::PacketInput::http(&spec.name, config, ctx)))
+        // One protocol's section with its `capture` beside it: a `packet` input with that
+        // one protocol (the input types before `packet` existed).
+        "http" => shorthand(spec, ctx, |p, s| p.http = Some(s)),
+        "tls" => shorthand(spec, ctx, |p, s| p.tls = Some(s)),
+        "redis" => shorthand(spec, ctx, |p, s| p.redis = Some(s)),
+        "dns" => shorthand(spec, ctx, |p, s| p.dns = Some(s)),
+        "pcap_file" => {
+            let config: packet::PcapFileConfig = from_node(&spec.node, &spec.path)?;
+            check_vxlan_ports(&config.vxlan_ports, Some(&spec.node), spec, &spec.path)?;
+            if config.flows.as_ref().is_some_and(|f| f.capture.is_some()) {
+                return Err(capture_not_here(spec, "a `pcap_file` reads its `path`"));
+            }
+            let input = packet::PacketInput::pcap_file(&spec.name, config, Some(ctx))
+                .map_err(|why| DeError::new(why, spec.mark, &spec.path))?;
+            Ok(Box::new(input))
         }
-        "tls" => {
-            let config: crate::wire::tls::TlsConfig = from_node(&spec.node, &spec.path)?;
-            check_capture(spec, config.capture.as_ref())?;
-            Ok(Box::new(packet::PacketInput::tls(&spec.name, config, ctx)))
-        }
-        "redis" => {
-            let config: crate::wire::redis::RedisConfig = from_node(&spec.node, &spec.path)?;
-            check_capture(spec, config.capture.as_ref())?;
-            Ok(Box::new(packet::PacketInput::redis(
-                &spec.name, config, ctx,
-            )))
-        }
-        "dns" => {
-            let config: crate::wire::dns::DnsConfig = from_node(&spec.node, &spec.path)?;
-            check_capture(spec, config.capture.as_ref())?;
-            Ok(Box::new(packet::PacketInput::dns(&spec.name, config, ctx)))
-        }
-        "pcap_file" => Ok(Box::new(
-            packet::PacketInput::pcap_file(
-                &spec.name,
-                {
-                    let config: packet::PcapFileConfig = from_node(&spec.node, &spec.path)?;
-                    check_vxlan_ports(&config.vxlan_ports, Some(&spec.node), spec, &spec.path)?;
-                    config
-                },
-                Some(ctx),
-            )
-            .map_err(|mut e| {
-                e.mark = Some(spec.mark);
-                e.path = Some(spec.path.clone());
-                e
-            })?,
-        )),
         "file" => Ok(Box::new(file::build(spec, ctx)?)),
         "socket" => Ok(Box::new(socket::build(spec)?)),
         "journald" => Ok(Box::new(journald::build(spec, &ctx.data_dir)?)),
         other => Err(unknown_type(spec, other, TYPES)),
     }
+}
+
+/// A shorthand packet input (`type: dns`): the protocol's section, and `capture` beside it.
+fn shorthand<C: ProtocolConfig>(
+    spec: &ComponentSpec,
+    ctx: &BuildContext,
+    set: impl FnOnce(&mut Protocols, Section<C>),
+) -> Result<Box<dyn Input>, DeError> {
+    let mut rest = spec.node.clone();
+    let mut capture = None;
+    if let crate::config::NodeKind::Map(entries) = &mut rest.kind {
+        if let Some(i) = entries
+            .iter()
+            .position(|(k, _)| k.as_str() == Some("capture"))
+        {
+            let node = entries.remove(i).1;
+            capture = crate::wire::section::present(crate::config::de::NodeDeserializer {
+                node: &node,
+                path: format!("{}.capture", spec.path),
+            })?;
+        }
+    }
+    check_capture(spec, capture.as_ref())?;
+    let mut config = packet::PacketConfig {
+        capture,
+        flows: None,
+        protocols: Protocols::default(),
+    };
+    set(&mut config.protocols, from_node(&rest, &spec.path)?);
+    Ok(Box::new(packet::PacketInput::packet(
+        &spec.name, config, ctx,
+    )))
+}
+
+/// `packet`: something to analyze, a capture filter libpcap compiles, no `flows.capture`.
+fn check_packet(spec: &ComponentSpec, config: &packet::PacketConfig) -> Result<(), DeError> {
+    if config.flows.is_none() && config.protocols.is_empty() {
+        return Err(DeError::new(
+            "nothing to analyze: expected `flows:` or a protocol under `protocols:` (http, tls, redis, pgsql, dns)",
+            spec.mark,
+            &spec.path,
+        ));
+    }
+    if config.flows.as_ref().is_some_and(|f| f.capture.is_some()) {
+        return Err(capture_not_here(
+            spec,
+            "a `packet` input's `capture` is beside `flows`",
+        ));
+    }
+    check_capture(spec, config.capture.as_ref())
+}
+
+/// `flows.capture` where the capture is set elsewhere.
+fn capture_not_here(spec: &ComponentSpec, why: &str) -> DeError {
+    let node = spec.node.get("flows").and_then(|f| f.get("capture"));
+    DeError::new(
+        format!("`flows.capture` is for a `flows` input; {why}"),
+        node.map_or(spec.mark, |n| n.mark),
+        &format!("{}.flows.capture", spec.path),
+    )
 }
 
 /// A `capture.bpf_filter` libpcap cannot compile is an error here, not an input that captures
@@ -236,6 +287,7 @@ pub const TYPES: &[&str] = &[
     "file",
     "socket",
     "journald",
+    "packet",
     "flows",
     "http",
     "tls",

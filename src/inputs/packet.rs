@@ -1,8 +1,8 @@
-//! The packet input types: `flows`, `http`, `dns`, `tls` and `redis` capture live (they cannot
-//! pause, so a full pipeline drops and counts), `pcap_file` reads a capture file (it waits for
-//! room) and ends at the end of the file after reporting every open flow and pending transaction.
+//! The packet input types: `packet` (and its one-section shorthands `flows`, `http`, `dns`,
+//! `tls`, `redis`) captures live (it cannot pause, so a full pipeline drops and counts);
+//! `pcap_file` reads a capture file (it waits for room) and ends at the end of the file after
+//! reporting every open flow and pending transaction.
 
-use crate::config::DeError;
 use crate::event::Batch;
 use crate::inputs::{BackPressure, BoxFuture, BuildContext, Input, InputContext};
 use crate::wire::capture::{self, CaptureConfig, Live};
@@ -12,7 +12,9 @@ use crate::wire::flows::FlowsConfig;
 use crate::wire::http::metrics::ServiceMap;
 use crate::wire::http::HttpConfig;
 use crate::wire::out::Out;
+use crate::wire::pgsql::PgsqlConfig;
 use crate::wire::redis::RedisConfig;
+use crate::wire::section::{present, Protocols, Section};
 use crate::wire::tls::TlsConfig;
 use crate::wire::{Analyzers, Engine, Stats, StatsCollector};
 use serde::Deserialize;
@@ -20,30 +22,48 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// `packet`: one live capture, the flow table and any protocols, as Packetbeat runs them (one
+/// capture per node instead of one per protocol). `flows`, `http`, `dns`, `tls` and `redis`
+/// are shorthands for a `packet` input with that one section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacketConfig {
+    /// Where to capture (interfaces, filter, buffers); all interfaces by default.
+    #[serde(default)]
+    pub capture: Option<CaptureConfig>,
+    /// Flow reporting (`flows:` alone turns it on with its defaults).
+    #[serde(default, deserialize_with = "present")]
+    pub flows: Option<FlowsConfig>,
+    /// The protocols decoded, each with its own ports and settings (`dns:` alone: defaults).
+    #[serde(default)]
+    pub protocols: Protocols,
+}
+
 /// `pcap_file`: a capture file analyzed in capture time.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PcapFileConfig {
     /// The capture file (pcap or pcapng).
     pub path: PathBuf,
-    /// Flow reporting; without `flows:` and `http:` sections both run with their defaults.
-    #[serde(default)]
+    /// Flow reporting; with no `flows:` and no protocol at all, flows and HTTP run with their
+    /// defaults.
+    #[serde(default, deserialize_with = "present")]
     pub flows: Option<FlowsConfig>,
-    /// HTTP transactions.
+    /// The protocols decoded, as in a `packet` input.
     #[serde(default)]
-    pub http: Option<HttpConfig>,
-    /// TLS handshakes (only when this section is given).
-    #[serde(default)]
-    pub tls: Option<TlsConfig>,
-    /// Redis transactions (only when given).
-    #[serde(default)]
-    pub redis: Option<RedisConfig>,
-    /// PostgreSQL transactions.
-    #[serde(default)]
-    pub pgsql: Option<crate::wire::pgsql::PgsqlConfig>,
-    /// DNS transactions (only when given).
-    #[serde(default)]
-    pub dns: Option<DnsConfig>,
+    pub protocols: Protocols,
+    /// `http:`, `tls:`, `redis:`, `pgsql:`, `dns:` beside `path` (written before `protocols:`
+    /// existed): the same as under `protocols:`.
+    #[serde(default, deserialize_with = "present")]
+    pub http: Option<Section<HttpConfig>>,
+    #[serde(default, deserialize_with = "present")]
+    pub tls: Option<Section<TlsConfig>>,
+    #[serde(default, deserialize_with = "present")]
+    pub redis: Option<Section<RedisConfig>>,
+    #[serde(default, deserialize_with = "present")]
+    pub pgsql: Option<Section<PgsqlConfig>>,
+    #[serde(default, deserialize_with = "present")]
+    pub dns: Option<Section<DnsConfig>>,
     /// Copies of a packet within this window count once (for captures taken on `any` or on
     /// several interfaces); `0s`, the default, keeps every packet as the file has it.
     #[serde(default)]
@@ -53,25 +73,48 @@ pub struct PcapFileConfig {
     pub vxlan_ports: Vec<u16>,
 }
 
+impl PcapFileConfig {
+    /// The protocols under `protocols:` and beside `path`; one given in both places is an
+    /// error naming the second.
+    fn protocols(&mut self) -> Result<Protocols, String> {
+        fn take<C>(
+            to: &mut Option<Section<C>>,
+            top: &mut Option<Section<C>>,
+            key: &str,
+        ) -> Result<(), String> {
+            match (to.is_some(), top.take()) {
+                (true, Some(_)) => Err(format!(
+                    "`{key}` is given both beside `path` and under `protocols`: keep one"
+                )),
+                (false, Some(t)) => {
+                    *to = Some(t);
+                    Ok(())
+                }
+                (_, None) => Ok(()),
+            }
+        }
+        let mut p = std::mem::take(&mut self.protocols);
+        take(&mut p.http, &mut self.http, "http")?;
+        take(&mut p.tls, &mut self.tls, "tls")?;
+        take(&mut p.redis, &mut self.redis, "redis")?;
+        take(&mut p.pgsql, &mut self.pgsql, "pgsql")?;
+        take(&mut p.dns, &mut self.dns, "dns")?;
+        Ok(p)
+    }
+}
+
 /// Where packets come from.
 pub enum Source {
     Live(CaptureConfig),
     File(PathBuf),
 }
 
-/// A packet input of any of the four types.
+/// A packet input, live or from a file.
 pub struct PacketInput {
     source: Source,
     analyzers: Analyzers,
     stats: Arc<Stats>,
     map: Option<Arc<ServiceMap>>,
-}
-
-fn reject_capture(section: &str, has: bool) -> Result<(), DeError> {
-    if has {
-        return Err(DeError::new(format!("`{section}.capture` is for live inputs (`flows`, `http`, `dns`); a `pcap_file` reads its `path`"), crate::config::Mark { line: 1, col: 1 }, section));
-    }
-    Ok(())
 }
 
 impl PacketInput {
@@ -89,11 +132,7 @@ impl PacketInput {
                 input: name.to_owned(),
                 stats: stats.clone(),
             }));
-            let max_series = analyzers
-                .http
-                .as_ref()
-                .map(|h| h.max_series)
-                .unwrap_or(1000);
+            let max_series = analyzers.protocols.max_series().unwrap_or(1000);
             map = Some(ServiceMap::shared(
                 &ctx.registry,
                 &ctx.endpoints,
@@ -108,8 +147,8 @@ impl PacketInput {
         }
     }
 
-    /// A live input: `capture` says where, `analyzers` what (one protocol section, or flows).
-    fn live(
+    /// A live input: `capture` says where, `analyzers` what (flows, protocols).
+    pub fn live(
         name: &str,
         capture: Option<CaptureConfig>,
         analyzers: Analyzers,
@@ -126,70 +165,14 @@ impl PacketInput {
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
     }
 
-    pub fn flows(name: &str, mut cfg: FlowsConfig, ctx: &BuildContext) -> PacketInput {
-        let capture = cfg.capture.take();
-        let flows = Some(cfg);
+    /// A `packet` input (or one of its shorthands, given as a `packet` config).
+    pub fn packet(name: &str, cfg: PacketConfig, ctx: &BuildContext) -> PacketInput {
         PacketInput::live(
             name,
-            capture,
+            cfg.capture,
             Analyzers {
-                flows,
-                ..Default::default()
-            },
-            ctx,
-        )
-    }
-
-    pub fn http(name: &str, mut cfg: HttpConfig, ctx: &BuildContext) -> PacketInput {
-        let capture = cfg.capture.take();
-        let http = Some(cfg);
-        PacketInput::live(
-            name,
-            capture,
-            Analyzers {
-                http,
-                ..Default::default()
-            },
-            ctx,
-        )
-    }
-
-    pub fn dns(name: &str, mut cfg: DnsConfig, ctx: &BuildContext) -> PacketInput {
-        let capture = cfg.capture.take();
-        let dns = Some(cfg);
-        PacketInput::live(
-            name,
-            capture,
-            Analyzers {
-                dns,
-                ..Default::default()
-            },
-            ctx,
-        )
-    }
-
-    pub fn redis(name: &str, mut cfg: RedisConfig, ctx: &BuildContext) -> PacketInput {
-        let capture = cfg.capture.take();
-        let redis = Some(cfg);
-        PacketInput::live(
-            name,
-            capture,
-            Analyzers {
-                redis,
-                ..Default::default()
-            },
-            ctx,
-        )
-    }
-
-    pub fn tls(name: &str, mut cfg: TlsConfig, ctx: &BuildContext) -> PacketInput {
-        let capture = cfg.capture.take();
-        let tls = Some(cfg);
-        PacketInput::live(
-            name,
-            capture,
-            Analyzers {
-                tls,
+                flows: cfg.flows,
+                protocols: cfg.protocols,
                 ..Default::default()
             },
             ctx,
@@ -198,39 +181,24 @@ impl PacketInput {
 
     pub fn pcap_file(
         name: &str,
-        cfg: PcapFileConfig,
+        mut cfg: PcapFileConfig,
         ctx: Option<&BuildContext>,
-    ) -> Result<PacketInput, DeError> {
-        reject_capture(
-            "flows",
-            cfg.flows.as_ref().is_some_and(|f| f.capture.is_some()),
-        )?;
-        reject_capture(
-            "http",
-            cfg.http.as_ref().is_some_and(|h| h.capture.is_some()),
-        )?;
-        reject_capture("tls", cfg.tls.as_ref().is_some_and(|t| t.capture.is_some()))?;
-        reject_capture(
-            "redis",
-            cfg.redis.as_ref().is_some_and(|r| r.capture.is_some()),
-        )?;
+    ) -> Result<PacketInput, String> {
+        let protocols = cfg.protocols()?;
         // No section at all: flows and HTTP, as before protocols had sections of their own.
-        reject_capture("dns", cfg.dns.as_ref().is_some_and(|d| d.capture.is_some()))?;
-        let other_protocols =
-            cfg.tls.is_some() || cfg.redis.is_some() || cfg.pgsql.is_some() || cfg.dns.is_some();
-        let (flows, http) = match (cfg.flows, cfg.http) {
-            (None, None) if !other_protocols => {
-                (Some(FlowsConfig::default()), Some(HttpConfig::default()))
-            }
-            (flows, http) => (flows, http),
+        let (flows, protocols) = match cfg.flows {
+            None if protocols.is_empty() => (
+                Some(FlowsConfig::default()),
+                Protocols {
+                    http: Some(Section::default()),
+                    ..Default::default()
+                },
+            ),
+            flows => (flows, protocols),
         };
         let analyzers = Analyzers {
-            tls: cfg.tls,
             flows,
-            http,
-            redis: cfg.redis,
-            pgsql: cfg.pgsql,
-            dns: cfg.dns,
+            protocols,
             dedup_window: cfg.dedup_window.positive(),
             decoder: Decoder {
                 vxlan_ports: cfg.vxlan_ports,

@@ -145,15 +145,47 @@ pub trait Protocol: Send {
     fn takes_unrecognized(&self) -> bool {
         false
     }
+    /// Counters of its own (at most `MAX_COUNTERS`), which sessions move with `Sink::count`:
+    /// registered on `/metrics` once per input whether they moved or not.
+    fn counters(&self) -> &'static [Counter] {
+        &[]
+    }
+    /// `event.category` of its events (ECS): `network`, and `database` first for a database.
+    fn category(&self) -> &'static [&'static str] {
+        &["network"]
+    }
     /// A session for a new connection or flow between the endpoints of `conn`.
     fn open(&self, transport: Transport, conn: &Conn) -> Box<dyn AnySession>;
 }
 
-/// Where a session puts what it finished: transactions, and a count of malformed messages
-/// (published as `trawl_<protocol>_malformed_total`). Drained by the driver after each call.
+/// One of a protocol's own counters (`Protocol::counters`), published once per input as
+/// `trawl_packet_<protocol>_<name>_total`.
+#[derive(Debug)]
+pub struct Counter {
+    /// The metric name's part after the protocol (`encrypted`: `trawl_packet_pgsql_encrypted_total`).
+    pub name: &'static str,
+    /// The metric's `# HELP`.
+    pub help: &'static str,
+}
+
+/// Most counters of its own a protocol may have.
+pub const MAX_COUNTERS: usize = 8;
+
+/// What sessions counted during one call of the driver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Malformed messages (`trawl_packet_<protocol>_parse_errors_total`).
+    pub malformed: u64,
+    /// Per `Protocol::counters` entry, by index.
+    pub named: [u64; MAX_COUNTERS],
+}
+
+/// Where a session puts what it finished: transactions, and counts of malformed messages
+/// and of its protocol's own counters. Drained by the driver after each call.
 pub struct Sink<T> {
     pub transactions: Vec<T>,
     pub malformed: u64,
+    counted: [u64; MAX_COUNTERS],
 }
 
 impl<T> Default for Sink<T> {
@@ -161,6 +193,7 @@ impl<T> Default for Sink<T> {
         Sink {
             transactions: Vec::new(),
             malformed: 0,
+            counted: [0; MAX_COUNTERS],
         }
     }
 }
@@ -173,6 +206,13 @@ impl<T> Sink<T> {
     /// One message that could not be decoded (the session resynchronises as it can).
     pub fn malformed(&mut self) {
         self.malformed += 1;
+    }
+
+    /// Adds `n` to the protocol's own counter at `index` in `Protocol::counters`.
+    pub fn count(&mut self, index: usize, n: u64) {
+        if let Some(c) = self.counted.get_mut(index) {
+            *c += n;
+        }
     }
 }
 
@@ -282,7 +322,7 @@ pub fn write_common<F: Fields>(conn: &Conn, r: &Record<'_>, f: &mut F) {
     f.time("@timestamp", r.start_ns);
     f.open("event");
     f.word("kind", "event");
-    f.strs("category", &["network"]);
+    f.strs("category", conn.category);
     f.strs("type", &["connection", "protocol"]);
     f.word("dataset", conn.protocol);
     f.time("start", r.start_ns);
@@ -304,6 +344,8 @@ pub type Endpoint = (Addr, u16);
 /// computed once.
 pub struct Conn {
     pub protocol: &'static str,
+    /// `event.category` (`Protocol::category`).
+    pub category: &'static [&'static str],
     pub transport: Transport,
     pub client: Endpoint,
     pub server: Endpoint,
@@ -341,6 +383,7 @@ impl Conn {
         .concat();
         Conn {
             protocol,
+            category: &["network"],
             transport,
             client_ip: client.0.text(),
             server_name,
@@ -409,8 +452,8 @@ pub struct Emit<'a> {
     pub input: &'a Arc<str>,
     pub out: &'a mut Out,
     pub map: Option<&'a ServiceMap>,
-    /// Malformed messages seen (added to the protocol's counter by the driver).
-    pub malformed: &'a mut u64,
+    /// Malformed messages and the protocol's own counts (added to its counters by the driver).
+    pub counts: &'a mut Counts,
 }
 
 /// A session as the driver holds it, whatever its protocol: `Session` with its transaction
@@ -432,7 +475,10 @@ struct Running<S: Session> {
 
 impl<S: Session> Running<S> {
     fn emit(&mut self, emit: &mut Emit<'_>) {
-        *emit.malformed += std::mem::take(&mut self.sink.malformed);
+        emit.counts.malformed += std::mem::take(&mut self.sink.malformed);
+        for (to, from) in emit.counts.named.iter_mut().zip(&mut self.sink.counted) {
+            *to += std::mem::take(from);
+        }
         for t in self.sink.transactions.drain(..) {
             emit.out.push(
                 emit.input,
@@ -605,20 +651,20 @@ mod tests {
         let mut s = echo.open(Transport::Tcp, &conn);
         let (input, map) = (Arc::from("t"), ServiceMap::new(10));
         let mut out = Out::Events(Vec::new());
-        let mut malformed = 0;
+        let mut counts = Counts::default();
         let mut emit = Emit {
             conn: &conn,
             input: &input,
             out: &mut out,
             map: Some(&map),
-            malformed: &mut malformed,
+            counts: &mut counts,
         };
         s.data(Side::Client, b"ECHO hi", 1_000_000, &mut emit);
         s.data(Side::Server, b"ECHO hi", 3_000_000, &mut emit);
         s.data(Side::Server, b"unasked", 4_000_000, &mut emit);
         s.data(Side::Client, b"ECHO lost", 5_000_000, &mut emit);
         s.close(9_000_000, &mut emit);
-        assert_eq!(malformed, 1);
+        assert_eq!(counts.malformed, 1);
         let events = out.events();
         assert_eq!(events.len(), 2);
         let get = |i: usize, k: &str| events[i].get(k).cloned();

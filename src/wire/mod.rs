@@ -14,6 +14,8 @@
 //! - `http`: parser, transaction pairing, RED metrics and the service map.  `dns`: DNS
 //!   over UDP and TCP.  `tls`: handshakes, JA3/JA4.  `redis`: RESP2/RESP3.  `pgsql`:
 //!   PostgreSQL's frontend/backend protocol.
+//! - `section`: a protocol's config section (the connection settings all share) and
+//!   `Protocols`, the list of protocols: where a protocol is registered.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
@@ -32,6 +34,7 @@ pub mod out;
 pub mod pcapfile;
 pub mod pgsql;
 pub mod redis;
+pub mod section;
 pub mod sessions;
 pub mod tcp;
 pub mod tls;
@@ -39,13 +42,12 @@ pub mod tunnel;
 
 use crate::event::Value;
 use crate::telemetry::metrics::{escape_label, Collector};
-use analyzer::Protocol;
 use chrono::{DateTime, TimeZone, Utc};
 use dedup::Dedup;
 use flows::{FlowTable, FlowsConfig};
 use http::metrics::ServiceMap;
-use http::HttpConfig;
 use out::Out;
+use section::Protocols;
 use sessions::Sessions;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,29 +97,40 @@ pub struct ProtocolStats {
     pub untracked: AtomicU64,
     /// Messages that could not be parsed.
     pub parse_errors: AtomicU64,
+    /// The protocol's own counters (`Protocol::counters`), in its order.
+    pub named: Vec<(&'static analyzer::Counter, AtomicU64)>,
 }
 
 impl ProtocolStats {
-    fn new(name: &'static str) -> ProtocolStats {
+    fn new(name: &'static str, counters: &'static [analyzer::Counter]) -> ProtocolStats {
         ProtocolStats {
             name,
             connections: AtomicU64::new(0),
             untracked: AtomicU64::new(0),
             parse_errors: AtomicU64::new(0),
+            named: counters
+                .iter()
+                .take(analyzer::MAX_COUNTERS)
+                .map(|c| (c, AtomicU64::new(0)))
+                .collect(),
         }
     }
 }
 
 impl Stats {
-    /// The counters of protocol `name`, created on first use.
-    pub fn protocol(&self, name: &'static str) -> Arc<ProtocolStats> {
+    /// The counters of protocol `name` (with its own `counters`), created on first use.
+    pub fn protocol(
+        &self,
+        name: &'static str,
+        counters: &'static [analyzer::Counter],
+    ) -> Arc<ProtocolStats> {
         let Ok(mut v) = self.protocols.lock() else {
-            return Arc::new(ProtocolStats::new(name));
+            return Arc::new(ProtocolStats::new(name, counters));
         };
         if let Some(p) = v.iter().find(|p| p.name == name) {
             return p.clone();
         }
-        let p = Arc::new(ProtocolStats::new(name));
+        let p = Arc::new(ProtocolStats::new(name, counters));
         v.push(p.clone());
         p
     }
@@ -259,7 +272,7 @@ impl StatsCollector {
             .map(|v| v.clone())
             .unwrap_or_default();
         if !protocols.iter().any(|p| p.name == "http") {
-            protocols.insert(0, Arc::new(ProtocolStats::new("http")));
+            protocols.insert(0, Arc::new(ProtocolStats::new("http", &[])));
         }
         for p in protocols {
             let (name, upper) = (p.name, p.name.to_ascii_uppercase());
@@ -289,6 +302,15 @@ impl StatsCollector {
                     v.load(Ordering::Relaxed)
                 );
             }
+            for (c, v) in &p.named {
+                let family = format!("trawl_packet_{name}_{}_total", c.name);
+                let _ = writeln!(
+                    out,
+                    "# HELP {family} {}\n# TYPE {family} counter\n{family}{{input=\"{input}\"}} {}",
+                    c.help,
+                    v.load(Ordering::Relaxed)
+                );
+            }
         }
     }
 }
@@ -297,39 +319,12 @@ impl StatsCollector {
 #[derive(Clone, Debug, Default)]
 pub struct Analyzers {
     pub flows: Option<FlowsConfig>,
-    pub http: Option<HttpConfig>,
-    pub tls: Option<tls::TlsConfig>,
-    pub redis: Option<redis::RedisConfig>,
-    pub pgsql: Option<pgsql::PgsqlConfig>,
-    pub dns: Option<dns::DnsConfig>,
+    /// The protocol analyzers (`section::Protocols`, where protocols are registered).
+    pub protocols: Protocols,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,
     /// Decoding settings (which UDP ports carry VXLAN).
     pub decoder: decode::Decoder,
-}
-
-impl Analyzers {
-    /// The protocol analyzers configured, in the order they claim connections: the one
-    /// place where protocols are registered (a new protocol is one folder and one line here).
-    fn protocols(&self) -> Vec<Box<dyn Protocol>> {
-        let mut v: Vec<Box<dyn Protocol>> = Vec::new();
-        if let Some(c) = &self.http {
-            v.push(Box::new(http::Http::new(c.clone())));
-        }
-        if let Some(c) = &self.tls {
-            v.push(Box::new(tls::Tls::new(c.clone())));
-        }
-        if let Some(c) = &self.redis {
-            v.push(Box::new(redis::Redis::new(c)));
-        }
-        if let Some(c) = &self.pgsql {
-            v.push(Box::new(pgsql::Pgsql::new(c)));
-        }
-        if let Some(c) = &self.dns {
-            v.push(Box::new(dns::Dns::new(c.clone())));
-        }
-        v
-    }
 }
 
 /// Decodes packets and runs the analyzers over them; events accumulate in `events`.
@@ -365,7 +360,7 @@ impl Engine {
         stats: Arc<Stats>,
         map: Option<Arc<ServiceMap>>,
     ) -> Engine {
-        let protocols = analyzers.protocols();
+        let protocols = analyzers.protocols.open();
         Engine {
             graph_tcp: analyzers.flows.as_ref().is_some_and(|f| f.service_map),
             decoder: analyzers.decoder,
@@ -554,9 +549,7 @@ pub(crate) mod tests {
                     service_map: on,
                     ..FlowsConfig::default()
                 }),
-                http: None,
                 dedup_window: None,
-                decoder: Default::default(),
                 ..Default::default()
             };
             let map = Arc::new(ServiceMap::new(10));
@@ -593,9 +586,7 @@ pub(crate) mod tests {
     fn a_packet_inside_and_outside_a_tunnel_counts_once() {
         let analyzers = Analyzers {
             flows: Some(FlowsConfig::default()),
-            http: None,
             dedup_window: Some(std::time::Duration::from_millis(100)),
-            decoder: Default::default(),
             ..Default::default()
         };
         let stats = Arc::new(Stats::default());

@@ -8,7 +8,7 @@
 //! flush go through connections in the order they started, so a capture always gives the
 //! same output.
 
-use super::analyzer::{AnySession, Conn, Emit, Protocol, Side, Transport};
+use super::analyzer::{AnySession, Conn, Counts, Emit, Protocol, Side, Transport};
 use super::decode::{tcp_flags, Packet};
 use super::flows::FlowKey;
 use super::http::metrics::ServiceMap;
@@ -94,7 +94,7 @@ impl Sessions {
                     tcp: transports.contains(&Transport::Tcp),
                     udp: transports.contains(&Transport::Udp),
                     budget: Budget::new(protocol.settings().max_buffer_total),
-                    stats: stats.protocol(protocol.name()),
+                    stats: stats.protocol(protocol.name(), protocol.counters()),
                     open: 0,
                     protocol,
                 }
@@ -177,7 +177,8 @@ impl Sessions {
         } else {
             ((p.dst, p.dport), (p.src, p.sport))
         };
-        let conn = Conn::new(r.protocol.name(), transport, client, server);
+        let mut conn = Conn::new(r.protocol.name(), transport, client, server);
+        conn.category = r.protocol.category();
         Some(Entry {
             session: r.protocol.open(transport, &conn),
             conn,
@@ -256,7 +257,7 @@ impl Sessions {
         let r = &mut self.protocols[e.proto];
         let per_stream = r.protocol.settings().max_buffer_per_connection;
         let from = side(dir, e.client_dir);
-        let (mut malformed, mut gaps) = (0u64, 0u64);
+        let (mut counts, mut gaps) = (Counts::default(), 0u64);
         let Entry {
             session,
             conn,
@@ -268,7 +269,7 @@ impl Sessions {
             input: &self.input,
             out,
             map: self.map.as_deref(),
-            malformed: &mut malformed,
+            counts: &mut counts,
         };
         {
             let mut sink =
@@ -296,7 +297,7 @@ impl Sessions {
             session.end(from, ts, &mut emit);
         }
         let closed = tcp.flags & tcp_flags::RST != 0 || (streams[0].fin && streams[1].fin);
-        count(&r.stats, malformed, &self.stats, gaps);
+        count(&r.stats, &counts, &self.stats, gaps);
         if closed {
             if let Some(e) = self.conns.remove(&key) {
                 self.close(e, ts, out);
@@ -339,17 +340,17 @@ impl Sessions {
                 e.conn.tunnel = Some(Box::new((*t, dir == e.client_dir)));
             }
         }
-        let mut malformed = 0;
+        let mut counts = Counts::default();
         let mut emit = Emit {
             conn: &e.conn,
             input: &self.input,
             out,
             map: self.map.as_deref(),
-            malformed: &mut malformed,
+            counts: &mut counts,
         };
         e.session
             .data(side(dir, e.client_dir), p.payload, ts, &mut emit);
-        count(&self.protocols[e.proto].stats, malformed, &self.stats, 0);
+        count(&self.protocols[e.proto].stats, &counts, &self.stats, 0);
     }
 
     /// Ends a connection: what is buffered is handed on (with gaps for the holes), then the
@@ -357,7 +358,7 @@ impl Sessions {
     fn close(&mut self, mut e: Entry, ts: i64, out: &mut Out) {
         let r = &mut self.protocols[e.proto];
         r.open = r.open.saturating_sub(1);
-        let (mut malformed, mut gaps) = (0u64, 0u64);
+        let (mut counts, mut gaps) = (Counts::default(), 0u64);
         let Entry {
             session,
             conn,
@@ -370,7 +371,7 @@ impl Sessions {
             input: &self.input,
             out,
             map: self.map.as_deref(),
-            malformed: &mut malformed,
+            counts: &mut counts,
         };
         for (d, s) in streams.iter_mut().enumerate() {
             let from = side(d, *client_dir);
@@ -379,7 +380,7 @@ impl Sessions {
             s.flush(&mut r.budget, &mut sink);
         }
         session.close(ts, &mut emit);
-        count(&r.stats, malformed, &self.stats, gaps);
+        count(&r.stats, &counts, &self.stats, gaps);
     }
 
     /// Reports requests past their protocol's `transaction_timeout` and closes connections
@@ -418,16 +419,16 @@ impl Sessions {
                     self.close(e, now, out);
                 }
             } else if let Some(e) = self.conns.get_mut(&k) {
-                let mut malformed = 0;
+                let mut counts = Counts::default();
                 let mut emit = Emit {
                     conn: &e.conn,
                     input: &self.input,
                     out,
                     map: self.map.as_deref(),
-                    malformed: &mut malformed,
+                    counts: &mut counts,
                 };
                 e.session.expire(deadlines[e.proto].0, &mut emit);
-                count(&self.protocols[e.proto].stats, malformed, &self.stats, 0);
+                count(&self.protocols[e.proto].stats, &counts, &self.stats, 0);
             }
         }
         self.publish();
@@ -452,9 +453,16 @@ impl Sessions {
 }
 
 /// Adds what one call saw to the counters (nothing to do, the common case, costs no atomics).
-fn count(proto: &ProtocolStats, malformed: u64, stats: &Stats, gaps: u64) {
-    if malformed > 0 {
-        proto.parse_errors.fetch_add(malformed, Ordering::Relaxed);
+fn count(proto: &ProtocolStats, counts: &Counts, stats: &Stats, gaps: u64) {
+    if counts.malformed > 0 {
+        proto
+            .parse_errors
+            .fetch_add(counts.malformed, Ordering::Relaxed);
+    }
+    for (c, n) in proto.named.iter().zip(counts.named) {
+        if n > 0 {
+            c.1.fetch_add(n, Ordering::Relaxed);
+        }
     }
     if gaps > 0 {
         stats.tcp_gaps.fetch_add(gaps, Ordering::Relaxed);

@@ -6,75 +6,50 @@ mod event;
 pub mod message;
 
 use super::analyzer::{self, AnySession, Protocol, Session, Settings, Side, Sink, Transport};
+use super::section::{Connection, ProtocolConfig};
 use crate::config::{ByteSize, Duration};
 pub use event::DnsTx;
 use message::Message;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+/// The `dns` section's own settings: none beyond the connection settings every protocol has.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DnsConfig {
-    /// Live capture settings (`dns` input only).
-    #[serde(default)]
-    pub capture: Option<super::capture::CaptureConfig>,
-    /// UDP and TCP ports that carry DNS; an empty list recognises DNS by content on any port
-    /// no other protocol claims.
-    #[serde(default = "default_ports")]
-    pub ports: Vec<u16>,
-    /// A query without a response for this long is reported (`event.reason: response_missing`).
-    #[serde(default = "default_tx_timeout")]
-    pub transaction_timeout: Duration,
-    /// A UDP flow or TCP connection without packets for this long is forgotten, its open
-    /// queries reported.
-    #[serde(default = "default_conn_timeout")]
-    pub connection_timeout: Duration,
-    /// Most flows and connections followed at once; more are counted and not followed.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// Out-of-order bytes buffered per direction of a TCP connection.
-    #[serde(default = "default_per_conn")]
-    pub max_buffer_per_connection: ByteSize,
-    /// Out-of-order bytes buffered across all DNS TCP connections.
-    #[serde(default = "default_total")]
-    pub max_buffer_total: ByteSize,
-}
+pub struct DnsConfig {}
 
-impl Default for DnsConfig {
-    fn default() -> Self {
-        DnsConfig {
-            capture: None,
-            ports: default_ports(),
-            transaction_timeout: default_tx_timeout(),
-            connection_timeout: default_conn_timeout(),
-            max_connections: default_max_connections(),
-            max_buffer_per_connection: default_per_conn(),
-            max_buffer_total: default_total(),
+impl ProtocolConfig for DnsConfig {
+    /// Port 53; a UDP "connection" is a 5-tuple, so flows are forgotten sooner than TCP
+    /// connections and need less buffer.
+    fn connection_defaults() -> Connection {
+        Connection {
+            connection_timeout: Duration::from_secs(15),
+            max_buffer_per_connection: ByteSize(64 * 1024),
+            max_buffer_total: ByteSize(8 * 1024 * 1024),
+            ..Connection::defaults(&[53])
         }
     }
-}
-
-fn default_ports() -> Vec<u16> {
-    vec![53]
-}
-fn default_tx_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_conn_timeout() -> Duration {
-    Duration::from_secs(15)
-}
-fn default_max_connections() -> usize {
-    50_000
-}
-fn default_per_conn() -> ByteSize {
-    ByteSize(64 * 1024)
-}
-fn default_total() -> ByteSize {
-    ByteSize(8 * 1024 * 1024)
+    fn protocol(&self, connection: &Connection) -> Box<dyn Protocol> {
+        Box::new(Dns::new(connection.settings()))
+    }
 }
 
 /// Most queries waiting for their response on one flow; an older one is reported unanswered
 /// to make room.
 const MAX_PENDING: usize = 256;
+
+/// `trawl_packet_dns_<name>_total`, moved where the session reports such a transaction.
+const COUNTERS: [analyzer::Counter; 2] = [
+    analyzer::Counter {
+        name: "unanswered",
+        help: "DNS queries reported without a response (timeout, flow closed, too many pending).",
+    },
+    analyzer::Counter {
+        name: "unasked",
+        help: "DNS responses whose query was not seen.",
+    },
+];
+const UNANSWERED: usize = 0;
+const UNASKED: usize = 1;
 
 /// DNS over UDP and TCP: the `dns` section of a packet input.
 pub struct Dns {
@@ -82,24 +57,17 @@ pub struct Dns {
 }
 
 impl Dns {
-    pub fn new(cfg: DnsConfig) -> Dns {
-        let ns = |d: &Duration| d.millis.max(0).saturating_mul(1_000_000);
-        Dns {
-            settings: Settings {
-                ports: cfg.ports.clone(),
-                transaction_timeout_ns: ns(&cfg.transaction_timeout),
-                connection_timeout_ns: ns(&cfg.connection_timeout),
-                max_connections: cfg.max_connections,
-                max_buffer_per_connection: cfg.max_buffer_per_connection.as_usize(),
-                max_buffer_total: cfg.max_buffer_total.as_usize(),
-            },
-        }
+    pub fn new(settings: Settings) -> Dns {
+        Dns { settings }
     }
 }
 
 impl Protocol for Dns {
     fn name(&self) -> &'static str {
         "dns"
+    }
+    fn counters(&self) -> &'static [analyzer::Counter] {
+        &COUNTERS
     }
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Udp, Transport::Tcp]
@@ -184,10 +152,12 @@ impl DnsSession {
             // A query with the id of one still waiting: the first went unanswered.
             if let Some(i) = self.pending.iter().position(|q| q.0.msg.id == seen.msg.id) {
                 let (q, gap) = self.pending.remove(i);
+                out.count(UNANSWERED, 1);
                 out.push(DnsTx::unanswered(q, gap));
             }
             if self.pending.len() >= MAX_PENDING {
                 let (q, gap) = self.pending.remove(0);
+                out.count(UNANSWERED, 1);
                 out.push(DnsTx::unanswered(q, gap));
             }
             self.pending.push((seen, false));
@@ -202,7 +172,10 @@ impl DnsSession {
                 let (q, gap) = self.pending.remove(i);
                 out.push(DnsTx::answered(q, seen, gap));
             }
-            None => out.push(DnsTx::unasked(seen)),
+            None => {
+                out.count(UNASKED, 1);
+                out.push(DnsTx::unasked(seen))
+            }
         }
     }
 }
@@ -253,6 +226,7 @@ impl Session for DnsSession {
 
     fn close(&mut self, _: i64, out: &mut Sink<DnsTx>) {
         for (q, gap) in self.pending.drain(..) {
+            out.count(UNANSWERED, 1);
             out.push(DnsTx::unanswered(q, gap));
         }
     }
@@ -264,6 +238,7 @@ impl Session for DnsSession {
             .is_some_and(|q| q.0.start_ns <= deadline_ns)
         {
             let (q, gap) = self.pending.remove(0);
+            out.count(UNANSWERED, 1);
             out.push(DnsTx::unanswered(q, gap));
         }
     }

@@ -8,7 +8,8 @@ pub mod parser;
 pub mod transaction;
 
 use super::analyzer::{self, AnySession, Protocol, Session, Settings, Side, Sink, Transport};
-use crate::config::{ByteSize, Duration};
+use super::section::{Connection, ProtocolConfig};
+use crate::config::ByteSize;
 use event::{EventCtx, HttpTx};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -17,12 +18,6 @@ use transaction::{Conn, ConnStats, Finished};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Live capture settings (`http` input only).
-    #[serde(default)]
-    pub capture: Option<super::capture::CaptureConfig>,
-    /// TCP ports that carry HTTP; an empty list follows every TCP connection.
-    #[serde(default = "default_ports")]
-    pub ports: Vec<u16>,
     /// Header whose first address becomes `client.ip` (e.g. `X-Forwarded-For`).
     #[serde(default)]
     pub real_ip_header: Option<String>,
@@ -44,21 +39,6 @@ pub struct HttpConfig {
     /// Most body bytes kept per message.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: ByteSize,
-    /// A request without a response for this long is reported (`event.reason: response_missing`).
-    #[serde(default = "default_tx_timeout")]
-    pub transaction_timeout: Duration,
-    /// A connection without packets for this long is closed and its open transactions reported.
-    #[serde(default = "default_conn_timeout")]
-    pub connection_timeout: Duration,
-    /// Most connections followed at once; more are counted and not followed.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// Out-of-order bytes buffered per direction of a connection.
-    #[serde(default = "default_per_conn")]
-    pub max_buffer_per_connection: ByteSize,
-    /// Out-of-order bytes buffered across all connections.
-    #[serde(default = "default_total")]
-    pub max_buffer_total: ByteSize,
     /// Longest request or response head followed.
     #[serde(default = "default_max_head")]
     pub max_head_bytes: ByteSize,
@@ -70,28 +50,18 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            capture: None,
-            ports: default_ports(),
             real_ip_header: None,
             send_headers: Vec::new(),
             redact_headers: default_redact(),
             redact_query_params: default_redact_query(),
             include_body_for: Vec::new(),
             max_body_bytes: default_max_body(),
-            transaction_timeout: default_tx_timeout(),
-            connection_timeout: default_conn_timeout(),
-            max_connections: default_max_connections(),
-            max_buffer_per_connection: default_per_conn(),
-            max_buffer_total: default_total(),
             max_head_bytes: default_max_head(),
             max_series: default_max_series(),
         }
     }
 }
 
-fn default_ports() -> Vec<u16> {
-    vec![80, 8080, 8000, 8008, 8888, 5000, 3000, 9000]
-}
 /// Credentials that travel in headers: the standard ones and the API-key and token headers
 /// of common APIs and proxies (what `send_headers: ["*"]` would otherwise ship in clear).
 fn default_redact() -> Vec<String> {
@@ -153,21 +123,6 @@ fn default_redact_query() -> Vec<String> {
 fn default_max_body() -> ByteSize {
     ByteSize(10 * 1024)
 }
-fn default_tx_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_conn_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_max_connections() -> usize {
-    50_000
-}
-fn default_per_conn() -> ByteSize {
-    ByteSize(256 * 1024)
-}
-fn default_total() -> ByteSize {
-    ByteSize(32 * 1024 * 1024)
-}
 fn default_max_head() -> ByteSize {
     ByteSize(64 * 1024)
 }
@@ -175,18 +130,16 @@ fn default_max_series() -> usize {
     1000
 }
 
-impl HttpConfig {
-    /// What the driver needs of these settings.
-    fn settings(&self) -> Settings {
-        let ns = |d: &Duration| d.millis.max(0).saturating_mul(1_000_000);
-        Settings {
-            ports: self.ports.clone(),
-            transaction_timeout_ns: ns(&self.transaction_timeout),
-            connection_timeout_ns: ns(&self.connection_timeout),
-            max_connections: self.max_connections,
-            max_buffer_per_connection: self.max_buffer_per_connection.as_usize(),
-            max_buffer_total: self.max_buffer_total.as_usize(),
-        }
+impl ProtocolConfig for HttpConfig {
+    /// The ports web apps commonly listen on.
+    fn connection_defaults() -> Connection {
+        Connection::defaults(&[80, 8080, 8000, 8008, 8888, 5000, 3000, 9000])
+    }
+    fn protocol(&self, connection: &Connection) -> Box<dyn Protocol> {
+        Box::new(Http::new(self.clone(), connection.settings()))
+    }
+    fn max_series(&self) -> Option<usize> {
+        Some(self.max_series)
     }
 }
 
@@ -197,9 +150,9 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(cfg: HttpConfig) -> Http {
+    pub fn new(cfg: HttpConfig, settings: Settings) -> Http {
         Http {
-            settings: cfg.settings(),
+            settings,
             ctx: Arc::new(EventCtx {
                 real_ip: cfg.real_ip_header.as_ref().map(|h| h.to_ascii_lowercase()),
                 include_body_for: cfg

@@ -14,6 +14,7 @@ pub use conn::{Conn, ConnStats, Finished, Limits};
 pub use transaction::Transaction;
 
 use super::analyzer::{self, AnySession, Protocol, Settings, Side, Sink, Transport};
+use super::section::{Connection, ProtocolConfig};
 use crate::config::{ByteSize, Duration};
 use serde::Deserialize;
 
@@ -21,9 +22,6 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PgsqlConfig {
-    /// TCP ports that carry PostgreSQL (either end).
-    #[serde(default = "default_ports")]
-    pub ports: Vec<u16>,
     /// Report statements with their literals (numbers, strings) as sent; by default each is
     /// replaced by `?`, as they may hold personal data or secrets.
     #[serde(default)]
@@ -35,63 +33,57 @@ pub struct PgsqlConfig {
     /// this and the rest skipped.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: ByteSize,
-    /// A statement without an answer for this long is reported (`event.reason: response_missing`).
-    #[serde(default = "default_tx_timeout")]
-    pub transaction_timeout: Duration,
-    /// A connection without packets for this long is closed.
-    #[serde(default = "default_conn_timeout")]
-    pub connection_timeout: Duration,
-    /// Most connections followed at once.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// Out-of-order bytes buffered per direction of a connection.
-    #[serde(default = "default_per_conn")]
-    pub max_buffer_per_connection: ByteSize,
-    /// Out-of-order bytes buffered across all connections.
-    #[serde(default = "default_total")]
-    pub max_buffer_total: ByteSize,
+}
+
+impl ProtocolConfig for PgsqlConfig {
+    /// Port 5432; a statement may run long (30 s) and pooled connections idle long (10 min).
+    fn connection_defaults() -> Connection {
+        Connection {
+            transaction_timeout: Duration::from_secs(30),
+            connection_timeout: Duration::from_secs(600),
+            ..Connection::defaults(&[5432])
+        }
+    }
+    fn protocol(&self, connection: &Connection) -> Box<dyn Protocol> {
+        Box::new(Pgsql::new(self, connection.settings()))
+    }
 }
 
 impl Default for PgsqlConfig {
     fn default() -> Self {
         PgsqlConfig {
-            ports: default_ports(),
             keep_literals: false,
             max_statement_bytes: default_max_statement(),
             max_message_bytes: default_max_message(),
-            transaction_timeout: default_tx_timeout(),
-            connection_timeout: default_conn_timeout(),
-            max_connections: default_max_connections(),
-            max_buffer_per_connection: default_per_conn(),
-            max_buffer_total: default_total(),
         }
     }
 }
 
-fn default_ports() -> Vec<u16> {
-    vec![5432]
-}
 fn default_max_statement() -> ByteSize {
     ByteSize(8 * 1024)
 }
 fn default_max_message() -> ByteSize {
     ByteSize(64 * 1024)
 }
-fn default_tx_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_conn_timeout() -> Duration {
-    Duration::from_secs(600)
-}
-fn default_max_connections() -> usize {
-    50_000
-}
-fn default_per_conn() -> ByteSize {
-    ByteSize(256 * 1024)
-}
-fn default_total() -> ByteSize {
-    ByteSize(32 * 1024 * 1024)
-}
+
+/// `trawl_packet_pgsql_<name>_total`, moved by `PgsqlSession::count`.
+const COUNTERS: [analyzer::Counter; 3] = [
+    analyzer::Counter {
+        name: "encrypted",
+        help: "PostgreSQL connections that went over to TLS or GSSAPI encryption (not decoded from there).",
+    },
+    analyzer::Counter {
+        name: "gaps",
+        help: "Holes in PostgreSQL streams (that direction is no longer decoded).",
+    },
+    analyzer::Counter {
+        name: "overflowed",
+        help: "Statements reported unanswered because a pipeline grew past the pending limit.",
+    },
+];
+const ENCRYPTED: usize = 0;
+const GAPS: usize = 1;
+const OVERFLOWED: usize = 2;
 
 /// The PostgreSQL protocol, as the driver runs it.
 pub struct Pgsql {
@@ -100,17 +92,9 @@ pub struct Pgsql {
 }
 
 impl Pgsql {
-    pub fn new(cfg: &PgsqlConfig) -> Pgsql {
-        let ms = |d: &Duration| d.millis.max(0).saturating_mul(1_000_000);
+    pub fn new(cfg: &PgsqlConfig, settings: Settings) -> Pgsql {
         Pgsql {
-            settings: Settings {
-                ports: cfg.ports.clone(),
-                transaction_timeout_ns: ms(&cfg.transaction_timeout),
-                connection_timeout_ns: ms(&cfg.connection_timeout),
-                max_connections: cfg.max_connections,
-                max_buffer_per_connection: cfg.max_buffer_per_connection.as_usize(),
-                max_buffer_total: cfg.max_buffer_total.as_usize(),
-            },
+            settings,
             limits: Limits {
                 max_message_bytes: cfg.max_message_bytes.as_usize().max(64),
                 max_statement_bytes: cfg.max_statement_bytes.as_usize(),
@@ -124,6 +108,12 @@ impl Pgsql {
 impl Protocol for Pgsql {
     fn name(&self) -> &'static str {
         "pgsql"
+    }
+    fn counters(&self) -> &'static [analyzer::Counter] {
+        &COUNTERS
+    }
+    fn category(&self) -> &'static [&'static str] {
+        &["database", "network"]
     }
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp]
@@ -152,9 +142,12 @@ pub struct PgsqlSession {
 }
 
 impl PgsqlSession {
-    /// Malformed messages counted since the last call go to the driver's counter.
+    /// What was counted since the last call goes to the driver's counters.
     fn count(&mut self, out: &mut Sink<Transaction>) {
         out.malformed += std::mem::take(&mut self.stats.parse_errors);
+        out.count(ENCRYPTED, std::mem::take(&mut self.stats.encrypted));
+        out.count(GAPS, std::mem::take(&mut self.stats.gaps));
+        out.count(OVERFLOWED, std::mem::take(&mut self.stats.overflowed));
     }
 }
 

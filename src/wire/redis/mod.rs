@@ -10,7 +10,8 @@ pub mod transaction;
 #[cfg(test)]
 mod fuzz;
 
-use crate::config::{ByteSize, Duration};
+use super::section::{Connection, ProtocolConfig};
+use crate::config::Duration;
 use crate::wire::analyzer::{
     self, AnySession, Protocol, Session as _, Settings, Side, Sink, Transport,
 };
@@ -20,68 +21,40 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Live capture settings (`redis` input only).
-    #[serde(default)]
-    pub capture: Option<crate::wire::capture::CaptureConfig>,
-    /// TCP ports that carry Redis (server side); an empty list turns the decoder off.
-    #[serde(default = "default_ports")]
-    pub ports: Vec<u16>,
     /// Copy each command's arguments into `redis.args`. Off by default: arguments are the
     /// stored values. The arguments of `AUTH`, `HELLO`, `MIGRATE`, `ACL SETUSER` and
     /// `CONFIG SET` are never copied.
     #[serde(default)]
     pub include_args: bool,
-    /// A command without a reply for this long is reported (`event.reason: response_missing`).
-    /// Blocking commands (`BLPOP` with a long timeout) may need more.
-    #[serde(default = "default_tx_timeout")]
-    pub transaction_timeout: Duration,
     /// Most commands waiting for their replies on one connection (a pipeline deeper than this
     /// reports its oldest commands as unanswered).
     #[serde(default = "default_max_pending")]
     pub max_pending: usize,
-    /// A connection without packets for this long is closed and its waiting commands reported.
-    #[serde(default = "default_conn_timeout")]
-    pub connection_timeout: Duration,
-    /// Most connections followed at once; more are counted and not followed.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// Out-of-order bytes buffered per direction of a connection.
-    #[serde(default = "default_per_conn")]
-    pub max_buffer_per_connection: ByteSize,
-    /// Out-of-order bytes buffered across all connections.
-    #[serde(default = "default_total")]
-    pub max_buffer_total: ByteSize,
+}
+
+impl ProtocolConfig for RedisConfig {
+    /// Port 6379; clients hold connections open for long (pools), so they are kept 5 min idle.
+    fn connection_defaults() -> Connection {
+        Connection {
+            connection_timeout: Duration::from_secs(300),
+            ..Connection::defaults(&[6379])
+        }
+    }
+    fn protocol(&self, connection: &Connection) -> Box<dyn Protocol> {
+        Box::new(Redis::new(self, connection.settings()))
+    }
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
-            capture: None,
-            ports: default_ports(),
             include_args: false,
-            transaction_timeout: default_tx_timeout(),
             max_pending: default_max_pending(),
-            connection_timeout: default_conn_timeout(),
-            max_connections: default_max_connections(),
-            max_buffer_per_connection: default_per_conn(),
-            max_buffer_total: default_total(),
         }
     }
 }
 
 impl RedisConfig {
-    pub fn settings(&self) -> Settings {
-        let ns = |d: &Duration| d.millis.max(0).saturating_mul(1_000_000);
-        Settings {
-            ports: self.ports.clone(),
-            transaction_timeout_ns: ns(&self.transaction_timeout),
-            connection_timeout_ns: ns(&self.connection_timeout),
-            max_connections: self.max_connections,
-            max_buffer_per_connection: self.max_buffer_per_connection.as_usize(),
-            max_buffer_total: self.max_buffer_total.as_usize(),
-        }
-    }
-
     pub fn options(&self) -> conn::Options {
         conn::Options {
             include_args: self.include_args,
@@ -91,26 +64,8 @@ impl RedisConfig {
     }
 }
 
-fn default_ports() -> Vec<u16> {
-    vec![6379]
-}
-fn default_tx_timeout() -> Duration {
-    Duration::from_secs(10)
-}
 fn default_max_pending() -> usize {
     1024
-}
-fn default_conn_timeout() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_max_connections() -> usize {
-    50_000
-}
-fn default_per_conn() -> ByteSize {
-    ByteSize(256 * 1024)
-}
-fn default_total() -> ByteSize {
-    ByteSize(32 * 1024 * 1024)
 }
 
 /// The protocol the driver runs: Redis on its ports, or recognised by a first command.
@@ -120,9 +75,9 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub fn new(cfg: &RedisConfig) -> Redis {
+    pub fn new(cfg: &RedisConfig, settings: Settings) -> Redis {
         Redis {
-            settings: cfg.settings(),
+            settings,
             options: cfg.options(),
         }
     }
@@ -131,6 +86,12 @@ impl Redis {
 impl Protocol for Redis {
     fn name(&self) -> &'static str {
         "redis"
+    }
+    fn counters(&self) -> &'static [analyzer::Counter] {
+        &COUNTERS
+    }
+    fn category(&self) -> &'static [&'static str] {
+        &["database", "network"]
     }
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp]
@@ -161,6 +122,30 @@ impl Protocol for Redis {
     }
 }
 
+/// `trawl_packet_redis_<name>_total`, moved by `Session::count`.
+const COUNTERS: [analyzer::Counter; 4] = [
+    analyzer::Counter {
+        name: "gaps",
+        help: "Holes in Redis streams.",
+    },
+    analyzer::Counter {
+        name: "abandoned",
+        help: "Redis connections no longer followed (command order lost to a gap or malformed bytes).",
+    },
+    analyzer::Counter {
+        name: "late_replies",
+        help: "Redis replies to commands already reported unanswered (timeout, too many pending).",
+    },
+    analyzer::Counter {
+        name: "pushes",
+        help: "Redis server messages that answer no command (pub/sub messages, MONITOR lines, RESP3 pushes).",
+    },
+];
+const GAPS: usize = 0;
+const ABANDONED: usize = 1;
+const LATE_REPLIES: usize = 2;
+const PUSHES: usize = 3;
+
 /// One connection as the driver holds it.
 pub struct Session {
     conn: conn::Conn,
@@ -168,9 +153,13 @@ pub struct Session {
 }
 
 impl Session {
-    /// Streams that stopped being RESP since the last call, for the driver's counter.
+    /// What was counted since the last call, for the driver's counters.
     fn count(&mut self, out: &mut Sink<transaction::Transaction>) {
         out.malformed += std::mem::take(&mut self.stats.parse_errors);
+        out.count(GAPS, std::mem::take(&mut self.stats.gaps));
+        out.count(ABANDONED, std::mem::take(&mut self.stats.abandoned));
+        out.count(LATE_REPLIES, std::mem::take(&mut self.stats.late_replies));
+        out.count(PUSHES, std::mem::take(&mut self.stats.pushes));
     }
 }
 

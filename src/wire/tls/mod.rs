@@ -19,52 +19,36 @@ mod tests;
 pub use conn::{Conn, ConnStats, Handshake, Limits, Unfinished};
 
 use super::analyzer::{self, AnySession, Protocol, Session, Settings, Side, Sink, Transport};
-use crate::config::{ByteSize, Duration};
+use super::section::{Connection, ProtocolConfig};
+use crate::config::ByteSize;
 use serde::Deserialize;
 
 /// The `tls` section of a packet input.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// Live capture settings (`tls` input only).
-    #[serde(default)]
-    pub capture: Option<super::capture::CaptureConfig>,
-    /// TCP ports that carry TLS; an empty list follows connections whose first bytes are a
-    /// TLS hello.
-    #[serde(default = "default_ports")]
-    pub ports: Vec<u16>,
-    /// A handshake not established after this long is reported (`event.reason:
-    /// handshake_timeout`).
-    #[serde(default = "default_tx_timeout")]
-    pub transaction_timeout: Duration,
-    /// A connection without packets for this long is closed.
-    #[serde(default = "default_conn_timeout")]
-    pub connection_timeout: Duration,
-    /// Most connections followed at once; more are counted, not followed.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// Out-of-order bytes buffered per direction of a connection.
-    #[serde(default = "default_per_conn")]
-    pub max_buffer_per_connection: ByteSize,
-    /// Out-of-order bytes buffered across all TLS connections.
-    #[serde(default = "default_total")]
-    pub max_buffer_total: ByteSize,
     /// Longest handshake message read (a certificate chain is the long one); a longer one
     /// is skipped and counted in `trawl_tls_malformed_total`.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: ByteSize,
 }
 
+impl ProtocolConfig for TlsConfig {
+    /// The ports of HTTPS, the Kubernetes API, SMTPS, IMAPS, POP3S and LDAPS.
+    fn connection_defaults() -> Connection {
+        Connection {
+            max_buffer_per_connection: ByteSize(64 * 1024),
+            ..Connection::defaults(&[443, 8443, 6443, 465, 993, 995, 636])
+        }
+    }
+    fn protocol(&self, connection: &Connection) -> Box<dyn Protocol> {
+        Box::new(Tls::new(self, connection.settings()))
+    }
+}
+
 impl Default for TlsConfig {
     fn default() -> Self {
         TlsConfig {
-            capture: None,
-            ports: default_ports(),
-            transaction_timeout: default_tx_timeout(),
-            connection_timeout: default_conn_timeout(),
-            max_connections: default_max_connections(),
-            max_buffer_per_connection: default_per_conn(),
-            max_buffer_total: default_total(),
             max_message_bytes: default_max_message(),
         }
     }
@@ -72,27 +56,28 @@ impl Default for TlsConfig {
 
 /// HTTPS, its alternates, the Kubernetes API server, and the implicit-TLS mail and LDAP
 /// ports.
-fn default_ports() -> Vec<u16> {
-    vec![443, 8443, 6443, 465, 993, 995, 636]
-}
-fn default_tx_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_conn_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_max_connections() -> usize {
-    50_000
-}
-fn default_per_conn() -> ByteSize {
-    ByteSize(64 * 1024)
-}
-fn default_total() -> ByteSize {
-    ByteSize(32 * 1024 * 1024)
-}
 fn default_max_message() -> ByteSize {
     ByteSize(64 * 1024)
 }
+
+/// `trawl_packet_tls_<name>_total`, moved by `TlsSession::hand_on`.
+const COUNTERS: [analyzer::Counter; 3] = [
+    analyzer::Counter {
+        name: "gaps",
+        help: "Holes in TLS streams that lost handshake bytes.",
+    },
+    analyzer::Counter {
+        name: "sslv2_hellos",
+        help: "SSLv2-compatible ClientHellos (skipped; the server's reply is read).",
+    },
+    analyzer::Counter {
+        name: "oversized",
+        help: "TLS handshake messages longer than max_message_bytes, skipped.",
+    },
+];
+const GAPS: usize = 0;
+const SSLV2_HELLOS: usize = 1;
+const OVERSIZED: usize = 2;
 
 /// TLS over TCP: the `tls` section of a packet input.
 pub struct Tls {
@@ -101,17 +86,9 @@ pub struct Tls {
 }
 
 impl Tls {
-    pub fn new(cfg: TlsConfig) -> Tls {
-        let ns = |d: &Duration| d.millis.max(0).saturating_mul(1_000_000);
+    pub fn new(cfg: &TlsConfig, settings: Settings) -> Tls {
         Tls {
-            settings: Settings {
-                ports: cfg.ports.clone(),
-                transaction_timeout_ns: ns(&cfg.transaction_timeout),
-                connection_timeout_ns: ns(&cfg.connection_timeout),
-                max_connections: cfg.max_connections,
-                max_buffer_per_connection: cfg.max_buffer_per_connection.as_usize(),
-                max_buffer_total: cfg.max_buffer_total.as_usize(),
-            },
+            settings,
             limits: Limits {
                 max_message_bytes: cfg.max_message_bytes.as_usize(),
             },
@@ -122,6 +99,9 @@ impl Tls {
 impl Protocol for Tls {
     fn name(&self) -> &'static str {
         "tls"
+    }
+    fn counters(&self) -> &'static [analyzer::Counter] {
+        &COUNTERS
     }
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp]
@@ -162,6 +142,9 @@ struct TlsSession {
 impl TlsSession {
     fn hand_on(&mut self, st: ConnStats, out: &mut Sink<Handshake>) {
         out.malformed += st.parse_errors + st.oversized;
+        out.count(GAPS, st.gaps);
+        out.count(SSLV2_HELLOS, st.sslv2_hellos);
+        out.count(OVERSIZED, st.oversized);
         for t in self.txs.drain(..) {
             out.push(t);
         }
