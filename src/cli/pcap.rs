@@ -164,6 +164,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
         tls: None,
         redis: None,
         pgsql: None,
+        mysql: None,
         dns: None,
         dedup_window: Default::default(),
         vxlan_ports: decoder.vxlan_ports,

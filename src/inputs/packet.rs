@@ -41,6 +41,9 @@ pub struct PcapFileConfig {
     /// PostgreSQL transactions.
     #[serde(default)]
     pub pgsql: Option<crate::wire::pgsql::PgsqlConfig>,
+    /// MySQL/MariaDB transactions.
+    #[serde(default)]
+    pub mysql: Option<crate::wire::mysql::MysqlConfig>,
     /// DNS transactions (only when given).
     #[serde(default)]
     pub dns: Option<DnsConfig>,
@@ -216,8 +219,11 @@ impl PacketInput {
         )?;
         // No section at all: flows and HTTP, as before protocols had sections of their own.
         reject_capture("dns", cfg.dns.as_ref().is_some_and(|d| d.capture.is_some()))?;
-        let other_protocols =
-            cfg.tls.is_some() || cfg.redis.is_some() || cfg.pgsql.is_some() || cfg.dns.is_some();
+        let other_protocols = cfg.tls.is_some()
+            || cfg.redis.is_some()
+            || cfg.pgsql.is_some()
+            || cfg.mysql.is_some()
+            || cfg.dns.is_some();
         let (flows, http) = match (cfg.flows, cfg.http) {
             (None, None) if !other_protocols => {
                 (Some(FlowsConfig::default()), Some(HttpConfig::default()))
@@ -230,6 +236,7 @@ impl PacketInput {
             http,
             redis: cfg.redis,
             pgsql: cfg.pgsql,
+            mysql: cfg.mysql,
             dns: cfg.dns,
             dedup_window: cfg.dedup_window.positive(),
             decoder: Decoder {

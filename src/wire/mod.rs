@@ -13,7 +13,8 @@
 //!   under them (connection table, reassembly, UDP flows, timeouts, dispatch).
 //! - `http`: parser, transaction pairing, RED metrics and the service map.  `dns`: DNS
 //!   over UDP and TCP.  `tls`: handshakes, JA3/JA4.  `redis`: RESP2/RESP3.  `pgsql`:
-//!   PostgreSQL's frontend/backend protocol.
+//!   PostgreSQL's frontend/backend protocol.  `mysql`: MySQL/MariaDB's client/server
+//!   protocol.  `sql`: statement splitting and redaction for both.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
@@ -27,11 +28,13 @@ pub mod dns;
 pub mod flows;
 pub mod http;
 pub mod merge;
+pub mod mysql;
 pub mod out;
 pub mod pcapfile;
 pub mod pgsql;
 pub mod redis;
 pub mod sessions;
+pub mod sql;
 pub mod tcp;
 pub mod tls;
 pub mod tunnel;
@@ -297,6 +300,7 @@ pub struct Analyzers {
     pub tls: Option<tls::TlsConfig>,
     pub redis: Option<redis::RedisConfig>,
     pub pgsql: Option<pgsql::PgsqlConfig>,
+    pub mysql: Option<mysql::MysqlConfig>,
     pub dns: Option<dns::DnsConfig>,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,
@@ -320,6 +324,9 @@ impl Analyzers {
         }
         if let Some(c) = &self.pgsql {
             v.push(Box::new(pgsql::Pgsql::new(c)));
+        }
+        if let Some(c) = &self.mysql {
+            v.push(Box::new(mysql::Mysql::new(c)));
         }
         if let Some(c) = &self.dns {
             v.push(Box::new(dns::Dns::new(c.clone())));
