@@ -152,6 +152,13 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
                 &spec.name, config, ctx,
             )))
         }
+        "mysql" => {
+            let config: crate::wire::mysql::MysqlConfig = from_node(&spec.node, &spec.path)?;
+            check_capture(spec, config.capture.as_ref())?;
+            Ok(Box::new(packet::PacketInput::mysql(
+                &spec.name, config, ctx,
+            )))
+        }
         "dns" => {
             let config: crate::wire::dns::DnsConfig = from_node(&spec.node, &spec.path)?;
             check_capture(spec, config.capture.as_ref())?;
@@ -240,6 +247,7 @@ pub const TYPES: &[&str] = &[
     "http",
     "tls",
     "redis",
+    "mysql",
     "dns",
     "pcap_file",
 ];

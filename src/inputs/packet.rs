@@ -1,4 +1,4 @@
-//! The packet input types: `flows`, `http`, `dns`, `tls` and `redis` capture live (they cannot
+//! The packet input types: `flows`, `http`, `dns`, `tls`, `redis` and `mysql` capture live (they cannot
 //! pause, so a full pipeline drops and counts), `pcap_file` reads a capture file (it waits for
 //! room) and ends at the end of the file after reporting every open flow and pending transaction.
 
@@ -171,6 +171,24 @@ impl PacketInput {
         )
     }
 
+    pub fn mysql(
+        name: &str,
+        mut cfg: crate::wire::mysql::MysqlConfig,
+        ctx: &BuildContext,
+    ) -> PacketInput {
+        let capture = cfg.capture.take();
+        let mysql = Some(cfg);
+        PacketInput::live(
+            name,
+            capture,
+            Analyzers {
+                mysql,
+                ..Default::default()
+            },
+            ctx,
+        )
+    }
+
     pub fn redis(name: &str, mut cfg: RedisConfig, ctx: &BuildContext) -> PacketInput {
         let capture = cfg.capture.take();
         let redis = Some(cfg);
@@ -219,6 +237,10 @@ impl PacketInput {
         )?;
         // No section at all: flows and HTTP, as before protocols had sections of their own.
         reject_capture("dns", cfg.dns.as_ref().is_some_and(|d| d.capture.is_some()))?;
+        reject_capture(
+            "mysql",
+            cfg.mysql.as_ref().is_some_and(|m| m.capture.is_some()),
+        )?;
         let other_protocols = cfg.tls.is_some()
             || cfg.redis.is_some()
             || cfg.pgsql.is_some()

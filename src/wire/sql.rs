@@ -65,7 +65,7 @@ fn lex(d: Dialect, sql: &str, mut f: impl FnMut(Piece, usize, usize)) {
                 f(Piece::Other, start, i);
             }
             b'-' if b.get(i + 1) == Some(&b'-')
-                && (!my || b.get(i + 2).map_or(true, |c| *c <= b' ')) =>
+                && (!my || b.get(i + 2).is_none_or(|c| *c <= b' ')) =>
             {
                 i = memchr::memchr(b'\n', &b[i..]).map_or(n, |j| i + j);
                 f(Piece::Other, start, i);

@@ -21,6 +21,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MysqlConfig {
+    /// Live capture settings (`mysql` input only).
+    #[serde(default)]
+    pub capture: Option<crate::wire::capture::CaptureConfig>,
     /// TCP ports that carry MySQL or MariaDB (either end); empty: recognised by the server's
     /// greeting on connections no other protocol claims.
     #[serde(default = "default_ports")]
@@ -56,6 +59,7 @@ pub struct MysqlConfig {
 impl Default for MysqlConfig {
     fn default() -> Self {
         MysqlConfig {
+            capture: None,
             ports: default_ports(),
             keep_literals: false,
             max_statement_bytes: default_max_statement(),
