@@ -7,7 +7,8 @@
 # the journals of the journald tests, strace for the test that watches fsyncs; podman, buildah,
 # runc and debootstrap for the image test, which builds and runs the image without a daemon;
 # binutils for readelf in the static forwarder's test; the real servers of the protocol
-# decoders' tests: nginx (TLS), postgresql, redis-server, dnsmasq with dig from bind9-dnsutils)
+# decoders' tests: nginx (TLS), postgresql, redis-server, dnsmasq with dig from bind9-dnsutils,
+# mariadb-server)
 # and Apache Kafka, the broker of the Kafka tests (scripts/systems/kafka.sh). Safe to run
 # again; skips what is there.
 set -euo pipefail
@@ -15,7 +16,7 @@ set -euo pipefail
 need_apt=()
 for pkg in libpcap-dev tshark pkg-config openssl iproute2 systemd systemd-journal-remote \
   prometheus tmux strace podman buildah runc debootstrap binutils nginx postgresql \
-  redis-server dnsmasq-base bind9-dnsutils; do
+  redis-server dnsmasq-base bind9-dnsutils mariadb-server; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -25,6 +26,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # Only promtool is wanted from `prometheus`: the server it installs need not run.
   if [[ " ${need_apt[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
     $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+  # The MariaDB tests start throwaway servers of their own: the packaged one need not run.
+  if [[ " ${need_apt[*]} " == *" mariadb-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now mariadb >/dev/null 2>&1 || true
   fi
 fi
 
@@ -40,6 +45,13 @@ fi
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   python3 -m pip install -q kubernetes-validate 2>/dev/null ||
     python3 -m pip install -q --user --break-system-packages kubernetes-validate
+fi
+
+# PyMySQL and mysql-connector-python (PyPI): the text-protocol and prepared-statement clients of
+# tests/mysql_real_server.rs (pure Python; the server is Debian's mariadb-server).
+if ! python3 -c "import pymysql, mysql.connector" >/dev/null 2>&1; then
+  python3 -m pip install -q PyMySQL mysql-connector-python 2>/dev/null ||
+    python3 -m pip install -q --user --break-system-packages PyMySQL mysql-connector-python
 fi
 
 # psycopg 3 (PyPI): the extended-protocol client of tests/pgsql_real_server.rs (libpq comes with

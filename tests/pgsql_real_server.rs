@@ -109,20 +109,24 @@ fn logged(log: &str) -> (Vec<String>, Vec<String>) {
         let Some(at) = line.find("] ") else { continue };
         let line = &line[at + 2..];
         if let Some(q) = line.strip_prefix("LOG:  statement: ") {
-            ops.extend(sql::split(q).into_iter().map(sql::redact));
+            ops.extend(
+                sql::split(sql::Dialect::Postgres, q)
+                    .into_iter()
+                    .map(|s| sql::redact(sql::Dialect::Postgres, s)),
+            );
             last = q.to_owned();
         } else if let Some(rest) = line.strip_prefix("LOG:  execute ") {
             let q = &rest[rest.find(": ").map_or(0, |i| i + 2)..];
-            ops.push(sql::redact(q));
+            ops.push(sql::redact(sql::Dialect::Postgres, q));
             last = q.to_owned();
         } else if line.starts_with("ERROR:  ") {
             error = true;
         } else if let Some(q) = line.strip_prefix("STATEMENT:  ") {
             if error {
                 if q != last {
-                    ops.push(sql::redact(q));
+                    ops.push(sql::redact(sql::Dialect::Postgres, q));
                 }
-                failed.push(sql::redact(q));
+                failed.push(sql::redact(sql::Dialect::Postgres, q));
             }
             error = false;
         }

@@ -23,6 +23,7 @@ pub enum Report {
     Tls,
     Redis,
     Pgsql,
+    Mysql,
 }
 
 /// A UDP or TCP port a protocol can be on: 0 is refused as the pipeline file refuses it.
@@ -57,6 +58,9 @@ pub struct PcapArgs {
     /// TCP ports that carry PostgreSQL (default 5432); needs `--only pgsql`.
     #[arg(long, value_delimiter = ',', value_parser = port())]
     pub pgsql_ports: Vec<u16>,
+    /// TCP ports that carry MySQL/MariaDB (default 3306); needs `--only mysql`.
+    #[arg(long, value_delimiter = ',', value_parser = port())]
+    pub mysql_ports: Vec<u16>,
     /// UDP destination ports carrying VXLAN (comma-separated; default 4789,8472).
     #[arg(long, value_delimiter = ',', value_parser = port())]
     pub vxlan_ports: Vec<u16>,
@@ -119,6 +123,12 @@ fn analyzers(args: &PcapArgs, decoder: Decoder) -> Result<Analyzers, String> {
             &args.pgsql_ports,
             "--pgsql-ports",
             "pgsql",
+        )?,
+        mysql: section(
+            only(Report::Mysql),
+            &args.mysql_ports,
+            "--mysql-ports",
+            "mysql",
         )?,
         dns: section(only(Report::Dns), &args.dns_ports, "--dns-ports", "dns")?,
         ..Default::default()

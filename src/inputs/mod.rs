@@ -154,6 +154,7 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
         "tls" => shorthand(spec, ctx, |p, s| p.tls = Some(s)),
         "redis" => shorthand(spec, ctx, |p, s| p.redis = Some(s)),
         "dns" => shorthand(spec, ctx, |p, s| p.dns = Some(s)),
+        "mysql" => shorthand(spec, ctx, |p, s| p.mysql = Some(s)),
         "pcap_file" => {
             let config: packet::PcapFileConfig = from_node(&spec.node, &spec.path)?;
             check_vxlan_ports(&config.vxlan_ports, Some(&spec.node), spec, &spec.path)?;
@@ -292,6 +293,7 @@ pub const TYPES: &[&str] = &[
     "http",
     "tls",
     "redis",
+    "mysql",
     "dns",
     "pcap_file",
 ];

@@ -8,7 +8,7 @@
 //! an error keeps its file:line:col and key path.
 
 use super::analyzer::{Protocol, Settings};
-use super::{dns, http, pgsql, redis, tls};
+use super::{dns, http, mysql, pgsql, redis, tls};
 use crate::config::{ByteSize, Duration};
 use serde::de::{
     self, value::MapAccessDeserializer, DeserializeOwned, DeserializeSeed, Deserializer,
@@ -260,6 +260,8 @@ pub struct Protocols {
     #[serde(default, deserialize_with = "present")]
     pub pgsql: Option<Section<pgsql::PgsqlConfig>>,
     #[serde(default, deserialize_with = "present")]
+    pub mysql: Option<Section<mysql::MysqlConfig>>,
+    #[serde(default, deserialize_with = "present")]
     pub dns: Option<Section<dns::DnsConfig>>,
 }
 
@@ -276,6 +278,7 @@ impl Protocols {
             open(&self.tls),
             open(&self.redis),
             open(&self.pgsql),
+            open(&self.mysql),
             open(&self.dns),
         ]
         .into_iter()

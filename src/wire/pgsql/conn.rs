@@ -361,7 +361,9 @@ impl Conn {
         statement: Option<(Arc<str>, bool)>,
         ts: i64,
     ) -> Transaction {
-        let operation = statement.as_ref().and_then(|s| sql::first_keyword(&s.0));
+        let operation = statement
+            .as_ref()
+            .and_then(|s| sql::first_keyword(sql::Dialect::Postgres, &s.0));
         let (statement, statement_truncated) = match statement {
             Some((s, t)) => (Some(s), t),
             None => (None, false),
@@ -386,7 +388,7 @@ impl Conn {
         let mut s = if l.keep_literals {
             text.to_owned()
         } else {
-            sql::redact(text)
+            sql::redact(sql::Dialect::Postgres, text)
         };
         let mut cut = truncated;
         if s.len() > l.max_statement_bytes {
@@ -435,10 +437,11 @@ impl Conn {
             },
             b'Q' => {
                 let text = String::from_utf8_lossy(r.cstr()).into_owned();
-                let mut statements: Vec<(Arc<str>, bool)> = sql::split(&text)
-                    .into_iter()
-                    .map(|s| self.statement(s.as_bytes(), false, l))
-                    .collect();
+                let mut statements: Vec<(Arc<str>, bool)> =
+                    sql::split(sql::Dialect::Postgres, &text)
+                        .into_iter()
+                        .map(|s| self.statement(s.as_bytes(), false, l))
+                        .collect();
                 if statements.is_empty() {
                     statements.push((Arc::from(""), false));
                 }
@@ -703,7 +706,9 @@ impl Conn {
 /// The transaction of a simple Query's current statement; the next one starts now.
 fn query_tx(q: &mut QueryState, gap: bool, ts: i64) -> Transaction {
     let stmt = q.statements.get(q.next).cloned();
-    let operation = stmt.as_ref().and_then(|s| sql::first_keyword(&s.0));
+    let operation = stmt
+        .as_ref()
+        .and_then(|s| sql::first_keyword(sql::Dialect::Postgres, &s.0));
     let t = Transaction {
         session: q.session.clone(),
         statement_truncated: stmt.as_ref().is_some_and(|s| s.1),

@@ -7,7 +7,7 @@
 
 pub mod conn;
 pub mod message;
-pub mod sql;
+pub use super::sql;
 pub mod transaction;
 
 pub use conn::{Conn, ConnStats, Finished, Limits};

@@ -76,20 +76,24 @@ fn server_log() -> (Vec<String>, Vec<String>) {
     let mut error = false;
     for line in text.lines() {
         if let Some(q) = line.strip_prefix("LOG:  statement: ") {
-            ops.extend(sql::split(q).into_iter().map(sql::redact));
+            ops.extend(
+                sql::split(sql::Dialect::Postgres, q)
+                    .into_iter()
+                    .map(|s| sql::redact(sql::Dialect::Postgres, s)),
+            );
             last = q.to_owned();
         } else if let Some(rest) = line.strip_prefix("LOG:  execute ") {
             let q = &rest[rest.find(": ").unwrap() + 2..];
-            ops.push(sql::redact(q));
+            ops.push(sql::redact(sql::Dialect::Postgres, q));
             last = q.to_owned();
         } else if line.starts_with("ERROR:  ") {
             error = true;
         } else if let Some(q) = line.strip_prefix("STATEMENT:  ") {
             if error && q != last {
-                ops.push(sql::redact(q));
+                ops.push(sql::redact(sql::Dialect::Postgres, q));
             }
             if error {
-                failed.push(sql::redact(q));
+                failed.push(sql::redact(sql::Dialect::Postgres, q));
             }
             error = false;
         }
@@ -727,9 +731,9 @@ mod fuzz {
         /// identifiers, parameters, quoted names and comments of text without those.
         #[test]
         fn sql_of_any_text_never_panics(s in "\\PC{0,80}") {
-            let r = sql::redact(&s);
-            let _ = sql::split(&s);
-            let _ = sql::first_keyword(&r);
+            let r = sql::redact(sql::Dialect::Postgres, &s);
+            let _ = sql::split(sql::Dialect::Postgres, &s);
+            let _ = sql::first_keyword(sql::Dialect::Postgres, &r);
         }
     }
 }
