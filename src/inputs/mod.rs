@@ -18,7 +18,7 @@ use crate::telemetry::metrics::ComponentMetrics;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -53,6 +53,8 @@ pub struct InputContext {
     pub batch_size: usize,
     /// Where the input may keep state (offsets), already created.
     pub data_dir: PathBuf,
+    /// Set once an output failed for good: a stop then does not read again what it failed.
+    pub output_failed: Arc<AtomicBool>,
 }
 
 impl InputContext {

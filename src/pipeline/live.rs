@@ -15,7 +15,7 @@ use crate::telemetry::server::Endpoints;
 use crate::telemetry::tap::TapHub;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -77,6 +77,9 @@ pub(super) struct Live {
     pub inputs_running: Arc<AtomicUsize>,
     pub input_ended: Arc<Notify>,
     pub output_failed: Arc<Notify>,
+    /// Set with `output_failed`, for inputs to read: a stop caused by a failed output does not
+    /// retry the batches that output failed.
+    pub an_output_failed: Arc<AtomicBool>,
 }
 
 impl Live {
@@ -126,6 +129,7 @@ impl Live {
             inputs_running: Arc::new(AtomicUsize::new(0)),
             input_ended: Arc::new(Notify::new()),
             output_failed: Arc::new(Notify::new()),
+            an_output_failed: Arc::new(AtomicBool::new(false)),
         };
         let outputs: Vec<(BuiltOutput, Option<OutputSpec>)> = p
             .outputs
@@ -207,6 +211,7 @@ impl Live {
             back_pressure,
             batch_size: tuning.batch_size.max(1),
             data_dir: self.data_dir.clone(),
+            output_failed: self.an_output_failed.clone(),
         };
         let metrics = i.metrics.clone();
         let name = i.name.clone();
@@ -295,6 +300,7 @@ impl Live {
                             let e = anyhow::anyhow!("output {}: buffer: {e:#}", o.name);
                             tracing::error!("{e:#}");
                             o.metrics.set_failed(format!("{e:#}"));
+                            self.an_output_failed.store(true, Ordering::SeqCst);
                             self.output_failed.notify_one();
                             first_error.get_or_insert(e);
                             continue;
@@ -312,11 +318,13 @@ impl Live {
             let metrics = o.metrics.clone();
             let name = o.name.clone();
             let failed = self.output_failed.clone();
+            let failed_flag = self.an_output_failed.clone();
             let output = o.output;
             let task = tokio::spawn(async move {
                 if let Err(e) = output.run(ctx).await {
                     tracing::error!(output = %name, error = %format!("{e:#}"), "output failed");
                     metrics.set_failed(format!("{e:#}"));
+                    failed_flag.store(true, Ordering::SeqCst);
                     failed.notify_one();
                 }
             });
@@ -422,6 +430,7 @@ pub async fn run(
         drained,
         undelivered,
         failures: registry.failures(),
+        drain_incomplete: registry.drain_incomplete(),
     })
 }
 

@@ -47,7 +47,7 @@ use crate::event::{AckTracker, BatchStatus};
 use batcher::Commit;
 use identity::FileKey;
 use registry::Registry;
-use retry::{Failures, Rewind};
+use retry::{Failures, Reader, Rewind};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -404,9 +404,16 @@ impl Input for FileInput {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut reader_done = false;
             loop {
+                let reader = if reader_done {
+                    Reader::Gone
+                } else if shutdown.is_triggered() {
+                    Reader::Draining
+                } else {
+                    Reader::Running
+                };
                 tokio::select! {
                     acked = shared.tracker.next() => {
-                        apply(&shared, &acked, &mut failures, &metrics, reader_done || shutdown.is_triggered())
+                        apply(&shared, &acked, &mut failures, &metrics, reader)
                     }
                     _ = tick.tick() => save(&shared, forget_after, &mut failures).await,
                     _ = &mut done_rx, if !reader_done => reader_done = true,
@@ -414,6 +421,12 @@ impl Input for FileInput {
                 metrics
                     .ack_pending
                     .store(shared.tracker.pending() as i64, Ordering::Relaxed);
+                if shutdown.is_triggered() {
+                    // Kept current through the drain: if the shutdown deadline ends it, the
+                    // exit status says what was left (not a failure of the input: `/health`
+                    // does not show it).
+                    metrics.set_drain_incomplete(undelivered_at_stop(&shared, &failures));
+                }
                 if reader_done && shared.tracker.pending() == 0 {
                     break;
                 }
@@ -423,14 +436,13 @@ impl Input for FileInput {
                 &shared.tracker.drain(),
                 &mut failures,
                 &metrics,
-                true,
+                Reader::Gone,
             );
             save(&shared, forget_after, &mut failures).await;
-            if let Some(why) = undelivered_at_stop(&shared, &failures) {
-                // Not an error of the input (it stops normally): the stop did not deliver
-                // everything read, which the exit status must say (logged there, once).
-                metrics.set_failed(why);
-            }
+            // The reader read the failed batches again during the drain; what is still failing
+            // (an output failed for good, or the input ended on its own) is said by the exit
+            // status, once.
+            metrics.set_drain_incomplete(undelivered_at_stop(&shared, &failures));
             tokio::task::spawn_blocking(move || handle.join())
                 .await?
                 .map_err(|_| anyhow::anyhow!("file reader thread panicked"))?
@@ -438,10 +450,10 @@ impl Input for FileInput {
     }
 }
 
-/// At a stop, the files whose failed batches were not delivered since (given up during the
-/// drain, or waiting to be read again): their registry offsets stay before those lines, so the
-/// next start reads them again, and what was sent after them is sent again. `None` when every
-/// line read was delivered.
+/// At a stop, the files whose failed batches were not delivered since (failing again through
+/// the drain, or not read again because an output failed for good): their registry offsets stay
+/// before those lines, so the next start reads them again, and what was sent after them is sent
+/// again. `None` when every line read was delivered.
 fn undelivered_at_stop(shared: &Shared, failures: &Failures) -> Option<String> {
     let reg = shared.registry.lock().ok()?;
     let mut files: Vec<String> = failures
@@ -478,7 +490,7 @@ fn apply(
     acked: &[crate::event::Acked],
     failures: &mut Failures,
     metrics: &crate::telemetry::metrics::ComponentMetrics,
-    shutting_down: bool,
+    reader: Reader,
 ) {
     let Ok(mut in_flight) = shared.in_flight.lock() else {
         return;
@@ -520,7 +532,7 @@ fn apply(
                 let at = resume
                     .as_ref()
                     .map(|(offset, path)| (*offset, path.as_str()));
-                if let Some(rw) = failures.failed(&c, at, shutting_down, now) {
+                if let Some(rw) = failures.failed(&c, at, reader, now) {
                     if let Ok(mut r) = shared.rewinds.lock() {
                         r.push(rw);
                     }

@@ -63,6 +63,9 @@ struct Tailer {
     stats_at: Option<Instant>,
     /// A file waiting for a slot was put in the registry during this scan: written at its end.
     waiting_recorded: bool,
+    /// Set at a stop: where each file was read up to. Failed batches are read again up to
+    /// there during the drain; nothing past it is read.
+    stop_at: Option<HashMap<FileKey, u64>>,
 }
 
 pub(super) fn run(
@@ -121,6 +124,7 @@ pub(super) fn run(
         limit_logged: false,
         stats_at: None,
         waiting_recorded: false,
+        stop_at: None,
     };
     let mut generation = 0;
     loop {
@@ -176,7 +180,9 @@ pub(super) fn run(
         }
     }
     // Lines already read go out; what multiline still holds is read again after a restart.
-    let _ = t.emit();
+    if t.emit().is_ok() {
+        t.drain_failed(&mut buf, &wake, poll);
+    }
     t.record_marks();
     // The scanner sees shutdown at its next wake-up (at most `scan_interval`); not waiting
     // for it keeps shutdown quick.
@@ -275,9 +281,11 @@ impl Tailer {
         let Ok(mut f) = self.shared.in_flight.lock() else {
             return Err(Closed);
         };
+        // At the stop, what was read goes out at once (the deadline is near); while draining,
+        // failed batches read again wait for room like any others.
         while !f.batches.is_empty()
             && f.bytes + built.bytes > self.max_in_flight
-            && !self.ctx.shutdown.is_triggered()
+            && (self.stop_at.is_some() || !self.ctx.shutdown.is_triggered())
         {
             // The timeout only lets shutdown be seen; acknowledgements notify `room`.
             match self.shared.room.wait_timeout(f, Duration::from_millis(200)) {
@@ -321,10 +329,26 @@ impl Tailer {
                 let Some(tail) = self.tails.get_mut(&key) else {
                     break;
                 };
-                self.batcher.now = chrono::Utc::now();
                 let before = tail.position();
+                // While draining, only what was read before the stop is read (again).
+                let room = match &self.stop_at {
+                    None => buf.len(),
+                    Some(stop) => stop
+                        .get(&key)
+                        .map_or(0, |&at| at.saturating_sub(before))
+                        .min(buf.len() as u64) as usize,
+                };
+                if room == 0 {
+                    break;
+                }
+                self.batcher.now = chrono::Utc::now();
                 let fp_before = tail.fp;
-                let outcome = tail.read(buf, self.fp_max, Instant::now(), &mut self.batcher);
+                let outcome = tail.read(
+                    &mut buf[..room],
+                    self.fp_max,
+                    Instant::now(),
+                    &mut self.batcher,
+                );
                 let bytes = tail.position().saturating_sub(before);
                 if tail.fp != fp_before {
                     // The registry must know the grown fingerprint before the offsets past it.
@@ -346,6 +370,14 @@ impl Tailer {
                             if let Some(tail) = self.tails.get_mut(&key) {
                                 tail.unseen_since.get_or_insert_with(Instant::now);
                             }
+                        }
+                        break;
+                    }
+                    Ok(ReadOutcome::Truncated) if self.stop_at.is_some() => {
+                        // Not followed into its new content while stopping: the failed lines
+                        // stay before the registry offset, and the next start sees the truncation.
+                        if let Some(stop) = self.stop_at.as_mut() {
+                            stop.remove(&key);
                         }
                         break;
                     }
@@ -513,6 +545,60 @@ impl Tailer {
         }
     }
 
+    /// At a stop: the batches outputs failed (before the stop or while it drains) are read
+    /// again, up to where each file was read when the stop came, until every batch is
+    /// delivered; nothing new is read. The shutdown deadline ends it from outside (trawl exits
+    /// saying what was left), as does an output failing for good (retrying it is pointless).
+    fn drain_failed(
+        &mut self,
+        buf: &mut [u8],
+        wake: &std::sync::mpsc::Receiver<()>,
+        poll: Duration,
+    ) {
+        self.stop_at = Some(
+            self.tails
+                .iter()
+                .map(|(key, tail)| (*key, tail.position()))
+                .collect(),
+        );
+        let mut said = false;
+        loop {
+            if self.ctx.output_failed.load(Ordering::SeqCst) {
+                return;
+            }
+            self.apply_rewinds();
+            if !said && !self.backing_off.is_empty() {
+                said = true;
+                tracing::info!(input = %self.ctx.name, files = self.backing_off.len(),
+                    "stopping: reading again the batches an output failed, within the shutdown deadline");
+            }
+            if self.read_all(buf).is_err() || self.emit().is_err() {
+                return;
+            }
+            if self.drained() {
+                return;
+            }
+            if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) = wake.recv_timeout(poll)
+            {
+                // The scanner is gone: nothing wakes this thread early any more.
+                std::thread::sleep(poll);
+            }
+        }
+    }
+
+    /// Nothing in flight, nothing to read again: every batch of the stop was delivered, or
+    /// failed with no file left to read it from (counted as lost).
+    fn drained(&self) -> bool {
+        let Ok(f) = self.shared.in_flight.lock() else {
+            return true;
+        };
+        // Under the in-flight lock: a failure leaves `in_flight` and enters `rewinds` in one
+        // step of the acknowledgement task, which holds it.
+        f.batches.is_empty()
+            && self.backing_off.is_empty()
+            && self.shared.rewinds.lock().is_ok_and(|r| r.is_empty())
+    }
+
     /// Lines of a failed batch that cannot be read again: counted, and said once per stream.
     fn lost(&self, path: Option<&Path>, rw: &super::retry::Rewind, why: &str) {
         self.shared.stats.lost(rw.lines);
@@ -583,6 +669,7 @@ impl Tailer {
         idle.truncate(self.waiting);
         for (_, key) in &idle {
             if let Some(tail) = self.tails.get_mut(key) {
+                tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), offset = tail.position(), "closing a file idle at its end: files wait for its slot");
                 tail.close();
             }
         }
@@ -856,6 +943,7 @@ impl Tailer {
             return;
         }
         if open >= max_open {
+            tracing::debug!(input = %self.ctx.name, path = %path.display(), offset = tail.position(), "closed file grew: waiting for a slot");
             self.waiting += 1;
             return;
         }
