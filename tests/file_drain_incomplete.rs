@@ -202,11 +202,7 @@ fn batches_given_up_before_the_stop_are_delivered_during_the_drain_when_kafka_co
         missing.len(),
         missing.first()
     );
-    let twice: Vec<&String> = before
-        .iter()
-        .chain(&during)
-        .filter(|l| m[*l] > 1)
-        .collect();
+    let twice: Vec<&String> = before.iter().chain(&during).filter(|l| m[*l] > 1).collect();
     assert!(
         twice.is_empty(),
         "{} lines stored more than once (first: {:?})",
@@ -219,9 +215,11 @@ fn batches_given_up_before_the_stop_are_delivered_during_the_drain_when_kafka_co
     let mut trawl = Trawl::start(&config, Some(&log2));
     let after = lines("after", 1);
     append(&app, &after);
-    wait_until(Duration::from_secs(90), "the line written after the restart", || {
-        stored(&broker, topic).contains_key(&after[0])
-    });
+    wait_until(
+        Duration::from_secs(90),
+        "the line written after the restart",
+        || stored(&broker, topic).contains_key(&after[0]),
+    );
     unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
     assert!(trawl.wait(Duration::from_secs(120)).success());
     let m = stored(&broker, topic);

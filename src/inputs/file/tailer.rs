@@ -30,6 +30,12 @@ const COPY_WAIT: Duration = Duration::from_secs(5);
 /// finds it well within this.
 pub(super) const TRUNCATION_KEPT: Duration = Duration::from_secs(60);
 
+/// How long a file read to its end must not have grown before its slot is given to a file
+/// waiting under `max_open_files`. One `poll_interval` (100 ms) was seen to close a file still
+/// being written, whose writer was only late on a loaded node: it then grew while its slot was
+/// taken, and its deletion (seed 45 of the fault campaign) lost what it had not been read of it.
+const IDLE_BEFORE_MAKING_ROOM: Duration = Duration::from_secs(1);
+
 struct Tailer {
     config: Config,
     multiline: Option<Multiline>,
@@ -66,6 +72,10 @@ struct Tailer {
     /// Set at a stop: where each file was read up to. Failed batches are read again up to
     /// there during the drain; nothing past it is read.
     stop_at: Option<HashMap<FileKey, u64>>,
+    /// Files waiting for a slot with no descriptor held (discovery's are all taken, or a
+    /// followed file closed to free its slot that grew since), with their path and the bytes
+    /// not read at last sight: deleted before a slot frees, those bytes are gone.
+    waiting_unopened: HashMap<FileKey, (PathBuf, u64)>,
 }
 
 pub(super) fn run(
@@ -125,6 +135,7 @@ pub(super) fn run(
         stats_at: None,
         waiting_recorded: false,
         stop_at: None,
+        waiting_unopened: HashMap::new(),
     };
     let mut generation = 0;
     loop {
@@ -167,7 +178,7 @@ pub(super) fn run(
                 break;
             }
             t.close_idle(now);
-            if t.make_room(now, poll) {
+            if t.make_room(now, poll.max(IDLE_BEFORE_MAKING_ROOM)) {
                 // Files wait for the slots just freed: let them in now, not at the next scan.
                 t.apply_scan(&found, false, now);
             }
@@ -578,8 +589,7 @@ impl Tailer {
             if self.drained() {
                 return;
             }
-            if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) = wake.recv_timeout(poll)
-            {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) = wake.recv_timeout(poll) {
                 // The scanner is gone: nothing wakes this thread early any more.
                 std::thread::sleep(poll);
             }
@@ -642,10 +652,10 @@ impl Tailer {
     }
 
     /// When files wait for a slot under `max_open_files`, closes as many files as wait among
-    /// those read to their end and idle for `min_idle`, longest idle first; they stay followed
-    /// and are reopened at their offset when a scan finds them grown and a slot free. Files
-    /// deleted or renamed away are kept open: closed, they could not be reopened. True when
-    /// some were closed.
+    /// those read to their end (checked now, not at the last read) and idle for `min_idle`,
+    /// longest idle first; they stay followed and are reopened at their offset when a scan
+    /// finds them grown and a slot free. Files deleted or renamed away are kept open: closed,
+    /// they could not be reopened. True when some were closed.
     fn make_room(&mut self, now: Instant, min_idle: Duration) -> bool {
         if self.waiting == 0 {
             return false;
@@ -662,6 +672,7 @@ impl Tailer {
                     && !self.backing_off.contains_key(k)
                     && !self.shared.unsettled(k)
                     && t.still_linked()
+                    && t.size() == Some(t.position())
             })
             .map(|(k, t)| (t.last_growth, *k))
             .collect();
@@ -789,6 +800,7 @@ impl Tailer {
             }
         }
         self.maybe_copies.retain(|k, _| keep.contains_key(k));
+        self.skipped_while_waiting(&seen, &keep);
         if let Ok(mut f) = found.lock() {
             f.followed = self
                 .tails
@@ -828,6 +840,46 @@ impl Tailer {
             self.limit_logged = true;
             tracing::warn!(input = %self.ctx.name, max_open_files = self.config.max_open_files, waiting = self.waiting,
                 "max_open_files reached: files wait for a slot; files idle at their end are closed to let them in and reopened when they grow (logged once)");
+        }
+    }
+
+    /// Files that waited for a slot with no descriptor held and are no longer under `paths`:
+    /// deleted (not found by their inode in their folder), the bytes trawl had not read of them
+    /// are gone; the risk `max_open_files` takes. Counted in `trawl_file_skipped_files_total` and
+    /// said once per file with its path, so that nothing is lost silently. One renamed in its
+    /// folder is left to rotation handling.
+    fn skipped_while_waiting(
+        &mut self,
+        seen: &HashSet<FileKey>,
+        held: &HashMap<FileKey, (PathBuf, File)>,
+    ) {
+        let vanished: HashMap<FileKey, PathBuf> = self
+            .waiting_unopened
+            .iter()
+            .filter(|(k, _)| {
+                !seen.contains(k)
+                    && !held.contains_key(k)
+                    && !self.tails.get(k).is_some_and(|t| t.is_open())
+            })
+            .map(|(k, (p, _))| (*k, p.clone()))
+            .collect();
+        if vanished.is_empty() {
+            return;
+        }
+        let renamed: HashSet<FileKey> = discovery::find_renamed(&vanished)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for (key, path) in vanished {
+            let Some((_, unread)) = self.waiting_unopened.remove(&key) else {
+                continue;
+            };
+            if renamed.contains(&key) || unread == 0 {
+                continue;
+            }
+            self.shared.stats.skipped_file();
+            tracing::warn!(input = %self.ctx.name, path = %path.display(), unread_bytes = unread, max_open_files = self.config.max_open_files,
+                "a file waiting for a max_open_files slot was deleted before it got one: the bytes not read of it are lost (counted in trawl_file_skipped_files_total; raise max_open_files or keep rotated files longer)");
         }
     }
 
@@ -936,17 +988,20 @@ impl Tailer {
         if tail.is_open() {
             return;
         }
-        let grown = std::fs::metadata(path)
-            .map(|m| m.len() != tail.position())
-            .unwrap_or(false);
-        if !grown {
+        let size = std::fs::metadata(path).map(|m| m.len()).ok();
+        let Some(size) = size.filter(|&s| s != tail.position()) else {
             return;
-        }
+        };
         if open >= max_open {
             tracing::debug!(input = %self.ctx.name, path = %path.display(), offset = tail.position(), "closed file grew: waiting for a slot");
             self.waiting += 1;
+            self.waiting_unopened.insert(
+                key,
+                (path.to_path_buf(), size.saturating_sub(tail.position())),
+            );
             return;
         }
+        self.waiting_unopened.remove(&key);
         match File::open(path) {
             Ok(f) => {
                 let same = tail.fp.matches(&f).unwrap_or(false);
@@ -983,8 +1038,16 @@ impl Tailer {
         if self.open_count() >= self.config.max_open_files {
             self.waiting += 1;
             self.record_waiting(key, path, file.as_ref(), first);
+            if file.is_none() {
+                let size = std::fs::metadata(path).map_or(0, |m| m.len());
+                self.waiting_unopened
+                    .insert(key, (path.to_path_buf(), size));
+            } else {
+                self.waiting_unopened.remove(&key);
+            }
             return file;
         }
+        self.waiting_unopened.remove(&key);
         let file = match file {
             Some(f) => f,
             None => match File::open(path) {
