@@ -8,7 +8,10 @@
 //! `cargo test --release --test fault_campaign -- --minutes 20 --seed 42` runs seeds 42, 43...
 //! for 20 minutes and prints the table; `--pipeline NAME`, `--faults N` and `--runs N` narrow it
 //! (each failure prints the command that replays it); `-- --regressions` replays the seeds that
-//! found failures; `--verbose` prints every run's schedule and notes, not only a failed one's.
+//! found failures; `--verbose` prints every run's schedule and notes, not only a failed one's;
+//! `--give-up never|always` forces whether the output gives batches up (Kafka's
+//! `delivery_timeout`, Elasticsearch's `max_attempts`) and `--output-faults N` puts each output
+//! fault N times in the draw (several broker restarts per Kafka run).
 
 mod support {
     pub mod es_server;
@@ -17,7 +20,7 @@ mod support {
 }
 mod campaign;
 
-use campaign::files::Output;
+use campaign::files::{Knobs, Output};
 use campaign::outcome::{table, Outcome};
 use std::time::{Duration, Instant};
 
@@ -59,11 +62,13 @@ const REGRESSIONS: &[(u64, &str, u32, &str)] = &[
     (108, "es", 40, "lines of a copytruncate copy stored twice under different _ids, the copy later deleted (1 run of 2: timing)"),
 ];
 
-fn run_one(seed: u64, pipeline: &str, faults: u32) -> Outcome {
+fn run_one(seed: u64, pipeline: &str, faults: u32, knobs: Knobs) -> Outcome {
     let result = std::panic::catch_unwind(|| match pipeline {
-        "es" => campaign::files::run(Output::Elasticsearch, "es", seed, faults),
-        "kafka" => campaign::files::run(Output::Kafka, "kafka", seed, faults),
-        "file-disk" => campaign::files::run(Output::FileDiskBuffer, "file-disk", seed, faults),
+        "es" => campaign::files::run(Output::Elasticsearch, "es", seed, faults, knobs),
+        "kafka" => campaign::files::run(Output::Kafka, "kafka", seed, faults, knobs),
+        "file-disk" => {
+            campaign::files::run(Output::FileDiskBuffer, "file-disk", seed, faults, knobs)
+        }
         "tee" => campaign::tee::run(seed, faults),
         other => panic!("unknown pipeline {other}: one of {PIPELINES:?}"),
     });
@@ -83,6 +88,7 @@ fn run_one(seed: u64, pipeline: &str, faults: u32) -> Outcome {
                     .unwrap_or("?"),
                 seed,
                 faults_planned: faults,
+                replay_args: knobs.args(),
                 violations: vec![format!("the run itself failed: {why}")],
                 ..Default::default()
             }
@@ -127,6 +133,14 @@ fn main() {
     }
     // Prints the schedule (with each SIGTERM's exit status) and notes of passing runs too.
     let verbose = args.iter().any(|a| a == "--verbose");
+    let knobs = Knobs {
+        give_up: value("--give-up").map(|v| match v.as_str() {
+            "always" => true,
+            "never" => false,
+            other => panic!("--give-up takes always or never, not {other:?}"),
+        }),
+        output_fault_weight: number("--output-faults").unwrap_or(1) as usize,
+    };
     let long = number("--minutes").is_some() || number("--seed").is_some();
     let mut outcomes = Vec::new();
     let started = Instant::now();
@@ -143,7 +157,7 @@ fn main() {
             let pipeline = only
                 .clone()
                 .unwrap_or_else(|| PIPELINES[(s % PIPELINES.len() as u64) as usize].to_owned());
-            let o = run_one(s, &pipeline, faults);
+            let o = run_one(s, &pipeline, faults, knobs);
             report(&o, verbose);
             outcomes.push(o);
             n += 1;
@@ -152,13 +166,13 @@ fn main() {
     } else if args.iter().any(|a| a == "--regressions") {
         for &(seed, pipeline, faults, what) in REGRESSIONS {
             println!("regression (found: {what}):");
-            let o = run_one(seed, pipeline, faults);
+            let o = run_one(seed, pipeline, faults, knobs);
             report(&o, verbose);
             outcomes.push(o);
         }
     } else {
         for &(seed, pipeline, faults) in SHORT {
-            let o = run_one(seed, pipeline, faults);
+            let o = run_one(seed, pipeline, faults, knobs);
             report(&o, verbose);
             outcomes.push(o);
         }
