@@ -229,3 +229,71 @@ fn batches_given_up_before_the_stop_are_delivered_during_the_drain_when_kafka_co
         "{again} lines sent again by the next start: the drain's deliveries did not reach the registry"
     );
 }
+
+/// A reload that replaces the file input (its settings changed) while Kafka is unreachable and
+/// batches are being given up: the old input does not hold the reload until Kafka comes back
+/// (only a stop of trawl reads failed batches again in its drain); its registry stays before the
+/// failed lines, and the input that replaces it delivers them once Kafka is back.
+#[test]
+fn a_reload_does_not_wait_for_given_up_batches_and_the_new_input_delivers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let broker = Broker::start();
+    let topic = "drain_reload";
+    broker.create_topic(topic, 1);
+    let config_text = |poll: &str| {
+        format!(
+            "data_dir: {data}\nhttp: {{ enabled: false }}\nshutdown_timeout: 60s\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\"]\n    poll_interval: {poll}\n    registry_flush: 100ms\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: {topic}\n    delivery_timeout: 2s\n",
+            data = dir.path().join("data").display(),
+            logs = logs.display(),
+            bootstrap = broker.bootstrap,
+        )
+    };
+    let config = write_file(dir.path(), "pipeline.yaml", &config_text("100ms"));
+    let app = logs.join("app.log");
+    let before = lines("before", 100);
+    append(&app, &before);
+    let log = dir.path().join("trawl.log");
+    let mut trawl = Trawl::start(&config, Some(&log));
+    wait_until(
+        Duration::from_secs(90),
+        "the first 100 lines in Kafka",
+        || {
+            let m = stored(&broker, topic);
+            before.iter().all(|l| m.contains_key(l))
+        },
+    );
+    broker.cut();
+    let during = lines("during", 200);
+    append(&app, &during);
+    wait_until(
+        Duration::from_secs(90),
+        "a batch given up by the Kafka output (delivery_timeout 2s)",
+        || log_has(&log, "an output failed a batch read from this file"),
+    );
+    write_file(dir.path(), "pipeline.yaml", &config_text("150ms"));
+    unsafe { libc::kill(trawl.child.id() as i32, libc::SIGHUP) };
+    wait_until(
+        Duration::from_secs(60),
+        "the reload to finish while Kafka is still unreachable",
+        || log_has(&log, "reloaded:"),
+    );
+    broker.restore();
+    wait_until(
+        Duration::from_secs(90),
+        "the 200 lines given up before the reload, delivered by the new input",
+        || {
+            let m = stored(&broker, topic);
+            during.iter().all(|l| m.contains_key(l))
+        },
+    );
+    unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
+    let status = trawl.wait(Duration::from_secs(120));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit {status}; log:\n{text}");
+    assert!(
+        !text.contains("failed: input logs"),
+        "the reload left the input marked failed; log:\n{text}"
+    );
+}

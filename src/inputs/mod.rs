@@ -53,8 +53,26 @@ pub struct InputContext {
     pub batch_size: usize,
     /// Where the input may keep state (offsets), already created.
     pub data_dir: PathBuf,
-    /// Set once an output failed for good: a stop then does not read again what it failed.
-    pub output_failed: Arc<AtomicBool>,
+    /// How the pipeline stops, shared by every input.
+    pub pipeline: Arc<PipelineStop>,
+}
+
+/// What an input may know of how the pipeline stops.
+#[derive(Default)]
+pub struct PipelineStop {
+    /// The whole pipeline stops (a signal, every input ended, an output failed), not a reload
+    /// replacing one input: batches outputs failed are read again during the drain, and what
+    /// stays undelivered is the stop's to report.
+    pub stopping: AtomicBool,
+    /// An output failed for good: reading again what it failed is pointless.
+    pub output_failed: AtomicBool,
+}
+
+impl PipelineStop {
+    /// Whether an input should read again, during its drain, what outputs failed.
+    pub fn retries_failed(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst) && !self.output_failed.load(Ordering::SeqCst)
+    }
 }
 
 impl InputContext {

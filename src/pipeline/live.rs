@@ -7,7 +7,7 @@ use super::reload::{Reloads, Request};
 use super::route::{self, Rewire, Route};
 use super::{undelivered, BuiltInput, BuiltOutput, Pipeline, RunReport, Target};
 use crate::config::{ComponentSpec, Global, OutputSpec, ProcessorSpec};
-use crate::inputs::{BackPressure, InputContext};
+use crate::inputs::{BackPressure, InputContext, PipelineStop};
 use crate::outputs::{self, OutputContext};
 use crate::processors::condition::Condition;
 use crate::telemetry::metrics::{Collector, ComponentKind, ComponentMetrics, Registry};
@@ -15,7 +15,7 @@ use crate::telemetry::server::Endpoints;
 use crate::telemetry::tap::TapHub;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -77,9 +77,8 @@ pub(super) struct Live {
     pub inputs_running: Arc<AtomicUsize>,
     pub input_ended: Arc<Notify>,
     pub output_failed: Arc<Notify>,
-    /// Set with `output_failed`, for inputs to read: a stop caused by a failed output does not
-    /// retry the batches that output failed.
-    pub an_output_failed: Arc<AtomicBool>,
+    /// Told to inputs: whether the whole pipeline stops, and whether an output failed.
+    pub stop_state: Arc<PipelineStop>,
 }
 
 impl Live {
@@ -129,7 +128,7 @@ impl Live {
             inputs_running: Arc::new(AtomicUsize::new(0)),
             input_ended: Arc::new(Notify::new()),
             output_failed: Arc::new(Notify::new()),
-            an_output_failed: Arc::new(AtomicBool::new(false)),
+            stop_state: Arc::new(PipelineStop::default()),
         };
         let outputs: Vec<(BuiltOutput, Option<OutputSpec>)> = p
             .outputs
@@ -211,7 +210,7 @@ impl Live {
             back_pressure,
             batch_size: tuning.batch_size.max(1),
             data_dir: self.data_dir.clone(),
-            output_failed: self.an_output_failed.clone(),
+            pipeline: self.stop_state.clone(),
         };
         let metrics = i.metrics.clone();
         let name = i.name.clone();
@@ -300,7 +299,7 @@ impl Live {
                             let e = anyhow::anyhow!("output {}: buffer: {e:#}", o.name);
                             tracing::error!("{e:#}");
                             o.metrics.set_failed(format!("{e:#}"));
-                            self.an_output_failed.store(true, Ordering::SeqCst);
+                            self.stop_state.output_failed.store(true, Ordering::SeqCst);
                             self.output_failed.notify_one();
                             first_error.get_or_insert(e);
                             continue;
@@ -318,13 +317,13 @@ impl Live {
             let metrics = o.metrics.clone();
             let name = o.name.clone();
             let failed = self.output_failed.clone();
-            let failed_flag = self.an_output_failed.clone();
+            let stop_state = self.stop_state.clone();
             let output = o.output;
             let task = tokio::spawn(async move {
                 if let Err(e) = output.run(ctx).await {
                     tracing::error!(output = %name, error = %format!("{e:#}"), "output failed");
                     metrics.set_failed(format!("{e:#}"));
-                    failed_flag.store(true, Ordering::SeqCst);
+                    stop_state.output_failed.store(true, Ordering::SeqCst);
                     failed.notify_one();
                 }
             });
@@ -401,6 +400,8 @@ pub async fn run(
     };
     let deadline = live.global.shutdown_timeout.std();
     let output_failed = live.output_failed.clone();
+    // Before the inputs are told to stop: they drain as for a stop of trawl, not of a reload.
+    live.stop_state.stopping.store(true, Ordering::SeqCst);
     let drain = live.stop_and_drain();
     tokio::pin!(drain);
     let drained = match stop {

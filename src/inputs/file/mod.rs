@@ -389,6 +389,7 @@ impl Input for FileInput {
             let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
             let thread_shared = shared.clone();
             let shutdown = ctx.shutdown.clone();
+            let pipeline = ctx.pipeline.clone();
             let mut failures = Failures::new(ctx.name.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("trawl-file-{}", ctx.name))
@@ -404,12 +405,11 @@ impl Input for FileInput {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut reader_done = false;
             loop {
-                let reader = if reader_done {
-                    Reader::Gone
-                } else if shutdown.is_triggered() {
-                    Reader::Draining
-                } else {
-                    Reader::Running
+                let reader = match (reader_done, shutdown.is_triggered()) {
+                    (true, _) => Reader::Gone,
+                    (false, true) if pipeline.retries_failed() => Reader::Draining,
+                    (false, true) => Reader::Gone,
+                    (false, false) => Reader::Running,
                 };
                 tokio::select! {
                     acked = shared.tracker.next() => {
@@ -421,7 +421,7 @@ impl Input for FileInput {
                 metrics
                     .ack_pending
                     .store(shared.tracker.pending() as i64, Ordering::Relaxed);
-                if shutdown.is_triggered() {
+                if shutdown.is_triggered() && pipeline.stopping.load(Ordering::SeqCst) {
                     // Kept current through the drain: if the shutdown deadline ends it, the
                     // exit status says what was left (not a failure of the input: `/health`
                     // does not show it).
@@ -441,8 +441,10 @@ impl Input for FileInput {
             save(&shared, forget_after, &mut failures).await;
             // The reader read the failed batches again during the drain; what is still failing
             // (an output failed for good, or the input ended on its own) is said by the exit
-            // status, once.
-            metrics.set_drain_incomplete(undelivered_at_stop(&shared, &failures));
+            // status, once. Not after a reload: the input replacing this one reads them again.
+            if pipeline.stopping.load(Ordering::SeqCst) {
+                metrics.set_drain_incomplete(undelivered_at_stop(&shared, &failures));
+            }
             tokio::task::spawn_blocking(move || handle.join())
                 .await?
                 .map_err(|_| anyhow::anyhow!("file reader thread panicked"))?

@@ -559,7 +559,9 @@ impl Tailer {
     /// At a stop: the batches outputs failed (before the stop or while it drains) are read
     /// again, up to where each file was read when the stop came, until every batch is
     /// delivered; nothing new is read. The shutdown deadline ends it from outside (trawl exits
-    /// saying what was left), as does an output failing for good (retrying it is pointless).
+    /// saying what was left), as does an output failing for good (retrying it is pointless). A
+    /// reload replacing the input does not wait for it: the registry stays before the failed
+    /// lines and the input that replaces it reads them again.
     fn drain_failed(
         &mut self,
         buf: &mut [u8],
@@ -574,7 +576,7 @@ impl Tailer {
         );
         let mut said = false;
         loop {
-            if self.ctx.output_failed.load(Ordering::SeqCst) {
+            if !self.ctx.pipeline.retries_failed() {
                 return;
             }
             self.apply_rewinds();
