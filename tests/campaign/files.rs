@@ -251,6 +251,10 @@ impl Sink {
                 None
             }
             (Sink::Kafka(b), "broker-restart") => {
+                if !b.running() {
+                    // Already stopped by an outage still in progress: that one restarts it.
+                    return None;
+                }
                 b.stop();
                 lasting(None)
             }
