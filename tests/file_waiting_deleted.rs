@@ -116,3 +116,69 @@ fn files_deleted_while_waiting_for_a_slot_are_counted_and_named_once() {
     support::process::sigterm(&trawl);
     assert!(trawl.wait(Duration::from_secs(60)).success());
 }
+
+/// A kubelet `0.log` (read through its `/var/log/containers` link) that waits for a slot with
+/// no descriptor and is rotated by kubelet (`0.log` → `0.log.<time>`, out of `paths`) was not
+/// deleted: it must not be counted or named as skipped.
+#[test]
+fn a_kubelet_file_rotated_while_waiting_is_not_counted_as_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let logs = root.join("logs");
+    let app = root.join("pods/shop_web-1_0000-0001/app");
+    let links = root.join("containers");
+    for d in [&logs, &app, &links] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let k = app.join("0.log");
+    let cri = |what: &str, n: usize| -> String {
+        (0..n)
+            .map(|i| format!("2026-11-30T13:00:00.000000000Z stdout F {what} line {i:04}\n"))
+            .collect()
+    };
+    append(&k, &cri("k", 10));
+    std::os::unix::fs::symlink(&k, links.join("web-1_shop_app-0001.log")).unwrap();
+    let out = root.join("events.jsonl");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = write_file(
+        root,
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\", \"{links}/*.log\"]\n    max_open_files: 1\n    poll_interval: 100ms\n    scan_interval: 200ms\n    close_removed: 60s\noutputs:\n  out:\n    type: file\n    path: {out}\n",
+            data = root.join("data").display(),
+            logs = logs.display(),
+            links = links.display(),
+            out = out.display(),
+        ),
+    );
+    let log = root.join("trawl.log");
+    let mut trawl = Trawl::start(&config, Some(&log));
+    let gauge = |name: &str| metric(&addr, name, "logs").unwrap_or(-1.0);
+    wait_until(Duration::from_secs(60), "0.log's 10 lines", || {
+        delivered(&out, "k") == 10
+    });
+    // b.log takes the slot (0.log, idle at its end, is closed for it), then is deleted: it
+    // keeps the slot.
+    let b = logs.join("b.log");
+    append(&b, &lines("b", 10));
+    wait_until(Duration::from_secs(60), "b.log's 10 lines", || {
+        delivered(&out, "b") == 10
+    });
+    std::fs::remove_file(&b).unwrap();
+    append(&k, &cri("k-more", 20));
+    wait_until(Duration::from_secs(60), "0.log waiting for a slot", || {
+        gauge("trawl_file_waiting_files") == 1.0
+    });
+    std::fs::rename(&k, app.join("0.log.20261130-130000")).unwrap();
+    append(&k, &cri("k-new", 5));
+    // Ten scans see the rotation.
+    std::thread::sleep(Duration::from_secs(2));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains("was deleted before it got one"),
+        "a rotated file named as deleted; log:\n{text}"
+    );
+    assert_eq!(gauge("trawl_file_skipped_files_total"), 0.0);
+    support::process::sigterm(&trawl);
+    assert!(trawl.wait(Duration::from_secs(60)).success());
+}

@@ -849,7 +849,7 @@ impl Tailer {
     /// deleted (not found by their inode in their folder), the bytes trawl had not read of them
     /// are gone; the risk `max_open_files` takes. Counted in `trawl_file_skipped_files_total` and
     /// said once per file with its path, so that nothing is lost silently. One renamed in its
-    /// folder is left to rotation handling.
+    /// folder (or, for a symlink, in its target's) is left to rotation handling.
     fn skipped_while_waiting(
         &mut self,
         seen: &HashSet<FileKey>,
@@ -863,7 +863,9 @@ impl Tailer {
                     && !held.contains_key(k)
                     && !self.tails.get(k).is_some_and(|t| t.is_open())
             })
-            .map(|(k, (p, _))| (*k, p.clone()))
+            // Looked for beside the file the name leads to now: a kubelet symlink's target
+            // folder is where kubelet renamed it (`0.log` → `0.log.<time>`).
+            .map(|(k, (p, _))| (*k, std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
             .collect();
         if vanished.is_empty() {
             return;
@@ -872,8 +874,8 @@ impl Tailer {
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        for (key, path) in vanished {
-            let Some((_, unread)) = self.waiting_unopened.remove(&key) else {
+        for key in vanished.into_keys() {
+            let Some((path, unread)) = self.waiting_unopened.remove(&key) else {
                 continue;
             };
             if renamed.contains(&key) || unread == 0 {
