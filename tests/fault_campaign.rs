@@ -8,7 +8,10 @@
 //! `cargo test --release --test fault_campaign -- --minutes 20 --seed 42` runs seeds 42, 43...
 //! for 20 minutes and prints the table; `--pipeline NAME`, `--faults N` and `--runs N` narrow it
 //! (each failure prints the command that replays it); `-- --regressions` replays the seeds that
-//! found failures; `--verbose` prints every run's schedule and notes, not only a failed one's.
+//! found failures; `--verbose` prints every run's schedule and notes, not only a failed one's;
+//! `--give-up never|always` forces whether the output gives batches up (Kafka's
+//! `delivery_timeout`, Elasticsearch's `max_attempts`) and `--output-faults N` puts each output
+//! fault N times in the draw (several broker restarts per Kafka run).
 
 mod support {
     pub mod es_server;
@@ -17,7 +20,7 @@ mod support {
 }
 mod campaign;
 
-use campaign::files::Output;
+use campaign::files::{Knobs, Output};
 use campaign::outcome::{table, Outcome};
 use std::time::{Duration, Instant};
 
@@ -43,7 +46,7 @@ const REGRESSIONS: &[(u64, &str, u32, &str)] = &[
     (2, "file-disk", 8, "a torn line in the file output when its disk filled (fixed: the file is cut back to its last whole line and the output keeps going)"),
     (44, "es", 40, "(1) a `200 {}` answer counted as stored: that batch's lines lost; lines written to a deleted file after its deletion lost. (2) 960 lines lost from logs/app-1-7.log, deleted while written, trawl killed (churn-while-down) 2.8 s later, max_open_files 4 with 16 files waiting; not analysed (a kill -9 before the deleted file was read, or it never got a slot). (3) 8,920 lines of a copytruncate copy (logs/app-0-5.log.6) stored twice under other _ids; max_open_files 4, a SIGTERM that exited 1, then a kill -9. Cause (found from the code and the conditions; a replay at 82d4435 passed, timing): after the restart the original waited for a slot (known to the registry, followed by no tail), so its truncation was seen by nobody and the copy was put in the registry as a new file (new stream id, offset 0). Fixed on branch delivery3: a new file is also checked against the registry's files waiting for a slot (tests/file_copytruncate_ids.rs, the_copy_of_a_file_waiting_for_a_slot_keeps_its_ids, seen failing first: 500 of 833 lines stored twice)"),
     (44, "file-disk", 40, "on branch delivery3 (10-minute es + file-disk run, load about 20): 420 lines lost from logs/app-0-6.log, deleted while written (delete-active at 72.7 or 77.8 s, kill -9 at 78.8 s), max_open_files 4 with 19 files waiting; 40 of them written before the delete, so the file was likely waiting for a slot or closed by make_room when deleted (no descriptor open), as seed 45 (kafka). Not analysed further, not fixed"),
-    (45, "kafka", 40, "(1) lines written to a deleted file after its deletion lost (file side; the broker was tansu). (2) with Apache Kafka and idempotence on: 620 lines of a kubelet-rotated 0.log lost, max_open_files 4 with 19 files waiting: a file rotated out of `paths` before it got a slot was never read (fixed: discovery keeps the rename until a slot frees, tests/file_waiting_rename.rs; see seed 46). (3) 600 lines lost from logs/app-1-1.log, deleted while written, kill -9 2.2 s later, max_open_files 4: the lines from before the delete were lost too, so the file likely waited for a slot (no descriptor open) when it was deleted. Not fixed"),
+    (45, "kafka", 40, "(1) lines written to a deleted file after its deletion lost (file side; the broker was tansu). (2) with Apache Kafka and idempotence on: 620 lines of a kubelet-rotated 0.log lost, max_open_files 4 with 19 files waiting: a file rotated out of `paths` before it got a slot was never read (fixed: discovery keeps the rename until a slot frees, tests/file_waiting_rename.rs; see seed 46). (3) 600 lines lost from logs/app-1-1.log, deleted while written, kill -9 2.2 s later, max_open_files 4: the lines from before the delete were lost too, so the file likely waited for a slot (no descriptor open) when it was deleted. Not fixed. On branch delivery4: not reproduced by two replays (passed); 600 lines are 1.5 s of that writer, from before and after the delete, so most likely the file was still being written when make_room closed it after one 100 ms poll_interval without growth (a late writer on a loaded node), it grew while its slot was taken and was deleted while waiting. Done (the risk made smaller and never silent, not removed): room is made only from files read to their end and idle 1 s; a file deleted while it waits with no descriptor is counted (trawl_file_skipped_files_total) and logged once with its path, and the campaign excuses exactly its missing lines (tests/file_waiting_deleted.rs, seen failing on main's binary)"),
     (46, "file-disk", 40, "880 lines of a kubelet-rotated 0.log lost with max_open_files 4 and 21 files waiting, not delivered by one more start either: the file waited for a slot (never opened, so not in the registry), kubelet rotated it and trawl was killed right after, and a start resumes only rotated files its registry knows. Fixed: a waiting file is put in the registry when first seen (tests/file_waiting_crash.rs)"),
     (47, "es", 40, "on branch delivery3 (10-minute es + file-disk run, load about 20): 2,100 lines of a copytruncate copy (logs/app-1-4.log.9, copied at about 66.4 s) stored twice under different _ids, max_open_files 1024 (no file waiting), outputs retrying for ever; the original was a new file from a rotate+kill9 at 62.0 s, trawl was killed at 65.6 s (kubelet-rotate+kill9) and again about 3 s after the copy (kubelet-rotate+kill9 at 69.4 s). A replay with CAMPAIGN_KEEP passed (timing). Not analysed, not fixed"),
     (48, "es", 40, "(1) start_at: end applied to files that appeared just before a kill -9; lines lost in the middle of renamed files when the output gives up after 4 attempts. (2) 780 lines of a copytruncate copy stored twice under other _ids, the copy made just after an Elasticsearch timeout, give-up after 4 attempts: a copy whose original was closed (idle while backing off) or truncated while trawl was stopped was read from 0 under a new stream id (fixed, tests/file_copytruncate_ids.rs); a truncation seen while running lived only in memory, so a copy found after a SIGTERM or kill -9 was read as a new file (fixed: kept in the registry, tests/file_truncation_restart.rs); reading a failed batch again looked like a truncation (see seed 4)"),
@@ -51,15 +54,18 @@ const REGRESSIONS: &[(u64, &str, u32, &str)] = &[
     (52, "es", 40, "(1) start_at: end with max_open_files 4: lines lost from new and renamed files. (2) 180 lines of a copytruncate copy stored twice under other _ids (max_open_files 4, a kill -9 1.5 s after the copy); see seed 44 (3). (3) 1,920 lines of a file rotated by rename (logs/app-1-5.log -> app-1-5.log.6) stored twice under other _ids; start_at: end, max_open_files 4, outputs retrying for ever, many kill -9. Likely cause (a replay at 82d4435 passed, timing; shown by a focused test): a file closed to share the slots of max_open_files was reopened by the name of a scan older than its rename (`make_room` applies the last scan again; a reader held up by a full pipeline applies it late), so the new file at that name was opened as this file grown, taken for a truncation (new stream), and the renamed file read again from 0 once found. Fixed on branch delivery3: a closed file is reopened only if the name still names it (tests/file_slots_rotation.rs)"),
     (50, "file-disk", 40, "lines lost from a copytruncate copy after the disk buffer's disk filled; the disk buffer stayed failed"),
     (102, "file-disk", 40, "lines written to a deleted file after its deletion lost; the last 50 ms of lines of every stream never delivered before the final SIGTERM (2 runs of 3; the end of a run now starts trawl once more before counting a line lost, and fails a run whose trawl exited 0 with lines left unread)"),
+    (62, "kafka", 40, "with --give-up never --output-faults 3, on branch delivery4: 1,580 lines of w00 sent twice by one trawl process (start 17), counted first as the idempotent producer's duplicates; they are trawl's own: logs/app-0-7.log was copytruncated (copy app-0-7.log.12, 219,030 bytes, exactly the offset trawl had read when it logged the truncation) and the copy was read as a new file instead of continuing the stream (no 'copy of a truncated file' line in its log); max_open_files 1024, a kill -9 7.6 s later. Not fixed here (the copytruncate paths are branch delivery3's)"),
     (104, "es", 40, "lines of a copytruncate copy stored twice under different _ids after kill -9"),
     (108, "es", 40, "lines of a copytruncate copy stored twice under different _ids, the copy later deleted (1 run of 2: timing)"),
 ];
 
-fn run_one(seed: u64, pipeline: &str, faults: u32) -> Outcome {
+fn run_one(seed: u64, pipeline: &str, faults: u32, knobs: Knobs) -> Outcome {
     let result = std::panic::catch_unwind(|| match pipeline {
-        "es" => campaign::files::run(Output::Elasticsearch, "es", seed, faults),
-        "kafka" => campaign::files::run(Output::Kafka, "kafka", seed, faults),
-        "file-disk" => campaign::files::run(Output::FileDiskBuffer, "file-disk", seed, faults),
+        "es" => campaign::files::run(Output::Elasticsearch, "es", seed, faults, knobs),
+        "kafka" => campaign::files::run(Output::Kafka, "kafka", seed, faults, knobs),
+        "file-disk" => {
+            campaign::files::run(Output::FileDiskBuffer, "file-disk", seed, faults, knobs)
+        }
         "tee" => campaign::tee::run(seed, faults),
         other => panic!("unknown pipeline {other}: one of {PIPELINES:?}"),
     });
@@ -79,6 +85,7 @@ fn run_one(seed: u64, pipeline: &str, faults: u32) -> Outcome {
                     .unwrap_or("?"),
                 seed,
                 faults_planned: faults,
+                replay_args: knobs.args(),
                 violations: vec![format!("the run itself failed: {why}")],
                 ..Default::default()
             }
@@ -123,6 +130,14 @@ fn main() {
     }
     // Prints the schedule (with each SIGTERM's exit status) and notes of passing runs too.
     let verbose = args.iter().any(|a| a == "--verbose");
+    let knobs = Knobs {
+        give_up: value("--give-up").map(|v| match v.as_str() {
+            "always" => true,
+            "never" => false,
+            other => panic!("--give-up takes always or never, not {other:?}"),
+        }),
+        output_fault_weight: number("--output-faults").unwrap_or(1) as usize,
+    };
     let long = number("--minutes").is_some() || number("--seed").is_some();
     let mut outcomes = Vec::new();
     let started = Instant::now();
@@ -139,7 +154,7 @@ fn main() {
             let pipeline = only
                 .clone()
                 .unwrap_or_else(|| PIPELINES[(s % PIPELINES.len() as u64) as usize].to_owned());
-            let o = run_one(s, &pipeline, faults);
+            let o = run_one(s, &pipeline, faults, knobs);
             report(&o, verbose);
             outcomes.push(o);
             n += 1;
@@ -148,13 +163,13 @@ fn main() {
     } else if args.iter().any(|a| a == "--regressions") {
         for &(seed, pipeline, faults, what) in REGRESSIONS {
             println!("regression (found: {what}):");
-            let o = run_one(seed, pipeline, faults);
+            let o = run_one(seed, pipeline, faults, knobs);
             report(&o, verbose);
             outcomes.push(o);
         }
     } else {
         for &(seed, pipeline, faults) in SHORT {
-            let o = run_one(seed, pipeline, faults);
+            let o = run_one(seed, pipeline, faults, knobs);
             report(&o, verbose);
             outcomes.push(o);
         }

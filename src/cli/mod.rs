@@ -389,7 +389,10 @@ fn exit_code(report: &crate::pipeline::RunReport, timeout: std::time::Duration) 
             report.undelivered
         );
     }
-    if report.failures.is_empty() && report.drained {
+    for d in &report.drain_incomplete {
+        tracing::error!("drain incomplete: {d}");
+    }
+    if report.failures.is_empty() && report.drained && report.drain_incomplete.is_empty() {
         0
     } else {
         1

@@ -19,7 +19,7 @@ use crate::wire::section::{ProtocolConfig, Protocols, Section};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -54,6 +54,26 @@ pub struct InputContext {
     pub batch_size: usize,
     /// Where the input may keep state (offsets), already created.
     pub data_dir: PathBuf,
+    /// How the pipeline stops, shared by every input.
+    pub pipeline: Arc<PipelineStop>,
+}
+
+/// What an input may know of how the pipeline stops.
+#[derive(Default)]
+pub struct PipelineStop {
+    /// The whole pipeline stops (a signal, every input ended, an output failed), not a reload
+    /// replacing one input: batches outputs failed are read again during the drain, and what
+    /// stays undelivered is the stop's to report.
+    pub stopping: AtomicBool,
+    /// An output failed for good: reading again what it failed is pointless.
+    pub output_failed: AtomicBool,
+}
+
+impl PipelineStop {
+    /// Whether an input should read again, during its drain, what outputs failed.
+    pub fn retries_failed(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst) && !self.output_failed.load(Ordering::SeqCst)
+    }
 }
 
 impl InputContext {

@@ -7,7 +7,7 @@ use super::reload::{Reloads, Request};
 use super::route::{self, Rewire, Route};
 use super::{undelivered, BuiltInput, BuiltOutput, Pipeline, RunReport, Target};
 use crate::config::{ComponentSpec, Global, OutputSpec, ProcessorSpec};
-use crate::inputs::{BackPressure, InputContext};
+use crate::inputs::{BackPressure, InputContext, PipelineStop};
 use crate::outputs::{self, OutputContext};
 use crate::processors::condition::Condition;
 use crate::telemetry::metrics::{Collector, ComponentKind, ComponentMetrics, Registry};
@@ -77,6 +77,8 @@ pub(super) struct Live {
     pub inputs_running: Arc<AtomicUsize>,
     pub input_ended: Arc<Notify>,
     pub output_failed: Arc<Notify>,
+    /// Told to inputs: whether the whole pipeline stops, and whether an output failed.
+    pub stop_state: Arc<PipelineStop>,
 }
 
 impl Live {
@@ -126,6 +128,7 @@ impl Live {
             inputs_running: Arc::new(AtomicUsize::new(0)),
             input_ended: Arc::new(Notify::new()),
             output_failed: Arc::new(Notify::new()),
+            stop_state: Arc::new(PipelineStop::default()),
         };
         let outputs: Vec<(BuiltOutput, Option<OutputSpec>)> = p
             .outputs
@@ -207,6 +210,7 @@ impl Live {
             back_pressure,
             batch_size: tuning.batch_size.max(1),
             data_dir: self.data_dir.clone(),
+            pipeline: self.stop_state.clone(),
         };
         let metrics = i.metrics.clone();
         let name = i.name.clone();
@@ -295,6 +299,7 @@ impl Live {
                             let e = anyhow::anyhow!("output {}: buffer: {e:#}", o.name);
                             tracing::error!("{e:#}");
                             o.metrics.set_failed(format!("{e:#}"));
+                            self.stop_state.output_failed.store(true, Ordering::SeqCst);
                             self.output_failed.notify_one();
                             first_error.get_or_insert(e);
                             continue;
@@ -312,11 +317,13 @@ impl Live {
             let metrics = o.metrics.clone();
             let name = o.name.clone();
             let failed = self.output_failed.clone();
+            let stop_state = self.stop_state.clone();
             let output = o.output;
             let task = tokio::spawn(async move {
                 if let Err(e) = output.run(ctx).await {
                     tracing::error!(output = %name, error = %format!("{e:#}"), "output failed");
                     metrics.set_failed(format!("{e:#}"));
+                    stop_state.output_failed.store(true, Ordering::SeqCst);
                     failed.notify_one();
                 }
             });
@@ -393,6 +400,8 @@ pub async fn run(
     };
     let deadline = live.global.shutdown_timeout.std();
     let output_failed = live.output_failed.clone();
+    // Before the inputs are told to stop: they drain as for a stop of trawl, not of a reload.
+    live.stop_state.stopping.store(true, Ordering::SeqCst);
     let drain = live.stop_and_drain();
     tokio::pin!(drain);
     let drained = match stop {
@@ -422,6 +431,7 @@ pub async fn run(
         drained,
         undelivered,
         failures: registry.failures(),
+        drain_incomplete: registry.drain_incomplete(),
     })
 }
 

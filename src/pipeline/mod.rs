@@ -77,6 +77,9 @@ pub struct RunReport {
     pub undelivered: u64,
     /// Components that failed, as `kind name: reason`.
     pub failures: Vec<String>,
+    /// Components that stopped with lines read and not delivered (the file input's given-up
+    /// batches, still failing at the end of the drain), as `kind name: what`.
+    pub drain_incomplete: Vec<String>,
 }
 
 impl Pipeline {

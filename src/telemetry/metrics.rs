@@ -54,6 +54,10 @@ pub struct ComponentMetrics {
     /// The buffer's limit: `max_events` for memory, `max_size` in bytes for disk; 0 without one.
     pub buffer_limit: AtomicI64,
     failure: Mutex<Option<String>>,
+    /// While stopping: what the component read and could not deliver yet (the file input's
+    /// given-up batches being read again); `None` once delivered. Not a failure: `/health` does
+    /// not show it, the exit status does when it is still set at the end of the stop.
+    drain_incomplete: Mutex<Option<String>>,
     /// Outputs: since when every attempt failed, and the last reason; `None` while delivering.
     failing: Mutex<Option<(SystemTime, String)>>,
 }
@@ -78,6 +82,7 @@ impl ComponentMetrics {
             buffer_bytes: AtomicI64::new(0),
             buffer_limit: AtomicI64::new(0),
             failure: Mutex::new(None),
+            drain_incomplete: Mutex::new(None),
             failing: Mutex::new(None),
         }
     }
@@ -101,6 +106,17 @@ impl ComponentMetrics {
 
     pub fn failure(&self) -> Option<String> {
         self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Says (or, with `None`, clears) what the stop has not delivered yet.
+    pub fn set_drain_incomplete(&self, what: Option<String>) {
+        if let Ok(mut d) = self.drain_incomplete.lock() {
+            *d = what;
+        }
+    }
+
+    pub fn drain_incomplete(&self) -> Option<String> {
+        self.drain_incomplete.lock().ok().and_then(|d| d.clone())
     }
 
     /// An output's attempt failed: it counts as failing from the first such failure until
@@ -249,6 +265,17 @@ impl Registry {
             .filter_map(|c| {
                 c.failure()
                     .map(|why| format!("{} {}: {}", c.kind.as_str(), c.name, why))
+            })
+            .collect()
+    }
+
+    /// Components whose stop left something read and undelivered, as `kind name: what`.
+    pub fn drain_incomplete(&self) -> Vec<String> {
+        self.components()
+            .iter()
+            .filter_map(|c| {
+                c.drain_incomplete()
+                    .map(|what| format!("{} {}: {}", c.kind.as_str(), c.name, what))
             })
             .collect()
     }

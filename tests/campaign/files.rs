@@ -37,6 +37,44 @@ const FILE_FAULTS: &[&str] = &[
     "delete-active",
 ];
 
+/// What the command line may force in a run, instead of the seed's draw.
+#[derive(Clone, Copy)]
+pub struct Knobs {
+    /// `Some(false)`: the output never gives a batch up (Kafka without `delivery_timeout`, the
+    /// idempotent producer retrying through every outage); `Some(true)`: it always does.
+    pub give_up: Option<bool>,
+    /// How many times each of the output's faults is in the draw (1: as often as each file
+    /// fault; more: several broker restarts per run).
+    pub output_fault_weight: usize,
+}
+
+impl Default for Knobs {
+    fn default() -> Knobs {
+        Knobs {
+            give_up: None,
+            output_fault_weight: 1,
+        }
+    }
+}
+
+impl Knobs {
+    /// The command-line flags that set these knobs, for the replay command.
+    pub fn args(&self) -> String {
+        let mut a = String::new();
+        if let Some(g) = self.give_up {
+            a.push_str(if g {
+                " --give-up always"
+            } else {
+                " --give-up never"
+            });
+        }
+        if self.output_fault_weight != 1 {
+            a.push_str(&format!(" --output-faults {}", self.output_fault_weight));
+        }
+        a
+    }
+}
+
 /// A tmpfs mounted for the run, unmounted when dropped.
 struct Mount(PathBuf);
 
@@ -213,6 +251,10 @@ impl Sink {
                 None
             }
             (Sink::Kafka(b), "broker-restart") => {
+                if !b.running() {
+                    // Already stopped by an outage still in progress: that one restarts it.
+                    return None;
+                }
                 b.stop();
                 lasting(None)
             }
@@ -315,13 +357,14 @@ fn wait_for_http(addr: &str) {
 }
 
 /// One seeded run of a file-input pipeline with `n_faults` faults.
-pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outcome {
+pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: Knobs) -> Outcome {
     let started = Instant::now();
     let mut rng = Rng::new(seed);
     let mut o = Outcome {
         pipeline: name,
         seed,
         faults_planned: n_faults,
+        replay_args: knobs.args(),
         ..Default::default()
     };
     let dir = tempfile::tempdir().unwrap();
@@ -330,7 +373,9 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
     let keep = std::env::var_os("CAMPAIGN_KEEP").is_some();
     let data = root.join("data");
     let start_at = if rng.chance(30) { "end" } else { "beginning" };
-    let give_up = rng.chance(50);
+    // Drawn even when forced, so that the rest of the seed's schedule stays the same.
+    let drawn = rng.chance(50);
+    let give_up = knobs.give_up.unwrap_or(drawn);
     // Few open files: rotated files pile up beyond them and must wait for a slot, not starve.
     let max_open = if rng.chance(50) { 4 } else { 1024 };
     o.notes.push(format!(
@@ -388,7 +433,9 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
     let writer = start_writing(streams.clone(), stop.clone());
 
     let mut kinds: Vec<&'static str> = FILE_FAULTS.to_vec();
-    kinds.extend(sink.faults());
+    for _ in 0..knobs.output_fault_weight {
+        kinds.extend(sink.faults());
+    }
     let mut outages: Vec<Outage> = Vec::new();
     let at = |t: Instant| t.elapsed().as_secs_f64();
     let pause = |rng: &mut Rng, lo: u64, hi: u64| {
@@ -547,6 +594,20 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
             "{failed_rounds} rounds of batches given up and read again (counted as crashes)"
         ));
     }
+    // A file deleted before it got a `max_open_files` slot: its unread lines are the risk that
+    // limit takes, excused only where trawl counted and named the file.
+    for path in skipped_files(&root.join("trawl.log")) {
+        let mut excused = 0;
+        for s in &streams {
+            let mut s = s.lock().unwrap();
+            let id = s.id;
+            excused += s.excuse_skipped(&path, &|q| !delivered.copies.contains_key(&(id, q)));
+        }
+        o.notes.push(format!(
+            "trawl counted {} as deleted while waiting for a slot: {excused} of its lines excused",
+            path.display()
+        ));
+    }
     o.max_rss_kib = node.max_rss_kib.load(Ordering::Relaxed);
     o.violations.append(&mut node.violations);
     o.overwritten = overwritten;
@@ -579,6 +640,18 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32) -> Outc
             "duplicates sent by one trawl process: {same} (across processes, after crashes: {})",
             o.duplicates - same
         ));
+        // Nor do they reorder: within one partition, the lines one process read from one plain
+        // file keep their order. Only a process that gave a batch up goes back.
+        let (reordered, first_reordered) = reordered_in_partitions(&sink);
+        o.notes.push(format!(
+            "lines sent by one process out of their order within a partition: {reordered}"
+        ));
+        if reordered > 0 && !give_up {
+            o.violations.push(format!(
+                "{reordered} lines came before an earlier line of the same file, process and partition with the idempotent producer and no delivery_timeout; first: {}",
+                first_reordered.join(", ")
+            ));
+        }
         if same > 0 && !give_up {
             o.violations.push(format!(
                 "{same} lines sent twice by the same trawl process with the idempotent producer and no delivery_timeout (broker restarts: {}); first: {}",
@@ -610,6 +683,64 @@ fn failed_rounds(log: &Path) -> u64 {
         .filter_map(|l| l.split("failures=").nth(1))
         .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
         .sum()
+}
+
+/// Kafka only: lines stored after a later line of the same writer sent by the same trawl
+/// process, read from the same plain file, in the same partition; with the first few.
+fn reordered_in_partitions(sink: &Sink) -> (u64, Vec<String>) {
+    let Sink::Kafka(b) = sink else {
+        return (0, Vec::new());
+    };
+    let mut last: std::collections::HashMap<(String, i32, String, String), u64> =
+        std::collections::HashMap::new();
+    let (mut n, mut first) = (0, Vec::new());
+    // In partition and offset order.
+    for r in b.read_all("campaign") {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap_or_default();
+        let Some((_, seq)) = v["message"].as_str().and_then(super::writers::parse) else {
+            continue;
+        };
+        let process = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "trawl_start")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let path = v["log"]["file"]["path"].as_str().unwrap_or("").to_owned();
+        if path.contains("/containers/") {
+            // A kubelet stream's files are all named by its `/var/log/containers` link: the
+            // rotated `0.log.<time>` and the new `0.log` are read side by side under one name,
+            // so their lines interleave by design. Plain files name one file each.
+            continue;
+        }
+        let stream = v["stream"].as_str().unwrap_or("").to_owned();
+        let key = (process, r.partition, path, stream);
+        if let Some(&before) = last.get(&key) {
+            if seq < before {
+                n += 1;
+                if first.len() < 3 {
+                    first.push(format!(
+                        "{} seq {seq} after {before} (partition {}, offset {})",
+                        key.2, r.partition, r.offset
+                    ));
+                }
+            }
+        }
+        last.insert(key, seq);
+    }
+    (n, first)
+}
+
+/// The files trawl's log says were deleted while they waited for a `max_open_files` slot, once
+/// per time it said so.
+fn skipped_files(log: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("was deleted before it got one"))
+        .filter_map(|l| l.split(" path=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Required lines (written and not excused) of which the output holds no copy.

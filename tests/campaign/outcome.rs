@@ -65,6 +65,8 @@ pub struct Outcome {
     pub pipeline: &'static str,
     pub seed: u64,
     pub faults_planned: u32,
+    /// Flags that forced knobs of the run (`files::Knobs::args`), repeated in the replay.
+    pub replay_args: String,
     pub faults: BTreeMap<&'static str, u64>,
     pub schedule: Vec<String>,
     pub written: u64,
@@ -292,8 +294,8 @@ impl Outcome {
 
     pub fn replay(&self) -> String {
         format!(
-            "cargo test --release --test fault_campaign -- --seed {} --pipeline {} --faults {} --runs 1",
-            self.seed, self.pipeline, self.faults_planned
+            "cargo test --release --test fault_campaign -- --seed {} --pipeline {} --faults {} --runs 1{}",
+            self.seed, self.pipeline, self.faults_planned, self.replay_args
         )
     }
 }

@@ -45,6 +45,9 @@ pub struct Stream {
     pub excused: Vec<(u64, u64)>,
     /// Every file that held lines, with what happened to it, to say where a lost line was.
     history: Vec<(u64, u64, String)>,
+    /// Files deleted while written (`unlink_active`), each with the lines it held, and whether
+    /// its lines were excused already (`excuse_skipped`).
+    deleted: Vec<(PhysFile, bool)>,
     counter: u32,
 }
 
@@ -106,6 +109,7 @@ impl Stream {
             next_seq: 0,
             excused: Vec::new(),
             history: Vec::new(),
+            deleted: Vec::new(),
             counter: 0,
         }
     }
@@ -254,6 +258,14 @@ impl Stream {
     /// The app reopens its path after `unlink_active`.
     pub fn reopen(&mut self) {
         if self.unlinked {
+            self.deleted.push((
+                PhysFile {
+                    path: self.active.path.clone(),
+                    start: self.active.start,
+                    end: self.active.end,
+                },
+                false,
+            ));
             self.note(
                 self.active.start,
                 self.active.end,
@@ -305,6 +317,35 @@ impl Stream {
             format!("{} created and deleted", p.display()),
         );
         self.excused.push((start, self.next_seq));
+    }
+
+    /// trawl said that a file at `path`, waiting for a `max_open_files` slot, was deleted before
+    /// it got one (its unread bytes lost, the risk that limit takes): the missing lines of the
+    /// earliest file deleted at that path not excused yet are excused, and only those. Returns
+    /// how many.
+    pub fn excuse_skipped(&mut self, path: &Path, missing: &dyn Fn(u64) -> bool) -> u64 {
+        let Some((f, done)) = self
+            .deleted
+            .iter_mut()
+            .find(|(f, done)| !*done && f.path == path && (f.start..f.end).any(missing))
+        else {
+            return 0;
+        };
+        *done = true;
+        let (start, end) = (f.start, f.end);
+        let gone: Vec<u64> = (start..end).filter(|&q| missing(q)).collect();
+        for &q in &gone {
+            self.excused.push((q, q + 1));
+        }
+        self.note(
+            start,
+            end,
+            format!(
+                "{} deleted while it waited for a max_open_files slot (trawl counted it skipped)",
+                path.display()
+            ),
+        );
+        gone.len() as u64
     }
 
     pub fn is_excused(&self, seq: u64) -> bool {

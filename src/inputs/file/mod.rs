@@ -47,7 +47,7 @@ use crate::event::{AckTracker, BatchStatus};
 use batcher::Commit;
 use identity::FileKey;
 use registry::Registry;
-use retry::{Failures, Rewind};
+use retry::{Failures, Reader, Rewind};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -389,6 +389,7 @@ impl Input for FileInput {
             let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
             let thread_shared = shared.clone();
             let shutdown = ctx.shutdown.clone();
+            let pipeline = ctx.pipeline.clone();
             let mut failures = Failures::new(ctx.name.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("trawl-file-{}", ctx.name))
@@ -404,9 +405,15 @@ impl Input for FileInput {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut reader_done = false;
             loop {
+                let reader = match (reader_done, shutdown.is_triggered()) {
+                    (true, _) => Reader::Gone,
+                    (false, true) if pipeline.retries_failed() => Reader::Draining,
+                    (false, true) => Reader::Gone,
+                    (false, false) => Reader::Running,
+                };
                 tokio::select! {
                     acked = shared.tracker.next() => {
-                        apply(&shared, &acked, &mut failures, &metrics, reader_done || shutdown.is_triggered())
+                        apply(&shared, &acked, &mut failures, &metrics, reader)
                     }
                     _ = tick.tick() => save(&shared, forget_after, &mut failures).await,
                     _ = &mut done_rx, if !reader_done => reader_done = true,
@@ -414,6 +421,12 @@ impl Input for FileInput {
                 metrics
                     .ack_pending
                     .store(shared.tracker.pending() as i64, Ordering::Relaxed);
+                if shutdown.is_triggered() && pipeline.stopping.load(Ordering::SeqCst) {
+                    // Kept current through the drain: if the shutdown deadline ends it, the
+                    // exit status says what was left (not a failure of the input: `/health`
+                    // does not show it).
+                    metrics.set_drain_incomplete(undelivered_at_stop(&shared, &failures));
+                }
                 if reader_done && shared.tracker.pending() == 0 {
                     break;
                 }
@@ -423,13 +436,14 @@ impl Input for FileInput {
                 &shared.tracker.drain(),
                 &mut failures,
                 &metrics,
-                true,
+                Reader::Gone,
             );
             save(&shared, forget_after, &mut failures).await;
-            if let Some(why) = undelivered_at_stop(&shared, &failures) {
-                // Not an error of the input (it stops normally): the stop did not deliver
-                // everything read, which the exit status must say (logged there, once).
-                metrics.set_failed(why);
+            // The reader read the failed batches again during the drain; what is still failing
+            // (an output failed for good, or the input ended on its own) is said by the exit
+            // status, once. Not after a reload: the input replacing this one reads them again.
+            if pipeline.stopping.load(Ordering::SeqCst) {
+                metrics.set_drain_incomplete(undelivered_at_stop(&shared, &failures));
             }
             tokio::task::spawn_blocking(move || handle.join())
                 .await?
@@ -438,10 +452,10 @@ impl Input for FileInput {
     }
 }
 
-/// At a stop, the files whose failed batches were not delivered since (given up during the
-/// drain, or waiting to be read again): their registry offsets stay before those lines, so the
-/// next start reads them again, and what was sent after them is sent again. `None` when every
-/// line read was delivered.
+/// At a stop, the files whose failed batches were not delivered since (failing again through
+/// the drain, or not read again because an output failed for good): their registry offsets stay
+/// before those lines, so the next start reads them again, and what was sent after them is sent
+/// again. `None` when every line read was delivered.
 fn undelivered_at_stop(shared: &Shared, failures: &Failures) -> Option<String> {
     let reg = shared.registry.lock().ok()?;
     let mut files: Vec<String> = failures
@@ -478,7 +492,7 @@ fn apply(
     acked: &[crate::event::Acked],
     failures: &mut Failures,
     metrics: &crate::telemetry::metrics::ComponentMetrics,
-    shutting_down: bool,
+    reader: Reader,
 ) {
     let Ok(mut in_flight) = shared.in_flight.lock() else {
         return;
@@ -520,7 +534,7 @@ fn apply(
                 let at = resume
                     .as_ref()
                     .map(|(offset, path)| (*offset, path.as_str()));
-                if let Some(rw) = failures.failed(&c, at, shutting_down, now) {
+                if let Some(rw) = failures.failed(&c, at, reader, now) {
                     if let Ok(mut r) = shared.rewinds.lock() {
                         r.push(rw);
                     }

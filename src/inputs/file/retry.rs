@@ -19,6 +19,20 @@ use std::time::{Duration, Instant};
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between two readings of a failed stream.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest wait while stopping: the shutdown deadline is near, a longer one would outlast it.
+const DRAIN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What the reading thread can do with a failed batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// It reads: the stream is read again after its back-off.
+    Running,
+    /// It stops: the stream is read again (up to where reading stopped) within the shutdown
+    /// deadline, after a short back-off.
+    Draining,
+    /// It is gone: the registry stays before the failed lines, the next start reads them again.
+    Gone,
+}
 
 /// A request to the reading thread: read `stream` again from `offset`, under `epoch`, not
 /// before `not_before`, from the file `key` it was read from or from the copy continuing it.
@@ -76,7 +90,7 @@ impl Failures {
         &mut self,
         c: &Commit,
         resume: Option<(u64, &str)>,
-        shutting_down: bool,
+        reader: Reader,
         now: Instant,
     ) -> Option<Rewind> {
         let f = self.streams.entry(c.stream).or_insert(Failing {
@@ -85,13 +99,16 @@ impl Failures {
         });
         f.epoch = c.epoch + 1;
         f.failures += 1;
-        if shutting_down {
+        if reader == Reader::Gone {
             // No reader left to rewind: the registry stays before the failed lines, so the
             // next start reads them again.
             return None;
         }
         let (offset, path) = resume?;
-        let delay = backoff(f.failures);
+        let mut delay = backoff(f.failures);
+        if reader == Reader::Draining {
+            delay = delay.min(DRAIN_BACKOFF);
+        }
         if f.failures == 1 {
             tracing::warn!(input = %self.input, path, offset, retry_in = ?delay,
                 "an output failed a batch read from this file (the output's log says why): reading the file again from the first undelivered offset after a back-off; later batches of it already sent are sent again (logged once until delivery works again; events counted in trawl_events_failed_total)");
@@ -155,7 +172,7 @@ mod tests {
         let mut f = Failures::new("in".into());
         let now = Instant::now();
         let rw = f
-            .failed(&commit(0, 200), Some((100, "/a")), false, now)
+            .failed(&commit(0, 200), Some((100, "/a")), Reader::Running, now)
             .expect("a rewind");
         assert_eq!((rw.offset, rw.epoch), (100, 1));
         assert_eq!(rw.not_before, now + Duration::from_secs(1));
@@ -164,7 +181,7 @@ mod tests {
         assert!(!f.is_stale(&commit(1, 200)));
         // The first re-read fails too: the back-off doubles.
         let rw = f
-            .failed(&commit(1, 200), Some((100, "/a")), false, now)
+            .failed(&commit(1, 200), Some((100, "/a")), Reader::Running, now)
             .expect("a second rewind");
         assert_eq!((rw.epoch, rw.not_before), (2, now + Duration::from_secs(2)));
         f.delivered(&commit(2, 200), Some("/a"));
@@ -186,13 +203,28 @@ mod tests {
         let mut f = Failures::new("in".into());
         let now = Instant::now();
         assert!(f
-            .failed(&commit(0, 200), Some((100, "/a")), true, now)
+            .failed(&commit(0, 200), Some((100, "/a")), Reader::Gone, now)
             .is_none());
         assert!(
             f.is_stale(&commit(0, 300)),
             "later commits still must not move past it"
         );
         let mut g = Failures::new("in".into());
-        assert!(g.failed(&commit(0, 200), None, false, now).is_none());
+        assert!(g
+            .failed(&commit(0, 200), None, Reader::Running, now)
+            .is_none());
+    }
+
+    #[test]
+    fn while_stopping_the_back_off_is_short() {
+        let mut f = Failures::new("in".into());
+        let now = Instant::now();
+        for _ in 0..5 {
+            f.failed(&commit(0, 200), Some((100, "/a")), Reader::Running, now);
+        }
+        let rw = f
+            .failed(&commit(5, 200), Some((100, "/a")), Reader::Draining, now)
+            .expect("read again while draining");
+        assert_eq!(rw.not_before, now + DRAIN_BACKOFF);
     }
 }

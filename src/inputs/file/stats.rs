@@ -1,7 +1,8 @@
 //! The file input's own gauges on `/metrics`: open files, files waiting for a `max_open_files`
 //! slot, and how far delivery is behind each file (size − committed offset), refreshed by the
 //! reading thread and rendered at each scrape; and the lines of failed batches that could not
-//! be read again (their bytes gone from every file).
+//! be read again (their bytes gone from every file), and the files deleted before they got a
+//! `max_open_files` slot.
 
 use crate::telemetry::metrics::{escape_label, Collector};
 use std::fmt::Write as _;
@@ -27,6 +28,8 @@ pub struct FileStats {
     /// Lines of failed batches whose bytes were found in no file any more (truncated or
     /// deleted before they could be read again, no copy found): lost.
     lost_lines: AtomicU64,
+    /// Files deleted while they waited for a `max_open_files` slot, with bytes not read.
+    skipped_files: AtomicU64,
 }
 
 impl FileStats {
@@ -36,12 +39,18 @@ impl FileStats {
             max_lag_series,
             snapshot: Mutex::new(Snapshot::default()),
             lost_lines: AtomicU64::new(0),
+            skipped_files: AtomicU64::new(0),
         }
     }
 
     /// Counts lines of failed batches that cannot be read again.
     pub fn lost(&self, lines: u64) {
         self.lost_lines.fetch_add(lines, Ordering::Relaxed);
+    }
+
+    /// Counts a file deleted before it got a `max_open_files` slot, with bytes not read.
+    pub fn skipped_file(&self) {
+        self.skipped_files.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn publish(&self, mut snapshot: Snapshot) {
@@ -75,6 +84,11 @@ impl Collector for FileStats {
             out,
             "# HELP trawl_file_lost_lines_total Lines of batches an output failed that could not be read again: their file was truncated or deleted meanwhile and no copy holds them.\n# TYPE trawl_file_lost_lines_total counter\ntrawl_file_lost_lines_total{{component=\"{c}\"}} {}",
             self.lost_lines.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP trawl_file_skipped_files_total Files deleted while they waited for a max_open_files slot, with bytes not read (lost).\n# TYPE trawl_file_skipped_files_total counter\ntrawl_file_skipped_files_total{{component=\"{c}\"}} {}",
+            self.skipped_files.load(Ordering::Relaxed)
         );
         let total: u64 = s.lags.iter().map(|(_, l)| l).sum();
         let _ = writeln!(

@@ -33,6 +33,12 @@ pub(super) const TRUNCATION_KEPT: Duration = Duration::from_secs(60);
 
 mod copies;
 
+/// How long a file read to its end must not have grown before its slot is given to a file
+/// waiting under `max_open_files`. One `poll_interval` (100 ms) was seen to close a file still
+/// being written, whose writer was only late on a loaded node: it then grew while its slot was
+/// taken, and its deletion (seed 45 of the fault campaign) lost what it had not been read of it.
+const IDLE_BEFORE_MAKING_ROOM: Duration = Duration::from_secs(1);
+
 struct Tailer {
     config: Config,
     multiline: Option<Multiline>,
@@ -66,6 +72,13 @@ struct Tailer {
     stats_at: Option<Instant>,
     /// A file waiting for a slot was put in the registry during this scan: written at its end.
     waiting_recorded: bool,
+    /// Set at a stop: where each file was read up to. Failed batches are read again up to
+    /// there during the drain; nothing past it is read.
+    stop_at: Option<HashMap<FileKey, u64>>,
+    /// Files waiting for a slot with no descriptor held (discovery's are all taken, or a
+    /// followed file closed to free its slot that grew since), with their path and the bytes
+    /// not read at last sight: deleted before a slot frees, those bytes are gone.
+    waiting_unopened: HashMap<FileKey, (PathBuf, u64)>,
 }
 
 pub(super) fn run(
@@ -124,6 +137,8 @@ pub(super) fn run(
         limit_logged: false,
         stats_at: None,
         waiting_recorded: false,
+        stop_at: None,
+        waiting_unopened: HashMap::new(),
     };
     let mut generation = 0;
     loop {
@@ -166,7 +181,7 @@ pub(super) fn run(
                 break;
             }
             t.close_idle(now);
-            if t.make_room(now, poll) {
+            if t.make_room(now, poll.max(IDLE_BEFORE_MAKING_ROOM)) {
                 // Files wait for the slots just freed: let them in now, not at the next scan.
                 t.apply_scan(&found, false, now);
             }
@@ -179,7 +194,9 @@ pub(super) fn run(
         }
     }
     // Lines already read go out; what multiline still holds is read again after a restart.
-    let _ = t.emit();
+    if t.emit().is_ok() {
+        t.drain_failed(&mut buf, &wake, poll);
+    }
     t.record_marks();
     // The scanner sees shutdown at its next wake-up (at most `scan_interval`); not waiting
     // for it keeps shutdown quick.
@@ -269,9 +286,11 @@ impl Tailer {
         let Ok(mut f) = self.shared.in_flight.lock() else {
             return Err(Closed);
         };
+        // At the stop, what was read goes out at once (the deadline is near); while draining,
+        // failed batches read again wait for room like any others.
         while !f.batches.is_empty()
             && f.bytes + built.bytes > self.max_in_flight
-            && !self.ctx.shutdown.is_triggered()
+            && (self.stop_at.is_some() || !self.ctx.shutdown.is_triggered())
         {
             // The timeout only lets shutdown be seen; acknowledgements notify `room`.
             match self.shared.room.wait_timeout(f, Duration::from_millis(200)) {
@@ -315,10 +334,26 @@ impl Tailer {
                 let Some(tail) = self.tails.get_mut(&key) else {
                     break;
                 };
-                self.batcher.now = chrono::Utc::now();
                 let before = tail.position();
+                // While draining, only what was read before the stop is read (again).
+                let room = match &self.stop_at {
+                    None => buf.len(),
+                    Some(stop) => stop
+                        .get(&key)
+                        .map_or(0, |&at| at.saturating_sub(before))
+                        .min(buf.len() as u64) as usize,
+                };
+                if room == 0 {
+                    break;
+                }
+                self.batcher.now = chrono::Utc::now();
                 let fp_before = tail.fp;
-                let outcome = tail.read(buf, self.fp_max, Instant::now(), &mut self.batcher);
+                let outcome = tail.read(
+                    &mut buf[..room],
+                    self.fp_max,
+                    Instant::now(),
+                    &mut self.batcher,
+                );
                 let bytes = tail.position().saturating_sub(before);
                 if tail.fp != fp_before {
                     // The registry must know the grown fingerprint before the offsets past it.
@@ -340,6 +375,14 @@ impl Tailer {
                             if let Some(tail) = self.tails.get_mut(&key) {
                                 tail.unseen_since.get_or_insert_with(Instant::now);
                             }
+                        }
+                        break;
+                    }
+                    Ok(ReadOutcome::Truncated) if self.stop_at.is_some() => {
+                        // Not followed into its new content while stopping: the failed lines
+                        // stay before the registry offset, and the next start sees the truncation.
+                        if let Some(stop) = self.stop_at.as_mut() {
+                            stop.remove(&key);
                         }
                         break;
                     }
@@ -507,6 +550,61 @@ impl Tailer {
         }
     }
 
+    /// At a stop: the batches outputs failed (before the stop or while it drains) are read
+    /// again, up to where each file was read when the stop came, until every batch is
+    /// delivered; nothing new is read. The shutdown deadline ends it from outside (trawl exits
+    /// saying what was left), as does an output failing for good (retrying it is pointless). A
+    /// reload replacing the input does not wait for it: the registry stays before the failed
+    /// lines and the input that replaces it reads them again.
+    fn drain_failed(
+        &mut self,
+        buf: &mut [u8],
+        wake: &std::sync::mpsc::Receiver<()>,
+        poll: Duration,
+    ) {
+        self.stop_at = Some(
+            self.tails
+                .iter()
+                .map(|(key, tail)| (*key, tail.position()))
+                .collect(),
+        );
+        let mut said = false;
+        loop {
+            if !self.ctx.pipeline.retries_failed() {
+                return;
+            }
+            self.apply_rewinds();
+            if !said && !self.backing_off.is_empty() {
+                said = true;
+                tracing::info!(input = %self.ctx.name, files = self.backing_off.len(),
+                    "stopping: reading again the batches an output failed, within the shutdown deadline");
+            }
+            if self.read_all(buf).is_err() || self.emit().is_err() {
+                return;
+            }
+            if self.drained() {
+                return;
+            }
+            if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) = wake.recv_timeout(poll) {
+                // The scanner is gone: nothing wakes this thread early any more.
+                std::thread::sleep(poll);
+            }
+        }
+    }
+
+    /// Nothing in flight, nothing to read again: every batch of the stop was delivered, or
+    /// failed with no file left to read it from (counted as lost).
+    fn drained(&self) -> bool {
+        let Ok(f) = self.shared.in_flight.lock() else {
+            return true;
+        };
+        // Under the in-flight lock: a failure leaves `in_flight` and enters `rewinds` in one
+        // step of the acknowledgement task, which holds it.
+        f.batches.is_empty()
+            && self.backing_off.is_empty()
+            && self.shared.rewinds.lock().is_ok_and(|r| r.is_empty())
+    }
+
     /// Lines of a failed batch that cannot be read again: counted, and said once per stream.
     fn lost(&self, path: Option<&Path>, rw: &super::retry::Rewind, why: &str) {
         self.shared.stats.lost(rw.lines);
@@ -550,10 +648,10 @@ impl Tailer {
     }
 
     /// When files wait for a slot under `max_open_files`, closes as many files as wait among
-    /// those read to their end and idle for `min_idle`, longest idle first; they stay followed
-    /// and are reopened at their offset when a scan finds them grown and a slot free. Files
-    /// deleted or renamed away are kept open: closed, they could not be reopened. True when
-    /// some were closed.
+    /// those read to their end (checked now, not at the last read) and idle for `min_idle`,
+    /// longest idle first; they stay followed and are reopened at their offset when a scan
+    /// finds them grown and a slot free. Files deleted or renamed away are kept open: closed,
+    /// they could not be reopened. True when some were closed.
     fn make_room(&mut self, now: Instant, min_idle: Duration) -> bool {
         if self.waiting == 0 {
             return false;
@@ -570,6 +668,7 @@ impl Tailer {
                     && !self.backing_off.contains_key(k)
                     && !self.shared.unsettled(k)
                     && t.still_linked()
+                    && t.size() == Some(t.position())
             })
             .map(|(k, t)| (t.last_growth, *k))
             .collect();
@@ -577,6 +676,7 @@ impl Tailer {
         idle.truncate(self.waiting);
         for (_, key) in &idle {
             if let Some(tail) = self.tails.get_mut(key) {
+                tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), offset = tail.position(), "closing a file idle at its end: files wait for its slot");
                 tail.close();
             }
         }
@@ -696,6 +796,7 @@ impl Tailer {
             }
         }
         self.maybe_copies.retain(|k, _| keep.contains_key(k));
+        self.skipped_while_waiting(&seen, &keep);
         if let Ok(mut f) = found.lock() {
             f.followed = self
                 .tails
@@ -735,6 +836,48 @@ impl Tailer {
             self.limit_logged = true;
             tracing::warn!(input = %self.ctx.name, max_open_files = self.config.max_open_files, waiting = self.waiting,
                 "max_open_files reached: files wait for a slot; files idle at their end are closed to let them in and reopened when they grow (logged once)");
+        }
+    }
+
+    /// Files that waited for a slot with no descriptor held and are no longer under `paths`:
+    /// deleted (not found by their inode in their folder), the bytes trawl had not read of them
+    /// are gone; the risk `max_open_files` takes. Counted in `trawl_file_skipped_files_total` and
+    /// said once per file with its path, so that nothing is lost silently. One renamed in its
+    /// folder (or, for a symlink, in its target's) is left to rotation handling.
+    fn skipped_while_waiting(
+        &mut self,
+        seen: &HashSet<FileKey>,
+        held: &HashMap<FileKey, (PathBuf, File)>,
+    ) {
+        let vanished: HashMap<FileKey, PathBuf> = self
+            .waiting_unopened
+            .iter()
+            .filter(|(k, _)| {
+                !seen.contains(k)
+                    && !held.contains_key(k)
+                    && !self.tails.get(k).is_some_and(|t| t.is_open())
+            })
+            // Looked for beside the file the name leads to now: a kubelet symlink's target
+            // folder is where kubelet renamed it (`0.log` → `0.log.<time>`).
+            .map(|(k, (p, _))| (*k, std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
+            .collect();
+        if vanished.is_empty() {
+            return;
+        }
+        let renamed: HashSet<FileKey> = discovery::find_renamed(&vanished)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for key in vanished.into_keys() {
+            let Some((path, unread)) = self.waiting_unopened.remove(&key) else {
+                continue;
+            };
+            if renamed.contains(&key) || unread == 0 {
+                continue;
+            }
+            self.shared.stats.skipped_file();
+            tracing::warn!(input = %self.ctx.name, path = %path.display(), unread_bytes = unread, max_open_files = self.config.max_open_files,
+                "a file waiting for a max_open_files slot was deleted before it got one: the bytes not read of it are lost (counted in trawl_file_skipped_files_total; raise max_open_files or keep rotated files longer)");
         }
     }
 
@@ -852,13 +995,23 @@ impl Tailer {
             tail.path = path.to_path_buf();
             tail.meta.path = path.display().to_string();
         }
-        if tail.is_open() || md.len() == tail.position() {
+        if tail.is_open() {
             return;
         }
+        // Checked against the same file as above: the name may have moved on since.
+        let Some(size) = Some(md.len()).filter(|&s| s != tail.position()) else {
+            return;
+        };
         if open >= max_open {
+            tracing::debug!(input = %self.ctx.name, path = %path.display(), offset = tail.position(), "closed file grew: waiting for a slot");
             self.waiting += 1;
+            self.waiting_unopened.insert(
+                key,
+                (path.to_path_buf(), size.saturating_sub(tail.position())),
+            );
             return;
         }
+        self.waiting_unopened.remove(&key);
         match File::open(path) {
             Ok(f) if f.metadata().is_ok_and(|m| FileKey::of(&m) == key) => {
                 let same = tail.fp.matches(&f).unwrap_or(false);
@@ -897,8 +1050,16 @@ impl Tailer {
         if self.open_count() >= self.config.max_open_files {
             self.waiting += 1;
             self.record_waiting(key, path, file.as_ref(), first);
+            if file.is_none() {
+                let size = std::fs::metadata(path).map_or(0, |m| m.len());
+                self.waiting_unopened
+                    .insert(key, (path.to_path_buf(), size));
+            } else {
+                self.waiting_unopened.remove(&key);
+            }
             return file;
         }
+        self.waiting_unopened.remove(&key);
         let file = match file {
             Some(f) => f,
             None => match File::open(path) {
