@@ -173,6 +173,37 @@ fn file_input_sizes_and_counts_that_cannot_work_are_rejected_at_their_key() {
     }
 }
 
+/// The journald input's bounds: none may be 0 (nothing could ever be read or joined).
+#[test]
+fn journald_bounds_of_zero_are_rejected_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for key in [
+        "max_in_flight_batches",
+        "max_joined_sources",
+        "max_held_entries",
+    ] {
+        let p = dir.path().join("p.yaml");
+        std::fs::write(
+            &p,
+            format!("inputs:\n  j: {{ type: journald, {key}: 0 }}\noutputs:\n  o: {{ type: stdout }}\n"),
+        )
+        .unwrap();
+        let out = Command::new(TRAWL)
+            .args(["validate", "-c"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{key}: {err}");
+        assert!(
+            err.contains("p.yaml:2:")
+                && err.contains(&format!("inputs.j.{key}"))
+                && err.contains("at least 1"),
+            "{key}: {err}"
+        );
+    }
+}
+
 /// `vxlan_ports` out of the UDP range (0, above 65535, negative), on a live capture and on a
 /// capture file: refused at the element, with file:line:col and key path, by validate and run.
 #[test]
