@@ -445,6 +445,9 @@ impl Live {
                 last_refresh = std::time::Instant::now();
                 next_refresh = last_refresh + refresh;
                 self.refresh(&mut workers, &mut logged, &tx, &pool, &mut merge, &mut ids);
+                // Every wanted interface has its handle open (or failed, which makes the input
+                // failed): packets are kept by the kernel from now on.
+                self.metrics.started();
             }
             match rx.recv_timeout(std::time::Duration::from_millis(100)) {
                 Ok(b) => {
