@@ -59,7 +59,13 @@ struct Setup {
     log: std::path::PathBuf,
 }
 
-fn setup(globs: &[&str], extra: &str, retry: &str, close_inactive: &str, unavailable: bool) -> Setup {
+fn setup(
+    globs: &[&str],
+    extra: &str,
+    retry: &str,
+    close_inactive: &str,
+    unavailable: bool,
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();

@@ -143,7 +143,6 @@ fn messages(out: &Path) -> Vec<String> {
         .collect()
 }
 
-
 #[test]
 fn journal_entries_arrive_with_ecs_fields_and_new_ones_follow() {
     if !have_tools() {

@@ -403,7 +403,9 @@ fn pretty_output_is_indented_json() {
         dir: _dir,
         addr,
         mut trawl,
-    } = Monitored::start(|_| "inputs:\n  app: { type: stdin }\noutputs:\n  out: { type: \"null\" }\n".into());
+    } = Monitored::start(|_| {
+        "inputs:\n  app: { type: stdin }\noutputs:\n  out: { type: \"null\" }\n".into()
+    });
     let mut child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_trawl"))
             .args(["tap", "--address", &addr, "--limit", "1", "--pretty"])
@@ -478,7 +480,12 @@ fn a_reload_takes_away_the_tap_points_of_removed_components() {
     let trawl = Trawl::start(&cfg, Some(&d.join("trawl.log")));
     wait_for_server(&addr);
     let before = points_listed(&addr);
-    for point in ["input `old`", "processor `#1`", "output `gone`", "input `app`"] {
+    for point in [
+        "input `old`",
+        "processor `#1`",
+        "output `gone`",
+        "input `app`",
+    ] {
         assert!(before.contains(point), "{point} not listed: {before}");
     }
 

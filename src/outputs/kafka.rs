@@ -373,7 +373,10 @@ impl ClientContext for Reports {
     /// that never reach a delivery report, so trawl would not see them otherwise.
     fn stats_raw(&self, statistics: &[u8]) {
         if let Ok(mut retried) = self.retried.lock() {
-            ComponentMetrics::add(&self.metrics.retries, retries_since(&mut retried, statistics));
+            ComponentMetrics::add(
+                &self.metrics.retries,
+                retries_since(&mut retried, statistics),
+            );
         }
     }
 

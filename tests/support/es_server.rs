@@ -199,7 +199,9 @@ impl EsServer {
                 return;
             }
             if start.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting for {what}: {missing} lines not stored");
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}: {missing} lines not stored"
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -127,7 +127,8 @@ impl Monitored {
         );
         let trawl = Trawl::start(&cfg, Some(&d.join("trawl.log")));
         wait_until(Duration::from_secs(60), "the monitoring endpoint", || {
-            http_get(&addr, "/metrics").is_some_and(|(_, text)| text.contains("trawl_events_in_total"))
+            http_get(&addr, "/metrics")
+                .is_some_and(|(_, text)| text.contains("trawl_events_in_total"))
         });
         Monitored { dir, addr, trawl }
     }

@@ -131,7 +131,10 @@ pub fn build(spec: &ComponentSpec, data_dir: &std::path::Path) -> Result<Journal
         ));
     }
     for (key, value) in [
-        ("max_in_flight_batches", config.max_in_flight_batches as usize),
+        (
+            "max_in_flight_batches",
+            config.max_in_flight_batches as usize,
+        ),
         ("max_joined_sources", config.max_joined_sources),
         ("max_held_entries", config.max_held_entries),
     ] {
