@@ -185,7 +185,9 @@ fn journald_bounds_of_zero_are_rejected_at_their_key() {
         let p = dir.path().join("p.yaml");
         std::fs::write(
             &p,
-            format!("inputs:\n  j: {{ type: journald, {key}: 0 }}\noutputs:\n  o: {{ type: stdout }}\n"),
+            format!(
+                "inputs:\n  j: {{ type: journald, {key}: 0 }}\noutputs:\n  o: {{ type: stdout }}\n"
+            ),
         )
         .unwrap();
         let out = Command::new(TRAWL)
@@ -200,6 +202,35 @@ fn journald_bounds_of_zero_are_rejected_at_their_key() {
                 && err.contains(&format!("inputs.j.{key}"))
                 && err.contains("at least 1"),
             "{key}: {err}"
+        );
+    }
+}
+
+/// `socket_mode` must be octal permissions, and only on a Unix socket.
+#[test]
+fn socket_modes_that_are_not_permissions_are_rejected_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (address, mode, says) in [
+        ("unix:/tmp/x.sock", "\"0999\"", "not a mode"),
+        ("unix:/tmp/x.sock", "\"01777\"", "not a mode"),
+        ("tcp:127.0.0.1:9000", "\"0660\"", "`unix:` addresses only"),
+    ] {
+        let p = dir.path().join("p.yaml");
+        std::fs::write(
+            &p,
+            format!("inputs:\n  s: {{ type: socket, address: \"{address}\", socket_mode: {mode} }}\noutputs:\n  o: {{ type: stdout }}\n"),
+        )
+        .unwrap();
+        let out = Command::new(TRAWL)
+            .args(["validate", "-c"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {err}");
+        assert!(
+            err.contains("p.yaml:2:") && err.contains("inputs.s.socket_mode") && err.contains(says),
+            "{mode}: {err}"
         );
     }
 }

@@ -8,7 +8,7 @@
 use super::merge::Merge;
 use super::pcapfile::{wait_ready, Reader, Sniffed, Source};
 use super::{Engine, Stats};
-use crate::capabilities::{NetRaw, NET_RAW_HINT};
+use crate::capabilities::{Capability, NET_RAW_HINT};
 use crate::config::{ByteSize, Duration};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -410,11 +410,11 @@ impl Live {
         // The image's binary holds NET_RAW as permitted only: effective on this thread, which
         // opens the sockets, and on the capture threads it starts; nowhere else in trawl.
         match crate::capabilities::raise_net_raw() {
-            NetRaw::Effective | NetRaw::Raised => {}
-            NetRaw::Missing => {
+            Capability::Effective | Capability::Raised => {}
+            Capability::Missing => {
                 tracing::error!(input = %self.input, "{NET_RAW_HINT}: this process does not have it, so no interface can be opened")
             }
-            NetRaw::Unknown(e) => {
+            Capability::Unknown(e) => {
                 tracing::warn!(input = %self.input, error = %e, "cannot raise CAP_NET_RAW; opening the interfaces anyway")
             }
         }
