@@ -9,7 +9,8 @@
 //! - `outputs`: where events go (`stdout`, `null`, ...), one file or folder per output.
 //! - `telemetry`: trawl's own logs, counters, and the `/metrics` and `/health` endpoint.
 //! - `cli`: the commands of the `trawl` binary.
-//! - `capabilities`: CAP_NET_RAW raised for capture from the binary's permitted set.
+//! - `capabilities`: CAP_NET_RAW (capture) and CAP_DAC_READ_SEARCH (host logs) raised from the
+//!   binary's permitted set.
 
 pub mod capabilities;
 pub mod cli;

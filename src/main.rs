@@ -36,5 +36,9 @@ fn main() {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    // Before any thread starts, so that all inherit it. Missing unless the container granted
+    // it: reading a file trawl may not read then fails as it would without this, and is logged
+    // by the input with its path.
+    let _ = trawl::capabilities::raise_dac_read_search();
     std::process::exit(trawl::cli::main());
 }

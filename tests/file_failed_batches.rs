@@ -48,6 +48,57 @@ fn pipeline(
     )
 }
 
+/// A folder of logs, the Elasticsearch stand-in (refusing everything from the start when
+/// `unavailable`), and a pipeline between them following `globs` in the folder.
+struct Setup {
+    dir: tempfile::TempDir,
+    logs: std::path::PathBuf,
+    es: EsServer,
+    config: std::path::PathBuf,
+    /// trawl's stderr.
+    log: std::path::PathBuf,
+}
+
+fn setup(
+    globs: &[&str],
+    extra: &str,
+    retry: &str,
+    close_inactive: &str,
+    unavailable: bool,
+) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let es = EsServer::start();
+    es.with(|s| s.unavailable = unavailable);
+    let paths: Vec<String> = globs
+        .iter()
+        .map(|g| format!("\"{}/{g}\"", logs.display()))
+        .collect();
+    let config = pipeline(
+        dir.path(),
+        &es,
+        &format!("[{}]", paths.join(", ")),
+        extra,
+        retry,
+        close_inactive,
+    );
+    let log = dir.path().join("trawl.log");
+    Setup {
+        dir,
+        logs,
+        es,
+        config,
+        log,
+    }
+}
+
+/// A graceful stop that must exit 0.
+fn stop_cleanly(trawl: &mut Trawl) {
+    let status = trawl.stop(Duration::from_secs(30));
+    assert!(status.success(), "SIGTERM: trawl exited with {status}");
+}
+
 fn assert_once(es: &EsServer, expected: &[&[String]]) {
     let m = es.with(|s| s.copies_by_message("logs"));
     let all: Vec<&String> = expected.iter().flat_map(|x| x.iter()).collect();
@@ -70,23 +121,22 @@ fn assert_once(es: &EsServer, expected: &[&[String]]) {
 /// and delivered while trawl runs, and its offset is committed (a restart sends nothing again).
 #[test]
 fn failed_batches_of_a_file_renamed_away_are_delivered_without_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let es = EsServer::start();
-    es.with(|s| s.unavailable = true);
-    let config = pipeline(
-        dir.path(),
-        &es,
-        &format!("[\"{}/*.log\"]", logs.display()),
+    let Setup {
+        dir,
+        logs,
+        es,
+        config,
+        log,
+    } = setup(
+        &["*.log"],
         "http: { enabled: false }\n",
         "{ initial_backoff: 10ms, max_backoff: 50ms, max_attempts: 2 }",
         "200ms",
+        true,
     );
     let app = logs.join("0.log");
     let old = lines("old", 300);
     append(&app, &(old.join("\n") + "\n"));
-    let log = dir.path().join("trawl-1.log");
     let mut trawl = Trawl::start(&config, Some(&log));
     wait_until(
         Duration::from_secs(60),
@@ -98,32 +148,25 @@ fn failed_batches_of_a_file_renamed_away_are_delivered_without_a_restart() {
     let new = lines("new", 100);
     append(&app, &(new.join("\n") + "\n"));
     es.with(|s| s.unavailable = false);
-    wait_until(
+    es.wait_for_messages(
+        "logs",
+        &[&old, &new],
         Duration::from_secs(90),
         "the 300 lines of the renamed file and the 100 of the new one stored while trawl runs",
-        || {
-            let m = es.with(|s| s.copies_by_message("logs"));
-            old.iter().chain(&new).all(|l| m.contains_key(l))
-        },
     );
-    unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
-    let status = trawl.wait(Duration::from_secs(30));
-    assert!(status.success(), "SIGTERM: trawl exited with {status}");
+    stop_cleanly(&mut trawl);
     let writes = es.with(|s| s.writes);
     // A restart resumes at the committed offsets: the renamed file's are at its end.
     let log2 = dir.path().join("trawl-2.log");
     let mut trawl = Trawl::start(&config, Some(&log2));
     append(&app, "after the restart\n");
-    wait_until(
+    es.wait_for_messages(
+        "logs",
+        &[&["after the restart".to_owned()]],
         Duration::from_secs(60),
         "the line written after the restart stored",
-        || {
-            es.with(|s| s.copies_by_message("logs"))
-                .contains_key("after the restart")
-        },
     );
-    unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
-    trawl.wait(Duration::from_secs(30));
+    trawl.stop(Duration::from_secs(30));
     let again = es.with(|s| s.writes) - writes - 1;
     assert_eq!(
         again, 0,
@@ -137,23 +180,22 @@ fn failed_batches_of_a_file_renamed_away_are_delivered_without_a_restart() {
 /// `copy_first`: the copy is there before trawl sees the truncation (logrotate's order, found
 /// by the next scan); otherwise it appears only after the batch failed.
 fn failed_batch_read_again_from_the_copy(copy_first: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let es = EsServer::start();
-    es.with(|s| s.unavailable = true);
-    let config = pipeline(
-        dir.path(),
-        &es,
-        &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
+    let Setup {
+        dir,
+        logs,
+        es,
+        config,
+        log,
+    } = setup(
+        &["*.log", "*.log.*"],
         "http: { enabled: false }\n",
         "{ initial_backoff: 3s, max_backoff: 3s, max_attempts: 3 }",
         "1s",
+        true,
     );
     let app = logs.join("app.log");
     let old = lines("old", 500);
     append(&app, &(old.join("\n") + "\n"));
-    let log = dir.path().join("trawl.log");
     let mut trawl = Trawl::start(&config, Some(&log));
     wait_until(Duration::from_secs(60), "the first bulk request", || {
         es.with(|s| s.requests) > 0
@@ -188,17 +230,13 @@ fn failed_batch_read_again_from_the_copy(copy_first: bool) {
         std::fs::rename(&outside, logs.join("app.log.1")).unwrap();
     }
     es.with(|s| s.unavailable = false);
-    wait_until(
+    es.wait_for_messages(
+        "logs",
+        &[&old, &new],
         Duration::from_secs(90),
         "the 500 failed lines (now in the copy) and the 100 new ones stored",
-        || {
-            let m = es.with(|s| s.copies_by_message("logs"));
-            old.iter().chain(&new).all(|l| m.contains_key(l))
-        },
     );
-    unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
-    let status = trawl.wait(Duration::from_secs(30));
-    assert!(status.success(), "SIGTERM: trawl exited with {status}");
+    stop_cleanly(&mut trawl);
     assert_once(&es, &[&old, &new]);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
@@ -221,24 +259,24 @@ fn a_failed_batch_is_read_again_from_a_copy_found_after_the_failure() {
 /// truly gone. That is counted (`trawl_file_lost_lines_total`) and said once, with the file.
 #[test]
 fn lines_of_a_failed_batch_truncated_away_for_good_are_counted_and_logged_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let es = EsServer::start();
-    es.with(|s| s.unavailable = true);
     let addr = format!("127.0.0.1:{}", free_port());
-    let config = pipeline(
-        dir.path(),
-        &es,
-        &format!("[\"{}/*.log\"]", logs.display()),
+    let Setup {
+        logs,
+        es,
+        config,
+        log,
+        // Bound, not `..`: the folder would go with the rest of the temporary.
+        dir: _dir,
+    } = setup(
+        &["*.log"],
         &format!("http: {{ address: \"{addr}\" }}\n"),
         "{ initial_backoff: 3s, max_backoff: 3s, max_attempts: 3 }",
         "1s",
+        true,
     );
     let app = logs.join("app.log");
     let old = lines("old", 500);
     append(&app, &(old.join("\n") + "\n"));
-    let log = dir.path().join("trawl.log");
     let mut trawl = Trawl::start(&config, Some(&log));
     wait_until(Duration::from_secs(60), "the first bulk request", || {
         es.with(|s| s.requests) > 0
@@ -275,8 +313,7 @@ fn lines_of_a_failed_batch_truncated_away_for_good_are_counted_and_logged_once()
         lost, missing,
         "lines counted lost ({lost}) are the old lines never stored ({missing})"
     );
-    unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
-    trawl.wait(Duration::from_secs(30));
+    trawl.stop(Duration::from_secs(30));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let said: Vec<&str> = text.lines().filter(|l| l.contains("are lost")).collect();
     assert_eq!(said.len(), 1, "the loss is said once:\n{text}");
@@ -293,27 +330,29 @@ fn lines_of_a_failed_batch_truncated_away_for_good_are_counted_and_logged_once()
 /// delivered were stored a second time under other `_id`s, and the registry fell back to 0.)
 #[test]
 fn a_batch_given_up_is_read_again_from_where_delivery_stopped_under_the_same_ids() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let es = EsServer::start();
-    let config = pipeline(
-        dir.path(),
-        &es,
-        &format!("[\"{}/*.log\"]", logs.display()),
+    let Setup {
+        logs,
+        es,
+        config,
+        log,
+        // Bound, not `..`: the folder would go with the rest of the temporary.
+        dir: _dir,
+    } = setup(
+        &["*.log"],
         "http: { enabled: false }\n",
         "{ initial_backoff: 10ms, max_backoff: 50ms, max_attempts: 2 }",
         "1s",
+        false,
     );
     let app = logs.join("app.log");
     let first = lines("first", 300);
     append(&app, &(first.join("\n") + "\n"));
-    let log = dir.path().join("trawl.log");
     let mut trawl = Trawl::start(&config, Some(&log));
-    wait_until(
+    es.wait_for_messages(
+        "logs",
+        &[&first],
         Duration::from_secs(60),
         "the first 300 lines stored",
-        || es.with(|s| s.copies_by_message("logs")).len() == 300,
     );
     es.with(|s| s.unavailable = true);
     let second = lines("second", 200);
@@ -324,17 +363,13 @@ fn a_batch_given_up_is_read_again_from_where_delivery_stopped_under_the_same_ids
         || log_has(&log, "an output failed a batch read from this file"),
     );
     es.with(|s| s.unavailable = false);
-    wait_until(
+    es.wait_for_messages(
+        "logs",
+        &[&second],
         Duration::from_secs(60),
         "the 200 lines given up stored after all",
-        || {
-            let m = es.with(|s| s.copies_by_message("logs"));
-            second.iter().all(|l| m.contains_key(l))
-        },
     );
-    unsafe { libc::kill(trawl.child.id() as i32, libc::SIGTERM) };
-    let status = trawl.wait(Duration::from_secs(30));
-    assert!(status.success(), "SIGTERM: trawl exited with {status}");
+    stop_cleanly(&mut trawl);
     assert_once(&es, &[&first, &second]);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(

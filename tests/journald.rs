@@ -17,6 +17,8 @@ use std::time::Duration;
 use support::process::{read_json_lines, wait_until, Trawl};
 
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+/// How long any one wait may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 fn have_tools() -> bool {
     let ok = Path::new(JOURNAL_REMOTE).exists()
@@ -120,6 +122,17 @@ fn setup(extra: &str) -> Setup {
     }
 }
 
+impl Setup {
+    fn start(&self) -> Trawl {
+        Trawl::start(&self.config, Some(&self.log))
+    }
+
+    /// Waits until the output holds at least `n` events.
+    fn wait_for_count(&self, n: usize, what: &str) {
+        wait_until(DEADLINE, what, || messages(&self.out).len() >= n);
+    }
+}
+
 fn messages(out: &Path) -> Vec<String> {
     if !out.exists() {
         return Vec::new();
@@ -128,11 +141,6 @@ fn messages(out: &Path) -> Vec<String> {
         .iter()
         .filter_map(|e| e["message"].as_str().map(str::to_owned))
         .collect()
-}
-
-fn sigterm(t: &Trawl) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(t.child.id() as i32, libc::SIGTERM) };
 }
 
 #[test]
@@ -146,22 +154,15 @@ fn journal_entries_arrive_with_ecs_fields_and_new_ones_follow() {
         1_764_500_000_000_000,
         &entries("boot", 0..50, "ssh.service"),
     );
-    let mut t = Trawl::start(&s.config, Some(&s.log));
-    wait_until(Duration::from_secs(30), "the first 50 entries", || {
-        messages(&s.out).len() >= 50
-    });
+    let mut t = s.start();
+    s.wait_for_count(50, "the first 50 entries");
     write_entries(
         &s.journal,
         1_764_500_100_000_000,
         &entries("later", 0..30, "cron.service"),
     );
-    wait_until(
-        Duration::from_secs(30),
-        "the 30 entries written while running",
-        || messages(&s.out).len() >= 80,
-    );
-    sigterm(&t);
-    assert!(t.wait(Duration::from_secs(30)).success());
+    s.wait_for_count(80, "the 30 entries written while running");
+    assert!(t.stop(Duration::from_secs(30)).success());
 
     let events = read_json_lines(&s.out);
     let got: Vec<&str> = events
@@ -195,10 +196,8 @@ fn kill_9_loses_nothing_written_before_or_while_down() {
         1_764_500_000_000_000,
         &entries("a", 0..2000, "app.service"),
     );
-    let mut t = Trawl::start(&s.config, Some(&s.log));
-    wait_until(Duration::from_secs(30), "some entries delivered", || {
-        messages(&s.out).len() >= 500
-    });
+    let mut t = s.start();
+    s.wait_for_count(500, "some entries delivered");
     t.kill9();
     // Written while trawl is down.
     write_entries(
@@ -206,7 +205,7 @@ fn kill_9_loses_nothing_written_before_or_while_down() {
         1_764_500_500_000_000,
         &entries("b", 0..500, "app.service"),
     );
-    let mut t = Trawl::start(&s.config, Some(&s.log));
+    let mut t = s.start();
     wait_until(
         Duration::from_secs(60),
         "every entry after the restart",
@@ -215,8 +214,7 @@ fn kill_9_loses_nothing_written_before_or_while_down() {
             m.iter().any(|x| x == "b 00499") && m.iter().any(|x| x == "a 01999")
         },
     );
-    sigterm(&t);
-    assert!(t.wait(Duration::from_secs(30)).success());
+    assert!(t.stop(Duration::from_secs(30)).success());
     let got = messages(&s.out);
     let unique: std::collections::BTreeSet<&String> = got.iter().collect();
     for i in 0..2000 {
@@ -231,10 +229,9 @@ fn kill_9_loses_nothing_written_before_or_while_down() {
 
     // A clean restart re-sends nothing: the cursor was committed at shutdown.
     let before = got.len();
-    let mut t = Trawl::start(&s.config, Some(&s.log));
+    let mut t = s.start();
     std::thread::sleep(Duration::from_secs(2));
-    sigterm(&t);
-    assert!(t.wait(Duration::from_secs(30)).success());
+    assert!(t.stop(Duration::from_secs(30)).success());
     assert_eq!(
         messages(&s.out).len(),
         before,
@@ -253,7 +250,7 @@ fn start_at_end_skips_history_once_and_units_filter() {
         1_764_500_000_000_000,
         &entries("old", 0..20, "web.service"),
     );
-    let mut t = Trawl::start(&s.config, Some(&s.log));
+    let mut t = s.start();
     // start_at: end (the default) on the very first start: history is skipped. Wait until
     // journalctl is following, then write.
     std::thread::sleep(Duration::from_secs(2));
@@ -267,26 +264,18 @@ fn start_at_end_skips_history_once_and_units_filter() {
         1_764_500_200_000_000,
         &entries("other", 0..10, "db.service"),
     );
-    wait_until(Duration::from_secs(30), "the new web entries", || {
-        messages(&s.out).len() >= 10
-    });
-    sigterm(&t);
-    assert!(t.wait(Duration::from_secs(30)).success());
+    s.wait_for_count(10, "the new web entries");
+    assert!(t.stop(Duration::from_secs(30)).success());
     // Written while stopped: read on the next start, although start_at is `end`.
     write_entries(
         &s.journal,
         1_764_500_300_000_000,
         &entries("down", 0..5, "web.service"),
     );
-    let mut t = Trawl::start(&s.config, Some(&s.log));
-    wait_until(
-        Duration::from_secs(30),
-        "entries written while stopped",
-        || messages(&s.out).len() >= 15,
-    );
+    let mut t = s.start();
+    s.wait_for_count(15, "entries written while stopped");
     std::thread::sleep(Duration::from_millis(500));
-    sigterm(&t);
-    assert!(t.wait(Duration::from_secs(30)).success());
+    assert!(t.stop(Duration::from_secs(30)).success());
     let got = messages(&s.out);
     let want: Vec<String> = (0..10)
         .map(|i| format!("new {i:05}"))
@@ -302,7 +291,7 @@ fn a_journal_folder_that_is_missing_is_retried_not_fatal() {
     }
     let s = setup("    start_at: beginning\n");
     std::fs::remove_dir_all(&s.journal).unwrap();
-    let mut t = Trawl::start(&s.config, Some(&s.log));
+    let mut t = s.start();
     std::thread::sleep(Duration::from_secs(2));
     assert!(t.child.try_wait().unwrap().is_none(), "trawl exited");
     std::fs::create_dir_all(&s.journal).unwrap();
@@ -311,13 +300,8 @@ fn a_journal_folder_that_is_missing_is_retried_not_fatal() {
         1_764_500_000_000_000,
         &entries("late", 0..5, "x.service"),
     );
-    wait_until(
-        Duration::from_secs(60),
-        "entries of the late folder",
-        || messages(&s.out).len() >= 5,
-    );
-    sigterm(&t);
-    assert!(t.wait(Duration::from_secs(30)).success());
+    s.wait_for_count(5, "entries of the late folder");
+    assert!(t.stop(Duration::from_secs(30)).success());
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert_eq!(
         log.matches("journal reading stopped").count(),
@@ -367,7 +351,7 @@ fn multiline_joins_a_java_trace_per_unit_and_kill_9_mid_trace_reads_it_again_who
     lines.extend(t20[..4].iter().cloned());
     let before = interleaved(&lines, 0);
     write_entries(&s.journal, 1_764_500_000_000_000, &before);
-    let mut t = Trawl::start(&s.config, Some(&s.log));
+    let mut t = s.start();
     let header = |k: usize| java_trace(k)[0].clone();
     wait_until(Duration::from_secs(30), "trace 19 delivered", || {
         messages(&s.out).iter().any(|m| m.starts_with(&header(19)))
@@ -385,14 +369,13 @@ fn multiline_joins_a_java_trace_per_unit_and_kill_9_mid_trace_reads_it_again_who
     rest.push("2026-11-30 12:59:59 INFO done".into());
     let after = interleaved(&rest, lines.len());
     write_entries(&s.journal, 1_764_500_500_000_000, &after);
-    let mut t = Trawl::start(&s.config, Some(&s.log));
+    let mut t = s.start();
     wait_until(
         Duration::from_secs(60),
         "trace 30 after the restart",
         || messages(&s.out).iter().any(|m| m.starts_with(&header(30))),
     );
-    sigterm(&t);
-    assert!(t.wait(Duration::from_secs(30)).success());
+    assert!(t.stop(Duration::from_secs(30)).success());
 
     let events = read_json_lines(&s.out);
     let whole: std::collections::BTreeMap<String, usize> =
@@ -440,6 +423,34 @@ fn multiline_joins_a_java_trace_per_unit_and_kill_9_mid_trace_reads_it_again_who
         "{}",
         first_20["@timestamp"]
     );
+}
+
+/// `max_joined_sources: 2`: a third program's trace starting sends the trace held longest
+/// (whole, as it stands), without waiting for its hour-long timeout; the two others stay held.
+#[test]
+fn a_source_beyond_max_joined_sources_sends_the_event_held_longest() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup(
+        "    start_at: beginning\n    max_joined_sources: 2\n    multiline: { preset: java, timeout: 1h }\n",
+    );
+    let mut entries = Vec::new();
+    for (unit, k) in [("a.service", 1), ("b.service", 2), ("c.service", 3)] {
+        for l in java_trace(k) {
+            entries.push((l, unit, 100 + k as u32, 3));
+        }
+    }
+    write_entries(&s.journal, 1_764_500_000_000_000, &entries);
+    let t = s.start();
+    let whole = |k: usize| java_trace(k).join("\n");
+    wait_until(Duration::from_secs(30), "a.service's trace sent", || {
+        messages(&s.out).contains(&whole(1))
+    });
+    // Nothing else ends b's or c's trace: they are held (an hour), not sent in pieces.
+    let sent = messages(&s.out);
+    assert_eq!(sent, [whole(1)], "{sent:?}");
+    drop(t);
 }
 
 /// Children of `pid` named `comm`, with their state letter (`Z`: a zombie not reaped).
@@ -534,7 +545,7 @@ fn a_reload_that_changes_the_match_keeps_the_cursor_and_reaps_the_old_journalctl
         1_764_500_000_000_000,
         &entries("web", 0..100, "web.service"),
     );
-    let t = Trawl::start(&s.config, Some(&s.log));
+    let t = s.start();
     let pid = t.child.id();
     wait_until(Duration::from_secs(30), "web 0..100", || {
         delivered("web", 100)
@@ -593,9 +604,8 @@ fn a_reload_that_changes_the_match_keeps_the_cursor_and_reaps_the_old_journalctl
         fds_after <= fds_before + 2,
         "descriptors {fds_before} -> {fds_after} over 10 reloads"
     );
-    sigterm(&t);
     let mut t = t;
-    assert!(t.wait(Duration::from_secs(30)).success());
+    assert!(t.stop(Duration::from_secs(30)).success());
 
     let got = messages(&s.out);
     let mut seen = std::collections::HashMap::new();

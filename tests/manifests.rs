@@ -114,7 +114,7 @@ fn the_schema_check_rejects_an_unknown_field() {
 }
 
 #[test]
-fn daemonset_runs_the_configmap_pipeline_with_only_net_raw() {
+fn daemonset_runs_the_configmap_pipeline_as_non_root_with_two_capabilities() {
     let docs = documents("docker/kubernetes/daemonset.yaml");
     // The ConfigMap carries the shipped pipeline, unchanged, and it validates.
     let shipped = std::fs::read_to_string(root().join("pipelines/k8s-daemonset.yaml"))
@@ -155,11 +155,26 @@ fn daemonset_runs_the_configmap_pipeline_with_only_net_raw() {
         "trawl does not run the ConfigMap's pipeline: {args:?}"
     );
 
+    // Capture and reading root's log files, nothing else, as the image's user.
+    // tests/manifest_containers.rs runs this container in the image.
     let sc = &c["securityContext"];
     assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"]);
-    assert_eq!(strs(&sc["capabilities"]["add"]), ["NET_RAW"]);
+    assert_eq!(
+        strs(&sc["capabilities"]["add"]),
+        ["NET_RAW", "DAC_READ_SEARCH"]
+    );
+    assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(sc["runAsUser"].as_i64(), Some(65532));
     assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
     assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+    // The state folder on the node is root's: the init container hands it over, with no
+    // capability beyond the two that takes.
+    let init = container(pod, "initContainers", "state-owner");
+    assert_eq!(
+        strs(&init["securityContext"]["capabilities"]["add"]),
+        ["CHOWN", "DAC_READ_SEARCH"]
+    );
+    assert_eq!(mount_of(init, "state"), mount_of(c, "state"));
 
     // With hostNetwork, a metrics port of 5066 would clash with Filebeat's on the same node.
     let port = c["ports"][0]["containerPort"]
@@ -283,5 +298,6 @@ fn sidecar_app_container_forwards_to_the_trawl_container_socket() {
     let sc = &trawl["securityContext"];
     assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"]);
     assert_eq!(strs(&sc["capabilities"]["add"]), ["NET_RAW"]);
+    assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true));
     assert!(app["securityContext"]["capabilities"].is_badvalue());
 }

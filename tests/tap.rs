@@ -13,7 +13,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::process::{free_port, read_json_lines, wait_until, write_file, KillOnDrop, Trawl};
+use support::process::{
+    free_port, read_json_lines, wait_until, write_file, KillOnDrop, Monitored, Trawl,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -139,19 +141,17 @@ fn messages(events: &[Value]) -> Vec<String> {
 
 #[test]
 fn tap_shows_each_point_with_limit_and_sample() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let cfg = write_file(
-        d,
-        "p.yaml",
-        &format!(
-            "data_dir: {dd}/data\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: add_tags, tags: [seen] }}\n  - {{ type: drop, when: {{ contains: {{ message: noise }} }} }}\noutputs:\n  all: {{ type: file, path: \"{dd}/all.jsonl\" }}\n  errors: {{ type: file, path: \"{dd}/errors.jsonl\", when: {{ contains: {{ message: ERROR }} }} }}\n",
+    let Monitored {
+        dir,
+        addr,
+        mut trawl,
+    } = Monitored::start(|d| {
+        format!(
+            "inputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: add_tags, tags: [seen] }}\n  - {{ type: drop, when: {{ contains: {{ message: noise }} }} }}\noutputs:\n  all: {{ type: file, path: \"{dd}/all.jsonl\" }}\n  errors: {{ type: file, path: \"{dd}/errors.jsonl\", when: {{ contains: {{ message: ERROR }} }} }}\n",
             dd = d.display()
-        ),
-    );
-    let mut trawl = Trawl::start(&cfg, Some(&d.join("trawl.log")));
-    wait_for_server(&addr);
+        )
+    });
+    let d = dir.path();
     let a = ["--address", addr.as_str()];
     let tap = |extra: &[&str]| Tap::attach(&[&a[..], extra].concat());
     let at_input = tap(&["--input", "app", "--limit", "12"]);
@@ -254,19 +254,17 @@ fn tap_shows_each_point_with_limit_and_sample() {
 
 #[test]
 fn a_client_that_never_reads_does_not_slow_delivery() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let cfg = write_file(
-        d,
-        "p.yaml",
-        &format!(
-            "data_dir: {dd}/data\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  out: {{ type: file, path: \"{dd}/out.jsonl\" }}\n",
+    let Monitored {
+        dir,
+        addr,
+        mut trawl,
+    } = Monitored::start(|d| {
+        format!(
+            "inputs:\n  app: {{ type: stdin }}\noutputs:\n  out: {{ type: file, path: \"{dd}/out.jsonl\" }}\n",
             dd = d.display()
-        ),
-    );
-    let mut trawl = Trawl::start(&cfg, Some(&d.join("trawl.log")));
-    wait_for_server(&addr);
+        )
+    });
+    let d = dir.path();
     // Attached, and then never read: its socket buffers and its queue in trawl fill up.
     let mut stuck = std::net::TcpStream::connect(&addr).unwrap();
     write!(stuck, "GET /api/tap?input=app HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -401,19 +399,13 @@ fn tap_uses_the_bearer_token_and_unix_socket_of_the_pipeline_file() {
 /// `--pretty` prints each event as indented JSON (several lines per event).
 #[test]
 fn pretty_output_is_indented_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let cfg = write_file(
-        d,
-        "p.yaml",
-        &format!(
-            "data_dir: {dd}/data\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  out: {{ type: \"null\" }}\n",
-            dd = d.display()
-        ),
-    );
-    let mut trawl = Trawl::start(&cfg, Some(&d.join("trawl.log")));
-    wait_for_server(&addr);
+    let Monitored {
+        dir: _dir,
+        addr,
+        mut trawl,
+    } = Monitored::start(|_| {
+        "inputs:\n  app: { type: stdin }\noutputs:\n  out: { type: \"null\" }\n".into()
+    });
     let mut child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_trawl"))
             .args(["tap", "--address", &addr, "--limit", "1", "--pretty"])
@@ -440,4 +432,92 @@ fn pretty_output_is_indented_json() {
     assert!(out.lines().count() > 3, "{out}");
     assert!(out.contains("\n  \"message\": \"hello\""), "{out}");
     trawl.finish(DEADLINE);
+}
+
+/// What `trawl tap` answers for a point that matches nothing: exit 1 and the points it lists.
+fn points_listed(addr: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["tap", "--address", addr, "--input", "no-such-input"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A reload that removes an input, a processor (the second, `#1`) and an output takes their
+/// tap points away: `trawl tap` neither lists nor matches them any more, and what stays is
+/// still tapped.
+#[test]
+fn a_reload_takes_away_the_tap_points_of_removed_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let app = write_file(d, "app.log", "");
+    let old = write_file(d, "old.log", "");
+    let pipeline = |with_old: bool| {
+        let (input, processor, output) = if with_old {
+            (
+                format!("  old: {{ type: file, paths: [\"{}\"] }}\n", old.display()),
+                "  - { type: add_tags, tags: [old], when: { input: old } }\n",
+                format!(
+                    "  gone: {{ type: file, path: \"{}/gone.jsonl\", inputs: [old] }}\n",
+                    d.display()
+                ),
+            )
+        } else {
+            (String::new(), "", String::new())
+        };
+        format!(
+            "data_dir: {d}/data\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app: {{ type: file, paths: [\"{app}\"] }}\n{input}\
+             processors:\n  - {{ type: add_tags, tags: [app] }}\n{processor}\
+             outputs:\n  out: {{ type: file, path: \"{d}/out.jsonl\", inputs: [app] }}\n{output}",
+            d = d.display(),
+            app = app.display(),
+        )
+    };
+    let cfg = write_file(d, "p.yaml", &pipeline(true));
+    let trawl = Trawl::start(&cfg, Some(&d.join("trawl.log")));
+    wait_for_server(&addr);
+    let before = points_listed(&addr);
+    for point in [
+        "input `old`",
+        "processor `#1`",
+        "output `gone`",
+        "input `app`",
+    ] {
+        assert!(before.contains(point), "{point} not listed: {before}");
+    }
+
+    write_file(d, "p.yaml", &pipeline(false));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(trawl.child.id() as i32, libc::SIGHUP) };
+    wait_until(DEADLINE, "the reload", || {
+        metrics_text(&addr).contains("trawl_config_reloads_total{result=\"success\"} 1")
+    });
+    let after = points_listed(&addr);
+    for point in ["input `old`", "processor `#1`", "output `gone`"] {
+        assert!(!after.contains(point), "{point} still listed: {after}");
+    }
+    for point in ["input `app`", "processor `#0`", "output `out`"] {
+        assert!(after.contains(point), "{point} no longer listed: {after}");
+    }
+    for (flag, name) in [
+        ("--input", "old"),
+        ("--processor", "#1"),
+        ("--output", "gone"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["tap", "--address", &addr, flag, name])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flag} {name}: {out:?}");
+    }
+    // What stays is tapped as before.
+    let tap = Tap::attach(&["--address", &addr, "--input", "app", "--limit", "1"]);
+    support::process::append(&app, "after the reload\n");
+    let (status, events, _) = tap.finish();
+    assert!(status.success());
+    assert_eq!(messages(&events), ["after the reload"]);
 }

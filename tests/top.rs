@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::process::{free_port, wait_until, write_file, Trawl};
+use support::process::{wait_until, Monitored};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -80,24 +80,17 @@ fn out_total(screen: &str, kind: &str, name: &str) -> Option<u64> {
 
 #[test]
 fn top_shows_every_component_and_its_counts_move_until_q() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let cfg = write_file(
-        d,
-        "p.yaml",
-        &format!(
-            "data_dir: {dd}/data\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: add_tags, tags: [x] }}\noutputs:\n  shipped: {{ type: file, path: \"{dd}/out.jsonl\" }}\n",
+    let Monitored {
+        dir: _dir,
+        addr,
+        trawl,
+    } = Monitored::start(|d| {
+        format!(
+            "inputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: add_tags, tags: [x] }}\noutputs:\n  shipped: {{ type: file, path: \"{dd}/out.jsonl\" }}\n",
             dd = d.display()
-        ),
-    );
-    let trawl = Arc::new(std::sync::Mutex::new(Trawl::start(
-        &cfg,
-        Some(&d.join("trawl.log")),
-    )));
-    wait_until(DEADLINE, "the monitoring endpoint", || {
-        support::process::metric(&addr, "trawl_events_in_total", "shipped").is_some()
+        )
     });
+    let trawl = Arc::new(std::sync::Mutex::new(trawl));
     // Lines keep flowing while top watches.
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = {

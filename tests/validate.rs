@@ -145,30 +145,69 @@ fn what_run_would_refuse_or_mishandle_is_rejected_by_validate() {
     assert!(err.contains("invalid (6 errors)"), "{err}");
 }
 
+/// `trawl validate` of a pipeline with the one input `input` (a flow mapping) and a stdout
+/// output: it must refuse it (exit 1) naming line 2 of the file; its stderr.
+fn refused_input(input: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.yaml");
+    std::fs::write(
+        &p,
+        format!("inputs:\n  i: {input}\noutputs:\n  o: {{ type: stdout }}\n"),
+    )
+    .unwrap();
+    let out = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{input}: {err}");
+    assert!(err.contains("p.yaml:2:"), "{input}: {err}");
+    err
+}
+
 #[test]
 fn file_input_sizes_and_counts_that_cannot_work_are_rejected_at_their_key() {
-    let dir = tempfile::tempdir().unwrap();
     for (setting, key) in [
         ("max_open_files: 0", "max_open_files"),
         ("read_buffer: 100GiB", "read_buffer"),
         ("max_line_bytes: 0", "max_line_bytes"),
     ] {
-        let p = dir.path().join("p.yaml");
-        std::fs::write(
-            &p,
-            format!("inputs:\n  f: {{ type: file, paths: [/tmp/x.log], {setting} }}\noutputs:\n  o: {{ type: stdout }}\n"),
-        )
-        .unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(["validate", "-c"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{setting}: {err}");
+        let err = refused_input(&format!("{{ type: file, paths: [/tmp/x.log], {setting} }}"));
+        assert!(err.contains(&format!("inputs.i.{key}")), "{setting}: {err}");
+    }
+}
+
+/// The journald input's bounds: none may be 0 (nothing could ever be read or joined).
+#[test]
+fn journald_bounds_of_zero_are_rejected_at_their_key() {
+    for key in [
+        "max_in_flight_batches",
+        "max_joined_sources",
+        "max_held_entries",
+    ] {
+        let err = refused_input(&format!("{{ type: journald, {key}: 0 }}"));
         assert!(
-            err.contains("p.yaml:2:") && err.contains(&format!("inputs.f.{key}")),
-            "{setting}: {err}"
+            err.contains(&format!("inputs.i.{key}")) && err.contains("at least 1"),
+            "{key}: {err}"
+        );
+    }
+}
+
+/// `socket_mode` must be octal permissions, and only on a Unix socket.
+#[test]
+fn socket_modes_that_are_not_permissions_are_rejected_at_their_key() {
+    for (address, mode, says) in [
+        ("unix:/tmp/x.sock", "\"0999\"", "not a mode"),
+        ("unix:/tmp/x.sock", "\"01777\"", "not a mode"),
+        ("tcp:127.0.0.1:9000", "\"0660\"", "`unix:` addresses only"),
+    ] {
+        let err = refused_input(&format!(
+            "{{ type: socket, address: \"{address}\", socket_mode: {mode} }}"
+        ));
+        assert!(
+            err.contains("inputs.i.socket_mode") && err.contains(says),
+            "{mode}: {err}"
         );
     }
 }

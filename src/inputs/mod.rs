@@ -41,6 +41,14 @@ pub trait Input: Send {
     fn back_pressure(&self) -> BackPressure {
         BackPressure::Block
     }
+
+    /// Whether the input opens its sources only once it runs, some time after trawl answers
+    /// on its monitoring address (a live capture's handles). If so, the pipeline marks it
+    /// starting (`/health` 503 "starting") and the input calls `ctx.metrics.started()` once
+    /// they are open or have failed.
+    fn reports_started(&self) -> bool {
+        false
+    }
 }
 
 /// What a running input is given.

@@ -225,6 +225,10 @@ impl Input for PacketInput {
         }
     }
 
+    fn reports_started(&self) -> bool {
+        matches!(self.source, Source::Live(_))
+    }
+
     fn run(self: Box<Self>, ctx: InputContext) -> BoxFuture<anyhow::Result<()>> {
         Box::pin(async move {
             let stop = Arc::new(AtomicBool::new(false));

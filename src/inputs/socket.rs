@@ -47,6 +47,12 @@ pub struct Config {
     /// `multiline`; `format: lines` only.
     #[serde(default)]
     pub multiline: Option<multiline::Config>,
+    /// Unix sockets: the socket file's permissions, in octal (`"0660"`: its owner and group may
+    /// connect, which takes write access). Default: what the umask leaves. Set where the
+    /// senders run as other users of a shared group (a pod's `fsGroup`), instead of a shell's
+    /// `umask`: a shell between the container runtime and trawl loses trawl's capabilities.
+    #[serde(default)]
+    pub socket_mode: Option<String>,
 }
 
 fn default_idle_timeout() -> crate::config::Duration {
@@ -70,6 +76,8 @@ pub struct Socket {
     config: Config,
     address: Address,
     multiline: Option<Multiline>,
+    /// `socket_mode`, read.
+    mode: Option<u32>,
 }
 
 pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
@@ -102,10 +110,32 @@ pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
             path: Some(format!("{}.multiline", spec.path)),
         });
     }
+    let mode = match &config.socket_mode {
+        None => None,
+        Some(text) => {
+            let at = |message: String| DeError {
+                message,
+                mark: spec.node.get("socket_mode").map(|n| n.mark),
+                path: Some(format!("{}.socket_mode", spec.path)),
+            };
+            if !matches!(address, Address::Unix(_)) {
+                return Err(at("`socket_mode` is for `unix:` addresses only".into()));
+            }
+            match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+                Ok(m) if m <= 0o777 => Some(m),
+                _ => {
+                    return Err(at(format!(
+                        "`{text}` is not a mode: expected octal permissions in quotes, such as \"0660\""
+                    )))
+                }
+            }
+        }
+    };
     Ok(Socket {
         config,
         address,
         multiline,
+        mode,
     })
 }
 
@@ -122,6 +152,16 @@ impl Input for Socket {
                     let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
                         anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display())
                     })?;
+                    if let Some(mode) = self.mode {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                            .map_err(|e| {
+                                anyhow::anyhow!(
+                                    "cannot give unix:{} the mode {mode:o}: {e}",
+                                    path.display()
+                                )
+                            })?;
+                    }
                     // What this process created; only that is removed at exit, never a socket
                     // another trawl bound at the same path meanwhile.
                     let created = file_id(path);

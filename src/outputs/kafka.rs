@@ -17,7 +17,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -214,6 +214,9 @@ pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
                 .to_string(),
         )
         .set("linger.ms", c.linger.std().as_millis().to_string())
+        // Statistics only for librdkafka's own retries (`txretries`), counted in
+        // trawl_output_retries_total: once every 5 s, a JSON document parsed for that alone.
+        .set("statistics.interval.ms", "5000")
         .set_log_level(RDKafkaLogLevel::Warning);
     let protocol = match (&c.sasl, &c.tls) {
         (Some(_), Some(_)) => "sasl_ssl",
@@ -331,9 +334,52 @@ struct Reports {
     refused: AtomicBool,
     /// Signalled on each delivery report: room in librdkafka's queue for a waiting send.
     room: tokio::sync::Notify,
+    /// librdkafka's `txretries` per broker at the last statistics, so that only what grew since
+    /// is added to the retries counter.
+    retried: Mutex<HashMap<String, u64>>,
+}
+
+/// The part of librdkafka's statistics trawl reads; the rest is skipped by serde.
+#[derive(Deserialize)]
+struct Statistics {
+    #[serde(default)]
+    brokers: HashMap<String, BrokerStatistics>,
+}
+
+/// The requests librdkafka retried since the statistics `retried` holds (per broker, which it
+/// updates). A document that does not parse counts nothing.
+fn retries_since(retried: &mut HashMap<String, u64>, statistics: &[u8]) -> u64 {
+    let Ok(stats) = serde_json::from_slice::<Statistics>(statistics) else {
+        return 0;
+    };
+    let mut grew = 0;
+    for (broker, b) in stats.brokers {
+        let before = retried.insert(broker, b.txretries).unwrap_or(0);
+        grew += b.txretries.saturating_sub(before);
+    }
+    grew
+}
+
+#[derive(Deserialize)]
+struct BrokerStatistics {
+    /// Requests librdkafka sent again to this broker (timed out, connection lost...), since the
+    /// producer started.
+    #[serde(default)]
+    txretries: u64,
 }
 
 impl ClientContext for Reports {
+    /// Adds the requests librdkafka retried on its own since the last statistics: retries
+    /// that never reach a delivery report, so trawl would not see them otherwise.
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Ok(mut retried) = self.retried.lock() {
+            ComponentMetrics::add(
+                &self.metrics.retries,
+                retries_since(&mut retried, statistics),
+            );
+        }
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -502,6 +548,7 @@ impl Output for Kafka {
                 down: AtomicBool::new(false),
                 refused: AtomicBool::new(false),
                 room: tokio::sync::Notify::new(),
+                retried: Mutex::new(HashMap::new()),
             };
             let producer: ThreadedProducer<Reports> = self
                 .client
@@ -799,5 +846,31 @@ mod tests {
         encode(&e, Encoding::Json, &mut out);
         let back = event_from_payload(&Arc::from("i"), &out, Encoding::Json);
         assert_eq!(back.get("a.b"), Some(&Value::Int(1)));
+    }
+
+    /// librdkafka's statistics (abridged from a real document: brokers carry `txretries`
+    /// among many others): each broker's growth is counted once, a broker seen for the first
+    /// time counts from 0, and what does not parse counts nothing.
+    #[test]
+    fn librdkafka_retries_are_counted_once_per_growth() {
+        let doc = |a: u64, b: Option<u64>| {
+            let mut brokers = serde_json::json!({
+                "127.0.0.1:9092/1": {"name": "127.0.0.1:9092/1", "nodeid": 1, "state": "UP",
+                    "tx": 40, "txerrs": 2, "txretries": a, "req_timeouts": 1}
+            });
+            if let Some(b) = b {
+                brokers["127.0.0.1:9093/2"] = serde_json::json!({"txretries": b, "tx": 3});
+            }
+            serde_json::json!({"name": "trawl#producer-1", "type": "producer", "msg_cnt": 12,
+                "brokers": brokers, "topics": {"logs": {"partitions": {}}}})
+            .to_string()
+        };
+        let mut seen = HashMap::new();
+        assert_eq!(retries_since(&mut seen, doc(0, None).as_bytes()), 0);
+        assert_eq!(retries_since(&mut seen, doc(3, None).as_bytes()), 3);
+        assert_eq!(retries_since(&mut seen, doc(3, None).as_bytes()), 0);
+        assert_eq!(retries_since(&mut seen, doc(5, Some(2)).as_bytes()), 4);
+        assert_eq!(retries_since(&mut seen, b"{not json"), 0);
+        assert_eq!(retries_since(&mut seen, doc(5, Some(2)).as_bytes()), 0);
     }
 }

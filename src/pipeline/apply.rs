@@ -370,6 +370,9 @@ fn build(live: &Live, cfg: &PipelineConfig, plan: &Plan) -> Result<Built, Config
                     static_type(inputs::TYPES, spec),
                     &mut built.created,
                 );
+                if input.reports_started() {
+                    metrics.set_starting();
+                }
                 built.inputs.push((
                     BuiltInput {
                         name: Arc::from(spec.name.as_str()),

@@ -122,16 +122,22 @@ impl Pipeline {
         for spec in &config.inputs {
             let before = registry.collectors().len();
             match inputs::build(spec, &ctx) {
-                Ok(input) => built_inputs.push(BuiltInput {
-                    collectors: registered_since(&registry, before),
-                    name: Arc::from(spec.name.as_str()),
-                    input,
-                    metrics: registry.component(
+                Ok(input) => {
+                    let metrics = registry.component(
                         ComponentKind::Input,
                         &spec.name,
                         static_type(inputs::TYPES, spec),
-                    ),
-                }),
+                    );
+                    if input.reports_started() {
+                        metrics.set_starting();
+                    }
+                    built_inputs.push(BuiltInput {
+                        collectors: registered_since(&registry, before),
+                        name: Arc::from(spec.name.as_str()),
+                        input,
+                        metrics,
+                    })
+                }
                 Err(e) => errs.push_de(&spec.file, spec.mark, &spec.path, e),
             }
         }

@@ -3,7 +3,7 @@
 //! in the Prometheus text format by the `/metrics` endpoint.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -60,6 +60,9 @@ pub struct ComponentMetrics {
     drain_incomplete: Mutex<Option<String>>,
     /// Outputs: since when every attempt failed, and the last reason; `None` while delivering.
     failing: Mutex<Option<(SystemTime, String)>>,
+    /// An input whose sources open after it starts running (a live capture's handles), until
+    /// they are open or have failed: `/health` answers 503 "starting" meanwhile.
+    starting: AtomicBool,
 }
 
 impl ComponentMetrics {
@@ -84,7 +87,22 @@ impl ComponentMetrics {
             failure: Mutex::new(None),
             drain_incomplete: Mutex::new(None),
             failing: Mutex::new(None),
+            starting: AtomicBool::new(false),
         }
+    }
+
+    /// The component's sources are not open yet; it calls `started` once they are.
+    pub fn set_starting(&self) {
+        self.starting.store(true, Ordering::Relaxed);
+    }
+
+    /// The component's sources are open (or failed, which `set_failed` says).
+    pub fn started(&self) {
+        self.starting.store(false, Ordering::Relaxed);
+    }
+
+    pub fn is_starting(&self) -> bool {
+        self.starting.load(Ordering::Relaxed)
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -277,6 +295,15 @@ impl Registry {
                 c.drain_incomplete()
                     .map(|what| format!("{} {}: {}", c.kind.as_str(), c.name, what))
             })
+            .collect()
+    }
+
+    /// Components whose sources are not open yet, as `input NAME`.
+    pub fn starting(&self) -> Vec<String> {
+        self.components()
+            .iter()
+            .filter(|c| c.is_starting() && c.failure().is_none())
+            .map(|c| format!("{} {}", c.kind.as_str(), c.name))
             .collect()
     }
 

@@ -349,11 +349,22 @@ fn route(method: &str, target: &str, registry: &Registry, endpoints: &Endpoints)
         "/health" => {
             let failures = registry.failures();
             let failing = registry.failing_outputs(std::time::SystemTime::now());
-            if failures.is_empty() && failing.is_empty() {
+            let starting = registry.starting();
+            if failures.is_empty() && failing.is_empty() && starting.is_empty() {
                 Response {
                     status: 200,
                     content_type: "application/json",
                     body: "{\"status\":\"ok\"}\n".into(),
+                }
+            } else if failures.is_empty() && failing.is_empty() {
+                // Not ready yet (a readiness probe keeps the pod out until then), not failed.
+                Response {
+                    status: 503,
+                    content_type: "application/json",
+                    body: format!(
+                        "{}\n",
+                        serde_json::json!({ "status": "starting", "starting": starting })
+                    ),
                 }
             } else {
                 Response {

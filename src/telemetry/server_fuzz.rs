@@ -181,3 +181,30 @@ fn a_request_larger_than_the_limit_is_refused() {
     let (status, _) = parse_answer(&got, false).unwrap();
     assert_eq!(status, 400);
 }
+
+/// A readiness probe keeps the pod out while an input's sources are not open yet: 503
+/// "starting" naming it, then 200 once it says it started; a failure is still "failed".
+#[test]
+fn health_is_starting_until_every_input_reported_started() {
+    use crate::telemetry::metrics::ComponentKind;
+    let registry = Registry::new();
+    let endpoints = Endpoints::default();
+    let cap = registry.component(ComponentKind::Input, "cap", "http");
+    registry.component(ComponentKind::Input, "logs", "file");
+    cap.set_starting();
+    let r = route("GET", "/health", &registry, &endpoints);
+    assert_eq!(r.status, 503);
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "starting", "starting": ["input cap"]})
+    );
+    cap.set_failed("no interface");
+    let r = route("GET", "/health", &registry, &endpoints);
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("\"failed\""), "{}", r.body);
+    cap.clear_failed();
+    cap.started();
+    let r = route("GET", "/health", &registry, &endpoints);
+    assert_eq!((r.status, r.body.as_str()), (200, "{\"status\":\"ok\"}\n"));
+}

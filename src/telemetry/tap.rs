@@ -20,7 +20,9 @@ pub const MAX_CLIENTS: usize = 16;
 /// Every tap point of a pipeline and the clients attached to them.
 #[derive(Default)]
 pub struct TapHub {
-    points: Mutex<Vec<Arc<TapPoint>>>,
+    /// Held by the components themselves: a component a reload removed takes its point away
+    /// (no longer listed, matched or attached to), one rebuilt under its name finds it again.
+    points: Mutex<Vec<Weak<TapPoint>>>,
     subscriptions: Mutex<Vec<Arc<Subscription>>>,
     sent: AtomicU64,
     dropped: AtomicU64,
@@ -154,8 +156,13 @@ impl TapHub {
         let Ok(mut points) = self.points.lock() else {
             return Arc::new(TapPoint::new(kind, name, type_name, Weak::new()));
         };
-        if let Some(p) = points.iter().find(|p| p.kind == kind && &*p.name == name) {
-            return p.clone();
+        points.retain(|p| p.strong_count() > 0);
+        if let Some(p) = points
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|p| p.kind == kind && &*p.name == name)
+        {
+            return p;
         }
         let point = Arc::new(TapPoint::new(kind, name, type_name, Arc::downgrade(self)));
         if let Ok(subs) = self.subscriptions.lock() {
@@ -166,14 +173,23 @@ impl TapHub {
                 point.add(s.clone());
             }
         }
-        points.push(point.clone());
+        points.push(Arc::downgrade(&point));
         point
+    }
+
+    /// The points of the components running now.
+    fn live_points(&self) -> Vec<Arc<TapPoint>> {
+        let Ok(mut points) = self.points.lock() else {
+            return Vec::new();
+        };
+        points.retain(|p| p.strong_count() > 0);
+        points.iter().filter_map(Weak::upgrade).collect()
     }
 
     /// Attaches a client; its stream ends at its limit, or detaches it when it goes away.
     fn attach(self: &Arc<Self>, query: &str) -> Result<Stream, Response> {
         let req = TapRequest::parse(query).map_err(|e| plain(400, format!("{e}\n")))?;
-        let points: Vec<Arc<TapPoint>> = self.points.lock().map(|p| p.clone()).unwrap_or_default();
+        let points = self.live_points();
         let matched: Vec<&Arc<TapPoint>> = points
             .iter()
             .filter(|p| req.selectors.iter().any(|s| s.matches(p)))
@@ -251,8 +267,7 @@ impl TapHub {
                 before != subs.len()
             })
             .unwrap_or(false);
-        let points = self.points.lock().map(|p| p.clone()).unwrap_or_default();
-        for p in points {
+        for p in self.live_points() {
             p.remove(id);
         }
         if removed {

@@ -8,7 +8,7 @@
 use super::merge::Merge;
 use super::pcapfile::{wait_ready, Reader, Sniffed, Source};
 use super::{Engine, Stats};
-use crate::capabilities::{NetRaw, NET_RAW_HINT};
+use crate::capabilities::{Capability, NET_RAW_HINT};
 use crate::config::{ByteSize, Duration};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -410,11 +410,11 @@ impl Live {
         // The image's binary holds NET_RAW as permitted only: effective on this thread, which
         // opens the sockets, and on the capture threads it starts; nowhere else in trawl.
         match crate::capabilities::raise_net_raw() {
-            NetRaw::Effective | NetRaw::Raised => {}
-            NetRaw::Missing => {
+            Capability::Effective | Capability::Raised => {}
+            Capability::Missing => {
                 tracing::error!(input = %self.input, "{NET_RAW_HINT}: this process does not have it, so no interface can be opened")
             }
-            NetRaw::Unknown(e) => {
+            Capability::Unknown(e) => {
                 tracing::warn!(input = %self.input, error = %e, "cannot raise CAP_NET_RAW; opening the interfaces anyway")
             }
         }
@@ -445,6 +445,9 @@ impl Live {
                 last_refresh = std::time::Instant::now();
                 next_refresh = last_refresh + refresh;
                 self.refresh(&mut workers, &mut logged, &tx, &pool, &mut merge, &mut ids);
+                // Every wanted interface has its handle open (or failed, which makes the input
+                // failed): packets are kept by the kernel from now on.
+                self.metrics.started();
             }
             match rx.recv_timeout(std::time::Duration::from_millis(100)) {
                 Ok(b) => {

@@ -177,6 +177,35 @@ impl EsServer {
     pub fn with<R>(&self, f: impl FnOnce(&mut EsState) -> R) -> R {
         f(&mut self.state.lock().unwrap())
     }
+
+    /// Waits until every line of `groups` is stored in `index` (once or more: counting copies
+    /// is for the caller); panics naming `what` and how many are missing after `timeout`.
+    pub fn wait_for_messages(
+        &self,
+        index: &str,
+        groups: &[&[String]],
+        timeout: std::time::Duration,
+        what: &str,
+    ) {
+        let start = std::time::Instant::now();
+        loop {
+            let stored = self.with(|s| s.copies_by_message(index));
+            let missing = groups
+                .iter()
+                .flat_map(|g| g.iter())
+                .filter(|l| !stored.contains_key(*l))
+                .count();
+            if missing == 0 {
+                return;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}: {missing} lines not stored"
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(

@@ -72,6 +72,12 @@ impl Trawl {
         }
     }
 
+    /// SIGTERM (a graceful stop: drain, commit) and the exit status; panics after `timeout`.
+    pub fn stop(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        sigterm(self);
+        self.wait(timeout)
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -91,6 +97,40 @@ impl Drop for Trawl {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A trawl with its monitoring address on a free port, in a folder of its own, started and
+/// answering on `/metrics`: what the tests of `trawl tap` and `trawl top` watch.
+pub struct Monitored {
+    pub dir: tempfile::TempDir,
+    /// The monitoring address, `127.0.0.1:PORT`.
+    pub addr: String,
+    pub trawl: Trawl,
+}
+
+impl Monitored {
+    /// Runs the pipeline `data_dir: DIR/data`, `http: { address: ADDR }` and then what `body`
+    /// returns for DIR (inputs, processors, outputs), its stderr in DIR/trawl.log.
+    pub fn start(body: impl FnOnce(&Path) -> String) -> Monitored {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let cfg = write_file(
+            d,
+            "p.yaml",
+            &format!(
+                "data_dir: {}/data\nhttp: {{ address: \"{addr}\" }}\n{}",
+                d.display(),
+                body(d)
+            ),
+        );
+        let trawl = Trawl::start(&cfg, Some(&d.join("trawl.log")));
+        wait_until(Duration::from_secs(60), "the monitoring endpoint", || {
+            http_get(&addr, "/metrics")
+                .is_some_and(|(_, text)| text.contains("trawl_events_in_total"))
+        });
+        Monitored { dir, addr, trawl }
     }
 }
 

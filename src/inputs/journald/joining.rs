@@ -60,9 +60,6 @@ pub struct Joined {
     pub entries: Vec<u64>,
 }
 
-/// The most sources joined at once; a new one beyond sends the event held longest.
-const MAX_SOURCES: usize = 1024;
-
 struct Joiner {
     multiline: Multiline,
     /// Entries the joiner holds, oldest first; only the first of an event keeps its event
@@ -75,20 +72,24 @@ pub struct Joiners {
     input: std::sync::Arc<str>,
     proto: Multiline,
     by_source: HashMap<String, Joiner>,
+    /// The most sources joined at once (`max_joined_sources`); a new one beyond sends the
+    /// event held longest.
+    max_sources: usize,
 }
 
 impl Joiners {
-    pub fn new(input: std::sync::Arc<str>, proto: Multiline) -> Joiners {
+    pub fn new(input: std::sync::Arc<str>, proto: Multiline, max_sources: usize) -> Joiners {
         Joiners {
             input,
             proto,
             by_source: HashMap::new(),
+            max_sources,
         }
     }
 
     /// Feeds one entry (sequence `seq`); events it completes go to `out`.
     pub fn push(&mut self, entry: Entry, seq: u64, now: Instant, out: &mut Vec<Joined>) {
-        if !self.by_source.contains_key(&entry.source) && self.by_source.len() >= MAX_SOURCES {
+        if !self.by_source.contains_key(&entry.source) && self.by_source.len() >= self.max_sources {
             let oldest = self
                 .by_source
                 .iter()

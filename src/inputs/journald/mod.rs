@@ -72,10 +72,25 @@ pub struct Config {
     /// identifier, process), as the file input's `multiline`.
     #[serde(default)]
     pub multiline: Option<multiline::Config>,
+    /// With `multiline`: the most sources joined at once; an entry of a new source beyond
+    /// sends the event held longest, as it stands. Bounds memory when a host runs thousands
+    /// of units or containers.
+    #[serde(default = "default_max_joined_sources")]
+    pub max_joined_sources: usize,
+    /// With `multiline`: the most entries read and not yet committed beyond those in flight
+    /// (held by joiners, or delivered after one still held); reading waits beyond, until a
+    /// joiner's timeout sends its event.
+    #[serde(default = "default_max_held_entries")]
+    pub max_held_entries: usize,
 }
 
-/// Entries multiline may hold beyond those in flight before reading waits for a timeout.
-const MAX_HELD_ENTRIES: usize = 100_000;
+fn default_max_joined_sources() -> usize {
+    1024
+}
+
+fn default_max_held_entries() -> usize {
+    100_000
+}
 
 fn default_journalctl() -> PathBuf {
     PathBuf::from("journalctl")
@@ -115,12 +130,21 @@ pub fn build(spec: &ComponentSpec, data_dir: &std::path::Path) -> Result<Journal
             &format!("{}.matches", spec.path),
         ));
     }
-    if config.max_in_flight_batches == 0 {
-        return Err(DeError::new(
-            "expected at least 1",
-            spec.mark,
-            &format!("{}.max_in_flight_batches", spec.path),
-        ));
+    for (key, value) in [
+        (
+            "max_in_flight_batches",
+            config.max_in_flight_batches as usize,
+        ),
+        ("max_joined_sources", config.max_joined_sources),
+        ("max_held_entries", config.max_held_entries),
+    ] {
+        if value == 0 {
+            return Err(DeError::new(
+                "expected at least 1",
+                spec.mark,
+                &format!("{}.{key}", spec.path),
+            ));
+        }
     }
     Ok(Journald {
         multiline: multiline::for_input(config.multiline.as_ref(), spec)?,
@@ -294,12 +318,12 @@ impl Journald {
         let mut joiners = self
             .multiline
             .clone()
-            .map(|m| Joiners::new(ctx.name.clone(), m));
+            .map(|m| Joiners::new(ctx.name.clone(), m, self.config.max_joined_sources));
         // Entries read and not committed (held by multiline or in flight) are bounded too;
         // a held event's timeout still fires while reading waits.
         let max_uncommitted = (self.config.max_in_flight_batches as usize)
             .saturating_mul(ctx.batch_size)
-            .saturating_add(MAX_HELD_ENTRIES);
+            .saturating_add(self.config.max_held_entries);
         let mut joined: Vec<Joined> = Vec::new();
         let mut oversize_logged = false;
         let mut bad_logged = false;
