@@ -81,7 +81,7 @@ pub enum Command {
         /// A pipeline whose processors and outputs receive the events.
         #[arg(short, long)]
         config: Option<PathBuf>,
-        /// Report only these (default: flows and http).
+        /// Report only these (default: flows and http; http2 only when named).
         #[arg(long, value_enum)]
         only: Vec<pcap::Report>,
         /// TCP ports that carry HTTP (comma-separated); by default every TCP connection is

@@ -19,6 +19,8 @@ use std::sync::Arc;
 pub enum Report {
     Flows,
     Http,
+    /// HTTP/2 and gRPC streams (only when asked for: not part of the default report).
+    Http2,
 }
 
 /// Runs the command; returns the exit code: 1 when the file is unreadable or damaged, 0 when
@@ -49,6 +51,7 @@ fn print_events(file: PathBuf, only: &[Report], http_ports: Vec<u16>, decoder: D
             ports: http_ports,
             ..Default::default()
         }),
+        http2: only.contains(&Report::Http2).then(Default::default),
         dedup_window: None,
         decoder,
         ..Default::default()
@@ -165,6 +168,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
         redis: None,
         pgsql: None,
         dns: None,
+        http2: None,
         dedup_window: Default::default(),
         vxlan_ports: decoder.vxlan_ports,
     };

@@ -152,6 +152,13 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
                 &spec.name, config, ctx,
             )))
         }
+        "http2" => {
+            let config: crate::wire::http2::Http2Config = from_node(&spec.node, &spec.path)?;
+            check_capture(spec, config.capture.as_ref())?;
+            Ok(Box::new(packet::PacketInput::http2(
+                &spec.name, config, ctx,
+            )))
+        }
         "dns" => {
             let config: crate::wire::dns::DnsConfig = from_node(&spec.node, &spec.path)?;
             check_capture(spec, config.capture.as_ref())?;
@@ -241,6 +248,7 @@ pub const TYPES: &[&str] = &[
     "tls",
     "redis",
     "dns",
+    "http2",
     "pcap_file",
 ];
 

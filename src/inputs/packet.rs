@@ -1,4 +1,4 @@
-//! The packet input types: `flows`, `http`, `dns`, `tls` and `redis` capture live (they cannot
+//! The packet input types: `flows`, `http`, `dns`, `tls`, `redis` and `http2` capture live (they cannot
 //! pause, so a full pipeline drops and counts), `pcap_file` reads a capture file (it waits for
 //! room) and ends at the end of the file after reporting every open flow and pending transaction.
 
@@ -11,6 +11,7 @@ use crate::wire::dns::DnsConfig;
 use crate::wire::flows::FlowsConfig;
 use crate::wire::http::metrics::ServiceMap;
 use crate::wire::http::HttpConfig;
+use crate::wire::http2::Http2Config;
 use crate::wire::out::Out;
 use crate::wire::redis::RedisConfig;
 use crate::wire::tls::TlsConfig;
@@ -44,6 +45,9 @@ pub struct PcapFileConfig {
     /// DNS transactions (only when given).
     #[serde(default)]
     pub dns: Option<DnsConfig>,
+    /// HTTP/2 and gRPC streams (only when given).
+    #[serde(default)]
+    pub http2: Option<Http2Config>,
     /// Copies of a packet within this window count once (for captures taken on `any` or on
     /// several interfaces); `0s`, the default, keeps every packet as the file has it.
     #[serde(default)]
@@ -182,6 +186,20 @@ impl PacketInput {
         )
     }
 
+    pub fn http2(name: &str, mut cfg: Http2Config, ctx: &BuildContext) -> PacketInput {
+        let capture = cfg.capture.take();
+        let http2 = Some(cfg);
+        PacketInput::live(
+            name,
+            capture,
+            Analyzers {
+                http2,
+                ..Default::default()
+            },
+            ctx,
+        )
+    }
+
     pub fn tls(name: &str, mut cfg: TlsConfig, ctx: &BuildContext) -> PacketInput {
         let capture = cfg.capture.take();
         let tls = Some(cfg);
@@ -216,8 +234,15 @@ impl PacketInput {
         )?;
         // No section at all: flows and HTTP, as before protocols had sections of their own.
         reject_capture("dns", cfg.dns.as_ref().is_some_and(|d| d.capture.is_some()))?;
-        let other_protocols =
-            cfg.tls.is_some() || cfg.redis.is_some() || cfg.pgsql.is_some() || cfg.dns.is_some();
+        reject_capture(
+            "http2",
+            cfg.http2.as_ref().is_some_and(|d| d.capture.is_some()),
+        )?;
+        let other_protocols = cfg.tls.is_some()
+            || cfg.redis.is_some()
+            || cfg.pgsql.is_some()
+            || cfg.dns.is_some()
+            || cfg.http2.is_some();
         let (flows, http) = match (cfg.flows, cfg.http) {
             (None, None) if !other_protocols => {
                 (Some(FlowsConfig::default()), Some(HttpConfig::default()))
@@ -231,6 +256,7 @@ impl PacketInput {
             redis: cfg.redis,
             pgsql: cfg.pgsql,
             dns: cfg.dns,
+            http2: cfg.http2,
             dedup_window: cfg.dedup_window.positive(),
             decoder: Decoder {
                 vxlan_ports: cfg.vxlan_ports,

@@ -13,7 +13,7 @@
 //!   under them (connection table, reassembly, UDP flows, timeouts, dispatch).
 //! - `http`: parser, transaction pairing, RED metrics and the service map.  `dns`: DNS
 //!   over UDP and TCP.  `tls`: handshakes, JA3/JA4.  `redis`: RESP2/RESP3.  `pgsql`:
-//!   PostgreSQL's frontend/backend protocol.
+//!   PostgreSQL's frontend/backend protocol.  `http2`: cleartext HTTP/2 and gRPC.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
@@ -26,6 +26,7 @@ pub mod dedup;
 pub mod dns;
 pub mod flows;
 pub mod http;
+pub mod http2;
 pub mod merge;
 pub mod out;
 pub mod pcapfile;
@@ -298,6 +299,7 @@ pub struct Analyzers {
     pub redis: Option<redis::RedisConfig>,
     pub pgsql: Option<pgsql::PgsqlConfig>,
     pub dns: Option<dns::DnsConfig>,
+    pub http2: Option<http2::Http2Config>,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,
     /// Decoding settings (which UDP ports carry VXLAN).
@@ -323,6 +325,9 @@ impl Analyzers {
         }
         if let Some(c) = &self.dns {
             v.push(Box::new(dns::Dns::new(c.clone())));
+        }
+        if let Some(c) = &self.http2 {
+            v.push(Box::new(http2::Http2::new(c)));
         }
         v
     }
