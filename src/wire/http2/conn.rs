@@ -1,6 +1,6 @@
 //! One HTTP/2 connection seen from the wire: how it starts (prior knowledge, or an HTTP/1.1
 //! `Upgrade: h2c` answered by 101), a frame reader and an HPACK decoder per direction, and the
-//! open streams, each reported as one transaction when it ends (END_STREAM from the server,
+//! open streams, each reported as one transaction when it ends (END_STREAM from both sides,
 //! RST_STREAM, GOAWAY) or times out.
 
 use super::frame::{flag, kind, Gap, Head, Reader, Step};
@@ -690,9 +690,9 @@ impl Conn {
             Side::Client => t.client_done = true,
             Side::Server => t.server_done = true,
         }
-        // The response's END_STREAM ends the exchange: what the client sends after it on
-        // the stream (a RST_STREAM) changes nothing.
-        if t.server_done {
+        // Both ends: a server may answer before the request body ends (an early error),
+        // and the body that follows is still the request's.
+        if t.server_done && t.client_done {
             if let Some(t) = self.streams.remove(&id) {
                 out.push(t);
             }
@@ -778,7 +778,10 @@ impl Conn {
             .collect();
         for id in old {
             if let Some(mut t) = self.streams.remove(&id) {
-                t.ended = Some(Ended::Incomplete);
+                // Answered in full, the client's side still open: complete as it is.
+                if !t.server_done {
+                    t.ended = Some(Ended::Incomplete);
+                }
                 out.push(t);
             }
         }

@@ -237,6 +237,13 @@ fn gaps_keep_streams_counted_and_lose_headers_only_when_they_must() {
     r.send(Side::Client, &request(5, "/a.B/E"), 4096);
     for id in [3, 5] {
         r.send(
+            Side::Client,
+            &frame(kind::DATA, flag::END_STREAM, id, &grpc_message(1)),
+            4096,
+        );
+    }
+    for id in [3, 5] {
+        r.send(
             Side::Server,
             &frame(
                 kind::HEADERS,
@@ -263,6 +270,36 @@ fn gaps_keep_streams_counted_and_lose_headers_only_when_they_must() {
     assert_eq!(r.out.len(), 4);
     assert_eq!(r.out[3].ended, Some(Ended::Incomplete));
     assert_eq!(r.out[3].outcome(), Outcome::Unknown);
+}
+
+/// A server that answers before the request body ends (nginx's `return`): the body that
+/// follows is the request's, and the stream ends with the client's END_STREAM.
+#[test]
+fn a_response_before_the_request_body_ends_keeps_the_body() {
+    let mut r = Run::new();
+    let mut client = PREFACE.to_vec();
+    client.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &block(&[(":method", "POST"), (":path", "/upload")]),
+    ));
+    r.send(Side::Client, &client, 4096);
+    let mut server = frame(kind::HEADERS, flag::END_HEADERS, 1, &[0x88]);
+    server.extend(frame(kind::DATA, flag::END_STREAM, 1, b"early"));
+    r.send(Side::Server, &server, 4096);
+    assert!(r.out.is_empty(), "the request is not over");
+    r.send(
+        Side::Client,
+        &frame(kind::DATA, flag::END_STREAM, 1, &[b'p'; 100]),
+        4096,
+    );
+    assert_eq!(r.out.len(), 1);
+    assert_eq!(
+        (r.out[0].req_body_bytes, r.out[0].resp_body_bytes),
+        (100, 5)
+    );
+    assert_eq!(r.out[0].outcome(), Outcome::Success);
 }
 
 /// `Upgrade: h2c` (RFC 7540 §3.2): the HTTP/1.1 request is stream 1, answered in HTTP/2
