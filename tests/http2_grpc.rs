@@ -101,14 +101,15 @@ fn nginx(dir: &Path, port: u16, grpc_port: u16) -> KillOnDrop {
     KillOnDrop(child)
 }
 
-/// trawl with a live `http2` input on `lo` for both ports, its events read by a thread.
-fn trawl(dir: &Path, ports: [u16; 2]) -> (KillOnDrop, mpsc::Receiver<J>) {
+/// trawl with a live `http2` input on `lo` for both ports, its events read by a thread; and
+/// the address it serves /metrics on.
+fn trawl(dir: &Path, ports: [u16; 2]) -> (KillOnDrop, mpsc::Receiver<J>, String) {
     let pipeline = dir.join("pipeline.yaml");
     let [a, b] = ports;
     std::fs::write(
         &pipeline,
         format!(
-            "inputs:\n  h2:\n    type: http2\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {a} or tcp port {b}\" }}\n    ports: [{a}, {b}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\n",
+            "inputs:\n  h2:\n    type: http2\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {a} or tcp port {b}\" }}\n    ports: [{a}, {b}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
             dir.join("data").display()
         ),
     )
@@ -140,15 +141,37 @@ fn trawl(dir: &Path, ports: [u16; 2]) -> (KillOnDrop, mpsc::Receiver<J>) {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = None;
     loop {
         let line = lrx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("trawl did not start capturing on lo");
+            .expect("trawl did not serve /metrics and start capturing on lo");
+        if line.contains("serving /metrics") {
+            let v: J = serde_json::from_str(&line).expect("a JSON log line");
+            metrics = v["address"]
+                .as_str()
+                .or(v["fields"]["address"].as_str())
+                .map(str::to_owned);
+        }
         if line.contains("capturing") {
             break;
         }
     }
-    (child, erx)
+    (
+        child,
+        erx,
+        metrics.expect("the /metrics address is logged before capturing"),
+    )
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("trawl's /metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
 }
 
 fn output(cmd: &mut Command) -> String {
@@ -277,7 +300,7 @@ fn grpc_and_h2c_through_nginx_match_the_servers_logs_and_tshark() {
             .spawn()
             .expect("dumpcap (tshark's package)"),
     );
-    let (_trawl, events) = trawl(dir.path(), [port, grpc_port]);
+    let (_trawl, events, metrics_addr) = trawl(dir.path(), [port, grpc_port]);
     wait_for("dumpcap to start", || pcap.exists());
     std::thread::sleep(Duration::from_millis(500));
 
@@ -438,6 +461,19 @@ fn grpc_and_h2c_through_nginx_match_the_servers_logs_and_tshark() {
         if status == "NOT_FOUND" {
             assert_eq!(e["grpc"]["message"], "no such key: k1");
         }
+    }
+
+    // The RED metrics: gRPC method and status name, or HTTP method and status.
+    let metrics = http_get(&metrics_addr, "/metrics");
+    for (server, operation, status, outcome, n) in [
+        (grpc_port, "Unary", "OK", "success", 2),
+        (grpc_port, "Fail", "NOT_FOUND", "failure", 1),
+        (port, "ServerStream", "OK", "success", 1),
+        (port, "Slow", "CANCEL", "failure", 1),
+        (port, "GET", "404", "failure", 1),
+    ] {
+        let want = format!("trawl_http2_requests_total{{server=\"127.0.0.1:{server}\",operation=\"{operation}\",status=\"{status}\",outcome=\"{outcome}\"}} {n}");
+        assert!(metrics.contains(&want), "no {want} in\n{metrics}");
     }
 
     // tshark on the same packets: each stream with a request, its path and statuses.
