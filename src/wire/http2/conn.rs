@@ -541,7 +541,7 @@ impl Conn {
                     }
                 }
             }
-            kind::SETTINGS if payload.len() % 6 != 0 => st.malformed += 1,
+            kind::SETTINGS if !payload.len().is_multiple_of(6) => st.malformed += 1,
             kind::PING if payload.len() != 8 => st.malformed += 1,
             kind::WINDOW_UPDATE if payload.len() != 4 => st.malformed += 1,
             kind::PRIORITY if payload.len() != 5 => st.malformed += 1,

@@ -158,7 +158,7 @@ mod tests {
         let mut m = Messages::default();
         let mut wire = vec![0, 0, 0, 0, 3, b'a', b'b', b'c', 1, 0, 0, 0, 0];
         wire.extend_from_slice(&[0, 0, 0, 1, 0]);
-        wire.extend(std::iter::repeat(7).take(256));
+        wire.extend(std::iter::repeat_n(7, 256));
         for chunk in wire.chunks(2) {
             m.feed(chunk);
         }

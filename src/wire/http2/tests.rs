@@ -37,7 +37,7 @@ fn block(fields: &[(&str, &str)]) -> Vec<u8> {
 fn grpc_message(len: usize) -> Vec<u8> {
     let mut v = vec![0];
     v.extend_from_slice(&(len as u32).to_be_bytes());
-    v.extend(std::iter::repeat(b'm').take(len));
+    v.extend(std::iter::repeat_n(b'm', len));
     v
 }
 
