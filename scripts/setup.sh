@@ -54,6 +54,12 @@ if ! python3 -c "import pymysql, mysql.connector" >/dev/null 2>&1; then
     python3 -m pip install -q --user --break-system-packages PyMySQL mysql-connector-python
 fi
 
+# grpcio (PyPI): the gRPC server and client of tests/http2_grpc.rs (behind Debian's nginx).
+if ! python3 -c "import grpc" >/dev/null 2>&1; then
+  python3 -m pip install -q grpcio 2>/dev/null ||
+    python3 -m pip install -q --user --break-system-packages grpcio
+fi
+
 # psycopg 3 (PyPI): the extended-protocol client of tests/pgsql_real_server.rs (libpq comes with
 # Debian's postgresql).
 if ! python3 -c "import psycopg" >/dev/null 2>&1; then

@@ -24,6 +24,8 @@ pub enum Report {
     Redis,
     Pgsql,
     Mysql,
+    /// HTTP/2 and gRPC streams.
+    Http2,
 }
 
 /// A UDP or TCP port a protocol can be on: 0 is refused as the pipeline file refuses it.
@@ -61,6 +63,10 @@ pub struct PcapArgs {
     /// TCP ports that carry MySQL/MariaDB (default 3306); needs `--only mysql`.
     #[arg(long, value_delimiter = ',', value_parser = port())]
     pub mysql_ports: Vec<u16>,
+    /// TCP ports that carry cleartext HTTP/2 (default: none, recognised by the preface or an
+    /// h2c upgrade); needs `--only http2`.
+    #[arg(long, value_delimiter = ',', value_parser = port())]
+    pub http2_ports: Vec<u16>,
     /// UDP destination ports carrying VXLAN (comma-separated; default 4789,8472).
     #[arg(long, value_delimiter = ',', value_parser = port())]
     pub vxlan_ports: Vec<u16>,
@@ -129,6 +135,12 @@ fn analyzers(args: &PcapArgs, decoder: Decoder) -> Result<Analyzers, String> {
             &args.mysql_ports,
             "--mysql-ports",
             "mysql",
+        )?,
+        http2: section(
+            only(Report::Http2),
+            &args.http2_ports,
+            "--http2-ports",
+            "http2",
         )?,
         dns: section(only(Report::Dns), &args.dns_ports, "--dns-ports", "dns")?,
         ..Default::default()
@@ -261,6 +273,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
         redis: None,
         pgsql: None,
         dns: None,
+        http2: None,
         dedup_window: Default::default(),
         vxlan_ports: decoder.vxlan_ports,
     };

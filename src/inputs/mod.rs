@@ -183,6 +183,7 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
         "redis" => shorthand(spec, ctx, |p, s| p.redis = Some(s)),
         "dns" => shorthand(spec, ctx, |p, s| p.dns = Some(s)),
         "mysql" => shorthand(spec, ctx, |p, s| p.mysql = Some(s)),
+        "http2" => shorthand(spec, ctx, |p, s| p.http2 = Some(s)),
         "pcap_file" => {
             let config: packet::PcapFileConfig = from_node(&spec.node, &spec.path)?;
             check_vxlan_ports(&config.vxlan_ports, Some(&spec.node), spec, &spec.path)?;
@@ -323,6 +324,7 @@ pub const TYPES: &[&str] = &[
     "redis",
     "mysql",
     "dns",
+    "http2",
     "pcap_file",
 ];
 

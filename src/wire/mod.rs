@@ -29,6 +29,7 @@ pub mod defrag;
 pub mod dns;
 pub mod flows;
 pub mod http;
+pub mod http2;
 pub mod merge;
 pub mod mysql;
 pub mod out;

@@ -8,7 +8,7 @@
 //! an error keeps its file:line:col and key path.
 
 use super::analyzer::{Protocol, Settings};
-use super::{dns, http, mysql, pgsql, redis, tls};
+use super::{dns, http, http2, mysql, pgsql, redis, tls};
 use crate::config::{ByteSize, Duration};
 use serde::de::{
     self, value::MapAccessDeserializer, DeserializeOwned, DeserializeSeed, Deserializer,
@@ -254,6 +254,8 @@ pub struct Protocols {
     #[serde(default, deserialize_with = "present")]
     pub http: Option<Section<http::HttpConfig>>,
     #[serde(default, deserialize_with = "present")]
+    pub http2: Option<Section<http2::Http2Config>>,
+    #[serde(default, deserialize_with = "present")]
     pub tls: Option<Section<tls::TlsConfig>>,
     #[serde(default, deserialize_with = "present")]
     pub redis: Option<Section<redis::RedisConfig>>,
@@ -274,6 +276,9 @@ impl Protocols {
     /// The configured analyzers, in claiming order, with their `max_series`.
     fn configured(&self) -> Vec<(Box<dyn Protocol>, Option<usize>)> {
         [
+            // Before HTTP/1.x: its content check claims only the HTTP/2 preface and h2c
+            // upgrades, which HTTP/1.x would take for requests.
+            open(&self.http2),
             open(&self.http),
             open(&self.tls),
             open(&self.redis),

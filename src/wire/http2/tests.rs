@@ -1,0 +1,497 @@
+//! Unit tests of the HTTP/2 analyzer: whole connections built frame by frame (RFC 9113 and
+//! the gRPC HTTP/2 spec), fed in pieces, with gaps, resets and garbage.
+
+use super::conn::{Conn, ConnStats, Limits, PREFACE};
+use super::frame::{flag, kind};
+use super::transaction::{Ended, Transaction};
+use crate::wire::analyzer::{Outcome, Side, Transaction as _};
+
+const LIMITS: Limits = Limits {
+    max_streams: 8,
+    max_header_block: 4096,
+    max_table_size: 4096,
+};
+
+fn frame(k: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len();
+    let mut v = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, k, flags];
+    v.extend_from_slice(&stream.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// A header block of literals with incremental indexing (so that a lost block really leaves
+/// the table behind), new names, no Huffman.
+fn block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (n, val) in fields {
+        v.push(0x40);
+        v.push(n.len() as u8);
+        v.extend_from_slice(n.as_bytes());
+        v.push(val.len() as u8);
+        v.extend_from_slice(val.as_bytes());
+    }
+    v
+}
+
+fn grpc_message(len: usize) -> Vec<u8> {
+    let mut v = vec![0];
+    v.extend_from_slice(&(len as u32).to_be_bytes());
+    v.extend(std::iter::repeat_n(b'm', len));
+    v
+}
+
+fn request(stream: u32, path: &str) -> Vec<u8> {
+    frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        stream,
+        &block(&[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "svc.local:50051"),
+            ("content-type", "application/grpc"),
+            ("user-agent", "grpc-python/1.0"),
+        ]),
+    )
+}
+
+fn settings() -> Vec<u8> {
+    frame(kind::SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100])
+}
+
+struct Run {
+    conn: Conn,
+    st: ConnStats,
+    out: Vec<Transaction>,
+    ts: i64,
+}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            conn: Conn::new(LIMITS),
+            st: ConnStats::default(),
+            out: Vec::new(),
+            ts: 1_000,
+        }
+    }
+    /// `bytes` from `side` in pieces of `chunk` bytes.
+    fn send(&mut self, side: Side, bytes: &[u8], chunk: usize) {
+        for c in bytes.chunks(chunk.max(1)) {
+            self.ts += 1_000;
+            self.conn
+                .data(side, c, self.ts, &mut self.st, &mut self.out);
+        }
+    }
+}
+
+/// A unary gRPC call, its response and trailers, every frame split at every size: the same
+/// transaction each time, with the rpc fields, message counts and sizes.
+#[test]
+fn a_grpc_call_is_one_transaction_whatever_the_segmentation() {
+    let mut client = PREFACE.to_vec();
+    client.extend(settings());
+    client.extend(request(1, "/helloworld.Greeter/SayHello"));
+    client.extend(frame(kind::DATA, flag::END_STREAM, 1, &grpc_message(5)));
+    let mut server = settings();
+    server.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &block(&[(":status", "200"), ("content-type", "application/grpc")]),
+    ));
+    let mut data = grpc_message(7);
+    data.extend(grpc_message(0));
+    // Padded DATA: the padding is not body.
+    let mut padded = vec![3];
+    padded.extend(&data);
+    padded.extend([0, 0, 0]);
+    server.extend(frame(kind::DATA, flag::PADDED, 1, &padded));
+    server.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block(&[("grpc-status", "0"), ("grpc-message", "")]),
+    ));
+    for chunk in [1, 2, 7, 9, 10, 4096] {
+        let mut r = Run::new();
+        r.send(Side::Client, &client, chunk);
+        r.send(Side::Server, &server, chunk);
+        assert_eq!(r.out.len(), 1, "chunk {chunk}");
+        let t = &r.out[0];
+        let req = t.request.as_ref().unwrap();
+        assert_eq!(
+            (req.method.as_str(), req.path.as_str()),
+            ("POST", "/helloworld.Greeter/SayHello")
+        );
+        assert_eq!(req.authority.as_deref(), Some("svc.local:50051"));
+        assert_eq!(t.response.as_ref().unwrap().status, Some(200));
+        assert_eq!(t.trailers.as_ref().unwrap().grpc_status, Some(0));
+        assert_eq!((t.req_messages.count, t.req_messages.bytes), (1, 5));
+        assert_eq!((t.resp_messages.count, t.resp_messages.bytes), (2, 7));
+        assert_eq!(t.req_body_bytes, 10);
+        assert_eq!(t.resp_body_bytes, 17);
+        assert_eq!(t.outcome(), Outcome::Success);
+        let rec = t.record();
+        assert_eq!((rec.operation, rec.status), ("SayHello", "OK"));
+        assert!(rec.start_ns < rec.end_ns);
+        assert_eq!(r.st, ConnStats::default());
+    }
+}
+
+/// A non-zero grpc-status (trailers-only response) is a failure with its message decoded;
+/// a RST_STREAM ends a stream as a failure with its error code; a GOAWAY ends the streams
+/// above its last stream id and leaves the others running.
+#[test]
+fn errors_resets_and_goaway_end_streams_as_failures() {
+    let mut r = Run::new();
+    let mut client = PREFACE.to_vec();
+    for id in [1, 3, 5, 7] {
+        client.extend(request(id, "/kv.Store/Get"));
+        client.extend(frame(kind::DATA, flag::END_STREAM, id, &grpc_message(2)));
+    }
+    r.send(Side::Client, &client, 100);
+    let mut server = settings();
+    server.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block(&[
+            (":status", "200"),
+            ("content-type", "application/grpc"),
+            ("grpc-status", "5"),
+            ("grpc-message", "no%20such%20key"),
+        ]),
+    ));
+    server.extend(frame(kind::RST_STREAM, 0, 3, &8u32.to_be_bytes()));
+    let mut goaway = 3u32.to_be_bytes().to_vec();
+    goaway.extend(0u32.to_be_bytes());
+    server.extend(frame(kind::GOAWAY, 0, 0, &goaway));
+    r.send(Side::Server, &server, 100);
+    assert_eq!(r.out.len(), 4, "{:#?}", r.out);
+    let by_id = |id: u32| r.out.iter().find(|t| t.stream_id == id).unwrap();
+    let t1 = by_id(1);
+    assert_eq!(t1.outcome(), Outcome::Failure);
+    assert_eq!(t1.record().status, "NOT_FOUND");
+    assert_eq!(
+        t1.trailers.as_ref().unwrap().grpc_message.as_deref(),
+        Some("no such key")
+    );
+    let t3 = by_id(3);
+    assert_eq!(
+        t3.ended,
+        Some(Ended::Reset {
+            by_client: false,
+            code: 8
+        })
+    );
+    assert_eq!(
+        (t3.outcome(), t3.record().status),
+        (Outcome::Failure, "CANCEL")
+    );
+    for id in [5, 7] {
+        assert_eq!(by_id(id).ended, Some(Ended::GoAway { code: 0 }));
+        assert_eq!(by_id(id).outcome(), Outcome::Failure);
+    }
+}
+
+/// A gap inside a DATA frame keeps the frames in step; a gap inside a HEADERS frame loses
+/// that block, so HPACK's later state is unknown: the direction's later streams are still
+/// counted (tagged), with no header fields, and the count of lost directions says so.
+#[test]
+fn gaps_keep_streams_counted_and_lose_headers_only_when_they_must() {
+    let mut r = Run::new();
+    let mut head = PREFACE.to_vec();
+    head.extend(request(1, "/a.B/C"));
+    let data = frame(kind::DATA, flag::END_STREAM, 1, &grpc_message(100));
+    head.extend(&data[..30]);
+    r.send(Side::Client, &head, 4096);
+    r.conn.gap(Side::Client, 50, &mut r.st, &mut r.out);
+    r.send(Side::Client, &data[80..], 4096);
+    r.send(
+        Side::Server,
+        &frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &block(&[(":status", "200"), ("grpc-status", "0")]),
+        ),
+        4096,
+    );
+    assert_eq!(r.out.len(), 1);
+    assert!(r.out[0].gap);
+    assert_eq!(
+        r.out[0].req_body_bytes, 105,
+        "lost bytes are still body bytes"
+    );
+    assert_eq!(r.out[0].outcome(), Outcome::Success);
+    assert_eq!(r.st.headers_lost, 0);
+
+    // Stream 3's HEADERS partly lost: its block and the table it filled are gone.
+    let h3 = request(3, "/a.B/D");
+    r.send(Side::Client, &h3[..20], 4096);
+    r.conn.gap(Side::Client, 10, &mut r.st, &mut r.out);
+    r.send(Side::Client, &h3[30..], 4096);
+    r.send(Side::Client, &request(5, "/a.B/E"), 4096);
+    for id in [3, 5] {
+        r.send(
+            Side::Client,
+            &frame(kind::DATA, flag::END_STREAM, id, &grpc_message(1)),
+            4096,
+        );
+    }
+    for id in [3, 5] {
+        r.send(
+            Side::Server,
+            &frame(
+                kind::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                id,
+                &block(&[(":status", "200"), ("grpc-status", "0")]),
+            ),
+            4096,
+        );
+    }
+    assert_eq!(r.out.len(), 3);
+    assert_eq!(r.st.headers_lost, 1);
+    for t in &r.out[1..] {
+        assert!(t.headers_lost && t.request.is_none(), "{t:?}");
+        assert_eq!(t.response.as_ref().unwrap().status, Some(200));
+    }
+    // A gap across frame boundaries: the direction is no longer followed; its open streams
+    // are reported when the connection closes.
+    r.send(Side::Server, &frame(kind::PING, 0, 0, &[0; 8]), 4096);
+    r.send(Side::Client, &request(7, "/a.B/F"), 4096);
+    r.conn.gap(Side::Server, 3, &mut r.st, &mut r.out);
+    assert_eq!(r.st.directions_lost, 1);
+    r.conn.close(&mut r.out);
+    assert_eq!(r.out.len(), 4);
+    assert_eq!(r.out[3].ended, Some(Ended::Incomplete));
+    assert_eq!(r.out[3].outcome(), Outcome::Unknown);
+}
+
+/// A server that answers before the request body ends (nginx's `return`): the body that
+/// follows is the request's, and the stream ends with the client's END_STREAM.
+#[test]
+fn a_response_before_the_request_body_ends_keeps_the_body() {
+    let mut r = Run::new();
+    let mut client = PREFACE.to_vec();
+    client.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &block(&[(":method", "POST"), (":path", "/upload")]),
+    ));
+    r.send(Side::Client, &client, 4096);
+    let mut server = frame(kind::HEADERS, flag::END_HEADERS, 1, &[0x88]);
+    server.extend(frame(kind::DATA, flag::END_STREAM, 1, b"early"));
+    r.send(Side::Server, &server, 4096);
+    assert!(r.out.is_empty(), "the request is not over");
+    r.send(
+        Side::Client,
+        &frame(kind::DATA, flag::END_STREAM, 1, &[b'p'; 100]),
+        4096,
+    );
+    assert_eq!(r.out.len(), 1);
+    assert_eq!(
+        (r.out[0].req_body_bytes, r.out[0].resp_body_bytes),
+        (100, 5)
+    );
+    assert_eq!(r.out[0].outcome(), Outcome::Success);
+}
+
+/// `Upgrade: h2c` (RFC 7540 §3.2): the HTTP/1.1 request is stream 1, answered in HTTP/2
+/// after the 101; a refused upgrade leaves the connection to HTTP/1.
+#[test]
+fn an_h2c_upgrade_request_becomes_stream_one() {
+    let mut r = Run::new();
+    let upgrade = b"GET /status?full=1 HTTP/1.1\r\nHost: web.local:8080\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nUser-Agent: curl/7.88.1\r\n\r\n";
+    assert!(super::starts_http2(upgrade));
+    r.send(Side::Client, upgrade, 13);
+    r.send(
+        Side::Server,
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+        4096,
+    );
+    let mut server = settings();
+    server.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &block(&[(":status", "404")]),
+    ));
+    server.extend(frame(kind::DATA, flag::END_STREAM, 1, b"not found"));
+    r.send(Side::Server, &server, 4096);
+    let mut client = PREFACE.to_vec();
+    client.extend(settings());
+    r.send(Side::Client, &client, 4096);
+    assert_eq!(r.out.len(), 1);
+    let t = &r.out[0];
+    let req = t.request.as_ref().unwrap();
+    assert_eq!(
+        (req.method.as_str(), req.path.as_str()),
+        ("GET", "/status?full=1")
+    );
+    assert_eq!(req.authority.as_deref(), Some("web.local:8080"));
+    assert_eq!(req.user_agent.as_deref(), Some("curl/7.88.1"));
+    assert_eq!(t.response.as_ref().unwrap().status, Some(404));
+    assert_eq!(t.resp_body_bytes, 9);
+    assert_eq!(t.outcome(), Outcome::Failure);
+    assert_eq!(r.st, ConnStats::default());
+
+    let mut refused = Run::new();
+    refused.send(Side::Client, upgrade, 4096);
+    refused.send(
+        Side::Server,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        4096,
+    );
+    refused.conn.close(&mut refused.out);
+    assert!(refused.out.is_empty());
+    assert_eq!(refused.st.malformed, 1);
+}
+
+/// No more than `max_streams` streams are followed; the table is reused (indexed fields)
+/// across requests; a server push is a transaction of its own.
+#[test]
+fn streams_are_bounded_and_pushes_are_reported() {
+    let mut r = Run::new();
+    let mut client = PREFACE.to_vec();
+    for i in 0..20u32 {
+        client.extend(request(2 * i + 1, "/s.S/M"));
+    }
+    r.send(Side::Client, &client, 4096);
+    r.conn.close(&mut r.out);
+    assert_eq!(r.out.len(), LIMITS.max_streams);
+    assert_eq!(r.st.streams_untracked, 20 - LIMITS.max_streams as u64);
+    // Indexed from the dynamic table (62 = the newest entry).
+    let mut r = Run::new();
+    let mut client = PREFACE.to_vec();
+    client.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block(&[(":method", "GET"), (":path", "/one")]),
+    ));
+    client.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        3,
+        &[0xbf, 0xbe],
+    ));
+    r.send(Side::Client, &client, 4096);
+    let mut push = 2u32.to_be_bytes().to_vec();
+    push.extend(block(&[(":method", "GET"), (":path", "/style.css")]));
+    let mut server = frame(kind::PUSH_PROMISE, flag::END_HEADERS, 1, &push);
+    for id in [1, 3, 2] {
+        server.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            id,
+            &[0x88], // :status 200, static
+        ));
+    }
+    r.send(Side::Server, &server, 4096);
+    assert_eq!(r.out.len(), 3);
+    assert_eq!(r.out[1].request.as_ref().unwrap().path, "/one");
+    assert!(r.out[2].pushed);
+    assert_eq!(r.out[2].request.as_ref().unwrap().path, "/style.css");
+    assert_eq!(r.st.push_promises, 1);
+}
+
+/// Garbage, truncations and mutations of a real exchange in both directions: never a panic,
+/// and what is held stays within the limits (fuzz case; a fixed-seed generator keeps it
+/// reproducible).
+#[test]
+fn fuzzed_connections_never_panic_and_stay_bounded() {
+    let mut client = PREFACE.to_vec();
+    client.extend(settings());
+    let mut server = settings();
+    for id in 0..6u32 {
+        let id = 2 * id + 1;
+        client.extend(request(id, "/f.F/G"));
+        client.extend(frame(kind::DATA, flag::END_STREAM, id, &grpc_message(40)));
+        server.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS,
+            id,
+            &block(&[(":status", "200"), ("content-type", "application/grpc")]),
+        ));
+        server.extend(frame(
+            kind::DATA,
+            flag::PADDED,
+            id,
+            &[2, 0, 0, 0, 0, 1, 9, 0, 0],
+        ));
+        server.extend(frame(
+            kind::CONTINUATION,
+            flag::END_HEADERS | flag::END_STREAM,
+            id,
+            &[0x88],
+        ));
+    }
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..3000 {
+        let mut c = client.clone();
+        let mut s = server.clone();
+        for _ in 0..(rand() % 8) {
+            let buf = if rand() % 2 == 0 { &mut c } else { &mut s };
+            if buf.is_empty() {
+                continue;
+            }
+            let i = (rand() as usize) % buf.len();
+            match rand() % 4 {
+                0 => buf[i] = rand() as u8,
+                1 => buf.truncate(i),
+                2 => buf.insert(i, rand() as u8),
+                _ => buf[i] ^= 0x80,
+            }
+        }
+        if round % 10 == 0 {
+            c = (0..(rand() % 300)).map(|_| rand() as u8).collect();
+        }
+        let mut r = Run::new();
+        let (mut ci, mut si) = (0, 0);
+        while ci < c.len() || si < s.len() {
+            let n = 1 + (rand() as usize) % 64;
+            if rand() % 2 == 0 && ci < c.len() {
+                let e = (ci + n).min(c.len());
+                r.send(Side::Client, &c[ci..e], 4096);
+                ci = e;
+            } else if si < s.len() {
+                let e = (si + n).min(s.len());
+                r.send(Side::Server, &s[si..e], 4096);
+                si = e;
+            } else {
+                ci = c.len();
+            }
+            if rand() % 50 == 0 {
+                let side = if rand() % 2 == 0 {
+                    Side::Client
+                } else {
+                    Side::Server
+                };
+                r.conn
+                    .gap(side, (rand() % 100) as u32, &mut r.st, &mut r.out);
+            }
+            // Per direction: an HTTP/1.1 head (16 KiB, capacity doubled), a frame payload,
+            // a header block (capacity doubled) and a table.
+            let bound = 2 * (32 * 1024 + 3 * LIMITS.max_header_block + LIMITS.max_table_size)
+                + LIMITS.max_streams * 512;
+            assert!(r.conn.buffered() <= bound, "round {round}");
+        }
+        r.conn.close(&mut r.out);
+        assert!(r.out.len() <= 20, "round {round}");
+        for t in &r.out {
+            let _ = t.record();
+        }
+    }
+}
