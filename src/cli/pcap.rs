@@ -273,7 +273,6 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
         redis: None,
         pgsql: None,
         dns: None,
-        http2: None,
         dedup_window: Default::default(),
         vxlan_ports: decoder.vxlan_ports,
     };
