@@ -2,6 +2,7 @@
 //! outputs, with ECS field names as nested objects, and the batches that carry them.
 
 mod ack;
+pub mod json;
 mod value;
 
 pub use ack::{AckTracker, Acked, BatchAck, BatchStatus};

@@ -333,7 +333,7 @@ pub fn format_timestamp(t: &DateTime<Utc>) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-fn write_timestamp(t: &DateTime<Utc>, buf: &mut [u8; 27]) {
+pub(super) fn write_timestamp(t: &DateTime<Utc>, buf: &mut [u8; 27]) {
     fn put(buf: &mut [u8], mut v: u32, width: usize) {
         for i in (0..width).rev() {
             buf[i] = b'0' + (v % 10) as u8;

@@ -4,7 +4,7 @@
 //! which stops the pipeline.
 
 use super::{Output, OutputContext};
-use crate::event::{Event, Value};
+use crate::event::{json, Event, Value};
 use crate::inputs::BoxFuture;
 use crate::telemetry::metrics::ComponentMetrics;
 use serde::Deserialize;
@@ -39,34 +39,51 @@ impl Stdout {
     }
 }
 
-/// Writes one event in `format` followed by a newline.
-pub fn write_event(w: &mut impl Write, event: &Event, format: Format) -> std::io::Result<()> {
+/// Appends one event in `format` followed by a newline.
+pub fn write_event(out: &mut Vec<u8>, event: &Event, format: Format) -> std::io::Result<()> {
     match format {
-        Format::Json => serde_json::to_writer(&mut *w, &event.fields)?,
-        Format::Pretty => serde_json::to_writer_pretty(&mut *w, &event.fields)?,
+        Format::Json => json::write_map(out, &event.fields),
+        Format::Pretty => serde_json::to_writer_pretty(&mut *out, &event.fields)?,
         Format::Text => match event.fields.get("message") {
-            Some(Value::String(m)) => w.write_all(m.as_bytes())?,
-            _ => serde_json::to_writer(&mut *w, &event.fields)?,
+            Some(Value::String(m)) => out.extend_from_slice(m.as_bytes()),
+            _ => json::write_map(out, &event.fields),
         },
     }
-    w.write_all(b"\n")
+    out.push(b'\n');
+    Ok(())
 }
 
-/// Counts bytes passing through a writer.
-struct Counting<W> {
-    inner: W,
-    bytes: u64,
-}
+/// Events are written into one buffer and handed to stdout when it holds this much (and at the
+/// end of each batch): one write per buffer, and no more held than this past one event.
+const WRITE_CHUNK: usize = 256 * 1024;
 
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
+/// Writes a batch's events and flushes them; returns the bytes written.
+fn write_batch(
+    stdout: &mut impl Write,
+    buf: &mut Vec<u8>,
+    events: &[Event],
+    format: Format,
+) -> std::io::Result<u64> {
+    let mut bytes = 0u64;
+    buf.clear();
+    for e in events {
+        write_event(buf, e, format)?;
+        if buf.len() >= WRITE_CHUNK {
+            stdout.write_all(buf)?;
+            bytes += buf.len() as u64;
+            buf.clear();
+        }
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+    stdout.write_all(buf)?;
+    bytes += buf.len() as u64;
+    // One event larger than the chunk leaves a large buffer behind: give it back.
+    if buf.capacity() > 2 * WRITE_CHUNK {
+        *buf = Vec::with_capacity(WRITE_CHUNK);
+    } else {
+        buf.clear();
     }
+    stdout.flush()?;
+    Ok(bytes)
 }
 
 impl Output for Stdout {
@@ -75,23 +92,16 @@ impl Output for Stdout {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 let stdout = std::io::stdout();
-                let mut w = Counting {
-                    inner: std::io::BufWriter::with_capacity(256 * 1024, stdout.lock()),
-                    bytes: 0,
-                };
+                let mut stdout = stdout.lock();
+                let mut buf = Vec::with_capacity(WRITE_CHUNK);
                 while let Some(batch) = ctx.rx.blocking_recv() {
                     let n = batch.len() as u64;
                     ComponentMetrics::add(&ctx.metrics.events_in, n);
-                    let before = w.bytes;
-                    let written = batch
-                        .events
-                        .iter()
-                        .try_for_each(|e| write_event(&mut w, e, format))
-                        .and_then(|_| w.flush());
+                    let written = write_batch(&mut stdout, &mut buf, &batch.events, format);
                     match written {
-                        Ok(()) => {
+                        Ok(bytes) => {
                             ComponentMetrics::add(&ctx.metrics.events_out, n);
-                            ComponentMetrics::add(&ctx.metrics.bytes_out, w.bytes - before);
+                            ComponentMetrics::add(&ctx.metrics.bytes_out, bytes);
                             batch.ack.delivered();
                         }
                         Err(e) => {
