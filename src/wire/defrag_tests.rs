@@ -286,7 +286,7 @@ fn a_fragmented_tunnel_packet_is_one_packet_of_the_inner_flow() {
     let payload = &outer_ip[20..];
     let analyzers = Analyzers {
         flows: Some(FlowsConfig::default()),
-        http: None,
+
         ..Default::default()
     };
     let stats = Arc::new(Stats::default());
