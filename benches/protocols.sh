@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Per-protocol decoding speed, printed as a Markdown table: for each protocol a capture made at
 # bench time from a real server on loopback (dnsmasq with a UDP query loop, redis-server with
-# redis-benchmark, PostgreSQL with pgbench; TLS from openssl s_server/s_client handshakes),
+# redis-benchmark, PostgreSQL with pgbench, MariaDB with a PyMySQL query loop, a grpcio server
+# with a loop of unary calls for HTTP/2; TLS from openssl s_server/s_client handshakes),
 # `trawl pcap --only <protocol>` against tshark decoding the same protocol on the same file:
 # packets/s and transactions/s per CPU second, CPU seconds, and the ratio.
 # Captures go to benches/data/proto-* (git-ignored; reused when present). Env: TRAWL (binary,
 # default target/release/trawl), ROUNDS (runs per tool, median reported; default 3), N (work
 # per protocol, default 20000; TLS makes N/20 handshakes, at most TLS_MAX, default 1000: one
-# openssl process each).
+# openssl process each); PROTOCOLS (default "dns redis pgsql mysql http2 tls").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${TRAWL:-target/release/trawl}
@@ -90,6 +91,49 @@ make_tls() {
   echo "$port"
 }
 
+make_mysql() {
+  local f=$1 port dir; port=$(free_port); dir=$WORK/my
+  mkdir -p "$dir/data"; chown -R mysql "$dir" 2>/dev/null || true
+  mariadb-install-db --no-defaults --datadir="$dir/data" --user=mysql --skip-test-db >/dev/null 2>&1
+  /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --user=mysql --bind-address=127.0.0.1 \
+    --port="$port" --socket="$dir/sock" --pid-file="$dir/pid" --skip-ssl \
+    --innodb-buffer-pool-size=16M >/dev/null 2>&1 &
+  local server=$!
+  for _ in $(seq 100); do mariadb -S "$dir/sock" -uroot -e "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+  mariadb -S "$dir/sock" -uroot -e "CREATE USER 'b'@'%' IDENTIFIED BY 'b'; GRANT ALL ON *.* TO 'b'@'%'; CREATE DATABASE bench; CREATE TABLE bench.t (id INT PRIMARY KEY, v VARCHAR(32))"
+  capture "$f" "tcp port $port" python3 - "$port" "$N" <<'PY'
+import sys, pymysql
+port, n = int(sys.argv[1]), int(sys.argv[2])
+c = pymysql.connect(host="127.0.0.1", port=port, user="b", password="b", database="bench", autocommit=True)
+cur = c.cursor()
+for i in range(n // 2):
+    cur.execute("INSERT INTO t VALUES (%s, %s)", (i, "value-%d" % i))
+    cur.execute("SELECT v FROM t WHERE id = %s", (i,))
+    cur.fetchall()
+c.close()
+PY
+  kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
+  echo "$port"
+}
+
+make_http2() {
+  local f=$1 port; port=$(free_port)
+  python3 tests/data/http2/grpc_echo.py serve "$port" "$WORK/grpc.log" >/dev/null 2>&1 &
+  local server=$!; sleep 1
+  capture "$f" "tcp port $port" python3 - "$port" "$N" <<'PY'
+import sys, grpc
+port, n = int(sys.argv[1]), int(sys.argv[2])
+ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+grpc.channel_ready_future(ch).result(timeout=20)
+call = ch.unary_unary("/trawl.test.Echo/Unary")
+for i in range(n):
+    call(b"hello %d" % i, timeout=10)
+ch.close()
+PY
+  kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
+  echo "$port"
+}
+
 measure() { # prints "cpu_seconds" of the command, its stdout discarded
   local t; t=$(mktemp)
   /usr/bin/time -f "%U %S" -o "$t" "$@" >/dev/null 2>&1 || true
@@ -101,7 +145,7 @@ echo "### trawl pcap vs tshark, per protocol (load: $(cut -d' ' -f1-3 /proc/load
 echo
 echo "| protocol | packets | transactions (trawl) | tool | CPU s (median of $ROUNDS) | packets/s (CPU) | transactions/s (CPU) | trawl speed-up |"
 echo "|---|---|---|---|---|---|---|---|"
-for proto in dns redis pgsql tls; do
+for proto in ${PROTOCOLS:-dns redis pgsql mysql http2 tls}; do
   f=benches/data/proto-$proto.pcap
   if [ ! -s "$f" ] || [ ! -s "$f.port" ]; then
     "make_$proto" "$f" | tail -1 > "$f.port"
@@ -114,6 +158,8 @@ for proto in dns redis pgsql tls; do
     dns) dissect=(-d "udp.port==$port,dns" -Y dns -T fields -e dns.id -e dns.qry.name -e dns.flags.rcode) ;;
     redis) dissect=(-d "tcp.port==$port,resp" -Y resp -T fields -e resp.bulk_string.value -e resp.error) ;;
     pgsql) dissect=(-d "tcp.port==$port,pgsql" -Y pgsql -T fields -e pgsql.query -e pgsql.tag -e pgsql.code) ;;
+    mysql) dissect=(-d "tcp.port==$port,mysql" -Y mysql -T fields -e mysql.command -e mysql.query -e mysql.error_code) ;;
+    http2) dissect=(-d "tcp.port==$port,http2" -Y http2 -T fields -e http2.streamid -e http2.header.value) ;;
     tls) dissect=(-d "tcp.port==$port,tls" -Y tls.handshake -T fields -e tls.handshake.type -e tls.handshake.ciphersuite -e tls.handshake.extensions_server_name) ;;
   esac
   t_cpu=(); s_cpu=()
