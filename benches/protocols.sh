@@ -93,7 +93,7 @@ make_tls() {
 
 make_mysql() {
   local f=$1 port dir; port=$(free_port); dir=$WORK/my
-  mkdir -p "$dir/data"; chown -R mysql "$dir" 2>/dev/null || true
+  mkdir -p "$dir/data"; chmod 755 "$WORK"; chown -R mysql "$dir" 2>/dev/null || true
   mariadb-install-db --no-defaults --datadir="$dir/data" --user=mysql --skip-test-db >/dev/null 2>&1
   /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --user=mysql --bind-address=127.0.0.1 \
     --port="$port" --socket="$dir/sock" --pid-file="$dir/pid" --skip-ssl \
