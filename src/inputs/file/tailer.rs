@@ -75,6 +75,10 @@ struct Tailer {
     /// Set at a stop: where each file was read up to. Failed batches are read again up to
     /// there during the drain; nothing past it is read.
     stop_at: Option<HashMap<FileKey, u64>>,
+    /// Per file, the furthest position reading had reached when a failed batch rewound it: a
+    /// stop that comes while the file is rewound (its re-read backing off) must still read
+    /// again up to there, not only up to the rewound position.
+    rewound_from: HashMap<FileKey, u64>,
     /// Files waiting for a slot with no descriptor held (discovery's are all taken, or a
     /// followed file closed to free its slot that grew since), with their path and the bytes
     /// not read at last sight: deleted before a slot frees, those bytes are gone.
@@ -138,6 +142,7 @@ pub(super) fn run(
         stats_at: None,
         waiting_recorded: false,
         stop_at: None,
+        rewound_from: HashMap::new(),
         waiting_unopened: HashMap::new(),
     };
     let mut generation = 0;
@@ -545,9 +550,14 @@ impl Tailer {
                     }
                 }
             }
+            let reached = tail.position();
+            let from = self.rewound_from.entry(key).or_insert(reached);
+            *from = (*from).max(reached);
             tail.rewind(rw.offset, rw.epoch, self.config.format, self.max_line);
             self.backing_off.insert(key, rw.not_before);
         }
+        let tails = &self.tails;
+        self.rewound_from.retain(|k, _| tails.contains_key(k));
     }
 
     /// At a stop: the batches outputs failed (before the stop or while it drains) are read
@@ -562,10 +572,15 @@ impl Tailer {
         wake: &std::sync::mpsc::Receiver<()>,
         poll: Duration,
     ) {
+        self.apply_rewinds();
+        let rewound_from = &self.rewound_from;
         self.stop_at = Some(
             self.tails
                 .iter()
-                .map(|(key, tail)| (*key, tail.position()))
+                .map(|(key, tail)| {
+                    let from = rewound_from.get(key).copied().unwrap_or(0);
+                    (*key, tail.position().max(from))
+                })
                 .collect(),
         );
         let mut said = false;
