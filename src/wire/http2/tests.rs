@@ -502,7 +502,7 @@ fn fuzzed_connections_never_panic_and_stay_bounded() {
 /// side (its direction lost, and with it its header decoding).
 #[test]
 fn a_session_publishes_its_counts_under_the_declared_names() {
-    use crate::wire::analyzer::{Conn as Endpoints, Counts, Emit, Protocol, Transport};
+    use crate::wire::analyzer::{Conn as Endpoints, Counts, Emit, Transport};
     use crate::wire::decode::Addr;
     use crate::wire::http::metrics::ServiceMap;
     use crate::wire::out::Out;
