@@ -357,6 +357,10 @@ fn grpc_and_h2c_through_nginx_match_the_servers_logs_and_tshark() {
     let _ = dumpcap.0.wait();
     for e in &got {
         assert_eq!(e["event"]["dataset"], "http2");
+        assert_eq!(
+            e["event"]["category"],
+            serde_json::json!(["network", "web"])
+        );
         assert_eq!(e["http"]["version"], "2");
     }
 
@@ -469,12 +473,44 @@ fn grpc_and_h2c_through_nginx_match_the_servers_logs_and_tshark() {
         (grpc_port, "Unary", "OK", "success", 2),
         (grpc_port, "Fail", "NOT_FOUND", "failure", 1),
         (port, "ServerStream", "OK", "success", 1),
-        (port, "Slow", "CANCEL", "failure", 1),
         (port, "GET", "404", "failure", 1),
     ] {
         let want = format!("trawl_http2_requests_total{{server=\"127.0.0.1:{server}\",operation=\"{operation}\",status=\"{status}\",outcome=\"{outcome}\"}} {n}");
         assert!(metrics.contains(&want), "no {want} in\n{metrics}");
     }
+    // The client gives up on Slow at its deadline, when the servicer's own deadline ends the
+    // call too: the series is the client's RST_STREAM (CANCEL) or, when nginx relayed the
+    // servicer's trailers first, their grpc-status. Which one comes first is the race's.
+    let slow = |status: &str| {
+        format!("trawl_http2_requests_total{{server=\"127.0.0.1:{port}\",operation=\"Slow\",status=\"{status}\",outcome=\"failure\"}} 1\n")
+    };
+    assert!(
+        metrics.contains(&slow("CANCEL")) || metrics.contains(&slow("DEADLINE_EXCEEDED")),
+        "no Slow failure series for port {port} in\n{metrics}"
+    );
+    // HTTP/2's own counters are on /metrics from the start; this workload loses nothing (no
+    // gap), pushes nothing and stays far below max_streams, so none of them moved.
+    for name in [
+        "headers_lost",
+        "directions_lost",
+        "streams_untracked",
+        "push_promises",
+    ] {
+        let want = format!("trawl_packet_http2_{name}_total{{input=\"h2\"}} 0\n");
+        assert!(metrics.contains(&want), "no {want} in\n{metrics}");
+    }
+    // The service map: the client-to-nginx and nginx-to-servicer calls make HTTP/2 edges.
+    let graph = http_get(&metrics_addr, "/api/graph/data");
+    let graph: J = graph
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or_else(|| panic!("no graph JSON in {graph}"));
+    assert!(
+        graph["edges"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["detail__protocol"] == "http2" && e["target"] == "127.0.0.1")),
+        "no http2 edge in {graph}"
+    );
 
     // tshark on the same packets: each stream with a request, its path and statuses.
     let streams = tshark_streams(&pcap, [port, grpc_port]);

@@ -380,6 +380,10 @@ fn redis_transactions_match_the_servers_monitor_one_for_one() {
     let all: Vec<&J> = seen.values().flatten().collect();
     for e in &all {
         assert_eq!(get(e, "event.dataset"), "redis");
+        assert_eq!(
+            get(e, "event.category"),
+            &serde_json::json!(["database", "network"])
+        );
         assert!(
             get(e, "redis.request.bytes").as_i64().unwrap_or(0) > 0,
             "{e}"

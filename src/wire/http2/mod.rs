@@ -116,6 +116,13 @@ impl Protocol for Http2 {
     fn name(&self) -> &'static str {
         "http2"
     }
+    fn counters(&self) -> &'static [analyzer::Counter] {
+        &COUNTERS
+    }
+    /// The web's protocol, like HTTP/1's events (`http::event`).
+    fn category(&self) -> &'static [&'static str] {
+        &["network", "web"]
+    }
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp]
     }
@@ -134,6 +141,30 @@ impl Protocol for Http2 {
     }
 }
 
+/// `trawl_packet_http2_<name>_total`, moved by `Session::count`.
+const COUNTERS: [analyzer::Counter; 4] = [
+    analyzer::Counter {
+        name: "headers_lost",
+        help: "HTTP/2 directions whose header blocks stopped being decoded (HPACK state lost to a gap, an HPACK error or an oversized block).",
+    },
+    analyzer::Counter {
+        name: "directions_lost",
+        help: "HTTP/2 directions no longer followed (frame boundaries lost to a gap).",
+    },
+    analyzer::Counter {
+        name: "streams_untracked",
+        help: "HTTP/2 streams not followed because max_streams were already open on their connection.",
+    },
+    analyzer::Counter {
+        name: "push_promises",
+        help: "HTTP/2 PUSH_PROMISE frames (server pushes announced).",
+    },
+];
+const HEADERS_LOST: usize = 0;
+const DIRECTIONS_LOST: usize = 1;
+const STREAMS_UNTRACKED: usize = 2;
+const PUSH_PROMISES: usize = 3;
+
 /// One connection as the driver holds it.
 pub struct Session {
     conn: conn::Conn,
@@ -141,8 +172,14 @@ pub struct Session {
 }
 
 impl Session {
+    /// What was counted since the last call, for the driver's counters.
     fn count(&mut self, out: &mut Sink<transaction::Transaction>) {
-        out.malformed += std::mem::take(&mut self.stats.malformed);
+        let st = std::mem::take(&mut self.stats);
+        out.malformed += st.malformed;
+        out.count(HEADERS_LOST, st.headers_lost);
+        out.count(DIRECTIONS_LOST, st.directions_lost);
+        out.count(STREAMS_UNTRACKED, st.streams_untracked);
+        out.count(PUSH_PROMISES, st.push_promises);
     }
 }
 

@@ -495,3 +495,79 @@ fn fuzzed_connections_never_panic_and_stay_bounded() {
         }
     }
 }
+
+/// What a connection counts reaches the driver's named counters, under the names
+/// `Protocol::counters` declares: a stream above `max_streams`, a server push, and a gap
+/// inside a client HEADERS (its header decoding lost) then one across frames on the server
+/// side (its direction lost, and with it its header decoding).
+#[test]
+fn a_session_publishes_its_counts_under_the_declared_names() {
+    use crate::wire::analyzer::{Conn as Endpoints, Counts, Emit, Transport};
+    use crate::wire::decode::Addr;
+    use crate::wire::http::metrics::ServiceMap;
+    use crate::wire::out::Out;
+    use crate::wire::section::ProtocolConfig;
+    use std::sync::Arc;
+
+    let cfg = super::Http2Config {
+        max_streams: 1,
+        ..super::Http2Config::default()
+    };
+    let h2 = cfg.protocol(&super::Http2Config::connection_defaults());
+    let conn = Endpoints::new(
+        h2.name(),
+        Transport::Tcp,
+        (Addr::v4([10, 0, 0, 1]), 40000),
+        (Addr::v4([10, 0, 0, 2]), 8080),
+    );
+    let mut s = h2.open(Transport::Tcp, &conn);
+    let (input, map) = (Arc::from("h2"), ServiceMap::new(10));
+    let mut out = Out::Events(Vec::new());
+    let mut counts = Counts::default();
+    let mut emit = Emit {
+        conn: &conn,
+        input: &input,
+        out: &mut out,
+        map: Some(&map),
+        counts: &mut counts,
+    };
+    // Stream 3 opens while stream 1 is still open: one too many.
+    let get = |path: &str| block(&[(":method", "GET"), (":path", path)]);
+    let end = flag::END_HEADERS | flag::END_STREAM;
+    let mut client = PREFACE.to_vec();
+    client.extend(frame(kind::HEADERS, end, 1, &get("/a")));
+    client.extend(frame(kind::HEADERS, end, 3, &get("/b")));
+    s.data(Side::Client, &client, 1_000, &mut emit);
+    // The server promises a push on stream 1, then answers it (stream 1 is done).
+    let mut push = 2u32.to_be_bytes().to_vec();
+    push.extend(get("/style.css"));
+    let mut server = frame(kind::PUSH_PROMISE, flag::END_HEADERS, 1, &push);
+    server.extend(frame(kind::HEADERS, end, 1, &[0x88]));
+    s.data(Side::Server, &server, 2_000, &mut emit);
+    // A client HEADERS whose end fell in a gap, then a server gap across frame boundaries.
+    let next = frame(kind::HEADERS, end, 5, &get("/c"));
+    s.data(Side::Client, &next[..12], 3_000, &mut emit);
+    s.gap(Side::Client, (next.len() - 12) as u32, &mut emit);
+    s.gap(Side::Server, 100_000, &mut emit);
+    s.close(9_000, &mut emit);
+
+    let named: std::collections::BTreeMap<&str, u64> = h2
+        .counters()
+        .iter()
+        .zip(counts.named)
+        .map(|(c, n)| (c.name, n))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("directions_lost", 1),
+            // The client's, and the server's with its direction.
+            ("headers_lost", 2),
+            ("push_promises", 1),
+            ("streams_untracked", 1),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    assert_eq!(counts.malformed, 0);
+}
