@@ -214,7 +214,7 @@ pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
                 .to_string(),
         )
         .set("linger.ms", c.linger.std().as_millis().to_string())
-        // Statistics only for librdkafka's own retries (`txretries`), counted in
+        // Statistics only for the messages librdkafka sends again on its own, counted in
         // trawl_output_retries_total: once every 5 s, a JSON document parsed for that alone.
         .set("statistics.interval.ms", "5000")
         .set_log_level(RDKafkaLogLevel::Warning);
@@ -334,49 +334,76 @@ struct Reports {
     refused: AtomicBool,
     /// Signalled on each delivery report: room in librdkafka's queue for a waiting send.
     room: tokio::sync::Notify,
-    /// librdkafka's `txretries` per broker at the last statistics, so that only what grew since
-    /// is added to the retries counter.
-    retried: Mutex<HashMap<String, u64>>,
+    /// Per topic-partition, the messages librdkafka is known to have sent again, as of the last
+    /// statistics, so that only what grew since is added to the retries counter.
+    resent: Mutex<HashMap<String, u64>>,
 }
 
 /// The part of librdkafka's statistics trawl reads; the rest is skipped by serde.
 #[derive(Deserialize)]
 struct Statistics {
     #[serde(default)]
-    brokers: HashMap<String, BrokerStatistics>,
+    topics: HashMap<String, TopicStatistics>,
 }
 
-/// The requests librdkafka retried since the statistics `retried` holds (per broker, which it
-/// updates). A document that does not parse counts nothing.
-fn retries_since(retried: &mut HashMap<String, u64>, statistics: &[u8]) -> u64 {
+#[derive(Deserialize)]
+struct TopicStatistics {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionStatistics>,
+}
+
+#[derive(Deserialize)]
+struct PartitionStatistics {
+    /// -1 for the queue of messages not yet given a partition (not counted in `msgs`).
+    partition: i64,
+    /// Messages written into produce requests, once more each time one is sent again.
+    #[serde(default)]
+    txmsgs: u64,
+    /// Messages produced to this partition (sent or not).
+    #[serde(default)]
+    msgs: u64,
+    /// Messages waiting in the partition's queue: not sent yet, or put back to be sent again.
+    #[serde(default)]
+    msgq_cnt: u64,
+}
+
+/// The messages librdkafka sent again since the statistics `resent` holds (per partition,
+/// which it updates). A document that does not parse counts nothing.
+///
+/// librdkafka re-sends a produce request's messages (connection lost, request timed out,
+/// broker not enough replicas...) by putting them back in the partition's queue, not through
+/// the request retries its brokers' `txretries` count, and no statistic counts them. They show
+/// in `txmsgs`, which counts every sending of a message: every message produced was either
+/// sent (once plus its re-sends, all in `txmsgs`) or is still waiting in `msgq_cnt`, so
+/// `txmsgs + msgq_cnt - msgs` never exceeds the re-sends (messages waiting in librdkafka's
+/// per-broker transmit queue, or given up before being sent, lower it) and equals them once
+/// the queues are empty. Only its highest value counts, so it never counts anything twice.
+fn resent_since(resent: &mut HashMap<String, u64>, statistics: &[u8]) -> u64 {
     let Ok(stats) = serde_json::from_slice::<Statistics>(statistics) else {
         return 0;
     };
     let mut grew = 0;
-    for (broker, b) in stats.brokers {
-        let before = retried.insert(broker, b.txretries).unwrap_or(0);
-        grew += b.txretries.saturating_sub(before);
+    for (topic, t) in stats.topics {
+        for p in t.partitions.into_values().filter(|p| p.partition >= 0) {
+            let now = (p.txmsgs + p.msgq_cnt).saturating_sub(p.msgs);
+            let known = resent
+                .entry(format!("{topic}/{}", p.partition))
+                .or_insert(0);
+            if now > *known {
+                grew += now - *known;
+                *known = now;
+            }
+        }
     }
     grew
 }
 
-#[derive(Deserialize)]
-struct BrokerStatistics {
-    /// Requests librdkafka sent again to this broker (timed out, connection lost...), since the
-    /// producer started.
-    #[serde(default)]
-    txretries: u64,
-}
-
 impl ClientContext for Reports {
-    /// Adds the requests librdkafka retried on its own since the last statistics: retries
+    /// Adds the messages librdkafka sent again on its own since the last statistics: retries
     /// that never reach a delivery report, so trawl would not see them otherwise.
     fn stats_raw(&self, statistics: &[u8]) {
-        if let Ok(mut retried) = self.retried.lock() {
-            ComponentMetrics::add(
-                &self.metrics.retries,
-                retries_since(&mut retried, statistics),
-            );
+        if let Ok(mut resent) = self.resent.lock() {
+            ComponentMetrics::add(&self.metrics.retries, resent_since(&mut resent, statistics));
         }
     }
 
@@ -548,7 +575,7 @@ impl Output for Kafka {
                 down: AtomicBool::new(false),
                 refused: AtomicBool::new(false),
                 room: tokio::sync::Notify::new(),
-                retried: Mutex::new(HashMap::new()),
+                resent: Mutex::new(HashMap::new()),
             };
             let producer: ThreadedProducer<Reports> = self
                 .client
@@ -848,29 +875,41 @@ mod tests {
         assert_eq!(back.get("a.b"), Some(&Value::Int(1)));
     }
 
-    /// librdkafka's statistics (abridged from a real document: brokers carry `txretries`
-    /// among many others): each broker's growth is counted once, a broker seen for the first
-    /// time counts from 0, and what does not parse counts nothing.
+    /// librdkafka's statistics (abridged from a real document: partitions carry many more
+    /// fields): a partition's re-sends are counted once as they grow, what its queue still
+    /// holds unsent does not count, the not-yet-partitioned queue (-1) and brokers' request
+    /// retries do not count, and what does not parse counts nothing.
     #[test]
-    fn librdkafka_retries_are_counted_once_per_growth() {
-        let doc = |a: u64, b: Option<u64>| {
-            let mut brokers = serde_json::json!({
-                "127.0.0.1:9092/1": {"name": "127.0.0.1:9092/1", "nodeid": 1, "state": "UP",
-                    "tx": 40, "txerrs": 2, "txretries": a, "req_timeouts": 1}
-            });
-            if let Some(b) = b {
-                brokers["127.0.0.1:9093/2"] = serde_json::json!({"txretries": b, "tx": 3});
-            }
+    fn messages_librdkafka_sent_again_are_counted_once() {
+        // (txmsgs, msgs, msgq_cnt) for partitions 0 and 1 of topic `logs`.
+        let doc = |p0: (u64, u64, u64), p1: (u64, u64, u64)| {
+            let part = |id: i64, (tx, msgs, q): (u64, u64, u64)| {
+                serde_json::json!({"partition": id, "leader": 1, "msgq_cnt": q,
+                    "msgq_bytes": q * 30, "xmit_msgq_cnt": 0, "txmsgs": tx, "txbytes": tx * 30,
+                    "msgs": msgs, "msgs_inflight": 0, "acked_msgid": 0})
+            };
             serde_json::json!({"name": "trawl#producer-1", "type": "producer", "msg_cnt": 12,
-                "brokers": brokers, "topics": {"logs": {"partitions": {}}}})
+                "txmsgs": p0.0 + p1.0,
+                "brokers": {"127.0.0.1:9092/1": {"nodeid": 1, "state": "UP", "txretries": 7}},
+                "topics": {"logs": {"topic": "logs", "partitions": {
+                    "0": part(0, p0), "1": part(1, p1),
+                    "-1": part(-1, (0, 0, 40))}}}})
             .to_string()
         };
         let mut seen = HashMap::new();
-        assert_eq!(retries_since(&mut seen, doc(0, None).as_bytes()), 0);
-        assert_eq!(retries_since(&mut seen, doc(3, None).as_bytes()), 3);
-        assert_eq!(retries_since(&mut seen, doc(3, None).as_bytes()), 0);
-        assert_eq!(retries_since(&mut seen, doc(5, Some(2)).as_bytes()), 4);
-        assert_eq!(retries_since(&mut seen, b"{not json"), 0);
-        assert_eq!(retries_since(&mut seen, doc(5, Some(2)).as_bytes()), 0);
+        // 100 produced to each, 90 sent, 10 waiting: nothing sent twice.
+        let none = doc((90, 100, 10), (90, 100, 10));
+        assert_eq!(resent_since(&mut seen, none.as_bytes()), 0);
+        // The connection drops under 30 messages of partition 0: back in its queue.
+        let put_back = doc((90, 100, 40), (100, 100, 0));
+        assert_eq!(resent_since(&mut seen, put_back.as_bytes()), 30);
+        // Sent again and acknowledged: the same 30, not counted twice.
+        let again = doc((130, 100, 0), (100, 100, 0));
+        assert_eq!(resent_since(&mut seen, again.as_bytes()), 0);
+        // New messages waiting, then a second re-send of 5 on partition 1.
+        let more = doc((130, 150, 50), (105, 100, 0));
+        assert_eq!(resent_since(&mut seen, more.as_bytes()), 5);
+        assert_eq!(resent_since(&mut seen, b"{not json"), 0);
+        assert_eq!(resent_since(&mut seen, more.as_bytes()), 0);
     }
 }
