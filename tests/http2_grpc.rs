@@ -387,9 +387,16 @@ fn grpc_and_h2c_through_nginx_match_the_servers_logs_and_tshark() {
             })
             .unwrap_or_else(|| panic!("no trawl transaction for nginx's {line}: {got:#?}"));
         let e = unmatched.remove(i);
-        if status == 499 {
-            // The client gave up (the deadline): nginx logs 499, the wire has the client's
-            // RST_STREAM and no response.
+        // The client gave up (the deadline): the wire has the client's RST_STREAM and no
+        // response. nginx logs 499, or, when the upstream's DEADLINE_EXCEEDED reached nginx
+        // before the client's reset did, 200 with nothing sent (seen in CI under load).
+        let reset_unanswered = e["http2"]["ended_by"] == "client_rst_stream"
+            && e["http"]["response"]["status_code"].is_null();
+        if status == 499 || (status == 200 && sent == 0 && reset_unanswered) {
+            assert!(
+                uri.ends_with("/Slow"),
+                "only the Slow call gives up: {line}"
+            );
             assert_eq!(e["event"]["outcome"], "failure", "{line}");
             assert_eq!(e["http2"]["error_code"], "CANCEL", "{line}");
             assert_eq!(e["http2"]["ended_by"], "client_rst_stream", "{line}");
@@ -532,13 +539,18 @@ fn grpc_and_h2c_through_nginx_match_the_servers_logs_and_tshark() {
             });
         assert_eq!(e["http"]["request"]["method"], d.get(":method").unwrap());
         assert_eq!(e["url"]["original"], d.get(":path").unwrap_or(""));
-        if let Some(s) = d.get(":status") {
+        // A response whose HEADERS crossed the client's RST_STREAM on the wire (the Slow call
+        // under load): trawl ends the stream at the reset and reports no response; tshark
+        // still shows the server's frames.
+        let reset_unanswered = e["http2"]["ended_by"] == "client_rst_stream"
+            && e["http"]["response"]["status_code"].is_null();
+        if let Some(s) = d.get(":status").filter(|_| !reset_unanswered) {
             assert_eq!(
                 e["http"]["response"]["status_code"],
                 s.parse::<i64>().unwrap()
             );
         }
-        if let Some(g) = d.get("grpc-status") {
+        if let Some(g) = d.get("grpc-status").filter(|_| !reset_unanswered) {
             assert_eq!(e["rpc"]["grpc"]["status_code"], g.parse::<i64>().unwrap());
         }
         assert_eq!(
