@@ -355,6 +355,11 @@ fn every_command_the_server_logged_is_one_transaction_and_tshark_agrees() {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert_eq!(e["db"]["system"], "mariadb", "{e}");
+        assert_eq!(
+            e["event"]["category"],
+            serde_json::json!(["database", "network"]),
+            "{e}"
+        );
         assert_eq!(e["db"]["user"], "shop", "{e}");
         assert_eq!(e["db"]["name"], "shop", "{e}");
         assert_eq!(e["server"]["port"], port as i64);

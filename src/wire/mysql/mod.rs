@@ -101,6 +101,10 @@ impl Protocol for Mysql {
     fn recognize(&self, transport: Transport, payload: &[u8]) -> Option<Side> {
         (transport == Transport::Tcp && conn::looks_like_greeting(payload)).then_some(Side::Server)
     }
+    /// A database's transactions, as ECS files them.
+    fn category(&self) -> &'static [&'static str] {
+        &["database", "network"]
+    }
     fn open(&self, _: Transport, _: &analyzer::Conn) -> Box<dyn AnySession> {
         analyzer::Session::boxed(MysqlSession {
             conn: Conn::new(),
