@@ -607,6 +607,11 @@ fn every_command_the_server_logged_is_one_transaction_and_tshark_agrees() {
         format!("trawl_mysql_requests_total{{server=\"{server}\",operation=\"PREPARE\",status=\"42\",outcome=\"failure\"}} 1"),
         format!("trawl_mysql_request_duration_seconds_count{{server=\"{server}\"}}"),
         format!("trawl_mysql_errors_total{{server=\"{server}\""),
+        // A clean loopback capture of a server without TLS: nothing encrypted, no gap, no
+        // command left unanswered by an overflowing queue.
+        "trawl_packet_mysql_encrypted_total{input=\"db\"} 0\n".to_owned(),
+        "trawl_packet_mysql_gaps_total{input=\"db\"} 0\n".to_owned(),
+        "trawl_packet_mysql_overflowed_total{input=\"db\"} 0\n".to_owned(),
     ] {
         assert!(metrics.contains(&want), "no {want} in\n{metrics}");
     }

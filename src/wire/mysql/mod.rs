@@ -67,6 +67,25 @@ fn default_max_message() -> ByteSize {
     ByteSize(64 * 1024)
 }
 
+/// `trawl_packet_mysql_<name>_total`, moved by `MysqlSession::count`.
+const COUNTERS: [analyzer::Counter; 3] = [
+    analyzer::Counter {
+        name: "encrypted",
+        help: "MySQL connections that went over to TLS (not decoded from there).",
+    },
+    analyzer::Counter {
+        name: "gaps",
+        help: "Holes in MySQL streams (that direction waits for a packet to resynchronise on).",
+    },
+    analyzer::Counter {
+        name: "overflowed",
+        help: "Commands reported unanswered because the pending queue grew past its limit.",
+    },
+];
+const ENCRYPTED: usize = 0;
+const GAPS: usize = 1;
+const OVERFLOWED: usize = 2;
+
 /// The MySQL protocol, as the driver runs it.
 pub struct Mysql {
     settings: Settings,
@@ -101,6 +120,9 @@ impl Protocol for Mysql {
     fn recognize(&self, transport: Transport, payload: &[u8]) -> Option<Side> {
         (transport == Transport::Tcp && conn::looks_like_greeting(payload)).then_some(Side::Server)
     }
+    fn counters(&self) -> &'static [analyzer::Counter] {
+        &COUNTERS
+    }
     /// A database's transactions, as ECS files them.
     fn category(&self) -> &'static [&'static str] {
         &["database", "network"]
@@ -122,9 +144,13 @@ pub struct MysqlSession {
 }
 
 impl MysqlSession {
-    /// Malformed messages counted since the last call go to the driver's counter.
+    /// What was counted since the last call goes to the driver's counters (the connection's
+    /// stats were computed before, but only the malformed count was published).
     fn count(&mut self, out: &mut Sink<Transaction>) {
         out.malformed += std::mem::take(&mut self.stats.parse_errors);
+        out.count(ENCRYPTED, std::mem::take(&mut self.stats.encrypted));
+        out.count(GAPS, std::mem::take(&mut self.stats.gaps));
+        out.count(OVERFLOWED, std::mem::take(&mut self.stats.overflowed));
     }
 }
 
