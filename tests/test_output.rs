@@ -140,6 +140,92 @@ fn kafka_metadata_topic_and_leaders() {
     line_of(&report, "FAILED", "metadata");
 }
 
+/// "writable" is what the broker's ACLs say of this client, found without producing: a SASL
+/// user who may read a topic but not write to it fails the check (and a real produce of that
+/// user is refused), the same user allowed to write passes, and a super user passes both.
+#[test]
+fn kafka_write_permission_comes_from_the_brokers_acls() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let broker = Broker::start_with_acls();
+    broker.create_topic("probe-read-only", 1);
+    broker.create_topic("probe-read-write", 1);
+    broker.allow(SASL_USER, "probe-read-only", &["Describe", "Read"]);
+    broker.allow(SASL_USER, "probe-read-write", &["Describe", "Write"]);
+    let dir = tempfile::tempdir().unwrap();
+    let sasl = |topic: &str| {
+        format!(
+            "  k:\n    type: kafka\n    brokers: [\"{}\"]\n    topic: {topic}\n    sasl: {{ mechanism: PLAIN, username: {SASL_USER}, password: \"{SASL_PASSWORD}\" }}\n",
+            broker.sasl_bootstrap
+        )
+    };
+
+    // The authorizer learns new ACLs from the metadata log a moment after they are created.
+    let start = Instant::now();
+    let report = loop {
+        let (code, report) = test_output(dir.path(), &sasl("probe-read-only"));
+        if code == 1 {
+            break report;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "a topic the user may not write to still passes:\n{report}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    line_of(
+        &report,
+        "ok",
+        "topic probe-read-only: exists, 1 partition(s)",
+    );
+    line_of(
+        &report,
+        "FAILED",
+        "writable: the broker's ACLs do not let this client write to it",
+    );
+    assert!(report.contains("1 of 1 output(s) failed: k"), "{report}");
+
+    // What a produce of that user gets, for real.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.sasl_bootstrap)
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanism", "PLAIN")
+        .set("sasl.username", SASL_USER)
+        .set("sasl.password", SASL_PASSWORD)
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sent = rt.block_on(producer.send(
+        FutureRecord::<(), str>::to("probe-read-only").payload("probe"),
+        Duration::from_secs(30),
+    ));
+    let err = sent.err().map(|(e, _)| e.rdkafka_error_code());
+    assert_eq!(
+        err,
+        Some(Some(
+            rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed
+        )),
+        "a produce to the read-only topic"
+    );
+
+    let (code, report) = test_output(dir.path(), &sasl("probe-read-write"));
+    assert_eq!(code, 0, "{report}");
+    line_of(
+        &report,
+        "ok",
+        "writable: every partition has a leader, and the broker lets this client write to it",
+    );
+    let plain = format!(
+        "  k: {{ type: kafka, brokers: [\"{}\"], topic: probe-read-only }}\n",
+        broker.bootstrap
+    );
+    let (code, report) = test_output(dir.path(), &plain);
+    assert_eq!(code, 0, "a super user may write anywhere:\n{report}");
+}
+
 #[test]
 fn closed_ports_and_folders() {
     let dir = tempfile::tempdir().unwrap();

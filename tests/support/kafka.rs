@@ -87,13 +87,19 @@ struct Ports {
 impl Broker {
     /// A broker whose plain listener is reached through a proxy that `cut` closes.
     pub fn start() -> Broker {
-        Broker::launch(true)
+        Broker::launch(true, false)
+    }
+
+    /// A broker that checks ACLs (Kafka's StandardAuthorizer): topics without ACLs stay open to
+    /// everyone, plain clients are super users, and `allow` narrows what the SASL user may do.
+    pub fn start_with_acls() -> Broker {
+        Broker::launch(false, true)
     }
 
     /// A broker that clients reach directly. Every broker keeps its log on disk, so `stop`
     /// and `start_again` (or `kill` and `start_again`) lose nothing it acknowledged.
     pub fn start_persistent() -> Broker {
-        Broker::launch(false)
+        Broker::launch(false, false)
     }
 
     /// One broker for all the tests of a test binary that neither stop nor cut it (each uses
@@ -122,7 +128,7 @@ impl Broker {
         })
     }
 
-    fn launch(proxied: bool) -> Broker {
+    fn launch(proxied: bool, acls: bool) -> Broker {
         let lib = kafka_lib();
         let dir = tempfile::Builder::new()
             .prefix("trawl-kafka-")
@@ -147,7 +153,7 @@ impl Broker {
         std::fs::write(&keystore, pem).expect("writing the key store");
         std::fs::write(
             dir.path().join("server.properties"),
-            properties(dir.path(), &ports, &keystore),
+            properties(dir.path(), &ports, &keystore) + if acls { AUTHORIZER } else { "" },
         )
         .expect("writing server.properties");
         std::fs::write(dir.path().join("log4j2.properties"), log_config(dir.path()))
@@ -353,6 +359,29 @@ impl Broker {
         }
     }
 
+    /// Grants `user` (a SASL user) the ACL `operations` (`Describe`, `Read`, `Write`...) on
+    /// `topic`, through Kafka's own Admin client (a Java source file run by `java`); on a broker
+    /// from `start_with_acls`, the user may then do only those with that topic.
+    pub fn allow(&self, user: &str, topic: &str, operations: &[&str]) {
+        let source = self.dir.path().join("AllowAcls.java");
+        std::fs::write(&source, ALLOW_ACLS_JAVA).expect("writing AllowAcls.java");
+        let out = Command::new("java")
+            .arg("-cp")
+            .arg(format!("{}/*", kafka_lib().display()))
+            .arg(&source)
+            .args([self.bootstrap.as_str(), topic, user])
+            .args(operations)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running java (a JDK 17: run scripts/setup.sh)");
+        assert!(
+            out.status.success(),
+            "creating ACLs failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Every message of `topic`, partition by partition in offset order, read by a consumer
     /// group of its own.
     pub fn read_all(&self, topic: &str) -> Vec<Record> {
@@ -486,6 +515,41 @@ fn java(lib: &Path, dir: &Path) -> Command {
         .stdin(Stdio::null());
     c
 }
+
+/// Appended to `properties` for `start_with_acls`. The controller and inter-broker listeners are
+/// plain (their principal is ANONYMOUS), so ANONYMOUS must be a super user, which makes the plain
+/// test clients super users too; only SASL clients are held to ACLs.
+const AUTHORIZER: &str =
+    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=true
+super.users=User:ANONYMOUS
+";
+
+/// `java AllowAcls.java BOOTSTRAP TOPIC USER OPERATION...`: ALLOW ACLs for `User:USER` on the
+/// topic, created through the Admin client of the broker's own kafka-clients jar.
+const ALLOW_ACLS_JAVA: &str = r#"
+import java.util.*;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.common.acl.*;
+import org.apache.kafka.common.resource.*;
+
+public class AllowAcls {
+    public static void main(String[] a) throws Exception {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", a[0]);
+        List<AclBinding> acls = new ArrayList<>();
+        for (int i = 3; i < a.length; i++) {
+            acls.add(new AclBinding(
+                new ResourcePattern(ResourceType.TOPIC, a[1], PatternType.LITERAL),
+                new AccessControlEntry("User:" + a[2], "*", AclOperation.fromString(a[i]),
+                    AclPermissionType.ALLOW)));
+        }
+        try (Admin admin = Admin.create(p)) {
+            admin.createAcls(acls).all().get();
+        }
+    }
+}
+"#;
 
 /// A single-node KRaft cluster (broker and controller in one process) with topics created by
 /// the tests only: `auto.create.topics.enable=false`, so producing to an unknown topic fails
