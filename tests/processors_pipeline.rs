@@ -178,3 +178,61 @@ http: { enabled: false }
         events[1]
     );
 }
+
+/// Every type, inline and from a `types:` map, in `regex` and in `dissect` alike: a syslog-like
+/// line whose pid, share, flag, address and instant reach the output as a number, a float, a
+/// boolean, a canonical address and a UTC instant; a value that does not convert stays text and
+/// tags its event.
+#[test]
+fn regex_and_dissect_convert_int_float_bool_ip_and_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        r#"
+inputs:
+  app: { type: stdin }
+processors:
+  - type: regex
+    when: { contains: { message: "re " } }
+    types: { client.ip: ip, at: timestamp }
+    patterns: '^re (?<at>\S+) (?<process.pid:int>\S+) (?<share:float>\S+) (?<ok:bool>\S+) (?<client.ip>\S+)$'
+  - type: dissect
+    when: { contains: { message: "di " } }
+    types: { share: float, client.ip: ip }
+    tokenizer: 'di %{at|timestamp} %{process.pid|int} %{share} %{ok|bool} %{client.ip}'
+outputs:
+  console: { type: stdout }
+http: { enabled: false }
+"#,
+    )
+    .unwrap();
+    let events = support::process::run_on_stdin(
+        &file,
+        dir.path(),
+        concat!(
+            "re 2026-11-30T10:00:00.5+01:00 4242 0.25 true 2001:DB8:0:0::0002\n",
+            "di 2026-11-30T10:00:00.5+01:00 4242 0.25 true 2001:DB8:0:0::0002\n",
+            "re yesterday 4x2 .5x False 300.1.1.1\n",
+            "di yesterday 4x2 .5x False 300.1.1.1\n",
+        ),
+    );
+    assert_eq!(events.len(), 4, "{events:?}");
+    for e in &events[..2] {
+        assert_eq!(e["process"]["pid"], json!(4242), "{e}");
+        assert_eq!(e["share"], json!(0.25), "{e}");
+        assert_eq!(e["ok"], json!(true), "{e}");
+        assert_eq!(e["client"]["ip"], json!("2001:db8::2"), "{e}");
+        assert_eq!(e["at"], json!("2026-11-30T09:00:00.500000Z"), "{e}");
+        assert!(e.get("tags").is_none(), "{e}");
+    }
+    for e in &events[2..] {
+        assert_eq!(e["process"]["pid"], json!("4x2"), "{e}");
+        assert_eq!(e["share"], json!(".5x"), "{e}");
+        assert_eq!(e["ok"], json!(false), "{e}");
+        assert_eq!(e["client"]["ip"], json!("300.1.1.1"), "{e}");
+        assert_eq!(e["at"], json!("yesterday"), "{e}");
+        let tags = e["tags"].as_array().cloned().unwrap_or_default();
+        assert!(tags.contains(&json!("_type_conversion_failure")), "{e}");
+    }
+}
