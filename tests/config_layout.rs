@@ -249,3 +249,114 @@ fn trawl_log_level_sets_the_level_and_the_flag_wins() {
         stderr(&bad)
     );
 }
+
+/// `/etc/trawl/trawl.yaml` for real, without touching the machine's /etc: trawl runs in a mount
+/// namespace of its own (`unshare -m`, root only) whose /etc is a copy holding that file. Without
+/// `-c` it is the pipeline (run and validate, errors naming it); `TRAWL_CONFIG` and `-c` win.
+#[test]
+fn the_system_file_is_read_without_c_and_trawl_config_or_c_win() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "a mount namespace needs root"
+        );
+        eprintln!("skipped: a mount namespace of its own needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let system = format!(
+        "data_dir: {d}/data\nhttp: {{ enabled: false }}\ninputs:\n  from_etc: {{ type: stdin }}\nprocessors:\n  - {{ type: add_tags, tags: [etc-trawl] }}\noutputs:\n  out: {{ type: file, path: {d}/out.jsonl }}\n"
+    );
+    let system_file = write(dir.path(), "system.yaml", &system);
+    let broken_file = write(
+        dir.path(),
+        "broken.yaml",
+        "inputs:\n  app: { type: stdn }\n",
+    );
+    let other = write(
+        dir.path(),
+        "other.yaml",
+        &format!("data_dir: {d}/data\nhttp: {{ enabled: false }}\ninputs:\n  other: {{ type: stdin }}\noutputs:\n  out: {{ type: file, path: {d}/out.jsonl }}\n"),
+    );
+    // In the namespace: a copy of /etc (a tmpfs the namespace alone sees) with the file added.
+    let in_namespace = |etc_file: &str, args: &[&str], env: &[(&str, &str)], stdin: &str| {
+        let script = format!(
+            "set -e; mount -t tmpfs audit-etc {d}/etc; cp -a /etc/. {d}/etc/; mkdir -p {d}/etc/trawl; \
+             cp {etc_file} {d}/etc/trawl/trawl.yaml; mount --bind {d}/etc /etc; exec \"$@\""
+        );
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        let mut full = vec![
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+            TRAWL,
+        ];
+        full.extend_from_slice(args);
+        let mut cmd = Command::new("unshare");
+        cmd.args(&full)
+            .env_remove("TRAWL_CONFIG")
+            .env_remove("TRAWL_LOG_LEVEL")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("unshare (util-linux)");
+        {
+            use std::io::Write;
+            let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        }
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("trawl {args:?} in its namespace did not end within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+
+    let v = in_namespace(&system_file, &["validate"], &[], "");
+    let said = String::from_utf8_lossy(&v.stdout).into_owned() + &stderr(&v);
+    assert_eq!(v.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("/etc/trawl/trawl.yaml: valid (1 inputs, 1 processors, 1 outputs)"),
+        "{said}"
+    );
+    let run = in_namespace(&system_file, &["run"], &[], "one\ntwo\n");
+    assert!(run.status.success(), "{}", stderr(&run));
+    let got = delivered(dir.path());
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got
+        .iter()
+        .all(|e| e["tags"] == serde_json::json!(["etc-trawl"])));
+    std::fs::remove_file(dir.path().join("out.jsonl")).unwrap();
+
+    // A broken system file is an error naming it, not a silent fall-back to the embedded one.
+    let v = in_namespace(&broken_file, &["validate"], &[], "");
+    assert_eq!(v.status.code(), Some(1), "{}", stderr(&v));
+    assert!(
+        stderr(&v).contains("/etc/trawl/trawl.yaml:2:"),
+        "{}",
+        stderr(&v)
+    );
+
+    // TRAWL_CONFIG, then -c, are read instead of it.
+    for (args, env) in [
+        (vec!["run"], vec![("TRAWL_CONFIG", other.as_str())]),
+        (vec!["run", "-c", other.as_str()], vec![]),
+    ] {
+        let run = in_namespace(&broken_file, &args, &env, "three\n");
+        assert!(run.status.success(), "{args:?}: {}", stderr(&run));
+        let got = delivered(dir.path());
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].get("tags").is_none(), "{}", got[0]);
+        std::fs::remove_file(dir.path().join("out.jsonl")).unwrap();
+    }
+}
