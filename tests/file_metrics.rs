@@ -99,3 +99,56 @@ fn open_waiting_and_lag_gauges_follow_delivery() {
     );
     drop(t);
 }
+
+/// The lag while reading waits for the output: a file larger than `max_in_flight` during an
+/// outage (reading has stopped at the in-flight limit, not at the end of the file) shows its
+/// whole size as lag and as one open file, and the lag falls to 0 once a cluster takes it all.
+#[test]
+fn the_lag_is_current_while_reading_waits_for_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let line = "y".repeat(199);
+    let body: String = (0..5000).map(|_| format!("{line}\n")).collect();
+    std::fs::write(logs.join("big.log"), &body).unwrap();
+    let size = body.len() as f64;
+
+    let es_addr = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let cfg = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{http}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\"]\n    max_in_flight: 64KiB\n    scan_interval: 200ms\n    registry_flush: 100ms\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"http://{es_addr}\"]\n    batch: {{ max_events: 500, timeout: 50ms }}\n    retry: {{ initial_backoff: 50ms, max_backoff: 300ms }}\n",
+            data = dir.path().join("data").display(),
+            logs = logs.display(),
+        ),
+    );
+    let t = Trawl::start(&cfg, Some(&dir.path().join("trawl.log")));
+
+    wait_until(
+        Duration::from_secs(60),
+        "the waiting file's whole size as lag, and it open",
+        || {
+            one(&http, "trawl_file_open_files") == Some(1.0)
+                && one(&http, "trawl_file_lag_total_bytes") == Some(size)
+        },
+    );
+    assert_eq!(
+        samples(&http, "trawl_file_lag_bytes")
+            .first()
+            .map(|(_, v)| *v),
+        Some(size)
+    );
+
+    let es = EsServer::start_on(&es_addr);
+    wait_until(
+        Duration::from_secs(120),
+        "the file delivered and no lag left",
+        || {
+            es.with(|s| s.docs.len()) >= 5000
+                && one(&http, "trawl_file_lag_total_bytes") == Some(0.0)
+        },
+    );
+    drop(t);
+}

@@ -288,7 +288,8 @@ impl Tailer {
             // whole, and holding every file back would not make it work.
             self.unsaved = false;
         }
-        let Ok(mut f) = self.shared.in_flight.lock() else {
+        let shared = self.shared.clone();
+        let Ok(mut f) = shared.in_flight.lock() else {
             return Err(Closed);
         };
         // At the stop, what was read goes out at once (the deadline is near); while draining,
@@ -298,10 +299,19 @@ impl Tailer {
             && (self.stop_at.is_some() || !self.ctx.shutdown.is_triggered())
         {
             // The timeout only lets shutdown be seen; acknowledgements notify `room`.
-            match self.shared.room.wait_timeout(f, Duration::from_millis(200)) {
+            match shared.room.wait_timeout(f, Duration::from_millis(200)) {
                 Ok((g, _)) => f = g,
                 Err(_) => return Err(Closed),
             }
+            // Waiting here is an output that does not keep up (or is down): when the lag
+            // matters most, so the gauges stay current (the lock is not held meanwhile, as
+            // acknowledgements need it).
+            drop(f);
+            self.publish_stats(Instant::now());
+            f = match shared.in_flight.lock() {
+                Ok(g) => g,
+                Err(_) => return Err(Closed),
+            };
         }
         let (seq, ack) = self.shared.tracker.track();
         f.bytes += built.bytes;
