@@ -13,17 +13,17 @@ use support::process::{wait_until, Monitored};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A tmux server of its own (socket `taptop-<pid>`), killed and its socket file removed when
-/// dropped.
+/// A tmux server of its own (socket `taptop-<pid>-<tag>`: one per test, as a test's drop kills
+/// its server), killed and its socket file removed when dropped.
 struct Tmux {
     socket: String,
     socket_path: Option<std::path::PathBuf>,
 }
 
 impl Tmux {
-    fn new() -> Tmux {
+    fn new(tag: &str) -> Tmux {
         Tmux {
-            socket: format!("taptop-{}", std::process::id()),
+            socket: format!("taptop-{}-{tag}", std::process::id()),
             socket_path: None,
         }
     }
@@ -106,7 +106,7 @@ fn top_shows_every_component_and_its_counts_move_until_q() {
         })
     };
 
-    let mut tmux = Tmux::new();
+    let mut tmux = Tmux::new("top");
     let session = "taptop-top";
     let command = format!(
         "{} top --address {addr} --interval 200ms",
@@ -185,4 +185,76 @@ fn top_shows_every_component_and_its_counts_move_until_q() {
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
     trawl.lock().unwrap().finish(DEADLINE);
+}
+
+/// A file input whose output is down: reading waits at `max_in_flight` with the whole file
+/// undelivered, and top's FILE LAG column shows the file's size on the input's row.
+#[test]
+fn top_shows_a_file_inputs_lag_while_its_output_is_down() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let line = "z".repeat(199);
+    let body: String = (0..5000).map(|_| format!("{line}\n")).collect();
+    let Monitored {
+        dir: _dir,
+        addr,
+        trawl,
+    } = Monitored::start(|d| {
+        std::fs::write(d.join("big.log"), &body).unwrap();
+        format!(
+            "inputs:\n  logs: {{ type: file, paths: [\"{dd}/big.log\"], max_in_flight: 64KiB }}\noutputs:\n  es: {{ type: elasticsearch, hosts: [\"http://127.0.0.1:{closed}\"] }}\n",
+            dd = d.display()
+        )
+    });
+
+    let mut tmux = Tmux::new("lag");
+    let session = "taptop-lag";
+    let command = format!(
+        "{} top --address {addr} --interval 200ms",
+        env!("CARGO_BIN_EXE_trawl")
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "200",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    tmux.note_socket_path(session);
+
+    // KIND NAME TYPE IN/s OUT/s IN OUT ERRORS DROPPED FAILED QUEUED FILE LAG CAP DROPS STATE
+    let mut screen = String::new();
+    let start = Instant::now();
+    while row(&screen, "input", "logs").and_then(|c| c.get(11).cloned())
+        != Some(body.len().to_string())
+    {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the input's FILE LAG is not the file's {} bytes:\n{screen}",
+            body.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        screen = tmux.capture(session);
+    }
+    assert_eq!(
+        row(&screen, "output", "es").and_then(|c| c.get(11).cloned()),
+        Some("-".to_owned()),
+        "an output has no file lag:\n{screen}"
+    );
+    let sent = tmux.run(&["send-keys", "-t", session, "q"]);
+    assert!(sent.status.success());
+    wait_until(DEADLINE, "top to quit on q", || !tmux.alive(session));
+    drop(trawl);
 }

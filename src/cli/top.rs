@@ -28,7 +28,8 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 /// `component` label (or, for families labelled by input or output, that label) names it.
 /// Families a trawl does not export leave the column at `-`.
 const BUFFER_FAMILIES: &[&str] = &["trawl_queue_depth", "trawl_buffer_events"];
-const LAG_FAMILIES: &[&str] = &["trawl_file_lag_bytes"];
+/// The total over every followed file: the per-file series cover only the largest lags.
+const LAG_FAMILIES: &[&str] = &["trawl_file_lag_total_bytes"];
 const CAPTURE_DROP_FAMILIES: &[&str] = &[
     "trawl_capture_kernel_dropped_total",
     "trawl_capture_interface_dropped_total",
@@ -151,6 +152,8 @@ pub fn rows(samples: &[Sample]) -> Vec<Row> {
         // input or output it belongs to.
         let key = match (s.label("component_kind"), s.label("component")) {
             (Some(k), Some(n)) => (k, n),
+            // The file input's own families carry only `component`.
+            (None, Some(n)) if LAG_FAMILIES.contains(&s.name.as_str()) => ("input", n),
             _ => match (s.label("input"), s.label("output")) {
                 (Some(n), _) => ("input", n),
                 (None, Some(n)) => ("output", n),
@@ -468,5 +471,16 @@ trawl_component_up{component_kind=\"output\",component=\"es\"} 0\n";
         let lines = render(&later, Some((&r, Duration::from_secs(2))));
         assert!(lines[1].contains("10.0"), "{}", lines[1]);
         assert!(lines[2].ends_with("FAILED"), "{}", lines[2]);
+    }
+
+    #[test]
+    fn file_lag_lands_on_its_input_from_the_total_over_every_file() {
+        let text = "trawl_events_in_total{component_kind=\"input\",component=\"logs\",component_type=\"file\"} 0\n\
+trawl_events_in_total{component_kind=\"output\",component=\"logs\",component_type=\"file\"} 0\n\
+trawl_file_lag_bytes{component=\"logs\",path=\"/a\"} 300\n\
+trawl_file_lag_total_bytes{component=\"logs\"} 330\n";
+        let r = rows(&parse_metrics(text));
+        assert_eq!(r[0].lag, Some(330.0));
+        assert_eq!(r[1].lag, None);
     }
 }
