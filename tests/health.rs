@@ -22,14 +22,21 @@ fn a_capture_on_no_interface_turns_health_503_naming_the_input() {
         ),
     );
     let _t = Trawl::start(&cfg, Some(&dir.path().join("trawl.log")));
+    // The first answers may be 503 `starting` (the capture has not given up on its interface
+    // yet); then the failure, with its reason, is what /health says.
     let mut last = None;
-    wait_until(Duration::from_secs(30), "/health to answer 503", || {
-        last = get(&addr, "/health");
-        last.as_ref().is_some_and(|(status, _)| *status == 503)
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "/health to answer 503 naming the interface",
+        || {
+            last = get(&addr, "/health");
+            last.as_ref()
+                .is_some_and(|(status, body)| *status == 503 && body.contains("trawl-none0"))
+        },
+    );
     let (_, body) = last.unwrap();
-    assert!(body.contains("web"), "{body}");
-    assert!(body.contains("trawl-none0"), "{body}");
+    assert!(body.contains("\"status\":\"failed\""), "{body}");
+    assert!(body.contains("input web"), "{body}");
 }
 
 /// The monitoring address answers some milliseconds before a live capture has its handle open.
