@@ -83,6 +83,11 @@ struct Tailer {
     /// followed file closed to free its slot that grew since), with their path and the bytes
     /// not read at last sight: deleted before a slot frees, those bytes are gone.
     waiting_unopened: HashMap<FileKey, (PathBuf, u64)>,
+    /// New files found empty, by the path they were found at: what they are (a file of their
+    /// own, or a copy being written) is decided once they have first bytes.
+    empty_new: HashMap<FileKey, PathBuf>,
+    /// When `empty_new` was last looked at (once per `poll_interval`).
+    empty_checked_at: Option<Instant>,
 }
 
 pub(super) fn run(
@@ -144,6 +149,8 @@ pub(super) fn run(
         stop_at: None,
         rewound_from: HashMap::new(),
         waiting_unopened: HashMap::new(),
+        empty_new: HashMap::new(),
+        empty_checked_at: None,
     };
     let mut generation = 0;
     loop {
@@ -156,6 +163,10 @@ pub(super) fn run(
             // The first scan decides what `start_at: end` applies to.
             t.apply_scan(&found, generation == 0, now);
             generation = latest;
+        }
+        if t.empty_files_grew(now, poll) {
+            // A file found empty has its first bytes: decided now, not at the next scan.
+            t.apply_scan(&found, false, now);
         }
         t.apply_rewinds();
         let progress = match t.read_all(&mut buf) {
@@ -258,6 +269,21 @@ impl Tailer {
             waiting_files: self.waiting,
             lags,
         });
+    }
+
+    /// Whether a new file found empty has bytes now (looked at once per `poll`).
+    fn empty_files_grew(&mut self, now: Instant, poll: Duration) -> bool {
+        if self.empty_new.is_empty()
+            || self
+                .empty_checked_at
+                .is_some_and(|at| now.saturating_duration_since(at) < poll)
+        {
+            return false;
+        }
+        self.empty_checked_at = Some(now);
+        self.empty_new.iter().any(|(key, path)| {
+            std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == *key && m.len() > 0)
+        })
     }
 
     fn open_count(&self) -> usize {
@@ -732,8 +758,9 @@ impl Tailer {
 
     /// Matches what discovery found against what is followed.
     fn apply_scan(&mut self, found: &Mutex<Found>, first: bool, now: Instant) {
-        self.expire_truncations(now);
         self.waiting = 0;
+        // Files still empty put themselves back (`defer_empty`).
+        self.empty_new.clear();
         let (current, mut opened, rotated) = match found.lock() {
             Ok(mut f) => (
                 std::mem::take(&mut f.current),
@@ -811,6 +838,10 @@ impl Tailer {
             }
         }
         self.maybe_copies.retain(|k, _| keep.contains_key(k));
+        // Only after this scan's files were matched with them: a reader held up (a full pipeline
+        // during an output outage) for longer than `TRUNCATION_KEPT` after seeing a truncation
+        // applies its next scan late, and that scan has the copy.
+        self.expire_truncations(now);
         self.skipped_while_waiting(&seen, &keep);
         if let Ok(mut f) = found.lock() {
             f.followed = self
@@ -912,7 +943,10 @@ impl Tailer {
         for (path, e) in entries {
             let Ok(f) = File::open(&path) else { continue };
             let Ok(md) = f.metadata() else { continue };
-            if FileKey::of(&md) != e.key() || e.offset == 0 {
+            // Offset 0 with first bytes known: lines may have been delivered that the registry
+            // on disk had not committed yet at a kill -9 (one `registry_flush`); its copy must
+            // continue the stream from 0, so that those lines keep their ids.
+            if FileKey::of(&md) != e.key() || e.fp_len == 0 {
                 continue;
             }
             let truncated = md.len() < e.offset
@@ -1157,6 +1191,9 @@ impl Tailer {
                 self.ignored.insert(key);
                 return None;
             }
+            if size == 0 {
+                return self.defer_empty(key, path, file);
+            }
             let offset = if first && self.first_start && self.config.start_at == StartAt::End {
                 size
             } else {
@@ -1197,6 +1234,22 @@ impl Tailer {
         tracing::debug!(input = %self.ctx.name, path = %path.display(), offset, "following file");
         self.tails.insert(key, tail);
         None
+    }
+
+    /// A new file found empty: nothing tells yet whether it is a file of its own or a copy being
+    /// written (`cp`, as logrotate's `copytruncate` does, creates the copy empty and fills it
+    /// after; a scan can come between). Followed now, it would get a new stream and read its
+    /// copied lines from 0 under other ids; so it is looked at again once it has bytes. One no
+    /// longer at its path (deleted or renamed while empty) is left to the next scan.
+    fn defer_empty(&mut self, key: FileKey, path: &Path, file: File) -> Option<File> {
+        self.maybe_copies.remove(&key);
+        if std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == key) {
+            self.empty_new.insert(key, path.to_path_buf());
+            Some(file)
+        } else {
+            self.empty_new.remove(&key);
+            None
+        }
     }
 
     /// The truncated contents waiting for their copy.
@@ -1244,6 +1297,13 @@ impl Tailer {
         };
         let fp = Fingerprint::of(&first_bytes);
         let size = md.len();
+        if size == 0 {
+            // Recorded once it has first bytes (see `defer_empty`); nothing to lose before.
+            if std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == key) {
+                self.empty_new.insert(key, path.to_path_buf());
+            }
+            return;
+        }
         self.check_originals(key, &first_bytes);
         let (stream, offset) = if let Some(t) = self
             .truncations()
