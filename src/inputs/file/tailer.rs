@@ -80,9 +80,10 @@ struct Tailer {
     /// again up to there, not only up to the rewound position.
     rewound_from: HashMap<FileKey, u64>,
     /// Files waiting for a slot with no descriptor held (discovery's are all taken, or a
-    /// followed file closed to free its slot that grew since), with their path and the bytes
-    /// not read at last sight: deleted before a slot frees, those bytes are gone.
-    waiting_unopened: HashMap<FileKey, (PathBuf, u64)>,
+    /// followed file closed to free its slot that grew since), with their path, where reading
+    /// of them stopped and their size at last sight: deleted before a slot frees, the bytes from
+    /// there on are gone.
+    waiting_unopened: HashMap<FileKey, (PathBuf, u64, u64)>,
     /// New files found empty, by the path they were found at: what they are (a file of their
     /// own, or a copy being written) is decided once they have first bytes.
     empty_new: HashMap<FileKey, PathBuf>,
@@ -905,7 +906,7 @@ impl Tailer {
             })
             // Looked for beside the file the name leads to now: a kubelet symlink's target
             // folder is where kubelet renamed it (`0.log` → `0.log.<time>`).
-            .map(|(k, (p, _))| (*k, std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
+            .map(|(k, (p, _, _))| (*k, std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
             .collect();
         if vanished.is_empty() {
             return;
@@ -915,14 +916,16 @@ impl Tailer {
             .map(|(k, _)| k)
             .collect();
         for key in vanished.into_keys() {
-            let Some((path, unread)) = self.waiting_unopened.remove(&key) else {
+            let Some((path, read_to, size)) = self.waiting_unopened.remove(&key) else {
                 continue;
             };
+            let unread = size.saturating_sub(read_to);
             if renamed.contains(&key) || unread == 0 {
                 continue;
             }
             self.shared.stats.skipped_file();
-            tracing::warn!(input = %self.ctx.name, path = %path.display(), unread_bytes = unread, max_open_files = self.config.max_open_files,
+            // `offset`: what was lost starts there (what the writer added after the last sight too).
+            tracing::warn!(input = %self.ctx.name, path = %path.display(), offset = read_to, unread_bytes = unread, max_open_files = self.config.max_open_files,
                 "a file waiting for a max_open_files slot was deleted before it got one: the bytes not read of it are lost (counted in trawl_file_skipped_files_total; raise max_open_files or keep rotated files longer)");
         }
     }
@@ -1054,10 +1057,8 @@ impl Tailer {
         if open >= max_open {
             tracing::debug!(input = %self.ctx.name, path = %path.display(), offset = tail.position(), "closed file grew: waiting for a slot");
             self.waiting += 1;
-            self.waiting_unopened.insert(
-                key,
-                (path.to_path_buf(), size.saturating_sub(tail.position())),
-            );
+            self.waiting_unopened
+                .insert(key, (path.to_path_buf(), tail.position(), size));
             return;
         }
         self.waiting_unopened.remove(&key);
@@ -1101,8 +1102,16 @@ impl Tailer {
             self.record_waiting(key, path, file.as_ref(), first);
             if file.is_none() {
                 let size = std::fs::metadata(path).map_or(0, |m| m.len());
+                // Not read in this run: reading resumes at the registry's offset.
+                let read_to = self
+                    .shared
+                    .registry
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.get(&key).map(|e| e.offset))
+                    .unwrap_or(0);
                 self.waiting_unopened
-                    .insert(key, (path.to_path_buf(), size));
+                    .insert(key, (path.to_path_buf(), read_to, size));
             } else {
                 self.waiting_unopened.remove(&key);
             }
