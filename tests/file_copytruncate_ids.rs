@@ -18,7 +18,7 @@ use std::time::Duration;
 use support::opensearch::OpenSearch;
 use support::process::{append, sigterm, wait_until, write_file, Trawl};
 
-/// The pipeline: `paths` and extra file-input settings, into `index` with deterministic ids.
+/// The pipeline: `paths` and extra file-input settings (`registry_flush` among them), into `index` with deterministic ids.
 fn pipeline(
     dir: &Path,
     os: &OpenSearch,
@@ -30,7 +30,7 @@ fn pipeline(
         dir,
         "pipeline.yaml",
         &format!(
-            "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  logs:\n    type: file\n    paths: {paths}\n    registry_flush: 100ms\n{input_extra}outputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: {index}\n    op_type: create\n    id_from: origin\n    batch: {{ max_events: 500, timeout: 100ms }}\n",
+            "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  logs:\n    type: file\n    paths: {paths}\n{input_extra}outputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: {index}\n    op_type: create\n    id_from: origin\n    batch: {{ max_events: 500, timeout: 100ms }}\n",
             data = dir.join("data").display(),
             url = os.url
         ),
@@ -90,7 +90,7 @@ fn run(index: &str, kill_between: bool) {
         os,
         index,
         &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
-        "    poll_interval: 100ms\n    scan_interval: 200ms\n    close_inactive: 1s\n",
+        "    registry_flush: 100ms\n    poll_interval: 100ms\n    scan_interval: 200ms\n    close_inactive: 1s\n",
     );
     let app = logs.join("app.log");
     let first = lines("old line", 500);
@@ -154,7 +154,7 @@ fn the_copy_of_a_file_waiting_for_a_slot_keeps_its_ids() {
             "[\"{l}/busy.log\", \"{l}/app.log\", \"{l}/app.log.*\"]",
             l = logs.display()
         ),
-        "    max_open_files: 1\n    poll_interval: 3s\n    scan_interval: 200ms\n    close_inactive: 1h\n",
+        "    registry_flush: 100ms\n    max_open_files: 1\n    poll_interval: 3s\n    scan_interval: 200ms\n    close_inactive: 1h\n",
     );
     let app = logs.join("app.log");
     let copy = logs.join("app.log.1");
@@ -219,4 +219,116 @@ fn the_copy_of_a_file_waiting_for_a_slot_keeps_its_ids() {
         index,
         &old.iter().chain(&new).chain(&busy).collect::<Vec<_>>(),
     );
+}
+
+/// Campaign seed 47 (es): lines delivered but not committed yet to the registry on disk (a
+/// `registry_flush` interval, widened here to an hour) when trawl is killed, the file's entry
+/// on disk still at offset 0; copied and truncated while trawl is down. The copy holds lines
+/// stored under the file's stream, so it must continue that stream from the registry's offset:
+/// before the fix, an entry at offset 0 was never checked for a truncation at start, and the copy
+/// was read as a new file, every line stored again under another `_id`.
+#[test]
+fn the_copy_of_a_file_killed_before_its_first_commit_keeps_its_ids() {
+    let os = OpenSearch::shared();
+    let index = "copy-of-uncommitted";
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = pipeline(
+        dir.path(),
+        os,
+        index,
+        &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
+        "    registry_flush: 1h\n    poll_interval: 100ms\n    scan_interval: 200ms\n",
+    );
+    let app = logs.join("app.log");
+    let old = lines("old line", 500);
+    append(&app, &(old.join("\n") + "\n"));
+    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
+    wait_until(Duration::from_secs(120), "the 500 old lines stored", || {
+        os.copies_by_message(index).len() == 500
+    });
+    // The window itself: stored, yet the registry on disk has the file at offset 0 (its entry
+    // is written before the first batch leaves, its offsets at the next flush).
+    assert_eq!(
+        registry_offset(dir.path(), &app),
+        Some(0),
+        "the registry on disk should know app.log at offset 0 before its first flush"
+    );
+    trawl.kill9();
+    copytruncate(&app, &logs.join("app.log.1"));
+    let new = lines("new line", 200);
+    append(&app, &(new.join("\n") + "\n"));
+    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-2.log")));
+    wait_until(Duration::from_secs(120), "the 200 new lines stored", || {
+        let m = os.copies_by_message(index);
+        new.iter().all(|l| m.contains_key(l))
+    });
+    // Whatever trawl would read of the copy it reads within a few scans.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_once(os, index, &old.iter().chain(&new).collect::<Vec<_>>());
+    sigterm(&trawl);
+    trawl.wait(Duration::from_secs(60));
+}
+
+/// Campaign seed 62 (kafka): the copy is created empty and filled afterwards (`cp` creates the
+/// file, then writes it), and a scan can find it in between. An empty file says nothing of what
+/// it is: before the fix it was followed at once as a new file, so once filled with the
+/// original's lines it was read from 0 under a new stream, and every line stored again.
+#[test]
+fn a_copy_seen_while_still_empty_keeps_its_ids() {
+    let os = OpenSearch::shared();
+    let index = "copy-seen-empty";
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = pipeline(
+        dir.path(),
+        os,
+        index,
+        &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
+        "    registry_flush: 100ms\n    poll_interval: 100ms\n    scan_interval: 200ms\n",
+    );
+    let app = logs.join("app.log");
+    let copy = logs.join("app.log.1");
+    let old = lines("old line", 500);
+    append(&app, &(old.join("\n") + "\n"));
+    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
+    wait_until(Duration::from_secs(120), "the 500 old lines stored", || {
+        os.copies_by_message(index).len() == 500
+    });
+    // The copy exists, empty, for ten scans: trawl has looked at it.
+    std::fs::File::create(&copy).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let content = std::fs::read(&app).unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&copy)
+            .unwrap();
+        f.write_all(&content).unwrap();
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let new = lines("new line", 200);
+    append(&app, &(new.join("\n") + "\n"));
+    let size = content.len() as u64;
+    wait_until(
+        Duration::from_secs(120),
+        "the new lines stored and the copy delivered to its end",
+        || {
+            let m = os.copies_by_message(index);
+            new.iter().all(|l| m.contains_key(l))
+                && registry_offset(dir.path(), &copy) == Some(size)
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_once(os, index, &old.iter().chain(&new).collect::<Vec<_>>());
+    sigterm(&trawl);
+    trawl.wait(Duration::from_secs(60));
 }

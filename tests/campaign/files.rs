@@ -596,15 +596,15 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
     }
     // A file deleted before it got a `max_open_files` slot: its unread lines are the risk that
     // limit takes, excused only where trawl counted and named the file.
-    for path in skipped_files(&root.join("trawl.log")) {
+    for (path, from) in skipped_files(&root.join("trawl.log")) {
         let mut excused = 0;
         for s in &streams {
             let mut s = s.lock().unwrap();
             let id = s.id;
-            excused += s.excuse_skipped(&path, &|q| !delivered.copies.contains_key(&(id, q)));
+            excused += s.excuse_skipped(&path, from, &|q| !delivered.copies.contains_key(&(id, q)));
         }
         o.notes.push(format!(
-            "trawl counted {} as deleted while waiting for a slot: {excused} of its lines excused",
+            "trawl counted {} as deleted while waiting for a slot, lost from byte {from}: {excused} of its lines excused",
             path.display()
         ));
     }
@@ -731,15 +731,23 @@ fn reordered_in_partitions(sink: &Sink) -> (u64, Vec<String>) {
     (n, first)
 }
 
-/// The files trawl's log says were deleted while they waited for a `max_open_files` slot, once
-/// per time it said so.
-fn skipped_files(log: &Path) -> Vec<PathBuf> {
+/// The files trawl's log says were deleted while they waited for a `max_open_files` slot, with
+/// the byte offset from which it says their content was lost, once per time it said so.
+fn skipped_files(log: &Path) -> Vec<(PathBuf, u64)> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
+    let field = |l: &str, name: &str| -> Option<String> {
+        l.split(&format!(" {name}="))
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+    };
     text.lines()
         .filter(|l| l.contains("was deleted before it got one"))
-        .filter_map(|l| l.split(" path=").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(PathBuf::from)
+        .filter_map(|l| {
+            let path = field(l, "path")?;
+            let from = field(l, "offset")?.parse().ok()?;
+            Some((PathBuf::from(path), from))
+        })
         .collect()
 }
 

@@ -320,10 +320,11 @@ impl Stream {
     }
 
     /// trawl said that a file at `path`, waiting for a `max_open_files` slot, was deleted before
-    /// it got one (its unread bytes lost, the risk that limit takes): the missing lines of the
-    /// earliest file deleted at that path not excused yet are excused, and only those. Returns
+    /// it got one, its bytes from `from` on lost (the risk that limit takes): the missing lines
+    /// of the earliest file deleted at that path not excused yet that start at or after `from`
+    /// are excused, and only those (a missing line before it was read by trawl: lost). Returns
     /// how many.
-    pub fn excuse_skipped(&mut self, path: &Path, missing: &dyn Fn(u64) -> bool) -> u64 {
+    pub fn excuse_skipped(&mut self, path: &Path, from: u64, missing: &dyn Fn(u64) -> bool) -> u64 {
         let Some((f, done)) = self
             .deleted
             .iter_mut()
@@ -333,7 +334,15 @@ impl Stream {
         };
         *done = true;
         let (start, end) = (f.start, f.end);
-        let gone: Vec<u64> = (start..end).filter(|&q| missing(q)).collect();
+        // Deleted files are plain ones: line `start` at byte 0, one line and a newline each.
+        let mut at = 0u64;
+        let mut gone = Vec::new();
+        for q in start..end {
+            if at >= from && missing(q) {
+                gone.push(q);
+            }
+            at += message(self.id, q).len() as u64 + 1;
+        }
         for &q in &gone {
             self.excused.push((q, q + 1));
         }

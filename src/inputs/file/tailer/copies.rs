@@ -61,7 +61,8 @@ impl Tailer {
     }
 
     /// The registry's entries of files no tail follows (waiting for a slot) whose fingerprint
-    /// `first` matches, with something delivered, whose stream no other file continues yet.
+    /// `first` matches, with something read (maybe delivered though not committed yet: offset
+    /// 0 on disk after a kill -9), whose stream no other file continues yet.
     fn known_not_followed(&self, new: FileKey, first: &[u8]) -> Vec<Entry> {
         let Ok(r) = self.shared.registry.lock() else {
             return Vec::new();
@@ -72,8 +73,7 @@ impl Tailer {
         let candidates: Vec<Entry> = r
             .entries()
             .filter(|e| {
-                e.offset > 0
-                    && e.fp_len > 0
+                e.fp_len > 0
                     && e.fp_len <= first.len() as u64
                     && *hashes
                         .entry(e.fp_len)

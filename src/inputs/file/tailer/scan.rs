@@ -1,0 +1,541 @@
+//! Matching what discovery found with what is followed: a file already followed (renamed, or
+//! closed and grown), one the registry knows (resumed at its offset), the copy of a truncated
+//! file (continuing its stream), or a new file; and files waiting for a `max_open_files` slot.
+
+use super::copies::CopyCheck;
+use super::{entry_for, Tailer, COPY_WAIT};
+use crate::inputs::file::container;
+use crate::inputs::file::discovery::{self, Found};
+use crate::inputs::file::identity::{end_mark_matches, new_stream_id, FileKey, Fingerprint};
+use crate::inputs::file::reader::{Decoder, Tail, TailMeta};
+use crate::inputs::file::registry::{now_secs, Entry, Truncation};
+use crate::inputs::file::StartAt;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Instant;
+
+impl Tailer {
+    /// Matches what discovery found against what is followed.
+    pub(super) fn apply_scan(&mut self, found: &Mutex<Found>, first: bool, now: Instant) {
+        self.waiting = 0;
+        // Files still empty put themselves back (`defer_empty`).
+        self.empty_new.clear();
+        let (current, mut opened, rotated) = match found.lock() {
+            Ok(mut f) => (
+                std::mem::take(&mut f.current),
+                std::mem::take(&mut f.opened),
+                std::mem::take(&mut f.rotated),
+            ),
+            Err(_) => return,
+        };
+        let mut seen: HashSet<FileKey> = HashSet::new();
+        let mut keep: HashMap<FileKey, (PathBuf, File)> = HashMap::new();
+        let wall = now_secs();
+        if first {
+            self.truncated_while_stopped(&current, now);
+        }
+        for (path, key) in &current {
+            if !seen.insert(*key) || self.ignored.contains(key) {
+                continue;
+            }
+            if self.tails.contains_key(key) {
+                self.rediscovered(*key, path);
+            } else {
+                let file = opened.remove(key).map(|(_, f)| f);
+                if let Some(f) = self.discovered(*key, path, file, first, now) {
+                    keep.insert(*key, (path.clone(), f));
+                }
+            }
+        }
+        // Rotated while trawl was not running: only what the registry knows is resumed, at its
+        // offset; an unknown rotated file is older history, not ours to ship.
+        if first {
+            for (name, key, actual) in &rotated {
+                if self.tails.contains_key(key) || opened.contains_key(key) || seen.contains(key) {
+                    continue;
+                }
+                let known = self
+                    .shared
+                    .registry
+                    .lock()
+                    .is_ok_and(|r| r.get(key).is_some());
+                if !known {
+                    continue;
+                }
+                match File::open(actual) {
+                    Ok(f) => {
+                        tracing::info!(input = %self.ctx.name, path = %actual.display(), "resuming a file rotated while trawl was stopped");
+                        if let Some(f) = self.discovered(*key, name, Some(f), first, now) {
+                            keep.insert(*key, (name.clone(), f));
+                        }
+                    }
+                    Err(e) => self.warn_open(actual, &e),
+                }
+            }
+            self.resume_renamed_while_stopped(&seen, &opened, &mut keep, now);
+        }
+        // Opened by discovery, then renamed away or deleted before this turn: still read.
+        for (key, (path, file)) in opened {
+            if self.tails.contains_key(&key) || self.ignored.contains(&key) {
+                continue;
+            }
+            if let Some(f) = self.discovered(key, &path, Some(file), first, now) {
+                keep.insert(key, (path, f));
+            }
+        }
+        for (key, tail) in self.tails.iter_mut() {
+            if seen.contains(key) {
+                tail.unseen_since = None;
+            } else if tail.unseen_since.is_none() {
+                tail.unseen_since = Some(now);
+            }
+        }
+        if let Ok(mut r) = self.shared.registry.lock() {
+            // Files waiting for an open slot (or to be told apart from a copy) exist too.
+            for (_, key) in &current {
+                r.seen(key, wall);
+            }
+        }
+        self.maybe_copies.retain(|k, _| keep.contains_key(k));
+        // Only after this scan's files were matched with them: a reader held up (a full pipeline
+        // during an output outage) for longer than `TRUNCATION_KEPT` after seeing a truncation
+        // applies its next scan late, and that scan has the copy.
+        self.expire_truncations(now);
+        self.skipped_while_waiting(&seen, &keep);
+        if let Ok(mut f) = found.lock() {
+            f.followed = self
+                .tails
+                .keys()
+                .chain(self.ignored.iter())
+                .copied()
+                .collect();
+            for (k, v) in keep {
+                f.opened.entry(k).or_insert(v);
+            }
+            if f.current.is_empty() {
+                f.current = current;
+            }
+        }
+        if let Ok(mut r) = self.shared.registry.lock() {
+            for (key, tail) in &self.tails {
+                r.touch(key, &tail.meta.path, tail.fp, wall);
+            }
+            if first {
+                // Written once now, so that a restart knows trawl ran before, even with no file.
+                r.mark_dirty();
+            }
+        }
+        if first {
+            self.shared
+                .scanned
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        self.record_marks();
+        if std::mem::take(&mut self.waiting_recorded)
+            && super::super::save_blocking(&self.shared, None).is_err()
+        {
+            // Logged by the writer; the next batch sent tries again.
+            self.unsaved = true;
+        }
+        if self.waiting > 0 && !self.limit_logged {
+            self.limit_logged = true;
+            tracing::warn!(input = %self.ctx.name, max_open_files = self.config.max_open_files, waiting = self.waiting,
+                "max_open_files reached: files wait for a slot; files idle at their end are closed to let them in and reopened when they grow (logged once)");
+        }
+    }
+
+    /// Files that waited for a slot with no descriptor held and are no longer under `paths`:
+    /// deleted (not found by their inode in their folder), the bytes trawl had not read of them
+    /// are gone; the risk `max_open_files` takes. Counted in `trawl_file_skipped_files_total` and
+    /// said once per file with its path, so that nothing is lost silently. One renamed in its
+    /// folder (or, for a symlink, in its target's) is left to rotation handling.
+    pub(super) fn skipped_while_waiting(
+        &mut self,
+        seen: &HashSet<FileKey>,
+        held: &HashMap<FileKey, (PathBuf, File)>,
+    ) {
+        let vanished: HashMap<FileKey, PathBuf> = self
+            .waiting_unopened
+            .iter()
+            .filter(|(k, _)| {
+                !seen.contains(k)
+                    && !held.contains_key(k)
+                    && !self.tails.get(k).is_some_and(|t| t.is_open())
+            })
+            // Looked for beside the file the name leads to now: a kubelet symlink's target
+            // folder is where kubelet renamed it (`0.log` → `0.log.<time>`).
+            .map(|(k, (p, _, _))| (*k, std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
+            .collect();
+        if vanished.is_empty() {
+            return;
+        }
+        let renamed: HashSet<FileKey> = discovery::find_renamed(&vanished)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for key in vanished.into_keys() {
+            let Some((path, read_to, size)) = self.waiting_unopened.remove(&key) else {
+                continue;
+            };
+            let unread = size.saturating_sub(read_to);
+            if renamed.contains(&key) || unread == 0 {
+                continue;
+            }
+            self.shared.stats.skipped_file();
+            // `offset`: what was lost starts there (what the writer added after the last sight too).
+            tracing::warn!(input = %self.ctx.name, path = %path.display(), offset = read_to, unread_bytes = unread, max_open_files = self.config.max_open_files,
+                "a file waiting for a max_open_files slot was deleted before it got one: the bytes not read of it are lost (counted in trawl_file_skipped_files_total; raise max_open_files or keep rotated files longer)");
+        }
+    }
+
+    /// A file already followed: renamed within `paths`, or closed and grown again.
+    pub(super) fn rediscovered(&mut self, key: FileKey, path: &Path) {
+        let open = self.open_count();
+        let max_open = self.config.max_open_files;
+        let Some(tail) = self.tails.get_mut(&key) else {
+            return;
+        };
+        // The scan may be older than this turn (a reader held up by a full pipeline, or
+        // `make_room` applying it again): by now its path may name another file (this one
+        // renamed away, a new one created in its place), which is not this file grown.
+        // Opened as this file, the new one's lines went out under this file's stream, which
+        // was then restarted as if truncated, and this file's own lines were read again
+        // from 0 once found under its new name.
+        let Some(md) = std::fs::metadata(path)
+            .ok()
+            .filter(|m| FileKey::of(m) == key)
+        else {
+            return;
+        };
+        if tail.path != path {
+            tail.path = path.to_path_buf();
+            tail.meta.path = path.display().to_string();
+        }
+        if tail.is_open() {
+            return;
+        }
+        // Checked against the same file as above: the name may have moved on since.
+        let Some(size) = Some(md.len()).filter(|&s| s != tail.position()) else {
+            return;
+        };
+        if open >= max_open {
+            tracing::debug!(input = %self.ctx.name, path = %path.display(), offset = tail.position(), "closed file grew: waiting for a slot");
+            self.waiting += 1;
+            self.waiting_unopened
+                .insert(key, (path.to_path_buf(), tail.position(), size));
+            return;
+        }
+        self.waiting_unopened.remove(&key);
+        match File::open(path) {
+            Ok(f) if f.metadata().is_ok_and(|m| FileKey::of(&m) == key) => {
+                let same = tail.fp.matches(&f).unwrap_or(false);
+                tail.reopen(f);
+                if !same {
+                    // Truncated and rewritten while closed (copytruncate of an idle file, or
+                    // one closed while backing off): its old content may reappear as a copy,
+                    // which must continue its stream, not start a new one.
+                    let _ = self.on_truncated(key);
+                }
+            }
+            // Renamed between the two looks: found under its new name by a later scan.
+            Ok(_) => {}
+            Err(e) => self.warn_open(path, &e),
+        }
+    }
+
+    pub(super) fn warn_open(&mut self, path: &Path, e: &std::io::Error) {
+        if self.warned_open.insert(path.to_path_buf()) {
+            tracing::warn!(input = %self.ctx.name, path = %path.display(), error = %e, "cannot open file (logged once per file)");
+            self.ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A file not followed in this run: resumed from the registry, recognised as the copy of a
+    /// truncated file, or new.
+    /// Gives the file back when it should be looked at again at the next scan.
+    pub(super) fn discovered(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        file: Option<File>,
+        first: bool,
+        now: Instant,
+    ) -> Option<File> {
+        if self.open_count() >= self.config.max_open_files {
+            self.waiting += 1;
+            self.record_waiting(key, path, file.as_ref(), first);
+            if file.is_none() {
+                let size = std::fs::metadata(path).map_or(0, |m| m.len());
+                // Not read in this run: reading resumes at the registry's offset.
+                let read_to = self
+                    .shared
+                    .registry
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.get(&key).map(|e| e.offset))
+                    .unwrap_or(0);
+                self.waiting_unopened
+                    .insert(key, (path.to_path_buf(), read_to, size));
+            } else {
+                self.waiting_unopened.remove(&key);
+            }
+            return file;
+        }
+        self.waiting_unopened.remove(&key);
+        let file = match file {
+            Some(f) => f,
+            None => match File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.warn_open(path, &e);
+                    return None;
+                }
+            },
+        };
+        let Ok(md) = file.metadata() else { return None };
+        if FileKey::of(&md) != key {
+            return None;
+        }
+        let Ok(first_bytes) = super::super::identity::read_first(&file, self.fp_max) else {
+            return None;
+        };
+        let fp = Fingerprint::of(&first_bytes);
+        let size = md.len();
+        self.check_originals(key, &first_bytes);
+        let known = self
+            .shared
+            .registry
+            .lock()
+            .ok()
+            .and_then(|r| r.get(&key).cloned());
+        let same_start = known
+            .as_ref()
+            .filter(|e| e.fingerprint().matches(&file).unwrap_or(false));
+        // Put in the registry as the copy of a truncated file while it waited for a slot: it
+        // continues where reading of that file stopped, as if it had had a slot at once.
+        let truncations = self.truncations();
+        let waited_as_copy = known.as_ref().and_then(|e| {
+            truncations
+                .iter()
+                .find(|t| t.stream == e.stream && t.is_copy(key, &file, size))
+        });
+        let copy = truncations.iter().find(|t| t.is_copy(key, &file, size));
+        // The epoch the stream is read under: a copy continues its original's (`retry`).
+        let mut epoch = 0;
+        // The truncated content this file is the copy of, taken from the registry when its
+        // entry is put there (at once, so that an acknowledgement finds one or the other).
+        let mut continues = None;
+        let (offset, stream, committed) = if let Some(t) = waited_as_copy {
+            let committed = known.as_ref().map_or(t.committed, |e| e.offset);
+            epoch = t.epoch;
+            continues = Some(t.stream);
+            (t.position.max(committed), t.stream, committed)
+        } else if let Some(e) = same_start.filter(|e| {
+            e.offset <= size && end_mark_matches(&file, e.mark_at, e.mark).unwrap_or(false)
+        }) {
+            (e.offset, e.stream, e.offset)
+        } else if let Some(e) = same_start {
+            // Its first bytes are the same, but it is shorter than what was read, or the bytes
+            // before where reading stopped changed: truncated and rewritten while trawl was
+            // stopped. The new content is read from its start (whatever `start_at` says).
+            tracing::info!(input = %self.ctx.name, path = %path.display(), offset = e.offset, "file truncated while trawl was stopped: reading it again from the start");
+            self.salt += 1;
+            (0, new_stream_id(key, fp, self.salt), 0)
+        } else if let Some(t) = copy {
+            tracing::info!(input = %self.ctx.name, path = %path.display(), was = %t.path, offset = t.position, "copy of a truncated file: continuing where reading stopped");
+            self.unsaved = true;
+            epoch = t.epoch;
+            continues = Some(t.stream);
+            (t.position, t.stream, t.committed)
+        } else {
+            match self.may_be_copy(key, &file, &first_bytes, size) {
+                // The tail it may copy has not read its file to the end: a truncation would be
+                // seen there before the next read, so wait for that, however long it takes.
+                CopyCheck::OfTailBehind => return Some(file),
+                CopyCheck::Maybe => {
+                    let since = *self.maybe_copies.entry(key).or_insert(now);
+                    if now.saturating_duration_since(since) < COPY_WAIT {
+                        return Some(file);
+                    }
+                }
+                CopyCheck::No => {}
+            }
+            if self.ignored_as_older(&md) {
+                self.ignored.insert(key);
+                return None;
+            }
+            if size == 0 {
+                return self.defer_empty(key, path, file);
+            }
+            let offset = if first && self.first_start && self.config.start_at == StartAt::End {
+                size
+            } else {
+                0
+            };
+            self.salt += 1;
+            self.unsaved = true;
+            (offset, new_stream_id(key, fp, self.salt), offset)
+        };
+        self.maybe_copies.remove(&key);
+        let meta = TailMeta {
+            key,
+            stream,
+            epoch,
+            path: path.display().to_string(),
+            k8s: container::kubernetes_metadata(path),
+        };
+        let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line);
+        // Read from 0, the fingerprint grows from the bytes read; otherwise it is what was seen.
+        let prefix = if offset == 0 { Vec::new() } else { first_bytes };
+        let tail = Tail::new(
+            meta,
+            path.to_path_buf(),
+            prefix,
+            file,
+            offset,
+            decoder,
+            self.max_line,
+        );
+        let mut entry = entry_for(&tail, committed);
+        if let Ok(mut r) = self.shared.registry.lock() {
+            if let Some(t) = continues.and_then(|s| r.take_truncation(s)) {
+                // Acknowledged meanwhile.
+                entry.offset = entry.offset.max(t.committed);
+            }
+            r.put(entry);
+        }
+        tracing::debug!(input = %self.ctx.name, path = %path.display(), offset, "following file");
+        self.tails.insert(key, tail);
+        None
+    }
+
+    /// A new file found empty: nothing tells yet whether it is a file of its own or a copy being
+    /// written (`cp`, as logrotate's `copytruncate` does, creates the copy empty and fills it
+    /// after; a scan can come between). Followed now, it would get a new stream and read its
+    /// copied lines from 0 under other ids; so it is looked at again once it has bytes. One no
+    /// longer at its path (deleted or renamed while empty) is left to the next scan.
+    pub(super) fn defer_empty(&mut self, key: FileKey, path: &Path, file: File) -> Option<File> {
+        self.maybe_copies.remove(&key);
+        if std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == key) {
+            self.empty_new.insert(key, path.to_path_buf());
+            Some(file)
+        } else {
+            self.empty_new.remove(&key);
+            None
+        }
+    }
+
+    /// The truncated contents waiting for their copy.
+    pub(super) fn truncations(&self) -> Vec<Truncation> {
+        self.shared
+            .registry
+            .lock()
+            .map(|r| r.truncations().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// A file waiting for a slot goes into the registry now (its identity, a stream id, offset
+    /// 0, or its end for `start_at: end` at the very first start), unless it is there already:
+    /// renamed away (kubelet's rotation) and trawl killed before it got a slot, it is resumed at
+    /// the next start only because the registry knows it. The copy of a truncated file is put
+    /// there as continuing that file's stream; a file that may still be such a copy is not put
+    /// there yet. Written to disk at the end of the scan.
+    pub(super) fn record_waiting(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        file: Option<&File>,
+        first: bool,
+    ) {
+        if self.ignored.contains(&key)
+            || self
+                .shared
+                .registry
+                .lock()
+                .map_or(true, |r| r.get(&key).is_some())
+        {
+            return;
+        }
+        let opened;
+        let file = match file {
+            Some(f) => f,
+            None => match File::open(path) {
+                Ok(f) => {
+                    opened = f;
+                    &opened
+                }
+                Err(_) => return,
+            },
+        };
+        let Ok(md) = file.metadata() else { return };
+        if FileKey::of(&md) != key || !md.is_file() {
+            return;
+        }
+        let Ok(first_bytes) = super::super::identity::read_first(file, self.fp_max) else {
+            return;
+        };
+        let fp = Fingerprint::of(&first_bytes);
+        let size = md.len();
+        if size == 0 {
+            // Recorded once it has first bytes (see `defer_empty`); nothing to lose before.
+            if std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == key) {
+                self.empty_new.insert(key, path.to_path_buf());
+            }
+            return;
+        }
+        self.check_originals(key, &first_bytes);
+        let (stream, offset) = if let Some(t) = self
+            .truncations()
+            .iter()
+            .find(|t| t.is_copy(key, file, size))
+        {
+            (t.stream, t.committed)
+        } else {
+            if !matches!(
+                self.may_be_copy(key, file, &first_bytes, size),
+                CopyCheck::No
+            ) {
+                return;
+            }
+            if self.ignored_as_older(&md) {
+                self.ignored.insert(key);
+                return;
+            }
+            let offset = if first && self.first_start && self.config.start_at == StartAt::End {
+                size
+            } else {
+                0
+            };
+            self.salt += 1;
+            (new_stream_id(key, fp, self.salt), offset)
+        };
+        if let Ok(mut r) = self.shared.registry.lock() {
+            r.put(Entry {
+                path: path.display().to_string(),
+                dev: key.dev,
+                ino: key.ino,
+                fp_len: fp.len,
+                fp: fp.hash,
+                stream,
+                offset,
+                last_seen: now_secs(),
+                mark_at: 0,
+                mark: 0,
+            });
+        }
+        self.waiting_recorded = true;
+    }
+
+    pub(super) fn ignored_as_older(&self, md: &std::fs::Metadata) -> bool {
+        let Some(limit) = self.config.ignore_older.positive() else {
+            return false;
+        };
+        md.modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > limit)
+    }
+}
