@@ -81,26 +81,38 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// bytes after one of those, which only a byte-wise look tells): log lines have none,
 /// so strings are checked a word at a time and copied whole.
 fn escape_bits(w: u64) -> u64 {
-    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    below_space | zero_byte(w ^ (ONES * u64::from(b'"'))) | zero_byte(w ^ (ONES * u64::from(b'\\')))
+    // A byte below 0x20, or equal to `"` or `\` (zero once XOR-ed with it), borrows in its
+    // subtraction; `"` and `\` are ASCII, so one mask of `!w` serves all three tests.
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    (w.wrapping_sub(ONES * 0x20) | quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES))
+        & !w
+        & HIGHS
 }
 
 /// True when `bytes` holds a byte JSON escapes. Every word is looked at, flags OR-ed, one test
-/// at the end; the last few bytes are padded with spaces into a word of their own. A byte at a
-/// time, the test was a third of the stdout output's instructions.
+/// at the end; the last bytes are the last word again (overlapping), or, in a string shorter
+/// than a word, padded with spaces. A byte at a time, the test was a third of the stdout
+/// output's instructions.
 fn needs_escape(bytes: &[u8]) -> bool {
-    let mut chunks = bytes.chunks_exact(8);
-    let mut flags = 0u64;
-    for c in &mut chunks {
+    let word = |c: &[u8]| {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
-        flags |= escape_bits(u64::from_le_bytes(w));
+        u64::from_le_bytes(w)
+    };
+    let mut flags = 0u64;
+    if bytes.len() < 8 {
+        let mut w = [b' '; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        return escape_bits(u64::from_le_bytes(w)) != 0;
     }
-    let rest = chunks.remainder();
-    let mut w = [b' '; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    flags |= escape_bits(u64::from_le_bytes(w));
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        flags |= escape_bits(word(c));
+    }
+    if !chunks.remainder().is_empty() {
+        flags |= escape_bits(word(&bytes[bytes.len() - 8..]));
+    }
     flags != 0
 }
 
