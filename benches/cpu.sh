@@ -158,12 +158,14 @@ done
 
 if [[ $CALLGRIND == 1 ]] && command -v valgrind > /dev/null; then
     CG=$DATA/cpu-loghub-$CG_LINES.log
+    CGA=$DATA/cpu-apache-$CG_LINES.log
     make_file "$CG" "$CG_LINES" "$LOGHUB"/*/*.log
+    make_file "$CGA" "$CG_LINES" "$LOGHUB"/Apache/Apache_2k.log
     echo
     echo "### Instructions per line (callgrind, $CG_LINES lines, all threads; startup of an empty run subtracted)"
     echo
-    echo "| binary | stdin → null | file → null |"
-    echo "|---|---:|---:|"
+    echo "| binary | stdin → null | file → null | file → regex → null | stdin → stdout JSON | JSON rate vs null |"
+    echo "|---|---:|---:|---:|---:|---:|"
     instr() { # stdin-file binary args... → instructions
         local in=$1; shift
         rm -rf "$WORK"/data-*
@@ -175,7 +177,9 @@ if [[ $CALLGRIND == 1 ]] && command -v valgrind > /dev/null; then
         empty=$(instr /dev/null "$bin" --log-level error run -c "$(trawl_cfg "$tag-cge" stdin null 0)")
         sn=$(instr "$CG" "$bin" --log-level error run -c "$(trawl_cfg "$tag-cgs" stdin null 0)")
         fn=$(instr /dev/null "$bin" --log-level error run --once -c "$(trawl_cfg "$tag-cgf" "file:$CG" null 0)")
-        awk -v t="$tag" -v e="$empty" -v s="$sn" -v f="$fn" -v n="$CG_LINES" \
-            'BEGIN { printf "| %s | %.0f | %.0f |\n", t, (s - e) / n, (f - e) / n }'
+        frn=$(instr /dev/null "$bin" --log-level error run --once -c "$(trawl_cfg "$tag-cgr" "file:$CGA" null 1)")
+        sj=$(instr "$CG" "$bin" --log-level error run -c "$(trawl_cfg "$tag-cgj" stdin stdout 0)")
+        awk -v t="$tag" -v e="$empty" -v s="$sn" -v f="$fn" -v r="$frn" -v j="$sj" -v n="$CG_LINES" \
+            'BEGIN { printf "| %s | %.0f | %.0f | %.0f | %.0f | %.2f× |\n", t, (s - e) / n, (f - e) / n, (r - e) / n, (j - e) / n, (s - e) / (j - e) }'
     done
 fi

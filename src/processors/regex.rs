@@ -56,6 +56,105 @@ struct Pattern {
     /// Indexed like the capture groups: what the captured text becomes.
     conversions: Vec<Conversion>,
     locations: CaptureLocations,
+    /// The pattern without a last `(?<name>.*)$`, when it ends so (see `split_rest`).
+    head: Option<Head>,
+}
+
+/// A pattern's head, for patterns ending in `(?<name>.*)$`: the capture is then the rest of
+/// the text after where the head matched, when that rest holds no line feed. A capture that
+/// runs to the end of the line was half of the matching work on typical log lines (onepass
+/// walks it byte by byte).
+#[derive(Clone)]
+struct Head {
+    regex: Regex,
+    locations: CaptureLocations,
+    /// The group the rest of the text fills: the last one of the whole pattern.
+    rest_group: usize,
+}
+
+impl Pattern {
+    /// Matches `text` and pushes (group, start, end) for every named group that took part.
+    fn capture(&mut self, text: &str, spans: &mut Vec<(usize, usize, usize)>) -> bool {
+        if let Some(head) = &mut self.head {
+            let Some(m) = head.regex.captures_read(&mut head.locations, text) else {
+                // The whole pattern is the head followed by more: no head, no match.
+                return false;
+            };
+            // `.` does not match `\n`: with one in the rest, another way through the head may
+            // be the one the whole pattern takes, which only the whole pattern can tell.
+            if memchr::memchr(b'\n', &text.as_bytes()[m.end()..]).is_none() {
+                for (group, path) in self.paths.iter().enumerate() {
+                    if path.is_none() {
+                        continue;
+                    }
+                    if group == head.rest_group {
+                        spans.push((group, m.end(), text.len()));
+                    } else if let Some((s, e)) = head.locations.get(group) {
+                        spans.push((group, s, e));
+                    }
+                }
+                return true;
+            }
+        }
+        if self
+            .regex
+            .captures_read(&mut self.locations, text)
+            .is_none()
+        {
+            return false;
+        }
+        for (group, path) in self.paths.iter().enumerate() {
+            if path.is_some() {
+                if let Some((s, e)) = self.locations.get(group) {
+                    spans.push((group, s, e));
+                }
+            }
+        }
+        true
+    }
+}
+
+/// For a pattern (names already translated) that is exactly a head followed by
+/// `(?<trawl_N>.*)$`, the head compiled alone and N's group. Checked on the parsed patterns, not
+/// the text: flags such as `(?s)` or `(?m)`, or an alternation at the top, change what the end
+/// means, and then the whole pattern is used as it is.
+fn split_rest(internal: &str, whole: &Regex) -> Option<Head> {
+    use regex_syntax::hir::{HirKind, Look};
+    let body = internal.strip_suffix(".*)$")?;
+    let open = body.rfind(&format!("(?<{INTERNAL_PREFIX}"))?;
+    let name = body[open + 3..].strip_suffix('>')?;
+    internal_index(name)?;
+    let head_text = &internal[..open];
+    let parse = |p: &str| regex_syntax::Parser::new().parse(p).ok();
+    let full = parse(internal)?;
+    let head_hir = parse(head_text)?;
+    let dot_star = parse(".*")?;
+    let HirKind::Concat(subs) = full.kind() else {
+        return None;
+    };
+    let [before @ .., rest, end] = subs.as_slice() else {
+        return None;
+    };
+    let HirKind::Capture(cap) = rest.kind() else {
+        return None;
+    };
+    if cap.name.as_deref() != Some(name)
+        || *cap.sub != dot_star
+        || *end.kind() != HirKind::Look(Look::End)
+        || regex_syntax::hir::Hir::concat(before.to_vec()) != head_hir
+    {
+        return None;
+    }
+    let regex = Regex::new(head_text).ok()?;
+    let rest_group = whole.captures_len().checked_sub(1)?;
+    if cap.index as usize != rest_group || regex.captures_len() != rest_group {
+        return None;
+    }
+    Some(Head {
+        locations: regex.capture_locations(),
+        regex,
+        rest_group,
+    })
 }
 
 #[derive(Clone)]
@@ -67,6 +166,8 @@ pub struct RegexParser {
     failures: Arc<Failures>,
     /// Captured values waiting to be written, by group (reused across events).
     values: Vec<(usize, String)>,
+    /// Where they are in the parsed text: (group, start, end), reused across events.
+    spans: Vec<(usize, usize, usize)>,
     trim: Trim,
     trim_chars: Vec<char>,
 }
@@ -137,11 +238,13 @@ impl RegexParser {
                 })
                 .collect();
             let locations = regex.capture_locations();
+            let head = split_rest(&internal, &regex);
             patterns.push(Pattern {
                 regex,
                 paths,
                 conversions,
                 locations,
+                head,
             });
         }
         // A typo in `types:` would silently leave a field as text.
@@ -159,6 +262,7 @@ impl RegexParser {
             ignore_missing: config.ignore_missing,
             failures,
             values: Vec::new(),
+            spans: Vec::new(),
             trim: config.trim_values,
             trim_chars: config.trim_chars.chars().collect(),
         })
@@ -182,18 +286,11 @@ impl Processor for RegexParser {
         self.values.clear();
         let mut matched = None;
         for (p, pattern) in self.patterns.iter_mut().enumerate() {
-            if pattern
-                .regex
-                .captures_read(&mut pattern.locations, &text)
-                .is_some()
-            {
-                for (group, path) in pattern.paths.iter().enumerate() {
-                    if path.is_some() {
-                        if let Some((s, e)) = pattern.locations.get(group) {
-                            let value = self.trim.apply(&text[s..e], &self.trim_chars);
-                            self.values.push((group, value.to_owned()));
-                        }
-                    }
+            self.spans.clear();
+            if pattern.capture(&text, &mut self.spans) {
+                for &(group, s, e) in &self.spans {
+                    let value = self.trim.apply(&text[s..e], &self.trim_chars);
+                    self.values.push((group, value.to_owned()));
                 }
                 matched = Some(p);
                 break;
@@ -438,5 +535,101 @@ mod tests {
         let (t, names) = translate_names(r"\(?<x>[(?<y>](?<a.b>z)(?P<c>w)(?<=q)");
         assert_eq!(t, r"\(?<x>[(?<y>](?<trawl_0>z)(?<trawl_1>w)(?<=q)");
         assert_eq!(names, vec!["a.b", "c"]);
+    }
+
+    /// Whether a pattern (user names) is matched through its head.
+    fn has_head(pattern: &str) -> bool {
+        let (internal, _) = translate_names(pattern);
+        let whole = Regex::new(&internal).unwrap();
+        split_rest(&internal, &whole).is_some()
+    }
+
+    #[test]
+    fn only_patterns_that_end_in_the_rest_of_the_text_are_split() {
+        assert!(has_head(
+            r"^\[(?<time>[^\]]+)\] \[(?<level>[^\]]+)\] (?<message>.*)$"
+        ));
+        assert!(has_head(r"(?<a>\d+) (?<log.msg>.*)$"));
+        assert!(has_head(r"^(?<m>.*)$"));
+        // `.` matching `\n`, `$` at every line end, a lazy or a partial rest, an alternation
+        // at the top, a rest nested in a group, an escaped `$`: the whole pattern is used.
+        assert!(!has_head(r"(?s)^(?<a>\w+) (?<m>.*)$"));
+        assert!(!has_head(r"(?m)^(?<a>\w+) (?<m>.*)$"));
+        assert!(!has_head(r"^(?<a>\w+) (?<m>.*?)$"));
+        assert!(!has_head(r"^(?<a>\w+) (?<m>.+)$"));
+        assert!(!has_head(r"^a|(?<a>\w+) (?<m>.*)$"));
+        assert!(!has_head(r"^(x(?<m>.*)$)"));
+        assert!(!has_head(r"^(?<a>\w+) (?<m>.*)\$"));
+        assert!(!has_head(r"^(?<a>\w+) (?<m>.*)"));
+    }
+
+    /// The fields a pattern gives, as the regex crate reads its named groups: the processor's
+    /// answer must be this one whether or not it matched through the head.
+    fn expected(pattern: &str, text: &str) -> Option<Vec<(String, String)>> {
+        let re = Regex::new(pattern).unwrap();
+        let caps = re.captures(text)?;
+        Some(
+            re.capture_names()
+                .flatten()
+                .filter_map(|n| caps.name(n).map(|m| (n.to_owned(), m.as_str().to_owned())))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_pattern_matched_through_its_head_gives_what_the_whole_pattern_gives() {
+        let patterns = [
+            r"^\[(?<time>[^\]]+)\] \[(?<level>[^\]]+)\] (?<message>.*)$",
+            r"(?<word>\w+) (?<rest>.*)$",
+            r"^(?<a>a|a\nb)(?<rest>.*)$",
+            r"^(?<a>x)?(?<b>\d*)(?<rest>.*)$",
+        ];
+        let texts = [
+            "[Sun Dec 04 04:47:44 2005] [error] mod_jk child workerEnv in error state 6",
+            "[Sun Dec 04 04:47:44 2005] [error] first line\nsecond line",
+            "[Sun Dec 04] [notice] ",
+            "[no level] here",
+            "  leading spaces then words here",
+            "one\ntwo three",
+            "a\nbc",
+            "abc",
+            "x12 tail",
+            "",
+            "\n",
+            "é ü ß",
+        ];
+        for pattern in patterns {
+            assert!(has_head(pattern), "{pattern} should be split");
+            let names: Vec<String> = Regex::new(pattern)
+                .unwrap()
+                .capture_names()
+                .flatten()
+                .map(str::to_owned)
+                .collect();
+            let yaml = format!(
+                "{{type: regex, field: text, patterns: ['{}']}}",
+                pattern.replace('\'', "''")
+            );
+            for text in texts {
+                let mut p = build(&yaml).unwrap();
+                let mut e = event("m");
+                e.fields.insert("text", Value::String(text.to_owned()));
+                p.process(&mut e);
+                match expected(pattern, text) {
+                    None => assert!(e.has_tag("_regex_parse_failure"), "{pattern} on {text:?}"),
+                    Some(fields) => {
+                        assert!(!e.has_tag("_regex_parse_failure"), "{pattern} on {text:?}");
+                        for name in &names {
+                            let want = fields
+                                .iter()
+                                .find(|(n, _)| n == name)
+                                .map(|(_, v)| v.as_str());
+                            let got = e.get(name).map(|v| v.as_str().unwrap());
+                            assert_eq!(got, want, "{pattern} on {text:?}: field {name}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -208,7 +208,14 @@ pub(super) fn run(
             if let Some(d) = deadline {
                 wait = wait.min(d.saturating_duration_since(now));
             }
-            let _ = wake.recv_timeout(wait.max(Duration::from_millis(1)));
+            let wait = wait.max(Duration::from_millis(1));
+            if t.config.once && generation != 0 {
+                // What `once` still waits for is mostly acknowledgements, which notify `room`,
+                // not `wake`: waiting on the poll interval added up to its length to every run.
+                t.wait_for_acks(wait, &wake);
+            } else {
+                let _ = wake.recv_timeout(wait);
+            }
         }
     }
     // Lines already read go out; what multiline still holds is read again after a restart.
@@ -238,6 +245,26 @@ impl Tailer {
                 .in_flight
                 .lock()
                 .is_ok_and(|f| f.batches.is_empty())
+    }
+
+    /// For `once`: waits up to `wait` for the batches in flight to be acknowledged, or, with
+    /// none in flight, for a file event (a file waiting for a slot, a copy or a back-off).
+    fn wait_for_acks(&self, wait: Duration, wake: &std::sync::mpsc::Receiver<()>) {
+        match self.shared.in_flight.lock() {
+            Ok(f) if !f.batches.is_empty() => {
+                let _ = self
+                    .shared
+                    .room
+                    .wait_timeout_while(f, wait, |f| !f.batches.is_empty());
+            }
+            Ok(f) => {
+                drop(f);
+                let _ = wake.recv_timeout(wait);
+            }
+            Err(_) => {
+                let _ = wake.recv_timeout(wait);
+            }
+        }
     }
 
     /// Refreshes the gauges on `/metrics` (once a second: a size per followed file is a
