@@ -97,9 +97,10 @@ pub(crate) fn over_udp<'a>(
 }
 
 /// VXLAN (RFC 7348): flags with the I bit, 24 reserved bits, the VNI, 8 reserved bits, then an
-/// Ethernet frame. The reserved bits are ignored as the RFC tells receivers to (Group Policy's
-/// G bit and policy id live there); with the P bit it is VXLAN-GPE, whose last header byte
-/// names the payload (1 IPv4, 2 IPv6, 3 Ethernet, 5 MPLS).
+/// Ethernet frame. Every bit but I is reserved and ignored as the RFC tells receivers to
+/// (Group Policy's G bit and policy id live there, and senders set others). VXLAN-GPE has a
+/// port of its own (4790): only there does the P bit say the last header byte names the
+/// payload (1 IPv4, 2 IPv6, 3 Ethernet, 5 MPLS).
 fn vxlan<'a>(
     walk: Walk<'_>,
     outer: &Packet<'a>,
@@ -111,7 +112,7 @@ fn vxlan<'a>(
     }
     let vni = be32(data, 4)? >> 8;
     let inner = tail(data, 8)?;
-    if flags & 0x04 != 0 {
+    if flags & 0x04 != 0 && outer.dport == VXLAN_GPE_PORT {
         let walk = walk.enter(tunnel(TunnelKind::VxlanGpe, Some(vni), outer))?;
         return match data[3] {
             1 | 2 => walk.ip_by_version(inner),
