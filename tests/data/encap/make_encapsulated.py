@@ -169,3 +169,33 @@ build("link_null.pcap", 0, lambda n, i, f: ip_only(i) and struct.pack("<I", 2) +
 build("link_loop.pcap", 108, lambda n, i, f: ip_only(i) and struct.pack(">I", 2) + ip_only(i))
 build("link_raw.pcap", 101, lambda n, i, f: ip_only(i))
 build("link_ipv4.pcap", 228, lambda n, i, f: ip_only(i))
+
+# VXLAN on 4789 with every reserved bit set (RFC 7348: "MUST be set to zero on transmission
+# and ignored on receipt"), the I bit among them, VNI 44. The P bit is one of those bits here:
+# only VXLAN-GPE's own port (4790) gives it a meaning.
+def vxlan_reserved_bits(n, inner, fwd):
+    hdr = b"\xff\xff\xff\xff" + struct.pack("!I", (44 << 8) | 0xFF)
+    return outer(fwd, 17, udp(40000 + (n % 5), 4789, hdr + inner), n + 1)
+
+
+def icmp_echo(request, ident, seq, payload=b"trawl-echo-test!"):
+    body = struct.pack("!BBHHH", 8 if request else 0, 0, 0, ident, seq) + payload
+    return body[:2] + struct.pack("!H", csum(body)) + body[4:]
+
+
+def echo_both_ways():
+    """192.0.2.1 pings 192.0.2.2 and 192.0.2.2 pings 192.0.2.1, both with identifier 0x77
+    (RFC 792: the identifier is the requester's, so these are two exchanges): two requests
+    and two replies each."""
+    recs, t = [], 0
+    for asker_is_a in (True, False):
+        for seq in (1, 2):
+            for request in (True, False):
+                fwd = asker_is_a == request
+                recs.append((1700000000, t, outer(fwd, 1, icmp_echo(request, 0x77, seq), t + 1)))
+                t += 1000
+    write_pcap("icmp_echo_both_ways.pcap", 1, recs)
+
+
+build("vxlan_reserved_bits.pcap", 1, vxlan_reserved_bits)
+echo_both_ways()
