@@ -197,5 +197,42 @@ def echo_both_ways():
     write_pcap("icmp_echo_both_ways.pcap", 1, recs)
 
 
+# GTP-U (3GPP TS 29.281) on 2152, TEID 0x1234, with the E and S flags: sequence number, then
+# one extension header (a PDU session container, type 0x85, one 4-byte word) and no next one.
+def gtp_u(n, inner, fwd):
+    ip = ip_only(inner)
+    if ip is None:
+        return None
+    ext = bytes([1, 0x00, 0x05, 0x00])
+    opt = struct.pack("!HBB", n, 0, 0x85) + ext
+    hdr = struct.pack("!BBHI", 0x30 | 0x04 | 0x02, 255, len(opt) + len(ip), 0x1234)
+    return outer(fwd, 17, udp(2152, 2152, hdr + opt + ip), n + 1)
+
+
+# IEEE 802.3 with LLC/SNAP (RFC 1042): a length in place of the type, AA AA 03, OUI 0, IPv4.
+def snap(n, inner, fwd):
+    ip = ip_only(inner)
+    if ip is None:
+        return None
+    llc = b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + ip
+    macs = (MAC_B, MAC_A) if fwd else (MAC_A, MAC_B)
+    return macs[0] + macs[1] + struct.pack("!H", len(llc)) + llc
+
+
+# Linux NFLOG: AF_INET, version 0, group 42; a prefix attribute (type 10) then the payload
+# (type 9), lengths and types little-endian as an x86 machine writes them, padded to 4 bytes.
+def nflog(n, inner, fwd):
+    ip = ip_only(inner)
+    if ip is None:
+        return None
+    def tlv(kind, value):
+        body = struct.pack("<HH", 4 + len(value), kind) + value
+        return body + b"\0" * (-len(body) % 4)
+    return struct.pack("!BBH", 2, 0, 42) + tlv(10, b"trawl\0") + tlv(9, ip)
+
+
 build("vxlan_reserved_bits.pcap", 1, vxlan_reserved_bits)
+build("gtp_u.pcap", 1, gtp_u)
+build("snap.pcap", 1, snap)
+build("link_nflog.pcap", 239, nflog)
 echo_both_ways()
