@@ -7,14 +7,19 @@ use serde_json::Value as J;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn capture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/http2/h2_prior_knowledge.pcap")
+/// The client speaks first, then the server; and the server's SETTINGS first.
+const CAPTURES: [&str; 2] = ["h2_prior_knowledge.pcap", "h2_server_settings_first.pcap"];
+
+fn capture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/http2")
+        .join(name)
 }
 
-fn events(only: &str) -> Vec<J> {
+fn events(name: &str, only: &str) -> Vec<J> {
     let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
         .args(["pcap", "--only", only])
-        .arg(capture())
+        .arg(capture(name))
         .output()
         .expect("run trawl pcap");
     assert!(
@@ -29,10 +34,10 @@ fn events(only: &str) -> Vec<J> {
 }
 
 /// tshark's requests and responses on the connection: (method, path) and status lines.
-fn tshark(field: &str) -> Vec<String> {
+fn tshark(name: &str, field: &str) -> Vec<String> {
     let out = Command::new("tshark")
         .arg("-r")
-        .arg(capture())
+        .arg(capture(name))
         .args(["-d", "tcp.port==8080,http2", "-T", "fields", "-e", field])
         .output()
         .expect("tshark is installed (scripts/setup.sh)");
@@ -45,21 +50,30 @@ fn tshark(field: &str) -> Vec<String> {
 
 #[test]
 fn prior_knowledge_http2_is_http2_when_http1_follows_every_port() {
-    let methods = tshark("http2.headers.method");
-    let statuses = tshark("http2.headers.status");
-    assert_eq!((methods.len(), statuses.len()), (1, 1), "tshark's view");
-    for only in ["http2", "http,http2"] {
-        let evs = events(only);
-        assert_eq!(evs.len(), 1, "--only {only}: one exchange: {evs:#?}");
-        let e = &evs[0];
-        assert_eq!(e["event"]["dataset"], "http2", "--only {only}: {e:#}");
-        assert_eq!(e["http"]["request"]["method"], methods[0].as_str());
+    for name in CAPTURES {
+        let methods = tshark(name, "http2.headers.method");
+        let statuses = tshark(name, "http2.headers.status");
         assert_eq!(
-            e["http"]["response"]["status_code"].to_string(),
-            statuses[0],
-            "--only {only}"
+            (methods.len(), statuses.len()),
+            (1, 1),
+            "{name}: tshark's view"
         );
-        assert_eq!(e["url"]["original"], "/");
-        assert_eq!(e["http"]["response"]["body"]["bytes"], 14);
+        for only in ["http2", "http,http2"] {
+            let evs = events(name, only);
+            assert_eq!(evs.len(), 1, "{name} --only {only}: one exchange: {evs:#?}");
+            let e = &evs[0];
+            assert_eq!(
+                e["event"]["dataset"], "http2",
+                "{name} --only {only}: {e:#}"
+            );
+            assert_eq!(e["http"]["request"]["method"], methods[0].as_str());
+            assert_eq!(
+                e["http"]["response"]["status_code"].to_string(),
+                statuses[0],
+                "{name} --only {only}"
+            );
+            assert_eq!(e["url"]["original"], "/");
+            assert_eq!(e["http"]["response"]["body"]["bytes"], 14);
+        }
     }
 }

@@ -150,10 +150,12 @@ impl Sessions {
         maybe
     }
 
-    /// The first payload of a connection taken provisionally at its SYN: when a protocol
-    /// without ports recognises it, the connection goes to that protocol (nothing was
-    /// delivered to the first one yet); else it stays.
-    fn recognize_late(&mut self, key: &FlowKey, payload: &[u8]) {
+    /// A payload of a connection taken provisionally at its SYN: when a protocol without
+    /// ports recognises it, the connection goes to that protocol; else it stays. The client's
+    /// first payload decides: a server may speak first (an HTTP/2 server's SETTINGS before
+    /// the client's preface), and what it sent is lost to the new protocol, as when that one
+    /// picks a connection up in the middle.
+    fn recognize_late(&mut self, key: &FlowKey, payload: &[u8], dir: usize) {
         let found = self.protocols.iter().position(|r| {
             r.runs_over(Transport::Tcp)
                 && r.protocol.settings().ports.is_empty()
@@ -162,7 +164,9 @@ impl Sessions {
         let Some(e) = self.conns.get_mut(key) else {
             return;
         };
-        e.provisional = false;
+        if dir == e.client_dir {
+            e.provisional = false;
+        }
         let Some(proto) = found.filter(|&i| i != e.proto) else {
             return;
         };
@@ -283,7 +287,7 @@ impl Sessions {
             self.conns.insert(key, e);
         }
         if !p.payload.is_empty() && self.conns.get(&key).is_some_and(|e| e.provisional) {
-            self.recognize_late(&key, p.payload);
+            self.recognize_late(&key, p.payload, dir);
         }
         let Some(e) = self.conns.get_mut(&key) else {
             return;

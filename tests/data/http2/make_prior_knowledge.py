@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Makes h2_prior_knowledge.pcap: one cleartext HTTP/2 connection with prior knowledge (RFC 9113
+"""Makes h2_prior_knowledge.pcap (and h2_server_settings_first.pcap, where the server's
+SETTINGS come before the client's preface): one cleartext HTTP/2 connection with prior knowledge (RFC 9113
 section 3.3) on port 8080, written frame by frame as the RFC lays them out: the client's
 preface, SETTINGS and a GET on stream 1 (HPACK static-table entries, RFC 7541 appendix A),
 the server's SETTINGS, the SETTINGS acknowledgements, a 200 HEADERS and a DATA frame ending
@@ -41,8 +42,30 @@ body = b"hello over h2\n"
 client_msgs = [PREFACE + h2(4, 0, 0, b"") + h2(1, 0x05, 1, REQ), h2(4, 0x01, 0, b"")]
 server_msgs = [h2(4, 0, 0, b"") + h2(4, 0x01, 0, b""), h2(1, 0x04, 1, b"\x88") + h2(0, 0x01, 1, body)]
 
-recs, t = [], 0
-cseq, sseq = 1000, 5000
+def connection(server_first):
+    """The exchange; with `server_first` the server sends its SETTINGS before the client's
+    preface arrives (as nghttp2's server does), which RFC 9113 section 3.4 allows."""
+    global recs, t, cseq, sseq
+    recs, t = [], 0
+    cseq, sseq = 1000, 5000
+    add(True, SYN)
+    add(False, SYN | ACK)
+    add(True, ACK)
+    if server_first:
+        add(False, PSH | ACK, h2(4, 0, 0, b""))
+        add(True, PSH | ACK, client_msgs[0] + h2(4, 0x01, 0, b""))
+        add(False, PSH | ACK, h2(4, 0x01, 0, b""))
+    else:
+        add(True, PSH | ACK, client_msgs[0])
+        add(False, PSH | ACK, server_msgs[0])
+        add(True, PSH | ACK, client_msgs[1])
+    add(False, PSH | ACK, server_msgs[1])
+    add(True, FIN | ACK)
+    add(False, FIN | ACK)
+    add(True, ACK)
+    return recs
+
+
 def add(from_client, flags, payload=b""):
     global t, cseq, sseq
     if from_client:
@@ -54,18 +77,9 @@ def add(from_client, flags, payload=b""):
     recs.append((1700000000, t, f))
     t += 1000
 
-add(True, SYN)
-add(False, SYN | ACK)
-add(True, ACK)
-add(True, PSH | ACK, client_msgs[0])
-add(False, PSH | ACK, server_msgs[0])
-add(True, PSH | ACK, client_msgs[1])
-add(False, PSH | ACK, server_msgs[1])
-add(True, FIN | ACK)
-add(False, FIN | ACK)
-add(True, ACK)
-
-with open("h2_prior_knowledge.pcap", "wb") as f:
-    f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-    for sec, usec, fr in recs:
-        f.write(struct.pack("<IIII", sec, usec, len(fr), len(fr)) + fr)
+for name, server_first in [("h2_prior_knowledge.pcap", False), ("h2_server_settings_first.pcap", True)]:
+    records = connection(server_first)
+    with open(name, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for sec, usec, fr in records:
+            f.write(struct.pack("<IIII", sec, usec, len(fr), len(fr)) + fr)
