@@ -693,8 +693,9 @@ fn method_like(buf: &[u8]) -> bool {
     }
 }
 
-/// A request line with a method outside the registry: an upper-case token, a space, and a line
-/// that ends with ` HTTP/1.x`. `None` when more bytes are needed to tell.
+/// A request line with a method outside the registry: an upper-case token, a space, a target,
+/// and a last word that starts with `HTTP/` (the version, maybe cut short, as the lenient
+/// request-line parser reads it). `None` when more bytes are needed to tell.
 fn unregistered_request_line(cand: &[u8]) -> Option<bool> {
     if !cand.first().is_some_and(u8::is_ascii_uppercase) {
         return Some(false);
@@ -712,7 +713,8 @@ fn unregistered_request_line(cand: &[u8]) -> Option<bool> {
         };
     };
     let line = cand[..nl].strip_suffix(b"\r").unwrap_or(&cand[..nl]);
-    Some(line.len() > sp + 9 && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0")))
+    let last = line.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1);
+    Some(last > sp + 2 && line[last..].starts_with(b"HTTP/"))
 }
 
 /// Where a message could start in `buf`: at its beginning or after a newline. `Some(i)` with

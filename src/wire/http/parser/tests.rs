@@ -188,6 +188,16 @@ fn finds_next_message_after_garbage() {
         Sync::At(5)
     );
     assert_eq!(find_message_start(b"no start here", false), Sync::Keep(13));
+    // An unregistered method starts a message when the line ends in a version word, even a
+    // cut one; without any version it is not taken for a request line.
+    assert_eq!(
+        find_message_start(b"x\nCCM_POST / HTTP/1.\nHost: h\n\n", true),
+        Sync::At(2)
+    );
+    assert_eq!(
+        find_message_start(b"x\nCCM_POST /\nHost: h\n\n", true),
+        Sync::Keep(22)
+    );
 }
 
 proptest! {
