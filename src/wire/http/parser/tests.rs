@@ -63,7 +63,16 @@ fn request_head_fields() {
 /// spaces, a cut version), and the header section after it is read, its broken lines left out.
 #[test]
 fn lenient_request_lines_keep_version_and_headers() {
-    let cases: &[(&[u8], &str, &str, Version, Option<&str>, &[&str])] = &[
+    // (request, method, target, version, Host, anomalies)
+    type Case<'a> = (
+        &'a [u8],
+        &'a str,
+        &'a str,
+        Version,
+        Option<&'a str>,
+        &'a [&'a str],
+    );
+    let cases: &[Case] = &[
         (
             b"OPTIONS  HTTP/1.1\nHost: www.example.com\n\n",
             "OPTIONS",
