@@ -101,6 +101,8 @@ fn inner_flows_and_http_through_every_encapsulation() {
     type Case<'a> = (&'a str, &'a [&'a str], Option<(&'a str, Option<&'a str>)>);
     let cases: &[Case] = &[
         ("vxlan.pcap", &[], Some(("vxlan", Some("42")))),
+        // Every reserved bit of the VXLAN header set: ignored on receipt (RFC 7348).
+        ("vxlan_reserved_bits.pcap", &[], Some(("vxlan", Some("44")))),
         (
             "vxlan_port9999.pcap",
             &["--vxlan-ports", "9999"],
@@ -113,6 +115,9 @@ fn inner_flows_and_http_through_every_encapsulation() {
         ("erspan_ii.pcap", &[], Some(("erspan-ii", Some("123")))),
         ("erspan_iii.pcap", &[], Some(("erspan-iii", Some("321")))),
         ("ipip.pcap", &[], Some(("ipip", None))),
+        ("gtp_u.pcap", &[], Some(("gtp", Some("4660")))),
+        ("snap.pcap", &[], None),
+        ("link_nflog.pcap", &[], None),
         ("mpls.pcap", &[], None),
         ("qinq_pppoe.pcap", &[], None),
         ("link_c_hdlc.pcap", &[], None),
@@ -336,4 +341,36 @@ fn icmp_echo_errors_and_reopened_connections() {
         .filter(|e| s(e, "event.dataset") == "http")
         .count();
     assert_eq!(http, 2);
+}
+
+/// An echo exchange belongs to the host that sent the request, whose identifier it is (RFC
+/// 792): 192.0.2.1 pinging 192.0.2.2 and 192.0.2.2 pinging 192.0.2.1 with the same identifier
+/// are two flows, each with its requester as source and tshark's request/reply pairing.
+#[test]
+fn echo_exchanges_in_both_directions_are_two_flows() {
+    let path = data("icmp_echo_both_ways.pcap");
+    let evs = trawl(&path, &[]);
+    let (a, b) = ("192.0.2.1", "192.0.2.2");
+    for (asker, answerer) in [(a, b), (b, a)] {
+        let requests = tshark_ip(&path, &format!("icmp.type == 8 and ip.src == {asker}"), 'l');
+        let replies = tshark_ip(&path, &format!("icmp.type == 0 and ip.dst == {asker}"), 'l');
+        assert_eq!((requests.len(), replies.len()), (2, 2), "tshark's view");
+        let f = flows(&evs, "icmp", asker);
+        assert_eq!(f.len(), 1, "one flow asked by {asker}: {evs:#?}");
+        assert_eq!(s(f[0], "destination.ip"), answerer);
+        assert_eq!(
+            (n(f[0], "source.packets"), n(f[0], "source.bytes")),
+            sent_by(&requests, asker)
+        );
+        assert_eq!(
+            (n(f[0], "destination.packets"), n(f[0], "destination.bytes")),
+            sent_by(&replies, answerer)
+        );
+    }
+    assert_eq!(
+        evs.iter()
+            .filter(|e| s(e, "event.dataset") == "flow")
+            .count(),
+        2
+    );
 }

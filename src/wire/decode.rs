@@ -19,6 +19,7 @@ pub mod linktype {
     pub const C_HDLC: i32 = 104;
     pub const LOOP: i32 = 108;
     pub const LINUX_SLL: i32 = 113;
+    pub const NFLOG: i32 = 239;
     pub const IPV4: i32 = 228;
     pub const IPV6: i32 = 229;
     pub const LINUX_SLL2: i32 = 276;
@@ -247,13 +248,50 @@ impl<'d> Walk<'d> {
             linktype::C_HDLC => self.ethertype(be16(data, 2)?, rest(data, 4)?),
             linktype::PPP | linktype::PPP_HDLC => self.ppp(data),
             linktype::PPP_ETHER => self.pppoe(data),
+            linktype::NFLOG => self.nflog(data),
             other => Err(DecodeError::UnsupportedLinkType(other)),
         }
     }
 
+    /// Ethernet II, or IEEE 802.3 (a length where the type would be) with an LLC/SNAP header
+    /// (RFC 1042: DSAP and SSAP 0xAA, control 3, an OUI, then the Ethernet type).
     #[inline]
     pub(crate) fn ethernet<'a>(self, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
-        self.ethertype(be16(data, 12)?, rest(data, 14)?)
+        let ethertype = be16(data, 12)?;
+        if ethertype <= 1500 {
+            return match data.get(14..17) {
+                Some([0xaa, 0xaa, 0x03]) => self.ethertype(be16(data, 20)?, rest(data, 22)?),
+                Some(_) => Err(DecodeError::NotIp),
+                None => Err(DecodeError::Truncated),
+            };
+        }
+        self.ethertype(ethertype, rest(data, 14)?)
+    }
+
+    /// Linux NFLOG (`DLT_NFLOG`): family, version and resource id, then type-length-value
+    /// attributes, each padded to 4 bytes, whose length and type are in the capturing
+    /// machine's byte order; the packet is attribute 9 (`NFULA_PAYLOAD`), from its IP header.
+    fn nflog<'a>(self, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+        let mut at = 4;
+        loop {
+            let h = data.get(at..at + 4).ok_or(DecodeError::Truncated)?;
+            let left = data.len() - at;
+            let (le, be) = (
+                u16::from_le_bytes([h[0], h[1]]) as usize,
+                u16::from_be_bytes([h[0], h[1]]) as usize,
+            );
+            let (len, kind) = if (4..=left).contains(&le) {
+                (le, u16::from_le_bytes([h[2], h[3]]))
+            } else if (4..=left).contains(&be) {
+                (be, u16::from_be_bytes([h[2], h[3]]))
+            } else {
+                return Err(DecodeError::Malformed);
+            };
+            if kind == 9 {
+                return self.ip_by_version(&data[at + 4..at + len]);
+            }
+            at += (len + 3) & !3;
+        }
     }
 
     /// Walks VLAN tags, then what the Ethernet type names.

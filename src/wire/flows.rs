@@ -104,12 +104,20 @@ impl FlowKey {
         vlan: u16,
         label: u32,
     ) -> (FlowKey, usize) {
+        let echo = matches!(proto, 1 | 58) && is_icmp_echo(proto == 58, sport as u8);
+        let answer = echo && is_icmp_answer(proto == 58, sport);
         let (sport, dport, label) = match proto {
             1 | 58 => icmp_endpoints(proto == 58, sport, label),
             6 | 17 | 132 | 33 | 136 => (sport, dport, 0),
             _ => (0, 0, label),
         };
-        FlowKey::ordered(src, sport, dst, dport, proto, vlan, label)
+        let (mut key, dir) = FlowKey::ordered(src, sport, dst, dport, proto, vlan, label);
+        // The identifier is the requester's (RFC 792, RFC 4443): A pinging B and B pinging A
+        // with the same identifier are two exchanges. The key says which endpoint asked.
+        if echo && (dir == 0) == answer {
+            key.label |= ECHO_ASKED_BY_B;
+        }
+        (key, dir)
     }
 
     #[inline(always)]
@@ -138,6 +146,9 @@ impl FlowKey {
         }
     }
 }
+
+/// Set in an echo flow's label when endpoint `b` sent the requests.
+const ECHO_ASKED_BY_B: u32 = 0x2_0000;
 
 /// ICMP has no ports: an echo request and its reply share the identifier; other messages are
 /// told apart by their request/reply pair (router solicitation and advertisement...).

@@ -56,6 +56,9 @@ struct Entry {
     streams: [Stream; 2],
     /// The flow direction the client sends in.
     client_dir: usize,
+    /// Taken at its SYN by the protocol that takes what nothing recognises (HTTP on every
+    /// port): the first payload may still be recognised by another (the HTTP/2 preface).
+    provisional: bool,
     first_ns: i64,
     last_ns: i64,
 }
@@ -147,6 +150,40 @@ impl Sessions {
         maybe
     }
 
+    /// A payload of a connection taken provisionally at its SYN: when a protocol without
+    /// ports recognises it, the connection goes to that protocol; else it stays. The client's
+    /// first payload decides: a server may speak first (an HTTP/2 server's SETTINGS before
+    /// the client's preface), and what it sent is lost to the new protocol, as when that one
+    /// picks a connection up in the middle.
+    fn recognize_late(&mut self, key: &FlowKey, payload: &[u8], dir: usize) {
+        let found = self.protocols.iter().position(|r| {
+            r.runs_over(Transport::Tcp)
+                && r.protocol.settings().ports.is_empty()
+                && r.protocol.recognize(Transport::Tcp, payload).is_some()
+        });
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        if dir == e.client_dir {
+            e.provisional = false;
+        }
+        let Some(proto) = found.filter(|&i| i != e.proto) else {
+            return;
+        };
+        let r = &mut self.protocols[proto];
+        if r.open >= r.protocol.settings().max_connections {
+            r.stats.untracked.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        r.open += 1;
+        e.conn.protocol = r.protocol.name();
+        e.conn.category = r.protocol.category();
+        e.session = r.protocol.open(Transport::Tcp, &e.conn);
+        let old = &mut self.protocols[e.proto];
+        old.open = old.open.saturating_sub(1);
+        e.proto = proto;
+    }
+
     pub fn packet(&mut self, p: &Packet<'_>, ts: i64, out: &mut Out) {
         match (p.tcp.is_some(), p.proto) {
             (true, _) => self.tcp(p, ts, out),
@@ -185,6 +222,7 @@ impl Sessions {
             proto,
             streams: Default::default(),
             client_dir,
+            provisional: false,
             first_ns: ts,
             last_ns: ts,
         })
@@ -240,10 +278,16 @@ impl Sessions {
                     None => dir ^ 1,
                 }
             };
-            let Some(e) = self.open(proto, Transport::Tcp, p, dir, client_dir, ts) else {
+            let by_port =
+                self.protocols[proto].on_port(p.dport) || self.protocols[proto].on_port(p.sport);
+            let Some(mut e) = self.open(proto, Transport::Tcp, p, dir, client_dir, ts) else {
                 return;
             };
+            e.provisional = p.payload.is_empty() && sent_by.is_none() && !by_port;
             self.conns.insert(key, e);
+        }
+        if !p.payload.is_empty() && self.conns.get(&key).is_some_and(|e| e.provisional) {
+            self.recognize_late(&key, p.payload, dir);
         }
         let Some(e) = self.conns.get_mut(&key) else {
             return;

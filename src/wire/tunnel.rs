@@ -16,6 +16,8 @@ pub enum TunnelKind {
     ErspanII,
     ErspanIII,
     Teredo,
+    /// GTP-U, the user plane of mobile networks (3GPP TS 29.281).
+    Gtp,
     /// IPv4 carried directly in IP (protocol 4).
     Ipip,
     /// IPv6 carried directly in IP (protocol 41: 6in4, `sit`, ip6tnl).
@@ -34,6 +36,7 @@ impl TunnelKind {
             TunnelKind::ErspanII => "erspan-ii",
             TunnelKind::ErspanIII => "erspan-iii",
             TunnelKind::Teredo => "teredo",
+            TunnelKind::Gtp => "gtp",
             TunnelKind::Ipip => "ipip",
             TunnelKind::Ip6in4 => "6in4",
         }
@@ -54,6 +57,8 @@ pub struct Tunnel {
 const GENEVE_PORT: u16 = 6081;
 const VXLAN_GPE_PORT: u16 = 4790;
 const TEREDO_PORT: u16 = 3544;
+/// GTP-U's port (3GPP TS 29.281 section 4.4.2).
+const GTP_U_PORT: u16 = 2152;
 /// Ethernet type of an Ethernet frame carried as a payload (transparent Ethernet bridging).
 const ETH_TEB: u16 = 0x6558;
 
@@ -90,6 +95,9 @@ pub(crate) fn over_udp<'a>(
     if outer.dport == GENEVE_PORT {
         return Some(geneve(walk, outer, data));
     }
+    if outer.dport == GTP_U_PORT || outer.sport == GTP_U_PORT {
+        return Some(gtp_u(walk, outer, data));
+    }
     if outer.sport == TEREDO_PORT || outer.dport == TEREDO_PORT || looks_like_teredo(data) {
         return Some(teredo(walk, outer, data));
     }
@@ -97,9 +105,10 @@ pub(crate) fn over_udp<'a>(
 }
 
 /// VXLAN (RFC 7348): flags with the I bit, 24 reserved bits, the VNI, 8 reserved bits, then an
-/// Ethernet frame. The reserved bits are ignored as the RFC tells receivers to (Group Policy's
-/// G bit and policy id live there); with the P bit it is VXLAN-GPE, whose last header byte
-/// names the payload (1 IPv4, 2 IPv6, 3 Ethernet, 5 MPLS).
+/// Ethernet frame. Every bit but I is reserved and ignored as the RFC tells receivers to
+/// (Group Policy's G bit and policy id live there, and senders set others). VXLAN-GPE has a
+/// port of its own (4790): only there does the P bit say the last header byte names the
+/// payload (1 IPv4, 2 IPv6, 3 Ethernet, 5 MPLS).
 fn vxlan<'a>(
     walk: Walk<'_>,
     outer: &Packet<'a>,
@@ -111,7 +120,7 @@ fn vxlan<'a>(
     }
     let vni = be32(data, 4)? >> 8;
     let inner = tail(data, 8)?;
-    if flags & 0x04 != 0 {
+    if flags & 0x04 != 0 && outer.dport == VXLAN_GPE_PORT {
         let walk = walk.enter(tunnel(TunnelKind::VxlanGpe, Some(vni), outer))?;
         return match data[3] {
             1 | 2 => walk.ip_by_version(inner),
@@ -153,6 +162,40 @@ fn looks_like_teredo(data: &[u8]) -> bool {
         && data[0] >> 4 == 6
         && u16::from_be_bytes([data[4], data[5]]) as usize + 40 == data.len()
         && (data[8..12] == [0x20, 0x01, 0, 0] || data[24..28] == [0x20, 0x01, 0, 0])
+}
+
+/// GTP-U (3GPP TS 29.281 section 5.1): version 1 with the PT bit, message type, length, TEID;
+/// with any of the E, S or PN flags a sequence number, N-PDU number and next extension type
+/// follow, then the extension headers (length in 4-byte units, the next type in their last
+/// byte). A G-PDU (type 255) carries an IP packet; the signalling messages carry none.
+fn gtp_u<'a>(
+    walk: Walk<'_>,
+    outer: &Packet<'a>,
+    data: &'a [u8],
+) -> Result<Packet<'a>, DecodeError> {
+    let flags = *data.first().ok_or(DecodeError::Truncated)?;
+    if flags >> 5 != 1 || flags & 0x10 == 0 {
+        return Err(DecodeError::Malformed);
+    }
+    if data.get(1) != Some(&255) {
+        return Err(DecodeError::NotIp);
+    }
+    let teid = be32(data, 4)?;
+    let mut at = 8;
+    if flags & 0x07 != 0 {
+        let mut next = *data.get(11).ok_or(DecodeError::Truncated)?;
+        at = 12;
+        while next != 0 {
+            let words = *data.get(at).ok_or(DecodeError::Truncated)? as usize;
+            if words == 0 {
+                return Err(DecodeError::Malformed);
+            }
+            at += words * 4;
+            next = *data.get(at - 1).ok_or(DecodeError::Truncated)?;
+        }
+    }
+    walk.enter(tunnel(TunnelKind::Gtp, Some(teid), outer))?
+        .ip_by_version(tail(data, at)?)
 }
 
 /// Teredo (RFC 4380): optional authentication and origin indications, then IPv6.

@@ -56,6 +56,8 @@ pub mod anomaly {
     pub const MISSING_VERSION: &str = "missing_version";
     /// White space inside the request target.
     pub const SPACE_IN_TARGET: &str = "space_in_target";
+    /// Nothing between the method and the version (`GET  HTTP/1.1`).
+    pub const MISSING_TARGET: &str = "missing_target";
     /// A version other than HTTP/1.0 and HTTP/1.1 on a request line.
     pub const INVALID_VERSION: &str = "invalid_version";
     /// A request line or header RFC 9112 rejects for another reason (a control byte in the
@@ -220,36 +222,39 @@ fn parse_lenient_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHe
     }
     let rest = line[sp..].trim_ascii();
     let mut anomalies = Vec::new();
-    let version = rest
-        .len()
-        .checked_sub(8)
-        .filter(|&i| i > 0 && rest[i - 1] == b' ' && rest[i..].starts_with(b"HTTP/"));
-    let (target, version, headers_at) = match version {
-        Some(i) => {
-            let version = match &rest[i..] {
-                b"HTTP/1.0" => Version::V10,
-                b"HTTP/1.1" => Version::V11,
-                _ => {
-                    anomalies.push(anomaly::INVALID_VERSION);
-                    Version::V11
-                }
-            };
-            (rest[..i].trim_ascii(), version, Some(nl + 1))
-        }
-        None => {
-            // HTTP/0.9: `GET target`, answered by the body alone; anything else without a
-            // version is a broken request line.
-            if !registered_method(method) {
-                return Status::Error;
+    // The version is the last word when it starts with `HTTP/`, whatever precedes it: a
+    // target with spaces, or none at all (`GET  HTTP/1.1`); cut short (`HTTP/1.`), it is
+    // still a version, and headers follow.
+    let last = rest
+        .iter()
+        .rposition(|b| matches!(b, b' ' | b'\t'))
+        .map_or(0, |i| i + 1);
+    let (target, version, headers_at) = if rest[last..].starts_with(b"HTTP/") {
+        let version = match &rest[last..] {
+            b"HTTP/1.0" => Version::V10,
+            b"HTTP/1.1" => Version::V11,
+            _ => {
+                anomalies.push(anomaly::INVALID_VERSION);
+                Version::V11
             }
-            if method != b"GET" {
-                anomalies.push(anomaly::MISSING_VERSION);
-            }
-            (rest, Version::V09, None)
+        };
+        (rest[..last].trim_ascii(), version, Some(nl + 1))
+    } else {
+        // HTTP/0.9: `GET target`, answered by the body alone; anything else without a
+        // version is a broken request line.
+        if !registered_method(method) {
+            return Status::Error;
         }
+        if method != b"GET" {
+            anomalies.push(anomaly::MISSING_VERSION);
+        }
+        (rest, Version::V09, None)
     };
     if target.is_empty() {
-        return Status::Error;
+        if version == Version::V09 {
+            return Status::Error;
+        }
+        anomalies.push(anomaly::MISSING_TARGET);
     }
     if target.iter().any(|b| matches!(b, b' ' | b'\t')) {
         anomalies.push(anomaly::SPACE_IN_TARGET);
@@ -264,7 +269,16 @@ fn parse_lenient_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHe
         ..Default::default()
     };
     let n = match headers_at {
-        None => nl + 1,
+        // A simple request has no headers, but a client may send header lines after a
+        // version-less request line anyway: when a whole header section came with the line,
+        // it is read (as libhtp and Zeek do); else the line alone is the request.
+        None => match lenient_headers(&buf[nl + 1..]) {
+            Some((used, headers)) if !headers.is_empty() => {
+                request_headers(&mut head, &headers, opts);
+                nl + 1 + used
+            }
+            _ => nl + 1,
+        },
         Some(at) => {
             let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
             match httparse::parse_headers(&buf[at..], &mut hs) {
@@ -273,7 +287,17 @@ fn parse_lenient_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHe
                     at + used
                 }
                 Ok(httparse::Status::Partial) => return Status::Partial,
-                Err(_) => return Status::Error,
+                Err(_) => match lenient_headers(&buf[at..]) {
+                    Some((used, headers)) => {
+                        if !anomalies.contains(&anomaly::INVALID_REQUEST) {
+                            anomalies.push(anomaly::INVALID_REQUEST);
+                        }
+                        request_headers(&mut head, &headers, opts);
+                        at + used
+                    }
+                    None if buf.len() - at > MAX_REQUEST_LINE * 4 => return Status::Error,
+                    None => return Status::Partial,
+                },
             }
         }
     };
@@ -283,6 +307,39 @@ fn parse_lenient_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHe
     }
     head.anomalies = anomalies;
     Status::Complete(head, lead + n)
+}
+
+/// The header section of a request whose request line was already lenient, when httparse
+/// refuses a line of it (no colon, a space in the name...): the well-formed fields, the others
+/// left out, up to the empty line. `None` until that empty line has arrived.
+fn lenient_headers(buf: &[u8]) -> Option<(usize, Vec<httparse::Header<'_>>)> {
+    let mut headers = Vec::new();
+    let mut at = 0;
+    loop {
+        let nl = memchr::memchr(b'\n', &buf[at..])? + at;
+        let line = buf[at..nl].strip_suffix(b"\r").unwrap_or(&buf[at..nl]);
+        at = nl + 1;
+        if line.is_empty() {
+            return Some((at, headers));
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let name = &line[..colon];
+        if headers.len() < MAX_HEADERS && !name.is_empty() && name.iter().all(|&b| tchar(b)) {
+            if let Ok(name) = std::str::from_utf8(name) {
+                headers.push(httparse::Header {
+                    name,
+                    value: line[colon + 1..].trim_ascii(),
+                });
+            }
+        }
+    }
+}
+
+/// A token character (RFC 9110 section 5.6.2).
+fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 pub fn parse_response(buf: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead> {
@@ -636,8 +693,9 @@ fn method_like(buf: &[u8]) -> bool {
     }
 }
 
-/// A request line with a method outside the registry: an upper-case token, a space, and a line
-/// that ends with ` HTTP/1.x`. `None` when more bytes are needed to tell.
+/// A request line with a method outside the registry: an upper-case token, a space, a target,
+/// and a last word that starts with `HTTP/` (the version, maybe cut short, as the lenient
+/// request-line parser reads it). `None` when more bytes are needed to tell.
 fn unregistered_request_line(cand: &[u8]) -> Option<bool> {
     if !cand.first().is_some_and(u8::is_ascii_uppercase) {
         return Some(false);
@@ -655,7 +713,8 @@ fn unregistered_request_line(cand: &[u8]) -> Option<bool> {
         };
     };
     let line = cand[..nl].strip_suffix(b"\r").unwrap_or(&cand[..nl]);
-    Some(line.len() > sp + 9 && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0")))
+    let last = line.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1);
+    Some(last > sp + 2 && line[last..].starts_with(b"HTTP/"))
 }
 
 /// Where a message could start in `buf`: at its beginning or after a newline. `Some(i)` with

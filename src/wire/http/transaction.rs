@@ -699,10 +699,16 @@ fn answers_simple_request(p: &RespParts<'_>) -> bool {
 /// The state after the first bytes inside a CONNECT tunnel: HTTP goes on being parsed,
 /// anything else (TLS, SSH...) is left alone. `None`: too few bytes to tell.
 fn tunnel(data: &[u8], request: bool) -> Option<State> {
-    if data.is_empty() {
+    // Empty lines before a message are ignored (RFC 9112 section 2.2): some servers end the
+    // CONNECT response with one line end too many, which the head parsers skip.
+    let lead = data
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    if lead == data.len() {
         return None;
     }
-    match parser::find_message_start(data, request) {
+    match parser::find_message_start(&data[lead..], request) {
         Sync::At(0) => Some(State::Head),
         Sync::Keep(0) => None,
         _ => Some(State::Done),

@@ -169,3 +169,70 @@ build("link_null.pcap", 0, lambda n, i, f: ip_only(i) and struct.pack("<I", 2) +
 build("link_loop.pcap", 108, lambda n, i, f: ip_only(i) and struct.pack(">I", 2) + ip_only(i))
 build("link_raw.pcap", 101, lambda n, i, f: ip_only(i))
 build("link_ipv4.pcap", 228, lambda n, i, f: ip_only(i))
+
+# VXLAN on 4789 with every reserved bit set (RFC 7348: "MUST be set to zero on transmission
+# and ignored on receipt"), the I bit among them, VNI 44. The P bit is one of those bits here:
+# only VXLAN-GPE's own port (4790) gives it a meaning.
+def vxlan_reserved_bits(n, inner, fwd):
+    hdr = b"\xff\xff\xff\xff" + struct.pack("!I", (44 << 8) | 0xFF)
+    return outer(fwd, 17, udp(40000 + (n % 5), 4789, hdr + inner), n + 1)
+
+
+def icmp_echo(request, ident, seq, payload=b"trawl-echo-test!"):
+    body = struct.pack("!BBHHH", 8 if request else 0, 0, 0, ident, seq) + payload
+    return body[:2] + struct.pack("!H", csum(body)) + body[4:]
+
+
+def echo_both_ways():
+    """192.0.2.1 pings 192.0.2.2 and 192.0.2.2 pings 192.0.2.1, both with identifier 0x77
+    (RFC 792: the identifier is the requester's, so these are two exchanges): two requests
+    and two replies each."""
+    recs, t = [], 0
+    for asker_is_a in (True, False):
+        for seq in (1, 2):
+            for request in (True, False):
+                fwd = asker_is_a == request
+                recs.append((1700000000, t, outer(fwd, 1, icmp_echo(request, 0x77, seq), t + 1)))
+                t += 1000
+    write_pcap("icmp_echo_both_ways.pcap", 1, recs)
+
+
+# GTP-U (3GPP TS 29.281) on 2152, TEID 0x1234, with the E and S flags: sequence number, then
+# one extension header (a PDU session container, type 0x85, one 4-byte word) and no next one.
+def gtp_u(n, inner, fwd):
+    ip = ip_only(inner)
+    if ip is None:
+        return None
+    ext = bytes([1, 0x00, 0x05, 0x00])
+    opt = struct.pack("!HBB", n, 0, 0x85) + ext
+    hdr = struct.pack("!BBHI", 0x30 | 0x04 | 0x02, 255, len(opt) + len(ip), 0x1234)
+    return outer(fwd, 17, udp(2152, 2152, hdr + opt + ip), n + 1)
+
+
+# IEEE 802.3 with LLC/SNAP (RFC 1042): a length in place of the type, AA AA 03, OUI 0, IPv4.
+def snap(n, inner, fwd):
+    ip = ip_only(inner)
+    if ip is None:
+        return None
+    llc = b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + ip
+    macs = (MAC_B, MAC_A) if fwd else (MAC_A, MAC_B)
+    return macs[0] + macs[1] + struct.pack("!H", len(llc)) + llc
+
+
+# Linux NFLOG: AF_INET, version 0, group 42; a prefix attribute (type 10) then the payload
+# (type 9), lengths and types little-endian as an x86 machine writes them, padded to 4 bytes.
+def nflog(n, inner, fwd):
+    ip = ip_only(inner)
+    if ip is None:
+        return None
+    def tlv(kind, value):
+        body = struct.pack("<HH", 4 + len(value), kind) + value
+        return body + b"\0" * (-len(body) % 4)
+    return struct.pack("!BBH", 2, 0, 42) + tlv(10, b"trawl\0") + tlv(9, ip)
+
+
+build("vxlan_reserved_bits.pcap", 1, vxlan_reserved_bits)
+build("gtp_u.pcap", 1, gtp_u)
+build("snap.pcap", 1, snap)
+build("link_nflog.pcap", 239, nflog)
+echo_both_ways()

@@ -58,6 +58,88 @@ fn request_head_fields() {
     );
 }
 
+/// Request lines RFC 9112 rejects but that are still requests on the wire: the version is the
+/// last word when it starts with `HTTP/`, whatever precedes it (no target, a target with
+/// spaces, a cut version), and the header section after it is read, its broken lines left out.
+#[test]
+fn lenient_request_lines_keep_version_and_headers() {
+    // (request, method, target, version, Host, anomalies)
+    type Case<'a> = (
+        &'a [u8],
+        &'a str,
+        &'a str,
+        Version,
+        Option<&'a str>,
+        &'a [&'a str],
+    );
+    let cases: &[Case] = &[
+        (
+            b"OPTIONS  HTTP/1.1\nHost: www.example.com\n\n",
+            "OPTIONS",
+            "",
+            Version::V11,
+            Some("www.example.com"),
+            &["missing_target"],
+        ),
+        (
+            b"GET HTTP/1.1\r\nHost: example.org\r\n\r\n",
+            "GET",
+            "",
+            Version::V11,
+            Some("example.org"),
+            &["missing_target"],
+        ),
+        (
+            b"GET / HTTP/1.\nHost: www.example.com\n\n",
+            "GET",
+            "/",
+            Version::V11,
+            Some("www.example.com"),
+            &["invalid_version"],
+        ),
+        (
+            b"CONNECT mail.example.net:25 / HTTP/1.0\r\nMozilla 4.0 (compatible)\r\nHost: proxy\r\n\r\n",
+            "CONNECT",
+            "mail.example.net:25 /",
+            Version::V10,
+            Some("proxy"),
+            &["space_in_target", "invalid_request"],
+        ),
+        // No version word: an HTTP/0.9 simple request, whose target may end in "HTTP/1.1".
+        (b"GET /HTTP/1.1\r\n", "GET", "/HTTP/1.1", Version::V09, None, &[]),
+        // Header lines sent after a version-less request line anyway are read.
+        (
+            b"GET /\nFakeHeader\nHost: localhost\nUser-Agent: myscript\n\n",
+            "GET",
+            "/",
+            Version::V09,
+            Some("localhost"),
+            &[],
+        ),
+    ];
+    for (raw, method, target, version, host, anomalies) in cases {
+        match parse_request(raw, &OPTS) {
+            Status::Complete(h, n) => {
+                let name = String::from_utf8_lossy(raw);
+                assert_eq!(n, raw.len(), "{name}");
+                assert_eq!(
+                    (h.method.as_str(), h.target.as_str(), h.version),
+                    (*method, *target, *version),
+                    "{name}"
+                );
+                assert_eq!(h.host.as_deref(), *host, "{name}");
+                assert_eq!(h.anomalies, *anomalies, "{name}");
+            }
+            other => panic!("{}: {other:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+    // A header section still arriving is waited for, even after a broken line.
+    assert_eq!(
+        parse_request(b"GET / HTTP/1.0\r\nbroken line\r\nHost: x\r\n", &OPTS),
+        Status::Partial
+    );
+}
+
 #[test]
 fn chunked_body_across_pieces() {
     let wire =
@@ -115,6 +197,16 @@ fn finds_next_message_after_garbage() {
         Sync::At(5)
     );
     assert_eq!(find_message_start(b"no start here", false), Sync::Keep(13));
+    // An unregistered method starts a message when the line ends in a version word, even a
+    // cut one; without any version it is not taken for a request line.
+    assert_eq!(
+        find_message_start(b"x\nCCM_POST / HTTP/1.\nHost: h\n\n", true),
+        Sync::At(2)
+    );
+    assert_eq!(
+        find_message_start(b"x\nCCM_POST /\nHost: h\n\n", true),
+        Sync::Keep(22)
+    );
 }
 
 proptest! {

@@ -91,6 +91,20 @@ fn connect_tunnel_carrying_http_is_followed_and_tls_is_left_alone() {
             "GET /inside -> 404 None"
         ]
     );
+    // A line end too many after the CONNECT's answer (and after the request inside): empty
+    // lines before a message are ignored (RFC 9112 section 2.2), the tunnel is still HTTP.
+    let out = run(
+        &[
+            b"CONNECT abc:443 HTTP/1.1\r\nUser-Agent: v/1\r\n\r\n\n",
+            b"GET / HTTP/1.1\r\nUser-Agent: v/1\r\n\r\n\n",
+        ],
+        &[
+            b"HTTP/1.1 200 OK\r\nServer: s/1\r\n\r\n\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ],
+    );
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    assert_eq!(s, vec!["CONNECT abc:443 -> 200 None", "GET / -> 200 None"]);
     // TLS through the tunnel: the CONNECT only, and no parse error.
     let l = limits();
     let mut st = ConnStats::default();

@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""Scores `trawl pcap` on captures held out of the repository: suricata-verify tests (the HTTP
+event filters and the flow packet-count filters of each test.yaml) and Zeek btests (the rows of
+each http.log baseline). Opt-in: the suites are GPL data kept outside the repository.
+
+Usage: benches/heldout.py [--trawl BIN] [--suricata DIR] [--zeek DIR] [--misses] [--only NAME]
+  --suricata DIR  folders DIR/<test>/ with input.pcap and test.yaml (env HELDOUT_SURICATA)
+  --zeek DIR      folders DIR/<test>/ with input.pcap and http.log (env HELDOUT_ZEEK)
+  --trawl BIN     the binary to run (env TRAWL, default target/release/trawl)
+  --misses        list every expectation that did not match, with what trawl emitted
+  --json FILE     write every expectation and its outcome as JSON (to compare two runs)
+
+Matching follows suricata-verify's own runner (run.py, FilterCheck): a filter passes when the
+number of events matching every key of `match` equals `count`; keys ending in __gt/__gte/__lt/
+__lte/__find/__contains/__startswith/__endswith, has-key and not-has-key as there. Keys are
+mapped to trawl's ECS fields as ../shared/README.md does (the table there and below); a key
+with no ECS counterpart (alert, tx_id, http2 settings...) is left out of the match, as in
+tests/pcap_suricata.rs; a filter none of whose keys has one is reported apart ("unmappable"),
+since it would count every event. Filters for older Suricata versions (`requires: lt-version`) are
+skipped, and so is a test that requires one. A `count: 0` filter in a test that runs
+Suricata as an IPS or with `stream.midstream=false` is reported apart ("policy"): Suricata
+logs nothing there by policy, a passive shipper reports what it saw (as tests/pcap_suricata.rs).
+Zeek rows match one trawl HTTP event each (one-to-one): endpoints, method, host (Zeek keeps
+port left out), uri (Zeek logs it percent-decoded), user agent, status (Zeek's version is the
+reply's, trawl's the request's: not compared); a btest whose script rewrites log records
+(HTTP::log_policy) is skipped.
+"""
+import argparse
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.parse
+
+try:
+    import yaml
+except ImportError:
+    sys.exit("needs PyYAML (python3-yaml)")
+
+# suricata-verify key -> trawl (ECS) field, for HTTP and for flow events.
+HTTP_FIELDS = {
+    "http.http_method": "http.request.method",
+    "http.url": "url.original",
+    "http.hostname": "url.domain",
+    "http.status": "http.response.status_code",
+    "http.http_user_agent": "user_agent.original",
+    "http.protocol": "http.version",
+    "src_ip": "source.ip",
+    "src_port": "source.port",
+    "dest_ip": "destination.ip",
+    "dest_port": "destination.port",
+    "proto": "network.transport",
+}
+FLOW_FIELDS = {
+    "flow.pkts_toserver": "source.packets",
+    "flow.pkts_toclient": "destination.packets",
+    "src_ip": "source.ip",
+    "src_port": "source.port",
+    "dest_ip": "destination.ip",
+    "dest_port": "destination.port",
+    "proto": "network.transport",
+}
+OPS = ("__gt", "__gte", "__lt", "__lte", "__find", "__contains", "__startswith", "__endswith")
+
+
+def flatten(prefix, y, out):
+    if isinstance(y, dict):
+        for k, v in y.items():
+            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = y
+
+
+def get(ev, path):
+    for k in path.split("."):
+        if not isinstance(ev, dict) or k not in ev:
+            return None
+        ev = ev[k]
+    return ev
+
+
+def same(field, have, want):
+    """Whether trawl's value equals suricata-verify's, modulo representation."""
+    if have is None:
+        return False
+    if field.endswith(".ip"):
+        try:
+            return ipaddress.ip_address(str(have)) == ipaddress.ip_address(str(want))
+        except ValueError:
+            return False
+    if field == "http.version":
+        w = str(want)
+        return w.removeprefix("HTTP/") == str(have)
+    if field == "network.transport":
+        w = str(want).lower()
+        return str(have).lower() in (w, {"ipv6-icmp": "ipv6-icmp", "icmpv6": "ipv6-icmp"}.get(w, w))
+    return str(have) == str(want)
+
+
+def compile_filter(match, fields):
+    """The conditions of a filter over trawl events, and the keys left out (no ECS counterpart)."""
+    conds, dropped = [], []
+    for key, want in match.items():
+        if key == "event_type":
+            continue
+        if key in ("has-key", "not-has-key"):
+            for item in want if isinstance(want, list) else [want]:
+                if item in fields:
+                    conds.append((key, fields[item], None))
+                else:
+                    dropped.append(f"{key}:{item}")
+            continue
+        op = None
+        base = key
+        for o in OPS:
+            if key.endswith("." + o):
+                op, base = o, key[: -len(o) - 1]
+        if base in fields:
+            conds.append((op or "eq", fields[base], want))
+        else:
+            dropped.append(key)
+    return conds, dropped
+
+
+def holds(ev, conds):
+    for op, field, want in conds:
+        have = get(ev, field)
+        if op == "has-key":
+            ok = have is not None
+        elif op == "not-has-key":
+            ok = have is None
+        elif op == "eq":
+            ok = same(field, have, want)
+        elif have is None:
+            ok = False
+        elif op in ("__gt", "__gte", "__lt", "__lte"):
+            ok = isinstance(have, (int, float)) and {
+                "__gt": have > want, "__gte": have >= want,
+                "__lt": have < want, "__lte": have <= want}[op]
+        elif op in ("__find", "__contains"):
+            ok = str(want) in str(have)
+        elif op == "__startswith":
+            ok = str(have).startswith(str(want))
+        else:
+            ok = str(have).endswith(str(want))
+        if not ok:
+            return False
+    return True
+
+
+def run_trawl(trawl, pcap):
+    out = subprocess.run([trawl, "pcap", "--only", "flows,http,http2", pcap],
+                         capture_output=True, timeout=600)
+    if out.returncode not in (0, 1):
+        return None, out.stderr.decode(errors="replace")[-400:]
+    events = []
+    for line in out.stdout.decode(errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            pass
+    return events, out.stderr.decode(errors="replace")
+
+
+def split(events):
+    """HTTP events (HTTP/1 and HTTP/2, as Suricata's event_type http) and one flow event per
+    flow (the last one trawl wrote for it)."""
+    http = [e for e in events if get(e, "event.dataset") in ("http", "http2")]
+    flows = {}
+    for e in events:
+        if get(e, "event.dataset") == "flow":
+            flows[get(e, "flow.id") or id(e)] = e
+    return http, list(flows.values())
+
+
+def suricata(root, trawl, results):
+    tests = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "test.yaml")))
+    captures = {"http": set(), "flow": set()}
+    for name in tests:
+        d = os.path.join(root, name)
+        with open(os.path.join(d, "test.yaml")) as f:
+            y = yaml.safe_load(f)
+        if "lt-version" in (y.get("requires") or {}):
+            continue
+        args = " ".join(str(a) for a in y.get("args") or [])
+        policy = "simulate-ips" in args or "midstream=false" in args
+        filters = []
+        for check in y.get("checks") or []:
+            f = check.get("filter") if isinstance(check, dict) else None
+            if not f or "lt-version" in (f.get("requires") or {}):
+                continue
+            m = {}
+            flatten("", f.get("match") or {}, m)
+            if m.get("event_type") == "http":
+                kind = "http"
+            elif m.get("event_type") == "flow" and ("flow.pkts_toserver" in m or "flow.pkts_toclient" in m):
+                kind = "flow"
+            else:
+                continue
+            filters.append((kind, m, f.get("count")))
+        if not filters:
+            continue
+        events, err = run_trawl(trawl, os.path.join(d, "input.pcap"))
+        http, flows = split(events or [])
+        for i, (kind, m, count) in enumerate(filters):
+            captures[kind].add(name)
+            conds, dropped = compile_filter(m, HTTP_FIELDS if kind == "http" else FLOW_FIELDS)
+            pool = http if kind == "http" else flows
+            n = sum(1 for e in pool if holds(e, conds))
+            ok = events is not None and (n == count if count is not None else n > 0)
+            if dropped and not conds:
+                # Only keys trawl has no counterpart for (HTTP/2 stream-0 settings, alerts...):
+                # counting every event would judge another filter than the one written.
+                status = "unmappable"
+            else:
+                status = "ok" if ok else ("policy" if policy and count == 0 else "miss")
+            results.append({
+                "suite": "suricata", "kind": kind, "test": name, "index": i, "status": status,
+                "count": count, "got": n, "match": {k: str(v) for k, v in m.items()},
+                "dropped": dropped, "emitted": len(pool), "crash": events is None and err,
+            })
+    return captures
+
+
+# Zeek's `version` is the reply's (trawl's http.version is the request's): not compared.
+ZEEK_FIELDS = ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "method", "host", "uri",
+               "user_agent", "status_code")
+
+
+def zeek_unescape(s):
+    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), s)
+
+
+def zeek_rows(path):
+    fields, rows = None, []
+    # latin-1 keeps every byte as one character, as the \\xNN escapes are decoded.
+    with open(path, encoding="latin-1") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("#fields"):
+                fields = line.split("\t")[1:]
+            elif line and not line.startswith("#") and fields:
+                rows.append(dict(zip(fields, line.split("\t"))))
+    return rows
+
+
+def zeek_matches(row, ev):
+    for k in ZEEK_FIELDS:
+        want = row.get(k)
+        if want is None:
+            continue
+        want = zeek_unescape(want)
+        field = {"id.orig_h": "source.ip", "id.orig_p": "source.port", "id.resp_h": "destination.ip",
+                 "id.resp_p": "destination.port", "method": "http.request.method",
+                 "host": "url.domain", "uri": "url.original", "version": "http.version",
+                 "user_agent": "user_agent.original", "status_code": "http.response.status_code"}[k]
+        have = get(ev, field)
+        if want == "-":
+            if have not in (None, ""):
+                return False
+            continue
+        if want == "(empty)":
+            want = ""
+        if k == "status_code" and want == "0":
+            # Zeek's 0 is an HTTP/0.9 reply: a response with no status line.
+            if get(ev, "http.response") is None or have is not None:
+                return False
+            continue
+        if have is None:
+            return False
+        if k in ("id.orig_h", "id.resp_h"):
+            if not same(field, have, want):
+                return False
+        elif k == "host":
+            # Zeek logs the Host header as sent (port included); trawl the name alone.
+            host = re.sub(r":[0-9]*$", "", want.lower()) if not want.endswith("]") else want.lower()
+            if str(have).lower() != host:
+                return False
+        elif k == "uri":
+            h = str(have)
+            raw = urllib.parse.unquote_to_bytes(h.encode("utf-8"))
+            if h != want and raw != want.encode("latin-1", errors="replace"):
+                return False
+        elif str(have) != want:
+            return False
+    return True
+
+
+def zeek(root, trawl, results):
+    tests = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "http.log")))
+    captures = set()
+    for name in tests:
+        d = os.path.join(root, name)
+        rows = zeek_rows(os.path.join(d, "http.log"))
+        with open(os.path.join(d, "test.zeek"), errors="replace") as f:
+            # A test whose script rewrites log records (anonymised addresses) is not comparable.
+            if "log_policy" in f.read():
+                continue
+        if not rows:
+            continue
+        captures.add(name)
+        events, err = run_trawl(trawl, os.path.join(d, "input.pcap"))
+        http, _ = split(events or [])
+        used = set()
+        for i, row in enumerate(rows):
+            if all(row.get(k) == "-" for k in ("method", "uri", "status_code")):
+                # Zeek logs an empty record after an HTTP/0.9 reply: no transaction on the wire.
+                results.append({"suite": "zeek", "kind": "zeek", "test": name, "index": i,
+                                "status": "policy", "match": {}, "emitted": len(http)})
+                continue
+            hit = next((j for j, e in enumerate(http) if j not in used and zeek_matches(row, e)), None)
+            if hit is not None:
+                used.add(hit)
+            results.append({
+                "suite": "zeek", "kind": "zeek", "test": name, "index": i,
+                "status": "ok" if hit is not None else "miss",
+                "match": {k: row.get(k) for k in ZEEK_FIELDS}, "emitted": len(http),
+                "crash": events is None and err,
+            })
+    return captures
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trawl", default=os.environ.get("TRAWL", "target/release/trawl"))
+    p.add_argument("--suricata", default=os.environ.get("HELDOUT_SURICATA"))
+    p.add_argument("--zeek", default=os.environ.get("HELDOUT_ZEEK"))
+    p.add_argument("--misses", action="store_true")
+    p.add_argument("--json")
+    a = p.parse_args()
+    if not a.suricata and not a.zeek:
+        sys.exit("give --suricata DIR and/or --zeek DIR (see the docstring)")
+    if not os.access(a.trawl, os.X_OK):
+        sys.exit(f"no trawl binary at {a.trawl} (cargo build --release)")
+    results, caps = [], {}
+    if a.suricata:
+        c = suricata(a.suricata, a.trawl, results)
+        caps["http"], caps["flow"] = c["http"], c["flow"]
+    if a.zeek:
+        caps["zeek"] = zeek(a.zeek, a.trawl, results)
+    titles = {"http": "suricata-verify HTTP events", "flow": "suricata-verify flow packet counts",
+              "zeek": "Zeek http.log rows"}
+    print("| expectations | captures | expectations | matched | % | apart: policy | apart: unmappable |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for kind in ("http", "flow", "zeek"):
+        if kind not in caps:
+            continue
+        rs = [r for r in results if r["kind"] == kind]
+        scored = [r for r in rs if r["status"] in ("ok", "miss")]
+        ok = sum(r["status"] == "ok" for r in scored)
+        pct = 100.0 * ok / max(len(scored), 1)
+        policy = sum(r["status"] == "policy" for r in rs)
+        unmappable = sum(r["status"] == "unmappable" for r in rs)
+        print(f"| {titles[kind]} | {len(caps[kind])} | {len(scored)} | {ok} | {pct:.1f} |"
+              f" {policy} | {unmappable} |")
+    if a.misses:
+        for r in results:
+            if r["status"] != "ok":
+                print(f"{r['status']}: {r['kind']} {r['test']}#{r['index']}: want {r.get('count')} "
+                      f"got {r.get('got')} of {r['emitted']}: {r['match']}"
+                      + (f" (ignored {r['dropped']})" if r.get("dropped") else "")
+                      + (f" CRASH {r['crash']}" if r.get("crash") else ""))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
