@@ -5,6 +5,10 @@
 //! every line of nginx's access log is one trawl transaction on the client leg, every call
 //! the servicer logs is one on the upstream leg, and tshark on the same packets agrees.
 
+mod support {
+    pub mod nginx;
+}
+
 use serde_json::Value as J;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -72,33 +76,21 @@ fn grpc_server(dir: &Path, port: u16) -> KillOnDrop {
     child
 }
 
-fn nginx(dir: &Path, port: u16, grpc_port: u16) -> KillOnDrop {
+fn nginx(dir: &Path, port: u16, grpc_port: u16) -> support::nginx::Nginx {
     let d = dir.display();
     std::fs::create_dir_all(dir.join("www")).unwrap();
     std::fs::write(dir.join("www/index.html"), "<p>trawl h2c</p>\n").unwrap();
-    let conf = format!(
-        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
-         events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n\
-         log_format h2 '$remote_port $request_method $request_uri $status $body_bytes_sent \
-         $upstream_http_grpc_status $upstream_trailer_grpc_status';\n\
-         server {{\n    listen 127.0.0.1:{port} http2;\n    access_log {d}/access.log h2;\n\
-         root {d}/www;\n    location = /upload {{ return 204; }}\n\
-         location /trawl.test.Echo/ {{ grpc_pass grpc://127.0.0.1:{grpc_port}; }}\n  }}\n}}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .args(["-g", "daemon off; master_process off;"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (scripts/setup.sh installs it)");
-    wait_for("nginx to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    KillOnDrop(child)
+    support::nginx::start(
+        dir,
+        port,
+        "$remote_port $request_method $request_uri $status $body_bytes_sent \
+         $upstream_http_grpc_status $upstream_trailer_grpc_status",
+        &format!(
+            "    listen 127.0.0.1:{port} http2;\n    root {d}/www;\n\
+             location = /upload {{ return 204; }}\n\
+             location /trawl.test.Echo/ {{ grpc_pass grpc://127.0.0.1:{grpc_port}; }}"
+        ),
+    )
 }
 
 /// trawl with a live `http2` input on `lo` for both ports, its events read by a thread; and
