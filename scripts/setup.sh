@@ -60,6 +60,13 @@ if ! python3 -c "import grpc" >/dev/null 2>&1; then
     python3 -m pip install -q --user --break-system-packages grpcio
 fi
 
+# hypercorn (PyPI): the server of tests/http2_h2c_upgrade.rs (it answers `Upgrade: h2c`;
+# nginx and nghttpd do not).
+if ! python3 -c "import hypercorn" >/dev/null 2>&1; then
+  python3 -m pip install -q hypercorn 2>/dev/null ||
+    python3 -m pip install -q --user --break-system-packages hypercorn
+fi
+
 # psycopg 3 (PyPI): the extended-protocol client of tests/pgsql_real_server.rs (libpq comes with
 # Debian's postgresql).
 if ! python3 -c "import psycopg" >/dev/null 2>&1; then

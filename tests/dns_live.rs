@@ -2,7 +2,8 @@
 //! answers dig over UDP and TCP on `lo` while `trawl run` (a `dns` input) and tshark capture
 //! the same traffic. Every query in dnsmasq's log is one trawl transaction with the same name,
 //! type, response code and answers; tshark's decoding of the capture agrees; a query nobody
-//! answers is reported after the transaction timeout; `/metrics` has the DNS RED series.
+//! answers is reported after the transaction timeout; `/metrics` has the DNS RED series and the
+//! service map a DNS edge.
 
 use serde_json::Value as J;
 use std::collections::BTreeSet;
@@ -272,6 +273,7 @@ fn dnsmasq_queries_over_udp_and_tcp_are_transactions() {
     );
 
     let metrics = http_get(&metrics_addr, "/metrics");
+    let graph = http_get(&metrics_addr, "/api/graph/data");
     drop(dnsmasq);
     let mut logged_lines = Vec::new();
     while let Ok(l) = dnsmasq_log.recv_timeout(Duration::from_secs(1)) {
@@ -437,4 +439,15 @@ fn dnsmasq_queries_over_udp_and_tcp_are_transactions() {
     ] {
         assert!(metrics.contains(&want), "no {want} in\n{metrics}");
     }
+    // The service map: the queries make a DNS edge to the server.
+    let graph: J = graph
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or_else(|| panic!("no graph JSON in {graph}"));
+    assert!(
+        graph["edges"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["detail__protocol"] == "dns" && e["target"] == "127.0.0.1")),
+        "no dns edge in {graph}"
+    );
 }

@@ -7,6 +7,10 @@
 //! own MySQL dissector agrees on commands and errors, the live capture reports what the file
 //! does, and `/metrics` and the service map (`/api/graph/data`) have the MySQL series and edge.
 
+mod support {
+    pub mod pcap_read;
+}
+
 use serde_json::Value as J;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -323,27 +327,12 @@ fn every_command_the_server_logged_is_one_transaction_and_tshark_agrees() {
     let logged = general_log(&log[setup_len..]);
 
     // trawl reads the capture through a pipeline.
-    let pipeline = tmp.path().join("p.yaml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    protocols: {{ mysql: {{ ports: [{port}] }} }}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
-            pcap.display(),
-            tmp.path().display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["run", "-c"])
-        .arg(&pipeline)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = support::pcap_read::events_of(
+        &pcap,
+        &format!("protocols: {{ mysql: {{ ports: [{port}] }} }}"),
+        tmp.path(),
     );
-    let mut events: Vec<J> = String::from_utf8_lossy(&out.stdout)
+    let mut events: Vec<J> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .filter(|e: &J| e["event"]["dataset"] == "mysql")

@@ -294,3 +294,75 @@ fn protocols_are_chosen_with_only_and_their_ports_options() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--only dns"), "{err}");
 }
+
+/// `trawl pcap FILE -c PIPELINE` reads the file in place of the pipeline's packet input: its
+/// protocol sections (PostgreSQL on the capture's port, HTTP) decide what is decoded, and the
+/// events keep that input's name, so an output routed to it receives them. The same statements
+/// as `--only pgsql` reports; nothing is captured live.
+#[test]
+fn a_pipeline_s_packet_input_gives_its_protocols_to_the_capture_file() {
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pgsql/workload.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let child = trawl()
+        .args(["pcap", "--only", "pgsql", "--pgsql-ports", "43469"])
+        .arg(&pcap)
+        .spawn()
+        .unwrap();
+    let (code, plain, err) = finish(child, "--only pgsql");
+    assert_eq!(code, Some(0), "{err}");
+    let statements = plain.lines().count();
+    assert!(statements >= 10, "{plain}");
+
+    let p = dir.path().join("p.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "inputs:\n  db:\n    type: packet\n    capture: {{ interfaces: [no-such-interface] }}\n    protocols:\n      pgsql: {{ ports: [43469] }}\n      http: {{ ports: [8080] }}\noutputs:\n  out: {{ type: stdout, inputs: [db] }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let child = trawl()
+        .arg("pcap")
+        .arg(&pcap)
+        .arg("-c")
+        .arg(&p)
+        .spawn()
+        .unwrap();
+    let (code, out, err) = finish(child, "with -c");
+    assert_eq!(code, Some(0), "{err}");
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let pgsql: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"]["dataset"] == "pgsql")
+        .collect();
+    assert_eq!(pgsql.len(), statements, "{out}");
+    // No `flows:` in the input: no flow events, as its live capture would give none.
+    assert_eq!(pgsql.len(), events.len(), "{out}");
+    for e in pgsql {
+        assert_eq!(e["server"]["port"], 43469, "{e}");
+    }
+
+    // Two packet inputs: which one the file stands for is not guessed.
+    std::fs::write(
+        &p,
+        format!(
+            "inputs:\n  a: {{ type: dns }}\n  b: {{ type: packet, protocols: {{ pgsql: {{}} }} }}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let child = trawl()
+        .arg("pcap")
+        .arg(&pcap)
+        .arg("-c")
+        .arg(&p)
+        .spawn()
+        .unwrap();
+    let (code, out, err) = finish(child, "two packet inputs");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("2 packet inputs (a, b)"), "{err}");
+}

@@ -6,6 +6,10 @@
 //! server's log is one trawl transaction; tshark's own PostgreSQL dissector agrees on every
 //! command tag and error code; the live one's /metrics and service map count them.
 
+mod support {
+    pub mod pcap_read;
+}
+
 use serde_json::Value as J;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -448,28 +452,11 @@ fn every_statement_the_server_logged_is_one_transaction_and_tshark_agrees() {
     let live_events = pgsql_events(&live_stdout.join().unwrap());
     check_events(&live_events, &ops, &failed, port, "live trawl");
 
-    // trawl reads the capture through a pipeline.
-    let pipeline = tmp.path().join("p.yaml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    pgsql: {{ ports: [{port}] }}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
-            pcap.display(),
-            tmp.path().display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["run", "-c"])
-        .arg(&pipeline)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let events = pgsql_events(&String::from_utf8_lossy(&out.stdout));
+    // trawl reads the capture through a pipeline (`pgsql:` beside `path`, the form written
+    // before `protocols:`).
+    let stdout =
+        support::pcap_read::events_of(&pcap, &format!("pgsql: {{ ports: [{port}] }}"), tmp.path());
+    let events = pgsql_events(&stdout);
     check_events(&events, &ops, &failed, port, "trawl reading the capture");
 
     // tshark's dissector on the same capture: every command tag and SQLSTATE, per connection

@@ -4,6 +4,10 @@
 //! $ssl_server_name) and each failed handshake in its error log is one trawl event, and
 //! tshark on the same traffic (captured by dumpcap) agrees on JA3 and JA3S.
 
+mod support {
+    pub mod nginx;
+}
+
 use serde_json::Value as J;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -36,7 +40,7 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn nginx(dir: &Path, port: u16) -> KillOnDrop {
+fn nginx(dir: &Path, port: u16) -> support::nginx::Nginx {
     let ok = Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
@@ -51,29 +55,17 @@ fn nginx(dir: &Path, port: u16) -> KillOnDrop {
         .expect("openssl");
     assert!(ok.success());
     let d = dir.display();
-    let conf = format!(
-        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
-         events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n\
-         log_format tls '$remote_port $ssl_protocol $ssl_cipher $ssl_server_name $status';\n\
-         server {{\n    listen 127.0.0.1:{port} ssl http2;\n    server_name tls.trawl.test;\n\
-         access_log {d}/access.log tls;\n    ssl_certificate {d}/cert.pem;\n\
-         ssl_certificate_key {d}/key.pem;\n    ssl_protocols TLSv1.2 TLSv1.3;\n\
-         ssl_ciphers ECDHE+AESGCM;\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .args(["-g", "daemon off; master_process off;"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (scripts/setup.sh installs it)");
-    wait_for("nginx to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    KillOnDrop(child)
+    support::nginx::start(
+        dir,
+        port,
+        "$remote_port $ssl_protocol $ssl_cipher $ssl_server_name $status",
+        &format!(
+            "    listen 127.0.0.1:{port} ssl http2;\n    server_name tls.trawl.test;\n\
+             ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
+             ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_ciphers ECDHE+AESGCM;\n\
+             location / {{ return 200 \"ok\\n\"; }}"
+        ),
+    )
 }
 
 /// trawl with a live `tls` input on `lo`, its events read by a thread.

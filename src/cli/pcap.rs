@@ -1,6 +1,7 @@
 //! `trawl pcap FILE [-c PIPELINE]`: decodes a capture file and prints its flows and HTTP
 //! transactions as JSON lines on stdout (without `-c`), or feeds it to a pipeline's processors
-//! and outputs as an extra input named `pcap` (with `-c`). Time comes from the packets.
+//! and outputs in place of the pipeline's packet input, with its protocols (with `-c`). Time
+//! comes from the packets.
 //! FILE may be `-` (standard input) or a FIFO; a signal ends the reading and what was decoded
 //! is still reported.
 
@@ -84,7 +85,7 @@ pub fn run(args: PcapArgs) -> i32 {
         },
     };
     match &args.config {
-        Some(c) => with_pipeline(args.file.clone(), c, decoder),
+        Some(c) => with_pipeline(args.file.clone(), c, &args.vxlan_ports),
         None => match analyzers(&args, decoder) {
             Ok(a) => print_events(args.file, a),
             Err(e) => {
@@ -254,8 +255,12 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
-    let cfg = match super::load(Some(config)) {
+/// The file read through a pipeline: in place of the pipeline's live packet input when it
+/// has one (its name, so that outputs routed to it receive the events, its flows and protocol
+/// sections, its `dedup_window` and `vxlan_ports`), otherwise as an extra input `pcap` with
+/// flows and HTTP. `vxlan_ports` is the `--vxlan-ports` option (empty: not given).
+fn with_pipeline(file: PathBuf, config: &PathBuf, vxlan_ports: &[u16]) -> i32 {
+    let mut cfg = match super::load(Some(config)) {
         Ok(c) => c,
         Err(errs) => {
             for e in &errs.0 {
@@ -264,19 +269,72 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
             return 1;
         }
     };
-    let pcap_cfg = PcapFileConfig {
-        path: file,
-        flows: None,
-        protocols: Protocols::default(),
-        http: None,
-        tls: None,
-        redis: None,
-        pgsql: None,
-        dns: None,
-        dedup_window: Default::default(),
-        vxlan_ports: decoder.vxlan_ports,
+    let live: Vec<usize> = (0..cfg.inputs.len())
+        .filter(|i| crate::inputs::is_live_packet(&cfg.inputs[*i].type_name))
+        .collect();
+    let (name, pcap_cfg) = match live[..] {
+        [] => (
+            "pcap".to_owned(),
+            PcapFileConfig {
+                path: file,
+                flows: None,
+                protocols: Protocols::default(),
+                http: None,
+                tls: None,
+                redis: None,
+                pgsql: None,
+                dns: None,
+                dedup_window: Default::default(),
+                vxlan_ports: Decoder::default().vxlan_ports,
+            },
+        ),
+        [i] => {
+            let spec = cfg.inputs.remove(i);
+            let packet = match crate::inputs::live_packet_config(&spec) {
+                Ok(p) => p,
+                Err(e) => {
+                    let mut errs = crate::config::ConfigErrors(Vec::new());
+                    errs.push_de(&spec.file, spec.mark, &spec.path, e);
+                    eprintln!("error: {errs}");
+                    return 1;
+                }
+            };
+            let capture = packet.capture.unwrap_or_default();
+            (
+                spec.name,
+                PcapFileConfig {
+                    path: file,
+                    flows: packet.flows,
+                    protocols: packet.protocols,
+                    http: None,
+                    tls: None,
+                    redis: None,
+                    pgsql: None,
+                    dns: None,
+                    dedup_window: capture.dedup_window,
+                    vxlan_ports: capture.vxlan_ports,
+                },
+            )
+        }
+        _ => {
+            let names: Vec<&str> = live.iter().map(|i| cfg.inputs[*i].name.as_str()).collect();
+            eprintln!(
+                "error: {} has {} packet inputs ({}): the capture file can stand in for one only",
+                config.display(),
+                names.len(),
+                names.join(", ")
+            );
+            return 1;
+        }
     };
-    let input = match PacketInput::pcap_file("pcap", pcap_cfg, None) {
+    let pcap_cfg = match vxlan_ports {
+        [] => pcap_cfg,
+        given => PcapFileConfig {
+            vxlan_ports: given.to_vec(),
+            ..pcap_cfg
+        },
+    };
+    let input = match PacketInput::pcap_file(&name, pcap_cfg, None) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("error: {e}");
@@ -284,7 +342,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, decoder: Decoder) -> i32 {
         }
     };
     let stats = input.stats();
-    let code = super::run_pipeline(cfg, vec![("pcap".to_owned(), Box::new(input))]);
+    let code = super::run_pipeline(cfg, vec![(name, Box::new(input))]);
     // The input logs the damage and the pipeline drains what came before; the command still
     // says the file was damaged, as it does without a pipeline.
     if code == 0 && stats.file_errors.load(Ordering::Relaxed) > 0 {

@@ -156,34 +156,13 @@ pub struct BuildContext {
 /// Builds an input from its spec: the one place where input types are registered.
 pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>, DeError> {
     match spec.type_name.as_str() {
+        _ if is_live_packet(&spec.type_name) => {
+            let config = live_packet_config(spec)?;
+            Ok(Box::new(packet::PacketInput::packet(
+                &spec.name, config, ctx,
+            )))
+        }
         "stdin" => Ok(Box::new(stdin::build(spec)?)),
-        "packet" => {
-            let config: packet::PacketConfig = from_node(&spec.node, &spec.path)?;
-            check_packet(spec, &config)?;
-            Ok(Box::new(packet::PacketInput::packet(
-                &spec.name, config, ctx,
-            )))
-        }
-        "flows" => {
-            let mut flows: crate::wire::flows::FlowsConfig = from_node(&spec.node, &spec.path)?;
-            let config = packet::PacketConfig {
-                capture: flows.capture.take(),
-                flows: Some(flows),
-                protocols: Default::default(),
-            };
-            check_capture(spec, config.capture.as_ref())?;
-            Ok(Box::new(packet::PacketInput::packet(
-                &spec.name, config, ctx,
-            )))
-        }
-        // One protocol's section with its `capture` beside it: a `packet` input with that
-        // one protocol (the input types before `packet` existed).
-        "http" => shorthand(spec, ctx, |p, s| p.http = Some(s)),
-        "tls" => shorthand(spec, ctx, |p, s| p.tls = Some(s)),
-        "redis" => shorthand(spec, ctx, |p, s| p.redis = Some(s)),
-        "dns" => shorthand(spec, ctx, |p, s| p.dns = Some(s)),
-        "mysql" => shorthand(spec, ctx, |p, s| p.mysql = Some(s)),
-        "http2" => shorthand(spec, ctx, |p, s| p.http2 = Some(s)),
         "pcap_file" => {
             let config: packet::PcapFileConfig = from_node(&spec.node, &spec.path)?;
             check_vxlan_ports(&config.vxlan_ports, Some(&spec.node), spec, &spec.path)?;
@@ -201,12 +180,52 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
     }
 }
 
+/// The live packet input types: `packet` and its one-section shorthands.
+const LIVE_PACKET_TYPES: [&str; 8] = [
+    "packet", "flows", "http", "http2", "tls", "redis", "dns", "mysql",
+];
+
+/// Whether inputs of this type capture packets live (`live_packet_config` reads them).
+pub fn is_live_packet(type_name: &str) -> bool {
+    LIVE_PACKET_TYPES.contains(&type_name)
+}
+
+/// A live packet input's settings as one `packet` config, whichever type wrote them (`trawl
+/// pcap -c` reads a capture file with them). Not for other types.
+pub fn live_packet_config(spec: &ComponentSpec) -> Result<packet::PacketConfig, DeError> {
+    match spec.type_name.as_str() {
+        "flows" => {
+            let mut flows: crate::wire::flows::FlowsConfig = from_node(&spec.node, &spec.path)?;
+            let config = packet::PacketConfig {
+                capture: flows.capture.take(),
+                flows: Some(flows),
+                protocols: Default::default(),
+            };
+            check_capture(spec, config.capture.as_ref())?;
+            Ok(config)
+        }
+        // One protocol's section with its `capture` beside it: a `packet` input with that
+        // one protocol (the input types before `packet` existed).
+        "http" => shorthand(spec, |p, s| p.http = Some(s)),
+        "tls" => shorthand(spec, |p, s| p.tls = Some(s)),
+        "redis" => shorthand(spec, |p, s| p.redis = Some(s)),
+        "dns" => shorthand(spec, |p, s| p.dns = Some(s)),
+        "mysql" => shorthand(spec, |p, s| p.mysql = Some(s)),
+        "http2" => shorthand(spec, |p, s| p.http2 = Some(s)),
+        "packet" => {
+            let config: packet::PacketConfig = from_node(&spec.node, &spec.path)?;
+            check_packet(spec, &config)?;
+            Ok(config)
+        }
+        other => Err(unknown_type(spec, other, &LIVE_PACKET_TYPES)),
+    }
+}
+
 /// A shorthand packet input (`type: dns`): the protocol's section, and `capture` beside it.
 fn shorthand<C: ProtocolConfig>(
     spec: &ComponentSpec,
-    ctx: &BuildContext,
     set: impl FnOnce(&mut Protocols, Section<C>),
-) -> Result<Box<dyn Input>, DeError> {
+) -> Result<packet::PacketConfig, DeError> {
     let mut rest = spec.node.clone();
     let mut capture = None;
     if let crate::config::NodeKind::Map(entries) = &mut rest.kind {
@@ -228,9 +247,7 @@ fn shorthand<C: ProtocolConfig>(
         protocols: Protocols::default(),
     };
     set(&mut config.protocols, from_node(&rest, &spec.path)?);
-    Ok(Box::new(packet::PacketInput::packet(
-        &spec.name, config, ctx,
-    )))
+    Ok(config)
 }
 
 /// `packet`: something to analyze, a capture filter libpcap compiles, no `flows.capture`.

@@ -13,7 +13,9 @@
 //!   under them (connection table, reassembly, UDP flows, timeouts, dispatch).
 //! - `http`: parser, transaction pairing, RED metrics and the service map.  `dns`: DNS
 //!   over UDP and TCP.  `tls`: handshakes, JA3/JA4.  `redis`: RESP2/RESP3.  `pgsql`:
-//!   PostgreSQL's frontend/backend protocol.
+//!   PostgreSQL's frontend/backend protocol.  `mysql`: MySQL/MariaDB.  `http2`: HTTP/2 and
+//!   gRPC.  `sql` (statement splitting and redaction) and `sql_event` (the `db` fields) are
+//!   shared by `pgsql` and `mysql`.
 //! - `section`: a protocol's config section (the connection settings all share) and
 //!   `Protocols`, the list of protocols: where a protocol is registered.
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
@@ -39,6 +41,7 @@ pub mod redis;
 pub mod section;
 pub mod sessions;
 pub mod sql;
+pub mod sql_event;
 pub mod tcp;
 pub mod tls;
 pub mod tunnel;

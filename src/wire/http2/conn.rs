@@ -1,20 +1,16 @@
-//! One HTTP/2 connection seen from the wire: how it starts (prior knowledge, or an HTTP/1.1
-//! `Upgrade: h2c` answered by 101), a frame reader and an HPACK decoder per direction, and the
-//! open streams, each reported as one transaction when it ends (END_STREAM from both sides,
-//! RST_STREAM, GOAWAY) or times out.
+//! One HTTP/2 connection seen from the wire: a frame reader and an HPACK decoder per direction
+//! (its start is `upgrade`'s, its header blocks `headers`'), and the open streams, each reported
+//! as one transaction when it ends (END_STREAM from both sides, RST_STREAM, GOAWAY) or times out.
 
 use super::frame::{flag, kind, Gap, Head, Reader, Step};
-use super::grpc;
+use super::headers::{header_fragment, Block};
 use super::hpack::Decoder;
-use super::transaction::{Ended, Request, Response, Trailers, Transaction};
+use super::transaction::{Ended, Transaction};
 use crate::wire::analyzer::Side;
 use std::collections::BTreeMap;
 
 /// The client's connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Longest HTTP/1.1 head read before an upgrade.
-const MAX_H1_HEAD: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -42,7 +38,7 @@ pub struct ConnStats {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     /// The first bytes: the preface, an HTTP/1.1 upgrade request, or (server) a 101 or frames.
     Start,
     /// Client: the upgrade request was read, the preface comes after the 101.
@@ -54,25 +50,14 @@ enum Phase {
     Stopped,
 }
 
-/// A header block being put together from HEADERS or PUSH_PROMISE and its CONTINUATIONs.
-struct Block {
-    stream: u32,
-    /// The stream a PUSH_PROMISE promises.
-    promised: Option<u32>,
-    end_stream: bool,
-    bytes: Vec<u8>,
-    /// Too long to keep: decoded never.
-    dropped: bool,
-}
-
-struct Direction {
-    phase: Phase,
+pub(super) struct Direction {
+    pub(super) phase: Phase,
     /// The preface or HTTP/1.1 head read so far.
-    start: Vec<u8>,
-    reader: Reader,
-    hpack: Decoder,
-    hpack_ok: bool,
-    block: Option<Block>,
+    pub(super) start: Vec<u8>,
+    pub(super) reader: Reader,
+    pub(super) hpack: Decoder,
+    pub(super) hpack_ok: bool,
+    pub(super) block: Option<Block>,
 }
 
 impl Direction {
@@ -88,65 +73,26 @@ impl Direction {
     }
 }
 
-/// The header fields a transaction keeps, picked from a block.
-#[derive(Default)]
-struct Fields {
-    method: Option<String>,
-    path: Option<String>,
-    authority: Option<String>,
-    scheme: Option<String>,
-    status: Option<String>,
-    content_type: Option<String>,
-    user_agent: Option<String>,
-    grpc_status: Option<String>,
-    grpc_message: Option<String>,
-}
-
-impl Fields {
-    fn take(&mut self, name: &str, value: &str) {
-        let slot = match name {
-            ":method" => &mut self.method,
-            ":path" => &mut self.path,
-            ":authority" | "host" => &mut self.authority,
-            ":scheme" => &mut self.scheme,
-            ":status" => &mut self.status,
-            "content-type" => &mut self.content_type,
-            "user-agent" => &mut self.user_agent,
-            "grpc-status" => &mut self.grpc_status,
-            "grpc-message" => &mut self.grpc_message,
-            _ => return,
-        };
-        if slot.is_none() {
-            *slot = Some(value.to_owned());
-        }
-    }
-
-    fn request(&mut self) -> Option<Request> {
-        Some(Request {
-            method: self.method.take()?,
-            path: self.path.take().unwrap_or_default(),
-            authority: self.authority.take(),
-            scheme: self.scheme.take(),
-            content_type: self.content_type.take(),
-            user_agent: self.user_agent.take(),
-        })
-    }
-}
-
 pub struct Conn {
-    client: Direction,
-    server: Direction,
-    limits: Limits,
-    streams: BTreeMap<u32, Transaction>,
+    pub(super) client: Direction,
+    pub(super) server: Direction,
+    pub(super) limits: Limits,
+    pub(super) streams: BTreeMap<u32, Transaction>,
     /// Highest stream id opened by each side: a lower one not open is closed, not new.
-    last_client_stream: u32,
-    last_server_stream: u32,
+    pub(super) last_client_stream: u32,
+    pub(super) last_server_stream: u32,
     /// The client asked for an upgrade to h2c.
-    upgrade: bool,
+    pub(super) upgrade: bool,
     /// Streams not followed since the last `data` call returned (`max_streams`).
-    untracked: u64,
+    pub(super) untracked: u64,
     /// Capture time of the latest bytes (a gap has none of its own).
-    last_ts: i64,
+    pub(super) last_ts: i64,
+    /// Streams the client reset before the server ended them, each with the client's highest
+    /// stream id at the reset. The server may have sent frames on them before it read the
+    /// RST_STREAM (RFC 9113 §5.1, "closed"): they stay open for those until the server ends
+    /// them, answers a client stream opened after the reset (it has read past the RST_STREAM
+    /// then), or they time out. Only streams in `streams`, so bounded by `max_streams`.
+    pub(super) reset_by_client: BTreeMap<u32, u32>,
 }
 
 impl Conn {
@@ -161,6 +107,7 @@ impl Conn {
             upgrade: false,
             untracked: 0,
             last_ts: 0,
+            reset_by_client: BTreeMap::new(),
         }
     }
 
@@ -234,138 +181,11 @@ impl Conn {
         }
     }
 
-    fn dir(&mut self, side: Side) -> &mut Direction {
+    pub(super) fn dir(&mut self, side: Side) -> &mut Direction {
         match side {
             Side::Client => &mut self.client,
             Side::Server => &mut self.server,
         }
-    }
-
-    /// Reads the start of a direction; returns the bytes used.
-    fn start(&mut self, side: Side, data: &[u8], ts: i64, st: &mut ConnStats) -> usize {
-        let upgrade = self.upgrade;
-        let dir = self.dir(side);
-        let before = dir.start.len();
-        // The preface (client) or a frame (server, prior knowledge) need no HTTP/1 head.
-        let first = if before > 0 { dir.start[0] } else { data[0] };
-        let h1 = match side {
-            Side::Client => first != b'P',
-            Side::Server => upgrade || first == b'H',
-        };
-        if side == Side::Client && !h1 {
-            let n = (PREFACE.len() - before).min(data.len());
-            dir.start.extend_from_slice(&data[..n]);
-            if dir.start.len() < PREFACE.len() && PREFACE.starts_with(&dir.start) {
-                return n;
-            }
-            if dir.start == PREFACE {
-                dir.phase = Phase::Frames;
-            } else {
-                st.malformed += 1;
-                dir.phase = Phase::Stopped;
-            }
-            dir.start = Vec::new();
-            return n;
-        }
-        if !h1 {
-            dir.phase = Phase::Frames;
-            return 0;
-        }
-        // An HTTP/1.1 head: the client's upgrade request, or the server's answer to it.
-        let n = data.len().min(MAX_H1_HEAD + 4 - before);
-        dir.start.extend_from_slice(&data[..n]);
-        let Some(end) = dir.start.windows(4).position(|w| w == b"\r\n\r\n") else {
-            if dir.start.len() >= MAX_H1_HEAD {
-                st.malformed += 1;
-                dir.phase = Phase::Stopped;
-            }
-            return n;
-        };
-        let head = std::mem::take(&mut dir.start);
-        let used = (end + 4) - before;
-        let text = String::from_utf8_lossy(&head[..end]);
-        match side {
-            Side::Client => self.upgrade_request(&text, end + 4, ts, st),
-            Side::Server => {
-                let dir = self.dir(side);
-                let status = text.split(' ').nth(1).unwrap_or("");
-                if text.starts_with("HTTP/1.") && status == "101" {
-                    dir.phase = Phase::Frames;
-                } else {
-                    // Not upgraded: the connection stays HTTP/1.1 (the `http` decoder's).
-                    st.malformed += 1;
-                    dir.phase = Phase::Stopped;
-                    self.client.phase = Phase::Stopped;
-                    self.streams.clear();
-                }
-            }
-        }
-        used
-    }
-
-    /// An HTTP/1.1 request asking for `Upgrade: h2c` becomes stream 1 (RFC 7540 §3.2).
-    fn upgrade_request(&mut self, text: &str, head_len: usize, ts: i64, st: &mut ConnStats) {
-        let mut lines = text.split("\r\n");
-        let request_line = lines.next().unwrap_or("");
-        let mut parts = request_line.split(' ');
-        let (method, target, version) = (parts.next(), parts.next(), parts.next());
-        let mut f = Fields::default();
-        let (mut h2c, mut body) = (false, 0usize);
-        for line in lines {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-            match name.as_str() {
-                "upgrade" => {
-                    h2c |= value
-                        .split(',')
-                        .any(|p| p.trim().eq_ignore_ascii_case("h2c"))
-                }
-                "content-length" => body = value.parse().unwrap_or(0),
-                _ => f.take(&name, value),
-            }
-        }
-        let (Some(method), Some(target), Some(v)) = (method, target, version) else {
-            st.malformed += 1;
-            self.client.phase = Phase::Stopped;
-            return;
-        };
-        if !h2c || !v.starts_with("HTTP/1.") {
-            // Plain HTTP/1.1 on a port given to http2: not ours to decode.
-            st.malformed += 1;
-            self.client.phase = Phase::Stopped;
-            self.server.phase = Phase::Stopped;
-            return;
-        }
-        self.upgrade = true;
-        self.last_client_stream = 1;
-        let body = body.min(u32::MAX as usize);
-        self.streams.insert(
-            1,
-            Transaction {
-                stream_id: 1,
-                request: Some(Request {
-                    method: method.to_owned(),
-                    path: target.to_owned(),
-                    authority: f.authority.take(),
-                    scheme: Some("http".to_owned()),
-                    content_type: f.content_type.take(),
-                    user_agent: f.user_agent.take(),
-                }),
-                req_start_ns: ts,
-                req_end_ns: ts,
-                req_header_bytes: head_len as u64,
-                req_bytes: head_len as u64,
-                client_done: body == 0,
-                ..Default::default()
-            },
-        );
-        self.client.phase = if body > 0 {
-            Phase::UpgradeBody(body)
-        } else {
-            Phase::AwaitPreface
-        };
     }
 
     fn step(
@@ -376,6 +196,11 @@ impl Conn {
         st: &mut ConnStats,
         out: &mut Vec<Transaction>,
     ) {
+        if let Step::DataStart(h) | Step::Frame(h, _) | Step::Oversize(h) = &step {
+            if side == Side::Server && h.stream % 2 == 1 && !self.reset_by_client.is_empty() {
+                self.server_read_past_resets(h.stream, out);
+            }
+        }
         match step {
             Step::DataStart(h) => {
                 if let Some(t) = self.stream_for_frame(side, h.stream, ts) {
@@ -507,14 +332,26 @@ impl Conn {
                     st.malformed += 1;
                     return;
                 };
-                if let Some(mut t) = self.streams.remove(&h.stream) {
-                    add_bytes(&mut t, side, 9 + h.len as u64);
-                    touch(&mut t, side, ts);
+                let Some(t) = self.streams.get_mut(&h.stream) else {
+                    return;
+                };
+                add_bytes(t, side, 9 + h.len as u64);
+                touch(t, side, ts);
+                // The first reset is how the stream ended; a second one (the server's, on a
+                // stream the client reset) only ends the wait for the server's frames.
+                if t.ended.is_none() {
                     t.ended = Some(Ended::Reset {
                         by_client: side == Side::Client,
                         code: u32::from_be_bytes(code),
                     });
-                    out.push(t);
+                }
+                if side == Side::Client && !t.server_done {
+                    t.client_done = true;
+                    self.reset_by_client
+                        .entry(h.stream)
+                        .or_insert(self.last_client_stream);
+                } else {
+                    self.report(h.stream, out);
                 }
             }
             kind::GOAWAY => {
@@ -534,11 +371,11 @@ impl Conn {
                     .filter(|id| id % 2 == peers)
                     .collect();
                 for id in refused {
-                    if let Some(mut t) = self.streams.remove(&id) {
-                        touch(&mut t, side, ts);
-                        t.ended = Some(Ended::GoAway { code });
-                        out.push(t);
+                    if let Some(t) = self.streams.get_mut(&id) {
+                        touch(t, side, ts);
+                        t.ended.get_or_insert(Ended::GoAway { code });
                     }
+                    self.report(id, out);
                 }
             }
             kind::SETTINGS if !payload.len().is_multiple_of(6) => st.malformed += 1,
@@ -550,105 +387,13 @@ impl Conn {
         }
     }
 
-    /// A complete header block: decoded (while HPACK is in step) and given to its stream.
-    fn finish_block(
+    /// The stream a frame from `side` belongs to, opened when the frame starts a new one.
+    pub(super) fn stream_for_frame(
         &mut self,
         side: Side,
+        id: u32,
         ts: i64,
-        st: &mut ConnStats,
-        out: &mut Vec<Transaction>,
-    ) {
-        let Some(b) = self.dir(side).block.take() else {
-            return;
-        };
-        let mut f = Fields::default();
-        let mut decoded = false;
-        if b.dropped {
-            self.lose_headers(side, st);
-        } else if self.dir(side).hpack_ok {
-            let r = self
-                .dir(side)
-                .hpack
-                .decode(&b.bytes, &mut |n, v| f.take(n, v));
-            match r {
-                Ok(()) => decoded = true,
-                Err(_) => {
-                    st.malformed += 1;
-                    self.lose_headers(side, st);
-                }
-            }
-        }
-        if let Some(promised) = b.promised {
-            // The server's promise is the request of a stream it will answer on its own.
-            if promised > self.last_server_stream && self.streams.len() < self.limits.max_streams {
-                self.last_server_stream = promised;
-                let request = if decoded { f.request() } else { None };
-                self.streams.insert(
-                    promised,
-                    Transaction {
-                        stream_id: promised,
-                        request,
-                        req_start_ns: ts,
-                        req_end_ns: ts,
-                        client_done: true,
-                        pushed: true,
-                        headers_lost: !decoded,
-                        ..Default::default()
-                    },
-                );
-            }
-            return;
-        }
-        let Some(t) = self.streams.get_mut(&b.stream) else {
-            return;
-        };
-        touch(t, side, ts);
-        if !decoded {
-            t.headers_lost = true;
-        } else {
-            match side {
-                Side::Client if t.request.is_none() => {
-                    t.request = f.request();
-                    t.grpc = t
-                        .request
-                        .as_ref()
-                        .and_then(|r| r.content_type.as_deref())
-                        .is_some_and(grpc::is_grpc);
-                }
-                // Trailers of a request (rare): nothing kept.
-                Side::Client => {}
-                Side::Server => {
-                    let status: Option<u16> = f.status.as_deref().and_then(|s| s.parse().ok());
-                    match status {
-                        // Interim (100 Continue, 103 Early Hints): the final response follows.
-                        Some(s) if s < 200 => {}
-                        Some(s) if t.response.is_none() => {
-                            let ct = f.content_type.take();
-                            t.grpc |= ct.as_deref().is_some_and(grpc::is_grpc);
-                            t.response = Some(Response {
-                                status: Some(s),
-                                content_type: ct,
-                            });
-                        }
-                        _ => {}
-                    }
-                    // Trailers, or a trailers-only response.
-                    if f.grpc_status.is_some() || (status.is_none() && t.response.is_some()) {
-                        t.trailers = Some(Trailers {
-                            grpc_status: f.grpc_status.as_deref().and_then(|s| s.parse().ok()),
-                            grpc_message: f.grpc_message.as_deref().map(grpc::decode_message),
-                        });
-                    }
-                }
-            }
-        }
-        if b.end_stream {
-            self.end_stream(side, b.stream, ts, out);
-        }
-    }
-
-    /// The stream a frame from `side` belongs to, opened when the frame starts a new one.
-    fn stream_for_frame(&mut self, side: Side, id: u32, ts: i64) -> Option<&mut Transaction> {
+    ) -> Option<&mut Transaction> {
         if id == 0 {
             return None;
         }
@@ -681,7 +426,7 @@ impl Conn {
         self.streams.get_mut(&id)
     }
 
-    fn end_stream(&mut self, side: Side, id: u32, ts: i64, out: &mut Vec<Transaction>) {
+    pub(super) fn end_stream(&mut self, side: Side, id: u32, ts: i64, out: &mut Vec<Transaction>) {
         let Some(t) = self.streams.get_mut(&id) else {
             return;
         };
@@ -693,20 +438,29 @@ impl Conn {
         // Both ends: a server may answer before the request body ends (an early error),
         // and the body that follows is still the request's.
         if t.server_done && t.client_done {
-            if let Some(t) = self.streams.remove(&id) {
-                out.push(t);
-            }
+            self.report(id, out);
         }
     }
 
-    /// The direction's header blocks stop being decoded (counted once per direction).
-    fn lose_headers(&mut self, side: Side, st: &mut ConnStats) {
-        let dir = self.dir(side);
-        if dir.hpack_ok {
-            dir.hpack_ok = false;
-            st.headers_lost += 1;
-            // The table's contents are of no further use.
-            dir.hpack = Decoder::new(0);
+    /// The stream ends: reported, and no longer open.
+    fn report(&mut self, id: u32, out: &mut Vec<Transaction>) {
+        self.reset_by_client.remove(&id);
+        if let Some(t) = self.streams.remove(&id) {
+            out.push(t);
+        }
+    }
+
+    /// The server sent a frame on client stream `id`: it has read every RST_STREAM the client
+    /// sent before opening `id`, so nothing more comes on those streams.
+    fn server_read_past_resets(&mut self, id: u32, out: &mut Vec<Transaction>) {
+        let done: Vec<u32> = self
+            .reset_by_client
+            .iter()
+            .filter(|(_, highest)| **highest < id)
+            .map(|(stream, _)| *stream)
+            .collect();
+        for stream in done {
+            self.report(stream, out);
         }
     }
 
@@ -777,13 +531,14 @@ impl Conn {
             .map(|(id, _)| *id)
             .collect();
         for id in old {
-            if let Some(mut t) = self.streams.remove(&id) {
-                // Answered in full, the client's side still open: complete as it is.
-                if !t.server_done {
+            if let Some(t) = self.streams.get_mut(&id) {
+                // Answered in full, the client's side still open: complete as it is. A stream
+                // the client reset stays reset.
+                if !t.server_done && t.ended.is_none() {
                     t.ended = Some(Ended::Incomplete);
                 }
-                out.push(t);
             }
+            self.report(id, out);
         }
     }
 
@@ -796,7 +551,7 @@ impl Conn {
     }
 }
 
-fn add_bytes(t: &mut Transaction, side: Side, n: u64) {
+pub(super) fn add_bytes(t: &mut Transaction, side: Side, n: u64) {
     match side {
         Side::Client => t.req_bytes += n,
         Side::Server => t.resp_bytes += n,
@@ -804,7 +559,7 @@ fn add_bytes(t: &mut Transaction, side: Side, n: u64) {
 }
 
 /// The stream's latest activity from `side`.
-fn touch(t: &mut Transaction, side: Side, ts: i64) {
+pub(super) fn touch(t: &mut Transaction, side: Side, ts: i64) {
     match side {
         Side::Client => t.req_end_ns = t.req_end_ns.max(ts),
         Side::Server => {
@@ -814,23 +569,4 @@ fn touch(t: &mut Transaction, side: Side, ts: i64) {
             t.resp_end_ns = t.resp_end_ns.max(ts);
         }
     }
-}
-
-/// A HEADERS or PUSH_PROMISE payload without its padding and priority fields (§6.2, §6.6);
-/// `None` when they do not fit. A PUSH_PROMISE's fragment still starts with the promised id.
-fn header_fragment<'a>(h: &Head, p: &'a [u8]) -> Option<&'a [u8]> {
-    let mut p = p;
-    let mut pad = 0usize;
-    if h.has(flag::PADDED) {
-        let (&n, rest) = p.split_first()?;
-        pad = n as usize;
-        p = rest;
-    }
-    if h.kind == kind::HEADERS && h.has(flag::PRIORITY) {
-        p = p.get(5..)?;
-    }
-    if h.kind == kind::PUSH_PROMISE && p.len() < 4 {
-        return None;
-    }
-    p.get(..p.len().checked_sub(pad)?)
 }

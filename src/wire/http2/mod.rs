@@ -1,13 +1,16 @@
 //! The HTTP/2 analyzer (cleartext: prior knowledge and the h2c upgrade) with gRPC: frames per
-//! direction (`frame`), HPACK per direction (`hpack`, `tables`), streams paired into
-//! transactions (`conn`, `transaction`), and gRPC's names, statuses and messages (`grpc`).
+//! direction (`frame`), HPACK per direction (`hpack`, `tables`), how a connection starts
+//! (`upgrade`), header blocks (`headers`), streams paired into transactions (`conn`,
+//! `transaction`), and gRPC's names, statuses and messages (`grpc`).
 
 pub mod conn;
 pub mod frame;
 pub mod grpc;
+mod headers;
 pub mod hpack;
 pub mod tables;
 pub mod transaction;
+mod upgrade;
 
 #[cfg(test)]
 mod tests;

@@ -197,6 +197,123 @@ fn errors_resets_and_goaway_end_streams_as_failures() {
     }
 }
 
+/// RFC 9113 §5.1: a stream the client reset is "closed" for the client, yet frames the server
+/// sent before it read the RST_STREAM may still arrive. A response that crossed the reset on
+/// the wire is that stream's late response: one transaction with the server's status, ended
+/// by the client's reset (a failure), not a stream reported unanswered and frames dropped.
+#[test]
+fn a_response_that_crossed_the_clients_reset_is_the_streams_late_response() {
+    let mut r = Run::new();
+    let mut client = PREFACE.to_vec();
+    client.extend(settings());
+    client.extend(request(1, "/slow.Service/Wait"));
+    client.extend(frame(kind::DATA, flag::END_STREAM, 1, &grpc_message(3)));
+    client.extend(frame(kind::RST_STREAM, 0, 1, &8u32.to_be_bytes()));
+    r.send(Side::Client, &client, 4096);
+    assert!(
+        r.out.is_empty(),
+        "reported before the frames in flight: {:#?}",
+        r.out
+    );
+    let mut server = settings();
+    server.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &block(&[(":status", "200"), ("content-type", "application/grpc")]),
+    ));
+    server.extend(frame(kind::DATA, 0, 1, &grpc_message(4)));
+    server.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block(&[("grpc-status", "4"), ("grpc-message", "deadline")]),
+    ));
+    r.send(Side::Server, &server, 4096);
+    assert_eq!(r.out.len(), 1, "{:#?}", r.out);
+    let t = &r.out[0];
+    assert_eq!(t.stream_id, 1);
+    assert_eq!(t.response.as_ref().and_then(|r| r.status), Some(200));
+    assert_eq!(t.trailers.as_ref().and_then(|t| t.grpc_status), Some(4));
+    assert_eq!(t.resp_messages.count, 1);
+    assert_eq!(
+        t.ended,
+        Some(Ended::Reset {
+            by_client: true,
+            code: 8
+        })
+    );
+    assert_eq!(t.outcome(), Outcome::Failure);
+    assert_eq!(r.st, ConnStats::default());
+}
+
+/// Once the server answers a stream the client opened after its RST_STREAM, it has read the
+/// reset (one TCP direction is read in order), so the reset stream is reported then, without a
+/// response; a reset stream the server never answers is reported when the connection ends,
+/// still as the client's reset.
+#[test]
+fn a_reset_stream_is_reported_once_the_server_has_read_past_the_reset() {
+    let mut r = Run::new();
+    let mut client = PREFACE.to_vec();
+    client.extend(request(1, "/a.S/One"));
+    client.extend(frame(kind::DATA, flag::END_STREAM, 1, &grpc_message(1)));
+    client.extend(request(3, "/a.S/Two"));
+    client.extend(frame(kind::DATA, flag::END_STREAM, 3, &grpc_message(1)));
+    client.extend(frame(kind::RST_STREAM, 0, 1, &8u32.to_be_bytes()));
+    client.extend(frame(kind::RST_STREAM, 0, 3, &8u32.to_be_bytes()));
+    client.extend(request(5, "/a.S/Three"));
+    r.send(Side::Client, &client, 4096);
+    assert!(r.out.is_empty());
+    // The answer to stream 5 comes after both resets were read.
+    let server = frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        5,
+        &block(&[(":status", "200"), ("content-type", "application/grpc")]),
+    );
+    r.send(Side::Server, &server, 4096);
+    let mut ids: Vec<u32> = r.out.iter().map(|t| t.stream_id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 3], "{:#?}", r.out);
+    for t in &r.out {
+        assert!(t.response.is_none());
+        assert_eq!(
+            t.ended,
+            Some(Ended::Reset {
+                by_client: true,
+                code: 8
+            })
+        );
+        assert_eq!(t.outcome(), Outcome::Failure);
+    }
+    // A frame on a reset stream after that is not a new stream.
+    r.send(
+        Side::Server,
+        &frame(kind::DATA, 0, 1, &grpc_message(2)),
+        4096,
+    );
+    assert_eq!(r.out.len(), 2);
+    // Stream 5 is reset too and never answered again: reported at the end, reset, not
+    // "incomplete".
+    r.send(
+        Side::Client,
+        &frame(kind::RST_STREAM, 0, 5, &8u32.to_be_bytes()),
+        4096,
+    );
+    assert_eq!(r.out.len(), 2);
+    r.conn.close(&mut r.out);
+    assert_eq!(r.out.len(), 3);
+    assert_eq!(r.out[2].stream_id, 5);
+    assert_eq!(r.out[2].response.as_ref().and_then(|r| r.status), Some(200));
+    assert_eq!(
+        r.out[2].ended,
+        Some(Ended::Reset {
+            by_client: true,
+            code: 8
+        })
+    );
+}
+
 /// A gap inside a DATA frame keeps the frames in step; a gap inside a HEADERS frame loses
 /// that block, so HPACK's later state is unknown: the direction's later streams are still
 /// counted (tagged), with no header fields, and the count of lost directions says so.

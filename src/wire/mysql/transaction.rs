@@ -5,6 +5,7 @@
 use super::packet::MyError;
 use crate::wire::analyzer::{self, Conn, Outcome, Record};
 use crate::wire::out::Fields;
+use crate::wire::sql_event::{write_tags, Db};
 use std::sync::Arc;
 
 /// What the greeting and the login said; shared by every transaction of the connection.
@@ -253,21 +254,14 @@ impl analyzer::Transaction for Transaction {
     /// `db.*` (OpenTelemetry's database names) and `mysql.*`.
     fn write_fields<F: Fields>(&self, f: &mut F) {
         let s = &self.session;
-        f.open("db");
-        f.word("system", s.system);
-        if let Some(d) = self.schema.as_ref().or(s.database.as_ref()) {
-            f.str("name", d);
+        Db {
+            system: s.system,
+            name: self.schema.as_deref().or(s.database.as_deref()),
+            user: s.user.as_deref(),
+            statement: self.statement.as_deref(),
+            operation: self.operation.as_deref(),
         }
-        if let Some(u) = &s.user {
-            f.str("user", u);
-        }
-        if let Some(st) = &self.statement {
-            f.str("statement", st);
-        }
-        if let Some(op) = &self.operation {
-            f.str("operation", op);
-        }
-        f.close();
+        .write(f);
         f.open("mysql");
         f.word("command", self.command.as_str());
         if let Command::Other(b) = self.command {
@@ -329,11 +323,11 @@ impl analyzer::Transaction for Transaction {
         let r = self.record();
         analyzer::write_common(conn, &r, f);
         self.write_fields(f);
-        match (self.gap, self.statement_truncated) {
-            (true, true) => f.strs("tags", &["tcp_gap", "mysql_statement_truncated"]),
-            (true, false) => f.strs("tags", &["tcp_gap"]),
-            (false, true) => f.strs("tags", &["mysql_statement_truncated"]),
-            (false, false) => {}
-        }
+        write_tags(
+            f,
+            self.gap,
+            self.statement_truncated,
+            "mysql_statement_truncated",
+        );
     }
 }

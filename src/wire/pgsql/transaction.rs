@@ -5,6 +5,7 @@
 use super::message::PgError;
 use crate::wire::analyzer::{self, Conn, Outcome, Record};
 use crate::wire::out::Fields;
+use crate::wire::sql_event::{write_tags, Db};
 use std::sync::Arc;
 
 /// What the client said when it connected; shared by every transaction of the connection.
@@ -127,21 +128,14 @@ impl analyzer::Transaction for Transaction {
 
     /// `db.*` (OpenTelemetry's database names: ECS has none) and `pgsql.*`.
     fn write_fields<F: Fields>(&self, f: &mut F) {
-        f.open("db");
-        f.word("system", "postgresql");
-        if let Some(d) = &self.session.database {
-            f.str("name", d);
+        Db {
+            system: "postgresql",
+            name: self.session.database.as_deref(),
+            user: self.session.user.as_deref(),
+            statement: self.statement.as_deref(),
+            operation: self.operation.as_deref(),
         }
-        if let Some(u) = &self.session.user {
-            f.str("user", u);
-        }
-        if let Some(s) = &self.statement {
-            f.str("statement", s);
-        }
-        if let Some(op) = &self.operation {
-            f.str("operation", op);
-        }
-        f.close();
+        .write(f);
         f.open("pgsql");
         f.word("protocol", self.protocol.as_str());
         if let Some(n) = self.rows() {
@@ -166,12 +160,12 @@ impl analyzer::Transaction for Transaction {
         let r = self.record();
         analyzer::write_common(conn, &r, f);
         self.write_fields(f);
-        match (self.gap, self.statement_truncated) {
-            (true, true) => f.strs("tags", &["tcp_gap", "pgsql_statement_truncated"]),
-            (true, false) => f.strs("tags", &["tcp_gap"]),
-            (false, true) => f.strs("tags", &["pgsql_statement_truncated"]),
-            (false, false) => {}
-        }
+        write_tags(
+            f,
+            self.gap,
+            self.statement_truncated,
+            "pgsql_statement_truncated",
+        );
     }
 }
 
