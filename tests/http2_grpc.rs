@@ -490,6 +490,20 @@ fn grpc_and_h2c_through_nginx_match_the_servers_logs_and_tshark() {
         metrics.contains(&slow("CANCEL")) || metrics.contains(&slow("DEADLINE_EXCEEDED")),
         "no Slow failure series for port {port} in\n{metrics}"
     );
+    // The duration histogram has every call on nginx's port; the errors counter the two
+    // failures there (the 404 and the cancelled Slow call).
+    assert!(
+        metrics.contains(&format!(
+            "trawl_http2_request_duration_seconds_count{{server=\"127.0.0.1:{port}\"}}"
+        )),
+        "no duration histogram for port {port} in\n{metrics}"
+    );
+    for operation in ["GET", "Slow"] {
+        let want = format!(
+            "trawl_http2_errors_total{{server=\"127.0.0.1:{port}\",operation=\"{operation}\"}} 1\n"
+        );
+        assert!(metrics.contains(&want), "no {want} in\n{metrics}");
+    }
     // HTTP/2's own counters are on /metrics from the start; this workload loses nothing (no
     // gap), pushes nothing and stays far below max_streams, so none of them moved.
     for name in [

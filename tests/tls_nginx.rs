@@ -291,6 +291,18 @@ fn nginx_handshakes_match_its_logs_and_tshark() {
     };
     assert_eq!(sum(&[&server]), got.len() as f64, "{metrics}");
     assert_eq!(sum(&[&server, "outcome=\"failure\""]), 1.0, "{metrics}");
+    // The duration histogram has every handshake, the errors counter the refused one.
+    let duration = format!(
+        "trawl_tls_request_duration_seconds_count{{{server}}} {}\n",
+        got.len()
+    );
+    assert!(metrics.contains(&duration), "no {duration} in {metrics}");
+    let errors: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("trawl_tls_errors_total{") && l.contains(&server))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(errors, 1.0, "{metrics}");
     assert!(
         metrics.contains("trawl_packet_tls_gaps_total{input=\"tls\"} 0"),
         "{metrics}"

@@ -254,7 +254,7 @@ fn shorthand<C: ProtocolConfig>(
 fn check_packet(spec: &ComponentSpec, config: &packet::PacketConfig) -> Result<(), DeError> {
     if config.flows.is_none() && config.protocols.is_empty() {
         return Err(DeError::new(
-            "nothing to analyze: expected `flows:` or a protocol under `protocols:` (http, tls, redis, pgsql, dns)",
+            "nothing to analyze: expected `flows:` or a protocol under `protocols:` (http, http2, tls, redis, pgsql, mysql, dns)",
             spec.mark,
             &spec.path,
         ));

@@ -1,7 +1,7 @@
-//! The packet input types: `packet` (and its one-section shorthands `flows`, `http`, `dns`,
-//! `tls`, `redis`) captures live (it cannot pause, so a full pipeline drops and counts);
-//! `pcap_file` reads a capture file (it waits for room) and ends at the end of the file after
-//! reporting every open flow and pending transaction.
+//! The packet input types: `packet` (and its one-section shorthands `flows`, `http`, `http2`,
+//! `dns`, `tls`, `redis`, `mysql`) captures live (it cannot pause, so a full pipeline drops and
+//! counts); `pcap_file` reads a capture file (it waits for room) and ends at the end of the file
+//! after reporting every open flow and pending transaction.
 
 use crate::event::Batch;
 use crate::inputs::{BackPressure, BoxFuture, BuildContext, Input, InputContext};
