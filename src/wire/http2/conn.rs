@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 /// The client's connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// How long a stream the client reset waits for server frames that crossed the RST_STREAM
+/// (capture time): a round trip is enough for frames in flight; this leaves room for a slow one.
+const RESET_GRACE_NS: i64 = 2_000_000_000;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Streams followed at once on one connection; more are counted, not followed.
@@ -91,8 +95,11 @@ pub struct Conn {
     /// stream id at the reset. The server may have sent frames on them before it read the
     /// RST_STREAM (RFC 9113 §5.1, "closed"): they stay open for those until the server ends
     /// them, answers a client stream opened after the reset (it has read past the RST_STREAM
-    /// then), or they time out. Only streams in `streams`, so bounded by `max_streams`.
-    pub(super) reset_by_client: BTreeMap<u32, u32>,
+    /// then), or `RESET_GRACE_NS` passed (frames in flight take a round trip, not the
+    /// transaction timeout: a cancelled call on an idle connection is reported soon). Each
+    /// entry also keeps the reset's capture time. Only streams in `streams`, so bounded by
+    /// `max_streams`.
+    pub(super) reset_by_client: BTreeMap<u32, (u32, i64)>,
 }
 
 impl Conn {
@@ -349,7 +356,7 @@ impl Conn {
                     t.client_done = true;
                     self.reset_by_client
                         .entry(h.stream)
-                        .or_insert(self.last_client_stream);
+                        .or_insert((self.last_client_stream, ts));
                 } else {
                     self.report(h.stream, out);
                 }
@@ -456,7 +463,7 @@ impl Conn {
         let done: Vec<u32> = self
             .reset_by_client
             .iter()
-            .filter(|(_, highest)| **highest < id)
+            .filter(|(_, (highest, _))| *highest < id)
             .map(|(stream, _)| *stream)
             .collect();
         for stream in done {
@@ -522,14 +529,23 @@ impl Conn {
         }
     }
 
-    /// Reports the streams that started before `deadline_ns` and have not ended.
-    pub fn expire(&mut self, deadline_ns: i64, out: &mut Vec<Transaction>) {
-        let old: Vec<u32> = self
+    /// Reports the streams that started before `deadline_ns` and have not ended, and the
+    /// streams the client reset more than `RESET_GRACE_NS` before `now_ns`.
+    pub fn expire(&mut self, deadline_ns: i64, now_ns: i64, out: &mut Vec<Transaction>) {
+        let waited = now_ns.saturating_sub(RESET_GRACE_NS);
+        let mut old: Vec<u32> = self
             .streams
             .iter()
             .filter(|(_, t)| t.req_start_ns <= deadline_ns)
             .map(|(id, _)| *id)
             .collect();
+        let waited_out: Vec<u32> = self
+            .reset_by_client
+            .iter()
+            .filter(|(id, (_, at))| *at <= waited && !old.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        old.extend(waited_out);
         for id in old {
             if let Some(t) = self.streams.get_mut(&id) {
                 // Answered in full, the client's side still open: complete as it is. A stream
@@ -542,12 +558,14 @@ impl Conn {
         }
     }
 
-    pub fn expires(&self, deadline_ns: i64) -> bool {
+    pub fn expires(&self, deadline_ns: i64, now_ns: i64) -> bool {
+        let waited = now_ns.saturating_sub(RESET_GRACE_NS);
         self.streams.values().any(|t| t.req_start_ns <= deadline_ns)
+            || self.reset_by_client.values().any(|(_, at)| *at <= waited)
     }
 
     pub fn close(&mut self, out: &mut Vec<Transaction>) {
-        self.expire(i64::MAX, out);
+        self.expire(i64::MAX, i64::MAX, out);
     }
 }
 

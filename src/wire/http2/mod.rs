@@ -139,6 +139,7 @@ impl Protocol for Http2 {
         Session {
             conn: conn::Conn::new(self.limits),
             stats: conn::ConnStats::default(),
+            timeout_ns: self.settings.transaction_timeout_ns,
         }
         .boxed()
     }
@@ -172,6 +173,8 @@ const PUSH_PROMISES: usize = 3;
 pub struct Session {
     conn: conn::Conn,
     stats: conn::ConnStats,
+    /// `transaction_timeout`: a sweep passes its deadline, `now - timeout`.
+    timeout_ns: i64,
 }
 
 impl Session {
@@ -203,9 +206,11 @@ impl analyzer::Session for Session {
         self.conn.close(&mut out.transactions);
     }
     fn expire(&mut self, deadline_ns: i64, out: &mut Sink<Self::Tx>) {
-        self.conn.expire(deadline_ns, &mut out.transactions);
+        let now_ns = deadline_ns.saturating_add(self.timeout_ns);
+        self.conn.expire(deadline_ns, now_ns, &mut out.transactions);
     }
     fn expires(&self, deadline_ns: i64) -> bool {
-        self.conn.expires(deadline_ns)
+        self.conn
+            .expires(deadline_ns, deadline_ns.saturating_add(self.timeout_ns))
     }
 }

@@ -688,3 +688,36 @@ fn a_session_publishes_its_counts_under_the_declared_names() {
     );
     assert_eq!(counts.malformed, 0);
 }
+
+/// Frames that crossed a client's RST_STREAM arrive within a round trip: a reset stream on a
+/// connection that then goes quiet is reported by the next sweep after a short grace, not
+/// after the transaction timeout, and a sweep inside the grace keeps waiting.
+#[test]
+fn a_reset_stream_on_a_quiet_connection_is_reported_after_a_short_grace() {
+    let mut r = Run::new();
+    let mut client = PREFACE.to_vec();
+    client.extend(request(1, "/a.S/One"));
+    client.extend(frame(kind::DATA, flag::END_STREAM, 1, &grpc_message(1)));
+    client.extend(frame(kind::RST_STREAM, 0, 1, &8u32.to_be_bytes()));
+    r.send(Side::Client, &client, 4096);
+    let reset_at = r.ts;
+    // A sweep whose transaction deadline is long before the request.
+    let deadline = 0;
+    let soon = reset_at + 100_000_000;
+    assert!(!r.conn.expires(deadline, soon));
+    r.conn.expire(deadline, soon, &mut r.out);
+    assert!(r.out.is_empty(), "reported within the grace: {:#?}", r.out);
+    let later = reset_at + 3_000_000_000;
+    assert!(r.conn.expires(deadline, later));
+    r.conn.expire(deadline, later, &mut r.out);
+    assert_eq!(r.out.len(), 1, "{:#?}", r.out);
+    assert_eq!(r.out[0].stream_id, 1);
+    assert_eq!(
+        r.out[0].ended,
+        Some(Ended::Reset {
+            by_client: true,
+            code: 8
+        })
+    );
+    assert!(!r.conn.expires(deadline, later));
+}
