@@ -333,6 +333,13 @@ pub fn format_timestamp(t: &DateTime<Utc>) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+thread_local! {
+    /// The date and time text of the last second written on this thread: events of a batch
+    /// mostly share their second, and the calendar arithmetic was a tenth of writing an event.
+    static LAST_SECOND: std::cell::Cell<(i64, [u8; 19])> =
+        const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+}
+
 pub(super) fn write_timestamp(t: &DateTime<Utc>, buf: &mut [u8; 27]) {
     fn put(buf: &mut [u8], mut v: u32, width: usize) {
         for i in (0..width).rev() {
@@ -340,20 +347,32 @@ pub(super) fn write_timestamp(t: &DateTime<Utc>, buf: &mut [u8; 27]) {
             v /= 10;
         }
     }
-    // Every accessor on a `DateTime<Tz>` converts to local time first: take the UTC fields once.
+    // A leap second (nanoseconds past 1e9) has its minute's last second as `timestamp()`
+    // and is written as :59 below, so the cached text is the same either way.
+    let secs = t.timestamp();
+    let (cached, text) = LAST_SECOND.with(|c| c.get());
     let t = t.naive_utc();
-    let year = t.year().clamp(0, 9999) as u32;
-    put(&mut buf[0..4], year, 4);
-    buf[4] = b'-';
-    put(&mut buf[5..7], t.month(), 2);
-    buf[7] = b'-';
-    put(&mut buf[8..10], t.day(), 2);
-    buf[10] = b'T';
-    put(&mut buf[11..13], t.hour(), 2);
-    buf[13] = b':';
-    put(&mut buf[14..16], t.minute(), 2);
-    buf[16] = b':';
-    put(&mut buf[17..19], t.second().min(59), 2);
+    if cached == secs {
+        buf[..19].copy_from_slice(&text);
+    } else {
+        // Every accessor on a `DateTime<Tz>` converts to local time first: take the UTC
+        // fields once.
+        let year = t.year().clamp(0, 9999) as u32;
+        put(&mut buf[0..4], year, 4);
+        buf[4] = b'-';
+        put(&mut buf[5..7], t.month(), 2);
+        buf[7] = b'-';
+        put(&mut buf[8..10], t.day(), 2);
+        buf[10] = b'T';
+        put(&mut buf[11..13], t.hour(), 2);
+        buf[13] = b':';
+        put(&mut buf[14..16], t.minute(), 2);
+        buf[16] = b':';
+        put(&mut buf[17..19], t.second().min(59), 2);
+        let mut text = [0u8; 19];
+        text.copy_from_slice(&buf[..19]);
+        LAST_SECOND.with(|c| c.set((secs, text)));
+    }
     buf[19] = b'.';
     put(&mut buf[20..26], (t.nanosecond() % 1_000_000_000) / 1000, 6);
     buf[26] = b'Z';
@@ -399,6 +418,39 @@ impl Serialize for Map {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text(t: &DateTime<Utc>) -> String {
+        let mut buf = [0u8; 27];
+        write_timestamp(t, &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// The text of the last second is kept between calls: timestamps in the same second, the
+    /// next one, an earlier one and far dates read as chrono writes them, whatever came before.
+    #[test]
+    fn timestamps_read_the_same_whatever_was_written_before() {
+        let at = |s: i64, ns: u32| DateTime::from_timestamp(s, ns).unwrap_or_default();
+        let seq = [
+            at(1_764_547_200, 0),
+            at(1_764_547_200, 999_999_999),
+            at(1_764_547_201, 1_000),
+            at(1_764_547_200, 500_000),
+            at(0, 0),
+            at(253_402_300_799, 123_456_789),
+            at(1_764_547_201, 2_000),
+            at(1_764_547_201, 2_000),
+        ];
+        for t in seq {
+            assert_eq!(text(&t), t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+        }
+        // A leap second is written as :59 with its fraction, cached or not.
+        let leap = DateTime::from_timestamp(1_483_228_799, 1_500_000_000).unwrap_or_default();
+        let _ = text(&at(5, 0));
+        let cold = text(&leap);
+        let _ = text(&at(1_483_228_799, 0));
+        assert_eq!(text(&leap), cold);
+        assert_eq!(cold, "2016-12-31T23:59:59.500000Z");
+    }
 
     #[test]
     fn dotted_paths_nest_and_replace() {
