@@ -367,9 +367,6 @@ impl Tailer {
                 self.ignored.insert(key);
                 return None;
             }
-            if size == 0 {
-                return self.defer_empty(key, path, file);
-            }
             let offset = if first && self.first_start && self.config.start_at == StartAt::End {
                 size
             } else {
@@ -410,22 +407,6 @@ impl Tailer {
         tracing::debug!(input = %self.ctx.name, path = %path.display(), offset, "following file");
         self.tails.insert(key, tail);
         None
-    }
-
-    /// A new file found empty: nothing tells yet whether it is a file of its own or a copy being
-    /// written (`cp`, as logrotate's `copytruncate` does, creates the copy empty and fills it
-    /// after; a scan can come between). Followed now, it would get a new stream and read its
-    /// copied lines from 0 under other ids; so it is looked at again once it has bytes. One no
-    /// longer at its path (deleted or renamed while empty) is left to the next scan.
-    pub(super) fn defer_empty(&mut self, key: FileKey, path: &Path, file: File) -> Option<File> {
-        self.maybe_copies.remove(&key);
-        if std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == key) {
-            self.empty_new.insert(key, path.to_path_buf());
-            Some(file)
-        } else {
-            self.empty_new.remove(&key);
-            None
-        }
     }
 
     /// The truncated contents waiting for their copy.
@@ -479,13 +460,6 @@ impl Tailer {
         };
         let fp = Fingerprint::of(&first_bytes);
         let size = md.len();
-        if size == 0 {
-            // Recorded once it has first bytes (see `defer_empty`); nothing to lose before.
-            if std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == key) {
-                self.empty_new.insert(key, path.to_path_buf());
-            }
-            return;
-        }
         self.check_originals(key, &first_bytes);
         let (stream, offset) = if let Some(t) = self
             .truncations()
