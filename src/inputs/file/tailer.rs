@@ -85,11 +85,6 @@ struct Tailer {
     /// of them stopped and their size at last sight: deleted before a slot frees, the bytes from
     /// there on are gone.
     waiting_unopened: HashMap<FileKey, (PathBuf, u64, u64)>,
-    /// New files found empty, by the path they were found at: what they are (a file of their
-    /// own, or a copy being written) is decided once they have first bytes.
-    empty_new: HashMap<FileKey, PathBuf>,
-    /// When `empty_new` was last looked at (once per `poll_interval`).
-    empty_checked_at: Option<Instant>,
 }
 
 pub(super) fn run(
@@ -151,8 +146,6 @@ pub(super) fn run(
         stop_at: None,
         rewound_from: HashMap::new(),
         waiting_unopened: HashMap::new(),
-        empty_new: HashMap::new(),
-        empty_checked_at: None,
     };
     let mut generation = 0;
     loop {
@@ -165,10 +158,6 @@ pub(super) fn run(
             // The first scan decides what `start_at: end` applies to.
             t.apply_scan(&found, generation == 0, now);
             generation = latest;
-        }
-        if t.empty_files_grew(now, poll) {
-            // A file found empty has its first bytes: decided now, not at the next scan.
-            t.apply_scan(&found, false, now);
         }
         t.apply_rewinds();
         let progress = match t.read_all(&mut buf) {
@@ -298,21 +287,6 @@ impl Tailer {
             waiting_files: self.waiting,
             lags,
         });
-    }
-
-    /// Whether a new file found empty has bytes now (looked at once per `poll`).
-    fn empty_files_grew(&mut self, now: Instant, poll: Duration) -> bool {
-        if self.empty_new.is_empty()
-            || self
-                .empty_checked_at
-                .is_some_and(|at| now.saturating_duration_since(at) < poll)
-        {
-            return false;
-        }
-        self.empty_checked_at = Some(now);
-        self.empty_new.iter().any(|(key, path)| {
-            std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == *key && m.len() > 0)
-        })
     }
 
     fn open_count(&self) -> usize {

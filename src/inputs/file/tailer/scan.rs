@@ -21,8 +21,6 @@ impl Tailer {
     /// Matches what discovery found against what is followed.
     pub(super) fn apply_scan(&mut self, found: &Mutex<Found>, first: bool, now: Instant) {
         self.waiting = 0;
-        // Files still empty put themselves back (`defer_empty`).
-        self.empty_new.clear();
         let (current, mut opened, rotated) = match found.lock() {
             Ok(mut f) => (
                 std::mem::take(&mut f.current),
