@@ -48,6 +48,26 @@ fn copytruncate(from: &Path, to: &Path) {
         .unwrap();
 }
 
+/// The rest of a copytruncate whose copy `cp` has created: `from`'s bytes written into it,
+/// then `from` emptied in place. The bytes copied.
+fn fill_and_truncate(from: &Path, copy: &Path) -> u64 {
+    use std::io::Write;
+    let content = std::fs::read(from).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(copy)
+        .unwrap()
+        .write_all(&content)
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(from)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    content.len() as u64
+}
+
 fn lines(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix} {i:04}")).collect()
 }
@@ -138,8 +158,19 @@ fn the_copy_made_while_trawl_was_stopped_keeps_its_ids() {
 /// stream id, offset 0) and every line of it was stored again.
 #[test]
 fn the_copy_of_a_file_waiting_for_a_slot_keeps_its_ids() {
+    copy_of_waiting("copy-of-waiting", false);
+}
+
+/// The same, with the copy seen by scans while `cp` has created it and not filled it yet (seen
+/// in CI: `std::fs::copy` leaves it empty for an instant). Before the fix, the empty copy was
+/// put in the registry as a new file waiting for a slot, and read from 0 once filled.
+#[test]
+fn the_copy_of_a_file_waiting_for_a_slot_seen_empty_keeps_its_ids() {
+    copy_of_waiting("waiting-copy-seen-empty", true);
+}
+
+fn copy_of_waiting(index: &str, seen_empty: bool) {
     let os = OpenSearch::shared();
-    let index = "copy-of-waiting";
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -191,7 +222,14 @@ fn the_copy_of_a_file_waiting_for_a_slot_keeps_its_ids() {
             .keys()
             .any(|m| m.starts_with("busy"))
     });
-    copytruncate(&app, &copy);
+    if seen_empty {
+        std::fs::File::create(&copy).unwrap();
+        // Five scans see it empty.
+        std::thread::sleep(Duration::from_secs(1));
+        fill_and_truncate(&app, &copy);
+    } else {
+        copytruncate(&app, &copy);
+    }
     let new = lines("new line", 200);
     append(&app, &(new.join("\n") + "\n"));
     // Scans (every 200 ms) find the copy while app.log still waits for the slot.
@@ -266,6 +304,53 @@ fn the_copy_of_a_file_killed_before_its_first_commit_keeps_its_ids() {
     });
     // Whatever trawl would read of the copy it reads within a few scans.
     std::thread::sleep(Duration::from_secs(8));
+    assert_once(os, index, &old.iter().chain(&new).collect::<Vec<_>>());
+    sigterm(&trawl);
+    trawl.wait(Duration::from_secs(60));
+}
+
+/// Campaign seed 62 (kafka): the copy is created empty and filled afterwards (`cp` creates the
+/// file, then writes it), and a scan can find it in between. An empty file says nothing of what
+/// it is: before the fix it was followed at once as a new file, so once filled with the
+/// original's lines it was read from 0 under a new stream, and every line stored again.
+#[test]
+fn a_copy_seen_while_still_empty_keeps_its_ids() {
+    let os = OpenSearch::shared();
+    let index = "copy-seen-empty";
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = pipeline(
+        dir.path(),
+        os,
+        index,
+        &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
+        "    registry_flush: 100ms\n    poll_interval: 100ms\n    scan_interval: 200ms\n",
+    );
+    let app = logs.join("app.log");
+    let copy = logs.join("app.log.1");
+    let old = lines("old line", 500);
+    append(&app, &(old.join("\n") + "\n"));
+    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
+    wait_until(Duration::from_secs(120), "the 500 old lines stored", || {
+        os.copies_by_message(index).len() == 500
+    });
+    // The copy exists, empty, for ten scans: trawl has looked at it.
+    std::fs::File::create(&copy).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let size = fill_and_truncate(&app, &copy);
+    let new = lines("new line", 200);
+    append(&app, &(new.join("\n") + "\n"));
+    wait_until(
+        Duration::from_secs(120),
+        "the new lines stored and the copy delivered to its end",
+        || {
+            let m = os.copies_by_message(index);
+            new.iter().all(|l| m.contains_key(l))
+                && registry_offset(dir.path(), &copy) == Some(size)
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
     assert_once(os, index, &old.iter().chain(&new).collect::<Vec<_>>());
     sigterm(&trawl);
     trawl.wait(Duration::from_secs(60));

@@ -85,6 +85,11 @@ struct Tailer {
     /// of them stopped and their size at last sight: deleted before a slot frees, the bytes from
     /// there on are gone.
     waiting_unopened: HashMap<FileKey, (PathBuf, u64, u64)>,
+    /// New files found empty, by the path they were found at: what they are (a file of their
+    /// own, or a copy `cp` has created and not filled yet) is decided once they have bytes.
+    empty_new: HashMap<FileKey, PathBuf>,
+    /// When `empty_new` was last looked at (once per `poll_interval`).
+    empty_checked_at: Option<Instant>,
 }
 
 pub(super) fn run(
@@ -146,6 +151,8 @@ pub(super) fn run(
         stop_at: None,
         rewound_from: HashMap::new(),
         waiting_unopened: HashMap::new(),
+        empty_new: HashMap::new(),
+        empty_checked_at: None,
     };
     let mut generation = 0;
     loop {
@@ -159,6 +166,7 @@ pub(super) fn run(
             t.apply_scan(&found, generation == 0, now);
             generation = latest;
         }
+        t.decide_grown_empty(&found, now, poll);
         t.apply_rewinds();
         let progress = match t.read_all(&mut buf) {
             Ok(p) => p,

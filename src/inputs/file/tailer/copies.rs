@@ -167,7 +167,20 @@ impl Tailer {
         // already hold the next content when its copy shows up.
         let mut live = false;
         for t in self.tails.values() {
-            if starts_with(first, t.prefix()) {
+            // A file followed from 0 that nothing was read of yet (new in the same scan, or
+            // decided this turn after it was found empty) has no bytes read to compare: what it
+            // will read is its file's start, which the copy may hold.
+            let unread;
+            let prefix = if t.prefix().is_empty() && t.position() == 0 {
+                unread = t
+                    .file()
+                    .and_then(|f| read_first(f, self.fp_max).ok())
+                    .unwrap_or_default();
+                &unread[..]
+            } else {
+                t.prefix()
+            };
+            if starts_with(first, prefix) {
                 live = true;
                 let behind = t
                     .file()

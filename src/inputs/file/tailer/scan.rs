@@ -15,12 +15,14 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl Tailer {
     /// Matches what discovery found against what is followed.
     pub(super) fn apply_scan(&mut self, found: &Mutex<Found>, first: bool, now: Instant) {
         self.waiting = 0;
+        // Files still empty put themselves back (`defer_empty`).
+        self.empty_new.clear();
         let (current, mut opened, rotated) = match found.lock() {
             Ok(mut f) => (
                 std::mem::take(&mut f.current),
@@ -365,6 +367,9 @@ impl Tailer {
                 self.ignored.insert(key);
                 return None;
             }
+            if size == 0 {
+                return self.defer_empty(key, path, file);
+            }
             let offset = if first && self.first_start && self.config.start_at == StartAt::End {
                 size
             } else {
@@ -405,6 +410,93 @@ impl Tailer {
         tracing::debug!(input = %self.ctx.name, path = %path.display(), offset, "following file");
         self.tails.insert(key, tail);
         None
+    }
+
+    /// A new file found empty: nothing tells yet whether it is a file of its own or a copy being
+    /// written (`cp`, as logrotate's `copytruncate` does, creates the copy empty and fills it
+    /// after; a scan can come between). Followed now, it would get a new stream and read its
+    /// copied lines from 0 under other ids; so it is decided once it has bytes
+    /// (`decide_grown_empty`). Its descriptor is kept with discovery's, so that bytes written
+    /// and then deleted before that are still read.
+    pub(super) fn defer_empty(&mut self, key: FileKey, path: &Path, file: File) -> Option<File> {
+        self.maybe_copies.remove(&key);
+        if std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == key) {
+            self.empty_new.insert(key, path.to_path_buf());
+            Some(file)
+        } else {
+            // Renamed or deleted while empty: wherever it is now, a later scan finds it.
+            None
+        }
+    }
+
+    /// The new files found empty that have bytes now (looked at once per `poll`) are decided
+    /// at once, as any new file found by a scan is (`discovered`): the copy of a truncated file
+    /// continues its stream, the rest are new. Not by applying the last scan again: its other
+    /// files would be decided from what it saw then.
+    pub(super) fn decide_grown_empty(
+        &mut self,
+        found: &Mutex<Found>,
+        now: Instant,
+        poll: Duration,
+    ) {
+        if self.empty_new.is_empty()
+            || self
+                .empty_checked_at
+                .is_some_and(|at| now.saturating_duration_since(at) < poll)
+        {
+            return;
+        }
+        self.empty_checked_at = Some(now);
+        let candidates: Vec<(FileKey, PathBuf)> = self
+            .empty_new
+            .iter()
+            .map(|(k, p)| (*k, p.clone()))
+            .collect();
+        for (key, path) in candidates {
+            if self.tails.contains_key(&key) || self.ignored.contains(&key) {
+                self.empty_new.remove(&key);
+                continue;
+            }
+            // The descriptor kept for it, else one opened now (at the same file, or the next
+            // scan finds it wherever it went).
+            let held = found
+                .lock()
+                .ok()
+                .and_then(|mut f| f.opened.remove(&key).map(|(_, file)| file));
+            let file = match held {
+                Some(f) => f,
+                None => match File::open(&path) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        self.empty_new.remove(&key);
+                        continue;
+                    }
+                },
+            };
+            let grown = match file.metadata() {
+                Ok(m) if FileKey::of(&m) == key => m.len() > 0,
+                _ => {
+                    self.empty_new.remove(&key);
+                    continue;
+                }
+            };
+            let back = if grown {
+                self.empty_new.remove(&key);
+                self.discovered(key, &path, Some(file), false, now)
+            } else {
+                Some(file)
+            };
+            if let Some(file) = back {
+                if let Ok(mut f) = found.lock() {
+                    f.opened.entry(key).or_insert((path, file));
+                }
+            }
+        }
+        if std::mem::take(&mut self.waiting_recorded)
+            && super::super::save_blocking(&self.shared, None).is_err()
+        {
+            self.unsaved = true;
+        }
     }
 
     /// The truncated contents waiting for their copy.
@@ -458,6 +550,13 @@ impl Tailer {
         };
         let fp = Fingerprint::of(&first_bytes);
         let size = md.len();
+        if size == 0 {
+            // Recorded once it has bytes (see `defer_empty`); nothing to lose before.
+            if std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == key) {
+                self.empty_new.insert(key, path.to_path_buf());
+            }
+            return;
+        }
         self.check_originals(key, &first_bytes);
         let (stream, offset) = if let Some(t) = self
             .truncations()
