@@ -436,6 +436,39 @@ fn redis_transactions_match_the_servers_monitor_one_for_one() {
         1.0,
         "{metrics}"
     );
+    // The duration histogram has every answered command (all of them: none went unanswered),
+    // its buckets end at the count; the errors counter has the WRONGTYPE reply, on LPUSH.
+    let answered = sum("trawl_redis_requests_total", &[&server])
+        - sum(
+            "trawl_redis_requests_total",
+            &[&server, "outcome=\"unknown\""],
+        );
+    let count = sum("trawl_redis_request_duration_seconds_count", &[&server]);
+    assert!(count >= total as f64, "{metrics}");
+    assert_eq!(count, answered, "{metrics}");
+    assert_eq!(
+        sum(
+            "trawl_redis_request_duration_seconds_bucket",
+            &[&server, "le=\"+Inf\""]
+        ),
+        count,
+        "{metrics}"
+    );
+    assert!(
+        sum("trawl_redis_request_duration_seconds_sum", &[&server]) > 0.0,
+        "{metrics}"
+    );
+    let wrongtype = format!("trawl_redis_errors_total{{{server},operation=\"LPUSH\"}} 1\n");
+    assert!(metrics.contains(&wrongtype), "no {wrongtype} in {metrics}");
+    assert_eq!(
+        sum("trawl_redis_errors_total", &[&server]),
+        sum("trawl_redis_requests_total", &[&server])
+            - sum(
+                "trawl_redis_requests_total",
+                &[&server, "outcome=\"success\""]
+            ),
+        "errors are the failed and unanswered commands: {metrics}"
+    );
     assert!(
         sum("trawl_packet_redis_pushes_total", &["input=\"cache\""]) >= 4.0,
         "the four pub/sub messages: {metrics}"
