@@ -44,11 +44,12 @@ impl Packet {
     }
 }
 
-/// A capture: its file header and its packets.
+/// A capture: its file header, its packets, and the server's port in the whole capture.
 #[derive(Clone)]
 struct Capture {
     header: Vec<u8>,
     packets: Vec<Packet>,
+    server_port: u16,
 }
 
 impl Capture {
@@ -92,19 +93,17 @@ impl Capture {
             });
             at += 16 + len;
         }
-        Capture {
-            header: bytes[..24].to_vec(),
-            packets,
-        }
-    }
-
-    /// The server's port: where the first SYN (or, over UDP, the first datagram) went.
-    fn server_port(&self) -> u16 {
-        self.packets
+        // The server's port: where the first SYN (or, over UDP, the first datagram) went.
+        let server_port = packets
             .iter()
             .find(|p| p.syn || p.udp)
             .map(|p| p.dst_port)
-            .expect("a connection or a datagram")
+            .expect("a connection or a datagram");
+        Capture {
+            header: bytes[..24].to_vec(),
+            packets,
+            server_port,
+        }
     }
 
     /// Indexes of the packets that carry payload.
@@ -130,7 +129,7 @@ struct Decoded {
 }
 
 fn decode(protocol: &str, capture: &Capture) -> Decoded {
-    let port = capture.server_port();
+    let port = capture.server_port;
     fn on<C: ProtocolConfig>(port: u16) -> Protocols {
         Protocols::default().with(Section::<C>::on_ports(vec![port]))
     }

@@ -30,8 +30,11 @@ pub struct Registered {
     /// The section with its defaults, as `<name>:` alone gives it.
     pub default: fn() -> Box<dyn Configured>,
     /// The section read from a config node whose key path is the second argument.
-    pub read: fn(&Node, &str) -> Result<Box<dyn Configured>, DeError>,
+    pub read: ReadSection,
 }
+
+/// Reads a protocol's section from a config node at a key path.
+pub type ReadSection = fn(&Node, &str) -> Result<Box<dyn Configured>, DeError>;
 
 fn default_section<C: ProtocolConfig>() -> Box<dyn Configured> {
     Box::new(Section::<C>::default())
