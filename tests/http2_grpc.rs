@@ -6,6 +6,7 @@
 //! the servicer logs is one on the upstream leg, and tshark on the same packets agrees.
 
 mod support {
+    pub mod dumpcap;
     pub mod nginx;
 }
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::dumpcap::Dumpcap;
 
 struct KillOnDrop(Child);
 
@@ -31,14 +33,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn script() -> PathBuf {
@@ -282,18 +276,8 @@ fn grpc_and_h2c_through_nginx_match_the_servers_logs_and_tshark() {
     let _server = grpc_server(dir.path(), grpc_port);
     let _nginx = nginx(dir.path(), port, grpc_port);
     let pcap = dir.path().join("h2.pcap");
-    let dumpcap = KillOnDrop(
-        Command::new("dumpcap")
-            .args(["-q", "-i", "lo", "-f"])
-            .arg(format!("tcp port {port} or tcp port {grpc_port}"))
-            .arg("-w")
-            .arg(&pcap)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dumpcap (tshark's package)"),
-    );
+    let mut dumpcap = Dumpcap::on_lo(&pcap, &format!("tcp port {port} or tcp port {grpc_port}"));
     let (_trawl, events, metrics_addr) = trawl(dir.path(), [port, grpc_port]);
-    wait_for("dumpcap to start", || pcap.exists());
     std::thread::sleep(Duration::from_millis(500));
 
     // The known workload: three plain h2c requests, then six calls through nginx.
@@ -342,11 +326,7 @@ fn grpc_and_h2c_through_nginx_match_the_servers_logs_and_tshark() {
         got.push(e);
     }
     assert_eq!(got.len(), expected, "{got:#?}");
-    let _ = Command::new("kill")
-        .arg(dumpcap.0.id().to_string())
-        .status();
-    let mut dumpcap = dumpcap;
-    let _ = dumpcap.0.wait();
+    dumpcap.stop();
     for e in &got {
         assert_eq!(e["event"]["dataset"], "http2");
         assert_eq!(

@@ -4,6 +4,10 @@
 //! log is one transaction: the upgraded request as stream 1, the next on the same connection
 //! as stream 3, with method, path and status.
 
+mod support {
+    pub mod dumpcap;
+}
+
 use serde_json::Value as J;
 use std::io::Read;
 use std::path::Path;
@@ -12,7 +16,7 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A child killed when dropped (hypercorn; dumpcap if the test fails before stopping it).
+/// A child killed when dropped (hypercorn).
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
@@ -66,26 +70,7 @@ fn curl_upgrades_to_h2c_with_hypercorn_and_each_logged_request_is_one_stream() {
     });
 
     let pcap = dir.path().join("h2c.pcap");
-    let mut cap = KillOnDrop(
-        Command::new("dumpcap")
-            .args([
-                "-q",
-                "-P",
-                "-i",
-                "lo",
-                "-f",
-                &format!("tcp port {port}"),
-                "-w",
-            ])
-            .arg(&pcap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dumpcap is installed (scripts/setup.sh: tshark)"),
-    );
-    wait_for("dumpcap capturing", || {
-        std::fs::metadata(&pcap).map_or(0, |m| m.len()) >= 24
-    });
+    let mut cap = support::dumpcap::Dumpcap::on_lo(&pcap, &format!("tcp port {port}"));
     std::thread::sleep(Duration::from_millis(500));
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     // Two requests on one upgraded connection, one on another.
@@ -102,10 +87,7 @@ fn curl_upgrades_to_h2c_with_hypercorn_and_each_logged_request_is_one_stream() {
         );
     }
     std::thread::sleep(Duration::from_millis(500));
-    unsafe { libc::kill(cap.0.id() as i32, libc::SIGTERM) };
-    wait_for("dumpcap stopped", || {
-        matches!(cap.0.try_wait(), Ok(Some(_)))
-    });
+    cap.stop();
 
     let mut logged = Vec::new();
     wait_for("hypercorn's access log has the 3 requests", || {

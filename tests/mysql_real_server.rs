@@ -8,6 +8,7 @@
 //! does, and `/metrics` and the service map (`/api/graph/data`) have the MySQL series and edge.
 
 mod support {
+    pub mod dumpcap;
     pub mod pcap_read;
 }
 
@@ -18,6 +19,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::dumpcap::Dumpcap;
 use trawl::wire::sql::{self, Dialect};
 
 const PASSWORD: &str = "sekret";
@@ -32,7 +34,7 @@ fn root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A child killed when dropped (mariadbd; dumpcap if the test fails before stopping it).
+/// A child killed when dropped (mariadbd, the live trawl).
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
@@ -42,19 +44,6 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
-}
-
-/// Stops dumpcap with SIGTERM, so that it writes what it holds.
-fn stop_capture(cap: &mut KillOnDrop) {
-    unsafe { libc::kill(cap.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = cap.0.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("dumpcap did not stop within 20 s");
 }
 
 /// A throwaway MariaDB in `dir`, on `port`, logging every command to `general.log`.
@@ -281,31 +270,7 @@ fn every_command_the_server_logged_is_one_transaction_and_tshark_agrees() {
     };
 
     let pcap = tmp.path().join("mysql.pcap");
-    let mut cap = KillOnDrop(
-        Command::new("dumpcap")
-            .args([
-                "-q",
-                "-P",
-                "-i",
-                "lo",
-                "-f",
-                &format!("tcp port {port}"),
-                "-w",
-            ])
-            .arg(&pcap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dumpcap is installed (scripts/setup.sh: tshark)"),
-    );
-    let start = Instant::now();
-    while std::fs::metadata(&pcap).map_or(0, |m| m.len()) < 24 {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "dumpcap did not start capturing"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut cap = Dumpcap::on_lo(&pcap, &format!("tcp port {port}"));
     std::thread::sleep(Duration::from_millis(500));
     let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mysql/workload.py");
     let wl = Command::new("python3")
@@ -321,7 +286,7 @@ fn every_command_the_server_logged_is_one_transaction_and_tshark_agrees() {
         String::from_utf8_lossy(&wl.stderr)
     );
     std::thread::sleep(Duration::from_millis(500));
-    stop_capture(&mut cap);
+    cap.stop();
     let log = std::fs::read_to_string(&log_path).unwrap();
     drop(server);
     let logged = general_log(&log[setup_len..]);

@@ -29,10 +29,8 @@ fn read(bytes: &[u8]) -> (usize, Option<String>, Option<String>) {
     std::fs::write(&path, bytes).unwrap();
     let analyzers = Analyzers {
         flows: Some(Default::default()),
-        protocols: trawl::wire::section::Protocols {
-            http: Some(Default::default()),
-            ..Default::default()
-        },
+        protocols: trawl::wire::registry::Protocols::default()
+            .with(trawl::wire::section::Section::<trawl::wire::http::HttpConfig>::default()),
         dedup_window: None,
         ..Default::default()
     };

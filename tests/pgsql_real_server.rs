@@ -7,6 +7,7 @@
 //! command tag and error code; the live one's /metrics and service map count them.
 
 mod support {
+    pub mod dumpcap;
     pub mod pcap_read;
 }
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::dumpcap::Dumpcap;
 use trawl::wire::pgsql::sql;
 
 const PASSWORD: &str = "sekret";
@@ -75,11 +77,10 @@ impl Drop for Server {
     }
 }
 
-/// dumpcap (or a live trawl), stopped with SIGTERM so that it writes what it holds; killed
-/// when dropped.
-struct Capture(Child);
+/// The live trawl, stopped with SIGTERM so that it writes what it holds; killed when dropped.
+struct LiveTrawl(Child);
 
-impl Capture {
+impl LiveTrawl {
     fn stop(&mut self) {
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -90,11 +91,11 @@ impl Capture {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.0.kill();
-        panic!("dumpcap did not stop within 20 s");
+        panic!("the live trawl did not stop within 20 s");
     }
 }
 
-impl Drop for Capture {
+impl Drop for LiveTrawl {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
             let _ = self.0.kill();
@@ -317,32 +318,7 @@ fn every_statement_the_server_logged_is_one_transaction_and_tshark_agrees() {
     let setup_len = std::fs::read_to_string(&log).unwrap().len();
 
     let pcap = tmp.path().join("pg.pcap");
-    let mut cap = Capture(
-        Command::new("dumpcap")
-            .args([
-                "-q",
-                "-P",
-                "-i",
-                "lo",
-                "-f",
-                &format!("tcp port {port}"),
-                "-w",
-            ])
-            .arg(&pcap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dumpcap is installed (scripts/setup.sh: tshark)"),
-    );
-    // dumpcap writes the file header once it captures.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&pcap).map_or(0, |m| m.len()) < 24 {
-        assert!(
-            Instant::now() < deadline,
-            "dumpcap did not start capturing within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut cap = Dumpcap::on_lo(&pcap, &format!("tcp port {port}"));
     // The live trawl: one `packet` input with flows (for the service map) and pgsql.
     let live_dir = tmp.path().join("live");
     std::fs::create_dir_all(&live_dir).unwrap();
@@ -355,7 +331,7 @@ fn every_statement_the_server_logged_is_one_transaction_and_tshark_agrees() {
         ),
     )
     .unwrap();
-    let mut live = Capture(
+    let mut live = LiveTrawl(
         Command::new(env!("CARGO_BIN_EXE_trawl"))
             .args(["--log-format", "json", "run", "-c"])
             .arg(&live_pipeline)

@@ -5,6 +5,10 @@
 //! trawl's transactions one for one, per connection and in order; tshark on a capture of the
 //! same traffic counts the same errors.
 
+mod support {
+    pub mod dumpcap;
+}
+
 use serde_json::Value as J;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::dumpcap::Dumpcap;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -226,21 +231,7 @@ fn redis_transactions_match_the_servers_monitor_one_for_one() {
 
     // tshark's capture of the same traffic, the independent oracle.
     let pcap = dir.path().join("redis.pcap");
-    let dumpcap = KillOnDrop(
-        Command::new("dumpcap")
-            .args(["-q", "-i", "lo", "-f", &format!("tcp port {port}"), "-w"])
-            .arg(&pcap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dumpcap (tshark package)"),
-    );
-    // dumpcap writes the file's header once it captures.
-    let start = Instant::now();
-    while std::fs::metadata(&pcap).map_or(true, |m| m.len() == 0) {
-        assert!(start.elapsed() < DEADLINE, "dumpcap did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut dumpcap = Dumpcap::on_lo(&pcap, &format!("tcp port {port}"));
 
     let pipeline = dir.path().join("p.yaml");
     std::fs::write(
@@ -445,6 +436,39 @@ fn redis_transactions_match_the_servers_monitor_one_for_one() {
         1.0,
         "{metrics}"
     );
+    // The duration histogram has every answered command (all of them: none went unanswered),
+    // its buckets end at the count; the errors counter has the WRONGTYPE reply, on LPUSH.
+    let answered = sum("trawl_redis_requests_total", &[&server])
+        - sum(
+            "trawl_redis_requests_total",
+            &[&server, "outcome=\"unknown\""],
+        );
+    let count = sum("trawl_redis_request_duration_seconds_count", &[&server]);
+    assert!(count >= total as f64, "{metrics}");
+    assert_eq!(count, answered, "{metrics}");
+    assert_eq!(
+        sum(
+            "trawl_redis_request_duration_seconds_bucket",
+            &[&server, "le=\"+Inf\""]
+        ),
+        count,
+        "{metrics}"
+    );
+    assert!(
+        sum("trawl_redis_request_duration_seconds_sum", &[&server]) > 0.0,
+        "{metrics}"
+    );
+    let wrongtype = format!("trawl_redis_errors_total{{{server},operation=\"LPUSH\"}} 1\n");
+    assert!(metrics.contains(&wrongtype), "no {wrongtype} in {metrics}");
+    assert_eq!(
+        sum("trawl_redis_errors_total", &[&server]),
+        sum("trawl_redis_requests_total", &[&server])
+            - sum(
+                "trawl_redis_requests_total",
+                &[&server, "outcome=\"success\""]
+            ),
+        "errors are the failed and unanswered commands: {metrics}"
+    );
     assert!(
         sum("trawl_packet_redis_pushes_total", &["input=\"cache\""]) >= 4.0,
         "the four pub/sub messages: {metrics}"
@@ -463,11 +487,7 @@ fn redis_transactions_match_the_servers_monitor_one_for_one() {
     );
 
     std::thread::sleep(Duration::from_secs(2));
-    let _ = Command::new("kill")
-        .args(["-INT", &dumpcap.0.id().to_string()])
-        .status();
-    let mut dumpcap = dumpcap;
-    let _ = dumpcap.0.wait();
+    dumpcap.stop();
     let out = Command::new("tshark")
         .args(["-r"])
         .arg(&pcap)

@@ -8,25 +8,22 @@
 use crate::inputs::packet::{PacketInput, PcapFileConfig};
 use crate::wire::decode::Decoder;
 use crate::wire::out::Out;
-use crate::wire::section::{ProtocolConfig, Protocols, Section};
+use crate::wire::registry::{self, Protocols};
 use crate::wire::{capture, Analyzers, Engine, Stats};
+use clap::builder::PossibleValue;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-/// What `trawl pcap` reports without `-c`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Report {
-    Flows,
-    Http,
-    Dns,
-    Tls,
-    Redis,
-    Pgsql,
-    Mysql,
-    /// HTTP/2 and gRPC streams.
-    Http2,
+/// What `--only` can name: `flows`, and each registered protocol.
+fn reports() -> clap::builder::PossibleValuesParser {
+    let protocols = registry::registered()
+        .iter()
+        .map(|r| PossibleValue::new(r.name).help(r.summary));
+    clap::builder::PossibleValuesParser::new(
+        std::iter::once(PossibleValue::new("flows")).chain(protocols),
+    )
 }
 
 /// A UDP or TCP port a protocol can be on: 0 is refused as the pipeline file refuses it.
@@ -43,34 +40,87 @@ pub struct PcapArgs {
     #[arg(short, long)]
     pub config: Option<PathBuf>,
     /// Report only these, comma-separated (default: flows and http).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub only: Vec<Report>,
-    /// TCP ports that carry HTTP (comma-separated); by default every TCP connection is
-    /// followed and HTTP recognised by its content.
-    #[arg(long, value_delimiter = ',', value_parser = port())]
-    pub http_ports: Vec<u16>,
-    /// Ports that carry DNS, over UDP and TCP (default 53); needs `--only dns`.
-    #[arg(long, value_delimiter = ',', value_parser = port())]
-    pub dns_ports: Vec<u16>,
-    /// TCP ports that carry TLS (default 443,8443,6443,465,993,995,636); needs `--only tls`.
-    #[arg(long, value_delimiter = ',', value_parser = port())]
-    pub tls_ports: Vec<u16>,
-    /// TCP ports that carry Redis (default 6379); needs `--only redis`.
-    #[arg(long, value_delimiter = ',', value_parser = port())]
-    pub redis_ports: Vec<u16>,
-    /// TCP ports that carry PostgreSQL (default 5432); needs `--only pgsql`.
-    #[arg(long, value_delimiter = ',', value_parser = port())]
-    pub pgsql_ports: Vec<u16>,
-    /// TCP ports that carry MySQL/MariaDB (default 3306); needs `--only mysql`.
-    #[arg(long, value_delimiter = ',', value_parser = port())]
-    pub mysql_ports: Vec<u16>,
-    /// TCP ports that carry cleartext HTTP/2 (default: none, recognised by the preface or an
-    /// h2c upgrade); needs `--only http2`.
-    #[arg(long, value_delimiter = ',', value_parser = port())]
-    pub http2_ports: Vec<u16>,
+    #[arg(long, value_delimiter = ',', value_parser = reports())]
+    pub only: Vec<String>,
+    /// `--<protocol>-ports` of each registered protocol.
+    #[command(flatten)]
+    pub ports: ProtocolPorts,
     /// UDP destination ports carrying VXLAN (comma-separated; default 4789,8472).
     #[arg(long, value_delimiter = ',', value_parser = port())]
     pub vxlan_ports: Vec<u16>,
+}
+
+/// The ports given with `--<protocol>-ports`, by protocol name (empty: not given).
+#[derive(Clone, Debug, Default)]
+pub struct ProtocolPorts(pub Vec<(&'static str, Vec<u16>)>);
+
+impl ProtocolPorts {
+    fn of(&self, name: &str) -> &[u16] {
+        self.0
+            .iter()
+            .find(|p| p.0 == name)
+            .map_or(&[], |p| p.1.as_slice())
+    }
+
+    /// Each registered protocol's option name (`http2-ports`) and value name (`HTTP2_PORTS`):
+    /// clap wants them `'static`, and they are made once per process from the registry.
+    fn options() -> &'static [(&'static str, &'static str)] {
+        static OPTIONS: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
+        OPTIONS.get_or_init(|| {
+            registry::names()
+                .iter()
+                .map(|name| {
+                    let long = format!("{name}-ports");
+                    let value = long.replace('-', "_").to_uppercase();
+                    (
+                        &*Box::leak(long.into_boxed_str()),
+                        &*Box::leak(value.into_boxed_str()),
+                    )
+                })
+                .collect()
+        })
+    }
+}
+
+impl clap::FromArgMatches for ProtocolPorts {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let ports = registry::names()
+            .iter()
+            .map(|name| {
+                let given = m.get_many::<u16>(name).map(|p| p.copied().collect());
+                (*name, given.unwrap_or_default())
+            })
+            .collect();
+        Ok(ProtocolPorts(ports))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = ProtocolPorts::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for ProtocolPorts {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        registry::registered()
+            .iter()
+            .zip(ProtocolPorts::options())
+            .fold(cmd, |cmd, (r, (long, value))| {
+                cmd.arg(
+                    clap::Arg::new(r.name)
+                        .long(*long)
+                        .value_name(*value)
+                        .help(r.ports_help)
+                        .value_delimiter(',')
+                        .value_parser(port())
+                        .action(clap::ArgAction::Append),
+                )
+            })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        ProtocolPorts::augment_args(cmd)
+    }
 }
 
 /// Runs the command; returns the exit code: 1 when the file is unreadable or damaged, 0 when
@@ -99,61 +149,31 @@ pub fn run(args: PcapArgs) -> i32 {
 /// What the options ask to report: `--only`'s analyzers (flows and HTTP without it), each
 /// protocol on its `--<protocol>-ports` when given.
 fn analyzers(args: &PcapArgs, decoder: Decoder) -> Result<Analyzers, String> {
-    let only = |r: Report| {
-        args.only.is_empty() && matches!(r, Report::Flows | Report::Http) || args.only.contains(&r)
+    let only = |name: &str| match args.only.is_empty() {
+        true => name == "flows" || name == "http",
+        false => args.only.iter().any(|o| o == name),
     };
-    fn section<C: ProtocolConfig>(
-        on: bool,
-        ports: &[u16],
-        option: &str,
-        name: &str,
-    ) -> Result<Option<Section<C>>, String> {
-        match (on, ports.is_empty()) {
-            (false, false) => Err(format!(
-                "{option} is given but {name} is not reported: add `--only {name}`"
-            )),
-            (false, true) => Ok(None),
-            (true, true) => Ok(Some(Section::default())),
-            (true, false) => Ok(Some(Section::on_ports(ports.to_vec()))),
+    let mut protocols = Protocols::default();
+    for r in registry::registered() {
+        let ports = args.ports.of(r.name);
+        if !only(r.name) {
+            if !ports.is_empty() {
+                return Err(format!(
+                    "--{name}-ports is given but {name} is not reported: add `--only {name}`",
+                    name = r.name
+                ));
+            }
+            continue;
         }
-    }
-    let mut protocols = Protocols {
-        tls: section(only(Report::Tls), &args.tls_ports, "--tls-ports", "tls")?,
-        redis: section(
-            only(Report::Redis),
-            &args.redis_ports,
-            "--redis-ports",
-            "redis",
-        )?,
-        pgsql: section(
-            only(Report::Pgsql),
-            &args.pgsql_ports,
-            "--pgsql-ports",
-            "pgsql",
-        )?,
-        mysql: section(
-            only(Report::Mysql),
-            &args.mysql_ports,
-            "--mysql-ports",
-            "mysql",
-        )?,
-        http2: section(
-            only(Report::Http2),
-            &args.http2_ports,
-            "--http2-ports",
-            "http2",
-        )?,
-        dns: section(only(Report::Dns), &args.dns_ports, "--dns-ports", "dns")?,
-        ..Default::default()
-    };
-    // HTTP on every TCP connection unless told its ports, as before the option existed.
-    if only(Report::Http) {
-        protocols.http = Some(Section::on_ports(args.http_ports.clone()));
-    } else if !args.http_ports.is_empty() {
-        return Err("--http-ports is given but http is not reported: add `--only http`".into());
+        let mut section = (r.default)();
+        // HTTP on every TCP connection unless told its ports, as before the option existed.
+        if !ports.is_empty() || r.name == "http" {
+            section.connection_mut().ports = ports.to_vec();
+        }
+        protocols.insert(section);
     }
     Ok(Analyzers {
-        flows: only(Report::Flows).then(Default::default),
+        flows: only("flows").then(Default::default),
         protocols,
         dedup_window: None,
         decoder,

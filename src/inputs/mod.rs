@@ -15,7 +15,7 @@ use crate::config::{from_node, ComponentSpec, DeError};
 use crate::event::Batch;
 use crate::pipeline::channel::{BatchSender, Closed, Shutdown, TrySendError};
 use crate::telemetry::metrics::ComponentMetrics;
-use crate::wire::section::{ProtocolConfig, Protocols, Section};
+use crate::wire::registry::Protocols;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -206,12 +206,7 @@ pub fn live_packet_config(spec: &ComponentSpec) -> Result<packet::PacketConfig, 
         }
         // One protocol's section with its `capture` beside it: a `packet` input with that
         // one protocol (the input types before `packet` existed).
-        "http" => shorthand(spec, |p, s| p.http = Some(s)),
-        "tls" => shorthand(spec, |p, s| p.tls = Some(s)),
-        "redis" => shorthand(spec, |p, s| p.redis = Some(s)),
-        "dns" => shorthand(spec, |p, s| p.dns = Some(s)),
-        "mysql" => shorthand(spec, |p, s| p.mysql = Some(s)),
-        "http2" => shorthand(spec, |p, s| p.http2 = Some(s)),
+        "http" | "tls" | "redis" | "dns" | "mysql" | "http2" => shorthand(spec),
         "packet" => {
             let config: packet::PacketConfig = from_node(&spec.node, &spec.path)?;
             check_packet(spec, &config)?;
@@ -222,10 +217,10 @@ pub fn live_packet_config(spec: &ComponentSpec) -> Result<packet::PacketConfig, 
 }
 
 /// A shorthand packet input (`type: dns`): the protocol's section, and `capture` beside it.
-fn shorthand<C: ProtocolConfig>(
-    spec: &ComponentSpec,
-    set: impl FnOnce(&mut Protocols, Section<C>),
-) -> Result<packet::PacketConfig, DeError> {
+fn shorthand(spec: &ComponentSpec) -> Result<packet::PacketConfig, DeError> {
+    let Some(protocol) = crate::wire::registry::find(&spec.type_name) else {
+        return Err(unknown_type(spec, &spec.type_name, &LIVE_PACKET_TYPES));
+    };
     let mut rest = spec.node.clone();
     let mut capture = None;
     if let crate::config::NodeKind::Map(entries) = &mut rest.kind {
@@ -246,7 +241,7 @@ fn shorthand<C: ProtocolConfig>(
         flows: None,
         protocols: Protocols::default(),
     };
-    set(&mut config.protocols, from_node(&rest, &spec.path)?);
+    config.protocols.insert((protocol.read)(&rest, &spec.path)?);
     Ok(config)
 }
 
@@ -254,7 +249,10 @@ fn shorthand<C: ProtocolConfig>(
 fn check_packet(spec: &ComponentSpec, config: &packet::PacketConfig) -> Result<(), DeError> {
     if config.flows.is_none() && config.protocols.is_empty() {
         return Err(DeError::new(
-            "nothing to analyze: expected `flows:` or a protocol under `protocols:` (http, http2, tls, redis, pgsql, mysql, dns)",
+            format!(
+                "nothing to analyze: expected `flows:` or a protocol under `protocols:` ({})",
+                crate::wire::registry::names().join(", ")
+            ),
             spec.mark,
             &spec.path,
         ));

@@ -14,7 +14,8 @@ use crate::wire::http::HttpConfig;
 use crate::wire::out::Out;
 use crate::wire::pgsql::PgsqlConfig;
 use crate::wire::redis::RedisConfig;
-use crate::wire::section::{present, Protocols, Section};
+use crate::wire::registry::Protocols;
+use crate::wire::section::{present, ProtocolConfig, Section};
 use crate::wire::tls::TlsConfig;
 use crate::wire::{Analyzers, Engine, Stats, StatsCollector};
 use serde::Deserialize;
@@ -77,28 +78,28 @@ impl PcapFileConfig {
     /// The protocols under `protocols:` and beside `path`; one given in both places is an
     /// error naming the second.
     fn protocols(&mut self) -> Result<Protocols, String> {
-        fn take<C>(
-            to: &mut Option<Section<C>>,
+        fn take<C: ProtocolConfig>(
+            to: &mut Protocols,
             top: &mut Option<Section<C>>,
-            key: &str,
         ) -> Result<(), String> {
-            match (to.is_some(), top.take()) {
-                (true, Some(_)) => Err(format!(
-                    "`{key}` is given both beside `path` and under `protocols`: keep one"
+            match top.take() {
+                Some(_) if to.contains(C::NAME) => Err(format!(
+                    "`{}` is given both beside `path` and under `protocols`: keep one",
+                    C::NAME
                 )),
-                (false, Some(t)) => {
-                    *to = Some(t);
+                Some(t) => {
+                    to.insert(Box::new(t));
                     Ok(())
                 }
-                (_, None) => Ok(()),
+                None => Ok(()),
             }
         }
         let mut p = std::mem::take(&mut self.protocols);
-        take(&mut p.http, &mut self.http, "http")?;
-        take(&mut p.tls, &mut self.tls, "tls")?;
-        take(&mut p.redis, &mut self.redis, "redis")?;
-        take(&mut p.pgsql, &mut self.pgsql, "pgsql")?;
-        take(&mut p.dns, &mut self.dns, "dns")?;
+        take(&mut p, &mut self.http)?;
+        take(&mut p, &mut self.tls)?;
+        take(&mut p, &mut self.redis)?;
+        take(&mut p, &mut self.pgsql)?;
+        take(&mut p, &mut self.dns)?;
         Ok(p)
     }
 }
@@ -189,10 +190,7 @@ impl PacketInput {
         let (flows, protocols) = match cfg.flows {
             None if protocols.is_empty() => (
                 Some(FlowsConfig::default()),
-                Protocols {
-                    http: Some(Section::default()),
-                    ..Default::default()
-                },
+                Protocols::default().with(Section::<HttpConfig>::default()),
             ),
             flows => (flows, protocols),
         };

@@ -2,7 +2,7 @@
 //! opens a `Session` per TCP connection or UDP flow; the session is fed reassembled bytes and
 //! gaps and pushes `Transaction`s, which the driver turns into events, RED metrics and edges.
 //!
-//! A protocol is one folder under `src/wire/` and one line in the engine's protocol list. The
+//! A protocol is one folder under `src/wire/` and one line in `super::register`. The
 //! driver does everything below the protocol: the connection table, TCP reassembly (gaps,
 //! out-of-order, budgets), which side is the client, timeouts, and writing the events. A
 //! session is a plain state machine; an incomplete message is an expected state (keep the

@@ -17,7 +17,9 @@
 //!   gRPC.  `sql` (statement splitting and redaction) and `sql_event` (the `db` fields) are
 //!   shared by `pgsql` and `mysql`.
 //! - `section`: a protocol's config section (the connection settings all share) and
-//!   `Protocols`, the list of protocols: where a protocol is registered.
+//!   `ProtocolConfig`, what a protocol's folder tells about itself.  `registry`: the
+//!   registered protocols, and `Protocols`, those a packet input runs.  A protocol is
+//!   registered by one line in `register` below (beside its `pub mod` line).
 //! - `pcapfile`: classic pcap files read without libpcap's copies.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
@@ -38,6 +40,7 @@ pub mod out;
 pub mod pcapfile;
 pub mod pgsql;
 pub mod redis;
+pub mod registry;
 pub mod section;
 pub mod sessions;
 pub mod sql;
@@ -53,11 +56,27 @@ use dedup::Dedup;
 use flows::{FlowTable, FlowsConfig};
 use http::metrics::ServiceMap;
 use out::Out;
-use section::Protocols;
+use registry::Protocols;
 use sessions::Sessions;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Every protocol trawl decodes, in the order they claim a connection by its content: the
+/// one place a protocol is registered. Its config section under `protocols:`, its `trawl pcap`
+/// options, its analyzer, ports, content recognition and metrics all come from its config
+/// type (`section::ProtocolConfig`) and the analyzer it builds, in its own folder.
+pub fn register(r: &mut impl registry::Registry) {
+    // Before HTTP/1.x: its content check claims only the HTTP/2 preface and h2c upgrades,
+    // which HTTP/1.x would take for requests.
+    r.protocol::<http2::Http2Config>();
+    r.protocol::<http::HttpConfig>();
+    r.protocol::<tls::TlsConfig>();
+    r.protocol::<redis::RedisConfig>();
+    r.protocol::<pgsql::PgsqlConfig>();
+    r.protocol::<mysql::MysqlConfig>();
+    r.protocol::<dns::DnsConfig>();
+}
 
 /// Capture time (ns since the epoch) as a timestamp.
 pub fn ns_to_time(ns: i64) -> DateTime<Utc> {
@@ -325,7 +344,7 @@ impl StatsCollector {
 #[derive(Clone, Debug, Default)]
 pub struct Analyzers {
     pub flows: Option<FlowsConfig>,
-    /// The protocol analyzers (`section::Protocols`, where protocols are registered).
+    /// The protocol analyzers (`registry::Protocols`; protocols are registered in `register`).
     pub protocols: Protocols,
     /// Copies of a packet within this window are dropped; `None` keeps every packet.
     pub dedup_window: Option<std::time::Duration>,

@@ -633,23 +633,21 @@ mod tests {
     /// bodies, gaps and forwarded addresses) are the same documents, byte for byte.
     #[test]
     fn json_mode_writes_what_event_mode_builds_for_real_captures() {
-        use crate::wire::section::{Protocols, Section};
+        use crate::wire::registry::Protocols;
+        use crate::wire::section::Section;
         use crate::wire::{capture, http::HttpConfig, Analyzers, Engine, Stats};
         let root = crate::wire::tests::suricata_captures();
         let analyzers = Analyzers {
             flows: Some(Default::default()),
-            protocols: Protocols {
-                http: Some(Section {
-                    config: HttpConfig {
-                        send_headers: vec!["*".into()],
-                        include_body_for: vec!["text/".into(), "application/".into()],
-                        real_ip_header: Some("X-Forwarded-For".into()),
-                        ..Default::default()
-                    },
-                    ..Section::on_ports(Vec::new())
-                }),
-                ..Default::default()
-            },
+            protocols: Protocols::default().with(Section {
+                config: HttpConfig {
+                    send_headers: vec!["*".into()],
+                    include_body_for: vec!["text/".into(), "application/".into()],
+                    real_ip_header: Some("X-Forwarded-For".into()),
+                    ..Default::default()
+                },
+                ..Section::on_ports(Vec::new())
+            }),
             dedup_window: None,
             ..Default::default()
         };

@@ -1,6 +1,6 @@
 //! A protocol's configuration section: the connection settings every protocol has (ports,
 //! timeouts, table size, reassembly budgets; defaults per protocol) read from the same map as
-//! the protocol's own keys, and `Protocols`, the one list of protocols a packet input can run.
+//! the protocol's own keys, and `ProtocolConfig`, what a protocol's folder tells about itself.
 //!
 //! serde's `flatten` does not combine with `deny_unknown_fields`, so `Section` splits the map
 //! itself: the connection keys are taken out as they come and every other key goes to the
@@ -8,7 +8,6 @@
 //! an error keeps its file:line:col and key path.
 
 use super::analyzer::{Protocol, Settings};
-use super::{dns, http, http2, mysql, pgsql, redis, tls};
 use crate::config::{ByteSize, Duration};
 use serde::de::{
     self, value::MapAccessDeserializer, DeserializeOwned, DeserializeSeed, Deserializer,
@@ -75,8 +74,17 @@ impl Connection {
     }
 }
 
-/// A protocol's own settings (everything but `Connection`), as its folder defines them.
+/// A protocol's own settings (everything but `Connection`), as its folder defines them, and
+/// what the rest of trawl needs to know of the protocol without knowing its type: the type
+/// is registered once, in `super::register`.
 pub trait ProtocolConfig: DeserializeOwned + Default + Clone + fmt::Debug + Send + 'static {
+    /// The key of its section under `protocols:`, `network.protocol`, `event.dataset` and the
+    /// `trawl_<name>_*` metric prefix: the analyzer's `Protocol::name`.
+    const NAME: &'static str;
+    /// What `trawl pcap --only <name>` reports, for `trawl pcap --help`.
+    const SUMMARY: &'static str;
+    /// The help of `trawl pcap --<name>-ports`: the transports and default ports.
+    const PORTS_HELP: &'static str;
     /// This protocol's defaults for the connection settings.
     fn connection_defaults() -> Connection;
     /// The analyzer these settings describe.
@@ -110,10 +118,6 @@ impl<C: ProtocolConfig> Section<C> {
         let mut s = Section::<C>::default();
         s.connection.ports = ports;
         s
-    }
-
-    fn protocol(&self) -> Box<dyn Protocol> {
-        self.config.protocol(&self.connection)
     }
 }
 
@@ -244,78 +248,12 @@ pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     T::deserialize(d).map(Some)
 }
 
-/// The protocols a packet input runs (`protocols:` of `packet` and `pcap_file`): the one place
-/// where protocols are registered. A new protocol is its folder (with a `ProtocolConfig`), a
-/// field here and a line in `open`; the field's position in `open` is the order in which
-/// protocols claim connections by content.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Protocols {
-    #[serde(default, deserialize_with = "present")]
-    pub http: Option<Section<http::HttpConfig>>,
-    #[serde(default, deserialize_with = "present")]
-    pub http2: Option<Section<http2::Http2Config>>,
-    #[serde(default, deserialize_with = "present")]
-    pub tls: Option<Section<tls::TlsConfig>>,
-    #[serde(default, deserialize_with = "present")]
-    pub redis: Option<Section<redis::RedisConfig>>,
-    #[serde(default, deserialize_with = "present")]
-    pub pgsql: Option<Section<pgsql::PgsqlConfig>>,
-    #[serde(default, deserialize_with = "present")]
-    pub mysql: Option<Section<mysql::MysqlConfig>>,
-    #[serde(default, deserialize_with = "present")]
-    pub dns: Option<Section<dns::DnsConfig>>,
-}
-
-/// One configured protocol as `Protocols::open` lists it.
-fn open<C: ProtocolConfig>(s: &Option<Section<C>>) -> Option<(Box<dyn Protocol>, Option<usize>)> {
-    s.as_ref().map(|s| (s.protocol(), s.config.max_series()))
-}
-
-impl Protocols {
-    /// The configured analyzers, in claiming order, with their `max_series`.
-    fn configured(&self) -> Vec<(Box<dyn Protocol>, Option<usize>)> {
-        [
-            // Before HTTP/1.x: its content check claims only the HTTP/2 preface and h2c
-            // upgrades, which HTTP/1.x would take for requests.
-            open(&self.http2),
-            open(&self.http),
-            open(&self.tls),
-            open(&self.redis),
-            open(&self.pgsql),
-            open(&self.mysql),
-            open(&self.dns),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-
-    /// The configured analyzers, in the order they claim connections.
-    pub fn open(&self) -> Vec<Box<dyn Protocol>> {
-        self.configured().into_iter().map(|p| p.0).collect()
-    }
-
-    /// Whether no protocol is configured.
-    pub fn is_empty(&self) -> bool {
-        self.configured().is_empty()
-    }
-
-    /// Names of the configured protocols.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.configured().iter().map(|p| p.0.name()).collect()
-    }
-
-    /// The service map's cap on label values: the first configured protocol's that has one.
-    pub fn max_series(&self) -> Option<usize> {
-        self.configured().into_iter().find_map(|p| p.1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{from_node, Mark};
+    use crate::wire::registry::Protocols;
+    use crate::wire::{dns, http, pgsql, redis, tls};
 
     fn parse(yaml: &str) -> Result<Protocols, crate::config::DeError> {
         let node = crate::config::node::parse(yaml).expect("yaml");
@@ -325,19 +263,23 @@ mod tests {
     #[test]
     fn connection_keys_and_own_keys_share_one_map_with_per_protocol_defaults() {
         let p = parse("dns: {ports: [5353], transaction_timeout: 2s}\nredis:\n  include_args: true\n  max_connections: 7\npgsql:\n").unwrap();
-        let dns = p.dns.unwrap();
+        let dns = p.get::<dns::DnsConfig>().unwrap();
         assert_eq!(dns.connection.ports, vec![5353]);
         assert_eq!(dns.connection.transaction_timeout, Duration::from_secs(2));
         assert_eq!(
             dns.connection.connection_timeout,
             dns::DnsConfig::connection_defaults().connection_timeout
         );
-        let redis = p.redis.unwrap();
+        let redis = p.get::<redis::RedisConfig>().unwrap();
         assert!(redis.config.include_args);
         assert_eq!(redis.connection.max_connections, 7);
         assert_eq!(redis.connection.ports, vec![6379]);
-        assert_eq!(p.pgsql.unwrap().connection.ports, vec![5432]);
-        assert!(p.http.is_none() && p.tls.is_none());
+        assert_eq!(
+            p.get::<pgsql::PgsqlConfig>().unwrap().connection.ports,
+            vec![5432]
+        );
+        assert!(p.get::<http::HttpConfig>().is_none() && p.get::<tls::TlsConfig>().is_none());
+        assert_eq!(p.names(), ["redis", "pgsql", "dns"]);
     }
 
     #[test]

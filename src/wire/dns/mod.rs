@@ -18,6 +18,10 @@ use serde::Deserialize;
 pub struct DnsConfig {}
 
 impl ProtocolConfig for DnsConfig {
+    const NAME: &'static str = "dns";
+    const SUMMARY: &'static str = "DNS queries and responses";
+    const PORTS_HELP: &'static str =
+        "Ports that carry DNS, over UDP and TCP (default 53); needs `--only dns`";
     /// Port 53; a UDP "connection" is a 5-tuple, so flows are forgotten sooner than TCP
     /// connections and need less buffer.
     fn connection_defaults() -> Connection {
@@ -64,7 +68,7 @@ impl Dns {
 
 impl Protocol for Dns {
     fn name(&self) -> &'static str {
-        "dns"
+        DnsConfig::NAME
     }
     fn counters(&self) -> &'static [analyzer::Counter] {
         &COUNTERS

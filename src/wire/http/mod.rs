@@ -131,6 +131,10 @@ fn default_max_series() -> usize {
 }
 
 impl ProtocolConfig for HttpConfig {
+    const NAME: &'static str = "http";
+    const SUMMARY: &'static str = "HTTP/1.x requests and responses";
+    const PORTS_HELP: &'static str =
+        "TCP ports that carry HTTP (comma-separated); by default every TCP connection is followed and HTTP recognised by its content";
     /// The ports web apps commonly listen on.
     fn connection_defaults() -> Connection {
         Connection::defaults(&[80, 8080, 8000, 8008, 8888, 5000, 3000, 9000])
@@ -169,7 +173,7 @@ impl Http {
 
 impl Protocol for Http {
     fn name(&self) -> &'static str {
-        "http"
+        HttpConfig::NAME
     }
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp]

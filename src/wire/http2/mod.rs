@@ -52,6 +52,10 @@ impl Default for Http2Config {
 }
 
 impl ProtocolConfig for Http2Config {
+    const NAME: &'static str = "http2";
+    const SUMMARY: &'static str = "HTTP/2 and gRPC streams";
+    const PORTS_HELP: &'static str =
+        "TCP ports that carry cleartext HTTP/2 (default: none, recognised by the preface or an h2c upgrade); needs `--only http2`";
     /// No ports (recognised by content); streaming calls run long (120 s) and connections are
     /// long-lived (10 min).
     fn connection_defaults() -> Connection {
@@ -117,7 +121,7 @@ pub fn starts_http2(payload: &[u8]) -> bool {
 
 impl Protocol for Http2 {
     fn name(&self) -> &'static str {
-        "http2"
+        Http2Config::NAME
     }
     fn counters(&self) -> &'static [analyzer::Counter] {
         &COUNTERS

@@ -47,6 +47,10 @@ impl Default for MysqlConfig {
 }
 
 impl ProtocolConfig for MysqlConfig {
+    const NAME: &'static str = "mysql";
+    const SUMMARY: &'static str = "MySQL/MariaDB commands and responses";
+    const PORTS_HELP: &'static str =
+        "TCP ports that carry MySQL/MariaDB (default 3306); needs `--only mysql`";
     /// Port 3306; a statement may run long (30 s) and pooled connections idle long (10 min).
     fn connection_defaults() -> Connection {
         Connection {
@@ -108,7 +112,7 @@ impl Mysql {
 
 impl Protocol for Mysql {
     fn name(&self) -> &'static str {
-        "mysql"
+        MysqlConfig::NAME
     }
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp]

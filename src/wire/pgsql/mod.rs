@@ -36,6 +36,10 @@ pub struct PgsqlConfig {
 }
 
 impl ProtocolConfig for PgsqlConfig {
+    const NAME: &'static str = "pgsql";
+    const SUMMARY: &'static str = "PostgreSQL statements and results";
+    const PORTS_HELP: &'static str =
+        "TCP ports that carry PostgreSQL (default 5432); needs `--only pgsql`";
     /// Port 5432; a statement may run long (30 s) and pooled connections idle long (10 min).
     fn connection_defaults() -> Connection {
         Connection {
@@ -107,7 +111,7 @@ impl Pgsql {
 
 impl Protocol for Pgsql {
     fn name(&self) -> &'static str {
-        "pgsql"
+        PgsqlConfig::NAME
     }
     fn counters(&self) -> &'static [analyzer::Counter] {
         &COUNTERS

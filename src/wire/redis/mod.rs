@@ -33,6 +33,10 @@ pub struct RedisConfig {
 }
 
 impl ProtocolConfig for RedisConfig {
+    const NAME: &'static str = "redis";
+    const SUMMARY: &'static str = "Redis commands and replies";
+    const PORTS_HELP: &'static str =
+        "TCP ports that carry Redis (default 6379); needs `--only redis`";
     /// Port 6379; clients hold connections open for long (pools), so they are kept 5 min idle.
     fn connection_defaults() -> Connection {
         Connection {
@@ -85,7 +89,7 @@ impl Redis {
 
 impl Protocol for Redis {
     fn name(&self) -> &'static str {
-        "redis"
+        RedisConfig::NAME
     }
     fn counters(&self) -> &'static [analyzer::Counter] {
         &COUNTERS

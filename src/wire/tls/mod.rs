@@ -34,6 +34,10 @@ pub struct TlsConfig {
 }
 
 impl ProtocolConfig for TlsConfig {
+    const NAME: &'static str = "tls";
+    const SUMMARY: &'static str = "TLS handshakes";
+    const PORTS_HELP: &'static str =
+        "TCP ports that carry TLS (default 443,8443,6443,465,993,995,636); needs `--only tls`";
     /// The ports of HTTPS, the Kubernetes API, SMTPS, IMAPS, POP3S and LDAPS.
     fn connection_defaults() -> Connection {
         Connection {
@@ -98,7 +102,7 @@ impl Tls {
 
 impl Protocol for Tls {
     fn name(&self) -> &'static str {
-        "tls"
+        TlsConfig::NAME
     }
     fn counters(&self) -> &'static [analyzer::Counter] {
         &COUNTERS
