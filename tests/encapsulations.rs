@@ -116,6 +116,8 @@ fn inner_flows_and_http_through_every_encapsulation() {
         ("erspan_iii.pcap", &[], Some(("erspan-iii", Some("321")))),
         ("ipip.pcap", &[], Some(("ipip", None))),
         ("gtp_u.pcap", &[], Some(("gtp", Some("4660")))),
+        ("ayiya.pcap", &[], Some(("ayiya", None))),
+        ("gre_udp.pcap", &[], Some(("gre-udp", Some("9")))),
         ("snap.pcap", &[], None),
         ("link_nflog.pcap", &[], None),
         ("mpls.pcap", &[], None),
@@ -222,14 +224,21 @@ fn vxlan_on_an_unconfigured_port_stays_outer_udp() {
     assert!(evs.iter().all(|e| s(e, "event.dataset") == "flow"));
 }
 
-/// Frames whose inner packet is not IP (ARP inside the tunnel) still count on the wire: as
-/// the outer flow between the tunnel endpoints, with tshark's packet count.
+/// Frames whose inner packet is not IP (ARP inside the tunnel, an AYIYA heartbeat that
+/// forwards nothing) still count on the wire: as the outer flow between the tunnel endpoints,
+/// with tshark's packet count; tunnel packets whose inner packet decodes make no outer flow.
 #[test]
 fn undecodable_inner_packets_are_reported_as_the_outer_flow() {
-    for (file, proto) in [
-        ("gretap_key_csum_seq.pcap", "47"),
-        ("erspan_iii.pcap", "47"),
-        ("geneve_options.pcap", "udp"),
+    for (file, proto, undecodable) in [
+        ("vxlan.pcap", "udp", "vxlan && arp"),
+        ("vxlan_reserved_bits.pcap", "udp", "vxlan && arp"),
+        ("gretap_key_csum_seq.pcap", "47", "arp"),
+        ("erspan_i.pcap", "47", "arp"),
+        ("erspan_ii.pcap", "47", "arp"),
+        ("erspan_iii.pcap", "47", "arp"),
+        ("geneve_options.pcap", "udp", "arp"),
+        ("gre_udp.pcap", "udp", "arp"),
+        ("ayiya.pcap", "udp", "ayiya.opcode == 0"),
     ] {
         let path = data(file);
         let evs = trawl(&path, &[]);
@@ -237,7 +246,11 @@ fn undecodable_inner_packets_are_reported_as_the_outer_flow() {
             .iter()
             .filter(|e| s(e, "source.ip").starts_with("192.0.2."))
             .collect();
-        let arp = tshark_ip(&path, "arp", 'l');
+        let arp = tshark_ip(&path, undecodable, 'f');
+        assert!(
+            !arp.is_empty(),
+            "{file}: the capture has undecodable frames"
+        );
         let total: i64 = outer
             .iter()
             .map(|e| n(e, "source.packets") + n(e, "destination.packets"))
@@ -373,4 +386,63 @@ fn echo_exchanges_in_both_directions_are_two_flows() {
             .count(),
         2
     );
+}
+
+/// A closed connection's late segments (RFC 9293: the server retransmits its FIN until the
+/// client's last ACK arrives, the client answers from TIME-WAIT, up to 25 s after the close;
+/// a segment that crossed an RST) stay on that connection's flow; a SYN on the same 5-tuple
+/// is a new connection even while the old one lingers. tshark's `tcp.stream` is the oracle.
+#[test]
+fn late_segments_stay_on_the_closed_connection() {
+    let path = data("tcp_late_segments.pcap");
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .args([
+            "-Y",
+            "tcp",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.stream",
+            "-e",
+            "ip.src",
+        ])
+        .output()
+        .expect("tshark is installed (scripts/setup.sh)");
+    assert!(out.status.success());
+    // Per tshark stream: packets from the client, packets from the server.
+    let mut streams = [(0i64, 0i64); 2];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (stream, src) = line.split_once('\t').expect("two fields");
+        let st = &mut streams[stream.parse::<usize>().expect("stream index")];
+        if src == "192.0.2.1" {
+            st.0 += 1;
+        } else {
+            st.1 += 1;
+        }
+    }
+    assert_eq!(streams, [(11, 10), (3, 2)], "tshark's view of the capture");
+
+    let evs = trawl(&path, &["--only", "flows"]);
+    let mut tcp: Vec<&J> = evs
+        .iter()
+        .filter(|e| s(e, "network.transport") == "tcp")
+        .collect();
+    tcp.sort_by_key(|e| s(e, "event.start"));
+    assert_eq!(
+        tcp.len(),
+        2,
+        "two connections, no flow of late segments alone, no interim report of a closed one: {tcp:#?}"
+    );
+    assert!(tcp.iter().all(|f| s(f, "source.ip") == "192.0.2.1"));
+    for (f, (cp, sp), why) in [(tcp[0], streams[0], "fin"), (tcp[1], streams[1], "rst")] {
+        assert_eq!(
+            (n(f, "source.packets"), n(f, "destination.packets")),
+            (cp, sp),
+            "{f:#?}"
+        );
+        assert_eq!(s(f, "flow.end_reason"), why);
+        assert_eq!(s(f, "flow.final"), "true");
+    }
 }

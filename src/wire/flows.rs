@@ -14,6 +14,7 @@ use crate::config::Duration;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -29,6 +30,11 @@ pub struct FlowsConfig {
     /// A flow without packets for this long ends (`flow.end_reason: timeout`).
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
+    /// A TCP flow closed by FIN both ways or RST is kept this long after its last packet
+    /// (at most `timeout`) for late retransmissions, then reported; a SYN on its 5-tuple
+    /// ends it at once.
+    #[serde(default = "default_closed_linger")]
+    pub closed_linger: Duration,
     /// Interim reports of long flows every `period`; zero or negative: final reports only.
     #[serde(default = "default_period")]
     pub period: Duration,
@@ -47,6 +53,7 @@ impl Default for FlowsConfig {
         FlowsConfig {
             capture: None,
             timeout: default_timeout(),
+            closed_linger: default_closed_linger(),
             period: default_period(),
             max_flows: default_max_flows(),
             service_map: default_service_map(),
@@ -55,6 +62,9 @@ impl Default for FlowsConfig {
 }
 
 fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_closed_linger() -> Duration {
     Duration::from_secs(30)
 }
 fn default_period() -> Duration {
@@ -116,27 +126,51 @@ struct Flow {
     icmp: Option<(u16, u16, u8)>,
 }
 
-/// Closed (FIN both ways, or RST) flows are kept this long for their last ACKs, then reported.
-const LINGER_NS: i64 = 1_000_000_000;
+impl Flow {
+    /// FIN both ways, or RST: the connection is over, only late segments can follow.
+    fn closed(&self) -> bool {
+        self.rst || (self.dirs[0].fin && self.dirs[1].fin)
+    }
+}
+
+/// Every closed flow is kept at least this long after its last packet, for its last ACKs,
+/// whatever the load.
+const MIN_LINGER_NS: i64 = 1_000_000_000;
+
+/// Closed flows kept past `MIN_LINGER_NS` are at most `max_flows / CLOSED_SHARE`: at high
+/// connection rates the oldest closed flows are reported early, so that lingering costs a
+/// bounded part of the table and never keeps a new connection out of it.
+const CLOSED_SHARE: usize = 32;
 
 pub struct FlowTable {
     config: FlowsConfig,
     table: FxHashMap<FlowKey, Flow>,
+    /// Closed flows in the order they closed (flow id to tell a reopened 5-tuple apart);
+    /// entries whose flow has gone are dropped when they reach the front.
+    closed: VecDeque<(FlowKey, u64)>,
     input: Arc<str>,
     stats: Arc<Stats>,
     next_id: u64,
     last_sweep_ns: i64,
+    last_scan_ns: i64,
 }
+
+/// The whole table is scanned for timeouts, lingers and interim reports once a second of
+/// capture time (a flow ends at most that late): the scan visits every flow, and the table
+/// holds lingering closed flows besides the open ones.
+const SCAN_EVERY_NS: i64 = 1_000_000_000;
 
 impl FlowTable {
     pub fn new(config: FlowsConfig, input: Arc<str>, stats: Arc<Stats>) -> FlowTable {
         FlowTable {
             config,
             table: FxHashMap::default(),
+            closed: VecDeque::new(),
             input,
             stats,
             next_id: 1,
             last_sweep_ns: i64::MIN,
+            last_scan_ns: i64::MIN,
         }
     }
 
@@ -185,10 +219,7 @@ impl FlowTable {
         // A new connection on the 5-tuple of a closed one: report the old flow first.
         if syn_only {
             if let Some(f) = self.table.get(&key) {
-                if f.rst
-                    || (f.dirs[0].fin && f.dirs[1].fin)
-                    || f.dirs[dir ^ 1].packets > 0 && f.dirs[dir].fin
-                {
+                if f.closed() || f.dirs[dir ^ 1].packets > 0 && f.dirs[dir].fin {
                     if let Some(old) = self.table.remove(&key) {
                         let reason = if old.rst {
                             EndReason::Rst
@@ -199,6 +230,9 @@ impl FlowTable {
                     }
                 }
             }
+        }
+        if self.table.len() >= self.config.max_flows && !self.table.contains_key(&key) {
+            self.end_oldest_closed(out);
         }
         let tracked = self.table.len();
         let f = match self.table.entry(key) {
@@ -239,6 +273,7 @@ impl FlowTable {
             }
         };
         f.last_ns = f.last_ns.max(ts_ns);
+        let was_closed = f.closed();
         if f.tunnel.is_none() {
             f.tunnel = p.tunnel.as_deref().map(|t| Box::new((*t, dir)));
         }
@@ -271,6 +306,10 @@ impl FlowTable {
                     f.setup_ns = Some(ts_ns - s);
                 }
             }
+            if !was_closed && f.closed() {
+                let id = f.id;
+                self.closed.push_back((key, id));
+            }
         }
     }
 
@@ -284,24 +323,32 @@ impl FlowTable {
         let period = self.config.period.millis.saturating_mul(1_000_000);
         // Reports go out in the order the flows started, not the table's hash order, so
         // that the same capture always gives the same output.
+        let linger = self
+            .config
+            .closed_linger
+            .millis
+            .saturating_mul(1_000_000)
+            .clamp(MIN_LINGER_NS.min(timeout), timeout);
         let mut due = Vec::new();
-        for (k, f) in self.table.iter() {
-            let idle = now_ns.saturating_sub(f.last_ns);
-            let closed = f.rst || (f.dirs[0].fin && f.dirs[1].fin);
-            let why = if closed && idle >= LINGER_NS.min(timeout) {
-                Some(if f.rst {
-                    EndReason::Rst
+        self.end_closed_over_budget(now_ns, &mut due);
+        if now_ns.saturating_sub(self.last_scan_ns) >= SCAN_EVERY_NS {
+            self.last_scan_ns = now_ns;
+            for (k, f) in self.table.iter() {
+                let idle = now_ns.saturating_sub(f.last_ns);
+                let closed = f.closed();
+                let why = if closed && idle >= linger {
+                    Some(closed_reason(f))
+                } else if idle >= timeout {
+                    Some(EndReason::Timeout)
+                } else if !closed && period > 0 && now_ns.saturating_sub(f.last_report_ns) >= period
+                {
+                    // A closed flow's next report is its final one.
+                    None
                 } else {
-                    EndReason::Fin
-                })
-            } else if idle >= timeout {
-                Some(EndReason::Timeout)
-            } else if period > 0 && now_ns.saturating_sub(f.last_report_ns) >= period {
-                None
-            } else {
-                continue;
-            };
-            due.push((f.id, *k, why));
+                    continue;
+                };
+                due.push((f.id, *k, why));
+            }
         }
         due.sort_unstable_by_key(|d| d.0);
         for (_, k, why) in due {
@@ -324,8 +371,59 @@ impl FlowTable {
             .store(self.table.len() as u64, Ordering::Relaxed);
     }
 
+    /// Past the budget of closed flows, the ones that closed first go to `due` (once idle
+    /// `MIN_LINGER_NS`). One pass over the queue at most: a front flow still receiving
+    /// packets goes to the back instead of blocking the others.
+    fn end_closed_over_budget(
+        &mut self,
+        now_ns: i64,
+        due: &mut Vec<(u64, FlowKey, Option<EndReason>)>,
+    ) {
+        let budget = (self.config.max_flows / CLOSED_SHARE).max(1);
+        let mut turns = self.closed.len();
+        while self.closed.len() > budget && turns > 0 {
+            turns -= 1;
+            let Some((k, id)) = self.closed.pop_front() else {
+                break;
+            };
+            match self.table.get(&k) {
+                Some(f) if f.id == id => {
+                    if now_ns.saturating_sub(f.last_ns) >= MIN_LINGER_NS {
+                        due.push((id, k, Some(closed_reason(f))));
+                    } else {
+                        self.closed.push_back((k, id));
+                    }
+                }
+                // Reported already, or the 5-tuple reopened as a new flow.
+                _ => {}
+            }
+        }
+        // Entries of flows reported by the sweep (idle past the linger) are dropped here
+        // too, so that the queue holds about as many entries as there are closed flows.
+        while let Some((k, id)) = self.closed.front() {
+            if self.table.get(k).is_some_and(|f| f.id == *id) {
+                break;
+            }
+            self.closed.pop_front();
+        }
+    }
+
+    /// Reports the flow that closed first, to make room in a full table: a new connection
+    /// matters more than late segments of an old one.
+    fn end_oldest_closed(&mut self, out: &mut Out) {
+        while let Some((k, id)) = self.closed.pop_front() {
+            if self.table.get(&k).is_some_and(|f| f.id == id) {
+                if let Some(f) = self.table.remove(&k) {
+                    report(&self.input, &k, &f, true, Some(closed_reason(&f)), out);
+                }
+                return;
+            }
+        }
+    }
+
     /// Reports every flow still open (end of a capture file, shutdown).
     pub fn flush(&mut self, out: &mut Out) {
+        self.closed.clear();
         let mut all: Vec<(FlowKey, Flow)> = self.table.drain().collect();
         all.sort_by_key(|(_, f)| f.id);
         for (k, f) in all {
@@ -339,6 +437,14 @@ impl FlowTable {
             report(&self.input, &k, &f, true, Some(why), out);
         }
         self.stats.flows_active.store(0, Ordering::Relaxed);
+    }
+}
+
+fn closed_reason(f: &Flow) -> EndReason {
+    if f.rst {
+        EndReason::Rst
+    } else {
+        EndReason::Fin
     }
 }
 
@@ -547,184 +653,4 @@ fn flow_hash(k: &FlowKey, first_ns: i64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::decode::{decode, linktype, tests::eth_tcp};
-
-    #[test]
-    fn ids_and_protocol_numbers_print_as_the_formatter_would() {
-        for v in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
-            assert_eq!(hex16(v, &mut [0; 16]), format!("{v:016x}"));
-        }
-        for p in 0..=255u8 {
-            assert_eq!(iana_number(p), p.to_string());
-        }
-    }
-
-    fn feed(t: &mut FlowTable, frames: &[(i64, Vec<u8>)], out: &mut Out) {
-        for (ts, f) in frames {
-            let p = decode(linktype::ETHERNET, f).unwrap();
-            t.packet(&p, *ts, out);
-            t.sweep(*ts, out);
-        }
-    }
-
-    #[test]
-    fn handshake_exchange_and_fin_make_one_final_flow() {
-        let stats = Arc::new(Stats::default());
-        let mut t = FlowTable::new(
-            FlowsConfig {
-                period: Duration::from_millis(-1000),
-                ..Default::default()
-            },
-            "f".into(),
-            stats,
-        );
-        let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
-        let ms = 1_000_000;
-        let frames = vec![
-            (0, eth_tcp(c, 40000, s, 80, 1, 0, tcp_flags::SYN, b"")),
-            (
-                ms,
-                eth_tcp(s, 80, c, 40000, 9, 2, tcp_flags::SYN | tcp_flags::ACK, b""),
-            ),
-            (2 * ms, eth_tcp(c, 40000, s, 80, 2, 10, tcp_flags::ACK, b"")),
-            (
-                3 * ms,
-                eth_tcp(
-                    c,
-                    40000,
-                    s,
-                    80,
-                    2,
-                    10,
-                    tcp_flags::ACK | tcp_flags::PSH,
-                    b"GET / HTTP/1.0\r\n\r\n",
-                ),
-            ),
-            (
-                4 * ms,
-                eth_tcp(
-                    s,
-                    80,
-                    c,
-                    40000,
-                    10,
-                    20,
-                    tcp_flags::ACK | tcp_flags::FIN,
-                    b"",
-                ),
-            ),
-            (
-                5 * ms,
-                eth_tcp(
-                    c,
-                    40000,
-                    s,
-                    80,
-                    20,
-                    11,
-                    tcp_flags::ACK | tcp_flags::FIN,
-                    b"",
-                ),
-            ),
-            (
-                6 * ms,
-                eth_tcp(s, 80, c, 40000, 11, 21, tcp_flags::ACK, b""),
-            ),
-        ];
-        let mut out = Out::Events(Vec::new());
-        feed(&mut t, &frames, &mut out);
-        assert!(
-            out.events().is_empty(),
-            "closed flow lingers for its last ACKs"
-        );
-        t.sweep(2_000 * ms, &mut out);
-        assert_eq!(out.events().len(), 1);
-        let e = &out.events()[0];
-        assert_eq!(e.get("source.ip").unwrap().as_str(), Some("10.0.0.1"));
-        assert_eq!(
-            e.get("source.packets").unwrap().to_json(),
-            serde_json::json!(4)
-        );
-        assert_eq!(
-            e.get("destination.packets").unwrap().to_json(),
-            serde_json::json!(3)
-        );
-        assert_eq!(e.get("flow.end_reason").unwrap().as_str(), Some("fin"));
-        assert_eq!(
-            e.get("flow.tcp.setup_duration").unwrap().to_json(),
-            serde_json::json!(2 * ms)
-        );
-        assert_eq!(
-            e.get("event.duration").unwrap().to_json(),
-            serde_json::json!(6 * ms)
-        );
-        assert!(e
-            .get("network.community_id")
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .starts_with("1:"));
-    }
-
-    #[test]
-    fn idle_flows_time_out_and_period_reports_interim() {
-        let stats = Arc::new(Stats::default());
-        let cfg = FlowsConfig {
-            capture: None,
-            timeout: Duration::from_secs(30),
-            period: Duration::from_secs(10),
-            max_flows: 1,
-            service_map: true,
-        };
-        let mut t = FlowTable::new(cfg, "f".into(), stats.clone());
-        let sec = 1_000_000_000i64;
-        let mut out = Out::Events(Vec::new());
-        let a = eth_tcp(
-            [1, 1, 1, 1],
-            1000,
-            [2, 2, 2, 2],
-            22,
-            1,
-            1,
-            tcp_flags::ACK,
-            b"x",
-        );
-        let b = eth_tcp(
-            [3, 3, 3, 3],
-            1000,
-            [2, 2, 2, 2],
-            22,
-            1,
-            1,
-            tcp_flags::ACK,
-            b"x",
-        );
-        feed(
-            &mut t,
-            &[(0, a.clone()), (5 * sec, b), (11 * sec, a)],
-            &mut out,
-        );
-        assert_eq!(
-            stats.flows_untracked.load(Ordering::Relaxed),
-            1,
-            "max_flows bounds the table"
-        );
-        assert_eq!(out.events().len(), 1);
-        assert_eq!(
-            out.events()[0].get("flow.final").unwrap().to_json(),
-            serde_json::json!(false)
-        );
-        t.sweep(42 * sec, &mut out);
-        assert_eq!(out.events().len(), 2);
-        assert_eq!(
-            out.events()[1].get("flow.end_reason").unwrap().as_str(),
-            Some("timeout")
-        );
-        assert_eq!(
-            out.events()[1].get("source.packets").unwrap().to_json(),
-            serde_json::json!(2)
-        );
-    }
-}
+mod tests;

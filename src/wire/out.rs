@@ -697,8 +697,9 @@ mod tests {
             lines += a.lines().count();
             all += &a;
         }
+        // 77 events since closed flows have no interim report (a floor, not an exact count).
         assert!(
-            captures >= 25 && lines >= 80,
+            captures >= 25 && lines >= 70,
             "{captures} captures, {lines} events"
         );
         for part in [

@@ -1,6 +1,6 @@
-//! Tunnels the decoder opens to reach the inner packet: VXLAN (and VXLAN-GPE), Geneve, Teredo
-//! over UDP; GRE (with ERSPAN types I, II, III and PPTP's enhanced GRE), IP-in-IP and IPv6-in-IP
-//! over IP. Each names the tunnel the packet came through (`tunnel.*` in events).
+//! Tunnels the decoder opens to reach the inner packet: VXLAN (and VXLAN-GPE), Geneve, Teredo,
+//! GTP-U, AYIYA and GRE-in-UDP over UDP; GRE (with ERSPAN types I, II, III and PPTP's enhanced
+//! GRE), IP-in-IP and IPv6-in-IP over IP. Each names the tunnel the packet came through.
 
 use super::addr::Addr;
 use super::decode::{be16, DecodeError, Packet, Walk, ETH_IPV4, ETH_IPV6};
@@ -18,6 +18,10 @@ pub enum TunnelKind {
     Teredo,
     /// GTP-U, the user plane of mobile networks (3GPP TS 29.281).
     Gtp,
+    /// AYIYA, "Anything In Anything" (IPv6 tunnel brokers such as SixXS), on UDP 5072.
+    Ayiya,
+    /// GRE carried in UDP (RFC 8086), on UDP 4754.
+    GreUdp,
     /// IPv4 carried directly in IP (protocol 4).
     Ipip,
     /// IPv6 carried directly in IP (protocol 41: 6in4, `sit`, ip6tnl).
@@ -37,6 +41,8 @@ impl TunnelKind {
             TunnelKind::ErspanIII => "erspan-iii",
             TunnelKind::Teredo => "teredo",
             TunnelKind::Gtp => "gtp",
+            TunnelKind::Ayiya => "ayiya",
+            TunnelKind::GreUdp => "gre-udp",
             TunnelKind::Ipip => "ipip",
             TunnelKind::Ip6in4 => "6in4",
         }
@@ -59,6 +65,10 @@ const VXLAN_GPE_PORT: u16 = 4790;
 const TEREDO_PORT: u16 = 3544;
 /// GTP-U's port (3GPP TS 29.281 section 4.4.2).
 const GTP_U_PORT: u16 = 2152;
+/// AYIYA's IANA port, and GRE-in-UDP's (RFC 8086 section 3.2; 4755, GRE-in-UDP with DTLS,
+/// is encrypted and left as the outer flow).
+const AYIYA_PORT: u16 = 5072;
+const GRE_IN_UDP_PORT: u16 = 4754;
 /// Ethernet type of an Ethernet frame carried as a payload (transparent Ethernet bridging).
 const ETH_TEB: u16 = 0x6558;
 
@@ -97,6 +107,13 @@ pub(crate) fn over_udp<'a>(
     }
     if outer.dport == GTP_U_PORT || outer.sport == GTP_U_PORT {
         return Some(gtp_u(walk, outer, data));
+    }
+    // The destination port names GRE-in-UDP; the source port is the sender's flow entropy.
+    if outer.dport == GRE_IN_UDP_PORT {
+        return Some(gre(walk, outer, data, TunnelKind::GreUdp));
+    }
+    if outer.dport == AYIYA_PORT || outer.sport == AYIYA_PORT {
+        return Some(ayiya(walk, outer, data));
     }
     if outer.sport == TEREDO_PORT || outer.dport == TEREDO_PORT || looks_like_teredo(data) {
         return Some(teredo(walk, outer, data));
@@ -198,6 +215,34 @@ fn gtp_u<'a>(
         .ip_by_version(tail(data, at)?)
 }
 
+/// AYIYA (draft-massar-v6ops-ayiya): identity length (a power of two) and type, signature
+/// length (4-byte words) and hash method, authentication method and operation code, next
+/// header (an IP protocol number), a 4-byte epoch, then the identity and the signature. Only
+/// operation 1 (forward) carries a packet; the others are the tunnel's own signalling.
+fn ayiya<'a>(
+    walk: Walk<'_>,
+    outer: &Packet<'a>,
+    data: &'a [u8],
+) -> Result<Packet<'a>, DecodeError> {
+    let head = data.get(..8).ok_or(DecodeError::Truncated)?;
+    let identity = 1usize << (head[0] >> 4);
+    let signature = (head[1] >> 4) as usize * 4;
+    if head[2] & 0x0f != 1 {
+        return Err(DecodeError::NotIp);
+    }
+    let version = match head[3] {
+        4 => 4,
+        41 => 6,
+        _ => return Err(DecodeError::NotIp),
+    };
+    let inner = tail(data, 8 + identity + signature)?;
+    if inner.first().map(|b| b >> 4) != Some(version) {
+        return Err(DecodeError::Malformed);
+    }
+    walk.enter(tunnel(TunnelKind::Ayiya, None, outer))?
+        .ip(inner)
+}
+
 /// Teredo (RFC 4380): optional authentication and origin indications, then IPv6.
 fn teredo<'a>(
     walk: Walk<'_>,
@@ -242,7 +287,7 @@ pub(crate) fn over_ip<'a>(
                     .and_then(|w| w.ip(data)),
             )
         }
-        47 => Some(gre(walk, outer, data)),
+        47 => Some(gre(walk, outer, data, TunnelKind::Gre)),
         _ => None,
     }
 }
@@ -256,8 +301,14 @@ const GRE_ACK: u16 = 0x0080;
 /// GRE (RFC 2784, RFC 2890: optional checksum, key and sequence number), then what its
 /// protocol type names: IP, an Ethernet frame (0x6558), ERSPAN (0x88be type I without a
 /// sequence number, type II with one; 0x22eb type III), MPLS. Version 1 is PPTP's (RFC 2637),
-/// carrying PPP.
-fn gre<'a>(walk: Walk<'_>, outer: &Packet<'a>, data: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+/// carrying PPP. `kind` is `Gre`, or `GreUdp` for the same header in UDP (RFC 8086), whose
+/// ERSPAN payloads are still named ERSPAN.
+fn gre<'a>(
+    walk: Walk<'_>,
+    outer: &Packet<'a>,
+    data: &'a [u8],
+    kind: TunnelKind,
+) -> Result<Packet<'a>, DecodeError> {
     let flags = be16(data, 0)?;
     let proto = be16(data, 2)?;
     if flags & GRE_ROUTING != 0 {
@@ -284,17 +335,13 @@ fn gre<'a>(walk: Walk<'_>, outer: &Packet<'a>, data: &'a [u8]) -> Result<Packet<
                 at += 4;
             }
             let call = key.map(|k| k & 0xffff);
-            return walk
-                .enter(tunnel(TunnelKind::Gre, call, outer))?
-                .ppp(tail(data, at)?);
+            return walk.enter(tunnel(kind, call, outer))?.ppp(tail(data, at)?);
         }
         _ => return Err(DecodeError::Malformed),
     }
     let inner = tail(data, at)?;
     match proto {
-        ETH_TEB => walk
-            .enter(tunnel(TunnelKind::Gre, key, outer))?
-            .ethernet(inner),
+        ETH_TEB => walk.enter(tunnel(kind, key, outer))?.ethernet(inner),
         0x88be if flags & GRE_SEQ == 0 => walk
             .enter(tunnel(TunnelKind::ErspanI, None, outer))?
             .ethernet(inner),
@@ -319,7 +366,7 @@ fn gre<'a>(walk: Walk<'_>, outer: &Packet<'a>, data: &'a [u8]) -> Result<Packet<
             }
         }
         ETH_IPV4 | ETH_IPV6 | 0x8847 | 0x8848 => walk
-            .enter(tunnel(TunnelKind::Gre, key, outer))?
+            .enter(tunnel(kind, key, outer))?
             .ethertype(proto, inner),
         _ => Err(DecodeError::NotIp),
     }

@@ -236,3 +236,96 @@ build("gtp_u.pcap", 1, gtp_u)
 build("snap.pcap", 1, snap)
 build("link_nflog.pcap", 239, nflog)
 echo_both_ways()
+
+
+# AYIYA (draft-massar-v6ops-ayiya) on UDP 5072, as a SixXS client sends it: a 16-byte identity
+# (length code 4, type 1), a 20-byte SHA-1 signature (5 words, hash method 2), shared-secret
+# authentication, operation 1 (forward), next header 4 (IPv4), an epoch. The tunnel's ARP
+# frames become heartbeats (operation 0, nothing forwarded): outer UDP packets only.
+def ayiya(n, inner, fwd):
+    ip = ip_only(inner)
+    op, nh, payload = (1, 4, ip) if ip is not None else (0, 59, b"")
+    hdr = struct.pack("!BBBBI", (4 << 4) | 1, (5 << 4) | 2, (1 << 4) | op, nh, 1700000000 + n)
+    ident = (OUTER_A if fwd else OUTER_B) * 4
+    sig = bytes(range(20))
+    sport, dport = (40001, 5072) if fwd else (5072, 40001)
+    return outer(fwd, 17, udp(sport, dport, hdr + ident + sig + payload), n + 1)
+
+
+# GRE-in-UDP (RFC 8086): destination port 4754 both ways, the source port a flow-entropy
+# value; then a GRE header with key 9 carrying the Ethernet frame (0x6558), ARP included.
+def gre_udp(n, inner, fwd):
+    gre = struct.pack("!HHI", 0x2000, 0x6558, 9) + inner
+    return outer(fwd, 17, udp(49152 + (n % 3), 4754, gre), n + 1)
+
+
+build("ayiya.pcap", 1, ayiya)
+build("gre_udp.pcap", 1, gre_udp)
+
+
+def tcp_seg(src, sport, dst, dport, seq, ack, flags, payload=b""):
+    h = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 0x50, flags, 65535, 0, 0)
+    return h + payload
+
+
+def late_segments():
+    """Two connections on one 5-tuple, 192.0.2.1:40001 -> 192.0.2.2:80 (RFC 9293). The first
+    closes with FIN both ways; the client's last ACK is lost, so the server retransmits its
+    FIN with exponential backoff (0.2 s doubling: the last ones 6.4 and 12.8 s apart) and the
+    client, in TIME-WAIT, acknowledges each: late segments of the closed connection. Then a
+    SYN on the same 5-tuple opens the second, which the server resets; a data segment the
+    client sent before seeing the RST arrives 5 s after it. Meanwhile two other hosts
+    exchange UDP."""
+    A, B = OUTER_A, OUTER_B
+    ACK, PSH, SYN, FIN, RST = 0x10, 0x08, 0x02, 0x01, 0x04
+    recs, ident = [], [0]
+
+    def pkt(t, fwd, seg):
+        ident[0] += 1
+        src, dst = (A, B) if fwd else (B, A)
+        sec = 1700000000 + int(t)
+        recs.append((sec, int(round((t - int(t)) * 1e6)), outer(fwd, 6, seg, ident[0])))
+
+    def c(t, seq, ack, flags, data=b""):
+        pkt(t, True, tcp_seg(A, 40001, B, 80, seq, ack, flags, data))
+
+    def s(t, seq, ack, flags, data=b""):
+        pkt(t, False, tcp_seg(B, 80, A, 40001, seq, ack, flags, data))
+
+    req = b"GET / HTTP/1.1\r\nHost: b\r\n\r\n"
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    c(0.000, 1000, 0, SYN)
+    s(0.001, 5000, 1001, SYN | ACK)
+    c(0.002, 1001, 5001, ACK)
+    c(0.003, 1001, 5001, ACK | PSH, req)
+    s(0.004, 5001, 1001 + len(req), ACK | PSH, resp)
+    cs, ss = 1001 + len(req), 5001 + len(resp)
+    c(0.010, cs, ss, FIN | ACK)
+    t = 0.011
+    s(t, ss, cs + 1, FIN | ACK)
+    # The client's ACK of that FIN is lost; the server retransmits, the client re-ACKs.
+    rto = 0.2
+    for _ in range(7):
+        t += rto
+        s(t, ss, cs + 1, FIN | ACK)
+        c(t + 0.001, cs + 1, ss + 1, ACK)
+        rto *= 2
+    # t is now about 25.4 s: a new connection on the same 5-tuple, reset by the server.
+    t += 2.0
+    c(t, 90000, 0, SYN)
+    s(t + 0.001, 70000, 90001, SYN | ACK)
+    c(t + 0.002, 90001, 70001, ACK)
+    s(t + 0.003, 70001, 90001, RST | ACK)
+    c(t + 5.003, 90001, 70001, ACK | PSH, req)
+    # Other traffic on the link all along (a UDP query every 250 ms between two other hosts):
+    # capture time goes on between the late segments, as on any busy link.
+    C, D = bytes([192, 0, 2, 3]), bytes([192, 0, 2, 4])
+    for i in range(int(34 / 0.25)):
+        u = i * 0.25 + 0.0005
+        frame = eth(MAC_B, MAC_A, 0x0800, ipv4(C, D, 17, udp(5353, 5353, b"q"), 1000 + i))
+        recs.append((1700000000 + int(u), int(round((u - int(u)) * 1e6)), frame))
+    recs.sort(key=lambda r: (r[0], r[1]))
+    write_pcap("tcp_late_segments.pcap", 1, recs)
+
+
+late_segments()

@@ -1,0 +1,293 @@
+//! Unit tests of the flow table: reports, timeouts, and how long closed flows are kept.
+use super::*;
+use crate::wire::decode::{decode, linktype, tests::eth_tcp};
+
+#[test]
+fn ids_and_protocol_numbers_print_as_the_formatter_would() {
+    for v in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
+        assert_eq!(hex16(v, &mut [0; 16]), format!("{v:016x}"));
+    }
+    for p in 0..=255u8 {
+        assert_eq!(iana_number(p), p.to_string());
+    }
+}
+
+fn feed(t: &mut FlowTable, frames: &[(i64, Vec<u8>)], out: &mut Out) {
+    for (ts, f) in frames {
+        let p = decode(linktype::ETHERNET, f).unwrap();
+        t.packet(&p, *ts, out);
+        t.sweep(*ts, out);
+    }
+}
+
+#[test]
+fn handshake_exchange_and_fin_make_one_final_flow() {
+    let stats = Arc::new(Stats::default());
+    let mut t = FlowTable::new(
+        FlowsConfig {
+            period: Duration::from_millis(-1000),
+            ..Default::default()
+        },
+        "f".into(),
+        stats,
+    );
+    let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let ms = 1_000_000;
+    let frames = vec![
+        (0, eth_tcp(c, 40000, s, 80, 1, 0, tcp_flags::SYN, b"")),
+        (
+            ms,
+            eth_tcp(s, 80, c, 40000, 9, 2, tcp_flags::SYN | tcp_flags::ACK, b""),
+        ),
+        (2 * ms, eth_tcp(c, 40000, s, 80, 2, 10, tcp_flags::ACK, b"")),
+        (
+            3 * ms,
+            eth_tcp(
+                c,
+                40000,
+                s,
+                80,
+                2,
+                10,
+                tcp_flags::ACK | tcp_flags::PSH,
+                b"GET / HTTP/1.0\r\n\r\n",
+            ),
+        ),
+        (
+            4 * ms,
+            eth_tcp(
+                s,
+                80,
+                c,
+                40000,
+                10,
+                20,
+                tcp_flags::ACK | tcp_flags::FIN,
+                b"",
+            ),
+        ),
+        (
+            5 * ms,
+            eth_tcp(
+                c,
+                40000,
+                s,
+                80,
+                20,
+                11,
+                tcp_flags::ACK | tcp_flags::FIN,
+                b"",
+            ),
+        ),
+        (
+            6 * ms,
+            eth_tcp(s, 80, c, 40000, 11, 21, tcp_flags::ACK, b""),
+        ),
+    ];
+    let mut out = Out::Events(Vec::new());
+    feed(&mut t, &frames, &mut out);
+    assert!(
+        out.events().is_empty(),
+        "closed flow lingers for its last ACKs"
+    );
+    t.sweep(2_000 * ms, &mut out);
+    assert!(
+        out.events().is_empty(),
+        "and for late segments, `closed_linger` after its last packet"
+    );
+    t.sweep(30_007 * ms, &mut out);
+    assert_eq!(out.events().len(), 1);
+    let e = &out.events()[0];
+    assert_eq!(e.get("source.ip").unwrap().as_str(), Some("10.0.0.1"));
+    assert_eq!(
+        e.get("source.packets").unwrap().to_json(),
+        serde_json::json!(4)
+    );
+    assert_eq!(
+        e.get("destination.packets").unwrap().to_json(),
+        serde_json::json!(3)
+    );
+    assert_eq!(e.get("flow.end_reason").unwrap().as_str(), Some("fin"));
+    assert_eq!(
+        e.get("flow.tcp.setup_duration").unwrap().to_json(),
+        serde_json::json!(2 * ms)
+    );
+    assert_eq!(
+        e.get("event.duration").unwrap().to_json(),
+        serde_json::json!(6 * ms)
+    );
+    assert!(e
+        .get("network.community_id")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .starts_with("1:"));
+}
+
+#[test]
+fn idle_flows_time_out_and_period_reports_interim() {
+    let stats = Arc::new(Stats::default());
+    let cfg = FlowsConfig {
+        capture: None,
+        timeout: Duration::from_secs(30),
+        closed_linger: Duration::from_secs(30),
+        period: Duration::from_secs(10),
+        max_flows: 1,
+        service_map: true,
+    };
+    let mut t = FlowTable::new(cfg, "f".into(), stats.clone());
+    let sec = 1_000_000_000i64;
+    let mut out = Out::Events(Vec::new());
+    let a = eth_tcp(
+        [1, 1, 1, 1],
+        1000,
+        [2, 2, 2, 2],
+        22,
+        1,
+        1,
+        tcp_flags::ACK,
+        b"x",
+    );
+    let b = eth_tcp(
+        [3, 3, 3, 3],
+        1000,
+        [2, 2, 2, 2],
+        22,
+        1,
+        1,
+        tcp_flags::ACK,
+        b"x",
+    );
+    feed(
+        &mut t,
+        &[(0, a.clone()), (5 * sec, b), (11 * sec, a)],
+        &mut out,
+    );
+    assert_eq!(
+        stats.flows_untracked.load(Ordering::Relaxed),
+        1,
+        "max_flows bounds the table"
+    );
+    assert_eq!(out.events().len(), 1);
+    assert_eq!(
+        out.events()[0].get("flow.final").unwrap().to_json(),
+        serde_json::json!(false)
+    );
+    t.sweep(42 * sec, &mut out);
+    assert_eq!(out.events().len(), 2);
+    assert_eq!(
+        out.events()[1].get("flow.end_reason").unwrap().as_str(),
+        Some("timeout")
+    );
+    assert_eq!(
+        out.events()[1].get("source.packets").unwrap().to_json(),
+        serde_json::json!(2)
+    );
+}
+
+fn closed_conn(sport: u16, t0: i64) -> Vec<(i64, Vec<u8>)> {
+    let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let ms = 1_000_000;
+    vec![
+        (t0, eth_tcp(c, sport, s, 80, 1, 0, tcp_flags::SYN, b"")),
+        (
+            t0 + ms,
+            eth_tcp(s, 80, c, sport, 9, 2, tcp_flags::SYN | tcp_flags::ACK, b""),
+        ),
+        (
+            t0 + 2 * ms,
+            eth_tcp(c, sport, s, 80, 2, 10, tcp_flags::FIN | tcp_flags::ACK, b""),
+        ),
+        (
+            t0 + 3 * ms,
+            eth_tcp(s, 80, c, sport, 10, 3, tcp_flags::FIN | tcp_flags::ACK, b""),
+        ),
+    ]
+}
+
+fn ports(out: &Out) -> Vec<i64> {
+    out.events()
+        .iter()
+        .map(|e| {
+            e.get("source.port")
+                .and_then(|v| v.to_json().as_i64())
+                .unwrap_or(-1)
+        })
+        .collect()
+}
+
+#[test]
+fn closed_flows_past_the_budget_end_first_closed_first_and_never_before_a_second() {
+    let sec = 1_000_000_000i64;
+    let mut t = FlowTable::new(
+        FlowsConfig {
+            // A budget of 2 closed flows past their first second.
+            max_flows: 2 * CLOSED_SHARE,
+            period: Duration::from_millis(-1000),
+            ..Default::default()
+        },
+        "f".into(),
+        Arc::new(Stats::default()),
+    );
+    let mut out = Out::Events(Vec::new());
+    for i in 0..10u16 {
+        feed(
+            &mut t,
+            &closed_conn(40000 + i, i as i64 * 10_000_000),
+            &mut out,
+        );
+    }
+    t.sweep(sec / 2, &mut out);
+    assert!(out.events().is_empty(), "kept a second whatever the load");
+    t.sweep(2 * sec, &mut out);
+    assert_eq!(ports(&out), (40000..40008).collect::<Vec<i64>>());
+    assert!(out
+        .events()
+        .iter()
+        .all(|e| e.get("flow.end_reason").unwrap().as_str() == Some("fin")));
+    assert_eq!(t.len(), 2, "the last two closed stay for late segments");
+    t.sweep(20 * sec, &mut out);
+    assert_eq!(out.events().len(), 8, "no interim report of a closed flow");
+    t.sweep(31 * sec, &mut out);
+    assert_eq!(ports(&out), (40000..40010).collect::<Vec<i64>>());
+    assert!(t.is_empty());
+}
+
+#[test]
+fn a_full_table_ends_its_oldest_closed_flow_to_track_a_new_one() {
+    let stats = Arc::new(Stats::default());
+    let mut t = FlowTable::new(
+        FlowsConfig {
+            max_flows: 2,
+            ..Default::default()
+        },
+        "f".into(),
+        stats.clone(),
+    );
+    let mut out = Out::Events(Vec::new());
+    feed(&mut t, &closed_conn(40000, 0), &mut out);
+    let open = |sport| {
+        eth_tcp(
+            [10, 0, 0, 3],
+            sport,
+            [10, 0, 0, 2],
+            80,
+            1,
+            0,
+            tcp_flags::SYN,
+            b"",
+        )
+    };
+    feed(&mut t, &[(5_000_000, open(50000))], &mut out);
+    assert!(out.events().is_empty());
+    feed(&mut t, &[(6_000_000, open(50001))], &mut out);
+    assert_eq!(ports(&out), vec![40000], "the closed flow made room");
+    assert_eq!(stats.flows_untracked.load(Ordering::Relaxed), 0);
+    feed(&mut t, &[(7_000_000, open(50002))], &mut out);
+    assert_eq!(t.len(), 2);
+    assert_eq!(
+        stats.flows_untracked.load(Ordering::Relaxed),
+        1,
+        "open flows are never ended to make room"
+    );
+}
