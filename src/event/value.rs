@@ -232,7 +232,7 @@ impl IntoIterator for Map {
     fn into_iter(self) -> Self::IntoIter {
         match self.entries {
             Entries::Own(v) => v.into_iter(),
-            Entries::Shared(a) => a.to_vec().into_iter(),
+            Entries::Shared(a) => Vec::from(&*a).into_iter(),
         }
     }
 }
