@@ -22,51 +22,104 @@ pub enum Value {
 }
 
 /// An insertion-ordered map from keys to values.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Map {
-    entries: Vec<(Key, Value)>,
+    entries: Entries,
+}
+
+/// A map's entries: its own, or shared with other events. Objects that many events carry
+/// unchanged (`host`, a file's `log.file`, a container's `kubernetes`) are shared, so that
+/// giving one to an event costs a reference count rather than allocations on the reading
+/// thread and frees on another; the first change copies them (copy on write).
+#[derive(Clone, Debug)]
+enum Entries {
+    Own(Vec<(Key, Value)>),
+    Shared(std::sync::Arc<[(Key, Value)]>),
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::Own(Vec::new())
+    }
+}
+
+impl PartialEq for Map {
+    fn eq(&self, other: &Map) -> bool {
+        self.entries() == other.entries()
+    }
 }
 
 impl Map {
     pub fn new() -> Self {
         Map {
-            entries: Vec::new(),
+            entries: Entries::Own(Vec::new()),
         }
     }
 
     pub fn with_capacity(n: usize) -> Self {
         Map {
-            entries: Vec::with_capacity(n),
+            entries: Entries::Own(Vec::with_capacity(n)),
+        }
+    }
+
+    /// The same entries, made shared: clones of the result (and of values holding it) cost a
+    /// reference count; changing one copies it first.
+    pub fn into_shared(self) -> Map {
+        match self.entries {
+            Entries::Own(v) => Map {
+                entries: Entries::Shared(v.into()),
+            },
+            shared @ Entries::Shared(_) => Map { entries: shared },
+        }
+    }
+
+    fn entries(&self) -> &[(Key, Value)] {
+        match &self.entries {
+            Entries::Own(v) => v,
+            Entries::Shared(a) => a,
+        }
+    }
+
+    /// The entries to change, copied out of a shared map first.
+    fn entries_mut(&mut self) -> &mut Vec<(Key, Value)> {
+        if let Entries::Shared(a) = &self.entries {
+            self.entries = Entries::Own(a.to_vec());
+        }
+        match &mut self.entries {
+            Entries::Own(v) => v,
+            Entries::Shared(_) => unreachable!("a shared map was just copied"),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries().is_empty()
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.entries()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.entries
-            .iter_mut()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        // Looked up first: a miss must not copy a shared map.
+        let pos = self.entries().iter().position(|(k, _)| k == key)?;
+        Some(&mut self.entries_mut()[pos].1)
     }
 
     /// Inserts or replaces; returns the previous value. The key is only turned into a `Key`
     /// when it is new: looking it up as text costs nothing to build.
     pub fn insert<K: Into<Key> + AsRef<str>>(&mut self, key: K, value: Value) -> Option<Value> {
         let text = key.as_ref();
-        match self.entries.iter_mut().find(|(k, _)| k.as_str() == text) {
-            Some((_, slot)) => Some(std::mem::replace(slot, value)),
+        match self.entries().iter().position(|(k, _)| k.as_str() == text) {
+            Some(pos) => Some(std::mem::replace(&mut self.entries_mut()[pos].1, value)),
             None => {
-                self.entries.push((key.into(), value));
+                self.entries_mut().push((key.into(), value));
                 None
             }
         }
@@ -77,12 +130,12 @@ impl Map {
     pub fn push_new(&mut self, key: impl Into<Key>, value: Value) {
         let key = key.into();
         debug_assert!(self.get(&key).is_none(), "push_new: duplicate key `{key}`");
-        self.entries.push((key, value));
+        self.entries_mut().push((key, value));
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let pos = self.entries.iter().position(|(k, _)| k == key)?;
-        Some(self.entries.remove(pos).1)
+        let pos = self.entries().iter().position(|(k, _)| k == key)?;
+        Some(self.entries_mut().remove(pos).1)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -90,29 +143,29 @@ impl Map {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &Value)> {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.entries().iter().map(|(k, v)| (k, v))
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Key, &mut Value)> {
-        self.entries.iter_mut().map(|(k, v)| (&*k, v))
+        self.entries_mut().iter_mut().map(|(k, v)| (&*k, v))
     }
 
     /// The object under `key`, created (replacing a non-object) when needed.
     pub fn object_mut(&mut self, key: &str) -> &mut Map {
-        let pos = match self.entries.iter().position(|(k, _)| k == key) {
+        let entries = self.entries_mut();
+        let pos = match entries.iter().position(|(k, _)| k == key) {
             Some(p) => {
-                if !matches!(self.entries[p].1, Value::Object(_)) {
-                    self.entries[p].1 = Value::Object(Map::new());
+                if !matches!(entries[p].1, Value::Object(_)) {
+                    entries[p].1 = Value::Object(Map::new());
                 }
                 p
             }
             None => {
-                self.entries
-                    .push((Key::from(key), Value::Object(Map::new())));
-                self.entries.len() - 1
+                entries.push((Key::from(key), Value::Object(Map::new())));
+                entries.len() - 1
             }
         };
-        match &mut self.entries[pos].1 {
+        match &mut entries[pos].1 {
             Value::Object(m) => m,
             _ => unreachable!("slot was just made an object"),
         }
@@ -177,7 +230,10 @@ impl IntoIterator for Map {
     type Item = (Key, Value);
     type IntoIter = std::vec::IntoIter<(Key, Value)>;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
+        match self.entries {
+            Entries::Own(v) => v.into_iter(),
+            Entries::Shared(a) => Vec::from(&*a).into_iter(),
+        }
     }
 }
 
@@ -407,8 +463,8 @@ impl Serialize for Value {
 
 impl Serialize for Map {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.entries.len()))?;
-        for (k, v) in &self.entries {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.entries() {
             map.serialize_entry(k.as_str(), v)?;
         }
         map.end()
@@ -470,6 +526,64 @@ mod tests {
         assert_eq!(m.get_path("kubernetes.namespace.x"), Some(&Value::Int(1)));
         assert_eq!(m.remove_path("kubernetes.pod.name"), Some("web-1".into()));
         assert_eq!(m.get_path("kubernetes.pod.name"), None);
+    }
+
+    /// A shared object reads, compares and serialises like its own copy, and changing one
+    /// holder's copy (through any mutating call) leaves the other holders' unchanged.
+    #[test]
+    fn shared_objects_are_copied_on_the_first_change() {
+        let mut host = Map::new();
+        host.push_new("name", "node-1".into());
+        let own = Value::Object(host.clone());
+        let shared = Value::Object(host.into_shared());
+        assert_eq!(shared, own);
+        assert_eq!(
+            serde_json::to_string(&shared).unwrap(),
+            r#"{"name":"node-1"}"#
+        );
+        let mut a = Map::new();
+        a.push_new("host", shared.clone());
+        let mut b = a.clone();
+        b.insert_path("host.name", "changed".into());
+        b.insert_path("host.ip", "10.0.0.1".into());
+        let mut c = a.clone();
+        if let Some(Value::String(s)) = c.get_path_mut("host.name") {
+            s.push_str("-c");
+        }
+        let mut d = a.clone();
+        d.object_mut("host").remove("name");
+        let mut e = a.clone();
+        for (_, v) in e.object_mut("host").iter_mut() {
+            *v = Value::Int(1);
+        }
+        assert_eq!(
+            a.get_path("host.name").and_then(Value::as_str),
+            Some("node-1")
+        );
+        assert_eq!(
+            shared.as_object().and_then(|m| m.get("name")),
+            Some(&"node-1".into())
+        );
+        assert_eq!(
+            serde_json::to_string(&b).unwrap(),
+            r#"{"host":{"name":"changed","ip":"10.0.0.1"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"host":{"name":"node-1-c"}}"#
+        );
+        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"host":{}}"#);
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"host":{"name":1}}"#);
+        // A miss does not copy, and consuming a shared map gives its entries.
+        let mut f = a.clone();
+        assert!(f.object_mut("host").get_mut("nope").is_none());
+        let entries: Vec<_> = shared
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        assert_eq!(entries, vec![(Key::from("name"), Value::from("node-1"))]);
     }
 
     #[test]

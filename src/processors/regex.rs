@@ -58,6 +58,14 @@ struct Pattern {
     locations: CaptureLocations,
     /// The pattern without a last `(?<name>.*)$`, when it ends so (see `split_rest`).
     head: Option<Head>,
+    /// The group that writes text to the parsed field itself (`(?<message>...)` parsing
+    /// `message`), when no other group writes to, under or above that field: its value is
+    /// made in the parsed text's own buffer, cut down in place, rather than copied out of it
+    /// while the text is dropped (an allocation and a free per event saved).
+    in_place: Option<usize>,
+    /// Some group writes the parsed field, under it or above it, and not in place: the
+    /// parsed text must be back in its field before the captures are written.
+    restore_first: bool,
 }
 
 /// A pattern's head, for patterns ending in `(?<name>.*)$`: the capture is then the rest of
@@ -164,8 +172,11 @@ pub struct RegexParser {
     tag_on_failure: String,
     ignore_missing: bool,
     failures: Arc<Failures>,
-    /// Captured values waiting to be written, by group (reused across events).
-    values: Vec<(usize, String)>,
+    /// Captured values waiting to be written: (group, start, end) in the parsed text, trimmed
+    /// (reused across events).
+    values: Vec<(usize, usize, usize)>,
+    /// The same values copied out, when the text must go back first (reused across events).
+    owned: Vec<(usize, String)>,
     /// Where they are in the parsed text: (group, start, end), reused across events.
     spans: Vec<(usize, usize, usize)>,
     trim: Trim,
@@ -230,7 +241,7 @@ impl RegexParser {
                         .map(|k| FieldPath::new(&target_path(config.target.as_deref(), names[k].0)))
                 })
                 .collect();
-            let conversions = regex
+            let conversions: Vec<Conversion> = regex
                 .capture_names()
                 .map(|n| {
                     n.and_then(internal_index)
@@ -239,12 +250,23 @@ impl RegexParser {
                 .collect();
             let locations = regex.capture_locations();
             let head = split_rest(&internal, &regex);
+            let full_paths: Vec<Option<String>> = regex
+                .capture_names()
+                .map(|n| {
+                    n.and_then(internal_index)
+                        .map(|k| target_path(config.target.as_deref(), names[k].0))
+                })
+                .collect();
+            let (in_place, restore_first) =
+                in_place_group(&full_paths, &conversions, &config.field);
             patterns.push(Pattern {
                 regex,
                 paths,
                 conversions,
                 locations,
                 head,
+                in_place,
+                restore_first,
             });
         }
         // A typo in `types:` would silently leave a field as text.
@@ -262,6 +284,7 @@ impl RegexParser {
             ignore_missing: config.ignore_missing,
             failures,
             values: Vec::new(),
+            owned: Vec::new(),
             spans: Vec::new(),
             trim: config.trim_values,
             trim_chars: config.trim_chars.chars().collect(),
@@ -281,8 +304,8 @@ impl Processor for RegexParser {
             }
             return Verdict::Keep;
         };
-        // Copies first, then the source goes back, then the fields are written: a capture may
-        // replace the parsed field itself (`(?<message>...)`).
+        // Where each value is in the text first; how they are written depends on whether a
+        // capture replaces the parsed field itself (`(?<message>...)`), see below.
         self.values.clear();
         let mut matched = None;
         for (p, pattern) in self.patterns.iter_mut().enumerate() {
@@ -290,7 +313,9 @@ impl Processor for RegexParser {
             if pattern.capture(&text, &mut self.spans) {
                 for &(group, s, e) in &self.spans {
                     let value = self.trim.apply(&text[s..e], &self.trim_chars);
-                    self.values.push((group, value.to_owned()));
+                    // A trimmed value is a slice of `text[s..e]`: its offsets follow.
+                    let start = value.as_ptr() as usize - text.as_ptr() as usize;
+                    self.values.push((group, start, start + value.len()));
                 }
                 matched = Some(p);
                 break;
@@ -303,26 +328,37 @@ impl Processor for RegexParser {
             event.add_tag(&self.tag_on_failure);
             return Verdict::Keep;
         };
-        restore_text(event, &self.field, text);
         let pattern = &self.patterns[p];
         let mut failed = false;
-        for (group, value) in self.values.drain(..) {
-            if let Some(path) = &pattern.paths[group] {
-                let typed = match pattern.conversions[group] {
-                    Conversion::String => Value::String(value),
-                    c => match c.apply(&value) {
-                        Some(v) => v,
-                        None => {
-                            self.failures.record(&format_args!(
-                                "captured value `{value}` is not of type {c:?}; kept as text"
-                            ));
-                            failed = true;
-                            Value::String(value)
-                        }
-                    },
-                };
-                path.insert(event, typed);
+        if pattern.restore_first {
+            // A capture replaces the parsed field (typed), or writes under or above it: the
+            // values are copied out, the text goes back, then the captures are written.
+            self.owned.clear();
+            for &(group, start, end) in &self.values {
+                self.owned.push((group, text[start..end].to_owned()));
             }
+            restore_text(event, &self.field, text);
+            for (group, value) in self.owned.drain(..) {
+                failed |= write(pattern, group, value, event, &self.failures);
+            }
+        } else {
+            // The text goes back into its field (where it was, so the field keeps its place)
+            // after the other values were copied out of it, cut down to the in-place value.
+            let mut in_place = None;
+            for &(group, start, end) in &self.values {
+                if pattern.in_place == Some(group) {
+                    in_place = Some((start, end));
+                    continue;
+                }
+                let value = text[start..end].to_owned();
+                failed |= write(pattern, group, value, event, &self.failures);
+            }
+            let mut text = text;
+            if let Some((start, end)) = in_place {
+                text.truncate(end);
+                text.drain(..start);
+            }
+            restore_text(event, &self.field, text);
         }
         if failed {
             event.add_tag(convert::FAILURE_TAG);
@@ -335,7 +371,67 @@ impl Processor for RegexParser {
     }
 }
 
+/// Writes one captured value, typed; true when it is kept as text for not being of its type.
+fn write(
+    pattern: &Pattern,
+    group: usize,
+    value: String,
+    event: &mut Event,
+    failures: &Failures,
+) -> bool {
+    let Some(path) = &pattern.paths[group] else {
+        return false;
+    };
+    let mut failed = false;
+    let typed = match pattern.conversions[group] {
+        Conversion::String => Value::String(value),
+        c => match c.apply(&value) {
+            Some(v) => v,
+            None => {
+                failures.record(&format_args!(
+                    "captured value `{value}` is not of type {c:?}; kept as text"
+                ));
+                failed = true;
+                Value::String(value)
+            }
+        },
+    };
+    path.insert(event, typed);
+    failed
+}
+
 const INTERNAL_PREFIX: &str = "trawl_";
+
+/// Of a pattern's groups (their full paths), the one that writes text to `field` itself, when
+/// no other group's path is that field, inside it or one of its parents; and whether, without
+/// such a group, some group still writes to one of those (then the parsed text must be back
+/// in place before the captures are written).
+fn in_place_group(
+    paths: &[Option<String>],
+    conversions: &[Conversion],
+    field: &str,
+) -> (Option<usize>, bool) {
+    let nested = |outer: &str, inner: &str| {
+        inner.len() > outer.len()
+            && inner.starts_with(outer)
+            && inner.as_bytes()[outer.len()] == b'.'
+    };
+    let mut same = Vec::new();
+    let mut related = false;
+    for (group, path) in paths.iter().enumerate() {
+        let Some(path) = path else { continue };
+        if path == field {
+            same.push(group);
+        } else if nested(field, path) || nested(path, field) {
+            related = true;
+        }
+    }
+    match same.as_slice() {
+        [] => (None, related),
+        [g] if !related && conversions[*g] == Conversion::String => (Some(*g), false),
+        _ => (None, true),
+    }
+}
 
 fn internal_index(name: &str) -> Option<usize> {
     name.strip_prefix(INTERNAL_PREFIX)?.parse().ok()
@@ -462,6 +558,81 @@ mod tests {
         p.process(&mut e);
         assert_eq!(json(&e)["a"], "x");
         assert_eq!(json(&e)["b"], "y");
+    }
+
+    /// A capture that replaces the parsed field (made in the field's own text) leaves the
+    /// field where it was, and captures into, under or above the field, typed, twice, or not
+    /// taking part, give the documents written here from the rules (last write wins, a
+    /// dotted name nests, a scalar in the way of a path becomes an object).
+    #[test]
+    fn captures_written_to_the_parsed_field_itself_or_around_it() {
+        let at = chrono::DateTime::from_timestamp(1_764_547_200, 0).unwrap_or_default();
+        let run = |yaml: &str, field: &str, text: &str| {
+            let mut p = build(yaml).unwrap();
+            let mut e = Event::new("app".into(), at);
+            e.insert(field, text);
+            e.insert("after", "kept");
+            assert_eq!(p.process(&mut e), Verdict::Keep);
+            e.to_json_string()
+        };
+        let ts = r#""@timestamp":"2025-12-01T00:00:00.000000Z""#;
+        assert_eq!(
+            run(
+                r#"{type: regex, trim_values: all, patterns: '^\[(?<level>\w+)\] (?<message>.*)$'}"#,
+                "message",
+                "[WARN]   disk full  "
+            ),
+            format!(r#"{{{ts},"message":"disk full","after":"kept","level":"WARN"}}"#)
+        );
+        assert_eq!(
+            run(
+                r#"{type: regex, patterns: '^(?<message:int>\d+) (?<rest>.*)$'}"#,
+                "message",
+                "42 ok"
+            ),
+            format!(r#"{{{ts},"message":42,"after":"kept","rest":"ok"}}"#)
+        );
+        assert_eq!(
+            run(
+                r#"{type: regex, patterns: '^(?<message.code>\d+) (?<message.text>.*)$'}"#,
+                "message",
+                "42 ok"
+            ),
+            format!(r#"{{{ts},"message":{{"code":"42","text":"ok"}},"after":"kept"}}"#)
+        );
+        assert_eq!(
+            run(
+                r#"{type: regex, patterns: '^(?<message>\w+) (?<message>.*)$'}"#,
+                "message",
+                "a b c"
+            ),
+            format!(r#"{{{ts},"message":"b c","after":"kept"}}"#)
+        );
+        assert_eq!(
+            run(
+                r#"{type: regex, field: log.original, patterns: '^(?<log.level>\w+) (?<log.original>.*)$'}"#,
+                "log.original",
+                "INFO started"
+            ),
+            format!(r#"{{{ts},"log":{{"original":"started","level":"INFO"}},"after":"kept"}}"#)
+        );
+        assert_eq!(
+            run(
+                r#"{type: regex, field: log.original, patterns: '^(?<log>\w+)'}"#,
+                "log.original",
+                "INFO started"
+            ),
+            format!(r#"{{{ts},"log":"INFO","after":"kept"}}"#)
+        );
+        // The in-place group did not take part: the field keeps its whole text.
+        assert_eq!(
+            run(
+                r#"{type: regex, patterns: '^(?<level>\w+):(?: (?<message>.+))?$'}"#,
+                "message",
+                "INFO:"
+            ),
+            format!(r#"{{{ts},"message":"INFO:","after":"kept","level":"INFO"}}"#)
+        );
     }
 
     #[test]

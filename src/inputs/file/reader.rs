@@ -7,7 +7,7 @@ use super::batcher::Batcher;
 use super::container::{self, Format};
 use super::identity::{self, FileKey, Fingerprint, END_MARK_BYTES};
 use super::multiline::Multiline;
-use crate::event::Map;
+use crate::event::{Map, Value};
 use crate::inputs::lines::{LineInfo, LineSplitter};
 use chrono::{DateTime, Utc};
 use std::fs::File;
@@ -38,9 +38,53 @@ pub struct TailMeta {
     pub stream: u64,
     /// Bumped each time the stream is read again after a failed batch (see `retry`).
     pub epoch: u32,
-    pub path: String,
-    /// `kubernetes.*` and `container.id` from the path, for container logs.
+    path: String,
+    /// `log.file` (`{ path }`), shared by the file's events: built when the path is known.
+    log_file: Value,
+    /// `kubernetes.*` and `container.id` from the path, for container logs, their objects
+    /// shared by the file's events.
     pub k8s: Option<Map>,
+}
+
+impl TailMeta {
+    pub fn new(key: FileKey, stream: u64, epoch: u32, path: String, k8s: Option<Map>) -> TailMeta {
+        let k8s = k8s.map(|m| {
+            m.into_iter()
+                .map(|(k, v)| match v {
+                    Value::Object(o) => (k, Value::Object(o.into_shared())),
+                    other => (k, other),
+                })
+                .collect()
+        });
+        TailMeta {
+            key,
+            stream,
+            epoch,
+            log_file: log_file(&path),
+            path,
+            k8s,
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The file was renamed: its next events carry the new path.
+    pub fn set_path(&mut self, path: String) {
+        self.log_file = log_file(&path);
+        self.path = path;
+    }
+
+    pub fn log_file(&self) -> &Value {
+        &self.log_file
+    }
+}
+
+fn log_file(path: &str) -> Value {
+    let mut file = Map::with_capacity(1);
+    file.push_new("path", Value::String(path.to_owned()));
+    Value::Object(file.into_shared())
 }
 
 /// A container line split by the runtime, being joined.

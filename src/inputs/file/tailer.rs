@@ -410,7 +410,7 @@ impl Tailer {
                 if tail.fp != fp_before {
                     // The registry must know the grown fingerprint before the offsets past it.
                     if let Ok(mut r) = self.shared.registry.lock() {
-                        r.touch(&key, &tail.meta.path, tail.fp, now_secs());
+                        r.touch(&key, tail.meta.path(), tail.fp, now_secs());
                     }
                 }
                 crate::telemetry::metrics::ComponentMetrics::add(&self.ctx.metrics.bytes_in, bytes);
@@ -478,7 +478,7 @@ impl Tailer {
 
 fn entry_for(tail: &Tail, offset: u64) -> Entry {
     Entry {
-        path: tail.meta.path.clone(),
+        path: tail.meta.path().to_owned(),
         dev: tail.meta.key.dev,
         ino: tail.meta.key.ino,
         fp_len: tail.fp.len,

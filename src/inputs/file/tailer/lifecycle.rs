@@ -21,7 +21,7 @@ impl Tailer {
         let old = Truncation {
             dev: key.dev,
             ino: key.ino,
-            path: tail.meta.path.clone(),
+            path: tail.meta.path().to_owned(),
             fp_len: tail.fp.len,
             fp: tail.fp.hash,
             stream: tail.meta.stream,

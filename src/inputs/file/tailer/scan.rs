@@ -121,7 +121,7 @@ impl Tailer {
         }
         if let Ok(mut r) = self.shared.registry.lock() {
             for (key, tail) in &self.tails {
-                r.touch(key, &tail.meta.path, tail.fp, wall);
+                r.touch(key, tail.meta.path(), tail.fp, wall);
             }
             if first {
                 // Written once now, so that a restart knows trawl ran before, even with no file.
@@ -212,7 +212,7 @@ impl Tailer {
         };
         if tail.path != path {
             tail.path = path.to_path_buf();
-            tail.meta.path = path.display().to_string();
+            tail.meta.set_path(path.display().to_string());
         }
         if tail.is_open() {
             return;
@@ -380,13 +380,13 @@ impl Tailer {
             (offset, new_stream_id(key, fp, self.salt), offset)
         };
         self.maybe_copies.remove(&key);
-        let meta = TailMeta {
+        let meta = TailMeta::new(
             key,
             stream,
             epoch,
-            path: path.display().to_string(),
-            k8s: container::kubernetes_metadata(path),
-        };
+            path.display().to_string(),
+            container::kubernetes_metadata(path),
+        );
         let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line);
         // Read from 0, the fingerprint grows from the bytes read; otherwise it is what was seen.
         let prefix = if offset == 0 { Vec::new() } else { first_bytes };
