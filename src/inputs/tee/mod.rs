@@ -4,6 +4,7 @@
 //! With `--multiline` each stream's lines are joined on their own (a trace on stderr never
 //! takes in stdout lines written meanwhile).
 
+pub mod ack;
 pub mod forward;
 pub mod passthrough;
 pub mod spool;
