@@ -1,6 +1,7 @@
 //! `trawl tee`: runs a command, passes its stdout and stderr through byte for byte, and ships
-//! its lines to an in-process pipeline (`-c`) or to a sidecar trawl (`--forward unix:PATH`),
-//! never slowing the command; forwards signals and exits with the command's status.
+//! its lines to an in-process pipeline (`-c`) or to a sidecar trawl (`--forward unix:PATH`,
+//! acknowledged), holding the command only when its buffers are full (`--when-full block`);
+//! forwards signals and exits with the command's status.
 
 use crate::config::{ByteSize, Duration};
 use crate::inputs::tee::forward;

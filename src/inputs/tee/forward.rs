@@ -185,11 +185,11 @@ pub fn run(
                 Duration::from_millis(200)
             };
             match spool.pop(wait) {
+                // One chunk at a time, written before the next is taken.
                 Pop::Chunk(c) => {
                     let mut block = Block::new();
                     lines.push(&c, &mut |k, l, i| block.push(k, l, i));
                     f.add(block);
-                    continue;
                 }
                 Pop::Empty => {}
                 Pop::Closed => {
