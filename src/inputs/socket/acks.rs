@@ -57,10 +57,7 @@ impl Acks {
 
     /// Batches sent and not yet settled.
     pub fn pending(&self) -> bool {
-        self.shared
-            .in_flight
-            .lock()
-            .map_or(false, |f| !f.is_empty())
+        self.shared.in_flight.lock().is_ok_and(|f| !f.is_empty())
     }
 
     /// Resolves when an output gave up on a batch of this connection.
@@ -89,7 +86,11 @@ async fn write_acks<W: AsyncWrite + Unpin>(
     loop {
         let finished = || {
             shared.reading_done.load(Ordering::SeqCst)
-                && shared.in_flight.lock().map_or(true, |f| f.is_empty())
+                && shared
+                    .in_flight
+                    .lock()
+                    .map(|f| f.is_empty())
+                    .unwrap_or(true)
         };
         if finished() {
             break;

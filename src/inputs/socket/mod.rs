@@ -462,9 +462,10 @@ async fn send(
         let rest = taken.events.split_off(take);
         let batch = std::mem::replace(&mut taken.events, rest);
         let ends = taken.ends.split_off(take);
-        let end = match ends.is_empty() {
-            true => covered,
-            false => taken.ends.last().copied().unwrap_or(covered),
+        let end = if ends.is_empty() {
+            covered
+        } else {
+            taken.ends.last().copied().unwrap_or(covered)
         };
         taken.ends = ends;
         *sent_upto = end.max(*sent_upto);
