@@ -296,7 +296,8 @@ fn lines_written_while_the_sidecar_is_down_arrive_once_it_is_up() {
 fn what_cannot_be_kept_is_dropped_counted_and_reported_while_output_passes_through() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Nobody listens, 1 KiB of memory and 2 KiB of spill file: most lines cannot be kept.
+    // Nobody listens, 1 KiB of memory and 2 KiB of spill file: most lines cannot be kept, and
+    // with `--when-full drop` the command does not wait for room.
     let out = trawl()
         .arg("tee")
         .args(["--forward", &format!("unix:{}/nobody.sock", d.display())])
@@ -307,6 +308,8 @@ fn what_cannot_be_kept_is_dropped_counted_and_reported_while_output_passes_throu
             "2KiB",
             "--flush-timeout",
             "300ms",
+            "--when-full",
+            "drop",
             "--spill-dir",
         ])
         .arg(d)

@@ -17,6 +17,7 @@ pub fn run(args: Args) -> i32 {
             memory_bytes: args.memory_buffer.as_usize(),
             spill_bytes: args.spill_max.bytes(),
             spill_dir: args.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+            when_full: args.when_full,
         },
         2,
     ));
@@ -38,8 +39,10 @@ pub fn run(args: Args) -> i32 {
         let g = give_up.clone();
         let path = args.forward.clone();
         let max_line = args.max_line_bytes.as_usize();
+        let held = args.memory_buffer.as_usize();
         std::thread::spawn(move || {
-            let report = forward::run(&s, path, max_line, g);
+            let report = forward::run(&s, path, max_line, held, g);
+            s.shipper_gone();
             let _ = done_tx.send(report.unsent_bytes);
         });
     }

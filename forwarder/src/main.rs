@@ -19,9 +19,10 @@ mod child;
 mod inputs;
 
 use std::path::PathBuf;
+use inputs::tee::spool::WhenFull;
 use units::{ByteSize, Duration};
 
-const USAGE: &str = "usage: trawl-forward [--log-level LEVEL] --forward unix:PATH [--memory-buffer SIZE] [--spill-max SIZE] [--spill-dir DIR] [--flush-timeout DURATION] [--max-line-bytes SIZE] -- CMD [ARGS...]";
+const USAGE: &str = "usage: trawl-forward [--log-level LEVEL] --forward unix:PATH [--memory-buffer SIZE] [--spill-max SIZE] [--spill-dir DIR] [--when-full block|drop] [--flush-timeout DURATION] [--max-line-bytes SIZE] -- CMD [ARGS...]";
 
 /// The options of `trawl tee --forward`, with the same names and defaults.
 pub struct Args {
@@ -30,6 +31,7 @@ pub struct Args {
     pub memory_buffer: ByteSize,
     pub spill_max: ByteSize,
     pub spill_dir: Option<PathBuf>,
+    pub when_full: WhenFull,
     pub flush_timeout: Duration,
     pub max_line_bytes: ByteSize,
     pub command: Vec<String>,
@@ -46,6 +48,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Parsed, String> 
     let mut memory_buffer = ByteSize(8 << 20);
     let mut spill_max = ByteSize(256 << 20);
     let mut spill_dir = None;
+    let mut when_full = WhenFull::Block;
     let mut flush_timeout = Duration::from_secs(10);
     let mut max_line_bytes = ByteSize(1 << 20);
     let mut command = Vec::new();
@@ -68,6 +71,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Parsed, String> 
             "--memory-buffer",
             "--spill-max",
             "--spill-dir",
+            "--when-full",
             "--flush-timeout",
             "--max-line-bytes",
         ];
@@ -94,6 +98,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Parsed, String> 
             "--memory-buffer" => memory_buffer = ByteSize::parse(&value).map_err(in_key)?,
             "--spill-max" => spill_max = ByteSize::parse(&value).map_err(in_key)?,
             "--spill-dir" => spill_dir = Some(PathBuf::from(value)),
+            "--when-full" => when_full = WhenFull::parse(&value).map_err(in_key)?,
             "--flush-timeout" => flush_timeout = Duration::parse(&value).map_err(in_key)?,
             "--max-line-bytes" => max_line_bytes = ByteSize::parse(&value).map_err(in_key)?,
             _ => unreachable!("checked against `known`"),
@@ -109,6 +114,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Parsed, String> 
         memory_buffer,
         spill_max,
         spill_dir,
+        when_full,
         flush_timeout,
         max_line_bytes,
         command,

@@ -1,11 +1,12 @@
 //! `trawl tee`: runs a command, passes its stdout and stderr through byte for byte, and ships
-//! its lines to an in-process pipeline (`-c`) or to a sidecar trawl (`--forward unix:PATH`),
-//! never slowing the command; forwards signals and exits with the command's status.
+//! its lines to an in-process pipeline (`-c`) or to a sidecar trawl (`--forward unix:PATH`,
+//! acknowledged), holding the command only when its buffers are full (`--when-full block`);
+//! forwards signals and exits with the command's status.
 
 use crate::config::{ByteSize, Duration};
 use crate::inputs::tee::forward;
 use crate::inputs::tee::passthrough::{self, CHILD};
-use crate::inputs::tee::spool::{Spool, SpoolLimits};
+use crate::inputs::tee::spool::{Spool, SpoolLimits, WhenFull};
 use crate::inputs::tee::TeeInput;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -22,12 +23,18 @@ pub struct TeeArgs {
     /// Ship the lines to another trawl's `socket` input instead: `unix:PATH`.
     #[arg(long)]
     pub forward: Option<String>,
-    /// Memory for lines waiting to be shipped; beyond it they go to the spill file.
+    /// Memory for lines waiting to be shipped; beyond it they go to the spill file. With
+    /// `--forward`, as much again holds lines sent and not yet acknowledged by the receiver.
     #[arg(long, default_value = "8MiB", value_parser = parse_size)]
     pub memory_buffer: ByteSize,
-    /// Largest size of the spill file; beyond it lines are dropped and counted.
+    /// Largest size of the spill file; beyond it, see `--when-full`.
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     pub spill_max: ByteSize,
+    /// When memory and the spill file are full: `block` (the command waits on its output
+    /// pipe until there is room; nothing is lost) or `drop` (the command never waits; what
+    /// does not fit is not shipped, counted, and reported at exit).
+    #[arg(long, default_value = "block", value_parser = WhenFull::parse)]
+    pub when_full: WhenFull,
     /// Folder of the spill file (default: the system's temporary folder).
     #[arg(long)]
     pub spill_dir: Option<PathBuf>,
@@ -117,6 +124,7 @@ pub fn run(args: TeeArgs) -> i32 {
                     memory_bytes: 0,
                     spill_bytes: 0,
                     spill_dir: std::env::temp_dir(),
+                    when_full: WhenFull::Drop,
                 },
                 0,
             )),
@@ -137,6 +145,7 @@ pub fn run(args: TeeArgs) -> i32 {
             memory_bytes: args.memory_buffer.as_usize(),
             spill_bytes: args.spill_max.bytes(),
             spill_dir: args.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+            when_full: args.when_full,
         },
         2,
     ));
@@ -162,6 +171,7 @@ pub fn run(args: TeeArgs) -> i32 {
     match (cfg, forward_path) {
         (Some(cfg), _) => {
             let input = TeeInput::new(spool.clone(), max_line, multiline);
+            let s = spool.clone();
             std::thread::spawn(move || {
                 let code = super::run_pipeline_with(
                     cfg,
@@ -171,14 +181,17 @@ pub fn run(args: TeeArgs) -> i32 {
                 if code != 0 {
                     tracing::error!("the tee pipeline failed (exit code {code})");
                 }
+                s.shipper_gone();
                 let _ = done_tx.send(0);
             });
         }
         (None, Some(path)) => {
             let s = spool.clone();
             let g = give_up.clone();
+            let held = args.memory_buffer.as_usize();
             std::thread::spawn(move || {
-                let report = forward::run(&s, path, max_line, g);
+                let report = forward::run(&s, path, max_line, held, g);
+                s.shipper_gone();
                 let _ = done_tx.send(report.unsent_bytes);
             });
         }

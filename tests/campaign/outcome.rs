@@ -55,11 +55,6 @@ impl DuplicateBound {
     }
 }
 
-/// Lines a kill -9 of the tee sidecar may lose: the socket input does not acknowledge (the
-/// forward protocol has no acknowledgement), so what it had received and not yet written
-/// (3 stages x 2 x 256, plus the socket buffers' worth) goes with it.
-pub const TEE_LOSS_PER_SIDECAR_KILL: u64 = 5_000;
-
 #[derive(Default)]
 pub struct Outcome {
     pub pipeline: &'static str,

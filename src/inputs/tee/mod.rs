@@ -1,9 +1,11 @@
 //! The `tee` input: the lines of a child process run by `trawl tee`, one event per line with
 //! `stream: stdout|stderr`. The child's bytes reach it through a `Spool`, so the pipeline can
-//! pause (back-pressure) while the child never waits; `forward` ships the same lines to a sidecar.
+//! pause (back-pressure) while the child waits only once the spool is full; `forward` ships the
+//! same lines to a sidecar and keeps them until it acknowledges them.
 //! With `--multiline` each stream's lines are joined on their own (a trace on stderr never
 //! takes in stdout lines written meanwhile).
 
+pub mod ack;
 pub mod forward;
 pub mod passthrough;
 pub mod spool;

@@ -1,6 +1,6 @@
 //! The spool between `trawl tee`'s copy threads and whatever ships the lines: bounded memory
-//! first, then a bounded spill file, then counted drops. Pushing never waits for the shipper,
-//! so the application is never slowed by the pipeline or a sidecar that is down.
+//! first, then a bounded spill file; past both, the copy thread waits for room (the command
+//! then waits on its pipe) or, with `--when-full drop`, the bytes are dropped and counted.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -60,6 +60,34 @@ struct Spill {
     data_bytes: u64,
 }
 
+/// What a push does when memory and the spill file are full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Wait for room: the command waits on its full pipe, nothing is lost.
+    Block,
+    /// Drop the bytes and count them: the command never waits.
+    Drop,
+}
+
+impl WhenFull {
+    pub fn parse(s: &str) -> Result<WhenFull, String> {
+        match s {
+            "block" => Ok(WhenFull::Block),
+            "drop" => Ok(WhenFull::Drop),
+            _ => Err(format!("expected `block` or `drop`, got `{s}`")),
+        }
+    }
+}
+
+/// Where a chunk that does not go to memory went.
+enum Spilled {
+    Written,
+    /// The spill file has no room for it now.
+    Full,
+    /// The spill file cannot be created or written.
+    Failed,
+}
+
 struct State {
     memory: VecDeque<Chunk>,
     memory_bytes: usize,
@@ -67,7 +95,10 @@ struct State {
     spill_error_logged: bool,
     writers: usize,
     dropped_bytes: u64,
+    drop_logged: bool,
     spilled_bytes: u64,
+    /// Nothing takes chunks any more (the shipper ended): pushes drop instead of waiting.
+    shipper_gone: bool,
 }
 
 /// Limits and place of a spool.
@@ -77,11 +108,14 @@ pub struct SpoolLimits {
     pub spill_bytes: u64,
     /// Folder of the spill file (created on first use, removed when the spool is dropped).
     pub spill_dir: PathBuf,
+    pub when_full: WhenFull,
 }
 
 pub struct Spool {
     state: Mutex<State>,
     ready: Condvar,
+    /// Signalled when a pop makes room, for pushes waiting under `WhenFull::Block`.
+    room: Condvar,
     limits: SpoolLimits,
 }
 
@@ -97,31 +131,74 @@ impl Spool {
                 spill_error_logged: false,
                 writers,
                 dropped_bytes: 0,
+                drop_logged: false,
                 spilled_bytes: 0,
+                shipper_gone: false,
             }),
             ready: Condvar::new(),
+            room: Condvar::new(),
             limits,
         }
     }
 
     /// Queues a chunk: in memory while there is room and nothing waits on disk (order is kept),
-    /// otherwise in the spill file, otherwise dropped and counted.
+    /// otherwise in the spill file; past both it waits for room (`Block`) or is dropped and
+    /// counted (`Drop`, or once nothing ships any more).
     pub fn push(&self, chunk: Chunk) {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        let spilling = st.spill.as_ref().is_some_and(|s| s.read_pos < s.write_pos);
-        if !spilling && st.memory_bytes + chunk.data.len() <= self.limits.memory_bytes {
-            st.memory_bytes += chunk.data.len();
-            st.memory.push_back(chunk);
-        } else {
-            self.spill(&mut st, chunk);
+        loop {
+            let spilling = st.spill.as_ref().is_some_and(|s| s.read_pos < s.write_pos);
+            // A chunk bigger than the whole memory budget still goes through an empty spool,
+            // or it would wait forever.
+            let fits = st.memory_bytes + chunk.data.len() <= self.limits.memory_bytes
+                || (st.memory.is_empty() && self.limits.when_full == WhenFull::Block);
+            if !spilling && fits {
+                st.memory_bytes += chunk.data.len();
+                st.memory.push_back(chunk);
+                break;
+            }
+            let failed = match self.spill(&mut st, &chunk) {
+                Spilled::Written => break,
+                Spilled::Full => false,
+                Spilled::Failed => true,
+            };
+            if self.limits.when_full == WhenFull::Drop || st.shipper_gone {
+                self.drop_chunk(&mut st, &chunk, failed);
+                break;
+            }
+            st = match self.room.wait(st) {
+                Ok(st) => st,
+                Err(_) => return,
+            };
         }
         drop(st);
         self.ready.notify_one();
     }
 
-    fn spill(&self, st: &mut State, chunk: Chunk) {
+    fn drop_chunk(&self, st: &mut State, chunk: &Chunk, spill_failed: bool) {
+        st.dropped_bytes += chunk.data.len() as u64;
+        if !st.drop_logged && !spill_failed {
+            st.drop_logged = true;
+            tracing::warn!(
+                memory_buffer = self.limits.memory_bytes,
+                spill_max = self.limits.spill_bytes,
+                "buffers full: dropping the command's output for shipping (it still passes through; the bytes dropped are counted and reported at exit; logged once)"
+            );
+        }
+    }
+
+    /// Nothing takes chunks any more: pushes waiting for room drop instead, and so do later
+    /// ones, so the command is never held by a shipper that ended.
+    pub fn shipper_gone(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.shipper_gone = true;
+        }
+        self.room.notify_all();
+    }
+
+    fn spill(&self, st: &mut State, chunk: &Chunk) -> Spilled {
         let len = chunk.data.len() as u64;
         if st.spill.is_none() {
             let path = self
@@ -148,17 +225,17 @@ impl Spool {
                 Err(e) => {
                     if !st.spill_error_logged {
                         st.spill_error_logged = true;
-                        tracing::warn!(dir = %self.limits.spill_dir.display(), error = %e, "cannot create the spill file: lines that do not fit in memory are dropped (logged once)");
+                        tracing::warn!(dir = %self.limits.spill_dir.display(), error = %e, "cannot create the spill file: only memory holds what waits to be shipped (logged once)");
                     }
-                    st.dropped_bytes += len;
-                    return;
+                    return Spilled::Failed;
                 }
             }
         }
-        let Some(sp) = st.spill.as_mut() else { return };
+        let Some(sp) = st.spill.as_mut() else {
+            return Spilled::Failed;
+        };
         if sp.write_pos - sp.read_pos + RECORD_HEADER + len > self.limits.spill_bytes {
-            st.dropped_bytes += len;
-            return;
+            return Spilled::Full;
         }
         let mut record = Vec::with_capacity(chunk.data.len() + RECORD_HEADER as usize);
         record.push(chunk.stream.tag());
@@ -169,13 +246,14 @@ impl Spool {
                 sp.write_pos += record.len() as u64;
                 sp.data_bytes += len;
                 st.spilled_bytes += len;
+                Spilled::Written
             }
             Err(e) => {
                 if !st.spill_error_logged {
                     st.spill_error_logged = true;
-                    tracing::warn!(path = %sp.path.display(), error = %e, "cannot write the spill file: dropping what does not fit in memory (logged once)");
+                    tracing::warn!(path = %sp.path.display(), error = %e, "cannot write the spill file: only memory holds what waits to be shipped (logged once)");
                 }
-                st.dropped_bytes += len;
+                Spilled::Failed
             }
         }
     }
@@ -196,14 +274,18 @@ impl Spool {
         loop {
             if let Some(c) = st.memory.pop_front() {
                 st.memory_bytes -= c.data.len();
+                self.room.notify_all();
                 return Pop::Chunk(c);
             }
             if let Some(c) = Self::unspill(&mut st) {
+                self.room.notify_all();
                 return Pop::Chunk(c);
             }
             if st.writers == 0 {
                 return Pop::Closed;
             }
+            // A push may wait for room the spill file's reset (a read error) just made.
+            self.room.notify_all();
             let (next, res) = match self.ready.wait_timeout(st, timeout) {
                 Ok(r) => r,
                 Err(_) => return Pop::Closed,
@@ -308,6 +390,7 @@ impl Drop for Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn chunk(s: &str) -> Chunk {
         Chunk {
@@ -324,6 +407,7 @@ mod tests {
                 memory_bytes: 4,
                 spill_bytes: 20,
                 spill_dir: dir.path().to_path_buf(),
+                when_full: WhenFull::Drop,
             },
             1,
         );
@@ -339,5 +423,50 @@ mod tests {
         }
         assert_eq!(got, vec!["abc", "de", "f"]);
         assert!(matches!(spool.pop(Duration::from_millis(1)), Pop::Closed));
+    }
+
+    fn limits(dir: &std::path::Path, when_full: WhenFull) -> SpoolLimits {
+        SpoolLimits {
+            memory_bytes: 4,
+            spill_bytes: 0,
+            spill_dir: dir.to_path_buf(),
+            when_full,
+        }
+    }
+
+    #[test]
+    fn a_full_spool_holds_the_pusher_until_a_pop_makes_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::new(limits(dir.path(), WhenFull::Block), 1));
+        spool.push(chunk("abcd"));
+        let s = spool.clone();
+        // Memory is full and the spill file takes nothing: this push can only end after a pop.
+        let pusher = std::thread::spawn(move || {
+            s.push(chunk("ef"));
+            s.writer_done();
+        });
+        let mut got = Vec::new();
+        loop {
+            match spool.pop(Duration::from_millis(50)) {
+                Pop::Chunk(c) => got.push(String::from_utf8(c.data).unwrap()),
+                Pop::Empty => {}
+                Pop::Closed => break,
+            }
+        }
+        pusher.join().unwrap();
+        assert_eq!(got, vec!["abcd", "ef"]);
+        assert_eq!(spool.dropped_bytes(), 0);
+    }
+
+    #[test]
+    fn a_pusher_waiting_for_room_drops_once_the_shipper_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::new(limits(dir.path(), WhenFull::Block), 1));
+        spool.push(chunk("abcd"));
+        let s = spool.clone();
+        let pusher = std::thread::spawn(move || s.push(chunk("ef")));
+        spool.shipper_gone();
+        pusher.join().unwrap();
+        assert_eq!(spool.dropped_bytes(), 2);
     }
 }

@@ -27,6 +27,11 @@ impl StreamLines {
         splitter.push(&chunk.data, &mut |l, i| emit(kind, l, i));
     }
 
+    /// Bytes of unfinished lines held.
+    pub fn pending(&self) -> usize {
+        self.stdout.pending() + self.stderr.pending()
+    }
+
     /// Unterminated last lines, at the end of the child's output.
     pub fn finish(&mut self, emit: &mut dyn FnMut(StreamKind, &[u8], LineInfo)) {
         self.stdout

@@ -1,19 +1,25 @@
 //! The `socket` input: newline-delimited lines or JSON lines over Unix or TCP stream sockets,
 //! one event per line; the receiving end of `trawl tee --forward`. Each connection is read by
 //! its own task; a full pipeline pauses reading (back-pressure reaches the sender). With
-//! `multiline:` lines are joined per connection, so two senders' traces never mix.
+//! `multiline:` lines are joined per connection, so two senders' traces never mix. A sender
+//! that opens with the acknowledgement protocol's hello (`trawl tee --forward`) is told which
+//! of its lines the outputs have (`acks`).
+
+mod acks;
 
 use super::lines::{to_text, LineInfo, LineSplitter};
 use super::multiline::{self, Line, Multiline};
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
 use crate::event::{Batch, Event, Value};
+use crate::inputs::tee::ack::HELLO;
 use crate::telemetry::metrics::ComponentMetrics;
+use acks::Acks;
 use chrono::Utc;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -308,7 +314,7 @@ async fn accept_loop<S, F, Fut>(
     ctx: &Arc<InputContext>,
 ) -> anyhow::Result<()>
 where
-    S: AsyncRead + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::io::Result<S>>,
 {
@@ -321,7 +327,7 @@ where
         }
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => p?,
-            _ = shutdown.wait() => return Ok(()),
+            _ = shutdown.wait() => return connections_ended(limit, cfg).await,
         };
         tokio::select! {
             r = accept() => match r {
@@ -334,7 +340,39 @@ where
                 }
                 Err(e) => tracing::warn!(input = %ctx.name, error = %e, "accept failed"),
             },
-            _ = shutdown.wait() => return Ok(()),
+            _ = shutdown.wait() => {
+                drop(permit);
+                return connections_ended(limit, cfg).await;
+            }
+        }
+    }
+}
+
+/// Waits for every connection to end: each stops reading at shutdown, sends what it read and,
+/// for a sender that asked for acknowledgements, tells it what the outputs delivered before
+/// the pipeline's drain deadline.
+async fn connections_ended(
+    limit: &Arc<tokio::sync::Semaphore>,
+    cfg: &Config,
+) -> anyhow::Result<()> {
+    let all = u32::try_from(cfg.max_connections.max(1)).unwrap_or(u32::MAX);
+    let _ = limit.acquire_many(all).await;
+    Ok(())
+}
+
+/// Events read from a connection and not yet sent, each with the connection offset just past
+/// its last line.
+#[derive(Default)]
+struct Taken {
+    events: Vec<Event>,
+    ends: Vec<u64>,
+}
+
+impl Taken {
+    fn push(&mut self, event: Option<Event>, end: u64) {
+        if let Some(e) = event {
+            self.events.push(e);
+            self.ends.push(end);
         }
     }
 }
@@ -345,11 +383,11 @@ fn take_line(
     info: LineInfo,
     cfg: &Config,
     joiner: &mut Option<Multiline>,
-    events: &mut Vec<Event>,
+    taken: &mut Taken,
     ctx: &InputContext,
 ) {
     let Some(m) = joiner.as_mut() else {
-        events.extend(event_of(line, info, cfg.format, ctx));
+        taken.push(event_of(line, info, cfg.format, ctx), info.end);
         return;
     };
     let text = to_text(line).unwrap_or_else(|replaced| {
@@ -364,7 +402,8 @@ fn take_line(
         ..Line::default()
     };
     m.push(line, std::time::Instant::now(), &mut |l| {
-        events.extend(joined_event(l, ctx))
+        let end = l.end;
+        taken.push(joined_event(l, ctx), end)
     });
 }
 
@@ -387,23 +426,91 @@ async fn sleep_until(at: Option<std::time::Instant>) {
     }
 }
 
-async fn serve(
-    mut stream: impl AsyncRead + Unpin,
+/// Where everything read so far is taken into events or skipped: the offset before the
+/// unfinished line and before the lines a joiner holds.
+fn covered(splitter: &LineSplitter, joiner: &Option<Multiline>) -> u64 {
+    let read = splitter.position() - splitter.pending() as u64;
+    match joiner.as_ref().and_then(Multiline::pending_start) {
+        Some(held) => read.min(held),
+        None => read,
+    }
+}
+
+/// Sends what was taken in batches of at most `batch_size`; with acknowledgements, the last
+/// batch covers the connection up to `covered` (also when it is empty: skipped lines are
+/// acknowledged too). False when the pipeline is gone.
+async fn send(
+    taken: &mut Taken,
+    covered: u64,
+    acks: Option<&mut (Acks, u64)>,
+    ctx: &InputContext,
+) -> bool {
+    let Some((acks, sent_upto)) = acks else {
+        while !taken.events.is_empty() {
+            let take = taken.events.len().min(ctx.batch_size.max(1));
+            let rest = taken.events.split_off(take);
+            let batch = std::mem::replace(&mut taken.events, rest);
+            if ctx.emit(Batch::unacked(batch)).await.is_err() {
+                return false;
+            }
+        }
+        taken.ends.clear();
+        return true;
+    };
+    while !taken.events.is_empty() || covered > *sent_upto {
+        let take = taken.events.len().min(ctx.batch_size.max(1));
+        let rest = taken.events.split_off(take);
+        let batch = std::mem::replace(&mut taken.events, rest);
+        let ends = taken.ends.split_off(take);
+        let end = if ends.is_empty() {
+            covered
+        } else {
+            taken.ends.last().copied().unwrap_or(covered)
+        };
+        taken.ends = ends;
+        *sent_upto = end.max(*sent_upto);
+        let ack = acks.track(end);
+        if ctx.emit(Batch::new(batch, ack)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+async fn failed(acks: &Option<(Acks, u64)>) {
+    match acks {
+        Some((a, _)) => a.failed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads one connection to its end. A sender whose first bytes are the acknowledgement
+/// protocol's hello gets its lines acknowledged once the outputs have them; others are read as
+/// plain lines, and nothing is ever written to them.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     cfg: &Config,
     mut joiner: Option<Multiline>,
     ctx: &InputContext,
 ) {
+    let (mut reader, writer) = tokio::io::split(stream);
+    let mut writer = Some(writer);
     let mut splitter = LineSplitter::new(cfg.max_line_bytes.as_usize(), 0);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut events = Vec::new();
+    let mut taken = Taken::default();
     let mut shutdown = ctx.shutdown.clone();
     let idle = cfg.idle_timeout.positive();
+    // The first bytes, until they tell whether the sender said hello.
+    let mut head: Option<Vec<u8>> = Some(Vec::new());
+    // With acknowledgements: the connection's, and the offset the last batch covered.
+    let mut acks: Option<(Acks, u64)> = None;
+    let mut stopped = false;
     loop {
         let due = joiner.as_ref().and_then(|m| m.deadline());
         let read = async {
             match idle {
-                Some(d) => tokio::time::timeout(d, stream.read(&mut buf)).await,
-                None => Ok(stream.read(&mut buf).await),
+                Some(d) => tokio::time::timeout(d, reader.read(&mut buf)).await,
+                None => Ok(reader.read(&mut buf).await),
             }
         };
         let n = tokio::select! {
@@ -413,6 +520,8 @@ async fn serve(
                     tracing::debug!(input = %ctx.name, error = %e, "connection read failed");
                     0
                 }
+                // A sender waiting for acknowledgements is not idle.
+                Err(_) if acks.as_ref().is_some_and(|(a, _)| a.pending()) => continue,
                 Err(_) => {
                     tracing::debug!(input = %ctx.name, "closing a connection idle for idle_timeout");
                     0
@@ -421,34 +530,69 @@ async fn serve(
             // The sender is quiet while an event waits for more lines: sent after `timeout`.
             _ = sleep_until(due), if due.is_some() => {
                 if let Some(m) = joiner.as_mut() {
-                    m.flush_if_due(std::time::Instant::now(), &mut |l| events.extend(joined_event(l, ctx)));
+                    m.flush_if_due(std::time::Instant::now(), &mut |l| {
+                        let end = l.end;
+                        taken.push(joined_event(l, ctx), end)
+                    });
                 }
-                if !events.is_empty() && ctx.emit(Batch::unacked(std::mem::take(&mut events))).await.is_err() {
+                if !send(&mut taken, covered(&splitter, &joiner), acks.as_mut(), ctx).await {
                     return;
                 }
                 continue;
             }
-            _ = shutdown.wait() => 0,
+            // Dropping the connection unacknowledged: the sender sends it all again.
+            _ = failed(&acks) => return,
+            _ = shutdown.wait() => {
+                stopped = true;
+                0
+            }
         };
+        let mut data = &buf[..n];
+        let first;
+        if let Some(h) = head.as_mut() {
+            h.extend_from_slice(data);
+            let said_hello = h.starts_with(HELLO);
+            if n > 0 && !said_hello && HELLO.starts_with(h) {
+                continue; // Too few bytes yet to tell.
+            }
+            if said_hello {
+                if let Some(w) = writer.take() {
+                    acks = Some((Acks::start(w, ctx.name.clone()), 0));
+                }
+            }
+            first = head.take().unwrap_or_default();
+            data = &first;
+        }
+        if data.is_empty() && n == 0 {
+            break;
+        }
+        ComponentMetrics::add(&ctx.metrics.bytes_in, data.len() as u64);
+        splitter.push(data, &mut |l, i| {
+            take_line(l, i, cfg, &mut joiner, &mut taken, ctx)
+        });
+        if !send(&mut taken, covered(&splitter, &joiner), acks.as_mut(), ctx).await {
+            return;
+        }
         if n == 0 {
             break;
         }
-        ComponentMetrics::add(&ctx.metrics.bytes_in, n as u64);
-        splitter.push(&buf[..n], &mut |l, i| {
-            take_line(l, i, cfg, &mut joiner, &mut events, ctx)
-        });
-        while !events.is_empty() {
-            let take = events.len().min(ctx.batch_size.max(1));
-            let rest = events.split_off(take);
-            let batch = std::mem::replace(&mut events, rest);
-            if ctx.emit(Batch::unacked(batch)).await.is_err() {
-                return;
-            }
+    }
+    // At a shutdown, an acknowledging sender sends its unfinished line and the lines being
+    // joined again, whole, to the next trawl; cut here they would arrive in two pieces.
+    if !(stopped && acks.is_some()) {
+        splitter.finish(&mut |l, i| take_line(l, i, cfg, &mut joiner, &mut taken, ctx));
+        if let Some(m) = joiner.as_mut() {
+            m.flush(&mut |l| {
+                let end = l.end;
+                taken.push(joined_event(l, ctx), end)
+            });
         }
     }
-    splitter.finish(&mut |l, i| take_line(l, i, cfg, &mut joiner, &mut events, ctx));
-    if let Some(m) = joiner.as_mut() {
-        m.flush(&mut |l| events.extend(joined_event(l, ctx)));
+    let end = covered(&splitter, &joiner);
+    if !send(&mut taken, end, acks.as_mut(), ctx).await {
+        return;
     }
-    let _ = ctx.emit(Batch::unacked(events)).await;
+    if let Some((a, _)) = acks {
+        a.finish().await;
+    }
 }
