@@ -170,6 +170,10 @@ fn a_kubelet_file_rotated_while_waiting_is_not_counted_as_deleted() {
         gauge("trawl_file_waiting_files") == 1.0
     });
     std::fs::rename(&k, app.join("0.log.20261130-130000")).unwrap();
+    // The link leads nowhere until the runtime writes the next 0.log: five scans see that
+    // (once seen in CI: the rotated file was then looked for beside the link, not found there,
+    // and named as deleted).
+    std::thread::sleep(Duration::from_secs(1));
     append(&k, &cri("k-new", 5));
     // Ten scans see the rotation.
     std::thread::sleep(Duration::from_secs(2));

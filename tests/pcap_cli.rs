@@ -164,7 +164,21 @@ fn a_signal_on_an_open_fifo_reports_everything_decoded_and_exits_0() {
     ] {
         let fifo = dir.path().join(format!("{sig_name}.fifo"));
         mkfifo(&fifo);
-        let mut child = trawl().arg("pcap").arg(&fifo).spawn().unwrap();
+        let mut cmd = trawl();
+        // trawl leaves a signal its parent ignored ignored (as under `nohup`); a test run
+        // started as a background job of a script ignores SIGINT, so the signals this test
+        // sends are given their default disposition, as an interactive shell gives them.
+        // SAFETY: only async-signal-safe signal(2) calls between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.arg("pcap").arg(&fifo).spawn().unwrap();
         let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
         writer.write_all(&bytes).unwrap();
 

@@ -167,7 +167,7 @@ impl Tailer {
             })
             // Looked for beside the file the name leads to now: a kubelet symlink's target
             // folder is where kubelet renamed it (`0.log` → `0.log.<time>`).
-            .map(|(k, (p, _, _))| (*k, std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
+            .map(|(k, (p, _, _))| (*k, link_target(p)))
             .collect();
         if vanished.is_empty() {
             return;
@@ -609,4 +609,18 @@ impl Tailer {
             .and_then(|m| m.elapsed().ok())
             .is_some_and(|age| age > limit)
     }
+}
+
+/// Where `path` leads: its canonical path, or, for a link whose target is gone (kubelet renamed
+/// `0.log` away and has not created the next one yet), the target it names, so that the
+/// renamed file is looked for in the target's folder, not the link's.
+fn link_target(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| {
+            std::fs::read_link(path).map(|t| match path.parent() {
+                Some(dir) if t.is_relative() => dir.join(t),
+                _ => t,
+            })
+        })
+        .unwrap_or_else(|_| path.to_path_buf())
 }
