@@ -280,18 +280,13 @@ impl Registry {
     pub fn commit(&mut self, key: &FileKey, stream: u64, mut offset: u64) {
         let entry = match self.entries.get_mut(key) {
             Some(e) if e.stream == stream => Some(e),
-            _ => self
-                .entries
-                .values_mut()
-                .find(|e| e.stream == stream)
-                .map(|e| {
-                    // Read from the truncated file: not past the end of the copy continuing it.
-                    offset = self
-                        .copy_ends
-                        .get(&stream)
-                        .map_or(offset, |end| offset.min(*end));
-                    e
-                }),
+            _ => {
+                // Read from a truncated file: not past the end of the copy continuing it.
+                if let Some(end) = self.copy_ends.get(&stream) {
+                    offset = offset.min(*end);
+                }
+                self.entries.values_mut().find(|e| e.stream == stream)
+            }
         };
         if let Some(e) = entry {
             if offset > e.offset {
@@ -342,13 +337,13 @@ impl Registry {
         self.dirty = true;
     }
 
-    /// Takes the truncation of `stream`: its copy was found and continues it.
     /// `stream` is continued by a copy that ends at `end`, before where reading of the truncated
     /// file stopped (see `copy_ends`).
     pub fn set_copy_end(&mut self, stream: u64, end: u64) {
         self.copy_ends.insert(stream, end);
     }
 
+    /// Takes the truncation of `stream`: its copy was found and continues it.
     pub fn take_truncation(&mut self, stream: u64) -> Option<Truncation> {
         let i = self.truncations.iter().position(|t| t.stream == stream)?;
         self.dirty = true;
