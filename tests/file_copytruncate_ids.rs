@@ -355,3 +355,135 @@ fn a_copy_seen_while_still_empty_keeps_its_ids() {
     sigterm(&trawl);
     trawl.wait(Duration::from_secs(60));
 }
+
+/// Real logrotate's `copytruncate` of a busy file: it copies the file, THEN empties it, and the
+/// app keeps writing meanwhile. trawl, following the file, may read lines written after the copy
+/// was made, so the copy ends before where reading stopped. It still holds only lines already
+/// delivered under the file's stream, so it must continue that stream (nothing left to read of
+/// it), not be read again from 0 under a new stream id (every line of it stored twice).
+///
+/// The lines written between the copy and the truncation are in neither file once truncated:
+/// logrotate documents losing them (trawl may have read some of them before the truncation). So
+/// they are asserted stored at most once; every other line exactly once.
+#[test]
+fn the_copy_of_a_busy_file_shorter_than_what_was_read_keeps_its_ids() {
+    use std::io::Write;
+    use std::sync::Mutex;
+    let os = OpenSearch::shared();
+    let index = "busy-rotated-gap";
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = pipeline(
+        dir.path(),
+        os,
+        index,
+        &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
+        "    registry_flush: 100ms\n    poll_interval: 100ms\n    scan_interval: 200ms\n",
+    );
+    let app = logs.join("app.log");
+    let copy = logs.join("app.log.1");
+    let line = |i: usize| format!("busy line {i:06}");
+    // The app: one line every 2 ms through an O_APPEND descriptor (as a logger holds it), with
+    // the count of lines written behind the same lock, so the test knows which lines went where.
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&app)
+        .unwrap();
+    let app_state = Arc::new(Mutex::new((out, 0usize)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let app_state = app_state.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                {
+                    let mut s = app_state.lock().unwrap();
+                    let text = format!("{}\n", line(s.1));
+                    s.0.write_all(text.as_bytes()).unwrap();
+                    s.1 += 1;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl.log")));
+    wait_until(Duration::from_secs(120), "300 lines stored", || {
+        os.copies_by_message(index).len() >= 300
+    });
+    // The copy: lines [0, copied).
+    let copied = {
+        let s = app_state.lock().unwrap();
+        std::fs::copy(&app, &copy).unwrap();
+        s.1
+    };
+    let copy_len = std::fs::metadata(&copy).unwrap().len();
+    // Reading goes past the copy's end before the truncation: a line written after the copy
+    // stored, or 3 s (real logrotate truncates right after copying, and trawl waits only so
+    // long for a copy's original to be truncated); trawl's log says below how far it read.
+    let past = line(copied + 20);
+    let copied_at = std::time::Instant::now();
+    while copied_at.elapsed() < Duration::from_secs(3)
+        && !os.copies_by_message(index).contains_key(&past)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The truncation: lines [copied, truncated_at) are lost by copytruncate itself.
+    let truncated_at = {
+        let s = app_state.lock().unwrap();
+        s.0.set_len(0).unwrap();
+        s.1
+    };
+    // The app goes on writing into the emptied file.
+    wait_until(Duration::from_secs(120), "the app writing on", || {
+        app_state.lock().unwrap().1 >= truncated_at + 500
+    });
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let written = app_state.lock().unwrap().1;
+    let last = line(written - 1);
+    wait_until(Duration::from_secs(120), "the last line stored", || {
+        os.copies_by_message(index).contains_key(&last)
+    });
+    // A copy taken for a new file is read after COPY_WAIT (5 s); give it more than that.
+    std::thread::sleep(Duration::from_secs(10));
+    let log = std::fs::read_to_string(dir.path().join("trawl.log")).unwrap();
+    let read_to = log
+        .lines()
+        .find(|l| l.contains("file truncated: reading it again") && l.contains("app.log "))
+        .and_then(|l| l.split("offset=").nth(1))
+        .and_then(|o| o.split_whitespace().next()?.parse::<u64>().ok());
+    assert!(
+        read_to.is_some_and(|r| r > copy_len),
+        "trawl did not read past the copy's end ({copy_len} bytes) before the truncation (it says it read to {read_to:?}): the window is not exercised"
+    );
+    let kept: Vec<String> = (0..copied).chain(truncated_at..written).map(line).collect();
+    assert_once(os, index, &kept.iter().collect::<Vec<_>>());
+    let m = os.copies_by_message(index);
+    let gap_twice: Vec<String> = (copied..truncated_at)
+        .map(line)
+        .filter(|l| m.get(l).copied().unwrap_or(0) > 1)
+        .collect();
+    assert!(
+        gap_twice.is_empty(),
+        "{} of the {} lines written between copy and truncation stored more than once (first: {:?})",
+        gap_twice.len(),
+        truncated_at - copied,
+        gap_twice.first()
+    );
+    // After a restart, the copy resumes at its end (its registry offset is not past it, which
+    // would read as a file truncated while trawl was stopped, read again from 0).
+    sigterm(&trawl);
+    let status = trawl.wait(Duration::from_secs(60));
+    assert!(status.success(), "SIGTERM: trawl exited with {status}");
+    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-2.log")));
+    std::thread::sleep(Duration::from_secs(10));
+    assert_once(os, index, &kept.iter().collect::<Vec<_>>());
+    sigterm(&trawl);
+    let status = trawl.wait(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "SIGTERM after the restart: trawl exited with {status}"
+    );
+}

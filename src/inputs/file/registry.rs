@@ -105,13 +105,35 @@ impl Truncation {
         }
     }
 
-    /// Whether `file` (`key`, `size` bytes) holds this content: other file, at least as long
-    /// as what is still to be read from it, same first bytes.
+    /// Whether `file` (`key`, `size` bytes) holds this content: other file, same first bytes,
+    /// and either at least as long as what is still to be read from it, or shorter but ending
+    /// at a line's end. The second is logrotate's `copytruncate` of a busy file: it copies,
+    /// then truncates, and trawl may read lines the app wrote in between, so the copy ends
+    /// before where reading stopped. Only the first bytes can be compared with what was read
+    /// (the end mark covers the bytes before `position`, past the copy's end): a file of its
+    /// own starting with the same fingerprinted bytes, shorter than what was read and found
+    /// while the truncation is remembered, would be taken for the copy and not read. A copy
+    /// `cp` is still writing and that ends mid-line is not taken (`copies::may_be_copy` waits
+    /// for it); one that happens to end at a line's end is followed from there, and reading on
+    /// as `cp` fills it gives the same offsets, so the same `_id`s as the lines already sent.
     pub fn is_copy(&self, key: FileKey, file: &std::fs::File, size: u64) -> bool {
         self.key() != key
-            && self.position <= size
             && self.fingerprint().matches(file).unwrap_or(false)
+            && (self.position <= size || (self.fp_len > 0 && ends_a_line(file, size)))
     }
+
+    /// Where reading of its copy (`size` bytes) continues: where reading of this content
+    /// stopped, or the copy's end when it is shorter (see `is_copy`).
+    pub fn resume_in_copy(&self, size: u64) -> u64 {
+        self.position.min(size)
+    }
+}
+
+/// Whether the last of `size` bytes of `file` ends a line.
+fn ends_a_line(file: &std::fs::File, size: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut last = [0u8; 1];
+    size > 0 && file.read_at(&mut last, size - 1).is_ok_and(|n| n == 1) && last[0] == b'\n'
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,6 +157,11 @@ pub struct Registry {
     dirty: bool,
     /// Whether a registry was there at load (trawl ran before).
     found: bool,
+    /// Streams continued by a copy shorter than what was read of their truncated file, and the
+    /// copy's end: acknowledgements of lines read past it, from the truncated file, commit no
+    /// further (an offset past a file's end reads, at the next start, as a file truncated
+    /// while trawl was stopped, and the copy would be read again from 0).
+    copy_ends: HashMap<u64, u64>,
 }
 
 pub fn now_secs() -> i64 {
@@ -183,6 +210,7 @@ impl Registry {
             truncations,
             dirty: false,
             found,
+            copy_ends: HashMap::new(),
         }
     }
 
@@ -249,10 +277,16 @@ impl Registry {
     /// from, or, when that file was truncated since, in the copy that continues the stream or
     /// in the truncation waiting for that copy. Ignored when the stream is nowhere (the file
     /// was replaced since those events were read).
-    pub fn commit(&mut self, key: &FileKey, stream: u64, offset: u64) {
+    pub fn commit(&mut self, key: &FileKey, stream: u64, mut offset: u64) {
         let entry = match self.entries.get_mut(key) {
             Some(e) if e.stream == stream => Some(e),
-            _ => self.entries.values_mut().find(|e| e.stream == stream),
+            _ => {
+                // Read from a truncated file: not past the end of the copy continuing it.
+                if let Some(end) = self.copy_ends.get(&stream) {
+                    offset = offset.min(*end);
+                }
+                self.entries.values_mut().find(|e| e.stream == stream)
+            }
         };
         if let Some(e) = entry {
             if offset > e.offset {
@@ -303,6 +337,12 @@ impl Registry {
         self.dirty = true;
     }
 
+    /// `stream` is continued by a copy that ends at `end`, before where reading of the truncated
+    /// file stopped (see `copy_ends`).
+    pub fn set_copy_end(&mut self, stream: u64, end: u64) {
+        self.copy_ends.insert(stream, end);
+    }
+
     /// Takes the truncation of `stream`: its copy was found and continues it.
     pub fn take_truncation(&mut self, stream: u64) -> Option<Truncation> {
         let i = self.truncations.iter().position(|t| t.stream == stream)?;
@@ -332,6 +372,9 @@ impl Registry {
     pub fn expire(&mut self, before: i64) {
         let n = self.entries.len();
         self.entries.retain(|_, e| e.last_seen >= before);
+        let entries = &self.entries;
+        self.copy_ends
+            .retain(|stream, _| entries.values().any(|e| e.stream == *stream));
         if self.entries.len() != n {
             self.dirty = true;
         }

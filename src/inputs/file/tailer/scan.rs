@@ -329,10 +329,10 @@ impl Tailer {
         // entry is put there (at once, so that an acknowledgement finds one or the other).
         let mut continues = None;
         let (offset, stream, committed) = if let Some(t) = waited_as_copy {
-            let committed = known.as_ref().map_or(t.committed, |e| e.offset);
+            let committed = known.as_ref().map_or(t.committed, |e| e.offset).min(size);
             epoch = t.epoch;
             continues = Some(t.stream);
-            (t.position.max(committed), t.stream, committed)
+            (t.resume_in_copy(size).max(committed), t.stream, committed)
         } else if let Some(e) = same_start.filter(|e| {
             e.offset <= size && end_mark_matches(&file, e.mark_at, e.mark).unwrap_or(false)
         }) {
@@ -345,11 +345,16 @@ impl Tailer {
             self.salt += 1;
             (0, new_stream_id(key, fp, self.salt), 0)
         } else if let Some(t) = copy {
-            tracing::info!(input = %self.ctx.name, path = %path.display(), was = %t.path, offset = t.position, "copy of a truncated file: continuing where reading stopped");
+            let offset = t.resume_in_copy(size);
+            if offset < t.position {
+                tracing::info!(input = %self.ctx.name, path = %path.display(), was = %t.path, read_to = t.position, offset, "copy of a truncated file, shorter than what was read of it (lines written between copy and truncation): continuing at its end");
+            } else {
+                tracing::info!(input = %self.ctx.name, path = %path.display(), was = %t.path, offset, "copy of a truncated file: continuing where reading stopped");
+            }
             self.unsaved = true;
             epoch = t.epoch;
             continues = Some(t.stream);
-            (t.position, t.stream, t.committed)
+            (offset, t.stream, t.committed.min(offset))
         } else {
             match self.may_be_copy(key, &file, &first_bytes, size) {
                 // The tail it may copy has not read its file to the end: a truncation would be
@@ -402,8 +407,12 @@ impl Tailer {
         let mut entry = entry_for(&tail, committed);
         if let Ok(mut r) = self.shared.registry.lock() {
             if let Some(t) = continues.and_then(|s| r.take_truncation(s)) {
-                // Acknowledged meanwhile.
-                entry.offset = entry.offset.max(t.committed);
+                if offset < t.position {
+                    r.set_copy_end(t.stream, offset);
+                }
+                // Acknowledged meanwhile; not past the copy's end (a copy shorter than what
+                // was read): a restart would take the copy for a truncated file.
+                entry.offset = entry.offset.max(t.committed.min(offset));
             }
             r.put(entry);
         }
@@ -563,7 +572,12 @@ impl Tailer {
             .iter()
             .find(|t| t.is_copy(key, file, size))
         {
-            (t.stream, t.committed)
+            if size < t.position {
+                if let Ok(mut r) = self.shared.registry.lock() {
+                    r.set_copy_end(t.stream, size);
+                }
+            }
+            (t.stream, t.committed.min(size))
         } else {
             if !matches!(
                 self.may_be_copy(key, file, &first_bytes, size),
