@@ -13,6 +13,11 @@
 //! are dropped. `mark_at`/`mark` (optional) hash the bytes read just before an offset, to tell
 //! a file truncated and rewritten while trawl was stopped from the same file grown.
 //!
+//! `since_ms` (optional; Unix milliseconds) is when this registry was first written: a file
+//! rotated out of `paths` that trawl never knew is read at a restart only when it was written
+//! after that (created and rotated while trawl was down or before it got to the file), never
+//! when it is history from before trawl first ran.
+//!
 //! `truncated` (optional) lists contents trawl saw truncated while following them whose copy
 //! (logrotate's `copytruncate`) has not been found yet: a copy found after a restart continues
 //! that stream instead of being read again under a new one (see `Truncation`).
@@ -144,6 +149,8 @@ enum OnDisk {
         files: Vec<Entry>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         truncated: Vec<Truncation>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_ms: Option<i64>,
     },
 }
 
@@ -162,10 +169,16 @@ pub struct Registry {
     /// further (an offset past a file's end reads, at the next start, as a file truncated
     /// while trawl was stopped, and the copy would be read again from 0).
     copy_ends: HashMap<u64, u64>,
+    /// When this registry was first written (Unix ms): see the module doc.
+    since_ms: i64,
 }
 
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 impl Registry {
@@ -175,10 +188,18 @@ impl Registry {
         let mut entries = HashMap::new();
         let mut truncations = Vec::new();
         let mut found = false;
+        // A registry written before `since_ms` existed: from now on, as the earliest time
+        // known to be after its files' history.
+        let mut since = None;
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
-                Ok(OnDisk::V1 { files, truncated }) => {
+                Ok(OnDisk::V1 {
+                    files,
+                    truncated,
+                    since_ms,
+                }) => {
                     found = true;
+                    since = since_ms;
                     for e in files {
                         entries.insert(e.key(), e);
                     }
@@ -208,10 +229,17 @@ impl Registry {
             path,
             entries,
             truncations,
-            dirty: false,
+            dirty: since.is_none(),
             found,
             copy_ends: HashMap::new(),
+            since_ms: since.unwrap_or_else(now_ms),
         }
+    }
+
+    /// When this registry was first written (Unix ms), or, for one written before that was
+    /// recorded, when this run loaded it.
+    pub fn since_ms(&self) -> i64 {
+        self.since_ms
     }
 
     /// Whether a readable registry was there at load: false on the very first start (and
@@ -389,7 +417,12 @@ impl Registry {
         let mut files: Vec<Entry> = self.entries.values().cloned().collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let truncated = self.truncations.clone();
-        serde_json::to_vec(&OnDisk::V1 { files, truncated }).ok()
+        serde_json::to_vec(&OnDisk::V1 {
+            files,
+            truncated,
+            since_ms: Some(self.since_ms),
+        })
+        .ok()
     }
 
     pub fn mark_dirty(&mut self) {

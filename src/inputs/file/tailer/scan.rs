@@ -8,7 +8,7 @@ use crate::inputs::file::container;
 use crate::inputs::file::discovery::{self, Found};
 use crate::inputs::file::identity::{end_mark_matches, new_stream_id, FileKey, Fingerprint};
 use crate::inputs::file::reader::{Decoder, Tail, TailMeta};
-use crate::inputs::file::registry::{now_secs, Entry, Truncation};
+use crate::inputs::file::registry::{now_ms, now_secs, Entry, Truncation};
 use crate::inputs::file::StartAt;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -50,8 +50,9 @@ impl Tailer {
                 }
             }
         }
-        // Rotated while trawl was not running: only what the registry knows is resumed, at its
-        // offset; an unknown rotated file is older history, not ours to ship.
+        // Rotated while trawl was not running: what the registry knows is resumed at its
+        // offset; an unknown one is read from its start only when it was written since trawl
+        // first ran (`written_since_first_run`), else it is older history, not ours to ship.
         if first {
             for (name, key, actual) in &rotated {
                 if self.tails.contains_key(key) || opened.contains_key(key) || seen.contains(key) {
@@ -62,12 +63,16 @@ impl Tailer {
                     .registry
                     .lock()
                     .is_ok_and(|r| r.get(key).is_some());
-                if !known {
+                if !known && !self.written_since_first_run(actual) {
                     continue;
                 }
                 match File::open(actual) {
                     Ok(f) => {
-                        tracing::info!(input = %self.ctx.name, path = %actual.display(), "resuming a file rotated while trawl was stopped");
+                        if known {
+                            tracing::info!(input = %self.ctx.name, path = %actual.display(), "resuming a file rotated while trawl was stopped");
+                        } else {
+                            tracing::info!(input = %self.ctx.name, path = %actual.display(), "reading a rotated file trawl never saw, written since it first ran (created and rotated while trawl was stopped, or before it got to it)");
+                        }
                         if let Some(f) = self.discovered(*key, name, Some(f), first, now) {
                             keep.insert(*key, (name.clone(), f));
                         }
@@ -612,6 +617,32 @@ impl Tailer {
             });
         }
         self.waiting_recorded = true;
+    }
+
+    /// A rotated file beside a link's target that the registry does not know (`path`): ours
+    /// when it was last written after the registry was first written, that is after trawl first
+    /// ran, and within `forget_after` (an entry forgotten for being unseen that long is older
+    /// than that, and was shipped). kubelet creates `0.log` and renames it away on its own
+    /// schedule: one created while trawl was down, or while it waited for a slot or on a full
+    /// pipeline and was then killed, is in no registry, and its lines are the user's.
+    pub(super) fn written_since_first_run(&self, path: &Path) -> bool {
+        if self.first_start {
+            return false;
+        }
+        let Some(written_ms) = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+        else {
+            return false;
+        };
+        let Ok(since) = self.shared.registry.lock().map(|r| r.since_ms()) else {
+            return false;
+        };
+        let forget_ms =
+            i64::try_from(self.config.forget_after.std().as_millis()).unwrap_or(i64::MAX);
+        written_ms > since && written_ms > now_ms().saturating_sub(forget_ms)
     }
 
     pub(super) fn ignored_as_older(&self, md: &std::fs::Metadata) -> bool {
