@@ -333,9 +333,9 @@ fn from_secret(text: &str, c: &Yaml) -> bool {
 /// The monitoring address serves `/api/tap` (every event, live), `/metrics` and `/api/graph`
 /// (who talks to whom) and `POST /-/reload`. A manifest either keeps it on the pod's own
 /// loopback, with probes the kubelet can still make, or protects it with a bearer token from a
-/// Secret (then no probe can use it: a probe cannot send a secret). A sidecar's pod is not made
-/// unready by trawl's outputs: `/health` turns 503 when Elasticsearch is down, and the app's
-/// traffic must not stop for that.
+/// Secret (then no probe can use it: a probe cannot send a secret). `/health` turns 503 when an
+/// output has failed for a while (Elasticsearch down): that must neither restart trawl
+/// (liveness) nor take a sidecar's app out of its Services (readiness).
 #[test]
 fn the_monitoring_api_is_not_open_to_the_network_and_probes_reach_it() {
     let ds = documents("docker/kubernetes/daemonset.yaml");
@@ -369,7 +369,13 @@ fn the_monitoring_api_is_not_open_to_the_network_and_probes_reach_it() {
         );
         let host_network = pod["hostNetwork"].as_bool() == Some(true);
         for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-            let get = &c[probe]["httpGet"];
+            let (get, tcp) = (&c[probe]["httpGet"], &c[probe]["tcpSocket"]);
+            if !tcp.is_badvalue() {
+                assert!(
+                    !local || (host_network && tcp["host"].as_str() == Some("127.0.0.1")),
+                    "{manifest}: {probe} connects to the pod's IP, but trawl listens on {address} only"
+                );
+            }
             if get.is_badvalue() {
                 continue;
             }
@@ -385,6 +391,13 @@ fn the_monitoring_api_is_not_open_to_the_network_and_probes_reach_it() {
                 );
             }
         }
+        // A restart mends nothing of an Elasticsearch or Kafka outage, and a restarted capture
+        // loses the packets of its restart: liveness must not follow the outputs.
+        assert!(
+            c["livenessProbe"]["httpGet"]["path"].as_str() != Some("/health"),
+            "{manifest}: a livenessProbe on /health restarts trawl whenever an output has failed \
+             past http.health.output_failure_threshold"
+        );
         let containers = pod["containers"].as_vec().map_or(0, Vec::len);
         if containers > 1 {
             assert!(
