@@ -57,6 +57,8 @@ fn shipped_pipelines_validate_inside_the_image() {
         "-e",
         "ELASTICSEARCH_PASSWORD=secret",
         "-e",
+        "TRAWL_HTTP_TOKEN=token",
+        "-e",
         "KAFKA_BROKERS=127.0.0.1:9092",
         "-e",
         "NODE_NAME=node-1",

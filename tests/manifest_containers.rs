@@ -512,6 +512,7 @@ fn sidecar_captures_and_takes_the_apps_lines_as_a_non_root_user_with_net_raw_alo
             ("POD_NAMESPACE", "prod"),
             ("POD_IP", "127.0.0.1"),
             ("NODE_NAME", "node-1"),
+            ("TRAWL_HTTP_TOKEN", "token"),
         ],
     };
     // The shipped sidecar pipeline sends to Elasticsearch; the test's takes the same socket and

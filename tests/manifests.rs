@@ -63,6 +63,7 @@ fn validate_pipeline(path: &Path) {
         .arg(path)
         .env("ELASTICSEARCH_HOST", "es.example")
         .env("ELASTICSEARCH_PASSWORD", "secret")
+        .env("TRAWL_HTTP_TOKEN", "token")
         .env("NODE_NAME", "node-1")
         .env("POD_NAME", "web-1")
         .env("POD_NAMESPACE", "prod")
@@ -300,4 +301,110 @@ fn sidecar_app_container_forwards_to_the_trawl_container_socket() {
     assert_eq!(strs(&sc["capabilities"]["add"]), ["NET_RAW"]);
     assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true));
     assert!(app["securityContext"]["capabilities"].is_badvalue());
+}
+
+/// The value of `${NAME:-default}` (or a literal) as the container's env sets it: its `value`
+/// when given, else the default; `valueFrom` entries are named separately by `from_secret`.
+fn resolve(text: &str, c: &Yaml) -> String {
+    let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) else {
+        return text.to_owned();
+    };
+    let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+    c["env"]
+        .as_vec()
+        .and_then(|v| v.iter().find(|e| e["name"].as_str() == Some(name)))
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or(default)
+        .to_owned()
+}
+
+/// Whether `${NAME...}` takes its value from a Secret in container `c`.
+fn from_secret(text: &str, c: &Yaml) -> bool {
+    let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) else {
+        return false;
+    };
+    let name = inner.split([':', '-', '?']).next().unwrap_or(inner);
+    c["env"]
+        .as_vec()
+        .and_then(|v| v.iter().find(|e| e["name"].as_str() == Some(name)))
+        .is_some_and(|e| !e["valueFrom"]["secretKeyRef"].is_badvalue())
+}
+
+/// The monitoring address serves `/api/tap` (every event, live), `/metrics` and `/api/graph`
+/// (who talks to whom) and `POST /-/reload`. A manifest either keeps it on the pod's own
+/// loopback, with probes the kubelet can still make, or protects it with a bearer token from a
+/// Secret (then no probe can use it: a probe cannot send a secret). `/health` turns 503 when an
+/// output has failed for a while (Elasticsearch down): that must neither restart trawl
+/// (liveness) nor take a sidecar's app out of its Services (readiness).
+#[test]
+fn the_monitoring_api_is_not_open_to_the_network_and_probes_reach_it() {
+    let ds = documents("docker/kubernetes/daemonset.yaml");
+    let ds_pod = &kind(&ds, "DaemonSet")["spec"]["template"]["spec"];
+    let ds_pipeline = kind(&ds, "ConfigMap")["data"]["pipeline.yaml"]
+        .as_str()
+        .expect("the ConfigMap's pipeline")
+        .to_owned();
+    let sc = documents("docker/kubernetes/sidecar.yaml");
+    let sc_pod = &kind(&sc, "Deployment")["spec"]["template"]["spec"];
+    let sc_pipeline = std::fs::read_to_string(root().join("pipelines/k8s-sidecar.yaml"))
+        .expect("the sidecar's pipeline");
+    for (manifest, pod, text) in [
+        ("daemonset.yaml", ds_pod, ds_pipeline),
+        ("sidecar.yaml", sc_pod, sc_pipeline),
+    ] {
+        let c = container(pod, "containers", "trawl");
+        let p = &YamlLoader::load_from_str(&text).expect("pipeline YAML")[0];
+        let address = resolve(p["http"]["address"].as_str().unwrap_or(""), c);
+        let token = p["http"]["bearer_token"].as_str().unwrap_or("");
+        let host = address.rsplit_once(':').map_or("", |(h, _)| h);
+        let local = address.starts_with("unix:")
+            || host.starts_with("127.")
+            || host == "localhost"
+            || host == "[::1]";
+        let guarded = from_secret(token, c);
+        assert!(
+            local || guarded,
+            "{manifest}: trawl's monitoring API listens on {address} with no bearer token from a \
+             Secret: anyone who reaches it can read every event through /api/tap"
+        );
+        let host_network = pod["hostNetwork"].as_bool() == Some(true);
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            let (get, tcp) = (&c[probe]["httpGet"], &c[probe]["tcpSocket"]);
+            if !tcp.is_badvalue() {
+                assert!(
+                    !local || (host_network && tcp["host"].as_str() == Some("127.0.0.1")),
+                    "{manifest}: {probe} connects to the pod's IP, but trawl listens on {address} only"
+                );
+            }
+            if get.is_badvalue() {
+                continue;
+            }
+            assert!(
+                !guarded,
+                "{manifest}: {probe} cannot send the bearer token the API needs"
+            );
+            if local {
+                assert!(
+                    host_network && get["host"].as_str() == Some("127.0.0.1"),
+                    "{manifest}: {probe} goes to the pod's IP, but trawl listens on {address} \
+                     only (with hostNetwork, `host: 127.0.0.1` reaches the node's loopback)"
+                );
+            }
+        }
+        // A restart mends nothing of an Elasticsearch or Kafka outage, and a restarted capture
+        // loses the packets of its restart: liveness must not follow the outputs.
+        assert!(
+            c["livenessProbe"]["httpGet"]["path"].as_str() != Some("/health"),
+            "{manifest}: a livenessProbe on /health restarts trawl whenever an output has failed \
+             past http.health.output_failure_threshold"
+        );
+        let containers = pod["containers"].as_vec().map_or(0, Vec::len);
+        if containers > 1 {
+            assert!(
+                c["readinessProbe"].is_badvalue(),
+                "{manifest}: a readinessProbe on trawl makes the app's pod unready whenever an \
+                 output has failed past http.health.output_failure_threshold"
+            );
+        }
+    }
 }

@@ -38,6 +38,7 @@ fn every_shipped_pipeline_validates() {
             .env("ELASTICSEARCH_PORT", "9200")
             .env("ELASTICSEARCH_USERNAME", "elastic")
             .env("ELASTICSEARCH_PASSWORD", "secret")
+            .env("TRAWL_HTTP_TOKEN", "token")
             .env("KAFKA_BROKERS", "127.0.0.1:9092")
             .env("NODE_NAME", "node-1")
             .env("POD_NAME", "web-1")

@@ -258,3 +258,64 @@ fn top_shows_a_file_inputs_lag_while_its_output_is_down() {
     wait_until(DEADLINE, "top to quit on q", || !tmux.alive(session));
     drop(trawl);
 }
+
+/// A live capture input's row carries its capture drops (kernel, interface and analyzer drops
+/// summed: 0 on an idle loopback), where an input that captures nothing shows `-`.
+#[test]
+fn top_shows_capture_drops_on_a_capture_inputs_row() {
+    if let Err(e) = trawl::wire::capture::probe("lo") {
+        panic!("live capture on lo needs CAP_NET_RAW (run as root or with the capability): {e}");
+    }
+    let Monitored {
+        dir: _dir,
+        addr,
+        trawl,
+    } = Monitored::start(|d| {
+        format!(
+            "inputs:\n  app: {{ type: stdin }}\n  web: {{ type: http, capture: {{ interfaces: [lo] }}, ports: [9] }}\noutputs:\n  shipped: {{ type: file, path: \"{dd}/out.jsonl\" }}\n",
+            dd = d.display()
+        )
+    });
+
+    let mut tmux = Tmux::new("capdrops");
+    let session = "taptop-capdrops";
+    let command = format!(
+        "{} top --address {addr} --interval 200ms",
+        env!("CARGO_BIN_EXE_trawl")
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "200",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    tmux.note_socket_path(session);
+
+    // KIND NAME TYPE IN/s OUT/s IN OUT ERRORS DROPPED FAILED QUEUED FILE LAG CAP DROPS STATE
+    let mut screen = String::new();
+    wait_until(DEADLINE, "the capture input's row with its drops", || {
+        screen = tmux.capture(session);
+        row(&screen, "input", "web")
+            .and_then(|c| c.get(12).cloned())
+            .is_some_and(|cell| cell.parse::<u64>().is_ok())
+    });
+    assert_eq!(
+        row(&screen, "input", "app").and_then(|c| c.get(12).cloned()),
+        Some("-".to_owned()),
+        "stdin captures nothing:\n{screen}"
+    );
+    let sent = tmux.run(&["send-keys", "-t", session, "q"]);
+    assert!(sent.status.success());
+    wait_until(DEADLINE, "top to quit on q", || !tmux.alive(session));
+    drop(trawl);
+}
