@@ -89,9 +89,9 @@ fn a_connection_cut_under_load_is_counted_as_retries_and_loses_nothing() {
         delivered() > 2000
     });
 
-    // Cut a few times: each cut closes the connection under whatever is in flight. A cut with
-    // nothing in flight re-sends nothing, so cut again until the counter moves, at most five
-    // times. After each cut the stream pauses until everything written is delivered: with
+    // Cut a few times: each cut closes the connection under the requests in flight (answers
+    // held back just before). Should a cut still re-send nothing, cut again until the counter
+    // moves, at most five times. After each cut the stream pauses until everything written is delivered: with
     // librdkafka's queues empty its statistics (every 5 s) show every re-send.
     let mut cuts = 0;
     let retries = |addr: &str| metric(addr, "trawl_output_retries_total", "k").unwrap_or(0.0);
@@ -103,6 +103,10 @@ fn a_connection_cut_under_load_is_counted_as_retries_and_loses_nothing() {
         wait_until(Duration::from_secs(60), "the stream flowing", || {
             delivered() > before + 1000
         });
+        // The broker's answers held back for a moment first: the cut then surely finds
+        // produce requests in flight (a bare cut can fall between two requests).
+        broker.hold_answers();
+        std::thread::sleep(Duration::from_millis(1500));
         broker.cut();
         std::thread::sleep(Duration::from_secs(3));
         broker.restore();

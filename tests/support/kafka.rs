@@ -486,6 +486,17 @@ impl Broker {
             .expect("a broker behind a proxy")
             .restore();
     }
+
+    /// The proxy stops passing the broker's answers on (requests still reach the broker), so
+    /// that a `cut` after it closes connections with requests surely in flight.
+    #[allow(dead_code)]
+    pub fn hold_answers(&self) {
+        self.proxy
+            .as_ref()
+            .expect("a broker behind a proxy")
+            .hold
+            .store(true, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Broker {
@@ -686,6 +697,8 @@ struct Proxy {
     target: u16,
     stop: Arc<Mutex<Arc<AtomicBool>>>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
+    /// Set: the broker's answers wait in the proxy (`hold_answers`); cleared by `cut`.
+    hold: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -695,6 +708,7 @@ impl Proxy {
             target,
             stop: Arc::new(Mutex::new(Arc::new(AtomicBool::new(false)))),
             conns: Arc::default(),
+            hold: Arc::default(),
         };
         p.listen();
         p
@@ -717,7 +731,7 @@ impl Proxy {
             }
         };
         listener.set_nonblocking(true).unwrap();
-        let (target, conns) = (self.target, self.conns.clone());
+        let (target, conns, hold) = (self.target, self.conns.clone(), self.hold.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -729,8 +743,12 @@ impl Proxy {
                         let mut c = conns.lock().unwrap();
                         c.push(client.try_clone().unwrap());
                         c.push(server.try_clone().unwrap());
-                        pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                        pipe(server, client);
+                        pipe(
+                            client.try_clone().unwrap(),
+                            server.try_clone().unwrap(),
+                            None,
+                        );
+                        pipe(server, client, Some(hold.clone()));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -743,6 +761,7 @@ impl Proxy {
         for c in self.conns.lock().unwrap().drain(..) {
             let _ = c.shutdown(Shutdown::Both);
         }
+        self.hold.store(false, Ordering::Relaxed);
         // Let the accept thread see the flag and drop its listener.
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -752,10 +771,14 @@ impl Proxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+/// Copies `from` to `to` until either ends; while `hold` is set, nothing is copied.
+fn pipe(mut from: TcpStream, mut to: TcpStream, hold: Option<Arc<AtomicBool>>) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
+            while hold.as_ref().is_some_and(|h| h.load(Ordering::Relaxed)) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
