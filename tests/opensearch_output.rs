@@ -368,7 +368,8 @@ fn a_template_the_node_refuses_holds_events_back_until_it_can_be_installed() {
     let os = OpenSearch::shared();
     os.put(
         "/_index_template/someone-elses",
-        &json!({"index_patterns": ["clash-*"], "priority": 150, "template": {"settings": {"number_of_replicas": 0}}}),
+        // 160: the priority trawl gives its `clash-logs*` (150 and the pattern's fixed length).
+        &json!({"index_patterns": ["clash-*"], "priority": 160, "template": {"settings": {"number_of_replicas": 0}}}),
     );
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
@@ -420,6 +421,36 @@ fn a_template_the_node_refuses_holds_events_back_until_it_can_be_installed() {
     run(&cfg, &lines("plain", 10), None);
     assert_eq!(os.docs("untemplated").len(), 10);
     assert!(!os.exists("/_index_template/trawl-untemplated"));
+}
+
+/// Two outputs (here two runs) writing `overlap-*` and `overlap-web-*`: their templates' patterns
+/// overlap, which the node refuses at equal priority; each is installed, the more specific one
+/// above the other, and the events of both are indexed.
+#[test]
+fn templates_of_overlapping_index_names_are_both_installed() {
+    let os = OpenSearch::shared();
+    let dir = tempfile::tempdir().unwrap();
+    for (index, prefix) in [("overlap-%Y", "short"), ("overlap-web-%Y", "long")] {
+        let cfg = config(
+            dir.path(),
+            &format!("[\"{}\"]", os.url),
+            &format!("    index: \"{index}\"\n"),
+        );
+        run(&cfg, &lines(prefix, 20), None);
+    }
+    let priority = |name: &str| {
+        os.get(&format!("/_index_template/{name}"))["index_templates"][0]["index_template"]
+            ["priority"]
+            .as_u64()
+    };
+    let (short, long) = (priority("trawl-overlap"), priority("trawl-overlap-web"));
+    assert!(
+        matches!((short, long), (Some(s), Some(l)) if l > s),
+        "both installed, the longer pattern above: {short:?} {long:?}"
+    );
+    let year = chrono::Utc::now().format("%Y");
+    assert_eq!(os.docs(&format!("overlap-{year}")).len(), 20);
+    assert_eq!(os.docs(&format!("overlap-web-{year}")).len(), 20);
 }
 
 /// `hosts: ["127.0.0.1:PORT"]` as pasted from a Packetbeat configuration means http://; a host

@@ -35,9 +35,10 @@ pub struct TemplateSetup {
     /// Replace a template of that name that is already there.
     #[serde(default)]
     pub overwrite: bool,
-    /// Priority among composable templates matching the same index.
-    #[serde(default = "default_priority")]
-    pub priority: u32,
+    /// Priority among composable templates matching the same index; by default 150 plus the
+    /// length of the pattern's fixed start (`resolve`).
+    #[serde(default)]
+    pub priority: Option<u32>,
     /// Make matching names data streams (needs `op_type: create`).
     #[serde(default)]
     pub data_stream: bool,
@@ -47,10 +48,8 @@ fn yes() -> bool {
     true
 }
 
-fn default_priority() -> u32 {
-    // Above Elasticsearch 8's built-in `logs-*-*` (100), as Beats do.
-    150
-}
+/// Above Elasticsearch 8's built-in `logs-*-*` (100), as Beats do.
+const BASE_PRIORITY: u32 = 150;
 
 impl Default for TemplateSetup {
     fn default() -> Self {
@@ -59,7 +58,7 @@ impl Default for TemplateSetup {
             name: None,
             pattern: None,
             overwrite: false,
-            priority: default_priority(),
+            priority: None,
             data_stream: false,
         }
     }
@@ -124,11 +123,22 @@ impl IndexTemplate {
                 "`setup.template.name` `{name}`: lower case, without spaces or \" * \\ < | , > / ? #"
             ));
         }
+        // Two outputs writing `logs-%Y` and `logs-app-%Y` install `logs-*` and `logs-app-*`: at
+        // one priority the node refuses the second (overlapping patterns must differ in
+        // priority) and its events would wait for ever. Overlapping prefix patterns differ in
+        // length, so the longer, more specific one gets the higher priority and applies.
+        let priority = setup.priority.unwrap_or_else(|| {
+            let fixed_len = pattern.split(['*', '?']).next().unwrap_or_default().len();
+            BASE_PRIORITY
+                + u32::try_from(fixed_len)
+                    .unwrap_or(u32::MAX - BASE_PRIORITY)
+                    .min(1000)
+        });
         let mappings: serde_json::Value =
             serde_json::from_str(ECS_MAPPINGS).map_err(|e| format!("ecs-mappings.json: {e}"))?;
         let mut body = serde_json::json!({
             "index_patterns": [pattern],
-            "priority": setup.priority,
+            "priority": priority,
             "template": { "mappings": mappings },
             "_meta": { "managed_by": "trawl", "trawl_version": env!("CARGO_PKG_VERSION") },
         });
@@ -258,6 +268,7 @@ mod tests {
         let t = resolve("flows", setup).unwrap().unwrap();
         let body: serde_json::Value = serde_json::from_slice(&t.body).unwrap();
         assert_eq!(body["index_patterns"][0], "flows*");
+        assert_eq!(body["priority"], 155, "150 and the length of `flows`");
         assert_eq!(body["data_stream"], serde_json::json!({}));
         let p = &body["template"]["mappings"]["properties"];
         assert_eq!(p["@timestamp"]["type"], "date");
