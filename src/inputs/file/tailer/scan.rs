@@ -212,8 +212,14 @@ impl Tailer {
                 .filter(|m| FileKey::of(m) == key)
                 .map(|m| m.len())
         };
-        for (key, tail) in &self.tails {
-            if tail.is_open() || self.waiting_unopened.contains_key(key) {
+        // A file opened again since (to read a failed batch again) holds a descriptor: what was
+        // noted of it is stale, and it is noted afresh once closed.
+        let tails = &self.tails;
+        self.waiting_unopened
+            .retain(|k, _| !tails.get(k).is_some_and(|t| t.is_open()));
+        for (key, tail) in tails.iter().filter(|(_, t)| !t.is_open()) {
+            if let Some(noted) = self.waiting_unopened.get_mut(key) {
+                noted.1 = tail.position();
                 continue;
             }
             if let Some(size) = size_of(&tail.path, *key).filter(|&s| s > tail.position()) {
