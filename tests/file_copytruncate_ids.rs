@@ -11,30 +11,135 @@ mod support {
     pub mod process;
 }
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::opensearch::OpenSearch;
 use support::process::{append, sigterm, wait_until, write_file, Trawl};
 
-/// The pipeline: `paths` and extra file-input settings (`registry_flush` among them), into `index` with deterministic ids.
-fn pipeline(
-    dir: &Path,
-    os: &OpenSearch,
-    index: &str,
-    paths: &str,
-    input_extra: &str,
-) -> std::path::PathBuf {
-    write_file(
-        dir,
-        "pipeline.yaml",
-        &format!(
-            "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  logs:\n    type: file\n    paths: {paths}\n{input_extra}outputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: {index}\n    op_type: create\n    id_from: origin\n    batch: {{ max_events: 500, timeout: 100ms }}\n",
-            data = dir.join("data").display(),
-            url = os.url
-        ),
-    )
+/// One case: the shared OpenSearch node, the case's own index (no other case's index is a
+/// prefix of it, nor it of theirs: templates of overlapping names clash), a folder whose
+/// `logs/` trawl tails, and the pipeline into that index with deterministic ids.
+struct Case {
+    os: &'static OpenSearch,
+    index: &'static str,
+    dir: tempfile::TempDir,
+    logs: PathBuf,
+    config: PathBuf,
+}
+
+impl Case {
+    /// `paths`: the patterns, under `logs/`; `input_extra`: more file-input settings, one
+    /// indented line each (`registry_flush` among them).
+    fn new(index: &'static str, paths: &[&str], input_extra: &str) -> Case {
+        let os = OpenSearch::shared();
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let paths: Vec<String> = paths
+            .iter()
+            .map(|p| format!("\"{}/{p}\"", logs.display()))
+            .collect();
+        let config = write_file(
+            dir.path(),
+            "pipeline.yaml",
+            &format!(
+                "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  logs:\n    type: file\n    paths: [{paths}]\n{input_extra}outputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: {index}\n    op_type: create\n    id_from: origin\n    batch: {{ max_events: 500, timeout: 100ms }}\n",
+                data = dir.path().join("data").display(),
+                paths = paths.join(", "),
+                url = os.url
+            ),
+        );
+        Case {
+            os,
+            index,
+            dir,
+            logs,
+            config,
+        }
+    }
+
+    /// A file in `logs/`.
+    fn file(&self, name: &str) -> PathBuf {
+        self.logs.join(name)
+    }
+
+    /// trawl on the pipeline, its log in `trawl-<run>.log`.
+    fn start(&self, run: u32) -> Trawl {
+        Trawl::start(&self.config, Some(&self.trawl_log(run)))
+    }
+
+    fn trawl_log(&self, run: u32) -> PathBuf {
+        self.dir.path().join(format!("trawl-{run}.log"))
+    }
+
+    /// How many documents of the index hold each message.
+    fn stored(&self) -> HashMap<String, usize> {
+        self.os.copies_by_message(self.index)
+    }
+
+    /// Waits until every one of `lines` is stored (at least once).
+    fn wait_stored(&self, what: &str, lines: &[String]) {
+        wait_until(Duration::from_secs(120), what, || {
+            let m = self.stored();
+            lines.iter().all(|l| m.contains_key(l))
+        });
+    }
+
+    /// Writes `n` lines `old line NNNN` to `app.log`, starts trawl (run 1) and waits until
+    /// exactly those `n` messages are stored.
+    fn old_lines_stored(&self, n: usize) -> (Trawl, Vec<String>) {
+        let old = lines("old line", n);
+        append(&self.file("app.log"), &(old.join("\n") + "\n"));
+        let trawl = self.start(1);
+        wait_until(
+            Duration::from_secs(120),
+            &format!("the {n} old lines stored"),
+            || self.stored().len() == n,
+        );
+        (trawl, old)
+    }
+
+    /// The registry's offset for the file at `path`, if it has an entry for it.
+    fn registry_offset(&self, path: &Path) -> Option<u64> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("data/registry/file-logs.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["files"]
+            .as_array()?
+            .iter()
+            .find(|e| e["path"].as_str() == Some(&path.display().to_string()))
+            .and_then(|e| e["offset"].as_u64())
+    }
+
+    /// Fails unless every one of `expected` is stored exactly once.
+    fn assert_once(&self, expected: &[&String]) {
+        let m = self.stored();
+        let wrong: Vec<&&String> = expected
+            .iter()
+            .filter(|l| m.get(**l).copied().unwrap_or(0) != 1)
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "{} of {} lines not stored exactly once (first: {:?}, {} times)",
+            wrong.len(),
+            expected.len(),
+            wrong.first(),
+            wrong.first().and_then(|l| m.get(**l)).copied().unwrap_or(0)
+        );
+    }
+}
+
+/// SIGTERM, and trawl exits 0 within a minute.
+fn stop_trawl(trawl: &mut Trawl, what: &str) {
+    sigterm(trawl);
+    let status = trawl.wait(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "SIGTERM {what}: trawl exited with {status}"
+    );
 }
 
 /// logrotate's copytruncate: the copy, then the original emptied in place.
@@ -72,73 +177,29 @@ fn lines(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix} {i:04}")).collect()
 }
 
-/// The registry's offset for the file at `path`, if it has an entry for it.
-fn registry_offset(dir: &Path, path: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(dir.join("data/registry/file-logs.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["files"]
-        .as_array()?
-        .iter()
-        .find(|e| e["path"].as_str() == Some(&path.display().to_string()))
-        .and_then(|e| e["offset"].as_u64())
-}
-
-/// Fails unless every one of `expected` is stored exactly once in `index`.
-fn assert_once(os: &OpenSearch, index: &str, expected: &[&String]) {
-    let m = os.copies_by_message(index);
-    let wrong: Vec<&&String> = expected
-        .iter()
-        .filter(|l| m.get(**l).copied().unwrap_or(0) != 1)
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "{} of {} lines not stored exactly once (first: {:?}, {} times)",
-        wrong.len(),
-        expected.len(),
-        wrong.first(),
-        wrong.first().and_then(|l| m.get(**l)).copied().unwrap_or(0)
-    );
-}
-
-fn run(index: &str, kill_between: bool) {
-    let os = OpenSearch::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let config = pipeline(
-        dir.path(),
-        os,
+fn run(index: &'static str, kill_between: bool) {
+    let case = Case::new(
         index,
-        &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
+        &["*.log", "*.log.*"],
         "    registry_flush: 100ms\n    poll_interval: 100ms\n    scan_interval: 200ms\n    close_inactive: 1s\n",
     );
-    let app = logs.join("app.log");
-    let first = lines("old line", 500);
-    append(&app, &(first.join("\n") + "\n"));
-    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
-    wait_until(
-        Duration::from_secs(120),
-        "the first 500 lines stored",
-        || os.copies_by_message(index).len() == 500,
-    );
+    let app = case.file("app.log");
+    let (mut trawl, first) = case.old_lines_stored(500);
     // Idle past close_inactive: trawl closes app.log.
     std::thread::sleep(Duration::from_secs(3));
     if kill_between {
         trawl.kill9();
     }
-    copytruncate(&app, &logs.join("app.log.1"));
+    copytruncate(&app, &case.file("app.log.1"));
     let next = lines("new line", 200);
     append(&app, &(next.join("\n") + "\n"));
     if kill_between {
-        trawl = Trawl::start(&config, Some(&dir.path().join("trawl-2.log")));
+        trawl = case.start(2);
     }
-    wait_until(Duration::from_secs(120), "the 200 new lines stored", || {
-        let m = os.copies_by_message(index);
-        next.iter().all(|l| m.contains_key(l))
-    });
+    case.wait_stored("the 200 new lines stored", &next);
     // Whatever trawl would read of the copy it reads within a few scans.
     std::thread::sleep(Duration::from_secs(8));
-    assert_once(os, index, &first.iter().chain(&next).collect::<Vec<_>>());
+    case.assert_once(&first.iter().chain(&next).collect::<Vec<_>>());
     drop(trawl.child.stdin.take());
 }
 
@@ -169,37 +230,21 @@ fn the_copy_of_a_file_waiting_for_a_slot_seen_empty_keeps_its_ids() {
     copy_of_waiting("waiting-copy-seen-empty", true);
 }
 
-fn copy_of_waiting(index: &str, seen_empty: bool) {
-    let os = OpenSearch::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+fn copy_of_waiting(index: &'static str, seen_empty: bool) {
     // One slot. `busy.log` comes first in `paths`, so it takes the slot at start; written every
     // 20 ms, it is never idle for a `poll_interval` (3 s), so no slot frees for app.log until
     // its writer stops.
-    let config = pipeline(
-        dir.path(),
-        os,
+    let case = Case::new(
         index,
-        &format!(
-            "[\"{l}/busy.log\", \"{l}/app.log\", \"{l}/app.log.*\"]",
-            l = logs.display()
-        ),
+        &["busy.log", "app.log", "app.log.*"],
         "    registry_flush: 100ms\n    max_open_files: 1\n    poll_interval: 3s\n    scan_interval: 200ms\n    close_inactive: 1h\n",
     );
-    let app = logs.join("app.log");
-    let copy = logs.join("app.log.1");
-    let old = lines("old line", 500);
-    append(&app, &(old.join("\n") + "\n"));
-    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
-    wait_until(Duration::from_secs(120), "the 500 old lines stored", || {
-        os.copies_by_message(index).len() == 500
-    });
-    sigterm(&trawl);
-    let status = trawl.wait(Duration::from_secs(60));
-    assert!(status.success(), "SIGTERM: trawl exited with {status}");
+    let app = case.file("app.log");
+    let copy = case.file("app.log.1");
+    let (mut trawl, old) = case.old_lines_stored(500);
+    stop_trawl(&mut trawl, "after the old lines");
 
-    let busy = logs.join("busy.log");
+    let busy = case.file("busy.log");
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (busy, stop) = (busy.clone(), stop.clone());
@@ -216,11 +261,9 @@ fn copy_of_waiting(index: &str, seen_empty: bool) {
     wait_until(Duration::from_secs(10), "busy.log written", || {
         busy.exists()
     });
-    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-2.log")));
+    let mut trawl = case.start(2);
     wait_until(Duration::from_secs(120), "busy.log read", || {
-        os.copies_by_message(index)
-            .keys()
-            .any(|m| m.starts_with("busy"))
+        case.stored().keys().any(|m| m.starts_with("busy"))
     });
     if seen_empty {
         std::fs::File::create(&copy).unwrap();
@@ -241,22 +284,15 @@ fn copy_of_waiting(index: &str, seen_empty: bool) {
         Duration::from_secs(180),
         "the new lines stored and the copy delivered to its end",
         || {
-            let m = os.copies_by_message(index);
-            new.iter().all(|l| m.contains_key(l))
-                && registry_offset(dir.path(), &copy) == Some(size)
+            let m = case.stored();
+            new.iter().all(|l| m.contains_key(l)) && case.registry_offset(&copy) == Some(size)
         },
     );
-    sigterm(&trawl);
-    let status = trawl.wait(Duration::from_secs(60));
-    assert!(status.success(), "SIGTERM: trawl exited with {status}");
+    stop_trawl(&mut trawl, "at the end");
     let busy: Vec<String> = (0..busy_lines)
         .map(|i| format!("busy line {i:05}"))
         .collect();
-    assert_once(
-        os,
-        index,
-        &old.iter().chain(&new).chain(&busy).collect::<Vec<_>>(),
-    );
+    case.assert_once(&old.iter().chain(&new).chain(&busy).collect::<Vec<_>>());
 }
 
 /// Campaign seed 47 (es): lines delivered but not committed yet to the registry on disk (a
@@ -267,44 +303,29 @@ fn copy_of_waiting(index: &str, seen_empty: bool) {
 /// was read as a new file, every line stored again under another `_id`.
 #[test]
 fn the_copy_of_a_file_killed_before_its_first_commit_keeps_its_ids() {
-    let os = OpenSearch::shared();
-    let index = "copy-of-uncommitted";
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let config = pipeline(
-        dir.path(),
-        os,
-        index,
-        &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
+    let case = Case::new(
+        "copy-of-uncommitted",
+        &["*.log", "*.log.*"],
         "    registry_flush: 1h\n    poll_interval: 100ms\n    scan_interval: 200ms\n",
     );
-    let app = logs.join("app.log");
-    let old = lines("old line", 500);
-    append(&app, &(old.join("\n") + "\n"));
-    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
-    wait_until(Duration::from_secs(120), "the 500 old lines stored", || {
-        os.copies_by_message(index).len() == 500
-    });
+    let app = case.file("app.log");
+    let (mut trawl, old) = case.old_lines_stored(500);
     // The window itself: stored, yet the registry on disk has the file at offset 0 (its entry
     // is written before the first batch leaves, its offsets at the next flush).
     assert_eq!(
-        registry_offset(dir.path(), &app),
+        case.registry_offset(&app),
         Some(0),
         "the registry on disk should know app.log at offset 0 before its first flush"
     );
     trawl.kill9();
-    copytruncate(&app, &logs.join("app.log.1"));
+    copytruncate(&app, &case.file("app.log.1"));
     let new = lines("new line", 200);
     append(&app, &(new.join("\n") + "\n"));
-    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-2.log")));
-    wait_until(Duration::from_secs(120), "the 200 new lines stored", || {
-        let m = os.copies_by_message(index);
-        new.iter().all(|l| m.contains_key(l))
-    });
+    let mut trawl = case.start(2);
+    case.wait_stored("the 200 new lines stored", &new);
     // Whatever trawl would read of the copy it reads within a few scans.
     std::thread::sleep(Duration::from_secs(8));
-    assert_once(os, index, &old.iter().chain(&new).collect::<Vec<_>>());
+    case.assert_once(&old.iter().chain(&new).collect::<Vec<_>>());
     sigterm(&trawl);
     trawl.wait(Duration::from_secs(60));
 }
@@ -315,26 +336,14 @@ fn the_copy_of_a_file_killed_before_its_first_commit_keeps_its_ids() {
 /// original's lines it was read from 0 under a new stream, and every line stored again.
 #[test]
 fn a_copy_seen_while_still_empty_keeps_its_ids() {
-    let os = OpenSearch::shared();
-    let index = "copy-seen-empty";
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let config = pipeline(
-        dir.path(),
-        os,
-        index,
-        &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
+    let case = Case::new(
+        "copy-seen-empty",
+        &["*.log", "*.log.*"],
         "    registry_flush: 100ms\n    poll_interval: 100ms\n    scan_interval: 200ms\n",
     );
-    let app = logs.join("app.log");
-    let copy = logs.join("app.log.1");
-    let old = lines("old line", 500);
-    append(&app, &(old.join("\n") + "\n"));
-    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
-    wait_until(Duration::from_secs(120), "the 500 old lines stored", || {
-        os.copies_by_message(index).len() == 500
-    });
+    let app = case.file("app.log");
+    let copy = case.file("app.log.1");
+    let (mut trawl, old) = case.old_lines_stored(500);
     // The copy exists, empty, for ten scans: trawl has looked at it.
     std::fs::File::create(&copy).unwrap();
     std::thread::sleep(Duration::from_secs(2));
@@ -345,13 +354,12 @@ fn a_copy_seen_while_still_empty_keeps_its_ids() {
         Duration::from_secs(120),
         "the new lines stored and the copy delivered to its end",
         || {
-            let m = os.copies_by_message(index);
-            new.iter().all(|l| m.contains_key(l))
-                && registry_offset(dir.path(), &copy) == Some(size)
+            let m = case.stored();
+            new.iter().all(|l| m.contains_key(l)) && case.registry_offset(&copy) == Some(size)
         },
     );
     std::thread::sleep(Duration::from_secs(3));
-    assert_once(os, index, &old.iter().chain(&new).collect::<Vec<_>>());
+    case.assert_once(&old.iter().chain(&new).collect::<Vec<_>>());
     sigterm(&trawl);
     trawl.wait(Duration::from_secs(60));
 }
@@ -369,20 +377,13 @@ fn a_copy_seen_while_still_empty_keeps_its_ids() {
 fn the_copy_of_a_busy_file_shorter_than_what_was_read_keeps_its_ids() {
     use std::io::Write;
     use std::sync::Mutex;
-    let os = OpenSearch::shared();
-    let index = "busy-rotated-gap";
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let config = pipeline(
-        dir.path(),
-        os,
-        index,
-        &format!("[\"{l}/*.log\", \"{l}/*.log.*\"]", l = logs.display()),
+    let case = Case::new(
+        "busy-rotated-gap",
+        &["*.log", "*.log.*"],
         "    registry_flush: 100ms\n    poll_interval: 100ms\n    scan_interval: 200ms\n",
     );
-    let app = logs.join("app.log");
-    let copy = logs.join("app.log.1");
+    let app = case.file("app.log");
+    let copy = case.file("app.log.1");
     let line = |i: usize| format!("busy line {i:06}");
     // The app: one line every 2 ms through an O_APPEND descriptor (as a logger holds it), with
     // the count of lines written behind the same lock, so the test knows which lines went where.
@@ -408,9 +409,9 @@ fn the_copy_of_a_busy_file_shorter_than_what_was_read_keeps_its_ids() {
             }
         })
     };
-    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl.log")));
+    let mut trawl = case.start(1);
     wait_until(Duration::from_secs(120), "300 lines stored", || {
-        os.copies_by_message(index).len() >= 300
+        case.stored().len() >= 300
     });
     // The copy: lines [0, copied).
     let copied = {
@@ -424,9 +425,7 @@ fn the_copy_of_a_busy_file_shorter_than_what_was_read_keeps_its_ids() {
     // long for a copy's original to be truncated); trawl's log says below how far it read.
     let past = line(copied + 20);
     let copied_at = std::time::Instant::now();
-    while copied_at.elapsed() < Duration::from_secs(3)
-        && !os.copies_by_message(index).contains_key(&past)
-    {
+    while copied_at.elapsed() < Duration::from_secs(3) && !case.stored().contains_key(&past) {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The truncation: lines [copied, truncated_at) are lost by copytruncate itself.
@@ -444,11 +443,11 @@ fn the_copy_of_a_busy_file_shorter_than_what_was_read_keeps_its_ids() {
     let written = app_state.lock().unwrap().1;
     let last = line(written - 1);
     wait_until(Duration::from_secs(120), "the last line stored", || {
-        os.copies_by_message(index).contains_key(&last)
+        case.stored().contains_key(&last)
     });
     // A copy taken for a new file is read after COPY_WAIT (5 s); give it more than that.
     std::thread::sleep(Duration::from_secs(10));
-    let log = std::fs::read_to_string(dir.path().join("trawl.log")).unwrap();
+    let log = std::fs::read_to_string(case.trawl_log(1)).unwrap();
     let read_to = log
         .lines()
         .find(|l| l.contains("file truncated: reading it again") && l.contains("app.log "))
@@ -459,8 +458,8 @@ fn the_copy_of_a_busy_file_shorter_than_what_was_read_keeps_its_ids() {
         "trawl did not read past the copy's end ({copy_len} bytes) before the truncation (it says it read to {read_to:?}): the window is not exercised"
     );
     let kept: Vec<String> = (0..copied).chain(truncated_at..written).map(line).collect();
-    assert_once(os, index, &kept.iter().collect::<Vec<_>>());
-    let m = os.copies_by_message(index);
+    case.assert_once(&kept.iter().collect::<Vec<_>>());
+    let m = case.stored();
     let gap_twice: Vec<String> = (copied..truncated_at)
         .map(line)
         .filter(|l| m.get(l).copied().unwrap_or(0) > 1)
@@ -474,16 +473,9 @@ fn the_copy_of_a_busy_file_shorter_than_what_was_read_keeps_its_ids() {
     );
     // After a restart, the copy resumes at its end (its registry offset is not past it, which
     // would read as a file truncated while trawl was stopped, read again from 0).
-    sigterm(&trawl);
-    let status = trawl.wait(Duration::from_secs(60));
-    assert!(status.success(), "SIGTERM: trawl exited with {status}");
-    let mut trawl = Trawl::start(&config, Some(&dir.path().join("trawl-2.log")));
+    stop_trawl(&mut trawl, "before the restart");
+    let mut trawl = case.start(2);
     std::thread::sleep(Duration::from_secs(10));
-    assert_once(os, index, &kept.iter().collect::<Vec<_>>());
-    sigterm(&trawl);
-    let status = trawl.wait(Duration::from_secs(60));
-    assert!(
-        status.success(),
-        "SIGTERM after the restart: trawl exited with {status}"
-    );
+    case.assert_once(&kept.iter().collect::<Vec<_>>());
+    stop_trawl(&mut trawl, "after the restart");
 }

@@ -184,6 +184,69 @@ fn a_plain_file_rotated_while_trawl_was_stopped_is_resumed_at_its_offset() {
     );
 }
 
+/// While trawl is stopped, logrotate first rotates `app.log` with `copytruncate` (the copy
+/// `app.log.1` holds what trawl read and the lines written since; `app.log` is emptied and the
+/// app writes on into it), then, at a later run, by rename (`app.log.1` → `app.log.2`, `app.log`
+/// → `app.log.1`, a new `app.log`). At start, the file trawl followed is `app.log.1` with other
+/// first bytes than it had: its lines written after the truncation are trawl's to ship (read
+/// from its start), as are the new `app.log`'s, each once. `rotated` says whether the
+/// rotated names are under `paths` (`app.log*`, the copy with them) or not (`app.log`).
+fn copytruncate_then_rename_while_stopped(rotated_in_paths: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("app.log");
+    std::fs::write(&path, lines(0, 1000)).unwrap();
+    let pattern = if rotated_in_paths {
+        "app.log*"
+    } else {
+        "app.log"
+    };
+    let input = format!("    type: file\n    paths: [\"{}/{pattern}\"]", d.display());
+    let config = pipeline(d, &input);
+    let mut first = Trawl::start(d, &config, "out1.json");
+    first.wait_for(30, "the first 1000 lines", |ev| ev.len() >= 1000);
+    first.stop();
+
+    // Written while trawl is stopped, before the rotation: in the copy only.
+    append(&path, &lines(1000, 1100));
+    std::fs::copy(&path, d.join("app.log.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&path, &lines(2000, 2100));
+    std::fs::rename(d.join("app.log.1"), d.join("app.log.2")).unwrap();
+    std::fs::rename(&path, d.join("app.log.1")).unwrap();
+    std::fs::write(&path, lines(3000, 3100)).unwrap();
+
+    let second = Trawl::start(d, &config, "out2.json");
+    second.wait_for(30, "the new app.log's lines", |ev| {
+        ev.iter().any(|e| e["message"] == line(3099).as_str())
+    });
+    // Whatever trawl would read of the rotated files it reads within a few scans.
+    std::thread::sleep(Duration::from_secs(3));
+    let all: Vec<serde_json::Value> = first.events().into_iter().chain(second.events()).collect();
+    if rotated_in_paths {
+        assert_lines(&all, &[(0, 1100), (2000, 2100), (3000, 3100)]);
+    } else {
+        // The copy (`app.log.2`) is not under `paths`: the lines written into it while trawl
+        // was stopped are not trawl's to find (README, copytruncate).
+        assert_lines(&all, &[(0, 1000), (2000, 2100), (3000, 3100)]);
+    }
+}
+
+#[test]
+fn a_file_copytruncated_then_renamed_while_stopped_is_read_once() {
+    copytruncate_then_rename_while_stopped(false);
+}
+
+#[test]
+fn a_file_copytruncated_then_renamed_within_paths_while_stopped_is_read_once() {
+    copytruncate_then_rename_while_stopped(true);
+}
+
 /// A header longer than `fingerprint_bytes`, the same in every content of the file (a CSV
 /// header, a banner).
 fn header() -> String {

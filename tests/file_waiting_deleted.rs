@@ -186,3 +186,89 @@ fn a_kubelet_file_rotated_while_waiting_is_not_counted_as_deleted() {
     support::process::sigterm(&trawl);
     assert!(trawl.wait(Duration::from_secs(60)).success());
 }
+
+/// A file closed to free its slot, at its end when the last scan saw it (nothing unread), that
+/// grows and is deleted before any scan sees it grown: writes start no scan (only files
+/// appearing, moving or going do), so the deletion's scan is the first to miss it, and what it
+/// was last seen with says nothing was unread. Its new lines are lost all the same (no
+/// descriptor held): counted and named once, from where reading of it stopped.
+#[test]
+fn a_closed_file_that_grows_then_is_deleted_between_scans_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let out = dir.path().join("events.jsonl");
+    let addr = format!("127.0.0.1:{}", free_port());
+    // Scans come from filesystem events only (files created, renamed, deleted): the interval
+    // is longer than the test.
+    let config = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\"]\n    max_open_files: 1\n    poll_interval: 100ms\n    scan_interval: 1h\n    close_removed: 60s\noutputs:\n  out:\n    type: file\n    path: {out}\n",
+            data = dir.path().join("data").display(),
+            logs = logs.display(),
+            out = out.display(),
+        ),
+    );
+    let log = dir.path().join("trawl.log");
+    let a = logs.join("a.log");
+    let first = lines("a", 10);
+    append(&a, &first);
+    let mut trawl = Trawl::start(&config, Some(&log));
+    let gauge = |name: &str| metric(&addr, name, "logs").unwrap_or(-1.0);
+    wait_until(Duration::from_secs(60), "a.log's 10 lines", || {
+        delivered(&out, "a") == 10
+    });
+    // b.log gets the only slot once a.log, idle at its end, is closed for it.
+    let b = logs.join("b.log");
+    append(&b, &lines("b", 10));
+    wait_until(Duration::from_secs(60), "b.log's 10 lines", || {
+        delivered(&out, "b") == 10
+    });
+    // Deleted, b.log keeps the slot (its writer may still write). Its deletion's scan sees
+    // a.log closed at its end.
+    std::fs::remove_file(&b).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        gauge("trawl_file_waiting_files"),
+        0.0,
+        "a.log has nothing unread yet"
+    );
+    append(&a, &lines("a-more", 20));
+    // No scan comes; trawl has time to look at the closed file.
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::remove_file(&a).unwrap();
+    let said = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains("was deleted before it got one")
+                    && l.contains(&format!("path={}", a.display()))
+                    && l.contains(&format!("offset={}", first.len()))
+            })
+            .count()
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "trawl_file_skipped_files_total at 1 (a.log grew and was deleted while closed)",
+        || gauge("trawl_file_skipped_files_total") == 1.0,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        said(),
+        1,
+        "a.log named once, its loss from byte {}; log:\n{text}",
+        first.len()
+    );
+    assert_eq!(gauge("trawl_file_skipped_files_total"), 1.0);
+    assert_eq!(
+        delivered(&out, "a"),
+        10,
+        "a.log's first lines delivered once"
+    );
+    support::process::sigterm(&trawl);
+    assert!(trawl.wait(Duration::from_secs(60)).success());
+}

@@ -201,3 +201,109 @@ fn an_unreadable_timestamp_is_replaced_visibly() {
     // The replacement is a real timestamp, not the text.
     assert!(chrono::DateTime::parse_from_rfc3339(ev[0]["@timestamp"].as_str().unwrap()).is_ok());
 }
+
+/// The value of `name{component="comp"}` on trawl's `/metrics` at `addr`.
+fn metric(addr: &str, name: &str, comp: &str) -> Option<f64> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let needle = format!("component=\"{comp}\"");
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(&needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Invalid UTF-8 from senders is replaced by U+FFFD, each such line counted in
+/// `trawl_errors_total`, and said once per input however many connections send it, plain and
+/// joined (`multiline`) alike, as the stdin and file inputs do.
+#[test]
+fn invalid_utf8_is_replaced_counted_and_said_once_per_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.sock");
+    let joined = dir.path().join("joined.sock");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  plain: {{ type: socket, address: \"unix:{plain}\" }}\n  joined: {{ type: socket, address: \"unix:{joined}\", multiline: {{ pattern: '^\\s', match: after, timeout: 200ms }} }}\noutputs:\n  out: {{ type: stdout }}\n",
+            data = dir.path().join("data").display(),
+            plain = plain.display(),
+            joined = joined.display(),
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out.json");
+    let log = dir.path().join("stderr.log");
+    let _trawl = Running(
+        Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["--log-level", "warn", "run", "-c"])
+            .arg(&cfg)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // Two connections to each input, each with lines whose bytes are not UTF-8.
+    for (i, sock) in [&plain, &plain, &joined, &joined].into_iter().enumerate() {
+        let mut s = retry(|| std::os::unix::net::UnixStream::connect(sock));
+        s.write_all(format!("ok {i}\n").as_bytes()).unwrap();
+        s.write_all(b"caf\xe9 ").unwrap();
+        s.write_all(format!("{i}\n  ").as_bytes()).unwrap();
+        s.write_all(b"\xff\xfe").unwrap();
+        s.write_all(format!(" tail {i}\nlast {i}\n").as_bytes())
+            .unwrap();
+        drop(s);
+    }
+    let ev = wait_events(&out, 14);
+    let mut got: Vec<String> = ev
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect();
+    got.sort();
+    let mut want = Vec::new();
+    for i in 0..2 {
+        want.push(format!("ok {i}"));
+        want.push(format!("caf\u{fffd} {i}"));
+        want.push(format!("  \u{fffd}\u{fffd} tail {i}"));
+        want.push(format!("last {i}"));
+    }
+    for i in 2..4 {
+        want.push(format!("ok {i}"));
+        want.push(format!("caf\u{fffd} {i}\n  \u{fffd}\u{fffd} tail {i}"));
+        want.push(format!("last {i}"));
+    }
+    want.sort();
+    assert_eq!(got, want);
+    // Two lines with invalid bytes per connection.
+    for input in ["plain", "joined"] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metric(&addr, "trawl_errors_total", input) != Some(4.0) {
+            assert!(
+                Instant::now() < deadline,
+                "trawl_errors_total of {input}: {:?}, expected 4",
+                metric(&addr, "trawl_errors_total", input)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    for input in ["plain", "joined"] {
+        let said = text
+            .lines()
+            .filter(|l| {
+                l.contains("invalid UTF-8 replaced") && l.contains(&format!("input={input}"))
+            })
+            .count();
+        assert_eq!(said, 1, "said once for input {input}; log:\n{text}");
+    }
+}

@@ -1,6 +1,11 @@
 //! Splits a byte stream into lines with a hard cap on line length: a longer line is cut at
 //! `max_line_bytes`, flagged, and the rest of it skipped, so memory never grows with the input.
-//! Shared by every line-oriented input (stdin, files, sockets, tee).
+//! Shared by every line-oriented input (stdin, files, sockets, tee), as is what a line becomes
+//! on its way to an event (`Line`, its text with invalid UTF-8 replaced and counted).
+
+use super::InputContext;
+use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One line handed to the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,12 +163,66 @@ impl LineSplitter {
     }
 }
 
+/// A line or joined event on its way to becoming an event.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Line {
+    pub text: String,
+    /// Offset of its first byte in the stream (file, connection, pipe).
+    pub start: u64,
+    /// Offset just past its last byte: where reading resumes after it is delivered.
+    pub end: u64,
+    pub truncated: bool,
+    pub multiline: bool,
+    /// `stdout`/`stderr` for container logs and tee.
+    pub stream: Option<&'static str>,
+    /// The container runtime's time for container logs.
+    pub time: Option<DateTime<Utc>>,
+}
+
+impl Line {
+    /// The line the splitter gave (`bytes`, `info`) as text. The flag is true when invalid
+    /// UTF-8 was replaced by U+FFFD: the caller counts it (and logs the first of its input
+    /// once, `InvalidUtf8`).
+    pub fn decoded(bytes: &[u8], info: LineInfo) -> (Line, bool) {
+        let (text, replaced) = match to_text(bytes) {
+            Ok(text) => (text, false),
+            Err(text) => (text, true),
+        };
+        let line = Line {
+            text,
+            start: info.start,
+            end: info.end,
+            truncated: info.truncated,
+            ..Line::default()
+        };
+        (line, replaced)
+    }
+}
+
 /// A line as text; `Err` carries the text with invalid UTF-8 replaced by U+FFFD, for the caller
 /// to count (every line input counts and logs such lines once).
 pub fn to_text(line: &[u8]) -> Result<String, String> {
     match std::str::from_utf8(line) {
         Ok(s) => Ok(s.to_owned()),
         Err(_) => Err(String::from_utf8_lossy(line).into_owned()),
+    }
+}
+
+/// Lines of one input whose invalid UTF-8 was replaced: each counted in `trawl_errors_total`,
+/// the first logged (once per input, however many connections or pipes it reads).
+#[derive(Debug, Default)]
+pub struct InvalidUtf8 {
+    logged: AtomicBool,
+}
+
+impl InvalidUtf8 {
+    /// One more such line, starting at `offset` of its stream.
+    pub fn replaced(&self, ctx: &InputContext, offset: u64) {
+        ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(input = %ctx.name, line_offset = offset,
+                "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! flushes an event whose end never comes. Presets cover Java, Python and Go traces. Shared by
 //! every line input (file, stdin, socket, tee, journald); each keeps one joiner per source.
 
-pub use super::file::reader::Line;
+pub use super::lines::Line;
 use crate::config::{ByteSize, DeError, Duration, Mark};
 use regex::Regex;
 use serde::Deserialize;

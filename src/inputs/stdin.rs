@@ -3,7 +3,7 @@
 //! between reads and still hand on every line already read. With `multiline:` the lines of
 //! one event (a stack trace) are joined; one still waiting is sent after its timeout.
 
-use super::lines::{to_text, LineInfo, LineSplitter};
+use super::lines::{InvalidUtf8, LineInfo, LineSplitter};
 use super::multiline::{self, Line, Multiline};
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
@@ -11,7 +11,6 @@ use crate::event::{Batch, Event};
 use crate::telemetry::metrics::ComponentMetrics;
 use chrono::Utc;
 use serde::Deserialize;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,7 +73,7 @@ impl Input for Stdin {
 pub(crate) struct LineBatcher<'a> {
     ctx: &'a InputContext,
     events: Vec<Event>,
-    invalid_utf8_logged: bool,
+    invalid_utf8: InvalidUtf8,
     now: chrono::DateTime<Utc>,
     clock: Instant,
     multiline: Option<Multiline>,
@@ -87,7 +86,7 @@ impl<'a> LineBatcher<'a> {
         LineBatcher {
             ctx,
             events: Vec::with_capacity(ctx.batch_size),
-            invalid_utf8_logged: false,
+            invalid_utf8: InvalidUtf8::default(),
             now: Utc::now(),
             clock: Instant::now(),
             multiline,
@@ -108,22 +107,10 @@ impl<'a> LineBatcher<'a> {
         if line.is_empty() && !info.truncated && self.multiline.is_none() {
             return;
         }
-        let text = to_text(line).unwrap_or_else(|replaced| {
-            self.ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            if !self.invalid_utf8_logged {
-                self.invalid_utf8_logged = true;
-                tracing::warn!(input = %self.ctx.name, line_offset = info.start,
-                    "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
-            }
-            replaced
-        });
-        let line = Line {
-            text,
-            start: info.start,
-            end: info.end,
-            truncated: info.truncated,
-            ..Line::default()
-        };
+        let (line, replaced) = Line::decoded(line, info);
+        if replaced {
+            self.invalid_utf8.replaced(self.ctx, info.start);
+        }
         match self.multiline.take() {
             Some(mut m) => {
                 m.push(line, self.clock, &mut |l| self.event(l));

@@ -16,21 +16,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// A line or joined event on its way to becoming an event.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Line {
-    pub text: String,
-    /// Offset of its first byte in the file.
-    pub start: u64,
-    /// Offset just past its last byte: where reading resumes after it is delivered.
-    pub end: u64,
-    pub truncated: bool,
-    pub multiline: bool,
-    /// `stdout`/`stderr` for container logs.
-    pub stream: Option<&'static str>,
-    /// The container runtime's time for container logs.
-    pub time: Option<DateTime<Utc>>,
-}
+pub use crate::inputs::lines::Line;
 
 /// What every event of a file carries besides its line.
 pub struct TailMeta {
@@ -161,14 +147,10 @@ impl Decoder {
             if self.format != Format::Raw {
                 self.undecodable += 1;
             }
-            let text = self.text(bytes);
-            let line = Line {
-                text,
-                start: info.start,
-                end: info.end,
-                truncated: info.truncated,
-                ..Line::default()
-            };
+            let (line, replaced) = Line::decoded(bytes, info);
+            if replaced {
+                self.invalid_utf8 += 1;
+            }
             return self.joined(line, now, out);
         };
         let slot = stream_slot(d.stream);

@@ -90,6 +90,8 @@ struct Tailer {
     empty_new: HashMap<FileKey, PathBuf>,
     /// When `empty_new` was last looked at (once per `poll_interval`).
     empty_checked_at: Option<Instant>,
+    /// When the files held with no descriptor were last looked at for growth (once a second).
+    unopened_checked_at: Option<Instant>,
 }
 
 pub(super) fn run(
@@ -153,6 +155,7 @@ pub(super) fn run(
         waiting_unopened: HashMap::new(),
         empty_new: HashMap::new(),
         empty_checked_at: None,
+        unopened_checked_at: None,
     };
     let mut generation = 0;
     loop {
@@ -174,6 +177,7 @@ pub(super) fn run(
         };
         let now = Instant::now();
         t.publish_stats(now);
+        t.note_growth_unopened(now);
         let keys: Vec<FileKey> = t.tails.keys().copied().collect();
         for key in keys {
             if let Some(tail) = t.tails.get_mut(&key) {

@@ -7,7 +7,7 @@
 
 mod acks;
 
-use super::lines::{to_text, LineInfo, LineSplitter};
+use super::lines::{InvalidUtf8, LineInfo, LineSplitter};
 use super::multiline::{self, Line, Multiline};
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
@@ -152,6 +152,8 @@ impl Input for Socket {
             let limit = Arc::new(tokio::sync::Semaphore::new(
                 self.config.max_connections.max(1),
             ));
+            // Said once for the input, not once per connection.
+            let invalid_utf8 = Arc::new(InvalidUtf8::default());
             match &self.address {
                 Address::Unix(path) => {
                     remove_stale_socket(path)?;
@@ -178,6 +180,7 @@ impl Input for Socket {
                         &self.config,
                         self.multiline.as_ref(),
                         &ctx,
+                        &invalid_utf8,
                     )
                     .await;
                     if created.is_some() && file_id(path) == created {
@@ -196,6 +199,7 @@ impl Input for Socket {
                         &self.config,
                         self.multiline.as_ref(),
                         &ctx,
+                        &invalid_utf8,
                     )
                     .await?;
                 }
@@ -234,7 +238,13 @@ pub(crate) fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> 
     }
 }
 
-fn event_of(line: &[u8], info: LineInfo, format: Format, ctx: &InputContext) -> Option<Event> {
+fn event_of(
+    line: &[u8],
+    info: LineInfo,
+    format: Format,
+    ctx: &InputContext,
+    invalid_utf8: &InvalidUtf8,
+) -> Option<Event> {
     if line.is_empty() && !info.truncated {
         return None;
     }
@@ -291,11 +301,11 @@ fn event_of(line: &[u8], info: LineInfo, format: Format, ctx: &InputContext) -> 
             }
         }
         _ => {
-            let message = to_text(line).unwrap_or_else(|replaced| {
-                ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                replaced
-            });
-            Event::from_message(ctx.name.clone(), now, message)
+            let (line, replaced) = Line::decoded(line, info);
+            if replaced {
+                invalid_utf8.replaced(ctx, info.start);
+            }
+            Event::from_message(ctx.name.clone(), now, line.text)
         }
     };
     if info.truncated {
@@ -312,6 +322,7 @@ async fn accept_loop<S, F, Fut>(
     cfg: &Config,
     multiline: Option<&Multiline>,
     ctx: &Arc<InputContext>,
+    invalid_utf8: &Arc<InvalidUtf8>,
 ) -> anyhow::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -336,7 +347,8 @@ where
                     let cfg = cfg.clone();
                     // A clone starts empty: each connection joins its own lines.
                     let joiner = multiline.cloned();
-                    tokio::spawn(async move { serve(stream, &cfg, joiner, &ctx).await; drop(permit); });
+                    let invalid_utf8 = invalid_utf8.clone();
+                    tokio::spawn(async move { serve(stream, &cfg, joiner, &ctx, &invalid_utf8).await; drop(permit); });
                 }
                 Err(e) => tracing::warn!(input = %ctx.name, error = %e, "accept failed"),
             },
@@ -385,22 +397,19 @@ fn take_line(
     joiner: &mut Option<Multiline>,
     taken: &mut Taken,
     ctx: &InputContext,
+    invalid_utf8: &InvalidUtf8,
 ) {
     let Some(m) = joiner.as_mut() else {
-        taken.push(event_of(line, info, cfg.format, ctx), info.end);
+        taken.push(
+            event_of(line, info, cfg.format, ctx, invalid_utf8),
+            info.end,
+        );
         return;
     };
-    let text = to_text(line).unwrap_or_else(|replaced| {
-        ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-        replaced
-    });
-    let line = Line {
-        text,
-        start: info.start,
-        end: info.end,
-        truncated: info.truncated,
-        ..Line::default()
-    };
+    let (line, replaced) = Line::decoded(line, info);
+    if replaced {
+        invalid_utf8.replaced(ctx, info.start);
+    }
     m.push(line, std::time::Instant::now(), &mut |l| {
         let end = l.end;
         taken.push(joined_event(l, ctx), end)
@@ -492,6 +501,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     cfg: &Config,
     mut joiner: Option<Multiline>,
     ctx: &InputContext,
+    invalid_utf8: &InvalidUtf8,
 ) {
     let (mut reader, writer) = tokio::io::split(stream);
     let mut writer = Some(writer);
@@ -568,7 +578,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
         ComponentMetrics::add(&ctx.metrics.bytes_in, data.len() as u64);
         splitter.push(data, &mut |l, i| {
-            take_line(l, i, cfg, &mut joiner, &mut taken, ctx)
+            take_line(l, i, cfg, &mut joiner, &mut taken, ctx, invalid_utf8)
         });
         if !send(&mut taken, covered(&splitter, &joiner), acks.as_mut(), ctx).await {
             return;
@@ -580,7 +590,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     // At a shutdown, an acknowledging sender sends its unfinished line and the lines being
     // joined again, whole, to the next trawl; cut here they would arrive in two pieces.
     if !(stopped && acks.is_some()) {
-        splitter.finish(&mut |l, i| take_line(l, i, cfg, &mut joiner, &mut taken, ctx));
+        splitter
+            .finish(&mut |l, i| take_line(l, i, cfg, &mut joiner, &mut taken, ctx, invalid_utf8));
         if let Some(m) = joiner.as_mut() {
             m.flush(&mut |l| {
                 let end = l.end;

@@ -11,14 +11,13 @@ pub mod passthrough;
 pub mod spool;
 pub mod stream_lines;
 
-use super::lines::LineInfo;
+use super::lines::{InvalidUtf8, LineInfo};
 use super::multiline::{self, Line, Multiline};
 use super::{BoxFuture, Input, InputContext};
 use crate::event::{Batch, Event, Value};
 use crate::telemetry::metrics::ComponentMetrics;
 use chrono::Utc;
 use spool::{Pop, Spool, StreamKind};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 pub use stream_lines::StreamLines;
@@ -57,23 +56,15 @@ fn to_line(
     kind: StreamKind,
     line: &[u8],
     info: LineInfo,
-    logged: &mut bool,
+    invalid_utf8: &InvalidUtf8,
 ) -> Line {
-    let text = super::lines::to_text(line).unwrap_or_else(|replaced| {
-        ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-        if !*logged {
-            *logged = true;
-            tracing::warn!(input = %ctx.name, "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
-        }
-        replaced
-    });
+    let (line, replaced) = Line::decoded(line, info);
+    if replaced {
+        invalid_utf8.replaced(ctx, info.start);
+    }
     Line {
-        text,
-        start: info.start,
-        end: info.end,
-        truncated: info.truncated,
         stream: Some(kind.as_str()),
-        ..Line::default()
+        ..line
     }
 }
 
@@ -132,7 +123,7 @@ fn ship(spool: &Spool, max_line: usize, multiline: Option<Multiline>, ctx: &Inpu
     let mut lines = StreamLines::new(max_line);
     let mut joiners = Joiners::new(multiline);
     let mut events: Vec<Event> = Vec::with_capacity(ctx.batch_size);
-    let mut logged = false;
+    let invalid_utf8 = InvalidUtf8::default();
     let flush = |events: &mut Vec<Event>| -> bool {
         if events.is_empty() {
             return true;
@@ -148,7 +139,7 @@ fn ship(spool: &Spool, max_line: usize, multiline: Option<Multiline>, ctx: &Inpu
                 let now = Utc::now();
                 let mut closed = false;
                 lines.push(&chunk, &mut |kind, l, i| {
-                    let line = to_line(ctx, kind, l, i, &mut logged);
+                    let line = to_line(ctx, kind, l, i, &invalid_utf8);
                     joiners.push(kind, line, &mut |line| {
                         events.push(line_event(ctx, now, line))
                     });
@@ -178,7 +169,7 @@ fn ship(spool: &Spool, max_line: usize, multiline: Option<Multiline>, ctx: &Inpu
     }
     let now = Utc::now();
     lines.finish(&mut |kind, l, i| {
-        let line = to_line(ctx, kind, l, i, &mut logged);
+        let line = to_line(ctx, kind, l, i, &invalid_utf8);
         joiners.push(kind, line, &mut |line| {
             events.push(line_event(ctx, now, line))
         });

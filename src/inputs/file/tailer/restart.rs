@@ -37,22 +37,28 @@ impl Tailer {
                 || !e.fingerprint().matches(&f).unwrap_or(true)
                 || !end_mark_matches(&f, e.mark_at, e.mark).unwrap_or(true);
             if truncated {
-                if let Ok(mut r) = self.shared.registry.lock() {
-                    r.add_truncation(Truncation {
-                        dev: e.dev,
-                        ino: e.ino,
-                        path: e.path.clone(),
-                        fp_len: e.fp_len,
-                        fp: e.fp,
-                        stream: e.stream,
-                        position: e.offset,
-                        committed: e.offset,
-                        epoch: 0,
-                        failed_lines: 0,
-                        at: now,
-                    });
-                }
+                self.remember_truncated(&e, now);
             }
+        }
+    }
+
+    /// The content `e` describes is no longer in its file: kept as truncated, for its copy to
+    /// continue its stream from the registry's offset.
+    fn remember_truncated(&self, e: &Entry, now: Instant) {
+        if let Ok(mut r) = self.shared.registry.lock() {
+            r.add_truncation(Truncation {
+                dev: e.dev,
+                ino: e.ino,
+                path: e.path.clone(),
+                fp_len: e.fp_len,
+                fp: e.fp,
+                stream: e.stream,
+                position: e.offset,
+                committed: e.offset,
+                epoch: 0,
+                failed_lines: 0,
+                at: now,
+            });
         }
     }
 
@@ -93,15 +99,36 @@ impl Tailer {
                     continue;
                 }
             };
-            // Same inode, other first bytes: a new file reused it, history not ours.
-            if !entry.fingerprint().matches(&file).unwrap_or(false) {
+            if entry.fingerprint().matches(&file).unwrap_or(false) {
+                tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "resuming a file renamed while trawl was stopped");
+            } else if born_by(&file, entry.last_seen) {
+                // Same inode, other first bytes, and the file existed when trawl last saw it:
+                // the file it followed, emptied (logrotate's `copytruncate`) and written again
+                // before a rotation by rename. What was written since is read from its start
+                // (`discovered`: other first bytes), and its old content's copy, if one shows
+                // up under `paths`, continues the old stream.
+                tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "file truncated and renamed while trawl was stopped: reading it from its start");
+                self.remember_truncated(&entry, now);
+            } else {
+                // Same inode, other first bytes, born since: a new file reused the inode of a
+                // deleted one; history not ours.
                 continue;
             }
-            tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "resuming a file renamed while trawl was stopped");
             let name = PathBuf::from(&entry.path);
             if let Some(f) = self.discovered(key, &name, Some(file), true, now) {
                 keep.insert(key, (name, f));
             }
         }
     }
+}
+
+/// Whether `file` was created no later than `secs` (Unix time): the file a registry entry last
+/// seen then describes, not one that took its inode after it was deleted. False where the file
+/// system keeps no birth time.
+fn born_by(file: &File, secs: i64) -> bool {
+    file.metadata()
+        .and_then(|m| m.created())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .is_some_and(|born| i64::try_from(born.as_secs()).is_ok_and(|b| b <= secs))
 }

@@ -196,6 +196,52 @@ impl Tailer {
         }
     }
 
+    /// Looks, once a second, at the files held with no descriptor that were at their end when
+    /// last seen: followed files closed to free their slot, and files waiting for one with
+    /// nothing unread. Writes start no scan (only files appearing, moving or going do), so one
+    /// that grows and is then deleted would be missed by every scan grown, and its new lines
+    /// lost without a word; seen grown here, its deletion is counted (`skipped_while_waiting`).
+    /// A stat each, as the lag gauges take for closed files; growth and deletion within the
+    /// same second still go unseen.
+    pub(super) fn note_growth_unopened(&mut self, now: Instant) {
+        if self
+            .unopened_checked_at
+            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.unopened_checked_at = Some(now);
+        let size_of = |path: &Path, key: FileKey| {
+            std::fs::metadata(path)
+                .ok()
+                .filter(|m| FileKey::of(m) == key)
+                .map(|m| m.len())
+        };
+        // A file opened again since (to read a failed batch again) holds a descriptor: what was
+        // noted of it is stale, and it is noted afresh once closed.
+        let tails = &self.tails;
+        self.waiting_unopened
+            .retain(|k, _| !tails.get(k).is_some_and(|t| t.is_open()));
+        for (key, tail) in tails.iter().filter(|(_, t)| !t.is_open()) {
+            if let Some(noted) = self.waiting_unopened.get_mut(key) {
+                noted.1 = tail.position();
+                continue;
+            }
+            if let Some(size) = size_of(&tail.path, *key).filter(|&s| s > tail.position()) {
+                self.waiting_unopened
+                    .insert(*key, (tail.path.clone(), tail.position(), size));
+            }
+        }
+        for (key, (path, read_to, size)) in self.waiting_unopened.iter_mut() {
+            if *size > *read_to {
+                continue;
+            }
+            if let Some(now_size) = size_of(path, *key) {
+                *size = now_size;
+            }
+        }
+    }
+
     /// A file already followed: renamed within `paths`, or closed and grown again.
     pub(super) fn rediscovered(&mut self, key: FileKey, path: &Path) {
         let open = self.open_count();
