@@ -152,9 +152,10 @@ const CLOSED_SHARE: usize = 32;
 pub struct FlowTable {
     config: FlowsConfig,
     table: FxHashMap<FlowKey, Flow>,
-    /// Closed flows in the order they closed (flow id to tell a reopened 5-tuple apart);
-    /// entries whose flow has gone are dropped when they reach the front.
-    closed: VecDeque<(FlowKey, u64)>,
+    /// Closed flows in the order they closed (flow id to tell a reopened 5-tuple apart, and
+    /// when the entry was queued); entries whose flow has gone are dropped when they reach
+    /// the front.
+    closed: VecDeque<(FlowKey, u64, i64)>,
     input: Arc<str>,
     stats: Arc<Stats>,
     next_id: u64,
@@ -335,7 +336,7 @@ impl FlowTable {
             }
             if !was_closed && f.closed() {
                 let id = f.id;
-                self.closed.push_back((key, id));
+                self.closed.push_back((key, id, ts_ns));
             }
         }
     }
@@ -404,12 +405,11 @@ impl FlowTable {
             };
             match d.why {
                 Some(why) => {
-                    if self
-                        .table
-                        .get(&d.key)
-                        .is_some_and(|f| f.id == d.id && f.last_ns == d.last_ns)
+                    // One lookup: a sweep ends about as many flows as start.
+                    if let std::collections::hash_map::Entry::Occupied(o) = self.table.entry(d.key)
                     {
-                        if let Some(f) = self.table.remove(&d.key) {
+                        if o.get().id == d.id && o.get().last_ns == d.last_ns {
+                            let f = o.remove();
                             report(&self.input, &d.key, &f, true, Some(why), out);
                         }
                     }
@@ -438,7 +438,7 @@ impl FlowTable {
         let mut turns = self.closed.len();
         while self.closed.len() > budget && turns > 0 {
             turns -= 1;
-            let Some((k, id)) = self.closed.pop_front() else {
+            let Some((k, id, queued_ns)) = self.closed.pop_front() else {
                 break;
             };
             match self.table.get(&k) {
@@ -450,8 +450,15 @@ impl FlowTable {
                             why: Some(closed_reason(f)),
                             last_ns: f.last_ns,
                         });
+                    } else if now_ns.saturating_sub(queued_ns) < MIN_LINGER_NS {
+                        // Queued less than a second ago, and so was everything behind it:
+                        // none of them can end yet. Without this stop every sweep went
+                        // round the whole queue (a second of connections at 11,000 a second).
+                        self.closed.push_front((k, id, queued_ns));
+                        break;
                     } else {
-                        self.closed.push_back((k, id));
+                        // Late segments keep it: back of the queue, as if it closed now.
+                        self.closed.push_back((k, id, f.last_ns));
                     }
                 }
                 // Reported already, or the 5-tuple reopened as a new flow.
@@ -460,7 +467,7 @@ impl FlowTable {
         }
         // Entries of flows reported by the sweep (idle past the linger) are dropped here
         // too, so that the queue holds about as many entries as there are closed flows.
-        while let Some((k, id)) = self.closed.front() {
+        while let Some((k, id, _)) = self.closed.front() {
             if self.table.get(k).is_some_and(|f| f.id == *id) {
                 break;
             }
@@ -471,7 +478,7 @@ impl FlowTable {
     /// Reports the flow that closed first, to make room in a full table: a new connection
     /// matters more than late segments of an old one.
     fn end_oldest_closed(&mut self, out: &mut Out) {
-        while let Some((k, id)) = self.closed.pop_front() {
+        while let Some((k, id, _)) = self.closed.pop_front() {
             if self.table.get(&k).is_some_and(|f| f.id == id) {
                 if let Some(f) = self.table.remove(&k) {
                     report(&self.input, &k, &f, true, Some(closed_reason(&f)), out);
