@@ -7,7 +7,9 @@ PROFILE `small` (default): one-segment requests and responses, the most transact
 packet (worst case for an HTTP analyzer). `mixed`: response bodies from 200 B to 24 KB cut in
 1448-byte segments with a client ACK every two, and some POST bodies, like web traffic.
 `churn`: one request per connection (10 packets), about 10,000 connections per second of
-capture time: the flow table's worst case, every flow closing soon after it opened.
+capture time: the flow table's worst case, every flow closing soon after it opened. `open`:
+the same without the closing FINs (6 packets a connection): every flow is still open, held in
+the table, when the capture ends.
 Prints the number of packets and transactions written."""
 import random
 import struct
@@ -66,7 +68,7 @@ def main():
             cseq += 1
             sseq += 1
             emit(frame(cli, sport, srv, dport, cseq, sseq, ACK))
-            for _ in range(1 if profile == "churn" else rnd.randint(5, 15)):
+            for _ in range(1 if profile in ("churn", "open") else rnd.randint(5, 15)):
                 uid = rnd.randint(1, 100000)
                 path = rnd.choice([f"/api/users/{uid}", f"/api/orders/{uid}/items", "/healthz", f"/static/app.{uid % 7}.js"])
                 req = (f"GET {path}?v={uid % 10} HTTP/1.1\r\nHost: svc-{conn % 4}.default.svc\r\n"
@@ -97,6 +99,8 @@ def main():
                         emit(frame(cli, sport, srv, dport, cseq, sseq, ACK))
                 emit(frame(cli, sport, srv, dport, cseq, sseq, ACK))
                 txs += 1
+            if profile == "open":
+                continue
             emit(frame(cli, sport, srv, dport, cseq, sseq, FIN | ACK))
             emit(frame(srv, dport, cli, sport, sseq, cseq + 1, FIN | ACK))
             emit(frame(cli, sport, srv, dport, cseq + 1, sseq + 1, ACK))

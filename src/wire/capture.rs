@@ -262,9 +262,18 @@ fn read_libpcap(
             break;
         }
     }
-    engine.finish();
-    flush(engine);
+    finish(engine, flush);
     summary
+}
+
+/// Reports what is still open at the end of a capture, handing each batch to `flush`.
+fn finish(engine: &mut Engine, flush: &mut dyn FnMut(&mut Engine) -> bool) {
+    while engine.finish_batch() {
+        if !flush(engine) {
+            return;
+        }
+    }
+    flush(engine);
 }
 
 /// `read_file` for a classic pcap file.
@@ -306,8 +315,7 @@ fn read_classic(
             break;
         }
     }
-    engine.finish();
-    flush(engine);
+    finish(engine, flush);
     summary
 }
 
@@ -479,8 +487,7 @@ impl Live {
             self.analyze(engine, b, &pool, &mut merge, &ids, false);
         }
         self.release(engine, &pool, &mut merge, &ids, true);
-        engine.finish();
-        flush(engine);
+        finish(engine, flush);
     }
 
     fn analyze(

@@ -100,9 +100,10 @@ impl EndReason {
 struct Dir {
     packets: u64,
     bytes: u64,
-    flags: u8,
-    fin: bool,
 }
+
+/// `Flow::syn_ns` and `Flow::setup_ns` not known yet (an `Option<i64>` takes 16 bytes).
+const UNSET: i64 = i64::MIN;
 
 #[derive(Clone, Debug)]
 struct Flow {
@@ -111,11 +112,17 @@ struct Flow {
     last_ns: i64,
     last_report_ns: i64,
     dirs: [Dir; 2],
-    /// Which direction the initiator sends in.
-    initiator: usize,
-    syn_ns: Option<i64>,
+    /// Time of the initiator's SYN, `UNSET` without one.
+    syn_ns: i64,
+    /// SYN to the initiator's ACK of the SYN-ACK, `UNSET` until seen.
+    setup_ns: i64,
+    /// TCP flags seen per direction (kept out of `Dir`, whose padding they would double).
+    flags: [u8; 2],
+    /// FIN seen per direction.
+    fin: [bool; 2],
+    /// Which direction the initiator sends in (0 or 1).
+    initiator: u8,
     synack_seen: bool,
-    setup_ns: Option<i64>,
     rst: bool,
     /// The first tunnel the flow's packets came through, and in which direction (boxed: most
     /// flows have none, and the table moves flows around).
@@ -129,7 +136,7 @@ struct Flow {
 impl Flow {
     /// FIN both ways, or RST: the connection is over, only late segments can follow.
     fn closed(&self) -> bool {
-        self.rst || (self.dirs[0].fin && self.dirs[1].fin)
+        self.rst || (self.fin[0] && self.fin[1])
     }
 }
 
@@ -145,15 +152,33 @@ const CLOSED_SHARE: usize = 32;
 pub struct FlowTable {
     config: FlowsConfig,
     table: FxHashMap<FlowKey, Flow>,
-    /// Closed flows in the order they closed (flow id to tell a reopened 5-tuple apart);
-    /// entries whose flow has gone are dropped when they reach the front.
-    closed: VecDeque<(FlowKey, u64)>,
+    /// Closed flows in the order they closed (flow id to tell a reopened 5-tuple apart, and
+    /// when the entry was queued); entries whose flow has gone are dropped when they reach
+    /// the front.
+    closed: VecDeque<(FlowKey, u64, i64)>,
     input: Arc<str>,
     stats: Arc<Stats>,
     next_id: u64,
     last_sweep_ns: i64,
     last_scan_ns: i64,
+    /// Flows a sweep found due and has not reported yet, the first to report last.
+    due: Vec<Due>,
+    /// While the table is being flushed in batches: the keys still to report, the first
+    /// flow last.
+    ending: Option<Vec<(u64, FlowKey)>>,
 }
+
+/// A flow a sweep found due: its final report (`why`) or an interim one (`None`). `last_ns`
+/// as found, to tell whether packets came since.
+struct Due {
+    id: u64,
+    key: FlowKey,
+    why: Option<EndReason>,
+    last_ns: i64,
+}
+
+/// Reports a sweep hands to the caller at a time (see `FlowTable::report_due`).
+const SWEEP_BATCH: usize = 1024;
 
 /// The whole table is scanned for timeouts, lingers and interim reports once a second of
 /// capture time (a flow ends at most that late): the scan visits every flow, and the table
@@ -171,6 +196,8 @@ impl FlowTable {
             next_id: 1,
             last_sweep_ns: i64::MIN,
             last_scan_ns: i64::MIN,
+            due: Vec::new(),
+            ending: None,
         }
     }
 
@@ -219,7 +246,7 @@ impl FlowTable {
         // A new connection on the 5-tuple of a closed one: report the old flow first.
         if syn_only {
             if let Some(f) = self.table.get(&key) {
-                if f.closed() || f.dirs[dir ^ 1].packets > 0 && f.dirs[dir].fin {
+                if f.closed() || f.dirs[dir ^ 1].packets > 0 && f.fin[dir] {
                     if let Some(old) = self.table.remove(&key) {
                         let reason = if old.rst {
                             EndReason::Rst
@@ -261,10 +288,12 @@ impl FlowTable {
                     last_ns: ts_ns,
                     last_report_ns: ts_ns,
                     dirs: Default::default(),
-                    initiator,
-                    syn_ns: None,
+                    syn_ns: UNSET,
+                    setup_ns: UNSET,
+                    flags: [0; 2],
+                    fin: [false; 2],
+                    initiator: initiator as u8,
                     synack_seen: false,
-                    setup_ns: None,
                     rst: false,
                     tunnel: None,
                     inner_vlan: p.inner_vlan,
@@ -283,38 +312,40 @@ impl FlowTable {
         let d = &mut f.dirs[dir];
         d.packets += packets;
         d.bytes += bytes;
-        d.flags |= flags;
+        f.flags[dir] |= flags;
         if p.tcp.is_some() {
             if flags & tcp_flags::FIN != 0 {
-                d.fin = true;
+                f.fin[dir] = true;
             }
             if flags & tcp_flags::RST != 0 {
                 f.rst = true;
             }
-            if syn_only && f.syn_ns.is_none() {
-                f.syn_ns = Some(ts_ns);
-                f.initiator = dir;
+            if syn_only && f.syn_ns == UNSET {
+                f.syn_ns = ts_ns;
+                f.initiator = dir as u8;
             } else if flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK)
             {
                 f.synack_seen = true;
             } else if flags & tcp_flags::ACK != 0
-                && dir == f.initiator
+                && dir == f.initiator as usize
                 && f.synack_seen
-                && f.setup_ns.is_none()
+                && f.setup_ns == UNSET
+                && f.syn_ns != UNSET
             {
-                if let Some(s) = f.syn_ns {
-                    f.setup_ns = Some(ts_ns - s);
-                }
+                f.setup_ns = ts_ns - f.syn_ns;
             }
             if !was_closed && f.closed() {
                 let id = f.id;
-                self.closed.push_back((key, id));
+                self.closed.push_back((key, id, ts_ns));
             }
         }
     }
 
     /// Ends idle flows and emits interim reports, as of capture time `now_ns`.
     pub fn sweep(&mut self, now_ns: i64, out: &mut Out) {
+        if !self.due.is_empty() {
+            self.report_due(now_ns, out);
+        }
         if now_ns.saturating_sub(self.last_sweep_ns) < 200_000_000 {
             return;
         }
@@ -329,9 +360,11 @@ impl FlowTable {
             .millis
             .saturating_mul(1_000_000)
             .clamp(MIN_LINGER_NS.min(timeout), timeout);
-        let mut due = Vec::new();
+        // Not while flows found by the last scan wait: they would be found twice.
+        let waiting = !self.due.is_empty();
+        let mut due = std::mem::take(&mut self.due);
         self.end_closed_over_budget(now_ns, &mut due);
-        if now_ns.saturating_sub(self.last_scan_ns) >= SCAN_EVERY_NS {
+        if !waiting && now_ns.saturating_sub(self.last_scan_ns) >= SCAN_EVERY_NS {
             self.last_scan_ns = now_ns;
             for (k, f) in self.table.iter() {
                 let idle = now_ns.saturating_sub(f.last_ns);
@@ -347,24 +380,50 @@ impl FlowTable {
                 } else {
                     continue;
                 };
-                due.push((f.id, *k, why));
+                due.push(Due {
+                    id: f.id,
+                    key: *k,
+                    why,
+                    last_ns: f.last_ns,
+                });
             }
         }
-        due.sort_unstable_by_key(|d| d.0);
-        for (_, k, why) in due {
-            match why {
+        // Popped from the end: the flow that started first goes first.
+        due.sort_unstable_by_key(|d| std::cmp::Reverse(d.id));
+        self.due = due;
+        self.report_due(now_ns, out);
+    }
+
+    /// Reports up to `SWEEP_BATCH` of the flows found due, the rest at the next calls (each
+    /// packet, each tick), so that the caller takes `out` in between: a scan that ends a
+    /// million idle flows at once would otherwise hold a million events. A flow that got a
+    /// packet since it was found due, or that is gone, is left to the next scan.
+    fn report_due(&mut self, now_ns: i64, out: &mut Out) {
+        for _ in 0..SWEEP_BATCH {
+            let Some(d) = self.due.pop() else {
+                break;
+            };
+            match d.why {
                 Some(why) => {
-                    if let Some(f) = self.table.remove(&k) {
-                        report(&self.input, &k, &f, true, Some(why), out);
+                    // One lookup: a sweep ends about as many flows as start.
+                    if let std::collections::hash_map::Entry::Occupied(o) = self.table.entry(d.key)
+                    {
+                        if o.get().id == d.id && o.get().last_ns == d.last_ns {
+                            let f = o.remove();
+                            report(&self.input, &d.key, &f, true, Some(why), out);
+                        }
                     }
                 }
                 None => {
-                    if let Some(f) = self.table.get_mut(&k) {
+                    if let Some(f) = self.table.get_mut(&d.key).filter(|f| f.id == d.id) {
                         f.last_report_ns = now_ns;
-                        report(&self.input, &k, f, false, None, out);
+                        report(&self.input, &d.key, f, false, None, out);
                     }
                 }
             }
+        }
+        if self.due.is_empty() && self.due.capacity() > SWEEP_BATCH {
+            self.due = Vec::new();
         }
         self.stats
             .flows_active
@@ -374,24 +433,32 @@ impl FlowTable {
     /// Past the budget of closed flows, the ones that closed first go to `due` (once idle
     /// `MIN_LINGER_NS`). One pass over the queue at most: a front flow still receiving
     /// packets goes to the back instead of blocking the others.
-    fn end_closed_over_budget(
-        &mut self,
-        now_ns: i64,
-        due: &mut Vec<(u64, FlowKey, Option<EndReason>)>,
-    ) {
+    fn end_closed_over_budget(&mut self, now_ns: i64, due: &mut Vec<Due>) {
         let budget = (self.config.max_flows / CLOSED_SHARE).max(1);
         let mut turns = self.closed.len();
         while self.closed.len() > budget && turns > 0 {
             turns -= 1;
-            let Some((k, id)) = self.closed.pop_front() else {
+            let Some((k, id, queued_ns)) = self.closed.pop_front() else {
                 break;
             };
             match self.table.get(&k) {
                 Some(f) if f.id == id => {
                     if now_ns.saturating_sub(f.last_ns) >= MIN_LINGER_NS {
-                        due.push((id, k, Some(closed_reason(f))));
+                        due.push(Due {
+                            id,
+                            key: k,
+                            why: Some(closed_reason(f)),
+                            last_ns: f.last_ns,
+                        });
+                    } else if now_ns.saturating_sub(queued_ns) < MIN_LINGER_NS {
+                        // Queued less than a second ago, and so was everything behind it:
+                        // none of them can end yet. Without this stop every sweep went
+                        // round the whole queue (a second of connections at 11,000 a second).
+                        self.closed.push_front((k, id, queued_ns));
+                        break;
                     } else {
-                        self.closed.push_back((k, id));
+                        // Late segments keep it: back of the queue, as if it closed now.
+                        self.closed.push_back((k, id, f.last_ns));
                     }
                 }
                 // Reported already, or the 5-tuple reopened as a new flow.
@@ -400,7 +467,7 @@ impl FlowTable {
         }
         // Entries of flows reported by the sweep (idle past the linger) are dropped here
         // too, so that the queue holds about as many entries as there are closed flows.
-        while let Some((k, id)) = self.closed.front() {
+        while let Some((k, id, _)) = self.closed.front() {
             if self.table.get(k).is_some_and(|f| f.id == *id) {
                 break;
             }
@@ -411,7 +478,7 @@ impl FlowTable {
     /// Reports the flow that closed first, to make room in a full table: a new connection
     /// matters more than late segments of an old one.
     fn end_oldest_closed(&mut self, out: &mut Out) {
-        while let Some((k, id)) = self.closed.pop_front() {
+        while let Some((k, id, _)) = self.closed.pop_front() {
             if self.table.get(&k).is_some_and(|f| f.id == id) {
                 if let Some(f) = self.table.remove(&k) {
                     report(&self.input, &k, &f, true, Some(closed_reason(&f)), out);
@@ -423,20 +490,48 @@ impl FlowTable {
 
     /// Reports every flow still open (end of a capture file, shutdown).
     pub fn flush(&mut self, out: &mut Out) {
-        self.closed.clear();
-        let mut all: Vec<(FlowKey, Flow)> = self.table.drain().collect();
-        all.sort_by_key(|(_, f)| f.id);
-        for (k, f) in all {
-            let why = if f.rst {
-                EndReason::Rst
-            } else if f.dirs[0].fin && f.dirs[1].fin {
-                EndReason::Fin
-            } else {
-                EndReason::EndOfCapture
-            };
-            report(&self.input, &k, &f, true, Some(why), out);
+        while self.flush_batch(usize::MAX, out) {}
+    }
+
+    /// Reports up to `max` of the flows still open, in the order they started; true while
+    /// some remain. The caller takes `out` between batches: a table of a million flows
+    /// reported in one go held all their events at once (hundreds of bytes of JSON, kilobytes
+    /// as event maps, per flow) on top of the table itself.
+    pub fn flush_batch(&mut self, max: usize, out: &mut Out) -> bool {
+        if self.ending.is_none() {
+            self.closed = VecDeque::new();
+            let mut order: Vec<(u64, FlowKey)> =
+                self.table.iter().map(|(k, f)| (f.id, *k)).collect();
+            // Popped from the end: the first flow last.
+            order.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
+            self.ending = Some(order);
         }
+        let Some(order) = self.ending.as_mut() else {
+            return false;
+        };
+        for _ in 0..max {
+            let Some((_, k)) = order.pop() else {
+                break;
+            };
+            if let Some(f) = self.table.remove(&k) {
+                let why = if f.rst {
+                    EndReason::Rst
+                } else if f.fin[0] && f.fin[1] {
+                    EndReason::Fin
+                } else {
+                    EndReason::EndOfCapture
+                };
+                report(&self.input, &k, &f, true, Some(why), out);
+            }
+        }
+        if !order.is_empty() {
+            return true;
+        }
+        self.ending = None;
+        // What the table grew to is given back rather than kept for a capture that ended.
+        self.table = FxHashMap::default();
         self.stats.flows_active.store(0, Ordering::Relaxed);
+        false
     }
 }
 
@@ -514,7 +609,7 @@ struct FlowReport<'a> {
 impl Report for FlowReport<'_> {
     fn write<W: Fields>(&self, w: &mut W) {
         let FlowReport { k, f, fin, why } = *self;
-        let (s, d) = (f.initiator, f.initiator ^ 1);
+        let (s, d) = (f.initiator as usize, f.initiator as usize ^ 1);
         let ep = |dir: usize| if dir == 0 { (k.a, k.ap) } else { (k.b, k.bp) };
         let ((sip, sport), (dip, dport)) = (ep(s), ep(d));
         w.time("@timestamp", f.last_ns);
@@ -533,13 +628,13 @@ impl Report for FlowReport<'_> {
         if k.proto == 6 {
             w.open("tcp");
             w.open("flags");
-            let (names, n) = flag_names(f.dirs[s].flags);
+            let (names, n) = flag_names(f.flags[s]);
             w.strs("source", &names[..n]);
-            let (names, n) = flag_names(f.dirs[d].flags);
+            let (names, n) = flag_names(f.flags[d]);
             w.strs("destination", &names[..n]);
             w.close();
-            if let Some(ns) = f.setup_ns {
-                w.int("setup_duration", ns);
+            if f.setup_ns != UNSET {
+                w.int("setup_duration", f.setup_ns);
             }
             w.close();
         }

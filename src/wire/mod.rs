@@ -376,7 +376,13 @@ pub struct Engine {
     /// Packets and bytes not yet added to `stats`: two atomic adds per packet were a visible
     /// share of decoding a capture, so they are published in batches and at every tick.
     unpublished: (u64, u64),
+    /// Between the first and the last `finish_batch`.
+    finishing: bool,
 }
+
+/// Flows (or connections) reported per `finish_batch`: about what `trawl pcap` writes per
+/// batch of packets.
+const FINISH_BATCH: usize = 1024;
 
 impl Engine {
     pub fn new(
@@ -406,6 +412,7 @@ impl Engine {
             decode_error_logged: false,
             input,
             unpublished: (0, 0),
+            finishing: false,
         }
     }
 
@@ -489,16 +496,31 @@ impl Engine {
 
     /// End of the capture: every open flow and pending transaction is reported.
     pub fn finish(&mut self) {
-        self.publish();
+        while self.finish_batch() {}
+    }
+
+    /// End of the capture, `FINISH_BATCH` flows or connections at a time: true while some
+    /// remain, and the caller takes `out` before the next call. Reported all at once, a full
+    /// flow table made its whole size again in events.
+    pub fn finish_batch(&mut self) -> bool {
         let before = self.out.pending();
-        self.defrag
-            .finish(&self.stats.fragments, &mut self.defragged);
-        self.defragmented();
-        if let Some(f) = &mut self.flows {
-            f.flush(&mut self.out);
+        if !self.finishing {
+            self.finishing = true;
+            self.publish();
+            self.defrag
+                .finish(&self.stats.fragments, &mut self.defragged);
+            self.defragmented();
         }
-        self.sessions.flush(&mut self.out);
+        let flows_left = match &mut self.flows {
+            Some(f) => f.flush_batch(FINISH_BATCH, &mut self.out),
+            None => false,
+        };
+        let more = flows_left || self.sessions.flush_batch(FINISH_BATCH, &mut self.out);
         self.graph_flows(before);
+        if !more {
+            self.finishing = false;
+        }
+        more
     }
 
     pub fn now_ns(&self) -> i64 {

@@ -71,6 +71,9 @@ pub struct Sessions {
     input: Arc<str>,
     map: Option<Arc<ServiceMap>>,
     last_sweep_ns: i64,
+    /// While the connections are being flushed in batches: the keys still to close, the
+    /// first connection last.
+    ending: Option<Vec<(i64, FlowKey)>>,
 }
 
 /// Which side sent a packet, as `Emit` and the session need it.
@@ -110,6 +113,7 @@ impl Sessions {
             input,
             map,
             last_sweep_ns: i64::MIN,
+            ending: None,
         }
     }
 
@@ -486,13 +490,40 @@ impl Sessions {
 
     /// End of capture or shutdown: every connection is closed and reported.
     pub fn flush(&mut self, out: &mut Out) {
-        let mut all: Vec<(FlowKey, Entry)> = self.conns.drain().collect();
-        all.sort_by_key(|(_, e)| e.first_ns);
-        for (_, e) in all {
-            let ts = e.last_ns;
-            self.close(e, ts, out);
+        while self.flush_batch(usize::MAX, out) {}
+    }
+
+    /// Closes and reports up to `max` of the connections still open, in the order they
+    /// started; true while some remain (the caller takes `out` between batches, so that the
+    /// reports of every connection are never all held at once).
+    pub fn flush_batch(&mut self, max: usize, out: &mut Out) -> bool {
+        if self.ending.is_none() {
+            let mut order: Vec<(i64, FlowKey)> =
+                self.conns.iter().map(|(k, e)| (e.first_ns, *k)).collect();
+            order.sort_by_key(|(first_ns, _)| *first_ns);
+            // Popped from the end: the first connection last.
+            order.reverse();
+            self.ending = Some(order);
         }
+        let Some(mut order) = self.ending.take() else {
+            return false;
+        };
+        for _ in 0..max {
+            let Some((_, k)) = order.pop() else {
+                break;
+            };
+            if let Some(e) = self.conns.remove(&k) {
+                let ts = e.last_ns;
+                self.close(e, ts, out);
+            }
+        }
+        if !order.is_empty() {
+            self.ending = Some(order);
+            return true;
+        }
+        self.conns = FxHashMap::default();
         self.publish();
+        false
     }
 }
 
