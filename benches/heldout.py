@@ -54,6 +54,7 @@ HTTP_FIELDS = {
     "proto": "network.transport",
 }
 FLOW_FIELDS = {
+    "spi": "esp.spi",
     "flow.pkts_toserver": "source.packets",
     "flow.pkts_toclient": "destination.packets",
     "src_ip": "source.ip",

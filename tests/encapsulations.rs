@@ -446,3 +446,91 @@ fn late_segments_stay_on_the_closed_connection() {
         assert_eq!(s(f, "flow.final"), "true");
     }
 }
+
+/// ESP (RFC 4303): each security association is one direction of traffic named by its SPI,
+/// so two SAs between the same hosts are two flows, each saying its SPI (`esp.spi`), with the
+/// packets and IP bytes tshark counts for that SPI.
+#[test]
+fn esp_security_associations_are_flows_of_their_own_with_their_spi() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("esp.pcap");
+    let (a, b) = ([192u8, 0, 2, 1], [192u8, 0, 2, 2]);
+    // pcap (Ethernet), then per packet: Ethernet, IPv4 (protocol 50), SPI, sequence, payload.
+    let mut pcap: Vec<u8> = Vec::new();
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    pcap.extend_from_slice(&[0; 8]);
+    pcap.extend_from_slice(&65535u32.to_le_bytes());
+    pcap.extend_from_slice(&1u32.to_le_bytes());
+    let packets: [(u32, [u8; 4], [u8; 4], usize); 5] = [
+        (0x1000, a, b, 60),
+        (0x2000, b, a, 80),
+        (0x1000, a, b, 100),
+        (0x2000, b, a, 40),
+        (0x1000, a, b, 20),
+    ];
+    for (i, (spi, src, dst, payload)) in packets.iter().enumerate() {
+        let ip_len = 20 + 8 + payload;
+        let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let mut ip = vec![
+            0x45,
+            0,
+            (ip_len >> 8) as u8,
+            ip_len as u8,
+            0,
+            i as u8,
+            0x40,
+            0,
+            64,
+            50,
+            0,
+            0,
+        ];
+        ip.extend_from_slice(src);
+        ip.extend_from_slice(dst);
+        let sum = ip
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&spi.to_be_bytes());
+        frame.extend_from_slice(&(i as u32 + 1).to_be_bytes());
+        frame.extend(std::iter::repeat_n(0xab, *payload));
+        pcap.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        pcap.extend_from_slice(&(i as u32 * 1000).to_le_bytes());
+        pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&frame);
+    }
+    std::fs::write(&path, &pcap).unwrap();
+
+    let evs = trawl(&path, &[]);
+    let esp: Vec<&J> = evs
+        .iter()
+        .filter(|e| s(e, "event.dataset") == "flow" && s(e, "network.iana_number") == "50")
+        .collect();
+    assert_eq!(esp.len(), 2, "one flow per SPI: {evs:#?}");
+    for (spi, from) in [(0x1000, "192.0.2.1"), (0x2000, "192.0.2.2")] {
+        let f: Vec<&&J> = esp.iter().filter(|e| n(e, "esp.spi") == spi).collect();
+        assert_eq!(f.len(), 1, "the flow of SPI {spi:#x}: {esp:#?}");
+        assert_eq!(s(f[0], "source.ip"), from);
+        let seen = tshark_ip(&path, &format!("esp.spi == {spi:#x}"), 'l');
+        assert_eq!(
+            seen.len(),
+            if spi == 0x1000 { 3 } else { 2 },
+            "tshark's view"
+        );
+        assert_eq!(
+            (n(f[0], "source.packets"), n(f[0], "source.bytes")),
+            sent_by(&seen, from)
+        );
+        assert_eq!(
+            n(f[0], "destination.packets"),
+            0,
+            "an SA carries one direction"
+        );
+    }
+}

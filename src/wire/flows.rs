@@ -678,11 +678,21 @@ impl Report for FlowReport<'_> {
             }
         }
         w.close();
+        if k.proto == ESP_PROTO && k.label != 0 {
+            // One flow per security association (RFC 4303): the SPI is what tells two of
+            // them between the same hosts apart.
+            w.open("esp");
+            w.int("spi", i64::from(k.label));
+            w.close();
+        }
         if let Some((t, dir)) = f.tunnel.as_deref() {
             write_tunnel(w, t, *dir == s);
         }
     }
 }
+
+/// IP protocol number of ESP.
+const ESP_PROTO: u8 = 50;
 
 /// `tunnel.{type,id,source.ip,destination.ip}`; `forward` when the packet that carried the
 /// tunnel went from the flow's source to its destination (the outer addresses follow it).
