@@ -239,7 +239,7 @@ impl Sessions {
             if let Some(e) = self
                 .conns
                 .get_mut(&key)
-                .filter(|e| !(e.provisional && !p.payload.is_empty()))
+                .filter(|e| !e.provisional || p.payload.is_empty())
             {
                 let closed = feed_tcp(
                     e,
