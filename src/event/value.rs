@@ -81,6 +81,7 @@ impl Map {
     }
 
     /// The entries to change, copied out of a shared map first.
+    #[inline]
     fn entries_mut(&mut self) -> &mut Vec<(Key, Value)> {
         if let Entries::Shared(a) = &self.entries {
             self.entries = Entries::Own(a.to_vec());
@@ -127,10 +128,17 @@ impl Map {
 
     /// Appends without looking for `key` first: for builders whose keys are known to be
     /// distinct (a packet decoder filling a fresh object). A duplicate would be kept twice.
+    /// Inlined: an input builds each event with a handful of these into a map it has just
+    /// made, and the copy-on-write check then folds away.
+    #[inline]
     pub fn push_new(&mut self, key: impl Into<Key>, value: Value) {
         let key = key.into();
         debug_assert!(self.get(&key).is_none(), "push_new: duplicate key `{key}`");
-        self.entries_mut().push((key, value));
+        // The map's own vector directly: `entries_mut` was a call per field.
+        match &mut self.entries {
+            Entries::Own(v) => v.push((key, value)),
+            Entries::Shared(_) => self.entries_mut().push((key, value)),
+        }
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Value> {

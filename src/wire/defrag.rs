@@ -331,8 +331,21 @@ impl Defrag {
     }
 
     /// Gives up on datagrams not complete `TIMEOUT_NS` after their first fragment.
-    #[inline]
+    /// The check (nothing waiting, or nothing old enough: every packet asks) is inlined; the
+    /// giving up is not.
+    #[inline(always)]
     pub fn expire(&mut self, now_ns: i64, stats: &FragmentStats, done: &mut Vec<Done>) {
+        if self
+            .order
+            .front()
+            .is_some_and(|&(started, _)| now_ns.saturating_sub(started) >= TIMEOUT_NS)
+        {
+            self.expire_now(now_ns, stats, done);
+        }
+    }
+
+    #[inline(never)]
+    fn expire_now(&mut self, now_ns: i64, stats: &FragmentStats, done: &mut Vec<Done>) {
         let mut expired = false;
         while let Some(&(started, key)) = self.order.front() {
             if now_ns.saturating_sub(started) < TIMEOUT_NS {
@@ -571,7 +584,16 @@ impl super::Engine {
     /// Analyzes what reassembly is done with: each reassembled datagram as one packet, and
     /// every fragment as a packet of its flow. A fragment within a reassembled datagram goes
     /// round again.
+    /// Inlined where every packet calls it: nearly always there is nothing to hand on.
+    #[inline(always)]
     pub(super) fn defragmented(&mut self) {
+        if !self.defragged.is_empty() {
+            self.hand_on_defragmented();
+        }
+    }
+
+    #[inline(never)]
+    fn hand_on_defragmented(&mut self) {
         for round in 0..=MAX_NESTING {
             if self.defragged.is_empty() {
                 return;
@@ -629,7 +651,8 @@ impl super::Engine {
             f.fragments(&p, &wire, &mut self.out);
         }
         if !self.sessions.is_empty() {
-            self.sessions.packet(&p, d.wire.last_ns, &mut self.out);
+            let key = super::flows::FlowKey::of(&p);
+            self.sessions.packet(&p, key, d.wire.last_ns, &mut self.out);
         }
     }
 }

@@ -211,8 +211,10 @@ impl FlowTable {
 
     /// Accounts `p` (captured at `ts_ns`) to its flow; ended flows go to `out`.
     #[inline]
-    pub fn packet(&mut self, p: &Packet<'_>, ts_ns: i64, out: &mut Out) {
-        self.account(p, ts_ns, ts_ns, 1, p.ip_len as u64, out)
+    /// `key`: `FlowKey::of(p)`, which the engine works out once for the flow table and the
+    /// protocol analyzers.
+    pub fn packet(&mut self, p: &Packet<'_>, key: (FlowKey, usize), ts_ns: i64, out: &mut Out) {
+        self.account(p, key, ts_ns, ts_ns, 1, p.ip_len as u64, out)
     }
 
     /// Accounts the fragments of one IP datagram (`wire`) to the flow `p` is in: each
@@ -220,6 +222,7 @@ impl FlowTable {
     pub fn fragments(&mut self, p: &Packet<'_>, wire: &Wire, out: &mut Out) {
         self.account(
             p,
+            FlowKey::of(p),
             wire.first_ns,
             wire.last_ns,
             wire.packets,
@@ -231,16 +234,17 @@ impl FlowTable {
     /// `packets` packets of `bytes` in all, of the flow `p` is in, captured from `first_ns`
     /// to `ts_ns`.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn account(
         &mut self,
         p: &Packet<'_>,
+        (key, dir): (FlowKey, usize),
         first_ns: i64,
         ts_ns: i64,
         packets: u64,
         bytes: u64,
         out: &mut Out,
     ) {
-        let (key, dir) = FlowKey::of(p);
         let flags = p.tcp.map(|t| t.flags).unwrap_or(0);
         let syn_only = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         // A new connection on the 5-tuple of a closed one: report the old flow first.
@@ -342,13 +346,20 @@ impl FlowTable {
     }
 
     /// Ends idle flows and emits interim reports, as of capture time `now_ns`.
+    /// The check is inlined into the per-packet path (it is asked for every packet); the
+    /// sweep itself is not.
+    #[inline(always)]
     pub fn sweep(&mut self, now_ns: i64, out: &mut Out) {
         if !self.due.is_empty() {
             self.report_due(now_ns, out);
         }
-        if now_ns.saturating_sub(self.last_sweep_ns) < 200_000_000 {
-            return;
+        if now_ns.saturating_sub(self.last_sweep_ns) >= 200_000_000 {
+            self.sweep_now(now_ns, out);
         }
+    }
+
+    #[inline(never)]
+    fn sweep_now(&mut self, now_ns: i64, out: &mut Out) {
         self.last_sweep_ns = now_ns;
         let timeout = self.config.timeout.millis.max(1).saturating_mul(1_000_000);
         let period = self.config.period.millis.saturating_mul(1_000_000);

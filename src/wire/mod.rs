@@ -458,11 +458,12 @@ impl Engine {
         if p.fragment.is_some() {
             self.fragment(&p, ts_ns);
         } else {
+            let key = flows::FlowKey::of(&p);
             if let Some(f) = &mut self.flows {
-                f.packet(&p, ts_ns, &mut self.out);
+                f.packet(&p, key, ts_ns, &mut self.out);
             }
             if !self.sessions.is_empty() {
-                self.sessions.packet(&p, ts_ns, &mut self.out);
+                self.sessions.packet(&p, key, ts_ns, &mut self.out);
             }
         }
         self.graph_flows(before);
@@ -527,8 +528,9 @@ impl Engine {
         self.now_ns
     }
 
-    /// Final TCP flows feed the service map's connection counts (HTTP or not).
-    #[inline]
+    /// Final TCP flows feed the service map's connection counts (HTTP or not). Inlined:
+    /// every packet asks, and nearly always there is no map.
+    #[inline(always)]
     fn graph_flows(&self, from: usize) {
         if let Some(map) = self.map.as_ref().filter(|_| self.graph_tcp) {
             self.graph_flows_into(map, from);

@@ -188,10 +188,11 @@ impl Sessions {
         e.proto = proto;
     }
 
-    pub fn packet(&mut self, p: &Packet<'_>, ts: i64, out: &mut Out) {
+    /// `key`: `FlowKey::of(p)`, which the engine works out once for the flow table and here.
+    pub fn packet(&mut self, p: &Packet<'_>, key: (FlowKey, usize), ts: i64, out: &mut Out) {
         match (p.tcp.is_some(), p.proto) {
-            (true, _) => self.tcp(p, ts, out),
-            (false, 17) if p.fragment.is_none() => self.udp(p, ts, out),
+            (true, _) => self.tcp(p, key, ts, out),
+            (false, 17) if p.fragment.is_none() => self.udp(p, key, ts, out),
             _ => {}
         }
     }
@@ -232,10 +233,38 @@ impl Sessions {
         })
     }
 
-    fn tcp(&mut self, p: &Packet<'_>, ts: i64, out: &mut Out) {
+    fn tcp(&mut self, p: &Packet<'_>, (key, dir): (FlowKey, usize), ts: i64, out: &mut Out) {
         let Some(tcp) = p.tcp else { return };
-        let (key, dir) = FlowKey::of(p);
         let syn = tcp.flags & (tcp_flags::SYN | tcp_flags::ACK);
+        // Nearly every packet is a segment of a connection already followed: one look-up in
+        // the table. A SYN (the 4-tuple may be reused), a new connection and the first
+        // payload of a provisional one take the longer way below.
+        if syn != tcp_flags::SYN {
+            if let Some(e) = self
+                .conns
+                .get_mut(&key)
+                .filter(|e| !e.provisional || p.payload.is_empty())
+            {
+                let closed = feed_tcp(
+                    e,
+                    &mut self.protocols,
+                    &self.input,
+                    self.map.as_deref(),
+                    &self.stats,
+                    p,
+                    tcp,
+                    dir,
+                    ts,
+                    out,
+                );
+                if closed {
+                    if let Some(e) = self.conns.remove(&key) {
+                        self.close(e, ts, out);
+                    }
+                }
+                return;
+            }
+        }
         // A new connection on the 4-tuple of a finished one (rare: only SYNs look).
         if syn == tcp_flags::SYN
             && self
@@ -296,56 +325,18 @@ impl Sessions {
         let Some(e) = self.conns.get_mut(&key) else {
             return;
         };
-        e.last_ns = ts;
-        if e.conn.tunnel.is_none() {
-            if let Some(t) = p.tunnel.as_deref() {
-                e.conn.tunnel = Some(Box::new((*t, dir == e.client_dir)));
-            }
-        }
-        let r = &mut self.protocols[e.proto];
-        let per_stream = r.protocol.settings().max_buffer_per_connection;
-        let from = side(dir, e.client_dir);
-        let (mut counts, mut gaps) = (Counts::default(), 0u64);
-        let Entry {
-            session,
-            conn,
-            streams,
-            ..
-        } = e;
-        let mut emit = Emit {
-            conn,
-            input: &self.input,
+        let closed = feed_tcp(
+            e,
+            &mut self.protocols,
+            &self.input,
+            self.map.as_deref(),
+            &self.stats,
+            p,
+            tcp,
+            dir,
+            ts,
             out,
-            map: self.map.as_deref(),
-            counts: &mut counts,
-        };
-        {
-            let mut sink =
-                |c: Chunk<'_>| deliver(session.as_mut(), from, c, ts, &mut gaps, &mut emit);
-            streams[dir].segment_truncated(
-                tcp.seq,
-                tcp.flags,
-                p.payload,
-                p.missing,
-                per_stream,
-                &mut r.budget,
-                &mut sink,
-            );
-        }
-        if tcp.flags & tcp_flags::ACK != 0 && tcp.flags & tcp_flags::RST == 0 {
-            let to = from.other();
-            let mut sink =
-                |c: Chunk<'_>| deliver(session.as_mut(), to, c, ts, &mut gaps, &mut emit);
-            streams[dir ^ 1].acked(tcp.ack, &mut r.budget, &mut sink);
-        }
-        if tcp.flags & tcp_flags::FIN != 0 {
-            let mut sink =
-                |c: Chunk<'_>| deliver(session.as_mut(), from, c, ts, &mut gaps, &mut emit);
-            streams[dir].flush(&mut r.budget, &mut sink);
-            session.end(from, ts, &mut emit);
-        }
-        let closed = tcp.flags & tcp_flags::RST != 0 || (streams[0].fin && streams[1].fin);
-        count(&r.stats, &counts, &self.stats, gaps);
+        );
         if closed {
             if let Some(e) = self.conns.remove(&key) {
                 self.close(e, ts, out);
@@ -353,8 +344,7 @@ impl Sessions {
         }
     }
 
-    fn udp(&mut self, p: &Packet<'_>, ts: i64, out: &mut Out) {
-        let (key, dir) = FlowKey::of(p);
+    fn udp(&mut self, p: &Packet<'_>, (key, dir): (FlowKey, usize), ts: i64, out: &mut Out) {
         if !self.conns.contains_key(&key) {
             let Some((proto, sent_by)) = self.claim(Transport::Udp, p.sport, p.dport, p.payload)
             else {
@@ -433,10 +423,16 @@ impl Sessions {
 
     /// Reports requests past their protocol's `transaction_timeout` and closes connections
     /// idle past its `connection_timeout`.
+    /// The check is inlined into the per-packet path; the sweep itself is not.
+    #[inline(always)]
     pub fn sweep(&mut self, now: i64, out: &mut Out) {
-        if now.saturating_sub(self.last_sweep_ns) < SWEEP_NS {
-            return;
+        if now.saturating_sub(self.last_sweep_ns) >= SWEEP_NS {
+            self.sweep_now(now, out);
         }
+    }
+
+    #[inline(never)]
+    fn sweep_now(&mut self, now: i64, out: &mut Out) {
         self.last_sweep_ns = now;
         let deadlines: Vec<(i64, i64)> = self
             .protocols
@@ -528,6 +524,72 @@ impl Sessions {
 }
 
 /// Adds what one call saw to the counters (nothing to do, the common case, costs no atomics).
+/// One segment of a connection followed (`e`): reassembled, handed to its session with what
+/// the other side acknowledged, ended at a FIN. Returns whether the connection is over (both
+/// FINs, or a RST).
+#[allow(clippy::too_many_arguments)]
+fn feed_tcp(
+    e: &mut Entry,
+    protocols: &mut [Registered],
+    input: &Arc<str>,
+    map: Option<&ServiceMap>,
+    stats: &Stats,
+    p: &Packet<'_>,
+    tcp: super::decode::Tcp,
+    dir: usize,
+    ts: i64,
+    out: &mut Out,
+) -> bool {
+    e.last_ns = ts;
+    if e.conn.tunnel.is_none() {
+        if let Some(t) = p.tunnel.as_deref() {
+            e.conn.tunnel = Some(Box::new((*t, dir == e.client_dir)));
+        }
+    }
+    let r = &mut protocols[e.proto];
+    let per_stream = r.protocol.settings().max_buffer_per_connection;
+    let from = side(dir, e.client_dir);
+    let (mut counts, mut gaps) = (Counts::default(), 0u64);
+    let Entry {
+        session,
+        conn,
+        streams,
+        ..
+    } = e;
+    let mut emit = Emit {
+        conn,
+        input,
+        out,
+        map,
+        counts: &mut counts,
+    };
+    {
+        let mut sink = |c: Chunk<'_>| deliver(session.as_mut(), from, c, ts, &mut gaps, &mut emit);
+        streams[dir].segment_truncated(
+            tcp.seq,
+            tcp.flags,
+            p.payload,
+            p.missing,
+            per_stream,
+            &mut r.budget,
+            &mut sink,
+        );
+    }
+    if tcp.flags & tcp_flags::ACK != 0 && tcp.flags & tcp_flags::RST == 0 {
+        let to = from.other();
+        let mut sink = |c: Chunk<'_>| deliver(session.as_mut(), to, c, ts, &mut gaps, &mut emit);
+        streams[dir ^ 1].acked(tcp.ack, &mut r.budget, &mut sink);
+    }
+    if tcp.flags & tcp_flags::FIN != 0 {
+        let mut sink = |c: Chunk<'_>| deliver(session.as_mut(), from, c, ts, &mut gaps, &mut emit);
+        streams[dir].flush(&mut r.budget, &mut sink);
+        session.end(from, ts, &mut emit);
+    }
+    let closed = tcp.flags & tcp_flags::RST != 0 || (streams[0].fin && streams[1].fin);
+    count(&r.stats, &counts, stats, gaps);
+    closed
+}
+
 fn count(proto: &ProtocolStats, counts: &Counts, stats: &Stats, gaps: u64) {
     if counts.malformed > 0 {
         proto

@@ -15,7 +15,7 @@ fn ids_and_protocol_numbers_print_as_the_formatter_would() {
 fn feed(t: &mut FlowTable, frames: &[(i64, Vec<u8>)], out: &mut Out) {
     for (ts, f) in frames {
         let p = decode(linktype::ETHERNET, f).unwrap();
-        t.packet(&p, *ts, out);
+        t.packet(&p, FlowKey::of(&p), *ts, out);
         t.sweep(*ts, out);
     }
 }

@@ -165,6 +165,7 @@ impl Http {
                     .map(|s| s.to_ascii_lowercase())
                     .collect(),
                 send_all: cfg.send_headers.iter().any(|h| h == "*"),
+                redact_lengths: event::name_lengths(&cfg.redact_query_params),
                 cfg,
             }),
         }
