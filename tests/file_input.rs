@@ -710,25 +710,12 @@ fn max_in_flight_holds_reading_back_while_the_output_is_stuck() {
 fn a_file_rotated_while_trawl_was_stopped_is_resumed_from_the_registry() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let target_dir = d.join("pods/shop_web-7d9_0b1c-22/nginx");
-    std::fs::create_dir_all(&target_dir).unwrap();
-    std::fs::create_dir_all(d.join("containers")).unwrap();
-    let target = target_dir.join("0.log");
-    let id = "b".repeat(64);
-    std::os::unix::fs::symlink(
-        &target,
-        d.join(format!("containers/web-7d9_shop_nginx-{id}.log")),
-    )
-    .unwrap();
-    let cri = |from: usize, to: usize| -> String {
-        (from..to)
-            .map(|i| format!("2026-11-23T10:00:00.000000000Z stdout F {}\n", line(i)))
-            .collect()
-    };
+    let (target_dir, target, id) =
+        kubelet_container(d, "shop_web-7d9_0b1c-22/nginx", "web-7d9_shop_nginx", 'b');
     // History from before trawl ever ran: not in the registry, not to be shipped.
     std::fs::write(
         target_dir.join("0.log.20261122-000000"),
-        cri(900_000, 900_010),
+        cri_lines(900_000, 900_010),
     )
     .unwrap();
     std::fs::write(
@@ -736,7 +723,7 @@ fn a_file_rotated_while_trawl_was_stopped_is_resumed_from_the_registry() {
         b"\x1f\x8b junk",
     )
     .unwrap();
-    std::fs::write(&target, cri(0, 1000)).unwrap();
+    std::fs::write(&target, cri_lines(0, 1000)).unwrap();
     let input = format!(
         "    type: file\n    paths: [\"{}/containers/*.log\"]\n",
         d.display()
@@ -753,10 +740,10 @@ fn a_file_rotated_while_trawl_was_stopped_is_resumed_from_the_registry() {
         .append(true)
         .open(&target)
         .unwrap();
-    w.write_all(cri(1000, 2000).as_bytes()).unwrap();
+    w.write_all(cri_lines(1000, 2000).as_bytes()).unwrap();
     drop(w);
     std::fs::rename(&target, target_dir.join("0.log.20261123-100000")).unwrap();
-    std::fs::write(&target, cri(2000, 3000)).unwrap();
+    std::fs::write(&target, cri_lines(2000, 3000)).unwrap();
 
     let second = Trawl::start(d, &config, "out2.json");
     let ev2 = second.wait_for(20, "the rotated rest and the new file", |ev| {
@@ -802,31 +789,18 @@ fn a_file_rotated_while_trawl_was_stopped_is_resumed_from_the_registry() {
 fn a_file_created_and_rotated_while_trawl_was_stopped_is_read_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let target_dir = d.join("pods/shop_web-5c1_0a2e-31/app");
-    std::fs::create_dir_all(&target_dir).unwrap();
-    std::fs::create_dir_all(d.join("containers")).unwrap();
-    let target = target_dir.join("0.log");
-    let id = "c".repeat(64);
-    std::os::unix::fs::symlink(
-        &target,
-        d.join(format!("containers/web-5c1_shop_app-{id}.log")),
-    )
-    .unwrap();
-    let cri = |from: usize, to: usize| -> String {
-        (from..to)
-            .map(|i| format!("2026-11-23T10:00:00.000000000Z stdout F {}\n", line(i)))
-            .collect()
-    };
+    let (target_dir, target, id) =
+        kubelet_container(d, "shop_web-5c1_0a2e-31/app", "web-5c1_shop_app", 'c');
     // History, last written an hour before trawl first ran.
     let history = target_dir.join("0.log.20261122-000000");
-    std::fs::write(&history, cri(900_000, 900_010)).unwrap();
+    std::fs::write(&history, cri_lines(900_000, 900_010)).unwrap();
     std::fs::File::options()
         .write(true)
         .open(&history)
         .unwrap()
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
-    std::fs::write(&target, cri(0, 1000)).unwrap();
+    std::fs::write(&target, cri_lines(0, 1000)).unwrap();
     let input = format!(
         "    type: file\n    paths: [\"{}/containers/*.log\"]\n",
         d.display()
@@ -852,11 +826,11 @@ fn a_file_created_and_rotated_while_trawl_was_stopped_is_read_at_the_next_start(
             .unwrap();
         w.write_all(text.as_bytes()).unwrap();
     };
-    write(&target, cri(1000, 1500));
+    write(&target, cri_lines(1000, 1500));
     std::fs::rename(&target, target_dir.join("0.log.20261123-100000")).unwrap();
-    write(&target, cri(1500, 2500));
+    write(&target, cri_lines(1500, 2500));
     std::fs::rename(&target, target_dir.join("0.log.20261123-110000")).unwrap();
-    write(&target, cri(2500, 3000));
+    write(&target, cri_lines(2500, 3000));
 
     let mut second = Trawl::start(d, &config, "out2.json");
     second.wait_for(
@@ -895,4 +869,24 @@ fn a_file_created_and_rotated_while_trawl_was_stopped_is_read_at_the_next_start(
         .expect("line 1500");
     assert_eq!(unseen["kubernetes"]["pod"]["name"], "web-5c1");
     assert_eq!(unseen["container"]["id"], id.as_str());
+}
+
+/// kubelet's layout under `d`: `pods/<pod>/0.log` and its `/var/log/containers`-style link
+/// `containers/<link>-<id>.log`, the container id being 64 times `id_char`. Returns the
+/// pod folder, the `0.log` path and the id.
+fn kubelet_container(d: &Path, pod: &str, link: &str, id_char: char) -> (PathBuf, PathBuf, String) {
+    let target_dir = d.join("pods").join(pod);
+    std::fs::create_dir_all(&target_dir).unwrap();
+    std::fs::create_dir_all(d.join("containers")).unwrap();
+    let target = target_dir.join("0.log");
+    let id = id_char.to_string().repeat(64);
+    std::os::unix::fs::symlink(&target, d.join(format!("containers/{link}-{id}.log"))).unwrap();
+    (target_dir, target, id)
+}
+
+/// Lines `from..to` as containerd writes them (CRI, full lines).
+fn cri_lines(from: usize, to: usize) -> String {
+    (from..to)
+        .map(|i| format!("2026-11-23T10:00:00.000000000Z stdout F {}\n", line(i)))
+        .collect()
 }

@@ -361,7 +361,7 @@ fn a_flow_found_due_that_gets_a_packet_before_its_report_stays_open() {
     assert_eq!(out.pending(), SWEEP_BATCH);
     let late = syns(n, 0).pop().unwrap().1;
     let p = decode(linktype::ETHERNET, &late).unwrap();
-    t.packet(&p, 40_000_000_001, &mut out);
+    t.packet(&p, FlowKey::of(&p), 40_000_000_001, &mut out);
     t.sweep(40_000_000_002, &mut out);
     assert_eq!(out.pending(), SWEEP_BATCH, "not reported as timed out");
     assert_eq!(t.len(), 1);
