@@ -3,9 +3,7 @@
 //! Shared by every line-oriented input (stdin, files, sockets, tee), as is what a line becomes
 //! on its way to an event (`Line`, its text with invalid UTF-8 replaced and counted).
 
-use super::InputContext;
 use chrono::{DateTime, Utc};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One line handed to the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,24 +205,6 @@ pub fn to_text(line: &[u8]) -> Result<String, String> {
     match simdutf8::basic::from_utf8(line) {
         Ok(s) => Ok(s.to_owned()),
         Err(_) => Err(String::from_utf8_lossy(line).into_owned()),
-    }
-}
-
-/// Lines of one input whose invalid UTF-8 was replaced: each counted in `trawl_errors_total`,
-/// the first logged (once per input, however many connections or pipes it reads).
-#[derive(Debug, Default)]
-pub struct InvalidUtf8 {
-    logged: AtomicBool,
-}
-
-impl InvalidUtf8 {
-    /// One more such line, starting at `offset` of its stream.
-    pub fn replaced(&self, ctx: &InputContext, offset: u64) {
-        ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-        if !self.logged.swap(true, Ordering::Relaxed) {
-            tracing::warn!(input = %ctx.name, line_offset = offset,
-                "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
-        }
     }
 }
 

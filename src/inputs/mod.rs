@@ -358,3 +358,21 @@ pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) ->
         &format!("{}.type", spec.path),
     )
 }
+
+/// Lines of one input whose invalid UTF-8 was replaced: each counted in `trawl_errors_total`,
+/// the first logged (once per input, however many connections or pipes it reads).
+#[derive(Debug, Default)]
+pub struct InvalidUtf8 {
+    logged: AtomicBool,
+}
+
+impl InvalidUtf8 {
+    /// One more such line, starting at `offset` of its stream.
+    pub fn replaced(&self, ctx: &InputContext, offset: u64) {
+        ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(input = %ctx.name, line_offset = offset,
+                "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
+        }
+    }
+}

@@ -3,8 +3,9 @@
 //! between reads and still hand on every line already read. With `multiline:` the lines of
 //! one event (a stack trace) are joined; one still waiting is sent after its timeout.
 
-use super::lines::{InvalidUtf8, LineInfo, LineSplitter};
+use super::lines::{LineInfo, LineSplitter};
 use super::multiline::{self, Line, Multiline};
+use super::InvalidUtf8;
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
 use crate::event::{Batch, Event};

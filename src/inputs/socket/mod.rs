@@ -7,8 +7,9 @@
 
 mod acks;
 
-use super::lines::{InvalidUtf8, LineInfo, LineSplitter};
+use super::lines::{LineInfo, LineSplitter};
 use super::multiline::{self, Line, Multiline};
+use super::InvalidUtf8;
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
 use crate::event::{Batch, Event, Value};

@@ -11,8 +11,9 @@ pub mod passthrough;
 pub mod spool;
 pub mod stream_lines;
 
-use super::lines::{InvalidUtf8, LineInfo};
+use super::lines::LineInfo;
 use super::multiline::{self, Line, Multiline};
+use super::InvalidUtf8;
 use super::{BoxFuture, Input, InputContext};
 use crate::event::{Batch, Event, Value};
 use crate::telemetry::metrics::ComponentMetrics;
