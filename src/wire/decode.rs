@@ -140,7 +140,7 @@ const ETH_QINQ: u16 = 0x9100;
 const ETH_MPLS_UNICAST: u16 = 0x8847;
 const ETH_MPLS_MULTICAST: u16 = 0x8848;
 const ETH_PPPOE_SESSION: u16 = 0x8864;
-const ESP: IpNumber = IpNumber(50);
+pub(crate) const ESP: IpNumber = IpNumber(50);
 /// More nested encapsulations than this is not traffic but an attack on the decoder.
 const MAX_DEPTH: u8 = 6;
 

@@ -5,7 +5,7 @@
 mod key;
 
 use super::community_id::{community_id, icmp_counterpart};
-use super::decode::{tcp_flags, Packet};
+use super::decode::{tcp_flags, Packet, ESP};
 use super::defrag::Wire;
 use super::out::{Fields, Fixed, Out, Report};
 use super::tunnel::Tunnel;
@@ -689,7 +689,7 @@ impl Report for FlowReport<'_> {
             }
         }
         w.close();
-        if k.proto == ESP_PROTO && k.label != 0 {
+        if k.proto == ESP.0 && k.label != 0 {
             // One flow per security association (RFC 4303): the SPI is what tells two of
             // them between the same hosts apart.
             w.open("esp");
@@ -701,9 +701,6 @@ impl Report for FlowReport<'_> {
         }
     }
 }
-
-/// IP protocol number of ESP.
-const ESP_PROTO: u8 = 50;
 
 /// `tunnel.{type,id,source.ip,destination.ip}`; `forward` when the packet that carried the
 /// tunnel went from the flow's source to its destination (the outer addresses follow it).
