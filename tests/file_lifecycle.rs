@@ -114,6 +114,54 @@ fn a_deleted_file_whose_writer_keeps_appending_is_read_until_idle() {
     });
 }
 
+/// A file closed for inactivity is written to again and deleted within a moment, while its
+/// writer keeps appending (an app that wakes up, logs a burst, and whose log is cleaned up by a
+/// script). Writes start no scan and the next one is a minute away: the lines must still all be
+/// shipped, since once the file has no name trawl can never open it again.
+#[test]
+fn a_closed_file_written_to_and_deleted_at_once_is_read_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("app.log");
+    std::fs::write(&path, lines(0, 100)).unwrap();
+    let input = format!(
+        "    type: file\n    paths: [\"{}/*.log\"]\n    close_inactive: 1s\n    scan_interval: 60s\n    close_removed: 2s",
+        d.display()
+    );
+    let t = Trawl::start(d, &pipeline(d, &input), "out.json");
+    t.wait_for(30, "the first 100 lines", |ev| ev.len() >= 100);
+    wait_until(30, "trawl to close the inactive file", || {
+        !t.has_open(&path)
+    });
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writer.write_all(lines(100, 460).as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::remove_file(&path).unwrap();
+    for k in 0..4 {
+        let from = 460 + k * 100;
+        writer
+            .write_all(lines(from, from + 100).as_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(writer);
+    let ev = t.wait_for(
+        30,
+        "the 760 lines written after the file was closed",
+        |ev| ev.len() >= 860,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let ev = if t.events().len() > ev.len() {
+        t.events()
+    } else {
+        ev
+    };
+    assert_exactly(&ev, 0, 860);
+}
+
 /// 12 files and `max_open_files: 3`: files read to their end make room for the waiting ones
 /// instead of holding their slot until `close_inactive` (an hour here), the limit is said
 /// once, and a file closed to make room is read again when it grows.

@@ -45,6 +45,20 @@ struct Renamed {
 /// Most rename destinations remembered between two scans.
 const MAX_RENAMES: usize = 4096;
 
+/// Paths written to since the reader last looked, from filesystem events. The reader reopens a
+/// file it closed (`close_inactive`, or to free a slot) as soon as it is written to: found only
+/// at the next scan (writes start none), a file written and then deleted within `scan_interval`
+/// would have its new lines lost, since a file with no name can no longer be opened.
+#[derive(Default)]
+pub struct Written {
+    pub paths: HashSet<PathBuf>,
+    /// More distinct paths were written than are kept: the reader looks at every closed file.
+    pub overflowed: bool,
+}
+
+/// Most written-to paths kept between two turns of the reader.
+const MAX_WRITTEN: usize = 1024;
+
 /// What the discovery thread found, shared with the reader.
 #[derive(Default)]
 pub struct Found {
@@ -221,6 +235,7 @@ impl Discovery {
         exclude: Vec<glob::Pattern>,
         use_events: bool,
         wake_reader: SyncSender<()>,
+        written: Arc<Mutex<Written>>,
     ) -> (Discovery, Receiver<()>) {
         let (tx, rx) = sync_channel(1);
         let renamed_to = Arc::new(Mutex::new(Vec::new()));
@@ -236,6 +251,7 @@ impl Discovery {
                 patterns,
                 renamed_to.clone(),
                 link_targets.clone(),
+                written,
             )
         } else {
             None
@@ -425,10 +441,22 @@ fn make_watcher(
     include: Vec<glob::Pattern>,
     renamed_to: Arc<Mutex<Vec<Renamed>>>,
     link_targets: Arc<Mutex<HashMap<PathBuf, PathBuf>>>,
+    written: Arc<Mutex<Written>>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::event::{EventKind, ModifyKind, RenameMode};
     let handler = move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = &res {
+            if matches!(ev.kind, EventKind::Modify(ModifyKind::Data(_))) {
+                if let (Some(path), Ok(mut w)) = (ev.paths.first(), written.lock()) {
+                    if w.paths.len() < MAX_WRITTEN {
+                        if !w.paths.contains(path) {
+                            w.paths.insert(path.clone());
+                        }
+                    } else if !w.paths.contains(path) {
+                        w.overflowed = true;
+                    }
+                }
+            }
             if let (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) =
                 (&ev.kind, ev.paths.as_slice())
             {
@@ -532,7 +560,7 @@ mod tests {
         let pat = format!("{}/**/*.log", d.display());
         let excl = compile_exclude(&["*_kube-system_*".to_owned()]).unwrap();
         let (tx, _rx) = sync_channel(1);
-        let (mut disc, _events) = Discovery::new(vec![pat], excl, false, tx);
+        let (mut disc, _events) = Discovery::new(vec![pat], excl, false, tx, Default::default());
         let mut got: Vec<String> = disc
             .scan()
             .iter()

@@ -3,7 +3,7 @@
 //! inactivity mean for each. The only place that opens and closes files.
 
 use super::batcher::{Batcher, Built};
-use super::discovery::{self, Discovery, Found};
+use super::discovery::{self, Discovery, Found, Written};
 use super::identity::FileKey;
 use super::multiline::Multiline;
 use super::reader::{ReadOutcome, Tail};
@@ -92,6 +92,8 @@ struct Tailer {
     empty_checked_at: Option<Instant>,
     /// When the files held with no descriptor were last looked at for growth (once a second).
     unopened_checked_at: Option<Instant>,
+    /// Paths written to, from filesystem events: closed files among them are reopened at once.
+    written: Arc<Mutex<Written>>,
 }
 
 pub(super) fn run(
@@ -111,11 +113,13 @@ pub(super) fn run(
         .positive()
         .unwrap_or(Duration::from_millis(250));
     let (wake_tx, wake) = std::sync::mpsc::sync_channel(1);
+    let written = Arc::new(Mutex::new(Written::default()));
     let (discovery, events) = Discovery::new(
         config.paths.clone(),
         exclude,
         config.watch_events,
         wake_tx.clone(),
+        written.clone(),
     );
     let found = Arc::new(Mutex::new(Found::default()));
     let scanner = discovery::spawn(
@@ -156,6 +160,7 @@ pub(super) fn run(
         empty_new: HashMap::new(),
         empty_checked_at: None,
         unopened_checked_at: None,
+        written,
     };
     let mut generation = 0;
     loop {
@@ -170,6 +175,7 @@ pub(super) fn run(
             generation = latest;
         }
         t.decide_grown_empty(&found, now, poll);
+        t.reopen_written();
         t.apply_rewinds();
         let progress = match t.read_all(&mut buf) {
             Ok(p) => p,

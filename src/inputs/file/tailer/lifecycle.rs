@@ -5,6 +5,7 @@
 use super::{entry_for, Closed, Tailer, TRUNCATION_KEPT};
 use crate::inputs::file::identity::{new_stream_id, FileKey, Fingerprint};
 use crate::inputs::file::registry::Truncation;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 impl Tailer {
@@ -69,6 +70,39 @@ impl Tailer {
             tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), why, "file closed");
         }
         Ok(())
+    }
+
+    /// Reopens the closed files that filesystem events say were written to, without waiting for
+    /// the next scan (see `discovery::Written`). A file renamed away since (its name leads to
+    /// another file now) is left to the scan's rename handling.
+    pub(super) fn reopen_written(&mut self) {
+        let (paths, overflowed) = match self.written.lock() {
+            Ok(mut w) => (
+                std::mem::take(&mut w.paths),
+                std::mem::take(&mut w.overflowed),
+            ),
+            Err(_) => return,
+        };
+        if (paths.is_empty() && !overflowed) || self.tails.values().all(|t| t.is_open()) {
+            return;
+        }
+        let closed = |key: &FileKey| self.tails.get(key).filter(|t| !t.is_open());
+        let grown: Vec<(FileKey, PathBuf)> = if overflowed {
+            self.tails
+                .iter()
+                .filter(|(_, t)| !t.is_open())
+                .map(|(k, t)| (*k, t.path.clone()))
+                .collect()
+        } else {
+            paths
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok().map(|m| FileKey::of(&m)))
+                .filter_map(|k| closed(&k).map(|t| (k, t.path.clone())))
+                .collect()
+        };
+        for (key, path) in grown {
+            self.rediscovered(key, &path);
+        }
     }
 
     pub(super) fn close_idle(&mut self, now: Instant) {
