@@ -162,6 +162,113 @@ fn a_closed_file_written_to_and_deleted_at_once_is_read_to_its_end() {
     assert_exactly(&ev, 0, 860);
 }
 
+/// The same burst-then-delete while the output is stuck (a consumer that stopped reading
+/// trawl's stdout, as an output outage does): the reader waits for room and reads nothing, yet
+/// the closed file must be taken hold of before its name goes, and read once the output moves.
+#[test]
+fn a_closed_file_written_to_and_deleted_while_the_output_is_stuck_is_read_once_it_moves() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let busy = d.join("busy.log");
+    let quiet = d.join("quiet.log");
+    std::fs::write(&busy, "").unwrap();
+    std::fs::write(&quiet, lines(0, 100)).unwrap();
+    let input = format!(
+        "    type: file\n    paths: [\"{}/*.log\"]\n    close_inactive: 1s\n    scan_interval: 60s\n    close_removed: 2s\n    max_in_flight: 64KiB",
+        d.display()
+    );
+    let cfg = d.join("pipeline.yaml");
+    std::fs::write(&cfg, pipeline(d, &input)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(d.join("trawl.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // The consumer reads a line only when told how many: not reading is the stuck output.
+    let (want_tx, want_rx) = mpsc::channel::<usize>();
+    let (line_tx, line_rx) = mpsc::channel::<String>();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        while let Ok(n) = want_rx.recv() {
+            for _ in 0..n {
+                let mut l = String::new();
+                if stdout.read_line(&mut l).unwrap_or(0) == 0 || line_tx.send(l).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let take = |n: usize| -> Vec<String> {
+        want_tx.send(n).unwrap();
+        (0..n)
+            .map(|_| {
+                line_rx
+                    .recv_timeout(Duration::from_secs(60))
+                    .expect("an event within 60 s")
+            })
+            .collect()
+    };
+    let message = |l: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["message"].as_str().unwrap().to_owned()
+    };
+    let mut got: Vec<String> = take(100).iter().map(|l| message(l)).collect();
+    let open = |p: &Path| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|t| {
+                        t == p || t.to_string_lossy() == format!("{} (deleted)", p.display())
+                    })
+                })
+            })
+            .unwrap_or(false)
+    };
+    wait_until(30, "trawl to close the inactive file", || !open(&quiet));
+    // The output is stuck from here: 20,000 lines of the busy file fill the pipe, the pipeline
+    // and `max_in_flight`, and the reader waits for room.
+    let busy_lines: String = (0..20_000).map(|i| format!("busy {i:06} {}\n", "x".repeat(80))).collect();
+    append(&busy, &busy_lines);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&quiet)
+        .unwrap();
+    writer.write_all(lines(100, 400).as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::remove_file(&quiet).unwrap();
+    writer.write_all(lines(400, 600).as_bytes()).unwrap();
+    drop(writer);
+    std::thread::sleep(Duration::from_millis(1000));
+    // The output moves again: whatever comes until 15 s pass without an event.
+    want_tx.send(20_500).unwrap();
+    while let Ok(l) = line_rx.recv_timeout(Duration::from_secs(15)) {
+        got.push(message(&l));
+    }
+    let quiet_lines: Vec<&String> = got.iter().filter(|m| m.starts_with("line ")).collect();
+    let expected: Vec<String> = (0..600).map(line).collect();
+    let mut sorted: Vec<&String> = quiet_lines.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        expected.iter().collect::<Vec<_>>(),
+        "every line of the quiet file once"
+    );
+    assert_eq!(
+        got.iter().filter(|m| m.starts_with("busy ")).count(),
+        20_000,
+        "every line of the busy file"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// 12 files and `max_open_files: 3`: files read to their end make room for the waiting ones
 /// instead of holding their slot until `close_inactive` (an hour here), the limit is said
 /// once, and a file closed to make room is read again when it grows.
