@@ -233,7 +233,9 @@ fn a_closed_file_written_to_and_deleted_while_the_output_is_stuck_is_read_once_i
     wait_until(30, "trawl to close the inactive file", || !open(&quiet));
     // The output is stuck from here: 20,000 lines of the busy file fill the pipe, the pipeline
     // and `max_in_flight`, and the reader waits for room.
-    let busy_lines: String = (0..20_000).map(|i| format!("busy {i:06} {}\n", "x".repeat(80))).collect();
+    let busy_lines: String = (0..20_000)
+        .map(|i| format!("busy {i:06} {}\n", "x".repeat(80)))
+        .collect();
     append(&busy, &busy_lines);
     std::thread::sleep(Duration::from_millis(1500));
     let mut writer = std::fs::OpenOptions::new()
