@@ -115,7 +115,7 @@ fn curl_upgrades_to_h2c_with_hypercorn_and_each_logged_request_is_one_stream() {
         .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "trawl pcap: {status}");
-    let mut got: Vec<J> = out
+    let got: Vec<J> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
