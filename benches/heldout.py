@@ -17,9 +17,14 @@ mapped to trawl's ECS fields as ../shared/README.md does (the table there and be
 with no ECS counterpart (alert, tx_id, http2 settings...) is left out of the match, as in
 tests/pcap_suricata.rs; a filter none of whose keys has one is reported apart ("unmappable"),
 since it would count every event. Filters for older Suricata versions (`requires: lt-version`) are
-skipped, and so is a test that requires one. A `count: 0` filter in a test that runs
-Suricata as an IPS or with `stream.midstream=false` is reported apart ("policy"): Suricata
-logs nothing there by policy, a passive shipper reports what it saw (as tests/pcap_suricata.rs).
+skipped, and so is a test that requires one. Every HTTP and flow filter of a test that runs
+Suricata in a mode trawl does not have is scored twice: counted in the raw score, set apart
+("policy") in the adjusted one, whatever its count and whether trawl matches it. The criterion,
+read from the test's args and suricata.yaml only (never its name): Suricata runs as an IPS
+(`--simulate-ips`), loads firewall rules (a top-level `firewall:`), sets an exception policy
+(a top-level `exception-policy:`, or any `*-policy` setting given with `--set`), or has
+mid-stream pick-up turned off by `--set stream.midstream=false`. In those modes Suricata drops,
+splits or leaves out what a passive sensor reports as it was on the wire.
 Zeek rows match one trawl HTTP event each (one-to-one): endpoints, method, host (Zeek keeps
 port left out), uri (Zeek logs it percent-decoded), user agent, status (Zeek's version is the
 reply's, trawl's the request's: not compared); a btest whose script rewrites log records
@@ -151,6 +156,31 @@ def holds(ev, conds):
     return True
 
 
+def policy_mode(d, args):
+    """The mode trawl does not have that the test runs Suricata in (see the docstring), or
+    None. From the test's args and suricata.yaml only."""
+    if "simulate-ips" in args:
+        return "ips"
+    if "midstream=false" in args:
+        return "no-midstream"
+    if re.search(r"-policy=", args):
+        return "exception-policy"
+    path = os.path.join(d, "suricata.yaml")
+    if os.path.exists(path):
+        with open(path) as f:
+            try:
+                cfg = yaml.safe_load(f) or {}
+            except yaml.YAMLError:
+                cfg = {}
+        if isinstance(cfg, dict):
+            if cfg.get("firewall") is not None:
+                return "firewall"
+            # Top level only: `exception-policy: true` under an eve `flow` output is logging.
+            if isinstance(cfg.get("exception-policy"), str):
+                return "exception-policy"
+    return None
+
+
 def run_trawl(trawl, pcap):
     out = subprocess.run([trawl, "pcap", "--only", "flows,http,http2", pcap],
                          capture_output=True, timeout=600)
@@ -186,7 +216,7 @@ def suricata(root, trawl, results):
         if "lt-version" in (y.get("requires") or {}):
             continue
         args = " ".join(str(a) for a in y.get("args") or [])
-        policy = "simulate-ips" in args or "midstream=false" in args
+        policy = policy_mode(d, args)
         filters = []
         for check in y.get("checks") or []:
             f = check.get("filter") if isinstance(check, dict) else None
@@ -216,9 +246,10 @@ def suricata(root, trawl, results):
                 # counting every event would judge another filter than the one written.
                 status = "unmappable"
             else:
-                status = "ok" if ok else ("policy" if policy and count == 0 else "miss")
+                status = "ok" if ok else "miss"
             results.append({
                 "suite": "suricata", "kind": kind, "test": name, "index": i, "status": status,
+                "policy": policy,
                 "count": count, "got": n, "match": {k: str(v) for k, v in m.items()},
                 "dropped": dropped, "emitted": len(pool), "crash": events is None and err,
             })
@@ -308,8 +339,10 @@ def zeek(root, trawl, results):
         for i, row in enumerate(rows):
             if all(row.get(k) == "-" for k in ("method", "uri", "status_code")):
                 # Zeek logs an empty record after an HTTP/0.9 reply: no transaction on the wire.
+                hit = next((j for j, e in enumerate(http) if j not in used and zeek_matches(row, e)), None)
                 results.append({"suite": "zeek", "kind": "zeek", "test": name, "index": i,
-                                "status": "policy", "match": {}, "emitted": len(http)})
+                                "status": "ok" if hit is not None else "miss",
+                                "policy": "zeek-empty-record", "match": {}, "emitted": len(http)})
                 continue
             hit = next((j for j, e in enumerate(http) if j not in used and zeek_matches(row, e)), None)
             if hit is not None:
@@ -343,23 +376,29 @@ def main():
         caps["zeek"] = zeek(a.zeek, a.trawl, results)
     titles = {"http": "suricata-verify HTTP events", "flow": "suricata-verify flow packet counts",
               "zeek": "Zeek http.log rows"}
-    print("| expectations | captures | expectations | matched | % | apart: policy | apart: unmappable |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| expectations | captures | raw: expectations | raw: matched | raw % |"
+          " adjusted: expectations | adjusted: matched | adjusted % | apart: policy (matched) |"
+          " apart: unmappable |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kind in ("http", "flow", "zeek"):
         if kind not in caps:
             continue
         rs = [r for r in results if r["kind"] == kind]
-        scored = [r for r in rs if r["status"] in ("ok", "miss")]
-        ok = sum(r["status"] == "ok" for r in scored)
-        pct = 100.0 * ok / max(len(scored), 1)
-        policy = sum(r["status"] == "policy" for r in rs)
+        raw = [r for r in rs if r["status"] in ("ok", "miss")]
+        adjusted = [r for r in raw if not r.get("policy")]
+        policy = [r for r in raw if r.get("policy")]
         unmappable = sum(r["status"] == "unmappable" for r in rs)
-        print(f"| {titles[kind]} | {len(caps[kind])} | {len(scored)} | {ok} | {pct:.1f} |"
-              f" {policy} | {unmappable} |")
+        cells = []
+        for scored in (raw, adjusted):
+            ok = sum(r["status"] == "ok" for r in scored)
+            cells.append(f"{len(scored)} | {ok} | {100.0 * ok / max(len(scored), 1):.1f}")
+        print(f"| {titles[kind]} | {len(caps[kind])} | {cells[0]} | {cells[1]} |"
+              f" {len(policy)} ({sum(r['status'] == 'ok' for r in policy)}) | {unmappable} |")
     if a.misses:
         for r in results:
             if r["status"] != "ok":
-                print(f"{r['status']}: {r['kind']} {r['test']}#{r['index']}: want {r.get('count')} "
+                status = f"policy({r['policy']}) {r['status']}" if r.get("policy") else r["status"]
+                print(f"{status}: {r['kind']} {r['test']}#{r['index']}: want {r.get('count')} "
                       f"got {r.get('got')} of {r['emitted']}: {r['match']}"
                       + (f" (ignored {r['dropped']})" if r.get("dropped") else "")
                       + (f" CRASH {r['crash']}" if r.get("crash") else ""))

@@ -224,9 +224,49 @@ fn vxlan_on_an_unconfigured_port_stays_outer_udp() {
     assert!(evs.iter().all(|e| s(e, "event.dataset") == "flow"));
 }
 
+/// `trawl run` on `pcap` as a `pcap_file` input with `flows:` settings `flows` (YAML flow
+/// mapping), events to stdout.
+fn trawl_run(pcap: &Path, flows: &str) -> Vec<J> {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    flows: {flows}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
+            pcap.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .output()
+        .expect("run trawl run");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        pcap.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// Flow events between the tunnel endpoints (make_live.sh's 192.0.2.0/24).
+fn outer_flows(evs: &[J]) -> Vec<&J> {
+    evs.iter()
+        .filter(|e| s(e, "event.dataset") == "flow" && s(e, "source.ip").starts_with("192.0.2."))
+        .collect()
+}
+
 /// Frames whose inner packet is not IP (ARP inside the tunnel, an AYIYA heartbeat that
 /// forwards nothing) still count on the wire: as the outer flow between the tunnel endpoints,
-/// with tshark's packet count; tunnel packets whose inner packet decodes make no outer flow.
+/// with tshark's packet count. With `outer_tunnel_flows: false`, tunnel packets whose inner
+/// packet decodes make no outer flow, so only those frames are in it; tunnels over IP (GRE,
+/// ERSPAN) never report theirs.
 #[test]
 fn undecodable_inner_packets_are_reported_as_the_outer_flow() {
     for (file, proto, undecodable) in [
@@ -241,11 +281,8 @@ fn undecodable_inner_packets_are_reported_as_the_outer_flow() {
         ("ayiya.pcap", "udp", "ayiya.opcode == 0"),
     ] {
         let path = data(file);
-        let evs = trawl(&path, &[]);
-        let outer: Vec<&J> = evs
-            .iter()
-            .filter(|e| s(e, "source.ip").starts_with("192.0.2."))
-            .collect();
+        let evs = trawl_run(&path, "{ outer_tunnel_flows: false }");
+        let outer = outer_flows(&evs);
         let arp = tshark_ip(&path, undecodable, 'f');
         assert!(
             !arp.is_empty(),
@@ -257,6 +294,105 @@ fn undecodable_inner_packets_are_reported_as_the_outer_flow() {
             .sum();
         assert_eq!(total, arp.len() as i64, "{file}: {outer:#?}");
         assert!(outer.iter().all(|e| s(e, "network.transport") == proto));
+        assert!(outer.iter().all(|e| get(e, "tunnel").is_none()), "{file}");
+        if proto == "47" {
+            // Over IP the default is the same: only UDP tunnels have an outer flow to report.
+            let by_default = trawl(&path, &[]);
+            let again: i64 = outer_flows(&by_default)
+                .iter()
+                .map(|e| n(e, "source.packets") + n(e, "destination.packets"))
+                .sum();
+            assert_eq!(again, total, "{file}");
+        }
+    }
+}
+
+/// A tunnel over UDP is a UDP flow between the tunnel endpoints on the wire, and Suricata and
+/// Zeek report it besides the inner flows: by default trawl does too, with every packet that
+/// crossed the wire between the endpoints (tunnelled or not decodable) and their outer IP
+/// bytes per direction as tshark reads them, marked `tunnel.outer: true` with the tunnel's
+/// type so that its bytes, which hold the inner flows' bytes, are not counted twice (an outer
+/// 5-tuple whose frames never carried a decodable inner packet stays an unmarked UDP flow).
+#[test]
+fn udp_tunnels_report_their_outer_flow_besides_the_inner_ones() {
+    for (file, args, kind) in [
+        ("vxlan.pcap", &[][..], "vxlan"),
+        ("vxlan_reserved_bits.pcap", &[], "vxlan"),
+        ("vxlan_port9999.pcap", &["--vxlan-ports", "9999"], "vxlan"),
+        ("geneve_options.pcap", &[], "geneve"),
+        ("gtp_u.pcap", &[], "gtp"),
+        ("ayiya.pcap", &[], "ayiya"),
+        ("gre_udp.pcap", &[], "gre-udp"),
+    ] {
+        let path = data(file);
+        let evs = trawl(&path, args);
+        let outer = outer_flows(&evs);
+        assert!(!outer.is_empty(), "{file}: an outer flow: {evs:#?}");
+        // Every outer packet tshark sees: UDP between the endpoints, outermost IP header.
+        let wire = tshark_ip(&path, "udp && ip.src == 192.0.2.0/24", 'f');
+        let mut marked = 0;
+        for e in &outer {
+            assert_eq!(s(e, "network.transport"), "udp", "{file}: {e}");
+            // A flow of frames whose inner packet does not decode (ARP) carries no inner
+            // flow's bytes: it stays unmarked, as without the option.
+            if get(e, "tunnel").is_some() {
+                assert_eq!(s(e, "tunnel.type"), kind, "{file}: {e}");
+                assert_eq!(get(e, "tunnel.outer"), Some(&J::Bool(true)), "{file}: {e}");
+                assert!(get(e, "tunnel.id").is_none(), "{file}: {e}");
+                marked += 1;
+            }
+        }
+        assert!(
+            marked >= 1,
+            "{file}: the tunnel's outer flow is marked: {outer:#?}"
+        );
+        let mut got: Vec<(String, i64, i64)> = outer
+            .iter()
+            .flat_map(|e| {
+                [
+                    (
+                        s(e, "source.ip"),
+                        n(e, "source.packets"),
+                        n(e, "source.bytes"),
+                    ),
+                    (
+                        s(e, "destination.ip"),
+                        n(e, "destination.packets"),
+                        n(e, "destination.bytes"),
+                    ),
+                ]
+            })
+            .filter(|d| d.1 > 0)
+            .fold(Vec::new(), |mut acc: Vec<(String, i64, i64)>, d| {
+                match acc.iter_mut().find(|a| a.0 == d.0) {
+                    Some(a) => {
+                        a.1 += d.1;
+                        a.2 += d.2;
+                    }
+                    None => acc.push(d),
+                }
+                acc
+            });
+        got.sort();
+        let mut want: Vec<(String, i64, i64)> = ["192.0.2.1", "192.0.2.2"]
+            .iter()
+            .map(|ip| {
+                let (p, b) = sent_by(&wire, ip);
+                (ip.to_string(), p, b)
+            })
+            .filter(|d| d.1 > 0)
+            .collect();
+        want.sort();
+        assert_eq!(
+            got, want,
+            "{file}: packets and bytes per sender: {outer:#?}"
+        );
+        // The inner flows are there as without the option (the first test checks them).
+        assert_eq!(
+            flows(&evs, "tcp", "10.99.1.1").len() + flows(&evs, "tcp", "10.99.2.1").len(),
+            1,
+            "{file}"
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 //! curl's `Upgrade: h2c` requests with 101 and HTTP/2, captured by dumpcap on loopback and read
 //! by the real trawl binary (`trawl pcap --only http2`). Every request in hypercorn's access
 //! log is one transaction: the upgraded request as stream 1, the next on the same connection
-//! as stream 3, with method, path and status.
+//! as stream 3, with method, path and status; each 101 is an HTTP/1.1 exchange of its own.
 
 mod support {
     pub mod dumpcap;
@@ -115,10 +115,27 @@ fn curl_upgrades_to_h2c_with_hypercorn_and_each_logged_request_is_one_stream() {
         .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "trawl pcap: {status}");
-    let mut got: Vec<J> = out
+    let got: Vec<J> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
+    // Each 101 answered its upgrade request in HTTP/1.1 (RFC 9110 §15.2.2): one exchange per
+    // upgraded connection, for the request that became its stream 1 (/a and /b).
+    let (switched, streams): (Vec<J>, Vec<J>) = got
+        .into_iter()
+        .partition(|e| e["http"]["response"]["status_code"] == 101);
+    let mut switched_paths: Vec<&str> = switched
+        .iter()
+        .map(|e| {
+            assert_eq!(e["http"]["version"], "1.1", "{e}");
+            assert_eq!(e["http"]["request"]["method"], "GET", "{e}");
+            assert!(e.get("http2").is_none(), "{e}");
+            e["url"]["path"].as_str().unwrap_or("")
+        })
+        .collect();
+    switched_paths.sort();
+    assert_eq!(switched_paths, ["/a", "/b"], "{out}");
+    let mut got = streams;
     assert_eq!(got.len(), logged.len(), "{logged:#?}\n{out}");
     for line in &logged {
         // "[time] [pid] [INFO] GET /a 2 200": every request reached the application over

@@ -1,8 +1,10 @@
 //! IP fragments inside and around a live VXLAN tunnel (`ns-frag-*-t`): the pod's datagrams
 //! fragmented before they enter the tunnel, or the tunnel's packets fragmented on the
-//! underlay. trawl reassembles either and keys the flow by the pod's own addresses.
+//! underlay. trawl reassembles either and keys the flow by the pod's own addresses; the
+//! tunnel's own UDP flow counts the packets of the underlay.
 
 mod support {
+    pub mod dumpcap;
     pub mod netns;
     pub mod process;
 }
@@ -186,6 +188,13 @@ fn fragments_inside_and_around_a_vxlan_tunnel_are_reassembled() {
             .spawn()
             .unwrap(),
     );
+    // The underlay as dumpcap sees it on the same veth: the oracle for the tunnel's own flows.
+    let underlay = dir.path().join("underlay.pcap");
+    let mut cap = support::dumpcap::Dumpcap::on(
+        &vx.link.host,
+        &underlay,
+        "src net 10.213.17.0/24 and dst net 10.213.17.0/24 and (udp port 4789 or (ip[6:2] & 0x3fff) != 0)",
+    );
     let log = lines_of(trawl.0.stderr.take().expect("stderr"));
     let stdout = lines_of(trawl.0.stdout.take().expect("stdout"));
     let (mut capturing, mut metrics_addr) = (false, None);
@@ -213,6 +222,7 @@ fn fragments_inside_and_around_a_vxlan_tunnel_are_reassembled() {
         ports.push((mtu, out.trim().parse::<u64>().expect("the client's port")));
     }
     std::thread::sleep(Duration::from_secs(2));
+    cap.stop();
     let metrics = http_get(&metrics_addr, "/metrics").unwrap_or_default().1;
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(trawl.0.id() as i32, libc::SIGTERM) };
@@ -264,12 +274,28 @@ fn fragments_inside_and_around_a_vxlan_tunnel_are_reassembled() {
         Some((36 + 2 * (datagrams - 12)) as f64),
         "/metrics: {metrics}"
     );
+    // The tunnel's own UDP flows (`outer_tunnel_flows`, on by default) count every packet of
+    // the underlay, fragments of an outer datagram each, as dumpcap captured them on the same
+    // veth. Every one is marked: no packet was left undecoded.
     let outer: Vec<&J> = flows
         .iter()
         .filter(|f| f["destination"]["port"] == 4789 || f["source"]["port"] == 4789)
         .collect();
     assert!(
-        outer.is_empty(),
-        "no packet left undecoded as the outer flow: {outer:#?}"
+        outer.iter().all(|f| f["tunnel"]["outer"] == true),
+        "no packet left undecoded as an unmarked outer flow: {outer:#?}"
     );
+    let outer_packets: u64 = outer
+        .iter()
+        .map(|f| f["network"]["packets"].as_u64().unwrap_or(0))
+        .sum();
+    let tshark = Command::new("tshark")
+        .arg("-r")
+        .arg(&underlay)
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("tshark");
+    let on_the_wire = String::from_utf8_lossy(&tshark.stdout).lines().count() as u64;
+    assert!(on_the_wire > 36, "dumpcap saw the underlay: {on_the_wire}");
+    assert_eq!(outer_packets, on_the_wire, "{outer:#?}");
 }

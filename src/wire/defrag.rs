@@ -626,6 +626,13 @@ impl super::Engine {
                 return;
             }
         };
+        if d.like.tunnel.is_none() {
+            if let (Some(f), Some(t)) = (&mut self.flows, p.tunnel.as_deref()) {
+                // The fragments were of the outer datagram: packets of its tunnel's outer flow
+                // (whether what it carried is whole or a fragment in turn).
+                f.outer_fragments(t, &d.wire, &mut self.out);
+            }
+        }
         if p.fragment.is_some() {
             self.defrag.add(
                 &p,

@@ -276,7 +276,8 @@ fn fragments_inside_a_tunnel_are_reassembled_inside_it() {
 }
 
 /// A VXLAN packet bigger than the underlay's MTU, fragmented outside the tunnel: reassembled,
-/// it is the pod's one packet, counted once in the pod's flow.
+/// it is the pod's one packet, counted once in the pod's flow; the tunnel's own UDP flow counts
+/// the fragments that crossed the underlay.
 #[test]
 fn a_fragmented_tunnel_packet_is_one_packet_of_the_inner_flow() {
     let inner = ether(0x0800, &v4(1, 0, false, 17, &udp(3000, 4000, 2000)));
@@ -296,14 +297,26 @@ fn a_fragmented_tunnel_packet_is_one_packet_of_the_inner_flow() {
         ip[12..20].copy_from_slice(&outer_ip[12..20]);
         engine.packet(linktype::ETHERNET, 1_000 + i as i64, &ether(0x0800, &ip));
     }
+    let pieces = cut(payload, 1480);
+    let wire_bytes: i64 = pieces.iter().map(|(_, _, d)| 20 + d.len() as i64).sum();
     engine.finish();
     let flows = engine.out.events();
-    assert_eq!(flows.len(), 1, "{flows:?}");
-    let f = &flows[0];
+    assert_eq!(flows.len(), 2, "{flows:?}");
     use crate::event::Value;
+    let (outer, inner): (Vec<_>, Vec<_>) = flows
+        .iter()
+        .partition(|f| f.get("tunnel.outer") == Some(&Value::Bool(true)));
+    let f = inner[0];
     assert_eq!(f.get("source.port"), Some(&Value::Int(3000)));
     assert_eq!(f.get("source.packets"), Some(&Value::Int(1)));
     assert_eq!(f.get("tunnel.type").and_then(Value::as_str), Some("vxlan"));
+    let o = outer[0];
+    assert_eq!(o.get("destination.port"), Some(&Value::Int(4789)));
+    assert_eq!(
+        o.get("source.packets"),
+        Some(&Value::Int(pieces.len() as i64))
+    );
+    assert_eq!(o.get("source.bytes"), Some(&Value::Int(wire_bytes)));
     assert_eq!(stats.fragments.datagrams.load(Ordering::Relaxed), 1);
 }
 

@@ -46,6 +46,10 @@ pub struct FlowsConfig {
     /// edges of their own (`detail__protocol: tcp`) for other TCP traffic; false leaves them out.
     #[serde(default = "default_service_map")]
     pub service_map: bool,
+    /// The outer UDP flow of a VXLAN, Geneve, Teredo... tunnel is reported too, besides the
+    /// inner flows it carries (`tunnel.outer: true`); false reports the inner flows only.
+    #[serde(default = "default_outer_tunnel_flows")]
+    pub outer_tunnel_flows: bool,
 }
 
 impl Default for FlowsConfig {
@@ -57,6 +61,7 @@ impl Default for FlowsConfig {
             period: default_period(),
             max_flows: default_max_flows(),
             service_map: default_service_map(),
+            outer_tunnel_flows: default_outer_tunnel_flows(),
         }
     }
 }
@@ -74,6 +79,9 @@ fn default_max_flows() -> usize {
     100_000
 }
 fn default_service_map() -> bool {
+    true
+}
+fn default_outer_tunnel_flows() -> bool {
     true
 }
 
@@ -127,6 +135,8 @@ struct Flow {
     /// The first tunnel the flow's packets came through, and in which direction (boxed: most
     /// flows have none, and the table moves flows around).
     tunnel: Option<Box<(Tunnel, usize)>>,
+    /// The outer UDP flow of a tunnel: its packets carry other flows' packets.
+    outer: bool,
     inner_vlan: u16,
     /// ICMP type and code of the flow's first ICMP message (not an error), and its direction
     /// (0 or 1): Community ID hashes them in place of ports.
@@ -217,6 +227,70 @@ impl FlowTable {
         self.account(p, key, ts_ns, ts_ns, 1, p.ip_len as u64, out)
     }
 
+    /// Accounts the captured packet (at `ts_ns`) that carried tunnel `t` to the tunnel's own UDP flow, when
+    /// the tunnel runs over UDP and `outer_tunnel_flows` is on. The outer packet is what
+    /// crossed the wire: the outer flow counts its IP bytes, as any flow's. Inlined: one test
+    /// on untunnelled packets.
+    #[inline]
+    pub fn outer(&mut self, t: Option<&Tunnel>, ts_ns: i64, out: &mut Out) {
+        if let Some(t) = t.filter(|t| t.udp.is_some() && self.config.outer_tunnel_flows) {
+            let wire = Wire {
+                first_ns: ts_ns,
+                last_ns: ts_ns,
+                packets: 1,
+                bytes: t.ip_len as u64,
+            };
+            self.outer_packets(t, &wire, out);
+        }
+    }
+
+    /// The fragments (`wire`) of an outer datagram that turned out to carry tunnel `t` once
+    /// reassembled: packets of the tunnel's outer flow.
+    pub fn outer_fragments(&mut self, t: &Tunnel, wire: &Wire, out: &mut Out) {
+        if t.udp.is_some() && self.config.outer_tunnel_flows {
+            self.outer_packets(t, wire, out);
+        }
+    }
+
+    #[inline(never)]
+    fn outer_packets(&mut self, t: &Tunnel, wire: &Wire, out: &mut Out) {
+        let (sport, dport) = t.udp.unwrap_or_default();
+        let p = Packet {
+            vlan: t.vlan,
+            inner_vlan: 0,
+            src: t.src,
+            dst: t.dst,
+            proto: 17,
+            sport,
+            dport,
+            label: 0,
+            quoted: None,
+            tcp: None,
+            payload: &[],
+            ip_len: t.ip_len,
+            ip_id: 0,
+            missing: 0,
+            tunnel: None,
+            fragment: None,
+        };
+        let (key, dir) = FlowKey::of(&p);
+        self.account(
+            &p,
+            (key, dir),
+            wire.first_ns,
+            wire.last_ns,
+            wire.packets,
+            wire.bytes,
+            out,
+        );
+        if let Some(f) = self.table.get_mut(&key) {
+            if !f.outer {
+                f.outer = true;
+                f.tunnel = Some(Box::new((*t, dir)));
+            }
+        }
+    }
+
     /// Accounts the fragments of one IP datagram (`wire`) to the flow `p` is in: each
     /// fragment is a packet of the flow, as on the wire.
     pub fn fragments(&mut self, p: &Packet<'_>, wire: &Wire, out: &mut Out) {
@@ -300,6 +374,7 @@ impl FlowTable {
                     synack_seen: false,
                     rst: false,
                     tunnel: None,
+                    outer: false,
                     inner_vlan: p.inner_vlan,
                     icmp: None,
                 })
@@ -696,8 +771,10 @@ impl Report for FlowReport<'_> {
             w.int("spi", i64::from(k.label));
             w.close();
         }
-        if let Some((t, dir)) = f.tunnel.as_deref() {
-            write_tunnel(w, t, *dir == s);
+        match f.tunnel.as_deref() {
+            Some((t, _)) if f.outer => write_outer_tunnel(w, t),
+            Some((t, dir)) => write_tunnel(w, t, *dir == s),
+            None => {}
         }
     }
 }
@@ -720,6 +797,16 @@ pub fn write_tunnel<W: Fields>(w: &mut W, t: &Tunnel, forward: bool) {
         w.string("ip", ip.text());
         w.close();
     }
+    w.close();
+}
+
+/// The outer flow of a tunnel: `tunnel.type` and `tunnel.outer: true`, which tells it from the
+/// inner flows it carries (their bytes are inside its bytes). No `tunnel.id`: one outer
+/// 5-tuple may carry several VNIs; the outer addresses are the flow's own.
+fn write_outer_tunnel<W: Fields>(w: &mut W, t: &Tunnel) {
+    w.open("tunnel");
+    w.str("type", t.kind.as_str());
+    w.bool("outer", true);
     w.close();
 }
 

@@ -455,6 +455,10 @@ impl Engine {
             self.now_ns = ts_ns;
         }
         let before = self.out.pending();
+        if let Some(f) = &mut self.flows {
+            // The packet on the wire, when it carried a tunnel over UDP: the outer flow's.
+            f.outer(p.tunnel.as_deref(), ts_ns, &mut self.out);
+        }
         if p.fragment.is_some() {
             self.fragment(&p, ts_ns);
         } else {

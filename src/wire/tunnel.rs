@@ -57,6 +57,11 @@ pub struct Tunnel {
     pub id: Option<u32>,
     pub src: Addr,
     pub dst: Addr,
+    /// The outer UDP ports (source, destination) when the tunnel runs over UDP.
+    pub udp: Option<(u16, u16)>,
+    /// The outer IP packet's length on the wire and its VLAN: the outer flow's bytes and key.
+    pub ip_len: u32,
+    pub vlan: u16,
 }
 
 /// IANA's Geneve port (RFC 8926), VXLAN-GPE's, and Teredo's server port (RFC 4380).
@@ -89,6 +94,9 @@ fn tunnel(kind: TunnelKind, id: Option<u32>, outer: &Packet<'_>) -> Tunnel {
         id,
         src: outer.src,
         dst: outer.dst,
+        udp: (outer.proto == 17).then_some((outer.sport, outer.dport)),
+        ip_len: outer.ip_len,
+        vlan: outer.vlan,
     }
 }
 

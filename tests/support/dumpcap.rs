@@ -22,8 +22,13 @@ impl Dumpcap {
     /// (classic pcap), and returns once dumpcap has written the file's header, which it does
     /// when it captures.
     pub fn on_lo(path: &Path, filter: &str) -> Dumpcap {
+        Dumpcap::on("lo", path, filter)
+    }
+
+    /// As `on_lo`, on `interface`.
+    pub fn on(interface: &str, path: &Path, filter: &str) -> Dumpcap {
         let child = Command::new("dumpcap")
-            .args(["-q", "-P", "-i", "lo", "-f", filter, "-w"])
+            .args(["-q", "-P", "-i", interface, "-f", filter, "-w"])
             .arg(path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -36,7 +41,7 @@ impl Dumpcap {
         let start = Instant::now();
         while std::fs::metadata(path).map_or(0, |m| m.len()) < 24 {
             if let Ok(Some(status)) = cap.child.try_wait() {
-                panic!("dumpcap exited before capturing ({status}): may this user capture on lo?");
+                panic!("dumpcap exited before capturing ({status}): may this user capture on {interface}?");
             }
             assert!(
                 start.elapsed() < DEADLINE,

@@ -134,6 +134,7 @@ fn idle_flows_time_out_and_period_reports_interim() {
         period: Duration::from_secs(10),
         max_flows: 1,
         service_map: true,
+        outer_tunnel_flows: true,
     };
     let mut t = FlowTable::new(cfg, "f".into(), stats.clone());
     let sec = 1_000_000_000i64;

@@ -174,7 +174,7 @@ impl Conn {
                     }
                 }
                 Phase::Start | Phase::AwaitPreface => {
-                    let used = self.start(side, data, ts, st);
+                    let used = self.start(side, data, ts, st, out);
                     data = &data[used..];
                 }
             }

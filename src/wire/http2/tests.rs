@@ -444,8 +444,10 @@ fn an_h2c_upgrade_request_becomes_stream_one() {
     let mut client = PREFACE.to_vec();
     client.extend(settings());
     r.send(Side::Client, &client, 4096);
-    assert_eq!(r.out.len(), 1);
-    let t = &r.out[0];
+    // The HTTP/1.1 exchange the 101 ended, then stream 1.
+    assert_eq!(r.out.len(), 2);
+    assert!(r.out[0].switched);
+    let t = &r.out[1];
     let req = t.request.as_ref().unwrap();
     assert_eq!(
         (req.method.as_str(), req.path.as_str()),
@@ -468,6 +470,67 @@ fn an_h2c_upgrade_request_becomes_stream_one() {
     refused.conn.close(&mut refused.out);
     assert!(refused.out.is_empty());
     assert_eq!(refused.st.malformed, 1);
+}
+
+/// The 101 that accepts an h2c upgrade answers the HTTP/1.1 request (RFC 9110 §15.2.2): that
+/// exchange is a transaction of its own, in HTTP/1.1, before the request's HTTP/2 answer on
+/// stream 1 (RFC 7540 §3.2); the HTTP/1.1 bytes are the exchange's, not stream 1's.
+#[test]
+fn the_101_of_an_h2c_upgrade_is_a_transaction_of_its_own() {
+    let mut r = Run::new();
+    let upgrade = b"GET /robots.txt HTTP/1.1\r\nHost: nghttp2.org\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+    let switching =
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    r.send(Side::Client, upgrade, 7);
+    r.send(Side::Server, switching, 5);
+    assert_eq!(
+        r.out.len(),
+        1,
+        "the 101 ends the HTTP/1.1 exchange: {:?}",
+        r.out
+    );
+    let mut server = settings();
+    server.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &block(&[(":status", "200")]),
+    ));
+    server.extend(frame(kind::DATA, flag::END_STREAM, 1, b"User-agent: *"));
+    r.send(Side::Server, &server, 4096);
+    let mut client = PREFACE.to_vec();
+    client.extend(settings());
+    r.send(Side::Client, &client, 4096);
+    assert_eq!(r.out.len(), 2);
+    let (h1, h2) = (&r.out[0], &r.out[1]);
+    for t in [h1, h2] {
+        let req = t.request.as_ref().unwrap();
+        assert_eq!(
+            (req.method.as_str(), req.path.as_str()),
+            ("GET", "/robots.txt")
+        );
+        assert_eq!(req.authority.as_deref(), Some("nghttp2.org"));
+    }
+    assert!(h1.switched && !h2.switched);
+    assert_eq!(h1.response.as_ref().unwrap().status, Some(101));
+    assert_eq!(h1.outcome(), Outcome::Success);
+    assert_eq!(h1.req_bytes, upgrade.len() as u64);
+    assert_eq!(h1.resp_bytes, switching.len() as u64);
+    assert_eq!(h2.stream_id, 1);
+    assert_eq!(h2.response.as_ref().unwrap().status, Some(200));
+    assert_eq!(
+        h2.req_bytes, 0,
+        "the request's bytes were HTTP/1.1, counted once"
+    );
+    assert_eq!(h2.resp_body_bytes, 13);
+    let (mut buf, mut clock) = (Vec::new(), crate::wire::out::Clock::default());
+    let mut fields = crate::wire::out::JsonFields::new(&mut buf, &mut clock);
+    h1.write_fields(&mut fields);
+    fields.finish();
+    let json = String::from_utf8_lossy(&buf);
+    assert!(json.contains(r#""version":"1.1""#), "{json}");
+    assert!(!json.contains("stream_id"), "{json}");
+    assert_eq!(r.st, ConnStats::default());
 }
 
 /// No more than `max_streams` streams are followed; the table is reused (indexed fields)

@@ -95,6 +95,8 @@ pub struct Transaction {
     pub headers_lost: bool,
     /// Promised by the server (PUSH_PROMISE) rather than asked by the client.
     pub pushed: bool,
+    /// The HTTP/1.1 request of an h2c upgrade and the 101 that accepted it.
+    pub switched: bool,
 }
 
 impl Transaction {
@@ -158,70 +160,7 @@ impl Transaction {
         }
     }
 
-    fn rpc(&self) -> Option<(&str, &str)> {
-        let r = self.request.as_ref()?;
-        self.grpc.then(|| grpc::split_path(&r.path)).flatten()
-    }
-}
-
-impl analyzer::Transaction for Transaction {
-    fn record(&self) -> Record<'_> {
-        let status = match (self.grpc_status(), self.status(), self.ended) {
-            (Some(g), _, _) if self.grpc => grpc::status_name(g),
-            (_, _, Some(Ended::Reset { code, .. })) if code != 0 => error_name(code),
-            (_, _, Some(Ended::GoAway { code })) => error_name(code),
-            (_, Some(s), _) => status_text(s),
-            _ => "",
-        };
-        Record {
-            start_ns: self.start_ns(),
-            end_ns: self.end_ns(),
-            outcome: self.outcome(),
-            reason: self.reason(),
-            request_bytes: self.req_bytes,
-            response_bytes: self.resp_bytes,
-            operation: match (self.rpc(), &self.request) {
-                (Some((_, m)), _) => m,
-                (None, Some(r)) => &r.method,
-                (None, None) => "",
-            },
-            status,
-            gap: self.gap,
-        }
-    }
-
-    fn write_fields<F: Fields>(&self, f: &mut F) {
-        f.open("http");
-        if let Some(r) = &self.request {
-            f.open("request");
-            f.word("method", &r.method);
-            f.int("bytes", self.req_bytes as i64);
-            f.int("header_bytes", self.req_header_bytes as i64);
-            f.open("body");
-            f.int("bytes", self.req_body_bytes as i64);
-            f.close();
-            if let Some(ct) = &r.content_type {
-                f.str("mime_type", ct);
-            }
-            f.close();
-        }
-        if let Some(r) = &self.response {
-            f.open("response");
-            if let Some(s) = r.status {
-                f.int("status_code", s as i64);
-            }
-            f.int("bytes", self.resp_bytes as i64);
-            f.int("header_bytes", self.resp_header_bytes as i64);
-            f.open("body");
-            f.int("bytes", self.resp_body_bytes as i64);
-            f.close();
-            if let Some(ct) = &r.content_type {
-                f.str("mime_type", ct);
-            }
-            f.close();
-        }
-        f.word("version", "2");
-        f.close();
+    fn write_http2<F: Fields>(&self, f: &mut F) {
         f.open("http2");
         f.int("stream_id", self.stream_id as i64);
         if let Some(code) = self.error_code() {
@@ -241,6 +180,10 @@ impl analyzer::Transaction for Transaction {
             f.bool("pushed", true);
         }
         f.close();
+    }
+
+    /// `url.*`, `user_agent` and, for gRPC, `rpc.*` and `grpc.*`.
+    fn write_url<F: Fields>(&self, f: &mut F) {
         if let Some(r) = &self.request {
             let (path, query) = match r.path.split_once('?') {
                 Some((p, q)) => (p, Some(q)),
@@ -309,6 +252,80 @@ impl analyzer::Transaction for Transaction {
             }
             f.close();
         }
+    }
+
+    fn rpc(&self) -> Option<(&str, &str)> {
+        let r = self.request.as_ref()?;
+        self.grpc.then(|| grpc::split_path(&r.path)).flatten()
+    }
+}
+
+impl analyzer::Transaction for Transaction {
+    fn record(&self) -> Record<'_> {
+        let status = match (self.grpc_status(), self.status(), self.ended) {
+            (Some(g), _, _) if self.grpc => grpc::status_name(g),
+            (_, _, Some(Ended::Reset { code, .. })) if code != 0 => error_name(code),
+            (_, _, Some(Ended::GoAway { code })) => error_name(code),
+            (_, Some(s), _) => status_text(s),
+            _ => "",
+        };
+        Record {
+            start_ns: self.start_ns(),
+            end_ns: self.end_ns(),
+            outcome: self.outcome(),
+            reason: self.reason(),
+            request_bytes: self.req_bytes,
+            response_bytes: self.resp_bytes,
+            operation: match (self.rpc(), &self.request) {
+                (Some((_, m)), _) => m,
+                (None, Some(r)) => &r.method,
+                (None, None) => "",
+            },
+            status,
+            gap: self.gap,
+        }
+    }
+
+    fn write_fields<F: Fields>(&self, f: &mut F) {
+        f.open("http");
+        if let Some(r) = &self.request {
+            f.open("request");
+            f.word("method", &r.method);
+            f.int("bytes", self.req_bytes as i64);
+            f.int("header_bytes", self.req_header_bytes as i64);
+            f.open("body");
+            f.int("bytes", self.req_body_bytes as i64);
+            f.close();
+            if let Some(ct) = &r.content_type {
+                f.str("mime_type", ct);
+            }
+            f.close();
+        }
+        if let Some(r) = &self.response {
+            f.open("response");
+            if let Some(s) = r.status {
+                f.int("status_code", s as i64);
+            }
+            f.int("bytes", self.resp_bytes as i64);
+            f.int("header_bytes", self.resp_header_bytes as i64);
+            f.open("body");
+            f.int("bytes", self.resp_body_bytes as i64);
+            f.close();
+            if let Some(ct) = &r.content_type {
+                f.str("mime_type", ct);
+            }
+            f.close();
+        }
+        if self.switched {
+            // The HTTP/1.1 exchange before the protocol switched: not an HTTP/2 stream.
+            f.word("version", "1.1");
+            f.close();
+        } else {
+            f.word("version", "2");
+            f.close();
+            self.write_http2(f);
+        }
+        self.write_url(f);
     }
 
     /// The common part, the fields, and the tags (a gap, header blocks that were lost).

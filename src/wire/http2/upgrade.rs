@@ -4,7 +4,7 @@
 
 use super::conn::{Conn, ConnStats, Phase, PREFACE};
 use super::headers::Fields;
-use super::transaction::{Request, Transaction};
+use super::transaction::{Request, Response, Transaction};
 use crate::wire::analyzer::Side;
 
 /// Longest HTTP/1.1 head read before an upgrade.
@@ -12,7 +12,14 @@ const MAX_H1_HEAD: usize = 16 * 1024;
 
 impl Conn {
     /// Reads the start of a direction; returns the bytes used.
-    pub(super) fn start(&mut self, side: Side, data: &[u8], ts: i64, st: &mut ConnStats) -> usize {
+    pub(super) fn start(
+        &mut self,
+        side: Side,
+        data: &[u8],
+        ts: i64,
+        st: &mut ConnStats,
+        out: &mut Vec<Transaction>,
+    ) -> usize {
         let upgrade = self.upgrade;
         let dir = self.dir(side);
         let before = dir.start.len();
@@ -61,6 +68,9 @@ impl Conn {
                 let status = text.split(' ').nth(1).unwrap_or("");
                 if text.starts_with("HTTP/1.") && status == "101" {
                     dir.phase = Phase::Frames;
+                    if upgrade {
+                        self.switched(end + 4, ts, out);
+                    }
                 } else {
                     // Not upgraded: the connection stays HTTP/1.1 (the `http` decoder's).
                     st.malformed += 1;
@@ -72,6 +82,35 @@ impl Conn {
             }
         }
         used
+    }
+
+    /// The 101 answers the upgrade request in HTTP/1.1 (RFC 9110 §15.2.2): that exchange is
+    /// reported at once, with the HTTP/1.1 bytes so far; stream 1 keeps the request's fields for
+    /// its HTTP/2 answer, and only the bytes that come after (a body still being sent).
+    fn switched(&mut self, head_len: usize, ts: i64, out: &mut Vec<Transaction>) {
+        let Some(s1) = self.streams.get_mut(&1) else {
+            return;
+        };
+        out.push(Transaction {
+            request: s1.request.clone(),
+            response: Some(Response {
+                status: Some(101),
+                content_type: None,
+            }),
+            req_start_ns: s1.req_start_ns,
+            req_end_ns: s1.req_end_ns,
+            resp_start_ns: ts,
+            resp_end_ns: ts,
+            req_header_bytes: std::mem::take(&mut s1.req_header_bytes),
+            req_body_bytes: std::mem::take(&mut s1.req_body_bytes),
+            req_bytes: std::mem::take(&mut s1.req_bytes),
+            resp_header_bytes: head_len as u64,
+            resp_bytes: head_len as u64,
+            client_done: true,
+            server_done: true,
+            switched: true,
+            ..Default::default()
+        });
     }
 
     /// An HTTP/1.1 request asking for `Upgrade: h2c` becomes stream 1 (RFC 7540 §3.2).

@@ -319,3 +319,56 @@ proptest! {
         prop_assert!(c.pending.is_empty() && c.resp.is_none() && c.req.is_none());
     }
 }
+
+/// A WebSocket upgrade (RFC 6455 §4): the request and its 101 are one transaction, and what
+/// follows is WebSocket frames in both directions, not HTTP/1, even when a frame's payload
+/// reads like a request or a response.
+#[test]
+fn after_a_101_the_connection_is_not_parsed_as_http() {
+    let l = limits();
+    let mut st = ConnStats::default();
+    let mut c = Conn::new();
+    let mut out = Vec::new();
+    c.client_data(
+        b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        1,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.server_data(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        2,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    // An unmasked text frame from the server and a masked one (key 0) from the client, each
+    // carrying text that is an HTTP message.
+    let text = |masked: bool, s: &[u8]| {
+        let mut f = vec![0x81, s.len() as u8 | if masked { 0x80 } else { 0 }];
+        if masked {
+            f.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        f.extend_from_slice(s);
+        f
+    };
+    c.client_data(
+        &text(true, b"GET /x HTTP/1.1\r\n\r\n"),
+        3,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.server_data(
+        &text(false, b"HTTP/1.1 200 OK\r\n\r\n"),
+        4,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.close(1000, &mut out);
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    assert_eq!(s, vec!["GET /chat -> 101 None"]);
+    assert_eq!(st.parse_errors, 0);
+}
