@@ -531,6 +531,25 @@ fn the_101_of_an_h2c_upgrade_is_a_transaction_of_its_own() {
     assert!(json.contains(r#""version":"1.1""#), "{json}");
     assert!(!json.contains("stream_id"), "{json}");
     assert_eq!(r.st, ConnStats::default());
+    // One request on the wire: the request metrics and the service map count it once.
+    let conn = crate::wire::analyzer::Conn::new(
+        "http2",
+        crate::wire::analyzer::Transport::Tcp,
+        (crate::wire::decode::Addr::v4([10, 0, 0, 1]), 40000),
+        (crate::wire::decode::Addr::v4([10, 0, 0, 2]), 80),
+    );
+    let map = crate::wire::http::metrics::ServiceMap::new(10);
+    h1.observe(&conn, &map);
+    h2.observe(&conn, &map);
+    let mut text = String::new();
+    map.render(&mut text);
+    let requests: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("trawl_http2_requests_total{"))
+        .collect();
+    assert_eq!(requests.len(), 1, "{text}");
+    assert!(requests[0].contains("status=\"200\""), "{text}");
+    assert!(requests[0].ends_with(" 1"), "{text}");
 }
 
 /// No more than `max_streams` streams are followed; the table is reused (indexed fields)

@@ -5,6 +5,7 @@
 
 use super::grpc::{self, Messages};
 use crate::wire::analyzer::{self, Conn, Outcome, Record};
+use crate::wire::http::metrics::ServiceMap;
 use crate::wire::out::Fields;
 
 /// The request's fields kept (from HEADERS, an h2c upgrade request, or a PUSH_PROMISE).
@@ -284,6 +285,20 @@ impl analyzer::Transaction for Transaction {
             status,
             gap: self.gap,
         }
+    }
+
+    /// The 101 of an h2c upgrade is not counted: its request is the same as stream 1's, which
+    /// is counted when its HTTP/2 answer comes, and a request rate must see it once.
+    fn observe(&self, conn: &Conn, map: &ServiceMap) {
+        if self.switched {
+            return;
+        }
+        map.record_transaction(
+            conn.protocol,
+            &conn.client_ip,
+            &conn.server_name,
+            &self.record(),
+        );
     }
 
     fn write_fields<F: Fields>(&self, f: &mut F) {
