@@ -73,6 +73,15 @@ impl Map {
         }
     }
 
+    /// The entries, when they are shared with other maps (see `Entries`): the same allocation
+    /// for every event that was given this object.
+    pub(super) fn shared(&self) -> Option<&std::sync::Arc<[(Key, Value)]>> {
+        match &self.entries {
+            Entries::Own(_) => None,
+            Entries::Shared(a) => Some(a),
+        }
+    }
+
     fn entries(&self) -> &[(Key, Value)] {
         match &self.entries {
             Entries::Own(v) => v,
