@@ -13,12 +13,19 @@ thread_local! {
     /// The text of the shared objects written last (`host`, a file's `log.file`, a container's
     /// `kubernetes`), each with the object itself: holding it keeps its address from being
     /// reused by another object while its text is kept. Every event of a file carries the same
-    /// few, and writing them field by field was a sixth of the stdout output's instructions.
+    /// few, and writing `host` field by field was about 300 of the 2,500 instructions a line of
+    /// stdin → stdout took.
     static SHARED_TEXT: RefCell<SharedTexts> = const { RefCell::new(SharedTexts { texts: Vec::new(), next: 0 }) };
 }
 
+/// A shared object's entries (held) and their JSON text.
+struct SharedText {
+    object: Arc<[(Key, Value)]>,
+    text: Vec<u8>,
+}
+
 struct SharedTexts {
-    texts: Vec<(Arc<[(Key, Value)]>, Vec<u8>)>,
+    texts: Vec<SharedText>,
     /// The slot the next new text replaces, once all are taken (oldest first).
     next: usize,
 }
@@ -37,9 +44,9 @@ fn write_shared(out: &mut Vec<u8>, map: &Map, shared: &Arc<[(Key, Value)]>) {
         let Ok(t) = t.try_borrow() else {
             return false;
         };
-        match t.texts.iter().find(|(a, _)| Arc::ptr_eq(a, shared)) {
-            Some((_, text)) => {
-                out.extend_from_slice(text);
+        match t.texts.iter().find(|k| Arc::ptr_eq(&k.object, shared)) {
+            Some(kept) => {
+                out.extend_from_slice(&kept.text);
                 true
             }
             None => false,
@@ -58,17 +65,20 @@ fn write_shared(out: &mut Vec<u8>, map: &Map, shared: &Arc<[(Key, Value)]>) {
         };
         let text = &out[start..];
         if t.texts.len() < SHARED_TEXTS {
-            t.texts.push((shared.clone(), text.to_vec()));
+            t.texts.push(SharedText {
+                object: shared.clone(),
+                text: text.to_vec(),
+            });
             return;
         }
         // Reuses the oldest slot and its buffer: with more shared objects than slots in turn,
         // a miss costs a copy, not an allocation.
         let slot = t.next;
         t.next = (slot + 1) % SHARED_TEXTS;
-        let (kept, buf) = &mut t.texts[slot];
-        *kept = shared.clone();
-        buf.clear();
-        buf.extend_from_slice(text);
+        let kept = &mut t.texts[slot];
+        kept.object = shared.clone();
+        kept.text.clear();
+        kept.text.extend_from_slice(text);
     });
 }
 
