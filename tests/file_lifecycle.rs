@@ -253,14 +253,23 @@ fn a_closed_file_written_to_and_deleted_while_the_output_is_stuck_is_read_once_i
     while let Ok(l) = line_rx.recv_timeout(Duration::from_secs(15)) {
         got.push(message(&l));
     }
-    let quiet_lines: Vec<&String> = got.iter().filter(|m| m.starts_with("line ")).collect();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for m in got.iter().filter(|m| m.starts_with("line ")) {
+        *seen.entry(m.as_str()).or_default() += 1;
+    }
     let expected: Vec<String> = (0..600).map(line).collect();
-    let mut sorted: Vec<&String> = quiet_lines.clone();
-    sorted.sort();
-    assert_eq!(
-        sorted,
-        expected.iter().collect::<Vec<_>>(),
-        "every line of the quiet file once"
+    let missing: Vec<usize> = (0..600)
+        .filter(|&i| !seen.contains_key(expected[i].as_str()))
+        .collect();
+    let twice = seen.values().filter(|&&n| n > 1).count();
+    assert!(
+        missing.is_empty() && twice == 0 && seen.len() == 600,
+        "every line of the quiet file once: {} missing (first {:?}, last {:?}), {twice} more than once, {} distinct\n{}",
+        missing.len(),
+        missing.first(),
+        missing.last(),
+        seen.len(),
+        std::fs::read_to_string(d.join("trawl.stderr")).unwrap_or_default()
     );
     assert_eq!(
         got.iter().filter(|m| m.starts_with("busy ")).count(),

@@ -49,11 +49,48 @@ const MAX_RENAMES: usize = 4096;
 /// file it closed (`close_inactive`, or to free a slot) as soon as it is written to: found only
 /// at the next scan (writes start none), a file written and then deleted within `scan_interval`
 /// would have its new lines lost, since a file with no name can no longer be opened.
+///
+/// The reader may be slow to look (waiting for room while an output is down, or reading other
+/// files): a file written and deleted meanwhile would be gone. So the watcher itself opens a
+/// closed file it sees written (`closed`, kept by the reader), within the slots `max_open_files`
+/// leaves (`spare`), and the reader reopens the file with that descriptor (`held`).
 #[derive(Default)]
 pub struct Written {
     pub paths: HashSet<PathBuf>,
     /// More distinct paths were written than are kept: the reader looks at every closed file.
     pub overflowed: bool,
+    /// The closed files the reader follows, by each path a write event may name (the followed
+    /// path and, for a symlink, its target).
+    pub closed: HashMap<PathBuf, FileKey>,
+    /// Slots under `max_open_files` the watcher may take for `held`.
+    pub spare: usize,
+    /// Closed files seen written, opened by the watcher for the reader to take.
+    pub held: HashMap<FileKey, File>,
+}
+
+impl Written {
+    /// Notes a write to `path`; opens it when it is a closed file and a slot is spare.
+    fn note(&mut self, path: &Path) {
+        if self.paths.len() < MAX_WRITTEN {
+            if !self.paths.contains(path) {
+                self.paths.insert(path.to_path_buf());
+            }
+        } else if !self.paths.contains(path) {
+            self.overflowed = true;
+        }
+        let Some(&key) = self.closed.get(path) else {
+            return;
+        };
+        if self.held.contains_key(&key) || self.held.len() >= self.spare {
+            return;
+        }
+        if let Ok(file) = File::open(path) {
+            // The name may lead to another file by now (renamed away, a new one in its place).
+            if file.metadata().is_ok_and(|m| FileKey::of(&m) == key) {
+                self.held.insert(key, file);
+            }
+        }
+    }
 }
 
 /// Most written-to paths kept between two turns of the reader.
@@ -448,13 +485,7 @@ fn make_watcher(
         if let Ok(ev) = &res {
             if matches!(ev.kind, EventKind::Modify(ModifyKind::Data(_))) {
                 if let (Some(path), Ok(mut w)) = (ev.paths.first(), written.lock()) {
-                    if w.paths.len() < MAX_WRITTEN {
-                        if !w.paths.contains(path) {
-                            w.paths.insert(path.clone());
-                        }
-                    } else if !w.paths.contains(path) {
-                        w.overflowed = true;
-                    }
+                    w.note(path);
                 }
             }
             if let (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) =

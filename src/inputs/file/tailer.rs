@@ -355,9 +355,6 @@ impl Tailer {
             // acknowledgements need it).
             drop(f);
             self.publish_stats(Instant::now());
-            // A closed file written to and deleted while the output is down: its descriptor,
-            // taken now, keeps its lines readable until reading resumes.
-            self.reopen_written();
             f = match shared.in_flight.lock() {
                 Ok(g) => g,
                 Err(_) => return Err(Closed),

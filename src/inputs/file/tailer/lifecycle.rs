@@ -5,6 +5,7 @@
 use super::{entry_for, Closed, Tailer, TRUNCATION_KEPT};
 use crate::inputs::file::identity::{new_stream_id, FileKey, Fingerprint};
 use crate::inputs::file::registry::Truncation;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -73,18 +74,37 @@ impl Tailer {
     }
 
     /// Reopens the closed files that filesystem events say were written to, without waiting for
-    /// the next scan (see `discovery::Written`). A file renamed away since (its name leads to
-    /// another file now) is left to the scan's rename handling.
+    /// the next scan (see `discovery::Written`): with the descriptor the watcher took when it saw
+    /// the write, or else by name. A file renamed away since (its name leads to another file
+    /// now) and not held is left to the scan's rename handling.
     pub(super) fn reopen_written(&mut self) {
-        let (paths, overflowed) = match self.written.lock() {
+        let (paths, overflowed, held) = match self.written.lock() {
             Ok(mut w) => (
                 std::mem::take(&mut w.paths),
                 std::mem::take(&mut w.overflowed),
+                std::mem::take(&mut w.held),
             ),
             Err(_) => return,
         };
         if (paths.is_empty() && !overflowed) || self.tails.values().all(|t| t.is_open()) {
             return;
+        }
+        let mut reopened = false;
+        for (key, file) in held {
+            if self.open_count() >= self.config.max_open_files {
+                break;
+            }
+            let Some(tail) = self.tails.get_mut(&key).filter(|t| !t.is_open()) else {
+                continue;
+            };
+            tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), "closed file written to: reopened with the descriptor taken at the write");
+            let same = tail.fp.matches(&file).unwrap_or(false);
+            tail.reopen(file);
+            reopened = true;
+            if !same {
+                // Truncated and rewritten while closed, as in `rediscovered`.
+                let _ = self.on_truncated(key);
+            }
         }
         let closed = |key: &FileKey| self.tails.get(key).filter(|t| !t.is_open());
         let grown: Vec<(FileKey, PathBuf)> = if overflowed {
@@ -101,7 +121,34 @@ impl Tailer {
                 .collect()
         };
         for (key, path) in grown {
+            tracing::debug!(input = %self.ctx.name, path = %path.display(), "closed file written to: reopening it");
             self.rediscovered(key, &path);
+            reopened = true;
+        }
+        if reopened {
+            self.publish_closed();
+        }
+    }
+
+    /// Tells the watcher which files are closed and how many slots it may take for them (see
+    /// `discovery::Written`). Called whenever files are closed or reopened.
+    pub(super) fn publish_closed(&mut self) {
+        let mut closed = HashMap::new();
+        for (key, tail) in self.tails.iter().filter(|(_, t)| !t.is_open()) {
+            let target = super::scan::link_target(&tail.path);
+            if target != tail.path {
+                closed.insert(target, *key);
+            }
+            closed.insert(tail.path.clone(), *key);
+        }
+        let spare = self.config.max_open_files.saturating_sub(self.open_count());
+        if let Ok(mut w) = self.written.lock() {
+            w.closed = closed;
+            w.spare = spare;
+            // Held for a file reopened meanwhile, or no longer followed: let go.
+            let tails = &self.tails;
+            w.held
+                .retain(|k, _| tails.get(k).is_some_and(|t| !t.is_open()));
         }
     }
 
@@ -109,6 +156,7 @@ impl Tailer {
         let close_inactive = self.config.close_inactive.positive();
         let close_removed = self.config.close_removed.std();
         let mut gone = Vec::new();
+        let mut closed_some = false;
         for (key, tail) in self.tails.iter_mut() {
             let idle = now.saturating_duration_since(tail.last_growth);
             match tail.unseen_since {
@@ -130,12 +178,16 @@ impl Tailer {
                     {
                         tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), "closing inactive file");
                         tail.close();
+                        closed_some = true;
                     }
                 }
             }
         }
         for key in gone {
             let _ = self.drop_tail(key, "deleted or no longer under `paths`, and idle");
+        }
+        if closed_some {
+            self.publish_closed();
         }
     }
 
@@ -171,6 +223,9 @@ impl Tailer {
                 tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), offset = tail.position(), "closing a file idle at its end: files wait for its slot");
                 tail.close();
             }
+        }
+        if !idle.is_empty() {
+            self.publish_closed();
         }
         // `waiting` stays until the scan applied next counts again: files not idle long enough
         // now may be at the next turn.

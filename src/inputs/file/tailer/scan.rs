@@ -705,7 +705,7 @@ impl Tailer {
 /// Where `path` leads: its canonical path, or, for a link whose target is gone (kubelet renamed
 /// `0.log` away and has not created the next one yet), the target it names, so that the
 /// renamed file is looked for in the target's folder, not the link's.
-fn link_target(path: &Path) -> PathBuf {
+pub(super) fn link_target(path: &Path) -> PathBuf {
     std::fs::canonicalize(path)
         .or_else(|_| {
             std::fs::read_link(path).map(|t| match path.parent() {
