@@ -1,17 +1,27 @@
 //! A matcher for the anchored patterns most log formats are written as
-//! (`^\[(?<time>[^\]]+)\] \[(?<level>[a-z]+)\] `): literals and runs of one character class, each
-//! run ending where a byte its class excludes must follow. Such a pattern matches in one way
-//! only, found with `memchr` rather than the regex crate's byte-by-byte engine; the regex crate
-//! keeps every other pattern.
+//! (`^\[(?<time>[^\]]+)\] \[(?<level>\w+)\] `): literals and runs of one character class, each
+//! run ending where a character its class excludes must follow. Such a pattern matches in one
+//! way only, found with `memchr` or a table rather than the regex crate's general engine; the
+//! regex crate keeps every other pattern.
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
-/// A set of bytes; for a Unicode class, either every non-ASCII byte or none (see `class_set`).
+/// A character class: its ASCII characters as a table, and what it holds above ASCII.
 #[derive(Clone, Debug, PartialEq)]
 struct ByteSet {
+    /// ASCII characters; bytes from 0x80 set when the class holds non-ASCII characters.
     bits: [u64; 4],
+    non_ascii: NonAscii,
     /// The bytes outside the set, when they are at most three: a run is then found by `memchr`.
     stops: Stops,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum NonAscii {
+    None,
+    All,
+    /// Some (`\w`, `\d`, `\s`, `\S` are Unicode): these ranges, each character looked up.
+    Some(Box<[(u32, u32)]>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,18 +34,43 @@ enum Stops {
 }
 
 impl ByteSet {
-    fn new(bits: [u64; 4]) -> ByteSet {
+    fn new(bits: [u64; 4], non_ascii: NonAscii) -> ByteSet {
         let outside: Vec<u8> = (0..=255u8)
             .filter(|b| bits[(*b >> 6) as usize] & (1 << (b & 63)) == 0)
             .take(4)
             .collect();
-        let stops = match outside.as_slice() {
-            [a] => Stops::One(*a),
-            [a, b] => Stops::Two(*a, *b),
-            [a, b, c] => Stops::Three(*a, *b, *c),
+        let stops = match (outside.as_slice(), &non_ascii) {
+            (_, NonAscii::Some(_)) => Stops::Table,
+            ([a], _) => Stops::One(*a),
+            ([a, b], _) => Stops::Two(*a, *b),
+            ([a, b, c], _) => Stops::Three(*a, *b, *c),
             _ => Stops::Table,
         };
-        ByteSet { bits, stops }
+        ByteSet {
+            bits,
+            non_ascii,
+            stops,
+        }
+    }
+
+    fn holds(&self, c: char) -> bool {
+        match &self.non_ascii {
+            _ if c.is_ascii() => self.contains(c as u8),
+            NonAscii::None => false,
+            NonAscii::All => true,
+            NonAscii::Some(ranges) => {
+                let c = c as u32;
+                ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
+            }
+        }
+    }
+
+    fn non_ascii_ranges(&self) -> Vec<(u32, u32)> {
+        match &self.non_ascii {
+            NonAscii::None => Vec::new(),
+            NonAscii::All => vec![(0x80, 0x10FFFF)],
+            NonAscii::Some(r) => r.to_vec(),
+        }
     }
 
     #[inline]
@@ -44,20 +79,52 @@ impl ByteSet {
     }
 
     fn disjoint(&self, other: &ByteSet) -> bool {
-        self.bits.iter().zip(&other.bits).all(|(a, b)| a & b == 0)
+        let ascii = (self.bits[0] & other.bits[0]) | (self.bits[1] & other.bits[1]) == 0;
+        let theirs = other.non_ascii_ranges();
+        ascii
+            && self
+                .non_ascii_ranges()
+                .iter()
+                .all(|(lo, hi)| theirs.iter().all(|(olo, ohi)| lo.max(olo) > hi.min(ohi)))
     }
 
-    /// Where the run of bytes of this set that starts at `from` ends.
+    /// Where the run of characters of this set that starts at `from` (a character boundary)
+    /// ends.
     #[inline]
-    fn run_end(&self, text: &[u8], from: usize) -> usize {
-        let hay = &text[from..];
+    fn run_end(&self, text: &str, from: usize) -> usize {
+        let bytes = text.as_bytes();
+        let hay = &bytes[from..];
         let found = match self.stops {
             Stops::One(a) => memchr::memchr(a, hay),
             Stops::Two(a, b) => memchr::memchr2(a, b, hay),
             Stops::Three(a, b, c) => memchr::memchr3(a, b, c, hay),
+            Stops::Table if matches!(self.non_ascii, NonAscii::Some(_)) => {
+                return self.run_end_by_char(text, from);
+            }
             Stops::Table => hay.iter().position(|b| !self.contains(*b)),
         };
         from + found.unwrap_or(hay.len())
+    }
+
+    /// `run_end` for a class holding some non-ASCII characters: those are decoded and looked
+    /// up, ASCII bytes read from the table.
+    fn run_end_by_char(&self, text: &str, from: usize) -> usize {
+        let bytes = text.as_bytes();
+        let mut at = from;
+        while let Some(&b) = bytes.get(at) {
+            if b.is_ascii() {
+                if !self.contains(b) {
+                    break;
+                }
+                at += 1;
+                continue;
+            }
+            match text.get(at..).and_then(|rest| rest.chars().next()) {
+                Some(c) if self.holds(c) => at += c.len_utf8(),
+                _ => break,
+            }
+        }
+        at
     }
 }
 
@@ -114,7 +181,10 @@ impl Runs {
                 .find(|s| !matches!(s, Step::Open(_) | Step::Close(_)));
             let unique = match next {
                 None => *greedy,
-                Some(Step::Literal(l)) => l.first().is_some_and(|b| !set.contains(*b)),
+                Some(Step::Literal(l)) => std::str::from_utf8(l)
+                    .ok()
+                    .and_then(|l| l.chars().next())
+                    .is_some_and(|c| !set.holds(c)),
                 Some(Step::One(other)) => set.disjoint(other),
                 Some(Step::Run {
                     set: other, min, ..
@@ -150,13 +220,14 @@ impl Runs {
                     pos += l.len();
                 }
                 Step::One(set) => {
+                    // The set is ASCII only: the byte is a whole character or not in it.
                     if !b.get(pos).is_some_and(|c| set.contains(*c)) {
                         return None;
                     }
                     pos += 1;
                 }
                 Step::Run { set, min, .. } => {
-                    let end = set.run_end(b, pos);
+                    let end = set.run_end(text, pos);
                     if end - pos < *min {
                         return None;
                     }
@@ -183,9 +254,9 @@ fn flatten(hir: &Hir, steps: &mut Vec<Step>, groups: &mut usize) -> Option<()> {
         HirKind::Empty => {}
         HirKind::Literal(l) => steps.push(Step::Literal(l.0.clone())),
         HirKind::Class(c) => {
-            let (set, non_ascii) = class_set(c)?;
+            let set = class_set(c)?;
             // One character of a class with non-ASCII characters is one to four bytes.
-            if non_ascii {
+            if set.non_ascii != NonAscii::None {
                 return None;
             }
             steps.push(Step::One(set));
@@ -198,7 +269,7 @@ fn flatten(hir: &Hir, steps: &mut Vec<Step>, groups: &mut usize) -> Option<()> {
             if r.max.is_some() || r.min > 1 {
                 return None;
             }
-            let (set, _) = class_set(c)?;
+            let set = class_set(c)?;
             steps.push(Step::Run {
                 set,
                 min: r.min as usize,
@@ -222,11 +293,11 @@ fn flatten(hir: &Hir, steps: &mut Vec<Step>, groups: &mut usize) -> Option<()> {
     Some(())
 }
 
-/// The bytes a class matches in UTF-8 text, and whether it matches non-ASCII characters. A
-/// class is taken when it holds every non-ASCII character or none: then a run of its bytes
-/// ends on a character boundary and is exactly a run of its characters. `\w`, `\d` or `\s`
-/// (Unicode by default) hold some non-ASCII characters only, and are refused.
-fn class_set(class: &Class) -> Option<(ByteSet, bool)> {
+/// The set of a class. A run of a class that holds every non-ASCII character or none ends on
+/// a character boundary whichever byte stops it, so it is found on bytes (by `memchr` when
+/// at most three bytes stop it); one that holds some (`\w`, `\d`, `\s`, `\S`, Unicode by
+/// default) has its non-ASCII characters decoded and looked up.
+fn class_set(class: &Class) -> Option<ByteSet> {
     let mut bits = [0u64; 4];
     let mut set = |lo: u32, hi: u32| {
         for b in lo..=hi.min(0x7F) {
@@ -238,6 +309,7 @@ fn class_set(class: &Class) -> Option<(ByteSet, bool)> {
             // Scalar values above ASCII: U+0080..=U+10FFFF less the surrogates.
             const ALL: u64 = 0x10FFFF - 0x80 + 1 - 0x800;
             let mut held = 0u64;
+            let mut ranges = Vec::new();
             for r in u.ranges() {
                 let (lo, hi) = (r.start() as u32, r.end() as u32);
                 if lo <= 0x7F {
@@ -249,13 +321,16 @@ fn class_set(class: &Class) -> Option<(ByteSet, bool)> {
                     u64::from(if s <= e { e - s + 1 } else { 0 })
                 };
                 held += overlap(0x80, 0x10FFFF) - overlap(0xD800, 0xDFFF);
+                if hi >= 0x80 {
+                    ranges.push((lo.max(0x80), hi));
+                }
             }
             if held == ALL {
-                true
+                NonAscii::All
             } else if held == 0 {
-                false
+                NonAscii::None
             } else {
-                return None;
+                NonAscii::Some(ranges.into_boxed_slice())
             }
         }
         Class::Bytes(b) => {
@@ -265,14 +340,14 @@ fn class_set(class: &Class) -> Option<(ByteSet, bool)> {
                 }
                 set(u32::from(r.start()), u32::from(r.end()));
             }
-            false
+            NonAscii::None
         }
     };
-    if non_ascii {
+    if non_ascii != NonAscii::None {
         bits[2] = u64::MAX;
         bits[3] = u64::MAX;
     }
-    Some((ByteSet::new(bits), non_ascii))
+    Some(ByteSet::new(bits, non_ascii))
 }
 
 #[cfg(test)]
@@ -316,6 +391,11 @@ mod tests {
         r"^(?<outer>a(?<inner>[^b]+)b)c",
         r"^(?<lazy>[^\]]+?)\]",
         r"^(?<a>[^ ]+) (?<b>[^x]*)$y", // `$` then a literal: never matches
+        r"^(?<a>\w+) (?<b>\S+) (?<c>\d+)$",
+        r"^(?<a>\d+)\.(?<b>\w*)-(?<c>\s*)x",
+        r"^(?<a>\S+)\u{a0}(?<b>\d*)", // no-break space is white space
+        r"^é(?<x>[^é]+)é",
+        r"^\[(?<t>[^\]]+)\] \[(?<l>\w+)\] (?<m>\S*)",
     ];
 
     /// Patterns that could match in more than one way, or need what runs do not do.
@@ -323,18 +403,18 @@ mod tests {
         r"\[(?<time>[^\]]+)\]",       // not anchored
         r"^(?<a>[^ ]+)(?<b>[^\]]+)x", // overlapping runs
         r"^(?<a>[^ ]+)[a ]",          // the next byte may be in the run
-        r"^(?<a>\w+) ",               // some non-ASCII characters only
-        r"^(?<a>\S+) ",
-        r"^(?<a>\d+) ",
-        r"^(?<a>[^ ]+?)",           // lazy at the end: shortest
-        r"^(?<a>[^ ]{2,3}) ",       // bounded repetition
-        r"^(?<a>ab|cd) ",           // alternation
-        r"(?m)^(?<a>[^ ]+) ",       // line starts
-        r"^(?<a>.) ",               // one character of any length
-        r"^(?<a>[^ ]+)é",           // the literal's first byte is in the run
-        r"^(?<a>[^ ]+)(?:[^ ]+ )+", // repetition of a group
-        r"^(?<a>[^ ]+)\b",          // word boundary
-        r"^é(?<x>[^é]+)é",          // some non-ASCII characters only
+        r"^(?<a>[^ ]+?)",             // lazy at the end: shortest
+        r"^(?<a>[^ ]{2,3}) ",         // bounded repetition
+        r"^(?<a>ab|cd) ",             // alternation
+        r"(?m)^(?<a>[^ ]+) ",         // line starts
+        r"^(?<a>.) ",                 // one character of any length
+        r"^(?<a>[^ ]+)é",             // the literal's first byte is in the run
+        r"^(?<a>[^ ]+)(?:[^ ]+ )+",   // repetition of a group
+        r"^(?<a>[^ ]+)\b",            // word boundary
+        r"^é(?<x>[^é]+)ü",            // the literal's first character is in the run
+        r"^(?<a>\w+)(?<b>\d+)",       // overlapping runs
+        r"^(?<a>\S+)Ω",               // Ω is not white space
+        r"^(?<a>\w*)é",               // é is a word character
     ];
 
     #[test]
@@ -364,7 +444,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2000))]
         #[test]
         fn every_taken_pattern_matches_like_the_regex_crate(
-            text in "[\\[\\] =;:.abcxé\n0-9-]{0,30}",
+            text in "[\\[\\] =;:.abcxé\n0-9Ω٣\u{a0}\u{2003}-]{0,30}",
             which in 0..TAKEN.len(),
         ) {
             let pattern = TAKEN[which];
@@ -374,7 +454,7 @@ mod tests {
 
         #[test]
         fn texts_shaped_like_the_pattern_match_like_the_regex_crate(
-            a in "[^\\]]{0,8}", b in "[\\]a-c é]{0,6}", c in "[^\\n]{0,8}",
+            a in "[^\\]]{0,8}", b in "[\\]a-c é٣Ω\u{a0}]{0,6}", c in "[^\\n]{0,8}",
             which in 0..TAKEN.len(),
         ) {
             // Mostly matching texts: the random ones above rarely get past the first literal.
