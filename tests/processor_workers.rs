@@ -197,3 +197,144 @@ outputs:
         "{going_back} returns to earlier lines for {kills} kills"
     );
 }
+
+/// `trawl run --once -c cfg` to its end (every file read to its end, delivered and committed);
+/// fails the test if it fails or is still running after two minutes.
+fn run_once(cfg: &Path, log: &Path) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"));
+    cmd.args(["run", "--once", "-c"]).arg(cfg);
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("opening trawl's log");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    let mut t = Trawl {
+        child: cmd.spawn().expect("starting the trawl binary"),
+    };
+    let status = t.wait(Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "trawl run --once failed ({status}): {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// Appends lines `from..to` of input `src` to `path`, shaped like an Apache error log.
+fn append_numbered(path: &Path, src: &str, from: u64, to: u64) {
+    let mut buf = String::new();
+    for n in from..to {
+        buf.push_str(&format!(
+            "[{n}] [{src}] worker {} done: {}\n",
+            n % 7,
+            "x".repeat((n % 50) as usize)
+        ));
+    }
+    support::process::append(path, &buf);
+}
+
+/// (src, n) of every output record, in output order, with no line left unreadable.
+fn records(out: &Path) -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("unreadable output line {l:?}: {e}"));
+            let src = v["src"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no `src` in {v}"));
+            let n = v["n"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("`n` not an int in {v}"));
+            (src.to_owned(), n)
+        })
+        .collect()
+}
+
+/// Per input, the records are exactly lines `from..to`, each once, in file order.
+fn assert_exactly_in_order(records: &[(String, u64)], src: &str, from: u64, to: u64) {
+    let got: Vec<u64> = records
+        .iter()
+        .filter(|(s, _)| s == src)
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(
+        got.len() as u64,
+        to - from,
+        "input {src}: {} records for lines {from}..{to}",
+        got.len()
+    );
+    for (i, n) in got.iter().enumerate() {
+        assert_eq!(
+            *n,
+            from + i as u64,
+            "input {src}: record {i} is line {n}, expected line {} (order lost or a line twice)",
+            from + i as u64
+        );
+    }
+}
+
+#[test]
+fn two_inputs_parsed_on_four_threads_arrive_once_each_in_order_and_are_committed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let out = dir.path().join("out.jsonl");
+    let cfg = dir.path().join("trawl.yaml");
+    let log = dir.path().join("trawl.log");
+    // Small batches from two inputs: many batches in the workers at once, finishing out of
+    // order, from both inputs. The pattern is the literal-and-runs kind (`[^\]]+`).
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"data_dir: {data}
+http: {{ enabled: false }}
+pipeline: {{ workers: 4, batch_size: 64 }}
+inputs:
+  a: {{ type: file, paths: ["{a}"] }}
+  b: {{ type: file, paths: ["{b}"] }}
+processors:
+  - type: regex
+    patterns: ['^\[(?<n:int>[^\]]+)\] \[(?<src>[^\]]+)\] (?<message>.*)$']
+outputs:
+  out: {{ type: file, path: "{out}" }}
+"#,
+            data = dir.path().join("data").display(),
+            a = a.display(),
+            b = b.display(),
+            out = out.display(),
+        ),
+    )
+    .expect("writing the pipeline file");
+    const FIRST: u64 = 40_000;
+    const MORE: u64 = 5_000;
+    append_numbered(&a, "a", 0, FIRST);
+    append_numbered(&b, "b", 0, FIRST / 2);
+
+    run_once(&cfg, &log);
+    let first = records(&out);
+    assert_exactly_in_order(&first, "a", 0, FIRST);
+    assert_exactly_in_order(&first, "b", 0, FIRST / 2);
+
+    // What was acknowledged is committed: a second run sends only what was added since, once.
+    append_numbered(&a, "a", FIRST, FIRST + MORE);
+    append_numbered(&b, "b", FIRST / 2, FIRST / 2 + MORE);
+    run_once(&cfg, &log);
+    let all = records(&out);
+    let second = &all[first.len()..];
+    assert_exactly_in_order(second, "a", FIRST, FIRST + MORE);
+    assert_exactly_in_order(second, "b", FIRST / 2, FIRST / 2 + MORE);
+    let parsed_message = serde_json::from_str::<serde_json::Value>(
+        std::fs::read_to_string(&out)
+            .expect("reading the output")
+            .lines()
+            .next()
+            .expect("an output line"),
+    )
+    .expect("a JSON line");
+    assert_eq!(
+        parsed_message["message"], "worker 0 done: ",
+        "the line is replaced by its `message` capture: {parsed_message}"
+    );
+}

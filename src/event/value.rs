@@ -116,6 +116,16 @@ impl Map {
             .map(|(_, v)| v)
     }
 
+    /// Where `key` is among the entries (which stay where they are until one is removed).
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.entries().iter().position(|(k, _)| k == key)
+    }
+
+    /// The value of the entry at `index` (see `position`).
+    pub fn value_at_mut(&mut self, index: usize) -> Option<&mut Value> {
+        self.entries_mut().get_mut(index).map(|(_, v)| v)
+    }
+
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         // Looked up first: a miss must not copy a shared map.
         let pos = self.entries().iter().position(|(k, _)| k == key)?;

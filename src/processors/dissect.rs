@@ -194,7 +194,7 @@ impl Dissect {
 
 impl Processor for Dissect {
     fn process(&mut self, event: &mut Event) -> Verdict {
-        let Some(text) = take_text(event, &self.field) else {
+        let Some((text, from)) = take_text(event, &self.field) else {
             if !self.ignore_missing {
                 self.failures.record(&format_args!(
                     "field `{}` is missing or not text",
@@ -205,7 +205,7 @@ impl Processor for Dissect {
             return Verdict::Keep;
         };
         if !self.split(&text) {
-            restore_text(event, &self.field, text);
+            restore_text(event, &self.field, from, text);
             self.failures.record(&format_args!(
                 "the tokenizer does not fit field `{}`",
                 self.field
@@ -248,7 +248,7 @@ impl Processor for Dissect {
         if failed {
             event.add_tag(convert::FAILURE_TAG);
         }
-        restore_text(event, &self.field, text);
+        restore_text(event, &self.field, from, text);
         for (i, value) in values.drain(..) {
             if let Some(path) = &self.tokenizer.fields[i].0.path {
                 path.insert(event, value);

@@ -233,16 +233,34 @@ impl Collector for Failures {
 
 /// Takes the text of `field` out of the event so that a parser can read it while writing
 /// other fields, without copying it; `restore_text` puts it back.
-pub(crate) fn take_text(event: &mut Event, field: &str) -> Option<String> {
-    match event.get_mut(field) {
-        Some(crate::event::Value::String(s)) => Some(std::mem::take(s)),
+pub(crate) fn take_text(event: &mut Event, field: &str) -> Option<(String, TakenFrom)> {
+    // A field at the root (`message`, nearly always) is put back by its place: one look-up
+    // per event rather than two.
+    let at_root = (!field.contains('.'))
+        .then(|| event.fields.position(field))
+        .flatten();
+    let value = match at_root {
+        Some(i) => event.fields.value_at_mut(i),
+        None => event.get_mut(field),
+    };
+    match value {
+        Some(crate::event::Value::String(s)) => Some((std::mem::take(s), TakenFrom(at_root))),
         _ => None,
     }
 }
 
+/// Where `take_text` took a field's text from: its place at the event's root, if there. The
+/// parser only adds or replaces fields until the text is back, so that place stays its own.
+#[derive(Clone, Copy)]
+pub(crate) struct TakenFrom(Option<usize>);
+
 /// Puts back what `take_text` took (before the parser writes its results, which may replace it).
-pub(crate) fn restore_text(event: &mut Event, field: &str, text: String) {
-    if let Some(crate::event::Value::String(s)) = event.get_mut(field) {
+pub(crate) fn restore_text(event: &mut Event, field: &str, from: TakenFrom, text: String) {
+    let value = match from.0 {
+        Some(i) => event.fields.value_at_mut(i),
+        None => event.get_mut(field),
+    };
+    if let Some(crate::event::Value::String(s)) = value {
         *s = text;
     }
 }

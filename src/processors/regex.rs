@@ -2,6 +2,8 @@
 //! `(?<process.pid:int>\d+)` or a `types:` map types them), several patterns are tried in order,
 //! and an event no pattern matches passes unchanged with a tag.
 
+mod runs;
+
 use super::convert::{self, Conversion, TypesConfig};
 use super::{
     default_field, default_trim_chars, restore_text, take_text, target_path, Failures, FieldPath,
@@ -47,15 +49,58 @@ fn default_tag() -> String {
     "_regex_parse_failure".to_owned()
 }
 
+/// What finds a pattern's captures: the regex crate, or for the anchored literal-and-runs
+/// patterns log formats are mostly written as, `runs` (the same matches, by `memchr`).
+#[derive(Clone)]
+enum Engine {
+    Regex(Regex, CaptureLocations),
+    Runs(runs::Runs, Vec<(usize, usize)>),
+}
+
+impl Engine {
+    /// `pattern` is `regex`'s source, parsed again to see whether `runs` can match it.
+    fn new(regex: Regex, pattern: &str) -> Engine {
+        let hir = regex_syntax::Parser::new().parse(pattern).ok();
+        match hir.as_ref().and_then(runs::Runs::new) {
+            Some(r) if r.groups() == regex.captures_len() => {
+                let slots = vec![(0, 0); r.groups()];
+                Engine::Runs(r, slots)
+            }
+            _ => {
+                let locations = regex.capture_locations();
+                Engine::Regex(regex, locations)
+            }
+        }
+    }
+
+    /// Where the match ends, its groups then read by `group`.
+    #[inline]
+    fn find(&mut self, text: &str) -> Option<usize> {
+        match self {
+            Engine::Regex(regex, locations) => {
+                regex.captures_read(locations, text).map(|m| m.end())
+            }
+            Engine::Runs(runs, slots) => runs.captures(text, slots),
+        }
+    }
+
+    #[inline]
+    fn group(&self, group: usize) -> Option<(usize, usize)> {
+        match self {
+            Engine::Regex(_, locations) => locations.get(group),
+            Engine::Runs(_, slots) => slots.get(group).copied(),
+        }
+    }
+}
+
 /// One compiled pattern and, for each capture group, the event path it fills.
 #[derive(Clone)]
 struct Pattern {
-    regex: Regex,
+    engine: Engine,
     /// Indexed like the capture groups; `None` for unnamed groups.
     paths: Vec<Option<FieldPath>>,
     /// Indexed like the capture groups: what the captured text becomes.
     conversions: Vec<Conversion>,
-    locations: CaptureLocations,
     /// The pattern without a last `(?<name>.*)$`, when it ends so (see `split_rest`).
     head: Option<Head>,
     /// The group that writes text to the parsed field itself (`(?<message>...)` parsing
@@ -74,8 +119,7 @@ struct Pattern {
 /// walks it byte by byte).
 #[derive(Clone)]
 struct Head {
-    regex: Regex,
-    locations: CaptureLocations,
+    engine: Engine,
     /// The group the rest of the text fills: the last one of the whole pattern.
     rest_group: usize,
 }
@@ -84,36 +128,32 @@ impl Pattern {
     /// Matches `text` and pushes (group, start, end) for every named group that took part.
     fn capture(&mut self, text: &str, spans: &mut Vec<(usize, usize, usize)>) -> bool {
         if let Some(head) = &mut self.head {
-            let Some(m) = head.regex.captures_read(&mut head.locations, text) else {
+            let Some(end) = head.engine.find(text) else {
                 // The whole pattern is the head followed by more: no head, no match.
                 return false;
             };
             // `.` does not match `\n`: with one in the rest, another way through the head may
             // be the one the whole pattern takes, which only the whole pattern can tell.
-            if memchr::memchr(b'\n', &text.as_bytes()[m.end()..]).is_none() {
+            if memchr::memchr(b'\n', &text.as_bytes()[end..]).is_none() {
                 for (group, path) in self.paths.iter().enumerate() {
                     if path.is_none() {
                         continue;
                     }
                     if group == head.rest_group {
-                        spans.push((group, m.end(), text.len()));
-                    } else if let Some((s, e)) = head.locations.get(group) {
+                        spans.push((group, end, text.len()));
+                    } else if let Some((s, e)) = head.engine.group(group) {
                         spans.push((group, s, e));
                     }
                 }
                 return true;
             }
         }
-        if self
-            .regex
-            .captures_read(&mut self.locations, text)
-            .is_none()
-        {
+        if self.engine.find(text).is_none() {
             return false;
         }
         for (group, path) in self.paths.iter().enumerate() {
             if path.is_some() {
-                if let Some((s, e)) = self.locations.get(group) {
+                if let Some((s, e)) = self.engine.group(group) {
                     spans.push((group, s, e));
                 }
             }
@@ -159,8 +199,7 @@ fn split_rest(internal: &str, whole: &Regex) -> Option<Head> {
         return None;
     }
     Some(Head {
-        locations: regex.capture_locations(),
-        regex,
+        engine: Engine::new(regex, head_text),
         rest_group,
     })
 }
@@ -248,7 +287,6 @@ impl RegexParser {
                         .map_or(Conversion::String, |k| names[k].1)
                 })
                 .collect();
-            let locations = regex.capture_locations();
             let head = split_rest(&internal, &regex);
             let full_paths: Vec<Option<String>> = regex
                 .capture_names()
@@ -260,10 +298,10 @@ impl RegexParser {
             let (in_place, restore_first) =
                 in_place_group(&full_paths, &conversions, &config.field);
             patterns.push(Pattern {
-                regex,
+                // Tried only when there is no head (or the rest holds a line feed).
+                engine: Engine::new(regex, &internal),
                 paths,
                 conversions,
-                locations,
                 head,
                 in_place,
                 restore_first,
@@ -294,7 +332,7 @@ impl RegexParser {
 
 impl Processor for RegexParser {
     fn process(&mut self, event: &mut Event) -> Verdict {
-        let Some(text) = take_text(event, &self.field) else {
+        let Some((text, from)) = take_text(event, &self.field) else {
             if !self.ignore_missing {
                 self.failures.record(&format_args!(
                     "field `{}` is missing or not text",
@@ -322,7 +360,7 @@ impl Processor for RegexParser {
             }
         }
         let Some(p) = matched else {
-            restore_text(event, &self.field, text);
+            restore_text(event, &self.field, from, text);
             self.failures
                 .record(&format_args!("no pattern matches field `{}`", self.field));
             event.add_tag(&self.tag_on_failure);
@@ -337,7 +375,7 @@ impl Processor for RegexParser {
             for &(group, start, end) in &self.values {
                 self.owned.push((group, text[start..end].to_owned()));
             }
-            restore_text(event, &self.field, text);
+            restore_text(event, &self.field, from, text);
             for (group, value) in self.owned.drain(..) {
                 failed |= write(pattern, group, value, event, &self.failures);
             }
@@ -358,7 +396,7 @@ impl Processor for RegexParser {
                 text.truncate(end);
                 text.drain(..start);
             }
-            restore_text(event, &self.field, text);
+            restore_text(event, &self.field, from, text);
         }
         if failed {
             event.add_tag(convert::FAILURE_TAG);
