@@ -95,6 +95,8 @@ impl Tailer {
                 break;
             }
             let Some(tail) = self.tails.get_mut(&key).filter(|t| !t.is_open()) else {
+                // Opened for a file reopened or let go since: what the watcher knows is stale.
+                reopened = true;
                 continue;
             };
             tracing::debug!(input = %self.ctx.name, path = %tail.path.display(), "closed file written to: reopened with the descriptor taken at the write");

@@ -139,6 +139,8 @@ impl Tailer {
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         self.record_marks();
+        // Files reopened (grown) or let go by this scan.
+        self.publish_closed();
         if std::mem::take(&mut self.waiting_recorded)
             && super::super::save_blocking(&self.shared, None).is_err()
         {
