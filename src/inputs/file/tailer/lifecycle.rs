@@ -79,14 +79,21 @@ impl Tailer {
     /// now) and not held is left to the scan's rename handling.
     pub(super) fn reopen_written(&mut self) {
         let (paths, overflowed, held) = match self.written.lock() {
-            Ok(mut w) => (
-                std::mem::take(&mut w.paths),
-                std::mem::take(&mut w.overflowed),
-                std::mem::take(&mut w.held),
-            ),
+            Ok(mut w) => {
+                // Most writes are to open files (the busy ones): only closed ones are looked at.
+                let w = &mut *w;
+                w.paths.retain(|p| w.closed.contains_key(p));
+                (
+                    std::mem::take(&mut w.paths),
+                    std::mem::take(&mut w.overflowed),
+                    std::mem::take(&mut w.held),
+                )
+            }
             Err(_) => return,
         };
-        if (paths.is_empty() && !overflowed) || self.tails.values().all(|t| t.is_open()) {
+        if (paths.is_empty() && !overflowed && held.is_empty())
+            || self.tails.values().all(|t| t.is_open())
+        {
             return;
         }
         let mut reopened = false;
