@@ -219,18 +219,9 @@ fn a_closed_file_written_to_and_deleted_while_the_output_is_stuck_is_read_once_i
         v["message"].as_str().unwrap().to_owned()
     };
     let mut got: Vec<String> = take(100).iter().map(|l| message(l)).collect();
-    let open = |p: &Path| {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|fds| {
-                fds.flatten().any(|fd| {
-                    std::fs::read_link(fd.path()).is_ok_and(|t| {
-                        t == p || t.to_string_lossy() == format!("{} (deleted)", p.display())
-                    })
-                })
-            })
-            .unwrap_or(false)
-    };
-    wait_until(30, "trawl to close the inactive file", || !open(&quiet));
+    wait_until(30, "trawl to close the inactive file", || {
+        !support::stdout_run::has_open(pid, &quiet)
+    });
     // The output is stuck from here: 20,000 lines of the busy file fill the pipe, the pipeline
     // and `max_in_flight`, and the reader waits for room.
     let busy_lines: String = (0..20_000)

@@ -100,16 +100,20 @@ impl Trawl {
 
     /// Whether trawl has `path` open (from `/proc/<pid>/fd`).
     pub fn has_open(&self, path: &Path) -> bool {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())) else {
-            return false;
-        };
-        fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|target| {
-                target == path
-                    || target.to_string_lossy() == format!("{} (deleted)", path.display())
-            })
-        })
+        has_open(self.child.id(), path)
     }
+}
+
+/// Whether process `pid` has `path` open, also once deleted (from `/proc/<pid>/fd`).
+pub fn has_open(pid: u32, path: &Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            target == path || target.to_string_lossy() == format!("{} (deleted)", path.display())
+        })
+    })
 }
 
 impl Drop for Trawl {
