@@ -361,26 +361,28 @@ fn run_once(
     subnet: &str,
 ) -> (Vec<J>, J, u64) {
     let pipeline = dir.join("node.yaml");
+    // The shipped DaemonSet pipeline's shape: one `packet` input, flows and HTTP from one
+    // capture, the kernel buffer left at its default (shared by the veths).
     let capture = format!(
-        "{{ interfaces: [\"{}-h*\"], bpf_filter: \"tcp and net {subnet}.0/24\", refresh_interfaces: 1s, buffer_size: 32MiB }}",
+        "{{ interfaces: [\"{}-h*\"], bpf_filter: \"tcp and net {subnet}.0/24\", refresh_interfaces: 1s }}",
         node.tag
     );
     std::fs::write(
         &pipeline,
         format!(
-            "inputs:\n  web:\n    type: http\n    capture: {capture}\n    ports: [8080]\n  flows:\n    type: flows\n    capture: {capture}\n    period: -1s\n    closed_linger: 1s\n\
+            "inputs:\n  node:\n    type: packet\n    capture: {capture}\n    flows: {{ period: -1s, closed_linger: 1s }}\n    protocols:\n      http: {{ ports: [8080] }}\n\
              outputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
             dir.display()
         ),
     )
     .expect("write the pipeline");
     let (mut child, rx, erx) = start_trawl(&pipeline);
-    // Both inputs capture on every veth, and the monitoring address is known, before any load.
+    // The input captures on every veth, and the monitoring address is known, before any load.
     let mut log = Vec::new();
     let mut metrics = None;
     let mut capturing = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while capturing < 2 * node.workloads.len() || metrics.is_none() {
+    while capturing < node.workloads.len() || metrics.is_none() {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_else(|_| panic!("trawl did not start capturing on every veth: {log:#?}"));

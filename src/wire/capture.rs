@@ -34,7 +34,7 @@ pub struct CaptureConfig {
     /// Most bytes kept of each packet.
     #[serde(default = "default_snaplen")]
     pub snaplen: ByteSize,
-    /// Kernel buffer per interface.
+    /// Kernel buffer of the whole capture, shared by its interfaces (see `ring_bytes`).
     #[serde(default = "default_buffer")]
     pub buffer_size: ByteSize,
     /// Put interfaces in promiscuous mode.
@@ -338,6 +338,10 @@ const BLOCK_BYTES: usize = 256 * 1024;
 const QUEUE_BLOCKS: usize = 32;
 // At most this much waits in the merge for a late interface; past it, order gives way.
 const MERGE_BYTES: usize = 16 << 20;
+/// Least kernel ring given to one interface of a capture shared by many: libpcap's TPACKET_V3
+/// blocks are 256 KiB (one frame of its largest snaplen), and with fewer than four the kernel
+/// has no block to fill while the capture thread copies one out.
+const MIN_RING_BYTES: u64 = 1 << 20;
 /// libpcap's read timeout: TPACKET_V3 hands a kernel block on once full or this old.
 const READ_TIMEOUT_MS: i32 = 50;
 /// How long after its capture time a packet may still sit in the kernel: a block retires
@@ -569,10 +573,11 @@ impl Live {
             if workers.contains_key(&name) {
                 continue;
             }
-            match self.open(&name) {
+            let ring = ring_bytes(self.cfg.buffer_size.0, wanted.len());
+            match self.open(&name, ring) {
                 Ok(cap) => {
                     logged.remove(&name);
-                    tracing::info!(input = %self.input, interface = %name, "capturing");
+                    tracing::info!(input = %self.input, interface = %name, ring_bytes = ring, "capturing");
                     let stop = Arc::new(AtomicBool::new(false));
                     ids.next = ids.next.wrapping_add(1);
                     let id = ids.next;
@@ -620,11 +625,11 @@ impl Live {
         }
     }
 
-    fn open(&self, name: &str) -> Result<pcap::Capture<pcap::Active>, pcap::Error> {
+    fn open(&self, name: &str, ring: u64) -> Result<pcap::Capture<pcap::Active>, pcap::Error> {
         let mut cap = pcap::Capture::from_device(name)?
             .promisc(self.cfg.promiscuous)
             .snaplen(self.cfg.snaplen.0.min(i32::MAX as u64) as i32)
-            .buffer_size(self.cfg.buffer_size.0.min(i32::MAX as u64) as i32)
+            .buffer_size(ring.min(i32::MAX as u64) as i32)
             .timeout(READ_TIMEOUT_MS)
             .open()?
             .setnonblock()?;
@@ -633,6 +638,17 @@ impl Live {
         }
         Ok(cap)
     }
+}
+
+/// The kernel ring of one interface of a capture that wants `interfaces` of them: an equal
+/// share of `buffer_size`, so that a node's forty pod veths do not each pin the buffer one
+/// interface needs (the ring is kernel memory mapped into trawl, resident from the moment it is
+/// opened, idle or not); never under `MIN_RING_BYTES` unless `buffer_size` itself is smaller.
+/// Shares are computed when an interface is opened: ones opened before others appeared keep
+/// theirs.
+fn ring_bytes(buffer_size: u64, interfaces: usize) -> u64 {
+    let share = buffer_size / interfaces.max(1) as u64;
+    share.max(MIN_RING_BYTES.min(buffer_size))
 }
 
 /// Compiles `filter` with libpcap, as opening an interface will, without needing one.
@@ -808,6 +824,20 @@ fn capture_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interfaces_share_the_buffer_with_a_floor_of_four_libpcap_blocks() {
+        let mib = 1u64 << 20;
+        // One interface (`any`, `eth0`) has the whole buffer, as libpcap would give it.
+        assert_eq!(ring_bytes(8 * mib, 1), 8 * mib);
+        assert_eq!(ring_bytes(8 * mib, 0), 8 * mib);
+        assert_eq!(ring_bytes(8 * mib, 4), 2 * mib);
+        // Forty pod veths: each at the floor, not 8 MiB each (320 MiB resident).
+        assert_eq!(ring_bytes(8 * mib, 40), mib);
+        assert_eq!(ring_bytes(64 * mib, 40), 64 * mib / 40);
+        // A buffer set below the floor is taken as asked.
+        assert_eq!(ring_bytes(512 << 10, 3), 512 << 10);
+    }
 
     #[test]
     fn globs_select_interfaces() {
