@@ -430,15 +430,17 @@ impl ClientContext for Reports {
             }
             // The broker answers but refuses trawl: a setting to fix, not an outage to wait out.
             Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL) => {
-                if !self.refused.swap(true, Ordering::Relaxed) {
-                    tracing::error!(output = %self.output, reason,
-                        "the Kafka broker refuses the connection (check the output's `sasl` and `tls` settings); messages wait in the bounded queue and are retried, nothing is acknowledged");
-                }
+                // `/health` first, then the log: whoever reads the log line (an operator, a
+                // probe script) must find the health already failed.
                 self.metrics.set_failed(format!(
                     "kafka: the broker refuses the connection: {reason}"
                 ));
                 self.metrics
                     .attempt_failed(&format!("the broker refuses the connection: {reason}"));
+                if !self.refused.swap(true, Ordering::Relaxed) {
+                    tracing::error!(output = %self.output, reason,
+                        "the Kafka broker refuses the connection (check the output's `sasl` and `tls` settings); messages wait in the bounded queue and are retried, nothing is acknowledged");
+                }
             }
             Some(RDKafkaErrorCode::AllBrokersDown) => {
                 if !self.down.swap(true, Ordering::Relaxed) {
