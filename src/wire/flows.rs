@@ -328,7 +328,7 @@ impl FlowTable {
                 })
             }
         };
-        if f.vlan == 0 && p.vlan != 0 {
+        if !self.key_by_vlan && f.vlan == 0 && p.vlan != 0 {
             // Keyed without the VLAN, and the first packets were untagged.
             f.vlan = p.vlan;
             f.inner_vlan = p.inner_vlan;
