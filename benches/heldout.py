@@ -25,6 +25,9 @@ read from the test's args and suricata.yaml only (never its name): Suricata runs
 (a top-level `exception-policy:`, or any `*-policy` setting given with `--set`), or has
 mid-stream pick-up turned off by `--set stream.midstream=false`. In those modes Suricata drops,
 splits or leaves out what a passive sensor reports as it was on the wire.
+A test that keys flows without the VLAN (`--set vlan.use-for-tracking=false` in its args, or
+`vlan: {use-for-tracking: false}` in its suricata.yaml) runs trawl with `--key-by-vlan false`,
+trawl's counterpart of that setting.
 Zeek rows match one trawl HTTP event each (one-to-one): endpoints, method, host (Zeek keeps
 port left out), uri (Zeek logs it percent-decoded), user agent, status (Zeek's version is the
 reply's, trawl's the request's: not compared); a btest whose script rewrites log records
@@ -181,8 +184,27 @@ def policy_mode(d, args):
     return None
 
 
-def run_trawl(trawl, pcap):
-    out = subprocess.run([trawl, "pcap", "--only", "flows,http,http2", pcap],
+def tracks_vlan(d, args):
+    """Whether the test keys flows by VLAN (Suricata's `vlan.use-for-tracking`, true by
+    default), from its args and suricata.yaml."""
+    m = re.search(r"(?:^|\s)vlan\.use-for-tracking=(\S+)", args)
+    if m:
+        return m.group(1).lower() not in ("false", "no", "0", "off")
+    path = os.path.join(d, "suricata.yaml")
+    if os.path.exists(path):
+        with open(path) as f:
+            try:
+                cfg = yaml.safe_load(f) or {}
+            except yaml.YAMLError:
+                cfg = {}
+        vlan = cfg.get("vlan") if isinstance(cfg, dict) else None
+        if isinstance(vlan, dict) and vlan.get("use-for-tracking") is False:
+            return False
+    return True
+
+
+def run_trawl(trawl, pcap, extra=()):
+    out = subprocess.run([trawl, "pcap", "--only", "flows,http,http2", *extra, pcap],
                          capture_output=True, timeout=600)
     if out.returncode not in (0, 1):
         return None, out.stderr.decode(errors="replace")[-400:]
@@ -233,7 +255,8 @@ def suricata(root, trawl, results):
             filters.append((kind, m, f.get("count")))
         if not filters:
             continue
-        events, err = run_trawl(trawl, os.path.join(d, "input.pcap"))
+        extra = () if tracks_vlan(d, args) else ("--key-by-vlan", "false")
+        events, err = run_trawl(trawl, os.path.join(d, "input.pcap"), extra)
         http, flows = split(events or [])
         for i, (kind, m, count) in enumerate(filters):
             captures[kind].add(name)

@@ -227,12 +227,17 @@ fn vxlan_on_an_unconfigured_port_stays_outer_udp() {
 /// `trawl run` on `pcap` as a `pcap_file` input with `flows:` settings `flows` (YAML flow
 /// mapping), events to stdout.
 fn trawl_run(pcap: &Path, flows: &str) -> Vec<J> {
+    trawl_run_with(pcap, &format!("flows: {flows}"))
+}
+
+/// `trawl run` on `pcap` as a `pcap_file` input with `keys` (one line of YAML) beside `path`.
+fn trawl_run_with(pcap: &Path, keys: &str) -> Vec<J> {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("p.yaml");
     std::fs::write(
         &cfg,
         format!(
-            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    flows: {flows}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
+            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    {keys}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
             pcap.display(),
             dir.path().display()
         ),
@@ -667,6 +672,117 @@ fn esp_security_associations_are_flows_of_their_own_with_their_spi() {
             n(f[0], "destination.packets"),
             0,
             "an SA carries one direction"
+        );
+    }
+}
+
+/// A mirror port that tags one direction only (vlan_one_side.pcap: the client's frames carry
+/// 802.1Q VLAN 3136, the server's none). 802.1Q makes a VLAN a LAN of its own, so by default
+/// each side is a conversation of its own: two half flows and two half transactions. With
+/// `key_by_vlan: false` (`--key-by-vlan false`) the VLAN is left out of the key: one flow with
+/// tshark's packets and bytes per direction, still saying the VLAN it saw, and one complete
+/// transaction.
+#[test]
+fn one_side_tagged_is_one_conversation_with_the_vlan_out_of_the_key() {
+    let path = data("vlan_one_side.pcap");
+    let (client, server) = ("10.99.1.1", "10.99.1.2");
+    let tcp = tshark_ip(&path, "tcp.port == 8080", 'l');
+    let (cp, cb) = sent_by(&tcp, client);
+    let (sp, sb) = sent_by(&tcp, server);
+    let tagged = tshark_ip(&path, "tcp.port == 8080 && vlan.id == 3136", 'l');
+    assert!(cp >= 4 && sp >= 3, "tshark sees the connection");
+    assert_eq!(
+        (sent_by(&tagged, client).0, sent_by(&tagged, server).0),
+        (cp, 0),
+        "tshark: the client's side tagged, the server's not"
+    );
+    let tcp_flows = |evs: &[J]| -> Vec<J> {
+        evs.iter()
+            .filter(|e| s(e, "event.dataset") == "flow" && s(e, "network.transport") == "tcp")
+            .cloned()
+            .collect()
+    };
+    let http = |evs: &[J]| -> Vec<J> {
+        evs.iter()
+            .filter(|e| s(e, "event.dataset") == "http")
+            .cloned()
+            .collect()
+    };
+
+    // Default: each side alone.
+    let evs = trawl(&path, &[]);
+    let mut halves: Vec<(i64, i64, String)> = tcp_flows(&evs)
+        .iter()
+        .map(|f| {
+            (
+                n(f, "source.packets") + n(f, "destination.packets"),
+                n(f, "source.bytes") + n(f, "destination.bytes"),
+                s(f, "network.vlan.id"),
+            )
+        })
+        .collect();
+    halves.sort();
+    let mut want = vec![(cp, cb, "3136".to_owned()), (sp, sb, String::new())];
+    want.sort();
+    assert_eq!(halves, want, "two half flows: {evs:#?}");
+    let mut reasons: Vec<String> = http(&evs).iter().map(|e| s(e, "event.reason")).collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["request_missing", "response_missing"],
+        "two half transactions: {evs:#?}"
+    );
+
+    // VLAN out of the key, by option and by configuration.
+    for (how, evs) in [
+        (
+            "--key-by-vlan false",
+            trawl(&path, &["--key-by-vlan", "false"]),
+        ),
+        (
+            "key_by_vlan: false",
+            trawl_run_with(&path, "key_by_vlan: false"),
+        ),
+    ] {
+        let f = tcp_flows(&evs);
+        assert_eq!(f.len(), 1, "{how}: one TCP flow: {evs:#?}");
+        let f = &f[0];
+        assert_eq!(
+            (s(f, "source.ip"), n(f, "source.port") > 0),
+            (client.to_owned(), true)
+        );
+        assert_eq!(
+            (n(f, "source.packets"), n(f, "destination.packets")),
+            (cp, sp),
+            "{how}: packets per direction"
+        );
+        assert_eq!(
+            (n(f, "source.bytes"), n(f, "destination.bytes")),
+            (cb, sb),
+            "{how}: IP bytes per direction"
+        );
+        assert_eq!(s(f, "flow.end_reason"), "fin", "{how}");
+        assert_eq!(s(f, "network.vlan.id"), "3136", "{how}: the VLAN it saw");
+        let h = http(&evs);
+        assert_eq!(h.len(), 1, "{how}: one transaction: {evs:#?}");
+        assert!(
+            get(&h[0], "event.reason").is_none(),
+            "{how}: complete: {h:#?}"
+        );
+        assert_eq!(s(&h[0], "http.request.method"), "GET", "{how}");
+        assert_eq!(s(&h[0], "url.original"), "/hello.txt", "{how}");
+        assert_eq!(n(&h[0], "http.response.status_code"), 200, "{how}");
+        assert_eq!(s(&h[0], "client.ip"), client, "{how}");
+        // The echo exchange too: one flow of 2 + 2.
+        let icmp = flows(&evs, "icmp", client);
+        assert_eq!(icmp.len(), 1, "{how}: {evs:#?}");
+        assert_eq!(
+            (
+                n(icmp[0], "source.packets"),
+                n(icmp[0], "destination.packets")
+            ),
+            (2, 2),
+            "{how}"
         );
     }
 }

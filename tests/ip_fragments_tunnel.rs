@@ -52,6 +52,20 @@ impl Vxlan {
             a.extend_from_slice(args);
             run("ip", &a)
         };
+        // No IPv6 on any of the test's devices, before they come up: a device with IPv6 sends
+        // neighbour solicitations, MLD reports and router solicitations of its own, for
+        // seconds (a solicitation every 4 s), which then cross the tunnel at any moment. One
+        // sent after dumpcap stopped and before trawl did was counted by trawl alone.
+        let no_ipv6 = |dev: &str, here: bool| {
+            let set = format!("echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6");
+            if here {
+                run("sh", &["-c", &set])
+            } else {
+                run("ip", &["netns", "exec", ns, "sh", "-c", &set])
+            }
+        };
+        no_ipv6(host, true)?;
+        no_ipv6(&peer, false)?;
         run("ip", &["addr", "add", "10.213.17.1/24", "dev", host])?;
         run("ip", &["link", "set", host, "mtu", "1500", "up"])?;
         inside(&["addr", "add", "10.213.17.2/24", "dev", &peer])?;
@@ -100,6 +114,9 @@ impl Vxlan {
                     run("ip", args)?;
                 } else {
                     inside(args)?;
+                }
+                if args[0] == "link" && args[1] == "add" {
+                    no_ipv6(&vx.device, here)?;
                 }
             }
         }

@@ -5,6 +5,7 @@ mod support {
     pub mod process;
 }
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use support::process::{write_file, Trawl};
@@ -239,13 +240,19 @@ fn vxlan_ports_out_of_range_are_rejected_at_the_element() {
             "4:36: inputs.f.capture.vxlan_ports[1]",
         ),
     ];
+    refused_by_validate_and_run(dir.path(), &cases);
+}
+
+/// Each `(file name, inputs, error)`: the pipeline with these inputs is refused by validate
+/// with `error` (its line:col counted within `inputs`) and by run.
+fn refused_by_validate_and_run(dir: &Path, cases: &[(&str, &str, &str)]) {
     for (name, inputs, want) in cases {
         let cfg = write_file(
-            dir.path(),
+            dir,
             name,
             &format!(
                 "data_dir: {}\nhttp: {{ enabled: false }}\n{inputs}outputs:\n  o: {{ type: stdout }}\n",
-                dir.path().join("data").display()
+                dir.join("data").display()
             ),
         );
         // The two global lines come first: the lines of `inputs` move down by two.
@@ -260,9 +267,31 @@ fn vxlan_ports_out_of_range_are_rejected_at_the_element() {
         let err = String::from_utf8_lossy(&v.stderr);
         assert_eq!(v.status.code(), Some(1), "{name}: {err}");
         assert!(err.contains(&want), "{name}: want `{want}` in:\n{err}");
-        let mut t = Trawl::start(&cfg, Some(&dir.path().join("run.log")));
+        let mut t = Trawl::start(&cfg, Some(&dir.join("run.log")));
         assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1), "{name}");
     }
+}
+
+/// `key_by_vlan` is true or false, on a live capture and beside a capture file's path: another
+/// value is refused at its key by validate and run.
+#[test]
+fn key_by_vlan_other_than_a_boolean_is_rejected_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    refused_by_validate_and_run(
+        dir.path(),
+        &[
+            (
+                "live.yaml",
+                "inputs:\n  f:\n    type: flows\n    capture: { interfaces: [lo], key_by_vlan: maybe }\n",
+                "4:47: inputs.f.capture.key_by_vlan: invalid type: string \"maybe\", expected a boolean",
+            ),
+            (
+                "file.yaml",
+                "inputs:\n  f:\n    type: pcap_file\n    path: /nonexistent.pcap\n    key_by_vlan: 0\n",
+                "5:18: inputs.f.key_by_vlan: invalid type",
+            ),
+        ],
+    );
 }
 
 /// A typo or a wrong value in a protocol section, whether its key is one of the connection

@@ -48,6 +48,10 @@ pub struct PcapArgs {
     /// UDP destination ports carrying VXLAN (comma-separated; default 4789,8472).
     #[arg(long, value_delimiter = ',', value_parser = port())]
     pub vxlan_ports: Vec<u16>,
+    /// Whether flows and connections are keyed by VLAN id (default true; with -c, the
+    /// pipeline's `key_by_vlan`). `false` when one direction is tagged and the other not.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub key_by_vlan: Option<bool>,
 }
 
 /// The ports given with `--<protocol>-ports`, by protocol name (empty: not given).
@@ -135,7 +139,7 @@ pub fn run(args: PcapArgs) -> i32 {
         },
     };
     match &args.config {
-        Some(c) => with_pipeline(args.file.clone(), c, &args.vxlan_ports),
+        Some(c) => with_pipeline(args.file.clone(), c, &args.vxlan_ports, args.key_by_vlan),
         None => match analyzers(&args, decoder) {
             Ok(a) => print_events(args.file, a),
             Err(e) => {
@@ -177,6 +181,7 @@ fn analyzers(args: &PcapArgs, decoder: Decoder) -> Result<Analyzers, String> {
         protocols,
         dedup_window: None,
         decoder,
+        key_by_vlan: args.key_by_vlan.unwrap_or(true),
     })
 }
 
@@ -277,9 +282,15 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> std::io::Result<()> {
 
 /// The file read through a pipeline: in place of the pipeline's live packet input when it
 /// has one (its name, so that outputs routed to it receive the events, its flows and protocol
-/// sections, its `dedup_window` and `vxlan_ports`), otherwise as an extra input `pcap` with
-/// flows and HTTP. `vxlan_ports` is the `--vxlan-ports` option (empty: not given).
-fn with_pipeline(file: PathBuf, config: &PathBuf, vxlan_ports: &[u16]) -> i32 {
+/// sections, its `dedup_window`, `vxlan_ports` and `key_by_vlan`), otherwise as an extra input
+/// `pcap` with flows and HTTP. `vxlan_ports` is the `--vxlan-ports` option (empty: not
+/// given), `key_by_vlan` the `--key-by-vlan` option (None: not given).
+fn with_pipeline(
+    file: PathBuf,
+    config: &PathBuf,
+    vxlan_ports: &[u16],
+    key_by_vlan: Option<bool>,
+) -> i32 {
     let mut cfg = match super::load(Some(config)) {
         Ok(c) => c,
         Err(errs) => {
@@ -306,6 +317,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, vxlan_ports: &[u16]) -> i32 {
                 dns: None,
                 dedup_window: Default::default(),
                 vxlan_ports: Decoder::default().vxlan_ports,
+                key_by_vlan: true,
             },
         ),
         [i] => {
@@ -333,6 +345,7 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, vxlan_ports: &[u16]) -> i32 {
                     dns: None,
                     dedup_window: capture.dedup_window,
                     vxlan_ports: capture.vxlan_ports,
+                    key_by_vlan: capture.key_by_vlan,
                 },
             )
         }
@@ -347,13 +360,16 @@ fn with_pipeline(file: PathBuf, config: &PathBuf, vxlan_ports: &[u16]) -> i32 {
             return 1;
         }
     };
-    let pcap_cfg = match vxlan_ports {
+    let mut pcap_cfg = match vxlan_ports {
         [] => pcap_cfg,
         given => PcapFileConfig {
             vxlan_ports: given.to_vec(),
             ..pcap_cfg
         },
     };
+    if let Some(by_vlan) = key_by_vlan {
+        pcap_cfg.key_by_vlan = by_vlan;
+    }
     let input = match PacketInput::pcap_file(&name, pcap_cfg, None) {
         Ok(i) => i,
         Err(e) => {

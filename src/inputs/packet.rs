@@ -72,6 +72,9 @@ pub struct PcapFileConfig {
     /// UDP destination ports whose packets are VXLAN.
     #[serde(default = "capture::default_vxlan_ports")]
     pub vxlan_ports: Vec<u16>,
+    /// Flows and connections are keyed by VLAN id besides the 5-tuple (as `capture:` has it).
+    #[serde(default = "capture::default_key_by_vlan")]
+    pub key_by_vlan: bool,
 }
 
 impl PcapFileConfig {
@@ -161,6 +164,7 @@ impl PacketInput {
             decoder: Decoder {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
+            key_by_vlan: capture.key_by_vlan,
             ..analyzers
         };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
@@ -201,6 +205,7 @@ impl PacketInput {
             decoder: Decoder {
                 vxlan_ports: cfg.vxlan_ports,
             },
+            key_by_vlan: cfg.key_by_vlan,
         };
         Ok(PacketInput::new(
             name,

@@ -51,6 +51,10 @@ pub struct CaptureConfig {
     /// inner packet's).
     #[serde(default = "default_vxlan_ports")]
     pub vxlan_ports: Vec<u16>,
+    /// Flows and connections are keyed by VLAN id besides the 5-tuple; false leaves it out,
+    /// for mirror ports that tag one direction only.
+    #[serde(default = "default_key_by_vlan")]
+    pub key_by_vlan: bool,
 }
 
 impl Default for CaptureConfig {
@@ -64,6 +68,7 @@ impl Default for CaptureConfig {
             refresh_interfaces: default_refresh(),
             dedup_window: default_dedup(),
             vxlan_ports: default_vxlan_ports(),
+            key_by_vlan: default_key_by_vlan(),
         }
     }
 }
@@ -80,6 +85,9 @@ fn default_buffer() -> ByteSize {
 }
 fn default_refresh() -> Duration {
     Duration::from_secs(10)
+}
+pub(crate) fn default_key_by_vlan() -> bool {
+    true
 }
 pub(crate) fn default_vxlan_ports() -> Vec<u16> {
     super::decode::VXLAN_PORTS.to_vec()

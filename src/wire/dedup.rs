@@ -3,7 +3,8 @@
 //!
 //! A copy has the same fingerprint: what stays the same along the path (the innermost IP
 //! addresses, protocol, IPv4 identification, ports, TCP sequence/ack/flags, payload length and
-//! first bytes, and for an IP fragment its identification and offset), not what hops change (TTL, checksums, link and tunnel headers). A fingerprint
+//! first bytes, and for an IP fragment its identification and offset, and the VLAN id when it
+//! keys flows), not what hops change (TTL, checksums, link and tunnel headers). A fingerprint
 //! is remembered for `window` of capture time whatever order the copies are analyzed in, in an
 //! exact table (no slot shared by two packets) bounded in size. When the capture tells
 //! interfaces apart, a repeat on the interface that saw the packet first is a new packet (a
@@ -35,10 +36,13 @@ pub struct Dedup {
     pub dropped: u64,
     /// Fingerprints forgotten before their window ended, for lack of room.
     pub forgotten: u64,
+    /// The VLAN id is part of the fingerprint (`key_by_vlan`): when flows are keyed without
+    /// it, a packet seen tagged on a trunk and untagged on an access port is one packet.
+    vlan: bool,
 }
 
 impl Dedup {
-    pub fn new(window: std::time::Duration) -> Dedup {
+    pub fn new(window: std::time::Duration, vlan: bool) -> Dedup {
         Dedup {
             seen: FxHashMap::default(),
             order: VecDeque::new(),
@@ -46,14 +50,16 @@ impl Dedup {
             newest_ns: i64::MIN,
             dropped: 0,
             forgotten: 0,
+            vlan,
         }
     }
 
-    fn fingerprint(p: &Packet<'_>) -> u64 {
+    fn fingerprint(&self, p: &Packet<'_>) -> u64 {
         let mut h = rustc_hash::FxHasher::default();
         p.src.hash(&mut h);
         p.dst.hash(&mut h);
-        (p.proto, p.ip_id, p.sport, p.dport, p.vlan).hash(&mut h);
+        let vlan = if self.vlan { p.vlan } else { 0 };
+        (p.proto, p.ip_id, p.sport, p.dport, vlan).hash(&mut h);
         // The pieces of one datagram often have the same length and first bytes.
         if let Some(f) = p.fragment.as_deref() {
             (f.id, f.offset).hash(&mut h);
@@ -71,7 +77,7 @@ impl Dedup {
     pub fn is_duplicate(&mut self, p: &Packet<'_>, ts_ns: i64, interface: Option<u32>) -> bool {
         self.newest_ns = self.newest_ns.max(ts_ns);
         self.forget(self.newest_ns.saturating_sub(self.window_ns));
-        let fp = Self::fingerprint(p);
+        let fp = self.fingerprint(p);
         if let Some(s) = self.seen.get_mut(&fp) {
             let near = ts_ns.abs_diff(s.ts_ns) <= self.window_ns as u64;
             let same_interface = interface.is_some() && interface == s.interface;
@@ -117,7 +123,7 @@ mod tests {
 
     #[test]
     fn same_packet_twice_within_window_is_dropped_once() {
-        let mut d = Dedup::new(std::time::Duration::from_millis(100));
+        let mut d = Dedup::new(std::time::Duration::from_millis(100), true);
         let f = eth_tcp(
             [10, 0, 0, 1],
             1,
@@ -142,6 +148,29 @@ mod tests {
         assert_eq!(d.dropped, 1);
     }
 
+    /// The same frame tagged (802.1Q VLAN 7, as a trunk port carries it) and untagged (an
+    /// access port): two packets of two conversations while the VLAN keys flows, one packet
+    /// when it does not (`key_by_vlan: false`).
+    #[test]
+    fn a_tagged_and_an_untagged_copy_are_one_packet_only_when_vlans_do_not_key_flows() {
+        let f = segment(1);
+        let mut tagged = f[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+        tagged.extend_from_slice(&f[12..]);
+        let p = decode(linktype::ETHERNET, &f).unwrap();
+        let q = decode(linktype::ETHERNET, &tagged).unwrap();
+        assert_eq!((p.vlan, q.vlan), (0, 7));
+        for (by_vlan, copy) in [(true, false), (false, true)] {
+            let mut d = Dedup::new(std::time::Duration::from_millis(100), by_vlan);
+            assert!(!d.is_duplicate(&q, 0, Some(1)));
+            assert_eq!(
+                d.is_duplicate(&p, 1_000, Some(2)),
+                copy,
+                "by_vlan {by_vlan}"
+            );
+        }
+    }
+
     fn segment(seq: u32) -> Vec<u8> {
         eth_tcp(
             [10, 0, 0, 1],
@@ -159,7 +188,7 @@ mod tests {
     /// with thousands of other packets between them: each counts once.
     #[test]
     fn copies_far_apart_in_any_order_count_once() {
-        let mut d = Dedup::new(std::time::Duration::from_millis(100));
+        let mut d = Dedup::new(std::time::Duration::from_millis(100), true);
         let frames: Vec<Vec<u8>> = (0..20_000u32).map(|i| segment(i * 100)).collect();
         let packets: Vec<_> = frames
             .iter()
@@ -179,7 +208,7 @@ mod tests {
     /// identification to tell a retransmission apart); its copy on the next interface is not.
     #[test]
     fn a_repeat_on_the_same_interface_is_a_new_packet() {
-        let mut d = Dedup::new(std::time::Duration::from_millis(100));
+        let mut d = Dedup::new(std::time::Duration::from_millis(100), true);
         let f = segment(1);
         let p = decode(linktype::ETHERNET, &f).unwrap();
         assert!(!d.is_duplicate(&p, 0, Some(1)));

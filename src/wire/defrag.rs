@@ -658,7 +658,7 @@ impl super::Engine {
             f.fragments(&p, &wire, &mut self.out);
         }
         if !self.sessions.is_empty() {
-            let key = super::flows::FlowKey::of(&p);
+            let key = super::flows::FlowKey::of(&p, self.key_by_vlan);
             self.sessions.packet(&p, key, d.wire.last_ns, &mut self.out);
         }
     }

@@ -137,6 +137,9 @@ struct Flow {
     tunnel: Option<Box<(Tunnel, usize)>>,
     /// The outer UDP flow of a tunnel: its packets carry other flows' packets.
     outer: bool,
+    /// The VLAN id of the flow's first tagged packet (`inner_vlan`: its QinQ second tag): the
+    /// key's when the key has it, else whichever side was tagged.
+    vlan: u16,
     inner_vlan: u16,
     /// ICMP type and code of the flow's first ICMP message (not an error), and its direction
     /// (0 or 1): Community ID hashes them in place of ports.
@@ -161,6 +164,8 @@ const CLOSED_SHARE: usize = 32;
 
 pub struct FlowTable {
     config: FlowsConfig,
+    /// The VLAN id is part of the key (`Analyzers::key_by_vlan`).
+    key_by_vlan: bool,
     table: FxHashMap<FlowKey, Flow>,
     /// Closed flows in the order they closed (flow id to tell a reopened 5-tuple apart, and
     /// when the entry was queued); entries whose flow has gone are dropped when they reach
@@ -196,9 +201,15 @@ const SWEEP_BATCH: usize = 1024;
 const SCAN_EVERY_NS: i64 = 1_000_000_000;
 
 impl FlowTable {
-    pub fn new(config: FlowsConfig, input: Arc<str>, stats: Arc<Stats>) -> FlowTable {
+    pub fn new(
+        config: FlowsConfig,
+        key_by_vlan: bool,
+        input: Arc<str>,
+        stats: Arc<Stats>,
+    ) -> FlowTable {
         FlowTable {
             config,
+            key_by_vlan,
             table: FxHashMap::default(),
             closed: VecDeque::new(),
             input,
@@ -221,8 +232,8 @@ impl FlowTable {
 
     /// Accounts `p` (captured at `ts_ns`) to its flow; ended flows go to `out`.
     #[inline]
-    /// `key`: `FlowKey::of(p)`, which the engine works out once for the flow table and the
-    /// protocol analyzers.
+    /// `key`: `FlowKey::of(p, by_vlan)`, which the engine works out once for the flow table
+    /// and the protocol analyzers.
     pub fn packet(&mut self, p: &Packet<'_>, key: (FlowKey, usize), ts_ns: i64, out: &mut Out) {
         self.account(p, key, ts_ns, ts_ns, 1, p.ip_len as u64, out)
     }
@@ -232,7 +243,7 @@ impl FlowTable {
     pub fn fragments(&mut self, p: &Packet<'_>, wire: &Wire, out: &mut Out) {
         self.account(
             p,
-            FlowKey::of(p),
+            FlowKey::of(p, self.key_by_vlan),
             wire.first_ns,
             wire.last_ns,
             wire.packets,
@@ -311,11 +322,17 @@ impl FlowTable {
                     rst: false,
                     tunnel: None,
                     outer: false,
+                    vlan: p.vlan,
                     inner_vlan: p.inner_vlan,
                     icmp: None,
                 })
             }
         };
+        if !self.key_by_vlan && f.vlan == 0 && p.vlan != 0 {
+            // Keyed without the VLAN, and the first packets were untagged.
+            f.vlan = p.vlan;
+            f.inner_vlan = p.inner_vlan;
+        }
         f.last_ns = f.last_ns.max(ts_ns);
         let was_closed = f.closed();
         if f.tunnel.is_none() {
@@ -687,9 +704,9 @@ impl Report for FlowReport<'_> {
             None => (sport, dport),
         };
         w.string("community_id", community_id(0, sip, cs, dip, cd, k.proto));
-        if k.vlan != 0 {
+        if f.vlan != 0 {
             w.open("vlan");
-            w.string("id", k.vlan.to_string());
+            w.string("id", f.vlan.to_string());
             w.close();
             if f.inner_vlan != 0 {
                 w.open("inner");

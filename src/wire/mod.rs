@@ -341,7 +341,7 @@ impl StatsCollector {
 }
 
 /// What an engine analyzes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Analyzers {
     pub flows: Option<FlowsConfig>,
     /// The protocol analyzers (`registry::Protocols`; protocols are registered in `register`).
@@ -350,11 +350,28 @@ pub struct Analyzers {
     pub dedup_window: Option<std::time::Duration>,
     /// Decoding settings (which UDP ports carry VXLAN).
     pub decoder: decode::Decoder,
+    /// The VLAN id is part of the flow and connection key (and of what makes two packets
+    /// copies); false: one conversation whatever its packets' tags (`key_by_vlan`).
+    pub key_by_vlan: bool,
+}
+
+impl Default for Analyzers {
+    fn default() -> Self {
+        Analyzers {
+            flows: None,
+            protocols: Protocols::default(),
+            dedup_window: None,
+            decoder: decode::Decoder::default(),
+            key_by_vlan: true,
+        }
+    }
 }
 
 /// Decodes packets and runs the analyzers over them; events accumulate in `events`.
 pub struct Engine {
     decoder: decode::Decoder,
+    /// `Analyzers::key_by_vlan`.
+    key_by_vlan: bool,
     stats: Arc<Stats>,
     dedup: Option<Dedup>,
     /// IP fragments waiting for the rest of their datagram.
@@ -395,15 +412,16 @@ impl Engine {
         Engine {
             graph_tcp: analyzers.flows.as_ref().is_some_and(|f| f.service_map),
             decoder: analyzers.decoder,
+            key_by_vlan: analyzers.key_by_vlan,
             dedup: analyzers
                 .dedup_window
                 .filter(|w| !w.is_zero())
-                .map(Dedup::new),
+                .map(|w| Dedup::new(w, analyzers.key_by_vlan)),
             defrag: Default::default(),
             defragged: Vec::new(),
             flows: analyzers
                 .flows
-                .map(|c| FlowTable::new(c, input.clone(), stats.clone())),
+                .map(|c| FlowTable::new(c, analyzers.key_by_vlan, input.clone(), stats.clone())),
             sessions: Sessions::new(protocols, input.clone(), stats.clone(), map.clone()),
             map,
             stats,
@@ -462,7 +480,7 @@ impl Engine {
         if p.fragment.is_some() {
             self.fragment(&p, ts_ns);
         } else {
-            let key = flows::FlowKey::of(&p);
+            let key = flows::FlowKey::of(&p, self.key_by_vlan);
             if let Some(f) = &mut self.flows {
                 f.packet(&p, key, ts_ns, &mut self.out);
             }

@@ -188,7 +188,8 @@ impl Sessions {
         e.proto = proto;
     }
 
-    /// `key`: `FlowKey::of(p)`, which the engine works out once for the flow table and here.
+    /// `key`: `FlowKey::of(p, by_vlan)`, which the engine works out once for the flow table
+    /// and here.
     pub fn packet(&mut self, p: &Packet<'_>, key: (FlowKey, usize), ts: i64, out: &mut Out) {
         match (p.tcp.is_some(), p.proto) {
             (true, _) => self.tcp(p, key, ts, out),

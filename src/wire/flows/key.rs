@@ -1,6 +1,6 @@
-//! The flow key: the canonical 5-tuple plus VLAN, and for protocols without ports what tells
-//! flows apart between two addresses (ICMP echo identifier and requester, ICMP message pair,
-//! ESP SPI); an ICMP error is keyed by the packet it quotes.
+//! The flow key: the canonical 5-tuple plus VLAN (unless `key_by_vlan: false`), and for
+//! protocols without ports what tells flows apart between two addresses (ICMP echo identifier
+//! and requester, ICMP message pair, ESP SPI); an ICMP error is keyed by the packet it quotes.
 
 use crate::wire::community_id::icmp_counterpart;
 use crate::wire::decode::{is_icmp_echo, Addr, Packet};
@@ -22,19 +22,22 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of `p`'s flow and whether `p` goes from `a` to `b` (direction 0). An ICMP
     /// error belongs to the flow of the packet it quotes, in the direction back to its sender.
+    /// `by_vlan`: the VLAN id is part of the key (802.1Q: the same addresses on two VLANs are
+    /// two conversations); false when one side's packets are tagged and the other's not.
     #[inline]
-    pub fn of(p: &Packet<'_>) -> (FlowKey, usize) {
+    pub fn of(p: &Packet<'_>, by_vlan: bool) -> (FlowKey, usize) {
+        let vlan = if by_vlan { p.vlan } else { 0 };
         // TCP and UDP first: nearly every packet, and the HTTP analyzer asks too.
         if matches!(p.proto, 6 | 17) {
-            return FlowKey::ordered(p.src, p.sport, p.dst, p.dport, p.proto, p.vlan, 0);
+            return FlowKey::ordered(p.src, p.sport, p.dst, p.dport, p.proto, vlan, 0);
         }
         match p.quoted.as_deref() {
             Some(q) => {
                 let (key, dir) =
-                    FlowKey::new(q.src, q.sport, q.dst, q.dport, q.proto, p.vlan, q.label);
+                    FlowKey::new(q.src, q.sport, q.dst, q.dport, q.proto, vlan, q.label);
                 (key, dir ^ 1)
             }
-            None => FlowKey::new(p.src, p.sport, p.dst, p.dport, p.proto, p.vlan, p.label),
+            None => FlowKey::new(p.src, p.sport, p.dst, p.dport, p.proto, vlan, p.label),
         }
     }
 

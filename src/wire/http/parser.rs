@@ -197,7 +197,8 @@ const MAX_REQUEST_LINE: usize = 16 * 1024;
 /// A request line RFC 9112 rejects but servers answer (and attacks use): spaces in the target,
 /// a missing or odd version, an HTTP/0.9 simple request. Read as a request with its
 /// anomalies, not dropped. What is not a request line at all stays an error: the method must
-/// be an upper-case token, and a line without a version must start with a registered method.
+/// be an upper-case token, and a line without a version must start with a registered method
+/// or be followed by a well-formed header section.
 fn parse_lenient_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> {
     // Empty lines before a request line are allowed (RFC 9112 section 2.2).
     let lead = buf
@@ -241,9 +242,15 @@ fn parse_lenient_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHe
         (rest[..last].trim_ascii(), version, Some(nl + 1))
     } else {
         // HTTP/0.9: `GET target`, answered by the body alone; anything else without a
-        // version is a broken request line.
+        // version is a broken request line. An unregistered word without a version is taken
+        // for a method only when field lines as RFC 9112 writes them follow, up to the empty
+        // line: other protocols' commands (`EHLO host`, `USER bob`) have none.
         if !registered_method(method) {
-            return Status::Error;
+            match header_section_follows(&buf[nl + 1..]) {
+                Some(true) => {}
+                Some(false) => return Status::Error,
+                None => return Status::Partial,
+            }
         }
         if method != b"GET" {
             anomalies.push(anomaly::MISSING_VERSION);
@@ -334,6 +341,18 @@ fn lenient_headers(buf: &[u8]) -> Option<(usize, Vec<httparse::Header<'_>>)> {
                 });
             }
         }
+    }
+}
+
+/// Whether `after` (what follows a version-less request line) starts with a header section
+/// as RFC 9112 writes it: one field line or more, then the empty line. `None` while more
+/// bytes may complete one.
+fn header_section_follows(after: &[u8]) -> Option<bool> {
+    let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(after, &mut hs) {
+        Ok(httparse::Status::Complete((_, headers))) => Some(!headers.is_empty()),
+        Ok(httparse::Status::Partial) if after.len() <= MAX_REQUEST_LINE * 4 => None,
+        _ => Some(false),
     }
 }
 
@@ -695,7 +714,8 @@ fn method_like(buf: &[u8]) -> bool {
 
 /// A request line with a method outside the registry: an upper-case token, a space, a target,
 /// and a last word that starts with `HTTP/` (the version, maybe cut short, as the lenient
-/// request-line parser reads it). `None` when more bytes are needed to tell.
+/// request-line parser reads it), or no version and a header section after the line (as the
+/// lenient parser takes it). `None` when more bytes are needed to tell.
 fn unregistered_request_line(cand: &[u8]) -> Option<bool> {
     if !cand.first().is_some_and(u8::is_ascii_uppercase) {
         return Some(false);
@@ -714,7 +734,13 @@ fn unregistered_request_line(cand: &[u8]) -> Option<bool> {
     };
     let line = cand[..nl].strip_suffix(b"\r").unwrap_or(&cand[..nl]);
     let last = line.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1);
-    Some(last > sp + 2 && line[last..].starts_with(b"HTTP/"))
+    if last > sp + 2 && line[last..].starts_with(b"HTTP/") {
+        return Some(true);
+    }
+    if line.len() <= sp + 1 {
+        return Some(false);
+    }
+    header_section_follows(&cand[nl + 1..])
 }
 
 /// Where a message could start in `buf`: at its beginning or after a newline. `Some(i)` with

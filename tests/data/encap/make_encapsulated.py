@@ -329,3 +329,14 @@ def late_segments():
 
 
 late_segments()
+
+
+# A mirror port that tags one direction only: the client's frames (10.99.1.1) carry 802.1Q
+# VLAN 3136, the server's none (as in suricata-verify's bug-4376). Same conversation.
+def vlan_one_side(n, inner, fwd):
+    if not fwd:
+        return inner
+    return inner[:12] + struct.pack("!HH", 0x8100, 3136) + inner[12:]
+
+
+build("vlan_one_side.pcap", 1, vlan_one_side)

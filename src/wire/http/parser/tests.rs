@@ -140,6 +140,53 @@ fn lenient_request_lines_keep_version_and_headers() {
     );
 }
 
+/// A method outside the registry is still a method (RFC 9110 section 9.1: any token), and a
+/// request line without a version is still a request line when a well-formed header section
+/// follows it (`CCM_POST /HTTP/1.1`, answered `400` by the server): reported with both
+/// anomalies. Without such a section a version-less line of an unknown word is not taken for
+/// a request: other protocols' commands (SMTP, POP3) look like that.
+#[test]
+fn unknown_method_without_version_is_a_request_when_headers_follow() {
+    match parse_request(b"CCM_POST /HTTP/1.1\r\nHost: www.google.com\r\n\r\n", &OPTS) {
+        Status::Complete(h, n) => {
+            assert_eq!(n, 44);
+            assert_eq!(
+                (h.method.as_str(), h.target.as_str(), h.version),
+                ("CCM_POST", "/HTTP/1.1", Version::V09)
+            );
+            assert_eq!(h.host.as_deref(), Some("www.google.com"));
+            assert_eq!(h.anomalies, ["missing_version", "unknown_method"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Bare LF line ends (RFC 9112 section 2.2 lets a recipient accept them), as sent.
+    match parse_request(b"CCM_POST /HTTP/1.1\nHost: www.google.com\n\n", &OPTS) {
+        Status::Complete(h, n) => {
+            assert_eq!(n, 41);
+            assert_eq!((h.method.as_str(), h.version), ("CCM_POST", Version::V09));
+            assert_eq!(h.host.as_deref(), Some("www.google.com"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The header section still arriving is waited for.
+    assert_eq!(
+        parse_request(b"CCM_POST /x\r\nHost: a\r\n", &OPTS),
+        Status::Partial
+    );
+    for not_http in [
+        &b"EHLO mail.example.com\r\nMAIL FROM:<a@example.com>\r\n\r\n"[..],
+        b"USER bob\r\nPASS secret\r\n\r\n",
+        b"FOO bar\r\n\r\n",
+    ] {
+        assert_eq!(
+            parse_request(not_http, &OPTS),
+            Status::Error,
+            "{}",
+            String::from_utf8_lossy(not_http)
+        );
+    }
+}
+
 #[test]
 fn chunked_body_across_pieces() {
     let wire =
@@ -198,14 +245,19 @@ fn finds_next_message_after_garbage() {
     );
     assert_eq!(find_message_start(b"no start here", false), Sync::Keep(13));
     // An unregistered method starts a message when the line ends in a version word, even a
-    // cut one; without any version it is not taken for a request line.
+    // cut one, or when a header section follows a version-less line (as the request parser
+    // takes it); a version-less line of another protocol (SMTP) is not a request line.
     assert_eq!(
         find_message_start(b"x\nCCM_POST / HTTP/1.\nHost: h\n\n", true),
         Sync::At(2)
     );
     assert_eq!(
         find_message_start(b"x\nCCM_POST /\nHost: h\n\n", true),
-        Sync::Keep(22)
+        Sync::At(2)
+    );
+    assert_eq!(
+        find_message_start(b"x\nEHLO host\r\nMAIL FROM:<a@b>\r\n\r\n", true),
+        Sync::Keep(32)
     );
 }
 

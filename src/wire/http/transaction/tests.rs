@@ -216,6 +216,23 @@ fn malformed_request_lines_are_transactions_with_their_anomalies() {
     );
 }
 
+/// A connection that opens with a method outside the registry and no version, then a header
+/// section (a scanner's `CCM_POST /HTTP/1.1`, bare LF ends): one transaction, flagged, paired
+/// with the server's answer, not a response without its request.
+#[test]
+fn unknown_method_without_version_opening_a_connection_is_a_transaction() {
+    let out = run(
+        &[b"CCM_POST /HTTP/1.1\nHost: www.google.com\n\n"],
+        &[b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n"],
+    );
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    assert_eq!(s, vec!["CCM_POST /HTTP/1.1 -> 400 None"]);
+    assert_eq!(
+        out[0].request.as_ref().unwrap().anomalies,
+        ["missing_version", "unknown_method"]
+    );
+}
+
 #[test]
 fn bare_lf_line_ends() {
     let out = run(
