@@ -810,9 +810,9 @@ fn packet_rings_kib(pid: u32) -> Vec<u64> {
     rings
 }
 
-/// A node's capture on many interfaces shares one kernel buffer: with the default
-/// `buffer_size` (8 MiB) and nine interfaces, each ring is libpcap's least useful one (1 MiB),
-/// not 8 MiB each (72 MiB resident, idle); and the interface that carries traffic is still
+/// A node's capture on many interfaces shares one kernel buffer: with `buffer_size: 32MiB` and
+/// eight interfaces there (a ninth named but absent takes no share), each ring is 4 MiB, not
+/// 32 MiB each (256 MiB resident, idle); and the interface that carries traffic is still
 /// captured whole.
 #[test]
 fn many_interfaces_share_the_kernel_buffer() {
@@ -827,7 +827,7 @@ fn many_interfaces_share_the_kernel_buffer() {
     }
     let stem = format!("trr{}", std::process::id() % 100_000);
     let mut links = Links(Vec::new());
-    for i in 0..8 {
+    for i in 0..7 {
         let name = format!("{stem}{i}");
         if let Err(e) = links.add(&name) {
             println!("SKIPPED: cannot create an interface (CAP_NET_ADMIN, iproute2): {e}");
@@ -836,10 +836,19 @@ fn many_interfaces_share_the_kernel_buffer() {
         Links::ip(&["link", "set", &name, "up"]).unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let (port, pipeline) = serve_and_pipeline(dir.path(), &format!(r#"lo, "{stem}*""#));
+    let (port, pipeline) = serve_and_pipeline(dir.path(), &format!(r#"lo, "{stem}*", {stem}x"#));
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        text.replace(
+            "refresh_interfaces:",
+            "buffer_size: 32MiB, refresh_interfaces:",
+        ),
+    )
+    .unwrap();
     let (child, rx, erx) = start_trawl(&pipeline, false);
     let mut log = Vec::new();
-    for i in 0..8 {
+    for i in 0..7 {
         let quoted = format!("\"{stem}{i}\"");
         wait_for_log(&rx, &mut log, "capturing on every interface", |l| {
             l.contains("capturing") && l.contains(&quoted)
@@ -849,10 +858,10 @@ fn many_interfaces_share_the_kernel_buffer() {
         l.contains("capturing") && l.contains("\"lo\"")
     });
     let rings = packet_rings_kib(child.0.id());
-    assert_eq!(rings.len(), 9, "one ring per interface: {rings:?}");
+    assert_eq!(rings.len(), 8, "one ring per interface there: {rings:?}");
     assert!(
-        rings.iter().all(|kib| *kib == 1024),
-        "each interface holds 1 MiB of the shared 8 MiB (at the floor), not 8 MiB: {rings:?} KiB"
+        rings.iter().all(|kib| *kib == 4096),
+        "each interface holds an eighth of the shared 32 MiB, not 32 MiB: {rings:?} KiB"
     );
     for i in 0..20 {
         assert_eq!(get_status("127.0.0.1", port, &format!("/n{i}")), 200);
