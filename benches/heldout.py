@@ -168,13 +168,8 @@ def policy_mode(d, args):
         return "no-midstream"
     if re.search(r"-policy=", args):
         return "exception-policy"
-    path = os.path.join(d, "suricata.yaml")
-    if os.path.exists(path):
-        with open(path) as f:
-            try:
-                cfg = yaml.safe_load(f) or {}
-            except yaml.YAMLError:
-                cfg = {}
+    cfg = suricata_yaml(d)
+    if cfg is not None:
         if isinstance(cfg, dict):
             if cfg.get("firewall") is not None:
                 return "firewall"
@@ -184,19 +179,26 @@ def policy_mode(d, args):
     return None
 
 
+def suricata_yaml(d):
+    """The test's own suricata.yaml, parsed ({} when unreadable), or None when it has none."""
+    path = os.path.join(d, "suricata.yaml")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        try:
+            return yaml.safe_load(f) or {}
+        except yaml.YAMLError:
+            return {}
+
+
 def tracks_vlan(d, args):
     """Whether the test keys flows by VLAN (Suricata's `vlan.use-for-tracking`, true by
     default), from its args and suricata.yaml."""
     m = re.search(r"(?:^|\s)vlan\.use-for-tracking=(\S+)", args)
     if m:
         return m.group(1).lower() not in ("false", "no", "0", "off")
-    path = os.path.join(d, "suricata.yaml")
-    if os.path.exists(path):
-        with open(path) as f:
-            try:
-                cfg = yaml.safe_load(f) or {}
-            except yaml.YAMLError:
-                cfg = {}
+    cfg = suricata_yaml(d)
+    if cfg is not None:
         vlan = cfg.get("vlan") if isinstance(cfg, dict) else None
         if isinstance(vlan, dict) and vlan.get("use-for-tracking") is False:
             return False
