@@ -353,3 +353,20 @@ fn a_typo_in_a_protocol_section_is_rejected_at_its_key() {
         assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1), "{name}");
     }
 }
+
+/// `type: null` unquoted is YAML's null, not the `null` output: the error says so and how to
+/// write it.
+#[test]
+fn an_unquoted_null_type_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    refused_by_validate_and_run(
+        dir.path(),
+        &[
+            (
+                "null.yaml",
+                "inputs:\n  i:\n    type: null\n",
+                "3:11: inputs.i.type: expected the component type as text, found YAML's null (`null` unquoted); write `type: \"null\"` for the null output",
+            ),
+        ],
+    );
+}

@@ -680,6 +680,17 @@ fn component(
     let (type_name, type_mark) = match node.get("type") {
         Some(t) => match t.as_str() {
             Some(s) if !t.is_null() => (s.to_owned(), t.mark),
+            // `type: null` is YAML's null, not the `null` output: say so, since the message
+            // would otherwise name a type the user did write.
+            Some(word) if t.is_null() && !word.is_empty() && word != "~" => {
+                errs.push(
+                    file,
+                    t.mark,
+                    &format!("{path}.type"),
+                    format!("expected the component type as text, found YAML's null (`{word}` unquoted); write `type: \"null\"` for the null output"),
+                );
+                return None;
+            }
             _ => {
                 errs.push(
                     file,
