@@ -416,6 +416,20 @@ fn live_capture_on_lo_reports_every_transaction() {
 }
 
 /// Virtual interfaces made for one test, deleted when it ends however it ends.
+/// Whether this run may create interfaces (root) and capture on `lo`; says why not.
+fn can_add_interfaces_and_capture_lo() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED: creating interfaces needs root (CAP_NET_ADMIN)");
+        return false;
+    }
+    if let Err(e) = trawl::wire::capture::probe("lo") {
+        println!("SKIPPED: cannot capture on lo: {e}");
+        return false;
+    }
+    true
+}
+
 struct Links(Vec<String>);
 
 impl Links {
@@ -493,13 +507,7 @@ fn wait_for_log(
 /// created later that matches its glob (and releases it when it goes away).
 #[test]
 fn a_down_interface_is_skipped_and_new_interfaces_are_picked_up() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIPPED: creating dummy interfaces needs root (CAP_NET_ADMIN)");
-        return;
-    }
-    if let Err(e) = trawl::wire::capture::probe("lo") {
-        println!("SKIPPED: cannot capture on lo: {e}");
+    if !can_add_interfaces_and_capture_lo() {
         return;
     }
     let stem = format!("trw{}", std::process::id() % 100_000);
@@ -729,13 +737,7 @@ fn graph_nodes_are_named_by_workload_when_kubernetes_knows_the_ip() {
 /// the other interfaces' transactions keep coming.
 #[test]
 fn an_interface_deleted_mid_capture_no_longer_holds_the_others_back() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIPPED: creating dummy interfaces needs root (CAP_NET_ADMIN)");
-        return;
-    }
-    if let Err(e) = trawl::wire::capture::probe("lo") {
-        println!("SKIPPED: cannot capture on lo: {e}");
+    if !can_add_interfaces_and_capture_lo() {
         return;
     }
     let gone = format!("ops3g{}", std::process::id() % 100_000);
@@ -816,13 +818,7 @@ fn packet_rings_kib(pid: u32) -> Vec<u64> {
 /// captured whole.
 #[test]
 fn many_interfaces_share_the_kernel_buffer() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIPPED: creating interfaces needs root (CAP_NET_ADMIN)");
-        return;
-    }
-    if let Err(e) = trawl::wire::capture::probe("lo") {
-        println!("SKIPPED: cannot capture on lo: {e}");
+    if !can_add_interfaces_and_capture_lo() {
         return;
     }
     let stem = format!("trr{}", std::process::id() % 100_000);

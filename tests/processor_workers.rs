@@ -237,20 +237,9 @@ fn append_numbered(path: &Path, src: &str, from: u64, to: u64) {
 
 /// (src, n) of every output record, in output order, with no line left unreadable.
 fn records(out: &Path) -> Vec<(String, u64)> {
-    let text = std::fs::read_to_string(out).unwrap_or_default();
-    text.lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("unreadable output line {l:?}: {e}"));
-            let src = v["src"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no `src` in {v}"));
-            let n = v["n"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("`n` not an int in {v}"));
-            (src.to_owned(), n)
-        })
-        .collect()
+    // No kill in these runs: every output line must be whole.
+    assert_eq!(cut_lines(out), 0, "unreadable output lines without a kill");
+    parsed(out)
 }
 
 /// Per input, the records are exactly lines `from..to`, each once, in file order.
