@@ -45,6 +45,20 @@ fn s(ev: &J, path: &str) -> String {
     }
 }
 
+/// A flow event's packets and IP bytes per direction (client's, server's), exactly.
+fn assert_per_direction(f: &J, packets: (i64, i64), bytes: (i64, i64), what: &str) {
+    assert_eq!(
+        (n(f, "source.packets"), n(f, "destination.packets")),
+        packets,
+        "{what}: packets per direction"
+    );
+    assert_eq!(
+        (n(f, "source.bytes"), n(f, "destination.bytes")),
+        bytes,
+        "{what}: IP bytes per direction"
+    );
+}
+
 fn n(ev: &J, path: &str) -> i64 {
     get(ev, path).and_then(J::as_i64).unwrap_or(-1)
 }
@@ -150,16 +164,7 @@ fn inner_flows_and_http_through_every_encapsulation() {
         let f = t[0];
         assert_eq!(s(f, "destination.ip"), server, "{file}");
         assert_eq!(n(f, "destination.port"), 8080, "{file}");
-        assert_eq!(
-            (n(f, "source.packets"), n(f, "destination.packets")),
-            (cp, sp),
-            "{file}: packets per direction"
-        );
-        assert_eq!(
-            (n(f, "source.bytes"), n(f, "destination.bytes")),
-            (cb, sb),
-            "{file}: IP bytes per direction"
-        );
+        assert_per_direction(f, (cp, sp), (cb, sb), file);
         assert_eq!(s(f, "flow.end_reason"), "fin", "{file}");
 
         let icmp = flows(&evs, "icmp", client);
@@ -751,16 +756,7 @@ fn one_side_tagged_is_one_conversation_with_the_vlan_out_of_the_key() {
             (s(f, "source.ip"), n(f, "source.port") > 0),
             (client.to_owned(), true)
         );
-        assert_eq!(
-            (n(f, "source.packets"), n(f, "destination.packets")),
-            (cp, sp),
-            "{how}: packets per direction"
-        );
-        assert_eq!(
-            (n(f, "source.bytes"), n(f, "destination.bytes")),
-            (cb, sb),
-            "{how}: IP bytes per direction"
-        );
+        assert_per_direction(f, (cp, sp), (cb, sb), how);
         assert_eq!(s(f, "flow.end_reason"), "fin", "{how}");
         assert_eq!(s(f, "network.vlan.id"), "3136", "{how}: the VLAN it saw");
         let h = http(&evs);
