@@ -233,10 +233,12 @@ pub fn run_on_stdin(config: &Path, data_dir: &Path, input: &str) -> Vec<serde_js
         .collect()
 }
 
-/// Reads a JSON-lines file (missing file: empty).
+/// Reads a JSON-lines file (missing file: empty). Only whole lines count: a last line without
+/// its newline is one trawl is still writing (a test polling the file reads it mid-write).
 pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
         .lines()
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
