@@ -20,10 +20,11 @@ since it would count every event. Filters for older Suricata versions (`requires
 skipped, and so is a test that requires one. Every HTTP and flow filter of a test that runs
 Suricata in a mode trawl does not have is scored twice: counted in the raw score, set apart
 ("policy") in the adjusted one, whatever its count and whether trawl matches it. The criterion,
-read from the test's args and suricata.yaml only (never its name): Suricata runs as an IPS
+read from the test's args, suricata.yaml and rules files only (never its name): Suricata runs as an IPS
 (`--simulate-ips`), loads firewall rules (a top-level `firewall:`), sets an exception policy
-(a top-level `exception-policy:`, or any `*-policy` setting given with `--set`), or has
-mid-stream pick-up turned off by `--set stream.midstream=false`. In those modes Suricata drops,
+(a top-level `exception-policy:`, or any `*-policy` setting given with `--set`), has
+mid-stream pick-up turned off by `--set stream.midstream=false`, or has a rule in its own
+`*.rules` that turns logging off for the transactions it matches (`config:logging disable`). In those modes Suricata drops,
 splits or leaves out what a passive sensor reports as it was on the wire.
 A test that keys flows without the VLAN (`--set vlan.use-for-tracking=false` in its args, or
 `vlan: {use-for-tracking: false}` in its suricata.yaml) runs trawl with `--key-by-vlan false`,
@@ -161,7 +162,7 @@ def holds(ev, conds):
 
 def policy_mode(d, args):
     """The mode trawl does not have that the test runs Suricata in (see the docstring), or
-    None. From the test's args and suricata.yaml only."""
+    None. From the test's args, suricata.yaml and rules only."""
     if "simulate-ips" in args:
         return "ips"
     if "midstream=false" in args:
@@ -176,7 +177,23 @@ def policy_mode(d, args):
             # Top level only: `exception-policy: true` under an eve `flow` output is logging.
             if isinstance(cfg.get("exception-policy"), str):
                 return "exception-policy"
+    if rule_driven_logging(d):
+        return "rule-logging"
     return None
+
+
+def rule_driven_logging(d):
+    """Whether the test's rules turn Suricata's logging of matching transactions off
+    (`config:logging disable`): what it then logs depends on its signatures, not on the wire."""
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".rules"):
+            continue
+        with open(os.path.join(d, name), errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line.startswith("#") and re.search(r"\bconfig\s*:\s*logging\s+disable", line):
+                    return True
+    return False
 
 
 def suricata_yaml(d):
