@@ -8,9 +8,11 @@
 use proptest::prelude::*;
 use std::time::Instant;
 use trawl::config;
+use trawl::inputs::file::batcher::Batcher;
 use trawl::inputs::file::container::Format;
 use trawl::inputs::file::container::{decode_cri, decode_docker};
-use trawl::inputs::file::reader::{Decoder, Line};
+use trawl::inputs::file::identity::FileKey;
+use trawl::inputs::file::reader::{Decoder, TailMeta};
 use trawl::inputs::lines::{LineInfo, LineSplitter};
 
 fn cases() -> u32 {
@@ -575,6 +577,48 @@ fn a_line_of_exactly_the_cap_ending_in_crlf_is_not_truncated_when_split() {
 // ---------------------------------------------------------------------------------------------
 // Container lines: CRI and Docker json-file, partial records joined.
 
+/// Where a file's decoder hands its lines, as the file input has it: each line's event read
+/// back as (message, stream, cut).
+struct Sink {
+    meta: TailMeta,
+    batcher: Batcher,
+}
+
+impl Sink {
+    fn new() -> Sink {
+        let key = FileKey { dev: 1, ino: 1 };
+        Sink {
+            meta: TailMeta::new(key, 1, 0, "/var/log/containers/c.log".into(), None),
+            batcher: Batcher::new("f".into(), 1 << 20),
+        }
+    }
+
+    fn line(&mut self, dec: &mut Decoder, record: &[u8], info: LineInfo) {
+        dec.line(record, info, Instant::now(), &self.meta, &mut self.batcher);
+    }
+
+    fn flush(&mut self, dec: &mut Decoder) {
+        let Sink { meta, batcher } = self;
+        dec.flush(Instant::now(), &mut |l| batcher.push(meta, l));
+    }
+
+    fn events(&mut self) -> Vec<(String, Option<String>, bool)> {
+        let mut out = Vec::new();
+        while let Some(built) = self.batcher.take_any() {
+            for e in built.lines.into_events() {
+                let text = |path: &str| e.get(path).and_then(|v| v.as_str()).map(str::to_owned);
+                let cut = e.get("log.flags").is_some_and(|f| {
+                    f.to_json()
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == "truncated"))
+                });
+                out.push((text("message").unwrap_or_default(), text("stream"), cut));
+            }
+        }
+        out
+    }
+}
+
 fn cri_time() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("2016-10-06T00:17:09.669794202Z".to_owned()),
@@ -625,7 +669,7 @@ proptest! {
         // and a last piece with it), stdout and stderr interleaved as the runtime writes them.
         let max = 1 << 20;
         let mut dec = Decoder::new(if docker { Format::Docker } else { Format::Cri }, None, max);
-        let mut out: Vec<Line> = Vec::new();
+        let mut sink = Sink::new();
         let mut at = 0u64;
         for (parts, stream) in &lines {
             for (i, part) in parts.iter().enumerate() {
@@ -638,17 +682,18 @@ proptest! {
                 };
                 let info = LineInfo { truncated: false, start: at, end: at + record.len() as u64 + 1 };
                 at = info.end;
-                dec.line(record.as_bytes(), info, Instant::now(), &mut |l| out.push(l));
+                sink.line(&mut dec, record.as_bytes(), info);
             }
         }
-        dec.flush(Instant::now(), &mut |l| out.push(l));
-        let want: Vec<(String, Option<&str>)> = lines
+        sink.flush(&mut dec);
+        let out = sink.events();
+        let want: Vec<(String, Option<String>)> = lines
             .iter()
-            .map(|(parts, s)| (parts.concat(), Some(*s)))
+            .map(|(parts, s)| (parts.concat(), Some(s.to_string())))
             .collect();
-        let got: Vec<(String, Option<&str>)> = out.iter().map(|l| (l.text.clone(), l.stream)).collect();
+        let got: Vec<(String, Option<String>)> = out.iter().map(|l| (l.0.clone(), l.1.clone())).collect();
         prop_assert_eq!(got, want);
-        prop_assert!(out.iter().all(|l| !l.truncated));
+        prop_assert!(out.iter().all(|l| !l.2));
     }
 
     #[test]
@@ -657,16 +702,18 @@ proptest! {
         max in 1usize..64,
     ) {
         let mut dec = Decoder::new(Format::Cri, None, max);
-        let mut out: Vec<Line> = Vec::new();
+        let mut sink = Sink::new();
+        let info = LineInfo { truncated: false, start: 0, end: 1 };
         for p in &parts {
             let record = format!("2024-05-01T10:00:00Z stdout P {p}");
-            dec.line(record.as_bytes(), LineInfo { truncated: false, start: 0, end: 1 }, Instant::now(), &mut |l| out.push(l));
+            sink.line(&mut dec, record.as_bytes(), info);
         }
-        dec.line(b"2024-05-01T10:00:00Z stdout F end", LineInfo { truncated: false, start: 0, end: 1 }, Instant::now(), &mut |l| out.push(l));
+        sink.line(&mut dec, b"2024-05-01T10:00:00Z stdout F end", info);
+        let out = sink.events();
         prop_assert_eq!(out.len(), 1);
         let full = format!("{}end", parts.concat());
-        prop_assert_eq!(&out[0].text, &full[..full.len().min(max)]);
-        prop_assert_eq!(out[0].truncated, full.len() > max);
+        prop_assert_eq!(&out[0].0, &full[..full.len().min(max)]);
+        prop_assert_eq!(out[0].2, full.len() > max);
     }
 }
 

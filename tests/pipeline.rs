@@ -63,12 +63,12 @@ impl Output for HoldingOutput {
     fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
         Box::pin(async move {
             let mut held: Vec<BatchAck> = Vec::new();
-            while let Some(batch) = ctx.rx.recv().await {
+            while let Some(mut batch) = ctx.rx.recv().await {
                 let permit = self.release.acquire().await?;
                 permit.forget();
                 self.seen.lock().unwrap().extend(
                     batch
-                        .events
+                        .events_mut()
                         .iter()
                         .filter_map(|e| e.message().map(str::to_owned)),
                 );

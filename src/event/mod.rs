@@ -3,9 +3,11 @@
 
 mod ack;
 pub mod json;
+mod lines;
 mod value;
 
 pub use ack::{AckTracker, Acked, BatchAck, BatchStatus};
+pub use lines::{BlockLine, LineBlock};
 pub use value::{format_timestamp, Key, Map, Value};
 
 use chrono::{DateTime, Utc};
@@ -114,32 +116,99 @@ impl Event {
 }
 
 /// A group of events from one input moving through the pipeline together, with the handle that
-/// reports their delivery back to that input.
+/// reports their delivery back to that input. A batch of lines may still be unbuilt (a
+/// `LineBlock`): its events are made the first time something asks for them.
 #[derive(Debug)]
 pub struct Batch {
-    pub events: Vec<Event>,
+    events: Vec<Event>,
+    /// Boxed: a batch moves through channels by value, and most are events.
+    lines: Option<Box<LineBlock>>,
     pub ack: BatchAck,
 }
 
 impl Batch {
     pub fn new(events: Vec<Event>, ack: BatchAck) -> Batch {
-        Batch { events, ack }
+        Batch {
+            events,
+            lines: None,
+            ack,
+        }
+    }
+
+    /// A batch of lines whose events are built when first needed.
+    pub fn from_lines(lines: LineBlock, ack: BatchAck) -> Batch {
+        Batch {
+            events: Vec::new(),
+            lines: Some(Box::new(lines)),
+            ack,
+        }
     }
 
     /// A batch whose input does not wait for delivery.
     pub fn unacked(events: Vec<Event>) -> Batch {
-        Batch {
-            events,
-            ack: BatchAck::none(),
-        }
+        Batch::new(events, BatchAck::none())
     }
 
     pub fn len(&self) -> usize {
-        self.events.len()
+        match &self.lines {
+            Some(l) => l.len(),
+            None => self.events.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.len() == 0
+    }
+
+    /// The input the batch came from (all its events come from one).
+    pub fn input(&self) -> Option<Arc<str>> {
+        match &self.lines {
+            Some(l) => Some(l.input().clone()),
+            None => self.events.first().map(|e| e.meta.input.clone()),
+        }
+    }
+
+    /// The events, built first if the batch holds unbuilt lines.
+    pub fn events_mut(&mut self) -> &mut Vec<Event> {
+        if let Some(lines) = self.lines.take() {
+            self.events = (*lines).into_events();
+        }
+        &mut self.events
+    }
+
+    /// The events (built if need be), and the batch's acknowledgement.
+    pub fn into_parts(mut self) -> (Vec<Event>, BatchAck) {
+        self.events_mut();
+        (self.events, self.ack)
+    }
+
+    /// Gives `host` to every event without one: to the built events now, to unbuilt lines
+    /// when they are built (so that a batch nobody reads fields of is never built for it).
+    pub fn set_host(&mut self, host: &Value) {
+        match &mut self.lines {
+            Some(l) => l.set_host(host),
+            None => {
+                for event in self.events.iter_mut() {
+                    if event.fields.get("host").is_none() {
+                        event.fields.push_new("host", host.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The lines, while they are not built into events.
+    pub fn lines(&self) -> Option<&LineBlock> {
+        self.lines.as_deref()
+    }
+
+    /// A copy of the batch with its own acknowledgement (unbuilt lines stay unbuilt).
+    pub fn copy_with(&self, ack: BatchAck) -> Batch {
+        Batch {
+            events: self.events.clone(),
+            lines: self.lines.clone(),
+            ack,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use super::multiline::{self, Line, Multiline};
 use super::InvalidUtf8;
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
-use crate::event::{Batch, Event};
+use crate::event::{Batch, BatchAck, BlockLine, LineBlock};
 use crate::telemetry::metrics::ComponentMetrics;
 use chrono::Utc;
 use serde::Deserialize;
@@ -73,7 +73,7 @@ impl Input for Stdin {
 /// `multiline` is set.
 pub(crate) struct LineBatcher<'a> {
     ctx: &'a InputContext,
-    events: Vec<Event>,
+    lines: LineBlock,
     invalid_utf8: InvalidUtf8,
     now: chrono::DateTime<Utc>,
     clock: Instant,
@@ -86,7 +86,7 @@ impl<'a> LineBatcher<'a> {
     pub(crate) fn new(ctx: &'a InputContext, multiline: Option<Multiline>) -> Self {
         LineBatcher {
             ctx,
-            events: Vec::with_capacity(ctx.batch_size),
+            lines: LineBlock::with_capacity(ctx.name.clone(), ctx.batch_size, 0),
             invalid_utf8: InvalidUtf8::default(),
             now: Utc::now(),
             clock: Instant::now(),
@@ -108,6 +108,14 @@ impl<'a> LineBatcher<'a> {
         if line.is_empty() && !info.truncated && self.multiline.is_none() {
             return;
         }
+        if self.multiline.is_none() {
+            // Straight to the batch's text buffer: no `Line` of its own.
+            let block_line = BlockLine::new(info.start, self.now, None, info.truncated, false);
+            if self.lines.push_bytes(None, None, None, line, block_line) {
+                self.invalid_utf8.replaced(self.ctx, info.start);
+            }
+            return;
+        }
         let (line, replaced) = Line::decoded(line, info);
         if replaced {
             self.invalid_utf8.replaced(self.ctx, info.start);
@@ -125,16 +133,8 @@ impl<'a> LineBatcher<'a> {
         if line.text.is_empty() && !line.truncated {
             return;
         }
-        let flags = if line.multiline || line.truncated {
-            multiline::flags(&line)
-        } else {
-            None
-        };
-        let mut event = Event::from_message(self.ctx.name.clone(), self.now, line.text);
-        if let Some(flags) = flags {
-            event.insert("log.flags", flags);
-        }
-        self.events.push(event);
+        let block_line = BlockLine::new(line.start, self.now, None, line.truncated, line.multiline);
+        self.lines.push(None, None, None, &line.text, block_line);
     }
 
     /// When the event being joined is due, if one is.
@@ -156,17 +156,24 @@ impl<'a> LineBatcher<'a> {
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.events.len() >= self.ctx.batch_size
+        self.lines.len() >= self.ctx.batch_size
     }
 
     /// Sends what is batched; false when the pipeline is gone.
     pub(crate) fn flush(&mut self) -> bool {
         ComponentMetrics::add(&self.ctx.metrics.bytes_in, std::mem::take(&mut self.bytes));
-        if self.events.is_empty() {
+        if self.lines.is_empty() {
             return true;
         }
-        let events = std::mem::replace(&mut self.events, Vec::with_capacity(self.ctx.batch_size));
-        self.ctx.emit_blocking(Batch::unacked(events)).is_ok()
+        // The next text buffer sized like this one's (within reason), not grown line by line.
+        let text = self.lines.text_len().min(1 << 20);
+        let lines = std::mem::replace(
+            &mut self.lines,
+            LineBlock::with_capacity(self.ctx.name.clone(), self.ctx.batch_size, text),
+        );
+        self.ctx
+            .emit_blocking(Batch::from_lines(lines, BatchAck::none()))
+            .is_ok()
     }
 }
 

@@ -2,7 +2,7 @@
 //! (`app.log` → `app.log.1` → ...). A batch is acknowledged once written and flushed to the
 //! kernel (it survives `kill -9`), or fsynced too with `sync: true` (it survives power loss).
 
-use super::stdout::{write_event, Format};
+use super::stdout::{write_each, Format};
 use super::{Output, OutputContext};
 use crate::config::ByteSize;
 use crate::inputs::BoxFuture;
@@ -170,20 +170,18 @@ impl Output for FileOutput {
                     .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
                 let mut line = Vec::with_capacity(1024);
                 let mut failing = false;
-                while let Some(batch) = ctx.rx.blocking_recv() {
+                while let Some(mut batch) = ctx.rx.blocking_recv() {
                     let n = batch.len() as u64;
                     ComponentMetrics::add(&ctx.metrics.events_in, n);
                     let mut bytes = 0u64;
-                    let written = batch
-                        .events
-                        .iter()
-                        .try_for_each(|e| {
-                            line.clear();
-                            write_event(&mut line, e, format)?;
-                            bytes += line.len() as u64;
-                            file.write_line(&line)
-                        })
-                        .and_then(|_| file.commit());
+                    line.clear();
+                    let written = write_each(&mut batch, format, &mut line, |line| {
+                        bytes += line.len() as u64;
+                        let w = file.write_line(line);
+                        line.clear();
+                        w
+                    })
+                    .and_then(|_| file.commit());
                     if let Err(e) = written {
                         // A full disk passes: the batch fails (its input reads it again after
                         // a back-off), the file is cut back to its last whole line, and the

@@ -595,20 +595,17 @@ impl Output for Kafka {
 
             while let Some(batch) = ctx.rx.recv().await {
                 ComponentMetrics::add(&ctx.metrics.events_in, batch.len() as u64);
-                let input = batch
-                    .events
-                    .first()
-                    .map(|e| e.meta.input.clone())
-                    .unwrap_or_else(|| Arc::from(""));
+                let input = batch.input().unwrap_or_else(|| Arc::from(""));
+                let (events, ack) = batch.into_parts();
                 let flight = Arc::new(InFlight {
                     remaining: AtomicUsize::new(1),
-                    ack: Mutex::new(Some(batch.ack)),
+                    ack: Mutex::new(Some(ack)),
                     rejected: Mutex::new(Vec::new()),
                     failed: AtomicBool::new(false),
                     input,
                 });
                 let mut bytes = 0u64;
-                for event in batch.events {
+                for event in events {
                     let refuse = |event: Event, kind: &str, reason: String| {
                         if let Ok(mut r) = flight.rejected.lock() {
                             r.push(Rejection {

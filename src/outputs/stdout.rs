@@ -4,7 +4,7 @@
 //! which stops the pipeline.
 
 use super::{Output, OutputContext};
-use crate::event::{json, Event, Value};
+use crate::event::{json, Batch, Event, Value};
 use crate::inputs::BoxFuture;
 use crate::telemetry::metrics::ComponentMetrics;
 use serde::Deserialize;
@@ -53,6 +53,36 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event, format: Format) -> std::io:
     Ok(())
 }
 
+/// Appends each event of `batch` to `out` as `write_event` does, calling `each` after each one
+/// (to write out and clear `out`, or let it grow). A batch of unbuilt lines is written from its
+/// lines, without building events, in the formats that need no more than JSON or the text.
+pub fn write_each(
+    batch: &mut Batch,
+    format: Format,
+    out: &mut Vec<u8>,
+    mut each: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    match (batch.lines(), format) {
+        (Some(lines), Format::Json | Format::Text) => {
+            for i in 0..lines.len() {
+                match (format, lines.message(i)) {
+                    (Format::Text, Some(m)) => out.extend_from_slice(m.as_bytes()),
+                    _ => lines.write_json(i, out),
+                }
+                out.push(b'\n');
+                each(out)?;
+            }
+        }
+        _ => {
+            for e in batch.events_mut().iter() {
+                write_event(out, e, format)?;
+                each(out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Events are written into one buffer and handed to stdout when it holds this much (and at the
 /// end of each batch): one write per buffer, and no more held than this past one event.
 const WRITE_CHUNK: usize = 256 * 1024;
@@ -61,19 +91,19 @@ const WRITE_CHUNK: usize = 256 * 1024;
 fn write_batch(
     stdout: &mut impl Write,
     buf: &mut Vec<u8>,
-    events: &[Event],
+    batch: &mut Batch,
     format: Format,
 ) -> std::io::Result<u64> {
     let mut bytes = 0u64;
     buf.clear();
-    for e in events {
-        write_event(buf, e, format)?;
+    write_each(batch, format, buf, |buf| {
         if buf.len() >= WRITE_CHUNK {
             stdout.write_all(buf)?;
             bytes += buf.len() as u64;
             buf.clear();
         }
-    }
+        Ok(())
+    })?;
     stdout.write_all(buf)?;
     bytes += buf.len() as u64;
     // One event larger than the chunk leaves a large buffer behind: give it back.
@@ -94,10 +124,10 @@ impl Output for Stdout {
                 let stdout = std::io::stdout();
                 let mut stdout = stdout.lock();
                 let mut buf = Vec::with_capacity(WRITE_CHUNK);
-                while let Some(batch) = ctx.rx.blocking_recv() {
+                while let Some(mut batch) = ctx.rx.blocking_recv() {
                     let n = batch.len() as u64;
                     ComponentMetrics::add(&ctx.metrics.events_in, n);
-                    let written = write_batch(&mut stdout, &mut buf, &batch.events, format);
+                    let written = write_batch(&mut stdout, &mut buf, &mut batch, format);
                     match written {
                         Ok(bytes) => {
                             ComponentMetrics::add(&ctx.metrics.events_out, n);

@@ -469,24 +469,27 @@ pub(crate) async fn fan_out(batch: Batch, targets: &[Target]) {
         batch.ack.delivered();
         return;
     };
-    for t in rest {
-        let events = match &t.when {
-            None => batch.events.clone(),
-            Some(c) => batch
-                .events
-                .iter()
-                .filter(|e| c.matches(e))
-                .cloned()
-                .collect(),
-        };
-        t.tap.offer(&events);
-        send(&t.sender, Batch::new(events, batch.ack.fork())).await;
-    }
     let mut batch = batch;
-    if let Some(c) = &last.when {
-        batch.events.retain(|e| c.matches(e));
+    for t in rest {
+        let mut copy = match &t.when {
+            None => batch.copy_with(batch.ack.fork()),
+            Some(c) => Batch::new(
+                batch
+                    .events_mut()
+                    .iter()
+                    .filter(|e| c.matches(e))
+                    .cloned()
+                    .collect(),
+                batch.ack.fork(),
+            ),
+        };
+        t.tap.offer_batch(&mut copy);
+        send(&t.sender, copy).await;
     }
-    last.tap.offer(&batch.events);
+    if let Some(c) = &last.when {
+        batch.events_mut().retain(|e| c.matches(e));
+    }
+    last.tap.offer_batch(&mut batch);
     send(&last.sender, batch).await;
 }
 

@@ -122,10 +122,11 @@ pub(crate) async fn run(
                 None => inputs_closed = true,
                 Some(batch) => {
                     ComponentMetrics::add(&metrics.events_in, batch.len() as u64);
-                    let input = batch.events.first().map(|e| e.meta.input.clone());
+                    let mut batch = batch;
+                    let input = batch.input();
                     let route = input.as_ref().and_then(|i| routes.get(i));
                     if let Some(r) = route {
-                        r.tap.offer(&batch.events);
+                        r.tap.offer_batch(&mut batch);
                     }
                     let batch = match &pool {
                         Some(p) => match p.submit(next_seq, batch) {
@@ -150,14 +151,14 @@ pub(crate) async fn run(
                     let mut batch = batch;
                     if in_flight > 0 {
                         // Order: this batch waits for those the workers still hold.
-                        process(&mut batch.events, &host, steps.iter_mut().map(StepRef::from));
+                        process(&mut batch, &host, steps.iter_mut().map(StepRef::from));
                         done.insert(next_seq, Some(batch));
                         origin.insert(next_seq, input);
                         next_seq += 1;
                         in_flight += 1;
                         continue;
                     }
-                    process(&mut batch.events, &host, steps.iter_mut().map(StepRef::from));
+                    process(&mut batch, &host, steps.iter_mut().map(StepRef::from));
                     hand_on(batch, route, &metrics, &after_processors).await;
                 }
             },
@@ -175,12 +176,12 @@ async fn next_done(pool: &mut Option<Pool>) -> Option<Done> {
 
 /// Passes a processed batch to the outputs of its input's route.
 async fn hand_on(
-    batch: Batch,
+    mut batch: Batch,
     route: Option<&Route>,
     metrics: &ComponentMetrics,
     after_processors: &TapPoint,
 ) {
-    after_processors.offer(&batch.events);
+    after_processors.offer_batch(&mut batch);
     ComponentMetrics::add(&metrics.events_out, batch.len() as u64);
     let targets: &[Target] = route.map(|r| r.targets.as_slice()).unwrap_or(&[]);
     fan_out(batch, targets).await;

@@ -4,7 +4,7 @@
 //! order in which inputs see their acknowledgements are the same as with one thread.
 
 use super::route::Step;
-use crate::event::{Batch, Event, Value};
+use crate::event::{Batch, Value};
 use crate::processors::{condition::Condition, Processor, Verdict};
 use crate::telemetry::metrics::ComponentMetrics;
 use crate::telemetry::tap::TapPoint;
@@ -33,15 +33,17 @@ impl<'a> From<&'a mut Step> for StepRef<'a> {
 /// Adds `host` to the events that have none, then runs the chain over them, counting and
 /// showing each step's result to its tap point.
 pub(crate) fn process<'a>(
-    events: &mut Vec<Event>,
+    batch: &mut Batch,
     host: &Value,
     steps: impl Iterator<Item = StepRef<'a>>,
 ) {
-    for event in events.iter_mut() {
-        if event.fields.get("host").is_none() {
-            event.fields.push_new("host", host.clone());
-        }
+    batch.set_host(host);
+    let mut steps = steps.peekable();
+    if steps.peek().is_none() {
+        // No processor reads the events: a batch of lines stays unbuilt.
+        return;
     }
+    let events = batch.events_mut();
     for step in steps {
         let before = events.len() as u64;
         ComponentMetrics::add(&step.metrics.events_in, before);
@@ -170,7 +172,7 @@ fn work(
                 metrics: &s.metrics,
                 tap: &s.tap,
             });
-            process(&mut batch.events, host, steps);
+            process(&mut batch, host, steps);
             batch
         }));
         let batch = match outcome {

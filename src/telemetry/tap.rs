@@ -4,7 +4,7 @@
 
 use super::metrics::{Collector, ComponentKind, Registry};
 use super::server::{Endpoints, Response, Stream};
-use crate::event::Event;
+use crate::event::{Batch, Event};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -324,6 +324,14 @@ impl TapPoint {
             return;
         }
         self.offer_attached(events);
+    }
+
+    /// `offer` for a batch, whose events are built only when a tap is attached.
+    pub fn offer_batch(&self, batch: &mut Batch) {
+        if self.attached.load(Ordering::Relaxed) == 0 || batch.is_empty() {
+            return;
+        }
+        self.offer_attached(batch.events_mut());
     }
 
     #[cold]

@@ -4,7 +4,8 @@
 
 use super::identity::FileKey;
 use super::reader::{Line, TailMeta};
-use crate::event::{Event, EventMeta, Key, Map, Origin, Value};
+use crate::event::{BlockLine, LineBlock};
+use crate::inputs::lines::LineInfo;
 use chrono::{DateTime, SubsecRound, Timelike, Utc};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,20 +16,13 @@ use std::sync::Arc;
 /// README's `max_in_flight` figures say).
 const EVENT_OVERHEAD: usize = 600;
 
-/// Room left in each event's top-level object for the `host` the router adds.
-const HOST_SLOT: usize = 1;
+/// Most text reserved ahead for a batch (see `take_current`).
+const TEXT_RESERVE_MAX: usize = 1 << 20;
 
-const TIMESTAMP: Key = Key::const_new("@timestamp");
-const MESSAGE: Key = Key::const_new("message");
-const LOG: Key = Key::const_new("log");
-const FILE: Key = Key::const_new("file");
-const OFFSET: Key = Key::const_new("offset");
-const FLAGS: Key = Key::const_new("flags");
-const STREAM: Key = Key::const_new("stream");
-
-/// Events ready to send, the offsets they reach, and about how much memory they hold.
+/// Lines ready to send (their events unbuilt), the offsets they reach, and about how much
+/// memory their events will hold.
 pub struct Built {
-    pub events: Vec<Event>,
+    pub lines: LineBlock,
     pub commits: Vec<Commit>,
     pub bytes: usize,
 }
@@ -48,7 +42,7 @@ pub struct Commit {
 pub struct Batcher {
     input: Arc<str>,
     batch_size: usize,
-    events: Vec<Event>,
+    lines: LineBlock,
     commits: Vec<Commit>,
     bytes: usize,
     /// Full batches not sent yet: one read can hold more lines than a batch.
@@ -65,9 +59,9 @@ pub struct Batcher {
 impl Batcher {
     pub fn new(input: Arc<str>, batch_size: usize) -> Batcher {
         Batcher {
-            input,
+            input: input.clone(),
             batch_size: batch_size.max(1),
-            events: Vec::with_capacity(batch_size),
+            lines: LineBlock::with_capacity(input.clone(), batch_size.max(1), 0),
             commits: Vec::new(),
             bytes: 0,
             sealed: VecDeque::new(),
@@ -103,74 +97,65 @@ impl Batcher {
     }
 
     pub fn push(&mut self, meta: &TailMeta, line: Line) {
-        // Exact capacities (spare slots in a million events in flight are megabytes), plus the
-        // one slot the router fills with `host`: without it, that push reallocates every event.
-        let k8s_fields = meta.k8s.as_ref().map_or(0, |m| m.len());
-        let mut fields =
-            Map::with_capacity(3 + usize::from(line.stream.is_some()) + k8s_fields + HOST_SLOT);
         self.bytes += EVENT_OVERHEAD + line.text.len() + meta.path().len();
         let timestamp = match line.time {
             Some(t) => t,
             None => self.read_time(),
         };
-        // The keys are distinct and static: appended without a search, and without a copy.
-        fields.push_new(TIMESTAMP, Value::Timestamp(timestamp));
-        fields.push_new(MESSAGE, Value::String(line.text));
-        let flagged = line.truncated || line.multiline;
-        let mut log = Map::with_capacity(2 + usize::from(flagged));
-        log.push_new(FILE, meta.log_file().clone());
-        log.push_new(OFFSET, Value::Int(line.start as i64));
-        if flagged {
-            let mut flags = Vec::with_capacity(2);
-            if line.multiline {
-                flags.push(Value::from("multiline"));
-            }
-            if line.truncated {
-                flags.push(Value::from("truncated"));
-            }
-            log.push_new(FLAGS, Value::Array(flags));
-        }
-        fields.push_new(LOG, Value::Object(log));
-        if let Some(s) = line.stream {
-            fields.push_new(STREAM, Value::from(s));
-        }
-        if let Some(k8s) = &meta.k8s {
-            for (k, v) in k8s.iter() {
-                fields.insert(k.clone(), v.clone());
-            }
-        }
-        self.events.push(Event {
-            fields,
-            meta: EventMeta {
-                input: self.input.clone(),
-                origin: Some(Origin {
-                    stream: meta.stream,
-                    offset: line.start,
-                }),
-            },
-        });
+        let block_line = BlockLine::new(
+            line.start,
+            timestamp,
+            line.stream,
+            line.truncated,
+            line.multiline,
+        );
+        let (stream, file, k8s) = (Some(meta.stream), Some(meta.log_file()), meta.k8s.as_ref());
+        self.lines.push(stream, file, k8s, &line.text, block_line);
+        self.commit(meta, line.end);
+    }
+
+    /// `push` for a plain line still in bytes (no container record, nothing joined); true when
+    /// invalid UTF-8 was replaced.
+    pub fn push_bytes(&mut self, meta: &TailMeta, bytes: &[u8], info: LineInfo) -> bool {
+        self.bytes += EVENT_OVERHEAD + bytes.len() + meta.path().len();
+        let timestamp = self.read_time();
+        let block_line = BlockLine::new(info.start, timestamp, None, info.truncated, false);
+        let (stream, file, k8s) = (Some(meta.stream), Some(meta.log_file()), meta.k8s.as_ref());
+        let replaced = self.lines.push_bytes(stream, file, k8s, bytes, block_line);
+        self.commit(meta, info.end);
+        replaced
+    }
+
+    /// Moves the batch's offset for `meta`'s stream to `end`, and seals a full batch.
+    fn commit(&mut self, meta: &TailMeta, end: u64) {
         match self.commits.last_mut() {
             Some(c) if c.key == meta.key && c.stream == meta.stream && c.epoch == meta.epoch => {
-                c.offset = c.offset.max(line.end);
+                c.offset = c.offset.max(end);
                 c.events += 1;
             }
             _ => self.commits.push(Commit {
                 key: meta.key,
                 stream: meta.stream,
-                offset: line.end,
+                offset: end,
                 epoch: meta.epoch,
                 events: 1,
             }),
         }
-        if self.events.len() >= self.batch_size {
+        if self.lines.len() >= self.batch_size {
             let full = self.take_current();
             self.sealed.push_back(full);
         }
     }
 
     fn take_current(&mut self) -> Built {
+        // The next batch's text buffer is sized like this one's (within reason): grown line by
+        // line, it was copied a dozen times over.
+        let text = self.lines.text_len().min(TEXT_RESERVE_MAX);
         Built {
-            events: std::mem::replace(&mut self.events, Vec::with_capacity(self.batch_size)),
+            lines: std::mem::replace(
+                &mut self.lines,
+                LineBlock::with_capacity(self.input.clone(), self.batch_size, text),
+            ),
             commits: std::mem::take(&mut self.commits),
             bytes: std::mem::take(&mut self.bytes),
         }
@@ -186,7 +171,7 @@ impl Batcher {
         if let Some(b) = self.sealed.pop_front() {
             return Some(b);
         }
-        if self.events.is_empty() {
+        if self.lines.is_empty() {
             return None;
         }
         Some(self.take_current())
@@ -196,6 +181,7 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Value;
 
     #[test]
     fn one_large_read_becomes_several_batches_each_with_its_own_offsets() {
@@ -222,7 +208,7 @@ mod tests {
         let rest = b.take_any().expect("the partial batch");
         assert!(b.take_any().is_none());
         assert_eq!(
-            [first.events.len(), second.events.len(), rest.events.len()],
+            [first.lines.len(), second.lines.len(), rest.lines.len()],
             [100, 100, 50]
         );
         let offsets = |x: &Built| x.commits.iter().map(|c| c.offset).collect::<Vec<_>>();
@@ -265,7 +251,8 @@ mod tests {
         read(&mut b, "2026-11-23T11:18:05.000000900Z", 2);
         let built = b.take_any().expect("a batch");
         let times: Vec<String> = built
-            .events
+            .lines
+            .into_events()
             .iter()
             .map(|e| {
                 e.fields

@@ -30,7 +30,7 @@
 //! - `registry`: the offsets on disk.
 //! - `stats`: open, waiting and lag gauges on `/metrics`.
 
-mod batcher;
+pub mod batcher;
 pub mod container;
 pub mod discovery;
 pub mod identity;

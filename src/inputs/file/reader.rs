@@ -130,7 +130,14 @@ impl Decoder {
     }
 
     /// One line of the file.
-    pub fn line(&mut self, bytes: &[u8], info: LineInfo, now: Instant, out: &mut dyn FnMut(Line)) {
+    pub fn line(
+        &mut self,
+        bytes: &[u8],
+        info: LineInfo,
+        now: Instant,
+        meta: &TailMeta,
+        batcher: &mut Batcher,
+    ) {
         if bytes.is_empty() && !info.truncated {
             // Blank lines carry nothing; Filebeat skips them too.
             return;
@@ -147,11 +154,18 @@ impl Decoder {
             if self.format != Format::Raw {
                 self.undecodable += 1;
             }
+            if self.multiline.is_none() && self.joining.iter().all(Option::is_none) {
+                // A line as it is: its bytes go to the batch's buffer, without a `Line`.
+                if batcher.push_bytes(meta, bytes, info) {
+                    self.invalid_utf8 += 1;
+                }
+                return;
+            }
             let (line, replaced) = Line::decoded(bytes, info);
             if replaced {
                 self.invalid_utf8 += 1;
             }
-            return self.joined(line, now, out);
+            return self.joined(line, now, &mut |line| batcher.push(meta, line));
         };
         let slot = stream_slot(d.stream);
         let mut j = self.joining[slot].take().unwrap_or_else(|| Joining {
@@ -185,7 +199,7 @@ impl Decoder {
             stream: j.stream,
             time: j.time,
         };
-        self.joined(line, now, out)
+        self.joined(line, now, &mut |line| batcher.push(meta, line))
     }
 
     fn joined(&mut self, mut line: Line, now: Instant, out: &mut dyn FnMut(Line)) {
@@ -442,7 +456,7 @@ impl Tail {
             ..
         } = self;
         splitter.push(&buf[..n], &mut |bytes, info| {
-            decoder.line(bytes, info, now, &mut |line| batcher.push(meta, line));
+            decoder.line(bytes, info, now, meta, batcher);
         });
         let have = self.prefix.len() as u64;
         if have < fp_max && position <= have && have < position + n as u64 {
@@ -483,7 +497,7 @@ impl Tail {
             ..
         } = self;
         splitter.finish(&mut |bytes, info| {
-            decoder.line(bytes, info, now, &mut |line| batcher.push(meta, line));
+            decoder.line(bytes, info, now, meta, batcher);
         });
         decoder.flush(now, &mut |line| batcher.push(meta, line));
     }

@@ -367,7 +367,7 @@ impl Tailer {
             Sent {
                 commits: built.commits,
                 bytes: built.bytes,
-                events: built.events.len(),
+                events: built.lines.len(),
             },
         );
         drop(f);
@@ -376,7 +376,7 @@ impl Tailer {
             .ack_pending
             .store(self.shared.tracker.pending() as i64, Ordering::Relaxed);
         self.ctx
-            .emit_blocking(Batch::new(built.events, ack))
+            .emit_blocking(Batch::from_lines(built.lines, ack))
             .map_err(|_| Closed)
     }
 

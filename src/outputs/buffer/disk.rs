@@ -302,8 +302,8 @@ mod tests {
         });
         let mut next = 0u64;
         let mut max_segments = 0;
-        while let Some(batch) = down_rx.recv().await {
-            for e in &batch.events {
+        while let Some(mut batch) = down_rx.recv().await {
+            for e in batch.events_mut().iter() {
                 let n: u64 = e.message().unwrap()[..6].parse().unwrap();
                 assert_eq!(n, next, "delivered in order");
                 next += 1;
@@ -371,11 +371,11 @@ mod tests {
         )
         .unwrap();
         async fn next(rx: &mut BatchReceiver) -> String {
-            let b = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            let mut b = tokio::time::timeout(Duration::from_secs(20), rx.recv())
                 .await
                 .expect("a batch within 20 s: buffered bytes were not all freed")
                 .expect("the buffer is open");
-            let m = b.events[0].message().unwrap().to_owned();
+            let m = b.events_mut()[0].message().unwrap().to_owned();
             b.ack.delivered();
             m
         }

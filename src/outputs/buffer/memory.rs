@@ -52,9 +52,9 @@ pub fn start(
     let gauge = metrics.clone();
     tokio::spawn(async move {
         let mut logged = false;
-        while let Some(batch) = upstream.recv().await {
+        while let Some(mut batch) = upstream.recv().await {
             let n = batch.len();
-            let size = approx_bytes(&batch.events);
+            let size = approx_bytes(batch.events_mut());
             loop {
                 let drained = s.drained.notified();
                 let room = s

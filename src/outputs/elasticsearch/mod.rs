@@ -444,7 +444,7 @@ async fn read_batch(
     shared: &Arc<Shared>,
     permits: &Arc<Semaphore>,
 ) {
-    let Batch { events, ack } = batch;
+    let (events, ack) = batch.into_parts();
     ComponentMetrics::add(&shared.metrics.events_in, events.len() as u64);
     let mut unsendable = Vec::new();
     for event in events {

@@ -39,9 +39,9 @@ impl Writer {
         let mut logged_full = false;
         while let Some(first) = upstream.blocking_recv() {
             let mut next = Some(first);
-            while let Some(batch) = next.take() {
+            while let Some(mut batch) = next.take() {
                 let start = buf.len();
-                let refused = encode_batch(&batch.events, &mut record, &mut buf);
+                let refused = encode_batch(batch.events_mut(), &mut record, &mut buf);
                 let batch_events = (batch.len() - refused.len()) as u64;
                 let size = (buf.len() - start) as u64;
                 if !self.has_room(size + start as u64) {
@@ -71,7 +71,7 @@ impl Writer {
                     let rejected = refused
                         .into_iter()
                         .map(|(i, why)| Rejection {
-                            event: batch.events[i].clone(),
+                            event: batch.events_mut()[i].clone(),
                             kind: "disk_buffer_unwritable".into(),
                             reason: format!("event {why}: the disk buffer could not read it back"),
                         })
