@@ -1,8 +1,7 @@
 //! A batch of lines not yet made into events: their text in one buffer, each line's offsets
-//! and flags, with what its file gives every line (`log.file`, `kubernetes.*`) kept once per
-//! file. Events are built
-//! from it only where a processor, a condition or an output reads fields; an output that
-//! needs none (`null`) never builds them.
+//! and flags, and what its file gives every line (`log.file`, `kubernetes.*`) kept once per
+//! file. Events are built from it only where a processor, a condition or an output reads
+//! fields; `null` never builds them, and outputs writing JSON lines write it as it is.
 
 use super::{json, Event, EventMeta, Key, Map, Origin, Value};
 use chrono::{DateTime, Utc};
