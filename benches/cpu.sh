@@ -103,6 +103,10 @@ fi
 # One run: prints "wall user sys maxrss_kb".
 measure() {
     rm -rf "$WORK"/data-*
+    # Both files in the page cache before every case: here it drops a file read a few minutes
+    # ago (a cold 437 MB read cost the first case of a round 0.7 s of system time), which
+    # penalised whichever binary came first in a round.
+    cat "$PLAIN" "$APACHE" > /dev/null
     /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" bash -c "$1" > /dev/null 2> "$WORK/stderr" \
         || { echo "failed: $1" >&2; cat "$WORK/stderr" >&2; exit 1; }
     tail -n 1 "$WORK/time"
