@@ -75,6 +75,10 @@ pub struct PipelineStop {
     pub stopping: AtomicBool,
     /// An output failed for good: reading again what it failed is pointless.
     pub output_failed: AtomicBool,
+    /// Inputs that send lines unbuilt build their events before sending them, on their own
+    /// thread: set while no processor runs and an output reads fields (Kafka, Elasticsearch),
+    /// which would otherwise wait for the building (see `Live::place_event_building`).
+    pub build_events: AtomicBool,
 }
 
 impl PipelineStop {
@@ -115,6 +119,10 @@ impl InputContext {
         if batch.is_empty() {
             batch.ack.delivered();
             return Ok(());
+        }
+        let mut batch = batch;
+        if batch.lines().is_some() && self.pipeline.build_events.load(Ordering::Relaxed) {
+            batch.events_mut();
         }
         match self.back_pressure {
             BackPressure::Block => {

@@ -34,6 +34,13 @@ pub struct OutputContext {
     pub data_dir: PathBuf,
 }
 
+/// Whether outputs of `type_name` take a batch of lines as it is (`Batch::lines`): `null`
+/// reads nothing, `stdout` and `file` write JSON or text straight from the lines. The others
+/// read events' fields; the router builds events for them before handing batches on.
+pub fn takes_lines(type_name: &str) -> bool {
+    matches!(type_name, "null" | "stdout" | "file")
+}
+
 /// Builds an output from its spec: the one place where output types are registered.
 pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output>, DeError> {
     match spec.type_name.as_str() {

@@ -658,6 +658,7 @@ async fn replace(
         }
     }
     live.chain = built.chain_specs;
+    live.place_event_building();
 
     // 4. Outputs that go deliver what their queue holds.
     let mut old_tasks = Vec::new();

@@ -149,6 +149,7 @@ impl Live {
         let after_processors = live
             .taps
             .point(ComponentKind::Processor, "pipeline", "router");
+        live.place_event_building();
         live.router = tokio::spawn(route::run(
             proc_rx,
             p.steps,
@@ -164,6 +165,20 @@ impl Live {
             live.start_input(i, spec);
         }
         Ok(live)
+    }
+
+    /// Where events are built from lines sent unbuilt (`LineBlock`): by the processors when
+    /// there are any (on their threads); else, when an output reads fields, on the inputs'
+    /// threads, beside the router and the outputs (as when every input built its events:
+    /// built by the router, Kafka and Elasticsearch ran 8-15% slower); else nowhere.
+    pub fn place_event_building(&self) {
+        let fields_read = self
+            .outputs
+            .iter()
+            .any(|o| !o.dead_letter_only && !crate::outputs::takes_lines(o.metrics.type_name));
+        self.stop_state
+            .build_events
+            .store(self.chain.is_empty() && fields_read, Ordering::Relaxed);
     }
 
     /// The router's way for each of `inputs` (its tap point, and its targets from the outputs
@@ -187,6 +202,7 @@ impl Live {
                         tap: self
                             .taps
                             .point(ComponentKind::Output, &o.name, o.metrics.type_name),
+                        needs_events: !crate::outputs::takes_lines(o.metrics.type_name),
                     })
                     .collect();
                 let tap = self.taps.point(ComponentKind::Input, name, type_name);
