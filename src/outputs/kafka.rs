@@ -13,14 +13,14 @@ use crate::inputs::BoxFuture;
 use crate::telemetry::metrics::ComponentMetrics;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -337,6 +337,11 @@ struct Reports {
     /// Per topic-partition, the messages librdkafka is known to have sent again, as of the last
     /// statistics, so that only what grew since is added to the retries counter.
     resent: Mutex<HashMap<String, u64>>,
+    /// The settings of the producer that sends one message per request (see `send_alone`);
+    /// `None` in that producer itself, whose refusals are the message's own.
+    alone_config: Option<ClientConfig>,
+    /// That producer, made on the first batch a broker refuses as too large.
+    alone: OnceLock<Arc<ThreadedProducer<Reports>>>,
 }
 
 /// The part of librdkafka's statistics trawl reads; the rest is skipped by serde.
@@ -470,6 +475,11 @@ impl ProducerContext for Reports {
                 ComponentMetrics::add(&self.metrics.events_out, 1);
             }
             Err((error, msg)) => match error.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::MessageSizeTooLarge) if self.send_alone(msg, &batch) => {
+                    // Its delivery report, from the other producer, settles it.
+                    self.room.notify_one();
+                    return;
+                }
                 Some(code) if is_permanent(code) => {
                     let event = event_from_payload(
                         &batch.input,
@@ -515,6 +525,100 @@ fn is_permanent(code: RDKafkaErrorCode) -> bool {
 }
 
 impl Reports {
+    /// The reports of the output's producer; `alone_config` makes the one `send_alone` uses.
+    fn new(ctx: &OutputContext, encoding: Encoding, alone_config: ClientConfig) -> Reports {
+        Reports::with(
+            tokio::runtime::Handle::current(),
+            DeadLetters::new(ctx),
+            ctx.metrics.clone(),
+            ctx.name.clone(),
+            encoding,
+            Some(alone_config),
+        )
+    }
+
+    fn with(
+        runtime: tokio::runtime::Handle,
+        dead: DeadLetters,
+        metrics: Arc<ComponentMetrics>,
+        output: Arc<str>,
+        encoding: Encoding,
+        alone_config: Option<ClientConfig>,
+    ) -> Reports {
+        Reports {
+            runtime,
+            dead,
+            metrics,
+            output,
+            encoding,
+            down: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
+            room: tokio::sync::Notify::new(),
+            resent: Mutex::new(HashMap::new()),
+            alone_config,
+            alone: OnceLock::new(),
+        }
+    }
+
+    /// A message the broker refused as too large may have been refused for its batch: librdkafka
+    /// packs messages into requests of up to `batch.size`, and a topic whose `max.message.bytes`
+    /// is below that refuses every batch over it whole, small messages included (librdkafka,
+    /// unlike the Java producer, does not split a refused batch). The message is sent again by a
+    /// producer that puts one message in each request, so that only a message too large on its
+    /// own goes to the dead letters. Out of order with the messages that followed it. Returns
+    /// false when it cannot be handed over (this is that producer, or it cannot be made).
+    fn send_alone(&self, msg: &BorrowedMessage<'_>, batch: &Arc<InFlight>) -> bool {
+        let Some(config) = &self.alone_config else {
+            return false;
+        };
+        let alone = match self.alone.get() {
+            Some(p) => p,
+            None => {
+                // (On librdkafka's thread: there is no current runtime to ask for.)
+                let reports = Reports::with(
+                    self.runtime.clone(),
+                    self.dead.clone(),
+                    self.metrics.clone(),
+                    self.output.clone(),
+                    self.encoding,
+                    None,
+                );
+                match config.create_with_context::<_, ThreadedProducer<Reports>>(reports) {
+                    Ok(p) => {
+                        tracing::warn!(output = %self.output, topic = msg.topic(),
+                            "the broker refused a batch of messages as too large for the topic (its max.message.bytes is below the requests trawl sends; set the output's max_message_bytes to it): messages refused so are sent again one per request, and only one too large on its own goes to the dead letters (logged once)");
+                        self.alone.get_or_init(|| Arc::new(p))
+                    }
+                    Err(e) => {
+                        tracing::error!(output = %self.output, error = %e, "cannot make a producer to send refused messages one at a time");
+                        return false;
+                    }
+                }
+            }
+        };
+        let mut record = BaseRecord::with_opaque_to(msg.topic(), batch.clone())
+            .payload(msg.payload().unwrap_or_default());
+        if let Some(key) = msg.key() {
+            record = record.key(key);
+        }
+        if let Some(headers) = msg.headers() {
+            record = record.headers(headers.detach());
+        }
+        ComponentMetrics::add(&self.metrics.retries, 1);
+        loop {
+            match alone.send(record) {
+                Ok(()) => return true,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // This runs on the first producer's reporting thread: waiting here holds its
+                    // reports (and so new sends) while the other producer's queue drains.
+                    record = back;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Counts one message (or the sending phase) as done; the last one settles the batch.
     fn release(&self, batch: Arc<InFlight>) {
         if batch.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
@@ -568,17 +672,9 @@ impl Output for Kafka {
     fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
         Box::pin(async move {
             let config = self.config;
-            let reports = Reports {
-                runtime: tokio::runtime::Handle::current(),
-                dead: DeadLetters::new(&ctx),
-                metrics: ctx.metrics.clone(),
-                output: ctx.name.clone(),
-                encoding: config.encoding,
-                down: AtomicBool::new(false),
-                refused: AtomicBool::new(false),
-                room: tokio::sync::Notify::new(),
-                resent: Mutex::new(HashMap::new()),
-            };
+            let mut alone = self.client.clone();
+            alone.set("batch.num.messages", "1").set("linger.ms", "0");
+            let reports = Reports::new(&ctx, config.encoding, alone);
             let producer: ThreadedProducer<Reports> = self
                 .client
                 .create_with_context(reports)
@@ -710,8 +806,15 @@ impl Output for Kafka {
             // Inputs are done: wait until librdkafka has delivered (or given up on) everything.
             let p = producer.clone();
             tokio::task::spawn_blocking(move || {
+                // A message refused in the first producer's batch moves to the second before the
+                // first counts it delivered: so the first, then the second.
                 while p.in_flight_count() > 0 {
                     let _ = p.flush(std::time::Duration::from_secs(1));
+                }
+                if let Some(alone) = p.context().alone.get() {
+                    while alone.in_flight_count() > 0 {
+                        let _ = alone.flush(std::time::Duration::from_secs(1));
+                    }
                 }
             })
             .await?;
