@@ -84,11 +84,15 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
                     ),
                     RequestVerdict::Split if n > 1 => {
                         chunk = n.div_ceil(2);
-                        tracing::info!(
-                            items = n,
-                            now = chunk,
-                            "bulk request too large (413): sending it in halves"
-                        );
+                        if shared.split_said.swap(true, Ordering::Relaxed) {
+                            tracing::debug!(items = n, now = chunk, "bulk request split again");
+                        } else {
+                            tracing::info!(
+                                items = n,
+                                now = chunk,
+                                "bulk request too large (413): sending it in halves (logged once; lower batch.max_bytes to the cluster's http.max_content_length to avoid it)"
+                            );
+                        }
                         for item in sending.into_iter().rev() {
                             todo.push_front(item);
                         }
