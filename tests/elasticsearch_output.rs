@@ -322,7 +322,11 @@ fn requests_over_max_content_length_are_split_and_a_single_oversized_event_dead_
             input.push('\n');
         }
     }
-    run(&cfg, &input, &[]);
+    let log = dir.path().join("trawl.log");
+    let mut t = Trawl::start_env(&cfg, Some(&log), &[("TRAWL_HOSTNAME", "web-1")]);
+    t.feed(input.as_bytes());
+    let status = t.finish(Duration::from_secs(120));
+    assert!(status.success(), "trawl exited with {status}");
 
     let (stored, writes, requests_413, largest) = es.with(|s| {
         let msgs: Vec<String> = s
@@ -343,6 +347,14 @@ fn requests_over_max_content_length_are_split_and_a_single_oversized_event_dead_
         "the first requests were too large ({requests_413} answered 413)"
     );
     assert!(largest <= max, "only bodies within the limit were taken");
+    // Each of the five requests is split again (a cluster's limit does not change): said once,
+    // not once per halving of every request.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        text.matches("too large (413)").count(),
+        1,
+        "the splitting is logged once: {text}"
+    );
 
     let dead = read_json_lines(&dir.path().join("dead.jsonl"));
     assert_eq!(dead.len(), 1, "only the oversized event is dead-lettered");

@@ -1,6 +1,7 @@
 //! The `kafka` output through the real binary against a real Apache Kafka broker (KRaft, one
 //! node, `tests/support/kafka.rs`): templated topic, keys, headers, every compression codec,
-//! dead letters for oversized messages and for a topic that does not exist, a consumer group
+//! dead letters for oversized messages (by trawl's limit or a lower one of the topic's) and for
+//! a topic that does not exist, a consumer group
 //! reading across trawl restarts, a broker stopped for 30 s and one unreachable for 10 s
 //! without losing anything. TLS and SASL are in `kafka_auth.rs`.
 
@@ -130,6 +131,88 @@ fn oversized_messages_go_to_the_dead_letter_file() {
     for d in dead {
         assert_eq!(d["error"]["type"], "message_too_large");
         assert!(d["message"].as_str().unwrap().starts_with("huge "));
+    }
+}
+
+/// A topic whose `max.message.bytes` is below trawl's `max_message_bytes` (a team that keeps
+/// its topics small; trawl's setting left at its default): the broker refuses the few large
+/// messages; they go to the dead letters, and every other line, written around them, is in
+/// the topic, once.
+#[test]
+fn a_topic_limit_below_max_message_bytes_dead_letters_only_the_large_messages() {
+    let broker = Broker::shared();
+    // Lines that compress poorly, so that a batch of them is larger than the limit.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'a' + (seed % 26) as u8)
+            })
+            .collect()
+    };
+    let mut input = String::new();
+    let mut want = HashSet::new();
+    let mut huge = HashSet::new();
+    for i in 0..3000 {
+        if i % 500 == 7 {
+            let line = format!("huge {i} {}", noise(30_000));
+            huge.insert(line.clone());
+            input.push_str(&line);
+        } else {
+            let line = format!("small {i} {}", noise(200));
+            want.insert(line.clone());
+            input.push_str(&line);
+        }
+        input.push('\n');
+    }
+    const REFUSED: &str = "refused a batch of messages as too large for the topic";
+    // The defaults, then `max_message_bytes` set to the topic's limit as the log advises (the
+    // requests then fit: nothing is refused, the large lines are kept back by trawl itself).
+    for (topic, extra, refusals, kind) in [
+        ("small-limit", "", 1, "kafka_MessageSizeTooLarge"),
+        (
+            "small-limit-set",
+            "    max_message_bytes: 20000\n",
+            0,
+            "message_too_large",
+        ),
+    ] {
+        broker.create_topic_with(topic, 1, &[("max.message.bytes", "20000")]);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(
+            dir.path(),
+            &broker.bootstrap,
+            &format!("    topic: {topic}\n{extra}"),
+        );
+        let log = dir.path().join("trawl.log");
+        let mut t = Trawl::start(&cfg, Some(&log));
+        t.feed(input.as_bytes());
+        assert!(t.finish(Duration::from_secs(120)).success());
+        let got = messages(&broker.read_all(topic));
+        let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+        let dead_msgs: HashSet<String> = dead
+            .iter()
+            .map(|d| d["message"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let lost_small = want.iter().filter(|l| dead_msgs.contains(*l)).count();
+        assert_eq!(
+            lost_small,
+            0,
+            "{topic}: {lost_small} small lines dead-lettered with the large ones ({} in the topic), first error: {}",
+            got.len(),
+            dead.first().map(|d| d["error"].to_string()).unwrap_or_default()
+        );
+        assert_eq!(got.len(), want.len(), "{topic}: each small line once");
+        assert_eq!(got.into_iter().collect::<HashSet<_>>(), want, "{topic}");
+        assert_eq!(dead_msgs, huge, "{topic}");
+        for d in &dead {
+            assert_eq!(d["error"]["type"], kind, "{topic}");
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(text.matches(REFUSED).count(), refusals, "{topic}: {text}");
     }
 }
 

@@ -15,7 +15,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::opensearch::OpenSearch;
-use support::process::{read_json_lines, shared_dir, wait_until, write_file, Trawl};
+use support::process::{
+    free_port, http_get, read_json_lines, shared_dir, wait_until, write_file, Trawl,
+};
 
 /// A pipeline from stdin (JSON lines are parsed into fields) to the node, dead letters to a file.
 fn config(dir: &Path, hosts: &str, es_extra: &str) -> PathBuf {
@@ -219,6 +221,142 @@ fn real_429s_from_a_tiny_write_queue_lose_and_duplicate_nothing() {
         "tiny-queue node: {rejected} write rejections; started in {:.1} s, RSS {} MiB",
         os.startup.as_secs_f64(),
         os.rss_kib().unwrap_or(0) / 1024
+    );
+}
+
+/// A way an index stops taking writes: its name, how it starts and ends, the error it answers.
+type Episode = (&'static str, fn(&OpenSearch), fn(&OpenSearch), &'static str);
+
+/// An operator puts a write block on the index (`index.blocks.write`, as before a shrink: each
+/// item answered 403 `cluster_block_exception`), the disk watermark makes it read-only (429
+/// `cluster_block_exception`), or the index is closed for maintenance (400
+/// `index_closed_exception`). Those are the index's state, not the events' fault: the events wait
+/// and are retried, nothing is dead-lettered, each episode is logged once and `/health` names
+/// the output past its threshold; once the index takes writes again every line is stored, once,
+/// and `/health` is 200 again.
+#[test]
+fn a_blocked_or_closed_index_holds_events_until_it_takes_writes_again() {
+    let os = OpenSearch::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let dead = dir.path().join("dead.jsonl");
+    let cfg = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{http}\", health: {{ output_failure_threshold: 1s }} }}\nshutdown_timeout: 60s\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: blocked\n    id_from: none\n    dead_letter: dead\n    batch: {{ max_events: 100, timeout: 100ms }}\n    retry: {{ initial_backoff: 20ms, max_backoff: 500ms }}\n  dead:\n    type: file\n    path: {dl}\n",
+            data = dir.path().join("data").display(),
+            url = os.url,
+            dl = dead.display()
+        ),
+    );
+    os.put(
+        "/blocked",
+        &json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}}),
+    );
+    let log = dir.path().join("trawl.log");
+    let mut t = Trawl::start(&cfg, Some(&log));
+    let mut input = String::new();
+    let mut stored_before = 0;
+    let episodes: [Episode; 3] = [
+        (
+            "write",
+            |os| {
+                os.put("/blocked/_settings", &json!({"index.blocks.write": true}));
+            },
+            |os| {
+                os.put("/blocked/_settings", &json!({"index.blocks.write": false}));
+            },
+            "cluster_block_exception",
+        ),
+        (
+            "flood",
+            |os| {
+                os.put(
+                    "/blocked/_settings",
+                    &json!({"index.blocks.read_only_allow_delete": true}),
+                );
+            },
+            |os| {
+                os.put(
+                    "/blocked/_settings",
+                    &json!({"index.blocks.read_only_allow_delete": null}),
+                );
+            },
+            "cluster_block_exception",
+        ),
+        (
+            "closed",
+            |os| {
+                os.post("/blocked/_close", &json!({}));
+            },
+            |os| {
+                os.post("/blocked/_open?wait_for_active_shards=1", &json!({}));
+            },
+            "index_closed_exception",
+        ),
+    ];
+    for (name, block, lift, error) in episodes {
+        block(os);
+        let lines = lines(name, 100);
+        input.push_str(&lines);
+        t.feed(lines.as_bytes());
+        let mut health = None;
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{name}: /health 503 while the index refuses writes (or dead letters)"),
+            || {
+                health = http_get(&http, "/health");
+                !read_json_lines(&dead).is_empty()
+                    || health.as_ref().is_some_and(|(status, _)| *status == 503)
+            },
+        );
+        let dead_letters = read_json_lines(&dead);
+        assert!(
+            dead_letters.is_empty(),
+            "{name}: {} events refused for the index's state were dead-lettered, first: {}",
+            dead_letters.len(),
+            dead_letters[0]
+        );
+        let (_, body) = health.unwrap();
+        assert!(
+            body.contains("\"es\"") && body.contains(error),
+            "{name}: /health names the output and the reason: {body}"
+        );
+        // A few more refused rounds (back-off up to 500 ms): nothing stored or dead-lettered.
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(read_json_lines(&dead).is_empty(), "{name}");
+        if name != "closed" {
+            // (A closed index cannot be searched.)
+            assert_eq!(os.docs("blocked").len(), stored_before, "{name}");
+        }
+        lift(os);
+        stored_before += 100;
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{name}: the held events stored"),
+            || os.docs("blocked").len() == stored_before,
+        );
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{name}: /health 200 once the index takes writes"),
+            || http_get(&http, "/health").is_some_and(|(status, _)| status == 200),
+        );
+    }
+    let status = t.finish(Duration::from_secs(120));
+    assert!(status.success(), "trawl exited with {status}");
+    let stored = messages(&os.docs("blocked"));
+    assert_eq!(stored.len(), 300, "every event stored once");
+    assert_eq!(
+        stored.into_iter().collect::<HashSet<_>>(),
+        input.lines().map(str::to_owned).collect::<HashSet<_>>()
+    );
+    assert!(read_json_lines(&dead).is_empty());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        text.matches("refuses to write the index").count(),
+        3,
+        "each episode is logged once: {text}"
     );
 }
 

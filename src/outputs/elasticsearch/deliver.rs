@@ -84,11 +84,15 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
                     ),
                     RequestVerdict::Split if n > 1 => {
                         chunk = n.div_ceil(2);
-                        tracing::info!(
-                            items = n,
-                            now = chunk,
-                            "bulk request too large (413): sending it in halves"
-                        );
+                        if shared.split_said.swap(true, Ordering::Relaxed) {
+                            tracing::debug!(items = n, now = chunk, "bulk request split again");
+                        } else {
+                            tracing::info!(
+                                items = n,
+                                now = chunk,
+                                "bulk request too large (413): sending it in halves (logged once; lower batch.max_bytes to the cluster's http.max_content_length to avoid it)"
+                            );
+                        }
                         for item in sending.into_iter().rev() {
                             todo.push_front(item);
                         }
@@ -113,7 +117,6 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
                         match response::item_outcomes(&answer.body, n, shared.op_type) {
                             Err(e) => e,
                             Ok(outcomes) => {
-                                recovered(shared);
                                 backoff.reset();
                                 settle(sending, outcomes, shared, &mut backoff, &mut refused);
                                 continue;
@@ -149,9 +152,14 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
 /// per level (jittered, up to `max_backoff`). A few rejections slow the output a little (the
 /// refused share is sent again), an overload a lot; and a batch is not held back long by its
 /// unlucky items, which matters because inputs release acknowledgements in order. An item
-/// refused more than `FREE_429_RETRIES` times in a row backs off on its own count too. A 5xx on an item says
-/// its shard is unwell: its wait doubles with its own refusals, and they count towards
-/// `retry.max_item_attempts`. Both count towards `retry.max_item_age`.
+/// refused more than `FREE_429_RETRIES` times in a row backs off on its own count too. An index
+/// blocked or closed is the same kind of answer (the cluster's state, not the item's). A 5xx on
+/// an item says its shard is unwell: its wait doubles with its own refusals, and they count
+/// towards `retry.max_item_attempts`. All count towards `retry.max_item_age`.
+///
+/// An answer that took none of its items and left some waiting is a failed attempt for
+/// `/health`, like a request that failed as a whole: an index blocked for an hour must not look
+/// healthy because the node answers 200.
 fn settle(
     sending: Vec<Item>,
     outcomes: Vec<ItemOutcome>,
@@ -172,10 +180,14 @@ fn settle(
                 item.ack.delivered();
             }
             ItemOutcome::Reject { kind, reason } => refused.push(Refused { item, kind, reason }),
-            ItemOutcome::Retry { status, reason } => {
+            ItemOutcome::Retry {
+                status,
+                reason,
+                blocked,
+            } => {
                 let since = *item.first_refused.get_or_insert(now);
                 let age = now.duration_since(since);
-                let wait = if status == 429 {
+                let wait = if status == 429 || blocked {
                     // Level 0: the next request, with no wait of its own. An item refused more
                     // often in a row than chance explains while most others pass (a hot shard)
                     // backs off on its own count too.
@@ -204,7 +216,7 @@ fn settle(
                     });
                     continue;
                 }
-                first_retry.get_or_insert((status, reason));
+                first_retry.get_or_insert((status, reason, blocked));
                 item.ready_at = now + wait;
                 again.push(item);
             }
@@ -224,8 +236,21 @@ fn settle(
                 Some(p.saturating_sub(1))
             });
     }
-    if let Some((status, reason)) = first_retry {
-        tracing::debug!(items = again.len(), status, %reason, "items Elasticsearch could not take now go in a later request");
+    match first_retry {
+        Some((status, reason, blocked)) if accepted == 0 => {
+            let what = format!("every item refused ({status} {reason})");
+            if blocked {
+                refusing(shared, &what);
+            } else {
+                shared.metrics.attempt_failed(&what);
+                tracing::debug!(items = again.len(), status, %reason, "items Elasticsearch could not take now go in a later request");
+            }
+        }
+        Some((status, reason, _)) => {
+            recovered(shared);
+            tracing::debug!(items = again.len(), status, %reason, "items Elasticsearch could not take now go in a later request");
+        }
+        None => recovered(shared),
     }
     ComponentMetrics::add(&shared.metrics.retries, again.len() as u64);
     shared.queue_retries(again);
@@ -299,6 +324,15 @@ fn outage(shared: &Shared, what: &str) {
         tracing::warn!(error = %what, "Elasticsearch is not taking requests; retrying with backoff (logged once until it recovers)");
     } else {
         tracing::debug!(error = %what, "bulk request retried");
+    }
+}
+
+/// Every item of an answer refused for the index's state (blocked or closed): it lasts until
+/// someone acts, so it is logged once, not per request, and its end too (`recovered`).
+fn refusing(shared: &Shared, what: &str) {
+    shared.metrics.attempt_failed(what);
+    if !shared.failing.swap(true, Ordering::Relaxed) {
+        tracing::warn!(error = %what, "Elasticsearch refuses to write the index (blocked or closed); its events wait and are retried until retry.max_item_age (logged once until it takes them)");
     }
 }
 

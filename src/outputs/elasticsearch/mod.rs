@@ -277,6 +277,9 @@ struct Shared {
     failing: AtomicBool,
     /// Set once giving up on events has been logged.
     gave_up: AtomicBool,
+    /// Set once splitting a request the cluster found too large (413) has been logged: its
+    /// limit does not change, so every later request of that size is split too.
+    split_said: AtomicBool,
     /// How busy the cluster says it is: the back-off level of items answered 429 (see
     /// `deliver::settle`).
     pressure: AtomicU32,
@@ -373,6 +376,7 @@ impl Output for Elasticsearch {
                 retry: config.retry.clone(),
                 failing: AtomicBool::new(false),
                 gave_up: AtomicBool::new(false),
+                split_said: AtomicBool::new(false),
                 pressure: AtomicU32::new(0),
                 retries: Mutex::new(Vec::new()),
                 wake: Notify::new(),

@@ -1,6 +1,6 @@
 //! Reading `_bulk` answers: what to do with the whole request (from the HTTP status) and with
-//! each item (from its own status): accepted, worth retrying later (429, 5xx), or rejected for
-//! good (mapping errors and other 4xx) with Elasticsearch's reason.
+//! each item (from its own status and error type): accepted, worth retrying later (429, 5xx, an
+//! index blocked or closed), or rejected for good (mapping errors, other 4xx) with the reason.
 
 use super::OpType;
 use serde::Deserialize;
@@ -33,10 +33,13 @@ pub fn request_verdict(status: u16) -> RequestVerdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemOutcome {
     Accepted,
-    /// Worth sending again (429 `es_rejected_execution_exception`, 5xx).
+    /// Worth sending again (429 `es_rejected_execution_exception`, 5xx, an index blocked or
+    /// closed: see [`cluster_refusal`]).
     Retry {
         status: u16,
         reason: String,
+        /// Refused for the index's state, which lasts until someone acts.
+        blocked: bool,
     },
     /// Refused for good (400 `mapper_parsing_exception`...): to the dead letters.
     Reject {
@@ -88,6 +91,7 @@ pub fn item_outcomes(
             None => ItemOutcome::Retry {
                 status: 0,
                 reason: "empty item in bulk response".into(),
+                blocked: false,
             },
         })
         .collect())
@@ -108,6 +112,8 @@ fn outcome(r: ItemResult, op_type: OpType) -> ItemOutcome {
         Some(other) => ("error".to_owned(), other.to_string()),
         None => (format!("http_{}", r.status), String::new()),
     };
+    // The flood-stage block is answered 429, a write block 403, a closed index 400.
+    let blocked = cluster_refusal(&kind);
     match r.status {
         200..=299 => ItemOutcome::Accepted,
         // With `create`, a conflict means a copy sent before a crash is already stored.
@@ -115,9 +121,25 @@ fn outcome(r: ItemResult, op_type: OpType) -> ItemOutcome {
         429 | 500..=599 => ItemOutcome::Retry {
             status: r.status,
             reason: format!("{kind}: {reason}"),
+            blocked,
+        },
+        _ if blocked => ItemOutcome::Retry {
+            status: r.status,
+            reason: format!("{kind}: {reason}"),
+            blocked,
         },
         _ => ItemOutcome::Reject { kind, reason },
     }
+}
+
+/// Refusals that say what state an index is in, not what is wrong with the event: a write
+/// block (403 `cluster_block_exception`: `index.blocks.write` set by an operator or before a
+/// shrink, `read_only_allow_delete` after the disk watermark on older clusters) or an index
+/// closed for maintenance (400 `index_closed_exception`). The operator lifts them and the same
+/// event is then taken, so it waits like an overloaded cluster's 429 rather than going to the
+/// dead letters.
+pub fn cluster_refusal(kind: &str) -> bool {
+    matches!(kind, "cluster_block_exception" | "index_closed_exception")
 }
 
 #[cfg(test)]
@@ -135,7 +157,7 @@ mod tests {
         let got = item_outcomes(body, 5, OpType::Create).unwrap();
         assert_eq!(got[0], ItemOutcome::Accepted);
         assert!(
-            matches!(&got[1], ItemOutcome::Retry { status: 429, reason } if reason.contains("es_rejected_execution_exception"))
+            matches!(&got[1], ItemOutcome::Retry { status: 429, reason, blocked: false } if reason.contains("es_rejected_execution_exception"))
         );
         assert_eq!(
             got[2],
@@ -148,6 +170,31 @@ mod tests {
         assert!(matches!(got[4], ItemOutcome::Retry { status: 503, .. }));
         // With `index`, a 409 is a real refusal.
         let got = item_outcomes(body, 5, OpType::Index).unwrap();
+        assert!(matches!(got[3], ItemOutcome::Reject { .. }));
+    }
+
+    #[test]
+    fn blocked_and_closed_indices_are_retried_not_rejected() {
+        let body = br#"{"errors":true,"items":[
+            {"index":{"_index":"a","status":403,"error":{"type":"cluster_block_exception","reason":"index [a] blocked by: [FORBIDDEN/8/index write (api)];"}}},
+            {"index":{"_index":"b","status":400,"error":{"type":"index_closed_exception","reason":"closed"}}},
+            {"index":{"_index":"c","status":403,"error":{"type":"security_exception","reason":"no permissions"}}},
+            {"index":{"_index":"d","status":404,"error":{"type":"index_not_found_exception","reason":"no such index [d]"}}}]}"#;
+        let got = item_outcomes(body, 4, OpType::Index).unwrap();
+        assert!(
+            matches!(&got[0], ItemOutcome::Retry { status: 403, reason, blocked: true } if reason.contains("FORBIDDEN/8"))
+        );
+        assert!(matches!(
+            got[1],
+            ItemOutcome::Retry {
+                status: 400,
+                blocked: true,
+                ..
+            }
+        ));
+        assert!(
+            matches!(&got[2], ItemOutcome::Reject { kind, .. } if kind == "security_exception")
+        );
         assert!(matches!(got[3], ItemOutcome::Reject { .. }));
     }
 

@@ -1,23 +1,26 @@
 //! The `kafka` output, on librdkafka (bundled with the `rdkafka` crate): topic and key
 //! templated from the event, headers, compression, `acks: all` with idempotence by default.
-//! librdkafka's delivery reports settle the batches; a message refused for good (too large,
-//! unknown topic) goes to the dead letters. Messages are retried without limit by default, so
-//! a broker outage pauses the pipeline (librdkafka's bounded queue fills) instead of losing data.
+//! librdkafka's delivery reports settle the batches (`reports.rs`); a message refused for good
+//! (too large, unknown topic) goes to the dead letters. Messages are retried without limit by
+//! default, so a broker outage pauses the pipeline (librdkafka's bounded queue fills) instead
+//! of losing data.
 
-use super::dead_letter::{DeadLetters, Rejection};
+mod reports;
+
+use super::dead_letter::Rejection;
 use super::template::Template;
 use super::{Output, OutputContext};
 use crate::config::{ByteSize, Duration};
-use crate::event::{BatchAck, BatchStatus, Event, Map, Value};
+use crate::event::{Event, Value};
 use crate::inputs::BoxFuture;
 use crate::telemetry::metrics::ComponentMetrics;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use reports::{is_permanent, InFlight, Reports};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -310,275 +313,13 @@ fn batch_size(c: &Config) -> u64 {
     (c.queue_max_bytes.bytes() / 8).clamp(16 * 1024, 1_000_000)
 }
 
-/// One batch being delivered: settled when its last message's delivery report arrives.
-struct InFlight {
-    /// Messages not yet reported, plus one while the batch is still being handed to librdkafka.
-    remaining: AtomicUsize,
-    ack: Mutex<Option<BatchAck>>,
-    rejected: Mutex<Vec<Rejection>>,
-    failed: AtomicBool,
-    input: Arc<str>,
-}
-
-/// Receives librdkafka's delivery reports and logs (on its polling thread).
-struct Reports {
-    runtime: tokio::runtime::Handle,
-    dead: DeadLetters,
-    metrics: Arc<ComponentMetrics>,
-    output: Arc<str>,
-    encoding: Encoding,
-    /// Whether the brokers are known to be unreachable, so that an outage is logged once.
-    down: AtomicBool,
-    /// Whether a broker refused the connection (SASL or TLS), so that it is logged once and
-    /// `/health` fails until a message is delivered again.
-    refused: AtomicBool,
-    /// Signalled on each delivery report: room in librdkafka's queue for a waiting send.
-    room: tokio::sync::Notify,
-    /// Per topic-partition, the messages librdkafka is known to have sent again, as of the last
-    /// statistics, so that only what grew since is added to the retries counter.
-    resent: Mutex<HashMap<String, u64>>,
-}
-
-/// The part of librdkafka's statistics trawl reads; the rest is skipped by serde.
-#[derive(Deserialize)]
-struct Statistics {
-    #[serde(default)]
-    topics: HashMap<String, TopicStatistics>,
-}
-
-#[derive(Deserialize)]
-struct TopicStatistics {
-    #[serde(default)]
-    partitions: HashMap<String, PartitionStatistics>,
-}
-
-#[derive(Deserialize)]
-struct PartitionStatistics {
-    /// -1 for the queue of messages not yet given a partition (not counted in `msgs`).
-    partition: i64,
-    /// Messages written into produce requests, once more each time one is sent again.
-    #[serde(default)]
-    txmsgs: u64,
-    /// Messages produced to this partition (sent or not).
-    #[serde(default)]
-    msgs: u64,
-    /// Messages waiting in the partition's queue: not sent yet, or put back to be sent again.
-    #[serde(default)]
-    msgq_cnt: u64,
-}
-
-/// The messages librdkafka sent again since the statistics `resent` holds (per partition,
-/// which it updates). A document that does not parse counts nothing.
-///
-/// librdkafka re-sends a produce request's messages (connection lost, request timed out,
-/// broker not enough replicas...) by putting them back in the partition's queue, not through
-/// the request retries its brokers' `txretries` count, and no statistic counts them. They show
-/// in `txmsgs`, which counts every sending of a message: every message produced was either
-/// sent (once plus its re-sends, all in `txmsgs`) or is still waiting in `msgq_cnt`, so
-/// `txmsgs + msgq_cnt - msgs` never exceeds the re-sends (messages waiting in librdkafka's
-/// per-broker transmit queue, or given up before being sent, lower it) and equals them once
-/// the queues are empty. Only its highest value counts, so it never counts anything twice.
-fn resent_since(resent: &mut HashMap<String, u64>, statistics: &[u8]) -> u64 {
-    let Ok(stats) = serde_json::from_slice::<Statistics>(statistics) else {
-        return 0;
-    };
-    let mut grew = 0;
-    for (topic, t) in stats.topics {
-        for p in t.partitions.into_values().filter(|p| p.partition >= 0) {
-            let now = (p.txmsgs + p.msgq_cnt).saturating_sub(p.msgs);
-            let known = resent
-                .entry(format!("{topic}/{}", p.partition))
-                .or_insert(0);
-            if now > *known {
-                grew += now - *known;
-                *known = now;
-            }
-        }
-    }
-    grew
-}
-
-impl ClientContext for Reports {
-    /// Adds the messages librdkafka sent again on its own since the last statistics: retries
-    /// that never reach a delivery report, so trawl would not see them otherwise.
-    fn stats_raw(&self, statistics: &[u8]) {
-        if let Ok(mut resent) = self.resent.lock() {
-            ComponentMetrics::add(&self.metrics.retries, resent_since(&mut resent, statistics));
-        }
-    }
-
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(output = %self.output, facility = fac, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!(output = %self.output, facility = fac, "librdkafka: {message}")
-            }
-            _ => tracing::debug!(output = %self.output, facility = fac, "librdkafka: {message}"),
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::Fatal) => {
-                tracing::error!(output = %self.output, %error, reason, "Kafka producer failed for good");
-                self.metrics.set_failed(format!("kafka: {error}: {reason}"));
-            }
-            // The broker answers but refuses trawl: a setting to fix, not an outage to wait out.
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL) => {
-                // `/health` first, then the log: whoever reads the log line (an operator, a
-                // probe script) must find the health already failed.
-                self.metrics.set_failed(format!(
-                    "kafka: the broker refuses the connection: {reason}"
-                ));
-                self.metrics
-                    .attempt_failed(&format!("the broker refuses the connection: {reason}"));
-                if !self.refused.swap(true, Ordering::Relaxed) {
-                    tracing::error!(output = %self.output, reason,
-                        "the Kafka broker refuses the connection (check the output's `sasl` and `tls` settings); messages wait in the bounded queue and are retried, nothing is acknowledged");
-                }
-            }
-            Some(RDKafkaErrorCode::AllBrokersDown) => {
-                if !self.down.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(output = %self.output, reason, "no Kafka broker reachable; messages wait in the bounded queue and are retried");
-                }
-                self.metrics
-                    .attempt_failed(&format!("no Kafka broker reachable: {reason}"));
-            }
-            _ => tracing::debug!(output = %self.output, %error, reason, "librdkafka error"),
-        }
-    }
-}
-
-impl ProducerContext for Reports {
-    type DeliveryOpaque = Arc<InFlight>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<InFlight>) {
-        match result {
-            Ok(_) => {
-                if self.down.swap(false, Ordering::Relaxed) {
-                    tracing::info!(output = %self.output, "Kafka takes messages again");
-                }
-                if self.refused.swap(false, Ordering::Relaxed) {
-                    self.metrics.clear_failed();
-                }
-                self.metrics.delivering();
-                ComponentMetrics::add(&self.metrics.events_out, 1);
-            }
-            Err((error, msg)) => match error.rdkafka_error_code() {
-                Some(code) if is_permanent(code) => {
-                    let event = event_from_payload(
-                        &batch.input,
-                        msg.payload().unwrap_or_default(),
-                        self.encoding,
-                    );
-                    if let Ok(mut r) = batch.rejected.lock() {
-                        r.push(Rejection {
-                            event,
-                            kind: format!("kafka_{code:?}"),
-                            reason: error.to_string(),
-                        });
-                    }
-                }
-                // Purged at shutdown, timed out, or a fatal producer error: not delivered, and
-                // not refused for what the message is either: the input must send it again.
-                _ => {
-                    self.metrics.attempt_failed(&error.to_string());
-                    ComponentMetrics::add(&self.metrics.retries, 1);
-                    batch.failed.store(true, Ordering::Relaxed);
-                }
-            },
-        }
-        self.room.notify_one();
-        self.release(batch);
-    }
-}
-
-/// Errors that are about the message itself: sending it again would fail again.
-fn is_permanent(code: RDKafkaErrorCode) -> bool {
-    matches!(
-        code,
-        RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::InvalidMessageSize
-            | RDKafkaErrorCode::InvalidMessage
-            | RDKafkaErrorCode::InvalidRecord
-            | RDKafkaErrorCode::InvalidTopic
-            | RDKafkaErrorCode::UnknownTopic
-            | RDKafkaErrorCode::UnknownPartition
-            | RDKafkaErrorCode::UnknownTopicOrPartition
-            | RDKafkaErrorCode::TopicAuthorizationFailed
-    )
-}
-
-impl Reports {
-    /// Counts one message (or the sending phase) as done; the last one settles the batch.
-    fn release(&self, batch: Arc<InFlight>) {
-        if batch.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
-        }
-        let Some(ack) = batch.ack.lock().ok().and_then(|mut a| a.take()) else {
-            return;
-        };
-        let rejected = batch
-            .rejected
-            .lock()
-            .map(|mut r| std::mem::take(&mut *r))
-            .unwrap_or_default();
-        let status = if batch.failed.load(Ordering::Relaxed) {
-            BatchStatus::Failed
-        } else if rejected.is_empty() {
-            BatchStatus::Delivered
-        } else {
-            BatchStatus::Rejected
-        };
-        if rejected.is_empty() {
-            ack.settle(status);
-        } else {
-            let dead = self.dead.clone();
-            self.runtime.spawn(async move {
-                dead.send(rejected, &ack).await;
-                ack.settle(status);
-            });
-        }
-    }
-}
-
-/// Rebuilds the event of a refused message from its payload, for the dead letters.
-fn event_from_payload(input: &Arc<str>, payload: &[u8], encoding: Encoding) -> Event {
-    let mut e = Event::new(input.clone(), chrono::Utc::now());
-    let parsed = match encoding {
-        Encoding::Json => serde_json::from_slice::<serde_json::Value>(payload).ok(),
-        Encoding::Raw => None,
-    };
-    match parsed.map(Value::from_json) {
-        Some(Value::Object(fields)) => e.fields = fields,
-        _ => {
-            e.fields = Map::new();
-            e.insert("message", String::from_utf8_lossy(payload).into_owned());
-        }
-    }
-    e
-}
-
 impl Output for Kafka {
     fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
         Box::pin(async move {
             let config = self.config;
-            let reports = Reports {
-                runtime: tokio::runtime::Handle::current(),
-                dead: DeadLetters::new(&ctx),
-                metrics: ctx.metrics.clone(),
-                output: ctx.name.clone(),
-                encoding: config.encoding,
-                down: AtomicBool::new(false),
-                refused: AtomicBool::new(false),
-                room: tokio::sync::Notify::new(),
-                resent: Mutex::new(HashMap::new()),
-            };
+            let mut alone = self.client.clone();
+            alone.set("batch.num.messages", "1").set("linger.ms", "0");
+            let reports = Reports::new(&ctx, config.encoding, alone);
             let producer: ThreadedProducer<Reports> = self
                 .client
                 .create_with_context(reports)
@@ -707,8 +448,15 @@ impl Output for Kafka {
             // Inputs are done: wait until librdkafka has delivered (or given up on) everything.
             let p = producer.clone();
             tokio::task::spawn_blocking(move || {
+                // A message refused in the first producer's batch moves to the second before the
+                // first counts it delivered: so the first, then the second.
                 while p.in_flight_count() > 0 {
                     let _ = p.flush(std::time::Duration::from_secs(1));
+                }
+                if let Some(alone) = p.context().alone.get() {
+                    while alone.in_flight_count() > 0 {
+                        let _ = alone.flush(std::time::Duration::from_secs(1));
+                    }
                 }
             })
             .await?;
@@ -729,7 +477,9 @@ fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    use super::reports::{event_from_payload, resent_since};
     use super::*;
+    use std::collections::HashMap;
     use std::path::Path;
 
     fn config(extra: &str) -> Config {

@@ -1,0 +1,380 @@
+//! The Kafka output's side of librdkafka: delivery reports settle the batches (a message
+//! refused for good goes to the dead letters, one refused in a batch too large for its topic is
+//! sent again alone), and librdkafka's logs, errors and statistics become trawl's.
+
+use super::Encoding;
+use crate::event::{BatchAck, BatchStatus, Event, Map, Value};
+use crate::outputs::dead_letter::{DeadLetters, Rejection};
+use crate::outputs::OutputContext;
+use crate::telemetry::metrics::ComponentMetrics;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// One batch being delivered: settled when its last message's delivery report arrives.
+pub(super) struct InFlight {
+    /// Messages not yet reported, plus one while the batch is still being handed to librdkafka.
+    pub(super) remaining: AtomicUsize,
+    pub(super) ack: Mutex<Option<BatchAck>>,
+    pub(super) rejected: Mutex<Vec<Rejection>>,
+    pub(super) failed: AtomicBool,
+    pub(super) input: Arc<str>,
+}
+
+/// Receives librdkafka's delivery reports and logs (on its polling thread).
+pub(super) struct Reports {
+    runtime: tokio::runtime::Handle,
+    dead: DeadLetters,
+    metrics: Arc<ComponentMetrics>,
+    output: Arc<str>,
+    encoding: Encoding,
+    /// Whether the brokers are known to be unreachable, so that an outage is logged once.
+    down: AtomicBool,
+    /// Whether a broker refused the connection (SASL or TLS), so that it is logged once and
+    /// `/health` fails until a message is delivered again.
+    refused: AtomicBool,
+    /// Signalled on each delivery report: room in librdkafka's queue for a waiting send.
+    pub(super) room: tokio::sync::Notify,
+    /// Per topic-partition, the messages librdkafka is known to have sent again, as of the last
+    /// statistics, so that only what grew since is added to the retries counter.
+    resent: Mutex<HashMap<String, u64>>,
+    /// The settings of the producer that sends one message per request (see `send_alone`);
+    /// `None` in that producer itself, whose refusals are the message's own.
+    alone_config: Option<ClientConfig>,
+    /// That producer, made on the first batch a broker refuses as too large.
+    pub(super) alone: OnceLock<Arc<ThreadedProducer<Reports>>>,
+}
+
+/// The part of librdkafka's statistics trawl reads; the rest is skipped by serde.
+#[derive(Deserialize)]
+struct Statistics {
+    #[serde(default)]
+    topics: HashMap<String, TopicStatistics>,
+}
+
+#[derive(Deserialize)]
+struct TopicStatistics {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionStatistics>,
+}
+
+#[derive(Deserialize)]
+struct PartitionStatistics {
+    /// -1 for the queue of messages not yet given a partition (not counted in `msgs`).
+    partition: i64,
+    /// Messages written into produce requests, once more each time one is sent again.
+    #[serde(default)]
+    txmsgs: u64,
+    /// Messages produced to this partition (sent or not).
+    #[serde(default)]
+    msgs: u64,
+    /// Messages waiting in the partition's queue: not sent yet, or put back to be sent again.
+    #[serde(default)]
+    msgq_cnt: u64,
+}
+
+/// The messages librdkafka sent again since the statistics `resent` holds (per partition,
+/// which it updates). A document that does not parse counts nothing.
+///
+/// librdkafka re-sends a produce request's messages (connection lost, request timed out,
+/// broker not enough replicas...) by putting them back in the partition's queue, not through
+/// the request retries its brokers' `txretries` count, and no statistic counts them. They show
+/// in `txmsgs`, which counts every sending of a message: every message produced was either
+/// sent (once plus its re-sends, all in `txmsgs`) or is still waiting in `msgq_cnt`, so
+/// `txmsgs + msgq_cnt - msgs` never exceeds the re-sends (messages waiting in librdkafka's
+/// per-broker transmit queue, or given up before being sent, lower it) and equals them once
+/// the queues are empty. Only its highest value counts, so it never counts anything twice.
+pub(super) fn resent_since(resent: &mut HashMap<String, u64>, statistics: &[u8]) -> u64 {
+    let Ok(stats) = serde_json::from_slice::<Statistics>(statistics) else {
+        return 0;
+    };
+    let mut grew = 0;
+    for (topic, t) in stats.topics {
+        for p in t.partitions.into_values().filter(|p| p.partition >= 0) {
+            let now = (p.txmsgs + p.msgq_cnt).saturating_sub(p.msgs);
+            let known = resent
+                .entry(format!("{topic}/{}", p.partition))
+                .or_insert(0);
+            if now > *known {
+                grew += now - *known;
+                *known = now;
+            }
+        }
+    }
+    grew
+}
+
+impl ClientContext for Reports {
+    /// Adds the messages librdkafka sent again on its own since the last statistics: retries
+    /// that never reach a delivery report, so trawl would not see them otherwise.
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Ok(mut resent) = self.resent.lock() {
+            ComponentMetrics::add(&self.metrics.retries, resent_since(&mut resent, statistics));
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(output = %self.output, facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(output = %self.output, facility = fac, "librdkafka: {message}")
+            }
+            _ => tracing::debug!(output = %self.output, facility = fac, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Fatal) => {
+                tracing::error!(output = %self.output, %error, reason, "Kafka producer failed for good");
+                self.metrics.set_failed(format!("kafka: {error}: {reason}"));
+            }
+            // The broker answers but refuses trawl: a setting to fix, not an outage to wait out.
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL) => {
+                // `/health` first, then the log: whoever reads the log line (an operator, a
+                // probe script) must find the health already failed.
+                self.metrics.set_failed(format!(
+                    "kafka: the broker refuses the connection: {reason}"
+                ));
+                self.metrics
+                    .attempt_failed(&format!("the broker refuses the connection: {reason}"));
+                if !self.refused.swap(true, Ordering::Relaxed) {
+                    tracing::error!(output = %self.output, reason,
+                        "the Kafka broker refuses the connection (check the output's `sasl` and `tls` settings); messages wait in the bounded queue and are retried, nothing is acknowledged");
+                }
+            }
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(output = %self.output, reason, "no Kafka broker reachable; messages wait in the bounded queue and are retried");
+                }
+                self.metrics
+                    .attempt_failed(&format!("no Kafka broker reachable: {reason}"));
+            }
+            _ => tracing::debug!(output = %self.output, %error, reason, "librdkafka error"),
+        }
+    }
+}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = Arc<InFlight>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<InFlight>) {
+        match result {
+            Ok(_) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!(output = %self.output, "Kafka takes messages again");
+                }
+                if self.refused.swap(false, Ordering::Relaxed) {
+                    self.metrics.clear_failed();
+                }
+                self.metrics.delivering();
+                ComponentMetrics::add(&self.metrics.events_out, 1);
+            }
+            Err((error, msg)) => match error.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::MessageSizeTooLarge) if self.send_alone(msg, &batch) => {
+                    // Its delivery report, from the other producer, settles it.
+                    self.room.notify_one();
+                    return;
+                }
+                Some(code) if is_permanent(code) => {
+                    let event = event_from_payload(
+                        &batch.input,
+                        msg.payload().unwrap_or_default(),
+                        self.encoding,
+                    );
+                    if let Ok(mut r) = batch.rejected.lock() {
+                        r.push(Rejection {
+                            event,
+                            kind: format!("kafka_{code:?}"),
+                            reason: error.to_string(),
+                        });
+                    }
+                }
+                // Purged at shutdown, timed out, or a fatal producer error: not delivered, and
+                // not refused for what the message is either: the input must send it again.
+                _ => {
+                    self.metrics.attempt_failed(&error.to_string());
+                    ComponentMetrics::add(&self.metrics.retries, 1);
+                    batch.failed.store(true, Ordering::Relaxed);
+                }
+            },
+        }
+        self.room.notify_one();
+        self.release(batch);
+    }
+}
+
+/// Errors that are about the message itself: sending it again would fail again.
+pub(super) fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+    )
+}
+
+impl Reports {
+    /// The reports of the output's producer; `alone_config` makes the one `send_alone` uses.
+    pub(super) fn new(
+        ctx: &OutputContext,
+        encoding: Encoding,
+        alone_config: ClientConfig,
+    ) -> Reports {
+        Reports::with(
+            tokio::runtime::Handle::current(),
+            DeadLetters::new(ctx),
+            ctx.metrics.clone(),
+            ctx.name.clone(),
+            encoding,
+            Some(alone_config),
+        )
+    }
+
+    fn with(
+        runtime: tokio::runtime::Handle,
+        dead: DeadLetters,
+        metrics: Arc<ComponentMetrics>,
+        output: Arc<str>,
+        encoding: Encoding,
+        alone_config: Option<ClientConfig>,
+    ) -> Reports {
+        Reports {
+            runtime,
+            dead,
+            metrics,
+            output,
+            encoding,
+            down: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
+            room: tokio::sync::Notify::new(),
+            resent: Mutex::new(HashMap::new()),
+            alone_config,
+            alone: OnceLock::new(),
+        }
+    }
+
+    /// A message the broker refused as too large may have been refused for its batch: librdkafka
+    /// packs messages into requests of up to `batch.size`, and a topic whose `max.message.bytes`
+    /// is below that refuses every batch over it whole, small messages included (librdkafka,
+    /// unlike the Java producer, does not split a refused batch). The message is sent again by a
+    /// producer that puts one message in each request, so that only a message too large on its
+    /// own goes to the dead letters. Out of order with the messages that followed it. Returns
+    /// false when it cannot be handed over (this is that producer, or it cannot be made).
+    fn send_alone(&self, msg: &BorrowedMessage<'_>, batch: &Arc<InFlight>) -> bool {
+        let Some(config) = &self.alone_config else {
+            return false;
+        };
+        let alone = match self.alone.get() {
+            Some(p) => p,
+            None => {
+                // (On librdkafka's thread: there is no current runtime to ask for.)
+                let reports = Reports::with(
+                    self.runtime.clone(),
+                    self.dead.clone(),
+                    self.metrics.clone(),
+                    self.output.clone(),
+                    self.encoding,
+                    None,
+                );
+                match config.create_with_context::<_, ThreadedProducer<Reports>>(reports) {
+                    Ok(p) => {
+                        tracing::warn!(output = %self.output, topic = msg.topic(),
+                            "the broker refused a batch of messages as too large for the topic (its max.message.bytes is below the requests trawl sends; set the output's max_message_bytes to it): messages refused so are sent again one per request, and only one too large on its own goes to the dead letters (logged once)");
+                        self.alone.get_or_init(|| Arc::new(p))
+                    }
+                    Err(e) => {
+                        tracing::error!(output = %self.output, error = %e, "cannot make a producer to send refused messages one at a time");
+                        return false;
+                    }
+                }
+            }
+        };
+        let mut record = BaseRecord::with_opaque_to(msg.topic(), batch.clone())
+            .payload(msg.payload().unwrap_or_default());
+        if let Some(key) = msg.key() {
+            record = record.key(key);
+        }
+        if let Some(headers) = msg.headers() {
+            record = record.headers(headers.detach());
+        }
+        ComponentMetrics::add(&self.metrics.retries, 1);
+        loop {
+            match alone.send(record) {
+                Ok(()) => return true,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // This runs on the first producer's reporting thread: waiting here holds its
+                    // reports (and so new sends) while the other producer's queue drains.
+                    record = back;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Counts one message (or the sending phase) as done; the last one settles the batch.
+    pub(super) fn release(&self, batch: Arc<InFlight>) {
+        if batch.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let Some(ack) = batch.ack.lock().ok().and_then(|mut a| a.take()) else {
+            return;
+        };
+        let rejected = batch
+            .rejected
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        let status = if batch.failed.load(Ordering::Relaxed) {
+            BatchStatus::Failed
+        } else if rejected.is_empty() {
+            BatchStatus::Delivered
+        } else {
+            BatchStatus::Rejected
+        };
+        if rejected.is_empty() {
+            ack.settle(status);
+        } else {
+            let dead = self.dead.clone();
+            self.runtime.spawn(async move {
+                dead.send(rejected, &ack).await;
+                ack.settle(status);
+            });
+        }
+    }
+}
+
+/// Rebuilds the event of a refused message from its payload, for the dead letters.
+pub(super) fn event_from_payload(input: &Arc<str>, payload: &[u8], encoding: Encoding) -> Event {
+    let mut e = Event::new(input.clone(), chrono::Utc::now());
+    let parsed = match encoding {
+        Encoding::Json => serde_json::from_slice::<serde_json::Value>(payload).ok(),
+        Encoding::Raw => None,
+    };
+    match parsed.map(Value::from_json) {
+        Some(Value::Object(fields)) => e.fields = fields,
+        _ => {
+            e.fields = Map::new();
+            e.insert("message", String::from_utf8_lossy(payload).into_owned());
+        }
+    }
+    e
+}
