@@ -368,6 +368,14 @@ mod tests {
         Value::Object(m.into_shared())
     }
 
+    /// The events as their JSON documents (objects compare as maps).
+    fn documents(events: &[Event]) -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .map(|e| serde_json::from_str(&e.to_json_string()).expect("json"))
+            .collect()
+    }
+
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
             .expect("time")
@@ -417,10 +425,7 @@ mod tests {
         host.push_new("name", Value::from("node-1"));
         block.set_host(&Value::Object(host));
         let events = block.into_events();
-        let docs: Vec<serde_json::Value> = events
-            .iter()
-            .map(|e| serde_json::from_str(&e.to_json_string()).expect("json"))
-            .collect();
+        let docs = documents(&events);
         assert_eq!(
             docs,
             [
@@ -479,10 +484,7 @@ mod tests {
         );
         assert!(replaced, "invalid UTF-8 is reported");
         let events = block.into_events();
-        let docs: Vec<serde_json::Value> = events
-            .iter()
-            .map(|e| serde_json::from_str(&e.to_json_string()).expect("json"))
-            .collect();
+        let docs = documents(&events);
         assert_eq!(
             docs,
             [
