@@ -90,10 +90,13 @@ impl Joiners {
     /// Feeds one entry (sequence `seq`); events it completes go to `out`.
     pub fn push(&mut self, entry: Entry, seq: u64, now: Instant, out: &mut Vec<Joined>) {
         if !self.by_source.contains_key(&entry.source) && self.by_source.len() >= self.max_sources {
+            // Entries read in one chunk share one `now`, so deadlines tie; the entry sequence
+            // then says which source was fed longest ago (a map's order is random: the event
+            // sent was a coin toss under load).
             let oldest = self
                 .by_source
                 .iter()
-                .min_by_key(|(_, j)| j.multiline.deadline())
+                .min_by_key(|(_, j)| (j.multiline.deadline(), j.held.back().map(|h| h.0)))
                 .map(|(k, _)| k.clone());
             if let Some(j) = oldest.and_then(|k| self.by_source.remove(&k)) {
                 finish(j, &self.input, out);
@@ -181,4 +184,43 @@ fn take(
         event.insert("log.flags", flags);
     }
     Joined { event, entries }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(source: &str, text: &str) -> Entry {
+        let mut event = Event::new("j".into(), chrono::Utc::now());
+        event.insert("message", text);
+        Entry {
+            event,
+            cursor: String::new(),
+            source: source.into(),
+        }
+    }
+
+    /// Traces of eight programs read in one chunk (one `now` for all): a ninth program's trace
+    /// sends the one fed longest ago, the first, whatever the order the map keeps them in.
+    #[test]
+    fn a_source_beyond_the_limit_sends_the_one_fed_longest_ago_even_in_one_chunk() {
+        let config: crate::inputs::multiline::Config =
+            serde_json::from_str(r#"{"preset":"java","timeout":"1h"}"#).expect("config");
+        let proto = config.compile(None, "m").expect("compiles");
+        let mut j = Joiners::new("j".into(), proto, 8);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut seq = 0;
+        for k in 0..9 {
+            for line in [format!("ERROR {k}"), "\tat x.Y.z(Y.java:1)".to_owned()] {
+                j.push(entry(&format!("unit-{k}"), &line), seq, now, &mut out);
+                seq += 1;
+            }
+        }
+        let sent: Vec<String> = out
+            .iter()
+            .filter_map(|o| o.event.message().map(str::to_owned))
+            .collect();
+        assert_eq!(sent, ["ERROR 0\n\tat x.Y.z(Y.java:1)"]);
+    }
 }
