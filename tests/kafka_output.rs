@@ -27,6 +27,24 @@ fn config(dir: &Path, bootstrap: &str, extra: &str) -> std::path::PathBuf {
     write_file(dir, "pipeline.yaml", &text)
 }
 
+/// trawl started on `config` with `topic` (and `extra` output settings), logging to the
+/// returned path in the returned directory.
+fn start_on_topic(
+    broker: &Broker,
+    topic: &str,
+    extra: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, Trawl) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &broker.bootstrap,
+        &format!("    topic: {topic}\n{extra}"),
+    );
+    let log = dir.path().join("trawl.log");
+    let t = Trawl::start(&cfg, Some(&log));
+    (dir, log, t)
+}
+
 fn messages(records: &[support::kafka::Record]) -> Vec<String> {
     records
         .iter()
@@ -181,14 +199,7 @@ fn a_topic_limit_below_max_message_bytes_dead_letters_only_the_large_messages() 
         ),
     ] {
         broker.create_topic_with(topic, 1, &[("max.message.bytes", "20000")]);
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config(
-            dir.path(),
-            &broker.bootstrap,
-            &format!("    topic: {topic}\n{extra}"),
-        );
-        let log = dir.path().join("trawl.log");
-        let mut t = Trawl::start(&cfg, Some(&log));
+        let (dir, log, mut t) = start_on_topic(broker, topic, extra);
         t.feed(input.as_bytes());
         assert!(t.finish(Duration::from_secs(120)).success());
         let got = messages(&broker.read_all(topic));
@@ -418,14 +429,7 @@ fn run_through_outage(
     up: impl Fn(&mut Broker),
 ) -> Outage {
     broker.create_topic(topic, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        &broker.bootstrap,
-        &format!("    topic: {topic}\n{extra}"),
-    );
-    let log = dir.path().join("trawl.log");
-    let mut t = Trawl::start(&cfg, Some(&log));
+    let (_dir, log, mut t) = start_on_topic(broker, topic, extra);
     let mut stdin = t.child.stdin.take().unwrap();
     let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let w = written.clone();

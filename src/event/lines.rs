@@ -557,4 +557,77 @@ mod tests {
             }
         }
     }
+
+    /// The keys of a JSON object in the order written, duplicates kept (a `serde_json::Value`
+    /// would keep only the last of two equal keys).
+    fn top_level_keys(json: &[u8]) -> Vec<String> {
+        struct Keys(Vec<String>);
+        impl<'de> serde::Deserialize<'de> for Keys {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+                struct Visit;
+                impl<'de> serde::de::Visitor<'de> for Visit {
+                    type Value = Keys;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Keys, A::Error> {
+                        let mut keys = Vec::new();
+                        while let Some(k) = map.next_key::<String>()? {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            keys.push(k);
+                        }
+                        Ok(Keys(keys))
+                    }
+                }
+                d.deserialize_map(Visit)
+            }
+        }
+        serde_json::from_slice::<Keys>(json).expect("a JSON object").0
+    }
+
+    /// Source fields named like the line's own (`stream`, `host`, `message`): one key each in
+    /// the JSON, the source's value where the line's would be, as in the built event.
+    #[test]
+    fn json_from_lines_whose_source_names_a_field_of_the_line_has_each_key_once() {
+        let t = at("2026-12-01T10:00:00Z");
+        let mut own_host = Map::new();
+        own_host.push_new("name", Value::from("from-source"));
+        let mut node = Map::new();
+        node.push_new("name", Value::from("node-1"));
+        let sources = [
+            vec![("stream", Value::from("from-source"))],
+            vec![("host", Value::Object(own_host.into_shared()))],
+            vec![("message", Value::from("from-source"))],
+            vec![("container", Value::from("c"))],
+        ];
+        for fields in sources {
+            let mut k8s = Map::new();
+            for (k, v) in &fields {
+                k8s.push_new(*k, v.clone());
+            }
+            let mut block = LineBlock::with_capacity("in".into(), 4, 0);
+            let line = BlockLine::new(0, t, Some("stdout"), false, false);
+            block.push(Some(1), None, Some(&k8s), "text", line);
+            block.set_host(&Value::Object(node.clone().into_shared()));
+            let mut direct = Vec::new();
+            block.write_json(0, &mut direct);
+            let keys = top_level_keys(&direct);
+            let unique: std::collections::HashSet<&String> = keys.iter().collect();
+            assert_eq!(unique.len(), keys.len(), "{}", String::from_utf8_lossy(&direct));
+            let v: serde_json::Value = serde_json::from_slice(&direct).expect("valid JSON");
+            for (k, want) in &fields {
+                let want = serde_json::to_value(want).expect("a JSON value");
+                assert_eq!(v[*k], want, "{}", String::from_utf8_lossy(&direct));
+            }
+            if !fields.iter().any(|(k, _)| *k == "host") {
+                assert_eq!(v["host"]["name"], "node-1");
+            }
+            let mut built = Vec::new();
+            json::write_map(&mut built, &block.into_events()[0].fields);
+            assert_eq!(String::from_utf8_lossy(&direct), String::from_utf8_lossy(&built));
+        }
+    }
 }

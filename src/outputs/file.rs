@@ -160,6 +160,11 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
 }
 
 impl Output for FileOutput {
+    /// Writes JSON or text straight from lines (see `stdout::write_each`).
+    fn reads_fields(&self) -> bool {
+        false
+    }
+
     fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
         let config = self.config;
         Box::pin(async move {

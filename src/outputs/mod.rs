@@ -22,6 +22,13 @@ use std::sync::Arc;
 pub trait Output: Send {
     /// Delivers batches from `ctx.rx` until it is closed and empty.
     fn run(self: Box<Self>, ctx: OutputContext) -> BoxFuture<anyhow::Result<()>>;
+
+    /// Whether it reads events' fields. `false` when it takes a batch of lines as it is
+    /// (`Batch::lines`): `null` reads nothing, `stdout` and `file` write JSON or text straight
+    /// from the lines. Decides where events are built (`Live::place_event_building`).
+    fn reads_fields(&self) -> bool {
+        true
+    }
 }
 
 /// What a running output is given.
@@ -32,13 +39,6 @@ pub struct OutputContext {
     /// Where events rejected for good go (`dead_letter: NAME`), if configured.
     pub dead_letter: Option<BatchSender>,
     pub data_dir: PathBuf,
-}
-
-/// Whether outputs of `type_name` take a batch of lines as it is (`Batch::lines`): `null`
-/// reads nothing, `stdout` and `file` write JSON or text straight from the lines. The others
-/// read events' fields; the router builds events for them before handing batches on.
-pub fn takes_lines(type_name: &str) -> bool {
-    matches!(type_name, "null" | "stdout" | "file")
 }
 
 /// Builds an output from its spec: the one place where output types are registered.

@@ -13,6 +13,10 @@ pub struct Config {}
 pub struct Null;
 
 impl Output for Null {
+    fn reads_fields(&self) -> bool {
+        false
+    }
+
     fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
         Box::pin(async move {
             while let Some(batch) = ctx.rx.recv().await {

@@ -117,6 +117,11 @@ fn write_batch(
 }
 
 impl Output for Stdout {
+    /// Writes JSON or text straight from lines (see `stdout::write_each`).
+    fn reads_fields(&self) -> bool {
+        false
+    }
+
     fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
         let format = self.config.format;
         Box::pin(async move {

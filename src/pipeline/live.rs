@@ -38,6 +38,8 @@ pub(super) struct LiveOutput {
     pub inputs: Option<Vec<String>>,
     pub when: Option<Arc<Condition>>,
     pub dead_letter_only: bool,
+    /// It (or its `buffer:`) reads events' fields (`Output::reads_fields`).
+    pub reads_fields: bool,
     /// The sending half of its queue; dropped (with the router's copies) to drain it.
     pub sender: BatchSender,
     /// `None` between a reload creating its queue and the replaced output having drained.
@@ -175,7 +177,7 @@ impl Live {
         let fields_read = self
             .outputs
             .iter()
-            .any(|o| !o.dead_letter_only && !crate::outputs::takes_lines(o.metrics.type_name));
+            .any(|o| !o.dead_letter_only && o.reads_fields);
         self.stop_state
             .build_events
             .store(self.chain.is_empty() && fields_read, Ordering::Relaxed);
@@ -202,7 +204,6 @@ impl Live {
                         tap: self
                             .taps
                             .point(ComponentKind::Output, &o.name, o.metrics.type_name),
-                        needs_events: !crate::outputs::takes_lines(o.metrics.type_name),
                     })
                     .collect();
                 let tap = self.taps.point(ComponentKind::Input, name, type_name);
@@ -270,6 +271,7 @@ impl Live {
                 inputs: o.inputs.clone(),
                 when: o.when.clone(),
                 dead_letter_only: o.dead_letter_only,
+                reads_fields: o.output.reads_fields() || o.buffer.is_some(),
                 sender: tx,
                 task: None,
             });

@@ -459,8 +459,6 @@ pub(crate) struct Target {
     pub sender: BatchSender,
     pub when: Option<Arc<Condition>>,
     pub tap: Arc<TapPoint>,
-    /// The output reads events' fields (see `outputs::takes_lines`).
-    pub needs_events: bool,
 }
 
 /// Sends a batch to every target: copies for all but the last, each with its own ack handle,
@@ -472,11 +470,6 @@ pub(crate) async fn fan_out(batch: Batch, targets: &[Target]) {
         return;
     };
     let mut batch = batch;
-    if targets.iter().any(|t| t.needs_events) {
-        // Built here, beside the output, rather than on the output's own thread, where the
-        // building would add to each event's sending (Kafka, Elasticsearch at half their rate).
-        batch.events_mut();
-    }
     for t in rest {
         let mut copy = match &t.when {
             None => batch.copy_with(batch.ack.fork()),
