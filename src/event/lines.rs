@@ -585,7 +585,9 @@ mod tests {
                 d.deserialize_map(Visit)
             }
         }
-        serde_json::from_slice::<Keys>(json).expect("a JSON object").0
+        serde_json::from_slice::<Keys>(json)
+            .expect("a JSON object")
+            .0
     }
 
     /// Source fields named like the line's own (`stream`, `host`, `message`): one key each in
@@ -616,7 +618,12 @@ mod tests {
             block.write_json(0, &mut direct);
             let keys = top_level_keys(&direct);
             let unique: std::collections::HashSet<&String> = keys.iter().collect();
-            assert_eq!(unique.len(), keys.len(), "{}", String::from_utf8_lossy(&direct));
+            assert_eq!(
+                unique.len(),
+                keys.len(),
+                "{}",
+                String::from_utf8_lossy(&direct)
+            );
             let v: serde_json::Value = serde_json::from_slice(&direct).expect("valid JSON");
             for (k, want) in &fields {
                 let want = serde_json::to_value(want).expect("a JSON value");
@@ -627,7 +634,10 @@ mod tests {
             }
             let mut built = Vec::new();
             json::write_map(&mut built, &block.into_events()[0].fields);
-            assert_eq!(String::from_utf8_lossy(&direct), String::from_utf8_lossy(&built));
+            assert_eq!(
+                String::from_utf8_lossy(&direct),
+                String::from_utf8_lossy(&built)
+            );
         }
     }
 }

@@ -135,9 +135,14 @@ impl ProtocolConfig for HttpConfig {
     const SUMMARY: &'static str = "HTTP/1.x requests and responses";
     const PORTS_HELP: &'static str =
         "TCP ports that carry HTTP (comma-separated); by default every TCP connection is followed and HTTP recognised by its content";
-    /// The ports web apps commonly listen on.
+    /// The ports web apps commonly listen on. A request waits for its answer as long as the
+    /// connection may stay idle (60 s, the usual proxy read timeout): blocking queries and slow
+    /// reports answered after 10 s are still one transaction, with their latency.
     fn connection_defaults() -> Connection {
-        Connection::defaults(&[80, 8080, 8000, 8008, 8888, 5000, 3000, 9000])
+        Connection {
+            transaction_timeout: crate::config::Duration::from_secs(60),
+            ..Connection::defaults(&[80, 8080, 8000, 8008, 8888, 5000, 3000, 9000])
+        }
     }
     fn protocol(&self, connection: &Connection) -> Box<dyn Protocol> {
         Box::new(Http::new(self.clone(), connection.settings()))
