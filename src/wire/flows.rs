@@ -299,8 +299,13 @@ impl FlowTable {
                 let answer = p.quoted.is_none()
                     && matches!(p.proto, 1 | 58)
                     && is_icmp_answer(p.proto == 58, p.sport);
+                // A TCP connection picked up mid-way (trawl started or restarted while it was
+                // open: every long-lived connection on a node) whose server speaks first.
+                let from_server = p.proto == 6
+                    && flags & tcp_flags::SYN == 0
+                    && key::sent_by_server(p.sport, p.dport);
                 // An error is sent back to the quoted packet's sender: the initiator.
-                let initiator = if synack || answer || p.quoted.is_some() {
+                let initiator = if synack || answer || from_server || p.quoted.is_some() {
                     dir ^ 1
                 } else {
                     dir

@@ -115,3 +115,12 @@ pub(super) fn is_icmp_answer(v6: bool, icmp_type: u16) -> bool {
         matches!(icmp_type, 0 | 9 | 14 | 16 | 18)
     }
 }
+
+/// Whether a packet from `sport` to `dport`, the first seen of a connection without its
+/// handshake, is the server's: sent from below the ephemeral ranges to within them (Linux
+/// gives clients 32768-60999, Windows and macOS 49152-65535). Anything else says nothing and
+/// the first sender stays the client: privileged ports are clients' too (NFS, rsh), and old
+/// systems gave clients ports from 1024.
+pub(super) fn sent_by_server(sport: u16, dport: u16) -> bool {
+    sport < 32768 && dport >= 32768
+}

@@ -398,3 +398,61 @@ fn a_table_entry_stays_within_its_memory_budget() {
     let entry = std::mem::size_of::<(FlowKey, Flow)>();
     assert!(entry <= 160, "a flow table entry is {entry} bytes");
 }
+
+/// The first packet's sender, ports of the flow event: (source.port, destination.port).
+fn endpoints_of_one_flow(frames: &[(i64, Vec<u8>)]) -> (i64, i64) {
+    let stats = Arc::new(Stats::default());
+    let mut t = FlowTable::new(FlowsConfig::default(), true, "f".into(), stats);
+    let mut out = Out::Events(Vec::new());
+    feed(&mut t, frames, &mut out);
+    t.flush(&mut out);
+    assert_eq!(out.events().len(), 1);
+    let e = &out.events()[0];
+    let port = |k: &str| e.get(k).and_then(|v| v.to_json().as_i64()).unwrap_or(-1);
+    (port("source.port"), port("destination.port"))
+}
+
+/// A TCP connection trawl meets mid-way (it started, or restarted, while the connection was
+/// open): the client is told by its ephemeral port when the server speaks first; the first
+/// sender stays the client when the ports say nothing.
+#[test]
+fn a_connection_picked_up_mid_way_has_its_client_by_ports() {
+    let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let ack = tcp_flags::ACK | tcp_flags::PSH;
+    let from_server = |sport, dport| {
+        vec![
+            (0, eth_tcp(s, sport, c, dport, 100, 50, ack, b"reply")),
+            (1_000, eth_tcp(c, dport, s, sport, 50, 105, ack, b"next")),
+        ]
+    };
+    // PostgreSQL answers a client on a Linux ephemeral port; HTTPS; a NodePort on Windows.
+    assert_eq!(
+        endpoints_of_one_flow(&from_server(5432, 45000)),
+        (45000, 5432)
+    );
+    assert_eq!(
+        endpoints_of_one_flow(&from_server(443, 33000)),
+        (33000, 443)
+    );
+    assert_eq!(
+        endpoints_of_one_flow(&from_server(30080, 52000)),
+        (52000, 30080)
+    );
+    // Two ephemeral ports, two service ports, a privileged client port (NFS): the first
+    // sender is the client.
+    assert_eq!(
+        endpoints_of_one_flow(&from_server(40000, 50000)),
+        (40000, 50000)
+    );
+    assert_eq!(
+        endpoints_of_one_flow(&from_server(8080, 9090)),
+        (8080, 9090)
+    );
+    assert_eq!(endpoints_of_one_flow(&from_server(722, 2049)), (722, 2049));
+    // The client speaks first: unchanged.
+    let client_first = vec![(0, eth_tcp(c, 45000, s, 5432, 50, 100, ack, b"query"))];
+    assert_eq!(endpoints_of_one_flow(&client_first), (45000, 5432));
+    // A SYN says who opened, whatever the ports (a client bound to port 80).
+    let syn = vec![(0, eth_tcp(c, 80, s, 40000, 1, 0, tcp_flags::SYN, b""))];
+    assert_eq!(endpoints_of_one_flow(&syn), (80, 40000));
+}
