@@ -244,6 +244,9 @@ impl ProducerContext for Reports {
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<InFlight>) {
         if self.stall.reported() {
+            // The stall is over whatever the report says: a refusal for good (a topic that does
+            // not exist) answers too, and must not leave the output failing.
+            self.metrics.delivering();
             tracing::info!(output = %self.output, "a Kafka delivery report came back: the brokers answer again");
         }
         match result {
