@@ -1,6 +1,7 @@
 //! The `elasticsearch` output through the real binary against a real OpenSearch 2.19 node
 //! (`tests/support/opensearch.rs`): bulk `index` and `create` with deterministic ids, mapping
-//! conflicts dead-lettered, real 429s from a tiny write queue, gzip and plain bodies, the ECS
+//! conflicts dead-lettered, real 429s from a tiny write queue, an index blocked, closed or not
+//! created yet held for, gzip and plain bodies, the ECS
 //! index template (typed fields, CIDR queries on `client.ip`, data streams) and Beats-style hosts.
 
 mod support {
@@ -357,6 +358,95 @@ fn a_blocked_or_closed_index_holds_events_until_it_takes_writes_again() {
         text.matches("refuses to write the index").count(),
         3,
         "each episode is logged once: {text}"
+    );
+}
+
+/// A cluster that creates no index on demand (`action.auto_create_index`, here for `missing*`
+/// only, so that the other tests on this node keep theirs) answers each item 404
+/// `index_not_found_exception` until someone creates the index: the events wait and are retried
+/// (until `retry.max_item_age`), nothing is dead-lettered, `/health` names the output, and once
+/// the index is created every event is stored once.
+#[test]
+fn an_index_missing_on_a_cluster_that_creates_none_holds_events_until_it_is_created() {
+    let os = OpenSearch::shared();
+    os.put(
+        "/_cluster/settings",
+        &json!({"persistent": {"action.auto_create_index": "-missing*,+*"}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let dead = dir.path().join("dead.jsonl");
+    let cfg = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{http}\", health: {{ output_failure_threshold: 1s }} }}\nshutdown_timeout: 60s\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: missing\n    id_from: none\n    dead_letter: dead\n    batch: {{ max_events: 100, timeout: 100ms }}\n    retry: {{ initial_backoff: 20ms, max_backoff: 500ms }}\n  dead:\n    type: file\n    path: {dl}\n",
+            data = dir.path().join("data").display(),
+            url = os.url,
+            dl = dead.display()
+        ),
+    );
+    let log = dir.path().join("trawl.log");
+    let mut t = Trawl::start(&cfg, Some(&log));
+    let input = lines("missing", 100);
+    t.feed(input.as_bytes());
+    let mut health = None;
+    wait_until(
+        Duration::from_secs(60),
+        "/health 503 while the index is missing (or dead letters)",
+        || {
+            health = http_get(&http, "/health");
+            !read_json_lines(&dead).is_empty()
+                || health.as_ref().is_some_and(|(status, _)| *status == 503)
+        },
+    );
+    let dead_letters = read_json_lines(&dead);
+    assert!(
+        dead_letters.is_empty(),
+        "{} events refused for a missing index were dead-lettered, first: {}",
+        dead_letters.len(),
+        dead_letters[0]
+    );
+    let (_, body) = health.unwrap();
+    assert!(
+        body.contains("\"es\"") && body.contains("index_not_found_exception"),
+        "/health names the output and the reason: {body}"
+    );
+    // A few more refused rounds (back-off up to 500 ms): nothing stored or dead-lettered.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(read_json_lines(&dead).is_empty());
+    assert!(!os.exists("/missing"), "the node created no index");
+
+    os.put(
+        "/missing",
+        &json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}}),
+    );
+    wait_until(Duration::from_secs(60), "the held events stored", || {
+        os.docs("missing").len() == 100
+    });
+    wait_until(
+        Duration::from_secs(60),
+        "/health 200 once the index exists",
+        || http_get(&http, "/health").is_some_and(|(status, _)| status == 200),
+    );
+    let status = t.finish(Duration::from_secs(120));
+    os.put(
+        "/_cluster/settings",
+        &json!({"persistent": {"action.auto_create_index": null}}),
+    );
+    assert!(status.success(), "trawl exited with {status}");
+    let stored = messages(&os.docs("missing"));
+    assert_eq!(stored.len(), 100, "every event stored once");
+    assert_eq!(
+        stored.into_iter().collect::<HashSet<_>>(),
+        input.lines().map(str::to_owned).collect::<HashSet<_>>()
+    );
+    assert!(read_json_lines(&dead).is_empty());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        text.matches("refuses to write the index").count(),
+        1,
+        "logged once: {text}"
     );
 }
 

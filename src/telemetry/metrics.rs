@@ -148,6 +148,20 @@ impl ComponentMetrics {
         }
     }
 
+    /// An output found its attempts failing since `since` (an answer awaited that long): as
+    /// `attempt_failed`, dated back to when the failure began.
+    pub fn attempt_failed_since(&self, since: SystemTime, why: &str) {
+        if let Ok(mut f) = self.failing.lock() {
+            match &mut *f {
+                Some((first, reason)) => {
+                    *first = (*first).min(since);
+                    why.clone_into(reason);
+                }
+                None => *f = Some((since, why.to_owned())),
+            }
+        }
+    }
+
     /// An output delivered something: it is no longer failing.
     pub fn delivering(&self) {
         if let Ok(mut f) = self.failing.lock() {

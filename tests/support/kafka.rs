@@ -232,6 +232,16 @@ impl Broker {
         }
     }
 
+    /// Sends `signal` to the broker's JVM: SIGSTOP hangs it (connections stay open, nothing is
+    /// answered, as a broker in a long GC pause or on a frozen VM), SIGCONT wakes it.
+    pub fn signal(&self, signal: libc::c_int) {
+        let c = self.child.as_ref().expect("a running broker");
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, signal);
+        }
+    }
+
     /// Starts the broker (again) on the same ports with the same log dir and waits until it
     /// answers metadata requests.
     pub fn start_again(&mut self) {

@@ -195,6 +195,15 @@ impl OpenSearch {
         node
     }
 
+    /// Sends `signal` to the node's JVM: SIGSTOP hangs it (connections stay open, nothing is
+    /// answered, as a node in a long GC pause or on a frozen VM), SIGCONT wakes it.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+
     /// Resident memory of the node's JVM in KiB.
     pub fn rss_kib(&self) -> Option<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;

@@ -183,7 +183,8 @@ pub fn now_ms() -> i64 {
 
 impl Registry {
     /// Loads the registry at `path`; a missing file is an empty registry, an unreadable one is
-    /// moved aside (`.corrupt`) with a warning, so trawl starts instead of refusing to.
+    /// moved aside (`.corrupt`) with a warning, so trawl starts instead of refusing to, and its
+    /// files are read from their start.
     pub fn load(path: PathBuf) -> Registry {
         let mut entries = HashMap::new();
         let mut truncations = Vec::new();
@@ -214,9 +215,19 @@ impl Registry {
                         .collect();
                 }
                 Err(e) => {
+                    // Not a first start: `start_at: end` would skip what was written since the
+                    // last good write (lost for good), so every file is read from its start
+                    // (sent again rather than lost), and rotated files written since the
+                    // damaged registry's last write are read too (see `since_ms`).
+                    found = true;
+                    since = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as i64);
                     let aside = path.with_extension("json.corrupt");
                     tracing::warn!(registry = %path.display(), error = %e, moved_to = %aside.display(),
-                        "registry unreadable: starting without offsets");
+                        "registry unreadable: its offsets are lost, every file is read again from its start (lines are sent again rather than lost)");
                     let _ = std::fs::rename(&path, &aside);
                 }
             },
@@ -242,8 +253,8 @@ impl Registry {
         self.since_ms
     }
 
-    /// Whether a readable registry was there at load: false on the very first start (and
-    /// after an unreadable one was moved aside).
+    /// Whether a registry was there at load (readable or moved aside as unreadable): false
+    /// only on the very first start, where `start_at` applies.
     pub fn found(&self) -> bool {
         self.found
     }
@@ -551,8 +562,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reg.json");
         std::fs::write(&path, b"{not json").unwrap();
+        let written = std::fs::metadata(&path).unwrap().modified().unwrap();
         let r = Registry::load(path.clone());
         assert!(r.is_empty());
         assert!(dir.path().join("reg.json.corrupt").exists());
+        assert!(
+            r.found(),
+            "not a first start: start_at: end must not skip what it lost"
+        );
+        let ms = written
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert_eq!(
+            r.since_ms(),
+            ms,
+            "history since the damaged registry's last write"
+        );
     }
 }

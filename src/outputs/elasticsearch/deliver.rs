@@ -4,13 +4,20 @@
 //! back-off (until `retry.max_item_attempts` or `retry.max_item_age`).
 
 use super::bulk::{self, Item};
+use super::client::Answer;
 use super::response::{self, ItemOutcome, RequestVerdict};
 use super::retry::Backoff;
 use super::{snippet, Rejection, Shared};
 use crate::telemetry::metrics::ComponentMetrics;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long a bulk request may go unanswered before the output counts as failing since it was
+/// sent: far above a healthy cluster's answer, and below `request_timeout` (60 s by default),
+/// which a node that hangs with its connections open (a stopped JVM, a long GC pause, a frozen
+/// VM) would otherwise make `/health` wait out before it counts anything.
+const UNANSWERED_GRACE: Duration = Duration::from_secs(10);
 
 /// 429s an item takes before its own back-off starts: with 20% of items refused at random,
 /// one item in 80,000 is refused 7 times in a row, so chance alone rarely gets there, and a
@@ -72,7 +79,8 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
             }
         };
         let size = body.len() as u64;
-        let failure = match shared.client.bulk(body).await {
+        let sent = SystemTime::now();
+        let failure = match bulk_watched(shared, body, sent).await {
             Err(e) => format!("bulk request failed: {e}"),
             Ok(answer) => {
                 ComponentMetrics::add(&shared.metrics.bytes_out, size);
@@ -134,7 +142,7 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
             give_up(shared, rest, &failure, max).await;
             break;
         }
-        outage(shared, &failure);
+        outage(shared, &failure, sent);
         for item in sending.into_iter().rev() {
             todo.push_front(item);
         }
@@ -153,7 +161,7 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
 /// refused share is sent again), an overload a lot; and a batch is not held back long by its
 /// unlucky items, which matters because inputs release acknowledgements in order. An item
 /// refused more than `FREE_429_RETRIES` times in a row backs off on its own count too. An index
-/// blocked or closed is the same kind of answer (the cluster's state, not the item's). A 5xx on
+/// blocked, closed or missing is the same kind of answer (the cluster's state, not the item's). A 5xx on
 /// an item says its shard is unwell: its wait doubles with its own refusals, and they count
 /// towards `retry.max_item_attempts`. All count towards `retry.max_item_age`.
 ///
@@ -317,8 +325,29 @@ async fn dead_letter(shared: &Shared, refused: Vec<Refused>) {
     }
 }
 
-fn outage(shared: &Shared, what: &str) {
-    shared.metrics.attempt_failed(what);
+/// Sends one bulk body; a request still unanswered after `UNANSWERED_GRACE` makes the output
+/// failing since `sent` (logged once per outage), and is still awaited until `request_timeout`.
+async fn bulk_watched(shared: &Shared, body: Vec<u8>, sent: SystemTime) -> Result<Answer, String> {
+    let request = shared.client.bulk(body);
+    tokio::pin!(request);
+    tokio::select! {
+        answer = &mut request => return answer,
+        () = tokio::time::sleep(UNANSWERED_GRACE) => {}
+    }
+    let what = format!(
+        "no answer to a bulk request for {} s",
+        UNANSWERED_GRACE.as_secs()
+    );
+    shared.metrics.attempt_failed_since(sent, &what);
+    if !shared.failing.swap(true, Ordering::Relaxed) {
+        tracing::warn!(error = %what, "Elasticsearch does not answer (a node hung with its connection open, or overloaded); the request is awaited until request_timeout, then retried with backoff (logged once until it recovers)");
+    }
+    request.await
+}
+
+/// A request that failed as a whole, sent at `sent`: the output is failing since then.
+fn outage(shared: &Shared, what: &str, sent: SystemTime) {
+    shared.metrics.attempt_failed_since(sent, what);
     ComponentMetrics::add(&shared.metrics.retries, 1);
     if !shared.failing.swap(true, Ordering::Relaxed) {
         tracing::warn!(error = %what, "Elasticsearch is not taking requests; retrying with backoff (logged once until it recovers)");
@@ -327,12 +356,12 @@ fn outage(shared: &Shared, what: &str) {
     }
 }
 
-/// Every item of an answer refused for the index's state (blocked or closed): it lasts until
+/// Every item of an answer refused for the index's state (blocked, closed or missing): it lasts until
 /// someone acts, so it is logged once, not per request, and its end too (`recovered`).
 fn refusing(shared: &Shared, what: &str) {
     shared.metrics.attempt_failed(what);
     if !shared.failing.swap(true, Ordering::Relaxed) {
-        tracing::warn!(error = %what, "Elasticsearch refuses to write the index (blocked or closed); its events wait and are retried until retry.max_item_age (logged once until it takes them)");
+        tracing::warn!(error = %what, "Elasticsearch refuses to write the index (blocked, closed, or missing on a cluster that creates none); its events wait and are retried until retry.max_item_age (logged once until it takes them)");
     }
 }
 

@@ -1,6 +1,6 @@
 //! Reading `_bulk` answers: what to do with the whole request (from the HTTP status) and with
 //! each item (from its own status and error type): accepted, worth retrying later (429, 5xx, an
-//! index blocked or closed), or rejected for good (mapping errors, other 4xx) with the reason.
+//! index blocked, closed or missing), or rejected for good (mapping errors, other 4xx) with the reason.
 
 use super::OpType;
 use serde::Deserialize;
@@ -135,11 +135,16 @@ fn outcome(r: ItemResult, op_type: OpType) -> ItemOutcome {
 /// Refusals that say what state an index is in, not what is wrong with the event: a write
 /// block (403 `cluster_block_exception`: `index.blocks.write` set by an operator or before a
 /// shrink, `read_only_allow_delete` after the disk watermark on older clusters) or an index
-/// closed for maintenance (400 `index_closed_exception`). The operator lifts them and the same
-/// event is then taken, so it waits like an overloaded cluster's 429 rather than going to the
-/// dead letters.
+/// closed for maintenance (400 `index_closed_exception`), or an index not there on a cluster
+/// that creates none on demand (404 `index_not_found_exception` with `action.auto_create_index:
+/// false`: created by an operator or a job, often after the first events come). The operator
+/// lifts them and the same event is then taken, so it waits like an overloaded cluster's 429
+/// rather than going to the dead letters (until `retry.max_item_age`).
 pub fn cluster_refusal(kind: &str) -> bool {
-    matches!(kind, "cluster_block_exception" | "index_closed_exception")
+    matches!(
+        kind,
+        "cluster_block_exception" | "index_closed_exception" | "index_not_found_exception"
+    )
 }
 
 #[cfg(test)]
@@ -174,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn blocked_and_closed_indices_are_retried_not_rejected() {
+    fn blocked_closed_and_missing_indices_are_retried_not_rejected() {
         let body = br#"{"errors":true,"items":[
             {"index":{"_index":"a","status":403,"error":{"type":"cluster_block_exception","reason":"index [a] blocked by: [FORBIDDEN/8/index write (api)];"}}},
             {"index":{"_index":"b","status":400,"error":{"type":"index_closed_exception","reason":"closed"}}},
@@ -195,7 +200,14 @@ mod tests {
         assert!(
             matches!(&got[2], ItemOutcome::Reject { kind, .. } if kind == "security_exception")
         );
-        assert!(matches!(got[3], ItemOutcome::Reject { .. }));
+        assert!(matches!(
+            got[3],
+            ItemOutcome::Retry {
+                status: 404,
+                blocked: true,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -14,8 +14,14 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedPro
 use rdkafka::ClientContext;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long messages may wait with no delivery report at all before the output counts as
+/// failing (dated back to when they began waiting): far above a healthy broker's answer (ms),
+/// below the minute librdkafka takes to give up on a connection that stays open but silent.
+const STALL_GRACE: Duration = Duration::from_secs(10);
 
 /// One batch being delivered: settled when its last message's delivery report arrives.
 pub(super) struct InFlight {
@@ -41,6 +47,8 @@ pub(super) struct Reports {
     refused: AtomicBool,
     /// Signalled on each delivery report: room in librdkafka's queue for a waiting send.
     pub(super) room: tokio::sync::Notify,
+    /// What tells a hung broker from an idle one (see `watch_stall`).
+    stall: Stall,
     /// Per topic-partition, the messages librdkafka is known to have sent again, as of the last
     /// statistics, so that only what grew since is added to the retries counter.
     resent: Mutex<HashMap<String, u64>>,
@@ -51,11 +59,69 @@ pub(super) struct Reports {
     pub(super) alone: OnceLock<Arc<ThreadedProducer<Reports>>>,
 }
 
+/// A broker that keeps its connections open but answers nothing (a stopped JVM, a long GC
+/// pause, a frozen VM) raises no error in librdkafka until its requests time out and the
+/// reconnections fail, over a minute later; meanwhile messages simply wait. Trawl sees it as
+/// messages waiting while no delivery report comes back.
+struct Stall {
+    /// Reference for the millisecond stamps below.
+    origin: Instant,
+    /// When the last delivery report (delivered or not) came, in ms since `origin`.
+    last_report: AtomicU64,
+    /// The first statistics since the last report that found messages waiting (ms since
+    /// `origin`), `u64::MAX` when the last statistics found none.
+    waiting_seen: AtomicU64,
+    /// Whether the current stall was logged, so that it is logged once.
+    logged: AtomicBool,
+}
+
+impl Stall {
+    fn new() -> Stall {
+        Stall {
+            origin: Instant::now(),
+            last_report: AtomicU64::new(0),
+            waiting_seen: AtomicU64::new(u64::MAX),
+            logged: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// A delivery report came: the brokers answer. True when that ends a stall that was logged.
+    fn reported(&self) -> bool {
+        self.last_report.store(self.now_ms(), Ordering::Relaxed);
+        self.logged.load(Ordering::Relaxed) && self.logged.swap(false, Ordering::Relaxed)
+    }
+
+    /// For statistics that find `waiting` messages undelivered: how long they have waited with
+    /// no report coming back. At most a statistics interval short of the oldest message's age,
+    /// never more than it, and zero while reports keep coming.
+    fn waited(&self, waiting: u64) -> Duration {
+        let now = self.now_ms();
+        if waiting == 0 {
+            self.waiting_seen.store(u64::MAX, Ordering::Relaxed);
+            return Duration::ZERO;
+        }
+        let last = self.last_report.load(Ordering::Relaxed);
+        let mut seen = self.waiting_seen.load(Ordering::Relaxed);
+        if seen == u64::MAX || seen < last {
+            seen = now;
+            self.waiting_seen.store(now, Ordering::Relaxed);
+        }
+        Duration::from_millis(now.saturating_sub(seen.max(last)))
+    }
+}
+
 /// The part of librdkafka's statistics trawl reads; the rest is skipped by serde.
 #[derive(Deserialize)]
 struct Statistics {
     #[serde(default)]
     topics: HashMap<String, TopicStatistics>,
+    /// Messages produced and not yet reported (queued, in flight, or waiting to be sent again).
+    #[serde(default)]
+    msg_cnt: u64,
 }
 
 #[derive(Deserialize)]
@@ -90,13 +156,15 @@ struct PartitionStatistics {
 /// `txmsgs + msgq_cnt - msgs` never exceeds the re-sends (messages waiting in librdkafka's
 /// per-broker transmit queue, or given up before being sent, lower it) and equals them once
 /// the queues are empty. Only its highest value counts, so it never counts anything twice.
+#[cfg(test)]
 pub(super) fn resent_since(resent: &mut HashMap<String, u64>, statistics: &[u8]) -> u64 {
-    let Ok(stats) = serde_json::from_slice::<Statistics>(statistics) else {
-        return 0;
-    };
+    serde_json::from_slice::<Statistics>(statistics).map_or(0, |s| resent_in(resent, &s))
+}
+
+fn resent_in(resent: &mut HashMap<String, u64>, stats: &Statistics) -> u64 {
     let mut grew = 0;
-    for (topic, t) in stats.topics {
-        for p in t.partitions.into_values().filter(|p| p.partition >= 0) {
+    for (topic, t) in &stats.topics {
+        for p in t.partitions.values().filter(|p| p.partition >= 0) {
             let now = (p.txmsgs + p.msgq_cnt).saturating_sub(p.msgs);
             let known = resent
                 .entry(format!("{topic}/{}", p.partition))
@@ -112,11 +180,16 @@ pub(super) fn resent_since(resent: &mut HashMap<String, u64>, statistics: &[u8])
 
 impl ClientContext for Reports {
     /// Adds the messages librdkafka sent again on its own since the last statistics: retries
-    /// that never reach a delivery report, so trawl would not see them otherwise.
+    /// that never reach a delivery report, so trawl would not see them otherwise. Watches for
+    /// messages waiting with no report coming back (`watch_stall`).
     fn stats_raw(&self, statistics: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<Statistics>(statistics) else {
+            return;
+        };
         if let Ok(mut resent) = self.resent.lock() {
-            ComponentMetrics::add(&self.metrics.retries, resent_since(&mut resent, statistics));
+            ComponentMetrics::add(&self.metrics.retries, resent_in(&mut resent, &stats));
         }
+        self.watch_stall(stats.msg_cnt);
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
@@ -170,6 +243,12 @@ impl ProducerContext for Reports {
     type DeliveryOpaque = Arc<InFlight>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<InFlight>) {
+        if self.stall.reported() {
+            // The stall is over whatever the report says: a refusal for good (a topic that does
+            // not exist) answers too, and must not leave the output failing.
+            self.metrics.delivering();
+            tracing::info!(output = %self.output, "a Kafka delivery report came back: the brokers answer again");
+        }
         match result {
             Ok(_) => {
                 if self.down.swap(false, Ordering::Relaxed) {
@@ -265,6 +344,7 @@ impl Reports {
             down: AtomicBool::new(false),
             refused: AtomicBool::new(false),
             room: tokio::sync::Notify::new(),
+            stall: Stall::new(),
             resent: Mutex::new(HashMap::new()),
             alone_config,
             alone: OnceLock::new(),
@@ -327,6 +407,32 @@ impl Reports {
                 }
                 Err(_) => return false,
             }
+        }
+    }
+
+    /// Messages that waited past `STALL_GRACE` with no delivery report make the output failing
+    /// since they began waiting, so that `/health` turns 503 once that lasts past its threshold
+    /// (librdkafka alone says nothing for over a minute about a broker that hangs with its
+    /// connections open). Logged once per stall; the next delivery ends it.
+    fn watch_stall(&self, waiting: u64) {
+        let waited = self.stall.waited(waiting);
+        if waited < STALL_GRACE {
+            return;
+        }
+        let why = format!(
+            "no delivery report for {} s with {waiting} messages waiting: the brokers do not answer",
+            waited.as_secs()
+        );
+        self.metrics.attempt_failed_since(
+            SystemTime::now()
+                .checked_sub(waited)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            &why,
+        );
+        if !self.stall.logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(output = %self.output, waiting, waited_s = waited.as_secs(),
+                "no delivery report from Kafka for {} s with messages waiting (a broker hung or unreachable with its connection open?); they are kept and retried (logged once until a report comes)",
+                waited.as_secs());
         }
     }
 

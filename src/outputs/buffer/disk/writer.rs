@@ -86,8 +86,9 @@ impl Writer {
                 }
             }
             if let Err(e) = self.commit_retrying(&mut buf, &mut events, &mut acks) {
-                tracing::error!(output = %self.metrics.name, error = %e, "disk buffer: cannot write; batches are not acknowledged");
-                self.metrics.set_failed(format!("disk buffer: {e}"));
+                tracing::error!(output = %self.metrics.name, buffer = %self.shared.dir.display(), error = %e, "disk buffer: cannot write; batches are not acknowledged");
+                self.metrics
+                    .set_failed(format!("disk buffer {}: {e}", self.shared.dir.display()));
                 return self.close();
             }
         }
@@ -157,9 +158,10 @@ impl Writer {
                     }
                     if !failing {
                         failing = true;
-                        tracing::error!(output = %self.metrics.name, error = %e, "disk buffer: cannot write; its batches wait (not acknowledged) and the write is tried again (logged once)");
+                        tracing::error!(output = %self.metrics.name, buffer = %self.shared.dir.display(), error = %e, "disk buffer: cannot write; its batches wait (not acknowledged) and the write is tried again (logged once)");
                     }
-                    self.metrics.set_failed(format!("disk buffer: {e}"));
+                    self.metrics
+                        .set_failed(format!("disk buffer {}: {e}", self.shared.dir.display()));
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(30));
                 }
@@ -220,8 +222,9 @@ impl Writer {
     }
 
     fn fail(self, e: std::io::Error, batch: Batch, mut upstream: BatchReceiver) {
-        tracing::error!(output = %self.metrics.name, error = %e, "disk buffer: cannot write; batches are not acknowledged");
-        self.metrics.set_failed(format!("disk buffer: {e}"));
+        tracing::error!(output = %self.metrics.name, buffer = %self.shared.dir.display(), error = %e, "disk buffer: cannot write; batches are not acknowledged");
+        self.metrics
+            .set_failed(format!("disk buffer {}: {e}", self.shared.dir.display()));
         batch.ack.failed();
         while let Some(b) = upstream.blocking_recv() {
             b.ack.failed();
