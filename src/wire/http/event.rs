@@ -399,16 +399,20 @@ pub fn name_lengths(names: &[String]) -> u64 {
 /// see `name_lengths`) replaced by `REDACTED`; `None` (no copy) when it names none of them,
 /// which is nearly every request.
 fn redact_query(q: &str, names: &[String], lengths: u64) -> Option<String> {
-    let secret = |pair: &str| {
-        let name = match memchr::memchr(b'=', pair.as_bytes()) {
+    // On bytes: a query is a few bytes (`v=7`), where splitting the text by a `char` cost more
+    // than the rest of the look.
+    let secret = |pair: &[u8]| {
+        let name = match pair.iter().position(|&b| b == b'=') {
             Some(eq) => &pair[..eq],
             None => pair,
         };
         !name.is_empty()
             && lengths & 1 << name.len().min(63) != 0
-            && names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            && names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
     };
-    if names.is_empty() || !q.split('&').any(secret) {
+    if names.is_empty() || !q.as_bytes().split(|&b| b == b'&').any(secret) {
         return None;
     }
     let mut out = String::with_capacity(q.len());
@@ -417,7 +421,7 @@ fn redact_query(q: &str, names: &[String], lengths: u64) -> Option<String> {
             out.push('&');
         }
         match pair.find('=') {
-            Some(eq) if secret(pair) => {
+            Some(eq) if secret(pair.as_bytes()) => {
                 out.push_str(&pair[..=eq]);
                 out.push_str("REDACTED");
             }
