@@ -6,7 +6,7 @@ use crate::wire::community_id::icmp_counterpart;
 use crate::wire::decode::{is_icmp_echo, Addr, Packet};
 
 /// Canonical flow key: endpoint `a` sorts before endpoint `b`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     pub a: Addr,
     pub b: Addr,
@@ -17,37 +17,6 @@ pub struct FlowKey {
     /// ICMP echo identifier, ESP SPI, or for other ICMP messages the request type of their
     /// request/reply pair: what tells flows apart between two addresses without ports.
     pub label: u32,
-}
-
-// Every packet looks its key up in the flow table and the connection table. Hashed field by
-// field, the key was nine dependent multiplications of the Fx hasher before each look-up could
-// start; folded here into four words multiplied side by side, it is one multiplication deep
-// before the hasher's own. Iteration order of the tables never reaches the output (reports
-// are sorted by flow id or start), so the hash is free to change.
-impl std::hash::Hash for FlowKey {
-    #[inline]
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // Odd 64-bit constants with well spread bits (from the golden ratio, xxHash, splitmix).
-        const K: [u64; 4] = [
-            0x9e37_79b9_7f4a_7c15,
-            0xc2b2_ae3d_27d4_eb4f,
-            0x1656_67b1_9e37_79f9,
-            0xbf58_476d_1ce4_e5b9,
-        ];
-        // IPv4 sits in the low half of the 128-bit number; the high half is fixed for it.
-        let fold = |a: &Addr| {
-            let n = u128::from_be_bytes(a.0);
-            n as u64 ^ ((n >> 64) as u64).rotate_left(32)
-        };
-        let ports = u64::from(self.ap) | u64::from(self.bp) << 16 | u64::from(self.label) << 32;
-        let rest = u64::from(self.proto) | u64::from(self.vlan) << 8;
-        state.write_u64(
-            fold(&self.a).wrapping_mul(K[0])
-                ^ fold(&self.b).wrapping_mul(K[1])
-                ^ ports.wrapping_mul(K[2])
-                ^ rest.wrapping_mul(K[3]),
-        );
-    }
 }
 
 impl FlowKey {
