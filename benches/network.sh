@@ -8,6 +8,9 @@
 # Captures go to benches/data/ (git-ignored). Env: PROFILES="small mixed", LOAD_RPS, LOAD_SECS,
 # TRAWL_ROUNDS and TSHARK_ROUNDS (runs per capture, default 9 and 3; the runs of both tools are
 # interleaved and the median of each is reported, so that both see the same spells of noise).
+# TRAWL_BASE=/path/to/other/trawl adds a row for a second binary (runs interleaved with trawl's)
+# and a CPU ratio against it; CALLGRIND=1 adds instructions per packet under callgrind on the
+# first CG_PACKETS (100000) packets of each capture (editcap and valgrind needed), for both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILES=${PROFILES:-"small mixed"}
@@ -15,6 +18,9 @@ LOAD_RPS=${LOAD_RPS:-20000}
 LOAD_SECS=${LOAD_SECS:-10}
 TRAWL_ROUNDS=${TRAWL_ROUNDS:-9}
 TSHARK_ROUNDS=${TSHARK_ROUNDS:-3}
+TRAWL_BASE=${TRAWL_BASE:-}
+CALLGRIND=${CALLGRIND:-0}
+CG_PACKETS=${CG_PACKETS:-100000}
 [ "$TRAWL_ROUNDS" -ge 1 ] && [ "$TSHARK_ROUNDS" -ge 1 ] || { echo "TRAWL_ROUNDS and TSHARK_ROUNDS must be at least 1" >&2; exit 2; }
 # trawl as shipped (scripts/build-dist.sh: LTO, and PGO when llvm-profdata is there) unless
 # TRAWL names a binary; the load generator needs no such care.
@@ -31,8 +37,8 @@ measure() { # prints "wall cpu rss_kb" of the command, its stdout discarded
 
 echo "### trawl pcap vs tshark"
 echo
-echo "| capture | packets | transactions | tool | wall s | CPU s | packets/s (CPU) | transactions/s (CPU) | peak RSS MB | speed-up vs tshark |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| capture | packets | transactions | tool | wall s | CPU s | packets/s (CPU) | transactions/s (CPU) | peak RSS MB | speed-up vs tshark | CPU vs base |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for profile in $PROFILES; do
   f=benches/data/http-$profile-1m.pcap
   if [ ! -s "$f" ] || [ ! -s "$f.meta" ]; then
@@ -49,6 +55,7 @@ for profile in $PROFILES; do
     for _ in $(seq "$per"); do
       [ "$done_t" -lt "$TRAWL_ROUNDS" ] || break
       echo "trawl $(measure "$BIN" pcap "$f")" >> "$runs"
+      [ -z "$TRAWL_BASE" ] || echo "base $(measure "$TRAWL_BASE" pcap "$f")" >> "$runs"
       done_t=$((done_t + 1))
     done
     echo "tshark $(measure tshark -r "$f" -Y http -T fields -e http.request.method -e http.request.uri -e http.response.code)" >> "$runs"
@@ -56,13 +63,39 @@ for profile in $PROFILES; do
   median() { awk -v t="$1" '$1 == t { print $2, $3, $4 }' "$runs" | sort -k2 -n | awk '{ r[NR] = $0 } END { print r[int((NR + 1) / 2)] }'; }
   read -r tw tc tr <<<"$(median trawl)"
   read -r sw sc sr <<<"$(median tshark)"
+  rows=("trawl $tw $tc $tr")
+  bc=""
+  if [ -n "$TRAWL_BASE" ]; then
+    read -r bw bc br <<<"$(median base)"
+    rows+=("base $bw $bc $br")
+  fi
+  rows+=("tshark $sw $sc $sr")
   rm -f "$runs"
-  for row in "trawl $tw $tc $tr" "tshark $sw $sc $sr"; do
+  for row in "${rows[@]}"; do
     read -r tool w c r <<<"$row"
-    awk -v tool="$tool" -v w="$w" -v c="$c" -v r="$r" -v p="$pkts" -v x="$txs" -v base="$sc" -v name="$profile" 'BEGIN {
-      printf "| %s | %d | %d | %s | %.2f | %.2f | %.0f | %.0f | %.1f | %.1fx |\n", name, p, x, tool, w, c, p / c, x / c, r / 1024, base / c }'
+    awk -v tool="$tool" -v w="$w" -v c="$c" -v r="$r" -v p="$pkts" -v x="$txs" -v base="$sc" -v tb="$bc" -v name="$profile" 'BEGIN {
+      vs = (tb != "" && tool != "tshark") ? sprintf("%.2fx", c / tb) : ""
+      printf "| %s | %d | %d | %s | %.2f | %.2f | %.0f | %.0f | %.1f | %.1fx | %s |\n", name, p, x, tool, w, c, p / c, x / c, r / 1024, base / c, vs }'
   done
 done
+
+if [ "$CALLGRIND" = 1 ]; then
+  echo
+  echo "### instructions per packet (callgrind, first $CG_PACKETS packets)"
+  echo
+  echo "| capture | binary | instructions | per packet |"
+  echo "|---|---|---:|---:|"
+  for profile in $PROFILES; do
+    cut=benches/data/http-$profile-cg$CG_PACKETS.pcap
+    [ -s "$cut" ] || editcap -F pcap -r "benches/data/http-$profile-1m.pcap" "$cut" "1-$CG_PACKETS"
+    for b in "trawl $BIN" ${TRAWL_BASE:+"base $TRAWL_BASE"}; do
+      read -r name path <<<"$b"
+      n=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$path" pcap "$cut" 2>&1 >/dev/null |
+        awk '/Collected :/ { print $NF }')
+      awk -v c="$profile" -v b="$name" -v n="$n" -v p="$CG_PACKETS" 'BEGIN { printf "| %s | %s | %d | %.0f |\n", c, b, n, n / p }'
+    done
+  done
+fi
 
 echo
 echo "### live capture on lo under load"

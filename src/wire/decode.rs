@@ -398,7 +398,8 @@ impl<'d> Walk<'d> {
     /// (`None`) takes the general path.
     #[inline(always)]
     fn plain_tcp_v4<'a>(&self, data: &'a [u8]) -> Option<Packet<'a>> {
-        let ip = data.get(..20)?;
+        // Fixed headers as arrays: their fields are read without a bounds check each.
+        let ip: &[u8; 20] = data.first_chunk()?;
         let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
         // Version 4 with a 20-byte header; no reserved bit, no more-fragments bit, offset 0
         // (don't-fragment may be set); TCP; a total length that covers a TCP header and that
@@ -412,11 +413,14 @@ impl<'d> Walk<'d> {
             return None;
         }
         let tcp = &data[20..total];
-        let header = (tcp[12] >> 4) as usize * 4;
+        let fixed: &[u8; 20] = tcp.first_chunk()?;
+        let header = (fixed[12] >> 4) as usize * 4;
         if header < 20 || header > tcp.len() {
             return None;
         }
-        let word = |at: usize| u32::from_be_bytes([tcp[at], tcp[at + 1], tcp[at + 2], tcp[at + 3]]);
+        let word = |at: usize| {
+            u32::from_be_bytes([fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3]])
+        };
         let addr = |at: usize| Addr::v4([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
         Some(Packet {
             vlan: self.vlan,
@@ -424,14 +428,14 @@ impl<'d> Walk<'d> {
             src: addr(12),
             dst: addr(16),
             proto: IpNumber::TCP.0,
-            sport: u16::from_be_bytes([tcp[0], tcp[1]]),
-            dport: u16::from_be_bytes([tcp[2], tcp[3]]),
+            sport: u16::from_be_bytes([fixed[0], fixed[1]]),
+            dport: u16::from_be_bytes([fixed[2], fixed[3]]),
             label: 0,
             quoted: None,
             tcp: Some(Tcp {
                 seq: word(4),
                 ack: word(8),
-                flags: tcp[13] & 0x3f,
+                flags: fixed[13] & 0x3f,
             }),
             payload: &tcp[header..],
             ip_len: total as u32,

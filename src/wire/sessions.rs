@@ -497,7 +497,9 @@ impl Sessions {
         if self.ending.is_none() {
             let mut order: Vec<(i64, FlowKey)> =
                 self.conns.iter().map(|(k, e)| (e.first_ns, *k)).collect();
-            order.sort_by_key(|(first_ns, _)| *first_ns);
+            // Connections that started at the same instant by their key, not the table's
+            // hash order, as in `sweep_now`.
+            order.sort_unstable();
             // Popped from the end: the first connection last.
             order.reverse();
             self.ending = Some(order);

@@ -280,3 +280,47 @@ proptest! {
         prop_assert!(seen <= data.len());
     }
 }
+
+/// Header names compared word by word give what a case-insensitive comparison gives: each
+/// name the parsers look for, against itself in mixed case, against its neighbours in the
+/// byte table (`@`, `[`, `` ` ``, `{`, `\r` for `-`...) at every place, and against any string.
+#[test]
+fn header_names_match_in_any_case_and_nothing_else() {
+    let names = [
+        "host",
+        "user-agent",
+        "content-length",
+        "transfer-encoding",
+        "expect",
+        "content-type",
+        "connection",
+    ];
+    for lower in names {
+        assert!(name_is(lower, lower));
+        assert!(name_is(&lower.to_ascii_uppercase(), lower));
+        for at in 0..lower.len() {
+            for b in 0..=127u8 {
+                let mut n = lower.as_bytes().to_vec();
+                n[at] = b;
+                let n = String::from_utf8(n).unwrap();
+                assert_eq!(
+                    name_is(&n, lower),
+                    n.eq_ignore_ascii_case(lower),
+                    "{n:?} {lower}"
+                );
+            }
+            let mut n = lower.to_string();
+            n.replace_range(at..at + 1, "é");
+            assert!(!name_is(&n, lower), "{n:?}");
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn header_names_compare_as_case_insensitive_text(n in "[A-Za-z\\-\r@\\[`{é]{0,20}") {
+        for lower in ["user-agent", "content-length", "transfer-encoding", "content-type", "connection"] {
+            prop_assert_eq!(name_is(&n, lower), n.eq_ignore_ascii_case(lower));
+        }
+    }
+}
