@@ -1,6 +1,9 @@
 //! HTTP as it is on the wire: a real capture of RFC edge cases (tests/data/http_edge_cases.pcap,
 //! made by the script beside it) must give exactly the transactions its client sent, tshark
-//! agreeing where it decodes them; and clean live traffic must count no TCP gap.
+//! agreeing where it decodes them; slow servers (tests/data/http_slow.pcap: a blocking query
+//! answered after 25 s of silence, as Consul, etcd and long-polling APIs do all day, and a body
+//! trickled over 24 s) are one transaction each, with their latency; and clean live traffic must
+//! count no TCP gap.
 
 use serde_json::Value as J;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,6 +15,10 @@ use std::time::{Duration, Instant};
 
 fn edge_capture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/http_edge_cases.pcap")
+}
+
+fn slow_capture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/http_slow.pcap")
 }
 
 fn http_events(pcap: &std::path::Path) -> Vec<J> {
@@ -347,4 +354,68 @@ fn clean_live_connections_count_no_gap() {
         assert_eq!(get(e, "http.response.status_code"), 200, "{e}");
         assert!(!text(get(e, "tags")).contains("tcp_gap"), "{e}");
     }
+}
+
+/// What tshark, an independent decoder, counts as requests and responses in the capture.
+fn tshark_count(filter: &str) -> usize {
+    let out = Command::new("tshark")
+        .args(["-r"])
+        .arg(slow_capture())
+        .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+fn by_target<'a>(events: &'a [J], target: &str) -> &'a J {
+    let found: Vec<&J> = events
+        .iter()
+        .filter(|e| e["url"]["original"] == target)
+        .collect();
+    assert_eq!(found.len(), 1, "{target} in {events:#?}");
+    found[0]
+}
+
+fn seconds(e: &J) -> f64 {
+    e["event"]["duration"].as_i64().expect("event.duration") as f64 / 1e9
+}
+
+#[test]
+fn a_slow_answer_is_one_transaction_with_its_latency() {
+    let events = http_events(&slow_capture());
+    // Every transaction whole: none reported without its request or its response.
+    for e in &events {
+        assert!(e["event"]["reason"].is_null(), "a half transaction: {e:#}");
+    }
+    assert_eq!(events.len(), 3, "{events:#?}");
+    assert_eq!(tshark_count("http.request"), 3);
+    assert_eq!(tshark_count("http.response"), 3);
+
+    let blocking = by_target(&events, "/v1/kv/config?index=42&wait=30s");
+    assert_eq!(blocking["http"]["response"]["status_code"], 200);
+    assert_eq!(blocking["http"]["response"]["body"]["bytes"], 33);
+    assert_eq!(blocking["event"]["outcome"], "success");
+    let wait = seconds(blocking);
+    assert!(
+        (25.0..26.0).contains(&wait),
+        "the server held it 25 s: {wait}"
+    );
+
+    // The next request on the same connection is answered at once, and is its own transaction.
+    let leader = by_target(&events, "/v1/status/leader");
+    assert_eq!(leader["http"]["response"]["status_code"], 204);
+    assert_eq!(leader["source"]["port"], blocking["source"]["port"]);
+    assert!(seconds(leader) < 1.0);
+
+    // Head at once, six 107-byte chunks 4 s apart: the body without its chunk framing.
+    let report = by_target(&events, "/report");
+    assert_eq!(report["http"]["response"]["status_code"], 200);
+    assert_eq!(report["http"]["response"]["body"]["bytes"], 6 * 107);
+    let took = seconds(report);
+    assert!((24.0..25.0).contains(&took), "the body took 24 s: {took}");
 }

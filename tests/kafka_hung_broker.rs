@@ -11,7 +11,9 @@ mod support {
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use support::kafka::Broker;
-use support::process::{free_port, http_get, metric, wait_until, write_file, Trawl};
+use support::process::{
+    assert_each_once, free_port, health_turns_503, http_get, metric, wait_until, write_file, Trawl,
+};
 
 fn line(i: usize) -> String {
     format!("hung broker line {i:05}")
@@ -52,14 +54,7 @@ fn a_hung_broker_fails_health_past_the_threshold_and_loses_nothing() {
     trawl.feed(lines(500..1000).as_bytes());
     // librdkafka alone notices nothing for over a minute: the connections are open, and its
     // requests time out only after socket.timeout.ms (60 s).
-    let mut turned = None;
-    while stopped.elapsed() < Duration::from_secs(35) {
-        if let Some((503, body)) = health() {
-            turned = Some((stopped.elapsed(), body));
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let turned = health_turns_503(&addr, stopped, Duration::from_secs(35));
     let in_kafka_while_hung = delivered();
     broker.signal(libc::SIGCONT);
     let (after, body) = turned.unwrap_or_else(|| {
@@ -103,17 +98,6 @@ fn a_hung_broker_fails_health_past_the_threshold_and_loses_nothing() {
         let text = v["message"].as_str().expect("a message field").to_owned();
         *seen.entry(text).or_insert(0) += 1;
     }
-    let missing: Vec<String> = (0..1000)
-        .map(line)
-        .filter(|l| !seen.contains_key(l))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} lines lost: {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    let twice = seen.values().filter(|c| **c > 1).count();
-    assert_eq!(twice, 0, "lines stored twice by an idempotent producer");
-    assert_eq!(seen.len(), 1000, "only the lines written");
+    // An idempotent producer: a line sent again after the hang is not stored twice.
+    assert_each_once(&seen, &(0..1000).map(line).collect::<Vec<_>>());
 }

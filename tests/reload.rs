@@ -484,10 +484,35 @@ fn a_hundred_reloads_while_shipping_lose_nothing_and_leak_nothing() {
     wait_lines(&out, "app", written);
     wait_lines(&out, "extra", written);
     if capture {
-        wait_until(WAIT, &format!("{requested} transactions"), || {
+        let start = std::time::Instant::now();
+        loop {
             let seen = transactions(&out);
-            (0..requested).all(|n| seen.contains_key(&format!("/r/{n}")))
-        });
+            let missing: Vec<usize> = (0..requested)
+                .filter(|n| !seen.contains_key(&format!("/r/{n}")))
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            if start.elapsed() > WAIT {
+                // What the capture saw and dropped tells trawl's losses from the kernel's.
+                let counters: Vec<String> = t
+                    .metrics()
+                    .lines()
+                    .filter(|l| {
+                        !l.starts_with('#')
+                            && (l.starts_with("trawl_capture") || l.starts_with("trawl_packet"))
+                    })
+                    .map(str::to_owned)
+                    .collect();
+                panic!(
+                    "{} of {requested} transactions missing after {WAIT:?}: {missing:?}\n{}\n{}",
+                    missing.len(),
+                    counters.join("\n"),
+                    t.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let seen = transactions(&out);
         let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
         assert!(

@@ -248,30 +248,36 @@ def client():
     s.close()
 
 
-def main():
+def capture_in_netns(ns, out, script, inside):
+    """Runs `inside()` (when this is `script` started with --inside) or starts `script --inside`
+    in network namespace `ns` while dumpcap writes what crosses its loopback to `out`."""
     if len(sys.argv) > 1 and sys.argv[1] == "--inside":
-        serve(socket.AF_INET, "127.0.0.1", 8080)
-        serve(socket.AF_INET6, "::1", 8080)
-        serve(socket.AF_INET, "127.0.0.1", 8000)
-        tls_sink(9443)
-        time.sleep(0.3)
-        client()
-        time.sleep(0.5)
+        inside()
         return
-    subprocess.run(["ip", "netns", "del", NS], stderr=subprocess.DEVNULL)
-    subprocess.run(["ip", "netns", "add", NS], check=True)
+    subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
-        cap = subprocess.Popen(["ip", "netns", "exec", NS, "dumpcap", "-q", "-i", "lo", "-P", "-w", OUT])
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        cap = subprocess.Popen(["ip", "netns", "exec", ns, "dumpcap", "-q", "-i", "lo", "-P", "-w", out])
         time.sleep(1.5)
-        subprocess.run(["ip", "netns", "exec", NS, sys.executable, __file__, "--inside"], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, script, "--inside"], check=True)
         time.sleep(1)
         cap.terminate()
         cap.wait()
-        os.chmod(OUT, 0o644)
+        os.chmod(out, 0o644)
     finally:
-        subprocess.run(["ip", "netns", "del", NS])
+        subprocess.run(["ip", "netns", "del", ns])
+
+
+def inside():
+    serve(socket.AF_INET, "127.0.0.1", 8080)
+    serve(socket.AF_INET6, "::1", 8080)
+    serve(socket.AF_INET, "127.0.0.1", 8000)
+    tls_sink(9443)
+    time.sleep(0.3)
+    client()
+    time.sleep(0.5)
 
 
 if __name__ == "__main__":
-    main()
+    capture_in_netns(NS, OUT, __file__, inside)

@@ -4,14 +4,14 @@ of a network namespace of its own (`http-slow`). What a node sees every day: a b
 (Consul, etcd v2 and long-polling APIs answer only when something changes or their wait ends)
 answered after 25 s of silence on a keep-alive connection, then a quick request on the same
 connection; and a response whose head comes at once and whose chunked body trickles for 24 s.
-tests/http_slow.rs holds the transactions expected. Run as root: `python3 tests/data/http_slow.py`."""
+tests/http_fidelity.rs holds the transactions expected. Run as root: `python3 tests/data/http_slow.py`."""
 
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
+
+from http_edge_cases import capture_in_netns
 
 NS = "http-slow"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -96,27 +96,12 @@ def client():
     report.join()
 
 
-def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "--inside":
-        serve()
-        time.sleep(0.3)
-        client()
-        time.sleep(0.5)
-        return
-    subprocess.run(["ip", "netns", "del", NS], stderr=subprocess.DEVNULL)
-    subprocess.run(["ip", "netns", "add", NS], check=True)
-    try:
-        subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
-        cap = subprocess.Popen(["ip", "netns", "exec", NS, "dumpcap", "-q", "-i", "lo", "-P", "-w", OUT])
-        time.sleep(1.5)
-        subprocess.run(["ip", "netns", "exec", NS, sys.executable, __file__, "--inside"], check=True)
-        time.sleep(1)
-        cap.terminate()
-        cap.wait()
-        os.chmod(OUT, 0o644)
-    finally:
-        subprocess.run(["ip", "netns", "del", NS])
+def inside():
+    serve()
+    time.sleep(0.3)
+    client()
+    time.sleep(0.5)
 
 
 if __name__ == "__main__":
-    main()
+    capture_in_netns(NS, OUT, __file__, inside)

@@ -352,3 +352,41 @@ pub fn make_certificates(
         dir.join("server.key"),
     )
 }
+
+/// How long after `since` trawl's `/health` at `addr` first answered 503, with the answer's
+/// body; `None` when it had not within `limit` of `since`.
+#[allow(dead_code)]
+pub fn health_turns_503(addr: &str, since: Instant, limit: Duration) -> Option<(Duration, String)> {
+    while since.elapsed() < limit {
+        if let Some((503, body)) = http_get(addr, "/health") {
+            return Some((since.elapsed(), body.trim().to_owned()));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    None
+}
+
+/// Asserts that every line of `want` was delivered exactly once and nothing else was:
+/// `copies` counts each delivered message.
+#[allow(dead_code)]
+pub fn assert_each_once(copies: &std::collections::HashMap<String, usize>, want: &[String]) {
+    let missing: Vec<&String> = want.iter().filter(|l| !copies.contains_key(*l)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} lines lost: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let twice: Vec<&String> = copies
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(l, _)| l)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{} lines delivered twice: {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    assert_eq!(copies.len(), want.len(), "only the lines written");
+}
