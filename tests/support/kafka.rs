@@ -134,15 +134,14 @@ impl Broker {
             .prefix("trawl-kafka-")
             .tempdir()
             .expect("a temporary directory for Kafka");
-        let free = super::process::free_port;
-        let client = free();
+        let [controller, internal, client, proxy, sasl, tls] = super::process::free_ports::<6>();
         let ports = Ports {
-            controller: free(),
-            internal: free(),
+            controller,
+            internal,
             client,
-            advertised_client: if proxied { free() } else { client },
-            sasl: free(),
-            tls: free(),
+            advertised_client: if proxied { proxy } else { client },
+            sasl,
+            tls,
         };
         let tls_dir = dir.path().join("tls");
         std::fs::create_dir_all(&tls_dir).expect("tls directory");

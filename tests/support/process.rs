@@ -143,6 +143,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `N` free ports, all different: each is held until all are found (`free_port` twice may
+/// give the same port back, which once gave Kafka two listeners on one port).
+#[allow(dead_code)]
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
 /// A child process killed (SIGKILL) and reaped when dropped.
 pub struct KillOnDrop(pub Child);
 
