@@ -228,13 +228,15 @@ fn real_429s_from_a_tiny_write_queue_lose_and_duplicate_nothing() {
 /// A way an index stops taking writes: its name, how it starts and ends, the error it answers.
 type Episode = (&'static str, fn(&OpenSearch), fn(&OpenSearch), &'static str);
 
-/// An operator puts a write block on the index (`index.blocks.write`, as before a shrink: each
-/// item answered 403 `cluster_block_exception`), the disk watermark makes it read-only (429
-/// `cluster_block_exception`), or the index is closed for maintenance (400
-/// `index_closed_exception`). Those are the index's state, not the events' fault: the events wait
-/// and are retried, nothing is dead-lettered, each episode is logged once and `/health` names
-/// the output past its threshold; once the index takes writes again every line is stored, once,
-/// and `/health` is 200 again.
+/// The index is missing on a cluster that creates none on demand (`action.auto_create_index`,
+/// here for `blocked*` only so that the other tests on this node keep theirs: each item answered
+/// 404 `index_not_found_exception` until someone creates it), an operator puts a write block on
+/// it (`index.blocks.write`, as before a shrink: 403 `cluster_block_exception`), the disk
+/// watermark makes it read-only (429 `cluster_block_exception`), or it is closed for maintenance
+/// (400 `index_closed_exception`). Those are the index's state, not the events' fault: the events
+/// wait and are retried (until `retry.max_item_age`), nothing is dead-lettered, each episode is
+/// logged once and `/health` names the output past its threshold; once the index takes writes
+/// again every line is stored, once, and `/health` is 200 again.
 #[test]
 fn a_blocked_or_closed_index_holds_events_until_it_takes_writes_again() {
     let os = OpenSearch::shared();
@@ -259,7 +261,29 @@ fn a_blocked_or_closed_index_holds_events_until_it_takes_writes_again() {
     let mut t = Trawl::start(&cfg, Some(&log));
     let mut input = String::new();
     let mut stored_before = 0;
-    let episodes: [Episode; 3] = [
+    let episodes: [Episode; 4] = [
+        (
+            "missing",
+            |os| {
+                os.put(
+                    "/_cluster/settings",
+                    &json!({"persistent": {"action.auto_create_index": "-blocked*,+*"}}),
+                );
+                os.delete("/blocked");
+            },
+            |os| {
+                assert!(!os.exists("/blocked"), "the node created no index");
+                os.put(
+                    "/blocked",
+                    &json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}}),
+                );
+                os.put(
+                    "/_cluster/settings",
+                    &json!({"persistent": {"action.auto_create_index": null}}),
+                );
+            },
+            "index_not_found_exception",
+        ),
         (
             "write",
             |os| {
@@ -327,8 +351,8 @@ fn a_blocked_or_closed_index_holds_events_until_it_takes_writes_again() {
         // A few more refused rounds (back-off up to 500 ms): nothing stored or dead-lettered.
         std::thread::sleep(Duration::from_secs(1));
         assert!(read_json_lines(&dead).is_empty(), "{name}");
-        if name != "closed" {
-            // (A closed index cannot be searched.)
+        if name != "closed" && name != "missing" {
+            // (A closed or missing index cannot be searched.)
             assert_eq!(os.docs("blocked").len(), stored_before, "{name}");
         }
         lift(os);
@@ -347,7 +371,7 @@ fn a_blocked_or_closed_index_holds_events_until_it_takes_writes_again() {
     let status = t.finish(Duration::from_secs(120));
     assert!(status.success(), "trawl exited with {status}");
     let stored = messages(&os.docs("blocked"));
-    assert_eq!(stored.len(), 300, "every event stored once");
+    assert_eq!(stored.len(), 400, "every event stored once");
     assert_eq!(
         stored.into_iter().collect::<HashSet<_>>(),
         input.lines().map(str::to_owned).collect::<HashSet<_>>()
@@ -356,97 +380,8 @@ fn a_blocked_or_closed_index_holds_events_until_it_takes_writes_again() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
         text.matches("refuses to write the index").count(),
-        3,
+        4,
         "each episode is logged once: {text}"
-    );
-}
-
-/// A cluster that creates no index on demand (`action.auto_create_index`, here for `missing*`
-/// only, so that the other tests on this node keep theirs) answers each item 404
-/// `index_not_found_exception` until someone creates the index: the events wait and are retried
-/// (until `retry.max_item_age`), nothing is dead-lettered, `/health` names the output, and once
-/// the index is created every event is stored once.
-#[test]
-fn an_index_missing_on_a_cluster_that_creates_none_holds_events_until_it_is_created() {
-    let os = OpenSearch::shared();
-    os.put(
-        "/_cluster/settings",
-        &json!({"persistent": {"action.auto_create_index": "-missing*,+*"}}),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let http = format!("127.0.0.1:{}", free_port());
-    let dead = dir.path().join("dead.jsonl");
-    let cfg = write_file(
-        dir.path(),
-        "pipeline.yaml",
-        &format!(
-            "data_dir: {data}\nhttp: {{ address: \"{http}\", health: {{ output_failure_threshold: 1s }} }}\nshutdown_timeout: 60s\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: missing\n    id_from: none\n    dead_letter: dead\n    batch: {{ max_events: 100, timeout: 100ms }}\n    retry: {{ initial_backoff: 20ms, max_backoff: 500ms }}\n  dead:\n    type: file\n    path: {dl}\n",
-            data = dir.path().join("data").display(),
-            url = os.url,
-            dl = dead.display()
-        ),
-    );
-    let log = dir.path().join("trawl.log");
-    let mut t = Trawl::start(&cfg, Some(&log));
-    let input = lines("missing", 100);
-    t.feed(input.as_bytes());
-    let mut health = None;
-    wait_until(
-        Duration::from_secs(60),
-        "/health 503 while the index is missing (or dead letters)",
-        || {
-            health = http_get(&http, "/health");
-            !read_json_lines(&dead).is_empty()
-                || health.as_ref().is_some_and(|(status, _)| *status == 503)
-        },
-    );
-    let dead_letters = read_json_lines(&dead);
-    assert!(
-        dead_letters.is_empty(),
-        "{} events refused for a missing index were dead-lettered, first: {}",
-        dead_letters.len(),
-        dead_letters[0]
-    );
-    let (_, body) = health.unwrap();
-    assert!(
-        body.contains("\"es\"") && body.contains("index_not_found_exception"),
-        "/health names the output and the reason: {body}"
-    );
-    // A few more refused rounds (back-off up to 500 ms): nothing stored or dead-lettered.
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(read_json_lines(&dead).is_empty());
-    assert!(!os.exists("/missing"), "the node created no index");
-
-    os.put(
-        "/missing",
-        &json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}}),
-    );
-    wait_until(Duration::from_secs(60), "the held events stored", || {
-        os.docs("missing").len() == 100
-    });
-    wait_until(
-        Duration::from_secs(60),
-        "/health 200 once the index exists",
-        || http_get(&http, "/health").is_some_and(|(status, _)| status == 200),
-    );
-    let status = t.finish(Duration::from_secs(120));
-    os.put(
-        "/_cluster/settings",
-        &json!({"persistent": {"action.auto_create_index": null}}),
-    );
-    assert!(status.success(), "trawl exited with {status}");
-    let stored = messages(&os.docs("missing"));
-    assert_eq!(stored.len(), 100, "every event stored once");
-    assert_eq!(
-        stored.into_iter().collect::<HashSet<_>>(),
-        input.lines().map(str::to_owned).collect::<HashSet<_>>()
-    );
-    assert!(read_json_lines(&dead).is_empty());
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(
-        text.matches("refuses to write the index").count(),
-        1,
-        "logged once: {text}"
     );
 }
 

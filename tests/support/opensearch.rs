@@ -249,6 +249,10 @@ impl OpenSearch {
         self.answer(self.request(reqwest::Method::POST, path).json(body), path)
     }
 
+    pub fn delete(&self, path: &str) -> Value {
+        self.answer(self.request(reqwest::Method::DELETE, path), path)
+    }
+
     /// Whether `path` exists (HEAD answered 200).
     pub fn exists(&self, path: &str) -> bool {
         self.request(reqwest::Method::HEAD, path)
