@@ -143,31 +143,19 @@ impl InputContext {
         }
     }
 
-    /// Queues the batch once there is room within `grace`, else drops and counts it. The
-    /// waiting is in steps of at most 50 ms: the channel offers no blocking send with a
-    /// deadline, and a live capture's thread has nothing else to do meanwhile.
+    /// Queues the batch once there is room within `grace`, else drops and counts it.
     fn emit_within(&self, batch: Batch, grace: std::time::Duration) -> Result<(), Closed> {
-        let start = std::time::Instant::now();
-        let mut pause = std::time::Duration::from_millis(1);
-        let mut batch = batch;
-        loop {
-            let n = batch.len() as u64;
-            match self.out.try_send(batch) {
-                Ok(()) => {
-                    ComponentMetrics::add(&self.metrics.events_out, n);
-                    return Ok(());
-                }
-                Err(TrySendError::Closed(b)) => return Err(Closed(b)),
-                Err(TrySendError::Full(b)) if start.elapsed() >= grace => {
-                    self.dropped(b);
-                    return Ok(());
-                }
-                Err(TrySendError::Full(b)) => {
-                    batch = b;
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
-                }
+        let n = batch.len() as u64;
+        match self.out.blocking_send_within(batch, grace) {
+            Ok(()) => {
+                ComponentMetrics::add(&self.metrics.events_out, n);
+                Ok(())
             }
+            Err(TrySendError::Full(b)) => {
+                self.dropped(b);
+                Ok(())
+            }
+            Err(TrySendError::Closed(b)) => Err(Closed(b)),
         }
     }
 

@@ -4,8 +4,11 @@
 
 use crate::event::Batch;
 use crate::telemetry::metrics::ComponentMetrics;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// Sending half of a stage's queue. The receiving component's `queue_depth` follows its content.
@@ -67,6 +70,35 @@ impl BatchSender {
         }
     }
 
+    /// `blocking_send` that gives up at `grace`, for inputs on their own threads that can wait
+    /// only a little (a live capture): the thread sleeps until the receiver makes room, woken by
+    /// the channel itself, or the grace is over; then the caller owns the batch again.
+    pub fn blocking_send_within(&self, batch: Batch, grace: Duration) -> Result<(), TrySendError> {
+        let deadline = Instant::now() + grace;
+        let mut reserve = std::pin::pin!(self.tx.reserve());
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let permit = loop {
+            match reserve.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(permit)) => break permit,
+                Poll::Ready(Err(_)) => return Err(TrySendError::Closed(batch)),
+                Poll::Pending => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(TrySendError::Full(batch));
+                    }
+                    // Woken early by the channel (or spuriously): the loop polls again.
+                    std::thread::park_timeout(deadline - now);
+                }
+            }
+        };
+        self.depth_of
+            .queue_depth
+            .fetch_add(batch.len() as i64, Ordering::Relaxed);
+        permit.send(batch);
+        Ok(())
+    }
+
     /// Queues the batch only if there is room now; for inputs that cannot wait (packets, a
     /// tee'd app). On `Err` the caller still owns the batch and must count what it drops.
     pub fn try_send(&self, batch: Batch) -> Result<(), TrySendError> {
@@ -87,6 +119,15 @@ impl BatchSender {
 
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+/// Wakes a thread parked in `blocking_send_within`.
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
     }
 }
 
@@ -173,5 +214,58 @@ impl Shutdown {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::telemetry::metrics::ComponentKind;
+
+    fn one_event() -> Batch {
+        Batch::unacked(vec![Event::from_message(
+            "in".into(),
+            chrono::Utc::now(),
+            "line".into(),
+        )])
+    }
+
+    /// A thread waiting for room is woken by what happens to the queue, not by its clock: the
+    /// receiver taking a batch lets the waiting one in, the receiver going away hands it back.
+    #[test]
+    fn a_send_within_a_grace_is_woken_by_room_or_by_the_receiver_leaving() {
+        let metrics = Arc::new(ComponentMetrics::new(
+            ComponentKind::Processor,
+            "p".into(),
+            "x",
+        ));
+        let (tx, mut rx) = batch_channel(1, metrics.clone());
+        tx.blocking_send_within(one_event(), Duration::ZERO)
+            .unwrap();
+        assert!(matches!(
+            tx.blocking_send_within(one_event(), Duration::ZERO),
+            Err(TrySendError::Full(_))
+        ));
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(rx.blocking_recv().is_some());
+            rx
+        });
+        // An hour of grace: the test ends only if the reader's recv wakes this thread.
+        tx.blocking_send_within(one_event(), Duration::from_secs(3600))
+            .unwrap();
+        let rx = reader.join().unwrap();
+        assert_eq!(metrics.queue_depth.load(Ordering::Relaxed), 1);
+
+        let leaver = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(rx);
+        });
+        assert!(matches!(
+            tx.blocking_send_within(one_event(), Duration::from_secs(3600)),
+            Err(TrySendError::Closed(_))
+        ));
+        leaver.join().unwrap();
     }
 }
