@@ -542,11 +542,90 @@ fn file_input_refuses_to_start_without_a_writable_registry() {
         .unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("cannot write the registry") && stderr.contains("not-a-dir"),
+        stderr.contains("data_dir is not writable") && stderr.contains("not-a-dir"),
         "{stderr}"
     );
     assert!(
         stdout.is_empty(),
         "nothing read without a registry: {stdout}"
     );
+}
+
+/// A read-only `data_dir` at start (a read-only mount, a volume mounted without write access)
+/// with a file input beside another input: trawl does not start half (the socket input
+/// listening, the file input failed, /health 503) but exits 1 at once, naming the folder and
+/// what is needed. Without root (no tmpfs to mount), a folder below a regular file stands in.
+#[test]
+fn a_read_only_data_dir_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.log"), "a line\n").unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs"])
+        .arg(&data)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    struct Unmount(Option<std::path::PathBuf>);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            if let Some(p) = &self.0 {
+                let _ = Command::new("umount").arg("-l").arg(p).status();
+            }
+        }
+    }
+    let _unmount = Unmount(mounted.then(|| data.clone()));
+    let data = if mounted {
+        data
+    } else {
+        eprintln!(
+            "mount -t tmpfs not allowed (needs root): a data_dir below a regular file instead"
+        );
+        std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+        dir.path().join("not-a-dir/data")
+    };
+    let cfg = write_pipeline(
+        &dir,
+        "p.yaml",
+        &format!(
+            "inputs:\n  logs: {{ type: file, paths: [\"{d}/*.log\"] }}\n  app: {{ type: socket, address: \"tcp:127.0.0.1:{port}\" }}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {data}\nhttp: {{ enabled: false }}\n",
+            d = dir.path().display(),
+            port = free_port(),
+            data = data.display(),
+        ),
+    );
+    let child = Command::new(TRAWL)
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = guard.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trawl kept running with its file input failed for a read-only data_dir"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    guard
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&data.display().to_string()) && stderr.contains("writable"),
+        "the message names the folder and what it needs: {stderr}"
+    );
+    assert!(!stderr.contains("listening"), "no input started: {stderr}");
 }

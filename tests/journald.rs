@@ -3,7 +3,8 @@
 //! `journalctl` that trawl runs, and shipped by the binary to a file output. Checks the ECS
 //! fields, following new entries, filters, the cursor across kill -9 (nothing lost while
 //! trawl was down), a journal folder that appears late, `multiline` (a Java trace per unit,
-//! kill -9 mid-trace) and a reload that changes the input's match.
+//! kill -9 mid-trace), a reload that changes the input's match and a cursor that cannot be
+//! saved (its disk remounted read-only).
 
 mod support {
     pub mod process;
@@ -14,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::process::{read_json_lines, wait_until, Trawl};
+use support::process::{free_port, http_get, read_json_lines, wait_until, Trawl};
 
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 /// How long any one wait may take before the test fails.
@@ -615,4 +616,100 @@ fn a_reload_that_changes_the_match_keeps_the_cursor_and_reaps_the_old_journalctl
     let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
     assert!(twice.is_empty(), "sent twice across reloads: {twice:?}");
     assert_eq!(got.len(), 100 + 50 + 10 * 20);
+}
+
+/// The disk of `data_dir` turns read-only while entries flow (a remount of a small tmpfs of the
+/// test's own): entries keep coming, the failure is logged once (was: a warning per batch) and
+/// `/health` answers 503 naming the input and the cursor file (was: 200) until a save works.
+#[test]
+fn a_cursor_that_cannot_be_saved_is_logged_once_and_shows_on_health() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: beginning\n");
+    let data = s.config.with_file_name("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mount = |args: &[&str]| {
+        Command::new("mount")
+            .args(args)
+            .arg(&data)
+            .status()
+            .is_ok_and(|st| st.success())
+    };
+    if !mount(&["-t", "tmpfs", "-o", "size=1m", "tmpfs"]) {
+        eprintln!("SKIPPED: mount -t tmpfs not allowed here (needs root)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(data.clone());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        text.replace(
+            "http: { enabled: false }",
+            &format!("http: {{ address: \"{addr}\" }}"),
+        ),
+    )
+    .unwrap();
+    let health = || http_get(&addr, "/health").unwrap_or((0, String::new()));
+    let t0 = 1_764_600_000_000_000;
+    write_entries(&s.journal, t0, &entries("c", 0..50, "app.service"));
+    let mut t = s.start();
+    s.wait_for_count(50, "the first entries");
+    wait_until(DEADLINE, "/health 200", || health().0 == 200);
+
+    // `remount,ro` is refused while a file there is open for writing: retried.
+    wait_until(DEADLINE, "remount ro", || mount(&["-o", "remount,ro"]));
+    write_entries(
+        &s.journal,
+        t0 + 50_000,
+        &entries("c", 50..100, "app.service"),
+    );
+    s.wait_for_count(100, "entries while the cursor cannot be saved");
+    write_entries(
+        &s.journal,
+        t0 + 100_000,
+        &entries("c", 100..150, "app.service"),
+    );
+    s.wait_for_count(150, "more entries while the cursor cannot be saved");
+    let cursor = data.join("registry/journald-host.cursor");
+    let mut body = String::new();
+    wait_until(Duration::from_secs(10), "/health 503", || {
+        let (status, b) = health();
+        body = b;
+        status == 503
+    });
+    assert!(
+        body.contains("input host") && body.contains(&cursor.display().to_string()),
+        "/health names the input and the cursor file: {body}"
+    );
+
+    wait_until(DEADLINE, "remount rw", || mount(&["-o", "remount,rw"]));
+    write_entries(
+        &s.journal,
+        t0 + 150_000,
+        &entries("c", 150..160, "app.service"),
+    );
+    s.wait_for_count(160, "entries once writable again");
+    wait_until(Duration::from_secs(10), "/health 200 again", || {
+        health().0 == 200
+    });
+    assert!(t.stop(Duration::from_secs(30)).success());
+    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+    assert_eq!(
+        log.matches("cannot save the journal cursor").count(),
+        1,
+        "logged once; the log:\n{log}"
+    );
+    assert_eq!(
+        log.matches("journal cursor saved again").count(),
+        1,
+        "{log}"
+    );
 }

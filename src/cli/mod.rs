@@ -264,6 +264,33 @@ pub fn run_pipeline_with(
     run_inner(cfg, extra_inputs, signals, None)
 }
 
+/// The inputs that keep their read position in `data_dir` need it writable: refused before
+/// anything starts (a half start, other inputs running and these failed, would only show on
+/// `/health`), naming the folder. Pipelines without them only get a warning.
+fn check_data_dir(cfg: &PipelineConfig) -> Result<(), i32> {
+    let dir = &cfg.global.data_dir;
+    let registry = dir.join("registry");
+    let writable = std::fs::create_dir_all(&registry).and_then(|()| {
+        let probe = registry.join(format!(".trawl-probe-{}", std::process::id()));
+        std::fs::File::create(&probe)?;
+        std::fs::remove_file(&probe)
+    });
+    let Err(e) = writable else { return Ok(()) };
+    let keeping: Vec<&str> = cfg
+        .inputs
+        .iter()
+        .filter(|i| matches!(i.type_name.as_str(), "file" | "journald"))
+        .map(|i| i.name.as_str())
+        .collect();
+    if keeping.is_empty() {
+        tracing::warn!(data_dir = %dir.display(), error = %e, "data_dir is not writable; inputs that keep state will fail");
+        return Ok(());
+    }
+    tracing::error!(data_dir = %dir.display(), error = %e, inputs = %keeping.join(", "),
+        "data_dir is not writable: file and journald inputs keep their read positions in its registry/ folder; make it writable by trawl's user (or set data_dir elsewhere); not starting");
+    Err(1)
+}
+
 fn run_inner(
     cfg: PipelineConfig,
     extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
@@ -275,8 +302,8 @@ fn run_inner(
     }
     let http = cfg.global.http.clone();
     let timeout = cfg.global.shutdown_timeout.std();
-    if let Err(e) = std::fs::create_dir_all(&cfg.global.data_dir) {
-        tracing::warn!(data_dir = %cfg.global.data_dir.display(), error = %e, "cannot create data_dir; inputs that keep state will fail");
+    if let Err(code) = check_data_dir(&cfg) {
+        return code;
     }
     let pipeline = match Pipeline::build(cfg, extra_inputs) {
         Ok(p) => p,

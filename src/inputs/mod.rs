@@ -29,6 +29,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// absorbed meanwhile by the kernel's capture buffer (whose own drops are counted) instead of
 /// costing transactions at once.
 const DROP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Drops this far apart are two episodes, each logged once.
+const DROP_EPISODE_QUIET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What an input does when the pipeline is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,9 +98,13 @@ impl PipelineStop {
 
 impl InputContext {
     fn dropped(&self, batch: Batch) {
-        self.metrics
-            .events_dropped
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let n = batch.len() as u64;
+        self.metrics.events_dropped.fetch_add(n, Ordering::Relaxed);
+        // Counted alone, a loss is silent to whoever reads the log after an outage.
+        if self.metrics.drop_begins_episode(DROP_EPISODE_QUIET) {
+            tracing::warn!(input = %self.name, events = n,
+                "pipeline full (an output down or slower than this input): dropping this live input's batches, counted in trawl_events_dropped_total (logged once until 10 s pass without a drop)");
+        }
         batch.ack.rejected();
     }
 

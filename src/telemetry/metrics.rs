@@ -63,6 +63,8 @@ pub struct ComponentMetrics {
     /// An input whose sources open after it starts running (a live capture's handles), until
     /// they are open or have failed: `/health` answers 503 "starting" meanwhile.
     starting: AtomicBool,
+    /// An input's last dropped batch: a drop after a quiet spell begins an episode, logged.
+    last_drop: Mutex<Option<std::time::Instant>>,
 }
 
 impl ComponentMetrics {
@@ -88,6 +90,7 @@ impl ComponentMetrics {
             drain_incomplete: Mutex::new(None),
             failing: Mutex::new(None),
             starting: AtomicBool::new(false),
+            last_drop: Mutex::new(None),
         }
     }
 
@@ -107,6 +110,18 @@ impl ComponentMetrics {
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// An input dropped a batch now: whether that begins an episode (no drop in the `quiet`
+    /// before it), which is logged; the drops that follow are only counted.
+    pub fn drop_begins_episode(&self, quiet: Duration) -> bool {
+        let Ok(mut last) = self.last_drop.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        let begins = last.is_none_or(|t| now.duration_since(t) >= quiet);
+        *last = Some(now);
+        begins
     }
 
     /// Marks the component as failed: `/health` answers 503 naming it.

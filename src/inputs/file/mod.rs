@@ -299,6 +299,8 @@ pub(crate) struct Shared {
     pub tracker: AckTracker,
     /// Set while saving the registry fails, so the failure is logged once, not every flush.
     pub save_failing: AtomicBool,
+    /// The input's own: `/health` names it, with the registry, while saving fails.
+    pub metrics: Arc<crate::telemetry::metrics::ComponentMetrics>,
     /// Held while the registry is snapshotted and written: two writers (the flush interval, the
     /// reader making a new stream id durable) write in turn, the newest snapshot last.
     pub write_lock: Mutex<()>,
@@ -375,6 +377,7 @@ impl Input for FileInput {
                 room: Condvar::new(),
                 tracker: AckTracker::new(),
                 save_failing: Default::default(),
+                metrics: ctx.metrics.clone(),
                 write_lock: Mutex::new(()),
                 rewinds: Mutex::new(Vec::new()),
                 scanned: AtomicBool::new(false),
@@ -574,6 +577,12 @@ pub(crate) fn save_blocking(shared: &Shared, expire_before: Option<i64>) -> std:
             if !shared.save_failing.swap(true, Ordering::Relaxed) {
                 tracing::error!(registry = %path.display(), error = %e, "cannot write registry: retrying every flush; offsets are not saved until it works (logged once)");
             }
+            // Lines still flow, but a restart now would send again all delivered since the
+            // last write: an SRE must see it before restarting, not after.
+            shared.metrics.set_failed(format!(
+                "cannot write registry {}: {e}; lines still flow, offsets are not saved (a restart sends again what was delivered since)",
+                path.display()
+            ));
             if let Ok(mut reg) = shared.registry.lock() {
                 reg.mark_dirty();
             }
@@ -581,7 +590,8 @@ pub(crate) fn save_blocking(shared: &Shared, expire_before: Option<i64>) -> std:
         }
         Ok(()) => {
             if shared.save_failing.swap(false, Ordering::Relaxed) {
-                tracing::info!("registry written again");
+                shared.metrics.clear_failed();
+                tracing::info!(registry = %path.display(), "registry written again");
             }
             Ok(())
         }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::process::{Child, Command};
@@ -108,6 +108,8 @@ pub struct Journald {
     config: Config,
     multiline: Option<Multiline>,
     cursor_path: PathBuf,
+    /// Set while the cursor cannot be saved, so the failure is logged once, not every batch.
+    cursor_failing: AtomicBool,
 }
 
 pub fn build(spec: &ComponentSpec, data_dir: &std::path::Path) -> Result<Journald, DeError> {
@@ -152,6 +154,7 @@ pub fn build(spec: &ComponentSpec, data_dir: &std::path::Path) -> Result<Journal
             .join("registry")
             .join(format!("journald-{}.cursor", escaped(&spec.name))),
         config,
+        cursor_failing: AtomicBool::new(false),
     })
 }
 
@@ -184,9 +187,14 @@ enum End {
 
 impl Journald {
     async fn run_loop(self, mut ctx: InputContext) -> anyhow::Result<()> {
-        if let Some(parent) = self.cursor_path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
+        // Without a cursor that can be saved every restart would read the journal again from
+        // wherever the last save left it: refused at start, saying what is needed.
+        crate::inputs::file::registry::check_writable(&self.cursor_path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write the journal cursor {}: {e}; the journald input keeps its position there, so `data_dir` must be writable",
+                self.cursor_path.display()
+            )
+        })?;
         let mut committed = std::fs::read_to_string(&self.cursor_path)
             .ok()
             .map(|s| s.trim().to_owned())
@@ -482,10 +490,24 @@ impl Journald {
             return;
         }
         if let Some(c) = pending.ledger.advance() {
-            if let Err(e) = write_atomic(&self.cursor_path, c.as_bytes()) {
-                ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(input = %ctx.name, path = %self.cursor_path.display(), error = %e,
-                    "cannot save the journal cursor; a restart may read entries again");
+            match write_atomic(&self.cursor_path, c.as_bytes()) {
+                Err(e) => {
+                    ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    if !self.cursor_failing.swap(true, Ordering::Relaxed) {
+                        tracing::error!(input = %ctx.name, path = %self.cursor_path.display(), error = %e,
+                            "cannot save the journal cursor; entries keep flowing, a restart reads again those delivered since the last save (logged once)");
+                    }
+                    ctx.metrics.set_failed(format!(
+                        "cannot write the journal cursor {}: {e}; entries still flow, the position is not saved",
+                        self.cursor_path.display()
+                    ));
+                }
+                Ok(()) => {
+                    if self.cursor_failing.swap(false, Ordering::Relaxed) {
+                        ctx.metrics.clear_failed();
+                        tracing::info!(input = %ctx.name, path = %self.cursor_path.display(), "journal cursor saved again");
+                    }
+                }
             }
             *committed = Some(c);
         }
