@@ -412,7 +412,7 @@ fn exit_code(report: &crate::pipeline::RunReport, timeout: std::time::Duration) 
     if !report.drained {
         tracing::error!(
             undelivered = report.undelivered,
-            "shutdown_timeout ({timeout:?}) passed with {} events undelivered; they were not acknowledged and inputs that can will read them again",
+            "shutdown_timeout ({timeout:?}) passed with {} events undelivered; they were not acknowledged: inputs that can will read them again, and what a disk buffer holds is sent from it at the next start",
             report.undelivered
         );
     }
