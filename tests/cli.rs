@@ -489,6 +489,44 @@ fn parses_tags_and_routes_by_condition_to_different_outputs() {
         .all(|e| e["level"] == "INFO" && e.get("tags").is_none()));
 }
 
+/// Runs `trawl run -c cfg` until it exits on its own (within 20 s, else `what` fails the test):
+/// its status, stdout and stderr.
+fn run_to_exit(cfg: &std::path::Path, what: &str) -> (std::process::ExitStatus, String, String) {
+    let child = Command::new(TRAWL)
+        .args(["run", "-c"])
+        .arg(cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = guard.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    guard
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    guard
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stdout, stderr)
+}
+
 /// Tailing without a writable registry would re-send or skip lines after the next restart: the
 /// file input refuses to start and says why, and trawl, left with no input, exits non-zero.
 #[test]
@@ -505,41 +543,7 @@ fn file_input_refuses_to_start_without_a_writable_registry() {
             d = dir.path().display()
         ),
     );
-    let child = Command::new(TRAWL)
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = guard.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "trawl kept running without its only input"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    guard
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let mut stdout = String::new();
-    guard
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    let (status, stdout, stderr) = run_to_exit(&cfg, "trawl kept running without its only input");
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("data_dir is not writable") && stderr.contains("not-a-dir"),
@@ -595,33 +599,10 @@ fn a_read_only_data_dir_stops_the_start_naming_it() {
             data = data.display(),
         ),
     );
-    let child = Command::new(TRAWL)
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = guard.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "trawl kept running with its file input failed for a read-only data_dir"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    guard
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, _, stderr) = run_to_exit(
+        &cfg,
+        "trawl kept running with its file input failed for a read-only data_dir",
+    );
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&data.display().to_string()) && stderr.contains("writable"),

@@ -152,22 +152,17 @@ impl InputContext {
     /// Queues the batch once there is room within `grace`, else drops and counts it.
     fn emit_within(&self, batch: Batch, grace: std::time::Duration) -> Result<(), Closed> {
         let n = batch.len() as u64;
-        match self.out.blocking_send_within(batch, grace) {
-            Ok(()) => {
-                ComponentMetrics::add(&self.metrics.events_out, n);
-                Ok(())
-            }
-            Err(TrySendError::Full(b)) => {
-                self.dropped(b);
-                Ok(())
-            }
-            Err(TrySendError::Closed(b)) => Err(Closed(b)),
-        }
+        self.settle(self.out.blocking_send_within(batch, grace), n)
     }
 
     fn try_emit(&self, batch: Batch) -> Result<(), Closed> {
         let n = batch.len() as u64;
-        match self.out.try_send(batch) {
+        self.settle(self.out.try_send(batch), n)
+    }
+
+    /// Counts a batch of `n` queued, or drops and counts it when there was no room.
+    fn settle(&self, sent: Result<(), TrySendError>, n: u64) -> Result<(), Closed> {
+        match sent {
             Ok(()) => {
                 ComponentMetrics::add(&self.metrics.events_out, n);
                 Ok(())
