@@ -54,6 +54,15 @@ static TOKEN: [bool; 256] = {
     t
 };
 
+/// Bytes this parser checked are ASCII (token bytes, `0x21..=0x7e`) as text. The general
+/// UTF-8 check, a call per method, target and header name, cost a fifth of the parse.
+#[inline(always)]
+fn ascii(b: &[u8]) -> &str {
+    debug_assert!(b.is_ascii());
+    // SAFETY: every caller passes bytes it found to be ASCII (below 0x80), which is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(b) }
+}
+
 /// Where the first byte of `buf[at..]` outside `0x21..=0x7e` (`lo = 0x21`) or outside
 /// `0x20..=0x7e` (`lo = 0x20`) is; `None` when the buffer ends first. Eight bytes at a time:
 /// a borrow or carry between bytes only ever flags bytes after the first flagged one.
@@ -99,8 +108,7 @@ fn headers<'a>(
         if buf[at] != b':' {
             return None;
         }
-        // Only token bytes: ASCII.
-        let name = std::str::from_utf8(&buf[start..at]).ok()?;
+        let name = ascii(&buf[start..at]);
         at += 1;
         while matches!(buf.get(at)?, b' ' | b'\t') {
             at += 1;
@@ -134,13 +142,13 @@ pub fn request<'a>(buf: &'a [u8], hs: &mut [MaybeUninit<Header<'a>>]) -> Option<
     if at == 0 || buf[at] != b' ' {
         return None;
     }
-    let method = std::str::from_utf8(&buf[..at]).ok()?;
+    let method = ascii(&buf[..at]);
     let target_at = at + 1;
     let sp = first_outside(buf, target_at, 0x21)?;
     if sp == target_at || buf[sp] != b' ' {
         return None;
     }
-    let target = std::str::from_utf8(&buf[target_at..sp]).ok()?;
+    let target = ascii(&buf[target_at..sp]);
     let minor = match buf.get(sp + 1..sp + 11)? {
         b"HTTP/1.1\r\n" => 1,
         b"HTTP/1.0\r\n" => 0,
