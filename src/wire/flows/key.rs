@@ -6,7 +6,7 @@ use crate::wire::community_id::icmp_counterpart;
 use crate::wire::decode::{is_icmp_echo, Addr, Packet};
 
 /// Canonical flow key: endpoint `a` sorts before endpoint `b`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     pub a: Addr,
     pub b: Addr,
@@ -17,16 +17,6 @@ pub struct FlowKey {
     /// ICMP echo identifier, ESP SPI, or for other ICMP messages the request type of their
     /// request/reply pair: what tells flows apart between two addresses without ports.
     pub label: u32,
-    /// The fields above hashed, once: a packet's key is looked up in the flow table and in
-    /// the connection table, and hashing nine fields twice cost as much as a look-up. Last,
-    /// so that it never decides an order (equal keys have equal hashes).
-    hash: u32,
-}
-
-impl std::hash::Hash for FlowKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u32(self.hash);
-    }
 }
 
 impl FlowKey {
@@ -72,7 +62,6 @@ impl FlowKey {
         // with the same identifier are two exchanges. The key says which endpoint asked.
         if echo && (dir == 0) == answer {
             key.label |= ECHO_ASKED_BY_B;
-            key.hash = key.fields_hash();
         }
         (key, dir)
     }
@@ -87,37 +76,20 @@ impl FlowKey {
         vlan: u16,
         label: u32,
     ) -> (FlowKey, usize) {
-        let key = |a, ap, b, bp| {
-            let mut k = FlowKey {
-                a,
-                b,
-                ap,
-                bp,
-                proto,
-                vlan,
-                label,
-                hash: 0,
-            };
-            k.hash = k.fields_hash();
-            k
+        let key = |a, ap, b, bp| FlowKey {
+            a,
+            b,
+            ap,
+            bp,
+            proto,
+            vlan,
+            label,
         };
         if (src, sport) <= (dst, dport) {
             (key(src, sport, dst, dport), 0)
         } else {
             (key(dst, dport, src, sport), 1)
         }
-    }
-
-    #[inline(always)]
-    fn fields_hash(&self) -> u32 {
-        use std::hash::{Hash, Hasher};
-        let mut h = rustc_hash::FxHasher::default();
-        (
-            self.a, self.b, self.ap, self.bp, self.proto, self.vlan, self.label,
-        )
-            .hash(&mut h);
-        // The high half: Fx's last step multiplies, which mixes upwards.
-        (h.finish() >> 32) as u32
     }
 }
 
