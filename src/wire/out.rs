@@ -229,17 +229,32 @@ impl Fields for MapFields {
 }
 
 /// Writes one event as a JSON line, byte for byte what `serde_json` makes of its `Map`.
+///
+/// It holds the buffer itself while it writes (given back when it is dropped) rather than a
+/// reference to it: an event's fifty-odd appends each store bytes through the buffer's
+/// pointer, and a `Vec` that is part of the writer is known not to be among the bytes stored,
+/// so fewer of its loads are repeated (a small gain: about 25 instructions an HTTP event).
 pub struct JsonFields<'a> {
-    buf: &'a mut Vec<u8>,
+    buf: Vec<u8>,
+    /// Where `buf` came from and goes back to.
+    home: &'a mut Vec<u8>,
     clock: &'a mut Clock,
     comma: bool,
 }
 
+impl Drop for JsonFields<'_> {
+    fn drop(&mut self) {
+        std::mem::swap(self.home, &mut self.buf);
+    }
+}
+
 impl<'a> JsonFields<'a> {
-    pub fn new(buf: &'a mut Vec<u8>, clock: &'a mut Clock) -> JsonFields<'a> {
+    pub fn new(home: &'a mut Vec<u8>, clock: &'a mut Clock) -> JsonFields<'a> {
+        let mut buf = std::mem::take(home);
         buf.push(b'{');
         JsonFields {
             buf,
+            home,
             clock,
             comma: false,
         }
@@ -253,9 +268,9 @@ impl<'a> JsonFields<'a> {
         debug_assert!(!needs_escape(key.as_bytes()), "{key}");
         // Two calls rather than a variable `head`, so that each copy has a constant length.
         if self.comma {
-            append(self.buf, b",\"", key.as_bytes(), tail);
+            append(&mut self.buf, b",\"", key.as_bytes(), tail);
         } else {
-            append(self.buf, b"\"", key.as_bytes(), tail);
+            append(&mut self.buf, b"\"", key.as_bytes(), tail);
         }
         self.comma = true;
     }
@@ -265,7 +280,7 @@ impl<'a> JsonFields<'a> {
         self.key_then(key, b"\":");
     }
 
-    pub fn finish(self) {
+    pub fn finish(mut self) {
         self.buf.extend_from_slice(b"}\n");
     }
 }
@@ -284,18 +299,23 @@ impl Fields for JsonFields<'_> {
     #[inline(always)]
     fn str(&mut self, key: &'static str, v: &str) {
         self.key(key);
-        json_str(self.buf, v);
+        json_str(&mut self.buf, v);
     }
     #[inline(always)]
     fn word(&mut self, key: &'static str, v: &str) {
         debug_assert!(!needs_escape(v.as_bytes()), "{v}");
         self.key(key);
-        append(self.buf, b"\"", v.as_bytes(), b"\"");
+        append(&mut self.buf, b"\"", v.as_bytes(), b"\"");
     }
     #[inline(always)]
     fn int(&mut self, key: &'static str, v: i64) {
         self.key(key);
-        append(self.buf, b"", itoa::Buffer::new().format(v).as_bytes(), b"");
+        append(
+            &mut self.buf,
+            b"",
+            itoa::Buffer::new().format(v).as_bytes(),
+            b"",
+        );
     }
     #[inline(always)]
     fn bool(&mut self, key: &'static str, v: bool) {
@@ -308,7 +328,7 @@ impl Fields for JsonFields<'_> {
         // The opening quote with the key's punctuation, the closing one with the text: one
         // capacity check each rather than three single-byte pushes.
         self.key_then(key, b"\":\"");
-        append(self.buf, b"", clock_text(self.clock, ns), b"\"");
+        append(&mut self.buf, b"", clock_text(self.clock, ns), b"\"");
     }
     fn open_list(&mut self, key: &'static str) {
         self.key_then(key, b"\":[");
@@ -332,7 +352,7 @@ impl Fields for JsonFields<'_> {
             if i > 0 {
                 self.buf.push(b',');
             }
-            json_str(self.buf, s);
+            json_str(&mut self.buf, s);
         }
         self.buf.push(b']');
     }
@@ -341,9 +361,9 @@ impl Fields for JsonFields<'_> {
             self.buf.push(b',');
         }
         self.comma = true;
-        json_str(self.buf, key);
+        json_str(&mut self.buf, key);
         self.buf.push(b':');
-        json_str(self.buf, v);
+        json_str(&mut self.buf, v);
     }
     fn cached(&mut self, cache: &Cached, write: &dyn Fn(&mut dyn Fields)) {
         self.splice(cache.get_or_init(|| render(write)));
@@ -367,9 +387,10 @@ impl JsonFields<'_> {
 /// A run of fields as the JSON that goes between an object's braces.
 fn render(write: &dyn Fn(&mut dyn Fields)) -> Box<[u8]> {
     // Room for a connection's four endpoints without growing.
-    let (mut buf, mut clock) = (Vec::with_capacity(256), Clock::default());
+    let (mut buf, mut clock) = (Vec::new(), Clock::default());
     write(&mut JsonFields {
-        buf: &mut buf,
+        buf: Vec::with_capacity(256),
+        home: &mut buf,
         clock: &mut clock,
         comma: false,
     });
@@ -413,10 +434,10 @@ fn append(buf: &mut Vec<u8>, head: &[u8], s: &[u8], tail: &[u8]) {
             pair(8);
         } else if n >= 4 {
             pair(4);
-        } else {
-            for i in 0..n {
-                *dst.add(i) = *src.add(i);
-            }
+        } else if n >= 2 {
+            pair(2);
+        } else if n == 1 {
+            *dst = *src;
         }
         std::ptr::copy_nonoverlapping(tail.as_ptr(), dst.add(n), tail.len());
         buf.set_len(buf.len() + head.len() + n + tail.len());

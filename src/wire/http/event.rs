@@ -290,6 +290,10 @@ fn write_http<F: Fields>(tx: &HttpTx, f: &mut F) {
         f.close();
     };
     let headers = |f: &mut F, hs: &[(String, String)]| {
+        // Empty unless `send_headers` asks for some: nothing to look at.
+        if hs.is_empty() {
+            return;
+        }
         let kept = ctx.headers(hs);
         if !kept.is_empty() {
             f.open("headers");

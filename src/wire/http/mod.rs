@@ -3,6 +3,7 @@
 //! and turns each transaction into one ECS event and its RED metrics (`event.rs`).
 
 mod event;
+mod head;
 pub mod metrics;
 pub mod parser;
 pub mod transaction;

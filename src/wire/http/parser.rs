@@ -171,9 +171,36 @@ fn has_token(v: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// The first `n` header slots, which the head parser wrote.
+///
+/// # Safety
+/// `hs[..n]` must have been written.
+unsafe fn written<'a, 'b>(
+    hs: &'a [std::mem::MaybeUninit<httparse::Header<'b>>],
+    n: usize,
+) -> &'a [httparse::Header<'b>] {
+    // SAFETY: the caller's promise; `MaybeUninit<T>` has `T`'s layout.
+    unsafe { std::slice::from_raw_parts(hs.as_ptr().cast(), n) }
+}
+
 pub fn parse_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHead> {
     // Uninitialised slots: zeroing 96 headers per message cost more than parsing it.
     let mut hs = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    // Nearly every head is whole and plain: read in one pass, else by `httparse`.
+    if let Some(r) = super::head::request(buf, &mut hs) {
+        let mut head = RequestHead {
+            method: r.method.into(),
+            target: r.target.into(),
+            version: Version::from_minor(r.minor),
+            ..Default::default()
+        };
+        if !registered_method(r.method.as_bytes()) {
+            head.anomalies.push(anomaly::UNKNOWN_METHOD);
+        }
+        // SAFETY: `head::request` wrote the first `r.headers` slots.
+        request_headers(&mut head, unsafe { written(&hs, r.headers) }, opts);
+        return Status::Complete(head, r.len);
+    }
     let mut req = httparse::Request::new(&mut []);
     let n = match req.parse_with_uninit_headers(buf, &mut hs) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -399,21 +426,29 @@ fn tchar(b: u8) -> bool {
 pub fn parse_response(buf: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead> {
     let mut hs = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let n = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, buf, &mut hs)
-    {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Status::Partial,
-        Err(_) => return Status::Error,
+    let (minor, code, headers, n) = match super::head::response(buf, &mut hs) {
+        // SAFETY: `head::response` wrote the first `r.headers` slots.
+        Some(r) => (r.minor, r.code, unsafe { written(&hs, r.headers) }, r.len),
+        None => match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, buf, &mut hs)
+        {
+            Ok(httparse::Status::Complete(n)) => (
+                resp.version.unwrap_or(1),
+                resp.code.unwrap_or(0),
+                &*resp.headers,
+                n,
+            ),
+            Ok(httparse::Status::Partial) => return Status::Partial,
+            Err(_) => return Status::Error,
+        },
     };
-    let minor = resp.version.unwrap_or(1);
     let mut head = ResponseHead {
         version: Version::from_minor(minor),
-        status: resp.code.unwrap_or(0),
+        status: code,
         close: minor == 0,
         ..Default::default()
     };
-    for h in resp.headers.iter() {
+    for h in headers {
         let name = h.name;
         if name_is(name, "content-length") {
             head.content_length = parse_length(h.value);
