@@ -74,6 +74,11 @@ impl BatchSender {
     /// only a little (a live capture): the thread sleeps until the receiver makes room, woken by
     /// the channel itself, or the grace is over; then the caller owns the batch again.
     pub fn blocking_send_within(&self, batch: Batch, grace: Duration) -> Result<(), TrySendError> {
+        // Room at once is the usual case: no clock read, no waker to allocate.
+        let batch = match self.try_send(batch) {
+            Err(TrySendError::Full(b)) if !grace.is_zero() => b,
+            sent => return sent,
+        };
         let deadline = Instant::now() + grace;
         let mut reserve = std::pin::pin!(self.tx.reserve());
         let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
