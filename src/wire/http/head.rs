@@ -211,17 +211,22 @@ mod tests {
 
     type Parsed = (String, String, u8, Vec<(String, Vec<u8>)>, usize);
 
-    fn ours_request(buf: &[u8]) -> Option<Parsed> {
-        let mut hs = slots();
-        let r = request(buf, &mut hs)?;
-        let hs: Vec<_> = hs[..r.headers]
+    /// The first `n` header slots, which `request` or `response` wrote, owned.
+    fn written(hs: &[MaybeUninit<Header<'_>>], n: usize) -> Vec<(String, Vec<u8>)> {
+        hs[..n]
             .iter()
             .map(|h| {
-                // SAFETY: `request` wrote the first `r.headers` slots.
+                // SAFETY: the parser wrote the first `n` slots.
                 let h = unsafe { h.assume_init_ref() };
                 (h.name.to_owned(), h.value.to_vec())
             })
-            .collect();
+            .collect()
+    }
+
+    fn ours_request(buf: &[u8]) -> Option<Parsed> {
+        let mut hs = slots();
+        let r = request(buf, &mut hs)?;
+        let hs = written(&hs, r.headers);
         Some((r.method.into(), r.target.into(), r.minor, hs, r.len))
     }
 
@@ -248,14 +253,7 @@ mod tests {
     fn ours_response(buf: &[u8]) -> Option<ParsedResponse> {
         let mut hs = slots();
         let r = response(buf, &mut hs)?;
-        let hs: Vec<_> = hs[..r.headers]
-            .iter()
-            .map(|h| {
-                // SAFETY: `response` wrote the first `r.headers` slots.
-                let h = unsafe { h.assume_init_ref() };
-                (h.name.to_owned(), h.value.to_vec())
-            })
-            .collect();
+        let hs = written(&hs, r.headers);
         Some((r.minor, r.code, hs, r.len))
     }
 
