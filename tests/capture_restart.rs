@@ -5,6 +5,7 @@
 //! on the wire. Counted against the client's own log of what it sent and got back.
 
 mod support {
+    #[allow(dead_code)]
     pub mod netns;
     pub mod process;
 }
@@ -139,7 +140,7 @@ fn client(log: Arc<Mutex<ClientLog>>, stop: Arc<AtomicBool>) -> Result<(), Strin
                 length = v.trim().parse().map_err(|_| format!("length {line:?}"))?;
             }
         }
-        log.lock().unwrap().in_slow_body = n % 3 == 0;
+        log.lock().unwrap().in_slow_body = n.is_multiple_of(3);
         let mut body = vec![0u8; length];
         r.read_exact(&mut body)
             .map_err(|e| format!("body {n}: {e}"))?;
@@ -319,7 +320,7 @@ fn a_capture_restarted_mid_connection_decodes_what_follows_and_keeps_the_client_
                 Some(u64::from(x.status)),
                 "run {i}: request {n}"
             );
-            let want_bytes = if n % 3 == 0 { 300_000 } else { 120 };
+            let want_bytes = if n.is_multiple_of(3) { 300_000 } else { 120 };
             assert_eq!(
                 e["http"]["response"]["body"]["bytes"].as_u64(),
                 Some(want_bytes),
@@ -346,7 +347,7 @@ fn a_capture_restarted_mid_connection_decodes_what_follows_and_keeps_the_client_
         // The run did start inside a slow answer (else this test would not test the pick-up).
         let straddling = sent
             .values()
-            .filter(|x| x.n % 3 == 0 && x.sent < run.capturing && x.done > run.capturing)
+            .filter(|x| x.n.is_multiple_of(3) && x.sent < run.capturing && x.done > run.capturing)
             .count();
         assert_eq!(straddling, 1, "run {i} did not start inside a slow answer");
         if run.graceful {
