@@ -1,11 +1,11 @@
 //! Delivery through crashes, end to end with the real binary: a file is written while trawl is
 //! killed with SIGKILL every few seconds and restarted; afterwards every line is in Kafka
-//! (duplicates counted and bounded by what can be in flight) and in Elasticsearch exactly once
-//! (deterministic ids from file identity + offset).
+//! (duplicates counted and bounded by what can be in flight) and in a real OpenSearch node
+//! exactly once (deterministic ids from file identity + offset).
 
 mod support {
-    pub mod es_server;
     pub mod kafka;
+    pub mod opensearch;
     pub mod process;
 }
 
@@ -15,8 +15,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::es_server::EsServer;
 use support::kafka::Broker;
+use support::opensearch::OpenSearch;
 use support::process::{metric, write_file, Trawl};
 
 /// Appends `total` numbered lines to `path` over about `seconds`.
@@ -161,16 +161,16 @@ fn file_to_kafka_through_kill_9_every_few_seconds_loses_nothing() {
 }
 
 #[test]
-fn file_to_elasticsearch_through_kill_9_stores_each_line_exactly_once() {
-    let es = EsServer::start();
+fn file_to_opensearch_through_kill_9_stores_each_line_exactly_once() {
+    let os = OpenSearch::shared();
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", support::process::free_port());
     let cfg = pipeline(
         dir.path(),
         &addr,
-        &format!("  es:\n    type: elasticsearch\n    hosts: [\"{}\"]\n    index: e2e\n    batch: {{ max_events: 1000, timeout: 100ms }}\n", es.url),
+        &format!("  es:\n    type: elasticsearch\n    hosts: [\"{}\"]\n    index: e2e\n    batch: {{ max_events: 1000, timeout: 100ms }}\n", os.url),
     );
-    let total = 200_000u64;
+    let total = 100_000u64;
     let (writer, done) = start_writer(&dir.path().join("app.log"), total, 20);
     let kills = crash_loop(
         &cfg,
@@ -181,19 +181,28 @@ fn file_to_elasticsearch_through_kill_9_stores_each_line_exactly_once() {
         Duration::from_secs(20),
     );
     writer.join().unwrap();
-    let (docs, writes, seen) = es.with(|s| {
-        let seen: HashSet<u64> = s
-            .docs_in("e2e")
-            .iter()
-            .map(|(_, d)| d["message"].as_str().unwrap()[5..12].parse().unwrap())
-            .collect();
-        (s.docs_in("e2e").len() as u64, s.writes, seen)
-    });
-    eprintln!("file->elasticsearch: {total} lines, {kills} kills, {docs} documents, {} re-sent and overwritten", writes - docs);
-    assert_eq!(seen.len() as u64, total, "every line is stored");
-    assert_eq!(
-        docs, total,
-        "and exactly once: re-sent lines overwrote their first copy"
+    let docs = os.all_docs("e2e");
+    let seen: HashSet<u64> = docs
+        .iter()
+        .map(|d| d["message"].as_str().unwrap()[5..12].parse().unwrap())
+        .collect();
+    let stats = os.get("/e2e/_stats/indexing");
+    let writes = stats["indices"]["e2e"]["primaries"]["indexing"]["index_total"]
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!(
+        "file->opensearch: {total} lines, {kills} kills, {} documents, {writes} index operations",
+        docs.len()
     );
-    assert!(kills >= 5);
+    let missing: Vec<u64> = (0..total).filter(|n| !seen.contains(n)).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "lines missing from OpenSearch, first ones: {missing:?}"
+    );
+    assert_eq!(
+        docs.len() as u64,
+        total,
+        "and each exactly once: re-sent lines overwrote their first copy"
+    );
+    assert!(kills >= 5, "trawl was killed {kills} times");
 }

@@ -280,6 +280,31 @@ impl OpenSearch {
             .unwrap_or_default()
     }
 
+    /// Every document's `_source` of `index`, however many (refreshed first; read with the
+    /// scroll API, 10 000 at a time).
+    pub fn all_docs(&self, index: &str) -> Vec<Value> {
+        let path = format!("/{index}/_refresh");
+        self.answer(self.request(reqwest::Method::POST, &path), &path);
+        let mut page = self.post(
+            &format!("/{index}/_search?scroll=1m"),
+            &serde_json::json!({ "query": { "match_all": {} }, "size": 10000 }),
+        );
+        let mut docs = Vec::new();
+        loop {
+            let hits = page["hits"]["hits"].as_array().cloned().unwrap_or_default();
+            if hits.is_empty() {
+                break;
+            }
+            docs.extend(hits.into_iter().map(|h| h["_source"].clone()));
+            let id = page["_scroll_id"].clone();
+            page = self.post(
+                "/_search/scroll",
+                &serde_json::json!({ "scroll": "1m", "scroll_id": id }),
+            );
+        }
+        docs
+    }
+
     /// How many documents of `index` hold each `message` (a line stored under two `_id`s counts
     /// 2), refreshed first; empty while the index does not exist. At most 10 000 documents.
     pub fn copies_by_message(&self, index: &str) -> std::collections::HashMap<String, usize> {
