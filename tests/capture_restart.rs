@@ -19,7 +19,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::netns::{lines_of, run, wait_line, Link};
+use support::netns::{lines_of, wait_line, Link};
 use support::process::{KillOnDrop, Trawl};
 
 const CLIENT_IP: &str = "10.213.31.1";
@@ -54,39 +54,6 @@ srv = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H)
 print("ready", flush=True)
 srv.serve_forever()
 "#;
-
-fn veth_pair() -> Result<Link, String> {
-    let tag = format!("rst-{}", std::process::id() % 10_000);
-    let link = Link {
-        ns: format!("ns-{tag}"),
-        host: format!("{tag}-h"),
-    };
-    let peer = format!("{tag}-p");
-    run("ip", &["netns", "add", &link.ns])?;
-    run(
-        "ip",
-        &[
-            "link", "add", &link.host, "type", "veth", "peer", "name", &peer,
-        ],
-    )?;
-    run("ip", &["link", "set", &peer, "netns", &link.ns])?;
-    run(
-        "ip",
-        &["addr", "add", &format!("{CLIENT_IP}/24"), "dev", &link.host],
-    )?;
-    run("ip", &["link", "set", &link.host, "up"])?;
-    let server = format!("{SERVER_IP}/24");
-    for args in [
-        ["addr", "add", &server, "dev", &peer].as_slice(),
-        &["link", "set", &peer, "up"],
-        &["link", "set", "lo", "up"],
-    ] {
-        let mut a = vec!["netns", "exec", &link.ns, "ip"];
-        a.extend_from_slice(args);
-        run("ip", &a)?;
-    }
-    Ok(link)
-}
 
 /// One exchange as the client saw it.
 struct Exchange {
@@ -228,7 +195,12 @@ fn a_capture_restarted_mid_connection_decodes_what_follows_and_keeps_the_client_
         println!("SKIPPED: network namespaces need root");
         return;
     }
-    let link = veth_pair().expect("a network namespace behind a veth");
+    let link = Link::veth(
+        &format!("rst-{}", std::process::id() % 10_000),
+        &[&format!("{CLIENT_IP}/24")],
+        &[&format!("{SERVER_IP}/24")],
+    )
+    .expect("a network namespace behind a veth");
     let mut server = KillOnDrop(
         link.exec(&["python3", "-c", SERVER, SERVER_IP, &PORT.to_string()])
             .stdout(Stdio::piped())

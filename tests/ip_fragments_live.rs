@@ -23,50 +23,6 @@ const PEER4: &str = "10.213.7.2";
 const HOST6: &str = "fd00:f7a9::1";
 const PEER6: &str = "fd00:f7a9::2";
 
-/// The namespace behind a veth pair, with IPv4 and IPv6 addresses at both ends.
-fn veth_pair() -> Result<Link, String> {
-    let tag = format!("frag-{}", std::process::id() % 10_000);
-    let link = Link {
-        ns: format!("ns-{tag}"),
-        host: format!("{tag}-h"),
-    };
-    let peer = format!("{tag}-p");
-    run("ip", &["netns", "add", &link.ns])?;
-    run(
-        "ip",
-        &[
-            "link", "add", &link.host, "type", "veth", "peer", "name", &peer,
-        ],
-    )?;
-    run("ip", &["link", "set", &peer, "netns", &link.ns])?;
-    let inside = |args: &[&str]| {
-        let mut a = vec!["netns", "exec", &link.ns, "ip"];
-        a.extend_from_slice(args);
-        run("ip", &a)
-    };
-    run(
-        "ip",
-        &["addr", "add", &format!("{HOST4}/24"), "dev", &link.host],
-    )?;
-    run(
-        "ip",
-        &[
-            "addr",
-            "add",
-            &format!("{HOST6}/64"),
-            "dev",
-            &link.host,
-            "nodad",
-        ],
-    )?;
-    run("ip", &["link", "set", &link.host, "mtu", "1500", "up"])?;
-    inside(&["addr", "add", &format!("{PEER4}/24"), "dev", &peer])?;
-    inside(&["addr", "add", &format!("{PEER6}/64"), "dev", &peer, "nodad"])?;
-    inside(&["link", "set", &peer, "mtu", "1500", "up"])?;
-    inside(&["link", "set", "lo", "up"])?;
-    Ok(link)
-}
-
 /// The workload: per family, three 3,000-byte and three 9,000-byte datagrams (each size from
 /// its own port) echoed back; three 4,000-byte ICMP echoes (identifier 0x4a4b). Fails when an
 /// answer does not come back whole.
@@ -242,7 +198,12 @@ fn fragmented_udp_icmp_and_dns_on_a_veth_are_reassembled() {
         println!("SKIPPED: a namespace and a veth need root (CAP_NET_ADMIN, CAP_SYS_ADMIN)");
         return;
     }
-    let link = veth_pair().unwrap_or_else(|e| panic!("cannot build the veth: {e}"));
+    let link = Link::veth(
+        &format!("frag-{}", std::process::id() % 10_000),
+        &[&format!("{HOST4}/24"), &format!("{HOST6}/64")],
+        &[&format!("{PEER4}/24"), &format!("{PEER6}/64")],
+    )
+    .unwrap_or_else(|e| panic!("cannot build the veth: {e}"));
     let dir = tempfile::tempdir().unwrap();
 
     // The DNS server: one TXT record of ten 250-byte strings.

@@ -37,6 +37,47 @@ impl Drop for Link {
 }
 
 impl Link {
+    /// A namespace `ns-<tag>` behind a veth pair (`<tag>-h` here, `<tag>-p` inside, 1,500-byte
+    /// MTU), each end given its addresses (CIDR; IPv6 ones skip duplicate address detection,
+    /// so that they work at once) and up, `lo` up inside.
+    pub fn veth(tag: &str, here: &[&str], inside: &[&str]) -> Result<Link, String> {
+        let link = Link {
+            ns: format!("ns-{tag}"),
+            host: format!("{tag}-h"),
+        };
+        let peer = format!("{tag}-p");
+        run("ip", &["netns", "add", &link.ns])?;
+        run(
+            "ip",
+            &[
+                "link", "add", &link.host, "type", "veth", "peer", "name", &peer,
+            ],
+        )?;
+        run("ip", &["link", "set", &peer, "netns", &link.ns])?;
+        let ip_in = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &link.ns, "ip"];
+            a.extend_from_slice(args);
+            run("ip", &a)
+        };
+        for (addrs, dev, at_home) in [(here, &link.host, true), (inside, &peer, false)] {
+            for a in addrs {
+                let mut args = vec!["addr", "add", a, "dev", dev.as_str()];
+                if a.contains(':') {
+                    args.push("nodad");
+                }
+                if at_home {
+                    run("ip", &args)?;
+                } else {
+                    ip_in(&args)?;
+                }
+            }
+        }
+        run("ip", &["link", "set", &link.host, "mtu", "1500", "up"])?;
+        ip_in(&["link", "set", &peer, "mtu", "1500", "up"])?;
+        ip_in(&["link", "set", "lo", "up"])?;
+        Ok(link)
+    }
+
     /// `args` run inside the namespace.
     pub fn exec(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
