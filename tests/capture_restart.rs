@@ -26,7 +26,8 @@ const CLIENT_IP: &str = "10.213.31.1";
 const SERVER_IP: &str = "10.213.31.2";
 const PORT: u16 = 8080;
 
-/// Every third answer is 300,000 bytes written in 10 pieces 20 ms apart, so that a capture
+/// Every third answer is 300,000 bytes written in 20 pieces 30 ms apart (0.6 s: trawl's start takes a
+/// fraction of that, even on a loaded machine), so that a capture
 /// started or stopped while it is on the wire sees only a part of it; the others are small.
 const SERVER: &str = r#"
 import http.server, sys, time
@@ -42,9 +43,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         if slow:
-            for _ in range(10):
-                time.sleep(0.02)
-                self.wfile.write(b"s" * (size // 10))
+            for _ in range(20):
+                time.sleep(0.03)
+                self.wfile.write(b"s" * (size // 20))
                 self.wfile.flush()
         else:
             self.wfile.write(b"q" * size)
@@ -68,7 +69,8 @@ struct Exchange {
 #[derive(Default)]
 struct ClientLog {
     done: Vec<Exchange>,
-    in_slow_body: bool,
+    /// When the head of the slow answer now being read arrived.
+    in_slow_body: Option<Instant>,
 }
 
 /// Requests `/r/<n>` one after the other on one connection, 50 ms apart, until `stop`.
@@ -107,12 +109,12 @@ fn client(log: Arc<Mutex<ClientLog>>, stop: Arc<AtomicBool>) -> Result<(), Strin
                 length = v.trim().parse().map_err(|_| format!("length {line:?}"))?;
             }
         }
-        log.lock().unwrap().in_slow_body = n.is_multiple_of(3);
+        log.lock().unwrap().in_slow_body = n.is_multiple_of(3).then(Instant::now);
         let mut body = vec![0u8; length];
         r.read_exact(&mut body)
             .map_err(|e| format!("body {n}: {e}"))?;
         let mut l = log.lock().unwrap();
-        l.in_slow_body = false;
+        l.in_slow_body = None;
         l.done.push(Exchange {
             n,
             sent,
@@ -125,10 +127,15 @@ fn client(log: Arc<Mutex<ClientLog>>, stop: Arc<AtomicBool>) -> Result<(), Strin
     Ok(())
 }
 
-/// Waits until the client is inside a slow answer's body.
+/// Waits until the client has just started reading a slow answer's body (not one it is at the
+/// end of).
 fn wait_for_slow_body(log: &Mutex<ClientLog>) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !log.lock().unwrap().in_slow_body {
+    let fresh = |l: &ClientLog| {
+        l.in_slow_body
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+    };
+    while !fresh(&log.lock().unwrap()) {
         assert!(
             Instant::now() < deadline,
             "the client never got a slow answer"
@@ -158,11 +165,13 @@ fn start(dir: &Path, i: usize, host_if: &str) -> (Trawl, Instant) {
         ),
     )
     .unwrap();
+    let spawned = Instant::now();
     let t = Trawl::start(&pipeline, Some(&log));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if text.contains("capturing") {
+            println!("run {i}: capturing {:?} after the start", spawned.elapsed());
             return (t, Instant::now());
         }
         assert!(
@@ -226,7 +235,7 @@ fn a_capture_restarted_mid_connection_decodes_what_follows_and_keeps_the_client_
     for i in 0..3 {
         wait_for_slow_body(&log);
         let (mut t, capturing) = start(dir.path(), i, &link.host);
-        std::thread::sleep(Duration::from_millis(2500));
+        std::thread::sleep(Duration::from_millis(3000));
         if i < 2 {
             wait_for_slow_body(&log);
         } else {
@@ -255,7 +264,7 @@ fn a_capture_restarted_mid_connection_decodes_what_follows_and_keeps_the_client_
     let log = log.lock().unwrap();
     let sent: BTreeMap<u64, &Exchange> = log.done.iter().map(|x| (x.n, x)).collect();
     assert!(
-        sent.len() > 40,
+        sent.len() > 25,
         "the client made only {} requests",
         sent.len()
     );
@@ -315,7 +324,7 @@ fn a_capture_restarted_mid_connection_decodes_what_follows_and_keeps_the_client_
             .filter(|x| x.sent > run.capturing + margin && x.done + margin < run.stopped)
             .map(|x| x.n)
             .collect();
-        assert!(within.len() > 8, "run {i}: only {} exchanges", within.len());
+        assert!(within.len() > 6, "run {i}: only {} exchanges", within.len());
         // The run did start inside a slow answer (else this test would not test the pick-up).
         let straddling = sent
             .values()
