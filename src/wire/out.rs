@@ -92,7 +92,7 @@ pub trait Fields {
     /// Capture time in ns since the epoch, rendered like `Value::Timestamp`.
     fn time(&mut self, key: &'static str, ns: i64);
     fn strs(&mut self, key: &'static str, v: &[&str]);
-    /// Same as `strs` for strings that never need escaping (our own names: TCP flags, tags):
+    /// Same as `strs` for strings that never need escaping (our own names, as TCP flags):
     /// JSON mode copies them without looking.
     fn words(&mut self, key: &'static str, v: &[&str]) {
         self.strs(key, v)
