@@ -72,33 +72,54 @@ impl Addr {
         }
     }
 
-    /// Dotted-quad IPv4 written into `text`; `None` for IPv6.
+    /// Dotted-quad IPv4 written into `text`; `None` for IPv6. Each octet's digits and dot
+    /// come from a table and are gathered in one 128-bit word: a byte at a time, with a
+    /// bounds check per byte, cost about 260 instructions an address (two a flow report, two
+    /// a new connection).
     pub fn v4_text<'t>(&self, text: &'t mut [u8; 15]) -> Option<&'t str> {
         if !self.is_v4() {
             return None;
         }
-        let mut n = 0;
-        for (i, &octet) in self.0[12..].iter().enumerate() {
-            if i > 0 {
-                text[n] = b'.';
-                n += 1;
-            }
-            let digits = [octet / 100, octet / 10 % 10, octet % 10];
-            let skip = if octet >= 100 {
-                0
-            } else if octet >= 10 {
-                1
-            } else {
-                2
-            };
-            for d in &digits[skip..] {
-                text[n] = b'0' + d;
-                n += 1;
-            }
+        let (mut acc, mut n) = (0u128, 0u32);
+        for &octet in &self.0[12..] {
+            let (word, len) = OCTETS[octet as usize];
+            acc |= u128::from(word) << (8 * n);
+            n += u32::from(len);
         }
+        // Four octets of at most "255." each: 7 to 16 bytes, the last one a dot left out.
+        let len = n as usize - 1;
+        text[..len].copy_from_slice(&acc.to_le_bytes()[..len]);
         // Only ASCII digits and dots were written.
-        std::str::from_utf8(&text[..n]).ok()
+        std::str::from_utf8(&text[..len]).ok()
     }
+}
+
+/// Each octet's text followed by a dot, little-endian in a word, and its length with the dot.
+static OCTETS: [(u32, u8); 256] = octets();
+
+const fn octets() -> [(u32, u8); 256] {
+    let mut table = [(0u32, 0u8); 256];
+    let mut v = 0;
+    while v < 256 {
+        let dot = b'.' as u32;
+        table[v] = if v >= 100 {
+            (
+                digit(v / 100) | digit(v / 10) << 8 | digit(v) << 16 | dot << 24,
+                4,
+            )
+        } else if v >= 10 {
+            (digit(v / 10) | digit(v) << 8 | dot << 16, 3)
+        } else {
+            (digit(v) | dot << 8, 2)
+        };
+        v += 1;
+    }
+    table
+}
+
+/// The last decimal digit of `v` as ASCII.
+const fn digit(v: usize) -> u32 {
+    b'0' as u32 + (v % 10) as u32
 }
 
 impl std::fmt::Display for Addr {

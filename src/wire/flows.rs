@@ -667,15 +667,15 @@ impl Report for FlowReport<'_> {
         w.word("id", hex16(flow_hash(k, f.first_ns), &mut [0; 16]));
         w.bool("final", fin);
         if let Some(why) = why {
-            w.str("end_reason", why.as_str());
+            w.word("end_reason", why.as_str());
         }
         if k.proto == 6 {
             w.open("tcp");
             w.open("flags");
             let (names, n) = flag_names(f.flags[s]);
-            w.strs("source", &names[..n]);
+            w.words("source", &names[..n]);
             let (names, n) = flag_names(f.flags[d]);
-            w.strs("destination", &names[..n]);
+            w.words("destination", &names[..n]);
             w.close();
             if f.setup_ns != UNSET {
                 w.int("setup_duration", f.setup_ns);
@@ -698,9 +698,9 @@ impl Report for FlowReport<'_> {
             w.close();
         }
         w.open("network");
-        w.str("transport", &transport_name(k.proto));
-        w.str("iana_number", &iana_number(k.proto));
-        w.str("type", if sip.is_v4() { "ipv4" } else { "ipv6" });
+        w.word("transport", &transport_name(k.proto));
+        w.word("iana_number", &iana_number(k.proto));
+        w.word("type", if sip.is_v4() { "ipv4" } else { "ipv6" });
         w.int("packets", (f.dirs[0].packets + f.dirs[1].packets) as i64);
         w.int("bytes", (f.dirs[0].bytes + f.dirs[1].bytes) as i64);
         let (cs, cd) = match f.icmp {
