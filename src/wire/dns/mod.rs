@@ -145,6 +145,10 @@ impl DnsSession {
             Ok(m) => m,
             Err(_) => return out.malformed(),
         };
+        if msg.damaged.is_some() {
+            // Reported with the records that decoded, and counted.
+            out.malformed();
+        }
         let (start_ns, end_ns, size) = seen;
         let seen = Seen {
             msg,

@@ -1,0 +1,197 @@
+//! DNS and TLS that are legal but uncommon, against tshark's decoding of the same captures:
+//! tests/data/dns_tls_odd.pcap (tests/data/dns_tls_odd.py: a forward compression pointer, a
+//! response whose additional record is cut short, NULL/SSHFP/SPF records, a TLS 1.3 draft-18
+//! handshake) and the openssl capture tests/data/tls/tls12_http11.pcap (its certificate's
+//! subject alternative names and digests, with `openssl x509` as the second oracle).
+
+use serde_json::Value as J;
+use std::path::Path;
+use std::process::Command;
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+
+fn trawl_pcap(args: &[&str], pcap: &str) -> Vec<J> {
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .arg("pcap")
+        .args(args)
+        .arg(Path::new(DATA).join(pcap))
+        .output()
+        .expect("trawl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// tshark's fields for the packets `filter` selects, one row per packet, `;` between the
+/// occurrences of a field.
+fn tshark(pcap: &str, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(Path::new(DATA).join(pcap)).args([
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "aggregator=;",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd
+        .output()
+        .expect("tshark is installed (scripts/setup.sh)");
+    assert!(out.status.success(), "tshark on {pcap}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+fn by_id(events: &[J], id: i64) -> &J {
+    let found: Vec<&J> = events.iter().filter(|e| e["dns"]["id"] == id).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one transaction with id {id:#x}: {events:#?}"
+    );
+    found[0]
+}
+
+fn answers(e: &J, key: &str) -> Vec<String> {
+    e["dns"]["answers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x[key].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn odd_dns_messages_decode_as_tshark_reads_them() {
+    let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
+    let rows = tshark(
+        "dns_tls_odd.pcap",
+        "dns.flags.response == 1",
+        &[
+            "dns.id",
+            "dns.qry.name",
+            "dns.count.answers",
+            "dns.resp.type",
+        ],
+    );
+    assert_eq!(rows.len(), 5);
+    for r in &rows {
+        let id = i64::from_str_radix(r[0].trim_start_matches("0x"), 16).expect("id");
+        let e = by_id(&events, id);
+        // Every query was seen and answered: none lost to a name or record trawl refused.
+        assert_eq!(e["dns"]["type"], "answer", "{id:#x}: {e}");
+        assert!(e["event"]["reason"].is_null(), "{id:#x}: {e}");
+        assert_eq!(e["dns"]["question"]["name"], r[1].as_str(), "{id:#x}");
+        let n: usize = r[2].parse().expect("count");
+        assert_eq!(answers(e, "name").len(), n, "{id:#x}: {e}");
+    }
+
+    // The forward pointer names the second question's name.
+    assert_eq!(answers(by_id(&events, 0x1001), "data"), ["192.0.2.1"]);
+
+    // The SRV answers before the damaged additional record, as tshark reads them.
+    let srv = &tshark(
+        "dns_tls_odd.pcap",
+        "dns.id == 0x1002 && dns.flags.response == 1",
+        &["dns.srv.priority", "dns.srv.port", "dns.srv.target"],
+    )[0];
+    let (prio, port, target) = (
+        srv[0].split(';').collect::<Vec<_>>(),
+        srv[1].split(';').collect::<Vec<_>>(),
+        srv[2].split(';').collect::<Vec<_>>(),
+    );
+    let want: Vec<String> = (0..2)
+        .map(|i| format!("{} 1 {} {}", prio[i], port[i], target[i]))
+        .collect();
+    assert_eq!(answers(by_id(&events, 0x1002), "data"), want);
+
+    // Type names are the IANA registry's (tshark's numbers: 10, 44, 99), SPF data is TXT's.
+    for (id, ty) in [(0x1003, "NULL"), (0x1004, "SSHFP"), (0x1005, "SPF")] {
+        let e = by_id(&events, id);
+        assert_eq!(e["dns"]["question"]["type"], ty);
+        assert_eq!(answers(e, "type"), [ty]);
+    }
+    let spf = &tshark("dns_tls_odd.pcap", "dns.spf", &["dns.spf"])[0][0];
+    assert_eq!(
+        answers(by_id(&events, 0x1005), "data"),
+        [format!("\"{spf}\"")]
+    );
+}
+
+#[test]
+fn a_tls13_draft_handshake_names_its_draft() {
+    let events = trawl_pcap(&["--only", "tls"], "dns_tls_odd.pcap");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let t = &events[0]["tls"];
+    let hello = &tshark(
+        "dns_tls_odd.pcap",
+        "tls.handshake.type == 2",
+        &["tls.handshake.version", "tls.handshake.ciphersuite"],
+    )[0];
+    assert_eq!(
+        hello[0], "0x7f12",
+        "the fixture's ServerHello is draft 18's"
+    );
+    assert_eq!(t["version"], "1.3");
+    assert_eq!(t["version_protocol"], "tls");
+    assert_eq!(t["version_draft"], 18);
+    // 0x1301, TLS_AES_128_GCM_SHA256: read after the draft's version and random.
+    assert_eq!(hello[1], "0x1301");
+    assert_eq!(t["cipher"], "TLS_AES_128_GCM_SHA256");
+    let sni = &tshark(
+        "dns_tls_odd.pcap",
+        "tls.handshake.type == 1",
+        &["tls.handshake.extensions_server_name"],
+    )[0][0];
+    assert_eq!(t["client"]["server_name"], sni.as_str());
+}
+
+#[test]
+fn the_server_certificate_has_its_alternative_names_and_digests() {
+    let pcap = "tls/tls12_http11.pcap";
+    let port = &tshark(pcap, "tls.handshake.type == 11", &["tcp.srcport"])[0][0];
+    let events = trawl_pcap(&["--only", "tls", "--tls-ports", port], pcap);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let server = &events[0]["tls"]["server"];
+    let sans = &tshark(pcap, "tls.handshake.type == 11", &["x509ce.dNSName"])[0][0];
+    let want: Vec<&str> = sans.split(';').collect();
+    assert_eq!(server["x509"]["alternative_names"], serde_json::json!(want));
+    let der = Path::new(DATA).join("tls/server-cert.der");
+    for (algo, key) in [("-sha1", "sha1"), ("-sha256", "sha256")] {
+        let out = Command::new("openssl")
+            .args([
+                "x509",
+                "-inform",
+                "der",
+                "-noout",
+                "-fingerprint",
+                algo,
+                "-in",
+            ])
+            .arg(&der)
+            .output()
+            .expect("openssl is installed");
+        // `SHA1 Fingerprint=AB:CD:...`
+        let text = String::from_utf8_lossy(&out.stdout);
+        let hex = text
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap_or("")
+            .replace(':', "");
+        assert_eq!(server["hash"][key], hex.as_str(), "{key}");
+    }
+}
