@@ -293,10 +293,10 @@ def split(events):
 # matching none is left out of the match; one matching but absent from an event fails there.
 DNS_KEYS = [r"src_ip", r"src_port", r"dest_ip", r"dest_port", r"proto", r"community_id",
             r"dns\.type", r"dns\.id", r"dns\.rrname", r"dns\.rrtype", r"dns\.rcode", r"dns\.opcode",
-            r"dns\.queries\[\d+\]\.(rrname|rrtype)", r"dns\.flags", r"dns\.(qr|aa|tc|rd|ra)",
+            r"dns\.queries\[0\]\.(rrname|rrtype)", r"dns\.flags", r"dns\.(qr|aa|tc|rd|ra)",
             r"dns\.answers\[\d+\]\.(rrname|rrtype|ttl|rdata)",
             r"dns\.answers\[\d+\]\.srv\.(priority|weight|port|name)",
-            r"dns\.grouped\.[A-Z0-9]+\[\d+\]", r"dns\.answers", r"dns\.queries\[\d+\]\.rrname",
+            r"dns\.grouped\.[A-Z0-9]+\[\d+\]", r"dns\.answers",
             r"dns", r"dns\.rrname"]
 TLS_KEYS = [r"src_ip", r"src_port", r"dest_ip", r"dest_port", r"proto", r"community_id",
             r"tls\.sni", r"tls\.version", r"tls\.subject", r"tls\.issuerdn", r"tls\.serial",
@@ -426,7 +426,12 @@ def dn_suricata(dn):
     if dn is None:
         return None
     parts = re.split(r"(?<!\\),", str(dn))
-    return ", ".join(p.replace("\\,", ",") for p in reversed(parts))
+    # RFC 4514 has no short name for PKCS #9 emailAddress: trawl writes its OID.
+    return ", ".join(p.replace("\\,", ",").replace(EMAIL_OID + "=", "Email=")
+                     for p in reversed(parts))
+
+
+EMAIL_OID = "1.2.840.113549.1.9.1"
 
 
 TLS_VERSIONS = {("tls", "1.0"): "TLSv1", ("tls", "1.1"): "TLS 1.1", ("tls", "1.2"): "TLS 1.2",
@@ -446,6 +451,10 @@ def tls_views(ev):
     t = get(ev, "tls") or {}
     client, server = t.get("client") or {}, t.get("server") or {}
     ver = TLS_VERSIONS.get((t.get("version_protocol"), t.get("version")), t.get("version"))
+    draft = t.get("version_draft")
+    if draft is not None:
+        # Suricata names drafts before 16 alike.
+        ver = f"TLS 1.3 draft-{draft}" if draft >= 16 else "TLS 1.3 draft-<16"
     v.update({"tls.sni": client.get("server_name"), "tls.version": ver,
               "tls.subject": dn_suricata(server.get("subject")),
               "tls.issuerdn": dn_suricata(server.get("issuer")),
@@ -837,6 +846,9 @@ def zeek_dns_matches(row, ev):
     q = row.get("query")
     if q not in (None, "-"):
         name = get(ev, "dns.question.name")
+        if name is None and get(ev, "dns.answers"):
+            # A response without a question (mDNS, RFC 6762 6): Zeek takes its first answer's.
+            name = get(ev, "dns.answers")[0].get("name")
         # Zeek lowers the query (its original_case script keeps it as sent).
         want = zeek_unescape(q).lower()
         if name is None or (str(name).lower() != want and not (name == "." and want == "")):
@@ -859,7 +871,8 @@ def zeek_dns_matches(row, ev):
         # Zeek's set separator also splits TXT strings holding a comma: compare joined.
         forms = [zeek_answer(a) for a in have]
         if all(f is not None for f in forms):
-            if ",".join(forms) != ",".join(want):
+            # Zeek lowers names; trawl keeps them as sent.
+            if ",".join(forms).lower() != ",".join(want).lower():
                 return False
         elif len(have) != len(want):
             return False
@@ -871,7 +884,10 @@ def zeek_tls_matches(row, ev):
         return False
     t = get(ev, "tls") or {}
     v = row.get("version")
-    if v not in (None, "-") and ZEEK_TLS_VERSIONS.get(v) != (t.get("version_protocol"), t.get("version")):
+    have = (t.get("version_protocol"), t.get("version"))
+    if t.get("version_draft") is not None:
+        have = f"TLSv13-draft{t['version_draft']}"
+    if v not in (None, "-") and ZEEK_TLS_VERSIONS.get(v, v) != have:
         return False
     c = row.get("cipher")
     if c not in (None, "-") and t.get("cipher") != c:
@@ -886,7 +902,8 @@ def zeek_tls_matches(row, ev):
     if np not in (None, "-") and get(ev, "tls.next_protocol") != zeek_unescape(np):
         return False
     for k, field in (("subject", "tls.server.subject"), ("issuer", "tls.server.issuer")):
-        if row.get(k) not in (None, "-") and get(ev, field) != zeek_unescape(row[k]):
+        have = str(get(ev, field)).replace(EMAIL_OID + "=", "emailAddress=")
+        if row.get(k) not in (None, "-") and have != zeek_unescape(row[k]):
             return False
     return True
 
@@ -930,6 +947,10 @@ def zeek_dns_tls(root, trawl, results, kinds, tmp):
                 if hit is not None:
                     used.add(hit)
                 policy = "tls-over-udp" if ds == "tls" and zeek_udp(row, flows) else None
+                if ds == "dns" and "137" in (row.get("id.orig_p"), row.get("id.resp_p")):
+                    # NetBIOS name service (RFC 1002): DNS's format with encoded names, which
+                    # Zeek's DNS analyzer also reads; trawl's DNS is DNS alone.
+                    policy = "netbios-ns"
                 keys = ZEEK_DNS_KEYS if ds == "dns" else ZEEK_TLS_KEYS
                 results.append({
                     "suite": "zeek", "kind": kind, "test": name, "index": i,
@@ -940,8 +961,9 @@ def zeek_dns_tls(root, trawl, results, kinds, tmp):
     return captures
 
 
-# Zeek's DNS analyzer ports (base/protocols/dns/main.zeek): DNS, NetBIOS names, mDNS, LLMNR.
-ZEEK_DNS_PORTS = (53, 137, 5353, 5355)
+# Zeek's DNS analyzer ports (base/protocols/dns/main.zeek): DNS, mDNS, LLMNR (and NetBIOS
+# names, set apart below).
+ZEEK_DNS_PORTS = (53, 5353, 5355)
 ZEEK_DNS_KEYS = ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "trans_id", "query",
                  "qtype_name", "rcode_name", "answers")
 ZEEK_TLS_KEYS = ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "version", "cipher",
