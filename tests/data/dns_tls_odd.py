@@ -10,15 +10,22 @@ here byte by byte (no resolver produces these on demand):
   0x1003  NULL, 0x1004 SSHFP, 0x1005 SPF (RFC 4408: TXT's format) answers
 A TCP server on port 443 answers a ClientHello offering TLS 1.3 draft 18 with a draft-18
 ServerHello (draft-ietf-tls-tls13-18 4.1.3: version, random, cipher suite, extensions; no
-session id, no compression method), as servers did in 2017 (none ships it today).
+session id, no compression method), as servers did in 2017 (none ships it today), then a
+second one with the same layout naming version 0x0304, as the drafts before 16 did.
+openssl s_server on port 8443 sends a TLS 1.2 Certificate message of about 90 KiB (its
+certificate and 100 copies as the chain), past trawl's 64 KiB message limit (and past what
+tshark reassembles); `openssl x509 -fingerprint -sha1` of its certificate is kept in
+dns_tls_odd.sha1.
 tests/dns_tls_odd.rs reads the capture, with tshark as the oracle. Run as root:
 `python3 tests/data/dns_tls_odd.py`."""
 
 import os
+import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -91,10 +98,10 @@ DRAFT18 = 0x7F12
 KEY_SHARE_DRAFT = 40  # key_share's number in the drafts (51 in RFC 8446)
 
 
-def client_hello():
+def client_hello(version=DRAFT18):
     sni = b"draft.trawl.test"
     exts = (ext(0, struct.pack(">HBH", len(sni) + 3, 0, len(sni)) + sni)
-            + ext(43, b"\x02" + struct.pack(">H", DRAFT18))
+            + ext(43, b"\x02" + struct.pack(">H", version))
             + ext(10, b"\x00\x02\x00\x1d")
             + ext(13, b"\x00\x02\x04\x03")
             + ext(KEY_SHARE_DRAFT, struct.pack(">HHH", 36, 0x1D, 32) + bytes(32)))
@@ -103,19 +110,48 @@ def client_hello():
     return record(22, handshake(1, body))
 
 
-def server_hello():
+def server_hello(version=DRAFT18):
     exts = ext(KEY_SHARE_DRAFT, struct.pack(">HH", 0x1D, 32) + bytes(range(32, 64)))
-    body = struct.pack(">H", DRAFT18) + bytes(range(64, 96)) + b"\x13\x01" + struct.pack(">H", len(exts)) + exts
+    body = struct.pack(">H", version) + bytes(range(64, 96)) + b"\x13\x01" + struct.pack(">H", len(exts)) + exts
     # The rest of a draft-18 handshake is encrypted: application data records.
     return record(22, handshake(2, body)) + record(23, bytes(range(200)))
 
 
 def tls_server(lsock):
-    c, _ = lsock.accept()
-    c.recv(4096)
-    c.sendall(server_hello())
-    c.recv(4096)
-    c.close()
+    for version in (DRAFT18, 0x0304):
+        c, _ = lsock.accept()
+        c.recv(4096)
+        c.sendall(server_hello(version))
+        c.recv(4096)
+        c.close()
+
+
+def big_chain():
+    d = tempfile.mkdtemp()
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/k.pem",
+                        "-out", f"{d}/c.pem", "-days", "3650", "-subj", "/O=Trawl Test/CN=big.trawl.test",
+                        "-addext", "subjectAltName=DNS:big.trawl.test,IP:192.0.2.9"],
+                       check=True, capture_output=True)
+        with open(f"{d}/c.pem") as f:
+            cert = f.read()
+        fp = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha1", "-in", f"{d}/c.pem"],
+                            check=True, capture_output=True, text=True).stdout
+        with open(os.path.join(HERE, "dns_tls_odd.sha1"), "w") as f:
+            f.write(fp)
+        with open(f"{d}/chain.pem", "w") as f:
+            f.write(cert * 100)
+        srv = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:8443", "-cert", f"{d}/c.pem",
+                                "-key", f"{d}/k.pem", "-cert_chain", f"{d}/chain.pem", "-tls1_2", "-www"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:8443", "-tls1_2", "-servername",
+                        "big.trawl.test"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        time.sleep(0.3)
+        srv.terminate()
+        srv.wait()
+    finally:
+        shutil.rmtree(d)
 
 
 def inside():
@@ -134,12 +170,14 @@ def inside():
         c.sendto(q, ("127.0.0.1", 53))
         c.recv(4096)
         time.sleep(0.05)
-    s = socket.create_connection(("127.0.0.1", 443))
-    s.sendall(client_hello())
-    s.recv(4096)
-    s.sendall(record(23, bytes(100)))
-    time.sleep(0.2)
-    s.close()
+    big_chain()
+    for version in (DRAFT18, 0x0304):
+        s = socket.create_connection(("127.0.0.1", 443))
+        s.sendall(client_hello(version))
+        s.recv(4096)
+        s.sendall(record(23, bytes(100)))
+        time.sleep(0.2)
+        s.close()
     time.sleep(0.5)
 
 

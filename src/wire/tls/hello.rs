@@ -204,9 +204,10 @@ pub fn server_hello(body: &[u8]) -> Option<ServerHello> {
         ..ServerHello::default()
     };
     h.retry = r.take(32)? == RETRY_RANDOM;
-    if names::tls13_draft(h.version).is_some_and(|d| d <= PRE_22_DRAFT) {
-        // Drafts of TLS 1.3 up to 21 name their version here and have neither a session id
-        // nor a compression method (draft-ietf-tls-tls13-21 4.1.3).
+    if h.version == 0x0304 || names::tls13_draft(h.version).is_some_and(|d| d <= PRE_22_DRAFT) {
+        // Drafts of TLS 1.3 up to 21 name their version here (the first ones 0x0304, which
+        // RFC 8446 never puts in this field) and have neither a session id nor a compression
+        // method (draft-ietf-tls-tls13-21 4.1.3).
         h.cipher = r.u16()?;
     } else {
         h.session_id = r.vec8()?.to_vec();
@@ -233,6 +234,15 @@ pub fn server_hello(body: &[u8]) -> Option<ServerHello> {
         }
     }
     Some(h)
+}
+
+/// The server's own certificate from the first bytes of a Certificate message too long to
+/// keep whole (TLS <= 1.2 form), once those bytes hold it; `None` until then.
+pub fn leaf_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
+    let len = |b: &[u8]| (b[0] as usize) << 16 | (b[1] as usize) << 8 | b[2] as usize;
+    let head = prefix.get(..6)?;
+    let leaf = prefix.get(6..6 + len(&head[3..]))?;
+    (!leaf.is_empty()).then(|| leaf.to_vec())
 }
 
 /// The first (the server's own) certificate of a Certificate message (TLS <= 1.2 form:
