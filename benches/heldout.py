@@ -654,15 +654,16 @@ def dns_ports(args):
 
 def app_layer_disabled(d, proto):
     """Whether the test's suricata.yaml turns Suricata's parser for `proto` off
-    (`app-layer.protocols.<proto>.enabled: no`, or for both of its transports): the user's
-    counterpart is not configuring that protocol in trawl."""
+    (`app-layer.protocols.<proto>.enabled: no`) or off for one of its transports (`tcp:` or
+    `udp:` `enabled: no`): the user's counterpart is not configuring that protocol in trawl,
+    whose `ports` cover both transports alike."""
     cfg = suricata_yaml(d)
     p = get(cfg, f"app-layer.protocols.{proto}") if isinstance(cfg, dict) else None
     if not isinstance(p, dict):
         return False
     off = lambda x: x in (False, "no")
     sub = [p.get(t) for t in ("tcp", "udp") if isinstance(p.get(t), dict)]
-    return off(p.get("enabled")) or (len(sub) == 2 and all(off(x.get("enabled")) for x in sub))
+    return off(p.get("enabled")) or any(off(x.get("enabled")) for x in sub)
 
 
 def community_seed(d):

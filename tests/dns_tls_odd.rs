@@ -1,8 +1,9 @@
 //! DNS and TLS that are legal but uncommon, against tshark's decoding of the same captures:
 //! tests/data/dns_tls_odd.pcap (tests/data/dns_tls_odd.py: a forward compression pointer, a
-//! response whose additional record is cut short, NULL/SSHFP/SPF records, TLS 1.3 draft
-//! handshakes, a Certificate message past the message limit) and the openssl capture tests/data/tls/tls12_http11.pcap (its certificate's
-//! subject alternative names and digests, with `openssl x509` as the second oracle).
+//! response whose additional record is cut short, NULL/SSHFP/SPF records, responses without a
+//! question, TLS 1.3 draft handshakes, a Certificate message past the message limit) and the
+//! openssl capture tests/data/tls/tls12_http11.pcap (its certificate's subject alternative
+//! names and digests, with `openssl x509` as the second oracle).
 
 use serde_json::Value as J;
 use std::path::Path;
@@ -79,7 +80,7 @@ fn odd_dns_messages_decode_as_tshark_reads_them() {
     let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
     let rows = tshark(
         "dns_tls_odd.pcap",
-        "dns.flags.response == 1",
+        "dns.flags.response == 1 && dns.count.queries > 0",
         &[
             "dns.id",
             "dns.qry.name",
@@ -129,6 +130,40 @@ fn odd_dns_messages_decode_as_tshark_reads_them() {
         answers(by_id(&events, 0x1005), "data"),
         [format!("\"{spf}\"")]
     );
+}
+
+#[test]
+fn a_response_without_a_question_pairs_by_the_name_it_answers() {
+    let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
+    let mut same_id: Vec<&J> = events.iter().filter(|e| e["dns"]["id"] == 0x1006).collect();
+    assert_eq!(same_id.len(), 2, "{events:#?}");
+    same_id.sort_by_key(|e| e["event"]["reason"].is_null());
+    // tshark pairs by id alone, so only its decoding of each message is the oracle here.
+    let rows = tshark(
+        "dns_tls_odd.pcap",
+        "dns.id == 0x1006",
+        &[
+            "dns.flags.response",
+            "dns.qry.name",
+            "dns.resp.name",
+            "dns.a",
+        ],
+    );
+    let (query, other, mine) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(
+        (query[0].as_str(), other[0].as_str(), mine[0].as_str()),
+        ("0", "1", "1")
+    );
+    // The announcement of another name shares the id but answers nothing asked.
+    let unasked = same_id[0];
+    assert_eq!(unasked["event"]["reason"], "request_missing", "{unasked}");
+    assert_eq!(answers(unasked, "name"), [other[2].as_str()]);
+    assert_eq!(answers(unasked, "data"), [other[3].as_str()]);
+    // The response naming the question's name is its answer.
+    let answered = same_id[1];
+    assert_eq!(answered["dns"]["question"]["name"], query[1].as_str());
+    assert_eq!(answers(answered, "name"), [mine[2].as_str()]);
+    assert_eq!(answers(answered, "data"), [mine[3].as_str()]);
 }
 
 #[test]

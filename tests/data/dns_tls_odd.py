@@ -8,6 +8,8 @@ here byte by byte (no resolver produces these on demand):
   0x1002  an SRV response whose additional record is cut short (its data length runs past
           the message): the two answers before it are whole
   0x1003  NULL, 0x1004 SSHFP, 0x1005 SPF (RFC 4408: TXT's format) answers
+  0x1006  two responses without a question, as mDNS sends them (RFC 6762 6): the first answers
+          another name (an announcement that shares the id), the second the name asked
 A TCP server on port 443 answers a ClientHello offering TLS 1.3 draft 18 with a draft-18
 ServerHello (draft-ietf-tls-tls13-18 4.1.3: version, random, cipher suite, extensions; no
 session id, no compression method), as servers did in 2017 (none ships it today), then a
@@ -51,19 +53,19 @@ def question(n, qtype):
 
 
 def exchanges():
-    """(query, response) pairs, by id."""
+    """(query, [responses]) pairs, by id."""
     out = []
     # Forward pointer: the first question's name is at offset 18, the second question's.
     q = header(0x1001, 0x0100, 2) + b"\xc0\x12" + struct.pack(">HH", 1, 1) + question("fwd.trawl.test", 1)
     r = header(0x1001, 0x8180, 1, 1) + question("fwd.trawl.test", 1) + rr(b"\xc0\x0c", 1, bytes([192, 0, 2, 1]))
-    out.append((q, r))
+    out.append((q, [r]))
     # SRV answers, then an additional record claiming 40 bytes of data with 4 present.
     q = header(0x1002, 0x0100, 1) + question("_sip._udp.trawl.test", 33)
     srv = lambda prio, target: struct.pack(">HHH", prio, 1, 5060) + name(target)
     r = (header(0x1002, 0x8180, 1, 2, 0, 1) + question("_sip._udp.trawl.test", 33)
          + rr(b"\xc0\x0c", 33, srv(10, "a.trawl.test")) + rr(b"\xc0\x0c", 33, srv(20, "b.trawl.test"))
          + name("a.trawl.test") + struct.pack(">HHIH", 1, 1, 300, 40) + bytes([192, 0, 2, 2]))
-    out.append((q, r))
+    out.append((q, [r]))
     for id_, qname, qtype, rdata in (
         (0x1003, "null.trawl.test", 10, b"\x00\x01hello\xff"),
         (0x1004, "host.trawl.test", 44, b"\x04\x02" + bytes(range(32))),
@@ -71,15 +73,20 @@ def exchanges():
     ):
         q = header(id_, 0x0100, 1) + question(qname, qtype)
         r = header(id_, 0x8180, 1, 1) + question(qname, qtype) + rr(b"\xc0\x0c", qtype, rdata)
-        out.append((q, r))
+        out.append((q, [r]))
+    q = header(0x1006, 0x0000, 1) + question("printer.trawl.test", 1)
+    other = header(0x1006, 0x8400, 0, 1) + rr(name("other.trawl.test"), 1, bytes([192, 0, 2, 7]))
+    mine = header(0x1006, 0x8400, 0, 1) + rr(name("printer.trawl.test"), 1, bytes([192, 0, 2, 6]))
+    out.append((q, [other, mine]))
     return out
 
 
 def dns_server(sock, answers):
     while True:
         q, peer = sock.recvfrom(4096)
-        if q[:2] in answers:
-            sock.sendto(answers[q[:2]], peer)
+        for r in answers.get(q[:2], []):
+            sock.sendto(r, peer)
+            time.sleep(0.01)
 
 
 def ext(t, data):
@@ -166,9 +173,10 @@ def inside():
     time.sleep(0.3)
     c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     c.settimeout(2)
-    for q, _ in pairs:
+    for q, r in pairs:
         c.sendto(q, ("127.0.0.1", 53))
-        c.recv(4096)
+        for _ in r:
+            c.recv(4096)
         time.sleep(0.05)
     big_chain()
     for version in (DRAFT18, 0x0304):
