@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Scores `trawl pcap` on captures held out of the repository: suricata-verify tests (the HTTP
-event filters and the flow packet-count filters of each test.yaml) and Zeek btests (the rows of
-each http.log baseline). Opt-in: the suites are GPL data kept outside the repository.
+event filters, the flow packet-count filters and the DNS and TLS filters of each test.yaml) and
+Zeek btests (the rows of each http.log, dns.log and ssl.log baseline). Opt-in: the suites are
+GPL data kept outside the repository.
 
-Usage: benches/heldout.py [--trawl BIN] [--suricata DIR] [--zeek DIR] [--misses] [--only NAME]
+Usage: benches/heldout.py [--trawl BIN] [--suricata DIR] [--zeek DIR] [--misses] [--kinds K,..]
+  --kinds         what to score: http, flow, dns, tls (default all; DNS and TLS are described
+                  at DNS_KEYS below and in benches/README.md, "Held-out DNS and TLS")
   --suricata DIR  folders DIR/<test>/ with input.pcap and test.yaml (env HELDOUT_SURICATA)
   --zeek DIR      folders DIR/<test>/ with input.pcap and http.log (env HELDOUT_ZEEK)
   --trawl BIN     the binary to run (env TRAWL, default target/release/trawl)
