@@ -97,7 +97,12 @@ impl Transaction for DnsTx {
         if let Some(r) = &self.response {
             f.word("response_code", rcode_name(r.msg.rcode()));
         }
-        if let Some((name, qtype, qclass)) = &main.question {
+        // A response without a question section (mDNS) answers its query's.
+        let question = main
+            .question
+            .as_ref()
+            .or_else(|| self.query.as_ref().and_then(|q| q.msg.question.as_ref()));
+        if let Some((name, qtype, qclass)) = question {
             f.open("question");
             f.str("name", name);
             f.word("type", &type_name(*qtype));

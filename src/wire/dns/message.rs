@@ -1,6 +1,6 @@
 //! DNS messages (RFC 1035) decoded from bytes: header, first question, answer records with
 //! their data as text. Names follow compression pointers with a hop limit, so a pointer loop
-//! is an error rather than a hang; anything short or inconsistent is an error, never a panic.
+//! is an error rather than a hang; a damaged record keeps the records before it, never a panic.
 
 use std::fmt::Write as _;
 
@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 pub enum Malformed {
     /// The message ends inside a field.
     Short,
-    /// A compression pointer loops or points forward, or a name is longer than 255 bytes.
+    /// A compression pointer loops or leaves the message, or a name is longer than 255 bytes.
     BadName,
 }
 
@@ -39,6 +39,9 @@ pub struct Message {
     pub counts: [u16; 3],
     /// The EDNS `DO` bit (in the OPT record of the additional section).
     pub dnssec_ok: bool,
+    /// A record past the question did not decode: the records before it are kept (a corrupt
+    /// additional section does not hide the answers), the rest of the message is not read.
+    pub damaged: Option<Malformed>,
 }
 
 impl Message {
@@ -120,9 +123,10 @@ impl<'a> Reader<'a> {
 pub fn read_name(msg: &[u8], at: usize) -> Result<(String, usize), Malformed> {
     let mut name = String::new();
     let (mut pos, mut end, mut wire_len) = (at, None, 0usize);
-    // Each pointer must lead backwards, before the pointer and before where the previous one
-    // led: a loop is impossible, and the hop count bounds the work on hostile input anyway.
-    let (mut hops, mut floor) = (0, usize::MAX);
+    // RFC 1035 4.1.4 has pointers lead to a prior occurrence, but encoders that point forward
+    // exist and resolvers follow them: any target inside the message is followed, and the hop
+    // count ends a loop (a label adds to the 255-byte bound, so the work stays bounded).
+    let mut hops = 0;
     loop {
         let len = *msg.get(pos).ok_or(Malformed::Short)? as usize;
         match len & 0xc0 {
@@ -131,10 +135,9 @@ pub fn read_name(msg: &[u8], at: usize) -> Result<(String, usize), Malformed> {
                 let target = ((len & 0x3f) << 8) | low;
                 end.get_or_insert(pos + 2);
                 hops += 1;
-                if target >= floor || target >= pos || hops > 127 {
+                if target >= msg.len() || hops > MAX_HOPS {
                     return Err(Malformed::BadName);
                 }
-                floor = target;
                 pos = target;
             }
             0x00 if len == 0 => {
@@ -172,7 +175,12 @@ pub fn read_name(msg: &[u8], at: usize) -> Result<(String, usize), Malformed> {
     }
 }
 
-/// Decodes a whole message.
+/// Most compression pointers followed in one name: more than a legitimate name needs (a
+/// 255-byte name has at most 127 labels), few enough that a loop ends at once.
+const MAX_HOPS: usize = 127;
+
+/// Decodes a whole message: an error when the header or a question does not decode (nothing
+/// to pair or report), else the message with what decoded (see `Message::damaged`).
 pub fn parse(msg: &[u8]) -> Result<Message, Malformed> {
     let (id, flags, qd) = header(msg).ok_or(Malformed::Short)?;
     let counts = [be16(msg, 6), be16(msg, 8), be16(msg, 10)];
@@ -185,8 +193,22 @@ pub fn parse(msg: &[u8]) -> Result<Message, Malformed> {
             question = Some((name, qtype, qclass));
         }
     }
-    let mut answers = Vec::new();
-    let mut dnssec_ok = false;
+    let mut m = Message {
+        id,
+        flags,
+        question,
+        answers: Vec::new(),
+        counts,
+        dnssec_ok: false,
+        damaged: None,
+    };
+    m.damaged = records(&mut r, &mut m).err();
+    Ok(m)
+}
+
+/// The answer, authority and additional sections into `m`, until one does not decode.
+fn records(r: &mut Reader<'_>, m: &mut Message) -> Result<(), Malformed> {
+    let counts = m.counts;
     for (section, &count) in counts.iter().enumerate() {
         for _ in 0..count {
             let name = r.name()?;
@@ -196,27 +218,20 @@ pub fn parse(msg: &[u8]) -> Result<Message, Malformed> {
             let rdata = r.take(len)?;
             if section == 2 && rtype == 41 {
                 // OPT: the TTL field holds the extended rcode, version and the DO bit.
-                dnssec_ok = ttl & 0x8000 != 0;
+                m.dnssec_ok = ttl & 0x8000 != 0;
             }
-            if section == 0 && answers.len() < MAX_ANSWERS {
-                answers.push(Answer {
+            if section == 0 && m.answers.len() < MAX_ANSWERS {
+                m.answers.push(Answer {
                     name,
                     rtype,
                     class,
                     ttl,
-                    data: rdata_text(msg, start, rdata, rtype)?,
+                    data: rdata_text(r.msg, start, rdata, rtype)?,
                 });
             }
         }
     }
-    Ok(Message {
-        id,
-        flags,
-        question,
-        answers,
-        counts,
-        dnssec_ok,
-    })
+    Ok(())
 }
 
 /// Record data as text, for the common types; others as `\# len hex` (RFC 3597).
@@ -260,7 +275,8 @@ fn rdata_text(msg: &[u8], start: usize, rdata: &[u8], rtype: u16) -> Result<Stri
                 nums[0], nums[1], nums[2], nums[3], nums[4]
             )
         }
-        16 => {
+        // TXT, and SPF (RFC 4408 3.1.1: the same format).
+        16 | 99 => {
             let mut out = String::new();
             while r.at < rdata.len() {
                 let n = r.take(1)?[0] as usize;
@@ -300,32 +316,97 @@ fn rdata_text(msg: &[u8], start: usize, rdata: &[u8], rtype: u16) -> Result<Stri
 
 /// Query type name (`A`, `AAAA`...), `TYPE<n>` for others (RFC 3597).
 pub fn type_name(t: u16) -> std::borrow::Cow<'static, str> {
+    // The IANA registry of resource record types (ANY is its `*`).
     let name = match t {
         1 => "A",
         2 => "NS",
+        3 => "MD",
+        4 => "MF",
         5 => "CNAME",
         6 => "SOA",
+        7 => "MB",
+        8 => "MG",
+        9 => "MR",
+        10 => "NULL",
+        11 => "WKS",
         12 => "PTR",
         13 => "HINFO",
+        14 => "MINFO",
         15 => "MX",
         16 => "TXT",
+        17 => "RP",
+        18 => "AFSDB",
+        19 => "X25",
+        20 => "ISDN",
+        21 => "RT",
+        22 => "NSAP",
+        23 => "NSAP-PTR",
+        24 => "SIG",
+        25 => "KEY",
+        26 => "PX",
+        27 => "GPOS",
         28 => "AAAA",
+        29 => "LOC",
+        30 => "NXT",
+        31 => "EID",
+        32 => "NIMLOC",
         33 => "SRV",
+        34 => "ATMA",
         35 => "NAPTR",
+        36 => "KX",
+        37 => "CERT",
+        38 => "A6",
         39 => "DNAME",
+        40 => "SINK",
         41 => "OPT",
+        42 => "APL",
         43 => "DS",
+        44 => "SSHFP",
+        45 => "IPSECKEY",
         46 => "RRSIG",
         47 => "NSEC",
         48 => "DNSKEY",
+        49 => "DHCID",
         50 => "NSEC3",
+        51 => "NSEC3PARAM",
         52 => "TLSA",
+        53 => "SMIMEA",
+        55 => "HIP",
+        56 => "NINFO",
+        57 => "RKEY",
+        58 => "TALINK",
+        59 => "CDS",
+        60 => "CDNSKEY",
+        61 => "OPENPGPKEY",
+        62 => "CSYNC",
+        63 => "ZONEMD",
         64 => "SVCB",
         65 => "HTTPS",
         99 => "SPF",
+        100 => "UINFO",
+        101 => "UID",
+        102 => "GID",
+        103 => "UNSPEC",
+        104 => "NID",
+        105 => "L32",
+        106 => "L64",
+        107 => "LP",
+        108 => "EUI48",
+        109 => "EUI64",
+        249 => "TKEY",
+        250 => "TSIG",
+        251 => "IXFR",
         252 => "AXFR",
+        253 => "MAILB",
+        254 => "MAILA",
         255 => "ANY",
+        256 => "URI",
         257 => "CAA",
+        258 => "AVC",
+        259 => "DOA",
+        260 => "AMTRELAY",
+        32768 => "TA",
+        32769 => "DLV",
         _ => return format!("TYPE{t}").into(),
     };
     name.into()
@@ -409,21 +490,45 @@ mod tests {
     }
 
     #[test]
-    fn pointer_loops_and_forward_pointers_are_errors() {
+    fn pointer_loops_are_errors() {
         let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]); // points at itself
         assert_eq!(parse(&m), Err(Malformed::BadName));
         let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         m.extend_from_slice(&[0xc0, 14, 0xc0, 12, 0, 1, 0, 1]); // forward, then back
         assert_eq!(parse(&m), Err(Malformed::BadName));
+        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&[0xc0, 200, 0, 1, 0, 1]); // past the end
+        assert_eq!(parse(&m), Err(Malformed::BadName));
     }
 
     #[test]
-    fn every_truncation_is_an_error_not_a_panic() {
+    fn a_forward_pointer_is_followed() {
+        // Two questions, the first naming the second's name further on.
+        let mut m = vec![0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&[0xc0, 18, 0, 1, 0, 1]);
+        m.extend_from_slice(b"\x03www\x07example\x00\x00\x1c\x00\x01");
+        let q = parse(&m).unwrap().question.unwrap();
+        assert_eq!(q, ("www.example".into(), 1, 1));
+    }
+
+    #[test]
+    fn a_truncation_is_an_error_in_the_question_and_damage_after_it() {
         let full = response();
+        // Header (12) and question (21 bytes of name, type, class).
+        let question_end = 12 + 17 + 4;
         for n in 0..full.len() {
-            assert!(parse(&full[..n]).is_err(), "{n} bytes");
+            match parse(&full[..n]) {
+                Err(_) => assert!(n < question_end, "{n} bytes"),
+                Ok(m) => {
+                    assert!(n >= question_end, "{n} bytes");
+                    assert_eq!(m.damaged, Some(Malformed::Short), "{n} bytes");
+                    // The CNAME (to byte 51) is kept once whole, the A record never.
+                    assert_eq!(m.answers.len(), usize::from(n >= 51), "{n} bytes");
+                }
+            }
         }
+        assert_eq!(parse(&full).unwrap().damaged, None);
     }
 
     #[test]

@@ -145,6 +145,10 @@ impl DnsSession {
             Ok(m) => m,
             Err(_) => return out.malformed(),
         };
+        if msg.damaged.is_some() {
+            // Reported with the records that decoded, and counted.
+            out.malformed();
+        }
         let (start_ns, end_ns, size) = seen;
         let seen = Seen {
             msg,
@@ -167,9 +171,19 @@ impl DnsSession {
             self.pending.push((seen, false));
             return;
         }
+        // A response without a question (mDNS, RFC 6762 6; some error responses) answers the
+        // query whose name its first record has: mDNS sends every message with id 0, so the id
+        // alone pairs unrelated announcements with a waiting query.
+        let answers_name = |q: &Message| match (&q.question, seen.msg.answers.first()) {
+            (Some((name, ..)), Some(a)) => a.name.eq_ignore_ascii_case(name),
+            _ => true,
+        };
         let matches = |q: &(Seen, bool)| {
             q.0.msg.id == seen.msg.id
-                && (seen.msg.question.is_none() || q.0.msg.question == seen.msg.question)
+                && match &seen.msg.question {
+                    None => answers_name(&q.0.msg),
+                    question => q.0.msg.question == *question,
+                }
         };
         match self.pending.iter().position(matches) {
             Some(i) => {

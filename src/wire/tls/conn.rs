@@ -127,6 +127,9 @@ struct Side {
     hs: Vec<u8>,
     /// Bytes left of an oversized handshake message being passed over.
     hs_skip: usize,
+    /// The first bytes of an oversized Certificate message being passed over, kept (up to
+    /// the message limit) until the leaf certificate at its start is whole.
+    cert_prefix: Option<Vec<u8>>,
     /// Sent ChangeCipherSpec: its later handshake records are encrypted.
     ccs: bool,
     /// Encrypted records sent after ChangeCipherSpec (TLS <= 1.2) or after the ServerHello
@@ -139,7 +142,9 @@ struct Side {
 
 impl Side {
     fn buffered(&self) -> usize {
-        self.buf.capacity() + self.hs.capacity()
+        self.buf.capacity()
+            + self.hs.capacity()
+            + self.cert_prefix.as_ref().map_or(0, Vec::capacity)
     }
 }
 
@@ -398,7 +403,25 @@ impl Conn {
             if side.hs_skip > 0 {
                 let n = side.hs_skip.min(body.len());
                 side.hs_skip -= n;
+                let leaf = side.cert_prefix.as_mut().and_then(|p| {
+                    let room = max.saturating_sub(p.len()).min(n);
+                    p.extend_from_slice(&body[..room]);
+                    hello::leaf_prefix(p)
+                });
+                if leaf.is_some()
+                    || side.hs_skip == 0
+                    || side.cert_prefix.as_ref().is_some_and(|p| p.len() >= max)
+                {
+                    side.cert_prefix = None;
+                }
                 body = &body[n..];
+                if let Some(leaf) = leaf {
+                    match x509::parse(&leaf) {
+                        Some(c) => self.tx.certificate = Some(c),
+                        None => st.parse_errors += 1,
+                    }
+                    continue;
+                }
             }
             if body.is_empty() && side.hs.len() < 4 {
                 return;
@@ -423,6 +446,11 @@ impl Conn {
             if len > max {
                 st.oversized += 1;
                 side.hs_skip = len;
+                // A certificate chain past the limit still starts with the server's own
+                // certificate, usually a few KiB: that much is kept to read it.
+                if server && side.hs[0] == message::CERTIFICATE && self.tx.certificate.is_none() {
+                    side.cert_prefix = Some(Vec::new());
+                }
                 side.hs.clear();
                 continue;
             }

@@ -58,6 +58,13 @@ impl Handshake {
             f.word("version", version);
             f.word("version_protocol", protocol);
         }
+        if let Some(draft) = self
+            .server
+            .as_ref()
+            .and_then(|s| names::tls13_draft(s.negotiated()))
+        {
+            f.int("version_draft", draft.into());
+        }
         if let Some(s) = self.server.as_ref().filter(|s| !s.retry) {
             match names::cipher(s.cipher) {
                 Some(n) => f.word("cipher", n),
@@ -125,10 +132,18 @@ impl Handshake {
                 f.str("issuer", &c.issuer);
                 f.word("not_before", &c.not_before);
                 f.word("not_after", &c.not_after);
+                f.open("hash");
+                f.word("sha1", &c.sha1);
+                f.word("sha256", &c.sha256);
+                f.close();
                 f.open("x509");
                 f.word("serial_number", &c.serial);
                 f.word("not_before", &c.not_before);
                 f.word("not_after", &c.not_after);
+                if !c.alternative_names.is_empty() {
+                    let names: Vec<&str> = c.alternative_names.iter().map(String::as_str).collect();
+                    f.strs("alternative_names", &names);
+                }
                 let name = |f: &mut F, key: &'static str, dn: &str, cn: &[String]| {
                     f.open(key);
                     f.str("distinguished_name", dn);

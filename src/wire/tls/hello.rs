@@ -2,7 +2,7 @@
 //! ServerHello and Certificate, parsed from one complete handshake message body. Every length
 //! read is checked against what is there; a message that does not add up is `None`.
 
-use super::names::is_grease;
+use super::names::{self, is_grease};
 
 /// A bounds-checked cursor over a message.
 pub struct Reader<'a> {
@@ -132,6 +132,10 @@ impl ServerHello {
     }
 }
 
+/// The last draft of TLS 1.3 whose ServerHello lacks the TLS 1.2 fields (draft 22 put them
+/// back, with the version in supported_versions, for middleboxes).
+const PRE_22_DRAFT: u8 = 21;
+
 /// SHA-256 of "HelloRetryRequest", the `random` that marks one (RFC 8446 4.1.3).
 const RETRY_RANDOM: [u8; 32] = [
     0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
@@ -200,9 +204,16 @@ pub fn server_hello(body: &[u8]) -> Option<ServerHello> {
         ..ServerHello::default()
     };
     h.retry = r.take(32)? == RETRY_RANDOM;
-    h.session_id = r.vec8()?.to_vec();
-    h.cipher = r.u16()?;
-    r.u8()?; // compression method
+    if h.version == 0x0304 || names::tls13_draft(h.version).is_some_and(|d| d <= PRE_22_DRAFT) {
+        // Drafts of TLS 1.3 up to 21 name their version here (the first ones 0x0304, which
+        // RFC 8446 never puts in this field) and have neither a session id nor a compression
+        // method (draft-ietf-tls-tls13-21 4.1.3).
+        h.cipher = r.u16()?;
+    } else {
+        h.session_id = r.vec8()?.to_vec();
+        h.cipher = r.u16()?;
+        r.u8()?; // compression method
+    }
     if r.is_empty() {
         return Some(h);
     }
@@ -223,6 +234,15 @@ pub fn server_hello(body: &[u8]) -> Option<ServerHello> {
         }
     }
     Some(h)
+}
+
+/// The server's own certificate from the first bytes of a Certificate message too long to
+/// keep whole (TLS <= 1.2 form), once those bytes hold it; `None` until then.
+pub fn leaf_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
+    let len = |b: &[u8]| (b[0] as usize) << 16 | (b[1] as usize) << 8 | b[2] as usize;
+    let head = prefix.get(..6)?;
+    let leaf = prefix.get(6..6 + len(&head[3..]))?;
+    (!leaf.is_empty()).then(|| leaf.to_vec())
 }
 
 /// The first (the server's own) certificate of a Certificate message (TLS <= 1.2 form:

@@ -398,8 +398,16 @@ pub fn version(v: u16) -> Option<(&'static str, &'static str)> {
         0x0302 => ("tls", "1.1"),
         0x0303 => ("tls", "1.2"),
         0x0304 => ("tls", "1.3"),
+        // Drafts of TLS 1.3 before RFC 8446 (its section 4.2.1 notes them as 0x7f00 | draft).
+        _ if tls13_draft(v).is_some() => ("tls", "1.3"),
         _ => return None,
     })
+}
+
+/// The draft of TLS 1.3 a version code names (0x7f16: draft 22), if it names one.
+pub fn tls13_draft(v: u16) -> Option<u8> {
+    let n = (v & 0xff) as u8;
+    (v >> 8 == 0x7f && n > 0).then_some(n)
 }
 
 /// An alert's description as RFC 8446 section 6 (and its predecessors) names it.

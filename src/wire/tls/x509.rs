@@ -1,6 +1,9 @@
 //! The few fields of an X.509 certificate (RFC 5280 4.1) a handshake event carries: serial,
-//! issuer, subject, validity. A small DER walk over the TBSCertificate: no signature check,
-//! every length checked against the bytes there, anything unexpected is `None`.
+//! issuer, subject, validity, subject alternative names, the DER's SHA-1 and SHA-256. A small
+//! DER walk over the TBSCertificate: no signature check, every length checked against the bytes
+//! there, anything unexpected is `None` (a damaged extension only loses the names).
+
+use sha1::Digest as _;
 
 /// What the event reports of the server's certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,6 +18,11 @@ pub struct Certificate {
     /// `YYYY-MM-DDTHH:MM:SSZ`.
     pub not_before: String,
     pub not_after: String,
+    /// The subjectAltName extension's DNS names, IP addresses and e-mail addresses, in order.
+    pub alternative_names: Vec<String>,
+    /// Upper-case hex digests of the whole DER certificate (ECS `tls.server.hash.*`).
+    pub sha1: String,
+    pub sha256: String,
 }
 
 /// One DER element: tag, content.
@@ -83,6 +91,7 @@ pub fn parse(der: &[u8]) -> Option<Certificate> {
     let not_before = time(validity.next()?)?;
     let not_after = time(validity.next()?)?;
     let subject = name(tbs.expect(SEQUENCE)?)?;
+    let alternative_names = alt_names(&mut tbs).unwrap_or_default();
     let serial = serial
         .iter()
         .skip_while(|&&b| b == 0)
@@ -100,7 +109,65 @@ pub fn parse(der: &[u8]) -> Option<Certificate> {
         subject_cn: cns(&subject),
         not_before,
         not_after,
+        alternative_names,
+        sha1: hex_upper(&sha1::Sha1::digest(der)),
+        sha256: hex_upper(&sha2::Sha256::digest(der)),
     })
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// The subjectAltName extension (OID 2.5.29.17, RFC 5280 4.2.1.6) after the subject: the
+/// key info and unique ids are skipped, then `[3] Extensions`.
+fn alt_names(tbs: &mut Der<'_>) -> Option<Vec<String>> {
+    const SAN: [u8; 3] = [0x55, 0x1d, 0x11];
+    tbs.expect(SEQUENCE)?; // subjectPublicKeyInfo
+    let exts = loop {
+        match tbs.next()? {
+            (0xa3, c) => break Der { b: c }.expect(SEQUENCE)?,
+            (0x81 | 0x82, _) => continue, // issuer/subject unique ids
+            _ => return None,
+        }
+    };
+    let mut exts = Der { b: exts };
+    while !exts.is_empty() {
+        let mut ext = Der {
+            b: exts.expect(SEQUENCE)?,
+        };
+        if ext.expect(OID)? != SAN {
+            continue;
+        }
+        let (mut tag, mut value) = ext.next()?;
+        if tag == 0x01 {
+            (tag, value) = ext.next()?; // critical
+        }
+        if tag != 0x04 {
+            return None;
+        }
+        let mut names = Der {
+            b: Der { b: value }.expect(SEQUENCE)?,
+        };
+        let mut out = Vec::new();
+        while !names.is_empty() {
+            match names.next()? {
+                // rfc822Name, dNSName: IA5String.
+                (0x81 | 0x82, v) => out.push(String::from_utf8_lossy(v).into_owned()),
+                (0x87, v) if v.len() == 4 => {
+                    out.push(std::net::Ipv4Addr::new(v[0], v[1], v[2], v[3]).to_string())
+                }
+                (0x87, v) if v.len() == 16 => {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(v);
+                    out.push(std::net::Ipv6Addr::from(a).to_string())
+                }
+                _ => {} // other names (URIs, directory names...) are not reported
+            }
+        }
+        return Some(out);
+    }
+    Some(Vec::new())
 }
 
 /// A Name's attributes in DER order: (short name, value).

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Makes tests/data/dns_tls_odd.pcap: DNS and TLS messages that are legal but uncommon, sent
+over real sockets on the loopback of a network namespace of its own (`dnstls-cap`) and
+captured with dumpcap. A UDP server on port 53 answers each query with a response written
+here byte by byte (no resolver produces these on demand):
+  0x1001  a query with two questions, the first naming the second by a forward compression
+          pointer (RFC 1035 4.1.4 speaks of prior occurrences; resolvers follow either)
+  0x1002  an SRV response whose additional record is cut short (its data length runs past
+          the message): the two answers before it are whole
+  0x1003  NULL, 0x1004 SSHFP, 0x1005 SPF (RFC 4408: TXT's format) answers
+  0x1006  two responses without a question, as mDNS sends them (RFC 6762 6): the first answers
+          another name (an announcement that shares the id), the second the name asked
+A TCP server on port 443 answers a ClientHello offering TLS 1.3 draft 18 with a draft-18
+ServerHello (draft-ietf-tls-tls13-18 4.1.3: version, random, cipher suite, extensions; no
+session id, no compression method), as servers did in 2017 (none ships it today), then a
+second one with the same layout naming version 0x0304, as the drafts before 16 did.
+openssl s_server on port 8443 sends a TLS 1.2 Certificate message of about 90 KiB (its
+certificate and 100 copies as the chain), past trawl's 64 KiB message limit (and past what
+tshark reassembles); `openssl x509 -fingerprint -sha1` of its certificate is kept in
+dns_tls_odd.sha1.
+tests/dns_tls_odd.rs reads the capture, with tshark as the oracle. Run as root:
+`python3 tests/data/dns_tls_odd.py`."""
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+NS = "dnstls-cap"
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "dns_tls_odd.pcap")
+
+
+def name(n):
+    return b"".join(bytes([len(l)]) + l.encode() for l in n.split(".")) + b"\x00"
+
+
+def header(id_, flags, qd, an=0, ns=0, ar=0):
+    return struct.pack(">HHHHHH", id_, flags, qd, an, ns, ar)
+
+
+def rr(owner, rtype, rdata, ttl=300):
+    return owner + struct.pack(">HHIH", rtype, 1, ttl, len(rdata)) + rdata
+
+
+def question(n, qtype):
+    return name(n) + struct.pack(">HH", qtype, 1)
+
+
+def exchanges():
+    """(query, [responses]) pairs, by id."""
+    out = []
+    # Forward pointer: the first question's name is at offset 18, the second question's.
+    q = header(0x1001, 0x0100, 2) + b"\xc0\x12" + struct.pack(">HH", 1, 1) + question("fwd.trawl.test", 1)
+    r = header(0x1001, 0x8180, 1, 1) + question("fwd.trawl.test", 1) + rr(b"\xc0\x0c", 1, bytes([192, 0, 2, 1]))
+    out.append((q, [r]))
+    # SRV answers, then an additional record claiming 40 bytes of data with 4 present.
+    q = header(0x1002, 0x0100, 1) + question("_sip._udp.trawl.test", 33)
+    srv = lambda prio, target: struct.pack(">HHH", prio, 1, 5060) + name(target)
+    r = (header(0x1002, 0x8180, 1, 2, 0, 1) + question("_sip._udp.trawl.test", 33)
+         + rr(b"\xc0\x0c", 33, srv(10, "a.trawl.test")) + rr(b"\xc0\x0c", 33, srv(20, "b.trawl.test"))
+         + name("a.trawl.test") + struct.pack(">HHIH", 1, 1, 300, 40) + bytes([192, 0, 2, 2]))
+    out.append((q, [r]))
+    for id_, qname, qtype, rdata in (
+        (0x1003, "null.trawl.test", 10, b"\x00\x01hello\xff"),
+        (0x1004, "host.trawl.test", 44, b"\x04\x02" + bytes(range(32))),
+        (0x1005, "spf.trawl.test", 99, b"\x0ev=spf1 mx -all"),
+    ):
+        q = header(id_, 0x0100, 1) + question(qname, qtype)
+        r = header(id_, 0x8180, 1, 1) + question(qname, qtype) + rr(b"\xc0\x0c", qtype, rdata)
+        out.append((q, [r]))
+    q = header(0x1006, 0x0000, 1) + question("printer.trawl.test", 1)
+    other = header(0x1006, 0x8400, 0, 1) + rr(name("other.trawl.test"), 1, bytes([192, 0, 2, 7]))
+    mine = header(0x1006, 0x8400, 0, 1) + rr(name("printer.trawl.test"), 1, bytes([192, 0, 2, 6]))
+    out.append((q, [other, mine]))
+    return out
+
+
+def dns_server(sock, answers):
+    while True:
+        q, peer = sock.recvfrom(4096)
+        for r in answers.get(q[:2], []):
+            sock.sendto(r, peer)
+            time.sleep(0.01)
+
+
+def ext(t, data):
+    return struct.pack(">HH", t, len(data)) + data
+
+
+def record(ctype, body):
+    return struct.pack(">BHH", ctype, 0x0301, len(body)) + body
+
+
+def handshake(htype, body):
+    return bytes([htype]) + struct.pack(">I", len(body))[1:] + body
+
+
+DRAFT18 = 0x7F12
+KEY_SHARE_DRAFT = 40  # key_share's number in the drafts (51 in RFC 8446)
+
+
+def client_hello(version=DRAFT18):
+    sni = b"draft.trawl.test"
+    exts = (ext(0, struct.pack(">HBH", len(sni) + 3, 0, len(sni)) + sni)
+            + ext(43, b"\x02" + struct.pack(">H", version))
+            + ext(10, b"\x00\x02\x00\x1d")
+            + ext(13, b"\x00\x02\x04\x03")
+            + ext(KEY_SHARE_DRAFT, struct.pack(">HHH", 36, 0x1D, 32) + bytes(32)))
+    body = (struct.pack(">H", 0x0303) + bytes(range(32)) + b"\x00"
+            + b"\x00\x02\x13\x01" + b"\x01\x00" + struct.pack(">H", len(exts)) + exts)
+    return record(22, handshake(1, body))
+
+
+def server_hello(version=DRAFT18):
+    exts = ext(KEY_SHARE_DRAFT, struct.pack(">HH", 0x1D, 32) + bytes(range(32, 64)))
+    body = struct.pack(">H", version) + bytes(range(64, 96)) + b"\x13\x01" + struct.pack(">H", len(exts)) + exts
+    # The rest of a draft-18 handshake is encrypted: application data records.
+    return record(22, handshake(2, body)) + record(23, bytes(range(200)))
+
+
+def tls_server(lsock):
+    for version in (DRAFT18, 0x0304):
+        c, _ = lsock.accept()
+        c.recv(4096)
+        c.sendall(server_hello(version))
+        c.recv(4096)
+        c.close()
+
+
+def big_chain():
+    d = tempfile.mkdtemp()
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/k.pem",
+                        "-out", f"{d}/c.pem", "-days", "3650", "-subj", "/O=Trawl Test/CN=big.trawl.test",
+                        "-addext", "subjectAltName=DNS:big.trawl.test,IP:192.0.2.9"],
+                       check=True, capture_output=True)
+        with open(f"{d}/c.pem") as f:
+            cert = f.read()
+        fp = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha1", "-in", f"{d}/c.pem"],
+                            check=True, capture_output=True, text=True).stdout
+        with open(os.path.join(HERE, "dns_tls_odd.sha1"), "w") as f:
+            f.write(fp)
+        with open(f"{d}/chain.pem", "w") as f:
+            f.write(cert * 100)
+        srv = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:8443", "-cert", f"{d}/c.pem",
+                                "-key", f"{d}/k.pem", "-cert_chain", f"{d}/chain.pem", "-tls1_2", "-www"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:8443", "-tls1_2", "-servername",
+                        "big.trawl.test"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        time.sleep(0.3)
+        srv.terminate()
+        srv.wait()
+    finally:
+        shutil.rmtree(d)
+
+
+def inside():
+    pairs = exchanges()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 53))
+    threading.Thread(target=dns_server, args=(u, {q[:2]: r for q, r in pairs}), daemon=True).start()
+    t = socket.socket()
+    t.bind(("127.0.0.1", 443))
+    t.listen()
+    threading.Thread(target=tls_server, args=(t,), daemon=True).start()
+    time.sleep(0.3)
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.settimeout(2)
+    for q, r in pairs:
+        c.sendto(q, ("127.0.0.1", 53))
+        for _ in r:
+            c.recv(4096)
+        time.sleep(0.05)
+    big_chain()
+    for version in (DRAFT18, 0x0304):
+        s = socket.create_connection(("127.0.0.1", 443))
+        s.sendall(client_hello(version))
+        s.recv(4096)
+        s.sendall(record(23, bytes(100)))
+        time.sleep(0.2)
+        s.close()
+    time.sleep(0.5)
+
+
+def capture_in_netns(ns, out, script):
+    if len(sys.argv) > 1 and sys.argv[1] == "--inside":
+        inside()
+        return
+    subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        cap = subprocess.Popen(["ip", "netns", "exec", ns, "dumpcap", "-q", "-i", "lo", "-P", "-w", out])
+        time.sleep(1.5)
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, script, "--inside"], check=True)
+        time.sleep(1)
+        cap.terminate()
+        cap.wait()
+        os.chmod(out, 0o644)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])
+
+
+if __name__ == "__main__":
+    capture_in_netns(NS, OUT, os.path.abspath(__file__))

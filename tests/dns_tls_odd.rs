@@ -1,0 +1,280 @@
+//! DNS and TLS that are legal but uncommon, against tshark's decoding of the same captures:
+//! tests/data/dns_tls_odd.pcap (tests/data/dns_tls_odd.py: a forward compression pointer, a
+//! response whose additional record is cut short, NULL/SSHFP/SPF records, responses without a
+//! question, TLS 1.3 draft handshakes, a Certificate message past the message limit) and the
+//! openssl capture tests/data/tls/tls12_http11.pcap (its certificate's subject alternative
+//! names and digests, with `openssl x509` as the second oracle).
+
+use serde_json::Value as J;
+use std::path::Path;
+use std::process::Command;
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+
+fn trawl_pcap(args: &[&str], pcap: &str) -> Vec<J> {
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .arg("pcap")
+        .args(args)
+        .arg(Path::new(DATA).join(pcap))
+        .output()
+        .expect("trawl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// tshark's fields for the packets `filter` selects, one row per packet, `;` between the
+/// occurrences of a field.
+fn tshark(pcap: &str, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(Path::new(DATA).join(pcap)).args([
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "aggregator=;",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd
+        .output()
+        .expect("tshark is installed (scripts/setup.sh)");
+    assert!(out.status.success(), "tshark on {pcap}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+fn by_id(events: &[J], id: i64) -> &J {
+    let found: Vec<&J> = events.iter().filter(|e| e["dns"]["id"] == id).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one transaction with id {id:#x}: {events:#?}"
+    );
+    found[0]
+}
+
+fn answers(e: &J, key: &str) -> Vec<String> {
+    e["dns"]["answers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x[key].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn odd_dns_messages_decode_as_tshark_reads_them() {
+    let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
+    let rows = tshark(
+        "dns_tls_odd.pcap",
+        "dns.flags.response == 1 && dns.count.queries > 0",
+        &[
+            "dns.id",
+            "dns.qry.name",
+            "dns.count.answers",
+            "dns.resp.type",
+        ],
+    );
+    assert_eq!(rows.len(), 5);
+    for r in &rows {
+        let id = i64::from_str_radix(r[0].trim_start_matches("0x"), 16).expect("id");
+        let e = by_id(&events, id);
+        // Every query was seen and answered: none lost to a name or record trawl refused.
+        assert_eq!(e["dns"]["type"], "answer", "{id:#x}: {e}");
+        assert!(e["event"]["reason"].is_null(), "{id:#x}: {e}");
+        assert_eq!(e["dns"]["question"]["name"], r[1].as_str(), "{id:#x}");
+        let n: usize = r[2].parse().expect("count");
+        assert_eq!(answers(e, "name").len(), n, "{id:#x}: {e}");
+    }
+
+    // The forward pointer names the second question's name.
+    assert_eq!(answers(by_id(&events, 0x1001), "data"), ["192.0.2.1"]);
+
+    // The SRV answers before the damaged additional record, as tshark reads them.
+    let srv = &tshark(
+        "dns_tls_odd.pcap",
+        "dns.id == 0x1002 && dns.flags.response == 1",
+        &["dns.srv.priority", "dns.srv.port", "dns.srv.target"],
+    )[0];
+    let (prio, port, target) = (
+        srv[0].split(';').collect::<Vec<_>>(),
+        srv[1].split(';').collect::<Vec<_>>(),
+        srv[2].split(';').collect::<Vec<_>>(),
+    );
+    let want: Vec<String> = (0..2)
+        .map(|i| format!("{} 1 {} {}", prio[i], port[i], target[i]))
+        .collect();
+    assert_eq!(answers(by_id(&events, 0x1002), "data"), want);
+
+    // Type names are the IANA registry's (tshark's numbers: 10, 44, 99), SPF data is TXT's.
+    for (id, ty) in [(0x1003, "NULL"), (0x1004, "SSHFP"), (0x1005, "SPF")] {
+        let e = by_id(&events, id);
+        assert_eq!(e["dns"]["question"]["type"], ty);
+        assert_eq!(answers(e, "type"), [ty]);
+    }
+    let spf = &tshark("dns_tls_odd.pcap", "dns.spf", &["dns.spf"])[0][0];
+    assert_eq!(
+        answers(by_id(&events, 0x1005), "data"),
+        [format!("\"{spf}\"")]
+    );
+}
+
+#[test]
+fn a_response_without_a_question_pairs_by_the_name_it_answers() {
+    let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
+    let mut same_id: Vec<&J> = events.iter().filter(|e| e["dns"]["id"] == 0x1006).collect();
+    assert_eq!(same_id.len(), 2, "{events:#?}");
+    same_id.sort_by_key(|e| e["event"]["reason"].is_null());
+    // tshark pairs by id alone, so only its decoding of each message is the oracle here.
+    let rows = tshark(
+        "dns_tls_odd.pcap",
+        "dns.id == 0x1006",
+        &[
+            "dns.flags.response",
+            "dns.qry.name",
+            "dns.resp.name",
+            "dns.a",
+        ],
+    );
+    let (query, other, mine) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(
+        (query[0].as_str(), other[0].as_str(), mine[0].as_str()),
+        ("0", "1", "1")
+    );
+    // The announcement of another name shares the id but answers nothing asked.
+    let unasked = same_id[0];
+    assert_eq!(unasked["event"]["reason"], "request_missing", "{unasked}");
+    assert_eq!(answers(unasked, "name"), [other[2].as_str()]);
+    assert_eq!(answers(unasked, "data"), [other[3].as_str()]);
+    // The response naming the question's name is its answer.
+    let answered = same_id[1];
+    assert_eq!(answered["dns"]["question"]["name"], query[1].as_str());
+    assert_eq!(answers(answered, "name"), [mine[2].as_str()]);
+    assert_eq!(answers(answered, "data"), [mine[3].as_str()]);
+}
+
+#[test]
+fn tls13_draft_handshakes_name_their_draft() {
+    let mut events = trawl_pcap(&["--only", "tls"], "dns_tls_odd.pcap");
+    events.retain(|e| e["destination"]["port"] == 443);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    events.sort_by_key(|e| e["source"]["port"].as_u64());
+    let hellos = tshark(
+        "dns_tls_odd.pcap",
+        "tcp.srcport == 443 && tls.handshake.type == 2",
+        &[
+            "tcp.srcport",
+            "tls.handshake.version",
+            "tls.handshake.ciphersuite",
+        ],
+    );
+    assert_eq!(
+        hellos[0][1], "0x7f12",
+        "the fixture's first ServerHello is draft 18's"
+    );
+    let t = &events[0]["tls"];
+    assert_eq!(t["version"], "1.3");
+    assert_eq!(t["version_protocol"], "tls");
+    assert_eq!(t["version_draft"], 18);
+    // 0x1301, TLS_AES_128_GCM_SHA256: read after the draft's version and random.
+    assert_eq!(hellos[0][2], "0x1301");
+    assert_eq!(t["cipher"], "TLS_AES_128_GCM_SHA256");
+    let sni = &tshark(
+        "dns_tls_odd.pcap",
+        "tcp.dstport == 443 && tls.handshake.type == 1",
+        &["tls.handshake.extensions_server_name"],
+    )[0][0];
+    assert_eq!(t["client"]["server_name"], sni.as_str());
+
+    // The early drafts' 0x0304 in the same layout: TLS 1.3, draft unknown. tshark reads this
+    // ServerHello as RFC 8446's (a session id after the random), so its cipher is no oracle
+    // here; the fixture's server sent 0x1301.
+    assert_eq!(hellos[1][1], "0x0304");
+    let t = &events[1]["tls"];
+    assert_eq!(t["version"], "1.3");
+    assert!(t["version_draft"].is_null(), "{t}");
+    assert_eq!(t["cipher"], "TLS_AES_128_GCM_SHA256");
+}
+
+#[test]
+fn the_server_certificate_has_its_alternative_names_and_digests() {
+    let pcap = "tls/tls12_http11.pcap";
+    let port = &tshark(pcap, "tls.handshake.type == 11", &["tcp.srcport"])[0][0];
+    let events = trawl_pcap(&["--only", "tls", "--tls-ports", port], pcap);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let server = &events[0]["tls"]["server"];
+    let sans = &tshark(pcap, "tls.handshake.type == 11", &["x509ce.dNSName"])[0][0];
+    let want: Vec<&str> = sans.split(';').collect();
+    assert_eq!(server["x509"]["alternative_names"], serde_json::json!(want));
+    let der = Path::new(DATA).join("tls/server-cert.der");
+    for (algo, key) in [("-sha1", "sha1"), ("-sha256", "sha256")] {
+        let out = Command::new("openssl")
+            .args([
+                "x509",
+                "-inform",
+                "der",
+                "-noout",
+                "-fingerprint",
+                algo,
+                "-in",
+            ])
+            .arg(&der)
+            .output()
+            .expect("openssl is installed");
+        // `SHA1 Fingerprint=AB:CD:...`
+        let text = String::from_utf8_lossy(&out.stdout);
+        let hex = text
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap_or("")
+            .replace(':', "");
+        assert_eq!(server["hash"][key], hex.as_str(), "{key}");
+    }
+}
+
+#[test]
+fn an_oversized_certificate_chain_still_gives_the_server_certificate() {
+    let events = trawl_pcap(&["--only", "tls"], "dns_tls_odd.pcap");
+    let big: Vec<&J> = events
+        .iter()
+        .filter(|e| e["destination"]["port"] == 8443)
+        .collect();
+    assert_eq!(big.len(), 1, "{events:#?}");
+    let hs = &tshark(
+        "dns_tls_odd.pcap",
+        "tcp.port == 8443 && tls.handshake.type == 2",
+        &["tls.handshake.ciphersuite"],
+    )[0][0];
+    let t = &big[0]["tls"];
+    assert_eq!(t["version"], "1.2");
+    assert!(t["established"].as_bool().unwrap_or(false), "{t}");
+    assert!(hs.starts_with("0x"), "tshark read the ServerHello: {hs}");
+    // The chain (about 90 KiB) is past the 64 KiB message limit and past what tshark puts
+    // together: openssl's fingerprint of the certificate s_server was given is the oracle.
+    let fp = std::fs::read_to_string(Path::new(DATA).join("dns_tls_odd.sha1")).expect("fixture");
+    let want = fp.trim().rsplit('=').next().unwrap_or("").replace(':', "");
+    let server = &t["server"];
+    assert_eq!(server["hash"]["sha1"], want.as_str(), "{server}");
+    assert_eq!(
+        server["x509"]["subject"]["common_name"],
+        serde_json::json!(["big.trawl.test"])
+    );
+    assert_eq!(
+        server["x509"]["alternative_names"],
+        serde_json::json!(["big.trawl.test", "192.0.2.9"])
+    );
+}
