@@ -5,7 +5,6 @@
 //! on the wire. Counted against the client's own log of what it sent and got back.
 
 mod support {
-    #[allow(dead_code)]
     pub mod netns;
     pub mod process;
 }

@@ -1,5 +1,7 @@
 //! Network namespaces for the live capture tests: commands, a namespace with its host-side
 //! veth removed however a test ends, a child's output line by line, a UDP echo server.
+// Each test binary uses some of these.
+#![allow(dead_code)]
 
 use std::io::BufRead;
 use std::process::Command;
