@@ -707,6 +707,72 @@ fn recycle(pool: &Mutex<Vec<Block>>, mut b: Block) {
     }
 }
 
+/// Drops (the kernel's, or the analyzer's behind) this far apart are two episodes, each
+/// logged once.
+const KERNEL_DROP_QUIET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One open interface's pcap_stats, turned into the input's running totals and a warning per
+/// episode of drops. pcap's counters are 32 bits and restart when the interface is reopened:
+/// the totals go on from what earlier handles counted, by the increments of this one.
+struct KernelCounts<'a> {
+    input: &'a str,
+    interface: &'a str,
+    /// Totals (received, kernel dropped, interface dropped) when this handle opened, plus
+    /// what it counted since.
+    totals: [u64; 3],
+    /// This handle's raw counters at the last read.
+    last: [u32; 3],
+    last_drop: Option<std::time::Instant>,
+}
+
+impl<'a> KernelCounts<'a> {
+    fn new(input: &'a str, interface: &'a str, stats: &Stats) -> KernelCounts<'a> {
+        let totals = stats
+            .interfaces
+            .lock()
+            .ok()
+            .and_then(|v| v.iter().find(|e| e.0 == interface).map(|e| [e.1, e.2, e.3]))
+            .unwrap_or_default();
+        KernelCounts {
+            input,
+            interface,
+            totals,
+            last: [0; 3],
+            last_drop: None,
+        }
+    }
+
+    fn read(&mut self, s: pcap::Stat, stats: &Stats) {
+        let now = [s.received, s.dropped, s.if_dropped];
+        let mut grew = [0u64; 3];
+        for i in 0..3 {
+            grew[i] = u64::from(now[i].wrapping_sub(self.last[i]));
+            self.totals[i] += grew[i];
+        }
+        self.last = now;
+        stats.set_interface(
+            self.interface,
+            self.totals[0],
+            self.totals[1],
+            self.totals[2],
+        );
+        if grew[1] == 0 && grew[2] == 0 {
+            return;
+        }
+        // Counted alone, a kernel drop is silent to whoever reads the log after the burst.
+        let at = std::time::Instant::now();
+        let begins = self
+            .last_drop
+            .is_none_or(|t| at.duration_since(t) >= KERNEL_DROP_QUIET);
+        self.last_drop = Some(at);
+        if begins {
+            tracing::warn!(input = %self.input, interface = %self.interface,
+                kernel_dropped = grew[1], interface_dropped = grew[2],
+                "packets lost before trawl read them: the kernel's capture buffer was full (kernel_dropped; raise capture.buffer_size, or trawl is short of CPU) or the interface dropped them (interface_dropped); counted in trawl_capture_kernel_dropped_total and trawl_capture_interface_dropped_total (logged once until 10 s pass without a drop)");
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn capture_loop(
     mut cap: pcap::Capture<pcap::Active>,
@@ -738,9 +804,11 @@ fn capture_loop(
     };
     let mut block = new_block();
     let mut last_stats = std::time::Instant::now();
+    let mut kernel = KernelCounts::new(input, name, stats);
     let mut block_started = std::time::Instant::now();
     // Everything captured before this has been handed on (or dropped).
     let mut complete_to = i64::MIN;
+    let analyzer_drop = std::cell::Cell::new(None::<std::time::Instant>);
     let send = |mut block: Block, complete_to: &mut i64, idle: bool| {
         if let Some(last) = block.packets.last() {
             *complete_to = (*complete_to).max(last.0);
@@ -758,6 +826,15 @@ fn capture_loop(
                 stats
                     .capture_dropped
                     .fetch_add(b.packets.len() as u64, Ordering::Relaxed);
+                let at = std::time::Instant::now();
+                let begins = analyzer_drop
+                    .get()
+                    .is_none_or(|t| at.duration_since(t) >= KERNEL_DROP_QUIET);
+                analyzer_drop.set(Some(at));
+                if begins {
+                    tracing::warn!(input = %input, interface = %name, packets = b.packets.len(),
+                        "the analyzer fell behind the capture: dropping this interface's packets, counted in trawl_capture_dropped_total (logged once until 10 s pass without a drop)");
+                }
                 true
             }
             Err(TrySendError::Disconnected(_)) => false,
@@ -813,22 +890,12 @@ fn capture_loop(
         if last_stats.elapsed() >= std::time::Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
             if let Ok(s) = cap.stats() {
-                stats.set_interface(
-                    name,
-                    s.received as u64,
-                    s.dropped as u64,
-                    s.if_dropped as u64,
-                );
+                kernel.read(s, stats);
             }
         }
     }
     if let Ok(s) = cap.stats() {
-        stats.set_interface(
-            name,
-            s.received as u64,
-            s.dropped as u64,
-            s.if_dropped as u64,
-        );
+        kernel.read(s, stats);
     }
     if !block.packets.is_empty() {
         send(block, &mut complete_to, false);
