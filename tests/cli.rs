@@ -610,3 +610,30 @@ fn a_read_only_data_dir_stops_the_start_naming_it() {
     );
     assert!(!stderr.contains("listening"), "no input started: {stderr}");
 }
+
+/// A disk buffer whose folder cannot be created (`data_dir` below a regular file, which even
+/// root cannot write through) stops the start with exit 1 and one error line naming the
+/// buffer's folder and why: said once, not once by the output and again by the run.
+#[test]
+fn an_unwritable_disk_buffer_folder_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+    let cfg = write_pipeline(
+        &dir,
+        "p.yaml",
+        &format!(
+            "inputs:\n  app: {{ type: socket, address: \"tcp:127.0.0.1:{port}\" }}\noutputs:\n  out: {{ type: stdout, buffer: {{ type: disk }} }}\ndata_dir: {d}/not-a-dir/data\nhttp: {{ enabled: false }}\n",
+            d = dir.path().display(),
+            port = free_port(),
+        ),
+    );
+    let (status, _, stderr) = run_to_exit(&cfg, "trawl ran without its output's disk buffer");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let folder = format!("{}/not-a-dir/data/buffers/out", dir.path().display());
+    let naming: Vec<&str> = stderr.lines().filter(|l| l.contains(&folder)).collect();
+    assert_eq!(naming.len(), 1, "one line names the folder: {stderr}");
+    assert!(
+        naming[0].contains("ERROR") && naming[0].contains("Not a directory"),
+        "with the error: {stderr}"
+    );
+}

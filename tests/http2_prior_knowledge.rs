@@ -3,34 +3,24 @@
 //! connection is HTTP/2 from its preface on, whatever claimed it at its SYN. Capture made by
 //! tests/data/http2/make_prior_knowledge.py; tshark dissects the same file as the oracle.
 
+mod support {
+    pub mod pcap_run;
+}
+
 use serde_json::Value as J;
 use std::path::PathBuf;
 use std::process::Command;
+use support::pcap_run::{data, pcap_events};
 
 /// The client speaks first, then the server; and the server's SETTINGS first.
 const CAPTURES: [&str; 2] = ["h2_prior_knowledge.pcap", "h2_server_settings_first.pcap"];
 
 fn capture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/http2")
-        .join(name)
+    data(&format!("http2/{name}"))
 }
 
 fn events(name: &str, only: &str) -> Vec<J> {
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["pcap", "--only", only])
-        .arg(capture(name))
-        .output()
-        .expect("run trawl pcap");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
+    pcap_events(only, &capture(name))
 }
 
 /// tshark's requests and responses on the connection: (method, path) and status lines.

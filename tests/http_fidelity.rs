@@ -5,6 +5,10 @@
 //! trickled over 24 s) are one transaction each, with their latency; and clean live traffic must
 //! count no TCP gap.
 
+mod support {
+    pub mod pcap_run;
+}
+
 use serde_json::Value as J;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -12,30 +16,18 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::pcap_run::{data, pcap_events};
 
 fn edge_capture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/http_edge_cases.pcap")
+    data("http_edge_cases.pcap")
 }
 
 fn slow_capture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/http_slow.pcap")
+    data("http_slow.pcap")
 }
 
 fn http_events(pcap: &std::path::Path) -> Vec<J> {
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["pcap", "--only", "http"])
-        .arg(pcap)
-        .output()
-        .expect("run trawl pcap");
-    assert!(
-        out.status.success(),
-        "trawl pcap: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+    pcap_events("http", pcap)
 }
 
 fn get<'a>(e: &'a J, path: &str) -> &'a J {

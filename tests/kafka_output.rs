@@ -1,5 +1,5 @@
 //! The `kafka` output through the real binary against a real Apache Kafka broker (KRaft, one
-//! node, `tests/support/kafka.rs`): templated topic, keys, headers, every compression codec,
+//! node, `tests/support/kafka/mod.rs`): templated topic, keys, headers, every compression codec,
 //! dead letters for oversized messages (by trawl's limit or a lower one of the topic's) and for
 //! a topic that does not exist, a consumer group
 //! reading across trawl restarts, a broker stopped for 30 s and one unreachable for 10 s

@@ -1,5 +1,5 @@
 //! A reload that changes a `kafka` output while its broker is unreachable (a real Apache Kafka
-//! behind a proxy the test cuts, `tests/support/kafka.rs`): the old output keeps what it holds,
+//! behind a proxy the test cuts, `tests/support/kafka/mod.rs`): the old output keeps what it holds,
 //! the reload waits for it, and once the broker is back the old producer delivers its lines,
 //! then the new one takes over: every line in Kafka once, what the old one held sent by it.
 

@@ -5,28 +5,22 @@
 //! latency, not a request reported unanswered and a response reported without its request;
 //! tshark counts the same queries and answers.
 
+mod support {
+    pub mod pcap_run;
+}
+
 use serde_json::Value as J;
 use std::path::PathBuf;
 use std::process::Command;
+use support::pcap_run::{data, pcap_events};
 
 fn capture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/db_slow.pcap")
+    data("db_slow.pcap")
 }
 
 fn events(dataset: &str) -> Vec<J> {
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["pcap", "--only", dataset])
-        .arg(capture())
-        .output()
-        .expect("run trawl pcap");
-    assert!(
-        out.status.success(),
-        "trawl pcap: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+    pcap_events(dataset, &capture())
+        .into_iter()
         .filter(|e: &J| e["event"]["dataset"] == dataset)
         .collect()
 }

@@ -3,7 +3,7 @@
 # from the jars kafka.sh fetched: plain listener on 127.0.0.1:PORT, controller on PORT+1, log
 # dir DIR/data (formatted on first use, kept after), its own log in DIR/server.log, topics
 # created on first use with 2 partitions. For benches and trying trawl by hand; the tests start
-# their own brokers (tests/support/kafka.rs).
+# their own brokers (tests/support/kafka/mod.rs).
 # Usage: scripts/systems/kafka-broker.sh DIR PORT
 set -euo pipefail
 

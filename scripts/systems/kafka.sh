@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches Apache Kafka (the broker and its runtime jars) from Maven Central into
-# ${TRAWL_SYSTEMS_DIR:-/var/cache/trawl-systems}/kafka/lib, where tests/support/kafka.rs finds it
+# ${TRAWL_SYSTEMS_DIR:-/var/cache/trawl-systems}/kafka/lib, where tests/support/kafka/mod.rs finds it
 # and runs a single-node KRaft broker with `java -cp 'lib/*'`. Needs Java 17+ and Maven; skips
 # the download when the jars of the pinned version are already there.
 set -euo pipefail

@@ -15,7 +15,7 @@ use crate::telemetry::{self, server};
 use clap::{Parser, Subcommand};
 
 pub mod tee;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The pipeline used by `trawl run` when neither `-c`, `TRAWL_CONFIG` nor
 /// `/etc/trawl/trawl.yaml` names one.
@@ -264,31 +264,49 @@ pub fn run_pipeline_with(
     run_inner(cfg, extra_inputs, signals, None)
 }
 
-/// The inputs that keep their read position in `data_dir` need it writable: refused before
-/// anything starts (a half start, other inputs running and these failed, would only show on
-/// `/health`), naming the folder. Pipelines without them only get a warning.
-fn check_data_dir(cfg: &PipelineConfig) -> Result<(), i32> {
-    let dir = &cfg.global.data_dir;
-    let registry = dir.join("registry");
-    let writable = std::fs::create_dir_all(&registry).and_then(|()| {
-        let probe = registry.join(format!(".trawl-probe-{}", std::process::id()));
-        std::fs::File::create(&probe)?;
-        std::fs::remove_file(&probe)
-    });
-    let Err(e) = writable else { return Ok(()) };
-    let keeping: Vec<&str> = cfg
-        .inputs
-        .iter()
-        .filter(|i| matches!(i.type_name.as_str(), "file" | "journald"))
-        .map(|i| i.name.as_str())
-        .collect();
+/// The inputs that keep their read position on disk (`Input::state_file`) need its folder
+/// writable: refused before anything starts (a half start, other inputs running and these
+/// failed, would only show on `/health`), naming the folder. Pipelines without them only get
+/// a warning, for `data_dir` itself.
+fn check_data_dir(pipeline: &Pipeline) -> Result<(), i32> {
+    let writable = |dir: &Path| {
+        std::fs::create_dir_all(dir).and_then(|()| {
+            let probe = dir.join(format!(".trawl-probe-{}", std::process::id()));
+            std::fs::File::create(&probe)?;
+            std::fs::remove_file(&probe)
+        })
+    };
+    let keeping = pipeline.state_files();
     if keeping.is_empty() {
-        tracing::warn!(data_dir = %dir.display(), error = %e, "data_dir is not writable; inputs that keep state will fail");
+        let dir = &pipeline.config.global.data_dir;
+        if let Err(e) = writable(&dir.join("registry")) {
+            tracing::warn!(data_dir = %dir.display(), error = %e, "data_dir is not writable; inputs that keep state will fail");
+        }
         return Ok(());
     }
-    tracing::error!(data_dir = %dir.display(), error = %e, inputs = %keeping.join(", "),
-        "data_dir is not writable: file and journald inputs keep their read positions in its registry/ folder; make it writable by trawl's user (or set data_dir elsewhere); not starting");
-    Err(1)
+    let mut folders: Vec<&Path> = keeping
+        .iter()
+        .map(|(_, file)| file.parent().unwrap_or(Path::new(".")))
+        .collect();
+    folders.sort();
+    folders.dedup();
+    let mut refused = false;
+    for folder in folders {
+        let Err(e) = writable(folder) else { continue };
+        let inputs: Vec<&str> = keeping
+            .iter()
+            .filter(|(_, file)| file.parent() == Some(folder))
+            .map(|(name, _)| *name)
+            .collect();
+        tracing::error!(folder = %folder.display(), error = %e, inputs = %inputs.join(", "),
+            "data_dir is not writable: these inputs keep their read positions in its folder named here; make it writable by trawl's user (or set data_dir elsewhere); not starting");
+        refused = true;
+    }
+    if refused {
+        Err(1)
+    } else {
+        Ok(())
+    }
 }
 
 fn run_inner(
@@ -302,9 +320,6 @@ fn run_inner(
     }
     let http = cfg.global.http.clone();
     let timeout = cfg.global.shutdown_timeout.std();
-    if let Err(code) = check_data_dir(&cfg) {
-        return code;
-    }
     let pipeline = match Pipeline::build(cfg, extra_inputs) {
         Ok(p) => p,
         Err(errs) => {
@@ -312,6 +327,9 @@ fn run_inner(
             return 1;
         }
     };
+    if let Err(code) = check_data_dir(&pipeline) {
+        return code;
+    }
     let (reload_handle, reloads, watch) = match reload {
         Some(r) => {
             let (handle, reloads) = reload::channel(r.load, &pipeline.registry);

@@ -57,6 +57,13 @@ pub trait Input: Send {
     fn reports_started(&self) -> bool {
         false
     }
+
+    /// The file where the input keeps its read position (file offsets, a journal cursor), if
+    /// it keeps one: its folder must be writable before anything starts, or every restart
+    /// would read the source again from where it began (`check_data_dir` in the CLI).
+    fn state_file(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// What a running input is given.

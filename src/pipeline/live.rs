@@ -288,10 +288,11 @@ impl Live {
             .map(|o| o.sender.clone())
     }
 
-    /// Starts queued outputs: their buffer (if any), then their loop.
+    /// Starts queued outputs: their buffer (if any), then their loop. The outputs whose buffer
+    /// could not start are failed and named in the error, which the caller logs (once).
     pub fn start_outputs(&mut self, pending: Vec<PendingOutput>) -> anyhow::Result<()> {
         let queue_batches = self.global.pipeline.queue_batches;
-        let mut first_error = None;
+        let mut failed = Vec::new();
         for PendingOutput { output: o, rx } in pending {
             let dead_letter = self.sender_of(o.dead_letter.as_ref());
             let rx = match &o.buffer {
@@ -314,12 +315,11 @@ impl Live {
                     ) {
                         Ok(rx) => rx,
                         Err(e) => {
-                            let e = anyhow::anyhow!("output {}: buffer: {e:#}", o.name);
-                            tracing::error!("{e:#}");
-                            o.metrics.set_failed(format!("{e:#}"));
+                            let e = format!("output {}: buffer: {e:#}", o.name);
+                            o.metrics.set_failed(e.clone());
                             self.stop_state.output_failed.store(true, Ordering::SeqCst);
                             self.output_failed.notify_one();
-                            first_error.get_or_insert(e);
+                            failed.push(e);
                             continue;
                         }
                     }
@@ -349,9 +349,10 @@ impl Live {
                 live.task = Some(task);
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(failed.join("; ")))
         }
     }
 

@@ -354,6 +354,15 @@ impl Pipeline {
         })
     }
 
+    /// The inputs that keep a read position on disk, each with the file it keeps it in
+    /// (`Input::state_file`).
+    pub fn state_files(&self) -> Vec<(&str, &std::path::Path)> {
+        self.inputs
+            .iter()
+            .filter_map(|i| Some((&*i.name, i.input.state_file()?)))
+            .collect()
+    }
+
     /// Runs until every input has ended, or `shutdown` fires; then drains within the pipeline's
     /// `shutdown_timeout`.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<RunReport> {

@@ -98,6 +98,12 @@ impl Trawl {
         }
     }
 
+    /// SIGKILL, as a crash: nothing flushed, no registry written at exit.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Whether trawl has `path` open (from `/proc/<pid>/fd`).
     pub fn has_open(&self, path: &Path) -> bool {
         has_open(self.child.id(), path)
@@ -136,4 +142,18 @@ pub fn messages(ev: &[Value]) -> Vec<String> {
     ev.iter()
         .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// How many times each `message` came.
+pub fn counts(ev: &[Value]) -> std::collections::HashMap<String, usize> {
+    let mut m = std::collections::HashMap::new();
+    for msg in messages(ev) {
+        *m.entry(msg).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The `i`th line of the tests' logs: numbered so that missing and repeated ones can be named.
+pub fn line(i: usize) -> String {
+    format!("line {i:07} the quick brown fox jumps over the lazy dog")
 }

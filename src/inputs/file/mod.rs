@@ -453,6 +453,10 @@ impl Input for FileInput {
                 .map_err(|_| anyhow::anyhow!("file reader thread panicked"))?
         })
     }
+
+    fn state_file(&self) -> Option<&std::path::Path> {
+        Some(&self.registry_path)
+    }
 }
 
 /// At a stop, the files whose failed batches were not delivered since (failing again through

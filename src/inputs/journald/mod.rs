@@ -175,6 +175,10 @@ impl Input for Journald {
     fn run(self: Box<Self>, ctx: InputContext) -> BoxFuture<anyhow::Result<()>> {
         Box::pin(async move { self.run_loop(ctx).await })
     }
+
+    fn state_file(&self) -> Option<&std::path::Path> {
+        Some(&self.cursor_path)
+    }
 }
 
 /// How one journalctl session ended.

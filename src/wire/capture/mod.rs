@@ -5,17 +5,17 @@
 //! dropped and counted, since a live capture cannot pause. The analyzer merges the interfaces
 //! back into capture-time order (`merge`) before decoding.
 
-use super::merge::Merge;
-use super::pcapfile::{wait_ready, Reader, Sniffed, Source};
-use super::{Engine, Stats};
+mod file;
+
+use file::finish;
+pub use file::{read_file, FileSummary};
+
 use crate::capabilities::{Capability, NET_RAW_HINT};
 use crate::config::{ByteSize, Duration};
+use crate::wire::merge::Merge;
+use crate::wire::{Engine, Stats};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -96,235 +96,13 @@ fn default_dedup() -> Duration {
     Duration::from_millis(100)
 }
 
-/// How a capture file ended.
-#[derive(Debug, Default)]
-pub struct FileSummary {
-    pub packets: u64,
-    /// A truncated or corrupt record stopped the reading early.
-    pub error: Option<String>,
-}
-
 // `timeval` fields are not i64 on every target.
 #[allow(clippy::unnecessary_cast)]
-fn ts_ns(h: &pcap::PacketHeader, nanos: bool) -> i64 {
+pub(crate) fn ts_ns(h: &pcap::PacketHeader, nanos: bool) -> i64 {
     let frac = h.ts.tv_usec as i64;
     (h.ts.tv_sec as i64)
         .saturating_mul(1_000_000_000)
         .saturating_add(if nanos { frac } else { frac * 1000 })
-}
-
-/// Reads `path` (`-`: standard input; a FIFO or pipe too) through `engine`, calling `flush`
-/// with the engine every `batch` events and at the end (after `finish`). `flush` returns false
-/// to stop early. An unreadable file is `Err`; a truncated or corrupt record ends the file
-/// early and is reported in the summary. Once `stop` is set, reading ends as at the end of
-/// the file, even while a pipe is waiting for its writer.
-pub fn read_file(
-    path: &Path,
-    engine: &mut Engine,
-    stop: &AtomicBool,
-    batch: usize,
-    flush: &mut dyn FnMut(&mut Engine) -> bool,
-) -> Result<FileSummary, String> {
-    let (source, head) = match Reader::open(path, stop) {
-        Ok(Sniffed::Classic(r)) => return Ok(read_classic(r, path, engine, stop, batch, flush)),
-        Ok(Sniffed::Other { source, head }) => (source, head),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    if path.as_os_str() != "-" && !source.waits() {
-        // A regular file (pcapng, or too short to tell): libpcap reopens it by name.
-        drop(source);
-        let cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        return Ok(read_libpcap(cap, path, engine, stop, batch, flush));
-    }
-    read_relayed(source, head, path, engine, stop, batch, flush)
-}
-
-/// A stream libpcap must read (pcapng) whose first bytes are already consumed: a thread
-/// writes them, then the rest of the stream, into a pipe that libpcap reads.
-fn read_relayed(
-    source: Source,
-    head: Vec<u8>,
-    path: &Path,
-    engine: &mut Engine,
-    stop: &AtomicBool,
-    batch: usize,
-    flush: &mut dyn FnMut(&mut Engine) -> bool,
-) -> Result<FileSummary, String> {
-    let (from, to) =
-        relay_pipe().map_err(|e| format!("{}: cannot make a pipe: {e}", path.display()))?;
-    // Set when libpcap will not read the pipe: the relay must not wait for room.
-    let abandoned = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("trawl-pcap-relay".into())
-            .spawn_scoped(s, || relay(source, head, to, stop, &abandoned))
-            .map_err(|e| format!("{}: cannot start a reader thread: {e}", path.display()))?;
-        // SAFETY: `from` is an open descriptor owned by nobody else from here on; the capture
-        // closes it when dropped.
-        let opened = unsafe {
-            pcap::Capture::from_raw_fd_with_precision(from.into_raw_fd(), pcap::Precision::Nano)
-        };
-        match opened {
-            Ok(cap) => Ok(read_libpcap(cap, path, engine, stop, batch, flush)),
-            Err(e) => {
-                abandoned.store(true, Ordering::Relaxed);
-                Err(format!("{}: {e}", path.display()))
-            }
-        }
-    })
-}
-
-/// A pipe whose write end does not block, so that the relay can give up when nobody reads.
-fn relay_pipe() -> std::io::Result<(OwnedFd, File)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded: both descriptors are open and owned by nothing else.
-    let (from, to) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: fcntl on an open descriptor with valid flags.
-    if unsafe { libc::fcntl(to.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((from, File::from(to)))
-}
-
-/// Copies `head`, then `source` until its end (or `stop`), into `to`; closing `to` is the end
-/// of the file for libpcap. Read errors end the copy as a truncation would (libpcap reports it).
-fn relay(
-    mut source: Source,
-    head: Vec<u8>,
-    mut to: File,
-    stop: &AtomicBool,
-    abandoned: &AtomicBool,
-) {
-    let mut buf = vec![0u8; 64 << 10];
-    let mut chunk = head.len();
-    buf[..chunk].copy_from_slice(&head);
-    loop {
-        if !send(&mut to, &buf[..chunk], abandoned) {
-            return;
-        }
-        chunk = match source.read(&mut buf, &|| stop.load(Ordering::Relaxed)) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-    }
-}
-
-/// Writes all of `data` into the non-blocking pipe `to`; false when libpcap is gone.
-fn send(to: &mut File, mut data: &[u8], abandoned: &AtomicBool) -> bool {
-    while !data.is_empty() {
-        if abandoned.load(Ordering::Relaxed) {
-            return false;
-        }
-        match to.write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if wait_ready(to, libc::POLLOUT).is_err() {
-                    return false;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// `read_file` for what libpcap reads.
-fn read_libpcap(
-    mut cap: pcap::Capture<pcap::Offline>,
-    path: &Path,
-    engine: &mut Engine,
-    stop: &AtomicBool,
-    batch: usize,
-    flush: &mut dyn FnMut(&mut Engine) -> bool,
-) -> FileSummary {
-    let link = cap.get_datalink().0;
-    let mut summary = FileSummary::default();
-    loop {
-        match cap.next_packet() {
-            Ok(p) => {
-                summary.packets += 1;
-                engine.packet(link, ts_ns(p.header, true), p.data);
-            }
-            Err(pcap::Error::NoMorePackets) => break,
-            // A stop cuts the stream wherever it was: not damage.
-            Err(_) if stop.load(Ordering::Relaxed) => break,
-            Err(e) => {
-                summary.error = Some(format!(
-                    "{}: after {} packets: {e}",
-                    path.display(),
-                    summary.packets
-                ));
-                break;
-            }
-        }
-        if engine.out.pending() >= batch && !flush(engine) {
-            return summary;
-        }
-        if summary.packets % 4096 == 0 && stop.load(Ordering::Relaxed) {
-            break;
-        }
-    }
-    finish(engine, flush);
-    summary
-}
-
-/// Reports what is still open at the end of a capture, handing each batch to `flush`.
-fn finish(engine: &mut Engine, flush: &mut dyn FnMut(&mut Engine) -> bool) {
-    while engine.finish_batch() {
-        if !flush(engine) {
-            return;
-        }
-    }
-    flush(engine);
-}
-
-/// `read_file` for a classic pcap file.
-fn read_classic(
-    mut r: Reader,
-    path: &Path,
-    engine: &mut Engine,
-    stop: &AtomicBool,
-    batch: usize,
-    flush: &mut dyn FnMut(&mut Engine) -> bool,
-) -> FileSummary {
-    let mut summary = FileSummary::default();
-    let link = r.link;
-    loop {
-        if r.may_wait() && engine.out.pending() > 0 && !flush(engine) {
-            return summary;
-        }
-        match r.next_record() {
-            Ok(Some((ts, data))) => {
-                summary.packets += 1;
-                engine.packet(link, ts, data);
-            }
-            Ok(None) => break,
-            // A stop cuts the stream wherever it was: not damage.
-            Err(_) if stop.load(Ordering::Relaxed) => break,
-            Err(e) => {
-                summary.error = Some(format!(
-                    "{}: after {} packets: {e}",
-                    path.display(),
-                    summary.packets
-                ));
-                break;
-            }
-        }
-        if engine.out.pending() >= batch && !flush(engine) {
-            return summary;
-        }
-        if summary.packets % 4096 == 0 && stop.load(Ordering::Relaxed) {
-            break;
-        }
-    }
-    finish(engine, flush);
-    summary
 }
 
 /// Packets captured on one interface, copied into one buffer; without packets, a heartbeat.
@@ -707,6 +485,72 @@ fn recycle(pool: &Mutex<Vec<Block>>, mut b: Block) {
     }
 }
 
+/// Drops (the kernel's, or the analyzer's behind) this far apart are two episodes, each
+/// logged once.
+const KERNEL_DROP_QUIET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One open interface's pcap_stats, turned into the input's running totals and a warning per
+/// episode of drops. pcap's counters are 32 bits and restart when the interface is reopened:
+/// the totals go on from what earlier handles counted, by the increments of this one.
+struct KernelCounts<'a> {
+    input: &'a str,
+    interface: &'a str,
+    /// Totals (received, kernel dropped, interface dropped) when this handle opened, plus
+    /// what it counted since.
+    totals: [u64; 3],
+    /// This handle's raw counters at the last read.
+    last: [u32; 3],
+    last_drop: Option<std::time::Instant>,
+}
+
+impl<'a> KernelCounts<'a> {
+    fn new(input: &'a str, interface: &'a str, stats: &Stats) -> KernelCounts<'a> {
+        let totals = stats
+            .interfaces
+            .lock()
+            .ok()
+            .and_then(|v| v.iter().find(|e| e.0 == interface).map(|e| [e.1, e.2, e.3]))
+            .unwrap_or_default();
+        KernelCounts {
+            input,
+            interface,
+            totals,
+            last: [0; 3],
+            last_drop: None,
+        }
+    }
+
+    fn read(&mut self, s: pcap::Stat, stats: &Stats) {
+        let now = [s.received, s.dropped, s.if_dropped];
+        let mut grew = [0u64; 3];
+        for i in 0..3 {
+            grew[i] = u64::from(now[i].wrapping_sub(self.last[i]));
+            self.totals[i] += grew[i];
+        }
+        self.last = now;
+        stats.set_interface(
+            self.interface,
+            self.totals[0],
+            self.totals[1],
+            self.totals[2],
+        );
+        if grew[1] == 0 && grew[2] == 0 {
+            return;
+        }
+        // Counted alone, a kernel drop is silent to whoever reads the log after the burst.
+        let at = std::time::Instant::now();
+        let begins = self
+            .last_drop
+            .is_none_or(|t| at.duration_since(t) >= KERNEL_DROP_QUIET);
+        self.last_drop = Some(at);
+        if begins {
+            tracing::warn!(input = %self.input, interface = %self.interface,
+                kernel_dropped = grew[1], interface_dropped = grew[2],
+                "packets lost before trawl read them: the kernel's capture buffer was full (kernel_dropped; raise capture.buffer_size, or trawl is short of CPU) or the interface dropped them (interface_dropped); counted in trawl_capture_kernel_dropped_total and trawl_capture_interface_dropped_total (logged once until 10 s pass without a drop)");
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn capture_loop(
     mut cap: pcap::Capture<pcap::Active>,
@@ -738,9 +582,11 @@ fn capture_loop(
     };
     let mut block = new_block();
     let mut last_stats = std::time::Instant::now();
+    let mut kernel = KernelCounts::new(input, name, stats);
     let mut block_started = std::time::Instant::now();
     // Everything captured before this has been handed on (or dropped).
     let mut complete_to = i64::MIN;
+    let analyzer_drop = std::cell::Cell::new(None::<std::time::Instant>);
     let send = |mut block: Block, complete_to: &mut i64, idle: bool| {
         if let Some(last) = block.packets.last() {
             *complete_to = (*complete_to).max(last.0);
@@ -758,6 +604,15 @@ fn capture_loop(
                 stats
                     .capture_dropped
                     .fetch_add(b.packets.len() as u64, Ordering::Relaxed);
+                let at = std::time::Instant::now();
+                let begins = analyzer_drop
+                    .get()
+                    .is_none_or(|t| at.duration_since(t) >= KERNEL_DROP_QUIET);
+                analyzer_drop.set(Some(at));
+                if begins {
+                    tracing::warn!(input = %input, interface = %name, packets = b.packets.len(),
+                        "the analyzer fell behind the capture: dropping this interface's packets, counted in trawl_capture_dropped_total (logged once until 10 s pass without a drop)");
+                }
                 true
             }
             Err(TrySendError::Disconnected(_)) => false,
@@ -813,22 +668,12 @@ fn capture_loop(
         if last_stats.elapsed() >= std::time::Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
             if let Ok(s) = cap.stats() {
-                stats.set_interface(
-                    name,
-                    s.received as u64,
-                    s.dropped as u64,
-                    s.if_dropped as u64,
-                );
+                kernel.read(s, stats);
             }
         }
     }
     if let Ok(s) = cap.stats() {
-        stats.set_interface(
-            name,
-            s.received as u64,
-            s.dropped as u64,
-            s.if_dropped as u64,
-        );
+        kernel.read(s, stats);
     }
     if !block.packets.is_empty() {
         send(block, &mut complete_to, false);

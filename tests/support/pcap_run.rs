@@ -1,0 +1,35 @@
+//! `trawl pcap` run on a capture file, its JSON lines read back: the one runner of the tests
+//! that compare trawl's report of a capture with the script that made it or with tshark.
+//! Tests declare `mod support { pub mod pcap_run; }`.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A capture under `tests/data/`.
+pub fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// The events of `trawl pcap --only ONLY PCAP`, one per stdout line. Fails the test when
+/// trawl does not exit 0 (with its stderr) or prints a line that is not JSON.
+pub fn pcap_events(only: &str, pcap: &Path) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["pcap", "--only", only])
+        .arg(pcap)
+        .output()
+        .expect("run trawl pcap");
+    assert!(
+        out.status.success(),
+        "trawl pcap --only {only} {}: {}",
+        pcap.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line {l:?}: {e}")))
+        .collect()
+}
