@@ -376,9 +376,18 @@ impl Reports {
                 );
                 match config.create_with_context::<_, ThreadedProducer<Reports>>(reports) {
                     Ok(p) => {
-                        tracing::warn!(output = %self.output, topic = msg.topic(),
-                            "the broker refused a batch of messages as too large for the topic (its max.message.bytes is below the requests trawl sends; set the output's max_message_bytes to it): messages refused so are sent again one per request, and only one too large on its own goes to the dead letters (logged once)");
-                        self.alone.get_or_init(|| Arc::new(p))
+                        // Two delivery reports can get here at once (seen in CI: the warning
+                        // twice, 0.3 ms apart): only the one whose producer is kept logs.
+                        let mut kept = false;
+                        let alone = self.alone.get_or_init(|| {
+                            kept = true;
+                            Arc::new(p)
+                        });
+                        if kept {
+                            tracing::warn!(output = %self.output, topic = msg.topic(),
+                                "the broker refused a batch of messages as too large for the topic (its max.message.bytes is below the requests trawl sends; set the output's max_message_bytes to it): messages refused so are sent again one per request, and only one too large on its own goes to the dead letters (logged once)");
+                        }
+                        alone
                     }
                     Err(e) => {
                         tracing::error!(output = %self.output, error = %e, "cannot make a producer to send refused messages one at a time");
