@@ -139,6 +139,20 @@ def compile_filter(match, fields):
     return conds, dropped
 
 
+def compare(op, have, want):
+    """suricata-verify's ordering and string operators (`__gt`... `__endswith`) on a value
+    that is there."""
+    if op in ("__gt", "__gte", "__lt", "__lte"):
+        return isinstance(have, (int, float)) and {
+            "__gt": have > want, "__gte": have >= want,
+            "__lt": have < want, "__lte": have <= want}[op]
+    if op in ("__find", "__contains"):
+        return str(want) in str(have)
+    if op == "__startswith":
+        return str(have).startswith(str(want))
+    return str(have).endswith(str(want))
+
+
 def holds(ev, conds):
     for op, field, want in conds:
         have = get(ev, field)
@@ -150,16 +164,8 @@ def holds(ev, conds):
             ok = same(field, have, want)
         elif have is None:
             ok = False
-        elif op in ("__gt", "__gte", "__lt", "__lte"):
-            ok = isinstance(have, (int, float)) and {
-                "__gt": have > want, "__gte": have >= want,
-                "__lt": have < want, "__lte": have <= want}[op]
-        elif op in ("__find", "__contains"):
-            ok = str(want) in str(have)
-        elif op == "__startswith":
-            ok = str(have).startswith(str(want))
         else:
-            ok = str(have).endswith(str(want))
+            ok = compare(op, have, want)
         if not ok:
             return False
     return True
@@ -556,16 +562,8 @@ def view_holds_as(v, conds):
             ok = False
         elif op == "__len":
             ok = len(have) == want
-        elif op in ("__gt", "__gte", "__lt", "__lte"):
-            ok = isinstance(have, (int, float)) and {
-                "__gt": have > want, "__gte": have >= want,
-                "__lt": have < want, "__lte": have <= want}[op]
-        elif op in ("__find", "__contains"):
-            ok = str(want) in str(have)
-        elif op == "__startswith":
-            ok = str(have).startswith(str(want))
         else:
-            ok = str(have).endswith(str(want))
+            ok = compare(op, have, want)
         if not ok:
             return False
     return True
