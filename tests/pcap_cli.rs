@@ -1,6 +1,7 @@
 //! `trawl pcap` as a user drives it: a capture (pcap or pcapng) piped on standard input (`-`)
 //! or written into a FIFO gives the same events as the file; a signal while a FIFO stays open
-//! still reports everything decoded; a damaged capture fed to a pipeline (`-c`) exits 1.
+//! still reports everything decoded; a damaged capture fed to a pipeline (`-c`) exits 1; a
+//! gzipped capture reads as the plain one.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -264,6 +265,85 @@ fn a_damaged_capture_through_a_pipeline_exits_1_after_delivering_what_came_befor
             count(&plain, dataset),
             "{dataset} events delivered through the pipeline: {out}"
         );
+    }
+}
+
+/// `gzip FILE` as the `gzip` tool writes it, one member a call.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip is needed");
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&feed));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Captures are archived gzipped (`tcpdump -w - | gzip`, rotated `.pcap.gz`): a gzipped pcap
+/// or pcapng, as a file or on standard input, and one gzip wrote in two members, give the
+/// events of the plain file; a gzipped capture cut short is damage, reported as for a cut
+/// pcap (exit 1, the file named) after what came before.
+#[test]
+fn gzipped_captures_give_the_events_of_the_plain_file_and_a_cut_one_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in both_formats("http-all-headers", dir.path()) {
+        let want = from_file(&file);
+        let bytes = std::fs::read(&file).unwrap();
+        let packed = gzip(&bytes);
+        let gz = dir.path().join("capture.gz");
+        std::fs::write(&gz, &packed).unwrap();
+        let (code, out, err) = finish(trawl().arg("pcap").arg(&gz).spawn().unwrap(), "gz file");
+        assert_eq!(
+            (code, &out),
+            (Some(0), &want),
+            "{} gzipped: {err}",
+            file.display()
+        );
+
+        let mut child = trawl()
+            .args(["pcap", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feed = packed.clone();
+        let writer = std::thread::spawn(move || stdin.write_all(&feed));
+        let (code, out, err) = finish(child, "gz on stdin");
+        writer.join().unwrap().unwrap();
+        assert_eq!(
+            (code, &out),
+            (Some(0), &want),
+            "{} gzipped on stdin: {err}",
+            file.display()
+        );
+
+        let half = bytes.len() / 2;
+        let mut members = gzip(&bytes[..half]);
+        members.extend(gzip(&bytes[half..]));
+        std::fs::write(&gz, &members).unwrap();
+        let (code, out, err) = finish(trawl().arg("pcap").arg(&gz).spawn().unwrap(), "members");
+        assert_eq!(
+            (code, &out),
+            (Some(0), &want),
+            "{} in two members: {err}",
+            file.display()
+        );
+
+        // Cut inside the compressed data near its end: the transaction came before.
+        std::fs::write(&gz, &packed[..packed.len() - 40]).unwrap();
+        let (code, out, err) = finish(trawl().arg("pcap").arg(&gz).spawn().unwrap(), "cut");
+        assert_eq!(code, Some(1), "{} gzipped and cut: {err}", file.display());
+        assert!(
+            err.contains("damaged") && err.contains("capture.gz"),
+            "{err}"
+        );
+        assert!(out.contains("\"dataset\":\"http\""), "{out}");
     }
 }
 

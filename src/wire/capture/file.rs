@@ -36,7 +36,7 @@ pub fn read_file(
         Ok(Sniffed::Other { source, head }) => (source, head),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    if path.as_os_str() != "-" && !source.waits() {
+    if path.as_os_str() != "-" && !source.waits() && !source.gzipped() {
         // A regular file (pcapng, or too short to tell): libpcap reopens it by name.
         drop(source);
         let cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
@@ -64,7 +64,7 @@ fn read_relayed(
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("trawl-pcap-relay".into())
-            .spawn_scoped(s, || relay(source, head, to, stop, &abandoned))
+            .spawn_scoped(s, || relay(source, head, to, &abandoned))
             .map_err(|e| format!("{}: cannot start a reader thread: {e}", path.display()))?;
         // SAFETY: `from` is an open descriptor owned by nobody else from here on; the capture
         // closes it when dropped.
@@ -99,13 +99,7 @@ fn relay_pipe() -> std::io::Result<(OwnedFd, File)> {
 
 /// Copies `head`, then `source` until its end (or `stop`), into `to`; closing `to` is the end
 /// of the file for libpcap. Read errors end the copy as a truncation would (libpcap reports it).
-fn relay(
-    mut source: Source,
-    head: Vec<u8>,
-    mut to: File,
-    stop: &AtomicBool,
-    abandoned: &AtomicBool,
-) {
+fn relay(mut source: Source, head: Vec<u8>, mut to: File, abandoned: &AtomicBool) {
     let mut buf = vec![0u8; 64 << 10];
     let mut chunk = head.len();
     buf[..chunk].copy_from_slice(&head);
@@ -113,7 +107,7 @@ fn relay(
         if !send(&mut to, &buf[..chunk], abandoned) {
             return;
         }
-        chunk = match source.read(&mut buf, &|| stop.load(Ordering::Relaxed)) {
+        chunk = match source.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
