@@ -118,6 +118,12 @@ impl HostUrl {
         } else {
             let bare = reqwest::Url::parse(&format!("http://{s}"))
                 .map_err(|e| format!("host `{shown}`: {e}"))?;
+            // `http//es:9200` or `https:es` would otherwise be a node named `http`.
+            if let Some(scheme @ ("http" | "https")) = bare.host_str() {
+                return Err(format!(
+                    "host `{shown}`: `{scheme}` must be followed by `://` (e.g. `{scheme}://es:9200`)"
+                ));
+            }
             match bare.port() {
                 Some(_) => format!("http://{s}"),
                 None => format!("http://{s}:{DEFAULT_PORT}"),
@@ -413,5 +419,9 @@ mod tests {
         assert!(parsed("ftp://es:21").unwrap_err().contains("ftp"));
         assert!(parsed("es:port").is_err());
         assert!(parsed("").is_err());
+        for typo in ["http//es:9200", "https:/es", "HTTPS//es"] {
+            let err = parsed(typo).unwrap_err();
+            assert!(err.contains("must be followed by `://`"), "{typo}: {err}");
+        }
     }
 }
