@@ -88,11 +88,89 @@ fn yes() -> bool {
     true
 }
 
+/// A bootstrap broker as librdkafka reads one: `host`, `host:port` or `[v6]:port`, after an
+/// optional security protocol (`SSL://`...). Checked when the configuration is read, so that a
+/// typo is reported at its line rather than as an unreachable broker once running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broker(String);
+
+impl Broker {
+    pub fn parse(s: &str) -> Result<Broker, String> {
+        let s = s.trim();
+        let expected = "expected `host:port` (or `host`, port 9092), e.g. `kafka-0.kafka:9092`";
+        let hostport = match s.split_once("://") {
+            Some((proto, rest)) => {
+                let known = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+                if !known.contains(&proto.to_ascii_lowercase().as_str()) {
+                    return Err(format!(
+                        "broker `{s}`: `{proto}://` is not a Kafka security protocol \
+                         (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL); {expected}"
+                    ));
+                }
+                rest
+            }
+            None => s,
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            match v6.split_once(']') {
+                Some((addr, rest)) if addr.parse::<std::net::Ipv6Addr>().is_ok() => {
+                    (addr, rest.strip_prefix(':'))
+                }
+                _ => {
+                    return Err(format!(
+                        "broker `{s}`: not an IPv6 address in `[]`; {expected}"
+                    ))
+                }
+            }
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        let name_ok = hostport.starts_with('[')
+            || (!host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
+        if !name_ok {
+            return Err(format!(
+                "broker `{s}`: `{host}` is not a host name; {expected}"
+            ));
+        }
+        if let Some(p) = port {
+            if !matches!(p.parse::<u16>(), Ok(1..)) {
+                return Err(format!(
+                    "broker `{s}`: `{p}` is not a port (1-65535); {expected}"
+                ));
+            }
+        }
+        Ok(Broker(s.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Broker {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Parsing inside the visitor lets the error carry the value's position.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Broker;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a broker such as kafka-0.kafka:9092")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Broker, E> {
+                Broker::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Bootstrap brokers, `host:port`.
-    pub brokers: Vec<String>,
+    pub brokers: Vec<Broker>,
     /// Topic, with `%{[field]}` and date conversions.
     pub topic: Template,
     /// Message key (decides the partition); absent: librdkafka spreads messages.
@@ -173,7 +251,8 @@ pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
         return Err("`idempotence: true` needs `acks: all`".into());
     }
     let mut cc = ClientConfig::new();
-    cc.set("bootstrap.servers", c.brokers.join(","))
+    let brokers: Vec<&str> = c.brokers.iter().map(|b| b.0.as_str()).collect();
+    cc.set("bootstrap.servers", brokers.join(","))
         .set("client.id", "trawl")
         .set(
             "compression.codec",
@@ -491,6 +570,40 @@ mod tests {
         )
         .unwrap();
         crate::config::from_node(&p.outputs[0].spec.node, "outputs.k").unwrap()
+    }
+
+    /// librdkafka's forms pass as written; typos that would only show as an unreachable
+    /// broker once running are refused, naming the broker.
+    #[test]
+    fn brokers_are_checked_as_librdkafka_reads_them() {
+        for ok in [
+            "kafka-0.kafka.svc:9092",
+            "kafka",
+            "10.0.0.5:19092",
+            "[::1]:9092",
+            "SSL://kafka:9093",
+            "sasl_ssl://b-1.msk.example.com:9096",
+            "my_broker:9092",
+        ] {
+            assert_eq!(Broker::parse(ok).map(|b| b.0), Ok(ok.to_owned()), "{ok}");
+        }
+        for bad in [
+            "kafka//x:9092",
+            "http://kafka:9092",
+            "kafka:port",
+            "kafka:0",
+            "kafka:70000",
+            ":9092",
+            "",
+            "[::1:9092",
+            "kafka 9092",
+        ] {
+            let err = Broker::parse(bad).unwrap_err();
+            assert!(
+                err.contains(&format!("`{bad}`")) && err.contains("expected"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
