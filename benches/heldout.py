@@ -460,6 +460,13 @@ def tls_views(ev):
     t = get(ev, "tls") or {}
     client, server = t.get("client") or {}, t.get("server") or {}
     ver = TLS_VERSIONS.get((t.get("version_protocol"), t.get("version")), t.get("version"))
+    offered = client.get("supported_versions") or []
+    if ver is None and not t.get("cipher") and offered:
+        # No ServerHello: Suricata's tls.version is then the client's hello version (the
+        # highest offered); trawl keeps tls.version for a negotiated one and lists the offer.
+        top = max(offered, key=lambda x: [int(n) for n in x.split(".")] if x[0].isdigit() else [0])
+        ver = {"1.0": "TLSv1", "1.1": "TLS 1.1", "1.2": "TLS 1.2", "1.3": "TLS 1.3",
+               "3.0": "SSLv3"}.get(top, top)
     draft = t.get("version_draft")
     if draft is not None:
         # Suricata names drafts before 16 alike.
@@ -478,6 +485,7 @@ def tls_views(ev):
               "tls.client.notbefore": (client.get("not_before") or "").removesuffix("Z") or None,
               "tls.client.notafter": (client.get("not_after") or "").removesuffix("Z") or None,
               "tls.client.subject": dn_suricata(client.get("subject")),
+              "tls.client.fingerprint": colon_hex(get(client, "hash.sha1"), False),
               "tls.client.issuerdn": dn_suricata(client.get("issuer"))})
     for i, a in enumerate(client.get("alpn") or []):
         v[f"tls.client_alpns[{i}]"] = a

@@ -1,8 +1,10 @@
 //! DNS and TLS that are legal but uncommon, against tshark's decoding of the same captures:
 //! tests/data/dns_tls_odd.pcap (tests/data/dns_tls_odd.py: a forward compression pointer, a
 //! response whose additional record is cut short, NULL/SSHFP/SPF records, responses without a
-//! question, TLS 1.3 draft handshakes, a Certificate message past the message limit) and the
-//! openssl capture tests/data/tls/tls12_http11.pcap (its certificate's subject alternative
+//! question, TLS 1.3 draft handshakes, a Certificate message past the message limit, a client
+//! certificate, ClientHellos never answered, DNS over TCP with bytes missing mid-message, an
+//! HTTP request line without the space before its version) and
+//! the openssl capture tests/data/tls/tls12_http11.pcap (its certificate's subject alternative
 //! names and digests, with `openssl x509` as the second oracle).
 
 use serde_json::Value as J;
@@ -80,7 +82,7 @@ fn odd_dns_messages_decode_as_tshark_reads_them() {
     let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
     let rows = tshark(
         "dns_tls_odd.pcap",
-        "dns.flags.response == 1 && dns.count.queries > 0",
+        "udp && dns.flags.response == 1 && dns.count.queries > 0",
         &[
             "dns.id",
             "dns.qry.name",
@@ -276,5 +278,200 @@ fn an_oversized_certificate_chain_still_gives_the_server_certificate() {
     assert_eq!(
         server["x509"]["alternative_names"],
         serde_json::json!(["big.trawl.test", "192.0.2.9"])
+    );
+}
+
+/// `openssl x509` on a DER certificate: the lines of `-serial -subject -issuer -fingerprint`
+/// (RFC 2253 names) and of a second `-fingerprint -sha256`, as `key=value` pairs.
+fn openssl_x509(der: &[u8]) -> Vec<(String, String)> {
+    use std::io::Write;
+    let mut out = Vec::new();
+    for args in [
+        &[
+            "-serial",
+            "-nameopt",
+            "RFC2253",
+            "-subject",
+            "-issuer",
+            "-fingerprint",
+            "-sha1",
+        ][..],
+        &["-fingerprint", "-sha256"][..],
+    ] {
+        let mut child = Command::new("openssl")
+            .args(["x509", "-inform", "der", "-noout"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl is installed");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(der)
+            .expect("openssl reads");
+        let done = child.wait_with_output().expect("openssl runs");
+        for line in String::from_utf8_lossy(&done.stdout).lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                out.push((k.to_owned(), v.replace(':', "")));
+            }
+        }
+    }
+    out
+}
+
+fn unhex(h: &str) -> Vec<u8> {
+    (0..h.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+#[test]
+fn a_client_certificate_is_reported_beside_the_servers() {
+    let events = trawl_pcap(
+        &["--only", "tls", "--tls-ports", "8444"],
+        "dns_tls_odd.pcap",
+    );
+    let mtls: Vec<&J> = events
+        .iter()
+        .filter(|e| e["destination"]["port"] == 8444)
+        .collect();
+    assert_eq!(mtls.len(), 1, "{events:#?}");
+    let t = &mtls[0]["tls"];
+    assert!(t["established"].as_bool().unwrap_or(false), "{t}");
+    // tshark finds the client's Certificate message; openssl reads the certificate in it.
+    let der = &tshark(
+        "dns_tls_odd.pcap",
+        "tcp.dstport == 8444 && tls.handshake.type == 11",
+        &["tls.handshake.certificate"],
+    )[0][0];
+    let want = openssl_x509(&unhex(der.split(';').next().unwrap_or("")));
+    let field = |k: &str| {
+        want.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let client = &t["client"];
+    assert_eq!(client["x509"]["serial_number"], field("serial").as_str());
+    // openssl's RFC 2253 form is trawl's: most specific name first, no spaces.
+    assert_eq!(client["subject"], field("subject").as_str(), "{client}");
+    assert_eq!(client["issuer"], field("issuer").as_str());
+    assert_eq!(client["hash"]["sha1"], field("sha1 Fingerprint").as_str());
+    assert_eq!(
+        client["hash"]["sha256"],
+        field("sha256 Fingerprint").as_str()
+    );
+    assert_eq!(
+        client["x509"]["subject"]["common_name"],
+        serde_json::json!(["client.trawl.test"])
+    );
+    // The server's own certificate stays the server's.
+    assert_eq!(
+        t["server"]["x509"]["subject"]["common_name"],
+        serde_json::json!(["mesh-server.trawl.test"])
+    );
+}
+
+#[test]
+fn an_unanswered_client_hello_reports_what_the_client_offered() {
+    let events = trawl_pcap(&["--only", "tls", "--tls-ports", "444"], "dns_tls_odd.pcap");
+    let quiet: Vec<&J> = events
+        .iter()
+        .filter(|e| e["destination"]["port"] == 444)
+        .collect();
+    // tshark: the hello's own version, then the supported_versions list (GREASE included).
+    let hellos = tshark(
+        "dns_tls_odd.pcap",
+        "tcp.dstport == 444 && tls.handshake.type == 1",
+        &[
+            "tls.handshake.version",
+            "tls.handshake.extensions.supported_version",
+        ],
+    );
+    assert_eq!(hellos.len(), 2);
+    assert_eq!(quiet.len(), 2, "{events:#?}");
+    assert_eq!(hellos[0], ["0x0301", ""]);
+    assert_eq!(hellos[1][1], "0x0a0a;0x0304;0x0303");
+    for (e, want) in quiet.iter().zip([&["1.0"][..], &["1.3", "1.2"][..]]) {
+        let t = &e["tls"];
+        assert_eq!(t["established"], false, "{t}");
+        assert_eq!(e["event"]["reason"], "closed_during_handshake");
+        assert_eq!(t["client"]["supported_versions"], serde_json::json!(want));
+        assert_eq!(t["client"]["server_name"], "quiet.trawl.test");
+        // Nothing was negotiated: no version, no cipher.
+        assert!(t["version"].is_null() && t["cipher"].is_null(), "{t}");
+    }
+}
+
+#[test]
+fn dns_over_tcp_reads_on_after_bytes_missing_mid_message() {
+    let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
+    let tcp: Vec<&J> = events
+        .iter()
+        .filter(|e| e["network"]["transport"] == "tcp")
+        .collect();
+    // tshark decodes the queries and responses whose bytes are all there: the second query
+    // lost its question with the segment cut out, its response is whole.
+    let rows = tshark(
+        "dns_tls_odd.pcap",
+        "tcp.port == 53 && dns",
+        &["dns.id", "dns.flags.response"],
+    );
+    let ids = |response: &str| -> Vec<i64> {
+        rows.iter()
+            .filter(|r| r[1] == response || (response == "1" && r[1] == "True"))
+            .filter_map(|r| i64::from_str_radix(r[0].trim_start_matches("0x"), 16).ok())
+            .collect()
+    };
+    let (queries, responses) = (ids("0"), ids("1"));
+    assert_eq!(queries, [0x2001, 0x2003, 0x2004], "{rows:?}");
+    assert_eq!(responses, [0x2001, 0x2002, 0x2003, 0x2004]);
+    assert_eq!(tcp.len(), 4, "{tcp:#?}");
+    for id in responses {
+        let e = by_id(&events, id);
+        let asked = queries.contains(&id);
+        assert_eq!(e["dns"]["type"], "answer");
+        assert_eq!(
+            e["event"]["reason"].is_null(),
+            asked,
+            "{id:#x} paired with its query exactly when the query was whole: {e}"
+        );
+        assert_eq!(answers(e, "data"), [format!("192.0.2.{}", 10 + (id & 0xf))]);
+    }
+}
+
+#[test]
+fn a_request_line_that_lost_its_version_is_a_flagged_transaction() {
+    let events = trawl_pcap(&["--only", "http"], "dns_tls_odd.pcap");
+    // tshark reads `GET /HTTP/1.1` as a request for `/HTTP/1.1` with no version.
+    let req = &tshark(
+        "dns_tls_odd.pcap",
+        "tcp.dstport == 8080 && http.request",
+        &["http.request.uri", "http.host", "http.request.version"],
+    )[0];
+    assert_eq!(req, &["/HTTP/1.1", "glued.trawl.test", ""]);
+    let code = &tshark(
+        "dns_tls_odd.pcap",
+        "tcp.srcport == 8080 && http.response",
+        &["http.response.code"],
+    )[0][0];
+    let glued: Vec<&J> = events
+        .iter()
+        .filter(|e| e["destination"]["port"] == 8080)
+        .collect();
+    assert_eq!(glued.len(), 1, "{events:#?}");
+    let e = glued[0];
+    assert_eq!(e["http"]["request"]["method"], "GET");
+    assert_eq!(e["url"]["original"], req[0].as_str());
+    assert_eq!(e["url"]["domain"], req[1].as_str());
+    // Field lines follow, so it is no HTTP/0.9 simple request: the server answered with a
+    // status line, and the request is flagged.
+    assert_eq!(e["http"]["response"]["status_code"].to_string(), *code);
+    assert_eq!(
+        e["http"]["request"]["anomalies"],
+        serde_json::json!(["missing_version"]),
+        "{e}"
     );
 }

@@ -18,6 +18,15 @@ openssl s_server on port 8443 sends a TLS 1.2 Certificate message of about 90 Ki
 certificate and 100 copies as the chain), past trawl's 64 KiB message limit (and past what
 tshark reassembles); `openssl x509 -fingerprint -sha1` of its certificate is kept in
 dns_tls_odd.sha1.
+openssl s_server on port 8444 asks for a client certificate (-Verify, TLS 1.2) and s_client
+sends one issued by a CA of its own (mutual TLS, as service meshes run it).
+A server on port 444 reads two ClientHellos and never answers (one offering TLS 1.0 alone in
+its version field, one listing GREASE, 1.3 and 1.2 in supported_versions).
+A DNS server over TCP on port 53 answers four queries on one connection (RFC 7766); the
+second query is sent in two segments and the second segment is cut out of the capture
+afterwards (dumpcap saw it: the server's acknowledgement covers it), a hole mid-message.
+An HTTP server on port 8080 gets `GET /HTTP/1.1` (the space before the version missing) with
+a Host field line, and answers 400 as RFC 9112 3 asks of a server.
 tests/dns_tls_odd.rs reads the capture, with tshark as the oracle. Run as root:
 `python3 tests/data/dns_tls_odd.py`."""
 
@@ -161,6 +170,150 @@ def big_chain():
         shutil.rmtree(d)
 
 
+def mutual_tls():
+    d = tempfile.mkdtemp()
+    try:
+        run = lambda *a: subprocess.run(list(a), check=True, capture_output=True, cwd=d)
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "3650", "-subj", "/O=Trawl Test/CN=Trawl Mesh CA")
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "s.key", "-out", "s.pem",
+            "-days", "3650", "-subj", "/CN=mesh-server.trawl.test")
+        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "c.key", "-out", "c.csr",
+            "-subj", "/O=Trawl Test/OU=payments/CN=client.trawl.test")
+        run("openssl", "x509", "-req", "-in", "c.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial",
+            "0x1d2c3b4a5968", "-days", "3650", "-out", "c.pem")
+        srv = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:8444", "-cert", "s.pem", "-key", "s.key",
+                                "-Verify", "1", "-CAfile", "ca.pem", "-tls1_2", "-www"], cwd=d,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:8444", "-tls1_2", "-cert", "c.pem", "-key",
+                        "c.key", "-servername", "mesh-server.trawl.test"], cwd=d, stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=10)
+        time.sleep(0.3)
+        srv.terminate()
+        srv.wait()
+    finally:
+        shutil.rmtree(d)
+
+
+def legacy_hello(version):
+    """A ClientHello of a TLS <= 1.2 client: `version` in the hello, no supported_versions."""
+    sni = b"quiet.trawl.test"
+    exts = ext(0, struct.pack(">HBH", len(sni) + 3, 0, len(sni)) + sni)
+    body = (struct.pack(">H", version) + bytes(range(32)) + b"\x00" + b"\x00\x04\x00\x2f\x00\x35"
+            + b"\x01\x00" + struct.pack(">H", len(exts)) + exts)
+    return record(22, handshake(1, body))
+
+
+def modern_hello():
+    """A TLS 1.3 client's hello: 1.2 in the version field, GREASE, 1.3 and 1.2 listed."""
+    sni = b"quiet.trawl.test"
+    exts = (ext(0, struct.pack(">HBH", len(sni) + 3, 0, len(sni)) + sni)
+            + ext(43, b"\x06\x0a\x0a\x03\x04\x03\x03")
+            + ext(10, b"\x00\x02\x00\x1d")
+            + ext(13, b"\x00\x02\x04\x03")
+            + ext(51, struct.pack(">HHH", 36, 0x1D, 32) + bytes(32)))
+    body = (struct.pack(">H", 0x0303) + bytes(range(32)) + b"\x00"
+            + b"\x00\x02\x13\x01" + b"\x01\x00" + struct.pack(">H", len(exts)) + exts)
+    return record(22, handshake(1, body))
+
+
+def silent_server(lsock):
+    for _ in range(2):
+        c, _ = lsock.accept()
+        c.recv(4096)
+        time.sleep(0.3)
+        c.close()
+
+
+def dns_tcp_server(lsock, answers):
+    c, _ = lsock.accept()
+    buf = b""
+    while True:
+        data = c.recv(4096)
+        if not data:
+            break
+        buf += data
+        while len(buf) >= 2 and len(buf) >= 2 + struct.unpack(">H", buf[:2])[0]:
+            n = struct.unpack(">H", buf[:2])[0]
+            q, buf = buf[2:2 + n], buf[2 + n:]
+            r = answers[q[:2]]
+            c.sendall(struct.pack(">H", len(r)) + r)
+    c.close()
+
+
+GAP_NAME = "gap.trawl.test"
+
+
+def tcp_exchanges():
+    out = []
+    for id_, qname, ip in ((0x2001, "one.trawl.test", 11), (0x2002, GAP_NAME, 12),
+                           (0x2003, "three.trawl.test", 13), (0x2004, "four.trawl.test", 14)):
+        q = header(id_, 0x0100, 1) + question(qname, 1)
+        r = header(id_, 0x8180, 1, 1) + question(qname, 1) + rr(b"\xc0\x0c", 1, bytes([192, 0, 2, ip]))
+        out.append((q, r))
+    return out
+
+
+def dns_over_tcp():
+    pairs = tcp_exchanges()
+    c = socket.create_connection(("127.0.0.1", 53))
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.settimeout(2)
+    for q, r in pairs:
+        framed = struct.pack(">H", len(q)) + q
+        if q[12:] == question(GAP_NAME, 1):
+            # Header in one segment, question in the next (the one cut out afterwards).
+            c.sendall(framed[:14])
+            time.sleep(0.1)
+            c.sendall(framed[14:])
+        else:
+            c.sendall(framed)
+        got = b""
+        while len(got) < 2 + len(r):
+            got += c.recv(4096)
+        time.sleep(0.05)
+    c.close()
+
+
+def cut_gap_segment(path):
+    """Drops the first packet carrying the gap query's question (the client's second
+    segment): a capture with bytes missing mid-message, as a lossy capture has them."""
+    with open(path, "rb") as f:
+        data = f.read()
+    head, at, out, cut = data[:24], 24, [], False
+    marker = question(GAP_NAME, 1)
+    while at + 16 <= len(data):
+        incl = struct.unpack("<I", data[at + 8:at + 12])[0]
+        rec = data[at:at + 16 + incl]
+        at += 16 + incl
+        if not cut and rec.endswith(marker):
+            cut = True
+            continue
+        out.append(rec)
+    assert cut, "the gap query's second segment was captured"
+    with open(path, "wb") as f:
+        f.write(head + b"".join(out))
+
+
+def glued_version_server(lsock):
+    c, _ = lsock.accept()
+    buf = b""
+    while b"\n\n" not in buf:
+        buf += c.recv(4096)
+    c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    c.close()
+
+
+def glued_version():
+    s = socket.create_connection(("127.0.0.1", 8080))
+    s.sendall(b"GET /HTTP/1.1\nHost: glued.trawl.test\n\n")
+    s.settimeout(2)
+    while s.recv(4096):
+        pass
+    s.close()
+
+
 def inside():
     pairs = exchanges()
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -170,6 +323,19 @@ def inside():
     t.bind(("127.0.0.1", 443))
     t.listen()
     threading.Thread(target=tls_server, args=(t,), daemon=True).start()
+    quiet = socket.socket()
+    quiet.bind(("127.0.0.1", 444))
+    quiet.listen()
+    threading.Thread(target=silent_server, args=(quiet,), daemon=True).start()
+    tcp53 = socket.socket()
+    tcp53.bind(("127.0.0.1", 53))
+    tcp53.listen()
+    threading.Thread(target=dns_tcp_server, args=(tcp53, {q[:2]: r for q, r in tcp_exchanges()}),
+                     daemon=True).start()
+    web = socket.socket()
+    web.bind(("127.0.0.1", 8080))
+    web.listen()
+    threading.Thread(target=glued_version_server, args=(web,), daemon=True).start()
     time.sleep(0.3)
     c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     c.settimeout(2)
@@ -186,6 +352,14 @@ def inside():
         s.sendall(record(23, bytes(100)))
         time.sleep(0.2)
         s.close()
+    mutual_tls()
+    for hello in (legacy_hello(0x0301), modern_hello()):
+        s = socket.create_connection(("127.0.0.1", 444))
+        s.sendall(hello)
+        s.recv(4096)
+        s.close()
+    dns_over_tcp()
+    glued_version()
     time.sleep(0.5)
 
 
@@ -203,6 +377,7 @@ def capture_in_netns(ns, out, script):
         time.sleep(1)
         cap.terminate()
         cap.wait()
+        cut_gap_segment(out)
         os.chmod(out, 0o644)
     finally:
         subprocess.run(["ip", "netns", "del", ns])

@@ -42,7 +42,7 @@ impl ProtocolConfig for DnsConfig {
 const MAX_PENDING: usize = 256;
 
 /// `trawl_packet_dns_<name>_total`, moved where the session reports such a transaction.
-const COUNTERS: [analyzer::Counter; 2] = [
+const COUNTERS: [analyzer::Counter; 3] = [
     analyzer::Counter {
         name: "unanswered",
         help: "DNS queries reported without a response (timeout, flow closed, too many pending).",
@@ -51,9 +51,14 @@ const COUNTERS: [analyzer::Counter; 2] = [
         name: "unasked",
         help: "DNS responses whose query was not seen.",
     },
+    analyzer::Counter {
+        name: "tcp_resyncs",
+        help: "DNS-over-TCP directions that found a message boundary again after a gap.",
+    },
 ];
 const UNANSWERED: usize = 0;
 const UNASKED: usize = 1;
+const RESYNCS: usize = 2;
 
 /// DNS over UDP and TCP: the `dns` section of a packet input.
 pub struct Dns {
@@ -127,8 +132,42 @@ struct Framing {
     buf: Vec<u8>,
     /// Capture time of the first byte in `buf`.
     start_ns: i64,
-    /// A gap lost the message boundaries: nothing more is read from this direction.
+    /// A gap lost the message boundaries: the bytes after it are searched for the next
+    /// message (`resync`) before reading goes on.
     lost: bool,
+}
+
+/// Where the first whole, cleanly decoding message of the expected direction starts in `buf`
+/// (bytes after a gap), or where a plausible one starts that is not whole yet: `(offset,
+/// whole)`. RFC 7766 8: each message is a 2-byte length and the message, so a boundary is a
+/// length whose message has a plausible header (the QR bit of this direction, one question
+/// (RFC 7766 messages over TCP carry their question), the Z bit clear), fits a DNS message (at least a header) and decodes
+/// without a damaged record. A stretch of a message's own bytes rarely passes all of that;
+/// one that does is a false boundary, after which framing fails again and is counted.
+fn resync(buf: &[u8], response: bool) -> Option<(usize, bool)> {
+    for at in 0..buf.len().saturating_sub(13) {
+        let len = u16::from_be_bytes([buf[at], buf[at + 1]]) as usize;
+        let Some((_, flags, qd)) = message::header(&buf[at + 2..]) else {
+            break;
+        };
+        let plausible = len >= 12
+            && (flags & 0x8000 != 0) == response
+            && qd == 1
+            && flags & 0x0040 == 0
+            && matches!((flags >> 11) & 0xf, 0 | 2 | 4 | 5);
+        if !plausible {
+            continue;
+        }
+        match buf.get(at + 2..at + 2 + len) {
+            None => return Some((at, false)),
+            Some(m) => {
+                if message::parse(m).is_ok_and(|m| m.damaged.is_none()) {
+                    return Some((at, true));
+                }
+            }
+        }
+    }
+    None
 }
 
 struct DnsSession {
@@ -206,13 +245,30 @@ impl Session for DnsSession {
             return self.message(bytes, (ts, ts, bytes.len() as u64), out);
         }
         let s = &mut self.streams[(side == Side::Server) as usize];
-        if s.lost {
-            return;
-        }
         if s.buf.is_empty() {
             s.start_ns = ts;
         }
         s.buf.extend_from_slice(bytes);
+        if s.lost {
+            match resync(&s.buf, side == Side::Server) {
+                Some((at, whole)) => {
+                    s.buf.drain(..at);
+                    if !whole {
+                        // Its end is still to come; one message is at most 64 KiB + 2.
+                        return;
+                    }
+                    s.lost = false;
+                    s.start_ns = ts;
+                    out.count(RESYNCS, 1);
+                }
+                None => {
+                    // No boundary yet: only the last bytes can still start one.
+                    let keep = s.buf.len().min(13);
+                    s.buf.drain(..s.buf.len() - keep);
+                    return;
+                }
+            }
+        }
         let mut done = Vec::new();
         let mut at = 0;
         while let [hi, lo, ..] = s.buf[at..] {
@@ -231,8 +287,8 @@ impl Session for DnsSession {
         }
     }
 
-    /// The message boundaries are lost with the bytes: that direction is not read any more,
-    /// and the queries waiting are tagged.
+    /// The message boundaries are lost with the bytes: that direction looks for the next
+    /// message in what follows (`resync`), and the queries waiting are tagged.
     fn gap(&mut self, side: Side, _: u32, _: &mut Sink<DnsTx>) {
         let s = &mut self.streams[(side == Side::Server) as usize];
         s.lost = true;

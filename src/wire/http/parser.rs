@@ -52,7 +52,8 @@ impl Version {
 pub mod anomaly {
     /// A method token outside the IANA HTTP method registry.
     pub const UNKNOWN_METHOD: &str = "unknown_method";
-    /// No `HTTP/x.y` after the target, on a method other than `GET` (HTTP/0.9 has only `GET`).
+    /// No `HTTP/x.y` after the target, on a method other than `GET` (HTTP/0.9 has only `GET`)
+    /// or on a `GET` that field lines follow (an HTTP/0.9 request has none).
     pub const MISSING_VERSION: &str = "missing_version";
     /// White space inside the request target.
     pub const SPACE_IN_TARGET: &str = "space_in_target";
@@ -343,6 +344,11 @@ fn parse_lenient_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHe
         // it is read (as libhtp and Zeek do); else the line alone is the request.
         None => match lenient_headers(&buf[nl + 1..]) {
             Some((used, headers)) if !headers.is_empty() => {
+                // A simple request is `GET target` alone (RFC 1945 4.1): a GET with field
+                // lines lost its version (`GET /HTTP/1.1`, no space before it).
+                if method == b"GET" {
+                    head.anomalies.push(anomaly::MISSING_VERSION);
+                }
                 request_headers(&mut head, &headers, opts);
                 nl + 1 + used
             }
@@ -374,6 +380,7 @@ fn parse_lenient_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHe
         // httparse refused it for a reason not named above (a control byte in the target...).
         anomalies.push(anomaly::INVALID_REQUEST);
     }
+    anomalies.append(&mut head.anomalies);
     head.anomalies = anomalies;
     Status::Complete(head, lead + n)
 }

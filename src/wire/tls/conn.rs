@@ -95,6 +95,9 @@ pub struct Handshake {
     pub server: Option<ServerHello>,
     /// The server's certificate (visible up to TLS 1.2), parsed.
     pub certificate: Option<x509::Certificate>,
+    /// The client's certificate, when the server asked for one (mutual TLS) and the client
+    /// sent it in clear (TLS <= 1.2; TLS 1.3 encrypts it), parsed.
+    pub client_certificate: Option<x509::Certificate>,
     pub start_ns: i64,
     pub end_ns: i64,
     /// Both sides finished the handshake (TLS <= 1.2: each sent ChangeCipherSpec and an
@@ -115,6 +118,17 @@ pub struct Handshake {
     pub client_bytes: u64,
     pub server_bytes: u64,
     pub unfinished: Option<Unfinished>,
+}
+
+impl Handshake {
+    /// The certificate the server (`true`) or the client sent.
+    fn certificate_of(&mut self, server: bool) -> &mut Option<x509::Certificate> {
+        if server {
+            &mut self.certificate
+        } else {
+            &mut self.client_certificate
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -417,7 +431,7 @@ impl Conn {
                 body = &body[n..];
                 if let Some(leaf) = leaf {
                     match x509::parse(&leaf) {
-                        Some(c) => self.tx.certificate = Some(c),
+                        Some(c) => *self.tx.certificate_of(server) = Some(c),
                         None => st.parse_errors += 1,
                     }
                     continue;
@@ -446,9 +460,9 @@ impl Conn {
             if len > max {
                 st.oversized += 1;
                 side.hs_skip = len;
-                // A certificate chain past the limit still starts with the server's own
+                // A certificate chain past the limit still starts with the sender's own
                 // certificate, usually a few KiB: that much is kept to read it.
-                if server && side.hs[0] == message::CERTIFICATE && self.tx.certificate.is_none() {
+                if side.hs[0] == message::CERTIFICATE && self.tx.certificate_of(server).is_none() {
                     side.cert_prefix = Some(Vec::new());
                 }
                 side.hs.clear();
@@ -498,9 +512,17 @@ impl Conn {
                     None => st.parse_errors += 1,
                 }
             }
-            (true, message::CERTIFICATE) if self.tx.certificate.is_none() => {
-                match hello::leaf_certificate(body).and_then(x509::parse) {
-                    Some(c) => self.tx.certificate = Some(c),
+            // The client sends its Certificate only when asked (RFC 5246 7.4.6), possibly
+            // empty: an empty list is no certificate, not an error.
+            (_, message::CERTIFICATE) if self.tx.certificate_of(server).is_none() => {
+                let Some(leaf) = hello::leaf_certificate(body) else {
+                    if server || !hello::empty_certificate_list(body) {
+                        st.parse_errors += 1;
+                    }
+                    return;
+                };
+                match x509::parse(leaf) {
+                    Some(c) => *self.tx.certificate_of(server) = Some(c),
                     None => st.parse_errors += 1,
                 }
             }

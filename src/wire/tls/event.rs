@@ -5,6 +5,7 @@
 use super::conn::{Handshake, Unfinished};
 use super::fingerprint;
 use super::names;
+use super::x509;
 use crate::wire::analyzer::{Outcome, Record, Transaction};
 use crate::wire::out::Fields;
 
@@ -118,8 +119,21 @@ impl Handshake {
                 let alpn: Vec<&str> = alpn.iter().map(String::as_str).collect();
                 f.strs("alpn", &alpn);
             }
+            let versions: Vec<String> = c
+                .offered_versions()
+                .map(|v| names::version(v).map_or_else(|| code(v), |(_, n)| n.to_owned()))
+                .collect();
+            let versions: Vec<&str> = versions.iter().map(String::as_str).collect();
+            f.strs("supported_versions", &versions);
             f.string("ja3", fingerprint::ja3(c));
             f.string("ja4", fingerprint::ja4(c));
+            if let Some(cert) = &self.client_certificate {
+                write_certificate(f, cert);
+            }
+            f.close();
+        } else if let Some(cert) = &self.client_certificate {
+            f.open("client");
+            write_certificate(f, cert);
             f.close();
         }
         if self.server.is_some() || self.certificate.is_some() {
@@ -128,39 +142,45 @@ impl Handshake {
                 f.string("ja3s", fingerprint::ja3s(s));
             }
             if let Some(c) = &self.certificate {
-                f.str("subject", &c.subject);
-                f.str("issuer", &c.issuer);
-                f.word("not_before", &c.not_before);
-                f.word("not_after", &c.not_after);
-                f.open("hash");
-                f.word("sha1", &c.sha1);
-                f.word("sha256", &c.sha256);
-                f.close();
-                f.open("x509");
-                f.word("serial_number", &c.serial);
-                f.word("not_before", &c.not_before);
-                f.word("not_after", &c.not_after);
-                if !c.alternative_names.is_empty() {
-                    let names: Vec<&str> = c.alternative_names.iter().map(String::as_str).collect();
-                    f.strs("alternative_names", &names);
-                }
-                let name = |f: &mut F, key: &'static str, dn: &str, cn: &[String]| {
-                    f.open(key);
-                    f.str("distinguished_name", dn);
-                    if !cn.is_empty() {
-                        let cn: Vec<&str> = cn.iter().map(String::as_str).collect();
-                        f.strs("common_name", &cn);
-                    }
-                    f.close();
-                };
-                name(f, "subject", &c.subject, &c.subject_cn);
-                name(f, "issuer", &c.issuer, &c.issuer_cn);
-                f.close();
+                write_certificate(f, c);
             }
             f.close();
         }
         f.close();
     }
+}
+
+/// One side's certificate as ECS spells it under `tls.server` and `tls.client`: subject,
+/// issuer, validity and digests, and the same under `x509` with the names apart.
+fn write_certificate<F: Fields>(f: &mut F, c: &x509::Certificate) {
+    f.str("subject", &c.subject);
+    f.str("issuer", &c.issuer);
+    f.word("not_before", &c.not_before);
+    f.word("not_after", &c.not_after);
+    f.open("hash");
+    f.word("sha1", &c.sha1);
+    f.word("sha256", &c.sha256);
+    f.close();
+    f.open("x509");
+    f.word("serial_number", &c.serial);
+    f.word("not_before", &c.not_before);
+    f.word("not_after", &c.not_after);
+    if !c.alternative_names.is_empty() {
+        let names: Vec<&str> = c.alternative_names.iter().map(String::as_str).collect();
+        f.strs("alternative_names", &names);
+    }
+    let name = |f: &mut F, key: &'static str, dn: &str, cn: &[String]| {
+        f.open(key);
+        f.str("distinguished_name", dn);
+        if !cn.is_empty() {
+            let cn: Vec<&str> = cn.iter().map(String::as_str).collect();
+            f.strs("common_name", &cn);
+        }
+        f.close();
+    };
+    name(f, "subject", &c.subject, &c.subject_cn);
+    name(f, "issuer", &c.issuer, &c.issuer_cn);
+    f.close();
 }
 
 impl Transaction for Handshake {

@@ -99,6 +99,15 @@ pub struct ClientHello {
 }
 
 impl ClientHello {
+    /// The versions the client offers, in its order: supported_versions without GREASE when
+    /// present (RFC 8446 4.2.1), else the one version of the hello, the highest it accepts
+    /// (RFC 5246 7.4.1.2).
+    pub fn offered_versions(&self) -> impl Iterator<Item = u16> + '_ {
+        let listed = self.versions.iter().copied().filter(|v| !is_grease(*v));
+        let legacy = (!self.versions.iter().any(|v| !is_grease(*v))).then_some(self.version);
+        listed.chain(legacy)
+    }
+
     /// The highest version offered: supported_versions when present (RFC 8446 4.2.1).
     pub fn max_version(&self) -> u16 {
         self.versions
@@ -251,4 +260,10 @@ pub fn leaf_certificate(body: &[u8]) -> Option<&[u8]> {
     let mut r = Reader::new(body);
     let mut list = Reader::new(r.vec24()?);
     list.vec24().filter(|c| !c.is_empty())
+}
+
+/// A Certificate message whose list is empty (TLS <= 1.2): a client asked for a certificate
+/// that has none (RFC 5246 7.4.6).
+pub fn empty_certificate_list(body: &[u8]) -> bool {
+    body == [0, 0, 0]
 }

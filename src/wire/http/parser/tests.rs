@@ -107,14 +107,23 @@ fn lenient_request_lines_keep_version_and_headers() {
         ),
         // No version word: an HTTP/0.9 simple request, whose target may end in "HTTP/1.1".
         (b"GET /HTTP/1.1\r\n", "GET", "/HTTP/1.1", Version::V09, None, &[]),
-        // Header lines sent after a version-less request line anyway are read.
+        // Header lines sent after a version-less request line anyway are read; a simple
+        // request has none (RFC 1945 4.1), so the line lost its version.
         (
             b"GET /\nFakeHeader\nHost: localhost\nUser-Agent: myscript\n\n",
             "GET",
             "/",
             Version::V09,
             Some("localhost"),
-            &[],
+            &["missing_version"],
+        ),
+        (
+            b"GET /HTTP/1.1\nHost: www.example.com\n\n",
+            "GET",
+            "/HTTP/1.1",
+            Version::V09,
+            Some("www.example.com"),
+            &["missing_version"],
         ),
     ];
     for (raw, method, target, version, host, anomalies) in cases {
