@@ -102,6 +102,21 @@ fn from_file(path: &Path) -> String {
     out
 }
 
+/// `trawl pcap -` fed `bytes` on standard input, as `finish` reports it.
+fn on_stdin(bytes: &[u8], what: &str) -> (Option<i32>, String, String) {
+    let mut child = trawl()
+        .args(["pcap", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&feed));
+    let done = finish(child, what);
+    writer.join().unwrap().unwrap();
+    done
+}
+
 fn mkfifo(path: &Path) {
     let st = Command::new("mkfifo").arg(path).status().unwrap();
     assert!(st.success(), "mkfifo {}", path.display());
@@ -116,16 +131,7 @@ fn pcap_and_pcapng_on_stdin_and_through_a_fifo_give_the_events_of_the_file() {
             let bytes = std::fs::read(&file).unwrap();
 
             // `cat file | trawl pcap -`
-            let mut child = trawl()
-                .args(["pcap", "-"])
-                .stdin(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut stdin = child.stdin.take().unwrap();
-            let feed = bytes.clone();
-            let writer = std::thread::spawn(move || stdin.write_all(&feed));
-            let (code, out, err) = finish(child, "stdin");
-            writer.join().unwrap().unwrap();
+            let (code, out, err) = on_stdin(&bytes, "stdin");
             assert_eq!(code, Some(0), "{} on stdin: {err}", file.display());
             assert_eq!(out, want, "{} on stdin", file.display());
 
@@ -306,16 +312,7 @@ fn gzipped_captures_give_the_events_of_the_plain_file_and_a_cut_one_is_damage() 
             file.display()
         );
 
-        let mut child = trawl()
-            .args(["pcap", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let feed = packed.clone();
-        let writer = std::thread::spawn(move || stdin.write_all(&feed));
-        let (code, out, err) = finish(child, "gz on stdin");
-        writer.join().unwrap().unwrap();
+        let (code, out, err) = on_stdin(&packed, "gz on stdin");
         assert_eq!(
             (code, &out),
             (Some(0), &want),
