@@ -42,7 +42,7 @@
 use super::community_id::community_id;
 use super::decode::Addr;
 use super::http::metrics::ServiceMap;
-use super::out::{Cached, Fields, Out, Report};
+use super::out::{render, Cached, Clock, Fields, Out, Report};
 use super::tunnel::Tunnel;
 use std::sync::Arc;
 
@@ -304,6 +304,12 @@ pub trait Transaction: Send + 'static {
         }
     }
 
+    /// The whole event as a JSON line from a template (`Report::write_json`); `false`, with
+    /// nothing written, to have `write` do it. Overridden only by HTTP, the most events.
+    fn write_json(&self, _conn: &Conn, _buf: &mut Vec<u8>, _clock: &mut Clock) -> bool {
+        false
+    }
+
     /// Counts the transaction in the RED metrics and the service map. Overridden only by a
     /// protocol that keeps series of its own (HTTP's paths and status classes).
     fn observe(&self, conn: &Conn, map: &ServiceMap) {
@@ -405,19 +411,28 @@ impl Conn {
 
     /// `source` and `client` are the client, `destination` and `server` the server.
     pub fn write_endpoints<F: Fields>(&self, f: &mut F) {
-        f.cached(&self.endpoints, &|f| {
-            for (name, ip, port) in [
-                ("source", &self.client_ip, self.client.1),
-                ("destination", &self.server_ip, self.server.1),
-                ("client", &self.client_ip, self.client.1),
-                ("server", &self.server_ip, self.server.1),
-            ] {
-                f.open(name);
-                f.word("ip", ip);
-                f.int("port", port as i64);
-                f.close();
-            }
-        });
+        f.cached(&self.endpoints, &|f| self.endpoint_fields(f));
+    }
+
+    fn endpoint_fields(&self, f: &mut dyn Fields) {
+        for (name, ip, port) in [
+            ("source", &self.client_ip, self.client.1),
+            ("destination", &self.server_ip, self.server.1),
+            ("client", &self.client_ip, self.client.1),
+            ("server", &self.server_ip, self.server.1),
+        ] {
+            f.open(name);
+            f.word("ip", ip);
+            f.int("port", port as i64);
+            f.close();
+        }
+    }
+
+    /// `source`, `destination`, `client` and `server` as JSON (what `write_endpoints` writes),
+    /// the same in every event.
+    pub fn endpoints_json(&self) -> &[u8] {
+        self.endpoints
+            .get_or_init(|| render(&|f| self.endpoint_fields(f)))
     }
 
     /// `network.{transport,protocol,type,community_id,bytes}`.
@@ -529,6 +544,9 @@ struct Event<'a, T> {
 impl<T: Transaction> Report for Event<'_, T> {
     fn write<F: Fields>(&self, f: &mut F) {
         self.tx.write(self.conn, f);
+    }
+    fn write_json(&self, buf: &mut Vec<u8>, clock: &mut Clock) -> bool {
+        self.tx.write_json(self.conn, buf, clock)
     }
 }
 

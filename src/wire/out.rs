@@ -59,9 +59,11 @@ impl Out {
                 v.push(m.finish(input));
             }
             Out::Json { buf, lines, clock } => {
-                let mut j = JsonFields::new(buf, clock);
-                r.write(&mut j);
-                j.finish();
+                if !r.write_json(buf, clock) {
+                    let mut j = JsonFields::new(buf, clock);
+                    r.write(&mut j);
+                    j.finish();
+                }
                 *lines += 1;
             }
         }
@@ -71,6 +73,12 @@ impl Out {
 /// Something the analyzers report (a flow, a transaction), written field by field.
 pub trait Report {
     fn write<F: Fields>(&self, f: &mut F);
+    /// The JSON line written from a template of its own (`Room`), the same bytes `write`
+    /// gives through `JsonFields`; `false`, with nothing written, where the report has none
+    /// or this one is not of the shape it covers.
+    fn write_json(&self, _buf: &mut Vec<u8>, _clock: &mut Clock) -> bool {
+        false
+    }
 }
 
 /// Receives one event's fields in document order; `open`/`close` bracket a nested object.
@@ -399,7 +407,7 @@ impl JsonFields<'_> {
 }
 
 /// A run of fields as the JSON that goes between an object's braces.
-fn render(write: &dyn Fn(&mut dyn Fields)) -> Box<[u8]> {
+pub(crate) fn render(write: &dyn Fn(&mut dyn Fields)) -> Box<[u8]> {
     // Room for a connection's four endpoints without growing.
     let (mut buf, mut clock) = (Vec::new(), Clock::default());
     write(&mut JsonFields {
@@ -429,21 +437,84 @@ fn json_escaped(buf: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(buf, s);
 }
 
-/// Appends `head`, `s` and `tail` with one capacity check. `head` and `tail` are our own
-/// constants (quotes, a key's punctuation), so inlined their copies are a few moves; so is
-/// `s` when it is short, as most of an event is (an address, a port, a method): two
+/// Writes one event from a template into room reserved once: each piece (the constant run
+/// between two variable fields, or a value already known to need no escaping) is a copy and
+/// one compare against the room left, with the write position in a register, where a field
+/// through `JsonFields` checks the `Vec`'s capacity, its comma flag and stores its length.
+pub struct Room<'a> {
+    buf: &'a mut Vec<u8>,
+    /// Where the next byte goes, inside `buf`'s capacity.
+    at: *mut u8,
+    /// Bytes of capacity after `at`.
+    left: usize,
+}
+
+impl<'a> Room<'a> {
+    /// Room after `buf`'s bytes for at least `bound` more (a guess: more is made if needed).
+    #[inline(always)]
+    pub fn new(buf: &'a mut Vec<u8>, bound: usize) -> Room<'a> {
+        buf.reserve(bound);
+        let left = buf.capacity() - buf.len();
+        // SAFETY: `len` is within the allocation.
+        let at = unsafe { buf.as_mut_ptr().add(buf.len()) };
+        Room { buf, at, left }
+    }
+
+    #[inline(always)]
+    pub fn put(&mut self, s: &[u8]) {
+        let n = s.len();
+        if n > self.left {
+            (self.at, self.left) = grow(self.buf, self.left, n);
+        }
+        // SAFETY: `n <= left` bytes of capacity follow `at`; `s` is not inside `buf`'s
+        // spare capacity (nothing borrows it while `Room` holds `buf`).
+        unsafe {
+            copy_bytes(s.as_ptr(), self.at, n);
+            self.at = self.at.add(n);
+        }
+        self.left -= n;
+    }
+
+    /// An integer as JSON writes it.
+    #[inline(always)]
+    pub fn int(&mut self, v: i64) {
+        self.put(itoa::Buffer::new().format(v).as_bytes());
+    }
+
+    /// Makes what was written part of the buffer.
+    #[inline(always)]
+    pub fn finish(self) {
+        let len = self.buf.capacity() - self.left;
+        // SAFETY: the bytes up to `len` were all written by `put`.
+        unsafe { self.buf.set_len(len) };
+    }
+}
+
+/// More room for `Room` (`left` bytes were left, `n` are wanted): the new write position and
+/// room left. Given and returning values rather than `&mut Room`, so that no `Room` is ever
+/// in memory: its position and room stay in registers, not reloaded after each store of
+/// bytes (which may alias anything).
+#[cold]
+#[inline(never)]
+fn grow(buf: &mut Vec<u8>, left: usize, n: usize) -> (*mut u8, usize) {
+    let len = buf.capacity() - left;
+    // SAFETY: the bytes up to `len` were all written by `Room::put`.
+    unsafe { buf.set_len(len) };
+    buf.reserve(n.max(512));
+    // SAFETY: `len` is within the allocation.
+    (unsafe { buf.as_mut_ptr().add(len) }, buf.capacity() - len)
+}
+
+/// Copies `n` bytes: short runs (most of an event: an address, a port, a method) as two
 /// overlapping moves rather than a call to `memcpy`.
+///
+/// # Safety
+/// `src` readable and `dst` writable for `n` bytes, not overlapping.
 #[inline(always)]
-fn append(buf: &mut Vec<u8>, head: &[u8], s: &[u8], tail: &[u8]) {
-    let n = s.len();
-    buf.reserve(head.len() + n + tail.len());
-    // SAFETY: `reserve` made room for all the bytes written here after `len`. The copies of
-    // `s` read inside `s` (its first and last `w` bytes, `w <= n`) and, together, write
-    // exactly its `n` bytes; `set_len` then covers only what was written.
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
+    // SAFETY: each pair of copies reads inside `src` (its first and last `w` bytes, `w <= n`)
+    // and, together, writes exactly its `n` bytes to `dst`.
     unsafe {
-        let at = buf.as_mut_ptr().add(buf.len());
-        std::ptr::copy_nonoverlapping(head.as_ptr(), at, head.len());
-        let (src, dst) = (s.as_ptr(), at.add(head.len()));
         let pair = |w: usize| {
             std::ptr::copy_nonoverlapping(src, dst, w);
             std::ptr::copy_nonoverlapping(src.add(n - w), dst.add(n - w), w);
@@ -461,6 +532,24 @@ fn append(buf: &mut Vec<u8>, head: &[u8], s: &[u8], tail: &[u8]) {
         } else if n == 1 {
             *dst = *src;
         }
+    }
+}
+
+/// Appends `head`, `s` and `tail` with one capacity check. `head` and `tail` are our own
+/// constants (quotes, a key's punctuation), so inlined their copies are a few moves; so is
+/// `s` when it is short, as most of an event is (an address, a port, a method): two
+/// overlapping moves rather than a call to `memcpy`.
+#[inline(always)]
+fn append(buf: &mut Vec<u8>, head: &[u8], s: &[u8], tail: &[u8]) {
+    let n = s.len();
+    buf.reserve(head.len() + n + tail.len());
+    // SAFETY: `reserve` made room for all the bytes written here after `len`; `set_len` then
+    // covers only what was written.
+    unsafe {
+        let at = buf.as_mut_ptr().add(buf.len());
+        std::ptr::copy_nonoverlapping(head.as_ptr(), at, head.len());
+        let dst = at.add(head.len());
+        copy_bytes(s.as_ptr(), dst, n);
         std::ptr::copy_nonoverlapping(tail.as_ptr(), dst.add(n), tail.len());
         buf.set_len(buf.len() + head.len() + n + tail.len());
     }
@@ -496,7 +585,7 @@ fn write_time(buf: &mut Vec<u8>, clock: &mut Clock, ns: i64) {
 
 /// The text of `ns` as `write_time` writes it, kept in `clock` for the next time.
 #[inline]
-fn clock_text(clock: &mut Clock, ns: i64) -> &[u8; 27] {
+pub(crate) fn clock_text(clock: &mut Clock, ns: i64) -> &[u8; 27] {
     let micros = ns.div_euclid(1000);
     if clock.micros != Some(micros) {
         let secs = micros.div_euclid(1_000_000);
@@ -635,6 +724,25 @@ mod tests {
                 assert_eq!(&buf[5 + n..], b">!");
             }
         }
+    }
+
+    /// Pieces written into too little room (none reserved, then growing by at least 512
+    /// bytes) come out whole and in order after what the buffer held.
+    #[test]
+    fn room_grows_without_losing_a_byte() {
+        let src: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+        let mut buf = b"held".to_vec();
+        let mut want = buf.clone();
+        let mut w = Room::new(&mut buf, 0);
+        for n in [0, 1, 7, 33, 600, 2, 1500, 16, 0, 840] {
+            w.put(&src[..n]);
+            want.extend_from_slice(&src[..n]);
+        }
+        w.int(-1_234_567);
+        w.int(i64::MIN);
+        want.extend_from_slice(format!("{}{}", -1_234_567, i64::MIN).as_bytes());
+        w.finish();
+        assert_eq!(buf, want);
     }
 
     #[test]
