@@ -1,7 +1,7 @@
 //! The `file` input end to end with the real binary: multiline with the timeout path,
 //! container formats and Kubernetes path metadata, a 10 MB line, binary junk, `start_at`,
 //! `exclude`, `max_in_flight`. Events are read from trawl's stdout (a file). Rotation, restarts
-//! and what happens while trawl is stopped: tests/file_rotation.rs.
+//! and what happens while trawl is stopped: tests/files/file_rotation.rs.
 
 use crate::support;
 

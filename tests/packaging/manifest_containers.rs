@@ -3,7 +3,7 @@
 //! command rendered into a `podman run` (runc), with the capability sets containerd gives a
 //! non-root container (no ambient ones). No Kubernetes cluster runs here: the kubelet's part
 //! (hostPath folders as a node has them, emptyDirs, the ConfigMap's files) is made by the test.
-//! Skipped like tests/image.rs where the image cannot be built.
+//! Skipped like tests/packaging/image.rs where the image cannot be built.
 
 use crate::support;
 

@@ -157,7 +157,7 @@ fn daemonset_runs_the_configmap_pipeline_as_non_root_with_two_capabilities() {
     );
 
     // Capture and reading root's log files, nothing else, as the image's user.
-    // tests/manifest_containers.rs runs this container in the image.
+    // tests/packaging/manifest_containers.rs runs this container in the image.
     let sc = &c["securityContext"];
     assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"]);
     assert_eq!(

@@ -3,7 +3,7 @@
 //! CRI/Docker container line decoders with their partial-line joining, and DNS messages.
 //!
 //! Runs `TRAWL_FUZZ_CASES` cases per property (default 256, a few seconds in CI); the long form
-//! by hand is `TRAWL_FUZZ_CASES=100000 cargo test --release --test fuzz` (see README "Fuzzing").
+//! by hand is `TRAWL_FUZZ_CASES=100000 cargo test --release --test wire fuzz::` (see README "Fuzzing").
 
 use proptest::prelude::*;
 use std::time::Instant;

@@ -1,6 +1,6 @@
 //! Fuzzing the DNS, Redis and MySQL analyzers on damaged real captures: dnsmasq answering dig
 //! over UDP and TCP, redis-server answering RESP2 and RESP3 commands, MariaDB running the
-//! workload of tests/mysql_real_server.rs (tests/data/captures, recorded by its make.sh). Each
+//! workload of tests/wire/mysql_real_server.rs (tests/data/captures, recorded by its make.sh). Each
 //! capture is cut short, has payload bytes flipped, a packet dropped (a TCP gap) or two packets
 //! swapped, and is read by the packet engine as `trawl pcap` reads it. It must never panic, and
 //! every transaction that ended before the first damaged packet comes out exactly as from the

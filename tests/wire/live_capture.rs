@@ -1,7 +1,7 @@
 //! Live capture on `lo`: `trawl run` with an `http` input watches a local HTTP server driven
 //! with keep-alive, pipelined, chunked and large-body requests; every transaction must be
 //! reported with its status, and `/metrics` and `/api/graph/data` must show the traffic.
-//! Interfaces coming, going and sharing the kernel buffer: tests/capture_interfaces.rs.
+//! Interfaces coming, going and sharing the kernel buffer: tests/wire/capture_interfaces.rs.
 
 use crate::support;
 
