@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing trawl needs on a fresh Debian machine with Rust:
 # system packages (libpcap for capture, tshark as the HTTP and DNS oracle in tests, dnsmasq and
-# dig as the real DNS server and client of tests/dns_live.rs, iproute2 for the
+# dig as the real DNS server and client of tests/wire/dns_live.rs, iproute2 for the
 # live tests that create interfaces and namespaces, prometheus for `promtool check metrics` on
 # trawl's /metrics, tmux for the terminal test of `trawl top`, systemd-journal-remote to write
 # the journals of the journald tests, strace for the test that watches fsyncs; podman, buildah,
@@ -39,7 +39,7 @@ fi
 # OpenSearch: a real single-node cluster for the Elasticsearch-output tests (Java, from Maven).
 "$(dirname "$0")/systems/opensearch.sh"
 
-# kubernetes-validate (PyPI): tests/manifests.rs checks docker/kubernetes/ against the Kubernetes
+# kubernetes-validate (PyPI): tests/packaging/manifests.rs checks docker/kubernetes/ against the Kubernetes
 # schemas, which ship inside the package (no network at test time).
 # Debian's own python3 refuses pip outside a venv (PEP 668): then it goes to the user's site.
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
@@ -48,26 +48,26 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
 fi
 
 # PyMySQL and mysql-connector-python (PyPI): the text-protocol and prepared-statement clients of
-# tests/mysql_real_server.rs (pure Python; the server is Debian's mariadb-server).
+# tests/wire/mysql_real_server.rs (pure Python; the server is Debian's mariadb-server).
 if ! python3 -c "import pymysql, mysql.connector" >/dev/null 2>&1; then
   python3 -m pip install -q PyMySQL mysql-connector-python 2>/dev/null ||
     python3 -m pip install -q --user --break-system-packages PyMySQL mysql-connector-python
 fi
 
-# grpcio (PyPI): the gRPC server and client of tests/http2_grpc.rs (behind Debian's nginx).
+# grpcio (PyPI): the gRPC server and client of tests/wire/http2_grpc.rs (behind Debian's nginx).
 if ! python3 -c "import grpc" >/dev/null 2>&1; then
   python3 -m pip install -q grpcio 2>/dev/null ||
     python3 -m pip install -q --user --break-system-packages grpcio
 fi
 
-# hypercorn (PyPI): the server of tests/http2_h2c_upgrade.rs (it answers `Upgrade: h2c`;
+# hypercorn (PyPI): the server of tests/wire/http2_h2c_upgrade.rs (it answers `Upgrade: h2c`;
 # nginx and nghttpd do not).
 if ! python3 -c "import hypercorn" >/dev/null 2>&1; then
   python3 -m pip install -q hypercorn 2>/dev/null ||
     python3 -m pip install -q --user --break-system-packages hypercorn
 fi
 
-# psycopg 3 (PyPI): the extended-protocol client of tests/pgsql_real_server.rs (libpq comes with
+# psycopg 3 (PyPI): the extended-protocol client of tests/wire/pgsql_real_server.rs (libpq comes with
 # Debian's postgresql).
 if ! python3 -c "import psycopg" >/dev/null 2>&1; then
   python3 -m pip install -q psycopg 2>/dev/null ||

@@ -1,0 +1,370 @@
+//! `trawl validate` says what `run` will do: what would fail or misbehave at run time is
+//! rejected up front with file, line, column and key, and `run` refuses it the same way.
+
+use crate::support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::process::{write_file, Trawl};
+
+const TRAWL: &str = env!("CARGO_BIN_EXE_trawl");
+
+/// `a.dead_letter: b` with `b.dead_letter: a`: a letter rejected again would bounce forever
+/// (growing at each turn) and shutdown could never drain it. Chains that end are fine.
+#[test]
+fn a_dead_letter_cycle_is_rejected_where_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |n: &str| dir.path().join(n).display().to_string();
+    let cycle = write_file(
+        dir.path(),
+        "cycle.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  main: {{ type: file, path: {m}, dead_letter: a }}\n  a: {{ type: file, path: {a}, dead_letter: b }}\n  b: {{ type: file, path: {b}, dead_letter: c }}\n  c: {{ type: file, path: {c}, dead_letter: a }}\n",
+            data = out("data"),
+            m = out("m.log"),
+            a = out("a.log"),
+            b = out("b.log"),
+            c = out("c.log"),
+        ),
+    );
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cycle)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    let f = cycle.display().to_string();
+    // Reported once, at the first member's `dead_letter:` value (line 7: output `a`).
+    let text = std::fs::read_to_string(&cycle).unwrap();
+    let line7 = text.lines().nth(6).unwrap();
+    let col = line7.find("dead_letter: ").unwrap() + "dead_letter: ".len() + 1;
+    assert!(
+        err.contains(&format!(
+            "{f}:7:{col}: outputs.a.dead_letter: dead-letter cycle a → b → c → a"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("dead-letter cycle").count(), 1, "{err}");
+    assert!(err.contains("invalid (1 error)"), "{err}");
+
+    // `run` refuses it too, at once, instead of hanging at shutdown.
+    let mut t = Trawl::start(&cycle, Some(&dir.path().join("run.log")));
+    let status = t.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1));
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(log.contains("dead-letter cycle a → b → c → a"), "{log}");
+
+    // The same outputs as a chain that ends: valid.
+    let chain = write_file(
+        dir.path(),
+        "chain.yaml",
+        &std::fs::read_to_string(&cycle)
+            .unwrap()
+            .replace(", dead_letter: a }\n", " }\n"),
+    );
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
+#[test]
+fn an_output_that_is_its_own_dead_letter_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "self.yaml",
+        "inputs:\n  app: { type: stdin }\noutputs:\n  a: { type: stdout, dead_letter: a }\n",
+    );
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:4:35: outputs.a.dead_letter: `a` is not another output",
+            cfg.display()
+        )),
+        "{err}"
+    );
+}
+
+/// Each of these used to pass `validate` and then fail or misbehave at run time: a BPF filter
+/// libpcap cannot compile (the input then captured nothing), a property librdkafka does not know,
+/// an empty file path, an address that is not one, batches or queues of size 0 (clamped to 1:
+/// many times slower). Each is now an error at its own line and column.
+#[test]
+fn what_run_would_refuse_or_mishandle_is_rejected_by_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ address: \"999.1.1.1:99999\" }}\npipeline: {{ batch_size: 0, queue_batches: 0 }}\ninputs:\n  web:\n    type: http\n    capture: {{ bpf_filter: \"tcp port 80 and and\" }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"127.0.0.1:9\"]\n    topic: logs\n    librdkafka: {{ no.such.property: \"1\" }}\n  f:\n    type: file\n    path: \"\"\n",
+        data = dir.path().join("data").display()
+    );
+    let cfg = write_file(dir.path(), "bad.yaml", &text);
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    let f = cfg.display().to_string();
+    let at = |line: usize, key: &str| {
+        let l = text.lines().nth(line - 1).unwrap();
+        let col = l.find(key).unwrap() + 1;
+        format!("{f}:{line}:{col}: ")
+    };
+    for (line, value, path, says) in [
+        (2, "\"999", "http.address", "not a listen address"),
+        (3, "0,", "pipeline.batch_size", "at least 1"),
+        (3, "0 }", "pipeline.queue_batches", "at least 1"),
+        (7, "\"tcp", "inputs.web.capture.bpf_filter", "BPF"),
+        (13, "\"1\"", "outputs.k.librdkafka", "no.such.property"),
+        (16, "\"\"", "outputs.f.path", "empty"),
+    ] {
+        let head = format!("{}{path}: ", at(line, value));
+        let found = err
+            .lines()
+            .find(|l| l.contains(&head))
+            .unwrap_or_else(|| panic!("no error at {head}: {err}"));
+        assert!(found.contains(says), "{found}");
+    }
+    assert!(err.contains("invalid (6 errors)"), "{err}");
+}
+
+/// `trawl validate` of a pipeline with the one input `input` (a flow mapping) and a stdout
+/// output: it must refuse it (exit 1) naming line 2 of the file; its stderr.
+fn refused_input(input: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.yaml");
+    std::fs::write(
+        &p,
+        format!("inputs:\n  i: {input}\noutputs:\n  o: {{ type: stdout }}\n"),
+    )
+    .unwrap();
+    let out = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{input}: {err}");
+    assert!(err.contains("p.yaml:2:"), "{input}: {err}");
+    err
+}
+
+#[test]
+fn file_input_sizes_and_counts_that_cannot_work_are_rejected_at_their_key() {
+    for (setting, key) in [
+        ("max_open_files: 0", "max_open_files"),
+        ("read_buffer: 100GiB", "read_buffer"),
+        ("max_line_bytes: 0", "max_line_bytes"),
+    ] {
+        let err = refused_input(&format!("{{ type: file, paths: [/tmp/x.log], {setting} }}"));
+        assert!(err.contains(&format!("inputs.i.{key}")), "{setting}: {err}");
+    }
+}
+
+/// The journald input's bounds: none may be 0 (nothing could ever be read or joined).
+#[test]
+fn journald_bounds_of_zero_are_rejected_at_their_key() {
+    for key in [
+        "max_in_flight_batches",
+        "max_joined_sources",
+        "max_held_entries",
+    ] {
+        let err = refused_input(&format!("{{ type: journald, {key}: 0 }}"));
+        assert!(
+            err.contains(&format!("inputs.i.{key}")) && err.contains("at least 1"),
+            "{key}: {err}"
+        );
+    }
+}
+
+/// `socket_mode` must be octal permissions, and only on a Unix socket.
+#[test]
+fn socket_modes_that_are_not_permissions_are_rejected_at_their_key() {
+    for (address, mode, says) in [
+        ("unix:/tmp/x.sock", "\"0999\"", "not a mode"),
+        ("unix:/tmp/x.sock", "\"01777\"", "not a mode"),
+        ("tcp:127.0.0.1:9000", "\"0660\"", "`unix:` addresses only"),
+    ] {
+        let err = refused_input(&format!(
+            "{{ type: socket, address: \"{address}\", socket_mode: {mode} }}"
+        ));
+        assert!(
+            err.contains("inputs.i.socket_mode") && err.contains(says),
+            "{mode}: {err}"
+        );
+    }
+}
+
+/// `vxlan_ports` out of the UDP range (0, above 65535, negative), on a live capture and on a
+/// capture file: refused at the element, with file:line:col and key path, by validate and run.
+#[test]
+fn vxlan_ports_out_of_range_are_rejected_at_the_element() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "live.yaml",
+            "inputs:\n  wire:\n    type: http\n    capture:\n      interfaces: [lo]\n      vxlan_ports: [4789, 0]\n",
+            "6:27: inputs.wire.capture.vxlan_ports[1]: expected a UDP port from 1 to 65535, got 0",
+        ),
+        (
+            "file.yaml",
+            "inputs:\n  old:\n    type: pcap_file\n    path: /nonexistent.pcap\n    vxlan_ports:\n      - 0\n",
+            "6:9: inputs.old.vxlan_ports[0]: expected a UDP port from 1 to 65535, got 0",
+        ),
+        (
+            "flows.yaml",
+            "inputs:\n  f:\n    type: flows\n    capture: { vxlan_ports: [70000] }\n",
+            "4:30: inputs.f.capture.vxlan_ports[0]",
+        ),
+        (
+            "negative.yaml",
+            "inputs:\n  f:\n    type: flows\n    capture: { vxlan_ports: [8472, -1] }\n",
+            "4:36: inputs.f.capture.vxlan_ports[1]",
+        ),
+    ];
+    refused_by_validate_and_run(dir.path(), &cases);
+}
+
+/// Each `(file name, inputs, error)`: the pipeline with these inputs is refused by validate
+/// with `error` (its line:col counted within `inputs`) and by run.
+fn refused_by_validate_and_run(dir: &Path, cases: &[(&str, &str, &str)]) {
+    for (name, inputs, want) in cases {
+        let cfg = write_file(
+            dir,
+            name,
+            &format!(
+                "data_dir: {}\nhttp: {{ enabled: false }}\n{inputs}outputs:\n  o: {{ type: stdout }}\n",
+                dir.join("data").display()
+            ),
+        );
+        // The two global lines come first: the lines of `inputs` move down by two.
+        let (line_col, rest) = want.split_once(':').unwrap();
+        let line: usize = line_col.parse::<usize>().unwrap() + 2;
+        let want = format!("{}:{line}:{rest}", cfg.display());
+        let v = Command::new(TRAWL)
+            .args(["validate", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&v.stderr);
+        assert_eq!(v.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(&want), "{name}: want `{want}` in:\n{err}");
+        let mut t = Trawl::start(&cfg, Some(&dir.join("run.log")));
+        assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1), "{name}");
+    }
+}
+
+/// `key_by_vlan` is true or false, on a live capture and beside a capture file's path: another
+/// value is refused at its key by validate and run.
+#[test]
+fn key_by_vlan_other_than_a_boolean_is_rejected_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    refused_by_validate_and_run(
+        dir.path(),
+        &[
+            (
+                "live.yaml",
+                "inputs:\n  f:\n    type: flows\n    capture: { interfaces: [lo], key_by_vlan: maybe }\n",
+                "4:47: inputs.f.capture.key_by_vlan: invalid type: string \"maybe\", expected a boolean",
+            ),
+            (
+                "file.yaml",
+                "inputs:\n  f:\n    type: pcap_file\n    path: /nonexistent.pcap\n    key_by_vlan: 0\n",
+                "5:18: inputs.f.key_by_vlan: invalid type",
+            ),
+        ],
+    );
+}
+
+/// A typo or a wrong value in a protocol section, whether its key is one of the connection
+/// settings every protocol shares or one of the protocol's own, in a `packet` input's
+/// `protocols:`, a shorthand input (`type: dns`) or a `pcap_file`: refused at the key, with
+/// file:line:col and key path, by validate and run.
+#[test]
+fn a_typo_in_a_protocol_section_is_rejected_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "packet.yaml",
+            "inputs:\n  net:\n    type: packet\n    capture: { interfaces: [lo] }\n    protocols:\n      dns: { ports: [53] }\n      redis:\n        ports: [6379]\n        max_conections: 7\n",
+            "9:9: inputs.net.protocols.redis.max_conections: unknown field `max_conections`",
+        ),
+        (
+            "shorthand.yaml",
+            "inputs:\n  d:\n    type: dns\n    capture: { interfaces: [lo] }\n    trasaction_timeout: 2s\n",
+            "5:5: inputs.d.trasaction_timeout: unknown field `trasaction_timeout`",
+        ),
+        (
+            "legacy.yaml",
+            "inputs:\n  f:\n    type: pcap_file\n    path: /nonexistent.pcap\n    pgsql: { ports: [5432], keep_literal: true }\n",
+            "5:29: inputs.f.pgsql.keep_literal: unknown field `keep_literal`",
+        ),
+        (
+            "value.yaml",
+            "inputs:\n  f:\n    type: pcap_file\n    path: /nonexistent.pcap\n    protocols:\n      tls:\n        max_connections: lots\n",
+            "7:26: inputs.f.protocols.tls.max_connections: ",
+        ),
+        (
+            "protocol.yaml",
+            "inputs:\n  n:\n    type: packet\n    protocols:\n      mysq: {}\n",
+            "5:7: inputs.n.protocols.mysq: unknown field `mysq`",
+        ),
+    ];
+    for (name, inputs, want) in cases {
+        let cfg = write_file(
+            dir.path(),
+            name,
+            &format!(
+                "data_dir: {}\nhttp: {{ enabled: false }}\n{inputs}outputs:\n  o: {{ type: stdout }}\n",
+                dir.path().join("data").display()
+            ),
+        );
+        // The two global lines come first: the lines of `inputs` move down by two.
+        let (line_col, rest) = want.split_once(':').unwrap();
+        let line: usize = line_col.parse::<usize>().unwrap() + 2;
+        let want = format!("{}:{line}:{rest}", cfg.display());
+        let v = Command::new(TRAWL)
+            .args(["validate", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&v.stderr);
+        assert_eq!(v.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(&want), "{name}: want `{want}` in:\n{err}");
+        let mut t = Trawl::start(&cfg, Some(&dir.path().join("run.log")));
+        assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1), "{name}");
+    }
+}
+
+/// `type: null` unquoted is YAML's null, not the `null` output: the error says so and how to
+/// write it.
+#[test]
+fn an_unquoted_null_type_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    refused_by_validate_and_run(
+        dir.path(),
+        &[
+            (
+                "null.yaml",
+                "inputs:\n  i:\n    type: null\n",
+                "3:11: inputs.i.type: expected the component type as text, found YAML's null (`null` unquoted); write `type: \"null\"` for the null output",
+            ),
+        ],
+    );
+}
