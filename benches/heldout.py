@@ -18,7 +18,7 @@ number of events matching every key of `match` equals `count`; keys ending in __
 __lte/__find/__contains/__startswith/__endswith, has-key and not-has-key as there. Keys are
 mapped to trawl's ECS fields as ../shared/README.md does (the table there and below); a key
 with no ECS counterpart (alert, tx_id, http2 settings...) is left out of the match, as in
-tests/pcap_suricata.rs; a filter none of whose keys has one is reported apart ("unmappable"),
+tests/wire/pcap_suricata.rs; a filter none of whose keys has one is reported apart ("unmappable"),
 since it would count every event. Filters for older Suricata versions (`requires: lt-version`) are
 skipped, and so is a test that requires one. Every HTTP and flow filter of a test that runs
 Suricata in a mode trawl does not have is scored twice: counted in the raw score, set apart

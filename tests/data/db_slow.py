@@ -5,7 +5,7 @@ report query that runs 40 s (`pg_sleep`), then a quick one on the same connectio
 on MariaDB (`SLEEP(40)`, MySQL protocol), at the same time; 35 s in, another
 query on each server on a connection of its own. Real servers (Debian's `postgresql` and
 `mariadb-server`, as scripts/setup.sh installs them) in throwaway data directories.
-tests/db_slow.rs holds the transactions expected. Run as root: `python3 tests/data/db_slow.py`."""
+tests/wire/slow_queries.rs holds the transactions expected. Run as root: `python3 tests/data/db_slow.py`."""
 
 import os
 import shutil

@@ -27,7 +27,7 @@ second query is sent in two segments and the second segment is cut out of the ca
 afterwards (dumpcap saw it: the server's acknowledgement covers it), a hole mid-message.
 An HTTP server on port 8080 gets `GET /HTTP/1.1` (the space before the version missing) with
 a Host field line, and answers 400 as RFC 9112 3 asks of a server.
-tests/dns_tls_odd.rs reads the capture, with tshark as the oracle. Run as root:
+tests/wire/dns_tls_odd.rs reads the capture, with tshark as the oracle. Run as root:
 `python3 tests/data/dns_tls_odd.py`."""
 
 import os

@@ -3,7 +3,7 @@
 namespace of its own (`http-cap`), captured with dumpcap. A raw-socket client sends what
 RFC 9112 allows and what it does not (HTTP/0.9, bare LF, unknown methods, spaces in the
 target, a missing version, 100-continue, CONNECT tunnels carrying HTTP and TLS) to a small
-server that answers per the RFC. tests/http_fidelity.rs holds the transactions expected from
+server that answers per the RFC. tests/wire/http_fidelity.rs holds the transactions expected from
 what is sent here. Run as root: `python3 tests/data/http_edge_cases.py`."""
 
 import os

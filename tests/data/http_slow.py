@@ -4,7 +4,7 @@ of a network namespace of its own (`http-slow`). What a node sees every day: a b
 (Consul, etcd v2 and long-polling APIs answer only when something changes or their wait ends)
 answered after 25 s of silence on a keep-alive connection, then a quick request on the same
 connection; and a response whose head comes at once and whose chunked body trickles for 24 s.
-tests/http_fidelity.rs holds the transactions expected. Run as root: `python3 tests/data/http_slow.py`."""
+tests/wire/http_fidelity.rs holds the transactions expected. Run as root: `python3 tests/data/http_slow.py`."""
 
 import os
 import socket

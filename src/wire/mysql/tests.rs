@@ -1,5 +1,5 @@
 //! The decoder on packets built from the protocol's definition (the real server's traffic is
-//! in tests/mysql_real_server.rs): handshake, text and binary result sets, prepared
+//! in tests/wire/mysql_real_server.rs): handshake, text and binary result sets, prepared
 //! statements, multi-results, errors, split packets, gaps and one-sided captures.
 
 use super::conn::{Conn, ConnStats, Finished, Limits};

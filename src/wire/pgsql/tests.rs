@@ -662,7 +662,7 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
-    /// `TRAWL_FUZZ_CASES` cases (default 256), as tests/fuzz.rs: the long run is
+    /// `TRAWL_FUZZ_CASES` cases (default 256), as tests/wire/fuzz.rs: the long run is
     /// `TRAWL_FUZZ_CASES=100000 cargo test --release --lib wire::pgsql::tests::fuzz`.
     fn cases() -> u32 {
         std::env::var("TRAWL_FUZZ_CASES")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Records the real captures tests/fuzz_captures.rs damages: Debian's dnsmasq answering dig over
+# Records the real captures tests/wire/fuzz_captures.rs damages: Debian's dnsmasq answering dig over
 # UDP and TCP (dns.pcap), redis-server answering redis-cli (redis.pcap: RESP2 and RESP3, a
 # WRONGTYPE error, a pipeline, a transaction) and MariaDB running tests/data/mysql/workload.py
 # (mysql.pcap: text protocol, prepared statements, errors, a refused login), each taken by
@@ -67,7 +67,7 @@ PY
 stop_capture
 kill $REDIS
 
-# MySQL / MariaDB (as tests/mysql_real_server.rs sets it up)
+# MySQL / MariaDB (as tests/wire/mysql_real_server.rs sets it up)
 port=$(free_port)
 mkdir -p mysql/data && chmod 777 "$D" && chown -R mysql mysql
 mariadb-install-db --no-defaults --datadir="$D/mysql/data" --user=mysql \

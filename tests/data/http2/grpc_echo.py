@@ -1,4 +1,4 @@
-"""A gRPC server and client for tests/http2_grpc.rs, without generated code: the service
+"""A gRPC server and client for tests/wire/http2_grpc.rs, without generated code: the service
 `trawl.test.Echo` takes and returns raw bytes. The server logs each call with the status its
 servicer ended it with ("<method> <STATUS> <requests> <responses>"), the client runs a fixed
 workload against the address it is given and prints what each call returned."""

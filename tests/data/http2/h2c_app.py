@@ -1,4 +1,4 @@
-# The ASGI app of tests/http2_h2c_upgrade.rs, served by hypercorn (PyPI), which answers an
+# The ASGI app of tests/wire/http2_h2c_upgrade.rs, served by hypercorn (PyPI), which answers an
 # HTTP/1.1 `Upgrade: h2c` request with 101 and HTTP/2: 200 with a short text, 404 on /missing.
 
 async def app(scope, receive, send):

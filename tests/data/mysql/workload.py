@@ -1,4 +1,4 @@
-"""The known workload of tests/mysql_real_server.rs against a throwaway MariaDB.
+"""The known workload of tests/wire/mysql_real_server.rs against a throwaway MariaDB.
 
 Usage: workload.py HOST PORT PASSWORD CSV
 - the `mariadb` CLI (text protocol): DDL, DML, errors, a multi-statement query;
