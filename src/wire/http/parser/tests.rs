@@ -1,5 +1,6 @@
 //! Tests of the head parsers, body framing and message-start search, from RFC 9112.
 
+use super::body::MAX_LINE;
 use super::*;
 use proptest::prelude::*;
 
