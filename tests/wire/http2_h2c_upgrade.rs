@@ -8,21 +8,22 @@ use crate::support;
 
 use serde_json::Value as J;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A child killed when dropped (hypercorn).
+/// A child started in a process group of its own, the whole group killed when dropped:
+/// hypercorn serves from a worker process that outlives a master killed alone.
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+        // SAFETY: kill(2) on the group the child leads; no memory is involved.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
     }
 }
 
@@ -52,6 +53,7 @@ fn curl_upgrades_to_h2c_with_hypercorn_and_each_logged_request_is_one_stream() {
             .current_dir(&app_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("python3 with hypercorn (scripts/setup.sh)"),
     );
