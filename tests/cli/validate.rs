@@ -368,3 +368,40 @@ fn an_unquoted_null_type_is_explained() {
         ],
     );
 }
+
+/// Typos in where the outputs deliver, which would otherwise only show once running as a node
+/// or broker that never answers (`http//es:9200` read as a node named `http`): refused at the
+/// element by validate and run.
+#[test]
+fn a_mistyped_elasticsearch_host_or_kafka_broker_is_rejected_at_the_element() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "outputs.yaml",
+        &format!(
+            "data_dir: {}\nhttp: {{ enabled: false }}\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  es:\n    type: elasticsearch\n    inputs: [app]\n    hosts: [\"es:9200\", \"http//es:9200\"]\n  k:\n    type: kafka\n    inputs: [app]\n    topic: logs\n    brokers:\n      - kafka-0.kafka:9092\n      - kafka//x:9092\n",
+            dir.path().join("data").display()
+        ),
+    );
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    let f = cfg.display();
+    for want in [
+        format!(
+            "{f}:9:24: outputs.es.hosts[1]: host `http//es:9200`: `http` must be followed by `://`"
+        ),
+        format!(
+            "{f}:16:9: outputs.k.brokers[1]: broker `kafka//x:9092`: `kafka//x` is not a host name"
+        ),
+    ] {
+        assert!(err.contains(&want), "want `{want}` in:\n{err}");
+    }
+    assert!(err.contains("invalid (2 errors)"), "{err}");
+    let mut t = Trawl::start(&cfg, Some(&dir.path().join("run.log")));
+    assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1));
+}
