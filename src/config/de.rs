@@ -14,6 +14,9 @@ pub struct DeError {
     pub message: String,
     pub mark: Option<Mark>,
     pub path: Option<String>,
+    /// Further mistakes found in the same component once this one's key was set aside (serde
+    /// stops at the first), so `trawl validate` lists them all in one pass.
+    pub also: Vec<DeError>,
 }
 
 impl DeError {
@@ -22,6 +25,7 @@ impl DeError {
             message: message.into(),
             mark: Some(mark),
             path: Some(path.to_owned()),
+            also: Vec::new(),
         }
     }
 
@@ -48,17 +52,109 @@ impl de::Error for DeError {
             message: msg.to_string(),
             mark: None,
             path: None,
+            also: Vec::new(),
         }
     }
 }
 
 /// Deserializes `T` from `node`, whose key path in the file is `path` (`inputs.app`).
+///
+/// On a mistake, the key it is at is set aside and the rest tried again, so that the error
+/// carries every mistake of the component (`also`), not only the one serde met first.
 pub fn from_node<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, DeError> {
+    let mut first = match deserialize_at::<T>(node, path) {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    let mut pruned = node.clone();
+    let mut removed: Vec<String> = Vec::new();
+    let mut last = first.clone();
+    // Bounded: each round removes one entry, and a file's component has few keys.
+    for _ in 0..MAX_ERRORS_PER_COMPONENT {
+        let Some(at) = last.path.clone() else { break };
+        if at == path {
+            break;
+        }
+        let Some(gone) = remove_entry(&mut pruned, path, &at) else {
+            break;
+        };
+        removed.push(gone);
+        match deserialize_at::<T>(&pruned, path) {
+            Ok(_) => break,
+            Err(e) => {
+                // A required key that was set aside is missing now: not the user's mistake.
+                let set_aside = e
+                    .message
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.split('`').next())
+                    .zip(e.path.as_deref())
+                    .is_some_and(|(k, p)| removed.contains(&child_path(p, k)));
+                if set_aside || (e.path == last.path && e.message == last.message) {
+                    break;
+                }
+                // A mapping emptied by the removal (`when: {equal: ..}` left as `{}`) fails as
+                // a whole: that follows from setting aside, so it is set aside in turn, unsaid.
+                // A missing key is the user's (the set-aside ones were ruled out above).
+                let emptied = !e.message.starts_with("missing field `")
+                    && e.path
+                        .as_deref()
+                        .is_some_and(|p| removed.iter().any(|r| encloses(p, r)));
+                if !emptied {
+                    first.also.push(e.clone());
+                }
+                last = e;
+            }
+        }
+    }
+    Err(first)
+}
+
+const MAX_ERRORS_PER_COMPONENT: usize = 16;
+
+/// True when key path `outer` is `inner` or one of its ancestors (`a.b` encloses `a.b[0].c`).
+fn encloses(outer: &str, inner: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+fn deserialize_at<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, DeError> {
     T::deserialize(NodeDeserializer {
         node,
         path: path.to_owned(),
     })
     .map_err(|e| e.at(node.mark, path))
+}
+
+/// Removes the deepest mapping entry at or above `target` (a key path built as the
+/// deserializer builds it), and gives its key path: a bad list element sets its whole key
+/// aside, since removing the element would shift the indices later errors name.
+fn remove_entry(node: &mut Node, path: &str, target: &str) -> Option<String> {
+    let within = |p: &str| encloses(p, target);
+    match &mut node.kind {
+        NodeKind::Map(entries) => {
+            let found = entries.iter().position(|(k, _)| {
+                let key_path = child_path(path, k.as_str().unwrap_or("?"));
+                within(&key_path)
+            });
+            let i = found?;
+            let key_path = child_path(path, entries[i].0.as_str().unwrap_or("?"));
+            if key_path != target {
+                if let Some(deeper) = remove_entry(&mut entries[i].1, &key_path, target) {
+                    return Some(deeper);
+                }
+            }
+            entries.remove(i);
+            Some(key_path)
+        }
+        NodeKind::Seq(items) => items.iter_mut().enumerate().find_map(|(i, item)| {
+            let item_path = format!("{path}[{i}]");
+            (within(&item_path) && item_path != target)
+                .then(|| remove_entry(item, &item_path, target))
+                .flatten()
+        }),
+        NodeKind::Scalar { .. } => None,
+    }
 }
 
 pub struct NodeDeserializer<'a> {
@@ -507,6 +603,70 @@ mod tests {
             e.message
         );
         assert_eq!(e.path.as_deref(), Some("inputs.x.mode"));
+    }
+
+    fn all(e: &DeError) -> Vec<(String, String)> {
+        std::iter::once(e)
+            .chain(&e.also)
+            .map(|e| (e.path.clone().unwrap_or_default(), e.message.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn every_mistake_in_a_struct_is_reported_not_only_the_first() {
+        let n = parse("paths: [a]\npathz: 1\nmax: lots\nmode: sideways\n").unwrap();
+        let e = from_node::<Conf>(&n, "inputs.x").unwrap_err();
+        let got = all(&e);
+        let paths: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["inputs.x.pathz", "inputs.x.max", "inputs.x.mode"],
+            "{got:?}"
+        );
+        assert!(got[1].1.contains("invalid type"), "{got:?}");
+        assert!(got[2].1.contains("unknown variant `sideways`"), "{got:?}");
+        // The later ones keep their own positions.
+        assert_eq!(e.also[0].mark, Some(Mark { line: 3, col: 6 }));
+        assert_eq!(e.also[1].mark, Some(Mark { line: 4, col: 7 }));
+    }
+
+    #[test]
+    fn a_key_set_aside_is_not_then_reported_missing_but_a_missing_key_is() {
+        // `mode` and `paths` are required: setting them aside must not add "missing field".
+        let n = parse("paths: [a, {b: 1}]\nmode: sideways\n").unwrap();
+        let got = all(&from_node::<Conf>(&n, "x").unwrap_err());
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, "x.paths[1]");
+        assert_eq!(got[1].0, "x.mode");
+        // A key the user did not write is missing, beside the misspelt one.
+        let n = parse("pathz: [a]\nmode: end\n").unwrap();
+        let got = all(&from_node::<Conf>(&n, "x").unwrap_err());
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].1.contains("unknown field `pathz`"), "{got:?}");
+        assert!(got[1].1.contains("missing field `paths`"), "{got:?}");
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        when: Cond,
+        max: u32,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Cond {
+        Equals(u32),
+    }
+
+    #[test]
+    fn a_mapping_emptied_by_setting_a_key_aside_is_not_a_mistake_of_its_own() {
+        let n = parse("when: {equal: 1}\nmax: -1\n").unwrap();
+        let got = all(&from_node::<Outer>(&n, "p").unwrap_err());
+        let paths: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["p.when.equal", "p.max"], "{got:?}");
     }
 
     #[test]

@@ -66,12 +66,16 @@ impl ConfigErrors {
     }
 
     pub fn push_de(&mut self, file: &str, fallback: Mark, fallback_path: &str, e: DeError) {
+        let also = e.also;
         self.0.push(ConfigError {
             file: file.to_owned(),
             mark: e.mark.unwrap_or(fallback),
             path: e.path.unwrap_or_else(|| fallback_path.to_owned()),
             message: e.message,
         });
+        for more in also {
+            self.push_de(file, fallback, fallback_path, more);
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -94,6 +94,7 @@ impl Config {
             message,
             mark,
             path: Some(path.to_owned()),
+            also: Vec::new(),
         };
         let (pattern, negate, match_) = match (&self.pattern, self.preset) {
             (Some(_), Some(_)) => {

@@ -405,3 +405,41 @@ fn a_mistyped_elasticsearch_host_or_kafka_broker_is_rejected_at_the_element() {
     let mut t = Trawl::start(&cfg, Some(&dir.path().join("run.log")));
     assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1));
 }
+
+/// A user fixing a file one `validate` at a time should not meet a second mistake in the same
+/// component only after fixing the first: every mistake is listed in one pass, each at its
+/// own line and column, with no false "missing field" for a key whose value was wrong.
+#[test]
+fn every_mistake_in_one_component_is_listed_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "many.yaml",
+        &format!(
+            "data_dir: {}\nhttp: {{ enabled: false }}\ninputs:\n  app:\n    type: file\n    paths: [/var/log/app.log]\n    start_at: middle\n    max_open_files: lots\n    multilin: {{}}\noutputs:\n  k:\n    type: kafka\n    inputs: [app]\n    topic: logs\n    brokers: [\"kafka//x:9092\"]\n    acks: 3\n    compression: lz5\n",
+            dir.path().join("data").display()
+        ),
+    );
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    let f = cfg.display();
+    for want in [
+        format!("{f}:7:15: inputs.app.start_at: unknown variant `middle`"),
+        format!("{f}:8:21: inputs.app.max_open_files: invalid type: string \"lots\""),
+        format!("{f}:9:5: inputs.app.multilin: unknown field `multilin`"),
+        format!("{f}:15:15: outputs.k.brokers[0]: broker `kafka//x:9092`"),
+        format!("{f}:16:11: outputs.k.acks: unknown variant `3`"),
+        format!("{f}:17:18: outputs.k.compression: unknown variant `lz5`"),
+    ] {
+        assert!(err.contains(&want), "want `{want}` in:\n{err}");
+    }
+    assert!(!err.contains("missing field"), "{err}");
+    assert!(err.contains("invalid (6 errors)"), "{err}");
+    let mut t = Trawl::start(&cfg, Some(&dir.path().join("run.log")));
+    assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1));
+}

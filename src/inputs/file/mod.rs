@@ -192,6 +192,7 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<FileInput, DeEr
         message,
         mark: mark_of(key),
         path: Some(format!("{}.{key}", spec.path)),
+        also: Vec::new(),
     };
     if config.paths.is_empty() {
         return Err(err("paths", "expected at least one path pattern".into()));

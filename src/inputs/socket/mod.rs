@@ -106,6 +106,7 @@ pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
                 message: "expected `unix:/path/to.sock` or `tcp:HOST:PORT`".into(),
                 mark: spec.node.get("address").map(|n| n.mark),
                 path: Some(format!("{}.address", spec.path)),
+                also: Vec::new(),
             });
         }
     }
@@ -115,6 +116,7 @@ pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
             message: "`multiline` joins raw lines: it needs `format: lines` (a JSON sender sends one object per event)".into(),
             mark: spec.node.get("multiline").map(|n| n.mark),
             path: Some(format!("{}.multiline", spec.path)),
+            also: Vec::new(),
         });
     }
     let mode = match &config.socket_mode {
@@ -124,6 +126,7 @@ pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
                 message,
                 mark: spec.node.get("socket_mode").map(|n| n.mark),
                 path: Some(format!("{}.socket_mode", spec.path)),
+                also: Vec::new(),
             };
             if !matches!(address, Address::Unix(_)) {
                 return Err(at("`socket_mode` is for `unix:` addresses only".into()));
