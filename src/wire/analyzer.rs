@@ -310,6 +310,12 @@ pub trait Transaction: Send + 'static {
         false
     }
 
+    /// A DNS transaction this one carried (DNS over HTTPS, RFC 8484), reported as a `dns`
+    /// event of its own on the same connection, after this one's.
+    fn carried_dns(&self) -> Option<super::doh::Carried> {
+        None
+    }
+
     /// Counts the transaction in the RED metrics and the service map. Overridden only by a
     /// protocol that keeps series of its own (HTTP's paths and status classes).
     fn observe(&self, conn: &Conn, map: &ServiceMap) {
@@ -504,6 +510,18 @@ impl<S: Session> Running<S> {
             );
             if let Some(map) = emit.map {
                 t.observe(emit.conn, map);
+            }
+            if let Some(dns) = t.carried_dns() {
+                let c = emit.conn;
+                let mut conn = Conn::new("dns", c.transport, c.client, c.server);
+                conn.tunnel = c.tunnel.clone();
+                emit.out.push(
+                    emit.input,
+                    &Event {
+                        conn: &conn,
+                        tx: &dns,
+                    },
+                );
             }
         }
     }

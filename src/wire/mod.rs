@@ -31,6 +31,7 @@ pub mod decode;
 pub mod dedup;
 pub mod defrag;
 pub mod dns;
+pub mod doh;
 pub mod flows;
 pub mod http;
 pub mod http2;

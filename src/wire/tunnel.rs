@@ -191,8 +191,10 @@ fn looks_like_teredo(data: &[u8]) -> bool {
 
 /// GTP-U (3GPP TS 29.281 section 5.1): version 1 with the PT bit, message type, length, TEID;
 /// with any of the E, S or PN flags a sequence number, N-PDU number and next extension type
-/// follow, then the extension headers (length in 4-byte units, the next type in their last
-/// byte). A G-PDU (type 255) carries an IP packet; the signalling messages carry none.
+/// follow, then, with E only, the extension headers (length in 4-byte units, the next type in
+/// their last byte): without E the next type is not to be interpreted (5.1), whatever it holds.
+/// A G-PDU (type 255) carries an IP packet; the path management and tunnel messages (echo,
+/// error indication, end marker) carry none and stay in the outer flow.
 fn gtp_u<'a>(
     walk: Walk<'_>,
     outer: &Packet<'a>,
@@ -208,8 +210,11 @@ fn gtp_u<'a>(
     let teid = be32(data, 4)?;
     let mut at = 8;
     if flags & 0x07 != 0 {
-        let mut next = *data.get(11).ok_or(DecodeError::Truncated)?;
         at = 12;
+        let mut next = match flags & 0x04 {
+            0 => 0,
+            _ => *data.get(11).ok_or(DecodeError::Truncated)?,
+        };
         while next != 0 {
             let words = *data.get(at).ok_or(DecodeError::Truncated)? as usize;
             if words == 0 {

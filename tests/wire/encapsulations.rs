@@ -130,6 +130,9 @@ fn inner_flows_and_http_through_every_encapsulation() {
         ("erspan_iii.pcap", &[], Some(("erspan-iii", Some("321")))),
         ("ipip.pcap", &[], Some(("ipip", None))),
         ("gtp_u.pcap", &[], Some(("gtp", Some("4660")))),
+        // S only, PN only, E with two extension headers, no flag; outer fragments; echo and
+        // end marker messages (tests/data/encap/make_encapsulated.py).
+        ("gtp_u_variants.pcap", &[], Some(("gtp", Some("4660")))),
         ("ayiya.pcap", &[], Some(("ayiya", None))),
         ("gre_udp.pcap", &[], Some(("gre-udp", Some("9")))),
         ("snap.pcap", &[], None),
@@ -331,6 +334,7 @@ fn udp_tunnels_report_their_outer_flow_besides_the_inner_ones() {
         ("vxlan_port9999.pcap", &["--vxlan-ports", "9999"], "vxlan"),
         ("geneve_options.pcap", &[], "geneve"),
         ("gtp_u.pcap", &[], "gtp"),
+        ("gtp_u_variants.pcap", &[], "gtp"),
         ("ayiya.pcap", &[], "ayiya"),
         ("gre_udp.pcap", &[], "gre-udp"),
     ] {
@@ -338,8 +342,13 @@ fn udp_tunnels_report_their_outer_flow_besides_the_inner_ones() {
         let evs = trawl(&path, args);
         let outer = outer_flows(&evs);
         assert!(!outer.is_empty(), "{file}: an outer flow: {evs:#?}");
-        // Every outer packet tshark sees: UDP between the endpoints, outermost IP header.
-        let wire = tshark_ip(&path, "udp && ip.src == 192.0.2.0/24", 'f');
+        // Every outer packet tshark sees: UDP between the endpoints, outermost IP header;
+        // each fragment of an outer datagram (tshark shows UDP on the last one only).
+        let wire = tshark_ip(
+            &path,
+            "(udp || ip.flags.mf == 1 || ip.frag_offset > 0) && ip.src == 192.0.2.0/24",
+            'f',
+        );
         let mut marked = 0;
         for e in &outer {
             assert_eq!(s(e, "network.transport"), "udp", "{file}: {e}");

@@ -41,6 +41,7 @@ const LIMITS: Limits = Limits {
     max_streams: 16,
     max_header_block: 4096,
     max_table_size: 4096,
+    dns_over_https: true,
 };
 
 /// Feeds `chunks` cut every `cut` bytes, a gap of `gap` bytes after chunk `gap_at`; returns

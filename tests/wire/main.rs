@@ -10,6 +10,7 @@ mod support;
 mod capture_interfaces;
 mod capture_restart;
 mod dns_live;
+mod dns_over_https;
 mod dns_tls_odd;
 mod encapsulations;
 mod flow_memory;

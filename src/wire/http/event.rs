@@ -32,6 +32,7 @@ impl EventCtx {
             max_body_bytes: self.cfg.max_body_bytes.as_usize(),
             max_head_bytes: self.cfg.max_head_bytes.as_usize(),
             max_pending: 64,
+            dns_over_https: self.cfg.dns_over_https,
         }
     }
 
@@ -114,6 +115,17 @@ impl HttpTx {
 }
 
 impl analyzer::Transaction for HttpTx {
+    fn carried_dns(&self) -> Option<crate::wire::doh::Carried> {
+        let t = &self.t;
+        t.doh
+            .as_deref()?
+            .transaction(
+                (t.req_start_ns, t.req_end_ns),
+                (t.resp_start_ns, t.resp_end_ns),
+            )
+            .map(crate::wire::doh::Carried)
+    }
+
     fn record(&self) -> Record<'_> {
         let (start, end) = self.span();
         let status = self.status();

@@ -46,6 +46,14 @@ pub struct HttpConfig {
     /// Cap on distinct label values per RED metric family and on graph edges.
     #[serde(default = "default_max_series")]
     pub max_series: usize,
+    /// DNS over HTTPS in the clear (RFC 8484): the DNS messages of `application/dns-message`
+    /// bodies and of a GET's `dns` parameter are reported as `dns` events too.
+    #[serde(default = "default_dns_over_https")]
+    pub dns_over_https: bool,
+}
+
+fn default_dns_over_https() -> bool {
+    true
 }
 
 impl Default for HttpConfig {
@@ -59,6 +67,7 @@ impl Default for HttpConfig {
             max_body_bytes: default_max_body(),
             max_head_bytes: default_max_head(),
             max_series: default_max_series(),
+            dns_over_https: default_dns_over_https(),
         }
     }
 }

@@ -5,6 +5,7 @@
 use super::parser::{
     self, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync, Version,
 };
+use crate::wire::doh;
 
 /// Why a transaction is reported without one of its halves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct Transaction {
     pub resp_framing_bytes: u64,
     pub req_body: Option<Vec<u8>>,
     pub resp_body: Option<Vec<u8>>,
+    /// The DNS messages of a DNS-over-HTTPS exchange (RFC 8484), when either side sent one.
+    pub doh: Option<Box<doh::Exchange>>,
     /// Some bytes of this transaction were never captured.
     pub gap: bool,
     pub missing: Option<Missing>,
@@ -65,6 +68,8 @@ pub struct Limits<'a> {
     pub max_head_bytes: usize,
     /// Most requests waiting for a response on one connection.
     pub max_pending: usize,
+    /// DNS messages exchanged as RFC 8484 says are kept (`Transaction::doh`).
+    pub dns_over_https: bool,
 }
 
 #[derive(Debug)]
@@ -125,6 +130,43 @@ fn wants_body(limits: &Limits<'_>, content_type: Option<&str>) -> bool {
                 .is_some_and(|head| head.eq_ignore_ascii_case(p))
         }),
         _ => false,
+    }
+}
+
+/// What a request says of a DNS-over-HTTPS exchange (RFC 8484 §4.1): a GET's `dns` parameter
+/// is the query; a body of type `application/dns-message` is (its bytes follow the head).
+fn doh_request(l: &Limits<'_>, head: &RequestHead) -> Option<Box<doh::Exchange>> {
+    if !l.dns_over_https {
+        return None;
+    }
+    let query = if head
+        .content_type
+        .as_deref()
+        .is_some_and(doh::is_dns_message)
+    {
+        doh::Body::default()
+    } else if head.method == "GET" {
+        doh::Body::whole(doh::query_parameter(&head.target)?)
+    } else {
+        return None;
+    };
+    Some(Box::new(doh::Exchange {
+        query: Some(query),
+        response: None,
+    }))
+}
+
+/// The body bytes `d` of a DNS-over-HTTPS message, on the side being read.
+fn keep_dns(x: &mut Option<Box<doh::Exchange>>, response: bool, d: &[u8]) {
+    if let Some(x) = x {
+        let body = if response {
+            &mut x.response
+        } else {
+            &mut x.query
+        };
+        if let Some(b) = body {
+            b.feed(d);
+        }
     }
 }
 
@@ -462,6 +504,7 @@ fn consume_requests(
                         req_end_ns: ts,
                         req_header_bytes: n as u64,
                         req_body: body,
+                        doh: doh_request(l, &head),
                         request: Some(head),
                         ..Default::default()
                     }));
@@ -478,7 +521,8 @@ fn consume_requests(
                     let content_before = b.content_bytes;
                     let used = match b.feed(&data[at..], &mut |d| {
                         if let Some(t) = &mut t {
-                            keep(&mut t.req_body, d, l.max_body_bytes)
+                            keep(&mut t.req_body, d, l.max_body_bytes);
+                            keep_dns(&mut t.doh, false, d);
                         }
                     }) {
                         Ok(u) => u,
@@ -604,6 +648,15 @@ fn consume_responses(
                     t.resp_end_ns = ts;
                     t.resp_header_bytes = n as u64;
                     t.resp_body = wants_body(l, head.content_type.as_deref()).then(Vec::new);
+                    if l.dns_over_https
+                        && head
+                            .content_type
+                            .as_deref()
+                            .is_some_and(doh::is_dns_message)
+                    {
+                        t.doh.get_or_insert_with(Default::default).response =
+                            Some(doh::Body::default());
+                    }
                     t.response = Some(head);
                     *p.resp = Some(t);
                     if upgraded {
@@ -634,7 +687,8 @@ fn consume_responses(
                     let content_before = b.content_bytes;
                     let r = b.feed(&data[at..], &mut |d| {
                         if let Some(t) = &mut t {
-                            keep(&mut t.resp_body, d, l.max_body_bytes)
+                            keep(&mut t.resp_body, d, l.max_body_bytes);
+                            keep_dns(&mut t.doh, true, d);
                         }
                     });
                     *p.resp = t;

@@ -25,6 +25,8 @@ pub struct Limits {
     pub max_header_block: usize,
     /// Most memory a dynamic table may hold.
     pub max_table_size: usize,
+    /// DNS messages exchanged as RFC 8484 says are kept and reported as `dns` events.
+    pub dns_over_https: bool,
 }
 
 /// Counters the analyzer publishes (`malformed` as the protocol's parse errors).
@@ -130,6 +132,18 @@ impl Conn {
             })
             .sum::<usize>()
             + self.streams.len() * 512
+            + self
+                .streams
+                .values()
+                .filter_map(|t| t.doh.as_deref())
+                .map(|x| {
+                    [&x.query, &x.response]
+                        .iter()
+                        .flat_map(|b| b.as_ref())
+                        .map(|b| b.bytes.capacity())
+                        .sum::<usize>()
+                })
+                .sum::<usize>()
     }
 
     pub fn data(
@@ -223,6 +237,15 @@ impl Conn {
                     *body += bytes.len() as u64;
                     if t.grpc {
                         msgs.feed(bytes);
+                    }
+                    if let Some(x) = t.doh.as_deref_mut() {
+                        let dns = match side {
+                            Side::Client => &mut x.query,
+                            Side::Server => &mut x.response,
+                        };
+                        if let Some(b) = dns {
+                            b.feed(bytes);
+                        }
                     }
                     touch(t, side, ts);
                 }

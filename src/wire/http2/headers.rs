@@ -8,6 +8,26 @@ use super::grpc;
 use super::hpack::Decoder;
 use super::transaction::{Request, Response, Trailers, Transaction};
 use crate::wire::analyzer::Side;
+use crate::wire::doh;
+
+/// What a request says of a DNS-over-HTTPS exchange (RFC 8484 §4.1): a GET's `dns` parameter is
+/// the query; a body of type `application/dns-message` is (its bytes come in DATA frames).
+fn doh_request(r: &Request) -> Option<doh::Exchange> {
+    if r.content_type.as_deref().is_some_and(doh::is_dns_message) {
+        return Some(doh::Exchange {
+            query: Some(doh::Body::default()),
+            response: None,
+        });
+    }
+    if r.method != "GET" {
+        return None;
+    }
+    let query = doh::query_parameter(&r.path)?;
+    Some(doh::Exchange {
+        query: Some(doh::Body::whole(query)),
+        response: None,
+    })
+}
 
 /// A header block being put together from HEADERS or PUSH_PROMISE and its CONTINUATIONs.
 pub(super) struct Block {
@@ -130,6 +150,11 @@ impl Conn {
                         .as_ref()
                         .and_then(|r| r.content_type.as_deref())
                         .is_some_and(grpc::is_grpc);
+                    if self.limits.dns_over_https {
+                        if let Some(r) = &t.request {
+                            t.doh = doh_request(r).map(Box::new);
+                        }
+                    }
                 }
                 // Trailers of a request (rare): nothing kept.
                 Side::Client => {}
@@ -141,6 +166,12 @@ impl Conn {
                         Some(s) if t.response.is_none() => {
                             let ct = f.content_type.take();
                             t.grpc |= ct.as_deref().is_some_and(grpc::is_grpc);
+                            if self.limits.dns_over_https
+                                && ct.as_deref().is_some_and(doh::is_dns_message)
+                            {
+                                t.doh.get_or_insert_with(Default::default).response =
+                                    Some(doh::Body::default());
+                            }
                             t.response = Some(Response {
                                 status: Some(s),
                                 content_type: ct,

@@ -39,6 +39,10 @@ pub struct Http2Config {
     /// cannot be followed.
     #[serde(default = "default_max_table")]
     pub max_table_size: ByteSize,
+    /// DNS over HTTPS in the clear (RFC 8484): the DNS messages of `application/dns-message`
+    /// bodies and of a GET's `dns` parameter are reported as `dns` events too.
+    #[serde(default = "default_dns_over_https")]
+    pub dns_over_https: bool,
 }
 
 impl Default for Http2Config {
@@ -47,6 +51,7 @@ impl Default for Http2Config {
             max_streams: default_max_streams(),
             max_header_block: default_max_header_block(),
             max_table_size: default_max_table(),
+            dns_over_https: default_dns_over_https(),
         }
     }
 }
@@ -76,6 +81,7 @@ impl Http2Config {
             max_streams: self.max_streams.max(1),
             max_header_block: self.max_header_block.as_usize().max(1024),
             max_table_size: self.max_table_size.as_usize(),
+            dns_over_https: self.dns_over_https,
         }
     }
 }
@@ -88,6 +94,9 @@ fn default_max_header_block() -> ByteSize {
 }
 fn default_max_table() -> ByteSize {
     ByteSize(64 * 1024)
+}
+fn default_dns_over_https() -> bool {
+    true
 }
 
 /// The protocol the driver runs.

@@ -10,6 +10,7 @@ const LIMITS: Limits = Limits {
     max_streams: 8,
     max_header_block: 4096,
     max_table_size: 4096,
+    dns_over_https: true,
 };
 
 fn frame(k: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {

@@ -5,6 +5,7 @@
 
 use super::grpc::{self, Messages};
 use crate::wire::analyzer::{self, Conn, Outcome, Record};
+use crate::wire::doh::{Carried, Exchange};
 use crate::wire::http::metrics::ServiceMap;
 use crate::wire::out::Fields;
 
@@ -98,6 +99,8 @@ pub struct Transaction {
     pub pushed: bool,
     /// The HTTP/1.1 request of an h2c upgrade and the 101 that accepted it.
     pub switched: bool,
+    /// The DNS messages of a DNS-over-HTTPS exchange (RFC 8484), when either side sent one.
+    pub doh: Option<Box<Exchange>>,
 }
 
 impl Transaction {
@@ -285,6 +288,15 @@ impl analyzer::Transaction for Transaction {
             status,
             gap: self.gap,
         }
+    }
+
+    fn carried_dns(&self) -> Option<Carried> {
+        let x = self.doh.as_deref()?;
+        x.transaction(
+            (self.req_start_ns, self.req_end_ns),
+            (self.resp_start_ns, self.resp_end_ns),
+        )
+        .map(Carried)
     }
 
     /// The 101 of an h2c upgrade is not counted: its request is the same as stream 1's, which

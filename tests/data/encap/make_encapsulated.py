@@ -340,3 +340,64 @@ def vlan_one_side(n, inner, fwd):
 
 
 build("vlan_one_side.pcap", 1, vlan_one_side)
+
+
+# GTP-U (3GPP TS 29.281 section 5) in the forms a user plane sends, TEID 0x1234 on 2152, each
+# G-PDU in turn: only the S flag (sequence number; the next extension type byte is not to be
+# interpreted without E, so it carries a stale 0x85 here), only PN (N-PDU number, byte 11
+# likewise 0xc0), E with two chained extension headers (a PDU session container, type 0x85,
+# then a UDP port extension, type 0x40, each one word, the last next type 0), and no flag at
+# all. A G-PDU whose outer IPv4 datagram exceeds 200 bytes leaves in fragments of 128 bytes
+# (the underlay MTU), as in Zeek's core.tunnels.gtp.outer_ip_frag. Each ARP frame becomes an
+# echo request and its echo response (types 1 and 2: path management, no payload), and the
+# capture ends with an end marker (type 254): tunnel messages, counted in the outer flow only.
+def gtp_u_variants():
+    recs = []
+    ident = 100
+
+    def gtp(msg, flags, opt, payload):
+        return struct.pack("!BBHI", 0x30 | flags, msg, len(opt) + len(payload), 0x1234) + opt + payload
+
+    def send(sec, usec, fwd, datagram):
+        nonlocal ident
+        ident += 1
+        src, dst = (OUTER_A, OUTER_B) if fwd else (OUTER_B, OUTER_A)
+        macs = (MAC_B, MAC_A) if fwd else (MAC_A, MAC_B)
+        if 20 + len(datagram) <= 200:
+            recs.append((sec, usec, eth(macs[0], macs[1], 0x0800, ipv4(src, dst, 17, datagram, ident))))
+            return
+        for off in range(0, len(datagram), 128):
+            piece = datagram[off:off + 128]
+            more = off + 128 < len(datagram)
+            h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(piece), ident,
+                            (0x2000 if more else 0) | (off // 8), 64, 17, 0, src, dst)
+            h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+            recs.append((sec, usec, eth(macs[0], macs[1], 0x0800, h + piece)))
+            usec += 1
+
+    n_pdu = 0
+    last = (0, 0)
+    for n, (sec, usec, inner, fwd) in enumerate(inner_frames()):
+        last = (sec, usec)
+        ip = ip_only(inner)
+        if ip is None:
+            send(sec, usec, fwd, udp(2152, 2152, gtp(1, 0x02, struct.pack("!HBB", n, 0, 0), b"")))
+            send(sec, usec + 1, not fwd, udp(2152, 2152, gtp(2, 0x02, struct.pack("!HBB", n, 0, 0), b"")))
+            continue
+        form = n_pdu % 4
+        n_pdu += 1
+        if form == 0:
+            flags, opt = 0x02, struct.pack("!HBB", n, 0, 0x85)
+        elif form == 1:
+            flags, opt = 0x01, struct.pack("!HBB", 0, 7, 0xC0)
+        elif form == 2:
+            flags = 0x04
+            opt = struct.pack("!HBB", 0, 0, 0x85) + bytes([1, 0x00, 0x05, 0x40]) + bytes([1, 0x08, 0x68, 0x00])
+        else:
+            flags, opt = 0x00, b""
+        send(sec, usec, fwd, udp(2152, 2152, gtp(255, flags, opt, ip)))
+    send(last[0], last[1] + 10, True, udp(2152, 2152, gtp(254, 0, b"", b"")))
+    write_pcap("gtp_u_variants.pcap", 1, recs)
+
+
+gtp_u_variants()

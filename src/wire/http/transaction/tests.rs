@@ -14,6 +14,7 @@ fn limits() -> Limits<'static> {
         max_body_bytes: 0,
         max_head_bytes: 8192,
         max_pending: 8,
+        dns_over_https: true,
     }
 }
 
