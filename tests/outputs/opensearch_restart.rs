@@ -1,8 +1,10 @@
 //! A real OpenSearch node restarted under a file's steady writes, through the real binary: the
 //! node SIGKILLed mid-stream and started again on the same data (its shards recover from their
 //! translog, the index red until they do); then trawl SIGKILLed too while the node is down and
-//! both started again. Every line is stored exactly once (ids from the file's identity and
-//! offset), none is dead-lettered, and `/health` and the metrics say what happened meanwhile.
+//! both started again, the node on a disk past its flood-stage watermark, so that its own disk
+//! monitor blocks the index until room is made. Every line is stored exactly
+//! once (ids from the file's identity and offset), none is dead-lettered, and `/health` and the
+//! metrics say what happened meanwhile.
 
 use crate::support;
 
@@ -155,7 +157,7 @@ fn wait_all_stored(os: &OpenSearch, addr: &str, n: usize, phase: &str, log: &Pat
 }
 
 #[test]
-fn a_node_killed_and_restarted_under_load_stores_every_line_once() {
+fn a_node_killed_restarted_and_flooded_under_load_stores_every_line_once() {
     let mut os = OpenSearch::start_restartable(&[]);
     let test_start = Instant::now();
     let dir = tempfile::tempdir().unwrap();
@@ -233,7 +235,11 @@ fn a_node_killed_and_restarted_under_load_stores_every_line_once() {
     );
 
     // Phase 2: the node killed, trawl SIGKILLed while it is down (with lines read and not
-    // stored), more lines written, then both started again.
+    // stored), more lines written, then both started again; the node on a disk past its
+    // flood-stage watermark (free space below 998 TB: every disk is), so that its disk monitor
+    // blocks the index (`read_only_allow_delete`, answered 429 `cluster_block_exception`). The
+    // lines wait, and go once the operator has made room (here: watermarks lowered) and the
+    // monitor lifts the block. (One restart for both faults keeps the test short.)
     let writer = Writer::start(&app, n);
     wait_until(Duration::from_secs(30), "more lines stored", || {
         out(&addr) >= n + 200
@@ -244,15 +250,82 @@ fn a_node_killed_and_restarted_under_load_stores_every_line_once() {
     let n = writer.finish();
     append(&app, &(n..n + 500).map(line).collect::<String>());
     let n = n + 500;
-    os.start_again();
+    os.start_again_with(&[
+        ("cluster.routing.allocation.disk.threshold_enabled", "true"),
+        ("cluster.routing.allocation.disk.watermark.low", "1000tb"),
+        ("cluster.routing.allocation.disk.watermark.high", "999tb"),
+        (
+            "cluster.routing.allocation.disk.watermark.flood_stage",
+            "998tb",
+        ),
+        // The least interval the node takes: how soon the monitor looks at the disk.
+        ("cluster.info.update.interval", "10s"),
+    ]);
+    wait_until(
+        Duration::from_secs(60),
+        "the disk monitor's block on the index",
+        || {
+            os.request(
+                reqwest::Method::GET,
+                &format!("/{INDEX}/_settings/index.blocks.read_only_allow_delete"),
+            )
+            .send()
+            .ok()
+            .and_then(|r| r.text().ok())
+            .is_some_and(|t| t.contains("\"true\""))
+        },
+    );
+    let stored_before = os.get(&format!("/{INDEX}/_count"))["count"].as_u64();
     let mut trawl = Trawl::start(&cfg, Some(&log));
-    wait_all_stored(&os, &addr, n, "after both restarted", &log);
-    assert_each_line_once(&os, n, "after both restarted");
+    append(&app, &(n..n + 300).map(line).collect::<String>());
+    let n = n + 300;
+    let blocked = Instant::now();
+    let (_, body) =
+        health_turns_503(&addr, blocked, Duration::from_secs(30)).unwrap_or_else(|| {
+            panic!(
+                "/health still 200 30 s into the flood-stage block; trawl's log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+    assert!(
+        body.contains("\"es\"") && body.contains("cluster_block_exception"),
+        "/health names the output and the block: {body}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        read_json_lines(&dead).is_empty(),
+        "events held by the flood-stage block were dead-lettered: {:?}",
+        read_json_lines(&dead).first()
+    );
+    assert_eq!(
+        os.get(&format!("/{INDEX}/_count"))["count"].as_u64(),
+        stored_before,
+        "nothing stored while blocked"
+    );
+    os.put(
+        "/_cluster/settings",
+        &serde_json::json!({"transient": {
+            "cluster.routing.allocation.disk.watermark.low": "3b",
+            "cluster.routing.allocation.disk.watermark.high": "2b",
+            "cluster.routing.allocation.disk.watermark.flood_stage": "1b"
+        }}),
+    );
+    wait_all_stored(
+        &os,
+        &addr,
+        n,
+        "after the flood-stage block was lifted",
+        &log,
+    );
+    assert_each_line_once(&os, n, "after the flood-stage block was lifted");
     assert!(
         read_json_lines(&dead).is_empty(),
         "dead letters: {:?}",
         read_json_lines(&dead).first()
     );
+    wait_until(Duration::from_secs(10), "/health 200 again", || {
+        http_get(&addr, "/health").is_some_and(|h| h.0 == 200)
+    });
     assert_eq!(
         trawl.stop(Duration::from_secs(60)).code(),
         Some(0),
