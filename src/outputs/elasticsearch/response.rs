@@ -35,11 +35,11 @@ pub fn request_verdict(status: u16) -> RequestVerdict {
 pub enum ItemOutcome {
     Accepted,
     /// Worth sending again (429 `es_rejected_execution_exception`, 5xx, an index blocked,
-    /// closed or missing, its shard not available: see [`cluster_refusal`]).
+    /// closed or missing: see [`cluster_refusal`], a shard not ready: see [`shard_not_ready`]).
     Retry {
         status: u16,
         reason: String,
-        /// Refused for the index's state, which lasts until someone acts or its shards recover.
+        /// Refused for the index's state, which lasts until someone acts.
         blocked: bool,
     },
     /// Refused for good (400 `mapper_parsing_exception`...): to the dead letters.
@@ -113,8 +113,7 @@ fn outcome(r: ItemResult, op_type: OpType) -> ItemOutcome {
         Some(other) => ("error".to_owned(), other.to_string()),
         None => (format!("http_{}", r.status), String::new()),
     };
-    // The flood-stage block is answered 429, a write block 403, a closed index 400, a shard
-    // closed under the write 404.
+    // The flood-stage block is answered 429, a write block 403, a closed index 400.
     let blocked = cluster_refusal(&kind);
     match r.status {
         200..=299 => ItemOutcome::Accepted,
@@ -124,6 +123,11 @@ fn outcome(r: ItemResult, op_type: OpType) -> ItemOutcome {
             status: r.status,
             reason: format!("{kind}: {reason}"),
             blocked,
+        },
+        _ if shard_not_ready(&kind) => ItemOutcome::Retry {
+            status: r.status,
+            reason: format!("{kind}: {reason}"),
+            blocked: false,
         },
         _ if blocked => ItemOutcome::Retry {
             status: r.status,
@@ -141,22 +145,23 @@ fn outcome(r: ItemResult, op_type: OpType) -> ItemOutcome {
 /// state) or an index closed for maintenance (400 `index_closed_exception`), or an index not
 /// there on a cluster that creates none on demand (404 `index_not_found_exception` with
 /// `action.auto_create_index: false`: created by an operator or a job, often after the first
-/// events come), or its shard not available to write: unassigned or still recovering after a
-/// node restart (503 `unavailable_shards_exception`, `no_shard_available_action_exception`), or
-/// closed, not started or moved under the write (404 `illegal_index_shard_state_exception` and
-/// its kinds, `shard_not_found_exception`: the node's own status for them, which would
-/// otherwise read as the event's fault). The operator lifts them, or the shard recovers, and the
-/// same event is then taken, so it waits like an overloaded cluster's 429 rather than going to
-/// the dead letters (until `retry.max_item_age`).
+/// events come). The operator lifts them and the same event is then taken, so it waits like an
+/// overloaded cluster's 429 rather than going to the dead letters (until `retry.max_item_age`).
 pub fn cluster_refusal(kind: &str) -> bool {
     matches!(
         kind,
-        "cluster_block_exception"
-            | "index_closed_exception"
-            | "index_not_found_exception"
-            | "unavailable_shards_exception"
-            | "no_shard_available_action_exception"
-            | "illegal_index_shard_state_exception"
+        "cluster_block_exception" | "index_closed_exception" | "index_not_found_exception"
+    )
+}
+
+/// A shard closed, not started, recovering or moved under the write (around a node restart or
+/// a relocation). The node answers these 404 (its `IllegalIndexShardStateException` family and
+/// `ShardNotFoundException`), which would read as the event's fault; they say the shard is
+/// unwell, as a 503 `unavailable_shards_exception` does, and are retried the same way.
+pub fn shard_not_ready(kind: &str) -> bool {
+    matches!(
+        kind,
+        "illegal_index_shard_state_exception"
             | "index_shard_closed_exception"
             | "index_shard_not_started_exception"
             | "index_shard_recovering_exception"
@@ -232,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn shards_not_available_are_retried_as_the_index_state_not_rejected() {
+    fn shards_not_ready_after_a_restart_are_retried_not_rejected() {
         // The first item is a real node's answer (OpenSearch 2.19, an index whose only primary
         // is unassigned, `_bulk?timeout=2s`). The 404s are what the same node's
         // `IllegalIndexShardStateException` family and `ShardNotFoundException` report (their
@@ -246,12 +251,26 @@ mod tests {
             {"index":{"_index":"red","_id":"f","status":404,"error":{"type":"shard_not_found_exception","reason":"no such shard"}}},
             {"index":{"_index":"red","_id":"g","status":503,"error":{"type":"cluster_block_exception","reason":"blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized];"}}}]}"#;
         let got = item_outcomes(body, 7, OpType::Index).unwrap();
-        for (i, outcome) in got.iter().enumerate() {
+        // A shard not ready: retried as a shard that is unwell (its own back-off and count).
+        for (i, outcome) in got[..6].iter().enumerate() {
             assert!(
-                matches!(outcome, ItemOutcome::Retry { blocked: true, .. }),
+                matches!(outcome, ItemOutcome::Retry { blocked: false, .. }),
                 "item {i}: {outcome:?}"
             );
         }
+        // A cluster state not yet recovered: the cluster's state, like a blocked index.
+        assert!(
+            matches!(
+                got[6],
+                ItemOutcome::Retry {
+                    status: 503,
+                    blocked: true,
+                    ..
+                }
+            ),
+            "{:?}",
+            got[6]
+        );
     }
 
     #[test]
