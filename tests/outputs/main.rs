@@ -17,5 +17,6 @@ mod kafka_output;
 mod kafka_retries;
 mod opensearch_hung;
 mod opensearch_output;
+mod opensearch_restart;
 mod reload_kafka;
 mod test_output;

@@ -1,8 +1,10 @@
 //! A real single-node OpenSearch (2.19, from the Maven Central jars that `scripts/setup.sh`
 //! installs) for the Elasticsearch-output tests: on 127.0.0.1, data in a temporary folder,
 //! small heap, disk watermarks off. One node is shared per test binary (`OpenSearch::shared`);
-//! tests that need other node settings start their own (`OpenSearch::start`), and
-//! `OpenSearch::start_secure` starts one with the security plugin (basic auth, demo users).
+//! tests that need other node settings start their own (`OpenSearch::start`),
+//! `OpenSearch::start_secure` starts one with the security plugin (basic auth, demo users), and
+//! `OpenSearch::start_restartable` one on a fixed port that `kill`, `terminate` or `stop` end and
+//! `start_again` brings back on the same data folder and port (a node restart).
 #![allow(dead_code)]
 
 use serde_json::Value;
@@ -24,7 +26,12 @@ pub struct OpenSearch {
     http: reqwest::blocking::Client,
     /// Basic auth for the test's own requests to a node with the security plugin.
     auth: Option<(String, String)>,
-    _home: tempfile::TempDir,
+    /// How it was launched, for `start_again`.
+    dir: PathBuf,
+    secure: bool,
+    settings: Vec<(String, String)>,
+    /// HOME of the node: its config, data and `node.log`, kept across restarts.
+    home: tempfile::TempDir,
 }
 
 /// Where `scripts/systems/opensearch.sh` installed the node.
@@ -47,6 +54,80 @@ impl OpenSearch {
     /// killed when dropped.
     pub fn start(settings: &[(&str, &str)]) -> OpenSearch {
         OpenSearch::launch(&install_dir(), false, settings, None)
+    }
+
+    /// Starts a node of its own on a fixed HTTP port, so that after `kill`, `terminate` or
+    /// `stop` it can be started again (`start_again`) at the same URL on the same data, as a
+    /// restarted node is found by its clients.
+    pub fn start_restartable(settings: &[(&str, &str)]) -> OpenSearch {
+        let port = super::process::free_port().to_string();
+        let mut all = settings.to_vec();
+        all.push(("http.port", &port));
+        OpenSearch::start(&all)
+    }
+
+    /// SIGKILL (an OOM kill, a node lost with its machine): the JVM ends at once, with nothing
+    /// flushed beyond what the translog had synced. Waits for the process to be gone.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and waits for the JVM to exit. This launcher registers no shutdown hook (a
+    /// distribution's does, and closes the node), so the node is not closed: for the node's
+    /// files this is as abrupt as `kill`, only the JVM's own exit runs.
+    pub fn terminate(&mut self) {
+        self.signal(libc::SIGTERM);
+        let _ = self.child.wait();
+    }
+
+    /// A clean stop: closes the node's lifeline (its standard input), on which the launcher
+    /// closes the node (flushing its shards) and exits, as a distribution does on SIGTERM.
+    pub fn stop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again after `kill`, `terminate` or `stop`: same settings, data folder
+    /// and (for `start_restartable`) port. Returns as soon as the node answers
+    /// `/_cluster/health`, whatever its colour: its shards may still be recovering (red).
+    pub fn start_again(&mut self) {
+        self.start_again_with(&[]);
+    }
+
+    /// `start_again` with `extra` node settings for this run only, after the first ones (a
+    /// key given twice takes the later value): a node restarted with changed settings.
+    pub fn start_again_with(&mut self, extra: &[(&str, &str)]) {
+        assert!(
+            self.child.try_wait().ok().flatten().is_some(),
+            "start_again: the node at {} is still running",
+            self.url
+        );
+        let settings: Vec<(&str, &str)> = self
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(extra.iter().copied())
+            .collect();
+        let (child, url, startup) = OpenSearch::run_node(
+            &self.dir,
+            self.secure,
+            &settings,
+            &self.home,
+            &self.http,
+            &self.auth,
+            false,
+        );
+        self.child = child;
+        assert_eq!(url, self.url, "the node came back at another address");
+        self.startup = startup;
+    }
+
+    /// The node's own log (its stderr), for a failing test's message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.home.path().join("node.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// A node with the security plugin: HTTP with basic auth (its demo user `admin`, password
@@ -106,11 +187,50 @@ impl OpenSearch {
                     .expect("linking the node's modules and plugins");
             }
         }
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("HTTP client");
+        let auth = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        let (child, url, startup) =
+            OpenSearch::run_node(dir, secure, settings, &home, &http, &auth, true);
+        OpenSearch {
+            url,
+            startup,
+            child,
+            http,
+            auth,
+            dir: dir.to_owned(),
+            secure,
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            home,
+        }
+    }
+
+    /// Runs the JVM on `home` until it answers `/_cluster/health` (with `yellow`: a yellow or
+    /// green cluster): the process, its URL and how long that took.
+    fn run_node(
+        dir: &Path,
+        secure: bool,
+        settings: &[(&str, &str)],
+        home: &tempfile::TempDir,
+        http: &reqwest::blocking::Client,
+        auth: &Option<(String, String)>,
+        yellow: bool,
+    ) -> (Child, String, Duration) {
         let java = std::env::var_os("JAVA_HOME")
             .map(|h| PathBuf::from(h).join("bin/java"))
             .unwrap_or_else(|| PathBuf::from("java"));
         let classpath = format!("{}/lib/*:{}/classes", dir.display(), dir.display());
-        let log = std::fs::File::create(home.path().join("node.log")).expect("node log");
+        // Appended to, so that a restarted node's log follows the first run's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.path().join("node.log"))
+            .expect("node log");
         let mut cmd = Command::new(java);
         cmd.args(["-Xms512m", "-Xmx512m", "-XX:+UseSerialGC", "-Xss1m"])
             .arg(format!("-Dtrawl.opensearch.modules={secure}"))
@@ -152,47 +272,43 @@ impl OpenSearch {
                 panic!("OpenSearch did not start within {START_TIMEOUT:?}; its output:\n{tail}");
             }
         };
-        let mut node = OpenSearch {
-            url: format!("http://{addr}"),
-            startup: Duration::ZERO,
-            child,
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("HTTP client"),
-            auth: auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
-            _home: home,
-        };
+        let url = format!("http://{addr}");
         // The security plugin answers 503 until it has set up its index.
         let deadline = started + START_TIMEOUT;
         loop {
-            let health = node
-                .request(
-                    reqwest::Method::GET,
-                    "/_cluster/health?wait_for_status=yellow&timeout=10s",
-                )
+            let path = if yellow {
+                "/_cluster/health?wait_for_status=yellow&timeout=10s"
+            } else {
+                "/_cluster/health"
+            };
+            let req = http.get(format!("{url}{path}"));
+            let req = match auth {
+                Some((user, password)) => req.basic_auth(user, Some(password)),
+                None => req,
+            };
+            let health = req
                 .send()
                 .ok()
-                .filter(|r| r.status().is_success())
+                .filter(|r| r.status().is_success() || !yellow)
                 .and_then(|r| r.json::<Value>().ok());
-            if health.is_some_and(|h| matches!(h["status"].as_str(), Some("green" | "yellow"))) {
+            let wanted = if yellow {
+                &["green", "yellow"][..]
+            } else {
+                &["green", "yellow", "red"][..]
+            };
+            if health.is_some_and(|h| h["status"].as_str().is_some_and(|c| wanted.contains(&c))) {
                 break;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "OpenSearch at {} not ready within {START_TIMEOUT:?}",
-                    node.url
-                );
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("OpenSearch at {url} not ready within {START_TIMEOUT:?}");
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        node.startup = started.elapsed();
-        eprintln!(
-            "OpenSearch {} started in {:.1} s",
-            node.url,
-            node.startup.as_secs_f64()
-        );
-        node
+        let startup = started.elapsed();
+        eprintln!("OpenSearch {url} started in {:.1} s", startup.as_secs_f64());
+        (child, url, startup)
     }
 
     /// Sends `signal` to the node's JVM: SIGSTOP hangs it (connections stay open, nothing is

@@ -161,9 +161,10 @@ pub(super) async fn deliver(items: Vec<Item>, shared: &Shared) {
 /// refused share is sent again), an overload a lot; and a batch is not held back long by its
 /// unlucky items, which matters because inputs release acknowledgements in order. An item
 /// refused more than `FREE_429_RETRIES` times in a row backs off on its own count too. An index
-/// blocked, closed or missing is the same kind of answer (the cluster's state, not the item's). A 5xx on
-/// an item says its shard is unwell: its wait doubles with its own refusals, and they count
-/// towards `retry.max_item_attempts`. All count towards `retry.max_item_age`.
+/// blocked, closed or missing is the same kind of answer (the cluster's state, not the item's). A
+/// 5xx on an item (or a 404 for a shard not ready: see `response::shard_not_ready`) says its
+/// shard is unwell: its wait doubles with its own refusals, and they count towards
+/// `retry.max_item_attempts`. All count towards `retry.max_item_age`.
 ///
 /// An answer that took none of its items and left some waiting is a failed attempt for
 /// `/health`, like a request that failed as a whole: an index blocked for an hour must not look

@@ -1,6 +1,7 @@
 //! Reading `_bulk` answers: what to do with the whole request (from the HTTP status) and with
 //! each item (from its own status and error type): accepted, worth retrying later (429, 5xx, an
-//! index blocked, closed or missing), or rejected for good (mapping errors, other 4xx) with the reason.
+//! index blocked, closed or missing, its shard not available), or rejected for good (mapping
+//! errors, other 4xx) with the reason.
 
 use super::OpType;
 use serde::Deserialize;
@@ -33,8 +34,8 @@ pub fn request_verdict(status: u16) -> RequestVerdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemOutcome {
     Accepted,
-    /// Worth sending again (429 `es_rejected_execution_exception`, 5xx, an index blocked or
-    /// closed: see [`cluster_refusal`]).
+    /// Worth sending again (429 `es_rejected_execution_exception`, 5xx, an index blocked,
+    /// closed or missing: see [`cluster_refusal`], a shard not ready: see [`shard_not_ready`]).
     Retry {
         status: u16,
         reason: String,
@@ -123,6 +124,11 @@ fn outcome(r: ItemResult, op_type: OpType) -> ItemOutcome {
             reason: format!("{kind}: {reason}"),
             blocked,
         },
+        _ if shard_not_ready(&kind) => ItemOutcome::Retry {
+            status: r.status,
+            reason: format!("{kind}: {reason}"),
+            blocked: false,
+        },
         _ if blocked => ItemOutcome::Retry {
             status: r.status,
             reason: format!("{kind}: {reason}"),
@@ -134,16 +140,36 @@ fn outcome(r: ItemResult, op_type: OpType) -> ItemOutcome {
 
 /// Refusals that say what state an index is in, not what is wrong with the event: a write
 /// block (403 `cluster_block_exception`: `index.blocks.write` set by an operator or before a
-/// shrink, `read_only_allow_delete` after the disk watermark on older clusters) or an index
-/// closed for maintenance (400 `index_closed_exception`), or an index not there on a cluster
-/// that creates none on demand (404 `index_not_found_exception` with `action.auto_create_index:
-/// false`: created by an operator or a job, often after the first events come). The operator
-/// lifts them and the same event is then taken, so it waits like an overloaded cluster's 429
-/// rather than going to the dead letters (until `retry.max_item_age`).
+/// shrink, `read_only_allow_delete` after the disk watermark on older clusters; 429 for the
+/// flood stage on OpenSearch 2.x; 503 while a restarted node has not recovered its cluster
+/// state) or an index closed for maintenance (400 `index_closed_exception`), or an index not
+/// there on a cluster that creates none on demand (404 `index_not_found_exception` with
+/// `action.auto_create_index: false`: created by an operator or a job, often after the first
+/// events come). The operator lifts them and the same event is then taken, so it waits like an
+/// overloaded cluster's 429 rather than going to the dead letters (until `retry.max_item_age`).
 pub fn cluster_refusal(kind: &str) -> bool {
     matches!(
         kind,
         "cluster_block_exception" | "index_closed_exception" | "index_not_found_exception"
+    )
+}
+
+/// A shard closed, not started, recovering or moved under the write (around a node restart or
+/// a relocation). The node answers these 404 (its `IllegalIndexShardStateException` family and
+/// `ShardNotFoundException`), which would read as the event's fault; they say the shard is
+/// unwell, as a 503 `unavailable_shards_exception` does, and are retried the same way.
+pub fn shard_not_ready(kind: &str) -> bool {
+    matches!(
+        kind,
+        "illegal_index_shard_state_exception"
+            | "index_shard_closed_exception"
+            | "index_shard_not_started_exception"
+            | "index_shard_recovering_exception"
+            | "index_shard_not_recovering_exception"
+            | "index_shard_relocated_exception"
+            | "shard_not_in_primary_mode_exception"
+            | "primary_shard_closed_exception"
+            | "shard_not_found_exception"
     )
 }
 
@@ -208,6 +234,43 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn shards_not_ready_after_a_restart_are_retried_not_rejected() {
+        // The first item is a real node's answer (OpenSearch 2.19, an index whose only primary
+        // is unassigned, `_bulk?timeout=2s`). The 404s are what the same node's
+        // `IllegalIndexShardStateException` family and `ShardNotFoundException` report (their
+        // `status()`), for a shard closed or not started under a write, as around a restart.
+        let body = br#"{"took":3313,"errors":true,"items":[
+            {"index":{"_index":"red","_id":"a","status":503,"error":{"type":"unavailable_shards_exception","reason":"[red][0] primary shard is not active Timeout: [2s]"}}},
+            {"index":{"_index":"red","_id":"b","status":503,"error":{"type":"no_shard_available_action_exception","reason":"No shard available"}}},
+            {"index":{"_index":"red","_id":"c","status":404,"error":{"type":"index_shard_closed_exception","reason":"CurrentState[CLOSED] Closed"}}},
+            {"index":{"_index":"red","_id":"d","status":404,"error":{"type":"illegal_index_shard_state_exception","reason":"CurrentState[RECOVERING] operation only allowed when shard is active"}}},
+            {"index":{"_index":"red","_id":"e","status":404,"error":{"type":"index_shard_not_started_exception","reason":"CurrentState[RECOVERING]"}}},
+            {"index":{"_index":"red","_id":"f","status":404,"error":{"type":"shard_not_found_exception","reason":"no such shard"}}},
+            {"index":{"_index":"red","_id":"g","status":503,"error":{"type":"cluster_block_exception","reason":"blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized];"}}}]}"#;
+        let got = item_outcomes(body, 7, OpType::Index).unwrap();
+        // A shard not ready: retried as a shard that is unwell (its own back-off and count).
+        for (i, outcome) in got[..6].iter().enumerate() {
+            assert!(
+                matches!(outcome, ItemOutcome::Retry { blocked: false, .. }),
+                "item {i}: {outcome:?}"
+            );
+        }
+        // A cluster state not yet recovered: the cluster's state, like a blocked index.
+        assert!(
+            matches!(
+                got[6],
+                ItemOutcome::Retry {
+                    status: 503,
+                    blocked: true,
+                    ..
+                }
+            ),
+            "{:?}",
+            got[6]
+        );
     }
 
     #[test]
