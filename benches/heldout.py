@@ -440,12 +440,19 @@ def dn_suricata(dn):
     if dn is None:
         return None
     parts = re.split(r"(?<!\\),", str(dn))
-    # RFC 4514 has no short name for PKCS #9 emailAddress: trawl writes its OID.
+    # PKCS #9 emailAddress: Suricata's `Email` (trawl wrote its OID before session 15).
     return ", ".join(p.replace("\\,", ",").replace(EMAIL_OID + "=", "Email=")
-                     for p in reversed(parts))
+                     .replace("emailAddress=", "Email=") for p in reversed(parts))
 
 
 EMAIL_OID = "1.2.840.113549.1.9.1"
+
+
+def dn_types_lower(dn):
+    """An RFC 4514 DN with its attribute types lower-cased: descriptors are case-insensitive
+    (RFC 4512 1.4; trawl writes RFC 4514's `STREET`, OpenSSL and Zeek `street`)."""
+    return ",".join(k.lower() + "=" + v if v is not None else k
+                    for k, _, v in (p.partition("=") for p in re.split(r"(?<!\\),", dn)))
 
 
 TLS_VERSIONS = {("tls", "1.0"): "TLSv1", ("tls", "1.1"): "TLS 1.1", ("tls", "1.2"): "TLS 1.2",
@@ -476,6 +483,9 @@ def tls_views(ev):
     if draft is not None:
         # Suricata names drafts before 16 alike.
         ver = f"TLS 1.3 draft-{draft}" if draft >= 16 else "TLS 1.3 draft-<16"
+    elif t.get("version_variant") == "early_draft":
+        # 0x0304 in the drafts' ServerHello: a draft before the 0x7f00 | n numbering.
+        ver = "TLS 1.3 draft-<16"
     v.update({"tls.sni": client.get("server_name"), "tls.version": ver,
               "tls.subject": dn_suricata(server.get("subject")),
               "tls.issuerdn": dn_suricata(server.get("issuer")),
@@ -916,7 +926,13 @@ def zeek_tls_matches(row, ev):
     have = (t.get("version_protocol"), t.get("version"))
     if t.get("version_draft") is not None:
         have = f"TLSv13-draft{t['version_draft']}"
-    if v not in (None, "-") and ZEEK_TLS_VERSIONS.get(v, v) != have:
+    elif t.get("version_variant") == "experiment":
+        # Zeek knows no name for the 0x7eNN experiment codes: `unknown-<code>`.
+        have = "experiment"
+    want = ZEEK_TLS_VERSIONS.get(v, v)
+    if v and v.startswith("unknown-") and v[8:].isdigit() and int(v[8:]) >> 8 == 0x7E:
+        want = "experiment"
+    if v not in (None, "-") and want != have:
         return False
     c = row.get("cipher")
     if c not in (None, "-") and t.get("cipher") != c:
@@ -932,7 +948,7 @@ def zeek_tls_matches(row, ev):
         return False
     for k, field in (("subject", "tls.server.subject"), ("issuer", "tls.server.issuer")):
         have = str(get(ev, field)).replace(EMAIL_OID + "=", "emailAddress=")
-        if row.get(k) not in (None, "-") and have != zeek_unescape(row[k]):
+        if row.get(k) not in (None, "-") and dn_types_lower(have) != dn_types_lower(zeek_unescape(row[k])):
             return False
     return True
 

@@ -352,10 +352,22 @@ impl Sessions {
                 return;
             };
             let ports = &self.protocols[proto].protocol.settings().ports;
+            let one_side = ports.contains(&p.dport) != ports.contains(&p.sport);
+            // Both ports or neither the protocol's (DNS servers querying each other from port
+            // 53 to 53): the message says who sent it (DNS: the QR bit), else the lower port.
+            let sent_by = sent_by.or_else(|| {
+                (!one_side)
+                    .then(|| {
+                        self.protocols[proto]
+                            .protocol
+                            .recognize(Transport::Udp, p.payload)
+                    })
+                    .flatten()
+            });
             let client_dir = match sent_by {
                 Some(Side::Client) => dir,
                 Some(Side::Server) => dir ^ 1,
-                None if ports.contains(&p.dport) != ports.contains(&p.sport) => {
+                None if one_side => {
                     if ports.contains(&p.dport) {
                         dir
                     } else {

@@ -10,6 +10,12 @@ here byte by byte (no resolver produces these on demand):
   0x1003  NULL, 0x1004 SSHFP, 0x1005 SPF (RFC 4408: TXT's format) answers
   0x1006  two responses without a question, as mDNS sends them (RFC 6762 6): the first answers
           another name (an announcement that shares the id), the second the name asked
+  0x1007  a query for a name of 40 labels of 30 characters (1,240 octets, past RFC 1035's 255),
+          answered FORMERR
+  0x1009  an RFC 2136 UPDATE (op code 5) of zone trawl.test: a prerequisite and an RRset
+          deletion with empty data, as the RFC has them, and an addition; refused
+  0x1008  a response alone from 127.0.0.2 port 53 to 127.0.0.1 port 53 (servers talk from
+          port 53 to port 53; only the QR bit says which side asked)
 A TCP server on port 443 answers a ClientHello offering TLS 1.3 draft 18 with a draft-18
 ServerHello (draft-ietf-tls-tls13-18 4.1.3: version, random, cipher suite, extensions; no
 session id, no compression method), as servers did in 2017 (none ships it today), then a
@@ -18,8 +24,16 @@ openssl s_server on port 8443 sends a TLS 1.2 Certificate message of about 90 Ki
 certificate and 100 copies as the chain), past trawl's 64 KiB message limit (and past what
 tshark reassembles); `openssl x509 -fingerprint -sha1` of its certificate is kept in
 dns_tls_odd.sha1.
+openssl s_server on port 8445 has a certificate of its own past 64 KiB (dns_tls_odd.bigleaf
+keeps openssl's subject, issuer and serial of it).
 openssl s_server on port 8444 asks for a client certificate (-Verify, TLS 1.2) and s_client
 sends one issued by a CA of its own (mutual TLS, as service meshes run it).
+A server on port 4443 answers a ClientHello offering 0x7e01 with an RFC 8446 ServerHello
+(0x0303, a session id, supported_versions naming 0x7e01), as the TLS 1.3 experiment
+servers did in 2017-2018.
+A Python server speaks IMAP on port 143 (RFC 3501 STARTTLS), SMTP on port 25 (RFC 3207) and
+PostgreSQL's SSLRequest on port 5432, then TLS 1.2 with a certificate whose subject names
+emailAddress and postalCode; `openssl s_client -starttls imap|smtp|postgres` is the client.
 A server on port 444 reads two ClientHellos and never answers (one offering TLS 1.0 alone in
 its version field, one listing GREASE, 1.3 and 1.2 in supported_versions).
 A DNS server over TCP on port 53 answers four queries on one connection (RFC 7766); the
@@ -33,6 +47,7 @@ tests/wire/dns_tls_odd.rs reads the capture, with tshark as the oracle. Run as r
 import os
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -87,7 +102,24 @@ def exchanges():
     other = header(0x1006, 0x8400, 0, 1) + rr(name("other.trawl.test"), 1, bytes([192, 0, 2, 7]))
     mine = header(0x1006, 0x8400, 0, 1) + rr(name("printer.trawl.test"), 1, bytes([192, 0, 2, 6]))
     out.append((q, [other, mine]))
+    q = header(0x1007, 0x0100, 1) + question(LONG_NAME, 1)
+    out.append((q, [header(0x1007, 0x8181, 1) + question(LONG_NAME, 1)]))
+    # RFC 2136 UPDATE: the zone where the question is, a prerequisite (no CNAME at the name:
+    # class NONE, no data), an RRset deletion (class ANY, no data) and an addition.
+    def rr_class(owner, rtype, rclass, ttl, rdata):
+        return name(owner) + struct.pack(">HHIH", rtype, rclass, ttl, len(rdata)) + rdata
+    sections = (question("trawl.test", 6) + rr_class("host.trawl.test", 5, 254, 0, b"")
+                + rr_class("host.trawl.test", 1, 255, 0, b"") + rr_class("host.trawl.test", 1, 1, 300, bytes([192, 0, 2, 9])))
+    out.append((header(0x1009, 0x2800, 1, 1, 2) + sections, [header(0x1009, 0xA805, 1, 1, 2) + sections]))
     return out
+
+
+LONG_NAME = ".".join(("l%02d" % i) + "x" * 27 for i in range(40))
+
+
+def flipped_response():
+    """A response sent from port 53 to port 53, its query never seen."""
+    return header(0x1008, 0x8180, 1, 1) + question("peer.trawl.test", 1) + rr(b"\xc0\x0c", 1, bytes([192, 0, 2, 8]))
 
 
 def dns_server(sock, answers):
@@ -133,6 +165,94 @@ def server_hello(version=DRAFT18):
     return record(22, handshake(2, body)) + record(23, bytes(range(200)))
 
 
+EXPERIMENT = 0x7E01
+
+
+def experiment_hello():
+    """The ServerHello of a TLS 1.3 experiment server: RFC 8446's layout, the code in
+    supported_versions."""
+    exts = ext(43, struct.pack(">H", EXPERIMENT)) + ext(51, struct.pack(">HH", 0x1D, 32) + bytes(range(32, 64)))
+    body = (struct.pack(">H", 0x0303) + bytes(range(64, 96)) + b"\x20" + bytes(range(32)) + b"\x13\x01\x00"
+            + struct.pack(">H", len(exts)) + exts)
+    return record(22, handshake(2, body)) + record(20, b"\x01") + record(23, bytes(range(200)))
+
+
+def experiment_server(lsock):
+    c, _ = lsock.accept()
+    c.recv(4096)
+    c.sendall(experiment_hello())
+    c.recv(4096)
+    c.close()
+
+
+def starttls_cert(d):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/k.pem",
+                    "-out", f"{d}/c.pem", "-days", "3650", "-subj",
+                    "/C=DE/postalCode=57250/L=Netphen/O=Trawl Test/CN=mail.trawl.test"
+                    "/emailAddress=certs@trawl.test"], check=True, capture_output=True)
+
+
+def starttls_conn(c, ctx, mode):
+    """One upgrade, as the server side of RFC 3501 6.2.1, RFC 3207 or PostgreSQL's SSLRequest."""
+    f = c.makefile("rb")
+    if mode == "imap":
+        c.sendall(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] trawl ready\r\n")
+        while True:
+            line = f.readline()
+            tag = line.split(b" ")[0]
+            if b"CAPABILITY" in line.upper():
+                c.sendall(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n" + tag + b" OK done\r\n")
+            elif b"STARTTLS" in line.upper():
+                c.sendall(tag + b" OK begin TLS\r\n")
+                break
+    elif mode == "smtp":
+        c.sendall(b"220 mail.trawl.test ESMTP\r\n")
+        while True:
+            line = f.readline().upper()
+            if line.startswith(b"EHLO"):
+                c.sendall(b"250-mail.trawl.test\r\n250 STARTTLS\r\n")
+            elif line.startswith(b"STARTTLS"):
+                c.sendall(b"220 go ahead\r\n")
+                break
+    else:
+        assert c.recv(8) == bytes([0, 0, 0, 8, 4, 0xD2, 0x16, 0x2F])
+        c.sendall(b"S")
+    s = ctx.wrap_socket(c, server_side=True)
+    try:
+        s.recv(4096)
+        s.sendall(b"bye\r\n")
+    except (OSError, ssl.SSLError):
+        pass
+    s.close()
+
+
+def starttls_server(lsock, ctx, mode):
+    c, _ = lsock.accept()
+    starttls_conn(c, ctx, mode)
+
+
+def starttls():
+    d = tempfile.mkdtemp()
+    try:
+        starttls_cert(d)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(f"{d}/c.pem", f"{d}/k.pem")
+        for port, mode in ((143, "imap"), (25, "smtp"), (5432, "postgres")):
+            l = socket.socket()
+            l.bind(("127.0.0.1", port))
+            l.listen()
+            t = threading.Thread(target=starttls_server, args=(l, ctx, mode), daemon=True)
+            t.start()
+            time.sleep(0.1)
+            subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-starttls", mode,
+                            "-tls1_2"], input=b"hello\n", capture_output=True, timeout=10)
+            t.join(5)
+            l.close()
+    finally:
+        shutil.rmtree(d)
+
+
 def tls_server(lsock):
     for version in (DRAFT18, 0x0304):
         c, _ = lsock.accept()
@@ -163,6 +283,32 @@ def big_chain():
         time.sleep(0.5)
         subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:8443", "-tls1_2", "-servername",
                         "big.trawl.test"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        time.sleep(0.3)
+        srv.terminate()
+        srv.wait()
+    finally:
+        shutil.rmtree(d)
+
+
+def big_leaf():
+    """openssl s_server on port 8445 with a certificate of its own past 64 KiB (a 70,000-byte
+    nsComment extension after the subject), as Zeek's ssl.fragment trace has one of 339 KB.
+    openssl's subject, issuer and serial of it are kept in dns_tls_odd.bigleaf."""
+    d = tempfile.mkdtemp()
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/k.pem",
+                        "-out", f"{d}/c.pem", "-days", "3650", "-subj", "/O=Trawl Test/CN=bigleaf.trawl.test",
+                        "-addext", "nsComment=" + "x" * 70000], check=True, capture_output=True)
+        info = subprocess.run(["openssl", "x509", "-noout", "-nameopt", "RFC2253", "-subject", "-issuer", "-serial",
+                               "-in", f"{d}/c.pem"], check=True, capture_output=True, text=True).stdout
+        with open(os.path.join(HERE, "dns_tls_odd.bigleaf"), "w") as f:
+            f.write(info)
+        srv = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:8445", "-cert", f"{d}/c.pem",
+                                "-key", f"{d}/k.pem", "-tls1_2", "-www"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:8445", "-tls1_2"],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
         time.sleep(0.3)
         srv.terminate()
         srv.wait()
@@ -344,6 +490,21 @@ def inside():
         for _ in r:
             c.recv(4096)
         time.sleep(0.05)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.2", 53))
+    peer.sendto(flipped_response(), ("127.0.0.1", 53))
+    time.sleep(0.05)
+    x = socket.socket()
+    x.bind(("127.0.0.1", 4443))
+    x.listen()
+    threading.Thread(target=experiment_server, args=(x,), daemon=True).start()
+    s = socket.create_connection(("127.0.0.1", 4443))
+    s.sendall(client_hello(EXPERIMENT))
+    s.recv(4096)
+    s.sendall(record(20, b"\x01") + record(23, bytes(100)))
+    time.sleep(0.2)
+    s.close()
+    starttls()
     big_chain()
     for version in (DRAFT18, 0x0304):
         s = socket.create_connection(("127.0.0.1", 443))
@@ -353,6 +514,7 @@ def inside():
         time.sleep(0.2)
         s.close()
     mutual_tls()
+    big_leaf()
     for hello in (legacy_hello(0x0301), modern_hello()):
         s = socket.create_connection(("127.0.0.1", 444))
         s.sendall(hello)

@@ -3,7 +3,10 @@
 //! response whose additional record is cut short, NULL/SSHFP/SPF records, responses without a
 //! question, TLS 1.3 draft handshakes, a Certificate message past the message limit, a client
 //! certificate, ClientHellos never answered, DNS over TCP with bytes missing mid-message, an
-//! HTTP request line without the space before its version) and
+//! HTTP request line without the space before its version, a DNS name past 255 octets, a
+//! response from port 53 to port 53, an RFC 2136 UPDATE, a TLS 1.3 experiment code, TLS
+//! after IMAP and SMTP STARTTLS and PostgreSQL's SSLRequest, a server certificate past the
+//! message limit) and
 //! the openssl capture tests/data/tls/tls12_http11.pcap (its certificate's subject alternative
 //! names and digests, with `openssl x509` as the second oracle).
 
@@ -82,7 +85,7 @@ fn odd_dns_messages_decode_as_tshark_reads_them() {
     let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
     let rows = tshark(
         "dns_tls_odd.pcap",
-        "udp && dns.flags.response == 1 && dns.count.queries > 0",
+        "udp && dns.flags.response == 1 && dns.count.queries > 0 && dns.id <= 0x1006",
         &[
             "dns.id",
             "dns.qry.name",
@@ -201,6 +204,8 @@ fn tls13_draft_handshakes_name_their_draft() {
     )[0][0];
     assert_eq!(t["client"]["server_name"], sni.as_str());
 
+    assert_eq!(t["version_variant"], "draft");
+
     // The early drafts' 0x0304 in the same layout: TLS 1.3, draft unknown. tshark reads this
     // ServerHello as RFC 8446's (a session id after the random), so its cipher is no oracle
     // here; the fixture's server sent 0x1301.
@@ -208,7 +213,182 @@ fn tls13_draft_handshakes_name_their_draft() {
     let t = &events[1]["tls"];
     assert_eq!(t["version"], "1.3");
     assert!(t["version_draft"].is_null(), "{t}");
+    assert_eq!(t["version_variant"], "early_draft");
     assert_eq!(t["cipher"], "TLS_AES_128_GCM_SHA256");
+}
+
+#[test]
+fn a_tls13_experiment_code_is_tls13_and_says_so() {
+    let events = trawl_pcap(
+        &["--only", "tls", "--tls-ports", "4443"],
+        "dns_tls_odd.pcap",
+    );
+    let exp: Vec<&J> = events
+        .iter()
+        .filter(|e| e["destination"]["port"] == 4443)
+        .collect();
+    assert_eq!(exp.len(), 1, "{events:#?}");
+    let hello = &tshark(
+        "dns_tls_odd.pcap",
+        "tcp.srcport == 4443 && tls.handshake.type == 2",
+        &[
+            "tls.handshake.extensions.supported_version",
+            "tls.handshake.ciphersuite",
+        ],
+    )[0];
+    assert_eq!(hello[0], "0x7e01");
+    assert_eq!(hello[1], "0x1301");
+    let t = &exp[0]["tls"];
+    assert_eq!(t["version"], "1.3", "{t}");
+    assert_eq!(t["version_protocol"], "tls");
+    assert_eq!(t["version_variant"], "experiment");
+    assert!(t["version_draft"].is_null(), "{t}");
+    assert_eq!(t["cipher"], "TLS_AES_128_GCM_SHA256");
+    assert_eq!(t["established"], true);
+}
+
+#[test]
+fn a_handshake_after_starttls_is_reported_on_its_connection() {
+    let events = trawl_pcap(
+        &["--only", "tls", "--tls-ports", "143,25,5432"],
+        "dns_tls_odd.pcap",
+    );
+    for port in [143, 25, 5432] {
+        let on: Vec<&J> = events
+            .iter()
+            .filter(|e| e["destination"]["port"] == port)
+            .collect();
+        assert_eq!(on.len(), 1, "port {port}: {events:#?}");
+        let t = &on[0]["tls"];
+        // tshark decodes the upgrade (IMAP, SMTP, PostgreSQL) and the handshake after it.
+        let hs = &tshark(
+            "dns_tls_odd.pcap",
+            &format!("tcp.srcport == {port} && tls.handshake.type == 2"),
+            &["tls.handshake.version", "tls.handshake.ciphersuite"],
+        )[0];
+        assert_eq!(hs[0], "0x0303", "port {port}");
+        assert_eq!(t["version"], "1.2", "port {port}: {t}");
+        assert_eq!(hs[1], "0xc030");
+        assert_eq!(t["cipher"], "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
+        assert_eq!(t["established"], true, "port {port}: {t}");
+        let der = &tshark(
+            "dns_tls_odd.pcap",
+            &format!("tcp.srcport == {port} && tls.handshake.type == 11"),
+            &["tls.handshake.certificate"],
+        )[0][0];
+        let want = openssl_x509(&unhex(der.split(';').next().unwrap_or("")));
+        let field = |k: &str| {
+            want.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        // RFC 4514 names registered attribute types by their descriptor: openssl's
+        // emailAddress= and postalCode=, not dotted OIDs.
+        let subject = field("subject");
+        assert!(subject.contains("emailAddress=") && subject.contains("postalCode="));
+        assert_eq!(t["server"]["subject"], subject.as_str(), "port {port}");
+        assert_eq!(
+            t["server"]["hash"]["sha1"],
+            field("sha1 Fingerprint").as_str()
+        );
+    }
+}
+
+/// A name's labels from its wire form at `at`, as zone-file text (no pointers: the fixture's
+/// query writes the name whole).
+fn labels(msg: &[u8], mut at: usize) -> String {
+    let mut out = Vec::new();
+    while let Some(&n) = msg.get(at).filter(|&&n| n != 0) {
+        out.push(String::from_utf8_lossy(&msg[at + 1..at + 1 + n as usize]).into_owned());
+        at += 1 + n as usize;
+    }
+    out.join(".")
+}
+
+#[test]
+fn a_name_past_255_octets_is_reported_cut_and_flagged() {
+    let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
+    // tshark refuses the name (`<Name too long>`) but reads the header: the raw query is the
+    // oracle for the name, tshark for the response code.
+    let rows = tshark(
+        "dns_tls_odd.pcap",
+        "dns.id == 0x1007",
+        &["dns.flags.response", "dns.flags.rcode", "udp.payload"],
+    );
+    assert_eq!(rows.len(), 2);
+    let full = labels(&unhex(&rows[0][2]), 12);
+    assert!(full.len() > 1025, "{}", full.len());
+    let e = by_id(&events, 0x1007);
+    assert_eq!(e["dns"]["type"], "answer", "{e}");
+    assert!(e["event"]["reason"].is_null());
+    assert_eq!(rows[1][1], "1");
+    assert_eq!(e["dns"]["response_code"], "FORMERR");
+    let q = &e["dns"]["question"];
+    assert_eq!(q["name"], &full[..1025]);
+    assert_eq!(q["name_truncated"], true);
+    // Names within the limit carry no flag.
+    assert!(by_id(&events, 0x1001)["dns"]["question"]["name_truncated"].is_null());
+}
+
+#[test]
+fn an_update_reports_its_zone_and_no_prerequisite_as_an_answer() {
+    let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
+    let rows = tshark(
+        "dns_tls_odd.pcap",
+        "dns.id == 0x1009 && dns.flags.response == 1",
+        &[
+            "dns.flags.opcode",
+            "dns.flags.rcode",
+            "dns.qry.name",
+            "dns.qry.type",
+            "dns.count.prerequisites",
+            "dns.count.updates",
+        ],
+    );
+    let r = &rows[0];
+    assert_eq!((r[0].as_str(), r[1].as_str()), ("5", "5"));
+    let e = by_id(&events, 0x1009);
+    assert!(e["event"]["reason"].is_null(), "{e}");
+    let d = &e["dns"];
+    assert_eq!(d["op_code"], "UPDATE");
+    assert_eq!(d["response_code"], "REFUSED");
+    // RFC 2136 2.3: the zone section stands where the question is.
+    assert_eq!(d["question"]["name"], r[2].as_str());
+    assert_eq!(r[3], "6");
+    assert_eq!(d["question"]["type"], "SOA");
+    // The prerequisite (class NONE, empty data) is not an answer; the counts are the
+    // prerequisite and update sections'.
+    assert!(d["answers"].is_null(), "{d}");
+    assert_eq!(d["answers_count"].to_string(), r[4]);
+    assert_eq!(d["authorities_count"].to_string(), r[5]);
+}
+
+#[test]
+fn a_response_from_port_53_to_port_53_is_oriented_by_its_qr_bit() {
+    let events = trawl_pcap(&["--only", "dns"], "dns_tls_odd.pcap");
+    let row = &tshark(
+        "dns_tls_odd.pcap",
+        "dns.id == 0x1008",
+        &[
+            "ip.src",
+            "udp.srcport",
+            "ip.dst",
+            "udp.dstport",
+            "dns.flags.response",
+        ],
+    );
+    assert_eq!(row.len(), 1);
+    let r = &row[0];
+    assert_eq!(
+        (r[1].as_str(), r[3].as_str(), r[4].as_str()),
+        ("53", "53", "1")
+    );
+    let e = by_id(&events, 0x1008);
+    assert_eq!(e["event"]["reason"], "request_missing");
+    // The sender of a response is the server: the destination. The client is who got it.
+    assert_eq!(e["destination"]["ip"], r[0].as_str(), "{e}");
+    assert_eq!(e["source"]["ip"], r[2].as_str(), "{e}");
 }
 
 #[test]
@@ -279,6 +459,45 @@ fn an_oversized_certificate_chain_still_gives_the_server_certificate() {
         server["x509"]["alternative_names"],
         serde_json::json!(["big.trawl.test", "192.0.2.9"])
     );
+}
+
+#[test]
+fn a_server_certificate_past_the_message_limit_still_names_its_subject() {
+    let events = trawl_pcap(
+        &["--only", "tls", "--tls-ports", "8445"],
+        "dns_tls_odd.pcap",
+    );
+    let big: Vec<&J> = events
+        .iter()
+        .filter(|e| e["destination"]["port"] == 8445)
+        .collect();
+    assert_eq!(big.len(), 1, "{events:#?}");
+    let t = &big[0]["tls"];
+    let hs = &tshark(
+        "dns_tls_odd.pcap",
+        "tcp.srcport == 8445 && tls.handshake.type == 2",
+        &["tls.handshake.version"],
+    )[0][0];
+    assert_eq!(hs, "0x0303");
+    assert_eq!(t["version"], "1.2");
+    assert!(t["established"].as_bool().unwrap_or(false), "{t}");
+    // The certificate alone is about 70 KiB, past the 64 KiB limit: openssl's reading of the
+    // one s_server was given is the oracle (tshark does not put it together either).
+    let info =
+        std::fs::read_to_string(Path::new(DATA).join("dns_tls_odd.bigleaf")).expect("fixture");
+    let field = |k: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let server = &t["server"];
+    assert_eq!(server["subject"], field("subject").as_str(), "{server}");
+    assert_eq!(server["issuer"], field("issuer").as_str());
+    assert_eq!(server["x509"]["serial_number"], field("serial").as_str());
+    // Its digests need the whole DER: left out, and the certificate marked as read in part.
+    assert!(server["hash"].is_null(), "{server}");
+    assert_eq!(server["x509"]["truncated"], true);
 }
 
 /// `openssl x509` on a DER certificate: the lines of `-serial -subject -issuer -fingerprint`

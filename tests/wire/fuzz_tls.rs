@@ -54,7 +54,7 @@ fn feed(chunks: &[(bool, Vec<u8>)], cut: usize, gap_at: usize, gap: u32) -> usiz
         }
     }
     conn.expire(i64::MAX, &mut out);
-    conn.close(i64::MAX, &mut out);
+    conn.close(i64::MAX, &mut st, &mut out);
     assert!(out.len() <= 1, "one handshake per connection");
     out.len()
 }

@@ -98,13 +98,16 @@ impl Transaction for DnsTx {
             f.word("response_code", rcode_name(r.msg.rcode()));
         }
         // A response without a question section (mDNS) answers its query's.
-        let question = main
-            .question
-            .as_ref()
-            .or_else(|| self.query.as_ref().and_then(|q| q.msg.question.as_ref()));
-        if let Some((name, qtype, qclass)) = question {
+        let question = main.question.as_ref().map(|q| (q, main)).or_else(|| {
+            let q = &self.query.as_ref()?.msg;
+            Some((q.question.as_ref()?, q))
+        });
+        if let Some(((name, qtype, qclass), from)) = question {
             f.open("question");
             f.str("name", name);
+            if from.question_truncated {
+                f.bool("name_truncated", true);
+            }
             f.word("type", &type_name(*qtype));
             f.word("class", &class_name(*qclass));
             f.close();
@@ -119,6 +122,9 @@ impl Transaction for DnsTx {
                 for a in &r.msg.answers {
                     f.open_item();
                     f.str("name", &a.name);
+                    if a.name_truncated {
+                        f.bool("name_truncated", true);
+                    }
                     f.word("type", &type_name(a.rtype));
                     f.word("class", &class_name(a.class));
                     f.int("ttl", a.ttl as i64);

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 pub enum Malformed {
     /// The message ends inside a field.
     Short,
-    /// A compression pointer loops or leaves the message, or a name is longer than 255 bytes.
+    /// A compression pointer loops or leaves the message, or a label type is unknown.
     BadName,
 }
 
@@ -23,6 +23,8 @@ pub struct Answer {
     pub rtype: u16,
     pub class: u16,
     pub ttl: u32,
+    /// The owner name was cut at `MAX_NAME_TEXT` characters.
+    pub name_truncated: bool,
     /// The data as text: an address, a name, `preference exchange`, quoted strings...
     pub data: String,
 }
@@ -34,6 +36,11 @@ pub struct Message {
     pub flags: u16,
     /// The first question (a query has one in practice), when there is one.
     pub question: Option<(String, u16, u16)>,
+    /// The first question's name was cut at `MAX_NAME_TEXT` characters.
+    pub question_truncated: bool,
+    /// A name in the question or the answers is past RFC 1035's 255 octets: the message is
+    /// malformed (counted as such) but reported.
+    pub name_too_long: bool,
     pub answers: Vec<Answer>,
     /// Record counts of the answer, authority and additional sections, as the header says.
     pub counts: [u16; 3],
@@ -111,21 +118,43 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
     /// A name at the cursor (the cursor moves past it, not past where pointers lead).
-    fn name(&mut self) -> Result<String, Malformed> {
-        let (name, end) = read_name(self.msg, self.at)?;
+    fn name(&mut self) -> Result<Name, Malformed> {
+        let (name, end) = read_name_full(self.msg, self.at)?;
         self.at = end;
         Ok(name)
     }
 }
 
+/// A name as text, and whether it was cut (see `read_name`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Name {
+    pub text: String,
+    /// Longer than `MAX_NAME_TEXT` characters: `text` is its beginning.
+    pub truncated: bool,
+    /// Past RFC 1035's 255 octets (3.1): malformed, still reported.
+    pub too_long: bool,
+}
+
+/// Most characters of a name kept as text. RFC 1035 3.1 caps a name at 255 octets, at most
+/// about 1,010 characters with every byte escaped; a longer name (malformed, but what a user
+/// wants to see is whom it was for) keeps its first 1,025, as Suricata does, and is flagged.
+pub const MAX_NAME_TEXT: usize = 1025;
+
 /// The name starting at `at` as text (no trailing dot; the root is `.`), and where the
 /// bytes after it start. Labels are escaped as in zone files (`\.`, `\DDD`).
 pub fn read_name(msg: &[u8], at: usize) -> Result<(String, usize), Malformed> {
-    let mut name = String::new();
+    read_name_full(msg, at).map(|(n, end)| (n.text, end))
+}
+
+/// `read_name` with the name's flags. A name past 255 octets is read on (its text capped at
+/// `MAX_NAME_TEXT`) rather than refused: the transaction it belongs to is still reported.
+pub fn read_name_full(msg: &[u8], at: usize) -> Result<(Name, usize), Malformed> {
+    let mut name = Name::default();
     let (mut pos, mut end, mut wire_len) = (at, None, 0usize);
     // RFC 1035 4.1.4 has pointers lead to a prior occurrence, but encoders that point forward
     // exist and resolvers follow them: any target inside the message is followed, and the hop
-    // count ends a loop (a label adds to the 255-byte bound, so the work stays bounded).
+    // count ends a loop. Once the text is cut, the walk stops at the first pointer (where the
+    // name's bytes end is then known), so a long name costs its own bytes and no more.
     let mut hops = 0;
     loop {
         let len = *msg.get(pos).ok_or(Malformed::Short)? as usize;
@@ -138,40 +167,59 @@ pub fn read_name(msg: &[u8], at: usize) -> Result<(String, usize), Malformed> {
                 if target >= msg.len() || hops > MAX_HOPS {
                     return Err(Malformed::BadName);
                 }
+                if name.truncated {
+                    return Ok((name, end.unwrap_or(pos + 2)));
+                }
                 pos = target;
             }
             0x00 if len == 0 => {
-                if name.is_empty() {
-                    name.push('.');
+                if name.text.is_empty() {
+                    name.text.push('.');
                 }
                 return Ok((name, end.unwrap_or(pos + 1)));
             }
             0x00 => {
                 let label = msg.get(pos + 1..pos + 1 + len).ok_or(Malformed::Short)?;
                 wire_len += len + 1;
-                if wire_len > 255 {
-                    return Err(Malformed::BadName);
-                }
-                if !name.is_empty() {
-                    name.push('.');
-                }
-                for &c in label {
-                    match c {
-                        b'.' | b'\\' => {
-                            name.push('\\');
-                            name.push(c as char);
-                        }
-                        0x21..=0x7e => name.push(c as char),
-                        _ => {
-                            let _ = write!(name, "\\{c:03}");
-                        }
-                    }
+                name.too_long |= wire_len > 255;
+                if !name.truncated {
+                    append_label(&mut name, label);
                 }
                 pos += 1 + len;
             }
             // 0x40 and 0x80: extended label types (RFC 6891 deprecated them).
             _ => return Err(Malformed::BadName),
         }
+    }
+}
+
+/// One label onto the name's text, escaped, up to `MAX_NAME_TEXT` characters (an escape is
+/// never split).
+fn append_label(name: &mut Name, label: &[u8]) {
+    let mut piece = String::with_capacity(4);
+    let dot = !name.text.is_empty();
+    for (i, &c) in std::iter::once(&b'.')
+        .filter(|_| dot)
+        .chain(label)
+        .enumerate()
+    {
+        piece.clear();
+        match c {
+            b'.' if dot && i == 0 => piece.push('.'),
+            b'.' | b'\\' => {
+                piece.push('\\');
+                piece.push(c as char);
+            }
+            0x21..=0x7e => piece.push(c as char),
+            _ => {
+                let _ = write!(piece, "\\{c:03}");
+            }
+        }
+        if name.text.len() + piece.len() > MAX_NAME_TEXT {
+            name.truncated = true;
+            return;
+        }
+        name.text.push_str(&piece);
     }
 }
 
@@ -185,18 +233,22 @@ pub fn parse(msg: &[u8]) -> Result<Message, Malformed> {
     let (id, flags, qd) = header(msg).ok_or(Malformed::Short)?;
     let counts = [be16(msg, 6), be16(msg, 8), be16(msg, 10)];
     let mut r = Reader { msg, at: 12 };
-    let mut question = None;
+    let (mut question, mut question_truncated, mut name_too_long) = (None, false, false);
     for i in 0..qd {
         let name = r.name()?;
         let (qtype, qclass) = (r.u16()?, r.u16()?);
+        name_too_long |= name.too_long;
         if i == 0 {
-            question = Some((name, qtype, qclass));
+            question_truncated = name.truncated;
+            question = Some((name.text, qtype, qclass));
         }
     }
     let mut m = Message {
         id,
         flags,
         question,
+        question_truncated,
+        name_too_long,
         answers: Vec::new(),
         counts,
         dnssec_ok: false,
@@ -220,9 +272,13 @@ fn records(r: &mut Reader<'_>, m: &mut Message) -> Result<(), Malformed> {
                 // OPT: the TTL field holds the extended rcode, version and the DO bit.
                 m.dnssec_ok = ttl & 0x8000 != 0;
             }
-            if section == 0 && m.answers.len() < MAX_ANSWERS {
+            // An UPDATE's first section is its prerequisites (RFC 2136 2.4: records of class
+            // ANY or NONE with empty data, legal there), no answers.
+            if section == 0 && m.opcode() != 5 && m.answers.len() < MAX_ANSWERS {
+                m.name_too_long |= name.too_long;
                 m.answers.push(Answer {
-                    name,
+                    name: name.text,
+                    name_truncated: name.truncated,
                     rtype,
                     class,
                     ttl,
@@ -529,6 +585,53 @@ mod tests {
             }
         }
         assert_eq!(parse(&full).unwrap().damaged, None);
+    }
+
+    #[test]
+    fn a_name_past_255_octets_is_cut_and_flagged_not_refused() {
+        // 40 labels of 30 characters: 1,240 octets, then an answer whose owner points at it.
+        let mut m = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        for _ in 0..40 {
+            m.push(30);
+            m.extend_from_slice(&[b'a'; 30]);
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        let p = parse(&m).unwrap();
+        let q = p.question.unwrap();
+        assert_eq!(q.0.len(), MAX_NAME_TEXT);
+        assert!(q.0.starts_with("aaa") && q.0.split('.').all(|l| l.len() <= 30));
+        assert!(p.question_truncated && p.name_too_long);
+        assert_eq!(p.damaged, None);
+        // The record after the long name is read from where the name's bytes end.
+        assert_eq!(p.answers[0].data, "192.0.2.1");
+        assert!(p.answers[0].name_truncated);
+        // 300 octets: past the limit, whole as text, not cut.
+        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for _ in 0..10 {
+            m.push(29);
+            m.extend_from_slice(&[b'b'; 29]);
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let p = parse(&m).unwrap();
+        assert_eq!(p.question.unwrap().0.len(), 10 * 30 - 1);
+        assert!(!p.question_truncated && p.name_too_long);
+    }
+
+    #[test]
+    fn an_update_reads_its_prerequisites_without_taking_them_for_answers() {
+        // RFC 2136: zone trawl.test SOA; prerequisite "no CNAME at host" (class NONE, no
+        // data); update "delete host's A RRset" (class ANY, no data).
+        let mut m = vec![0, 9, 0x28, 0, 0, 1, 0, 1, 0, 1, 0, 0];
+        m.extend_from_slice(b"\x05trawl\x04test\x00\x00\x06\x00\x01");
+        m.extend_from_slice(b"\x04host\xc0\x0c\x00\x05\x00\xfe\x00\x00\x00\x00\x00\x00");
+        m.extend_from_slice(b"\xc0\x1c\x00\x01\x00\xff\x00\x00\x00\x00\x00\x00");
+        let p = parse(&m).unwrap();
+        assert_eq!(opcode_name(p.opcode()), "UPDATE");
+        assert_eq!(p.question, Some(("trawl.test".into(), 6, 1)));
+        assert_eq!(p.damaged, None);
+        assert!(p.answers.is_empty());
+        assert_eq!(p.counts, [1, 1, 0]);
     }
 
     #[test]

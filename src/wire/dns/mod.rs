@@ -184,8 +184,9 @@ impl DnsSession {
             Ok(m) => m,
             Err(_) => return out.malformed(),
         };
-        if msg.damaged.is_some() {
-            // Reported with the records that decoded, and counted.
+        if msg.damaged.is_some() || msg.name_too_long {
+            // Reported with the records that decoded (a name past 255 octets cut to its
+            // first characters), and counted.
             out.malformed();
         }
         let (start_ns, end_ns, size) = seen;

@@ -29,6 +29,15 @@ const HEADER: usize = 5;
 /// a 16-byte AEAD tag. The shortest other first record, an empty EncryptedExtensions, is 23.
 const MAX_SEALED_ALERT: usize = 19;
 
+/// Most plaintext a side may send before its first TLS record: the commands and replies of
+/// a STARTTLS upgrade (SMTP's EHLO reply, IMAP's capabilities) are a few hundred bytes; more
+/// is a connection that is not TLS at all.
+pub(crate) const MAX_PLAINTEXT: usize = 16 * 1024;
+
+/// PostgreSQL's SSLRequest (its length, 8, and code 80877103): the server answers one byte,
+/// `S`, and the TLS handshake follows.
+const PG_SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f];
+
 /// What the connection needs from the analyzer's configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -150,6 +159,8 @@ struct Side {
     /// was seen (TLS 1.3).
     encrypted: u32,
     seen_bytes: bool,
+    /// Plaintext passed over before the side's first record (a STARTTLS upgrade).
+    plaintext: usize,
     /// Given up: not TLS, or a hole where the record boundaries were lost.
     dead: bool,
 }
@@ -243,6 +254,26 @@ impl Conn {
                 let n = side.skip.min(data.len());
                 side.skip -= n;
                 data = &data[n..];
+                continue;
+            }
+            if side.buf.is_empty() && !side.seen_bytes && !record_start(server, data) {
+                // Not a record: the plaintext before a STARTTLS upgrade (RFC 3207, RFC 2595,
+                // RFC 4217, PostgreSQL's SSLRequest), read line by line, or what is left of a
+                // chunk (a reply without a line end, PostgreSQL's `S`), up to a bound.
+                let n = if data.starts_with(&PG_SSL_REQUEST) {
+                    PG_SSL_REQUEST.len()
+                } else {
+                    data.iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(data.len(), |i| i + 1)
+                };
+                side.plaintext += n;
+                data = &data[n..];
+                if side.plaintext > MAX_PLAINTEXT {
+                    side.dead = true;
+                    st.parse_errors += 1;
+                    return;
+                }
                 continue;
             }
             if side.buf.len() < HEADER {
@@ -422,13 +453,22 @@ impl Conn {
                     p.extend_from_slice(&body[..room]);
                     hello::leaf_prefix(p)
                 });
-                if leaf.is_some()
-                    || side.hs_skip == 0
-                    || side.cert_prefix.as_ref().is_some_and(|p| p.len() >= max)
-                {
+                let give_up = leaf.is_none()
+                    && (side.hs_skip == 0
+                        || side.cert_prefix.as_ref().is_some_and(|p| p.len() >= max));
+                // The leaf itself is longer than the limit: its first bytes still name whom
+                // it was issued to and by whom.
+                let partial = give_up
+                    .then(|| side.cert_prefix.as_deref()?.get(6..))
+                    .flatten()
+                    .and_then(x509::parse_prefix);
+                if leaf.is_some() || give_up {
                     side.cert_prefix = None;
                 }
                 body = &body[n..];
+                if let Some(c) = partial {
+                    *self.tx.certificate_of(server) = Some(c);
+                }
                 if let Some(leaf) = leaf {
                     match x509::parse(&leaf) {
                         Some(c) => *self.tx.certificate_of(server) = Some(c),
@@ -587,8 +627,15 @@ impl Conn {
         self.tx.gap = true;
     }
 
-    /// The connection ended (FIN, RST, end of capture): a handshake not yet reported is.
-    pub fn close(&mut self, ts: i64, out: &mut Vec<Handshake>) {
+    /// The connection ended (FIN, RST, end of capture): a handshake not yet reported is. A
+    /// side that sent plaintext and never a record was not TLS: counted, as a stream that
+    /// does not start like TLS at all is.
+    pub fn close(&mut self, ts: i64, st: &mut ConnStats, out: &mut Vec<Handshake>) {
+        for side in [&self.client, &self.server] {
+            if side.plaintext > 0 && !side.seen_bytes && !side.dead {
+                st.parse_errors += 1;
+            }
+        }
         self.report(ts.max(self.last_ns), Some(Unfinished::Closed), out);
     }
 
@@ -602,5 +649,19 @@ impl Conn {
         if self.expires(deadline_ns) {
             self.report(self.last_ns, Some(Unfinished::Timeout), out);
         }
+    }
+}
+
+/// Whether `data`, at a side's first byte, can start a record: a content type (RFC 8446 5.1)
+/// and major version 3, or from the client an SSLv2-compatible ClientHello (RFC 5246 E.2: the
+/// length's high bit set, then type 1). Text never starts so.
+fn record_start(server: bool, data: &[u8]) -> bool {
+    match data {
+        [t, rest @ ..] if (content::CHANGE_CIPHER_SPEC..=content::HEARTBEAT).contains(t) => {
+            rest.first().is_none_or(|&v| v == 3)
+        }
+        [h, _, rest @ ..] if !server && h & 0x80 != 0 => rest.first().is_none_or(|&t| t == 1),
+        [h] => !server && h & 0x80 != 0,
+        _ => false,
     }
 }

@@ -59,12 +59,13 @@ impl Handshake {
             f.word("version", version);
             f.word("version_protocol", protocol);
         }
-        if let Some(draft) = self
-            .server
-            .as_ref()
-            .and_then(|s| names::tls13_draft(s.negotiated()))
-        {
-            f.int("version_draft", draft.into());
+        if let Some(s) = self.server.as_ref().filter(|s| !s.retry) {
+            if let Some(variant) = names::tls13_variant(s.negotiated(), s.selected_version) {
+                f.word("version_variant", variant);
+            }
+            if let Some(draft) = names::tls13_draft(s.negotiated()) {
+                f.int("version_draft", draft.into());
+            }
         }
         if let Some(s) = self.server.as_ref().filter(|s| !s.retry) {
             match names::cipher(s.cipher) {
@@ -157,11 +158,16 @@ fn write_certificate<F: Fields>(f: &mut F, c: &x509::Certificate) {
     f.str("issuer", &c.issuer);
     f.word("not_before", &c.not_before);
     f.word("not_after", &c.not_after);
-    f.open("hash");
-    f.word("sha1", &c.sha1);
-    f.word("sha256", &c.sha256);
-    f.close();
+    if !c.truncated {
+        f.open("hash");
+        f.word("sha1", &c.sha1);
+        f.word("sha256", &c.sha256);
+        f.close();
+    }
     f.open("x509");
+    if c.truncated {
+        f.bool("truncated", true);
+    }
     f.word("serial_number", &c.serial);
     f.word("not_before", &c.not_before);
     f.word("not_after", &c.not_after);

@@ -174,8 +174,9 @@ impl Session for TlsSession {
     }
 
     fn close(&mut self, ts: i64, out: &mut Sink<Handshake>) {
-        self.conn.close(ts, &mut self.txs);
-        self.hand_on(ConnStats::default(), out);
+        let mut st = ConnStats::default();
+        self.conn.close(ts, &mut st, &mut self.txs);
+        self.hand_on(st, out);
     }
 
     fn expire(&mut self, deadline_ns: i64, out: &mut Sink<Handshake>) {

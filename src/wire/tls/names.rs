@@ -398,10 +398,34 @@ pub fn version(v: u16) -> Option<(&'static str, &'static str)> {
         0x0302 => ("tls", "1.1"),
         0x0303 => ("tls", "1.2"),
         0x0304 => ("tls", "1.3"),
-        // Drafts of TLS 1.3 before RFC 8446 (its section 4.2.1 notes them as 0x7f00 | draft).
-        _ if tls13_draft(v).is_some() => ("tls", "1.3"),
+        // Drafts of TLS 1.3 before RFC 8446 (its section 4.2.1 notes them as 0x7f00 | draft),
+        // and the experimental variants browsers and servers deployed in 2017-2018 to measure
+        // middlebox breakage (0x7e01...: draft handshakes under a code of their own).
+        _ if tls13_draft(v).is_some() || tls13_experiment(v) => ("tls", "1.3"),
         _ => return None,
     })
+}
+
+/// A TLS 1.3 experiment code (0x7eNN), outside the drafts' 0x7f00 | draft numbering.
+pub fn tls13_experiment(v: u16) -> bool {
+    v >> 8 == 0x7e && v & 0xff > 0
+}
+
+/// `tls.version_variant` of a TLS 1.3 handshake that is not RFC 8446's: `draft` (0x7f00 |
+/// draft, the number in `tls.version_draft`), `early_draft` (0x0304 in the ServerHello's own
+/// version field, where RFC 8446 puts 0x0303 and the drafts before the 0x7f numbering put
+/// 0x0304: which draft is not said) or `experiment` (0x7eNN). `selected` is the server's
+/// supported_versions, present from draft 22 on.
+pub fn tls13_variant(negotiated: u16, selected: Option<u16>) -> Option<&'static str> {
+    if tls13_draft(negotiated).is_some() {
+        Some("draft")
+    } else if tls13_experiment(negotiated) {
+        Some("experiment")
+    } else if negotiated == 0x0304 && selected.is_none() {
+        Some("early_draft")
+    } else {
+        None
+    }
 }
 
 /// The draft of TLS 1.3 a version code names (0x7f16: draft 22), if it names one.

@@ -48,7 +48,7 @@ fn run_with(
             }
         }
     }
-    conn.close(1_000_000_000, &mut out);
+    conn.close(1_000_000_000, &mut st, &mut out);
     (out, st)
 }
 
@@ -347,7 +347,7 @@ fn a_gap_in_the_handshake_gives_the_side_up_and_marks_the_event() {
     conn.server_data(2, &chunks[1].1[..100], &mut st, &mut out);
     conn.gap(true, 500, &mut st);
     conn.server_data(3, &chunks[1].1[600..], &mut st, &mut out);
-    conn.close(4, &mut out);
+    conn.close(4, &mut ConnStats::default(), &mut out);
     assert_eq!(st.gaps, 1);
     assert_eq!(out.len(), 1);
     let h = &out[0];
@@ -394,6 +394,49 @@ fn not_tls_is_counted_and_reports_nothing() {
 }
 
 #[test]
+fn a_handshake_after_a_plaintext_upgrade_is_read() {
+    // The same handshake behind an SMTP STARTTLS exchange (RFC 3207 4), the server's reply
+    // cut mid-line, and behind PostgreSQL's SSLRequest and its one-byte `S`.
+    let tls = stream("tls12_http11.0");
+    let want = run("tls12_http11.0");
+    for preamble in [
+        &[
+            (true, b"220 mx.example ESMTP\r\n".to_vec()),
+            (false, b"EHLO c.example\r\n".to_vec()),
+            (true, b"250-mx.example\r\n250 STA".to_vec()),
+            (true, b"RTTLS\r\n".to_vec()),
+            (false, b"STARTTLS\r\n".to_vec()),
+            (true, b"220 2.0.0 go ahead\r\n".to_vec()),
+        ][..],
+        &[
+            (false, vec![0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]),
+            (true, b"S".to_vec()),
+        ][..],
+    ] {
+        let chunks: Vec<_> = preamble
+            .iter()
+            .cloned()
+            .chain(tls.iter().cloned())
+            .collect();
+        let (out, st) = run_with(&chunks, usize::MAX, Limits::default());
+        assert_eq!(st, ConnStats::default());
+        assert_eq!(out.len(), 1);
+        assert!(out[0].established);
+        assert_eq!(out[0].server, want.server);
+        assert_eq!(out[0].client, want.client);
+    }
+}
+
+#[test]
+fn plaintext_past_the_bound_gives_the_side_up() {
+    let line = b"* OK still not TLS\r\n".to_vec();
+    let many = vec![(true, line.repeat(conn::MAX_PLAINTEXT / line.len() + 1))];
+    let (out, st) = run_with(&many, 7, Limits::default());
+    assert!(out.is_empty());
+    assert_eq!(st.parse_errors, 1);
+}
+
+#[test]
 fn an_oversized_message_is_skipped_and_the_rest_still_read() {
     let (out, st) = run_with(
         &stream("tls12_http11.0"),
@@ -402,9 +445,19 @@ fn an_oversized_message_is_skipped_and_the_rest_still_read() {
             max_message_bytes: 512,
         },
     );
-    // The certificate (about 900 bytes) is over the limit; the hellos are not.
+    // The certificate (about 900 bytes) is over the limit; the hellos are not. Its first 512
+    // bytes still hold the names, not the digests of the whole.
     assert_eq!(st.oversized, 1);
-    assert!(out[0].certificate.is_none());
+    let whole = run("tls12_http11.0").certificate.expect("certificate");
+    let part = out[0]
+        .certificate
+        .as_ref()
+        .expect("the certificate's first bytes");
+    assert!(part.truncated && part.sha1.is_empty(), "{part:?}");
+    assert_eq!(
+        (&part.subject, &part.issuer),
+        (&whole.subject, &whole.issuer)
+    );
     assert!(out[0].client.is_some() && out[0].established);
 }
 
@@ -420,7 +473,7 @@ fn a_handshake_that_does_not_finish_expires() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].unfinished, Some(Unfinished::Timeout));
     // Reported once: the connection's end adds nothing.
-    conn.close(3_000, &mut out);
+    conn.close(3_000, &mut ConnStats::default(), &mut out);
     assert_eq!(out.len(), 1);
     assert!(conn.done());
 }

@@ -23,6 +23,9 @@ pub struct Certificate {
     /// Upper-case hex digests of the whole DER certificate (ECS `tls.server.hash.*`).
     pub sha1: String,
     pub sha256: String,
+    /// Read from the certificate's first bytes only (`parse_prefix`): no digests, no
+    /// alternative names.
+    pub truncated: bool,
 }
 
 /// One DER element: tag, content.
@@ -63,6 +66,24 @@ impl<'a> Der<'a> {
     fn expect(&mut self, tag: u8) -> Option<&'a [u8]> {
         self.next().filter(|(t, _)| *t == tag).map(|(_, c)| c)
     }
+
+    /// The content of a SEQUENCE that may run past the bytes there: what there is of it.
+    fn open_sequence(b: &'a [u8]) -> Option<&'a [u8]> {
+        let (&tag, rest) = b.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        if tag != SEQUENCE {
+            return None;
+        }
+        let n = if first < 0x80 {
+            0
+        } else {
+            (first & 0x7f) as usize
+        };
+        if n > 3 {
+            return None;
+        }
+        rest.get(n..)
+    }
 }
 
 const SEQUENCE: u8 = 0x30;
@@ -72,9 +93,26 @@ const OID: u8 = 0x06;
 
 pub fn parse(der: &[u8]) -> Option<Certificate> {
     let cert = Der { b: der }.expect(SEQUENCE)?;
-    let mut tbs = Der {
-        b: Der { b: cert }.expect(SEQUENCE)?,
-    };
+    let tbs = Der { b: cert }.expect(SEQUENCE)?;
+    let mut c = fields(tbs)?;
+    c.sha1 = hex_upper(&sha1::Sha1::digest(der));
+    c.sha256 = hex_upper(&sha2::Sha256::digest(der));
+    Some(c)
+}
+
+/// What the first bytes of a certificate too long to keep hold: serial, issuer, validity and
+/// subject come before the key and extensions (RFC 5280 4.1), so they are read when those
+/// bytes are there; the digests need the whole DER and are left out (`truncated`).
+pub fn parse_prefix(prefix: &[u8]) -> Option<Certificate> {
+    let tbs = Der::open_sequence(Der::open_sequence(prefix)?)?;
+    let mut c = fields(tbs)?;
+    c.truncated = true;
+    Some(c)
+}
+
+/// The TBSCertificate's fields (no digests).
+fn fields(tbs: &[u8]) -> Option<Certificate> {
+    let mut tbs = Der { b: tbs };
     let (mut tag, mut serial) = tbs.next()?;
     if tag == 0xa0 {
         // [0] EXPLICIT version
@@ -110,8 +148,7 @@ pub fn parse(der: &[u8]) -> Option<Certificate> {
         not_before,
         not_after,
         alternative_names,
-        sha1: hex_upper(&sha1::Sha1::digest(der)),
-        sha256: hex_upper(&sha2::Sha256::digest(der)),
+        ..Certificate::default()
     })
 }
 
@@ -221,8 +258,25 @@ fn dn(attrs: &Attrs) -> String {
     s
 }
 
+/// RFC 4514 2.3: an attribute type with a descriptor registered for it (the IANA LDAP
+/// descriptors registry, RFC 4519 and RFC 2985's emailAddress) is written by that name, any
+/// other by its dotted OID. The upper-case names are RFC 4514's own table.
 fn attr_name(oid: &[u8]) -> String {
     match oid {
+        [0x55, 0x04, 0x04] => "SN".into(),
+        [0x55, 0x04, 0x05] => "serialNumber".into(),
+        [0x55, 0x04, 0x0c] => "title".into(),
+        [0x55, 0x04, 0x0d] => "description".into(),
+        [0x55, 0x04, 0x0f] => "businessCategory".into(),
+        [0x55, 0x04, 0x10] => "postalAddress".into(),
+        [0x55, 0x04, 0x11] => "postalCode".into(),
+        [0x55, 0x04, 0x12] => "postOfficeBox".into(),
+        [0x55, 0x04, 0x2a] => "givenName".into(),
+        [0x55, 0x04, 0x2b] => "initials".into(),
+        [0x55, 0x04, 0x2c] => "generationQualifier".into(),
+        [0x55, 0x04, 0x2e] => "dnQualifier".into(),
+        [0x55, 0x04, 0x41] => "pseudonym".into(),
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "emailAddress".into(),
         [0x55, 0x04, 0x03] => "CN".into(),
         [0x55, 0x04, 0x06] => "C".into(),
         [0x55, 0x04, 0x07] => "L".into(),
@@ -353,5 +407,32 @@ mod tests {
         for n in 0..cert.len() {
             assert_eq!(parse(&cert[..n]), None, "cut at {n}");
         }
+    }
+
+    /// A certificate's first bytes give the names and validity once the subject is in them,
+    /// never the digests; fewer bytes are `None`, never a panic.
+    #[test]
+    fn a_prefix_gives_the_names_without_digests() {
+        let cert = include_bytes!("../../../tests/data/tls/server-cert.der");
+        let whole = parse(cert).unwrap();
+        let mut first = None;
+        for n in 0..=cert.len() {
+            let Some(c) = parse_prefix(&cert[..n]) else {
+                assert!(first.is_none(), "read at {first:?}, not at {n}");
+                continue;
+            };
+            first.get_or_insert(n);
+            assert!(c.truncated && c.sha1.is_empty() && c.sha256.is_empty());
+            assert_eq!(
+                (&c.subject, &c.issuer, &c.serial, &c.not_after),
+                (
+                    &whole.subject,
+                    &whole.issuer,
+                    &whole.serial,
+                    &whole.not_after
+                )
+            );
+        }
+        assert!(first.is_some_and(|n| n < cert.len() / 2), "{first:?}");
     }
 }
