@@ -39,35 +39,55 @@ pub(crate) fn icmp_counterpart(v6: bool, t: u16) -> Option<u16> {
     pairs.iter().find(|(a, _)| *a == t).map(|(_, b)| *b)
 }
 
+/// A Community ID as text (`1:` and the base64 of a SHA-1 digest: always 30 ASCII bytes),
+/// kept inline so that a flow can hold the one its connection's events share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommunityId([u8; 30]);
+
+impl CommunityId {
+    /// `1:<base64>` for a flow; for ICMP, `sport`/`dport` are the type and code.
+    pub fn of(seed: u16, src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> CommunityId {
+        let (mut s, mut sp, mut d, mut dp) = (src, sport, dst, dport);
+        let mut one_way = false;
+        if proto == 1 || proto == 58 {
+            match icmp_counterpart(proto == 58, sport) {
+                Some(c) => dp = c,
+                None => one_way = true,
+            }
+        }
+        let ordered = (s.wire(), sp) <= (d.wire(), dp);
+        if !one_way && !ordered {
+            std::mem::swap(&mut s, &mut d);
+            std::mem::swap(&mut sp, &mut dp);
+        }
+        let mut h = Sha1::new();
+        h.update(seed.to_be_bytes());
+        h.update(s.wire());
+        h.update(d.wire());
+        h.update([proto, 0]);
+        if matches!(proto, 1 | 6 | 17 | 58 | 132) {
+            h.update(sp.to_be_bytes());
+            h.update(dp.to_be_bytes());
+        }
+        let digest = h.finalize();
+        let mut text = [0; 30];
+        text[..2].copy_from_slice(b"1:");
+        // 20 bytes are 28 in padded base64: the slice always fits.
+        let _ = base64::engine::general_purpose::STANDARD.encode_slice(digest, &mut text[2..]);
+        CommunityId(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // base64 is ASCII: never empty.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// `1:<base64>` for a flow; for ICMP, `sport`/`dport` are the type and code.
 pub fn community_id(seed: u16, src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> String {
-    let (mut s, mut sp, mut d, mut dp) = (src, sport, dst, dport);
-    let mut one_way = false;
-    if proto == 1 || proto == 58 {
-        match icmp_counterpart(proto == 58, sport) {
-            Some(c) => dp = c,
-            None => one_way = true,
-        }
-    }
-    let ordered = (s.wire(), sp) <= (d.wire(), dp);
-    if !one_way && !ordered {
-        std::mem::swap(&mut s, &mut d);
-        std::mem::swap(&mut sp, &mut dp);
-    }
-    let mut h = Sha1::new();
-    h.update(seed.to_be_bytes());
-    h.update(s.wire());
-    h.update(d.wire());
-    h.update([proto, 0]);
-    if matches!(proto, 1 | 6 | 17 | 58 | 132) {
-        h.update(sp.to_be_bytes());
-        h.update(dp.to_be_bytes());
-    }
-    let digest = h.finalize();
-    let mut out = String::with_capacity(30);
-    out.push_str("1:");
-    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
-    out
+    CommunityId::of(seed, src, sport, dst, dport, proto)
+        .as_str()
+        .to_owned()
 }
 
 #[cfg(test)]
