@@ -1,4 +1,5 @@
 //! Unit tests of the flow table: reports, timeouts, and how long closed flows are kept.
+use super::report::{hex16, iana_number};
 use super::*;
 use crate::wire::decode::{decode, linktype, tests::eth_tcp};
 
