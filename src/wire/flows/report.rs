@@ -4,7 +4,7 @@
 use super::{EndReason, Flow, FlowKey, UNSET};
 use crate::wire::community_id::{community_id, icmp_counterpart};
 use crate::wire::decode::{tcp_flags, ESP};
-use crate::wire::out::{Fields, Fixed, Out, Report};
+use crate::wire::out::{clock_text, Clock, Fields, Fixed, Out, Report, Room};
 use crate::wire::tunnel::Tunnel;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -65,14 +65,18 @@ static EVENT_INFO: Fixed = Fixed::new(|w| {
 });
 
 /// One flow report (interim or final).
-struct FlowReport<'a> {
-    k: &'a FlowKey,
-    f: &'a Flow,
-    fin: bool,
-    why: Option<EndReason>,
+pub(super) struct FlowReport<'a> {
+    pub(super) k: &'a FlowKey,
+    pub(super) f: &'a Flow,
+    pub(super) fin: bool,
+    pub(super) why: Option<EndReason>,
 }
 
 impl Report for FlowReport<'_> {
+    fn write_json(&self, buf: &mut Vec<u8>, clock: &mut Clock) -> bool {
+        write_json(self, buf, clock)
+    }
+
     fn write<W: Fields>(&self, w: &mut W) {
         let FlowReport { k, f, fin, why } = *self;
         let (s, d) = (f.initiator as usize, f.initiator as usize ^ 1);
@@ -125,11 +129,7 @@ impl Report for FlowReport<'_> {
         w.word("type", if sip.is_v4() { "ipv4" } else { "ipv6" });
         w.int("packets", (f.dirs[0].packets + f.dirs[1].packets) as i64);
         w.int("bytes", (f.dirs[0].bytes + f.dirs[1].bytes) as i64);
-        let (cs, cd) = match f.icmp {
-            Some((t, code, dir)) if dir as usize == s => (t, code),
-            Some((t, code, _)) => (icmp_counterpart(k.proto == 58, t).unwrap_or(t), code),
-            None => (sport, dport),
-        };
+        let (cs, cd) = icmp_ports(f, k.proto, s, sport, dport);
         match &f.community_id {
             Some(id) => w.word("community_id", id.as_str()),
             None => w.string("community_id", community_id(0, sip, cs, dip, cd, k.proto)),
@@ -159,6 +159,137 @@ impl Report for FlowReport<'_> {
             Some((t, dir)) => write_tunnel(w, t, *dir == s),
             None => {}
         }
+    }
+}
+
+/// `FlowReport::write`'s JSON line from a template (`Room`), for every flow but one that came
+/// through a tunnel or is an ESP security association: those return `false` before writing
+/// and go through `JsonFields`. Same bytes, in the same order (a unit test compares the two
+/// over every optional field); where a report through `JsonFields` cost about 3,200
+/// instructions.
+fn write_json(r: &FlowReport<'_>, buf: &mut Vec<u8>, clock: &mut Clock) -> bool {
+    let FlowReport { k, f, fin, why } = *r;
+    if f.tunnel.is_some() || k.proto == ESP.0 && k.label != 0 {
+        return false;
+    }
+    let (s, d) = (f.initiator as usize, f.initiator as usize ^ 1);
+    let ep = |dir: usize| if dir == 0 { (k.a, k.ap) } else { (k.b, k.bp) };
+    let ((sip, sport), (dip, dport)) = (ep(s), ep(d));
+    let mut w = Room::new(buf, 1024);
+    w.put(b"{\"@timestamp\":\"");
+    w.put(clock_text(clock, f.last_ns));
+    w.put(if fin {
+        b"\",\"event\":{\"kind\":\"event\",\"category\":[\"network\"],\
+          \"type\":[\"connection\",\"end\"],\"dataset\":\"flow\",\"start\":\""
+    } else {
+        b"\",\"event\":{\"kind\":\"event\",\"category\":[\"network\"],\
+          \"type\":[\"connection\",\"info\"],\"dataset\":\"flow\",\"start\":\""
+    });
+    w.put(clock_text(clock, f.first_ns));
+    w.put(b"\",\"end\":\"");
+    w.put(clock_text(clock, f.last_ns));
+    w.put(b"\",\"duration\":");
+    w.int(f.last_ns - f.first_ns);
+    w.put(b"},\"flow\":{\"id\":\"");
+    w.put(hex16(flow_hash(k, f.first_ns), &mut [0; 16]).as_bytes());
+    w.put(if fin {
+        b"\",\"final\":true"
+    } else {
+        b"\",\"final\":false"
+    });
+    if let Some(why) = why {
+        w.put(b",\"end_reason\":\"");
+        w.put(why.as_str().as_bytes());
+        w.put(b"\"");
+    }
+    if k.proto == 6 {
+        let lists: [(&[u8], u8); 2] = [
+            (b",\"tcp\":{\"flags\":{\"source\":[", f.flags[s]),
+            (b"],\"destination\":[", f.flags[d]),
+        ];
+        for (head, bits) in lists {
+            w.put(head);
+            let (names, n) = flag_names(bits);
+            for (i, name) in names[..n].iter().enumerate() {
+                w.put(if i > 0 { b",\"" } else { b"\"" });
+                w.put(name.as_bytes());
+                w.put(b"\"");
+            }
+        }
+        w.put(b"]}");
+        if f.setup_ns != UNSET {
+            w.put(b",\"setup_duration\":");
+            w.int(f.setup_ns);
+        }
+        w.put(b"}");
+    }
+    w.put(b"}");
+    let ports = matches!(k.proto, 6 | 17 | 132 | 33 | 136);
+    let sides: [(&[u8], _, _, _); 2] = [
+        (b",\"source\":{\"ip\":\"", sip, sport, s),
+        (b",\"destination\":{\"ip\":\"", dip, dport, d),
+    ];
+    for (head, ip, port, dir) in sides {
+        w.put(head);
+        match ip.v4_text(&mut [0; 15]) {
+            Some(text) => w.put(text.as_bytes()),
+            None => w.put(ip.text().as_bytes()),
+        }
+        if ports {
+            w.put(b"\",\"port\":");
+            w.int(port as i64);
+            w.put(b",\"packets\":");
+        } else {
+            w.put(b"\",\"packets\":");
+        }
+        w.int(f.dirs[dir].packets as i64);
+        w.put(b",\"bytes\":");
+        w.int(f.dirs[dir].bytes as i64);
+        w.put(b"}");
+    }
+    w.put(b",\"network\":{\"transport\":\"");
+    w.put(transport_name(k.proto).as_bytes());
+    w.put(b"\",\"iana_number\":\"");
+    w.put(iana_number(k.proto).as_bytes());
+    w.put(if sip.is_v4() {
+        b"\",\"type\":\"ipv4\",\"packets\":"
+    } else {
+        b"\",\"type\":\"ipv6\",\"packets\":"
+    });
+    w.int((f.dirs[0].packets + f.dirs[1].packets) as i64);
+    w.put(b",\"bytes\":");
+    w.int((f.dirs[0].bytes + f.dirs[1].bytes) as i64);
+    w.put(b",\"community_id\":\"");
+    match &f.community_id {
+        Some(id) => w.put(id.as_str().as_bytes()),
+        None => {
+            let (cs, cd) = icmp_ports(f, k.proto, s, sport, dport);
+            w.put(community_id(0, sip, cs, dip, cd, k.proto).as_bytes())
+        }
+    }
+    w.put(b"\"");
+    if f.vlan != 0 {
+        w.put(b",\"vlan\":{\"id\":\"");
+        w.int(i64::from(f.vlan));
+        w.put(b"\"}");
+        if f.inner_vlan != 0 {
+            w.put(b",\"inner\":{\"vlan\":{\"id\":\"");
+            w.int(i64::from(f.inner_vlan));
+            w.put(b"\"}}");
+        }
+    }
+    w.put(b"}}\n");
+    w.finish();
+    true
+}
+
+/// What Community ID hashes in place of ports: for ICMP the type and code of the flow's
+/// first message, seen from the source.
+fn icmp_ports(f: &Flow, proto: u8, s: usize, sport: u16, dport: u16) -> (u16, u16) {
+    match f.icmp {
+        Some((t, code, dir)) if dir as usize == s => (t, code),
+        Some((t, code, _)) => (icmp_counterpart(proto == 58, t).unwrap_or(t), code),
+        None => (sport, dport),
     }
 }
 
