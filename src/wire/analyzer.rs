@@ -407,7 +407,7 @@ impl Conn {
             server_name,
             server_ip,
             community_id: match id {
-                Some(id) => id.as_str().to_owned(),
+                Some(id) => id.string(),
                 None => community_id(
                     0,
                     client.0,

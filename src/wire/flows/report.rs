@@ -1,8 +1,8 @@
 //! A flow's report (`event.*`, `flow.*`, `source`/`destination`, `network.*`, `tunnel.*`):
 //! what the flow table hands to `Out` when a flow ends or is due an interim report.
 
-use super::{EndReason, Flow, FlowKey, UNSET};
-use crate::wire::community_id::{community_id, icmp_counterpart};
+use super::{is_icmp, EndReason, Flow, FlowKey, UNSET};
+use crate::wire::community_id::{icmp_counterpart, CommunityId};
 use crate::wire::decode::{tcp_flags, ESP};
 use crate::wire::out::{clock_text, Clock, Fields, Fixed, Out, Report, Room};
 use crate::wire::tunnel::Tunnel;
@@ -130,10 +130,12 @@ impl Report for FlowReport<'_> {
         w.int("packets", (f.dirs[0].packets + f.dirs[1].packets) as i64);
         w.int("bytes", (f.dirs[0].bytes + f.dirs[1].bytes) as i64);
         let (cs, cd) = icmp_ports(f, k.proto, s, sport, dport);
-        match &f.community_id {
-            Some(id) => w.word("community_id", id.as_str()),
-            None => w.string("community_id", community_id(0, sip, cs, dip, cd, k.proto)),
-        }
+        let id = if is_icmp(k.proto) {
+            CommunityId::of(0, sip, cs, dip, cd, k.proto)
+        } else {
+            f.community_id
+        };
+        w.string("community_id", id.string());
         if f.vlan != 0 {
             w.open("vlan");
             w.string("id", f.vlan.to_string());
@@ -260,12 +262,11 @@ fn write_json(r: &FlowReport<'_>, buf: &mut Vec<u8>, clock: &mut Clock) -> bool 
     w.put(b",\"bytes\":");
     w.int((f.dirs[0].bytes + f.dirs[1].bytes) as i64);
     w.put(b",\"community_id\":\"");
-    match &f.community_id {
-        Some(id) => w.put(id.as_str().as_bytes()),
-        None => {
-            let (cs, cd) = icmp_ports(f, k.proto, s, sport, dport);
-            w.put(community_id(0, sip, cs, dip, cd, k.proto).as_bytes())
-        }
+    if is_icmp(k.proto) {
+        let (cs, cd) = icmp_ports(f, k.proto, s, sport, dport);
+        w.put(&CommunityId::of(0, sip, cs, dip, cd, k.proto).text());
+    } else {
+        w.put(&f.community_id.text());
     }
     w.put(b"\"");
     if f.vlan != 0 {
