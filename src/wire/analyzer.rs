@@ -39,7 +39,7 @@
 //! ```
 //! (`tests` below has this example whole.)
 
-use super::community_id::community_id;
+use super::community_id::{community_id, CommunityId};
 use super::decode::Addr;
 use super::http::metrics::ServiceMap;
 use super::out::{render, Cached, Clock, Fields, Out, Report};
@@ -380,6 +380,18 @@ impl Conn {
         client: Endpoint,
         server: Endpoint,
     ) -> Conn {
+        Conn::with_community_id(protocol, transport, client, server, None)
+    }
+
+    /// `new` with the connection's Community ID when its flow has worked it out already
+    /// (`None`: worked out here).
+    pub fn with_community_id(
+        protocol: &'static str,
+        transport: Transport,
+        client: Endpoint,
+        server: Endpoint,
+        id: Option<&CommunityId>,
+    ) -> Conn {
         let server_ip = server.0.text();
         let (open, close) = if server.0.is_v4() {
             ("", ":")
@@ -400,14 +412,17 @@ impl Conn {
             client_ip: client.0.text(),
             server_name,
             server_ip,
-            community_id: community_id(
-                0,
-                client.0,
-                client.1,
-                server.0,
-                server.1,
-                transport.number(),
-            ),
+            community_id: match id {
+                Some(id) => id.string(),
+                None => community_id(
+                    0,
+                    client.0,
+                    client.1,
+                    server.0,
+                    server.1,
+                    transport.number(),
+                ),
+            },
             tunnel: None,
             endpoints: Cached::new(),
             client,

@@ -659,7 +659,8 @@ impl super::Engine {
         }
         if !self.sessions.is_empty() {
             let key = super::flows::FlowKey::of(&p, self.key_by_vlan);
-            self.sessions.packet(&p, key, d.wire.last_ns, &mut self.out);
+            self.sessions
+                .packet(&p, key, None, d.wire.last_ns, &mut self.out);
         }
     }
 }

@@ -3,23 +3,25 @@
 //! final flow events (ECS `source.*`, `destination.*`, `network.*`, `flow.*`) in capture time.
 
 mod key;
+mod report;
 
-use super::community_id::{community_id, icmp_counterpart};
-use super::decode::{tcp_flags, Packet, ESP};
+use super::community_id::CommunityId;
+use super::decode::{tcp_flags, Packet};
 use super::defrag::Wire;
-use super::out::{Fields, Fixed, Out, Report};
+use super::out::Out;
 use super::tunnel::Tunnel;
 use super::Stats;
 use crate::config::Duration;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use key::is_icmp_answer;
 pub use key::FlowKey;
+use report::report;
+pub use report::{transport_name, write_tunnel};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +146,11 @@ struct Flow {
     /// ICMP type and code of the flow's first ICMP message (not an error), and its direction
     /// (0 or 1): Community ID hashes them in place of ports.
     icmp: Option<(u16, u16, u8)>,
+    /// Worked out when the flow starts, except for ICMP (whose depends on the first message,
+    /// worked out in each report; zeros here): the flow's reports and its connection's
+    /// events share it (20 bytes a flow, where SHA-1 twice a connection cost about 2,300
+    /// instructions each time).
+    community_id: CommunityId,
 }
 
 impl Flow {
@@ -230,11 +237,19 @@ impl FlowTable {
         self.table.is_empty()
     }
 
-    /// Accounts `p` (captured at `ts_ns`) to its flow; ended flows go to `out`.
+    /// Accounts `p` (captured at `ts_ns`) to its flow; ended flows go to `out`. Returns the
+    /// flow's Community ID for the connection's events (`None` for ICMP and when the table
+    /// is full).
     #[inline]
     /// `key`: `FlowKey::of(p, by_vlan)`, which the engine works out once for the flow table
     /// and the protocol analyzers.
-    pub fn packet(&mut self, p: &Packet<'_>, key: (FlowKey, usize), ts_ns: i64, out: &mut Out) {
+    pub fn packet(
+        &mut self,
+        p: &Packet<'_>,
+        key: (FlowKey, usize),
+        ts_ns: i64,
+        out: &mut Out,
+    ) -> Option<&CommunityId> {
         self.account(p, key, ts_ns, ts_ns, 1, p.ip_len as u64, out)
     }
 
@@ -249,7 +264,7 @@ impl FlowTable {
             wire.packets,
             wire.bytes,
             out,
-        )
+        );
     }
 
     /// `packets` packets of `bytes` in all, of the flow `p` is in, captured from `first_ns`
@@ -265,7 +280,7 @@ impl FlowTable {
         packets: u64,
         bytes: u64,
         out: &mut Out,
-    ) {
+    ) -> Option<&CommunityId> {
         let flags = p.tcp.map(|t| t.flags).unwrap_or(0);
         let syn_only = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         // A new connection on the 5-tuple of a closed one: report the old flow first.
@@ -292,7 +307,7 @@ impl FlowTable {
             std::collections::hash_map::Entry::Vacant(v) => {
                 if tracked >= self.config.max_flows {
                     self.stats.flows_untracked.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return None;
                 }
                 let synack =
                     flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK);
@@ -330,6 +345,11 @@ impl FlowTable {
                     vlan: p.vlan,
                     inner_vlan: p.inner_vlan,
                     icmp: None,
+                    community_id: if is_icmp(key.proto) {
+                        CommunityId::default()
+                    } else {
+                        CommunityId::of(0, key.a, key.ap, key.b, key.bp, key.proto)
+                    },
                 })
             }
         };
@@ -376,6 +396,7 @@ impl FlowTable {
                 self.closed.push_back((key, id, ts_ns));
             }
         }
+        (!is_icmp(key.proto)).then_some(&f.community_id)
     }
 
     /// Ends idle flows and emits interim reports, as of capture time `now_ns`.
@@ -579,235 +600,17 @@ impl FlowTable {
     }
 }
 
+/// ICMP and ICMPv6: a flow whose Community ID hashes the type and code of its first message.
+fn is_icmp(proto: u8) -> bool {
+    matches!(proto, 1 | 58)
+}
+
 fn closed_reason(f: &Flow) -> EndReason {
     if f.rst {
         EndReason::Rst
     } else {
         EndReason::Fin
     }
-}
-
-fn report(
-    input: &Arc<str>,
-    k: &FlowKey,
-    f: &Flow,
-    fin: bool,
-    why: Option<EndReason>,
-    out: &mut Out,
-) {
-    out.push(input, &FlowReport { k, f, fin, why });
-}
-
-fn flag_names(flags: u8) -> ([&'static str; 6], usize) {
-    let all = [
-        (tcp_flags::SYN, "SYN"),
-        (tcp_flags::ACK, "ACK"),
-        (tcp_flags::PSH, "PSH"),
-        (tcp_flags::FIN, "FIN"),
-        (tcp_flags::RST, "RST"),
-        (tcp_flags::URG, "URG"),
-    ];
-    let mut names = [""; 6];
-    let mut n = 0;
-    for (b, name) in all {
-        if flags & b != 0 {
-            names[n] = name;
-            n += 1;
-        }
-    }
-    (names, n)
-}
-
-pub fn transport_name(proto: u8) -> Cow<'static, str> {
-    match proto {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        58 => "ipv6-icmp".into(),
-        132 => "sctp".into(),
-        n => n.to_string().into(),
-    }
-}
-
-static EVENT_END: Fixed = Fixed::new(|w| {
-    w.str("kind", "event");
-    w.strs("category", &["network"]);
-    w.strs("type", &["connection", "end"]);
-    w.str("dataset", "flow");
-});
-static EVENT_INFO: Fixed = Fixed::new(|w| {
-    w.str("kind", "event");
-    w.strs("category", &["network"]);
-    w.strs("type", &["connection", "info"]);
-    w.str("dataset", "flow");
-});
-
-/// One flow report (interim or final).
-struct FlowReport<'a> {
-    k: &'a FlowKey,
-    f: &'a Flow,
-    fin: bool,
-    why: Option<EndReason>,
-}
-
-impl Report for FlowReport<'_> {
-    fn write<W: Fields>(&self, w: &mut W) {
-        let FlowReport { k, f, fin, why } = *self;
-        let (s, d) = (f.initiator as usize, f.initiator as usize ^ 1);
-        let ep = |dir: usize| if dir == 0 { (k.a, k.ap) } else { (k.b, k.bp) };
-        let ((sip, sport), (dip, dport)) = (ep(s), ep(d));
-        w.time("@timestamp", f.last_ns);
-        w.open("event");
-        w.fixed(if fin { &EVENT_END } else { &EVENT_INFO });
-        w.time("start", f.first_ns);
-        w.time("end", f.last_ns);
-        w.int("duration", f.last_ns - f.first_ns);
-        w.close();
-        w.open("flow");
-        w.word("id", hex16(flow_hash(k, f.first_ns), &mut [0; 16]));
-        w.bool("final", fin);
-        if let Some(why) = why {
-            w.word("end_reason", why.as_str());
-        }
-        if k.proto == 6 {
-            w.open("tcp");
-            w.open("flags");
-            let (names, n) = flag_names(f.flags[s]);
-            w.words("source", &names[..n]);
-            let (names, n) = flag_names(f.flags[d]);
-            w.words("destination", &names[..n]);
-            w.close();
-            if f.setup_ns != UNSET {
-                w.int("setup_duration", f.setup_ns);
-            }
-            w.close();
-        }
-        w.close();
-        let ports = matches!(k.proto, 6 | 17 | 132 | 33 | 136);
-        for (name, ip, port, dir) in [("source", sip, sport, s), ("destination", dip, dport, d)] {
-            w.open(name);
-            match ip.v4_text(&mut [0; 15]) {
-                Some(text) => w.word("ip", text),
-                None => w.string("ip", ip.text()),
-            }
-            if ports {
-                w.int("port", port as i64);
-            }
-            w.int("packets", f.dirs[dir].packets as i64);
-            w.int("bytes", f.dirs[dir].bytes as i64);
-            w.close();
-        }
-        w.open("network");
-        w.word("transport", &transport_name(k.proto));
-        w.word("iana_number", &iana_number(k.proto));
-        w.word("type", if sip.is_v4() { "ipv4" } else { "ipv6" });
-        w.int("packets", (f.dirs[0].packets + f.dirs[1].packets) as i64);
-        w.int("bytes", (f.dirs[0].bytes + f.dirs[1].bytes) as i64);
-        let (cs, cd) = match f.icmp {
-            Some((t, code, dir)) if dir as usize == s => (t, code),
-            Some((t, code, _)) => (icmp_counterpart(k.proto == 58, t).unwrap_or(t), code),
-            None => (sport, dport),
-        };
-        w.string("community_id", community_id(0, sip, cs, dip, cd, k.proto));
-        if f.vlan != 0 {
-            w.open("vlan");
-            w.string("id", f.vlan.to_string());
-            w.close();
-            if f.inner_vlan != 0 {
-                w.open("inner");
-                w.open("vlan");
-                w.string("id", f.inner_vlan.to_string());
-                w.close();
-                w.close();
-            }
-        }
-        w.close();
-        if k.proto == ESP.0 && k.label != 0 {
-            // One flow per security association (RFC 4303): the SPI is what tells two of
-            // them between the same hosts apart.
-            w.open("esp");
-            w.int("spi", i64::from(k.label));
-            w.close();
-        }
-        match f.tunnel.as_deref() {
-            Some((t, _)) if f.outer => write_outer_tunnel(w, t),
-            Some((t, dir)) => write_tunnel(w, t, *dir == s),
-            None => {}
-        }
-    }
-}
-
-/// `tunnel.{type,id,source.ip,destination.ip}`; `forward` when the packet that carried the
-/// tunnel went from the flow's source to its destination (the outer addresses follow it).
-pub fn write_tunnel<W: Fields>(w: &mut W, t: &Tunnel, forward: bool) {
-    let (src, dst) = if forward {
-        (t.src, t.dst)
-    } else {
-        (t.dst, t.src)
-    };
-    w.open("tunnel");
-    w.str("type", t.kind.as_str());
-    if let Some(id) = t.id {
-        w.string("id", id.to_string());
-    }
-    for (name, ip) in [("source", src), ("destination", dst)] {
-        w.open(name);
-        w.string("ip", ip.text());
-        w.close();
-    }
-    w.close();
-}
-
-/// The outer flow of a tunnel: `tunnel.type` and `tunnel.outer: true`, which tells it from the
-/// inner flows it carries (their bytes are inside its bytes). No `tunnel.id`: one outer
-/// 5-tuple may carry several VNIs; the outer addresses are the flow's own.
-fn write_outer_tunnel<W: Fields>(w: &mut W, t: &Tunnel) {
-    w.open("tunnel");
-    w.str("type", t.kind.as_str());
-    w.bool("outer", true);
-    w.close();
-}
-
-/// `{:016x}` without the formatter, written into `text`.
-fn hex16(v: u64, text: &mut [u8; 16]) -> &str {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, d) in text.iter_mut().enumerate() {
-        *d = HEX[(v >> ((15 - i) * 4)) as usize & 15];
-    }
-    // Only hex digits were written.
-    std::str::from_utf8(text).unwrap_or_default()
-}
-
-/// The protocol number as text; the common ones without formatting.
-fn iana_number(proto: u8) -> Cow<'static, str> {
-    match proto {
-        6 => "6".into(),
-        17 => "17".into(),
-        1 => "1".into(),
-        58 => "58".into(),
-        n => n.to_string().into(),
-    }
-}
-
-/// `flow.id`: the key and start hashed field by field, the addresses as byte strings, so that
-/// ids stay what earlier versions gave (`Addr`'s own `Hash` is a faster 128-bit one).
-fn flow_hash(k: &FlowKey, first_ns: i64) -> u64 {
-    use std::hash::Hasher;
-    let mut h = rustc_hash::FxHasher::default();
-    for a in [k.a, k.b] {
-        h.write_usize(a.0.len());
-        h.write(&a.0);
-    }
-    h.write_u16(k.ap);
-    h.write_u16(k.bp);
-    h.write_u8(k.proto);
-    h.write_u16(k.vlan);
-    // Only when set, so that ids of port-keyed flows stay what earlier versions gave.
-    if k.label != 0 {
-        h.write_u32(k.label);
-    }
-    h.write_i64(first_ns);
-    h.finish()
 }
 
 mod outer;

@@ -482,11 +482,12 @@ impl Engine {
             self.fragment(&p, ts_ns);
         } else {
             let key = flows::FlowKey::of(&p, self.key_by_vlan);
-            if let Some(f) = &mut self.flows {
-                f.packet(&p, key, ts_ns, &mut self.out);
-            }
+            let id = match &mut self.flows {
+                Some(f) => f.packet(&p, key, ts_ns, &mut self.out),
+                None => None,
+            };
             if !self.sessions.is_empty() {
-                self.sessions.packet(&p, key, ts_ns, &mut self.out);
+                self.sessions.packet(&p, key, id, ts_ns, &mut self.out);
             }
         }
         self.graph_flows(before);

@@ -9,6 +9,7 @@
 //! same output.
 
 use super::analyzer::{AnySession, Conn, Counts, Emit, Protocol, Side, Transport};
+use super::community_id::CommunityId;
 use super::decode::{tcp_flags, Packet};
 use super::flows::FlowKey;
 use super::http::metrics::ServiceMap;
@@ -189,11 +190,18 @@ impl Sessions {
     }
 
     /// `key`: `FlowKey::of(p, by_vlan)`, which the engine works out once for the flow table
-    /// and here.
-    pub fn packet(&mut self, p: &Packet<'_>, key: (FlowKey, usize), ts: i64, out: &mut Out) {
+    /// and here; `id`: the flow's Community ID when the flow table has it.
+    pub fn packet(
+        &mut self,
+        p: &Packet<'_>,
+        key: (FlowKey, usize),
+        id: Option<&CommunityId>,
+        ts: i64,
+        out: &mut Out,
+    ) {
         match (p.tcp.is_some(), p.proto) {
-            (true, _) => self.tcp(p, key, ts, out),
-            (false, 17) if p.fragment.is_none() => self.udp(p, key, ts, out),
+            (true, _) => self.tcp(p, key, id, ts, out),
+            (false, 17) if p.fragment.is_none() => self.udp(p, key, id, ts, out),
             _ => {}
         }
     }
@@ -207,6 +215,7 @@ impl Sessions {
         p: &Packet<'_>,
         dir: usize,
         client_dir: usize,
+        id: Option<&CommunityId>,
         ts: i64,
     ) -> Option<Entry> {
         let r = &mut self.protocols[proto];
@@ -220,7 +229,7 @@ impl Sessions {
         } else {
             ((p.dst, p.dport), (p.src, p.sport))
         };
-        let mut conn = Conn::new(r.protocol.name(), transport, client, server);
+        let mut conn = Conn::with_community_id(r.protocol.name(), transport, client, server, id);
         conn.category = r.protocol.category();
         Some(Entry {
             session: r.protocol.open(transport, &conn),
@@ -234,7 +243,14 @@ impl Sessions {
         })
     }
 
-    fn tcp(&mut self, p: &Packet<'_>, (key, dir): (FlowKey, usize), ts: i64, out: &mut Out) {
+    fn tcp(
+        &mut self,
+        p: &Packet<'_>,
+        (key, dir): (FlowKey, usize),
+        id: Option<&CommunityId>,
+        ts: i64,
+        out: &mut Out,
+    ) {
         let Some(tcp) = p.tcp else { return };
         let syn = tcp.flags & (tcp_flags::SYN | tcp_flags::ACK);
         // Nearly every packet is a segment of a connection already followed: one look-up in
@@ -314,7 +330,7 @@ impl Sessions {
             };
             let by_port =
                 self.protocols[proto].on_port(p.dport) || self.protocols[proto].on_port(p.sport);
-            let Some(mut e) = self.open(proto, Transport::Tcp, p, dir, client_dir, ts) else {
+            let Some(mut e) = self.open(proto, Transport::Tcp, p, dir, client_dir, id, ts) else {
                 return;
             };
             e.provisional = p.payload.is_empty() && sent_by.is_none() && !by_port;
@@ -345,7 +361,14 @@ impl Sessions {
         }
     }
 
-    fn udp(&mut self, p: &Packet<'_>, (key, dir): (FlowKey, usize), ts: i64, out: &mut Out) {
+    fn udp(
+        &mut self,
+        p: &Packet<'_>,
+        (key, dir): (FlowKey, usize),
+        id: Option<&CommunityId>,
+        ts: i64,
+        out: &mut Out,
+    ) {
         if !self.conns.contains_key(&key) {
             let Some((proto, sent_by)) = self.claim(Transport::Udp, p.sport, p.dport, p.payload)
             else {
@@ -377,7 +400,7 @@ impl Sessions {
                 None if p.dport <= p.sport => dir,
                 None => dir ^ 1,
             };
-            let Some(e) = self.open(proto, Transport::Udp, p, dir, client_dir, ts) else {
+            let Some(e) = self.open(proto, Transport::Udp, p, dir, client_dir, id, ts) else {
                 return;
             };
             self.conns.insert(key, e);
