@@ -94,7 +94,8 @@ impl CommunityId {
 
     /// `text` as a `String`.
     pub fn string(&self) -> String {
-        self.text().iter().map(|&c| c as char).collect()
+        // The text is ASCII (base64 digits, `1:`, `=`): one copy, not a push per char.
+        String::from_utf8_lossy(&self.text()).into_owned()
     }
 }
 
