@@ -42,7 +42,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import urllib.parse
@@ -54,21 +53,11 @@ except ImportError:
 
 from heldout_dnstls import score_dns_tls, zeek_dns_tls
 from heldout_match import (FLOW_FIELDS, HTTP_FIELDS, compile_filter, flatten, get, holds,
-                           policy_mode, same, tracks_vlan, zeek_rows, zeek_unescape)
+                           policy_mode, run_pcap, same, tracks_vlan, zeek_rows, zeek_unescape)
 
 
 def run_trawl(trawl, pcap, extra=()):
-    out = subprocess.run([trawl, "pcap", "--only", "flows,http,http2", *extra, pcap],
-                         capture_output=True, timeout=600)
-    if out.returncode not in (0, 1):
-        return None, out.stderr.decode(errors="replace")[-400:]
-    events = []
-    for line in out.stdout.decode(errors="replace").splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            pass
-    return events, out.stderr.decode(errors="replace")
+    return run_pcap(trawl, ["--only", "flows,http,http2", *extra, pcap])
 
 
 def split(events):

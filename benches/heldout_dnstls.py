@@ -1,11 +1,10 @@
 """DNS and TLS for benches/heldout.py: trawl's DNS and TLS events read as the Suricata eve
 records and Zeek dns.log/ssl.log rows they stand for, and those expectations scored."""
-import json
 import os
 import re
-import subprocess
 
-from heldout_match import OPS, compare, get, same, suricata_yaml, zeek_rows, zeek_unescape
+from heldout_match import (OPS, compare, get, run_pcap, same, suricata_yaml, zeek_rows,
+                           zeek_unescape)
 
 
 # DNS and TLS are read with a pipeline whose packet input reports both, TLS recognised by its
@@ -34,16 +33,7 @@ def run_trawl_dns_tls(trawl, pcap, tmp, dns_ports=(53,)):
         os.makedirs(os.path.join(tmp, "data"), exist_ok=True)
         with open(cfg, "w") as fh:
             fh.write(DNS_TLS_PIPELINE % (ports, os.path.join(tmp, "data")))
-    out = subprocess.run([trawl, "pcap", "-c", cfg, pcap], capture_output=True, timeout=600)
-    if out.returncode not in (0, 1):
-        return None, out.stderr.decode(errors="replace")[-400:]
-    events = []
-    for line in out.stdout.decode(errors="replace").splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            pass
-    return events, out.stderr.decode(errors="replace")
+    return run_pcap(trawl, ["-c", cfg, pcap])
 
 
 # --- DNS and TLS: trawl's one event per DNS transaction / TLS handshake seen as the events

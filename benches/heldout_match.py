@@ -2,8 +2,10 @@
 the ECS counterparts of Suricata's keys, the filter operators as suricata-verify's runner reads
 them, and the Suricata settings that put a test apart ("policy")."""
 import ipaddress
+import json
 import os
 import re
+import subprocess
 
 import yaml
 
@@ -203,3 +205,18 @@ def zeek_rows(path):
             elif line and not line.startswith("#") and fields:
                 rows.append(dict(zip(fields, line.split("\t"))))
     return rows
+
+
+def run_pcap(trawl, args):
+    """`trawl pcap ARGS`: its events, and its standard error (None and the error's tail when it
+    failed other than on a damaged capture, exit 1)."""
+    out = subprocess.run([trawl, "pcap", *args], capture_output=True, timeout=600)
+    if out.returncode not in (0, 1):
+        return None, out.stderr.decode(errors="replace")[-400:]
+    events = []
+    for line in out.stdout.decode(errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            pass
+    return events, out.stderr.decode(errors="replace")
