@@ -132,12 +132,29 @@ impl Sessions {
         payload: &[u8],
     ) -> Option<(usize, Option<Side>)> {
         let runs = |r: &&Registered| r.runs_over(transport);
-        if let Some(i) = self
-            .protocols
-            .iter()
-            .position(|r| runs(&r) && (r.on_port(dport) || r.on_port(sport)))
-        {
-            return Some((i, None));
+        let on_port = |r: &Registered| r.on_port(dport) || r.on_port(sport);
+        if let Some(i) = self.protocols.iter().position(|r| runs(&r) && on_port(r)) {
+            if !self.shares_port(transport, sport, dport) {
+                return Some((i, None));
+            }
+            // Several protocols were given this port (HTTP/1.x and HTTP/2 on one listener):
+            // the first payload decides, as for a protocol that follows every port; without
+            // one yet (a SYN), the one that takes what nothing recognises holds it until then.
+            let mut fallback = None;
+            for (j, r) in self.protocols.iter().enumerate().skip(i) {
+                if !runs(&r) || !on_port(r) {
+                    continue;
+                }
+                if !payload.is_empty() {
+                    if let Some(side) = r.protocol.recognize(transport, payload) {
+                        return Some((j, Some(side)));
+                    }
+                }
+                if fallback.is_none() && r.protocol.takes_unrecognized() {
+                    fallback = Some(j);
+                }
+            }
+            return Some((fallback.unwrap_or(i), None));
         }
         let mut maybe = None;
         for (i, r) in self.protocols.iter().enumerate() {
@@ -155,15 +172,28 @@ impl Sessions {
         maybe
     }
 
+    /// More than one protocol was given one of these ports.
+    fn shares_port(&self, transport: Transport, sport: u16, dport: u16) -> bool {
+        self.protocols
+            .iter()
+            .filter(|r| r.runs_over(transport) && (r.on_port(dport) || r.on_port(sport)))
+            .nth(1)
+            .is_some()
+    }
+
     /// A payload of a connection taken provisionally at its SYN: when a protocol without
-    /// ports recognises it, the connection goes to that protocol; else it stays. The client's
+    /// ports, or one of those sharing its port, recognises it, the connection goes to that
+    /// protocol; else it stays. The client's
     /// first payload decides: a server may speak first (an HTTP/2 server's SETTINGS before
     /// the client's preface), and what it sent is lost to the new protocol, as when that one
     /// picks a connection up in the middle.
-    fn recognize_late(&mut self, key: &FlowKey, payload: &[u8], dir: usize) {
+    fn recognize_late(&mut self, key: &FlowKey, p: &Packet<'_>, dir: usize) {
+        let payload = p.payload;
         let found = self.protocols.iter().position(|r| {
             r.runs_over(Transport::Tcp)
-                && r.protocol.settings().ports.is_empty()
+                && (r.protocol.settings().ports.is_empty()
+                    || r.on_port(p.sport)
+                    || r.on_port(p.dport))
                 && r.protocol.recognize(Transport::Tcp, payload).is_some()
         });
         let Some(e) = self.conns.get_mut(key) else {
@@ -333,11 +363,13 @@ impl Sessions {
             let Some(mut e) = self.open(proto, Transport::Tcp, p, dir, client_dir, id, ts) else {
                 return;
             };
-            e.provisional = p.payload.is_empty() && sent_by.is_none() && !by_port;
+            e.provisional = p.payload.is_empty()
+                && sent_by.is_none()
+                && (!by_port || self.shares_port(Transport::Tcp, p.sport, p.dport));
             self.conns.insert(key, e);
         }
         if !p.payload.is_empty() && self.conns.get(&key).is_some_and(|e| e.provisional) {
-            self.recognize_late(&key, p.payload, dir);
+            self.recognize_late(&key, p, dir);
         }
         let Some(e) = self.conns.get_mut(&key) else {
             return;

@@ -117,3 +117,72 @@ fn doh_get_and_post_over_http2_and_http1_are_dns_events_too() {
     assert_eq!(other.len(), 1, "{evs:#?}");
     assert_eq!(other[0]["http"]["response"]["status_code"], 404);
 }
+
+/// `trawl run` on doh.pcap as a `pcap_file` input with `protocols` (a YAML flow mapping),
+/// its events to stdout.
+fn run_with_protocols(protocols: &str) -> Vec<J> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("p.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    protocols: {protocols}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
+            data("doh/doh.pcap").display(),
+            dir.path().display()
+        ),
+    )
+    .expect("write pipeline");
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .output()
+        .expect("run trawl run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON {l:?}: {e}")))
+        .collect()
+}
+
+/// HTTP/1.1 and HTTP/2 given the same port (one listener speaking both, as hypercorn here):
+/// each connection goes to the protocol its first bytes are, so every exchange is reported
+/// (two HTTP/1.1 and three HTTP/2) with its DNS. A user who does not want DoH counted as DNS
+/// turns it off per protocol: the HTTP exchanges are all still reported, no `dns` event;
+/// turned off for HTTP/1.x only, the two HTTP/2 exchanges still give theirs.
+#[test]
+fn dns_over_https_false_reports_the_http_exchanges_only() {
+    // (dns events, HTTP/1.1 events, HTTP/2 events)
+    let count = |evs: &[J]| -> (usize, usize, usize) {
+        let n = |f: &dyn Fn(&J) -> bool| evs.iter().filter(|e| f(e)).count();
+        (
+            n(&|e| e["event"]["dataset"] == "dns"),
+            n(&|e| e["event"]["dataset"] == "http" && e["http"]["version"] == "1.1"),
+            n(&|e| e["event"]["dataset"] == "http2" && e["http"]["version"] == "2"),
+        )
+    };
+    let on = run_with_protocols("{ http: { ports: [18053] }, http2: { ports: [18053] } }");
+    assert_eq!(count(&on), (4, 2, 3), "{on:#?}");
+    let off = run_with_protocols(
+        "{ http: { ports: [18053], dns_over_https: false }, http2: { ports: [18053], dns_over_https: false } }",
+    );
+    assert_eq!(count(&off), (0, 2, 3), "{off:#?}");
+    let h1_off = run_with_protocols(
+        "{ http: { ports: [18053], dns_over_https: false }, http2: { ports: [18053] } }",
+    );
+    assert_eq!(count(&h1_off), (2, 2, 3), "{h1_off:#?}");
+    let dns: Vec<&J> = h1_off
+        .iter()
+        .filter(|e| e["event"]["dataset"] == "dns")
+        .collect();
+    let mut names: Vec<&str> = dns
+        .iter()
+        .map(|d| d["dns"]["question"]["name"].as_str().unwrap_or(""))
+        .collect();
+    names.sort();
+    // make_doh.sh's two HTTP/2 exchanges.
+    assert_eq!(names, ["mail.example.org", "www.example.com"], "{dns:#?}");
+}
