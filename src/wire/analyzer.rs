@@ -242,6 +242,12 @@ pub trait Session: Send + 'static {
         true
     }
 
+    /// The rest of the connection is another protocol's (its `Protocol::name`), said once:
+    /// a PostgreSQL connection upgraded by an SSLRequest is TLS from the server's `S` on.
+    fn hand_over(&mut self) -> Option<&'static str> {
+        None
+    }
+
     /// The session as the driver holds it (`Protocol::open` returns this).
     fn boxed(self) -> Box<dyn AnySession>
     where
@@ -501,6 +507,7 @@ pub trait AnySession: Send {
     fn close(&mut self, ts: i64, emit: &mut Emit<'_>);
     fn expire(&mut self, deadline_ns: i64, emit: &mut Emit<'_>);
     fn expires(&self, deadline_ns: i64) -> bool;
+    fn hand_over(&mut self) -> Option<&'static str>;
 }
 
 /// A session and its sink (kept between calls so that its buffer is reused).
@@ -565,6 +572,9 @@ impl<S: Session> AnySession for Running<S> {
     }
     fn expires(&self, deadline_ns: i64) -> bool {
         self.session.expires(deadline_ns)
+    }
+    fn hand_over(&mut self) -> Option<&'static str> {
+        self.session.hand_over()
     }
 }
 

@@ -657,7 +657,38 @@ fn feed_tcp(
     }
     let closed = tcp.flags & tcp_flags::RST != 0 || (streams[0].fin && streams[1].fin);
     count(&r.stats, &counts, stats, gaps);
+    if let Some(to) = e.session.hand_over() {
+        hand_over(e, protocols, to, p);
+    }
     closed
+}
+
+/// The rest of `e` goes to the protocol named `to` when it runs on this connection's port (or
+/// on every port): a PostgreSQL connection upgraded to TLS gives its handshake to `tls`. What
+/// the streams hold is carried over to that protocol's budget.
+fn hand_over(e: &mut Entry, protocols: &mut [Registered], to: &str, p: &Packet<'_>) {
+    let Some(i) = protocols.iter().position(|r| {
+        r.protocol.name() == to
+            && r.runs_over(Transport::Tcp)
+            && (r.protocol.settings().ports.is_empty() || r.on_port(p.sport) || r.on_port(p.dport))
+    }) else {
+        return;
+    };
+    let held = e.streams[0].buffered() + e.streams[1].buffered();
+    let r = &mut protocols[i];
+    if r.open >= r.protocol.settings().max_connections {
+        r.stats.untracked.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    r.open += 1;
+    r.budget.used += held;
+    e.conn.protocol = r.protocol.name();
+    e.conn.category = r.protocol.category();
+    e.session = r.protocol.open(Transport::Tcp, &e.conn);
+    let old = &mut protocols[e.proto];
+    old.open = old.open.saturating_sub(1);
+    old.budget.used = old.budget.used.saturating_sub(held);
+    e.proto = i;
 }
 
 fn count(proto: &ProtocolStats, counts: &Counts, stats: &Stats, gaps: u64) {

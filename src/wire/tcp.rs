@@ -51,6 +51,11 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Bytes held out of order, counted in the protocol's budget.
+    pub fn buffered(&self) -> usize {
+        self.pending_bytes
+    }
+
     pub fn started(&self) -> bool {
         self.next.is_some()
     }

@@ -133,6 +133,9 @@ pub struct Conn {
     last_ns: i64,
     /// A gap was seen: transactions still open carry the tag.
     gap: bool,
+    /// Encrypted by TLS (an SSLRequest answered `S`, or a direct ClientHello): the rest is
+    /// TLS's to read, once the driver has taken it (`take_tls`).
+    tls: bool,
 }
 
 impl Default for Conn {
@@ -152,6 +155,7 @@ impl Conn {
             portals: FxHashMap::default(),
             last_ns: i64::MIN,
             gap: false,
+            tls: false,
         }
     }
 
@@ -207,6 +211,7 @@ impl Conn {
         if self.client.framer.untyped && self.client.framer.buf.is_empty() && is_tls_record(data) {
             // A ClientHello where a startup packet would be: encrypted from here.
             self.encrypted(st);
+            self.tls = true;
             return;
         }
         let mut framer = std::mem::take(&mut self.client.framer);
@@ -317,6 +322,11 @@ impl Conn {
         for e in self.pending.drain(..) {
             unanswered(e, ts, gap, out);
         }
+    }
+
+    /// Whether the connection turned TLS since the last call.
+    pub fn take_tls(&mut self) -> bool {
+        std::mem::take(&mut self.tls)
     }
 
     fn encrypted(&mut self, st: &mut ConnStats) {
@@ -529,8 +539,9 @@ impl Conn {
         match m.kind {
             // 'N' goes on in clear: the client sends its StartupMessage next.
             0 => {
-                if let Some(b'S' | b'G') = m.body.first() {
+                if let Some(&answer @ (b'S' | b'G')) = m.body.first() {
                     self.encrypted(st);
+                    self.tls = answer == b'S';
                 }
             }
             b'1' => self.pop_step(|e| matches!(e, Expect::Parse(_))),

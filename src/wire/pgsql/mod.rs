@@ -187,6 +187,10 @@ impl analyzer::Session for PgsqlSession {
         self.conn.expire(deadline_ns, &mut out.transactions);
     }
 
+    fn hand_over(&mut self) -> Option<&'static str> {
+        self.conn.take_tls().then_some("tls")
+    }
+
     fn expires(&self, deadline_ns: i64) -> bool {
         self.conn.expires(deadline_ns)
     }
