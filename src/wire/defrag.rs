@@ -659,8 +659,9 @@ impl super::Engine {
         }
         if !self.sessions.is_empty() {
             let key = super::flows::FlowKey::of(&p, self.key_by_vlan);
+            let hash = super::flows::key_hash(&key.0);
             self.sessions
-                .packet(&p, key, None, d.wire.last_ns, &mut self.out);
+                .packet(&p, key, hash, None, d.wire.last_ns, &mut self.out);
         }
     }
 }

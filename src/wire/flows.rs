@@ -12,9 +12,11 @@ use super::out::Out;
 use super::tunnel::Tunnel;
 use super::Stats;
 use crate::config::Duration;
-use rustc_hash::FxHashMap;
+use hashbrown::hash_map::{Entry, RawEntryMut};
+use rustc_hash::FxBuildHasher;
 use serde::Deserialize;
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -22,6 +24,16 @@ use key::is_icmp_answer;
 pub use key::FlowKey;
 use report::report;
 pub use report::{transport_name, write_tunnel};
+
+/// The flow table's and the connection table's map: both keyed by `FlowKey`, so that the
+/// key's hash (`key_hash`) is worked out once a packet and given to both.
+pub type KeyMap<V> = hashbrown::HashMap<FlowKey, V, FxBuildHasher>;
+
+/// The hash `KeyMap` files `key` under.
+#[inline]
+pub fn key_hash(key: &FlowKey) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,7 +185,7 @@ pub struct FlowTable {
     config: FlowsConfig,
     /// The VLAN id is part of the key (`Analyzers::key_by_vlan`).
     key_by_vlan: bool,
-    table: FxHashMap<FlowKey, Flow>,
+    table: KeyMap<Flow>,
     /// Closed flows in the order they closed (flow id to tell a reopened 5-tuple apart, and
     /// when the entry was queued); entries whose flow has gone are dropped when they reach
     /// the front.
@@ -217,7 +229,7 @@ impl FlowTable {
         FlowTable {
             config,
             key_by_vlan,
-            table: FxHashMap::default(),
+            table: KeyMap::default(),
             closed: VecDeque::new(),
             input,
             stats,
@@ -241,24 +253,27 @@ impl FlowTable {
     /// flow's Community ID for the connection's events (`None` for ICMP and when the table
     /// is full).
     #[inline]
-    /// `key`: `FlowKey::of(p, by_vlan)`, which the engine works out once for the flow table
-    /// and the protocol analyzers.
+    /// `key`: `FlowKey::of(p, by_vlan)`, and `hash` its `key_hash`, which the engine works
+    /// out once for the flow table and the protocol analyzers.
     pub fn packet(
         &mut self,
         p: &Packet<'_>,
         key: (FlowKey, usize),
+        hash: u64,
         ts_ns: i64,
         out: &mut Out,
     ) -> Option<&CommunityId> {
-        self.account(p, key, ts_ns, ts_ns, 1, p.ip_len as u64, out)
+        self.account(p, key, hash, ts_ns, ts_ns, 1, p.ip_len as u64, out)
     }
 
     /// Accounts the fragments of one IP datagram (`wire`) to the flow `p` is in: each
     /// fragment is a packet of the flow, as on the wire.
     pub fn fragments(&mut self, p: &Packet<'_>, wire: &Wire, out: &mut Out) {
+        let key = FlowKey::of(p, self.key_by_vlan);
         self.account(
             p,
-            FlowKey::of(p, self.key_by_vlan),
+            key,
+            key_hash(&key.0),
             wire.first_ns,
             wire.last_ns,
             wire.packets,
@@ -275,6 +290,7 @@ impl FlowTable {
         &mut self,
         p: &Packet<'_>,
         (key, dir): (FlowKey, usize),
+        hash: u64,
         first_ns: i64,
         ts_ns: i64,
         packets: u64,
@@ -302,9 +318,13 @@ impl FlowTable {
             self.end_oldest_closed(out);
         }
         let tracked = self.table.len();
-        let f = match self.table.entry(key) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
+        let f = match self
+            .table
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, &key)
+        {
+            RawEntryMut::Occupied(o) => o.into_mut(),
+            RawEntryMut::Vacant(v) => {
                 if tracked >= self.config.max_flows {
                     self.stats.flows_untracked.fetch_add(1, Ordering::Relaxed);
                     return None;
@@ -327,7 +347,7 @@ impl FlowTable {
                 };
                 let id = self.next_id;
                 self.next_id += 1;
-                v.insert(Flow {
+                let flow = Flow {
                     id,
                     first_ns,
                     last_ns: ts_ns,
@@ -350,7 +370,8 @@ impl FlowTable {
                     } else {
                         CommunityId::of(0, key.a, key.ap, key.b, key.bp, key.proto)
                     },
-                })
+                };
+                v.insert_hashed_nocheck(hash, key, flow).1
             }
         };
         if !self.key_by_vlan && f.vlan == 0 && p.vlan != 0 {
@@ -471,8 +492,7 @@ impl FlowTable {
             match d.why {
                 Some(why) => {
                     // One lookup: a sweep ends about as many flows as start.
-                    if let std::collections::hash_map::Entry::Occupied(o) = self.table.entry(d.key)
-                    {
+                    if let Entry::Occupied(o) = self.table.entry(d.key) {
                         if o.get().id == d.id && o.get().last_ns == d.last_ns {
                             let f = o.remove();
                             report(&self.input, &d.key, &f, true, Some(why), out);
@@ -594,7 +614,7 @@ impl FlowTable {
         }
         self.ending = None;
         // What the table grew to is given back rather than kept for a capture that ended.
-        self.table = FxHashMap::default();
+        self.table = KeyMap::default();
         self.stats.flows_active.store(0, Ordering::Relaxed);
         false
     }

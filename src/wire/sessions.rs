@@ -11,12 +11,12 @@
 use super::analyzer::{AnySession, Conn, Counts, Emit, Protocol, Side, Transport};
 use super::community_id::CommunityId;
 use super::decode::{tcp_flags, Packet};
-use super::flows::FlowKey;
+use super::flows::{FlowKey, KeyMap};
 use super::http::metrics::ServiceMap;
 use super::out::Out;
 use super::tcp::{Budget, Chunk, Stream};
 use super::{ProtocolStats, Stats};
-use rustc_hash::FxHashMap;
+use hashbrown::hash_map::RawEntryMut;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -67,7 +67,7 @@ struct Entry {
 /// The protocols of one engine and the connections they follow.
 pub struct Sessions {
     protocols: Vec<Registered>,
-    conns: FxHashMap<FlowKey, Entry>,
+    conns: KeyMap<Entry>,
     stats: Arc<Stats>,
     input: Arc<str>,
     map: Option<Arc<ServiceMap>>,
@@ -109,7 +109,7 @@ impl Sessions {
             .collect();
         Sessions {
             protocols,
-            conns: FxHashMap::default(),
+            conns: KeyMap::default(),
             stats,
             input,
             map,
@@ -219,18 +219,20 @@ impl Sessions {
         e.proto = proto;
     }
 
-    /// `key`: `FlowKey::of(p, by_vlan)`, which the engine works out once for the flow table
-    /// and here; `id`: the flow's Community ID when the flow table has it.
+    /// `key`: `FlowKey::of(p, by_vlan)`, and `hash` its `key_hash`, which the engine works
+    /// out once for the flow table and here; `id`: the flow's Community ID when the flow
+    /// table has it.
     pub fn packet(
         &mut self,
         p: &Packet<'_>,
         key: (FlowKey, usize),
+        hash: u64,
         id: Option<&CommunityId>,
         ts: i64,
         out: &mut Out,
     ) {
         match (p.tcp.is_some(), p.proto) {
-            (true, _) => self.tcp(p, key, id, ts, out),
+            (true, _) => self.tcp(p, key, hash, id, ts, out),
             (false, 17) if p.fragment.is_none() => self.udp(p, key, id, ts, out),
             _ => {}
         }
@@ -277,6 +279,7 @@ impl Sessions {
         &mut self,
         p: &Packet<'_>,
         (key, dir): (FlowKey, usize),
+        hash: u64,
         id: Option<&CommunityId>,
         ts: i64,
         out: &mut Out,
@@ -287,11 +290,15 @@ impl Sessions {
         // the table. A SYN (the 4-tuple may be reused), a new connection and the first
         // payload of a provisional one take the longer way below.
         if syn != tcp_flags::SYN {
-            if let Some(e) = self
+            let found = match self
                 .conns
-                .get_mut(&key)
-                .filter(|e| !e.provisional || p.payload.is_empty())
+                .raw_entry_mut()
+                .from_key_hashed_nocheck(hash, &key)
             {
+                RawEntryMut::Occupied(o) => Some(o.into_mut()),
+                RawEntryMut::Vacant(_) => None,
+            };
+            if let Some(e) = found.filter(|e| !e.provisional || p.payload.is_empty()) {
                 let closed = feed_tcp(
                     e,
                     &mut self.protocols,
@@ -587,7 +594,7 @@ impl Sessions {
             self.ending = Some(order);
             return true;
         }
-        self.conns = FxHashMap::default();
+        self.conns = KeyMap::default();
         self.publish();
         false
     }

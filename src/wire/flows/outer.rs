@@ -59,6 +59,7 @@ impl FlowTable {
         self.account(
             &p,
             (key, dir),
+            super::key_hash(&key),
             wire.first_ns,
             wire.last_ns,
             wire.packets,

@@ -16,7 +16,8 @@ fn ids_and_protocol_numbers_print_as_the_formatter_would() {
 fn feed(t: &mut FlowTable, frames: &[(i64, Vec<u8>)], out: &mut Out) {
     for (ts, f) in frames {
         let p = decode(linktype::ETHERNET, f).unwrap();
-        t.packet(&p, FlowKey::of(&p, true), *ts, out);
+        let key = FlowKey::of(&p, true);
+        t.packet(&p, key, key_hash(&key.0), *ts, out);
         t.sweep(*ts, out);
     }
 }
@@ -366,7 +367,8 @@ fn a_flow_found_due_that_gets_a_packet_before_its_report_stays_open() {
     assert_eq!(out.pending(), SWEEP_BATCH);
     let late = syns(n, 0).pop().unwrap().1;
     let p = decode(linktype::ETHERNET, &late).unwrap();
-    t.packet(&p, FlowKey::of(&p, true), 40_000_000_001, &mut out);
+    let key = FlowKey::of(&p, true);
+    t.packet(&p, key, key_hash(&key.0), 40_000_000_001, &mut out);
     t.sweep(40_000_000_002, &mut out);
     assert_eq!(out.pending(), SWEEP_BATCH, "not reported as timed out");
     assert_eq!(t.len(), 1);

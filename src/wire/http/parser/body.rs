@@ -165,10 +165,17 @@ impl Body {
                     if self.line.len() + nl > MAX_LINE {
                         return Err(BodyError);
                     }
-                    self.line.extend_from_slice(&rest[..=nl]);
+                    // A line inside `data` is read where it is; one begun in an earlier
+                    // segment is completed in the line buffer, which is kept (cleared) for
+                    // the next line: no allocation per chunk.
+                    let line = if self.line.is_empty() {
+                        &rest[..=nl]
+                    } else {
+                        self.line.extend_from_slice(&rest[..=nl]);
+                        &self.line[..]
+                    };
                     at += nl + 1;
-                    // The line buffer is kept (cleared) for the next line: no allocation per chunk.
-                    let trimmed = trim_eol(&self.line);
+                    let trimmed = trim_eol(line);
                     let next = match self.chunk {
                         Chunk::DataEnd => {
                             if !trimmed.is_empty() {
@@ -178,10 +185,7 @@ impl Body {
                         }
                         Chunk::Size => {
                             let hex = trimmed.split(|b| *b == b';').next().unwrap_or(&[]);
-                            let size = std::str::from_utf8(hex)
-                                .ok()
-                                .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
-                                .ok_or(BodyError)?;
+                            let size = chunk_size(hex).ok_or(BodyError)?;
                             if size == 0 {
                                 Chunk::Trailer
                             } else {
@@ -203,6 +207,32 @@ impl Body {
         }
         Ok(at)
     }
+}
+
+/// A chunk size line's number: hexadecimal digits, as `u64::from_str_radix` reads them after
+/// `str::trim` (which also takes a sign and surrounding white space, read the slow way).
+pub(super) fn chunk_size(hex: &[u8]) -> Option<u64> {
+    if (1..=15).contains(&hex.len()) {
+        let mut n = 0u64;
+        for &c in hex {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                _ => return slow_chunk_size(hex),
+            };
+            n = n << 4 | d as u64;
+        }
+        return Some(n);
+    }
+    slow_chunk_size(hex)
+}
+
+#[cold]
+fn slow_chunk_size(hex: &[u8]) -> Option<u64> {
+    std::str::from_utf8(hex)
+        .ok()
+        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
 }
 
 fn trim_eol(line: &[u8]) -> &[u8] {

@@ -223,6 +223,37 @@ fn chunked_body_across_pieces() {
     }
 }
 
+/// A chunk size is what `u64::from_str_radix` makes of the trimmed text (RFC 9112 §7.1:
+/// `1*HEXDIG`; the sign and white space it also takes were always read): the digit loop
+/// gives the same for every line, overflow and bad bytes included.
+#[test]
+fn chunk_sizes_read_as_from_str_radix_reads_them() {
+    let reference = |hex: &[u8]| {
+        std::str::from_utf8(hex)
+            .ok()
+            .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+    };
+    for hex in [
+        &b""[..],
+        b"0",
+        b"1a",
+        b"FFFFFFFFFFFFFFF",
+        b"FFFFFFFFFFFFFFFF",
+        b"10000000000000000",
+        b"000000000000000001",
+        b"+1a",
+        b"-1",
+        b" 1a ",
+        b"1 a",
+        b"g",
+        b"1A2b3C",
+        b"\xc2\xa01",
+        b"\xff",
+    ] {
+        assert_eq!(super::body::chunk_size(hex), reference(hex), "{hex:?}");
+    }
+}
+
 #[test]
 fn length_body_and_gaps() {
     let mut b = Body::new(Framing::Length(10));
