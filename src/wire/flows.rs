@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use key::is_icmp_answer;
-pub use key::FlowKey;
+pub use key::{tunnel_scope, FlowKey, KeyBy};
 use report::report;
 pub use report::{transport_name, write_tunnel};
 
@@ -171,8 +171,8 @@ const CLOSED_SHARE: usize = 32;
 
 pub struct FlowTable {
     config: FlowsConfig,
-    /// The VLAN id is part of the key (`Analyzers::key_by_vlan`).
-    key_by_vlan: bool,
+    /// What joins the 5-tuple in the key (`key_by_vlan`, `key_by_tunnel`).
+    key_by: KeyBy,
     table: FxHashMap<FlowKey, Flow>,
     /// Closed flows in the order they closed (flow id to tell a reopened 5-tuple apart, and
     /// when the entry was queued); entries whose flow has gone are dropped when they reach
@@ -210,13 +210,13 @@ const SCAN_EVERY_NS: i64 = 1_000_000_000;
 impl FlowTable {
     pub fn new(
         config: FlowsConfig,
-        key_by_vlan: bool,
+        key_by: KeyBy,
         input: Arc<str>,
         stats: Arc<Stats>,
     ) -> FlowTable {
         FlowTable {
             config,
-            key_by_vlan,
+            key_by,
             table: FxHashMap::default(),
             closed: VecDeque::new(),
             input,
@@ -241,7 +241,7 @@ impl FlowTable {
     /// flow's Community ID for the connection's events (`None` for ICMP and when the table
     /// is full).
     #[inline]
-    /// `key`: `FlowKey::of(p, by_vlan)`, which the engine works out once for the flow table
+    /// `key`: `FlowKey::of(p, key_by)`, which the engine works out once for the flow table
     /// and the protocol analyzers.
     pub fn packet(
         &mut self,
@@ -258,7 +258,7 @@ impl FlowTable {
     pub fn fragments(&mut self, p: &Packet<'_>, wire: &Wire, out: &mut Out) {
         self.account(
             p,
-            FlowKey::of(p, self.key_by_vlan),
+            FlowKey::of(p, self.key_by),
             wire.first_ns,
             wire.last_ns,
             wire.packets,
@@ -353,7 +353,7 @@ impl FlowTable {
                 })
             }
         };
-        if !self.key_by_vlan && f.vlan == 0 && p.vlan != 0 {
+        if !self.key_by.vlan && f.vlan == 0 && p.vlan != 0 {
             // Keyed without the VLAN, and the first packets were untagged.
             f.vlan = p.vlan;
             f.inner_vlan = p.inner_vlan;

@@ -189,7 +189,7 @@ impl Sessions {
         e.proto = proto;
     }
 
-    /// `key`: `FlowKey::of(p, by_vlan)`, which the engine works out once for the flow table
+    /// `key`: `FlowKey::of(p, key_by)`, which the engine works out once for the flow table
     /// and here; `id`: the flow's Community ID when the flow table has it.
     pub fn packet(
         &mut self,
