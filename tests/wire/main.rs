@@ -39,3 +39,4 @@ mod redis_live;
 mod slow_queries;
 mod tap;
 mod tls_nginx;
+mod tunnel_key;
