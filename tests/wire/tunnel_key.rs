@@ -132,34 +132,73 @@ fn flow_by_sender(f: &J) -> Vec<(String, i64, i64)> {
 const TENANTS: [(&str, u16); 2] = [("100", 200), ("200", 404)];
 
 /// Two tenants of a VXLAN overlay (VNI 100 and 200), the same client 10.0.0.5:40000 and server
-/// 10.0.0.9:80 in both, at the same time. Keyed by tunnel (`--key-by-tunnel true`, and
-/// `key_by_tunnel: true` beside a `pcap_file`'s path): one TCP flow and one echo flow per
-/// tenant with tshark's packets and bytes for that VNI in each direction, each saying its VNI,
-/// and each tenant's three requests paired with its own server's responses.
+/// 10.0.0.9:80 in both, at the same time; the same tenants' frames carried in Geneve (VNI 100,
+/// 200) and in GRE (keys 100, 200, make_encapsulated.py). Keyed by tunnel
+/// (`--key-by-tunnel true`, and `key_by_tunnel: true` beside a `pcap_file`'s path): one TCP
+/// flow and one echo flow per tenant with tshark's packets and bytes for that VNI or key in
+/// each direction, each saying its id, and each tenant's three requests paired with its own
+/// server's responses.
 #[test]
 fn overlapping_tenants_are_conversations_of_their_own_keyed_by_tunnel() {
-    let path = data("vni_overlap.pcap");
-    // tshark's per-direction counts of each tenant's TCP and echo packets, by VNI.
+    for (file, kind, id_field) in [
+        ("vni_overlap.pcap", "vxlan", "vxlan.vni"),
+        ("geneve_overlap.pcap", "geneve", "geneve.vni"),
+        ("gretap_overlap.pcap", "gre", "gre.key"),
+    ] {
+        tenants_apart(file, kind, id_field);
+    }
+}
+
+/// The checks of `overlapping_tenants_are_conversations_of_their_own_keyed_by_tunnel` on
+/// `file`, whose tunnels are of `kind` with their id in tshark's `id_field`.
+fn tenants_apart(file: &str, kind: &str, id_field: &str) {
+    let path = data(file);
+    // tshark's per-direction counts of each tenant's TCP and echo packets, by tunnel id.
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .args(["-Y", "tcp || icmp", "-T", "fields", "-E", "occurrence=l"])
+        .args([
+            "-e", id_field, "-e", "ip.proto", "-e", "ip.src", "-e", "ip.len",
+        ])
+        .output()
+        .expect("tshark is installed (scripts/setup.sh)");
+    assert!(out.status.success(), "tshark on {file}");
+    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect();
     let tshark: Vec<_> = TENANTS
         .iter()
         .map(|(vni, _)| {
-            let filter = |what: &str| format!("vxlan.vni == {vni} && {what}");
-            (
-                tshark_by_sender(&path, &filter("tcp")),
-                tshark_by_sender(&path, &filter("icmp")),
-            )
+            let of_proto = |proto: &str| {
+                let mut by = Vec::new();
+                // tshark prints a VNI in decimal, Geneve's VNI and a GRE key in hex.
+                let id = |v: &str| match v.strip_prefix("0x") {
+                    Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                    None => v.parse().ok(),
+                };
+                let same = |r: &&Vec<String>| id(&r[0]) == id(vni) && r[1] == proto;
+                for r in rows.iter().filter(same) {
+                    add(&mut by, &r[2], r[3].parse().expect("a length"));
+                }
+                by.sort();
+                by
+            };
+            (of_proto("6"), of_proto("1"))
         })
         .collect();
-    for (how, evs) in [
-        (
-            "--key-by-tunnel true",
-            trawl_pcap(&path, &["--key-by-tunnel", "true"]),
-        ),
-        (
-            "key_by_tunnel: true",
+    let mut runs = vec![(
+        format!("{file} --key-by-tunnel true"),
+        trawl_pcap(&path, &["--key-by-tunnel", "true"]),
+    )];
+    if kind == "vxlan" {
+        runs.push((
+            format!("{file} key_by_tunnel: true"),
             trawl_run(&path, "key_by_tunnel: true"),
-        ),
-    ] {
+        ));
+    }
+    for (how, evs) in runs {
         let tcp = of(&evs, "flow", "tcp");
         let icmp = of(&evs, "flow", "icmp");
         assert_eq!(tcp.len(), 2, "{how}: a TCP flow per tenant: {tcp:#?}");
@@ -174,7 +213,7 @@ fn overlapping_tenants_are_conversations_of_their_own_keyed_by_tunnel() {
                 "{how}"
             );
             assert_eq!(n(f, "destination.port"), 80, "{how}");
-            assert_eq!(s(f, "tunnel.type"), "vxlan", "{how}");
+            assert_eq!(s(f, "tunnel.type"), kind, "{how}");
             assert_eq!(s(f, "flow.end_reason"), "fin", "{how}");
             assert_eq!(want_tcp.len(), 2, "tshark sees both sides of VNI {vni}");
             assert_eq!(&flow_by_sender(f), want_tcp, "{how}: VNI {vni}: {f:#}");
