@@ -52,6 +52,10 @@ pub struct PcapArgs {
     /// pipeline's `key_by_vlan`). `false` when one direction is tagged and the other not.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub key_by_vlan: Option<bool>,
+    /// Whether flows and connections are keyed by tunnel (VXLAN/Geneve VNI, GRE key, ERSPAN
+    /// session...) besides the 5-tuple (default false; with -c, the pipeline's `key_by_tunnel`).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub key_by_tunnel: Option<bool>,
 }
 
 /// The ports given with `--<protocol>-ports`, by protocol name (empty: not given).
@@ -139,7 +143,7 @@ pub fn run(args: PcapArgs) -> i32 {
         },
     };
     match &args.config {
-        Some(c) => with_pipeline(args.file.clone(), c, &args.vxlan_ports, args.key_by_vlan),
+        Some(c) => with_pipeline(&args, c),
         None => match analyzers(&args, decoder) {
             Ok(a) => print_events(args.file, a),
             Err(e) => {
@@ -182,6 +186,7 @@ fn analyzers(args: &PcapArgs, decoder: Decoder) -> Result<Analyzers, String> {
         dedup_window: None,
         decoder,
         key_by_vlan: args.key_by_vlan.unwrap_or(true),
+        key_by_tunnel: args.key_by_tunnel.unwrap_or(false),
     })
 }
 
@@ -280,17 +285,13 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The file read through a pipeline: in place of the pipeline's live packet input when it
-/// has one (its name, so that outputs routed to it receive the events, its flows and protocol
-/// sections, its `dedup_window`, `vxlan_ports` and `key_by_vlan`), otherwise as an extra input
-/// `pcap` with flows and HTTP. `vxlan_ports` is the `--vxlan-ports` option (empty: not
-/// given), `key_by_vlan` the `--key-by-vlan` option (None: not given).
-fn with_pipeline(
-    file: PathBuf,
-    config: &PathBuf,
-    vxlan_ports: &[u16],
-    key_by_vlan: Option<bool>,
-) -> i32 {
+/// The file read through pipeline `config`: in place of the pipeline's live packet input when
+/// it has one (its name, so that outputs routed to it receive the events, its flows and
+/// protocol sections, its `dedup_window`, `vxlan_ports`, `key_by_vlan` and `key_by_tunnel`),
+/// otherwise as an extra input `pcap` with flows and HTTP. `--vxlan-ports`, `--key-by-vlan`
+/// and `--key-by-tunnel`, when given, override the pipeline's.
+fn with_pipeline(args: &PcapArgs, config: &PathBuf) -> i32 {
+    let (file, vxlan_ports) = (args.file.clone(), &args.vxlan_ports[..]);
     let mut cfg = match super::load(Some(config)) {
         Ok(c) => c,
         Err(errs) => {
@@ -318,6 +319,7 @@ fn with_pipeline(
                 dedup_window: Default::default(),
                 vxlan_ports: Decoder::default().vxlan_ports,
                 key_by_vlan: true,
+                key_by_tunnel: false,
             },
         ),
         [i] => {
@@ -346,6 +348,7 @@ fn with_pipeline(
                     dedup_window: capture.dedup_window,
                     vxlan_ports: capture.vxlan_ports,
                     key_by_vlan: capture.key_by_vlan,
+                    key_by_tunnel: capture.key_by_tunnel,
                 },
             )
         }
@@ -367,8 +370,11 @@ fn with_pipeline(
             ..pcap_cfg
         },
     };
-    if let Some(by_vlan) = key_by_vlan {
+    if let Some(by_vlan) = args.key_by_vlan {
         pcap_cfg.key_by_vlan = by_vlan;
+    }
+    if let Some(by_tunnel) = args.key_by_tunnel {
+        pcap_cfg.key_by_tunnel = by_tunnel;
     }
     let input = match PacketInput::pcap_file(&name, pcap_cfg, None) {
         Ok(i) => i,

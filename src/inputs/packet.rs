@@ -75,6 +75,9 @@ pub struct PcapFileConfig {
     /// Flows and connections are keyed by VLAN id besides the 5-tuple (as `capture:` has it).
     #[serde(default = "capture::default_key_by_vlan")]
     pub key_by_vlan: bool,
+    /// Flows and connections are keyed by tunnel besides the 5-tuple (as `capture:` has it).
+    #[serde(default)]
+    pub key_by_tunnel: bool,
 }
 
 impl PcapFileConfig {
@@ -165,6 +168,7 @@ impl PacketInput {
                 vxlan_ports: capture.vxlan_ports.clone(),
             },
             key_by_vlan: capture.key_by_vlan,
+            key_by_tunnel: capture.key_by_tunnel,
             ..analyzers
         };
         PacketInput::new(name, Source::Live(capture), analyzers, Some(ctx))
@@ -206,6 +210,7 @@ impl PacketInput {
                 vxlan_ports: cfg.vxlan_ports,
             },
             key_by_vlan: cfg.key_by_vlan,
+            key_by_tunnel: cfg.key_by_tunnel,
         };
         Ok(PacketInput::new(
             name,

@@ -12,6 +12,7 @@
 //! every repeat within the window is a copy.
 
 use super::decode::Packet;
+use super::flows::{tunnel_scope, KeyBy};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
@@ -37,12 +38,14 @@ pub struct Dedup {
     /// Fingerprints forgotten before their window ended, for lack of room.
     pub forgotten: u64,
     /// The VLAN id is part of the fingerprint (`key_by_vlan`): when flows are keyed without
-    /// it, a packet seen tagged on a trunk and untagged on an access port is one packet.
-    vlan: bool,
+    /// it, a packet seen tagged on a trunk and untagged on an access port is one packet. So is
+    /// the tunnel under `key_by_tunnel`: two tenants' packets are never each other's copies, and
+    /// a packet seen plain and tunnelled is two (it would be two flows' packet).
+    key_by: KeyBy,
 }
 
 impl Dedup {
-    pub fn new(window: std::time::Duration, vlan: bool) -> Dedup {
+    pub fn new(window: std::time::Duration, key_by: KeyBy) -> Dedup {
         Dedup {
             seen: FxHashMap::default(),
             order: VecDeque::new(),
@@ -50,7 +53,7 @@ impl Dedup {
             newest_ns: i64::MIN,
             dropped: 0,
             forgotten: 0,
-            vlan,
+            key_by,
         }
     }
 
@@ -58,8 +61,11 @@ impl Dedup {
         let mut h = rustc_hash::FxHasher::default();
         p.src.hash(&mut h);
         p.dst.hash(&mut h);
-        let vlan = if self.vlan { p.vlan } else { 0 };
+        let vlan = if self.key_by.vlan { p.vlan } else { 0 };
         (p.proto, p.ip_id, p.sport, p.dport, vlan).hash(&mut h);
+        if self.key_by.tunnel {
+            p.tunnel.as_deref().map_or(0, tunnel_scope).hash(&mut h);
+        }
         // The pieces of one datagram often have the same length and first bytes.
         if let Some(f) = p.fragment.as_deref() {
             (f.id, f.offset).hash(&mut h);
@@ -123,7 +129,7 @@ mod tests {
 
     #[test]
     fn same_packet_twice_within_window_is_dropped_once() {
-        let mut d = Dedup::new(std::time::Duration::from_millis(100), true);
+        let mut d = Dedup::new(std::time::Duration::from_millis(100), KeyBy::default());
         let f = eth_tcp(
             [10, 0, 0, 1],
             1,
@@ -161,13 +167,53 @@ mod tests {
         let q = decode(linktype::ETHERNET, &tagged).unwrap();
         assert_eq!((p.vlan, q.vlan), (0, 7));
         for (by_vlan, copy) in [(true, false), (false, true)] {
-            let mut d = Dedup::new(std::time::Duration::from_millis(100), by_vlan);
+            let key_by = KeyBy {
+                vlan: by_vlan,
+                tunnel: false,
+            };
+            let mut d = Dedup::new(std::time::Duration::from_millis(100), key_by);
             assert!(!d.is_duplicate(&q, 0, Some(1)));
             assert_eq!(
                 d.is_duplicate(&p, 1_000, Some(2)),
                 copy,
                 "by_vlan {by_vlan}"
             );
+        }
+    }
+
+    /// One pod's segment seen plain (its veth) and in VXLAN VNI 100 (the node's uplink), and
+    /// another tenant's segment with the same addresses, ports and bytes in VNI 200: by
+    /// default all one packet, as tunnel headers change along the path; under
+    /// `key_by_tunnel` three packets of three flows.
+    #[test]
+    fn tunnelled_copies_are_one_packet_only_when_tunnels_do_not_key_flows() {
+        let f = segment(1);
+        let in_vni = |vni: u32| {
+            let mut v = crate::wire::decode::tests::vxlan_frame(&f, 4789, 1);
+            v[46..49].copy_from_slice(&vni.to_be_bytes()[1..]);
+            v
+        };
+        let (vni100, vni200) = (in_vni(100), in_vni(200));
+        let frames = [&f, &vni100, &vni200];
+        let packets: Vec<_> = frames
+            .iter()
+            .map(|f| decode(linktype::ETHERNET, f).unwrap())
+            .collect();
+        let ids: Vec<_> = packets
+            .iter()
+            .map(|p| p.tunnel.as_ref().and_then(|t| t.id))
+            .collect();
+        assert_eq!(ids, [None, Some(100), Some(200)]);
+        for (by_tunnel, copies) in [(false, [false, true, true]), (true, [false; 3])] {
+            let key_by = KeyBy {
+                vlan: true,
+                tunnel: by_tunnel,
+            };
+            let mut d = Dedup::new(std::time::Duration::from_millis(100), key_by);
+            let got: Vec<bool> = (0..3)
+                .map(|i| d.is_duplicate(&packets[i], i as i64 * 1_000, Some(i as u32)))
+                .collect();
+            assert_eq!(got, copies, "by_tunnel {by_tunnel}");
         }
     }
 
@@ -188,7 +234,7 @@ mod tests {
     /// with thousands of other packets between them: each counts once.
     #[test]
     fn copies_far_apart_in_any_order_count_once() {
-        let mut d = Dedup::new(std::time::Duration::from_millis(100), true);
+        let mut d = Dedup::new(std::time::Duration::from_millis(100), KeyBy::default());
         let frames: Vec<Vec<u8>> = (0..20_000u32).map(|i| segment(i * 100)).collect();
         let packets: Vec<_> = frames
             .iter()
@@ -208,7 +254,7 @@ mod tests {
     /// identification to tell a retransmission apart); its copy on the next interface is not.
     #[test]
     fn a_repeat_on_the_same_interface_is_a_new_packet() {
-        let mut d = Dedup::new(std::time::Duration::from_millis(100), true);
+        let mut d = Dedup::new(std::time::Duration::from_millis(100), KeyBy::default());
         let f = segment(1);
         let p = decode(linktype::ETHERNET, &f).unwrap();
         assert!(!d.is_duplicate(&p, 0, Some(1)));

@@ -118,7 +118,7 @@ pub struct Done {
 }
 
 /// RFC 791's and RFC 8200's reassembly key, and the VLAN: the same addresses on two VLANs are
-/// two networks.
+/// two networks; so are two tunnels' under `key_by_tunnel` (`flows::tunnel_scope`, else 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     src: Addr,
@@ -127,6 +127,7 @@ struct Key {
     proto: u8,
     v6: bool,
     vlan: u16,
+    tunnel: u32,
 }
 
 struct Piece {
@@ -164,6 +165,8 @@ pub struct Defrag {
     held: usize,
     max_datagrams: usize,
     max_bytes: usize,
+    /// The tunnel is part of the key (`key_by_tunnel`).
+    by_tunnel: bool,
 }
 
 impl Default for Defrag {
@@ -201,7 +204,14 @@ impl Defrag {
             held: 0,
             max_datagrams,
             max_bytes,
+            by_tunnel: false,
         }
+    }
+
+    /// Fragments are told apart by tunnel too, when flows are (`key_by_tunnel`): two tenants'
+    /// datagrams with the same addresses and identification are two datagrams.
+    pub fn keyed_by_tunnel(self, by_tunnel: bool) -> Defrag {
+        Defrag { by_tunnel, ..self }
     }
 
     /// Fragment `p` captured at `ts_ns`; what it completes or gives up on goes to `done`.
@@ -217,6 +227,10 @@ impl Defrag {
             proto: p.proto,
             v6: f.v6,
             vlan: p.vlan,
+            tunnel: match (self.by_tunnel, p.tunnel.as_deref()) {
+                (true, Some(t)) => super::flows::tunnel_scope(t),
+                _ => 0,
+            },
         };
         let cost = p.payload.len() + PIECE_OVERHEAD;
         if !self.table.contains_key(&key) {
@@ -658,7 +672,7 @@ impl super::Engine {
             f.fragments(&p, &wire, &mut self.out);
         }
         if !self.sessions.is_empty() {
-            let key = super::flows::FlowKey::of(&p, self.key_by_vlan);
+            let key = super::flows::FlowKey::of(&p, self.key_by);
             let hash = super::flows::key_hash(&key.0);
             self.sessions
                 .packet(&p, key, hash, None, d.wire.last_ns, &mut self.out);

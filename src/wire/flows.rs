@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use key::is_icmp_answer;
-pub use key::FlowKey;
+pub use key::{tunnel_scope, FlowKey, KeyBy};
 use report::report;
 pub use report::{transport_name, write_tunnel};
 
@@ -183,8 +183,8 @@ const CLOSED_SHARE: usize = 32;
 
 pub struct FlowTable {
     config: FlowsConfig,
-    /// The VLAN id is part of the key (`Analyzers::key_by_vlan`).
-    key_by_vlan: bool,
+    /// What joins the 5-tuple in the key (`key_by_vlan`, `key_by_tunnel`).
+    key_by: KeyBy,
     table: KeyMap<Flow>,
     /// Closed flows in the order they closed (flow id to tell a reopened 5-tuple apart, and
     /// when the entry was queued); entries whose flow has gone are dropped when they reach
@@ -222,13 +222,13 @@ const SCAN_EVERY_NS: i64 = 1_000_000_000;
 impl FlowTable {
     pub fn new(
         config: FlowsConfig,
-        key_by_vlan: bool,
+        key_by: KeyBy,
         input: Arc<str>,
         stats: Arc<Stats>,
     ) -> FlowTable {
         FlowTable {
             config,
-            key_by_vlan,
+            key_by,
             table: KeyMap::default(),
             closed: VecDeque::new(),
             input,
@@ -253,7 +253,7 @@ impl FlowTable {
     /// flow's Community ID for the connection's events (`None` for ICMP and when the table
     /// is full).
     #[inline]
-    /// `key`: `FlowKey::of(p, by_vlan)`, and `hash` its `key_hash`, which the engine works
+    /// `key`: `FlowKey::of(p, key_by)`, and `hash` its `key_hash`, which the engine works
     /// out once for the flow table and the protocol analyzers.
     pub fn packet(
         &mut self,
@@ -269,7 +269,7 @@ impl FlowTable {
     /// Accounts the fragments of one IP datagram (`wire`) to the flow `p` is in: each
     /// fragment is a packet of the flow, as on the wire.
     pub fn fragments(&mut self, p: &Packet<'_>, wire: &Wire, out: &mut Out) {
-        let key = FlowKey::of(p, self.key_by_vlan);
+        let key = FlowKey::of(p, self.key_by);
         self.account(
             p,
             key,
@@ -374,7 +374,7 @@ impl FlowTable {
                 v.insert_hashed_nocheck(hash, key, flow).1
             }
         };
-        if !self.key_by_vlan && f.vlan == 0 && p.vlan != 0 {
+        if !self.key_by.vlan && f.vlan == 0 && p.vlan != 0 {
             // Keyed without the VLAN, and the first packets were untagged.
             f.vlan = p.vlan;
             f.inner_vlan = p.inner_vlan;

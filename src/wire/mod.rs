@@ -354,6 +354,9 @@ pub struct Analyzers {
     /// The VLAN id is part of the flow and connection key (and of what makes two packets
     /// copies); false: one conversation whatever its packets' tags (`key_by_vlan`).
     pub key_by_vlan: bool,
+    /// The tunnel's VNI, key or session (or endpoints) is part of the key too, and of what
+    /// makes two packets copies (`key_by_tunnel`; `flows::tunnel_scope` says which tunnels).
+    pub key_by_tunnel: bool,
 }
 
 impl Default for Analyzers {
@@ -364,6 +367,7 @@ impl Default for Analyzers {
             dedup_window: None,
             decoder: decode::Decoder::default(),
             key_by_vlan: true,
+            key_by_tunnel: false,
         }
     }
 }
@@ -371,8 +375,8 @@ impl Default for Analyzers {
 /// Decodes packets and runs the analyzers over them; events accumulate in `events`.
 pub struct Engine {
     decoder: decode::Decoder,
-    /// `Analyzers::key_by_vlan`.
-    key_by_vlan: bool,
+    /// `Analyzers::key_by_vlan` and `key_by_tunnel`.
+    key_by: flows::KeyBy,
     stats: Arc<Stats>,
     dedup: Option<Dedup>,
     /// IP fragments waiting for the rest of their datagram.
@@ -410,19 +414,23 @@ impl Engine {
         map: Option<Arc<ServiceMap>>,
     ) -> Engine {
         let protocols = analyzers.protocols.open();
+        let key_by = flows::KeyBy {
+            vlan: analyzers.key_by_vlan,
+            tunnel: analyzers.key_by_tunnel,
+        };
         Engine {
             graph_tcp: analyzers.flows.as_ref().is_some_and(|f| f.service_map),
             decoder: analyzers.decoder,
-            key_by_vlan: analyzers.key_by_vlan,
+            key_by,
             dedup: analyzers
                 .dedup_window
                 .filter(|w| !w.is_zero())
-                .map(|w| Dedup::new(w, analyzers.key_by_vlan)),
-            defrag: Default::default(),
+                .map(|w| Dedup::new(w, key_by)),
+            defrag: defrag::Defrag::default().keyed_by_tunnel(key_by.tunnel),
             defragged: Vec::new(),
             flows: analyzers
                 .flows
-                .map(|c| FlowTable::new(c, analyzers.key_by_vlan, input.clone(), stats.clone())),
+                .map(|c| FlowTable::new(c, key_by, input.clone(), stats.clone())),
             sessions: Sessions::new(protocols, input.clone(), stats.clone(), map.clone()),
             map,
             stats,
@@ -481,7 +489,7 @@ impl Engine {
         if p.fragment.is_some() {
             self.fragment(&p, ts_ns);
         } else {
-            let key = flows::FlowKey::of(&p, self.key_by_vlan);
+            let key = flows::FlowKey::of(&p, self.key_by);
             let hash = flows::key_hash(&key.0);
             let id = match &mut self.flows {
                 Some(f) => f.packet(&p, key, hash, ts_ns, &mut self.out),

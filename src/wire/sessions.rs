@@ -219,7 +219,7 @@ impl Sessions {
         e.proto = proto;
     }
 
-    /// `key`: `FlowKey::of(p, by_vlan)`, and `hash` its `key_hash`, which the engine works
+    /// `key`: `FlowKey::of(p, key_by)`, and `hash` its `key_hash`, which the engine works
     /// out once for the flow table and here; `id`: the flow's Community ID when the flow
     /// table has it.
     pub fn packet(

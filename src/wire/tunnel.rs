@@ -12,6 +12,9 @@ pub enum TunnelKind {
     VxlanGpe,
     Geneve,
     Gre,
+    /// PPTP's enhanced GRE (version 1, RFC 2637): `tunnel.type` `gre` as any GRE, told apart
+    /// because its id, the call id, is the receiver's and so differs per direction.
+    Pptp,
     ErspanI,
     ErspanII,
     ErspanIII,
@@ -35,7 +38,7 @@ impl TunnelKind {
             TunnelKind::Vxlan => "vxlan",
             TunnelKind::VxlanGpe => "vxlan-gpe",
             TunnelKind::Geneve => "geneve",
-            TunnelKind::Gre => "gre",
+            TunnelKind::Gre | TunnelKind::Pptp => "gre",
             TunnelKind::ErspanI => "erspan-i",
             TunnelKind::ErspanII => "erspan-ii",
             TunnelKind::ErspanIII => "erspan-iii",
@@ -348,7 +351,9 @@ fn gre<'a>(
                 at += 4;
             }
             let call = key.map(|k| k & 0xffff);
-            return walk.enter(tunnel(kind, call, outer))?.ppp(tail(data, at)?);
+            return walk
+                .enter(tunnel(TunnelKind::Pptp, call, outer))?
+                .ppp(tail(data, at)?);
         }
         _ => return Err(DecodeError::Malformed),
     }

@@ -270,10 +270,10 @@ fn refused_by_validate_and_run(dir: &Path, cases: &[(&str, &str, &str)]) {
     }
 }
 
-/// `key_by_vlan` is true or false, on a live capture and beside a capture file's path: another
-/// value is refused at its key by validate and run.
+/// `key_by_vlan` and `key_by_tunnel` are true or false, on a live capture and beside a capture
+/// file's path: another value is refused at its key by validate and run.
 #[test]
-fn key_by_vlan_other_than_a_boolean_is_rejected_at_its_key() {
+fn key_by_vlan_or_tunnel_other_than_a_boolean_is_rejected_at_its_key() {
     let dir = tempfile::tempdir().unwrap();
     refused_by_validate_and_run(
         dir.path(),
@@ -287,6 +287,16 @@ fn key_by_vlan_other_than_a_boolean_is_rejected_at_its_key() {
                 "file.yaml",
                 "inputs:\n  f:\n    type: pcap_file\n    path: /nonexistent.pcap\n    key_by_vlan: 0\n",
                 "5:18: inputs.f.key_by_vlan: invalid type",
+            ),
+            (
+                "live_tunnel.yaml",
+                "inputs:\n  f:\n    type: packet\n    capture:\n      interfaces: [lo]\n      key_by_tunnel: vni\n",
+                "6:22: inputs.f.capture.key_by_tunnel: invalid type: string \"vni\", expected a boolean",
+            ),
+            (
+                "file_tunnel.yaml",
+                "inputs:\n  f:\n    type: pcap_file\n    path: /nonexistent.pcap\n    key_by_tunnel: [100]\n",
+                "5:20: inputs.f.key_by_tunnel: invalid type",
             ),
         ],
     );

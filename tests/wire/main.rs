@@ -40,3 +40,4 @@ mod shared_ports;
 mod slow_queries;
 mod tap;
 mod tls_nginx;
+mod tunnel_key;

@@ -55,6 +55,11 @@ pub struct CaptureConfig {
     /// for mirror ports that tag one direction only.
     #[serde(default = "default_key_by_vlan")]
     pub key_by_vlan: bool,
+    /// Flows and connections are keyed by the tunnel's VNI, GRE key or ERSPAN session (or its
+    /// endpoints) besides the 5-tuple: for overlays whose tenants reuse addresses. Off by
+    /// default: on a node, one packet is seen plain on a veth and tunnelled on the uplink.
+    #[serde(default)]
+    pub key_by_tunnel: bool,
 }
 
 impl Default for CaptureConfig {
@@ -69,6 +74,7 @@ impl Default for CaptureConfig {
             dedup_window: default_dedup(),
             vxlan_ports: default_vxlan_ports(),
             key_by_vlan: default_key_by_vlan(),
+            key_by_tunnel: false,
         }
     }
 }

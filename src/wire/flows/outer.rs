@@ -55,7 +55,7 @@ impl FlowTable {
             tunnel: None,
             fragment: None,
         };
-        let (key, dir) = FlowKey::of(&p, self.key_by_vlan);
+        let (key, dir) = FlowKey::of(&p, self.key_by);
         self.account(
             &p,
             (key, dir),

@@ -363,6 +363,10 @@ fn flow_hash(k: &FlowKey, first_ns: i64) -> u64 {
     if k.label != 0 {
         h.write_u32(k.label);
     }
+    // Two tenants' flows of one 5-tuple may start in the same instant (`key_by_tunnel`).
+    if k.tunnel != 0 {
+        h.write_u32(k.tunnel);
+    }
     h.write_i64(first_ns);
     h.finish()
 }

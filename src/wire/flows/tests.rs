@@ -16,7 +16,7 @@ fn ids_and_protocol_numbers_print_as_the_formatter_would() {
 fn feed(t: &mut FlowTable, frames: &[(i64, Vec<u8>)], out: &mut Out) {
     for (ts, f) in frames {
         let p = decode(linktype::ETHERNET, f).unwrap();
-        let key = FlowKey::of(&p, true);
+        let key = FlowKey::of(&p, KeyBy::default());
         t.packet(&p, key, key_hash(&key.0), *ts, out);
         t.sweep(*ts, out);
     }
@@ -30,7 +30,7 @@ fn handshake_exchange_and_fin_make_one_final_flow() {
             period: Duration::from_millis(-1000),
             ..Default::default()
         },
-        true,
+        KeyBy::default(),
         "f".into(),
         stats,
     );
@@ -139,7 +139,7 @@ fn idle_flows_time_out_and_period_reports_interim() {
         service_map: true,
         outer_tunnel_flows: true,
     };
-    let mut t = FlowTable::new(cfg, true, "f".into(), stats.clone());
+    let mut t = FlowTable::new(cfg, KeyBy::default(), "f".into(), stats.clone());
     let sec = 1_000_000_000i64;
     let mut out = Out::Events(Vec::new());
     let a = eth_tcp(
@@ -230,7 +230,7 @@ fn closed_flows_past_the_budget_end_first_closed_first_and_never_before_a_second
             period: Duration::from_millis(-1000),
             ..Default::default()
         },
-        true,
+        KeyBy::default(),
         "f".into(),
         Arc::new(Stats::default()),
     );
@@ -266,7 +266,7 @@ fn a_full_table_ends_its_oldest_closed_flow_to_track_a_new_one() {
             max_flows: 2,
             ..Default::default()
         },
-        true,
+        KeyBy::default(),
         "f".into(),
         stats.clone(),
     );
@@ -320,7 +320,7 @@ fn syns(n: u16, t0: i64) -> Vec<(i64, Vec<u8>)> {
 #[test]
 fn flows_timing_out_together_are_reported_a_batch_at_a_time_in_start_order() {
     let stats = Arc::new(Stats::default());
-    let mut t = FlowTable::new(FlowsConfig::default(), true, "f".into(), stats);
+    let mut t = FlowTable::new(FlowsConfig::default(), KeyBy::default(), "f".into(), stats);
     let mut out = Out::Events(Vec::new());
     let n = 3 * SWEEP_BATCH as u16 + 7;
     feed(&mut t, &syns(n, 0), &mut out);
@@ -358,7 +358,7 @@ fn flows_timing_out_together_are_reported_a_batch_at_a_time_in_start_order() {
 #[test]
 fn a_flow_found_due_that_gets_a_packet_before_its_report_stays_open() {
     let stats = Arc::new(Stats::default());
-    let mut t = FlowTable::new(FlowsConfig::default(), true, "f".into(), stats);
+    let mut t = FlowTable::new(FlowsConfig::default(), KeyBy::default(), "f".into(), stats);
     let mut out = Out::Events(Vec::new());
     let n = SWEEP_BATCH as u16 + 1;
     feed(&mut t, &syns(n, 0), &mut out);
@@ -367,7 +367,7 @@ fn a_flow_found_due_that_gets_a_packet_before_its_report_stays_open() {
     assert_eq!(out.pending(), SWEEP_BATCH);
     let late = syns(n, 0).pop().unwrap().1;
     let p = decode(linktype::ETHERNET, &late).unwrap();
-    let key = FlowKey::of(&p, true);
+    let key = FlowKey::of(&p, KeyBy::default());
     t.packet(&p, key, key_hash(&key.0), 40_000_000_001, &mut out);
     t.sweep(40_000_000_002, &mut out);
     assert_eq!(out.pending(), SWEEP_BATCH, "not reported as timed out");
@@ -377,7 +377,7 @@ fn a_flow_found_due_that_gets_a_packet_before_its_report_stays_open() {
 #[test]
 fn the_final_flush_in_batches_reports_every_flow_once_in_start_order() {
     let stats = Arc::new(Stats::default());
-    let mut t = FlowTable::new(FlowsConfig::default(), true, "f".into(), stats);
+    let mut t = FlowTable::new(FlowsConfig::default(), KeyBy::default(), "f".into(), stats);
     let mut out = Out::Events(Vec::new());
     let n = 2500;
     feed(&mut t, &syns(n, 0), &mut out);
@@ -406,7 +406,7 @@ fn a_table_entry_stays_within_its_memory_budget() {
 /// The first packet's sender, ports of the flow event: (source.port, destination.port).
 fn endpoints_of_one_flow(frames: &[(i64, Vec<u8>)]) -> (i64, i64) {
     let stats = Arc::new(Stats::default());
-    let mut t = FlowTable::new(FlowsConfig::default(), true, "f".into(), stats);
+    let mut t = FlowTable::new(FlowsConfig::default(), KeyBy::default(), "f".into(), stats);
     let mut out = Out::Events(Vec::new());
     feed(&mut t, frames, &mut out);
     t.flush(&mut out);
@@ -494,6 +494,7 @@ fn flow_report_template_writes_the_same_bytes_as_fields_or_declines() {
                     bp: if ports { 80 } else { 0 },
                     proto,
                     vlan: if bit(4) { 12 } else { 0 },
+                    tunnel: 0,
                     label: u32::from(proto == 50 && bit(5)) * 0xdead,
                 };
                 let icmp = matches!(proto, 1 | 58);

@@ -401,3 +401,25 @@ def gtp_u_variants():
 
 
 gtp_u_variants()
+
+
+# The two VXLAN tenants of vni_overlap.pcap (make_vni_overlap.sh: VNI 100 and 200, the same
+# inner addresses and ports) carried instead in Geneve with the same VNIs, and in GRE with
+# keys 100 and 200 carrying Ethernet (gretap): what `key_by_tunnel` keys on in those.
+def overlap_rewrapped():
+    geneve_recs, gre_recs = [], []
+    for n, (sec, usec, frame) in enumerate(read_pcap("vni_overlap.pcap")):
+        if frame[12:14] != b"\x08\x00" or frame[23] != 17:
+            continue
+        vni = struct.unpack("!I", frame[14 + 20 + 8 + 4:14 + 20 + 8 + 8])[0] >> 8
+        inner = frame[14 + 20 + 8 + 8:]
+        fwd = frame[26:30] == OUTER_A
+        hdr = struct.pack("!BBH", 0, 0, 0x6558) + struct.pack("!I", vni << 8)
+        geneve_recs.append((sec, usec, outer(fwd, 17, udp(50000 + vni, 6081, hdr + inner), n + 1)))
+        gre = struct.pack("!HHI", 0x2000, 0x6558, vni) + inner
+        gre_recs.append((sec, usec, outer(fwd, 47, gre, n + 1)))
+    write_pcap("geneve_overlap.pcap", 1, geneve_recs)
+    write_pcap("gretap_overlap.pcap", 1, gre_recs)
+
+
+overlap_rewrapped()
