@@ -16,6 +16,7 @@
 mod support {
     pub mod es_server;
     pub mod kafka;
+    pub mod opensearch;
     pub mod process;
 }
 mod campaign;
@@ -139,6 +140,7 @@ fn main() {
             other => panic!("--give-up takes always or never, not {other:?}"),
         }),
         output_fault_weight: number("--output-faults").unwrap_or(1) as usize,
+        real_opensearch: args.iter().any(|a| a == "--real-opensearch"),
     };
     let long = number("--minutes").is_some() || number("--seed").is_some();
     let mut outcomes = Vec::new();
