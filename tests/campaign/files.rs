@@ -155,7 +155,10 @@ impl Sink {
         let mut notes = Vec::new();
         let sink = match output {
             Output::Elasticsearch if real => {
-                let node = OpenSearch::start_restartable(&[]);
+                // The disk monitor's least interval from the start, so that a flood-stage
+                // block comes within 10 s of the watermarks (the default is 30 s).
+                let node =
+                    OpenSearch::start_restartable(&[("cluster.info.update.interval", "10s")]);
                 notes.push(format!(
                     "a real OpenSearch node at {}, started in {:.1} s",
                     node.url,
