@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 const PIPELINES: &[&str] = &["es", "kafka", "file-disk", "tee"];
 
-/// The short form: one seed per pipeline, few faults, about two minutes on two busy cores. On
+/// The short form: one seed per pipeline (and one against a real OpenSearch node), few faults,
+/// about two and a half minutes on two busy cores. On
 /// main at de26b6e, seeds 1, 2 and 4 fail: CRI `P` lines joined per file, not per stream
 /// (every kubelet stream), and seed 2 also `start_at: end` applied to files that appeared while
 /// trawl was down.
@@ -38,6 +39,10 @@ const SHORT: &[(u64, &str, u32)] = &[
     (2, "file-disk", 8),
     (3, "tee", 6),
     (4, "kafka", 6),
+    // The es pipeline against a real OpenSearch node: a hung node (SIGSTOP past the 2 s
+    // request_timeout), the index closed, kill -9s around rotations; about 30 s, node start
+    // included (tests/outputs/opensearch_restart.rs covers a node killed and restarted).
+    (5, "es-opensearch", 6),
 ];
 
 /// Seeds on which the campaign found a failure, replayed by `-- --regressions` (too long for
