@@ -9,6 +9,7 @@ use super::rng::Rng;
 use super::writers::{start_writing, Layout, Stream, LINES_PER_TICK};
 use crate::support::es_server::EsServer;
 use crate::support::kafka::Broker;
+use crate::support::opensearch::OpenSearch;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,9 @@ pub struct Knobs {
     /// How many times each of the output's faults is in the draw (1: as often as each file
     /// fault; more: several broker restarts per run).
     pub output_fault_weight: usize,
+    /// The `es` pipeline delivers to a real OpenSearch node of its own (killed, stopped, hung,
+    /// flooded, its index closed) instead of the stand-in.
+    pub real_opensearch: bool,
 }
 
 impl Default for Knobs {
@@ -53,6 +57,7 @@ impl Default for Knobs {
         Knobs {
             give_up: None,
             output_fault_weight: 1,
+            real_opensearch: false,
         }
     }
 }
@@ -70,6 +75,9 @@ impl Knobs {
         }
         if self.output_fault_weight != 1 {
             a.push_str(&format!(" --output-faults {}", self.output_fault_weight));
+        }
+        if self.real_opensearch {
+            a.push_str(" --real-opensearch");
         }
         a
     }
@@ -118,6 +126,14 @@ fn fill(dir: &Path) -> PathBuf {
 /// The output, and the faults in progress on it.
 enum Sink {
     Es(EsServer),
+    /// A real OpenSearch node; `dead`: the dead-letter file of the events it refused for good;
+    /// `busy`: one of its faults is in progress (they do not overlap: each must be undone on a
+    /// node that is running and answering).
+    Os {
+        node: OpenSearch,
+        dead: PathBuf,
+        busy: bool,
+    },
     Kafka(Broker),
     File {
         out: PathBuf,
@@ -135,9 +151,25 @@ struct Outage {
 }
 
 impl Sink {
-    fn start(output: Output, root: &Path, data: &Path) -> (Sink, Vec<String>) {
+    fn start(output: Output, root: &Path, data: &Path, real: bool) -> (Sink, Vec<String>) {
         let mut notes = Vec::new();
         let sink = match output {
+            Output::Elasticsearch if real => {
+                // The disk monitor's least interval from the start, so that a flood-stage
+                // block comes within 10 s of the watermarks (the default is 30 s).
+                let node =
+                    OpenSearch::start_restartable(&[("cluster.info.update.interval", "10s")]);
+                notes.push(format!(
+                    "a real OpenSearch node at {}, started in {:.1} s",
+                    node.url,
+                    node.startup.as_secs_f64()
+                ));
+                Sink::Os {
+                    node,
+                    dead: root.join("dead.jsonl"),
+                    busy: false,
+                }
+            }
             Output::Elasticsearch => Sink::Es(EsServer::start()),
             Output::Kafka => {
                 let b = Broker::start_persistent();
@@ -179,6 +211,21 @@ impl Sink {
                 es.url,
                 if give_up { 4 } else { 0 }
             ),
+            // Retrying for ever, with dead letters: an event the node refused for good goes
+            // there, counted, not dropped (none may: the outages are far shorter than
+            // `retry.max_item_age`). The outputs' section ends with this one, so the dead
+            // letters' output follows it. Giving up, without: a request failed `max_attempts`
+            // times is then not acknowledged and its batch is read again from the file (with
+            // dead letters it would go there, as documented).
+            Sink::Os { node, dead, .. } if !give_up => format!(
+                "    type: elasticsearch\n    hosts: [\"{}\"]\n    index: campaign\n    dead_letter: dead\n    batch: {{ max_events: 500, timeout: 200ms }}\n    request_timeout: 2s\n    retry: {{ initial_backoff: 100ms, max_backoff: 1s, max_attempts: 0 }}\n  dead:\n    type: file\n    path: {}\n",
+                node.url,
+                dead.display()
+            ),
+            Sink::Os { node, .. } => format!(
+                "    type: elasticsearch\n    hosts: [\"{}\"]\n    index: campaign\n    batch: {{ max_events: 500, timeout: 200ms }}\n    request_timeout: 2s\n    retry: {{ initial_backoff: 100ms, max_backoff: 1s, max_attempts: 4 }}\n",
+                node.url
+            ),
             // As users run it: the shipped `acks: all` and idempotence. Every message says
             // which trawl process sent it, so that duplicates within one process (what
             // idempotence rules out across a broker restart) are told from a crash's re-reads.
@@ -203,6 +250,17 @@ impl Sink {
                 "es-item-503",
                 "es-timeout",
                 "es-200-empty",
+            ],
+            // What a real node does: dies (SIGKILL) or is stopped (a distribution's SIGTERM
+            // closes it) and comes back on its data, hangs (SIGSTOP, as in a long GC pause or
+            // on a frozen VM: bulks time out), blocks its indices when its disk passes the
+            // flood stage, or has its index closed for maintenance.
+            Sink::Os { .. } => &[
+                "os-kill",
+                "os-sigterm",
+                "os-sigstop",
+                "os-flood-stage",
+                "os-close-index",
             ],
             Sink::Kafka(_) => &["broker-restart"],
             Sink::File {
@@ -250,6 +308,11 @@ impl Sink {
                 es.with(|s| s.empty_ok_requests += n);
                 None
             }
+            (Sink::Os { node, busy, .. }, kind) => {
+                os_fault(node, kind, rng);
+                *busy = true;
+                lasting(None)
+            }
             (Sink::Kafka(b), "broker-restart") => {
                 if !b.running() {
                     // Already stopped by an outage still in progress: that one restarts it.
@@ -274,6 +337,10 @@ impl Sink {
             (Sink::Es(es), "es-item-503") => es.with(|s| s.item_503_percent = 0),
             (Sink::Es(es), "es-timeout") => es.with(|s| s.delay = Duration::ZERO),
             (Sink::Kafka(b), "broker-restart") => b.start_again(),
+            (Sink::Os { node, busy, .. }, kind) => {
+                os_fault_end(node, kind);
+                *busy = false;
+            }
             _ => {}
         }
     }
@@ -282,7 +349,7 @@ impl Sink {
     fn progress(&self, metrics: &str) -> f64 {
         match self {
             Sink::Es(es) => es.with(|s| s.writes) as f64,
-            Sink::Kafka(_) => {
+            Sink::Kafka(_) | Sink::Os { .. } => {
                 crate::support::process::metric(metrics, "trawl_events_out_total", "out")
                     .unwrap_or(-1.0)
             }
@@ -301,6 +368,16 @@ impl Sink {
     fn delivered(&self) -> (Delivered, u64) {
         let mut d = Delivered::default();
         match self {
+            Sink::Os { node, .. } => {
+                // Every document by its `_id` (scrolled): a line under two `_id`s is two
+                // documents with its message; a `_version` past 1 a write over the same `_id`.
+                let mut overwritten = 0;
+                for (_, version, doc) in node.all_hits("campaign") {
+                    d.add(doc["message"].as_str());
+                    overwritten += version.saturating_sub(1);
+                }
+                (d, overwritten)
+            }
             Sink::Es(es) => {
                 let overwritten = es.with(|s| {
                     for (_, doc) in s.docs_in("campaign") {
@@ -325,6 +402,89 @@ impl Sink {
             }
         }
     }
+}
+
+/// Starts a fault on the real node (`busy` is then set until `os_fault_end`).
+fn os_fault(node: &mut OpenSearch, kind: &str, rng: &mut Rng) {
+    match kind {
+        "os-kill" => node.kill(),
+        // A distribution's SIGTERM closes the node (its shards flushed) before the JVM exits:
+        // the launcher does that when its standard input closes.
+        "os-sigterm" => node.stop(),
+        "os-sigstop" => {
+            node.signal(libc::SIGSTOP);
+            // Hung past the output's 2 s request_timeout, so that a bulk in flight times out.
+            std::thread::sleep(Duration::from_millis(rng.range(2500, 5000)));
+        }
+        "os-flood-stage" => {
+            // Every disk is fuller than 998 TB free: the node's disk monitor (looking every
+            // 10 s, its least interval) marks the index `read_only_allow_delete`, answered 429.
+            node.put(
+                "/_cluster/settings",
+                &serde_json::json!({"transient": {
+                    "cluster.routing.allocation.disk.threshold_enabled": true,
+                    "cluster.routing.allocation.disk.watermark.low": "1000tb",
+                    "cluster.routing.allocation.disk.watermark.high": "999tb",
+                    "cluster.routing.allocation.disk.watermark.flood_stage": "998tb",
+                    "cluster.info.update.interval": "10s"
+                }}),
+            );
+            // Until the block is there (the fault is the block, not the setting).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && !flood_blocked(node) {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        "os-close-index" => {
+            // Closed for maintenance (404 if trawl has not created it yet: no fault then).
+            let _ = node
+                .request(reqwest::Method::POST, "/campaign/_close")
+                .send();
+        }
+        other => panic!("fault {other} does not apply to a real OpenSearch node"),
+    }
+}
+
+/// Undoes a fault of the real node: started again, woken, room made, the index opened.
+fn os_fault_end(node: &mut OpenSearch, kind: &str) {
+    match kind {
+        "os-kill" | "os-sigterm" => node.start_again(),
+        "os-sigstop" => node.signal(libc::SIGCONT),
+        "os-flood-stage" => {
+            // The operator makes room: the monitor lifts the block at its next look (it
+            // releases an index once its disk is below the high watermark).
+            node.put(
+                "/_cluster/settings",
+                &serde_json::json!({"transient": {
+                    "cluster.routing.allocation.disk.watermark.low": "3b",
+                    "cluster.routing.allocation.disk.watermark.high": "2b",
+                    "cluster.routing.allocation.disk.watermark.flood_stage": "1b"
+                }}),
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && flood_blocked(node) {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        "os-close-index" => {
+            let _ = node
+                .request(reqwest::Method::POST, "/campaign/_open")
+                .send();
+        }
+        _ => {}
+    }
+}
+
+/// Whether the disk monitor's block is on the campaign's index.
+fn flood_blocked(node: &OpenSearch) -> bool {
+    node.request(
+        reqwest::Method::GET,
+        "/campaign/_settings/index.blocks.read_only_allow_delete",
+    )
+    .send()
+    .ok()
+    .and_then(|r| r.text().ok())
+    .is_some_and(|t| t.contains("\"true\""))
 }
 
 /// Adds the `message` of every line of `dir/name` and its rotated `name.N` files.
@@ -381,7 +541,7 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
     o.notes.push(format!(
         "start_at: {start_at}, max_open_files: {max_open}, output gives up after a few attempts: {give_up}"
     ));
-    let (mut sink, notes) = Sink::start(output, root, &data);
+    let (mut sink, notes) = Sink::start(output, root, &data, knobs.real_opensearch);
     o.notes.extend(notes);
     let bound = DuplicateBound {
         registry_flush_s: 0.25,
@@ -492,6 +652,10 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
                 plain[which].lock().unwrap().reopen();
                 // Time for trawl to read the deleted file to its end before anything else.
                 std::thread::sleep(Duration::from_secs(3));
+            }
+            output_fault if matches!(sink, Sink::Os { busy: true, .. }) => {
+                // A real node's faults do not overlap: each is undone on a running node.
+                detail = format!(" (not injected: another node fault in progress, {output_fault})");
             }
             output_fault => {
                 if let Some(outage) = sink.inject(output_fault, &mut rng) {
@@ -607,6 +771,35 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
             "trawl counted {} as deleted while waiting for a slot, lost from byte {from}: {excused} of its lines excused",
             path.display()
         ));
+    }
+    if let Sink::Os { node: os, dead, .. } = &sink {
+        // Outages far shorter than `retry.max_item_age` (5 minutes): nothing may go there.
+        let text = std::fs::read_to_string(dead).unwrap_or_default();
+        let dead_lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        o.dead_letters = Some(dead_lines.len() as u64);
+        if let Some(first) = dead_lines.first() {
+            o.violations.push(format!(
+                "{} events dead-lettered; first: {}",
+                dead_lines.len(),
+                first.chars().take(400).collect::<String>()
+            ));
+        }
+        // One document per `_id`: `_count` must agree with the documents scrolled.
+        let count = os
+            .request(reqwest::Method::GET, "/campaign/_count")
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .and_then(|v| v["count"].as_u64());
+        let scrolled: u64 = delivered.copies.values().sum::<u64>() + delivered.garbled;
+        o.notes.push(format!(
+            "the real node: _count {count:?}, documents scrolled {scrolled}, written over their _id {overwritten}"
+        ));
+        if count.is_some_and(|c| c != scrolled) {
+            o.violations.push(format!(
+                "the index's _count {count:?} is not the {scrolled} documents scrolled"
+            ));
+        }
     }
     o.max_rss_kib = node.max_rss_kib.load(Ordering::Relaxed);
     o.violations.append(&mut node.violations);

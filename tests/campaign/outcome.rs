@@ -80,6 +80,8 @@ pub struct Outcome {
     pub same_process_duplicates: Option<(u64, bool)>,
     /// Lines an output wrote more than once over the same id (Elasticsearch overwrites).
     pub overwritten: u64,
+    /// Events sent to the dead letters (a real OpenSearch node's run; `None`: none configured).
+    pub dead_letters: Option<u64>,
     pub garbled: u64,
     pub max_rss_kib: u64,
     pub seconds: f64,
@@ -268,8 +270,12 @@ impl Outcome {
             ),
             None => String::new(),
         };
+        let dead = self
+            .dead_letters
+            .map(|n| format!(", {n} dead-lettered"))
+            .unwrap_or_default();
         format!(
-            "seed {} {}: {} faults ({} crashes), {:.0}s; {} lines written, {} required, {} delivered, {} lost, {} excused not delivered, {} duplicated{same}, {} overwritten, max RSS {} MiB: {}",
+            "seed {} {}: {} faults ({} crashes), {:.0}s; {} lines written, {} required, {} delivered, {} lost, {} excused not delivered, {} duplicated{same}, {} overwritten{dead}, max RSS {} MiB: {}",
             self.seed,
             self.pipeline,
             faults,
@@ -309,8 +315,8 @@ pub fn table(outcomes: &[Outcome]) -> String {
         out.push_str(&format!("  {k:<24} {n:>6}\n"));
     }
     out.push_str(&format!(
-        "\n{:<10} {:>5} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>8} {:>10} {:>9} {:>9} {:>8} {:>7}\n",
-        "pipeline", "runs", "faults", "crashes", "written", "required", "delivered", "lost", "excused", "duplicated", "dup/crash", "overwrit.", "maxRSS", "failed"
+        "\n{:<10} {:>5} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>8} {:>10} {:>9} {:>9} {:>6} {:>8} {:>7}\n",
+        "pipeline", "runs", "faults", "crashes", "written", "required", "delivered", "lost", "excused", "duplicated", "dup/crash", "overwrit.", "dead", "maxRSS", "failed"
     ));
     let mut names: Vec<&str> = outcomes.iter().map(|o| o.pipeline).collect();
     names.sort();
@@ -325,7 +331,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
         let crashes = sum(&|o| o.crashes);
         let dups = sum(&|o| o.duplicates);
         out.push_str(&format!(
-            "{:<10} {:>5} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>8} {:>10} {:>9.0} {:>9} {:>6}Mi {:>7}\n",
+            "{:<10} {:>5} {:>7} {:>8} {:>10} {:>10} {:>10} {:>7} {:>8} {:>10} {:>9.0} {:>9} {:>6} {:>6}Mi {:>7}\n",
             name,
             rows.len(),
             sum(&|o| o.faults.values().sum()),
@@ -338,6 +344,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             dups,
             dups as f64 / crashes.max(1) as f64,
             sum(&|o| o.overwritten),
+            sum(&|o| o.dead_letters.unwrap_or(0)),
             rows.iter().map(|o| o.max_rss_kib).max().unwrap_or(0) / 1024,
             rows.iter().filter(|o| !o.violations.is_empty()).count(),
         ));

@@ -421,6 +421,46 @@ impl OpenSearch {
         docs
     }
 
+    /// Every document of `index` as (`_id`, `_version`, `_source`), however many (refreshed
+    /// first; scrolled 10 000 at a time); empty while the index does not exist. A `_version`
+    /// above 1 is a document written again over its `_id`.
+    pub fn all_hits(&self, index: &str) -> Vec<(String, u64, Value)> {
+        if !self.exists(&format!("/{index}")) {
+            return Vec::new();
+        }
+        let path = format!("/{index}/_refresh");
+        self.answer(self.request(reqwest::Method::POST, &path), &path);
+        let mut page = self.post(
+            &format!("/{index}/_search?scroll=1m"),
+            &serde_json::json!({ "query": { "match_all": {} }, "size": 10000, "version": true }),
+        );
+        let mut hits = Vec::new();
+        loop {
+            let page_hits = page["hits"]["hits"].as_array().cloned().unwrap_or_default();
+            if page_hits.is_empty() {
+                break;
+            }
+            hits.extend(page_hits.into_iter().map(|h| {
+                (
+                    h["_id"].as_str().unwrap_or_default().to_owned(),
+                    h["_version"].as_u64().unwrap_or(0),
+                    h["_source"].clone(),
+                )
+            }));
+            let id = page["_scroll_id"].clone();
+            page = self.post(
+                "/_search/scroll",
+                &serde_json::json!({ "scroll": "1m", "scroll_id": id }),
+            );
+        }
+        hits
+    }
+
+    /// Whether the node's JVM has exited (after `kill`, `terminate` or `stop`).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
     /// How many documents of `index` hold each `message` (a line stored under two `_id`s counts
     /// 2), refreshed first; empty while the index does not exist. At most 10 000 documents.
     pub fn copies_by_message(&self, index: &str) -> std::collections::HashMap<String, usize> {
