@@ -33,3 +33,35 @@ pub fn pcap_events(only: &str, pcap: &Path) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line {l:?}: {e}")))
         .collect()
 }
+
+/// The events of `trawl run` on `pcap` as a `pcap_file` input with `keys` (one line of YAML,
+/// e.g. `protocols: { http: {...} }`) beside `path`, written to stdout. Fails the test when
+/// trawl does not exit 0 (with its stderr) or prints a line that is not JSON.
+pub fn run_events(pcap: &Path, keys: &str) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("p.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    {keys}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
+            pcap.display(),
+            dir.path().display()
+        ),
+    )
+    .expect("write pipeline");
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .output()
+        .expect("run trawl run");
+    assert!(
+        out.status.success(),
+        "trawl run on {} with {keys}: {}",
+        pcap.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line {l:?}: {e}")))
+        .collect()
+}

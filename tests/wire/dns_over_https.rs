@@ -8,7 +8,12 @@ use crate::support;
 
 use serde_json::Value as J;
 use std::process::Command;
-use support::pcap_run::{data, pcap_events};
+use support::pcap_run::{data, pcap_events, run_events};
+
+/// `trawl run` on doh.pcap with `protocols` (a YAML flow mapping).
+fn run_with_protocols(protocols: &str) -> Vec<J> {
+    run_events(&data("doh/doh.pcap"), &format!("protocols: {protocols}"))
+}
 
 /// tshark's DNS responses, decoding the server's port as `proto`: (client port, DNS id,
 /// question name, A records).
@@ -116,36 +121,6 @@ fn doh_get_and_post_over_http2_and_http1_are_dns_events_too() {
     let other: Vec<&J> = evs.iter().filter(|e| e["url"]["path"] == "/").collect();
     assert_eq!(other.len(), 1, "{evs:#?}");
     assert_eq!(other[0]["http"]["response"]["status_code"], 404);
-}
-
-/// `trawl run` on doh.pcap as a `pcap_file` input with `protocols` (a YAML flow mapping),
-/// its events to stdout.
-fn run_with_protocols(protocols: &str) -> Vec<J> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = dir.path().join("p.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    protocols: {protocols}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
-            data("doh/doh.pcap").display(),
-            dir.path().display()
-        ),
-    )
-    .expect("write pipeline");
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .output()
-        .expect("run trawl run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON {l:?}: {e}")))
-        .collect()
 }
 
 /// HTTP/1.1 and HTTP/2 given the same port (one listener speaking both, as hypercorn here):

@@ -4,9 +4,12 @@
 //! tunnel device). Expectations come from what was sent (one GET over TCP, two ICMP echo
 //! exchanges through each tunnel) and from tshark's dissection of the same file.
 
+use crate::support;
+
 use serde_json::Value as J;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::pcap_run::run_events;
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -235,37 +238,7 @@ fn vxlan_on_an_unconfigured_port_stays_outer_udp() {
 /// `trawl run` on `pcap` as a `pcap_file` input with `flows:` settings `flows` (YAML flow
 /// mapping), events to stdout.
 fn trawl_run(pcap: &Path, flows: &str) -> Vec<J> {
-    trawl_run_with(pcap, &format!("flows: {flows}"))
-}
-
-/// `trawl run` on `pcap` as a `pcap_file` input with `keys` (one line of YAML) beside `path`.
-fn trawl_run_with(pcap: &Path, keys: &str) -> Vec<J> {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("p.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    {keys}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
-            pcap.display(),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .output()
-        .expect("run trawl run");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        pcap.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
+    run_events(pcap, &format!("flows: {flows}"))
 }
 
 /// Flow events between the tunnel endpoints (make_live.sh's 192.0.2.0/24).
@@ -755,7 +728,7 @@ fn one_side_tagged_is_one_conversation_with_the_vlan_out_of_the_key() {
         ),
         (
             "key_by_vlan: false",
-            trawl_run_with(&path, "key_by_vlan: false"),
+            run_events(&path, "key_by_vlan: false"),
         ),
     ] {
         let f = tcp_flows(&evs);

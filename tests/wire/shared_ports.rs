@@ -6,37 +6,15 @@
 use crate::support;
 
 use serde_json::Value as J;
-use std::process::Command;
-use support::pcap_run::data;
+use support::pcap_run::{data, run_events};
 
 /// `trawl run` on workload.pcap as a `pcap_file` input with `protocols`, its events without
 /// the times of the run.
 fn events(protocols: &str) -> Vec<J> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = dir.path().join("p.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    protocols: {protocols}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
-            data("pgsql/workload.pcap").display(),
-            dir.path().display()
-        ),
-    )
-    .expect("write pipeline");
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .output()
-        .expect("run trawl run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let mut evs = run_events(
+        &data("pgsql/workload.pcap"),
+        &format!("protocols: {protocols}"),
     );
-    let mut evs: Vec<J> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON {l:?}: {e}")))
-        .collect();
     for e in &mut evs {
         if let Some(o) = e.as_object_mut() {
             o.remove("@timestamp");

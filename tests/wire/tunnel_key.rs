@@ -5,9 +5,12 @@
 //! VNI; the HTTP exchanges from what the script sent (tshark, keying TCP by the 5-tuple,
 //! merges the tenants' streams too).
 
+use crate::support;
+
 use serde_json::Value as J;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::pcap_run::run_events as trawl_run;
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,27 +38,6 @@ fn trawl_pcap(pcap: &Path, extra: &[&str]) -> Vec<J> {
         .output()
         .expect("run trawl pcap");
     lines(out, &format!("trawl pcap {extra:?}"))
-}
-
-/// `trawl run` with `pcap` as a `pcap_file` input with `keys` (one line of YAML) beside `path`.
-fn trawl_run(pcap: &Path, keys: &str) -> Vec<J> {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("p.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "inputs:\n  cap:\n    type: pcap_file\n    path: {}\n    {keys}\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ enabled: false }}\n",
-            pcap.display(),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .output()
-        .expect("run trawl run");
-    lines(out, keys)
 }
 
 fn get<'a>(ev: &'a J, path: &str) -> Option<&'a J> {
