@@ -178,6 +178,8 @@ pub struct Counts {
     pub malformed: u64,
     /// Per `Protocol::counters` entry, by index.
     pub named: [u64; MAX_COUNTERS],
+    /// `Sink::hand_over`.
+    pub hand_over: Option<&'static str>,
 }
 
 /// Where a session puts what it finished: transactions, and counts of malformed messages
@@ -186,6 +188,9 @@ pub struct Sink<T> {
     pub transactions: Vec<T>,
     pub malformed: u64,
     counted: [u64; MAX_COUNTERS],
+    /// The rest of the connection is another protocol's (its `Protocol::name`), said once:
+    /// a PostgreSQL connection upgraded by an SSLRequest is TLS from the server's `S` on.
+    pub hand_over: Option<&'static str>,
 }
 
 impl<T> Default for Sink<T> {
@@ -194,6 +199,7 @@ impl<T> Default for Sink<T> {
             transactions: Vec::new(),
             malformed: 0,
             counted: [0; MAX_COUNTERS],
+            hand_over: None,
         }
     }
 }
@@ -240,12 +246,6 @@ pub trait Session: Send + 'static {
     fn expires(&self, deadline_ns: i64) -> bool {
         let _ = deadline_ns;
         true
-    }
-
-    /// The rest of the connection is another protocol's (its `Protocol::name`), said once:
-    /// a PostgreSQL connection upgraded by an SSLRequest is TLS from the server's `S` on.
-    fn hand_over(&mut self) -> Option<&'static str> {
-        None
     }
 
     /// The session as the driver holds it (`Protocol::open` returns this).
@@ -507,7 +507,6 @@ pub trait AnySession: Send {
     fn close(&mut self, ts: i64, emit: &mut Emit<'_>);
     fn expire(&mut self, deadline_ns: i64, emit: &mut Emit<'_>);
     fn expires(&self, deadline_ns: i64) -> bool;
-    fn hand_over(&mut self) -> Option<&'static str>;
 }
 
 /// A session and its sink (kept between calls so that its buffer is reused).
@@ -519,6 +518,9 @@ struct Running<S: Session> {
 impl<S: Session> Running<S> {
     fn emit(&mut self, emit: &mut Emit<'_>) {
         emit.counts.malformed += std::mem::take(&mut self.sink.malformed);
+        if let Some(to) = self.sink.hand_over.take() {
+            emit.counts.hand_over = Some(to);
+        }
         for (to, from) in emit.counts.named.iter_mut().zip(&mut self.sink.counted) {
             *to += std::mem::take(from);
         }
@@ -572,9 +574,6 @@ impl<S: Session> AnySession for Running<S> {
     }
     fn expires(&self, deadline_ns: i64) -> bool {
         self.session.expires(deadline_ns)
-    }
-    fn hand_over(&mut self) -> Option<&'static str> {
-        self.session.hand_over()
     }
 }
 

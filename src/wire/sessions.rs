@@ -46,6 +46,15 @@ impl Registered {
     fn on_port(&self, port: u16) -> bool {
         self.protocol.settings().ports.contains(&port)
     }
+
+    /// Runs over `t` and follows a connection between these ports: one of them is its, or
+    /// it follows every port.
+    fn follows(&self, t: Transport, sport: u16, dport: u16) -> bool {
+        self.runs_over(t)
+            && (self.protocol.settings().ports.is_empty()
+                || self.on_port(sport)
+                || self.on_port(dport))
+    }
 }
 
 struct Entry {
@@ -122,20 +131,24 @@ impl Sessions {
         self.protocols.is_empty()
     }
 
-    /// The protocol a new connection of `transport` between these ports goes to, and the
-    /// side that sent `payload` when the protocol could tell.
+    /// The protocol a new connection of `transport` between these ports goes to, the side
+    /// that sent `payload` when the protocol could tell, and whether one port of the protocol
+    /// alone settled it (else a content check may still move a connection taken at its SYN).
     fn claim(
         &self,
         transport: Transport,
         sport: u16,
         dport: u16,
         payload: &[u8],
-    ) -> Option<(usize, Option<Side>)> {
+    ) -> Option<(usize, Option<Side>, bool)> {
         let runs = |r: &&Registered| r.runs_over(transport);
         let on_port = |r: &Registered| r.on_port(dport) || r.on_port(sport);
         if let Some(i) = self.protocols.iter().position(|r| runs(&r) && on_port(r)) {
-            if !self.shares_port(transport, sport, dport) {
-                return Some((i, None));
+            let shared = self.protocols[i + 1..]
+                .iter()
+                .any(|r| runs(&r) && on_port(r));
+            if !shared {
+                return Some((i, None, true));
             }
             // Several protocols were given this port (HTTP/1.x and HTTP/2 on one listener):
             // the first payload decides, as for a protocol that follows every port; without
@@ -147,14 +160,14 @@ impl Sessions {
                 }
                 if !payload.is_empty() {
                     if let Some(side) = r.protocol.recognize(transport, payload) {
-                        return Some((j, Some(side)));
+                        return Some((j, Some(side), false));
                     }
                 }
                 if fallback.is_none() && r.protocol.takes_unrecognized() {
                     fallback = Some(j);
                 }
             }
-            return Some((fallback.unwrap_or(i), None));
+            return Some((fallback.unwrap_or(i), None, false));
         }
         let mut maybe = None;
         for (i, r) in self.protocols.iter().enumerate() {
@@ -162,23 +175,14 @@ impl Sessions {
                 continue;
             }
             match r.protocol.recognize(transport, payload) {
-                Some(side) => return Some((i, Some(side))),
+                Some(side) => return Some((i, Some(side), false)),
                 None if maybe.is_none() && r.protocol.takes_unrecognized() => {
-                    maybe = Some((i, None))
+                    maybe = Some((i, None, false))
                 }
                 None => {}
             }
         }
         maybe
-    }
-
-    /// More than one protocol was given one of these ports.
-    fn shares_port(&self, transport: Transport, sport: u16, dport: u16) -> bool {
-        self.protocols
-            .iter()
-            .filter(|r| r.runs_over(transport) && (r.on_port(dport) || r.on_port(sport)))
-            .nth(1)
-            .is_some()
     }
 
     /// A payload of a connection taken provisionally at its SYN: when a protocol without
@@ -188,13 +192,9 @@ impl Sessions {
     /// the client's preface), and what it sent is lost to the new protocol, as when that one
     /// picks a connection up in the middle.
     fn recognize_late(&mut self, key: &FlowKey, p: &Packet<'_>, dir: usize) {
-        let payload = p.payload;
         let found = self.protocols.iter().position(|r| {
-            r.runs_over(Transport::Tcp)
-                && (r.protocol.settings().ports.is_empty()
-                    || r.on_port(p.sport)
-                    || r.on_port(p.dport))
-                && r.protocol.recognize(Transport::Tcp, payload).is_some()
+            r.follows(Transport::Tcp, p.sport, p.dport)
+                && r.protocol.recognize(Transport::Tcp, p.payload).is_some()
         });
         let Some(e) = self.conns.get_mut(key) else {
             return;
@@ -202,21 +202,9 @@ impl Sessions {
         if dir == e.client_dir {
             e.provisional = false;
         }
-        let Some(proto) = found.filter(|&i| i != e.proto) else {
-            return;
-        };
-        let r = &mut self.protocols[proto];
-        if r.open >= r.protocol.settings().max_connections {
-            r.stats.untracked.fetch_add(1, Ordering::Relaxed);
-            return;
+        if let Some(proto) = found.filter(|&i| i != e.proto) {
+            switch_protocol(e, &mut self.protocols, proto);
         }
-        r.open += 1;
-        e.conn.protocol = r.protocol.name();
-        e.conn.category = r.protocol.category();
-        e.session = r.protocol.open(Transport::Tcp, &e.conn);
-        let old = &mut self.protocols[e.proto];
-        old.open = old.open.saturating_sub(1);
-        e.proto = proto;
     }
 
     /// `key`: `FlowKey::of(p, key_by)`, and `hash` its `key_hash`, which the engine works
@@ -337,7 +325,8 @@ impl Sessions {
             if tcp.flags & tcp_flags::RST != 0 {
                 return;
             }
-            let Some((proto, sent_by)) = self.claim(Transport::Tcp, p.sport, p.dport, p.payload)
+            let Some((proto, sent_by, by_port)) =
+                self.claim(Transport::Tcp, p.sport, p.dport, p.payload)
             else {
                 return;
             };
@@ -365,14 +354,10 @@ impl Sessions {
                     None => dir ^ 1,
                 }
             };
-            let by_port =
-                self.protocols[proto].on_port(p.dport) || self.protocols[proto].on_port(p.sport);
             let Some(mut e) = self.open(proto, Transport::Tcp, p, dir, client_dir, id, ts) else {
                 return;
             };
-            e.provisional = p.payload.is_empty()
-                && sent_by.is_none()
-                && (!by_port || self.shares_port(Transport::Tcp, p.sport, p.dport));
+            e.provisional = p.payload.is_empty() && sent_by.is_none() && !by_port;
             self.conns.insert(key, e);
         }
         if !p.payload.is_empty() && self.conns.get(&key).is_some_and(|e| e.provisional) {
@@ -409,7 +394,7 @@ impl Sessions {
         out: &mut Out,
     ) {
         if !self.conns.contains_key(&key) {
-            let Some((proto, sent_by)) = self.claim(Transport::Udp, p.sport, p.dport, p.payload)
+            let Some((proto, sent_by, _)) = self.claim(Transport::Udp, p.sport, p.dport, p.payload)
             else {
                 return;
             };
@@ -664,25 +649,25 @@ fn feed_tcp(
     }
     let closed = tcp.flags & tcp_flags::RST != 0 || (streams[0].fin && streams[1].fin);
     count(&r.stats, &counts, stats, gaps);
-    if let Some(to) = e.session.hand_over() {
-        hand_over(e, protocols, to, p);
+    // The session gave the rest of the connection to another protocol (PostgreSQL upgraded
+    // to TLS): it goes there when that protocol follows this connection's port.
+    if let Some(to) = counts.hand_over {
+        let next = protocols
+            .iter()
+            .position(|r| r.protocol.name() == to && r.follows(Transport::Tcp, p.sport, p.dport));
+        if let Some(next) = next {
+            switch_protocol(e, protocols, next);
+        }
     }
     closed
 }
 
-/// The rest of `e` goes to the protocol named `to` when it runs on this connection's port (or
-/// on every port): a PostgreSQL connection upgraded to TLS gives its handshake to `tls`. What
-/// the streams hold is carried over to that protocol's budget.
-fn hand_over(e: &mut Entry, protocols: &mut [Registered], to: &str, p: &Packet<'_>) {
-    let Some(i) = protocols.iter().position(|r| {
-        r.protocol.name() == to
-            && r.runs_over(Transport::Tcp)
-            && (r.protocol.settings().ports.is_empty() || r.on_port(p.sport) || r.on_port(p.dport))
-    }) else {
-        return;
-    };
+/// `e` goes on as a connection of protocol `to` with a new session (a content check or a
+/// hand-over decided it); what its streams hold moves to that protocol's budget. Counted as
+/// untracked and left as it was when `to`'s table is full.
+fn switch_protocol(e: &mut Entry, protocols: &mut [Registered], to: usize) {
     let held = e.streams[0].buffered() + e.streams[1].buffered();
-    let r = &mut protocols[i];
+    let r = &mut protocols[to];
     if r.open >= r.protocol.settings().max_connections {
         r.stats.untracked.fetch_add(1, Ordering::Relaxed);
         return;
@@ -695,7 +680,7 @@ fn hand_over(e: &mut Entry, protocols: &mut [Registered], to: &str, p: &Packet<'
     let old = &mut protocols[e.proto];
     old.open = old.open.saturating_sub(1);
     old.budget.used = old.budget.used.saturating_sub(held);
-    e.proto = i;
+    e.proto = to;
 }
 
 fn count(proto: &ProtocolStats, counts: &Counts, stats: &Stats, gaps: u64) {

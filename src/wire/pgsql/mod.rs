@@ -166,6 +166,9 @@ impl analyzer::Session for PgsqlSession {
             Side::Client => self.conn.client_data(bytes, ts, l, st, txs),
             Side::Server => self.conn.server_data(bytes, ts, l, st, txs),
         }
+        if self.conn.take_tls() {
+            out.hand_over = Some("tls");
+        }
         self.count(out);
     }
 
@@ -185,10 +188,6 @@ impl analyzer::Session for PgsqlSession {
 
     fn expire(&mut self, deadline_ns: i64, out: &mut Sink<Transaction>) {
         self.conn.expire(deadline_ns, &mut out.transactions);
-    }
-
-    fn hand_over(&mut self) -> Option<&'static str> {
-        self.conn.take_tls().then_some("tls")
     }
 
     fn expires(&self, deadline_ns: i64) -> bool {
