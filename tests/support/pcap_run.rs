@@ -22,10 +22,15 @@ pub fn pcap_events(only: &str, pcap: &Path) -> Vec<Value> {
         .arg(pcap)
         .output()
         .expect("run trawl pcap");
+    json_lines(out, &format!("trawl pcap --only {only} {}", pcap.display()))
+}
+
+/// The JSON lines trawl printed; fails the test, naming `what` ran, when it did not exit 0
+/// (with its stderr) or printed a line that is not JSON.
+pub fn json_lines(out: std::process::Output, what: &str) -> Vec<Value> {
     assert!(
         out.status.success(),
-        "trawl pcap --only {only} {}: {}",
-        pcap.display(),
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout)
@@ -54,14 +59,5 @@ pub fn run_events(pcap: &Path, keys: &str) -> Vec<Value> {
         .arg(&cfg)
         .output()
         .expect("run trawl run");
-    assert!(
-        out.status.success(),
-        "trawl run on {} with {keys}: {}",
-        pcap.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line {l:?}: {e}")))
-        .collect()
+    json_lines(out, &format!("trawl run on {} with {keys}", pcap.display()))
 }

@@ -10,24 +10,12 @@ use crate::support;
 use serde_json::Value as J;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::pcap_run::run_events as trawl_run;
+use support::pcap_run::{json_lines as lines, run_events as trawl_run};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/encap")
         .join(name)
-}
-
-fn lines(out: std::process::Output, what: &str) -> Vec<J> {
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
 }
 
 fn trawl_pcap(pcap: &Path, extra: &[&str]) -> Vec<J> {
