@@ -632,6 +632,7 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
             "kubelet-rotate" | "kubelet-rotate+kill9" => kubelet.lock().unwrap().rotate_rename(),
             "new-file+kill9" => plain[which].lock().unwrap().new_file(),
             "churn-while-down" => {
+                note_deleted_held(&node, &streams);
                 node.kill9();
                 plain[which].lock().unwrap().new_file();
                 plain[1 - which].lock().unwrap().short_lived_file(50);
@@ -670,6 +671,7 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
                 // it, or just after its first lines were delivered (before the registry knew it).
                 pause(&mut rng, 0, 1000);
             }
+            note_deleted_held(&node, &streams);
             node.kill9();
         }
         if kind == "sigterm" {
@@ -758,8 +760,19 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
             "{failed_rounds} rounds of batches given up and read again (counted as crashes)"
         ));
     }
+    for s in &streams {
+        let mut s = s.lock().unwrap();
+        let id = s.id;
+        let excused = s.excuse_held_at_kill(&|q| !delivered.copies.contains_key(&(id, q)));
+        if excused > 0 {
+            o.notes.push(format!(
+                "w{id:02}: {excused} lines of files deleted while written excused: trawl held them open when it was killed"
+            ));
+        }
+    }
     // A file deleted before it got a `max_open_files` slot: its unread lines are the risk that
-    // limit takes, excused only where trawl counted and named the file.
+    // limit takes, excused only where trawl counted and named the file; the same for a deleted
+    // file trawl held but could not deliver before a stop.
     for (path, from) in skipped_files(&root.join("trawl.log")) {
         let mut excused = 0;
         for s in &streams {
@@ -924,6 +937,30 @@ fn reordered_in_partitions(sink: &Sink) -> (u64, Vec<String>) {
     (n, first)
 }
 
+/// Tells the streams which deleted files trawl holds open just before it is killed (from
+/// `/proc/<pid>/fd`): their lines not delivered by then are gone with it, whatever it does.
+fn note_deleted_held(node: &Node, streams: &[Arc<Mutex<Stream>>]) {
+    use std::os::unix::fs::MetadataExt;
+    let pid = node.pid();
+    if pid == 0 {
+        return;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return;
+    };
+    let inodes: Vec<u64> = fds
+        .flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|t| t.to_string_lossy().ends_with(" (deleted)"))
+        })
+        .filter_map(|fd| std::fs::metadata(fd.path()).ok().map(|m| m.ino()))
+        .collect();
+    for s in streams {
+        s.lock().unwrap().held_at_kill(&inodes);
+    }
+}
+
 /// The files trawl's log says were deleted while they waited for a `max_open_files` slot, with
 /// the byte offset from which it says their content was lost, once per time it said so.
 fn skipped_files(log: &Path) -> Vec<(PathBuf, u64)> {
@@ -934,14 +971,24 @@ fn skipped_files(log: &Path) -> Vec<(PathBuf, u64)> {
             .and_then(|rest| rest.split_whitespace().next())
             .map(str::to_owned)
     };
-    text.lines()
-        .filter(|l| l.contains("was deleted before it got one"))
-        .filter_map(|l| {
-            let path = field(l, "path")?;
-            let from = field(l, "offset")?.parse().ok()?;
-            Some((PathBuf::from(path), from))
-        })
-        .collect()
+    let mut files = Vec::new();
+    for l in text.lines() {
+        if l.contains("was deleted before it got one") {
+            if let (Some(path), Some(Ok(from))) = (field(l, "path"), field(l, "offset").map(|o| o.parse())) {
+                files.push((PathBuf::from(path), from));
+            }
+        } else if l.contains("stopped with deleted files not delivered to their end") {
+            // The exit's list: `path=… offset=… unread_bytes=…` per file, `; ` between them.
+            for part in l.split("path=").skip(1) {
+                let path = part.split_whitespace().next();
+                let from = field(part, "offset").and_then(|o| o.parse().ok());
+                if let (Some(path), Some(from)) = (path, from) {
+                    files.push((PathBuf::from(path), from));
+                }
+            }
+        }
+    }
+    files
 }
 
 /// Required lines (written and not excused) of which the output holds no copy.

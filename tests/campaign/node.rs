@@ -64,6 +64,11 @@ impl Node {
         }
     }
 
+    /// The running trawl's pid (0 when none runs).
+    pub fn pid(&self) -> u32 {
+        self.pid.load(Ordering::Relaxed)
+    }
+
     pub fn running(&self) -> bool {
         self.trawl.is_some()
     }

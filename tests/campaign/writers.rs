@@ -48,6 +48,9 @@ pub struct Stream {
     /// Files deleted while written (`unlink_active`), each with the lines it held, and whether
     /// its lines were excused already (`excuse_skipped`).
     deleted: Vec<(PhysFile, bool)>,
+    /// The inode of each entry of `deleted`, and whether trawl held it open when it was killed.
+    deleted_inodes: Vec<(u64, bool)>,
+    unlinked_ino: u64,
     counter: u32,
 }
 
@@ -110,6 +113,8 @@ impl Stream {
             excused: Vec::new(),
             history: Vec::new(),
             deleted: Vec::new(),
+            deleted_inodes: Vec::new(),
+            unlinked_ino: 0,
             counter: 0,
         }
     }
@@ -250,6 +255,8 @@ impl Stream {
 
     /// Deletes the active file while the app keeps writing to it (until `reopen`).
     pub fn unlink_active(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        self.unlinked_ino = std::fs::metadata(&self.active.path).unwrap().ino();
         std::fs::remove_file(&self.active.path).unwrap();
         self.unlinked = true;
         self.unlinked_from = self.active.end;
@@ -258,6 +265,7 @@ impl Stream {
     /// The app reopens its path after `unlink_active`.
     pub fn reopen(&mut self) {
         if self.unlinked {
+            self.deleted_inodes.push((self.unlinked_ino, false));
             self.deleted.push((
                 PhysFile {
                     path: self.active.path.clone(),
@@ -354,6 +362,42 @@ impl Stream {
                 path.display()
             ),
         );
+        gone.len() as u64
+    }
+
+    /// trawl is about to be killed holding descriptors of these deleted inodes: the files
+    /// deleted while written among them can be read by no process once it is gone.
+    pub fn held_at_kill(&mut self, inodes: &[u64]) {
+        for (ino, held) in self.deleted_inodes.iter_mut() {
+            *held |= inodes.contains(ino);
+        }
+    }
+
+    /// The lines of files deleted while written that trawl still held open when it was killed
+    /// (`held_at_kill`) and that did not reach the output: gone with the last descriptor of a
+    /// deleted file (trawl was reading them, or waiting on its output, when the kill came).
+    /// A file it did not hold stays required: trawl never opening it is its own loss. Returns
+    /// how many were excused.
+    pub fn excuse_held_at_kill(&mut self, missing: &dyn Fn(u64) -> bool) -> u64 {
+        let mut gone = Vec::new();
+        let mut notes = Vec::new();
+        for ((f, done), &(_, held)) in self.deleted.iter_mut().zip(&self.deleted_inodes) {
+            if *done || !held {
+                continue;
+            }
+            let before = gone.len();
+            gone.extend((f.start..f.end).filter(|&q| missing(q)));
+            if gone.len() > before {
+                *done = true;
+                notes.push((f.start, f.end, format!("{} deleted while written, held by trawl when it was killed", f.path.display())));
+            }
+        }
+        for (a, b, what) in notes {
+            self.note(a, b, what);
+        }
+        for &q in &gone {
+            self.excused.push((q, q + 1));
+        }
         gone.len() as u64
     }
 

@@ -32,6 +32,8 @@ pub struct Discovery {
     /// counts as a rename out of `paths`, and the file keeps the link's name (which carries the
     /// pod, namespace and container id).
     link_targets: Arc<Mutex<HashMap<PathBuf, PathBuf>>>,
+    /// Shared with the watcher: each scan tells it which files no descriptor holds.
+    written: Arc<Mutex<Written>>,
     /// Folders watched because a matched symlink points into them.
     target_dirs: HashSet<PathBuf>,
 }
@@ -66,6 +68,14 @@ pub struct Written {
     pub spare: usize,
     /// Closed files seen written, opened by the watcher for the reader to take.
     pub held: HashMap<FileKey, File>,
+    /// Files the latest scan found that no descriptor holds (not followed, and discovery's
+    /// descriptors all taken), by path.
+    pub unheld: HashMap<PathBuf, FileKey>,
+    /// Sizes of closed and unheld files seen by scans and at writes when no slot was spare:
+    /// the reader may be held up (an output down) while such a file is written and deleted,
+    /// and then never sees it; what it is told here is counted as lost
+    /// (`trawl_file_skipped_files_total`), not lost without a word.
+    pub sizes: HashMap<FileKey, (PathBuf, u64)>,
 }
 
 impl Written {
@@ -79,15 +89,47 @@ impl Written {
             self.overflowed = true;
         }
         let Some(&key) = self.closed.get(path) else {
+            if let Some(&key) = self.unheld.get(path) {
+                self.note_size(path, key);
+            }
             return;
         };
-        if self.held.contains_key(&key) || self.held.len() >= self.spare {
+        if self.held.contains_key(&key) {
+            return;
+        }
+        if self.held.len() >= self.spare {
+            self.note_size(path, key);
             return;
         }
         if let Ok(file) = File::open(path) {
             // The name may lead to another file by now (renamed away, a new one in its place).
             if file.metadata().is_ok_and(|m| FileKey::of(&m) == key) {
                 self.held.insert(key, file);
+            }
+        }
+    }
+}
+
+impl Written {
+    /// Notes the size a file without a descriptor has now (a stat; only files waiting for a
+    /// slot are looked at, so only while `max_open_files` is reached).
+    fn note_size(&mut self, path: &Path, key: FileKey) {
+        if self.sizes.len() >= MAX_WRITTEN && !self.sizes.contains_key(&key) {
+            return;
+        }
+        if let Some(md) = std::fs::metadata(path)
+            .ok()
+            .filter(|m| FileKey::of(m) == key)
+        {
+            self.noted(key, path, md.len());
+        }
+    }
+
+    fn noted(&mut self, key: FileKey, path: &Path, size: u64) {
+        match self.sizes.get_mut(&key) {
+            Some(noted) => noted.1 = noted.1.max(size),
+            None => {
+                self.sizes.insert(key, (path.to_path_buf(), size));
             }
         }
     }
@@ -141,13 +183,16 @@ pub fn spawn(
                     .map(|mut r| std::mem::take(&mut *r))
                     .unwrap_or_default();
                 let mut current = Vec::with_capacity(paths.len());
+                let mut sizes = Vec::with_capacity(paths.len());
                 for path in paths {
                     if let Ok(md) = std::fs::metadata(&path) {
                         if md.is_file() {
                             current.push((path, FileKey::of(&md)));
+                            sizes.push(md.len());
                         }
                     }
                 }
+                let mut unheld = Vec::new();
                 if let Ok(mut f) = found.lock() {
                     for (path, key) in &current {
                         if f.followed.contains(key)
@@ -202,12 +247,19 @@ pub fn spawn(
                             *r = no_slot;
                         }
                     }
+                    unheld = current
+                        .iter()
+                        .zip(&sizes)
+                        .filter(|((_, k), _)| !f.followed.contains(k) && !f.opened.contains_key(k))
+                        .map(|((p, k), len)| (p.clone(), *k, *len))
+                        .collect();
                     f.current = current;
                     if let Some(rotated) = rotated {
                         f.rotated = rotated;
                     }
                     f.generation += 1;
                 }
+                discovery.publish_unheld(unheld);
                 let _ = wake_reader.try_send(());
                 if shutdown.is_triggered() {
                     return;
@@ -264,6 +316,23 @@ pub fn check_include(patterns: &[String]) -> Result<(), String> {
 }
 
 impl Discovery {
+    /// Tells the watcher which files no descriptor holds, with their sizes now (see
+    /// `Written::sizes`).
+    fn publish_unheld(&self, unheld: Vec<(PathBuf, FileKey, u64)>) {
+        let Ok(mut w) = self.written.lock() else { return };
+        w.unheld.clear();
+        for (path, key, size) in unheld {
+            if size > 0 {
+                w.noted(key, &path, size);
+            }
+            // Writes through a link (kubelet's `/var/log/containers`) name its target.
+            if let Some(target) = std::fs::canonicalize(&path).ok().filter(|t| *t != path) {
+                w.unheld.insert(target, key);
+            }
+            w.unheld.insert(path, key);
+        }
+    }
+
     /// With `use_events`, filesystem events wake the returned receivers (coalesced: each holds
     /// at most one pending wake-up): the returned one on events that may add or remove files
     /// (for the scanner), `wake_reader` on any event, writes included.
@@ -288,7 +357,7 @@ impl Discovery {
                 patterns,
                 renamed_to.clone(),
                 link_targets.clone(),
-                written,
+                written.clone(),
             )
         } else {
             None
@@ -302,6 +371,7 @@ impl Discovery {
                 warned: HashSet::new(),
                 renamed_to,
                 link_targets,
+                written,
                 target_dirs: HashSet::new(),
             },
             rx,

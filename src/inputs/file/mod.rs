@@ -332,6 +332,9 @@ impl Shared {
     }
 }
 
+/// How often, while stopping, the exit's account of what was left is refreshed.
+const STOP_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A batch sent and not yet acknowledged.
 pub(crate) struct Sent {
     /// The offsets it reaches.
@@ -421,6 +424,9 @@ impl Input for FileInput {
                     }
                     _ = tick.tick() => save(&shared, forget_after, &mut failures).await,
                     _ = &mut done_rx, if !reader_done => reader_done = true,
+                    // While stopping, what is left is kept current more often than the flush:
+                    // the deadline may end the drain before the next tick.
+                    _ = tokio::time::sleep(STOP_REFRESH), if shutdown.is_triggered() => {}
                 }
                 metrics
                     .ack_pending
@@ -482,14 +488,60 @@ fn undelivered_at_stop(shared: &Shared, failures: &Failures) -> Option<String> {
                 })
         })
         .collect();
+    let lost = deleted_undelivered(&reg);
     if files.is_empty() {
-        return None;
+        return lost;
     }
     files.sort();
-    Some(format!(
+    let failed = format!(
         "stopped with lines that were read and not delivered (an output failed their batches): the registry stays before them and the next start reads them again, with what was sent after them ({} file(s): {})",
         files.len(),
         files.join(", ")
+    );
+    Some(match lost {
+        Some(lost) => format!("{failed}; {lost}"),
+        None => failed,
+    })
+}
+
+/// The deleted files this input holds with bytes not delivered: trawl's exit closes the last
+/// descriptor of each, so the next start cannot read them again. Found among the process's
+/// descriptors (whichever thread holds them, and whatever it is blocked on), each said as
+/// `path=… offset=…` (where the loss starts).
+fn deleted_undelivered(reg: &Registry) -> Option<String> {
+    let fds = std::fs::read_dir("/proc/self/fd").ok()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut lost: Vec<String> = Vec::new();
+    for fd in fds.flatten() {
+        let deleted = std::fs::read_link(fd.path())
+            .is_ok_and(|t| t.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"));
+        if !deleted {
+            continue;
+        }
+        // Through the descriptor's link: the file it holds, though it has no name.
+        let Ok(md) = std::fs::metadata(fd.path()) else {
+            continue;
+        };
+        let key = identity::FileKey::of(&md);
+        if !md.is_file() || !seen.insert(key) {
+            continue;
+        }
+        if let Some(e) = reg.get(&key).filter(|e| md.len() > e.offset) {
+            lost.push(format!(
+                "path={} offset={} unread_bytes={}",
+                e.path,
+                e.offset,
+                md.len() - e.offset
+            ));
+        }
+    }
+    if lost.is_empty() {
+        return None;
+    }
+    lost.sort();
+    Some(format!(
+        "stopped with deleted files not delivered to their end: no process can read them once trawl exits, their bytes from offset on are lost ({})",
+        lost.join("; ")
     ))
 }
 

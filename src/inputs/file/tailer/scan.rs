@@ -31,6 +31,7 @@ impl Tailer {
             ),
             Err(_) => return,
         };
+        self.take_noted_sizes();
         let mut seen: HashSet<FileKey> = HashSet::new();
         let mut keep: HashMap<FileKey, (PathBuf, File)> = HashMap::new();
         let wall = now_secs();
@@ -151,6 +152,44 @@ impl Tailer {
             self.limit_logged = true;
             tracing::warn!(input = %self.ctx.name, max_open_files = self.config.max_open_files, waiting = self.waiting,
                 "max_open_files reached: files wait for a slot; files idle at their end are closed to let them in and reopened when they grow (logged once)");
+        }
+    }
+
+    /// What the watcher and discovery saw of files no descriptor holds (`Written::sizes`): a
+    /// closed file written to, or a new one found, while no slot was free. Noted as waiting
+    /// with no descriptor, so that one deleted before this scan, which the reader (held up on
+    /// a full pipeline) never saw, is counted by `skipped_while_waiting` like any other.
+    pub(super) fn take_noted_sizes(&mut self) {
+        let sizes = match self.written.lock() {
+            Ok(mut w) => std::mem::take(&mut w.sizes),
+            Err(_) => return,
+        };
+        for (key, (path, size)) in sizes {
+            if self.ignored.contains(&key) {
+                continue;
+            }
+            if let Some(noted) = self.waiting_unopened.get_mut(&key) {
+                noted.2 = noted.2.max(size);
+                continue;
+            }
+            let (path, read_to) = match self.tails.get(&key) {
+                Some(tail) if tail.is_open() => continue,
+                Some(tail) => (tail.path.clone(), tail.position()),
+                // Not read in this run: reading resumes at the registry's offset.
+                None => {
+                    let offset = self
+                        .shared
+                        .registry
+                        .lock()
+                        .ok()
+                        .and_then(|r| r.get(&key).map(|e| e.offset))
+                        .unwrap_or(0);
+                    (path, offset)
+                }
+            };
+            if size > read_to {
+                self.waiting_unopened.insert(key, (path, read_to, size));
+            }
         }
     }
 
