@@ -468,3 +468,107 @@ fn a_deleted_file_not_delivered_by_the_stop_is_named_at_the_exit() {
     );
     assert!(!status.success(), "a stop that lost lines is not a clean one: {status}");
 }
+
+/// As above, for a file trawl followed and closed to free its slot: it is written to and
+/// deleted while the reader waits on its output (a stdout that stops being read), with no slot
+/// spare for the watcher to take it. Its new lines are gone; trawl must count and name it once
+/// it looks again, from the offset it had read to.
+#[test]
+fn a_closed_file_written_and_deleted_while_the_reader_waits_on_its_output_is_counted() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\"]\n    max_open_files: 1\n    max_in_flight: 256KiB\n    poll_interval: 100ms\n    scan_interval: 200ms\noutputs:\n  out:\n    type: stdout\n",
+            data = dir.path().join("data").display(),
+            logs = logs.display(),
+        ),
+    );
+    let a = logs.join("a.log");
+    append(&a, &lines("a", 10));
+    let log = dir.path().join("trawl.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let out = Arc::new(Mutex::new(Vec::<String>::new()));
+    let paused = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (out, paused) = (out.clone(), paused.clone());
+        std::thread::spawn(move || {
+            // Small reads, so that a pause leaves the pipe to fill.
+            let mut lines = std::io::BufReader::with_capacity(256, stdout).lines();
+            loop {
+                while paused.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                match lines.next() {
+                    Some(Ok(line)) => out.lock().unwrap().push(line),
+                    _ => break,
+                }
+            }
+        })
+    };
+    let count = |what: &str| {
+        out.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(&format!("\"{what} line ")))
+            .count()
+    };
+    let gauge = |name: &str| metric(&addr, name, "logs").unwrap_or(-1.0);
+    wait_until(Duration::from_secs(60), "a.log's 10 lines", || count("a") == 10);
+    // The output stops taking events; b.log holds the only slot (a.log, idle at its end, is
+    // closed for it) and the reader waits on it.
+    paused.store(true, Ordering::Relaxed);
+    append(&logs.join("b.log"), &lines("b", 40_000));
+    std::thread::sleep(Duration::from_secs(3));
+    for i in 0..4 {
+        append(&a, &lines(&format!("a{i}"), 20));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::fs::remove_file(&a).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    paused.store(false, Ordering::Relaxed);
+    wait_until(Duration::from_secs(60), "b.log whole", || count("b") == 40_000);
+    wait_until(
+        Duration::from_secs(60),
+        "a.log counted in trawl_file_skipped_files_total",
+        || gauge("trawl_file_skipped_files_total") == 1.0,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let first_bytes = lines("a", 10).len();
+    let said = text
+        .lines()
+        .filter(|l| {
+            l.contains("was deleted before it got one")
+                && l.contains(&format!("path={} ", a.display()))
+                && l.contains(&format!("offset={first_bytes} "))
+        })
+        .count();
+    assert_eq!(said, 1, "a.log named once, from the offset read to; log:\n{text}");
+    // SAFETY: kill(2) on the pid of a child this test owns and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "trawl exit {status}; log:\n{text}");
+    assert_eq!(
+        (count("a"), count("a0"), count("b")),
+        (10, 0, 40_000),
+        "a.log's first lines and b.log once each"
+    );
+}

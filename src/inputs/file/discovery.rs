@@ -108,9 +108,7 @@ impl Written {
             }
         }
     }
-}
 
-impl Written {
     /// Notes the size a file without a descriptor has now (a stat; only files waiting for a
     /// slot are looked at, so only while `max_open_files` is reached).
     fn note_size(&mut self, path: &Path, key: FileKey) {
