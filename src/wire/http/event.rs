@@ -2,6 +2,7 @@
 //! with their sizes known, moving the parsed strings rather than copying them, and with the
 //! connection's own strings (addresses, Community ID) computed once per connection.
 
+use super::find::{find, rfind};
 use super::metrics::ServiceMap;
 use super::parser::{HeadOptions, RequestHead};
 use super::transaction::{Limits, Missing, Transaction};
@@ -209,7 +210,7 @@ fn split_target(target: &str) -> (&str, Option<&str>) {
             .unwrap_or("/"),
         None => target,
     };
-    match memchr::memchr(b'?', rel.as_bytes()) {
+    match find(rel.as_bytes(), b'?') {
         Some(i) => (&rel[..i], Some(&rel[i + 1..])),
         None => (rel, None),
     }
@@ -672,7 +673,7 @@ fn has_upper(s: &[u8]) -> bool {
 
 /// The media type of a Content-Type value, lower case, without its parameters.
 fn mime(ct: &str) -> Cow<'_, str> {
-    let end = memchr::memchr(b';', ct.as_bytes()).unwrap_or(ct.len());
+    let end = find(ct.as_bytes(), b';').unwrap_or(ct.len());
     let t = ct[..end].trim_ascii();
     if has_upper(t.as_bytes()) {
         Cow::Owned(t.to_ascii_lowercase())
@@ -694,7 +695,7 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
         }
     } else {
         // One colon: a port. More: a bare IPv6 address (not valid in Host, kept as sent).
-        memchr::memrchr(b':', b).filter(|&i| !b[..i].contains(&b':'))
+        rfind(b, b':').filter(|&i| find(&b[..i], b':').is_none())
     };
     match colon {
         Some(i) if !b[i + 1..].is_empty() && b[i + 1..].iter().all(u8::is_ascii_digit) => {

@@ -3,6 +3,7 @@
 //! and turns each transaction into one ECS event and its RED metrics (`event.rs`).
 
 mod event;
+mod find;
 mod head;
 pub mod metrics;
 pub mod parser;

@@ -483,35 +483,38 @@ fn consume_requests(
             },
             // Every message that ends a segment comes back here: nothing left to parse.
             State::Head if at >= data.len() => return at,
-            State::Head => match parser::parse_request(&data[at..], &l.head) {
-                Status::Partial => return at,
-                Status::Error => {
-                    st.parse_errors += 1;
-                    at += 1;
-                    side.state = State::Sync;
+            State::Head => {
+                // The head is parsed where the transaction keeps it: a partial or broken head
+                // costs an allocation given back, a whole one no copies.
+                let mut t = Box::<Transaction>::default();
+                let head = t.request.insert(RequestHead::default());
+                match parser::parse_request_into(&data[at..], &l.head, head) {
+                    Status::Partial => return at,
+                    Status::Error => {
+                        st.parse_errors += 1;
+                        at += 1;
+                        side.state = State::Sync;
+                    }
+                    Status::Complete((), n) => {
+                        let start = if at == 0 { side.buf_ns.min(ts) } else { ts };
+                        at += n;
+                        let framing = if head.chunked {
+                            Framing::Chunked
+                        } else {
+                            Framing::Length(head.content_length.unwrap_or(0))
+                        };
+                        let body = wants_body(l, head.content_type.as_deref()).then(Vec::new);
+                        t.doh = doh_request(l, head);
+                        t.req_start_ns = start;
+                        t.req_end_ns = ts;
+                        t.req_header_bytes = n as u64;
+                        t.req_body = body;
+                        *p.req = Some(t);
+                        *p.answered = false;
+                        side.state = State::Body(Body::new(framing));
+                    }
                 }
-                Status::Complete(head, n) => {
-                    let start = if at == 0 { side.buf_ns.min(ts) } else { ts };
-                    at += n;
-                    let framing = if head.chunked {
-                        Framing::Chunked
-                    } else {
-                        Framing::Length(head.content_length.unwrap_or(0))
-                    };
-                    let body = wants_body(l, head.content_type.as_deref()).then(Vec::new);
-                    *p.req = Some(Box::new(Transaction {
-                        req_start_ns: start,
-                        req_end_ns: ts,
-                        req_header_bytes: n as u64,
-                        req_body: body,
-                        doh: doh_request(l, &head),
-                        request: Some(head),
-                        ..Default::default()
-                    }));
-                    *p.answered = false;
-                    side.state = State::Body(Body::new(framing));
-                }
-            },
+            }
             State::Body(b) => {
                 if !b.done {
                     if at >= data.len() {

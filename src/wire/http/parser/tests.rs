@@ -365,3 +365,26 @@ proptest! {
         }
     }
 }
+
+/// A string written in place is the string, at every length either side of the inline
+/// capacity and with multi-byte characters, and stays a working string (grown, compared).
+#[test]
+fn strings_made_in_place_are_the_strings() {
+    let text = "GET /api/orders/29257/items?v=7 ηλ bench/1.0 Mozilla/5.0 (X11; Linux)";
+    let mut made = 0;
+    for start in 0..6 {
+        for end in start..=text.len() {
+            let Some(s) = text.get(start..end) else {
+                continue;
+            };
+            let c = compact(s);
+            assert_eq!(c.as_str(), s);
+            assert_eq!(c, CompactString::from(s));
+            let mut grown = c.clone();
+            grown.push_str("-and-more-than-twenty-four-bytes");
+            assert_eq!(grown, format!("{s}-and-more-than-twenty-four-bytes"));
+            made += 1;
+        }
+    }
+    assert!(made > 300, "{made}");
+}
