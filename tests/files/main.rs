@@ -20,5 +20,6 @@ mod file_slots_rotation;
 mod file_streams;
 mod file_truncation_restart;
 mod file_waiting_crash;
+mod file_held_up_deleted;
 mod file_waiting_deleted;
 mod file_waiting_rename;

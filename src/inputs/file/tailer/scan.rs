@@ -175,22 +175,22 @@ impl Tailer {
             let (path, read_to) = match self.tails.get(&key) {
                 Some(tail) if tail.is_open() => continue,
                 Some(tail) => (tail.path.clone(), tail.position()),
-                // Not read in this run: reading resumes at the registry's offset.
-                None => {
-                    let offset = self
-                        .shared
-                        .registry
-                        .lock()
-                        .ok()
-                        .and_then(|r| r.get(&key).map(|e| e.offset))
-                        .unwrap_or(0);
-                    (path, offset)
-                }
+                None => (path, self.resumes_at(&key)),
             };
             if size > read_to {
                 self.waiting_unopened.insert(key, (path, read_to, size));
             }
         }
+    }
+
+    /// Where reading a file not read in this run resumes: the registry's offset, or 0.
+    fn resumes_at(&self, key: &FileKey) -> u64 {
+        self.shared
+            .registry
+            .lock()
+            .ok()
+            .and_then(|r| r.get(key).map(|e| e.offset))
+            .unwrap_or(0)
     }
 
     /// Files that waited for a slot with no descriptor held and are no longer under `paths`:
@@ -361,14 +361,7 @@ impl Tailer {
             self.record_waiting(key, path, file.as_ref(), first);
             if file.is_none() {
                 let size = std::fs::metadata(path).map_or(0, |m| m.len());
-                // Not read in this run: reading resumes at the registry's offset.
-                let read_to = self
-                    .shared
-                    .registry
-                    .lock()
-                    .ok()
-                    .and_then(|r| r.get(&key).map(|e| e.offset))
-                    .unwrap_or(0);
+                let read_to = self.resumes_at(&key);
                 self.waiting_unopened
                     .insert(key, (path.to_path_buf(), read_to, size));
             } else {
