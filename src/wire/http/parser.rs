@@ -131,28 +131,12 @@ fn compact(s: &str) -> CompactString {
     }
     let mut c = CompactString::const_new("");
     // SAFETY: `c` is inline (`const_new` of a short string), so its buffer is its
-    // `size_of` bytes, more than `n`; each pair of moves reads its first and last `w <= n`
-    // bytes of `s` and together they write exactly `n` bytes, copied from a `str` (UTF-8),
-    // before `set_len` makes them the string.
+    // `size_of` bytes, more than `n`: `copy_bytes` writes exactly `n` bytes there, copied
+    // from a `str` (UTF-8), before `set_len` makes them the string.
     unsafe {
         let buf = c.as_mut_bytes();
         debug_assert!(buf.len() > n);
-        let (src, dst) = (s.as_ptr(), buf.as_mut_ptr());
-        let pair = |w: usize| {
-            std::ptr::copy_nonoverlapping(src, dst, w);
-            std::ptr::copy_nonoverlapping(src.add(n - w), dst.add(n - w), w);
-        };
-        if n >= 16 {
-            pair(16);
-        } else if n >= 8 {
-            pair(8);
-        } else if n >= 4 {
-            pair(4);
-        } else if n >= 2 {
-            pair(2);
-        } else if n == 1 {
-            *dst = *src;
-        }
+        crate::wire::out::copy_bytes(s.as_ptr(), buf.as_mut_ptr(), n);
         c.set_len(n);
     }
     c

@@ -541,7 +541,7 @@ fn grow(buf: &mut Vec<u8>, left: usize, n: usize) -> (*mut u8, usize) {
 /// # Safety
 /// `src` readable and `dst` writable for `n` bytes, not overlapping.
 #[inline(always)]
-unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
+pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
     // SAFETY: each pair of copies reads inside `src` (its first and last `w` bytes, `w <= n`)
     // and, together, writes exactly its `n` bytes to `dst`.
     unsafe {
