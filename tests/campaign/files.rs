@@ -951,8 +951,7 @@ fn note_deleted_held(node: &Node, streams: &[Arc<Mutex<Stream>>]) {
     let inodes: Vec<u64> = fds
         .flatten()
         .filter(|fd| {
-            std::fs::read_link(fd.path())
-                .is_ok_and(|t| t.to_string_lossy().ends_with(" (deleted)"))
+            std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().ends_with(" (deleted)"))
         })
         .filter_map(|fd| std::fs::metadata(fd.path()).ok().map(|m| m.ino()))
         .collect();
@@ -974,7 +973,9 @@ fn skipped_files(log: &Path) -> Vec<(PathBuf, u64)> {
     let mut files = Vec::new();
     for l in text.lines() {
         if l.contains("was deleted before it got one") {
-            if let (Some(path), Some(Ok(from))) = (field(l, "path"), field(l, "offset").map(|o| o.parse())) {
+            if let (Some(path), Some(Ok(from))) =
+                (field(l, "path"), field(l, "offset").map(|o| o.parse()))
+            {
                 files.push((PathBuf::from(path), from));
             }
         } else if l.contains("stopped with deleted files not delivered to their end") {

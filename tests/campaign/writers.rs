@@ -389,7 +389,14 @@ impl Stream {
             gone.extend((f.start..f.end).filter(|&q| missing(q)));
             if gone.len() > before {
                 *done = true;
-                notes.push((f.start, f.end, format!("{} deleted while written, held by trawl when it was killed", f.path.display())));
+                notes.push((
+                    f.start,
+                    f.end,
+                    format!(
+                        "{} deleted while written, held by trawl when it was killed",
+                        f.path.display()
+                    ),
+                ));
             }
         }
         for (a, b, what) in notes {

@@ -106,7 +106,10 @@ impl OnStdout {
     /// stdout still held is read.
     fn stop(&mut self) -> ExitStatus {
         // SAFETY: kill(2) on the pid of a child this test owns and has not reaped.
-        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) },
+            0
+        );
         let started = Instant::now();
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -181,7 +184,11 @@ fn a_file_written_and_deleted_while_the_reader_waits_on_its_output_is_counted() 
     // A few more scans: still said once.
     std::thread::sleep(Duration::from_secs(1));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(said_skipped(&log, &v, 0), 1, "v.log named once, from offset 0; log:\n{text}");
+    assert_eq!(
+        said_skipped(&log, &v, 0),
+        1,
+        "v.log named once, from offset 0; log:\n{text}"
+    );
     let status = trawl.stop();
     assert!(status.success(), "trawl exit {status}; log:\n{text}");
     assert_eq!(
@@ -207,7 +214,9 @@ fn a_closed_file_written_and_deleted_while_the_reader_waits_on_its_output_is_cou
     let log = dir.path().join("trawl.log");
     let mut trawl = OnStdout::start(&config, &log, false);
     let gauge = |name: &str| metric(&addr, name, "logs").unwrap_or(-1.0);
-    wait_until(Duration::from_secs(60), "a.log's 10 lines", || trawl.count("a") == 10);
+    wait_until(Duration::from_secs(60), "a.log's 10 lines", || {
+        trawl.count("a") == 10
+    });
     // The output stops taking events; b.log holds the only slot (a.log, idle at its end, is
     // closed for it) and the reader waits on it.
     trawl.pause(true);
@@ -220,7 +229,9 @@ fn a_closed_file_written_and_deleted_while_the_reader_waits_on_its_output_is_cou
     std::fs::remove_file(&a).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     trawl.pause(false);
-    wait_until(Duration::from_secs(60), "b.log whole", || trawl.count("b") == 40_000);
+    wait_until(Duration::from_secs(60), "b.log whole", || {
+        trawl.count("b") == 40_000
+    });
     wait_until(
         Duration::from_secs(60),
         "a.log counted in trawl_file_skipped_files_total",
@@ -286,6 +297,12 @@ fn a_deleted_file_not_delivered_by_the_stop_is_named_at_the_exit() {
     assert!(offset / 13 < N, "something was lost: {offset}");
     let delivered = trawl.delivered("a");
     let unaccounted = (0..offset / 13).filter(|i| !delivered.contains(i)).count();
-    assert_eq!(unaccounted, 0, "lines before the offset named lost were not delivered");
-    assert!(!status.success(), "a stop that lost lines is not a clean one: {status}");
+    assert_eq!(
+        unaccounted, 0,
+        "lines before the offset named lost were not delivered"
+    );
+    assert!(
+        !status.success(),
+        "a stop that lost lines is not a clean one: {status}"
+    );
 }

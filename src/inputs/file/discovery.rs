@@ -317,15 +317,30 @@ impl Discovery {
     /// Tells the watcher which files no descriptor holds, with their sizes now (see
     /// `Written::sizes`).
     fn publish_unheld(&self, unheld: Vec<(PathBuf, FileKey, u64)>) {
-        let Ok(mut w) = self.written.lock() else { return };
+        // Writes through a link (kubelet's `/var/log/containers`) name its target: the scan
+        // just found the targets (`follow_link_targets`).
+        let targets: HashMap<PathBuf, PathBuf> = if unheld.is_empty() {
+            HashMap::new()
+        } else {
+            self.link_targets
+                .lock()
+                .map(|t| {
+                    t.iter()
+                        .map(|(target, link)| (link.clone(), target.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let Ok(mut w) = self.written.lock() else {
+            return;
+        };
         w.unheld.clear();
         for (path, key, size) in unheld {
             if size > 0 {
                 w.noted(key, &path, size);
             }
-            // Writes through a link (kubelet's `/var/log/containers`) name its target.
-            if let Some(target) = std::fs::canonicalize(&path).ok().filter(|t| *t != path) {
-                w.unheld.insert(target, key);
+            if let Some(target) = targets.get(&path) {
+                w.unheld.insert(target.clone(), key);
             }
             w.unheld.insert(path, key);
         }

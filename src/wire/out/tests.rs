@@ -151,8 +151,7 @@ fn one_clock_serves_many_timestamps() {
     ] {
         buf.clear();
         write_time(&mut buf, &mut clock, ns);
-        let want =
-            serde_json::to_string(&Value::Timestamp(super::super::ns_to_time(ns))).unwrap();
+        let want = serde_json::to_string(&Value::Timestamp(super::super::ns_to_time(ns))).unwrap();
         assert_eq!(
             format!("\"{}\"", String::from_utf8_lossy(&buf)),
             want,
