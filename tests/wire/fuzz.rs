@@ -753,7 +753,7 @@ proptest! {
         if let Ok(msg) = trawl::wire::dns::message::parse(&m[..end]) {
             prop_assert!(msg.answers.len() <= trawl::wire::dns::message::MAX_ANSWERS);
             for a in &msg.answers {
-                prop_assert!(a.name.len() <= 4 * 255);
+                prop_assert!(a.name.len() <= trawl::wire::dns::message::MAX_NAME_TEXT);
             }
         }
     }
