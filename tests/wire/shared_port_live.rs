@@ -102,7 +102,10 @@ fn capture(tag: &str, subnet: &str, protocols: &str) -> Vec<J> {
     )
     .expect("a namespace behind a veth");
     let server_addr = format!("{subnet}.2");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/http2/shared_port_server.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/http2/shared_port_server.py"
+    );
     let mut server = KillOnDrop(
         link.exec(&["python3", script, &server_addr, "8080"])
             .stdout(Stdio::piped())
@@ -167,6 +170,25 @@ fn http1_and_h2c_on_one_port_are_each_reported_by_their_protocol() {
         .iter()
         .flat_map(|c| c.iter().map(|r| expected("http", *r)))
         .chain(H2C.iter().map(|r| expected("http2", *r)))
+        .collect();
+    assert_eq!(
+        sorted(evs.iter().map(summary).collect()),
+        sorted(want),
+        "{evs:#?}"
+    );
+}
+
+/// A port only `http` follows: its HTTP/1.1 is as before, and an h2c connection is not
+/// HTTP/1.x (was: each one a malformed `PRI *` request with `response_missing`).
+#[test]
+fn with_only_http_on_the_port_h2c_is_not_taken_for_http1() {
+    if !root() {
+        return;
+    }
+    let evs = capture("h2sq", "10.231.18", "{ http: { ports: [8080] } }");
+    let want: Vec<Summary> = HTTP1
+        .iter()
+        .flat_map(|c| c.iter().map(|r| expected("http", *r)))
         .collect();
     assert_eq!(
         sorted(evs.iter().map(summary).collect()),

@@ -10,6 +10,7 @@ pub mod parser;
 pub mod transaction;
 
 use super::analyzer::{self, AnySession, Protocol, Session, Settings, Side, Sink, Transport};
+use super::http2::conn::PREFACE;
 use super::section::{Connection, ProtocolConfig};
 use crate::config::ByteSize;
 use event::{EventCtx, HttpTx};
@@ -217,6 +218,7 @@ impl Protocol for Http {
             conn: Conn::new(),
             ctx: self.ctx.clone(),
             txs: Vec::new(),
+            preface: Preface::Matched(0),
         }
         .boxed()
     }
@@ -228,6 +230,22 @@ struct HttpSession {
     ctx: Arc<EventCtx>,
     /// What the connection finished in the current call.
     txs: Finished,
+    /// Whether the client opened with HTTP/2's preface (RFC 9113 3.4): h2c with prior
+    /// knowledge on a port only `http` follows is not HTTP/1.x, and was reported as a
+    /// malformed `PRI *` request without a response, one per connection.
+    preface: Preface,
+}
+
+/// How far the client's first bytes match the HTTP/2 connection preface.
+#[derive(Clone, Copy, PartialEq)]
+enum Preface {
+    /// The first this many client bytes are the preface's; not passed on yet, since they are
+    /// the preface's own bytes and can be replayed if the rest differs.
+    Matched(usize),
+    /// The whole preface: the connection is HTTP/2, nothing of it is HTTP/1.x.
+    Http2,
+    /// Not the preface: every byte goes to the HTTP/1.x parsers.
+    Http1,
 }
 
 impl HttpSession {
@@ -246,6 +264,27 @@ impl Session for HttpSession {
     type Tx = HttpTx;
 
     fn data(&mut self, side: Side, bytes: &[u8], ts: i64, out: &mut Sink<HttpTx>) {
+        if self.preface == Preface::Http2 {
+            return;
+        }
+        if side == Side::Client {
+            if let Preface::Matched(n) = self.preface {
+                let want = &PREFACE[n..];
+                let k = want.len().min(bytes.len());
+                if want[..k] == bytes[..k] {
+                    self.preface = if n + k == PREFACE.len() {
+                        Preface::Http2
+                    } else {
+                        Preface::Matched(n + k)
+                    };
+                    return;
+                }
+                self.preface = Preface::Http1;
+                if n > 0 {
+                    self.data(side, &PREFACE[..n], ts, out);
+                }
+            }
+        }
         let limits = self.ctx.limits();
         let mut cst = ConnStats::default();
         match side {
@@ -260,6 +299,16 @@ impl Session for HttpSession {
     }
 
     fn gap(&mut self, side: Side, len: u32, out: &mut Sink<HttpTx>) {
+        if self.preface == Preface::Http2 {
+            return;
+        }
+        if side == Side::Client {
+            // The parsers resynchronise after a gap: a preface's first bytes before one are
+            // not an HTTP/1.x message start to keep.
+            if let Preface::Matched(_) = self.preface {
+                self.preface = Preface::Http1;
+            }
+        }
         let mut cst = ConnStats::default();
         match side {
             Side::Client => self.conn.client_gap(len, &mut cst),
