@@ -350,3 +350,66 @@ fn looks_like_request(payload: &[u8]) -> bool {
         parser::Sync::At(0)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> HttpSession {
+        HttpSession {
+            conn: Conn::new(),
+            ctx: Arc::new(EventCtx {
+                cfg: HttpConfig::default(),
+                real_ip: None,
+                include_body_for: Vec::new(),
+                send_all: false,
+                redact_lengths: 0,
+            }),
+            txs: Vec::new(),
+            preface: Preface::Matched(0),
+        }
+    }
+
+    /// Client segments then the server's answer, with closing: what the session reported.
+    fn run(client: &[&[u8]], server: &[u8]) -> Sink<HttpTx> {
+        let mut s = session();
+        let mut out = Sink::default();
+        for (i, seg) in client.iter().enumerate() {
+            s.data(Side::Client, seg, 1_000 + i as i64, &mut out);
+        }
+        s.data(Side::Server, server, 2_000, &mut out);
+        s.close(3_000, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_preface_in_pieces_is_http2_and_reports_nothing() {
+        // The preface cut mid-way across segments, then a SETTINGS frame; the server's own.
+        let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+        let out = run(
+            &[&PREFACE[..3], &PREFACE[3..20], &PREFACE[20..], &settings],
+            &settings,
+        );
+        assert_eq!((out.transactions.len(), out.malformed), (0, 0));
+    }
+
+    #[test]
+    fn a_request_sharing_the_prefaces_first_bytes_is_http1() {
+        // "P", "R" are the preface's first bytes; the request goes on differently.
+        let out = run(
+            &[
+                b"P",
+                b"R",
+                b"OPFIND /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            ],
+            b"HTTP/1.1 207 Multi-Status\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!((out.transactions.len(), out.malformed), (1, 0));
+        let method = out.transactions[0]
+            .t
+            .request
+            .as_ref()
+            .map(|r| r.method.as_str());
+        assert_eq!(method, Some("PROPFIND"));
+    }
+}
