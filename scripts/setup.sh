@@ -8,7 +8,8 @@
 # runc and debootstrap for the image test, which builds and runs the image without a daemon;
 # binutils for readelf in the static forwarder's test; the real servers of the protocol
 # decoders' tests: nginx (TLS), postgresql, redis-server, dnsmasq with dig from bind9-dnsutils,
-# mariadb-server)
+# mariadb-server; python3-h2 and curl (Debian's, built with nghttp2: `--http2-prior-knowledge`)
+# for the HTTP/1.1-and-h2c server and its clients in tests/wire/shared_port_live.rs)
 # and Apache Kafka, the broker of the Kafka tests (scripts/systems/kafka.sh). Safe to run
 # again; skips what is there.
 set -euo pipefail
@@ -16,7 +17,7 @@ set -euo pipefail
 need_apt=()
 for pkg in libpcap-dev tshark pkg-config openssl iproute2 systemd systemd-journal-remote \
   prometheus tmux strace podman buildah runc debootstrap binutils nginx postgresql \
-  redis-server dnsmasq-base bind9-dnsutils mariadb-server; do
+  redis-server dnsmasq-base bind9-dnsutils mariadb-server python3-h2 curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -36,6 +36,7 @@ mod pcap_suricata;
 mod pcap_tshark;
 mod pgsql_real_server;
 mod redis_live;
+mod shared_port_live;
 mod shared_ports;
 mod slow_queries;
 mod tap;

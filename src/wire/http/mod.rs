@@ -10,6 +10,7 @@ pub mod parser;
 pub mod transaction;
 
 use super::analyzer::{self, AnySession, Protocol, Session, Settings, Side, Sink, Transport};
+use super::http2::conn::PREFACE;
 use super::section::{Connection, ProtocolConfig};
 use crate::config::ByteSize;
 use event::{EventCtx, HttpTx};
@@ -217,6 +218,7 @@ impl Protocol for Http {
             conn: Conn::new(),
             ctx: self.ctx.clone(),
             txs: Vec::new(),
+            preface: Preface::Matched(0),
         }
         .boxed()
     }
@@ -228,6 +230,22 @@ struct HttpSession {
     ctx: Arc<EventCtx>,
     /// What the connection finished in the current call.
     txs: Finished,
+    /// Whether the client opened with HTTP/2's preface (RFC 9113 3.4): h2c with prior
+    /// knowledge on a port only `http` follows is not HTTP/1.x, and was reported as a
+    /// malformed `PRI *` request without a response, one per connection.
+    preface: Preface,
+}
+
+/// How far the client's first bytes match the HTTP/2 connection preface.
+#[derive(Clone, Copy, PartialEq)]
+enum Preface {
+    /// The first this many client bytes are the preface's; not passed on yet, since they are
+    /// the preface's own bytes and can be replayed if the rest differs.
+    Matched(usize),
+    /// The whole preface: the connection is HTTP/2, nothing of it is HTTP/1.x.
+    Http2,
+    /// Not the preface: every byte goes to the HTTP/1.x parsers.
+    Http1,
 }
 
 impl HttpSession {
@@ -246,6 +264,27 @@ impl Session for HttpSession {
     type Tx = HttpTx;
 
     fn data(&mut self, side: Side, bytes: &[u8], ts: i64, out: &mut Sink<HttpTx>) {
+        if self.preface == Preface::Http2 {
+            return;
+        }
+        if side == Side::Client {
+            if let Preface::Matched(n) = self.preface {
+                let want = &PREFACE[n..];
+                let k = want.len().min(bytes.len());
+                if want[..k] == bytes[..k] {
+                    self.preface = if n + k == PREFACE.len() {
+                        Preface::Http2
+                    } else {
+                        Preface::Matched(n + k)
+                    };
+                    return;
+                }
+                self.preface = Preface::Http1;
+                if n > 0 {
+                    self.data(side, &PREFACE[..n], ts, out);
+                }
+            }
+        }
         let limits = self.ctx.limits();
         let mut cst = ConnStats::default();
         match side {
@@ -260,6 +299,16 @@ impl Session for HttpSession {
     }
 
     fn gap(&mut self, side: Side, len: u32, out: &mut Sink<HttpTx>) {
+        if self.preface == Preface::Http2 {
+            return;
+        }
+        if side == Side::Client {
+            // The parsers resynchronise after a gap: a preface's first bytes before one are
+            // not an HTTP/1.x message start to keep.
+            if let Preface::Matched(_) = self.preface {
+                self.preface = Preface::Http1;
+            }
+        }
         let mut cst = ConnStats::default();
         match side {
             Side::Client => self.conn.client_gap(len, &mut cst),
@@ -300,4 +349,67 @@ fn looks_like_request(payload: &[u8]) -> bool {
         parser::find_message_start(payload, true),
         parser::Sync::At(0)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> HttpSession {
+        HttpSession {
+            conn: Conn::new(),
+            ctx: Arc::new(EventCtx {
+                cfg: HttpConfig::default(),
+                real_ip: None,
+                include_body_for: Vec::new(),
+                send_all: false,
+                redact_lengths: 0,
+            }),
+            txs: Vec::new(),
+            preface: Preface::Matched(0),
+        }
+    }
+
+    /// Client segments then the server's answer, with closing: what the session reported.
+    fn run(client: &[&[u8]], server: &[u8]) -> Sink<HttpTx> {
+        let mut s = session();
+        let mut out = Sink::default();
+        for (i, seg) in client.iter().enumerate() {
+            s.data(Side::Client, seg, 1_000 + i as i64, &mut out);
+        }
+        s.data(Side::Server, server, 2_000, &mut out);
+        s.close(3_000, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_preface_in_pieces_is_http2_and_reports_nothing() {
+        // The preface cut mid-way across segments, then a SETTINGS frame; the server's own.
+        let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+        let out = run(
+            &[&PREFACE[..3], &PREFACE[3..20], &PREFACE[20..], &settings],
+            &settings,
+        );
+        assert_eq!((out.transactions.len(), out.malformed), (0, 0));
+    }
+
+    #[test]
+    fn a_request_sharing_the_prefaces_first_bytes_is_http1() {
+        // "P", "R" are the preface's first bytes; the request goes on differently.
+        let out = run(
+            &[
+                b"P",
+                b"R",
+                b"OPFIND /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            ],
+            b"HTTP/1.1 207 Multi-Status\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!((out.transactions.len(), out.malformed), (1, 0));
+        let method = out.transactions[0]
+            .t
+            .request
+            .as_ref()
+            .map(|r| r.method.as_str());
+        assert_eq!(method, Some("PROPFIND"));
+    }
 }
