@@ -1,6 +1,7 @@
 //! One port, two protocols, captured live: a server in a namespace speaks HTTP/1.1 and
 //! prior-knowledge h2c on 8080 (tests/data/http2/shared_port_server.py), curl talks both to it
-//! over a veth, and `trawl run` captures the host end as a sidecar or DaemonSet would.
+//! over a veth (and a Python h2 client for several streams at once on one connection), and
+//! `trawl run` captures the host end as a sidecar or DaemonSet would.
 
 use crate::support;
 
@@ -30,6 +31,17 @@ const H2C: [Request; 3] = [
     ("GET", "/h2/one", ""),
     ("POST", "/h2/post", "abcdefg"),
     ("GET", "/missing/h2", ""),
+];
+
+/// One h2c connection with every stream open at once and bodies in three-byte DATA frames
+/// interleaved across streams (tests/data/http2/multi_stream_client.py), as gRPC channels use
+/// HTTP/2: what curl's one stream a connection leaves untested.
+const H2C_STREAMS: [Request; 5] = [
+    ("GET", "/h2/many/1", ""),
+    ("POST", "/h2/many/2", "first-body-of-twenty-"),
+    ("GET", "/missing/many/3", ""),
+    ("PUT", "/h2/many/4", "0123456789abcdef0123456789abcdef0123"),
+    ("POST", "/h2/many/5", "x"),
 ];
 
 /// What one transaction says, or what it should say: dataset, method, path, status, request
@@ -133,6 +145,24 @@ fn capture(tag: &str, subnet: &str, protocols: &str) -> Vec<J> {
     for request in H2C {
         curl(&server_addr, &[request], true);
     }
+    let mut client = Command::new("python3");
+    client.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/http2/multi_stream_client.py"
+    ));
+    client.args([server_addr.as_str(), "8080"]);
+    for (method, path, body) in H2C_STREAMS {
+        client.arg(if body.is_empty() {
+            format!("{method}:{path}")
+        } else {
+            format!("{method}:{path}:{body}")
+        });
+    }
+    let out = client.output().expect("python3 (python3-h2: scripts/setup.sh)");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "done 5",
+        "the multi-stream client: {out:?}"
+    );
     // The last FIN/ACKs leave within milliseconds; the capture hands on its last block.
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: kill(2) on our own child's pid.
@@ -170,12 +200,24 @@ fn http1_and_h2c_on_one_port_are_each_reported_by_their_protocol() {
         .iter()
         .flat_map(|c| c.iter().map(|r| expected("http", *r)))
         .chain(H2C.iter().map(|r| expected("http2", *r)))
+        .chain(H2C_STREAMS.iter().map(|r| expected("http2", *r)))
         .collect();
     assert_eq!(
         sorted(evs.iter().map(summary).collect()),
         sorted(want),
         "{evs:#?}"
     );
+    // The five streams came on one connection: one client port among their events.
+    let ports: std::collections::BTreeSet<u64> = evs
+        .iter()
+        .filter(|e| {
+            e["url"]["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("/many/"))
+        })
+        .filter_map(|e| e["source"]["port"].as_u64())
+        .collect();
+    assert_eq!(ports.len(), 1, "one connection for the five streams: {ports:?}");
 }
 
 /// A port only `http` follows: its HTTP/1.1 is as before, and an h2c connection is not
