@@ -5,5 +5,6 @@ pub mod files;
 pub mod node;
 pub mod outcome;
 pub mod rng;
+pub mod sinks;
 pub mod tee;
 pub mod writers;

@@ -3,10 +3,10 @@
 //! is killed, stopped and kept down; afterwards every line is looked for in the sidecar's file.
 //! The socket input acknowledges what its outputs have, so no loss is allowed, kill -9 included.
 
-use super::files::read_json_files;
 use super::node::{rss_kib, Node};
 use super::outcome::{Delivered, Outcome, Written};
 use super::rng::Rng;
+use super::sinks::read_json_files;
 use super::writers::{message, LINES_PER_TICK};
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -158,7 +158,9 @@ fn capture(tag: &str, subnet: &str, protocols: &str) -> Vec<J> {
             format!("{method}:{path}:{body}")
         });
     }
-    let out = client.output().expect("python3 (python3-h2: scripts/setup.sh)");
+    let out = client
+        .output()
+        .expect("python3 (python3-h2: scripts/setup.sh)");
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "done 5",
         "the multi-stream client: {out:?}"
@@ -217,7 +219,11 @@ fn http1_and_h2c_on_one_port_are_each_reported_by_their_protocol() {
         })
         .filter_map(|e| e["source"]["port"].as_u64())
         .collect();
-    assert_eq!(ports.len(), 1, "one connection for the five streams: {ports:?}");
+    assert_eq!(
+        ports.len(),
+        1,
+        "one connection for the five streams: {ports:?}"
+    );
 }
 
 /// A port only `http` follows: its HTTP/1.1 is as before, and an h2c connection is not
