@@ -8,7 +8,7 @@ use super::parser::{HeadOptions, RequestHead};
 use super::transaction::{Limits, Missing, Transaction};
 use super::HttpConfig;
 use crate::wire::analyzer::{self, Conn, Outcome, Record};
-use crate::wire::out::{clock_text, needs_escape, Clock, Fields, Fixed, Room};
+use crate::wire::out::{clock_text, needs_escape, Clock, Exact, Fields, Fixed, INT_MAX_LEN};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -293,6 +293,13 @@ fn write_event<F: Fields>(tx: &HttpTx, conn: &Conn, f: &mut F) {
     }
 }
 
+/// What `write_json` writes at most besides its variable strings: its constant pieces (683
+/// bytes with every optional one, counted over the template; 768 leaves room for a small
+/// edit), three timestamps of 27 bytes, ten integers, and the outcome (7), reason (19) and
+/// version (3) words. The unit tests write every optional field with the longest integers
+/// and words against it (`Exact` checks each piece there).
+const EVENT_FIXED: usize = 768 + 3 * 27 + 10 * INT_MAX_LEN + 32;
+
 /// `write_event`'s JSON line from a template, for the event nearly every transaction makes:
 /// no `real_ip_header` client, tunnel, kept headers or bodies, anomalies, and no string that
 /// needs escaping. Anything else returns `false` before writing and goes through `JsonFields`,
@@ -336,10 +343,23 @@ fn write_json(tx: &HttpTx, conn: &Conn, buf: &mut Vec<u8>, clock: &mut Clock) ->
     let status = tx.status();
     let (req_bytes, resp_bytes) = (tx.request_bytes(), tx.response_bytes());
     let endpoints = conn.endpoints_json();
-    let mut w = Room::new(
-        buf,
-        1024 + endpoints.len() + url.as_ref().map_or(0, |(u, ..)| 3 * u.original.len()),
-    );
+    let str_len = |s: Option<&str>| s.map_or(0, str::len);
+    let variable = endpoints.len()
+        + conn.community_id.len()
+        + str_len(req.map(|r| r.method.as_str()))
+        + str_len(req_mime.as_deref())
+        + str_len(resp_mime.as_deref())
+        + url.as_ref().map_or(0, |(u, domain, _, ua)| {
+            u.path.len()
+                + str_len(u.query.as_deref())
+                + u.original.len()
+                + str_len(domain.as_deref())
+                + str_len(*ua)
+        });
+    // SAFETY: `EVENT_FIXED` bounds every constant piece below (all branches taken), the
+    // three timestamps, the ten integers and our own words (outcome, reason, version);
+    // `variable` is the sum of every other piece's length, each written at most once.
+    let mut w = unsafe { Exact::new(buf, EVENT_FIXED + variable) };
     w.put(b"{\"@timestamp\":\"");
     w.put(clock_text(clock, start));
     w.put(

@@ -318,4 +318,68 @@ mod template_tests {
         };
         assert!(!write_json(&tx, &conns[0], &mut Vec::new(), &mut clock));
     }
+    /// `EVENT_FIXED` covers the template's widest event: every optional piece, the longest
+    /// words (reason, version) and integers of 19 and 20 digits. `Exact` checks each piece
+    /// against the bound in test builds, so a short bound panics here; the line is also the
+    /// one `JsonFields` writes.
+    #[test]
+    fn the_widest_event_fits_its_bound() {
+        let ctx = Arc::new(EventCtx {
+            cfg: HttpConfig::default(),
+            real_ip: None,
+            include_body_for: Vec::new(),
+            send_all: false,
+            redact_lengths: 0,
+        });
+        let conn = Conn::new(
+            "http",
+            Transport::Tcp,
+            (Addr::v4([255, 255, 255, 255]), 65535),
+            (Addr::v4([255, 255, 255, 254]), 65534),
+        );
+        let t = Transaction {
+            request: Some(RequestHead {
+                method: "OPTIONS".into(),
+                target: "/a?b=c".into(),
+                version: Version::V09,
+                host: Some("h:65535".into()),
+                user_agent: Some("u".into()),
+                content_type: Some("a/b".into()),
+                ..Default::default()
+            }),
+            response: Some(ResponseHead {
+                version: Version::V10,
+                status: 65535,
+                content_type: Some("c/d".into()),
+                ..Default::default()
+            }),
+            req_start_ns: -9_000_000_000_000_000_000,
+            resp_end_ns: 0,
+            req_header_bytes: 1 << 63,
+            resp_body_bytes: (1 << 63) - 1,
+            gap: true,
+            missing: Some(Missing::ResponseIncomplete),
+            ..Default::default()
+        };
+        let tx = HttpTx {
+            t: Box::new(t),
+            ctx,
+        };
+        let mut clock = Clock::default();
+        let want = through_fields(&tx, &conn, &mut clock);
+        let mut got = Vec::new();
+        assert!(write_json(&tx, &conn, &mut got, &mut clock));
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+        let text = String::from_utf8_lossy(&got);
+        for long in [
+            "\"duration\":9000000000000000000",
+            "\"bytes\":-9223372036854775808",
+            "\"bytes\":9223372036854775807",
+            "response_incomplete",
+            "\"port\":65535",
+            "tcp_gap",
+        ] {
+            assert!(text.contains(long), "{long} in {text}");
+        }
+    }
 }
