@@ -43,7 +43,11 @@ impl<'a> Exact<'a> {
         let n = s.len();
         #[cfg(any(test, debug_assertions))]
         {
-            assert!(n <= self.left, "Exact: bound short by {} bytes", n - self.left);
+            assert!(
+                n <= self.left,
+                "Exact: bound short by {} bytes",
+                n - self.left
+            );
             self.left -= n;
         }
         // SAFETY: `new`'s caller promised that all the pieces fit in the `bound` bytes

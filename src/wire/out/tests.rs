@@ -117,7 +117,9 @@ fn room_grows_without_losing_a_byte() {
 #[test]
 fn exact_writes_what_room_writes() {
     let src: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
-    let lengths = [0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 600, 1500, 0, 840];
+    let lengths = [
+        0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 600, 1500, 0, 840,
+    ];
     let ints = (-2..=100_001).chain([i64::MIN, i64::MAX, 1 << 40, -1_234_567]);
     let bound = lengths.iter().sum::<usize>() + ints.clone().count() * (INT_MAX_LEN + 1);
     let (mut exact, mut room) = (b"held".to_vec(), b"held".to_vec());

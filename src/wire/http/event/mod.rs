@@ -74,6 +74,82 @@ impl EventCtx {
 pub struct HttpTx {
     pub t: Box<Transaction>,
     pub ctx: Arc<EventCtx>,
+    /// The parts of its Host and response Content-Type the connection's `Memo` already had.
+    pub seen: Seen,
+}
+
+/// A slice of a header value (offsets into it) that needs no lowering or escaping.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Part {
+    start: u32,
+    end: u32,
+}
+
+impl Part {
+    /// `sub` (a slice of `whole`) as offsets, when it is plain: no capitals, nothing to escape.
+    fn of(whole: &str, sub: &str) -> Option<Part> {
+        let b = sub.as_bytes();
+        if has_upper(b) || needs_escape(b) {
+            return None;
+        }
+        let start = sub.as_ptr() as usize - whole.as_ptr() as usize;
+        Some(Part {
+            start: u32::try_from(start).ok()?,
+            end: u32::try_from(start + sub.len()).ok()?,
+        })
+    }
+
+    fn of_text<'a>(&self, whole: &'a str) -> &'a str {
+        &whole[self.start as usize..self.end as usize]
+    }
+}
+
+/// `url.domain` and `url.port` of a Host (a non-empty, plain domain only) and `mime_type` of
+/// a response's Content-Type, when the connection's `Memo` had them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Seen {
+    host: Option<(Part, Option<u16>)>,
+    resp_mime: Option<Part>,
+}
+
+/// The last Host and response Content-Type of a connection and what the event takes from
+/// them: a keep-alive connection repeats both on nearly every transaction, and a compare is
+/// a fraction of splitting, lowering and escape-checking them again (about 350 instructions
+/// a transaction). What does not fit a `Part` (capitals, escapes, an empty domain) is left
+/// to the event, as before.
+#[derive(Default)]
+pub struct Memo {
+    host: Option<(compact_str::CompactString, (Part, Option<u16>))>,
+    resp_type: Option<(compact_str::CompactString, Part)>,
+}
+
+impl Memo {
+    pub fn seen(&mut self, t: &Transaction) -> Seen {
+        let host = t.request.as_ref().and_then(|r| r.host.as_ref());
+        let resp_type = t.response.as_ref().and_then(|r| r.content_type.as_ref());
+        Seen {
+            host: host.and_then(|h| match &self.host {
+                Some((last, parts)) if last == h => Some(*parts),
+                _ => {
+                    let (domain, port) = split_host(h);
+                    let parts = (!domain.is_empty())
+                        .then(|| Part::of(h, domain))
+                        .flatten()
+                        .map(|d| (d, port));
+                    self.host = parts.map(|p| (h.clone(), p));
+                    parts
+                }
+            }),
+            resp_mime: resp_type.and_then(|ct| match &self.resp_type {
+                Some((last, part)) if last == ct => Some(*part),
+                _ => {
+                    let part = Part::of(ct, mime_part(ct));
+                    self.resp_type = part.map(|p| (ct.clone(), p));
+                    part
+                }
+            }),
+        }
+    }
 }
 
 impl HttpTx {
@@ -318,23 +394,35 @@ fn write_json(tx: &HttpTx, conn: &Conn, buf: &mut Vec<u8>, clock: &mut Clock) ->
         return false;
     }
     let plain = |s: &str| !needs_escape(s.as_bytes());
+    let seen = &tx.seen;
     let req_mime = req.and_then(|r| r.content_type.as_deref()).map(mime);
-    let resp_mime = resp.and_then(|r| r.content_type.as_deref()).map(mime);
-    if !req_mime.as_deref().is_none_or(plain) || !resp_mime.as_deref().is_none_or(plain) {
+    let resp_mime = resp
+        .and_then(|r| r.content_type.as_deref())
+        .map(|ct| match seen.resp_mime {
+            Some(p) => Cow::Borrowed(p.of_text(ct)),
+            None => mime(ct),
+        });
+    if !req_mime.as_deref().is_none_or(plain)
+        || !(seen.resp_mime.is_some() || resp_mime.as_deref().is_none_or(plain))
+    {
         return false;
     }
     let url = req.map(|r| {
-        let (domain, port) = match &r.host {
-            Some(h) => {
+        let (domain, port) = match (&r.host, seen.host) {
+            (Some(h), Some((d, port))) => (Some(Cow::Borrowed(d.of_text(h))), port),
+            (Some(h), None) => {
                 let (host, port) = split_host(h);
                 ((!host.is_empty()).then(|| lower(host)), port)
             }
-            None => (None, None),
+            (None, _) => (None, None),
         };
         (url(r, ctx), domain, port, r.user_agent.as_deref())
     });
     if let Some((u, domain, _, ua)) = &url {
-        if !u.plain || !domain.as_deref().is_none_or(plain) || !ua.is_none_or(plain) {
+        if !u.plain
+            || !(seen.host.is_some() || domain.as_deref().is_none_or(plain))
+            || !ua.is_none_or(plain)
+        {
             return false;
         }
     }
@@ -691,10 +779,15 @@ fn has_upper(s: &[u8]) -> bool {
     (0..last).step_by(8).any(upper) || upper(last)
 }
 
+/// The media type of a Content-Type value as sent: without its parameters, trimmed.
+fn mime_part(ct: &str) -> &str {
+    let end = find(ct.as_bytes(), b';').unwrap_or(ct.len());
+    ct[..end].trim_ascii()
+}
+
 /// The media type of a Content-Type value, lower case, without its parameters.
 fn mime(ct: &str) -> Cow<'_, str> {
-    let end = find(ct.as_bytes(), b';').unwrap_or(ct.len());
-    let t = ct[..end].trim_ascii();
+    let t = mime_part(ct);
     if has_upper(t.as_bytes()) {
         Cow::Owned(t.to_ascii_lowercase())
     } else {
