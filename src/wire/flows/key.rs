@@ -52,26 +52,25 @@ impl FlowKey {
     #[inline]
     pub fn of(p: &Packet<'_>, by: KeyBy) -> (FlowKey, usize) {
         let vlan = if by.vlan { p.vlan } else { 0 };
-        let (mut key, dir) = FlowKey::untunnelled(p, vlan);
-        if by.tunnel {
-            key.tunnel = p.tunnel.as_deref().map_or(0, tunnel_scope);
-        }
-        (key, dir)
-    }
-
-    #[inline(always)]
-    fn untunnelled(p: &Packet<'_>, vlan: u16) -> (FlowKey, usize) {
+        // The tunnel's scope goes in as the key is made, not set on it after: the key was
+        // copied through the stack twice more on its way back.
+        let scope = if by.tunnel {
+            p.tunnel.as_deref().map_or(0, tunnel_scope)
+        } else {
+            0
+        };
+        let ends = (vlan, scope);
         // TCP and UDP first: nearly every packet, and the HTTP analyzer asks too.
         if matches!(p.proto, 6 | 17) {
-            return FlowKey::ordered(p.src, p.sport, p.dst, p.dport, p.proto, vlan, 0);
+            return FlowKey::ordered(p.src, p.sport, p.dst, p.dport, p.proto, ends, 0);
         }
         match p.quoted.as_deref() {
             Some(q) => {
                 let (key, dir) =
-                    FlowKey::new(q.src, q.sport, q.dst, q.dport, q.proto, vlan, q.label);
+                    FlowKey::new(q.src, q.sport, q.dst, q.dport, q.proto, ends, q.label);
                 (key, dir ^ 1)
             }
-            None => FlowKey::new(p.src, p.sport, p.dst, p.dport, p.proto, vlan, p.label),
+            None => FlowKey::new(p.src, p.sport, p.dst, p.dport, p.proto, ends, p.label),
         }
     }
 
@@ -81,7 +80,7 @@ impl FlowKey {
         dst: Addr,
         dport: u16,
         proto: u8,
-        vlan: u16,
+        ends: (u16, u32),
         label: u32,
     ) -> (FlowKey, usize) {
         let echo = matches!(proto, 1 | 58) && is_icmp_echo(proto == 58, sport as u8);
@@ -91,7 +90,7 @@ impl FlowKey {
             6 | 17 | 132 | 33 | 136 => (sport, dport, 0),
             _ => (0, 0, label),
         };
-        let (mut key, dir) = FlowKey::ordered(src, sport, dst, dport, proto, vlan, label);
+        let (mut key, dir) = FlowKey::ordered(src, sport, dst, dport, proto, ends, label);
         // The identifier is the requester's (RFC 792, RFC 4443): A pinging B and B pinging A
         // with the same identifier are two exchanges. The key says which endpoint asked.
         if echo && (dir == 0) == answer {
@@ -107,24 +106,26 @@ impl FlowKey {
         dst: Addr,
         dport: u16,
         proto: u8,
-        vlan: u16,
+        (vlan, tunnel): (u16, u32),
         label: u32,
     ) -> (FlowKey, usize) {
-        let key = |a, ap, b, bp| FlowKey {
+        let dir = usize::from((src, sport) > (dst, dport));
+        let (a, ap, b, bp) = if dir == 0 {
+            (src, sport, dst, dport)
+        } else {
+            (dst, dport, src, sport)
+        };
+        let key = FlowKey {
             a,
             b,
             ap,
             bp,
             proto,
             vlan,
-            tunnel: 0,
+            tunnel,
             label,
         };
-        if (src, sport) <= (dst, dport) {
-            (key(src, sport, dst, dport), 0)
-        } else {
-            (key(dst, dport, src, sport), 1)
-        }
+        (key, dir)
     }
 }
 

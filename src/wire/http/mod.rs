@@ -13,7 +13,7 @@ use super::analyzer::{self, AnySession, Protocol, Session, Settings, Side, Sink,
 use super::http2::conn::PREFACE;
 use super::section::{Connection, ProtocolConfig};
 use crate::config::ByteSize;
-use event::{EventCtx, HttpTx};
+use event::{EventCtx, HttpTx, Memo};
 use serde::Deserialize;
 use std::sync::Arc;
 use transaction::{Conn, ConnStats, Finished};
@@ -219,6 +219,7 @@ impl Protocol for Http {
             ctx: self.ctx.clone(),
             txs: Vec::new(),
             preface: Preface::Matched(0),
+            memo: Memo::default(),
         }
         .boxed()
     }
@@ -234,6 +235,8 @@ struct HttpSession {
     /// knowledge on a port only `http` follows is not HTTP/1.x, and was reported as a
     /// malformed `PRI *` request without a response, one per connection.
     preface: Preface,
+    /// The last Host and Content-Type, for the next transaction's event.
+    memo: Memo,
 }
 
 /// How far the client's first bytes match the HTTP/2 connection preface.
@@ -253,6 +256,7 @@ impl HttpSession {
         out.malformed += cst.parse_errors;
         for t in self.txs.drain(..) {
             out.push(HttpTx {
+                seen: self.memo.seen(&t),
                 t,
                 ctx: self.ctx.clone(),
             });
@@ -367,6 +371,7 @@ mod tests {
             }),
             txs: Vec::new(),
             preface: Preface::Matched(0),
+            memo: Memo::default(),
         }
     }
 

@@ -5,6 +5,9 @@
 use crate::event::{Event, EventMeta, Key, Map, Value};
 use std::sync::Arc;
 
+mod exact;
+pub use exact::{Exact, INT_MAX_LEN};
+
 /// The analyzers' output.
 pub enum Out {
     Events(Vec<Event>),

@@ -112,6 +112,47 @@ fn room_grows_without_losing_a_byte() {
     assert_eq!(buf, want);
 }
 
+/// `Exact` writes what `Room` writes, piece for piece (every length of the copy's paths and
+/// every integer form), into exactly the bound reserved, after what the buffer held.
+#[test]
+fn exact_writes_what_room_writes() {
+    let src: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    let lengths = [
+        0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 600, 1500, 0, 840,
+    ];
+    let ints = (-2..=100_001).chain([i64::MIN, i64::MAX, 1 << 40, -1_234_567]);
+    let bound = lengths.iter().sum::<usize>() + ints.clone().count() * (INT_MAX_LEN + 1);
+    let (mut exact, mut room) = (b"held".to_vec(), b"held".to_vec());
+    // SAFETY: `bound` counts every piece at its longest (an integer at `INT_MAX_LEN`).
+    let mut e = unsafe { Exact::new(&mut exact, bound) };
+    let mut r = Room::new(&mut room, 0);
+    for n in lengths {
+        e.put(&src[..n]);
+        r.put(&src[..n]);
+    }
+    for v in ints {
+        e.int(v);
+        e.put(b",");
+        r.int(v);
+        r.put(b",");
+    }
+    e.finish();
+    r.finish();
+    assert_eq!(exact, room);
+    assert!(exact.capacity() >= 4 + bound);
+}
+
+/// A bound that falls short fails in test builds rather than writing past the room.
+#[test]
+#[should_panic(expected = "bound short by 1 bytes")]
+fn exact_checks_its_bound_in_tests() {
+    let mut buf = Vec::new();
+    // SAFETY: not held to (the point of the test); test builds check every piece.
+    let mut e = unsafe { Exact::new(&mut buf, 8) };
+    e.put(b"12345");
+    e.put(b"6789");
+}
+
 #[test]
 fn escape_check_finds_every_special_byte_anywhere() {
     // Past 16 bytes: the 16-byte blocks, the last overlapping.

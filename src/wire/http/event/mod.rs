@@ -8,9 +8,12 @@ use super::parser::{HeadOptions, RequestHead};
 use super::transaction::{Limits, Missing, Transaction};
 use super::HttpConfig;
 use crate::wire::analyzer::{self, Conn, Outcome, Record};
-use crate::wire::out::{clock_text, needs_escape, Clock, Fields, Fixed, Room};
+use crate::wire::out::{clock_text, needs_escape, Clock, Exact, Fields, Fixed, INT_MAX_LEN};
 use std::borrow::Cow;
 use std::sync::Arc;
+
+mod memo;
+pub use memo::{Memo, Seen};
 
 /// What turning transactions into events needs: the `http` settings, prepared.
 pub struct EventCtx {
@@ -74,6 +77,8 @@ impl EventCtx {
 pub struct HttpTx {
     pub t: Box<Transaction>,
     pub ctx: Arc<EventCtx>,
+    /// The parts of its Host and response Content-Type the connection's `Memo` already had.
+    pub seen: Seen,
 }
 
 impl HttpTx {
@@ -293,6 +298,13 @@ fn write_event<F: Fields>(tx: &HttpTx, conn: &Conn, f: &mut F) {
     }
 }
 
+/// What `write_json` writes at most besides its variable strings: its constant pieces (683
+/// bytes with every optional one, counted over the template; 768 leaves room for a small
+/// edit), three timestamps of 27 bytes, ten integers, and the outcome (7), reason (19) and
+/// version (3) words. The unit tests write every optional field with the longest integers
+/// and words against it (`Exact` checks each piece there).
+const EVENT_FIXED: usize = 768 + 3 * 27 + 10 * INT_MAX_LEN + 32;
+
 /// `write_event`'s JSON line from a template, for the event nearly every transaction makes:
 /// no `real_ip_header` client, tunnel, kept headers or bodies, anomalies, and no string that
 /// needs escaping. Anything else returns `false` before writing and goes through `JsonFields`,
@@ -311,23 +323,35 @@ fn write_json(tx: &HttpTx, conn: &Conn, buf: &mut Vec<u8>, clock: &mut Clock) ->
         return false;
     }
     let plain = |s: &str| !needs_escape(s.as_bytes());
+    let seen = &tx.seen;
     let req_mime = req.and_then(|r| r.content_type.as_deref()).map(mime);
-    let resp_mime = resp.and_then(|r| r.content_type.as_deref()).map(mime);
-    if !req_mime.as_deref().is_none_or(plain) || !resp_mime.as_deref().is_none_or(plain) {
+    let resp_mime = resp
+        .and_then(|r| r.content_type.as_deref())
+        .map(|ct| match seen.resp_mime {
+            Some(p) => Cow::Borrowed(p.of_text(ct)),
+            None => mime(ct),
+        });
+    if !req_mime.as_deref().is_none_or(plain)
+        || !(seen.resp_mime.is_some() || resp_mime.as_deref().is_none_or(plain))
+    {
         return false;
     }
     let url = req.map(|r| {
-        let (domain, port) = match &r.host {
-            Some(h) => {
+        let (domain, port) = match (&r.host, seen.host) {
+            (Some(h), Some((d, port))) => (Some(Cow::Borrowed(d.of_text(h))), port),
+            (Some(h), None) => {
                 let (host, port) = split_host(h);
                 ((!host.is_empty()).then(|| lower(host)), port)
             }
-            None => (None, None),
+            (None, _) => (None, None),
         };
         (url(r, ctx), domain, port, r.user_agent.as_deref())
     });
     if let Some((u, domain, _, ua)) = &url {
-        if !u.plain || !domain.as_deref().is_none_or(plain) || !ua.is_none_or(plain) {
+        if !u.plain
+            || !(seen.host.is_some() || domain.as_deref().is_none_or(plain))
+            || !ua.is_none_or(plain)
+        {
             return false;
         }
     }
@@ -336,10 +360,23 @@ fn write_json(tx: &HttpTx, conn: &Conn, buf: &mut Vec<u8>, clock: &mut Clock) ->
     let status = tx.status();
     let (req_bytes, resp_bytes) = (tx.request_bytes(), tx.response_bytes());
     let endpoints = conn.endpoints_json();
-    let mut w = Room::new(
-        buf,
-        1024 + endpoints.len() + url.as_ref().map_or(0, |(u, ..)| 3 * u.original.len()),
-    );
+    let str_len = |s: Option<&str>| s.map_or(0, str::len);
+    let variable = endpoints.len()
+        + conn.community_id.len()
+        + str_len(req.map(|r| r.method.as_str()))
+        + str_len(req_mime.as_deref())
+        + str_len(resp_mime.as_deref())
+        + url.as_ref().map_or(0, |(u, domain, _, ua)| {
+            u.path.len()
+                + str_len(u.query.as_deref())
+                + u.original.len()
+                + str_len(domain.as_deref())
+                + str_len(*ua)
+        });
+    // SAFETY: `EVENT_FIXED` bounds every constant piece below (all branches taken), the
+    // three timestamps, the ten integers and our own words (outcome, reason, version);
+    // `variable` is the sum of every other piece's length, each written at most once.
+    let mut w = unsafe { Exact::new(buf, EVENT_FIXED + variable) };
     w.put(b"{\"@timestamp\":\"");
     w.put(clock_text(clock, start));
     w.put(
@@ -671,10 +708,15 @@ fn has_upper(s: &[u8]) -> bool {
     (0..last).step_by(8).any(upper) || upper(last)
 }
 
+/// The media type of a Content-Type value as sent: without its parameters, trimmed.
+fn mime_part(ct: &str) -> &str {
+    let end = find(ct.as_bytes(), b';').unwrap_or(ct.len());
+    ct[..end].trim_ascii()
+}
+
 /// The media type of a Content-Type value, lower case, without its parameters.
 fn mime(ct: &str) -> Cow<'_, str> {
-    let end = find(ct.as_bytes(), b';').unwrap_or(ct.len());
-    let t = ct[..end].trim_ascii();
+    let t = mime_part(ct);
     if has_upper(t.as_bytes()) {
         Cow::Owned(t.to_ascii_lowercase())
     } else {

@@ -124,6 +124,7 @@ mod event_tests {
         let mut m = crate::wire::out::MapFields::new();
         analyzer::Transaction::write(
             &HttpTx {
+                seen: Seen::default(),
                 t: Box::new(t),
                 ctx,
             },
@@ -208,6 +209,8 @@ mod template_tests {
         ];
         let (mut same, mut declined) = (0, 0);
         let mut clock = Clock::default();
+        // One memo across all the shapes: its Host and Content-Type change from one to the next.
+        let mut shared = Memo::default();
         for (i, target) in targets.iter().enumerate() {
             for (h, host) in hosts.iter().enumerate() {
                 for shape in 0..32u32 {
@@ -245,28 +248,39 @@ mod template_tests {
                         ..Default::default()
                     };
                     let tx = HttpTx {
+                        seen: Seen::default(),
                         t: Box::new(t),
                         ctx: ctx.clone(),
                     };
-                    for conn in &conns {
-                        let want = through_fields(&tx, conn, &mut clock);
-                        let mut got = b"before".to_vec();
-                        if write_json(&tx, conn, &mut got, &mut clock) {
-                            assert_eq!(
-                                String::from_utf8_lossy(&got[6..]),
-                                String::from_utf8_lossy(&want)
-                            );
-                            same += 1;
-                        } else {
-                            assert_eq!(got, b"before");
-                            declined += 1;
+                    // Without a memo, then with what a connection's memo gives on its first
+                    // transaction with this Host and Content-Type and on the next.
+                    let mut memo = Memo::default();
+                    let first = memo.seen(&tx.t);
+                    let again = memo.seen(&tx.t);
+                    assert_eq!(first, again);
+                    let mut tx = tx;
+                    for seen in [Seen::default(), again, shared.seen(&tx.t)] {
+                        tx.seen = seen;
+                        for conn in &conns {
+                            let want = through_fields(&tx, conn, &mut clock);
+                            let mut got = b"before".to_vec();
+                            if write_json(&tx, conn, &mut got, &mut clock) {
+                                assert_eq!(
+                                    String::from_utf8_lossy(&got[6..]),
+                                    String::from_utf8_lossy(&want)
+                                );
+                                same += 1;
+                            } else {
+                                assert_eq!(got, b"before");
+                                declined += 1;
+                            }
                         }
                     }
                 }
             }
         }
         // Declined: only what needs escaping or is not covered; everything here is plain.
-        assert_eq!((same, declined), (1280, 0));
+        assert_eq!((same, declined), (3840, 0));
 
         // What the template does not cover goes to `JsonFields`, having written nothing.
         let plain = || Transaction {
@@ -295,6 +309,7 @@ mod template_tests {
             with_body,
         ] {
             let tx = HttpTx {
+                seen: Seen::default(),
                 t: Box::new(t),
                 ctx: ctx.clone(),
             };
@@ -313,9 +328,78 @@ mod template_tests {
         let mut t = plain();
         t.request.as_mut().unwrap().real_ip = Some("192.0.2.1".into());
         let tx = HttpTx {
+            seen: Seen::default(),
             t: Box::new(t),
             ctx: real,
         };
         assert!(!write_json(&tx, &conns[0], &mut Vec::new(), &mut clock));
+    }
+    /// `EVENT_FIXED` covers the template's widest event: every optional piece, the longest
+    /// words (reason, version) and integers of 19 and 20 digits. `Exact` checks each piece
+    /// against the bound in test builds, so a short bound panics here; the line is also the
+    /// one `JsonFields` writes.
+    #[test]
+    fn the_widest_event_fits_its_bound() {
+        let ctx = Arc::new(EventCtx {
+            cfg: HttpConfig::default(),
+            real_ip: None,
+            include_body_for: Vec::new(),
+            send_all: false,
+            redact_lengths: 0,
+        });
+        let conn = Conn::new(
+            "http",
+            Transport::Tcp,
+            (Addr::v4([255, 255, 255, 255]), 65535),
+            (Addr::v4([255, 255, 255, 254]), 65534),
+        );
+        let t = Transaction {
+            request: Some(RequestHead {
+                method: "OPTIONS".into(),
+                target: "/a?b=c".into(),
+                version: Version::V09,
+                host: Some("h:65535".into()),
+                user_agent: Some("u".into()),
+                content_type: Some("a/b".into()),
+                ..Default::default()
+            }),
+            response: Some(ResponseHead {
+                version: Version::V10,
+                status: 65535,
+                content_type: Some("c/d".into()),
+                ..Default::default()
+            }),
+            req_start_ns: -9_000_000_000_000_000_000,
+            resp_end_ns: 0,
+            req_header_bytes: 1 << 63,
+            resp_body_bytes: (1 << 63) - 1,
+            gap: true,
+            missing: Some(Missing::ResponseIncomplete),
+            ..Default::default()
+        };
+        let tx = HttpTx {
+            seen: Seen::default(),
+            t: Box::new(t),
+            ctx,
+        };
+        let mut clock = Clock::default();
+        let want = through_fields(&tx, &conn, &mut clock);
+        let mut got = Vec::new();
+        assert!(write_json(&tx, &conn, &mut got, &mut clock));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+        let text = String::from_utf8_lossy(&got);
+        for long in [
+            "\"duration\":9000000000000000000",
+            "\"bytes\":-9223372036854775808",
+            "\"bytes\":9223372036854775807",
+            "response_incomplete",
+            "\"port\":65535",
+            "tcp_gap",
+        ] {
+            assert!(text.contains(long), "{long} in {text}");
+        }
     }
 }
