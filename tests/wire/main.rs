@@ -41,4 +41,5 @@ mod shared_ports;
 mod slow_queries;
 mod tap;
 mod tls_nginx;
+mod tls_resumed;
 mod tunnel_key;

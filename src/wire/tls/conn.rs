@@ -19,6 +19,7 @@ mod message {
     pub const CLIENT_HELLO: u8 = 1;
     pub const SERVER_HELLO: u8 = 2;
     pub const CERTIFICATE: u8 = 11;
+    pub const SERVER_HELLO_DONE: u8 = 14;
 }
 
 /// The largest record allowed on the wire: 2^14 bytes of plaintext plus 2048 of expansion
@@ -155,6 +156,10 @@ struct Side {
     cert_prefix: Option<Vec<u8>>,
     /// Sent ChangeCipherSpec: its later handshake records are encrypted.
     ccs: bool,
+    /// Sent a message only a full TLS <= 1.2 handshake has (Certificate, ServerKeyExchange,
+    /// CertificateRequest, ServerHelloDone): a server's ChangeCipherSpec after one ends a
+    /// full handshake whose client went quiet, not an abbreviated one.
+    full_handshake: bool,
     /// Encrypted records sent after ChangeCipherSpec (TLS <= 1.2) or after the ServerHello
     /// was seen (TLS 1.3).
     encrypted: u32,
@@ -418,7 +423,7 @@ impl Conn {
                     .server
                     .as_ref()
                     .is_some_and(|s| s.negotiated() < 0x0304);
-                if server && tls12 && !self.client.ccs {
+                if server && tls12 && !self.client.ccs && !self.server.full_handshake {
                     self.tx.resumed = true;
                 }
             }
@@ -497,6 +502,9 @@ impl Conn {
             }
             let len =
                 (side.hs[1] as usize) << 16 | (side.hs[2] as usize) << 8 | side.hs[3] as usize;
+            if server && (message::CERTIFICATE..=message::SERVER_HELLO_DONE).contains(&side.hs[0]) {
+                side.full_handshake = true;
+            }
             if len > max {
                 st.oversized += 1;
                 side.hs_skip = len;
