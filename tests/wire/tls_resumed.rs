@@ -5,25 +5,15 @@
 //! the client's session id, the server finishes first) is. tshark's `tls.resumed` is the
 //! second oracle.
 
+use crate::support::pcap_run::pcap_events;
 use serde_json::Value as J;
+use std::path::Path;
 use std::process::Command;
 
 const PCAP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tls_resumed.pcap");
 
 fn tls_events() -> Vec<J> {
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["pcap", "--only", "tls", PCAP])
-        .output()
-        .expect("trawl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
+    pcap_events("tls", Path::new(PCAP))
 }
 
 /// The client ports of the connections tshark takes for resumed sessions.
