@@ -29,10 +29,8 @@ cargo build --release --quiet --example http_load
 LOAD=target/release/examples/http_load
 mkdir -p benches/data
 
-measure() { # prints "wall cpu rss_kb" of the command, its stdout discarded
-  local t; t=$(mktemp)
-  /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" >/dev/null 2>&1 || true
-  awk '{printf "%s %.2f %s\n", $1, $2 + $3, $4}' "$t"; rm -f "$t"
+measure() { # prints "wall cpu rss_kb" of the command, its stdout discarded (CPU to the µs)
+  python3 benches/measure.py --cpu -- "$@" || true
 }
 
 echo "### trawl pcap vs tshark"
@@ -75,7 +73,7 @@ for profile in $PROFILES; do
     read -r tool w c r <<<"$row"
     awk -v tool="$tool" -v w="$w" -v c="$c" -v r="$r" -v p="$pkts" -v x="$txs" -v base="$sc" -v tb="$bc" -v name="$profile" 'BEGIN {
       vs = (tb != "" && tool != "tshark") ? sprintf("%.2fx", c / tb) : ""
-      printf "| %s | %d | %d | %s | %.2f | %.2f | %.0f | %.0f | %.1f | %.1fx | %s |\n", name, p, x, tool, w, c, p / c, x / c, r / 1024, base / c, vs }'
+      printf "| %s | %d | %d | %s | %.2f | %.3f | %.0f | %.0f | %.1f | %.1fx | %s |\n", name, p, x, tool, w, c, p / c, x / c, r / 1024, base / c, vs }'
   done
 done
 

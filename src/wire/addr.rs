@@ -5,11 +5,13 @@
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Addr(pub [u8; 16]);
 
-// Compared and hashed as one 128-bit number rather than byte by byte: the flow table and the
+// Hashed and ordered as one 128-bit number rather than byte by byte: the flow table and the
 // HTTP analyzer do both for every packet. The order is the bytes' (big-endian), as before.
+// Equality needs no byte order: the 16 bytes as they are (no byte swaps), two words.
 impl PartialEq for Addr {
+    #[inline(always)]
     fn eq(&self, other: &Addr) -> bool {
-        self.number() == other.number()
+        u128::from_ne_bytes(self.0) == u128::from_ne_bytes(other.0)
     }
 }
 impl Eq for Addr {}

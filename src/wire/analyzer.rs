@@ -39,7 +39,7 @@
 //! ```
 //! (`tests` below has this example whole.)
 
-use super::community_id::{community_id, CommunityId};
+use super::community_id::{CommunityId, IdText};
 use super::decode::Addr;
 use super::http::metrics::ServiceMap;
 use super::out::{Cached, Clock, Fields, Out, Report, Room};
@@ -371,7 +371,7 @@ pub struct Conn {
     pub server_ip: String,
     /// `ip:port` (`[ip]:port` for IPv6): the server's name in the RED metrics.
     pub server_name: String,
-    pub community_id: String,
+    pub community_id: IdText,
     /// The first tunnel the connection's packets came through, and whether the packet that
     /// carried it went from the client to the server (boxed: most connections have none).
     pub tunnel: Option<Box<(Tunnel, bool)>>,
@@ -419,8 +419,8 @@ impl Conn {
             server_name,
             server_ip,
             community_id: match id {
-                Some(id) => id.string(),
-                None => community_id(
+                Some(id) => *id,
+                None => CommunityId::of(
                     0,
                     client.0,
                     client.1,
@@ -428,7 +428,8 @@ impl Conn {
                     server.1,
                     transport.number(),
                 ),
-            },
+            }
+            .id_text(),
             tunnel: None,
             endpoints: Cached::new(),
             client,
@@ -497,7 +498,7 @@ impl Conn {
                 "ipv6"
             },
         );
-        f.word("community_id", &self.community_id);
+        f.word("community_id", self.community_id.as_str());
         f.int("bytes", bytes as i64);
         f.close();
     }

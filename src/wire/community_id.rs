@@ -94,8 +94,29 @@ impl CommunityId {
 
     /// `text` as a `String`.
     pub fn string(&self) -> String {
-        // The text is ASCII (base64 digits, `1:`, `=`): one copy, not a push per char.
-        String::from_utf8_lossy(&self.text()).into_owned()
+        self.id_text().as_str().to_owned()
+    }
+
+    /// `text`, kept inline where a connection holds it for every event it reports.
+    pub fn id_text(&self) -> IdText {
+        IdText(self.text())
+    }
+}
+
+/// A Community ID as text (`1:` and 28 base64 characters), 30 bytes held inline: a connection
+/// keeps one for all its events, where a `String` cost an allocation and a UTF-8 check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdText([u8; 30]);
+
+impl IdText {
+    pub fn as_str(&self) -> &str {
+        // SAFETY: only `CommunityId::text` makes the bytes: `1:`, base64 digits and `=`,
+        // all ASCII (`text_is_standard_base64` reads them back).
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -123,6 +144,7 @@ mod tests {
             let id = CommunityId::of(seed, a("10.0.0.1"), seed, a("::1"), 80, 6);
             let want = base64::engine::general_purpose::STANDARD.encode(id.0);
             assert_eq!(id.string(), format!("1:{want}"));
+            assert!(id.id_text().as_bytes().is_ascii());
         }
         let edge = CommunityId([0xff; 20]);
         assert_eq!(edge.string(), "1://////////////////////////8=");

@@ -281,7 +281,7 @@ fn write_event<F: Fields>(tx: &HttpTx, conn: &Conn, f: &mut F) {
     } else {
         &NETWORK_V6
     });
-    f.word("community_id", &conn.community_id);
+    f.word("community_id", conn.community_id.as_str());
     f.int("bytes", (tx.request_bytes() + tx.response_bytes()) as i64);
     if let Some(ip) = real {
         f.str("forwarded_ip", ip);
@@ -362,7 +362,7 @@ fn write_json(tx: &HttpTx, conn: &Conn, buf: &mut Vec<u8>, clock: &mut Clock) ->
     let endpoints = conn.endpoints_json();
     let str_len = |s: Option<&str>| s.map_or(0, str::len);
     let variable = endpoints.len()
-        + conn.community_id.len()
+        + conn.community_id.as_bytes().len()
         + str_len(req.map(|r| r.method.as_str()))
         + str_len(req_mime.as_deref())
         + str_len(resp_mime.as_deref())
