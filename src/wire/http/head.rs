@@ -269,12 +269,19 @@ mod tests {
     type Parsed = (String, String, u8, Vec<(String, Vec<u8>)>, usize);
 
     /// The first `n` header slots, which `request` or `response` wrote, owned.
+    /// Also checks what `parser::value_text` takes on trust of every value read here: ASCII,
+    /// with nothing for `trim_ascii` to take off either end.
     fn written(hs: &[MaybeUninit<Header<'_>>], n: usize) -> Vec<(String, Vec<u8>)> {
         hs[..n]
             .iter()
             .map(|h| {
                 // SAFETY: the parser wrote the first `n` slots.
                 let h = unsafe { h.assume_init_ref() };
+                assert!(
+                    h.value.is_ascii() && h.value.trim_ascii() == h.value,
+                    "{:?}",
+                    h.value.escape_ascii().to_string()
+                );
                 (h.name.to_owned(), h.value.to_vec())
             })
             .collect()
