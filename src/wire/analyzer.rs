@@ -468,7 +468,7 @@ impl Conn {
     fn endpoints_text(&self) -> Box<[u8]> {
         let (client, server) = (self.client_ip.as_bytes(), self.server_ip.as_bytes());
         let mut buf = Vec::new();
-        let mut w = Room::new(&mut buf, 128 + 2 * (client.len() + server.len()));
+        let mut w = Room::new(&mut buf, endpoints_bound(client, server));
         for (head, ip, port) in [
             (&b"\"source\":{\"ip\":\""[..], client, self.client.1),
             (b"},\"destination\":{\"ip\":\"", server, self.server.1),
@@ -509,6 +509,13 @@ impl Conn {
             super::flows::write_tunnel(f, tunnel, *forward);
         }
     }
+}
+
+/// The most bytes `Conn::endpoints_text` writes for these addresses' texts: 112 of names and
+/// punctuation and four ports of up to five digits. Sized short (128 for both), every
+/// connection's text went through `Room`'s growing once more.
+fn endpoints_bound(client: &[u8], server: &[u8]) -> usize {
+    132 + 2 * (client.len() + server.len())
 }
 
 /// Where the driver sends a session's transactions.
@@ -790,8 +797,12 @@ mod tests {
                 (Addr::v4([255, 255, 255, 255]), 65535),
             ),
             ((v6, 443), (Addr::v4([127, 0, 0, 1]), 80)),
+            ((v6, 65535), (v6, 65535)),
         ] {
             let conn = Conn::new("http", Transport::Tcp, client, server);
+            let text = conn.endpoints_text();
+            let (c, s) = (conn.client_ip.as_bytes(), conn.server_ip.as_bytes());
+            assert!(text.len() <= endpoints_bound(c, s), "{}", text.len());
             let fields = crate::wire::out::render(&|f| conn.endpoint_fields(f));
             assert_eq!(
                 String::from_utf8_lossy(&conn.endpoints_text()),

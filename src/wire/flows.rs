@@ -301,7 +301,9 @@ impl FlowTable {
         let syn_only = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         // A new connection on the 5-tuple of a closed one: report the old flow first.
         if syn_only {
-            if let Some(f) = self.table.get(&key) {
+            // By the hash already made, as the look-up below.
+            let found = self.table.raw_entry().from_key_hashed_nocheck(hash, &key);
+            if let Some((_, f)) = found {
                 if f.closed() || f.dirs[dir ^ 1].packets > 0 && f.fin[dir] {
                     if let Some(old) = self.table.remove(&key) {
                         let reason = if old.rst {
@@ -384,7 +386,7 @@ impl FlowTable {
         if f.tunnel.is_none() {
             f.tunnel = p.tunnel.as_deref().map(|t| Box::new((*t, dir)));
         }
-        if f.icmp.is_none() && p.quoted.is_none() && matches!(p.proto, 1 | 58) {
+        if matches!(p.proto, 1 | 58) && f.icmp.is_none() && p.quoted.is_none() {
             f.icmp = Some((p.sport, p.dport, dir as u8));
         }
         let d = &mut f.dirs[dir];

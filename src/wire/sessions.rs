@@ -87,6 +87,14 @@ pub struct Sessions {
 }
 
 /// Which side sent a packet, as `Emit` and the session need it.
+/// The entry filed under `key`, whose hash is `hash` (`key_hash`): no hashing again.
+fn hashed<'m>(conns: &'m KeyMap<Entry>, hash: u64, key: &FlowKey) -> Option<&'m Entry> {
+    conns
+        .raw_entry()
+        .from_key_hashed_nocheck(hash, key)
+        .map(|(_, e)| e)
+}
+
 fn side(dir: usize, client_dir: usize) -> Side {
     if dir == client_dir {
         Side::Client
@@ -308,17 +316,16 @@ impl Sessions {
             }
         }
         // A new connection on the 4-tuple of a finished one (rare: only SYNs look).
+        // Looked up by the hash already made: a new connection asks up to four times.
         if syn == tcp_flags::SYN
-            && self
-                .conns
-                .get(&key)
+            && hashed(&self.conns, hash, &key)
                 .is_some_and(|e| e.streams[dir].started() && e.streams[dir].saw_syn)
         {
             if let Some(e) = self.conns.remove(&key) {
                 self.close(e, ts, out);
             }
         }
-        if !self.conns.contains_key(&key) {
+        if hashed(&self.conns, hash, &key).is_none() {
             if p.payload.is_empty() && tcp.flags & tcp_flags::SYN == 0 {
                 return;
             }
@@ -358,13 +365,29 @@ impl Sessions {
                 return;
             };
             e.provisional = p.payload.is_empty() && sent_by.is_none() && !by_port;
-            self.conns.insert(key, e);
+            match self
+                .conns
+                .raw_entry_mut()
+                .from_key_hashed_nocheck(hash, &key)
+            {
+                RawEntryMut::Vacant(v) => {
+                    v.insert_hashed_nocheck(hash, key, e);
+                }
+                RawEntryMut::Occupied(mut o) => {
+                    o.insert(e);
+                }
+            }
         }
-        if !p.payload.is_empty() && self.conns.get(&key).is_some_and(|e| e.provisional) {
+        if !p.payload.is_empty() && hashed(&self.conns, hash, &key).is_some_and(|e| e.provisional) {
             self.recognize_late(&key, p, dir);
         }
-        let Some(e) = self.conns.get_mut(&key) else {
-            return;
+        let e = match self
+            .conns
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, &key)
+        {
+            RawEntryMut::Occupied(o) => o.into_mut(),
+            RawEntryMut::Vacant(_) => return,
         };
         let closed = feed_tcp(
             e,

@@ -147,12 +147,14 @@ pub fn find_message_start(buf: &[u8], request: bool) -> Sync {
             let registered = METHODS
                 .iter()
                 .any(|m| cand.starts_with(m) && cand.get(m.len()) == Some(&b' '));
-            let prefix = METHODS
-                .iter()
-                .any(|m| m.len() >= cand.len() && m.starts_with(cand));
             if registered {
                 (true, false)
             } else {
+                // Only asked when no method matched: a pass over every method name, where
+                // nearly every connection's first bytes match the first (`GET `).
+                let prefix = METHODS
+                    .iter()
+                    .any(|m| m.len() >= cand.len() && m.starts_with(cand));
                 match unregistered_request_line(cand) {
                     Some(m) => (m, prefix),
                     None => (false, true),
