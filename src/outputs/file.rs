@@ -66,11 +66,12 @@ impl Rotating {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let f = OpenOptions::new()
+        let mut f = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&config.path)?;
-        let size = f.metadata()?.len();
+        let size = cut_torn_tail(&mut f, &config.path)?;
         if config.sync && size == 0 {
             // Possibly just created: its directory entry must survive a power loss too.
             sync_parent(&config.path)?;
@@ -149,6 +150,36 @@ impl Rotating {
         self.size = self.committed;
         Ok(())
     }
+}
+
+/// Cuts a line the last run left half-written (killed, or a full disk, in the middle of a
+/// write) off the end of `f`, and gives the size left. Such a line was never committed, so
+/// its batch comes again; appended to, the fragment joined the next line into one that is
+/// neither. Every line ends with a newline: the file is cut just after its last one.
+fn cut_torn_tail(f: &mut File, path: &Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let size = f.metadata()?.len();
+    let mut end = size;
+    let mut block = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let n = block.len().min(end as usize);
+        f.seek(SeekFrom::Start(end - n as u64))?;
+        f.read_exact(&mut block[..n])?;
+        if let Some(i) = block[..n].iter().rposition(|&b| b == b'\n') {
+            end = end - n as u64 + i as u64 + 1;
+            break;
+        }
+        end -= n as u64;
+    }
+    if end < size {
+        tracing::warn!(
+            path = %path.display(),
+            bytes = size - end,
+            "cut a torn last line (left by a crash or a full disk while writing) off the output file; its events are written again"
+        );
+        f.set_len(end)?;
+    }
+    Ok(end)
 }
 
 fn sync_parent(path: &Path) -> std::io::Result<()> {
@@ -257,5 +288,40 @@ mod tests {
         assert_eq!(read(Rotating::rotated(&path, 1)), "line-3-0123456789\n");
         assert_eq!(read(Rotating::rotated(&path, 2)), "line-2-0123456789\n");
         assert!(!Rotating::rotated(&path, 3).exists());
+    }
+
+    /// A run killed in the middle of a write leaves part of a line at the end of the file:
+    /// the next run starts after the last whole line, so the line it writes is whole and
+    /// alone, whatever the fragment's length (here past the 64 KiB step of the look back).
+    #[test]
+    fn a_torn_last_line_is_cut_off_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let config = Config {
+            path: path.clone(),
+            format: Format::Json,
+            max_size: ByteSize(100 << 20),
+            max_files: 2,
+            sync: false,
+        };
+        let long = "x".repeat(200_000);
+        for (before, torn) in [
+            ("{\"message\":\"a\"}\n{\"message\":\"b\"}\n", "{\"mess"),
+            ("{\"message\":\"a\"}\n", long.as_str()),
+            ("", "{\"message\":\"half"),
+            ("{\"message\":\"whole\"}\n", ""),
+            ("", ""),
+        ] {
+            std::fs::write(&path, format!("{before}{torn}")).unwrap();
+            let mut r = Rotating::open(config.clone()).unwrap();
+            assert_eq!(r.size, before.len() as u64);
+            r.write_line(b"{\"message\":\"c\"}\n").unwrap();
+            r.commit().unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                format!("{before}{{\"message\":\"c\"}}\n"),
+                "{torn:.20}"
+            );
+        }
     }
 }
