@@ -266,18 +266,22 @@ impl Output for FileOutput {
 mod tests {
     use super::*;
 
+    /// JSON lines at `path`, rotated past `max_size` bytes, two rotated files kept.
+    fn config(path: &Path, max_size: u64, sync: bool) -> Config {
+        Config {
+            path: path.to_owned(),
+            format: Format::Json,
+            max_size: ByteSize(max_size),
+            max_files: 2,
+            sync,
+        }
+    }
+
     #[test]
     fn rotates_by_size_and_keeps_max_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/out.log");
-        let config = Config {
-            path: path.clone(),
-            format: Format::Json,
-            max_size: ByteSize(25),
-            max_files: 2,
-            sync: true,
-        };
-        let mut r = Rotating::open(config).unwrap();
+        let mut r = Rotating::open(config(&path, 25, true)).unwrap();
         for i in 0..5 {
             r.write_line(format!("line-{i}-0123456789\n").as_bytes())
                 .unwrap();
@@ -297,13 +301,6 @@ mod tests {
     fn a_torn_last_line_is_cut_off_before_appending() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.log");
-        let config = Config {
-            path: path.clone(),
-            format: Format::Json,
-            max_size: ByteSize(100 << 20),
-            max_files: 2,
-            sync: false,
-        };
         let long = "x".repeat(200_000);
         for (before, torn) in [
             ("{\"message\":\"a\"}\n{\"message\":\"b\"}\n", "{\"mess"),
@@ -313,7 +310,7 @@ mod tests {
             ("", ""),
         ] {
             std::fs::write(&path, format!("{before}{torn}")).unwrap();
-            let mut r = Rotating::open(config.clone()).unwrap();
+            let mut r = Rotating::open(config(&path, 100 << 20, false)).unwrap();
             assert_eq!(r.size, before.len() as u64);
             r.write_line(b"{\"message\":\"c\"}\n").unwrap();
             r.commit().unwrap();

@@ -120,14 +120,13 @@ impl IdText {
     }
 }
 
-/// `1:<base64>` for a flow; for ICMP, `sport`/`dport` are the type and code.
-pub fn community_id(seed: u16, src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> String {
-    CommunityId::of(seed, src, sport, dst, dport, proto).string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn community_id(seed: u16, src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> String {
+        CommunityId::of(seed, src, sport, dst, dport, proto).string()
+    }
 
     fn a(s: &str) -> Addr {
         match s.parse::<std::net::IpAddr>().unwrap() {
