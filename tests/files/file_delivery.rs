@@ -2,7 +2,7 @@
 //! binary: a batch an output gives up on is read again until delivered (and the registry moves
 //! on), document ids survive `kill -9`, trawl's own downtime neither expires registry entries nor
 //! hides files that appeared meanwhile, and inputs whose names differ only in punctuation keep
-//! separate registries.
+//! separate registries; a torn last line a crash left in the output file is cut off.
 
 use crate::support;
 
@@ -396,4 +396,46 @@ fn inputs_whose_names_differ_in_punctuation_keep_separate_registries() {
         .collect();
     names.sort();
     assert_eq!(names, ["file-web.3aapp.json", "file-web_app.json"]);
+}
+
+#[test]
+fn a_torn_line_left_in_the_output_file_by_a_crash_is_cut_before_new_lines_are_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out.jsonl");
+    // What a `kill -9` (or a full disk) in the middle of a write leaves: whole lines, then part
+    // of one whose batch was never acknowledged (its events are read and written again).
+    std::fs::write(
+        &out,
+        "{\"message\":\"written before the crash\"}\n{\"message\":\"torn in the mid",
+    )
+    .unwrap();
+    let app = d.join("app.log");
+    append(&app, "line", 0..200);
+    let cfg = stdout_pipeline(d, &file_input("logs", &app, "    start_at: beginning\n"));
+    let log = d.join("trawl.log");
+    let mut t = Trawl::start(&cfg, Some(&log));
+    wait_until(Duration::from_secs(30), "the 200 lines", || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains(&msg("line", 199)))
+    });
+    stop(&mut t);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.ends_with('\n'), "the file ends with a whole line");
+    let mut seen = HashMap::new();
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l)
+            .unwrap_or_else(|e| panic!("every line of the output is one JSON object: {l:?}: {e}"));
+        let m = v["message"].as_str().unwrap_or_default().to_owned();
+        *seen.entry(m).or_insert(0) += 1;
+    }
+    let want: Vec<String> = std::iter::once("written before the crash".to_owned())
+        .chain((0..200).map(|i| msg("line", i)))
+        .collect();
+    support::process::assert_each_once(&seen, &want);
+    assert_eq!(seen.len(), want.len(), "nothing else: {seen:?}");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("torn last line"),
+        "the cut is logged: {logged}"
+    );
 }
