@@ -673,9 +673,9 @@ impl super::Engine {
         }
         if !self.sessions.is_empty() {
             let key = super::flows::FlowKey::of(&p, self.key_by);
-            let hash = super::flows::key_hash(&key.0);
+            let mut hash = super::flows::KeyHash::default();
             self.sessions
-                .packet(&p, key, hash, None, d.wire.last_ns, &mut self.out);
+                .packet(&p, key, &mut hash, None, d.wire.last_ns, &mut self.out);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! final flow events (ECS `source.*`, `destination.*`, `network.*`, `flow.*`) in capture time.
 
 mod key;
+mod keymap;
 mod report;
 
 use super::community_id::CommunityId;
@@ -12,28 +13,16 @@ use super::out::Out;
 use super::tunnel::Tunnel;
 use super::Stats;
 use crate::config::Duration;
-use hashbrown::hash_map::{Entry, RawEntryMut};
-use rustc_hash::FxBuildHasher;
 use serde::Deserialize;
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use key::is_icmp_answer;
 pub use key::{tunnel_scope, FlowKey, KeyBy};
+pub use keymap::{KeyHash, KeyMap};
 use report::report;
 pub use report::{transport_name, write_tunnel};
-
-/// The flow table's and the connection table's map: both keyed by `FlowKey`, so that the
-/// key's hash (`key_hash`) is worked out once a packet and given to both.
-pub type KeyMap<V> = hashbrown::HashMap<FlowKey, V, FxBuildHasher>;
-
-/// The hash `KeyMap` files `key` under.
-#[inline]
-pub fn key_hash(key: &FlowKey) -> u64 {
-    FxBuildHasher.hash_one(key)
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -253,13 +242,13 @@ impl FlowTable {
     /// flow's Community ID for the connection's events (`None` for ICMP and when the table
     /// is full).
     #[inline]
-    /// `key`: `FlowKey::of(p, key_by)`, and `hash` its `key_hash`, which the engine works
-    /// out once for the flow table and the protocol analyzers.
+    /// `key`: `FlowKey::of(p, key_by)`, and `hash` its hash, worked out at most once for the
+    /// flow table and the protocol analyzers.
     pub fn packet(
         &mut self,
         p: &Packet<'_>,
         key: (FlowKey, usize),
-        hash: u64,
+        hash: &mut KeyHash,
         ts_ns: i64,
         out: &mut Out,
     ) -> Option<&CommunityId> {
@@ -273,7 +262,7 @@ impl FlowTable {
         self.account(
             p,
             key,
-            key_hash(&key.0),
+            &mut KeyHash::default(),
             wire.first_ns,
             wire.last_ns,
             wire.packets,
@@ -290,7 +279,7 @@ impl FlowTable {
         &mut self,
         p: &Packet<'_>,
         (key, dir): (FlowKey, usize),
-        hash: u64,
+        hash: &mut KeyHash,
         first_ns: i64,
         ts_ns: i64,
         packets: u64,
@@ -301,9 +290,11 @@ impl FlowTable {
         let syn_only = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         // A new connection on the 5-tuple of a closed one: report the old flow first.
         if syn_only {
-            // By the hash already made, as the look-up below.
-            let found = self.table.raw_entry().from_key_hashed_nocheck(hash, &key);
-            if let Some((_, f)) = found {
+            let found = self
+                .table
+                .find(&key, hash)
+                .and_then(|at| self.table.at_mut(at));
+            if let Some(f) = found {
                 if f.closed() || f.dirs[dir ^ 1].packets > 0 && f.fin[dir] {
                     if let Some(old) = self.table.remove(&key) {
                         let reason = if old.rst {
@@ -320,13 +311,9 @@ impl FlowTable {
             self.end_oldest_closed(out);
         }
         let tracked = self.table.len();
-        let f = match self
-            .table
-            .raw_entry_mut()
-            .from_key_hashed_nocheck(hash, &key)
-        {
-            RawEntryMut::Occupied(o) => o.into_mut(),
-            RawEntryMut::Vacant(v) => {
+        let at = match self.table.find(&key, hash) {
+            Some(at) => at,
+            None => {
                 if tracked >= self.config.max_flows {
                     self.stats.flows_untracked.fetch_add(1, Ordering::Relaxed);
                     return None;
@@ -373,9 +360,10 @@ impl FlowTable {
                         CommunityId::of(0, key.a, key.ap, key.b, key.bp, key.proto)
                     },
                 };
-                v.insert_hashed_nocheck(hash, key, flow).1
+                self.table.insert_new(key, hash, flow)
             }
         };
+        let f = self.table.at_mut(at)?;
         if !self.key_by.vlan && f.vlan == 0 && p.vlan != 0 {
             // Keyed without the VLAN, and the first packets were untagged.
             f.vlan = p.vlan;
@@ -494,11 +482,11 @@ impl FlowTable {
             match d.why {
                 Some(why) => {
                     // One lookup: a sweep ends about as many flows as start.
-                    if let Entry::Occupied(o) = self.table.entry(d.key) {
-                        if o.get().id == d.id && o.get().last_ns == d.last_ns {
-                            let f = o.remove();
-                            report(&self.input, &d.key, &f, true, Some(why), out);
-                        }
+                    let found = self
+                        .table
+                        .remove_if(&d.key, |f| f.id == d.id && f.last_ns == d.last_ns);
+                    if let Some(f) = found {
+                        report(&self.input, &d.key, &f, true, Some(why), out);
                     }
                 }
                 None => {

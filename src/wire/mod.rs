@@ -490,14 +490,14 @@ impl Engine {
             self.fragment(&p, ts_ns);
         } else {
             let key = flows::FlowKey::of(&p, self.key_by);
-            let hash = flows::key_hash(&key.0);
+            let mut hash = flows::KeyHash::default();
             let id = match &mut self.flows {
-                Some(f) => f.packet(&p, key, hash, ts_ns, &mut self.out),
+                Some(f) => f.packet(&p, key, &mut hash, ts_ns, &mut self.out),
                 None => None,
             };
             if !self.sessions.is_empty() {
                 self.sessions
-                    .packet(&p, key, hash, id, ts_ns, &mut self.out);
+                    .packet(&p, key, &mut hash, id, ts_ns, &mut self.out);
             }
         }
         self.graph_flows(before);

@@ -11,12 +11,11 @@
 use super::analyzer::{AnySession, Conn, Counts, Emit, Protocol, Side, Transport};
 use super::community_id::CommunityId;
 use super::decode::{tcp_flags, Packet};
-use super::flows::{FlowKey, KeyMap};
+use super::flows::{FlowKey, KeyHash, KeyMap};
 use super::http::metrics::ServiceMap;
 use super::out::Out;
 use super::tcp::{Budget, Chunk, Stream};
 use super::{ProtocolStats, Stats};
-use hashbrown::hash_map::RawEntryMut;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -87,12 +86,14 @@ pub struct Sessions {
 }
 
 /// Which side sent a packet, as `Emit` and the session need it.
-/// The entry filed under `key`, whose hash is `hash` (`key_hash`): no hashing again.
-fn hashed<'m>(conns: &'m KeyMap<Entry>, hash: u64, key: &FlowKey) -> Option<&'m Entry> {
-    conns
-        .raw_entry()
-        .from_key_hashed_nocheck(hash, key)
-        .map(|(_, e)| e)
+/// The entry filed under `key` (`hash`: its hash, worked out at most once a packet).
+fn hashed<'m>(
+    conns: &'m mut KeyMap<Entry>,
+    hash: &mut KeyHash,
+    key: &FlowKey,
+) -> Option<&'m Entry> {
+    let at = conns.find(key, hash)?;
+    conns.at_mut(at).map(|e| &*e)
 }
 
 fn side(dir: usize, client_dir: usize) -> Side {
@@ -215,21 +216,21 @@ impl Sessions {
         }
     }
 
-    /// `key`: `FlowKey::of(p, key_by)`, and `hash` its `key_hash`, which the engine works
-    /// out once for the flow table and here; `id`: the flow's Community ID when the flow
+    /// `key`: `FlowKey::of(p, key_by)`, and `hash` its hash, worked out at most once for the
+    /// flow table and here; `id`: the flow's Community ID when the flow
     /// table has it.
     pub fn packet(
         &mut self,
         p: &Packet<'_>,
         key: (FlowKey, usize),
-        hash: u64,
+        hash: &mut KeyHash,
         id: Option<&CommunityId>,
         ts: i64,
         out: &mut Out,
     ) {
         match (p.tcp.is_some(), p.proto) {
             (true, _) => self.tcp(p, key, hash, id, ts, out),
-            (false, 17) if p.fragment.is_none() => self.udp(p, key, id, ts, out),
+            (false, 17) if p.fragment.is_none() => self.udp(p, key, hash, id, ts, out),
             _ => {}
         }
     }
@@ -275,7 +276,7 @@ impl Sessions {
         &mut self,
         p: &Packet<'_>,
         (key, dir): (FlowKey, usize),
-        hash: u64,
+        hash: &mut KeyHash,
         id: Option<&CommunityId>,
         ts: i64,
         out: &mut Out,
@@ -286,13 +287,9 @@ impl Sessions {
         // the table. A SYN (the 4-tuple may be reused), a new connection and the first
         // payload of a provisional one take the longer way below.
         if syn != tcp_flags::SYN {
-            let found = match self
-                .conns
-                .raw_entry_mut()
-                .from_key_hashed_nocheck(hash, &key)
-            {
-                RawEntryMut::Occupied(o) => Some(o.into_mut()),
-                RawEntryMut::Vacant(_) => None,
+            let found = match self.conns.find(&key, hash) {
+                Some(at) => self.conns.at_mut(at),
+                None => None,
             };
             if let Some(e) = found.filter(|e| !e.provisional || p.payload.is_empty()) {
                 let closed = feed_tcp(
@@ -318,14 +315,14 @@ impl Sessions {
         // A new connection on the 4-tuple of a finished one (rare: only SYNs look).
         // Looked up by the hash already made: a new connection asks up to four times.
         if syn == tcp_flags::SYN
-            && hashed(&self.conns, hash, &key)
+            && hashed(&mut self.conns, hash, &key)
                 .is_some_and(|e| e.streams[dir].started() && e.streams[dir].saw_syn)
         {
             if let Some(e) = self.conns.remove(&key) {
                 self.close(e, ts, out);
             }
         }
-        if hashed(&self.conns, hash, &key).is_none() {
+        if hashed(&mut self.conns, hash, &key).is_none() {
             if p.payload.is_empty() && tcp.flags & tcp_flags::SYN == 0 {
                 return;
             }
@@ -365,29 +362,20 @@ impl Sessions {
                 return;
             };
             e.provisional = p.payload.is_empty() && sent_by.is_none() && !by_port;
-            match self
-                .conns
-                .raw_entry_mut()
-                .from_key_hashed_nocheck(hash, &key)
-            {
-                RawEntryMut::Vacant(v) => {
-                    v.insert_hashed_nocheck(hash, key, e);
-                }
-                RawEntryMut::Occupied(mut o) => {
-                    o.insert(e);
-                }
-            }
+            // Not there: the look-up above found nothing, and nothing was filed since.
+            self.conns.insert_new(key, hash, e);
         }
-        if !p.payload.is_empty() && hashed(&self.conns, hash, &key).is_some_and(|e| e.provisional) {
+        if !p.payload.is_empty()
+            && hashed(&mut self.conns, hash, &key).is_some_and(|e| e.provisional)
+        {
             self.recognize_late(&key, p, dir);
         }
-        let e = match self
+        let Some(e) = self
             .conns
-            .raw_entry_mut()
-            .from_key_hashed_nocheck(hash, &key)
-        {
-            RawEntryMut::Occupied(o) => o.into_mut(),
-            RawEntryMut::Vacant(_) => return,
+            .find(&key, hash)
+            .and_then(|at| self.conns.at_mut(at))
+        else {
+            return;
         };
         let closed = feed_tcp(
             e,
@@ -412,11 +400,12 @@ impl Sessions {
         &mut self,
         p: &Packet<'_>,
         (key, dir): (FlowKey, usize),
+        hash: &mut KeyHash,
         id: Option<&CommunityId>,
         ts: i64,
         out: &mut Out,
     ) {
-        if !self.conns.contains_key(&key) {
+        if self.conns.find(&key, hash).is_none() {
             let Some((proto, sent_by, _)) = self.claim(Transport::Udp, p.sport, p.dport, p.payload)
             else {
                 return;
@@ -450,9 +439,13 @@ impl Sessions {
             let Some(e) = self.open(proto, Transport::Udp, p, dir, client_dir, id, ts) else {
                 return;
             };
-            self.conns.insert(key, e);
+            self.conns.insert_new(key, hash, e);
         }
-        let Some(e) = self.conns.get_mut(&key) else {
+        let Some(e) = self
+            .conns
+            .find(&key, hash)
+            .and_then(|at| self.conns.at_mut(at))
+        else {
             return;
         };
         e.last_ns = ts;

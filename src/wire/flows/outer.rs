@@ -59,7 +59,7 @@ impl FlowTable {
         self.account(
             &p,
             (key, dir),
-            super::key_hash(&key),
+            &mut super::KeyHash::default(),
             wire.first_ns,
             wire.last_ns,
             wire.packets,

@@ -17,7 +17,7 @@ fn feed(t: &mut FlowTable, frames: &[(i64, Vec<u8>)], out: &mut Out) {
     for (ts, f) in frames {
         let p = decode(linktype::ETHERNET, f).unwrap();
         let key = FlowKey::of(&p, KeyBy::default());
-        t.packet(&p, key, key_hash(&key.0), *ts, out);
+        t.packet(&p, key, &mut KeyHash::default(), *ts, out);
         t.sweep(*ts, out);
     }
 }
@@ -368,7 +368,7 @@ fn a_flow_found_due_that_gets_a_packet_before_its_report_stays_open() {
     let late = syns(n, 0).pop().unwrap().1;
     let p = decode(linktype::ETHERNET, &late).unwrap();
     let key = FlowKey::of(&p, KeyBy::default());
-    t.packet(&p, key, key_hash(&key.0), 40_000_000_001, &mut out);
+    t.packet(&p, key, &mut KeyHash::default(), 40_000_000_001, &mut out);
     t.sweep(40_000_000_002, &mut out);
     assert_eq!(out.pending(), SWEEP_BATCH, "not reported as timed out");
     assert_eq!(t.len(), 1);
