@@ -370,7 +370,9 @@ impl FlowTable {
             f.inner_vlan = p.inner_vlan;
         }
         f.last_ns = f.last_ns.max(ts_ns);
-        let was_closed = f.closed();
+        // Only a FIN or a RST can close a flow: the other packets need not ask.
+        let ends = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
+        let was_closed = ends && f.closed();
         if f.tunnel.is_none() {
             f.tunnel = p.tunnel.as_deref().map(|t| Box::new((*t, dir)));
         }
@@ -402,7 +404,7 @@ impl FlowTable {
             {
                 f.setup_ns = ts_ns - f.syn_ns;
             }
-            if !was_closed && f.closed() {
+            if ends && !was_closed && f.closed() {
                 let id = f.id;
                 self.closed.push_back((key, id, ts_ns));
             }

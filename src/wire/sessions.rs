@@ -29,6 +29,9 @@ struct Registered {
     udp: bool,
     /// Out-of-order bytes buffered across this protocol's connections.
     budget: Budget,
+    /// `Settings::max_buffer_per_connection`, asked for every segment: kept here rather
+    /// than through a call to the protocol each time.
+    per_stream: usize,
     stats: Arc<ProtocolStats>,
     /// Connections (and flows) followed now.
     open: usize,
@@ -119,6 +122,7 @@ impl Sessions {
                     tcp: transports.contains(&Transport::Tcp),
                     udp: transports.contains(&Transport::Udp),
                     budget: Budget::new(protocol.settings().max_buffer_total),
+                    per_stream: protocol.settings().max_buffer_per_connection,
                     stats: stats.protocol(protocol.name(), protocol.counters()),
                     open: 0,
                     protocol,
@@ -625,7 +629,7 @@ fn feed_tcp(
         }
     }
     let r = &mut protocols[e.proto];
-    let per_stream = r.protocol.settings().max_buffer_per_connection;
+    let per_stream = r.per_stream;
     let from = side(dir, e.client_dir);
     let (mut counts, mut gaps) = (Counts::default(), 0u64);
     let Entry {
@@ -705,9 +709,11 @@ fn count(proto: &ProtocolStats, counts: &Counts, stats: &Stats, gaps: u64) {
             .parse_errors
             .fetch_add(counts.malformed, Ordering::Relaxed);
     }
-    for (c, n) in proto.named.iter().zip(counts.named) {
-        if n > 0 {
-            c.1.fetch_add(n, Ordering::Relaxed);
+    if counts.any_named {
+        for (c, n) in proto.named.iter().zip(counts.named) {
+            if n > 0 {
+                c.1.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
     if gaps > 0 {
