@@ -673,8 +673,8 @@ pub(crate) fn clock_text(clock: &mut Clock, ns: i64) -> &[u8; 27] {
         clock.micros = Some(micros);
         let v = micros.rem_euclid(1_000_000) as u32;
         for (at, pair) in [(20, v / 10_000), (22, v / 100 % 100), (24, v % 100)] {
-            clock.text[at] = b'0' + (pair / 10) as u8;
-            clock.text[at + 1] = b'0' + (pair % 10) as u8;
+            let pair = 2 * pair as usize;
+            clock.text[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
         }
     }
     &clock.text
