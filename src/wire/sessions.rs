@@ -88,7 +88,6 @@ pub struct Sessions {
     ending: Option<Vec<(i64, FlowKey)>>,
 }
 
-/// Which side sent a packet, as `Emit` and the session need it.
 /// The entry filed under `key` (`hash`: its hash, worked out at most once a packet).
 fn hashed<'m>(
     conns: &'m mut KeyMap<Entry>,
@@ -99,6 +98,7 @@ fn hashed<'m>(
     conns.at_mut(at).map(|e| &*e)
 }
 
+/// Which side sent a packet, as `Emit` and the session need it.
 fn side(dir: usize, client_dir: usize) -> Side {
     if dir == client_dir {
         Side::Client
@@ -317,7 +317,8 @@ impl Sessions {
             }
         }
         // A new connection on the 4-tuple of a finished one (rare: only SYNs look).
-        // Looked up by the hash already made: a new connection asks up to four times.
+        // Each look-up reuses the packet's hash (or the last bucket): a new connection asks up
+        // to four times.
         if syn == tcp_flags::SYN
             && hashed(&mut self.conns, hash, &key)
                 .is_some_and(|e| e.streams[dir].started() && e.streams[dir].saw_syn)
