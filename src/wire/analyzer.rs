@@ -44,6 +44,8 @@ use super::decode::Addr;
 use super::http::metrics::ServiceMap;
 use super::out::{Cached, Clock, Fields, Out, Report, Room};
 use super::tunnel::Tunnel;
+use super::ProtocolStats;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The transport a session runs over: a TCP stream (reassembled) or UDP datagrams (one
@@ -176,11 +178,6 @@ pub const MAX_COUNTERS: usize = 8;
 pub struct Counts {
     /// Malformed messages (`trawl_packet_<protocol>_parse_errors_total`).
     pub malformed: u64,
-    /// Per `Protocol::counters` entry, by index.
-    pub named: [u64; MAX_COUNTERS],
-    /// Whether any of `named` is set: most calls count nothing, and are not made to go
-    /// through the array twice to find that out.
-    pub any_named: bool,
     /// `Sink::hand_over`.
     pub hand_over: Option<&'static str>,
 }
@@ -191,8 +188,6 @@ pub struct Sink<T> {
     pub transactions: Vec<T>,
     pub malformed: u64,
     counted: [u64; MAX_COUNTERS],
-    /// Whether `count` was called since the driver last drained `counted`.
-    any_counted: bool,
     /// The rest of the connection is another protocol's (its `Protocol::name`), said once:
     /// a PostgreSQL connection upgraded by an SSLRequest is TLS from the server's `S` on.
     pub hand_over: Option<&'static str>,
@@ -204,7 +199,6 @@ impl<T> Default for Sink<T> {
             transactions: Vec::new(),
             malformed: 0,
             counted: [0; MAX_COUNTERS],
-            any_counted: false,
             hand_over: None,
         }
     }
@@ -224,7 +218,6 @@ impl<T> Sink<T> {
     pub fn count(&mut self, index: usize, n: u64) {
         if let Some(c) = self.counted.get_mut(index) {
             *c += n;
-            self.any_counted = true;
         }
     }
 }
@@ -531,8 +524,11 @@ pub struct Emit<'a> {
     pub input: &'a Arc<str>,
     pub out: &'a mut Out,
     pub map: Option<&'a ServiceMap>,
-    /// Malformed messages and the protocol's own counts (added to its counters by the driver).
+    /// Malformed messages and hand-overs, seen to by the driver after the call.
     pub counts: &'a mut Counts,
+    /// The protocol's counters: its own (`Protocol::counters`) are added to as the session
+    /// counts them, so that a call that counts none of them costs nothing for them.
+    pub stats: &'a ProtocolStats,
 }
 
 /// A session as the driver holds it, whatever its protocol: `Session` with its transaction
@@ -558,11 +554,14 @@ impl<S: Session> Running<S> {
         if let Some(to) = self.sink.hand_over.take() {
             emit.counts.hand_over = Some(to);
         }
-        if std::mem::take(&mut self.sink.any_counted) {
-            for (to, from) in emit.counts.named.iter_mut().zip(&mut self.sink.counted) {
-                *to += std::mem::take(from);
+        // Most calls count nothing: one test of the whole array (its OR) says so.
+        if self.sink.counted.iter().fold(0, |acc, &n| acc | n) != 0 {
+            for (i, n) in self.sink.counted.iter_mut().enumerate() {
+                let n = std::mem::take(n);
+                if let Some((_, c)) = emit.stats.named.get(i).filter(|_| n > 0) {
+                    c.fetch_add(n, Ordering::Relaxed);
+                }
             }
-            emit.counts.any_named = true;
         }
         // Most calls finish nothing; a drain of nothing still cost 27 instructions a packet.
         if self.sink.transactions.is_empty() {
@@ -756,12 +755,14 @@ mod tests {
         let (input, map) = (Arc::from("t"), ServiceMap::new(10));
         let mut out = Out::Events(Vec::new());
         let mut counts = Counts::default();
+        let stats = ProtocolStats::new(echo.name(), echo.counters());
         let mut emit = Emit {
             conn: &conn,
             input: &input,
             out: &mut out,
             map: Some(&map),
             counts: &mut counts,
+            stats: &stats,
         };
         s.data(Side::Client, b"ECHO hi", 1_000_000, &mut emit);
         s.data(Side::Server, b"ECHO hi", 3_000_000, &mut emit);

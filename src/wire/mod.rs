@@ -128,7 +128,7 @@ pub struct ProtocolStats {
 }
 
 impl ProtocolStats {
-    fn new(name: &'static str, counters: &'static [analyzer::Counter]) -> ProtocolStats {
+    pub(crate) fn new(name: &'static str, counters: &'static [analyzer::Counter]) -> ProtocolStats {
         ProtocolStats {
             name,
             connections: AtomicU64::new(0),

@@ -460,16 +460,18 @@ impl Sessions {
             }
         }
         let mut counts = Counts::default();
+        let proto = &self.protocols[e.proto].stats;
         let mut emit = Emit {
             conn: &e.conn,
             input: &self.input,
             out,
             map: self.map.as_deref(),
             counts: &mut counts,
+            stats: proto,
         };
         e.session
             .data(side(dir, e.client_dir), p.payload, ts, &mut emit);
-        count(&self.protocols[e.proto].stats, &counts, &self.stats, 0);
+        count(proto, &counts, &self.stats, 0);
     }
 
     /// Ends a connection: what is buffered is handed on (with gaps for the holes), then the
@@ -491,6 +493,7 @@ impl Sessions {
             out,
             map: self.map.as_deref(),
             counts: &mut counts,
+            stats: &r.stats,
         };
         for (d, s) in streams.iter_mut().enumerate() {
             let from = side(d, *client_dir);
@@ -545,15 +548,17 @@ impl Sessions {
                 }
             } else if let Some(e) = self.conns.get_mut(&k) {
                 let mut counts = Counts::default();
+                let proto = &self.protocols[e.proto].stats;
                 let mut emit = Emit {
                     conn: &e.conn,
                     input: &self.input,
                     out,
                     map: self.map.as_deref(),
                     counts: &mut counts,
+                    stats: proto,
                 };
                 e.session.expire(deadlines[e.proto].0, &mut emit);
-                count(&self.protocols[e.proto].stats, &counts, &self.stats, 0);
+                count(proto, &counts, &self.stats, 0);
             }
         }
         self.publish();
@@ -645,6 +650,7 @@ fn feed_tcp(
         out,
         map,
         counts: &mut counts,
+        stats: &r.stats,
     };
     {
         let mut sink = |c: Chunk<'_>| deliver(session.as_mut(), from, c, ts, &mut gaps, &mut emit);
@@ -709,13 +715,6 @@ fn count(proto: &ProtocolStats, counts: &Counts, stats: &Stats, gaps: u64) {
         proto
             .parse_errors
             .fetch_add(counts.malformed, Ordering::Relaxed);
-    }
-    if counts.any_named {
-        for (c, n) in proto.named.iter().zip(counts.named) {
-            if n > 0 {
-                c.1.fetch_add(n, Ordering::Relaxed);
-            }
-        }
     }
     if gaps > 0 {
         stats.tcp_gaps.fetch_add(gaps, Ordering::Relaxed);

@@ -707,6 +707,8 @@ fn a_session_publishes_its_counts_under_the_declared_names() {
     use crate::wire::http::metrics::ServiceMap;
     use crate::wire::out::Out;
     use crate::wire::section::ProtocolConfig;
+    use crate::wire::ProtocolStats;
+    use std::sync::atomic::Ordering;
     use std::sync::Arc;
 
     let cfg = super::Http2Config {
@@ -724,12 +726,14 @@ fn a_session_publishes_its_counts_under_the_declared_names() {
     let (input, map) = (Arc::from("h2"), ServiceMap::new(10));
     let mut out = Out::Events(Vec::new());
     let mut counts = Counts::default();
+    let stats = ProtocolStats::new(h2.name(), h2.counters());
     let mut emit = Emit {
         conn: &conn,
         input: &input,
         out: &mut out,
         map: Some(&map),
         counts: &mut counts,
+        stats: &stats,
     };
     // Stream 3 opens while stream 1 is still open: one too many.
     let get = |path: &str| block(&[(":method", "GET"), (":path", path)]);
@@ -754,8 +758,8 @@ fn a_session_publishes_its_counts_under_the_declared_names() {
     let named: std::collections::BTreeMap<&str, u64> = h2
         .counters()
         .iter()
-        .zip(counts.named)
-        .map(|(c, n)| (c.name, n))
+        .zip(&stats.named)
+        .map(|(c, (_, n))| (c.name, n.load(Ordering::Relaxed)))
         .collect();
     assert_eq!(
         named,
