@@ -88,19 +88,24 @@ struct Ports {
 impl Broker {
     /// A broker whose plain listener is reached through a proxy that `cut` closes.
     pub fn start() -> Broker {
-        Broker::launch(true, false)
+        Broker::launch(true, false, "")
+    }
+
+    /// `start` with more `server.properties` lines (`key=value`, one a line).
+    pub fn start_with(properties: &str) -> Broker {
+        Broker::launch(true, false, properties)
     }
 
     /// A broker that checks ACLs (Kafka's StandardAuthorizer): topics without ACLs stay open to
     /// everyone, plain clients are super users, and `allow` narrows what the SASL user may do.
     pub fn start_with_acls() -> Broker {
-        Broker::launch(false, true)
+        Broker::launch(false, true, "")
     }
 
     /// A broker that clients reach directly. Every broker keeps its log on disk, so `stop`
     /// and `start_again` (or `kill` and `start_again`) lose nothing it acknowledged.
     pub fn start_persistent() -> Broker {
-        Broker::launch(false, false)
+        Broker::launch(false, false, "")
     }
 
     /// One broker for all the tests of a test binary that neither stop nor cut it (each uses
@@ -129,7 +134,7 @@ impl Broker {
         })
     }
 
-    fn launch(proxied: bool, acls: bool) -> Broker {
+    fn launch(proxied: bool, acls: bool, extra: &str) -> Broker {
         let lib = kafka_lib();
         let dir = tempfile::Builder::new()
             .prefix("trawl-kafka-")
@@ -153,7 +158,7 @@ impl Broker {
         std::fs::write(&keystore, pem).expect("writing the key store");
         std::fs::write(
             dir.path().join("server.properties"),
-            properties(dir.path(), &ports, &keystore) + if acls { AUTHORIZER } else { "" },
+            properties(dir.path(), &ports, &keystore) + if acls { AUTHORIZER } else { "" } + extra,
         )
         .expect("writing server.properties");
         std::fs::write(dir.path().join("log4j2.properties"), log_config(dir.path()))
