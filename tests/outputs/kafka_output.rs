@@ -1,7 +1,7 @@
 //! The `kafka` output through the real binary against a real Apache Kafka broker (KRaft, one
 //! node, `tests/support/kafka/mod.rs`): templated topic, keys, headers, every compression codec,
 //! dead letters for oversized messages (by trawl's limit or a lower one of the topic's) and for
-//! a topic that does not exist, a consumer group
+//! a topic that does not exist, librdkafka's `debug` switch in trawl's log, a consumer group
 //! reading across trawl restarts, a broker stopped for 30 s and one unreachable for 10 s
 //! without losing anything. TLS and SASL are in `kafka_auth.rs`.
 
@@ -107,6 +107,48 @@ fn templated_topic_keys_headers_and_every_codec() {
             }
         }
     }
+}
+
+/// librdkafka's own troubleshooting switch, `debug`, set under `librdkafka:`: its output shows
+/// in trawl's log at `--log-level debug` (it was dropped inside librdkafka by the producer's
+/// warning level, so the switch did nothing), and nothing of it at the default level.
+#[test]
+fn librdkafka_debug_contexts_reach_the_log_at_debug_level() {
+    let broker = Broker::shared();
+    broker.create_topic("debugged", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &broker.bootstrap,
+        "    topic: debugged\n    librdkafka: { debug: \"broker,msg\" }\n",
+    );
+    let run = |level: &str| {
+        let log = dir.path().join(format!("trawl-{level}.log"));
+        let mut t = Trawl::start_env(&cfg, Some(&log), &[("TRAWL_LOG_LEVEL", level)]);
+        t.feed(b"one line\n");
+        assert!(t.finish(Duration::from_secs(60)).success());
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let debug = run("debug");
+    // librdkafka's debug lines name their facility: STATE for a broker connection's states,
+    // PRODUCE for the produce request that carried the line.
+    for facility in ["facility=\"STATE\"", "facility=\"PRODUCE\""] {
+        assert!(
+            debug
+                .lines()
+                .any(|l| l.contains("DEBUG") && l.contains("librdkafka:") && l.contains(facility)),
+            "no librdkafka debug line with {facility} at --log-level debug; the log:\n{debug}"
+        );
+    }
+    let info = run("info");
+    assert!(
+        !info.lines().any(|l| l.contains("DEBUG")),
+        "debug lines at the default level:\n{info}"
+    );
+    assert_eq!(
+        messages(&broker.read_all("debugged")),
+        ["one line", "one line"]
+    );
 }
 
 #[test]

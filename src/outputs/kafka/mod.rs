@@ -210,7 +210,8 @@ pub struct Config {
     pub sasl: Option<SaslConfig>,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
-    /// Any other librdkafka setting, passed as is (they win over the keys above).
+    /// Any other librdkafka setting, passed as is (they win over the keys above). Its `debug`
+    /// contexts' output shows with `--log-level debug` (or `info,trawl::outputs::kafka=debug`).
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -346,6 +347,11 @@ pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
     }
     for (k, v) in &c.librdkafka {
         cc.set(k, v);
+    }
+    // `debug` contexts log at librdkafka's debug level, which the level above drops in
+    // librdkafka itself: asked for, they reach trawl's log (at `debug`, like trawl's own).
+    if c.librdkafka.contains_key("debug") {
+        cc.set_log_level(RDKafkaLogLevel::Debug);
     }
     // librdkafka checks each name and value as it takes them: an unknown property is an error
     // now, not when the producer starts.
