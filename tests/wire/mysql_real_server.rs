@@ -301,7 +301,12 @@ fn every_command_the_server_logged_is_one_transaction_and_tshark_agrees() {
         .collect();
     events.sort_by_key(|e| e["event"]["start"].as_str().unwrap_or("").to_owned());
     for e in &events {
-        let text = e.to_string();
+        // Times left out: a start at hh:mm:09.75... holds the price 9.75 as text too.
+        let mut timeless = e.clone();
+        timeless["@timestamp"].take();
+        timeless["event"]["start"].take();
+        timeless["event"]["end"].take();
+        let text = timeless.to_string();
         for secret in [PASSWORD, "secret-", "'apple'", "wrong-password", "9.75"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
