@@ -173,15 +173,6 @@ pub struct Counter {
 /// Most counters of its own a protocol may have.
 pub const MAX_COUNTERS: usize = 8;
 
-/// What sessions counted during one call of the driver.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Malformed messages (`trawl_packet_<protocol>_parse_errors_total`).
-    pub malformed: u64,
-    /// `Sink::hand_over`.
-    pub hand_over: Option<&'static str>,
-}
-
 /// Where a session puts what it finished: transactions, and counts of malformed messages
 /// and of its protocol's own counters. Drained by the driver after each call.
 pub struct Sink<T> {
@@ -524,10 +515,10 @@ pub struct Emit<'a> {
     pub input: &'a Arc<str>,
     pub out: &'a mut Out,
     pub map: Option<&'a ServiceMap>,
-    /// Malformed messages and hand-overs, seen to by the driver after the call.
-    pub counts: &'a mut Counts,
-    /// The protocol's counters: its own (`Protocol::counters`) are added to as the session
-    /// counts them, so that a call that counts none of them costs nothing for them.
+    /// `Sink::hand_over`, seen to by the driver after the call.
+    pub hand_over: &'a mut Option<&'static str>,
+    /// The protocol's counters: its malformed messages and its own (`Protocol::counters`),
+    /// added to as the session finishes a call.
     pub stats: &'a ProtocolStats,
 }
 
@@ -550,16 +541,24 @@ struct Running<S: Session> {
 
 impl<S: Session> Running<S> {
     fn emit(&mut self, emit: &mut Emit<'_>) {
-        emit.counts.malformed += std::mem::take(&mut self.sink.malformed);
+        let malformed = std::mem::take(&mut self.sink.malformed);
+        if malformed > 0 {
+            emit.stats
+                .parse_errors
+                .fetch_add(malformed, Ordering::Relaxed);
+        }
         if let Some(to) = self.sink.hand_over.take() {
-            emit.counts.hand_over = Some(to);
+            *emit.hand_over = Some(to);
         }
         // Most calls count nothing: one test of the whole array (its OR) says so.
         if self.sink.counted.iter().fold(0, |acc, &n| acc | n) != 0 {
             for (i, n) in self.sink.counted.iter_mut().enumerate() {
                 let n = std::mem::take(n);
-                if let Some((_, c)) = emit.stats.named.get(i).filter(|_| n > 0) {
-                    c.fetch_add(n, Ordering::Relaxed);
+                match emit.stats.named.get(i) {
+                    Some((_, c)) if n > 0 => {
+                        c.fetch_add(n, Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
             }
         }
@@ -754,14 +753,14 @@ mod tests {
         let mut s = echo.open(Transport::Tcp, &conn);
         let (input, map) = (Arc::from("t"), ServiceMap::new(10));
         let mut out = Out::Events(Vec::new());
-        let mut counts = Counts::default();
+        let mut hand_over = None;
         let stats = ProtocolStats::new(echo.name(), echo.counters());
         let mut emit = Emit {
             conn: &conn,
             input: &input,
             out: &mut out,
             map: Some(&map),
-            counts: &mut counts,
+            hand_over: &mut hand_over,
             stats: &stats,
         };
         s.data(Side::Client, b"ECHO hi", 1_000_000, &mut emit);
@@ -769,7 +768,7 @@ mod tests {
         s.data(Side::Server, b"unasked", 4_000_000, &mut emit);
         s.data(Side::Client, b"ECHO lost", 5_000_000, &mut emit);
         s.close(9_000_000, &mut emit);
-        assert_eq!(counts.malformed, 1);
+        assert_eq!(stats.parse_errors.load(Ordering::Relaxed), 1);
         let events = out.events();
         assert_eq!(events.len(), 2);
         let get = |i: usize, k: &str| events[i].get(k).cloned();

@@ -8,7 +8,7 @@
 //! flush go through connections in the order they started, so a capture always gives the
 //! same output.
 
-use super::analyzer::{AnySession, Conn, Counts, Emit, Protocol, Side, Transport};
+use super::analyzer::{AnySession, Conn, Emit, Protocol, Side, Transport};
 use super::community_id::CommunityId;
 use super::decode::{tcp_flags, Packet};
 use super::flows::{FlowKey, KeyHash, KeyMap};
@@ -459,19 +459,16 @@ impl Sessions {
                 e.conn.tunnel = Some(Box::new((*t, dir == e.client_dir)));
             }
         }
-        let mut counts = Counts::default();
-        let proto = &self.protocols[e.proto].stats;
         let mut emit = Emit {
             conn: &e.conn,
             input: &self.input,
             out,
             map: self.map.as_deref(),
-            counts: &mut counts,
-            stats: proto,
+            hand_over: &mut None,
+            stats: &self.protocols[e.proto].stats,
         };
         e.session
             .data(side(dir, e.client_dir), p.payload, ts, &mut emit);
-        count(proto, &counts, &self.stats, 0);
     }
 
     /// Ends a connection: what is buffered is handed on (with gaps for the holes), then the
@@ -479,7 +476,7 @@ impl Sessions {
     fn close(&mut self, mut e: Entry, ts: i64, out: &mut Out) {
         let r = &mut self.protocols[e.proto];
         r.open = r.open.saturating_sub(1);
-        let (mut counts, mut gaps) = (Counts::default(), 0u64);
+        let mut gaps = 0u64;
         let Entry {
             session,
             conn,
@@ -492,7 +489,7 @@ impl Sessions {
             input: &self.input,
             out,
             map: self.map.as_deref(),
-            counts: &mut counts,
+            hand_over: &mut None,
             stats: &r.stats,
         };
         for (d, s) in streams.iter_mut().enumerate() {
@@ -502,7 +499,7 @@ impl Sessions {
             s.flush(&mut r.budget, &mut sink);
         }
         session.close(ts, &mut emit);
-        count(&r.stats, &counts, &self.stats, gaps);
+        add_gaps(&self.stats, gaps);
     }
 
     /// Reports requests past their protocol's `transaction_timeout` and closes connections
@@ -547,18 +544,15 @@ impl Sessions {
                     self.close(e, now, out);
                 }
             } else if let Some(e) = self.conns.get_mut(&k) {
-                let mut counts = Counts::default();
-                let proto = &self.protocols[e.proto].stats;
                 let mut emit = Emit {
                     conn: &e.conn,
                     input: &self.input,
                     out,
                     map: self.map.as_deref(),
-                    counts: &mut counts,
-                    stats: proto,
+                    hand_over: &mut None,
+                    stats: &self.protocols[e.proto].stats,
                 };
                 e.session.expire(deadlines[e.proto].0, &mut emit);
-                count(proto, &counts, &self.stats, 0);
             }
         }
         self.publish();
@@ -637,7 +631,7 @@ fn feed_tcp(
     let r = &mut protocols[e.proto];
     let per_stream = r.per_stream;
     let from = side(dir, e.client_dir);
-    let (mut counts, mut gaps) = (Counts::default(), 0u64);
+    let (mut hand_over, mut gaps) = (None, 0u64);
     let Entry {
         session,
         conn,
@@ -649,7 +643,7 @@ fn feed_tcp(
         input,
         out,
         map,
-        counts: &mut counts,
+        hand_over: &mut hand_over,
         stats: &r.stats,
     };
     {
@@ -675,10 +669,10 @@ fn feed_tcp(
         session.end(from, ts, &mut emit);
     }
     let closed = tcp.flags & tcp_flags::RST != 0 || (streams[0].fin && streams[1].fin);
-    count(&r.stats, &counts, stats, gaps);
+    add_gaps(stats, gaps);
     // The session gave the rest of the connection to another protocol (PostgreSQL upgraded
     // to TLS): it goes there when that protocol follows this connection's port.
-    if let Some(to) = counts.hand_over {
+    if let Some(to) = hand_over {
         let next = protocols
             .iter()
             .position(|r| r.protocol.name() == to && r.follows(Transport::Tcp, p.sport, p.dport));
@@ -710,12 +704,7 @@ fn switch_protocol(e: &mut Entry, protocols: &mut [Registered], to: usize) {
     e.proto = to;
 }
 
-fn count(proto: &ProtocolStats, counts: &Counts, stats: &Stats, gaps: u64) {
-    if counts.malformed > 0 {
-        proto
-            .parse_errors
-            .fetch_add(counts.malformed, Ordering::Relaxed);
-    }
+fn add_gaps(stats: &Stats, gaps: u64) {
     if gaps > 0 {
         stats.tcp_gaps.fetch_add(gaps, Ordering::Relaxed);
     }

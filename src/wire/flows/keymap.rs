@@ -175,9 +175,7 @@ mod tests {
         for port in 2000..2600u16 {
             m.insert_new(key(port), &mut KeyHash::default(), port);
         }
-        if let Some(v) = m.get_mut(&key(1)) {
-            *v = 7;
-        }
+        *m.get_mut(&key(1)).expect("key 1 was filed") = 7;
         for port in 0..2600u16 {
             let want = match port {
                 1 => Some(7),

@@ -702,7 +702,7 @@ fn fuzzed_connections_never_panic_and_stay_bounded() {
 /// side (its direction lost, and with it its header decoding).
 #[test]
 fn a_session_publishes_its_counts_under_the_declared_names() {
-    use crate::wire::analyzer::{Conn as Endpoints, Counts, Emit, Transport};
+    use crate::wire::analyzer::{Conn as Endpoints, Emit, Transport};
     use crate::wire::decode::Addr;
     use crate::wire::http::metrics::ServiceMap;
     use crate::wire::out::Out;
@@ -725,14 +725,14 @@ fn a_session_publishes_its_counts_under_the_declared_names() {
     let mut s = h2.open(Transport::Tcp, &conn);
     let (input, map) = (Arc::from("h2"), ServiceMap::new(10));
     let mut out = Out::Events(Vec::new());
-    let mut counts = Counts::default();
+    let mut hand_over = None;
     let stats = ProtocolStats::new(h2.name(), h2.counters());
     let mut emit = Emit {
         conn: &conn,
         input: &input,
         out: &mut out,
         map: Some(&map),
-        counts: &mut counts,
+        hand_over: &mut hand_over,
         stats: &stats,
     };
     // Stream 3 opens while stream 1 is still open: one too many.
@@ -773,7 +773,7 @@ fn a_session_publishes_its_counts_under_the_declared_names() {
         .into_iter()
         .collect(),
     );
-    assert_eq!(counts.malformed, 0);
+    assert_eq!(stats.parse_errors.load(Ordering::Relaxed), 0);
 }
 
 /// Frames that crossed a client's RST_STREAM arrive within a round trip: a reset stream on a
