@@ -166,3 +166,95 @@ fn a_connection_cut_under_load_is_counted_as_retries_and_loses_nothing() {
          trawl_output_retries_total stayed 0"
     );
 }
+
+/// librdkafka gives up on a message after `message.timeout.ms`; with no `delivery_timeout` the
+/// output must take it back and produce it again rather than fail its batch, which an input
+/// that cannot read again (stdin here) would lose. The broker's connection is cut for several
+/// of those timeouts while lines wait, then restored.
+#[test]
+fn messages_librdkafka_gives_up_on_are_produced_again_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let topic = "kafka_taken_back";
+    broker.create_topic(topic, 1);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 120s\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: {topic}\n    librdkafka: {{ message.timeout.ms: \"2000\" }}\n",
+            data = dir.path().join("data").display(),
+            bootstrap = broker.bootstrap,
+        ),
+    );
+    let log = dir.path().join("trawl.log");
+    let mut trawl = Trawl::start(&config, Some(&log));
+    let mut stdin = trawl.child.stdin.take().expect("trawl's stdin");
+    let delivered = || metric(&addr, "trawl_events_out_total", "k").unwrap_or(0.0) as usize;
+    let retries = || metric(&addr, "trawl_output_retries_total", "k").unwrap_or(0.0);
+    let write = |stdin: &mut std::process::ChildStdin, range: std::ops::Range<usize>| {
+        let text: String = range.map(|i| line(i) + "\n").collect();
+        stdin
+            .write_all(text.as_bytes())
+            .expect("writing to trawl's stdin");
+        stdin.flush().expect("flushing trawl's stdin");
+    };
+
+    write(&mut stdin, 0..500);
+    wait_until(
+        Duration::from_secs(60),
+        "the first 500 lines in Kafka",
+        || delivered() >= 500,
+    );
+    assert_eq!(retries(), 0.0, "no retries before any fault");
+
+    // Nothing in flight when the connection goes: the lines written now wait in librdkafka's
+    // queue, unsent, past its 2 s timeout several times over.
+    broker.cut();
+    write(&mut stdin, 500..1000);
+    wait_until(
+        Duration::from_secs(30),
+        "messages librdkafka gave up on counted as retries",
+        || retries() > 0.0,
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(delivered() < 1000, "the cut held nothing back");
+    broker.restore();
+    drop(stdin);
+
+    let status = trawl.wait(Duration::from_secs(180));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.success(),
+        "trawl exited with {status}; its log:\n{text}"
+    );
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in broker.read_all(topic) {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("JSON payload");
+        let text = v["message"].as_str().expect("a message field").to_owned();
+        *seen.entry(text).or_insert(0) += 1;
+    }
+    let missing: Vec<String> = (0..1000)
+        .map(line)
+        .filter(|l| !seen.contains_key(l))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of 1000 lines never reached Kafka, first {:?}; trawl's log:\n{text}",
+        missing.len(),
+        missing.first()
+    );
+    // They were never sent before the cut ended: sending them again cannot duplicate them.
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "lines stored more than once: {:?}",
+        &twice[..twice.len().min(5)]
+    );
+    assert_eq!(seen.len(), 1000, "only the lines written are in the topic");
+    assert_eq!(
+        text.matches("librdkafka gave up on messages").count(),
+        1,
+        "logged once for the outage; trawl's log:\n{text}"
+    );
+}

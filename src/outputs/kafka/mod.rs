@@ -16,9 +16,10 @@ use crate::inputs::BoxFuture;
 use crate::telemetry::metrics::ComponentMetrics;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use reports::{is_permanent, InFlight, Reports};
+use reports::{event_from_payload, is_permanent, InFlight, Reports, Resend};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -216,6 +217,13 @@ pub struct Config {
     pub librdkafka: BTreeMap<String, String>,
 }
 
+/// Without `delivery_timeout`, how long librdkafka keeps trying a message before the output
+/// takes it back and produces it again (`Reports::take_back`): an attempt that never ends (a
+/// partition's messages held after a leader change, seen once in CI) then costs at most this
+/// long. The Java producer's `delivery.timeout.ms`; `librdkafka: {message.timeout.ms: ..}`
+/// changes it.
+const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 fn default_max_message() -> ByteSize {
     ByteSize(1_000_000)
 }
@@ -293,7 +301,8 @@ pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
         .set(
             "message.timeout.ms",
             c.delivery_timeout
-                .map_or(0, |d| d.std().as_millis() as u64)
+                .map_or(ATTEMPT_TIMEOUT, |d| d.std())
+                .as_millis()
                 .to_string(),
         )
         .set("linger.ms", c.linger.std().as_millis().to_string())
@@ -404,7 +413,12 @@ impl Output for Kafka {
             let config = self.config;
             let mut alone = self.client.clone();
             alone.set("batch.num.messages", "1").set("linger.ms", "0");
-            let reports = Reports::new(&ctx, config.encoding, alone);
+            // Each message taken back left librdkafka's bounded queue; twice its size leaves
+            // room for a second queue's worth timing out before the loop below sends them.
+            let (resend, mut resends) =
+                tokio::sync::mpsc::channel::<Resend>(config.queue_max_messages.max(1) * 2);
+            let resend = config.delivery_timeout.is_none().then_some(resend);
+            let reports = Reports::new(&ctx, config.encoding, alone, resend);
             let producer: ThreadedProducer<Reports> = self
                 .client
                 .create_with_context(reports)
@@ -419,7 +433,19 @@ impl Output for Kafka {
                 .is_static()
                 .then(|| config.topic.source().to_owned());
 
-            while let Some(batch) = ctx.rx.recv().await {
+            loop {
+                // Messages taken back first: they are the oldest.
+                let batch = tokio::select! {
+                    biased;
+                    Some(again) = resends.recv() => {
+                        send_again(&producer, again, config.encoding).await;
+                        continue;
+                    }
+                    batch = ctx.rx.recv() => match batch {
+                        Some(b) => b,
+                        None => break,
+                    },
+                };
                 ComponentMetrics::add(&ctx.metrics.events_in, batch.len() as u64);
                 let input = batch.input().unwrap_or_else(|| Arc::from(""));
                 let (events, ack) = batch.into_parts();
@@ -494,34 +520,16 @@ impl Output for Kafka {
                         record = record.headers(h);
                     }
                     flight.remaining.fetch_add(1, Ordering::AcqRel);
-                    loop {
-                        let room = producer.context().room.notified();
-                        match producer.send(record) {
-                            Ok(()) => break,
-                            Err((
-                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                                back,
-                            )) => {
-                                // librdkafka's queue is full (slow or unreachable brokers): wait
-                                // for a delivery report to make room; this is the back-pressure.
-                                record = back;
-                                let wait = std::time::Duration::from_millis(100);
-                                let _ = tokio::time::timeout(wait, room).await;
+                    if let Err(e) = send(&producer, record).await {
+                        flight.remaining.fetch_sub(1, Ordering::AcqRel);
+                        match e.rdkafka_error_code() {
+                            Some(code) if is_permanent(code) => {
+                                refuse(event, "kafka_produce_error", e.to_string())
                             }
-                            Err((e, back)) => {
-                                drop(back);
-                                flight.remaining.fetch_sub(1, Ordering::AcqRel);
-                                match e.rdkafka_error_code() {
-                                    Some(code) if is_permanent(code) => {
-                                        refuse(event, "kafka_produce_error", e.to_string())
-                                    }
-                                    _ => {
-                                        tracing::error!(output = %ctx.name, error = %e,
-                                            "cannot produce; the batch is not acknowledged");
-                                        flight.failed.store(true, Ordering::Relaxed);
-                                    }
-                                }
-                                break;
+                            _ => {
+                                tracing::error!(output = %ctx.name, error = %e,
+                                    "cannot produce; the batch is not acknowledged");
+                                flight.failed.store(true, Ordering::Relaxed);
                             }
                         }
                     }
@@ -530,24 +538,92 @@ impl Output for Kafka {
                 producer.context().release(flight);
             }
 
-            // Inputs are done: wait until librdkafka has delivered (or given up on) everything.
-            let p = producer.clone();
-            tokio::task::spawn_blocking(move || {
-                // A message refused in the first producer's batch moves to the second before the
-                // first counts it delivered: so the first, then the second.
-                while p.in_flight_count() > 0 {
-                    let _ = p.flush(std::time::Duration::from_secs(1));
-                }
-                if let Some(alone) = p.context().alone.get() {
-                    while alone.in_flight_count() > 0 {
-                        let _ = alone.flush(std::time::Duration::from_secs(1));
+            // Inputs are done: wait until librdkafka has delivered (or given up on) everything,
+            // and again for what it gave up on and was taken back.
+            loop {
+                let p = producer.clone();
+                tokio::task::spawn_blocking(move || {
+                    // A message refused in the first producer's batch moves to the second before
+                    // the first counts it delivered: so the first, then the second.
+                    while p.in_flight_count() > 0 {
+                        let _ = p.flush(std::time::Duration::from_secs(1));
                     }
+                    if let Some(alone) = p.context().alone.get() {
+                        while alone.in_flight_count() > 0 {
+                            let _ = alone.flush(std::time::Duration::from_secs(1));
+                        }
+                    }
+                })
+                .await?;
+                let mut taken_back = false;
+                while let Ok(again) = resends.try_recv() {
+                    taken_back = true;
+                    send_again(&producer, again, config.encoding).await;
                 }
-            })
-            .await?;
-            Ok(())
+                if !taken_back {
+                    return Ok(());
+                }
+            }
         })
     }
+}
+
+/// Hands one message to librdkafka, waiting while its queue is full (slow or unreachable
+/// brokers) for a delivery report to make room: this is the back-pressure.
+async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    producer: &ThreadedProducer<Reports>,
+    mut record: BaseRecord<'_, K, P, Arc<InFlight>>,
+) -> Result<(), KafkaError> {
+    loop {
+        let room = producer.context().room.notified();
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                let wait = std::time::Duration::from_millis(100);
+                let _ = tokio::time::timeout(wait, room).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Produces again a message librdkafka gave up on; if librdkafka refuses it now, it settles its
+/// batch as a new message would (dead letters when refused for good, else not acknowledged).
+async fn send_again(producer: &ThreadedProducer<Reports>, again: Resend, encoding: Encoding) {
+    let Resend {
+        topic,
+        payload,
+        key,
+        headers,
+        batch,
+    } = again;
+    let mut record = BaseRecord::with_opaque_to(&topic, batch.clone()).payload(&payload[..]);
+    if let Some(k) = &key {
+        record = record.key(&k[..]);
+    }
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    let Err(e) = send(producer, record).await else {
+        return;
+    };
+    match e.rdkafka_error_code() {
+        Some(code) if is_permanent(code) => {
+            if let Ok(mut r) = batch.rejected.lock() {
+                r.push(Rejection {
+                    event: event_from_payload(&batch.input, &payload, encoding),
+                    kind: "kafka_produce_error".to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        _ => {
+            tracing::error!(error = %e, "cannot produce a message again; its batch is not acknowledged");
+            batch.failed.store(true, Ordering::Relaxed);
+        }
+    }
+    producer.context().release(batch);
 }
 
 fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
@@ -624,9 +700,15 @@ mod tests {
         assert_eq!(cc.get("linger.ms"), Some("50"), "passthrough wins");
         assert_eq!(
             cc.get("message.timeout.ms"),
-            Some("0"),
-            "retry without limit by default"
+            Some("120000"),
+            "each attempt bounded; the output takes a message back and produces it again"
         );
+        let bounded = client_config(&config(
+            "    delivery_timeout: 30s
+",
+        ))
+        .unwrap();
+        assert_eq!(bounded.get("message.timeout.ms"), Some("30000"));
         assert_eq!(cc.get("queue.buffering.max.messages"), Some("5000"));
         assert_eq!(cc.get("queue.buffering.max.kbytes"), Some("2048"));
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The Kafka output's side of librdkafka: delivery reports settle the batches (a message
 //! refused for good goes to the dead letters, one refused in a batch too large for its topic is
-//! sent again alone), and librdkafka's logs, errors and statistics become trawl's.
+//! sent again alone, one librdkafka gave up on is taken back to be sent again), and librdkafka's
+//! logs, errors and statistics become trawl's.
 
 use super::Encoding;
 use crate::event::{BatchAck, BatchStatus, Event, Map, Value};
@@ -9,7 +10,7 @@ use crate::outputs::OutputContext;
 use crate::telemetry::metrics::ComponentMetrics;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use serde::Deserialize;
@@ -31,6 +32,16 @@ pub(super) struct InFlight {
     pub(super) rejected: Mutex<Vec<Rejection>>,
     pub(super) failed: AtomicBool,
     pub(super) input: Arc<str>,
+}
+
+/// A message librdkafka gave up on (`message.timeout.ms`), taken back for the output to produce
+/// again: its batch stays unsettled until the new attempt's report.
+pub(super) struct Resend {
+    pub(super) topic: String,
+    pub(super) payload: Vec<u8>,
+    pub(super) key: Option<Vec<u8>>,
+    pub(super) headers: Option<OwnedHeaders>,
+    pub(super) batch: Arc<InFlight>,
 }
 
 /// Receives librdkafka's delivery reports and logs (on its polling thread).
@@ -57,6 +68,11 @@ pub(super) struct Reports {
     alone_config: Option<ClientConfig>,
     /// That producer, made on the first batch a broker refuses as too large.
     pub(super) alone: OnceLock<Arc<ThreadedProducer<Reports>>>,
+    /// Where messages librdkafka gave up on go to be produced again, when the output retries
+    /// without limit (no `delivery_timeout`); `None` otherwise, and their batches fail.
+    resend: Option<tokio::sync::mpsc::Sender<Resend>>,
+    /// Whether messages were taken back since the last delivery, so that it is logged once.
+    taking_back: AtomicBool,
 }
 
 /// A broker that keeps its connections open but answers nothing (a stopped JVM, a long GC
@@ -243,7 +259,10 @@ impl ProducerContext for Reports {
     type DeliveryOpaque = Arc<InFlight>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<InFlight>) {
-        if self.stall.reported() {
+        // librdkafka giving up on its own clock is not an answer from the brokers.
+        let timed_out = matches!(result, Err((e, _))
+            if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut));
+        if !timed_out && self.stall.reported() {
             // The stall is over whatever the report says: a refusal for good (a topic that does
             // not exist) answers too, and must not leave the output failing.
             self.metrics.delivering();
@@ -257,12 +276,20 @@ impl ProducerContext for Reports {
                 if self.refused.swap(false, Ordering::Relaxed) {
                     self.metrics.clear_failed();
                 }
+                if self.taking_back.swap(false, Ordering::Relaxed) {
+                    tracing::info!(output = %self.output, "Kafka delivers again after messages were taken back and sent again");
+                }
                 self.metrics.delivering();
                 ComponentMetrics::add(&self.metrics.events_out, 1);
             }
             Err((error, msg)) => match error.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::MessageSizeTooLarge) if self.send_alone(msg, &batch) => {
                     // Its delivery report, from the other producer, settles it.
+                    self.room.notify_one();
+                    return;
+                }
+                Some(RDKafkaErrorCode::MessageTimedOut) if self.take_back(msg, &batch) => {
+                    // Still one of the batch's messages: the new attempt's report settles it.
                     self.room.notify_one();
                     return;
                 }
@@ -312,10 +339,12 @@ pub(super) fn is_permanent(code: RDKafkaErrorCode) -> bool {
 
 impl Reports {
     /// The reports of the output's producer; `alone_config` makes the one `send_alone` uses.
+    /// `resend` takes the messages librdkafka gives up on, when the output retries them.
     pub(super) fn new(
         ctx: &OutputContext,
         encoding: Encoding,
         alone_config: ClientConfig,
+        resend: Option<tokio::sync::mpsc::Sender<Resend>>,
     ) -> Reports {
         Reports::with(
             tokio::runtime::Handle::current(),
@@ -324,6 +353,7 @@ impl Reports {
             ctx.name.clone(),
             encoding,
             Some(alone_config),
+            resend,
         )
     }
 
@@ -334,6 +364,7 @@ impl Reports {
         output: Arc<str>,
         encoding: Encoding,
         alone_config: Option<ClientConfig>,
+        resend: Option<tokio::sync::mpsc::Sender<Resend>>,
     ) -> Reports {
         Reports {
             runtime,
@@ -348,7 +379,41 @@ impl Reports {
             resent: Mutex::new(HashMap::new()),
             alone_config,
             alone: OnceLock::new(),
+            resend,
+            taking_back: AtomicBool::new(false),
         }
+    }
+
+    /// A message librdkafka gave up on after `message.timeout.ms` goes back to the output, which
+    /// produces it again: a stuck attempt (an outage, or librdkafka holding a partition's
+    /// messages after a leader change) ends without losing the message where the input cannot
+    /// read it again. A duplicate only if the broker had written it after all (it timed out in
+    /// flight). False when the output gives up on messages instead, or its queue of messages
+    /// to send again is full: the batch then fails, as without this.
+    fn take_back(&self, msg: &BorrowedMessage<'_>, batch: &Arc<InFlight>) -> bool {
+        let Some(resend) = &self.resend else {
+            return false;
+        };
+        let again = Resend {
+            topic: msg.topic().to_owned(),
+            payload: msg.payload().unwrap_or_default().to_vec(),
+            key: msg.key().map(<[u8]>::to_vec),
+            headers: msg.headers().map(|h| h.detach()),
+            batch: batch.clone(),
+        };
+        if resend.try_send(again).is_err() {
+            tracing::warn!(output = %self.output,
+                "a message librdkafka gave up on cannot be taken back (too many waiting to be sent again): its batch is not acknowledged");
+            return false;
+        }
+        ComponentMetrics::add(&self.metrics.retries, 1);
+        self.metrics
+            .attempt_failed("librdkafka gave up on messages (message.timeout.ms); sent again");
+        if !self.taking_back.swap(true, Ordering::Relaxed) {
+            tracing::warn!(output = %self.output, topic = msg.topic(),
+                "librdkafka gave up on messages after its message.timeout.ms: they are produced again, without limit since `delivery_timeout` is not set (logged once until a delivery)");
+        }
+        true
     }
 
     /// A message the broker refused as too large may have been refused for its batch: librdkafka
@@ -373,6 +438,7 @@ impl Reports {
                     self.output.clone(),
                     self.encoding,
                     None,
+                    self.resend.clone(),
                 );
                 match config.create_with_context::<_, ThreadedProducer<Reports>>(reports) {
                     Ok(p) => {
