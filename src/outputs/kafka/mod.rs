@@ -5,6 +5,7 @@
 //! default, so a broker outage pauses the pipeline (librdkafka's bounded queue fills) instead
 //! of losing data.
 
+mod producer;
 mod reports;
 
 use super::dead_letter::Rejection;
@@ -14,12 +15,11 @@ use crate::config::{ByteSize, Duration};
 use crate::event::{Event, Value};
 use crate::inputs::BoxFuture;
 use crate::telemetry::metrics::ComponentMetrics;
+use producer::{send, Producers};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::ToBytes;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use reports::{event_from_payload, is_permanent, InFlight, Reports, Resend};
+use rdkafka::producer::{BaseRecord, Producer};
+use reports::{is_permanent, InFlight, Resend};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -411,19 +411,13 @@ impl Output for Kafka {
     fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
         Box::pin(async move {
             let config = self.config;
-            let mut alone = self.client.clone();
-            alone.set("batch.num.messages", "1").set("linger.ms", "0");
             // Each message taken back left librdkafka's bounded queue; twice its size leaves
             // room for a second queue's worth timing out before the loop below sends them.
             let (resend, mut resends) =
                 tokio::sync::mpsc::channel::<Resend>(config.queue_max_messages.max(1) * 2);
             let resend = config.delivery_timeout.is_none().then_some(resend);
-            let reports = Reports::new(&ctx, config.encoding, alone, resend);
-            let producer: ThreadedProducer<Reports> = self
-                .client
-                .create_with_context(reports)
+            let mut producers = Producers::start(&ctx, self.client, config.encoding, resend)
                 .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
-            let producer = Arc::new(producer);
             let max_message = config.max_message_bytes.as_usize();
             let mut payload = Vec::with_capacity(4096);
             let (mut topic, mut key) = (String::new(), String::new());
@@ -438,7 +432,7 @@ impl Output for Kafka {
                 let batch = tokio::select! {
                     biased;
                     Some(again) = resends.recv() => {
-                        send_again(&producer, again, config.encoding).await;
+                        producers.resend(&ctx, again).await;
                         continue;
                     }
                     batch = ctx.rx.recv() => match batch {
@@ -520,7 +514,7 @@ impl Output for Kafka {
                         record = record.headers(h);
                     }
                     flight.remaining.fetch_add(1, Ordering::AcqRel);
-                    if let Err(e) = send(&producer, record).await {
+                    if let Err(e) = send(&producers.current, record).await {
                         flight.remaining.fetch_sub(1, Ordering::AcqRel);
                         match e.rdkafka_error_code() {
                             Some(code) if is_permanent(code) => {
@@ -535,13 +529,13 @@ impl Output for Kafka {
                     }
                 }
                 ComponentMetrics::add(&ctx.metrics.bytes_out, bytes);
-                producer.context().release(flight);
+                producers.current.context().release(flight);
             }
 
             // Inputs are done: wait until librdkafka has delivered (or given up on) everything,
             // and again for what it gave up on and was taken back.
             loop {
-                let p = producer.clone();
+                let p = producers.current.clone();
                 tokio::task::spawn_blocking(move || {
                     // A message refused in the first producer's batch moves to the second before
                     // the first counts it delivered: so the first, then the second.
@@ -558,7 +552,7 @@ impl Output for Kafka {
                 let mut taken_back = false;
                 while let Ok(again) = resends.try_recv() {
                     taken_back = true;
-                    send_again(&producer, again, config.encoding).await;
+                    producers.resend(&ctx, again).await;
                 }
                 if !taken_back {
                     return Ok(());
@@ -566,64 +560,6 @@ impl Output for Kafka {
             }
         })
     }
-}
-
-/// Hands one message to librdkafka, waiting while its queue is full (slow or unreachable
-/// brokers) for a delivery report to make room: this is the back-pressure.
-async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
-    producer: &ThreadedProducer<Reports>,
-    mut record: BaseRecord<'_, K, P, Arc<InFlight>>,
-) -> Result<(), KafkaError> {
-    loop {
-        let room = producer.context().room.notified();
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                let wait = std::time::Duration::from_millis(100);
-                let _ = tokio::time::timeout(wait, room).await;
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
-}
-
-/// Produces again a message librdkafka gave up on; if librdkafka refuses it now, it settles its
-/// batch as a new message would (dead letters when refused for good, else not acknowledged).
-async fn send_again(producer: &ThreadedProducer<Reports>, again: Resend, encoding: Encoding) {
-    let Resend {
-        topic,
-        payload,
-        key,
-        headers,
-        batch,
-    } = again;
-    let mut record = BaseRecord::with_opaque_to(&topic, batch.clone()).payload(&payload[..]);
-    if let Some(k) = &key {
-        record = record.key(&k[..]);
-    }
-    if let Some(h) = headers {
-        record = record.headers(h);
-    }
-    let Err(e) = send(producer, record).await else {
-        return;
-    };
-    match e.rdkafka_error_code() {
-        Some(code) if is_permanent(code) => {
-            if let Ok(mut r) = batch.rejected.lock() {
-                r.push(Rejection {
-                    event: event_from_payload(&batch.input, &payload, encoding),
-                    kind: "kafka_produce_error".to_owned(),
-                    reason: e.to_string(),
-                });
-            }
-        }
-        _ => {
-            tracing::error!(error = %e, "cannot produce a message again; its batch is not acknowledged");
-            batch.failed.store(true, Ordering::Relaxed);
-        }
-    }
-    producer.context().release(batch);
 }
 
 fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {

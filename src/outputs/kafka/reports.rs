@@ -34,9 +34,14 @@ pub(super) struct InFlight {
     pub(super) input: Arc<str>,
 }
 
-/// A message librdkafka gave up on (`message.timeout.ms`), taken back for the output to produce
-/// again: its batch stays unsettled until the new attempt's report.
+/// A message librdkafka gave up on (`message.timeout.ms`), or purged from a producer the output
+/// retired, taken back for the output to produce again: its batch stays unsettled until the new
+/// attempt's report.
 pub(super) struct Resend {
+    /// The generation of the producer that gave it up (see `Producers`).
+    pub(super) from: u64,
+    /// Given up on its timeout (not purged): that producer may be stuck.
+    pub(super) timed_out: bool,
     pub(super) topic: String,
     pub(super) payload: Vec<u8>,
     pub(super) key: Option<Vec<u8>>,
@@ -71,8 +76,11 @@ pub(super) struct Reports {
     /// Where messages librdkafka gave up on go to be produced again, when the output retries
     /// without limit (no `delivery_timeout`); `None` otherwise, and their batches fail.
     resend: Option<tokio::sync::mpsc::Sender<Resend>>,
-    /// Whether messages were taken back since the last delivery, so that it is logged once.
-    taking_back: AtomicBool,
+    /// Which producer of the output these are the reports of (0, then one more each renewal).
+    pub(super) generation: u64,
+    /// Set when the output retires this producer: its purge and its errors are expected, and
+    /// must not fail the output.
+    pub(super) retired: AtomicBool,
 }
 
 /// A broker that keeps its connections open but answers nothing (a stopped JVM, a long GC
@@ -199,6 +207,9 @@ impl ClientContext for Reports {
     /// that never reach a delivery report, so trawl would not see them otherwise. Watches for
     /// messages waiting with no report coming back (`watch_stall`).
     fn stats_raw(&self, statistics: &[u8]) {
+        if self.retired.load(Ordering::Relaxed) {
+            return;
+        }
         let Ok(stats) = serde_json::from_slice::<Statistics>(statistics) else {
             return;
         };
@@ -224,6 +235,10 @@ impl ClientContext for Reports {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if self.retired.load(Ordering::Relaxed) {
+            tracing::debug!(output = %self.output, %error, reason, "librdkafka error in a retired producer");
+            return;
+        }
         match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::Fatal) => {
                 tracing::error!(output = %self.output, %error, reason, "Kafka producer failed for good");
@@ -259,10 +274,12 @@ impl ProducerContext for Reports {
     type DeliveryOpaque = Arc<InFlight>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<InFlight>) {
-        // librdkafka giving up on its own clock is not an answer from the brokers.
-        let timed_out = matches!(result, Err((e, _))
-            if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut));
-        if !timed_out && self.stall.reported() {
+        // librdkafka giving up on its own clock, or purging, is not an answer from the brokers.
+        let local = matches!(result, Err((e, _)) if matches!(e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::PurgeQueue
+                | RDKafkaErrorCode::PurgeInflight)));
+        if !local && self.stall.reported() {
             // The stall is over whatever the report says: a refusal for good (a topic that does
             // not exist) answers too, and must not leave the output failing.
             self.metrics.delivering();
@@ -276,9 +293,6 @@ impl ProducerContext for Reports {
                 if self.refused.swap(false, Ordering::Relaxed) {
                     self.metrics.clear_failed();
                 }
-                if self.taking_back.swap(false, Ordering::Relaxed) {
-                    tracing::info!(output = %self.output, "Kafka delivers again after messages were taken back and sent again");
-                }
                 self.metrics.delivering();
                 ComponentMetrics::add(&self.metrics.events_out, 1);
             }
@@ -288,7 +302,15 @@ impl ProducerContext for Reports {
                     self.room.notify_one();
                     return;
                 }
-                Some(RDKafkaErrorCode::MessageTimedOut) if self.take_back(msg, &batch) => {
+                Some(RDKafkaErrorCode::MessageTimedOut) if self.take_back(msg, &batch, true) => {
+                    // Still one of the batch's messages: the new attempt's report settles it.
+                    self.room.notify_one();
+                    return;
+                }
+                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                    if self.retired.load(Ordering::Relaxed)
+                        && self.take_back(msg, &batch, false) =>
+                {
                     // Still one of the batch's messages: the new attempt's report settles it.
                     self.room.notify_one();
                     return;
@@ -345,6 +367,7 @@ impl Reports {
         encoding: Encoding,
         alone_config: ClientConfig,
         resend: Option<tokio::sync::mpsc::Sender<Resend>>,
+        generation: u64,
     ) -> Reports {
         Reports::with(
             tokio::runtime::Handle::current(),
@@ -354,6 +377,7 @@ impl Reports {
             encoding,
             Some(alone_config),
             resend,
+            generation,
         )
     }
 
@@ -365,6 +389,7 @@ impl Reports {
         encoding: Encoding,
         alone_config: Option<ClientConfig>,
         resend: Option<tokio::sync::mpsc::Sender<Resend>>,
+        generation: u64,
     ) -> Reports {
         Reports {
             runtime,
@@ -380,38 +405,44 @@ impl Reports {
             alone_config,
             alone: OnceLock::new(),
             resend,
-            taking_back: AtomicBool::new(false),
+            generation,
+            retired: AtomicBool::new(false),
         }
     }
 
-    /// A message librdkafka gave up on after `message.timeout.ms` goes back to the output, which
-    /// produces it again: a stuck attempt (an outage, or librdkafka holding a partition's
-    /// messages after a leader change) ends without losing the message where the input cannot
-    /// read it again. A duplicate only if the broker had written it after all (it timed out in
-    /// flight). False when the output gives up on messages instead, or its queue of messages
-    /// to send again is full: the batch then fails, as without this.
-    fn take_back(&self, msg: &BorrowedMessage<'_>, batch: &Arc<InFlight>) -> bool {
+    /// A message librdkafka gave up on after `message.timeout.ms` (`timed_out`), or purged from
+    /// this producer as the output retired it, goes back to the output, which produces it again:
+    /// a stuck attempt (an outage, or librdkafka holding a partition's messages after a leader
+    /// change) ends without losing the message where the input cannot read it again. A
+    /// duplicate only if the broker had written it after all (it was in flight). False when the
+    /// output gives up on messages instead, is gone (shutdown), or its queue of messages to send
+    /// again is full: the batch then fails, as without this.
+    fn take_back(&self, msg: &BorrowedMessage<'_>, batch: &Arc<InFlight>, timed_out: bool) -> bool {
         let Some(resend) = &self.resend else {
             return false;
         };
         let again = Resend {
+            from: self.generation,
+            timed_out,
             topic: msg.topic().to_owned(),
             payload: msg.payload().unwrap_or_default().to_vec(),
             key: msg.key().map(<[u8]>::to_vec),
             headers: msg.headers().map(|h| h.detach()),
             batch: batch.clone(),
         };
-        if resend.try_send(again).is_err() {
-            tracing::warn!(output = %self.output,
-                "a message librdkafka gave up on cannot be taken back (too many waiting to be sent again): its batch is not acknowledged");
-            return false;
+        match resend.try_send(again) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(output = %self.output,
+                    "a message librdkafka gave up on cannot be taken back (too many waiting to be sent again): its batch is not acknowledged");
+                return false;
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
         }
         ComponentMetrics::add(&self.metrics.retries, 1);
-        self.metrics
-            .attempt_failed("librdkafka gave up on messages (message.timeout.ms); sent again");
-        if !self.taking_back.swap(true, Ordering::Relaxed) {
-            tracing::warn!(output = %self.output, topic = msg.topic(),
-                "librdkafka gave up on messages after its message.timeout.ms: they are produced again, without limit since `delivery_timeout` is not set (logged once until a delivery)");
+        if timed_out {
+            self.metrics
+                .attempt_failed("librdkafka gave up on messages (message.timeout.ms); sent again");
         }
         true
     }
@@ -439,6 +470,7 @@ impl Reports {
                     self.encoding,
                     None,
                     self.resend.clone(),
+                    self.generation,
                 );
                 match config.create_with_context::<_, ThreadedProducer<Reports>>(reports) {
                     Ok(p) => {

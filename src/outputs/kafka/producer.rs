@@ -1,0 +1,170 @@
+//! The Kafka output's librdkafka producer, renewed when librdkafka gives up on a message it
+//! held past its attempt (`message.timeout.ms`): a producer can keep a partition's messages for
+//! ever after a leader change (seen in CI), so the messages are produced again through a new
+//! one, and the old one's are purged and follow them.
+
+use super::reports::{event_from_payload, is_permanent, InFlight, Reports, Resend};
+use super::Encoding;
+use crate::outputs::dead_letter::Rejection;
+use crate::outputs::OutputContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::Sender;
+
+/// The output's current producer and what it takes to make the next one.
+pub(super) struct Producers {
+    pub(super) current: Arc<ThreadedProducer<Reports>>,
+    generation: u64,
+    client: ClientConfig,
+    /// The settings of the producer that sends refused messages one at a time.
+    alone: ClientConfig,
+    encoding: Encoding,
+    /// Where the producers' reports put the messages they take back (`None`: given up).
+    resend: Option<Sender<Resend>>,
+    /// The output's delivered count at the last renewal: unchanged at the next one, the same
+    /// outage goes on, and that renewal is not logged again.
+    delivered_at_renewal: Option<u64>,
+}
+
+impl Producers {
+    pub(super) fn start(
+        ctx: &OutputContext,
+        client: ClientConfig,
+        encoding: Encoding,
+        resend: Option<Sender<Resend>>,
+    ) -> Result<Producers, KafkaError> {
+        let mut alone = client.clone();
+        alone.set("batch.num.messages", "1").set("linger.ms", "0");
+        let reports = Reports::new(ctx, encoding, alone.clone(), resend.clone(), 0);
+        let current = Arc::new(client.create_with_context(reports)?);
+        Ok(Producers {
+            current,
+            generation: 0,
+            client,
+            alone,
+            encoding,
+            resend,
+            delivered_at_renewal: None,
+        })
+    }
+
+    /// Produces again a message taken back. One librdkafka gave up on in the current producer
+    /// says that producer did not deliver for a whole attempt: a new one takes over first.
+    pub(super) async fn resend(&mut self, ctx: &OutputContext, again: Resend) {
+        if again.timed_out && again.from == self.generation {
+            self.renew(ctx);
+        }
+        send_again(&self.current, again, self.encoding).await;
+    }
+
+    /// Replaces the current producer by a new one; the old one is purged (its messages are
+    /// taken back, and produced again through the new one) and dropped off the runtime.
+    fn renew(&mut self, ctx: &OutputContext) {
+        let generation = self.generation + 1;
+        let reports = Reports::new(
+            ctx,
+            self.encoding,
+            self.alone.clone(),
+            self.resend.clone(),
+            generation,
+        );
+        let fresh = match self.client.create_with_context(reports) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                tracing::error!(output = %ctx.name, error = %e, "cannot make a new Kafka producer; the current one keeps the messages");
+                return;
+            }
+        };
+        let delivered = ctx.metrics.events_out.load(Ordering::Relaxed);
+        if self.delivered_at_renewal.replace(delivered) == Some(delivered) {
+            tracing::debug!(output = %ctx.name, generation, "a new Kafka producer takes over again");
+        } else {
+            tracing::warn!(output = %ctx.name, generation,
+                "librdkafka gave up on messages after its message.timeout.ms: a new Kafka producer takes over, and every message the old one held is produced again through it (without limit: `delivery_timeout` is not set; logged once until a delivery)");
+        }
+        let old = std::mem::replace(&mut self.current, fresh);
+        self.generation = generation;
+        tokio::task::spawn_blocking(move || retire(old));
+    }
+}
+
+/// Purges a producer the output replaced and waits (a bounded time) for the reports that
+/// hand its messages back, then drops it: librdkafka's teardown blocks.
+fn retire(old: Arc<ThreadedProducer<Reports>>) {
+    let alone = old.context().alone.get().cloned();
+    let all = std::iter::once(&old).chain(alone.as_ref());
+    for p in all {
+        p.context().retired.store(true, Ordering::Relaxed);
+        p.purge(PurgeConfig::default().queue().inflight());
+        for _ in 0..30 {
+            if p.in_flight_count() == 0 {
+                break;
+            }
+            let _ = p.flush(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Hands one message to librdkafka, waiting while its queue is full (slow or unreachable
+/// brokers) for a delivery report to make room: this is the back-pressure.
+pub(super) async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    producer: &ThreadedProducer<Reports>,
+    mut record: BaseRecord<'_, K, P, Arc<InFlight>>,
+) -> Result<(), KafkaError> {
+    loop {
+        let room = producer.context().room.notified();
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                let wait = Duration::from_millis(100);
+                let _ = tokio::time::timeout(wait, room).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Produces again a message taken back; if librdkafka refuses it now, it settles its batch as
+/// a new message would (dead letters when refused for good, else not acknowledged).
+async fn send_again(producer: &ThreadedProducer<Reports>, again: Resend, encoding: Encoding) {
+    let Resend {
+        topic,
+        payload,
+        key,
+        headers,
+        batch,
+        ..
+    } = again;
+    let mut record = BaseRecord::with_opaque_to(&topic, batch.clone()).payload(&payload[..]);
+    if let Some(k) = &key {
+        record = record.key(&k[..]);
+    }
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    let Err(e) = send(producer, record).await else {
+        return;
+    };
+    match e.rdkafka_error_code() {
+        Some(code) if is_permanent(code) => {
+            if let Ok(mut r) = batch.rejected.lock() {
+                r.push(Rejection {
+                    event: event_from_payload(&batch.input, &payload, encoding),
+                    kind: "kafka_produce_error".to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        _ => {
+            tracing::error!(error = %e, "cannot produce a message again; its batch is not acknowledged");
+            batch.failed.store(true, Ordering::Relaxed);
+        }
+    }
+    producer.context().release(batch);
+}
