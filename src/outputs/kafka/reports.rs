@@ -369,27 +369,27 @@ impl Reports {
         resend: Option<tokio::sync::mpsc::Sender<Resend>>,
         generation: u64,
     ) -> Reports {
-        Reports::with(
-            tokio::runtime::Handle::current(),
-            DeadLetters::new(ctx),
-            ctx.metrics.clone(),
-            ctx.name.clone(),
-            encoding,
-            Some(alone_config),
+        Reports {
+            alone_config: Some(alone_config),
             resend,
             generation,
-        )
+            ..Reports::fresh(
+                tokio::runtime::Handle::current(),
+                DeadLetters::new(ctx),
+                ctx.metrics.clone(),
+                ctx.name.clone(),
+                encoding,
+            )
+        }
     }
 
-    fn with(
+    /// Reports that take nothing back and make no second producer (see `new` for those).
+    fn fresh(
         runtime: tokio::runtime::Handle,
         dead: DeadLetters,
         metrics: Arc<ComponentMetrics>,
         output: Arc<str>,
         encoding: Encoding,
-        alone_config: Option<ClientConfig>,
-        resend: Option<tokio::sync::mpsc::Sender<Resend>>,
-        generation: u64,
     ) -> Reports {
         Reports {
             runtime,
@@ -402,10 +402,10 @@ impl Reports {
             room: tokio::sync::Notify::new(),
             stall: Stall::new(),
             resent: Mutex::new(HashMap::new()),
-            alone_config,
+            alone_config: None,
             alone: OnceLock::new(),
-            resend,
-            generation,
+            resend: None,
+            generation: 0,
             retired: AtomicBool::new(false),
         }
     }
@@ -462,16 +462,17 @@ impl Reports {
             Some(p) => p,
             None => {
                 // (On librdkafka's thread: there is no current runtime to ask for.)
-                let reports = Reports::with(
-                    self.runtime.clone(),
-                    self.dead.clone(),
-                    self.metrics.clone(),
-                    self.output.clone(),
-                    self.encoding,
-                    None,
-                    self.resend.clone(),
-                    self.generation,
-                );
+                let reports = Reports {
+                    resend: self.resend.clone(),
+                    generation: self.generation,
+                    ..Reports::fresh(
+                        self.runtime.clone(),
+                        self.dead.clone(),
+                        self.metrics.clone(),
+                        self.output.clone(),
+                        self.encoding,
+                    )
+                };
                 match config.create_with_context::<_, ThreadedProducer<Reports>>(reports) {
                     Ok(p) => {
                         // Two delivery reports can get here at once (seen in CI: the warning
