@@ -218,9 +218,9 @@ pub struct Config {
 }
 
 /// Without `delivery_timeout`, how long librdkafka keeps trying a message before the output
-/// takes it back and produces it again (`Reports::take_back`): an attempt that never ends (a
-/// partition's messages held after a leader change, seen once in CI) then costs at most this
-/// long. The Java producer's `delivery.timeout.ms`; `librdkafka: {message.timeout.ms: ..}`
+/// takes it back and produces it again through a new producer (`Reports::take_back`,
+/// `Producers::resend`): an attempt that never ends (a partition's messages held after a leader
+/// change, reproduced with the hung-broker test) then costs at most this long. The Java producer's `delivery.timeout.ms`; `librdkafka: {message.timeout.ms: ..}`
 /// changes it.
 const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -549,6 +549,7 @@ impl Output for Kafka {
                     }
                 })
                 .await?;
+                producers.retired().await;
                 let mut taken_back = false;
                 while let Ok(again) = resends.try_recv() {
                     taken_back = true;

@@ -29,6 +29,8 @@ pub(super) struct Producers {
     /// The output's delivered count at the last renewal: unchanged at the next one, the same
     /// outage goes on, and that renewal is not logged again.
     delivered_at_renewal: Option<u64>,
+    /// Producers being retired: their purged messages come back only when this ends.
+    retiring: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Producers {
@@ -50,6 +52,7 @@ impl Producers {
             encoding,
             resend,
             delivered_at_renewal: None,
+            retiring: Vec::new(),
         })
     }
 
@@ -89,7 +92,17 @@ impl Producers {
         }
         let old = std::mem::replace(&mut self.current, fresh);
         self.generation = generation;
-        tokio::task::spawn_blocking(move || retire(old));
+        self.retiring.retain(|r| !r.is_finished());
+        self.retiring
+            .push(tokio::task::spawn_blocking(move || retire(old)));
+    }
+
+    /// Waits until every retired producer has handed its messages back (at shutdown, before
+    /// the output looks for messages left to send).
+    pub(super) async fn retired(&mut self) {
+        for r in self.retiring.drain(..) {
+            let _ = r.await;
+        }
     }
 }
 
