@@ -17,6 +17,25 @@ fn line(i: usize) -> String {
     format!("retried line {i:07}")
 }
 
+/// stdin to a kafka output `k` on `topic` (plus `output` lines), /metrics on `addr`.
+fn pipeline(
+    dir: &std::path::Path,
+    addr: &str,
+    broker: &Broker,
+    topic: &str,
+    output: &str,
+) -> std::path::PathBuf {
+    write_file(
+        dir,
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 120s\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: {topic}\n{output}",
+            data = dir.join("data").display(),
+            bootstrap = broker.bootstrap,
+        ),
+    )
+}
+
 #[test]
 fn a_connection_cut_under_load_is_counted_as_retries_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -24,15 +43,7 @@ fn a_connection_cut_under_load_is_counted_as_retries_and_loses_nothing() {
     let topic = "kafka_retries";
     broker.create_topic(topic, 2);
     let addr = format!("127.0.0.1:{}", free_port());
-    let config = write_file(
-        dir.path(),
-        "pipeline.yaml",
-        &format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 120s\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: {topic}\n    idempotence: true\n",
-            data = dir.path().join("data").display(),
-            bootstrap = broker.bootstrap,
-        ),
-    );
+    let config = pipeline(dir.path(), &addr, &broker, topic, "    idempotence: true\n");
     let log = dir.path().join("trawl.log");
     let mut trawl = Trawl::start(&config, Some(&log));
     wait_until(Duration::from_secs(60), "trawl's /metrics", || {
@@ -178,14 +189,12 @@ fn messages_librdkafka_gives_up_on_are_produced_again_not_lost() {
     let topic = "kafka_taken_back";
     broker.create_topic(topic, 1);
     let addr = format!("127.0.0.1:{}", free_port());
-    let config = write_file(
+    let config = pipeline(
         dir.path(),
-        "pipeline.yaml",
-        &format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 120s\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: {topic}\n    librdkafka: {{ message.timeout.ms: \"2000\" }}\n",
-            data = dir.path().join("data").display(),
-            bootstrap = broker.bootstrap,
-        ),
+        &addr,
+        &broker,
+        topic,
+        "    librdkafka: { message.timeout.ms: \"2000\" }\n",
     );
     let log = dir.path().join("trawl.log");
     let mut trawl = Trawl::start(&config, Some(&log));
