@@ -75,7 +75,8 @@ impl Producers {
             self.alone.clone(),
             self.resend.clone(),
             generation,
-        );
+        )
+        .carry_on(self.current.context());
         let fresh = match self.client.create_with_context(reports) {
             Ok(p) => Arc::new(p),
             Err(e) => {

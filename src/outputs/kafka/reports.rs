@@ -100,6 +100,16 @@ struct Stall {
 }
 
 impl Stall {
+    /// The same watch, in the next producer: a stall goes on across a renewal.
+    fn carry_on(&self) -> Stall {
+        Stall {
+            origin: self.origin,
+            last_report: AtomicU64::new(self.last_report.load(Ordering::Relaxed)),
+            waiting_seen: AtomicU64::new(self.waiting_seen.load(Ordering::Relaxed)),
+            logged: AtomicBool::new(self.logged.load(Ordering::Relaxed)),
+        }
+    }
+
     fn new() -> Stall {
         Stall {
             origin: Instant::now(),
@@ -220,6 +230,12 @@ impl ClientContext for Reports {
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // A replacing producer fails to connect again during an outage already logged (once):
+        // librdkafka logs each producer's first failure, so that would come at every renewal.
+        if fac == "FAIL" && self.generation > 0 && self.down.load(Ordering::Relaxed) {
+            tracing::debug!(output = %self.output, facility = fac, "librdkafka: {message}");
+            return;
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -381,6 +397,15 @@ impl Reports {
                 encoding,
             )
         }
+    }
+
+    /// Reports for the producer that replaces `old`'s: an outage or a stall `old` logged goes on,
+    /// and is not logged again.
+    pub(super) fn carry_on(mut self, old: &Reports) -> Reports {
+        self.down = AtomicBool::new(old.down.load(Ordering::Relaxed));
+        self.refused = AtomicBool::new(old.refused.load(Ordering::Relaxed));
+        self.stall = old.stall.carry_on();
+        self
     }
 
     /// Reports that take nothing back and make no second producer (see `new` for those).
