@@ -81,6 +81,8 @@ pub(super) struct Reports {
     /// Set when the output retires this producer: its purge and its errors are expected, and
     /// must not fail the output.
     pub(super) retired: AtomicBool,
+    /// Whether a message could not be taken back for want of room, so that it is logged once.
+    overflowed: AtomicBool,
 }
 
 /// A broker that keeps its connections open but answers nothing (a stopped JVM, a long GC
@@ -291,10 +293,17 @@ impl ProducerContext for Reports {
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<InFlight>) {
         // librdkafka giving up on its own clock, or purging, is not an answer from the brokers.
-        let local = matches!(result, Err((e, _)) if matches!(e.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::MessageTimedOut
-                | RDKafkaErrorCode::PurgeQueue
-                | RDKafkaErrorCode::PurgeInflight)));
+        let local = matches!(
+            result
+                .as_ref()
+                .err()
+                .and_then(|(e, _)| e.rdkafka_error_code()),
+            Some(
+                RDKafkaErrorCode::MessageTimedOut
+                    | RDKafkaErrorCode::PurgeQueue
+                    | RDKafkaErrorCode::PurgeInflight
+            )
+        );
         if !local && self.stall.reported() {
             // The stall is over whatever the report says: a refusal for good (a topic that does
             // not exist) answers too, and must not leave the output failing.
@@ -318,14 +327,13 @@ impl ProducerContext for Reports {
                     self.room.notify_one();
                     return;
                 }
-                Some(RDKafkaErrorCode::MessageTimedOut) if self.take_back(msg, &batch, true) => {
-                    // Still one of the batch's messages: the new attempt's report settles it.
-                    self.room.notify_one();
-                    return;
-                }
-                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
-                    if self.retired.load(Ordering::Relaxed)
-                        && self.take_back(msg, &batch, false) =>
+                Some(code)
+                    if local
+                        && self.take_back(
+                            msg,
+                            &batch,
+                            code == RDKafkaErrorCode::MessageTimedOut,
+                        ) =>
                 {
                     // Still one of the batch's messages: the new attempt's report settles it.
                     self.room.notify_one();
@@ -432,6 +440,7 @@ impl Reports {
             resend: None,
             generation: 0,
             retired: AtomicBool::new(false),
+            overflowed: AtomicBool::new(false),
         }
     }
 
@@ -446,6 +455,10 @@ impl Reports {
         let Some(resend) = &self.resend else {
             return false;
         };
+        // Purged otherwise than by retirement: the output is being dropped (shutdown).
+        if !timed_out && !self.retired.load(Ordering::Relaxed) {
+            return false;
+        }
         let again = Resend {
             from: self.generation,
             timed_out,
@@ -458,8 +471,10 @@ impl Reports {
         match resend.try_send(again) {
             Ok(()) => {}
             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(output = %self.output,
-                    "a message librdkafka gave up on cannot be taken back (too many waiting to be sent again): its batch is not acknowledged");
+                if !self.overflowed.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(output = %self.output,
+                        "messages librdkafka gave up on cannot be taken back (too many waiting to be sent again): their batches are not acknowledged (logged once)");
+                }
                 return false;
             }
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
