@@ -416,6 +416,17 @@ impl Stream {
         self.history.push((start, end, what));
     }
 
+    /// The first line of the file that held line `seq` (rotated, deleted or the active one),
+    /// which tells the files of one stream apart.
+    pub fn file_of(&self, seq: u64) -> Option<u64> {
+        self.rotated
+            .iter()
+            .chain(self.deleted.iter().map(|(f, _)| f))
+            .chain(std::iter::once(&self.active))
+            .find(|f| seq >= f.start && seq < f.end)
+            .map(|f| f.start)
+    }
+
     /// Which file held line `seq`, and what became of it.
     pub fn where_is(&self, seq: u64) -> String {
         let mut found: Vec<&str> = self
