@@ -20,7 +20,7 @@
 //!   `ProtocolConfig`, what a protocol's folder tells about itself.  `registry`: the
 //!   registered protocols, and `Protocols`, those a packet input runs.  A protocol is
 //!   registered by one line in `register` below (beside its `pub mod` line).
-//! - `pcapfile`: classic pcap files read without libpcap's copies.
+//! - `pcapfile`: classic pcap files read without libpcap's copies; `pcapng`: pcapng files.
 //! - `out`: events for pipelines, or JSON lines straight into a buffer (`trawl pcap`).
 
 pub mod addr;
@@ -39,6 +39,7 @@ pub mod merge;
 pub mod mysql;
 pub mod out;
 pub mod pcapfile;
+pub mod pcapng;
 pub mod pgsql;
 pub mod redis;
 pub mod registry;

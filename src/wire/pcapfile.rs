@@ -1,8 +1,9 @@
 //! Reads classic pcap files (the format with a 24-byte header, µs or ns timestamps, either byte
 //! order) from one large buffer: one copy from the kernel and none per packet, where libpcap's
-//! stdio reads copy each record twice. Anything else (pcapng) is left to libpcap. The capture
+//! stdio reads copy each record twice; pcapng goes to `pcapng` over the same buffer. The capture
 //! may be a file, a FIFO or standard input (`-`); waiting on a pipe ends when `stop` is set.
 
+use super::pcapng::PcapngReader;
 use flate2::bufread::MultiGzDecoder;
 use std::fs::File;
 use std::io::{BufReader, Chain, Cursor, Read};
@@ -158,93 +159,51 @@ pub fn wait_ready(fd: &impl AsRawFd, events: libc::c_short) -> std::io::Result<b
 /// What the first bytes of a capture say it is.
 pub enum Sniffed<'a> {
     Classic(Reader<'a>),
-    /// Not classic pcap (pcapng, or too short to tell): the source and the bytes already read
-    /// from it, for libpcap.
+    Pcapng(PcapngReader<'a>),
+    /// Neither (too short to tell, or another format): the source and the bytes already read
+    /// from it, for libpcap to report.
     Other {
         source: Source<'a>,
         head: Vec<u8>,
     },
 }
 
-pub struct Reader<'a> {
+/// Bytes of a capture read in large chunks: `buf[start..end]` is read and not yet consumed.
+pub(super) struct Buffer<'a> {
     source: Source<'a>,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    swapped: bool,
-    nanos: bool,
-    pub link: i32,
+    pub(super) buf: Vec<u8>,
+    pub(super) start: usize,
+    pub(super) end: usize,
     eof: bool,
 }
 
-impl<'a> Reader<'a> {
-    /// Opens `path` (`-`: standard input) and reads its file header. Anything but classic pcap
-    /// comes back as `Sniffed::Other`, for libpcap, which reports such files as it always has.
-    pub fn open(path: &Path, stop: &'a AtomicBool) -> std::io::Result<Sniffed<'a>> {
-        let mut source = Source::open(path, stop)?;
-        let mut head = vec![0u8; 24];
-        let mut got = source.read_full(&mut head)?;
-        if got >= 2 && head[..2] == GZIP_MAGIC {
-            head.truncate(got);
-            source = source.gunzip(head);
-            head = vec![0u8; 24];
-            got = source.read_full(&mut head)?;
-        }
-        if got < head.len() {
-            head.truncate(got);
-            return Ok(Sniffed::Other { source, head });
-        }
-        let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-        let (swapped, nanos) = match magic {
-            0xa1b2_c3d4 => (false, false),
-            0xa1b2_3c4d => (false, true),
-            0xd4c3_b2a1 => (true, false),
-            0x4d3c_b2a1 => (true, true),
-            _ => return Ok(Sniffed::Other { source, head }),
-        };
-        let word = |at: usize| {
-            let v = u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-            if swapped {
-                v.swap_bytes()
-            } else {
-                v
-            }
-        };
-        // The upper bits of the link type carry FCS information; LINKTYPE values are what
-        // `decode` expects (it knows both of raw IP's numbers).
-        let link = (word(20) & 0xffff) as i32;
-        Ok(Sniffed::Classic(Reader {
+impl<'a> Buffer<'a> {
+    /// A buffer over `source` whose first bytes, `head`, were already read from it.
+    pub(super) fn new(source: Source<'a>, head: &[u8]) -> Buffer<'a> {
+        let mut buf = vec![0; BUF.max(head.len())];
+        buf[..head.len()].copy_from_slice(head);
+        Buffer {
             source,
-            buf: vec![0; BUF],
+            buf,
             start: 0,
-            end: 0,
-            swapped,
-            nanos,
-            link,
+            end: head.len(),
             eof: false,
-        }))
+        }
     }
 
-    /// Whether the next record may have to wait for a writer: the source is a pipe and the
-    /// record is not already buffered whole. The caller hands on what it decoded first, so
-    /// that a live stream (`tcpdump -w - | trawl pcap -`) is reported as it comes.
-    pub fn may_wait(&self) -> bool {
-        if !self.source.waits() || self.eof {
-            return false;
-        }
-        let have = self.end - self.start;
-        if have < 16 {
-            return true;
-        }
-        let h = &self.buf[self.start + 8..self.start + 12];
-        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        let len = if self.swapped { len.swap_bytes() } else { len };
-        have < 16 + len as usize
+    /// Bytes read and not yet consumed.
+    pub(super) fn have(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether reading on may wait for a writer (a pipe not yet at its end).
+    pub(super) fn may_wait(&self) -> bool {
+        self.source.waits() && !self.eof
     }
 
     /// Makes `need` bytes available from `start`, unless the file ends first.
     #[inline(always)]
-    fn fill(&mut self, need: usize) -> std::io::Result<bool> {
+    pub(super) fn fill(&mut self, need: usize) -> std::io::Result<bool> {
         if self.end - self.start >= need {
             return Ok(true);
         }
@@ -267,20 +226,92 @@ impl<'a> Reader<'a> {
         }
         Ok(self.end >= need)
     }
+}
+
+pub struct Reader<'a> {
+    bytes: Buffer<'a>,
+    swapped: bool,
+    nanos: bool,
+    pub link: i32,
+}
+
+impl<'a> Reader<'a> {
+    /// Opens `path` (`-`: standard input) and reads its file header. Anything but classic pcap
+    /// and pcapng comes back as `Sniffed::Other`, for libpcap to report.
+    pub fn open(path: &Path, stop: &'a AtomicBool) -> std::io::Result<Sniffed<'a>> {
+        let mut source = Source::open(path, stop)?;
+        let mut head = vec![0u8; 24];
+        let mut got = source.read_full(&mut head)?;
+        if got >= 2 && head[..2] == GZIP_MAGIC {
+            head.truncate(got);
+            source = source.gunzip(head);
+            head = vec![0u8; 24];
+            got = source.read_full(&mut head)?;
+        }
+        if got < head.len() {
+            head.truncate(got);
+            return Ok(Sniffed::Other { source, head });
+        }
+        if PcapngReader::sniff(&head) {
+            return Ok(Sniffed::Pcapng(PcapngReader::new(source, &head)));
+        }
+        let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let (swapped, nanos) = match magic {
+            0xa1b2_c3d4 => (false, false),
+            0xa1b2_3c4d => (false, true),
+            0xd4c3_b2a1 => (true, false),
+            0x4d3c_b2a1 => (true, true),
+            _ => return Ok(Sniffed::Other { source, head }),
+        };
+        let word = |at: usize| {
+            let v = u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+            if swapped {
+                v.swap_bytes()
+            } else {
+                v
+            }
+        };
+        // The upper bits of the link type carry FCS information; LINKTYPE values are what
+        // `decode` expects (it knows both of raw IP's numbers).
+        let link = (word(20) & 0xffff) as i32;
+        Ok(Sniffed::Classic(Reader {
+            bytes: Buffer::new(source, &[]),
+            swapped,
+            nanos,
+            link,
+        }))
+    }
+
+    /// Whether the next record may have to wait for a writer: the source is a pipe and the
+    /// record is not already buffered whole. The caller hands on what it decoded first, so
+    /// that a live stream (`tcpdump -w - | trawl pcap -`) is reported as it comes.
+    pub fn may_wait(&self) -> bool {
+        let b = &self.bytes;
+        if !b.may_wait() {
+            return false;
+        }
+        if b.have() < 16 {
+            return true;
+        }
+        let h = &b.buf[b.start + 8..b.start + 12];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let len = if self.swapped { len.swap_bytes() } else { len };
+        b.have() < 16 + len as usize
+    }
 
     /// The next record as (capture time in ns, data); `Ok(None)` at the end of the file; `Err`
     /// for a truncated or impossible record (what came before stays valid).
     pub fn next_record(&mut self) -> Result<Option<(i64, &[u8])>, String> {
-        let whole = self.fill(16).map_err(|e| e.to_string())?;
+        let whole = self.bytes.fill(16).map_err(|e| e.to_string())?;
         if !whole {
-            return match self.end - self.start {
+            return match self.bytes.have() {
                 0 => Ok(None),
                 n => Err(format!(
                     "truncated dump file; tried to read 16 header bytes, only got {n}"
                 )),
             };
         }
-        let h = &self.buf[self.start..self.start + 16];
+        let h = &self.bytes.buf[self.bytes.start..self.bytes.start + 16];
         let word = |at: usize| {
             let v = u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
             if self.swapped {
@@ -295,17 +326,17 @@ impl<'a> Reader<'a> {
                 "invalid packet capture length {len}, bigger than the maximum of {MAX_RECORD}"
             ));
         }
-        if !self.fill(16 + len).map_err(|e| e.to_string())? {
+        if !self.bytes.fill(16 + len).map_err(|e| e.to_string())? {
             return Err(format!(
                 "truncated dump file; tried to read {len} captured bytes, only got {}",
-                self.end - self.start - 16
+                self.bytes.have() - 16
             ));
         }
         let ts = secs
             .saturating_mul(1_000_000_000)
             .saturating_add(if self.nanos { frac } else { frac * 1000 });
-        let data = &self.buf[self.start + 16..self.start + 16 + len];
-        self.start += 16 + len;
+        let data = &self.bytes.buf[self.bytes.start + 16..self.bytes.start + 16 + len];
+        self.bytes.start += 16 + len;
         Ok(Some((ts, data)))
     }
 }

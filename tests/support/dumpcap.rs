@@ -27,8 +27,17 @@ impl Dumpcap {
 
     /// As `on_lo`, on `interface`.
     pub fn on(interface: &str, path: &Path, filter: &str) -> Dumpcap {
+        Dumpcap::with(&["-P", "-i", interface, "-f", filter], path)
+    }
+
+    /// dumpcap with `args` (interfaces and their options; without `-P`, pcapng), writing
+    /// into `path`, started as `on_lo` is.
+    pub fn with(args: &[&str], path: &Path) -> Dumpcap {
+        let interface = args.join(" ");
         let child = Command::new("dumpcap")
-            .args(["-q", "-P", "-i", interface, "-f", filter, "-w"])
+            .arg("-q")
+            .args(args)
+            .arg("-w")
             .arg(path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -42,11 +42,11 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 /// The bridge, the veths and the namespaces of one test, removed however the test ends.
-struct Node {
-    tag: String,
+pub(crate) struct Node {
+    pub(crate) tag: String,
     bridge: String,
     /// (namespace, host-side veth, address) per workload.
-    workloads: Vec<(String, String, String)>,
+    pub(crate) workloads: Vec<(String, String, String)>,
 }
 
 impl Drop for Node {
@@ -64,11 +64,11 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), String> {
 }
 
 impl Node {
-    /// `n` workloads at `<subnet>.(11..)` behind one bridge. IPv6 is off and neighbours are
+    /// `n` workloads at `<subnet>.(11..)` behind one bridge, its links named `<prefix>-<pid>-…`. IPv6 is off and neighbours are
     /// static, so that the workloads send nothing but the test's TCP: the kernel's packet
     /// counters are then an exact oracle.
-    fn build(n: usize, subnet: &str) -> Result<Node, String> {
-        let tag = format!("node-{}", std::process::id() % 10_000);
+    pub(crate) fn build(n: usize, subnet: &str, prefix: &str) -> Result<Node, String> {
+        let tag = format!("{prefix}-{}", std::process::id() % 10_000);
         let bridge = format!("{tag}-br");
         let mut node = Node {
             tag: tag.clone(),
@@ -168,7 +168,7 @@ impl Node {
 }
 
 /// Runs `f` on a thread that lives in the network namespace `ns`.
-fn in_netns<T: Send + 'static>(
+pub(crate) fn in_netns<T: Send + 'static>(
     ns: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> std::thread::JoinHandle<T> {
@@ -184,7 +184,7 @@ fn in_netns<T: Send + 'static>(
 
 /// A keep-alive HTTP/1.1 server: `/fail...` answers 503, anything else 200; closes after a
 /// response to `Connection: close` and when the client closes.
-fn serve(listener: TcpListener) {
+pub(crate) fn serve(listener: TcpListener) {
     for stream in listener.incoming().flatten() {
         std::thread::spawn(move || {
             let _ = handle(stream);
@@ -248,15 +248,15 @@ fn read_response(r: &mut BufReader<TcpStream>) -> u16 {
 /// What one client sends: `connections` connections of `per_connection` requests each to
 /// `server`; every `fail_every`-th request asks for a 503. Returns (requests, failures).
 #[derive(Clone)]
-struct Load {
-    client_ns: String,
-    server: String,
-    connections: usize,
-    per_connection: usize,
-    fail_every: usize,
+pub(crate) struct Load {
+    pub(crate) client_ns: String,
+    pub(crate) server: String,
+    pub(crate) connections: usize,
+    pub(crate) per_connection: usize,
+    pub(crate) fail_every: usize,
 }
 
-fn drive(l: Load) -> std::thread::JoinHandle<(u64, u64)> {
+pub(crate) fn drive(l: Load) -> std::thread::JoinHandle<(u64, u64)> {
     in_netns(&l.client_ns.clone(), move || {
         let (mut requests, mut failures) = (0u64, 0u64);
         for c in 0..l.connections {
@@ -437,7 +437,7 @@ fn a_node_bridge_with_one_veth_per_workload_counts_every_packet_once() {
         220 + std::process::id() % 30,
         std::process::id() % 250
     );
-    let node = match Node::build(4, &subnet) {
+    let node = match Node::build(4, &subnet, "node") {
         Ok(n) => n,
         Err(e) => panic!("cannot build the node (bridge, veths, namespaces): {e}"),
     };

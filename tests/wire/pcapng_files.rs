@@ -1,0 +1,538 @@
+//! pcapng as dumpcap, Wireshark and mergecap write it, read by trawl and by tshark, the oracle:
+//! several interfaces with their own link types (which libpcap refuses in one file), sections
+//! in both byte orders, every timestamp resolution, blocks without packets; and `trawl pcap`
+//! on a file whose interfaces each saw the same conversation counts it once with a dedup window.
+
+use serde_json::Value as J;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use trawl::wire::pcapfile::{Reader, Sniffed};
+
+fn encap(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/encap")
+        .join(name)
+}
+
+fn shared(name: &str) -> PathBuf {
+    let candidates = [
+        std::env::var_os("TRAWL_SHARED_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
+        Some(PathBuf::from("/work/shared")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            p.join("data/pcaps/suricata-verify")
+                .join(name)
+                .join("input.pcap")
+        })
+        .find(|p| p.is_file())
+        .expect("shared/ not found: set TRAWL_SHARED_DIR")
+}
+
+/// One packet as trawl's reader gives it.
+#[derive(Debug, PartialEq)]
+struct Read {
+    interface: Option<u32>,
+    link: i32,
+    ts_ns: i64,
+    data: Vec<u8>,
+}
+
+fn read_pcapng(path: &Path) -> Vec<Read> {
+    let stop = AtomicBool::new(false);
+    let Ok(Sniffed::Pcapng(mut r)) = Reader::open(path, &stop) else {
+        panic!("{} is not read as pcapng", path.display());
+    };
+    let mut out = Vec::new();
+    while let Some(p) = r
+        .next_packet()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    {
+        out.push(Read {
+            interface: p.interface,
+            link: p.link,
+            ts_ns: p.ts_ns,
+            data: p.data.to_vec(),
+        });
+    }
+    out
+}
+
+/// A classic pcap file's link type and packets (time, bytes).
+fn read_classic(path: &Path) -> (i32, Vec<(i64, Vec<u8>)>) {
+    let stop = AtomicBool::new(false);
+    let Ok(Sniffed::Classic(mut r)) = Reader::open(path, &stop) else {
+        panic!("{} is not classic pcap", path.display());
+    };
+    let link = r.link;
+    let mut out = Vec::new();
+    while let Some((ts, data)) = r.next_record().expect("a whole capture") {
+        out.push((ts, data.to_vec()));
+    }
+    (link, out)
+}
+
+/// What tshark reads: per packet, the interface id, the time in ns and the captured length
+/// (custom blocks, which tshark lists as records of their own, left out).
+fn tshark(path: &Path) -> Vec<(u32, i64, usize)> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_id",
+            "-e",
+            "frame.time_epoch",
+        ])
+        .args(["-e", "frame.cap_len"])
+        .stderr(Stdio::null())
+        .output()
+        .expect("tshark is installed (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "tshark cannot read {}",
+        path.display()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('\t'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let (secs, frac) = f[1].split_once('.').unwrap_or((f[1], "0"));
+            let frac = format!("{frac:0<9}");
+            let ns =
+                secs.parse::<i64>().unwrap() * 1_000_000_000 + frac[..9].parse::<i64>().unwrap();
+            (f[0].parse().unwrap(), ns, f[2].parse().unwrap())
+        })
+        .collect()
+}
+
+fn mergecap(out: &Path, inputs: &[PathBuf]) {
+    let st = Command::new("mergecap")
+        .args(["-F", "pcapng", "-w"])
+        .arg(out)
+        .args(inputs)
+        .stderr(Stdio::null())
+        .status()
+        .expect("mergecap is installed (scripts/setup.sh: tshark)");
+    assert!(st.success(), "mergecap failed");
+}
+
+/// Real captures of four link types (Ethernet, raw IP, BSD loopback, PPP), merged by
+/// mergecap into one pcapng of four interfaces, read packet by packet as tshark reads them,
+/// each interface with its file's link type and packets.
+#[test]
+fn interfaces_of_different_link_types_read_as_tshark_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = [
+        shared("http-all-headers"),
+        encap("link_raw.pcap"),
+        encap("link_null.pcap"),
+        encap("link_ppp.pcap"),
+    ];
+    let merged = dir.path().join("merged.pcapng");
+    mergecap(&merged, &parts);
+    let read = read_pcapng(&merged);
+    let want = tshark(&merged);
+    assert_eq!(read.len(), want.len(), "packets");
+    for (i, (r, (id, ts, len))) in read.iter().zip(&want).enumerate() {
+        assert_eq!(
+            (r.interface, r.ts_ns, r.data.len()),
+            (Some(*id), *ts, *len),
+            "packet {}",
+            i + 1
+        );
+    }
+    for (id, part) in parts.iter().enumerate() {
+        let (link, packets) = read_classic(part);
+        let mine: Vec<(i64, Vec<u8>)> = read
+            .iter()
+            .filter(|r| r.interface == Some(id as u32))
+            .map(|r| {
+                assert_eq!(
+                    r.link,
+                    link,
+                    "interface {id}: the link type of {}",
+                    part.display()
+                );
+                (r.ts_ns, r.data.clone())
+            })
+            .collect();
+        assert_eq!(
+            mine,
+            packets,
+            "interface {id}: the packets of {}",
+            part.display()
+        );
+    }
+}
+
+/// Blocks written by hand from the pcapng specification, in the byte order `big`.
+struct Writer {
+    big: bool,
+    out: Vec<u8>,
+}
+
+impl Writer {
+    fn u16(&self, v: u16) -> [u8; 2] {
+        if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    }
+    fn u32(&self, v: u32) -> [u8; 4] {
+        if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    }
+    fn block(&mut self, kind: u32, body: &[u8]) {
+        let mut body = body.to_vec();
+        while !body.len().is_multiple_of(4) {
+            body.push(0);
+        }
+        let len = (body.len() + 12) as u32;
+        let (k, l) = (self.u32(kind), self.u32(len));
+        self.out.extend_from_slice(&k);
+        self.out.extend_from_slice(&l);
+        self.out.extend_from_slice(&body);
+        self.out.extend_from_slice(&l);
+    }
+    fn option(&self, code: u16, value: &[u8]) -> Vec<u8> {
+        let mut o = self.u16(code).to_vec();
+        o.extend_from_slice(&self.u16(value.len() as u16));
+        o.extend_from_slice(value);
+        while !o.len().is_multiple_of(4) {
+            o.push(0);
+        }
+        o
+    }
+    fn section(&mut self, big: bool) {
+        self.big = big;
+        let mut b = self.u32(0x1A2B_3C4D).to_vec();
+        b.extend_from_slice(&self.u16(1));
+        b.extend_from_slice(&self.u16(0));
+        b.extend_from_slice(&u64::MAX.to_le_bytes()); // section length unknown: -1
+        let comment = self.option(1, b"written by trawl's test");
+        b.extend_from_slice(&comment);
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        self.block(0x0A0D_0D0A, &b);
+    }
+    fn interface(&mut self, link: u16, snaplen: u32, options: &[(u16, Vec<u8>)]) {
+        let mut b = self.u16(link).to_vec();
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&self.u32(snaplen));
+        for (code, value) in options {
+            let o = self.option(*code, value);
+            b.extend_from_slice(&o);
+        }
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        self.block(1, &b);
+    }
+    fn enhanced(&mut self, interface: u32, t: u64, data: &[u8], original: u32) {
+        let mut b = self.u32(interface).to_vec();
+        b.extend_from_slice(&self.u32((t >> 32) as u32));
+        b.extend_from_slice(&self.u32(t as u32));
+        b.extend_from_slice(&self.u32(data.len() as u32));
+        b.extend_from_slice(&self.u32(original));
+        b.extend_from_slice(data);
+        self.block(6, &b);
+    }
+    fn obsolete(&mut self, interface: u16, t: u64, data: &[u8]) {
+        let mut b = self.u16(interface).to_vec();
+        b.extend_from_slice(&self.u16(0));
+        b.extend_from_slice(&self.u32((t >> 32) as u32));
+        b.extend_from_slice(&self.u32(t as u32));
+        b.extend_from_slice(&self.u32(data.len() as u32));
+        b.extend_from_slice(&self.u32(data.len() as u32));
+        b.extend_from_slice(data);
+        self.block(2, &b);
+    }
+    fn simple(&mut self, data: &[u8]) {
+        let mut b = self.u32(data.len() as u32).to_vec();
+        b.extend_from_slice(data);
+        self.block(3, &b);
+    }
+}
+
+/// The first packet of the real raw-IP capture (a TCP SYN), its last byte (in its options)
+/// made `tag`.
+fn packet(tag: u8) -> Vec<u8> {
+    let (_, packets) = read_classic(&encap("link_raw.pcap"));
+    let mut p = packets[0].1.clone();
+    if let Some(last) = p.last_mut() {
+        *last = tag;
+    }
+    p
+}
+
+/// A big-endian section with microsecond, nanosecond, millisecond-with-offset and binary
+/// (2^-20 s) clocks, then a little-endian one, with an Obsolete and a Simple Packet Block and
+/// blocks that carry no packet (name resolution, statistics, custom) in between: every packet,
+/// its interface and its time, as tshark reads them.
+#[test]
+fn both_byte_orders_every_clock_and_every_packet_block_read_as_tshark_reads_them() {
+    let mut w = Writer {
+        big: true,
+        out: Vec::new(),
+    };
+    let base: u64 = 1_700_000_000;
+    w.section(true);
+    w.interface(101, 65535, &[]);
+    w.interface(101, 65535, &[(2, b"eth1".to_vec()), (9, vec![9])]);
+    w.interface(
+        101,
+        2048,
+        &[(9, vec![3]), (14, 100u64.to_be_bytes().to_vec())],
+    );
+    w.interface(101, 0, &[(9, vec![0x80 | 20])]);
+    w.enhanced(0, base * 1_000_000 + 123_456, &packet(1), 60);
+    w.enhanced(1, base * 1_000_000_000 + 123_456_789, &packet(2), 60);
+    // Name resolution and custom blocks: nothing to read.
+    w.block(4, &[0, 0, 0, 0]);
+    w.block(0xBAD, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    w.enhanced(2, (base - 100) * 1_000 + 250, &packet(3), 60);
+    w.enhanced(3, ((base + 1) << 20) | (1 << 19), &packet(4), 60);
+    w.obsolete(1, (base + 2) * 1_000_000_000 + 5, &packet(5));
+    // Interface statistics.
+    let mut isb = w.u32(0).to_vec();
+    isb.extend_from_slice(&[0; 8]);
+    isb.extend_from_slice(&[0, 0, 0, 0]);
+    w.block(5, &isb);
+    w.section(false);
+    w.interface(1, 262144, &[]);
+    w.interface(101, 262144, &[]);
+    let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+    frame.extend_from_slice(&packet(6));
+    w.enhanced(0, (base + 3) * 1_000_000, &frame, 74);
+    w.enhanced(1, (base + 4) * 1_000_000, &packet(7), 60);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handmade.pcapng");
+    std::fs::write(&path, &w.out).unwrap();
+
+    let read = read_pcapng(&path);
+    let got: Vec<(i64, usize)> = read.iter().map(|r| (r.ts_ns, r.data.len())).collect();
+    let want: Vec<(i64, usize)> = tshark(&path).iter().map(|&(_, t, l)| (t, l)).collect();
+    assert_eq!(got, want, "packets (time, length) against tshark");
+    // A new section's interfaces are new ones (tshark 4.0 numbers them from 0 again, and
+    // names them after the first section's: not an oracle here).
+    let interfaces: Vec<Option<u32>> = read.iter().map(|r| r.interface).collect();
+    assert_eq!(
+        interfaces,
+        [0, 1, 2, 3, 1, 4, 5].map(Some),
+        "interfaces, numbered across sections"
+    );
+    let tags: Vec<u8> = read.iter().map(|r| *r.data.last().unwrap()).collect();
+    assert_eq!(tags, [1, 2, 3, 4, 5, 6, 7], "every packet block, in order");
+    let links: Vec<i32> = read.iter().map(|r| r.link).collect();
+    assert_eq!(links, [101, 101, 101, 101, 101, 1, 101]);
+
+    // A Simple Packet Block: interface 0's, no time of its own (the previous packet's), cut
+    // at the interface's snapshot length.
+    let mut w = Writer {
+        big: false,
+        out: Vec::new(),
+    };
+    w.section(false);
+    w.interface(101, 40, &[]);
+    w.enhanced(0, base * 1_000_000, &packet(8)[..40], 60);
+    w.simple(&packet(9));
+    std::fs::write(&path, &w.out).unwrap();
+    let read = read_pcapng(&path);
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[1].interface, None, "one interface: not told apart");
+    assert_eq!(read[1].ts_ns, read[0].ts_ns);
+    assert_eq!(read[1].data, packet(9)[..40]);
+}
+
+/// A file cut inside a block, or holding a block whose trailing length disagrees, gives the
+/// packets before it and then an error (`trawl pcap` exits 1 with what came before printed).
+#[test]
+fn a_damaged_pcapng_gives_what_came_before_then_an_error() {
+    let mut w = Writer {
+        big: false,
+        out: Vec::new(),
+    };
+    w.section(false);
+    w.interface(101, 65535, &[]);
+    w.enhanced(0, 1_700_000_000_000_000, &packet(1), 60);
+    let whole = w.out.len();
+    w.enhanced(0, 1_700_000_001_000_000, &packet(2), 60);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.pcapng");
+    let stop = AtomicBool::new(false);
+    let mut bent = w.out.clone();
+    let n = bent.len();
+    bent[n - 1] ^= 0x40;
+    for (what, bytes) in [("cut", &w.out[..whole + 30]), ("bent", &bent[..])] {
+        std::fs::write(&path, bytes).unwrap();
+        let Ok(Sniffed::Pcapng(mut r)) = Reader::open(&path, &stop) else {
+            panic!("{what}: not read as pcapng");
+        };
+        assert!(
+            matches!(r.next_packet(), Ok(Some(_))),
+            "{what}: the first packet"
+        );
+        assert!(r.next_packet().is_err(), "{what}: the damage is an error");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["pcap", "--only", "flows"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "trawl pcap on a damaged file");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("trailing length"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "the first packet's flow"
+    );
+}
+
+/// Transactions and flows, by what identifies them and what they counted.
+fn summary(events: &str) -> BTreeMap<String, u32> {
+    let mut m = BTreeMap::new();
+    for e in events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<J>(l).ok())
+    {
+        let key = match e["event"]["dataset"].as_str() {
+            Some("http") => format!(
+                "http {} {} {} {}",
+                e["network"]["community_id"],
+                e["url"]["original"],
+                e["http"]["response"]["status_code"],
+                e["http"]["response"]["body"]["bytes"]
+            ),
+            Some("flow") if e["flow"]["final"] == true => format!(
+                "flow {} {}/{} packets {}/{} bytes",
+                e["network"]["community_id"],
+                e["source"]["packets"],
+                e["destination"]["packets"],
+                e["source"]["bytes"],
+                e["destination"]["bytes"]
+            ),
+            _ => continue,
+        };
+        *m.entry(key).or_default() += 1;
+    }
+    m
+}
+
+fn trawl_pcap(pipeline: &Path, file: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["pcap", "-c"])
+        .arg(pipeline)
+        .arg(file)
+        .output()
+        .expect("run trawl pcap");
+    assert!(
+        out.status.success(),
+        "trawl pcap {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The same conversation seen on three interfaces of different link types (raw IP, BSD
+/// loopback, PPP) beside a real Ethernet capture, in one pcapng: with a dedup window, trawl
+/// reports each transaction and each flow's packets once, as from the conversation's own file
+/// and the Ethernet capture's.
+#[test]
+fn one_conversation_on_three_interfaces_counts_once_with_a_dedup_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let merged = dir.path().join("three.pcapng");
+    let ethernet = shared("http-all-headers");
+    mergecap(
+        &merged,
+        &[
+            ethernet.clone(),
+            encap("link_raw.pcap"),
+            encap("link_null.pcap"),
+            encap("link_ppp.pcap"),
+        ],
+    );
+    let pipeline = |name: &str, window: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "inputs:\n  wire:\n    type: packet\n    capture: {{ interfaces: [\"x*\"], dedup_window: {window} }}\n    \
+                 flows: {{ period: -1s }}\n    protocols:\n      http: {{}}\n\
+                 outputs:\n  out: {{ type: stdout }}\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let (dedup, plain) = (
+        pipeline("dedup.yaml", "100ms"),
+        pipeline("plain.yaml", "0s"),
+    );
+    let mut want = summary(&trawl_pcap(&plain, &encap("link_raw.pcap")));
+    assert!(
+        want.keys().any(|k| k.starts_with("http")),
+        "the conversation has HTTP: {want:?}"
+    );
+    for (k, n) in summary(&trawl_pcap(&plain, &ethernet)) {
+        *want.entry(k).or_default() += n;
+    }
+    assert_eq!(summary(&trawl_pcap(&dedup, &merged)), want);
+}
+
+/// A conversation taken on two interfaces, the client's packets on one and the server's on the
+/// other, with the second interface's packets written first, as dumpcap hands each interface's
+/// packets to its file in batches (220 ms apart in a recording of two veths): trawl puts them
+/// back in capture order, and reports what it reports from the conversation's own file.
+#[test]
+fn interfaces_written_in_batches_are_put_back_in_capture_order() {
+    let original = encap("link_raw.pcap");
+    let (link, packets) = read_classic(&original);
+    assert_eq!(link, 101, "raw IPv4");
+    let client = packets[0].1[12..16].to_vec();
+    let mut w = Writer {
+        big: false,
+        out: Vec::new(),
+    };
+    w.section(false);
+    w.interface(101, 65535, &[(9, vec![9])]);
+    w.interface(101, 65535, &[(9, vec![9])]);
+    for from_client in [false, true] {
+        for (ts, data) in &packets {
+            if (data[12..16] == client[..]) == from_client {
+                w.enhanced(from_client as u32, *ts as u64, data, data.len() as u32);
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batches.pcapng");
+    std::fs::write(&file, &w.out).unwrap();
+    let pipeline = dir.path().join("plain.yaml");
+    std::fs::write(
+        &pipeline,
+        "inputs:\n  wire:\n    type: packet\n    capture: { interfaces: [\"x*\"] }\n    \
+         flows: { period: -1s }\n    protocols:\n      http: {}\n\
+         outputs:\n  out: { type: stdout }\n",
+    )
+    .unwrap();
+    let want = summary(&trawl_pcap(&pipeline, &original));
+    assert!(
+        want.keys().any(|k| k.starts_with("http")),
+        "the conversation has HTTP: {want:?}"
+    );
+    assert_eq!(summary(&trawl_pcap(&pipeline, &file)), want);
+}
