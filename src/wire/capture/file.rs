@@ -29,9 +29,9 @@ pub fn read_file(
     batch: usize,
     flush: &mut dyn FnMut(&mut Engine) -> bool,
 ) -> Result<FileSummary, String> {
-    let records = match Reader::open(path, stop) {
-        Ok(Sniffed::Classic(r)) => Records::Classic(r),
-        Ok(Sniffed::Pcapng(r)) => Records::Pcapng(r),
+    match Reader::open(path, stop) {
+        Ok(Sniffed::Classic(r)) => Ok(read_records(r, path, engine, stop, batch, flush)),
+        Ok(Sniffed::Pcapng(r)) => Ok(read_records(r, path, engine, stop, batch, flush)),
         Ok(Sniffed::Other { source, .. }) => {
             if path.as_os_str() == "-" || source.waits() || source.gzipped() {
                 return Err(format!("{}: not a pcap or pcapng capture", path.display()));
@@ -41,11 +41,10 @@ pub fn read_file(
             drop(source);
             let cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            return Ok(read_libpcap(cap, path, engine, stop, batch, flush));
+            Ok(read_libpcap(cap, path, engine, stop, batch, flush))
         }
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    Ok(read_records(records, path, engine, stop, batch, flush))
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 /// `read_file` for what libpcap reads.
@@ -98,24 +97,40 @@ pub(super) fn finish(engine: &mut Engine, flush: &mut dyn FnMut(&mut Engine) -> 
     flush(engine);
 }
 
-/// A capture trawl reads itself.
-enum Records<'a> {
-    Classic(Reader<'a>),
-    Pcapng(PcapngReader<'a>),
+/// A capture trawl reads itself, packet by packet (generic, so that each format's loop is
+/// compiled for it: the classic one is `trawl pcap`'s hot path).
+trait Records {
+    fn may_wait(&self) -> bool;
+    /// The next packet: (interface, link type, time in ns, bytes).
+    #[allow(clippy::type_complexity)]
+    fn next(&mut self) -> Result<Option<(Option<u32>, i32, i64, &[u8])>, String>;
 }
 
-impl Records<'_> {
+impl Records for Reader<'_> {
     fn may_wait(&self) -> bool {
-        match self {
-            Records::Classic(r) => r.may_wait(),
-            Records::Pcapng(r) => r.may_wait(),
-        }
+        Reader::may_wait(self)
+    }
+    #[inline(always)]
+    fn next(&mut self) -> Result<Option<(Option<u32>, i32, i64, &[u8])>, String> {
+        let link = self.link;
+        Ok(self.next_record()?.map(|(ts, data)| (None, link, ts, data)))
+    }
+}
+
+impl Records for PcapngReader<'_> {
+    fn may_wait(&self) -> bool {
+        PcapngReader::may_wait(self)
+    }
+    fn next(&mut self) -> Result<Option<(Option<u32>, i32, i64, &[u8])>, String> {
+        Ok(self
+            .next_packet()?
+            .map(|p| (p.interface, p.link, p.ts_ns, p.data)))
     }
 }
 
 /// `read_file` for a classic pcap or a pcapng capture.
-fn read_records(
-    mut records: Records,
+fn read_records<R: Records>(
+    mut records: R,
     path: &Path,
     engine: &mut Engine,
     stop: &AtomicBool,
@@ -128,17 +143,7 @@ fn read_records(
         if records.may_wait() && engine.out.pending() > 0 && !flush(engine) {
             return summary;
         }
-        let next = match &mut records {
-            Records::Classic(r) => {
-                let link = r.link;
-                r.next_record()
-                    .map(|p| p.map(|(ts, data)| (None, link, ts, data)))
-            }
-            Records::Pcapng(r) => r
-                .next_packet()
-                .map(|p| p.map(|p| (p.interface, p.link, p.ts_ns, p.data))),
-        };
-        match next {
+        match records.next() {
             // Several interfaces (a pcapng): their packets are put back in capture order.
             Ok(Some((interface, link, ts, data))) if interface.is_some() || !held.is_empty() => {
                 summary.packets += 1;
