@@ -56,6 +56,11 @@ pub struct PcapArgs {
     /// session...) besides the 5-tuple (default false; with -c, the pipeline's `key_by_tunnel`).
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub key_by_tunnel: Option<bool>,
+    /// Copies of a packet within this window of capture time count once (`100ms`): for a
+    /// capture of `any` or of several interfaces, such as a pcapng from `dumpcap -i a -i b`
+    /// (default: every packet as the file has it; with -c, the pipeline's `dedup_window`).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::Duration::parse)]
+    pub dedup_window: Option<crate::config::Duration>,
 }
 
 /// The ports given with `--<protocol>-ports`, by protocol name (empty: not given).
@@ -183,7 +188,7 @@ fn analyzers(args: &PcapArgs, decoder: Decoder) -> Result<Analyzers, String> {
     Ok(Analyzers {
         flows: only("flows").then(Default::default),
         protocols,
-        dedup_window: None,
+        dedup_window: args.dedup_window.and_then(|w| w.positive()),
         decoder,
         key_by_vlan: args.key_by_vlan.unwrap_or(true),
         key_by_tunnel: args.key_by_tunnel.unwrap_or(false),
@@ -288,8 +293,8 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> std::io::Result<()> {
 /// The file read through pipeline `config`: in place of the pipeline's live packet input when
 /// it has one (its name, so that outputs routed to it receive the events, its flows and
 /// protocol sections, its `dedup_window`, `vxlan_ports`, `key_by_vlan` and `key_by_tunnel`),
-/// otherwise as an extra input `pcap` with flows and HTTP. `--vxlan-ports`, `--key-by-vlan`
-/// and `--key-by-tunnel`, when given, override the pipeline's.
+/// otherwise as an extra input `pcap` with flows and HTTP. `--vxlan-ports`, `--key-by-vlan`,
+/// `--key-by-tunnel` and `--dedup-window`, when given, override the pipeline's.
 fn with_pipeline(args: &PcapArgs, config: &PathBuf) -> i32 {
     let (file, vxlan_ports) = (args.file.clone(), &args.vxlan_ports[..]);
     let mut cfg = match super::load(Some(config)) {
@@ -375,6 +380,9 @@ fn with_pipeline(args: &PcapArgs, config: &PathBuf) -> i32 {
     }
     if let Some(by_tunnel) = args.key_by_tunnel {
         pcap_cfg.key_by_tunnel = by_tunnel;
+    }
+    if let Some(window) = args.dedup_window {
+        pcap_cfg.dedup_window = window;
     }
     let input = match PacketInput::pcap_file(&name, pcap_cfg, None) {
         Ok(i) => i,

@@ -433,9 +433,13 @@ fn summary(events: &str) -> BTreeMap<String, u32> {
 }
 
 fn trawl_pcap(pipeline: &Path, file: &Path) -> String {
+    trawl_pcap_with(&["-c".as_ref(), pipeline.as_os_str()], file)
+}
+
+fn trawl_pcap_with(args: &[&std::ffi::OsStr], file: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["pcap", "-c"])
-        .arg(pipeline)
+        .arg("pcap")
+        .args(args)
         .arg(file)
         .output()
         .expect("run trawl pcap");
@@ -451,7 +455,7 @@ fn trawl_pcap(pipeline: &Path, file: &Path) -> String {
 /// The same conversation seen on three interfaces of different link types (raw IP, BSD
 /// loopback, PPP) beside a real Ethernet capture, in one pcapng: with a dedup window, trawl
 /// reports each transaction and each flow's packets once, as from the conversation's own file
-/// and the Ethernet capture's.
+/// and the Ethernet capture's; so does `trawl pcap --dedup-window` without a pipeline.
 #[test]
 fn one_conversation_on_three_interfaces_counts_once_with_a_dedup_window() {
     let dir = tempfile::tempdir().unwrap();
@@ -492,6 +496,21 @@ fn one_conversation_on_three_interfaces_counts_once_with_a_dedup_window() {
         *want.entry(k).or_default() += n;
     }
     assert_eq!(summary(&trawl_pcap(&dedup, &merged)), want);
+    // The same without a pipeline, with `--dedup-window`.
+    let cli = |args: &[&str], file: &Path| {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        summary(&trawl_pcap_with(&args, file))
+    };
+    let mut want = cli(&[], &encap("link_raw.pcap"));
+    for (k, n) in cli(&[], &ethernet) {
+        *want.entry(k).or_default() += n;
+    }
+    assert_eq!(cli(&["--dedup-window", "100ms"], &merged), want);
+    assert_ne!(
+        cli(&[], &merged),
+        want,
+        "without a window, each copy counts"
+    );
 }
 
 /// A conversation taken on two interfaces, the client's packets on one and the server's on the
