@@ -3,6 +3,7 @@
 //! in both byte orders, every timestamp resolution, blocks without packets; and `trawl pcap`
 //! on a file whose interfaces each saw the same conversation counts it once with a dedup window.
 
+use crate::support;
 use serde_json::Value as J;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,22 +17,12 @@ fn encap(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A shared suricata-verify capture.
 fn shared(name: &str) -> PathBuf {
-    let candidates = [
-        std::env::var_os("TRAWL_SHARED_DIR").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")),
-        Some(PathBuf::from("/work/shared")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            p.join("data/pcaps/suricata-verify")
-                .join(name)
-                .join("input.pcap")
-        })
-        .find(|p| p.is_file())
-        .expect("shared/ not found: set TRAWL_SHARED_DIR")
+    support::process::shared_dir()
+        .join("data/pcaps/suricata-verify")
+        .join(name)
+        .join("input.pcap")
 }
 
 /// One packet as trawl's reader gives it.
