@@ -16,6 +16,9 @@ const EPB: u32 = 6;
 const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 /// Largest block accepted: libpcap's limit, far above any snapshot length in use.
 const MAX_BLOCK: usize = 16 << 20;
+/// Most interfaces one section may declare: each is held while the section lasts, and a
+/// capture of a whole node has hundreds (Zeek's merged traces: 126).
+const MAX_INTERFACES: usize = 65_536;
 
 /// One packet of a pcapng capture.
 pub struct Packet<'b> {
@@ -180,11 +183,17 @@ impl<'a> PcapngReader<'a> {
             let found = match kind {
                 SHB => {
                     self.section(body)?;
-                    self.base += self.interfaces.len() as u32;
+                    let declared = u32::try_from(self.interfaces.len()).unwrap_or(u32::MAX);
+                    self.base = self.base.saturating_add(declared);
                     self.interfaces.clear();
                     None
                 }
                 IDB => {
+                    if self.interfaces.len() >= MAX_INTERFACES {
+                        return Err(format!(
+                            "more than {MAX_INTERFACES} interfaces in one pcapng section"
+                        ));
+                    }
                     let interface = self.interface(body)?;
                     self.interfaces.push(interface);
                     None
@@ -238,7 +247,7 @@ impl<'a> PcapngReader<'a> {
             };
             self.last_ts = ts_ns;
             return Ok(Some(Packet {
-                interface: (several && !interface.any).then_some(self.base + id),
+                interface: (several && !interface.any).then_some(self.base.saturating_add(id)),
                 link: interface.link,
                 ts_ns,
                 data: &self.bytes.buf[at + from..at + from + caplen],

@@ -546,3 +546,28 @@ fn interfaces_written_in_batches_are_put_back_in_capture_order() {
     );
     assert_eq!(summary(&trawl_pcap(&pipeline, &file)), want);
 }
+
+/// A section that declares interfaces without end (a hostile or broken file) is refused past
+/// 65,536 of them, rather than held in memory until the file ends.
+#[test]
+fn a_section_of_too_many_interfaces_is_refused() {
+    let mut w = Writer {
+        big: false,
+        out: Vec::new(),
+    };
+    w.section(false);
+    for _ in 0..65_537 {
+        w.interface(1, 65535, &[]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("interfaces.pcapng");
+    std::fs::write(&path, &w.out).unwrap();
+    let stop = AtomicBool::new(false);
+    let Ok(Sniffed::Pcapng(mut r)) = Reader::open(&path, &stop) else {
+        panic!("not read as pcapng");
+    };
+    match r.next_packet() {
+        Err(e) => assert!(e.contains("interfaces"), "{e}"),
+        Ok(p) => panic!("read on: {:?}", p.map(|p| p.data.len())),
+    }
+}
