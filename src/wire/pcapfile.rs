@@ -160,12 +160,9 @@ pub fn wait_ready(fd: &impl AsRawFd, events: libc::c_short) -> std::io::Result<b
 pub enum Sniffed<'a> {
     Classic(Reader<'a>),
     Pcapng(PcapngReader<'a>),
-    /// Neither (too short to tell, or another format): the source and the bytes already read
-    /// from it, for libpcap to report.
-    Other {
-        source: Source<'a>,
-        head: Vec<u8>,
-    },
+    /// Neither (too short to tell, or another format): the source, for the caller to tell
+    /// whether libpcap may reopen it by name and report what it is.
+    Other { source: Source<'a> },
 }
 
 /// Bytes of a capture read in large chunks: `buf[start..end]` is read and not yet consumed.
@@ -249,8 +246,7 @@ impl<'a> Reader<'a> {
             got = source.read_full(&mut head)?;
         }
         if got < head.len() {
-            head.truncate(got);
-            return Ok(Sniffed::Other { source, head });
+            return Ok(Sniffed::Other { source });
         }
         if PcapngReader::sniff(&head) {
             return Ok(Sniffed::Pcapng(PcapngReader::new(source, &head)));
@@ -261,7 +257,7 @@ impl<'a> Reader<'a> {
             0xa1b2_3c4d => (false, true),
             0xd4c3_b2a1 => (true, false),
             0x4d3c_b2a1 => (true, true),
-            _ => return Ok(Sniffed::Other { source, head }),
+            _ => return Ok(Sniffed::Other { source }),
         };
         let word = |at: usize| {
             let v = u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);

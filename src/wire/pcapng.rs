@@ -320,20 +320,17 @@ const REORDER_WINDOW_NS: i64 = 1_000_000_000;
 /// Most packet bytes held for reordering: past it the earliest go on, possibly out of order.
 const REORDER_MAX_BYTES: usize = 8 << 20;
 
+/// Buffers kept for the next packets held: enough for a burst, without keeping a large one's.
+const SPARE_BUFFERS: usize = 64;
+
 /// A packet held for reordering.
 pub struct Held {
-    ts_ns: i64,
+    pub ts_ns: i64,
     /// File order, which breaks ties.
     n: u64,
     pub interface: Option<u32>,
     pub link: i32,
     pub data: Vec<u8>,
-}
-
-impl Held {
-    pub fn ts_ns(&self) -> i64 {
-        self.ts_ns
-    }
 }
 
 impl PartialEq for Held {
@@ -361,6 +358,8 @@ pub struct Reorder {
     newest: i64,
     bytes: usize,
     n: u64,
+    /// Buffers of packets already passed on, reused so that holding a packet does not allocate.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Reorder {
@@ -372,13 +371,23 @@ impl Reorder {
         self.n += 1;
         self.newest = self.newest.max(ts_ns);
         self.bytes += data.len();
+        let mut copy = self.spare.pop().unwrap_or_default();
+        copy.clear();
+        copy.extend_from_slice(data);
         self.heap.push(std::cmp::Reverse(Held {
             ts_ns,
             n: self.n,
             interface,
             link,
-            data: data.to_vec(),
+            data: copy,
         }));
+    }
+
+    /// Gives back the buffer of a packet `pop` returned, once it has been used.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= 64 << 10 {
+            self.spare.push(buf);
+        }
     }
 
     /// The earliest packet, once nothing earlier can come (or too much is held); with `all`,

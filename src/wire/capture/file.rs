@@ -32,7 +32,7 @@ pub fn read_file(
     match Reader::open(path, stop) {
         Ok(Sniffed::Classic(r)) => Ok(read_records(r, path, engine, stop, batch, flush)),
         Ok(Sniffed::Pcapng(r)) => Ok(read_records(r, path, engine, stop, batch, flush)),
-        Ok(Sniffed::Other { source, .. }) => {
+        Ok(Sniffed::Other { source }) => {
             if path.as_os_str() == "-" || source.waits() || source.gzipped() {
                 return Err(format!("{}: not a pcap or pcapng capture", path.display()));
             }
@@ -149,7 +149,8 @@ fn read_records<R: Records>(
                 summary.packets += 1;
                 held.push(interface, link, ts, data);
                 while let Some(p) = held.pop(false) {
-                    engine.packet_on(p.interface, p.link, p.ts_ns(), &p.data);
+                    engine.packet_on(p.interface, p.link, p.ts_ns, &p.data);
+                    held.recycle(p.data);
                 }
             }
             Ok(Some((interface, link, ts, data))) => {
@@ -176,7 +177,7 @@ fn read_records<R: Records>(
         }
     }
     while let Some(p) = held.pop(true) {
-        engine.packet_on(p.interface, p.link, p.ts_ns(), &p.data);
+        engine.packet_on(p.interface, p.link, p.ts_ns, &p.data);
     }
     finish(engine, flush);
     summary
