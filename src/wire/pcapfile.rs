@@ -162,7 +162,9 @@ pub enum Sniffed<'a> {
     Pcapng(PcapngReader<'a>),
     /// Neither (too short to tell, or another format): the source, for the caller to tell
     /// whether libpcap may reopen it by name and report what it is.
-    Other { source: Source<'a> },
+    Other {
+        source: Source<'a>,
+    },
 }
 
 /// Bytes of a capture read in large chunks: `buf[start..end]` is read and not yet consumed.
