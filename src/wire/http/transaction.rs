@@ -118,6 +118,10 @@ pub struct Conn {
     /// Set when a final response arrived while the request was still being read.
     req_answered: bool,
     pending: std::collections::VecDeque<Box<Transaction>>,
+    /// Responses still due to requests pushed out of a full queue (`max_pending`) and already
+    /// reported: the next responses are theirs, reported alone, so that later ones still meet
+    /// their own requests.
+    owed: u64,
     /// The response being read, with its request.
     resp: Option<Box<Transaction>>,
     pub last_ns: i64,
@@ -191,6 +195,7 @@ impl Conn {
             req: None,
             req_answered: false,
             pending: Default::default(),
+            owed: 0,
             resp: None,
             last_ns: 0,
         }
@@ -218,7 +223,12 @@ impl Conn {
             l.max_head_bytes,
             |side, bytes| {
                 consume_requests(
-                    self_parts(&mut self.req, &mut self.req_answered, &mut self.pending),
+                    ReqParts {
+                        req: &mut self.req,
+                        answered: &mut self.req_answered,
+                        pending: &mut self.pending,
+                        owed: &mut self.owed,
+                    },
                     side,
                     bytes,
                     ts,
@@ -244,6 +254,7 @@ impl Conn {
         self.last_ns = ts;
         let mut parts = RespParts {
             pending: &mut self.pending,
+            owed: &mut self.owed,
             resp: &mut self.resp,
             req: &mut self.req,
             req_answered: &mut self.req_answered,
@@ -307,8 +318,11 @@ impl Conn {
             t.gap = true;
             out.push(t);
         } else if matches!(self.server.state, State::Head) && !self.server.buf.is_empty() {
-            // The gap cut a response head: that response is lost, its request answered.
-            if let Some(mut t) = self.pending.pop_front() {
+            // The gap cut a response head: that response is lost, its request answered
+            // (already reported when it was pushed out of a full queue).
+            if self.owed > 0 {
+                self.owed -= 1;
+            } else if let Some(mut t) = self.pending.pop_front() {
                 t.gap = true;
                 t.missing = Some(Missing::Response);
                 out.push(t);
@@ -400,22 +414,12 @@ struct ReqParts<'a> {
     req: &'a mut Option<Box<Transaction>>,
     answered: &'a mut bool,
     pending: &'a mut std::collections::VecDeque<Box<Transaction>>,
-}
-
-fn self_parts<'a>(
-    req: &'a mut Option<Box<Transaction>>,
-    answered: &'a mut bool,
-    pending: &'a mut std::collections::VecDeque<Box<Transaction>>,
-) -> ReqParts<'a> {
-    ReqParts {
-        req,
-        answered,
-        pending,
-    }
+    owed: &'a mut u64,
 }
 
 struct RespParts<'a> {
     pending: &'a mut std::collections::VecDeque<Box<Transaction>>,
+    owed: &'a mut u64,
     resp: &'a mut Option<Box<Transaction>>,
     req: &'a mut Option<Box<Transaction>>,
     req_answered: &'a mut bool,
@@ -560,6 +564,7 @@ fn consume_requests(
                             if let Some(mut old) = p.pending.pop_front() {
                                 old.missing = Some(Missing::Response);
                                 out.push(old);
+                                *p.owed += 1;
                             }
                         }
                         p.pending.push_back(t);
@@ -614,8 +619,16 @@ fn consume_responses(
                         // Interim (100 Continue): the final response follows.
                         continue;
                     }
-                    let mut t = match p.pending.pop_front() {
+                    let owed = *p.owed > 0;
+                    *p.owed = p.owed.saturating_sub(1);
+                    let next = if owed { None } else { p.pending.pop_front() };
+                    let mut t = match next {
                         Some(t) => t,
+                        // The response of a request pushed out of the full queue.
+                        None if owed => Box::new(Transaction {
+                            missing: Some(Missing::Request),
+                            ..Default::default()
+                        }),
                         None => match p.req.as_ref() {
                             // Answered before the request body ended (an early error).
                             Some(r) => {
@@ -746,11 +759,12 @@ fn response_head(p: &RespParts<'_>, data: &[u8], opts: &HeadOptions<'_>) -> Stat
 
 /// Whether the next response answers an HTTP/0.9 request.
 fn answers_simple_request(p: &RespParts<'_>) -> bool {
-    p.pending
-        .front()
-        .or(p.req.as_ref())
-        .and_then(|t| t.request.as_ref())
-        .is_some_and(|r| r.version == Version::V09)
+    *p.owed == 0
+        && p.pending
+            .front()
+            .or(p.req.as_ref())
+            .and_then(|t| t.request.as_ref())
+            .is_some_and(|r| r.version == Version::V09)
 }
 
 /// The state after the first bytes inside a CONNECT tunnel: HTTP goes on being parsed,

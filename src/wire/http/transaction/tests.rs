@@ -390,3 +390,49 @@ fn after_a_101_the_connection_is_not_parsed_as_http() {
     assert_eq!(s, vec!["GET /chat -> 101 None"]);
     assert_eq!(st.parse_errors, 0);
 }
+
+/// More pipelined requests than `max_pending` (8 here): the oldest are reported without a
+/// response, and when the responses come (RFC 9112 section 9.3.2: in the order of the
+/// requests) the first ones are theirs, reported alone; every later response still meets
+/// its own request. A response head lost in a gap counts as one of those owed.
+#[test]
+fn responses_to_requests_pushed_out_of_a_full_queue_do_not_shift_the_others() {
+    let requests: Vec<Vec<u8>> = (1..=12)
+        .map(|n| format!("GET /{n} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes())
+        .collect();
+    let responses: Vec<Vec<u8>> = (1..=12)
+        .map(|n| format!("HTTP/1.1 {} X\r\nContent-Length: 0\r\n\r\n", 200 + n).into_bytes())
+        .collect();
+    let client: Vec<&[u8]> = requests.iter().map(|r| &r[..]).collect();
+    let server: Vec<&[u8]> = responses.iter().map(|r| &r[..]).collect();
+    let s: Vec<String> = run(&client, &server).iter().map(|t| summary(t)).collect();
+    let mut want: Vec<String> = (1..=4)
+        .map(|n| format!("GET /{n} -> 0 Some(Response)"))
+        .collect();
+    want.extend((1..=4).map(|n| format!("- - -> {} Some(Request)", 200 + n)));
+    want.extend((5..=12).map(|n| format!("GET /{n} -> {} None", 200 + n)));
+    assert_eq!(s, want);
+
+    // The same with the second response's head cut by a gap.
+    let l = limits();
+    let mut st = ConnStats::default();
+    let mut c = Conn::new();
+    let mut out = Vec::new();
+    for (i, d) in client.iter().enumerate() {
+        c.client_data(d, i as i64, &l, &mut st, &mut out);
+    }
+    c.server_data(server[0], 100, &l, &mut st, &mut out);
+    c.server_data(&server[1][..10], 101, &l, &mut st, &mut out);
+    c.server_gap((server[1].len() - 10) as u32, &mut st, &mut out);
+    for (i, d) in server[2..].iter().enumerate() {
+        c.server_data(d, 102 + i as i64, &l, &mut st, &mut out);
+    }
+    c.close(1000, &mut out);
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    let mut want: Vec<String> = (1..=4)
+        .map(|n| format!("GET /{n} -> 0 Some(Response)"))
+        .collect();
+    want.extend([201, 203, 204].map(|n| format!("- - -> {n} Some(Request)")));
+    want.extend((5..=12).map(|n| format!("GET /{n} -> {} None", 200 + n)));
+    assert_eq!(s, want);
+}
