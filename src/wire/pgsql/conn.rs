@@ -126,6 +126,13 @@ pub struct Conn {
     server: Side,
     session: Arc<Session>,
     pending: VecDeque<Expect>,
+    /// ReadyForQuery messages still due to groups (the requests up to a Sync, or a Query)
+    /// given up when the pipeline grew past `max_pending`: the server's messages up to each
+    /// answer that group and are skipped, so that later answers meet their own requests.
+    skip_ready: u64,
+    /// The client is still sending a group given up: its requests are reported unanswered
+    /// as they come, up to the Sync that ends it.
+    giving_up: bool,
     /// Prepared statements by name ("" is the unnamed one), and the statement of each portal.
     statements: FxHashMap<Box<[u8]>, (Arc<str>, bool)>,
     portals: FxHashMap<Box<[u8]>, (Arc<str>, bool)>,
@@ -151,6 +158,8 @@ impl Conn {
             server: Side::default(),
             session: Arc::new(Session::default()),
             pending: VecDeque::new(),
+            skip_ready: 0,
+            giving_up: false,
             statements: FxHashMap::default(),
             portals: FxHashMap::default(),
             last_ns: i64::MIN,
@@ -356,11 +365,27 @@ impl Conn {
             unanswered(e, self.last_ns, self.gap, out);
             return;
         }
-        if self.pending.len() >= l.max_pending {
-            if let Some(old) = self.pending.pop_front() {
+        if !self.giving_up && self.pending.len() >= l.max_pending {
+            // The oldest group is given up whole: answers are matched by their order within
+            // a group, so dropping one request of it would pair the rest with the wrong
+            // answers (the fourth Execute given the first one's CommandComplete).
+            self.skip_ready += 1;
+            self.giving_up = true;
+            while let Some(old) = self.pending.pop_front() {
+                let ends = ends_group(&old);
                 st.overflowed += 1;
                 unanswered(old, self.last_ns, self.gap, out);
+                if ends {
+                    self.giving_up = false;
+                    break;
+                }
             }
+        }
+        if self.giving_up {
+            self.giving_up = !ends_group(&e);
+            st.overflowed += 1;
+            unanswered(e, self.last_ns, self.gap, out);
+            return;
         }
         self.pending.push_back(e);
     }
@@ -535,6 +560,13 @@ impl Conn {
     }
 
     fn server_message(&mut self, m: Frame<'_>, ts: i64, st: &mut ConnStats, out: &mut Finished) {
+        if self.skip_ready > 0 {
+            // An answer to a group given up (see `push`).
+            if m.kind == b'Z' {
+                self.skip_ready -= 1;
+            }
+            return;
+        }
         self.server.bytes += m.wire_len;
         match m.kind {
             // 'N' goes on in clear: the client sends its StartupMessage next.
@@ -753,6 +785,12 @@ fn finish(
     t.error = err;
     t.end_ns = ts;
     t.resp_bytes += resp_bytes;
+}
+
+/// Whether the server answers `e` with a ReadyForQuery, which ends the group of requests
+/// it belongs to.
+fn ends_group(e: &Expect) -> bool {
+    matches!(e, Expect::Sync | Expect::Query(_) | Expect::Startup)
 }
 
 /// A request reported without its answer.

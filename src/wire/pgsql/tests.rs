@@ -737,3 +737,65 @@ mod fuzz {
         }
     }
 }
+
+/// A pipeline longer than `max_pending` (10 here): answers are matched by their order within
+/// a group (the requests up to a Sync), so the oldest group is given up whole, reported without
+/// answers, and its answers are skipped up to its ReadyForQuery. Every answer reported meets
+/// its own request: `DELETE FROM t<i>` is answered `DELETE <i>`, never another's.
+#[test]
+fn a_pipeline_past_max_pending_gives_up_whole_groups_and_never_mispairs() {
+    let l = Limits {
+        max_pending: 10,
+        ..Limits::default()
+    };
+    let exchange = |groups: &[&[usize]]| {
+        let (mut client, mut server) = (Vec::new(), Vec::new());
+        for group in groups {
+            for i in group.iter() {
+                client.extend(parse("", &format!("DELETE FROM t{i}")));
+                client.extend(bind("", ""));
+                client.extend(execute(""));
+                server.extend(msg(b'1', b""));
+                server.extend(msg(b'2', b""));
+                server.extend(complete(&format!("DELETE {i}")));
+            }
+            client.extend(sync());
+            server.extend(ready());
+        }
+        let (out, st, c) = replay(
+            &[
+                (true, startup("u", "d")),
+                (false, [auth_ok(), ready()].concat()),
+                (true, client),
+                (false, server),
+            ],
+            &l,
+        );
+        assert_eq!(c.pending(), 0);
+        (summaries(&out), st.overflowed)
+    };
+    let answered = |i: usize| format!("DELETE FROM t{i} | DELETE | {i} | - | -");
+    let given_up = |i: usize| format!("DELETE FROM t{i} | DELETE | - | - | response_missing");
+
+    // One group of 19 requests, then one of 4: the first is given up as it is sent.
+    let (s, overflowed) = exchange(&[&[1, 2, 3, 4, 5, 6], &[7]]);
+    let mut want: Vec<String> = (1..=6).map(given_up).collect();
+    want.push(answered(7));
+    assert_eq!((s, overflowed), (want, 19));
+
+    // Groups of 4 requests each: the oldest whole groups are given up, the rest answered.
+    let groups: Vec<Vec<usize>> = (1..=6).map(|i| vec![i]).collect();
+    let refs: Vec<&[usize]> = groups.iter().map(|g| &g[..]).collect();
+    let (s, overflowed) = exchange(&refs);
+    assert_eq!(s.len(), 6, "{s:#?}");
+    let n = s
+        .iter()
+        .take_while(|t| t.ends_with("response_missing"))
+        .count();
+    assert!(n > 0 && n < 6, "{s:#?}");
+    let want: Vec<String> = (1..=6)
+        .map(|i| if i <= n { given_up(i) } else { answered(i) })
+        .collect();
+    assert_eq!(s, want);
+    assert_eq!(overflowed, 4 * n as u64);
+}
