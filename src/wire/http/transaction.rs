@@ -118,9 +118,9 @@ pub struct Conn {
     /// Set when a final response arrived while the request was still being read.
     req_answered: bool,
     pending: std::collections::VecDeque<Box<Transaction>>,
-    /// Responses still due to requests pushed out of a full queue (`max_pending`) and already
-    /// reported: the next responses are theirs, reported alone, so that later ones still meet
-    /// their own requests.
+    /// Responses still due to requests already reported without one (pushed out of a full
+    /// queue, or past `transaction_timeout`): the next responses are theirs, reported alone,
+    /// so that later ones still meet their own requests.
     owed: u64,
     /// The response being read, with its request.
     resp: Option<Box<Transaction>>,
@@ -357,12 +357,14 @@ impl Conn {
                 .is_some_and(|t| t.req_end_ns < deadline_ns)
     }
 
-    /// Requests without a response since before `deadline_ns`.
+    /// Requests without a response since before `deadline_ns`. A server answers requests in
+    /// order (RFC 9112 section 9.3.2), so a response that comes later is theirs (`owed`).
     pub fn expire(&mut self, deadline_ns: i64, out: &mut Finished) {
         while self.expires(deadline_ns) {
             if let Some(mut t) = self.pending.pop_front() {
                 t.missing = Some(Missing::Response);
                 out.push(t);
+                self.owed += 1;
             }
         }
     }

@@ -436,3 +436,49 @@ fn responses_to_requests_pushed_out_of_a_full_queue_do_not_shift_the_others() {
     want.extend((5..=12).map(|n| format!("GET /{n} -> {} None", 200 + n)));
     assert_eq!(s, want);
 }
+
+/// A request reported unanswered at `transaction_timeout` while the next one waits behind it:
+/// its response, when it comes, is reported alone, and the next request meets its own.
+#[test]
+fn a_late_response_to_an_expired_request_is_not_given_to_the_next() {
+    let l = limits();
+    let mut st = ConnStats::default();
+    let mut c = Conn::new();
+    let mut out = Vec::new();
+    c.client_data(
+        b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n",
+        0,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.client_data(
+        b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+        50,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    assert!(c.expires(10));
+    c.expire(10, &mut out);
+    assert!(!c.expires(10), "the second request is not due yet");
+    for (ts, r) in [
+        (
+            90,
+            &b"HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\n\r\n"[..],
+        ),
+        (91, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ] {
+        c.server_data(r, ts, &l, &mut st, &mut out);
+    }
+    c.close(1000, &mut out);
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    assert_eq!(
+        s,
+        [
+            "GET /slow -> 0 Some(Response)",
+            "- - -> 504 Some(Request)",
+            "GET /next -> 200 None",
+        ]
+    );
+}
