@@ -313,7 +313,9 @@ impl Conn {
     }
 
     /// Reports the requests that have waited since before `deadline` as unanswered, with
-    /// what was queued before them.
+    /// what was queued before them. A group's Sync stays queued, so that the group's answers,
+    /// if they come, are reported apart (`request_missing`) rather than given to the next
+    /// group.
     pub fn expire(&mut self, deadline: i64, out: &mut Finished) {
         while let Some(i) = self
             .pending
@@ -324,6 +326,27 @@ impl Conn {
                 unanswered(e, self.last_ns, false, out);
             }
         }
+    }
+
+    /// Gives up the oldest group of requests (up to a Sync, or one Query) for `max_pending`:
+    /// they are reported unanswered and their answers skipped up to the group's
+    /// ReadyForQuery. Answers are matched by their order within a group, so giving up one
+    /// request alone would pair the rest with the wrong answers (the fifth Execute given the
+    /// first one's CommandComplete). Returns how many requests were given up.
+    fn give_up_group(&mut self, out: &mut Finished) -> u64 {
+        self.skip_ready += 1;
+        self.giving_up = true;
+        let mut n = 0;
+        while let Some(old) = self.pending.pop_front() {
+            let ends = ends_group(&old);
+            n += 1;
+            unanswered(old, self.last_ns, self.gap, out);
+            if ends {
+                self.giving_up = false;
+                break;
+            }
+        }
+        n
     }
 
     fn report_pending(&mut self, ts: i64, out: &mut Finished) {
@@ -366,20 +389,7 @@ impl Conn {
             return;
         }
         if !self.giving_up && self.pending.len() >= l.max_pending {
-            // The oldest group is given up whole: answers are matched by their order within
-            // a group, so dropping one request of it would pair the rest with the wrong
-            // answers (the fourth Execute given the first one's CommandComplete).
-            self.skip_ready += 1;
-            self.giving_up = true;
-            while let Some(old) = self.pending.pop_front() {
-                let ends = ends_group(&old);
-                st.overflowed += 1;
-                unanswered(old, self.last_ns, self.gap, out);
-                if ends {
-                    self.giving_up = false;
-                    break;
-                }
-            }
+            st.overflowed += self.give_up_group(out);
         }
         if self.giving_up {
             self.giving_up = !ends_group(&e);

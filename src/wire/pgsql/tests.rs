@@ -799,3 +799,31 @@ fn a_pipeline_past_max_pending_gives_up_whole_groups_and_never_mispairs() {
     assert_eq!(s, want);
     assert_eq!(overflowed, 4 * n as u64);
 }
+
+/// A group of requests reported unanswered at `transaction_timeout` while the next group waits
+/// behind it: its late answer is reported apart (`request_missing`), and the next group meets
+/// its own answers.
+#[test]
+fn late_answers_to_an_expired_group_are_not_given_to_the_next() {
+    let l = Limits::default();
+    let (mut c, mut st, mut out) = (Conn::new(), ConnStats::default(), Vec::new());
+    c.client_data(&startup("u", "d"), 0, &l, &mut st, &mut out);
+    c.server_data(&[auth_ok(), ready()].concat(), 1, &l, &mut st, &mut out);
+    let group = |q: &str| [parse("", q), bind("", ""), execute(""), sync()].concat();
+    c.client_data(&group("DELETE FROM slow"), 1_000, &l, &mut st, &mut out);
+    c.client_data(&group("DELETE FROM next"), 5_000, &l, &mut st, &mut out);
+    c.expire(2_000, &mut out);
+    assert!(!c.expires(2_000), "the second group is not due yet");
+    let answer = |tag: &str| [msg(b'1', b""), msg(b'2', b""), complete(tag), ready()].concat();
+    c.server_data(&answer("DELETE 1"), 9_000, &l, &mut st, &mut out);
+    c.server_data(&answer("DELETE 2"), 9_001, &l, &mut st, &mut out);
+    c.close(10_000, &mut out);
+    assert_eq!(
+        summaries(&out),
+        [
+            "DELETE FROM slow | DELETE | - | - | response_missing",
+            "- | DELETE | 1 | - | request_missing",
+            "DELETE FROM next | DELETE | 2 | - | -",
+        ]
+    );
+}
