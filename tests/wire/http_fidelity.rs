@@ -2,8 +2,9 @@
 //! made by the script beside it) must give exactly the transactions its client sent, tshark
 //! agreeing where it decodes them; slow servers (tests/data/http_slow.pcap: a blocking query
 //! answered after 25 s of silence, as Consul, etcd and long-polling APIs do all day, and a body
-//! trickled over 24 s) are one transaction each, with their latency; and clean live traffic must
-//! count no TCP gap.
+//! trickled over 24 s) are one transaction each, with their latency; clean live traffic must
+//! count no TCP gap; and pipelining deeper than trawl holds never pairs a request with another
+//! one's response.
 
 use crate::support;
 
@@ -408,4 +409,92 @@ fn a_slow_answer_is_one_transaction_with_its_latency() {
     assert_eq!(report["http"]["response"]["body"]["bytes"], 6 * 107);
     let took = seconds(report);
     assert!((24.0..25.0).contains(&took), "the body took 24 s: {took}");
+}
+
+/// A capture written from RFC 9112 section 9.3.2: one connection, 80 requests pipelined (`GET
+/// /1` to `GET /80`), then 80 responses in the same order, each answering `/n` with status
+/// `200 + n`. Past the 64 requests one connection may hold, `trawl pcap` reports the 16 oldest
+/// without a response and their 16 responses alone; each of the other 64 requests is reported
+/// with its own status, never with another request's.
+#[test]
+fn deep_pipelining_never_gives_a_request_another_ones_response() {
+    fn frame(client: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let (src, dst, sport, dport) = if client {
+            ([10, 0, 0, 1], [10, 0, 0, 2], 40000u16, 80u16)
+        } else {
+            ([10, 0, 0, 2], [10, 0, 0, 1], 80, 40000)
+        };
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+        f.extend([0x45, 0]);
+        f.extend((40 + payload.len() as u16).to_be_bytes());
+        f.extend([0, 1, 0x40, 0, 64, 6, 0, 0]);
+        f.extend(src);
+        f.extend(dst);
+        f.extend(sport.to_be_bytes());
+        f.extend(dport.to_be_bytes());
+        f.extend(seq.to_be_bytes());
+        f.extend(ack.to_be_bytes());
+        f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend(payload);
+        f
+    }
+    let (syn, ack, psh, fin) = (0x02, 0x10, 0x08, 0x01);
+    let requests: Vec<u8> = (1..=80)
+        .flat_map(|n| format!("GET /{n} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes())
+        .collect();
+    let responses: Vec<u8> = (1..=80)
+        .flat_map(|n| format!("HTTP/1.1 {} X\r\nContent-Length: 0\r\n\r\n", 200 + n).into_bytes())
+        .collect();
+    let (c0, s0) = (1000u32, 5000u32);
+    let mut frames = vec![
+        frame(true, c0, 0, syn, b""),
+        frame(false, s0, c0 + 1, syn | ack, b""),
+        frame(true, c0 + 1, s0 + 1, ack, b""),
+    ];
+    let (mut cs, mut ss) = (c0 + 1, s0 + 1);
+    for chunk in requests.chunks(1448) {
+        frames.push(frame(true, cs, ss, ack | psh, chunk));
+        cs += chunk.len() as u32;
+    }
+    for chunk in responses.chunks(1448) {
+        frames.push(frame(false, ss, cs, ack | psh, chunk));
+        ss += chunk.len() as u32;
+    }
+    frames.push(frame(true, cs, ss, fin | ack, b""));
+    frames.push(frame(false, ss, cs + 1, fin | ack, b""));
+    frames.push(frame(true, cs + 1, ss + 1, ack, b""));
+    let mut pcap: Vec<u8> = [0xa1b2_c3d4u32.to_le_bytes(), [2, 0, 4, 0]].concat();
+    pcap.extend([0; 8]);
+    pcap.extend(65535u32.to_le_bytes());
+    pcap.extend(1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        pcap.extend(1_700_000_000u32.to_le_bytes());
+        pcap.extend((i as u32 * 100).to_le_bytes());
+        pcap.extend((f.len() as u32).to_le_bytes());
+        pcap.extend((f.len() as u32).to_le_bytes());
+        pcap.extend(f);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipelined.pcap");
+    std::fs::write(&path, pcap).unwrap();
+    let got: Vec<String> = http_events(&path)
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                text(get(e, "url.original")),
+                text(get(e, "http.response.status_code")),
+                text(get(e, "event.reason"))
+            )
+        })
+        .collect();
+    let mut want: Vec<String> = (1..=16)
+        .map(|n| format!("/{n} - response_missing"))
+        .collect();
+    want.extend((1..=16).map(|n| format!("- {} request_missing", 200 + n)));
+    want.extend((17..=80).map(|n| format!("/{n} {} -", 200 + n)));
+    let mut sorted = got.clone();
+    sorted.sort();
+    want.sort();
+    assert_eq!(sorted, want, "as reported: {got:#?}");
 }
