@@ -319,7 +319,7 @@ impl Conn {
             out.push(t);
         } else if matches!(self.server.state, State::Head) && !self.server.buf.is_empty() {
             // The gap cut a response head: that response is lost, its request answered
-            // (already reported when it was pushed out of a full queue).
+            // (already reported, when one is `owed`).
             if self.owed > 0 {
                 self.owed -= 1;
             } else if let Some(mut t) = self.pending.pop_front() {
@@ -621,12 +621,16 @@ fn consume_responses(
                         // Interim (100 Continue): the final response follows.
                         continue;
                     }
+                    // The response of a request already reported (`owed`) is reported alone.
                     let owed = *p.owed > 0;
-                    *p.owed = p.owed.saturating_sub(1);
-                    let next = if owed { None } else { p.pending.pop_front() };
+                    let next = if owed {
+                        *p.owed -= 1;
+                        None
+                    } else {
+                        p.pending.pop_front()
+                    };
                     let mut t = match next {
                         Some(t) => t,
-                        // The response of a request pushed out of the full queue.
                         None if owed => Box::new(Transaction {
                             missing: Some(Missing::Request),
                             ..Default::default()
