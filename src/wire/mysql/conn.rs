@@ -126,6 +126,10 @@ struct Pending {
     answer: Answer,
     /// The text of a statement being prepared (kept by id once the server gives one).
     prepare_text: Option<(Arc<str>, bool)>,
+    /// The command was already reported unanswered (the queue overflowed, or it waited past
+    /// the transaction timeout): its place is kept so that its answer, read by the command's
+    /// shape, is reported alone and not given to the next command.
+    reported: bool,
 }
 
 #[derive(Debug)]
@@ -141,6 +145,8 @@ pub struct Conn {
     /// The refused login is reported: start and bytes of the handshake.
     login_start: Option<i64>,
     pending: VecDeque<Pending>,
+    /// How many of the oldest `pending` are `reported` (they are always at the front).
+    reported: usize,
     statements: FxHashMap<u32, (Arc<str>, bool)>,
     /// The last statement prepared (MariaDB runs statement id 0xffffffff as it).
     last_prepared: Option<u32>,
@@ -164,6 +170,7 @@ impl Conn {
             login_seen: false,
             login_start: None,
             pending: VecDeque::new(),
+            reported: 0,
             statements: FxHashMap::default(),
             last_prepared: None,
             last_ns: i64::MIN,
@@ -174,9 +181,10 @@ impl Conn {
         &self.session
     }
 
-    /// Commands waiting for an answer (bounded by `max_pending`).
-    pub fn pending(&self) -> usize {
-        self.pending.len()
+    /// Commands waiting for an answer (bounded by `max_pending`), and the places kept for
+    /// answers to commands already reported (bounded by `max_pending` too).
+    pub fn pending(&self) -> (usize, usize) {
+        (self.pending.len() - self.reported, self.reported)
     }
 
     /// Bytes buffered for incomplete packets, both directions.
@@ -296,30 +304,52 @@ impl Conn {
         self.server.framer = Framer::default();
     }
 
-    /// Whether a command has waited since before `deadline`.
+    /// Whether a command not yet reported has waited since before `deadline`.
     pub fn expires(&self, deadline: i64) -> bool {
         self.pending
-            .front()
+            .get(self.reported)
             .is_some_and(|p| p.tx.start_ns < deadline)
     }
 
-    /// Reports the commands that have waited since before `deadline` as unanswered.
-    pub fn expire(&mut self, deadline: i64, out: &mut Finished) {
-        while self
-            .pending
-            .front()
-            .is_some_and(|p| p.tx.start_ns < deadline)
-        {
-            if let Some(p) = self.pending.pop_front() {
-                unanswered(p.tx, self.last_ns, false, out);
-            }
+    /// Reports the commands that have waited since before `deadline` as unanswered. Their
+    /// places stay: a server answers in order, so a late answer is theirs, not the next's.
+    pub fn expire(&mut self, deadline: i64, l: &Limits, out: &mut Finished) {
+        while self.expires(deadline) {
+            self.report_oldest(l, out);
         }
+    }
+
+    /// The oldest command not yet reported is reported unanswered and its place kept for its
+    /// answer. Past `max_pending` places kept, the answers can no longer be followed: what
+    /// waits is reported, the server's side is no longer read and every command from then on
+    /// is reported as it comes (a capture of the client's side only ends up here).
+    fn report_oldest(&mut self, l: &Limits, out: &mut Finished) {
+        if self.reported >= l.max_pending {
+            self.report_pending(self.last_ns, false, out);
+            self.server.state = SideState::Done;
+            self.server.framer = Framer::default();
+            return;
+        }
+        let Some(p) = self.pending.get_mut(self.reported) else {
+            return;
+        };
+        let mut alone = Transaction::new(self.session.clone(), p.tx.command, i64::MIN);
+        alone.missing = Some(Missing::Request);
+        alone.schema = p.tx.schema.clone();
+        alone.statement_id = p.tx.statement_id;
+        let tx = std::mem::replace(&mut p.tx, Box::new(alone));
+        p.reported = true;
+        self.reported += 1;
+        unanswered(tx, self.last_ns, false, out);
     }
 
     fn report_pending(&mut self, ts: i64, gap: bool, out: &mut Finished) {
         for p in self.pending.drain(..) {
-            unanswered(p.tx, ts, gap, out);
+            if !p.reported {
+                unanswered(p.tx, ts, gap, out);
+            }
         }
+        self.reported = 0;
         // A login whose answer was not seen is not reported: only refusals are.
         self.login_start = None;
     }
@@ -342,6 +372,7 @@ impl Conn {
         self.client.framer = Framer::default();
         self.server.framer = Framer::default();
         self.pending.clear();
+        self.reported = 0;
     }
 
     /// The statement text as reported: redacted (unless configured otherwise) and capped.
@@ -462,6 +493,7 @@ impl Conn {
                 tx,
                 answer,
                 prepare_text,
+                reported: false,
             },
             l,
             st,
@@ -513,10 +545,11 @@ impl Conn {
             unanswered(p.tx, self.last_ns, false, out);
             return;
         }
-        if self.pending.len() >= l.max_pending {
-            if let Some(old) = self.pending.pop_front() {
-                st.overflowed += 1;
-                unanswered(old.tx, self.last_ns, false, out);
+        if self.pending.len() - self.reported >= l.max_pending {
+            st.overflowed += 1;
+            self.report_oldest(l, out);
+            if self.server.state == SideState::Done {
+                return unanswered(p.tx, self.last_ns, false, out);
             }
         }
         self.pending.push_back(p);
@@ -561,7 +594,14 @@ impl Conn {
                 tx,
                 answer: Answer::First,
                 prepare_text: None,
+                reported: false,
             });
+        }
+        if let Some(f) = self.pending.front_mut() {
+            if f.reported && f.tx.start_ns == i64::MIN {
+                // An answer reported alone starts with its first packet.
+                f.tx.start_ns = ts;
+            }
         }
         // A prepare answer that may still have had an EOF hands the packet on when it was
         // not one.

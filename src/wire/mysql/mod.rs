@@ -188,7 +188,8 @@ impl analyzer::Session for MysqlSession {
     }
 
     fn expire(&mut self, deadline_ns: i64, out: &mut Sink<Transaction>) {
-        self.conn.expire(deadline_ns, &mut out.transactions);
+        self.conn
+            .expire(deadline_ns, &self.limits, &mut out.transactions);
     }
 
     fn expires(&self, deadline_ns: i64) -> bool {

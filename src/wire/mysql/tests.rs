@@ -130,14 +130,17 @@ fn result_set(rows: usize, more: bool) -> Vec<u8> {
 
 /// Replays (client?, bytes) chunks 1 ms apart, then closes.
 fn replay(chunks: &[(bool, Vec<u8>)]) -> (Finished, ConnStats, Conn) {
+    replay_with(chunks, &Limits::default())
+}
+
+fn replay_with(chunks: &[(bool, Vec<u8>)], l: &Limits) -> (Finished, ConnStats, Conn) {
     let (mut c, mut st, mut out) = (Conn::new(), ConnStats::default(), Vec::new());
-    let l = Limits::default();
     for (i, (client, data)) in chunks.iter().enumerate() {
         let ts = 1_000_000 * (i as i64 + 1);
         if *client {
-            c.client_data(data, ts, &l, &mut st, &mut out);
+            c.client_data(data, ts, l, &mut st, &mut out);
         } else {
-            c.server_data(data, ts, &l, &mut st, &mut out);
+            c.server_data(data, ts, l, &mut st, &mut out);
         }
     }
     c.close(1 << 40, &mut out);
@@ -634,11 +637,193 @@ fn fuzz_never_panics_and_stays_bounded() {
                 (_, false) => c.server_data(&d, ts, &l, &mut st, &mut out),
             }
             assert!(c.buffered() <= 2 * (256 + 4), "case {case}");
-            assert!(c.pending() <= l.max_pending);
+            let (waiting, kept) = c.pending();
+            assert!(waiting <= l.max_pending && kept <= l.max_pending);
         }
         c.close(1 << 40, &mut out);
         for t in &out {
             let _ = fields(t);
         }
     }
+}
+
+/// A COM_STMT_PREPARE answer: statement id, columns, parameters, then the definitions with
+/// classic EOFs after each block.
+fn prepare_answer(id: u32, columns: u16, params: u16) -> Vec<u8> {
+    let mut b = vec![0];
+    b.extend_from_slice(&id.to_le_bytes());
+    b.extend_from_slice(&columns.to_le_bytes());
+    b.extend_from_slice(&params.to_le_bytes());
+    b.extend_from_slice(&[0, 0, 0]);
+    let mut v = pkt(1, &b);
+    let mut seq = 2;
+    for (n, name) in [(params, "?"), (columns, "name")] {
+        if n > 0 {
+            for _ in 0..n {
+                v.extend(column(seq, name));
+                seq += 1;
+            }
+            v.extend(eof(seq, 2));
+            seq += 1;
+        }
+    }
+    v
+}
+
+/// A server answers commands in order, so once the queue is full and the oldest command is
+/// reported unanswered, the next answer is still that command's: read by its shape (a result
+/// set, a prepare's definitions, a field list) and reported alone, never given to the next.
+#[test]
+fn answers_to_commands_pushed_out_of_a_full_queue_are_not_given_to_the_others() {
+    let mut chunks = handshake();
+    let commands = [
+        command(3, b"SELECT 1"),
+        command(3, b"INSERT INTO t VALUES (1), (2)"),
+        command(0x16, b"SELECT name FROM t WHERE id = ?"),
+        command(0x04, b"t\0"),
+        command(0x0e, b""),
+        command(3, b"SELECT a FROM t"),
+        command(3, b"DELETE FROM t WHERE id < 8"),
+        command(3, b"SELECT b FROM t"),
+        command(3, b"UPDATE t SET a = 9"),
+        command(3, b"SELECT nosuch FROM t"),
+    ];
+    let mut field_list = column(1, "name");
+    field_list.extend(eof(2, 2));
+    let answers = [
+        result_set(1, false),
+        ok(1, 2, 2),
+        prepare_answer(5, 1, 1),
+        field_list,
+        ok(1, 0, 2),
+        result_set(3, false),
+        ok(1, 7, 2),
+        result_set(2, false),
+        ok(1, 9, 2),
+        err(1, 1054, "42S22", "Unknown column"),
+    ];
+    chunks.extend(commands.into_iter().map(|c| (true, c)));
+    chunks.extend(answers.into_iter().map(|a| (false, a)));
+    let mut exec = 5u32.to_le_bytes().to_vec();
+    exec.extend_from_slice(&[0, 1, 0, 0, 0, 0, 1, 3, 0, 7, 0, 0, 0]);
+    chunks.push((true, command(0x17, &exec)));
+    chunks.push((false, result_set(4, false)));
+    let l = Limits {
+        max_pending: 6,
+        ..Limits::default()
+    };
+    let (out, st, c) = replay_with(&chunks, &l);
+    assert_eq!(st.parse_errors, 0);
+    assert_eq!(st.overflowed, 4);
+    assert_eq!(c.pending(), (0, 0));
+    let got: Vec<String> = out.iter().map(summary).collect();
+    let text = "SELECT name FROM t WHERE id = ?";
+    assert_eq!(
+        got,
+        vec![
+            // The four oldest, reported unanswered as the seventh to tenth come.
+            "query | SELECT ? | SELECT | - | - | - | response_missing".to_owned(),
+            "query | INSERT INTO t VALUES (?), (?) | INSERT | - | - | - | response_missing".into(),
+            format!("stmt_prepare | {text} | PREPARE | - | - | - | response_missing"),
+            "field_list | - | FIELD LIST | - | - | - | response_missing".into(),
+            // Their answers, alone and in order.
+            "query | - | - | 1 | - | - | request_missing".into(),
+            "query | - | - | - | 2 | - | request_missing".into(),
+            "stmt_prepare | - | PREPARE | - | - | - | request_missing".into(),
+            "field_list | - | FIELD LIST | - | - | - | request_missing".into(),
+            // The six still waiting get their own.
+            "ping | - | PING | - | 0 | - | -".into(),
+            "query | SELECT a FROM t | SELECT | 3 | - | - | -".into(),
+            "query | DELETE FROM t WHERE id < ? | DELETE | - | 7 | - | -".into(),
+            "query | SELECT b FROM t | SELECT | 2 | - | - | -".into(),
+            "query | UPDATE t SET a = ? | UPDATE | - | 9 | - | -".into(),
+            "query | SELECT nosuch FROM t | SELECT | - | - | 1054 | -".into(),
+            // The prepare answered alone still gave its statement an id to run by.
+            format!("stmt_execute | {text} | SELECT | 4 | - | - | -"),
+        ]
+    );
+    // An answer alone lasts from its first packet to its last.
+    let alone = &out[4];
+    assert!(alone.start_ns > 0 && alone.end_ns == alone.start_ns);
+    assert_eq!(out[6].statement_id, Some(5));
+    assert_eq!(out[6].prepared, Some((1, 1)));
+}
+
+/// A command answered after the transaction timeout was reported unanswered; its late answer
+/// is reported alone and the command sent after it meets its own.
+#[test]
+fn a_late_answer_to_an_expired_command_is_not_given_to_the_next() {
+    let l = Limits::default();
+    let (mut c, mut st, mut out) = (Conn::new(), ConnStats::default(), Vec::new());
+    let ms = 1_000_000;
+    for (i, (client, data)) in handshake().iter().enumerate() {
+        match client {
+            true => c.client_data(data, i as i64 * ms, &l, &mut st, &mut out),
+            false => c.server_data(data, i as i64 * ms, &l, &mut st, &mut out),
+        }
+    }
+    c.client_data(
+        &command(3, b"SELECT sleep(900)"),
+        10 * ms,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    assert!(c.expires(20 * ms));
+    c.expire(20 * ms, &l, &mut out);
+    assert!(
+        !c.expires(i64::MAX),
+        "a command reported waits for no deadline"
+    );
+    c.client_data(
+        &command(3, b"DELETE FROM t"),
+        30 * ms,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.server_data(&result_set(1, false), 40 * ms, &l, &mut st, &mut out);
+    c.server_data(&ok(1, 5, 2), 50 * ms, &l, &mut st, &mut out);
+    c.close(60 * ms, &mut out);
+    let got: Vec<String> = out.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        vec![
+            "query | SELECT sleep(?) | SELECT | - | - | - | response_missing",
+            "query | - | - | 1 | - | - | request_missing",
+            "query | DELETE FROM t | DELETE | - | 5 | - | -",
+        ]
+    );
+    assert_eq!((out[1].start_ns, out[1].end_ns), (40 * ms, 40 * ms));
+    assert_eq!((out[2].start_ns, out[2].end_ns), (30 * ms, 50 * ms));
+}
+
+/// A capture with only the client's side: every command is reported once, unanswered, and
+/// what the connection holds stays bounded however many come.
+#[test]
+fn commands_never_answered_are_each_reported_once_and_the_queue_stays_bounded() {
+    let l = Limits {
+        max_pending: 4,
+        ..Limits::default()
+    };
+    let (mut c, mut st, mut out) = (Conn::new(), ConnStats::default(), Vec::new());
+    for i in 0..50i64 {
+        let q = format!("SELECT c{i} FROM t");
+        c.client_data(&command(3, q.as_bytes()), i, &l, &mut st, &mut out);
+        let (waiting, kept) = c.pending();
+        assert!(waiting <= 4 && kept <= 4, "{waiting} waiting, {kept} kept");
+    }
+    c.close(100, &mut out);
+    let got: Vec<String> = out
+        .iter()
+        .filter_map(|t| t.statement.as_deref().map(String::from))
+        .collect();
+    let want: Vec<String> = (0..50).map(|i| format!("SELECT c{i} FROM t")).collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(sorted, want_sorted, "each command once");
+    assert_eq!(out.len(), 50);
+    assert!(out.iter().all(|t| t.missing == Some(Missing::Response)));
 }

@@ -204,6 +204,9 @@ impl Conn {
         let Some(p) = self.pending.pop_front() else {
             return;
         };
+        if p.reported {
+            self.reported -= 1;
+        }
         let t = *p.tx;
         if t.error.is_none() {
             match t.command {
