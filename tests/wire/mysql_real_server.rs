@@ -6,6 +6,8 @@
 //! (`pcap_file`). Every command in the server's general log is one trawl transaction, tshark's
 //! own MySQL dissector agrees on commands and errors, the live capture reports what the file
 //! does, and `/metrics` and the service map (`/api/graph/data`) have the MySQL series and edge.
+//! A second server takes 1,500 pipelined queries (tests/data/mysql/pipeline.py) on one
+//! connection: each keeps its own answer past the decoder's queue bound.
 
 use crate::support;
 
@@ -576,4 +578,100 @@ fn every_command_the_server_logged_is_one_transaction_and_tshark_agrees() {
         graph.contains("\"detail__protocol\":\"mysql\""),
         "no mysql edge in {graph}"
     );
+}
+
+/// A client pipelining 1,500 queries on one connection of a real MariaDB, which answers them
+/// in order: past the 1,024 commands trawl keeps waiting, the oldest are reported unanswered and
+/// their answers alone, and every other query meets its own answer. Query i selects from
+/// `seq_1_to_R` (R = i % 97 + 1), so an answer given to another query shows in its rows.
+#[test]
+fn pipelined_queries_past_the_queue_bound_each_keep_their_own_answer() {
+    const QUERIES: usize = 1500;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let dir = tmp.path().join("server");
+    let port = free_port();
+    let server = start_mariadb(&dir, port);
+    root_sql(
+        &dir,
+        &format!(
+            "CREATE USER 'shop'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('{PASSWORD}'); CREATE DATABASE shop; GRANT ALL ON shop.* TO 'shop'@'%'"
+        ),
+    )
+    .unwrap();
+    let pcap = tmp.path().join("pipeline.pcap");
+    let mut cap = Dumpcap::on_lo(&pcap, &format!("tcp port {port}"));
+    std::thread::sleep(Duration::from_millis(500));
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mysql/pipeline.py");
+    let run = Command::new("python3")
+        .arg(&client)
+        .args(["127.0.0.1", &port.to_string(), PASSWORD])
+        .arg(QUERIES.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "pipelining client: {}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    cap.stop();
+    drop(server);
+
+    let stdout = support::pcap_read::events_of(
+        &pcap,
+        &format!("protocols: {{ mysql: {{ ports: [{port}] }} }}"),
+        tmp.path(),
+    );
+    let events: Vec<J> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &J| e["event"]["dataset"] == "mysql" && e["mysql"]["command"] == "query")
+        // PyMySQL's own set-up (SET NAMES) comes first, answered before the batch.
+        .filter(|e: &J| {
+            let s = e["db"]["statement"].as_str().unwrap_or("");
+            let ours = s.is_empty() || s.contains("seq_1_to_");
+            assert!(ours || e["event"]["reason"].is_null(), "{e}");
+            ours
+        })
+        .collect();
+    let rows_of = |statement: &str| -> u64 {
+        let r = statement.rsplit("seq_1_to_").next().unwrap_or("");
+        r.parse()
+            .unwrap_or_else(|_| panic!("no row count in {statement:?}"))
+    };
+    // In the order trawl reported them: the unanswered (as the queue overflowed), the answers
+    // alone (in the order the server sent them), the paired.
+    let (mut unanswered, mut alone, mut paired) = (Vec::new(), Vec::new(), Vec::new());
+    for e in &events {
+        match e["event"]["reason"].as_str() {
+            Some("response_missing") => {
+                unanswered.push(rows_of(e["db"]["statement"].as_str().unwrap()))
+            }
+            Some("request_missing") => alone.push(e["mysql"]["rows"].as_u64().unwrap()),
+            None => {
+                let want = rows_of(e["db"]["statement"].as_str().unwrap());
+                assert_eq!(e["mysql"]["rows"].as_u64(), Some(want), "{e}");
+                paired.push(want);
+            }
+            Some(other) => panic!("unexpected reason {other}: {e}"),
+        }
+    }
+    assert!(
+        !unanswered.is_empty(),
+        "the capture never had more than 1,024 queries waiting: nothing was tested"
+    );
+    assert_eq!(
+        alone, unanswered,
+        "each late answer is its own query's, in order"
+    );
+    assert_eq!(unanswered.len() + paired.len(), QUERIES);
+    let all: Vec<u64> = unanswered.iter().chain(&paired).copied().collect();
+    let sent: Vec<u64> = (0..QUERIES as u64).map(|i| i % 97 + 1).collect();
+    assert_eq!(all, sent, "every query once, in the order it was sent");
 }
