@@ -74,6 +74,75 @@ impl Drop for Server {
     }
 }
 
+/// A throwaway cluster in `tmp` on a free loopback port, with a database `shop` and the
+/// postgres user's password `PASSWORD`: (the cluster, its port, its log).
+fn start_cluster(tmp: &Path) -> (Server, u16, PathBuf) {
+    let data = tmp.join("data");
+    let pwfile = tmp.join("pw");
+    std::fs::write(&pwfile, PASSWORD).unwrap();
+    std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let d = data.to_string_lossy().into_owned();
+    run_ok(
+        as_postgres(
+            &pg_bin("initdb"),
+            &[
+                "-D",
+                &d,
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                &format!("--pwfile={}", pwfile.display()),
+            ],
+        ),
+        "initdb",
+    );
+    let port = free_port();
+    let log = tmp.join("server.log");
+    let sock = tmp.to_string_lossy().into_owned();
+    let opts = format!(
+        "-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c log_statement=all -c log_min_error_statement=error -c ssl=off"
+    );
+    let server = Server { data: data.clone() };
+    run_ok(
+        as_postgres(
+            &pg_bin("pg_ctl"),
+            &[
+                "-D",
+                &d,
+                "-l",
+                &log.to_string_lossy(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        ),
+        "pg_ctl start",
+    );
+    run_ok(
+        as_postgres(
+            Path::new("psql"),
+            &[
+                "-X",
+                "-q",
+                "-h",
+                &sock,
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "-c",
+                "CREATE DATABASE shop",
+            ],
+        ),
+        "create database",
+    );
+    (server, port, log)
+}
+
 /// The live trawl, stopped with SIGTERM so that it writes what it holds; killed when dropped.
 struct LiveTrawl(Child);
 
@@ -249,69 +318,7 @@ fn every_statement_the_server_logged_is_one_transaction_and_tshark_agrees() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    let data = tmp.path().join("data");
-    let pwfile = tmp.path().join("pw");
-    std::fs::write(&pwfile, PASSWORD).unwrap();
-    std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let d = data.to_string_lossy().into_owned();
-    run_ok(
-        as_postgres(
-            &pg_bin("initdb"),
-            &[
-                "-D",
-                &d,
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                &format!("--pwfile={}", pwfile.display()),
-            ],
-        ),
-        "initdb",
-    );
-    let port = free_port();
-    let log = tmp.path().join("server.log");
-    let sock = tmp.path().to_string_lossy().into_owned();
-    let opts = format!(
-        "-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c log_statement=all -c log_min_error_statement=error -c ssl=off"
-    );
-    let server = Server { data: data.clone() };
-    run_ok(
-        as_postgres(
-            &pg_bin("pg_ctl"),
-            &[
-                "-D",
-                &d,
-                "-l",
-                &log.to_string_lossy(),
-                "-o",
-                &opts,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        ),
-        "pg_ctl start",
-    );
-    run_ok(
-        as_postgres(
-            Path::new("psql"),
-            &[
-                "-X",
-                "-q",
-                "-h",
-                &sock,
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-c",
-                "CREATE DATABASE shop",
-            ],
-        ),
-        "create database",
-    );
+    let (server, port, log) = start_cluster(tmp.path());
     let setup_len = std::fs::read_to_string(&log).unwrap().len();
 
     let pcap = tmp.path().join("pg.pcap");
@@ -491,4 +498,66 @@ fn every_statement_the_server_logged_is_one_transaction_and_tshark_agrees() {
         got.entry(client).or_default().push(entry);
     }
     assert_eq!(got, want, "trawl, then tshark");
+}
+
+/// A client pipelining 1,500 simple queries on one connection of a real PostgreSQL, which
+/// answers them in order: past the 1,024 requests trawl keeps waiting, the oldest are given up
+/// (reported unanswered, their answers skipped to their ReadyForQuery), and every other query
+/// meets its own answer. Query i selects from table `rR` of R rows (R = i % 97 + 1), so an
+/// answer given to another query shows in its row count.
+#[test]
+fn pipelined_queries_past_the_queue_bound_each_keep_their_own_answer() {
+    const QUERIES: usize = 1500;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let (server, port, _) = start_cluster(tmp.path());
+    let pcap = tmp.path().join("pipeline.pcap");
+    let mut cap = Dumpcap::on_lo(&pcap, &format!("tcp port {port}"));
+    std::thread::sleep(Duration::from_millis(500));
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pgsql/pipeline.py");
+    let mut run = Command::new("python3");
+    run.arg(&client)
+        .args(["127.0.0.1", &port.to_string(), PASSWORD])
+        .arg(QUERIES.to_string());
+    run_ok(run, "pipelining client");
+    std::thread::sleep(Duration::from_millis(500));
+    cap.stop();
+    drop(server);
+
+    let stdout = support::pcap_read::events_of(
+        &pcap,
+        &format!("protocols: {{ pgsql: {{ ports: [{port}] }} }}"),
+        tmp.path(),
+    );
+    let rows_of = |statement: &str| -> Option<u64> {
+        statement.strip_prefix("SELECT n FROM r")?.parse().ok()
+    };
+    let (mut unanswered, mut paired) = (Vec::new(), Vec::new());
+    for e in pgsql_events(&stdout) {
+        let Some(want) = e["db"]["statement"].as_str().and_then(rows_of) else {
+            // The set-up (CREATE TABLE ...) before the batch, answered one by one.
+            assert!(e["event"]["reason"].is_null(), "{e}");
+            continue;
+        };
+        match e["event"]["reason"].as_str() {
+            Some("response_missing") => unanswered.push(want),
+            None => {
+                assert_eq!(e["pgsql"]["rows"].as_u64(), Some(want), "{e}");
+                paired.push(want);
+            }
+            Some(other) => panic!("unexpected reason {other}: {e}"),
+        }
+    }
+    assert!(
+        !unanswered.is_empty(),
+        "the capture never had more than 1,024 queries waiting: nothing was tested"
+    );
+    assert_eq!(unanswered.len() + paired.len(), QUERIES);
+    let all: Vec<u64> = unanswered.iter().chain(&paired).copied().collect();
+    let sent: Vec<u64> = (0..QUERIES as u64).map(|i| i % 97 + 1).collect();
+    assert_eq!(all, sent, "every query once, in the order it was sent");
 }
