@@ -2,10 +2,13 @@
 //! parser on the server's, and the FIFO of requests waiting for their response (pipelining).
 //! Every request and every response ends up in exactly one `Transaction`, matched or not.
 
+mod owed;
+
 use super::parser::{
     self, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync, Version,
 };
 use crate::wire::doh;
+use owed::{Asked, Owed};
 
 /// Why a transaction is reported without one of its halves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +124,7 @@ pub struct Conn {
     /// Responses still due to requests already reported without one (pushed out of a full
     /// queue, or past `transaction_timeout`): the next responses are theirs, reported alone,
     /// so that later ones still meet their own requests.
-    owed: u64,
+    owed: Owed,
     /// The response being read, with its request.
     resp: Option<Box<Transaction>>,
     pub last_ns: i64,
@@ -195,7 +198,7 @@ impl Conn {
             req: None,
             req_answered: false,
             pending: Default::default(),
-            owed: 0,
+            owed: Owed::default(),
             resp: None,
             last_ns: 0,
         }
@@ -320,8 +323,7 @@ impl Conn {
         } else if matches!(self.server.state, State::Head) && !self.server.buf.is_empty() {
             // The gap cut a response head: that response is lost, its request answered
             // (already reported, when one is `owed`).
-            if self.owed > 0 {
-                self.owed -= 1;
+            if self.owed.pop().is_some() {
             } else if let Some(mut t) = self.pending.pop_front() {
                 t.gap = true;
                 t.missing = Some(Missing::Response);
@@ -363,8 +365,8 @@ impl Conn {
         while self.expires(deadline_ns) {
             if let Some(mut t) = self.pending.pop_front() {
                 t.missing = Some(Missing::Response);
+                self.owed.push(Asked::of(t.request.as_ref()));
                 out.push(t);
-                self.owed += 1;
             }
         }
     }
@@ -416,12 +418,12 @@ struct ReqParts<'a> {
     req: &'a mut Option<Box<Transaction>>,
     answered: &'a mut bool,
     pending: &'a mut std::collections::VecDeque<Box<Transaction>>,
-    owed: &'a mut u64,
+    owed: &'a mut Owed,
 }
 
 struct RespParts<'a> {
     pending: &'a mut std::collections::VecDeque<Box<Transaction>>,
-    owed: &'a mut u64,
+    owed: &'a mut Owed,
     resp: &'a mut Option<Box<Transaction>>,
     req: &'a mut Option<Box<Transaction>>,
     req_answered: &'a mut bool,
@@ -565,8 +567,8 @@ fn consume_requests(
                         if p.pending.len() >= l.max_pending {
                             if let Some(mut old) = p.pending.pop_front() {
                                 old.missing = Some(Missing::Response);
+                                p.owed.push(Asked::of(old.request.as_ref()));
                                 out.push(old);
-                                *p.owed += 1;
                             }
                         }
                         p.pending.push_back(t);
@@ -622,16 +624,14 @@ fn consume_responses(
                         continue;
                     }
                     // The response of a request already reported (`owed`) is reported alone.
-                    let owed = *p.owed > 0;
-                    let next = if owed {
-                        *p.owed -= 1;
-                        None
-                    } else {
-                        p.pending.pop_front()
+                    let owed = p.owed.pop();
+                    let next = match owed {
+                        Some(_) => None,
+                        None => p.pending.pop_front(),
                     };
                     let mut t = match next {
                         Some(t) => t,
-                        None if owed => Box::new(Transaction {
+                        None if owed.is_some() => Box::new(Transaction {
                             missing: Some(Missing::Request),
                             ..Default::default()
                         }),
@@ -647,14 +647,14 @@ fn consume_responses(
                             }),
                         },
                     };
-                    let method = t.request.as_ref().map(|r| r.method.as_str()).unwrap_or("");
-                    let tunnel = method == "CONNECT" && (200..300).contains(&status);
+                    let asked = owed.unwrap_or_else(|| Asked::of(t.request.as_ref()));
+                    let tunnel = asked == Asked::Connect && (200..300).contains(&status);
                     let upgraded = status == 101;
                     let framing = if head.version == Version::V09 {
                         Framing::UntilClose
                     } else if upgraded
                         || tunnel
-                        || method == "HEAD"
+                        || asked == Asked::Head
                         || status == 204
                         || status == 304
                     {
@@ -765,12 +765,11 @@ fn response_head(p: &RespParts<'_>, data: &[u8], opts: &HeadOptions<'_>) -> Stat
 
 /// Whether the next response answers an HTTP/0.9 request.
 fn answers_simple_request(p: &RespParts<'_>) -> bool {
-    *p.owed == 0
-        && p.pending
-            .front()
-            .or(p.req.as_ref())
-            .and_then(|t| t.request.as_ref())
-            .is_some_and(|r| r.version == Version::V09)
+    let asked = p.owed.front().unwrap_or_else(|| {
+        let next = p.pending.front().or(p.req.as_ref());
+        Asked::of(next.and_then(|t| t.request.as_ref()))
+    });
+    asked == Asked::Simple
 }
 
 /// The state after the first bytes inside a CONNECT tunnel: HTTP goes on being parsed,

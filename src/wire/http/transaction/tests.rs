@@ -482,3 +482,75 @@ fn a_late_response_to_an_expired_request_is_not_given_to_the_next() {
         ]
     );
 }
+
+/// What a request asked still frames its response once the request was reported: a response
+/// to HEAD carries a Content-Length but no body (RFC 9110 section 9.3.2), so read as a GET's,
+/// it would swallow the responses after it.
+#[test]
+fn a_response_owed_to_a_head_request_is_read_without_a_body() {
+    let method = |n: usize| if n % 2 == 1 { "HEAD" } else { "GET" };
+    let requests: Vec<Vec<u8>> = (1..=12)
+        .map(|n| format!("{} /{n} HTTP/1.1\r\nHost: h\r\n\r\n", method(n)).into_bytes())
+        .collect();
+    let responses: Vec<Vec<u8>> = (1..=12)
+        .map(|n| {
+            let body = if method(n) == "HEAD" {
+                String::new()
+            } else {
+                "b".repeat(500)
+            };
+            format!(
+                "HTTP/1.1 {} X\r\nContent-Length: 500\r\n\r\n{body}",
+                200 + n
+            )
+            .into_bytes()
+        })
+        .collect();
+    let client: Vec<&[u8]> = requests.iter().map(|r| &r[..]).collect();
+    let server: Vec<&[u8]> = responses.iter().map(|r| &r[..]).collect();
+    let s: Vec<String> = run(&client, &server).iter().map(|t| summary(t)).collect();
+    let mut want: Vec<String> = (1..=4)
+        .map(|n| format!("{} /{n} -> 0 Some(Response)", method(n)))
+        .collect();
+    want.extend((1..=4).map(|n| format!("- - -> {} Some(Request)", 200 + n)));
+    want.extend((5..=12).map(|n| format!("{} /{n} -> {} None", method(n), 200 + n)));
+    assert_eq!(s, want);
+
+    // A HEAD past `transaction_timeout`, then a GET: the late answer to HEAD has no body.
+    let l = limits();
+    let mut st = ConnStats::default();
+    let mut c = Conn::new();
+    let mut out = Vec::new();
+    for (ts, r) in [
+        (0, &b"HEAD /big HTTP/1.1\r\nHost: h\r\n\r\n"[..]),
+        (50, b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n"),
+    ] {
+        c.client_data(r, ts, &l, &mut st, &mut out);
+    }
+    c.expire(10, &mut out);
+    c.server_data(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9000\r\n\r\n",
+        90,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.server_data(
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
+        91,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.close(1000, &mut out);
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    assert_eq!(
+        s,
+        [
+            "HEAD /big -> 0 Some(Response)",
+            "- - -> 200 Some(Request)",
+            "GET /next -> 404 None"
+        ]
+    );
+    assert_eq!(out[2].resp_body_bytes, 2);
+}
