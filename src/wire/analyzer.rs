@@ -313,6 +313,12 @@ pub trait Transaction: Send + 'static {
         None
     }
 
+    /// An answer whose request was reported (unanswered) and counted before: reported, but
+    /// not counted again in the metrics and the service map.
+    fn counted_before(&self) -> bool {
+        false
+    }
+
     /// Counts the transaction in the RED metrics and the service map. Overridden only by a
     /// protocol that keeps series of its own (HTTP's paths and status classes).
     fn observe(&self, conn: &Conn, map: &ServiceMap) {
@@ -574,7 +580,7 @@ impl<S: Session> Running<S> {
                     tx: &t,
                 },
             );
-            if let Some(map) = emit.map {
+            if let Some(map) = emit.map.filter(|_| !t.counted_before()) {
                 t.observe(emit.conn, map);
             }
             if let Some(dns) = t.carried_dns() {
@@ -670,9 +676,14 @@ mod tests {
         end: i64,
         asked: usize,
         answered: Option<usize>,
+        /// An answer to a request reported before (`LATE`).
+        late: bool,
     }
 
     impl Transaction for EchoTx {
+        fn counted_before(&self) -> bool {
+            self.late
+        }
         fn record(&self) -> Record<'_> {
             Record {
                 start_ns: self.start,
@@ -707,6 +718,14 @@ mod tests {
                     end: ts,
                     asked,
                     answered: Some(bytes.len()),
+                    late: false,
+                }),
+                (Side::Server, None) if bytes.starts_with(b"LATE") => out.push(EchoTx {
+                    start: ts,
+                    end: ts,
+                    asked: 0,
+                    answered: Some(bytes.len()),
+                    late: true,
                 }),
                 (Side::Server, None) => out.malformed(),
             }
@@ -725,6 +744,7 @@ mod tests {
                     end: start,
                     asked,
                     answered: None,
+                    late: false,
                 });
             }
         }
@@ -768,9 +788,11 @@ mod tests {
         s.data(Side::Server, b"unasked", 4_000_000, &mut emit);
         s.data(Side::Client, b"ECHO lost", 5_000_000, &mut emit);
         s.close(9_000_000, &mut emit);
+        // The lost one's answer, late: an event, but its request was counted already.
+        s.data(Side::Server, b"LATE lost", 9_500_000, &mut emit);
         assert_eq!(stats.parse_errors.load(Ordering::Relaxed), 1);
         let events = out.events();
-        assert_eq!(events.len(), 2);
+        assert_eq!(events.len(), 3);
         let get = |i: usize, k: &str| events[i].get(k).cloned();
         assert_eq!(get(0, "event.outcome"), Some(Value::from("success")));
         assert_eq!(get(0, "event.duration"), Some(Value::Int(2_000_000)));

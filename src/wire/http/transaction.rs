@@ -54,6 +54,9 @@ pub struct Transaction {
     /// Some bytes of this transaction were never captured.
     pub gap: bool,
     pub missing: Option<Missing>,
+    /// The response to a request already reported without one (`owed`): the request was
+    /// counted in the metrics then, so this one is not.
+    pub late: bool,
 }
 
 /// Transactions ready to be reported. Each is boxed from its first byte to its event: a few
@@ -633,6 +636,7 @@ fn consume_responses(
                         Some(t) => t,
                         None if owed.is_some() => Box::new(Transaction {
                             missing: Some(Missing::Request),
+                            late: true,
                             ..Default::default()
                         }),
                         None => match p.req.as_ref() {

@@ -335,6 +335,7 @@ impl Conn {
         };
         let mut alone = Transaction::new(self.session.clone(), p.tx.command, i64::MIN);
         alone.missing = Some(Missing::Request);
+        alone.late = true;
         alone.schema = p.tx.schema.clone();
         alone.statement_id = p.tx.statement_id;
         let tx = std::mem::replace(&mut p.tx, Box::new(alone));

@@ -745,6 +745,12 @@ fn answers_to_commands_pushed_out_of_a_full_queue_are_not_given_to_the_others() 
     // An answer alone lasts from its first packet to its last.
     let alone = &out[4];
     assert!(alone.start_ns > 0 && alone.end_ns == alone.start_ns);
+    // Counted in the metrics with their commands, not again.
+    let late: Vec<bool> = out.iter().map(|t| t.late).collect();
+    assert_eq!(
+        late,
+        [vec![false; 4], vec![true; 4], vec![false; 7]].concat()
+    );
     assert_eq!(out[6].statement_id, Some(5));
     assert_eq!(out[6].prepared, Some((1, 1)));
 }

@@ -180,6 +180,9 @@ pub struct Transaction {
     pub resp_bytes: u64,
     pub missing: Option<Missing>,
     pub gap: bool,
+    /// The answer to a command already reported without one: the command was counted in the
+    /// metrics then, so this one is not.
+    pub late: bool,
 }
 
 impl Transaction {
@@ -209,6 +212,7 @@ impl Transaction {
             resp_bytes: 0,
             missing: None,
             gap: false,
+            late: false,
         }
     }
 
@@ -237,6 +241,10 @@ impl Transaction {
 }
 
 impl analyzer::Transaction for Transaction {
+    fn counted_before(&self) -> bool {
+        self.late
+    }
+
     fn record(&self) -> Record<'_> {
         Record {
             start_ns: self.start_ns,

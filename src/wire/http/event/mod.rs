@@ -121,6 +121,10 @@ impl HttpTx {
 }
 
 impl analyzer::Transaction for HttpTx {
+    fn counted_before(&self) -> bool {
+        self.t.late
+    }
+
     fn carried_dns(&self) -> Option<crate::wire::doh::Carried> {
         let t = &self.t;
         t.doh

@@ -553,4 +553,6 @@ fn a_response_owed_to_a_head_request_is_read_without_a_body() {
         ]
     );
     assert_eq!(out[2].resp_body_bytes, 2);
+    let late: Vec<bool> = out.iter().map(|t| t.late).collect();
+    assert_eq!(late, [false, true, false], "counted in the metrics once");
 }
