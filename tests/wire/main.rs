@@ -28,6 +28,7 @@ mod ip_fragments_live;
 mod ip_fragments_tunnel;
 mod live_capture;
 mod live_node;
+mod live_node_nat;
 mod live_node_pcapng;
 mod mysql_real_server;
 mod pcap_cli;

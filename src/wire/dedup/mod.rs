@@ -9,7 +9,10 @@
 //! exact table (no slot shared by two packets) bounded in size. When the capture tells
 //! interfaces apart, a repeat on the interface that saw the packet first is a new packet (a
 //! retransmission with the same bytes, as IPv6 sends them), not a copy; on `any` and in files
-//! every repeat within the window is a copy.
+//! every repeat within the window is a copy. `nat`: the same conversation seen before and after
+//! address translation (a Service's ClusterIP and the pod behind it).
+
+mod nat;
 
 use super::decode::Packet;
 use super::flows::{tunnel_scope, KeyBy};
@@ -42,6 +45,7 @@ pub struct Dedup {
     /// the tunnel under `key_by_tunnel`: two tenants' packets are never each other's copies, and
     /// a packet seen plain and tunnelled is two (it would be two flows' packet).
     key_by: KeyBy,
+    nat: nat::NatViews,
 }
 
 impl Dedup {
@@ -54,6 +58,7 @@ impl Dedup {
             dropped: 0,
             forgotten: 0,
             key_by,
+            nat: nat::NatViews::default(),
         }
     }
 
@@ -104,7 +109,17 @@ impl Dedup {
             }
         }
         self.order.push_back((ts_ns, fp));
+        // Not a copy as it is: maybe one translated (its own count, in `dropped` as well).
+        if self.nat.is_copy(p, ts_ns, interface, self.window_ns) {
+            self.dropped += 1;
+            return true;
+        }
         false
+    }
+
+    /// Packets dropped as part of a conversation seen through address translation.
+    pub fn translated(&self) -> u64 {
+        self.nat.dropped
     }
 
     /// Forgets fingerprints remembered before `before`.
