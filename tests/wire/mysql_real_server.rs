@@ -112,6 +112,23 @@ fn start_mariadb(dir: &Path, port: u16) -> KillOnDrop {
     server
 }
 
+/// A throwaway MariaDB under `tmp` (opened to the mysql user) with a database `shop` and its
+/// user `shop` (password `PASSWORD`): (the server, its folder, its port).
+fn shop_server(tmp: &Path) -> (KillOnDrop, std::path::PathBuf, u16) {
+    std::fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let dir = tmp.join("server");
+    let port = free_port();
+    let server = start_mariadb(&dir, port);
+    root_sql(
+        &dir,
+        &format!(
+            "CREATE USER 'shop'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('{PASSWORD}'); CREATE DATABASE shop; GRANT ALL ON shop.* TO 'shop'@'%'"
+        ),
+    )
+    .unwrap();
+    (server, dir, port)
+}
+
 /// Runs SQL as root over the unix socket (not captured).
 fn root_sql(dir: &Path, q: &str) -> Result<String, String> {
     let out = Command::new("mariadb")
@@ -206,21 +223,7 @@ fn redact(s: &str) -> String {
 #[test]
 fn every_command_the_server_logged_is_one_transaction_and_tshark_agrees() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let dir = tmp.path().join("server");
-    let port = free_port();
-    let server = start_mariadb(&dir, port);
-    root_sql(
-        &dir,
-        &format!(
-            "CREATE USER 'shop'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('{PASSWORD}'); CREATE DATABASE shop; GRANT ALL ON shop.* TO 'shop'@'%'"
-        ),
-    )
-    .unwrap();
+    let (server, dir, port) = shop_server(tmp.path());
     let log_path = dir.join("general.log");
     let setup_len = std::fs::read_to_string(&log_path).unwrap().len();
     let csv = tmp.path().join("items.csv");
@@ -588,21 +591,7 @@ fn every_command_the_server_logged_is_one_transaction_and_tshark_agrees() {
 fn pipelined_queries_past_the_queue_bound_each_keep_their_own_answer() {
     const QUERIES: usize = 1500;
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let dir = tmp.path().join("server");
-    let port = free_port();
-    let server = start_mariadb(&dir, port);
-    root_sql(
-        &dir,
-        &format!(
-            "CREATE USER 'shop'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('{PASSWORD}'); CREATE DATABASE shop; GRANT ALL ON shop.* TO 'shop'@'%'"
-        ),
-    )
-    .unwrap();
+    let (server, _, port) = shop_server(tmp.path());
     let pcap = tmp.path().join("pipeline.pcap");
     let mut cap = Dumpcap::on_lo(&pcap, &format!("tcp port {port}"));
     std::thread::sleep(Duration::from_millis(500));

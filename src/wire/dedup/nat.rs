@@ -228,31 +228,17 @@ mod tests {
 
     const WINDOW: i64 = 100_000_000;
 
-    #[allow(clippy::too_many_arguments)]
-    fn seg(
-        src: [u8; 4],
-        sport: u16,
-        dst: [u8; 4],
-        dport: u16,
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        data: &[u8],
-    ) -> Vec<u8> {
-        eth_tcp(src, sport, dst, dport, seq, ack, flags, data)
-    }
-
     /// A pod (10.0.0.5) calls a Service (10.96.0.10:80) that kube-proxy translates to a pod
     /// (10.0.0.9:8080): the caller's veth (interface 1) sees the ClusterIP, the callee's
     /// (interface 2) the pod, for the request and the reply; the view seen first is kept.
     #[test]
     fn a_connection_seen_before_and_after_dnat_is_kept_once() {
         let (pod, svc, backend) = ([10, 0, 0, 5], [10, 96, 0, 10], [10, 0, 0, 9]);
-        let syn = seg(pod, 40000, svc, 80, 100, 0, 0x02, b"");
-        let syn_dnat = seg(pod, 40000, backend, 8080, 100, 0, 0x02, b"");
-        let synack_backend = seg(backend, 8080, pod, 40000, 900, 101, 0x12, b"");
-        let synack = seg(svc, 80, pod, 40000, 900, 101, 0x12, b"");
-        let get = seg(
+        let syn = eth_tcp(pod, 40000, svc, 80, 100, 0, 0x02, b"");
+        let syn_dnat = eth_tcp(pod, 40000, backend, 8080, 100, 0, 0x02, b"");
+        let synack_backend = eth_tcp(backend, 8080, pod, 40000, 900, 101, 0x12, b"");
+        let synack = eth_tcp(svc, 80, pod, 40000, 900, 101, 0x12, b"");
+        let get = eth_tcp(
             pod,
             40000,
             svc,
@@ -262,7 +248,7 @@ mod tests {
             0x18,
             b"GET / HTTP/1.1\r\n\r\n",
         );
-        let get_dnat = seg(
+        let get_dnat = eth_tcp(
             pod,
             40000,
             backend,
@@ -302,7 +288,7 @@ mod tests {
         assert_eq!(n.dropped, 3);
 
         // Later, the same ports to the backend directly: a new connection, not a view.
-        let again = seg(pod, 40000, backend, 8080, 5000, 0, 0x02, b"");
+        let again = eth_tcp(pod, 40000, backend, 8080, 5000, 0, 0x02, b"");
         let p = decode(linktype::ETHERNET, &again).unwrap();
         assert!(!n.is_copy(&p, 10 * WINDOW, Some(2), WINDOW));
     }
@@ -315,7 +301,7 @@ mod tests {
     fn unrelated_conversations_are_never_views_of_each_other() {
         let client = [10, 0, 0, 5];
         let mut n = NatViews::default();
-        let a = seg(
+        let a = eth_tcp(
             client,
             40000,
             [10, 0, 0, 9],
@@ -325,7 +311,7 @@ mod tests {
             0x18,
             b"GET /a HTTP/1.1\r\n\r\n",
         );
-        let b = seg(
+        let b = eth_tcp(
             client,
             40001,
             [10, 0, 0, 9],
@@ -335,7 +321,7 @@ mod tests {
             0x18,
             b"GET /a HTTP/1.1\r\n\r\n",
         );
-        let c = seg(
+        let c = eth_tcp(
             client,
             40000,
             [10, 0, 0, 7],
