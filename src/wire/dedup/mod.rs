@@ -109,17 +109,12 @@ impl Dedup {
             }
         }
         self.order.push_back((ts_ns, fp));
-        // Not a copy as it is: maybe one translated (its own count, in `dropped` as well).
+        // Not a copy as it is: maybe one translated (counted in `dropped` too).
         if self.nat.is_copy(p, ts_ns, interface, self.window_ns) {
             self.dropped += 1;
             return true;
         }
         false
-    }
-
-    /// Packets dropped as part of a conversation seen through address translation.
-    pub fn translated(&self) -> u64 {
-        self.nat.dropped
     }
 
     /// Forgets fingerprints remembered before `before`.

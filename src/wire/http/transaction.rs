@@ -326,11 +326,12 @@ impl Conn {
         } else if matches!(self.server.state, State::Head) && !self.server.buf.is_empty() {
             // The gap cut a response head: that response is lost, its request answered
             // (already reported, when one is `owed`).
-            if self.owed.pop().is_some() {
-            } else if let Some(mut t) = self.pending.pop_front() {
-                t.gap = true;
-                t.missing = Some(Missing::Response);
-                out.push(t);
+            if self.owed.pop().is_none() {
+                if let Some(mut t) = self.pending.pop_front() {
+                    t.gap = true;
+                    t.missing = Some(Missing::Response);
+                    out.push(t);
+                }
             }
         } else if let Some(t) = self.pending.front_mut() {
             // The lost bytes may have held this request's response.
