@@ -241,6 +241,52 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
+/// `trawl run` with `inputs` (the YAML under `inputs:`), stdout output and `/metrics` on a
+/// port the OS picks; returns once its log has said `ready` and where `/metrics` is served:
+/// the process, its events (stdout lines) and the metrics address.
+fn run_with_metrics(
+    dir: &std::path::Path,
+    inputs: &str,
+    ready: &str,
+) -> (KillOnDrop, mpsc::Receiver<String>, String) {
+    let pipeline = dir.join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "inputs:\n{inputs}outputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
+            dir.display()
+        ),
+    )
+    .expect("write pipeline");
+    let mut trawl = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["--log-format", "json", "run", "-c"])
+            .arg(&pipeline)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("trawl"),
+    );
+    let log = lines(trawl.0.stderr.take().expect("stderr"), "trawl");
+    let events = lines(trawl.0.stdout.take().expect("stdout"), "");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut is_ready, mut metrics) = (false, None::<String>);
+    while !(is_ready && metrics.is_some()) {
+        let line = log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("trawl did not log {ready:?} and its /metrics address"));
+        is_ready |= line.contains(ready);
+        if line.contains("serving /metrics") {
+            let v: J = serde_json::from_str(&line).expect("JSON log");
+            metrics = v["address"]
+                .as_str()
+                .or(v["fields"]["address"].as_str())
+                .map(str::to_owned);
+        }
+    }
+    (trawl, events, metrics.unwrap_or_default())
+}
+
 /// Clean traffic, each connection closed by FIN both ways: no gap counted (the ACK of a FIN
 /// is not a missing byte), none tagged. Before the fix this counted one gap per connection.
 #[test]
@@ -280,42 +326,11 @@ fn clean_live_connections_count_no_gap() {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {banner:?}"));
-    let pipeline = dir.path().join("p.yaml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "inputs:\n  web:\n    type: http\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {port}\" }}\n    ports: [{port}]\noutputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
-            dir.path().display()
-        ),
-    )
-    .expect("write pipeline");
-    let mut trawl = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(["--log-format", "json", "run", "-c"])
-            .arg(&pipeline)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("trawl"),
+    let (_trawl, events, metrics) = run_with_metrics(
+        dir.path(),
+        &format!("  web:\n    type: http\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {port}\" }}\n    ports: [{port}]\n"),
+        "capturing",
     );
-    let log = lines(trawl.0.stderr.take().expect("stderr"), "trawl");
-    let events = lines(trawl.0.stdout.take().expect("stdout"), "");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut capturing, mut metrics) = (false, None::<String>);
-    while !(capturing && metrics.is_some()) {
-        let line = log
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("trawl did not start capturing on lo");
-        capturing |= line.contains("capturing");
-        if line.contains("serving /metrics") {
-            let v: J = serde_json::from_str(&line).expect("JSON log");
-            metrics = v["address"]
-                .as_str()
-                .or(v["fields"]["address"].as_str())
-                .map(str::to_owned);
-        }
-    }
-    let metrics = metrics.unwrap_or_default();
     let n = 40;
     let addr = format!("127.0.0.1:{port}");
     for i in 0..n {
@@ -409,6 +424,70 @@ fn a_slow_answer_is_one_transaction_with_its_latency() {
     assert_eq!(report["http"]["response"]["body"]["bytes"], 6 * 107);
     let took = seconds(report);
     assert!((24.0..25.0).contains(&took), "the body took 24 s: {took}");
+}
+
+/// A long poll answered after `transaction_timeout` (here 10 s; the capture's blocking query
+/// waits 25 s) is reported unanswered when the timeout passes, and its answer apart when it
+/// comes: two events, one request. The RED metrics count what the client asked: 3 requests
+/// (one `none`, one 200, one 204), never the late answer's 200 as a fourth.
+#[test]
+fn an_answer_after_the_timeout_is_not_a_second_request_in_the_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // trawl exits when its every input has ended: a file input keeps it (and /metrics) up.
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "").expect("write the log");
+    let inputs = format!(
+        "  wire:\n    type: pcap_file\n    path: {}\n    protocols:\n      http: {{ transaction_timeout: 10s }}\n  logs: {{ type: file, paths: [{}] }}\n",
+        slow_capture().display(),
+        log.display()
+    );
+    let (_trawl, events, metrics) = run_with_metrics(dir.path(), &inputs, "capture file done");
+    let mut http = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.len() < 4 {
+        let line = events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("4 HTTP events expected, got {http:#?}"));
+        let e: J = serde_json::from_str(&line).expect("JSON event");
+        if !e["http"].is_null() {
+            http.push(e);
+        }
+    }
+    let reasons: Vec<String> = http.iter().map(|e| text(&e["event"]["reason"])).collect();
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "response_missing").count(),
+        1,
+        "{http:#?}"
+    );
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "request_missing").count(),
+        1,
+        "{http:#?}"
+    );
+    let page = http_get(&metrics, "/metrics");
+    let requests: Vec<(&str, f64)> = page
+        .lines()
+        .filter(|l| l.starts_with("trawl_http_requests_total{"))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series, value.parse().ok()?))
+        })
+        .collect();
+    let count = |code: &str| -> f64 {
+        requests
+            .iter()
+            .filter(|(s, _)| s.contains(&format!("status_code=\"{code}\"")))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(
+        requests.iter().map(|(_, v)| v).sum::<f64>(),
+        3.0,
+        "{requests:#?}"
+    );
+    assert_eq!(count("none"), 1.0, "{requests:#?}");
+    assert_eq!(count("200"), 1.0, "{requests:#?}");
+    assert_eq!(count("204"), 1.0, "{requests:#?}");
 }
 
 /// A capture written from RFC 9112 section 9.3.2: one connection, 80 requests pipelined (`GET

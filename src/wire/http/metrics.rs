@@ -305,7 +305,7 @@ impl ServiceMap {
                 resolver: None,
             }),
         }
-        registry.register(Arc::new(MapCollector(Arc::downgrade(&map))));
+        registry.register(Arc::new(MapCollector(map.clone())));
         let m = Arc::downgrade(&map);
         endpoints.add(
             "/api/graph",
@@ -596,7 +596,10 @@ impl ServiceMap {
     }
 }
 
-struct MapCollector(Weak<ServiceMap>);
+/// Holds the map for as long as the pipeline's registry lives: the packet inputs come and go
+/// (a `pcap_file` input ends with its file, a reload replaces an input), and the totals they
+/// counted must stay on `/metrics` and in the graph rather than vanish with the last of them.
+struct MapCollector(Arc<ServiceMap>);
 
 impl Collector for MapCollector {
     fn shared(&self) -> bool {
@@ -604,9 +607,7 @@ impl Collector for MapCollector {
     }
 
     fn render(&self, out: &mut String) {
-        if let Some(m) = self.0.upgrade() {
-            m.render(out);
-        }
+        self.0.render(out);
     }
 }
 
