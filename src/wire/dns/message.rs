@@ -46,6 +46,8 @@ pub struct Message {
     pub counts: [u16; 3],
     /// The EDNS `DO` bit (in the OPT record of the additional section).
     pub dnssec_ok: bool,
+    /// The upper 8 bits of the response code, from the OPT record (RFC 6891 section 6.1.3).
+    pub extended_rcode: u8,
     /// A record past the question did not decode: the records before it are kept (a corrupt
     /// additional section does not hide the answers), the rest of the message is not read.
     pub damaged: Option<Malformed>,
@@ -58,8 +60,10 @@ impl Message {
     pub fn opcode(&self) -> u8 {
         ((self.flags >> 11) & 0xf) as u8
     }
-    pub fn rcode(&self) -> u8 {
-        (self.flags & 0xf) as u8
+    /// The response code: the header's 4 bits under the OPT record's 8 (`BADVERS` is 16,
+    /// a header code of 0 with an extended code of 1).
+    pub fn rcode(&self) -> u16 {
+        (u16::from(self.extended_rcode) << 4) | (self.flags & 0xf)
     }
 
     /// `dns.header_flags`: the flag bits set, ECS's names.
@@ -265,6 +269,7 @@ pub fn parse(msg: &[u8]) -> Result<Message, Malformed> {
         answers: Vec::new(),
         counts,
         dnssec_ok: false,
+        extended_rcode: 0,
         damaged: None,
     };
     m.damaged = records(&mut r, &mut m).err();
@@ -285,6 +290,7 @@ fn records(r: &mut Reader<'_>, m: &mut Message) -> Result<(), Malformed> {
             if section == 2 && rtype == 41 {
                 // OPT: the TTL field holds the extended rcode, version and the DO bit.
                 m.dnssec_ok = ttl & 0x8000 != 0;
+                m.extended_rcode = (ttl >> 24) as u8;
             }
             // An UPDATE's first section is its prerequisites (RFC 2136 2.4: records of class
             // ANY or NONE with empty data, legal there), no answers.
@@ -495,7 +501,7 @@ pub fn class_name(c: u16) -> std::borrow::Cow<'static, str> {
 }
 
 /// Response code name (`NOERROR`, `NXDOMAIN`...).
-pub fn rcode_name(r: u8) -> &'static str {
+pub fn rcode_name(r: u16) -> &'static str {
     match r {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -508,6 +514,16 @@ pub fn rcode_name(r: u8) -> &'static str {
         8 => "NXRRSET",
         9 => "NOTAUTH",
         10 => "NOTZONE",
+        11 => "DSOTYPENI",
+        // 16 is BADSIG in a TSIG record, but only OPT's extended code reaches here.
+        16 => "BADVERS",
+        17 => "BADKEY",
+        18 => "BADTIME",
+        19 => "BADMODE",
+        20 => "BADNAME",
+        21 => "BADALG",
+        22 => "BADTRUNC",
+        23 => "BADCOOKIE",
         _ => "RCODE_OTHER",
     }
 }
@@ -557,6 +573,29 @@ mod tests {
         assert_eq!(m.answers[1].name, "web.example.com");
         assert_eq!(m.answers[1].data, "192.0.2.7");
         assert_eq!(m.answers[1].ttl, 256);
+    }
+
+    /// RFC 6891 section 6.1.3: the OPT record's TTL carries the upper 8 bits of the response
+    /// code. BADVERS (16) is a header code of 0 under an extended code of 1; BADCOOKIE (23,
+    /// RFC 7873) is 7 under 1. Without OPT the header's 4 bits are the whole code.
+    #[test]
+    fn the_opt_record_extends_the_response_code() {
+        let with_opt = |header_rcode: u8, extended: u8| {
+            let mut m = vec![0xab, 0xcd, 0x81, 0x80 | header_rcode, 0, 1, 0, 0, 0, 0, 0, 1];
+            m.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+            // OPT: root name, type 41, class (UDP size) 1232, TTL = ext rcode, version 0, DO.
+            m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, extended, 0, 0x80, 0, 0, 0]);
+            parse(&m).unwrap()
+        };
+        let badvers = with_opt(0, 1);
+        assert_eq!(badvers.rcode(), 16);
+        assert_eq!(rcode_name(badvers.rcode()), "BADVERS");
+        assert!(badvers.dnssec_ok);
+        let cookie = with_opt(7, 1);
+        assert_eq!(rcode_name(cookie.rcode()), "BADCOOKIE");
+        let plain = with_opt(3, 0);
+        assert_eq!(rcode_name(plain.rcode()), "NXDOMAIN");
+        assert_eq!(parse(&response()).unwrap().rcode(), 0);
     }
 
     #[test]

@@ -74,7 +74,10 @@ pub struct RequestHead {
     pub host: Option<CompactString>,
     pub user_agent: Option<CompactString>,
     pub content_length: Option<u64>,
+    /// Chunked is the final transfer coding: the body is read chunk by chunk.
     pub chunked: bool,
+    /// A Transfer-Encoding was given (it overrides Content-Length, RFC 9112 section 6.3).
+    pub transfer_coded: bool,
     pub expect_continue: bool,
     pub content_type: Option<CompactString>,
     pub real_ip: Option<String>,
@@ -90,7 +93,11 @@ pub struct ResponseHead {
     /// 0 for an HTTP/0.9 response, which has no status line.
     pub status: u16,
     pub content_length: Option<u64>,
+    /// Chunked is the final transfer coding: the body is read chunk by chunk.
     pub chunked: bool,
+    /// A Transfer-Encoding was given: without chunked last, the body ends with the
+    /// connection (RFC 9112 section 6.3, rule 4), whatever Content-Length says.
+    pub transfer_coded: bool,
     pub content_type: Option<CompactString>,
     pub close: bool,
     pub headers: Headers,
@@ -216,6 +223,15 @@ fn name_is(name: &str, lower: &'static str) -> bool {
     (0..last).step_by(8).all(same) && same(last)
 }
 
+/// The last transfer coding a Transfer-Encoding value lists (its parameters left out), `None`
+/// for an empty list. Header lines add up to one list (RFC 9110 section 5.3), so the last
+/// line's last coding is the message's final one.
+fn final_coding(v: &[u8]) -> Option<&[u8]> {
+    v.split(|&b| b == b',')
+        .map(|t| t.split(|&b| b == b';').next().unwrap_or(t).trim_ascii())
+        .rfind(|t| !t.is_empty())
+}
+
 fn has_token(v: &[u8], token: &str) -> bool {
     v.split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
@@ -307,7 +323,10 @@ fn request_headers(
         } else if name_is(name, "content-length") {
             head.content_length = parse_length(h.value);
         } else if name_is(name, "transfer-encoding") {
-            head.chunked = has_token(h.value, "chunked");
+            if let Some(last) = final_coding(h.value) {
+                head.transfer_coded = true;
+                head.chunked = last.eq_ignore_ascii_case(b"chunked");
+            }
         } else if name_is(name, "expect") {
             head.expect_continue = has_token(h.value, "100-continue");
         } else if name_is(name, "content-type") {
@@ -326,6 +345,33 @@ fn request_headers(
                 .push((name.to_ascii_lowercase(), value_text(h.value, plain).into()));
         }
     }
+    // A request whose body length cannot be read: RFC 9112 section 6.3 has the server
+    // answer 400 and close.
+    if head.transfer_coded && !head.chunked && !head.anomalies.contains(&anomaly::INVALID_REQUEST)
+    {
+        head.anomalies.push(anomaly::INVALID_REQUEST);
+    }
+    // RFC 9112 section 3.2.2: a target in absolute form (a request to a proxy) names the
+    // host, and the Host header is to be ignored then.
+    if let Some(authority) = target_authority(&head.target) {
+        head.host = Some(authority.into());
+    }
+}
+
+/// The host and port of an absolute-form target (`http://user@Host:8080/path`: `Host:8080`,
+/// the user information left out), or `None` for any other form or an empty authority.
+fn target_authority(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
+    let mut chars = scheme.chars();
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty()).then_some(host)
 }
 
 /// Longest request line read by the lenient parser.
@@ -450,7 +496,10 @@ fn parse_lenient_request(buf: &[u8], opts: &HeadOptions<'_>) -> Status<RequestHe
             }
         }
     };
-    if anomalies.is_empty() && version != Version::V09 {
+    if anomalies.is_empty()
+        && version != Version::V09
+        && !head.anomalies.contains(&anomaly::INVALID_REQUEST)
+    {
         // httparse refused it for a reason not named above (a control byte in the target...).
         anomalies.push(anomaly::INVALID_REQUEST);
     }
@@ -541,7 +590,10 @@ pub fn parse_response(buf: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead
         if name_is(name, "content-length") {
             head.content_length = parse_length(h.value);
         } else if name_is(name, "transfer-encoding") {
-            head.chunked = has_token(h.value, "chunked");
+            if let Some(last) = final_coding(h.value) {
+                head.transfer_coded = true;
+                head.chunked = last.eq_ignore_ascii_case(b"chunked");
+            }
         } else if name_is(name, "content-type") {
             head.content_type = Some(value_text(h.value, plain));
         } else if name_is(name, "connection") {

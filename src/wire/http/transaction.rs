@@ -512,6 +512,10 @@ fn consume_requests(
                         at += n;
                         let framing = if head.chunked {
                             Framing::Chunked
+                        } else if head.transfer_coded {
+                            // No length can be read (the parser flagged it): the server
+                            // answers 400 and closes, RFC 9112 section 6.3.
+                            Framing::Length(0)
                         } else {
                             Framing::Length(head.content_length.unwrap_or(0))
                         };
@@ -666,6 +670,8 @@ fn consume_responses(
                         Framing::None
                     } else if head.chunked {
                         Framing::Chunked
+                    } else if head.transfer_coded {
+                        Framing::UntilClose
                     } else if let Some(n) = head.content_length {
                         Framing::Length(n)
                     } else {

@@ -556,3 +556,78 @@ fn a_response_owed_to_a_head_request_is_read_without_a_body() {
     let late: Vec<bool> = out.iter().map(|t| t.late).collect();
     assert_eq!(late, [false, true, false], "counted in the metrics once");
 }
+
+/// RFC 9112 section 6.3: a Transfer-Encoding overrides Content-Length, and a response whose
+/// final coding is not chunked is read until the server closes (rule 4); header lines make one
+/// list, so the last line's last coding is the final one.
+#[test]
+fn a_response_is_chunked_only_when_chunked_is_its_final_coding() {
+    // `chunked, gzip`: the body is everything until the close, chunk-like lines included.
+    let body = b"5\r\nhello\r\n0\r\n\r\nworld";
+    let resp = [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"[..],
+        body,
+    ]
+    .concat();
+    let out = run(&[b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"], &[&resp]);
+    assert_eq!(out.len(), 1, "{:?}", out.iter().map(|t| summary(t)).collect::<Vec<_>>());
+    assert_eq!(out[0].resp_body_bytes, body.len() as u64);
+
+    // A coding other than chunked beside a Content-Length: the length is not the body's.
+    let out = run(
+        &[b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n"],
+        &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\n", b"0123456789"],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].resp_body_bytes, 10);
+
+    // Two lines, `gzip` then `chunked`: chunked is final, and the next response follows.
+    let out = run(
+        &[b"GET /c HTTP/1.1\r\nHost: h\r\n\r\nGET /d HTTP/1.1\r\nHost: h\r\n\r\n"],
+        &[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked;x=1\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        ],
+    );
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    assert_eq!(s, vec!["GET /c -> 200 None", "GET /d -> 404 None"]);
+    assert_eq!(out[0].resp_body_bytes, 3);
+}
+
+/// A request whose final coding is not chunked has no length a server can read: RFC 9112
+/// section 6.3 has it answered 400 and the connection closed. It is reported, flagged, and
+/// its Content-Length is not taken for a body.
+#[test]
+fn a_request_with_an_unreadable_transfer_coding_is_flagged() {
+    let out = run(
+        &[b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked, br\r\nContent-Length: 4\r\n\r\n"],
+        &[b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"],
+    );
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    assert_eq!(s, vec!["POST /up -> 400 None"]);
+    let req = out[0].request.as_ref().expect("request");
+    assert_eq!(req.anomalies, vec![super::parser::anomaly::INVALID_REQUEST]);
+    assert_eq!(out[0].req_body_bytes, 0);
+}
+
+/// RFC 9112 section 3.2.2: a request to a proxy names its host in the target, and a Host
+/// header that says otherwise is ignored; user information is never taken for the host.
+#[test]
+fn an_absolute_form_target_names_the_host() {
+    let out = run(
+        &[
+            b"GET http://Other.Example:8081/abs?q=1 HTTP/1.1\r\nHost: ignored.example\r\n\r\n",
+            b"GET https://user:secret@api.example/x HTTP/1.0\r\n\r\n",
+            b"GET /origin HTTP/1.1\r\nHost: origin.example\r\n\r\n",
+        ],
+        &[b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
+    );
+    let hosts: Vec<Option<&str>> = out
+        .iter()
+        .map(|t| t.request.as_ref().and_then(|r| r.host.as_deref()))
+        .collect();
+    assert_eq!(
+        hosts,
+        vec![Some("Other.Example:8081"), Some("api.example"), Some("origin.example")]
+    );
+}
