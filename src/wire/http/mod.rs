@@ -319,7 +319,7 @@ impl Session for HttpSession {
         }
         let mut cst = ConnStats::default();
         match side {
-            Side::Client => self.conn.client_gap(len, &mut cst),
+            Side::Client => self.conn.client_gap(len, &mut cst, &mut self.txs),
             Side::Server => self.conn.server_gap(len, &mut cst, &mut self.txs),
         }
         self.hand_on(cst, out);

@@ -130,6 +130,10 @@ pub struct Conn {
     owed: Owed,
     /// The response being read, with its request.
     resp: Option<Box<Transaction>>,
+    /// A response that ended while its request's body was still being sent (an early 401,
+    /// 413 or `return` of nginx): held until that body ends, so that the transaction counts
+    /// the whole upload, not what had come when the server answered.
+    early: Option<Box<Transaction>>,
     pub last_ns: i64,
 }
 
@@ -203,6 +207,7 @@ impl Conn {
             pending: Default::default(),
             owed: Owed::default(),
             resp: None,
+            early: None,
             last_ns: 0,
         }
     }
@@ -234,6 +239,8 @@ impl Conn {
                         answered: &mut self.req_answered,
                         pending: &mut self.pending,
                         owed: &mut self.owed,
+                        resp: &mut self.resp,
+                        early: &mut self.early,
                     },
                     side,
                     bytes,
@@ -265,6 +272,7 @@ impl Conn {
             req: &mut self.req,
             req_answered: &mut self.req_answered,
             client_state: &mut self.client.state,
+            early: &mut self.early,
         };
         if with_buffer(
             &mut self.server,
@@ -278,7 +286,7 @@ impl Conn {
     }
 
     /// Bytes the client sent that were never captured.
-    pub fn client_gap(&mut self, n: u32, st: &mut ConnStats) {
+    pub fn client_gap(&mut self, n: u32, st: &mut ConnStats, out: &mut Finished) {
         st.gaps += 1;
         if let State::Body(b) = &mut self.client.state {
             if b.skip(n as u64) {
@@ -294,7 +302,9 @@ impl Conn {
         }
         // The request in progress cannot be finished: hand it on as it is.
         if let Some(t) = self.req.take() {
-            if !self.req_answered {
+            if self.req_answered {
+                answered_request_ended(t, &mut self.early, &mut self.resp, out);
+            } else {
                 self.pending.push_back(t);
             }
         }
@@ -348,24 +358,46 @@ impl Conn {
             if b.done {
                 self.server.state = State::Head;
                 if let Some(t) = self.resp.take() {
-                    out.push(t);
+                    response_ended(t, self.req_answered, &self.req, &mut self.early, out);
                 }
             }
         }
     }
 
-    /// Whether `expire` has a request to report.
+    /// Whether `expire` has a request to report, or a response held for a request body that
+    /// stopped coming.
     pub fn expires(&self, deadline_ns: i64) -> bool {
-        self.resp.is_none()
+        let waiting = self.resp.is_none()
             && self
                 .pending
                 .front()
-                .is_some_and(|t| t.req_end_ns < deadline_ns)
+                .is_some_and(|t| t.req_end_ns < deadline_ns);
+        waiting || self.early_expires(deadline_ns)
+    }
+
+    fn early_expires(&self, deadline_ns: i64) -> bool {
+        self.early.is_some()
+            && self
+                .req
+                .as_ref()
+                .is_none_or(|r| r.req_end_ns.max(r.req_start_ns) < deadline_ns)
     }
 
     /// Requests without a response since before `deadline_ns`. A server answers requests in
     /// order (RFC 9112 section 9.3.2), so a response that comes later is theirs (`owed`).
     pub fn expire(&mut self, deadline_ns: i64, out: &mut Finished) {
+        if self.early_expires(deadline_ns) {
+            // The upload stalled: the transaction is reported with the body seen so far, and
+            // what of it still comes is read as before, counted nowhere.
+            if let (Some(e), Some(r)) = (self.early.as_mut(), self.req.as_ref()) {
+                e.req_body_bytes = r.req_body_bytes;
+                e.req_framing_bytes = r.req_framing_bytes;
+                e.req_end_ns = r.req_end_ns;
+            }
+            if let Some(e) = self.early.take() {
+                out.push(e);
+            }
+        }
         while self.expires(deadline_ns) {
             if let Some(mut t) = self.pending.pop_front() {
                 t.missing = Some(Missing::Response);
@@ -377,6 +409,12 @@ impl Conn {
 
     /// The connection ended (FIN, RST, idle, end of capture): everything still open is reported.
     pub fn close(&mut self, ts: i64, out: &mut Finished) {
+        // A request answered early gives its response the body it sent, before either is out.
+        if self.req_answered {
+            if let Some(t) = self.req.take() {
+                answered_request_ended(t, &mut self.early, &mut self.resp, out);
+            }
+        }
         if let Some(mut t) = self.resp.take() {
             let complete = match &mut self.server.state {
                 State::Body(b) => {
@@ -393,9 +431,11 @@ impl Conn {
             out.push(t);
         }
         if let Some(t) = self.req.take() {
-            if !self.req_answered {
-                self.pending.push_back(t);
-            }
+            self.pending.push_back(t);
+        }
+        // Its request's body never ended: reported with what of it came.
+        if let Some(t) = self.early.take() {
+            out.push(t);
         }
         if matches!(self.client.state, State::Head) && !self.client.buf.is_empty() {
             if let Some(head) = parser::partial_request_line(&self.client.buf) {
@@ -423,6 +463,8 @@ struct ReqParts<'a> {
     answered: &'a mut bool,
     pending: &'a mut std::collections::VecDeque<Box<Transaction>>,
     owed: &'a mut Owed,
+    resp: &'a mut Option<Box<Transaction>>,
+    early: &'a mut Option<Box<Transaction>>,
 }
 
 struct RespParts<'a> {
@@ -432,6 +474,52 @@ struct RespParts<'a> {
     req: &'a mut Option<Box<Transaction>>,
     req_answered: &'a mut bool,
     client_state: &'a mut State,
+    early: &'a mut Option<Box<Transaction>>,
+}
+
+/// The request `from`, whose body went on after its response began, gives the transaction
+/// holding that response (`into`, a copy of its head) the body as it ended.
+fn take_request_body(into: &mut Transaction, from: Box<Transaction>) {
+    into.req_body_bytes = from.req_body_bytes;
+    into.req_framing_bytes = from.req_framing_bytes;
+    into.req_end_ns = from.req_end_ns;
+    into.req_body = from.req_body;
+    into.gap |= from.gap;
+    if let (Some(to), Some(from)) = (&mut into.doh, from.doh) {
+        to.query = from.query;
+    }
+}
+
+/// The request answered early (`answered`) has ended, whole or not: the held transaction gets
+/// its body and is reported; a response still being read gets it and is reported when it ends.
+fn answered_request_ended(
+    t: Box<Transaction>,
+    early: &mut Option<Box<Transaction>>,
+    resp: &mut Option<Box<Transaction>>,
+    out: &mut Finished,
+) {
+    if let Some(mut e) = early.take() {
+        take_request_body(&mut e, t);
+        out.push(e);
+    } else if let Some(r) = resp {
+        take_request_body(r, t);
+    }
+}
+
+/// A response has ended: reported, unless it answers the request still being read, whose
+/// body it waits for (`Conn::early`).
+fn response_ended(
+    t: Box<Transaction>,
+    req_answered: bool,
+    req: &Option<Box<Transaction>>,
+    early: &mut Option<Box<Transaction>>,
+    out: &mut Finished,
+) {
+    if req_answered && req.is_some() && early.is_none() {
+        *early = Some(t);
+    } else {
+        out.push(t);
+    }
 }
 
 /// Feeds `data` through `side`'s buffer: unconsumed bytes (a partial head) stay buffered.
@@ -571,7 +659,9 @@ fn consume_requests(
                     .is_some_and(|r| r.method == "CONNECT");
                 side.state = if connect { State::Tunnel } else { State::Head };
                 if let Some(t) = p.req.take() {
-                    if !*p.answered {
+                    if *p.answered {
+                        answered_request_ended(t, p.early, p.resp, out);
+                    } else {
                         if p.pending.len() >= l.max_pending {
                             if let Some(mut old) = p.pending.pop_front() {
                                 old.missing = Some(Missing::Response);
@@ -750,7 +840,7 @@ fn consume_responses(
                 }
                 side.state = State::Head;
                 if let Some(t) = p.resp.take() {
-                    out.push(t);
+                    response_ended(t, *p.req_answered, p.req, p.early, out);
                 }
             }
         }
