@@ -69,7 +69,9 @@ fn cri_partial_lines_docker_json_and_kubernetes_metadata() {
 2024-05-01T10:00:01.200000000Z stderr F end\n\
 2024-05-01T10:00:02.000000000Z stdout P {long}\n\
 2024-05-01T10:00:02.000000000Z stdout P {long}\n\
-2024-05-01T10:00:02.000000000Z stdout F {long}\n"
+2024-05-01T10:00:02.000000000Z stdout F {long}\n\
+2024-05-01T10:00:03.000000000Z stdout F\n\
+2024-05-01T10:00:03.100000000Z stdout F \n"
     );
     std::fs::write(
         containers.join(format!("web-5d8f_shop_nginx-{id}.log")),
@@ -82,6 +84,9 @@ fn cri_partial_lines_docker_json_and_kubernetes_metadata() {
         r#"{"log":"split ","stream":"stderr","time":"2024-05-01T11:00:01Z"}"#,
         "\n",
         r#"{"log":"line\n","stream":"stderr","time":"2024-05-01T11:00:01.1Z"}"#,
+        "\n",
+        // The container printed an empty line: nothing to ship, as a blank line of a file.
+        r#"{"log":"\n","stream":"stdout","time":"2024-05-01T11:00:02Z"}"#,
         "\n",
     );
     std::fs::write(pods.join("0.log"), docker).unwrap();

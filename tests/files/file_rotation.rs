@@ -433,6 +433,51 @@ fn a_file_created_and_rotated_while_trawl_was_stopped_is_read_at_the_next_start(
     assert_eq!(unseen["container"]["id"], id.as_str());
 }
 
+/// A container that starts while trawl runs and writes fast: kubelet rotates its first `0.log`
+/// (renamed `0.log.<time>`, a new `0.log` opened) before any scan found its link, here one
+/// every 3 s without `watch_events` (the setting for file systems whose events are unreliable).
+/// The rotated file is outside `paths` and was never followed; it is read all the same, under
+/// the link's name, before kubelet compresses and deletes it. Before the fix its lines came only
+/// if trawl happened to restart meanwhile.
+#[test]
+fn a_new_containers_first_log_rotated_before_a_scan_found_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("containers")).unwrap();
+    let input = format!(
+        "    type: file\n    paths: [\"{}/containers/*.log\"]\n    watch_events: false\n    scan_interval: 3s\n",
+        d.display()
+    );
+    let config = pipeline(d, &input);
+    let mut trawl = Trawl::start(d, &config, "out.json");
+    // Past the first scan: what follows is found by a later one.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (target_dir, target, _) =
+        kubelet_container(d, "shop_cart-7d9_1b3f-42/app", "cart-7d9_shop_app", 'e');
+    std::fs::write(&target, cri_lines(0, 500)).unwrap();
+    std::fs::rename(&target, target_dir.join("0.log.20261204-220000")).unwrap();
+    std::fs::write(&target, cri_lines(500, 800)).unwrap();
+    trawl.wait_for(20, "both files of the new container", |ev| ev.len() >= 800);
+    // A second copy would come with the next scans.
+    std::thread::sleep(Duration::from_secs(4));
+    trawl.stop();
+    let all = trawl.events();
+    let c = counts(&all);
+    let missing: Vec<usize> = (0..800).filter(|i| !c.contains_key(&line(*i))).collect();
+    assert!(
+        missing.is_empty(),
+        "{} lines missing, the first: {:?} (0..500 are the rotated first 0.log)",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(all.len(), 800, "every line once");
+    let first = all
+        .iter()
+        .find(|e| e["message"] == line(0).as_str())
+        .expect("line 0");
+    assert_eq!(first["kubernetes"]["pod"]["name"], "cart-7d9");
+}
+
 /// kubelet's layout under `d`: `pods/<pod>/0.log` and its `/var/log/containers`-style link
 /// `containers/<link>-<id>.log`, the container id being 64 times `id_char`. Returns the
 /// pod folder, the `0.log` path and the id.

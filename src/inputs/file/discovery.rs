@@ -152,8 +152,9 @@ pub struct Found {
     /// Rotated files beside the targets of matched symlinks (`0.log.20261123-100000`), named by
     /// their link: outside `paths`, but the reader resumes those its registry still has, which
     /// kubelet rotated while trawl was down (a rolling update, a crash). Listed by the first
-    /// scan only and left until the reader's first turn takes it: later rotations are seen as
-    /// renames.
+    /// scan, and after it beside the targets of links new since the scan before (a pod whose
+    /// first `0.log` kubelet rotated before a scan found its link); left until the reader's
+    /// next turn takes them: later rotations of a followed target are seen as renames.
     pub rotated: Vec<(PathBuf, FileKey, PathBuf)>,
 }
 
@@ -173,8 +174,13 @@ pub fn spawn(
         .spawn(move || {
             let mut first_scan = true;
             loop {
+                let known_targets = discovery.target_paths();
                 let paths = discovery.scan();
-                let rotated = first_scan.then(|| discovery.rotated_beside_targets());
+                let rotated = if first_scan {
+                    discovery.rotated_beside_targets(None)
+                } else {
+                    discovery.rotated_beside_targets(Some(&known_targets))
+                };
                 let renamed: Vec<Renamed> = discovery
                     .renamed_to
                     .lock()
@@ -252,9 +258,9 @@ pub fn spawn(
                         .map(|((p, k), len)| (p.clone(), *k, *len))
                         .collect();
                     f.current = current;
-                    if let Some(rotated) = rotated {
-                        f.rotated = rotated;
-                    }
+                    // Kept until the reader takes them, which may be after several scans.
+                    f.rotated.extend(rotated);
+                    f.rotated.truncate(MAX_RENAMES);
                     f.generation += 1;
                 }
                 discovery.publish_unheld(unheld);
@@ -422,14 +428,28 @@ impl Discovery {
         out
     }
 
+    /// The targets of the links the last scan matched.
+    fn target_paths(&self) -> HashSet<PathBuf> {
+        self.link_targets
+            .lock()
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Files kubelet's (or Docker's) rotation left beside each link target: `<target>.<suffix>`,
-    /// compressed ones left out.
-    fn rotated_beside_targets(&self) -> Vec<(PathBuf, FileKey, PathBuf)> {
+    /// compressed ones left out; beside every target, or only those not in `known`.
+    fn rotated_beside_targets(
+        &self,
+        known: Option<&HashSet<PathBuf>>,
+    ) -> Vec<(PathBuf, FileKey, PathBuf)> {
         let Ok(targets) = self.link_targets.lock() else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for (target, link) in targets.iter() {
+            if known.is_some_and(|k| k.contains(target)) {
+                continue;
+            }
             let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
                 continue;
             };

@@ -189,6 +189,10 @@ impl Decoder {
             self.joining[slot] = Some(j);
             return;
         }
+        if j.text.is_empty() && !j.truncated {
+            // An empty line the container printed: skipped as a blank line of a file is.
+            return;
+        }
         let text = self.text(&j.text);
         let line = Line {
             text,

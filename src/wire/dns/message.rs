@@ -581,7 +581,20 @@ mod tests {
     #[test]
     fn the_opt_record_extends_the_response_code() {
         let with_opt = |header_rcode: u8, extended: u8| {
-            let mut m = vec![0xab, 0xcd, 0x81, 0x80 | header_rcode, 0, 1, 0, 0, 0, 0, 0, 1];
+            let mut m = vec![
+                0xab,
+                0xcd,
+                0x81,
+                0x80 | header_rcode,
+                0,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                1,
+            ];
             m.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
             // OPT: root name, type 41, class (UDP size) 1232, TTL = ext rcode, version 0, DO.
             m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, extended, 0, 0x80, 0, 0, 0]);

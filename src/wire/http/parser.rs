@@ -347,8 +347,7 @@ fn request_headers(
     }
     // A request whose body length cannot be read: RFC 9112 section 6.3 has the server
     // answer 400 and close.
-    if head.transfer_coded && !head.chunked && !head.anomalies.contains(&anomaly::INVALID_REQUEST)
-    {
+    if head.transfer_coded && !head.chunked && !head.anomalies.contains(&anomaly::INVALID_REQUEST) {
         head.anomalies.push(anomaly::INVALID_REQUEST);
     }
     // RFC 9112 section 3.2.2: a target in absolute form (a request to a proxy) names the

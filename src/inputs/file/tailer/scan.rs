@@ -54,33 +54,45 @@ impl Tailer {
         // Rotated while trawl was not running: what the registry knows is resumed at its
         // offset; an unknown one is read from its start only when it was written since trawl
         // first ran (`written_since_first_run`), else it is older history, not ours to ship.
-        if first {
-            for (name, key, actual) in &rotated {
-                if self.tails.contains_key(key) || opened.contains_key(key) || seen.contains(key) {
-                    continue;
-                }
-                let known = self
-                    .shared
-                    .registry
-                    .lock()
-                    .is_ok_and(|r| r.get(key).is_some());
-                if !known && !self.written_since_first_run(actual) {
-                    continue;
-                }
-                match File::open(actual) {
-                    Ok(f) => {
-                        if known {
-                            tracing::info!(input = %self.ctx.name, path = %actual.display(), "resuming a file rotated while trawl was stopped");
-                        } else {
-                            tracing::info!(input = %self.ctx.name, path = %actual.display(), "reading a rotated file trawl never saw, written since it first ran (created and rotated while trawl was stopped, or before it got to it)");
-                        }
-                        if let Some(f) = self.discovered(*key, name, Some(f), first, now) {
-                            keep.insert(*key, (name.clone(), f));
-                        }
-                    }
-                    Err(e) => self.warn_open(actual, &e),
-                }
+        // After the first turn, the rotated files are those beside a new link's target: a
+        // container's first `0.log`, rotated before a scan found its link (a fast writer, a
+        // scan every `scan_interval` without `watch_events`), is read if written since then.
+        for (name, key, actual) in &rotated {
+            if self.tails.contains_key(key)
+                || opened.contains_key(key)
+                || seen.contains(key)
+                || self.ignored.contains(key)
+            {
+                continue;
             }
+            let known = self
+                .shared
+                .registry
+                .lock()
+                .is_ok_and(|r| r.get(key).is_some());
+            let ours = if first {
+                self.written_since_first_run(actual)
+            } else {
+                self.written_since_registry(actual)
+            };
+            if !known && !ours {
+                continue;
+            }
+            match File::open(actual) {
+                Ok(f) => {
+                    if known {
+                        tracing::info!(input = %self.ctx.name, path = %actual.display(), "resuming a file rotated while trawl was stopped");
+                    } else {
+                        tracing::info!(input = %self.ctx.name, path = %actual.display(), "reading a rotated file trawl never saw, written since it first ran (created and rotated while trawl was stopped, or before it got to it)");
+                    }
+                    if let Some(f) = self.discovered(*key, name, Some(f), first, now) {
+                        keep.insert(*key, (name.clone(), f));
+                    }
+                }
+                Err(e) => self.warn_open(actual, &e),
+            }
+        }
+        if first {
             self.resume_renamed_while_stopped(&seen, &opened, &mut keep, now);
         }
         // Opened by discovery, then renamed away or deleted before this turn: still read.
@@ -706,9 +718,12 @@ impl Tailer {
     /// schedule: one created while trawl was down, or while it waited for a slot or on a full
     /// pipeline and was then killed, is in no registry, and its lines are the user's.
     pub(super) fn written_since_first_run(&self, path: &Path) -> bool {
-        if self.first_start {
-            return false;
-        }
+        !self.first_start && self.written_since_registry(path)
+    }
+
+    /// Last written after the registry was first written (at this start, when there was
+    /// none) and within `forget_after`.
+    pub(super) fn written_since_registry(&self, path: &Path) -> bool {
         let Some(written_ms) = std::fs::metadata(path)
             .and_then(|m| m.modified())
             .ok()

@@ -570,13 +570,21 @@ fn a_response_is_chunked_only_when_chunked_is_its_final_coding() {
     ]
     .concat();
     let out = run(&[b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"], &[&resp]);
-    assert_eq!(out.len(), 1, "{:?}", out.iter().map(|t| summary(t)).collect::<Vec<_>>());
+    assert_eq!(
+        out.len(),
+        1,
+        "{:?}",
+        out.iter().map(|t| summary(t)).collect::<Vec<_>>()
+    );
     assert_eq!(out[0].resp_body_bytes, body.len() as u64);
 
     // A coding other than chunked beside a Content-Length: the length is not the body's.
     let out = run(
         &[b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n"],
-        &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\n", b"0123456789"],
+        &[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\n",
+            b"0123456789",
+        ],
     );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].resp_body_bytes, 10);
@@ -628,7 +636,11 @@ fn an_absolute_form_target_names_the_host() {
         .collect();
     assert_eq!(
         hosts,
-        vec![Some("Other.Example:8081"), Some("api.example"), Some("origin.example")]
+        vec![
+            Some("Other.Example:8081"),
+            Some("api.example"),
+            Some("origin.example")
+        ]
     );
 }
 
@@ -642,14 +654,42 @@ fn a_body_still_sent_after_an_early_answer_is_counted_whole() {
     let mut st = ConnStats::default();
     let (mut c, mut out) = (Conn::new(), Vec::new());
     let part = vec![b'x'; 10_000];
-    c.client_data(b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 30000\r\n\r\n", 0, &l, &mut st, &mut out);
+    c.client_data(
+        b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 30000\r\n\r\n",
+        0,
+        &l,
+        &mut st,
+        &mut out,
+    );
     c.client_data(&part, 1, &l, &mut st, &mut out);
-    c.server_data(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n", 2, &l, &mut st, &mut out);
-    assert!(out.is_empty(), "reported before its body ended: {}", summary(&out[0]));
+    c.server_data(
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n",
+        2,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    assert!(
+        out.is_empty(),
+        "reported before its body ended: {}",
+        summary(&out[0])
+    );
     c.client_data(&part, 3, &l, &mut st, &mut out);
     c.client_data(&part, 4, &l, &mut st, &mut out);
-    c.client_data(b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n", 5, &l, &mut st, &mut out);
-    c.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 6, &l, &mut st, &mut out);
+    c.client_data(
+        b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+        5,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.server_data(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        6,
+        &l,
+        &mut st,
+        &mut out,
+    );
     c.close(7, &mut out);
     let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
     assert_eq!(s, vec!["POST /up -> 413 None", "GET /next -> 200 None"]);
@@ -658,8 +698,20 @@ fn a_body_still_sent_after_an_early_answer_is_counted_whole() {
 
     // Chunked, and the connection closed mid-upload: one transaction, with what was sent.
     let (mut c, mut out) = (Conn::new(), Vec::new());
-    c.client_data(b"PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", 0, &l, &mut st, &mut out);
-    c.server_data(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n", 1, &l, &mut st, &mut out);
+    c.client_data(
+        b"PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        0,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.server_data(
+        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n",
+        1,
+        &l,
+        &mut st,
+        &mut out,
+    );
     c.client_data(b"6\r\n world\r\n", 2, &l, &mut st, &mut out);
     assert!(out.is_empty());
     c.close(3, &mut out);
@@ -669,8 +721,20 @@ fn a_body_still_sent_after_an_early_answer_is_counted_whole() {
 
     // The answer's body still coming when the upload ends: reported when the answer ends.
     let (mut c, mut out) = (Conn::new(), Vec::new());
-    c.client_data(b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nabc", 0, &l, &mut st, &mut out);
-    c.server_data(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nno", 1, &l, &mut st, &mut out);
+    c.client_data(
+        b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nabc",
+        0,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.server_data(
+        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nno",
+        1,
+        &l,
+        &mut st,
+        &mut out,
+    );
     c.client_data(b"def", 2, &l, &mut st, &mut out);
     assert!(out.is_empty());
     c.server_data(b"pe", 3, &l, &mut st, &mut out);
@@ -680,13 +744,30 @@ fn a_body_still_sent_after_an_early_answer_is_counted_whole() {
 
     // An upload that stalls is not held past the timeout: reported with what came.
     let (mut c, mut out) = (Conn::new(), Vec::new());
-    c.client_data(b"POST /s HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nab", 10, &l, &mut st, &mut out);
-    c.server_data(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", 11, &l, &mut st, &mut out);
+    c.client_data(
+        b"POST /s HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nab",
+        10,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.server_data(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+        11,
+        &l,
+        &mut st,
+        &mut out,
+    );
     assert!(out.is_empty() && c.expires(1_000));
     c.expire(1_000, &mut out);
     let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
     assert_eq!(s, vec!["POST /s -> 400 None"]);
     assert_eq!(out[0].req_body_bytes, 2);
     c.close(2_000, &mut out);
-    assert_eq!(out.len(), 1, "{:?}", out.iter().map(|t| summary(t)).collect::<Vec<_>>());
+    assert_eq!(
+        out.len(),
+        1,
+        "{:?}",
+        out.iter().map(|t| summary(t)).collect::<Vec<_>>()
+    );
 }
