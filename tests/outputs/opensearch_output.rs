@@ -734,3 +734,47 @@ fn template_settings_that_cannot_work_fail_validation() {
         );
     }
 }
+
+/// An index whose only primary cannot be assigned (red: allocation asks for a node that does
+/// not exist) takes no write; the node waits for the shard as long as the bulk request's
+/// `timeout` says, then answers that item 503 `unavailable_shards_exception`. trawl asks for
+/// half its `request_timeout`, so the answer comes before its own wait ends: the item is tried
+/// until `max_item_age`, dead-lettered with the node's reason, and the events beside it in the
+/// same requests are stored and acknowledged. Before, the node's default (1 m, as long as
+/// `request_timeout`) outlasted every attempt: the batch was never settled, nothing was
+/// dead-lettered, and the stop timed out with the stored events unacknowledged.
+#[test]
+fn an_item_for_a_red_index_is_dead_lettered_and_the_rest_delivered() {
+    let os = OpenSearch::shared();
+    let dir = tempfile::tempdir().unwrap();
+    os.put(
+        "/red-held?wait_for_active_shards=0",
+        &json!({"settings": {
+            "index.number_of_replicas": 0,
+            "index.routing.allocation.require._name": "no-such-node"
+        }}),
+    );
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ enabled: false }}\nshutdown_timeout: 60s\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: json, field: message }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: \"%{{[target]}}\"\n    setup: {{ template: {{ enabled: false }} }}\n    dead_letter: dead\n    request_timeout: 6s\n    batch: {{ max_events: 200, timeout: 100ms }}\n    retry: {{ initial_backoff: 20ms, max_backoff: 500ms, max_item_age: 15s }}\n  dead:\n    type: file\n    path: {dl}\n",
+        data = dir.path().join("data").display(),
+        url = os.url,
+        dl = dir.path().join("dead.jsonl").display()
+    );
+    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
+    let input: String = (0..400)
+        .map(|i| {
+            let target = if i == 150 { "red-held" } else { "green-beside" };
+            format!("{{\"message\":\"m {i}\",\"target\":\"{target}\"}}\n")
+        })
+        .collect();
+    // `finish` closes stdin and waits for a clean exit: every batch settled.
+    run(&cfg, &input, None);
+    let _ = os.post("/green-beside/_refresh", &json!({}));
+    assert_eq!(os.get("/green-beside/_count")["count"], 399);
+    let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0]["message"], "m 150");
+    let why = dead[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("unavailable_shards_exception"), "{}", dead[0]);
+    os.delete("/red-held");
+}

@@ -234,9 +234,15 @@ impl Client {
             }
         }
         let http = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+        // The cluster's own wait for a shard (an unassigned primary, a red index) is 1 m by
+        // default, as long as `request_timeout`: the whole request would time out first, on
+        // every attempt, and the items bound for that shard would never get the per-item
+        // answer (503) that `max_item_age` and the dead letters act on, holding their batch
+        // forever. Half the request timeout leaves the answer time to come.
+        let wait_ms = (config.request_timeout.std().as_millis() / 2).max(1);
         let path_and_query = match &config.pipeline {
-            Some(p) => format!("/_bulk?pipeline={}", url_encode(p)),
-            None => "/_bulk".to_owned(),
+            Some(p) => format!("/_bulk?timeout={wait_ms}ms&pipeline={}", url_encode(p)),
+            None => format!("/_bulk?timeout={wait_ms}ms"),
         };
         Ok(Client {
             http,
