@@ -8,6 +8,8 @@
 
 use crate::support;
 
+use serde_json::json;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -102,6 +104,51 @@ fn a_hung_node_fails_health_past_the_threshold_and_loses_nothing() {
     // Ids from the lines' offsets: a bulk request sent again after the hang overwrites.
     let want: Vec<String> = lines(0..1000).lines().map(str::to_owned).collect();
     assert_each_once(&copies, &want);
+}
+
+/// Two nodes in `hosts`, one of them hung (its JVM stopped): a request sent to it is not
+/// answered before `request_timeout` (here longer than the test), so it holds one of the two
+/// `concurrency` slots; the other slot goes on to the healthy node, request after request. Before,
+/// hosts took turns whatever they held, so the next request to the hung node took the second
+/// slot too and nothing more was sent anywhere until the timeout.
+#[test]
+fn a_hung_node_among_the_hosts_holds_one_request_and_the_others_flow() {
+    let healthy = OpenSearch::shared();
+    let hung = OpenSearch::start(&[]);
+    hung.signal(libc::SIGSTOP);
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let app = dir.path().join("app.log");
+    append(&app, &lines(0..3000));
+    let cfg = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  app: {{ type: file, paths: [\"{app}\"] }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{a}\", \"{b}\"]\n    index: hung-among\n    setup: {{ template: {{ enabled: false }} }}\n    concurrency: 2\n    request_timeout: 600s\n    batch: {{ max_events: 100, timeout: 100ms }}\n",
+            data = dir.path().join("data").display(),
+            app = app.display(),
+            a = healthy.url,
+            b = hung.url,
+        ),
+    );
+    let mut trawl = Trawl::start(&cfg, None);
+    let count = || {
+        if !healthy.exists("/hung-among") {
+            return 0;
+        }
+        let _ = healthy.post("/hung-among/_refresh", &json!({}));
+        healthy.get("/hung-among/_count")["count"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // All but the one request the hung node holds (100 lines).
+    wait_until(
+        Duration::from_secs(120),
+        "every line but one request's stored on the healthy node",
+        || count() >= 2900,
+    );
+    trawl.kill9();
+    hung.signal(libc::SIGCONT);
 }
 
 /// A keep-alive HTTP/1.1 server answering every GET with a short body.

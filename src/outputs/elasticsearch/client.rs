@@ -21,6 +21,24 @@ struct Host {
     /// a header so that the password never appears in an error or a log line.
     auth: Option<HeaderValue>,
     down_until: Mutex<Option<Instant>>,
+    /// Requests sent to this host and not answered yet.
+    in_flight: AtomicUsize,
+}
+
+/// Counts a request in its host's `in_flight` for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn start(n: &'a AtomicUsize) -> InFlight<'a> {
+        n.fetch_add(1, Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// `url` with any `user:password@` removed, for messages.
@@ -182,6 +200,7 @@ impl Client {
                 base,
                 auth,
                 down_until: Mutex::new(None),
+                in_flight: AtomicUsize::new(0),
             });
         }
         let mut headers = HeaderMap::new();
@@ -257,22 +276,29 @@ impl Client {
         self.gzip
     }
 
-    /// The next host in turn that is not paused (or the next in turn when all are).
+    /// The host not paused with the fewest requests in flight, the next in turn among equals
+    /// (or the next in turn when all are paused). A node that hangs with its connections open
+    /// (a long GC pause, a stopped JVM) answers nothing until `request_timeout`: taking turns
+    /// alone would hand it a request every other time until every slot of `concurrency` waited
+    /// on it, while the other nodes idle. Counting what each holds, it keeps one.
     fn pick(&self) -> usize {
         let now = Instant::now();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut best: Option<(usize, usize)> = None;
         for k in 0..self.hosts.len() {
             let i = (start + k) % self.hosts.len();
-            let up = self.hosts[i]
+            let host = &self.hosts[i];
+            let up = host
                 .down_until
                 .lock()
                 .map(|d| d.is_none_or(|t| t <= now))
                 .unwrap_or(true);
-            if up {
-                return i;
+            let load = host.in_flight.load(Ordering::Relaxed);
+            if up && best.is_none_or(|(_, least)| load < least) {
+                best = Some((i, load));
             }
         }
-        start % self.hosts.len()
+        best.map_or(start % self.hosts.len(), |(i, _)| i)
     }
 
     /// POSTs one bulk body. `Err` for connection problems and timeouts (the host is paused).
@@ -323,6 +349,7 @@ impl Client {
     ) -> Result<Answer, String> {
         let i = self.pick();
         let host = &self.hosts[i];
+        let _counted = InFlight::start(&host.in_flight);
         let result = async {
             let mut req = make(&host.base);
             if let Some(auth) = &host.auth {
