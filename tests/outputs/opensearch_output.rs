@@ -778,3 +778,34 @@ fn an_item_for_a_red_index_is_dead_lettered_and_the_rest_delivered() {
     assert!(why.contains("unavailable_shards_exception"), "{}", dead[0]);
     os.delete("/red-held");
 }
+
+/// An output naming an ingest `pipeline` that is not on the cluster yet (deployed after trawl,
+/// or deleted by mistake): the node refuses each item 400 "pipeline with id [..] does not
+/// exist". That is the setting's state, not the events' fault: they wait, as for an index not
+/// created yet, and are stored once the pipeline exists, none dead-lettered. Before, every event
+/// sent meanwhile went to the dead letters.
+#[test]
+fn events_wait_for_an_ingest_pipeline_created_after_them() {
+    let os = OpenSearch::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!("[\"{}\"]", os.url),
+        "    index: piped\n    pipeline: trawl-later\n",
+    );
+    let mut t = Trawl::start(&cfg, None);
+    t.feed(lines("p", 300).as_bytes());
+    // Refused at least once before the pipeline exists.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!os.exists("/_ingest/pipeline/trawl-later"));
+    os.put(
+        "/_ingest/pipeline/trawl-later",
+        &json!({"description": "created after trawl started", "processors": []}),
+    );
+    let status = t.finish(Duration::from_secs(120));
+    assert!(status.success(), "trawl exited with {status}");
+    let stored: HashSet<String> = messages(&os.docs("piped")).into_iter().collect();
+    assert_eq!(stored.len(), 300);
+    assert!(read_json_lines(&dir.path().join("dead.jsonl")).is_empty());
+    os.delete("/_ingest/pipeline/trawl-later");
+}

@@ -114,7 +114,7 @@ fn outcome(r: ItemResult, op_type: OpType) -> ItemOutcome {
         None => (format!("http_{}", r.status), String::new()),
     };
     // The flood-stage block is answered 429, a write block 403, a closed index 400.
-    let blocked = cluster_refusal(&kind);
+    let blocked = cluster_refusal(&kind) || missing_pipeline(&kind, &reason);
     match r.status {
         200..=299 => ItemOutcome::Accepted,
         // With `create`, a conflict means a copy sent before a crash is already stored.
@@ -152,6 +152,16 @@ pub fn cluster_refusal(kind: &str) -> bool {
         kind,
         "cluster_block_exception" | "index_closed_exception" | "index_not_found_exception"
     )
+}
+
+/// The ingest `pipeline` the output names is not on the cluster (400 `illegal_argument_exception`,
+/// "pipeline with id [x] does not exist"): a setting not deployed yet, or deleted, not the
+/// event's fault. Created, the same event is taken: it waits as for a missing index (until
+/// `retry.max_item_age`), showing on `/health`, rather than filling the dead letters.
+fn missing_pipeline(kind: &str, reason: &str) -> bool {
+    kind == "illegal_argument_exception"
+        && reason.starts_with("pipeline with id [")
+        && reason.ends_with("] does not exist")
 }
 
 /// A shard closed, not started, recovering or moved under the write (around a node restart or
@@ -234,6 +244,25 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_missing_ingest_pipeline_is_waited_for_and_other_bad_arguments_are_rejected() {
+        // OpenSearch 2.19's answer to `_bulk?pipeline=absent` before the pipeline exists.
+        let body = br#"{"took":0,"errors":true,"items":[
+            {"index":{"_index":"p","_id":"a","status":400,"error":{"type":"illegal_argument_exception","reason":"pipeline with id [absent] does not exist"}}},
+            {"index":{"_index":"p","_id":"b","status":400,"error":{"type":"illegal_argument_exception","reason":"Limit of total fields [1000] has been exceeded"}}}]}"#;
+        let got = item_outcomes(body, 2, OpType::Index).unwrap();
+        assert!(
+            matches!(&got[0], ItemOutcome::Retry { status: 400, blocked: true, reason } if reason.contains("absent")),
+            "{:?}",
+            got[0]
+        );
+        assert!(
+            matches!(&got[1], ItemOutcome::Reject { .. }),
+            "{:?}",
+            got[1]
+        );
     }
 
     #[test]
