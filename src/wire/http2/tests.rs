@@ -473,6 +473,28 @@ fn an_h2c_upgrade_request_becomes_stream_one() {
     assert_eq!(refused.st.malformed, 1);
 }
 
+/// A server that speaks HTTP/2 by prior knowledge only (nginx's `listen ... http2` without
+/// TLS) answers an h2c upgrade request with frames, not a 101: its SETTINGS, then GOAWAY with
+/// last stream 0 and PROTOCOL_ERROR (RFC 9113 §6.8: streams above it were not processed).
+/// The upgrade request, stream 1, is reported refused by the GOAWAY, a failure; it was
+/// reported unanswered, the server's frames read as a never-ending HTTP/1.1 head.
+#[test]
+fn an_upgrade_answered_with_a_prior_knowledge_goaway_is_refused() {
+    let mut r = Run::new();
+    let upgrade = b"GET /redir HTTP/1.1\r\nHost: 10.77.0.2:8080\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+    r.send(Side::Client, upgrade, 4096);
+    let mut server = settings();
+    // GOAWAY: last stream 0, PROTOCOL_ERROR (1).
+    server.extend(frame(kind::GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 1]));
+    r.send(Side::Server, &server, 4096);
+    r.conn.close(&mut r.out);
+    assert_eq!(r.out.len(), 1, "{:?}", r.out);
+    let t = &r.out[0];
+    assert_eq!(t.request.as_ref().unwrap().path.as_str(), "/redir");
+    assert!(t.response.is_none());
+    assert_eq!(t.outcome(), Outcome::Failure);
+}
+
 /// The 101 that accepts an h2c upgrade answers the HTTP/1.1 request (RFC 9110 §15.2.2): that
 /// exchange is a transaction of its own, in HTTP/1.1, before the request's HTTP/2 answer on
 /// stream 1 (RFC 7540 §3.2); the HTTP/1.1 bytes are the exchange's, not stream 1's.

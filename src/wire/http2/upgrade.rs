@@ -25,9 +25,12 @@ impl Conn {
         let before = dir.start.len();
         // The preface (client) or a frame (server, prior knowledge) need no HTTP/1 head.
         let first = if before > 0 { dir.start[0] } else { data[0] };
+        // A server asked for an upgrade answers in HTTP/1.1 (a 101, or a refusal); one that
+        // speaks HTTP/2 by prior knowledge only sends its frames instead (nginx's `http2`
+        // listener: SETTINGS, then GOAWAY with last stream 0), which settle stream 1.
         let h1 = match side {
             Side::Client => first != b'P',
-            Side::Server => upgrade || first == b'H',
+            Side::Server => first == b'H',
         };
         if side == Side::Client && !h1 {
             let n = (PREFACE.len() - before).min(data.len());
