@@ -72,6 +72,14 @@ fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     Ok(segs)
 }
 
+/// How many segments from the saved delivered position to the last one are not there.
+fn missing_segments(segs: &[u64], saved: Option<Pos>) -> u64 {
+    let Some(p) = saved else { return 0 };
+    let last = segs.last().copied().unwrap_or(p.seg).max(p.seg);
+    let present = segs.iter().filter(|s| **s >= p.seg && **s <= last).count() as u64;
+    (last - p.seg + 1).saturating_sub(present)
+}
+
 /// Reads the saved delivered position.
 fn load_position(dir: &Path) -> Option<Pos> {
     let text = std::fs::read_to_string(dir.join("position")).ok()?;
@@ -124,7 +132,20 @@ pub fn start(
         .map_err(|e| anyhow::anyhow!("creating disk buffer {}: {e}", dir.display()))?;
     let lock = lock(dir)?;
     let segs = list_segments(dir)?;
-    let last = segs.last().copied().unwrap_or(0);
+    let saved = load_position(dir);
+    // Segments from the delivered position on are never deleted by trawl (the one being written
+    // always stays): one missing was deleted by hand, or lost with its disk, and so were the
+    // events it held. The input acknowledged them long ago: say so, as loudly as damage.
+    let missing = missing_segments(&segs, saved);
+    if missing > 0 {
+        tracing::error!(buffer = %dir.display(), segments = missing, "disk buffer: segments not yet delivered are missing (deleted while trawl was stopped?): the events they held are lost; counted in trawl_errors_total");
+        metrics.errors.fetch_add(missing, Ordering::Relaxed);
+    }
+    // With every segment gone, numbering goes on from the saved position.
+    let last = segs
+        .last()
+        .copied()
+        .unwrap_or_else(|| saved.map_or(0, |p| p.seg));
     // Recover the segment that was being written: cut a torn tail left by a crash.
     let file = OpenOptions::new()
         .create(true)
@@ -146,10 +167,23 @@ pub fn start(
         file.set_len(valid)?;
         file.sync_all()?;
     }
+    if segs.is_empty() && saved.is_none() {
+        // A new buffer records where delivery starts: a later start that finds its segments
+        // gone can then tell (`missing_segments`).
+        save_position(dir, Pos { seg: last, off: 0 })?;
+    }
     let first = segs.first().copied().unwrap_or(last);
-    let acked = load_position(dir)
+    let mut acked = saved
         .filter(|p| p.seg >= first && p.seg <= last)
         .unwrap_or(Pos { seg: first, off: 0 });
+    if acked.seg == last && acked.off > valid {
+        // The segment being written is shorter than what was delivered of it (cut by hand, or
+        // its unsynced tail lost with the power while the position was synced): new records
+        // go from its end, and must be read from there, not skipped up to the old position.
+        tracing::warn!(buffer = %dir.display(), segment = last, delivered = acked.off, length = valid, "disk buffer: the segment being written is shorter than what was delivered of it; reading on from its end");
+        acked.off = valid;
+        save_position(dir, acked)?;
+    }
     let mut unacked = 0u64;
     let mut unacked_events = 0u64;
     for s in segs.iter().copied().filter(|s| *s >= acked.seg) {
@@ -403,5 +437,64 @@ mod tests {
         assert!(err.contains("in use by another trawl process"), "{err}");
         drop(first);
         assert!(lock(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn segments_missing_from_the_delivered_position_on_are_counted() {
+        let at = |seg| Some(Pos { seg, off: 0 });
+        assert_eq!(missing_segments(&[3, 4, 5], at(3)), 0);
+        assert_eq!(missing_segments(&[4, 5], at(3)), 1, "the one being read");
+        assert_eq!(missing_segments(&[3, 5], at(3)), 1, "one in the middle");
+        assert_eq!(missing_segments(&[], at(7)), 1, "the only one");
+        assert_eq!(
+            missing_segments(&[2, 3], at(3)),
+            0,
+            "delivered ones are not counted"
+        );
+        assert_eq!(missing_segments(&[], None), 0, "a new buffer");
+    }
+
+    /// A buffer restarted after its segment was deleted, or cut below what was delivered of
+    /// it (its unsynced tail lost with the power, the position synced): the loss is counted,
+    /// and what is buffered afterwards is delivered, not skipped up to the old position.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_segment_deleted_or_cut_below_the_position_is_counted_and_new_events_flow() {
+        for (segment, position, errors) in [(None, "7 0\n", 1), (Some(record("a")), "0 5000\n", 0)]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            if let Some(bytes) = &segment {
+                std::fs::write(seg_path(dir.path(), 0), bytes).unwrap();
+            }
+            std::fs::write(dir.path().join("position"), position).unwrap();
+            let metrics = Arc::new(ComponentMetrics::new(
+                ComponentKind::Output,
+                "o".into(),
+                "null",
+            ));
+            let (up_tx, up_rx) = batch_channel(4, metrics.clone());
+            let (down_tx, mut down_rx) = batch_channel(4, metrics.clone());
+            let dead_letters =
+                DeadLetters::for_stage("o".into(), None, metrics.clone(), dir.path());
+            start(
+                dir.path(),
+                &config(1 << 20),
+                up_rx,
+                down_tx,
+                metrics.clone(),
+                dead_letters,
+            )
+            .unwrap();
+            assert_eq!(metrics.errors.load(Ordering::Relaxed), errors, "{position}");
+            let tracker = AckTracker::new();
+            let (_, ack) = tracker.track();
+            let e = Event::from_message("in".into(), chrono::Utc::now(), "new".into());
+            up_tx.send(Batch::new(vec![e], ack)).await.unwrap();
+            let mut b = tokio::time::timeout(Duration::from_secs(20), down_rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("the new event was skipped ({position})"))
+                .expect("the buffer is open");
+            assert_eq!(b.events_mut()[0].message(), Some("new"));
+            b.ack.delivered();
+        }
     }
 }
