@@ -72,12 +72,22 @@ fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     Ok(segs)
 }
 
-/// How many segments from the saved delivered position to the last one are not there.
+/// How many segments trawl would not have deleted are not there: trawl deletes segments in
+/// order once delivered (the saved position may lag behind that by up to `SAVE_EVERY`, so
+/// those before the first present one may be gone rightly) and never the one being written,
+/// so a gap between present ones, or no segment at all beside a saved position, was done by
+/// someone else.
 fn missing_segments(segs: &[u64], saved: Option<Pos>) -> u64 {
     let Some(p) = saved else { return 0 };
-    let last = segs.last().copied().unwrap_or(p.seg).max(p.seg);
-    let present = segs.iter().filter(|s| **s >= p.seg && **s <= last).count() as u64;
-    (last - p.seg + 1).saturating_sub(present)
+    let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
+        return 1;
+    };
+    let first = (*first).max(p.seg);
+    if first > *last {
+        return 0;
+    }
+    let present = segs.iter().filter(|s| **s >= first).count() as u64;
+    (last - first + 1).saturating_sub(present)
 }
 
 /// Reads the saved delivered position.
@@ -133,9 +143,9 @@ pub fn start(
     let lock = lock(dir)?;
     let segs = list_segments(dir)?;
     let saved = load_position(dir);
-    // Segments from the delivered position on are never deleted by trawl (the one being written
-    // always stays): one missing was deleted by hand, or lost with its disk, and so were the
-    // events it held. The input acknowledged them long ago: say so, as loudly as damage.
+    // A segment trawl would not have deleted that is missing was deleted by hand, or lost with
+    // its disk, and so were the events it held. The input acknowledged them long ago: say so,
+    // as loudly as damage.
     let missing = missing_segments(&segs, saved);
     if missing > 0 {
         tracing::error!(buffer = %dir.display(), segments = missing, "disk buffer: segments not yet delivered are missing (deleted while trawl was stopped?): the events they held are lost; counted in trawl_errors_total");
@@ -443,8 +453,10 @@ mod tests {
     fn segments_missing_from_the_delivered_position_on_are_counted() {
         let at = |seg| Some(Pos { seg, off: 0 });
         assert_eq!(missing_segments(&[3, 4, 5], at(3)), 0);
-        assert_eq!(missing_segments(&[4, 5], at(3)), 1, "the one being read");
+        // Delivered and deleted before the position was saved (a kill -9 within 500 ms).
+        assert_eq!(missing_segments(&[4, 5], at(3)), 0);
         assert_eq!(missing_segments(&[3, 5], at(3)), 1, "one in the middle");
+        assert_eq!(missing_segments(&[4, 7], at(3)), 2, "two in the middle");
         assert_eq!(missing_segments(&[], at(7)), 1, "the only one");
         assert_eq!(
             missing_segments(&[2, 3], at(3)),
