@@ -384,6 +384,79 @@ fn a_topic_that_does_not_exist_sends_its_events_to_the_dead_letters() {
     );
 }
 
+/// A broker down for longer than librdkafka's wait for a missing topic
+/// (`topic.metadata.propagation.max.ms`, 5 s here), with events waiting for a topic that does not
+/// exist yet: the operator creates it 2 s after the broker is back. librdkafka counts its wait
+/// from the first message, so it would refuse them all the moment the broker answers; the wait
+/// must count from when the brokers could answer. Every event is delivered, none dead-lettered;
+/// the events for a topic nobody creates are dead-lettered once that wait has run out again.
+#[test]
+fn a_topic_created_just_after_a_long_outage_gets_the_events_that_waited() {
+    let mut broker = Broker::start_persistent();
+    broker.create_topic("warm-up", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ enabled: false }}\nshutdown_timeout: 120s\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: json, field: message }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{b}\"]\n    topic: \"%{{[t]}}\"\n    dead_letter: dead\n    librdkafka: {{ topic.metadata.propagation.max.ms: \"5000\" }}\n  dead:\n    type: file\n    path: {dl}\n",
+        data = dir.path().join("data").display(),
+        b = broker.bootstrap,
+        dl = dir.path().join("dead.jsonl").display()
+    );
+    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
+    let log = dir.path().join("trawl.log");
+    let mut t = Trawl::start(&cfg, Some(&log));
+    // The producer knows the cluster before it goes away.
+    t.feed(b"{\"t\":\"warm-up\",\"n\":-1}\n");
+    support::process::wait_until(Duration::from_secs(60), "the warm-up event", || {
+        broker.read_all("warm-up").len() == 1
+    });
+    broker.stop();
+    let input: String = (0..110)
+        .map(|i| {
+            let topic = if i < 100 {
+                "created-late"
+            } else {
+                "never-created"
+            };
+            format!("{{\"t\":\"{topic}\",\"n\":{i}}}\n")
+        })
+        .collect();
+    t.feed(input.as_bytes());
+    std::thread::sleep(Duration::from_secs(10));
+    broker.start_again();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.create_topic("created-late", 1);
+    let status = t.finish(Duration::from_secs(180));
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "trawl exited with {status}: {log_text}");
+
+    let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+    let mut dead_ns: Vec<i64> = dead
+        .iter()
+        .map(|d| {
+            let original: serde_json::Value =
+                serde_json::from_str(d["event"]["original"].as_str().unwrap()).unwrap();
+            original["n"].as_i64().unwrap()
+        })
+        .collect();
+    dead_ns.sort_unstable();
+    assert_eq!(
+        dead_ns,
+        (100..110).collect::<Vec<i64>>(),
+        "only the events of the topic never created are dead letters, once"
+    );
+    let mut ns: Vec<i64> = broker
+        .read_all("created-late")
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..100).collect::<Vec<i64>>(), "every event once");
+}
+
 /// A downstream consumer group reading the topic between two runs of trawl on the same file
 /// (stopped with SIGTERM in between): each read returns what was added since the group's last
 /// commit, every line once. trawl's clean stop leaves nothing to send twice.

@@ -11,6 +11,7 @@
 //! `*_kube-system_*` excludes by file name as users expect.
 
 use super::identity::FileKey;
+use super::stats::FileStats;
 use crate::pipeline::channel::Shutdown;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -36,6 +37,8 @@ pub struct Discovery {
     written: Arc<Mutex<Written>>,
     /// Folders watched because a matched symlink points into them.
     target_dirs: HashSet<PathBuf>,
+    /// Where rotated files forgotten past `MAX_RENAMES` are counted.
+    stats: Arc<FileStats>,
 }
 
 /// A file renamed out of `paths`: where it is now, and the name it had under `paths`.
@@ -247,6 +250,8 @@ pub fn spawn(
                         if let Ok(mut r) = discovery.renamed_to.lock() {
                             // Older renames first; the bound holds across scans.
                             no_slot.append(&mut r);
+                            let over = no_slot.len().saturating_sub(MAX_RENAMES);
+                            discovery.stats.forgot_rotated(over, MAX_RENAMES);
                             no_slot.truncate(MAX_RENAMES);
                             *r = no_slot;
                         }
@@ -260,6 +265,8 @@ pub fn spawn(
                     f.current = current;
                     // Kept until the reader takes them, which may be after several scans.
                     f.rotated.extend(rotated);
+                    let over = f.rotated.len().saturating_sub(MAX_RENAMES);
+                    discovery.stats.forgot_rotated(over, MAX_RENAMES);
                     f.rotated.truncate(MAX_RENAMES);
                     f.generation += 1;
                 }
@@ -361,6 +368,7 @@ impl Discovery {
         use_events: bool,
         wake_reader: SyncSender<()>,
         written: Arc<Mutex<Written>>,
+        stats: Arc<FileStats>,
     ) -> (Discovery, Receiver<()>) {
         let (tx, rx) = sync_channel(1);
         let renamed_to = Arc::new(Mutex::new(Vec::new()));
@@ -377,6 +385,7 @@ impl Discovery {
                 renamed_to.clone(),
                 link_targets.clone(),
                 written.clone(),
+                stats.clone(),
             )
         } else {
             None
@@ -392,6 +401,7 @@ impl Discovery {
                 link_targets,
                 written,
                 target_dirs: HashSet::new(),
+                stats,
             },
             rx,
         )
@@ -582,6 +592,7 @@ fn make_watcher(
     renamed_to: Arc<Mutex<Vec<Renamed>>>,
     link_targets: Arc<Mutex<HashMap<PathBuf, PathBuf>>>,
     written: Arc<Mutex<Written>>,
+    stats: Arc<FileStats>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::event::{EventKind, ModifyKind, RenameMode};
     let handler = move |res: notify::Result<notify::Event>| {
@@ -606,6 +617,8 @@ fn make_watcher(
                                 to: to.clone(),
                                 name,
                             });
+                        } else {
+                            stats.forgot_rotated(1, MAX_RENAMES);
                         }
                     }
                 }
@@ -694,7 +707,14 @@ mod tests {
         let pat = format!("{}/**/*.log", d.display());
         let excl = compile_exclude(&["*_kube-system_*".to_owned()]).unwrap();
         let (tx, _rx) = sync_channel(1);
-        let (mut disc, _events) = Discovery::new(vec![pat], excl, false, tx, Default::default());
+        let (mut disc, _events) = Discovery::new(
+            vec![pat],
+            excl,
+            false,
+            tx,
+            Default::default(),
+            Arc::new(FileStats::new("t", 1)),
+        );
         let mut got: Vec<String> = disc
             .scan()
             .iter()

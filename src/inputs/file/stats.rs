@@ -7,7 +7,7 @@
 use crate::telemetry::metrics::{escape_label, Collector};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// What the reading thread saw last.
@@ -28,8 +28,11 @@ pub struct FileStats {
     /// Lines of failed batches whose bytes were found in no file any more (truncated or
     /// deleted before they could be read again, no copy found): lost.
     lost_lines: AtomicU64,
-    /// Files deleted while they waited for a `max_open_files` slot, with bytes not read.
+    /// Files deleted while they waited for a `max_open_files` slot, with bytes not read, and
+    /// rotated files forgotten past the bound on those waiting.
     skipped_files: AtomicU64,
+    /// Whether forgotten rotated files were logged.
+    warned_forgotten: AtomicBool,
 }
 
 impl FileStats {
@@ -40,6 +43,7 @@ impl FileStats {
             snapshot: Mutex::new(Snapshot::default()),
             lost_lines: AtomicU64::new(0),
             skipped_files: AtomicU64::new(0),
+            warned_forgotten: AtomicBool::new(false),
         }
     }
 
@@ -51,6 +55,24 @@ impl FileStats {
     /// Counts a file deleted before it got a `max_open_files` slot, with bytes not read.
     pub fn skipped_file(&self) {
         self.skipped_files.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts rotated files that will not be read because more than `bound` already waited
+    /// for the reader (a `max_open_files` slot, or its next turn); logged the first time.
+    pub fn forgot_rotated(&self, files: usize, bound: usize) {
+        if files == 0 {
+            return;
+        }
+        self.skipped_files
+            .fetch_add(files as u64, Ordering::Relaxed);
+        if !self.warned_forgotten.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                input = %self.input,
+                files,
+                bound,
+                "more rotated files wait to be read than are remembered: the newest are not read (logged once; counted in trawl_file_skipped_files_total; raise max_open_files)"
+            );
+        }
     }
 
     pub fn publish(&self, mut snapshot: Snapshot) {
@@ -87,7 +109,7 @@ impl Collector for FileStats {
         );
         let _ = writeln!(
             out,
-            "# HELP trawl_file_skipped_files_total Files deleted while they waited for a max_open_files slot, with bytes not read (lost).\n# TYPE trawl_file_skipped_files_total counter\ntrawl_file_skipped_files_total{{component=\"{c}\"}} {}",
+            "# HELP trawl_file_skipped_files_total Files not read (lost): deleted while they waited for a max_open_files slot with bytes not read, or rotated while more than 4096 rotated files waited.\n# TYPE trawl_file_skipped_files_total counter\ntrawl_file_skipped_files_total{{component=\"{c}\"}} {}",
             self.skipped_files.load(Ordering::Relaxed)
         );
         let total: u64 = s.lags.iter().map(|(_, l)| l).sum();

@@ -120,6 +120,7 @@ pub(super) fn run(
         config.watch_events,
         wake_tx.clone(),
         written.clone(),
+        shared.stats.clone(),
     );
     let found = Arc::new(Mutex::new(Found::default()));
     let scanner = discovery::spawn(

@@ -17,6 +17,7 @@ use crate::inputs::BoxFuture;
 use crate::telemetry::metrics::ComponentMetrics;
 use producer::{send, Producers};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
 use reports::{is_permanent, InFlight, Resend};
@@ -498,23 +499,40 @@ impl Output for Kafka {
                         continue;
                     }
                     bytes += payload.len() as u64;
-                    let mut record =
-                        BaseRecord::with_opaque_to(topic, flight.clone()).payload(&payload[..]);
-                    if config.key.is_some() {
-                        record = record.key(key.as_bytes());
-                    }
-                    if !config.headers.is_empty() {
-                        let mut h = OwnedHeaders::new_with_capacity(config.headers.len());
-                        for (name, v) in config.headers.keys().zip(&header_values) {
-                            h = h.insert(Header {
-                                key: name,
-                                value: Some(v.as_str()),
-                            });
+                    let record = || {
+                        let mut record =
+                            BaseRecord::with_opaque_to(topic, flight.clone()).payload(&payload[..]);
+                        if config.key.is_some() {
+                            record = record.key(key.as_bytes());
                         }
-                        record = record.headers(h);
-                    }
+                        if !config.headers.is_empty() {
+                            let mut h = OwnedHeaders::new_with_capacity(config.headers.len());
+                            for (name, v) in config.headers.keys().zip(&header_values) {
+                                h = h.insert(Header {
+                                    key: name,
+                                    value: Some(v.as_str()),
+                                });
+                            }
+                            record = record.headers(h);
+                        }
+                        record
+                    };
                     flight.remaining.fetch_add(1, Ordering::AcqRel);
-                    if let Err(e) = send(&producers.current, record).await {
+                    let mut sent = send(&producers.current, record()).await;
+                    if let Err(e) = &sent {
+                        // A topic librdkafka gave up waiting for during an outage.
+                        let missing = matches!(
+                            e.rdkafka_error_code(),
+                            Some(
+                                RDKafkaErrorCode::UnknownTopic
+                                    | RDKafkaErrorCode::UnknownTopicOrPartition
+                            )
+                        );
+                        if missing && producers.renew_for_missing_topic(&ctx) {
+                            sent = send(&producers.current, record()).await;
+                        }
+                    }
+                    if let Err(e) = sent {
                         flight.remaining.fetch_sub(1, Ordering::AcqRel);
                         match e.rdkafka_error_code() {
                             Some(code) if is_permanent(code) => {

@@ -3,7 +3,7 @@
 //! ever after a leader change (seen in CI), so the messages are produced again through a new
 //! one, and the old one's are purged and follow them.
 
-use super::reports::{event_from_payload, is_permanent, InFlight, Reports, Resend};
+use super::reports::{event_from_payload, is_permanent, InFlight, Reports, Resend, TakenBack};
 use super::Encoding;
 use crate::outputs::dead_letter::Rejection;
 use crate::outputs::OutputContext;
@@ -57,17 +57,29 @@ impl Producers {
     }
 
     /// Produces again a message taken back. One librdkafka gave up on in the current producer
-    /// says that producer did not deliver for a whole attempt: a new one takes over first.
+    /// says that producer did not deliver for a whole attempt, and one refused for a missing
+    /// topic after an outage that its wait for the topic ran out: a new one takes over first.
     pub(super) async fn resend(&mut self, ctx: &OutputContext, again: Resend) {
-        if again.timed_out && again.from == self.generation {
-            self.renew(ctx);
+        if again.why != TakenBack::Purged && again.from == self.generation {
+            self.renew(ctx, again.why);
         }
         send_again(&self.current, again, self.encoding).await;
     }
 
+    /// When the current producer lived through an outage, replaces it (see
+    /// `TakenBack::MissingTopicAfterOutage`) and returns true: a message it refused at once for
+    /// a missing topic is then produced through the new one.
+    pub(super) fn renew_for_missing_topic(&mut self, ctx: &OutputContext) -> bool {
+        if self.resend.is_none() || !self.current.context().lived_through_outage() {
+            return false;
+        }
+        self.renew(ctx, TakenBack::MissingTopicAfterOutage);
+        true
+    }
+
     /// Replaces the current producer by a new one; the old one is purged (its messages are
     /// taken back, and produced again through the new one) and dropped off the runtime.
-    fn renew(&mut self, ctx: &OutputContext) {
+    fn renew(&mut self, ctx: &OutputContext, why: TakenBack) {
         let generation = self.generation + 1;
         let reports = Reports::new(
             ctx,
@@ -85,7 +97,10 @@ impl Producers {
             }
         };
         let delivered = ctx.metrics.events_out.load(Ordering::Relaxed);
-        if self.delivered_at_renewal.replace(delivered) == Some(delivered) {
+        if why == TakenBack::MissingTopicAfterOutage {
+            tracing::warn!(output = %ctx.name, generation,
+                "after an outage, Kafka reports a topic missing: a new producer sends its messages again and waits for the topic for topic.metadata.propagation.max.ms from now (librdkafka counted that wait from the first message, during the outage)");
+        } else if self.delivered_at_renewal.replace(delivered) == Some(delivered) {
             tracing::debug!(output = %ctx.name, generation, "a new Kafka producer takes over again");
         } else {
             tracing::warn!(output = %ctx.name, generation,

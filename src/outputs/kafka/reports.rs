@@ -40,13 +40,27 @@ pub(super) struct InFlight {
 pub(super) struct Resend {
     /// The generation of the producer that gave it up (see `Producers`).
     pub(super) from: u64,
-    /// Given up on its timeout (not purged): that producer may be stuck.
-    pub(super) timed_out: bool,
+    pub(super) why: TakenBack,
     pub(super) topic: String,
     pub(super) payload: Vec<u8>,
     pub(super) key: Option<Vec<u8>>,
     pub(super) headers: Option<OwnedHeaders>,
     pub(super) batch: Arc<InFlight>,
+}
+
+/// Why a message was taken back from a producer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum TakenBack {
+    /// Purged from a producer the output retired: the next one sends it.
+    Purged,
+    /// Given up on after `message.timeout.ms`: that producer may be stuck, a new one takes over.
+    TimedOut,
+    /// Its topic was reported missing by a producer that lived through an outage. librdkafka
+    /// counts its wait for a missing topic (`topic.metadata.propagation.max.ms`) from the first
+    /// message to it, so an outage longer than that refuses every waiting message the moment the
+    /// brokers answer, before an operator could create the topic. A new producer counts its
+    /// wait from when it sends, with the brokers up.
+    MissingTopicAfterOutage,
 }
 
 /// Receives librdkafka's delivery reports and logs (on its polling thread).
@@ -58,6 +72,9 @@ pub(super) struct Reports {
     encoding: Encoding,
     /// Whether the brokers are known to be unreachable, so that an outage is logged once.
     down: AtomicBool,
+    /// Whether this producer found every broker unreachable once (not carried to the next
+    /// producer): its waits for missing topics may have run out during the outage.
+    lived_through_outage: AtomicBool,
     /// Whether a broker refused the connection (SASL or TLS), so that it is logged once and
     /// `/health` fails until a message is delivered again.
     refused: AtomicBool,
@@ -277,6 +294,7 @@ impl ClientContext for Reports {
                 }
             }
             Some(RDKafkaErrorCode::AllBrokersDown) => {
+                self.lived_through_outage.store(true, Ordering::Relaxed);
                 if !self.down.swap(true, Ordering::Relaxed) {
                     tracing::warn!(output = %self.output, reason, "no Kafka broker reachable; messages wait in the bounded queue and are retried");
                 }
@@ -332,10 +350,22 @@ impl ProducerContext for Reports {
                         && self.take_back(
                             msg,
                             &batch,
-                            code == RDKafkaErrorCode::MessageTimedOut,
+                            if code == RDKafkaErrorCode::MessageTimedOut {
+                                TakenBack::TimedOut
+                            } else {
+                                TakenBack::Purged
+                            },
                         ) =>
                 {
                     // Still one of the batch's messages: the new attempt's report settles it.
+                    self.room.notify_one();
+                    return;
+                }
+                Some(
+                    RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownTopicOrPartition,
+                ) if self.lived_through_outage.load(Ordering::Relaxed)
+                    && self.take_back(msg, &batch, TakenBack::MissingTopicAfterOutage) =>
+                {
                     self.room.notify_one();
                     return;
                 }
@@ -431,6 +461,7 @@ impl Reports {
             output,
             encoding,
             down: AtomicBool::new(false),
+            lived_through_outage: AtomicBool::new(false),
             refused: AtomicBool::new(false),
             room: tokio::sync::Notify::new(),
             stall: Stall::new(),
@@ -444,24 +475,31 @@ impl Reports {
         }
     }
 
-    /// A message librdkafka gave up on after `message.timeout.ms` (`timed_out`), or purged from
-    /// this producer as the output retired it, goes back to the output, which produces it again:
+    /// Whether this producer found every broker unreachable at some point (see
+    /// `TakenBack::MissingTopicAfterOutage`).
+    pub(super) fn lived_through_outage(&self) -> bool {
+        self.lived_through_outage.load(Ordering::Relaxed)
+    }
+
+    /// A message librdkafka gave up on after `message.timeout.ms`, or purged from this producer
+    /// as the output retired it, or refused for a missing topic after an outage (see
+    /// `TakenBack`), goes back to the output, which produces it again:
     /// a stuck attempt (an outage, or librdkafka holding a partition's messages after a leader
     /// change) ends without losing the message where the input cannot read it again. A
     /// duplicate only if the broker had written it after all (it was in flight). False when the
     /// output gives up on messages instead, is gone (shutdown), or its queue of messages to send
     /// again is full: the batch then fails, as without this.
-    fn take_back(&self, msg: &BorrowedMessage<'_>, batch: &Arc<InFlight>, timed_out: bool) -> bool {
+    fn take_back(&self, msg: &BorrowedMessage<'_>, batch: &Arc<InFlight>, why: TakenBack) -> bool {
         let Some(resend) = &self.resend else {
             return false;
         };
         // Purged otherwise than by retirement: the output is being dropped (shutdown).
-        if !timed_out && !self.retired.load(Ordering::Relaxed) {
+        if why == TakenBack::Purged && !self.retired.load(Ordering::Relaxed) {
             return false;
         }
         let again = Resend {
             from: self.generation,
-            timed_out,
+            why,
             topic: msg.topic().to_owned(),
             payload: msg.payload().unwrap_or_default().to_vec(),
             key: msg.key().map(<[u8]>::to_vec),
@@ -480,7 +518,7 @@ impl Reports {
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
         }
         ComponentMetrics::add(&self.metrics.retries, 1);
-        if timed_out {
+        if why == TakenBack::TimedOut {
             self.metrics
                 .attempt_failed("librdkafka gave up on messages (message.timeout.ms); sent again");
         }
