@@ -273,6 +273,20 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The address of trawl's `/metrics` from its JSON log line `serving /metrics` (`None` for any
+/// other line).
+#[allow(dead_code)]
+pub fn metrics_address(line: &str) -> Option<String> {
+    if !line.contains("serving /metrics") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v["address"]
+        .as_str()
+        .or(v["fields"]["address"].as_str())
+        .map(str::to_owned)
+}
+
 /// The value of a metric line `name{...component="comp"...}` from trawl's /metrics.
 pub fn metric(addr: &str, name: &str, component: &str) -> Option<f64> {
     let (_, text) = http_get(addr, "/metrics")?;

@@ -40,14 +40,7 @@ fn a_down_interface_is_skipped_and_new_interfaces_are_picked_up() {
     });
     let metrics_addr = log
         .iter()
-        .filter(|l| l.contains("serving /metrics"))
-        .find_map(|l| {
-            let v: J = serde_json::from_str(l).ok()?;
-            v["address"]
-                .as_str()
-                .or(v["fields"]["address"].as_str())
-                .map(str::to_owned)
-        })
+        .find_map(|l| support::process::metrics_address(l))
         .expect("metrics address in the log");
     wait_for_log(&rx, &mut log, "the down interface", |l| {
         l.contains(&down) && l.contains("cannot capture")
@@ -299,11 +292,7 @@ fn kernel_drops_are_counted_and_logged_once_per_episode() {
     });
     let metrics_addr = log
         .iter()
-        .filter(|l| l.contains("serving /metrics"))
-        .find_map(|l| {
-            let v: J = serde_json::from_str(l).ok()?;
-            v["address"].as_str().map(str::to_owned)
-        })
+        .find_map(|l| support::process::metrics_address(l))
         .expect("metrics address in the log");
 
     let socket = std::net::UdpSocket::bind(format!("{local}:0")).unwrap();

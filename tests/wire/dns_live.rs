@@ -194,12 +194,7 @@ fn dnsmasq_queries_over_udp_and_tcp_are_transactions() {
         }
     });
     let serving = wait_line(&log, "serving /metrics", "trawl did not serve /metrics");
-    let v: J = serde_json::from_str(&serving).unwrap();
-    let metrics_addr = v["address"]
-        .as_str()
-        .or(v["fields"]["address"].as_str())
-        .unwrap()
-        .to_owned();
+    let metrics_addr = crate::support::process::metrics_address(&serving).expect("an address");
     wait_line(&log, "capturing", "trawl did not start capturing on lo");
 
     let mut dnsmasq = KillOnDrop(

@@ -129,12 +129,8 @@ fn trawl(dir: &Path, ports: [u16; 2]) -> (KillOnDrop, mpsc::Receiver<J>, String)
         let line = lrx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("trawl did not serve /metrics and start capturing on lo");
-        if line.contains("serving /metrics") {
-            let v: J = serde_json::from_str(&line).expect("a JSON log line");
-            metrics = v["address"]
-                .as_str()
-                .or(v["fields"]["address"].as_str())
-                .map(str::to_owned);
+        if let Some(a) = support::process::metrics_address(&line) {
+            metrics = Some(a);
         }
         if line.contains("capturing") {
             break;

@@ -276,12 +276,8 @@ fn run_with_metrics(
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_else(|_| panic!("trawl did not log {ready:?} and its /metrics address"));
         is_ready |= line.contains(ready);
-        if line.contains("serving /metrics") {
-            let v: J = serde_json::from_str(&line).expect("JSON log");
-            metrics = v["address"]
-                .as_str()
-                .or(v["fields"]["address"].as_str())
-                .map(str::to_owned);
+        if let Some(a) = support::process::metrics_address(&line) {
+            metrics = Some(a);
         }
     }
     (trawl, events, metrics.unwrap_or_default())

@@ -288,12 +288,8 @@ fn fragmented_udp_icmp_and_dns_on_a_veth_are_reassembled() {
         if line.contains("\"capturing\"") {
             capturing += 1;
         }
-        if line.contains("serving /metrics") {
-            let v: J = serde_json::from_str(&line).unwrap_or(J::Null);
-            metrics_addr = v["address"]
-                .as_str()
-                .or(v["fields"]["address"].as_str())
-                .map(str::to_owned);
+        if let Some(a) = support::process::metrics_address(&line) {
+            metrics_addr = Some(a);
         }
     }
     let metrics_addr = metrics_addr.unwrap_or_default();

@@ -217,12 +217,8 @@ fn fragments_inside_and_around_a_vxlan_tunnel_are_reassembled() {
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("trawl did not start capturing on the veth within 30 s");
         capturing |= line.contains("\"capturing\"");
-        if line.contains("serving /metrics") {
-            let v: J = serde_json::from_str(&line).unwrap_or(J::Null);
-            metrics_addr = v["address"]
-                .as_str()
-                .or(v["fields"]["address"].as_str())
-                .map(str::to_owned);
+        if let Some(a) = support::process::metrics_address(&line) {
+            metrics_addr = Some(a);
         }
     }
     let metrics_addr = metrics_addr.unwrap_or_default();

@@ -36,12 +36,8 @@ fn live_capture_on_lo_reports_every_transaction() {
         if line.contains("capturing") {
             capturing = true;
         }
-        if line.contains("serving /metrics") {
-            let v: J = serde_json::from_str(&line).unwrap();
-            metrics_addr = v["address"]
-                .as_str()
-                .or(v["fields"]["address"].as_str())
-                .map(str::to_owned);
+        if let Some(a) = support::process::metrics_address(&line) {
+            metrics_addr = Some(a);
         }
     }
     let metrics_addr = metrics_addr.unwrap();

@@ -281,7 +281,9 @@ impl Client {
     /// (a long GC pause, a stopped JVM) answers nothing until `request_timeout`: taking turns
     /// alone would hand it a request every other time until every slot of `concurrency` waited
     /// on it, while the other nodes idle. Counting what each holds, it keeps one.
-    fn pick(&self) -> usize {
+    /// Counted in the host's `in_flight` as it is picked, so that requests picked at once on
+    /// other threads see it.
+    fn pick(&self) -> (usize, InFlight<'_>) {
         let now = Instant::now();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut best: Option<(usize, usize)> = None;
@@ -298,7 +300,8 @@ impl Client {
                 best = Some((i, load));
             }
         }
-        best.map_or(start % self.hosts.len(), |(i, _)| i)
+        let i = best.map_or(start % self.hosts.len(), |(i, _)| i);
+        (i, InFlight::start(&self.hosts[i].in_flight))
     }
 
     /// POSTs one bulk body. `Err` for connection problems and timeouts (the host is paused).
@@ -347,9 +350,8 @@ impl Client {
         &self,
         make: impl FnOnce(&str) -> reqwest::RequestBuilder,
     ) -> Result<Answer, String> {
-        let i = self.pick();
+        let (i, _counted) = self.pick();
         let host = &self.hosts[i];
-        let _counted = InFlight::start(&host.in_flight);
         let result = async {
             let mut req = make(&host.base);
             if let Some(auth) = &host.auth {

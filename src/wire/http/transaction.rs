@@ -390,9 +390,7 @@ impl Conn {
             // The upload stalled: the transaction is reported with the body seen so far, and
             // what of it still comes is read as before, counted nowhere.
             if let (Some(e), Some(r)) = (self.early.as_mut(), self.req.as_ref()) {
-                e.req_body_bytes = r.req_body_bytes;
-                e.req_framing_bytes = r.req_framing_bytes;
-                e.req_end_ns = r.req_end_ns;
+                request_body_so_far(e, r);
             }
             if let Some(e) = self.early.take() {
                 out.push(e);
@@ -480,14 +478,20 @@ struct RespParts<'a> {
 /// The request `from`, whose body went on after its response began, gives the transaction
 /// holding that response (`into`, a copy of its head) the body as it ended.
 fn take_request_body(into: &mut Transaction, from: Box<Transaction>) {
-    into.req_body_bytes = from.req_body_bytes;
-    into.req_framing_bytes = from.req_framing_bytes;
-    into.req_end_ns = from.req_end_ns;
-    into.req_body = from.req_body;
+    request_body_so_far(into, &from);
     into.gap |= from.gap;
+    into.req_body = from.req_body;
     if let (Some(to), Some(from)) = (&mut into.doh, from.doh) {
         to.query = from.query;
     }
+}
+
+/// The size and end of the request body `from` has read so far, for the transaction holding
+/// its response.
+fn request_body_so_far(into: &mut Transaction, from: &Transaction) {
+    into.req_body_bytes = from.req_body_bytes;
+    into.req_framing_bytes = from.req_framing_bytes;
+    into.req_end_ns = from.req_end_ns;
 }
 
 /// The request answered early (`answered`) has ended, whole or not: the held transaction gets
