@@ -39,6 +39,7 @@ mod pcap_tshark;
 mod pcapng_files;
 mod pgsql_real_server;
 mod redis_live;
+mod rfc_cases;
 mod shared_port_live;
 mod shared_ports;
 mod slow_queries;

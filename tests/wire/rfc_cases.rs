@@ -1,0 +1,210 @@
+//! Rules of the HTTP and DNS RFCs that trawl once got wrong, through `trawl pcap` on the
+//! captures of `tests/data/rfc_cases/` (scripted, and from a real nginx and curl): each test
+//! states what the RFC says must come out, and checks it against tshark where tshark decodes it.
+
+use crate::support::pcap_run::{data, pcap_events};
+use serde_json::Value;
+use std::process::Command;
+
+fn capture(name: &str) -> std::path::PathBuf {
+    data(&format!("rfc_cases/{name}"))
+}
+
+/// tshark's fields (`-T fields`, tab-separated) for the packets `filter` selects.
+fn tshark_fields(name: &str, extra: &[&str], filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(capture(name)).args(extra);
+    cmd.args(["-Y", filter, "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd
+        .output()
+        .expect("tshark is installed (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "tshark on {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+fn by_path<'a>(events: &'a [Value], path: &str) -> &'a Value {
+    let found: Vec<&Value> = events.iter().filter(|e| e["url"]["path"] == path).collect();
+    assert_eq!(found.len(), 1, "one transaction for {path}: {events:#?}");
+    found[0]
+}
+
+/// RFC 9112 §3.2.2: a proxy request in absolute form names its host in the target, and the
+/// Host header is ignored (here it names another host); userinfo is never a host.
+#[test]
+fn an_absolute_form_target_gives_the_host_and_port() {
+    let events = pcap_events("http", &capture("absform.pcap"));
+    let t = by_path(&events, "/abs");
+    let uri = &tshark_fields(
+        "absform.pcap",
+        &[],
+        "http.request",
+        &["http.request.full_uri"],
+    )[0][0];
+    assert_eq!(uri, "http://Other.Example:8081/abs?q=1", "tshark's reading");
+    assert_eq!(t["url"]["domain"], "other.example", "{t}");
+    assert_eq!(t["url"]["port"], 8081, "{t}");
+    assert_eq!(t["url"]["query"], "q=1", "{t}");
+    assert_eq!(t["http"]["response"]["status_code"], 200);
+
+    // HTTP/1.0 to a proxy, no Host at all.
+    let events = pcap_events("http", &capture("absform_nohost.pcap"));
+    let t = by_path(&events, "/p");
+    assert_eq!(t["url"]["domain"], "proxied.example", "{t}");
+    assert_eq!(t["url"]["port"], 8080, "{t}");
+}
+
+/// RFC 6891 §6.1.3: the response code is 12 bits, the upper 8 in the OPT record's TTL. The
+/// codes are named as IANA's registry names them, and they are failures.
+#[test]
+fn an_extended_response_code_is_read_from_the_opt_record() {
+    let names = |code: u32| match code {
+        16 => "BADVERS",
+        23 => "BADCOOKIE",
+        other => panic!("unexpected extended code {other}"),
+    };
+    let want: Vec<(u64, &str)> = tshark_fields(
+        "ext_rcode.pcap",
+        &[],
+        "dns.flags.response == 1",
+        &["dns.id", "dns.flags.rcode", "dns.resp.ext_rcode"],
+    )
+    .iter()
+    .map(|f| {
+        let hex = |s: &str| u32::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+        let code = (hex(&f[2]) << 4) | f[1].parse::<u32>().unwrap();
+        (u64::from(hex(&f[0])), names(code))
+    })
+    .collect();
+    assert_eq!(want.len(), 2, "tshark sees both answers");
+    let events = pcap_events("dns", &capture("ext_rcode.pcap"));
+    for (id, name) in want {
+        let e = events
+            .iter()
+            .find(|e| e["dns"]["id"] == id)
+            .unwrap_or_else(|| panic!("no event for id {id}: {events:#?}"));
+        assert_eq!(e["dns"]["response_code"], name, "{e}");
+        assert_eq!(e["event"]["outcome"], "failure", "{e}");
+    }
+}
+
+/// RFC 9113 §6.8, §3.2: nginx's cleartext `http2` port speaks HTTP/2 with prior knowledge only.
+/// curl's `Upgrade: h2c` request gets no 101: SETTINGS, then GOAWAY with last stream 0, which
+/// refuses stream 1 (the upgraded request). Reported as that request, refused, a failure.
+#[test]
+fn an_h2c_upgrade_answered_by_goaway_is_a_refused_request() {
+    for name in ["nginx_h2c_goaway.pcap", "h2c_goaway.pcap"] {
+        let events = pcap_events("http2", &capture(name));
+        assert_eq!(events.len(), 1, "{name}: {events:#?}");
+        let t = &events[0];
+        assert_eq!(t["url"]["path"], "/redir", "{name}: {t}");
+        assert_eq!(t["http"]["request"]["method"], "GET");
+        assert_eq!(t["http2"]["ended_by"], "goaway", "{name}: {t}");
+        assert_eq!(t["http2"]["error_code"], "PROTOCOL_ERROR", "{name}: {t}");
+        assert_eq!(t["event"]["outcome"], "failure");
+        assert!(t["http"]["response"].is_null(), "no response: {t}");
+    }
+    let goaway = tshark_fields(
+        "nginx_h2c_goaway.pcap",
+        &["-d", "tcp.port==8080,http2"],
+        "http2.type == 7",
+        &["http2.goaway.last_stream_id", "http2.goaway.error"],
+    );
+    assert_eq!(goaway, vec![vec!["0".to_owned(), "1".to_owned()]], "tshark");
+}
+
+/// RFC 9112 §9.3, RFC 9110 §15: a server may answer before it has read the request body; the
+/// request is still the whole body the client sends, and the next request on the connection
+/// is read after it.
+#[test]
+fn a_response_before_the_upload_ends_keeps_the_whole_request_body() {
+    let events = pcap_events("http", &capture("early_response.pcap"));
+    assert_eq!(events.len(), 4, "{events:#?}");
+    let lengths = tshark_fields(
+        "early_response.pcap",
+        &[],
+        "http.request.method == \"POST\" && http.content_length",
+        &["http.content_length"],
+    );
+    assert_eq!(lengths, vec![vec!["30000".to_owned()]], "tshark");
+    let upload = by_path(&events, "/upload");
+    assert_eq!(
+        upload["http"]["request"]["body"]["bytes"], 30000,
+        "{upload}"
+    );
+    assert_eq!(upload["http"]["response"]["status_code"], 201);
+    // Three chunks of 5,000 bytes (early_response.py), the framing not counted.
+    let chunked = by_path(&events, "/chunked");
+    assert_eq!(
+        chunked["http"]["request"]["body"]["bytes"], 15000,
+        "{chunked}"
+    );
+    for next in ["/next", "/next2"] {
+        let t = by_path(&events, next);
+        assert_eq!(t["http"]["response"]["status_code"], 200, "{t}");
+        assert!(t["event"]["reason"].is_null(), "{t}");
+    }
+
+    // nginx answering `return 201` to curl's 70,000-byte chunked upload.
+    let events = pcap_events("http", &capture("nginx_h1_h2.pcap"));
+    let echo = by_path(&events, "/echo");
+    assert_eq!(echo["http"]["request"]["method"], "POST");
+    assert_eq!(echo["http"]["request"]["body"]["bytes"], 70000, "{echo}");
+    assert_eq!(echo["http"]["response"]["status_code"], 201);
+}
+
+/// RFC 9112 §6.3 (4): when chunked is not the final transfer coding of a response, its body
+/// runs until the server closes: the chunk framing and what follows it are all body.
+#[test]
+fn a_response_whose_final_coding_is_not_chunked_is_read_until_close() {
+    let events = pcap_events("http", &capture("te_not_final.pcap"));
+    let t = by_path(&events, "/tenf");
+    // "5\r\nhello\r\n0\r\n\r\n" and "EXTRA", as sent (te_not_final.py).
+    assert_eq!(t["http"]["response"]["body"]["bytes"], 20, "{t}");
+    assert!(t["event"]["reason"].is_null(), "{t}");
+    let t = by_path(&events, "/gzonly");
+    assert_eq!(t["http"]["response"]["body"]["bytes"], 30, "{t}");
+}
+
+/// The HTTP/2 streams of the real nginx capture are those tshark decodes, with their statuses.
+#[test]
+fn nginx_http2_streams_match_tshark() {
+    let mut want: Vec<(String, String)> = Vec::new();
+    let mut paths = std::collections::VecDeque::new();
+    for f in tshark_fields(
+        "nginx_h1_h2.pcap",
+        &["-d", "tcp.port==8080,http2"],
+        "http2.headers.path || http2.headers.status",
+        &["http2.headers.path", "http2.headers.status"],
+    ) {
+        if !f[0].is_empty() {
+            paths.push_back(f[0].clone());
+        }
+        if !f[1].is_empty() {
+            want.push((paths.pop_front().expect("a request first"), f[1].clone()));
+        }
+    }
+    let mut got: Vec<(String, String)> = pcap_events("http2", &capture("nginx_h1_h2.pcap"))
+        .iter()
+        .filter(|e| !e["http"]["response"]["status_code"].is_null())
+        .map(|e| {
+            (
+                e["url"]["path"].as_str().unwrap_or_default().to_owned(),
+                e["http"]["response"]["status_code"].to_string(),
+            )
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(want.len(), 3, "tshark: {want:?}");
+    assert_eq!(got, want);
+}
