@@ -646,6 +646,15 @@ fn feed_tcp(
         hand_over: &mut hand_over,
         stats: &r.stats,
     };
+    // The acknowledgement first: the sender had the peer's bytes up to it before it sent this
+    // segment's, so the peer's bytes it gives up for lost, and those it releases after them,
+    // come before this segment's (a pipelined request lost in the capture comes before the
+    // responses in the segment that acknowledges it).
+    if tcp.flags & tcp_flags::ACK != 0 && tcp.flags & tcp_flags::RST == 0 {
+        let to = from.other();
+        let mut sink = |c: Chunk<'_>| deliver(session.as_mut(), to, c, ts, &mut gaps, &mut emit);
+        streams[dir ^ 1].acked(tcp.ack, &mut r.budget, &mut sink);
+    }
     {
         let mut sink = |c: Chunk<'_>| deliver(session.as_mut(), from, c, ts, &mut gaps, &mut emit);
         streams[dir].segment_truncated(
@@ -657,11 +666,6 @@ fn feed_tcp(
             &mut r.budget,
             &mut sink,
         );
-    }
-    if tcp.flags & tcp_flags::ACK != 0 && tcp.flags & tcp_flags::RST == 0 {
-        let to = from.other();
-        let mut sink = |c: Chunk<'_>| deliver(session.as_mut(), to, c, ts, &mut gaps, &mut emit);
-        streams[dir ^ 1].acked(tcp.ack, &mut r.budget, &mut sink);
     }
     if tcp.flags & tcp_flags::FIN != 0 {
         let mut sink = |c: Chunk<'_>| deliver(session.as_mut(), from, c, ts, &mut gaps, &mut emit);

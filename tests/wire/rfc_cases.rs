@@ -208,3 +208,47 @@ fn nginx_http2_streams_match_tshark() {
     assert_eq!(want.len(), 3, "tshark: {want:?}");
     assert_eq!(got, want);
 }
+
+/// RFC 9112 §9.3.2: a server answers pipelined requests in order. A segment lost from the
+/// capture (acknowledged by the peer, never seen) is a gap of the message it cut: inside a body
+/// (by length, or chunked) that message is flagged and the next request is read as usual; a
+/// whole pipelined request lost still owns the next response, which is reported with the gap
+/// and no request, and the request after it gets its own response.
+#[test]
+fn a_segment_lost_from_the_capture_touches_only_its_own_message() {
+    let events = pcap_events("http", &capture("pipelined_gap.pcap"));
+    let summary: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {} {}",
+                e["source"]["port"],
+                e["url"]["path"].as_str().unwrap_or("-"),
+                e["http"]["response"]["status_code"],
+                e["event"]["reason"].as_str().unwrap_or("-"),
+                e["tags"]
+                    .as_array()
+                    .map(|t| t
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            "48001 /gap 200 - tcp_gap",
+            "48001 /after 200 - ",
+            "48002 /cgap 200 - tcp_gap",
+            "48002 /after2 200 - ",
+            "48003 /r1 200 - ",
+            "48003 - 201 request_missing tcp_gap",
+            "48003 /r3 202 - ",
+        ]
+    );
+    // The lost segment is inside the 3,000 bytes of the body; its length still counts.
+    assert_eq!(events[0]["http"]["response"]["body"]["bytes"], 3000);
+}

@@ -317,9 +317,10 @@ impl Session for HttpSession {
                 self.preface = Preface::Http1;
             }
         }
+        let limits = self.ctx.limits();
         let mut cst = ConnStats::default();
         match side {
-            Side::Client => self.conn.client_gap(len, &mut cst, &mut self.txs),
+            Side::Client => self.conn.client_gap(len, &limits, &mut cst, &mut self.txs),
             Side::Server => self.conn.server_gap(len, &mut cst, &mut self.txs),
         }
         self.hand_on(cst, out);

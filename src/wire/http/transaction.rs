@@ -286,7 +286,7 @@ impl Conn {
     }
 
     /// Bytes the client sent that were never captured.
-    pub fn client_gap(&mut self, n: u32, st: &mut ConnStats, out: &mut Finished) {
+    pub fn client_gap(&mut self, n: u32, l: &Limits, st: &mut ConnStats, out: &mut Finished) {
         st.gaps += 1;
         if let State::Body(b) = &mut self.client.state {
             if b.skip(n as u64) {
@@ -299,6 +299,28 @@ impl Conn {
         }
         if let Some(t) = &mut self.req {
             t.gap = true;
+        }
+        if self.req.is_none()
+            && matches!(self.client.state, State::Head)
+            && self.pending.len() < l.max_pending
+        {
+            // Bytes lost between requests held at least the start of one (a pipelined request
+            // in a lost segment): its response, still to come, is its own, not the next
+            // request's. What of its line was buffered names it.
+            let head = parser::partial_request_line(&self.client.buf);
+            let at = if head.is_some() {
+                self.client.buf_ns
+            } else {
+                self.last_ns
+            };
+            self.pending.push_back(Box::new(Transaction {
+                req_start_ns: at,
+                req_end_ns: at,
+                missing: head.is_none().then_some(Missing::Request),
+                request: head,
+                gap: true,
+                ..Default::default()
+            }));
         }
         // The request in progress cannot be finished: hand it on as it is.
         if let Some(t) = self.req.take() {
@@ -400,7 +422,10 @@ impl Conn {
             if let Some(mut t) = self.pending.pop_front() {
                 t.missing = Some(Missing::Response);
                 self.owed.push(Asked::of(t.request.as_ref()));
-                out.push(t);
+                // A request lost in a gap, unanswered too, has nothing to report.
+                if t.request.is_some() {
+                    out.push(t);
+                }
             }
         }
     }
@@ -449,7 +474,9 @@ impl Conn {
         }
         while let Some(mut t) = self.pending.pop_front() {
             t.missing = Some(Missing::Response);
-            out.push(t);
+            if t.request.is_some() {
+                out.push(t);
+            }
         }
         self.server.state = State::Done;
         self.client.state = State::Done;

@@ -307,6 +307,59 @@ fn a_gap_in_a_body_is_absorbed_and_a_gap_in_a_head_resyncs() {
     assert_eq!(st.gaps, 2);
 }
 
+/// RFC 9112 §9.3.2: a server answers pipelined requests in the order they came. A request
+/// lost in a gap of the capture still gets its response: that response is its own, reported
+/// with the gap and without a request, and the next response answers the next request (it was
+/// paired with the next request, which then lacked a response).
+#[test]
+fn a_pipelined_request_lost_in_a_gap_keeps_the_responses_in_step() {
+    let l = limits();
+    let mut st = ConnStats::default();
+    let mut c = Conn::new();
+    let mut out = Vec::new();
+    c.client_data(
+        b"GET /r1 HTTP/1.1\r\nHost: a\r\n\r\n",
+        1,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.client_gap(29, &l, &mut st, &mut out);
+    c.client_data(
+        b"GET /r3 HTTP/1.1\r\nHost: a\r\n\r\n",
+        3,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.server_data(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 201 OK\r\nContent-Length: 1\r\n\r\n2HTTP/1.1 202 OK\r\nContent-Length: 1\r\n\r\n3",
+        4,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    // A request cut after its first bytes is named by them; unanswered, it is reported.
+    c.client_data(b"POST /r4 HT", 5, &l, &mut st, &mut out);
+    c.client_gap(100, &l, &mut st, &mut out);
+    // A request lost whole and never answered has nothing to report.
+    c.client_gap(30, &l, &mut st, &mut out);
+    c.close(9, &mut out);
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    assert_eq!(
+        s,
+        vec![
+            "GET /r1 -> 200 None",
+            "- - -> 201 Some(Request)",
+            "GET /r3 -> 202 None",
+            "POST /r4 -> 0 Some(Response)",
+        ]
+    );
+    assert!(out[1].gap && out[3].gap && !out[0].gap && !out[2].gap);
+    assert_eq!(out[1].resp_start_ns, 4);
+    assert_eq!(st.gaps, 3);
+}
+
 proptest! {
     /// Random bytes, cut anywhere, with gaps: no panic, buffers bounded, and every request
     /// head parsed ends up in exactly one transaction.
@@ -327,7 +380,7 @@ proptest! {
             c.client_data(a, i as i64, &l, &mut st, &mut out);
             c.server_data(b, i as i64, &l, &mut st, &mut out);
             if let Some(g) = gaps.get(i) {
-                c.client_gap(*g as u32, &mut st, &mut out);
+                c.client_gap(*g as u32, &l, &mut st, &mut out);
                 c.server_gap(*g as u32, &mut st, &mut out);
             }
             prop_assert!(c.client.buf.len() <= l.max_head_bytes && c.server.buf.len() <= l.max_head_bytes);
