@@ -41,6 +41,25 @@ fn start_on_topic(
     (dir, log, t)
 }
 
+/// trawl reading JSON lines on stdin, each produced to the topic its field `t` names, dead
+/// letters in `dead.jsonl` (and `extra` output settings), logging to the returned path.
+fn start_on_field_topic(
+    broker: &Broker,
+    extra: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, Trawl) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ enabled: false }}\nshutdown_timeout: 120s\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: json, field: message }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{b}\"]\n    topic: \"%{{[t]}}\"\n    dead_letter: dead\n{extra}  dead:\n    type: file\n    path: {dl}\n",
+        data = dir.path().join("data").display(),
+        b = broker.bootstrap,
+        dl = dir.path().join("dead.jsonl").display()
+    );
+    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
+    let log = dir.path().join("trawl.log");
+    let t = Trawl::start(&cfg, Some(&log));
+    (dir, log, t)
+}
+
 fn messages(records: &[support::kafka::Record]) -> Vec<String> {
     records
         .iter()
@@ -334,16 +353,7 @@ fn topic_and_key_templates_with_missing_fields_dead_letter_and_count_those_event
 fn a_topic_that_does_not_exist_sends_its_events_to_the_dead_letters() {
     let broker = Broker::shared();
     broker.create_topic("present", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "data_dir: {data}\nhttp: {{ enabled: false }}\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: json, field: message }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{b}\"]\n    topic: \"%{{[t]}}\"\n    dead_letter: dead\n  dead:\n    type: file\n    path: {dl}\n",
-        data = dir.path().join("data").display(),
-        b = broker.bootstrap,
-        dl = dir.path().join("dead.jsonl").display()
-    );
-    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
-    let log = dir.path().join("trawl.log");
-    let mut t = Trawl::start(&cfg, Some(&log));
+    let (dir, log, mut t) = start_on_field_topic(broker, "");
     let input: String = (0..200)
         .map(|i| {
             let topic = if i % 2 == 0 { "present" } else { "absent" };
@@ -394,16 +404,10 @@ fn a_topic_that_does_not_exist_sends_its_events_to_the_dead_letters() {
 fn a_topic_created_just_after_a_long_outage_gets_the_events_that_waited() {
     let mut broker = Broker::start_persistent();
     broker.create_topic("warm-up", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "data_dir: {data}\nhttp: {{ enabled: false }}\nshutdown_timeout: 120s\ninputs:\n  app: {{ type: stdin }}\nprocessors:\n  - {{ type: json, field: message }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{b}\"]\n    topic: \"%{{[t]}}\"\n    dead_letter: dead\n    librdkafka: {{ topic.metadata.propagation.max.ms: \"5000\" }}\n  dead:\n    type: file\n    path: {dl}\n",
-        data = dir.path().join("data").display(),
-        b = broker.bootstrap,
-        dl = dir.path().join("dead.jsonl").display()
+    let (dir, log, mut t) = start_on_field_topic(
+        &broker,
+        "    librdkafka: { topic.metadata.propagation.max.ms: \"5000\" }\n",
     );
-    let cfg = write_file(dir.path(), "pipeline.yaml", &text);
-    let log = dir.path().join("trawl.log");
-    let mut t = Trawl::start(&cfg, Some(&log));
     // The producer knows the cluster before it goes away.
     t.feed(b"{\"t\":\"warm-up\",\"n\":-1}\n");
     support::process::wait_until(Duration::from_secs(60), "the warm-up event", || {
