@@ -342,6 +342,90 @@ fn a_file_rotated_while_trawl_was_stopped_is_resumed_from_the_registry() {
     assert_eq!(resumed["container"]["id"], id.as_str());
 }
 
+/// A rolling update during which kubelet rotates the file trawl was reading and, at its next
+/// rotation, gzips it (`0.log.<date>.gz`, the uncompressed file deleted). trawl reads no
+/// compressed file, so the lines it had not read are lost; the restarted trawl finds them by
+/// the file's first bytes and logs and counts them instead of losing them without a word. A
+/// third start does not count them again.
+#[test]
+fn lines_of_a_file_compressed_while_trawl_was_stopped_are_counted_as_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (target_dir, target, _) =
+        kubelet_container(d, "shop_web-3e1_0c4d-55/app", "web-3e1_shop_app", 'g');
+    std::fs::write(&target, cri_lines(0, 1000)).unwrap();
+    let input = format!(
+        "    type: file\n    paths: [\"{}/containers/*.log\"]\n",
+        d.display()
+    );
+    let config = pipeline(d, &input);
+    let mut first = Trawl::start(d, &config, "out1.json");
+    first.wait_for(20, "the first 1000 lines", |ev| ev.len() >= 1000);
+    first.stop();
+
+    let mut w = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&target)
+        .unwrap();
+    w.write_all(cri_lines(1000, 1500).as_bytes()).unwrap();
+    drop(w);
+    let rotated = target_dir.join("0.log.20261123-100000");
+    std::fs::rename(&target, &rotated).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(target_dir.join("0.log.20261123-100000.gz")).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&std::fs::read(&rotated).unwrap()).unwrap();
+    gz.finish().unwrap();
+    std::fs::remove_file(&rotated).unwrap();
+    // Someone else's compressed file beside it, and one that is not gzip at all.
+    let mut other = flate2::write::GzEncoder::new(
+        std::fs::File::create(target_dir.join("0.log.20261122-000000.gz")).unwrap(),
+        flate2::Compression::fast(),
+    );
+    other
+        .write_all(cri_lines(900_000, 900_010).as_bytes())
+        .unwrap();
+    other.finish().unwrap();
+    std::fs::write(
+        target_dir.join("0.log.20261121-000000.gz"),
+        b"\x1f\x8b junk",
+    )
+    .unwrap();
+    std::fs::write(&target, cri_lines(1500, 1600)).unwrap();
+
+    let mut second = Trawl::start(d, &config, "out2.json");
+    let ev = second.wait_for(20, "the new file's 100 lines", |ev| ev.len() >= 100);
+    std::thread::sleep(Duration::from_millis(500));
+    second.stop();
+    let got: Vec<String> = messages(&second.events());
+    assert_eq!(got.len(), 100, "only the new file: {:?}", ev.first());
+    assert_eq!(got[0], line(1500));
+    let log = second.stderr();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("was compressed while trawl was stopped"))
+        .collect();
+    assert_eq!(warned.len(), 1, "one warning: {log}");
+    assert!(
+        warned[0].contains("lines=500") && warned[0].contains("0.log.20261123-100000.gz"),
+        "{}",
+        warned[0]
+    );
+
+    let mut third = Trawl::start(d, &config, "out3.json");
+    std::thread::sleep(Duration::from_millis(1500));
+    third.stop();
+    assert!(third.events().is_empty(), "nothing read twice");
+    assert!(
+        !third
+            .stderr()
+            .contains("was compressed while trawl was stopped"),
+        "counted once: {}",
+        third.stderr()
+    );
+}
+
 /// kubelet creates `0.log` and renames it away on its own schedule, not trawl's: during a
 /// rolling update (or while trawl waited on a full pipeline and was then killed) a `0.log` can
 /// be created, written and rotated without trawl ever seeing it. No registry knows it, but it

@@ -568,7 +568,7 @@ impl Discovery {
 /// Where a symlink points, also while it dangles: between kubelet's rename of the target and the
 /// runtime creating the new file, the link points at nothing, and the folder must stay watched
 /// to see that file appear.
-fn link_target(link: &Path) -> Option<PathBuf> {
+pub(crate) fn link_target(link: &Path) -> Option<PathBuf> {
     if let Ok(target) = std::fs::canonicalize(link) {
         return Some(target);
     }

@@ -1,13 +1,14 @@
 //! At startup, what changed while trawl was stopped: files the registry knows that were
-//! truncated (maybe by copytruncate) or renamed (rotated) meanwhile.
+//! truncated (maybe by copytruncate), renamed (rotated), or compressed meanwhile.
 
 use super::Tailer;
 use crate::inputs::file::discovery;
-use crate::inputs::file::identity::{end_mark_matches, FileKey};
+use crate::inputs::file::identity::{end_mark_matches, FileKey, Fingerprint};
 use crate::inputs::file::registry::{Entry, Truncation};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 impl Tailer {
@@ -119,7 +120,106 @@ impl Tailer {
                 keep.insert(key, (name, f));
             }
         }
+        self.compressed_while_stopped(&missing);
     }
+
+    /// At startup, after the renamed files: a file the registry was reading that is gone may
+    /// have been compressed meanwhile (kubelet gzips `0.log.<date>` at its next rotation, so a
+    /// stop across two rotations of a busy container does it). trawl does not read compressed
+    /// files: found by its first bytes in a `.gz` beside its name or its link's target, its
+    /// lines past the offset are logged and counted as lost, not lost without a word, and the
+    /// entry moves to the end so that the next start does not count them again.
+    fn compressed_while_stopped(&self, missing: &HashMap<FileKey, Entry>) {
+        let mut folders: HashMap<PathBuf, Vec<&Entry>> = HashMap::new();
+        for e in missing.values().filter(|e| e.fp_len > 0) {
+            let name = Path::new(&e.path);
+            let target = discovery::link_target(name);
+            for folder in [name.parent(), target.as_deref().and_then(Path::parent)]
+                .into_iter()
+                .flatten()
+            {
+                let list = folders.entry(folder.to_path_buf()).or_default();
+                if !list.iter().any(|x| x.key() == e.key()) {
+                    list.push(e);
+                }
+            }
+        }
+        let mut counted = HashSet::new();
+        for (folder, entries) in folders {
+            let Ok(listing) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            let compressed = listing
+                .flatten()
+                .map(|i| i.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "gz"))
+                .take(MAX_COMPRESSED_PER_FOLDER);
+            for gz in compressed {
+                let Some(prefix) = gunzip_prefix(&gz, entries.iter().map(|e| e.fp_len).max())
+                else {
+                    continue;
+                };
+                let Some(e) = entries.iter().find(|e| {
+                    !counted.contains(&e.key())
+                        && prefix.len() as u64 >= e.fp_len
+                        && Fingerprint::of(&prefix[..e.fp_len as usize]) == e.fingerprint()
+                }) else {
+                    continue;
+                };
+                counted.insert(e.key());
+                let Some((lines, size)) = lines_past(&gz, e.offset) else {
+                    continue;
+                };
+                if lines > 0 {
+                    self.shared.stats.lost(lines);
+                    tracing::warn!(input = %self.ctx.name, path = %e.path, compressed = %gz.display(), offset = e.offset, lines,
+                        "a file trawl was reading was compressed while trawl was stopped; its unread lines are not read (trawl reads no compressed files): counted in trawl_file_lost_lines_total");
+                }
+                if let Ok(mut r) = self.shared.registry.lock() {
+                    r.commit(&e.key(), e.stream, size);
+                }
+            }
+        }
+    }
+}
+
+/// Most `.gz` files looked into per folder at a start (kubelet keeps 5 files per container).
+const MAX_COMPRESSED_PER_FOLDER: usize = 64;
+/// Most bytes decompressed from one file: a bound on the work a bad file can cause.
+const MAX_DECOMPRESSED: u64 = 1 << 30;
+
+/// Up to `len` first decompressed bytes of the gzip file `path`; `None` when it is unreadable.
+fn gunzip_prefix(path: &Path, len: Option<u64>) -> Option<Vec<u8>> {
+    let file = File::open(path).ok()?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(std::io::BufReader::new(file))
+        .take(len?)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// The lines of the gzip file `path` past byte `offset` of its content (a last one without a
+/// newline counts), and the size of that content; `None` when it cannot be read to its end.
+fn lines_past(path: &Path, offset: u64) -> Option<(u64, u64)> {
+    let file = File::open(path).ok()?;
+    let mut d = flate2::read::GzDecoder::new(std::io::BufReader::new(file)).take(MAX_DECOMPRESSED);
+    let (mut at, mut lines, mut open_line) = (0u64, 0u64, false);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = d.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        let skip = offset.saturating_sub(at).min(n as u64) as usize;
+        let rest = &buf[skip..n];
+        if !rest.is_empty() {
+            lines += rest.iter().filter(|b| **b == b'\n').count() as u64;
+            open_line = rest.last() != Some(&b'\n');
+        }
+        at += n as u64;
+    }
+    Some((lines + u64::from(open_line), at))
 }
 
 /// Whether `file` was created no later than `secs` (Unix time): the file a registry entry last
