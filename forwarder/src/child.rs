@@ -3,11 +3,10 @@
 //! the lines to the sidecar and returns the command's exit code.
 
 use crate::inputs::tee::forward;
-use crate::inputs::tee::passthrough::{self, CHILD};
+use crate::inputs::tee::passthrough;
 use crate::inputs::tee::spool::{Spool, SpoolLimits};
 use crate::Args;
-use std::os::unix::process::ExitStatusExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Runs the command and forwards its lines; returns its exit code.
@@ -47,39 +46,20 @@ pub fn run(args: Args) -> i32 {
         });
     }
 
-    let status = loop {
-        match child.wait() {
-            Ok(s) => break Some(s),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                eprintln!("error: waiting for the command: {e}");
-                break None;
-            }
-        }
-    };
-    CHILD.store(0, Ordering::Relaxed);
-    let code = match status {
-        Some(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
-        None => 1,
-    };
-
+    let code = passthrough::wait_child(&mut child);
     let deadline = args.flush_timeout.std();
-    let unsent = match done_rx.recv_timeout(deadline) {
-        Ok(n) => n,
-        Err(_) => {
-            give_up.store(true, Ordering::Relaxed);
-            done_rx
-                .recv_timeout(std::time::Duration::from_millis(500))
-                .unwrap_or(0)
-        }
-    };
+    let unsent = passthrough::wait_shipper(&done_rx, deadline, &give_up);
     let dropped = spool.dropped_bytes();
     let left = spool.queued_bytes() + unsent;
     spool.remove_spill_file();
     if dropped > 0 || left > 0 {
+        let why = if passthrough::STOP_FLUSH.load(std::sync::atomic::Ordering::Relaxed) {
+            "a signal ended the wait".to_owned()
+        } else {
+            format!("{}ms flush deadline", deadline.as_millis())
+        };
         eprintln!(
-            "trawl-forward: {dropped} bytes of output dropped (buffers full), {left} bytes not shipped before the {}ms flush deadline",
-            deadline.as_millis()
+            "trawl-forward: {dropped} bytes of output dropped (buffers full), {left} bytes not shipped ({why})"
         );
     }
     code

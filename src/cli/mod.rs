@@ -127,6 +127,11 @@ pub fn main() -> i32 {
         return 2;
     }
     match cli.command {
+        Command::Validate { config, tee: true } if config.is_empty() => {
+            // As `trawl tee` itself: its pipeline comes from -c only, never TRAWL_CONFIG.
+            eprintln!("error: validate --tee needs -c PIPELINE (trawl tee reads no other)");
+            2
+        }
         Command::Validate { config, tee } => validate(&Sources::resolve(&config), tee),
         Command::Run {
             config,
@@ -180,11 +185,7 @@ fn validate(sources: &Sources, tee: bool) -> i32 {
     // Components are built even when the file already has errors, to report everything at once.
     // For `tee`, a stand-in input named `tee` (never started) takes the child's place.
     let extra: Vec<(String, Box<dyn crate::inputs::Input>)> = if tee {
-        let stand_in = crate::inputs::stdin::Stdin::new(crate::inputs::stdin::Config {
-            max_line_bytes: crate::config::ByteSize(1 << 20),
-            multiline: None,
-        });
-        vec![("tee".to_owned(), Box::new(stand_in))]
+        vec![("tee".to_owned(), tee::stand_in())]
     } else {
         Vec::new()
     };

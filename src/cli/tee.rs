@@ -5,21 +5,21 @@
 
 use crate::config::{ByteSize, Duration};
 use crate::inputs::tee::forward;
-use crate::inputs::tee::passthrough::{self, CHILD};
+use crate::inputs::tee::passthrough;
 use crate::inputs::tee::spool::{Spool, SpoolLimits, WhenFull};
 use crate::inputs::tee::TeeInput;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct TeeArgs {
-    /// Pipeline file for the command's lines (processors and outputs; the lines are the input
-    /// named `tee`, so no `inputs:` section is needed). Run in-process.
+    /// Pipeline for the command's lines (processors and outputs; the lines are the input
+    /// named `tee`, so no `inputs:` section is needed). Run in-process. Files or folders,
+    /// repeatable, as for `run`; `TRAWL_CONFIG` is not read (it names the node's pipeline).
     #[arg(short, long, conflicts_with = "forward")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
     /// Ship the lines to another trawl's `socket` input instead: `unix:PATH`.
     #[arg(long)]
     pub forward: Option<String>,
@@ -80,6 +80,31 @@ fn describe(e: &crate::config::DeError) -> String {
     )
 }
 
+/// The `-c` files and folders as one pipeline, built with a stand-in for the command's lines
+/// (never started), so that a pipeline that cannot run is refused before the command starts;
+/// `trawl validate --tee` checks with this too.
+pub fn load(
+    paths: &[PathBuf],
+) -> Result<crate::config::PipelineConfig, crate::config::ConfigErrors> {
+    let cfg = crate::config::Sources::Paths(paths.to_vec()).load()?;
+    crate::pipeline::Pipeline::build(cfg.clone(), vec![("tee".to_owned(), stand_in())])?;
+    Ok(cfg)
+}
+
+/// An input named `tee` that is never started: what the command's lines take the place of.
+pub fn stand_in() -> Box<dyn crate::inputs::Input> {
+    let spool = Spool::new(
+        SpoolLimits {
+            memory_bytes: 0,
+            spill_bytes: 0,
+            spill_dir: std::env::temp_dir(),
+            when_full: WhenFull::Drop,
+        },
+        0,
+    );
+    Box::new(TeeInput::new(Arc::new(spool), 1, None))
+}
+
 /// Runs `trawl tee`; returns the exit code (the child's).
 pub fn run(args: TeeArgs) -> i32 {
     let multiline = match args.multiline.as_deref().map(parse_multiline) {
@@ -100,8 +125,8 @@ pub fn run(args: TeeArgs) -> i32 {
         },
         None => None,
     };
-    let cfg = match (&args.config, &forward_path) {
-        (Some(path), _) => match crate::config::load_file(path) {
+    let cfg = match (args.config.is_empty(), &forward_path) {
+        (false, _) => match load(&args.config) {
             Ok(c) => Some(c),
             Err(errs) => {
                 for e in &errs.0 {
@@ -110,36 +135,12 @@ pub fn run(args: TeeArgs) -> i32 {
                 return 2;
             }
         },
-        (None, Some(_)) => None,
-        (None, None) => {
+        (true, Some(_)) => None,
+        (true, None) => {
             eprintln!("error: trawl tee needs -c PIPELINE or --forward unix:PATH");
             return 2;
         }
     };
-    // A pipeline that cannot be built is reported before the command runs, not after.
-    if let Some(cfg) = &cfg {
-        let probe = TeeInput::new(
-            Arc::new(Spool::new(
-                SpoolLimits {
-                    memory_bytes: 0,
-                    spill_bytes: 0,
-                    spill_dir: std::env::temp_dir(),
-                    when_full: WhenFull::Drop,
-                },
-                0,
-            )),
-            1,
-            None,
-        );
-        if let Err(errs) =
-            crate::pipeline::Pipeline::build(cfg.clone(), vec![("tee".to_owned(), Box::new(probe))])
-        {
-            for e in &errs.0 {
-                eprintln!("error: {e}");
-            }
-            return 2;
-        }
-    }
     let spool = Arc::new(Spool::new(
         SpoolLimits {
             memory_bytes: args.memory_buffer.as_usize(),
@@ -168,9 +169,11 @@ pub fn run(args: TeeArgs) -> i32 {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
     let give_up = Arc::new(AtomicBool::new(false));
     let max_line = args.max_line_bytes.as_usize();
+    let mut in_pipeline = None;
     match (cfg, forward_path) {
         (Some(cfg), _) => {
             let input = TeeInput::new(spool.clone(), max_line, multiline);
+            in_pipeline = Some(input.unshipped());
             let s = spool.clone();
             std::thread::spawn(move || {
                 let code = super::run_pipeline_with(
@@ -198,40 +201,22 @@ pub fn run(args: TeeArgs) -> i32 {
         (None, None) => unreachable!("checked above"),
     }
 
-    let status = loop {
-        match child.wait() {
-            Ok(s) => break Some(s),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                eprintln!("error: waiting for the command: {e}");
-                break None;
-            }
-        }
-    };
-    CHILD.store(0, Ordering::Relaxed);
-    let code = match status {
-        Some(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
-        None => 1,
-    };
-
-    // Ship what is in flight, within the deadline.
+    let code = passthrough::wait_child(&mut child);
+    // Ship what is in flight, within the deadline (a stopping signal cuts it short).
     let deadline = args.flush_timeout.std();
-    let unsent = match done_rx.recv_timeout(deadline) {
-        Ok(n) => n,
-        Err(_) => {
-            give_up.store(true, Ordering::Relaxed);
-            done_rx
-                .recv_timeout(std::time::Duration::from_millis(500))
-                .unwrap_or(0)
-        }
-    };
+    let unsent = passthrough::wait_shipper(&done_rx, deadline, &give_up);
     let dropped = spool.dropped_bytes();
     let left = spool.queued_bytes() + unsent;
+    let undelivered = in_pipeline.map(|u| u.events()).unwrap_or(0);
     spool.remove_spill_file();
-    if dropped > 0 || left > 0 {
+    if dropped > 0 || left > 0 || undelivered > 0 {
+        let why = if passthrough::STOP_FLUSH.load(std::sync::atomic::Ordering::Relaxed) {
+            "a signal ended the wait".to_owned()
+        } else {
+            format!("{}ms flush deadline", deadline.as_millis())
+        };
         eprintln!(
-            "trawl tee: {dropped} bytes of output dropped (buffers full), {left} bytes not shipped before the {}ms flush deadline",
-            deadline.as_millis()
+            "trawl tee: {dropped} bytes of output dropped (buffers full), {left} bytes not shipped, {undelivered} events not delivered by the outputs ({why})"
         );
     }
     code

@@ -145,7 +145,7 @@ fn signal_roundtrip(sig: i32, cfg: &Path) -> (Option<i32>, String) {
         .arg("tee")
         .arg("-c")
         .arg(cfg)
-        .args(["--", "sh", "-c", "trap 'echo got TERM; exit 42' TERM; trap 'echo got HUP; exit 43' HUP; trap 'echo got INT; exit 44' INT; echo ready; while :; do sleep 0.05; done"])
+        .args(["--", "sh", "-c", "trap 'echo got TERM; exit 42' TERM; trap 'echo got HUP; exit 43' HUP; trap 'echo got INT; exit 44' INT; trap 'echo got QUIT; exit 45' QUIT; trap 'echo got USR1; exit 46' USR1; trap 'echo got USR2; exit 47' USR2; echo ready; while :; do sleep 0.05; done"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -174,6 +174,187 @@ fn signals_are_forwarded_to_the_child() {
     assert_eq!((code, out.contains("got HUP")), (Some(43), true), "{out}");
     let (code, out) = signal_roundtrip(libc::SIGINT, &cfg);
     assert_eq!((code, out.contains("got INT")), (Some(44), true), "{out}");
+    // What an application is told besides stopping: reopen logs, dump state (as under tini).
+    let (code, out) = signal_roundtrip(libc::SIGQUIT, &cfg);
+    assert_eq!((code, out.contains("got QUIT")), (Some(45), true), "{out}");
+    let (code, out) = signal_roundtrip(libc::SIGUSR1, &cfg);
+    assert_eq!((code, out.contains("got USR1")), (Some(46), true), "{out}");
+    let (code, out) = signal_roundtrip(libc::SIGUSR2, &cfg);
+    assert_eq!((code, out.contains("got USR2")), (Some(47), true), "{out}");
+}
+
+/// Waits up to `limit` for `path` to exist.
+fn wait_for_file(path: &Path, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn a_command_that_writes_nothing_is_stopped_when_trawl_is_killed() {
+    // Killed outright (OOM, kill -9), trawl cannot pass anything on; a quiet command would run
+    // on with nobody reading what it writes next.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = null_pipeline(dir.path());
+    let ready = dir.path().join("ready");
+    let stopped = dir.path().join("stopped");
+    let script = format!(
+        "trap 'touch {}; exit 0' TERM; touch {}; while :; do sleep 0.05; done",
+        stopped.display(),
+        ready.display()
+    );
+    let mut child = trawl()
+        .arg("tee")
+        .arg("-c")
+        .arg(&cfg)
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for_file(&ready, Duration::from_secs(10)),
+        "the command started"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_for_file(&stopped, Duration::from_secs(10)),
+        "the command got SIGTERM when trawl died"
+    );
+}
+
+#[test]
+fn a_signal_after_the_command_exits_ends_the_wait_for_unshipped_lines() {
+    // The output cannot deliver, so the last lines would be waited for the whole (long) flush
+    // deadline; the operator's Ctrl-C or SIGTERM ends the wait, and what was not shipped is
+    // reported, not passed over in silence.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = d.join("tee.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir: {}/data\nhttp: {{ enabled: false }}\noutputs:\n  es: {{ type: elasticsearch, hosts: [\"http://127.0.0.1:9\"] }}\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let exited = d.join("exited");
+    let script = format!("echo a line to ship; touch {}; exit 3", exited.display());
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let _ = std::fs::remove_file(&exited);
+        let child = trawl()
+            .arg("tee")
+            .arg("-c")
+            .arg(&cfg)
+            .args(["--flush-timeout", "120s", "--", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_for_file(&exited, Duration::from_secs(10)),
+            "the command ran"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("trawl ended on the signal, not at the 120 s flush deadline")
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "the command's exit code");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("1 events not delivered"),
+            "the line the output never took is reported: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_pipeline_folder_is_checked_and_run_alike_by_validate_and_tee() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let conf = d.join("conf.d");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(
+        conf.join("10-processors.yaml"),
+        "processors:\n  - { type: add_tags, tags: [teed] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("20-outputs.yaml"),
+        format!(
+            "data_dir: {}/data\nhttp: {{ enabled: false }}\noutputs:\n  console: {{ type: stdout }}\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let validate = trawl()
+        .args(["validate", "--tee", "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(validate.status.code(), Some(0), "{validate:?}");
+    let out = trawl()
+        .arg("tee")
+        .arg("-c")
+        .arg(&conf)
+        .args(["--", "echo", "from the folder"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let event = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["message"] == "from the folder")
+        .unwrap_or_else(|| panic!("no event in {out:?}"));
+    assert_eq!(event["tags"], serde_json::json!(["teed"]));
+
+    // A folder whose pipeline cannot run is refused by both, before the command runs.
+    std::fs::write(
+        conf.join("30-bad.yaml"),
+        "outputs:\n  other: { type: stdout, fromat: json }\n",
+    )
+    .unwrap();
+    let validate = trawl()
+        .args(["validate", "--tee", "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_ne!(validate.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&validate.stderr).contains("fromat"));
+    let marker = d.join("ran");
+    let out = trawl()
+        .arg("tee")
+        .arg("-c")
+        .arg(&conf)
+        .args(["--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fromat"));
+    assert!(!marker.exists(), "the command did not run");
+
+    // tee reads its pipeline from -c only; validate --tee checks nothing else either.
+    let env_only = trawl()
+        .args(["validate", "--tee"])
+        .env("TRAWL_CONFIG", d.join("missing.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(env_only.status.code(), Some(2), "{env_only:?}");
+    assert!(String::from_utf8_lossy(&env_only.stderr).contains("-c"));
 }
 
 #[test]

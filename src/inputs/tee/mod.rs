@@ -15,11 +15,12 @@ use super::lines::LineInfo;
 use super::multiline::{self, Line, Multiline};
 use super::InvalidUtf8;
 use super::{BoxFuture, Input, InputContext};
-use crate::event::{Batch, Event, Value};
+use crate::event::{AckTracker, Batch, BatchAck, BatchStatus, Event, Value};
 use crate::telemetry::metrics::ComponentMetrics;
 use chrono::Utc;
 use spool::{Pop, Spool, StreamKind};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 pub use stream_lines::StreamLines;
 
@@ -27,6 +28,7 @@ pub struct TeeInput {
     spool: Arc<Spool>,
     max_line_bytes: usize,
     multiline: Option<Multiline>,
+    unshipped: Arc<Unshipped>,
 }
 
 impl TeeInput {
@@ -35,7 +37,56 @@ impl TeeInput {
             spool,
             max_line_bytes,
             multiline,
+            unshipped: Arc::new(Unshipped::default()),
         }
+    }
+
+    /// What `trawl tee` asks, when it stops waiting, about the events it handed on.
+    pub fn unshipped(&self) -> Arc<Unshipped> {
+        self.unshipped.clone()
+    }
+}
+
+/// The events handed to the pipeline that no output has delivered (or dead-lettered): still
+/// in flight, or failed. Once the spool is empty they are all that `trawl tee` can still lose,
+/// so when its flush deadline passes it reports them instead of exiting in silence.
+#[derive(Default)]
+pub struct Unshipped {
+    state: Mutex<UnshippedState>,
+}
+
+#[derive(Default)]
+struct UnshippedState {
+    tracker: AckTracker,
+    /// Events per batch still in flight, oldest first (the tracker settles them in order).
+    in_flight: VecDeque<u64>,
+    failed: u64,
+}
+
+impl Unshipped {
+    fn track(&self, events: u64) -> BatchAck {
+        match self.state.lock() {
+            Ok(mut st) => {
+                let (_, ack) = st.tracker.track();
+                st.in_flight.push_back(events);
+                ack
+            }
+            Err(_) => BatchAck::none(),
+        }
+    }
+
+    /// Events not delivered so far.
+    pub fn events(&self) -> u64 {
+        let Ok(mut st) = self.state.lock() else {
+            return 0;
+        };
+        for settled in st.tracker.drain() {
+            let n = st.in_flight.pop_front().unwrap_or(0);
+            if settled.status == BatchStatus::Failed {
+                st.failed += n;
+            }
+        }
+        st.failed + st.in_flight.iter().sum::<u64>()
     }
 }
 
@@ -44,7 +95,15 @@ impl Input for TeeInput {
         Box::pin(async move {
             let handle = std::thread::Builder::new()
                 .name("trawl-tee".into())
-                .spawn(move || ship(&self.spool, self.max_line_bytes, self.multiline, &ctx))?;
+                .spawn(move || {
+                    ship(
+                        &self.spool,
+                        self.max_line_bytes,
+                        self.multiline,
+                        &self.unshipped,
+                        &ctx,
+                    )
+                })?;
             tokio::task::spawn_blocking(move || handle.join())
                 .await?
                 .map_err(|_| anyhow::anyhow!("tee shipper thread panicked"))
@@ -120,7 +179,13 @@ impl Joiners {
 }
 
 /// Takes chunks from the spool until the child's output ends, emitting line events.
-fn ship(spool: &Spool, max_line: usize, multiline: Option<Multiline>, ctx: &InputContext) {
+fn ship(
+    spool: &Spool,
+    max_line: usize,
+    multiline: Option<Multiline>,
+    unshipped: &Unshipped,
+    ctx: &InputContext,
+) {
     let mut lines = StreamLines::new(max_line);
     let mut joiners = Joiners::new(multiline);
     let mut events: Vec<Event> = Vec::with_capacity(ctx.batch_size);
@@ -130,7 +195,8 @@ fn ship(spool: &Spool, max_line: usize, multiline: Option<Multiline>, ctx: &Inpu
             return true;
         }
         let batch = std::mem::replace(events, Vec::with_capacity(ctx.batch_size));
-        ctx.emit_blocking(Batch::unacked(batch)).is_ok()
+        let ack = unshipped.track(batch.len() as u64);
+        ctx.emit_blocking(Batch::new(batch, ack)).is_ok()
     };
     loop {
         match spool.pop(Duration::from_millis(200)) {

@@ -6,11 +6,29 @@
 use super::spool::{Chunk, Spool, StreamKind};
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
-/// The child's pid for the signal handler (0: none yet).
+/// The child's pid for the signal handler (0: none yet, or it has exited).
 pub static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Set by a stopping signal (TERM, INT, HUP, QUIT) that comes after the child has exited: the
+/// user does not want to wait out the flush deadline, as with a second Ctrl-C in Vector.
+pub static STOP_FLUSH: AtomicBool = AtomicBool::new(false);
+
+/// What a wrapper passes on, as tini does: every signal a process may be asked to act on.
+/// SIGCHLD, SIGPIPE and the job-control stops stay ours; the fatal faults are not sent.
+const FORWARDED: [libc::c_int; 8] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGALRM,
+];
 
 extern "C" fn forward_signal(sig: libc::c_int) {
     let pid = CHILD.load(Ordering::Relaxed);
@@ -19,12 +37,17 @@ extern "C" fn forward_signal(sig: libc::c_int) {
         unsafe {
             libc::kill(pid, sig);
         }
+    } else if matches!(
+        sig,
+        libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT
+    ) {
+        STOP_FLUSH.store(true, Ordering::Relaxed);
     }
 }
 
-/// SIGTERM, SIGINT and SIGHUP go to the child; the shipping side stays up to ship what is left.
+/// The signals in `FORWARDED` go to the child; the shipping side stays up to ship what is left.
 pub fn install_signal_forwarding() {
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+    for sig in FORWARDED {
         // SAFETY: a zeroed sigaction with a plain handler and an empty mask is valid; the
         // handler only calls async-signal-safe functions.
         unsafe {
@@ -35,6 +58,53 @@ pub fn install_signal_forwarding() {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
+}
+
+/// Waits for the command; returns the exit code a shell gives (128 + signal when killed).
+/// From then on, signals end the flush instead of going to the (gone) child.
+pub fn wait_child(child: &mut std::process::Child) -> i32 {
+    let status = loop {
+        match child.wait() {
+            Ok(s) => break Some(s),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("error: waiting for the command: {e}");
+                break None;
+            }
+        }
+    };
+    CHILD.store(0, Ordering::Relaxed);
+    match status {
+        Some(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
+        None => 1,
+    }
+}
+
+/// Waits for the shipper's report (bytes it could not send) until `deadline`, or until a
+/// stopping signal; then tells it to give up and waits a moment more for its count.
+pub fn wait_shipper(
+    done: &std::sync::mpsc::Receiver<u64>,
+    deadline: std::time::Duration,
+    give_up: &AtomicBool,
+) -> u64 {
+    let end = std::time::Instant::now() + deadline;
+    // Slices, so that a signal is seen within a tenth of a second; at most deadline/100ms
+    // wake-ups, only after the command has exited.
+    let slice = std::time::Duration::from_millis(100);
+    loop {
+        let now = std::time::Instant::now();
+        if now >= end || STOP_FLUSH.load(Ordering::Relaxed) {
+            break;
+        }
+        match done.recv_timeout(slice.min(end - now)) {
+            Ok(n) => return n,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return 0,
+        }
+    }
+    give_up.store(true, Ordering::Relaxed);
+    done.recv_timeout(std::time::Duration::from_millis(500))
+        .unwrap_or(0)
 }
 
 /// Writes all of `data` to `fd`, as `tee` does; false once the fd is gone (the reader closed it).
@@ -163,13 +233,34 @@ pub fn start(
         eprintln!("error: no command to run");
         return Err(127);
     };
-    let mut child = match std::process::Command::new(program)
-        .args(&command[1..])
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(&command[1..])
         .stdin(std::process::Stdio::inherit())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
+        .stderr(std::process::Stdio::piped());
+    // If trawl is killed outright (SIGKILL, OOM), the command gets SIGTERM rather than running
+    // on unseen: what it writes then has no reader and would be lost without a word. (The
+    // signal follows the thread that forks, the main thread, which lives as long as we do.)
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (prctl, getppid, kill on itself).
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            // Died between fork and prctl: the signal would never come.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: cannot run `{program}`: {e}");
