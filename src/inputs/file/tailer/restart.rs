@@ -166,10 +166,15 @@ impl Tailer {
                 }) else {
                     continue;
                 };
-                counted.insert(e.key());
                 let Some((lines, size)) = lines_past(&gz, e.offset) else {
                     continue;
                 };
+                // Same first bytes, but shorter than what was read of the file: another file
+                // that began alike (short fingerprints of young files can), not this one.
+                if size < e.offset {
+                    continue;
+                }
+                counted.insert(e.key());
                 if lines > 0 {
                     self.shared.stats.lost(lines);
                     tracing::warn!(input = %self.ctx.name, path = %e.path, compressed = %gz.display(), offset = e.offset, lines,
