@@ -300,10 +300,7 @@ impl Conn {
         if let Some(t) = &mut self.req {
             t.gap = true;
         }
-        if self.req.is_none()
-            && matches!(self.client.state, State::Head)
-            && self.pending.len() < l.max_pending
-        {
+        if self.req.is_none() && matches!(self.client.state, State::Head) {
             // Bytes lost between requests held at least the start of one (a pipelined request
             // in a lost segment): its response, still to come, is its own, not the next
             // request's. What of its line was buffered names it.
@@ -313,6 +310,14 @@ impl Conn {
             } else {
                 self.last_ns
             };
+            // A full queue gives up its oldest, as a request that completes does.
+            if self.pending.len() >= l.max_pending {
+                if let Some(mut old) = self.pending.pop_front() {
+                    old.missing = Some(Missing::Response);
+                    self.owed.push(Asked::of(old.request.as_ref()));
+                    out.push(old);
+                }
+            }
             self.pending.push_back(Box::new(Transaction {
                 req_start_ns: at,
                 req_end_ns: at,

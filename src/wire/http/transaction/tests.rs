@@ -824,3 +824,51 @@ fn a_body_still_sent_after_an_early_answer_is_counted_whole() {
         out.iter().map(|t| summary(t)).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_request_lost_in_a_gap_while_the_queue_is_full_gives_up_the_oldest_not_itself() {
+    let l = Limits {
+        max_pending: 2,
+        ..limits()
+    };
+    let mut st = ConnStats::default();
+    let mut c = Conn::new();
+    let mut out = Vec::new();
+    c.client_data(
+        b"GET /r1 HTTP/1.1\r\nHost: a\r\n\r\nGET /r2 HTTP/1.1\r\nHost: a\r\n\r\n",
+        1,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.client_gap(29, &l, &mut st, &mut out);
+    c.client_data(
+        b"GET /r4 HTTP/1.1\r\nHost: a\r\n\r\n",
+        3,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.server_data(
+        b"HTTP/1.1 201 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 202 OK\r\nContent-Length: 1\r\n\r\n2HTTP/1.1 203 OK\r\nContent-Length: 1\r\n\r\n3HTTP/1.1 204 OK\r\nContent-Length: 1\r\n\r\n4",
+        4,
+        &l,
+        &mut st,
+        &mut out,
+    );
+    c.close(9, &mut out);
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    // r1 and r2 are given up to make room (their responses come as responses alone); the lost
+    // request's response is its own; r4 gets the fourth response, not the third.
+    assert_eq!(
+        s,
+        vec![
+            "GET /r1 -> 0 Some(Response)",
+            "GET /r2 -> 0 Some(Response)",
+            "- - -> 201 Some(Request)",
+            "- - -> 202 Some(Request)",
+            "- - -> 203 Some(Request)",
+            "GET /r4 -> 204 None",
+        ]
+    );
+}
