@@ -14,10 +14,20 @@ fn trawl() -> Command {
     c
 }
 
-fn null_pipeline(dir: &Path) -> std::path::PathBuf {
+/// `dir/tee.yaml`: a pipeline for `trawl tee -c` with these outputs (one per line, as YAML
+/// under `outputs:`), its data in `dir/data`.
+fn tee_pipeline(dir: &Path, outputs: &str) -> std::path::PathBuf {
     let p = dir.join("tee.yaml");
-    std::fs::write(&p, format!("data_dir: {}/data\nhttp: {{ enabled: false }}\noutputs:\n  sink: {{ type: \"null\" }}\n", dir.display())).unwrap();
+    let text = format!(
+        "data_dir: {}/data\nhttp: {{ enabled: false }}\noutputs:\n{outputs}",
+        dir.display()
+    );
+    std::fs::write(&p, text).unwrap();
     p
+}
+
+fn null_pipeline(dir: &Path) -> std::path::PathBuf {
+    tee_pipeline(dir, "  sink: { type: \"null\" }\n")
 }
 
 /// Deterministic bytes of every value, newlines included.
@@ -235,15 +245,10 @@ fn a_signal_after_the_command_exits_ends_the_wait_for_unshipped_lines() {
     // reported, not passed over in silence.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cfg = d.join("tee.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir: {}/data\nhttp: {{ enabled: false }}\noutputs:\n  es: {{ type: elasticsearch, hosts: [\"http://127.0.0.1:9\"] }}\n",
-            d.display()
-        ),
-    )
-    .unwrap();
+    let cfg = tee_pipeline(
+        d,
+        "  es: { type: elasticsearch, hosts: [\"http://127.0.0.1:9\"] }\n",
+    );
     let exited = d.join("exited");
     let script = format!("echo a line to ship; touch {}; exit 3", exited.display());
     for sig in [libc::SIGTERM, libc::SIGINT] {
