@@ -2,8 +2,10 @@
 //! truncated (maybe by copytruncate), renamed (rotated), or compressed meanwhile.
 
 use super::Tailer;
+use crate::inputs::file::container;
 use crate::inputs::file::discovery;
 use crate::inputs::file::identity::{end_mark_matches, FileKey, Fingerprint};
+use crate::inputs::file::reader::{Decoder, Tail, TailMeta};
 use crate::inputs::file::registry::{Entry, Truncation};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -125,11 +127,13 @@ impl Tailer {
 
     /// At startup, after the renamed files: a file the registry was reading that is gone may
     /// have been compressed meanwhile (kubelet gzips `0.log.<date>` at its next rotation, so a
-    /// stop across two rotations of a busy container does it). trawl does not read compressed
-    /// files: found by its first bytes in a `.gz` beside its name or its link's target, its
-    /// lines past the offset are logged and counted as lost, not lost without a word, and the
-    /// entry moves to the end so that the next start does not count them again.
-    fn compressed_while_stopped(&self, missing: &HashMap<FileKey, Entry>) {
+    /// stop across two rotations of a busy container does it). Found by its first bytes in a
+    /// `.gz` beside its name or its link's target, it is read on from its offset in the
+    /// decompressed content, under its own name and stream, as if it had only been renamed.
+    /// When that cannot be done (no room for the decompressed copy), its lines past the offset
+    /// are logged and counted as lost, and the entry moves to the end so that the next start
+    /// does not count them again.
+    fn compressed_while_stopped(&mut self, missing: &HashMap<FileKey, Entry>) {
         let mut folders: HashMap<PathBuf, Vec<&Entry>> = HashMap::new();
         for e in missing.values().filter(|e| e.fp_len > 0) {
             let name = Path::new(&e.path);
@@ -167,6 +171,8 @@ impl Tailer {
                     continue;
                 };
                 let Some((lines, size)) = lines_past(&gz, e.offset) else {
+                    tracing::warn!(input = %self.ctx.name, path = %e.path, compressed = %gz.display(), offset = e.offset,
+                        "a file trawl was reading seems to have been compressed while trawl was stopped, but the compressed file cannot be read to its end: its unread lines are not read");
                     continue;
                 };
                 // Same first bytes, but shorter than what was read of the file: another file
@@ -176,15 +182,76 @@ impl Tailer {
                 }
                 counted.insert(e.key());
                 if lines > 0 {
-                    self.shared.stats.lost(lines);
-                    tracing::warn!(input = %self.ctx.name, path = %e.path, compressed = %gz.display(), offset = e.offset, lines,
-                        "a file trawl was reading was compressed while trawl was stopped; its unread lines are not read (trawl reads no compressed files): counted in trawl_file_lost_lines_total");
+                    match self.resume_compressed(e, &gz) {
+                        Ok(()) => {
+                            tracing::info!(input = %self.ctx.name, path = %e.path, compressed = %gz.display(), offset = e.offset, lines,
+                                "a file trawl was reading was compressed while trawl was stopped: reading its unread lines from the compressed file");
+                            continue;
+                        }
+                        Err(err) => {
+                            self.shared.stats.lost(lines);
+                            tracing::warn!(input = %self.ctx.name, path = %e.path, compressed = %gz.display(), offset = e.offset, lines, error = %err,
+                                "a file trawl was reading was compressed while trawl was stopped and cannot be decompressed to be read: its unread lines are counted in trawl_file_lost_lines_total");
+                        }
+                    }
                 }
                 if let Ok(mut r) = self.shared.registry.lock() {
                     r.commit(&e.key(), e.stream, size);
                 }
             }
         }
+    }
+}
+
+impl Tailer {
+    /// Follows the registry's `e` again from its offset, reading the content of `gz`: it is
+    /// decompressed into a file beside the registry, unlinked at once (its space is given back
+    /// when the tail closes it), so that the file is read, acknowledged and retried as any
+    /// rotated file trawl holds open after its deletion.
+    fn resume_compressed(&mut self, e: &Entry, gz: &Path) -> std::io::Result<()> {
+        let folder = match self.shared.registry.lock() {
+            Ok(r) => r.path().parent().map(Path::to_path_buf),
+            Err(_) => None,
+        }
+        .unwrap_or_else(std::env::temp_dir);
+        let scratch = folder.join(format!(".gunzip-{}-{}", e.dev, e.ino));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&scratch)?;
+        let _ = std::fs::remove_file(&scratch);
+        let mut content = flate2::read::GzDecoder::new(std::io::BufReader::new(File::open(gz)?))
+            .take(MAX_DECOMPRESSED);
+        let size = std::io::copy(&mut content, &mut file)?;
+        if size < e.offset {
+            return Err(std::io::Error::other("shorter than what was read of it"));
+        }
+        let first_bytes = crate::inputs::file::identity::read_first(&file, self.fp_max)?;
+        let path = PathBuf::from(&e.path);
+        let meta = TailMeta::new(
+            e.key(),
+            e.stream,
+            0,
+            e.path.clone(),
+            container::kubernetes_metadata(&path),
+        );
+        let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line);
+        let tail = Tail::new(
+            meta,
+            path,
+            first_bytes,
+            file,
+            e.offset,
+            decoder,
+            self.max_line,
+        );
+        if let Ok(mut r) = self.shared.registry.lock() {
+            r.put(super::entry_for(&tail, e.offset));
+        }
+        self.tails.insert(e.key(), tail);
+        Ok(())
     }
 }
 
