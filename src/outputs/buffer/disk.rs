@@ -73,16 +73,14 @@ fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
 }
 
 /// How many segments trawl would not have deleted are not there: trawl deletes segments in
-/// order once delivered (the saved position may lag behind that by up to `SAVE_EVERY`, so
-/// those before the first present one may be gone rightly) and never the one being written,
-/// so a gap between present ones, or no segment at all beside a saved position, was done by
-/// someone else.
+/// order once delivered, only after saving a position past them, and never the one being
+/// written; so a segment missing from the saved position's on was taken by someone else.
 fn missing_segments(segs: &[u64], saved: Option<Pos>) -> u64 {
     let Some(p) = saved else { return 0 };
-    let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
+    let (Some(_), Some(last)) = (segs.first(), segs.last()) else {
         return 1;
     };
-    let first = (*first).max(p.seg);
+    let first = p.seg;
     if first > *last {
         return 0;
     }
@@ -453,10 +451,16 @@ mod tests {
     fn segments_missing_from_the_delivered_position_on_are_counted() {
         let at = |seg| Some(Pos { seg, off: 0 });
         assert_eq!(missing_segments(&[3, 4, 5], at(3)), 0);
-        // Delivered and deleted before the position was saved (a kill -9 within 500 ms).
-        assert_eq!(missing_segments(&[4, 5], at(3)), 0);
+        // The first one not delivered, deleted by hand: the position is saved past a segment
+        // before trawl deletes it, so this is not trawl's doing.
+        assert_eq!(missing_segments(&[4, 5], at(3)), 1);
         assert_eq!(missing_segments(&[3, 5], at(3)), 1, "one in the middle");
-        assert_eq!(missing_segments(&[4, 7], at(3)), 2, "two in the middle");
+        assert_eq!(missing_segments(&[3, 4, 7], at(3)), 2, "two in the middle");
+        assert_eq!(
+            missing_segments(&[4, 7], at(3)),
+            3,
+            "the first and two in the middle"
+        );
         assert_eq!(missing_segments(&[], at(7)), 1, "the only one");
         assert_eq!(
             missing_segments(&[2, 3], at(3)),
@@ -508,5 +512,48 @@ mod tests {
             assert_eq!(b.events_mut()[0].message(), Some("new"));
             b.ack.delivered();
         }
+    }
+
+    /// The oldest segment not yet delivered deleted by hand while trawl was stopped (a disk
+    /// cleaner, an operator freeing space): its loss is counted at start, and the segments
+    /// after it are delivered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_first_undelivered_segment_deleted_by_hand_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(seg_path(dir.path(), 1), record("b")).unwrap();
+        std::fs::write(seg_path(dir.path(), 2), record("c")).unwrap();
+        std::fs::write(dir.path().join("position"), "0 0\n").unwrap();
+        let metrics = Arc::new(ComponentMetrics::new(
+            ComponentKind::Output,
+            "o".into(),
+            "null",
+        ));
+        let (_up_tx, up_rx) = batch_channel(4, metrics.clone());
+        let (down_tx, mut down_rx) = batch_channel(4, metrics.clone());
+        let dead_letters = DeadLetters::for_stage("o".into(), None, metrics.clone(), dir.path());
+        start(
+            dir.path(),
+            &config(1 << 20),
+            up_rx,
+            down_tx,
+            metrics.clone(),
+            dead_letters,
+        )
+        .unwrap();
+        assert_eq!(
+            metrics.errors.load(Ordering::Relaxed),
+            1,
+            "segment 0 is missing"
+        );
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let mut b = tokio::time::timeout(Duration::from_secs(20), down_rx.recv())
+                .await
+                .expect("the later segments are delivered")
+                .expect("the buffer is open");
+            got.push(b.events_mut()[0].message().unwrap_or_default().to_owned());
+            b.ack.delivered();
+        }
+        assert_eq!(got, ["b", "c"]);
     }
 }

@@ -193,16 +193,24 @@ impl Reader {
         }
         let mut freed = 0u64;
         let mut freed_events = 0u64;
+        let first_held = self.acked.seg;
         while self.entries.front().is_some_and(|(_, e)| e.done) {
             let Some((_, e)) = self.entries.pop_front() else {
                 break;
             };
             freed += e.bytes;
             freed_events += e.events;
-            for seg in self.acked.seg..e.end.seg {
+            self.acked = e.end;
+        }
+        if self.acked.seg > first_held {
+            // The position is saved past them before the segments go: a start that finds a
+            // segment missing at or after the saved position then knows someone else took
+            // it (`missing_segments`), with no window in which trawl's own deletion looks
+            // the same.
+            self.save();
+            for seg in first_held..self.acked.seg {
                 let _ = std::fs::remove_file(seg_path(&self.shared.dir, seg));
             }
-            self.acked = e.end;
         }
         if freed > 0 {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
