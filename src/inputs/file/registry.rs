@@ -281,6 +281,13 @@ impl Registry {
         self.dirty = true;
     }
 
+    /// Forgets a file (followed on under another key).
+    pub fn remove(&mut self, key: &FileKey) {
+        if self.entries.remove(key).is_some() {
+            self.dirty = true;
+        }
+    }
+
     /// Notes that the file is still there (under `path`), and how its fingerprint grew.
     pub fn touch(&mut self, key: &FileKey, path: &str, fp: Fingerprint, now: i64) {
         if let Some(e) = self.entries.get_mut(key) {

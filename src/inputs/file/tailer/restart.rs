@@ -207,7 +207,10 @@ impl Tailer {
     /// Follows the registry's `e` again from its offset, reading the content of `gz`: it is
     /// decompressed into a file beside the registry, unlinked at once (its space is given back
     /// when the tail closes it), so that the file is read, acknowledged and retried as any
-    /// rotated file trawl holds open after its deletion.
+    /// rotated file trawl holds open after its deletion. It is followed under the copy's key,
+    /// not the gone file's: that inode is free and a new log file may get it while the copy
+    /// is read (a file trawl holds open keeps its inode; this one was let go while stopped).
+    /// A later start finds the entry missing and the `.gz` again by its first bytes.
     fn resume_compressed(&mut self, e: &Entry, gz: &Path) -> std::io::Result<()> {
         let folder = match self.shared.registry.lock() {
             Ok(r) => r.path().parent().map(Path::to_path_buf),
@@ -229,9 +232,10 @@ impl Tailer {
             return Err(std::io::Error::other("shorter than what was read of it"));
         }
         let first_bytes = crate::inputs::file::identity::read_first(&file, self.fp_max)?;
+        let key = FileKey::of(&file.metadata()?);
         let path = PathBuf::from(&e.path);
         let meta = TailMeta::new(
-            e.key(),
+            key,
             e.stream,
             0,
             e.path.clone(),
@@ -248,9 +252,10 @@ impl Tailer {
             self.max_line,
         );
         if let Ok(mut r) = self.shared.registry.lock() {
+            r.remove(&e.key());
             r.put(super::entry_for(&tail, e.offset));
         }
-        self.tails.insert(e.key(), tail);
+        self.tails.insert(key, tail);
         Ok(())
     }
 }
