@@ -303,6 +303,29 @@ mod tests {
         }
     }
 
+    /// A buffer of `max_size` bytes started in `dir`: its counters, the channel into it and
+    /// the one out of it.
+    fn started(dir: &Path, max_size: u64) -> (Arc<ComponentMetrics>, BatchSender, BatchReceiver) {
+        let metrics = Arc::new(ComponentMetrics::new(
+            ComponentKind::Output,
+            "o".into(),
+            "null",
+        ));
+        let (up_tx, up_rx) = batch_channel(4, metrics.clone());
+        let (down_tx, down_rx) = batch_channel(4, metrics.clone());
+        let dead_letters = DeadLetters::for_stage("o".into(), None, metrics.clone(), dir);
+        start(
+            dir,
+            &config(max_size),
+            up_rx,
+            down_tx,
+            metrics.clone(),
+            dead_letters,
+        )
+        .unwrap();
+        (metrics, up_tx, down_rx)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rolls_segments_delivers_in_order_and_deletes_what_was_delivered() {
         let dir = tempfile::tempdir().unwrap();
@@ -482,24 +505,7 @@ mod tests {
                 std::fs::write(seg_path(dir.path(), 0), bytes).unwrap();
             }
             std::fs::write(dir.path().join("position"), position).unwrap();
-            let metrics = Arc::new(ComponentMetrics::new(
-                ComponentKind::Output,
-                "o".into(),
-                "null",
-            ));
-            let (up_tx, up_rx) = batch_channel(4, metrics.clone());
-            let (down_tx, mut down_rx) = batch_channel(4, metrics.clone());
-            let dead_letters =
-                DeadLetters::for_stage("o".into(), None, metrics.clone(), dir.path());
-            start(
-                dir.path(),
-                &config(1 << 20),
-                up_rx,
-                down_tx,
-                metrics.clone(),
-                dead_letters,
-            )
-            .unwrap();
+            let (metrics, up_tx, mut down_rx) = started(dir.path(), 1 << 20);
             assert_eq!(metrics.errors.load(Ordering::Relaxed), errors, "{position}");
             let tracker = AckTracker::new();
             let (_, ack) = tracker.track();
@@ -523,23 +529,7 @@ mod tests {
         std::fs::write(seg_path(dir.path(), 1), record("b")).unwrap();
         std::fs::write(seg_path(dir.path(), 2), record("c")).unwrap();
         std::fs::write(dir.path().join("position"), "0 0\n").unwrap();
-        let metrics = Arc::new(ComponentMetrics::new(
-            ComponentKind::Output,
-            "o".into(),
-            "null",
-        ));
-        let (_up_tx, up_rx) = batch_channel(4, metrics.clone());
-        let (down_tx, mut down_rx) = batch_channel(4, metrics.clone());
-        let dead_letters = DeadLetters::for_stage("o".into(), None, metrics.clone(), dir.path());
-        start(
-            dir.path(),
-            &config(1 << 20),
-            up_rx,
-            down_tx,
-            metrics.clone(),
-            dead_letters,
-        )
-        .unwrap();
+        let (metrics, _up_tx, mut down_rx) = started(dir.path(), 1 << 20);
         assert_eq!(
             metrics.errors.load(Ordering::Relaxed),
             1,
