@@ -26,6 +26,9 @@ pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
+        // Its default writes a failed write to stderr with `eprintln!`, which panics when stderr
+        // is the thing that failed (a closed pipe, a full disk): the task logging dies with it.
+        .log_internal_errors(false)
         .with_target(false);
     let r = match format {
         LogFormat::Text => builder.try_init(),

@@ -635,3 +635,75 @@ fn an_unwritable_disk_buffer_folder_is_reported_once() {
         "with the error: {stderr}"
     );
 }
+
+/// Runs trawl with `args`, stdout and stderr given, stdin empty, until it exits (20 s at most,
+/// else the test fails naming `what`): its exit code.
+fn exit_code_with(args: &[&std::ffi::OsStr], stdout: Stdio, stderr: Stdio, what: &str) -> i32 {
+    let child = Command::new(TRAWL)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = guard.0.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still running after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `trawl run -c x.yaml 2>&1 | head -1` in a script, or stderr on a full disk: the exit status
+/// must still say what happened (1 for a pipeline that cannot start, 0 for a valid file), not
+/// 101 from a panic on the failed write, and trawl must not hang because the thread that
+/// logged the failure died of it.
+#[test]
+fn an_unwritable_stderr_or_stdout_does_not_change_the_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture file\n").unwrap();
+    let bad = write_pipeline(
+        &dir,
+        "bad.yaml",
+        &format!(
+            "inputs:\n  a: {{type: pcap_file, path: {}}}\noutputs:\n  c: {{type: stdout}}\nhttp: {{enabled: false}}\n",
+            junk.display()
+        ),
+    );
+    let closed_pipe = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Stdio::from(writer)
+    };
+    let full = || Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    let run: [&std::ffi::OsStr; 3] = ["run".as_ref(), "-c".as_ref(), bad.as_os_str()];
+    for (stderr, how) in [(closed_pipe(), "a closed pipe"), (full(), "/dev/full")] {
+        let what = format!("run of a pipeline that cannot start, stderr {how}");
+        assert_eq!(
+            exit_code_with(&run, Stdio::null(), stderr, &what),
+            1,
+            "{what}"
+        );
+    }
+    let good = write_pipeline(
+        &dir,
+        "good.yaml",
+        "inputs:\n  a: {type: stdin}\noutputs:\n  c: {type: stdout}\n",
+    );
+    let validate: [&std::ffi::OsStr; 3] = ["validate".as_ref(), "-c".as_ref(), good.as_os_str()];
+    for (stdout, how) in [(closed_pipe(), "a closed pipe"), (full(), "/dev/full")] {
+        let what = format!("validate of a valid file, stdout {how}");
+        assert_eq!(
+            exit_code_with(&validate, stdout, Stdio::null(), &what),
+            0,
+            "{what}"
+        );
+    }
+}
