@@ -397,10 +397,20 @@ pub async fn run(
 ) -> anyhow::Result<RunReport> {
     let registry = p.registry.clone();
     let mut live = Live::start(p)?;
+    // Whether a reload has started inputs: one of them failing (a port another process holds)
+    // must not end trawl as a failure at start does, since the operator who reloaded can
+    // correct the file and reload again.
+    let mut reloaded = false;
     let stop = loop {
         tokio::select! {
             _ = live.input_ended.notified() => {
                 if live.inputs_running.load(Ordering::SeqCst) == 0 {
+                    if reloaded && reloads.is_some() && !registry.failures().is_empty() {
+                        tracing::error!(
+                            "every input has stopped and one failed after a reload: waiting for a corrected pipeline file (reload) or a stop"
+                        );
+                        continue;
+                    }
                     break None;
                 }
             }
@@ -408,6 +418,7 @@ pub async fn run(
             _ = live.output_failed.notified() => break Some("an output failed: stopping inputs and draining what the other outputs can deliver"),
             request = next_request(&mut reloads) => match (request, reloads.as_ref()) {
                 (Some(request), Some(r)) => {
+                    reloaded = true;
                     if !serve(&mut live, r, request, &mut shutdown).await {
                         break Some("shutting down during a reload: stopping inputs and draining");
                     }

@@ -774,3 +774,87 @@ fn a_conf_d_folder_is_reloaded_as_a_whole_when_one_of_its_files_changes() {
     assert!(c.values().all(|&n| n == 1), "no line twice: {c:?}");
     assert_eq!(c.len(), 30);
 }
+
+/// Sends `lines` to a TCP socket input, one connection.
+fn send_tcp(port: u16, lines: &str) {
+    let mut s =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to the socket input");
+    s.write_all(lines.as_bytes()).unwrap();
+}
+
+/// An operator edits the port of a socket input and reloads. A port that cannot exist is
+/// refused like any invalid file (the old listener keeps serving). A port another process
+/// holds is only found when the new listener binds, after the old one stopped: trawl must stay
+/// up, report it, and take the corrected file at the next reload.
+#[test]
+fn a_socket_input_reloaded_onto_a_bad_or_taken_port_leaves_trawl_able_to_reload() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out.jsonl");
+    let [good, taken] = support::process::free_ports::<2>();
+    let pipeline = |address: &str| {
+        format!(
+            "inputs:\n  app: {{type: socket, address: \"{address}\"}}\noutputs:\n  f: {{type: file, path: {}}}\n",
+            out.display()
+        )
+    };
+    let (t, cfg) = begin(d.path(), &pipeline(&format!("tcp:127.0.0.1:{good}")), &[]);
+    wait_until(WAIT, "the socket input listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", good)).is_ok()
+    });
+    send_tcp(good, "before 0\n");
+    wait_lines(&out, "before", 1);
+
+    rewrite(&cfg, d.path(), &t, &pipeline("tcp:127.0.0.1:70000"));
+    let (status, body) = t.http("POST", "/-/reload");
+    assert_eq!(status, 400, "a port above 65535 is refused: {body}");
+    assert!(
+        body.contains("inputs.app.address") && body.contains("70000"),
+        "the refusal names the key and the value: {body}"
+    );
+    send_tcp(good, "refused 0\n");
+    wait_lines(&out, "refused", 1);
+
+    let holder = std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    rewrite(
+        &cfg,
+        d.path(),
+        &t,
+        &pipeline(&format!("tcp:127.0.0.1:{taken}")),
+    );
+    let _ = t.http("POST", "/-/reload");
+    wait_until(WAIT, "the failed listen logged", || {
+        t.log().contains("cannot listen on tcp:127.0.0.1:")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut child = t.child;
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "trawl exited after the reload onto a taken port:\n{}",
+        std::fs::read_to_string(d.path().join("trawl.log")).unwrap_or_default()
+    );
+    let t = Running {
+        child,
+        addr: t.addr,
+        log: t.log,
+    };
+    let (health, _) = t.http("GET", "/health");
+    assert_eq!(health, 503, "the failed input shows in /health");
+
+    drop(holder);
+    rewrite(
+        &cfg,
+        d.path(),
+        &t,
+        &pipeline(&format!("tcp:127.0.0.1:{good}")),
+    );
+    let (status, body) = t.http("POST", "/-/reload");
+    assert_eq!(status, 200, "the corrected file is taken: {body}");
+    wait_until(WAIT, "the socket input listening again", || {
+        std::net::TcpStream::connect(("127.0.0.1", good)).is_ok()
+    });
+    send_tcp(good, "after 0\n");
+    wait_lines(&out, "after", 1);
+    wait_until(WAIT, "/health back to 200", || {
+        t.http("GET", "/health").0 == 200
+    });
+}

@@ -211,6 +211,47 @@ fn socket_modes_that_are_not_permissions_are_rejected_at_their_key() {
     }
 }
 
+/// Socket addresses `bind` would refuse (no port, a port above 65535, a scheme trawl does not
+/// have, a Unix path longer than `sun_path`) are refused by validate at the key, not found by
+/// `run` after the input, or on a reload its predecessor, has stopped.
+#[test]
+fn socket_addresses_that_cannot_be_bound_are_rejected_at_their_key() {
+    let long = format!("unix:/tmp/{}.sock", "x".repeat(100));
+    for (address, says) in [
+        ("tcp:localhost", "no port"),
+        ("tcp:127.0.0.1:70000", "not a port"),
+        ("tcp::9000", "no host"),
+        ("udp:127.0.0.1:9000", "not a host"),
+        (long.as_str(), "at most 107"),
+        ("unix:", "empty"),
+    ] {
+        let err = refused_input(&format!("{{ type: socket, address: \"{address}\" }}"));
+        assert!(
+            err.contains("inputs.i.address") && err.contains(says),
+            "{address}: {err}"
+        );
+    }
+    for address in ["tcp:[::1]:9000", "tcp:0.0.0.0:0", "localhost:9000"] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.yaml");
+        std::fs::write(
+            &p,
+            format!("inputs:\n  i: {{ type: socket, address: \"{address}\" }}\noutputs:\n  o: {{ type: stdout }}\n"),
+        )
+        .unwrap();
+        let out = Command::new(TRAWL)
+            .args(["validate", "-c"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{address}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// `vxlan_ports` out of the UDP range (0, above 65535, negative), on a live capture and on a
 /// capture file: refused at the element, with file:line:col and key path, by validate and run.
 #[test]

@@ -100,15 +100,16 @@ pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
                 .to_owned(),
         )
     };
-    if let Address::Unix(p) = &address {
-        if p.as_os_str().is_empty() {
-            return Err(DeError {
-                message: "expected `unix:/path/to.sock` or `tcp:HOST:PORT`".into(),
-                mark: spec.node.get("address").map(|n| n.mark),
-                path: Some(format!("{}.address", spec.path)),
-                also: Vec::new(),
-            });
-        }
+    if let Err(why) = check_address(&address) {
+        return Err(DeError {
+            message: format!(
+                "`{}`: {why}; expected `unix:/path/to.sock` or `tcp:HOST:PORT`",
+                config.address
+            ),
+            mark: spec.node.get("address").map(|n| n.mark),
+            path: Some(format!("{}.address", spec.path)),
+            also: Vec::new(),
+        });
     }
     let multiline = multiline::for_input(config.multiline.as_ref(), spec)?;
     if multiline.is_some() && config.format == Format::Json {
@@ -147,6 +148,44 @@ pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
         multiline,
         mode,
     })
+}
+
+/// What `bind` would refuse, found when the file is checked rather than when the input starts
+/// (and, on a reload, after the input it replaces has already stopped).
+fn check_address(address: &Address) -> Result<(), String> {
+    match address {
+        Address::Unix(p) => {
+            // `sun_path` holds 108 bytes with the terminating NUL.
+            let len = p.as_os_str().len();
+            if len == 0 {
+                Err("the socket path is empty".into())
+            } else if len > 107 {
+                Err(format!(
+                    "the socket path is {len} bytes, Unix sockets allow at most 107"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Address::Tcp(addr) => {
+            let Some((host, port)) = addr.rsplit_once(':') else {
+                return Err("no port".into());
+            };
+            if port.parse::<u16>().is_err() {
+                return Err(format!("`{port}` is not a port (0 to 65535)"));
+            }
+            let bracketed = host.len() >= 2 && host.starts_with('[') && host.ends_with(']');
+            if host.is_empty() {
+                Err("no host (`0.0.0.0` listens on every interface)".into())
+            } else if host.contains(':') && !bracketed {
+                Err(format!(
+                    "`{host}` is not a host (an IPv6 address goes in brackets; only unix: and tcp: are known)"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Input for Socket {
