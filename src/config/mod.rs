@@ -29,7 +29,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.mark.line, self.mark.col)?;
+        // Line 0: about the file as a whole (it cannot be read), not a place in it.
+        if self.mark.line == 0 {
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.mark.line, self.mark.col)?;
+        }
         if !self.path.is_empty() {
             write!(f, "{}: ", self.path)?;
         }
@@ -363,7 +368,7 @@ pub(crate) fn read_text(path: &Path) -> Result<(String, String), ConfigErrors> {
         errs.push(&name, mark, "", message);
         errs
     };
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = read_source(path).map_err(|e| {
         fail(
             Mark::default(),
             format!("cannot read the pipeline file: {e}"),
@@ -381,6 +386,37 @@ pub(crate) fn read_text(path: &Path) -> Result<(String, String), ConfigErrors> {
         )
     })?;
     Ok((name, text))
+}
+
+/// The most a pipeline file may hold: far above any real one (a 50 MB file validates in a
+/// fraction of a second), low enough that `-c /dev/zero` fails instead of filling memory.
+const MAX_PIPELINE_BYTES: u64 = 64 << 20;
+
+/// Reads a pipeline source: a regular file of at most `MAX_PIPELINE_BYTES`. A FIFO put in a
+/// file's place would block the reload (and the stop asked meanwhile) until someone writes it;
+/// it is opened without waiting for a writer and refused.
+pub(crate) fn read_source(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, device or socket): expected a YAML file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PIPELINE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_PIPELINE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB: expected a pipeline file",
+            MAX_PIPELINE_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Parses pipeline text; `file` names it in messages; `env` resolves `${VAR}`.

@@ -242,11 +242,11 @@ fn sources_content(paths: &[PathBuf]) -> Option<Vec<u8>> {
             names.sort();
             for n in names {
                 all.extend(n.to_string_lossy().as_bytes());
-                all.extend(std::fs::read(&n).ok()?);
+                all.extend(crate::config::read_source(&n).ok()?);
             }
         } else {
             all.extend(p.to_string_lossy().as_bytes());
-            all.extend(std::fs::read(p).ok()?);
+            all.extend(crate::config::read_source(p).ok()?);
         }
     }
     Some(all)

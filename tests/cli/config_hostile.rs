@@ -120,3 +120,39 @@ fn a_file_that_is_not_utf8_names_the_first_bad_byte() {
     assert!(err.contains("p.yaml:5:11:"), "{err}");
     assert!(err.contains("not UTF-8"), "{err}");
 }
+
+/// `-c /dev/zero` (endless) and `-c` a FIFO nobody writes: refused at once, naming the file and
+/// without a `:0:0` position, instead of filling memory or waiting forever.
+#[test]
+fn a_device_or_fifo_named_as_the_pipeline_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    let made = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a NUL-terminated path in this test's folder.
+    assert_eq!(unsafe { libc::mkfifo(made.as_ptr(), 0o600) }, 0);
+    for path in [Path::new("/dev/zero"), fifo.as_path()] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["validate", "-c"])
+            .arg(path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("validate -c {} still running after 20 s", path.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let want = format!(
+            "{}: cannot read the pipeline file: not a regular file",
+            path.display()
+        );
+        assert!(err.contains(&want), "{err}");
+    }
+}

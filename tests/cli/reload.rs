@@ -858,3 +858,40 @@ fn a_socket_input_reloaded_onto_a_bad_or_taken_port_leaves_trawl_able_to_reload(
         t.http("GET", "/health").0 == 200
     });
 }
+
+/// A pipeline file replaced by a FIFO (or a device) must not block the reload until someone
+/// writes it: the reload is refused naming the file, trawl goes on shipping, and a SIGTERM
+/// afterwards drains and exits 0 as usual.
+#[test]
+fn a_pipeline_file_replaced_by_a_fifo_is_refused_not_waited_for() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("app.log");
+    let out = d.path().join("out.jsonl");
+    append(&log, "first", 0..3);
+    let pipeline = format!(
+        "inputs:\n{}outputs:\n  f: {{type: file, path: {}}}\n",
+        file_input("app", &log),
+        out.display()
+    );
+    let (t, cfg) = begin(d.path(), &pipeline, &[]);
+    wait_lines(&out, "first", 3);
+    std::fs::remove_file(&cfg).unwrap();
+    let made = std::ffi::CString::new(cfg.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a NUL-terminated path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(made.as_ptr(), 0o600) }, 0);
+    let (status, body) = t.http("POST", "/-/reload");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a regular file"), "{body}");
+    append(&log, "second", 0..3);
+    wait_lines(&out, "second", 3);
+    // SAFETY: kill(2) on the pid of a child this test owns and has not reaped.
+    assert_eq!(
+        unsafe { libc::kill(t.pid() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let mut child = t.child;
+    wait_until(WAIT, "trawl exiting after SIGTERM", || {
+        child.0.try_wait().unwrap().is_some()
+    });
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}

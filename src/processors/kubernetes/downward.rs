@@ -112,7 +112,7 @@ fn modified(p: &Path) -> Option<SystemTime> {
 
 /// A missing file means no labels (the volume is optional); an unreadable one is logged.
 fn read_pairs(path: &Path, filter: &KeyFilter) -> Map {
-    match std::fs::read_to_string(path) {
+    match read_small(path) {
         Ok(text) => {
             let pairs = parse_pairs(&text);
             filter.apply(pairs.iter().map(|(k, v)| (k, v)))
@@ -123,6 +123,33 @@ fn read_pairs(path: &Path, filter: &KeyFilter) -> Map {
             Map::new()
         }
     }
+}
+
+/// Kubernetes caps a pod's labels and annotations at 256 KiB together.
+const MAX_DOWNWARD_BYTES: u64 = 1 << 20;
+
+/// A Downward API file's text: a regular file of at most `MAX_DOWNWARD_BYTES` (a FIFO or
+/// `/dev/zero` named by mistake would hang or fill memory on the event path).
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_DOWNWARD_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_DOWNWARD_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_DOWNWARD_BYTES >> 20
+        )));
+    }
+    Ok(text)
 }
 
 /// Parses the Downward API format: one `key="value"` per line, the value quoted as Go's `%q`
