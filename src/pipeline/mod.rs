@@ -13,7 +13,7 @@ use crate::config::{ComponentSpec, ConfigErrors, PipelineConfig};
 use crate::event::Batch;
 use crate::inputs::{self, BuildContext, Input};
 use crate::outputs::{self, Output};
-use crate::processors::{self, condition::Condition};
+use crate::processors::{self, condition, condition::Condition};
 use crate::telemetry::metrics::{Collector, ComponentKind, ComponentMetrics, Registry};
 use crate::telemetry::server::Endpoints;
 use crate::telemetry::tap::{TapHub, TapPoint};
@@ -202,25 +202,47 @@ impl Pipeline {
             .iter()
             .filter_map(|o| o.dead_letter.as_ref().map(|(n, _)| n.as_str()))
             .collect();
+        let unknown_input = |name: &str| {
+            let mut known: Vec<&str> = input_names.iter().copied().collect();
+            known.sort();
+            format!(
+                "unknown input `{name}`, expected one of {}",
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        // `when: {input: ...}` of processors and outputs: a misspelt name matches nothing, and
+        // the events an output's condition leaves out are counted as delivered.
+        let whens = config
+            .processors
+            .iter()
+            .map(|p| (&p.spec, p.when.as_ref()))
+            .chain(config.outputs.iter().map(|o| (&o.spec, o.when.as_ref())));
+        for (spec, when) in whens {
+            for (name, mark) in when.map(condition::input_names).unwrap_or_default() {
+                if !input_names.contains(name.as_str()) {
+                    errs.push(
+                        &spec.file,
+                        mark,
+                        &format!("{}.when.input", spec.path),
+                        unknown_input(&name),
+                    );
+                }
+            }
+        }
         let mut used_inputs: HashSet<String> = HashSet::new();
         let mut outputs_built = Vec::new();
         for o in &config.outputs {
             for (name, mark) in o.inputs.iter().flatten() {
                 if !input_names.contains(name.as_str()) {
-                    let mut known: Vec<&str> = input_names.iter().copied().collect();
-                    known.sort();
                     errs.push(
                         &o.spec.file,
                         *mark,
                         &format!("{}.inputs", o.spec.path),
-                        format!(
-                            "unknown input `{name}`, expected one of {}",
-                            known
-                                .iter()
-                                .map(|k| format!("`{k}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        unknown_input(name),
                     );
                 }
             }

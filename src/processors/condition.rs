@@ -30,6 +30,37 @@ pub enum ConditionConfig {
     Not(Box<ConditionConfig>),
 }
 
+/// Every input name an `input:` condition inside `node` (a `when:` as written) names, with
+/// where it is written: a misspelt one would silently match nothing.
+pub fn input_names(node: &Node) -> Vec<(String, crate::config::Mark)> {
+    use crate::config::NodeKind;
+    let mut found = Vec::new();
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        match &n.kind {
+            NodeKind::Map(entries) => {
+                for (k, v) in entries {
+                    match (k.as_str(), &v.kind) {
+                        (Some("input"), NodeKind::Scalar { value, .. }) => {
+                            found.push((value.clone(), v.mark))
+                        }
+                        (Some("input"), NodeKind::Seq(items)) => found.extend(
+                            items
+                                .iter()
+                                .filter_map(|i| i.as_str().map(|s| (s.to_owned(), i.mark))),
+                        ),
+                        (Some("and" | "or" | "not"), _) => stack.push(v),
+                        _ => {}
+                    }
+                }
+            }
+            NodeKind::Seq(items) => stack.extend(items.iter()),
+            NodeKind::Scalar { .. } => {}
+        }
+    }
+    found
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {

@@ -211,6 +211,34 @@ fn socket_modes_that_are_not_permissions_are_rejected_at_their_key() {
     }
 }
 
+/// `when: {input: ...}` with a misspelt input name matched nothing: an output so conditioned
+/// received nothing and counted every event as delivered. It is refused like a misspelt
+/// `inputs:` entry, at the name, in outputs and processors, inside `and`/`or`/`not` too.
+#[test]
+fn a_when_input_naming_no_input_is_rejected_at_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "inputs:\n  app: {type: stdin}\nprocessors:\n  - type: add_fields\n    fields: {x: 1}\n    when: {or: [{input: apx}, {not: {input: [app, zz]}}]}\noutputs:\n  c: {type: stdout, when: {input: [ap]}}\n  d: {type: stdout, when: {input: app}}\n";
+    let cfg = write_file(dir.path(), "w.yaml", text);
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    let f = cfg.display();
+    for (line, col, path, name) in [
+        (6, 25, "processors[0].when.input", "apx"),
+        (6, 51, "processors[0].when.input", "zz"),
+        (8, 36, "outputs.c.when.input", "ap"),
+    ] {
+        let want =
+            format!("{f}:{line}:{col}: {path}: unknown input `{name}`, expected one of `app`");
+        assert!(err.contains(&want), "no `{want}` in {err}");
+    }
+    assert!(err.contains("invalid (3 errors)"), "{err}");
+}
+
 /// Socket addresses `bind` would refuse (no port, a port above 65535, a scheme trawl does not
 /// have, a Unix path longer than `sun_path`) are refused by validate at the key, not found by
 /// `run` after the input, or on a reload its predecessor, has stopped.
