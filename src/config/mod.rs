@@ -219,6 +219,9 @@ impl Default for PipelineTuning {
     }
 }
 
+/// Processing threads beyond any node's use for them.
+const MAX_WORKERS: usize = 256;
+
 /// What parses but could not run as written: an address `http` could not listen on, batches or
 /// queues of size 0 (which would be run as 1, many times slower).
 fn check_global(g: &Global, node: &Node, file: &str, errs: &mut ConfigErrors) {
@@ -236,6 +239,45 @@ fn check_global(g: &Global, node: &Node, file: &str, errs: &mut ConfigErrors) {
                 format!("`{}` is not a listen address: {why}", g.http.address),
             );
         }
+    }
+    if g.http
+        .bearer_token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        // `${TRAWL_HTTP_TOKEN}` with the variable unset: running would serve /metrics and
+        // /-/reload to anyone, which the key was written to prevent.
+        errs.push(
+            file,
+            mark_of("http", "bearer_token"),
+            "http.bearer_token",
+            "empty: requests would need no token at all; set the variable it names, or remove the key to serve without one",
+        );
+    }
+    let top_mark = |key: &str| node.get(key).map_or(node.mark, |n| n.mark);
+    if g.shutdown_timeout.positive().is_none() {
+        errs.push(
+            file,
+            top_mark("shutdown_timeout"),
+            "shutdown_timeout",
+            "expected a duration above 0 (`30s`): with none, every stop gives up on what is in flight",
+        );
+    }
+    if g.data_dir.as_os_str().is_empty() {
+        errs.push(
+            file,
+            top_mark("data_dir"),
+            "data_dir",
+            "empty (an unset variable?): expected the folder for registries and buffers, such as /var/lib/trawl",
+        );
+    }
+    if g.pipeline.workers > MAX_WORKERS {
+        errs.push(
+            file,
+            mark_of("pipeline", "workers"),
+            "pipeline.workers",
+            format!("expected at most {MAX_WORKERS} (one thread each)"),
+        );
     }
     for (key, value) in [
         ("batch_size", g.pipeline.batch_size),

@@ -209,6 +209,13 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Input>,
             if config.flows.as_ref().is_some_and(|f| f.capture.is_some()) {
                 return Err(capture_not_here(spec, "a `pcap_file` reads its `path`"));
             }
+            if config.path.as_os_str().is_empty() {
+                return Err(DeError::new(
+                    "empty: expected the capture file to read",
+                    spec.node.get("path").map_or(spec.mark, |n| n.mark),
+                    &format!("{}.path", spec.path),
+                ));
+            }
             let input = packet::PacketInput::pcap_file(&spec.name, config, Some(ctx))
                 .map_err(|why| DeError::new(why, spec.mark, &spec.path))?;
             Ok(Box::new(input))
@@ -318,6 +325,9 @@ fn capture_not_here(spec: &ComponentSpec, why: &str) -> DeError {
 
 /// A `capture.bpf_filter` libpcap cannot compile is an error here, not an input that captures
 /// nothing once running.
+/// Largest kernel capture buffer a live capture may ask for.
+const MAX_CAPTURE_BUFFER: u64 = 4 << 30;
+
 fn check_capture(
     spec: &ComponentSpec,
     capture: Option<&crate::wire::capture::CaptureConfig>,
@@ -329,6 +339,31 @@ fn check_capture(
             spec,
             &format!("{}.capture", spec.path),
         )?;
+        let at = |key: &str, why: String| {
+            let node = spec.node.get("capture").and_then(|c| c.get(key));
+            DeError::new(
+                why,
+                node.map_or(spec.mark, |n| n.mark),
+                &format!("{}.capture.{key}", spec.path),
+            )
+        };
+        if c.interfaces.is_empty() || c.interfaces.iter().any(|i| i.trim().is_empty()) {
+            return Err(at(
+                "interfaces",
+                "empty: expected interface names or globs (`eth0`, `veth*`, `any`)".into(),
+            ));
+        }
+        // The ring is mapped up front: a size past this is a typo that would take the node's
+        // memory (100GiB mapped 2 GB and rising before the capture even started).
+        if c.buffer_size.0 > MAX_CAPTURE_BUFFER {
+            return Err(at(
+                "buffer_size",
+                format!(
+                    "expected at most {} GiB for the whole capture",
+                    MAX_CAPTURE_BUFFER >> 30
+                ),
+            ));
+        }
     }
     let Some(filter) = capture.and_then(|c| c.bpf_filter.as_deref()) else {
         return Ok(());

@@ -65,13 +65,30 @@ pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output
                     "empty: expected the file to write",
                 ));
             }
+            if config.path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+                return Err(invalid_at(
+                    spec,
+                    &["path"],
+                    "ends with `/`: expected the file to write, not a folder",
+                ));
+            }
             let output = file::FileOutput::new(config).map_err(|e| invalid(spec, e))?;
             Ok(Box::new(output))
         }
         "kafka" => {
             let config: kafka::Config = from_node(&spec.node, &spec.path)?;
+            if config.topic.is_static() {
+                if let Err(why) = kafka::check_topic_name(config.topic.source()) {
+                    return Err(invalid_at(spec, &["topic"], why));
+                }
+            }
             if let Err((key, why)) = kafka::check_properties(&config.librdkafka) {
-                return Err(invalid_at(spec, &["librdkafka", &key], why));
+                let keys: &[&str] = if key.is_empty() {
+                    &["librdkafka"]
+                } else {
+                    &["librdkafka", &key]
+                };
+                return Err(invalid_at(spec, keys, why));
             }
             let output = kafka::Kafka::new(config).map_err(|e| invalid(spec, e))?;
             Ok(Box::new(output))

@@ -239,6 +239,64 @@ fn a_when_input_naming_no_input_is_rejected_at_the_name() {
     assert!(err.contains("invalid (3 errors)"), "{err}");
 }
 
+/// Values that parse but that `run` refuses, or runs silently wrong: each was accepted by
+/// validate. An unset `${VAR}` gives most of the empty ones (an empty bearer token served
+/// /metrics and /-/reload to anyone; an empty `data_dir` wrote registries into the working
+/// folder); a 100 GiB capture buffer took the node's memory; `shutdown_timeout: 0s` made every
+/// stop exit 1; the librdkafka CA file and SASL mechanism failed only when the producer started.
+#[test]
+fn empty_or_impossible_values_are_rejected_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "\
+data_dir: \"${TRAWL_TEST_UNSET_DIR}\"
+http: {bearer_token: \"${TRAWL_TEST_UNSET_TOKEN}\"}
+shutdown_timeout: 0s
+pipeline: {workers: 2000}
+inputs:
+  a: {type: file, paths: [\"\"]}
+  b: {type: pcap_file, path: \"\"}
+  c: {type: http, capture: {interfaces: []}}
+  d: {type: http, capture: {interfaces: [lo], buffer_size: 100GiB}}
+outputs:
+  k: {type: kafka, brokers: [\"127.0.0.1:9\"], topic: \"\"}
+  k2: {type: kafka, brokers: [\"127.0.0.1:9\"], topic: \"bad topic\"}
+  k3: {type: kafka, brokers: [\"127.0.0.1:9\"], topic: t, librdkafka: {ssl.ca.location: /nonexistent, security.protocol: ssl}}
+  k4: {type: kafka, brokers: [\"127.0.0.1:9\"], topic: t, librdkafka: {sasl.mechanisms: GSSAPI, security.protocol: sasl_plaintext}}
+  f: {type: file, path: /tmp/somewhere/}
+";
+    let cfg = write_file(dir.path(), "e.yaml", text);
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    for (line, path, says) in [
+        (1, "data_dir", "empty"),
+        (2, "http.bearer_token", "empty"),
+        (3, "shutdown_timeout", "above 0"),
+        (4, "pipeline.workers", "at most"),
+        (6, "inputs.a.paths", "empty pattern"),
+        (7, "inputs.b.path", "empty"),
+        (8, "inputs.c.capture.interfaces", "empty"),
+        (9, "inputs.d.capture.buffer_size", "at most"),
+        (11, "outputs.k.topic", "empty"),
+        (12, "outputs.k2.topic", "not a Kafka topic name"),
+        (13, "outputs.k3.librdkafka", "ssl.ca.location"),
+        (14, "outputs.k4.librdkafka", "GSSAPI"),
+        (15, "outputs.f.path", "not a folder"),
+    ] {
+        let head = format!("{}:{line}:", cfg.display());
+        let found = err
+            .lines()
+            .find(|l| l.contains(&head) && l.contains(&format!(" {path}: ")))
+            .unwrap_or_else(|| panic!("no error for {path} at line {line}: {err}"));
+        assert!(found.contains(says), "{found}");
+    }
+    assert!(err.contains("invalid (13 errors)"), "{err}");
+}
+
 /// Socket addresses `bind` would refuse (no port, a port above 65535, a scheme trawl does not
 /// have, a Unix path longer than `sun_path`) are refused by validate at the key, not found by
 /// `run` after the input, or on a reload its predecessor, has stopped.

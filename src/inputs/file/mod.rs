@@ -197,6 +197,12 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<FileInput, DeEr
     if config.paths.is_empty() {
         return Err(err("paths", "expected at least one path pattern".into()));
     }
+    if config.paths.iter().any(|p| p.trim().is_empty()) {
+        return Err(err(
+            "paths",
+            "an empty pattern (an unset variable?) matches no file: expected a path or glob".into(),
+        ));
+    }
     if config.max_open_files == 0 {
         return Err(err(
             "max_open_files",

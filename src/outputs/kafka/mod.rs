@@ -379,7 +379,35 @@ pub fn check_properties(properties: &BTreeMap<String, String>) -> Result<(), (St
             .create_native_config()
             .map_err(|e| (k.clone(), format!("librdkafka refuses `{k}: {v}`: {e}")))?;
     }
+    // What only a client made of them all finds: a CA file that is missing, a SASL mechanism
+    // this build has no provider for. Without brokers the client connects nowhere.
+    if !properties.is_empty() {
+        let mut cc = ClientConfig::new();
+        for (k, v) in properties {
+            cc.set(k, v);
+        }
+        if let Err(e) = cc.create::<rdkafka::producer::BaseProducer>() {
+            return Err((
+                String::new(),
+                format!("librdkafka cannot make a client of these settings: {e}"),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// A topic name Kafka accepts: 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
+pub fn check_topic_name(topic: &str) -> Result<(), String> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if topic.is_empty() {
+        Err("empty: expected a topic name".into())
+    } else if topic.len() > 249 || topic == "." || topic == ".." || !topic.chars().all(legal) {
+        Err(format!(
+            "`{topic}` is not a Kafka topic name: expected 1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`"
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// Checks that `file` (when set) can be read and holds a PEM block of `kind`.
