@@ -110,6 +110,20 @@ impl Pipeline {
         };
 
         let mut built_inputs = Vec::new();
+        let extra_names: Vec<String> = extra_inputs.iter().map(|(n, _)| n.clone()).collect();
+        for spec in &config.inputs {
+            if extra_names.contains(&spec.name) {
+                errs.push(
+                    &spec.file,
+                    spec.mark,
+                    &spec.path,
+                    format!(
+                        "the name `{}` is the input this command adds (its own lines or packets): expected another name",
+                        spec.name
+                    ),
+                );
+            }
+        }
         for (name, input) in extra_inputs {
             let metrics = registry.component(ComponentKind::Input, &name, "builtin");
             built_inputs.push(BuiltInput {
@@ -347,6 +361,18 @@ impl Pipeline {
                 "no outputs: expected at least one entry under `outputs:`",
             );
         } else {
+            for name in &extra_names {
+                if !used_inputs.contains(name) {
+                    errs.push(
+                        &file,
+                        crate::config::Mark { line: 1, col: 1 },
+                        "outputs",
+                        format!(
+                            "no output takes the input `{name}` this command adds (its own lines or packets): list it in an output's `inputs:`, or leave `inputs:` out"
+                        ),
+                    );
+                }
+            }
             for spec in &config.inputs {
                 if !used_inputs.contains(&spec.name) {
                     errs.push(

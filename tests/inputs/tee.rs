@@ -362,6 +362,61 @@ fn a_pipeline_folder_is_checked_and_run_alike_by_validate_and_tee() {
     assert!(String::from_utf8_lossy(&env_only.stderr).contains("-c"));
 }
 
+/// A pipeline whose outputs take only another input (`inputs: [s]`) would ship none of the
+/// command's lines, and say nothing: validate --tee and tee refuse it before the command runs,
+/// as they refuse an input of the file named `tee`, the name of the command's lines.
+#[test]
+fn a_pipeline_that_would_ship_none_of_the_commands_lines_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for (inputs, outputs, says) in [
+        (
+            format!("  s: {{ type: socket, address: \"tcp:127.0.0.1:{port}\" }}\n"),
+            "  c: { type: stdout, inputs: [s] }\n",
+            "no output takes the input `tee`",
+        ),
+        (
+            "  tee: { type: stdin }\n".to_owned(),
+            "  c: { type: stdout }\n",
+            "the name `tee` is the input this command adds",
+        ),
+    ] {
+        let cfg = d.join("p.yaml");
+        std::fs::write(
+            &cfg,
+            format!("data_dir: {}/data\nhttp: {{ enabled: false }}\ninputs:\n{inputs}outputs:\n{outputs}", d.display()),
+        )
+        .unwrap();
+        let validate = trawl()
+            .args(["validate", "--tee", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&validate.stderr);
+        assert_eq!(validate.status.code(), Some(1), "{err}");
+        assert!(err.contains(says), "{err}");
+        let marker = d.join("ran");
+        let out = trawl()
+            .arg("tee")
+            .arg("-c")
+            .arg(&cfg)
+            .args(["--", "touch"])
+            .arg(&marker)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{out:?}"
+        );
+        assert!(!marker.exists(), "the command did not run");
+    }
+}
+
 #[test]
 fn lines_become_events_of_the_in_process_pipeline() {
     let dir = tempfile::tempdir().unwrap();
