@@ -326,6 +326,9 @@ fn parse_key(spec: &str, target: Option<&str>) -> Result<Key, String> {
     } else {
         (spec, spec.is_empty(), false)
     };
+    if !skip {
+        super::not_the_timestamp(&target_path(target, name))?;
+    }
     Ok(Key {
         path: (!skip).then(|| FieldPath::new(&target_path(target, name))),
         name: name.to_owned(),

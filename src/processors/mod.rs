@@ -43,11 +43,42 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Process
     let failures = || Failures::register(ctx, spec);
     match spec.type_name.as_str() {
         "add_tags" => Ok(Box::new(fields::AddTags::new(from_node(node, path)?))),
-        "add_fields" => Ok(Box::new(fields::AddFields::new(from_node(node, path)?))),
-        "rename" => Ok(Box::new(fields::Rename::new(
-            from_node(node, path)?,
-            failures(),
-        ))),
+        "add_fields" => {
+            let config: fields::AddFieldsConfig = from_node(node, path)?;
+            for k in config.fields.keys() {
+                not_the_timestamp(&target_path(config.target.as_deref(), k)).map_err(|why| {
+                    let at = node
+                        .get("fields")
+                        .and_then(|f| f.key_node(k))
+                        .map_or(spec.mark, |n| n.mark);
+                    DeError::new(why, at, &format!("{path}.fields"))
+                })?;
+            }
+            Ok(Box::new(fields::AddFields::new(config)))
+        }
+        "rename" => {
+            let config: fields::RenameConfig = from_node(node, path)?;
+            for (i, pair) in config.fields.iter().enumerate() {
+                for (key, field) in [("from", &pair.from), ("to", &pair.to)] {
+                    not_the_timestamp(field).map_err(|why| {
+                        let at = match node.get("fields").map(|f| &f.kind) {
+                            Some(crate::config::NodeKind::Seq(items)) => items
+                                .get(i)
+                                .and_then(|n| n.get(key))
+                                .map_or(spec.mark, |n| n.mark),
+                            _ => spec.mark,
+                        };
+                        let why = if key == "from" {
+                            "`@timestamp` cannot be moved away: every event has one; copy its value with the `timestamp` processor's target instead".to_owned()
+                        } else {
+                            why
+                        };
+                        DeError::new(why, at, &format!("{path}.fields[{i}].{key}"))
+                    })?;
+                }
+            }
+            Ok(Box::new(fields::Rename::new(config, failures())))
+        }
         "remove" => Ok(Box::new(fields::Remove::new(from_node(node, path)?, spec)?)),
         "drop" => Ok(Box::new(fields::Drop::new(from_node(node, path)?))),
         "regex" => Ok(Box::new(regex::RegexParser::new(
@@ -99,6 +130,19 @@ pub const TYPES: &[&str] = &[
 /// The field parsers read unless told otherwise.
 fn default_field() -> String {
     "message".to_owned()
+}
+
+/// Refuses a field path a processor would write that is `@timestamp` or inside it: every event
+/// has one, a timestamp, which outputs index by; text or an object there breaks that. The
+/// `timestamp` processor is the one that sets it.
+pub(crate) fn not_the_timestamp(path: &str) -> Result<(), String> {
+    if path == "@timestamp" || path.starts_with("@timestamp.") {
+        Err(format!(
+            "`{path}` would overwrite `@timestamp`, which must stay the event's time: parse a time into it with the `timestamp` processor, or choose another field"
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// The full path of `key` under `target` (`None`: the event's root).

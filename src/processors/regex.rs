@@ -255,17 +255,27 @@ impl RegexParser {
         let mut patterns = Vec::new();
         for (i, src) in sources.iter().enumerate() {
             let (internal, names) = translate_names(src);
+            let at =
+                |why: String| DeError::new(why, spec.mark, &format!("{}.patterns[{i}]", spec.path));
             let names: Vec<(&str, Conversion)> = names
                 .iter()
                 .map(|n| {
                     let (field, inline) = convert::split_typed(n);
+                    if let (None, Some((_, ty))) = (inline, n.rsplit_once(':')) {
+                        return Err(at(format!(
+                            "unknown type `{ty}` in the group name `{n}`: expected one of {}",
+                            convert::NAMES
+                        )));
+                    }
+                    super::not_the_timestamp(&target_path(config.target.as_deref(), field))
+                        .map_err(at)?;
                     typed_names.insert(field.to_owned());
                     let conversion = inline
                         .or_else(|| types.get(field).copied())
                         .unwrap_or(Conversion::String);
-                    (field, conversion)
+                    Ok((field, conversion))
                 })
-                .collect();
+                .collect::<Result<_, DeError>>()?;
             let regex = Regex::new(&internal).map_err(|e| {
                 DeError::new(
                     format!("invalid pattern: {e}"),

@@ -297,6 +297,73 @@ outputs:
     assert!(err.contains("invalid (13 errors)"), "{err}");
 }
 
+/// `remove: [@timestamp]` was refused, but rename, add_fields, a regex or dissect field or
+/// target could still move or overwrite it, leaving events without their time or with text
+/// in it; and a regex group's inline type was not checked as `types:` is.
+#[test]
+fn processors_that_would_move_or_overwrite_the_timestamp_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "\
+inputs:
+  app: {type: stdin}
+processors:
+  - {type: rename, fields: [{from: '@timestamp', to: t}]}
+  - {type: rename, fields: [{from: x, to: '@timestamp'}]}
+  - {type: add_fields, fields: {'@timestamp': notatime}}
+  - {type: add_fields, target: '@timestamp', fields: {a: 1}}
+  - {type: regex, target: '@timestamp', patterns: ['(?<a>x)']}
+  - {type: regex, patterns: ['(?<@timestamp>x)']}
+  - {type: regex, patterns: ['(?<a:integr>x)']}
+  - {type: dissect, tokenizer: '%{@timestamp} %{b}'}
+  - {type: regex, patterns: ['(?<a:int>x) (?<b>y)']}
+  - {type: add_fields, fields: {'@timestamps': fine}}
+outputs:
+  c: {type: stdout}
+";
+    let cfg = write_file(dir.path(), "ts.yaml", text);
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    for (line, path, says) in [
+        (4, "processors[0].fields[0].from", "cannot be moved away"),
+        (
+            5,
+            "processors[1].fields[0].to",
+            "would overwrite `@timestamp`",
+        ),
+        (6, "processors[2].fields", "would overwrite `@timestamp`"),
+        (7, "processors[3].fields", "`@timestamp.a` would overwrite"),
+        (
+            8,
+            "processors[4].patterns[0]",
+            "`@timestamp.a` would overwrite",
+        ),
+        (
+            9,
+            "processors[5].patterns[0]",
+            "would overwrite `@timestamp`",
+        ),
+        (10, "processors[6].patterns[0]", "unknown type `integr`"),
+        (
+            11,
+            "processors[7].tokenizer",
+            "would overwrite `@timestamp`",
+        ),
+    ] {
+        let head = format!("{}:{line}:", cfg.display());
+        let found = err
+            .lines()
+            .find(|l| l.contains(&head) && l.contains(&format!(" {path}: ")))
+            .unwrap_or_else(|| panic!("no error for {path} at line {line}: {err}"));
+        assert!(found.contains(says), "{found}");
+    }
+    assert!(err.contains("invalid (8 errors)"), "{err}");
+}
+
 /// Socket addresses `bind` would refuse (no port, a port above 65535, a scheme trawl does not
 /// have, a Unix path longer than `sun_path`) are refused by validate at the key, not found by
 /// `run` after the input, or on a reload its predecessor, has stopped.
