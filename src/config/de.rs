@@ -55,6 +55,50 @@ impl de::Error for DeError {
             also: Vec::new(),
         }
     }
+
+    // serde's own wording names Rust types (`expected usize`, `expected enum ConditionConfig`);
+    // whoever reads it wrote YAML.
+    fn invalid_type(unexp: Unexpected, exp: &dyn de::Expected) -> Self {
+        Self::custom(format_args!(
+            "expected {}, found {}",
+            plain_expected(&exp.to_string()),
+            plain_unexpected(&unexp)
+        ))
+    }
+
+    fn invalid_value(unexp: Unexpected, exp: &dyn de::Expected) -> Self {
+        Self::invalid_type(unexp, exp)
+    }
+}
+
+/// What serde expected, in the pipeline file's terms.
+fn plain_expected(exp: &str) -> String {
+    match exp {
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number (0 or more)".into(),
+        "isize" | "i64" | "i32" | "i16" | "i8" => "a whole number".into(),
+        "f64" | "f32" => "a number".into(),
+        "a boolean" => "`true` or `false`".into(),
+        "enum ConditionConfig" => "one condition: a map with exactly one of `equals`, `contains`, `regexp`, `range`, `exists`, `input`, `and`, `or`, `not` (`not` takes one condition, `and` and `or` a list)".into(),
+        e if e.starts_with("struct ") => "a map of settings".into(),
+        e if e.starts_with("enum ") => "one of the forms this key takes (see the README)".into(),
+        e => e.to_owned(),
+    }
+}
+
+/// What the file held instead, as it is written there (a plain `3` is text to YAML's parser
+/// until a type asks for a number).
+fn plain_unexpected(unexp: &Unexpected) -> String {
+    match unexp {
+        Unexpected::Str(s) => format!("`{s}`"),
+        Unexpected::Map => "a map".into(),
+        Unexpected::Seq => "a list".into(),
+        Unexpected::Unit => "nothing (null)".into(),
+        Unexpected::Float(f) => format!("`{f}`"),
+        Unexpected::Signed(n) => format!("`{n}`"),
+        Unexpected::Unsigned(n) => format!("`{n}`"),
+        Unexpected::Bool(b) => format!("`{b}`"),
+        other => other.to_string(),
+    }
 }
 
 /// Deserializes `T` from `node`, whose key path in the file is `path` (`inputs.app`).
@@ -196,7 +240,7 @@ impl<'a> NodeDeserializer<'a> {
                 let t = s.trim().replace('_', "");
                 t.parse::<T>().or_else(|_| {
                     // A number of the wrong sign or size is a wrong value, not a wrong type:
-                    // say "integer `-1`" rather than "string \"-1\"".
+                    // say "found `-1`" for a whole number, not the text "-1".
                     let e = if let Ok(i) = t.parse::<i64>() {
                         de::Error::invalid_value(Unexpected::Signed(i), visitor)
                     } else if let Ok(u) = t.parse::<u64>() {
@@ -594,7 +638,10 @@ mod tests {
         let e = from_node::<Conf>(&n, "inputs.x").unwrap_err();
         assert_eq!(e.mark, Some(Mark { line: 3, col: 6 }));
         assert_eq!(e.path.as_deref(), Some("inputs.x.max"));
-        assert!(e.message.contains("invalid type"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "expected a whole number (0 or more), found `lots`"
+        );
         let n = parse("paths: [a]\nmode: sideways\n").unwrap();
         let e = from_node::<Conf>(&n, "inputs.x").unwrap_err();
         assert!(
@@ -623,7 +670,7 @@ mod tests {
             ["inputs.x.pathz", "inputs.x.max", "inputs.x.mode"],
             "{got:?}"
         );
-        assert!(got[1].1.contains("invalid type"), "{got:?}");
+        assert!(got[1].1.contains("found `lots`"), "{got:?}");
         assert!(got[2].1.contains("unknown variant `sideways`"), "{got:?}");
         // The later ones keep their own positions.
         assert_eq!(e.also[0].mark, Some(Mark { line: 3, col: 6 }));

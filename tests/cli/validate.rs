@@ -475,22 +475,22 @@ fn key_by_vlan_or_tunnel_other_than_a_boolean_is_rejected_at_its_key() {
             (
                 "live.yaml",
                 "inputs:\n  f:\n    type: flows\n    capture: { interfaces: [lo], key_by_vlan: maybe }\n",
-                "4:47: inputs.f.capture.key_by_vlan: invalid type: string \"maybe\", expected a boolean",
+                "4:47: inputs.f.capture.key_by_vlan: expected `true` or `false`, found `maybe`",
             ),
             (
                 "file.yaml",
                 "inputs:\n  f:\n    type: pcap_file\n    path: /nonexistent.pcap\n    key_by_vlan: 0\n",
-                "5:18: inputs.f.key_by_vlan: invalid type",
+                "5:18: inputs.f.key_by_vlan: expected `true` or `false`",
             ),
             (
                 "live_tunnel.yaml",
                 "inputs:\n  f:\n    type: packet\n    capture:\n      interfaces: [lo]\n      key_by_tunnel: vni\n",
-                "6:22: inputs.f.capture.key_by_tunnel: invalid type: string \"vni\", expected a boolean",
+                "6:22: inputs.f.capture.key_by_tunnel: expected `true` or `false`, found `vni`",
             ),
             (
                 "file_tunnel.yaml",
                 "inputs:\n  f:\n    type: pcap_file\n    path: /nonexistent.pcap\n    key_by_tunnel: [100]\n",
-                "5:20: inputs.f.key_by_tunnel: invalid type",
+                "5:20: inputs.f.key_by_tunnel: expected `true` or `false`, found a list",
             ),
         ],
     );
@@ -634,7 +634,7 @@ fn every_mistake_in_one_component_is_listed_in_one_pass() {
     let f = cfg.display();
     for want in [
         format!("{f}:7:15: inputs.app.start_at: unknown variant `middle`"),
-        format!("{f}:8:21: inputs.app.max_open_files: invalid type: string \"lots\""),
+        format!("{f}:8:21: inputs.app.max_open_files: expected a whole number (0 or more), found `lots`"),
         format!("{f}:9:5: inputs.app.multilin: unknown field `multilin`"),
         format!("{f}:15:15: outputs.k.brokers[0]: broker `kafka//x:9092`"),
         format!("{f}:16:11: outputs.k.acks: unknown variant `3`"),
