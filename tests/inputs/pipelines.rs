@@ -44,6 +44,7 @@ fn every_shipped_pipeline_validates() {
             .env("POD_NAME", "web-1")
             .env("POD_NAMESPACE", "prod")
             .env("POD_IP", "10.0.0.5")
+            .env("PCAP", "capture.pcap")
             .output()
             .unwrap();
         if out.status.code() != Some(0) {
