@@ -539,13 +539,15 @@ pub(crate) fn parse_with_global_keys(
         if TOP_KEYS.contains(&key) && !["inputs", "processors", "outputs"].contains(&key) {
             global_keys.push((key.to_owned(), k.mark));
         }
-        if !TOP_KEYS.contains(&key) {
+        // `x-` keys hold anchors to share (`x-defaults: &d {...}`, then `<<: *d`), as in
+        // Compose files; trawl reads nothing else of them.
+        if !TOP_KEYS.contains(&key) && !key.starts_with("x-") {
             errs.push(
                 file,
                 k.mark,
                 key,
                 format!(
-                    "unknown key `{key}`, expected one of {}",
+                    "unknown key `{key}`, expected one of {} (or a key starting with `x-` to hold anchors)",
                     quoted_list(&TOP_KEYS)
                 ),
             );

@@ -143,6 +143,50 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         .unwrap_or_else(|| Node::empty_map(Mark { line: 1, col: 1 })))
 }
 
+/// Applies YAML merge keys (`<<: *defaults`, `<<: [*a, *b]`), which Kubernetes and Compose
+/// files use to share settings: the mapping's own keys win, then the merged mappings in order.
+/// A quoted `"<<"` is an ordinary key.
+fn merge_keys(map: &mut Node) -> Result<(), SyntaxError> {
+    let NodeKind::Map(entries) = &mut map.kind else {
+        return Ok(());
+    };
+    let is_merge =
+        |k: &Node| matches!(&k.kind, NodeKind::Scalar { value, plain: true } if value == "<<");
+    if !entries.iter().any(|(k, _)| is_merge(k)) {
+        return Ok(());
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = std::mem::take(entries)
+        .into_iter()
+        .partition(|(k, _)| is_merge(k));
+    for (key, value) in merges {
+        let sources = match value.kind {
+            NodeKind::Map(_) => vec![value],
+            NodeKind::Seq(items) => items,
+            _ => Vec::new(),
+        };
+        if sources.is_empty() || sources.iter().any(|m| !matches!(m.kind, NodeKind::Map(_))) {
+            return Err(SyntaxError {
+                mark: key.mark,
+                message: "`<<` merges a mapping into this one: expected an alias of a mapping (`<<: *defaults`) or a list of them".into(),
+            });
+        }
+        for source in sources {
+            if let NodeKind::Map(from) = source.kind {
+                for (k, v) in from {
+                    let taken = own
+                        .iter()
+                        .any(|(o, _)| o.as_str().is_some() && o.as_str() == k.as_str());
+                    if !taken {
+                        own.push((k, v));
+                    }
+                }
+            }
+        }
+    }
+    *entries = own;
+    Ok(())
+}
+
 fn to_mark(m: &Marker) -> Mark {
     // yaml-rust2 counts lines from 1 and columns from 0.
     Mark {
@@ -251,7 +295,12 @@ impl MarkedEventReceiver for Builder {
                 if let Some(open) = self.stack.pop() {
                     let (node, anchor) = match open {
                         Open::Seq(n, a) => (n, a),
-                        Open::Map(n, a, _) => (n, a),
+                        Open::Map(mut n, a, _) => {
+                            if let Err(e) = merge_keys(&mut n) {
+                                self.error.get_or_insert(e);
+                            }
+                            (n, a)
+                        }
                     };
                     self.push_value(node, anchor);
                 }
@@ -341,6 +390,29 @@ mod tests {
         assert_eq!(e.mark.line, 2);
         assert!(e.message.contains("second YAML document"));
         assert!(parse("---\ninputs: {}\n...\n").is_ok());
+    }
+
+    #[test]
+    fn merge_keys_fill_in_what_the_mapping_does_not_set() {
+        let n = parse(
+            "base: &b {type: stdout, format: json}\nother: &o {codec: x, format: text}\na: {<<: *b, format: text}\nb: {<<: [*o, *b]}\nc: {'<<': literal}\n",
+        )
+        .unwrap();
+        let a = n.get("a").unwrap();
+        assert_eq!(a.get("type").and_then(Node::as_str), Some("stdout"));
+        assert_eq!(a.get("format").and_then(Node::as_str), Some("text"));
+        assert!(a.get("<<").is_none());
+        let b = n.get("b").unwrap();
+        assert_eq!(b.get("format").and_then(Node::as_str), Some("text"));
+        assert_eq!(b.get("type").and_then(Node::as_str), Some("stdout"));
+        assert_eq!(b.get("codec").and_then(Node::as_str), Some("x"));
+        assert_eq!(
+            n.get("c").unwrap().get("<<").and_then(Node::as_str),
+            Some("literal")
+        );
+        let e = parse("a: {<<: 3}\n").unwrap_err();
+        assert!(e.message.contains("`<<` merges a mapping"), "{}", e.message);
+        assert_eq!(e.mark, Mark { line: 1, col: 5 });
     }
 
     #[test]

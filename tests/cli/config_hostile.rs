@@ -157,3 +157,50 @@ fn a_device_or_fifo_named_as_the_pipeline_is_refused_at_once() {
         assert!(err.contains(&want), "{err}");
     }
 }
+
+/// Merge keys, as Kubernetes users write them: shared settings under an `x-` key, merged into
+/// each output with `<<`, its own keys winning. The merged pipeline runs as written out in full
+/// (`run --once` on stdin); a `<<` of something that is not a mapping is refused at its place.
+#[test]
+fn merge_keys_share_settings_and_the_components_own_keys_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let text = format!(
+        "x-file: &file {{type: file, path: {}, format: text}}\ninputs:\n  app: {{type: stdin}}\noutputs:\n  f:\n    <<: *file\n    format: json\n",
+        out.display()
+    );
+    let (code, err) = validate(dir.path(), text.as_bytes(), &[]);
+    assert_eq!(code, 0, "{err}");
+    let p = dir.path().join("p.yaml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "--once", "-c"])
+        .arg(&p)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"merged\n").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let written = std::fs::read_to_string(&out).unwrap();
+    let event: serde_json::Value = serde_json::from_str(written.trim()).unwrap();
+    assert_eq!(
+        event["message"], "merged",
+        "format json, not text: {written}"
+    );
+
+    let (code, err) = validate(
+        dir.path(),
+        BASE.replace("o: { type: stdout }", "o: { <<: 3, type: stdout }")
+            .as_bytes(),
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("p.yaml:4:8:") && err.contains("`<<` merges a mapping"),
+        "{err}"
+    );
+}
