@@ -190,7 +190,17 @@ fn validate(sources: &Sources, tee: bool) -> i32 {
         Vec::new()
     };
     if let Err(more) = Pipeline::build(cfg, extra) {
-        errs.0.extend(more.0);
+        // "no inputs" when every entry under `inputs:` was refused already says nothing new.
+        let refused_entries = |section: &str| {
+            errs.0
+                .iter()
+                .any(|e| e.path.starts_with(&format!("{section}.")))
+        };
+        let (no_inputs, no_outputs) = (refused_entries("inputs"), refused_entries("outputs"));
+        errs.0.extend(more.0.into_iter().filter(|e| {
+            !(no_inputs && e.path == "inputs" && e.message.starts_with("no inputs")
+                || no_outputs && e.path == "outputs" && e.message.starts_with("no outputs"))
+        }));
     }
     if errs.is_empty() {
         println!("{path}: valid ({ni} inputs, {np} processors, {no} outputs)");

@@ -204,3 +204,32 @@ fn merge_keys_share_settings_and_the_components_own_keys_win() {
         "{err}"
     );
 }
+
+/// Every entry refused: the errors name the entries, without a spurious "no inputs" / "no
+/// outputs" at line 1 on top of them. A section with no entry at all still says so.
+#[test]
+fn refused_entries_are_not_also_reported_as_an_empty_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = validate(
+        dir.path(),
+        b"inputs:\n  app: {typ: stdin}\noutputs:\n  c: {type: stdot}\n",
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("p.yaml:2:8: inputs.app: missing key `type`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("p.yaml:4:13: outputs.c.type: unknown type `stdot`"),
+        "{err}"
+    );
+    assert!(err.contains("invalid (2 errors)"), "{err}");
+    let (code, err) = validate(
+        dir.path(),
+        b"inputs: {}\noutputs:\n  c: {type: stdout}\n",
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no inputs"), "{err}");
+}
