@@ -131,9 +131,16 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, true).map_err(|e| SyntaxError {
-        mark: to_mark(e.marker()),
-        message: e.info().to_owned(),
+    parser.load(&mut builder, true).map_err(|e| {
+        let mark = to_mark(e.marker());
+        let message = match e.info() {
+            info if info.contains("unknown anchor") => unknown_alias(text, mark)
+                .map_or_else(|| info.to_owned(), |alias| format!(
+                    "`{alias}` is read as an alias (`*name` refers to an anchor `&name`) and no such anchor is defined: a value starting with `*`, such as a glob, must be quoted ('{alias}')"
+                )),
+            info => info.to_owned(),
+        };
+        SyntaxError { mark, message }
     })?;
     if let Some(err) = builder.error {
         return Err(err);
@@ -185,6 +192,18 @@ fn merge_keys(map: &mut Node) -> Result<(), SyntaxError> {
     }
     *entries = own;
     Ok(())
+}
+
+/// The `*alias` that ends at or just before `mark` on its line, as written.
+fn unknown_alias(text: &str, mark: Mark) -> Option<String> {
+    let line = text.lines().nth(mark.line.checked_sub(1)?)?;
+    let upto: String = line.chars().take(mark.col).collect();
+    let start = upto.rfind('*')?;
+    let alias: String = line[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | '}' | ']'))
+        .collect();
+    (alias.len() > 1).then_some(alias)
 }
 
 fn to_mark(m: &Marker) -> Mark {
@@ -391,6 +410,23 @@ mod tests {
         assert_eq!(e.mark.line, 2);
         assert!(e.message.contains("second YAML document"));
         assert!(parse("---\ninputs: {}\n...\n").is_ok());
+    }
+
+    #[test]
+    fn an_unquoted_glob_read_as_an_alias_is_named_with_the_fix() {
+        let e = parse("exclude: *_kube-system_*\n").unwrap_err();
+        assert!(
+            e.message.contains("`*_kube-system_*` is read as an alias")
+                && e.message.contains("('*_kube-system_*')"),
+            "{}",
+            e.message
+        );
+        let e = parse("paths: [a, *.log]\n").unwrap_err();
+        assert!(
+            e.message.contains("`*.log` is read as an alias"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
