@@ -58,6 +58,8 @@ fn shipped_pipelines_validate_inside_the_image() {
         "-e",
         "KAFKA_BROKERS=127.0.0.1:9092",
         "-e",
+        "PCAP=capture.pcap",
+        "-e",
         "NODE_NAME=node-1",
         "-e",
         "POD_NAME=web-1",
