@@ -264,29 +264,37 @@ outputs:
   k4: {type: kafka, brokers: [\"127.0.0.1:9\"], topic: t, librdkafka: {sasl.mechanisms: GSSAPI, security.protocol: sasl_plaintext}}
   f: {type: file, path: /tmp/somewhere/}
 ";
-    let cfg = write_file(dir.path(), "e.yaml", text);
+    refused_at(
+        &write_file(dir.path(), "e.yaml", text),
+        &[
+            (1, "data_dir", "empty"),
+            (2, "http.bearer_token", "empty"),
+            (3, "shutdown_timeout", "above 0"),
+            (4, "pipeline.workers", "at most"),
+            (6, "inputs.a.paths", "empty pattern"),
+            (7, "inputs.b.path", "empty"),
+            (8, "inputs.c.capture.interfaces", "empty"),
+            (9, "inputs.d.capture.buffer_size", "at most"),
+            (11, "outputs.k.topic", "empty"),
+            (12, "outputs.k2.topic", "not a Kafka topic name"),
+            (13, "outputs.k3.librdkafka", "ssl.ca.location"),
+            (14, "outputs.k4.librdkafka", "GSSAPI"),
+            (15, "outputs.f.path", "not a folder"),
+        ],
+    );
+}
+
+/// Runs `trawl validate -c cfg`, which must refuse it with exactly these errors: for each,
+/// a line of its stderr at `cfg:LINE:` naming the key path and saying `says`.
+fn refused_at(cfg: &Path, errors: &[(usize, &str, &str)]) {
     let v = Command::new(TRAWL)
         .args(["validate", "-c"])
-        .arg(&cfg)
+        .arg(cfg)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&v.stderr);
     assert_eq!(v.status.code(), Some(1), "{err}");
-    for (line, path, says) in [
-        (1, "data_dir", "empty"),
-        (2, "http.bearer_token", "empty"),
-        (3, "shutdown_timeout", "above 0"),
-        (4, "pipeline.workers", "at most"),
-        (6, "inputs.a.paths", "empty pattern"),
-        (7, "inputs.b.path", "empty"),
-        (8, "inputs.c.capture.interfaces", "empty"),
-        (9, "inputs.d.capture.buffer_size", "at most"),
-        (11, "outputs.k.topic", "empty"),
-        (12, "outputs.k2.topic", "not a Kafka topic name"),
-        (13, "outputs.k3.librdkafka", "ssl.ca.location"),
-        (14, "outputs.k4.librdkafka", "GSSAPI"),
-        (15, "outputs.f.path", "not a folder"),
-    ] {
+    for (line, path, says) in errors {
         let head = format!("{}:{line}:", cfg.display());
         let found = err
             .lines()
@@ -294,7 +302,9 @@ outputs:
             .unwrap_or_else(|| panic!("no error for {path} at line {line}: {err}"));
         assert!(found.contains(says), "{found}");
     }
-    assert!(err.contains("invalid (13 errors)"), "{err}");
+    let n = errors.len();
+    let counted = format!("invalid ({n} error{})", if n == 1 { "" } else { "s" });
+    assert!(err.contains(&counted), "{err}");
 }
 
 /// `remove: [@timestamp]` was refused, but rename, add_fields, a regex or dissect field or
@@ -320,48 +330,51 @@ processors:
 outputs:
   c: {type: stdout}
 ";
-    let cfg = write_file(dir.path(), "ts.yaml", text);
-    let v = Command::new(TRAWL)
-        .args(["validate", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&v.stderr);
-    assert_eq!(v.status.code(), Some(1), "{err}");
-    for (line, path, says) in [
-        (4, "processors[0].fields[0].from", "cannot be moved away"),
-        (
-            5,
-            "processors[1].fields[0].to",
-            "would overwrite `@timestamp`",
-        ),
-        (6, "processors[2].fields", "would overwrite `@timestamp`"),
-        (7, "processors[3].fields", "`@timestamp.a` would overwrite"),
-        (
-            8,
-            "processors[4].patterns[0]",
-            "`@timestamp.a` would overwrite",
-        ),
-        (
-            9,
-            "processors[5].patterns[0]",
-            "would overwrite `@timestamp`",
-        ),
-        (10, "processors[6].patterns[0]", "unknown type `integr`"),
-        (
-            11,
-            "processors[7].tokenizer",
-            "would overwrite `@timestamp`",
-        ),
-    ] {
-        let head = format!("{}:{line}:", cfg.display());
-        let found = err
-            .lines()
-            .find(|l| l.contains(&head) && l.contains(&format!(" {path}: ")))
-            .unwrap_or_else(|| panic!("no error for {path} at line {line}: {err}"));
-        assert!(found.contains(says), "{found}");
-    }
-    assert!(err.contains("invalid (8 errors)"), "{err}");
+    refused_at(
+        &write_file(dir.path(), "ts.yaml", text),
+        &[
+            (4, "processors[0].fields[0].from", "cannot be moved away"),
+            (
+                5,
+                "processors[1].fields[0].to",
+                "would overwrite `@timestamp`",
+            ),
+            (6, "processors[2].fields", "would overwrite `@timestamp`"),
+            (7, "processors[3].fields", "`@timestamp.a` would overwrite"),
+            (
+                8,
+                "processors[4].patterns[0]",
+                "`@timestamp.a` would overwrite",
+            ),
+            (
+                9,
+                "processors[5].patterns[0]",
+                "would overwrite `@timestamp`",
+            ),
+            (10, "processors[6].patterns[0]", "unknown type `integr`"),
+            (
+                11,
+                "processors[7].tokenizer",
+                "would overwrite `@timestamp`",
+            ),
+        ],
+    );
+}
+
+/// A kubeconfig that is not one (a file named by mistake) was found only at run, where the
+/// watch retried it quietly for ever and no event got its pod.
+#[test]
+fn a_kubeconfig_that_is_not_one_is_rejected_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_one = write_file(dir.path(), "kubeconfig", "just some text\n");
+    let text = format!(
+        "inputs:\n  a: {{type: stdin}}\nprocessors:\n  - {{type: kubernetes, node: true, kubeconfig: {}}}\noutputs:\n  c: {{type: stdout}}\n",
+        not_one.display()
+    );
+    refused_at(
+        &write_file(dir.path(), "k.yaml", &text),
+        &[(4, "processors[0].kubeconfig", "cannot be read as one")],
+    );
 }
 
 /// Socket addresses `bind` would refuse (no port, a port above 65535, a scheme trawl does not

@@ -201,6 +201,18 @@ impl Kubernetes {
                     &format!("{}.kubeconfig", spec.path),
                 ));
             }
+            // Found at run only, it was retried quietly for ever and no pod was ever named.
+            if let Err(e) = kube::config::Kubeconfig::read_from(path) {
+                return Err(DeError::new(
+                    format!(
+                        "kubeconfig `{}` cannot be read as one: {}",
+                        path.display(),
+                        e.to_string().lines().next().unwrap_or_default()
+                    ),
+                    spec.node.get("kubeconfig").map_or(spec.mark, |n| n.mark),
+                    &format!("{}.kubeconfig", spec.path),
+                ));
+            }
         }
         let labels = KeyFilter {
             include: config.include_labels.clone(),
