@@ -244,6 +244,7 @@ fn run(sources: &Sources, once: bool, watch_config: bool) -> i32 {
     let reload = Reload {
         load: std::sync::Arc::new(load),
         watch,
+        once,
     };
     run_inner(cfg, Vec::new(), Signals::Handle, Some(reload))
 }
@@ -253,6 +254,8 @@ struct Reload {
     load: reload::Loader,
     /// `--watch-config`: the files and folders to watch (none without it).
     watch: Vec<PathBuf>,
+    /// `--once`: the run ends when its inputs do, failed or not.
+    once: bool,
 }
 
 /// How often `--watch-config` rereads the file when no filesystem event came.
@@ -343,7 +346,8 @@ fn run_inner(
     }
     let (reload_handle, reloads, watch) = match reload {
         Some(r) => {
-            let (handle, reloads) = reload::channel(r.load, &pipeline.registry);
+            let (handle, mut reloads) = reload::channel(r.load, &pipeline.registry);
+            reloads.wait_after_failed_input = !r.once;
             pipeline
                 .endpoints
                 .add_post("/-/reload", reload::endpoint(handle.clone()));

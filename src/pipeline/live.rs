@@ -405,7 +405,9 @@ pub async fn run(
         tokio::select! {
             _ = live.input_ended.notified() => {
                 if live.inputs_running.load(Ordering::SeqCst) == 0 {
-                    if reloaded && reloads.is_some() && !registry.failures().is_empty() {
+                    let input_failed = live.inputs.iter().any(|i| i.metrics.failure().is_some());
+                    let wait = reloads.as_ref().is_some_and(|r| r.wait_after_failed_input);
+                    if reloaded && wait && input_failed {
                         tracing::error!(
                             "every input has stopped and one failed after a reload: waiting for a corrected pipeline file (reload) or a stop"
                         );

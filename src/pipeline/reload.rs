@@ -63,6 +63,9 @@ pub struct Reloads {
     pub(super) requests: mpsc::Receiver<Request>,
     pub(super) load: Loader,
     pub(super) stats: Arc<ReloadStats>,
+    /// When every input has ended and one that a reload started failed, wait for a corrected
+    /// file rather than exit; false for a run that must end (`--once`).
+    pub wait_after_failed_input: bool,
 }
 
 /// Reloads that read the file with `load`; their counters are published in `registry`.
@@ -77,6 +80,7 @@ pub fn channel(load: Loader, registry: &Registry) -> (Handle, Reloads) {
             requests: rx,
             load,
             stats,
+            wait_after_failed_input: true,
         },
     )
 }
