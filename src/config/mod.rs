@@ -438,24 +438,30 @@ const MAX_PIPELINE_BYTES: u64 = 64 << 20;
 /// file's place would block the reload (and the stop asked meanwhile) until someone writes it;
 /// it is opened without waiting for a writer and refused.
 pub(crate) fn read_source(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_regular_file(path, MAX_PIPELINE_BYTES, "a YAML file")
+}
+
+/// A regular file of at most `limit` bytes, `what` naming what was expected in the error. It is
+/// opened without waiting for a writer, so a FIFO (or a device) is refused rather than blocking
+/// or read without end.
+pub(crate) fn read_regular_file(path: &Path, limit: u64, what: &str) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other(
-            "not a regular file (a FIFO, device or socket): expected a YAML file",
-        ));
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "not a regular file (a FIFO, device or socket): expected {what}"
+        )));
     }
     let mut bytes = Vec::new();
-    file.take(MAX_PIPELINE_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_PIPELINE_BYTES {
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
         return Err(std::io::Error::other(format!(
-            "larger than {} MiB: expected a pipeline file",
-            MAX_PIPELINE_BYTES >> 20
+            "larger than {} MiB: expected {what}",
+            limit >> 20
         )));
     }
     Ok(bytes)

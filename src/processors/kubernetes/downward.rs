@@ -131,25 +131,8 @@ const MAX_DOWNWARD_BYTES: u64 = 1 << 20;
 /// A Downward API file's text: a regular file of at most `MAX_DOWNWARD_BYTES` (a FIFO or
 /// `/dev/zero` named by mistake would hang or fill memory on the event path).
 fn read_small(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut text = String::new();
-    file.take(MAX_DOWNWARD_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_DOWNWARD_BYTES {
-        return Err(std::io::Error::other(format!(
-            "larger than {} MiB",
-            MAX_DOWNWARD_BYTES >> 20
-        )));
-    }
-    Ok(text)
+    let bytes = crate::config::read_regular_file(path, MAX_DOWNWARD_BYTES, "a Downward API file")?;
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Parses the Downward API format: one `key="value"` per line, the value quoted as Go's `%q`
