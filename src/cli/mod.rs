@@ -8,7 +8,7 @@ pub mod tap;
 mod test_output;
 pub mod top;
 
-use crate::config::{self, ConfigErrors, PipelineConfig, Sources};
+use crate::config::{self, ConfigError, ConfigErrors, PipelineConfig, Sources};
 use crate::pipeline::channel::shutdown_pair;
 use crate::pipeline::{reload, Pipeline};
 use crate::telemetry::{self, server};
@@ -190,17 +190,34 @@ fn validate(sources: &Sources, tee: bool) -> i32 {
         Vec::new()
     };
     if let Err(more) = Pipeline::build(cfg, extra) {
-        // "no inputs" when every entry under `inputs:` was refused already says nothing new.
+        // "no inputs" when `inputs:` itself or every entry under it was refused already says
+        // nothing new.
         let refused_entries = |section: &str| {
-            errs.0
-                .iter()
-                .any(|e| e.path.starts_with(&format!("{section}.")))
+            errs.0.iter().any(|e| {
+                e.path == section
+                    || e.path
+                        .strip_prefix(section)
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
         };
         let (no_inputs, no_outputs) = (refused_entries("inputs"), refused_entries("outputs"));
-        errs.0.extend(more.0.into_iter().filter(|e| {
-            !(no_inputs && e.path == "inputs" && e.message.starts_with("no inputs")
-                || no_outputs && e.path == "outputs" && e.message.starts_with("no outputs"))
-        }));
+        // One error per value: a value refused while reading the file (an unset `${VAR:?}`)
+        // is not refused again for the text left in it.
+        let already = |e: &ConfigError| {
+            errs.0
+                .iter()
+                .any(|o| o.file == e.file && o.mark == e.mark && o.path == e.path)
+        };
+        let more: Vec<_> = more
+            .0
+            .into_iter()
+            .filter(|e| {
+                !(no_inputs && e.path == "inputs" && e.message.starts_with("no inputs")
+                    || no_outputs && e.path == "outputs" && e.message.starts_with("no outputs")
+                    || already(e))
+            })
+            .collect();
+        errs.0.extend(more);
     }
     if errs.is_empty() {
         println!("{path}: valid ({ni} inputs, {np} processors, {no} outputs)");

@@ -8,6 +8,8 @@ use super::node::{Mark, Node, NodeKind};
 #[derive(Debug, Clone, PartialEq)]
 pub struct InterpolationError {
     pub mark: Mark,
+    /// The key path to the value (`inputs.app.paths[0]`), empty where `expand` was called alone.
+    pub path: String,
     pub message: String,
 }
 
@@ -19,24 +21,46 @@ pub fn interpolate(
     errors: &mut Vec<InterpolationError>,
     warnings: &mut Vec<InterpolationError>,
 ) {
+    interpolate_at(node, "", env, errors, warnings)
+}
+
+fn interpolate_at(
+    node: &mut Node,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<InterpolationError>,
+    warnings: &mut Vec<InterpolationError>,
+) {
     let mark = node.mark;
+    let at = |mut e: InterpolationError| {
+        e.path = path.to_owned();
+        e
+    };
     match &mut node.kind {
         NodeKind::Scalar { value, .. } => {
             if value.contains('$') {
-                match expand(value, env, mark, warnings) {
+                let mut found = Vec::new();
+                match expand(value, env, mark, &mut found) {
                     Ok(v) => *value = v,
-                    Err(e) => errors.push(e),
+                    Err(e) => errors.push(at(e)),
                 }
+                warnings.extend(found.into_iter().map(at));
             }
         }
         NodeKind::Seq(items) => {
-            for item in items {
-                interpolate(item, env, errors, warnings);
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate_at(item, &format!("{path}[{i}]"), env, errors, warnings);
             }
         }
         NodeKind::Map(entries) => {
-            for (_, v) in entries {
-                interpolate(v, env, errors, warnings);
+            for (k, v) in entries {
+                let key = k.as_str().unwrap_or("?");
+                let inner = if path.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{path}.{key}")
+                };
+                interpolate_at(v, &inner, env, errors, warnings);
             }
         }
     }
@@ -86,6 +110,7 @@ fn expand_nested(
     if depth > MAX_NESTING {
         return Err(InterpolationError {
             mark,
+            path: String::new(),
             message: format!("`${{...}}` nested deeper than {MAX_NESTING} levels in `{input}`"),
         });
     }
@@ -117,6 +142,7 @@ fn expand_nested(
         let Some(end) = closing_brace(body_start) else {
             return Err(InterpolationError {
                 mark,
+                path: String::new(),
                 message: format!("unterminated `${{` in `{input}`: expected `}}`"),
             });
         };
@@ -126,6 +152,7 @@ fn expand_nested(
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(InterpolationError {
                 mark,
+                path: String::new(),
                 message: format!(
                     "invalid variable reference `${{{body}}}`: expected ${{NAME}}, ${{NAME:-default}} or ${{NAME:?message}}"
                 ),
@@ -137,6 +164,7 @@ fn expand_nested(
                 Some(v) => out.push_str(&v),
                 None => warnings.push(InterpolationError {
                     mark,
+                    path: String::new(),
                     message: format!(
                         "environment variable `{name}` is not set; using an empty value"
                     ),
@@ -163,7 +191,11 @@ fn expand_nested(
                     } else {
                         format!("environment variable `{name}` {state}: {arg}")
                     };
-                    return Err(InterpolationError { mark, message });
+                    return Err(InterpolationError {
+                        mark,
+                        path: String::new(),
+                        message,
+                    });
                 }
             },
             Some(_) => unreachable!("split_body only returns known operators"),

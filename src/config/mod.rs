@@ -514,14 +514,14 @@ pub(crate) fn parse_with_global_keys(
     let (mut ierrs, mut iwarn) = (Vec::new(), Vec::new());
     interpolate::interpolate(&mut root, env, &mut ierrs, &mut iwarn);
     for e in ierrs {
-        errs.push(file, e.mark, "", e.message);
+        errs.push(file, e.mark, &e.path, e.message);
     }
     let warnings = iwarn
         .into_iter()
         .map(|w| ConfigError {
             file: file.to_owned(),
             mark: w.mark,
-            path: String::new(),
+            path: w.path,
             message: w.message,
         })
         .collect();
@@ -577,9 +577,39 @@ pub(crate) fn parse_with_global_keys(
             check_global(&g, &global_node, file, &mut errs);
             g
         }
-        Err(e) => {
-            errs.push_de(file, root.mark, "", e);
-            Global::default()
+        Err(whole) => {
+            // Each key on its own, so that a bad `http:` does not hide a bad `pipeline:`; the
+            // keys that read well are then checked as usual.
+            let keys: Vec<String> = match &global_node.kind {
+                NodeKind::Map(e) => e
+                    .iter()
+                    .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let mut bad = Vec::new();
+            for key in &keys {
+                let others: Vec<&str> = keys
+                    .iter()
+                    .filter(|k| *k != key)
+                    .map(String::as_str)
+                    .collect();
+                if let Err(e) = from_node::<Global>(&global_node.without_keys(&others), "") {
+                    errs.push_de(file, root.mark, "", e);
+                    bad.push(key.as_str());
+                }
+            }
+            if bad.is_empty() {
+                errs.push_de(file, root.mark, "", whole);
+            }
+            let good = global_node.without_keys(&bad);
+            match from_node::<Global>(&good, "") {
+                Ok(g) => {
+                    check_global(&g, &good, file, &mut errs);
+                    g
+                }
+                Err(_) => Global::default(),
+            }
         }
     };
 

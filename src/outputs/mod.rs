@@ -52,7 +52,12 @@ pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output
             Ok(Box::new(null::Null))
         }
         "elasticsearch" => {
-            let config = from_node(&spec.node, &spec.path)?;
+            let config: elasticsearch::Config = from_node(&spec.node, &spec.path)?;
+            if let Some(ca) = &config.tls.ca_file {
+                if let Err(why) = elasticsearch::root_certificates(ca) {
+                    return Err(invalid_at(spec, &["tls", "ca_file"], why));
+                }
+            }
             let output = elasticsearch::Elasticsearch::new(config).map_err(|e| invalid(spec, e))?;
             Ok(Box::new(output))
         }
@@ -82,13 +87,18 @@ pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output
                     return Err(invalid_at(spec, &["topic"], why));
                 }
             }
+            if let Some(Err((key, why))) = config.tls.as_ref().map(kafka::check_tls_files) {
+                return Err(invalid_at(spec, &["tls", key], why));
+            }
             if let Err((key, why)) = kafka::check_properties(&config.librdkafka) {
                 let keys: &[&str] = if key.is_empty() {
                     &["librdkafka"]
                 } else {
                     &["librdkafka", &key]
                 };
-                return Err(invalid_at(spec, keys, why));
+                // Named `librdkafka`: the property's own name, dots and all, is in `why`.
+                let path = format!("{}.librdkafka", spec.path);
+                return Err(DeError::new(why, node_at(spec, keys).mark, &path));
             }
             let output = kafka::Kafka::new(config).map_err(|e| invalid(spec, e))?;
             Ok(Box::new(output))
@@ -100,17 +110,21 @@ pub fn build(spec: &ComponentSpec, _ctx: &BuildContext) -> Result<Box<dyn Output
 /// The output types `build` knows.
 pub const TYPES: &[&str] = &["stdout", "null", "file", "elasticsearch", "kafka"];
 
-/// `invalid`, at the value `keys` lead to (`["librdkafka", "linger.ms"]`), named by the first.
+/// `invalid`, at the value `keys` lead to (`["tls", "ca_file"]`) and named by them.
 fn invalid_at(spec: &ComponentSpec, keys: &[&str], message: impl Into<String>) -> DeError {
-    let node = keys
-        .iter()
+    let mut path = spec.path.clone();
+    for k in keys {
+        path.push('.');
+        path.push_str(k);
+    }
+    DeError::new(message, node_at(spec, keys).mark, &path)
+}
+
+/// The value `keys` lead to, or the component's own mapping when there is none.
+fn node_at<'a>(spec: &'a ComponentSpec, keys: &[&str]) -> &'a crate::config::node::Node {
+    keys.iter()
         .try_fold(&spec.node, |n, k| n.get(k))
-        .unwrap_or(&spec.node);
-    let path = match keys.first() {
-        Some(k) => format!("{}.{k}", spec.path),
-        None => spec.path.clone(),
-    };
-    DeError::new(message, node.mark, &path)
+        .unwrap_or(&spec.node)
 }
 
 /// A configuration that parsed but does not make sense (checked when building).

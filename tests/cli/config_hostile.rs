@@ -232,4 +232,20 @@ fn refused_entries_are_not_also_reported_as_an_empty_section() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no inputs"), "{err}");
+    // Sections written as lists, the Filebeat way: one error each, at the list.
+    let (code, err) = validate(
+        dir.path(),
+        b"inputs:\n  - type: stdin\noutputs:\n  - type: stdout\n",
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("p.yaml:2:3: inputs: expected a mapping of names to inputs, found a list"),
+        "{err}"
+    );
+    assert!(
+        err.contains("p.yaml:4:3: outputs: expected a mapping of names to outputs, found a list"),
+        "{err}"
+    );
+    assert!(err.contains("invalid (2 errors)"), "{err}");
 }

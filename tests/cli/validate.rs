@@ -291,6 +291,32 @@ outputs:
     );
 }
 
+/// A value of the wrong type in one global section used to stop the reading of all of them:
+/// the mistakes in the others showed only once it was fixed. Each section is read on its own.
+#[test]
+fn mistakes_in_several_global_sections_are_all_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "\
+http: {enabled: maybe}
+pipeline: {batch_size: 0}
+shutdown_timeout: soon
+data_dir: \"\"
+inputs:
+  a: {type: stdin}
+outputs:
+  o: {type: stdout}
+";
+    refused_at(
+        &write_file(dir.path(), "g.yaml", text),
+        &[
+            (1, "http.enabled", "`true` or `false`"),
+            (2, "pipeline.batch_size", "at least 1"),
+            (3, "shutdown_timeout", "soon"),
+            (4, "data_dir", "empty"),
+        ],
+    );
+}
+
 /// Runs `trawl validate -c cfg`, which must refuse it with exactly these errors: for each,
 /// a line of its stderr at `cfg:LINE:` naming the key path and saying `says`.
 fn refused_at(cfg: &Path, errors: &[(usize, &str, &str)]) {
@@ -381,6 +407,57 @@ fn a_kubeconfig_that_is_not_one_is_rejected_at_its_key() {
     refused_at(
         &write_file(dir.path(), "k.yaml", &text),
         &[(4, "processors[0].kubeconfig", "cannot be read as one")],
+    );
+}
+
+/// An unset `${VAR:?message}` is one error, named by its key, with the user's message; the
+/// text left in the value (`${PC_FMT:?...}` is no format) is not refused a second time.
+#[test]
+fn a_required_variable_left_unset_is_one_error_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "inputs:\n  f:\n    type: file\n    paths: [\"${TRAWL_TEST_UNSET_PATH:?set it to the log}\"]\n    format: \"${TRAWL_TEST_UNSET_FMT:?cri or docker}\"\noutputs:\n  o: {type: stdout}\n";
+    refused_at(
+        &write_file(dir.path(), "e.yaml", text),
+        &[
+            (
+                4,
+                "inputs.f.paths[0]",
+                "`TRAWL_TEST_UNSET_PATH` is not set: set it to the log",
+            ),
+            (
+                5,
+                "inputs.f.format",
+                "`TRAWL_TEST_UNSET_FMT` is not set: cri or docker",
+            ),
+        ],
+    );
+}
+
+/// A CA file that is missing or holds no certificate is refused at `tls.ca_file` itself, for
+/// Elasticsearch as for Kafka, not at the top of the output.
+#[test]
+fn tls_ca_files_that_cannot_be_used_are_rejected_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = write_file(dir.path(), "ca.txt", "not a certificate\n");
+    let text = format!(
+        "inputs:\n  a: {{type: stdin}}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"https://es:9200\"]\n    tls:\n      ca_file: /nonexistent/ca.pem\n  es2:\n    type: elasticsearch\n    hosts: [\"https://es:9200\"]\n    tls: {{ca_file: {}}}\n  k:\n    type: kafka\n    brokers: [\"k:9093\"]\n    topic: t\n    tls: {{ca_file: /nonexistent/ca.pem}}\n",
+        not_pem.display()
+    );
+    refused_at(
+        &write_file(dir.path(), "t.yaml", &text),
+        &[
+            (
+                8,
+                "outputs.es.tls.ca_file",
+                "/nonexistent/ca.pem: No such file",
+            ),
+            (12, "outputs.es2.tls.ca_file", "no PEM certificate found"),
+            (
+                17,
+                "outputs.k.tls.ca_file",
+                "/nonexistent/ca.pem: No such file",
+            ),
+        ],
     );
 }
 

@@ -208,12 +208,11 @@ fn bad_tls_files_are_refused_by_validate_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("bad.yaml:5:9: outputs.a:")
-            && err.contains("tls.ca_file /nonexistent/ca.pem: No such file"),
+        err.contains("bad.yaml:8:21: outputs.a.tls.ca_file: /nonexistent/ca.pem: No such file"),
         "{err}"
     );
     assert!(
-        err.contains("bad.yaml:10:9: outputs.b:")
+        err.contains("bad.yaml:14:21: outputs.b.tls.ca_file: ")
             && err.contains("ca.txt: no PEM `CERTIFICATE` block found"),
         "{err}"
     );

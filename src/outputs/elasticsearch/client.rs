@@ -182,6 +182,17 @@ impl<'de> Deserialize<'de> for HostUrl {
     }
 }
 
+/// The certificates of a PEM bundle (`tls.ca_file`); an error names the file.
+pub fn root_certificates(ca: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: {e}", ca.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate found", ca.display()));
+    }
+    Ok(certs)
+}
+
 /// An HTTP answer to a bulk request.
 pub struct Answer {
     pub status: u16,
@@ -238,16 +249,7 @@ impl Client {
             .pool_max_idle_per_host(config.concurrency.max(1))
             .danger_accept_invalid_certs(!config.tls.verify);
         if let Some(ca) = &config.tls.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
-            if certs.is_empty() {
-                return Err(format!(
-                    "tls.ca_file {}: no PEM certificate found",
-                    ca.display()
-                ));
-            }
+            let certs = root_certificates(ca).map_err(|e| format!("tls.ca_file {e}"))?;
             for c in certs {
                 builder = builder.add_root_certificate(c);
             }

@@ -15,6 +15,7 @@ mod probe;
 mod response;
 mod retry;
 
+pub use client::root_certificates;
 pub use probe::probe;
 
 use super::dead_letter::{DeadLetters, Rejection};

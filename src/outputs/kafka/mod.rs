@@ -334,10 +334,7 @@ pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
         if t.cert_file.is_some() != t.key_file.is_some() {
             return Err("`tls.cert_file` and `tls.key_file` go together (mutual TLS)".into());
         }
-        // librdkafka would only say so when the producer starts, in OpenSSL's words.
-        check_pem(&t.ca_file, "tls.ca_file", "CERTIFICATE")?;
-        check_pem(&t.cert_file, "tls.cert_file", "CERTIFICATE")?;
-        check_pem(&t.key_file, "tls.key_file", "PRIVATE KEY")?;
+        check_tls_files(t).map_err(|(key, why)| format!("tls.{key} {why}"))?;
         if let Some(p) = &t.ca_file {
             cc.set("ssl.ca.location", path(p));
         }
@@ -410,12 +407,26 @@ pub fn check_topic_name(topic: &str) -> Result<(), String> {
     }
 }
 
+/// Checks that the files under `tls:` can be read and hold PEM blocks of their kind; an error
+/// comes with the key of the file (`ca_file`). librdkafka would only say so when the producer
+/// starts, in OpenSSL's words.
+pub fn check_tls_files(t: &TlsConfig) -> Result<(), (&'static str, String)> {
+    for (key, file, kind) in [
+        ("ca_file", &t.ca_file, "CERTIFICATE"),
+        ("cert_file", &t.cert_file, "CERTIFICATE"),
+        ("key_file", &t.key_file, "PRIVATE KEY"),
+    ] {
+        check_pem(file, kind).map_err(|why| (key, why))?;
+    }
+    Ok(())
+}
+
 /// Checks that `file` (when set) can be read and holds a PEM block of `kind`.
-fn check_pem(file: &Option<PathBuf>, key: &str, kind: &str) -> Result<(), String> {
+fn check_pem(file: &Option<PathBuf>, kind: &str) -> Result<(), String> {
     let Some(p) = file else {
         return Ok(());
     };
-    let text = std::fs::read(p).map_err(|e| format!("{key} {}: {e}", p.display()))?;
+    let text = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
     let marker = "-----BEGIN ";
     let found = String::from_utf8_lossy(&text)
         .lines()
@@ -424,7 +435,7 @@ fn check_pem(file: &Option<PathBuf>, key: &str, kind: &str) -> Result<(), String
         Ok(())
     } else {
         Err(format!(
-            "{key} {}: no PEM `{kind}` block found (expected a -----BEGIN ...{kind}----- line)",
+            "{}: no PEM `{kind}` block found (expected a -----BEGIN ...{kind}----- line)",
             p.display()
         ))
     }
