@@ -301,6 +301,12 @@ fn parse_tokenizer(pattern: &str, target: Option<&str>) -> Result<Tokenizer, Str
 }
 
 fn parse_key(spec: &str, target: Option<&str>) -> Result<Key, String> {
+    if spec.contains("%{") {
+        // `%{a%{b}}`: keys do not nest; the first `}` ends the key.
+        return Err(format!(
+            "`%{{{spec}}}`: a key holds no `%{{`: close each key before the next (`%{{a}} %{{b}}`)"
+        ));
+    }
     let (spec, convert, inline) = match spec.split_once('|') {
         None => (spec, Conversion::String, false),
         Some((k, t)) => match Conversion::from_name(t) {
@@ -327,7 +333,7 @@ fn parse_key(spec: &str, target: Option<&str>) -> Result<Key, String> {
         (spec, spec.is_empty(), false)
     };
     if !skip {
-        super::not_the_timestamp(&target_path(target, name))?;
+        super::writable_field(&target_path(target, name))?;
     }
     Ok(Key {
         path: (!skip).then(|| FieldPath::new(&target_path(target, name))),
@@ -441,6 +447,9 @@ mod tests {
             "'%{a'",
             "'%{a|hex}'",
             "'%{*a} %{&a}'",
+            "'%{a%{b}} %{c}'",
+            "'%{a..b} %{c}'",
+            "'%{.a} %{c}'",
         ] {
             let err = build(&format!("{{type: dissect, tokenizer: {t}}}"))
                 .err()

@@ -46,7 +46,7 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Process
         "add_fields" => {
             let config: fields::AddFieldsConfig = from_node(node, path)?;
             for k in config.fields.keys() {
-                not_the_timestamp(&target_path(config.target.as_deref(), k)).map_err(|why| {
+                writable_field(&target_path(config.target.as_deref(), k)).map_err(|why| {
                     let at = node
                         .get("fields")
                         .and_then(|f| f.key_node(k))
@@ -60,7 +60,7 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Process
             let config: fields::RenameConfig = from_node(node, path)?;
             for (i, pair) in config.fields.iter().enumerate() {
                 for (key, field) in [("from", &pair.from), ("to", &pair.to)] {
-                    not_the_timestamp(field).map_err(|why| {
+                    writable_field(field).map_err(|why| {
                         let at = match node.get("fields").map(|f| &f.kind) {
                             Some(crate::config::NodeKind::Seq(items)) => items
                                 .get(i)
@@ -68,7 +68,7 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Process
                                 .map_or(spec.mark, |n| n.mark),
                             _ => spec.mark,
                         };
-                        let why = if key == "from" {
+                        let why = if key == "from" && why.contains("`@timestamp`") {
                             "`@timestamp` cannot be moved away: every event has one; copy its value with the `timestamp` processor's target instead".to_owned()
                         } else {
                             why
@@ -132,10 +132,16 @@ fn default_field() -> String {
     "message".to_owned()
 }
 
-/// Refuses a field path a processor would write that is `@timestamp` or inside it: every event
-/// has one, a timestamp, which outputs index by; text or an object there breaks that. The
+/// Refuses a field path a processor would write that has an empty part (`a..b`, `.a`, `a.`:
+/// the event would get a key named ``), or that is `@timestamp` or inside it: every event has
+/// one, a timestamp, which outputs index by; text or an object there breaks that. The
 /// `timestamp` processor is the one that sets it.
-pub(crate) fn not_the_timestamp(path: &str) -> Result<(), String> {
+pub(crate) fn writable_field(path: &str) -> Result<(), String> {
+    if path.split('.').any(str::is_empty) {
+        return Err(format!(
+            "`{path}` has an empty part between dots: expected a field name, or names joined by single dots (`http.request.method`)"
+        ));
+    }
     if path == "@timestamp" || path.starts_with("@timestamp.") {
         Err(format!(
             "`{path}` would overwrite `@timestamp`, which must stay the event's time: parse a time into it with the `timestamp` processor, or choose another field"

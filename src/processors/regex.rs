@@ -267,7 +267,7 @@ impl RegexParser {
                             convert::NAMES
                         )));
                     }
-                    super::not_the_timestamp(&target_path(config.target.as_deref(), field))
+                    super::writable_field(&target_path(config.target.as_deref(), field))
                         .map_err(at)?;
                     typed_names.insert(field.to_owned());
                     let conversion = inline

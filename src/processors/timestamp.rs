@@ -95,6 +95,21 @@ impl Timestamp {
                 "epoch_ms" | "UNIX_MS" => Format::EpochMillis,
                 "epoch_ns" => Format::EpochNanos,
                 _ => {
+                    // `2006-01-02` (Go, Beats) or `yyyy-MM-dd` (Joda, Logstash) would match no
+                    // time at all: every event would fail.
+                    let fields = StrftimeItems::new(&f).filter(|i| {
+                        matches!(
+                            i,
+                            chrono::format::Item::Numeric(..) | chrono::format::Item::Fixed(_)
+                        )
+                    });
+                    if fields.count() == 0 {
+                        return Err(DeError::new(
+                            format!("time format `{f}` has no `%` field: expected a strftime format such as `%Y-%m-%d %H:%M:%S`, or one of rfc3339, epoch_s, epoch_ms, epoch_ns"),
+                            spec.mark,
+                            &format!("{}.formats[{i}]", spec.path),
+                        ));
+                    }
                     if StrftimeItems::new(&f).any(|i| matches!(i, chrono::format::Item::Error)) {
                         return Err(DeError::new(
                             format!("invalid time format `{f}`"),
@@ -345,6 +360,13 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.path.as_deref(), Some("processors[0].timezone"));
+        for plain in ["hello", "2006-01-02 15:04:05", "yyyy-MM-dd"] {
+            let e = build(&format!("{{type: timestamp, formats: ['%Y', '{plain}']}}"))
+                .err()
+                .unwrap();
+            assert!(e.message.contains("has no `%` field"), "{plain}: {e:?}");
+            assert_eq!(e.path.as_deref(), Some("processors[0].formats[1]"));
+        }
         let e = build("{type: timestamp, formats: ['%Y', '%Q']}")
             .err()
             .unwrap();

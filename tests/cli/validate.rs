@@ -394,6 +394,41 @@ outputs:
     );
 }
 
+/// A field name with an empty part (`a..b`, `.c`, `d.`), a regex group so named, a nested
+/// dissect key or a time format with no `%` field ran, and wrote keys named `` (`{"a":{"":
+/// {"b":..}}}`) or failed on every event. Each is refused at its key.
+#[test]
+fn field_names_with_empty_parts_and_formats_that_match_nothing_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "\
+inputs:
+  app: {type: stdin}
+processors:
+  - {type: regex, patterns: ['(?<a..b>x)']}
+  - {type: regex, patterns: ['(?<.c>x)']}
+  - {type: rename, fields: [{from: x, to: 'd.'}]}
+  - {type: add_fields, fields: {'p..q': 1}}
+  - {type: dissect, tokenizer: '%{a%{b}} %{c}'}
+  - {type: dissect, tokenizer: '%{a..b} %{c}'}
+  - {type: timestamp, field: t, formats: ['2006-01-02 15:04:05']}
+  - {type: add_fields, fields: {'fine.name': 1}}
+outputs:
+  c: {type: stdout}
+";
+    refused_at(
+        &write_file(dir.path(), "f.yaml", text),
+        &[
+            (4, "processors[0].patterns[0]", "`a..b` has an empty part"),
+            (5, "processors[1].patterns[0]", "`.c` has an empty part"),
+            (6, "processors[2].fields[0].to", "`d.` has an empty part"),
+            (7, "processors[3].fields", "`p..q` has an empty part"),
+            (8, "processors[4].tokenizer", "a key holds no `%{`"),
+            (9, "processors[5].tokenizer", "`a..b` has an empty part"),
+            (10, "processors[6].formats[0]", "has no `%` field"),
+        ],
+    );
+}
+
 /// A kubeconfig that is not one (a file named by mistake) was found only at run, where the
 /// watch retried it quietly for ever and no event got its pod.
 #[test]
