@@ -9,6 +9,7 @@
 //! - `outputs`: where events go (`stdout`, `null`, ...), one file or folder per output.
 //! - `telemetry`: trawl's own logs, counters, and the `/metrics` and `/health` endpoint.
 //! - `cli`: the commands of the `trawl` binary.
+//! - `code_pages`: start-up code's pages given back once trawl runs.
 //! - `capabilities`: CAP_NET_RAW (capture) and CAP_DAC_READ_SEARCH (host logs) raised from the
 //!   binary's permitted set.
 
@@ -41,6 +42,7 @@ macro_rules! print {
 
 pub mod capabilities;
 pub mod cli;
+pub mod code_pages;
 pub mod config;
 pub mod event;
 pub mod inputs;

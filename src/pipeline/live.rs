@@ -390,6 +390,14 @@ impl Live {
 
 /// Runs until every input has ended or `shutdown` fires (then drains within `shutdown_timeout`),
 /// serving the reloads asked through `reloads` in the meantime.
+/// When start-up code's pages are given back: once the pipeline runs, and once what outputs
+/// and processors set up in the background (templates, the first Kubernetes list) is done.
+const RELEASE_AFTER_START: [std::time::Duration; 2] = [
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(60),
+];
+const RELEASE_AFTER_RELOAD: [std::time::Duration; 1] = [std::time::Duration::from_secs(2)];
+
 pub async fn run(
     p: Pipeline,
     mut shutdown: Shutdown,
@@ -397,6 +405,7 @@ pub async fn run(
 ) -> anyhow::Result<RunReport> {
     let registry = p.registry.clone();
     let mut live = Live::start(p)?;
+    crate::code_pages::release_after(&RELEASE_AFTER_START);
     // Whether a reload has started inputs: one of them failing (a port another process holds)
     // must not end trawl as a failure at start does, since the operator who reloaded can
     // correct the file and reload again.
@@ -485,6 +494,8 @@ async fn serve(live: &mut Live, r: &Reloads, request: Request, shutdown: &mut Sh
     let reply = match outcome {
         Ok(summary) => {
             r.stats.succeeded();
+            // Reading and building the new file touched code the running pipeline does not use.
+            crate::code_pages::release_after(&RELEASE_AFTER_RELOAD);
             tracing::info!(origin = request.origin, "reloaded: {summary}");
             Ok(summary)
         }
