@@ -5,6 +5,7 @@
 //! default, so a broker outage pauses the pipeline (librdkafka's bounded queue fills) instead
 //! of losing data.
 
+mod polled;
 mod producer;
 mod reports;
 

@@ -3,6 +3,7 @@
 //! ever after a leader change (seen in CI), so the messages are produced again through a new
 //! one, and the old one's are purged and follow them.
 
+use super::polled::PolledProducer;
 use super::reports::{event_from_payload, is_permanent, InFlight, Reports, Resend, TakenBack};
 use super::Encoding;
 use crate::outputs::dead_letter::Rejection;
@@ -10,7 +11,7 @@ use crate::outputs::OutputContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::ToBytes;
-use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use tokio::sync::mpsc::Sender;
 
 /// The output's current producer and what it takes to make the next one.
 pub(super) struct Producers {
-    pub(super) current: Arc<ThreadedProducer<Reports>>,
+    pub(super) current: Arc<PolledProducer>,
     generation: u64,
     client: ClientConfig,
     /// The settings of the producer that sends refused messages one at a time.
@@ -43,7 +44,7 @@ impl Producers {
         let mut alone = client.clone();
         alone.set("batch.num.messages", "1").set("linger.ms", "0");
         let reports = Reports::new(ctx, encoding, alone.clone(), resend.clone(), 0);
-        let current = Arc::new(client.create_with_context(reports)?);
+        let current = Arc::new(PolledProducer::create(&client, reports)?);
         Ok(Producers {
             current,
             generation: 0,
@@ -89,7 +90,7 @@ impl Producers {
             generation,
         )
         .carry_on(self.current.context());
-        let fresh = match self.client.create_with_context(reports) {
+        let fresh = match PolledProducer::create(&self.client, reports) {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 tracing::error!(output = %ctx.name, error = %e, "cannot make a new Kafka producer; the current one keeps the messages");
@@ -124,7 +125,7 @@ impl Producers {
 
 /// Purges a producer the output replaced and waits (a bounded time) for the reports that
 /// hand its messages back, then drops it: librdkafka's teardown blocks.
-fn retire(old: Arc<ThreadedProducer<Reports>>) {
+fn retire(old: Arc<PolledProducer>) {
     let alone = old.context().alone.get().cloned();
     let all = std::iter::once(&old).chain(alone.as_ref());
     for p in all {
@@ -142,7 +143,7 @@ fn retire(old: Arc<ThreadedProducer<Reports>>) {
 /// Hands one message to librdkafka, waiting while its queue is full (slow or unreachable
 /// brokers) for a delivery report to make room: this is the back-pressure.
 pub(super) async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
-    producer: &ThreadedProducer<Reports>,
+    producer: &PolledProducer,
     mut record: BaseRecord<'_, K, P, Arc<InFlight>>,
 ) -> Result<(), KafkaError> {
     loop {
@@ -161,7 +162,7 @@ pub(super) async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
 
 /// Produces again a message taken back; if librdkafka refuses it now, it settles its batch as
 /// a new message would (dead letters when refused for good, else not acknowledged).
-async fn send_again(producer: &ThreadedProducer<Reports>, again: Resend, encoding: Encoding) {
+async fn send_again(producer: &PolledProducer, again: Resend, encoding: Encoding) {
     let Resend {
         topic,
         payload,

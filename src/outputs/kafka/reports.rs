@@ -3,6 +3,7 @@
 //! sent again alone, one librdkafka gave up on is taken back to be sent again), and librdkafka's
 //! logs, errors and statistics become trawl's.
 
+use super::polled::PolledProducer;
 use super::Encoding;
 use crate::event::{BatchAck, BatchStatus, Event, Map, Value};
 use crate::outputs::dead_letter::{DeadLetters, Rejection};
@@ -11,7 +12,7 @@ use crate::telemetry::metrics::ComponentMetrics;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -89,7 +90,7 @@ pub(super) struct Reports {
     /// `None` in that producer itself, whose refusals are the message's own.
     alone_config: Option<ClientConfig>,
     /// That producer, made on the first batch a broker refuses as too large.
-    pub(super) alone: OnceLock<Arc<ThreadedProducer<Reports>>>,
+    pub(super) alone: OnceLock<Arc<PolledProducer>>,
     /// Where messages librdkafka gave up on go to be produced again, when the output retries
     /// without limit (no `delivery_timeout`); `None` otherwise, and their batches fail.
     resend: Option<tokio::sync::mpsc::Sender<Resend>>,
@@ -551,7 +552,7 @@ impl Reports {
                         self.encoding,
                     )
                 };
-                match config.create_with_context::<_, ThreadedProducer<Reports>>(reports) {
+                match PolledProducer::create(config, reports) {
                     Ok(p) => {
                         // Two delivery reports can get here at once (seen in CI: the warning
                         // twice, 0.3 ms apart): only the one whose producer is kept logs.
