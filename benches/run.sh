@@ -88,7 +88,7 @@ done
 
 # Idle footprint: a running pipeline with nothing to do.
 sleep 3600 | "$TRAWL" run -c "$P/null.yaml" &
-sleep 2
+sleep 5 # past the release of start-up's code pages, 2 s after start (benches/idle.py)
 IDLE_PID=$(pgrep -n -f "$P/null.yaml" || true)
 if [ -n "$IDLE_PID" ]; then
   echo
