@@ -154,6 +154,13 @@ fn build_chain(node: &Node, path: &str, file: &str, ctx: &BuildContext) -> Resul
                 &format!("{at}.type"),
             ));
         }
+        if let Some(when) = item.get("when") {
+            return Err(DeError::new(
+                "`when` has no place in a parser: the pod's annotation chooses the parser; put `when` on the `kubernetes_parser` processor itself",
+                when.mark,
+                &format!("{at}.when"),
+            ));
+        }
         let spec = ComponentSpec {
             file: file.to_owned(),
             name: at.clone(),
@@ -297,6 +304,15 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.path.as_deref(), Some("processors[0].parsers.kv[1]"));
+        let err =
+            build("{type: kubernetes_parser, parsers: {kv: [{type: drop, when: {has_field: a}}]}}")
+                .err()
+                .unwrap();
+        assert_eq!(
+            err.path.as_deref(),
+            Some("processors[0].parsers.kv[0].when")
+        );
+        assert!(err.message.contains("no place in a parser"), "{err:?}");
         let err = build("{type: kubernetes_parser, parsers: {k: {type: kubernetes}}}")
             .err()
             .unwrap();
