@@ -158,8 +158,7 @@ impl Pipeline {
         if built_inputs.is_empty() && config.inputs.is_empty() {
             errs.push(
                 &file,
-                // Of the whole pipeline, which may be several files: no line to name.
-                crate::config::Mark::default(),
+                crate::config::Mark { line: 1, col: 1 },
                 "inputs",
                 "no inputs: expected at least one entry under `inputs:`",
             );
@@ -357,7 +356,7 @@ impl Pipeline {
         if outputs_built.is_empty() && config.outputs.is_empty() {
             errs.push(
                 &file,
-                crate::config::Mark::default(),
+                crate::config::Mark { line: 1, col: 1 },
                 "outputs",
                 "no outputs: expected at least one entry under `outputs:`",
             );
@@ -366,7 +365,7 @@ impl Pipeline {
                 if !used_inputs.contains(name) {
                     errs.push(
                         &file,
-                        crate::config::Mark::default(),
+                        crate::config::Mark { line: 1, col: 1 },
                         "outputs",
                         format!(
                             "no output takes the input `{name}` this command adds (its own lines or packets): list it in an output's `inputs:`, or leave `inputs:` out"
