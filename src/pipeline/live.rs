@@ -388,8 +388,6 @@ impl Live {
     }
 }
 
-/// Runs until every input has ended or `shutdown` fires (then drains within `shutdown_timeout`),
-/// serving the reloads asked through `reloads` in the meantime.
 /// When start-up code's pages are given back: once the pipeline runs, and once what outputs
 /// and processors set up in the background (templates, the first Kubernetes list) is done.
 const RELEASE_AFTER_START: [std::time::Duration; 2] = [
@@ -398,6 +396,8 @@ const RELEASE_AFTER_START: [std::time::Duration; 2] = [
 ];
 const RELEASE_AFTER_RELOAD: [std::time::Duration; 1] = [std::time::Duration::from_secs(2)];
 
+/// Runs until every input has ended or `shutdown` fires (then drains within `shutdown_timeout`),
+/// serving the reloads asked through `reloads` in the meantime.
 pub async fn run(
     p: Pipeline,
     mut shutdown: Shutdown,
