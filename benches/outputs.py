@@ -4,6 +4,8 @@ test stand-in), against file -> null measured in the same run as the baseline. P
 table: events/s, MB/s of input, peak RSS of trawl (VmHWM), and the ratio to the baseline.
 
 Usage: benches/outputs.py [LINES]   (default 1,000,000; builds the binary as shipped, `--profile dist`, first)
+Environment: TRAWL (a binary to measure instead of building one), MAX_IN_FLIGHT (the file input's
+`max_in_flight`, e.g. 8MiB, to measure the peak RSS it buys; default: the input's own default).
 """
 import os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
@@ -11,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINES = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 TRAWL = os.environ.get("TRAWL") or os.path.join(ROOT, "target/dist/trawl")
 ES = os.path.join(ROOT, "target/release/examples/es_test_server")
+MAX_IN_FLIGHT = os.environ.get("MAX_IN_FLIGHT")
 SAMPLE = os.path.join(ROOT, "../shared/data/logs/loghub/Apache/Apache_2k.log")
 
 
@@ -43,9 +46,10 @@ def run_case(work, name, output_yaml, input_path, input_bytes):
     data = os.path.join(work, f"data-{name}")
     addr = f"127.0.0.1:{free_port()}"
     cfg = os.path.join(work, f"{name}.yaml")
+    in_flight = f", max_in_flight: {MAX_IN_FLIGHT}" if MAX_IN_FLIGHT else ""
     with open(cfg, "w") as f:
         f.write(f"data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 30s\n"
-                f"inputs:\n  app: {{ type: file, paths: [\"{input_path}\"] }}\noutputs:\n{output_yaml}")
+                f"inputs:\n  app: {{ type: file, paths: [\"{input_path}\"]{in_flight} }}\noutputs:\n{output_yaml}")
     start = time.monotonic()
     p = subprocess.Popen([TRAWL, "run", "-c", cfg], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     peak, done_at = 0, None
@@ -65,7 +69,8 @@ def run_case(work, name, output_yaml, input_path, input_bytes):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--profile", "dist", "-q", "--bin", "trawl"], cwd=ROOT, check=True)
+    if not os.environ.get("TRAWL"):
+        subprocess.run(["cargo", "build", "--profile", "dist", "-q", "--bin", "trawl"], cwd=ROOT, check=True)
     subprocess.run(["cargo", "build", "--release", "-q", "--example", "es_test_server"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="trawl-bench-outputs-")
     try:
@@ -111,7 +116,8 @@ def main():
             es.stdin.close(); es.wait(timeout=30)
 
         base = rows[0][2]
-        print(f"\n{LINES:,} lines ({input_bytes / 1e6:.0f} MB, loghub Apache sample repeated); {os.cpu_count()} CPUs shared with the broker/server\n")
+        print(f"\n{LINES:,} lines ({input_bytes / 1e6:.0f} MB, loghub Apache sample repeated); {os.cpu_count()} CPUs shared with the broker/server; "
+              f"max_in_flight {MAX_IN_FLIGHT or 'default'}\n")
         print("| case | seconds | events/s | MB/s | peak RSS (MiB) | ratio vs baseline |")
         print("|---|---:|---:|---:|---:|---:|")
         for name, secs, eps, mbs, peak in rows:
