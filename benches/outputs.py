@@ -42,6 +42,15 @@ def peak_rss_kib(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    """user + system CPU of the process so far, from /proc (utime and stime, fields 14 and 15)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def run_case(work, name, output_yaml, input_path, input_bytes):
     data = os.path.join(work, f"data-{name}")
     addr = f"127.0.0.1:{free_port()}"
@@ -52,20 +61,21 @@ def run_case(work, name, output_yaml, input_path, input_bytes):
                 f"inputs:\n  app: {{ type: file, paths: [\"{input_path}\"]{in_flight} }}\noutputs:\n{output_yaml}")
     start = time.monotonic()
     p = subprocess.Popen([TRAWL, "run", "-c", cfg], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    peak, done_at = 0, None
+    peak, done_at, cpu = 0, None, None
     while time.monotonic() - start < 300:
         time.sleep(0.05)
         peak = max(peak, peak_rss_kib(p.pid))
         out = metric(addr, "trawl_events_out_total", "out")
         if out is not None and out >= LINES:
             done_at = time.monotonic()
+            cpu = cpu_seconds(p.pid)
             break
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=60)
     if done_at is None:
-        return (name, None, None, None, peak)
+        return (name, None, None, None, peak, None)
     secs = done_at - start
-    return (name, secs, LINES / secs, input_bytes / secs / 1e6, peak)
+    return (name, secs, LINES / secs, input_bytes / secs / 1e6, peak, cpu)
 
 
 def main():
@@ -118,14 +128,16 @@ def main():
         base = rows[0][2]
         print(f"\n{LINES:,} lines ({input_bytes / 1e6:.0f} MB, loghub Apache sample repeated); {os.cpu_count()} CPUs shared with the broker/server; "
               f"max_in_flight {MAX_IN_FLIGHT or 'default'}\n")
-        print("| case | seconds | events/s | MB/s | peak RSS (MiB) | ratio vs baseline |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, secs, eps, mbs, peak in rows:
+        print("| case | seconds | trawl CPU s (user+sys) | µs CPU/event | events/s | MB/s | peak RSS (MiB) | ratio vs baseline |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, secs, eps, mbs, peak, cpu in rows:
             if secs is None:
-                print(f"| {name} | did not finish | | | {peak / 1024:.1f} | |")
+                print(f"| {name} | did not finish | | | | | {peak / 1024:.1f} | |")
             else:
                 ratio = f"{eps / base:.2f}" if base else "n/a"
-                print(f"| {name} | {secs:.2f} | {eps:,.0f} | {mbs:.1f} | {peak / 1024:.1f} | {ratio} |")
+                cpu_s = f"{cpu:.2f}" if cpu is not None else "n/a"
+                per = f"{cpu * 1e6 / LINES:.2f}" if cpu is not None else "n/a"
+                print(f"| {name} | {secs:.2f} | {cpu_s} | {per} | {eps:,.0f} | {mbs:.1f} | {peak / 1024:.1f} | {ratio} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
