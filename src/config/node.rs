@@ -347,10 +347,25 @@ impl MarkedEventReceiver for Builder {
                             }
                             empty
                         } else {
-                            node.clone()
+                            // The value as a whole is where the alias stands (a missing key
+                            // is reported there); what is inside stays where it is written.
+                            let mut node = node.clone();
+                            node.mark = mark;
+                            node
                         }
                     }
-                    None => empty,
+                    None => {
+                        let inside_its_anchor = self.stack.iter().any(|open| match open {
+                            Open::Seq(_, a) | Open::Map(_, a, _, _) => *a == id,
+                        });
+                        if inside_its_anchor && self.error.is_none() {
+                            self.error = Some(SyntaxError {
+                                mark,
+                                message: "this alias stands inside the node its anchor names (`&x [*x]`), which would never end: expected an alias after its anchor's node".into(),
+                            });
+                        }
+                        empty
+                    }
                 };
                 self.push_value(node, 0);
             }
@@ -450,6 +465,23 @@ mod tests {
         let e = parse("a: {<<: 3}\n").unwrap_err();
         assert!(e.message.contains("`<<` merges a mapping"), "{}", e.message);
         assert_eq!(e.mark, Mark { line: 1, col: 5 });
+    }
+
+    #[test]
+    fn an_alias_is_placed_where_it_stands_and_a_recursive_one_is_refused() {
+        let n = parse("a: &x {k: v}\nb: *x\nc: &s text\nd: *s\n").unwrap();
+        let b = n.get("b").unwrap();
+        assert_eq!(b.mark, Mark { line: 2, col: 4 });
+        assert_eq!(b.get("k").unwrap().mark, Mark { line: 1, col: 11 });
+        assert_eq!(n.get("d").unwrap().mark, Mark { line: 4, col: 4 });
+        for text in ["a: &x [*x]\n", "a: &x {k: *x}\n", "a: &x\n  - b: [*x]\n"] {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.message.contains("would never end"),
+                "{text}: {}",
+                e.message
+            );
+        }
     }
 
     #[test]

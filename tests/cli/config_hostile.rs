@@ -249,3 +249,27 @@ fn refused_entries_are_not_also_reported_as_an_empty_section() {
     );
     assert!(err.contains("invalid (2 errors)"), "{err}");
 }
+
+/// A component given by an alias that lacks a key was reported at the anchor, once per alias,
+/// all at the same place; and an alias inside its own anchor's node silently became null.
+#[test]
+fn an_alias_is_reported_where_it_stands_and_a_recursive_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "inputs:\n  a: &in {type: file}\n  b: *in\noutputs:\n  o: {type: stdout}\n";
+    let (code, err) = validate(dir.path(), text.as_bytes(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("p.yaml:2:10: inputs.a: missing field `paths`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("p.yaml:3:6: inputs.b: missing field `paths`"),
+        "{err}"
+    );
+
+    let text = "inputs:\n  a: {type: file, paths: &p [x, *p]}\noutputs:\n  o: {type: stdout}\n";
+    let (code, err) = validate(dir.path(), text.as_bytes(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("p.yaml:2:33:"), "{err}");
+    assert!(err.contains("would never end"), "{err}");
+}
