@@ -1,7 +1,7 @@
 //! The pipeline file as a YAML tree that remembers where every node was written, so that any
 //! error found later (a misspelled key, a wrong type, an unknown input) can name line and column.
 
-use yaml_rust2::parser::{Event as YamlEvent, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event as YamlEvent, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// 1-based line and column in the pipeline file.
@@ -244,7 +244,63 @@ fn count_nodes(n: &Node) -> usize {
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    Scalar,
+    Seq,
+    Map,
+}
+
+/// YAML's core tags as written on a node of `shape`: whether it makes a scalar a string, or
+/// why the tag cannot be honoured. Other tags (`!secret`, `!env`, `!include`) belong to other
+/// tools' loaders; ignoring them would run the pipeline on the tagged text itself.
+fn core_tag(tag: &Tag, shape: Shape) -> Result<bool, String> {
+    let full = format!("{}{}", tag.handle, tag.suffix);
+    if full == "!" {
+        return Ok(shape == Shape::Scalar);
+    }
+    let core = full.strip_prefix("tag:yaml.org,2002:");
+    let shown = match core {
+        Some(core) => format!("!!{core}"),
+        None if tag.handle == "!" => format!("!{}", tag.suffix),
+        None => format!("!<{full}>"),
+    };
+    let fits = match core {
+        Some("str" | "int" | "float" | "bool" | "null") => shape == Shape::Scalar,
+        Some("seq") => shape == Shape::Seq,
+        Some("map") => shape == Shape::Map,
+        _ => {
+            return Err(format!(
+                "the YAML tag `{shown}` is not read by trawl: expected a plain value (take values from the environment with `${{VAR}}`)"
+            ))
+        }
+    };
+    if !fits {
+        return Err(format!(
+            "the YAML tag `{shown}` does not fit this value (a {})",
+            match shape {
+                Shape::Scalar => "single value",
+                Shape::Seq => "list",
+                Shape::Map => "mapping",
+            }
+        ));
+    }
+    Ok(core == Some("str"))
+}
+
 impl Builder {
+    /// Checks a node's tag; true when it makes a scalar a string (`!!str 12`).
+    fn tagged(&mut self, tag: Option<&Tag>, shape: Shape, mark: Mark) -> bool {
+        let Some(tag) = tag else { return false };
+        match core_tag(tag, shape) {
+            Ok(a_string) => a_string,
+            Err(message) => {
+                self.error.get_or_insert(SyntaxError { mark, message });
+                false
+            }
+        }
+    }
+
     fn push_value(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
             self.anchors
@@ -285,32 +341,39 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: YamlEvent, marker: Marker) {
         let mark = to_mark(&marker);
         match ev {
-            YamlEvent::Scalar(value, style, anchor, _tag) => {
+            YamlEvent::Scalar(value, style, anchor, tag) => {
+                let a_string = self.tagged(tag.as_ref(), Shape::Scalar, mark);
                 let node = Node {
                     kind: NodeKind::Scalar {
                         value,
-                        plain: style == TScalarStyle::Plain,
+                        plain: style == TScalarStyle::Plain && !a_string,
                     },
                     mark,
                 };
                 self.push_value(node, anchor);
             }
-            YamlEvent::SequenceStart(anchor, _) => self.stack.push(Open::Seq(
-                Node {
-                    kind: NodeKind::Seq(Vec::new()),
-                    mark,
-                },
-                anchor,
-            )),
-            YamlEvent::MappingStart(anchor, _) => self.stack.push(Open::Map(
-                Node {
-                    kind: NodeKind::Map(Vec::new()),
-                    mark,
-                },
-                anchor,
-                None,
-                Default::default(),
-            )),
+            YamlEvent::SequenceStart(anchor, tag) => {
+                self.tagged(tag.as_ref(), Shape::Seq, mark);
+                self.stack.push(Open::Seq(
+                    Node {
+                        kind: NodeKind::Seq(Vec::new()),
+                        mark,
+                    },
+                    anchor,
+                ))
+            }
+            YamlEvent::MappingStart(anchor, tag) => {
+                self.tagged(tag.as_ref(), Shape::Map, mark);
+                self.stack.push(Open::Map(
+                    Node {
+                        kind: NodeKind::Map(Vec::new()),
+                        mark,
+                    },
+                    anchor,
+                    None,
+                    Default::default(),
+                ))
+            }
             YamlEvent::SequenceEnd | YamlEvent::MappingEnd => {
                 if let Some(open) = self.stack.pop() {
                     let (node, anchor) = match open {
@@ -481,6 +544,34 @@ mod tests {
                 "{text}: {}",
                 e.message
             );
+        }
+    }
+
+    #[test]
+    fn core_tags_are_honoured_and_other_tags_refused() {
+        let n = parse("a: !!str 12\nb: !!int 12\nc: ! 12\nd: !!map {k: v}\n").unwrap();
+        let plain = |k: &str| match &n.get(k).unwrap().kind {
+            NodeKind::Scalar { plain, .. } => *plain,
+            _ => panic!("{k} is not a scalar"),
+        };
+        assert!(!plain("a"));
+        assert!(plain("b"));
+        assert!(!plain("c"));
+        assert_eq!(n.get("d").unwrap().get("k").unwrap().as_str(), Some("v"));
+        for (text, says, line) in [
+            ("a: !secret pw\n", "`!secret`", 1),
+            ("a:\n  b: !!binary aGk=\n", "`!!binary`", 2),
+            ("a: !<tag:example.com:x> 1\n", "`!<tag:example.com:x>`", 1),
+            (
+                "a: !!seq {k: v}\n",
+                "`!!seq` does not fit this value (a mapping)",
+                1,
+            ),
+            ("a: !!str [x]\n", "`!!str` does not fit", 1),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains(says), "{text}: {}", e.message);
+            assert_eq!(e.mark.line, line, "{text}");
         }
     }
 

@@ -273,3 +273,36 @@ fn an_alias_is_reported_where_it_stands_and_a_recursive_one_is_refused() {
     assert!(err.contains("p.yaml:2:33:"), "{err}");
     assert!(err.contains("would never end"), "{err}");
 }
+
+/// A tag from another tool's loader (`!secret`, `!env`) was ignored: the pipeline ran with the
+/// tag's argument as the value itself. YAML's own `!!str` makes a number text.
+#[test]
+fn tags_of_other_loaders_are_refused_and_core_tags_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "inputs:\n  app: {type: stdin}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [es:9200]\n    password: !secret es_password\n";
+    let (code, err) = validate(dir.path(), text.as_bytes(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("p.yaml:7:"), "{err}");
+    assert!(err.contains("`!secret` is not read by trawl"), "{err}");
+
+    let p = dir.path().join("str.yaml");
+    std::fs::write(
+        &p,
+        "inputs:\n  app: {type: stdin}\nprocessors:\n  - {type: add_fields, fields: {build: !!str 0123, n: 0123}}\noutputs:\n  o: {type: stdout}\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["run", "-c"])
+        .arg(&p)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.contains(r#""build":"0123""#), "{line}");
+    assert!(line.contains(r#""n":123"#), "{line}");
+}
