@@ -129,6 +129,7 @@ const MAX_ALIAS_NODES: usize = 100_000;
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     // Editors on Windows write a byte-order mark; it is not part of the first key.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    not_printable(text)?;
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|e| {
@@ -148,6 +149,37 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     Ok(builder
         .root
         .unwrap_or_else(|| Node::empty_map(Mark { line: 1, col: 1 })))
+}
+
+/// The first character YAML does not allow in a stream (control characters other than tab and
+/// line ends). The parser takes a NUL for the end of the file, so that what follows one would be
+/// dropped without a word: a file saved as UTF-16 is all NULs between its letters.
+fn not_printable(text: &str) -> Result<(), SyntaxError> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{85}')
+            || !(c.is_control() || c == '\u{fffe}' || c == '\u{ffff}')
+    };
+    for (i, line) in text.split('\n').enumerate() {
+        if let Some(col) = line.chars().position(|c| !allowed(c)) {
+            let c = line.chars().nth(col).unwrap_or_default();
+            let utf16 = if c == '\0' {
+                " (a file saved as UTF-16 has one before or after every letter: save it as UTF-8)"
+            } else {
+                ""
+            };
+            return Err(SyntaxError {
+                mark: Mark {
+                    line: i + 1,
+                    col: col + 1,
+                },
+                message: format!(
+                    "control character U+{:04X} is not allowed in a pipeline file: expected printable text{utf16}",
+                    c as u32
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Applies YAML merge keys (`<<: *defaults`, `<<: [*a, *b]`), which Kubernetes and Compose
@@ -573,6 +605,18 @@ mod tests {
             assert!(e.message.contains(says), "{text}: {}", e.message);
             assert_eq!(e.mark.line, line, "{text}");
         }
+    }
+
+    #[test]
+    fn control_characters_are_refused_where_they_stand() {
+        let e = parse("inputs:\n  a: {type: stdin}\n\0\noutputs: {}\n").unwrap_err();
+        assert_eq!(e.mark, Mark { line: 3, col: 1 });
+        assert!(e.message.contains("U+0000"), "{}", e.message);
+        let utf16: String = "a: b\n".chars().flat_map(|c| [c, '\0']).collect();
+        assert!(parse(&utf16).unwrap_err().message.contains("UTF-16"));
+        let e = parse("a: 'x\u{7}y'\n").unwrap_err();
+        assert_eq!(e.mark, Mark { line: 1, col: 6 });
+        assert!(parse("a: \"x\ty\"\r\nc: \"\u{e9}\u{85}\"\n").is_ok());
     }
 
     #[test]

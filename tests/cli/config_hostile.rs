@@ -306,3 +306,16 @@ fn tags_of_other_loaders_are_refused_and_core_tags_read() {
     assert!(line.contains(r#""build":"0123""#), "{line}");
     assert!(line.contains(r#""n":123"#), "{line}");
 }
+
+/// The YAML parser takes a NUL for the end of the file: a stray NUL (or a file saved as
+/// UTF-16) made everything after it vanish, and the error said "no outputs".
+#[test]
+fn a_control_character_is_refused_where_it_stands_not_taken_for_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = b"inputs:\n  app: {type: stdin}\n\0\noutputs:\n  o: {type: stdout}\n";
+    let (code, err) = validate(dir.path(), text, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("p.yaml:3:1:"), "{err}");
+    assert!(err.contains("U+0000"), "{err}");
+    assert!(!err.contains("no outputs"), "{err}");
+}
