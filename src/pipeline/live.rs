@@ -338,7 +338,17 @@ impl Live {
             let stop_state = self.stop_state.clone();
             let output = o.output;
             let task = tokio::spawn(async move {
-                if let Err(e) = output.run(ctx).await {
+                // A panic in an output (its own bug or a library's) would end its task with no
+                // word: its queue fills, the inputs stall and /health says ok. Taken as a
+                // failure, it stops the pipeline the way an output error does.
+                let outcome = match tokio::spawn(output.run(ctx)).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => Err(anyhow::anyhow!(
+                        "the output stopped on a bug: {}",
+                        panic_text(e)
+                    )),
+                };
+                if let Err(e) = outcome {
                     tracing::error!(output = %name, error = %format!("{e:#}"), "output failed");
                     metrics.set_failed(format!("{e:#}"));
                     stop_state.output_failed.store(true, Ordering::SeqCst);
@@ -536,4 +546,17 @@ pub(super) async fn wait_ended(
             }
         }
     }
+}
+
+/// What a panicked task said, for the log and `/health`.
+fn panic_text(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }

@@ -703,3 +703,44 @@ fn check_outage(o: &Outage) {
         o.peak_kib
     );
 }
+
+/// Topics built from events' fields that are no Kafka topic name: a NUL (librdkafka panicked
+/// on it, which ended the output with no word: every input stalled behind it, the other
+/// outputs received the file again at each retry, /health said ok), `/`, a space, 250
+/// characters, `..`. Each goes to the dead letters (`invalid_topic`); the lines around them
+/// reach their topic once.
+#[test]
+fn topics_that_are_no_kafka_topic_name_go_to_the_dead_letters_one_by_one() {
+    let broker = Broker::shared();
+    broker.create_topic("fine", 1);
+    let (dir, _log, mut t) = start_on_field_topic(broker, "");
+    let long = "x".repeat(250);
+    let bad = ["a\\u0000b", "a/b", "a b", long.as_str(), ".."];
+    let mut input = String::new();
+    for (i, topic) in bad.iter().enumerate() {
+        input.push_str(&format!("{{\"t\":\"fine\",\"n\":{}}}\n", 2 * i));
+        input.push_str(&format!("{{\"t\":\"{topic}\",\"n\":{}}}\n", 2 * i + 1));
+    }
+    t.feed(input.as_bytes());
+    assert!(t.finish(Duration::from_secs(60)).success());
+    let fine = broker.read_all("fine");
+    let mut ns: Vec<i64> = fine
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ns.sort();
+    assert_eq!(ns, vec![0, 2, 4, 6, 8]);
+    let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), bad.len(), "{dead:?}");
+    for d in &dead {
+        assert_eq!(d["error"]["type"], "invalid_topic", "{d}");
+        let event: serde_json::Value =
+            serde_json::from_str(d["event"]["original"].as_str().unwrap()).unwrap();
+        let n = event["n"].as_i64().unwrap_or_else(|| panic!("{d}"));
+        assert_eq!(n % 2, 1, "{d}");
+    }
+}

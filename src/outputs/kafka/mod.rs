@@ -400,8 +400,12 @@ pub fn check_topic_name(topic: &str) -> Result<(), String> {
     if topic.is_empty() {
         Err("empty: expected a topic name".into())
     } else if topic.len() > 249 || topic == "." || topic == ".." || !topic.chars().all(legal) {
+        // A name built from an event's field may be long or hold control characters.
+        let shown: String = topic.chars().take(250).collect::<String>();
+        let cut = if shown.len() < topic.len() { "…" } else { "" };
         Err(format!(
-            "`{topic}` is not a Kafka topic name: expected 1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`"
+            "`{}{cut}` is not a Kafka topic name: expected 1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`",
+            shown.escape_debug()
         ))
     } else {
         Ok(())
@@ -505,7 +509,15 @@ impl Output for Kafka {
                     let topic: &str = match &static_topic {
                         Some(t) => t,
                         None => match config.topic.render_into(&event, &mut topic) {
-                            Ok(()) => &topic,
+                            // Checked here, not left to the broker: librdkafka panics on a
+                            // topic with a NUL in it.
+                            Ok(()) => match check_topic_name(&topic) {
+                                Ok(()) => &topic,
+                                Err(e) => {
+                                    refuse(event, "invalid_topic", format!("topic: {e}"));
+                                    continue;
+                                }
+                            },
                             Err(e) => {
                                 refuse(event, "template_error", format!("topic: {e}"));
                                 continue;
