@@ -448,6 +448,80 @@ fn lines_of_a_file_compressed_while_trawl_was_stopped_are_read_from_the_gz() {
     );
 }
 
+/// The same stop across two rotations, in kubelet's order: the first rotated file is gzipped
+/// and deleted, then `0.log` is rotated again and containerd creates a new one, which ext4
+/// gives the inode just freed. The new `0.log` is a new file (born after trawl last saw the
+/// old one), not the old one truncated: it is read from its start, and the old one's unread
+/// lines come from the `.gz`. trawl took it for a truncation and lost those lines unsaid.
+#[test]
+fn a_new_file_given_the_inode_of_a_gzipped_one_is_not_taken_for_its_truncation() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (target_dir, target, _) =
+        kubelet_container(d, "shop_api-5f2_77ab-01/app", "api-5f2_shop_app", 'f');
+    std::fs::write(&target, cri_lines(0, 1000)).unwrap();
+    let old_inode = std::fs::metadata(&target).unwrap().ino();
+    let input = format!(
+        "    type: file\n    paths: [\"{}/containers/*.log\"]\n",
+        d.display()
+    );
+    let config = pipeline(d, &input);
+    let mut first = Trawl::start(d, &config, "out1.json");
+    first.wait_for(20, "the first 1000 lines", |ev| ev.len() >= 1000);
+    first.stop();
+    // Birth times are kept in whole seconds against the registry's `last_seen`.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let mut w = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&target)
+        .unwrap();
+    w.write_all(cri_lines(1000, 1500).as_bytes()).unwrap();
+    drop(w);
+    let rotated1 = target_dir.join("0.log.20261123-100000");
+    std::fs::rename(&target, &rotated1).unwrap();
+    std::fs::write(&target, cri_lines(1500, 1600)).unwrap();
+    // kubelet's second rotation: compress the first (a `.tmp` renamed to `.gz`, the plain file
+    // deleted), rename `0.log`, and containerd opens a new one.
+    let tmp = target_dir.join("0.log.20261123-100000.tmp");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&tmp).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&std::fs::read(&rotated1).unwrap()).unwrap();
+    gz.finish().unwrap();
+    std::fs::rename(&tmp, target_dir.join("0.log.20261123-100000.gz")).unwrap();
+    std::fs::remove_file(&rotated1).unwrap();
+    std::fs::rename(&target, target_dir.join("0.log.20261123-110000")).unwrap();
+    std::fs::write(&target, cri_lines(1600, 1700)).unwrap();
+    let reused = std::fs::metadata(&target).unwrap().ino() == old_inode;
+
+    let mut second = Trawl::start(d, &config, "out2.json");
+    second.wait_for(20, "lines 1000-1699", |ev| ev.len() >= 700);
+    std::thread::sleep(Duration::from_millis(500));
+    second.stop();
+    let mut got = messages(&second.events());
+    got.sort();
+    let mut want: Vec<String> = (1000..1700).map(line).collect();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "lines 1000-1699, each once (inode reused: {reused})"
+    );
+    if reused {
+        assert!(
+            second
+                .stderr()
+                .contains("a new file has the inode of a file trawl was reading"),
+            "{}",
+            second.stderr()
+        );
+    } else {
+        eprintln!("the file system did not give the new 0.log the freed inode: the reuse was not exercised");
+    }
+}
+
 /// kubelet creates `0.log` and renames it away on its own schedule, not trawl's: during a
 /// rolling update (or while trawl waited on a full pipeline and was then killed) a `0.log` can
 /// be created, written and rotated without trawl ever seeing it. No registry knows it, but it

@@ -19,13 +19,24 @@ impl Tailer {
     /// was stopped, maybe by copytruncate: their old content is remembered as truncated before
     /// any file of this scan is looked at, so that its copy continues the old stream at the
     /// registry's offset instead of being read again from 0 under a new one.
-    pub(super) fn truncated_while_stopped(&mut self, current: &[(PathBuf, FileKey)], now: Instant) {
+    ///
+    /// A file with other first bytes that was created after trawl last saw the entry's file is
+    /// not that file truncated but a new one given the inode of the deleted one (ext4 hands a
+    /// freed inode to the next file: kubelet deletes the rotated `0.log.<date>` once gzipped,
+    /// then containerd creates `0.log`). Its entry is taken out of the registry, so that the
+    /// new file is read from its start, and returned: its content may be in a `.gz`.
+    pub(super) fn truncated_while_stopped(
+        &mut self,
+        current: &[(PathBuf, FileKey)],
+        now: Instant,
+    ) -> Vec<Entry> {
+        let mut reused = Vec::new();
         let entries: Vec<(PathBuf, Entry)> = match self.shared.registry.lock() {
             Ok(r) => current
                 .iter()
                 .filter_map(|(p, k)| r.get(k).map(|e| (p.clone(), e.clone())))
                 .collect(),
-            Err(_) => return,
+            Err(_) => return reused,
         };
         for (path, e) in entries {
             let Ok(f) = File::open(&path) else { continue };
@@ -36,13 +47,24 @@ impl Tailer {
             if FileKey::of(&md) != e.key() || e.fp_len == 0 {
                 continue;
             }
+            let other_first_bytes = !e.fingerprint().matches(&f).unwrap_or(true);
+            if other_first_bytes && born_after(&f, e.last_seen) {
+                tracing::info!(input = %self.ctx.name, path = %path.display(), was = %e.path, offset = e.offset,
+                    "a new file has the inode of a file trawl was reading, deleted while trawl was stopped: reading the new file from its start and looking for the old one's unread lines in a compressed copy");
+                if let Ok(mut r) = self.shared.registry.lock() {
+                    r.remove(&e.key());
+                }
+                reused.push(e);
+                continue;
+            }
             let truncated = md.len() < e.offset
-                || !e.fingerprint().matches(&f).unwrap_or(true)
+                || other_first_bytes
                 || !end_mark_matches(&f, e.mark_at, e.mark).unwrap_or(true);
             if truncated {
                 self.remember_truncated(&e, now);
             }
         }
+        reused
     }
 
     /// The content `e` describes is no longer in its file: kept as truncated, for its copy to
@@ -75,6 +97,7 @@ impl Tailer {
         opened: &HashMap<FileKey, (PathBuf, File)>,
         keep: &mut HashMap<FileKey, (PathBuf, File)>,
         now: Instant,
+        reused: Vec<Entry>,
     ) {
         let mut missing: HashMap<FileKey, Entry> = match self.shared.registry.lock() {
             Ok(r) => r
@@ -121,6 +144,10 @@ impl Tailer {
             if let Some(f) = self.discovered(key, &name, Some(file), true, now) {
                 keep.insert(key, (name, f));
             }
+        }
+        // Their inode is a new file's now: not looked for by inode, only as compressed.
+        for e in reused {
+            missing.insert(e.key(), e);
         }
         self.compressed_while_stopped(&missing);
     }
@@ -302,6 +329,16 @@ fn lines_past(path: &Path, offset: u64) -> Option<(u64, u64)> {
 /// Whether `file` was created no later than `secs` (Unix time): the file a registry entry last
 /// seen then describes, not one that took its inode after it was deleted. False where the file
 /// system keeps no birth time.
+/// Created after `secs` (Unix seconds), as far as the file system tells (false when it keeps
+/// no birth time: then nothing tells a new file from the old one truncated).
+fn born_after(file: &File, secs: i64) -> bool {
+    file.metadata()
+        .and_then(|m| m.created())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .is_some_and(|born| i64::try_from(born.as_secs()).is_ok_and(|b| b > secs))
+}
+
 fn born_by(file: &File, secs: i64) -> bool {
     file.metadata()
         .and_then(|m| m.created())

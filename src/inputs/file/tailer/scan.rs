@@ -35,9 +35,11 @@ impl Tailer {
         let mut seen: HashSet<FileKey> = HashSet::new();
         let mut keep: HashMap<FileKey, (PathBuf, File)> = HashMap::new();
         let wall = now_secs();
-        if first {
-            self.truncated_while_stopped(&current, now);
-        }
+        let reused = if first {
+            self.truncated_while_stopped(&current, now)
+        } else {
+            Vec::new()
+        };
         for (path, key) in &current {
             if !seen.insert(*key) || self.ignored.contains(key) {
                 continue;
@@ -93,7 +95,7 @@ impl Tailer {
             }
         }
         if first {
-            self.resume_renamed_while_stopped(&seen, &opened, &mut keep, now);
+            self.resume_renamed_while_stopped(&seen, &opened, &mut keep, now, reused);
         }
         // Opened by discovery, then renamed away or deleted before this turn: still read.
         for (key, (path, file)) in opened {
