@@ -156,6 +156,31 @@ impl InputContext {
         }
     }
 
+    /// `emit_blocking` that gives the batch back when the queue is still full after `every`
+    /// (blocking inputs only), so that a reader on its own thread can do something while it
+    /// waits (the file input keeps its lag gauges current during an outage) and send again.
+    pub fn emit_blocking_for(
+        &self,
+        mut batch: Batch,
+        every: std::time::Duration,
+    ) -> Result<Option<Batch>, Closed> {
+        if !matches!(self.back_pressure, BackPressure::Block) || batch.is_empty() {
+            return self.emit_blocking(batch).map(|()| None);
+        }
+        if batch.lines().is_some() && self.pipeline.build_events.load(Ordering::Relaxed) {
+            batch.events_mut();
+        }
+        let n = batch.len() as u64;
+        match self.out.blocking_send_within(batch, every) {
+            Ok(()) => {
+                ComponentMetrics::add(&self.metrics.events_out, n);
+                Ok(None)
+            }
+            Err(TrySendError::Full(b)) => Ok(Some(b)),
+            Err(TrySendError::Closed(b)) => Err(Closed(b)),
+        }
+    }
+
     /// Queues the batch once there is room within `grace`, else drops and counts it.
     fn emit_within(&self, batch: Batch, grace: std::time::Duration) -> Result<(), Closed> {
         let n = batch.len() as u64;

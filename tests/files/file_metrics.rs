@@ -149,3 +149,58 @@ fn the_lag_is_current_while_reading_waits_for_the_output() {
     );
     drop(t);
 }
+
+/// The same, when what fills up during the outage is the pipeline's queue, not the input's
+/// `max_in_flight` (small lines, the usual case): reading then waits for room in the queue,
+/// where the gauges were not refreshed, and the lag stayed at what it was when reading
+/// stopped while the file kept growing.
+#[test]
+fn the_lag_is_current_while_reading_waits_for_room_in_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let path = logs.join("app.log");
+    let line = |i: usize| format!("line {i:06} {}\n", "z".repeat(40));
+    std::fs::write(&path, (0..2000).map(line).collect::<String>()).unwrap();
+
+    let es_addr = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let cfg = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{http}\" }}\npipeline: {{ batch_size: 100, queue_batches: 2 }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\"]\n    max_in_flight: 64MiB\n    scan_interval: 200ms\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"http://{es_addr}\"]\n    batch: {{ max_events: 100, timeout: 50ms }}\n    retry: {{ initial_backoff: 50ms, max_backoff: 300ms }}\n",
+            data = dir.path().join("data").display(),
+            logs = logs.display(),
+        ),
+    );
+    let t = Trawl::start(&cfg, Some(&dir.path().join("trawl.log")));
+    wait_until(Duration::from_secs(30), "the first lines read", || {
+        one(&http, "trawl_file_lag_total_bytes").is_some_and(|lag| lag > 0.0)
+    });
+    // The file grows while the output is down and reading waits on the full queue.
+    let mut w = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    w.write_all((2000..12000).map(line).collect::<String>().as_bytes())
+        .unwrap();
+    drop(w);
+    let size = std::fs::metadata(&path).unwrap().len() as f64;
+    wait_until(
+        Duration::from_secs(30),
+        "the lag following the file's growth",
+        || one(&http, "trawl_file_lag_total_bytes") == Some(size),
+    );
+
+    let es = EsServer::start_on(&es_addr);
+    wait_until(
+        Duration::from_secs(120),
+        "all delivered, no lag left",
+        || {
+            es.with(|s| s.docs.len()) >= 12000
+                && one(&http, "trawl_file_lag_total_bytes") == Some(0.0)
+        },
+    );
+    drop(t);
+}

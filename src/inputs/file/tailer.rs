@@ -376,9 +376,19 @@ impl Tailer {
             .metrics
             .ack_pending
             .store(self.shared.tracker.pending() as i64, Ordering::Relaxed);
-        self.ctx
-            .emit_blocking(Batch::from_lines(built.lines, ack))
-            .map_err(|_| Closed)
+        let mut batch = Batch::from_lines(built.lines, ack);
+        // A full queue (an output down, with lines smaller than `max_in_flight` can fill it)
+        // waits here, not above: the gauges stay current here too.
+        loop {
+            match self.ctx.emit_blocking_for(batch, Duration::from_secs(1)) {
+                Ok(None) => return Ok(()),
+                Ok(Some(back)) => {
+                    batch = back;
+                    self.publish_stats(Instant::now());
+                }
+                Err(_) => return Err(Closed),
+            }
+        }
     }
 
     /// One turn over every open file; true when something was read.
