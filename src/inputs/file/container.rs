@@ -136,14 +136,27 @@ pub fn kubernetes_metadata(path: &Path) -> Option<Map> {
         {
             return None;
         }
-        let mut m = k8s(ns, pod, container, None);
+        // kubelet's link points into the pod's folder, whose name holds the pod's uid.
+        let target = std::fs::read_link(path).ok().map(|t| parent.join(t));
+        let uid = target
+            .as_deref()
+            .and_then(pod_folder)
+            .and_then(|(n, p, uid)| (n == ns && p == pod).then_some(uid));
+        let mut m = k8s(ns, pod, container, uid.as_deref());
         let mut c = Map::with_capacity(1);
         c.insert("id", Value::from(id));
         m.insert("container", Value::Object(c));
         return Some(m);
     }
     let container = parent.file_name()?.to_str()?;
-    let pod_dir = parent.parent()?;
+    let (ns, pod, uid) = pod_folder(path)?;
+    Some(k8s(&ns, &pod, container, Some(&uid)))
+}
+
+/// Namespace, pod name and uid of `/var/log/pods/<namespace>_<pod>_<uid>/<container>/N.log`.
+fn pod_folder(path: &Path) -> Option<(String, String, String)> {
+    let name = path.file_name()?.to_str()?;
+    let pod_dir = path.parent()?.parent()?;
     if pod_dir.parent()?.file_name()?.to_str()? != "pods" || !is_pod_log_name(name) {
         return None;
     }
@@ -152,7 +165,7 @@ pub fn kubernetes_metadata(path: &Path) -> Option<Map> {
     if ns.is_empty() || pod.is_empty() || uid.is_empty() {
         return None;
     }
-    Some(k8s(ns, pod, container, Some(uid)))
+    Some((ns.to_owned(), pod.to_owned(), uid.to_owned()))
 }
 
 /// `N.log`, or kubelet's rotated `N.log.<date>-<time>` that a rotation leaves behind.
@@ -238,5 +251,35 @@ mod tests {
         assert!(kubernetes_metadata(rotated).is_some());
         let other = Path::new("/var/log/pods/shop_web-7d9_0b1c-22/nginx/debug.log");
         assert!(kubernetes_metadata(other).is_none());
+    }
+
+    /// kubelet's `/var/log/containers` link names no uid; its target's folder does.
+    #[test]
+    fn a_containers_link_gives_the_pod_uid_of_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("pods/shop_web-7d9_0b1c-22/nginx");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::create_dir_all(dir.path().join("containers")).unwrap();
+        let id = "b".repeat(64);
+        let uid_of = |link: &str, to: &Path| {
+            let path = dir.path().join("containers").join(link);
+            std::os::unix::fs::symlink(to, &path).unwrap();
+            let v = Value::Object(kubernetes_metadata(&path).unwrap()).to_json();
+            assert_eq!(v["container"]["id"], id.as_str());
+            v["kubernetes"]["pod"]["uid"].as_str().map(str::to_owned)
+        };
+        let absolute = uid_of(
+            &format!("web-7d9_shop_nginx-{id}.log"),
+            &target.join("0.log"),
+        );
+        assert_eq!(absolute.as_deref(), Some("0b1c-22"));
+        let relative = uid_of(
+            &format!("web-7d9_shop_sidecar-{id}.log"),
+            Path::new("../pods/shop_web-7d9_0b1c-22/nginx/1.log"),
+        );
+        assert_eq!(relative.as_deref(), Some("0b1c-22"));
+        // A link into another pod's folder: its uid is not this pod's.
+        let elsewhere = uid_of(&format!("api-1_shop_app-{id}.log"), &target.join("0.log"));
+        assert_eq!(elsewhere, None);
     }
 }
