@@ -147,15 +147,22 @@ impl Sessions {
     /// The protocol a new connection of `transport` between these ports goes to, the side
     /// that sent `payload` when the protocol could tell, and whether one port of the protocol
     /// alone settled it (else a content check may still move a connection taken at its SYN).
+    /// `server_port`: the server's port when the packet tells (a SYN goes to it, a SYN-ACK
+    /// comes from it); then only that port is a protocol's, not the client's: an ephemeral
+    /// port that happens to be 5432 or 6379 (NAT, Windows' range) is no PostgreSQL or Redis.
     fn claim(
         &self,
         transport: Transport,
         sport: u16,
         dport: u16,
         payload: &[u8],
+        server_port: Option<u16>,
     ) -> Option<(usize, Option<Side>, bool)> {
         let runs = |r: &&Registered| r.runs_over(transport);
-        let on_port = |r: &Registered| r.on_port(dport) || r.on_port(sport);
+        let on_port = |r: &Registered| match server_port {
+            Some(port) => r.on_port(port),
+            None => r.on_port(dport) || r.on_port(sport),
+        };
         if let Some(i) = self.protocols.iter().position(|r| runs(&r) && on_port(r)) {
             let shared = self.protocols[i + 1..]
                 .iter()
@@ -334,8 +341,15 @@ impl Sessions {
             if tcp.flags & tcp_flags::RST != 0 {
                 return;
             }
+            let server_port = if syn == tcp_flags::SYN {
+                Some(p.dport)
+            } else if syn == tcp_flags::SYN | tcp_flags::ACK {
+                Some(p.sport)
+            } else {
+                None
+            };
             let Some((proto, sent_by, by_port)) =
-                self.claim(Transport::Tcp, p.sport, p.dport, p.payload)
+                self.claim(Transport::Tcp, p.sport, p.dport, p.payload, server_port)
             else {
                 return;
             };
@@ -411,7 +425,8 @@ impl Sessions {
         out: &mut Out,
     ) {
         if self.conns.find(&key, hash).is_none() {
-            let Some((proto, sent_by, _)) = self.claim(Transport::Udp, p.sport, p.dport, p.payload)
+            let Some((proto, sent_by, _)) =
+                self.claim(Transport::Udp, p.sport, p.dport, p.payload, None)
             else {
                 return;
             };

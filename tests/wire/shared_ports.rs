@@ -6,7 +6,7 @@
 use crate::support;
 
 use serde_json::Value as J;
-use support::pcap_run::{data, run_events};
+use support::pcap_run::{data, pcap_events, run_events};
 
 /// `trawl run` on workload.pcap as a `pcap_file` input with `protocols`, its events without
 /// the times of the run.
@@ -55,4 +55,92 @@ fn a_port_for_pgsql_and_tls_gives_each_its_connections() {
     t["network"]["bytes"] = alone[0]["network"]["bytes"].clone();
     assert_eq!(&t, alone[0]);
     assert_eq!(both.len(), of(&both, "pgsql").len() + 1);
+}
+
+/// One TCP connection as a pcap: handshake from `cport` to `sport`, the client's `ask`, the
+/// server's `answer`, and the close.
+fn one_connection(cport: u16, sport: u16, ask: &[u8], answer: &[u8]) -> Vec<u8> {
+    let frame = |client: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]| {
+        let (src, dst, from, to) = if client {
+            ([10, 0, 0, 1], [10, 0, 0, 2], cport, sport)
+        } else {
+            ([10, 0, 0, 2], [10, 0, 0, 1], sport, cport)
+        };
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0, 0x45, 0];
+        f.extend((40 + payload.len() as u16).to_be_bytes());
+        f.extend([0, 1, 0x40, 0, 64, 6, 0, 0]);
+        f.extend(src);
+        f.extend(dst);
+        f.extend(from.to_be_bytes());
+        f.extend(to.to_be_bytes());
+        f.extend(seq.to_be_bytes());
+        f.extend(ack.to_be_bytes());
+        f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend(payload);
+        f
+    };
+    let (syn, ack, psh, fin) = (0x02, 0x10, 0x08, 0x01);
+    let (c, s) = (1001u32, 5001u32);
+    let (ca, sa) = (c + ask.len() as u32, s + answer.len() as u32);
+    let frames = [
+        frame(true, c - 1, 0, syn, b""),
+        frame(false, s - 1, c, syn | ack, b""),
+        frame(true, c, s, ack, b""),
+        frame(true, c, s, ack | psh, ask),
+        frame(false, s, ca, ack | psh, answer),
+        frame(true, ca, sa, fin | ack, b""),
+        frame(false, sa, ca + 1, fin | ack, b""),
+        frame(true, ca + 1, sa + 1, ack, b""),
+    ];
+    let mut pcap: Vec<u8> = [0xa1b2_c3d4u32.to_le_bytes(), [2, 0, 4, 0]].concat();
+    pcap.extend([0; 8]);
+    pcap.extend(65535u32.to_le_bytes());
+    pcap.extend(1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        pcap.extend(1_700_000_000u32.to_le_bytes());
+        pcap.extend((i as u32 * 100).to_le_bytes());
+        pcap.extend((f.len() as u32).to_le_bytes());
+        pcap.extend((f.len() as u32).to_le_bytes());
+        pcap.extend(f);
+    }
+    pcap
+}
+
+/// A protocol's port is the server's: a client whose ephemeral port happens to be another
+/// protocol's (NAT and Windows pick from ranges that hold 5432, 6379, 3306 and more) talks
+/// the server's protocol. An HTTP request from port 6379 was lost to Redis (two false Redis
+/// events), from 5432 and 443 lost altogether.
+#[test]
+fn a_client_port_that_is_another_protocols_port_does_not_take_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let only = "http,pgsql,redis,tls,mysql";
+    let http = (
+        b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n".as_slice(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".as_slice(),
+    );
+    for cport in [5432u16, 6379, 443, 3306, 40000] {
+        let path = dir.path().join(format!("http-from-{cport}.pcap"));
+        std::fs::write(&path, one_connection(cport, 80, http.0, http.1)).unwrap();
+        let evs = pcap_events(only, &path);
+        let kinds: Vec<&str> = evs
+            .iter()
+            .filter_map(|e| e["event"]["dataset"].as_str())
+            .collect();
+        assert_eq!(kinds, ["http"], "client port {cport}: {evs:#?}");
+        assert_eq!(evs[0]["url"]["original"], "/x");
+        assert_eq!(evs[0]["http"]["response"]["status_code"], 200);
+    }
+    // And the other way round: Redis on its port, asked from port 80.
+    let path = dir.path().join("redis-from-80.pcap");
+    std::fs::write(
+        &path,
+        one_connection(80, 6379, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n"),
+    )
+    .unwrap();
+    let evs = pcap_events(only, &path);
+    let kinds: Vec<&str> = evs
+        .iter()
+        .filter_map(|e| e["event"]["dataset"].as_str())
+        .collect();
+    assert_eq!(kinds, ["redis"], "{evs:#?}");
 }
