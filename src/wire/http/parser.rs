@@ -64,6 +64,20 @@ pub mod anomaly {
     /// A request line or header RFC 9112 rejects for another reason (a control byte in the
     /// target, a bad header name...).
     pub const INVALID_REQUEST: &str = "invalid_request";
+    /// A Content-Length that is not one decimal number (`-3`, `+3`, past `u64::MAX`), or
+    /// several that disagree: RFC 9112 section 6.3 (5) makes the framing an unrecoverable
+    /// error, so nothing after this request's head is parsed on its connection.
+    pub const INVALID_CONTENT_LENGTH: &str = "invalid_content_length";
+    /// Both Transfer-Encoding and Content-Length: Transfer-Encoding decides the framing
+    /// (RFC 9112 section 6.3 (3)), but a sender doing this may be smuggling a request past a
+    /// hop that reads Content-Length.
+    pub const CONTENT_LENGTH_WITH_TRANSFER_ENCODING: &str = "content_length_with_transfer_encoding";
+    /// The chunked body breaks the chunked syntax (RFC 9112 section 7.1): the request ends
+    /// there and the parser looks for the next request.
+    pub const INVALID_CHUNK: &str = "invalid_chunk";
+    /// The body stopped before the length its head announced: the server answered and moved
+    /// on, or the connection or the capture ended.
+    pub const BODY_INCOMPLETE: &str = "body_incomplete";
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -74,6 +88,9 @@ pub struct RequestHead {
     pub host: Option<CompactString>,
     pub user_agent: Option<CompactString>,
     pub content_length: Option<u64>,
+    /// A Content-Length could not be read, or two disagree (`anomaly::INVALID_CONTENT_LENGTH`):
+    /// without a Transfer-Encoding the end of this request is unknown.
+    pub length_invalid: bool,
     /// Chunked is the final transfer coding: the body is read chunk by chunk.
     pub chunked: bool,
     /// A Transfer-Encoding was given (it overrides Content-Length, RFC 9112 section 6.3).
@@ -186,6 +203,24 @@ fn parse_length(v: &[u8]) -> Option<u64> {
             .then(|| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
             .flatten()
     })
+}
+
+/// One Content-Length field line of a request, against those before it. RFC 9110 section 8.6
+/// lets a recipient take a list of one repeated value (`3, 3`, or the same field twice) as
+/// that value; any other repetition, or a value that is not decimal digits within `u64`, is
+/// invalid (RFC 9112 section 6.3 (5)), and stays so whatever field lines follow.
+fn request_length(head: &mut RequestHead, v: &[u8]) {
+    let mut values = v.split(|&b| b == b',').map(parse_length);
+    let first = values.next().flatten();
+    let agreed = first.filter(|n| values.all(|m| m == Some(*n)));
+    match (agreed, head.content_length) {
+        (Some(n), None) if !head.length_invalid => head.content_length = Some(n),
+        (Some(n), Some(m)) if n == m => {}
+        _ => {
+            head.content_length = None;
+            head.length_invalid = true;
+        }
+    }
 }
 
 /// Whether header `name` is `lower` (a lower-case name of letters and `-`) in any case, eight
@@ -321,7 +356,7 @@ fn request_headers(
         } else if name_is(name, "user-agent") {
             head.user_agent = Some(value_text(h.value, plain));
         } else if name_is(name, "content-length") {
-            head.content_length = parse_length(h.value);
+            request_length(head, h.value);
         } else if name_is(name, "transfer-encoding") {
             if let Some(last) = final_coding(h.value) {
                 head.transfer_coded = true;
@@ -349,6 +384,13 @@ fn request_headers(
     // answer 400 and close.
     if head.transfer_coded && !head.chunked && !head.anomalies.contains(&anomaly::INVALID_REQUEST) {
         head.anomalies.push(anomaly::INVALID_REQUEST);
+    }
+    if head.length_invalid {
+        head.anomalies.push(anomaly::INVALID_CONTENT_LENGTH);
+    }
+    if head.transfer_coded && (head.content_length.is_some() || head.length_invalid) {
+        head.anomalies
+            .push(anomaly::CONTENT_LENGTH_WITH_TRANSFER_ENCODING);
     }
     // RFC 9112 section 3.2.2: a target in absolute form (a request to a proxy) names the
     // host, and the Host header is to be ignored then.

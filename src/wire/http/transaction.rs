@@ -5,7 +5,7 @@
 mod owed;
 
 use super::parser::{
-    self, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync, Version,
+    self, anomaly, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync, Version,
 };
 use crate::wire::doh;
 use owed::{Asked, Owed};
@@ -416,12 +416,7 @@ impl Conn {
         if self.early_expires(deadline_ns) {
             // The upload stalled: the transaction is reported with the body seen so far, and
             // what of it still comes is read as before, counted nowhere.
-            if let (Some(e), Some(r)) = (self.early.as_mut(), self.req.as_ref()) {
-                request_body_so_far(e, r);
-            }
-            if let Some(e) = self.early.take() {
-                out.push(e);
-            }
+            abandon_answered_request(&mut self.req, &mut self.req_answered, &mut self.early, out);
         }
         while self.expires(deadline_ns) {
             if let Some(mut t) = self.pending.pop_front() {
@@ -437,6 +432,19 @@ impl Conn {
 
     /// The connection ended (FIN, RST, idle, end of capture): everything still open is reported.
     pub fn close(&mut self, ts: i64, out: &mut Finished) {
+        if matches!(&self.client.state, State::Body(b) if !b.done) {
+            // The request is reported with the body that came, and says it is not all: in its
+            // own transaction, or in its early answer's (held, or still being read; otherwise
+            // `resp` answers an earlier request).
+            if let Some(t) = &mut self.req {
+                body_incomplete(t);
+            }
+            if self.req_answered {
+                for t in [&mut self.early, &mut self.resp].into_iter().flatten() {
+                    body_incomplete(t);
+                }
+            }
+        }
         // A request answered early gives its response the body it sent, before either is out.
         if self.req_answered {
             if let Some(t) = self.req.take() {
@@ -542,6 +550,62 @@ fn answered_request_ended(
     }
 }
 
+/// Flags the request of `t` as sent with less body than its head announced.
+fn body_incomplete(t: &mut Transaction) {
+    flag(t, anomaly::BODY_INCOMPLETE);
+}
+
+fn flag(t: &mut Transaction, name: &'static str) {
+    if let Some(r) = &mut t.request {
+        if !r.anomalies.contains(&name) {
+            r.anomalies.push(name);
+        }
+    }
+}
+
+/// The request answered early will not be waited for any longer (its upload stalled past the
+/// timeout, or the server sent another response): its held transaction is reported with the
+/// body that came, flagged incomplete, and the request is forgotten, so that no later response
+/// is taken for its answer. The client's side stays in the body its head announced: what more
+/// of it comes is skipped, not read as requests (an upload goes on after a 413 as often as it
+/// stops, and its bytes may be anything, a request included; a client that gave the body up
+/// and sent requests instead has them lost until the announced length is reached, which the
+/// `request_missing` transactions of their responses show).
+fn abandon_answered_request(
+    req: &mut Option<Box<Transaction>>,
+    answered: &mut bool,
+    early: &mut Option<Box<Transaction>>,
+    out: &mut Finished,
+) {
+    *answered = false;
+    let Some(r) = req.take() else {
+        return;
+    };
+    if let Some(mut e) = early.take() {
+        take_request_body(&mut e, r);
+        body_incomplete(&mut e);
+        out.push(e);
+    }
+}
+
+/// A request has been read, as far as it goes: it waits for its response, or, answered early,
+/// gives its body to the transaction of that answer.
+fn request_ended(p: &mut ReqParts<'_>, t: Box<Transaction>, l: &Limits<'_>, out: &mut Finished) {
+    if *p.answered {
+        answered_request_ended(t, p.early, p.resp, out);
+    } else {
+        if p.pending.len() >= l.max_pending {
+            if let Some(mut old) = p.pending.pop_front() {
+                old.missing = Some(Missing::Response);
+                p.owed.push(Asked::of(old.request.as_ref()));
+                out.push(old);
+            }
+        }
+        p.pending.push_back(t);
+    }
+    *p.answered = false;
+}
+
 /// A response has ended: reported, unless it answers the request still being read, whose
 /// body it waits for (`Conn::early`).
 fn response_ended(
@@ -594,7 +658,7 @@ fn with_buffer(
 }
 
 fn consume_requests(
-    p: ReqParts<'_>,
+    mut p: ReqParts<'_>,
     side: &mut Side,
     data: &[u8],
     ts: i64,
@@ -649,8 +713,22 @@ fn consume_requests(
                         t.req_end_ns = ts;
                         t.req_header_bytes = n as u64;
                         t.req_body = body;
-                        *p.req = Some(t);
+                        let unframed = head.length_invalid && !head.transfer_coded;
                         *p.answered = false;
+                        if unframed {
+                            // RFC 9112 section 6.3 (5): the server answers 400 and closes, and
+                            // where this request ends, and the next begins, cannot be known.
+                            // Resynchronising would read its body (which may hold anything,
+                            // a smuggled request too) as requests and pair them with the
+                            // server's answers; so the request is reported as it is, and the
+                            // rest of the client's side is not parsed: responses past its own
+                            // are reported alone (`request_missing`).
+                            st.parse_errors += 1;
+                            request_ended(&mut p, t, l, out);
+                            side.state = State::Done;
+                            return data.len();
+                        }
+                        *p.req = Some(t);
                         side.state = State::Body(Body::new(framing));
                     }
                 }
@@ -670,9 +748,20 @@ fn consume_requests(
                     }) {
                         Ok(u) => u,
                         Err(_) => {
+                            // The request ends where its chunked framing broke: it is
+                            // reported (with its answer, if one came) rather than left to be
+                            // taken for the answer of each response that follows.
                             st.parse_errors += 1;
                             side.state = State::Sync;
-                            *p.req = t;
+                            if let Some(mut t) = t {
+                                flag(&mut t, anomaly::INVALID_CHUNK);
+                                if *p.answered {
+                                    for e in [&mut *p.early, &mut *p.resp].into_iter().flatten() {
+                                        flag(e, anomaly::INVALID_CHUNK);
+                                    }
+                                }
+                                request_ended(&mut p, t, l, out);
+                            }
                             continue;
                         }
                     };
@@ -695,18 +784,7 @@ fn consume_requests(
                     .is_some_and(|r| r.method == "CONNECT");
                 side.state = if connect { State::Tunnel } else { State::Head };
                 if let Some(t) = p.req.take() {
-                    if *p.answered {
-                        answered_request_ended(t, p.early, p.resp, out);
-                    } else {
-                        if p.pending.len() >= l.max_pending {
-                            if let Some(mut old) = p.pending.pop_front() {
-                                old.missing = Some(Missing::Response);
-                                p.owed.push(Asked::of(old.request.as_ref()));
-                                out.push(old);
-                            }
-                        }
-                        p.pending.push_back(t);
-                    }
+                    request_ended(&mut p, t, l, out);
                 }
                 *p.answered = false;
             }
@@ -757,6 +835,14 @@ fn consume_responses(
                         // Interim (100 Continue): the final response follows.
                         continue;
                     }
+                    if *p.req_answered {
+                        // A second final response while the request answered early still
+                        // has body to send: the server has moved on (it answers requests in
+                        // order, RFC 9112 section 9.3.2, and no later request can have been
+                        // sent inside this one's body), so that request is over, and this
+                        // response is not its answer.
+                        abandon_answered_request(p.req, p.req_answered, p.early, out);
+                    }
                     // The response of a request already reported (`owed`) is reported alone.
                     let owed = p.owed.pop();
                     let next = match owed {
@@ -771,7 +857,8 @@ fn consume_responses(
                             ..Default::default()
                         }),
                         None => match p.req.as_ref() {
-                            // Answered before the request body ended (an early error).
+                            // Answered before the request body ended (an early error): the
+                            // request's transaction is this response's, once.
                             Some(r) => {
                                 *p.req_answered = true;
                                 r.clone()
