@@ -162,6 +162,111 @@ fn a_response_before_the_upload_ends_keeps_the_whole_request_body() {
     assert_eq!(echo["http"]["response"]["status_code"], 201);
 }
 
+/// RFC 9112 §9.3.2: one final response per request, in order. A final response that comes
+/// while the request body is still incomplete (`Content-Length: 100`, 3 bytes sent; then 413,
+/// 200, 500) answers it and ends it: the request is one transaction, flagged, and the later
+/// responses are alone (`request_missing`), never paired with it again. Captures from a
+/// fuzzing run (`early_response_dup.pcap`; `early_response_10k.pcap.gz`: 10,000 responses
+/// behind one `Content-Length: 100000000` upload).
+#[test]
+fn http_responses_after_an_early_answer_are_not_paired_with_the_unfinished_request() {
+    let events = pcap_events("http", &capture("early_response_dup.pcap"));
+    let rows: Vec<(Value, Value, Value)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["url"]["path"].clone(),
+                e["http"]["response"]["status_code"].clone(),
+                e["event"]["reason"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("/a".into(), 413.into(), Value::Null),
+            (Value::Null, 200.into(), "request_missing".into()),
+            (Value::Null, 500.into(), "request_missing".into()),
+        ],
+        "{events:#?}"
+    );
+    let post = &events[0];
+    assert_eq!(post["http"]["request"]["body"]["bytes"], 3, "{post}");
+    assert_eq!(post["http"]["request"]["anomalies"][0], "body_incomplete");
+    assert_eq!(post["tags"][0], "http_malformed");
+
+    let events = pcap_events("http", &capture("early_response_10k.pcap.gz"));
+    assert_eq!(events.len(), 10_000);
+    let paired: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"]["reason"].is_null())
+        .collect();
+    assert_eq!(paired.len(), 1, "{:#?}", &paired[..paired.len().min(3)]);
+    assert_eq!(paired[0]["url"]["path"], "/a");
+    assert!(events
+        .iter()
+        .filter(|e| !e["event"]["reason"].is_null())
+        .all(|e| e["event"]["reason"] == "request_missing" && e["url"]["path"].is_null()));
+}
+
+/// RFC 9112 §6.3 (3) and (5): Transfer-Encoding beside Content-Length wins and is flagged
+/// (here its body is not valid chunked either); Content-Lengths that disagree, or one that is
+/// not a decimal number within 64 bits (`-3`, `+3`, 2^64, 184467440737095516150), are an
+/// unrecoverable framing error: the request is reported once, flagged `http_malformed`, and
+/// the client's side is not read on (its end is unknown), so the next response is alone.
+/// Captures from a fuzzing run.
+#[test]
+fn http_conflicting_or_invalid_content_length_is_flagged_and_never_paired_twice() {
+    let events = pcap_events("http", &capture("te_and_cl.pcap"));
+    let a: Vec<&Value> = events.iter().filter(|e| e["url"]["path"] == "/a").collect();
+    assert_eq!(a.len(), 1, "{events:#?}");
+    assert_eq!(a[0]["http"]["response"]["status_code"], 200);
+    assert_eq!(
+        a[0]["http"]["request"]["anomalies"],
+        serde_json::json!(["content_length_with_transfer_encoding", "invalid_chunk"])
+    );
+    assert_eq!(a[0]["tags"], serde_json::json!(["http_malformed"]));
+
+    for name in ["two_cl.pcap", "cl_neg.pcap", "cl_plus.pcap", "cl_ovf.pcap"] {
+        let events = pcap_events("http", &capture(name));
+        let rows: Vec<(Value, Value, Value)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["url"]["path"].clone(),
+                    e["http"]["response"]["status_code"].clone(),
+                    e["event"]["reason"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("/a".into(), 200.into(), Value::Null),
+                (Value::Null, 404.into(), "request_missing".into()),
+            ],
+            "{name}: {events:#?}"
+        );
+        assert_eq!(
+            events[0]["http"]["request"]["anomalies"],
+            serde_json::json!(["invalid_content_length"]),
+            "{name}"
+        );
+        assert_eq!(
+            events[0]["tags"],
+            serde_json::json!(["http_malformed"]),
+            "{name}"
+        );
+        assert_eq!(events[0]["http"]["request"]["body"]["bytes"], 0, "{name}");
+    }
+    let events = pcap_events("http", &capture("cl_overflow.pcap"));
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        events[0]["http"]["request"]["anomalies"],
+        serde_json::json!(["invalid_content_length"])
+    );
+}
+
 /// RFC 9112 §6.3 (4): when chunked is not the final transfer coding of a response, its body
 /// runs until the server closes: the chunk framing and what follows it are all body.
 #[test]
