@@ -2,12 +2,16 @@
 //! parser on the server's, and the FIFO of requests waiting for their response (pipelining).
 //! Every request and every response ends up in exactly one `Transaction`, matched or not.
 
+mod early;
 mod owed;
 
 use super::parser::{
     self, anomaly, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync, Version,
 };
 use crate::wire::doh;
+use early::{
+    abandon_answered_request, answered_request_ended, body_incomplete, flag, response_ended,
+};
 use owed::{Asked, Owed};
 
 /// Why a transaction is reported without one of its halves.
@@ -515,79 +519,6 @@ struct RespParts<'a> {
     early: &'a mut Option<Box<Transaction>>,
 }
 
-/// The request `from`, whose body went on after its response began, gives the transaction
-/// holding that response (`into`, a copy of its head) the body as it ended.
-fn take_request_body(into: &mut Transaction, from: Box<Transaction>) {
-    request_body_so_far(into, &from);
-    into.gap |= from.gap;
-    into.req_body = from.req_body;
-    if let (Some(to), Some(from)) = (&mut into.doh, from.doh) {
-        to.query = from.query;
-    }
-}
-
-/// The size and end of the request body `from` has read so far, for the transaction holding
-/// its response.
-fn request_body_so_far(into: &mut Transaction, from: &Transaction) {
-    into.req_body_bytes = from.req_body_bytes;
-    into.req_framing_bytes = from.req_framing_bytes;
-    into.req_end_ns = from.req_end_ns;
-}
-
-/// The request answered early (`answered`) has ended, whole or not: the held transaction gets
-/// its body and is reported; a response still being read gets it and is reported when it ends.
-fn answered_request_ended(
-    t: Box<Transaction>,
-    early: &mut Option<Box<Transaction>>,
-    resp: &mut Option<Box<Transaction>>,
-    out: &mut Finished,
-) {
-    if let Some(mut e) = early.take() {
-        take_request_body(&mut e, t);
-        out.push(e);
-    } else if let Some(r) = resp {
-        take_request_body(r, t);
-    }
-}
-
-/// Flags the request of `t` as sent with less body than its head announced.
-fn body_incomplete(t: &mut Transaction) {
-    flag(t, anomaly::BODY_INCOMPLETE);
-}
-
-fn flag(t: &mut Transaction, name: &'static str) {
-    if let Some(r) = &mut t.request {
-        if !r.anomalies.contains(&name) {
-            r.anomalies.push(name);
-        }
-    }
-}
-
-/// The request answered early will not be waited for any longer (its upload stalled past the
-/// timeout, or the server sent another response): its held transaction is reported with the
-/// body that came, flagged incomplete, and the request is forgotten, so that no later response
-/// is taken for its answer. The client's side stays in the body its head announced: what more
-/// of it comes is skipped, not read as requests (an upload goes on after a 413 as often as it
-/// stops, and its bytes may be anything, a request included; a client that gave the body up
-/// and sent requests instead has them lost until the announced length is reached, which the
-/// `request_missing` transactions of their responses show).
-fn abandon_answered_request(
-    req: &mut Option<Box<Transaction>>,
-    answered: &mut bool,
-    early: &mut Option<Box<Transaction>>,
-    out: &mut Finished,
-) {
-    *answered = false;
-    let Some(r) = req.take() else {
-        return;
-    };
-    if let Some(mut e) = early.take() {
-        take_request_body(&mut e, r);
-        body_incomplete(&mut e);
-        out.push(e);
-    }
-}
-
 /// A request has been read, as far as it goes: it waits for its response, or, answered early,
 /// gives its body to the transaction of that answer.
 fn request_ended(p: &mut ReqParts<'_>, t: Box<Transaction>, l: &Limits<'_>, out: &mut Finished) {
@@ -604,22 +535,6 @@ fn request_ended(p: &mut ReqParts<'_>, t: Box<Transaction>, l: &Limits<'_>, out:
         p.pending.push_back(t);
     }
     *p.answered = false;
-}
-
-/// A response has ended: reported, unless it answers the request still being read, whose
-/// body it waits for (`Conn::early`).
-fn response_ended(
-    t: Box<Transaction>,
-    req_answered: bool,
-    req: &Option<Box<Transaction>>,
-    early: &mut Option<Box<Transaction>>,
-    out: &mut Finished,
-) {
-    if req_answered && req.is_some() && early.is_none() {
-        *early = Some(t);
-    } else {
-        out.push(t);
-    }
 }
 
 /// Feeds `data` through `side`'s buffer: unconsumed bytes (a partial head) stay buffered.
