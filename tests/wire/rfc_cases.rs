@@ -193,7 +193,8 @@ fn http_responses_after_an_early_answer_are_not_paired_with_the_unfinished_reque
     let post = &events[0];
     assert_eq!(post["http"]["request"]["body"]["bytes"], 3, "{post}");
     assert_eq!(post["http"]["request"]["anomalies"][0], "body_incomplete");
-    assert_eq!(post["tags"][0], "http_malformed");
+    // A body cut short is listed, but breaks no rule: no `http_malformed`.
+    assert_eq!(post["tags"], Value::Null, "{post}");
 
     let events = pcap_events("http", &capture("early_response_10k.pcap.gz"));
     assert_eq!(events.len(), 10_000);

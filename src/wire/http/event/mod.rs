@@ -293,7 +293,13 @@ fn write_event<F: Fields>(tx: &HttpTx, conn: &Conn, f: &mut F) {
     f.close();
     conn.write_tunnel(f);
     write_http(tx, f);
-    let malformed = t.request.as_ref().is_some_and(|r| !r.anomalies.is_empty());
+    // A body cut short (an early answer, a client that gave up, the capture's end) is worth
+    // listing but breaks no rule of the protocol.
+    let malformed = t.request.as_ref().is_some_and(|r| {
+        r.anomalies
+            .iter()
+            .any(|a| *a != crate::wire::http::parser::anomaly::BODY_INCOMPLETE)
+    });
     match (t.gap, malformed) {
         (true, true) => f.strs("tags", &["tcp_gap", "http_malformed"]),
         (true, false) => f.strs("tags", &["tcp_gap"]),
