@@ -306,3 +306,74 @@ fn a_deleted_file_not_delivered_by_the_stop_is_named_at_the_exit() {
         "a stop that lost lines is not a clean one: {status}"
     );
 }
+
+/// Files waiting for a `max_open_files` slot are rotated out of `paths` (kubelet's `0.log` →
+/// `0.log.<time>`, here `b.log` → `b.log.1`), then deleted before they get one (kubelet gzips
+/// them at the next rotation). Discovery holds one waiting file open, whose lines are read
+/// once a slot frees; the other's lines are gone, which the limit risks. The rename made trawl
+/// forget that one was waiting, so its deletion went uncounted: it must be counted and named.
+#[test]
+fn a_waiting_file_rotated_out_of_paths_then_deleted_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = config(dir.path(), &addr, "    max_open_files: 1\n");
+    let a = logs.join("a.log");
+    append(&a, &lines("a", 10));
+    let log = dir.path().join("trawl.log");
+    let mut trawl = OnStdout::start(&config, &log, false);
+    let gauge = |name: &str| metric(&addr, name, "logs").unwrap_or(-1.0);
+    wait_until(Duration::from_secs(60), "a.log's 10 lines", || {
+        trawl.count("a") == 10
+    });
+    // a.log keeps its slot while it is written: it is never idle for the second that frees it.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (a, writing) = (a.clone(), writing.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while writing.load(Ordering::Relaxed) {
+                append(&a, &format!("a-more line {i:05}\n"));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    for name in ["b", "c"] {
+        append(&logs.join(format!("{name}.log")), &lines(name, 10));
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for name in ["b", "c"] {
+        std::fs::rename(
+            logs.join(format!("{name}.log")),
+            logs.join(format!("{name}.log.1")),
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for name in ["b", "c"] {
+        std::fs::remove_file(logs.join(format!("{name}.log.1"))).unwrap();
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "the rotated file with no descriptor counted in trawl_file_skipped_files_total",
+        || gauge("trawl_file_skipped_files_total") == 1.0,
+    );
+    writing.store(false, Ordering::Relaxed);
+    writer.join().unwrap();
+    // The held one gets a.log's slot once a.log idles.
+    wait_until(Duration::from_secs(30), "the held file's lines", || {
+        trawl.count("b") + trawl.count("c") == 10
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lost = if trawl.count("b") == 0 { "b" } else { "c" };
+    assert_eq!(
+        said_skipped(&log, &logs.join(format!("{lost}.log.1")), 0),
+        1,
+        "named once under the name it was deleted by, from offset 0; log:\n{text}"
+    );
+    assert_eq!(gauge("trawl_file_skipped_files_total"), 1.0);
+    assert!(trawl.stop().success(), "log:\n{text}");
+}

@@ -232,16 +232,22 @@ impl Tailer {
         if vanished.is_empty() {
             return;
         }
-        let renamed: HashSet<FileKey> = discovery::find_renamed(&vanished)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let renamed: HashMap<FileKey, PathBuf> =
+            discovery::find_renamed(&vanished).into_iter().collect();
         for key in vanished.into_keys() {
             let Some((path, read_to, size)) = self.waiting_unopened.remove(&key) else {
                 continue;
             };
             let unread = size.saturating_sub(read_to);
-            if renamed.contains(&key) || unread == 0 {
+            if unread == 0 {
+                continue;
+            }
+            if let Some(now_at) = renamed.get(&key) {
+                // Still waiting, under its new name: deleted before it gets a slot (kubelet
+                // gzips `0.log.<time>` at the next rotation), it is counted then.
+                let size = std::fs::metadata(now_at).map_or(size, |m| m.len().max(size));
+                self.waiting_unopened
+                    .insert(key, (now_at.clone(), read_to, size));
                 continue;
             }
             self.shared.stats.skipped_file();
