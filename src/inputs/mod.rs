@@ -140,9 +140,7 @@ impl InputContext {
             return Ok(());
         }
         let mut batch = batch;
-        if batch.lines().is_some() && self.pipeline.build_events.load(Ordering::Relaxed) {
-            batch.events_mut();
-        }
+        self.build_events(&mut batch);
         match self.back_pressure {
             BackPressure::Block => {
                 let n = batch.len() as u64;
@@ -167,9 +165,7 @@ impl InputContext {
         if !matches!(self.back_pressure, BackPressure::Block) || batch.is_empty() {
             return self.emit_blocking(batch).map(|()| None);
         }
-        if batch.lines().is_some() && self.pipeline.build_events.load(Ordering::Relaxed) {
-            batch.events_mut();
-        }
+        self.build_events(&mut batch);
         let n = batch.len() as u64;
         match self.out.blocking_send_within(batch, every) {
             Ok(()) => {
@@ -178,6 +174,14 @@ impl InputContext {
             }
             Err(TrySendError::Full(b)) => Ok(Some(b)),
             Err(TrySendError::Closed(b)) => Err(Closed(b)),
+        }
+    }
+
+    /// Builds the events of a batch of lines on the input's own thread, when the pipeline
+    /// placed event building there (`Live::place_event_building`).
+    fn build_events(&self, batch: &mut Batch) {
+        if batch.lines().is_some() && self.pipeline.build_events.load(Ordering::Relaxed) {
+            batch.events_mut();
         }
     }
 

@@ -48,7 +48,7 @@ impl Tailer {
                 continue;
             }
             let other_first_bytes = !e.fingerprint().matches(&f).unwrap_or(true);
-            if other_first_bytes && born_after(&f, e.last_seen) {
+            if other_first_bytes && born(&f).is_some_and(|b| b > e.last_seen) {
                 tracing::info!(input = %self.ctx.name, path = %path.display(), was = %e.path, offset = e.offset,
                     "a new file has the inode of a file trawl was reading, deleted while trawl was stopped: reading the new file from its start and looking for the old one's unread lines in a compressed copy");
                 if let Ok(mut r) = self.shared.registry.lock() {
@@ -127,7 +127,7 @@ impl Tailer {
             };
             if entry.fingerprint().matches(&file).unwrap_or(false) {
                 tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "resuming a file renamed while trawl was stopped");
-            } else if born_by(&file, entry.last_seen) {
+            } else if born(&file).is_some_and(|b| b <= entry.last_seen) {
                 // Same inode, other first bytes, and the file existed when trawl last saw it:
                 // the file it followed, emptied (logrotate's `copytruncate`) and written again
                 // before a rotation by rename. What was written since is read from its start
@@ -326,23 +326,14 @@ fn lines_past(path: &Path, offset: u64) -> Option<(u64, u64)> {
     Some((lines + u64::from(open_line), at))
 }
 
-/// Whether `file` was created no later than `secs` (Unix time): the file a registry entry last
-/// seen then describes, not one that took its inode after it was deleted. False where the file
-/// system keeps no birth time.
-/// Created after `secs` (Unix seconds), as far as the file system tells (false when it keeps
-/// no birth time: then nothing tells a new file from the old one truncated).
-fn born_after(file: &File, secs: i64) -> bool {
+/// When `file` was created (Unix seconds), where the file system keeps a birth time: set
+/// against a registry entry's `last_seen`, it tells the file the entry describes (born by
+/// then) from a new one that took its inode after it was deleted (born since). Where there is
+/// no birth time, neither can be told.
+fn born(file: &File) -> Option<i64> {
     file.metadata()
         .and_then(|m| m.created())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .is_some_and(|born| i64::try_from(born.as_secs()).is_ok_and(|b| b > secs))
-}
-
-fn born_by(file: &File, secs: i64) -> bool {
-    file.metadata()
-        .and_then(|m| m.created())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .is_some_and(|born| i64::try_from(born.as_secs()).is_ok_and(|b| b <= secs))
+        .and_then(|born| i64::try_from(born.as_secs()).ok())
 }
