@@ -87,11 +87,17 @@ fn files_deleted_while_waiting_for_a_slot_are_counted_and_named_once() {
             })
             .count()
     };
-    wait_until(
-        Duration::from_secs(60),
-        "trawl_file_skipped_files_total at 2 (a.log and v.log deleted while waiting)",
-        || gauge("trawl_file_skipped_files_total") == 2.0,
-    );
+    let waited = std::time::Instant::now();
+    while gauge("trawl_file_skipped_files_total") != 2.0 {
+        if waited.elapsed() > Duration::from_secs(60) {
+            panic!(
+                "trawl_file_skipped_files_total at {} after 60 s, want 2 (a.log and v.log deleted while waiting); log:\n{}",
+                gauge("trawl_file_skipped_files_total"),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // A few more scans: still said once each.
     std::thread::sleep(Duration::from_secs(2));
     let text = std::fs::read_to_string(&log).unwrap_or_default();

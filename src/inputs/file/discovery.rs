@@ -150,6 +150,10 @@ pub struct Found {
     /// appears keeps it readable even if it is renamed out of `paths` or deleted before the
     /// reader (maybe waiting on a full pipeline) gets to it: no rotation is fast enough to lose it.
     pub opened: HashMap<FileKey, (PathBuf, File)>,
+    /// Descriptors of `opened` the reader has taken for its turn and may give back (files
+    /// still waiting for a slot): counted with `opened`, or a scan during the turn would open
+    /// one more and discovery would hold more than `max_open_files` once they are back.
+    pub lent: usize,
     /// Files the reader follows or has decided about (discovery leaves them alone).
     pub followed: HashSet<FileKey>,
     /// Rotated files beside the targets of matched symlinks (`0.log.20261123-100000`), named by
@@ -204,7 +208,7 @@ pub fn spawn(
                     for (path, key) in &current {
                         if f.followed.contains(key)
                             || f.opened.contains_key(key)
-                            || f.opened.len() >= max_open
+                            || f.opened.len() + f.lent >= max_open
                         {
                             continue;
                         }
@@ -224,7 +228,7 @@ pub fn spawn(
                         if discovery.is_excluded(&to) {
                             continue;
                         }
-                        if f.opened.len() >= max_open {
+                        if f.opened.len() + f.lent >= max_open {
                             // A file waiting for a slot and renamed out of `paths` (kubelet's
                             // rotation) is found by no later scan: its rename is kept for the
                             // next one instead, or the file would never be read. One the
@@ -352,6 +356,10 @@ impl Discovery {
             if size > 0 {
                 w.noted(key, &path, size);
             }
+            // Written between the scan's look and now, its write events were not noted (it was
+            // not listed yet): deleted before the reader's next look, those lines would be lost
+            // uncounted. Later writes are noted by the watcher.
+            w.note_size(&path, key);
             if let Some(target) = targets.get(&path) {
                 w.unheld.insert(target.clone(), key);
             }

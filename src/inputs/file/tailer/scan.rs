@@ -24,11 +24,14 @@ impl Tailer {
         // Files still empty put themselves back (`defer_empty`).
         self.empty_new.clear();
         let (current, mut opened, rotated) = match found.lock() {
-            Ok(mut f) => (
-                std::mem::take(&mut f.current),
-                std::mem::take(&mut f.opened),
-                std::mem::take(&mut f.rotated),
-            ),
+            Ok(mut f) => {
+                f.lent = f.opened.len();
+                (
+                    std::mem::take(&mut f.current),
+                    std::mem::take(&mut f.opened),
+                    std::mem::take(&mut f.rotated),
+                )
+            }
             Err(_) => return,
         };
         self.take_noted_sizes();
@@ -135,6 +138,7 @@ impl Tailer {
             for (k, v) in keep {
                 f.opened.entry(k).or_insert(v);
             }
+            f.lent = 0;
             if f.current.is_empty() {
                 f.current = current;
             }
@@ -380,7 +384,13 @@ impl Tailer {
             self.waiting += 1;
             self.record_waiting(key, path, file.as_ref(), first);
             if file.is_none() {
-                let size = std::fs::metadata(path).map_or(0, |m| m.len());
+                // Deleted since the scan listed it, its size is what was noted before, not 0:
+                // else its deletion would be taken for one with nothing unread, and not counted.
+                let noted = self.waiting_unopened.get(&key).map_or(0, |w| w.2);
+                let size = std::fs::metadata(path)
+                    .ok()
+                    .filter(|m| FileKey::of(m) == key)
+                    .map_or(noted, |m| m.len());
                 let read_to = self.resumes_at(&key);
                 self.waiting_unopened
                     .insert(key, (path.to_path_buf(), read_to, size));
@@ -543,6 +553,47 @@ impl Tailer {
         }
     }
 
+    /// One file found empty, by the descriptor kept for it or one opened now (at the same
+    /// file, or the next scan finds it wherever it went): followed if it has bytes now. Returns
+    /// the descriptor to keep while it is still empty or waits for a slot, when `may_keep`.
+    fn decide_if_grown(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        held: Option<File>,
+        may_keep: bool,
+        now: Instant,
+    ) -> Option<File> {
+        let file = match held {
+            Some(f) => f,
+            None => match File::open(path) {
+                Ok(f) => f,
+                Err(_) => {
+                    self.empty_new.remove(&key);
+                    return None;
+                }
+            },
+        };
+        let grown = match file.metadata() {
+            Ok(m) if FileKey::of(&m) == key => m.len() > 0,
+            _ => {
+                self.empty_new.remove(&key);
+                return None;
+            }
+        };
+        if !grown {
+            return may_keep.then_some(file);
+        }
+        self.empty_new.remove(&key);
+        if may_keep {
+            self.discovered(key, path, Some(file), false, now)
+        } else {
+            // Waiting with no descriptor, its deletion is counted (`skipped_while_waiting`).
+            drop(file);
+            self.discovered(key, path, None, false, now)
+        }
+    }
+
     /// The new files found empty that have bytes now (looked at once per `poll`) are decided
     /// at once, as any new file found by a scan is (`discovered`): the copy of a truncated file
     /// continues its stream, the rest are new. Not by applying the last scan again: its other
@@ -571,37 +622,24 @@ impl Tailer {
                 self.empty_new.remove(&key);
                 continue;
             }
-            // The descriptor kept for it, else one opened now (at the same file, or the next
-            // scan finds it wherever it went).
-            let held = found
+            // A descriptor taken from discovery's, or a place reserved among them for the
+            // one opened to look: kept while the file waits, it must not make discovery hold
+            // more than `max_open_files`.
+            let max_open = self.config.max_open_files.max(1);
+            let (held, lent) = found
                 .lock()
                 .ok()
-                .and_then(|mut f| f.opened.remove(&key).map(|(_, file)| file));
-            let file = match held {
-                Some(f) => f,
-                None => match File::open(&path) {
-                    Ok(f) => f,
-                    Err(_) => {
-                        self.empty_new.remove(&key);
-                        continue;
-                    }
-                },
-            };
-            let grown = match file.metadata() {
-                Ok(m) if FileKey::of(&m) == key => m.len() > 0,
-                _ => {
-                    self.empty_new.remove(&key);
-                    continue;
-                }
-            };
-            let back = if grown {
-                self.empty_new.remove(&key);
-                self.discovered(key, &path, Some(file), false, now)
-            } else {
-                Some(file)
-            };
-            if let Some(file) = back {
-                if let Ok(mut f) = found.lock() {
+                .map(|mut f| {
+                    let held = f.opened.remove(&key).map(|(_, file)| file);
+                    let lent = held.is_some() || f.opened.len() + f.lent < max_open;
+                    f.lent += usize::from(lent);
+                    (held, lent)
+                })
+                .unwrap_or((None, false));
+            let back = self.decide_if_grown(key, &path, held, lent, now);
+            if let Ok(mut f) = found.lock() {
+                f.lent -= usize::from(lent);
+                if let Some(file) = back {
                     f.opened.entry(key).or_insert((path, file));
                 }
             }
