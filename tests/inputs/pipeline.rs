@@ -246,3 +246,71 @@ async fn graph_errors_are_all_reported() {
     );
     assert_eq!(errs.0.len(), 3, "{text}");
 }
+
+/// Delivers two batches, then panics on the third: a bug in an output or in a library it
+/// calls (librdkafka once did on a topic name with a NUL).
+struct PanickingOutput {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Output for PanickingOutput {
+    fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
+        Box::pin(async move {
+            let mut batches = 0;
+            while let Some(mut batch) = ctx.rx.recv().await {
+                batches += 1;
+                if batches == 3 {
+                    panic!("index out of bounds in a library");
+                }
+                self.seen.lock().unwrap().extend(
+                    batch
+                        .events_mut()
+                        .iter()
+                        .filter_map(|e| e.message().map(str::to_owned)),
+                );
+                batch.ack.delivered();
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_that_panics_ends_the_run_as_a_failure_and_only_what_it_delivered_is_acknowledged(
+) {
+    let (a, _, acked) = input("a", 1000, 10);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let out = ExtraOutput {
+        name: "buggy".to_owned(),
+        inputs: None,
+        output: Box::new(PanickingOutput { seen: seen.clone() }),
+    };
+    let p = Pipeline::build_with_outputs(empty_config(""), vec![("a".into(), a)], vec![out])
+        .expect("build");
+    let (_t, shutdown) = shutdown_pair();
+    // Before, the panicked task ended with no word: the input stalled on the full queue and
+    // the run never ended.
+    let outcome = tokio::time::timeout(Duration::from_secs(60), p.run(shutdown))
+        .await
+        .expect("the run ends after the output panicked");
+    let said = match outcome {
+        Ok(report) => report.failures.join("; "),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        said.contains("buggy") && said.contains("index out of bounds in a library"),
+        "the failure names the output and its panic: {said}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 20);
+    let acked = acked.lock().unwrap().clone();
+    let delivered: Vec<u64> = acked
+        .iter()
+        .filter(|a| a.status == BatchStatus::Delivered)
+        .map(|a| a.seq)
+        .collect();
+    assert_eq!(
+        delivered,
+        vec![0, 1],
+        "only the two delivered batches: {acked:?}"
+    );
+}
