@@ -358,3 +358,98 @@ fn a_segment_lost_from_the_capture_touches_only_its_own_message() {
     // The lost segment is inside the 3,000 bytes of the body; its length still counts.
     assert_eq!(events[0]["http"]["response"]["body"]["bytes"], 3000);
 }
+
+/// RFC 9112 §6.3 on the responses of a crafted server, over real TCP between two network
+/// namespaces (`resp_framing.py`; one connection per case, told apart by the client's port):
+/// a response to HEAD and a 1xx, 204 or 304 have no body whatever their headers say, and the
+/// next response on the connection is the next request's; Transfer-Encoding beside
+/// Content-Length decides and is flagged; one length repeated is that length; lengths that
+/// disagree or are not a number are an unrecoverable error, so what follows is not framed
+/// (counted as that body until the close); a malformed chunk ends the response; without
+/// length or chunked the body runs to the close; a body cut short by the server's FIN or the
+/// capture's end is incomplete. What breaks a rule is listed and tagged `http_malformed`; a
+/// body cut short is only listed.
+#[test]
+fn http_response_framing_follows_rfc_9112_section_6() {
+    let events = pcap_events("http", &capture("resp_framing.pcap"));
+    let words = |v: &Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let mut rows: Vec<(u64, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["source"]["port"].as_u64().unwrap_or(0),
+                format!(
+                    "{} {} {} {} {} {}",
+                    e["url"]["path"].as_str().unwrap_or("-"),
+                    e["http"]["response"]["status_code"],
+                    e["http"]["response"]["body"]["bytes"],
+                    e["event"]["reason"].as_str().unwrap_or("-"),
+                    words(&e["http"]["response"]["anomalies"]),
+                    words(&e["tags"]),
+                ),
+            )
+        })
+        .collect();
+    // Stable: a connection's transactions stay in their order.
+    rows.sort_by_key(|r| r.0);
+    let got: Vec<String> = rows.into_iter().map(|(p, r)| format!("{p} {r}")).collect();
+    assert_eq!(
+        got,
+        vec![
+            "41001 /head 200 0 - - -",
+            "41001 /nc 204 0 - - -",
+            "41001 /nm 304 0 - - -",
+            "41001 /cont 200 5 - - -",
+            "41001 /after1 200 2 - - -",
+            "41002 /tecl 200 5 - content_length_with_transfer_encoding http_malformed",
+            "41002 /after2 200 2 - - -",
+            "41003 /samecl 200 3 - - -",
+            "41003 /samelist 200 3 - - -",
+            "41003 /after3 200 2 - - -",
+            "41004 /twocl 200 3 - invalid_content_length http_malformed",
+            // "abc", then /after5's 40-byte answer: no longer a response of its own.
+            "41005 /negcl 200 43 - invalid_content_length http_malformed",
+            "41005 /after5 null null response_missing - -",
+            "41006 /badchunk 200 0 - invalid_chunk http_malformed",
+            // 3,000 bytes, then a 40-byte response inside the body.
+            "41007 /toclose 200 3040 - - -",
+            "41007 /after7 null null response_missing - -",
+            "41008 /short 200 10 response_incomplete body_incomplete -",
+            "41009 /shortchunk 200 5 response_incomplete body_incomplete -",
+            "41010 /cut 200 10 response_incomplete body_incomplete -",
+        ],
+        "{events:#?}"
+    );
+    // tshark agrees on the bodiless responses and the flagged Transfer-Encoding (it reads
+    // the 103's Content-Length as a body and `3, 3` as no length, which RFC 9112 does not).
+    let tshark: Vec<String> = tshark_fields(
+        "resp_framing.pcap",
+        &[],
+        "http.response && (tcp.dstport == 41001 || tcp.dstport == 41002)",
+        &["tcp.dstport", "http.response_for.uri", "http.response.code"],
+    )
+    .iter()
+    .map(|f| f.join(" "))
+    .collect();
+    assert_eq!(
+        tshark,
+        vec![
+            "41001 http://s/head 200",
+            "41001 http://s/nc 204",
+            "41001 http://s/nm 304",
+            "41001 http://s/cont 103",
+            "41001 http://s/after1 200",
+            "41002 http://s/tecl 200",
+            "41002 http://s/after2 200",
+        ]
+    );
+}

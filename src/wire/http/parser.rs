@@ -48,7 +48,8 @@ impl Version {
 }
 
 /// What is wrong with a request line that was still read as a request
-/// (`http.request.anomalies`).
+/// (`http.request.anomalies`), or with the framing of a message (the last four, on requests
+/// and on responses: `http.response.anomalies`).
 pub mod anomaly {
     /// A method token outside the IANA HTTP method registry.
     pub const UNKNOWN_METHOD: &str = "unknown_method";
@@ -66,17 +67,17 @@ pub mod anomaly {
     pub const INVALID_REQUEST: &str = "invalid_request";
     /// A Content-Length that is not one decimal number (`-3`, `+3`, past `u64::MAX`), or
     /// several that disagree: RFC 9112 section 6.3 (5) makes the framing an unrecoverable
-    /// error, so nothing after this request's head is parsed on its connection.
+    /// error, so nothing after this message's head is parsed on its side of the connection.
     pub const INVALID_CONTENT_LENGTH: &str = "invalid_content_length";
     /// Both Transfer-Encoding and Content-Length: Transfer-Encoding decides the framing
     /// (RFC 9112 section 6.3 (3)), but a sender doing this may be smuggling a request past a
     /// hop that reads Content-Length.
     pub const CONTENT_LENGTH_WITH_TRANSFER_ENCODING: &str = "content_length_with_transfer_encoding";
-    /// The chunked body breaks the chunked syntax (RFC 9112 section 7.1): the request ends
-    /// there and the parser looks for the next request.
+    /// The chunked body breaks the chunked syntax (RFC 9112 section 7.1): the message ends
+    /// there and the parser looks for the next one.
     pub const INVALID_CHUNK: &str = "invalid_chunk";
     /// The body stopped before the length its head announced: the server answered and moved
-    /// on, or the connection or the capture ended.
+    /// on (a request's), or the connection or the capture ended.
     pub const BODY_INCOMPLETE: &str = "body_incomplete";
 }
 
@@ -110,6 +111,9 @@ pub struct ResponseHead {
     /// 0 for an HTTP/0.9 response, which has no status line.
     pub status: u16,
     pub content_length: Option<u64>,
+    /// A Content-Length could not be read, or two disagree: without a Transfer-Encoding the
+    /// end of this response is unknown (RFC 9112 section 6.3 (5)).
+    pub length_invalid: bool,
     /// Chunked is the final transfer coding: the body is read chunk by chunk.
     pub chunked: bool,
     /// A Transfer-Encoding was given: without chunked last, the body ends with the
@@ -118,6 +122,10 @@ pub struct ResponseHead {
     pub content_type: Option<CompactString>,
     pub close: bool,
     pub headers: Headers,
+    /// Empty for a well-framed response; else the `anomaly` names that apply
+    /// (`http.response.anomalies`). Set where the framing is decided, since a response that
+    /// has no body (to HEAD; 1xx, 204, 304) breaks no framing rule whatever its headers say.
+    pub anomalies: Vec<&'static str>,
 }
 
 /// What the head parsers extract besides the fixed fields.
@@ -205,20 +213,21 @@ fn parse_length(v: &[u8]) -> Option<u64> {
     })
 }
 
-/// One Content-Length field line of a request, against those before it. RFC 9110 section 8.6
-/// lets a recipient take a list of one repeated value (`3, 3`, or the same field twice) as
-/// that value; any other repetition, or a value that is not decimal digits within `u64`, is
-/// invalid (RFC 9112 section 6.3 (5)), and stays so whatever field lines follow.
-fn request_length(head: &mut RequestHead, v: &[u8]) {
+/// One Content-Length field line of a message, against those before it (`length`, and
+/// `invalid` once one was). RFC 9110 section 8.6 lets a recipient take a list of one repeated
+/// value (`3, 3`, or the same field twice) as that value; any other repetition, or a value
+/// that is not decimal digits within `u64`, is invalid (RFC 9112 section 6.3 (5)), and stays
+/// so whatever field lines follow.
+fn content_length(length: &mut Option<u64>, invalid: &mut bool, v: &[u8]) {
     let mut values = v.split(|&b| b == b',').map(parse_length);
     let first = values.next().flatten();
     let agreed = first.filter(|n| values.all(|m| m == Some(*n)));
-    match (agreed, head.content_length) {
-        (Some(n), None) if !head.length_invalid => head.content_length = Some(n),
+    match (agreed, *length) {
+        (Some(n), None) if !*invalid => *length = Some(n),
         (Some(n), Some(m)) if n == m => {}
         _ => {
-            head.content_length = None;
-            head.length_invalid = true;
+            *length = None;
+            *invalid = true;
         }
     }
 }
@@ -356,7 +365,7 @@ fn request_headers(
         } else if name_is(name, "user-agent") {
             head.user_agent = Some(value_text(h.value, plain));
         } else if name_is(name, "content-length") {
-            request_length(head, h.value);
+            content_length(&mut head.content_length, &mut head.length_invalid, h.value);
         } else if name_is(name, "transfer-encoding") {
             if let Some(last) = final_coding(h.value) {
                 head.transfer_coded = true;
@@ -629,7 +638,7 @@ pub fn parse_response(buf: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead
     for h in headers {
         let name = h.name;
         if name_is(name, "content-length") {
-            head.content_length = parse_length(h.value);
+            content_length(&mut head.content_length, &mut head.length_invalid, h.value);
         } else if name_is(name, "transfer-encoding") {
             if let Some(last) = final_coding(h.value) {
                 head.transfer_coded = true;

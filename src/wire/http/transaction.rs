@@ -4,15 +4,17 @@
 
 mod early;
 mod owed;
+mod response;
 
 use super::parser::{
-    self, anomaly, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync, Version,
+    self, anomaly, Body, Framing, HeadOptions, RequestHead, ResponseHead, Status, Sync,
 };
 use crate::wire::doh;
 use early::{
     abandon_answered_request, answered_request_ended, body_incomplete, flag, response_ended,
 };
 use owed::{Asked, Owed};
+use response::{consume_responses, flag_response};
 
 /// Why a transaction is reported without one of its halves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,6 +467,9 @@ impl Conn {
             };
             if !complete {
                 t.missing = Some(Missing::ResponseIncomplete);
+                // Cut short by the server's close or the capture's end: listed, as a request
+                // body cut short is.
+                flag_response(&mut t, anomaly::BODY_INCOMPLETE);
             } else {
                 t.resp_end_ns = t.resp_end_ns.max(ts.min(self.last_ns.max(t.resp_start_ns)));
             }
@@ -705,210 +710,6 @@ fn consume_requests(
             }
         }
     }
-}
-
-fn consume_responses(
-    p: &mut RespParts<'_>,
-    side: &mut Side,
-    data: &[u8],
-    ts: i64,
-    l: &Limits<'_>,
-    st: &mut ConnStats,
-    out: &mut Finished,
-) -> usize {
-    let mut at = 0;
-    loop {
-        match &mut side.state {
-            State::Done => return data.len(),
-            State::Tunnel => match tunnel(&data[at..], false) {
-                Some(state) => side.state = state,
-                None => return at,
-            },
-            // The answer to an HTTP/0.9 request has no status line to find.
-            State::Sync if answers_simple_request(p) => side.state = State::Head,
-            State::Sync => match parser::find_message_start(&data[at..], false) {
-                Sync::At(i) => {
-                    at += i;
-                    side.state = State::Head;
-                }
-                Sync::Keep(i) => return at + i,
-            },
-            // Every message that ends a segment comes back here: nothing left to parse.
-            State::Head if at >= data.len() => return at,
-            State::Head => match response_head(p, &data[at..], &l.head) {
-                Status::Partial => return at,
-                Status::Error => {
-                    st.parse_errors += 1;
-                    at += 1;
-                    side.state = State::Sync;
-                }
-                Status::Complete(head, n) => {
-                    let start = if at == 0 { side.buf_ns.min(ts) } else { ts };
-                    at += n;
-                    let status = head.status;
-                    if (100..200).contains(&status) && status != 101 {
-                        // Interim (100 Continue): the final response follows.
-                        continue;
-                    }
-                    if *p.req_answered {
-                        // A second final response while the request answered early still
-                        // has body to send: the server has moved on (it answers requests in
-                        // order, RFC 9112 section 9.3.2, and no later request can have been
-                        // sent inside this one's body), so that request is over, and this
-                        // response is not its answer.
-                        abandon_answered_request(p.req, p.req_answered, p.early, out);
-                    }
-                    // The response of a request already reported (`owed`) is reported alone.
-                    let owed = p.owed.pop();
-                    let next = match owed {
-                        Some(_) => None,
-                        None => p.pending.pop_front(),
-                    };
-                    let mut t = match next {
-                        Some(t) => t,
-                        None if owed.is_some() => Box::new(Transaction {
-                            missing: Some(Missing::Request),
-                            late: true,
-                            ..Default::default()
-                        }),
-                        None => match p.req.as_ref() {
-                            // Answered before the request body ended (an early error): the
-                            // request's transaction is this response's, once.
-                            Some(r) => {
-                                *p.req_answered = true;
-                                r.clone()
-                            }
-                            None => Box::new(Transaction {
-                                missing: Some(Missing::Request),
-                                ..Default::default()
-                            }),
-                        },
-                    };
-                    let asked = owed.unwrap_or_else(|| Asked::of(t.request.as_ref()));
-                    let tunnel = asked == Asked::Connect && (200..300).contains(&status);
-                    let upgraded = status == 101;
-                    let framing = if head.version == Version::V09 {
-                        Framing::UntilClose
-                    } else if upgraded
-                        || tunnel
-                        || asked == Asked::Head
-                        || status == 204
-                        || status == 304
-                    {
-                        Framing::None
-                    } else if head.chunked {
-                        Framing::Chunked
-                    } else if head.transfer_coded {
-                        Framing::UntilClose
-                    } else if let Some(n) = head.content_length {
-                        Framing::Length(n)
-                    } else {
-                        Framing::UntilClose
-                    };
-                    t.resp_start_ns = start;
-                    t.resp_end_ns = ts;
-                    t.resp_header_bytes = n as u64;
-                    t.resp_body = wants_body(l, head.content_type.as_deref()).then(Vec::new);
-                    if l.dns_over_https
-                        && head
-                            .content_type
-                            .as_deref()
-                            .is_some_and(doh::is_dns_message)
-                    {
-                        t.doh.get_or_insert_with(Default::default).response =
-                            Some(doh::Body::default());
-                    }
-                    t.response = Some(head);
-                    *p.resp = Some(t);
-                    if upgraded {
-                        if let Some(t) = p.resp.take() {
-                            out.push(t);
-                        }
-                        side.state = State::Done;
-                        *p.client_state = State::Done;
-                        return data.len();
-                    }
-                    if tunnel {
-                        // The client's side went to `Tunnel` when its CONNECT ended.
-                        if let Some(t) = p.resp.take() {
-                            out.push(t);
-                        }
-                        side.state = State::Tunnel;
-                        continue;
-                    }
-                    side.state = State::Body(Body::new(framing));
-                }
-            },
-            State::Body(b) => {
-                if !b.done {
-                    if at >= data.len() {
-                        return at;
-                    }
-                    let mut t = p.resp.take();
-                    let content_before = b.content_bytes;
-                    let r = b.feed(&data[at..], &mut |d| {
-                        if let Some(t) = &mut t {
-                            keep(&mut t.resp_body, d, l.max_body_bytes);
-                            keep_dns(&mut t.doh, true, d);
-                        }
-                    });
-                    *p.resp = t;
-                    let used = match r {
-                        Ok(u) => u,
-                        Err(_) => {
-                            st.parse_errors += 1;
-                            if let Some(mut t) = p.resp.take() {
-                                t.missing = Some(Missing::ResponseIncomplete);
-                                out.push(t);
-                            }
-                            side.state = State::Sync;
-                            continue;
-                        }
-                    };
-                    at += used;
-                    let content = b.content_bytes - content_before;
-                    if let Some(t) = p.resp.as_mut() {
-                        t.resp_body_bytes += content;
-                        t.resp_framing_bytes += used as u64 - content;
-                        t.resp_end_ns = ts;
-                    }
-                    if !b.done {
-                        return at;
-                    }
-                }
-                side.state = State::Head;
-                if let Some(t) = p.resp.take() {
-                    response_ended(t, *p.req_answered, p.req, p.early, out);
-                }
-            }
-        }
-    }
-}
-
-/// A response head, or the absence of one: the answer to an HTTP/0.9 request is its body
-/// alone, read until the server closes, unless the server answers with a status line anyway.
-fn response_head(p: &RespParts<'_>, data: &[u8], opts: &HeadOptions<'_>) -> Status<ResponseHead> {
-    if answers_simple_request(p) && !data.starts_with(b"HTTP/") {
-        if b"HTTP/".starts_with(data) {
-            return Status::Partial;
-        }
-        let head = ResponseHead {
-            version: Version::V09,
-            close: true,
-            ..Default::default()
-        };
-        return Status::Complete(head, 0);
-    }
-    parser::parse_response(data, opts)
-}
-
-/// Whether the next response answers an HTTP/0.9 request.
-fn answers_simple_request(p: &RespParts<'_>) -> bool {
-    let asked = p.owed.front().unwrap_or_else(|| {
-        let next = p.pending.front().or(p.req.as_ref());
-        Asked::of(next.and_then(|t| t.request.as_ref()))
-    });
-    asked == Asked::Simple
 }
 
 /// The state after the first bytes inside a CONNECT tunnel: HTTP goes on being parsed,

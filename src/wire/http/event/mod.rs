@@ -295,11 +295,18 @@ fn write_event<F: Fields>(tx: &HttpTx, conn: &Conn, f: &mut F) {
     write_http(tx, f);
     // A body cut short (an early answer, a client that gave up, the capture's end) is worth
     // listing but breaks no rule of the protocol.
-    let malformed = t.request.as_ref().is_some_and(|r| {
-        r.anomalies
+    let breaks_rule = |anomalies: &[&str]| {
+        anomalies
             .iter()
             .any(|a| *a != crate::wire::http::parser::anomaly::BODY_INCOMPLETE)
-    });
+    };
+    let malformed = t
+        .request
+        .as_ref()
+        .is_some_and(|r| breaks_rule(&r.anomalies))
+        || t.response
+            .as_ref()
+            .is_some_and(|r| breaks_rule(&r.anomalies));
     match (t.gap, malformed) {
         (true, true) => f.strs("tags", &["tcp_gap", "http_malformed"]),
         (true, false) => f.strs("tags", &["tcp_gap"]),
@@ -328,7 +335,7 @@ fn write_json(tx: &HttpTx, conn: &Conn, buf: &mut Vec<u8>, clock: &mut Clock) ->
     }
     let (req, resp) = (t.request.as_ref(), t.response.as_ref());
     if req.is_some_and(|r| !r.headers.is_empty() || !r.anomalies.is_empty())
-        || resp.is_some_and(|r| !r.headers.is_empty())
+        || resp.is_some_and(|r| !r.headers.is_empty() || !r.anomalies.is_empty())
     {
         return false;
     }
@@ -561,6 +568,9 @@ fn write_http<F: Fields>(tx: &HttpTx, f: &mut F) {
             f.str("mime_type", &mime(ct));
         }
         headers(f, &r.headers);
+        if !r.anomalies.is_empty() {
+            f.strs("anomalies", &r.anomalies);
+        }
         f.close();
     }
     let version = t

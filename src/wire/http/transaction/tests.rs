@@ -2,6 +2,7 @@
 //! tunnels, HTTP/0.9, malformed request lines and bare LF, from RFC 9110/9112.
 
 use super::*;
+use crate::wire::http::parser::Version;
 use proptest::prelude::*;
 
 fn limits() -> Limits<'static> {
