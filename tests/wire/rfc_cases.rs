@@ -453,3 +453,86 @@ fn http_response_framing_follows_rfc_9112_section_6() {
         ]
     );
 }
+
+/// RFC 1035 4.1.4 and 2.3.4 on crafted messages (`dns_malformed.py`; one flow per case, told
+/// apart by the client's port): a message whose names break the rules is reported, never
+/// dropped, with what is wrong in `dns.anomalies`: a compression pointer loop (in a response's
+/// question, which still answers its query by id, and in an unanswered query's), a pointer
+/// past the end, a label length over 63, a name past 255 octets, a record cut short. A pointer
+/// forward is followed and listed. A truncated (TC) answer may end inside a record (RFC 2181
+/// 9): no anomaly. DNS over TCP (RFC 7766 8): a length prefix split from its message and two
+/// messages in one segment are read as such.
+#[test]
+fn malformed_dns_names_are_reported_with_their_anomalies() {
+    let events = pcap_events("dns", &capture("dns_malformed.pcap"));
+    let mut rows: Vec<(u64, u64, String)> = events
+        .iter()
+        .map(|e| {
+            let list = |v: &Value| {
+                v.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| x["data"].as_str().or(x.as_str()).unwrap_or("?"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_else(|| "-".to_owned())
+            };
+            let name = e["dns"]["question"]["name"].as_str().unwrap_or("-");
+            (
+                e["source"]["port"].as_u64().unwrap_or(0),
+                e["dns"]["id"].as_u64().unwrap_or(0),
+                format!(
+                    "{} {} {} {} {}",
+                    if name.len() > 20 { "(long)" } else { name },
+                    e["event"]["reason"].as_str().unwrap_or("-"),
+                    list(&e["dns"]["header_flags"]),
+                    list(&e["dns"]["answers"]),
+                    list(&e["dns"]["anomalies"]),
+                ),
+            )
+        })
+        .collect();
+    rows.sort();
+    let got: Vec<String> = rows
+        .into_iter()
+        .map(|(p, id, r)| format!("{p} {id} {r}"))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "50001 1 a.example - RD,RA - pointer_loop",
+            "50002 2 - response_missing RD - pointer_loop",
+            "50003 3 c.example - RD,RA 192.0.2.3 pointer_out_of_bounds",
+            "50004 4 d.example - RD,RA 192.0.2.5,w.d.example forward_pointer",
+            "50005 5 - response_missing RD - invalid_label_type",
+            "50006 6 (long) response_missing RD - name_too_long",
+            "50007 7 g.example - TC,RD,RA 192.0.2.7 -",
+            "50008 8 h.example - RD,RA 192.0.2.8 short_message",
+            "50009 11 t1.example - RD,RA 192.0.2.11 -",
+            "50009 12 t2.example - RD,RA 192.0.2.12 -",
+            "50009 13 t3.example - RD,RA 192.0.2.13 -",
+        ],
+        "{events:#?}"
+    );
+    // tshark names the loops and the long name too.
+    let tshark = tshark_fields(
+        "dns_malformed.pcap",
+        &[],
+        "udp.port == 50001 || udp.port == 50002 || udp.port == 50006",
+        &["dns.id", "dns.qry.name"],
+    );
+    let odd: Vec<&str> = tshark
+        .iter()
+        .filter(|f| f[1].starts_with('<'))
+        .map(|f| f[1].as_str())
+        .collect();
+    assert_eq!(
+        odd,
+        vec![
+            "<Name contains a pointer that loops>",
+            "<Name contains a pointer that loops>",
+            "<Name too long>"
+        ]
+    );
+}

@@ -86,6 +86,18 @@ impl Transaction for DnsTx {
         f.int("id", main.id as i64);
         f.word("op_code", opcode_name(main.opcode()));
         f.strs("header_flags", &main.header_flags());
+        // What of RFC 1035 the query or the response breaks, each named once.
+        let mut anomalies = Vec::new();
+        for m in [&self.query, &self.response].into_iter().flatten() {
+            for a in m.msg.anomalies() {
+                if !anomalies.contains(&a) {
+                    anomalies.push(a);
+                }
+            }
+        }
+        if !anomalies.is_empty() {
+            f.strs("anomalies", &anomalies);
+        }
         f.word(
             "type",
             if self.response.is_some() {

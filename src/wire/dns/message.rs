@@ -9,8 +9,25 @@ use std::fmt::Write as _;
 pub enum Malformed {
     /// The message ends inside a field.
     Short,
-    /// A compression pointer loops or leaves the message, or a label type is unknown.
-    BadName,
+    /// Compression pointers lead back where they were (more than `MAX_HOPS` of them).
+    PointerLoop,
+    /// A compression pointer leads past the end of the message.
+    PointerOutside,
+    /// A length byte of 64 to 191: a label longer than RFC 1035's 63 octets, or one of the
+    /// extended label types RFC 6891 deprecated.
+    LabelType,
+}
+
+impl Malformed {
+    /// Its name in `dns.anomalies`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malformed::Short => "short_message",
+            Malformed::PointerLoop => "pointer_loop",
+            Malformed::PointerOutside => "pointer_out_of_bounds",
+            Malformed::LabelType => "invalid_label_type",
+        }
+    }
 }
 
 /// Most answer records kept per message (the rest are counted, not kept).
@@ -50,10 +67,44 @@ pub struct Message {
     pub extended_rcode: u8,
     /// A record past the question did not decode: the records before it are kept (a corrupt
     /// additional section does not hide the answers), the rest of the message is not read.
+    /// With `question_damaged`, the question did not decode either (`undecodable`).
     pub damaged: Option<Malformed>,
+    /// Only the header decoded: the question is unknown.
+    pub question_damaged: bool,
+    /// A compression pointer leads forward, where RFC 1035 4.1.4 has a prior occurrence:
+    /// followed (resolvers do), and listed.
+    pub forward_pointer: bool,
 }
 
 impl Message {
+    /// `dns.anomalies`: what of RFC 1035 this message breaks. A truncated (TC) message may
+    /// end inside a record (RFC 2181 9), so that is no anomaly there.
+    pub fn anomalies(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if let Some(why) = self.damaged.filter(|_| !self.truncation_expected()) {
+            v.push(why.as_str());
+        }
+        if self.name_too_long {
+            v.push("name_too_long");
+        }
+        if self.forward_pointer {
+            v.push("forward_pointer");
+        }
+        v
+    }
+
+    /// Whether the message breaks a rule that makes it malformed (counted as such): damage
+    /// other than a TC message's records ending early, or a name past 255 octets. A forward
+    /// pointer is only listed.
+    pub fn is_malformed(&self) -> bool {
+        self.damaged.is_some() && !self.truncation_expected() || self.name_too_long
+    }
+
+    /// The TC bit is set and the message ends inside its records, as truncation allows.
+    fn truncation_expected(&self) -> bool {
+        self.flags & 0x0200 != 0 && self.damaged == Some(Malformed::Short) && !self.question_damaged
+    }
+
     pub fn is_response(&self) -> bool {
         self.flags & 0x8000 != 0
     }
@@ -138,6 +189,8 @@ pub struct Name {
     pub truncated: bool,
     /// Past RFC 1035's 255 octets (3.1): malformed, still reported.
     pub too_long: bool,
+    /// A pointer on the way leads forward (`Message::forward_pointer`).
+    pub forward: bool,
 }
 
 /// Most characters of a name kept as text. RFC 1035 3.1 caps a name at 255 octets, at most
@@ -176,9 +229,13 @@ fn walk_name(msg: &[u8], at: usize, text: bool) -> Result<(Name, usize), Malform
                 let target = ((len & 0x3f) << 8) | low;
                 end.get_or_insert(pos + 2);
                 hops += 1;
-                if target >= msg.len() || hops > MAX_HOPS {
-                    return Err(Malformed::BadName);
+                if target >= msg.len() {
+                    return Err(Malformed::PointerOutside);
                 }
+                if hops > MAX_HOPS {
+                    return Err(Malformed::PointerLoop);
+                }
+                name.forward |= target > pos;
                 if name.truncated || (!text && name.too_long) {
                     return Ok((name, end.unwrap_or(pos + 2)));
                 }
@@ -203,8 +260,9 @@ fn walk_name(msg: &[u8], at: usize, text: bool) -> Result<(Name, usize), Malform
                     return Ok((name, end));
                 }
             }
-            // 0x40 and 0x80: extended label types (RFC 6891 deprecated them).
-            _ => return Err(Malformed::BadName),
+            // 0x40 and 0x80: extended label types (RFC 6891 deprecated them), or a label
+            // past 63 octets.
+            _ => return Err(Malformed::LabelType),
         }
     }
 }
@@ -251,10 +309,12 @@ pub fn parse(msg: &[u8]) -> Result<Message, Malformed> {
     let counts = [be16(msg, 6), be16(msg, 8), be16(msg, 10)];
     let mut r = Reader { msg, at: 12 };
     let (mut question, mut question_truncated, mut name_too_long) = (None, false, false);
+    let mut forward_pointer = false;
     for i in 0..qd {
         let name = r.name(i == 0)?;
         let (qtype, qclass) = (r.u16()?, r.u16()?);
         name_too_long |= name.too_long;
+        forward_pointer |= name.forward;
         if i == 0 {
             question_truncated = name.truncated;
             question = Some((name.text, qtype, qclass));
@@ -271,9 +331,31 @@ pub fn parse(msg: &[u8]) -> Result<Message, Malformed> {
         dnssec_ok: false,
         extended_rcode: 0,
         damaged: None,
+        question_damaged: false,
+        forward_pointer,
     };
     m.damaged = records(&mut r, &mut m).err();
     Ok(m)
+}
+
+/// A message whose question did not decode (`why`), from its header alone, so that it is
+/// still reported with what is wrong: `None` when there is no whole header either.
+pub fn undecodable(msg: &[u8], why: Malformed) -> Option<Message> {
+    let (id, flags, _) = header(msg)?;
+    Some(Message {
+        id,
+        flags,
+        question: None,
+        question_truncated: false,
+        name_too_long: false,
+        answers: Vec::new(),
+        counts: [be16(msg, 6), be16(msg, 8), be16(msg, 10)],
+        dnssec_ok: false,
+        extended_rcode: 0,
+        damaged: Some(why),
+        question_damaged: true,
+        forward_pointer: false,
+    })
 }
 
 /// The answer, authority and additional sections into `m`, until one does not decode.
@@ -283,6 +365,7 @@ fn records(r: &mut Reader<'_>, m: &mut Message) -> Result<(), Malformed> {
         for _ in 0..count {
             let kept = section == 0 && m.opcode() != 5 && m.answers.len() < MAX_ANSWERS;
             let name = r.name(kept)?;
+            m.forward_pointer |= name.forward;
             let (rtype, class, ttl) = (r.u16()?, r.u16()?, r.u32()?);
             let len = r.u16()? as usize;
             let start = r.at;
@@ -542,207 +625,4 @@ pub fn opcode_name(o: u8) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A response for `www.example.com A` with a compressed CNAME and A record.
-    fn response() -> Vec<u8> {
-        let mut m = vec![
-            0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0, // header: QR RD RA, 1 q, 2 an
-        ];
-        m.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
-        // CNAME www.example.com -> web.example.com (web + pointer to example.com at 16)
-        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6]);
-        m.extend_from_slice(b"\x03web\xc0\x10");
-        // A web.example.com 192.0.2.7 (pointer to the CNAME's data at 45)
-        m.extend_from_slice(&[0xc0, 45, 0, 1, 0, 1, 0, 0, 1, 0, 0, 4, 192, 0, 2, 7]);
-        m
-    }
-
-    #[test]
-    fn compressed_names_and_records_decode() {
-        let m = parse(&response()).unwrap();
-        assert_eq!(m.id, 0x1234);
-        assert!(m.is_response());
-        assert_eq!(m.rcode(), 0);
-        assert_eq!(m.header_flags(), ["RD", "RA"]);
-        assert_eq!(m.question, Some(("www.example.com".into(), 1, 1)));
-        assert_eq!(m.answers.len(), 2);
-        assert_eq!(m.answers[0].data, "web.example.com");
-        assert_eq!(m.answers[0].ttl, 60);
-        assert_eq!(m.answers[1].name, "web.example.com");
-        assert_eq!(m.answers[1].data, "192.0.2.7");
-        assert_eq!(m.answers[1].ttl, 256);
-    }
-
-    /// RFC 6891 section 6.1.3: the OPT record's TTL carries the upper 8 bits of the response
-    /// code. BADVERS (16) is a header code of 0 under an extended code of 1; BADCOOKIE (23,
-    /// RFC 7873) is 7 under 1. Without OPT the header's 4 bits are the whole code.
-    #[test]
-    fn the_opt_record_extends_the_response_code() {
-        let with_opt = |header_rcode: u8, extended: u8| {
-            let mut m = vec![
-                0xab,
-                0xcd,
-                0x81,
-                0x80 | header_rcode,
-                0,
-                1,
-                0,
-                0,
-                0,
-                0,
-                0,
-                1,
-            ];
-            m.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
-            // OPT: root name, type 41, class (UDP size) 1232, TTL = ext rcode, version 0, DO.
-            m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, extended, 0, 0x80, 0, 0, 0]);
-            parse(&m).unwrap()
-        };
-        let badvers = with_opt(0, 1);
-        assert_eq!(badvers.rcode(), 16);
-        assert_eq!(rcode_name(badvers.rcode()), "BADVERS");
-        assert!(badvers.dnssec_ok);
-        let cookie = with_opt(7, 1);
-        assert_eq!(rcode_name(cookie.rcode()), "BADCOOKIE");
-        let plain = with_opt(3, 0);
-        assert_eq!(rcode_name(plain.rcode()), "NXDOMAIN");
-        assert_eq!(parse(&response()).unwrap().rcode(), 0);
-    }
-
-    #[test]
-    fn pointer_loops_are_errors() {
-        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]); // points at itself
-        assert_eq!(parse(&m), Err(Malformed::BadName));
-        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        m.extend_from_slice(&[0xc0, 14, 0xc0, 12, 0, 1, 0, 1]); // forward, then back
-        assert_eq!(parse(&m), Err(Malformed::BadName));
-        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        m.extend_from_slice(&[0xc0, 200, 0, 1, 0, 1]); // past the end
-        assert_eq!(parse(&m), Err(Malformed::BadName));
-    }
-
-    /// tcpdump's dns_fwdptr.pcap in small: thousands of questions pointing into one long run
-    /// of labels. Each name is read only to its cut (the first's text, the others' 255
-    /// octets): what the run holds further on is never walked, so it costs nothing per name,
-    /// and damage there is not the questions' damage.
-    #[test]
-    fn names_pointing_into_a_long_run_of_labels_are_read_to_their_cut_only() {
-        let questions: u16 = 2000;
-        let run_at = 12 + 6 * questions as usize;
-        let mut m = vec![0, 1, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0];
-        m[4..6].copy_from_slice(&questions.to_be_bytes());
-        for _ in 0..questions {
-            m.extend_from_slice(&[0xc0 | (run_at >> 8) as u8, run_at as u8, 0, 1, 0, 1]);
-        }
-        for _ in 0..20_000 {
-            m.extend_from_slice(&[1, 0xfb]);
-        }
-        m.push(0);
-        let whole = parse(&m).unwrap();
-        let (text, qtype, _) = whole.question.clone().unwrap();
-        assert!(
-            text.starts_with("\\251.\\251.") && text.len() <= MAX_NAME_TEXT,
-            "{text}"
-        );
-        assert!(whole.question_truncated && whole.name_too_long);
-        assert_eq!((qtype, whole.damaged), (1, None));
-        // An extended label type (an error wherever a name reaches it) 400 labels into the run:
-        // past every name's cut (1,025 characters of `\251` labels is 205 labels; 255 octets 128).
-        let mut damaged = m.clone();
-        damaged[run_at + 2 * 400] = 0x40;
-        assert_eq!(parse(&damaged), Ok(whole.clone()));
-        // Before the cut, it is the questions' error.
-        damaged[run_at + 2 * 100] = 0x40;
-        assert_eq!(parse(&damaged), Err(Malformed::BadName));
-    }
-
-    #[test]
-    fn a_forward_pointer_is_followed() {
-        // Two questions, the first naming the second's name further on.
-        let mut m = vec![0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0];
-        m.extend_from_slice(&[0xc0, 18, 0, 1, 0, 1]);
-        m.extend_from_slice(b"\x03www\x07example\x00\x00\x1c\x00\x01");
-        let q = parse(&m).unwrap().question.unwrap();
-        assert_eq!(q, ("www.example".into(), 1, 1));
-    }
-
-    #[test]
-    fn a_truncation_is_an_error_in_the_question_and_damage_after_it() {
-        let full = response();
-        // Header (12) and question (21 bytes of name, type, class).
-        let question_end = 12 + 17 + 4;
-        for n in 0..full.len() {
-            match parse(&full[..n]) {
-                Err(_) => assert!(n < question_end, "{n} bytes"),
-                Ok(m) => {
-                    assert!(n >= question_end, "{n} bytes");
-                    assert_eq!(m.damaged, Some(Malformed::Short), "{n} bytes");
-                    // The CNAME (to byte 51) is kept once whole, the A record never.
-                    assert_eq!(m.answers.len(), usize::from(n >= 51), "{n} bytes");
-                }
-            }
-        }
-        assert_eq!(parse(&full).unwrap().damaged, None);
-    }
-
-    #[test]
-    fn a_name_past_255_octets_is_cut_and_flagged_not_refused() {
-        // 40 labels of 30 characters: 1,240 octets, then an answer whose owner points at it.
-        let mut m = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
-        for _ in 0..40 {
-            m.push(30);
-            m.extend_from_slice(&[b'a'; 30]);
-        }
-        m.extend_from_slice(&[0, 0, 1, 0, 1]);
-        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
-        let p = parse(&m).unwrap();
-        let q = p.question.unwrap();
-        assert_eq!(q.0.len(), MAX_NAME_TEXT);
-        assert!(q.0.starts_with("aaa") && q.0.split('.').all(|l| l.len() <= 30));
-        assert!(p.question_truncated && p.name_too_long);
-        assert_eq!(p.damaged, None);
-        // The record after the long name is read from where the name's bytes end.
-        assert_eq!(p.answers[0].data, "192.0.2.1");
-        assert!(p.answers[0].name_truncated);
-        // 300 octets: past the limit, whole as text, not cut.
-        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        for _ in 0..10 {
-            m.push(29);
-            m.extend_from_slice(&[b'b'; 29]);
-        }
-        m.extend_from_slice(&[0, 0, 1, 0, 1]);
-        let p = parse(&m).unwrap();
-        assert_eq!(p.question.unwrap().0.len(), 10 * 30 - 1);
-        assert!(!p.question_truncated && p.name_too_long);
-    }
-
-    #[test]
-    fn an_update_reads_its_prerequisites_without_taking_them_for_answers() {
-        // RFC 2136: zone trawl.test SOA; prerequisite "no CNAME at host" (class NONE, no
-        // data); update "delete host's A RRset" (class ANY, no data).
-        let mut m = vec![0, 9, 0x28, 0, 0, 1, 0, 1, 0, 1, 0, 0];
-        m.extend_from_slice(b"\x05trawl\x04test\x00\x00\x06\x00\x01");
-        m.extend_from_slice(b"\x04host\xc0\x0c\x00\x05\x00\xfe\x00\x00\x00\x00\x00\x00");
-        m.extend_from_slice(b"\xc0\x1c\x00\x01\x00\xff\x00\x00\x00\x00\x00\x00");
-        let p = parse(&m).unwrap();
-        assert_eq!(opcode_name(p.opcode()), "UPDATE");
-        assert_eq!(p.question, Some(("trawl.test".into(), 6, 1)));
-        assert_eq!(p.damaged, None);
-        assert!(p.answers.is_empty());
-        assert_eq!(p.counts, [1, 1, 0]);
-    }
-
-    #[test]
-    fn odd_labels_are_escaped() {
-        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        m.extend_from_slice(b"\x03a.b\x02\x00z\x00\x00\x01\x00\x01");
-        let q = parse(&m).unwrap().question.unwrap();
-        assert_eq!(q.0, "a\\.b.\\000z");
-        let mut root = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        root.extend_from_slice(b"\x00\x00\x02\x00\x01");
-        assert_eq!(parse(&root).unwrap().question.unwrap().0, ".");
-    }
-}
+mod tests;

@@ -91,7 +91,10 @@ impl Protocol for Dns {
             Transport::Udp => payload,
             Transport::Tcp => {
                 let len = u16::from_be_bytes([*payload.first()?, *payload.get(1)?]) as usize;
-                payload.get(2..).filter(|m| m.len() <= len)?
+                // The segment may end inside the message, or hold the next one too (RFC 7766
+                // 6.2.1.1 lets a client send its queries back to back).
+                let rest = payload.get(2..)?;
+                &rest[..len.min(rest.len())]
             }
         };
         let (_, flags, questions) = message::header(msg)?;
@@ -180,11 +183,17 @@ struct DnsSession {
 
 impl DnsSession {
     fn message(&mut self, bytes: &[u8], seen: (i64, i64, u64), out: &mut Sink<DnsTx>) {
+        // A message whose question does not decode (a pointer loop, a label over 63 octets)
+        // is still reported from its header, with what is wrong in `dns.anomalies`: dropped,
+        // a query left nothing to see and a response left its query unanswered.
         let msg = match message::parse(bytes) {
             Ok(m) => m,
-            Err(_) => return out.malformed(),
+            Err(why) => match message::undecodable(bytes, why) {
+                Some(m) => m,
+                None => return out.malformed(),
+            },
         };
-        if msg.damaged.is_some() || msg.name_too_long {
+        if msg.is_malformed() {
             // Reported with the records that decoded (a name past 255 octets cut to its
             // first characters), and counted.
             out.malformed();
@@ -222,7 +231,8 @@ impl DnsSession {
             q.0.msg.id == seen.msg.id
                 && match &seen.msg.question {
                     None => answers_name(&q.0.msg),
-                    question => q.0.msg.question == *question,
+                    // A query whose question did not decode is answered by its id alone.
+                    question => q.0.msg.question_damaged || q.0.msg.question == *question,
                 }
         };
         match self.pending.iter().position(matches) {
