@@ -330,11 +330,20 @@ fn a_dns_message_with_more_questions_than_bytes_is_counted_and_the_rest_kept() {
         |payload| payload[4..6].copy_from_slice(&[0xff, 0xff]),
     );
     assert!(kept >= 2, "{kept}");
-    // Its response has no query to go with: reported on its own.
-    assert!(after
+    // The query is still reported, from its header, with why; its response answers it by id
+    // (was: the query dropped, and its response reported alone).
+    let damaged: Vec<_> = after
         .events
         .iter()
-        .any(|e| e["event"]["reason"].as_str().is_some()));
+        .filter(|e| e["dns"]["anomalies"] == serde_json::json!(["short_message"]))
+        .collect();
+    assert_eq!(damaged.len(), 1, "{:#?}", after.events);
+    assert!(damaged[0]["event"]["reason"].is_null(), "{}", damaged[0]);
+    assert!(
+        damaged[0]["dns"]["question"]["name"].is_string(),
+        "{}",
+        damaged[0]
+    );
 }
 
 #[test]
