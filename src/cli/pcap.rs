@@ -226,6 +226,15 @@ fn print_events(file: PathBuf, analyzers: Analyzers) -> i32 {
     if broken {
         return 0; // stdout closed (a pager or `head` quit): not trawl's error.
     }
+    if let Ok(s) = &summary {
+        if s.clamped_times > 0 {
+            tracing::warn!(
+                packets = s.clamped_times,
+                path = %file.display(),
+                "packets whose time was past what 64-bit nanoseconds hold, clamped"
+            );
+        }
+    }
     match summary {
         Ok(s) => match s.error {
             Some(e) => {

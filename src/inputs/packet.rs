@@ -296,6 +296,9 @@ impl PacketInput {
                     ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(input = %ctx.name, "capture file ends in a damaged record, stopped there: {err}");
                 }
+                if summary.clamped_times > 0 {
+                    tracing::warn!(input = %ctx.name, packets = summary.clamped_times, path = %path.display(), "packets whose time was past what 64-bit nanoseconds hold, clamped");
+                }
                 tracing::info!(input = %ctx.name, packets = summary.packets, path = %path.display(), "capture file done");
                 Ok(())
             }

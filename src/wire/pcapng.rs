@@ -35,10 +35,28 @@ struct Interface {
     link: i32,
     snaplen: u32,
     units: Units,
-    /// `if_tsoffset`: seconds added to every timestamp.
+    /// `if_tsoffset`: seconds added to every timestamp (clamped to what `i64` nanoseconds
+    /// hold, about 292 years either side of 1970).
     offset_ns: i64,
+    /// `if_tsoffset` was past that range: every time of this interface is clamped.
+    offset_clamped: bool,
     /// Linux's `any` pseudo-interface, whose copies of a packet are copies whatever arrives.
     any: bool,
+}
+
+impl Interface {
+    /// The time of a packet stamped `t` on this interface, or `Err` with it clamped to the
+    /// nearer end of what `i64` nanoseconds hold (292 years either side of 1970), when it is
+    /// past them or the interface's offset was. In `i128`, where neither part can overflow.
+    fn time_ns(&self, t: u64) -> Result<i64, i64> {
+        let ns = self.units.to_ns(t) as i128 + i128::from(self.offset_ns);
+        match i64::try_from(ns) {
+            Ok(ns) if !self.offset_clamped => Ok(ns),
+            Ok(ns) => Err(ns),
+            Err(_) if ns < 0 => Err(i64::MIN),
+            Err(_) => Err(i64::MAX),
+        }
+    }
 }
 
 /// `if_tsresol`: what one unit of a timestamp is.
@@ -51,7 +69,9 @@ enum Units {
 }
 
 impl Units {
-    fn to_ns(self, t: u64) -> i64 {
+    /// `t` units in nanoseconds. In `u128`: `u64::MAX` times 10^9 is below 2^94, so nothing
+    /// here overflows.
+    fn to_ns(self, t: u64) -> u128 {
         let ns = match self {
             Units::Decimal(n) if n <= 9 => (t as u128) * 10u128.pow(9 - n as u32),
             Units::Decimal(n) => match 10u128.checked_pow(n as u32 - 9) {
@@ -61,7 +81,24 @@ impl Units {
             Units::Binary(n) if n < 128 => ((t as u128) * 1_000_000_000) >> n,
             Units::Binary(_) => 0,
         };
-        i64::try_from(ns).unwrap_or(i64::MAX)
+        ns
+    }
+
+    /// Finer than the nanoseconds trawl keeps: times are rounded down to them.
+    fn finer_than_ns(self) -> bool {
+        match self {
+            Units::Decimal(n) => n > 9,
+            Units::Binary(n) => n > 29,
+        }
+    }
+}
+
+impl std::fmt::Display for Units {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Units::Decimal(n) => write!(f, "10^-{n} s"),
+            Units::Binary(n) => write!(f, "2^-{n} s"),
+        }
     }
 }
 
@@ -75,6 +112,12 @@ pub struct PcapngReader<'a> {
     base: u32,
     /// A Simple Packet Block has no time: it takes the last packet's.
     last_ts: i64,
+    /// Packets whose time is past what `i64` nanoseconds hold (an extreme `if_tsresol` or
+    /// `if_tsoffset`): clamped to the nearest end, counted, the first logged.
+    pub clamped_times: u64,
+    /// An interface with an odd time option was logged: once per capture, not per block (a
+    /// capture may declare thousands of interfaces).
+    warned: bool,
 }
 
 impl<'a> PcapngReader<'a> {
@@ -91,6 +134,8 @@ impl<'a> PcapngReader<'a> {
             interfaces: Vec::new(),
             base: 0,
             last_ts: 0,
+            clamped_times: 0,
+            warned: false,
         }
     }
 
@@ -194,7 +239,15 @@ impl<'a> PcapngReader<'a> {
                             "more than {MAX_INTERFACES} interfaces in one pcapng section"
                         ));
                     }
-                    let interface = self.interface(body)?;
+                    let (interface, odd) = self.interface(body)?;
+                    if let Some(odd) = odd.filter(|_| !self.warned) {
+                        self.warned = true;
+                        let id = u32::try_from(self.interfaces.len()).unwrap_or(u32::MAX);
+                        tracing::warn!(
+                            interface = self.base.saturating_add(id),
+                            "pcapng interface {odd} (logged for the first such interface only)"
+                        );
+                    }
                     self.interfaces.push(interface);
                     None
                 }
@@ -242,7 +295,23 @@ impl<'a> PcapngReader<'a> {
                 ));
             };
             let ts_ns = match t {
-                Some(t) => interface.units.to_ns(t).saturating_add(interface.offset_ns),
+                Some(t) => match interface.time_ns(t) {
+                    Ok(ns) => ns,
+                    Err(clamped) => {
+                        if self.clamped_times == 0 {
+                            tracing::warn!(
+                                interface = self.base.saturating_add(id),
+                                timestamp = t,
+                                if_tsresol = %interface.units,
+                                if_tsoffset_ns = interface.offset_ns,
+                                "pcapng packet time past what 64-bit nanoseconds hold (292 years \
+                                 either side of 1970): clamped, and so are any more (counted)"
+                            );
+                        }
+                        self.clamped_times += 1;
+                        clamped
+                    }
+                },
                 None => self.last_ts,
             };
             self.last_ts = ts_ns;
@@ -267,7 +336,8 @@ impl<'a> PcapngReader<'a> {
         Ok(())
     }
 
-    fn interface(&self, body: &[u8]) -> Result<Interface, String> {
+    /// An interface's description, and what is odd in its time options, to be logged.
+    fn interface(&self, body: &[u8]) -> Result<(Interface, Option<String>), String> {
         if body.len() < 8 {
             return Err("pcapng interface description block too short".into());
         }
@@ -276,8 +346,10 @@ impl<'a> PcapngReader<'a> {
             snaplen: self.word(body, 4),
             units: Units::Decimal(6),
             offset_ns: 0,
+            offset_clamped: false,
             any: false,
         };
+        let mut odd = None;
         // Options: code, length, value padded to 4 bytes, until opt_endofopt or the end.
         let mut at = 8;
         while at + 4 <= body.len() {
@@ -296,19 +368,38 @@ impl<'a> PcapngReader<'a> {
                         Units::Decimal(value[0])
                     } else {
                         Units::Binary(value[0] & 0x7f)
+                    };
+                    if interface.units.finer_than_ns() {
+                        // A 64-bit count of such units spans this many seconds: 1.8 s at
+                        // 10^-19, none at all past 10^-38, where every time reads as 1970.
+                        let span = interface.units.to_ns(u64::MAX) / 1_000_000_000;
+                        odd = Some(format!(
+                            "if_tsresol {} is finer than the nanoseconds trawl keeps: times \
+                             are rounded down, and a 64-bit count of them spans {span} s",
+                            interface.units
+                        ));
                     }
                 }
                 // if_tsoffset
                 (14, 8) => {
                     let hi = self.word(value, if self.big_endian { 0 } else { 4 }) as u64;
                     let lo = self.word(value, if self.big_endian { 4 } else { 0 }) as u64;
-                    interface.offset_ns = ((hi << 32 | lo) as i64).saturating_mul(1_000_000_000);
+                    let secs = (hi << 32 | lo) as i64;
+                    interface.offset_ns = secs.saturating_mul(1_000_000_000);
+                    interface.offset_clamped = secs.checked_mul(1_000_000_000).is_none();
+                    if interface.offset_clamped {
+                        odd = Some(format!(
+                            "if_tsoffset {secs} s is past what 64-bit nanoseconds hold (292 \
+                             years either side of 1970): clamped to {} ns",
+                            interface.offset_ns
+                        ));
+                    }
                 }
                 _ => {}
             }
             at += 4 + olen.div_ceil(4) * 4;
         }
-        Ok(interface)
+        Ok((interface, odd))
     }
 }
 

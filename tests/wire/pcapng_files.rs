@@ -700,3 +700,71 @@ fn a_cut_or_overwritten_pcapng_keeps_the_packets_before_the_damage() {
         });
     }
 }
+
+/// `if_tsresol` and `if_tsoffset` at their extremes: 2^-63 s and 10^-19 s (a 64-bit count of
+/// them spans 2 s and 1.8 s), 10^-127 s (none: every time is 1970), offsets of nearly
+/// `i64::MAX` and `i64::MIN` seconds, and `u64::MAX` whole seconds. Every packet is read, none
+/// wraps (times past what `i64` nanoseconds hold are clamped to its ends), and `trawl pcap`
+/// decodes the file, exits 0, and says so on stderr: the first odd interface once, and the
+/// count of clamped times.
+#[test]
+fn extreme_time_resolutions_and_offsets_are_clamped_and_logged_once() {
+    let mut w = Writer {
+        big: false,
+        out: Vec::new(),
+    };
+    w.section(false);
+    w.interface(101, 65535, &[(9, vec![0x80 | 63])]);
+    w.interface(101, 65535, &[(9, vec![19])]);
+    w.interface(101, 65535, &[(9, vec![127])]);
+    w.interface(101, 65535, &[(14, (i64::MAX - 5).to_le_bytes().to_vec())]);
+    w.interface(101, 65535, &[(14, (i64::MIN + 5).to_le_bytes().to_vec())]);
+    w.interface(101, 65535, &[(9, vec![0])]);
+    for (i, t) in [u64::MAX, u64::MAX, u64::MAX, 1_000_000, 0, u64::MAX]
+        .into_iter()
+        .enumerate()
+    {
+        w.enhanced(i as u32, t, &packet(i as u8), 60);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("extremes.pcapng");
+    std::fs::write(&path, &w.out).unwrap();
+    let times: Vec<i64> = read_pcapng(&path).iter().map(|r| r.ts_ns).collect();
+    assert_eq!(
+        times,
+        [
+            1_999_999_999,
+            1_844_674_407,
+            0,
+            i64::MAX,
+            i64::MIN,
+            i64::MAX
+        ]
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["pcap", "--only", "flows"])
+        .arg(&path)
+        .env("TRAWL_LOG_LEVEL", "warn")
+        .output()
+        .expect("run trawl pcap");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let odd: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("if_tsresol 2^-63 s is finer than"))
+        .collect();
+    assert_eq!(odd.len(), 1, "the first odd interface, once: {stderr}");
+    assert!(
+        !stderr.contains("if_tsresol 10^-19"),
+        "logged once per capture: {stderr}"
+    );
+    let clamped: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("clamped") && l.contains("packets"))
+        .collect();
+    assert!(
+        clamped.len() == 1 && clamped[0].contains("packets=3"),
+        "three clamped times counted: {stderr}"
+    );
+}

@@ -15,6 +15,9 @@ pub struct FileSummary {
     pub packets: u64,
     /// A truncated or corrupt record stopped the reading early.
     pub error: Option<String>,
+    /// Packets whose time was past what 64-bit nanoseconds hold (pcapng's `if_tsresol` and
+    /// `if_tsoffset` allow that): clamped.
+    pub clamped_times: u64,
 }
 
 /// Reads `path` (`-`: standard input; a FIFO or pipe too) through `engine`, calling `flush`
@@ -104,6 +107,10 @@ trait Records {
     /// The next packet: (interface, link type, time in ns, bytes).
     #[allow(clippy::type_complexity)]
     fn next(&mut self) -> Result<Option<(Option<u32>, i32, i64, &[u8])>, String>;
+    /// Packets whose time was clamped (`FileSummary::clamped_times`).
+    fn clamped_times(&self) -> u64 {
+        0
+    }
 }
 
 impl Records for Reader<'_> {
@@ -125,6 +132,9 @@ impl Records for PcapngReader<'_> {
         Ok(self
             .next_packet()?
             .map(|p| (p.interface, p.link, p.ts_ns, p.data)))
+    }
+    fn clamped_times(&self) -> u64 {
+        self.clamped_times
     }
 }
 
@@ -179,6 +189,7 @@ fn read_records<R: Records>(
     while let Some(p) = held.pop(true) {
         engine.packet_on(p.interface, p.link, p.ts_ns, &p.data);
     }
+    summary.clamped_times = records.clamped_times();
     finish(engine, flush);
     summary
 }
