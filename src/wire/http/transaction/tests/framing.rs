@@ -1,6 +1,6 @@
 //! Where a request ends, from RFC 9112: section 6.3 (Transfer-Encoding against Content-Length,
 //! invalid Content-Length), and section 9.3.2 (one final response per request, also when it
-//! comes before the request body has all come).
+//! comes before the request body has all come); and where a response ends (section 6.3).
 
 use super::*;
 
@@ -244,4 +244,54 @@ fn an_invalid_content_length_is_flagged_and_ends_the_parsing_of_requests() {
         assert_eq!(out[0].req_body_bytes, 3, "{cl}");
         assert!(anomalies(&out[0]).is_empty(), "{cl}");
     }
+}
+
+fn response_anomalies(t: &Transaction) -> Vec<&'static str> {
+    t.response
+        .as_ref()
+        .map(|r| r.anomalies.clone())
+        .unwrap_or_default()
+}
+
+/// RFC 9112 section 6.3 on responses, keep-alive: a repeated length is that length, and the
+/// next response is the next request's; Transfer-Encoding beside Content-Length decides and
+/// is flagged; a HEAD response's and a 204's lengths frame nothing and flag nothing; lengths
+/// that disagree are unrecoverable: the rest of the server's side is that body.
+#[test]
+fn responses_are_framed_as_rfc_9112_section_6_3_says() {
+    let out = run(
+        &[b"GET /a HTTP/1.1\r\n\r\nHEAD /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\nGET /d HTTP/1.1\r\n\r\nGET /e HTTP/1.1\r\n\r\nGET /f HTTP/1.1\r\n\r\n"],
+        &[b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc\
+HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n\
+HTTP/1.1 204 No Content\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
+    );
+    let s: Vec<String> = out.iter().map(|t| summary(t)).collect();
+    assert_eq!(
+        s,
+        vec![
+            "GET /a -> 200 None",
+            "HEAD /b -> 200 None",
+            "GET /c -> 204 None",
+            "GET /d -> 200 None",
+            "GET /e -> 200 None",
+            "GET /f -> 0 Some(Response)",
+        ]
+    );
+    assert_eq!(out[0].resp_body_bytes, 3);
+    for t in &out[..3] {
+        assert!(response_anomalies(t).is_empty(), "{t:?}");
+    }
+    assert_eq!(
+        response_anomalies(&out[3]),
+        [anomaly::CONTENT_LENGTH_WITH_TRANSFER_ENCODING]
+    );
+    assert_eq!(out[3].resp_body_bytes, 2);
+    assert_eq!(
+        response_anomalies(&out[4]),
+        [anomaly::INVALID_CONTENT_LENGTH]
+    );
+    // "abc" and the 38-byte response after it: read until the close.
+    assert_eq!(out[4].resp_body_bytes, 41);
 }
