@@ -72,7 +72,7 @@ impl Units {
     /// `t` units in nanoseconds. In `u128`: `u64::MAX` times 10^9 is below 2^94, so nothing
     /// here overflows.
     fn to_ns(self, t: u64) -> u128 {
-        let ns = match self {
+        match self {
             Units::Decimal(n) if n <= 9 => (t as u128) * 10u128.pow(9 - n as u32),
             Units::Decimal(n) => match 10u128.checked_pow(n as u32 - 9) {
                 Some(d) => t as u128 / d,
@@ -80,8 +80,7 @@ impl Units {
             },
             Units::Binary(n) if n < 128 => ((t as u128) * 1_000_000_000) >> n,
             Units::Binary(_) => 0,
-        };
-        ns
+        }
     }
 
     /// Finer than the nanoseconds trawl keeps: times are rounded down to them.
