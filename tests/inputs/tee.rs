@@ -1,6 +1,6 @@
 //! `trawl tee` end to end with the real binary: byte-identical pass-through of binary output,
-//! exit codes and forwarded signals, lines as events in-process, and lines spooled while the
-//! sidecar is down delivered once it is up.
+//! exit codes and forwarded signals (those ignored by the parent left ignored), lines as
+//! events in-process, and lines spooled while the sidecar is down delivered once it is up.
 
 use serde_json::Value;
 use std::io::Read;
@@ -590,5 +590,64 @@ fn what_cannot_be_kept_is_dropped_counted_and_reported_while_output_passes_throu
         dropped + not_shipped,
         total as u64,
         "every byte accounted for: {report}"
+    );
+}
+
+/// `nohup trawl tee -- app`, or `trawl tee -- app &` in a script (the shell starts background
+/// jobs with SIGINT and SIGQUIT ignored): a signal ignored when trawl starts stays ignored,
+/// by trawl and by the app, as `nice` or `env` leave it. trawl made it forwarded: the app then
+/// died at the terminal's hangup (or Ctrl-C) that the user had asked it to survive.
+#[test]
+fn signals_ignored_by_the_parent_stay_ignored_by_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = null_pipeline(dir.path());
+    let stop = dir.path().join("stop");
+    let app = format!(
+        "grep SigIgn /proc/self/status; echo ready; while [ ! -e {} ]; do sleep 0.05; done; exit 3",
+        stop.display()
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' HUP INT; exec \"$0\" --log-level off tee -c \"$1\" -- sh -c \"$2\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_trawl"))
+        .arg(&cfg)
+        .arg(&app)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains("ready") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the app ended before it was ready");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let mask = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .expect("the app's SigIgn line");
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    assert_eq!(
+        mask & (bit(libc::SIGHUP) | bit(libc::SIGINT)),
+        bit(libc::SIGHUP) | bit(libc::SIGINT),
+        "the app does not ignore SIGHUP and SIGINT: {text}"
+    );
+    // The hangup and Ctrl-C of a closed terminal: nothing is forwarded, the app runs on.
+    // SAFETY: signals to our own child process (trawl, exec'd by the shell).
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    std::fs::write(&stop, "").unwrap();
+    stdout.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(3),
+        "the app did not exit by itself"
     );
 }

@@ -45,9 +45,26 @@ extern "C" fn forward_signal(sig: libc::c_int) {
     }
 }
 
+/// Whether `sig` is ignored in this process: as `nohup` (SIGHUP) or a shell starting a
+/// background job (`app &` in a script: SIGINT and SIGQUIT) leave it.
+fn ignored(sig: libc::c_int) -> bool {
+    // SAFETY: with a null new action, sigaction only fills the zeroed `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// The signals in `FORWARDED` go to the child; the shipping side stays up to ship what is left.
+/// A signal ignored when trawl starts stays ignored, by trawl and by the child (an ignored
+/// signal stays ignored across exec), as a wrapper such as `nice` or `env` leaves it: under
+/// `nohup trawl tee -- app`, a hangup must not kill the app, nor Ctrl-C a script's background
+/// `trawl tee -- app &`. A handler would make it forwarded and the child would get it.
 pub fn install_signal_forwarding() {
     for sig in FORWARDED {
+        if ignored(sig) {
+            continue;
+        }
         // SAFETY: a zeroed sigaction with a plain handler and an empty mask is valid; the
         // handler only calls async-signal-safe functions.
         unsafe {
