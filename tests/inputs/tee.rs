@@ -527,9 +527,75 @@ fn lines_written_while_the_sidecar_is_down_arrive_once_it_is_up() {
         assert_eq!(m, &format!("early line {i}"), "in order");
     }
     assert!(events.iter().all(|e| e["stream"] == "stdout"));
-    assert!(
-        !d.join(format!("trawl-tee-{}.spill", tee.id())).exists(),
-        "spill file removed at exit"
+    assert!(spill_files(d).is_empty(), "spill file removed at exit");
+}
+
+/// The names of the spill files in `dir`.
+fn spill_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".spill"))
+        .collect()
+}
+
+/// The spill file a process has open, if any (by its descriptor: it may have no name).
+fn open_spill_file(pid: u32) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains(".spill"))
+        })
+        .map(|e| e.path())
+}
+
+/// A tee killed outright (the OOM killer, `kill -9`) while the sidecar is down and its lines
+/// wait in the spill file: the file was left in the spill folder (`/tmp` by default), up to
+/// `--spill-max` (256 MiB) at every such death, readable by every user of the machine. Now
+/// it is the process's alone (mode 0600) and goes with it.
+#[test]
+fn a_tee_killed_while_spilling_leaves_no_spill_file_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sock = d.join("nobody-listens.sock");
+    let mut tee = trawl()
+        .arg("tee")
+        .args([
+            "--forward",
+            &format!("unix:{}", sock.display()),
+            "--memory-buffer",
+            "4KiB",
+            "--spill-dir",
+        ])
+        .arg(d)
+        .args(["--", "sh", "-c", "seq 1 200000; exec sleep 60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let open = loop {
+        if let Some(p) = open_spill_file(tee.id()) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "tee never opened a spill file");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mode = std::fs::metadata(&open).unwrap().permissions().mode();
+    tee.kill().unwrap();
+    tee.wait().unwrap();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the spill file is readable by others: {mode:o}"
+    );
+    assert_eq!(
+        spill_files(d),
+        Vec::<String>::new(),
+        "left behind by a killed tee"
     );
 }
 

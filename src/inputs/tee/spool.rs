@@ -201,19 +201,8 @@ impl Spool {
     fn spill(&self, st: &mut State, chunk: &Chunk) -> Spilled {
         let len = chunk.data.len() as u64;
         if st.spill.is_none() {
-            let path = self
-                .limits
-                .spill_dir
-                .join(format!("trawl-tee-{}.spill", std::process::id()));
-            match std::fs::create_dir_all(&self.limits.spill_dir).and_then(|_| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-            }) {
-                Ok(file) => {
+            match create_spill(&self.limits.spill_dir) {
+                Ok((file, path)) => {
                     st.spill = Some(Spill {
                         file,
                         path,
@@ -373,10 +362,48 @@ impl Spool {
     /// may still hold the spool). What it still held is counted as dropped.
     pub fn remove_spill_file(&self) {
         if let Ok(mut st) = self.state.lock() {
+            // Unlinked when created: closing it returns its space.
             if let Some(sp) = st.spill.take() {
                 st.dropped_bytes += sp.data_bytes;
-                let _ = std::fs::remove_file(&sp.path);
             }
+        }
+    }
+}
+
+/// Creates the spill file in `dir`: always a new file (in a shared `/tmp` another user could
+/// have put a symlink at a name trawl would open, and trawl often runs as root), readable by
+/// trawl's user only (the app's lines may hold secrets), and unlinked at once, so that the
+/// open file alone keeps its space: a `kill -9` or the OOM killer leaves nothing behind (a
+/// named file was left, up to `--spill-max`, at every such death). `path` is for the logs.
+fn create_spill(dir: &std::path::Path) -> std::io::Result<(File, PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut attempt = 0u32;
+    loop {
+        let path = dir.join(format!(
+            "trawl-tee-{}-{stamp:08x}-{attempt}.spill",
+            std::process::id()
+        ));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(file) => {
+                std::fs::remove_file(&path)?;
+                return Ok((file, path));
+            }
+            // Someone else's file (or link) at that name: never opened, another name tried.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
