@@ -168,6 +168,8 @@ pub fn run(args: TeeArgs) -> i32 {
     // The shipper: the in-process pipeline, or the forwarder. It reports on `done` when finished.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
     let give_up = Arc::new(AtomicBool::new(false));
+    // What the forwarder holds unacknowledged, kept current by it (see `forward::run`).
+    let forwarding = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let max_line = args.max_line_bytes.as_usize();
     let mut in_pipeline = None;
     match (cfg, forward_path) {
@@ -191,9 +193,10 @@ pub fn run(args: TeeArgs) -> i32 {
         (None, Some(path)) => {
             let s = spool.clone();
             let g = give_up.clone();
+            let u = forwarding.clone();
             let held = args.memory_buffer.as_usize();
             std::thread::spawn(move || {
-                let report = forward::run(&s, path, max_line, held, g);
+                let report = forward::run(&s, path, max_line, held, g, u);
                 s.shipper_gone();
                 let _ = done_tx.send(report.unsent_bytes);
             });
@@ -204,7 +207,9 @@ pub fn run(args: TeeArgs) -> i32 {
     let code = passthrough::wait_child(&mut child);
     // Ship what is in flight, within the deadline (a stopping signal cuts it short).
     let deadline = args.flush_timeout.std();
-    let unsent = passthrough::wait_shipper(&done_rx, deadline, &give_up);
+    // Without a report, the forwarder is stuck writing: what it last said it holds.
+    let unsent = passthrough::wait_shipper(&done_rx, deadline, &give_up)
+        .unwrap_or_else(|| forwarding.load(std::sync::atomic::Ordering::Relaxed));
     let dropped = spool.dropped_bytes();
     let left = spool.queued_bytes() + unsent;
     let undelivered = in_pipeline.map(|u| u.events()).unwrap_or(0);

@@ -355,3 +355,53 @@ fn a_receiver_that_never_acknowledges_still_gets_every_line_once() {
         .collect();
     assert_eq!(got, lines(0, 1000), "every line once, in order");
 }
+
+/// A sidecar that greets, then stops reading (frozen by a debugger, stuck in a full disk):
+/// tee's write blocks, and when its flush deadline passes after the app exits, the report on
+/// stderr must count every byte the sidecar never acknowledged. It left out those the
+/// forwarder held (taken from the spool, stuck in that write): trawl said less was lost than was.
+#[test]
+fn a_receiver_that_stops_reading_gets_every_unshipped_byte_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("stuck.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let receiver = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 3];
+        conn.read_exact(&mut hello).unwrap();
+        conn.write_all(b"{\"protocol\":\"trawl-socket\",\"version\":2,\"ack\":\"offset\"}\n")
+            .unwrap();
+        // Never reads again, never acknowledges, until the test is over.
+        let _ = hold.recv();
+    });
+    // 40,000 lines of 38 bytes: far more than a socket buffer holds.
+    let total = 40_000 * 38;
+    let out = trawl()
+        .args(["--log-level", "error", "tee", "--forward"])
+        .arg(format!("unix:{}", sock.display()))
+        .args(["--flush-timeout", "1s", "--", "python3", "-c"])
+        .arg("import sys\nfor i in range(40000): sys.stdout.write('line %08d padding padding padding\\n' % i)")
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = release.send(());
+    receiver.join().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let count = |what: &str| -> u64 {
+        stderr
+            .split(", ")
+            .find_map(|part| part.strip_suffix(what))
+            .and_then(|n| n.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `{what}` in the report:\n{stderr}"))
+    };
+    let dropped = count(" bytes of output dropped (buffers full)");
+    let unshipped = count(" bytes not shipped");
+    assert_eq!(
+        dropped + unshipped,
+        total,
+        "every byte the receiver did not acknowledge is reported:\n{stderr}"
+    );
+}

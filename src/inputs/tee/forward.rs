@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,8 @@ struct Forwarder {
     /// Encoded bytes in `blocks`; no more is taken from the spool past `max_held`.
     held: usize,
     max_held: usize,
+    /// Bytes of the command's output behind the lines in `blocks` not yet acknowledged.
+    raw_held: u64,
     conn: Option<Conn>,
     down_logged: bool,
     unacknowledged_logged: bool,
@@ -148,12 +150,15 @@ struct Forwarder {
 /// Sends everything the spool yields to the Unix socket at `path`, reconnecting as needed,
 /// until the spool is closed and every line is acknowledged, or `give_up` is set (the flush
 /// deadline passed). At most `max_held` bytes of encoded lines wait for acknowledgement.
+/// `unsent` always holds what the report would say now: a write to a receiver that stopped
+/// reading blocks, and the caller that stops waiting must still count what was held here.
 pub fn run(
     spool: &Spool,
     path: PathBuf,
     max_line: usize,
     max_held: usize,
     give_up: Arc<AtomicBool>,
+    unsent: Arc<AtomicU64>,
 ) -> ForwardReport {
     let mut f = Forwarder {
         path,
@@ -161,6 +166,7 @@ pub fn run(
         written: 0,
         held: 0,
         max_held: max_held.max(1),
+        raw_held: 0,
         conn: None,
         down_logged: false,
         unacknowledged_logged: false,
@@ -168,11 +174,10 @@ pub fn run(
     let mut lines = StreamLines::new(max_line);
     let mut closed = false;
     loop {
+        unsent.store(f.raw_held + lines.pending() as u64, Ordering::Relaxed);
         if give_up.load(Ordering::Relaxed) {
-            let unsent =
-                f.blocks.iter().map(Block::unacked_raw).sum::<u64>() + lines.pending() as u64;
             return ForwardReport {
-                unsent_bytes: unsent,
+                unsent_bytes: f.raw_held + lines.pending() as u64,
             };
         }
         f.settle();
@@ -211,6 +216,8 @@ pub fn run(
             continue;
         }
         if f.written < f.blocks.len() {
+            // Said before the write, which blocks while the receiver does not read.
+            unsent.store(f.raw_held + lines.pending() as u64, Ordering::Relaxed);
             f.write();
         } else if closed || f.held >= f.max_held {
             // Everything is written: only an acknowledgement (or the connection's end, or the
@@ -228,6 +235,7 @@ impl Forwarder {
             return;
         }
         self.held += block.data.len();
+        self.raw_held += block.unacked_raw();
         self.blocks.push_back(block);
     }
 
@@ -258,9 +266,10 @@ impl Forwarder {
                 let Some(front) = self.blocks.front_mut() else {
                     break;
                 };
-                let before = front.unacked_bytes();
+                let before = (front.unacked_bytes(), front.unacked_raw());
                 let done = front.ack(upto);
-                self.held -= before - front.unacked_bytes();
+                self.held -= before.0 - front.unacked_bytes();
+                self.raw_held -= before.1 - front.unacked_raw();
                 if !done {
                     break;
                 }

@@ -98,12 +98,13 @@ pub fn wait_child(child: &mut std::process::Child) -> i32 {
 }
 
 /// Waits for the shipper's report (bytes it could not send) until `deadline`, or until a
-/// stopping signal; then tells it to give up and waits a moment more for its count.
+/// stopping signal; then tells it to give up and waits a moment more for its count. None when
+/// no report came: the shipper is stuck (in a write to a receiver that stopped reading).
 pub fn wait_shipper(
     done: &std::sync::mpsc::Receiver<u64>,
     deadline: std::time::Duration,
     give_up: &AtomicBool,
-) -> u64 {
+) -> Option<u64> {
     let end = std::time::Instant::now() + deadline;
     // Slices, so that a signal is seen within a tenth of a second; at most deadline/100ms
     // wake-ups, only after the command has exited.
@@ -114,14 +115,14 @@ pub fn wait_shipper(
             break;
         }
         match done.recv_timeout(slice.min(end - now)) {
-            Ok(n) => return n,
+            Ok(n) => return Some(n),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return 0,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
         }
     }
     give_up.store(true, Ordering::Relaxed);
     done.recv_timeout(std::time::Duration::from_millis(500))
-        .unwrap_or(0)
+        .ok()
 }
 
 /// Writes all of `data` to `fd`, as `tee` does; false once the fd is gone (the reader closed it).
