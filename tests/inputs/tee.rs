@@ -684,6 +684,16 @@ fn signals_ignored_by_the_parent_stay_ignored_by_the_app() {
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
+    // A failed assertion must not leave trawl and the app waiting for a stop file forever
+    // (they would hold the test's output open): killed, trawl takes the app with it.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
     let mut got = Vec::new();
     let mut buf = [0u8; 256];
     while !String::from_utf8_lossy(&got).contains("ready") {
@@ -706,13 +716,13 @@ fn signals_ignored_by_the_parent_stay_ignored_by_the_app() {
     // The hangup and Ctrl-C of a closed terminal: nothing is forwarded, the app runs on.
     // SAFETY: signals to our own child process (trawl, exec'd by the shell).
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGHUP);
-        libc::kill(child.id() as i32, libc::SIGINT);
+        libc::kill(child.0.id() as i32, libc::SIGHUP);
+        libc::kill(child.0.id() as i32, libc::SIGINT);
     }
     std::fs::write(&stop, "").unwrap();
     stdout.read_to_end(&mut got).unwrap();
     assert_eq!(
-        child.wait().unwrap().code(),
+        child.0.wait().unwrap().code(),
         Some(3),
         "the app did not exit by itself"
     );
