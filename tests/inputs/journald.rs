@@ -17,9 +17,9 @@ use support::process::{free_port, http_get, read_json_lines, wait_until, Trawl};
 
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 /// How long any one wait may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 
-fn have_tools() -> bool {
+pub(crate) fn have_tools() -> bool {
     let ok = Path::new(JOURNAL_REMOTE).exists()
         && Command::new("journalctl")
             .arg("--version")
@@ -38,7 +38,7 @@ fn have_tools() -> bool {
 
 /// Appends entries to `dir/remote.journal` in systemd's export format, through systemd's own
 /// writer. Each entry: (message, unit, pid, priority). Times increase from `t0` (µs).
-fn write_entries(dir: &Path, t0: u64, entries: &[(String, &str, u32, u8)]) {
+pub(crate) fn write_entries(dir: &Path, t0: u64, entries: &[(String, &str, u32, u8)]) {
     let mut export = Vec::new();
     for (i, (message, unit, pid, priority)) in entries.iter().enumerate() {
         write!(
@@ -69,7 +69,7 @@ fn write_entries(dir: &Path, t0: u64, entries: &[(String, &str, u32, u8)]) {
     );
 }
 
-fn entries<'a>(
+pub(crate) fn entries<'a>(
     prefix: &str,
     range: std::ops::Range<usize>,
     unit: &'a str,
@@ -86,15 +86,15 @@ fn entries<'a>(
         .collect()
 }
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    journal: PathBuf,
-    out: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) _tmp: tempfile::TempDir,
+    pub(crate) journal: PathBuf,
+    pub(crate) out: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
-fn setup(extra: &str) -> Setup {
+pub(crate) fn setup(extra: &str) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let journal = tmp.path().join("journal");
     std::fs::create_dir_all(&journal).unwrap();
@@ -122,17 +122,17 @@ fn setup(extra: &str) -> Setup {
 }
 
 impl Setup {
-    fn start(&self) -> Trawl {
+    pub(crate) fn start(&self) -> Trawl {
         Trawl::start(&self.config, Some(&self.log))
     }
 
     /// Waits until the output holds at least `n` events.
-    fn wait_for_count(&self, n: usize, what: &str) {
+    pub(crate) fn wait_for_count(&self, n: usize, what: &str) {
         wait_until(DEADLINE, what, || messages(&self.out).len() >= n);
     }
 }
 
-fn messages(out: &Path) -> Vec<String> {
+pub(crate) fn messages(out: &Path) -> Vec<String> {
     if !out.exists() {
         return Vec::new();
     }

@@ -10,6 +10,7 @@ mod support;
 mod buffers;
 mod forwarder;
 mod journald;
+mod journald_edges;
 mod kubernetes;
 mod loghub;
 mod loghub_clusters;

@@ -65,7 +65,7 @@ fn field_text(v: &serde_json::Value) -> Option<String> {
 /// One journal entry read.
 pub struct Entry {
     pub event: Event,
-    /// Where `journalctl --after-cursor` resumes once this entry is acknowledged.
+    /// Where reading resumes (`journalctl --cursor`, this entry skipped) once it is acknowledged.
     pub cursor: String,
     /// The stream the entry belongs to (host, boot, unit, identifier, process, container):
     /// `multiline` joins only lines of one source, as journald interleaves every program's.
@@ -149,9 +149,90 @@ pub fn parse(line: &[u8], input: &std::sync::Arc<str>) -> Option<Entry> {
     })
 }
 
+/// Whether `text` is a cursor journalctl can seek to, by the rules of systemd's
+/// `sd_journal_seek_cursor`: `;`-separated `k=value` items, `s` and `b` 128-bit ids, `i`, `m`,
+/// `t` and `x` hex numbers (other keys ignored), and enough of them to find a place: `s` with
+/// `i`, `b` with `m`, or `t`.
+pub fn is_cursor(text: &str) -> bool {
+    let (mut s, mut i, mut b, mut m, mut t) = (false, false, false, false, false);
+    for word in text.split(';') {
+        let Some((key, value)) = word.split_once('=') else {
+            return false;
+        };
+        let hex_number = || value.chars().next().is_some_and(|c| c.is_ascii_hexdigit());
+        let id = || {
+            let digits: Vec<char> = value.chars().filter(|c| *c != '-').collect();
+            digits.len() == 32 && digits.iter().all(char::is_ascii_hexdigit)
+        };
+        let ok = match key {
+            "s" => {
+                s = true;
+                id()
+            }
+            "b" => {
+                b = true;
+                id()
+            }
+            "i" => {
+                i = true;
+                hex_number()
+            }
+            "m" => {
+                m = true;
+                hex_number()
+            }
+            "t" => {
+                t = true;
+                hex_number()
+            }
+            "x" => hex_number(),
+            k => k.chars().count() == 1,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    (s && i) || (b && m) || t
+}
+
+/// The cursor in the first bytes of an entry too long to parse (journalctl writes it among the
+/// first fields), so that the entry skipped can be named in the log and found with
+/// `journalctl --cursor`.
+pub fn cursor_in(prefix: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"__CURSOR\":\"";
+    let start = memchr::memmem::find(prefix, KEY)? + KEY.len();
+    let len = memchr::memchr(b'"', &prefix[start..])?;
+    std::str::from_utf8(&prefix[start..start + len]).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursors_journalctl_takes_and_text_it_refuses() {
+        assert!(is_cursor("s=2bc5afd786ad4784a0e38d5f48e28e03;i=64;b=0123456789abcdef0123456789abcdef;m=60a24181fc2b8;t=60a24181fc2b8;x=8774a5ba45f50d95"));
+        assert!(is_cursor("t=60a24181fc2b8"));
+        for bad in [
+            "garbage",
+            "",
+            "s=12;i=1",
+            "i=1",
+            "t=",
+            "t=zz",
+            "s=2bc5afd786ad4784a0e38d5f48e28e03;i=64\n;junk",
+        ] {
+            assert!(!is_cursor(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_cursor_of_an_entry_cut_short() {
+        let line = br#"{"__MONOTONIC_TIMESTAMP":"17","__CURSOR":"s=ab;i=3;t=60","MESSAGE":"xxxx"#;
+        assert_eq!(cursor_in(line), Some("s=ab;i=3;t=60"));
+        assert_eq!(cursor_in(br#"{"__CURSOR":"s=ab;i="#), None);
+        assert_eq!(cursor_in(br#"{"MESSAGE":"x"#), None);
+    }
 
     #[test]
     fn an_entry_maps_to_ecs() {

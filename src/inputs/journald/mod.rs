@@ -203,12 +203,19 @@ impl Journald {
             .ok()
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty());
+        let mut started_before = self.cursor_path.exists();
+        if let Some(c) = committed.as_deref().filter(|c| !entry::is_cursor(c)) {
+            self.set_aside(c, &ctx.name);
+            committed = None;
+            // From the start, whatever `start_at` says, and marked as started.
+            write_atomic(&self.cursor_path, b"")?;
+            started_before = true;
+        }
         // `start_at` applies to the very first start only; after that, a restart resumes
         // from the cursor, and without one (nothing acknowledged yet) from the beginning, so
         // that what was written while trawl was down is not skipped.
-        let mut from_end = committed.is_none()
-            && !self.cursor_path.exists()
-            && self.config.start_at == StartAt::End;
+        let mut from_end =
+            committed.is_none() && !started_before && self.config.start_at == StartAt::End;
         if from_end {
             // Marks "started once" so that a crash before the first acknowledgement does not
             // skip what came in between.
@@ -250,6 +257,21 @@ impl Journald {
         }
     }
 
+    /// A saved cursor journalctl would refuse (an edit by hand, a half-restored backup):
+    /// journalctl failed on it at every retry, so nothing was ever read again while `/health`
+    /// said ok. As the file input does with a registry it cannot parse, the file is moved
+    /// aside, said once, and the journal is read from its start: sent again rather than lost
+    /// (also with `start_at: end`, which would skip what came since the last save).
+    fn set_aside(&self, cursor: &str, input: &str) {
+        let mut aside = self.cursor_path.clone().into_os_string();
+        aside.push(".corrupt");
+        let moved = std::fs::rename(&self.cursor_path, &aside);
+        let shown: String = cursor.chars().take(200).collect();
+        tracing::warn!(input = %input, path = %self.cursor_path.display(), cursor = %shown,
+            moved_to = %std::path::Path::new(&aside).display(), moved = moved.is_ok(),
+            "the saved journal cursor is not a cursor journalctl can seek to: set aside, reading the journal from its start (entries delivered before are sent again)");
+    }
+
     fn command(&self, committed: Option<&str>, from_end: bool) -> Command {
         let mut cmd = Command::new(&self.config.journalctl);
         cmd.args([
@@ -266,8 +288,12 @@ impl Journald {
             cmd.arg(format!("--file={}", f.display()));
         }
         match committed {
+            // `--cursor`, not `--after-cursor`: journalctl skips the first entry it finds after
+            // `--after-cursor` without checking that it is the cursor's own, so when that
+            // entry is gone (vacuumed, its file rotated away) the first entry after its place
+            // was lost without a word. `session` skips the cursor's entry itself, by its cursor.
             Some(c) => {
-                cmd.arg(format!("--after-cursor={c}"));
+                cmd.arg(format!("--cursor={c}"));
                 cmd.arg("--no-tail");
             }
             None if from_end => {
@@ -337,6 +363,9 @@ impl Journald {
             .saturating_mul(ctx.batch_size)
             .saturating_add(self.config.max_held_entries);
         let mut joined: Vec<Joined> = Vec::new();
+        // The saved cursor, until the first entry read tells whether it is that cursor's
+        // entry (delivered already: skipped) or the cursor's entry is gone.
+        let mut resumed_at = committed.clone();
         let mut oversize_logged = false;
         let mut bad_logged = false;
         let mut reading = true;
@@ -419,7 +448,8 @@ impl Journald {
                             if !oversize_logged {
                                 oversize_logged = true;
                                 tracing::warn!(input = %ctx.name, max_entry_bytes = self.config.max_entry_bytes.as_usize(),
-                                    "journal entry longer than max_entry_bytes skipped (logged once; counted in trawl_errors_total)");
+                                    cursor = entry::cursor_in(line).unwrap_or("unknown"),
+                                    "journal entry longer than max_entry_bytes skipped (logged once; counted in trawl_errors_total; `journalctl --cursor=CURSOR` starts at it)");
                             }
                             return;
                         }
@@ -432,6 +462,12 @@ impl Journald {
                             }
                             return;
                         };
+                        if let Some(at) = resumed_at.take() {
+                            if entry.cursor == at {
+                                return;
+                            }
+                            lost_cursor(&ctx.name, &at, &entry.cursor);
+                        }
                         let seq = pending.ledger.push(entry.cursor.clone());
                         match joiners.as_mut() {
                             Some(j) => j.push(entry, seq, now, &mut joined),
@@ -549,6 +585,15 @@ impl Pending {
             .push_back((seq, std::mem::take(&mut self.entries)));
         ctx.emit(Batch::new(events, ack)).await.is_ok()
     }
+}
+
+/// The first entry read from the saved cursor is not the cursor's own: that entry is no longer
+/// in the journal (vacuumed, its file rotated away or deleted while trawl was stopped or
+/// behind), or the input's matches changed so that it is no longer read. Reading goes on from
+/// the first entry after its place; what was removed before trawl read it cannot be read.
+fn lost_cursor(input: &str, saved: &str, first: &str) {
+    tracing::warn!(input = %input, saved_cursor = %saved, first_entry = %first,
+        "the saved journal cursor's entry is not in the journal any more (vacuumed or rotated away, or the input's matches changed): reading on from the first entry after it; entries removed before trawl read them are lost");
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

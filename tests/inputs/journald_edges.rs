@@ -1,0 +1,86 @@
+//! The `journald` input when the journal under it changes: a saved cursor whose entry was
+//! vacuumed while trawl was stopped (nothing after it is lost, and it is said), and a cursor
+//! file journalctl refuses (set aside, the journal read again). Same tools and helpers as
+//! `journald.rs`: systemd's own writer and the real journalctl.
+
+use super::journald::{entries, have_tools, messages, setup, write_entries, DEADLINE};
+use crate::support::process::wait_until;
+use std::time::Duration;
+
+/// A host vacuums its journal (`journalctl --vacuum-time`, or a small `SystemMaxUse`) while
+/// trawl is stopped for an upgrade: the entry of the saved cursor is gone, and every entry of
+/// the journal that is left must still be shipped. journalctl's `--after-cursor` skipped the
+/// first of them without a word, as if it were the cursor's own entry.
+#[test]
+fn entries_after_a_vacuumed_cursor_are_all_read_and_the_gap_is_said() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: beginning\n");
+    write_entries(
+        &s.journal,
+        1_764_600_000_000_000,
+        &entries("old", 0..20, "app.service"),
+    );
+    let mut t = s.start();
+    s.wait_for_count(20, "the first journal's entries");
+    assert!(t.stop(Duration::from_secs(30)).success());
+
+    // Vacuumed: the file holding the cursor's entry is deleted; later entries are in a new one.
+    for f in std::fs::read_dir(&s.journal).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    write_entries(
+        &s.journal,
+        1_764_600_100_000_000,
+        &entries("new", 0..10, "app.service"),
+    );
+    let mut t = s.start();
+    // Entries come in journal order: once the last is there, the first would be too.
+    wait_until(DEADLINE, "the last entry of the new journal", || {
+        messages(&s.out).iter().any(|m| m == "new 00009")
+    });
+    assert!(t.stop(Duration::from_secs(30)).success());
+    let got = messages(&s.out);
+    for i in 0..10 {
+        let m = format!("new {i:05}");
+        assert!(got.contains(&m), "{m} lost; got {got:?}");
+    }
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        log.contains("saved journal cursor's entry is not in the journal any more"),
+        "the vacuumed cursor was not said: {log}"
+    );
+}
+
+/// A cursor file journalctl refuses (edited by hand, a half-restored backup of `data_dir`):
+/// journalctl failed on it at every retry, so the input read nothing, ever, while `/health`
+/// said ok. It is set aside as the file input's unreadable registry is, and the journal read
+/// from its start (entries sent again rather than lost, also with `start_at: end`).
+#[test]
+fn a_cursor_journalctl_refuses_is_set_aside_and_the_journal_read_from_its_start() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: end\n");
+    let registry = s.config.parent().unwrap().join("data").join("registry");
+    std::fs::create_dir_all(&registry).unwrap();
+    std::fs::write(registry.join("journald-host.cursor"), "not a cursor\n").unwrap();
+    write_entries(
+        &s.journal,
+        1_764_800_000_000_000,
+        &entries("kept", 0..5, "app.service"),
+    );
+    let mut t = s.start();
+    s.wait_for_count(5, "the journal's entries despite the bad cursor");
+    assert!(t.stop(Duration::from_secs(30)).success());
+    assert_eq!(
+        std::fs::read_to_string(registry.join("journald-host.cursor.corrupt")).unwrap(),
+        "not a cursor\n"
+    );
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        log.contains("not a cursor journalctl can seek to"),
+        "not said: {log}"
+    );
+}
