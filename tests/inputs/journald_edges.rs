@@ -1,10 +1,11 @@
-//! The `journald` input when the journal under it changes: a saved cursor whose entry was
-//! vacuumed while trawl was stopped (nothing after it is lost, and it is said), and a cursor
-//! file journalctl refuses (set aside, the journal read again). Same tools and helpers as
+//! The `journald` input when the journal under it changes or cannot be read: a saved cursor
+//! whose entry was vacuumed while trawl was stopped (nothing after it is lost, and it is said),
+//! a cursor file journalctl refuses (set aside, the journal read again) and a journalctl that
+//! cannot run (told on `/health`, not only in a log line). Same tools and helpers as
 //! `journald.rs`: systemd's own writer and the real journalctl.
 
 use super::journald::{entries, have_tools, messages, setup, write_entries, DEADLINE};
-use crate::support::process::wait_until;
+use crate::support::process::{free_port, http_get, wait_until};
 use std::time::Duration;
 
 /// A host vacuums its journal (`journalctl --vacuum-time`, or a small `SystemMaxUse`) while
@@ -51,6 +52,60 @@ fn entries_after_a_vacuumed_cursor_are_all_read_and_the_gap_is_said() {
         log.contains("saved journal cursor's entry is not in the journal any more"),
         "the vacuumed cursor was not said: {log}"
     );
+}
+
+/// A container image without journalctl, or a `journalctl:` path with a typo: nothing can be
+/// read, and `/health` says so (it answered 200 while a warning said it once in the log);
+/// once the program is there, entries flow and `/health` is 200 again.
+#[test]
+fn a_journalctl_that_cannot_run_shows_on_health_until_it_can() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: beginning\n");
+    let program = s.journal.parent().unwrap().join("bin").join("journalctl");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = std::fs::read_to_string(&s.config).unwrap().replace(
+        "http: { enabled: false }",
+        &format!("http: {{ address: \"{addr}\" }}"),
+    );
+    let cfg = cfg.replace(
+        "    start_at: beginning\n",
+        &format!(
+            "    start_at: beginning\n    journalctl: {}\n",
+            program.display()
+        ),
+    );
+    std::fs::write(&s.config, cfg).unwrap();
+    write_entries(
+        &s.journal,
+        1_764_700_000_000_000,
+        &entries("e", 0..5, "app.service"),
+    );
+    let mut t = s.start();
+    wait_until(DEADLINE, "/health naming journalctl", || {
+        http_get(&addr, "/health")
+            .is_some_and(|(code, body)| code == 503 && body.contains("cannot run"))
+    });
+
+    std::fs::create_dir_all(program.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(journalctl_path(), &program).unwrap();
+    s.wait_for_count(5, "the entries once journalctl is there");
+    wait_until(DEADLINE, "/health 200 again", || {
+        http_get(&addr, "/health").is_some_and(|(code, _)| code == 200)
+    });
+    assert!(t.stop(Duration::from_secs(30)).success());
+}
+
+/// Where `journalctl` is on this machine.
+fn journalctl_path() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("journalctl"))
+        .find(|p| p.exists())
+        .expect("journalctl on PATH")
 }
 
 /// A cursor file journalctl refuses (edited by hand, a half-restored backup of `data_dir`):

@@ -327,12 +327,18 @@ impl Journald {
         let mut child = match self.command(committed.as_deref(), from_end).spawn() {
             Ok(c) => c,
             Err(e) => {
-                return End::Retry(format!(
-                    "cannot run {}: {e}",
-                    self.config.journalctl.display()
-                ))
+                // Not there, not executable: nothing is read until someone installs it, so
+                // `/health` says so rather than "ok" over a log line said once.
+                let why = format!("cannot run {}: {e}", self.config.journalctl.display());
+                ctx.metrics
+                    .set_failed(format!("{why}; retrying, nothing is read meanwhile"));
+                return End::Retry(why);
             }
         };
+        // Runs again (whatever the cursor's state, which reports itself at its next save).
+        if !self.cursor_failing.load(Ordering::Relaxed) {
+            ctx.metrics.clear_failed();
+        }
         let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return End::Retry("journalctl started without pipes".into());
         };
