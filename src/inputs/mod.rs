@@ -463,6 +463,28 @@ pub(crate) fn unknown_type(spec: &ComponentSpec, other: &str, known: &[&str]) ->
     )
 }
 
+/// Refuses a line (or journal entry) limit of 0, with which every line is cut to nothing or
+/// every entry skipped, or past 1 GiB as the file input does: a size that large is a typo, and
+/// a sender could make trawl hold that much for one line. Said at the key's line.
+pub fn check_line_limit(
+    spec: &ComponentSpec,
+    key: &str,
+    value: crate::config::ByteSize,
+) -> Result<(), DeError> {
+    const MOST: u64 = 1 << 30;
+    if value.bytes() == 0 || value.bytes() > MOST {
+        return Err(DeError::new(
+            format!(
+                "expected from 1 byte to {MOST} bytes, got {} bytes",
+                value.bytes()
+            ),
+            spec.node.get(key).map_or(spec.mark, |n| n.mark),
+            &format!("{}.{key}", spec.path),
+        ));
+    }
+    Ok(())
+}
+
 /// Lines of one input whose invalid UTF-8 was replaced: each counted in `trawl_errors_total`,
 /// the first logged (once per input, however many connections or pipes it reads).
 #[derive(Debug, Default)]

@@ -46,6 +46,7 @@ impl Stdin {
 
 pub fn build(spec: &ComponentSpec) -> Result<Stdin, DeError> {
     let config: Config = crate::config::from_node(&spec.node, &spec.path)?;
+    super::check_line_limit(spec, "max_line_bytes", config.max_line_bytes)?;
     let multiline = multiline::for_input(config.multiline.as_ref(), spec)?;
     Ok(Stdin { config, multiline })
 }

@@ -200,6 +200,34 @@ fn journald_bounds_of_zero_are_rejected_at_their_key() {
     }
 }
 
+/// Line limits of 0 (every line cut to one byte, every journal entry skipped) or past 1 GiB (a
+/// typo that lets a sender make trawl hold that much), and a socket input taking no
+/// connection, are refused at the key's own line and column, as the file input's are.
+#[test]
+fn line_limits_and_connection_counts_that_cannot_work_are_rejected_at_their_key() {
+    for (input, key) in [
+        ("{ type: stdin, max_line_bytes: 0 }", "max_line_bytes"),
+        (
+            "{ type: socket, address: \"tcp:127.0.0.1:9\", max_line_bytes: 100GiB }",
+            "max_line_bytes",
+        ),
+        (
+            "{ type: socket, address: \"tcp:127.0.0.1:9\", max_connections: 0 }",
+            "max_connections",
+        ),
+        ("{ type: journald, max_entry_bytes: 0 }", "max_entry_bytes"),
+        ("{ type: journald, matches: [oops] }", "matches"),
+    ] {
+        let err = refused_input(input);
+        // `  i: ` comes before the input on its line; columns count from 1.
+        let col = 5 + input.find(&format!("{key}: ")).unwrap() + key.len() + 2 + 1;
+        assert!(
+            err.contains(&format!("p.yaml:2:{col}: inputs.i.{key}")),
+            "{input}: {err}"
+        );
+    }
+}
+
 /// `socket_mode` must be octal permissions, and only on a Unix socket.
 #[test]
 fn socket_modes_that_are_not_permissions_are_rejected_at_their_key() {

@@ -114,10 +114,13 @@ pub struct Journald {
 
 pub fn build(spec: &ComponentSpec, data_dir: &std::path::Path) -> Result<Journald, DeError> {
     let config: Config = crate::config::from_node(&spec.node, &spec.path)?;
+    // Errors point at the key's own line, not the input's: in a long block it is found at once.
+    let at = |key: &str| spec.node.get(key).map_or(spec.mark, |n| n.mark);
+    super::check_line_limit(spec, "max_entry_bytes", config.max_entry_bytes)?;
     if config.directory.is_some() && !config.files.is_empty() {
         return Err(DeError::new(
             "`directory` and `files` are exclusive: choose one",
-            spec.mark,
+            at("files"),
             &format!("{}.files", spec.path),
         ));
     }
@@ -128,7 +131,7 @@ pub fn build(spec: &ComponentSpec, data_dir: &std::path::Path) -> Result<Journal
     {
         return Err(DeError::new(
             format!("`{bad}` is not a match: expected `FIELD=value` or `+`"),
-            spec.mark,
+            at("matches"),
             &format!("{}.matches", spec.path),
         ));
     }
@@ -143,7 +146,7 @@ pub fn build(spec: &ComponentSpec, data_dir: &std::path::Path) -> Result<Journal
         if value == 0 {
             return Err(DeError::new(
                 "expected at least 1",
-                spec.mark,
+                at(key),
                 &format!("{}.{key}", spec.path),
             ));
         }

@@ -89,6 +89,16 @@ pub struct Socket {
 
 pub fn build(spec: &ComponentSpec) -> Result<Socket, DeError> {
     let config: Config = crate::config::from_node(&spec.node, &spec.path)?;
+    super::check_line_limit(spec, "max_line_bytes", config.max_line_bytes)?;
+    if config.max_connections == 0 {
+        return Err(DeError::new(
+            "expected at least 1 (with 0 no sender could ever connect)",
+            spec.node
+                .get("max_connections")
+                .map_or(spec.mark, |n| n.mark),
+            &format!("{}.max_connections", spec.path),
+        ));
+    }
     let address = if let Some(p) = config.address.strip_prefix("unix:") {
         Address::Unix(p.into())
     } else {
