@@ -172,11 +172,15 @@ pub fn run(args: TeeArgs) -> i32 {
     let forwarding = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let max_line = args.max_line_bytes.as_usize();
     let mut in_pipeline = None;
+    // The in-process pipeline ended in failure (an output it could not start): the report
+    // says so rather than blaming a flush deadline it never waited for.
+    let pipeline_failed = Arc::new(AtomicBool::new(false));
     match (cfg, forward_path) {
         (Some(cfg), _) => {
             let input = TeeInput::new(spool.clone(), max_line, multiline);
             in_pipeline = Some(input.unshipped());
             let s = spool.clone();
+            let failed = pipeline_failed.clone();
             std::thread::spawn(move || {
                 let code = super::run_pipeline_with(
                     cfg,
@@ -184,6 +188,7 @@ pub fn run(args: TeeArgs) -> i32 {
                     super::Signals::Ignore,
                 );
                 if code != 0 {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
                     tracing::error!("the tee pipeline failed (exit code {code})");
                 }
                 s.shipper_gone();
@@ -215,7 +220,9 @@ pub fn run(args: TeeArgs) -> i32 {
     let undelivered = in_pipeline.map(|u| u.events()).unwrap_or(0);
     spool.remove_spill_file();
     if dropped > 0 || left > 0 || undelivered > 0 {
-        let why = if passthrough::STOP_FLUSH.load(std::sync::atomic::Ordering::Relaxed) {
+        let why = if pipeline_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            "the pipeline failed, see its error above".to_owned()
+        } else if passthrough::STOP_FLUSH.load(std::sync::atomic::Ordering::Relaxed) {
             "a signal ended the wait".to_owned()
         } else {
             format!("{}ms flush deadline", deadline.as_millis())

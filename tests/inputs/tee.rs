@@ -727,3 +727,39 @@ fn signals_ignored_by_the_parent_stay_ignored_by_the_app() {
         "the app did not exit by itself"
     );
 }
+
+/// The pipeline of `trawl tee -c` fails (its file output cannot be opened): the report at
+/// exit says so. It blamed the flush deadline, which tee never waited for, sending the user
+/// to raise `--flush-timeout` instead of reading the output's error.
+#[test]
+fn a_failed_pipeline_is_named_in_the_exit_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tee_pipeline(
+        dir.path(),
+        "  out: { type: file, path: /proc/no-such-folder/out.jsonl }\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["--log-level", "error", "tee", "-c"])
+        .arg(&cfg)
+        .args([
+            "--flush-timeout",
+            "120s",
+            "--",
+            "sh",
+            "-c",
+            "echo one; echo two",
+        ])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "the app's status");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = stderr
+        .lines()
+        .find(|l| l.starts_with("trawl tee: "))
+        .unwrap_or_else(|| panic!("no report:\n{stderr}"));
+    assert!(
+        report.ends_with("(the pipeline failed, see its error above)"),
+        "{report}"
+    );
+}
