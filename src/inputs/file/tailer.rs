@@ -28,6 +28,7 @@ const COPY_WAIT: Duration = Duration::from_secs(5);
 /// finds it well within this.
 pub(super) const TRUNCATION_KEPT: Duration = Duration::from_secs(60);
 
+mod compressed;
 mod copies;
 mod lifecycle;
 mod restart;
@@ -85,6 +86,9 @@ struct Tailer {
     /// of them stopped and their size at last sight: deleted before a slot frees, the bytes from
     /// there on are gone.
     waiting_unopened: HashMap<FileKey, (PathBuf, u64, u64)>,
+    /// Files that waited with no descriptor held and were compressed (kubelet's gzip) before
+    /// they got a slot: read from their `.gz` once they get one.
+    waiting_compressed: HashMap<FileKey, compressed::WaitingCompressed>,
     /// New files found empty, by the path they were found at: what they are (a file of their
     /// own, or a copy `cp` has created and not filled yet) is decided once they have bytes.
     empty_new: HashMap<FileKey, PathBuf>,
@@ -158,6 +162,7 @@ pub(super) fn run(
         stop_at: None,
         rewound_from: HashMap::new(),
         waiting_unopened: HashMap::new(),
+        waiting_compressed: HashMap::new(),
         empty_new: HashMap::new(),
         empty_checked_at: None,
         unopened_checked_at: None,

@@ -1,15 +1,13 @@
 //! At startup, what changed while trawl was stopped: files the registry knows that were
 //! truncated (maybe by copytruncate), renamed (rotated), or compressed meanwhile.
 
+use super::compressed::{gunzip_prefix, lines_past, MAX_COMPRESSED_PER_FOLDER};
 use super::Tailer;
-use crate::inputs::file::container;
 use crate::inputs::file::discovery;
 use crate::inputs::file::identity::{end_mark_matches, FileKey, Fingerprint};
-use crate::inputs::file::reader::{Decoder, Tail, TailMeta};
 use crate::inputs::file::registry::{Entry, Truncation};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -228,102 +226,6 @@ impl Tailer {
             }
         }
     }
-}
-
-impl Tailer {
-    /// Follows the registry's `e` again from its offset, reading the content of `gz`: it is
-    /// decompressed into a file beside the registry, unlinked at once (its space is given back
-    /// when the tail closes it), so that the file is read, acknowledged and retried as any
-    /// rotated file trawl holds open after its deletion. It is followed under the copy's key,
-    /// not the gone file's: that inode is free and a new log file may get it while the copy
-    /// is read (a file trawl holds open keeps its inode; this one was let go while stopped).
-    /// A later start finds the entry missing and the `.gz` again by its first bytes.
-    fn resume_compressed(&mut self, e: &Entry, gz: &Path) -> std::io::Result<()> {
-        let folder = match self.shared.registry.lock() {
-            Ok(r) => r.path().parent().map(Path::to_path_buf),
-            Err(_) => None,
-        }
-        .unwrap_or_else(std::env::temp_dir);
-        let scratch = folder.join(format!(".gunzip-{}-{}", e.dev, e.ino));
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&scratch)?;
-        let _ = std::fs::remove_file(&scratch);
-        let mut content = flate2::read::GzDecoder::new(std::io::BufReader::new(File::open(gz)?))
-            .take(MAX_DECOMPRESSED);
-        let size = std::io::copy(&mut content, &mut file)?;
-        if size < e.offset {
-            return Err(std::io::Error::other("shorter than what was read of it"));
-        }
-        let first_bytes = crate::inputs::file::identity::read_first(&file, self.fp_max)?;
-        let key = FileKey::of(&file.metadata()?);
-        let path = PathBuf::from(&e.path);
-        let meta = TailMeta::new(
-            key,
-            e.stream,
-            0,
-            e.path.clone(),
-            container::kubernetes_metadata(&path),
-        );
-        let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line);
-        let tail = Tail::new(
-            meta,
-            path,
-            first_bytes,
-            file,
-            e.offset,
-            decoder,
-            self.max_line,
-        );
-        if let Ok(mut r) = self.shared.registry.lock() {
-            r.remove(&e.key());
-            r.put(super::entry_for(&tail, e.offset));
-        }
-        self.tails.insert(key, tail);
-        Ok(())
-    }
-}
-
-/// Most `.gz` files looked into per folder at a start (kubelet keeps 5 files per container).
-const MAX_COMPRESSED_PER_FOLDER: usize = 64;
-/// Most bytes decompressed from one file: a bound on the work a bad file can cause.
-const MAX_DECOMPRESSED: u64 = 1 << 30;
-
-/// Up to `len` first decompressed bytes of the gzip file `path`; `None` when it is unreadable.
-fn gunzip_prefix(path: &Path, len: Option<u64>) -> Option<Vec<u8>> {
-    let file = File::open(path).ok()?;
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(std::io::BufReader::new(file))
-        .take(len?)
-        .read_to_end(&mut out)
-        .ok()?;
-    Some(out)
-}
-
-/// The lines of the gzip file `path` past byte `offset` of its content (a last one without a
-/// newline counts), and the size of that content; `None` when it cannot be read to its end.
-fn lines_past(path: &Path, offset: u64) -> Option<(u64, u64)> {
-    let file = File::open(path).ok()?;
-    let mut d = flate2::read::GzDecoder::new(std::io::BufReader::new(file)).take(MAX_DECOMPRESSED);
-    let (mut at, mut lines, mut open_line) = (0u64, 0u64, false);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = d.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        let skip = offset.saturating_sub(at).min(n as u64) as usize;
-        let rest = &buf[skip..n];
-        if !rest.is_empty() {
-            lines += rest.iter().filter(|b| **b == b'\n').count() as u64;
-            open_line = rest.last() != Some(&b'\n');
-        }
-        at += n as u64;
-    }
-    Some((lines + u64::from(open_line), at))
 }
 
 /// When `file` was created (Unix seconds), where the file system keeps a birth time: set

@@ -35,6 +35,8 @@ impl Tailer {
             Err(_) => return,
         };
         self.take_noted_sizes();
+        // Waiting longest (since before their rotation and compression): first to get a slot.
+        self.resume_waiting_compressed();
         let mut seen: HashSet<FileKey> = HashSet::new();
         let mut keep: HashMap<FileKey, (PathBuf, File)> = HashMap::new();
         let wall = now_secs();
@@ -215,7 +217,9 @@ impl Tailer {
     /// deleted (not found by their inode in their folder), the bytes trawl had not read of them
     /// are gone; the risk `max_open_files` takes. Counted in `trawl_file_skipped_files_total` and
     /// said once per file with its path, so that nothing is lost silently. One renamed in its
-    /// folder (or, for a symlink, in its target's) is left to rotation handling.
+    /// folder (or, for a symlink, in its target's) is left to rotation handling; one found
+    /// compressed there (kubelet gzips a rotated file at its next rotation) waits on as its
+    /// `.gz` (`wait_as_compressed`), and is not counted.
     pub(super) fn skipped_while_waiting(
         &mut self,
         seen: &HashSet<FileKey>,
@@ -252,6 +256,9 @@ impl Tailer {
                 let size = std::fs::metadata(now_at).map_or(size, |m| m.len().max(size));
                 self.waiting_unopened
                     .insert(key, (now_at.clone(), read_to, size));
+                continue;
+            }
+            if self.wait_as_compressed(key, &link_target(&path), read_to) {
                 continue;
             }
             self.shared.stats.skipped_file();

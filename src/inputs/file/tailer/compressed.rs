@@ -1,0 +1,226 @@
+//! Files trawl had not finished reading that were compressed (kubelet gzips `0.log.<time>`
+//! and deletes it): found again by their first bytes in a `.gz`, and read on from there.
+
+use super::Tailer;
+use crate::inputs::file::container;
+use crate::inputs::file::identity::{FileKey, Fingerprint};
+use crate::inputs::file::reader::{Decoder, Tail, TailMeta};
+use crate::inputs::file::registry::Entry;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// A file waiting for a `max_open_files` slot, no longer under its name, whose content was
+/// found compressed: read from the `.gz` once it gets a slot.
+pub(super) struct WaitingCompressed {
+    /// The registry's entry for the file, at the offset its unread content starts.
+    pub entry: Entry,
+    pub gz: PathBuf,
+}
+
+impl Tailer {
+    /// A file waiting for a slot (`file`, by its registry entry; `read_to`: where its unread
+    /// bytes start) is gone from `last_at`, its last known path: kubelet compresses a rotated
+    /// `0.log.<time>` into `0.log.<time>.gz` and deletes it at its next rotation. Looked for
+    /// by its first bytes in `last_at.gz`, then in the other `.gz` files of that folder. Found,
+    /// it waits as compressed (`waiting_compressed`) and true is returned: nothing of it is
+    /// lost. Not found (or no first bytes known to find it by), false: the caller counts it.
+    pub(super) fn wait_as_compressed(
+        &mut self,
+        key: FileKey,
+        last_at: &Path,
+        read_to: u64,
+    ) -> bool {
+        let Some(mut entry) = self
+            .shared
+            .registry
+            .lock()
+            .ok()
+            .and_then(|r| r.get(&key).cloned())
+            .filter(|e| e.fp_len > 0)
+        else {
+            return false;
+        };
+        let Some((gz, lines)) = find_compressed(&entry, last_at, read_to) else {
+            return false;
+        };
+        if lines == 0 {
+            // Nothing past where reading stopped (the bytes seen unread were a last line
+            // without its newline, already held): nothing to read, nothing lost.
+            return true;
+        }
+        tracing::info!(input = %self.ctx.name, path = %last_at.display(), compressed = %gz.display(), offset = read_to, lines,
+            "a file waiting for a max_open_files slot was compressed before it got one: its unread lines are read from the compressed file when it gets a slot");
+        entry.offset = read_to;
+        self.waiting_compressed
+            .insert(key, WaitingCompressed { entry, gz });
+        true
+    }
+
+    /// Gives the free slots to the files waiting as compressed, oldest first (by key: no order
+    /// matters more than another between them); each is decompressed and read once
+    /// (`resume_compressed`). Those left wait on (`waiting`), so that `make_room` frees slots
+    /// for them too.
+    pub(super) fn resume_waiting_compressed(&mut self) {
+        let mut keys: Vec<FileKey> = self.waiting_compressed.keys().copied().collect();
+        keys.sort_unstable();
+        for key in keys {
+            if self.open_count() >= self.config.max_open_files {
+                break;
+            }
+            let Some(w) = self.waiting_compressed.remove(&key) else {
+                continue;
+            };
+            // A followed file closed to free its slot: the compressed copy takes its place.
+            if self.tails.get(&key).is_some_and(|t| !t.is_open()) {
+                self.tails.remove(&key);
+            }
+            match self.resume_compressed(&w.entry, &w.gz) {
+                Ok(()) => {
+                    tracing::info!(input = %self.ctx.name, path = %w.entry.path, compressed = %w.gz.display(), offset = w.entry.offset,
+                        "reading the unread lines of a compressed file that waited for a slot");
+                }
+                Err(err) => {
+                    let (lines, size) =
+                        lines_past(&w.gz, w.entry.offset).unwrap_or((0, w.entry.offset));
+                    self.shared.stats.lost(lines);
+                    tracing::warn!(input = %self.ctx.name, path = %w.entry.path, compressed = %w.gz.display(), offset = w.entry.offset, lines, error = %err,
+                        "a file that waited for a slot was compressed meanwhile and cannot be decompressed to be read: its unread lines are counted in trawl_file_lost_lines_total");
+                    if let Ok(mut r) = self.shared.registry.lock() {
+                        r.commit(&key, w.entry.stream, size);
+                    }
+                }
+            }
+        }
+        self.waiting += self.waiting_compressed.len();
+    }
+}
+
+/// The `.gz` holding the content `e` describes (same first bytes, at least `read_to` bytes
+/// long), looked for as `last_at.gz` and then among the `.gz` files beside `last_at`; with the
+/// number of lines past `read_to`.
+fn find_compressed(e: &Entry, last_at: &Path, read_to: u64) -> Option<(PathBuf, u64)> {
+    let folder = last_at.parent()?;
+    let beside = last_at.file_name().map(|n| {
+        let mut n = n.to_os_string();
+        n.push(".gz");
+        folder.join(n)
+    });
+    let others = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|i| i.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "gz") && Some(p) != beside.as_ref())
+        .take(MAX_COMPRESSED_PER_FOLDER);
+    beside
+        .clone()
+        .filter(|p| p.is_file())
+        .into_iter()
+        .chain(others)
+        .find_map(|gz| {
+            let prefix = gunzip_prefix(&gz, Some(e.fp_len))?;
+            if prefix.len() as u64 != e.fp_len || Fingerprint::of(&prefix) != e.fingerprint() {
+                return None;
+            }
+            let (lines, size) = lines_past(&gz, read_to)?;
+            // Same first bytes but shorter than what was read: another file that began alike.
+            (size >= read_to).then_some((gz, lines))
+        })
+}
+
+impl Tailer {
+    /// Follows the registry's `e` again from its offset, reading the content of `gz`: it is
+    /// decompressed into a file beside the registry, unlinked at once (its space is given back
+    /// when the tail closes it), so that the file is read, acknowledged and retried as any
+    /// rotated file trawl holds open after its deletion. It is followed under the copy's key,
+    /// not the gone file's: that inode is free and a new log file may get it while the copy
+    /// is read (a file trawl holds open keeps its inode; this one was let go while stopped).
+    /// A later start finds the entry missing and the `.gz` again by its first bytes.
+    pub(super) fn resume_compressed(&mut self, e: &Entry, gz: &Path) -> std::io::Result<()> {
+        let folder = match self.shared.registry.lock() {
+            Ok(r) => r.path().parent().map(Path::to_path_buf),
+            Err(_) => None,
+        }
+        .unwrap_or_else(std::env::temp_dir);
+        let scratch = folder.join(format!(".gunzip-{}-{}", e.dev, e.ino));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&scratch)?;
+        let _ = std::fs::remove_file(&scratch);
+        let mut content = flate2::read::GzDecoder::new(std::io::BufReader::new(File::open(gz)?))
+            .take(MAX_DECOMPRESSED);
+        let size = std::io::copy(&mut content, &mut file)?;
+        if size < e.offset {
+            return Err(std::io::Error::other("shorter than what was read of it"));
+        }
+        let first_bytes = crate::inputs::file::identity::read_first(&file, self.fp_max)?;
+        let key = FileKey::of(&file.metadata()?);
+        let path = PathBuf::from(&e.path);
+        let meta = TailMeta::new(
+            key,
+            e.stream,
+            0,
+            e.path.clone(),
+            container::kubernetes_metadata(&path),
+        );
+        let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line);
+        let tail = Tail::new(
+            meta,
+            path,
+            first_bytes,
+            file,
+            e.offset,
+            decoder,
+            self.max_line,
+        );
+        if let Ok(mut r) = self.shared.registry.lock() {
+            r.remove(&e.key());
+            r.put(super::entry_for(&tail, e.offset));
+        }
+        self.tails.insert(key, tail);
+        Ok(())
+    }
+}
+
+/// Most `.gz` files looked into per folder at a start (kubelet keeps 5 files per container).
+pub(super) const MAX_COMPRESSED_PER_FOLDER: usize = 64;
+/// Most bytes decompressed from one file: a bound on the work a bad file can cause.
+const MAX_DECOMPRESSED: u64 = 1 << 30;
+
+/// Up to `len` first decompressed bytes of the gzip file `path`; `None` when it is unreadable.
+pub(super) fn gunzip_prefix(path: &Path, len: Option<u64>) -> Option<Vec<u8>> {
+    let file = File::open(path).ok()?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(std::io::BufReader::new(file))
+        .take(len?)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// The lines of the gzip file `path` past byte `offset` of its content (a last one without a
+/// newline counts), and the size of that content; `None` when it cannot be read to its end.
+pub(super) fn lines_past(path: &Path, offset: u64) -> Option<(u64, u64)> {
+    let file = File::open(path).ok()?;
+    let mut d = flate2::read::GzDecoder::new(std::io::BufReader::new(file)).take(MAX_DECOMPRESSED);
+    let (mut at, mut lines, mut open_line) = (0u64, 0u64, false);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = d.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        let skip = offset.saturating_sub(at).min(n as u64) as usize;
+        let rest = &buf[skip..n];
+        if !rest.is_empty() {
+            lines += rest.iter().filter(|b| **b == b'\n').count() as u64;
+            open_line = rest.last() != Some(&b'\n');
+        }
+        at += n as u64;
+    }
+    Some((lines + u64::from(open_line), at))
+}
