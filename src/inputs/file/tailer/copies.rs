@@ -8,8 +8,9 @@ use crate::inputs::file::identity::{
     end_mark_matches, new_stream_id, read_first, FileKey, Fingerprint,
 };
 use crate::inputs::file::registry::{now_secs, Entry, Truncation};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Whether a new file may be the copy of a followed or truncated one (copytruncate).
@@ -203,6 +204,94 @@ impl Tailer {
         }
     }
 }
+
+impl Tailer {
+    /// Follows the copies of truncated files found beside a link's target, outside `paths`
+    /// (`copies_beside_targets`), as a copy found under `paths` is (`discovered`: it continues
+    /// the truncated content's stream where reading stopped), so that the lines written between
+    /// the last read and the truncation are read from there. A scan's step: `seen`, `opened`
+    /// and `keep` are the scan's.
+    pub(super) fn follow_copies_beside_targets(
+        &mut self,
+        seen: &HashSet<FileKey>,
+        opened: &HashMap<FileKey, (PathBuf, File)>,
+        keep: &mut HashMap<FileKey, (PathBuf, File)>,
+        first: bool,
+        now: Instant,
+    ) {
+        for (name, key, actual) in self.copies_beside_targets(seen) {
+            if opened.contains_key(&key) || keep.contains_key(&key) || self.ignored.contains(&key) {
+                continue;
+            }
+            match File::open(&actual) {
+                Ok(f) => {
+                    tracing::info!(input = %self.ctx.name, path = %actual.display(), link = %name.display(),
+                        "copy of a truncated file beside the file its link leads to: continuing where reading stopped");
+                    if let Some(f) = self.discovered(key, &name, Some(f), first, now) {
+                        keep.insert(key, (name, f));
+                    }
+                }
+                Err(e) => self.warn_open(&actual, &e),
+            }
+        }
+    }
+
+    /// Copies of truncated files made beside the file a symlink under `paths` leads to, not
+    /// under `paths` (logrotate's `copytruncate` of a container log: `app.log` → `app.log.1` in
+    /// the target's folder, read through `/var/log/containers/*.log`). No scan finds them, and
+    /// the lines written between the last read and the truncation are only there. Looked for,
+    /// while truncated contents wait for their copy, as `<target>.<suffix>` (compressed ones
+    /// left out) whose first bytes are the truncated content's; each with the link's name
+    /// (the events' `log.file.path`, as for a rotated file), its identity and where it is.
+    fn copies_beside_targets(
+        &self,
+        followed: &HashSet<FileKey>,
+    ) -> Vec<(PathBuf, FileKey, PathBuf)> {
+        let mut out = Vec::new();
+        let mut listed = HashSet::new();
+        for t in self.truncations() {
+            let name = PathBuf::from(&t.path);
+            let is_link =
+                std::fs::symlink_metadata(&name).is_ok_and(|m| m.file_type().is_symlink());
+            if !is_link {
+                continue;
+            }
+            let target = super::scan::link_target(&name);
+            let (Some(dir), Some(file_name)) = (target.parent(), target.file_name()) else {
+                continue;
+            };
+            if !listed.insert(target.clone()) {
+                continue;
+            }
+            let prefix = format!("{}.", file_name.to_string_lossy());
+            let Ok(listing) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for item in listing.flatten().take(MAX_LOOKED_AT_PER_TARGET) {
+                let n = item.file_name();
+                let n = n.to_string_lossy();
+                if !n.starts_with(&prefix) || n.ends_with(".gz") {
+                    continue;
+                }
+                let Ok(md) = item.metadata() else { continue };
+                let key = FileKey::of(&md);
+                if !md.is_file() || followed.contains(&key) || self.tails.contains_key(&key) {
+                    continue;
+                }
+                let Ok(f) = File::open(item.path()) else {
+                    continue;
+                };
+                if t.is_copy(key, &f, md.len()) {
+                    out.push((name.clone(), key, item.path()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Most files looked at beside one link target for a copy (kubelet and logrotate keep a few).
+const MAX_LOOKED_AT_PER_TARGET: usize = 64;
 
 /// Whether a file's first bytes (`first`: all of them, up to the fingerprint size) begin like
 /// `prefix`, as far as both go.

@@ -99,6 +99,7 @@ impl Tailer {
                 Err(e) => self.warn_open(actual, &e),
             }
         }
+        self.follow_copies_beside_targets(&seen, &opened, &mut keep, first, now);
         if first {
             self.resume_renamed_while_stopped(&seen, &opened, &mut keep, now, reused);
         }
