@@ -15,6 +15,7 @@ mod file_failed_batches;
 mod file_held_up_deleted;
 mod file_input;
 mod file_lifecycle;
+mod file_link_repointed;
 mod file_metrics;
 mod file_registry_damaged;
 mod file_rotation;

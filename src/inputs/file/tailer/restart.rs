@@ -102,7 +102,10 @@ impl Tailer {
                 .entries()
                 .filter(|e| {
                     let k = e.key();
-                    !seen.contains(&k) && !self.tails.contains_key(&k) && !opened.contains_key(&k)
+                    !seen.contains(&k)
+                        && !self.tails.contains_key(&k)
+                        && !opened.contains_key(&k)
+                        && !keep.contains_key(&k)
                 })
                 .map(|e| (e.key(), e.clone()))
                 .collect(),
@@ -112,7 +115,20 @@ impl Tailer {
             .iter()
             .map(|(k, e)| (*k, PathBuf::from(&e.path)))
             .collect();
-        for (key, actual) in discovery::find_renamed(&old_names) {
+        let mut renamed = discovery::find_renamed(&old_names);
+        // A symlink re-pointed while trawl was stopped (`current.log` → `app-20261205.log`,
+        // was `app-20261204.log`): the file it led to is not beside the link but, most often,
+        // beside the file it leads to now. The registry keeps the link's name only.
+        let beside_targets: HashMap<FileKey, PathBuf> = old_names
+            .iter()
+            .filter(|(k, _)| !renamed.iter().any(|(r, _)| r == *k))
+            .filter(|(_, p)| is_symlink(p))
+            .filter_map(|(k, p)| Some((*k, discovery::link_target(p)?)))
+            .collect();
+        let by_target = discovery::find_renamed(&beside_targets);
+        let only_same_start: HashSet<FileKey> = by_target.iter().map(|(k, _)| *k).collect();
+        renamed.extend(by_target);
+        for (key, actual) in renamed {
             let Some(entry) = missing.remove(&key) else {
                 continue;
             };
@@ -123,7 +139,17 @@ impl Tailer {
                     continue;
                 }
             };
-            if entry.fingerprint().matches(&file).unwrap_or(false) {
+            let same_start = entry.fingerprint().matches(&file).unwrap_or(false);
+            if !same_start && only_same_start.contains(&key) {
+                // Found beside the link's target, where kubelet's rotated and compressed files
+                // are: a file there with the inode and other first bytes is one that took the
+                // inode after the entry's file was deleted (a `.gz` of it, made within the
+                // second trawl last saw it, would pass the birth-time test below), not the
+                // entry's file truncated. Left to the compressed-file search.
+                missing.insert(key, entry);
+                continue;
+            }
+            if same_start {
                 tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "resuming a file renamed while trawl was stopped");
             } else if born(&file).is_some_and(|b| b <= entry.last_seen) {
                 // Same inode, other first bytes, and the file existed when trawl last saw it:
@@ -135,7 +161,9 @@ impl Tailer {
                 self.remember_truncated(&entry, now);
             } else {
                 // Same inode, other first bytes, born since: a new file reused the inode of a
-                // deleted one; history not ours.
+                // deleted one; history not ours. The entry's file may still be found compressed
+                // (a `.gz` written after its deletion can be the file that took its inode).
+                missing.insert(key, entry);
                 continue;
             }
             let name = PathBuf::from(&entry.path);
@@ -226,6 +254,10 @@ impl Tailer {
             }
         }
     }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// When `file` was created (Unix seconds), where the file system keeps a birth time: set
