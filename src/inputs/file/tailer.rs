@@ -34,6 +34,7 @@ mod lifecycle;
 mod restart;
 mod rewinds;
 mod scan;
+mod waiting;
 
 /// How long a file read to its end must not have grown before its slot is given to a file
 /// waiting under `max_open_files`. One `poll_interval` (100 ms) was seen to close a file still

@@ -1,0 +1,243 @@
+//! The bookkeeping of files waiting for a `max_open_files` slot with no descriptor held: what
+//! is known of their sizes, their entry in the registry, and their deletion before they got a
+//! slot, which is counted and said rather than lost silently.
+
+use super::copies::CopyCheck;
+use super::scan::link_target;
+use super::Tailer;
+use crate::inputs::file::discovery;
+use crate::inputs::file::identity::{new_stream_id, FileKey, Fingerprint};
+use crate::inputs::file::registry::{now_secs, Entry};
+use crate::inputs::file::StartAt;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+impl Tailer {
+    /// What the watcher and discovery saw of files no descriptor holds (`Written::sizes`): a
+    /// closed file written to, or a new one found, while no slot was free. Noted as waiting
+    /// with no descriptor, so that one deleted before this scan, which the reader (held up on
+    /// a full pipeline) never saw, is counted by `skipped_while_waiting` like any other.
+    pub(super) fn take_noted_sizes(&mut self) {
+        let sizes = match self.written.lock() {
+            Ok(mut w) => std::mem::take(&mut w.sizes),
+            Err(_) => return,
+        };
+        for (key, (path, size)) in sizes {
+            if self.ignored.contains(&key) {
+                continue;
+            }
+            if let Some(noted) = self.waiting_unopened.get_mut(&key) {
+                noted.2 = noted.2.max(size);
+                continue;
+            }
+            let (path, read_to) = match self.tails.get(&key) {
+                Some(tail) if tail.is_open() => continue,
+                Some(tail) => (tail.path.clone(), tail.position()),
+                None => (path, self.resumes_at(&key)),
+            };
+            if size > read_to {
+                self.waiting_unopened.insert(key, (path, read_to, size));
+            }
+        }
+    }
+
+    /// Files that waited for a slot with no descriptor held and are no longer under `paths`:
+    /// deleted (not found by their inode in their folder), the bytes trawl had not read of them
+    /// are gone; the risk `max_open_files` takes. Counted in `trawl_file_skipped_files_total` and
+    /// said once per file with its path, so that nothing is lost silently. One renamed in its
+    /// folder (or, for a symlink, in its target's) is left to rotation handling; one found
+    /// compressed there (kubelet gzips a rotated file at its next rotation) waits on as its
+    /// `.gz` (`wait_as_compressed`), and is not counted.
+    pub(super) fn skipped_while_waiting(
+        &mut self,
+        seen: &HashSet<FileKey>,
+        held: &HashMap<FileKey, (PathBuf, File)>,
+    ) {
+        let vanished: HashMap<FileKey, PathBuf> = self
+            .waiting_unopened
+            .iter()
+            .filter(|(k, _)| {
+                !seen.contains(k)
+                    && !held.contains_key(k)
+                    && !self.tails.get(k).is_some_and(|t| t.is_open())
+            })
+            // Looked for beside the file the name leads to now: a kubelet symlink's target
+            // folder is where kubelet renamed it (`0.log` → `0.log.<time>`).
+            .map(|(k, (p, _, _))| (*k, link_target(p)))
+            .collect();
+        if vanished.is_empty() {
+            return;
+        }
+        let renamed: HashMap<FileKey, PathBuf> =
+            discovery::find_renamed(&vanished).into_iter().collect();
+        for key in vanished.into_keys() {
+            let Some((path, read_to, size)) = self.waiting_unopened.remove(&key) else {
+                continue;
+            };
+            let unread = size.saturating_sub(read_to);
+            if unread == 0 {
+                continue;
+            }
+            if let Some(now_at) = renamed.get(&key) {
+                // Still waiting, under its new name: deleted before it gets a slot (kubelet
+                // gzips `0.log.<time>` at the next rotation), it is counted then.
+                let size = std::fs::metadata(now_at).map_or(size, |m| m.len().max(size));
+                self.waiting_unopened
+                    .insert(key, (now_at.clone(), read_to, size));
+                continue;
+            }
+            if self.wait_as_compressed(key, &link_target(&path), read_to) {
+                continue;
+            }
+            self.shared.stats.skipped_file();
+            // `offset`: what was lost starts there (what the writer added after the last sight too).
+            tracing::warn!(input = %self.ctx.name, path = %path.display(), offset = read_to, unread_bytes = unread, max_open_files = self.config.max_open_files,
+                "a file waiting for a max_open_files slot was deleted before it got one: the bytes not read of it are lost (counted in trawl_file_skipped_files_total; raise max_open_files or keep rotated files longer)");
+        }
+    }
+
+    /// Looks, once a second, at the files held with no descriptor that were at their end when
+    /// last seen: followed files closed to free their slot, and files waiting for one with
+    /// nothing unread. Writes start no scan (only files appearing, moving or going do), so one
+    /// that grows and is then deleted would be missed by every scan grown, and its new lines
+    /// lost without a word; seen grown here, its deletion is counted (`skipped_while_waiting`).
+    /// A stat each, as the lag gauges take for closed files; growth and deletion within the
+    /// same second still go unseen.
+    pub(super) fn note_growth_unopened(&mut self, now: Instant) {
+        if self
+            .unopened_checked_at
+            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.unopened_checked_at = Some(now);
+        let size_of = |path: &Path, key: FileKey| {
+            std::fs::metadata(path)
+                .ok()
+                .filter(|m| FileKey::of(m) == key)
+                .map(|m| m.len())
+        };
+        // A file opened again since (to read a failed batch again) holds a descriptor: what was
+        // noted of it is stale, and it is noted afresh once closed.
+        let tails = &self.tails;
+        self.waiting_unopened
+            .retain(|k, _| !tails.get(k).is_some_and(|t| t.is_open()));
+        for (key, tail) in tails.iter().filter(|(_, t)| !t.is_open()) {
+            if let Some(noted) = self.waiting_unopened.get_mut(key) {
+                noted.1 = tail.position();
+                continue;
+            }
+            if let Some(size) = size_of(&tail.path, *key).filter(|&s| s > tail.position()) {
+                self.waiting_unopened
+                    .insert(*key, (tail.path.clone(), tail.position(), size));
+            }
+        }
+        for (key, (path, read_to, size)) in self.waiting_unopened.iter_mut() {
+            if *size > *read_to {
+                continue;
+            }
+            if let Some(now_size) = size_of(path, *key) {
+                *size = now_size;
+            }
+        }
+    }
+
+    /// A file waiting for a slot goes into the registry now (its identity, a stream id, offset
+    /// 0, or its end for `start_at: end` at the very first start), unless it is there already:
+    /// renamed away (kubelet's rotation) and trawl killed before it got a slot, it is resumed at
+    /// the next start only because the registry knows it. The copy of a truncated file is put
+    /// there as continuing that file's stream; a file that may still be such a copy is not put
+    /// there yet. Written to disk at the end of the scan.
+    pub(super) fn record_waiting(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        file: Option<&File>,
+        first: bool,
+    ) {
+        if self.ignored.contains(&key)
+            || self
+                .shared
+                .registry
+                .lock()
+                .map_or(true, |r| r.get(&key).is_some())
+        {
+            return;
+        }
+        let opened;
+        let file = match file {
+            Some(f) => f,
+            None => match File::open(path) {
+                Ok(f) => {
+                    opened = f;
+                    &opened
+                }
+                Err(_) => return,
+            },
+        };
+        let Ok(md) = file.metadata() else { return };
+        if FileKey::of(&md) != key || !md.is_file() {
+            return;
+        }
+        let Ok(first_bytes) = super::super::identity::read_first(file, self.fp_max) else {
+            return;
+        };
+        let fp = Fingerprint::of(&first_bytes);
+        let size = md.len();
+        if size == 0 {
+            // Recorded once it has bytes (see `defer_empty`); nothing to lose before.
+            if std::fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == key) {
+                self.empty_new.insert(key, path.to_path_buf());
+            }
+            return;
+        }
+        self.check_originals(key, &first_bytes);
+        let (stream, offset) = if let Some(t) = self
+            .truncations()
+            .iter()
+            .find(|t| t.is_copy(key, file, size))
+        {
+            if size < t.position {
+                if let Ok(mut r) = self.shared.registry.lock() {
+                    r.set_copy_end(t.stream, size);
+                }
+            }
+            (t.stream, t.committed.min(size))
+        } else {
+            if !matches!(
+                self.may_be_copy(key, file, &first_bytes, size),
+                CopyCheck::No
+            ) {
+                return;
+            }
+            if self.ignored_as_older(&md) {
+                self.ignored.insert(key);
+                return;
+            }
+            let offset = if first && self.first_start && self.config.start_at == StartAt::End {
+                size
+            } else {
+                0
+            };
+            self.salt += 1;
+            (new_stream_id(key, fp, self.salt), offset)
+        };
+        if let Ok(mut r) = self.shared.registry.lock() {
+            r.put(Entry {
+                path: path.display().to_string(),
+                dev: key.dev,
+                ino: key.ino,
+                fp_len: fp.len,
+                fp: fp.hash,
+                stream,
+                offset,
+                last_seen: now_secs(),
+                mark_at: 0,
+                mark: 0,
+            });
+        }
+        self.waiting_recorded = true;
+    }
+}
