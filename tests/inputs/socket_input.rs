@@ -98,14 +98,25 @@ fn unix_json_lines_become_fields() {
         ),
     );
     let mut s = retry(|| std::os::unix::net::UnixStream::connect(&sock));
-    s.write_all(b"{\"message\":\"hi\",\"stream\":\"stderr\",\"@timestamp\":\"2024-01-02T03:04:05.5Z\"}\nnot json\n").unwrap();
+    s.write_all(b"{\"message\":\"hi\",\"stream\":\"stderr\",\"@timestamp\":\"2024-01-02T03:04:05.5Z\"}\nnot json\n[1,2]\n").unwrap();
     drop(s);
-    let ev = wait_events(&out, 2);
-    assert_eq!(ev.len(), 2);
+    let ev = wait_events(&out, 3);
+    assert_eq!(ev.len(), 3);
     assert_eq!(ev[0]["message"], "hi");
     assert_eq!(ev[0]["stream"], "stderr");
     assert_eq!(ev[0]["@timestamp"], "2024-01-02T03:04:05.500000Z");
-    assert_eq!(ev[1]["message"], "not json");
+    assert!(ev[0].get("tags").is_none(), "{}", ev[0]);
+    // Not an object: kept whole, and marked as the `json` processor marks what it cannot read.
+    for (e, text, why) in [(&ev[1], "not json", "not JSON"), (&ev[2], "[1,2]", "array")] {
+        assert_eq!(e["message"], text);
+        assert_eq!(e["tags"], serde_json::json!(["_json_parse_failure"]), "{e}");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(why)),
+            "{e}"
+        );
+    }
 }
 
 #[test]

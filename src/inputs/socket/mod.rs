@@ -29,7 +29,7 @@ pub enum Format {
     #[default]
     Lines,
     /// Each line is a JSON object whose keys become the event's fields (`message`, `stream`...);
-    /// a line that is not an object is kept as `message` and counted as an error.
+    /// a line that is not an object is kept as `message`, tagged and counted as an error.
     Json,
 }
 
@@ -291,6 +291,21 @@ pub(crate) fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> 
     }
 }
 
+/// Said once per process: a sender writing plain text to a JSON socket does it on every line.
+static NOT_AN_OBJECT_LOGGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
 fn event_of(
     line: &[u8],
     info: LineInfo,
@@ -343,13 +358,26 @@ fn event_of(
                     }
                     e
                 }
-                _ => {
+                other => {
                     ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    Event::from_message(
+                    let why = match other {
+                        Err(e) => format!("not JSON: {e}"),
+                        Ok(v) => format!("a JSON {}, not an object", json_kind(&v)),
+                    };
+                    if !NOT_AN_OBJECT_LOGGED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(input = %ctx.name, line_offset = info.start, reason = %why,
+                            "a line of a `format: json` socket is no JSON object: kept whole as `message`, tagged _json_parse_failure (logged once; counted in trawl_errors_total)");
+                    }
+                    let mut e = Event::from_message(
                         ctx.name.clone(),
                         now,
                         String::from_utf8_lossy(line).into_owned(),
-                    )
+                    );
+                    // As the `json` processor marks what it cannot decode: findable downstream,
+                    // not only counted.
+                    e.add_tag("_json_parse_failure");
+                    e.insert("error.message", Value::from(why));
+                    e
                 }
             }
         }
