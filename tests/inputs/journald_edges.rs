@@ -1,58 +1,10 @@
-//! The `journald` input when the journal under it changes or cannot be read: a saved cursor
-//! whose entry was vacuumed while trawl was stopped (nothing after it is lost, and it is said),
-//! a cursor file journalctl refuses (set aside, the journal read again) and a journalctl that
-//! cannot run (told on `/health`, not only in a log line). Same tools and helpers as
-//! `journald.rs`: systemd's own writer and the real journalctl.
+//! The `journald` input when the journal cannot be read: a cursor file journalctl refuses (set
+//! aside, the journal read again) and a journalctl that cannot run (told on `/health`, not only
+//! in a log line). Same tools and helpers as `journald.rs`: systemd's writer, the real journalctl.
 
-use super::journald::{entries, have_tools, messages, setup, write_entries, DEADLINE};
+use super::journald::{entries, have_tools, setup, write_entries, DEADLINE};
 use crate::support::process::{free_port, http_get, wait_until};
 use std::time::Duration;
-
-/// A host vacuums its journal (`journalctl --vacuum-time`, or a small `SystemMaxUse`) while
-/// trawl is stopped for an upgrade: the entry of the saved cursor is gone, and every entry of
-/// the journal that is left must still be shipped. journalctl's `--after-cursor` skipped the
-/// first of them without a word, as if it were the cursor's own entry.
-#[test]
-fn entries_after_a_vacuumed_cursor_are_all_read_and_the_gap_is_said() {
-    if !have_tools() {
-        return;
-    }
-    let s = setup("    start_at: beginning\n");
-    write_entries(
-        &s.journal,
-        1_764_600_000_000_000,
-        &entries("old", 0..20, "app.service"),
-    );
-    let mut t = s.start();
-    s.wait_for_count(20, "the first journal's entries");
-    assert!(t.stop(Duration::from_secs(30)).success());
-
-    // Vacuumed: the file holding the cursor's entry is deleted; later entries are in a new one.
-    for f in std::fs::read_dir(&s.journal).unwrap() {
-        std::fs::remove_file(f.unwrap().path()).unwrap();
-    }
-    write_entries(
-        &s.journal,
-        1_764_600_100_000_000,
-        &entries("new", 0..10, "app.service"),
-    );
-    let mut t = s.start();
-    // Entries come in journal order: once the last is there, the first would be too.
-    wait_until(DEADLINE, "the last entry of the new journal", || {
-        messages(&s.out).iter().any(|m| m == "new 00009")
-    });
-    assert!(t.stop(Duration::from_secs(30)).success());
-    let got = messages(&s.out);
-    for i in 0..10 {
-        let m = format!("new {i:05}");
-        assert!(got.contains(&m), "{m} lost; got {got:?}");
-    }
-    let log = std::fs::read_to_string(&s.log).unwrap();
-    assert!(
-        log.contains("saved journal cursor's entry is not in the journal any more"),
-        "the vacuumed cursor was not said: {log}"
-    );
-}
 
 /// A container image without journalctl, or a `journalctl:` path with a typo: nothing can be
 /// read, and `/health` says so (it answered 200 while a warning said it once in the log);

@@ -65,7 +65,7 @@ fn field_text(v: &serde_json::Value) -> Option<String> {
 /// One journal entry read.
 pub struct Entry {
     pub event: Event,
-    /// Where reading resumes (`journalctl --cursor`, this entry skipped) once it is acknowledged.
+    /// Where `journalctl --after-cursor` resumes once this entry is acknowledged.
     pub cursor: String,
     /// The stream the entry belongs to (host, boot, unit, identifier, process, container):
     /// `multiline` joins only lines of one source, as journald interleaves every program's.
