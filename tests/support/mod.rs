@@ -16,3 +16,4 @@ pub mod pcap_read;
 pub mod pcap_run;
 pub mod process;
 pub mod stdout_run;
+pub mod tcp_pcap;

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use support::pcap_run::{data, pcap_events};
+use support::tcp_pcap::{pcap_of, Conn, ACK, FIN, PSH, SYN};
 
 fn edge_capture() -> PathBuf {
     data("http_edge_cases.pcap")
@@ -493,27 +494,13 @@ fn an_answer_after_the_timeout_is_not_a_second_request_in_the_metrics() {
 /// with its own status, never with another request's.
 #[test]
 fn deep_pipelining_never_gives_a_request_another_ones_response() {
-    fn frame(client: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let (src, dst, sport, dport) = if client {
-            ([10, 0, 0, 1], [10, 0, 0, 2], 40000u16, 80u16)
-        } else {
-            ([10, 0, 0, 2], [10, 0, 0, 1], 80, 40000)
-        };
-        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
-        f.extend([0x45, 0]);
-        f.extend((40 + payload.len() as u16).to_be_bytes());
-        f.extend([0, 1, 0x40, 0, 64, 6, 0, 0]);
-        f.extend(src);
-        f.extend(dst);
-        f.extend(sport.to_be_bytes());
-        f.extend(dport.to_be_bytes());
-        f.extend(seq.to_be_bytes());
-        f.extend(ack.to_be_bytes());
-        f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-        f.extend(payload);
-        f
-    }
-    let (syn, ack, psh, fin) = (0x02, 0x10, 0x08, 0x01);
+    let conn = Conn {
+        client_port: 40000,
+        server_port: 80,
+    };
+    let frame =
+        |client, seq, ack, flags, payload: &[u8]| conn.frame(client, seq, ack, flags, payload);
+    let (syn, ack, psh, fin) = (SYN, ACK, PSH, FIN);
     let requests: Vec<u8> = (1..=80)
         .flat_map(|n| format!("GET /{n} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes())
         .collect();
@@ -538,17 +525,7 @@ fn deep_pipelining_never_gives_a_request_another_ones_response() {
     frames.push(frame(true, cs, ss, fin | ack, b""));
     frames.push(frame(false, ss, cs + 1, fin | ack, b""));
     frames.push(frame(true, cs + 1, ss + 1, ack, b""));
-    let mut pcap: Vec<u8> = [0xa1b2_c3d4u32.to_le_bytes(), [2, 0, 4, 0]].concat();
-    pcap.extend([0; 8]);
-    pcap.extend(65535u32.to_le_bytes());
-    pcap.extend(1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        pcap.extend(1_700_000_000u32.to_le_bytes());
-        pcap.extend((i as u32 * 100).to_le_bytes());
-        pcap.extend((f.len() as u32).to_le_bytes());
-        pcap.extend((f.len() as u32).to_le_bytes());
-        pcap.extend(f);
-    }
+    let pcap = pcap_of(&frames);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pipelined.pcap");
     std::fs::write(&path, pcap).unwrap();

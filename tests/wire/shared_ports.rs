@@ -7,6 +7,7 @@ use crate::support;
 
 use serde_json::Value as J;
 use support::pcap_run::{data, pcap_events, run_events};
+use support::tcp_pcap::{pcap_of, Conn, ACK, FIN, PSH, SYN};
 
 /// `trawl run` on workload.pcap as a `pcap_file` input with `protocols`, its events without
 /// the times of the run.
@@ -60,26 +61,13 @@ fn a_port_for_pgsql_and_tls_gives_each_its_connections() {
 /// One TCP connection as a pcap: handshake from `cport` to `sport`, the client's `ask`, the
 /// server's `answer`, and the close.
 fn one_connection(cport: u16, sport: u16, ask: &[u8], answer: &[u8]) -> Vec<u8> {
-    let frame = |client: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]| {
-        let (src, dst, from, to) = if client {
-            ([10, 0, 0, 1], [10, 0, 0, 2], cport, sport)
-        } else {
-            ([10, 0, 0, 2], [10, 0, 0, 1], sport, cport)
-        };
-        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0, 0x45, 0];
-        f.extend((40 + payload.len() as u16).to_be_bytes());
-        f.extend([0, 1, 0x40, 0, 64, 6, 0, 0]);
-        f.extend(src);
-        f.extend(dst);
-        f.extend(from.to_be_bytes());
-        f.extend(to.to_be_bytes());
-        f.extend(seq.to_be_bytes());
-        f.extend(ack.to_be_bytes());
-        f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-        f.extend(payload);
-        f
+    let conn = Conn {
+        client_port: cport,
+        server_port: sport,
     };
-    let (syn, ack, psh, fin) = (0x02, 0x10, 0x08, 0x01);
+    let frame =
+        |client, seq, ack, flags, payload: &[u8]| conn.frame(client, seq, ack, flags, payload);
+    let (syn, ack, psh, fin) = (SYN, ACK, PSH, FIN);
     let (c, s) = (1001u32, 5001u32);
     let (ca, sa) = (c + ask.len() as u32, s + answer.len() as u32);
     let frames = [
@@ -92,18 +80,7 @@ fn one_connection(cport: u16, sport: u16, ask: &[u8], answer: &[u8]) -> Vec<u8> 
         frame(false, sa, ca + 1, fin | ack, b""),
         frame(true, ca + 1, sa + 1, ack, b""),
     ];
-    let mut pcap: Vec<u8> = [0xa1b2_c3d4u32.to_le_bytes(), [2, 0, 4, 0]].concat();
-    pcap.extend([0; 8]);
-    pcap.extend(65535u32.to_le_bytes());
-    pcap.extend(1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        pcap.extend(1_700_000_000u32.to_le_bytes());
-        pcap.extend((i as u32 * 100).to_le_bytes());
-        pcap.extend((f.len() as u32).to_le_bytes());
-        pcap.extend((f.len() as u32).to_le_bytes());
-        pcap.extend(f);
-    }
-    pcap
+    pcap_of(&frames)
 }
 
 /// A protocol's port is the server's: a client whose ephemeral port happens to be another
