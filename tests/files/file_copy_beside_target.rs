@@ -5,25 +5,10 @@
 
 use crate::support;
 
-use std::path::Path;
 use std::time::Duration;
-use support::process::{append, free_port, read_json_lines, wait_until, write_file, Trawl};
-
-fn lines(what: &str, n: usize) -> String {
-    (0..n).map(|i| format!("{what} line {i:04}\n")).collect()
-}
-
-fn delivered(out: &Path, what: &str) -> usize {
-    let prefix = format!("{what} line ");
-    read_json_lines(out)
-        .iter()
-        .filter(|e| {
-            e["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(&prefix))
-        })
-        .count()
-}
+use support::process::{
+    append, delivered_lines, free_port, numbered_lines, wait_until, write_file, Trawl,
+};
 
 fn signal(trawl: &Trawl, sig: libc::c_int) {
     // SAFETY: kill(2) on the pid of a child the test owns and has not reaped.
@@ -41,7 +26,7 @@ fn the_copy_beside_a_links_target_gives_the_lines_written_before_the_truncation(
         std::fs::create_dir_all(d).unwrap();
     }
     let target = app.join("app.log");
-    append(&target, &lines("old", 10));
+    append(&target, &numbered_lines("old", 10));
     std::os::unix::fs::symlink(&target, links.join("web-1_shop_app-0001.log")).unwrap();
     let out = root.join("events.jsonl");
     let addr = format!("127.0.0.1:{}", free_port());
@@ -58,12 +43,12 @@ fn the_copy_beside_a_links_target_gives_the_lines_written_before_the_truncation(
     let log = root.join("trawl.log");
     let mut trawl = Trawl::start(&config, Some(&log));
     wait_until(Duration::from_secs(60), "the first 10 lines", || {
-        delivered(&out, "old") == 10
+        delivered_lines(&out, "old") == 10
     });
     // trawl stopped (SIGSTOP) so that it cannot read the late lines before the truncation:
     // they are only in the copy when it reads again.
     signal(&trawl, libc::SIGSTOP);
-    append(&target, &lines("late", 5));
+    append(&target, &numbered_lines("late", 5));
     std::fs::copy(&target, app.join("app.log.1")).unwrap();
     std::fs::OpenOptions::new()
         .write(true)
@@ -71,25 +56,25 @@ fn the_copy_beside_a_links_target_gives_the_lines_written_before_the_truncation(
         .unwrap()
         .set_len(0)
         .unwrap();
-    append(&target, &lines("new", 2));
+    append(&target, &numbered_lines("new", 2));
     signal(&trawl, libc::SIGCONT);
     wait_until(
         Duration::from_secs(60),
         "the 2 lines written after the truncation",
-        || delivered(&out, "new") == 2,
+        || delivered_lines(&out, "new") == 2,
     );
     wait_until(
         Duration::from_secs(30),
         "the 5 lines written before the truncation, from the copy beside the target",
-        || delivered(&out, "late") == 5,
+        || delivered_lines(&out, "late") == 5,
     );
     assert!(trawl.stop(Duration::from_secs(60)).success());
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
         (
-            delivered(&out, "old"),
-            delivered(&out, "late"),
-            delivered(&out, "new")
+            delivered_lines(&out, "old"),
+            delivered_lines(&out, "late"),
+            delivered_lines(&out, "new")
         ),
         (10, 5, 2),
         "every line once; log:\n{text}"

@@ -4,25 +4,10 @@
 
 use crate::support;
 
-use std::path::Path;
 use std::time::Duration;
-use support::process::{append, free_port, read_json_lines, wait_until, write_file, Trawl};
-
-fn lines(what: &str, n: usize) -> String {
-    (0..n).map(|i| format!("{what} line {i:04}\n")).collect()
-}
-
-fn delivered(out: &Path, what: &str) -> usize {
-    let prefix = format!("{what} line ");
-    read_json_lines(out)
-        .iter()
-        .filter(|e| {
-            e["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(&prefix))
-        })
-        .count()
-}
+use support::process::{
+    append, delivered_lines, free_port, numbered_lines, wait_until, write_file, Trawl,
+};
 
 #[test]
 fn the_old_target_of_a_link_repointed_while_stopped_is_finished() {
@@ -35,7 +20,7 @@ fn the_old_target_of_a_link_repointed_while_stopped_is_finished() {
     }
     let old = data.join("app-20261204.log");
     let link = links.join("current.log");
-    append(&old, &lines("old", 10));
+    append(&old, &numbered_lines("old", 10));
     std::os::unix::fs::symlink(&old, &link).unwrap();
     let out = root.join("events.jsonl");
     let config = write_file(
@@ -52,33 +37,33 @@ fn the_old_target_of_a_link_repointed_while_stopped_is_finished() {
     let log = root.join("trawl.log");
     let mut trawl = Trawl::start(&config, Some(&log));
     wait_until(Duration::from_secs(60), "the first 10 lines", || {
-        delivered(&out, "old") == 10
+        delivered_lines(&out, "old") == 10
     });
     assert!(trawl.stop(Duration::from_secs(60)).success());
     // While stopped: the app writes its last lines to the old file, then the link is
     // re-pointed (atomically, as `ln -sfn` through a rename) at the next day's file.
-    append(&old, &lines("late", 5));
+    append(&old, &numbered_lines("late", 5));
     let new = data.join("app-20261205.log");
-    append(&new, &lines("new", 3));
+    append(&new, &numbered_lines("new", 3));
     let tmp = links.join(".current.log.tmp");
     std::os::unix::fs::symlink(&new, &tmp).unwrap();
     std::fs::rename(&tmp, &link).unwrap();
     let mut trawl = Trawl::start(&config, Some(&log));
     wait_until(Duration::from_secs(60), "the new file's 3 lines", || {
-        delivered(&out, "new") == 3
+        delivered_lines(&out, "new") == 3
     });
     wait_until(
         Duration::from_secs(30),
         "the 5 lines the old file got while trawl was stopped",
-        || delivered(&out, "late") == 5,
+        || delivered_lines(&out, "late") == 5,
     );
     assert!(trawl.stop(Duration::from_secs(60)).success());
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
         (
-            delivered(&out, "old"),
-            delivered(&out, "late"),
-            delivered(&out, "new")
+            delivered_lines(&out, "old"),
+            delivered_lines(&out, "late"),
+            delivered_lines(&out, "new")
         ),
         (10, 5, 3),
         "every line once; log:\n{text}"

@@ -8,26 +8,9 @@ use crate::support;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-use support::process::{append, free_port, metric, read_json_lines, wait_until, write_file, Trawl};
-
-fn cri(what: &str, n: usize) -> String {
-    (0..n)
-        .map(|i| format!("2026-12-05T10:00:00.000000000Z stdout F {what} line {i:04}\n"))
-        .collect()
-}
-
-/// How many delivered events carry a message starting with `what line`.
-fn delivered(out: &Path, what: &str) -> usize {
-    let prefix = format!("{what} line ");
-    read_json_lines(out)
-        .iter()
-        .filter(|e| {
-            e["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(&prefix))
-        })
-        .count()
-}
+use support::process::{
+    append, delivered_lines, free_port, metric, numbered_cri_lines, wait_until, write_file, Trawl,
+};
 
 /// What kubelet's `compressLog` does: `<f>.tmp` written, renamed to `<f>.gz`, `<f>` deleted.
 fn kubelet_gzip(plain: &Path) {
@@ -57,7 +40,7 @@ fn a_waiting_kubelet_file_rotated_and_gzipped_is_read_from_the_gz() {
         std::fs::create_dir_all(d).unwrap();
     }
     let k = app.join("0.log");
-    append(&k, &cri("k", 10));
+    append(&k, &numbered_cri_lines("k", 10));
     std::os::unix::fs::symlink(&k, links.join("web-1_shop_app-0001.log")).unwrap();
     let out = root.join("events.jsonl");
     let addr = format!("127.0.0.1:{}", free_port());
@@ -79,47 +62,47 @@ fn a_waiting_kubelet_file_rotated_and_gzipped_is_read_from_the_gz() {
     let mut trawl = Trawl::start(&config, Some(&log));
     let gauge = |name: &str| metric(&addr, name, "logs").unwrap_or(-1.0);
     wait_until(Duration::from_secs(60), "0.log's 10 lines", || {
-        delivered(&out, "k") == 10
+        delivered_lines(&out, "k") == 10
     });
     // b.log takes the slot (0.log, idle at its end, is closed for it), then is deleted.
     let b = logs.join("b.log");
-    append(&b, &cri("b", 10));
+    append(&b, &numbered_cri_lines("b", 10));
     wait_until(Duration::from_secs(60), "b.log's 10 lines", || {
-        delivered(&out, "b") == 10
+        delivered_lines(&out, "b") == 10
     });
     std::fs::remove_file(&b).unwrap();
-    append(&k, &cri("k-more", 20));
+    append(&k, &numbered_cri_lines("k-more", 20));
     wait_until(Duration::from_secs(60), "0.log waiting for a slot", || {
         gauge("trawl_file_waiting_files") == 1.0
     });
     // kubelet rotates, the runtime writes the next 0.log, kubelet gzips the rotated file.
     let rotated = app.join("0.log.20261205-100000");
     std::fs::rename(&k, &rotated).unwrap();
-    append(&k, &cri("k-new", 5));
+    append(&k, &numbered_cri_lines("k-new", 5));
     kubelet_gzip(&rotated);
     wait_until(
         Duration::from_secs(60),
         "the 20 lines 0.log had unread when gzipped, and the next 0.log's 5",
-        || delivered(&out, "k-more") == 20 && delivered(&out, "k-new") == 5,
+        || delivered_lines(&out, "k-more") == 20 && delivered_lines(&out, "k-new") == 5,
     );
-    assert_eq!(delivered(&out, "k"), 10, "0.log's first lines once");
+    assert_eq!(delivered_lines(&out, "k"), 10, "0.log's first lines once");
     assert_eq!(gauge("trawl_file_skipped_files_total"), 0.0);
     assert!(trawl.stop(Duration::from_secs(60)).success());
 
     // A restart reads none of them again: a line written after it comes out alone.
     let mut trawl = Trawl::start(&config, Some(&log));
-    append(&k, &cri("k-after", 1));
+    append(&k, &numbered_cri_lines("k-after", 1));
     wait_until(
         Duration::from_secs(60),
         "the line written after the restart",
-        || delivered(&out, "k-after") == 1,
+        || delivered_lines(&out, "k-after") == 1,
     );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
         (
-            delivered(&out, "k"),
-            delivered(&out, "k-more"),
-            delivered(&out, "k-new")
+            delivered_lines(&out, "k"),
+            delivered_lines(&out, "k-more"),
+            delivered_lines(&out, "k-new")
         ),
         (10, 20, 5),
         "every line once; log:\n{text}"

@@ -8,23 +8,10 @@ use crate::support;
 
 use std::path::Path;
 use std::time::Duration;
-use support::process::{append, free_port, metric, read_json_lines, wait_until, write_file, Trawl};
-
-fn lines(what: &str, n: usize) -> String {
-    (0..n).map(|i| format!("{what} line {i:04}\n")).collect()
-}
-
-/// How many delivered events carry a message starting with `what `.
-fn delivered(out: &Path, what: &str) -> usize {
-    read_json_lines(out)
-        .iter()
-        .filter(|e| {
-            e["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(&format!("{what} ")))
-        })
-        .count()
-}
+use support::process::{
+    append, delivered_lines, free_port, metric, numbered_cri_lines, numbered_lines, wait_until,
+    write_file, Trawl,
+};
 
 #[test]
 fn files_deleted_while_waiting_for_a_slot_are_counted_and_named_once() {
@@ -47,29 +34,29 @@ fn files_deleted_while_waiting_for_a_slot_are_counted_and_named_once() {
     );
     let log = dir.path().join("trawl.log");
     let a = logs.join("a.log");
-    append(&a, &lines("a", 10));
+    append(&a, &numbered_lines("a", 10));
     let mut trawl = Trawl::start(&config, Some(&log));
     let gauge = |name: &str| metric(&addr, name, "logs").unwrap_or(-1.0);
     wait_until(Duration::from_secs(60), "a.log's 10 lines", || {
-        delivered(&out, "a") == 10
+        delivered_lines(&out, "a") == 10
     });
     // b.log waits for the slot; a.log, idle at its end, is closed for it.
     let b = logs.join("b.log");
-    append(&b, &lines("b", 10));
+    append(&b, &numbered_lines("b", 10));
     wait_until(Duration::from_secs(60), "b.log's 10 lines", || {
-        delivered(&out, "b") == 10
+        delivered_lines(&out, "b") == 10
     });
     // Deleted, b.log keeps the only slot.
     std::fs::remove_file(&b).unwrap();
     // c.log takes the descriptor discovery holds for a waiting file.
-    append(&logs.join("c.log"), &lines("c", 10));
+    append(&logs.join("c.log"), &numbered_lines("c", 10));
     wait_until(Duration::from_secs(60), "c.log waiting for a slot", || {
         gauge("trawl_file_waiting_files") == 1.0
     });
     // a.log grows while closed: it waits, with no descriptor. v.log is new and finds none free.
-    append(&a, &lines("a-more", 20));
+    append(&a, &numbered_lines("a-more", 20));
     let v = logs.join("v.log");
-    append(&v, &lines("v", 30));
+    append(&v, &numbered_lines("v", 30));
     wait_until(
         Duration::from_secs(60),
         "a.log, c.log and v.log waiting for a slot",
@@ -113,7 +100,7 @@ fn files_deleted_while_waiting_for_a_slot_are_counted_and_named_once() {
         "c.log still exists: not skipped; log:\n{text}"
     );
     assert_eq!(
-        delivered(&out, "a"),
+        delivered_lines(&out, "a"),
         10,
         "a.log's first lines delivered once"
     );
@@ -135,12 +122,7 @@ fn a_kubelet_file_rotated_while_waiting_is_not_counted_as_deleted() {
         std::fs::create_dir_all(d).unwrap();
     }
     let k = app.join("0.log");
-    let cri = |what: &str, n: usize| -> String {
-        (0..n)
-            .map(|i| format!("2026-11-30T13:00:00.000000000Z stdout F {what} line {i:04}\n"))
-            .collect()
-    };
-    append(&k, &cri("k", 10));
+    append(&k, &numbered_cri_lines("k", 10));
     std::os::unix::fs::symlink(&k, links.join("web-1_shop_app-0001.log")).unwrap();
     let out = root.join("events.jsonl");
     let addr = format!("127.0.0.1:{}", free_port());
@@ -159,17 +141,17 @@ fn a_kubelet_file_rotated_while_waiting_is_not_counted_as_deleted() {
     let mut trawl = Trawl::start(&config, Some(&log));
     let gauge = |name: &str| metric(&addr, name, "logs").unwrap_or(-1.0);
     wait_until(Duration::from_secs(60), "0.log's 10 lines", || {
-        delivered(&out, "k") == 10
+        delivered_lines(&out, "k") == 10
     });
     // b.log takes the slot (0.log, idle at its end, is closed for it), then is deleted: it
     // keeps the slot.
     let b = logs.join("b.log");
-    append(&b, &lines("b", 10));
+    append(&b, &numbered_lines("b", 10));
     wait_until(Duration::from_secs(60), "b.log's 10 lines", || {
-        delivered(&out, "b") == 10
+        delivered_lines(&out, "b") == 10
     });
     std::fs::remove_file(&b).unwrap();
-    append(&k, &cri("k-more", 20));
+    append(&k, &numbered_cri_lines("k-more", 20));
     wait_until(Duration::from_secs(60), "0.log waiting for a slot", || {
         gauge("trawl_file_waiting_files") == 1.0
     });
@@ -178,7 +160,7 @@ fn a_kubelet_file_rotated_while_waiting_is_not_counted_as_deleted() {
     // (once seen in CI: the rotated file was then looked for beside the link, not found there,
     // and named as deleted).
     std::thread::sleep(Duration::from_secs(1));
-    append(&k, &cri("k-new", 5));
+    append(&k, &numbered_cri_lines("k-new", 5));
     // Ten scans see the rotation.
     std::thread::sleep(Duration::from_secs(2));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -217,18 +199,18 @@ fn a_closed_file_that_grows_then_is_deleted_between_scans_is_counted() {
     );
     let log = dir.path().join("trawl.log");
     let a = logs.join("a.log");
-    let first = lines("a", 10);
+    let first = numbered_lines("a", 10);
     append(&a, &first);
     let mut trawl = Trawl::start(&config, Some(&log));
     let gauge = |name: &str| metric(&addr, name, "logs").unwrap_or(-1.0);
     wait_until(Duration::from_secs(60), "a.log's 10 lines", || {
-        delivered(&out, "a") == 10
+        delivered_lines(&out, "a") == 10
     });
     // b.log gets the only slot once a.log, idle at its end, is closed for it.
     let b = logs.join("b.log");
-    append(&b, &lines("b", 10));
+    append(&b, &numbered_lines("b", 10));
     wait_until(Duration::from_secs(60), "b.log's 10 lines", || {
-        delivered(&out, "b") == 10
+        delivered_lines(&out, "b") == 10
     });
     // Deleted, b.log keeps the slot (its writer may still write). Its deletion's scan sees
     // a.log closed at its end.
@@ -239,7 +221,7 @@ fn a_closed_file_that_grows_then_is_deleted_between_scans_is_counted() {
         0.0,
         "a.log has nothing unread yet"
     );
-    append(&a, &lines("a-more", 20));
+    append(&a, &numbered_lines("a-more", 20));
     // No scan comes; trawl has time to look at the closed file.
     std::thread::sleep(Duration::from_secs(3));
     std::fs::remove_file(&a).unwrap();
@@ -269,7 +251,7 @@ fn a_closed_file_that_grows_then_is_deleted_between_scans_is_counted() {
     );
     assert_eq!(gauge("trawl_file_skipped_files_total"), 1.0);
     assert_eq!(
-        delivered(&out, "a"),
+        delivered_lines(&out, "a"),
         10,
         "a.log's first lines delivered once"
     );

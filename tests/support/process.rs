@@ -243,6 +243,31 @@ pub fn run_on_stdin(config: &Path, data_dir: &Path, input: &str) -> Vec<serde_js
         .collect()
 }
 
+/// `n` numbered log lines, `<what> line 0000` to `<what> line <n-1>`.
+pub fn numbered_lines(what: &str, n: usize) -> String {
+    (0..n).map(|i| format!("{what} line {i:04}\n")).collect()
+}
+
+/// The same lines as a container runtime writes them to a kubelet `0.log` (CRI, whole lines).
+pub fn numbered_cri_lines(what: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("2026-11-30T13:00:00.000000000Z stdout F {what} line {i:04}\n"))
+        .collect()
+}
+
+/// How many events delivered to the JSON-lines file `out` carry one of `what`'s numbered lines.
+pub fn delivered_lines(out: &Path, what: &str) -> usize {
+    let prefix = format!("{what} line ");
+    read_json_lines(out)
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&prefix))
+        })
+        .count()
+}
+
 /// Reads a JSON-lines file (missing file: empty). Only whole lines count: a last line without
 /// its newline is one trawl is still writing (a test polling the file reads it mid-write).
 pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
