@@ -180,7 +180,7 @@ pub struct Line {
 impl Line {
     /// The line the splitter gave (`bytes`, `info`) as text. The flag is true when invalid
     /// UTF-8 was replaced by U+FFFD: the caller counts it (and logs the first of its input
-    /// once, `InvalidUtf8`).
+    /// once, `BadLines`).
     pub fn decoded(bytes: &[u8], info: LineInfo) -> (Line, bool) {
         let (text, replaced) = match to_text(bytes) {
             Ok(text) => (text, false),

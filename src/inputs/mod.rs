@@ -485,20 +485,31 @@ pub fn check_line_limit(
     Ok(())
 }
 
-/// Lines of one input whose invalid UTF-8 was replaced: each counted in `trawl_errors_total`,
-/// the first logged (once per input, however many connections or pipes it reads).
+/// Lines of one input that could not be taken as they came (invalid UTF-8 replaced, a
+/// `format: json` line that is no JSON object): each counted in `trawl_errors_total`, the first
+/// of each kind logged once per input, however many connections or pipes it reads.
 #[derive(Debug, Default)]
-pub struct InvalidUtf8 {
-    logged: AtomicBool,
+pub struct BadLines {
+    invalid_utf8_logged: AtomicBool,
+    not_json_object_logged: AtomicBool,
 }
 
-impl InvalidUtf8 {
-    /// One more such line, starting at `offset` of its stream.
+impl BadLines {
+    /// One more line whose invalid UTF-8 was replaced, starting at `offset` of its stream.
     pub fn replaced(&self, ctx: &InputContext, offset: u64) {
         ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-        if !self.logged.swap(true, Ordering::Relaxed) {
+        if !self.invalid_utf8_logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(input = %ctx.name, line_offset = offset,
                 "invalid UTF-8 replaced with U+FFFD (logged once; counted in trawl_errors_total)");
+        }
+    }
+
+    /// One more line of a `format: json` input that is no JSON object (`why`), kept whole.
+    pub fn not_json_object(&self, ctx: &InputContext, offset: u64, why: &str) {
+        ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.not_json_object_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(input = %ctx.name, line_offset = offset, reason = %why,
+                "a line of a `format: json` input is no JSON object: kept whole as `message`, tagged _json_parse_failure (logged once per input; counted in trawl_errors_total)");
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::lines::{LineInfo, LineSplitter};
 use super::multiline::{self, Line, Multiline};
-use super::InvalidUtf8;
+use super::BadLines;
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
 use crate::event::{Batch, BatchAck, BlockLine, LineBlock};
@@ -75,7 +75,7 @@ impl Input for Stdin {
 pub(crate) struct LineBatcher<'a> {
     ctx: &'a InputContext,
     lines: LineBlock,
-    invalid_utf8: InvalidUtf8,
+    bad_lines: BadLines,
     now: chrono::DateTime<Utc>,
     clock: Instant,
     multiline: Option<Multiline>,
@@ -88,7 +88,7 @@ impl<'a> LineBatcher<'a> {
         LineBatcher {
             ctx,
             lines: LineBlock::with_capacity(ctx.name.clone(), ctx.batch_size, 0),
-            invalid_utf8: InvalidUtf8::default(),
+            bad_lines: BadLines::default(),
             now: Utc::now(),
             clock: Instant::now(),
             multiline,
@@ -113,13 +113,13 @@ impl<'a> LineBatcher<'a> {
             // Straight to the batch's text buffer: no `Line` of its own.
             let block_line = BlockLine::new(info.start, self.now, None, info.truncated, false);
             if self.lines.push_bytes(None, None, None, line, block_line) {
-                self.invalid_utf8.replaced(self.ctx, info.start);
+                self.bad_lines.replaced(self.ctx, info.start);
             }
             return;
         }
         let (line, replaced) = Line::decoded(line, info);
         if replaced {
-            self.invalid_utf8.replaced(self.ctx, info.start);
+            self.bad_lines.replaced(self.ctx, info.start);
         }
         match self.multiline.take() {
             Some(mut m) => {

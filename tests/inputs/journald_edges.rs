@@ -1,10 +1,125 @@
-//! The `journald` input when the journal cannot be read: a cursor file journalctl refuses (set
-//! aside, the journal read again) and a journalctl that cannot run (told on `/health`, not only
-//! in a log line). Same tools and helpers as `journald.rs`: systemd's writer, the real journalctl.
+//! The `journald` input when the journal under it changes or cannot be read: a saved cursor
+//! whose entry was vacuumed while trawl was stopped, or that the input's changed matches no
+//! longer read (nothing after it is lost, and it is said), a cursor file journalctl refuses
+//! (set aside, the journal read again) and a journalctl that cannot run (told on `/health`).
+//! Same tools and helpers as `journald.rs`: systemd's own writer and the real journalctl.
 
-use super::journald::{entries, have_tools, setup, write_entries, DEADLINE};
+use super::journald::{entries, have_tools, messages, setup, write_entries, DEADLINE};
 use crate::support::process::{free_port, http_get, wait_until};
 use std::time::Duration;
+
+/// A host vacuums its journal (`journalctl --vacuum-time`, or a small `SystemMaxUse`) while
+/// trawl is stopped for an upgrade: the entry of the saved cursor is gone, and every entry of
+/// the journal that is left must still be shipped. journalctl's `--after-cursor` skipped the
+/// first of them without a word, as if it were the cursor's own entry.
+#[test]
+fn entries_after_a_vacuumed_cursor_are_all_read_and_the_gap_is_said() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: beginning\n");
+    write_entries(
+        &s.journal,
+        1_764_600_000_000_000,
+        &entries("old", 0..20, "app.service"),
+    );
+    let mut t = s.start();
+    s.wait_for_count(20, "the first journal's entries");
+    assert!(t.stop(Duration::from_secs(30)).success());
+
+    // Vacuumed: the file holding the cursor's entry is deleted; later entries are in a new one.
+    for f in std::fs::read_dir(&s.journal).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    write_entries(
+        &s.journal,
+        1_764_600_100_000_000,
+        &entries("new", 0..10, "app.service"),
+    );
+    let mut t = s.start();
+    // Entries come in journal order: once the last is there, the first would be too.
+    wait_until(DEADLINE, "the last entry of the new journal", || {
+        messages(&s.out).iter().any(|m| m == "new 00009")
+    });
+    assert!(t.stop(Duration::from_secs(30)).success());
+    let got = messages(&s.out);
+    for i in 0..10 {
+        let m = format!("new {i:05}");
+        assert!(got.contains(&m), "{m} lost; got {got:?}");
+    }
+    assert_eq!(got.len(), 30, "each entry once: {got:?}");
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        log.contains("saved journal cursor's entry is not among the entries this input reads"),
+        "the vacuumed cursor was not said: {log}"
+    );
+}
+
+/// An operator narrows an input's `units` while trawl is stopped: the saved cursor is a
+/// `db.service` entry the input no longer reads. The first `web.service` entry after it was
+/// skipped (`--after-cursor` steps over one entry whatever it is). Then the reverse, with
+/// nothing matching after the cursor yet: the input must wait for new entries and read them
+/// (journalctl's `--cursor` with `--follow` waits forever there).
+#[test]
+fn a_changed_match_reads_every_matching_entry_after_the_saved_cursor() {
+    if !have_tools() {
+        return;
+    }
+    let units = |u: &str| format!("    start_at: beginning\n    units: [{u}]\n");
+    let s = setup(&units("web.service, db.service"));
+    let base = std::fs::read_to_string(&s.config).unwrap();
+    let config = |u: &str| {
+        let text = base.replace(&units("web.service, db.service"), &units(u));
+        std::fs::write(&s.config, text).unwrap();
+    };
+    write_entries(
+        &s.journal,
+        1_764_700_000_000_000,
+        &entries("web", 0..10, "web.service"),
+    );
+    write_entries(
+        &s.journal,
+        1_764_700_100_000_000,
+        &entries("db", 0..5, "db.service"),
+    );
+    let mut t = s.start();
+    s.wait_for_count(15, "web and db entries");
+    assert!(t.stop(Duration::from_secs(30)).success());
+
+    // The cursor is `db 00004`; the input now reads web only.
+    write_entries(
+        &s.journal,
+        1_764_700_200_000_000,
+        &entries("web", 10..20, "web.service"),
+    );
+    config("web.service");
+    let mut t = s.start();
+    wait_until(DEADLINE, "web 00019", || {
+        messages(&s.out).iter().any(|m| m == "web 00019")
+    });
+    assert!(t.stop(Duration::from_secs(30)).success());
+    let got = messages(&s.out);
+    assert!(
+        got.iter().any(|m| m == "web 00010"),
+        "web 00010 skipped: {got:?}"
+    );
+
+    // The cursor is `web 00019`; the input now reads db only, and no db entry is there yet.
+    config("db.service");
+    let mut t = s.start();
+    std::thread::sleep(Duration::from_millis(500));
+    write_entries(
+        &s.journal,
+        1_764_700_300_000_000,
+        &entries("db", 5..10, "db.service"),
+    );
+    wait_until(DEADLINE, "db entries written after the start", || {
+        messages(&s.out).iter().any(|m| m == "db 00009")
+    });
+    assert!(t.stop(Duration::from_secs(30)).success());
+    let got = messages(&s.out);
+    assert_eq!(got.len(), 30, "every entry once: {got:?}");
+}
 
 /// A container image without journalctl, or a `journalctl:` path with a typo: nothing can be
 /// read, and `/health` says so (it answered 200 while a warning said it once in the log);

@@ -119,6 +119,61 @@ fn unix_json_lines_become_fields() {
     }
 }
 
+/// Two apps each write plain text to their own `format: json` socket, over several
+/// connections: each input says it once, naming itself (a second input's senders were never
+/// mentioned: the warning was said once per process), and every line is counted.
+#[test]
+fn lines_that_are_no_json_object_are_said_once_per_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    let cfg = dir.path().join("p.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir: {}/data\nhttp: {{ enabled: false }}\ninputs:\n  \
+             app_a: {{ type: socket, address: \"unix:{}\", format: json }}\n  \
+             app_b: {{ type: socket, address: \"unix:{}\", format: json }}\n\
+             outputs:\n  out: {{ type: stdout }}\n",
+            dir.path().display(),
+            a.display(),
+            b.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out.json");
+    let log = dir.path().join("stderr.log");
+    let _t = Running(
+        Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["--log-level", "warn", "run", "-c"])
+            .arg(&cfg)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    for sock in [&a, &b, &a, &b] {
+        let mut s = retry(|| std::os::unix::net::UnixStream::connect(sock));
+        s.write_all(b"plain text\n42\n").unwrap();
+    }
+    let ev = wait_events(&out, 8);
+    assert_eq!(ev.len(), 8, "{ev:?}");
+    assert!(ev
+        .iter()
+        .all(|e| e["tags"] == serde_json::json!(["_json_parse_failure"])));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("is no JSON object"))
+        .collect();
+    assert_eq!(said.len(), 2, "once per input: {text}");
+    for input in ["app_a", "app_b"] {
+        assert!(
+            said.iter().any(|l| l.contains(input)),
+            "{input} not named: {text}"
+        );
+    }
+}
+
 #[test]
 fn idle_connections_at_the_limit_do_not_lock_out_other_senders() {
     let dir = tempfile::tempdir().unwrap();

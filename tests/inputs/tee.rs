@@ -674,9 +674,7 @@ fn signals_ignored_by_the_parent_stay_ignored_by_the_app() {
     );
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "trap '' HUP INT; exec \"$0\" --log-level off tee -c \"$1\" -- sh -c \"$2\""
-        ))
+        .arg("trap '' HUP INT; exec \"$0\" --log-level off tee -c \"$1\" -- sh -c \"$2\"")
         .arg(env!("CARGO_BIN_EXE_trawl"))
         .arg(&cfg)
         .arg(&app)

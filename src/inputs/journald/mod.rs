@@ -10,6 +10,7 @@
 
 mod entry;
 mod joining;
+mod resume;
 
 use super::lines::{LineInfo, LineSplitter};
 use super::multiline::{self, Multiline};
@@ -19,6 +20,7 @@ use crate::event::{AckTracker, Batch, BatchStatus, Event};
 use crate::inputs::file::registry::write_atomic;
 use crate::telemetry::metrics::ComponentMetrics;
 use joining::{Joined, Joiners, Ledger};
+use resume::Start;
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -275,34 +277,33 @@ impl Journald {
             "the saved journal cursor is not a cursor journalctl can seek to: set aside, reading the journal from its start (entries delivered before are sent again)");
     }
 
-    fn command(&self, committed: Option<&str>, from_end: bool) -> Command {
+    /// journalctl from `start`; without `--follow` when `follow` is false (the look
+    /// `resume::resume_point` takes at the cursor's place).
+    fn command(&self, start: &Start, follow: bool) -> Command {
         let mut cmd = Command::new(&self.config.journalctl);
-        cmd.args([
-            "--output=json",
-            "--follow",
-            "--all",
-            "--no-pager",
-            "--quiet",
-        ]);
+        cmd.args(["--output=json", "--all", "--no-pager", "--quiet"]);
+        if follow {
+            cmd.arg("--follow");
+        }
         if let Some(dir) = &self.config.directory {
             cmd.arg(format!("--directory={}", dir.display()));
         }
         for f in &self.config.files {
             cmd.arg(format!("--file={}", f.display()));
         }
-        match committed {
-            // journalctl skips one entry after the seek without checking that it is the
-            // cursor's own: when that entry was vacuumed, the first entry after its place is
-            // skipped too (a known gap; resuming with `--cursor` and skipping the cursor's entry
-            // here was tried and made a reload test stall once in CI, cause not found).
-            Some(c) => {
+        match start {
+            Start::AfterCursor(c) => {
                 cmd.arg(format!("--after-cursor={c}"));
                 cmd.arg("--no-tail");
             }
-            None if from_end => {
+            Start::AtCursor(c) => {
+                cmd.arg(format!("--cursor={c}"));
+                cmd.arg("--no-tail");
+            }
+            Start::End => {
                 cmd.arg("--lines=0");
             }
-            None => {
+            Start::Beginning => {
                 cmd.arg("--no-tail");
             }
         }
@@ -327,7 +328,19 @@ impl Journald {
         committed: &mut Option<String>,
         from_end: bool,
     ) -> End {
-        let mut child = match self.command(committed.as_deref(), from_end).spawn() {
+        let start = match committed.as_deref() {
+            Some(c) => {
+                let mut probe = self.command(&Start::AtCursor(c.to_owned()), false);
+                probe.stderr(Stdio::null());
+                tokio::select! {
+                    start = resume::resume_point(probe, c, &ctx.name) => start,
+                    _ = ctx.shutdown.wait() => return End::Stop,
+                }
+            }
+            None if from_end => Start::End,
+            None => Start::Beginning,
+        };
+        let mut child = match self.command(&start, true).spawn() {
             Ok(c) => c,
             Err(e) => {
                 // Not there, not executable: nothing is read until someone installs it, so

@@ -9,7 +9,7 @@ mod acks;
 
 use super::lines::{LineInfo, LineSplitter};
 use super::multiline::{self, Line, Multiline};
-use super::InvalidUtf8;
+use super::BadLines;
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
 use crate::event::{Batch, Event, Value};
@@ -206,7 +206,7 @@ impl Input for Socket {
                 self.config.max_connections.max(1),
             ));
             // Said once for the input, not once per connection.
-            let invalid_utf8 = Arc::new(InvalidUtf8::default());
+            let bad_lines = Arc::new(BadLines::default());
             match &self.address {
                 Address::Unix(path) => {
                     remove_stale_socket(path)?;
@@ -233,7 +233,7 @@ impl Input for Socket {
                         &self.config,
                         self.multiline.as_ref(),
                         &ctx,
-                        &invalid_utf8,
+                        &bad_lines,
                     )
                     .await;
                     if created.is_some() && file_id(path) == created {
@@ -252,7 +252,7 @@ impl Input for Socket {
                         &self.config,
                         self.multiline.as_ref(),
                         &ctx,
-                        &invalid_utf8,
+                        &bad_lines,
                     )
                     .await?;
                 }
@@ -291,10 +291,6 @@ pub(crate) fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> 
     }
 }
 
-/// Said once per process: a sender writing plain text to a JSON socket does it on every line.
-static NOT_AN_OBJECT_LOGGED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
 fn json_kind(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
@@ -311,7 +307,7 @@ fn event_of(
     info: LineInfo,
     format: Format,
     ctx: &InputContext,
-    invalid_utf8: &InvalidUtf8,
+    bad_lines: &BadLines,
 ) -> Option<Event> {
     if line.is_empty() && !info.truncated {
         return None;
@@ -359,15 +355,11 @@ fn event_of(
                     e
                 }
                 other => {
-                    ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
                     let why = match other {
                         Err(e) => format!("not JSON: {e}"),
                         Ok(v) => format!("a JSON {}, not an object", json_kind(&v)),
                     };
-                    if !NOT_AN_OBJECT_LOGGED.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(input = %ctx.name, line_offset = info.start, reason = %why,
-                            "a line of a `format: json` socket is no JSON object: kept whole as `message`, tagged _json_parse_failure (logged once; counted in trawl_errors_total)");
-                    }
+                    bad_lines.not_json_object(ctx, info.start, &why);
                     let mut e = Event::from_message(
                         ctx.name.clone(),
                         now,
@@ -384,7 +376,7 @@ fn event_of(
         _ => {
             let (line, replaced) = Line::decoded(line, info);
             if replaced {
-                invalid_utf8.replaced(ctx, info.start);
+                bad_lines.replaced(ctx, info.start);
             }
             Event::from_message(ctx.name.clone(), now, line.text)
         }
@@ -403,7 +395,7 @@ async fn accept_loop<S, F, Fut>(
     cfg: &Config,
     multiline: Option<&Multiline>,
     ctx: &Arc<InputContext>,
-    invalid_utf8: &Arc<InvalidUtf8>,
+    bad_lines: &Arc<BadLines>,
 ) -> anyhow::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -428,8 +420,8 @@ where
                     let cfg = cfg.clone();
                     // A clone starts empty: each connection joins its own lines.
                     let joiner = multiline.cloned();
-                    let invalid_utf8 = invalid_utf8.clone();
-                    tokio::spawn(async move { serve(stream, &cfg, joiner, &ctx, &invalid_utf8).await; drop(permit); });
+                    let bad_lines = bad_lines.clone();
+                    tokio::spawn(async move { serve(stream, &cfg, joiner, &ctx, &bad_lines).await; drop(permit); });
                 }
                 Err(e) => tracing::warn!(input = %ctx.name, error = %e, "accept failed"),
             },
@@ -478,18 +470,15 @@ fn take_line(
     joiner: &mut Option<Multiline>,
     taken: &mut Taken,
     ctx: &InputContext,
-    invalid_utf8: &InvalidUtf8,
+    bad_lines: &BadLines,
 ) {
     let Some(m) = joiner.as_mut() else {
-        taken.push(
-            event_of(line, info, cfg.format, ctx, invalid_utf8),
-            info.end,
-        );
+        taken.push(event_of(line, info, cfg.format, ctx, bad_lines), info.end);
         return;
     };
     let (line, replaced) = Line::decoded(line, info);
     if replaced {
-        invalid_utf8.replaced(ctx, info.start);
+        bad_lines.replaced(ctx, info.start);
     }
     m.push(line, std::time::Instant::now(), &mut |l| {
         let end = l.end;
@@ -582,7 +571,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     cfg: &Config,
     mut joiner: Option<Multiline>,
     ctx: &InputContext,
-    invalid_utf8: &InvalidUtf8,
+    bad_lines: &BadLines,
 ) {
     let (mut reader, writer) = tokio::io::split(stream);
     let mut writer = Some(writer);
@@ -659,7 +648,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
         ComponentMetrics::add(&ctx.metrics.bytes_in, data.len() as u64);
         splitter.push(data, &mut |l, i| {
-            take_line(l, i, cfg, &mut joiner, &mut taken, ctx, invalid_utf8)
+            take_line(l, i, cfg, &mut joiner, &mut taken, ctx, bad_lines)
         });
         if !send(&mut taken, covered(&splitter, &joiner), acks.as_mut(), ctx).await {
             return;
@@ -671,8 +660,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     // At a shutdown, an acknowledging sender sends its unfinished line and the lines being
     // joined again, whole, to the next trawl; cut here they would arrive in two pieces.
     if !(stopped && acks.is_some()) {
-        splitter
-            .finish(&mut |l, i| take_line(l, i, cfg, &mut joiner, &mut taken, ctx, invalid_utf8));
+        splitter.finish(&mut |l, i| take_line(l, i, cfg, &mut joiner, &mut taken, ctx, bad_lines));
         if let Some(m) = joiner.as_mut() {
             m.flush(&mut |l| {
                 let end = l.end;

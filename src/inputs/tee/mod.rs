@@ -13,7 +13,7 @@ pub mod stream_lines;
 
 use super::lines::LineInfo;
 use super::multiline::{self, Line, Multiline};
-use super::InvalidUtf8;
+use super::BadLines;
 use super::{BoxFuture, Input, InputContext};
 use crate::event::{AckTracker, Batch, BatchAck, BatchStatus, Event, Value};
 use crate::telemetry::metrics::ComponentMetrics;
@@ -116,11 +116,11 @@ fn to_line(
     kind: StreamKind,
     line: &[u8],
     info: LineInfo,
-    invalid_utf8: &InvalidUtf8,
+    bad_lines: &BadLines,
 ) -> Line {
     let (line, replaced) = Line::decoded(line, info);
     if replaced {
-        invalid_utf8.replaced(ctx, info.start);
+        bad_lines.replaced(ctx, info.start);
     }
     Line {
         stream: Some(kind.as_str()),
@@ -189,7 +189,7 @@ fn ship(
     let mut lines = StreamLines::new(max_line);
     let mut joiners = Joiners::new(multiline);
     let mut events: Vec<Event> = Vec::with_capacity(ctx.batch_size);
-    let invalid_utf8 = InvalidUtf8::default();
+    let bad_lines = BadLines::default();
     let flush = |events: &mut Vec<Event>| -> bool {
         if events.is_empty() {
             return true;
@@ -206,7 +206,7 @@ fn ship(
                 let now = Utc::now();
                 let mut closed = false;
                 lines.push(&chunk, &mut |kind, l, i| {
-                    let line = to_line(ctx, kind, l, i, &invalid_utf8);
+                    let line = to_line(ctx, kind, l, i, &bad_lines);
                     joiners.push(kind, line, &mut |line| {
                         events.push(line_event(ctx, now, line))
                     });
@@ -236,7 +236,7 @@ fn ship(
     }
     let now = Utc::now();
     lines.finish(&mut |kind, l, i| {
-        let line = to_line(ctx, kind, l, i, &invalid_utf8);
+        let line = to_line(ctx, kind, l, i, &bad_lines);
         joiners.push(kind, line, &mut |line| {
             events.push(line_event(ctx, now, line))
         });
