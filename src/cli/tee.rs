@@ -202,6 +202,12 @@ pub fn run(args: TeeArgs) -> i32 {
             let held = args.memory_buffer.as_usize();
             std::thread::spawn(move || {
                 let report = forward::run(&s, path, max_line, held, g, u);
+                if report.invalid_utf8_lines > 0 {
+                    tracing::warn!(
+                        lines = report.invalid_utf8_lines,
+                        "forwarded lines whose invalid UTF-8 was replaced with U+FFFD"
+                    );
+                }
                 s.shipper_gone();
                 let _ = done_tx.send(report.unsent_bytes);
             });

@@ -405,3 +405,48 @@ fn a_receiver_that_stops_reading_gets_every_unshipped_byte_reported() {
         "every byte the receiver did not acknowledge is reported:\n{stderr}"
     );
 }
+
+/// An app writes Latin-1 text among its UTF-8 lines: the lines arrive with U+FFFD in place of
+/// the bad bytes (JSON must be UTF-8), and since the receiver cannot tell, tee says it: once
+/// when it happens, with the stream, and with the count when it ends (was: not a word).
+#[test]
+fn invalid_utf8_forwarded_is_replaced_and_said_by_tee() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sock = d.join("app.sock");
+    let mut receiver = Receiver::new(d, &sock);
+    receiver.start();
+    let tee_log = d.join("tee.log");
+    let status = trawl()
+        .args(["--log-level", "warn", "tee", "--forward"])
+        .arg(format!("unix:{}", sock.display()))
+        .args([
+            "--",
+            "sh",
+            "-c",
+            r"printf 'ok 1\n'; printf 'caf\351 2\n'; printf 'ok 3\n'; printf 'na\357ve 4\n' >&2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&tee_log).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "tee exited {status}");
+    let expected: Vec<String> = ["ok 1", "caf\u{FFFD} 2", "ok 3", "na\u{FFFD}ve 4"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let got = receiver.wait_for(&expected);
+    assert_eq!(check_every_line(&got, &expected, &receiver.log), 0);
+    // tee's stderr is the app's too, bad bytes and all.
+    let log = String::from_utf8_lossy(&std::fs::read(&tee_log).unwrap()).into_owned();
+    let first: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("invalid UTF-8 in the command's output"))
+        .collect();
+    assert_eq!(first.len(), 1, "said once:\n{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("invalid UTF-8 was replaced") && l.contains("lines=2")),
+        "the count at the end:\n{log}"
+    );
+}

@@ -55,8 +55,10 @@ impl Block {
         }
     }
 
-    fn push(&mut self, kind: StreamKind, line: &[u8], info: LineInfo) {
+    /// Encodes one line; true when invalid UTF-8 in it was replaced with U+FFFD.
+    fn push(&mut self, kind: StreamKind, line: &[u8], info: LineInfo) -> bool {
         let text = String::from_utf8_lossy(line);
+        let replaced = matches!(text, std::borrow::Cow::Owned(_));
         let now = crate::event::format_timestamp(&chrono::Utc::now());
         let rec = Record {
             timestamp: &now,
@@ -71,6 +73,7 @@ impl Block {
             let raw = self.lines.last().map_or(0, |l| l.1) + (info.end - info.start);
             self.lines.push((self.data.len(), raw));
         }
+        replaced
     }
 
     /// Where the bytes not yet acknowledged start in `data`.
@@ -110,6 +113,26 @@ pub struct ForwardReport {
     /// Bytes of the command's output taken from the spool and not acknowledged by the receiver
     /// (nor written to one that does not acknowledge) before giving up.
     pub unsent_bytes: u64,
+    /// Lines whose invalid UTF-8 was replaced with U+FFFD before they were sent (the receiver
+    /// cannot tell, so tee counts them).
+    pub invalid_utf8_lines: u64,
+}
+
+/// Lines of the command's output whose invalid UTF-8 was replaced: the first is logged with
+/// its stream and offset, all are counted for the exit.
+#[derive(Default)]
+struct Replaced {
+    lines: u64,
+}
+
+impl Replaced {
+    fn one(&mut self, kind: StreamKind, info: LineInfo) {
+        self.lines += 1;
+        if self.lines == 1 {
+            tracing::warn!(stream = kind.as_str(), line_offset = info.start,
+                "invalid UTF-8 in the command's output replaced with U+FFFD before forwarding (logged once; the count is logged when tee ends)");
+        }
+    }
 }
 
 /// One connection to the receiver.
@@ -172,12 +195,14 @@ pub fn run(
         unacknowledged_logged: false,
     };
     let mut lines = StreamLines::new(max_line);
+    let mut replaced = Replaced::default();
     let mut closed = false;
     loop {
         unsent.store(f.raw_held + lines.pending() as u64, Ordering::Relaxed);
         if give_up.load(Ordering::Relaxed) {
             return ForwardReport {
                 unsent_bytes: f.raw_held + lines.pending() as u64,
+                invalid_utf8_lines: replaced.lines,
             };
         }
         f.settle();
@@ -193,13 +218,21 @@ pub fn run(
                 // One chunk at a time, written before the next is taken.
                 Pop::Chunk(c) => {
                     let mut block = Block::new();
-                    lines.push(&c, &mut |k, l, i| block.push(k, l, i));
+                    lines.push(&c, &mut |k, l, i| {
+                        if block.push(k, l, i) {
+                            replaced.one(k, i);
+                        }
+                    });
                     f.add(block);
                 }
                 Pop::Empty => {}
                 Pop::Closed => {
                     let mut block = Block::new();
-                    lines.finish(&mut |k, l, i| block.push(k, l, i));
+                    lines.finish(&mut |k, l, i| {
+                        if block.push(k, l, i) {
+                            replaced.one(k, i);
+                        }
+                    });
                     f.add(block);
                     closed = true;
                 }
@@ -207,7 +240,10 @@ pub fn run(
         }
         if f.blocks.is_empty() {
             if closed {
-                return ForwardReport::default();
+                return ForwardReport {
+                    unsent_bytes: 0,
+                    invalid_utf8_lines: replaced.lines,
+                };
             }
             continue;
         }
