@@ -39,6 +39,8 @@ pub struct BlockLine {
     pub stream: Option<&'static str>,
     pub truncated: bool,
     pub multiline: bool,
+    /// A piece of a container line whose other parts never came (`log.flags: [partial]`).
+    pub partial: bool,
     /// Index of its `LineSource` in the block.
     source: u32,
 }
@@ -189,7 +191,7 @@ impl LineBlock {
         json::write_value(out, &Value::Timestamp(line.time));
         out.extend_from_slice(b",\"message\":");
         json::write_str(out, text);
-        let flagged = line.truncated || line.multiline;
+        let flagged = line.truncated || line.multiline || line.partial;
         if source.log_file.is_some() || source.stream.is_some() || flagged {
             out.extend_from_slice(b",\"log\":{");
             let mut first = true;
@@ -210,14 +212,11 @@ impl LineBlock {
             }
             if flagged {
                 key(out, b"\"flags\":[");
-                if line.multiline {
-                    out.extend_from_slice(b"\"multiline\"");
-                }
-                if line.truncated {
-                    if line.multiline {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(b"\"truncated\"");
+                let mut sep = "";
+                for name in line.flag_names() {
+                    out.extend_from_slice(sep.as_bytes());
+                    json::write_str(out, name);
+                    sep = ",";
                 }
                 out.push(b']');
             }
@@ -277,8 +276,22 @@ impl BlockLine {
             stream,
             truncated,
             multiline,
+            partial: false,
             source: 0,
         }
+    }
+}
+
+impl BlockLine {
+    /// `log.flags`, in the order they are written.
+    fn flag_names(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.multiline, "multiline"),
+            (self.partial, "partial"),
+            (self.truncated, "truncated"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
     }
 }
 
@@ -308,7 +321,7 @@ fn build(
     // The keys are distinct and static: appended without a search, and without a copy.
     fields.push_new(TIMESTAMP, Value::Timestamp(line.time));
     fields.push_new(MESSAGE, Value::String(text.to_owned()));
-    let flagged = line.truncated || line.multiline;
+    let flagged = line.truncated || line.multiline || line.partial;
     let log_fields = usize::from(source.log_file.is_some())
         + usize::from(source.stream.is_some())
         + usize::from(flagged);
@@ -320,13 +333,7 @@ fn build(
         log.push_new(OFFSET, Value::Int(line.start as i64));
     }
     if flagged {
-        let mut flags = Vec::with_capacity(2);
-        if line.multiline {
-            flags.push(Value::from("multiline"));
-        }
-        if line.truncated {
-            flags.push(Value::from("truncated"));
-        }
+        let flags = line.flag_names().map(Value::from).collect();
         log.push_new(FLAGS, Value::Array(flags));
     }
     if log_fields > 0 {

@@ -171,6 +171,8 @@ pub struct Line {
     pub end: u64,
     pub truncated: bool,
     pub multiline: bool,
+    /// A piece of a container line whose other parts never came.
+    pub partial: bool,
     /// `stdout`/`stderr` for container logs and tee.
     pub stream: Option<&'static str>,
     /// The container runtime's time for container logs.

@@ -201,6 +201,7 @@ impl Multiline {
         p.line.end = line.end;
         p.line.multiline = true;
         p.line.truncated |= line.truncated;
+        p.line.partial |= line.partial;
         if p.lines >= self.max_lines {
             p.line.truncated = true;
             return;

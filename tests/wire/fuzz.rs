@@ -599,7 +599,7 @@ impl Sink {
 
     fn flush(&mut self, dec: &mut Decoder) {
         let Sink { meta, batcher } = self;
-        dec.flush(Instant::now(), &mut |l| batcher.push(meta, l));
+        dec.flush(Instant::now(), meta, batcher);
     }
 
     fn events(&mut self) -> Vec<(String, Option<String>, bool)> {

@@ -97,21 +97,32 @@ impl Batcher {
     }
 
     pub fn push(&mut self, meta: &TailMeta, line: Line) {
+        self.push_also(meta, line, None);
+    }
+
+    /// `push`, and in the same batch `also` moves another file's offset (a line joined from
+    /// two files: its delivery must move both, or a restart reads a part of it alone again).
+    pub fn push_also(&mut self, meta: &TailMeta, line: Line, also: Option<(&TailMeta, u64)>) {
         self.bytes += EVENT_OVERHEAD + line.text.len() + meta.path().len();
         let timestamp = match line.time {
             Some(t) => t,
             None => self.read_time(),
         };
-        let block_line = BlockLine::new(
+        let mut block_line = BlockLine::new(
             line.start,
             timestamp,
             line.stream,
             line.truncated,
             line.multiline,
         );
+        block_line.partial = line.partial;
         let (stream, file, k8s) = (Some(meta.stream), Some(meta.log_file()), meta.k8s.as_ref());
         self.lines.push(stream, file, k8s, &line.text, block_line);
-        self.commit(meta, line.end);
+        self.note(meta, line.end, 1);
+        if let Some((other, end)) = also {
+            self.note(other, end, 0);
+        }
+        self.seal_if_full();
     }
 
     /// `push` for a plain line still in bytes (no container record, nothing joined); true when
@@ -122,25 +133,29 @@ impl Batcher {
         let block_line = BlockLine::new(info.start, timestamp, None, info.truncated, false);
         let (stream, file, k8s) = (Some(meta.stream), Some(meta.log_file()), meta.k8s.as_ref());
         let replaced = self.lines.push_bytes(stream, file, k8s, bytes, block_line);
-        self.commit(meta, info.end);
+        self.note(meta, info.end, 1);
+        self.seal_if_full();
         replaced
     }
 
-    /// Moves the batch's offset for `meta`'s stream to `end`, and seals a full batch.
-    fn commit(&mut self, meta: &TailMeta, end: u64) {
+    /// Moves the batch's offset for `meta`'s stream to `end`, counting `events` read up to it.
+    fn note(&mut self, meta: &TailMeta, end: u64, events: u64) {
         match self.commits.last_mut() {
             Some(c) if c.key == meta.key && c.stream == meta.stream && c.epoch == meta.epoch => {
                 c.offset = c.offset.max(end);
-                c.events += 1;
+                c.events += events;
             }
             _ => self.commits.push(Commit {
                 key: meta.key,
                 stream: meta.stream,
                 offset: end,
                 epoch: meta.epoch,
-                events: 1,
+                events,
             }),
         }
+    }
+
+    fn seal_if_full(&mut self) {
         if self.lines.len() >= self.batch_size {
             let full = self.take_current();
             self.sealed.push_back(full);

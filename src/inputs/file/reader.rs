@@ -14,11 +14,12 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use crate::inputs::lines::Line;
 
 /// What every event of a file carries besides its line.
+#[derive(Clone)]
 pub struct TailMeta {
     pub key: FileKey,
     pub stream: u64,
@@ -74,7 +75,7 @@ fn log_file(path: &str) -> Value {
 }
 
 /// A container line split by the runtime, being joined.
-struct Joining {
+pub struct Joining {
     text: Vec<u8>,
     start: u64,
     /// Just past the last part read.
@@ -82,6 +83,25 @@ struct Joining {
     truncated: bool,
     stream: Option<&'static str>,
     time: Option<DateTime<Utc>>,
+    /// Its first parts were read from the file this one replaced at its path (kubelet's
+    /// rotation came between a `P` and its `F`): `start` and `end` are offsets in that file.
+    carried: Option<Box<Carried>>,
+}
+
+/// Where a line joined on from a rotated file came from. The joined event is that file's line
+/// (its stream and offset, so the same `_id` whichever way it is read), and its delivery moves
+/// both files' offsets: the rotated one's past the first parts, this one's past the last.
+struct Carried {
+    from: TailMeta,
+    /// How far the rotated file was read when the line was handed over: its other lines up to
+    /// there, held back by this one's first parts, were sent before.
+    from_done: u64,
+    /// Bytes of `text` read from the rotated file (what is kept when this one is read again).
+    from_len: usize,
+    /// Where the parts read from this file begin, once there are some.
+    here_start: Option<u64>,
+    /// When it was carried over: its rest is waited for `join_wait`, then it is sent as it is.
+    at: Instant,
 }
 
 /// Slots of `Decoder::joining`: container runtimes interleave the records of stdout and stderr
@@ -104,6 +124,11 @@ pub struct Decoder {
     joining: [Option<Joining>; STREAMS],
     multiline: Option<Multiline>,
     max_bytes: usize,
+    /// How long the rest of a line carried over from a rotated file is waited for.
+    join_wait: Duration,
+    /// Where the first of the lines handed over to the file replacing this one began: this
+    /// file's offset is not committed past it by its own lines (the joined line commits it).
+    handed_over: Option<u64>,
     /// Lines with invalid UTF-8 (replaced with U+FFFD).
     pub invalid_utf8: u64,
     /// Records that claimed a container format and could not be decoded (kept as plain lines).
@@ -117,9 +142,169 @@ impl Decoder {
             joining: Default::default(),
             multiline,
             max_bytes,
+            join_wait: Duration::from_secs(5),
+            handed_over: None,
             invalid_utf8: 0,
             undecodable: 0,
         }
+    }
+
+    /// How long the rest of a line whose first parts a rotated file holds is waited for.
+    pub fn with_join_wait(mut self, wait: Duration) -> Decoder {
+        self.join_wait = wait;
+        self
+    }
+
+    /// Whether lines of this file may be split in records to join (a container format, or
+    /// not detected yet).
+    pub fn joins_records(&self) -> bool {
+        self.format != Format::Raw
+    }
+
+    /// Where the first byte not to be committed past by this file's own lines is: the start of
+    /// a line being joined from it (or handed over from it).
+    fn held_here(&self) -> Option<u64> {
+        self.joining
+            .iter()
+            .flatten()
+            .filter_map(|j| match &j.carried {
+                None => Some(j.start),
+                Some(c) => c.here_start,
+            })
+            .chain(self.handed_over)
+            .min()
+    }
+
+    /// Hands the lines being joined over to the file replacing this one at its path (`meta`
+    /// is this file's), where the runtime writes their rest. Lines already carried into this
+    /// file stay (their rest is waited for here).
+    pub fn hand_over(&mut self, meta: &TailMeta, read_to: u64, now: Instant) -> Vec<Joining> {
+        // Lines multiline still holds are not sent yet: their start is as far as it goes.
+        let done = self
+            .multiline
+            .as_ref()
+            .and_then(|m| m.pending_start())
+            .map_or(read_to, |s| s.min(read_to));
+        let mut out = Vec::new();
+        for slot in self.joining.iter_mut() {
+            if slot.as_ref().is_some_and(|j| j.carried.is_none()) {
+                if let Some(mut j) = slot.take() {
+                    self.handed_over = Some(self.handed_over.map_or(j.start, |h| h.min(j.start)));
+                    j.carried = Some(Box::new(Carried {
+                        from: meta.clone(),
+                        from_done: done.max(j.end),
+                        from_len: j.text.len(),
+                        here_start: None,
+                        at: now,
+                    }));
+                    out.push(j);
+                }
+            }
+        }
+        out
+    }
+
+    /// Takes over lines being joined from the file this one replaced (`hand_over`). One whose
+    /// stream already has a line being joined here is sent as it is, flagged partial.
+    pub fn take_over(&mut self, joins: Vec<Joining>, meta: &TailMeta, batcher: &mut Batcher) {
+        for j in joins {
+            let slot = stream_slot(j.stream);
+            if self.joining[slot].is_none() {
+                self.joining[slot] = Some(j);
+            } else {
+                self.send_carried(j, None, meta, batcher);
+            }
+        }
+    }
+
+    /// Sends a line joined on from a rotated file: as that file's line, moving its offset past
+    /// the parts read from it and, when the line was completed here (`here_end`), this file's
+    /// offset past its last part. Without `here_end`, its rest never came: flagged partial.
+    fn send_carried(
+        &mut self,
+        mut j: Joining,
+        here_end: Option<u64>,
+        meta: &TailMeta,
+        batcher: &mut Batcher,
+    ) {
+        let Some(c) = j.carried.take() else {
+            return;
+        };
+        // Not past where another line handed over from the same file begins.
+        let from_end = self
+            .joining
+            .iter()
+            .flatten()
+            .filter(|o| {
+                o.carried
+                    .as_ref()
+                    .is_some_and(|oc| oc.from.key == c.from.key)
+            })
+            .map(|o| o.start)
+            .fold(c.from_done, u64::min);
+        let held = self.held_here();
+        let also = here_end.map(|end| (meta, held.map_or(end, |h| h.min(end))));
+        let line = Line {
+            text: self.text(&j.text),
+            start: j.start,
+            end: from_end,
+            truncated: j.truncated,
+            multiline: false,
+            partial: here_end.is_none(),
+            stream: j.stream,
+            time: j.time,
+        };
+        // Not through multiline: that file's events and this one's are not one sequence.
+        batcher.push_also(&c.from, line, also);
+    }
+
+    /// Sends the lines carried over from a rotated file whose rest did not come within
+    /// `join_wait` (the container died between the parts), flagged partial.
+    fn send_carried_due(&mut self, now: Instant, meta: &TailMeta, batcher: &mut Batcher) {
+        for slot in 0..STREAMS {
+            let due = self.joining[slot].as_ref().is_some_and(|j| {
+                j.carried
+                    .as_ref()
+                    .is_some_and(|c| now.saturating_duration_since(c.at) >= self.join_wait)
+            });
+            if due {
+                if let Some(j) = self.joining[slot].take() {
+                    self.send_carried(j, None, meta, batcher);
+                }
+            }
+        }
+    }
+
+    /// When the next line carried over from a rotated file is due (`send_carried_due`).
+    fn carried_deadline(&self) -> Option<Instant> {
+        self.joining
+            .iter()
+            .flatten()
+            .filter_map(|j| j.carried.as_ref().map(|c| c.at + self.join_wait))
+            .min()
+    }
+
+    /// Lines carried over from a rotated file, for reading this file again from `offset`: the
+    /// parts read from this file at or past it are dropped (they are read again).
+    fn keep_carried(&mut self, offset: u64) -> Vec<Joining> {
+        let mut kept = Vec::new();
+        for slot in self.joining.iter_mut() {
+            if slot.as_ref().is_some_and(|j| j.carried.is_some()) {
+                if let Some(mut j) = slot.take() {
+                    if let Some(c) = j.carried.as_mut() {
+                        if c.here_start.is_some_and(|h| h < offset) {
+                            // Parts before the rewind point are not read again: cannot happen
+                            // (this file's offset is held at their start); dropped if it does.
+                            continue;
+                        }
+                        j.text.truncate(c.from_len);
+                        c.here_start = None;
+                    }
+                    kept.push(j);
+                }
+            }
+        }
+        kept
     }
 
     fn text(&mut self, bytes: &[u8]) -> String {
@@ -175,8 +360,15 @@ impl Decoder {
             truncated: false,
             stream: d.stream,
             time: d.time,
+            carried: None,
         });
-        j.end = info.end;
+        match j.carried.as_mut() {
+            // `end` stays in the rotated file: this part is this file's.
+            Some(c) => {
+                c.here_start.get_or_insert(info.start);
+            }
+            None => j.end = info.end,
+        }
         let room = self.max_bytes.saturating_sub(j.text.len());
         if d.message.len() > room {
             j.text.extend_from_slice(&d.message[..room]);
@@ -189,6 +381,9 @@ impl Decoder {
             self.joining[slot] = Some(j);
             return;
         }
+        if j.carried.is_some() {
+            return self.send_carried(j, Some(info.end), meta, batcher);
+        }
         if j.text.is_empty() && !j.truncated {
             // An empty line the container printed: skipped as a blank line of a file is.
             return;
@@ -200,6 +395,7 @@ impl Decoder {
             end: info.end,
             truncated: j.truncated,
             multiline: false,
+            partial: false,
             stream: j.stream,
             time: j.time,
         };
@@ -210,7 +406,7 @@ impl Decoder {
         // Reading must resume no later than where a line still being joined on another stream
         // began: its first parts are not delivered yet (at the cost of reading again, after a
         // restart, the lines of the other stream written in between).
-        if let Some(start) = self.joining.iter().flatten().map(|j| j.start).min() {
+        if let Some(start) = self.held_here() {
             line.end = line.end.min(start);
         }
         match &mut self.multiline {
@@ -219,45 +415,60 @@ impl Decoder {
         }
     }
 
-    pub fn flush_if_due(&mut self, now: Instant, out: &mut dyn FnMut(Line)) {
+    pub fn flush_if_due(&mut self, now: Instant, meta: &TailMeta, batcher: &mut Batcher) {
+        self.send_carried_due(now, meta, batcher);
         if let Some(m) = &mut self.multiline {
-            m.flush_if_due(now, out);
+            m.flush_if_due(now, &mut |line| batcher.push(meta, line));
         }
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        self.multiline.as_ref().and_then(|m| m.deadline())
+        let multiline = self.multiline.as_ref().and_then(|m| m.deadline());
+        match (multiline, self.carried_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Sends what is being joined (the file is going away): a line whose last part never came
-    /// is sent as far as it got, oldest first.
-    pub fn flush(&mut self, now: Instant, out: &mut dyn FnMut(Line)) {
+    /// is sent as far as it got, flagged partial, oldest first (those carried over from a
+    /// rotated file first).
+    pub fn flush(&mut self, now: Instant, meta: &TailMeta, batcher: &mut Batcher) {
         while let Some(slot) = (0..STREAMS)
             .filter(|i| self.joining[*i].is_some())
-            .min_by_key(|i| self.joining[*i].as_ref().map(|j| j.start))
+            .min_by_key(|i| {
+                self.joining[*i]
+                    .as_ref()
+                    .map(|j| (j.carried.is_none(), j.start))
+            })
         {
             let Some(j) = self.joining[slot].take() else {
                 break;
             };
+            if j.carried.is_some() {
+                self.send_carried(j, None, meta, batcher);
+                continue;
+            }
             let line = Line {
                 text: self.text(&j.text),
                 start: j.start,
                 end: j.end,
                 truncated: j.truncated,
                 multiline: false,
+                partial: true,
                 stream: j.stream,
                 time: j.time,
             };
-            self.joined(line, now, out);
+            self.joined(line, now, &mut |line| batcher.push(meta, line));
         }
         if let Some(m) = &mut self.multiline {
-            m.flush(out);
+            m.flush(&mut |line| batcher.push(meta, line));
         }
     }
 
     /// The same settings with no state (a truncated file starts over).
     pub fn fresh(&self, format: Format) -> Decoder {
-        Decoder::new(format, self.multiline.clone(), self.max_bytes)
+        Decoder::new(format, self.multiline.clone(), self.max_bytes).with_join_wait(self.join_wait)
     }
 }
 
@@ -284,6 +495,9 @@ pub struct Tail {
     pub last_growth: Instant,
     /// Since when the file is no longer found under `paths` (renamed away or deleted).
     pub unseen_since: Option<Instant>,
+    /// Since when the lines being joined in the file it replaced at its path (kubelet's
+    /// rotation) are to be taken over, before it is read (see `tailer::carry`).
+    pub take_over_since: Option<Instant>,
     /// The file's first bytes as read (up to the fingerprint size, kept: 1 KiB per file): the
     /// fingerprint grows from the bytes actually read, never from a later content of the file.
     prefix: Vec<u8>,
@@ -315,6 +529,7 @@ impl Tail {
             decoder,
             last_growth: Instant::now(),
             unseen_since: None,
+            take_over_since: Some(Instant::now()),
         }
     }
 
@@ -393,7 +608,14 @@ impl Tail {
     pub fn rewind(&mut self, offset: u64, epoch: u32, format: Format, max_line: usize) {
         self.meta.epoch = epoch;
         self.splitter = LineSplitter::new(max_line, offset);
+        // Lines carried over from a rotated file are not read again with this one: kept, less
+        // the parts read from this file (they are).
+        let carried = self.decoder.keep_carried(offset);
         self.decoder = self.decoder.fresh(format);
+        for j in carried {
+            let slot = stream_slot(j.stream);
+            self.decoder.joining[slot] = Some(j);
+        }
         self.last_growth = Instant::now();
         // The next read checks the bytes before its offset against these: kept from the old
         // position, they made every reading again look like a truncation (the file was then
@@ -482,14 +704,14 @@ impl Tail {
     /// Sends a multiline event that waited too long.
     pub fn flush_if_due(&mut self, now: Instant, batcher: &mut Batcher) {
         let Tail { meta, decoder, .. } = self;
-        decoder.flush_if_due(now, &mut |line| batcher.push(meta, line));
+        decoder.flush_if_due(now, meta, batcher);
     }
 
     /// Sends what multiline is joining, because nothing more will be read (`once`); an
     /// unterminated last line stays unread, as it may not be complete.
     pub fn flush_joined(&mut self, now: Instant, batcher: &mut Batcher) {
         let Tail { meta, decoder, .. } = self;
-        decoder.flush(now, &mut |line| batcher.push(meta, line));
+        decoder.flush(now, meta, batcher);
     }
 
     /// Sends everything held (the file is being dropped), including an unterminated last line.
@@ -503,6 +725,6 @@ impl Tail {
         splitter.finish(&mut |bytes, info| {
             decoder.line(bytes, info, now, meta, batcher);
         });
-        decoder.flush(now, &mut |line| batcher.push(meta, line));
+        decoder.flush(now, meta, batcher);
     }
 }

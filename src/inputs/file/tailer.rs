@@ -28,6 +28,7 @@ const COPY_WAIT: Duration = Duration::from_secs(5);
 /// finds it well within this.
 pub(super) const TRUNCATION_KEPT: Duration = Duration::from_secs(60);
 
+mod carry;
 mod compressed;
 mod copies;
 mod lifecycle;
@@ -402,10 +403,11 @@ impl Tailer {
         let mut progress = false;
         let now = Instant::now();
         self.backing_off.retain(|_, until| *until > now);
+        let later = self.carry_over(now);
         let keys: Vec<FileKey> = self
             .tails
             .iter()
-            .filter(|(k, t)| t.is_open() && !self.backing_off.contains_key(k))
+            .filter(|(k, t)| t.is_open() && !self.backing_off.contains_key(k) && !later.contains(k))
             .map(|(k, _)| *k)
             .collect();
         for key in keys {

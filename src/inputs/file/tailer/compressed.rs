@@ -167,7 +167,8 @@ impl Tailer {
             e.path.clone(),
             container::kubernetes_metadata(&path),
         );
-        let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line);
+        let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line)
+            .with_join_wait(self.config.close_removed.std());
         let tail = Tail::new(
             meta,
             path,

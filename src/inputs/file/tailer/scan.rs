@@ -387,7 +387,8 @@ impl Tailer {
             path.display().to_string(),
             container::kubernetes_metadata(path),
         );
-        let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line);
+        let decoder = Decoder::new(self.config.format, self.multiline.clone(), self.max_line)
+            .with_join_wait(self.config.close_removed.std());
         // Read from 0, the fingerprint grows from the bytes read; otherwise it is what was seen.
         let prefix = if offset == 0 { Vec::new() } else { first_bytes };
         let tail = Tail::new(
