@@ -7,7 +7,7 @@ use super::Config;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use serde::{Deserialize, Deserializer};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,9 @@ struct Host {
     down_until: Mutex<Option<Instant>>,
     /// Requests sent to this host and not answered yet.
     in_flight: AtomicUsize,
+    /// Set once its connection failure was logged, until it answers again: each unreachable
+    /// host of several is named once, not only the first, nor one per request.
+    said_down: AtomicBool,
 }
 
 /// Counts a request in its host's `in_flight` for as long as it lives.
@@ -212,6 +215,7 @@ impl Client {
                 auth,
                 down_until: Mutex::new(None),
                 in_flight: AtomicUsize::new(0),
+                said_down: AtomicBool::new(false),
             });
         }
         let mut headers = HeaderMap::new();
@@ -308,9 +312,10 @@ impl Client {
 
     /// POSTs one bulk body. `Err` for connection problems and timeouts (the host is paused).
     pub async fn bulk(&self, body: Vec<u8>) -> Result<Answer, String> {
+        let body = bytes::Bytes::from(body);
         let req = |base: &str| {
             let url = format!("{base}{}", self.path_and_query);
-            self.http.post(url).body(body)
+            self.http.post(url).body(body.clone())
         };
         self.execute(req).await
     }
@@ -333,13 +338,14 @@ impl Client {
             Some(j) => j.to_vec(),
             None => Vec::new(),
         };
+        let body = bytes::Bytes::from(body);
         let req = |base: &str| {
             let r = self
                 .http
-                .request(method, format!("{base}{path}"))
+                .request(method.clone(), format!("{base}{path}"))
                 .header(CONTENT_TYPE, "application/json");
             if json.is_some() {
-                r.body(body)
+                r.body(body.clone())
             } else {
                 r
             }
@@ -347,33 +353,61 @@ impl Client {
         self.execute(req).await
     }
 
-    /// Sends the request `make` builds for the next host, reading the whole answer.
+    /// Sends the request `make` builds for the next host, reading the whole answer. A host that
+    /// refuses the connection (nothing was sent) is paused and the next one not paused is tried
+    /// at once, so that a wrong or dead host among several costs no retry back-off.
     async fn execute(
         &self,
-        make: impl FnOnce(&str) -> reqwest::RequestBuilder,
+        make: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<Answer, String> {
-        let (i, _counted) = self.pick();
-        let host = &self.hosts[i];
-        let result = async {
-            let mut req = make(&host.base);
-            if let Some(auth) = &host.auth {
-                req = req.header(AUTHORIZATION, auth.clone());
-            }
-            let resp = req.send().await?;
-            let status = resp.status().as_u16();
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>(Answer { status, body })
-        }
-        .await;
-        match result {
-            Ok(a) => Ok(a),
-            Err(e) => {
-                if let Ok(mut d) = host.down_until.lock() {
-                    *d = Some(Instant::now() + HOST_PAUSE);
+        let mut tried = 0;
+        loop {
+            let (i, _counted) = self.pick();
+            let host = &self.hosts[i];
+            let result = async {
+                let mut req = make(&host.base);
+                if let Some(auth) = &host.auth {
+                    req = req.header(AUTHORIZATION, auth.clone());
                 }
-                Err(format!("{}: {}", host.base, error_chain(&e)))
+                let resp = req.send().await?;
+                let status = resp.status().as_u16();
+                let body = resp.bytes().await?;
+                Ok::<_, reqwest::Error>(Answer { status, body })
+            }
+            .await;
+            let e = match result {
+                Ok(a) => {
+                    if host.said_down.swap(false, Ordering::Relaxed) {
+                        tracing::info!(host = %host.base, "Elasticsearch host answers again");
+                    }
+                    return Ok(a);
+                }
+                Err(e) => e,
+            };
+            if let Ok(mut d) = host.down_until.lock() {
+                *d = Some(Instant::now() + HOST_PAUSE);
+            }
+            let error = format!("{}: {}", host.base, error_chain(&e));
+            tried += 1;
+            let others_up = self.hosts.len() > 1 && self.any_up();
+            if !host.said_down.swap(true, Ordering::Relaxed) && others_up {
+                tracing::warn!(host = %host.base, error = %error, "Elasticsearch host unreachable: requests go to the other hosts, it is tried again every 5 s (logged once per host until it answers)");
+            }
+            if !e.is_connect() || tried >= self.hosts.len() || !others_up {
+                return Err(error);
             }
         }
+    }
+
+    /// Whether some host is not paused.
+    fn any_up(&self) -> bool {
+        let now = Instant::now();
+        self.hosts.iter().any(|h| {
+            h.down_until
+                .lock()
+                .map(|d| d.is_none_or(|t| t <= now))
+                .unwrap_or(true)
+        })
     }
 }
 
