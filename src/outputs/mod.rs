@@ -39,6 +39,11 @@ pub struct OutputContext {
     /// Where events rejected for good go (`dead_letter: NAME`), if configured.
     pub dead_letter: Option<BatchSender>,
     pub data_dir: PathBuf,
+    /// Fires when a reload replaces this output while it cannot deliver (a wrong host, refused
+    /// credentials): an output that heeds it drops what it holds unsettled (counted failed, so
+    /// inputs and a disk buffer that can read it again do, for its successor) and returns.
+    /// Outputs that ignore it deliver what they hold first, as at any replacement.
+    pub retire: crate::pipeline::channel::Shutdown,
 }
 
 /// Builds an output from its spec: the one place where output types are registered.

@@ -669,16 +669,19 @@ async fn replace(
         if plan.outputs_removed.iter().any(|n| **n == *o.name) {
             registry.remove_component(&o.metrics);
         }
-        old_tasks.extend(o.task.map(|t| (o.name.clone(), t)));
+        if let Some(t) = o.task {
+            old_tasks.push((o.name.clone(), t, o.metrics.clone(), o.retire));
+        }
         // Its sender goes with it.
     }
-    while let Some((name, mut task)) = old_tasks.pop() {
+    while let Some((name, mut task, metrics, retire)) = old_tasks.pop() {
         let what = format!("output {name}");
-        if !live::wait_ended(&what, &mut task, shutdown, every).await {
+        if !live::wait_replaced(&what, &mut task, shutdown, every, &metrics, &retire).await {
             // The shutdown's drain waits for the old outputs, and starts the new ones so that
             // it delivers their queues too.
             live.retiring.push(task);
-            live.retiring.extend(old_tasks.into_iter().map(|(_, t)| t));
+            live.retiring
+                .extend(old_tasks.into_iter().map(|(_, t, _, _)| t));
             if let Err(e) = live.start_outputs(pending) {
                 tracing::error!("{e:#}");
             }

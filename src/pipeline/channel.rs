@@ -220,6 +220,16 @@ impl Shutdown {
             }
         }
     }
+
+    /// Resolves once triggered, and never when its trigger is dropped untriggered: for a signal
+    /// whose absence means "go on as usual" (an output told to retire).
+    pub async fn fired(&mut self) {
+        while !*self.rx.borrow_and_update() {
+            if self.rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! output its own queue and task, so that a reload can drain and replace one of them while the
 //! others keep running. `run` is the loop that serves reloads until shutdown or the inputs' end.
 
-use super::channel::{batch_channel, shutdown_pair, BatchReceiver, BatchSender, Shutdown};
+use super::channel::{
+    batch_channel, shutdown_pair, BatchReceiver, BatchSender, Shutdown, ShutdownTrigger,
+};
 use super::reload::{Reloads, Request};
 use super::route::{self, Rewire, Route};
 use super::{undelivered, BuiltInput, BuiltOutput, Pipeline, RunReport, Target};
@@ -44,6 +46,8 @@ pub(super) struct LiveOutput {
     pub sender: BatchSender,
     /// `None` between a reload creating its queue and the replaced output having drained.
     pub task: Option<JoinHandle<()>>,
+    /// Tells it to give up what it holds (`OutputContext::retire`).
+    pub retire: ShutdownTrigger,
 }
 
 /// One processor of the router's chain, as the reload sees it (the router owns the processor).
@@ -56,6 +60,7 @@ pub(super) struct LiveStep {
 pub(super) struct PendingOutput {
     pub output: BuiltOutput,
     pub rx: BatchReceiver,
+    pub retire: Shutdown,
 }
 
 pub(super) struct Live {
@@ -263,6 +268,7 @@ impl Live {
         let mut pending = Vec::new();
         for (o, spec) in outputs {
             let (tx, rx) = batch_channel(queue_batches, o.metrics.clone());
+            let (retire, retired) = shutdown_pair();
             self.outputs.push(LiveOutput {
                 name: o.name.clone(),
                 spec,
@@ -274,8 +280,13 @@ impl Live {
                 reads_fields: o.output.reads_fields() || o.buffer.is_some(),
                 sender: tx,
                 task: None,
+                retire,
             });
-            pending.push(PendingOutput { output: o, rx });
+            pending.push(PendingOutput {
+                output: o,
+                rx,
+                retire: retired,
+            });
         }
         pending
     }
@@ -293,7 +304,12 @@ impl Live {
     pub fn start_outputs(&mut self, pending: Vec<PendingOutput>) -> anyhow::Result<()> {
         let queue_batches = self.global.pipeline.queue_batches;
         let mut failed = Vec::new();
-        for PendingOutput { output: o, rx } in pending {
+        for PendingOutput {
+            output: o,
+            rx,
+            retire,
+        } in pending
+        {
             let dead_letter = self.sender_of(o.dead_letter.as_ref());
             let rx = match &o.buffer {
                 None => rx,
@@ -331,6 +347,7 @@ impl Live {
                 metrics: o.metrics.clone(),
                 dead_letter,
                 data_dir: self.data_dir.clone(),
+                retire,
             };
             let metrics = o.metrics.clone();
             let name = o.name.clone();
@@ -543,6 +560,39 @@ pub(super) async fn wait_ended(
             _ = shutdown.wait() => return false,
             _ = tokio::time::sleep(every) => {
                 tracing::warn!("reload: still waiting for {what} to deliver what it holds before replacing it");
+            }
+        }
+    }
+}
+
+/// Waits for a replaced output's task to end, as `wait_ended`; but an output that is failing
+/// (every attempt refused or unanswered: a wrong host or password, what the reload is likely
+/// fixing) when a wait of `every` passes is told to retire: to drop what it holds unsettled, so
+/// that what can be read again (files, journald, its disk buffer) goes to its successor instead
+/// of the reload waiting for ever for a delivery that cannot come.
+pub(super) async fn wait_replaced(
+    what: &str,
+    task: &mut JoinHandle<()>,
+    shutdown: &mut Shutdown,
+    every: std::time::Duration,
+    metrics: &ComponentMetrics,
+    retire: &ShutdownTrigger,
+) -> bool {
+    let mut retired = false;
+    loop {
+        tokio::select! {
+            _ = &mut *task => return true,
+            _ = shutdown.wait() => return false,
+            _ = tokio::time::sleep(every) => {
+                match metrics.failing_since() {
+                    Some((since, reason)) if !retired => {
+                        retired = true;
+                        let secs = since.elapsed().map_or(0, |d| d.as_secs());
+                        tracing::warn!(failing_for_s = secs, %reason, "reload: {what} cannot deliver: it gives up what it holds, to be read again and delivered by its replacement");
+                        retire.trigger();
+                    }
+                    _ => tracing::warn!("reload: still waiting for {what} to deliver what it holds before replacing it"),
+                }
             }
         }
     }

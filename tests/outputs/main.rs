@@ -18,6 +18,7 @@ mod kafka_retries;
 mod opensearch_hosts;
 mod opensearch_hung;
 mod opensearch_output;
+mod opensearch_reload;
 mod opensearch_restart;
 mod reload_kafka;
 mod test_output;

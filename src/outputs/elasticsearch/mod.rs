@@ -290,6 +290,8 @@ struct Shared {
     wake: Notify,
     /// The index template to put in place before the first request.
     template: Option<index_template::Installer>,
+    /// Fires when a reload replaces this output while it cannot deliver (`OutputContext::retire`).
+    retire: crate::pipeline::channel::Shutdown,
 }
 
 impl Shared {
@@ -382,7 +384,9 @@ impl Output for Elasticsearch {
                 retries: Mutex::new(Vec::new()),
                 wake: Notify::new(),
                 template: self.template.map(index_template::Installer::new),
+                retire: ctx.retire.clone(),
             });
+            let mut retire = ctx.retire.clone();
             let permits = Arc::new(Semaphore::new(config.concurrency));
             let mut encoder = Encoder::new(
                 config.index.clone(),
@@ -421,6 +425,7 @@ impl Output for Elasticsearch {
                 tokio::select! {
                     // Ready events first: they fill the request before its deadline sends it.
                     biased;
+                    () = retire.fired() => break,
                     b = ctx.rx.recv(), if reading => match b {
                         Some(batch) => {
                             read_batch(batch, &mut encoder, &mut lines, &mut filling, &shared, &permits).await;
@@ -433,6 +438,18 @@ impl Output for Elasticsearch {
                     _ = sleep_until(next_retry), if next_retry.is_some() => {}
                     _ = shared.wake.notified() => {}
                 }
+            }
+            if ctx.retire.is_triggered() {
+                // What this output holds is dropped unsettled, so counted failed: inputs that
+                // can read it again do, and the output replacing this one delivers it. The
+                // requests in flight end at once (`dispatch`); their items go the same way.
+                let waiting =
+                    std::mem::take(&mut *shared.retries.lock().unwrap_or_else(|e| e.into_inner()));
+                let held = waiting.len() + filling.req.items.len();
+                drop(waiting);
+                drop(filling);
+                let _ = permits.acquire_many(config.concurrency as u32).await;
+                tracing::info!(waiting_events = held, "output retired by a reload: what it held (also the requests in flight and its queue) goes back to be read again");
             }
             Ok(())
         })
@@ -490,8 +507,13 @@ async fn dispatch(req: BulkRequest, shared: &Arc<Shared>, permits: &Arc<Semaphor
         return;
     };
     let shared = shared.clone();
+    let mut retire = shared.retire.clone();
     tokio::spawn(async move {
-        deliver::deliver(req.items, &shared).await;
+        tokio::select! {
+            () = deliver::deliver(req.items, &shared) => {}
+            // A retired output's items are dropped unsettled: failed, to be read again.
+            () = retire.fired() => {}
+        }
         drop(permit);
         // The output loop may be waiting for the last request to end.
         shared.wake.notify_one();

@@ -1,0 +1,101 @@
+//! A reload that fixes a broken `elasticsearch` output (a wrong port, as a typo in `hosts`)
+//! against a real OpenSearch node (`tests/support/opensearch.rs`): the old output cannot
+//! deliver, so the reload retires it instead of waiting for it for ever, and the fixed output
+//! delivers the lines the old one held (read again from the file) and what follows, each once.
+
+use crate::support;
+
+use std::path::Path;
+use std::time::Duration;
+use support::opensearch::OpenSearch;
+use support::process::{
+    append, assert_each_once, free_port, http_get, numbered_lines, wait_until, Trawl,
+};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn reloads(addr: &str, result: &str) -> u64 {
+    let needle = format!("trawl_config_reloads_total{{result=\"{result}\"}} ");
+    http_get(addr, "/metrics")
+        .map(|(_, text)| text)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn pipeline(d: &Path, addr: &str, host: &str, index: &str, buffer: &str) -> String {
+    format!(
+        "data_dir: {data}\nhttp: {{ address: \"{addr}\", health: {{ output_failure_threshold: 1s }} }}\nshutdown_timeout: 2s\ninputs:\n  app:\n    type: file\n    paths: [\"{app}\"]\n    poll_interval: 50ms\n    scan_interval: 200ms\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{host}\"]\n    index: {index}\n{buffer}    batch: {{ max_events: 100, timeout: 100ms }}\n    retry: {{ initial_backoff: 50ms, max_backoff: 1s }}\n    dead_letter: dead\n  dead:\n    type: file\n    path: {dl}\n",
+        data = d.join("data").display(),
+        app = d.join("app.log").display(),
+        dl = d.join("dead.jsonl").display(),
+    )
+}
+
+/// The user's day: a new pipeline goes out with a typo in the port; nothing arrives, `/health`
+/// says so, the user fixes the file and reloads. The reload must take effect (before, it waited
+/// for the broken output to deliver what it held, which it never could, and only a restart
+/// helped) and every line must be in the index once: the held ones too, nothing dead-lettered.
+#[test]
+fn a_reload_fixing_a_wrong_host_delivers_what_the_broken_output_held() {
+    fix_a_wrong_host("reload-fixed-host", "");
+}
+
+/// The same with a disk buffer: the file input's lines were acknowledged once on disk, so the
+/// buffer, not the file, holds them: the fixed output replays them from it.
+#[test]
+fn a_reload_fixing_a_wrong_host_delivers_what_the_disk_buffer_held() {
+    fix_a_wrong_host("reload-fixed-host-disk", "    buffer: { type: disk }\n");
+}
+
+fn fix_a_wrong_host(index: &str, buffer: &str) {
+    let os = OpenSearch::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = d.join("pipeline.yaml");
+    let addr = format!("127.0.0.1:{}", free_port());
+    // Nothing listens there: every request is refused.
+    let wrong = format!("http://127.0.0.1:{}", free_port());
+    std::fs::write(&cfg, pipeline(d, &addr, &wrong, index, buffer)).unwrap();
+    let held = numbered_lines("held", 300);
+    append(&d.join("app.log"), &held);
+    let log = d.join("trawl.log");
+    let _trawl = Trawl::start(&cfg, Some(&log));
+    let log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(WAIT, "/health to report the broken output", || {
+        http_get(&addr, "/health").is_some_and(|(status, _)| status == 503)
+    });
+
+    std::fs::write(&cfg, pipeline(d, &addr, &os.url, index, buffer)).unwrap();
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("http://{addr}/-/reload"))
+        .timeout(WAIT)
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(
+        answer.ok(),
+        Some(200),
+        "the reload fixing the host ends: {}",
+        log()
+    );
+    assert_eq!(reloads(&addr, "success"), 1, "{}", log());
+    let after = numbered_lines("after", 100);
+    append(&d.join("app.log"), &after);
+    let want: Vec<String> = held
+        .lines()
+        .chain(after.lines())
+        .map(str::to_owned)
+        .collect();
+    wait_until(WAIT, "every line in the index", || {
+        os.copies_by_message(index).len() >= want.len()
+    });
+    assert_each_once(&os.copies_by_message(index), &want);
+    assert!(
+        !d.join("dead.jsonl").exists()
+            || std::fs::read_to_string(d.join("dead.jsonl"))
+                .unwrap_or_default()
+                .is_empty(),
+        "nothing dead-lettered"
+    );
+}
