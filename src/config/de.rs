@@ -170,9 +170,19 @@ fn deserialize_at<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, DeE
     .map_err(|e| e.at(node.mark, path))
 }
 
+/// What a bad scalar list element is replaced with when set aside: `Seq` skips it and still
+/// counts it, so that later errors name the indices the file has (a NUL cannot come from a plain
+/// YAML scalar, and no one writes this escaped one).
+const SET_ASIDE: &str = "\u{0}trawl:set-aside";
+
+fn is_set_aside(node: &Node) -> bool {
+    matches!(&node.kind, NodeKind::Scalar { value, plain: false } if value == SET_ASIDE)
+}
+
 /// Removes the deepest mapping entry at or above `target` (a key path built as the
-/// deserializer builds it), and gives its key path: a bad list element sets its whole key
-/// aside, since removing the element would shift the indices later errors name.
+/// deserializer builds it), and gives its key path. A bad scalar list element (one of several
+/// `hosts`) is set aside in place, so the others are still checked under their own indices; a
+/// bad list element of another kind sets its whole key aside.
 fn remove_entry(node: &mut Node, path: &str, target: &str) -> Option<String> {
     let within = |p: &str| encloses(p, target);
     match &mut node.kind {
@@ -193,6 +203,13 @@ fn remove_entry(node: &mut Node, path: &str, target: &str) -> Option<String> {
         }
         NodeKind::Seq(items) => items.iter_mut().enumerate().find_map(|(i, item)| {
             let item_path = format!("{path}[{i}]");
+            if item_path == target && matches!(item.kind, NodeKind::Scalar { .. }) {
+                item.kind = NodeKind::Scalar {
+                    value: SET_ASIDE.to_owned(),
+                    plain: false,
+                };
+                return Some(item_path);
+            }
             (within(&item_path) && item_path != target)
                 .then(|| remove_entry(item, &item_path, target))
                 .flatten()
@@ -487,12 +504,17 @@ impl<'de> SeqAccess<'de> for Seq<'de, '_> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
-        match self.items.next() {
-            None => Ok(None),
-            Some(node) => {
-                let path = format!("{}[{}]", self.path, self.index);
-                self.index += 1;
-                seed.deserialize(NodeDeserializer { node, path }).map(Some)
+        loop {
+            match self.items.next() {
+                None => return Ok(None),
+                Some(node) => {
+                    let path = format!("{}[{}]", self.path, self.index);
+                    self.index += 1;
+                    if is_set_aside(node) {
+                        continue;
+                    }
+                    return seed.deserialize(NodeDeserializer { node, path }).map(Some);
+                }
             }
         }
     }

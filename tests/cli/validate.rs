@@ -755,6 +755,36 @@ fn a_mistyped_elasticsearch_host_or_kafka_broker_is_rejected_at_the_element() {
     assert_eq!(t.wait(Duration::from_secs(30)).code(), Some(1));
 }
 
+/// A user with three hosts, two of them mistyped, hears about both in one `validate`, each at
+/// its own line, column and index (before, only the first: fixing it revealed the second).
+#[test]
+fn every_mistyped_host_of_a_list_is_reported_at_its_own_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "hosts.yaml",
+        &format!(
+            "data_dir: {}\nhttp: {{ enabled: false }}\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts:\n      - http//es1:9200\n      - es2:9200\n      - es3:port\n",
+            dir.path().join("data").display()
+        ),
+    );
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    let f = cfg.display();
+    for want in [
+        format!("{f}:9:9: outputs.es.hosts[0]: host `http//es1:9200`"),
+        format!("{f}:11:9: outputs.es.hosts[2]: host `es3:port`"),
+    ] {
+        assert!(err.contains(&want), "want `{want}` in:\n{err}");
+    }
+    assert!(err.contains("invalid (2 errors)"), "{err}");
+}
+
 /// A user fixing a file one `validate` at a time should not meet a second mistake in the same
 /// component only after fixing the first: every mistake is listed in one pass, each at its
 /// own line and column, with no false "missing field" for a key whose value was wrong.
