@@ -609,13 +609,9 @@ impl Output for Kafka {
                 tokio::task::spawn_blocking(move || {
                     // A message refused in the first producer's batch moves to the second before
                     // the first counts it delivered: so the first, then the second.
-                    while p.in_flight_count() > 0 {
-                        let _ = p.flush(std::time::Duration::from_secs(1));
-                    }
+                    drain(&p);
                     if let Some(alone) = p.context().alone.get() {
-                        while alone.in_flight_count() > 0 {
-                            let _ = alone.flush(std::time::Duration::from_secs(1));
-                        }
+                        drain(alone);
                     }
                 })
                 .await?;
@@ -630,6 +626,26 @@ impl Output for Kafka {
                 }
             }
         })
+    }
+}
+
+/// Waits until librdkafka holds no message of `p` and the polling thread has served the
+/// delivery reports. Not "until its queue is empty": librdkafka's logs go through that queue
+/// too, and each flush logs one at debug level ("Wake-up sent ... flushing"), so with
+/// `librdkafka: { debug: ... }` a loop of flushes until the queue was empty never ended.
+fn drain(p: &polled::PolledProducer) {
+    loop {
+        match p.flush(std::time::Duration::from_secs(1)) {
+            Ok(()) => break,
+            Err(_) if p.in_flight_count() == 0 => break,
+            // A flush that fails at once (not a timeout) is not spun on.
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+    // The reports are served within milliseconds; logs may keep coming, hence the bound.
+    let served = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while p.in_flight_count() > 0 && std::time::Instant::now() < served {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
