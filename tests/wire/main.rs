@@ -21,6 +21,7 @@ mod fuzz_tls;
 mod http2_grpc;
 mod http2_h2c_upgrade;
 mod http2_prior_knowledge;
+mod http_body_rules;
 mod http_fidelity;
 mod http_redaction;
 mod ip_fragments;

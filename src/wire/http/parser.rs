@@ -77,8 +77,12 @@ pub mod anomaly {
     /// there and the parser looks for the next one.
     pub const INVALID_CHUNK: &str = "invalid_chunk";
     /// The body stopped before the length its head announced: the server answered and moved
-    /// on (a request's), or the connection or the capture ended.
+    /// on (a request's), or the connection or the capture ended; or a TCP gap took some of it.
     pub const BODY_INCOMPLETE: &str = "body_incomplete";
+    /// A Content-Length on a response that RFC 9110 section 8.6 forbids it on: a 1xx (an
+    /// interim one is listed on the final response after it), a 204, a 2xx to CONNECT. It
+    /// frames nothing (RFC 9112 section 6.3 (1), (2)), but a hop that reads it desynchronises.
+    pub const CONTENT_LENGTH_NOT_ALLOWED: &str = "content_length_not_allowed";
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

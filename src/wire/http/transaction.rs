@@ -140,6 +140,9 @@ pub struct Conn {
     /// 413 or `return` of nginx): held until that body ends, so that the transaction counts
     /// the whole upload, not what had come when the server answered.
     early: Option<Box<Transaction>>,
+    /// An interim 1xx carried a Content-Length (RFC 9110 section 8.6 forbids it): listed on
+    /// the final response that follows.
+    interim_length: bool,
     pub last_ns: i64,
 }
 
@@ -214,6 +217,7 @@ impl Conn {
             owed: Owed::default(),
             resp: None,
             early: None,
+            interim_length: false,
             last_ns: 0,
         }
     }
@@ -279,6 +283,7 @@ impl Conn {
             req_answered: &mut self.req_answered,
             client_state: &mut self.client.state,
             early: &mut self.early,
+            interim_length: &mut self.interim_length,
         };
         if with_buffer(
             &mut self.server,
@@ -294,6 +299,19 @@ impl Conn {
     /// Bytes the client sent that were never captured.
     pub fn client_gap(&mut self, n: u32, l: &Limits, st: &mut ConnStats, out: &mut Finished) {
         st.gaps += 1;
+        // Bytes lost inside a body leave it incomplete as captured, whether the framing absorbs
+        // them (its size still counts them) or not (its end was lost with them).
+        let in_body = matches!(self.client.state, State::Body(ref b) if !b.done);
+        if in_body {
+            if let Some(t) = &mut self.req {
+                body_incomplete(t);
+            }
+            if self.req_answered {
+                for t in [&mut self.early, &mut self.resp].into_iter().flatten() {
+                    body_incomplete(t);
+                }
+            }
+        }
         if let State::Body(b) = &mut self.client.state {
             if b.skip(n as u64) {
                 if let Some(t) = &mut self.req {
@@ -348,6 +366,12 @@ impl Conn {
     /// Bytes the server sent that were never captured.
     pub fn server_gap(&mut self, n: u32, st: &mut ConnStats, out: &mut Finished) {
         st.gaps += 1;
+        if matches!(self.server.state, State::Body(ref b) if !b.done) {
+            // As for a request body: incomplete as captured, absorbed or not.
+            if let Some(t) = &mut self.resp {
+                flag_response(t, anomaly::BODY_INCOMPLETE);
+            }
+        }
         if let State::Body(b) = &mut self.server.state {
             if b.skip(n as u64) {
                 if let Some(t) = &mut self.resp {
@@ -382,6 +406,8 @@ impl Conn {
         }
         self.server.state = State::Sync;
         self.server.buf.clear();
+        // Whatever interim response came, its final one may be lost too.
+        self.interim_length = false;
     }
 
     /// The server closed its side: a body read until close is complete.
@@ -522,6 +548,7 @@ struct RespParts<'a> {
     req_answered: &'a mut bool,
     client_state: &'a mut State,
     early: &'a mut Option<Box<Transaction>>,
+    interim_length: &'a mut bool,
 }
 
 /// A request has been read, as far as it goes: it waits for its response, or, answered early,

@@ -15,12 +15,16 @@ use crate::wire::doh;
 
 /// How the body of the response `head` (status `status`, answering `asked`) is delimited, in
 /// the order of RFC 9112 section 6.3: a response to HEAD, a 1xx, 204 or 304, a 101 or a
-/// tunnel's 2xx have no body whatever their headers say (rules 1 and 2), so nothing in them is
-/// flagged; then Transfer-Encoding (3, 4), Content-Length (5, 6), and the close (8).
+/// tunnel's 2xx have no body whatever their headers say (rules 1 and 2); of those, a 1xx, a
+/// 204 and a tunnel's 2xx must not carry a Content-Length at all (RFC 9110 section 8.6), which
+/// is flagged. Then Transfer-Encoding (3, 4), Content-Length (5, 6), and the close (8).
 pub(super) fn framing(head: &mut ResponseHead, asked: Asked, tunnel: bool) -> Framing {
     let status = head.status;
     if head.version == Version::V09 {
         return Framing::UntilClose;
+    }
+    if length_not_allowed(head, tunnel) {
+        push(&mut head.anomalies, anomaly::CONTENT_LENGTH_NOT_ALLOWED);
     }
     if status == 101
         || tunnel
@@ -59,6 +63,14 @@ pub(super) fn framing(head: &mut ResponseHead, asked: Asked, tunnel: bool) -> Fr
         Some(n) => Framing::Length(n),
         None => Framing::UntilClose,
     }
+}
+
+/// Whether `head` carries a Content-Length RFC 9110 section 8.6 forbids: on a 1xx, a 204, or
+/// a 2xx answering CONNECT (`tunnel`). A 304 and a response to HEAD may carry one.
+fn length_not_allowed(head: &ResponseHead, tunnel: bool) -> bool {
+    let status = head.status;
+    let bodiless = (100..200).contains(&status) || status == 204 || tunnel;
+    bodiless && (head.content_length.is_some() || head.length_invalid)
 }
 
 /// Lists `name` on the response of `t`, once.
@@ -117,7 +129,9 @@ pub(super) fn consume_responses(
                     at += n;
                     let status = head.status;
                     if (100..200).contains(&status) && status != 101 {
-                        // Interim (100 Continue): the final response follows.
+                        // Interim (100 Continue): the final response follows, and lists what
+                        // broke a rule here.
+                        *p.interim_length |= length_not_allowed(&head, false);
                         continue;
                     }
                     if *p.req_answered {
@@ -159,6 +173,9 @@ pub(super) fn consume_responses(
                     let upgraded = status == 101;
                     let mut head = head;
                     let framing = framing(&mut head, asked, tunnel);
+                    if std::mem::take(p.interim_length) {
+                        push(&mut head.anomalies, anomaly::CONTENT_LENGTH_NOT_ALLOWED);
+                    }
                     if head.length_invalid && !head.transfer_coded && framing != Framing::None {
                         st.parse_errors += 1;
                     }

@@ -1,0 +1,290 @@
+//! HTTP rules a passive sensor reports from hand-built captures (tests/support/tcp_pcap.rs):
+//! a body a TCP gap took bytes from is incomplete as captured (RFC 9293 sequence space, the
+//! hole acknowledged by the peer), and a Content-Length where RFC 9110 section 8.6 forbids one.
+
+use crate::support;
+
+use serde_json::Value as J;
+use support::pcap_run::pcap_events;
+use support::tcp_pcap::{pcap_of, Conn, ACK, FIN, PSH, SYN};
+
+/// One connection's frames in order: handshake, then what each side sends, segments the
+/// capture lost left out (their bytes still take sequence numbers, and the peer acknowledges
+/// them, so the hole is a gap of known length).
+struct Talk {
+    conn: Conn,
+    cs: u32,
+    ss: u32,
+    frames: Vec<Vec<u8>>,
+}
+
+impl Talk {
+    fn open(client_port: u16) -> Talk {
+        let conn = Conn {
+            client_port,
+            server_port: 80,
+        };
+        let (c0, s0) = (1000u32, 50_000u32);
+        let frames = vec![
+            conn.frame(true, c0, 0, SYN, b""),
+            conn.frame(false, s0, c0 + 1, SYN | ACK, b""),
+            conn.frame(true, c0 + 1, s0 + 1, ACK, b""),
+        ];
+        Talk {
+            conn,
+            cs: c0 + 1,
+            ss: s0 + 1,
+            frames,
+        }
+    }
+
+    /// `data` from one side in segments of `seg` bytes; those numbered in `lost` are not
+    /// captured. The peer then acknowledges all of it.
+    fn send(&mut self, client: bool, data: &[u8], seg: usize, lost: &[usize]) {
+        for (i, chunk) in data.chunks(seg).enumerate() {
+            let (seq, ack) = if client {
+                (self.cs, self.ss)
+            } else {
+                (self.ss, self.cs)
+            };
+            if !lost.contains(&i) {
+                self.frames
+                    .push(self.conn.frame(client, seq, ack, ACK | PSH, chunk));
+            }
+            if client {
+                self.cs += chunk.len() as u32;
+            } else {
+                self.ss += chunk.len() as u32;
+            }
+        }
+        let (seq, ack) = if client {
+            (self.ss, self.cs)
+        } else {
+            (self.cs, self.ss)
+        };
+        self.frames
+            .push(self.conn.frame(!client, seq, ack, ACK, b""));
+    }
+
+    fn close(mut self, into: &mut Vec<Vec<u8>>) {
+        let (cs, ss) = (self.cs, self.ss);
+        self.frames
+            .push(self.conn.frame(true, cs, ss, FIN | ACK, b""));
+        self.frames
+            .push(self.conn.frame(false, ss, cs + 1, FIN | ACK, b""));
+        self.frames
+            .push(self.conn.frame(true, cs + 1, ss + 1, ACK, b""));
+        into.extend(self.frames);
+    }
+}
+
+fn words(v: &J) -> String {
+    v.as_array()
+        .map(|a| a.iter().filter_map(J::as_str).collect::<Vec<_>>().join(","))
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// One line per transaction, in connection order: port, path, status, body sizes, both sides'
+/// anomalies, tags, reason.
+fn rows(frames: &[Vec<u8>]) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("case.pcap");
+    std::fs::write(&path, pcap_of(frames)).expect("write capture");
+    let mut rows: Vec<(u64, String)> = pcap_events("http", &path)
+        .iter()
+        .map(|e| {
+            (
+                e["source"]["port"].as_u64().unwrap_or(0),
+                format!(
+                    "{} {} {} req_body={} resp_body={} req={} resp={} tags={} {}",
+                    e["source"]["port"],
+                    e["url"]["path"].as_str().unwrap_or("-"),
+                    e["http"]["response"]["status_code"],
+                    e["http"]["request"]["body"]["bytes"],
+                    e["http"]["response"]["body"]["bytes"],
+                    words(&e["http"]["request"]["anomalies"]),
+                    words(&e["http"]["response"]["anomalies"]),
+                    words(&e["tags"]),
+                    e["event"]["reason"].as_str().unwrap_or("-"),
+                ),
+            )
+        })
+        .collect();
+    rows.sort_by_key(|r| r.0);
+    rows.into_iter().map(|r| r.1).collect()
+}
+
+const AFTER: &[u8] = b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n";
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// A segment lost inside a body: the body is not all there, which the event says
+/// (`body_incomplete` beside the `tcp_gap` tag), whether the framing absorbs the hole (a
+/// length, a chunk's data: its size still counts the lost bytes, as they were sent) or the
+/// hole crosses chunk framing (the body's end is lost with it). The next message is whole.
+#[test]
+fn a_body_a_gap_took_bytes_from_is_incomplete() {
+    let mut frames = Vec::new();
+    // A response of 3,000 bytes by Content-Length, its second 1,000 lost.
+    let mut t = Talk::open(40101);
+    t.send(true, b"GET /len HTTP/1.1\r\nHost: a\r\n\r\n", 1448, &[]);
+    let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n".to_vec();
+    let head = resp.len();
+    resp.extend([b'L'; 3000]);
+    t.send(false, &resp[..head], 1448, &[]);
+    t.send(false, &resp[head..], 1000, &[1]);
+    t.send(true, AFTER, 1448, &[]);
+    t.send(false, OK, 1448, &[]);
+    t.close(&mut frames);
+    // A chunked response, a lost segment crossing chunk-size lines.
+    let mut t = Talk::open(40102);
+    t.send(true, b"GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n", 1448, &[]);
+    t.send(
+        false,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        1448,
+        &[],
+    );
+    let mut body = Vec::new();
+    for _ in 0..6 {
+        body.extend(b"1f4\r\n");
+        body.extend([b'c'; 500]);
+        body.extend(b"\r\n");
+    }
+    body.extend(b"0\r\n\r\n");
+    // Of the body, the first 1,000 bytes came: a whole chunk (507 on the wire, 500 of data)
+    // and 488 of the next chunk's data; the rest of that chunk is lost with the next size line.
+    t.send(false, &body, 1000, &[1]);
+    t.send(true, AFTER, 1448, &[]);
+    t.send(false, OK, 1448, &[]);
+    t.close(&mut frames);
+    // An upload of 3,000 bytes, its second 1,000 lost.
+    let mut t = Talk::open(40103);
+    t.send(
+        true,
+        b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.send(true, &[b'u'; 3000], 1000, &[1]);
+    t.send(
+        false,
+        b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.send(true, AFTER, 1448, &[]);
+    t.send(false, OK, 1448, &[]);
+    t.close(&mut frames);
+    // The same upload and response with nothing lost: nothing flagged.
+    let mut t = Talk::open(40104);
+    t.send(
+        true,
+        b"POST /whole HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.send(true, &[b'u'; 3000], 1000, &[]);
+    t.send(false, &resp[..head], 1448, &[]);
+    t.send(false, &resp[head..], 1000, &[]);
+    t.close(&mut frames);
+    let got = rows(&frames);
+    let want = [
+        "40101 /len 200 req_body=0 resp_body=3000 req=- resp=body_incomplete tags=tcp_gap -",
+        "40101 /after 200 req_body=0 resp_body=2 req=- resp=- tags=- -",
+        "40102 /chunked 200 req_body=0 resp_body=988 req=- resp=body_incomplete tags=tcp_gap -",
+        "40102 /after 200 req_body=0 resp_body=2 req=- resp=- tags=- -",
+        "40103 /up 201 req_body=3000 resp_body=0 req=body_incomplete resp=- tags=tcp_gap -",
+        "40103 /after 200 req_body=0 resp_body=2 req=- resp=- tags=- -",
+        "40104 /whole 200 req_body=3000 resp_body=3000 req=- resp=- tags=- -",
+    ];
+    assert_eq!(got, want, "as reported: {got:#?}");
+}
+
+/// RFC 9110 section 8.6: a server MUST NOT send Content-Length in a 1xx or 204 response, nor
+/// in a 2xx to CONNECT. Such a length frames nothing (RFC 9112 section 6.3), but a hop that
+/// reads it takes the next response for a body: the response is flagged
+/// (`content_length_not_allowed`, tag `http_malformed`), an interim 1xx's on the final
+/// response after it. A 304 and a response to HEAD may carry one: not flagged.
+#[test]
+fn a_content_length_where_rfc_9110_forbids_one_is_flagged() {
+    let mut frames = Vec::new();
+    let mut t = Talk::open(40201);
+    t.send(true, b"GET /nc HTTP/1.1\r\nHost: a\r\n\r\n", 1448, &[]);
+    t.send(
+        false,
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.send(
+        true,
+        b"POST /cont HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.send(
+        false,
+        b"HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.send(true, b"hi", 1448, &[]);
+    t.send(false, OK, 1448, &[]);
+    t.send(true, b"GET /nm HTTP/1.1\r\nHost: a\r\n\r\n", 1448, &[]);
+    t.send(
+        false,
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.send(true, b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n", 1448, &[]);
+    t.send(
+        false,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.send(true, AFTER, 1448, &[]);
+    t.send(false, OK, 1448, &[]);
+    t.close(&mut frames);
+    let mut t = Talk::open(40202);
+    t.send(
+        true,
+        b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.send(
+        false,
+        b"HTTP/1.1 200 Connection Established\r\nContent-Length: 0\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.close(&mut frames);
+    let mut t = Talk::open(40203);
+    t.send(
+        true,
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.send(
+        false,
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\n",
+        1448,
+        &[],
+    );
+    t.close(&mut frames);
+    let got = rows(&frames);
+    let bad = "resp=content_length_not_allowed tags=http_malformed";
+    let want = [
+        format!("40201 /nc 204 req_body=0 resp_body=0 req=- {bad} -"),
+        format!("40201 /cont 200 req_body=2 resp_body=2 req=- {bad} -"),
+        "40201 /nm 304 req_body=0 resp_body=0 req=- resp=- tags=- -".to_owned(),
+        "40201 /h 200 req_body=0 resp_body=0 req=- resp=- tags=- -".to_owned(),
+        "40201 /after 200 req_body=0 resp_body=2 req=- resp=- tags=- -".to_owned(),
+        format!("40202 a:443 200 req_body=0 resp_body=0 req=- {bad} -"),
+        format!("40203 /ws 101 req_body=0 resp_body=0 req=- {bad} -"),
+    ];
+    assert_eq!(got, want, "as reported: {got:#?}");
+}
