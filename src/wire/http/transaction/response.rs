@@ -23,9 +23,6 @@ pub(super) fn framing(head: &mut ResponseHead, asked: Asked, tunnel: bool) -> Fr
     if head.version == Version::V09 {
         return Framing::UntilClose;
     }
-    if length_not_allowed(head, tunnel) {
-        push(&mut head.anomalies, anomaly::CONTENT_LENGTH_NOT_ALLOWED);
-    }
     if status == 101
         || tunnel
         || asked == Asked::Head
@@ -33,6 +30,9 @@ pub(super) fn framing(head: &mut ResponseHead, asked: Asked, tunnel: bool) -> Fr
         || status == 204
         || status == 304
     {
+        if length_not_allowed(head, tunnel) {
+            push(&mut head.anomalies, anomaly::CONTENT_LENGTH_NOT_ALLOWED);
+        }
         return Framing::None;
     }
     if head.transfer_coded {
@@ -173,7 +173,8 @@ pub(super) fn consume_responses(
                     let upgraded = status == 101;
                     let mut head = head;
                     let framing = framing(&mut head, asked, tunnel);
-                    if std::mem::take(p.interim_length) {
+                    if *p.interim_length {
+                        *p.interim_length = false;
                         push(&mut head.anomalies, anomaly::CONTENT_LENGTH_NOT_ALLOWED);
                     }
                     if head.length_invalid && !head.transfer_coded && framing != Framing::None {
