@@ -28,13 +28,7 @@ fn a_dead_letter_cycle_is_rejected_where_it_is_written() {
             c = out("c.log"),
         ),
     );
-    let v = Command::new(TRAWL)
-        .args(["validate", "-c"])
-        .arg(&cycle)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&v.stderr);
-    assert_eq!(v.status.code(), Some(1), "{err}");
+    let err = refused_by_validate(&cycle);
     let f = cycle.display().to_string();
     // Reported once, at the first member's `dead_letter:` value (line 7: output `a`).
     let text = std::fs::read_to_string(&cycle).unwrap();
@@ -85,13 +79,7 @@ fn an_output_that_is_its_own_dead_letter_is_rejected() {
         "self.yaml",
         "inputs:\n  app: { type: stdin }\noutputs:\n  a: { type: stdout, dead_letter: a }\n",
     );
-    let v = Command::new(TRAWL)
-        .args(["validate", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&v.stderr);
-    assert_eq!(v.status.code(), Some(1), "{err}");
+    let err = refused_by_validate(&cfg);
     assert!(
         err.contains(&format!(
             "{}:4:35: outputs.a.dead_letter: `a` is not another output",
@@ -113,13 +101,7 @@ fn what_run_would_refuse_or_mishandle_is_rejected_by_validate() {
         data = dir.path().join("data").display()
     );
     let cfg = write_file(dir.path(), "bad.yaml", &text);
-    let v = Command::new(TRAWL)
-        .args(["validate", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&v.stderr);
-    assert_eq!(v.status.code(), Some(1), "{err}");
+    let err = refused_by_validate(&cfg);
     let f = cfg.display().to_string();
     let at = |line: usize, key: &str| {
         let l = text.lines().nth(line - 1).unwrap();
@@ -142,6 +124,18 @@ fn what_run_would_refuse_or_mishandle_is_rejected_by_validate() {
         assert!(found.contains(says), "{found}");
     }
     assert!(err.contains("invalid (6 errors)"), "{err}");
+}
+
+/// `trawl validate -c cfg`, which must refuse it (exit 1): what it said on stderr.
+fn refused_by_validate(cfg: &std::path::Path) -> String {
+    let v = Command::new(TRAWL)
+        .args(["validate", "-c"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr).into_owned();
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    err
 }
 
 /// `trawl validate` of a pipeline with the one input `input` (a flow mapping) and a stdout
@@ -254,13 +248,7 @@ fn a_when_input_naming_no_input_is_rejected_at_the_name() {
     let dir = tempfile::tempdir().unwrap();
     let text = "inputs:\n  app: {type: stdin}\nprocessors:\n  - type: add_fields\n    fields: {x: 1}\n    when: {or: [{input: apx}, {not: {input: [app, zz]}}]}\noutputs:\n  c: {type: stdout, when: {input: [ap]}}\n  d: {type: stdout, when: {input: app}}\n";
     let cfg = write_file(dir.path(), "w.yaml", text);
-    let v = Command::new(TRAWL)
-        .args(["validate", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&v.stderr);
-    assert_eq!(v.status.code(), Some(1), "{err}");
+    let err = refused_by_validate(&cfg);
     let f = cfg.display();
     for (line, col, path, name) in [
         (6, 25, "processors[0].when.input", "apx"),
@@ -348,13 +336,7 @@ outputs:
 /// Runs `trawl validate -c cfg`, which must refuse it with exactly these errors: for each,
 /// a line of its stderr at `cfg:LINE:` naming the key path and saying `says`.
 fn refused_at(cfg: &Path, errors: &[(usize, &str, &str)]) {
-    let v = Command::new(TRAWL)
-        .args(["validate", "-c"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&v.stderr);
-    assert_eq!(v.status.code(), Some(1), "{err}");
+    let err = refused_by_validate(cfg);
     for (line, path, says) in errors {
         let head = format!("{}:{line}:", cfg.display());
         let found = err
@@ -732,13 +714,7 @@ fn a_mistyped_elasticsearch_host_or_kafka_broker_is_rejected_at_the_element() {
             dir.path().join("data").display()
         ),
     );
-    let v = Command::new(TRAWL)
-        .args(["validate", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&v.stderr);
-    assert_eq!(v.status.code(), Some(1), "{err}");
+    let err = refused_by_validate(&cfg);
     let f = cfg.display();
     for want in [
         format!(
@@ -768,13 +744,7 @@ fn every_mistyped_host_of_a_list_is_reported_at_its_own_index() {
             dir.path().join("data").display()
         ),
     );
-    let v = Command::new(TRAWL)
-        .args(["validate", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&v.stderr);
-    assert_eq!(v.status.code(), Some(1), "{err}");
+    let err = refused_by_validate(&cfg);
     let f = cfg.display();
     for want in [
         format!("{f}:9:9: outputs.es.hosts[0]: host `http//es1:9200`"),
@@ -799,13 +769,7 @@ fn every_mistake_in_one_component_is_listed_in_one_pass() {
             dir.path().join("data").display()
         ),
     );
-    let v = Command::new(TRAWL)
-        .args(["validate", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&v.stderr);
-    assert_eq!(v.status.code(), Some(1), "{err}");
+    let err = refused_by_validate(&cfg);
     let f = cfg.display();
     for want in [
         format!("{f}:7:15: inputs.app.start_at: unknown variant `middle`"),
