@@ -22,11 +22,23 @@ fn start(dir: &Path, input: &str) -> (Running, std::path::PathBuf) {
 
 /// A trawl whose events go to `dir/<name>.json`; several may share `dir`.
 fn start_in(dir: &Path, input: &str, name: &str, stderr: Stdio) -> (Running, std::path::PathBuf) {
-    let cfg = dir.join(format!("{name}.yaml"));
-    std::fs::write(&cfg, format!(
+    let pipeline = format!(
         "data_dir: {}/data-{name}\nhttp: {{ enabled: false }}\ninputs:\n  s: {input}\noutputs:\n  out: {{ type: stdout }}\n",
         dir.display()
-    )).unwrap();
+    );
+    run_pipeline(dir, name, &pipeline, stderr)
+}
+
+/// Runs trawl on `pipeline` (written to `dir/<name>.yaml`) at log level warn, its stdout
+/// going to `dir/<name>.json`, which is returned.
+fn run_pipeline(
+    dir: &Path,
+    name: &str,
+    pipeline: &str,
+    stderr: Stdio,
+) -> (Running, std::path::PathBuf) {
+    let cfg = dir.join(format!("{name}.yaml"));
+    std::fs::write(&cfg, pipeline).unwrap();
     let out = dir.join(format!("{name}.json"));
     let child = Command::new(env!("CARGO_BIN_EXE_trawl"))
         .args(["--log-level", "warn", "run", "-c"])
@@ -126,31 +138,18 @@ fn unix_json_lines_become_fields() {
 fn lines_that_are_no_json_object_are_said_once_per_input() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
-    let cfg = dir.path().join("p.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir: {}/data\nhttp: {{ enabled: false }}\ninputs:\n  \
-             app_a: {{ type: socket, address: \"unix:{}\", format: json }}\n  \
-             app_b: {{ type: socket, address: \"unix:{}\", format: json }}\n\
-             outputs:\n  out: {{ type: stdout }}\n",
-            dir.path().display(),
-            a.display(),
-            b.display()
-        ),
-    )
-    .unwrap();
-    let out = dir.path().join("out.json");
-    let log = dir.path().join("stderr.log");
-    let _t = Running(
-        Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(["--log-level", "warn", "run", "-c"])
-            .arg(&cfg)
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+    let pipeline = format!(
+        "data_dir: {}/data\nhttp: {{ enabled: false }}\ninputs:\n  \
+         app_a: {{ type: socket, address: \"unix:{}\", format: json }}\n  \
+         app_b: {{ type: socket, address: \"unix:{}\", format: json }}\n\
+         outputs:\n  out: {{ type: stdout }}\n",
+        dir.path().display(),
+        a.display(),
+        b.display()
     );
+    let log = dir.path().join("stderr.log");
+    let stderr = std::fs::File::create(&log).unwrap().into();
+    let (_t, out) = run_pipeline(dir.path(), "out", &pipeline, stderr);
     for sock in [&a, &b, &a, &b] {
         let mut s = retry(|| std::os::unix::net::UnixStream::connect(sock));
         s.write_all(b"plain text\n42\n").unwrap();
@@ -297,28 +296,15 @@ fn invalid_utf8_is_replaced_counted_and_said_once_per_input() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let cfg = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  plain: {{ type: socket, address: \"unix:{plain}\" }}\n  joined: {{ type: socket, address: \"unix:{joined}\", multiline: {{ pattern: '^\\s', match: after, timeout: 200ms }} }}\noutputs:\n  out: {{ type: stdout }}\n",
-            data = dir.path().join("data").display(),
-            plain = plain.display(),
-            joined = joined.display(),
-        ),
-    )
-    .unwrap();
-    let out = dir.path().join("out.json");
-    let log = dir.path().join("stderr.log");
-    let _trawl = Running(
-        Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(["--log-level", "warn", "run", "-c"])
-            .arg(&cfg)
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+    let pipeline = format!(
+        "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  plain: {{ type: socket, address: \"unix:{plain}\" }}\n  joined: {{ type: socket, address: \"unix:{joined}\", multiline: {{ pattern: '^\\s', match: after, timeout: 200ms }} }}\noutputs:\n  out: {{ type: stdout }}\n",
+        data = dir.path().join("data").display(),
+        plain = plain.display(),
+        joined = joined.display(),
     );
+    let log = dir.path().join("stderr.log");
+    let stderr = std::fs::File::create(&log).unwrap().into();
+    let (_trawl, out) = run_pipeline(dir.path(), "out", &pipeline, stderr);
     // Two connections to each input, each with lines whose bytes are not UTF-8.
     for (i, sock) in [&plain, &plain, &joined, &joined].into_iter().enumerate() {
         let mut s = retry(|| std::os::unix::net::UnixStream::connect(sock));
