@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::process::{free_port, http_get, read_json_lines, wait_until, KillOnDrop};
+use support::process::{free_port, http_get, read_json_lines, reloads, wait_until, KillOnDrop};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -60,16 +60,6 @@ fn append(path: &Path, prefix: &str, n: usize) {
         .unwrap();
     let text: String = (0..n).map(|i| format!("{prefix} {i}\n")).collect();
     f.write_all(text.as_bytes()).unwrap();
-}
-
-fn reloads(addr: &str, result: &str) -> u64 {
-    let needle = format!("trawl_config_reloads_total{{result=\"{result}\"}} ");
-    http_get(addr, "/metrics")
-        .map(|(_, text)| text)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
 }
 
 /// The version label each delivered line got, by message; a line delivered twice fails.

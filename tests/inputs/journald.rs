@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::process::{free_port, http_get, read_json_lines, wait_until, Trawl};
+use support::process::{free_port, http_get, read_json_lines, reloads, wait_until, Trawl};
 
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 /// How long any one wait may take before the test fails.
@@ -476,24 +476,6 @@ fn children(pid: u32, comm: &str) -> Vec<(u32, char)> {
     out
 }
 
-fn reloads_ok(addr: &str) -> u64 {
-    use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.lines()
-        .find_map(|l| l.strip_prefix("trawl_config_reloads_total{result=\"success\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -561,7 +543,7 @@ fn a_reload_that_changes_the_match_keeps_the_cursor_and_reaps_the_old_journalctl
     rewrite(&v2);
     sighup(&t);
     wait_until(Duration::from_secs(30), "the reload", || {
-        reloads_ok(&addr) >= 1
+        reloads(&addr, "success") >= 1
     });
     wait_until(Duration::from_secs(30), "db 0..50 after the reload", || {
         delivered("db", 50)
@@ -583,7 +565,7 @@ fn a_reload_that_changes_the_match_keeps_the_cursor_and_reaps_the_old_journalctl
         rewrite(if round % 2 == 0 { &v1 } else { &v2 });
         sighup(&t);
         wait_until(Duration::from_secs(30), "the reload", || {
-            reloads_ok(&addr) > round + 1
+            reloads(&addr, "success") > round + 1
         });
         write_entries(
             &s.journal,

@@ -9,20 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 use support::opensearch::OpenSearch;
 use support::process::{
-    append, assert_each_once, free_port, http_get, numbered_lines, wait_until, Trawl,
+    append, assert_each_once, free_port, http_get, numbered_lines, reloads, wait_until, Trawl,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn reloads(addr: &str, result: &str) -> u64 {
-    let needle = format!("trawl_config_reloads_total{{result=\"{result}\"}} ");
-    http_get(addr, "/metrics")
-        .map(|(_, text)| text)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
 
 fn pipeline(d: &Path, addr: &str, host: &str, index: &str, buffer: &str) -> String {
     format!(

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::kafka::Broker;
-use support::process::{free_port, http_get, metric, wait_until, KillOnDrop};
+use support::process::{free_port, http_get, metric, reloads, wait_until, KillOnDrop};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -23,16 +23,6 @@ fn append(path: &Path, prefix: &str, n: usize) {
         .unwrap();
     let text: String = (0..n).map(|i| format!("{prefix} {i}\n")).collect();
     f.write_all(text.as_bytes()).unwrap();
-}
-
-fn reloads(addr: &str, result: &str) -> u64 {
-    let needle = format!("trawl_config_reloads_total{{result=\"{result}\"}} ");
-    http_get(addr, "/metrics")
-        .map(|(_, text)| text)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
 }
 
 #[test]

@@ -184,6 +184,18 @@ pub fn sigterm(t: &Trawl) {
     assert_eq!(r, 0, "sending SIGTERM");
 }
 
+/// `trawl_config_reloads_total{result}` from trawl's /metrics at `addr` (0 while it does not
+/// answer or has not counted one yet).
+pub fn reloads(addr: &str, result: &str) -> u64 {
+    let needle = format!("trawl_config_reloads_total{{result=\"{result}\"}} ");
+    http_get(addr, "/metrics")
+        .map(|(_, text)| text)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// Appends `text` to the file at `path` (created when missing), as a logging app does.
 pub fn append(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new()
