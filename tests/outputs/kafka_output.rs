@@ -2,7 +2,8 @@
 //! node, `tests/support/kafka/mod.rs`): templated topic, keys, headers, every compression codec,
 //! dead letters for oversized messages (by trawl's limit or a lower one of the topic's) and for
 //! a topic that does not exist, librdkafka's `debug` switch in trawl's log, a consumer group
-//! reading across trawl restarts, a broker stopped for 30 s and one unreachable for 10 s
+//! reading across trawl restarts, a broker stopped for 30 s, one killed (SIGKILL) for 15 s and
+//! one unreachable for 10 s
 //! without losing anything. TLS and SASL are in `kafka_auth.rs`.
 
 use crate::support;
@@ -679,6 +680,33 @@ fn broker_unreachable_for_10_seconds_loses_nothing() {
     );
     eprintln!(
         "broker unreachable 10 s: {} lines written ({} during the outage), {} in Kafka, {} duplicates, peak RSS {} MiB",
+        o.written, o.during, o.unique, o.duplicates, o.peak_kib / 1024
+    );
+    check_outage(&o);
+    assert_eq!(
+        o.duplicates, 0,
+        "the idempotent producer sends nothing twice"
+    );
+}
+
+/// The broker crashes (SIGKILL: no controlled shutdown, the partitions' leadership and the
+/// producer's in-flight requests end mid-way) 8 s into a run and is started again 15 s later,
+/// with the output's defaults: every line written is in Kafka, stdin resumes, memory stays
+/// bounded. The idempotent producer (on by default) makes its retries of the requests the
+/// crash cut short land once.
+#[test]
+fn broker_killed_for_15_seconds_loses_nothing() {
+    let mut broker = Broker::start_persistent();
+    let o = run_through_outage(
+        &mut broker,
+        "killed",
+        "",
+        Duration::from_secs(15),
+        |b| b.kill(),
+        |b| b.start_again(),
+    );
+    eprintln!(
+        "broker killed 15 s: {} lines written ({} during the outage), {} in Kafka, {} duplicates, peak RSS {} MiB",
         o.written, o.during, o.unique, o.duplicates, o.peak_kib / 1024
     );
     check_outage(&o);

@@ -13,6 +13,7 @@ mod elasticsearch_output;
 mod health_outputs;
 mod kafka_auth;
 mod kafka_hung_broker;
+mod kafka_node_drain;
 mod kafka_output;
 mod kafka_retries;
 mod opensearch_hosts;
