@@ -3,8 +3,7 @@
 //! dead letters for oversized messages (by trawl's limit or a lower one of the topic's) and for
 //! a topic that does not exist, librdkafka's `debug` switch in trawl's log, a consumer group
 //! reading across trawl restarts, a broker stopped for 30 s, one killed (SIGKILL) for 15 s and
-//! one unreachable for 10 s
-//! without losing anything. TLS and SASL are in `kafka_auth.rs`.
+//! one unreachable for 10 s without losing anything. TLS and SASL are in `kafka_auth.rs`.
 
 use crate::support;
 

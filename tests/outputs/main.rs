@@ -15,6 +15,7 @@ mod kafka_auth;
 mod kafka_hung_broker;
 mod kafka_node_drain;
 mod kafka_output;
+mod kafka_reload_fix;
 mod kafka_retries;
 mod opensearch_hosts;
 mod opensearch_hung;

@@ -5,28 +5,17 @@
 //! default, so a broker outage pauses the pipeline (librdkafka's bounded queue fills) instead
 //! of losing data.
 
+mod deliver;
 mod polled;
 mod producer;
 mod reports;
 
-use super::dead_letter::Rejection;
 use super::template::Template;
-use super::{Output, OutputContext};
 use crate::config::{ByteSize, Duration};
-use crate::event::{Event, Value};
-use crate::inputs::BoxFuture;
-use crate::telemetry::metrics::ComponentMetrics;
-use producer::{send, Producers};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer};
-use reports::{is_permanent, InFlight, Resend};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -452,219 +441,15 @@ fn batch_size(c: &Config) -> u64 {
     (c.queue_max_bytes.bytes() / 8).clamp(16 * 1024, 1_000_000)
 }
 
-impl Output for Kafka {
-    fn run(self: Box<Self>, mut ctx: OutputContext) -> BoxFuture<anyhow::Result<()>> {
-        Box::pin(async move {
-            let config = self.config;
-            // Each message taken back left librdkafka's bounded queue; twice its size leaves
-            // room for a second queue's worth timing out before the loop below sends them.
-            let (resend, mut resends) =
-                tokio::sync::mpsc::channel::<Resend>(config.queue_max_messages.max(1) * 2);
-            let resend = config.delivery_timeout.is_none().then_some(resend);
-            let mut producers = Producers::start(&ctx, self.client, config.encoding, resend)
-                .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
-            let max_message = config.max_message_bytes.as_usize();
-            let mut payload = Vec::with_capacity(4096);
-            let (mut topic, mut key) = (String::new(), String::new());
-            let mut header_values: Vec<String> = vec![String::new(); config.headers.len()];
-            let static_topic = config
-                .topic
-                .is_static()
-                .then(|| config.topic.source().to_owned());
-
-            loop {
-                // Messages taken back first: they are the oldest.
-                let batch = tokio::select! {
-                    biased;
-                    Some(again) = resends.recv() => {
-                        producers.resend(&ctx, again).await;
-                        continue;
-                    }
-                    batch = ctx.rx.recv() => match batch {
-                        Some(b) => b,
-                        None => break,
-                    },
-                };
-                ComponentMetrics::add(&ctx.metrics.events_in, batch.len() as u64);
-                let input = batch.input().unwrap_or_else(|| Arc::from(""));
-                let (events, ack) = batch.into_parts();
-                let flight = Arc::new(InFlight {
-                    remaining: AtomicUsize::new(1),
-                    ack: Mutex::new(Some(ack)),
-                    rejected: Mutex::new(Vec::new()),
-                    failed: AtomicBool::new(false),
-                    input,
-                });
-                let mut bytes = 0u64;
-                for event in events {
-                    let refuse = |event: Event, kind: &str, reason: String| {
-                        if let Ok(mut r) = flight.rejected.lock() {
-                            r.push(Rejection {
-                                event,
-                                kind: kind.to_owned(),
-                                reason,
-                            });
-                        }
-                    };
-                    let topic: &str = match &static_topic {
-                        Some(t) => t,
-                        None => match config.topic.render_into(&event, &mut topic) {
-                            // Checked here, not left to the broker: librdkafka panics on a
-                            // topic with a NUL in it.
-                            Ok(()) => match check_topic_name(&topic) {
-                                Ok(()) => &topic,
-                                Err(e) => {
-                                    refuse(event, "invalid_topic", format!("topic: {e}"));
-                                    continue;
-                                }
-                            },
-                            Err(e) => {
-                                refuse(event, "template_error", format!("topic: {e}"));
-                                continue;
-                            }
-                        },
-                    };
-                    if let Some(k) = &config.key {
-                        if let Err(e) = k.render_into(&event, &mut key) {
-                            refuse(event, "template_error", format!("key: {e}"));
-                            continue;
-                        }
-                    }
-                    let mut missing = None;
-                    for ((name, t), v) in config.headers.iter().zip(header_values.iter_mut()) {
-                        if let Err(e) = t.render_into(&event, v) {
-                            missing = Some(format!("header {name}: {e}"));
-                        }
-                    }
-                    if let Some(reason) = missing {
-                        refuse(event, "template_error", reason);
-                        continue;
-                    }
-                    payload.clear();
-                    encode(&event, config.encoding, &mut payload);
-                    if payload.len() > max_message {
-                        let reason = format!(
-                            "message of {} bytes is over max_message_bytes ({max_message})",
-                            payload.len()
-                        );
-                        refuse(event, "message_too_large", reason);
-                        continue;
-                    }
-                    bytes += payload.len() as u64;
-                    let record = || {
-                        let mut record =
-                            BaseRecord::with_opaque_to(topic, flight.clone()).payload(&payload[..]);
-                        if config.key.is_some() {
-                            record = record.key(key.as_bytes());
-                        }
-                        if !config.headers.is_empty() {
-                            let mut h = OwnedHeaders::new_with_capacity(config.headers.len());
-                            for (name, v) in config.headers.keys().zip(&header_values) {
-                                h = h.insert(Header {
-                                    key: name,
-                                    value: Some(v.as_str()),
-                                });
-                            }
-                            record = record.headers(h);
-                        }
-                        record
-                    };
-                    flight.remaining.fetch_add(1, Ordering::AcqRel);
-                    let mut sent = send(&producers.current, record()).await;
-                    if let Err(e) = &sent {
-                        // A topic librdkafka gave up waiting for during an outage.
-                        let missing = matches!(
-                            e.rdkafka_error_code(),
-                            Some(
-                                RDKafkaErrorCode::UnknownTopic
-                                    | RDKafkaErrorCode::UnknownTopicOrPartition
-                            )
-                        );
-                        if missing && producers.renew_for_missing_topic(&ctx) {
-                            sent = send(&producers.current, record()).await;
-                        }
-                    }
-                    if let Err(e) = sent {
-                        flight.remaining.fetch_sub(1, Ordering::AcqRel);
-                        match e.rdkafka_error_code() {
-                            Some(code) if is_permanent(code) => {
-                                refuse(event, "kafka_produce_error", e.to_string())
-                            }
-                            _ => {
-                                tracing::error!(output = %ctx.name, error = %e,
-                                    "cannot produce; the batch is not acknowledged");
-                                flight.failed.store(true, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }
-                ComponentMetrics::add(&ctx.metrics.bytes_out, bytes);
-                producers.current.context().release(flight);
-            }
-
-            // Inputs are done: wait until librdkafka has delivered (or given up on) everything,
-            // and again for what it gave up on and was taken back.
-            loop {
-                let p = producers.current.clone();
-                tokio::task::spawn_blocking(move || {
-                    // A message refused in the first producer's batch moves to the second before
-                    // the first counts it delivered: so the first, then the second.
-                    drain(&p);
-                    if let Some(alone) = p.context().alone.get() {
-                        drain(alone);
-                    }
-                })
-                .await?;
-                producers.retired().await;
-                let mut taken_back = false;
-                while let Ok(again) = resends.try_recv() {
-                    taken_back = true;
-                    producers.resend(&ctx, again).await;
-                }
-                if !taken_back {
-                    return Ok(());
-                }
-            }
-        })
-    }
-}
-
-/// Waits until librdkafka holds no message of `p` and the polling thread has served the
-/// delivery reports. Not "until its queue is empty": librdkafka's logs go through that queue
-/// too, and each flush logs one at debug level ("Wake-up sent ... flushing"), so with
-/// `librdkafka: { debug: ... }` a loop of flushes until the queue was empty never ended.
-fn drain(p: &polled::PolledProducer) {
-    loop {
-        match p.flush(std::time::Duration::from_secs(1)) {
-            Ok(()) => break,
-            Err(_) if p.in_flight_count() == 0 => break,
-            // A flush that fails at once (not a timeout) is not spun on.
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-        }
-    }
-    // The reports are served within milliseconds; logs may keep coming, hence the bound.
-    let served = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while p.in_flight_count() > 0 && std::time::Instant::now() < served {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
-
-fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
-    if encoding == Encoding::Raw {
-        if let Some(Value::String(m)) = event.fields.get("message") {
-            out.extend_from_slice(m.as_bytes());
-            return;
-        }
-    }
-    let _ = serde_json::to_writer(&mut *out, &event.fields);
-}
-
 #[cfg(test)]
 mod tests {
+    use super::deliver::encode;
     use super::reports::{event_from_payload, resent_since};
     use super::*;
+    use crate::event::{Event, Value};
     use std::collections::HashMap;
     use std::path::Path;
+    use std::sync::Arc;
 
     fn config(extra: &str) -> Config {
         let text = format!("outputs:\n  k:\n    type: kafka\n    brokers: [\"127.0.0.1:9092\"]\n    topic: logs\n{extra}");

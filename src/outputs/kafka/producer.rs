@@ -8,6 +8,7 @@ use super::reports::{event_from_payload, is_permanent, InFlight, Reports, Resend
 use super::Encoding;
 use crate::outputs::dead_letter::Rejection;
 use crate::outputs::OutputContext;
+use crate::pipeline::channel::Shutdown;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::ToBytes;
@@ -64,7 +65,7 @@ impl Producers {
         if again.why != TakenBack::Purged && again.from == self.generation {
             self.renew(ctx, again.why);
         }
-        send_again(&self.current, again, self.encoding).await;
+        send_again(&self.current, again, self.encoding, &ctx.retire).await;
     }
 
     /// When the current producer lived through an outage, replaces it (see
@@ -121,6 +122,16 @@ impl Producers {
             let _ = r.await;
         }
     }
+
+    /// Purges every producer, whose reports then fail the batches of what they held (the output
+    /// is being retired), and drops them off the runtime. Returns how many messages they held.
+    pub(super) async fn give_up(mut self) -> usize {
+        self.retired().await;
+        let current = self.current;
+        let held = current.in_flight_count().max(0) as usize;
+        let _ = tokio::task::spawn_blocking(move || retire(current)).await;
+        held
+    }
 }
 
 /// Purges a producer the output replaced and waits (a bounded time) for the reports that
@@ -141,11 +152,14 @@ fn retire(old: Arc<PolledProducer>) {
 }
 
 /// Hands one message to librdkafka, waiting while its queue is full (slow or unreachable
-/// brokers) for a delivery report to make room: this is the back-pressure.
+/// brokers) for a delivery report to make room: this is the back-pressure. A reload retiring
+/// the output ends the wait (`KafkaError::Canceled`).
 pub(super) async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
     producer: &PolledProducer,
     mut record: BaseRecord<'_, K, P, Arc<InFlight>>,
+    retire: &Shutdown,
 ) -> Result<(), KafkaError> {
+    let mut retire = retire.clone();
     loop {
         let room = producer.context().room.notified();
         match producer.send(record) {
@@ -153,7 +167,10 @@ pub(super) async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
                 let wait = Duration::from_millis(100);
-                let _ = tokio::time::timeout(wait, room).await;
+                tokio::select! {
+                    _ = tokio::time::timeout(wait, room) => {}
+                    () = retire.fired() => return Err(KafkaError::Canceled),
+                }
             }
             Err((e, _)) => return Err(e),
         }
@@ -162,7 +179,12 @@ pub(super) async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
 
 /// Produces again a message taken back; if librdkafka refuses it now, it settles its batch as
 /// a new message would (dead letters when refused for good, else not acknowledged).
-async fn send_again(producer: &PolledProducer, again: Resend, encoding: Encoding) {
+async fn send_again(
+    producer: &PolledProducer,
+    again: Resend,
+    encoding: Encoding,
+    retire: &Shutdown,
+) {
     let Resend {
         topic,
         payload,
@@ -178,7 +200,7 @@ async fn send_again(producer: &PolledProducer, again: Resend, encoding: Encoding
     if let Some(h) = headers {
         record = record.headers(h);
     }
-    let Err(e) = send(producer, record).await else {
+    let Err(e) = send(producer, record, retire).await else {
         return;
     };
     match e.rdkafka_error_code() {
@@ -191,6 +213,8 @@ async fn send_again(producer: &PolledProducer, again: Resend, encoding: Encoding
                 });
             }
         }
+        // Retired by a reload while waiting for room: read again, for the next output.
+        _ if retire.is_triggered() => batch.failed.store(true, Ordering::Relaxed),
         _ => {
             tracing::error!(error = %e, "cannot produce a message again; its batch is not acknowledged");
             batch.failed.store(true, Ordering::Relaxed);

@@ -387,8 +387,11 @@ impl ProducerContext for Reports {
                 // Purged at shutdown, timed out, or a fatal producer error: not delivered, and
                 // not refused for what the message is either: the input must send it again.
                 _ => {
-                    self.metrics.attempt_failed(&error.to_string());
-                    ComponentMetrics::add(&self.metrics.retries, 1);
+                    // (A retired producer's purge is no failed attempt of the brokers'.)
+                    if !self.retired.load(Ordering::Relaxed) {
+                        self.metrics.attempt_failed(&error.to_string());
+                        ComponentMetrics::add(&self.metrics.retries, 1);
+                    }
                     batch.failed.store(true, Ordering::Relaxed);
                 }
             },
