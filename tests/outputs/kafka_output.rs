@@ -530,6 +530,9 @@ struct Outage {
     unique: usize,
     duplicates: usize,
     peak_kib: u64,
+    /// From the broker answering again to trawl's exit with everything delivered (stdin ends
+    /// at `outage + 15 s`; a figure, not asserted).
+    drained_after: Duration,
 }
 
 /// Writes lines to stdin for `outage + 15 s`; from second 8 the broker is down for `outage`
@@ -583,9 +586,11 @@ fn run_through_outage(
     }
     let before_restore = written.load(std::sync::atomic::Ordering::Relaxed);
     up(broker);
+    let answered = Instant::now();
     let total = writer.join().unwrap();
     sample(&t, &mut peak_kib);
     let status = t.wait(Duration::from_secs(120));
+    let drained_after = answered.elapsed();
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "trawl exited with {status}: {log_text}");
     assert!(
@@ -630,6 +635,7 @@ fn run_through_outage(
         unique: unique.len(),
         duplicates: msgs.len() - unique.len(),
         peak_kib,
+        drained_after,
     }
 }
 
@@ -705,8 +711,8 @@ fn broker_killed_for_15_seconds_loses_nothing() {
         |b| b.start_again(),
     );
     eprintln!(
-        "broker killed 15 s: {} lines written ({} during the outage), {} in Kafka, {} duplicates, peak RSS {} MiB",
-        o.written, o.during, o.unique, o.duplicates, o.peak_kib / 1024
+        "broker killed 15 s: {} lines written ({} during the outage), {} in Kafka, {} duplicates, peak RSS {} MiB, all delivered {:?} after the broker answered",
+        o.written, o.during, o.unique, o.duplicates, o.peak_kib / 1024, o.drained_after
     );
     check_outage(&o);
     assert_eq!(
