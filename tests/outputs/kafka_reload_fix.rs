@@ -11,20 +11,11 @@ use std::path::Path;
 use std::time::Duration;
 use support::kafka::Broker;
 use support::process::{
-    append, assert_each_once, free_port, http_get, metric, numbered_lines, wait_until, Trawl,
+    append, assert_each_once, free_port, http_get, metric, numbered_lines, reloads, wait_until,
+    Trawl,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn reloads(addr: &str, result: &str) -> u64 {
-    let needle = format!("trawl_config_reloads_total{{result=\"{result}\"}} ");
-    http_get(addr, "/metrics")
-        .map(|(_, text)| text)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
 
 fn pipeline(d: &Path, addr: &str, broker: &str, topic: &str, buffer: &str) -> String {
     format!(
