@@ -297,6 +297,10 @@ pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
                 .to_string(),
         )
         .set("linger.ms", c.linger.std().as_millis().to_string())
+        // librdkafka's reconnect back-off doubles up to 10 s: a broker back from a restart
+        // waited up to that long for its first produce while inputs stood still. 2 s costs one
+        // connection attempt every 2 s to a broker that is down.
+        .set("reconnect.backoff.max.ms", "2000")
         // Statistics only for the messages librdkafka sends again on its own, counted in
         // trawl_output_retries_total: once every 5 s, a JSON document parsed for that alone.
         .set("statistics.interval.ms", "5000")
