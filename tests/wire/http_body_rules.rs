@@ -8,6 +8,34 @@ use serde_json::Value as J;
 use support::pcap_run::pcap_events;
 use support::tcp_pcap::{pcap_of, Conn, ACK, FIN, PSH, SYN};
 
+/// Largest segment a side sends (an Ethernet MSS).
+const MSS: usize = 1448;
+
+/// A capture being written: connections, each a conversation built with `Talk`'s methods and
+/// closed (FIN both ways) in the order they were opened when the capture is read.
+#[derive(Default)]
+struct Capture {
+    talks: Vec<Talk>,
+}
+
+impl Capture {
+    /// A new connection from client port `client_port` to port 80, handshake done.
+    fn conn(&mut self, client_port: u16) -> &mut Talk {
+        self.talks.push(Talk::open(client_port));
+        let last = self.talks.len() - 1;
+        &mut self.talks[last]
+    }
+
+    /// What trawl reports from the capture: `rows`.
+    fn rows(self) -> Vec<String> {
+        let mut frames = Vec::new();
+        for t in self.talks {
+            t.close(&mut frames);
+        }
+        rows(&frames)
+    }
+}
+
 /// One connection's frames in order: handshake, then what each side sends, segments the
 /// capture lost left out (their bytes still take sequence numbers, and the peer acknowledges
 /// them, so the hole is a gap of known length).
@@ -38,9 +66,19 @@ impl Talk {
         }
     }
 
+    /// The client sends `data`, all of it captured.
+    fn ask(&mut self, data: &[u8]) -> &mut Talk {
+        self.send(true, data, MSS, &[])
+    }
+
+    /// The server sends `data`, all of it captured.
+    fn answer(&mut self, data: &[u8]) -> &mut Talk {
+        self.send(false, data, MSS, &[])
+    }
+
     /// `data` from one side in segments of `seg` bytes; those numbered in `lost` are not
     /// captured. The peer then acknowledges all of it.
-    fn send(&mut self, client: bool, data: &[u8], seg: usize, lost: &[usize]) {
+    fn send(&mut self, client: bool, data: &[u8], seg: usize, lost: &[usize]) -> &mut Talk {
         for (i, chunk) in data.chunks(seg).enumerate() {
             let (seq, ack) = if client {
                 (self.cs, self.ss)
@@ -64,6 +102,7 @@ impl Talk {
         };
         self.frames
             .push(self.conn.frame(!client, seq, ack, ACK, b""));
+        self
     }
 
     fn close(mut self, into: &mut Vec<Vec<u8>>) {
@@ -123,27 +162,18 @@ const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 /// hole crosses chunk framing (the body's end is lost with it). The next message is whole.
 #[test]
 fn a_body_a_gap_took_bytes_from_is_incomplete() {
-    let mut frames = Vec::new();
+    let mut cap = Capture::default();
     // A response of 3,000 bytes by Content-Length, its second 1,000 lost.
-    let mut t = Talk::open(40101);
-    t.send(true, b"GET /len HTTP/1.1\r\nHost: a\r\n\r\n", 1448, &[]);
     let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n".to_vec();
     let head = resp.len();
     resp.extend([b'L'; 3000]);
-    t.send(false, &resp[..head], 1448, &[]);
-    t.send(false, &resp[head..], 1000, &[1]);
-    t.send(true, AFTER, 1448, &[]);
-    t.send(false, OK, 1448, &[]);
-    t.close(&mut frames);
+    cap.conn(40101)
+        .ask(b"GET /len HTTP/1.1\r\nHost: a\r\n\r\n")
+        .answer(&resp[..head])
+        .send(false, &resp[head..], 1000, &[1])
+        .ask(AFTER)
+        .answer(OK);
     // A chunked response, a lost segment crossing chunk-size lines.
-    let mut t = Talk::open(40102);
-    t.send(true, b"GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n", 1448, &[]);
-    t.send(
-        false,
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-        1448,
-        &[],
-    );
     let mut body = Vec::new();
     for _ in 0..6 {
         body.extend(b"1f4\r\n");
@@ -153,41 +183,26 @@ fn a_body_a_gap_took_bytes_from_is_incomplete() {
     body.extend(b"0\r\n\r\n");
     // Of the body, the first 1,000 bytes came: a whole chunk (507 on the wire, 500 of data)
     // and 488 of the next chunk's data; the rest of that chunk is lost with the next size line.
-    t.send(false, &body, 1000, &[1]);
-    t.send(true, AFTER, 1448, &[]);
-    t.send(false, OK, 1448, &[]);
-    t.close(&mut frames);
+    cap.conn(40102)
+        .ask(b"GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
+        .answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .send(false, &body, 1000, &[1])
+        .ask(AFTER)
+        .answer(OK);
     // An upload of 3,000 bytes, its second 1,000 lost.
-    let mut t = Talk::open(40103);
-    t.send(
-        true,
-        b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.send(true, &[b'u'; 3000], 1000, &[1]);
-    t.send(
-        false,
-        b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.send(true, AFTER, 1448, &[]);
-    t.send(false, OK, 1448, &[]);
-    t.close(&mut frames);
+    cap.conn(40103)
+        .ask(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n")
+        .send(true, &[b'u'; 3000], 1000, &[1])
+        .answer(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+        .ask(AFTER)
+        .answer(OK);
     // The same upload and response with nothing lost: nothing flagged.
-    let mut t = Talk::open(40104);
-    t.send(
-        true,
-        b"POST /whole HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.send(true, &[b'u'; 3000], 1000, &[]);
-    t.send(false, &resp[..head], 1448, &[]);
-    t.send(false, &resp[head..], 1000, &[]);
-    t.close(&mut frames);
-    let got = rows(&frames);
+    cap.conn(40104)
+        .ask(b"POST /whole HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n")
+        .send(true, &[b'u'; 3000], 1000, &[])
+        .answer(&resp[..head])
+        .send(false, &resp[head..], 1000, &[]);
+    let got = cap.rows();
     let want = [
         "40101 /len 200 req_body=0 resp_body=3000 req=- resp=body_incomplete tags=tcp_gap -",
         "40101 /after 200 req_body=0 resp_body=2 req=- resp=- tags=- -",
@@ -207,75 +222,27 @@ fn a_body_a_gap_took_bytes_from_is_incomplete() {
 /// response after it. A 304 and a response to HEAD may carry one: not flagged.
 #[test]
 fn a_content_length_where_rfc_9110_forbids_one_is_flagged() {
-    let mut frames = Vec::new();
-    let mut t = Talk::open(40201);
-    t.send(true, b"GET /nc HTTP/1.1\r\nHost: a\r\n\r\n", 1448, &[]);
-    t.send(
-        false,
-        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.send(
-        true,
-        b"POST /cont HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.send(
-        false,
-        b"HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.send(true, b"hi", 1448, &[]);
-    t.send(false, OK, 1448, &[]);
-    t.send(true, b"GET /nm HTTP/1.1\r\nHost: a\r\n\r\n", 1448, &[]);
-    t.send(
-        false,
-        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.send(true, b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n", 1448, &[]);
-    t.send(
-        false,
-        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.send(true, AFTER, 1448, &[]);
-    t.send(false, OK, 1448, &[]);
-    t.close(&mut frames);
-    let mut t = Talk::open(40202);
-    t.send(
-        true,
-        b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.send(
-        false,
-        b"HTTP/1.1 200 Connection Established\r\nContent-Length: 0\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.close(&mut frames);
-    let mut t = Talk::open(40203);
-    t.send(
-        true,
-        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.send(
-        false,
-        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\n",
-        1448,
-        &[],
-    );
-    t.close(&mut frames);
-    let got = rows(&frames);
+    let mut cap = Capture::default();
+    cap.conn(40201)
+        .ask(b"GET /nc HTTP/1.1\r\nHost: a\r\n\r\n")
+        .answer(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        .ask(b"POST /cont HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        .answer(b"HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\n")
+        .ask(b"hi")
+        .answer(OK)
+        .ask(b"GET /nm HTTP/1.1\r\nHost: a\r\n\r\n")
+        .answer(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n")
+        .ask(b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n")
+        .answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        .ask(AFTER)
+        .answer(OK);
+    cap.conn(40202)
+        .ask(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n")
+        .answer(b"HTTP/1.1 200 Connection Established\r\nContent-Length: 0\r\n\r\n");
+    cap.conn(40203)
+        .ask(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .answer(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\n");
+    let got = cap.rows();
     let bad = "resp=content_length_not_allowed tags=http_malformed";
     let want = [
         format!("40201 /nc 204 req_body=0 resp_body=0 req=- {bad} -"),
