@@ -1,6 +1,7 @@
 //! HTTP rules a passive sensor reports from hand-built captures (tests/support/tcp_pcap.rs):
 //! a body a TCP gap took bytes from is incomplete as captured (RFC 9293 sequence space, the
-//! hole acknowledged by the peer), and a Content-Length where RFC 9110 section 8.6 forbids one.
+//! hole acknowledged by the peer), and a Content-Length or a Transfer-Encoding where RFC 9110
+//! section 8.6 and RFC 9112 section 6.1 forbid them.
 
 use crate::support;
 
@@ -252,6 +253,101 @@ fn a_content_length_where_rfc_9110_forbids_one_is_flagged() {
         "40201 /after 200 req_body=0 resp_body=2 req=- resp=- tags=- -".to_owned(),
         format!("40202 a:443 200 req_body=0 resp_body=0 req=- {bad} -"),
         format!("40203 /ws 101 req_body=0 resp_body=0 req=- {bad} -"),
+    ];
+    assert_eq!(got, want, "as reported: {got:#?}");
+}
+
+/// RFC 9112 section 6.1: a server MUST NOT send Transfer-Encoding in a 1xx or 204 response,
+/// nor in a 2xx to CONNECT; and it frames nothing there (section 6.3 (1), (2)): a response to
+/// HEAD and a 1xx, 204 or 304 end at the empty line after their head, a 2xx to CONNECT opens
+/// the tunnel. So the exchange pipelined behind each is a transaction of its own, not a
+/// chunked body. The header is flagged where 6.1 forbids it (`transfer_encoding_not_allowed`,
+/// tag `http_malformed`), an interim 1xx's on the final response after it; a 304 and a
+/// response to HEAD may carry one: not flagged.
+#[test]
+fn a_transfer_encoding_on_a_response_without_a_body_frames_nothing() {
+    let mut cap = Capture::default();
+    // Each time, two requests in one segment, and their two responses in one segment.
+    cap.conn(40301)
+        .ask(
+            concat!(
+                "GET /nc HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET /a1 HTTP/1.1\r\nHost: a\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .answer(
+            concat!(
+                "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            )
+            .as_bytes(),
+        );
+    cap.conn(40302)
+        .ask(
+            concat!(
+                "HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET /a2 HTTP/1.1\r\nHost: a\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .answer(
+            concat!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            )
+            .as_bytes(),
+        );
+    cap.conn(40303)
+        .ask(
+            concat!(
+                "GET /nm HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET /a3 HTTP/1.1\r\nHost: a\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .answer(
+            concat!(
+                "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            )
+            .as_bytes(),
+        );
+    cap.conn(40304)
+        .ask(concat!("GET /both HTTP/1.1\r\nHost: a\r\n\r\n", "GET /a4 HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+        .answer(concat!("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").as_bytes());
+    cap.conn(40305)
+        .ask(b"POST /cont HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        .answer(b"HTTP/1.1 100 Continue\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .ask(b"hi")
+        .answer(OK);
+    // In the tunnel, HTTP again: read as on any connection.
+    cap.conn(40306)
+        .ask(b"CONNECT a:80 HTTP/1.1\r\nHost: a:80\r\n\r\n")
+        .answer(b"HTTP/1.1 200 Connection Established\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .ask(b"GET /in HTTP/1.1\r\nHost: a\r\n\r\n")
+        .answer(OK);
+    cap.conn(40307)
+        .ask(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .answer(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let got = cap.rows();
+    let bad = "resp=transfer_encoding_not_allowed tags=http_malformed";
+    let after = |port: u16, path: &str| {
+        format!("{port} {path} 200 req_body=0 resp_body=2 req=- resp=- tags=- -")
+    };
+    let want = [
+        format!("40301 /nc 204 req_body=0 resp_body=0 req=- {bad} -"),
+        after(40301, "/a1"),
+        "40302 /h 200 req_body=0 resp_body=0 req=- resp=- tags=- -".to_owned(),
+        after(40302, "/a2"),
+        "40303 /nm 304 req_body=0 resp_body=0 req=- resp=- tags=- -".to_owned(),
+        after(40303, "/a3"),
+        "40304 /both 204 req_body=0 resp_body=0 req=- resp=content_length_not_allowed,transfer_encoding_not_allowed tags=http_malformed -".to_owned(),
+        after(40304, "/a4"),
+        format!("40305 /cont 200 req_body=2 resp_body=2 req=- {bad} -"),
+        format!("40306 a:80 200 req_body=0 resp_body=0 req=- {bad} -"),
+        after(40306, "/in"),
+        format!("40307 /ws 101 req_body=0 resp_body=0 req=- {bad} -"),
     ];
     assert_eq!(got, want, "as reported: {got:#?}");
 }

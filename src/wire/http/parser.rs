@@ -48,8 +48,8 @@ impl Version {
 }
 
 /// What is wrong with a request line that was still read as a request
-/// (`http.request.anomalies`), or with the framing of a message (the last four, on requests
-/// and on responses: `http.response.anomalies`).
+/// (`http.request.anomalies`), or with the framing of a message (from `INVALID_CONTENT_LENGTH`
+/// on, on requests and on responses: `http.response.anomalies`; the last two on responses only).
 pub mod anomaly {
     /// A method token outside the IANA HTTP method registry.
     pub const UNKNOWN_METHOD: &str = "unknown_method";
@@ -83,6 +83,11 @@ pub mod anomaly {
     /// interim one is listed on the final response after it), a 204, a 2xx to CONNECT. It
     /// frames nothing (RFC 9112 section 6.3 (1), (2)), but a hop that reads it desynchronises.
     pub const CONTENT_LENGTH_NOT_ALLOWED: &str = "content_length_not_allowed";
+    /// A Transfer-Encoding on a response that RFC 9112 section 6.1 forbids it on: a 1xx (an
+    /// interim one is listed on the final response after it), a 204, a 2xx to CONNECT. It
+    /// frames nothing either (section 6.3 (1), (2)): a hop that reads a chunked body there
+    /// takes the next response for it.
+    pub const TRANSFER_ENCODING_NOT_ALLOWED: &str = "transfer_encoding_not_allowed";
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -140,9 +140,10 @@ pub struct Conn {
     /// 413 or `return` of nginx): held until that body ends, so that the transaction counts
     /// the whole upload, not what had come when the server answered.
     early: Option<Box<Transaction>>,
-    /// An interim 1xx carried a Content-Length (RFC 9110 section 8.6 forbids it): listed on
-    /// the final response that follows.
-    interim_length: bool,
+    /// What interim 1xx responses carried that RFC 9110 section 8.6 and RFC 9112 section 6.1
+    /// forbid (a Content-Length, a Transfer-Encoding; two names at most): listed on the final
+    /// response that follows.
+    interim_anomalies: Vec<&'static str>,
     pub last_ns: i64,
 }
 
@@ -217,7 +218,7 @@ impl Conn {
             owed: Owed::default(),
             resp: None,
             early: None,
-            interim_length: false,
+            interim_anomalies: Vec::new(),
             last_ns: 0,
         }
     }
@@ -283,7 +284,7 @@ impl Conn {
             req_answered: &mut self.req_answered,
             client_state: &mut self.client.state,
             early: &mut self.early,
-            interim_length: &mut self.interim_length,
+            interim_anomalies: &mut self.interim_anomalies,
         };
         if with_buffer(
             &mut self.server,
@@ -407,7 +408,7 @@ impl Conn {
         self.server.state = State::Sync;
         self.server.buf.clear();
         // Whatever interim response came, its final one may be lost too.
-        self.interim_length = false;
+        self.interim_anomalies.clear();
     }
 
     /// The server closed its side: a body read until close is complete.
@@ -548,7 +549,7 @@ struct RespParts<'a> {
     req_answered: &'a mut bool,
     client_state: &'a mut State,
     early: &'a mut Option<Box<Transaction>>,
-    interim_length: &'a mut bool,
+    interim_anomalies: &'a mut Vec<&'static str>,
 }
 
 /// A request has been read, as far as it goes: it waits for its response, or, answered early,

@@ -16,8 +16,9 @@ use crate::wire::doh;
 /// How the body of the response `head` (status `status`, answering `asked`) is delimited, in
 /// the order of RFC 9112 section 6.3: a response to HEAD, a 1xx, 204 or 304, a 101 or a
 /// tunnel's 2xx have no body whatever their headers say (rules 1 and 2); of those, a 1xx, a
-/// 204 and a tunnel's 2xx must not carry a Content-Length at all (RFC 9110 section 8.6), which
-/// is flagged. Then Transfer-Encoding (3, 4), Content-Length (5, 6), and the close (8).
+/// 204 and a tunnel's 2xx must not carry a Content-Length (RFC 9110 section 8.6) nor a
+/// Transfer-Encoding (RFC 9112 section 6.1) at all, which is flagged. Then Transfer-Encoding
+/// (3, 4), Content-Length (5, 6), and the close (8).
 pub(super) fn framing(head: &mut ResponseHead, asked: Asked, tunnel: bool) -> Framing {
     let status = head.status;
     if head.version == Version::V09 {
@@ -30,8 +31,8 @@ pub(super) fn framing(head: &mut ResponseHead, asked: Asked, tunnel: bool) -> Fr
         || status == 204
         || status == 304
     {
-        if length_not_allowed(head, tunnel) {
-            push(&mut head.anomalies, anomaly::CONTENT_LENGTH_NOT_ALLOWED);
+        for name in not_allowed(head, tunnel) {
+            push(&mut head.anomalies, name);
         }
         return Framing::None;
     }
@@ -65,12 +66,20 @@ pub(super) fn framing(head: &mut ResponseHead, asked: Asked, tunnel: bool) -> Fr
     }
 }
 
-/// Whether `head` carries a Content-Length RFC 9110 section 8.6 forbids: on a 1xx, a 204, or
-/// a 2xx answering CONNECT (`tunnel`). A 304 and a response to HEAD may carry one.
-fn length_not_allowed(head: &ResponseHead, tunnel: bool) -> bool {
+/// The framing headers `head` carries where the RFCs forbid them: on a 1xx, a 204, or a 2xx
+/// answering CONNECT (`tunnel`), a Content-Length (RFC 9110 section 8.6) and a
+/// Transfer-Encoding (RFC 9112 section 6.1). A 304 and a response to HEAD may carry either.
+fn not_allowed(head: &ResponseHead, tunnel: bool) -> impl Iterator<Item = &'static str> {
     let status = head.status;
     let bodiless = (100..200).contains(&status) || status == 204 || tunnel;
-    bodiless && (head.content_length.is_some() || head.length_invalid)
+    let length = bodiless && (head.content_length.is_some() || head.length_invalid);
+    let coding = bodiless && head.transfer_coded;
+    [
+        (length, anomaly::CONTENT_LENGTH_NOT_ALLOWED),
+        (coding, anomaly::TRANSFER_ENCODING_NOT_ALLOWED),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
 }
 
 /// Lists `name` on the response of `t`, once.
@@ -131,7 +140,9 @@ pub(super) fn consume_responses(
                     if (100..200).contains(&status) && status != 101 {
                         // Interim (100 Continue): the final response follows, and lists what
                         // broke a rule here.
-                        *p.interim_length |= length_not_allowed(&head, false);
+                        for name in not_allowed(&head, false) {
+                            push(p.interim_anomalies, name);
+                        }
                         continue;
                     }
                     if *p.req_answered {
@@ -173,9 +184,8 @@ pub(super) fn consume_responses(
                     let upgraded = status == 101;
                     let mut head = head;
                     let framing = framing(&mut head, asked, tunnel);
-                    if *p.interim_length {
-                        *p.interim_length = false;
-                        push(&mut head.anomalies, anomaly::CONTENT_LENGTH_NOT_ALLOWED);
+                    for name in p.interim_anomalies.drain(..) {
+                        push(&mut head.anomalies, name);
                     }
                     if head.length_invalid && !head.transfer_coded && framing != Framing::None {
                         st.parse_errors += 1;

@@ -286,7 +286,10 @@ HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcHTTP/1.1 200
     }
     assert_eq!(
         response_anomalies(&out[2]),
-        [anomaly::CONTENT_LENGTH_NOT_ALLOWED]
+        [
+            anomaly::CONTENT_LENGTH_NOT_ALLOWED,
+            anomaly::TRANSFER_ENCODING_NOT_ALLOWED
+        ]
     );
     assert_eq!(
         response_anomalies(&out[3]),
