@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 pub use crate::inputs::lines::Line;
 
+mod carried;
+use carried::{Carried, Handed, HandedLine};
+
 /// What every event of a file carries besides its line.
 #[derive(Clone)]
 pub struct TailMeta {
@@ -88,22 +91,6 @@ pub struct Joining {
     carried: Option<Box<Carried>>,
 }
 
-/// Where a line joined on from a rotated file came from. The joined event is that file's line
-/// (its stream and offset, so the same `_id` whichever way it is read), and its delivery moves
-/// both files' offsets: the rotated one's past the first parts, this one's past the last.
-struct Carried {
-    from: TailMeta,
-    /// How far the rotated file was read when the line was handed over: its other lines up to
-    /// there, held back by this one's first parts, were sent before.
-    from_done: u64,
-    /// Bytes of `text` read from the rotated file (what is kept when this one is read again).
-    from_len: usize,
-    /// Where the parts read from this file begin, once there are some.
-    here_start: Option<u64>,
-    /// When it was carried over: its rest is waited for `join_wait`, then it is sent as it is.
-    at: Instant,
-}
-
 /// Slots of `Decoder::joining`: container runtimes interleave the records of stdout and stderr
 /// (containerd may write a stdout line between two `P` parts of a stderr line), so each stream
 /// is joined on its own; records without a stream (Docker lines lacking one) have the first slot.
@@ -126,9 +113,13 @@ pub struct Decoder {
     max_bytes: usize,
     /// How long the rest of a line carried over from a rotated file is waited for.
     join_wait: Duration,
-    /// Where the first of the lines handed over to the file replacing this one began: this
-    /// file's offset is not committed past it by its own lines (the joined line commits it).
-    handed_over: Option<u64>,
+    /// Lines handed over to the file replacing this one: this file's offset is not committed
+    /// past their start by its own lines (the joined line commits it), and read again after a
+    /// failed batch, their parts are skipped (see `carried`).
+    handed: Vec<Handed>,
+    /// Lines taken over from the file this one replaced, also once sent: read again after a
+    /// failed batch, this file joins their rest to them again.
+    taken: Vec<std::sync::Arc<std::sync::Mutex<HandedLine>>>,
     /// Lines with invalid UTF-8 (replaced with U+FFFD).
     pub invalid_utf8: u64,
     /// Records that claimed a container format and could not be decoded (kept as plain lines).
@@ -143,7 +134,8 @@ impl Decoder {
             multiline,
             max_bytes,
             join_wait: Duration::from_secs(5),
-            handed_over: None,
+            handed: Vec::new(),
+            taken: Vec::new(),
             invalid_utf8: 0,
             undecodable: 0,
         }
@@ -171,140 +163,8 @@ impl Decoder {
                 None => Some(j.start),
                 Some(c) => c.here_start,
             })
-            .chain(self.handed_over)
+            .chain(self.handed.iter().map(|h| h.start))
             .min()
-    }
-
-    /// Hands the lines being joined over to the file replacing this one at its path (`meta`
-    /// is this file's), where the runtime writes their rest. Lines already carried into this
-    /// file stay (their rest is waited for here).
-    pub fn hand_over(&mut self, meta: &TailMeta, read_to: u64, now: Instant) -> Vec<Joining> {
-        // Lines multiline still holds are not sent yet: their start is as far as it goes.
-        let done = self
-            .multiline
-            .as_ref()
-            .and_then(|m| m.pending_start())
-            .map_or(read_to, |s| s.min(read_to));
-        let mut out = Vec::new();
-        for slot in self.joining.iter_mut() {
-            if slot.as_ref().is_some_and(|j| j.carried.is_none()) {
-                if let Some(mut j) = slot.take() {
-                    self.handed_over = Some(self.handed_over.map_or(j.start, |h| h.min(j.start)));
-                    j.carried = Some(Box::new(Carried {
-                        from: meta.clone(),
-                        from_done: done.max(j.end),
-                        from_len: j.text.len(),
-                        here_start: None,
-                        at: now,
-                    }));
-                    out.push(j);
-                }
-            }
-        }
-        out
-    }
-
-    /// Takes over lines being joined from the file this one replaced (`hand_over`). One whose
-    /// stream already has a line being joined here is sent as it is, flagged partial.
-    pub fn take_over(&mut self, joins: Vec<Joining>, meta: &TailMeta, batcher: &mut Batcher) {
-        for j in joins {
-            let slot = stream_slot(j.stream);
-            if self.joining[slot].is_none() {
-                self.joining[slot] = Some(j);
-            } else {
-                self.send_carried(j, None, meta, batcher);
-            }
-        }
-    }
-
-    /// Sends a line joined on from a rotated file: as that file's line, moving its offset past
-    /// the parts read from it and, when the line was completed here (`here_end`), this file's
-    /// offset past its last part. Without `here_end`, its rest never came: flagged partial.
-    fn send_carried(
-        &mut self,
-        mut j: Joining,
-        here_end: Option<u64>,
-        meta: &TailMeta,
-        batcher: &mut Batcher,
-    ) {
-        let Some(c) = j.carried.take() else {
-            return;
-        };
-        // Not past where another line handed over from the same file begins.
-        let from_end = self
-            .joining
-            .iter()
-            .flatten()
-            .filter(|o| {
-                o.carried
-                    .as_ref()
-                    .is_some_and(|oc| oc.from.key == c.from.key)
-            })
-            .map(|o| o.start)
-            .fold(c.from_done, u64::min);
-        let held = self.held_here();
-        let also = here_end.map(|end| (meta, held.map_or(end, |h| h.min(end))));
-        let line = Line {
-            text: self.text(&j.text),
-            start: j.start,
-            end: from_end,
-            truncated: j.truncated,
-            multiline: false,
-            partial: here_end.is_none(),
-            stream: j.stream,
-            time: j.time,
-        };
-        // Not through multiline: that file's events and this one's are not one sequence.
-        batcher.push_also(&c.from, line, also);
-    }
-
-    /// Sends the lines carried over from a rotated file whose rest did not come within
-    /// `join_wait` (the container died between the parts), flagged partial.
-    fn send_carried_due(&mut self, now: Instant, meta: &TailMeta, batcher: &mut Batcher) {
-        for slot in 0..STREAMS {
-            let due = self.joining[slot].as_ref().is_some_and(|j| {
-                j.carried
-                    .as_ref()
-                    .is_some_and(|c| now.saturating_duration_since(c.at) >= self.join_wait)
-            });
-            if due {
-                if let Some(j) = self.joining[slot].take() {
-                    self.send_carried(j, None, meta, batcher);
-                }
-            }
-        }
-    }
-
-    /// When the next line carried over from a rotated file is due (`send_carried_due`).
-    fn carried_deadline(&self) -> Option<Instant> {
-        self.joining
-            .iter()
-            .flatten()
-            .filter_map(|j| j.carried.as_ref().map(|c| c.at + self.join_wait))
-            .min()
-    }
-
-    /// Lines carried over from a rotated file, for reading this file again from `offset`: the
-    /// parts read from this file at or past it are dropped (they are read again).
-    fn keep_carried(&mut self, offset: u64) -> Vec<Joining> {
-        let mut kept = Vec::new();
-        for slot in self.joining.iter_mut() {
-            if slot.as_ref().is_some_and(|j| j.carried.is_some()) {
-                if let Some(mut j) = slot.take() {
-                    if let Some(c) = j.carried.as_mut() {
-                        if c.here_start.is_some_and(|h| h < offset) {
-                            // Parts before the rewind point are not read again: cannot happen
-                            // (this file's offset is held at their start); dropped if it does.
-                            continue;
-                        }
-                        j.text.truncate(c.from_len);
-                        c.here_start = None;
-                    }
-                    kept.push(j);
-                }
-            }
-        }
-        kept
     }
 
     fn text(&mut self, bytes: &[u8]) -> String {
@@ -353,6 +213,9 @@ impl Decoder {
             return self.joined(line, now, &mut |line| batcher.push(meta, line));
         };
         let slot = stream_slot(d.stream);
+        if self.skip_handed(slot, info.start, meta, batcher) {
+            return;
+        }
         let mut j = self.joining[slot].take().unwrap_or_else(|| Joining {
             text: Vec::new(),
             start: info.start,
@@ -608,14 +471,11 @@ impl Tail {
     pub fn rewind(&mut self, offset: u64, epoch: u32, format: Format, max_line: usize) {
         self.meta.epoch = epoch;
         self.splitter = LineSplitter::new(max_line, offset);
-        // Lines carried over from a rotated file are not read again with this one: kept, less
-        // the parts read from this file (they are).
-        let carried = self.decoder.keep_carried(offset);
-        self.decoder = self.decoder.fresh(format);
-        for j in carried {
-            let slot = stream_slot(j.stream);
-            self.decoder.joining[slot] = Some(j);
-        }
+        // Lines carried over from a rotated file, or handed over to the file replacing this
+        // one, outlive the reading again (see `carried`).
+        let mut fresh = self.decoder.fresh(format);
+        self.decoder.rewound(&mut fresh, offset, Instant::now());
+        self.decoder = fresh;
         self.last_growth = Instant::now();
         // The next read checks the bytes before its offset against these: kept from the old
         // position, they made every reading again look like a truncation (the file was then
