@@ -10,6 +10,7 @@ mod dir_fsync;
 mod file_copy_beside_target;
 mod file_copytruncate_ids;
 mod file_cri_rotation;
+mod file_cri_rotation_chain;
 mod file_cri_rotation_failed;
 mod file_delivery;
 mod file_drain_incomplete;

@@ -157,6 +157,18 @@ impl Tailer {
         if size < e.offset {
             return Err(std::io::Error::other("shorter than what was read of it"));
         }
+        // Files followed under one path are ordered by last write (`carry`): the copy, written
+        // now, would come after the files kubelet rotated since, and a line whose first part
+        // it holds would not be joined to its rest in the next one. The gone file was last
+        // written no later than trawl last saw it nor than its `.gz` was made.
+        let seen = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(e.last_seen).unwrap_or(0));
+        let written = std::fs::metadata(gz)
+            .and_then(|m| m.modified())
+            .map_or(seen, |m| m.min(seen));
+        if let Err(err) = file.set_modified(written) {
+            tracing::debug!(path = %e.path, error = %err, "cannot date the decompressed copy");
+        }
         let first_bytes = crate::inputs::file::identity::read_first(&file, self.fp_max)?;
         let key = FileKey::of(&file.metadata()?);
         let path = PathBuf::from(&e.path);
