@@ -204,3 +204,46 @@ fn the_lag_is_current_while_reading_waits_for_room_in_the_queue() {
     );
     drop(t);
 }
+
+/// A container died mid-line: its last record is a CRI `P` whose `F` never comes. Once its log
+/// is deleted and let go, the part is sent flagged partial and counted on `/metrics`.
+#[test]
+fn a_line_whose_rest_never_comes_is_counted_as_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let app = logs.join("0.log");
+    std::fs::write(
+        &app,
+        "2026-11-23T10:00:00.000000000Z stdout F complete\n2026-11-23T10:00:00.000000000Z stdout P half of a line\n",
+    )
+    .unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let out = dir.path().join("out.json");
+    let cfg = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{http}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\"]\n    scan_interval: 200ms\n    close_removed: 1s\noutputs:\n  out: {{ type: file, path: \"{out}\" }}\n",
+            data = dir.path().join("data").display(),
+            logs = logs.display(),
+            out = out.display(),
+        ),
+    );
+    let t = Trawl::start(&cfg, Some(&dir.path().join("trawl.log")));
+    wait_until(Duration::from_secs(30), "the complete line", || {
+        std::fs::read_to_string(&out).is_ok_and(|o| o.contains("complete"))
+    });
+    assert_eq!(one(&http, "trawl_file_partial_lines_total"), Some(0.0));
+    std::fs::remove_file(&app).unwrap();
+    wait_until(Duration::from_secs(30), "the part sent, flagged", || {
+        std::fs::read_to_string(&out).is_ok_and(|o| o.contains("half of a line"))
+    });
+    wait_until(Duration::from_secs(30), "the partial line counted", || {
+        one(&http, "trawl_file_partial_lines_total") == Some(1.0)
+    });
+    let text = std::fs::read_to_string(&out).unwrap();
+    let half = text.lines().find(|l| l.contains("half of a line")).unwrap();
+    assert!(half.contains("partial"), "{half}");
+    drop(t);
+}

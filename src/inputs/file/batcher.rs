@@ -54,6 +54,8 @@ pub struct Batcher {
     now_micros: DateTime<Utc>,
     /// The last read time given to an event.
     last_read_time: DateTime<Utc>,
+    /// Lines pushed flagged partial since the reader last took the count (for `/metrics`).
+    pub partial_lines: u64,
 }
 
 impl Batcher {
@@ -69,6 +71,7 @@ impl Batcher {
             now_seen: DateTime::<Utc>::MIN_UTC,
             now_micros: DateTime::<Utc>::MIN_UTC,
             last_read_time: DateTime::<Utc>::MIN_UTC,
+            partial_lines: 0,
         }
     }
 
@@ -116,6 +119,7 @@ impl Batcher {
             line.multiline,
         );
         block_line.partial = line.partial;
+        self.partial_lines += u64::from(line.partial);
         let (stream, file, k8s) = (Some(meta.stream), Some(meta.log_file()), meta.k8s.as_ref());
         self.lines.push(stream, file, k8s, &line.text, block_line);
         self.note(meta, line.end, 1);

@@ -31,6 +31,9 @@ pub struct FileStats {
     /// Files deleted while they waited for a `max_open_files` slot, with bytes not read, and
     /// rotated files forgotten past the bound on those waiting.
     skipped_files: AtomicU64,
+    /// Container lines sent flagged partial (`log.flags: [partial]`): split by the runtime,
+    /// their rest never came.
+    partial_lines: AtomicU64,
     /// Whether forgotten rotated files were logged.
     warned_forgotten: AtomicBool,
 }
@@ -43,6 +46,7 @@ impl FileStats {
             snapshot: Mutex::new(Snapshot::default()),
             lost_lines: AtomicU64::new(0),
             skipped_files: AtomicU64::new(0),
+            partial_lines: AtomicU64::new(0),
             warned_forgotten: AtomicBool::new(false),
         }
     }
@@ -50,6 +54,11 @@ impl FileStats {
     /// Counts lines of failed batches that cannot be read again.
     pub fn lost(&self, lines: u64) {
         self.lost_lines.fetch_add(lines, Ordering::Relaxed);
+    }
+
+    /// Counts container lines sent flagged partial.
+    pub fn partial(&self, lines: u64) {
+        self.partial_lines.fetch_add(lines, Ordering::Relaxed);
     }
 
     /// Counts a file deleted before it got a `max_open_files` slot, with bytes not read.
@@ -111,6 +120,11 @@ impl Collector for FileStats {
             out,
             "# HELP trawl_file_skipped_files_total Files not read (lost): deleted while they waited for a max_open_files slot with bytes not read, or rotated while more than 4096 rotated files waited.\n# TYPE trawl_file_skipped_files_total counter\ntrawl_file_skipped_files_total{{component=\"{c}\"}} {}",
             self.skipped_files.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP trawl_file_partial_lines_total Container lines sent as far as they got, flagged log.flags: [partial]: the runtime split them (CRI P, Docker without newline) and their rest never came (the container died, or its file was let go first).\n# TYPE trawl_file_partial_lines_total counter\ntrawl_file_partial_lines_total{{component=\"{c}\"}} {}",
+            self.partial_lines.load(Ordering::Relaxed)
         );
         let total: u64 = s.lags.iter().map(|(_, l)| l).sum();
         let _ = writeln!(

@@ -338,6 +338,10 @@ impl Tailer {
     /// Sends one batch once what is in flight leaves room for it, recording the offsets it
     /// reaches. Waiting here, not in a queue, is what bounds the input's memory.
     fn send(&mut self, built: Built) -> Result<(), Closed> {
+        let partial = std::mem::take(&mut self.batcher.partial_lines);
+        if partial > 0 {
+            self.shared.stats.partial(partial);
+        }
         if self.unsaved && super::save_blocking(&self.shared, None).is_ok() {
             // On failure (logged by the writer) events still go: the registry is failing as a
             // whole, and holding every file back would not make it work.
