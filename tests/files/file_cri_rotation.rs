@@ -11,31 +11,125 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::stdout_run::{line, pipeline, Trawl};
 
-/// kubelet's layout under `d`: `pods/<ns>_<pod>_<uid>/<container>/0.log` and its link in
-/// `containers/`. Returns the container's folder and its `0.log`.
-fn container(d: &Path) -> (PathBuf, PathBuf) {
-    let dir = d.join("pods/shop_web-7d9_0b1c-22/nginx");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::create_dir_all(d.join("containers")).unwrap();
-    let target = dir.join("0.log");
-    std::fs::write(&target, b"").unwrap();
-    let id = "c".repeat(64);
-    std::os::unix::fs::symlink(
-        &target,
-        d.join(format!("containers/web-7d9_shop_nginx-{id}.log")),
-    )
-    .unwrap();
-    (dir, target)
+/// One container's log as the runtime and kubelet keep it, in a temp dir: the container's
+/// `0.log` under `pods/<ns>_<pod>_<uid>/<container>/` with its link in `containers/` (CRI),
+/// or Docker's `<id>-json.log`; what the runtime writes to it, and kubelet's rotations.
+struct Pod {
+    dir: tempfile::TempDir,
+    /// The folder holding the log and its rotated files.
+    folder: PathBuf,
+    /// The log the runtime writes to.
+    log: PathBuf,
+    docker: bool,
+    rotations: usize,
 }
 
-fn config(d: &Path) -> String {
-    pipeline(
-        d,
-        &format!(
-            "    type: file\n    paths: [\"{}/containers/*.log\"]\n    close_removed: 2s\n",
-            d.display()
-        ),
-    )
+impl Pod {
+    /// kubelet's layout for containerd (CRI format).
+    fn cri() -> Pod {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("pods/shop_web-7d9_0b1c-22/nginx");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::create_dir_all(dir.path().join("containers")).unwrap();
+        let log = folder.join("0.log");
+        std::fs::write(&log, b"").unwrap();
+        let id = "c".repeat(64);
+        std::os::unix::fs::symlink(
+            &log,
+            dir.path()
+                .join(format!("containers/web-7d9_shop_nginx-{id}.log")),
+        )
+        .unwrap();
+        Pod {
+            dir,
+            folder,
+            log,
+            docker: false,
+            rotations: 0,
+        }
+    }
+
+    /// Docker's json-file driver.
+    fn docker() -> Pod {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("docker/containers/abc");
+        std::fs::create_dir_all(&folder).unwrap();
+        let log = folder.join("abc-json.log");
+        std::fs::write(&log, b"").unwrap();
+        Pod {
+            dir,
+            folder,
+            log,
+            docker: true,
+            rotations: 0,
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A pipeline following the container's log (through its link for CRI) to stdout.
+    fn config(&self) -> String {
+        let paths = if self.docker {
+            format!("{}/*-json.log", self.folder.display())
+        } else {
+            format!("{}/containers/*.log", self.root().display())
+        };
+        pipeline(
+            self.root(),
+            &format!("    type: file\n    paths: [\"{paths}\"]\n    close_removed: 2s\n"),
+        )
+    }
+
+    /// The runtime writes these records: (stream, `P` or `F`, text). Docker's `P` is a `log`
+    /// without its final newline.
+    fn writes(&self, records: &[(&str, &str, &str)]) {
+        let text: String = records
+            .iter()
+            .map(|(stream, tag, text)| {
+                if self.docker {
+                    let log = if *tag == "F" { format!("{text}\n") } else { (*text).to_owned() };
+                    serde_json::json!({"log": log, "stream": stream, "time": "2026-11-23T10:00:00.000000000Z"})
+                        .to_string()
+                        + "\n"
+                } else {
+                    format!("2026-11-23T10:00:00.000000000Z {stream} {tag} {text}\n")
+                }
+            })
+            .collect();
+        append(&self.log, &text);
+    }
+
+    /// kubelet's rotation (`0.log` renamed to `0.log.<time>`, Docker's `-json.log` to
+    /// `-json.log.1`); the runtime reopens a new log.
+    fn rotate(&mut self) {
+        self.rotations += 1;
+        let name = self.log.file_name().unwrap().to_string_lossy().into_owned();
+        let to = if self.docker {
+            format!("{name}.{}", self.rotations)
+        } else {
+            format!("{name}.20261123-10000{}", self.rotations)
+        };
+        std::fs::rename(&self.log, self.folder.join(to)).unwrap();
+        std::fs::write(&self.log, b"").unwrap();
+    }
+
+    fn start(&self, out: &str) -> Trawl {
+        Trawl::start(self.root(), &self.config(), out)
+    }
+}
+
+/// The events once the rotated file was let go (`close_removed: 2s`): nothing more comes of
+/// it after that.
+fn once_let_go(trawl: &Trawl, seen: Vec<Value>) -> Vec<Value> {
+    std::thread::sleep(Duration::from_secs(4));
+    let now = trawl.events();
+    if now.len() > seen.len() {
+        now
+    } else {
+        seen
+    }
 }
 
 fn append(path: &Path, text: &str) {
@@ -45,16 +139,6 @@ fn append(path: &Path, text: &str) {
         .open(path)
         .unwrap();
     w.write_all(text.as_bytes()).unwrap();
-}
-
-/// kubelet's rotation: `0.log` renamed to `0.log.<time>`, the runtime reopens a new `0.log`.
-fn rotate(dir: &Path, target: &Path, n: usize) {
-    std::fs::rename(target, dir.join(format!("0.log.20261123-10000{n}"))).unwrap();
-    std::fs::write(target, b"").unwrap();
-}
-
-fn cri(stream: &str, tag: &str, text: &str) -> String {
-    format!("2026-11-23T10:00:00.000000000Z {stream} {tag} {text}\n")
 }
 
 /// A JSON log line long enough that containerd splits it, in two halves.
@@ -100,33 +184,27 @@ fn flags(e: &Value) -> Vec<String> {
 /// restart.
 #[test]
 fn a_cri_line_split_by_a_rotation_is_one_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (cdir, target) = container(d);
-    let mut trawl = Trawl::start(d, &config(d), "out.json");
+    let mut pod = Pod::cri();
+    let mut trawl = pod.start("out.json");
     let (whole, a, b) = json_line(1);
-    append(
-        &target,
-        &(cri("stdout", "F", &line(0)) + &cri("stdout", "P", &a) + &cri("stderr", "F", &line(1))),
-    );
+    pod.writes(&[
+        ("stdout", "F", &line(0)),
+        ("stdout", "P", &a),
+        ("stderr", "F", &line(1)),
+    ]);
     trawl.wait_for(20, "the lines before the rotation", |ev| {
         !with_message(ev, &line(1)).is_empty()
     });
-    rotate(&cdir, &target, 1);
-    append(
-        &target,
-        &(cri("stderr", "F", &line(2)) + &cri("stdout", "F", &b) + &cri("stdout", "F", &line(3))),
-    );
+    pod.rotate();
+    pod.writes(&[
+        ("stderr", "F", &line(2)),
+        ("stdout", "F", &b),
+        ("stdout", "F", &line(3)),
+    ]);
     let ev = trawl.wait_for(20, "the joined line and the line after it", |ev| {
         !with_message(ev, &whole).is_empty() && !with_message(ev, &line(3)).is_empty()
     });
-    // The rotated file is let go (`close_removed: 2s`): nothing more comes of it.
-    std::thread::sleep(Duration::from_secs(4));
-    let ev = if trawl.events().len() > ev.len() {
-        trawl.events()
-    } else {
-        ev
-    };
+    let ev = once_let_go(&trawl, ev);
     assert_no_halves(&ev, &whole);
     let joined = with_message(&ev, &whole);
     assert_eq!(joined.len(), 1, "the whole line once");
@@ -138,7 +216,7 @@ fn a_cri_line_split_by_a_rotation_is_one_event() {
     assert_eq!(ev.len(), 5, "nothing else: {ev:?}");
     // Its delivery moved both files' offsets: a restart sends neither part again.
     trawl.stop();
-    let again = Trawl::start(d, &config(d), "out2.json");
+    let again = pod.start("out2.json");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(again.events(), Vec::<Value>::new(), "nothing read again");
 }
@@ -148,19 +226,18 @@ fn a_cri_line_split_by_a_rotation_is_one_event() {
 /// once, and the lines delivered before the stop are not sent again (but the other stream's
 /// line written between the parts, as README says).
 fn split_across_a_restart(kill: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (cdir, target) = container(d);
-    let mut first = Trawl::start(d, &config(d), "out1.json");
+    let mut pod = Pod::cri();
+    let mut first = pod.start("out1.json");
     let (whole, a, b) = json_line(2);
-    append(
-        &target,
-        &(cri("stdout", "F", &line(0)) + &cri("stdout", "P", &a) + &cri("stderr", "F", &line(1))),
-    );
+    pod.writes(&[
+        ("stdout", "F", &line(0)),
+        ("stdout", "P", &a),
+        ("stderr", "F", &line(1)),
+    ]);
     first.wait_for(20, "the lines before the rotation", |ev| {
         !with_message(ev, &line(1)).is_empty()
     });
-    rotate(&cdir, &target, 1);
+    pod.rotate();
     // The registry is flushed every second: the delivered lines are in it before the stop.
     std::thread::sleep(Duration::from_millis(1500));
     if kill {
@@ -168,20 +245,12 @@ fn split_across_a_restart(kill: bool) {
     } else {
         first.stop();
     }
-    append(
-        &target,
-        &(cri("stdout", "F", &b) + &cri("stderr", "F", &line(2))),
-    );
-    let second = Trawl::start(d, &config(d), "out2.json");
+    pod.writes(&[("stdout", "F", &b), ("stderr", "F", &line(2))]);
+    let second = pod.start("out2.json");
     let ev2 = second.wait_for(20, "the joined line and the line after it", |ev| {
         !with_message(ev, &whole).is_empty() && !with_message(ev, &line(2)).is_empty()
     });
-    std::thread::sleep(Duration::from_secs(4));
-    let ev2 = if second.events().len() > ev2.len() {
-        second.events()
-    } else {
-        ev2
-    };
+    let ev2 = once_let_go(&second, ev2);
     let all: Vec<Value> = first.events().into_iter().chain(ev2).collect();
     assert_no_halves(&all, &whole);
     let joined = with_message(&all, &whole);
@@ -214,29 +283,19 @@ fn a_cri_line_split_by_a_rotation_is_whole_after_a_crash_in_between() {
 /// lines of the other stream are not held back by it.
 #[test]
 fn a_first_part_whose_rest_never_comes_is_sent_flagged_partial() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (cdir, target) = container(d);
-    let trawl = Trawl::start(d, &config(d), "out.json");
+    let mut pod = Pod::cri();
+    let trawl = pod.start("out.json");
     let (_, a, _) = json_line(3);
-    append(
-        &target,
-        &(cri("stdout", "F", &line(0)) + &cri("stdout", "P", &a)),
-    );
+    pod.writes(&[("stdout", "F", &line(0)), ("stdout", "P", &a)]);
     trawl.wait_for(20, "the line before", |ev| {
         !with_message(ev, &line(0)).is_empty()
     });
-    rotate(&cdir, &target, 1);
-    append(&target, &cri("stderr", "F", &line(1)));
+    pod.rotate();
+    pod.writes(&[("stderr", "F", &line(1))]);
     let ev = trawl.wait_for(30, "the first part, flagged", |ev| {
         !with_message(ev, &a).is_empty() && !with_message(ev, &line(1)).is_empty()
     });
-    std::thread::sleep(Duration::from_secs(3));
-    let ev = if trawl.events().len() > ev.len() {
-        trawl.events()
-    } else {
-        ev
-    };
+    let ev = once_let_go(&trawl, ev);
     let part = with_message(&ev, &a);
     assert_eq!(part.len(), 1, "the first part once");
     assert_eq!(flags(part[0]), ["partial"], "{:?}", part[0]);
@@ -247,43 +306,19 @@ fn a_first_part_whose_rest_never_comes_is_sent_flagged_partial() {
 /// rotates `<id>-json.log` to `<id>-json.log.1`: the same joining across the rotation.
 #[test]
 fn a_docker_line_split_by_a_rotation_is_one_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let cdir = d.join("docker/containers/abc");
-    std::fs::create_dir_all(&cdir).unwrap();
-    let target = cdir.join("abc-json.log");
-    std::fs::write(&target, b"").unwrap();
-    let input = format!(
-        "    type: file\n    paths: [\"{}/*-json.log\"]\n    close_removed: 2s\n",
-        cdir.display()
-    );
-    let trawl = Trawl::start(d, &pipeline(d, &input), "out.json");
-    let docker = |text: &str, nl: bool| {
-        let log = if nl {
-            format!("{text}\n")
-        } else {
-            text.to_owned()
-        };
-        serde_json::json!({"log": log, "stream": "stdout", "time": "2026-11-23T10:00:00.000000000Z"})
-            .to_string()
-            + "\n"
-    };
+    let mut pod = Pod::docker();
+    let trawl = pod.start("out.json");
     let (whole, a, b) = json_line(4);
-    append(&target, &(docker(&line(0), true) + &docker(&a, false)));
+    pod.writes(&[("stdout", "F", &line(0)), ("stdout", "P", &a)]);
     trawl.wait_for(20, "the line before", |ev| {
         !with_message(ev, &line(0)).is_empty()
     });
-    std::fs::rename(&target, cdir.join("abc-json.log.1")).unwrap();
-    append(&target, &(docker(&b, true) + &docker(&line(1), true)));
+    pod.rotate();
+    pod.writes(&[("stdout", "F", &b), ("stdout", "F", &line(1))]);
     let ev = trawl.wait_for(20, "the joined line and the line after it", |ev| {
         !with_message(ev, &whole).is_empty() && !with_message(ev, &line(1)).is_empty()
     });
-    std::thread::sleep(Duration::from_secs(4));
-    let ev = if trawl.events().len() > ev.len() {
-        trawl.events()
-    } else {
-        ev
-    };
+    let ev = once_let_go(&trawl, ev);
     assert_no_halves(&ev, &whole);
     assert_eq!(with_message(&ev, &whole).len(), 1, "the whole line once");
     assert_eq!(ev.len(), 3, "nothing else: {ev:?}");
