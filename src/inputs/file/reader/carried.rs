@@ -307,3 +307,84 @@ impl Decoder {
         fresh.handed = std::mem::take(&mut self.handed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Decoder, TailMeta};
+    use crate::inputs::file::batcher::Batcher;
+    use crate::inputs::file::container::Format;
+    use crate::inputs::file::identity::FileKey;
+    use crate::inputs::lines::LineInfo;
+    use std::time::Instant;
+
+    fn info(start: u64, record: &[u8]) -> LineInfo {
+        LineInfo {
+            start,
+            end: start + record.len() as u64 + 1,
+            truncated: false,
+        }
+    }
+
+    /// Each event's message, with its batch's commits as (stream, offset, epoch).
+    type Sent = Vec<(String, Vec<(u64, u64, u32)>)>;
+
+    fn messages(b: &mut Batcher) -> Sent {
+        let mut out = Vec::new();
+        while let Some(built) = b.take_any() {
+            let commits: Vec<(u64, u64, u32)> = built
+                .commits
+                .iter()
+                .map(|c| (c.stream, c.offset, c.epoch))
+                .collect();
+            for e in built.lines.into_events() {
+                let v: serde_json::Value = serde_json::from_str(&e.to_json_string()).expect("JSON");
+                out.push((
+                    v["message"].as_str().unwrap_or("").to_owned(),
+                    commits.clone(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The joined line's batch failed: the new file read again joins its rest to the first
+    /// part again, and the rotated file read again skips the part and, since the line's commit
+    /// of it was made under the epoch now void, sends the line again whole under the new one.
+    #[test]
+    fn a_handed_over_line_is_sent_whole_again_when_either_file_is_read_again() {
+        let mut old = TailMeta::new(FileKey { dev: 1, ino: 1 }, 11, 0, "c.log".into(), None);
+        let new = TailMeta::new(FileKey { dev: 1, ino: 2 }, 22, 0, "c.log".into(), None);
+        let mut b = Batcher::new("f".into(), 100);
+        let now = Instant::now();
+        let p = b"2026-11-23T10:00:00Z stdout P {\"a\":";
+        let f = b"2026-11-23T10:00:00Z stdout F 1}";
+        let mut before = Decoder::new(Format::Auto, None, 1 << 20);
+        before.line(p, info(0, p), now, &old, &mut b);
+        let handed = before.hand_over(&old, 37, now);
+        let mut after = Decoder::new(Format::Auto, None, 1 << 20);
+        after.take_over(handed, &new, &mut b);
+        after.line(f, info(0, f), now, &new, &mut b);
+        assert_eq!(
+            messages(&mut b),
+            [("{\"a\":1}".to_owned(), vec![(11, 37, 0), (22, 33, 0)])]
+        );
+        // The new file is read again from its start: the first part is joined again.
+        let mut again = after.fresh(Format::Cri);
+        after.rewound(&mut again, 0, now);
+        again.line(f, info(0, f), now, &new, &mut b);
+        assert_eq!(
+            messages(&mut b),
+            [("{\"a\":1}".to_owned(), vec![(11, 37, 0), (22, 33, 0)])]
+        );
+        // The rotated file is read again under epoch 1: no part alone, the line once more.
+        old.epoch = 1;
+        let mut re = before.fresh(Format::Cri);
+        before.rewound(&mut re, 0, now);
+        re.line(p, info(0, p), now, &old, &mut b);
+        re.flush(now, &old, &mut b);
+        assert_eq!(
+            messages(&mut b),
+            [("{\"a\":1}".to_owned(), vec![(11, 37, 1), (22, 33, 0)])]
+        );
+    }
+}
