@@ -10,10 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 use support::kafka::Broker;
-use support::process::{
-    append, assert_each_once, free_port, http_get, metric, numbered_lines, reloads, wait_until,
-    Trawl,
-};
+use support::process::{assert_each_once, free_port, metric, reload_fixing_the_output, wait_until};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -51,36 +48,16 @@ fn fix_a_wrong_broker(topic: &str, buffer: &str) {
     let addr = format!("127.0.0.1:{}", free_port());
     // Nothing listens there: every connection is refused.
     let wrong = format!("127.0.0.1:{}", free_port());
-    std::fs::write(&cfg, pipeline(d, &addr, &wrong, topic, buffer)).unwrap();
-    let held = numbered_lines("held", 300);
-    append(&d.join("app.log"), &held);
-    let log = d.join("trawl.log");
-    let _trawl = Trawl::start(&cfg, Some(&log));
-    let log = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_until(WAIT, "/health to report the broken output", || {
-        http_get(&addr, "/health").is_some_and(|(status, _)| status == 503)
-    });
-
-    std::fs::write(&cfg, pipeline(d, &addr, &broker.bootstrap, topic, buffer)).unwrap();
-    let answer = reqwest::blocking::Client::new()
-        .post(format!("http://{addr}/-/reload"))
-        .timeout(WAIT)
-        .send()
-        .map(|r| r.status().as_u16());
-    assert_eq!(
-        answer.ok(),
-        Some(200),
-        "the reload fixing the broker ends: {}",
-        log()
+    let (_trawl, want) = reload_fixing_the_output(
+        d,
+        &cfg,
+        &addr,
+        (
+            &pipeline(d, &addr, &wrong, topic, buffer),
+            &pipeline(d, &addr, &broker.bootstrap, topic, buffer),
+        ),
+        WAIT,
     );
-    assert_eq!(reloads(&addr, "success"), 1, "{}", log());
-    let after = numbered_lines("after", 100);
-    append(&d.join("app.log"), &after);
-    let want: Vec<String> = held
-        .lines()
-        .chain(after.lines())
-        .map(str::to_owned)
-        .collect();
     let copies = || {
         let mut copies: HashMap<String, usize> = HashMap::new();
         for r in broker.read_all(topic) {

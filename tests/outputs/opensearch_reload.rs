@@ -8,9 +8,7 @@ use crate::support;
 use std::path::Path;
 use std::time::Duration;
 use support::opensearch::OpenSearch;
-use support::process::{
-    append, assert_each_once, free_port, http_get, numbered_lines, reloads, wait_until, Trawl,
-};
+use support::process::{assert_each_once, free_port, reload_fixing_the_output, wait_until};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -47,36 +45,16 @@ fn fix_a_wrong_host(index: &str, buffer: &str) {
     let addr = format!("127.0.0.1:{}", free_port());
     // Nothing listens there: every request is refused.
     let wrong = format!("http://127.0.0.1:{}", free_port());
-    std::fs::write(&cfg, pipeline(d, &addr, &wrong, index, buffer)).unwrap();
-    let held = numbered_lines("held", 300);
-    append(&d.join("app.log"), &held);
-    let log = d.join("trawl.log");
-    let _trawl = Trawl::start(&cfg, Some(&log));
-    let log = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_until(WAIT, "/health to report the broken output", || {
-        http_get(&addr, "/health").is_some_and(|(status, _)| status == 503)
-    });
-
-    std::fs::write(&cfg, pipeline(d, &addr, &os.url, index, buffer)).unwrap();
-    let answer = reqwest::blocking::Client::new()
-        .post(format!("http://{addr}/-/reload"))
-        .timeout(WAIT)
-        .send()
-        .map(|r| r.status().as_u16());
-    assert_eq!(
-        answer.ok(),
-        Some(200),
-        "the reload fixing the host ends: {}",
-        log()
+    let (_trawl, want) = reload_fixing_the_output(
+        d,
+        &cfg,
+        &addr,
+        (
+            &pipeline(d, &addr, &wrong, index, buffer),
+            &pipeline(d, &addr, &os.url, index, buffer),
+        ),
+        WAIT,
     );
-    assert_eq!(reloads(&addr, "success"), 1, "{}", log());
-    let after = numbered_lines("after", 100);
-    append(&d.join("app.log"), &after);
-    let want: Vec<String> = held
-        .lines()
-        .chain(after.lines())
-        .map(str::to_owned)
-        .collect();
     wait_until(WAIT, "every line in the index", || {
         os.copies_by_message(index).len() >= want.len()
     });

@@ -196,6 +196,50 @@ pub fn reloads(addr: &str, result: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The user's day of a reload that fixes a broken output: trawl starts on `broken` (an output
+/// that cannot deliver) with 300 lines in `dir/app.log`; once `/health` at `addr` reports it
+/// (503), `fixed` replaces the pipeline file at `config` and `POST /-/reload` must answer 200
+/// within `wait` and count one success; then 100 more lines are appended. Returns the running
+/// trawl (its log in `dir/trawl.log`) and every line written, in order.
+pub fn reload_fixing_the_output(
+    dir: &Path,
+    config: &Path,
+    addr: &str,
+    (broken, fixed): (&str, &str),
+    wait: Duration,
+) -> (Trawl, Vec<String>) {
+    std::fs::write(config, broken).unwrap();
+    let held = numbered_lines("held", 300);
+    append(&dir.join("app.log"), &held);
+    let log_path = dir.join("trawl.log");
+    let trawl = Trawl::start(config, Some(&log_path));
+    let log = move || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_until(wait, "/health to report the broken output", || {
+        http_get(addr, "/health").is_some_and(|(status, _)| status == 503)
+    });
+    std::fs::write(config, fixed).unwrap();
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("http://{addr}/-/reload"))
+        .timeout(wait)
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(
+        answer.ok(),
+        Some(200),
+        "the reload fixing the output ends: {}",
+        log()
+    );
+    assert_eq!(reloads(addr, "success"), 1, "{}", log());
+    let after = numbered_lines("after", 100);
+    append(&dir.join("app.log"), &after);
+    let written = held
+        .lines()
+        .chain(after.lines())
+        .map(str::to_owned)
+        .collect();
+    (trawl, written)
+}
+
 /// Appends `text` to the file at `path` (created when missing), as a logging app does.
 pub fn append(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new()
