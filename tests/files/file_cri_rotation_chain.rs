@@ -2,26 +2,14 @@
 //! rotates the container's log twice before trawl starts again, the line's rest (`F`) being in
 //! the second rotated file, and may gzip the first. After the restart the line is one event.
 
+use crate::pod::Pod;
 use crate::support;
 
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-use support::stdout_run::{counts, line, pipeline, Trawl};
-
-fn cri(stream: &str, tag: &str, text: &str) -> String {
-    format!("2026-11-23T10:00:00.000000000Z {stream} {tag} {text}\n")
-}
-
-fn append(path: &Path, text: &str) {
-    let mut w = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .unwrap();
-    w.write_all(text.as_bytes()).unwrap();
-}
+use support::stdout_run::{counts, line};
 
 /// kubelet's gzip of an older rotated file: `<name>.gz` written, the plain file deleted.
 fn gzip(plain: &Path) {
@@ -40,33 +28,11 @@ fn gzip(plain: &Path) {
 }
 
 fn two_rotations_while_stopped(kill: bool, gzipped: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let pod = d.join("pods/shop_web-7d9_0b1c-22/nginx");
-    std::fs::create_dir_all(&pod).unwrap();
-    std::fs::create_dir_all(d.join("containers")).unwrap();
-    let target = pod.join("0.log");
-    std::fs::write(&target, b"").unwrap();
-    let id = "c".repeat(64);
-    std::os::unix::fs::symlink(
-        &target,
-        d.join(format!("containers/web-7d9_shop_nginx-{id}.log")),
-    )
-    .unwrap();
-    let config = pipeline(
-        d,
-        &format!(
-            "    type: file\n    paths: [\"{}/containers/*.log\"]\n    close_removed: 2s\n",
-            d.display()
-        ),
-    );
-    let mut first = Trawl::start(d, &config, "out1.json");
+    let mut pod = Pod::cri();
+    let mut first = pod.start("out1.json");
     let whole = format!("{{\"level\":\"info\",\"msg\":\"{}\"}}", "x".repeat(300));
     let (a, b) = whole.split_at(150);
-    append(
-        &target,
-        &(cri("stdout", "F", &line(0)) + &cri("stdout", "P", a)),
-    );
+    pod.writes(&[("stdout", "F", &line(0)), ("stdout", "P", a)]);
     first.wait_for(20, "the line before the split one", |ev| {
         ev.iter().any(|e| e["message"] == line(0).as_str())
     });
@@ -78,18 +44,14 @@ fn two_rotations_while_stopped(kill: bool, gzipped: bool) {
         first.stop();
     }
     // Two rotations while trawl is stopped; the rest of the line is in the second file.
-    let t1 = pod.join("0.log.20261123-100001");
-    std::fs::rename(&target, &t1).unwrap();
-    append(
-        &target,
-        &(cri("stdout", "F", b) + &cri("stderr", "F", &line(1))),
-    );
-    std::fs::rename(&target, pod.join("0.log.20261123-100002")).unwrap();
-    append(&target, &cri("stdout", "F", &line(2)));
+    let t1 = pod.rotate();
+    pod.writes(&[("stdout", "F", b), ("stderr", "F", &line(1))]);
+    pod.rotate();
+    pod.writes(&[("stdout", "F", &line(2))]);
     if gzipped {
         gzip(&t1);
     }
-    let second = Trawl::start(d, &config, "out2.json");
+    let second = pod.start("out2.json");
     second.wait_for(20, "the lines after the restart", |ev| {
         let c = counts(ev);
         c.contains_key(&line(1)) && c.contains_key(&line(2))

@@ -2,17 +2,14 @@
 //! new `0.log`) while the output is down: the batches holding either part fail and are read
 //! again, and Elasticsearch still stores the line once, whole, never a part of it alone.
 
+use crate::pod::Pod;
 use crate::support;
 
 use std::path::Path;
 use std::time::Duration;
 use support::es_server::EsServer;
-use support::process::{append, wait_until, write_file, Trawl};
+use support::process::{wait_until, write_file, Trawl};
 use support::stdout_run::{has_open, line};
-
-fn cri(stream: &str, tag: &str, text: &str) -> String {
-    format!("2026-11-23T10:00:00.000000000Z {stream} {tag} {text}\n")
-}
 
 fn failures_logged(log: &Path) -> usize {
     std::fs::read_to_string(log)
@@ -23,19 +20,9 @@ fn failures_logged(log: &Path) -> usize {
 
 #[test]
 fn a_line_split_by_a_rotation_is_stored_once_whole_after_its_batches_failed() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let pod = d.join("pods/shop_web-7d9_0b1c-22/nginx");
-    std::fs::create_dir_all(&pod).unwrap();
-    std::fs::create_dir_all(d.join("containers")).unwrap();
-    let target = pod.join("0.log");
-    std::fs::write(&target, b"").unwrap();
-    let id = "c".repeat(64);
-    std::os::unix::fs::symlink(
-        &target,
-        d.join(format!("containers/web-7d9_shop_nginx-{id}.log")),
-    )
-    .unwrap();
+    let mut pod = Pod::cri();
+    let d = pod.root().to_owned();
+    let d = d.as_path();
     let es = EsServer::start();
     es.with(|s| s.unavailable = true);
     let config = write_file(
@@ -52,24 +39,21 @@ fn a_line_split_by_a_rotation_is_stored_once_whole_after_its_batches_failed() {
     let mut trawl = Trawl::start(&config, Some(&log));
     let whole = format!("{{\"level\":\"info\",\"msg\":\"{}\"}}", "x".repeat(300));
     let (a, b) = whole.split_at(150);
-    append(
-        &target,
-        &(cri("stdout", "F", &line(0)) + &cri("stdout", "P", a) + &cri("stderr", "F", &line(1))),
-    );
+    pod.writes(&[
+        ("stdout", "F", &line(0)),
+        ("stdout", "P", a),
+        ("stderr", "F", &line(1)),
+    ]);
     wait_until(Duration::from_secs(30), "the first lines sent", || {
         es.with(|s| s.requests) > 0
     });
     // kubelet's rotation; the runtime writes the line's rest to the new `0.log`.
-    let rotated = pod.join("0.log.20261123-100001");
-    std::fs::rename(&target, &rotated).unwrap();
-    std::fs::write(&target, b"").unwrap();
-    append(
-        &target,
-        &(cri("stdout", "F", b) + &cri("stdout", "F", &line(2))),
-    );
+    let rotated = pod.rotate();
+    pod.writes(&[("stdout", "F", b), ("stdout", "F", &line(2))]);
+    let target = pod.log();
     let pid = trawl.child.id();
     wait_until(Duration::from_secs(30), "the new 0.log followed", || {
-        has_open(pid, &target) && has_open(pid, &rotated)
+        has_open(pid, target) && has_open(pid, &rotated)
     });
     // Both files' batches (the rotated one's lines, the joined line's) given up on.
     wait_until(

@@ -29,3 +29,4 @@ mod file_waiting_compressed;
 mod file_waiting_crash;
 mod file_waiting_deleted;
 mod file_waiting_rename;
+mod pod;

@@ -1,0 +1,124 @@
+//! One container's log as a container runtime writes it and kubelet rotates it, for the tests
+//! of lines the runtime split across a rotation (`file_cri_rotation*`).
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use support::process::append;
+use support::stdout_run::{pipeline, Trawl};
+
+/// One container's log as the runtime and kubelet keep it, in a temp dir: the container's
+/// `0.log` under `pods/<ns>_<pod>_<uid>/<container>/` with its link in `containers/` (CRI),
+/// or Docker's `<id>-json.log`; what the runtime writes to it, and kubelet's rotations.
+pub struct Pod {
+    dir: tempfile::TempDir,
+    /// The folder holding the log and its rotated files.
+    folder: PathBuf,
+    /// The log the runtime writes to.
+    log: PathBuf,
+    docker: bool,
+    rotations: usize,
+}
+
+impl Pod {
+    /// kubelet's layout for containerd (CRI format).
+    pub fn cri() -> Pod {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("pods/shop_web-7d9_0b1c-22/nginx");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::create_dir_all(dir.path().join("containers")).unwrap();
+        let log = folder.join("0.log");
+        std::fs::write(&log, b"").unwrap();
+        let id = "c".repeat(64);
+        std::os::unix::fs::symlink(
+            &log,
+            dir.path()
+                .join(format!("containers/web-7d9_shop_nginx-{id}.log")),
+        )
+        .unwrap();
+        Pod {
+            dir,
+            folder,
+            log,
+            docker: false,
+            rotations: 0,
+        }
+    }
+
+    /// Docker's json-file driver.
+    pub fn docker() -> Pod {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("docker/containers/abc");
+        std::fs::create_dir_all(&folder).unwrap();
+        let log = folder.join("abc-json.log");
+        std::fs::write(&log, b"").unwrap();
+        Pod {
+            dir,
+            folder,
+            log,
+            docker: true,
+            rotations: 0,
+        }
+    }
+
+    /// The log the runtime writes to now.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A pipeline following the container's log (through its link for CRI) to stdout.
+    pub fn config(&self) -> String {
+        let paths = if self.docker {
+            format!("{}/*-json.log", self.folder.display())
+        } else {
+            format!("{}/containers/*.log", self.root().display())
+        };
+        pipeline(
+            self.root(),
+            &format!("    type: file\n    paths: [\"{paths}\"]\n    close_removed: 2s\n"),
+        )
+    }
+
+    /// The runtime writes these records: (stream, `P` or `F`, text). Docker's `P` is a `log`
+    /// without its final newline.
+    pub fn writes(&self, records: &[(&str, &str, &str)]) {
+        let text: String = records
+            .iter()
+            .map(|(stream, tag, text)| {
+                if self.docker {
+                    let log = if *tag == "F" { format!("{text}\n") } else { (*text).to_owned() };
+                    serde_json::json!({"log": log, "stream": stream, "time": "2026-11-23T10:00:00.000000000Z"})
+                        .to_string()
+                        + "\n"
+                } else {
+                    format!("2026-11-23T10:00:00.000000000Z {stream} {tag} {text}\n")
+                }
+            })
+            .collect();
+        append(&self.log, &text);
+    }
+
+    /// kubelet's rotation (`0.log` renamed to `0.log.<time>`, Docker's `-json.log` to
+    /// `-json.log.1`); the runtime reopens a new log. Returns the rotated file.
+    pub fn rotate(&mut self) -> PathBuf {
+        self.rotations += 1;
+        let name = self.log.file_name().unwrap().to_string_lossy().into_owned();
+        let to = if self.docker {
+            format!("{name}.{}", self.rotations)
+        } else {
+            format!("{name}.20261123-10000{}", self.rotations)
+        };
+        let rotated = self.folder.join(to);
+        std::fs::rename(&self.log, &rotated).unwrap();
+        std::fs::write(&self.log, b"").unwrap();
+        rotated
+    }
+
+    pub fn start(&self, out: &str) -> Trawl {
+        Trawl::start(self.root(), &self.config(), out)
+    }
+}
