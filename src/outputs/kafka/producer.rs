@@ -159,7 +159,8 @@ pub(super) async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
     mut record: BaseRecord<'_, K, P, Arc<InFlight>>,
     retire: &Shutdown,
 ) -> Result<(), KafkaError> {
-    let mut retire = retire.clone();
+    // Cloned only once the queue is full: most messages go in at once.
+    let mut retire_wait: Option<Shutdown> = None;
     loop {
         let room = producer.context().room.notified();
         match producer.send(record) {
@@ -167,6 +168,7 @@ pub(super) async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
                 let wait = Duration::from_millis(100);
+                let retire = retire_wait.get_or_insert_with(|| retire.clone());
                 tokio::select! {
                     _ = tokio::time::timeout(wait, room) => {}
                     () = retire.fired() => return Err(KafkaError::Canceled),
