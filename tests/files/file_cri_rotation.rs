@@ -3,7 +3,7 @@
 //! one event with the whole line, also when trawl is stopped or killed in between; a first part
 //! whose rest never comes is still sent, flagged `partial`. The real binary, kubelet's layout.
 
-use crate::pod::Pod;
+use crate::pod::{split_json_line, Pod};
 use crate::support;
 
 use serde_json::Value;
@@ -20,16 +20,6 @@ fn once_let_go(trawl: &Trawl, seen: Vec<Value>) -> Vec<Value> {
     } else {
         seen
     }
-}
-
-/// A JSON log line long enough that containerd splits it, in two halves.
-fn json_line(n: usize) -> (String, String, String) {
-    let whole = format!(
-        "{{\"level\":\"info\",\"n\":{n},\"msg\":\"{}\"}}",
-        "x".repeat(300)
-    );
-    let (a, b) = whole.split_at(150);
-    (whole.clone(), a.to_owned(), b.to_owned())
 }
 
 fn with_message<'a>(ev: &'a [Value], text: &str) -> Vec<&'a Value> {
@@ -67,7 +57,7 @@ fn flags(e: &Value) -> Vec<String> {
 fn a_cri_line_split_by_a_rotation_is_one_event() {
     let mut pod = Pod::cri();
     let mut trawl = pod.start("out.json");
-    let (whole, a, b) = json_line(1);
+    let (whole, a, b) = split_json_line(1);
     pod.writes(&[
         ("stdout", "F", &line(0)),
         ("stdout", "P", &a),
@@ -109,7 +99,7 @@ fn a_cri_line_split_by_a_rotation_is_one_event() {
 fn split_across_a_restart(kill: bool) {
     let mut pod = Pod::cri();
     let mut first = pod.start("out1.json");
-    let (whole, a, b) = json_line(2);
+    let (whole, a, b) = split_json_line(2);
     pod.writes(&[
         ("stdout", "F", &line(0)),
         ("stdout", "P", &a),
@@ -166,7 +156,7 @@ fn a_cri_line_split_by_a_rotation_is_whole_after_a_crash_in_between() {
 fn a_first_part_whose_rest_never_comes_is_sent_flagged_partial() {
     let mut pod = Pod::cri();
     let trawl = pod.start("out.json");
-    let (_, a, _) = json_line(3);
+    let (_, a, _) = split_json_line(3);
     pod.writes(&[("stdout", "F", &line(0)), ("stdout", "P", &a)]);
     trawl.wait_for(20, "the line before", |ev| {
         !with_message(ev, &line(0)).is_empty()
@@ -189,7 +179,7 @@ fn a_first_part_whose_rest_never_comes_is_sent_flagged_partial() {
 fn a_docker_line_split_by_a_rotation_is_one_event() {
     let mut pod = Pod::docker();
     let trawl = pod.start("out.json");
-    let (whole, a, b) = json_line(4);
+    let (whole, a, b) = split_json_line(4);
     pod.writes(&[("stdout", "F", &line(0)), ("stdout", "P", &a)]);
     trawl.wait_for(20, "the line before", |ev| {
         !with_message(ev, &line(0)).is_empty()

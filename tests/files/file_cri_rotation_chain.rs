@@ -2,37 +2,18 @@
 //! rotates the container's log twice before trawl starts again, the line's rest (`F`) being in
 //! the second rotated file, and may gzip the first. After the restart the line is one event.
 
-use crate::pod::Pod;
+use crate::pod::{kubelet_gzip, split_json_line, Pod};
 use crate::support;
 
 use serde_json::Value;
-use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 use support::stdout_run::{counts, line};
-
-/// kubelet's gzip of an older rotated file: `<name>.gz` written, the plain file deleted.
-fn gzip(plain: &Path) {
-    let data = std::fs::read(plain).unwrap();
-    let gz = plain.with_file_name(format!(
-        "{}.gz",
-        plain.file_name().unwrap().to_string_lossy()
-    ));
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(&gz).unwrap(),
-        flate2::Compression::default(),
-    );
-    enc.write_all(&data).unwrap();
-    enc.finish().unwrap();
-    std::fs::remove_file(plain).unwrap();
-}
 
 fn two_rotations_while_stopped(kill: bool, gzipped: bool) {
     let mut pod = Pod::cri();
     let mut first = pod.start("out1.json");
-    let whole = format!("{{\"level\":\"info\",\"msg\":\"{}\"}}", "x".repeat(300));
-    let (a, b) = whole.split_at(150);
-    pod.writes(&[("stdout", "F", &line(0)), ("stdout", "P", a)]);
+    let (whole, a, b) = split_json_line(1);
+    pod.writes(&[("stdout", "F", &line(0)), ("stdout", "P", &a)]);
     first.wait_for(20, "the line before the split one", |ev| {
         ev.iter().any(|e| e["message"] == line(0).as_str())
     });
@@ -45,11 +26,11 @@ fn two_rotations_while_stopped(kill: bool, gzipped: bool) {
     }
     // Two rotations while trawl is stopped; the rest of the line is in the second file.
     let t1 = pod.rotate();
-    pod.writes(&[("stdout", "F", b), ("stderr", "F", &line(1))]);
+    pod.writes(&[("stdout", "F", &b), ("stderr", "F", &line(1))]);
     pod.rotate();
     pod.writes(&[("stdout", "F", &line(2))]);
     if gzipped {
-        gzip(&t1);
+        kubelet_gzip(&t1);
     }
     let second = pod.start("out2.json");
     second.wait_for(20, "the lines after the restart", |ev| {

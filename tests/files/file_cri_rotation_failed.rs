@@ -2,7 +2,7 @@
 //! new `0.log`) while the output is down: the batches holding either part fail and are read
 //! again, and Elasticsearch still stores the line once, whole, never a part of it alone.
 
-use crate::pod::Pod;
+use crate::pod::{split_json_line, Pod};
 use crate::support;
 
 use std::path::Path;
@@ -37,11 +37,10 @@ fn a_line_split_by_a_rotation_is_stored_once_whole_after_its_batches_failed() {
     );
     let log = d.join("trawl.log");
     let mut trawl = Trawl::start(&config, Some(&log));
-    let whole = format!("{{\"level\":\"info\",\"msg\":\"{}\"}}", "x".repeat(300));
-    let (a, b) = whole.split_at(150);
+    let (whole, a, b) = split_json_line(1);
     pod.writes(&[
         ("stdout", "F", &line(0)),
-        ("stdout", "P", a),
+        ("stdout", "P", &a),
         ("stderr", "F", &line(1)),
     ]);
     wait_until(Duration::from_secs(30), "the first lines sent", || {
@@ -49,7 +48,7 @@ fn a_line_split_by_a_rotation_is_stored_once_whole_after_its_batches_failed() {
     });
     // kubelet's rotation; the runtime writes the line's rest to the new `0.log`.
     let rotated = pod.rotate();
-    pod.writes(&[("stdout", "F", b), ("stdout", "F", &line(2))]);
+    pod.writes(&[("stdout", "F", &b), ("stdout", "F", &line(2))]);
     let target = pod.log();
     let pid = trawl.child.id();
     wait_until(Duration::from_secs(30), "the new 0.log followed", || {

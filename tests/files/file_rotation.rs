@@ -2,6 +2,7 @@
 //! kubelet's symlinks, `kill -9` and restart, and files rotated or created while trawl was
 //! stopped: every line delivered exactly once. Events are read from trawl's stdout (a file).
 
+use crate::pod::kubelet_gzip;
 use crate::support;
 
 use serde_json::Value;
@@ -484,15 +485,7 @@ fn a_new_file_given_the_inode_of_a_gzipped_one_is_not_taken_for_its_truncation()
     std::fs::write(&target, cri_lines(1500, 1600)).unwrap();
     // kubelet's second rotation: compress the first (a `.tmp` renamed to `.gz`, the plain file
     // deleted), rename `0.log`, and containerd opens a new one.
-    let tmp = target_dir.join("0.log.20261123-100000.tmp");
-    let mut gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(&tmp).unwrap(),
-        flate2::Compression::fast(),
-    );
-    gz.write_all(&std::fs::read(&rotated1).unwrap()).unwrap();
-    gz.finish().unwrap();
-    std::fs::rename(&tmp, target_dir.join("0.log.20261123-100000.gz")).unwrap();
-    std::fs::remove_file(&rotated1).unwrap();
+    kubelet_gzip(&rotated1);
     std::fs::rename(&target, target_dir.join("0.log.20261123-110000")).unwrap();
     std::fs::write(&target, cri_lines(1600, 1700)).unwrap();
     let reused = std::fs::metadata(&target).unwrap().ino() == old_inode;

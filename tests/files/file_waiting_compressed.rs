@@ -3,31 +3,13 @@
 //! the slot frees: its unread lines are read from the `.gz` once it gets a slot, exactly once,
 //! and nothing is counted as skipped. A restart afterwards reads none of them again.
 
+use crate::pod::kubelet_gzip;
 use crate::support;
 
-use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 use support::process::{
     append, delivered_lines, free_port, metric, numbered_cri_lines, wait_until, write_file, Trawl,
 };
-
-/// What kubelet's `compressLog` does: `<f>.tmp` written, renamed to `<f>.gz`, `<f>` deleted.
-fn kubelet_gzip(plain: &Path) {
-    let gz = plain.with_file_name(format!(
-        "{}.gz",
-        plain.file_name().unwrap().to_string_lossy()
-    ));
-    let tmp = gz.with_extension("tmp");
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(&tmp).unwrap(),
-        flate2::Compression::default(),
-    );
-    enc.write_all(&std::fs::read(plain).unwrap()).unwrap();
-    enc.finish().unwrap().sync_all().unwrap();
-    std::fs::rename(&tmp, &gz).unwrap();
-    std::fs::remove_file(plain).unwrap();
-}
 
 #[test]
 fn a_waiting_kubelet_file_rotated_and_gzipped_is_read_from_the_gz() {

@@ -3,6 +3,7 @@
 
 use crate::support;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use support::process::append;
 use support::stdout_run::{pipeline, Trawl};
@@ -121,4 +122,31 @@ impl Pod {
     pub fn start(&self, out: &str) -> Trawl {
         Trawl::start(self.root(), &self.config(), out)
     }
+}
+
+/// A JSON log line long enough that containerd splits it, in two halves.
+pub fn split_json_line(n: usize) -> (String, String, String) {
+    let whole = format!(
+        "{{\"level\":\"info\",\"n\":{n},\"msg\":\"{}\"}}",
+        "x".repeat(300)
+    );
+    let (a, b) = whole.split_at(150);
+    (whole.clone(), a.to_owned(), b.to_owned())
+}
+
+/// What kubelet's `compressLog` does: `<f>.tmp` written, renamed to `<f>.gz`, `<f>` deleted.
+pub fn kubelet_gzip(plain: &Path) {
+    let gz = plain.with_file_name(format!(
+        "{}.gz",
+        plain.file_name().unwrap().to_string_lossy()
+    ));
+    let tmp = gz.with_extension("tmp");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&tmp).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&std::fs::read(plain).unwrap()).unwrap();
+    enc.finish().unwrap().sync_all().unwrap();
+    std::fs::rename(&tmp, &gz).unwrap();
+    std::fs::remove_file(plain).unwrap();
 }
