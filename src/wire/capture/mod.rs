@@ -6,6 +6,7 @@
 //! back into capture-time order (`merge`) before decoding.
 
 mod file;
+mod shared;
 
 use file::finish;
 pub use file::{read_file, FileSummary};
@@ -17,7 +18,7 @@ use crate::wire::{Engine, Stats};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -235,6 +236,8 @@ impl Live {
         let mut last_refresh = next_refresh;
         let mut merge = Merge::new();
         let mut ids = Ids::default();
+        let shared = self.shared_mode();
+        let mut members = shared::Members::default();
         loop {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -248,10 +251,25 @@ impl Live {
             if std::time::Instant::now() >= next_refresh {
                 last_refresh = std::time::Instant::now();
                 next_refresh = last_refresh + refresh;
-                self.refresh(&mut workers, &mut logged, &tx, &pool, &mut merge, &mut ids);
+                if shared {
+                    self.refresh_shared(
+                        &mut workers,
+                        &mut members,
+                        &mut logged,
+                        &tx,
+                        &pool,
+                        &mut merge,
+                        &mut ids,
+                    );
+                } else {
+                    self.refresh(&mut workers, &mut logged, &tx, &pool, &mut merge, &mut ids);
+                }
                 // Every wanted interface has its handle open (or failed, which makes the input
                 // failed): packets are kept by the kernel from now on.
                 self.metrics.started();
+            }
+            if shared {
+                self.shared_applied(&mut members);
             }
             match rx.recv_timeout(std::time::Duration::from_millis(100)) {
                 Ok(b) => {
@@ -313,8 +331,12 @@ impl Live {
             MERGE_BYTES,
             &mut |(id, link, ts, data)| {
                 // `any` sees every interface through one handle: its copies cannot be told
-                // apart by interface.
-                let interface = (!ids.any.contains(&id)).then_some(id);
+                // apart by interface. The shared handle's cooked header says the interface.
+                let interface = if ids.shared == Some(id) {
+                    shared::interface_id(data)
+                } else {
+                    (!ids.any.contains(&id)).then_some(id)
+                };
                 engine.packet_on(interface, link, ts, data)
             },
             &mut |b| recycle(pool, b),
@@ -393,8 +415,9 @@ impl Live {
                     );
                     match std::thread::Builder::new()
                         .name(format!("trawl-cap-{name}"))
-                        .spawn(move || capture_loop(cap, id, &n, &input, &s, &tx, &pool, &stats))
-                    {
+                        .spawn(move || {
+                            capture_loop(cap, id, &n, &input, &s, &tx, &pool, &stats, None)
+                        }) {
                         Ok(handle) => {
                             workers.insert(name, Worker { id, stop, handle });
                         }
@@ -421,6 +444,26 @@ impl Live {
                 .set_failed(format!("capturing on no interface ({why})")),
             _ => self.metrics.clear_failed(),
         }
+    }
+
+    /// Whether the wanted interfaces are captured through one shared handle (see `shared`):
+    /// several names or a glob, on Linux. Promiscuous mode needs a handle per interface (`any`
+    /// cannot be promiscuous), and so does a BPF filter on link-layer fields, which cooked
+    /// packets do not have.
+    fn shared_mode(&self) -> bool {
+        let p = &self.cfg.interfaces;
+        let many = p.len() > 1 || p.iter().any(|n| n.contains(['*', '?']));
+        if !many || self.cfg.promiscuous || p.iter().any(|n| n == "any") {
+            return false;
+        }
+        if !cfg!(target_os = "linux") {
+            return false;
+        }
+        if !shared::user_filter_fits(self.cfg.bpf_filter.as_deref()) {
+            tracing::info!(input = %self.input, "bpf_filter reads link-layer fields: each interface is captured on a handle of its own, each with its share of buffer_size");
+            return false;
+        }
+        true
     }
 
     fn open(&self, name: &str, ring: u64) -> Result<pcap::Capture<pcap::Active>, pcap::Error> {
@@ -479,6 +522,8 @@ struct Ids {
     next: u32,
     /// Ids of `any` captures.
     any: Vec<u32>,
+    /// The id of the shared handle (`shared`), whose packets say their interface.
+    shared: Option<u32>,
 }
 
 fn recycle(pool: &Mutex<Vec<Block>>, mut b: Block) {
@@ -567,6 +612,7 @@ fn capture_loop(
     tx: &SyncSender<Block>,
     pool: &Mutex<Vec<Block>>,
     stats: &Stats,
+    orders: Option<Receiver<shared::Retarget>>,
 ) {
     let link = cap.get_datalink().0;
     let new_block = || {
@@ -638,6 +684,9 @@ fn capture_loop(
             // SAFETY: pfd is a valid pollfd for the duration of the call, and nfds is 1.
             unsafe { libc::poll(&mut pfd, 1, 50) };
             idle = false;
+            if let Some(o) = &orders {
+                shared::apply_retargets(&mut cap, o);
+            }
         }
         match cap.next_packet() {
             Ok(p) => {
@@ -670,6 +719,11 @@ fn capture_loop(
                 return;
             }
             block_started = std::time::Instant::now();
+            // Under steady traffic the thread is never idle: changes of the interface set are
+            // applied between blocks too.
+            if let Some(o) = &orders {
+                shared::apply_retargets(&mut cap, o);
+            }
         }
         if last_stats.elapsed() >= std::time::Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
