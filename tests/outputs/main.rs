@@ -12,6 +12,7 @@ mod elasticsearch_give_up;
 mod elasticsearch_output;
 mod health_outputs;
 mod kafka_auth;
+mod kafka_cluster;
 mod kafka_hung_broker;
 mod kafka_node_drain;
 mod kafka_output;

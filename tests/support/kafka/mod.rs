@@ -1,10 +1,15 @@
-//! A real Apache Kafka broker for tests: single-node KRaft (broker and controller in one JVM)
-//! from the jars `scripts/systems/kafka.sh` fetched, on free ports, its log dir in a tempdir that
-//! outlives `stop`/`start_again`. Listeners: PLAINTEXT (behind a proxy that `cut` closes, for
-//! `start`), SASL_PLAINTEXT (PLAIN) and SSL; messages are read back through a consumer group.
+//! A real Apache Kafka broker for tests: KRaft (broker and controller in one JVM) from the jars
+//! `scripts/systems/kafka.sh` fetched, on free ports, its log dir in a tempdir that outlives
+//! `stop`/`start_again`; alone, or one of a `Cluster` (cluster.rs). Listeners: PLAINTEXT (behind a
+//! proxy that `cut` closes, for `start`), SASL_PLAINTEXT (PLAIN) and SSL; messages are read back
+//! through a consumer group.
 #![allow(dead_code)]
 
+mod cluster;
 mod proxy;
+
+#[allow(unused_imports)]
+pub use cluster::Cluster;
 
 use proxy::Proxy;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -24,7 +29,7 @@ use std::time::{Duration, Instant};
 pub const SASL_USER: &str = "trawl";
 pub const SASL_PASSWORD: &str = "trawl-secret";
 
-/// Any 16 bytes in Kafka's base64 form: every test broker is its own one-node cluster.
+/// Any 16 bytes in Kafka's base64 form: every test broker (or `Cluster`) is a cluster of its own.
 const CLUSTER_ID: &str = "q1Sh-9_ISia_zwGINzRvyQ";
 
 /// A small heap is enough for the tests' traffic once the log cleaner's 128 MiB dedupe buffer
@@ -72,9 +77,36 @@ pub struct Broker {
     proxy: Option<Proxy>,
     /// How long the last (re)start took until the broker answered metadata requests.
     pub started_in: Duration,
+    /// Its place in its cluster: what admin and consumer clients bootstrap from, and how many
+    /// replicas a topic gets.
+    member: Member,
+}
+
+/// A broker's place in its KRaft cluster: alone (node 1, the only voter) or one of a `Cluster`.
+#[derive(Clone)]
+struct Member {
+    node_id: usize,
+    /// `controller.quorum.voters`: `id@127.0.0.1:port` of every controller.
+    voters: String,
+    /// The plain listeners of every broker of the cluster (comma-separated).
+    cluster_bootstrap: String,
+    /// Brokers in the cluster: the replication factor of created topics and internal topics.
+    size: usize,
+}
+
+impl Member {
+    fn alone(ports: &Ports) -> Member {
+        Member {
+            node_id: 1,
+            voters: format!("1@127.0.0.1:{}", ports.controller),
+            cluster_bootstrap: format!("127.0.0.1:{}", ports.advertised_client),
+            size: 1,
+        }
+    }
 }
 
 /// The ports of one broker's listeners.
+#[derive(Clone, Copy)]
 struct Ports {
     controller: u16,
     internal: u16,
@@ -83,6 +115,25 @@ struct Ports {
     advertised_client: u16,
     sasl: u16,
     tls: u16,
+}
+
+impl Ports {
+    fn free(proxied: bool) -> Ports {
+        Ports::from(super::process::free_ports::<6>(), proxied)
+    }
+
+    /// Six free ports (all different) as one broker's listeners.
+    fn from(free: [u16; 6], proxied: bool) -> Ports {
+        let [controller, internal, client, proxy, sasl, tls] = free;
+        Ports {
+            controller,
+            internal,
+            client,
+            advertised_client: if proxied { proxy } else { client },
+            sasl,
+            tls,
+        }
+    }
 }
 
 impl Broker {
@@ -135,20 +186,19 @@ impl Broker {
     }
 
     fn launch(proxied: bool, acls: bool, extra: &str) -> Broker {
+        let ports = Ports::free(proxied);
+        let mut b = Broker::prepare(ports, Member::alone(&ports), proxied, acls, extra);
+        b.start_again();
+        b
+    }
+
+    /// A broker ready to start: its files written and its log dir formatted, not running.
+    fn prepare(ports: Ports, member: Member, proxied: bool, acls: bool, extra: &str) -> Broker {
         let lib = kafka_lib();
         let dir = tempfile::Builder::new()
             .prefix("trawl-kafka-")
             .tempdir()
             .expect("a temporary directory for Kafka");
-        let [controller, internal, client, proxy, sasl, tls] = super::process::free_ports::<6>();
-        let ports = Ports {
-            controller,
-            internal,
-            client,
-            advertised_client: if proxied { proxy } else { client },
-            sasl,
-            tls,
-        };
         let tls_dir = dir.path().join("tls");
         std::fs::create_dir_all(&tls_dir).expect("tls directory");
         let (ca_file, cert, key) = super::process::make_certificates(&tls_dir);
@@ -158,7 +208,9 @@ impl Broker {
         std::fs::write(&keystore, pem).expect("writing the key store");
         std::fs::write(
             dir.path().join("server.properties"),
-            properties(dir.path(), &ports, &keystore) + if acls { AUTHORIZER } else { "" } + extra,
+            properties(dir.path(), &ports, &member, &keystore)
+                + if acls { AUTHORIZER } else { "" }
+                + extra,
         )
         .expect("writing server.properties");
         std::fs::write(dir.path().join("log4j2.properties"), log_config(dir.path()))
@@ -184,7 +236,7 @@ impl Broker {
         );
 
         let proxy = proxied.then(|| Proxy::start(ports.advertised_client, ports.client));
-        let mut b = Broker {
+        Broker {
             child: None,
             dir,
             bootstrap: format!("127.0.0.1:{}", ports.advertised_client),
@@ -193,9 +245,8 @@ impl Broker {
             ca_file,
             proxy,
             started_in: Duration::ZERO,
-        };
-        b.start_again();
-        b
+            member,
+        }
     }
 
     /// Stops the broker as an operator would (SIGTERM: a controlled shutdown), killing it
@@ -250,12 +301,30 @@ impl Broker {
     /// Starts the broker (again) on the same ports with the same log dir and waits until it
     /// answers metadata requests.
     pub fn start_again(&mut self) {
+        let started = Instant::now();
+        if !self.spawn() {
+            return;
+        }
+        if let Err(e) = self.wait_ready(Duration::from_secs(120)) {
+            panic!("{e}");
+        }
+        self.started_in = started.elapsed();
+        eprintln!(
+            "Apache Kafka on {} answered {:.1} s after its start, RSS {} MiB",
+            self.bootstrap,
+            self.started_in.as_secs_f64(),
+            self.memory_kib("VmRSS").unwrap_or(0) / 1024
+        );
+    }
+
+    /// Starts the broker's JVM unless it runs already (then false).
+    fn spawn(&mut self) -> bool {
         if let Some(c) = self.child.as_mut() {
             if let Ok(None) = c.try_wait() {
                 // Still running: a second JVM on the same ports and log dir would be answered
                 // for by the first while it starts, then die on the log dir's lock, leaving no
                 // broker this handle knows (the Kafka campaign's overlapping restarts did that).
-                return;
+                return false;
             }
         }
         let lib = kafka_lib();
@@ -268,41 +337,42 @@ impl Broker {
         cmd.args(["kafka.Kafka", "server.properties"])
             .stdout(out.try_clone().expect("server.out"))
             .stderr(out);
-        let started = Instant::now();
         self.child = Some(spawn_tied(cmd).expect("starting java (run scripts/setup.sh)"));
-        self.wait_ready();
-        self.started_in = started.elapsed();
-        eprintln!(
-            "Apache Kafka on {} answered {:.1} s after its start, RSS {} MiB",
-            self.bootstrap,
-            self.started_in.as_secs_f64(),
-            self.memory_kib("VmRSS").unwrap_or(0) / 1024
-        );
+        true
     }
 
-    fn wait_ready(&mut self) {
-        let consumer: BaseConsumer = self.client_config().create().expect("kafka client");
+    /// Waits until the broker itself (not another of its cluster) answers metadata requests
+    /// and lists itself among the cluster's brokers; the reason, with its log, when it exits
+    /// or does not within `limit`.
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("kafka client");
+        let id = self.member.node_id as i32;
         let start = Instant::now();
         loop {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!(
+                    return Err(format!(
                         "Apache Kafka exited with {status} while starting; its log ends:\n{}",
                         self.log_tail(40)
-                    );
+                    ));
                 }
             }
             if consumer
                 .fetch_metadata(None, Duration::from_secs(1))
-                .is_ok_and(|m| !m.brokers().is_empty())
+                .is_ok_and(|m| m.brokers().iter().any(|b| b.id() == id))
             {
-                return;
+                return Ok(());
             }
-            if start.elapsed() > Duration::from_secs(120) {
-                panic!(
-                    "Apache Kafka did not answer metadata requests within 120 s; its log ends:\n{}",
+            if start.elapsed() > limit {
+                return Err(format!(
+                    "Apache Kafka did not answer metadata requests within {limit:?}; its log \
+                     ends:\n{}",
                     self.log_tail(40)
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -346,7 +416,7 @@ impl Broker {
 
     fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap)
+        c.set("bootstrap.servers", &self.member.cluster_bootstrap)
             .set("log_level", "3");
         c
     }
@@ -363,7 +433,8 @@ impl Broker {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let replicas = TopicReplication::Fixed(self.member.size as i32);
+        let mut topic = NewTopic::new(name, partitions, replicas);
         for (key, value) in settings {
             topic = topic.set(key, value);
         }
@@ -585,14 +656,14 @@ public class AllowAcls {
 }
 "#;
 
-/// A single-node KRaft cluster (broker and controller in one process) with topics created by
-/// the tests only: `auto.create.topics.enable=false`, so producing to an unknown topic fails
-/// as it does on a production cluster configured that way.
-fn properties(dir: &Path, p: &Ports, keystore: &Path) -> String {
+/// A KRaft node (broker and controller in one process) with topics created by the tests only:
+/// `auto.create.topics.enable=false`, so producing to an unknown topic fails as it does on a
+/// production cluster configured that way. Internal topics have a replica on every broker.
+fn properties(dir: &Path, p: &Ports, m: &Member, keystore: &Path) -> String {
     format!(
         "process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller}
+node.id={node_id}
+controller.quorum.voters={voters}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=INTERNAL
 listeners=CONTROLLER://127.0.0.1:{controller},INTERNAL://127.0.0.1:{internal},CLIENT://127.0.0.1:{client},SASL://127.0.0.1:{sasl},TLS://127.0.0.1:{tls}
@@ -606,15 +677,18 @@ listener.name.tls.ssl.keystore.location={keystore}
 log.dirs={data}
 auto.create.topics.enable=false
 num.partitions=1
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor={size}
 offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
+transaction.state.log.replication.factor={size}
 transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor={size}
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.cleaner.dedupe.buffer.size=4194304
 ",
+        node_id = m.node_id,
+        voters = m.voters,
+        size = m.size,
         controller = p.controller,
         internal = p.internal,
         client = p.client,

@@ -1,0 +1,218 @@
+//! A rolling restart of a real three-broker Kafka cluster (`tests/support/kafka/cluster.rs`)
+//! under a steady file input: each broker SIGTERMed and started again in turn, then one
+//! SIGKILLed; every line written reaches the topic once, nothing is dead-lettered or dropped.
+
+use crate::support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::kafka::Cluster;
+use support::process::{append, assert_each_once, free_port, http_get, metric, wait_until, Trawl};
+
+const WAIT: Duration = Duration::from_secs(120);
+const TOPIC: &str = "rolling";
+
+fn pipeline(d: &Path, addr: &str, brokers: &str) -> std::path::PathBuf {
+    let list: Vec<String> = brokers.split(',').map(|b| format!("\"{b}\"")).collect();
+    let text = format!(
+        "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 30s\ninputs:\n  app:\n    type: file\n    paths: [\"{app}\"]\n    poll_interval: 50ms\n    scan_interval: 200ms\noutputs:\n  k:\n    type: kafka\n    brokers: [{list}]\n    topic: {TOPIC}\n",
+        data = d.join("data").display(),
+        app = d.join("app.log").display(),
+        list = list.join(", "),
+    );
+    let cfg = d.join("pipeline.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// A logging app: one numbered line every 4 ms into `app.log` until `stop`; `written` counts.
+fn start_writer(
+    app: std::path::PathBuf,
+    written: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let i = written.load(Ordering::Relaxed);
+            append(&app, &format!("rolling line {i:06}\n"));
+            written.store(i + 1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(4));
+        }
+    })
+}
+
+/// Samples trawl's delivered count every 100 ms: (time since `t0`, events delivered).
+fn start_sampler(
+    addr: String,
+    t0: Instant,
+    samples: Arc<Mutex<Vec<(Duration, f64)>>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(v) = metric(&addr, "trawl_events_out_total", "k") {
+                samples.lock().unwrap().push((t0.elapsed(), v));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+/// The longest time without a new delivery that overlaps `from..to`: between two samples
+/// whose delivered counts rose.
+fn longest_stall(samples: &[(Duration, f64)], from: Duration, to: Duration) -> Duration {
+    let mut rises = Vec::new();
+    for w in samples.windows(2) {
+        if w[1].1 > w[0].1 {
+            rises.push(w[1].0);
+        }
+    }
+    rises
+        .windows(2)
+        .filter(|w| w[1] >= from && w[0] <= to)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(to.saturating_sub(from))
+}
+
+/// Every `trawl_events_failed_total` and `trawl_events_dropped_total` line of /metrics that
+/// is not 0: events dead-lettered or dropped, by component.
+fn lost_counts(addr: &str) -> Vec<String> {
+    let (_, text) = http_get(addr, "/metrics").expect("trawl's /metrics");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("trawl_events_failed_total")
+                || l.starts_with("trawl_events_dropped_total")
+        })
+        .filter(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) != Some(0.0))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The platform team's day: a rolling restart of the three brokers (SIGTERM, down, started,
+/// back in the ISR), then one broker SIGKILLed and started again, while an app keeps logging.
+/// trawl (defaults: `acks: all`, idempotent) follows the partitions' leaders from broker to
+/// broker; every line reaches the topic (3 partitions, replication 3, min.insync.replicas 2)
+/// exactly once, and nothing is dead-lettered or dropped.
+#[test]
+fn a_rolling_restart_and_a_killed_broker_lose_and_duplicate_nothing() {
+    let mut cluster = match Cluster::start() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("SKIPPED: a three-broker Kafka cluster did not start here: {why}");
+            return;
+        }
+    };
+    cluster.create_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = pipeline(d, &addr, &cluster.bootstrap);
+    let log = d.join("trawl.log");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut trawl = Trawl::start(&cfg, Some(&log));
+
+    let written = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let t0 = Instant::now();
+    let writer = start_writer(d.join("app.log"), written.clone(), stop.clone());
+    let sampler = start_sampler(addr.clone(), t0, samples.clone(), stop.clone());
+    let delivered = || metric(&addr, "trawl_events_out_total", "k").unwrap_or(0.0) as usize;
+    wait_until(WAIT, "the first lines delivered", || delivered() >= 200);
+
+    // (what, from, to) since t0: each broker's restart, from its signal until it is back in
+    // the ISRs and the leaders have had a chance to move back to it.
+    let mut phases: Vec<(String, Duration, Duration)> = Vec::new();
+    for i in 0..cluster.brokers.len() {
+        let leaders = cluster.partitions(TOPIC);
+        let from = t0.elapsed();
+        cluster.brokers[i].stop();
+        let down = t0.elapsed() - from;
+        let moved = cluster.partitions(TOPIC);
+        cluster.start_again(i, TOPIC);
+        std::thread::sleep(Duration::from_secs(6));
+        eprintln!(
+            "broker {} SIGTERM: down in {:.1} s, back in sync after {:.1} s; (leader, ISR) \
+             before {leaders:?}, while down {moved:?}, after {:?}",
+            i + 1,
+            down.as_secs_f64(),
+            (t0.elapsed() - from).as_secs_f64() - 6.0,
+            cluster.partitions(TOPIC)
+        );
+        phases.push((format!("SIGTERM broker {}", i + 1), from, t0.elapsed()));
+    }
+    let from = t0.elapsed();
+    cluster.brokers[1].kill();
+    std::thread::sleep(Duration::from_secs(2));
+    let moved = cluster.partitions(TOPIC);
+    cluster.start_again(1, TOPIC);
+    std::thread::sleep(Duration::from_secs(6));
+    eprintln!(
+        "broker 2 SIGKILL: back in sync after {:.1} s; (leader, ISR) 2 s after the kill \
+         {moved:?}, after {:?}",
+        (t0.elapsed() - from).as_secs_f64() - 6.0,
+        cluster.partitions(TOPIC)
+    );
+    phases.push(("SIGKILL broker 2".into(), from, t0.elapsed()));
+
+    // The app logs on past the last broker's return, then stops; trawl catches up.
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let total = written.load(Ordering::Relaxed);
+    wait_until(WAIT, "every line written delivered", || {
+        delivered() >= total
+    });
+    let peak_rss = trawl.peak_rss_kib().unwrap_or(0);
+    sampler.join().unwrap();
+    let lost = lost_counts(&addr);
+    let status = trawl.stop(WAIT);
+
+    let samples = samples.lock().unwrap();
+    eprintln!(
+        "{total} lines in {:.1} s; trawl peak RSS {} MiB",
+        t0.elapsed().as_secs_f64(),
+        peak_rss / 1024
+    );
+    for (what, from, to) in &phases {
+        eprintln!(
+            "{what}: longest stall in delivery {:.1} s (within {:.1} s..{:.1} s)",
+            longest_stall(&samples, *from, *to).as_secs_f64(),
+            from.as_secs_f64(),
+            to.as_secs_f64()
+        );
+    }
+    let complaints: Vec<String> = read_log()
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .map(str::to_owned)
+        .collect();
+    eprintln!(
+        "trawl logged {} warnings and errors; the first: {:?}",
+        complaints.len(),
+        &complaints[..complaints.len().min(5)]
+    );
+    assert!(
+        lost.is_empty(),
+        "events dead-lettered or dropped: {lost:?}; trawl's log: {}",
+        read_log()
+    );
+    assert!(
+        status.success(),
+        "trawl's stop: {status}; log: {}",
+        read_log()
+    );
+
+    let want: Vec<String> = (0..total).map(|i| format!("rolling line {i:06}")).collect();
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for r in cluster.brokers[0].read_all(TOPIC) {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("JSON payload");
+        let m = v["message"].as_str().unwrap_or_default().to_owned();
+        *copies.entry(m).or_default() += 1;
+    }
+    assert_each_once(&copies, &want);
+}
