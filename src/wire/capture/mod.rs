@@ -127,8 +127,9 @@ pub struct Block {
 
 const BLOCK_PACKETS: usize = 512;
 const BLOCK_BYTES: usize = 256 * 1024;
-// At most QUEUE_BLOCKS * BLOCK_BYTES (8 MiB) wait for the analyzer: memory stays bounded.
-const QUEUE_BLOCKS: usize = 32;
+// At most QUEUE_BLOCKS * BLOCK_BYTES (4 MiB) wait for the analyzer, as many again in the pool:
+// memory stays bounded. Bursts beyond wait in the kernel's ring (`buffer_size`).
+const QUEUE_BLOCKS: usize = 16;
 // At most this much waits in the merge for a late interface; past it, order gives way.
 const MERGE_BYTES: usize = 16 << 20;
 /// Least kernel ring given to one interface of a capture shared by many: libpcap's own default
@@ -536,6 +537,9 @@ fn recycle(pool: &Mutex<Vec<Block>>, mut b: Block) {
     }
 }
 
+/// How long a capture thread waits for the analyzer to make room before dropping a block.
+const ANALYZER_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Drops (the kernel's, or the analyzer's behind) this far apart are two episodes, each
 /// logged once.
 const KERNEL_DROP_QUIET: std::time::Duration = std::time::Duration::from_secs(10);
@@ -652,7 +656,23 @@ fn capture_loop(
             Ok(()) => true,
             // A heartbeat that finds no room is simply not needed yet.
             Err(TrySendError::Full(b)) if b.packets.is_empty() => true,
-            Err(TrySendError::Full(b)) => {
+            Err(TrySendError::Full(mut b)) => {
+                // The analyzer is behind (a burst, or its CPU taken a moment by others): wait
+                // for room, the kernel's ring holding what arrives meanwhile, rather than drop
+                // packets while that ring still has space. std's SyncSender has no timed send,
+                // hence the short sleeps, only while the queue is full.
+                let until = std::time::Instant::now() + ANALYZER_WAIT;
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    match tx.try_send(b) {
+                        Ok(()) => return true,
+                        Err(TrySendError::Disconnected(_)) => return false,
+                        Err(TrySendError::Full(back)) => b = back,
+                    }
+                    if std::time::Instant::now() >= until || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
                 stats
                     .capture_dropped
                     .fetch_add(b.packets.len() as u64, Ordering::Relaxed);
@@ -690,6 +710,14 @@ fn capture_loop(
         }
         match cap.next_packet() {
             Ok(p) => {
+                // A packet that does not fit hands the block on first: a block's buffer never
+                // grows past BLOCK_BYTES (a Vec doubled once stays so, in the pool, for ever).
+                if !block.packets.is_empty() && block.data.len() + p.data.len() > BLOCK_BYTES {
+                    let full = std::mem::replace(&mut block, new_block());
+                    if !send(full, &mut complete_to, false) {
+                        return;
+                    }
+                }
                 if block.packets.is_empty() {
                     block_started = std::time::Instant::now();
                 }

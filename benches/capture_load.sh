@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Live capture under load on a node-like set of interfaces: N pods (network namespaces) on one
+# bridge, each behind a veth; pod 0 runs nginx, the others keep-alive HTTP clients as fast as
+# they go for DURATION s. trawl (and TRAWL_BASE, at the same time, on the same traffic) capture
+# the host-side veths the way the shipped DaemonSet pipeline does (`<prefix>*`, flows + HTTP).
+# Prints per binary: CPU seconds (utime + stime), peak RSS, kernel drops, HTTP transactions
+# counted against the requests the clients completed, and ratios against the base.
+# Needs root (namespaces, veths).
+#
+# Usage: benches/capture_load.sh   (TRAWL=path to skip the build; TRAWL_BASE=another trawl;
+#        PODS=10; DURATION=20)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PODS=${PODS:-10}
+DURATION=${DURATION:-20}
+if [[ -z "${TRAWL:-}" ]]; then
+    cargo build --release >&2
+    TRAWL=$PWD/target/release/trawl
+fi
+[[ $(id -u) -eq 0 ]] || { echo "needs root: it creates namespaces and veths" >&2; exit 2; }
+command -v nginx > /dev/null || { echo "needs nginx (scripts/setup.sh installs it)" >&2; exit 2; }
+P=tcl$$
+BR=${P}br
+WORK=$(mktemp -d /tmp/trawl-bench-capload.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done
+    [[ -f $WORK/nginx.pid ]] && kill "$(cat "$WORK/nginx.pid")" 2> /dev/null || true
+    wait 2> /dev/null || true
+    for ((i = 0; i < PODS; i++)); do ip netns del "${P}n$i" 2> /dev/null || true; done
+    ip link del "$BR" 2> /dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ip link add "$BR" type bridge
+ip link set "$BR" up
+for ((i = 0; i < PODS; i++)); do
+    ip netns add "${P}n$i"
+    ip link add "${P}h$i" type veth peer name eth0 netns "${P}n$i"
+    ip link set "${P}h$i" master "$BR" up
+    ip -n "${P}n$i" addr add "10.77.0.$((i + 1))/24" dev eth0
+    ip -n "${P}n$i" link set eth0 up
+    ip -n "${P}n$i" link set lo up
+done
+
+cat > "$WORK/nginx.conf" << EOF
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    server { listen 10.77.0.1:80; location / { return 200 "ok\n"; } }
+}
+EOF
+ip netns exec "${P}n0" nginx -c "$WORK/nginx.conf" -p "$WORK" 2> /dev/null
+
+start_trawl() { # name binary
+    local name=$1 bin=$2 dir=$WORK/$1
+    mkdir -p "$dir"
+    printf 'inputs:\n  node:\n    type: packet\n    capture: { interfaces: ["%sh*"] }\n    flows: { period: -1s }\n    protocols:\n      http: { ports: [80] }\noutputs:\n  out: { type: "null" }\ndata_dir: %s\nhttp: { address: "unix:%s/m.sock" }\n' \
+        "$P" "$dir" "$dir" > "$dir/p.yaml"
+    "$bin" run -c "$dir/p.yaml" > "$dir/log" 2>&1 &
+    echo $!
+}
+metric() { # name metric-prefix -> sum of the series
+    curl -s --unix-socket "$WORK/$1/m.sock" http://x/metrics | awk -v m="$2" 'index($0, m) == 1 { s += $NF } END { printf "%d", s }'
+}
+cpu_s() { # pid
+    awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"
+}
+hwm_mib() {
+    awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+declare -A PID
+PID[trawl]=$(start_trawl trawl "$TRAWL")
+PIDS+=("${PID[trawl]}")
+NAMES=(trawl)
+if [[ -n "${TRAWL_BASE:-}" ]]; then
+    PID[base]=$(start_trawl base "$TRAWL_BASE")
+    PIDS+=("${PID[base]}")
+    NAMES=(base trawl)
+fi
+sleep 3
+
+cat > "$WORK/client.py" << 'EOF'
+import socket, sys, time
+end = time.time() + float(sys.argv[1])
+n = 0
+s = socket.create_connection(("10.77.0.1", 80))
+while time.time() < end:
+    s.sendall(b"GET /r HTTP/1.1\r\nHost: pod\r\n\r\n")
+    buf = b""
+    while not buf.endswith(b"ok\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit("closed")
+        buf += chunk
+    n += 1
+    if n % 1000 == 0:
+        s.close()
+        s = socket.create_connection(("10.77.0.1", 80))
+print(n)
+EOF
+declare -A CPU0
+for n in "${NAMES[@]}"; do CPU0[$n]=$(cpu_s "${PID[$n]}"); done
+CLIENTS=()
+for ((i = 1; i < PODS; i++)); do
+    ip netns exec "${P}n$i" python3 "$WORK/client.py" "$DURATION" > "$WORK/client$i" &
+    CLIENTS+=($!)
+done
+for c in "${CLIENTS[@]}"; do wait "$c"; done
+SENT=$(cat "$WORK"/client* | awk '{ s += $1 } END { print s }')
+# Connections left open are reported once their flow ends; transactions once answered.
+sleep 5
+
+echo "PODS=$PODS DURATION=${DURATION}s, requests completed by the clients: $SENT"
+echo
+echo "| binary | CPU s | CPU us / request | peak RSS MiB | kernel drops | analyzer drops | late | HTTP transactions | of requests | no response | TCP gaps | CPU vs base |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+BASE_CPU=
+for n in "${NAMES[@]}"; do
+    cpu=$(awk -v a="$(cpu_s "${PID[$n]}")" -v b="${CPU0[$n]}" 'BEGIN { printf "%.2f", a - b }')
+    [[ -z $BASE_CPU ]] && BASE_CPU=$cpu
+    tx=$(metric "$n" trawl_http_requests_total)
+    drops=$(metric "$n" trawl_capture_kernel_dropped_total)
+    behind=$(metric "$n" trawl_capture_dropped_total)
+    late=$(metric "$n" trawl_capture_late_packets_total)
+    incomplete=$(curl -s --unix-socket "$WORK/$n/m.sock" http://x/metrics | awk 'index($0, "trawl_http_requests_total{") == 1 && /status_code="none"/ { s += $NF } END { printf "%d", s }')
+    gaps=$(metric "$n" trawl_packet_tcp_gaps_total)
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$cpu" \
+        "$(awk -v c="$cpu" -v s="$SENT" 'BEGIN { printf "%.2f", c * 1e6 / (s > 0 ? s : 1) }')" \
+        "$(hwm_mib "${PID[$n]}")" "$drops" "$behind" "$late" "$tx" \
+        "$(awk -v t="$tx" -v s="$SENT" 'BEGIN { printf "%.4f", t / (s > 0 ? s : 1) }')" "$incomplete" "$gaps" \
+        "$(awk -v c="$cpu" -v b="$BASE_CPU" 'BEGIN { printf "%.2fx", c / (b > 0 ? b : 1) }')"
+done
