@@ -4,6 +4,13 @@
 //! reported as a gap of known length so that the parser above can resume after it.
 
 use super::decode::tcp_flags;
+use std::collections::VecDeque;
+
+/// Most segments held out of order per direction. A hole lost before the capture point is
+/// filled a round trip later, while the sender goes on sending a whole window (hundreds of
+/// full-size segments); the byte budgets are the real bound, this one keeps many tiny
+/// segments from costing more than their bytes say.
+const MAX_PENDING_SEGMENTS: usize = 1024;
 
 /// What reassembly hands on, in stream order.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,8 +47,9 @@ fn after(a: u32, b: u32) -> i32 {
 pub struct Stream {
     /// Next sequence number expected; `None` until the first segment.
     next: Option<u32>,
-    /// Out-of-order segments, unsorted (few at a time).
-    pending: Vec<(u32, Vec<u8>)>,
+    /// Out-of-order segments in sequence order (all after `next` when stored, so the order
+    /// holds as `next` advances).
+    pending: VecDeque<(u32, Vec<u8>)>,
     pending_bytes: usize,
     pub saw_syn: bool,
     pub fin: bool,
@@ -125,14 +133,23 @@ impl Stream {
             }
             return;
         }
-        // A hole before this segment: wait for it, within the budgets.
+        // A hole before this segment: wait for it, within the budgets. A copy of a segment
+        // already waiting (a retransmission, a duplicate) takes no room.
+        let at = self.pending.partition_point(|(s, _)| after(*s, seq) < 0);
+        let end = seq.wrapping_add(payload.len() as u32);
+        let covers = |(s, d): &(u32, Vec<u8>)| {
+            after(*s, seq) <= 0 && after(s.wrapping_add(d.len() as u32), end) >= 0
+        };
+        if (at > 0 && covers(&self.pending[at - 1])) || self.pending.get(at).is_some_and(covers) {
+            return;
+        }
         if self.pending_bytes + payload.len() <= per_stream
             && budget.used + payload.len() <= budget.limit
-            && self.pending.len() < 64
+            && self.pending.len() < MAX_PENDING_SEGMENTS
         {
             self.pending_bytes += payload.len();
             budget.used += payload.len();
-            self.pending.push((seq, payload.to_vec()));
+            self.pending.insert(at, (seq, payload.to_vec()));
             return;
         }
         budget.overflows += 1;
@@ -233,14 +250,20 @@ impl Stream {
         }
     }
 
-    /// Hands on pending segments that have become in-order.
+    /// Hands on pending segments that have become in-order (the first ones: they are sorted).
     fn drain(&mut self, budget: &mut Budget, sink: &mut dyn FnMut(Chunk<'_>)) {
         loop {
             let Some(next) = self.next else { return };
-            let Some(i) = self.pending.iter().position(|(s, _)| after(*s, next) <= 0) else {
+            if self
+                .pending
+                .front()
+                .is_none_or(|(s, _)| after(*s, next) > 0)
+            {
+                return;
+            }
+            let Some((s, data)) = self.pending.pop_front() else {
                 return;
             };
-            let (s, data) = self.pending.swap_remove(i);
             self.pending_bytes -= data.len();
             budget.used = budget.used.saturating_sub(data.len());
             let skip = (-(after(s, next) as i64)) as usize;
@@ -398,6 +421,33 @@ mod tests {
         s.flush(&mut b, &mut |c| out.push(fmt(c)));
         assert!(out.is_empty());
         assert_eq!(b.used, 0);
+    }
+
+    /// A segment lost before the capture point comes again a round trip later, after a whole
+    /// window of full-size segments, some of them seen twice: no gap, nothing twice.
+    #[test]
+    fn a_window_of_segments_behind_a_hole_waits_for_the_retransmission() {
+        let mut s = Stream::default();
+        let mut b = Budget::new(1 << 25);
+        let seg = |i: u8| vec![b'a' + i % 26; 1448];
+        let (mut out, mut gaps) = (Vec::new(), 0);
+        let mut sink = |c: Chunk<'_>| match c {
+            Chunk::Data(d) => out.extend_from_slice(d),
+            Chunk::Gap(_) => gaps += 1,
+        };
+        s.segment(0, tcp_flags::ACK, &seg(0), 256 << 10, &mut b, &mut sink);
+        for i in 2..150u8 {
+            let at = u32::from(i) * 1448;
+            s.segment(at, tcp_flags::ACK, &seg(i), 256 << 10, &mut b, &mut sink);
+            if i % 7 == 0 {
+                s.segment(at, tcp_flags::ACK, &seg(i), 256 << 10, &mut b, &mut sink);
+            }
+        }
+        s.segment(1448, tcp_flags::ACK, &seg(1), 256 << 10, &mut b, &mut sink);
+        let want: Vec<u8> = (0..150u8).flat_map(seg).collect();
+        assert_eq!(gaps, 0);
+        assert!(out == want, "{} bytes of {}", out.len(), want.len());
+        assert_eq!((b.used, b.overflows), (0, 0));
     }
 
     proptest! {

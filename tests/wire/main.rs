@@ -31,6 +31,7 @@ mod live_capture;
 mod live_node;
 mod live_node_nat;
 mod live_node_pcapng;
+mod lossy_network;
 mod mysql_real_server;
 mod pcap_cli;
 mod pcap_damaged;

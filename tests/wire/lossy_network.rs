@@ -1,0 +1,519 @@
+//! A lossy network as users have it: a client and a server namespace on one bridge, netem
+//! losing, reordering and duplicating segments before trawl's capture point (TCP retransmits)
+//! and after it (trawl sees the same segment twice). Every request the server answered must be
+//! one whole transaction, no gap counted, and the flows' packets match an independent dumpcap.
+
+use super::live_node::{in_netns, Node};
+use crate::support;
+
+use serde_json::Value as J;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::dumpcap::Dumpcap;
+use support::live_http::start_trawl;
+use support::netns::{metric, run};
+use support::process::{http_get, metrics_address, wait_until};
+
+/// What the server answered: method, path, status, request and response body bytes.
+type Answered = (String, String, u16, usize, usize);
+
+/// A keep-alive HTTP/1.1 server that logs each request once its response is written:
+/// `/post/..` stores the Content-Length body (201), `/get/<n>/..` answers `n` bytes,
+/// anything else 404.
+fn serve(listener: TcpListener, log: Arc<Mutex<Vec<Answered>>>) {
+    for stream in listener.incoming().flatten() {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let _ = answer(stream, &log);
+        });
+    }
+}
+
+fn answer(mut s: TcpStream, log: &Mutex<Vec<Answered>>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 65536];
+    loop {
+        let (method, path, len, head) = loop {
+            let mut hs = [httparse::EMPTY_HEADER; 16];
+            let mut req = httparse::Request::new(&mut hs);
+            if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
+                let len = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                    .unwrap_or(0usize);
+                let method = req.method.unwrap_or("").to_owned();
+                break (method, req.path.unwrap_or("/").to_owned(), len, n);
+            }
+            let n = s.read(&mut tmp)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        };
+        buf.drain(..head);
+        while buf.len() < len {
+            let n = s.read(&mut tmp)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        }
+        buf.drain(..len);
+        let (status, body) = if path.starts_with("/post/") {
+            (201, format!("stored {len}").into_bytes())
+        } else if let Some(n) = path
+            .strip_prefix("/get/")
+            .and_then(|p| p.split('/').next()?.parse().ok())
+        {
+            (200, vec![b'r'; n])
+        } else {
+            (404, b"not found".to_vec())
+        };
+        write!(
+            s,
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )?;
+        s.write_all(&body)?;
+        log.lock()
+            .expect("server log")
+            .push((method, path, status, len, body.len()));
+    }
+}
+
+/// One request as the client writes it: (method, path, body bytes).
+type Req = (&'static str, String, usize);
+
+fn bytes_of((method, path, body): &Req) -> Vec<u8> {
+    let mut b = format!("{method} {path} HTTP/1.1\r\nHost: svc\r\nContent-Length: {body}\r\n\r\n")
+        .into_bytes();
+    b.resize(b.len() + body, b'q');
+    b
+}
+
+/// Reads one response; its status and body bytes.
+fn read_response(r: &mut BufReader<TcpStream>) -> (u16, usize) {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).expect("header");
+        if h == "\r\n" || h.is_empty() {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).expect("body");
+    (status, len)
+}
+
+/// One phase's clients, concurrently: three keep-alive connections of five requests (small
+/// and 200 KB answers, a 300 KB upload, a 404), and two connections that write three requests
+/// in one write before reading their answers, then upload 200 KB.
+fn clients(ns: &str, server: &str, phase: &str) -> Vec<std::thread::JoinHandle<()>> {
+    let mut conns: Vec<(Vec<Req>, bool)> = Vec::new();
+    for c in 0..3 {
+        let p = |r: usize| format!("{phase}/c{c}/r{r}");
+        conns.push((
+            vec![
+                ("GET", format!("/get/100/{}", p(0)), 0),
+                ("POST", format!("/post/{}", p(1)), 300_000),
+                ("GET", format!("/get/200000/{}", p(2)), 0),
+                ("GET", format!("/none/{}", p(3)), 0),
+                ("GET", format!("/get/10/{}", p(4)), 0),
+            ],
+            false,
+        ));
+    }
+    for c in 3..5 {
+        let p = |r: usize| format!("{phase}/c{c}/r{r}");
+        conns.push((
+            vec![
+                ("GET", format!("/get/30/{}", p(0)), 0),
+                ("GET", format!("/get/50000/{}", p(1)), 0),
+                ("GET", format!("/none/{}", p(2)), 0),
+                ("POST", format!("/post/{}", p(3)), 200_000),
+            ],
+            true,
+        ));
+    }
+    conns
+        .into_iter()
+        .map(|(reqs, pipelined)| {
+            let server = server.to_owned();
+            in_netns(ns, move || {
+                let s = TcpStream::connect(&server).unwrap_or_else(|e| panic!("connect: {e}"));
+                let mut r = BufReader::new(s.try_clone().expect("clone"));
+                let mut w = s;
+                let want = |(method, path, body): &Req| match (method, path) {
+                    (&"POST", _) => (201, format!("stored {body}").len()),
+                    (_, p) if p.starts_with("/get/") => {
+                        (200, p[5..].split('/').next().unwrap().parse().unwrap())
+                    }
+                    _ => (404, 9),
+                };
+                let mut rest = &reqs[..];
+                if pipelined {
+                    let three: Vec<u8> = reqs[..3].iter().flat_map(bytes_of).collect();
+                    w.write_all(&three).expect("pipelined write");
+                    for q in &reqs[..3] {
+                        assert_eq!(read_response(&mut r), want(q), "{q:?}");
+                    }
+                    rest = &reqs[3..];
+                }
+                for q in rest {
+                    w.write_all(&bytes_of(q)).expect("write");
+                    assert_eq!(read_response(&mut r), want(q), "{q:?}");
+                }
+            })
+        })
+        .collect()
+}
+
+/// How a phase mistreats TCP on a link: per cent of segments lost, sent through a slower
+/// queue (and so overtaken by the ones behind them: reordered), and sent twice.
+#[derive(Clone, Copy, Debug)]
+struct Impair {
+    loss: u8,
+    reorder: u8,
+    duplicate: u8,
+}
+
+/// The kernel here has no netem: the same mistreatment from an nftables egress chain on `dev`
+/// (inside `ns` when given), ahead of an HTB queue whose class 1:2 is slow. `None` clears it.
+fn impair(ns: Option<&str>, dev: &str, how: Option<Impair>) {
+    let table = format!("lossy_{}", std::process::id());
+    let ip = |args: &[&str], stdin: Option<&str>| -> Result<(), String> {
+        let mut c = match ns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns, args[0]]);
+                c
+            }
+            None => std::process::Command::new(args[0]),
+        };
+        c.args(&args[1..]).stdin(std::process::Stdio::piped());
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().map_err(|e| format!("{args:?}: {e}"))?;
+        let mut input = child.stdin.take().expect("stdin");
+        input
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .map_err(|e| format!("{args:?}: {e}"))?;
+        drop(input);
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("{args:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    let _ = ip(&["nft", "delete", "table", "netdev", &table], None);
+    let Some(how) = how else {
+        return;
+    };
+    let _ = ip(
+        &[
+            "tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1", "r2q",
+            "1000",
+        ],
+        None,
+    );
+    for (class, rate) in [("1:1", "10gbit"), ("1:2", "10mbit")] {
+        let _ = ip(
+            &[
+                "tc", "class", "add", "dev", dev, "parent", "1:", "classid", class, "htb", "rate",
+                rate,
+            ],
+            None,
+        );
+    }
+    let script = format!(
+        "table netdev {table} {{\n chain egress {{\n  type filter hook egress device \"{dev}\" priority 0;\n  \
+         ip protocol tcp numgen random mod 100 < {} drop\n  \
+         ip protocol tcp numgen random mod 100 < {} meta priority set 1:2\n  \
+         ip protocol tcp numgen random mod 100 < {} dup to \"{dev}\"\n }}\n}}\n",
+        how.loss, how.reorder, how.duplicate
+    );
+    ip(&["nft", "-f", "-"], Some(&script)).unwrap_or_else(|e| panic!("impairing {dev}: {e}"));
+}
+
+/// The host's nftables table of `impair`, deleted however the test ends (the namespaces'
+/// go with them).
+struct HostTable;
+
+impl Drop for HostTable {
+    fn drop(&mut self) {
+        let table = format!("lossy_{}", std::process::id());
+        let _ = run("nft", &["delete", "table", "netdev", &table]);
+    }
+}
+
+/// TCP connections of `ns` that may still send (not listening, not in TIME-WAIT).
+fn open_connections(ns: &str) -> usize {
+    run("ip", &["netns", "exec", ns, "ss", "-Htan"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with("LISTEN") && !l.starts_with("TIME-WAIT"))
+        .count()
+}
+
+/// Packets `dev` received and sent, by the kernel's counters.
+fn counted(dev: &str) -> u64 {
+    ["rx_packets", "tx_packets"]
+        .iter()
+        .map(|c| {
+            std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/{c}"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .expect("an interface counter")
+        })
+        .sum()
+}
+
+/// Packets in a classic pcap file, counted from its record headers.
+fn pcap_packets(path: &std::path::Path) -> u64 {
+    let data = std::fs::read(path).expect("dumpcap's file");
+    let big = data[..4] == [0xa1, 0xb2, 0xc3, 0xd4] || data[..4] == [0xa1, 0xb2, 0x3c, 0x4d];
+    let (mut at, mut n) = (24usize, 0u64);
+    while at + 16 <= data.len() {
+        let b: [u8; 4] = data[at + 8..at + 12].try_into().expect("4 bytes");
+        let incl = if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        } as usize;
+        at += 16 + incl;
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn loss_reordering_and_duplicates_still_give_every_transaction_once_without_gaps() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || run("tc", &["-V"]).is_err() {
+        println!("SKIPPED: namespaces and netem need root and tc");
+        return;
+    }
+    let subnet = format!("10.207.{}", std::process::id() % 250);
+    let node = Node::build(2, &subnet, "lossy")
+        .unwrap_or_else(|e| panic!("cannot build the bridge and namespaces: {e}"));
+    let (client_ns, server_ns) = (node.workloads[0].0.clone(), node.workloads[1].0.clone());
+    let (client_veth, server_veth) = (format!("{}-p0", node.tag), format!("{}-p1", node.tag));
+    let (capture_at, to_server) = (node.workloads[0].1.clone(), node.workloads[1].1.clone());
+    // Segments of one MSS each, as on a real network, so that a loss takes a piece of a body
+    // and not a 64 KB GSO burst.
+    for (ns, dev) in [(&client_ns, &client_veth), (&server_ns, &server_veth)] {
+        run(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "link",
+                "set",
+                dev,
+                "gso_max_segs",
+                "1",
+                "gso_max_size",
+                "1500",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let server = format!("{}:8080", node.workloads[1].2);
+    let _host_table = HostTable;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (bind, server_log) = (server.clone(), log.clone());
+    in_netns(&server_ns, move || match TcpListener::bind(&bind) {
+        Ok(l) => serve(l, server_log),
+        Err(e) => panic!("bind {bind}: {e}"),
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = dir.path().join("lossy.yaml");
+    // trawl listens on the client's host-side veth: the client's and the server's own egress
+    // lose before that point (trawl sees TCP's retransmissions); the bridge's egress towards
+    // the server loses after it (trawl saw the segment the client then sends again).
+    std::fs::write(
+        &pipeline,
+        format!(
+            "inputs:\n  lossy:\n    type: packet\n    capture: {{ interfaces: [{capture_at}], bpf_filter: \"tcp\" }}\n    flows: {{ period: -1s, closed_linger: 1s }}\n    protocols:\n      http: {{ ports: [8080] }}\n\
+             outputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
+            dir.path().display()
+        ),
+    )
+    .expect("write the pipeline");
+    let pcap = dir.path().join("oracle.pcap");
+    // A large kernel buffer: the oracle must not drop what trawl sees.
+    let mut dumpcap = Dumpcap::with(&["-P", "-B", "64", "-i", &capture_at, "-f", "tcp"], &pcap);
+    let kernel_before = counted(&capture_at);
+    let (child, rx, erx) = start_trawl(&pipeline, false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut metrics, mut capturing) = (None, false);
+    while metrics.is_none() || !capturing {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("trawl starts capturing and serving /metrics within 30 s");
+        capturing |= line.contains("capturing");
+        metrics = metrics.or(metrics_address(&line));
+    }
+    let metrics = metrics.expect("metrics address");
+
+    let how = |loss, reorder, duplicate| Impair {
+        loss,
+        reorder,
+        duplicate,
+    };
+    let phases = [
+        ("loss", how(5, 0, 0)),
+        ("reorder", how(0, 25, 0)),
+        ("duplicate", how(0, 0, 5)),
+        ("mix", how(3, 10, 3)),
+    ];
+    for (phase, spec) in phases {
+        impair(Some(&client_ns), &client_veth, Some(spec));
+        impair(Some(&server_ns), &server_veth, Some(spec));
+        impair(None, &to_server, Some(spec));
+        for c in clients(&client_ns, &server, &format!("/{phase}")) {
+            c.join().expect("a client failed");
+        }
+    }
+    // The last FINs cross a clean network, so that no connection is left retransmitting.
+    impair(Some(&client_ns), &client_veth, None);
+    impair(Some(&server_ns), &server_veth, None);
+    impair(None, &to_server, None);
+    wait_until(Duration::from_secs(30), "every connection closed", || {
+        open_connections(&client_ns) + open_connections(&server_ns) == 0
+    });
+    let answered = log.lock().expect("server log").clone();
+    assert_eq!(answered.len(), phases.len() * (3 * 5 + 2 * 4));
+
+    let mut events: Vec<J> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events
+        .iter()
+        .filter(|e| e["event"]["dataset"] == "http")
+        .count()
+        < answered.len()
+    {
+        match erx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(e) => events.push(e),
+            Err(_) => break,
+        }
+    }
+    let page = http_get(&metrics, "/metrics").unwrap_or_default().1;
+    let gaps = metric(&page, "trawl_packet_tcp_gaps_total{input=\"lossy\"}");
+    let dropped = metric(&page, "trawl_capture_dropped_total{input=\"lossy\"}");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    while let Ok(e) = erx.recv_timeout(Duration::from_secs(10)) {
+        events.push(e);
+    }
+    dumpcap.stop();
+    drop(child);
+
+    let http: Vec<&J> = events
+        .iter()
+        .filter(|e| e["event"]["dataset"] == "http")
+        .collect();
+    let mut by_path: HashMap<String, Vec<&J>> = HashMap::new();
+    for e in &http {
+        let path = e["url"]["original"].as_str().unwrap_or("(none)").to_owned();
+        by_path.entry(path).or_default().push(e);
+    }
+    let mut wrong = Vec::new();
+    for (method, path, status, req_body, resp_body) in &answered {
+        match by_path.remove(path).as_deref() {
+            Some([e]) => {
+                let got = (
+                    e["http"]["request"]["method"].as_str().unwrap_or(""),
+                    e["http"]["response"]["status_code"].as_u64(),
+                    e["http"]["request"]["body"]["bytes"].as_u64(),
+                    e["http"]["response"]["body"]["bytes"].as_u64(),
+                );
+                let want = (
+                    method.as_str(),
+                    Some(*status as u64),
+                    Some(*req_body as u64),
+                    Some(*resp_body as u64),
+                );
+                let gap = e["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "tcp_gap"));
+                if got != want || e["event"].get("reason").is_some() || gap {
+                    wrong.push(format!("{path}: want {want:?}, got {e}"));
+                }
+            }
+            Some(many) => wrong.push(format!("{path}: {} transactions", many.len())),
+            None => wrong.push(format!("{path}: no transaction")),
+        }
+    }
+    for (path, es) in &by_path {
+        wrong.push(format!(
+            "{path}: never sent, yet {} transaction(s): {es:?}",
+            es.len()
+        ));
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} answered requests not reported as they happened:\n{}",
+        wrong.len(),
+        answered.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(
+        dropped,
+        Some(0.0),
+        "trawl's capture dropped packets:\n{page}"
+    );
+    assert_eq!(
+        gaps,
+        Some(0.0),
+        "gaps counted though every byte crossed the capture point"
+    );
+    let flows: Vec<&J> = events
+        .iter()
+        .filter(|e| e["event"]["dataset"] == "flow" && e["flow"]["final"] == true)
+        .collect();
+    let packets: u64 = flows
+        .iter()
+        .map(|f| {
+            f["source"]["packets"].as_u64().unwrap_or(0)
+                + f["destination"]["packets"].as_u64().unwrap_or(0)
+        })
+        .sum();
+    let captured = pcap_packets(&pcap);
+    let kernel = counted(&capture_at) - kernel_before;
+    assert_eq!(flows.len(), phases.len() * 5, "TCP flows");
+    // dumpcap, stopped last, misses a few packets now and then, and the kernel's counters
+    // may hold a packet that is not TCP: trawl's count lies between the two.
+    assert!(
+        captured <= packets && packets <= kernel,
+        "packets in flows: {packets}, dumpcap on {capture_at}: {captured}, its kernel counters: {kernel}"
+    );
+    println!(
+        "{} transactions exact, 0 gaps, {} flows of {packets} packets (dumpcap: {captured}, kernel: {kernel})",
+        answered.len(),
+        flows.len()
+    );
+}
