@@ -1,7 +1,7 @@
-//! A lossy network as users have it: a client and a server namespace on one bridge, netem
-//! losing, reordering and duplicating segments before trawl's capture point (TCP retransmits)
-//! and after it (trawl sees the same segment twice). Every request the server answered must be
-//! one whole transaction, no gap counted, and the flows' packets match an independent dumpcap.
+//! A lossy network as users have it: a client and a server namespace on one bridge, segments
+//! lost, reordered and duplicated (nftables, netem-like) before trawl's capture point and after
+//! it; then segments the capture itself never has. Every answered request is one transaction,
+//! gaps are counted only for bytes the capture really lacks, and nothing is invented.
 
 use super::live_node::{in_netns, Node};
 use crate::support;
