@@ -28,6 +28,9 @@ pub struct Retarget {
     pub done: SyncSender<Result<(), String>>,
 }
 
+/// The capture thread's answer to a `Retarget`.
+type Ack = Receiver<Result<(), String>>;
+
 /// The shared handle's interfaces: those its kernel filter keeps, and changes on their way.
 #[derive(Default)]
 pub struct Members {
@@ -36,7 +39,7 @@ pub struct Members {
     /// The set last asked for (applied, or on its way).
     requested: BTreeMap<String, u32>,
     control: Option<SyncSender<Retarget>>,
-    pending: VecDeque<(Receiver<Result<(), String>>, BTreeMap<String, u32>)>,
+    pending: VecDeque<(Ack, BTreeMap<String, u32>)>,
 }
 
 /// The id under which the de-duplication and NAT matching know a packet of the shared handle:
@@ -170,7 +173,7 @@ impl Live {
             return;
         }
         let filter = filter_for(&desired, self.cfg.bpf_filter.as_deref());
-        if !workers.contains_key(&label) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = workers.entry(label.clone()) {
             match self.open_shared(&filter) {
                 Ok(cap) => {
                     let (control, orders) = sync_channel(MAX_PENDING);
@@ -194,7 +197,7 @@ impl Live {
                         });
                     match spawned {
                         Ok(handle) => {
-                            workers.insert(label, Worker { id, stop, handle });
+                            slot.insert(Worker { id, stop, handle });
                             for name in desired.keys() {
                                 tracing::info!(input = %self.input, interface = %name, ring_bytes = self.cfg.buffer_size.0, shared = true, "capturing");
                             }
