@@ -4,45 +4,15 @@
 
 use crate::support;
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::kafka::steady::{copies, lost_counts, pipeline, start_writer, written_lines};
 use support::kafka::Cluster;
-use support::process::{append, assert_each_once, free_port, http_get, metric, wait_until, Trawl};
+use support::process::{assert_each_once, free_port, metric, wait_until, Trawl};
 
 const WAIT: Duration = Duration::from_secs(120);
 const TOPIC: &str = "rolling";
-
-fn pipeline(d: &Path, addr: &str, brokers: &str) -> std::path::PathBuf {
-    let list: Vec<String> = brokers.split(',').map(|b| format!("\"{b}\"")).collect();
-    let text = format!(
-        "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 30s\ninputs:\n  app:\n    type: file\n    paths: [\"{app}\"]\n    poll_interval: 50ms\n    scan_interval: 200ms\noutputs:\n  k:\n    type: kafka\n    brokers: [{list}]\n    topic: {TOPIC}\n",
-        data = d.join("data").display(),
-        app = d.join("app.log").display(),
-        list = list.join(", "),
-    );
-    let cfg = d.join("pipeline.yaml");
-    std::fs::write(&cfg, text).unwrap();
-    cfg
-}
-
-/// A logging app: one numbered line every 4 ms into `app.log` until `stop`; `written` counts.
-fn start_writer(
-    app: std::path::PathBuf,
-    written: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            let i = written.load(Ordering::Relaxed);
-            append(&app, &format!("rolling line {i:06}\n"));
-            written.store(i + 1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(4));
-        }
-    })
-}
 
 /// Samples trawl's delivered count every 100 ms: (time since `t0`, events delivered).
 fn start_sampler(
@@ -78,20 +48,6 @@ fn longest_stall(samples: &[(Duration, f64)], from: Duration, to: Duration) -> D
         .unwrap_or(to.saturating_sub(from))
 }
 
-/// Every `trawl_events_failed_total` and `trawl_events_dropped_total` line of /metrics that
-/// is not 0: events dead-lettered or dropped, by component.
-fn lost_counts(addr: &str) -> Vec<String> {
-    let (_, text) = http_get(addr, "/metrics").expect("trawl's /metrics");
-    text.lines()
-        .filter(|l| {
-            l.starts_with("trawl_events_failed_total")
-                || l.starts_with("trawl_events_dropped_total")
-        })
-        .filter(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) != Some(0.0))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The platform team's day: a rolling restart of the three brokers (SIGTERM, down, started,
 /// back in the ISR), then one broker SIGKILLed and started again, while an app keeps logging.
 /// trawl (defaults: `acks: all`, idempotent) follows the partitions' leaders from broker to
@@ -110,7 +66,7 @@ fn a_rolling_restart_and_a_killed_broker_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let addr = format!("127.0.0.1:{}", free_port());
-    let cfg = pipeline(d, &addr, &cluster.bootstrap);
+    let cfg = pipeline(d, &addr, &cluster.bootstrap, TOPIC, "");
     let log = d.join("trawl.log");
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let mut trawl = Trawl::start(&cfg, Some(&log));
@@ -119,7 +75,7 @@ fn a_rolling_restart_and_a_killed_broker_lose_and_duplicate_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let t0 = Instant::now();
-    let writer = start_writer(d.join("app.log"), written.clone(), stop.clone());
+    let writer = start_writer(d.join("app.log"), "rolling", written.clone(), stop.clone());
     let sampler = start_sampler(addr.clone(), t0, samples.clone(), stop.clone());
     let delivered = || metric(&addr, "trawl_events_out_total", "k").unwrap_or(0.0) as usize;
     wait_until(WAIT, "the first lines delivered", || delivered() >= 200);
@@ -214,12 +170,6 @@ fn a_rolling_restart_and_a_killed_broker_lose_and_duplicate_nothing() {
         read_log()
     );
 
-    let want: Vec<String> = (0..total).map(|i| format!("rolling line {i:06}")).collect();
-    let mut copies: HashMap<String, usize> = HashMap::new();
-    for r in cluster.brokers[0].read_all(TOPIC) {
-        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("JSON payload");
-        let m = v["message"].as_str().unwrap_or_default().to_owned();
-        *copies.entry(m).or_default() += 1;
-    }
-    assert_each_once(&copies, &want);
+    let want = written_lines("rolling", total);
+    assert_each_once(&copies(&cluster.brokers[0].read_all(TOPIC)), &want);
 }

@@ -16,6 +16,7 @@ mod kafka_cluster;
 mod kafka_hung_broker;
 mod kafka_node_drain;
 mod kafka_output;
+mod kafka_quorum;
 mod kafka_reload_fix;
 mod kafka_retries;
 mod opensearch_hosts;

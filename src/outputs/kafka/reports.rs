@@ -256,6 +256,19 @@ impl ClientContext for Reports {
             tracing::debug!(output = %self.output, facility = fac, "librdkafka: {message}");
             return;
         }
+        // librdkafka logs every broker connection it loses or cannot make at its error level
+        // ("Connect to ... failed: Connection refused"), one line per broker. One broker of a
+        // cluster restarting is routine while the others serve the partitions; losing them all
+        // is what stops delivery, and `error` logs that once at ERROR (`AllBrokersDown`).
+        if fac == "FAIL"
+            && matches!(
+                level,
+                RDKafkaLogLevel::Error | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Alert
+            )
+        {
+            tracing::warn!(output = %self.output, facility = fac, "librdkafka: {message}");
+            return;
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -297,7 +310,7 @@ impl ClientContext for Reports {
             Some(RDKafkaErrorCode::AllBrokersDown) => {
                 self.lived_through_outage.store(true, Ordering::Relaxed);
                 if !self.down.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(output = %self.output, reason, "no Kafka broker reachable; messages wait in the bounded queue and are retried");
+                    tracing::error!(output = %self.output, reason, "no Kafka broker reachable; messages wait in the bounded queue and are retried");
                 }
                 self.metrics
                     .attempt_failed(&format!("no Kafka broker reachable: {reason}"));

@@ -8,6 +8,7 @@
 mod cluster;
 mod proxy;
 mod read;
+pub mod steady;
 
 // Test binaries that use only one of them would warn about the other.
 #[allow(unused_imports)]
