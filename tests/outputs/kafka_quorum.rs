@@ -180,3 +180,69 @@ fn two_brokers_down_at_once_lose_and_duplicate_nothing() {
     let want = written_lines("quorum", total);
     assert_each_once(&copies(&cluster.brokers[0].read_all(TOPIC)), &want);
 }
+
+/// Maintenance: one broker SIGTERMed, and while it is down trawl itself is SIGTERMed and
+/// started again (same `data_dir`, so the same registry), then the broker returns. A clean
+/// stop delivers what it read before it exits (the other brokers serve), and the new trawl
+/// starts from the registry: every line reaches the topic exactly once.
+#[test]
+fn trawl_restarted_while_a_broker_is_down_loses_and_duplicates_nothing() {
+    const TOPIC: &str = "maintenance";
+    let Some(mut cluster) = start_cluster(TOPIC) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = pipeline(d, &addr, &cluster.bootstrap, TOPIC, "");
+    let log = d.join("trawl.log");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut trawl = Trawl::start(&cfg, Some(&log));
+    let written = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = start_writer(d.join("app.log"), "maint", written.clone(), stop.clone());
+    let delivered = || metric(&addr, "trawl_events_out_total", "k").unwrap_or(0.0) as usize;
+    wait_until(WAIT, "the first lines delivered", || delivered() >= 200);
+
+    cluster.brokers[0].stop();
+    std::thread::sleep(Duration::from_secs(2));
+    let lost_first = lost_counts(&addr);
+    let first = delivered();
+    let stopping = Instant::now();
+    let first_exit = trawl.stop(WAIT);
+    eprintln!(
+        "the first trawl stopped in {:.1} s ({first_exit})",
+        stopping.elapsed().as_secs_f64()
+    );
+    let mut trawl = Trawl::start(&cfg, Some(&log));
+    wait_until(WAIT, "the second trawl delivering", || delivered() > 0);
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.start_again(0, TOPIC);
+
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let total = written.load(Ordering::Relaxed);
+    let want = written_lines("maint", total);
+    let mut got = copies(&cluster.brokers[0].read_all(TOPIC));
+    let deadline = Instant::now() + WAIT;
+    while want.iter().any(|l| !got.contains_key(l)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(2));
+        got = copies(&cluster.brokers[0].read_all(TOPIC));
+    }
+    let lost = lost_counts(&addr);
+    let exit = trawl.stop(WAIT);
+    eprintln!("{total} lines; {first}+ delivered by the first trawl; second trawl's exit {exit}");
+    assert!(
+        first_exit.success(),
+        "the first trawl's stop: {first_exit}; log: {}",
+        read_log()
+    );
+    assert!(
+        lost_first.is_empty() && lost.is_empty(),
+        "events dead-lettered or dropped: {lost_first:?} {lost:?}; log: {}",
+        read_log()
+    );
+    assert!(exit.success(), "trawl's stop: {exit}; log: {}", read_log());
+    assert_each_once(&copies(&cluster.brokers[0].read_all(TOPIC)), &want);
+}
