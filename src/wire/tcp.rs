@@ -181,12 +181,12 @@ impl Stream {
         let off = after(ack, next);
         // Sanity bound: an ACK far ahead is garbage or a different connection, not a gap.
         if off > 0 && off < (1 << 24) {
+            // Pending segments are sorted and all after `next` (drained as it advances).
             let first_pending = self
                 .pending
-                .iter()
+                .front()
                 .map(|(s, _)| after(*s, next))
-                .filter(|o| *o > 0)
-                .min();
+                .filter(|o| *o > 0);
             let hole = match first_pending {
                 Some(p) => p.min(off),
                 None => off,
