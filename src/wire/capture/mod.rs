@@ -237,7 +237,7 @@ impl Live {
         let mut last_refresh = next_refresh;
         let mut merge = Merge::new();
         let mut ids = Ids::default();
-        let shared = self.shared_mode();
+        let mut shared = self.shared_mode();
         let mut members = shared::Members::default();
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -252,8 +252,8 @@ impl Live {
             if std::time::Instant::now() >= next_refresh {
                 last_refresh = std::time::Instant::now();
                 next_refresh = last_refresh + refresh;
-                if shared {
-                    self.refresh_shared(
+                shared = shared
+                    && self.refresh_shared(
                         &mut workers,
                         &mut members,
                         &mut logged,
@@ -262,7 +262,7 @@ impl Live {
                         &mut merge,
                         &mut ids,
                     );
-                } else {
+                if !shared {
                     self.refresh(&mut workers, &mut logged, &tx, &pool, &mut merge, &mut ids);
                 }
                 // Every wanted interface has its handle open (or failed, which makes the input

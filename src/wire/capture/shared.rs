@@ -93,7 +93,9 @@ impl Live {
     }
 
     /// `refresh` for the shared handle: the wanted interfaces that are there and up become the
-    /// kernel filter's set; the others are logged once and retried at every refresh.
+    /// kernel filter's set; the others are logged once and retried at every refresh. False when
+    /// this libpcap cannot give `any` the cooked v2 header (before 1.10: Ubuntu 20.04, RHEL 8):
+    /// the interfaces are then captured one by one.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn refresh_shared(
         &self,
@@ -104,7 +106,7 @@ impl Live {
         pool: &Arc<Mutex<Vec<Block>>>,
         merge: &mut Merge,
         ids: &mut Ids,
-    ) {
+    ) -> bool {
         let devices = match pcap::Device::list() {
             Ok(list) => list,
             Err(e) => {
@@ -170,7 +172,7 @@ impl Live {
                     .set_failed(format!("capturing on no interface ({why})")),
                 None => self.metrics.clear_failed(),
             }
-            return;
+            return true;
         }
         let filter = filter_for(&desired, self.cfg.bpf_filter.as_deref());
         if let std::collections::hash_map::Entry::Vacant(slot) = workers.entry(label.clone()) {
@@ -212,7 +214,11 @@ impl Live {
                         }
                     }
                 }
-                Err(e) => {
+                Err((e, true)) => {
+                    tracing::info!(input = %self.input, error = %e, "libpcap cannot give `any` the cooked v2 header (libpcap before 1.10): each interface is captured on a handle of its own, each with its share of buffer_size");
+                    return false;
+                }
+                Err((e, false)) => {
                     if logged.insert(format!("<shared>{e}")) {
                         self.stats.interface_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(input = %self.input, interfaces = %label, error = %e, "cannot open the capture; retried every refresh_interfaces (logged once)");
@@ -238,6 +244,7 @@ impl Live {
                 .set_failed(format!("capturing on no interface ({why})")),
             _ => self.metrics.clear_failed(),
         }
+        true
     }
 
     /// Logs the interface changes the capture thread has applied since the last call: an
@@ -274,15 +281,24 @@ impl Live {
         }
     }
 
-    fn open_shared(&self, filter: &str) -> Result<pcap::Capture<pcap::Active>, pcap::Error> {
-        let mut cap = pcap::Capture::from_device("any")?
-            .snaplen(self.cfg.snaplen.0.min(i32::MAX as u64) as i32)
-            .buffer_size(self.cfg.buffer_size.0.min(i32::MAX as u64) as i32)
-            .timeout(READ_TIMEOUT_MS)
-            .open()?;
-        cap.set_datalink(pcap::Linktype(LINUX_SLL2))?;
-        let mut cap = cap.setnonblock()?;
-        cap.filter(filter, true)?;
+    /// The shared handle, its filter set; the error says (true) when the cooked v2 header is
+    /// what failed, which no retry mends.
+    fn open_shared(
+        &self,
+        filter: &str,
+    ) -> Result<pcap::Capture<pcap::Active>, (pcap::Error, bool)> {
+        let open = || {
+            pcap::Capture::from_device("any")?
+                .snaplen(self.cfg.snaplen.0.min(i32::MAX as u64) as i32)
+                .buffer_size(self.cfg.buffer_size.0.min(i32::MAX as u64) as i32)
+                .timeout(READ_TIMEOUT_MS)
+                .open()
+        };
+        let mut cap = open().map_err(|e| (e, false))?;
+        cap.set_datalink(pcap::Linktype(LINUX_SLL2))
+            .map_err(|e| (e, true))?;
+        let mut cap = cap.setnonblock().map_err(|e| (e, false))?;
+        cap.filter(filter, true).map_err(|e| (e, false))?;
         Ok(cap)
     }
 }
