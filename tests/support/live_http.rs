@@ -173,40 +173,51 @@ pub fn handle(mut s: TcpStream) -> std::io::Result<()> {
 
 /// Reads one HTTP/1.1 response (Content-Length or chunked); returns the status.
 pub fn read_response(r: &mut BufReader<TcpStream>) -> u16 {
+    read_response_sized(r).0
+}
+
+/// Reads one HTTP/1.1 response (Content-Length or chunked); returns the status and the body's
+/// length (without chunk framing).
+pub fn read_response_sized(r: &mut BufReader<TcpStream>) -> (u16, usize) {
     let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    r.read_line(&mut line).expect("status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
     let (mut len, mut chunked) = (0usize, false);
     loop {
         let mut h = String::new();
-        r.read_line(&mut h).unwrap();
-        if h == "\r\n" {
+        r.read_line(&mut h).expect("header");
+        if h == "\r\n" || h.is_empty() {
             break;
         }
         let lower = h.to_ascii_lowercase();
         if let Some(v) = lower.strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
+            len = v.trim().parse().unwrap_or(0);
         }
         if lower.starts_with("transfer-encoding:") {
             chunked = true;
         }
     }
-    if chunked {
-        loop {
-            let mut sz = String::new();
-            r.read_line(&mut sz).unwrap();
-            let n = usize::from_str_radix(sz.trim(), 16).unwrap();
-            let mut skip = vec![0u8; n + 2];
-            r.read_exact(&mut skip).unwrap();
-            if n == 0 {
-                break;
-            }
-        }
-    } else {
+    if !chunked {
         let mut body = vec![0u8; len];
-        r.read_exact(&mut body).unwrap();
+        r.read_exact(&mut body).expect("body");
+        return (status, len);
     }
-    status
+    let mut total = 0;
+    loop {
+        let mut sz = String::new();
+        r.read_line(&mut sz).expect("chunk size");
+        let n = usize::from_str_radix(sz.trim(), 16).expect("a chunk size");
+        let mut skip = vec![0u8; n + 2];
+        r.read_exact(&mut skip).expect("chunk");
+        total += n;
+        if n == 0 {
+            return (status, total);
+        }
+    }
 }
 
 pub fn http_get(addr: &str, path: &str) -> String {

@@ -247,23 +247,7 @@ fn many_interfaces_share_the_kernel_buffer() {
     // their retries) that the kernel keeps out of the ring.
     let other = format!("tro{}", std::process::id() % 100_000);
     links.add(&other).unwrap();
-    let net = 200 + std::process::id() % 50;
-    let peer = format!("10.214.{net}.2");
-    for args in [
-        vec!["addr", "add", &format!("10.214.{net}.1/24"), "dev", &other],
-        vec!["link", "set", &other, "up"],
-        vec![
-            "neigh",
-            "replace",
-            &peer,
-            "lladdr",
-            "02:00:00:00:00:01",
-            "dev",
-            &other,
-        ],
-    ] {
-        Links::ip(&args).unwrap();
-    }
+    let (_, peer) = addressed(&other, 214);
     wait_for_log(&rx, &mut log, "the metrics address", |l| {
         l.contains("serving /metrics")
     });
@@ -311,24 +295,7 @@ fn kernel_drops_are_counted_and_logged_once_per_episode() {
         println!("SKIPPED: cannot create an interface (CAP_NET_ADMIN, iproute2): {e}");
         return;
     }
-    let net = 200 + std::process::id() % 50;
-    let (local, peer) = (format!("10.213.{net}.1"), format!("10.213.{net}.2"));
-    for args in [
-        vec!["addr", "add", &format!("{local}/24"), "dev", &name],
-        vec!["link", "set", &name, "up"],
-        // Packets leave at once, whatever kind of link was made (no ARP to wait for).
-        vec![
-            "neigh",
-            "replace",
-            &peer,
-            "lladdr",
-            "02:00:00:00:00:01",
-            "dev",
-            &name,
-        ],
-    ] {
-        Links::ip(&args).unwrap();
-    }
+    let (local, peer) = addressed(&name, 213);
     let dir = tempfile::tempdir().unwrap();
     let pipeline = dir.path().join("p.yaml");
     std::fs::write(
@@ -402,4 +369,31 @@ fn kernel_drops_are_counted_and_logged_once_per_episode() {
         counted >= logged,
         "the counter ({counted}) holds at least the drops logged ({logged})"
     );
+}
+
+/// Brings `name` up with an address in 10.`second`.x.0/24 and a peer (.2) whose link address is
+/// set, so that packets to the peer leave at once, whatever kind of link it is (no ARP to wait
+/// for). Returns (local, peer) addresses.
+fn addressed(name: &str, second: u32) -> (String, String) {
+    let net = 200 + std::process::id() % 50;
+    let (local, peer) = (
+        format!("10.{second}.{net}.1"),
+        format!("10.{second}.{net}.2"),
+    );
+    for args in [
+        vec!["addr", "add", &format!("{local}/24"), "dev", name],
+        vec!["link", "set", name, "up"],
+        vec![
+            "neigh",
+            "replace",
+            &peer,
+            "lladdr",
+            "02:00:00:00:00:01",
+            "dev",
+            name,
+        ],
+    ] {
+        Links::ip(&args).unwrap();
+    }
+    (local, peer)
 }

@@ -14,6 +14,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::live_http::read_response;
 use support::process::http_get;
 
 struct KillOnDrop(Child);
@@ -218,31 +219,6 @@ fn handle(mut s: TcpStream) -> std::io::Result<()> {
             return Ok(());
         }
     }
-}
-
-/// Reads one response with a Content-Length body; its status.
-fn read_response(r: &mut BufReader<TcpStream>) -> u16 {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).expect("header");
-        if h == "\r\n" || h.is_empty() {
-            break;
-        }
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).expect("body");
-    status
 }
 
 /// What one client sends: `connections` connections of `per_connection` requests each to

@@ -8,12 +8,12 @@ use crate::support;
 
 use serde_json::Value as J;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::dumpcap::Dumpcap;
-use support::live_http::start_trawl;
+use support::live_http::{read_response_sized, start_trawl};
 use support::netns::{metric, run};
 use support::process::{http_get, metrics_address, wait_until};
 
@@ -96,31 +96,6 @@ fn bytes_of((method, path, body): &Req) -> Vec<u8> {
     b
 }
 
-/// Reads one response; its status and body bytes.
-fn read_response(r: &mut BufReader<TcpStream>) -> (u16, usize) {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).expect("header");
-        if h == "\r\n" || h.is_empty() {
-            break;
-        }
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).expect("body");
-    (status, len)
-}
-
 /// One phase's clients, concurrently: three keep-alive connections of five requests (small
 /// and 200 KB answers, a 300 KB upload, a 404), and two connections that write three requests
 /// in one write before reading their answers, then upload 200 KB.
@@ -171,13 +146,13 @@ fn clients(ns: &str, server: &str, phase: &str) -> Vec<std::thread::JoinHandle<(
                     let three: Vec<u8> = reqs[..3].iter().flat_map(bytes_of).collect();
                     w.write_all(&three).expect("pipelined write");
                     for q in &reqs[..3] {
-                        assert_eq!(read_response(&mut r), want(q), "{q:?}");
+                        assert_eq!(read_response_sized(&mut r), want(q), "{q:?}");
                     }
                     rest = &reqs[3..];
                 }
                 for q in rest {
                     w.write_all(&bytes_of(q)).expect("write");
-                    assert_eq!(read_response(&mut r), want(q), "{q:?}");
+                    assert_eq!(read_response_sized(&mut r), want(q), "{q:?}");
                 }
             })
         })

@@ -399,28 +399,15 @@ impl Live {
                 Ok(cap) => {
                     logged.remove(&name);
                     tracing::info!(input = %self.input, interface = %name, ring_bytes = ring, "capturing");
-                    let stop = Arc::new(AtomicBool::new(false));
                     ids.next = ids.next.wrapping_add(1);
                     let id = ids.next;
                     merge.open(id, wall_ns());
                     if name == "any" {
                         ids.any.push(id);
                     }
-                    let (s, tx, pool, stats, input, n) = (
-                        stop.clone(),
-                        tx.clone(),
-                        pool.clone(),
-                        self.stats.clone(),
-                        self.input.clone(),
-                        name.clone(),
-                    );
-                    match std::thread::Builder::new()
-                        .name(format!("trawl-cap-{name}"))
-                        .spawn(move || {
-                            capture_loop(cap, id, &n, &input, &s, &tx, &pool, &stats, None)
-                        }) {
-                        Ok(handle) => {
-                            workers.insert(name, Worker { id, stop, handle });
+                    match self.start_worker(cap, id, &name, tx, pool, None) {
+                        Ok(w) => {
+                            workers.insert(name, w);
                         }
                         Err(e) => {
                             merge.close(id);
@@ -445,6 +432,31 @@ impl Live {
                 .set_failed(format!("capturing on no interface ({why})")),
             _ => self.metrics.clear_failed(),
         }
+    }
+
+    /// Starts the capture thread of `cap`, known to the merge as `id`.
+    fn start_worker(
+        &self,
+        cap: pcap::Capture<pcap::Active>,
+        id: u32,
+        name: &str,
+        tx: &SyncSender<Block>,
+        pool: &Arc<Mutex<Vec<Block>>>,
+        orders: Option<Receiver<shared::Retarget>>,
+    ) -> std::io::Result<Worker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, tx, pool, stats, input, n) = (
+            stop.clone(),
+            tx.clone(),
+            pool.clone(),
+            self.stats.clone(),
+            self.input.clone(),
+            name.to_owned(),
+        );
+        let handle = std::thread::Builder::new()
+            .name(format!("trawl-cap-{name}"))
+            .spawn(move || capture_loop(cap, id, &n, &input, &s, &tx, &pool, &stats, orders))?;
+        Ok(Worker { id, stop, handle })
     }
 
     /// Whether the wanted interfaces are captured through one shared handle (see `shared`):

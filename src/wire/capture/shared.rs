@@ -5,11 +5,11 @@
 //! The handle uses the cooked v2 link header (`LINUX_SLL2`), which carries the interface index
 //! of every packet: copies on two veths are still told apart, as with one handle per interface.
 
-use super::{capture_loop, wall_ns, Ids, Live, Worker, READ_TIMEOUT_MS};
+use super::{wall_ns, Ids, Live, Worker, READ_TIMEOUT_MS};
 use crate::wire::capture::Block;
 use crate::wire::merge::Merge;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -179,27 +179,13 @@ impl Live {
             match self.open_shared(&filter) {
                 Ok(cap) => {
                     let (control, orders) = sync_channel(MAX_PENDING);
-                    let stop = Arc::new(AtomicBool::new(false));
                     ids.next = ids.next.wrapping_add(1);
                     let id = ids.next;
                     merge.open(id, wall_ns());
                     ids.shared = Some(id);
-                    let (s, tx, pool, stats, input, n) = (
-                        stop.clone(),
-                        tx.clone(),
-                        pool.clone(),
-                        self.stats.clone(),
-                        self.input.clone(),
-                        label.clone(),
-                    );
-                    let spawned = std::thread::Builder::new()
-                        .name("trawl-cap-shared".into())
-                        .spawn(move || {
-                            capture_loop(cap, id, &n, &input, &s, &tx, &pool, &stats, Some(orders))
-                        });
-                    match spawned {
-                        Ok(handle) => {
-                            slot.insert(Worker { id, stop, handle });
+                    match self.start_worker(cap, id, &label, tx, pool, Some(orders)) {
+                        Ok(w) => {
+                            slot.insert(w);
                             for name in desired.keys() {
                                 tracing::info!(input = %self.input, interface = %name, ring_bytes = self.cfg.buffer_size.0, shared = true, "capturing");
                             }
