@@ -1,9 +1,11 @@
 //! Packet sources, on their own threads (never on the async runtime): capture files read in
 //! order, and live capture on interfaces matched by name, glob or `any`, re-listed every
-//! `refresh_interfaces`. Each interface has a capture thread that hands blocks of packets to
-//! the one analyzer thread over a bounded queue; when the analyzer falls behind, blocks are
-//! dropped and counted, since a live capture cannot pause. The analyzer merges the interfaces
-//! back into capture-time order (`merge`) before decoding.
+//! `refresh_interfaces`. Several interfaces share one `any` socket filtered by ifindex
+//! (`shared`) unless a handle each is needed; each handle has a capture thread that hands
+//! blocks of packets to the one analyzer thread over a bounded queue. When the analyzer falls
+//! behind, a thread waits for room up to `ANALYZER_WAIT` (the kernel ring filling meanwhile),
+//! then drops the block and counts it, since a live capture cannot pause. The analyzer merges
+//! the handles back into capture-time order (`merge`) before decoding.
 
 mod file;
 mod shared;
@@ -294,8 +296,17 @@ impl Live {
                 break;
             }
         }
-        for (_, w) in workers.drain() {
+        // Each capture thread hands on the block it holds as it stops: keep taking blocks
+        // until they have all ended, or one would wait for room that never comes, and drop it.
+        for w in workers.values() {
             w.stop.store(true, Ordering::Relaxed);
+        }
+        while workers.values().any(|w| !w.handle.is_finished()) {
+            if let Ok(b) = rx.recv_timeout(std::time::Duration::from_millis(10)) {
+                self.analyze(engine, b, &pool, &mut merge, &ids, false);
+            }
+        }
+        for (_, w) in workers.drain() {
             let _ = w.handle.join();
         }
         while let Ok(b) = rx.try_recv() {
@@ -681,7 +692,8 @@ fn capture_loop(
                         Err(TrySendError::Disconnected(_)) => return false,
                         Err(TrySendError::Full(back)) => b = back,
                     }
-                    if std::time::Instant::now() >= until || stop.load(Ordering::Relaxed) {
+                    // Not cut short by `stop`: at shutdown the analyzer takes every block.
+                    if std::time::Instant::now() >= until {
                         break;
                     }
                 }
