@@ -4,14 +4,12 @@
 
 use crate::support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::kafka::steady::{copies, lost_counts, pipeline, start_writer, written_lines};
-use support::kafka::Cluster;
-use support::process::{assert_each_once, free_port, metric, wait_until, Trawl};
+use support::kafka::steady::{copies, lost_counts, written_lines, SteadyRun, WAIT};
+use support::process::{assert_each_once, metric, wait_until};
 
-const WAIT: Duration = Duration::from_secs(120);
 const TOPIC: &str = "rolling";
 
 /// Samples trawl's delivered count every 100 ms: (time since `t0`, events delivered).
@@ -55,30 +53,13 @@ fn longest_stall(samples: &[(Duration, f64)], from: Duration, to: Duration) -> D
 /// exactly once, and nothing is dead-lettered or dropped.
 #[test]
 fn a_rolling_restart_and_a_killed_broker_lose_and_duplicate_nothing() {
-    let mut cluster = match Cluster::start() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("SKIPPED: a three-broker Kafka cluster did not start here: {why}");
-            return;
-        }
+    let settings = [("min.insync.replicas", "2")];
+    let Some(mut run) = SteadyRun::start(TOPIC, &settings, "rolling", "") else {
+        return;
     };
-    cluster.create_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let cfg = pipeline(d, &addr, &cluster.bootstrap, TOPIC, "");
-    let log = d.join("trawl.log");
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let mut trawl = Trawl::start(&cfg, Some(&log));
-
-    let written = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let t0 = Instant::now();
-    let writer = start_writer(d.join("app.log"), "rolling", written.clone(), stop.clone());
-    let sampler = start_sampler(addr.clone(), t0, samples.clone(), stop.clone());
-    let delivered = || metric(&addr, "trawl_events_out_total", "k").unwrap_or(0.0) as usize;
-    wait_until(WAIT, "the first lines delivered", || delivered() >= 200);
+    let (t0, samples) = (run.t0, Arc::new(Mutex::new(Vec::new())));
+    let sampler = start_sampler(run.addr.clone(), t0, samples.clone(), run.stop_flag());
+    run.wait_first_lines();
 
     // (what, from, to) since t0: each broker's restart, from its signal until it is back in
     // the ISRs and the leaders have had a chance to move back to it.
@@ -86,16 +67,16 @@ fn a_rolling_restart_and_a_killed_broker_lose_and_duplicate_nothing() {
     // Partitions whose leader changed while a broker was down: without any, trawl never had to
     // follow a leader to another broker and the test would prove nothing.
     let mut moves = 0;
-    for i in 0..cluster.brokers.len() {
-        let leaders = cluster.partitions(TOPIC);
+    for i in 0..run.cluster.brokers.len() {
+        let leaders = run.cluster.partitions(TOPIC);
         let from = t0.elapsed();
-        cluster.brokers[i].stop();
+        run.cluster.brokers[i].stop();
         let down = t0.elapsed() - from;
-        let moved = cluster.partitions(TOPIC);
+        let moved = run.cluster.partitions(TOPIC);
         if let (Some(a), Some(b)) = (&leaders, &moved) {
             moves += a.iter().zip(b).filter(|(x, y)| x.0 != y.0).count();
         }
-        cluster.start_again(i, TOPIC);
+        run.cluster.start_again(i, TOPIC);
         std::thread::sleep(Duration::from_secs(6));
         eprintln!(
             "broker {} SIGTERM: down in {:.1} s, back in sync after {:.1} s; (leader, ISR) \
@@ -103,36 +84,34 @@ fn a_rolling_restart_and_a_killed_broker_lose_and_duplicate_nothing() {
             i + 1,
             down.as_secs_f64(),
             (t0.elapsed() - from).as_secs_f64() - 6.0,
-            cluster.partitions(TOPIC)
+            run.cluster.partitions(TOPIC)
         );
         phases.push((format!("SIGTERM broker {}", i + 1), from, t0.elapsed()));
     }
     let from = t0.elapsed();
-    cluster.brokers[1].kill();
+    run.cluster.brokers[1].kill();
     std::thread::sleep(Duration::from_secs(2));
-    let moved = cluster.partitions(TOPIC);
-    cluster.start_again(1, TOPIC);
+    let moved = run.cluster.partitions(TOPIC);
+    run.cluster.start_again(1, TOPIC);
     std::thread::sleep(Duration::from_secs(6));
     eprintln!(
         "broker 2 SIGKILL: back in sync after {:.1} s; (leader, ISR) 2 s after the kill \
          {moved:?}, after {:?}",
         (t0.elapsed() - from).as_secs_f64() - 6.0,
-        cluster.partitions(TOPIC)
+        run.cluster.partitions(TOPIC)
     );
     phases.push(("SIGKILL broker 2".into(), from, t0.elapsed()));
 
     // The app logs on past the last broker's return, then stops; trawl catches up.
     std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    let total = written.load(Ordering::Relaxed);
+    let total = run.stop_writer();
     wait_until(WAIT, "every line written delivered", || {
-        delivered() >= total
+        run.delivered() >= total
     });
-    let peak_rss = trawl.peak_rss_kib().unwrap_or(0);
+    let peak_rss = run.trawl.peak_rss_kib().unwrap_or(0);
     sampler.join().unwrap();
-    let lost = lost_counts(&addr);
-    let status = trawl.stop(WAIT);
+    let lost = lost_counts(&run.addr);
+    let status = run.trawl.stop(WAIT);
 
     let samples = samples.lock().unwrap();
     eprintln!(
@@ -148,7 +127,8 @@ fn a_rolling_restart_and_a_killed_broker_lose_and_duplicate_nothing() {
             to.as_secs_f64()
         );
     }
-    let complaints: Vec<String> = read_log()
+    let complaints: Vec<String> = run
+        .read_log()
         .lines()
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .map(str::to_owned)
@@ -162,14 +142,14 @@ fn a_rolling_restart_and_a_killed_broker_lose_and_duplicate_nothing() {
     assert!(
         lost.is_empty(),
         "events dead-lettered or dropped: {lost:?}; trawl's log: {}",
-        read_log()
+        run.read_log()
     );
     assert!(
         status.success(),
         "trawl's stop: {status}; log: {}",
-        read_log()
+        run.read_log()
     );
 
     let want = written_lines("rolling", total);
-    assert_each_once(&copies(&cluster.brokers[0].read_all(TOPIC)), &want);
+    assert_each_once(&copies(&run.cluster.brokers[0].read_all(TOPIC)), &want);
 }

@@ -2,11 +2,112 @@
 //! `kafka` output, and what a test reads of trawl afterwards (events dead-lettered or dropped).
 //! Shared by the cluster tests (tests/outputs/kafka_cluster.rs, kafka_quorum.rs).
 
-use crate::support::process::{append, http_get};
+use super::Cluster;
+use crate::support::process::{append, free_port, http_get, metric, wait_until, Trawl};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a cluster test waits for trawl to deliver or stop.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// A three-broker cluster with one topic, trawl tailing an app's log into it (its own log in
+/// `log`, `/metrics` and `/health` on `addr`) and the app writing: the start of every cluster
+/// test. Fields drop in order: trawl killed first, the cluster last.
+pub struct SteadyRun {
+    pub trawl: Trawl,
+    writer: Option<std::thread::JoinHandle<()>>,
+    written: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    /// Just before the app's first line.
+    pub t0: Instant,
+    pub addr: String,
+    /// The pipeline file, for a trawl started again.
+    pub cfg: PathBuf,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+    pub cluster: Cluster,
+}
+
+impl SteadyRun {
+    /// A cluster with `topic` (3 partitions, replication 3, `settings`), trawl started on
+    /// `pipeline(.., http_more)` and the app writing `<what> line NNNNNN`; `None`, said on
+    /// stderr, when the cluster cannot start here.
+    pub fn start(
+        topic: &str,
+        settings: &[(&str, &str)],
+        what: &'static str,
+        http_more: &str,
+    ) -> Option<SteadyRun> {
+        let cluster = match Cluster::start() {
+            Ok(c) => c,
+            Err(why) => {
+                eprintln!("SKIPPED: a three-broker Kafka cluster did not start here: {why}");
+                return None;
+            }
+        };
+        cluster.create_topic(topic, 3, settings);
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let cfg = pipeline(d, &addr, &cluster.bootstrap, topic, http_more);
+        let log = d.join("trawl.log");
+        let trawl = Trawl::start(&cfg, Some(&log));
+        let written = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let t0 = Instant::now();
+        let writer = start_writer(d.join("app.log"), what, written.clone(), stop.clone());
+        Some(SteadyRun {
+            trawl,
+            writer: Some(writer),
+            written,
+            stop,
+            t0,
+            addr,
+            cfg,
+            log,
+            _dir: dir,
+            cluster,
+        })
+    }
+
+    /// Waits until trawl has delivered the app's first 200 lines.
+    pub fn wait_first_lines(&self) {
+        wait_until(WAIT, "the first lines delivered", || {
+            self.delivered() >= 200
+        });
+    }
+
+    /// Events the output `k` delivered, by trawl's /metrics (0 while it does not answer).
+    pub fn delivered(&self) -> usize {
+        metric(&self.addr, "trawl_events_out_total", "k").unwrap_or(0.0) as usize
+    }
+
+    /// Lines the app has written so far.
+    pub fn written(&self) -> usize {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Stops the app (the writer thread joined); the lines it wrote.
+    pub fn stop_writer(&mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = self.writer.take() {
+            w.join().unwrap();
+        }
+        self.written()
+    }
+
+    /// trawl's log so far.
+    pub fn read_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A flag that stops with the app, for threads of the test's own.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+}
 
 /// A pipeline file in `d`: `app.log` tailed into the output `k` (to `topic` on `brokers`,
 /// comma-separated), `/health` and `/metrics` on `addr`; `http_more` is more of the `http`
