@@ -6,7 +6,7 @@ use serde_json::Value as J;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// trawl on `pipeline` with JSON logs: the child, its log lines (echoed for failing tests) and
@@ -65,11 +65,39 @@ pub fn serve_and_pipeline(dir: &std::path::Path, interfaces: &str) -> (u16, std:
 }
 
 /// A small HTTP/1.1 server: keep-alive, pipelining, chunked responses, large bodies, and
-/// request bodies by Content-Length or chunked. Path decides the answer.
+/// request bodies by Content-Length or chunked. Path decides the answer (`answer`).
 pub fn serve(listener: TcpListener) {
+    serve_with(listener, answer, None);
+}
+
+/// One request as the server read it; `body` is its Content-Length (a chunked body is read
+/// through, not counted).
+pub struct Asked {
+    pub method: String,
+    pub path: String,
+    pub body: usize,
+}
+
+/// One response the server wrote, with the request it answers: what a test compares trawl's
+/// transactions with.
+#[derive(Clone, Debug)]
+pub struct Answered {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub request_body: usize,
+    pub response_body: usize,
+}
+
+/// Writes the response to one request; returns its status and body bytes.
+pub type Answer = fn(&mut TcpStream, &Asked) -> std::io::Result<(u16, usize)>;
+
+/// `serve` answering with `answer`, each response added to `log` (when given) once written.
+pub fn serve_with(listener: TcpListener, answer: Answer, log: Option<Arc<Mutex<Vec<Answered>>>>) {
     for stream in listener.incoming().flatten() {
+        let log = log.clone();
         std::thread::spawn(move || {
-            let _ = handle(stream);
+            let _ = handle(stream, answer, log.as_deref());
         });
     }
 }
@@ -104,11 +132,15 @@ pub fn read_chunked_body(buf: &mut Vec<u8>, s: &mut TcpStream) -> std::io::Resul
     }
 }
 
-pub fn handle(mut s: TcpStream) -> std::io::Result<()> {
+fn handle(
+    mut s: TcpStream,
+    answer: Answer,
+    log: Option<&Mutex<Vec<Answered>>>,
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 65536];
     loop {
-        let (path, len, chunked, head) = loop {
+        let (method, path, len, chunked, head) = loop {
             let mut hs = [httparse::EMPTY_HEADER; 32];
             let mut req = httparse::Request::new(&mut hs);
             if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
@@ -122,7 +154,8 @@ pub fn handle(mut s: TcpStream) -> std::io::Result<()> {
                     .headers
                     .iter()
                     .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
-                break (req.path.unwrap_or("/").to_owned(), len, chunked, n);
+                let method = req.method.unwrap_or("").to_owned();
+                break (method, req.path.unwrap_or("/").to_owned(), len, chunked, n);
             }
             let n = s.read(&mut tmp)?;
             if n == 0 {
@@ -144,31 +177,59 @@ pub fn handle(mut s: TcpStream) -> std::io::Result<()> {
             }
             buf.drain(..len);
         }
-        match path.as_str() {
-            "/chunked" => {
-                s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n")?;
-                for part in ["hello ", "chunked ", "world"] {
-                    write!(s, "{:x}\r\n{part}\r\n", part.len())?;
-                }
-                s.write_all(b"0\r\n\r\n")?;
-            }
-            "/big" => {
-                let body = vec![b'x'; 1 << 20];
-                write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n", body.len())?;
-                s.write_all(&body)?;
-            }
-            p if p.starts_with("/status/") => {
-                let code: u16 = p[8..].parse().unwrap_or(500);
-                write!(s, "HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nno")?;
-            }
-            p if p.starts_with("/upload") => {
-                s.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")?
-            }
-            _ => s.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
-            )?,
+        let asked = Asked {
+            method,
+            path,
+            body: len,
+        };
+        let (status, response_body) = answer(&mut s, &asked)?;
+        if let Some(log) = log {
+            log.lock().expect("server log").push(Answered {
+                method: asked.method,
+                path: asked.path,
+                status,
+                request_body: asked.body,
+                response_body,
+            });
         }
     }
+}
+
+/// `serve`'s answers: `/chunked` in three chunks, `/big` 1 MiB, `/status/<code>`, `/upload..`
+/// 201, anything else 200 `hello`.
+fn answer(s: &mut TcpStream, asked: &Asked) -> std::io::Result<(u16, usize)> {
+    Ok(match asked.path.as_str() {
+        "/chunked" => {
+            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n")?;
+            let parts = ["hello ", "chunked ", "world"];
+            for part in parts {
+                write!(s, "{:x}\r\n{part}\r\n", part.len())?;
+            }
+            s.write_all(b"0\r\n\r\n")?;
+            (200, parts.concat().len())
+        }
+        "/big" => {
+            let body = vec![b'x'; 1 << 20];
+            write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n", body.len())?;
+            s.write_all(&body)?;
+            (200, body.len())
+        }
+        p if p.starts_with("/status/") => {
+            let code: u16 = p[8..].parse().unwrap_or(500);
+            write!(s, "HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nno")?;
+            (code, 2)
+        }
+        p if p.starts_with("/upload") => {
+            s.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")?;
+            (201, 0)
+        }
+        _ => {
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
+            )?;
+            (200, 5)
+        }
+    })
 }
 
 /// Reads one HTTP/1.1 response (Content-Length or chunked); returns the status.
