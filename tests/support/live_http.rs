@@ -1,5 +1,6 @@
 //! Live capture tests' shared parts: trawl run with JSON logs and its events read by threads,
-//! a small HTTP/1.1 server to capture, and virtual interfaces made (and deleted) per test.
+//! a small HTTP/1.1 server to capture (its answers or a test's, logged when asked), flow events'
+//! packets summed, and virtual interfaces made (and deleted) per test.
 
 use super::process::KillOnDrop;
 use serde_json::Value as J;
@@ -378,4 +379,16 @@ pub fn wait_for_log(
             return;
         }
     }
+}
+
+/// The packets of flow events, both directions of each: what a test compares with a capture's
+/// or the kernel's own count.
+pub fn flow_packets(flows: &[&J]) -> u64 {
+    flows
+        .iter()
+        .map(|f| {
+            f["source"]["packets"].as_u64().unwrap_or(0)
+                + f["destination"]["packets"].as_u64().unwrap_or(0)
+        })
+        .sum()
 }

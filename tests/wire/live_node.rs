@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::live_http::read_response;
+use support::live_http::{flow_packets, read_response};
 use support::process::http_get;
 
 struct KillOnDrop(Child);
@@ -544,13 +544,7 @@ fn a_node_bridge_with_one_veth_per_workload_counts_every_packet_once() {
             .filter(|f| f["destination"]["port"] == 7000)
             .map(|f| f["network"]["bytes"].as_u64().unwrap_or(0))
             .sum();
-        let packets: u64 = flows
-            .iter()
-            .map(|f| {
-                f["source"]["packets"].as_u64().unwrap_or(0)
-                    + f["destination"]["packets"].as_u64().unwrap_or(0)
-            })
-            .sum();
+        let packets = flow_packets(&flows);
         assert_eq!(
             packets, sent,
             "run {run}: packets in flows vs packets the workloads sent (kernel counters)"

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::live_http::flow_packets;
 
 /// Packets the kernel dropped for dumpcap, from the statistics it writes at the end of a pcapng
 /// (Interface Statistics Blocks: `isb_ifdrop`, `isb_osdrop`; in this machine's byte order).
@@ -226,13 +227,7 @@ fn a_pcapng_recorded_on_two_node_veths_counts_every_request_and_packet_once() {
         })
         .collect();
     assert_eq!(flows.len(), 66, "TCP flows, one per connection");
-    let packets: u64 = flows
-        .iter()
-        .map(|f| {
-            f["source"]["packets"].as_u64().unwrap_or(0)
-                + f["destination"]["packets"].as_u64().unwrap_or(0)
-        })
-        .sum();
+    let packets = flow_packets(&flows);
     assert_eq!(
         packets, sent,
         "packets in flows vs the distinct packets of the file (tshark; per veth: {per_interface:?})"

@@ -13,7 +13,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::dumpcap::Dumpcap;
-use support::live_http::{read_response_sized, serve_with, start_trawl, Answered, Asked};
+use support::live_http::{
+    flow_packets, read_response_sized, serve_with, start_trawl, Answered, Asked,
+};
 use support::netns::{metric, run};
 use support::process::{http_get, metrics_address, wait_until};
 
@@ -441,13 +443,7 @@ fn loss_reordering_and_duplicates_still_give_every_transaction_once_without_gaps
         .iter()
         .filter(|e| e["event"]["dataset"] == "flow" && e["flow"]["final"] == true)
         .collect();
-    let packets: u64 = flows
-        .iter()
-        .map(|f| {
-            f["source"]["packets"].as_u64().unwrap_or(0)
-                + f["destination"]["packets"].as_u64().unwrap_or(0)
-        })
-        .sum();
+    let packets = flow_packets(&flows);
     let captured = pcap_packets(&pcap);
     let kernel = counted(&capture_at) - kernel_before;
     assert_eq!(flows.len(), phases.len() * 5, "TCP flows");
