@@ -10,14 +10,14 @@ use serde_json::Value as J;
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::dumpcap::Dumpcap;
 use support::live_http::{
     flow_packets, read_response_sized, serve_with, start_trawl, Answered, Asked,
 };
 use support::netns::{metric, run};
-use support::process::{http_get, metrics_address, wait_until};
+use support::process::{http_get, metrics_address, wait_until, KillOnDrop};
 
 /// `/post/..` stores the Content-Length body (201), `/get/<n>/..` answers `n` bytes, anything
 /// else 404.
@@ -269,22 +269,23 @@ fn pcap_packets(path: &std::path::Path) -> u64 {
     n
 }
 
-#[test]
-fn loss_reordering_and_duplicates_still_give_every_transaction_once_without_gaps() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || run("tc", &["-V"]).is_err() {
-        println!("SKIPPED: namespaces and netem need root and tc");
-        return;
-    }
-    let subnet = format!("10.207.{}", std::process::id() % 250);
-    let node = Node::build(2, &subnet, "lossy")
+/// A node bridge with a client and a server workload whose veths send segments of one MSS
+/// each, as on a real network, so that a loss takes a piece of a body and not a 64 KB GSO
+/// burst; the server (`answer`) listening on :8080, each answer in `log`.
+struct Net {
+    node: Node,
+    client_ns: String,
+    server_ns: String,
+    server: String,
+    log: Arc<Mutex<Vec<Answered>>>,
+}
+
+fn start_net(subnet: &str, prefix: &str) -> Net {
+    let node = Node::build(2, subnet, prefix)
         .unwrap_or_else(|e| panic!("cannot build the bridge and namespaces: {e}"));
     let (client_ns, server_ns) = (node.workloads[0].0.clone(), node.workloads[1].0.clone());
-    let (client_veth, server_veth) = (format!("{}-p0", node.tag), format!("{}-p1", node.tag));
-    let (capture_at, to_server) = (node.workloads[0].1.clone(), node.workloads[1].1.clone());
-    // Segments of one MSS each, as on a real network, so that a loss takes a piece of a body
-    // and not a 64 KB GSO burst.
-    for (ns, dev) in [(&client_ns, &client_veth), (&server_ns, &server_veth)] {
+    for (ns, dev) in [(&client_ns, "p0"), (&server_ns, "p1")] {
+        let dev = format!("{}-{dev}", node.tag);
         run(
             "ip",
             &[
@@ -292,7 +293,7 @@ fn loss_reordering_and_duplicates_still_give_every_transaction_once_without_gaps
                 ns,
                 "link",
                 "set",
-                dev,
+                &dev,
                 "gso_max_segs",
                 "1",
                 "gso_max_size",
@@ -302,32 +303,40 @@ fn loss_reordering_and_duplicates_still_give_every_transaction_once_without_gaps
         .unwrap_or_else(|e| panic!("{e}"));
     }
     let server = format!("{}:8080", node.workloads[1].2);
-    let _host_table = HostTable;
     let log = Arc::new(Mutex::new(Vec::new()));
     let (bind, server_log) = (server.clone(), log.clone());
     in_netns(&server_ns, move || match TcpListener::bind(&bind) {
         Ok(l) => serve_with(l, answer, Some(server_log)),
         Err(e) => panic!("bind {bind}: {e}"),
     });
+    Net {
+        node,
+        client_ns,
+        server_ns,
+        server,
+        log,
+    }
+}
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pipeline = dir.path().join("lossy.yaml");
-    // trawl listens on the client's host-side veth: the client's and the server's own egress
-    // lose before that point (trawl sees TCP's retransmissions); the bridge's egress towards
-    // the server loses after it (trawl saw the segment the client then sends again).
+/// trawl's packet input `name` on `capture_at` through `bpf_filter` (HTTP on 8080, flows
+/// reported once closed) into stdout, its pipeline and data in `dir`; returned once it
+/// captures and serves /metrics: the child, its events and the /metrics address.
+fn start_capture(
+    dir: &std::path::Path,
+    name: &str,
+    capture_at: &str,
+    bpf_filter: &str,
+) -> (KillOnDrop, mpsc::Receiver<J>, String) {
+    let pipeline = dir.join(format!("{name}.yaml"));
     std::fs::write(
         &pipeline,
         format!(
-            "inputs:\n  lossy:\n    type: packet\n    capture: {{ interfaces: [{capture_at}], bpf_filter: \"tcp\" }}\n    flows: {{ period: -1s, closed_linger: 1s }}\n    protocols:\n      http: {{ ports: [8080] }}\n\
+            "inputs:\n  {name}:\n    type: packet\n    capture: {{ interfaces: [{capture_at}], bpf_filter: \"{bpf_filter}\" }}\n    flows: {{ period: -1s, closed_linger: 1s }}\n    protocols:\n      http: {{ ports: [8080] }}\n\
              outputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
-            dir.path().display()
+            dir.display()
         ),
     )
     .expect("write the pipeline");
-    let pcap = dir.path().join("oracle.pcap");
-    // A large kernel buffer: the oracle must not drop what trawl sees.
-    let mut dumpcap = Dumpcap::with(&["-P", "-B", "64", "-i", &capture_at, "-f", "tcp"], &pcap);
-    let kernel_before = counted(&capture_at);
     let (child, rx, erx) = start_trawl(&pipeline, false);
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut metrics, mut capturing) = (None, false);
@@ -338,7 +347,39 @@ fn loss_reordering_and_duplicates_still_give_every_transaction_once_without_gaps
         capturing |= line.contains("capturing");
         metrics = metrics.or(metrics_address(&line));
     }
-    let metrics = metrics.expect("metrics address");
+    (child, erx, metrics.expect("metrics address"))
+}
+
+#[test]
+fn loss_reordering_and_duplicates_still_give_every_transaction_once_without_gaps() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || run("tc", &["-V"]).is_err() {
+        println!("SKIPPED: namespaces and netem need root and tc");
+        return;
+    }
+    let subnet = format!("10.207.{}", std::process::id() % 250);
+    let net = start_net(&subnet, "lossy");
+    let (client_ns, server_ns) = (net.client_ns.clone(), net.server_ns.clone());
+    let server = net.server.clone();
+    let (client_veth, server_veth) = (
+        format!("{}-p0", net.node.tag),
+        format!("{}-p1", net.node.tag),
+    );
+    let (capture_at, to_server) = (
+        net.node.workloads[0].1.clone(),
+        net.node.workloads[1].1.clone(),
+    );
+    let _host_table = HostTable;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("oracle.pcap");
+    // A large kernel buffer: the oracle must not drop what trawl sees.
+    let mut dumpcap = Dumpcap::with(&["-P", "-B", "64", "-i", &capture_at, "-f", "tcp"], &pcap);
+    let kernel_before = counted(&capture_at);
+    // trawl listens on the client's host-side veth: the client's and the server's own egress
+    // lose before that point (trawl sees TCP's retransmissions); the bridge's egress towards
+    // the server loses after it (trawl saw the segment the client then sends again).
+    let (child, erx, metrics) = start_capture(dir.path(), "lossy", &capture_at, "tcp");
 
     let how = |loss, reorder, duplicate| Impair {
         loss,
@@ -366,7 +407,7 @@ fn loss_reordering_and_duplicates_still_give_every_transaction_once_without_gaps
     wait_until(Duration::from_secs(30), "every connection closed", || {
         open_connections(&client_ns) + open_connections(&server_ns) == 0
     });
-    let answered = log.lock().expect("server log").clone();
+    let answered = net.log.lock().expect("server log").clone();
     assert_eq!(answered.len(), phases.len() * (3 * 5 + 2 * 4));
 
     let mut events: Vec<J> = Vec::new();
@@ -479,72 +520,27 @@ fn segments_the_capture_never_has_are_gaps_on_the_right_transactions_and_nothing
         return;
     }
     let subnet = format!("10.206.{}", std::process::id() % 250);
-    let node = Node::build(2, &subnet, "lossg")
-        .unwrap_or_else(|e| panic!("cannot build the bridge and namespaces: {e}"));
-    let (client_ns, server_ns) = (node.workloads[0].0.clone(), node.workloads[1].0.clone());
-    for (ns, dev) in [(&client_ns, "p0"), (&server_ns, "p1")] {
-        let dev = format!("{}-{dev}", node.tag);
-        run(
-            "ip",
-            &[
-                "-n",
-                ns,
-                "link",
-                "set",
-                &dev,
-                "gso_max_segs",
-                "1",
-                "gso_max_size",
-                "1500",
-            ],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let capture_at = node.workloads[0].1.clone();
-    let server = format!("{}:8080", node.workloads[1].2);
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (bind, server_log) = (server.clone(), log.clone());
-    in_netns(&server_ns, move || match TcpListener::bind(&bind) {
-        Ok(l) => serve_with(l, answer, Some(server_log)),
-        Err(e) => panic!("bind {bind}: {e}"),
-    });
+    let net = start_net(&subnet, "lossg");
+    let (client_ns, server_ns) = (net.client_ns.clone(), net.server_ns.clone());
+    let server = net.server.clone();
+    let capture_at = net.node.workloads[0].1.clone();
     let payload = "tcp[((tcp[12] & 0xf0) >> 2):4]";
     let filter = format!(
         "tcp and not (ip[2:2] > 1400 and ip[5] & 0x1f = 7 and {payload} != 0x504f5354 and {payload} != 0x48545450)"
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let pipeline = dir.path().join("holes.yaml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "inputs:\n  holes:\n    type: packet\n    capture: {{ interfaces: [{capture_at}], bpf_filter: \"{filter}\" }}\n    flows: {{ period: -1s, closed_linger: 1s }}\n    protocols:\n      http: {{ ports: [8080] }}\n\
-             outputs:\n  out: {{ type: stdout }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
-            dir.path().display()
-        ),
-    )
-    .expect("write the pipeline");
     let mut dumpcap = Dumpcap::with(
         &["-P", "-B", "64", "-i", &capture_at, "-f", "tcp"],
         &dir.path().join("all.pcap"),
     );
-    let (child, rx, erx) = start_trawl(&pipeline, false);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut metrics, mut capturing) = (None, false);
-    while metrics.is_none() || !capturing {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("trawl starts capturing and serving /metrics within 30 s");
-        capturing |= line.contains("capturing");
-        metrics = metrics.or(metrics_address(&line));
-    }
-    let metrics = metrics.expect("metrics address");
+    let (child, erx, metrics) = start_capture(dir.path(), "holes", &capture_at, &filter);
     for c in clients(&client_ns, &server, "/holes") {
         c.join().expect("a client failed");
     }
     wait_until(Duration::from_secs(30), "every connection closed", || {
         open_connections(&client_ns) + open_connections(&server_ns) == 0
     });
-    let answered = log.lock().expect("server log").clone();
+    let answered = net.log.lock().expect("server log").clone();
     let mut events: Vec<J> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while events.len() < answered.len() {
