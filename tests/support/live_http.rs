@@ -381,6 +381,16 @@ pub fn wait_for_log(
     }
 }
 
+/// Waits until trawl logs its `/metrics` address (lines read go to `seen`); the address.
+pub fn wait_for_metrics_address(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
+    wait_for_log(rx, seen, "the metrics address", |l| {
+        l.contains("serving /metrics")
+    });
+    seen.iter()
+        .find_map(|l| super::process::metrics_address(l))
+        .expect("metrics address in the log")
+}
+
 /// The packets of flow events, both directions of each: what a test compares with a capture's
 /// or the kernel's own count.
 pub fn flow_packets(flows: &[&J]) -> u64 {

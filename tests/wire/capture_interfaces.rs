@@ -8,7 +8,7 @@ use serde_json::Value as J;
 use std::time::Duration;
 use support::live_http::{
     can_add_interfaces_and_capture_lo, get_status, http_get, serve_and_pipeline, start_trawl,
-    wait_for_log, Links,
+    wait_for_log, wait_for_metrics_address, Links,
 };
 
 /// k8spacket crash-looped on `tunl0: That device is not up`. trawl logs a down interface once,
@@ -35,13 +35,7 @@ fn a_down_interface_is_skipped_and_new_interfaces_are_picked_up() {
         move |l: &str| l.contains("capturing") && l.contains(&quoted)
     };
     wait_for_log(&rx, &mut log, "capturing on lo", capturing("lo"));
-    wait_for_log(&rx, &mut log, "the metrics address", |l| {
-        l.contains("serving /metrics")
-    });
-    let metrics_addr = log
-        .iter()
-        .find_map(|l| support::process::metrics_address(l))
-        .expect("metrics address in the log");
+    let metrics_addr = wait_for_metrics_address(&rx, &mut log);
     wait_for_log(&rx, &mut log, "the down interface", |l| {
         l.contains(&down) && l.contains("cannot capture")
     });
@@ -248,13 +242,7 @@ fn many_interfaces_share_the_kernel_buffer() {
     let other = format!("tro{}", std::process::id() % 100_000);
     links.add(&other).unwrap();
     let (_, peer) = addressed(&other, 214);
-    wait_for_log(&rx, &mut log, "the metrics address", |l| {
-        l.contains("serving /metrics")
-    });
-    let metrics_addr = log
-        .iter()
-        .find_map(|l| support::process::metrics_address(l))
-        .expect("metrics address in the log");
+    let metrics_addr = wait_for_metrics_address(&rx, &mut log);
     let received = || -> Vec<u64> {
         http_get(&metrics_addr, "/metrics")
             .lines()
@@ -312,13 +300,7 @@ fn kernel_drops_are_counted_and_logged_once_per_episode() {
     wait_for_log(&rx, &mut log, "capturing on the interface", |l| {
         l.contains("capturing") && l.contains(&quoted)
     });
-    wait_for_log(&rx, &mut log, "the metrics address", |l| {
-        l.contains("serving /metrics")
-    });
-    let metrics_addr = log
-        .iter()
-        .find_map(|l| support::process::metrics_address(l))
-        .expect("metrics address in the log");
+    let metrics_addr = wait_for_metrics_address(&rx, &mut log);
 
     let socket = std::net::UdpSocket::bind(format!("{local}:0")).unwrap();
     let payload = [b'x'; 1400];

@@ -11,6 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 use support::live_http::{
     get_status, http_get, read_response, serve, serve_and_pipeline, start_trawl, wait_for_log,
+    wait_for_metrics_address,
 };
 
 #[test]
@@ -261,17 +262,7 @@ fn graph_nodes_are_named_by_workload_when_kubernetes_knows_the_ip() {
     wait_for_log(&rx, &mut log, "capturing on lo", |l| {
         l.contains("capturing") && l.contains("\"lo\"")
     });
-    wait_for_log(&rx, &mut log, "the metrics address", |l| {
-        l.contains("serving /metrics")
-    });
-    let metrics_addr = log
-        .iter()
-        .filter(|l| l.contains("serving /metrics"))
-        .find_map(|l| {
-            let v: J = serde_json::from_str(l).ok()?;
-            v["address"].as_str().map(str::to_owned)
-        })
-        .expect("metrics address in the log");
+    let metrics_addr = wait_for_metrics_address(&rx, &mut log);
     // The processor starts its watch on its first event and waits for the first pod list.
     let mut stdin = child.0.stdin.take().unwrap();
     writeln!(stdin, "hello").unwrap();
