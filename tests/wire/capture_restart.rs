@@ -22,7 +22,7 @@ const CLIENT_IP: &str = "10.213.31.1";
 const SERVER_IP: &str = "10.213.31.2";
 const PORT: u16 = 8080;
 
-/// Every third answer is 300,000 bytes written in 20 pieces 30 ms apart (0.6 s: trawl's start takes a
+/// Every third answer is 300,000 bytes written in 20 pieces 50 ms apart (1 s: trawl's start takes a
 /// fraction of that, even on a loaded machine), so that a capture
 /// started or stopped while it is on the wire sees only a part of it; the others are small.
 const SERVER: &str = r#"
@@ -40,7 +40,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
         if slow:
             for _ in range(20):
-                time.sleep(0.03)
+                time.sleep(0.05)
                 self.wfile.write(b"s" * (size // 20))
                 self.wfile.flush()
         else:
@@ -231,7 +231,7 @@ fn a_capture_restarted_mid_connection_decodes_what_follows_and_keeps_the_client_
     for i in 0..3 {
         wait_for_slow_body(&log);
         let (mut t, capturing) = start(dir.path(), i, &link.host);
-        std::thread::sleep(Duration::from_millis(3000));
+        std::thread::sleep(Duration::from_millis(5000));
         if i < 2 {
             wait_for_slow_body(&log);
         } else {
