@@ -8,11 +8,15 @@
 # Needs root (namespaces, veths).
 #
 # Usage: benches/capture_load.sh   (TRAWL=path to skip the build; TRAWL_BASE=another trawl;
-#        PODS=10; DURATION=20)
+#        PODS=10; DURATION=20; NICE=10 runs the binaries at that niceness, below the clients:
+#        the overload where the kernel drops packets, on every run, as on a node whose pods
+#        take the CPU first; HOGS=N busy loops beside the clients)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PODS=${PODS:-10}
 DURATION=${DURATION:-20}
+HOGS=${HOGS:-0}
+NICE=${NICE:-0}
 if [[ -z "${TRAWL:-}" ]]; then
     cargo build --release >&2
     TRAWL=$PWD/target/release/trawl
@@ -61,7 +65,7 @@ start_trawl() { # name binary
     mkdir -p "$dir"
     printf 'inputs:\n  node:\n    type: packet\n    capture: { interfaces: ["%sh*"] }\n    flows: { period: -1s }\n    protocols:\n      http: { ports: [80] }\noutputs:\n  out: { type: "null" }\ndata_dir: %s\nhttp: { address: "unix:%s/m.sock" }\n' \
         "$P" "$dir" "$dir" > "$dir/p.yaml"
-    "$bin" run -c "$dir/p.yaml" > "$dir/log" 2>&1 &
+    nice -n "$NICE" "$bin" run -c "$dir/p.yaml" > "$dir/log" 2>&1 &
     echo $!
 }
 metric() { # name metric-prefix -> sum of the series
@@ -107,16 +111,23 @@ EOF
 declare -A CPU0
 for n in "${NAMES[@]}"; do CPU0[$n]=$(cpu_s "${PID[$n]}"); done
 CLIENTS=()
+HOG_PIDS=()
+for ((i = 0; i < HOGS; i++)); do
+    timeout "$DURATION" sh -c 'while :; do :; done' &
+    HOG_PIDS+=($!)
+    PIDS+=($!)
+done
 for ((i = 1; i < PODS; i++)); do
     ip netns exec "${P}n$i" python3 "$WORK/client.py" "$DURATION" > "$WORK/client$i" &
     CLIENTS+=($!)
 done
 for c in "${CLIENTS[@]}"; do wait "$c"; done
+for h in "${HOG_PIDS[@]}"; do wait "$h" || true; done # timeout's 124
 SENT=$(cat "$WORK"/client* | awk '{ s += $1 } END { print s }')
 # Connections left open are reported once their flow ends; transactions once answered.
 sleep 5
 
-echo "PODS=$PODS DURATION=${DURATION}s, requests completed by the clients: $SENT"
+echo "PODS=$PODS DURATION=${DURATION}s NICE=$NICE HOGS=$HOGS, requests completed by the clients: $SENT"
 echo
 echo "| binary | CPU s | CPU us / request | peak RSS MiB | kernel drops | analyzer drops | late | HTTP transactions | of requests | no response | TCP gaps | CPU vs base |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -62,6 +62,32 @@ impl Map {
         }
     }
 
+    /// A map of `entries`, whose keys the caller knows to be distinct (as for `push_new`).
+    pub fn from_distinct(entries: Vec<(Key, Value)>) -> Self {
+        Map {
+            entries: Entries::Own(entries),
+        }
+    }
+
+    /// Entries there is room for beyond those held, here and in every object inside (what an
+    /// event costs beyond its fields, for tests).
+    #[cfg(test)]
+    pub(crate) fn spare_entries(&self) -> usize {
+        let own = match &self.entries {
+            Entries::Own(v) => v.capacity() - v.len(),
+            Entries::Shared(_) => 0,
+        };
+        let inner = |v: &Value| match v {
+            Value::Object(m) => m.spare_entries(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_object().map_or(0, Map::spare_entries))
+                .sum(),
+            _ => 0,
+        };
+        own + self.entries().iter().map(|(_, v)| inner(v)).sum::<usize>()
+    }
+
     /// The same entries, made shared: clones of the result (and of values holding it) cost a
     /// reference count; changing one copies it first.
     pub fn into_shared(self) -> Map {

@@ -144,12 +144,27 @@ impl Fixed {
 }
 
 /// Builds an `Event` from `Fields` calls.
+///
+/// The fields of the objects still open wait in one vector and each object gets a vector of
+/// its own, of its exact size, when it closes. A map per object made up front with room for
+/// eight fields held 448 bytes for the one to five an object has (`source`: two): about 5.8
+/// KB of an HTTP event's 13 objects where 2.3 KB are fields, and so more than twice the memory
+/// for every event queued towards the outputs (the queues hold `pipeline.queue_batches`
+/// batches of up to `pipeline.batch_size` events, filled whenever the outputs fall behind).
 pub struct MapFields {
     root: Map,
-    open: Vec<(Key, Map)>,
+    /// The objects open: their key and where their fields start in `fields`.
+    open: Vec<(Key, usize)>,
+    /// The fields of the open objects, innermost last (kept from one event to the next).
+    fields: Vec<(Key, Value)>,
     /// Arrays being built: the depth of `open` they started at (their items are the objects
     /// opened at that depth), their key, their items.
     lists: Vec<(usize, Key, Vec<Value>)>,
+}
+
+thread_local! {
+    /// `MapFields::fields` between events: the analyzer thread builds one event after another.
+    static OPEN_FIELDS: std::cell::Cell<Vec<(Key, Value)>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl MapFields {
@@ -157,27 +172,27 @@ impl MapFields {
         MapFields {
             root: Map::with_capacity(12),
             open: Vec::new(),
+            fields: OPEN_FIELDS.take(),
             lists: Vec::new(),
         }
     }
 
-    fn cur(&mut self) -> &mut Map {
-        match self.open.last_mut() {
-            Some((_, m)) => m,
-            None => &mut self.root,
+    fn put(&mut self, key: impl Into<Key>, v: Value) {
+        if self.open.is_empty() {
+            self.root.push_new(key, v);
+        } else {
+            self.fields.push((key.into(), v));
         }
-    }
-
-    fn put(&mut self, key: &str, v: Value) {
-        self.cur().push_new(key, v);
     }
 
     pub fn finish(mut self, input: &Arc<str>) -> Event {
         while !self.open.is_empty() {
             self.close();
         }
+        let fields = std::mem::take(&mut self.fields);
+        OPEN_FIELDS.set(fields);
         Event {
-            fields: self.root,
+            fields: std::mem::take(&mut self.root),
             meta: EventMeta {
                 input: input.clone(),
                 origin: None,
@@ -194,13 +209,15 @@ impl Default for MapFields {
 
 impl Fields for MapFields {
     fn open(&mut self, key: &'static str) {
-        self.open.push((key.into(), Map::with_capacity(8)));
+        self.open.push((key.into(), self.fields.len()));
     }
     fn close(&mut self) {
-        if let Some((k, m)) = self.open.pop() {
+        if let Some((k, start)) = self.open.pop() {
+            // A vector of exactly the fields moved out (`split_off` allocates no more).
+            let m = Map::from_distinct(self.fields.split_off(start));
             match self.lists.last_mut() {
                 Some(list) if list.0 == self.open.len() => list.2.push(Value::Object(m)),
-                _ => self.cur().push_new(k, Value::Object(m)),
+                _ => self.put(k, Value::Object(m)),
             }
         }
     }
@@ -208,11 +225,11 @@ impl Fields for MapFields {
         self.lists.push((self.open.len(), key.into(), Vec::new()));
     }
     fn open_item(&mut self) {
-        self.open.push((Key::from(""), Map::with_capacity(8)));
+        self.open.push((Key::from(""), self.fields.len()));
     }
     fn close_list(&mut self) {
         if let Some((_, k, items)) = self.lists.pop() {
-            self.cur().push_new(k, Value::Array(items));
+            self.put(k, Value::Array(items));
         }
     }
     fn str(&mut self, key: &'static str, v: &str) {
