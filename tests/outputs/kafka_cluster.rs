@@ -54,9 +54,7 @@ fn longest_stall(samples: &[(Duration, f64)], from: Duration, to: Duration) -> D
 #[test]
 fn a_rolling_restart_and_a_killed_broker_lose_and_duplicate_nothing() {
     let settings = [("min.insync.replicas", "2")];
-    let Some(mut run) = SteadyRun::start(TOPIC, &settings, "rolling", "") else {
-        return;
-    };
+    let mut run = SteadyRun::start(TOPIC, &settings, "rolling", "");
     let (t0, samples) = (run.t0, Arc::new(Mutex::new(Vec::new())));
     let sampler = start_sampler(run.addr.clone(), t0, samples.clone(), run.stop_flag());
     run.wait_first_lines();

@@ -26,9 +26,7 @@ fn errors(log: &str) -> Vec<String> {
 #[test]
 fn a_broker_restart_logs_no_error_and_every_broker_down_does() {
     const TOPIC: &str = "levels";
-    let Some(mut run) = SteadyRun::start(TOPIC, SETTINGS, "levels", "") else {
-        return;
-    };
+    let mut run = SteadyRun::start(TOPIC, SETTINGS, "levels", "");
     run.wait_first_lines();
 
     // A controlled shutdown moves the leaders away first; a killed broker keeps them (and
@@ -74,9 +72,7 @@ fn a_broker_restart_logs_no_error_and_every_broker_down_does() {
 fn two_brokers_down_at_once_lose_and_duplicate_nothing() {
     const TOPIC: &str = "quorum";
     let health = ", health: { output_failure_threshold: 10s }";
-    let Some(mut run) = SteadyRun::start(TOPIC, SETTINGS, "quorum", health) else {
-        return;
-    };
+    let mut run = SteadyRun::start(TOPIC, SETTINGS, "quorum", health);
     run.wait_first_lines();
     let addr = run.addr.clone();
     let status = || http_get(&addr, "/health").map(|(s, _)| s);
@@ -150,9 +146,7 @@ fn two_brokers_down_at_once_lose_and_duplicate_nothing() {
 #[test]
 fn trawl_restarted_while_a_broker_is_down_loses_and_duplicates_nothing() {
     const TOPIC: &str = "maintenance";
-    let Some(mut run) = SteadyRun::start(TOPIC, SETTINGS, "maint", "") else {
-        return;
-    };
+    let mut run = SteadyRun::start(TOPIC, SETTINGS, "maint", "");
     run.wait_first_lines();
 
     run.cluster.brokers[0].stop();

@@ -354,7 +354,7 @@ fn start_capture(
 fn loss_reordering_and_duplicates_still_give_every_transaction_once_without_gaps() {
     // SAFETY: geteuid(2) has no preconditions.
     if unsafe { libc::geteuid() } != 0 || run("tc", &["-V"]).is_err() {
-        println!("SKIPPED: namespaces and netem need root and tc");
+        println!("SKIPPED: namespaces, tc and nftables need root");
         return;
     }
     let subnet = format!("10.207.{}", std::process::id() % 250);

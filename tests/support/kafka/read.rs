@@ -56,9 +56,17 @@ impl Broker {
         };
         let (mut next, mut end) = (HashMap::new(), HashMap::new());
         for &p in &partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("watermarks");
+            // A partition whose leader is moving (a broker just back) times out a while.
+            let start = Instant::now();
+            let (low, high) = loop {
+                match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                    Ok(w) => break w,
+                    Err(_) if start.elapsed() < Duration::from_secs(60) => {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Err(e) => panic!("the watermarks of {topic}/{p}: {e}"),
+                }
+            };
             end.insert(p, high);
             let from = match committed.find_partition(topic, p).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => o,

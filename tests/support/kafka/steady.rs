@@ -32,21 +32,17 @@ pub struct SteadyRun {
 
 impl SteadyRun {
     /// A cluster with `topic` (3 partitions, replication 3, `settings`), trawl started on
-    /// `pipeline(.., http_more)` and the app writing `<what> line NNNNNN`; `None`, said on
-    /// stderr, when the cluster cannot start here.
+    /// `pipeline(.., http_more)` and the app writing `<what> line NNNNNN`. A cluster that
+    /// cannot start fails the test (as a single broker does): a skip would pass unseen.
     pub fn start(
         topic: &str,
         settings: &[(&str, &str)],
         what: &'static str,
         http_more: &str,
-    ) -> Option<SteadyRun> {
-        let cluster = match Cluster::start() {
-            Ok(c) => c,
-            Err(why) => {
-                eprintln!("SKIPPED: a three-broker Kafka cluster did not start here: {why}");
-                return None;
-            }
-        };
+    ) -> SteadyRun {
+        let cluster = Cluster::start().unwrap_or_else(|why| {
+            panic!("a three-broker Kafka cluster did not start (run scripts/setup.sh): {why}")
+        });
         cluster.create_topic(topic, 3, settings);
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -58,7 +54,7 @@ impl SteadyRun {
         let stop = Arc::new(AtomicBool::new(false));
         let t0 = Instant::now();
         let writer = start_writer(d.join("app.log"), what, written.clone(), stop.clone());
-        Some(SteadyRun {
+        SteadyRun {
             trawl,
             writer: Some(writer),
             written,
@@ -69,7 +65,7 @@ impl SteadyRun {
             log,
             _dir: dir,
             cluster,
-        })
+        }
     }
 
     /// Waits until trawl has delivered the app's first 200 lines.
