@@ -790,7 +790,7 @@ fn send_tcp(port: u16, lines: &str) {
 fn a_socket_input_reloaded_onto_a_bad_or_taken_port_leaves_trawl_able_to_reload() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("out.jsonl");
-    let [good, taken] = support::process::free_ports::<2>();
+    let [good, taken] = support::process::server_ports::<2>();
     let pipeline = |address: &str| {
         format!(
             "inputs:\n  app: {{type: socket, address: \"{address}\"}}\noutputs:\n  f: {{type: file, path: {}}}\n",

@@ -223,7 +223,7 @@ fn a_live_capture_held_by_a_hung_node_buffers_or_counts_and_logs_its_drops() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || serve(listener));
-    let [a, b] = support::process::free_ports::<2>();
+    let [a, b] = support::process::server_ports::<2>();
     let (buffered, dropping) = (format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}"));
     let logs = [
         dir.path().join("buffered.log"),

@@ -60,7 +60,8 @@ impl OpenSearch {
     /// `stop` it can be started again (`start_again`) at the same URL on the same data, as a
     /// restarted node is found by its clients.
     pub fn start_restartable(settings: &[(&str, &str)]) -> OpenSearch {
-        let port = super::process::free_port().to_string();
+        let [port] = super::process::server_ports::<1>();
+        let port = port.to_string();
         let mut all = settings.to_vec();
         all.push(("http.port", &port));
         OpenSearch::start(&all)

@@ -134,23 +134,48 @@ impl Monitored {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1 (bound then released), below the ephemeral range as
+/// `server_ports` tells why.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let [port] = server_ports::<1>();
+    port
 }
 
-/// `N` free ports, all different: each is held until all are found (`free_port` twice may
-/// give the same port back, which once gave Kafka two listeners on one port).
+/// `N` free ports, all different (each held until all are found: two searches may give the
+/// same port back, which once gave Kafka two listeners on one port). They are taken below the
+/// kernel's ephemeral range: a server binds seconds after being told its port (a JVM starting),
+/// or binds it again after a restart, and meanwhile an outgoing connection of another test may
+/// be given an ephemeral one, as happened to a Kafka listener on 42951 in CI. A process-wide
+/// cursor starting at a place of its own (from the pid) keeps the servers of one run, and runs
+/// side by side, apart.
 #[allow(dead_code)]
-pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+pub fn server_ports<const N: usize>() -> [u16; N] {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+    const LOW: u32 = 10_000;
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&h| h > LOW + 1000)
+        .unwrap_or(32_768);
+    let span = high - LOW;
+    let _ = CURSOR.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    let mut held = Vec::with_capacity(N);
+    for _ in 0..span {
+        let port = (LOW + CURSOR.fetch_add(1, Ordering::SeqCst) % span) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+            if held.len() == N {
+                return std::array::from_fn(|i| held[i].local_addr().unwrap().port());
+            }
+        }
+    }
+    panic!("no {N} free ports between {LOW} and {high}");
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped.

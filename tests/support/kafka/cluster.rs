@@ -28,8 +28,23 @@ impl Cluster {
     /// when they do not within `START_LIMIT` (a machine too loaded to run three JVMs), so that
     /// a test can say why it cannot run.
     pub fn start() -> Result<Cluster, String> {
+        // A port found free can still be taken before a JVM binds it (by a listener of another
+        // process): that start is tried again on other ports, as nothing of the cluster is wrong.
+        let mut tries = 0;
+        loop {
+            match Cluster::start_once() {
+                Err(e) if e.contains("Address already in use") && tries < 2 => {
+                    tries += 1;
+                    eprintln!("a Kafka port was taken meanwhile; starting on other ports");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once() -> Result<Cluster, String> {
         const N: usize = 3;
-        let free = super::super::process::free_ports::<{ 6 * N }>();
+        let free = super::super::process::server_ports::<{ 6 * N }>();
         let ports: Vec<Ports> = free
             .chunks(6)
             .map(|c| Ports::from(c.try_into().expect("six ports"), false))

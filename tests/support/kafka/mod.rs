@@ -120,7 +120,7 @@ struct Ports {
 
 impl Ports {
     fn free(proxied: bool) -> Ports {
-        Ports::from(super::process::free_ports::<6>(), proxied)
+        Ports::from(super::process::server_ports::<6>(), proxied)
     }
 
     /// Six free ports (all different) as one broker's listeners.
