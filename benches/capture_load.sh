@@ -10,7 +10,9 @@
 # Usage: benches/capture_load.sh   (TRAWL=path to skip the build; TRAWL_BASE=another trawl;
 #        PODS=10; DURATION=20; NICE=10 runs the binaries at that niceness, below the clients:
 #        the overload where the kernel drops packets, on every run, as on a node whose pods
-#        take the CPU first; HOGS=N busy loops beside the clients)
+#        take the CPU first; HOGS=N busy loops beside the clients; CAPTURE and BASE_CAPTURE:
+#        more keys of each one's `capture:` map, e.g. BASE_CAPTURE=", max_in_flight: 4GiB"
+#        with TRAWL_BASE=$TRAWL to see what a setting changes on the same traffic)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PODS=${PODS:-10}
@@ -60,11 +62,11 @@ http {
 EOF
 ip netns exec "${P}n0" nginx -c "$WORK/nginx.conf" -p "$WORK" 2> /dev/null
 
-start_trawl() { # name binary
-    local name=$1 bin=$2 dir=$WORK/$1
+start_trawl() { # name binary capture-keys
+    local name=$1 bin=$2 extra=$3 dir=$WORK/$1
     mkdir -p "$dir"
-    printf 'inputs:\n  node:\n    type: packet\n    capture: { interfaces: ["%sh*"] }\n    flows: { period: -1s }\n    protocols:\n      http: { ports: [80] }\noutputs:\n  out: { type: "null" }\ndata_dir: %s\nhttp: { address: "unix:%s/m.sock" }\n' \
-        "$P" "$dir" "$dir" > "$dir/p.yaml"
+    printf 'inputs:\n  node:\n    type: packet\n    capture: { interfaces: ["%sh*"]%s }\n    flows: { period: -1s }\n    protocols:\n      http: { ports: [80] }\noutputs:\n  out: { type: "null" }\ndata_dir: %s\nhttp: { address: "unix:%s/m.sock" }\n' \
+        "$P" "$extra" "$dir" "$dir" > "$dir/p.yaml"
     nice -n "$NICE" "$bin" run -c "$dir/p.yaml" > "$dir/log" 2>&1 &
     echo $!
 }
@@ -79,11 +81,11 @@ hwm_mib() {
 }
 
 declare -A PID
-PID[trawl]=$(start_trawl trawl "$TRAWL")
+PID[trawl]=$(start_trawl trawl "$TRAWL" "${CAPTURE:-}")
 PIDS+=("${PID[trawl]}")
 NAMES=(trawl)
 if [[ -n "${TRAWL_BASE:-}" ]]; then
-    PID[base]=$(start_trawl base "$TRAWL_BASE")
+    PID[base]=$(start_trawl base "$TRAWL_BASE" "${BASE_CAPTURE:-}")
     PIDS+=("${PID[base]}")
     NAMES=(base trawl)
 fi
@@ -129,8 +131,8 @@ sleep 5
 
 echo "PODS=$PODS DURATION=${DURATION}s NICE=$NICE HOGS=$HOGS, requests completed by the clients: $SENT"
 echo
-echo "| binary | CPU s | CPU us / request | peak RSS MiB | kernel drops | analyzer drops | late | HTTP transactions | of requests | no response | TCP gaps | CPU vs base |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| binary | CPU s | CPU us / request | peak RSS MiB | kernel drops | analyzer drops | late | events dropped | HTTP transactions | of requests | no response | TCP gaps | CPU vs base |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 BASE_CPU=
 for n in "${NAMES[@]}"; do
     cpu=$(awk -v a="$(cpu_s "${PID[$n]}")" -v b="${CPU0[$n]}" 'BEGIN { printf "%.2f", a - b }')
@@ -141,9 +143,10 @@ for n in "${NAMES[@]}"; do
     late=$(metric "$n" trawl_capture_late_packets_total)
     incomplete=$(curl -s --unix-socket "$WORK/$n/m.sock" http://x/metrics | awk 'index($0, "trawl_http_requests_total{") == 1 && /status_code="none"/ { s += $NF } END { printf "%d", s }')
     gaps=$(metric "$n" trawl_packet_tcp_gaps_total)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$cpu" \
+    shed=$(metric "$n" 'trawl_events_dropped_total{component_kind="input"')
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$cpu" \
         "$(awk -v c="$cpu" -v s="$SENT" 'BEGIN { printf "%.2f", c * 1e6 / (s > 0 ? s : 1) }')" \
-        "$(hwm_mib "${PID[$n]}")" "$drops" "$behind" "$late" "$tx" \
+        "$(hwm_mib "${PID[$n]}")" "$drops" "$behind" "$late" "$shed" "$tx" \
         "$(awk -v t="$tx" -v s="$SENT" 'BEGIN { printf "%.4f", t / (s > 0 ? s : 1) }')" "$incomplete" "$gaps" \
         "$(awk -v c="$cpu" -v b="$BASE_CPU" 'BEGIN { printf "%.2fx", c / (b > 0 ? b : 1) }')"
 done

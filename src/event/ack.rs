@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
+use super::Held;
 use crate::telemetry::metrics::ComponentMetrics;
 
 /// How a batch ended. Ordered from best to worst: a batch copied to several outputs takes the
@@ -66,13 +67,18 @@ impl Shared {
 struct AckInner {
     seq: u64,
     status: AtomicU8,
-    shared: Arc<Shared>,
+    /// The tracker told of the batch's fate; none for a batch that only holds memory.
+    shared: Option<Arc<Shared>>,
+    /// The batch's share of its input's in-flight budget, given back with the last copy.
+    _held: Option<Held>,
 }
 
 impl Drop for AckInner {
     fn drop(&mut self) {
-        let status = BatchStatus::from_u8(self.status.load(Ordering::Acquire));
-        self.shared.complete(self.seq, status);
+        if let Some(shared) = &self.shared {
+            let status = BatchStatus::from_u8(self.status.load(Ordering::Acquire));
+            shared.complete(self.seq, status);
+        }
     }
 }
 
@@ -98,6 +104,20 @@ impl BatchAck {
     pub fn none() -> BatchAck {
         BatchAck {
             inner: None,
+            status: BatchStatus::Failed,
+        }
+    }
+
+    /// A handle that reports to nobody but holds `held` until every output has settled the
+    /// batch (dropped the last copy), so that its input's in-flight bytes are capped.
+    pub fn holding(held: Held) -> BatchAck {
+        BatchAck {
+            inner: Some(Arc::new(AckInner {
+                seq: 0,
+                status: AtomicU8::new(BatchStatus::Delivered as u8),
+                shared: None,
+                _held: Some(held),
+            })),
             status: BatchStatus::Failed,
         }
     }
@@ -201,7 +221,8 @@ impl AckTracker {
             seq,
             // Starts at the best status; each copy raises it to its own when dropped.
             status: AtomicU8::new(BatchStatus::Delivered as u8),
-            shared: self.shared.clone(),
+            shared: Some(self.shared.clone()),
+            _held: None,
         });
         (
             seq,

@@ -2,11 +2,13 @@
 //! outputs, with ECS field names as nested objects, and the batches that carry them.
 
 mod ack;
+mod budget;
 pub mod json;
 mod lines;
 mod value;
 
 pub use ack::{AckTracker, Acked, BatchAck, BatchStatus};
+pub use budget::{approx_bytes, Held, InFlightBudget};
 pub use lines::{BlockLine, LineBlock};
 pub use value::{format_timestamp, Key, Map, Value};
 

@@ -12,7 +12,7 @@ pub mod stdin;
 pub mod tee;
 
 use crate::config::{from_node, ComponentSpec, DeError};
-use crate::event::Batch;
+use crate::event::{approx_bytes, Batch, BatchAck, Event, InFlightBudget};
 use crate::pipeline::channel::{BatchSender, Closed, Shutdown, TrySendError};
 use crate::telemetry::metrics::ComponentMetrics;
 use crate::wire::registry::Protocols;
@@ -79,6 +79,11 @@ pub struct InputContext {
     pub data_dir: PathBuf,
     /// How the pipeline stops, shared by every input.
     pub pipeline: Arc<PipelineStop>,
+    /// A `Drop` input's last batch was dropped: the next ones do not wait for room, so that a
+    /// capture whose pipeline stays full keeps reading the kernel's buffer (each batch waiting
+    /// its own grace starved the capture threads, and packets, not events, were lost: counted,
+    /// but every connection then had a gap). The first batch queued again ends it.
+    pub shedding: AtomicBool,
 }
 
 /// What an input may know of how the pipeline stops.
@@ -105,12 +110,13 @@ impl PipelineStop {
 
 impl InputContext {
     fn dropped(&self, batch: Batch) {
+        self.shedding.store(true, Ordering::Relaxed);
         let n = batch.len() as u64;
         self.metrics.events_dropped.fetch_add(n, Ordering::Relaxed);
         // Counted alone, a loss is silent to whoever reads the log after an outage.
         if self.metrics.drop_begins_episode(DROP_EPISODE_QUIET) {
             tracing::warn!(input = %self.name, events = n,
-                "pipeline full (an output down or slower than this input): dropping this live input's batches, counted in trawl_events_dropped_total (logged once until 10 s pass without a drop)");
+                "pipeline full (an output down or slower than this input, or a capture's max_in_flight reached): dropping this live input's batches, counted in trawl_events_dropped_total (logged once until 10 s pass without a drop)");
         }
         batch.ack.rejected();
     }
@@ -149,8 +155,35 @@ impl InputContext {
                 Ok(())
             }
             // Stopping, nothing waits: each batch of the final flush would wait its own grace.
-            BackPressure::Drop if self.shutdown.is_triggered() => self.try_emit(batch),
+            BackPressure::Drop if self.shutdown.is_triggered() || self.is_shedding() => {
+                self.try_emit(batch)
+            }
             BackPressure::Drop => self.emit_within(batch, DROP_GRACE),
+        }
+    }
+
+    /// `emit_blocking` for a live input whose batches in flight are capped by `budget`: the
+    /// events wait up to `DROP_GRACE` for room (none while stopping), else they are dropped
+    /// and counted as when the pipeline is full.
+    pub fn emit_within_budget(
+        &self,
+        events: Vec<Event>,
+        budget: &Arc<InFlightBudget>,
+    ) -> Result<(), Closed> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let wait = if self.shutdown.is_triggered() || self.is_shedding() {
+            std::time::Duration::ZERO
+        } else {
+            DROP_GRACE
+        };
+        match budget.take(approx_bytes(&events), wait) {
+            Some(held) => self.emit_blocking(Batch::new(events, BatchAck::holding(held))),
+            None => {
+                self.dropped(Batch::unacked(events));
+                Ok(())
+            }
         }
     }
 
@@ -200,6 +233,7 @@ impl InputContext {
     fn settle(&self, sent: Result<(), TrySendError>, n: u64) -> Result<(), Closed> {
         match sent {
             Ok(()) => {
+                self.shedding.store(false, Ordering::Relaxed);
                 ComponentMetrics::add(&self.metrics.events_out, n);
                 Ok(())
             }
@@ -209,6 +243,10 @@ impl InputContext {
             }
             Err(TrySendError::Closed(b)) => Err(Closed(b)),
         }
+    }
+
+    fn is_shedding(&self) -> bool {
+        self.shedding.load(Ordering::Relaxed)
     }
 }
 
@@ -393,6 +431,16 @@ fn check_capture(
                 ),
             ));
         }
+        let in_flight = c.max_in_flight.bytes();
+        if in_flight == 0 || in_flight > 4 << 30 {
+            return Err(at(
+                "max_in_flight",
+                format!(
+                    "expected from 1 byte to {} bytes, got {in_flight} bytes",
+                    4u64 << 30
+                ),
+            ));
+        }
     }
     let Some(filter) = capture.and_then(|c| c.bpf_filter.as_deref()) else {
         return Ok(());
@@ -537,6 +585,7 @@ mod tests {
             batch_size: 16,
             data_dir: PathBuf::new(),
             pipeline: Arc::new(PipelineStop::default()),
+            shedding: AtomicBool::new(false),
         }
     }
 
@@ -578,6 +627,62 @@ mod tests {
         assert!(start.elapsed() >= DROP_GRACE);
         assert_eq!(ctx.metrics.events_dropped.load(Ordering::Relaxed), 1);
         assert_eq!(ctx.metrics.events_out.load(Ordering::Relaxed), 2);
+        // Still full: the next batch is dropped at once, not after another grace, so that the
+        // capture thread is not held a second per batch while the pipeline stays full.
+        let start = Instant::now();
+        ctx.emit_blocking(one_event()).unwrap();
+        assert!(start.elapsed() < DROP_GRACE);
+        assert_eq!(ctx.metrics.events_dropped.load(Ordering::Relaxed), 2);
         assert!(rx.try_recv().is_some(), "the queued batch is still there");
+        // Room again: queued, and the one after waits out a stall again.
+        ctx.emit_blocking(one_event()).unwrap();
+        assert_eq!(ctx.metrics.events_out.load(Ordering::Relaxed), 3);
+        assert!(!ctx.shedding.load(Ordering::Relaxed));
+    }
+
+    /// A capture's batches in flight hold its budget until the outputs are done with them: a
+    /// batch over it waits for a settled one, drops past the grace, and goes again once the
+    /// budget has room.
+    #[test]
+    fn a_capture_holds_no_more_in_flight_than_its_budget() {
+        let metrics = Arc::new(ComponentMetrics::new(
+            ComponentKind::Processor,
+            "p".into(),
+            "router",
+        ));
+        let (tx, mut rx) = batch_channel(8, metrics);
+        let ctx = capture_input(tx);
+        let budget = InFlightBudget::new(1);
+        let event = || one_event().into_parts().0;
+        ctx.emit_within_budget(event(), &budget).unwrap();
+        assert!(budget.held() > 0);
+        let settle = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(rx.blocking_recv());
+            rx
+        });
+        // The queue has room, the budget has not: this one waits for the first to be settled.
+        let start = Instant::now();
+        ctx.emit_within_budget(event(), &budget).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(150));
+        let mut rx = settle.join().unwrap();
+        assert_eq!(ctx.metrics.events_out.load(Ordering::Relaxed), 2);
+        assert_eq!(ctx.metrics.events_dropped.load(Ordering::Relaxed), 0);
+
+        // Nobody settles the second: the third is dropped past the grace, the fourth at once.
+        let start = Instant::now();
+        ctx.emit_within_budget(event(), &budget).unwrap();
+        assert!(start.elapsed() >= DROP_GRACE);
+        let start = Instant::now();
+        ctx.emit_within_budget(event(), &budget).unwrap();
+        assert!(start.elapsed() < DROP_GRACE);
+        assert_eq!(ctx.metrics.events_dropped.load(Ordering::Relaxed), 2);
+
+        let second = rx.try_recv().expect("the second batch queued");
+        assert!(budget.held() > 0, "held while a batch is in flight");
+        drop(second);
+        assert_eq!(budget.held(), 0, "given back when the batch is settled");
+        ctx.emit_within_budget(event(), &budget).unwrap();
+        assert_eq!(ctx.metrics.events_out.load(Ordering::Relaxed), 3);
     }
 }

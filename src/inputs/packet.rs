@@ -3,7 +3,7 @@
 //! counts); `pcap_file` reads a capture file (it waits for room) and ends at the end of the file
 //! after reporting every open flow and pending transaction.
 
-use crate::event::Batch;
+use crate::event::{Batch, InFlightBudget};
 use crate::inputs::{BackPressure, BoxFuture, BuildContext, Input, InputContext};
 use crate::wire::capture::{self, CaptureConfig, Live};
 use crate::wire::decode::Decoder;
@@ -269,6 +269,13 @@ impl PacketInput {
             self.map,
         );
         let batch = ctx.batch_size.max(1);
+        // A live capture cannot pause: what its events hold until the outputs settle them is
+        // capped, as the queues alone (counted in batches) would let a burst after a stall
+        // take tens of MB.
+        let budget = match &self.source {
+            Source::Live(cfg) => Some(InFlightBudget::new(cfg.max_in_flight.as_usize())),
+            Source::File(_) => None,
+        };
         let mut flush = |e: &mut Engine| {
             let mut events = match &mut e.out {
                 Out::Events(v) => std::mem::take(v),
@@ -280,7 +287,11 @@ impl PacketInput {
                 } else {
                     Vec::new()
                 };
-                if ctx.emit_blocking(Batch::unacked(events)).is_err() {
+                let sent = match &budget {
+                    Some(budget) => ctx.emit_within_budget(events, budget),
+                    None => ctx.emit_blocking(Batch::unacked(events)),
+                };
+                if sent.is_err() {
                     return false;
                 }
                 events = rest;

@@ -280,6 +280,7 @@ inputs:
   b: {type: pcap_file, path: \"\"}
   c: {type: http, capture: {interfaces: []}}
   d: {type: http, capture: {interfaces: [lo], buffer_size: 100GiB}}
+  e: {type: http, capture: {interfaces: [lo], max_in_flight: 0}}
 outputs:
   k: {type: kafka, brokers: [\"127.0.0.1:9\"], topic: \"\"}
   k2: {type: kafka, brokers: [\"127.0.0.1:9\"], topic: \"bad topic\"}
@@ -298,11 +299,12 @@ outputs:
             (7, "inputs.b.path", "empty"),
             (8, "inputs.c.capture.interfaces", "empty"),
             (9, "inputs.d.capture.buffer_size", "at most"),
-            (11, "outputs.k.topic", "empty"),
-            (12, "outputs.k2.topic", "not a Kafka topic name"),
-            (13, "outputs.k3.librdkafka", "ssl.ca.location"),
-            (14, "outputs.k4.librdkafka", "GSSAPI"),
-            (15, "outputs.f.path", "not a folder"),
+            (10, "inputs.e.capture.max_in_flight", "from 1 byte"),
+            (12, "outputs.k.topic", "empty"),
+            (13, "outputs.k2.topic", "not a Kafka topic name"),
+            (14, "outputs.k3.librdkafka", "ssl.ca.location"),
+            (15, "outputs.k4.librdkafka", "GSSAPI"),
+            (16, "outputs.f.path", "not a folder"),
         ],
     );
 }

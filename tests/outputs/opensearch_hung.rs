@@ -4,7 +4,8 @@
 //! without waiting out `request_timeout` first, and once the node wakes every line written
 //! meanwhile is stored, once (ids from the file's identity and offset), with no stall. A live
 //! capture held by the hung node: with a disk buffer every transaction made meanwhile is stored;
-//! without one, what is dropped is counted and logged, never silent.
+//! without one, what is dropped is counted and logged, never silent; with `max_in_flight` it
+//! holds no more than that meanwhile.
 
 use crate::support;
 
@@ -193,29 +194,49 @@ fn drive(port: u16, stop: Arc<AtomicBool>, answered: Arc<Mutex<Vec<String>>>) {
     }
 }
 
+/// How a trawl of `a_live_capture_held_by_a_hung_node...` differs from the plain one.
+#[derive(Default)]
+struct Variant {
+    /// Lines under the `es` output (`buffer:`).
+    output: &'static str,
+    /// Keys in the `capture:` map.
+    capture: &'static str,
+    /// Top-level lines (`pipeline:`).
+    top: &'static str,
+}
+
 fn capture_pipeline(
     dir: &Path,
     name: &str,
     addr: &str,
     url: &str,
     port: u16,
-    buffer: &str,
+    v: &Variant,
 ) -> std::path::PathBuf {
     write_file(
         dir,
         &format!("{name}.yaml"),
         &format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  node:\n    type: packet\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {port}\" }}\n    protocols:\n      http: {{ ports: [{port}] }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: {name}\n    batch: {{ max_events: 100, timeout: 100ms }}\n    retry: {{ initial_backoff: 50ms, max_backoff: 1s }}\n{buffer}",
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\n{top}inputs:\n  node:\n    type: packet\n    capture: {{ interfaces: [lo], bpf_filter: \"tcp port {port}\"{capture} }}\n    protocols:\n      http: {{ ports: [{port}] }}\noutputs:\n  es:\n    type: elasticsearch\n    hosts: [\"{url}\"]\n    index: {name}\n    batch: {{ max_events: 100, timeout: 100ms }}\n    retry: {{ initial_backoff: 50ms, max_backoff: 1s }}\n{output}",
             data = dir.join(format!("data-{name}")).display(),
+            top = v.top,
+            capture = v.capture,
+            output = v.output,
         ),
     )
 }
 
-/// A node's live capture while its Elasticsearch hangs for 15 s (JVM stopped), two trawls on
+/// A node's live capture while its Elasticsearch hangs for 15 s (JVM stopped), three trawls on
 /// the same traffic: the one with a disk buffer stores every transaction the client made and
 /// drops none; the one without drops what the full pipeline cannot hold, and each transaction
 /// missing from its index is counted in `trawl_events_dropped_total` and the dropping logged
-/// once (was: counted, but not one log line).
+/// once (was: counted, but not one log line). The third has `capture.max_in_flight` at its
+/// least (one batch of at most 5 events in flight): while the node hangs it holds no more than
+/// that batch (was: as much as the queues and the output take, as the second one does, so that
+/// a capture's memory after a stall was bounded only by the count of batches, whatever their
+/// size), and what it drops is counted and logged as well: its batches no longer each wait a
+/// second for room while the pipeline stays full, which starved the capture threads so that
+/// packets were lost (counted, but every connection then had a gap) and transactions with them.
 #[test]
 fn a_live_capture_held_by_a_hung_node_buffers_or_counts_and_logs_its_drops() {
     let os = OpenSearch::start(&[]);
@@ -223,30 +244,36 @@ fn a_live_capture_held_by_a_hung_node_buffers_or_counts_and_logs_its_drops() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || serve(listener));
-    let [a, b] = support::process::server_ports::<2>();
-    let (buffered, dropping) = (format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}"));
-    let logs = [
-        dir.path().join("buffered.log"),
-        dir.path().join("dropping.log"),
+    let names = ["buffered", "dropping", "capped"];
+    let variants = [
+        Variant {
+            output: "    buffer: { type: disk }\n",
+            ..Variant::default()
+        },
+        Variant::default(),
+        Variant {
+            capture: ", max_in_flight: 1",
+            top: "pipeline: { batch_size: 5 }\n",
+            ..Variant::default()
+        },
     ];
-    let mut trawls = [
-        Trawl::start(
-            &capture_pipeline(
-                dir.path(),
-                "buffered",
-                &buffered,
-                &os.url,
-                port,
-                "    buffer: { type: disk }\n",
-            ),
-            Some(&logs[0]),
-        ),
-        Trawl::start(
-            &capture_pipeline(dir.path(), "dropping", &dropping, &os.url, port, ""),
-            Some(&logs[1]),
-        ),
-    ];
-    for addr in [&buffered, &dropping] {
+    let addrs: Vec<String> = support::process::server_ports::<3>()
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let logs: Vec<std::path::PathBuf> = names
+        .iter()
+        .map(|n| dir.path().join(format!("{n}.log")))
+        .collect();
+    let mut trawls: Vec<Trawl> = (0..3)
+        .map(|i| {
+            let config =
+                capture_pipeline(dir.path(), names[i], &addrs[i], &os.url, port, &variants[i]);
+            Trawl::start(&config, Some(&logs[i]))
+        })
+        .collect();
+    let (buffered, dropping, capped) = (&addrs[0], &addrs[1], &addrs[2]);
+    for addr in &addrs {
         wait_until(
             Duration::from_secs(30),
             "the capture open (/health 200)",
@@ -260,13 +287,25 @@ fn a_live_capture_held_by_a_hung_node_buffers_or_counts_and_logs_its_drops() {
         std::thread::spawn(move || drive(port, stop, answered))
     };
     let stored = |addr: &str| metric(addr, "trawl_events_out_total", "es").unwrap_or(0.0) as usize;
+    let queued =
+        |addr: &str| metric(addr, "trawl_events_out_total", "node").unwrap_or(0.0) as usize;
     wait_until(
         Duration::from_secs(60),
         "the first transactions stored",
-        || stored(&buffered) >= 20 && stored(&dropping) >= 20,
+        || addrs.iter().all(|a| stored(a) >= 20),
     );
     os.signal(libc::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(15));
+    // Events queued by the input and not yet stored: in the queues, or in the output's
+    // requests the node holds. Sampled through the hang, the most of each trawl.
+    let in_flight = |addr: &str| queued(addr).saturating_sub(stored(addr));
+    let mut most = [0, 0];
+    let hang = Instant::now();
+    while hang.elapsed() < Duration::from_secs(15) {
+        for (m, addr) in most.iter_mut().zip([dropping, capped]) {
+            *m = (*m).max(in_flight(addr));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     os.signal(libc::SIGCONT);
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
@@ -274,12 +313,26 @@ fn a_live_capture_held_by_a_hung_node_buffers_or_counts_and_logs_its_drops() {
     let made: Vec<String> = answered.lock().unwrap().clone();
     let dropped =
         |addr: &str| metric(addr, "trawl_events_dropped_total", "node").unwrap_or(0.0) as usize;
-    wait_until(
-        Duration::from_secs(60),
-        "every transaction stored or dropped",
-        || stored(&buffered) >= made.len() && stored(&dropping) + dropped(&dropping) >= made.len(),
+    let settled = || {
+        stored(buffered) >= made.len()
+            && [dropping, capped]
+                .iter()
+                .all(|a| stored(a) + dropped(a) >= made.len())
+    };
+    let start = Instant::now();
+    while !settled() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        settled(),
+        "every transaction stored or dropped within 60 s: {} made; (stored, dropped): {:?}",
+        made.len(),
+        addrs
+            .iter()
+            .map(|a| (stored(a), dropped(a)))
+            .collect::<Vec<_>>()
     );
-    let counted = dropped(&dropping);
+    let counted = [dropped(dropping), dropped(capped)];
     for (trawl, log) in trawls.iter_mut().zip(&logs) {
         sigterm(trawl);
         let status = trawl.wait(Duration::from_secs(60));
@@ -308,28 +361,54 @@ fn a_live_capture_held_by_a_hung_node_buffers_or_counts_and_logs_its_drops() {
         made.len(),
         &lost[..lost.len().min(5)]
     );
-    assert_eq!(dropped(&buffered), 0, "no drop with a disk buffer");
+    assert_eq!(dropped(buffered), 0, "no drop with a disk buffer");
 
-    let kept = paths("dropping");
-    let missing = made.iter().filter(|p| !kept.contains_key(*p)).count();
     eprintln!(
-        "{} transactions made; without a buffer {missing} missing, {counted} counted dropped",
-        made.len()
+        "most events in flight during the hang: {} without a cap, {} with max_in_flight: 1",
+        most[0], most[1]
     );
     assert!(
-        missing > 0,
-        "a 15 s hang fills the pipeline: this test needs drops to look at"
+        most[0] > 5,
+        "without a cap the queues and the output's requests hold more than one batch while the \
+         node hangs (this test needs that to tell the cap's effect): {}",
+        most[0]
     );
-    assert_eq!(missing, counted, "every missing transaction counted");
-    let text = std::fs::read_to_string(&logs[1]).unwrap_or_default();
-    let warned: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("WARN") && l.contains("dropping"))
-        .collect();
-    assert_eq!(warned.len(), 1, "the drops logged once; the log:\n{text}");
     assert!(
-        warned[0].contains("node") && warned[0].contains("trawl_events_dropped_total"),
-        "the line names the input and the counter: {}",
-        warned[0]
+        most[1] <= 5,
+        "with max_in_flight: 1, one batch (of at most 5 events) is in flight at a time: {}",
+        most[1]
     );
+    for (i, name) in [(1, "dropping"), (2, "capped")] {
+        let kept = paths(name);
+        let missing = made.iter().filter(|p| !kept.contains_key(*p)).count();
+        eprintln!(
+            "{name}: {} transactions made, {missing} missing, {} counted dropped",
+            made.len(),
+            counted[i - 1]
+        );
+        assert!(
+            missing > 0,
+            "{name}: a 15 s hang fills the pipeline: this test needs drops to look at"
+        );
+        assert_eq!(
+            missing,
+            counted[i - 1],
+            "{name}: every missing transaction counted"
+        );
+        let text = std::fs::read_to_string(&logs[i]).unwrap_or_default();
+        let warned: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("dropping"))
+            .collect();
+        assert_eq!(
+            warned.len(),
+            1,
+            "{name}: the drops logged once; the log:\n{text}"
+        );
+        assert!(
+            warned[0].contains("node") && warned[0].contains("trawl_events_dropped_total"),
+            "{name}: the line names the input and the counter: {}",
+            warned[0]
+        );
+    }
 }

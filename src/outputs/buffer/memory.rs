@@ -4,7 +4,7 @@
 //! what is queued.
 
 use super::WhenFull;
-use crate::event::{Batch, Event, Value};
+use crate::event::{approx_bytes, Batch};
 use crate::pipeline::channel::{BatchReceiver, BatchSender};
 use crate::telemetry::metrics::ComponentMetrics;
 use std::collections::VecDeque;
@@ -130,28 +130,4 @@ fn publish(metrics: &ComponentMetrics, q: &Queue) {
     metrics
         .buffer_bytes
         .store(q.bytes as i64, Ordering::Relaxed);
-}
-
-/// What a batch's events take in memory, roughly: each value's own size, plus the text of its
-/// strings and keys. Good enough for a gauge that tells an empty buffer from a filling one.
-pub(crate) fn approx_bytes(events: &[Event]) -> usize {
-    fn value(v: &Value) -> usize {
-        std::mem::size_of::<Value>()
-            + match v {
-                Value::String(s) => s.len(),
-                Value::Array(items) => items.iter().map(value).sum(),
-                Value::Object(m) => m.iter().map(|(k, v)| k.len() + value(v)).sum(),
-                _ => 0,
-            }
-    }
-    events
-        .iter()
-        .map(|e| {
-            std::mem::size_of::<Event>()
-                + e.fields
-                    .iter()
-                    .map(|(k, v)| k.len() + value(v))
-                    .sum::<usize>()
-        })
-        .sum()
 }

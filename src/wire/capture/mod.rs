@@ -65,6 +65,11 @@ pub struct CaptureConfig {
     /// default: on a node, one packet is seen plain on a veth and tunnelled on the uplink.
     #[serde(default)]
     pub key_by_tunnel: bool,
+    /// About how much memory the events of this capture may hold until every output has
+    /// settled them (estimated per event); beyond it a batch waits up to 1 s for room, then is
+    /// dropped and counted, as when the pipeline is full.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: ByteSize,
 }
 
 impl Default for CaptureConfig {
@@ -80,6 +85,7 @@ impl Default for CaptureConfig {
             vxlan_ports: default_vxlan_ports(),
             key_by_vlan: default_key_by_vlan(),
             key_by_tunnel: false,
+            max_in_flight: default_max_in_flight(),
         }
     }
 }
@@ -92,6 +98,9 @@ fn default_snaplen() -> ByteSize {
     ByteSize(262144)
 }
 fn default_buffer() -> ByteSize {
+    ByteSize(8 << 20)
+}
+fn default_max_in_flight() -> ByteSize {
     ByteSize(8 << 20)
 }
 fn default_refresh() -> Duration {
