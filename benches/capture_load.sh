@@ -12,13 +12,17 @@
 #        the overload where the kernel drops packets, on every run, as on a node whose pods
 #        take the CPU first; HOGS=N busy loops beside the clients; CAPTURE and BASE_CAPTURE:
 #        more keys of each one's `capture:` map, e.g. BASE_CAPTURE=", max_in_flight: 4GiB"
-#        with TRAWL_BASE=$TRAWL to see what a setting changes on the same traffic)
+#        with TRAWL_BASE=$TRAWL to see what a setting changes on the same traffic; OUTPUT: the
+#        output's map instead of `{ type: "null" }`, e.g. an Elasticsearch that is down,
+#        OUTPUT='{ type: elasticsearch, hosts: ["http://127.0.0.1:9"] }', where the events
+#        in flight wait)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PODS=${PODS:-10}
 DURATION=${DURATION:-20}
 HOGS=${HOGS:-0}
 NICE=${NICE:-0}
+OUTPUT=${OUTPUT:-'{ type: "null" }'}
 if [[ -z "${TRAWL:-}" ]]; then
     cargo build --release >&2
     TRAWL=$PWD/target/release/trawl
@@ -65,8 +69,8 @@ ip netns exec "${P}n0" nginx -c "$WORK/nginx.conf" -p "$WORK" 2> /dev/null
 start_trawl() { # name binary capture-keys
     local name=$1 bin=$2 extra=$3 dir=$WORK/$1
     mkdir -p "$dir"
-    printf 'inputs:\n  node:\n    type: packet\n    capture: { interfaces: ["%sh*"]%s }\n    flows: { period: -1s }\n    protocols:\n      http: { ports: [80] }\noutputs:\n  out: { type: "null" }\ndata_dir: %s\nhttp: { address: "unix:%s/m.sock" }\n' \
-        "$P" "$extra" "$dir" "$dir" > "$dir/p.yaml"
+    printf 'inputs:\n  node:\n    type: packet\n    capture: { interfaces: ["%sh*"]%s }\n    flows: { period: -1s }\n    protocols:\n      http: { ports: [80] }\noutputs:\n  out: %s\ndata_dir: %s\nhttp: { address: "unix:%s/m.sock" }\n' \
+        "$P" "$extra" "$OUTPUT" "$dir" "$dir" > "$dir/p.yaml"
     nice -n "$NICE" "$bin" run -c "$dir/p.yaml" > "$dir/log" 2>&1 &
     echo $!
 }

@@ -79,11 +79,32 @@ pub struct InputContext {
     pub data_dir: PathBuf,
     /// How the pipeline stops, shared by every input.
     pub pipeline: Arc<PipelineStop>,
-    /// A `Drop` input's last batch was dropped: the next ones do not wait for room, so that a
-    /// capture whose pipeline stays full keeps reading the kernel's buffer (each batch waiting
-    /// its own grace starved the capture threads, and packets, not events, were lost: counted,
-    /// but every connection then had a gap). The first batch queued again ends it.
-    pub shedding: AtomicBool,
+    /// When a `Drop` input last dropped a batch.
+    pub shedding: Shedding,
+}
+
+/// A `Drop` input that dropped a batch less than `DROP_EPISODE_QUIET` ago waits for no room:
+/// the grace is for a short stall, and a pipeline full past it is an episode. Each batch
+/// waiting its own grace while the outputs stay slow or down starved the capture threads, so
+/// packets were lost too (counted, but every connection then had a gap), and a batch let in
+/// now and then by the outputs made the next one wait a whole grace again.
+#[derive(Default)]
+pub struct Shedding(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl Shedding {
+    fn dropped(&self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = Some(std::time::Instant::now());
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| at.elapsed() < DROP_EPISODE_QUIET)
+    }
 }
 
 /// What an input may know of how the pipeline stops.
@@ -110,7 +131,7 @@ impl PipelineStop {
 
 impl InputContext {
     fn dropped(&self, batch: Batch) {
-        self.shedding.store(true, Ordering::Relaxed);
+        self.shedding.dropped();
         let n = batch.len() as u64;
         self.metrics.events_dropped.fetch_add(n, Ordering::Relaxed);
         // Counted alone, a loss is silent to whoever reads the log after an outage.
@@ -233,7 +254,6 @@ impl InputContext {
     fn settle(&self, sent: Result<(), TrySendError>, n: u64) -> Result<(), Closed> {
         match sent {
             Ok(()) => {
-                self.shedding.store(false, Ordering::Relaxed);
                 ComponentMetrics::add(&self.metrics.events_out, n);
                 Ok(())
             }
@@ -246,7 +266,7 @@ impl InputContext {
     }
 
     fn is_shedding(&self) -> bool {
-        self.shedding.load(Ordering::Relaxed)
+        self.shedding.active()
     }
 }
 
@@ -585,7 +605,7 @@ mod tests {
             batch_size: 16,
             data_dir: PathBuf::new(),
             pipeline: Arc::new(PipelineStop::default()),
-            shedding: AtomicBool::new(false),
+            shedding: Shedding::default(),
         }
     }
 
@@ -634,10 +654,13 @@ mod tests {
         assert!(start.elapsed() < DROP_GRACE);
         assert_eq!(ctx.metrics.events_dropped.load(Ordering::Relaxed), 2);
         assert!(rx.try_recv().is_some(), "the queued batch is still there");
-        // Room again: queued, and the one after waits out a stall again.
+        // Room again: queued. Full again within the episode: dropped at once.
         ctx.emit_blocking(one_event()).unwrap();
         assert_eq!(ctx.metrics.events_out.load(Ordering::Relaxed), 3);
-        assert!(!ctx.shedding.load(Ordering::Relaxed));
+        let start = Instant::now();
+        ctx.emit_blocking(one_event()).unwrap();
+        assert!(start.elapsed() < DROP_GRACE);
+        assert_eq!(ctx.metrics.events_dropped.load(Ordering::Relaxed), 3);
     }
 
     /// A capture's batches in flight hold its budget until the outputs are done with them: a
