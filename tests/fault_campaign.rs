@@ -74,10 +74,11 @@ const REGRESSIONS: &[(u64, &str, u32, &str)] = &[
 fn run_one(seed: u64, pipeline: &str, faults: u32, knobs: Knobs) -> Outcome {
     let result = std::panic::catch_unwind(|| match pipeline {
         "es" => campaign::files::run(Output::Elasticsearch, "es", seed, faults, knobs),
-        // `es` with `--real-opensearch`, by a name of its own for the seed lists below.
+        // `es` with `--real-opensearch`, by a name of its own for the seed lists below and in
+        // the tables (where it was labelled `es`, as the stand-in's runs are).
         "es-opensearch" => campaign::files::run(
             Output::Elasticsearch,
-            "es",
+            "es-opensearch",
             seed,
             faults,
             Knobs {

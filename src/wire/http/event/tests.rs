@@ -156,6 +156,17 @@ mod template_tests {
     use crate::wire::http::parser::{RequestHead, ResponseHead, Version};
     use crate::wire::out::JsonFields;
 
+    /// What an HTTP analyzer with the default settings gives its events.
+    fn default_ctx() -> Arc<EventCtx> {
+        Arc::new(EventCtx {
+            cfg: HttpConfig::default(),
+            real_ip: None,
+            include_body_for: Vec::new(),
+            send_all: false,
+            redact_lengths: 0,
+        })
+    }
+
     /// The event through `JsonFields` (what `trawl pcap` wrote before the template).
     fn through_fields(tx: &HttpTx, conn: &Conn, clock: &mut Clock) -> Vec<u8> {
         let mut buf = Vec::new();
@@ -340,13 +351,7 @@ mod template_tests {
     /// one `JsonFields` writes.
     #[test]
     fn the_widest_event_fits_its_bound() {
-        let ctx = Arc::new(EventCtx {
-            cfg: HttpConfig::default(),
-            real_ip: None,
-            include_body_for: Vec::new(),
-            send_all: false,
-            redact_lengths: 0,
-        });
+        let ctx = default_ctx();
         let conn = Conn::new(
             "http",
             Transport::Tcp,
@@ -410,13 +415,7 @@ mod template_tests {
     /// `pipeline.batch_size` events) held twice the memory when the outputs fell behind.
     #[test]
     fn a_queued_event_holds_no_room_for_fields_it_does_not_have() {
-        let ctx = Arc::new(EventCtx {
-            cfg: HttpConfig::default(),
-            real_ip: None,
-            include_body_for: Vec::new(),
-            send_all: false,
-            redact_lengths: 0,
-        });
+        let ctx = default_ctx();
         let req = RequestHead {
             method: "GET".into(),
             target: "/api/orders/29257/items?v=7".into(),
