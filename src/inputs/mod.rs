@@ -586,13 +586,20 @@ impl BadLines {
 mod tests {
     use super::*;
     use crate::event::Event;
-    use crate::pipeline::channel::{batch_channel, shutdown_pair};
+    use crate::pipeline::channel::{batch_channel, shutdown_pair, BatchReceiver};
     use crate::telemetry::metrics::ComponentKind;
     use std::time::{Duration, Instant};
 
-    fn capture_input(out: BatchSender) -> InputContext {
+    /// A live capture's context, and the router's end of its queue of `capacity` batches.
+    fn capture_input(capacity: usize) -> (InputContext, BatchReceiver) {
+        let router = Arc::new(ComponentMetrics::new(
+            ComponentKind::Processor,
+            "p".into(),
+            "router",
+        ));
+        let (out, rx) = batch_channel(capacity, router);
         let (_trigger, shutdown) = shutdown_pair();
-        InputContext {
+        let ctx = InputContext {
             name: "net".into(),
             out,
             shutdown,
@@ -606,7 +613,8 @@ mod tests {
             data_dir: PathBuf::new(),
             pipeline: Arc::new(PipelineStop::default()),
             shedding: Shedding::default(),
-        }
+        };
+        (ctx, rx)
     }
 
     fn one_event() -> Batch {
@@ -622,13 +630,7 @@ mod tests {
     /// dropped and counted, and the capture goes on.
     #[test]
     fn a_capture_waits_out_a_short_stall_and_drops_past_its_grace() {
-        let metrics = Arc::new(ComponentMetrics::new(
-            ComponentKind::Processor,
-            "p".into(),
-            "router",
-        ));
-        let (tx, mut rx) = batch_channel(1, metrics);
-        let ctx = capture_input(tx);
+        let (ctx, mut rx) = capture_input(1);
         ctx.emit_blocking(one_event()).unwrap();
         let drain = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
@@ -668,13 +670,7 @@ mod tests {
     /// budget has room.
     #[test]
     fn a_capture_holds_no_more_in_flight_than_its_budget() {
-        let metrics = Arc::new(ComponentMetrics::new(
-            ComponentKind::Processor,
-            "p".into(),
-            "router",
-        ));
-        let (tx, mut rx) = batch_channel(8, metrics);
-        let ctx = capture_input(tx);
+        let (ctx, mut rx) = capture_input(8);
         let budget = InFlightBudget::new(1);
         let event = || one_event().into_parts().0;
         ctx.emit_within_budget(event(), &budget).unwrap();

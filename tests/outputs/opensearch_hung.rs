@@ -206,6 +206,18 @@ fn drive_every(
     }
 }
 
+/// The sum of the series of trawl's /metrics at `addr` whose lines start with `prefix`.
+fn series_sum(addr: &str, prefix: &str) -> usize {
+    http_get(addr, "/metrics")
+        .map(|(_, text)| {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as usize
+        })
+        .unwrap_or(0)
+}
+
 /// How a trawl of `a_live_capture_held_by_a_hung_node...` differs from the plain one.
 #[derive(Default)]
 struct Variant {
@@ -347,19 +359,9 @@ fn a_live_capture_held_by_a_hung_node_buffers_or_counts_and_logs_its_drops() {
     let counted = [dropped(dropping), dropped(capped)];
     // The service's request rate from the wire does not depend on the outputs: every
     // transaction is decoded and counted in /metrics, also those whose events were dropped.
-    let requests = |addr: &str| -> usize {
-        http_get(addr, "/metrics")
-            .map(|(_, text)| {
-                text.lines()
-                    .filter(|l| l.starts_with("trawl_http_requests_total{"))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum::<f64>() as usize
-            })
-            .unwrap_or(0)
-    };
     for addr in &addrs {
         assert_eq!(
-            requests(addr),
+            series_sum(addr, "trawl_http_requests_total{"),
             made.len(),
             "{addr}: every transaction counted in trawl_http_requests_total"
         );
@@ -503,16 +505,7 @@ fn a_live_capture_whose_output_is_down_still_counts_every_request() {
         c.join().unwrap();
     }
     let made = answered.lock().unwrap().len();
-    let series = |name: &str| -> usize {
-        http_get(&addr, "/metrics")
-            .map(|(_, text)| {
-                text.lines()
-                    .filter(|l| l.starts_with(name))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum::<f64>() as usize
-            })
-            .unwrap_or(0)
-    };
+    let series = |name: &str| series_sum(&addr, name);
     let counted = || series("trawl_http_requests_total{");
     let start = Instant::now();
     while counted() < made && start.elapsed() < Duration::from_secs(10) {
