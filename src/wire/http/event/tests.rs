@@ -4,28 +4,42 @@
 use super::*;
 use crate::wire::decode::Addr;
 
+/// An HTTP connection over TCP from `client` to `server`.
+fn http_conn(client: (Addr, u16), server: (Addr, u16)) -> Conn {
+    Conn::new(
+        "http",
+        crate::wire::analyzer::Transport::Tcp,
+        client,
+        server,
+    )
+}
+
+/// The event a pipeline gets for `t` on `conn` (built through `MapFields`, as `trawl run` does).
+fn event_of(t: Transaction, ctx: Arc<EventCtx>, conn: &Conn) -> crate::event::Event {
+    let mut m = crate::wire::out::MapFields::new();
+    analyzer::Transaction::write(
+        &HttpTx {
+            seen: Seen::default(),
+            t: Box::new(t),
+            ctx,
+        },
+        conn,
+        &mut m,
+    );
+    m.finish(&Arc::from("t"))
+}
+
 #[test]
 fn servers_are_named_ip_colon_port() {
-    use crate::wire::analyzer::Transport;
     let v6 = Addr(
         "2001:db8::1"
             .parse::<std::net::Ipv6Addr>()
             .unwrap()
             .octets(),
     );
-    let conn = Conn::new(
-        "http",
-        Transport::Tcp,
-        (Addr::v4([10, 0, 0, 1]), 5555),
-        (v6, 8080),
-    );
+    let conn = http_conn((Addr::v4([10, 0, 0, 1]), 5555), (v6, 8080));
     assert_eq!(conn.server_name, "[2001:db8::1]:8080");
-    let conn = Conn::new(
-        "http",
-        Transport::Tcp,
-        (v6, 5555),
-        (Addr::v4([10, 96, 0, 12]), 80),
-    );
+    let conn = http_conn((v6, 5555), (Addr::v4([10, 96, 0, 12]), 80));
     assert_eq!(conn.server_name, "10.96.0.12:80");
     assert_eq!(conn.client_ip, "2001:db8::1");
 }
@@ -68,6 +82,7 @@ fn capitals_are_found_wherever_they_are() {
 
 mod event_tests {
     use super::super::*;
+    use super::{event_of, http_conn};
     use crate::wire::decode::Addr;
     use crate::wire::http::parser::{RequestHead, ResponseHead};
 
@@ -115,23 +130,11 @@ mod event_tests {
             resp_body_bytes: 12,
             ..Default::default()
         };
-        let conn = Conn::new(
-            "http",
-            crate::wire::analyzer::Transport::Tcp,
+        let conn = http_conn(
             (Addr::v4([10, 0, 0, 1]), 40000),
             (Addr::v4([10, 0, 0, 2]), 8443),
         );
-        let mut m = crate::wire::out::MapFields::new();
-        analyzer::Transaction::write(
-            &HttpTx {
-                seen: Seen::default(),
-                t: Box::new(t),
-                ctx,
-            },
-            &conn,
-            &mut m,
-        );
-        let e = m.finish(&Arc::from("t"));
+        let e = event_of(t, ctx, &conn);
         let j = serde_json::to_value(&e.fields).unwrap();
         assert_eq!(j["http"]["request"]["headers"]["authorization"], "REDACTED");
         assert_eq!(j["http"]["request"]["headers"]["cookie"], "REDACTED");
@@ -151,7 +154,7 @@ mod event_tests {
 
 mod template_tests {
     use super::super::*;
-    use crate::wire::analyzer::Transport;
+    use super::{event_of, http_conn};
     use crate::wire::decode::Addr;
     use crate::wire::http::parser::{RequestHead, ResponseHead, Version};
     use crate::wire::out::JsonFields;
@@ -197,13 +200,11 @@ mod template_tests {
                 .octets(),
         );
         let conns = [
-            Conn::new(
-                "http",
-                Transport::Tcp,
+            http_conn(
                 (Addr::v4([10, 0, 0, 1]), 40000),
                 (Addr::v4([10, 0, 0, 2]), 80),
             ),
-            Conn::new("http", Transport::Tcp, (v6, 1), (v6, 65535)),
+            http_conn((v6, 1), (v6, 65535)),
         ];
         let targets = [
             "/",
@@ -352,9 +353,7 @@ mod template_tests {
     #[test]
     fn the_widest_event_fits_its_bound() {
         let ctx = default_ctx();
-        let conn = Conn::new(
-            "http",
-            Transport::Tcp,
+        let conn = http_conn(
             (Addr::v4([255, 255, 255, 255]), 65535),
             (Addr::v4([255, 255, 255, 254]), 65534),
         );
@@ -437,26 +436,14 @@ mod template_tests {
             resp_body_bytes: 578,
             ..Default::default()
         };
-        let conn = Conn::new(
-            "http",
-            crate::wire::analyzer::Transport::Tcp,
+        let conn = http_conn(
             (Addr::v4([10, 244, 0, 1]), 30001),
             (Addr::v4([10, 96, 0, 2]), 8080),
         );
         let mut events = Vec::new();
         // The second event is built with what the first left behind (the builder's scratch).
         for _ in 0..2 {
-            let mut m = crate::wire::out::MapFields::new();
-            analyzer::Transaction::write(
-                &HttpTx {
-                    seen: Seen::default(),
-                    t: Box::new(t.clone()),
-                    ctx: ctx.clone(),
-                },
-                &conn,
-                &mut m,
-            );
-            events.push(m.finish(&Arc::from("t")));
+            events.push(event_of(t.clone(), ctx.clone(), &conn));
         }
         for e in &events {
             let j = serde_json::to_value(&e.fields).unwrap();
