@@ -15,7 +15,9 @@
 #        with TRAWL_BASE=$TRAWL to see what a setting changes on the same traffic; OUTPUT: the
 #        output's map instead of `{ type: "null" }`, e.g. an Elasticsearch that is down,
 #        OUTPUT='{ type: elasticsearch, hosts: ["http://127.0.0.1:9"] }', where the events
-#        in flight wait)
+#        in flight wait); SMAPS=1 samples each binary's /proc/PID/smaps every 0.25 s and adds
+#        a table of where its resident memory was at its highest sample: the packet ring
+#        (`socket:` mappings), anonymous memory (heap, stacks, blocks) and the rest (file pages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PODS=${PODS:-10}
@@ -114,8 +116,27 @@ while time.time() < end:
         s = socket.create_connection(("10.77.0.1", 80))
 print(n)
 EOF
+sample_smaps() { # pid out: keeps the sample with the most RSS, as "rss ring anon" in KiB
+    local best=0
+    while kill -0 "$1" 2> /dev/null; do
+        local line
+        line=$(awk '/^[0-9a-f]+-[0-9a-f]+ / { ring = ($6 ~ /^socket:/) } /^Rss:/ { rss += $2; if (ring) r += $2 } /^Anonymous:/ { a += $2 } END { print rss + 0, r + 0, a + 0 }' "/proc/$1/smaps" 2> /dev/null) || break
+        local rss=${line%% *}
+        if [[ -n $rss && $rss -gt $best ]]; then
+            best=$rss
+            echo "$line" > "$2.new" && mv "$2.new" "$2"
+        fi
+        sleep 0.25
+    done
+}
 declare -A CPU0
 for n in "${NAMES[@]}"; do CPU0[$n]=$(cpu_s "${PID[$n]}"); done
+if [[ -n "${SMAPS:-}" ]]; then
+    for n in "${NAMES[@]}"; do
+        sample_smaps "${PID[$n]}" "$WORK/$n/smaps-peak" &
+        PIDS+=($!)
+    done
+fi
 CLIENTS=()
 HOG_PIDS=()
 for ((i = 0; i < HOGS; i++)); do
@@ -154,3 +175,12 @@ for n in "${NAMES[@]}"; do
         "$(awk -v t="$tx" -v s="$SENT" 'BEGIN { printf "%.4f", t / (s > 0 ? s : 1) }')" "$incomplete" "$gaps" \
         "$(awk -v c="$cpu" -v b="$BASE_CPU" 'BEGIN { printf "%.2fx", c / (b > 0 ? b : 1) }')"
 done
+if [[ -n "${SMAPS:-}" ]]; then
+    echo
+    echo "| binary | sampled peak RSS MiB | packet ring MiB | anonymous MiB | other (file pages) MiB |"
+    echo "|---|---:|---:|---:|---:|"
+    for n in "${NAMES[@]}"; do
+        read -r rss ring anon < "$WORK/$n/smaps-peak" || continue
+        awk -v n="$n" -v t="$rss" -v r="$ring" -v a="$anon" 'BEGIN { printf "| %s | %.1f | %.1f | %.1f | %.1f |\n", n, t / 1024, r / 1024, a / 1024, (t - r - a) / 1024 }'
+    done
+fi

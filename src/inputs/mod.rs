@@ -175,17 +175,18 @@ impl InputContext {
                 ComponentMetrics::add(&self.metrics.events_out, n);
                 Ok(())
             }
-            // Stopping, nothing waits: each batch of the final flush would wait its own grace.
-            BackPressure::Drop if self.shutdown.is_triggered() || self.is_shedding() => {
-                self.try_emit(batch)
-            }
+            // Within a drop episode nothing waits: each batch would wait its own grace. A
+            // stop waits like the rest: the final flush (every open flow and transaction) is
+            // larger than the queues and the outputs drain it, so dropping what finds them
+            // full would lose it with every output up; an output down costs one grace.
+            BackPressure::Drop if self.is_shedding() => self.try_emit(batch),
             BackPressure::Drop => self.emit_within(batch, DROP_GRACE),
         }
     }
 
     /// `emit_blocking` for a live input whose batches in flight are capped by `budget`: the
-    /// events wait up to `DROP_GRACE` for room (none while stopping), else they are dropped
-    /// and counted as when the pipeline is full.
+    /// events wait up to `DROP_GRACE` for room (none within a drop episode), else they are
+    /// dropped and counted as when the pipeline is full.
     pub fn emit_within_budget(
         &self,
         events: Vec<Event>,
@@ -194,7 +195,7 @@ impl InputContext {
         if events.is_empty() {
             return Ok(());
         }
-        let wait = if self.shutdown.is_triggered() || self.is_shedding() {
+        let wait = if self.is_shedding() {
             std::time::Duration::ZERO
         } else {
             DROP_GRACE
@@ -663,6 +664,41 @@ mod tests {
         ctx.emit_blocking(one_event()).unwrap();
         assert!(start.elapsed() < DROP_GRACE);
         assert_eq!(ctx.metrics.events_dropped.load(Ordering::Relaxed), 3);
+    }
+
+    /// A stop's final flush (every open flow and transaction) is larger than the queues: its
+    /// batches wait for the outputs to drain them as they would before the stop, not dropped
+    /// because the stop has begun.
+    #[test]
+    fn a_stop_waits_for_room_for_the_final_flush() {
+        let (mut ctx, mut rx) = capture_input(1);
+        let (trigger, shutdown) = shutdown_pair();
+        trigger.trigger();
+        ctx.shutdown = shutdown;
+        ctx.emit_blocking(one_event()).unwrap();
+        let drain = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            // Polled, so that a batch dropped fails the test instead of hanging it.
+            let (mut n, until) = (0, Instant::now() + Duration::from_secs(5));
+            while n < 3 && Instant::now() < until {
+                match rx.try_recv() {
+                    Some(_) => n += 1,
+                    None => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            n
+        });
+        ctx.emit_blocking(one_event()).unwrap();
+        let budget = Arc::new(InFlightBudget::new(1 << 20));
+        let events = vec![Event::from_message(
+            "net".into(),
+            chrono::Utc::now(),
+            "tx".into(),
+        )];
+        ctx.emit_within_budget(events, &budget).unwrap();
+        assert_eq!(drain.join().unwrap(), 3);
+        assert_eq!(ctx.metrics.events_dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(ctx.metrics.events_out.load(Ordering::Relaxed), 3);
     }
 
     /// A capture's batches in flight hold its budget until the outputs are done with them: a

@@ -473,3 +473,83 @@ fn a_stop_while_the_analyzer_is_behind_drops_no_captured_block() {
         first.len()
     );
 }
+
+/// A stop (a rollout's SIGTERM) reports every flow still open, as `end_of_capture`: on a busy
+/// node that final flush is many batches, more than the pipeline's queues hold, and the output
+/// drains them while trawl stops. With every output up, none may be dropped. Session 38's
+/// binary dropped each batch of the flush that found the queue full: here (30,000 open UDP
+/// flows, `queue_batches: 1`, a file output) it wrote 28,978 of them and dropped a batch of
+/// 1,024 (counted in `trawl_events_dropped_total`); with 100,000 flows and the default queues,
+/// 81,568.
+#[test]
+fn a_stop_reports_every_open_flow_even_past_what_the_queues_hold() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED: network namespaces need root");
+        return;
+    }
+    const FLOWS: u16 = 30_000;
+    let tag = format!("rsf-{}", std::process::id() % 10_000);
+    let link = Link::veth(&tag, &["10.213.33.1/24"], &["10.213.33.2/24"])
+        .expect("a network namespace behind a veth");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let log = dir.path().join("trawl.log");
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "inputs:\n  node:\n    type: packet\n    capture: {{ interfaces: [{}] }}\n    flows: {{ period: -1s, timeout: 5m }}\noutputs:\n  out: {{ type: file, path: {} }}\npipeline: {{ queue_batches: 1 }}\ndata_dir: {}\nhttp: {{ address: \"127.0.0.1:0\" }}\n",
+            link.host,
+            out.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut t = Trawl::start(&pipeline, Some(&log));
+    support::process::wait_until(Duration::from_secs(20), "trawl capturing", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("capturing")
+    });
+    // One datagram to each of FLOWS ports of the pod: FLOWS flows, none of which ends before
+    // the stop (nothing listens; the pod's ICMP answers belong to the flow they quote).
+    let socket = std::net::UdpSocket::bind("10.213.33.1:0").unwrap();
+    for i in 0..FLOWS {
+        socket
+            .send_to(b"x", ("10.213.33.2", 20_000 + i))
+            .expect("sending to the pod");
+        if i % 2_000 == 1_999 {
+            // Paced, so that the kernel's ring takes them all.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    support::process::sigterm(&t);
+    let status = t.wait(Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "trawl's exit: {status}\n{text}");
+    assert!(
+        !text.contains("packets lost before trawl read them"),
+        "the capture itself lost packets, which this test is not about:\n{text}"
+    );
+    let ports: BTreeSet<u64> = events(&out)
+        .iter()
+        .filter(|e| e["event"]["dataset"] == "flow" && e["network"]["transport"] == "udp")
+        .filter(|e| e["destination"]["ip"] == "10.213.33.2")
+        .filter_map(|e| e["destination"]["port"].as_u64())
+        .collect();
+    assert_eq!(
+        ports.len(),
+        FLOWS as usize,
+        "open flows reported at the stop, of {FLOWS}; trawl's log:\n{}",
+        text.lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        !text.contains("pipeline full"),
+        "a batch of the final flush was dropped:\n{text}"
+    );
+}
