@@ -520,15 +520,15 @@ async fn serve(live: &mut Live, r: &Reloads, request: Request, shutdown: &mut Sh
     };
     let stopping = shutdown.is_triggered();
     let reply = match outcome {
+        // Logged before counted: whoever sees the count (a test, an alert) finds the log line.
         Ok(summary) => {
-            r.stats.succeeded();
             // Reading and building the new file touched code the running pipeline does not use.
             crate::code_pages::release_after(&RELEASE_AFTER_RELOAD);
             tracing::info!(origin = request.origin, "reloaded: {summary}");
+            r.stats.succeeded();
             Ok(summary)
         }
         Err(errors) => {
-            r.stats.failed();
             for e in &errors {
                 tracing::error!("reload: {e}");
             }
@@ -538,6 +538,7 @@ async fn serve(live: &mut Live, r: &Reloads, request: Request, shutdown: &mut Sh
                 errors.len(),
                 if errors.len() == 1 { "" } else { "s" }
             );
+            r.stats.failed();
             Err(errors.join("\n"))
         }
     };
