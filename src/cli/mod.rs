@@ -4,6 +4,7 @@
 pub mod monitor;
 mod once;
 pub mod pcap;
+mod state_lock;
 pub mod tap;
 mod test_output;
 pub mod top;
@@ -295,6 +296,10 @@ pub fn run_pipeline_with(
     run_inner(cfg, extra_inputs, signals, None)
 }
 
+/// Beyond `shutdown_timeout`, how long a start waits for another process to let go of its
+/// inputs' read positions: that process's exit after its drain.
+const STATE_LOCK_SLACK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The inputs that keep their read position on disk (`Input::state_file`) need its folder
 /// writable: refused before anything starts (a half start, other inputs running and these
 /// failed, would only show on `/health`), naming the folder. Pipelines without them only get
@@ -361,6 +366,15 @@ fn run_inner(
     if let Err(code) = check_data_dir(&pipeline) {
         return code;
     }
+    // Held until the process ends. The wait covers an old instance's drain (its own
+    // shutdown_timeout, likely the same) during a rollout.
+    let _locks = match state_lock::acquire(&pipeline.state_files(), timeout + STATE_LOCK_SLACK) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}; not starting");
+            return 1;
+        }
+    };
     let (reload_handle, reloads, watch) = match reload {
         Some(r) => {
             let (handle, mut reloads) = reload::channel(r.load, &pipeline.registry);

@@ -25,6 +25,7 @@ mod file_rotation;
 mod file_slots_rotation;
 mod file_streams;
 mod file_truncation_restart;
+mod file_two_processes;
 mod file_waiting_compressed;
 mod file_waiting_crash;
 mod file_waiting_deleted;

@@ -1,0 +1,150 @@
+//! One process per read-position file: `trawl run` locks each input's state file (the file
+//! input's registry, journald's cursor) for its whole life, as Filebeat locks `path.data`. Two
+//! processes on one registry read every file twice and overwrite each other's offsets, so a
+//! restart after them resumes from whichever wrote last: lines lost or sent again.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The locks held; released when the process ends (or this is dropped).
+pub struct StateLocks {
+    _held: Vec<File>,
+}
+
+/// Why the locks could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is held by another trawl process{holder} past {waited:?}: two processes on one read-position file read every file twice and overwrite each other's offsets; give each its own data_dir (or stop the other)")]
+    Held {
+        path: PathBuf,
+        holder: String,
+        waited: Duration,
+    },
+}
+
+/// `<state file>.lock`: beside what it guards, so that inputs of different names (several
+/// `trawl tee` processes on one host) never wait for each other.
+fn lock_path(state_file: &Path) -> PathBuf {
+    let mut name = state_file.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the lock of every state file. One held by another process (an old instance still
+/// draining while its replacement starts, as in a rollout with `maxSurge`) is waited for, up
+/// to `wait`, logged once with the holder's pid; past that, the start is refused.
+pub fn acquire(state_files: &[(&str, &Path)], wait: Duration) -> Result<StateLocks, LockError> {
+    let deadline = Instant::now() + wait;
+    let mut held = Vec::with_capacity(state_files.len());
+    for (input, state_file) in state_files {
+        let path = lock_path(state_file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| LockError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let open_error = |source| LockError::Open {
+            path: path.clone(),
+            source,
+        };
+        // Held open read-only: a descriptor open for writing would keep the volume from being
+        // remounted read-only (EBUSY), and flock needs none.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(open_error)?;
+        let mut file = File::open(&path).map_err(open_error)?;
+        let mut logged = false;
+        while !try_lock(&file) {
+            let holder = holder_of(&mut file);
+            if Instant::now() >= deadline {
+                return Err(LockError::Held {
+                    path,
+                    holder,
+                    waited: wait,
+                });
+            }
+            if !logged {
+                logged = true;
+                tracing::warn!(input = %input, lock = %path.display(), holder = %holder.trim(), wait = ?wait,
+                    "this input's read positions are held by another trawl process: waiting for it to stop before starting (refused past the wait)");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Who holds it, for the message of the next one that finds it taken.
+        let _ = std::fs::write(&path, format!("{}\n", std::process::id()));
+        held.push(file);
+    }
+    Ok(StateLocks { _held: held })
+}
+
+fn try_lock(file: &File) -> bool {
+    // SAFETY: flock on a descriptor we own, valid for the duration of the call.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// " (pid N)" from the lock file, or nothing when it cannot be read.
+fn holder_of(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.rewind().and_then(|()| file.read_to_string(&mut text));
+    match text.trim().parse::<u32>() {
+        Ok(pid) => format!(" (pid {pid})"),
+        Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// flock locks belong to open file descriptions: a second open in this process conflicts
+    /// like another process would, which lets one test play both.
+    #[test]
+    fn a_held_state_file_is_waited_for_then_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = dir.path().join("registry").join("logs.json");
+        let first = acquire(&[("logs", &registry)], Duration::ZERO).unwrap();
+        let start = Instant::now();
+        let err = acquire(&[("logs", &registry)], Duration::from_millis(300))
+            .err()
+            .expect("a second holder is refused");
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        let msg = err.to_string();
+        assert!(msg.contains("logs.json.lock"), "{msg}");
+        assert!(
+            msg.contains(&format!("(pid {})", std::process::id())),
+            "{msg}"
+        );
+        // Another input's file is not held by it.
+        let other = dir.path().join("registry").join("app.json");
+        assert!(acquire(&[("app", &other)], Duration::ZERO).is_ok());
+        // Released by the first: taken at once.
+        drop(first);
+        assert!(acquire(&[("logs", &registry)], Duration::ZERO).is_ok());
+    }
+
+    #[test]
+    fn a_holder_that_stops_within_the_wait_lets_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = dir.path().join("logs.json");
+        let first = acquire(&[("logs", &registry)], Duration::ZERO).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(first);
+        });
+        let start = Instant::now();
+        assert!(acquire(&[("logs", &registry)], Duration::from_secs(10)).is_ok());
+        assert!(start.elapsed() < Duration::from_secs(5));
+        release.join().unwrap();
+    }
+}
