@@ -30,8 +30,8 @@ pub enum LockError {
     },
 }
 
-/// `<state file>.lock`: beside what it guards, so that inputs of different names (several
-/// `trawl tee` processes on one host) never wait for each other.
+/// `<state file>.lock`: beside what it guards, so that inputs of different names (two
+/// pipelines sharing a `data_dir`) never wait for each other.
 fn lock_path(state_file: &Path) -> PathBuf {
     let mut name = state_file.as_os_str().to_owned();
     name.push(".lock");
