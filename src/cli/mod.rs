@@ -368,7 +368,18 @@ fn run_inner(
     }
     // Held until the process ends. The wait covers an old instance's drain (its own
     // shutdown_timeout, likely the same) during a rollout.
-    let _locks = match state_lock::acquire(&pipeline.state_files(), timeout + STATE_LOCK_SLACK) {
+    let buffers = pipeline.disk_buffers();
+    let states: Vec<(String, &Path)> = pipeline
+        .state_files()
+        .into_iter()
+        .map(|(input, file)| (format!("input {input}"), file))
+        .chain(
+            buffers
+                .iter()
+                .map(|(output, dir)| (format!("output {output}"), dir.as_path())),
+        )
+        .collect();
+    let _locks = match state_lock::acquire(&states, timeout + STATE_LOCK_SLACK) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("{e}; not starting");

@@ -1,7 +1,7 @@
-//! One process per read-position file: `trawl run` locks each input's state file (the file
-//! input's registry, journald's cursor) for its whole life, as Filebeat locks `path.data`. Two
-//! processes on one registry read every file twice and overwrite each other's offsets, so a
-//! restart after them resumes from whichever wrote last: lines lost or sent again.
+//! One process per state on disk: `trawl run` locks each input's read positions (the file
+//! input's registry, journald's cursor) and each output's disk buffer for its whole life, as
+//! Filebeat locks `path.data`. Two processes on one registry read every file twice and
+//! overwrite each other's offsets, so a restart after them resumes from whichever wrote last.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek};
@@ -22,7 +22,7 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is held by another trawl process{holder} past {waited:?}: two processes on one read-position file read every file twice and overwrite each other's offsets; give each its own data_dir (or stop the other)")]
+    #[error("{path} is held by another trawl process{holder} past {waited:?}: two processes cannot share an input's read positions or an output's disk buffer (they would read every file twice and overwrite each other's offsets); give each its own data_dir (or stop the other)")]
     Held {
         path: PathBuf,
         holder: String,
@@ -30,22 +30,24 @@ pub enum LockError {
     },
 }
 
-/// `<state file>.lock`: beside what it guards, so that inputs of different names (two
-/// pipelines sharing a `data_dir`) never wait for each other.
-fn lock_path(state_file: &Path) -> PathBuf {
-    let mut name = state_file.as_os_str().to_owned();
+/// `<state>.lock`: beside what it guards (not inside: a disk buffer locks a file of its own
+/// there, and a second lock on it from this process would conflict), so that components of
+/// different names (two pipelines sharing a `data_dir`) never wait for each other.
+fn lock_path(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)
 }
 
-/// Takes the lock of every state file. One held by another process (an old instance still
-/// draining while its replacement starts, as in a rollout with `maxSurge`) is waited for, up
-/// to `wait`, logged once with the holder's pid; past that, the start is refused.
-pub fn acquire(state_files: &[(&str, &Path)], wait: Duration) -> Result<StateLocks, LockError> {
+/// Takes the lock of each state, given as (what keeps it, e.g. `input logs`; its file or
+/// folder). One held by another process (an old instance still draining while its replacement
+/// starts, as in a rollout with `maxSurge`) is waited for, up to `wait`, logged once with the
+/// holder's pid; past that, the start is refused.
+pub fn acquire(states: &[(String, &Path)], wait: Duration) -> Result<StateLocks, LockError> {
     let deadline = Instant::now() + wait;
-    let mut held = Vec::with_capacity(state_files.len());
-    for (input, state_file) in state_files {
-        let path = lock_path(state_file);
+    let mut held = Vec::with_capacity(states.len());
+    for (owner, state) in states {
+        let path = lock_path(state);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| LockError::Open {
                 path: path.clone(),
@@ -76,8 +78,8 @@ pub fn acquire(state_files: &[(&str, &Path)], wait: Duration) -> Result<StateLoc
             }
             if !logged {
                 logged = true;
-                tracing::warn!(input = %input, lock = %path.display(), holder = %holder.trim(), wait = ?wait,
-                    "this input's read positions are held by another trawl process: waiting for it to stop before starting (refused past the wait)");
+                tracing::warn!(component = %owner, lock = %path.display(), holder = %holder.trim(), wait = ?wait,
+                    "state held by another trawl process (this input's read positions or this output's disk buffer): waiting for it to stop before starting (refused past the wait)");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -113,11 +115,14 @@ mod tests {
     fn a_held_state_file_is_waited_for_then_refused_naming_the_holder() {
         let dir = tempfile::tempdir().unwrap();
         let registry = dir.path().join("registry").join("logs.json");
-        let first = acquire(&[("logs", &registry)], Duration::ZERO).unwrap();
+        let first = acquire(&[("input logs".into(), &registry)], Duration::ZERO).unwrap();
         let start = Instant::now();
-        let err = acquire(&[("logs", &registry)], Duration::from_millis(300))
-            .err()
-            .expect("a second holder is refused");
+        let err = acquire(
+            &[("input logs".into(), &registry)],
+            Duration::from_millis(300),
+        )
+        .err()
+        .expect("a second holder is refused");
         assert!(start.elapsed() >= Duration::from_millis(300));
         let msg = err.to_string();
         assert!(msg.contains("logs.json.lock"), "{msg}");
@@ -127,23 +132,23 @@ mod tests {
         );
         // Another input's file is not held by it.
         let other = dir.path().join("registry").join("app.json");
-        assert!(acquire(&[("app", &other)], Duration::ZERO).is_ok());
+        assert!(acquire(&[("input app".into(), &other)], Duration::ZERO).is_ok());
         // Released by the first: taken at once.
         drop(first);
-        assert!(acquire(&[("logs", &registry)], Duration::ZERO).is_ok());
+        assert!(acquire(&[("input logs".into(), &registry)], Duration::ZERO).is_ok());
     }
 
     #[test]
     fn a_holder_that_stops_within_the_wait_lets_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
         let registry = dir.path().join("logs.json");
-        let first = acquire(&[("logs", &registry)], Duration::ZERO).unwrap();
+        let first = acquire(&[("input logs".into(), &registry)], Duration::ZERO).unwrap();
         let release = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
             drop(first);
         });
         let start = Instant::now();
-        assert!(acquire(&[("logs", &registry)], Duration::from_secs(10)).is_ok());
+        assert!(acquire(&[("input logs".into(), &registry)], Duration::from_secs(10)).is_ok());
         assert!(start.elapsed() < Duration::from_secs(5));
         release.join().unwrap();
     }

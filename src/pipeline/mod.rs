@@ -411,6 +411,24 @@ impl Pipeline {
             .collect()
     }
 
+    /// The outputs with a disk buffer, each with the folder it keeps it in.
+    pub fn disk_buffers(&self) -> Vec<(&str, std::path::PathBuf)> {
+        self.outputs
+            .iter()
+            .filter(|o| {
+                o.buffer
+                    .as_ref()
+                    .is_some_and(|b| b.kind == outputs::buffer::BufferKind::Disk)
+            })
+            .map(|o| {
+                (
+                    &*o.name,
+                    outputs::buffer::disk_dir(&self.config.global.data_dir, &o.name),
+                )
+            })
+            .collect()
+    }
+
     /// Runs until every input has ended, or `shutdown` fires; then drains within the pipeline's
     /// `shutdown_timeout`.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<RunReport> {

@@ -459,3 +459,51 @@ fn buffer_gauges_count_events_and_bytes_for_memory_and_disk_buffers() {
         assert_eq!(stored.len() as u64, n, "{kind}: every line stored");
     }
 }
+
+/// Two processes given one `data_dir` with a disk buffer (a rollout with `maxSurge`: the new
+/// pod starts while the old one drains): the second waits for the first to let go of the
+/// buffer, then starts with what the first left in it, instead of failing at once (exit 1, a
+/// crash loop until the old one is gone) as it did while only the buffer itself was locked.
+#[test]
+fn a_second_process_waits_for_the_disk_buffer_of_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let config = write_file(
+        dir.path(),
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ enabled: false }}\nshutdown_timeout: 5s\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  out:\n    type: file\n    path: {out}\n    buffer: {{ type: disk }}\n",
+            data = dir.path().join("data").display(),
+            out = out.display(),
+        ),
+    );
+    let delivered = || support::process::read_json_lines(&out);
+    let mut first = Trawl::start(&config, Some(&dir.path().join("trawl-1.log")));
+    first.feed(b"first 1\nfirst 2\n");
+    wait_until(Duration::from_secs(30), "the first's lines", || {
+        delivered().len() == 2
+    });
+    let log2 = dir.path().join("trawl-2.log");
+    let mut second = Trawl::start(&config, Some(&log2));
+    wait_until(Duration::from_secs(30), "the second's warning", || {
+        std::fs::read_to_string(&log2)
+            .unwrap_or_default()
+            .contains("held by another trawl process")
+    });
+    assert!(
+        second.child.try_wait().unwrap().is_none(),
+        "the second waits rather than exits: {}",
+        std::fs::read_to_string(&log2).unwrap_or_default()
+    );
+    assert!(first.finish(Duration::from_secs(30)).success());
+    second.feed(b"second 1\n");
+    wait_until(Duration::from_secs(30), "the second's line", || {
+        delivered().len() == 3
+    });
+    assert!(second.finish(Duration::from_secs(30)).success());
+    let messages: Vec<String> = delivered()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(messages, ["first 1", "first 2", "second 1"]);
+}

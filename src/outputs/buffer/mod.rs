@@ -17,7 +17,7 @@ use crate::outputs::dead_letter::DeadLetters;
 use crate::pipeline::channel::{batch_channel, BatchReceiver};
 use crate::telemetry::metrics::ComponentMetrics;
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -92,9 +92,14 @@ pub fn start(
             metrics,
         ),
         BufferKind::Disk => {
-            let dir = data_dir.join("buffers").join(output);
+            let dir = disk_dir(data_dir, output);
             disk::start(&dir, config, upstream, tx, metrics, dead_letters)?;
         }
     }
     Ok(rx)
+}
+
+/// Where the disk buffer of `output` lives.
+pub fn disk_dir(data_dir: &Path, output: &str) -> PathBuf {
+    data_dir.join("buffers").join(output)
 }
