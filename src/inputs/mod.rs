@@ -79,32 +79,6 @@ pub struct InputContext {
     pub data_dir: PathBuf,
     /// How the pipeline stops, shared by every input.
     pub pipeline: Arc<PipelineStop>,
-    /// When a `Drop` input last dropped a batch.
-    pub shedding: Shedding,
-}
-
-/// A `Drop` input that dropped a batch less than `DROP_EPISODE_QUIET` ago waits for no room:
-/// the grace is for a short stall, and a pipeline full past it is an episode. Each batch
-/// waiting its own grace while the outputs stay slow or down starved the capture threads, so
-/// packets were lost too (counted, but every connection then had a gap), and a batch let in
-/// now and then by the outputs made the next one wait a whole grace again.
-#[derive(Default)]
-pub struct Shedding(std::sync::Mutex<Option<std::time::Instant>>);
-
-impl Shedding {
-    fn dropped(&self) {
-        if let Ok(mut at) = self.0.lock() {
-            *at = Some(std::time::Instant::now());
-        }
-    }
-
-    fn active(&self) -> bool {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|at| *at)
-            .is_some_and(|at| at.elapsed() < DROP_EPISODE_QUIET)
-    }
 }
 
 /// What an input may know of how the pipeline stops.
@@ -131,7 +105,6 @@ impl PipelineStop {
 
 impl InputContext {
     fn dropped(&self, batch: Batch) {
-        self.shedding.dropped();
         let n = batch.len() as u64;
         self.metrics.events_dropped.fetch_add(n, Ordering::Relaxed);
         // Counted alone, a loss is silent to whoever reads the log after an outage.
@@ -266,8 +239,13 @@ impl InputContext {
         }
     }
 
+    /// A `Drop` input that dropped a batch less than `DROP_EPISODE_QUIET` ago waits for no
+    /// room: the grace is for a short stall, and a pipeline full past it is an episode. Each
+    /// batch waiting its own grace while the outputs stay slow or down starved the capture
+    /// threads, so packets were lost too (counted, but every connection then had a gap), and a
+    /// batch let in now and then by the outputs made the next one wait a whole grace again.
     fn is_shedding(&self) -> bool {
-        self.shedding.active()
+        self.metrics.dropped_within(DROP_EPISODE_QUIET)
     }
 }
 
@@ -613,7 +591,6 @@ mod tests {
             batch_size: 16,
             data_dir: PathBuf::new(),
             pipeline: Arc::new(PipelineStop::default()),
-            shedding: Shedding::default(),
         };
         (ctx, rx)
     }

@@ -233,7 +233,6 @@ impl Live {
             batch_size: tuning.batch_size.max(1),
             data_dir: self.data_dir.clone(),
             pipeline: self.stop_state.clone(),
-            shedding: Default::default(),
         };
         let metrics = i.metrics.clone();
         let name = i.name.clone();

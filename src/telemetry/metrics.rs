@@ -124,6 +124,15 @@ impl ComponentMetrics {
         begins
     }
 
+    /// Whether the component dropped a batch less than `quiet` ago (within an episode).
+    pub fn dropped_within(&self, quiet: Duration) -> bool {
+        self.last_drop
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|t| t.elapsed() < quiet)
+    }
+
     /// Marks the component as failed: `/health` answers 503 naming it.
     pub fn set_failed(&self, why: impl Into<String>) {
         if let Ok(mut f) = self.failure.lock() {
