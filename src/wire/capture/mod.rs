@@ -9,11 +9,13 @@
 
 mod file;
 mod kernel_counts;
+mod queue;
 mod shared;
 
 use file::finish;
 pub use file::{read_file, FileSummary};
 use kernel_counts::{KernelCounts, KERNEL_DROP_QUIET};
+use queue::{BlockQueue, SendError};
 
 use crate::capabilities::{Capability, NET_RAW_HINT};
 use crate::config::{ByteSize, Duration};
@@ -22,7 +24,7 @@ use crate::wire::{Engine, Stats};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -237,7 +239,8 @@ impl Live {
                 tracing::warn!(input = %self.input, error = %e, "cannot raise CAP_NET_RAW; opening the interfaces anyway")
             }
         }
-        let (tx, rx) = sync_channel::<Block>(QUEUE_BLOCKS);
+        let tx: Arc<BlockQueue<Block>> = Arc::new(BlockQueue::new(QUEUE_BLOCKS));
+        let _close = queue::CloseOnDrop(&tx);
         let pool: Arc<Mutex<Vec<Block>>> = Arc::new(Mutex::new(Vec::new()));
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut logged: HashSet<String> = HashSet::new();
@@ -285,19 +288,15 @@ impl Live {
             if shared {
                 self.shared_applied(&mut members);
             }
-            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
-                Ok(b) => {
+            if let Some(b) = tx.recv_timeout(std::time::Duration::from_millis(100)) {
+                self.analyze(engine, b, &pool, &mut merge, &ids, false);
+                // Drain what is queued without waiting.
+                while let Some(b) = tx.try_recv() {
                     self.analyze(engine, b, &pool, &mut merge, &ids, false);
-                    // Drain what is queued without waiting.
-                    while let Ok(b) = rx.try_recv() {
-                        self.analyze(engine, b, &pool, &mut merge, &ids, false);
-                        if engine.out.pending() >= 1024 {
-                            break;
-                        }
+                    if engine.out.pending() >= 1024 {
+                        break;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
             }
             // Capture time up to which everything has been analyzed; the wall clock when no
             // interface is open.
@@ -313,14 +312,14 @@ impl Live {
             w.stop.store(true, Ordering::Relaxed);
         }
         while workers.values().any(|w| !w.handle.is_finished()) {
-            if let Ok(b) = rx.recv_timeout(std::time::Duration::from_millis(10)) {
+            if let Some(b) = tx.recv_timeout(std::time::Duration::from_millis(10)) {
                 self.analyze(engine, b, &pool, &mut merge, &ids, false);
             }
         }
         for (_, w) in workers.drain() {
             let _ = w.handle.join();
         }
-        while let Ok(b) = rx.try_recv() {
+        while let Some(b) = tx.try_recv() {
             self.analyze(engine, b, &pool, &mut merge, &ids, false);
         }
         self.release(engine, &pool, &mut merge, &ids, true);
@@ -375,7 +374,7 @@ impl Live {
         &self,
         workers: &mut HashMap<String, Worker>,
         logged: &mut HashSet<String>,
-        tx: &SyncSender<Block>,
+        tx: &Arc<BlockQueue<Block>>,
         pool: &Arc<Mutex<Vec<Block>>>,
         merge: &mut Merge,
         ids: &mut Ids,
@@ -462,7 +461,7 @@ impl Live {
         cap: pcap::Capture<pcap::Active>,
         id: u32,
         name: &str,
-        tx: &SyncSender<Block>,
+        tx: &Arc<BlockQueue<Block>>,
         pool: &Arc<Mutex<Vec<Block>>>,
         orders: Option<Receiver<shared::Retarget>>,
     ) -> std::io::Result<Worker> {
@@ -581,7 +580,7 @@ fn capture_loop(
     name: &str,
     input: &str,
     stop: &AtomicBool,
-    tx: &SyncSender<Block>,
+    tx: &Arc<BlockQueue<Block>>,
     pool: &Mutex<Vec<Block>>,
     stats: &Stats,
     orders: Option<Receiver<shared::Retarget>>,
@@ -623,25 +622,17 @@ fn capture_loop(
         match tx.try_send(block) {
             Ok(()) => true,
             // A heartbeat that finds no room is simply not needed yet.
-            Err(TrySendError::Full(b)) if b.packets.is_empty() => true,
-            Err(TrySendError::Full(mut b)) => {
+            Err(SendError::Full(b)) if b.packets.is_empty() => true,
+            Err(SendError::Full(b)) => {
                 // The analyzer is behind (a burst, or its CPU taken a moment by others): wait
                 // for room, the kernel's ring holding what arrives meanwhile, rather than drop
-                // packets while that ring still has space. std's SyncSender has no timed send,
-                // hence the short sleeps, only while the queue is full.
-                let until = std::time::Instant::now() + ANALYZER_WAIT;
-                loop {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                    match tx.try_send(b) {
-                        Ok(()) => return true,
-                        Err(TrySendError::Disconnected(_)) => return false,
-                        Err(TrySendError::Full(back)) => b = back,
-                    }
-                    // Not cut short by `stop`: at shutdown the analyzer takes every block.
-                    if std::time::Instant::now() >= until {
-                        break;
-                    }
-                }
+                // packets while that ring still has space. Not cut short by `stop`: at
+                // shutdown the analyzer takes every block.
+                let b = match tx.send_timeout(b, ANALYZER_WAIT) {
+                    Ok(()) => return true,
+                    Err(SendError::Closed(_)) => return false,
+                    Err(SendError::Full(b)) => b,
+                };
                 stats
                     .capture_dropped
                     .fetch_add(b.packets.len() as u64, Ordering::Relaxed);
@@ -656,7 +647,7 @@ fn capture_loop(
                 }
                 true
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(SendError::Closed(_)) => false,
         }
     };
     let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);

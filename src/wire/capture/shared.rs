@@ -5,7 +5,7 @@
 //! The handle uses the cooked v2 link header (`LINUX_SLL2`), which carries the interface index
 //! of every packet: copies on two veths are still told apart, as with one handle per interface.
 
-use super::{wall_ns, Ids, Live, Worker, READ_TIMEOUT_MS};
+use super::{wall_ns, BlockQueue, Ids, Live, Worker, READ_TIMEOUT_MS};
 use crate::wire::capture::Block;
 use crate::wire::merge::Merge;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -102,7 +102,7 @@ impl Live {
         workers: &mut HashMap<String, Worker>,
         members: &mut Members,
         logged: &mut HashSet<String>,
-        tx: &SyncSender<Block>,
+        tx: &Arc<BlockQueue<Block>>,
         pool: &Arc<Mutex<Vec<Block>>>,
         merge: &mut Merge,
         ids: &mut Ids,
