@@ -4,14 +4,13 @@
 pub mod monitor;
 mod once;
 pub mod pcap;
-mod state_lock;
 pub mod tap;
 mod test_output;
 pub mod top;
 
 use crate::config::{self, ConfigError, ConfigErrors, PipelineConfig, Sources};
 use crate::pipeline::channel::shutdown_pair;
-use crate::pipeline::{reload, Pipeline};
+use crate::pipeline::{reload, state_lock, Pipeline};
 use crate::telemetry::{self, server};
 use clap::{Parser, Subcommand};
 
@@ -368,24 +367,22 @@ fn run_inner(
     }
     // Held until the process ends. The wait covers an old instance's drain (its own
     // shutdown_timeout, likely the same) during a rollout.
-    let buffers = pipeline.disk_buffers();
-    let states: Vec<(String, &Path)> = pipeline
-        .state_files()
-        .into_iter()
-        .map(|(input, file)| (format!("input {input}"), file))
-        .chain(
-            buffers
-                .iter()
-                .map(|(output, dir)| (format!("output {output}"), dir.as_path())),
-        )
+    let states = pipeline.states();
+    let states: Vec<(String, &Path)> = states
+        .iter()
+        .map(|(o, s)| (o.clone(), s.as_path()))
         .collect();
-    let _locks = match state_lock::acquire(&states, timeout + STATE_LOCK_SLACK) {
-        Ok(l) => l,
+    let mut pipeline = pipeline;
+    let locks = match state_lock::acquire(&states, timeout + STATE_LOCK_SLACK) {
+        Ok(l) => std::sync::Arc::new(std::sync::Mutex::new(l)),
         Err(e) => {
             tracing::error!("{e}; not starting");
             return 1;
         }
     };
+    // Also held here, past the pipeline's end, until the process ends: an input abandoned at
+    // the drain deadline may still write its registry.
+    pipeline.state_locks = Some(locks.clone());
     let (reload_handle, reloads, watch) = match reload {
         Some(r) => {
             let (handle, mut reloads) = reload::channel(r.load, &pipeline.registry);

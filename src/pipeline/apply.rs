@@ -118,23 +118,62 @@ pub(super) async fn apply(
             )
         })
         .collect();
-    if let Err(mut errs) = Pipeline::build(cfg.clone(), stand_ins) {
-        errs.0.sort_by_key(|e| (e.mark.line, e.mark.col));
-        errs.0.dedup();
-        return Err(errs.0.iter().map(ToString::to_string).collect());
-    }
+    let states = match Pipeline::build(cfg.clone(), stand_ins) {
+        Ok(p) => p.states(),
+        Err(mut errs) => {
+            errs.0.sort_by_key(|e| (e.mark.line, e.mark.col));
+            errs.0.dedup();
+            return Err(errs.0.iter().map(ToString::to_string).collect());
+        }
+    };
     let plan = Plan::new(live, &cfg);
     if plan.is_empty() && !routing_changed(live, &cfg) {
         live.global.shutdown_timeout = cfg.global.shutdown_timeout;
         return Ok("nothing changed".into());
     }
-    let built = build(live, &cfg, &plan)
-        .map_err(|errs| errs.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    // An added input or disk buffer whose state another process holds is refused, not waited
+    // for: the running pipeline stays as it is, and the reload can be asked again.
+    let states: Vec<(String, &std::path::Path)> = states
+        .iter()
+        .map(|(o, s)| (o.clone(), s.as_path()))
+        .collect();
+    let locks = live.state_locks.clone();
+    let taken = match &locks {
+        Some(l) => lock(l)
+            .add(&states, std::time::Duration::ZERO)
+            .map_err(|e| vec![format!("{}: {e}; reload refused", cfg.file)])?,
+        None => Vec::new(),
+    };
+    let release_taken = || {
+        if let Some(l) = &locks {
+            lock(l).release(&taken);
+        }
+    };
+    let built = match build(live, &cfg, &plan) {
+        Ok(b) => b,
+        Err(errs) => {
+            release_taken();
+            return Err(errs.0.iter().map(ToString::to_string).collect());
+        }
+    };
     let summary = plan.summary();
+    // An error here is a shutdown asked midway (or the router gone): some new components may
+    // have started, so their locks stay until the process ends.
     replace(live, &cfg, plan, built, shutdown).await?;
+    // What the reload removed is stopped: another process may take its state now.
+    if let Some(l) = &locks {
+        lock(l).keep_only(&states);
+    }
     live.global.shutdown_timeout = cfg.global.shutdown_timeout;
     live.file = cfg.file.clone();
     Ok(summary)
+}
+
+fn lock(
+    l: &std::sync::Mutex<super::state_lock::StateLocks>,
+) -> std::sync::MutexGuard<'_, super::state_lock::StateLocks> {
+    // Nothing under this lock panics midway (a Vec's retain and push).
+    l.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What a reload changes, by component name.

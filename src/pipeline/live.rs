@@ -86,6 +86,8 @@ pub(super) struct Live {
     pub output_failed: Arc<Notify>,
     /// Told to inputs: whether the whole pipeline stops, and whether an output failed.
     pub stop_state: Arc<PipelineStop>,
+    /// The locks on the components' state (`Pipeline::state_locks`).
+    pub state_locks: Option<Arc<std::sync::Mutex<super::state_lock::StateLocks>>>,
 }
 
 impl Live {
@@ -136,6 +138,7 @@ impl Live {
             input_ended: Arc::new(Notify::new()),
             output_failed: Arc::new(Notify::new()),
             stop_state: Arc::new(PipelineStop::default()),
+            state_locks: p.state_locks.clone(),
         };
         let outputs: Vec<(BuiltOutput, Option<OutputSpec>)> = p
             .outputs

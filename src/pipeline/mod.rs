@@ -7,6 +7,7 @@ pub mod channel;
 mod live;
 pub mod reload;
 mod route;
+pub mod state_lock;
 mod workers;
 
 use crate::config::{ComponentSpec, ConfigErrors, PipelineConfig};
@@ -65,6 +66,9 @@ pub struct Pipeline {
     steps: Vec<Step>,
     outputs: Vec<BuiltOutput>,
     pub config: PipelineConfig,
+    /// The locks on its inputs' read positions and outputs' disk buffers, when the command
+    /// took them (`trawl run`): a reload takes those of what it adds.
+    pub state_locks: Option<Arc<std::sync::Mutex<state_lock::StateLocks>>>,
 }
 
 /// How a run ended.
@@ -399,6 +403,7 @@ impl Pipeline {
             steps,
             outputs: outputs_built,
             config,
+            state_locks: None,
         })
     }
 
@@ -408,6 +413,20 @@ impl Pipeline {
         self.inputs
             .iter()
             .filter_map(|i| Some((&*i.name, i.input.state_file()?)))
+            .collect()
+    }
+
+    /// What `state_lock` guards: each input's read positions and each output's disk buffer,
+    /// with who keeps it (`input logs`).
+    pub fn states(&self) -> Vec<(String, std::path::PathBuf)> {
+        self.state_files()
+            .into_iter()
+            .map(|(input, file)| (format!("input {input}"), file.to_path_buf()))
+            .chain(
+                self.disk_buffers()
+                    .into_iter()
+                    .map(|(output, dir)| (format!("output {output}"), dir)),
+            )
             .collect()
     }
 
