@@ -777,3 +777,52 @@ fn topics_that_are_no_kafka_topic_name_go_to_the_dead_letters_one_by_one() {
         assert_eq!(n % 2, 1, "{d}");
     }
 }
+
+/// A compacted topic (`cleanup.policy=compact`, a "latest state" topic) refuses every record
+/// without a key (the broker's `INVALID_RECORD`). Events routed there by a topic template
+/// while the output sets no key are refused for good: they go to the dead letters with the
+/// broker's reason, while the events bound for an ordinary topic in the same batches are
+/// delivered, once each, and nothing waits on the refused ones.
+#[test]
+fn a_compacted_topic_refuses_keyless_records_and_only_those_are_dead_lettered() {
+    let broker = Broker::shared();
+    broker.create_topic_with("state.compacted", 1, &[("cleanup.policy", "compact")]);
+    broker.create_topic("state.plain", 1);
+    let (dir, log, mut t) = start_on_field_topic(broker, "");
+    let mut input = String::new();
+    let (mut plain, mut compacted) = (HashSet::new(), HashSet::new());
+    for i in 0..2000 {
+        let (topic, set) = if i % 4 == 0 {
+            ("state.compacted", &mut compacted)
+        } else {
+            ("state.plain", &mut plain)
+        };
+        let line = format!("{{\"t\":\"{topic}\",\"n\":{i}}}");
+        set.insert(line.clone());
+        input.push_str(&line);
+        input.push('\n');
+    }
+    t.feed(input.as_bytes());
+    assert!(t.finish(Duration::from_secs(120)).success());
+
+    let got = messages(&broker.read_all("state.plain"));
+    assert_eq!(got.len(), plain.len(), "each plain-topic event once");
+    assert_eq!(got.into_iter().collect::<HashSet<_>>(), plain);
+    assert!(broker.read_all("state.compacted").is_empty());
+    let dead = read_json_lines(&dir.path().join("dead.jsonl"));
+    let dead_msgs: HashSet<String> = dead
+        .iter()
+        .map(|d| d["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        dead.len(),
+        compacted.len(),
+        "each keyless event dead-lettered once"
+    );
+    assert_eq!(dead_msgs, compacted);
+    for d in &dead {
+        assert_eq!(d["error"]["type"], "kafka_InvalidRecord", "{d}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("panicked"), "{text}");
+}
