@@ -36,10 +36,16 @@ type Ack = Receiver<Result<(), String>>;
 pub struct Members {
     /// Name → interface index, as the filter in force keeps them.
     applied: BTreeMap<String, u32>,
-    /// The set last asked for (applied, or on its way).
-    requested: BTreeMap<String, u32>,
     control: Option<SyncSender<Retarget>>,
+    /// Sets asked for and not applied yet, oldest first.
     pending: VecDeque<(Ack, BTreeMap<String, u32>)>,
+}
+
+impl Members {
+    /// The set last asked for: on its way, else the one applied.
+    fn requested(&self) -> &BTreeMap<String, u32> {
+        self.pending.back().map_or(&self.applied, |(_, set)| set)
+    }
 }
 
 /// The id under which the de-duplication and NAT matching know a packet of the shared handle:
@@ -190,8 +196,7 @@ impl Live {
                                 tracing::info!(input = %self.input, interface = %name, ring_bytes = self.cfg.buffer_size.0, shared = true, "capturing");
                             }
                             members.control = Some(control);
-                            members.applied = desired.clone();
-                            members.requested = desired;
+                            members.applied = desired;
                         }
                         Err(e) => {
                             merge.close(id);
@@ -212,12 +217,11 @@ impl Live {
                     last_error = Some(e.to_string());
                 }
             }
-        } else if desired != members.requested && members.pending.len() < MAX_PENDING {
+        } else if desired != *members.requested() && members.pending.len() < MAX_PENDING {
             if let Some(control) = &members.control {
                 let (done, reply) = sync_channel(1);
                 if control.try_send(Retarget { filter, done }).is_ok() {
-                    members.pending.push_back((reply, desired.clone()));
-                    members.requested = desired;
+                    members.pending.push_back((reply, desired));
                 }
             }
         }
@@ -259,7 +263,6 @@ impl Live {
                 }
                 Err(e) => {
                     tracing::warn!(input = %self.input, error = %e, interfaces = set.len(), "cannot change the capture's interface set; kept the previous one, retried at the next refresh");
-                    members.requested = members.applied.clone();
                     members.pending.clear();
                     return;
                 }
