@@ -101,6 +101,8 @@ pub(super) struct Reports {
     pub(super) retired: AtomicBool,
     /// Whether a message could not be taken back for want of room, so that it is logged once.
     overflowed: AtomicBool,
+    /// Whether a broker refused a message with an error of no known kind (logged once).
+    refused_otherwise: AtomicBool,
 }
 
 /// A broker that keeps its connections open but answers nothing (a stopped JVM, a long GC
@@ -354,7 +356,10 @@ impl ProducerContext for Reports {
                 ComponentMetrics::add(&self.metrics.events_out, 1);
             }
             Err((error, msg)) => match error.rdkafka_error_code() {
-                Some(RDKafkaErrorCode::MessageSizeTooLarge) if self.send_alone(msg, &batch) => {
+                // A batch over a segment (`RECORD_LIST_TOO_LARGE`) is refused whole too.
+                Some(
+                    RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge,
+                ) if self.send_alone(msg, &batch) => {
                     // Its delivery report, from the other producer, settles it.
                     self.room.notify_one();
                     return;
@@ -399,7 +404,16 @@ impl ProducerContext for Reports {
                 }
                 // Purged at shutdown, timed out, or a fatal producer error: not delivered, and
                 // not refused for what the message is either: the input must send it again.
-                _ => {
+                code => {
+                    // A broker's answer not known to be for good nor passing (librdkafka retries
+                    // those itself): the batch fails. An input that can read it again does; one
+                    // that cannot (stdin, socket without acknowledgements) loses it, so say so.
+                    if let Some(code) = code.filter(|c| !local && (*c as i32) > 0) {
+                        if !self.refused_otherwise.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(output = %self.output, error = %error, code = ?code,
+                                "Kafka refused messages with an error trawl does not know to be for good: their batch is failed, read again by inputs that can (file, journald), lost to those that cannot (stdin); counted in trawl_output_retries_total (logged once)");
+                        }
+                    }
                     // (A retired producer's purge is no failed attempt of the brokers'.)
                     if !self.retired.load(Ordering::Relaxed) {
                         self.metrics.attempt_failed(&error.to_string());
@@ -419,9 +433,15 @@ pub(super) fn is_permanent(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::MessageBatchTooLarge
             | RDKafkaErrorCode::InvalidMessageSize
             | RDKafkaErrorCode::InvalidMessage
+            // A compacted topic refuses a record without a key.
             | RDKafkaErrorCode::InvalidRecord
+            // Outside the topic's `message.timestamp.*.max.ms` of the broker's clock.
+            | RDKafkaErrorCode::InvalidTimestamp
+            | RDKafkaErrorCode::UnsupportedForMessageFormat
+            | RDKafkaErrorCode::PolicyViolation
             | RDKafkaErrorCode::InvalidTopic
             | RDKafkaErrorCode::UnknownTopic
             | RDKafkaErrorCode::UnknownPartition
@@ -489,6 +509,7 @@ impl Reports {
             generation: 0,
             retired: AtomicBool::new(false),
             overflowed: AtomicBool::new(false),
+            refused_otherwise: AtomicBool::new(false),
         }
     }
 
