@@ -12,6 +12,16 @@ use support::process::{
     append, assert_each_once, read_json_lines, sigterm, wait_until, write_file, Trawl,
 };
 
+/// Each of `want` delivered exactly once across the processes' outputs.
+fn assert_once_between(outputs: &[Vec<serde_json::Value>], want: &[String]) {
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for e in outputs.iter().flatten() {
+        let m = e["message"].as_str().unwrap_or_default().to_owned();
+        *copies.entry(m).or_default() += 1;
+    }
+    assert_each_once(&copies, want);
+}
+
 #[test]
 fn a_second_process_on_the_same_data_dir_waits_for_the_first_and_resumes_after_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,12 +83,7 @@ fn a_second_process_on_the_same_data_dir_waits_for_the_first_and_resumes_after_i
     sigterm(&second);
     assert!(second.wait(Duration::from_secs(30)).success());
 
-    let mut copies: HashMap<String, usize> = HashMap::new();
-    for e in delivered(1).iter().chain(delivered(2).iter()) {
-        let m = e["message"].as_str().unwrap_or_default().to_owned();
-        *copies.entry(m).or_default() += 1;
-    }
-    assert_each_once(&copies, &lines(0, 2000));
+    assert_once_between(&[delivered(1), delivered(2)], &lines(0, 2000));
     let text = std::fs::read_to_string(&log2).unwrap_or_default();
     assert!(
         text.matches("held by another trawl process").count() == 1,
@@ -196,10 +201,5 @@ fn a_reload_adding_an_input_whose_state_another_process_holds_is_refused_until_i
     assert!(first.wait(Duration::from_secs(30)).success());
     assert!(second.wait(Duration::from_secs(30)).success());
 
-    let mut copies: HashMap<String, usize> = HashMap::new();
-    for e in delivered(1).iter().chain(delivered(2).iter()) {
-        let m = e["message"].as_str().unwrap_or_default().to_owned();
-        *copies.entry(m).or_default() += 1;
-    }
-    assert_each_once(&copies, &lines(0, 2000));
+    assert_once_between(&[delivered(1), delivered(2)], &lines(0, 2000));
 }
