@@ -2,93 +2,101 @@
 //! pod starts while the old one still drains) or a second `trawl run` started by hand beside
 //! the service: the second must not read the files the first is reading from the same read
 //! positions. It waits for the first to stop, then resumes where the first left off: every
-//! line delivered once between them.
+//! line delivered once between them. A reload that adds an input is held to the same rule.
 
 use crate::support;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::process::{
     append, assert_each_once, read_json_lines, sigterm, wait_until, write_file, Trawl,
 };
 
-/// Each of `want` delivered exactly once across the processes' outputs.
-fn assert_once_between(outputs: &[Vec<serde_json::Value>], want: &[String]) {
-    let mut copies: HashMap<String, usize> = HashMap::new();
-    for e in outputs.iter().flatten() {
-        let m = e["message"].as_str().unwrap_or_default().to_owned();
-        *copies.entry(m).or_default() += 1;
-    }
-    assert_each_once(&copies, want);
+/// Two trawl processes numbered 1 and 2 on one `data_dir`, each with its pipeline file, output
+/// (`out-N.jsonl`) and log (`trawl-N.log`), and `logs/app.log`, which they must share out.
+struct Node {
+    dir: tempfile::TempDir,
 }
 
-#[test]
-fn a_second_process_on_the_same_data_dir_waits_for_the_first_and_resumes_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let app = logs.join("app.log");
-    let config = |n: u32| {
+impl Node {
+    fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        Node { dir }
+    }
+
+    fn folder(&self, name: &str) -> PathBuf {
+        let f = self.dir.path().join(name);
+        std::fs::create_dir_all(&f).unwrap();
+        f
+    }
+
+    fn app(&self) -> PathBuf {
+        self.dir.path().join("logs/app.log")
+    }
+
+    /// Writes process `n`'s pipeline: a `file` input per (name, folder), one file output.
+    fn config(&self, n: u32, inputs: &[(&str, &Path)]) -> PathBuf {
+        let inputs: String = inputs
+            .iter()
+            .map(|(name, folder)| {
+                format!(
+                    "  {name}:\n    type: file\n    paths: [\"{}/*.log\"]\n    poll_interval: 50ms\n    registry_flush: 100ms\n",
+                    folder.display()
+                )
+            })
+            .collect();
         write_file(
-            dir.path(),
+            self.dir.path(),
             &format!("pipeline-{n}.yaml"),
             &format!(
-                "data_dir: {data}\nhttp: {{ enabled: false }}\nshutdown_timeout: 5s\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\"]\n    poll_interval: 50ms\n    registry_flush: 100ms\noutputs:\n  out:\n    type: file\n    path: {out}\n",
-                data = dir.path().join("data").display(),
-                logs = logs.display(),
-                out = dir.path().join(format!("out-{n}.jsonl")).display(),
+                "data_dir: {data}\nhttp: {{ enabled: false }}\nshutdown_timeout: 5s\ninputs:\n{inputs}outputs:\n  out:\n    type: file\n    path: {out}\n",
+                data = self.dir.path().join("data").display(),
+                out = self.dir.path().join(format!("out-{n}.jsonl")).display(),
             ),
         )
-    };
-    let lines = |from: usize, to: usize| -> Vec<String> {
-        (from..to).map(|i| format!("rollout line {i:05}")).collect()
-    };
-    let delivered = |n: u32| read_json_lines(&dir.path().join(format!("out-{n}.jsonl")));
-    append(&app, &(lines(0, 1000).join("\n") + "\n"));
-    let log1 = dir.path().join("trawl-1.log");
-    let log2 = dir.path().join("trawl-2.log");
-    let mut first = Trawl::start(&config(1), Some(&log1));
-    wait_until(Duration::from_secs(30), "the first 1,000 lines", || {
-        delivered(1).len() == 1000
-    });
+    }
 
-    // The new instance starts while the old one still runs: it waits, and says why.
-    let mut second = Trawl::start(&config(2), Some(&log2));
-    wait_until(
-        Duration::from_secs(30),
-        "the second trawl's warning",
-        || {
-            std::fs::read_to_string(&log2)
-                .unwrap_or_default()
-                .contains("held by another trawl process")
-        },
-    );
-    append(&app, &(lines(1000, 1500).join("\n") + "\n"));
-    wait_until(
-        Duration::from_secs(30),
-        "lines 1,000-1,499 by the first",
-        || delivered(1).len() == 1500,
-    );
-    // The old one drains and exits; the new one takes over from its read position.
-    sigterm(&first);
-    assert!(first.wait(Duration::from_secs(30)).success());
-    append(&app, &(lines(1500, 2000).join("\n") + "\n"));
-    wait_until(
-        Duration::from_secs(30),
-        "lines 1,500-1,999 by the second",
-        || delivered(2).len() >= 500,
-    );
-    // Time for a wrong second copy to show (the second reading from 0 or from 1,000).
-    std::thread::sleep(Duration::from_secs(1));
-    sigterm(&second);
-    assert!(second.wait(Duration::from_secs(30)).success());
+    fn start(&self, n: u32, inputs: &[(&str, &Path)]) -> Trawl {
+        let log = self.dir.path().join(format!("trawl-{n}.log"));
+        Trawl::start(&self.config(n, inputs), Some(&log))
+    }
 
-    assert_once_between(&[delivered(1), delivered(2)], &lines(0, 2000));
-    let text = std::fs::read_to_string(&log2).unwrap_or_default();
-    assert!(
-        text.matches("held by another trawl process").count() == 1,
-        "the wait is logged once:\n{text}"
-    );
+    fn log(&self, n: u32) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("trawl-{n}.log"))).unwrap_or_default()
+    }
+
+    fn delivered(&self, n: u32) -> Vec<serde_json::Value> {
+        read_json_lines(&self.dir.path().join(format!("out-{n}.jsonl")))
+    }
+
+    /// Appends lines `from..to` to `app.log` and waits for process `n` to have delivered
+    /// `total` lines.
+    fn write_and_wait(&self, from: usize, to: usize, n: u32, total: usize) {
+        append(&self.app(), &(lines(from, to).join("\n") + "\n"));
+        wait_until(
+            Duration::from_secs(30),
+            &format!("lines {from}-{} by trawl {n}", to - 1),
+            || self.delivered(n).len() >= total,
+        );
+    }
+
+    /// Each of lines 0..`to` delivered exactly once between the two, given time for a wrong
+    /// second copy to show first.
+    fn assert_each_line_once(&self, to: usize) {
+        std::thread::sleep(Duration::from_secs(1));
+        let mut copies: HashMap<String, usize> = HashMap::new();
+        for e in self.delivered(1).iter().chain(self.delivered(2).iter()) {
+            let m = e["message"].as_str().unwrap_or_default().to_owned();
+            *copies.entry(m).or_default() += 1;
+        }
+        assert_each_once(&copies, &lines(0, to));
+    }
+}
+
+fn lines(from: usize, to: usize) -> Vec<String> {
+    (from..to).map(|i| format!("shared line {i:05}")).collect()
 }
 
 fn sighup(t: &Trawl) {
@@ -97,88 +105,75 @@ fn sighup(t: &Trawl) {
     assert_eq!(r, 0, "sending SIGHUP");
 }
 
+#[test]
+fn a_second_process_on_the_same_data_dir_waits_for_the_first_and_resumes_after_it() {
+    let node = Node::new();
+    let logs = node.folder("logs");
+    let mut first = node.start(1, &[("logs", &logs)]);
+    node.write_and_wait(0, 1000, 1, 1000);
+
+    // The new instance starts while the old one still runs: it waits, and says why.
+    let mut second = node.start(2, &[("logs", &logs)]);
+    wait_until(
+        Duration::from_secs(30),
+        "the second trawl's warning",
+        || node.log(2).contains("held by another trawl process"),
+    );
+    node.write_and_wait(1000, 1500, 1, 1500);
+    // The old one drains and exits; the new one takes over from its read position.
+    sigterm(&first);
+    assert!(first.wait(Duration::from_secs(30)).success());
+    node.write_and_wait(1500, 2000, 2, 500);
+    // A wrong second copy: the second reading from 0 or from 1,000.
+    node.assert_each_line_once(2000);
+    sigterm(&second);
+    assert!(second.wait(Duration::from_secs(30)).success());
+    let text = node.log(2);
+    assert!(
+        text.matches("held by another trawl process").count() == 1,
+        "the wait is logged once:\n{text}"
+    );
+}
+
 /// A reload that adds an input is held to the same rule as a start: two pipelines sharing a
 /// `data_dir` (one file per team, an input copied from the other's) must not both read `app.log`
 /// from one registry. The reload that would is refused; once the other lets the input go (its
 /// own reload removes it), the same reload goes through and resumes from the other's offsets.
 #[test]
 fn a_reload_adding_an_input_whose_state_another_process_holds_is_refused_until_it_lets_go() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    let spare = dir.path().join("spare");
-    std::fs::create_dir_all(&logs).unwrap();
-    std::fs::create_dir_all(&spare).unwrap();
-    let app = logs.join("app.log");
-    let input = |name: &str, folder: &std::path::Path| {
-        format!(
-            "  {name}:\n    type: file\n    paths: [\"{}/*.log\"]\n    poll_interval: 50ms\n    registry_flush: 100ms\n",
-            folder.display()
-        )
-    };
-    let config = |n: u32, inputs: &[(&str, &std::path::Path)]| {
-        let inputs: String = inputs.iter().map(|(n, f)| input(n, f)).collect();
-        write_file(
-            dir.path(),
-            &format!("pipeline-{n}.yaml"),
-            &format!(
-                "data_dir: {data}\nhttp: {{ enabled: false }}\nshutdown_timeout: 5s\ninputs:\n{inputs}outputs:\n  out:\n    type: file\n    path: {out}\n",
-                data = dir.path().join("data").display(),
-                out = dir.path().join(format!("out-{n}.jsonl")).display(),
-            ),
-        )
-    };
-    let lines = |from: usize, to: usize| -> Vec<String> {
-        (from..to).map(|i| format!("shared line {i:05}")).collect()
-    };
-    let delivered = |n: u32| read_json_lines(&dir.path().join(format!("out-{n}.jsonl")));
-    let log = |n: u32| {
-        std::fs::read_to_string(dir.path().join(format!("trawl-{n}.log"))).unwrap_or_default()
-    };
-    let reloads = |n: u32, what: &str| log(n).matches(what).count();
-
-    append(&app, &(lines(0, 1000).join("\n") + "\n"));
-    let mut first = Trawl::start(
-        &config(1, &[("logs", &logs), ("spare", &spare)]),
-        Some(&dir.path().join("trawl-1.log")),
-    );
-    wait_until(Duration::from_secs(30), "the first 1,000 lines", || {
-        delivered(1).len() == 1000
-    });
+    let node = Node::new();
+    let logs = node.folder("logs");
+    let spare = node.folder("spare");
+    let reloads = |n: u32, what: &str| node.log(n).matches(what).count();
+    let mut first = node.start(1, &[("logs", &logs), ("spare", &spare)]);
+    node.write_and_wait(0, 1000, 1, 1000);
     // Another pipeline on the same data_dir, with inputs of other names: it starts at once.
-    let mut second = Trawl::start(
-        &config(2, &[("other", &spare)]),
-        Some(&dir.path().join("trawl-2.log")),
-    );
+    let mut second = node.start(2, &[("other", &spare)]);
     wait_until(Duration::from_secs(30), "the second trawl's start", || {
-        log(2).contains("file input starting")
+        node.log(2).contains("file input starting")
     });
     assert!(
-        !log(2).contains("held by another trawl process"),
+        !node.log(2).contains("held by another trawl process"),
         "{}",
-        log(2)
+        node.log(2)
     );
 
     // Its reload adds `logs`, which the first is reading: refused, the second unchanged.
-    config(2, &[("other", &spare), ("logs", &logs)]);
+    node.config(2, &[("other", &spare), ("logs", &logs)]);
     sighup(&second);
     wait_until(Duration::from_secs(30), "the refused reload", || {
         reloads(2, "reload failed") == 1
     });
-    let text = log(2);
+    let text = node.log(2);
     assert!(
         text.contains("file-logs.json.lock is held by another trawl process")
             && text.contains("reload refused"),
         "the refusal names the lock:\n{text}"
     );
-    append(&app, &(lines(1000, 1500).join("\n") + "\n"));
-    wait_until(
-        Duration::from_secs(30),
-        "lines 1,000-1,499 by the first",
-        || delivered(1).len() == 1500,
-    );
+    node.write_and_wait(1000, 1500, 1, 1500);
 
     // The first lets `logs` go by a reload of its own; the second's reload then goes through.
-    config(1, &[("spare", &spare)]);
+    node.config(1, &[("spare", &spare)]);
     sighup(&first);
     wait_until(Duration::from_secs(30), "the first's reload", || {
         reloads(1, "reloaded: ") == 1
@@ -187,19 +182,11 @@ fn a_reload_adding_an_input_whose_state_another_process_holds_is_refused_until_i
     wait_until(Duration::from_secs(30), "the second's reload", || {
         reloads(2, "reloaded: ") == 1
     });
-    append(&app, &(lines(1500, 2000).join("\n") + "\n"));
-    wait_until(
-        Duration::from_secs(30),
-        "lines 1,500-1,999 by the second",
-        || delivered(2).len() >= 500,
-    );
-    // Time for a wrong second copy to show.
-    std::thread::sleep(Duration::from_secs(1));
+    node.write_and_wait(1500, 2000, 2, 500);
+    node.assert_each_line_once(2000);
     for t in [&first, &second] {
         sigterm(t);
     }
     assert!(first.wait(Duration::from_secs(30)).success());
     assert!(second.wait(Duration::from_secs(30)).success());
-
-    assert_once_between(&[delivered(1), delivered(2)], &lines(0, 2000));
 }
