@@ -491,7 +491,14 @@ fn exit_code(report: &crate::pipeline::RunReport, timeout: std::time::Duration) 
     for d in &report.drain_incomplete {
         tracing::error!("drain incomplete: {d}");
     }
-    if report.failures.is_empty() && report.drained && report.drain_incomplete.is_empty() {
+    for l in &report.lost {
+        tracing::error!("events lost: {l}");
+    }
+    if report.failures.is_empty()
+        && report.drained
+        && report.drain_incomplete.is_empty()
+        && report.lost.is_empty()
+    {
         0
     } else {
         1

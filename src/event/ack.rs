@@ -71,13 +71,19 @@ struct AckInner {
     shared: Option<Arc<Shared>>,
     /// The batch's share of its input's in-flight budget, given back with the last copy.
     _held: Option<Held>,
+    /// For an input that cannot read the batch again: its counters and the batch's events,
+    /// lost when the batch fails, so the loss is counted and logged rather than silent.
+    unrecoverable: Option<(Arc<ComponentMetrics>, u64)>,
 }
 
 impl Drop for AckInner {
     fn drop(&mut self) {
+        let status = BatchStatus::from_u8(self.status.load(Ordering::Acquire));
         if let Some(shared) = &self.shared {
-            let status = BatchStatus::from_u8(self.status.load(Ordering::Acquire));
             shared.complete(self.seq, status);
+        }
+        if let (BatchStatus::Failed, Some((metrics, events))) = (status, &self.unrecoverable) {
+            metrics.lost(*events);
         }
     }
 }
@@ -108,15 +114,22 @@ impl BatchAck {
         }
     }
 
-    /// A handle that reports to nobody but holds `held` until every output has settled the
-    /// batch (dropped the last copy), so that its input's in-flight bytes are capped.
-    pub fn holding(held: Held) -> BatchAck {
+    /// The handle of a batch of `events` its input cannot read again (stdin, a socket without
+    /// acknowledgements, packets): nothing waits for it, but when an output fails it, the events
+    /// are counted as lost on `metrics` (`ComponentMetrics::lost`). It holds `held`, if any,
+    /// until every output has settled the batch, so that the input's bytes in flight are capped.
+    pub fn unrecoverable(
+        metrics: &Arc<ComponentMetrics>,
+        events: usize,
+        held: Option<Held>,
+    ) -> BatchAck {
         BatchAck {
             inner: Some(Arc::new(AckInner {
                 seq: 0,
                 status: AtomicU8::new(BatchStatus::Delivered as u8),
                 shared: None,
-                _held: Some(held),
+                _held: held,
+                unrecoverable: Some((metrics.clone(), events as u64)),
             })),
             status: BatchStatus::Failed,
         }
@@ -223,6 +236,7 @@ impl AckTracker {
             status: AtomicU8::new(BatchStatus::Delivered as u8),
             shared: Some(self.shared.clone()),
             _held: None,
+            unrecoverable: None,
         });
         (
             seq,
@@ -310,6 +324,36 @@ mod tests {
         let (_, d) = t.track();
         drop(d);
         assert_eq!(t.drain()[0].status, BatchStatus::Failed);
+    }
+
+    #[test]
+    fn a_batch_that_cannot_be_read_again_counts_its_events_lost_once_when_any_copy_fails() {
+        use crate::telemetry::metrics::ComponentKind;
+        let m = Arc::new(ComponentMetrics::new(
+            ComponentKind::Input,
+            "stdin".into(),
+            "stdin",
+        ));
+        let failed = || m.events_failed.load(Ordering::Relaxed);
+
+        // Two outputs: one delivers, one fails. The events are lost once, not once per copy.
+        let a = BatchAck::unrecoverable(&m, 7, None);
+        let b = a.fork();
+        a.delivered();
+        assert_eq!(failed(), 0, "one copy still out");
+        b.failed();
+        assert_eq!((failed(), m.events_lost()), (7, 7));
+
+        // Delivered everywhere, or rejected for good (dead-lettered): nothing lost.
+        BatchAck::unrecoverable(&m, 5, None).delivered();
+        let r = BatchAck::unrecoverable(&m, 5, None);
+        r.fork().rejected();
+        r.delivered();
+        assert_eq!(failed(), 7);
+
+        // A copy dropped unsettled (an output abandoned at the deadline) is a failure.
+        drop(BatchAck::unrecoverable(&m, 3, None));
+        assert_eq!((failed(), m.events_lost()), (10, 10));
     }
 
     #[test]

@@ -174,7 +174,10 @@ impl InputContext {
             DROP_GRACE
         };
         match budget.take(approx_bytes(&events), wait) {
-            Some(held) => self.emit_blocking(Batch::new(events, BatchAck::holding(held))),
+            Some(held) => {
+                let ack = BatchAck::unrecoverable(&self.metrics, events.len(), Some(held));
+                self.emit_blocking(Batch::new(events, ack))
+            }
             None => {
                 self.dropped(Batch::unacked(events));
                 Ok(())

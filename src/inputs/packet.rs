@@ -3,7 +3,7 @@
 //! counts); `pcap_file` reads a capture file (it waits for room) and ends at the end of the file
 //! after reporting every open flow and pending transaction.
 
-use crate::event::{Batch, InFlightBudget};
+use crate::event::{Batch, BatchAck, InFlightBudget};
 use crate::inputs::{BackPressure, BoxFuture, BuildContext, Input, InputContext};
 use crate::wire::capture::{self, CaptureConfig, Live};
 use crate::wire::decode::Decoder;
@@ -289,7 +289,10 @@ impl PacketInput {
                 };
                 let sent = match &budget {
                     Some(budget) => ctx.emit_within_budget(events, budget),
-                    None => ctx.emit_blocking(Batch::unacked(events)),
+                    None => {
+                        let ack = BatchAck::unrecoverable(&ctx.metrics, events.len(), None);
+                        ctx.emit_blocking(Batch::new(events, ack))
+                    }
                 };
                 if sent.is_err() {
                     return false;

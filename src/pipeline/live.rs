@@ -503,6 +503,7 @@ pub async fn run(
         undelivered,
         failures: registry.failures(),
         drain_incomplete: registry.drain_incomplete(),
+        lost: registry.lost(),
     })
 }
 

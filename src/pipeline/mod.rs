@@ -84,6 +84,8 @@ pub struct RunReport {
     /// Components that stopped with lines read and not delivered (the file input's given-up
     /// batches, still failing at the end of the drain), as `kind name: what`.
     pub drain_incomplete: Vec<String>,
+    /// Inputs that cannot read again and lost events an output failed, as `kind name: what`.
+    pub lost: Vec<String>,
 }
 
 impl Pipeline {

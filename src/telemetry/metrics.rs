@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+/// Losses this far apart are two episodes, each logged once.
+const LOSS_EPISODE_QUIET: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ComponentKind {
     Input,
@@ -65,6 +68,10 @@ pub struct ComponentMetrics {
     starting: AtomicBool,
     /// An input's last dropped batch: a drop after a quiet spell begins an episode, logged.
     last_drop: Mutex<Option<std::time::Instant>>,
+    /// Inputs that cannot read again: events of batches an output failed (also in
+    /// `events_failed`), and when the last such batch was, a loss after a quiet spell being logged.
+    events_lost: AtomicU64,
+    last_loss: Mutex<Option<std::time::Instant>>,
 }
 
 impl ComponentMetrics {
@@ -91,6 +98,8 @@ impl ComponentMetrics {
             failing: Mutex::new(None),
             starting: AtomicBool::new(false),
             last_drop: Mutex::new(None),
+            events_lost: AtomicU64::new(0),
+            last_loss: Mutex::new(None),
         }
     }
 
@@ -122,6 +131,33 @@ impl ComponentMetrics {
         let begins = last.is_none_or(|t| now.duration_since(t) >= quiet);
         *last = Some(now);
         begins
+    }
+
+    /// An output failed a batch of `events` this input cannot read again (stdin, a socket
+    /// without acknowledgements, packets): they are lost. Counted in `trawl_events_failed_total`
+    /// and logged when no loss came in the 10 s before, so that the loss is never silent; the
+    /// run's exit status says it too (`Registry::lost`).
+    pub fn lost(&self, events: u64) {
+        Self::add(&self.events_failed, events);
+        Self::add(&self.events_lost, events);
+        let begins = match self.last_loss.lock() {
+            Ok(mut last) => {
+                let now = std::time::Instant::now();
+                let begins = last.is_none_or(|t| now.duration_since(t) >= LOSS_EPISODE_QUIET);
+                *last = Some(now);
+                begins
+            }
+            Err(_) => false,
+        };
+        if begins {
+            tracing::error!(input = %self.name, events,
+                "a batch of this input was not delivered (an output failed it, or the stop's deadline came first) and this input cannot read it again: its events are lost (an output's log says why; counted in trawl_events_failed_total; logged once until 10 s pass without a loss)");
+        }
+    }
+
+    /// Events this input lost (`lost`).
+    pub fn events_lost(&self) -> u64 {
+        self.events_lost.load(Ordering::Relaxed)
     }
 
     /// Whether the component dropped a batch less than `quiet` ago (within an episode).
@@ -332,6 +368,22 @@ impl Registry {
             .filter_map(|c| {
                 c.drain_incomplete()
                     .map(|what| format!("{} {}: {}", c.kind.as_str(), c.name, what))
+            })
+            .collect()
+    }
+
+    /// Inputs that lost events outputs failed (`ComponentMetrics::lost`), as `input name: what`.
+    pub fn lost(&self) -> Vec<String> {
+        self.components()
+            .iter()
+            .filter(|c| c.events_lost() > 0)
+            .map(|c| {
+                format!(
+                    "{} {}: {} events not delivered were lost (this input cannot read them again)",
+                    c.kind.as_str(),
+                    c.name,
+                    c.events_lost()
+                )
             })
             .collect()
     }

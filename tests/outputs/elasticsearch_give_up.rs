@@ -36,7 +36,8 @@ fn count(addr: &str, name: &str) -> f64 {
 
 /// A proxy or a wrong URL answering `200 {}` has stored nothing: the events must not count as
 /// delivered. With `retry.max_attempts` spent and no dead letter, their batches fail, are
-/// counted in `trawl_events_failed_total`, and the reason is logged once.
+/// counted in `trawl_events_failed_total`, and the reason is logged once. stdin cannot read
+/// them again: the input counts them lost too, and the run exits 1 saying so.
 #[test]
 fn a_2xx_answer_without_items_is_a_failed_request_not_a_delivery() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,14 +66,24 @@ fn a_2xx_answer_without_items_is_a_failed_request_not_a_delivery() {
         0.0,
         "nothing counts as stored"
     );
+    wait_until(
+        Duration::from_secs(30),
+        "stdin's 120 lost events in its trawl_events_failed_total",
+        || metric(&addr, "trawl_events_failed_total", "app") == Some(120.0),
+    );
     let status = t.finish(Duration::from_secs(60));
-    assert!(status.success(), "trawl exited with {status}");
+    assert_eq!(status.code(), Some(1), "trawl exited with {status}");
     assert!(
         es.with(|s| s.requests) >= 3,
         "each request was tried 3 times"
     );
 
     let log = std::fs::read_to_string(&log).unwrap();
+    let lost: Vec<&str> = log.lines().filter(|l| l.contains("events lost")).collect();
+    assert!(
+        lost.len() == 1 && lost[0].contains("input app: 120 events"),
+        "the exit names the input and its loss:\n{log}"
+    );
     let gave_up: Vec<&str> = log.lines().filter(|l| l.contains("giving up")).collect();
     assert_eq!(gave_up.len(), 1, "logged once:\n{log}");
     assert!(

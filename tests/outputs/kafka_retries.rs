@@ -273,3 +273,80 @@ fn messages_librdkafka_gives_up_on_are_produced_again_not_lost() {
         "logged once for the outage; trawl's log:\n{text}"
     );
 }
+
+/// With `delivery_timeout` set the output gives up on a message for good and fails its batch.
+/// A file would be read again; stdin cannot be, so those events are lost. A loss must not be
+/// silent: the input counts exactly the events lost in `trawl_events_failed_total`, logs it,
+/// and the run exits 1 naming it, while everything sent before and after the cut arrives once.
+#[test]
+fn stdin_events_given_up_past_delivery_timeout_are_counted_lost_and_fail_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let topic = "kafka_stdin_lost";
+    broker.create_topic(topic, 1);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = pipeline(
+        dir.path(),
+        &addr,
+        &broker,
+        topic,
+        "    delivery_timeout: 2s\n",
+    );
+    let log = dir.path().join("trawl.log");
+    let mut trawl = Trawl::start(&config, Some(&log));
+    let delivered = || metric(&addr, "trawl_events_out_total", "k").unwrap_or(0.0) as usize;
+    let lost = || metric(&addr, "trawl_events_failed_total", "app").unwrap_or(-1.0);
+    let lines =
+        |range: std::ops::Range<usize>| -> String { range.map(|i| line(i) + "\n").collect() };
+
+    trawl.feed(lines(0..300).as_bytes());
+    wait_until(
+        Duration::from_secs(60),
+        "the first 300 lines in Kafka",
+        || delivered() == 300,
+    );
+    assert_eq!(lost(), 0.0, "nothing lost before the cut");
+
+    // Nothing in flight when the connection goes: the 200 lines written now never reach the
+    // broker, and librdkafka gives up on them after 2 s.
+    broker.cut();
+    trawl.feed(lines(300..500).as_bytes());
+    wait_until(
+        Duration::from_secs(60),
+        "the 200 lines written during the cut counted lost by stdin",
+        || lost() == 200.0,
+    );
+    broker.restore();
+    trawl.feed(lines(500..600).as_bytes());
+    wait_until(
+        Duration::from_secs(90),
+        "the lines written after the cut in Kafka",
+        || delivered() == 400,
+    );
+
+    let status = trawl.finish(Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "trawl exited with {status}; its log:\n{text}"
+    );
+    let logged: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("this input cannot read it again"))
+        .collect();
+    assert!(
+        logged.len() == 1 && logged[0].contains("app"),
+        "the loss logged once, naming the input; trawl's log:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("events lost") && l.contains("input app: 200 events")),
+        "the exit says what was lost; trawl's log:\n{text}"
+    );
+
+    let seen = support::kafka::steady::copies(&broker.read_all(topic));
+    let want: Vec<String> = (0..300).chain(500..600).map(line).collect();
+    support::process::assert_each_once(&seen, &want);
+    assert_eq!(seen.len(), 400, "none of the lines written during the cut");
+}

@@ -12,7 +12,7 @@ use super::multiline::{self, Line, Multiline};
 use super::BadLines;
 use super::{BoxFuture, Input, InputContext};
 use crate::config::{ByteSize, ComponentSpec, DeError};
-use crate::event::{Batch, Event, Value};
+use crate::event::{Batch, BatchAck, Event, Value};
 use crate::inputs::tee::ack::HELLO;
 use crate::telemetry::metrics::ComponentMetrics;
 use acks::Acks;
@@ -529,7 +529,8 @@ async fn send(
             let take = taken.events.len().min(ctx.batch_size.max(1));
             let rest = taken.events.split_off(take);
             let batch = std::mem::replace(&mut taken.events, rest);
-            if ctx.emit(Batch::unacked(batch)).await.is_err() {
+            let ack = BatchAck::unrecoverable(&ctx.metrics, batch.len(), None);
+            if ctx.emit(Batch::new(batch, ack)).await.is_err() {
                 return false;
             }
         }
