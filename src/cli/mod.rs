@@ -263,7 +263,13 @@ fn run(sources: &Sources, once: bool, watch_config: bool) -> i32 {
         watch,
         once,
     };
-    run_inner(cfg, Vec::new(), Signals::Handle, Some(reload))
+    run_inner(
+        cfg,
+        Vec::new(),
+        Signals::Handle,
+        Some(reload),
+        StateWait::Rollout,
+    )
 }
 
 /// How a run reloads its pipeline (`trawl run`; `tee` and `pcap` do not).
@@ -278,21 +284,32 @@ struct Reload {
 /// How often `--watch-config` rereads the file when no filesystem event came.
 const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Builds and runs a pipeline until its inputs end or a signal stops it; returns the exit code.
-pub fn run_pipeline(
+/// Runs a pipeline once, for a command that is not a service (`trawl pcap -c`): its inputs'
+/// state held by another process (the node's running trawl) refuses it at once, where a
+/// service's start waits for an old instance's drain.
+pub fn run_pipeline_once(
     cfg: PipelineConfig,
     extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
 ) -> i32 {
-    run_pipeline_with(cfg, extra_inputs, Signals::Handle)
+    run_inner(cfg, extra_inputs, Signals::Handle, None, StateWait::None)
 }
 
-/// `run_pipeline`, saying who handles signals.
+/// Builds and runs a pipeline until its inputs end or a signal stops it; returns the exit code.
 pub fn run_pipeline_with(
     cfg: PipelineConfig,
     extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
     signals: Signals,
 ) -> i32 {
-    run_inner(cfg, extra_inputs, signals, None)
+    run_inner(cfg, extra_inputs, signals, None, StateWait::Rollout)
+}
+
+/// Whether a start waits for another process to let go of its inputs' and buffers' state.
+#[derive(Clone, Copy)]
+enum StateWait {
+    /// Up to `shutdown_timeout` + `STATE_LOCK_SLACK`: an old instance draining in a rollout.
+    Rollout,
+    /// Not at all: a one-off command beside a running service.
+    None,
 }
 
 /// Beyond `shutdown_timeout`, how long a start waits for another process to let go of its
@@ -349,6 +366,7 @@ fn run_inner(
     extra_inputs: Vec<(String, Box<dyn crate::inputs::Input>)>,
     signals: Signals,
     reload: Option<Reload>,
+    state_wait: StateWait,
 ) -> i32 {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
@@ -373,7 +391,11 @@ fn run_inner(
         .map(|(o, s)| (o.clone(), s.as_path()))
         .collect();
     let mut pipeline = pipeline;
-    let locks = match state_lock::acquire(&states, timeout + STATE_LOCK_SLACK) {
+    let wait = match state_wait {
+        StateWait::Rollout => timeout + STATE_LOCK_SLACK,
+        StateWait::None => std::time::Duration::ZERO,
+    };
+    let locks = match state_lock::acquire(&states, wait) {
         Ok(l) => std::sync::Arc::new(std::sync::Mutex::new(l)),
         Err(e) => {
             tracing::error!("{e}; not starting");

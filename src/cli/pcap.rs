@@ -401,7 +401,7 @@ fn with_pipeline(args: &PcapArgs, config: &PathBuf) -> i32 {
         }
     };
     let stats = input.stats();
-    let code = super::run_pipeline(cfg, vec![(name, Box::new(input))]);
+    let code = super::run_pipeline_once(cfg, vec![(name, Box::new(input))]);
     // The input logs the damage and the pipeline drains what came before; the command still
     // says the file was damaged, as it does without a pipeline.
     if code == 0 && stats.file_errors.load(Ordering::Relaxed) > 0 {

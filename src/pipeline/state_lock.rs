@@ -24,12 +24,21 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is held by another trawl process{holder} past {waited:?}: two processes cannot share an input's read positions or an output's disk buffer (they would read every file twice and overwrite each other's offsets); give each its own data_dir (or stop the other)")]
+    #[error("{path} is held by another trawl process{holder}{}: two processes cannot share an input's read positions or an output's disk buffer (they would read every file twice and overwrite each other's offsets); give each its own data_dir (or stop the other)", waited_for(*.waited))]
     Held {
         path: PathBuf,
         holder: String,
         waited: Duration,
     },
+}
+
+/// " past 40s" when the start waited for the holder; nothing when it did not wait.
+fn waited_for(waited: Duration) -> String {
+    if waited.is_zero() {
+        String::new()
+    } else {
+        format!(" past {waited:?}")
+    }
 }
 
 /// `<state>.lock`: beside what it guards (not inside: a disk buffer locks a file of its own

@@ -190,3 +190,57 @@ fn a_reload_adding_an_input_whose_state_another_process_holds_is_refused_until_i
     assert!(first.wait(Duration::from_secs(30)).success());
     assert!(second.wait(Duration::from_secs(30)).success());
 }
+
+/// `trawl pcap FILE -c PIPELINE` runs the pipeline's other inputs too. Pointed at the running
+/// service's pipeline (a capture replayed on the node where trawl runs), their read positions
+/// are the service's: the one-off command is refused at once, naming the holder, rather than
+/// waiting for a service that is not stopping, and it reads no line the service reads.
+#[test]
+fn a_one_off_pcap_run_on_a_pipeline_in_use_is_refused_at_once_and_reads_nothing() {
+    let node = Node::new();
+    let logs = node.folder("logs");
+    let mut service = node.start(1, &[("logs", &logs)]);
+    node.write_and_wait(0, 500, 1, 500);
+
+    let capture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/http_edge_cases.pcap");
+    let mut pcap = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .arg("pcap")
+        .arg(&capture)
+        .arg("-c")
+        .arg(node.config(2, &[("logs", &logs)]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting trawl pcap");
+    // The pipeline's shutdown_timeout is 5 s: a start that waits for the holder ends in 15.
+    let mut status = None;
+    for _ in 0..600 {
+        status = pcap.try_wait().expect("trawl pcap's status");
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if status.is_none() {
+        let _ = pcap.kill();
+    }
+    let out = pcap.wait_with_output().expect("trawl pcap's output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "refused; its log:\n{err}");
+    assert!(
+        err.contains("file-logs.json.lock is held by another trawl process (pid ")
+            && err.contains(&service.child.id().to_string()),
+        "the refusal names the lock and the service's pid:\n{err}"
+    );
+    assert!(
+        !err.contains("waiting for it to stop"),
+        "a one-off command does not wait for a running service:\n{err}"
+    );
+    assert!(node.delivered(2).is_empty(), "the refused run read nothing");
+
+    node.write_and_wait(500, 1000, 1, 1000);
+    node.assert_each_line_once(1000);
+    sigterm(&service);
+    assert!(service.wait(Duration::from_secs(30)).success());
+}
