@@ -75,6 +75,19 @@ fn sigterm_while_the_broker_is_killed_exits_at_the_timeout_and_the_next_start_de
         "the log says how many lines are left for the next start: {}",
         read_log()
     );
+    // And where the next start reads again: the file, from the end of the delivered lines.
+    let from = format!(
+        "{} from offset {}",
+        d.join("app.log").display(),
+        before.len()
+    );
+    assert!(
+        read_log().lines().any(|l| l.contains("drain incomplete")
+            && l.contains("batches in flight")
+            && l.contains(&from)),
+        "the exit names the file and offset ({from}): {}",
+        read_log()
+    );
 
     broker.start_again();
     let _trawl = Trawl::start(&cfg, Some(&log));

@@ -49,7 +49,7 @@ use identity::FileKey;
 use registry::Registry;
 use retry::{Failures, Reader, Rewind};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -475,41 +475,65 @@ impl Input for FileInput {
 }
 
 /// At a stop, the files whose failed batches were not delivered since (failing again through
-/// the drain, or not read again because an output failed for good): their registry offsets stay
-/// before those lines, so the next start reads them again, and what was sent after them is sent
-/// again. `None` when every line read was delivered.
+/// the drain, or not read again because an output failed for good), and those whose batches are
+/// still in flight (not acknowledged when the deadline came: a broker that does not answer):
+/// their registry offsets stay before those lines, so the next start reads them again, and what
+/// was sent after them is sent again. `None` when every line read was delivered.
 fn undelivered_at_stop(shared: &Shared, failures: &Failures) -> Option<String> {
+    let failed: BTreeSet<u64> = failures.streams().collect();
+    let in_flight: BTreeSet<u64> = match shared.in_flight.lock() {
+        Ok(f) => f
+            .batches
+            .values()
+            .flat_map(|b| b.commits.iter().map(|c| c.stream))
+            .filter(|s| !failed.contains(s))
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    };
     let reg = shared.registry.lock().ok()?;
-    let mut files: Vec<String> = failures
-        .streams()
-        .filter_map(|stream| {
-            reg.entries()
-                .find(|e| e.stream == stream)
-                .map(|e| format!("{} from offset {}", e.path, e.offset))
-                .or_else(|| {
-                    reg.truncations()
-                        .iter()
-                        .find(|t| t.stream == stream)
-                        .map(|t| {
-                            format!("the copy of a truncated file from offset {}", t.committed)
-                        })
-                })
-        })
-        .collect();
-    let lost = deleted_undelivered(&reg);
-    if files.is_empty() {
-        return lost;
+    let from = |streams: &BTreeSet<u64>| -> Vec<String> {
+        let mut files: Vec<String> = streams
+            .iter()
+            .filter_map(|&stream| {
+                reg.entries()
+                    .find(|e| e.stream == stream)
+                    .map(|e| format!("{} from offset {}", e.path, e.offset))
+                    .or_else(|| {
+                        reg.truncations()
+                            .iter()
+                            .find(|t| t.stream == stream)
+                            .map(|t| {
+                                format!("the copy of a truncated file from offset {}", t.committed)
+                            })
+                    })
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let mut said = Vec::new();
+    let failed = from(&failed);
+    if !failed.is_empty() {
+        said.push(format!(
+            "stopped with lines that were read and not delivered (an output failed their batches): the registry stays before them and the next start reads them again, with what was sent after them ({} file(s): {})",
+            failed.len(),
+            failed.join(", ")
+        ));
     }
-    files.sort();
-    let failed = format!(
-        "stopped with lines that were read and not delivered (an output failed their batches): the registry stays before them and the next start reads them again, with what was sent after them ({} file(s): {})",
-        files.len(),
-        files.join(", ")
-    );
-    Some(match lost {
-        Some(lost) => format!("{failed}; {lost}"),
-        None => failed,
-    })
+    let in_flight = from(&in_flight);
+    if !in_flight.is_empty() {
+        said.push(format!(
+            "stopped with batches in flight (not acknowledged by an output yet): the next start reads them again from the registry's offsets ({} file(s): {})",
+            in_flight.len(),
+            in_flight.join(", ")
+        ));
+    }
+    said.extend(deleted_undelivered(&reg));
+    if said.is_empty() {
+        None
+    } else {
+        Some(said.join("; "))
+    }
 }
 
 /// The deleted files this input holds with bytes not delivered: trawl's exit closes the last
