@@ -73,7 +73,7 @@ struct AckInner {
     _held: Option<Held>,
     /// For an input that cannot read the batch again: its counters and the batch's events,
     /// lost when the batch fails, so the loss is counted and logged rather than silent.
-    unrecoverable: Option<(Arc<ComponentMetrics>, u64)>,
+    lost_if_failed: Option<(Arc<ComponentMetrics>, u64)>,
 }
 
 impl Drop for AckInner {
@@ -82,7 +82,7 @@ impl Drop for AckInner {
         if let Some(shared) = &self.shared {
             shared.complete(self.seq, status);
         }
-        if let (BatchStatus::Failed, Some((metrics, events))) = (status, &self.unrecoverable) {
+        if let (BatchStatus::Failed, Some((metrics, events))) = (status, &self.lost_if_failed) {
             metrics.lost(*events);
         }
     }
@@ -118,7 +118,7 @@ impl BatchAck {
     /// acknowledgements, packets): nothing waits for it, but when an output fails it, the events
     /// are counted as lost on `metrics` (`ComponentMetrics::lost`). It holds `held`, if any,
     /// until every output has settled the batch, so that the input's bytes in flight are capped.
-    pub fn unrecoverable(
+    pub fn lost_if_failed(
         metrics: &Arc<ComponentMetrics>,
         events: usize,
         held: Option<Held>,
@@ -129,7 +129,7 @@ impl BatchAck {
                 status: AtomicU8::new(BatchStatus::Delivered as u8),
                 shared: None,
                 _held: held,
-                unrecoverable: Some((metrics.clone(), events as u64)),
+                lost_if_failed: Some((metrics.clone(), events as u64)),
             })),
             status: BatchStatus::Failed,
         }
@@ -236,7 +236,7 @@ impl AckTracker {
             status: AtomicU8::new(BatchStatus::Delivered as u8),
             shared: Some(self.shared.clone()),
             _held: None,
-            unrecoverable: None,
+            lost_if_failed: None,
         });
         (
             seq,
@@ -337,7 +337,7 @@ mod tests {
         let failed = || m.events_failed.load(Ordering::Relaxed);
 
         // Two outputs: one delivers, one fails. The events are lost once, not once per copy.
-        let a = BatchAck::unrecoverable(&m, 7, None);
+        let a = BatchAck::lost_if_failed(&m, 7, None);
         let b = a.fork();
         a.delivered();
         assert_eq!(failed(), 0, "one copy still out");
@@ -345,14 +345,14 @@ mod tests {
         assert_eq!((failed(), m.events_lost()), (7, 7));
 
         // Delivered everywhere, or rejected for good (dead-lettered): nothing lost.
-        BatchAck::unrecoverable(&m, 5, None).delivered();
-        let r = BatchAck::unrecoverable(&m, 5, None);
+        BatchAck::lost_if_failed(&m, 5, None).delivered();
+        let r = BatchAck::lost_if_failed(&m, 5, None);
         r.fork().rejected();
         r.delivered();
         assert_eq!(failed(), 7);
 
         // A copy dropped unsettled (an output abandoned at the deadline) is a failure.
-        drop(BatchAck::unrecoverable(&m, 3, None));
+        drop(BatchAck::lost_if_failed(&m, 3, None));
         assert_eq!((failed(), m.events_lost()), (10, 10));
     }
 

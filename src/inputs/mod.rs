@@ -175,7 +175,7 @@ impl InputContext {
         };
         match budget.take(approx_bytes(&events), wait) {
             Some(held) => {
-                let ack = BatchAck::unrecoverable(&self.metrics, events.len(), Some(held));
+                let ack = BatchAck::lost_if_failed(&self.metrics, events.len(), Some(held));
                 self.emit_blocking(Batch::new(events, ack))
             }
             None => {

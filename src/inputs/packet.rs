@@ -290,7 +290,7 @@ impl PacketInput {
                 let sent = match &budget {
                     Some(budget) => ctx.emit_within_budget(events, budget),
                     None => {
-                        let ack = BatchAck::unrecoverable(&ctx.metrics, events.len(), None);
+                        let ack = BatchAck::lost_if_failed(&ctx.metrics, events.len(), None);
                         ctx.emit_blocking(Batch::new(events, ack))
                     }
                 };

@@ -173,7 +173,7 @@ impl<'a> LineBatcher<'a> {
             LineBlock::with_capacity(self.ctx.name.clone(), self.ctx.batch_size, text),
         );
         // stdin cannot be read again: a batch an output fails is lost, counted and logged.
-        let ack = BatchAck::unrecoverable(&self.ctx.metrics, lines.len(), None);
+        let ack = BatchAck::lost_if_failed(&self.ctx.metrics, lines.len(), None);
         self.ctx
             .emit_blocking(Batch::from_lines(lines, ack))
             .is_ok()

@@ -529,7 +529,7 @@ async fn send(
             let take = taken.events.len().min(ctx.batch_size.max(1));
             let rest = taken.events.split_off(take);
             let batch = std::mem::replace(&mut taken.events, rest);
-            let ack = BatchAck::unrecoverable(&ctx.metrics, batch.len(), None);
+            let ack = BatchAck::lost_if_failed(&ctx.metrics, batch.len(), None);
             if ctx.emit(Batch::new(batch, ack)).await.is_err() {
                 return false;
             }
