@@ -17,35 +17,54 @@ fn line(i: usize) -> String {
     format!("retried line {i:07}")
 }
 
-/// stdin to a kafka output `k` on `topic` (plus `output` lines), /metrics on `addr`.
-fn pipeline(
-    dir: &std::path::Path,
-    addr: &str,
-    broker: &Broker,
-    topic: &str,
-    output: &str,
-) -> std::path::PathBuf {
-    write_file(
-        dir,
-        "pipeline.yaml",
-        &format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 120s\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: {topic}\n{output}",
-            data = dir.join("data").display(),
-            bootstrap = broker.bootstrap,
-        ),
-    )
+/// A real broker behind a proxy (`cut`), `topic` with `partitions`, and trawl reading stdin into
+/// a kafka output `k` on it (plus `output` lines), /metrics on `addr`, its log in `log`.
+struct Run {
+    /// Holds the data_dir and the log: bound by each test until its end.
+    _dir: tempfile::TempDir,
+    broker: Broker,
+    addr: String,
+    log: std::path::PathBuf,
+    trawl: Trawl,
+}
+
+impl Run {
+    fn start(topic: &str, partitions: i32, output: &str) -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start();
+        broker.create_topic(topic, partitions);
+        let addr = format!("127.0.0.1:{}", free_port());
+        let config = write_file(
+            dir.path(),
+            "pipeline.yaml",
+            &format!(
+                "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 120s\ninputs:\n  app: {{ type: stdin }}\noutputs:\n  k:\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: {topic}\n{output}",
+                data = dir.path().join("data").display(),
+                bootstrap = broker.bootstrap,
+            ),
+        );
+        let log = dir.path().join("trawl.log");
+        let trawl = Trawl::start(&config, Some(&log));
+        Run {
+            _dir: dir,
+            broker,
+            addr,
+            log,
+            trawl,
+        }
+    }
 }
 
 #[test]
 fn a_connection_cut_under_load_is_counted_as_retries_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
     let topic = "kafka_retries";
-    broker.create_topic(topic, 2);
-    let addr = format!("127.0.0.1:{}", free_port());
-    let config = pipeline(dir.path(), &addr, &broker, topic, "    idempotence: true\n");
-    let log = dir.path().join("trawl.log");
-    let mut trawl = Trawl::start(&config, Some(&log));
+    let Run {
+        broker,
+        addr,
+        log,
+        mut trawl,
+        _dir,
+    } = Run::start(topic, 2, "    idempotence: true\n");
     wait_until(Duration::from_secs(60), "trawl's /metrics", || {
         metric(&addr, "trawl_output_retries_total", "k").is_some()
     });
@@ -184,20 +203,18 @@ fn a_connection_cut_under_load_is_counted_as_retries_and_loses_nothing() {
 /// of those timeouts while lines wait (and trawl drains them before exiting), then restored.
 #[test]
 fn messages_librdkafka_gives_up_on_are_produced_again_not_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
     let topic = "kafka_taken_back";
-    broker.create_topic(topic, 1);
-    let addr = format!("127.0.0.1:{}", free_port());
-    let config = pipeline(
-        dir.path(),
-        &addr,
-        &broker,
+    let Run {
+        broker,
+        addr,
+        log,
+        mut trawl,
+        _dir,
+    } = Run::start(
         topic,
+        1,
         "    librdkafka: { message.timeout.ms: \"2000\" }\n",
     );
-    let log = dir.path().join("trawl.log");
-    let mut trawl = Trawl::start(&config, Some(&log));
     let mut stdin = trawl.child.stdin.take().expect("trawl's stdin");
     let delivered = || metric(&addr, "trawl_events_out_total", "k").unwrap_or(0.0) as usize;
     let retries = || metric(&addr, "trawl_output_retries_total", "k").unwrap_or(0.0);
@@ -280,20 +297,14 @@ fn messages_librdkafka_gives_up_on_are_produced_again_not_lost() {
 /// and the run exits 1 naming it, while everything sent before and after the cut arrives once.
 #[test]
 fn stdin_events_given_up_past_delivery_timeout_are_counted_lost_and_fail_the_exit() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
     let topic = "kafka_stdin_lost";
-    broker.create_topic(topic, 1);
-    let addr = format!("127.0.0.1:{}", free_port());
-    let config = pipeline(
-        dir.path(),
-        &addr,
-        &broker,
-        topic,
-        "    delivery_timeout: 2s\n",
-    );
-    let log = dir.path().join("trawl.log");
-    let mut trawl = Trawl::start(&config, Some(&log));
+    let Run {
+        broker,
+        addr,
+        log,
+        mut trawl,
+        _dir,
+    } = Run::start(topic, 1, "    delivery_timeout: 2s\n");
     let delivered = || metric(&addr, "trawl_events_out_total", "k").unwrap_or(0.0) as usize;
     let lost = || metric(&addr, "trawl_events_failed_total", "app").unwrap_or(-1.0);
     let lines =
