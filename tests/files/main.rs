@@ -9,6 +9,7 @@ mod support;
 mod dir_fsync;
 mod file_copy_beside_target;
 mod file_copytruncate_ids;
+mod file_cri_gzip_while_stopped;
 mod file_cri_rotation;
 mod file_cri_rotation_chain;
 mod file_cri_rotation_failed;

@@ -5,6 +5,7 @@ use crate::support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use support::process::append;
 use support::stdout_run::{pipeline, Trawl};
 
@@ -12,7 +13,8 @@ use support::stdout_run::{pipeline, Trawl};
 /// `0.log` under `pods/<ns>_<pod>_<uid>/<container>/` with its link in `containers/` (CRI),
 /// or Docker's `<id>-json.log`; what the runtime writes to it, and kubelet's rotations.
 pub struct Pod {
-    dir: tempfile::TempDir,
+    /// The node's folders, shared by the pods of one node (`another_cri`).
+    dir: Arc<tempfile::TempDir>,
     /// The folder holding the log and its rotated files.
     folder: PathBuf,
     /// The log the runtime writes to.
@@ -38,7 +40,7 @@ impl Pod {
         )
         .unwrap();
         Pod {
-            dir,
+            dir: Arc::new(dir),
             folder,
             log,
             docker: false,
@@ -54,10 +56,35 @@ impl Pod {
         let log = folder.join("abc-json.log");
         std::fs::write(&log, b"").unwrap();
         Pod {
-            dir,
+            dir: Arc::new(dir),
             folder,
             log,
             docker: true,
+            rotations: 0,
+        }
+    }
+
+    /// Another container's log (CRI) in the same node folders, as kubelet lays out a pod
+    /// started later: followed by the same pipeline.
+    pub fn another_cri(&self, pod: &str, container: &str) -> Pod {
+        let folder = self
+            .root()
+            .join(format!("pods/shop_{pod}_9f3e-41/{container}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let log = folder.join("0.log");
+        std::fs::write(&log, b"").unwrap();
+        let id = "d".repeat(64);
+        std::os::unix::fs::symlink(
+            &log,
+            self.root()
+                .join(format!("containers/{pod}_shop_{container}-{id}.log")),
+        )
+        .unwrap();
+        Pod {
+            dir: self.dir.clone(),
+            folder,
+            log,
+            docker: false,
             rotations: 0,
         }
     }
@@ -84,19 +111,23 @@ impl Pod {
         )
     }
 
-    /// The runtime writes these records: (stream, `P` or `F`, text). Docker's `P` is a `log`
-    /// without its final newline.
+    /// The runtime writes these records: (stream, `P` or `F`, text), stamped with the time of
+    /// writing as a runtime does. Docker's `P` is a `log` without its final newline.
     pub fn writes(&self, records: &[(&str, &str, &str)]) {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let text: String = records
             .iter()
             .map(|(stream, tag, text)| {
                 if self.docker {
-                    let log = if *tag == "F" { format!("{text}\n") } else { (*text).to_owned() };
-                    serde_json::json!({"log": log, "stream": stream, "time": "2026-11-23T10:00:00.000000000Z"})
-                        .to_string()
+                    let log = if *tag == "F" {
+                        format!("{text}\n")
+                    } else {
+                        (*text).to_owned()
+                    };
+                    serde_json::json!({"log": log, "stream": stream, "time": now}).to_string()
                         + "\n"
                 } else {
-                    format!("2026-11-23T10:00:00.000000000Z {stream} {tag} {text}\n")
+                    format!("{now} {stream} {tag} {text}\n")
                 }
             })
             .collect();
@@ -117,6 +148,21 @@ impl Pod {
         std::fs::rename(&self.log, &rotated).unwrap();
         std::fs::write(&self.log, b"").unwrap();
         rotated
+    }
+
+    /// kubelet's rotation as it runs it (`rotateLatestLog` after `compressUncompressedLogs`):
+    /// the rotated files still plain, but for none, are gzipped (the newest rotated one is
+    /// kept plain), then the log is renamed and the runtime reopens a new one. Returns the
+    /// file just rotated.
+    pub fn kubelet_rotate(&mut self) -> PathBuf {
+        if self.rotations > 0 {
+            let name = self.log.file_name().unwrap().to_string_lossy().into_owned();
+            let newest = self
+                .folder
+                .join(format!("{name}.20261123-10000{}", self.rotations));
+            kubelet_gzip(&newest);
+        }
+        self.rotate()
     }
 
     pub fn start(&self, out: &str) -> Trawl {

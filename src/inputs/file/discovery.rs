@@ -163,6 +163,10 @@ pub struct Found {
     /// first `0.log` kubelet rotated before a scan found its link); left until the reader's
     /// next turn takes them: later rotations of a followed target are seen as renames.
     pub rotated: Vec<(PathBuf, FileKey, PathBuf)>,
+    /// The compressed ones (`0.log.20261123-100000.gz`), named by their link, listed when
+    /// `rotated` is: kubelet gzips a rotated file at its next rotation, so a container
+    /// rotated three times while trawl was down has lines trawl never saw only there.
+    pub compressed: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Scans on every filesystem event that may add or remove files and every `scan_every`, until
@@ -183,7 +187,7 @@ pub fn spawn(
             loop {
                 let known_targets = discovery.target_paths();
                 let paths = discovery.scan();
-                let rotated = if first_scan {
+                let (rotated, compressed) = if first_scan {
                     discovery.rotated_beside_targets(None)
                 } else {
                     discovery.rotated_beside_targets(Some(&known_targets))
@@ -272,6 +276,10 @@ pub fn spawn(
                     let over = f.rotated.len().saturating_sub(MAX_RENAMES);
                     discovery.stats.forgot_rotated(over, MAX_RENAMES);
                     f.rotated.truncate(MAX_RENAMES);
+                    f.compressed.extend(compressed);
+                    let over = f.compressed.len().saturating_sub(MAX_RENAMES);
+                    discovery.stats.forgot_rotated(over, MAX_RENAMES);
+                    f.compressed.truncate(MAX_RENAMES);
                     f.generation += 1;
                 }
                 discovery.publish_unheld(unheld);
@@ -455,15 +463,17 @@ impl Discovery {
     }
 
     /// Files kubelet's (or Docker's) rotation left beside each link target: `<target>.<suffix>`,
-    /// compressed ones left out; beside every target, or only those not in `known`.
+    /// and apart the compressed ones (`.gz`); beside every target, or only those not in `known`.
+    #[allow(clippy::type_complexity)]
     fn rotated_beside_targets(
         &self,
         known: Option<&HashSet<PathBuf>>,
-    ) -> Vec<(PathBuf, FileKey, PathBuf)> {
+    ) -> (Vec<(PathBuf, FileKey, PathBuf)>, Vec<(PathBuf, PathBuf)>) {
         let Ok(targets) = self.link_targets.lock() else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let mut out = Vec::new();
+        let mut compressed = Vec::new();
         for (target, link) in targets.iter() {
             if known.is_some_and(|k| k.contains(target)) {
                 continue;
@@ -478,17 +488,22 @@ impl Discovery {
             for entry in entries.flatten() {
                 let file_name = entry.file_name();
                 let file_name = file_name.to_string_lossy();
-                if !file_name.starts_with(&prefix) || file_name.ends_with(".gz") {
+                if !file_name.starts_with(&prefix) {
                     continue;
                 }
                 if let Ok(md) = entry.metadata() {
-                    if md.is_file() {
+                    if !md.is_file() {
+                        continue;
+                    }
+                    if file_name.ends_with(".gz") {
+                        compressed.push((link.clone(), entry.path()));
+                    } else {
                         out.push((link.clone(), FileKey::of(&md), entry.path()));
                     }
                 }
             }
         }
-        out
+        (out, compressed)
     }
 
     /// Watches the folders the matched symlinks point into and forgets those no longer pointed

@@ -288,6 +288,14 @@ impl Registry {
         }
     }
 
+    /// Forgets the entry of `key` if it still describes `stream`: a deleted file's inode may
+    /// have been given to a new file since, whose own entry stays.
+    pub fn remove_stream(&mut self, key: &FileKey, stream: u64) {
+        if self.entries.get(key).is_some_and(|e| e.stream == stream) {
+            self.remove(key);
+        }
+    }
+
     /// Notes that the file is still there (under `path`), and how its fingerprint grew.
     pub fn touch(&mut self, key: &FileKey, path: &str, fp: Fingerprint, now: i64) {
         if let Some(e) = self.entries.get_mut(key) {

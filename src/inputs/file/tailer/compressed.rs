@@ -3,9 +3,10 @@
 
 use super::Tailer;
 use crate::inputs::file::container;
-use crate::inputs::file::identity::{FileKey, Fingerprint};
+use crate::inputs::file::identity::{new_stream_id, FileKey, Fingerprint};
 use crate::inputs::file::reader::{Decoder, Tail, TailMeta};
 use crate::inputs::file::registry::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -191,11 +192,191 @@ impl Tailer {
             self.max_line,
         );
         if let Ok(mut r) = self.shared.registry.lock() {
-            r.remove(&e.key());
+            // The gone file's inode may be a new file's by now (kubelet creates a file at each
+            // rotation), whose entry stays.
+            r.remove_stream(&e.key(), e.stream);
             r.put(super::entry_for(&tail, e.offset));
         }
         self.tails.insert(key, tail);
         Ok(())
+    }
+}
+
+impl Tailer {
+    /// Compressed rotated files beside followed links' targets (`compressed`: link, `.gz`)
+    /// whose first bytes match no registry entry: trawl never saw them. kubelet gzips
+    /// `0.log.<time>` at its next rotation, so a container created and rotated twice while
+    /// trawl was stopped, or one rotated three times, has lines only there. One is read from
+    /// its start, under its link's name, when it was made since trawl first ran and within
+    /// `forget_after` (as the plain rotated files are) and its first line was written after
+    /// trawl first ran, by the container runtime's timestamp: a `.gz` is dated when kubelet
+    /// made it, not when its lines were written, and older history is not ours to ship.
+    pub(super) fn read_unknown_compressed(
+        &mut self,
+        compressed: &[(PathBuf, PathBuf)],
+        first: bool,
+    ) {
+        let Ok((since, longest)) = self.shared.registry.lock().map(|r| {
+            let longest = r.entries().map(|e| e.fp_len).max().unwrap_or(0);
+            (r.since_ms(), longest.max(self.fp_max))
+        }) else {
+            return;
+        };
+        let mut looked = HashSet::new();
+        for (link, gz) in compressed {
+            if !looked.insert(gz) {
+                continue;
+            }
+            let ours = if first {
+                self.written_since_first_run(gz)
+            } else {
+                self.written_since_registry(gz)
+            };
+            if !ours {
+                continue;
+            }
+            let Some(prefix) = gunzip_prefix(gz, Some(longest)).filter(|p| !p.is_empty()) else {
+                continue;
+            };
+            if self.known_by_first_bytes(&prefix) {
+                continue;
+            }
+            let Some(content) = ContentTimes::of(gz) else {
+                tracing::warn!(input = %self.ctx.name, path = %link.display(), compressed = %gz.display(),
+                    "a compressed rotated file trawl never saw cannot be read to its end: not read");
+                continue;
+            };
+            if content.first_ms.is_none_or(|t| t <= since) {
+                continue;
+            }
+            let Ok(md) = std::fs::metadata(gz) else {
+                continue;
+            };
+            let key = FileKey::of(&md);
+            let fp_len = prefix
+                .len()
+                .min(usize::try_from(self.fp_max).unwrap_or(usize::MAX));
+            let fp = Fingerprint::of(&prefix[..fp_len]);
+            self.salt += 1;
+            let mut entry = Entry {
+                path: link.display().to_string(),
+                dev: key.dev,
+                ino: key.ino,
+                fp_len: fp.len,
+                fp: fp.hash,
+                stream: new_stream_id(key, fp, self.salt),
+                offset: 0,
+                // Files followed under one name are taken in the order they were last written.
+                last_seen: content.last_ms.map_or(0, |t| t / 1000),
+                mark_at: 0,
+                mark: 0,
+            };
+            match self.resume_compressed(&entry, gz) {
+                Ok(()) => {
+                    tracing::info!(input = %self.ctx.name, path = %link.display(), compressed = %gz.display(), lines = content.lines,
+                        "reading a compressed rotated file trawl never saw, written since it first ran (created and rotated twice while trawl was stopped)");
+                }
+                Err(err) => {
+                    self.shared.stats.lost(content.lines);
+                    tracing::warn!(input = %self.ctx.name, path = %link.display(), compressed = %gz.display(), lines = content.lines, error = %err,
+                        "a compressed rotated file trawl never saw cannot be decompressed to be read: its lines are counted in trawl_file_lost_lines_total");
+                    // Known from now on, so that the next start does not count them again.
+                    entry.offset = content.size;
+                    if let Ok(mut r) = self.shared.registry.lock() {
+                        r.put(entry);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Some registry entry (or truncated content kept for its copy) has these first bytes.
+    fn known_by_first_bytes(&self, prefix: &[u8]) -> bool {
+        let Ok(r) = self.shared.registry.lock() else {
+            return true;
+        };
+        let mut hashes: HashMap<u64, Fingerprint> = HashMap::new();
+        let mut matches = |fp: Fingerprint| {
+            let Ok(len) = usize::try_from(fp.len) else {
+                return false;
+            };
+            fp.len > 0
+                && len <= prefix.len()
+                && *hashes
+                    .entry(fp.len)
+                    .or_insert_with(|| Fingerprint::of(&prefix[..len]))
+                    == fp
+        };
+        r.entries().any(|e| matches(e.fingerprint()))
+            || r.truncations().iter().any(|t| {
+                matches(Fingerprint {
+                    len: t.fp_len,
+                    hash: t.fp,
+                })
+            })
+    }
+}
+
+/// When the first and last lines of a compressed container log were written (their runtime
+/// timestamps, CRI or Docker json-file; `None` for other lines), how many lines it has and
+/// its decompressed size.
+struct ContentTimes {
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+    lines: u64,
+    size: u64,
+}
+
+impl ContentTimes {
+    /// `None` when the file cannot be read to its end.
+    fn of(path: &Path) -> Option<ContentTimes> {
+        // A line's time is at its start; Docker's records are JSON, cut at 16 KiB.
+        const KEPT: usize = 17 * 1024;
+        let file = File::open(path).ok()?;
+        let mut d =
+            flate2::read::GzDecoder::new(std::io::BufReader::new(file)).take(MAX_DECOMPRESSED);
+        let mut buf = vec![0u8; 64 * 1024];
+        let (mut first, mut last, mut line) = (None::<Vec<u8>>, Vec::new(), Vec::new());
+        let (mut lines, mut size) = (0u64, 0u64);
+        loop {
+            let n = d.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            let mut rest = &buf[..n];
+            while !rest.is_empty() {
+                let end = memchr::memchr(b'\n', rest);
+                let piece = &rest[..end.unwrap_or(rest.len())];
+                line.extend_from_slice(&piece[..piece.len().min(KEPT.saturating_sub(line.len()))]);
+                let Some(end) = end else { break };
+                rest = &rest[end + 1..];
+                lines += 1;
+                if first.is_none() {
+                    first = Some(line.clone());
+                }
+                last = std::mem::take(&mut line);
+            }
+        }
+        if !line.is_empty() {
+            lines += 1;
+            if first.is_none() {
+                first = Some(line.clone());
+            }
+            last = line;
+        }
+        let time = |l: &[u8]| {
+            container::decode_cri(l)
+                .or_else(|| container::decode_docker(l))
+                .and_then(|d| d.time)
+                .map(|t| t.timestamp_millis())
+        };
+        Some(ContentTimes {
+            first_ms: first.as_deref().and_then(time),
+            last_ms: time(&last),
+            lines,
+            size,
+        })
     }
 }
 

@@ -46,7 +46,7 @@ impl Tailer {
                 continue;
             }
             let other_first_bytes = !e.fingerprint().matches(&f).unwrap_or(true);
-            if other_first_bytes && born(&f).is_some_and(|b| b > e.last_seen) {
+            if other_first_bytes && took_a_gone_files_inode(&e, &f) {
                 tracing::info!(input = %self.ctx.name, path = %path.display(), was = %e.path, offset = e.offset,
                     "a new file has the inode of a file trawl was reading, deleted while trawl was stopped: reading the new file from its start and looking for the old one's unread lines in a compressed copy");
                 if let Ok(mut r) = self.shared.registry.lock() {
@@ -264,6 +264,15 @@ fn is_symlink(path: &Path) -> bool {
 /// against a registry entry's `last_seen`, it tells the file the entry describes (born by
 /// then) from a new one that took its inode after it was deleted (born since). Where there is
 /// no birth time, neither can be told.
+/// `file` is not the file `e` describes but one created after trawl last saw it, given its
+/// inode once it was deleted: other first bytes, born since. (Without a birth time, false: the
+/// same file emptied and rewritten cannot be told apart.)
+pub(super) fn took_a_gone_files_inode(e: &Entry, file: &File) -> bool {
+    e.fp_len > 0
+        && !e.fingerprint().matches(file).unwrap_or(true)
+        && born(file).is_some_and(|b| b > e.last_seen)
+}
+
 fn born(file: &File) -> Option<i64> {
     file.metadata()
         .and_then(|m| m.created())

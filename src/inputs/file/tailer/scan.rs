@@ -4,6 +4,7 @@
 //! no descriptor are kept in `waiting`).
 
 use super::copies::CopyCheck;
+use super::restart::took_a_gone_files_inode;
 use super::{entry_for, Tailer, COPY_WAIT};
 use crate::inputs::file::container;
 use crate::inputs::file::discovery::Found;
@@ -24,13 +25,14 @@ impl Tailer {
         self.waiting = 0;
         // Files still empty put themselves back (`defer_empty`).
         self.empty_new.clear();
-        let (current, mut opened, rotated) = match found.lock() {
+        let (current, mut opened, rotated, compressed) = match found.lock() {
             Ok(mut f) => {
                 f.lent = f.opened.len();
                 (
                     std::mem::take(&mut f.current),
                     std::mem::take(&mut f.opened),
                     std::mem::take(&mut f.rotated),
+                    std::mem::take(&mut f.compressed),
                 )
             }
             Err(_) => return,
@@ -41,7 +43,7 @@ impl Tailer {
         let mut seen: HashSet<FileKey> = HashSet::new();
         let mut keep: HashMap<FileKey, (PathBuf, File)> = HashMap::new();
         let wall = now_secs();
-        let reused = if first {
+        let mut reused = if first {
             self.truncated_while_stopped(&current, now)
         } else {
             Vec::new()
@@ -73,11 +75,28 @@ impl Tailer {
             {
                 continue;
             }
-            let known = self
+            let entry = self
                 .shared
                 .registry
                 .lock()
-                .is_ok_and(|r| r.get(key).is_some());
+                .ok()
+                .and_then(|r| r.get(key).cloned());
+            let mut known = entry.is_some();
+            if let Some(e) = entry.filter(|_| first) {
+                // kubelet deletes `0.log.<t>` once gzipped and creates files at each rotation:
+                // the registry's file may be gone, its inode taken by a rotated file made while
+                // trawl was stopped. That file is new, and the old one's unread lines are looked
+                // for in its `.gz` (`resume_renamed_while_stopped`).
+                if File::open(actual).is_ok_and(|f| took_a_gone_files_inode(&e, &f)) {
+                    tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %e.path, offset = e.offset,
+                        "a rotated file has the inode of a file trawl was reading, deleted while trawl was stopped: looking for the old one's unread lines in a compressed copy");
+                    if let Ok(mut r) = self.shared.registry.lock() {
+                        r.remove(key);
+                    }
+                    reused.push(e);
+                    known = false;
+                }
+            }
             let ours = if first {
                 self.written_since_first_run(actual)
             } else {
@@ -104,6 +123,8 @@ impl Tailer {
         if first {
             self.resume_renamed_while_stopped(&seen, &opened, &mut keep, now, reused);
         }
+        // After the files the registry knows were found in theirs.
+        self.read_unknown_compressed(&compressed, first);
         // Opened by discovery, then renamed away or deleted before this turn: still read.
         for (key, (path, file)) in opened {
             if self.tails.contains_key(&key) || self.ignored.contains(&key) {
