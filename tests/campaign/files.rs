@@ -31,6 +31,7 @@ const FILE_FAULTS: &[&str] = &[
     "truncate",
     "kubelet-rotate",
     "kubelet-rotate+kill9",
+    "kubelet-rotate-x3-while-down",
     "new-file+kill9",
     "churn-while-down",
     "delete-active",
@@ -194,7 +195,17 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
             "rotate" | "rotate+kill9" => plain[which].lock().unwrap().rotate_rename(),
             "copytruncate" => plain[which].lock().unwrap().copytruncate(),
             "truncate" => plain[which].lock().unwrap().truncate(),
-            "kubelet-rotate" | "kubelet-rotate+kill9" => kubelet.lock().unwrap().rotate_rename(),
+            "kubelet-rotate" | "kubelet-rotate+kill9" => kubelet.lock().unwrap().kubelet_rotate(),
+            "kubelet-rotate-x3-while-down" => {
+                // A rollout waiting on an image pull: the busy container is rotated three times
+                // (each rotated file gzipped at the next) before trawl is back.
+                note_deleted_held(&node, &streams);
+                node.kill9();
+                for _ in 0..3 {
+                    pause(&mut rng, 200, 1000);
+                    kubelet.lock().unwrap().kubelet_rotate();
+                }
+            }
             "new-file+kill9" => plain[which].lock().unwrap().new_file(),
             "churn-while-down" => {
                 note_deleted_held(&node, &streams);

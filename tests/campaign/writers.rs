@@ -71,9 +71,10 @@ pub fn parse(text: &str) -> Option<(u32, u64)> {
     (text == message(id, seq)).then_some((id, seq))
 }
 
-/// A CRI log line as containerd writes it.
+/// A CRI log line as containerd writes it, stamped with the time of writing.
 fn cri(stream: &str, tag: char, text: &str) -> String {
-    format!("2026-11-30T13:00:00.000000000Z {stream} {tag} {text}\n")
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    format!("{now} {stream} {tag} {text}\n")
 }
 
 impl Stream {
@@ -201,6 +202,32 @@ impl Stream {
             end: self.next_seq,
         });
         self.fresh_active();
+    }
+
+    /// kubelet's rotation as it runs it: the rotated file still plain is gzipped (`<f>.tmp`
+    /// written, renamed to `<f>.gz`, `<f>` deleted; its lines stay required, trawl finds them
+    /// there), then the log is renamed (`rotate_rename`).
+    pub fn kubelet_rotate(&mut self) {
+        for f in self.rotated.iter_mut() {
+            if f.path.extension().is_some_and(|x| x == "gz") || !f.path.exists() {
+                continue;
+            }
+            let name = f.path.file_name().unwrap().to_string_lossy().into_owned();
+            let gz = f.path.with_file_name(format!("{name}.gz"));
+            let tmp = f.path.with_file_name(format!("{name}.tmp"));
+            let mut enc = flate2::write::GzEncoder::new(
+                File::create(&tmp).unwrap(),
+                flate2::Compression::default(),
+            );
+            enc.write_all(&std::fs::read(&f.path).unwrap()).unwrap();
+            enc.finish().unwrap().sync_all().unwrap();
+            std::fs::rename(&tmp, &gz).unwrap();
+            std::fs::remove_file(&f.path).unwrap();
+            let what = format!("gzipped {} -> {}", f.path.display(), gz.display());
+            self.history.push((f.start, f.end, what));
+            f.path = gz;
+        }
+        self.rotate_rename();
     }
 
     /// logrotate `copytruncate`, with the app paused between copy and truncation (so no line
