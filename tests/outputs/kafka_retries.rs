@@ -5,7 +5,6 @@
 
 use crate::support;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -170,12 +169,7 @@ fn a_connection_cut_under_load_is_counted_as_retries_and_loses_nothing() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for r in broker.read_all(topic) {
-        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("JSON payload");
-        let text = v["message"].as_str().expect("a message field").to_owned();
-        *seen.entry(text).or_insert(0) += 1;
-    }
+    let seen = support::kafka::steady::copies(&broker.read_all(topic));
     let missing: Vec<String> = (0..n).map(line).filter(|l| !seen.contains_key(l)).collect();
     let twice: Vec<(&String, &usize)> = seen.iter().filter(|(_, c)| **c > 1).collect();
     assert!(
@@ -260,12 +254,7 @@ fn messages_librdkafka_gives_up_on_are_produced_again_not_lost() {
         status.success(),
         "trawl exited with {status}; its log:\n{text}"
     );
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for r in broker.read_all(topic) {
-        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("JSON payload");
-        let text = v["message"].as_str().expect("a message field").to_owned();
-        *seen.entry(text).or_insert(0) += 1;
-    }
+    let seen = support::kafka::steady::copies(&broker.read_all(topic));
     let missing: Vec<String> = (0..1000)
         .map(line)
         .filter(|l| !seen.contains_key(l))

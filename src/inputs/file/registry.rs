@@ -171,6 +171,8 @@ pub struct Registry {
     copy_ends: HashMap<u64, u64>,
     /// When this registry was first written (Unix ms): see the module doc.
     since_ms: i64,
+    /// When the registry on disk was last written before this run loaded it (Unix ms).
+    last_written_ms: i64,
 }
 
 pub fn now_secs() -> i64 {
@@ -192,6 +194,11 @@ impl Registry {
         // A registry written before `since_ms` existed: from now on, as the earliest time
         // known to be after its files' history.
         let mut since = None;
+        let last_written = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64);
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
                 Ok(OnDisk::V1 {
@@ -220,11 +227,7 @@ impl Registry {
                     // (sent again rather than lost), and rotated files written since the
                     // damaged registry's last write are read too (see `since_ms`).
                     found = true;
-                    since = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map(|d| d.as_millis() as i64);
+                    since = last_written;
                     let aside = path.with_extension("json.corrupt");
                     tracing::warn!(registry = %path.display(), error = %e, moved_to = %aside.display(),
                         "registry unreadable: its offsets are lost, every file is read again from its start (lines are sent again rather than lost)");
@@ -244,7 +247,16 @@ impl Registry {
             found,
             copy_ends: HashMap::new(),
             since_ms: since.unwrap_or_else(now_ms),
+            last_written_ms: last_written.unwrap_or_else(now_ms),
         }
+    }
+
+    /// When the registry on disk was last written before this run loaded it: the last moment
+    /// trawl recorded what it read (it is written within `registry_flush` of any change, so a
+    /// file trawl saw was in it by then, but for the last `registry_flush` before a kill -9).
+    /// Lines written after it are in no file trawl read before this run.
+    pub fn last_written_ms(&self) -> i64 {
+        self.last_written_ms
     }
 
     /// When this registry was first written (Unix ms), or, for one written before that was

@@ -100,7 +100,7 @@ impl Tailer {
 /// The `.gz` holding the content `e` describes (same first bytes, at least `read_to` bytes
 /// long), looked for as `last_at.gz` and then among the `.gz` files beside `last_at`; with the
 /// number of lines past `read_to`.
-fn find_compressed(e: &Entry, last_at: &Path, read_to: u64) -> Option<(PathBuf, u64)> {
+pub(super) fn find_compressed(e: &Entry, last_at: &Path, read_to: u64) -> Option<(PathBuf, u64)> {
     let folder = last_at.parent()?;
     let beside = last_at.file_name().map(|n| {
         let mut n = n.to_os_string();
@@ -209,16 +209,17 @@ impl Tailer {
     /// trawl was stopped, or one rotated three times, has lines only there. One is read from
     /// its start, under its link's name, when it was made since trawl first ran and within
     /// `forget_after` (as the plain rotated files are) and its first line was written after
-    /// trawl first ran, by the container runtime's timestamp: a `.gz` is dated when kubelet
-    /// made it, not when its lines were written, and older history is not ours to ship.
+    /// the registry was last written before this start, by the container runtime's timestamp
+    /// (a `.gz` is dated when kubelet made it, not when its lines were written): while trawl
+    /// was stopped. Older history is not ours to ship.
     pub(super) fn read_unknown_compressed(
         &mut self,
         compressed: &[(PathBuf, PathBuf)],
         first: bool,
     ) {
-        let Ok((since, longest)) = self.shared.registry.lock().map(|r| {
+        let Ok((recorded, longest)) = self.shared.registry.lock().map(|r| {
             let longest = r.entries().map(|e| e.fp_len).max().unwrap_or(0);
-            (r.since_ms(), longest.max(self.fp_max))
+            (r.last_written_ms(), longest.max(self.fp_max))
         }) else {
             return;
         };
@@ -246,7 +247,11 @@ impl Tailer {
                     "a compressed rotated file trawl never saw cannot be read to its end: not read");
                 continue;
             };
-            if content.first_ms.is_none_or(|t| t <= since) {
+            // Begun before the registry's last write: trawl may have read it under an entry
+            // dropped since (a file that took its inode, told apart to the second), and reading
+            // it again would send it twice under other ids. Lines written after it were in no
+            // file trawl read.
+            if content.first_ms.is_none_or(|t| t <= recorded) {
                 continue;
             }
             let Ok(md) = std::fs::metadata(gz) else {

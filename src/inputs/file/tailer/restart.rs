@@ -1,7 +1,7 @@
 //! At startup, what changed while trawl was stopped: files the registry knows that were
 //! truncated (maybe by copytruncate), renamed (rotated), or compressed meanwhile.
 
-use super::compressed::{gunzip_prefix, lines_past, MAX_COMPRESSED_PER_FOLDER};
+use super::compressed::{find_compressed, gunzip_prefix, lines_past, MAX_COMPRESSED_PER_FOLDER};
 use super::Tailer;
 use crate::inputs::file::discovery;
 use crate::inputs::file::identity::{end_mark_matches, FileKey, Fingerprint};
@@ -46,7 +46,7 @@ impl Tailer {
                 continue;
             }
             let other_first_bytes = !e.fingerprint().matches(&f).unwrap_or(true);
-            if other_first_bytes && took_a_gone_files_inode(&e, &f) {
+            if other_first_bytes && took_a_gone_files_inode(&e, &f, &path) {
                 tracing::info!(input = %self.ctx.name, path = %path.display(), was = %e.path, offset = e.offset,
                     "a new file has the inode of a file trawl was reading, deleted while trawl was stopped: reading the new file from its start and looking for the old one's unread lines in a compressed copy");
                 if let Ok(mut r) = self.shared.registry.lock() {
@@ -264,13 +264,23 @@ fn is_symlink(path: &Path) -> bool {
 /// against a registry entry's `last_seen`, it tells the file the entry describes (born by
 /// then) from a new one that took its inode after it was deleted (born since). Where there is
 /// no birth time, neither can be told.
-/// `file` is not the file `e` describes but one created after trawl last saw it, given its
-/// inode once it was deleted: other first bytes, born since. (Without a birth time, false: the
-/// same file emptied and rewritten cannot be told apart.)
-pub(super) fn took_a_gone_files_inode(e: &Entry, file: &File) -> bool {
-    e.fp_len > 0
-        && !e.fingerprint().matches(file).unwrap_or(true)
-        && born(file).is_some_and(|b| b > e.last_seen)
+/// `file` (at `path`) is not the file `e` describes but one created after trawl last saw it,
+/// given its inode once it was deleted: other first bytes, and born since. Born within the
+/// second trawl last saw it (`last_seen` is to the second: a kill right after a scan, kubelet
+/// rotating at once), only when the file `e` describes is found compressed beside `path`'s
+/// target (kubelet deletes a rotated file once it is gzipped). Without a birth time, false:
+/// the same file emptied and rewritten cannot be told apart.
+pub(super) fn took_a_gone_files_inode(e: &Entry, file: &File, path: &Path) -> bool {
+    if e.fp_len == 0 || e.fingerprint().matches(file).unwrap_or(true) {
+        return false;
+    }
+    match born(file) {
+        Some(b) if b > e.last_seen => true,
+        Some(b) if b == e.last_seen => {
+            find_compressed(e, &super::scan::link_target(path), e.offset).is_some()
+        }
+        _ => false,
+    }
 }
 
 fn born(file: &File) -> Option<i64> {

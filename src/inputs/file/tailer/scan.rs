@@ -87,7 +87,7 @@ impl Tailer {
                 // the registry's file may be gone, its inode taken by a rotated file made while
                 // trawl was stopped. That file is new, and the old one's unread lines are looked
                 // for in its `.gz` (`resume_renamed_while_stopped`).
-                if File::open(actual).is_ok_and(|f| took_a_gone_files_inode(&e, &f)) {
+                if File::open(actual).is_ok_and(|f| took_a_gone_files_inode(&e, &f, actual)) {
                     tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %e.path, offset = e.offset,
                         "a rotated file has the inode of a file trawl was reading, deleted while trawl was stopped: looking for the old one's unread lines in a compressed copy");
                     if let Ok(mut r) = self.shared.registry.lock() {
