@@ -260,10 +260,6 @@ fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
-/// When `file` was created (Unix seconds), where the file system keeps a birth time: set
-/// against a registry entry's `last_seen`, it tells the file the entry describes (born by
-/// then) from a new one that took its inode after it was deleted (born since). Where there is
-/// no birth time, neither can be told.
 /// `file` (at `path`) is not the file `e` describes but one created after trawl last saw it,
 /// given its inode once it was deleted: other first bytes, and born since. Born within the
 /// second trawl last saw it (`last_seen` is to the second: a kill right after a scan, kubelet
@@ -283,6 +279,10 @@ pub(super) fn took_a_gone_files_inode(e: &Entry, file: &File, path: &Path) -> bo
     }
 }
 
+/// When `file` was created (Unix seconds), where the file system keeps a birth time: set
+/// against a registry entry's `last_seen`, it tells the file the entry describes (born by
+/// then) from a new one that took its inode after it was deleted (born since). Where there is
+/// no birth time, neither can be told.
 fn born(file: &File) -> Option<i64> {
     file.metadata()
         .and_then(|m| m.created())
