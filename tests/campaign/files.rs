@@ -458,6 +458,12 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
             "trawl's log ends with:\n{}",
             super::node::log_tail(&root.join("trawl.log"))
         ));
+        // The whole log, for what happened at earlier starts (a replay may not fail again).
+        let whole = std::env::temp_dir().join(format!("trawl-campaign-{name}-{seed}.log"));
+        if std::fs::copy(root.join("trawl.log"), &whole).is_ok() {
+            o.notes
+                .push(format!("trawl's whole log: {}", whole.display()));
+        }
         if keep {
             o.notes
                 .push(format!("kept (CAMPAIGN_KEEP): {}", dir.keep().display()));

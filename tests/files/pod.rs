@@ -26,21 +26,35 @@ pub struct Pod {
 impl Pod {
     /// kubelet's layout for containerd (CRI format).
     pub fn cri() -> Pod {
-        let dir = tempfile::tempdir().unwrap();
-        let folder = dir.path().join("pods/shop_web-7d9_0b1c-22/nginx");
-        std::fs::create_dir_all(&folder).unwrap();
+        let dir = Arc::new(tempfile::tempdir().unwrap());
         std::fs::create_dir_all(dir.path().join("containers")).unwrap();
+        Pod::cri_container(dir, "web-7d9", "0b1c-22", "nginx", 'c')
+    }
+
+    /// A container's `0.log` under `pods/shop_<pod>_<uid>/<container>/`, with its link in
+    /// `containers/` named with a 64-character id of `id`s.
+    fn cri_container(
+        dir: Arc<tempfile::TempDir>,
+        pod: &str,
+        uid: &str,
+        container: &str,
+        id: char,
+    ) -> Pod {
+        let folder = dir
+            .path()
+            .join(format!("pods/shop_{pod}_{uid}/{container}"));
+        std::fs::create_dir_all(&folder).unwrap();
         let log = folder.join("0.log");
         std::fs::write(&log, b"").unwrap();
-        let id = "c".repeat(64);
+        let id: String = std::iter::repeat_n(id, 64).collect();
         std::os::unix::fs::symlink(
             &log,
             dir.path()
-                .join(format!("containers/web-7d9_shop_nginx-{id}.log")),
+                .join(format!("containers/{pod}_shop_{container}-{id}.log")),
         )
         .unwrap();
         Pod {
-            dir: Arc::new(dir),
+            dir,
             folder,
             log,
             docker: false,
@@ -67,26 +81,7 @@ impl Pod {
     /// Another container's log (CRI) in the same node folders, as kubelet lays out a pod
     /// started later: followed by the same pipeline.
     pub fn another_cri(&self, pod: &str, container: &str) -> Pod {
-        let folder = self
-            .root()
-            .join(format!("pods/shop_{pod}_9f3e-41/{container}"));
-        std::fs::create_dir_all(&folder).unwrap();
-        let log = folder.join("0.log");
-        std::fs::write(&log, b"").unwrap();
-        let id = "d".repeat(64);
-        std::os::unix::fs::symlink(
-            &log,
-            self.root()
-                .join(format!("containers/{pod}_shop_{container}-{id}.log")),
-        )
-        .unwrap();
-        Pod {
-            dir: self.dir.clone(),
-            folder,
-            log,
-            docker: false,
-            rotations: 0,
-        }
+        Pod::cri_container(self.dir.clone(), pod, "9f3e-41", container, 'd')
     }
 
     /// The log the runtime writes to now.
