@@ -18,6 +18,11 @@
 //! after that (created and rotated while trawl was down or before it got to the file), never
 //! when it is history from before trawl first ran.
 //!
+//! `gone` (optional) keeps the first bytes (`fp_len`/`fp`) of entries dropped, replaced by a
+//! file that took their inode, or expired, with when (`at`, Unix seconds), for `forget_after`: a
+//! compressed file with those first bytes is not one trawl never saw (kubelet gzips a rotated
+//! file and deletes it, and ext4 gives its inode to the next file).
+//!
 //! `truncated` (optional) lists contents trawl saw truncated while following them whose copy
 //! (logrotate's `copytruncate`) has not been found yet: a copy found after a restart continues
 //! that stream instead of being read again under a new one (see `Truncation`).
@@ -151,8 +156,22 @@ enum OnDisk {
         truncated: Vec<Truncation>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since_ms: Option<i64>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gone: Vec<Gone>,
     },
 }
+
+/// The first bytes of content the registry no longer has an entry for (see the module doc).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Gone {
+    pub fp_len: u64,
+    pub fp: u64,
+    pub at: i64,
+}
+
+/// Most `gone` records kept (the oldest go first): a node's kubelet deletes one file per
+/// container rotation.
+const MAX_GONE: usize = 4096;
 
 /// The offsets of one `file` input, shared by its reader (which adds and resets files) and its
 /// acknowledgement task (which commits offsets and writes the file).
@@ -171,8 +190,8 @@ pub struct Registry {
     copy_ends: HashMap<u64, u64>,
     /// When this registry was first written (Unix ms): see the module doc.
     since_ms: i64,
-    /// When the registry on disk was last written before this run loaded it (Unix ms).
-    last_written_ms: i64,
+    /// First bytes of entries no longer kept (see the module doc), oldest first.
+    gone: Vec<Gone>,
 }
 
 pub fn now_secs() -> i64 {
@@ -190,24 +209,22 @@ impl Registry {
     pub fn load(path: PathBuf) -> Registry {
         let mut entries = HashMap::new();
         let mut truncations = Vec::new();
+        let mut gone_fps = Vec::new();
         let mut found = false;
         // A registry written before `since_ms` existed: from now on, as the earliest time
         // known to be after its files' history.
         let mut since = None;
-        let last_written = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64);
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
                 Ok(OnDisk::V1 {
                     files,
                     truncated,
                     since_ms,
+                    gone,
                 }) => {
                     found = true;
                     since = since_ms;
+                    gone_fps = gone;
                     for e in files {
                         entries.insert(e.key(), e);
                     }
@@ -227,7 +244,11 @@ impl Registry {
                     // (sent again rather than lost), and rotated files written since the
                     // damaged registry's last write are read too (see `since_ms`).
                     found = true;
-                    since = last_written;
+                    since = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as i64);
                     let aside = path.with_extension("json.corrupt");
                     tracing::warn!(registry = %path.display(), error = %e, moved_to = %aside.display(),
                         "registry unreadable: its offsets are lost, every file is read again from its start (lines are sent again rather than lost)");
@@ -247,16 +268,8 @@ impl Registry {
             found,
             copy_ends: HashMap::new(),
             since_ms: since.unwrap_or_else(now_ms),
-            last_written_ms: last_written.unwrap_or_else(now_ms),
+            gone: gone_fps,
         }
-    }
-
-    /// When the registry on disk was last written before this run loaded it: the last moment
-    /// trawl recorded what it read (it is written within `registry_flush` of any change, so a
-    /// file trawl saw was in it by then, but for the last `registry_flush` before a kill -9).
-    /// Lines written after it are in no file trawl read before this run.
-    pub fn last_written_ms(&self) -> i64 {
-        self.last_written_ms
     }
 
     /// When this registry was first written (Unix ms), or, for one written before that was
@@ -289,15 +302,41 @@ impl Registry {
 
     /// Records a file (new, or restarted after truncation): replaces any entry for its key.
     pub fn put(&mut self, entry: Entry) {
-        self.entries.insert(entry.key(), entry);
+        let stream = entry.stream;
+        if let Some(old) = self.entries.insert(entry.key(), entry) {
+            // Another file's inode now (the old one deleted): its content may be gzipped.
+            if old.stream != stream {
+                self.note_gone(&old, now_secs());
+            }
+        }
         self.dirty = true;
     }
 
     /// Forgets a file (followed on under another key).
     pub fn remove(&mut self, key: &FileKey) {
-        if self.entries.remove(key).is_some() {
+        if let Some(old) = self.entries.remove(key) {
+            self.note_gone(&old, now_secs());
             self.dirty = true;
         }
+    }
+
+    fn note_gone(&mut self, e: &Entry, at: i64) {
+        if e.fp_len == 0 {
+            return;
+        }
+        if self.gone.len() >= MAX_GONE {
+            self.gone.remove(0);
+        }
+        self.gone.push(Gone {
+            fp_len: e.fp_len,
+            fp: e.fp,
+            at,
+        });
+    }
+
+    /// First bytes of entries no longer kept, for `forget_after`.
+    pub fn gone(&self) -> &[Gone] {
+        &self.gone
     }
 
     /// Forgets the entry of `key` if it still describes `stream`: a deleted file's inode may
@@ -436,12 +475,23 @@ impl Registry {
 
     /// Drops entries of files not seen since `before` (Unix seconds).
     pub fn expire(&mut self, before: i64) {
-        let n = self.entries.len();
-        self.entries.retain(|_, e| e.last_seen >= before);
+        let n = self.entries.len() + self.gone.len();
+        self.gone.retain(|g| g.at >= before);
+        let expired: Vec<Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.last_seen < before)
+            .cloned()
+            .collect();
+        let now = now_secs();
+        for e in &expired {
+            self.entries.remove(&e.key());
+            self.note_gone(e, now);
+        }
         let entries = &self.entries;
         self.copy_ends
             .retain(|stream, _| entries.values().any(|e| e.stream == *stream));
-        if self.entries.len() != n {
+        if self.entries.len() + self.gone.len() != n || !expired.is_empty() {
             self.dirty = true;
         }
     }
@@ -459,6 +509,7 @@ impl Registry {
             files,
             truncated,
             since_ms: Some(self.since_ms),
+            gone: self.gone.clone(),
         })
         .ok()
     }
@@ -551,6 +602,43 @@ mod tests {
         assert!(r2.found());
         assert_eq!(r2.len(), 1, "entry 1 was unseen since 100 and expired");
         assert_eq!(r2.get(&FileKey { dev: 1, ino: 2 }).unwrap().last_seen, 200);
+    }
+
+    #[test]
+    fn first_bytes_of_entries_replaced_removed_or_expired_are_kept_for_forget_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reg.json");
+        let mut r = Registry::load(path.clone());
+        let fp = |e: &Entry| (e.fp_len, e.fp);
+        let with_fp = |mut e: Entry, fp: u64| {
+            e.fp = fp;
+            e.last_seen = 200;
+            e
+        };
+        let (a, b) = (with_fp(entry(1, 7, 10), 11), with_fp(entry(2, 8, 20), 22));
+        let c = entry(3, 9, 30);
+        r.put(a.clone());
+        r.put(b.clone());
+        r.put(c.clone());
+        // The same file moving on: nothing gone.
+        r.put(with_fp(entry(1, 7, 15), 11));
+        assert!(r.gone().is_empty());
+        // Another file took inode 1 (another stream), inode 2 was let go, 3 not seen since 100.
+        r.put(with_fp(entry(1, 70, 0), 4242));
+        r.remove(&b.key());
+        r.expire(150);
+        let mut gone: Vec<(u64, u64)> = r.gone().iter().map(|g| (g.fp_len, g.fp)).collect();
+        gone.sort_unstable();
+        let mut want = vec![fp(&a), fp(&b), fp(&c)];
+        want.sort_unstable();
+        assert_eq!(gone, want);
+        write_atomic(&path, &r.snapshot().unwrap()).unwrap();
+        let mut r2 = Registry::load(path);
+        assert_eq!(r2.gone().len(), 3, "kept across a restart");
+        // Past forget_after they go too; the entry expiring now is kept as gone in turn.
+        r2.expire(now_secs() + 1);
+        let left: Vec<u64> = r2.gone().iter().map(|g| g.fp).collect();
+        assert_eq!(left, vec![4242]);
     }
 
     #[test]

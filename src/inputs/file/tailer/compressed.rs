@@ -209,17 +209,22 @@ impl Tailer {
     /// trawl was stopped, or one rotated three times, has lines only there. One is read from
     /// its start, under its link's name, when it was made since trawl first ran and within
     /// `forget_after` (as the plain rotated files are) and its first line was written after
-    /// the registry was last written before this start, by the container runtime's timestamp
-    /// (a `.gz` is dated when kubelet made it, not when its lines were written): while trawl
-    /// was stopped. Older history is not ours to ship.
+    /// trawl first ran, by the container runtime's timestamp (a `.gz` is dated when kubelet
+    /// made it, not when its lines were written): older history is not ours to ship. Content
+    /// trawl read is known by its first bytes also once its entry is gone (`Registry::gone`).
     pub(super) fn read_unknown_compressed(
         &mut self,
         compressed: &[(PathBuf, PathBuf)],
         first: bool,
     ) {
-        let Ok((recorded, longest)) = self.shared.registry.lock().map(|r| {
-            let longest = r.entries().map(|e| e.fp_len).max().unwrap_or(0);
-            (r.last_written_ms(), longest.max(self.fp_max))
+        let Ok((since, longest)) = self.shared.registry.lock().map(|r| {
+            let longest = r
+                .entries()
+                .map(|e| e.fp_len)
+                .chain(r.gone().iter().map(|g| g.fp_len))
+                .max()
+                .unwrap_or(0);
+            (r.since_ms(), longest.max(self.fp_max))
         }) else {
             return;
         };
@@ -247,11 +252,9 @@ impl Tailer {
                     "a compressed rotated file trawl never saw cannot be read to its end: not read");
                 continue;
             };
-            // Begun before the registry's last write: trawl may have read it under an entry
-            // dropped since (a file that took its inode, told apart to the second), and reading
-            // it again would send it twice under other ids. Lines written after it were in no
-            // file trawl read.
-            if content.first_ms.is_none_or(|t| t <= recorded) {
+            // History from before trawl first ran is not ours. (Content trawl read has an
+            // entry, or had one `gone` since: it is known above.)
+            if content.first_ms.is_none_or(|t| t <= since) {
                 continue;
             }
             let Ok(md) = std::fs::metadata(gz) else {
@@ -295,7 +298,8 @@ impl Tailer {
         }
     }
 
-    /// Some registry entry (or truncated content kept for its copy) has these first bytes.
+    /// Some registry entry (or truncated content kept for its copy, or an entry dropped or
+    /// replaced within `forget_after`) has these first bytes.
     fn known_by_first_bytes(&self, prefix: &[u8]) -> bool {
         let Ok(r) = self.shared.registry.lock() else {
             return true;
@@ -317,6 +321,12 @@ impl Tailer {
                 matches(Fingerprint {
                     len: t.fp_len,
                     hash: t.fp,
+                })
+            })
+            || r.gone().iter().any(|g| {
+                matches(Fingerprint {
+                    len: g.fp_len,
+                    hash: g.fp,
                 })
             })
     }
