@@ -84,6 +84,9 @@ impl Node {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             env.push(("CAMPAIGN_START", &start));
+            if std::env::var_os("CAMPAIGN_SNAPSHOTS").is_some() {
+                snapshot(&self.cfg, self.starts);
+            }
             let t = Trawl::start_env(&self.cfg, Some(&self.log), &env);
             self.pid.store(t.child.id(), Ordering::Relaxed);
             self.trawl = Some(t);
@@ -165,4 +168,25 @@ pub fn log_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(8)..].join("\n")
+}
+
+/// With `CAMPAIGN_SNAPSHOTS` set (and `CAMPAIGN_KEEP`, to keep them), what trawl finds at each
+/// start: its registries copied to `snapshots/<start>/`, and every file under the run's folder
+/// with its inode, birth time, modification time and size, for a post-mortem of a loss.
+fn snapshot(cfg: &std::path::Path, start: u64) {
+    let Some(dir) = cfg.parent() else { return };
+    let to = dir.join("snapshots").join(start.to_string());
+    if std::fs::create_dir_all(&to).is_err() {
+        return;
+    }
+    let _ = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd '{}' && find . -path ./snapshots -prune -o -type f -name '*.json' -path '*registry*' -exec cp --parents {{}} '{}' \\; ; \
+             find . -path ./snapshots -prune -o -print0 | xargs -0 stat -c '%i %W %Y %s %n' > '{}/files.txt'",
+            dir.display(),
+            to.display(),
+            to.display()
+        ))
+        .status();
 }

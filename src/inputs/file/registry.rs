@@ -5,12 +5,14 @@
 //! On-disk format (versioned JSON, one object):
 //! ```json
 //! {"version":"1","files":[{"path":"/var/log/app.log","dev":2049,"ino":131,"fp_len":1024,
-//!   "fp":1234,"stream":5678,"offset":4096,"last_seen":1700000000,"mark_at":4096,"mark":42}]}
+//!   "fp":1234,"stream":5678,"offset":4096,"last_seen":1700000000,"seen_ms":1700000000250,
+//!   "mark_at":4096,"mark":42}]}
 //! ```
 //! `dev`+`ino` name the file, `fp_len`/`fp` confirm it (hash of its first bytes), `stream` is the
 //! id events carry in `meta.origin`, `offset` the first byte not yet delivered, `last_seen` (Unix
-//! seconds) the last time the file was seen; entries unseen for `forget_after` while trawl runs
-//! are dropped. `mark_at`/`mark` (optional) hash the bytes read just before an offset, to tell
+//! seconds) the last time the file was seen, `seen_ms` (optional) the same to the millisecond,
+//! to tell the file from a new one given its inode by its birth time; entries unseen for
+//! `forget_after` while trawl runs are dropped. `mark_at`/`mark` (optional) hash the bytes read just before an offset, to tell
 //! a file truncated and rewritten while trawl was stopped from the same file grown.
 //!
 //! `since_ms` (optional; Unix milliseconds) is when this registry was first written: a file
@@ -44,6 +46,11 @@ pub struct Entry {
     pub stream: u64,
     pub offset: u64,
     pub last_seen: i64,
+    /// `last_seen` to the millisecond (`0`: older registries), set against a file's birth time
+    /// to tell the file from a new one given its inode (`tailer::restart`): seconds cannot,
+    /// when trawl was killed and the file made within the second of its last scan.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seen_ms: i64,
     /// An offset read up to (at or past `offset`) and the FNV-1a of the bytes before it
     /// (`identity::END_MARK_BYTES`, fewer near the start): at the next start, a file whose bytes
     /// there differ was truncated and rewritten meanwhile. `0`: no mark (older registries).
@@ -202,6 +209,10 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
 impl Registry {
     /// Loads the registry at `path`; a missing file is an empty registry, an unreadable one is
     /// moved aside (`.corrupt`) with a warning, so trawl starts instead of refusing to, and its
@@ -347,8 +358,9 @@ impl Registry {
         }
     }
 
-    /// Notes that the file is still there (under `path`), and how its fingerprint grew.
-    pub fn touch(&mut self, key: &FileKey, path: &str, fp: Fingerprint, now: i64) {
+    /// Notes that the file is still there (under `path`), and how its fingerprint grew, at
+    /// `now_ms` (Unix ms).
+    pub fn touch(&mut self, key: &FileKey, path: &str, fp: Fingerprint, now_ms: i64) {
         if let Some(e) = self.entries.get_mut(key) {
             if e.path != path || e.fp_len != fp.len || e.fp != fp.hash {
                 e.path = path.to_owned();
@@ -356,14 +368,17 @@ impl Registry {
                 e.fp = fp.hash;
                 self.dirty = true;
             }
-            e.last_seen = now;
+            e.last_seen = now_ms.div_euclid(1000);
+            e.seen_ms = now_ms;
         }
     }
 
-    /// Notes that a file the registry knows still exists (found by a scan, followed or not).
-    pub fn seen(&mut self, key: &FileKey, now: i64) {
+    /// Notes that a file the registry knows still exists (found by a scan, followed or not),
+    /// at `now_ms` (Unix ms).
+    pub fn seen(&mut self, key: &FileKey, now_ms: i64) {
         if let Some(e) = self.entries.get_mut(key) {
-            e.last_seen = now;
+            e.last_seen = now_ms.div_euclid(1000);
+            e.seen_ms = now_ms;
         }
     }
 
@@ -569,6 +584,7 @@ mod tests {
             stream,
             offset,
             last_seen: 100,
+            seen_ms: 0,
             mark_at: 0,
             mark: 0,
         }
@@ -590,7 +606,7 @@ mod tests {
             &FileKey { dev: 1, ino: 2 },
             "/f2",
             Fingerprint { len: 3, hash: 9 },
-            200,
+            200_123,
         );
         r.expire(150);
         let bytes = r.snapshot().unwrap();
@@ -601,7 +617,8 @@ mod tests {
         let r2 = Registry::load(path);
         assert!(r2.found());
         assert_eq!(r2.len(), 1, "entry 1 was unseen since 100 and expired");
-        assert_eq!(r2.get(&FileKey { dev: 1, ino: 2 }).unwrap().last_seen, 200);
+        let seen = r2.get(&FileKey { dev: 1, ino: 2 }).unwrap();
+        assert_eq!((seen.last_seen, seen.seen_ms), (200, 200_123));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::discovery::{self, Discovery, Found, Written};
 use super::identity::FileKey;
 use super::multiline::Multiline;
 use super::reader::{ReadOutcome, Tail};
-use super::registry::{now_secs, Entry};
+use super::registry::{now_ms, now_secs, Entry};
 use super::{Config, Sent, Shared};
 use crate::event::Batch;
 use crate::inputs::InputContext;
@@ -443,7 +443,7 @@ impl Tailer {
                 if tail.fp != fp_before {
                     // The registry must know the grown fingerprint before the offsets past it.
                     if let Ok(mut r) = self.shared.registry.lock() {
-                        r.touch(&key, tail.meta.path(), tail.fp, now_secs());
+                        r.touch(&key, tail.meta.path(), tail.fp, now_ms());
                     }
                 }
                 crate::telemetry::metrics::ComponentMetrics::add(&self.ctx.metrics.bytes_in, bytes);
@@ -519,6 +519,7 @@ fn entry_for(tail: &Tail, offset: u64) -> Entry {
         stream: tail.meta.stream,
         offset,
         last_seen: now_secs(),
+        seen_ms: now_ms(),
         mark_at: tail.end_mark().map_or(0, |m| m.0),
         mark: tail.end_mark().map_or(0, |m| m.1),
     }

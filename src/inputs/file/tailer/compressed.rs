@@ -276,6 +276,7 @@ impl Tailer {
                 offset: 0,
                 // Files followed under one name are taken in the order they were last written.
                 last_seen: content.last_ms.map_or(0, |t| t / 1000),
+                seen_ms: content.last_ms.unwrap_or(0),
                 mark_at: 0,
                 mark: 0,
             };

@@ -7,7 +7,7 @@ use super::Tailer;
 use crate::inputs::file::identity::{
     end_mark_matches, new_stream_id, read_first, FileKey, Fingerprint,
 };
-use crate::inputs::file::registry::{now_secs, Entry, Truncation};
+use crate::inputs::file::registry::{now_ms, now_secs, Entry, Truncation};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
@@ -141,6 +141,7 @@ impl Tailer {
                 stream,
                 offset: 0,
                 last_seen: now_secs(),
+                seen_ms: now_ms(),
                 mark_at: 0,
                 mark: 0,
             });

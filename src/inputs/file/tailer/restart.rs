@@ -151,7 +151,7 @@ impl Tailer {
             }
             if same_start {
                 tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "resuming a file renamed while trawl was stopped");
-            } else if born(&file).is_some_and(|b| b <= entry.last_seen) {
+            } else if birth(&entry, &file).is_some_and(|b| b != Birth::Since) {
                 // Same inode, other first bytes, and the file existed when trawl last saw it:
                 // the file it followed, emptied (logrotate's `copytruncate`) and written again
                 // before a rotation by rename. What was written since is read from its start
@@ -261,32 +261,56 @@ fn is_symlink(path: &Path) -> bool {
 }
 
 /// `file` (at `path`) is not the file `e` describes but one created after trawl last saw it,
-/// given its inode once it was deleted: other first bytes, and born since. Born within the
-/// second trawl last saw it (`last_seen` is to the second: a kill right after a scan, kubelet
-/// rotating at once), only when the file `e` describes is found compressed beside `path`'s
-/// target (kubelet deletes a rotated file once it is gzipped). Without a birth time, false:
-/// the same file emptied and rewritten cannot be told apart.
+/// given its inode once it was deleted: other first bytes, and born since (`birth`). When its
+/// birth and trawl's last sight cannot be told apart (within a clock tick, or the same second
+/// in a registry without milliseconds), only if the file `e` describes is found compressed
+/// beside `path`'s target (kubelet deletes a rotated file once it is gzipped). Without a birth
+/// time, false: the same file emptied and rewritten cannot be told apart.
 pub(super) fn took_a_gone_files_inode(e: &Entry, file: &File, path: &Path) -> bool {
     if e.fp_len == 0 || e.fingerprint().matches(file).unwrap_or(true) {
         return false;
     }
-    match born(file) {
-        Some(b) if b > e.last_seen => true,
-        Some(b) if b == e.last_seen => {
+    match birth(e, file) {
+        Some(Birth::Since) => true,
+        Some(Birth::Unsure) => {
             find_compressed(e, &super::scan::link_target(path), e.offset).is_some()
         }
-        _ => false,
+        Some(Birth::Before) | None => false,
     }
 }
 
-/// When `file` was created (Unix seconds), where the file system keeps a birth time: set
-/// against a registry entry's `last_seen`, it tells the file the entry describes (born by
-/// then) from a new one that took its inode after it was deleted (born since). Where there is
-/// no birth time, neither can be told.
-fn born(file: &File) -> Option<i64> {
-    file.metadata()
-        .and_then(|m| m.created())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .and_then(|born| i64::try_from(born.as_secs()).ok())
+/// When a file was created against when trawl last saw the file a registry entry describes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Birth {
+    /// Created by then: it can be that file.
+    Before,
+    /// Created since: a new file, which took the inode of that one once it was deleted.
+    Since,
+    /// Too close to tell.
+    Unsure,
+}
+
+/// How far apart a birth time and trawl's clock must be to be told apart: the kernel stamps
+/// files with a coarse clock, behind the precise one by up to a tick (10 ms at HZ=100).
+const CLOCK_TICK_MS: i64 = 10;
+
+/// `file`'s birth against `e.seen_ms` (or `e.last_seen`'s second in a registry written before
+/// milliseconds were kept). `None` where the file system keeps no birth time: neither can be
+/// told.
+pub(super) fn birth(e: &Entry, file: &File) -> Option<Birth> {
+    let born = file.metadata().and_then(|m| m.created()).ok()?;
+    let born_ms =
+        i64::try_from(born.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    let (born, seen, slack) = if e.seen_ms > 0 {
+        (born_ms, e.seen_ms, CLOCK_TICK_MS)
+    } else {
+        (born_ms.div_euclid(1000), e.last_seen, 0)
+    };
+    Some(if born > seen + slack {
+        Birth::Since
+    } else if born < seen - slack {
+        Birth::Before
+    } else {
+        Birth::Unsure
+    })
 }

@@ -10,7 +10,7 @@ use crate::inputs::file::container;
 use crate::inputs::file::discovery::Found;
 use crate::inputs::file::identity::{end_mark_matches, new_stream_id, FileKey, Fingerprint};
 use crate::inputs::file::reader::{Decoder, Tail, TailMeta};
-use crate::inputs::file::registry::{now_ms, now_secs, Truncation};
+use crate::inputs::file::registry::{now_ms, Truncation};
 use crate::inputs::file::StartAt;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -42,7 +42,7 @@ impl Tailer {
         self.resume_waiting_compressed();
         let mut seen: HashSet<FileKey> = HashSet::new();
         let mut keep: HashMap<FileKey, (PathBuf, File)> = HashMap::new();
-        let wall = now_secs();
+        let wall = now_ms();
         let mut reused = if first {
             self.truncated_while_stopped(&current, now)
         } else {
@@ -198,14 +198,34 @@ impl Tailer {
         }
     }
 
-    /// Where reading a file not read in this run resumes: the registry's offset, or 0.
-    pub(super) fn resumes_at(&self, key: &FileKey) -> u64 {
-        self.shared
+    /// Where reading a file not read in this run (`key`, at `path`) resumes: the registry's
+    /// offset when the entry under its inode is this file, 0 when the file there now has other
+    /// first bytes or is shorter (a new file given a deleted one's inode, or a truncated one:
+    /// `discovered` reads both from 0). What a file deleted while it waits for a slot loses
+    /// is counted from here. A file gone already is taken at the registry's word.
+    pub(super) fn resumes_at(&self, key: &FileKey, path: &Path) -> u64 {
+        let Some(e) = self
+            .shared
             .registry
             .lock()
             .ok()
-            .and_then(|r| r.get(key).map(|e| e.offset))
-            .unwrap_or(0)
+            .and_then(|r| r.get(key).cloned())
+        else {
+            return 0;
+        };
+        let Some(file) = File::open(path)
+            .ok()
+            .filter(|f| f.metadata().is_ok_and(|m| FileKey::of(&m) == *key))
+        else {
+            return e.offset;
+        };
+        let same = e.fingerprint().matches(&file).unwrap_or(true)
+            && file.metadata().is_ok_and(|m| m.len() >= e.offset);
+        if same {
+            e.offset
+        } else {
+            0
+        }
     }
 
     /// A file already followed: renamed within `paths`, or closed and grown again.
@@ -292,7 +312,7 @@ impl Tailer {
                     .ok()
                     .filter(|m| FileKey::of(m) == key)
                     .map_or(noted, |m| m.len());
-                let read_to = self.resumes_at(&key);
+                let read_to = self.resumes_at(&key, path);
                 self.waiting_unopened
                     .insert(key, (path.to_path_buf(), read_to, size));
             } else {

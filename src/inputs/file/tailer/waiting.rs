@@ -7,7 +7,7 @@ use super::scan::link_target;
 use super::Tailer;
 use crate::inputs::file::discovery;
 use crate::inputs::file::identity::{new_stream_id, FileKey, Fingerprint};
-use crate::inputs::file::registry::{now_secs, Entry};
+use crate::inputs::file::registry::{now_ms, now_secs, Entry};
 use crate::inputs::file::StartAt;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -35,7 +35,10 @@ impl Tailer {
             let (path, read_to) = match self.tails.get(&key) {
                 Some(tail) if tail.is_open() => continue,
                 Some(tail) => (tail.path.clone(), tail.position()),
-                None => (path, self.resumes_at(&key)),
+                None => {
+                    let at = self.resumes_at(&key, &path);
+                    (path, at)
+                }
             };
             if size > read_to {
                 self.waiting_unopened.insert(key, (path, read_to, size));
@@ -234,6 +237,7 @@ impl Tailer {
                 stream,
                 offset,
                 last_seen: now_secs(),
+                seen_ms: now_ms(),
                 mark_at: 0,
                 mark: 0,
             });
