@@ -12,8 +12,9 @@
 //! id events carry in `meta.origin`, `offset` the first byte not yet delivered, `last_seen` (Unix
 //! seconds) the last time the file was seen, `seen_ms` (optional) the same to the millisecond,
 //! to tell the file from a new one given its inode by its birth time; entries unseen for
-//! `forget_after` while trawl runs are dropped. `mark_at`/`mark` (optional) hash the bytes read just before an offset, to tell
-//! a file truncated and rewritten while trawl was stopped from the same file grown.
+//! `forget_after` while trawl runs are dropped. `mark_at`/`mark` (optional) hash the bytes read
+//! just before an offset, to tell a file truncated and rewritten while trawl was stopped from
+//! the same file grown.
 //!
 //! `since_ms` (optional; Unix milliseconds) is when this registry was first written: a file
 //! rotated out of `paths` that trawl never knew is read at a restart only when it was written
