@@ -471,7 +471,7 @@ fn a_new_file_given_the_inode_of_a_gzipped_one_is_not_taken_for_its_truncation()
     let mut first = Trawl::start(d, &config, "out1.json");
     first.wait_for(20, "the first 1000 lines", |ev| ev.len() >= 1000);
     first.stop();
-    // Birth times are kept in whole seconds against the registry's `last_seen`.
+    // A second later: told apart also by a registry that keeps `last_seen` in seconds only.
     std::thread::sleep(Duration::from_millis(1100));
 
     let mut w = std::fs::OpenOptions::new()
