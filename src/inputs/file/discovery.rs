@@ -169,6 +169,13 @@ pub struct Found {
     pub compressed: Vec<(PathBuf, PathBuf)>,
 }
 
+/// What rotation left beside the targets of matched symlinks, as `Found` lists it.
+#[derive(Default)]
+struct BesideTargets {
+    rotated: Vec<(PathBuf, FileKey, PathBuf)>,
+    compressed: Vec<(PathBuf, PathBuf)>,
+}
+
 /// Scans on every filesystem event that may add or remove files and every `scan_every`, until
 /// shutdown; wakes the reader after each scan.
 pub fn spawn(
@@ -187,7 +194,10 @@ pub fn spawn(
             loop {
                 let known_targets = discovery.target_paths();
                 let paths = discovery.scan();
-                let (rotated, compressed) = if first_scan {
+                let BesideTargets {
+                    rotated,
+                    compressed,
+                } = if first_scan {
                     discovery.rotated_beside_targets(None)
                 } else {
                     discovery.rotated_beside_targets(Some(&known_targets))
@@ -464,16 +474,11 @@ impl Discovery {
 
     /// Files kubelet's (or Docker's) rotation left beside each link target: `<target>.<suffix>`,
     /// and apart the compressed ones (`.gz`); beside every target, or only those not in `known`.
-    #[allow(clippy::type_complexity)]
-    fn rotated_beside_targets(
-        &self,
-        known: Option<&HashSet<PathBuf>>,
-    ) -> (Vec<(PathBuf, FileKey, PathBuf)>, Vec<(PathBuf, PathBuf)>) {
+    fn rotated_beside_targets(&self, known: Option<&HashSet<PathBuf>>) -> BesideTargets {
+        let mut out = BesideTargets::default();
         let Ok(targets) = self.link_targets.lock() else {
-            return (Vec::new(), Vec::new());
+            return out;
         };
-        let mut out = Vec::new();
-        let mut compressed = Vec::new();
         for (target, link) in targets.iter() {
             if known.is_some_and(|k| k.contains(target)) {
                 continue;
@@ -496,14 +501,15 @@ impl Discovery {
                         continue;
                     }
                     if file_name.ends_with(".gz") {
-                        compressed.push((link.clone(), entry.path()));
+                        out.compressed.push((link.clone(), entry.path()));
                     } else {
-                        out.push((link.clone(), FileKey::of(&md), entry.path()));
+                        out.rotated
+                            .push((link.clone(), FileKey::of(&md), entry.path()));
                     }
                 }
             }
         }
-        (out, compressed)
+        out
     }
 
     /// Watches the folders the matched symlinks point into and forgets those no longer pointed

@@ -62,6 +62,31 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A file seen now, read up to `offset`, with no end mark yet. One clock read gives both
+    /// `last_seen` and `seen_ms`, so they never straddle a second.
+    pub fn seen_now(
+        path: String,
+        key: FileKey,
+        fp: Fingerprint,
+        stream: u64,
+        offset: u64,
+    ) -> Entry {
+        let seen_ms = now_ms();
+        Entry {
+            path,
+            dev: key.dev,
+            ino: key.ino,
+            fp_len: fp.len,
+            fp: fp.hash,
+            stream,
+            offset,
+            last_seen: seen_ms.div_euclid(1000),
+            seen_ms,
+            mark_at: 0,
+            mark: 0,
+        }
+    }
+
     pub fn key(&self) -> FileKey {
         FileKey {
             dev: self.dev,

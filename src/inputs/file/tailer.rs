@@ -7,7 +7,7 @@ use super::discovery::{self, Discovery, Found, Written};
 use super::identity::FileKey;
 use super::multiline::Multiline;
 use super::reader::{ReadOutcome, Tail};
-use super::registry::{now_ms, now_secs, Entry};
+use super::registry::{now_ms, Entry};
 use super::{Config, Sent, Shared};
 use crate::event::Batch;
 use crate::inputs::InputContext;
@@ -510,17 +510,16 @@ impl Tailer {
 }
 
 fn entry_for(tail: &Tail, offset: u64) -> Entry {
+    let (mark_at, mark) = tail.end_mark().unwrap_or((0, 0));
     Entry {
-        path: tail.meta.path().to_owned(),
-        dev: tail.meta.key.dev,
-        ino: tail.meta.key.ino,
-        fp_len: tail.fp.len,
-        fp: tail.fp.hash,
-        stream: tail.meta.stream,
-        offset,
-        last_seen: now_secs(),
-        seen_ms: now_ms(),
-        mark_at: tail.end_mark().map_or(0, |m| m.0),
-        mark: tail.end_mark().map_or(0, |m| m.1),
+        mark_at,
+        mark,
+        ..Entry::seen_now(
+            tail.meta.path().to_owned(),
+            tail.meta.key,
+            tail.fp,
+            tail.meta.stream,
+            offset,
+        )
     }
 }

@@ -7,7 +7,7 @@ use super::Tailer;
 use crate::inputs::file::identity::{
     end_mark_matches, new_stream_id, read_first, FileKey, Fingerprint,
 };
-use crate::inputs::file::registry::{now_ms, now_secs, Entry, Truncation};
+use crate::inputs::file::registry::{Entry, Truncation};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
@@ -132,19 +132,8 @@ impl Tailer {
                 failed_lines: 0,
                 at: Instant::now(),
             });
-            r.put(Entry {
-                path: e.path,
-                dev: e.dev,
-                ino: e.ino,
-                fp_len: fp.len,
-                fp: fp.hash,
-                stream,
-                offset: 0,
-                last_seen: now_secs(),
-                seen_ms: now_ms(),
-                mark_at: 0,
-                mark: 0,
-            });
+            let key = e.key();
+            r.put(Entry::seen_now(e.path, key, fp, stream, 0));
         }
         self.unsaved = true;
         self.waiting_recorded = true;

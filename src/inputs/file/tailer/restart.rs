@@ -281,7 +281,7 @@ pub(super) fn took_a_gone_files_inode(e: &Entry, file: &File, path: &Path) -> bo
 
 /// When a file was created against when trawl last saw the file a registry entry describes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Birth {
+enum Birth {
     /// Created by then: it can be that file.
     Before,
     /// Created since: a new file, which took the inode of that one once it was deleted.
@@ -297,7 +297,7 @@ const CLOCK_TICK_MS: i64 = 10;
 /// `file`'s birth against `e.seen_ms` (or `e.last_seen`'s second in a registry written before
 /// milliseconds were kept). `None` where the file system keeps no birth time: neither can be
 /// told.
-pub(super) fn birth(e: &Entry, file: &File) -> Option<Birth> {
+fn birth(e: &Entry, file: &File) -> Option<Birth> {
     let born = file.metadata().and_then(|m| m.created()).ok()?;
     let born_ms =
         i64::try_from(born.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()?;

@@ -213,15 +213,13 @@ impl Tailer {
         else {
             return 0;
         };
-        let Some(file) = File::open(path)
-            .ok()
-            .filter(|f| f.metadata().is_ok_and(|m| FileKey::of(&m) == *key))
-        else {
+        let Some((file, len)) = File::open(path).ok().and_then(|f| {
+            let md = f.metadata().ok()?;
+            (FileKey::of(&md) == *key).then_some((f, md.len()))
+        }) else {
             return e.offset;
         };
-        let same = e.fingerprint().matches(&file).unwrap_or(true)
-            && file.metadata().is_ok_and(|m| m.len() >= e.offset);
-        if same {
+        if len >= e.offset && e.fingerprint().matches(&file).unwrap_or(true) {
             e.offset
         } else {
             0

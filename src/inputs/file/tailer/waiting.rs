@@ -7,7 +7,7 @@ use super::scan::link_target;
 use super::Tailer;
 use crate::inputs::file::discovery;
 use crate::inputs::file::identity::{new_stream_id, FileKey, Fingerprint};
-use crate::inputs::file::registry::{now_ms, now_secs, Entry};
+use crate::inputs::file::registry::Entry;
 use crate::inputs::file::StartAt;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -228,19 +228,13 @@ impl Tailer {
             (new_stream_id(key, fp, self.salt), offset)
         };
         if let Ok(mut r) = self.shared.registry.lock() {
-            r.put(Entry {
-                path: path.display().to_string(),
-                dev: key.dev,
-                ino: key.ino,
-                fp_len: fp.len,
-                fp: fp.hash,
+            r.put(Entry::seen_now(
+                path.display().to_string(),
+                key,
+                fp,
                 stream,
                 offset,
-                last_seen: now_secs(),
-                seen_ms: now_ms(),
-                mark_at: 0,
-                mark: 0,
-            });
+            ));
         }
         self.waiting_recorded = true;
     }
