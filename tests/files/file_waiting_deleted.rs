@@ -215,11 +215,12 @@ fn a_closed_file_that_grows_then_is_deleted_between_scans_is_counted() {
     // Deleted, b.log keeps the slot (its writer may still write). Its deletion's scan sees
     // a.log closed at its end.
     std::fs::remove_file(&b).unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        gauge("trawl_file_waiting_files"),
-        0.0,
-        "a.log has nothing unread yet"
+    // The gauge is refreshed once a second: what it said before the deletion's scan may
+    // still be there for a second.
+    wait_until(
+        Duration::from_secs(5),
+        "a.log has nothing unread yet",
+        || gauge("trawl_file_waiting_files") == 0.0,
     );
     append(&a, &numbered_lines("a-more", 20));
     // No scan comes; trawl has time to look at the closed file.

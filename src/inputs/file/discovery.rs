@@ -42,9 +42,9 @@ pub struct Discovery {
 }
 
 /// A file renamed out of `paths`: where it is now, and the name it had under `paths`.
-struct Renamed {
-    to: PathBuf,
-    name: PathBuf,
+pub struct Renamed {
+    pub to: PathBuf,
+    pub name: PathBuf,
 }
 
 /// Most rename destinations remembered between two scans.
@@ -167,6 +167,9 @@ pub struct Found {
     /// `rotated` is: kubelet gzips a rotated file at its next rotation, so a container
     /// rotated three times while trawl was down has lines trawl never saw only there.
     pub compressed: Vec<(PathBuf, PathBuf)>,
+    /// Files waiting for a slot that the reader found renamed out of `paths` in their folder
+    /// (without `watch_events`, no rename event tells discovery): handled as the watcher's.
+    pub renamed_waiting: Vec<Renamed>,
 }
 
 /// What rotation left beside the targets of matched symlinks, as `Found` lists it.
@@ -202,11 +205,20 @@ pub fn spawn(
                 } else {
                     discovery.rotated_beside_targets(Some(&known_targets))
                 };
-                let renamed: Vec<Renamed> = discovery
+                let mut renamed: Vec<Renamed> = discovery
                     .renamed_to
                     .lock()
                     .map(|mut r| std::mem::take(&mut *r))
                     .unwrap_or_default();
+                if let Ok(mut f) = found.lock() {
+                    // The reader finds a waiting file's rename again at each scan until it
+                    // gets a slot: once in the list is enough.
+                    for r in std::mem::take(&mut f.renamed_waiting) {
+                        if !renamed.iter().any(|x| x.to == r.to) {
+                            renamed.push(r);
+                        }
+                    }
+                }
                 let mut current = Vec::with_capacity(paths.len());
                 let mut sizes = Vec::with_capacity(paths.len());
                 for path in paths {

@@ -91,6 +91,9 @@ struct Tailer {
     /// Files that waited with no descriptor held and were compressed (kubelet's gzip) before
     /// they got a slot: read from their `.gz` once they get one.
     waiting_compressed: HashMap<FileKey, compressed::WaitingCompressed>,
+    /// Waiting files found renamed out of `paths` by this scan, for discovery
+    /// (`Found::renamed_waiting`).
+    renamed_waiting: Vec<super::discovery::Renamed>,
     /// New files found empty, by the path they were found at: what they are (a file of their
     /// own, or a copy `cp` has created and not filled yet) is decided once they have bytes.
     empty_new: HashMap<FileKey, PathBuf>,
@@ -165,6 +168,7 @@ pub(super) fn run(
         rewound_from: HashMap::new(),
         waiting_unopened: HashMap::new(),
         waiting_compressed: HashMap::new(),
+        renamed_waiting: Vec::new(),
         empty_new: HashMap::new(),
         empty_checked_at: None,
         unopened_checked_at: None,

@@ -73,7 +73,11 @@ impl Tailer {
                 continue;
             };
             // A followed file closed to free its slot: the compressed copy takes its place.
-            if self.tails.get(&key).is_some_and(|t| !t.is_open()) {
+            if self
+                .tails
+                .get(&key)
+                .is_some_and(|t| !t.is_open() && t.meta.stream == w.entry.stream)
+            {
                 self.tails.remove(&key);
             }
             match self.resume_compressed(&w.entry, &w.gz) {

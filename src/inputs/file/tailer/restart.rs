@@ -151,7 +151,12 @@ impl Tailer {
             }
             if same_start {
                 tracing::info!(input = %self.ctx.name, path = %actual.display(), was = %entry.path, offset = entry.offset, "resuming a file renamed while trawl was stopped");
-            } else if birth(&entry, &file).is_some_and(|b| b != Birth::Since) {
+            } else if file
+                .metadata()
+                .ok()
+                .and_then(|md| birth(&entry, &md))
+                .is_some_and(|b| b != Birth::Since)
+            {
                 // Same inode, other first bytes, and the file existed when trawl last saw it:
                 // the file it followed, emptied (logrotate's `copytruncate`) and written again
                 // before a rotation by rename. What was written since is read from its start
@@ -270,7 +275,7 @@ pub(super) fn took_a_gone_files_inode(e: &Entry, file: &File, path: &Path) -> bo
     if e.fp_len == 0 || e.fingerprint().matches(file).unwrap_or(true) {
         return false;
     }
-    match birth(e, file) {
+    match file.metadata().ok().and_then(|md| birth(e, &md)) {
         Some(Birth::Since) => true,
         Some(Birth::Unsure) => {
             find_compressed(e, &super::scan::link_target(path), e.offset).is_some()
@@ -281,7 +286,7 @@ pub(super) fn took_a_gone_files_inode(e: &Entry, file: &File, path: &Path) -> bo
 
 /// When a file was created against when trawl last saw the file a registry entry describes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Birth {
+pub(super) enum Birth {
     /// Created by then: it can be that file.
     Before,
     /// Created since: a new file, which took the inode of that one once it was deleted.
@@ -294,11 +299,11 @@ enum Birth {
 /// files with a coarse clock, behind the precise one by up to a tick (10 ms at HZ=100).
 const CLOCK_TICK_MS: i64 = 10;
 
-/// `file`'s birth against `e.seen_ms` (or `e.last_seen`'s second in a registry written before
-/// milliseconds were kept). `None` where the file system keeps no birth time: neither can be
-/// told.
-fn birth(e: &Entry, file: &File) -> Option<Birth> {
-    let born = file.metadata().and_then(|m| m.created()).ok()?;
+/// The birth of a file (`md`) against `e.seen_ms` (or `e.last_seen`'s second in a registry
+/// written before milliseconds were kept). `None` where the file system keeps no birth time:
+/// neither can be told.
+pub(super) fn birth(e: &Entry, md: &std::fs::Metadata) -> Option<Birth> {
+    let born = md.created().ok()?;
     let born_ms =
         i64::try_from(born.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()?;
     let (born, seen, slack) = if e.seen_ms > 0 {

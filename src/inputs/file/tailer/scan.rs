@@ -38,6 +38,10 @@ impl Tailer {
             Err(_) => return,
         };
         self.take_noted_sizes();
+        if !first {
+            // At a start, `truncated_while_stopped` tells them apart.
+            self.inode_taken_while_held(&current);
+        }
         // Waiting longest (since before their rotation and compression): first to get a slot.
         self.resume_waiting_compressed();
         let mut seen: HashSet<FileKey> = HashSet::new();
@@ -163,6 +167,7 @@ impl Tailer {
             for (k, v) in keep {
                 f.opened.entry(k).or_insert(v);
             }
+            f.renamed_waiting.append(&mut self.renamed_waiting);
             f.lent = 0;
             if f.current.is_empty() {
                 f.current = current;

@@ -2,7 +2,9 @@
 //! is known of their sizes, their entry in the registry, and their deletion before they got a
 //! slot, which is counted and said rather than lost silently.
 
+use super::compressed::find_compressed;
 use super::copies::CopyCheck;
+use super::restart::{birth, took_a_gone_files_inode, Birth};
 use super::scan::link_target;
 use super::Tailer;
 use crate::inputs::file::discovery;
@@ -85,10 +87,16 @@ impl Tailer {
             }
             if let Some(now_at) = renamed.get(&key) {
                 // Still waiting, under its new name: deleted before it gets a slot (kubelet
-                // gzips `0.log.<time>` at the next rotation), it is counted then.
+                // gzips `0.log.<time>` at the next rotation), it is counted then. Out of
+                // `paths`, it gets a slot as a renamed file: its rename is handed to discovery,
+                // which the watcher does too when it saw it (opened once all the same).
                 let size = std::fs::metadata(now_at).map_or(size, |m| m.len().max(size));
                 self.waiting_unopened
                     .insert(key, (now_at.clone(), read_to, size));
+                self.renamed_waiting.push(discovery::Renamed {
+                    to: now_at.clone(),
+                    name: path,
+                });
                 continue;
             }
             if self.wait_as_compressed(key, &link_target(&path), read_to) {
@@ -237,5 +245,92 @@ impl Tailer {
             ));
         }
         self.waiting_recorded = true;
+    }
+}
+
+impl Tailer {
+    /// Files held with no descriptor (waiting for a slot, or closed to free one) whose inode a
+    /// new file took since the last scan: kubelet renames `0.log` away, gzips and deletes the
+    /// rotated file at its next rotation, and ext4 gives the freed inode to the next `0.log`.
+    /// By inode alone the new file passes for the old one: the old one's deletion went unseen
+    /// (it was not counted, nor looked for in its `.gz`) and the new one was taken for it
+    /// truncated, so the old one's unread lines were lost without a word. Told apart by birth
+    /// time (`took_a_gone_files_inode`, as at a start), the old content is read from its `.gz`
+    /// at once (as at a start: a slot is not waited for, the `.gz` goes at the next rotation)
+    /// or counted as skipped, its entry leaves the registry, and the new file is met as new.
+    /// A stat per held file per scan; a file is opened only when born since it was last seen.
+    pub(super) fn inode_taken_while_held(&mut self, current: &[(PathBuf, FileKey)]) {
+        for (path, key) in current {
+            if self.ignored.contains(key)
+                || self.backing_off.contains_key(key)
+                || self.tails.get(key).is_some_and(|t| t.is_open())
+            {
+                continue;
+            }
+            let Some(mut e) = self
+                .shared
+                .registry
+                .lock()
+                .ok()
+                .and_then(|r| r.get(key).cloned())
+            else {
+                continue;
+            };
+            let Some(md) = std::fs::metadata(path)
+                .ok()
+                .filter(|m| FileKey::of(m) == *key)
+            else {
+                continue;
+            };
+            if e.fp_len == 0 || !matches!(birth(&e, &md), Some(Birth::Since | Birth::Unsure)) {
+                continue;
+            }
+            if !File::open(path).is_ok_and(|f| took_a_gone_files_inode(&e, &f, path)) {
+                continue;
+            }
+            if let Some(tail) = self.tails.remove(key) {
+                // Closed with nothing in flight: read up to its position, delivered.
+                e.offset = e.offset.max(tail.position());
+            }
+            let noted = self.waiting_unopened.remove(key);
+            self.maybe_copies.remove(key);
+            // Found compressed already, when it vanished from its rotated name: read from
+            // there now, once.
+            if let Some(w) = self.waiting_compressed.remove(key) {
+                if w.entry.stream != e.stream {
+                    self.waiting_compressed.insert(*key, w);
+                }
+            }
+            tracing::info!(input = %self.ctx.name, path = %path.display(), was = %e.path, offset = e.offset,
+                "a file held closed (waiting for a slot, or idle) was deleted and its inode taken by a new file: looking for its unread lines in a compressed copy; the new file is read from its start");
+            let last_at = link_target(Path::new(&e.path));
+            let found = find_compressed(&e, &last_at, e.offset)
+                .or_else(|| find_compressed(&e, &link_target(path), e.offset));
+            match found {
+                Some((gz, lines)) if lines > 0 => match self.resume_compressed(&e, &gz) {
+                    Ok(()) => {
+                        tracing::info!(input = %self.ctx.name, path = %e.path, compressed = %gz.display(), offset = e.offset, lines,
+                            "reading the unread lines of a compressed file that waited for a slot");
+                        continue;
+                    }
+                    Err(err) => {
+                        self.shared.stats.lost(lines);
+                        tracing::warn!(input = %self.ctx.name, path = %e.path, compressed = %gz.display(), offset = e.offset, lines, error = %err,
+                            "a file that waited for a slot was compressed meanwhile and cannot be decompressed to be read: its unread lines are counted in trawl_file_lost_lines_total");
+                    }
+                },
+                Some(_) => {}
+                None => {
+                    self.shared.stats.skipped_file();
+                    let unread = noted.map(|(_, read_to, size)| size.saturating_sub(read_to));
+                    tracing::warn!(input = %self.ctx.name, path = %e.path, offset = e.offset, unread_bytes = ?unread, max_open_files = self.config.max_open_files,
+                        "a file waiting for a max_open_files slot was deleted before it got one: the bytes not read of it are lost (counted in trawl_file_skipped_files_total; raise max_open_files or keep rotated files longer)");
+                }
+            }
+            if let Ok(mut r) = self.shared.registry.lock() {
+                r.remove_stream(key, e.stream);
+            }
+            self.unsaved = true;
+        }
     }
 }
