@@ -213,9 +213,13 @@ pub fn spawn(
                 if let Ok(mut f) = found.lock() {
                     // The reader finds a waiting file's rename again at each scan until it
                     // gets a slot: once in the list is enough.
-                    for r in std::mem::take(&mut f.renamed_waiting) {
-                        if !renamed.iter().any(|x| x.to == r.to) {
-                            renamed.push(r);
+                    if !f.renamed_waiting.is_empty() {
+                        let mut listed: HashSet<PathBuf> =
+                            renamed.iter().map(|r| r.to.clone()).collect();
+                        for r in std::mem::take(&mut f.renamed_waiting) {
+                            if listed.insert(r.to.clone()) {
+                                renamed.push(r);
+                            }
                         }
                     }
                 }
