@@ -6,10 +6,26 @@
 use crate::pod::kubelet_gzip;
 use crate::support;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::process::{
     append, delivered_lines, free_port, metric, numbered_cri_lines, wait_until, write_file, Trawl,
 };
+
+/// A pipeline following `root`'s `logs/*.log` and `containers/*.log` with one slot, to the
+/// JSON-lines file `out`; `extra`: more keys of the input.
+fn one_slot(root: &Path, addr: &str, out: &Path, extra: &str) -> PathBuf {
+    write_file(
+        root,
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{root}/logs/*.log\", \"{root}/containers/*.log\"]\n    max_open_files: 1\n    poll_interval: 100ms\n    scan_interval: 200ms\n{extra}outputs:\n  out:\n    type: file\n    path: {out}\n",
+            data = root.join("data").display(),
+            root = root.display(),
+            out = out.display(),
+        ),
+    )
+}
 
 #[test]
 fn a_waiting_kubelet_file_rotated_and_gzipped_is_read_from_the_gz() {
@@ -29,17 +45,7 @@ fn a_waiting_kubelet_file_rotated_and_gzipped_is_read_from_the_gz() {
     // One slot. b.log, deleted, holds it until idle for `close_removed`: long enough for the
     // rotation and the gzip below to happen while 0.log waits (should a slow machine take
     // longer, 0.log is read before it is gzipped, and the test still holds).
-    let config = write_file(
-        root,
-        "pipeline.yaml",
-        &format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\", \"{links}/*.log\"]\n    max_open_files: 1\n    poll_interval: 100ms\n    scan_interval: 200ms\n    close_removed: 4s\noutputs:\n  out:\n    type: file\n    path: {out}\n",
-            data = root.join("data").display(),
-            logs = logs.display(),
-            links = links.display(),
-            out = out.display(),
-        ),
-    );
+    let config = one_slot(root, &addr, &out, "    close_removed: 4s\n");
     let log = root.join("trawl.log");
     let mut trawl = Trawl::start(&config, Some(&log));
     let gauge = |name: &str| metric(&addr, name, "logs").unwrap_or(-1.0);
@@ -124,16 +130,11 @@ fn a_waiting_log_whose_inode_the_next_log_takes(read_before: bool) {
         let out = root.join("events.jsonl");
         let addr = format!("127.0.0.1:{}", free_port());
         // One slot, held by b.log once deleted for `close_removed`: longer than what follows.
-        let config = write_file(
+        let config = one_slot(
             root,
-            "pipeline.yaml",
-            &format!(
-                "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\", \"{links}/*.log\"]\n    max_open_files: 1\n    poll_interval: 100ms\n    scan_interval: 200ms\n    watch_events: false\n    close_removed: 6s\n    registry_flush: 5s\noutputs:\n  out:\n    type: file\n    path: {out}\n",
-                data = root.join("data").display(),
-                logs = logs.display(),
-                links = links.display(),
-                out = out.display(),
-            ),
+            &addr,
+            &out,
+            "    watch_events: false\n    close_removed: 6s\n    registry_flush: 5s\n",
         );
         let log = root.join("trawl.log");
         let mut trawl = Trawl::start(&config, Some(&log));

@@ -319,6 +319,11 @@ impl Tailer {
         });
     }
 
+    /// The registry's entry for `key`, if any.
+    fn entry(&self, key: &FileKey) -> Option<Entry> {
+        self.shared.registry.lock().ok()?.get(key).cloned()
+    }
+
     fn open_count(&self) -> usize {
         self.tails.values().filter(|t| t.is_open()).count()
     }

@@ -32,14 +32,7 @@ impl Tailer {
         last_at: &Path,
         read_to: u64,
     ) -> bool {
-        let Some(mut entry) = self
-            .shared
-            .registry
-            .lock()
-            .ok()
-            .and_then(|r| r.get(&key).cloned())
-            .filter(|e| e.fp_len > 0)
-        else {
+        let Some(mut entry) = self.entry(&key).filter(|e| e.fp_len > 0) else {
             return false;
         };
         let Some((gz, lines)) = find_compressed(&entry, last_at, read_to) else {

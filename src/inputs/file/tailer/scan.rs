@@ -79,12 +79,7 @@ impl Tailer {
             {
                 continue;
             }
-            let entry = self
-                .shared
-                .registry
-                .lock()
-                .ok()
-                .and_then(|r| r.get(key).cloned());
+            let entry = self.entry(key);
             let mut known = entry.is_some();
             if let Some(e) = entry.filter(|_| first) {
                 // kubelet deletes `0.log.<t>` once gzipped and creates files at each rotation:
@@ -209,13 +204,7 @@ impl Tailer {
     /// `discovered` reads both from 0). What a file deleted while it waits for a slot loses
     /// is counted from here. A file gone already is taken at the registry's word.
     pub(super) fn resumes_at(&self, key: &FileKey, path: &Path) -> u64 {
-        let Some(e) = self
-            .shared
-            .registry
-            .lock()
-            .ok()
-            .and_then(|r| r.get(key).cloned())
-        else {
+        let Some(e) = self.entry(key) else {
             return 0;
         };
         let Some((file, len)) = File::open(path).ok().and_then(|f| {
@@ -344,12 +333,7 @@ impl Tailer {
         let fp = Fingerprint::of(&first_bytes);
         let size = md.len();
         self.check_originals(key, &first_bytes);
-        let known = self
-            .shared
-            .registry
-            .lock()
-            .ok()
-            .and_then(|r| r.get(&key).cloned());
+        let known = self.entry(&key);
         let same_start = known
             .as_ref()
             .filter(|e| e.fingerprint().matches(&file).unwrap_or(false));

@@ -267,13 +267,7 @@ impl Tailer {
             {
                 continue;
             }
-            let Some(mut e) = self
-                .shared
-                .registry
-                .lock()
-                .ok()
-                .and_then(|r| r.get(key).cloned())
-            else {
+            let Some(mut e) = self.entry(key) else {
                 continue;
             };
             let Some(md) = std::fs::metadata(path)
