@@ -13,7 +13,8 @@
 //! `delivery_timeout`, Elasticsearch's `max_attempts`) and `--output-faults N` puts each output
 //! fault N times in the draw (several broker restarts per Kafka run); `--real-opensearch` runs
 //! the `es` pipeline against a real OpenSearch node (killed, stopped, hung, flooded, its index
-//! closed) instead of the stand-in's answers.
+//! closed) instead of the stand-in's answers; `--watch-events false` runs the file input without
+//! inotify (polling and scans alone).
 
 mod support {
     pub mod es_server;
@@ -165,6 +166,11 @@ fn main() {
         }),
         output_fault_weight: number("--output-faults").unwrap_or(1) as usize,
         real_opensearch: args.iter().any(|a| a == "--real-opensearch"),
+        polling: match value("--watch-events").as_deref() {
+            None | Some("true") => false,
+            Some("false") => true,
+            Some(other) => panic!("--watch-events takes true or false, not {other:?}"),
+        },
     };
     let long = number("--minutes").is_some() || number("--seed").is_some();
     let mut outcomes = Vec::new();

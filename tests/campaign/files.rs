@@ -49,6 +49,9 @@ pub struct Knobs {
     /// The `es` pipeline delivers to a real OpenSearch node of its own (killed, stopped, hung,
     /// flooded, its index closed) instead of the stand-in.
     pub real_opensearch: bool,
+    /// `watch_events: false`: trawl finds new, grown, renamed and deleted files by polling and
+    /// scanning alone, as where inotify is missing (NFS) or its limits are spent on a busy node.
+    pub polling: bool,
 }
 
 impl Default for Knobs {
@@ -57,6 +60,7 @@ impl Default for Knobs {
             give_up: None,
             output_fault_weight: 1,
             real_opensearch: false,
+            polling: false,
         }
     }
 }
@@ -77,6 +81,9 @@ impl Knobs {
         }
         if self.real_opensearch {
             a.push_str(" --real-opensearch");
+        }
+        if self.polling {
+            a.push_str(" --watch-events false");
         }
         a
     }
@@ -105,7 +112,8 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
     // Few open files: rotated files pile up beyond them and must wait for a slot, not starve.
     let max_open = if rng.chance(50) { 4 } else { 1024 };
     o.notes.push(format!(
-        "start_at: {start_at}, max_open_files: {max_open}, output gives up after a few attempts: {give_up}"
+        "start_at: {start_at}, max_open_files: {max_open}, output gives up after a few attempts: {give_up}, watch_events: {}",
+        !knobs.polling
     ));
     let (mut sink, notes) = Sink::start(output, root, &data, knobs.real_opensearch);
     o.notes.extend(notes);
@@ -140,11 +148,12 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
     std::fs::write(
         &cfg,
         format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 3s\npipeline: {{ batch_size: 256, queue_batches: 2 }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{r}/logs/*.log\", \"{r}/logs/*.log.*\", \"{r}/containers/*.log\"]\n    start_at: {start_at}\n    registry_flush: {flush_ms}ms\n    poll_interval: 100ms\n    scan_interval: 1s\n    close_removed: 2s\n    close_inactive: 2s\n    max_open_files: {max_open}\n    max_in_flight: {in_flight}\noutputs:\n  out:\n{out}",
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 3s\npipeline: {{ batch_size: 256, queue_batches: 2 }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{r}/logs/*.log\", \"{r}/logs/*.log.*\", \"{r}/containers/*.log\"]\n    start_at: {start_at}\n    registry_flush: {flush_ms}ms\n    poll_interval: 100ms\n    scan_interval: 1s\n    close_removed: 2s\n    close_inactive: 2s\n    watch_events: {watch}\n    max_open_files: {max_open}\n    max_in_flight: {in_flight}\noutputs:\n  out:\n{out}",
             data = data.display(),
             r = root.display(),
             flush_ms = (bound.registry_flush_s * 1000.0) as u64,
             in_flight = bound.max_in_flight,
+            watch = !knobs.polling,
             out = sink.config(give_up)
         ),
     )

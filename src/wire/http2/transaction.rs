@@ -213,8 +213,9 @@ impl Transaction {
                     f.int("port", p as i64);
                 }
             }
+            // `:scheme` and `:method` are whatever the HPACK block said: escaped, not words.
             if let Some(s) = &r.scheme {
-                f.word("scheme", s);
+                f.str("scheme", s);
             }
             f.str("original", &r.path);
             f.close();
@@ -317,7 +318,7 @@ impl analyzer::Transaction for Transaction {
         f.open("http");
         if let Some(r) = &self.request {
             f.open("request");
-            f.word("method", &r.method);
+            f.str("method", &r.method);
             f.int("bytes", self.req_bytes as i64);
             f.int("header_bytes", self.req_header_bytes as i64);
             f.open("body");
