@@ -160,6 +160,54 @@ fn a_closed_file_written_to_and_deleted_at_once_is_read_to_its_end() {
     assert_exactly(&ev, 0, 860);
 }
 
+/// Without filesystem events (`watch_events: false`, as on NFS or when inotify's limits are
+/// spent on a busy node and trawl falls back to polling), a closed file that grows is reopened
+/// within about a second, not at the next scan (60 s here; 10 s by default): written to and
+/// deleted 2.5 s later, it is still read to its end. Was: reopened only by a scan, so its new
+/// lines were lost (counted as a skipped file).
+#[test]
+fn without_watch_events_a_closed_file_that_grows_is_reopened_before_the_next_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("app.log");
+    std::fs::write(&path, lines(0, 100)).unwrap();
+    let input = format!(
+        "    type: file\n    paths: [\"{}/*.log\"]\n    watch_events: false\n    close_inactive: 1s\n    scan_interval: 60s\n    close_removed: 2s\n    poll_interval: 100ms",
+        d.display()
+    );
+    let t = Trawl::start(d, &pipeline(d, &input), "out.json");
+    t.wait_for(30, "the first 100 lines", |ev| ev.len() >= 100);
+    wait_until(30, "trawl to close the inactive file", || {
+        !t.has_open(&path)
+    });
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    // Written over 2.5 s, well within the 60 s to the next scan; then deleted while the
+    // writer still has it open and writes 100 more lines.
+    for k in 0..5 {
+        let from = 100 + k * 60;
+        writer.write_all(lines(from, from + 60).as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::fs::remove_file(&path).unwrap();
+    writer.write_all(lines(400, 500).as_bytes()).unwrap();
+    drop(writer);
+    let ev = t.wait_for(
+        20,
+        "the 400 lines written after the file was closed",
+        |ev| ev.len() >= 500,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let ev = if t.events().len() > ev.len() {
+        t.events()
+    } else {
+        ev
+    };
+    assert_exactly(&ev, 0, 500);
+}
+
 /// The same burst-then-delete while the output is stuck (a consumer that stopped reading
 /// trawl's stdout, as an output outage does): the reader waits for room and reads nothing, yet
 /// the closed file must be taken hold of before its name goes, and read once the output moves.

@@ -109,17 +109,32 @@ impl Tailer {
         }
     }
 
-    /// Looks, once a second, at the files held with no descriptor that were at their end when
-    /// last seen: followed files closed to free their slot, and files waiting for one with
-    /// nothing unread. Writes start no scan (only files appearing, moving or going do), so one
-    /// that grows and is then deleted would be missed by every scan grown, and its new lines
-    /// lost without a word; seen grown here, its deletion is counted (`skipped_while_waiting`).
-    /// A stat each, as the lag gauges take for closed files; growth and deletion within the
-    /// same second still go unseen.
+    /// Looks, once a second (every `poll_interval` without `watch_events`), at the files held
+    /// with no descriptor that were at their end when last seen: followed files closed (idle,
+    /// or to free their slot), and files waiting for one with nothing unread. Writes start no scan (only files appearing, moving or going
+    /// do), so one that grows and is then deleted would be missed by every scan grown, and its
+    /// new lines lost without a word. A closed file seen grown is reopened here when a slot is
+    /// free, not at the next scan (`scan_interval`, 10 s by default; write events do it at once
+    /// with `watch_events`, which a folder past inotify's limits goes without); with no slot
+    /// free, its deletion is counted (`skipped_while_waiting`). A stat each, as the lag gauges
+    /// take for closed files; growth and deletion between two looks still go unseen.
     pub(super) fn note_growth_unopened(&mut self, now: Instant) {
+        // Without events this look is the only one before the next scan: every `poll_interval`
+        // (as open files are), so that a file closed as idle just as its app wrote again is
+        // taken hold of before a cleanup deletes it (campaign seed 1914 with `watch_events:
+        // false`: lost the 860 lines a file got in the second between its close and deletion).
+        let every = match self.config.watch_events {
+            true => Duration::from_secs(1),
+            false => self
+                .config
+                .poll_interval
+                .positive()
+                .unwrap_or(Duration::from_millis(250))
+                .min(Duration::from_secs(1)),
+        };
         if self
             .unopened_checked_at
-            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
+            .is_some_and(|at| now.saturating_duration_since(at) < every)
         {
             return;
         }
@@ -135,15 +150,32 @@ impl Tailer {
         let tails = &self.tails;
         self.waiting_unopened
             .retain(|k, _| !tails.get(k).is_some_and(|t| t.is_open()));
+        let mut grown = Vec::new();
         for (key, tail) in tails.iter().filter(|(_, t)| !t.is_open()) {
             if let Some(noted) = self.waiting_unopened.get_mut(key) {
                 noted.1 = tail.position();
                 continue;
             }
             if let Some(size) = size_of(&tail.path, *key).filter(|&s| s > tail.position()) {
-                self.waiting_unopened
-                    .insert(*key, (tail.path.clone(), tail.position(), size));
+                grown.push((*key, tail.path.clone(), tail.position(), size));
             }
+        }
+        let mut reopened = false;
+        for (key, path, read_to, size) in grown {
+            if self.open_count() < self.config.max_open_files {
+                tracing::debug!(input = %self.ctx.name, path = %path.display(), offset = read_to, "closed file grew: reopening it");
+                self.rediscovered(key, &path);
+                if let Some(tail) = self.tails.get_mut(&key).filter(|t| t.is_open()) {
+                    // It grew: not idle, or `close_idle` closes it again before it is read.
+                    tail.last_growth = now;
+                    reopened = true;
+                    continue;
+                }
+            }
+            self.waiting_unopened.insert(key, (path, read_to, size));
+        }
+        if reopened {
+            self.publish_closed();
         }
         for (key, (path, read_to, size)) in self.waiting_unopened.iter_mut() {
             if *size > *read_to {
