@@ -111,9 +111,9 @@ impl Tailer {
 
     /// Looks, once a second (every `poll_interval` without `watch_events`), at the files held
     /// with no descriptor that were at their end when last seen: followed files closed (idle,
-    /// or to free their slot), and files waiting for one with nothing unread. Writes start no scan (only files appearing, moving or going
-    /// do), so one that grows and is then deleted would be missed by every scan grown, and its
-    /// new lines lost without a word. A closed file seen grown is reopened here when a slot is
+    /// or to free their slot), and files waiting for one with nothing unread. Writes start no
+    /// scan (only files appearing, moving or going do), so one that grows and is then deleted
+    /// would be missed by every scan grown, and its new lines lost without a word. A closed file seen grown is reopened here when a slot is
     /// free, not at the next scan (`scan_interval`, 10 s by default; write events do it at once
     /// with `watch_events`, which a folder past inotify's limits goes without); with no slot
     /// free, its deletion is counted (`skipped_while_waiting`). A stat each, as the lag gauges
