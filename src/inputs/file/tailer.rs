@@ -217,9 +217,11 @@ pub(super) fn run(
                 tracing::info!(input = %t.ctx.name, files = t.tails.len(), "once: every file read to its end and delivered");
                 break;
             }
-            t.close_idle(now);
-            if t.make_room(now, poll.max(IDLE_BEFORE_MAKING_ROOM)) {
-                // Files wait for the slots just freed: let them in now, not at the next scan.
+            let freed = t.close_idle(now) && t.waiting > 0;
+            if t.make_room(now, poll.max(IDLE_BEFORE_MAKING_ROOM)) || freed {
+                // Files wait for the slots just freed: let them in now, not at the next scan
+                // (was: a file closed as inactive before `make_room` found it idle left its
+                // slot free, and the file waiting for it waited for the next scan).
                 t.apply_scan(&found, false, now);
             }
             let deadline = t.tails.values().filter_map(|x| x.decoder.deadline()).min();

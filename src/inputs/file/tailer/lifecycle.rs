@@ -161,7 +161,9 @@ impl Tailer {
         }
     }
 
-    pub(super) fn close_idle(&mut self, now: Instant) {
+    /// Closes files idle past `close_inactive` and lets go of those deleted or out of `paths`
+    /// past `close_removed`. True when a slot was freed.
+    pub(super) fn close_idle(&mut self, now: Instant) -> bool {
         let close_inactive = self.config.close_inactive.positive();
         let close_removed = self.config.close_removed.std();
         let mut gone = Vec::new();
@@ -192,12 +194,14 @@ impl Tailer {
                 }
             }
         }
+        let freed = closed_some || !gone.is_empty();
         for key in gone {
             let _ = self.drop_tail(key, "deleted or no longer under `paths`, and idle");
         }
         if closed_some {
             self.publish_closed();
         }
+        freed
     }
 
     /// When files wait for a slot under `max_open_files`, closes as many files as wait among

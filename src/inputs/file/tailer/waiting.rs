@@ -113,11 +113,13 @@ impl Tailer {
     /// with no descriptor that were at their end when last seen: followed files closed (idle,
     /// or to free their slot), and files waiting for one with nothing unread. Writes start no
     /// scan (only files appearing, moving or going do), so one that grows and is then deleted
-    /// would be missed by every scan grown, and its new lines lost without a word. A closed file seen grown is reopened here when a slot is
-    /// free, not at the next scan (`scan_interval`, 10 s by default; write events do it at once
-    /// with `watch_events`, which a folder past inotify's limits goes without); with no slot
-    /// free, its deletion is counted (`skipped_while_waiting`). A stat each, as the lag gauges
-    /// take for closed files; growth and deletion between two looks still go unseen.
+    /// would be missed by every scan grown, and its new lines lost without a word. A closed
+    /// file seen grown is reopened here when a slot is free, not at the next scan
+    /// (`scan_interval`, 10 s by default; write events do it at once with `watch_events`, which
+    /// a folder past inotify's limits goes without); with no slot free it is tried again at
+    /// each look, and its deletion before it gets one is counted (`skipped_while_waiting`). A
+    /// stat each, as the lag gauges take for closed files; growth and deletion between two
+    /// looks still go unseen.
     pub(super) fn note_growth_unopened(&mut self, now: Instant) {
         // Without events this look is the only one before the next scan: every `poll_interval`
         // (as open files are), so that a file closed as idle just as its app wrote again is
@@ -154,6 +156,11 @@ impl Tailer {
         for (key, tail) in tails.iter().filter(|(_, t)| !t.is_open()) {
             if let Some(noted) = self.waiting_unopened.get_mut(key) {
                 noted.1 = tail.position();
+                // Noted grown while no slot was free: tried again at every look, so a slot
+                // freed since (another file closed as idle) takes it before the next scan.
+                if noted.2 > noted.1 {
+                    grown.push((*key, tail.path.clone(), noted.1, noted.2));
+                }
                 continue;
             }
             if let Some(size) = size_of(&tail.path, *key).filter(|&s| s > tail.position()) {
