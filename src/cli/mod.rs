@@ -181,6 +181,9 @@ fn validate(sources: &Sources, tee: bool) -> i32 {
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }
+    for r in crate::inputs::file::likely_renames(&cfg.global.data_dir, &cfg.inputs) {
+        eprintln!("warning: {r}");
+    }
     let (ni, np, no) = (cfg.inputs.len(), cfg.processors.len(), cfg.outputs.len());
     // Components are built even when the file already has errors, to report everything at once.
     // For `tee`, a stand-in input named `tee` (never started) takes the child's place.

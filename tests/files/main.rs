@@ -18,6 +18,7 @@ mod file_drain_incomplete;
 mod file_failed_batches;
 mod file_held_up_deleted;
 mod file_input;
+mod file_input_renamed;
 mod file_lifecycle;
 mod file_link_repointed;
 mod file_metrics;

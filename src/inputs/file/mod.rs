@@ -37,6 +37,8 @@ pub mod identity;
 pub use super::multiline;
 pub mod reader;
 pub mod registry;
+pub use orphans::{likely_renames, warn_if_renamed};
+mod orphans;
 mod retry;
 mod stats;
 mod tailer;
@@ -128,6 +130,11 @@ pub struct Config {
     /// Registry entries of files not seen for this long (while trawl runs) are dropped.
     #[serde(default = "default_forget_after")]
     pub forget_after: Duration,
+    /// The former name of this input (renamed in the pipeline file): on its first start, with
+    /// no registry of its own yet, it takes that input's registry, so its files are resumed at
+    /// their offsets, not read again.
+    #[serde(default)]
+    pub take_over: Option<String>,
     /// Read every file found to its current end, wait until all of it is delivered and
     /// committed, then end the input (`trawl run --once` sets it on every file input).
     #[serde(default)]
@@ -205,6 +212,16 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<FileInput, DeEr
             "an empty pattern (an unset variable?) matches no file: expected a path or glob".into(),
         ));
     }
+    if let Some(from) = &config.take_over {
+        if from.trim().is_empty() || *from == spec.name {
+            return Err(err(
+                "take_over",
+                format!(
+                    "expected the former name of this input (another input's name), got `{from}`"
+                ),
+            ));
+        }
+    }
     if config.max_open_files == 0 {
         return Err(err(
             "max_open_files",
@@ -271,10 +288,9 @@ pub fn registry_file_name(name: &str) -> String {
     out
 }
 
-/// Before names were escaped, `web:app` kept its registry in `file-web_app.json`: a name with
-/// other characters adopts (copies) that file on its first start under the new name, so an
-/// upgrade neither re-reads nor skips its files.
-fn adopt_legacy_registry(name: &str, path: &Path) {
+/// The registry file of the input named `name` before names were escaped: every byte but
+/// `[A-Za-z0-9_-]` written `_`.
+fn legacy_registry_file_name(name: &str) -> String {
     let legacy: String = name
         .chars()
         .map(|c| {
@@ -285,7 +301,14 @@ fn adopt_legacy_registry(name: &str, path: &Path) {
             }
         })
         .collect();
-    let legacy = path.with_file_name(format!("file-{legacy}.json"));
+    format!("file-{legacy}.json")
+}
+
+/// Before names were escaped, `web:app` kept its registry in `file-web_app.json`: a name with
+/// other characters adopts (copies) that file on its first start under the new name, so an
+/// upgrade neither re-reads nor skips its files.
+fn adopt_legacy_registry(name: &str, path: &Path) {
+    let legacy = path.with_file_name(legacy_registry_file_name(name));
     if legacy == path || path.exists() || !legacy.exists() {
         return;
     }
@@ -372,6 +395,9 @@ impl Input for FileInput {
                 stats,
             } = *self;
             adopt_legacy_registry(&ctx.name, &registry_path);
+            if let Some(from) = &config.take_over {
+                orphans::take_over(&ctx.name, from, &registry_path);
+            }
             registry::check_writable(&registry_path).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot write the registry {}: {e}; the file input keeps its read offsets there, so `data_dir` must be writable",
