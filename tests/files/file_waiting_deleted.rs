@@ -6,31 +6,47 @@
 
 use crate::support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::process::{
     append, delivered_lines, free_port, metric, numbered_cri_lines, numbered_lines, wait_until,
     write_file, Trawl,
 };
 
+/// A pipeline reading `paths` (quoted globs) with one `max_open_files` slot, a 100 ms
+/// `poll_interval` and `settings` (input keys, one per line), into `root/events.jsonl`: the
+/// config file, that output and the `/metrics` address.
+fn one_slot(root: &Path, paths: &[&Path], settings: &str) -> (PathBuf, PathBuf, String) {
+    let out = root.join("events.jsonl");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let paths: Vec<String> = paths
+        .iter()
+        .map(|p| format!("\"{}/*.log\"", p.display()))
+        .collect();
+    let config = write_file(
+        root,
+        "pipeline.yaml",
+        &format!(
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [{paths}]\n    max_open_files: 1\n    poll_interval: 100ms\n{settings}outputs:\n  out:\n    type: file\n    path: {out}\n",
+            data = root.join("data").display(),
+            paths = paths.join(", "),
+            out = out.display(),
+        ),
+    );
+    (config, out, addr)
+}
+
 #[test]
 fn files_deleted_while_waiting_for_a_slot_are_counted_and_named_once() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let out = dir.path().join("events.jsonl");
-    let addr = format!("127.0.0.1:{}", free_port());
     // One slot. A deleted file is kept open until idle for `close_removed` (an app may still
     // write to it), so a deleted file holds the slot for the whole test.
-    let config = write_file(
+    let (config, out, addr) = one_slot(
         dir.path(),
-        "pipeline.yaml",
-        &format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\"]\n    max_open_files: 1\n    poll_interval: 100ms\n    scan_interval: 200ms\n    close_removed: 60s\noutputs:\n  out:\n    type: file\n    path: {out}\n",
-            data = dir.path().join("data").display(),
-            logs = logs.display(),
-            out = out.display(),
-        ),
+        &[&logs],
+        "    scan_interval: 200ms\n    close_removed: 60s\n",
     );
     let log = dir.path().join("trawl.log");
     let a = logs.join("a.log");
@@ -124,18 +140,10 @@ fn a_kubelet_file_rotated_while_waiting_is_not_counted_as_deleted() {
     let k = app.join("0.log");
     append(&k, &numbered_cri_lines("k", 10));
     std::os::unix::fs::symlink(&k, links.join("web-1_shop_app-0001.log")).unwrap();
-    let out = root.join("events.jsonl");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let config = write_file(
+    let (config, out, addr) = one_slot(
         root,
-        "pipeline.yaml",
-        &format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\", \"{links}/*.log\"]\n    max_open_files: 1\n    poll_interval: 100ms\n    scan_interval: 200ms\n    close_removed: 60s\noutputs:\n  out:\n    type: file\n    path: {out}\n",
-            data = root.join("data").display(),
-            logs = logs.display(),
-            links = links.display(),
-            out = out.display(),
-        ),
+        &[&logs, &links],
+        "    scan_interval: 200ms\n    close_removed: 60s\n",
     );
     let log = root.join("trawl.log");
     let mut trawl = Trawl::start(&config, Some(&log));
@@ -183,19 +191,12 @@ fn a_closed_file_that_grows_then_is_deleted_between_scans_is_counted() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let out = dir.path().join("events.jsonl");
-    let addr = format!("127.0.0.1:{}", free_port());
     // Scans come from filesystem events only (files created, renamed, deleted): the interval
     // is longer than the test.
-    let config = write_file(
+    let (config, out, addr) = one_slot(
         dir.path(),
-        "pipeline.yaml",
-        &format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\"]\n    max_open_files: 1\n    poll_interval: 100ms\n    scan_interval: 1h\n    close_removed: 60s\noutputs:\n  out:\n    type: file\n    path: {out}\n",
-            data = dir.path().join("data").display(),
-            logs = logs.display(),
-            out = out.display(),
-        ),
+        &[&logs],
+        "    scan_interval: 1h\n    close_removed: 60s\n",
     );
     let log = dir.path().join("trawl.log");
     let a = logs.join("a.log");
@@ -268,16 +269,11 @@ fn a_closed_file_grown_while_no_slot_was_free_is_read_once_one_frees(watch_event
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let out = dir.path().join("events.jsonl");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let config = write_file(
+    let (config, out, _) = one_slot(
         dir.path(),
-        "pipeline.yaml",
+        &[&logs],
         &format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{logs}/*.log\"]\n    max_open_files: 1\n    watch_events: {watch_events}\n    poll_interval: 100ms\n    scan_interval: 120s\n    close_inactive: 1s\noutputs:\n  out:\n    type: file\n    path: {out}\n",
-            data = dir.path().join("data").display(),
-            logs = logs.display(),
-            out = out.display(),
+            "    watch_events: {watch_events}\n    scan_interval: 120s\n    close_inactive: 1s\n"
         ),
     );
     let a = logs.join("a.log");
