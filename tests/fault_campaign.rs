@@ -186,6 +186,11 @@ fn main() {
             Some("false") => true,
             Some(other) => panic!("--watch-events takes true or false, not {other:?}"),
         },
+        reloads: match value("--reloads").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => panic!("--reloads takes true or false, not {other:?}"),
+        },
     };
     let long = number("--minutes").is_some() || number("--seed").is_some();
     let mut outcomes = Vec::new();

@@ -52,6 +52,9 @@ pub struct Knobs {
     /// `watch_events: false`: trawl finds new, grown, renamed and deleted files by polling and
     /// scanning alone, as where inotify is missing (NFS) or its limits are spent on a busy node.
     pub polling: bool,
+    /// Reloads (SIGHUP) in the draw: the file input's settings changed (it is replaced, and
+    /// must resume from its predecessor's committed offsets) or the processor chain changed.
+    pub reloads: bool,
 }
 
 impl Default for Knobs {
@@ -61,6 +64,7 @@ impl Default for Knobs {
             output_fault_weight: 1,
             real_opensearch: false,
             polling: false,
+            reloads: false,
         }
     }
 }
@@ -84,6 +88,9 @@ impl Knobs {
         }
         if self.polling {
             a.push_str(" --watch-events false");
+        }
+        if self.reloads {
+            a.push_str(" --reloads true");
         }
         a
     }
@@ -145,20 +152,36 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
     let kubelet = streams[2].clone();
     let addr = format!("127.0.0.1:{}", crate::support::process::free_port());
     let cfg = root.join("pipeline.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 3s\npipeline: {{ batch_size: 256, queue_batches: 2 }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{r}/logs/*.log\", \"{r}/logs/*.log.*\", \"{r}/containers/*.log\"]\n    start_at: {start_at}\n    registry_flush: {flush_ms}ms\n    poll_interval: 100ms\n    scan_interval: 1s\n    close_removed: 2s\n    close_inactive: 2s\n    watch_events: {watch}\n    max_open_files: {max_open}\n    max_in_flight: {in_flight}\noutputs:\n  out:\n{out}",
-            data = data.display(),
-            r = root.display(),
-            flush_ms = (bound.registry_flush_s * 1000.0) as u64,
-            in_flight = bound.max_in_flight,
-            watch = !knobs.polling,
-            out = sink.config(give_up)
-        ),
-    )
-    .unwrap();
-    let mut node = Node::new("trawl", cfg, root.join("trawl.log"), Duration::from_secs(3));
+    let out_config = sink.config(give_up);
+    // `input` and `chain` change with reloads: a setting of the file input that does not touch
+    // what it reads (so the input is replaced), and a processor chain of none or one tagger.
+    let write_config = |input: u64, chain: u64| {
+        let processors = match chain % 2 {
+            0 => String::new(),
+            _ => format!("processors:\n  - type: add_tags\n    tags: [reload-{chain}]\n"),
+        };
+        std::fs::write(
+            &cfg,
+            format!(
+                "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 3s\npipeline: {{ batch_size: 256, queue_batches: 2 }}\ninputs:\n  logs:\n    type: file\n    paths: [\"{r}/logs/*.log\", \"{r}/logs/*.log.*\", \"{r}/containers/*.log\"]\n    start_at: {start_at}\n    registry_flush: {flush_ms}ms\n    poll_interval: 100ms\n    scan_interval: 1s\n    close_removed: 2s\n    close_inactive: 2s\n    watch_events: {watch}\n    max_open_files: {max_open}\n    max_in_flight: {in_flight}\n    lag_metric_files: {lag}\n{processors}outputs:\n  out:\n{out_config}",
+                data = data.display(),
+                r = root.display(),
+                flush_ms = (bound.registry_flush_s * 1000.0) as u64,
+                in_flight = bound.max_in_flight,
+                watch = !knobs.polling,
+                lag = 100 + input,
+            ),
+        )
+        .unwrap();
+    };
+    let (mut input_version, mut chain_version) = (0, 0);
+    write_config(input_version, chain_version);
+    let mut node = Node::new(
+        "trawl",
+        cfg.clone(),
+        root.join("trawl.log"),
+        Duration::from_secs(3),
+    );
     node.start();
     wait_for_http(&addr);
     // With start_at: end, what is in the files when trawl first looks is skipped: writing
@@ -170,6 +193,9 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
     let mut kinds: Vec<&'static str> = FILE_FAULTS.to_vec();
     for _ in 0..knobs.output_fault_weight {
         kinds.extend(sink.faults());
+    }
+    if knobs.reloads {
+        kinds.extend(["reload-input", "reload-input", "reload-chain"]);
     }
     let mut outages: Vec<Outage> = Vec::new();
     let at = |t: Instant| t.elapsed().as_secs_f64();
@@ -216,6 +242,22 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
                 }
             }
             "new-file+kill9" => plain[which].lock().unwrap().new_file(),
+            "reload-input" | "reload-chain" => {
+                if kind == "reload-input" {
+                    input_version += 1;
+                } else {
+                    chain_version += 1;
+                }
+                write_config(input_version, chain_version);
+                node.hup();
+                // Sometimes a crash while the reload drains the replaced input.
+                if rng.chance(25) {
+                    pause(&mut rng, 0, 1500);
+                    note_deleted_held(&node, &streams);
+                    node.kill9();
+                    detail = String::from(" (then kill -9)");
+                }
+            }
             "churn-while-down" => {
                 note_deleted_held(&node, &streams);
                 node.kill9();
@@ -335,6 +377,18 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
                 "{late} lines were not read during the drain (the output idle for 10 s) though trawl then exited 0; a restart delivered them"
             ));
         }
+    }
+    if knobs.reloads {
+        // A reload asked and then cut short by a kill -9 does not count: the rest must have
+        // replaced what they changed.
+        let text = std::fs::read_to_string(root.join("trawl.log")).unwrap_or_default();
+        let done: Vec<&str> = text.lines().filter(|l| l.contains("reloaded: ")).collect();
+        o.notes.push(format!(
+            "reloads done: {} (input replaced in {}, chain changed in {})",
+            done.len(),
+            done.iter().filter(|l| l.contains("logs")).count(),
+            done.iter().filter(|l| l.contains("processor")).count()
+        ));
     }
     // A batch an output gave up on is read again from its file, and what followed it, already
     // sent, is sent again: like a crash, each failed round may repeat what was in flight.

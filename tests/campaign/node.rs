@@ -115,6 +115,15 @@ impl Node {
         }
     }
 
+    /// SIGHUP: reload the pipeline file.
+    pub fn hup(&mut self) {
+        self.check_alive();
+        if let Some(t) = &self.trawl {
+            // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+            unsafe { libc::kill(t.child.id() as i32, libc::SIGHUP) };
+        }
+    }
+
     /// SIGTERM, then waits for the exit up to the shutdown deadline plus a margin; past it,
     /// trawl has hung: a violation, and it is killed.
     pub fn term(&mut self) {
