@@ -14,7 +14,8 @@
 //! fault N times in the draw (several broker restarts per Kafka run); `--real-opensearch` runs
 //! the `es` pipeline against a real OpenSearch node (killed, stopped, hung, flooded, its index
 //! closed) instead of the stand-in's answers; `--watch-events false` runs the file input without
-//! inotify (polling and scans alone).
+//! inotify (polling and scans alone); `--reloads true` adds reloads (SIGHUP) to the draw: the
+//! file input's settings or the processor chain changed, a quarter of them cut short by a kill -9.
 
 mod support {
     pub mod es_server;
