@@ -7,14 +7,20 @@ use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::process::{append, delivered_lines, numbered_lines, wait_until, write_file, Trawl};
+use support::process::{
+    append, delivered_lines, free_port, numbered_lines, reloads, wait_until, write_file, Trawl,
+};
 
 fn config(root: &Path, input: &str, extra: &str) -> PathBuf {
+    config_at(root, input, extra, "127.0.0.1:0")
+}
+
+fn config_at(root: &Path, input: &str, extra: &str, addr: &str) -> PathBuf {
     write_file(
         root,
         "pipeline.yaml",
         &format!(
-            "data_dir: {data}\nhttp: {{ address: \"127.0.0.1:0\" }}\ninputs:\n  {input}:\n    type: file\n    paths: [\"{logs}/*.log\"]\n{extra}outputs:\n  out:\n    type: file\n    path: {out}\n",
+            "data_dir: {data}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  {input}:\n    type: file\n    paths: [\"{logs}/*.log\"]\n{extra}outputs:\n  out:\n    type: file\n    path: {out}\n",
             data = root.join("data").display(),
             logs = root.join("logs").display(),
             out = root.join("events.jsonl").display(),
@@ -156,4 +162,56 @@ fn take_over_of_the_input_itself_is_refused() {
             "names the file, line and key: {text}"
         );
     }
+}
+
+/// The same rename by a reload (SIGHUP) while the app writes: the old input stops once its
+/// lines are acknowledged, and the new one takes its registry over: every line once.
+#[test]
+fn a_file_input_renamed_by_a_reload_with_take_over_reads_each_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let out = root.join("events.jsonl");
+    let app = logs.join("app.log");
+    let addr = format!("127.0.0.1:{}", free_port());
+    append(&app, &numbered_lines("one", 100));
+    let cfg = config_at(root, "logs", "", &addr);
+    let log = root.join("trawl.log");
+    let mut trawl = Trawl::start(&cfg, Some(&log));
+    wait_until(Duration::from_secs(60), "the first 100 lines", || {
+        delivered_lines(&out, "one") == 100
+    });
+    let writer = {
+        let app = app.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                append(&app, &format!("two line {i:04}\n"));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    config_at(root, "app", "    take_over: logs\n", &addr);
+    // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+    unsafe { libc::kill(trawl.child.id() as i32, libc::SIGHUP) };
+    wait_until(Duration::from_secs(60), "the reload", || {
+        reloads(&addr, "success") == 1
+    });
+    writer.join().unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the 200 lines written across it",
+        || delivered_lines(&out, "two") >= 200,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    support::process::sigterm(&trawl);
+    assert!(trawl.wait(Duration::from_secs(60)).success());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("took over the registry"), "{text}");
+    assert_eq!(
+        (delivered_lines(&out, "one"), delivered_lines(&out, "two")),
+        (100, 200),
+        "each line once across the renaming reload\n{text}"
+    );
 }
