@@ -194,10 +194,12 @@ impl Tailer {
                 }
             }
         }
-        let freed = closed_some || !gone.is_empty();
+        // A deleted file with batches unsettled is kept (`drop_tail`): only those let go count.
+        let followed = self.tails.len();
         for key in gone {
             let _ = self.drop_tail(key, "deleted or no longer under `paths`, and idle");
         }
+        let freed = closed_some || self.tails.len() < followed;
         if closed_some {
             self.publish_closed();
         }
