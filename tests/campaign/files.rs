@@ -249,6 +249,10 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
                     chain_version += 1;
                 }
                 write_config(input_version, chain_version);
+                // A trawl started just now (after a crash) may not listen for SIGHUP yet, and
+                // would die of it: its handlers are installed just after /metrics is up.
+                wait_for_http(&addr);
+                std::thread::sleep(Duration::from_millis(100));
                 node.hup();
                 // Sometimes a crash while the reload drains the replaced input.
                 if rng.chance(25) {
@@ -387,8 +391,7 @@ pub fn run(output: Output, name: &'static str, seed: u64, n_faults: u32, knobs: 
         }
     }
     if knobs.reloads {
-        // A reload asked and then cut short by a kill -9 does not count: the rest must have
-        // replaced what they changed.
+        // For the notes: how many reloads were done (one cut short by a kill -9 is not).
         let text = std::fs::read_to_string(root.join("trawl.log")).unwrap_or_default();
         let done: Vec<&str> = text.lines().filter(|l| l.contains("reloaded: ")).collect();
         o.notes.push(format!(
