@@ -28,13 +28,25 @@ fn config_at(root: &Path, input: &str, extra: &str, addr: &str) -> PathBuf {
     )
 }
 
-/// `trawl validate`'s warnings for the pipeline file as it is.
-fn validate_warnings(root: &Path) -> Vec<String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+/// An app's log, `root/logs/app.log`, and where the pipeline delivers, `root/events.jsonl`.
+fn app_log(root: &Path) -> (PathBuf, PathBuf) {
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    (logs.join("app.log"), root.join("events.jsonl"))
+}
+
+/// `trawl validate -c root/pipeline.yaml`.
+fn validate(root: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
         .args(["validate", "-c"])
         .arg(root.join("pipeline.yaml"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `trawl validate`'s warnings for the pipeline file as it is.
+fn validate_warnings(root: &Path) -> Vec<String> {
+    let out = validate(root);
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stderr)
         .lines()
@@ -72,10 +84,7 @@ fn warned(log: &str) -> Vec<&str> {
 fn a_renamed_file_input_is_said_and_take_over_resumes_its_files() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let logs = root.join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let out = root.join("events.jsonl");
-    let app = logs.join("app.log");
+    let (app, out) = app_log(root);
     append(&app, &numbered_lines("one", 10));
     config(root, "logs", "");
     let first = run_until(root, "one", 10);
@@ -150,11 +159,7 @@ fn take_over_of_the_input_itself_is_refused() {
     let root = dir.path();
     for bad in ["web", "\"\""] {
         config(root, "web", &format!("    take_over: {bad}\n"));
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(["validate", "-c"])
-            .arg(root.join("pipeline.yaml"))
-            .output()
-            .unwrap();
+        let out = validate(root);
         let text = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(
@@ -170,10 +175,7 @@ fn take_over_of_the_input_itself_is_refused() {
 fn a_file_input_renamed_by_a_reload_with_take_over_reads_each_line_once() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let logs = root.join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let out = root.join("events.jsonl");
-    let app = logs.join("app.log");
+    let (app, out) = app_log(root);
     let addr = format!("127.0.0.1:{}", free_port());
     append(&app, &numbered_lines("one", 100));
     let cfg = config_at(root, "logs", "", &addr);
