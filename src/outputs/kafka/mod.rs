@@ -297,6 +297,16 @@ pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
                 .to_string(),
         )
         .set("linger.ms", c.linger.std().as_millis().to_string())
+        // One produce request in flight per broker when idempotent. With more, a request
+        // refused without being written (NOT_ENOUGH_REPLICAS as a partition's ISR shrinks or
+        // grows back) makes the next one in flight fail OUT_OF_ORDER_SEQUENCE, and librdkafka
+        // then bumps the producer epoch: a message possibly written on another partition is
+        // sent again under the new epoch, where the broker cannot tell it is a copy
+        // (librdkafka issue #4953). CI saw 2 lines twice with two of three brokers down.
+        .set(
+            "max.in.flight.requests.per.connection",
+            if c.idempotence { "1" } else { "5" },
+        )
         // librdkafka's reconnect back-off doubles up to 10 s: a broker back from a restart
         // waited up to that long for its first produce while inputs stood still. 2 s costs one
         // connection attempt every 2 s to a broker that is down.
@@ -507,6 +517,11 @@ mod tests {
         assert_eq!(cc.get("compression.codec"), Some("zstd"));
         assert_eq!(cc.get("acks"), Some("all"));
         assert_eq!(cc.get("enable.idempotence"), Some("true"));
+        assert_eq!(
+            cc.get("max.in.flight.requests.per.connection"),
+            Some("1"),
+            "idempotent: no second request in flight to fail out of order and bump the epoch"
+        );
         assert_eq!(cc.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(cc.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(cc.get("linger.ms"), Some("50"), "passthrough wins");

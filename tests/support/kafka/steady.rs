@@ -49,7 +49,13 @@ impl SteadyRun {
         let addr = format!("127.0.0.1:{}", free_port());
         let cfg = pipeline(d, &addr, &cluster.bootstrap, topic, http_more);
         let log = d.join("trawl.log");
-        let trawl = Trawl::start(&cfg, Some(&log));
+        // The idempotent producer's state changes (librdkafka's `eos` debug, a few lines per
+        // leader change) tell a copy librdkafka made from one trawl made.
+        let trawl = Trawl::start_env(
+            &cfg,
+            Some(&log),
+            &[("TRAWL_LOG_LEVEL", "info,trawl::outputs::kafka=debug")],
+        );
         let written = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let t0 = Instant::now();
@@ -99,6 +105,46 @@ impl SteadyRun {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Asserts that `topic` holds each of `total` lines written exactly once (read through
+    /// broker 1). Before a failure it prints where each copy sits and trawl's warnings: two
+    /// copies at one offset are a reader's, at two offsets a producer's; the warnings say
+    /// whether trawl sent them again, the producer's epochs whether librdkafka did.
+    pub fn assert_delivered_once(&self, topic: &str, what: &str, total: usize) {
+        let records = self.cluster.brokers[0].read_all(topic);
+        let got = copies(&records);
+        let twice: Vec<&String> = got
+            .iter()
+            .filter(|(_, c)| **c > 1)
+            .map(|(l, _)| l)
+            .collect();
+        if !twice.is_empty() {
+            for r in &records {
+                let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap_or_default();
+                let line = v["message"].as_str().unwrap_or_default();
+                if twice.iter().any(|t| *t == line) {
+                    eprintln!(
+                        "copy of {line:?} at partition {} offset {}",
+                        r.partition, r.offset
+                    );
+                }
+            }
+            let log = self.read_log();
+            let complaints: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    ["WARN", "ERROR", "IDEMPSTATE", "ERRSEQ", "epoch"]
+                        .iter()
+                        .any(|k| l.contains(k))
+                })
+                .collect();
+            eprintln!(
+                "trawl's warnings, errors and producer epochs:\n{}",
+                complaints.join("\n")
+            );
+        }
+        crate::support::process::assert_each_once(&got, &written_lines(what, total));
+    }
+
     /// A flag that stops with the app, for threads of the test's own.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
@@ -111,7 +157,7 @@ impl SteadyRun {
 pub fn pipeline(d: &Path, addr: &str, brokers: &str, topic: &str, http_more: &str) -> PathBuf {
     let list: Vec<String> = brokers.split(',').map(|b| format!("\"{b}\"")).collect();
     let text = format!(
-        "data_dir: {data}\nhttp: {{ address: \"{addr}\"{http_more} }}\nshutdown_timeout: 30s\ninputs:\n  app:\n    type: file\n    paths: [\"{app}\"]\n    poll_interval: 50ms\n    scan_interval: 200ms\noutputs:\n  k:\n    type: kafka\n    brokers: [{list}]\n    topic: {topic}\n",
+        "data_dir: {data}\nhttp: {{ address: \"{addr}\"{http_more} }}\nshutdown_timeout: 30s\ninputs:\n  app:\n    type: file\n    paths: [\"{app}\"]\n    poll_interval: 50ms\n    scan_interval: 200ms\noutputs:\n  k:\n    type: kafka\n    brokers: [{list}]\n    topic: {topic}\n    librdkafka: {{ debug: eos }}\n",
         data = d.join("data").display(),
         app = d.join("app.log").display(),
         list = list.join(", "),
