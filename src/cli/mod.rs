@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 pub mod tee;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The pipeline used by `trawl run` when neither `-c`, `TRAWL_CONFIG` nor
 /// `/etc/trawl/trawl.yaml` names one.
@@ -231,6 +232,7 @@ fn validate(sources: &Sources, tee: bool) -> i32 {
 }
 
 fn run(sources: &Sources, once: bool, watch_config: bool) -> i32 {
+    catch_early_hup();
     let mut cfg = match sources.load() {
         Ok(c) => c,
         Err(errs) => {
@@ -458,7 +460,12 @@ fn run_inner(
         let stop_signals = match signals {
             Signals::Ignore => None,
             Signals::Handle => match StopSignals::install(reload_handle) {
-                Ok(s) => Some(s),
+                Ok(s) => {
+                    if EARLY_HUP.swap(false, Ordering::Relaxed) {
+                        s.early_hup();
+                    }
+                    Some(s)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot install signal handlers");
                     return 1;
@@ -530,6 +537,37 @@ fn exit_code(report: &crate::pipeline::RunReport, timeout: std::time::Duration) 
     }
 }
 
+/// A SIGHUP that came before `StopSignals` listened (the pipeline file read, the pipeline
+/// built, and the wait for an old instance's state during a rollout, up to `shutdown_timeout`
+/// + 10 s): a configmap-reload sidecar sends one whenever the file changes, and its default
+/// action would kill trawl before it ran.
+static EARLY_HUP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_early_hup(_: libc::c_int) {
+    EARLY_HUP.store(true, Ordering::Relaxed);
+}
+
+/// Makes a SIGHUP before `StopSignals` a reload once they listen (see `EARLY_HUP`). A SIGHUP
+/// ignored when trawl starts (`nohup`) is left ignored until then.
+fn catch_early_hup() {
+    // SAFETY: with a null new action, sigaction only fills the zeroed `old`; a zeroed
+    // sigaction with a plain handler and an empty mask is valid, and the handler only stores
+    // to an atomic (async-signal-safe).
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+        {
+            return;
+        }
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = note_early_hup as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGHUP, &sa, std::ptr::null_mut());
+    }
+}
+
 /// A repeat of the first stop signal sooner than this is the same stop delivered twice.
 const SECOND_SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -558,6 +596,19 @@ impl StopSignals {
             hup: signal(SignalKind::hangup())?,
             reload,
         })
+    }
+
+    /// A SIGHUP came while trawl started: the file may have changed since it was read.
+    fn early_hup(&self) {
+        match &self.reload {
+            Some(r) => {
+                tracing::info!("SIGHUP received while starting: reloading the pipeline file");
+                r.request("SIGHUP");
+            }
+            None => tracing::info!(
+                "SIGHUP received while starting: this command does not reload, ignoring"
+            ),
+        }
     }
 
     /// Resolves on SIGTERM or SIGINT, saying which. SIGHUP asks for a reload.

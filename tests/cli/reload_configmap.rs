@@ -151,3 +151,93 @@ fn a_configmap_update_is_reloaded_by_watch_config() {
         );
     }
 }
+
+/// A rollout with a configmap-reload sidecar (which sends SIGHUP when the ConfigMap changes):
+/// the new pod's trawl waits for the old one's read positions (same `data_dir` on the node),
+/// and the ConfigMap is updated while it waits. The SIGHUP must not kill the waiting trawl
+/// (SIGHUP's default action): once the old one stops, the new one starts, reloads, and labels
+/// what it ships with the updated file's version; each line arrives once.
+#[test]
+fn a_sighup_while_waiting_for_the_old_instance_is_a_reload_once_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (app, out) = (d.join("app.log"), d.join("out.jsonl"));
+    let pipeline = |addr: &str, version: &str| {
+        format!(
+            "data_dir: {}\nhttp: {{ address: \"{addr}\" }}\nshutdown_timeout: 20s\ninputs:\n  app:\n    type: file\n    paths: [\"{}\"]\n    poll_interval: 50ms\n    scan_interval: 200ms\nprocessors:\n  - {{ type: add_fields, fields: {{ labels.version: \"{version}\" }} }}\noutputs:\n  sink: {{ type: file, path: \"{}\" }}\n",
+            d.join("data").display(),
+            app.display(),
+            out.display()
+        )
+    };
+    let start = |cfg: &Path, log: &Path| {
+        KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_trawl"))
+                .args(["run", "-c"])
+                .arg(cfg)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .expect("starting trawl"),
+        )
+    };
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+
+    let old_addr = format!("127.0.0.1:{}", free_port());
+    let (old_cfg, old_log) = (d.join("old.yaml"), d.join("old.log"));
+    std::fs::write(&old_cfg, pipeline(&old_addr, "v1")).unwrap();
+    let mut old = start(&old_cfg, &old_log);
+    wait_until(WAIT, "the old trawl's monitoring endpoint", || {
+        http_get(&old_addr, "/health").is_some()
+    });
+    append(&app, "v1", 10);
+    wait_until(WAIT, "the old trawl's 10 lines", || {
+        versions(&out).len() == 10
+    });
+
+    let new_addr = format!("127.0.0.1:{}", free_port());
+    let mount = d.join("config");
+    let mut volume = ConfigMapVolume::new(&mount, "pipeline.yaml", &pipeline(&new_addr, "v1"));
+    let new_log = d.join("new.log");
+    let mut new = start(&mount.join("pipeline.yaml"), &new_log);
+    wait_until(WAIT, "the new trawl waiting for the old one", || {
+        read(&new_log).contains("waiting for it to stop before starting")
+    });
+    volume.update("pipeline.yaml", &pipeline(&new_addr, "v2"));
+    // SAFETY: kill(2) on the pid of a child this test owns and has not reaped.
+    let r = unsafe { libc::kill(new.0.id() as libc::pid_t, libc::SIGHUP) };
+    assert_eq!(r, 0, "sending SIGHUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        matches!(new.0.try_wait(), Ok(None)),
+        "the waiting trawl died of the SIGHUP: {:?}; log: {}",
+        new.0.try_wait(),
+        read(&new_log)
+    );
+
+    // SAFETY: as above, for the old trawl.
+    let r = unsafe { libc::kill(old.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(r, 0, "sending SIGTERM");
+    let stopped = old.0.wait().expect("the old trawl's exit");
+    assert!(stopped.success(), "the old trawl's stop: {stopped}");
+    wait_until(WAIT, "the new trawl's reload", || {
+        reloads(&new_addr, "success") >= 1
+    });
+    append(&app, "v2", 10);
+    wait_until(WAIT, "the lines written after the update", || {
+        versions(&out).len() == 20
+    });
+    for (message, version) in versions(&out) {
+        assert!(
+            message.starts_with(&format!("{version} ")),
+            "{message} labelled {version}: {}",
+            read(&new_log)
+        );
+    }
+    assert!(
+        read(&new_log).contains("SIGHUP received while starting"),
+        "{}",
+        read(&new_log)
+    );
+}
