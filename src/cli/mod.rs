@@ -538,9 +538,9 @@ fn exit_code(report: &crate::pipeline::RunReport, timeout: std::time::Duration) 
 }
 
 /// A SIGHUP that came before `StopSignals` listened (the pipeline file read, the pipeline
-/// built, and the wait for an old instance's state during a rollout, up to `shutdown_timeout`
-/// + 10 s): a configmap-reload sidecar sends one whenever the file changes, and its default
-/// action would kill trawl before it ran.
+/// built, and the wait for an old instance's state during a rollout, up to 10 s past
+/// `shutdown_timeout`): a configmap-reload sidecar sends one whenever the file changes, and
+/// its default action would kill trawl before it ran.
 static EARLY_HUP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn note_early_hup(_: libc::c_int) {
