@@ -182,7 +182,7 @@ fn validate(sources: &Sources, tee: bool) -> i32 {
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }
-    for r in crate::inputs::file::likely_renames(&cfg.global.data_dir, &cfg.inputs) {
+    for r in crate::inputs::orphans::likely_renames(&cfg.global.data_dir, &cfg.inputs) {
         eprintln!("warning: {r}");
     }
     let (ni, np, no) = (cfg.inputs.len(), cfg.processors.len(), cfg.outputs.len());

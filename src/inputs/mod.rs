@@ -6,6 +6,7 @@ pub mod file;
 pub mod journald;
 pub mod lines;
 pub mod multiline;
+pub mod orphans;
 pub mod packet;
 pub mod socket;
 pub mod stdin;

@@ -156,7 +156,7 @@ pub(super) async fn apply(
             return Err(errs.0.iter().map(ToString::to_string).collect());
         }
     };
-    crate::inputs::file::warn_if_renamed(&live.data_dir, &cfg.inputs);
+    crate::inputs::orphans::warn_if_renamed(&live.data_dir, &cfg.inputs);
     let summary = plan.summary();
     // An error here is a shutdown asked midway (or the router gone): some new components may
     // have started, so their locks stay until the process ends.

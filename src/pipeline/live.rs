@@ -94,7 +94,7 @@ impl Live {
     /// Starts every component of a built pipeline: outputs first, so that every queue has a
     /// receiver before anything is sent, then the router, then the inputs.
     pub fn start(p: Pipeline) -> anyhow::Result<Live> {
-        crate::inputs::file::warn_if_renamed(&p.config.global.data_dir, &p.config.inputs);
+        crate::inputs::orphans::warn_if_renamed(&p.config.global.data_dir, &p.config.inputs);
         let tuning = p.config.global.pipeline.clone();
         let proc_metrics = p
             .registry

@@ -194,6 +194,24 @@ fn journald_bounds_of_zero_are_rejected_at_their_key() {
     }
 }
 
+/// A journald input's `take_over` names its former name: its own name, or an empty one, is
+/// refused at the key, as the file input's is.
+#[test]
+fn journald_take_over_of_itself_or_nothing_is_rejected_at_its_key() {
+    for input in [
+        "{ type: journald, take_over: i }",
+        "{ type: journald, take_over: \"\" }",
+    ] {
+        let err = refused_input(input);
+        let col = 5 + input.find("take_over: ").unwrap() + "take_over: ".len() + 1;
+        assert!(
+            err.contains(&format!("p.yaml:2:{col}: inputs.i.take_over"))
+                && err.contains("former name"),
+            "{input}: {err}"
+        );
+    }
+}
+
 /// Line limits of 0 (every line cut to one byte, every journal entry skipped) or past 1 GiB (a
 /// typo that lets a sender make trawl hold that much), and a socket input taking no
 /// connection, are refused at the key's own line and column, as the file input's are.

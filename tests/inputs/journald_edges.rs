@@ -206,3 +206,77 @@ fn a_cursor_journalctl_refuses_is_set_aside_and_the_journal_read_from_its_start(
         "not said: {log}"
     );
 }
+
+/// A journald input renamed in the pipeline file (`host` → `system`) while trawl was stopped
+/// and the journal grew. Without `take_over`, `trawl validate` warns, naming the former cursor:
+/// the renamed input would start at `start_at` (here the whole journal again). With
+/// `take_over: host` it resumes after the former input's last entry: what was written while
+/// trawl was stopped arrives, and nothing twice.
+#[test]
+fn a_renamed_input_is_warned_of_and_with_take_over_resumes_from_the_former_cursor() {
+    if !have_tools() {
+        return;
+    }
+    let s = setup("    start_at: beginning\n");
+    write_entries(
+        &s.journal,
+        1_764_700_000_000_000,
+        &entries("a", 0..20, "app.service"),
+    );
+    let mut t = s.start();
+    s.wait_for_count(20, "the former input's entries");
+    assert!(t.stop(Duration::from_secs(30)).success());
+    write_entries(
+        &s.journal,
+        1_764_700_100_000_000,
+        &entries("b", 0..15, "app.service"),
+    );
+
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let renamed = text.replace("  host:\n", "  system:\n");
+    assert_ne!(renamed, text, "the input is named `host` in the setup");
+    std::fs::write(&s.config, &renamed).unwrap();
+    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["validate", "-c"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&validate.stderr);
+    assert!(validate.status.success(), "{said}");
+    assert!(
+        said.contains("journald input `system` has no journal cursor yet")
+            && said.contains("journald-host.cursor (a cursor")
+            && said.contains("take_over"),
+        "validate names the former cursor: {said}"
+    );
+
+    std::fs::write(
+        &s.config,
+        renamed.replace("  system:\n", "  system:\n    take_over: host\n"),
+    )
+    .unwrap();
+    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["validate", "-c"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&validate.stderr);
+    assert!(
+        validate.status.success() && !said.contains("warning"),
+        "{said}"
+    );
+    let mut t = s.start();
+    wait_until(DEADLINE, "the entries written while stopped", || {
+        messages(&s.out).iter().any(|m| m == "b 00014")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(t.stop(Duration::from_secs(30)).success());
+    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+    assert!(log.contains("took over the journal cursor"), "{log}");
+    let got = messages(&s.out);
+    let mut want: Vec<String> = (0..20).map(|i| format!("a {i:05}")).collect();
+    want.extend((0..15).map(|i| format!("b {i:05}")));
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(sorted, want, "each entry once");
+}

@@ -37,8 +37,6 @@ pub mod identity;
 pub use super::multiline;
 pub mod reader;
 pub mod registry;
-pub use orphans::{likely_renames, warn_if_renamed};
-mod orphans;
 mod retry;
 mod stats;
 mod tailer;
@@ -212,15 +210,8 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<FileInput, DeEr
             "an empty pattern (an unset variable?) matches no file: expected a path or glob".into(),
         ));
     }
-    if let Some(from) = &config.take_over {
-        if from.trim().is_empty() || *from == spec.name {
-            return Err(err(
-                "take_over",
-                format!(
-                    "expected the former name of this input (another input's name), got `{from}`"
-                ),
-            ));
-        }
+    if let Err(why) = crate::inputs::orphans::check_take_over(spec, config.take_over.as_ref()) {
+        return Err(err("take_over", why));
     }
     if config.max_open_files == 0 {
         return Err(err(
@@ -290,7 +281,7 @@ pub fn registry_file_name(name: &str) -> String {
 
 /// The registry file of the input named `name` before names were escaped: every byte but
 /// `[A-Za-z0-9_-]` written `_`.
-fn legacy_registry_file_name(name: &str) -> String {
+pub(crate) fn legacy_registry_file_name(name: &str) -> String {
     let legacy: String = name
         .chars()
         .map(|c| {
@@ -396,7 +387,12 @@ impl Input for FileInput {
             } = *self;
             adopt_legacy_registry(&ctx.name, &registry_path);
             if let Some(from) = &config.take_over {
-                orphans::take_over(&ctx.name, from, &registry_path);
+                crate::inputs::orphans::take_over(
+                    crate::inputs::orphans::Kept::Registry,
+                    &ctx.name,
+                    from,
+                    &registry_path,
+                );
             }
             registry::check_writable(&registry_path).map_err(|e| {
                 anyhow::anyhow!(

@@ -84,6 +84,10 @@ pub struct Config {
     /// joiner's timeout sends its event.
     #[serde(default = "default_max_held_entries")]
     pub max_held_entries: usize,
+    /// The input's former name, when it was renamed: its first start resumes from that
+    /// input's cursor (copied) instead of `start_at`.
+    #[serde(default)]
+    pub take_over: Option<String>,
 }
 
 fn default_max_joined_sources() -> usize {
@@ -153,27 +157,21 @@ pub fn build(spec: &ComponentSpec, data_dir: &std::path::Path) -> Result<Journal
             ));
         }
     }
+    if let Err(why) = crate::inputs::orphans::check_take_over(spec, config.take_over.as_ref()) {
+        return Err(DeError::new(
+            why,
+            at("take_over"),
+            &format!("{}.take_over", spec.path),
+        ));
+    }
     Ok(Journald {
         multiline: multiline::for_input(config.multiline.as_ref(), spec)?,
         cursor_path: data_dir
             .join("registry")
-            .join(format!("journald-{}.cursor", escaped(&spec.name))),
+            .join(crate::inputs::orphans::cursor_file_name(&spec.name)),
         config,
         cursor_failing: AtomicBool::new(false),
     })
-}
-
-/// A file name for any input name that never collides with another's (as the file registry).
-fn escaped(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!(".{b:02x}"));
-        }
-    }
-    out
 }
 
 impl Input for Journald {
@@ -196,6 +194,14 @@ enum End {
 
 impl Journald {
     async fn run_loop(self, mut ctx: InputContext) -> anyhow::Result<()> {
+        if let Some(from) = &self.config.take_over {
+            crate::inputs::orphans::take_over(
+                crate::inputs::orphans::Kept::Cursor,
+                &ctx.name,
+                from,
+                &self.cursor_path,
+            );
+        }
         // Without a cursor that can be saved every restart would read the journal again from
         // wherever the last save left it: refused at start, saying what is needed.
         crate::inputs::file::registry::check_writable(&self.cursor_path).map_err(|e| {
