@@ -236,13 +236,17 @@ fn a_renamed_input_is_warned_of_and_with_take_over_resumes_from_the_former_curso
     let renamed = text.replace("  host:\n", "  system:\n");
     assert_ne!(renamed, text, "the input is named `host` in the setup");
     std::fs::write(&s.config, &renamed).unwrap();
-    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["validate", "-c"])
-        .arg(&s.config)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&validate.stderr);
-    assert!(validate.status.success(), "{said}");
+    let validate = || {
+        let v = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(["validate", "-c"])
+            .arg(&s.config)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&v.stderr).into_owned();
+        assert!(v.status.success(), "{said}");
+        said
+    };
+    let said = validate();
     assert!(
         said.contains("journald input `system` has no journal cursor yet")
             && said.contains("journald-host.cursor (a cursor")
@@ -255,16 +259,8 @@ fn a_renamed_input_is_warned_of_and_with_take_over_resumes_from_the_former_curso
         renamed.replace("  system:\n", "  system:\n    take_over: host\n"),
     )
     .unwrap();
-    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["validate", "-c"])
-        .arg(&s.config)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&validate.stderr);
-    assert!(
-        validate.status.success() && !said.contains("warning"),
-        "{said}"
-    );
+    let said = validate();
+    assert!(!said.contains("warning"), "{said}");
     let mut t = s.start();
     wait_until(DEADLINE, "the entries written while stopped", || {
         messages(&s.out).iter().any(|m| m == "b 00014")
