@@ -297,16 +297,6 @@ pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
                 .to_string(),
         )
         .set("linger.ms", c.linger.std().as_millis().to_string())
-        // One produce request in flight per broker when idempotent. With more, a request
-        // refused without being written (NOT_ENOUGH_REPLICAS as a partition's ISR shrinks or
-        // grows back) makes the next one in flight fail OUT_OF_ORDER_SEQUENCE, and librdkafka
-        // then bumps the producer epoch: a message possibly written on another partition is
-        // sent again under the new epoch, where the broker cannot tell it is a copy
-        // (librdkafka issue #4953). CI saw 2 lines twice with two of three brokers down.
-        .set(
-            "max.in.flight.requests.per.connection",
-            if c.idempotence { "1" } else { "5" },
-        )
         // librdkafka's reconnect back-off doubles up to 10 s: a broker back from a restart
         // waited up to that long for its first produce while inputs stood still. 2 s costs one
         // connection attempt every 2 s to a broker that is down.
@@ -315,6 +305,16 @@ pub(crate) fn client_config(c: &Config) -> Result<ClientConfig, String> {
         // trawl_output_retries_total: once every 5 s, a JSON document parsed for that alone.
         .set("statistics.interval.ms", "5000")
         .set_log_level(RDKafkaLogLevel::Warning);
+    if c.idempotence {
+        // One produce request in flight per broker. With more, a request refused without
+        // being written (NOT_ENOUGH_REPLICAS as a partition's ISR shrinks or grows back, a
+        // leader moving) makes the next one in flight fail OUT_OF_ORDER_SEQUENCE, and
+        // librdkafka then bumps the producer epoch: a message possibly written on another
+        // partition is sent again under the new epoch, where the broker cannot tell it is a
+        // copy (librdkafka issue #4953). The likely cause of 2 lines CI saw twice with two of
+        // three brokers down.
+        cc.set("max.in.flight.requests.per.connection", "1");
+    }
     let protocol = match (&c.sasl, &c.tls) {
         (Some(_), Some(_)) => "sasl_ssl",
         (Some(_), None) => "sasl_plaintext",
@@ -521,6 +521,20 @@ mod tests {
             cc.get("max.in.flight.requests.per.connection"),
             Some("1"),
             "idempotent: no second request in flight to fail out of order and bump the epoch"
+        );
+        let taken_back = client_config(&config(
+            "    librdkafka: { max.in.flight.requests.per.connection: \"5\" }\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            taken_back.get("max.in.flight.requests.per.connection"),
+            Some("5")
+        );
+        let plain = client_config(&config("    acks: one\n    idempotence: false\n")).unwrap();
+        assert_eq!(
+            plain.get("max.in.flight.requests.per.connection"),
+            None,
+            "librdkafka's own default without idempotence"
         );
         assert_eq!(cc.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(cc.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
