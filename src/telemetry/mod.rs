@@ -9,6 +9,21 @@ pub mod tap;
 
 use tracing_subscriber::EnvFilter;
 
+/// The filter with the Kubernetes client's own logs off, unless it names them. That client logs
+/// each failed request as an ERROR and each dropped watch as a WARN, with no word of which
+/// watch or what is done about it; the `kubernetes` processor logs the same failures once per
+/// streak, with the resource and the retry (an API server restart gave four ERROR lines).
+fn with_quiet_clients(level: &str) -> String {
+    let names_it = level
+        .split(',')
+        .any(|d| d.trim_start().starts_with("kube_client"));
+    if names_it || level.trim().is_empty() {
+        level.to_owned()
+    } else {
+        format!("{level},kube_client=off")
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -17,7 +32,7 @@ pub enum LogFormat {
 
 /// Installs the global logger. `level` is a `tracing` filter (`info`, `trawl=debug,warn`...).
 pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(level)
+    let filter = EnvFilter::try_new(with_quiet_clients(level))
         .map_err(|e| anyhow::anyhow!("invalid --log-level `{level}`: {e}"))?;
     // Colours only for a person at a terminal: under `trawl tee` stderr is the app's own log,
     // and journald or a file would keep the escape codes.
@@ -35,4 +50,25 @@ pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     r.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_quiet_clients;
+
+    #[test]
+    fn the_kube_client_is_quiet_unless_named() {
+        assert_eq!(with_quiet_clients("info"), "info,kube_client=off");
+        assert_eq!(
+            with_quiet_clients("info,trawl::outputs::kafka=debug"),
+            "info,trawl::outputs::kafka=debug,kube_client=off"
+        );
+        assert_eq!(
+            with_quiet_clients("info,kube_client=debug"),
+            "info,kube_client=debug"
+        );
+        for level in ["info", "warn,trawl=debug", "info,kube_client=trace"] {
+            assert!(tracing_subscriber::EnvFilter::try_new(with_quiet_clients(level)).is_ok());
+        }
+    }
 }

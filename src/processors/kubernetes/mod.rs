@@ -302,6 +302,8 @@ impl Kubernetes {
         }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (synced_tx, synced_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let first = watch::FirstLists::new(synced_tx);
+        let first_seen = first.clone();
         let shared = self.shared.clone();
         let thread = std::thread::Builder::new().name("trawl-kubernetes".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -313,7 +315,7 @@ impl Kubernetes {
             };
             rt.block_on(async move {
                 tokio::select! {
-                    _ = watch::run(settings, shared, synced_tx) => {}
+                    _ = watch::run(settings, shared, first) => {}
                     _ = stop_rx => {}
                 }
             });
@@ -335,7 +337,8 @@ impl Kubernetes {
                     _ => wait(),
                 };
                 if !synced {
-                    tracing::warn!(timeout = ?self.sync_timeout, "kubernetes: no pod list yet; events pass unlabelled until it arrives");
+                    let missing = first_seen.pending().join(", ");
+                    tracing::warn!(timeout = ?self.sync_timeout, missing = %missing, "kubernetes: not every first list from the API yet; events pass without what those would add (unlabelled, without pods) until they arrive");
                 }
             }
             Err(e) => {

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// What the watch needs from the processor's configuration.
@@ -62,12 +62,48 @@ pub async fn client(s: &WatchSettings) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
+/// The first list of each watch. The processor waits for all of them at start (up to
+/// `sync_timeout`): with the pods alone, the lines read first (a restarted DaemonSet's backlog)
+/// went out without their Deployment or CronJob, whose lists came a moment later.
+pub struct FirstLists {
+    pending: Mutex<Vec<&'static str>>,
+    all_done: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
+}
+
+impl FirstLists {
+    pub fn new(all_done: std::sync::mpsc::SyncSender<()>) -> Arc<FirstLists> {
+        Arc::new(FirstLists {
+            pending: Mutex::new(vec!["pods", "services", "replicasets", "jobs"]),
+            all_done: Mutex::new(Some(all_done)),
+        })
+    }
+
+    fn done(&self, what: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|w| *w != what);
+        if pending.is_empty() {
+            if let Some(tx) = self
+                .all_done
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                let _ = tx.try_send(());
+            }
+        }
+    }
+
+    /// The watches whose first list has not arrived yet.
+    pub fn pending(&self) -> Vec<&'static str> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// Runs every watch until the process ends (the caller drops the runtime to stop them).
-pub async fn run(
-    settings: WatchSettings,
-    shared: Arc<Shared>,
-    synced: std::sync::mpsc::SyncSender<()>,
-) {
+pub async fn run(settings: WatchSettings, shared: Arc<Shared>, first: Arc<FirstLists>) {
     let client = loop {
         match client(&settings).await {
             Ok(c) => break c,
@@ -84,24 +120,28 @@ pub async fn run(
         list: Full(Api::<Pod>::all(client.clone())),
         selector: pod_selector,
         stats: shared.stats.clone(),
+        first: first.clone(),
     };
     let services = Watch {
         what: "services",
         list: Full(Api::<Service>::all(client.clone())),
         selector: None,
         stats: shared.stats.clone(),
+        first: first.clone(),
     };
     let replicasets = Watch {
         what: "replicasets",
         list: MetaOnly(Api::<ReplicaSet>::all(client.clone())),
         selector: None,
         stats: shared.stats.clone(),
+        first: first.clone(),
     };
     let jobs = Watch {
         what: "jobs",
         list: MetaOnly(Api::<Job>::all(client)),
         selector: None,
         stats: shared.stats.clone(),
+        first: first.clone(),
     };
 
     let s = settings.clone();
@@ -122,14 +162,8 @@ pub async fn run(
             sh5.write(|c| c.expire(Instant::now(), grace));
         }
     };
-    let mut synced = Some(synced);
     tokio::join!(
-        pods.run(&settings, move |change| apply_pod(
-            &sh1,
-            &s,
-            change,
-            &mut synced
-        )),
+        pods.run(&settings, move |change| apply_pod(&sh1, &s, change)),
         services.run(&settings, move |change| apply_service(&sh2, change)),
         replicasets.run(&settings, move |change| apply_owner(
             &sh3,
@@ -207,6 +241,7 @@ struct Watch<L> {
     list: L,
     selector: Option<String>,
     stats: Arc<Stats>,
+    first: Arc<FirstLists>,
 }
 
 /// How a watch stream ended.
@@ -239,8 +274,11 @@ impl<L: Lister> Watch<L> {
                 self.stats.relists.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(resource = self.what, "kubernetes: listed again; watching");
             }
-            listed = true;
             apply(Change::Reset(items));
+            if !listed {
+                self.first.done(self.what);
+            }
+            listed = true;
             failures = 0;
             loop {
                 match self.watch_once(&mut rv, &mut apply).await {
@@ -262,10 +300,30 @@ impl<L: Lister> Watch<L> {
     /// Counts every failure; logs the first of a streak as a warning, the rest at debug level.
     fn error(&self, e: &kube::Error, during: &str, streak: u32) {
         self.stats.watch_errors.fetch_add(1, Ordering::Relaxed);
-        if streak <= 1 {
-            tracing::warn!(resource = self.what, error = %e, "kubernetes: {during} failed; retrying with backoff, new pods stay unlabelled until a list succeeds");
+        // The API's own words, not kube's debug dump of its Status.
+        let error = match e {
+            kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+            // With its causes: "client error (Connect)" alone does not say refused or timed out.
+            other => {
+                let mut text = other.to_string();
+                let mut cause = std::error::Error::source(other);
+                while let Some(c) = cause {
+                    let c_text = c.to_string();
+                    if !text.contains(&c_text) {
+                        text = format!("{text}: {c_text}");
+                    }
+                    cause = c.source();
+                }
+                text
+            }
+        };
+        if streak > 1 {
+            tracing::debug!(resource = self.what, error = %error, "kubernetes: {during} failed again");
+        } else if matches!(e, kube::Error::Api(s) if s.code == 401 || s.code == 403) {
+            // Nothing trawl does mends it: say what to change.
+            tracing::warn!(resource = self.what, error = %error, "kubernetes: the API refused trawl's credentials; its service account needs get, list and watch on pods, services, replicasets and jobs (the ClusterRole and ClusterRoleBinding of docker/kubernetes/daemonset.yaml); retrying with backoff, events pass without what this list would add");
         } else {
-            tracing::debug!(resource = self.what, error = %e, "kubernetes: {during} failed again");
+            tracing::warn!(resource = self.what, error = %error, "kubernetes: {during} failed; retrying with backoff, new pods stay unlabelled until a list succeeds");
         }
     }
 
@@ -323,12 +381,7 @@ impl<L: Lister> Watch<L> {
     }
 }
 
-fn apply_pod(
-    shared: &Shared,
-    s: &WatchSettings,
-    change: Change<Pod>,
-    synced: &mut Option<std::sync::mpsc::SyncSender<()>>,
-) {
+fn apply_pod(shared: &Shared, s: &WatchSettings, change: Change<Pod>) {
     match change {
         Change::Reset(pods) => {
             let metas: Vec<PodMeta> = pods.iter().filter_map(|p| pod_meta(p, s)).collect();
@@ -339,9 +392,6 @@ fn apply_pod(
                     c.upsert_pod(m);
                 }
             });
-            if let Some(tx) = synced.take() {
-                let _ = tx.try_send(());
-            }
         }
         Change::Upsert(p) => {
             if let Some(m) = pod_meta(&p, s) {
