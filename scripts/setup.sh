@@ -10,7 +10,8 @@
 # decoders' tests: nginx (TLS), postgresql, redis-server, dnsmasq with dig from bind9-dnsutils,
 # mariadb-server; python3-h2 and curl (Debian's, built with nghttp2: `--http2-prior-knowledge`)
 # for the HTTP/1.1-and-h2c server and its clients in tests/wire/shared_port_live.rs)
-# and Apache Kafka, the broker of the Kafka tests (scripts/systems/kafka.sh). Safe to run
+# Apache Kafka, the broker of the Kafka tests (scripts/systems/kafka.sh), and kube-apiserver
+# with etcd, the real API of the Kubernetes tests (scripts/systems/kubernetes.sh). Safe to run
 # again; skips what is there.
 set -euo pipefail
 
@@ -33,6 +34,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     $SUDO systemctl disable --now mariadb >/dev/null 2>&1 || true
   fi
 fi
+
+# A real Kubernetes API server and etcd, built from the Go module proxy for the `kubernetes`
+# processor's tests (scripts/systems/kubernetes.sh). Mostly compiling: it runs beside the
+# downloads below, and the set-up waits for it at the end.
+"$(dirname "$0")/systems/kubernetes.sh" &
+kubernetes_build=$!
 
 # Apache Kafka from Maven Central (Java 17 and Maven), the broker of the Kafka tests.
 "$(dirname "$0")/systems/kafka.sh"
@@ -74,3 +81,5 @@ if ! python3 -c "import psycopg" >/dev/null 2>&1; then
   python3 -m pip install -q psycopg 2>/dev/null ||
     python3 -m pip install -q --user --break-system-packages psycopg
 fi
+
+wait "$kubernetes_build" || { echo "setup: building kube-apiserver and etcd failed" >&2; exit 1; }

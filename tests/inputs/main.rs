@@ -12,6 +12,7 @@ mod forwarder;
 mod journald;
 mod journald_edges;
 mod kubernetes;
+mod kubernetes_cluster;
 mod loghub;
 mod loghub_clusters;
 mod loghub_devices;

@@ -7,6 +7,7 @@ pub mod es_server;
 pub mod image;
 pub mod kafka;
 pub mod kube_api;
+pub mod kube_cluster;
 pub mod live_http;
 pub mod loghub;
 pub mod netns;
