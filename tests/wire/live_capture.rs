@@ -263,7 +263,7 @@ fn graph_nodes_are_named_by_workload_when_kubernetes_knows_the_ip() {
         l.contains("capturing") && l.contains("\"lo\"")
     });
     let metrics_addr = wait_for_metrics_address(&rx, &mut log);
-    // The processor starts its watch on its first event and waits for the first pod list.
+    // The processor starts its watch on its first event and waits for its first lists.
     let mut stdin = child.0.stdin.take().unwrap();
     writeln!(stdin, "hello").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
