@@ -5,6 +5,7 @@
 
 use crate::support;
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -102,40 +103,60 @@ struct Agent {
 }
 
 impl Agent {
+    /// In the cluster: the service account's files at the in-cluster path.
     fn start(c: &KubeCluster, dir: &Path, account: &str, pipeline_processor: &str) -> Agent {
         let sa = dir.join(format!("sa-{account}"));
         c.service_account_files(&sa, "kube-system", account);
+        let script = "mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount \
+                      && cp \"$SA\"/* /run/secrets/kubernetes.io/serviceaccount/ && exec \"$TRAWL\" run -c \"$CFG\"";
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c", script])
+            .env("SA", &sa)
+            .env("TRAWL", env!("CARGO_BIN_EXE_trawl"))
+            .env("NODE_NAME", "node-a")
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", c.port.to_string());
+        Agent::spawn(cmd, dir, account, pipeline_processor)
+    }
+
+    /// Outside the cluster (a systemd service, a laptop): what the processor's `kubeconfig:`
+    /// names, and no in-cluster environment.
+    fn start_outside(dir: &Path, name: &str, pipeline_processor: &str) -> Agent {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trawl"));
+        cmd.args(["run", "-c"])
+            .arg(dir.join(format!("pipeline-{name}.yaml")))
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .env_remove("NODE_NAME");
+        Agent::spawn(cmd, dir, name, pipeline_processor)
+    }
+
+    /// Writes the pipeline (the node's container logs through `pipeline_processor` to stdout)
+    /// and runs `cmd`, which runs trawl on it (`CFG` in its environment).
+    fn spawn(mut cmd: Command, dir: &Path, name: &str, pipeline_processor: &str) -> Agent {
         let addr = format!("127.0.0.1:{}", free_port());
-        let cfg = dir.join(format!("pipeline-{account}.yaml"));
+        let cfg = dir.join(format!("pipeline-{name}.yaml"));
         std::fs::write(
             &cfg,
             format!(
-                "data_dir: {d}/data-{account}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  containers:\n    \
+                "data_dir: {d}/data-{name}\nhttp: {{ address: \"{addr}\" }}\ninputs:\n  containers:\n    \
                  type: file\n    paths: [\"{d}/log/containers/*.log\"]\nprocessors:\n  - {pipeline_processor}\n\
                  outputs:\n  out: {{ type: stdout }}\n",
                 d = dir.display()
             ),
         )
         .unwrap();
-        let out = dir.join(format!("events-{account}.jsonl"));
-        let log = dir.join(format!("trawl-{account}.log"));
-        let script = "mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount \
-                      && cp \"$SA\"/* /run/secrets/kubernetes.io/serviceaccount/ && exec \"$TRAWL\" run -c \"$CFG\"";
-        let child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", script])
-            .env("SA", &sa)
-            .env("TRAWL", env!("CARGO_BIN_EXE_trawl"))
+        let out = dir.join(format!("events-{name}.jsonl"));
+        let log = dir.join(format!("trawl-{name}.log"));
+        let child = cmd
             .env("CFG", &cfg)
             .env("HOME", dir)
             .env_remove("KUBECONFIG")
-            .env("NODE_NAME", "node-a")
-            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-            .env("KUBERNETES_SERVICE_PORT", c.port.to_string())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
-            .expect("unshare");
+            .expect("starting trawl");
         Agent {
             child,
             out,
@@ -439,6 +460,60 @@ fn an_account_the_api_forbids_is_told_and_its_lines_still_pass() {
     assert!(
         text.lines().any(|l| l.contains("not every first list")
             && l.contains("pods, services, replicasets, jobs")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_kubeconfig_with_a_token_and_the_clusters_ca_reaches_the_real_api() {
+    let c = KubeCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    c.apply_rbac(&std::fs::read_to_string(repo("docker/kubernetes/daemonset.yaml")).unwrap());
+    c.create("/api/v1/namespaces", json!({"metadata": {"name": NS}}));
+    let id = container_id(0xd4);
+    let uid = run_pod(
+        &c,
+        "db-0",
+        "node-a",
+        "10.244.1.20",
+        ("StatefulSet", "db", "5f0c3a52-8d6e-4c1b-9f0e-2b7d0f4e9a11"),
+        json!({"app": "db"}),
+        &id,
+    );
+    let log = pod_log(&d.join("log"), "db-0", &uid, &id);
+    write_line(&log, "db-1");
+    // As `kubectl config view --raw --minify` gives it: the server, its CA inline, a token.
+    let kubeconfig = d.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    \
+             certificate-authority-data: {}\nusers:\n- name: trawl\n  user:\n    token: {}\ncontexts:\n\
+             - name: test\n  context: {{ cluster: test, user: trawl }}\ncurrent-context: test\n",
+            c.url(),
+            base64::engine::general_purpose::STANDARD.encode(c.ca_pem()),
+            c.token("kube-system", "trawl"),
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start_outside(
+        d,
+        "outside",
+        &format!(
+            "{{ type: kubernetes, node: true, node_name: node-a, kubeconfig: '{}' }}",
+            kubeconfig.display()
+        ),
+    );
+    let e = agent.event("db-1", 60);
+    assert_eq!(e["kubernetes"]["pod"]["uid"], uid.as_str(), "{e}");
+    assert_eq!(e["kubernetes"]["statefulset"]["name"], "db", "{e}");
+    assert_eq!(e["kubernetes"]["labels"]["app"], "db", "{e}");
+    let text = agent.log();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("kubernetes") && (l.contains("WARN") || l.contains("ERROR"))),
         "{text}"
     );
 }
