@@ -138,6 +138,7 @@ fn node_metadata_for_a_log_line() {
             "node": {"name": "node-a"},
             "labels": {"app": "web", "app_kubernetes_io/name": "web", "pod-template-hash": "5d4f8b7c9"},
             "annotations": {"prometheus_io/scrape": "true"},
+            "replicaset": {"name": "web-5d4f8b7c9"},
             "deployment": {"name": "web"}
         })
     );
@@ -157,11 +158,13 @@ fn node_metadata_for_a_log_line() {
     let j = labelled(&mut p, log_line("backup-29012345-q8x7z", "ops", None));
     assert_eq!(j["kubernetes"]["job"]["name"], "backup-29012345");
     api.apply("jobs", job("backup-29012345", "ops", "backup"));
+    let mut j = Value::Null;
     wait_until("the Job's CronJob", || {
-        labelled(&mut p, log_line("backup-29012345-q8x7z", "ops", None))["kubernetes"]["cronjob"]
-            ["name"]
-            == "backup"
+        j = labelled(&mut p, log_line("backup-29012345-q8x7z", "ops", None));
+        j["kubernetes"]["cronjob"]["name"] == "backup"
     });
+    // The Job stays named beside its CronJob: one run is told from the next.
+    assert_eq!(j["kubernetes"]["job"]["name"], "backup-29012345", "{j}");
 
     // Pods of other nodes are not watched: the line passes unlabelled and is counted.
     let before = metric(&registry, "trawl_kubernetes_unlabelled_total");
@@ -196,7 +199,7 @@ fn ip_resolution_for_a_flow() {
     });
     assert_eq!(
         j["source"]["kubernetes"],
-        json!({"pod": {"name": "web-5d4f8b7c9-abcde", "uid": "uid-a"}, "namespace": "shop", "node": {"name": "node-a"}, "deployment": {"name": "web"}})
+        json!({"pod": {"name": "web-5d4f8b7c9-abcde", "uid": "uid-a"}, "namespace": "shop", "node": {"name": "node-a"}, "replicaset": {"name": "web-5d4f8b7c9"}, "deployment": {"name": "web"}})
     );
     assert_eq!(
         j["destination"]["kubernetes"],

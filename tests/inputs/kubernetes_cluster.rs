@@ -212,6 +212,8 @@ fn assert_web_pod(e: &Value, pod: &str, uid: &str, ip: &str) {
     assert_eq!(k["labels"]["app"], "web", "{e}");
     assert_eq!(k["annotations"]["prometheus_io/scrape"], "true", "{e}");
     assert_eq!(k["deployment"]["name"], "web", "{e}");
+    // Both levels, as Filebeat writes them: the ReplicaSet the pod names and its Deployment.
+    assert_eq!(k["replicaset"]["name"], "web-5d4f8b7c9", "{e}");
     assert_eq!(
         e["container"]["image"]["name"], "registry.example/web:1.4.2",
         "{e}"
@@ -318,6 +320,7 @@ fn the_daemonset_labels_its_nodes_logs_from_a_real_api_server() {
     let j = agent.event("j-1", 30);
     // The workload is the CronJob, found through the Job's owner (a metadata-only watch).
     assert_eq!(j["kubernetes"]["cronjob"]["name"], "backup", "{j}");
+    assert_eq!(j["kubernetes"]["job"]["name"], "backup-29012345", "{j}");
     assert_eq!(j["kubernetes"]["pod"]["uid"], uid_j.as_str(), "{j}");
     // Only this node's pods are held (the other node's was filtered by the API).
     wait_until(Duration::from_secs(10), "the cached pods metric", || {
@@ -398,6 +401,20 @@ fn the_daemonset_labels_its_nodes_logs_from_a_real_api_server() {
         "API server down to a new pod labelled: {:?} ({n} lines written)",
         down.elapsed()
     );
+
+    // Every line written went out exactly once, the outage and the rollout included.
+    let mut written: Vec<String> = ["a-1", "j-1", "a2-1", "a-late", "a2-during"]
+        .map(String::from)
+        .into();
+    written.extend((1..=n).map(|i| format!("a3-{i}")));
+    written.sort();
+    let mut sent: Vec<String> = agent
+        .events()
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect();
+    sent.sort();
+    assert_eq!(sent, written);
 
     let log = agent.log();
     assert!(!log.contains(" ERROR "), "{log}");

@@ -234,13 +234,26 @@ impl Cache {
 
     /// The pod's workload: a ReplicaSet's Deployment, a Job's CronJob, or the owner itself.
     pub fn workload(&self, pod: &PodMeta) -> Option<Workload> {
-        let (kind, name) = pod.owner.as_ref()?;
-        if kind == "ReplicaSet" || kind == "Job" {
-            if let Some((k, n)) = self.owners.get(&(pod.namespace.clone(), name.clone())) {
-                return Some((k.to_ascii_lowercase(), n.clone()));
-            }
-        }
-        Some((kind.to_ascii_lowercase(), name.clone()))
+        let (direct, parent) = self.owners(pod);
+        parent.or(direct)
+    }
+
+    /// The pod's controller and, for a ReplicaSet or a Job, the Deployment or CronJob behind
+    /// it. Events carry both levels, as Beats writes them: dashboards built on Filebeat's
+    /// `kubernetes.replicaset.name` or `job.name` keep working, and a rollout or one run of a
+    /// CronJob can be told apart.
+    pub fn owners(&self, pod: &PodMeta) -> (Option<Workload>, Option<Workload>) {
+        let Some((kind, name)) = pod.owner.as_ref() else {
+            return (None, None);
+        };
+        let parent = if kind == "ReplicaSet" || kind == "Job" {
+            self.owners
+                .get(&(pod.namespace.clone(), name.clone()))
+                .map(|(k, n)| (k.to_ascii_lowercase(), n.clone()))
+        } else {
+            None
+        };
+        (Some((kind.to_ascii_lowercase(), name.clone())), parent)
     }
 }
 
@@ -317,6 +330,13 @@ mod tests {
         assert_eq!(
             c.workload(c.pod_by_uid("u1").unwrap()),
             Some(("deployment".into(), "web".into()))
+        );
+        assert_eq!(
+            c.owners(c.pod_by_uid("u1").unwrap()),
+            (
+                Some(("replicaset".into(), "web-5d4f8b7c9".into())),
+                Some(("deployment".into(), "web".into()))
+            )
         );
 
         c.delete_pod("u1", t0);

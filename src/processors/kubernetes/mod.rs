@@ -17,7 +17,7 @@ use crate::event::{Event, Value};
 use crate::inputs::BuildContext;
 use crate::telemetry::metrics::Collector;
 use crate::wire::http::metrics::ServiceMap;
-use cache::{Cache, KeyFilter, PodMeta};
+use cache::{Cache, KeyFilter, PodMeta, Workload};
 use downward::Downward;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -400,9 +400,7 @@ impl Kubernetes {
                 if let Some(node) = &pod.node {
                     put(event, prefix, "node.name", node);
                 }
-                if let Some((kind, name)) = cache.workload(pod) {
-                    put(event, prefix, &format!("{kind}.name"), &name);
-                }
+                put_owners(event, prefix, cache.owners(pod));
             } else if let Some((ns, name)) = cache.service_by_ip(&ip) {
                 stats.labelled.fetch_add(1, Ordering::Relaxed);
                 put(event, prefix, "service.name", name);
@@ -416,6 +414,13 @@ impl Kubernetes {
 
 fn put(event: &mut Event, prefix: &str, key: &str, value: &str) {
     event.insert(&format!("{prefix}.{key}"), Value::String(value.to_owned()));
+}
+
+/// `<prefix>.replicaset.name` and `<prefix>.deployment.name`, or the one owner a pod has.
+fn put_owners(event: &mut Event, prefix: &str, owners: (Option<Workload>, Option<Workload>)) {
+    for (kind, name) in [owners.0, owners.1].into_iter().flatten() {
+        put(event, prefix, &format!("{kind}.name"), &name);
+    }
 }
 
 /// Labels a log line with its pod: the fields Filebeat's add_kubernetes_metadata writes.
@@ -438,9 +443,7 @@ fn label_log_event(event: &mut Event, pod: &PodMeta, cache: &Cache, container_id
             Value::Object(pod.annotations.clone()),
         );
     }
-    if let Some((kind, name)) = cache.workload(pod) {
-        put(event, "kubernetes", &format!("{kind}.name"), &name);
-    }
+    put_owners(event, "kubernetes", cache.owners(pod));
     let container_name = event
         .get("kubernetes.container.name")
         .and_then(Value::as_str)
