@@ -7,6 +7,7 @@ pub mod convert;
 pub mod dissect;
 pub mod fields;
 pub mod json;
+pub mod key_value;
 pub mod kubernetes;
 pub mod regex;
 pub mod timestamp;
@@ -95,6 +96,11 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Process
             from_node(node, path)?,
             failures(),
         ))),
+        "key_value" => Ok(Box::new(key_value::KeyValue::new(
+            from_node(node, path)?,
+            spec,
+            failures(),
+        )?)),
         "timestamp" => Ok(Box::new(timestamp::Timestamp::new(
             from_node(node, path)?,
             spec,
@@ -122,6 +128,7 @@ pub const TYPES: &[&str] = &[
     "regex",
     "dissect",
     "json",
+    "key_value",
     "timestamp",
     "kubernetes",
     "kubernetes_parser",

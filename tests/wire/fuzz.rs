@@ -136,6 +136,7 @@ fn type_name() -> impl Strategy<Value = String> {
         "regex",
         "dissect",
         "json",
+        "key_value",
         "timestamp",
         "nosuch",
     ])
