@@ -1,7 +1,7 @@
 #![no_main]
 //! Coverage-guided fuzzing of what a log line meets: line framing (a small max line), the CRI
 //! and Docker decoders, and the processor chains of the shipped example pipelines plus json,
-//! timestamp, dissect and key_value on the decoded line.
+//! timestamp, dissect, key_value and syslog on the decoded line.
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::Mutex;
@@ -23,6 +23,8 @@ const EXTRA: &str = r#"
   - { type: rename, fields: [{from: d.a, to: doc.a}], ignore_missing: true }
   - { type: key_value, target: kv, standalone_keys: true, types: {n: int, at: timestamp} }
   - { type: key_value, field: d.rest, field_split: "&;", value_split: "=:", target: q, ignore_missing: true }
+  - { type: syslog, field: doc.line, ignore_missing: true }
+  - { type: syslog, timezone: America/New_York }
   - { type: regex, patterns: ['^(?<x.y>\d+)\s+(?<level>[A-Z]+)?(?<tail>.*)$'] }
 "#;
 

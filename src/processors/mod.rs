@@ -10,6 +10,7 @@ pub mod json;
 pub mod key_value;
 pub mod kubernetes;
 pub mod regex;
+pub mod syslog;
 pub mod timestamp;
 
 use crate::config::{from_node, ComponentSpec, DeError};
@@ -101,6 +102,11 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Process
             spec,
             failures(),
         )?)),
+        "syslog" => Ok(Box::new(syslog::Syslog::new(
+            from_node(node, path)?,
+            spec,
+            failures(),
+        )?)),
         "timestamp" => Ok(Box::new(timestamp::Timestamp::new(
             from_node(node, path)?,
             spec,
@@ -129,6 +135,7 @@ pub const TYPES: &[&str] = &[
     "dissect",
     "json",
     "key_value",
+    "syslog",
     "timestamp",
     "kubernetes",
     "kubernetes_parser",

@@ -60,8 +60,9 @@ enum Format {
     },
 }
 
+/// A time zone as users name it (`timezone:`), shared with the `syslog` parser.
 #[derive(Debug, Clone, Copy)]
-enum Zone {
+pub(crate) enum Zone {
     Utc,
     Local,
     Fixed(FixedOffset),
@@ -182,7 +183,7 @@ impl Processor for Timestamp {
     }
 }
 
-fn parse_zone(name: &str) -> Option<Zone> {
+pub(crate) fn parse_zone(name: &str) -> Option<Zone> {
     match name {
         "UTC" | "utc" | "Z" => Some(Zone::Utc),
         "Local" | "local" => Some(Zone::Local),
@@ -226,7 +227,7 @@ fn parse_one(format: &Format, value: &Value, zone: Zone) -> Option<DateTime<Utc>
     }
 }
 
-fn now_in(zone: Zone) -> NaiveDateTime {
+pub(crate) fn now_in(zone: Zone) -> NaiveDateTime {
     let now = Utc::now();
     match zone {
         Zone::Utc => now.naive_utc(),
@@ -238,7 +239,7 @@ fn now_in(zone: Zone) -> NaiveDateTime {
 
 /// A wall-clock time in `zone` as an instant; in a DST fold the earlier one is taken, in a gap
 /// none exists and the value fails.
-fn localize(naive: NaiveDateTime, zone: Zone) -> Option<DateTime<Utc>> {
+pub(crate) fn localize(naive: NaiveDateTime, zone: Zone) -> Option<DateTime<Utc>> {
     fn pick<T: TimeZone>(r: LocalResult<DateTime<T>>) -> Option<DateTime<Utc>> {
         r.earliest().map(|t| t.with_timezone(&Utc))
     }

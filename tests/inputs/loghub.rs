@@ -11,7 +11,7 @@ use support::loghub::leaves;
 use support::process::shared_dir;
 
 /// Splits CSV text into rows (RFC 4180: quoted fields, `""` escapes, newlines in quotes).
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
+pub(crate) fn parse_csv(text: &str) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     let mut row = Vec::new();
     let mut field = String::new();

@@ -23,5 +23,6 @@ mod processor_workers;
 mod processors_pipeline;
 mod socket_input;
 mod stdin_input;
+mod syslog_lines;
 mod tee;
 mod tee_acks;

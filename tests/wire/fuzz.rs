@@ -137,6 +137,7 @@ fn type_name() -> impl Strategy<Value = String> {
         "dissect",
         "json",
         "key_value",
+        "syslog",
         "timestamp",
         "nosuch",
     ])

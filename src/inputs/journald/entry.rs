@@ -3,19 +3,8 @@
 //! source (unit, process, container) whose lines `multiline` joins.
 
 use crate::event::{Event, Value};
+use crate::processors::syslog::SEVERITIES;
 use chrono::{TimeZone, Utc};
-
-/// Syslog severities by PRIORITY (RFC 5424).
-const SEVERITIES: [&str; 8] = [
-    "emergency",
-    "alert",
-    "critical",
-    "error",
-    "warning",
-    "notice",
-    "informational",
-    "debug",
-];
 
 /// journald fields and where they go (ECS where it has a name; `systemd.*` otherwise).
 const MAPPED: &[(&str, &str, bool)] = &[
