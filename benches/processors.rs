@@ -1,5 +1,6 @@
-//! Parser throughput on loghub lines, one core: regex, dissect and json, each against the cost
-//! of making the events alone (the baseline, measured in the same run). Prints a Markdown table.
+//! Parser throughput on loghub lines, one core: regex, dissect, json, syslog and key_value,
+//! each against the cost of making the events alone (the baseline, measured in the same run).
+//! Prints a Markdown table.
 //! Run with `benches/processors.sh` (or `cargo bench --bench processors`).
 
 use std::path::{Path, PathBuf};
@@ -71,6 +72,12 @@ fn main() {
     let linux = lines("Linux");
     let hdfs = lines("HDFS");
     let spark = lines("Spark");
+    let openssh = lines("OpenSSH");
+    // logfmt as Go's log/slog writes it (quotes, escapes, groups): the key_value test's records.
+    let slog: Vec<String> = include_str!("../tests/data/logfmt/slog.txt")
+        .lines()
+        .map(str::to_owned)
+        .collect();
     // JSON lines made of the HDFS lines' parts, as an application logging JSON would write them.
     let json: Vec<String> = hdfs
         .iter()
@@ -90,6 +97,9 @@ fn main() {
         ("dissect", "HDFS", &hdfs, "{type: dissect, tokenizer: '%{date} %{time} %{process.pid} %{log.level} %{log.logger}: %{message}'}".to_owned()),
         ("dissect", "Spark", &spark, "{type: dissect, tokenizer: '%{date} %{time} %{log.level} %{log.logger}: %{message}'}".to_owned()),
         ("json", "HDFS as JSON", &json, "{type: json, overwrite_keys: true}".to_owned()),
+        ("syslog", "Linux", &linux, "{type: syslog, timezone: UTC}".to_owned()),
+        ("syslog", "OpenSSH", &openssh, "{type: syslog, timezone: Europe/Paris}".to_owned()),
+        ("key_value", "Go slog logfmt", &slog, "{type: key_value}".to_owned()),
     ];
 
     println!("| processor | lines | lines/s | MB/s | baseline lines/s (events only) | processor alone lines/s | goal |");
