@@ -53,6 +53,17 @@ const BUILT_IN: &[(&str, &str)] = &[
            {type: timestamp, field: klog_time, formats: '%m%d %H:%M:%S%.f', ignore_missing: true},
            {type: remove, fields: [klog_time]}]"#,
     ),
+    (
+        // logfmt, as Go's log/slog text handler, go-kit and logrus write it:
+        // `time=2026-12-07T10:00:00.000Z level=WARN msg="slow query" took=2.1s`. Keys go under
+        // `logfmt` (a logfmt `host=` must not replace the event's `host`); the level and the
+        // time go where dashboards look, the line stays in `message`.
+        "logfmt",
+        r#"[{type: key_value, target: logfmt, tag_on_failure: _logfmt_parse_failure},
+           {type: rename, fields: [{from: logfmt.level, to: log.level}], ignore_missing: true},
+           {type: timestamp, field: logfmt.time, formats: rfc3339, ignore_missing: true},
+           {type: timestamp, field: logfmt.ts, formats: rfc3339, ignore_missing: true}]"#,
+    ),
 ];
 
 /// `nginx` is `apache`'s format under the name nginx users look for.
@@ -317,6 +328,30 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.path.as_deref(), Some("processors[0].parsers.k.type"));
+    }
+
+    #[test]
+    fn logfmt_lines() {
+        let mut p = build("{type: kubernetes_parser}").unwrap();
+        let mut e = with_pod(
+            r#"time=2026-12-07T10:00:00.250Z level=WARN msg="slow query" took=2.1s host=db-1 req.id=7"#,
+            "api",
+            json!({"trawl_io/parser": "logfmt"}),
+        );
+        p.process(&mut e);
+        let j = json(&e);
+        assert_eq!(j["log"]["level"], json!("WARN"));
+        assert_eq!(j["@timestamp"], json!("2026-12-07T10:00:00.250000Z"));
+        assert_eq!(
+            j["logfmt"],
+            json!({"time": "2026-12-07T10:00:00.250Z", "msg": "slow query", "took": "2.1s", "host": "db-1", "req": {"id": "7"}})
+        );
+        assert!(j.get("tags").is_none(), "{j}");
+        // Not logfmt: the line passes with the parser's tag.
+        let mut e = with_pod("plain words", "api", json!({"trawl_io/parser": "logfmt"}));
+        p.process(&mut e);
+        assert!(e.has_tag("_logfmt_parse_failure"));
+        assert_eq!(json(&e)["message"], json!("plain words"));
     }
 
     #[test]
