@@ -71,6 +71,21 @@ impl Conversion {
 /// The `types:` map of a parser: capture name → type name, checked when the parser is built.
 pub type TypesConfig = BTreeMap<String, TypeName>;
 
+/// The conversion of one `types:` entry, or the configuration error at `<path>.types.<name>`.
+pub fn of_entry(
+    name: &str,
+    ty: &TypeName,
+    spec: &crate::config::ComponentSpec,
+) -> Result<Conversion, crate::config::DeError> {
+    Conversion::from_name(&ty.0).ok_or_else(|| {
+        crate::config::DeError::new(
+            format!("unknown type `{}`: expected one of {NAMES}", ty.0),
+            spec.mark,
+            &format!("{}.types.{name}", spec.path),
+        )
+    })
+}
+
 /// One type name as written, kept as text so that an unknown one is reported at its key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(transparent)]

@@ -116,17 +116,7 @@ impl Dissect {
             .map_err(|m| DeError::new(m, spec.mark, &format!("{}.tokenizer", spec.path)))?;
         for (name, ty) in &config.types {
             let at = format!("{}.types.{name}", spec.path);
-            let conversion = Conversion::from_name(&ty.0).ok_or_else(|| {
-                DeError::new(
-                    format!(
-                        "unknown type `{}`: expected one of {}",
-                        ty.0,
-                        convert::NAMES
-                    ),
-                    spec.mark,
-                    &at,
-                )
-            })?;
+            let conversion = convert::of_entry(name, ty, spec)?;
             let mut found = false;
             for (key, _) in &mut tokenizer.fields {
                 if key.path.is_some() && key.name == *name {

@@ -156,18 +156,7 @@ impl KeyValue {
         }
         let mut types = BTreeMap::new();
         for (name, ty) in &config.types {
-            let conversion = Conversion::from_name(&ty.0).ok_or_else(|| {
-                DeError::new(
-                    format!(
-                        "unknown type `{}`: expected one of {}",
-                        ty.0,
-                        convert::NAMES
-                    ),
-                    spec.mark,
-                    &at(&format!("types.{name}")),
-                )
-            })?;
-            types.insert(name.clone(), conversion);
+            types.insert(name.clone(), convert::of_entry(name, ty, spec)?);
         }
         Ok(KeyValue {
             field: config.field,

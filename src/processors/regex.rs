@@ -238,17 +238,7 @@ impl RegexParser {
         }
         let mut types = std::collections::BTreeMap::new();
         for (name, ty) in &config.types {
-            let conversion = Conversion::from_name(&ty.0).ok_or_else(|| {
-                DeError::new(
-                    format!(
-                        "unknown type `{}`: expected one of {}",
-                        ty.0,
-                        convert::NAMES
-                    ),
-                    spec.mark,
-                    &format!("{}.types.{name}", spec.path),
-                )
-            })?;
+            let conversion = convert::of_entry(name, ty, spec)?;
             types.insert(name.as_str(), conversion);
         }
         let mut typed_names = std::collections::BTreeSet::new();
