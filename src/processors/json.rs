@@ -46,8 +46,7 @@ impl Json {
     }
 
     fn fail(&self, event: &mut Event, what: &dyn fmt::Display) -> Verdict {
-        self.failures.record(what);
-        event.add_tag(&self.config.tag_on_failure);
+        self.failures.tag(event, &self.config.tag_on_failure, what);
         Verdict::Keep
     }
 }

@@ -241,11 +241,6 @@ impl KeyValue {
         }
         reading
     }
-
-    fn fail(&self, event: &mut Event, what: &dyn std::fmt::Display) {
-        self.failures.record(what);
-        event.add_tag(&self.tag_on_failure);
-    }
 }
 
 /// Reads a quoted text starting at `s` (which opens with `quote`), with the escapes Go's
@@ -321,21 +316,16 @@ fn unquote(s: &str, quote: char) -> (String, &str, bool) {
 impl Processor for KeyValue {
     fn process(&mut self, event: &mut Event) -> Verdict {
         let Some((text, from)) = take_text(event, &self.field) else {
-            if !self.ignore_missing {
-                self.fail(
-                    event,
-                    &format_args!("field `{}` is missing or not text", self.field),
-                );
-            }
+            let (field, tag) = (&self.field, &self.tag_on_failure);
+            self.failures
+                .not_text(event, field, self.ignore_missing, tag);
             return Verdict::Keep;
         };
         let reading = self.read(&text);
         restore_text(event, &self.field, from, text);
         if reading.pairs.is_empty() {
-            self.fail(
-                event,
-                &format_args!("field `{}` holds no key-value pair", self.field),
-            );
+            let what = format_args!("field `{}` holds no key-value pair", self.field);
+            self.failures.tag(event, &self.tag_on_failure, &what);
             return Verdict::Keep;
         }
         let mut failed = reading.unterminated;

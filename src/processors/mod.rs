@@ -280,6 +280,24 @@ impl Failures {
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
+
+    /// Records one failure and tags the event, which goes on as it was.
+    pub fn tag(&self, event: &mut Event, tag: &str, what: &dyn std::fmt::Display) {
+        self.record(what);
+        event.add_tag(tag);
+    }
+
+    /// The field a parser reads is absent or holds no text: a failure, unless the parser was
+    /// told to ignore a missing field.
+    pub fn not_text(&self, event: &mut Event, field: &str, ignore_missing: bool, tag: &str) {
+        if !ignore_missing {
+            self.tag(
+                event,
+                tag,
+                &format_args!("field `{field}` is missing or not text"),
+            );
+        }
+    }
 }
 
 impl Collector for Failures {

@@ -333,13 +333,9 @@ impl RegexParser {
 impl Processor for RegexParser {
     fn process(&mut self, event: &mut Event) -> Verdict {
         let Some((text, from)) = take_text(event, &self.field) else {
-            if !self.ignore_missing {
-                self.failures.record(&format_args!(
-                    "field `{}` is missing or not text",
-                    self.field
-                ));
-                event.add_tag(&self.tag_on_failure);
-            }
+            let (field, tag) = (&self.field, &self.tag_on_failure);
+            self.failures
+                .not_text(event, field, self.ignore_missing, tag);
             return Verdict::Keep;
         };
         // Where each value is in the text first; how they are written depends on whether a

@@ -3,7 +3,7 @@
 //! structured data) into `@timestamp`, `log.syslog.*`, `host.hostname`, `process.*`, `message`.
 
 use super::timestamp::{localize, now_in, parse_zone, Zone};
-use super::{default_field, Failures, Processor, Verdict};
+use super::{default_field, restore_text, take_text, Failures, Processor, Verdict};
 use crate::config::{ComponentSpec, DeError};
 use crate::event::{Event, Map, Value};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -322,25 +322,19 @@ fn structured_data(s: &str) -> Option<(Map, &str)> {
 
 impl Processor for Syslog {
     fn process(&mut self, event: &mut Event) -> Verdict {
-        let text = match event.get(&self.field) {
-            Some(Value::String(s)) => s.clone(),
-            _ => {
-                if !self.ignore_missing {
-                    self.failures.record(&format_args!(
-                        "field `{}` is missing or not text",
-                        self.field
-                    ));
-                    event.add_tag(&self.tag_on_failure);
-                }
-                return Verdict::Keep;
-            }
+        let Some((text, from)) = take_text(event, &self.field) else {
+            let (field, tag) = (&self.field, &self.tag_on_failure);
+            self.failures
+                .not_text(event, field, self.ignore_missing, tag);
+            return Verdict::Keep;
         };
         let Some(line) = self.parse(&text) else {
-            self.failures.record(&format_args!(
+            restore_text(event, &self.field, from, text);
+            let what = format_args!(
                 "field `{}` is not a syslog line (RFC 3164 or 5424)",
                 self.field
-            ));
-            event.add_tag(&self.tag_on_failure);
+            );
+            self.failures.tag(event, &self.tag_on_failure, &what);
             return Verdict::Keep;
         };
         if let Some(p) = line.priority {
