@@ -1,4 +1,4 @@
-//! Parser throughput on loghub lines, one core: regex, dissect, json, syslog and key_value,
+//! Parser throughput on loghub lines, one core: regex, dissect, json, syslog, key_value and redact,
 //! each against the cost of making the events alone (the baseline, measured in the same run).
 //! Prints a Markdown table.
 //! Run with `benches/processors.sh` (or `cargo bench --bench processors`).
@@ -60,6 +60,9 @@ fn measure(lines: &[String], mut p: Option<&mut Box<dyn Processor>>, min: Durati
     (n as f64 / secs, (bytes as f64 / secs) as u64)
 }
 
+const REDACT_ALL: &str =
+    "credit_card, email, bearer_token, authorization, jwt, aws_access_key_id, url_password, password";
+
 fn main() {
     let min = Duration::from_millis(
         std::env::var("BENCH_MS")
@@ -100,6 +103,9 @@ fn main() {
         ("syslog", "Linux", &linux, "{type: syslog, timezone: UTC}".to_owned()),
         ("syslog", "OpenSSH", &openssh, "{type: syslog, timezone: Europe/Paris}".to_owned()),
         ("key_value", "Go slog logfmt", &slog, "{type: key_value}".to_owned()),
+        ("redact (all 8 built-ins)", "Linux", &linux, format!("{{type: redact, builtins: [{REDACT_ALL}]}}")),
+        ("redact (all 8 built-ins)", "Go slog logfmt", &slog, format!("{{type: redact, builtins: [{REDACT_ALL}]}}")),
+        ("redact (card numbers only)", "Apache", &apache, "{type: redact, builtins: [credit_card]}".to_owned()),
     ];
 
     println!("| processor | lines | lines/s | MB/s | baseline lines/s (events only) | processor alone lines/s | goal |");

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod json;
 pub mod key_value;
 pub mod kubernetes;
+pub mod redact;
 pub mod regex;
 pub mod syslog;
 pub mod timestamp;
@@ -107,6 +108,11 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Process
             spec,
             failures(),
         )?)),
+        "redact" => Ok(Box::new(redact::Redact::new(
+            from_node(node, path)?,
+            spec,
+            ctx,
+        )?)),
         "timestamp" => Ok(Box::new(timestamp::Timestamp::new(
             from_node(node, path)?,
             spec,
@@ -136,6 +142,7 @@ pub const TYPES: &[&str] = &[
     "json",
     "key_value",
     "syslog",
+    "redact",
     "timestamp",
     "kubernetes",
     "kubernetes_parser",

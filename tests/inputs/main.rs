@@ -21,6 +21,7 @@ mod pipeline;
 mod pipelines;
 mod processor_workers;
 mod processors_pipeline;
+mod redact_lines;
 mod socket_input;
 mod stdin_input;
 mod syslog_lines;

@@ -138,6 +138,7 @@ fn type_name() -> impl Strategy<Value = String> {
         "json",
         "key_value",
         "syslog",
+        "redact",
         "timestamp",
         "nosuch",
     ])
