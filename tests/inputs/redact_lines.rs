@@ -4,8 +4,7 @@
 
 use crate::support;
 use std::path::Path;
-use std::process::Command;
-use support::process::run_on_stdin;
+use support::process::{run_on_stdin, validate};
 
 fn pipeline(dir: &Path, processors: &str) -> std::path::PathBuf {
     let p = dir.join("redact.yaml");
@@ -83,13 +82,8 @@ fn an_unknown_detector_or_a_bad_pattern_fails_validate_at_its_line_and_key() {
         tmp.path(),
         "  - type: redact\n    builtins:\n      - email\n      - ssn\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["validate", "-c"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = validate(&p);
+    assert_eq!(code, Some(1), "{err}");
     let f = p.display().to_string();
     assert!(
         err.contains(&format!(
@@ -101,13 +95,8 @@ fn an_unknown_detector_or_a_bad_pattern_fails_validate_at_its_line_and_key() {
         tmp.path(),
         "  - { type: redact, patterns: ['token=(?<secret>\\w+', 'ok'] }\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(["validate", "-c"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = validate(&p);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("processors[0].patterns[0]: expected a regular expression"),
         "{err}"

@@ -293,6 +293,19 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// `trawl validate -c config`: its exit code and what it wrote on stderr.
+pub fn validate(config: &Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["validate", "-c"])
+        .arg(config)
+        .output()
+        .expect("run trawl validate");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs `trawl run -c config` to completion with `input` on stdin (written from a thread, so
 /// that a full stdout pipe cannot stall the writer) and returns its stdout as JSON lines;
 /// trawl failing fails the test with its stderr.
