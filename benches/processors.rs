@@ -1,4 +1,5 @@
-//! Parser throughput on loghub lines, one core: regex, dissect, json, syslog, key_value and redact,
+//! Parser throughput on loghub lines, one core: regex, dissect, json, syslog, key_value, redact
+//! and throttle,
 //! each against the cost of making the events alone (the baseline, measured in the same run).
 //! Prints a Markdown table.
 //! Run with `benches/processors.sh` (or `cargo bench --bench processors`).
@@ -106,6 +107,11 @@ fn main() {
         ("redact (all 8 built-ins)", "Linux", &linux, format!("{{type: redact, builtins: [{REDACT_ALL}]}}")),
         ("redact (all 8 built-ins)", "Go slog logfmt", &slog, format!("{{type: redact, builtins: [{REDACT_ALL}]}}")),
         ("redact (card numbers only)", "Apache", &apache, "{type: redact, builtins: [credit_card]}".to_owned()),
+        // One budget, never used up: the cost every event pays (a clock read, a lock, a look-up).
+        ("throttle (no key, under the limit)", "Linux", &linux, "{type: throttle, limit: 1000000000}".to_owned()),
+        // A key per line read from a text field (2,000 keys, each over its limit after its first
+        // event): hashing the key, and the drop path.
+        ("throttle (key = message, limit 1/h)", "Linux", &linux, "{type: throttle, limit: 1, window: 1h, key_fields: [message]}".to_owned()),
     ];
 
     println!("| processor | lines | lines/s | MB/s | baseline lines/s (events only) | processor alone lines/s | goal |");

@@ -12,6 +12,7 @@ pub mod kubernetes;
 pub mod redact;
 pub mod regex;
 pub mod syslog;
+pub mod throttle;
 pub mod timestamp;
 
 use crate::config::{from_node, ComponentSpec, DeError};
@@ -113,6 +114,10 @@ pub fn build(spec: &ComponentSpec, ctx: &BuildContext) -> Result<Box<dyn Process
             spec,
             ctx,
         )?)),
+        "throttle" => Ok(Box::new(throttle::Throttle::new(
+            from_node(node, path)?,
+            spec,
+        )?)),
         "timestamp" => Ok(Box::new(timestamp::Timestamp::new(
             from_node(node, path)?,
             spec,
@@ -143,6 +148,7 @@ pub const TYPES: &[&str] = &[
     "key_value",
     "syslog",
     "redact",
+    "throttle",
     "timestamp",
     "kubernetes",
     "kubernetes_parser",

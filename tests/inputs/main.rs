@@ -27,3 +27,4 @@ mod stdin_input;
 mod syslog_lines;
 mod tee;
 mod tee_acks;
+mod throttle_lines;

@@ -139,6 +139,7 @@ fn type_name() -> impl Strategy<Value = String> {
         "key_value",
         "syslog",
         "redact",
+        "throttle",
         "timestamp",
         "nosuch",
     ])
