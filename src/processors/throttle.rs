@@ -284,8 +284,10 @@ impl Processor for Throttle {
     }
 
     /// The copies share the budgets: `limit` holds for the chain, however many threads run it.
+    /// Not on the event clock: threads taking turns on batches far apart in time would move a
+    /// key's time back and forth, and a budget cannot earn back a span it jumped over.
     fn fork(&self) -> Option<Box<dyn Processor>> {
-        Some(Box::new(self.clone()))
+        (self.clock == Clock::Processing).then(|| Box::new(self.clone()) as Box<dyn Processor>)
     }
 }
 

@@ -111,3 +111,41 @@ fn a_limit_of_zero_fails_validate_at_its_line_and_key() {
         "{err}"
     );
 }
+
+/// A minute an app logged at 100 lines/s, read as one backlog (after an outage, a restart):
+/// with `clock: event` it passes whole under a limit of 100/s; on the processing clock the
+/// same limit keeps about one second's worth.
+#[test]
+fn a_backlog_passes_on_the_event_clock_at_the_rate_it_was_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let backlog: String = (0..6000)
+        .map(|i| {
+            let t = start + chrono::Duration::milliseconds(i * 10);
+            format!(
+                "{{\"time\":\"{}\",\"msg\":\"line {i:04}\"}}\n",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            )
+        })
+        .collect();
+    let run = |clock: &str| {
+        let p = write_file(
+            tmp.path(),
+            &format!("{clock}.yaml"),
+            &format!(
+                "inputs:\n  app: {{ type: stdin }}\nprocessors:\n  \
+                 - {{ type: json, target: doc }}\n  \
+                 - {{ type: timestamp, field: doc.time, formats: [rfc3339] }}\n  \
+                 - {{ type: throttle, limit: 100, window: 1s, clock: {clock} }}\n\
+                 outputs:\n  o: {{ type: stdout }}\nhttp: {{ enabled: false }}\n"
+            ),
+        );
+        support::process::run_on_stdin(&p, tmp.path(), &backlog)
+    };
+    let events = run("event");
+    assert_eq!(events.len(), 6000);
+    assert_eq!(events[5999]["doc"]["msg"], "line 5999");
+    let n = run("processing").len();
+    // One second's budget, plus what the seconds of reading earn back.
+    assert!((100..3000).contains(&n), "{n} of 6000 passed");
+}
