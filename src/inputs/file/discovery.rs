@@ -518,6 +518,9 @@ impl Discovery {
                     }
                     if file_name.ends_with(".gz") {
                         out.compressed.push((link.clone(), entry.path()));
+                    } else if file_name.ends_with(".tmp") {
+                        // kubelet's `.gz` being written (`compressLog`: `<f>.tmp`, then renamed
+                        // to `<f>.gz`): gzip bytes, found as a `.gz` once done.
                     } else {
                         out.rotated
                             .push((link.clone(), FileKey::of(&md), entry.path()));

@@ -54,6 +54,13 @@ impl Fingerprint {
     }
 }
 
+/// Whether `file` begins with gzip's magic bytes (RFC 1952): a compressed file, never a text
+/// log to read line by line.
+pub fn starts_gzip(file: &File) -> bool {
+    let mut magic = [0u8; 2];
+    matches!(read_at_full(file, &mut magic, 0), Ok(2)) && magic == [0x1f, 0x8b]
+}
+
 /// How many bytes before an offset are kept to check that a file still holds what was read up
 /// to there: the first bytes alone do not tell a file truncated and rewritten with the same
 /// header (a banner, a CSV header, a fixed preamble) past the old offset from the same file grown.

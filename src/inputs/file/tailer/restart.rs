@@ -4,7 +4,7 @@
 use super::compressed::{find_compressed, gunzip_prefix, lines_past, MAX_COMPRESSED_PER_FOLDER};
 use super::Tailer;
 use crate::inputs::file::discovery;
-use crate::inputs::file::identity::{end_mark_matches, FileKey, Fingerprint};
+use crate::inputs::file::identity::{end_mark_matches, starts_gzip, FileKey, Fingerprint};
 use crate::inputs::file::registry::{Entry, Truncation};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -139,6 +139,26 @@ impl Tailer {
                     continue;
                 }
             };
+            if starts_gzip(&file) {
+                // A gzip with the entry's inode: kubelet's `.gz` of a rotated file, which took
+                // the inode of one it deleted (with an entry known empty, no first bytes tell
+                // them apart), never a text log renamed. Read as text, its compressed bytes
+                // would be shipped as lines. Left to the compressed-file search.
+                missing.insert(key, entry);
+                continue;
+            }
+            let vacuous = entry.fp_len == 0;
+            let born_since = || {
+                file.metadata()
+                    .ok()
+                    .and_then(|md| birth(&entry, &md))
+                    .is_some_and(|b| b == Birth::Since)
+            };
+            if vacuous && born_since() {
+                // Known empty, and this file was created since: a new file given the inode.
+                missing.insert(key, entry);
+                continue;
+            }
             let same_start = entry.fingerprint().matches(&file).unwrap_or(false);
             if !same_start && only_same_start.contains(&key) {
                 // Found beside the link's target, where kubelet's rotated and compressed files

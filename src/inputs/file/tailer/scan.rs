@@ -8,7 +8,9 @@ use super::restart::took_a_gone_files_inode;
 use super::{entry_for, Tailer, COPY_WAIT};
 use crate::inputs::file::container;
 use crate::inputs::file::discovery::Found;
-use crate::inputs::file::identity::{end_mark_matches, new_stream_id, FileKey, Fingerprint};
+use crate::inputs::file::identity::{
+    end_mark_matches, new_stream_id, starts_gzip, FileKey, Fingerprint,
+};
 use crate::inputs::file::reader::{Decoder, Tail, TailMeta};
 use crate::inputs::file::registry::{now_ms, Truncation};
 use crate::inputs::file::StartAt;
@@ -105,6 +107,11 @@ impl Tailer {
                 continue;
             }
             match File::open(actual) {
+                Ok(f) if starts_gzip(&f) => {
+                    // Compressed under a plain name (a `.gz` being written, a rotation scheme's
+                    // own): read as text, its bytes would be shipped as lines.
+                    tracing::info!(input = %self.ctx.name, path = %actual.display(), "a rotated file is gzip-compressed under a name without .gz: not read as text");
+                }
                 Ok(f) => {
                     if known {
                         tracing::info!(input = %self.ctx.name, path = %actual.display(), "resuming a file rotated while trawl was stopped");
