@@ -433,4 +433,11 @@ pub(crate) mod test_support {
     pub fn json(e: &Event) -> serde_json::Value {
         serde_json::to_value(&e.fields).expect("serializable")
     }
+
+    /// Asserts that `yaml` is refused at the key `at`, with a message that says `says`.
+    pub fn assert_refused(yaml: &str, at: &str, says: &str) {
+        let err = build(yaml).err().expect(yaml);
+        assert_eq!(err.path.as_deref(), Some(at), "{yaml}: {err}");
+        assert!(err.to_string().contains(says), "{yaml}: {err}");
+    }
 }

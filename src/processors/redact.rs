@@ -352,7 +352,7 @@ impl Processor for Redact {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{build, event, json};
+    use super::super::test_support::{assert_refused, build, event, json};
 
     fn redact(config: &str, line: &str) -> String {
         let mut p = build(&format!("{{type: redact, {config}}}")).expect("config");
@@ -508,9 +508,7 @@ mod tests {
                 "expected a regular expression",
             ),
         ] {
-            let err = build(config).err().expect(config);
-            assert_eq!(err.path.as_deref(), Some(at), "{config}: {err}");
-            assert!(err.to_string().contains(says), "{config}: {err}");
+            assert_refused(config, at, says);
         }
         assert!(build("{type: redact, builtin: [email]}").is_err());
     }

@@ -293,7 +293,7 @@ impl Processor for Throttle {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{build, event};
+    use super::super::test_support::{assert_refused, build, event};
     use super::*;
 
     fn throttle(config: &str) -> Throttle {
@@ -483,9 +483,7 @@ mod tests {
                 "field name",
             ),
         ] {
-            let err = build(config).err().expect(config);
-            assert_eq!(err.path.as_deref(), Some(at), "{config}: {err}");
-            assert!(err.to_string().contains(says), "{config}: {err}");
+            assert_refused(config, at, says);
         }
         for config in ["{type: throttle, limit: 5, per: pod}", "{type: throttle}"] {
             assert!(build(config).is_err(), "{config}");

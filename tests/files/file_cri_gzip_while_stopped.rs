@@ -4,7 +4,7 @@
 //! runtime wrote since trawl first ran is delivered once, also those only in a `.gz` trawl
 //! never saw; older compressed history is left alone.
 
-use crate::pod::{kubelet_gzip, Pod};
+use crate::pod::{kubelet_gzip, kubelet_gzip_finished, kubelet_gzip_started, Pod};
 use crate::support;
 
 use serde_json::Value;
@@ -266,28 +266,14 @@ fn a_gz_being_written_when_trawl_starts_is_never_read_as_text() {
     let rotated = pod.kubelet_rotate();
     write_lines(&pod, 10, 20);
     // kubelet's `compressLog`, cut short by trawl's start: the `.tmp` written, not renamed yet.
-    let tmp = rotated.with_file_name(format!(
-        "{}.tmp",
-        rotated.file_name().unwrap().to_string_lossy()
-    ));
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(&tmp).unwrap(),
-        flate2::Compression::default(),
-    );
-    std::io::Write::write_all(&mut enc, &std::fs::read(&rotated).unwrap()).unwrap();
-    enc.finish().unwrap().sync_all().unwrap();
+    let tmp = kubelet_gzip_started(&rotated);
     let mut second = pod.start("out2.json");
     second.wait_for(20, "the lines written while trawl was stopped", |ev| {
         let c = counts(ev);
         (5..20).all(|i| c.contains_key(&line(i)))
     });
     // kubelet finishes: the `.gz` takes the `.tmp`'s inode, the plain file goes.
-    let gz = rotated.with_file_name(format!(
-        "{}.gz",
-        rotated.file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::rename(&tmp, &gz).unwrap();
-    std::fs::remove_file(&rotated).unwrap();
+    kubelet_gzip_finished(&rotated, &tmp);
     write_lines(&pod, 20, 25);
     second.wait_for(20, "the lines after the compression", |ev| {
         counts(ev).contains_key(&line(24))

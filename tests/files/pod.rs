@@ -177,17 +177,32 @@ pub fn split_json_line(n: usize) -> (String, String, String) {
 
 /// What kubelet's `compressLog` does: `<f>.tmp` written, renamed to `<f>.gz`, `<f>` deleted.
 pub fn kubelet_gzip(plain: &Path) {
-    let gz = plain.with_file_name(format!(
-        "{}.gz",
+    let tmp = kubelet_gzip_started(plain);
+    kubelet_gzip_finished(plain, &tmp);
+}
+
+/// The first half of `compressLog`: the gzip of `plain` written to `<f>.tmp` (returned), as a
+/// start in the middle of kubelet's compression finds it.
+pub fn kubelet_gzip_started(plain: &Path) -> PathBuf {
+    let tmp = plain.with_file_name(format!(
+        "{}.tmp",
         plain.file_name().unwrap().to_string_lossy()
     ));
-    let tmp = gz.with_extension("tmp");
     let mut enc = flate2::write::GzEncoder::new(
         std::fs::File::create(&tmp).unwrap(),
         flate2::Compression::default(),
     );
     enc.write_all(&std::fs::read(plain).unwrap()).unwrap();
     enc.finish().unwrap().sync_all().unwrap();
-    std::fs::rename(&tmp, &gz).unwrap();
+    tmp
+}
+
+/// The second half: `<f>.tmp` renamed to `<f>.gz` (the same inode), `<f>` deleted.
+pub fn kubelet_gzip_finished(plain: &Path, tmp: &Path) {
+    let gz = plain.with_file_name(format!(
+        "{}.gz",
+        plain.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::rename(tmp, &gz).unwrap();
     std::fs::remove_file(plain).unwrap();
 }
