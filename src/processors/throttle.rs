@@ -176,7 +176,7 @@ impl Throttle {
     /// Whether an event of the current key may pass at `now`; takes its share of the budget.
     fn admit(&self, now: i128) -> bool {
         let mut b = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
-        let capacity = self.limit * self.window_ns;
+        let capacity = self.capacity();
         if b.next_sweep.is_none_or(|t| now >= t) {
             self.sweep(&mut b, now);
         }
@@ -207,9 +207,15 @@ impl Throttle {
         pass
     }
 
+    /// A whole budget: `limit` events (saturating: a window of centuries and a huge limit
+    /// mean "never throttled", not an overflow).
+    fn capacity(&self) -> u128 {
+        self.limit.saturating_mul(self.window_ns)
+    }
+
     fn take(&self, bucket: &mut Bucket, now: i128) -> bool {
-        let earned = since(bucket.last, now) * self.limit;
-        bucket.credit = (bucket.credit + earned).min(self.limit * self.window_ns);
+        let earned = since(bucket.last, now).saturating_mul(self.limit);
+        bucket.credit = bucket.credit.saturating_add(earned).min(self.capacity());
         bucket.last = bucket.last.max(now);
         if bucket.credit >= self.window_ns {
             bucket.credit -= self.window_ns;
@@ -222,14 +228,19 @@ impl Throttle {
     /// Forgets the keys whose budget is whole again (they behave as new keys): the table holds
     /// only keys seen within about a window. Run at most once a window.
     fn sweep(&self, b: &mut Budgets, now: i128) {
-        let capacity = self.limit * self.window_ns;
+        let capacity = self.capacity();
         let limit = self.limit;
-        b.buckets
-            .retain(|_, bucket| bucket.credit + since(bucket.last, now) * limit < capacity);
+        b.buckets.retain(|_, bucket| {
+            bucket
+                .credit
+                .saturating_add(since(bucket.last, now).saturating_mul(limit))
+                < capacity
+        });
         if b.buckets.capacity() > 4 * b.buckets.len().max(64) {
             b.buckets.shrink_to_fit();
         }
-        b.next_sweep = Some(now + self.window_ns as i128);
+        b.next_sweep =
+            Some(now.saturating_add(i128::try_from(self.window_ns).unwrap_or(i128::MAX)));
     }
 
     /// Counts a dropped event; the first is logged at once with its key, later ones as a total
@@ -270,7 +281,7 @@ impl Throttle {
 
 /// Nanoseconds from `then` to `now`; none when `now` is earlier (an event out of order).
 fn since(then: i128, now: i128) -> u128 {
-    u128::try_from(now - then).unwrap_or(0)
+    u128::try_from(now.saturating_sub(then)).unwrap_or(0)
 }
 
 impl Processor for Throttle {
@@ -442,6 +453,32 @@ mod tests {
         assert_eq!(t.process(&mut at(now - Span::hours(1))), Verdict::Drop);
         std::thread::sleep(std::time::Duration::from_millis(600));
         assert_eq!(t.process(&mut at(Utc::now())), Verdict::Keep);
+    }
+
+    #[test]
+    fn extreme_limits_windows_and_times_neither_overflow_nor_panic() {
+        use chrono::{TimeZone, Utc};
+        for config in [
+            "{type: throttle, limit: 18446744073709551615, window: 876000h}",
+            "{type: throttle, limit: 18446744073709551615, window: 876000h, clock: event}",
+            "{type: throttle, limit: 1, window: 1ms, clock: event}",
+        ] {
+            let mut t = build(config).unwrap();
+            for ts in [
+                Utc.with_ymd_and_hms(1900, 1, 1, 0, 0, 0).unwrap(),
+                Utc::now(),
+                Utc.with_ymd_and_hms(1600, 1, 1, 0, 0, 0).unwrap(),
+                Utc.with_ymd_and_hms(9999, 1, 1, 0, 0, 0).unwrap(),
+            ] {
+                t.process(&mut Event::from_message("app".into(), ts, "x".into()));
+            }
+            // A millisecond window earns one event back per millisecond.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let kept = (0..1000)
+                .filter(|_| t.process(&mut event("x")) == Verdict::Keep)
+                .count();
+            assert!(kept >= 1, "{config}: {kept}");
+        }
     }
 
     #[test]
