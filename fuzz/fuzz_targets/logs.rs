@@ -1,7 +1,7 @@
 #![no_main]
 //! Coverage-guided fuzzing of what a log line meets: line framing (a small max line), the CRI
 //! and Docker decoders, and the processor chains of the shipped example pipelines plus json,
-//! timestamp, dissect, key_value, syslog and redact on the decoded line.
+//! timestamp, dissect, key_value, syslog, redact and throttle on the decoded line.
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::Mutex;
@@ -27,6 +27,7 @@ const EXTRA: &str = r#"
   - { type: syslog, timezone: America/New_York }
   - { type: regex, patterns: ['^(?<x.y>\d+)\s+(?<level>[A-Z]+)?(?<tail>.*)$'] }
   - { type: redact, fields: [message, kv.password, doc.a], builtins: [credit_card, email, bearer_token, authorization, jwt, aws_access_key_id, url_password, password], patterns: ['id=(?<secret>\w+)'], tag: redacted }
+  - { type: throttle, limit: 1000, key_fields: [message, doc.a, kv.n], clock: event }
 "#;
 
 fn chains() -> &'static Vec<Mutex<Vec<Box<dyn Processor>>>> {
