@@ -147,18 +147,6 @@ impl Tailer {
                 missing.insert(key, entry);
                 continue;
             }
-            let vacuous = entry.fp_len == 0;
-            let born_since = || {
-                file.metadata()
-                    .ok()
-                    .and_then(|md| birth(&entry, &md))
-                    .is_some_and(|b| b == Birth::Since)
-            };
-            if vacuous && born_since() {
-                // Known empty, and this file was created since: a new file given the inode.
-                missing.insert(key, entry);
-                continue;
-            }
             let same_start = entry.fingerprint().matches(&file).unwrap_or(false);
             if !same_start && only_same_start.contains(&key) {
                 // Found beside the link's target, where kubelet's rotated and compressed files
